@@ -1,0 +1,302 @@
+//! The relay's configuration file (TOML). One file per operator replica.
+//!
+//! The devnet writes these files; `multibridge config validate` parses one offline. Field names
+//! are part of the operator interface: add fields with defaults, never rename.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::Address;
+use multibridge_contracts::{ChainRole, Lane};
+use serde::{Deserialize, Serialize};
+
+/// A whole relay configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The operator identity this replica signs for.
+    pub operator: OperatorConfig,
+    /// The two chains of the bridge pair.
+    pub chains: Chains,
+    /// Lanes this replica serves (default: both).
+    #[serde(default = "default_lanes")]
+    pub lanes: Vec<Lane>,
+    /// Local request store.
+    pub store: StoreConfig,
+    /// HTTP API (`/metrics`, `/healthz`, `/readyz`, `/status`).
+    pub http: HttpConfig,
+    /// The service registry on the main chain, if used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
+    /// etcd leadership; without it the replica runs standalone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdConfig>,
+}
+
+fn default_lanes() -> Vec<Lane> {
+    Lane::ALL.to_vec()
+}
+
+/// The operator and how to get its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Expected operator address; startup fails if the key does not match it.
+    pub address: Address,
+    /// Where the signing key comes from.
+    pub signer: SignerConfig,
+}
+
+/// Signing key source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SignerConfig {
+    /// Encrypted JSON keystore (v3) with its password in a file or an environment variable.
+    Keystore {
+        /// Path of the keystore file.
+        path: PathBuf,
+        /// File holding the password (first line).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+        /// Environment variable holding the password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_env: Option<String>,
+    },
+    /// A raw hex private key. Devnet only: refused unless the chain ids are devnet ones.
+    DevKey {
+        /// 0x-prefixed 32-byte hex key.
+        private_key: Secret,
+    },
+}
+
+/// A string that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The two chains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chains {
+    /// The main (parent) chain.
+    pub main: ChainConfig,
+    /// The service (child) chain.
+    pub service: ChainConfig,
+}
+
+impl Chains {
+    /// The chain playing `role`.
+    pub fn get(&self, role: ChainRole) -> &ChainConfig {
+        match role {
+            ChainRole::Main => &self.main,
+            ChainRole::Service => &self.service,
+        }
+    }
+}
+
+/// One chain: where to reach it and its bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Expected chain id; startup fails on a mismatch.
+    pub chain_id: u64,
+    /// RPC endpoints in order of preference (failover goes down the list).
+    pub rpc_urls: Vec<String>,
+    /// The bridge contract on this chain.
+    pub bridge: Address,
+    /// Blocks a request must be buried under before it is voted on.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// First block to index (the bridge's deployment block).
+    #[serde(default)]
+    pub start_block: u64,
+    /// How often the head is polled, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Largest block range of one `eth_getLogs`.
+    #[serde(default = "default_max_block_range")]
+    pub max_block_range: u64,
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+fn default_max_block_range() -> u64 {
+    1_000
+}
+
+/// Local request store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file.
+    pub path: PathBuf,
+}
+
+/// HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// URL published in the service registry when this replica leads (default: from `listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
+}
+
+/// The service registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `ServiceRegistry` address on the main chain.
+    pub address: Address,
+}
+
+/// etcd leadership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client endpoints of the cluster members.
+    pub endpoints: Vec<String>,
+    /// Key prefix for elections and progress.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// Leader lease TTL in seconds.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+}
+
+fn default_etcd_prefix() -> String {
+    "/multibridge".to_owned()
+}
+fn default_lease_ttl_secs() -> u64 {
+    3
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column.
+        message: String,
+    },
+    /// The file parsed but a value is unusable.
+    #[error("invalid config {path}: {field}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted field name.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Read and validate a config file (offline checks only).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Render as TOML.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        if self.lanes.is_empty() {
+            return Err(invalid("lanes", "serve at least one lane".into()));
+        }
+        for (field, chain) in [
+            ("chains.main", &self.chains.main),
+            ("chains.service", &self.chains.service),
+        ] {
+            if chain.rpc_urls.is_empty() {
+                return Err(invalid(field, "rpc_urls is empty: give at least one URL".into()));
+            }
+            if chain.bridge == Address::ZERO {
+                return Err(invalid(field, "bridge is the zero address".into()));
+            }
+            if chain.max_block_range == 0 {
+                return Err(invalid(field, "max_block_range must be at least 1".into()));
+            }
+        }
+        if self.chains.main.chain_id == self.chains.service.chain_id {
+            return Err(invalid(
+                "chains",
+                format!(
+                    "main and service have the same chain id {}: votes would not be domain-separated",
+                    self.chains.main.chain_id
+                ),
+            ));
+        }
+        if let SignerConfig::Keystore {
+            password_file: None,
+            password_env: None,
+            ..
+        } = &self.operator.signer
+        {
+            return Err(invalid(
+                "operator.signer",
+                "a keystore needs password_file or password_env".into(),
+            ));
+        }
+        if let Some(etcd) = &self.etcd {
+            if etcd.endpoints.is_empty() {
+                return Err(invalid("etcd.endpoints", "give at least one endpoint or drop [etcd]".into()));
+            }
+            if etcd.lease_ttl_secs < 2 {
+                return Err(invalid("etcd.lease_ttl_secs", "must be at least 2 seconds".into()));
+            }
+        }
+        Ok(())
+    }
+}

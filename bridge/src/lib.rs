@@ -1,0 +1,6 @@
+//! The multibridge relay: config, keys, chain clients, indexer, request store, voter, sender,
+//! leadership and the operator CLI (DESIGN.md §4, §6).
+#![forbid(unsafe_code)]
+#![deny(clippy::arithmetic_side_effects)]
+
+pub mod config;

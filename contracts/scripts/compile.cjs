@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// Compiles the deployable contracts with solcjs and writes one artifact per contract
+// (contractName, abi, bytecode, deployedBytecode) to contracts/artifacts/. These artifacts are
+// committed: the Rust bindings (`alloy::sol!`) are generated from them.
+//
+//   node contracts/scripts/compile.cjs          regenerate the artifacts
+//   node contracts/scripts/compile.cjs --check  exit 1 if the committed artifacts differ from a
+//                                               fresh compile (run by the test suite)
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const root = path.join(__dirname, '..');
+const toolsSolc = path.join(root, '..', '.tools', 'node_modules', 'solc');
+let solc;
+try {
+  solc = require(toolsSolc);
+} catch (e) {
+  process.stderr.write(`compile: solcjs not found at ${toolsSolc}; run: bash .tools/setup.sh\n`);
+  process.exit(2);
+}
+
+// Contracts that get an artifact: [source file, contract name].
+const DEPLOYABLE = [
+  ['src/Bridge.sol', 'Bridge'],
+  ['src/ServiceRegistry.sol', 'ServiceRegistry'],
+  ['src/TestToken.sol', 'TestToken'],
+];
+
+// Settings are part of the artifact's identity; forge uses the same optimizer and EVM version
+// (foundry.toml), so forge tests exercise the bytecode that is deployed.
+const SETTINGS = {
+  optimizer: { enabled: true, runs: 200 },
+  evmVersion: 'cancun',
+  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+};
+
+function readSource(rel) {
+  return { content: fs.readFileSync(path.join(root, rel), 'utf8') };
+}
+
+function findImports(importPath) {
+  const full = path.join(root, importPath);
+  if (fs.existsSync(full)) return { contents: fs.readFileSync(full, 'utf8') };
+  return { error: `File not found: ${importPath}` };
+}
+
+function compile() {
+  const sources = {};
+  for (const [file] of DEPLOYABLE) sources[file] = readSource(file);
+  const input = { language: 'Solidity', sources, settings: SETTINGS };
+  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
+  const errors = (output.errors || []).filter((e) => e.severity === 'error');
+  for (const e of output.errors || []) process.stderr.write(`${e.formattedMessage || e.message}\n`);
+  if (errors.length > 0) {
+    process.stderr.write(`compile: ${errors.length} error(s)\n`);
+    process.exit(1);
+  }
+  const artifacts = {};
+  for (const [file, name] of DEPLOYABLE) {
+    const c = output.contracts[file][name];
+    const artifact = {
+      contractName: name,
+      compiler: `solc ${solc.version()}`,
+      abi: c.abi,
+      bytecode: `0x${c.evm.bytecode.object}`,
+      deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
+    };
+    artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
+  }
+  return artifacts;
+}
+
+const check = process.argv.includes('--check');
+const artifacts = compile();
+const outDir = path.join(root, 'artifacts');
+let drift = [];
+for (const [name, text] of Object.entries(artifacts)) {
+  const file = path.join(outDir, `${name}.json`);
+  if (check) {
+    const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+    if (committed !== text) drift.push(`contracts/artifacts/${name}.json`);
+  } else {
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(file, text);
+    process.stdout.write(`wrote contracts/artifacts/${name}.json\n`);
+  }
+}
+if (drift.length > 0) {
+  process.stderr.write(
+    `compile --check: committed artifacts differ from a fresh compile: ${drift.join(', ')}\n` +
+      'regenerate them with: node contracts/scripts/compile.cjs\n',
+  );
+  process.exit(1);
+}
+if (check) process.stdout.write('compile --check: artifacts match the sources\n');

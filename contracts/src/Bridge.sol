@@ -1,0 +1,726 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IBridge} from "./IBridge.sol";
+
+/// @dev The calls the bridge makes on registered tokens: ERC-20 plus the mint/burn extension of
+/// burn-mode tokens.
+interface IBridgeToken {
+    function balanceOf(address account) external view returns (uint256);
+    function transfer(address to, uint256 amount) external returns (bool);
+    function transferFrom(address from, address to, uint256 amount) external returns (bool);
+    function mint(address to, uint256 amount) external;
+    function burn(uint256 amount) external;
+}
+
+/// @title Threshold-vote value-transfer bridge (DESIGN.md §3.1).
+/// @notice One instance per chain per bridge pair. As a source it numbers user requests with a
+/// dense nonce; as a destination it executes a counterpart request once `threshold` registered
+/// operators voted for the byte-identical payload.
+/// @dev Votes are counted per vote key (domain + full request). Only votes of operators that are
+/// registered *now* count: deregistering an operator removes its open votes from every tally, and
+/// re-registering the same address makes them count again.
+contract Bridge is IBridge {
+    // ------------------------------------------------------------------ constants
+
+    /// @inheritdoc IBridge
+    uint64 public constant VERSION = 1;
+    /// @inheritdoc IBridge
+    uint256 public constant MAX_OPERATORS = 32;
+    /// @inheritdoc IBridge
+    uint256 public constant MAX_BATCH = 64;
+    /// @inheritdoc IBridge
+    uint256 public constant MAX_LOWER_ADVANCE = 200;
+    /// @notice Gas forwarded to a native recipient; a recipient that needs more is paid through
+    /// `withdraw()` instead.
+    uint256 public constant NATIVE_RELEASE_GAS = 50_000;
+
+    /// @notice Request kind of native coin (wire format, never renumber).
+    uint8 public constant KIND_NATIVE = 0;
+    /// @notice Request kind of ERC-20 tokens (wire format, never renumber).
+    uint8 public constant KIND_ERC20 = 1;
+    /// @notice Token-pair mode: requests lock into the bridge, handles unlock from it.
+    uint8 public constant MODE_LOCK_UNLOCK = 0;
+    /// @notice Token-pair mode: requests burn, handles mint.
+    uint8 public constant MODE_BURN_MINT = 1;
+
+    /// @notice Chain id at deployment; handles are refused on any other chain (e.g. after a fork).
+    uint256 public immutable deployChainId;
+
+    // ------------------------------------------------------------------ types
+
+    /// @dev Outcome of the per-item checks of a handle, shared by the single and batch paths.
+    enum Check {
+        Ok,
+        WrongSource,
+        UnknownKind,
+        AlreadyHandled,
+        AlreadyVoted,
+        TokenNotRegistered,
+        TokenIsLocked,
+        InsufficientLiquidity
+    }
+
+    /// @dev A handled nonce at or above `lowerHandleNonce` (deleted once the lower nonce passes it).
+    struct HandleRecord {
+        bool handled;
+        uint64 srcBlockNumber;
+    }
+
+    struct TokenPair {
+        address remoteToken;
+        uint8 mode;
+        bool locked;
+        bool registered;
+    }
+
+    /// @dev Token bucket; `capacity == 0` means no limit.
+    struct RateBucket {
+        uint256 capacity;
+        uint256 refillPerSecond;
+        uint256 tokens;
+        uint256 updatedAt;
+    }
+
+    // ------------------------------------------------------------------ state
+
+    /// @inheritdoc IBridge
+    address public owner;
+    /// @inheritdoc IBridge
+    bool public paused;
+    /// @inheritdoc IBridge
+    mapping(address => bool) public isPauser;
+
+    /// @inheritdoc IBridge
+    uint256 public counterpartChainId;
+    /// @inheritdoc IBridge
+    address public counterpartBridge;
+
+    /// @inheritdoc IBridge
+    uint256 public threshold;
+    address[] private _operators;
+    /// @dev operator => index in `_operators` + 1 (0: not registered).
+    mapping(address => uint256) private _operatorSlot;
+
+    // The four counters share one storage slot.
+    /// @inheritdoc IBridge
+    uint64 public requestNonce;
+    /// @inheritdoc IBridge
+    uint64 public lowerHandleNonce;
+    /// @inheritdoc IBridge
+    uint64 public upperHandleNonce;
+    /// @inheritdoc IBridge
+    uint64 public recoveryBlockNumber;
+
+    mapping(uint64 => HandleRecord) private _handled;
+    mapping(uint64 => mapping(address => bool)) private _voted;
+    /// @dev vote key => every operator that voted for it (registered or not any more).
+    mapping(bytes32 => address[]) private _voters;
+
+    mapping(address => TokenPair) private _tokenPairs;
+    /// @inheritdoc IBridge
+    mapping(address => address) public localTokenFor;
+    /// @inheritdoc IBridge
+    mapping(address => uint256) public transferCap;
+    mapping(address => RateBucket) private _rateLimits;
+    /// @inheritdoc IBridge
+    mapping(address => uint256) public fee;
+    /// @inheritdoc IBridge
+    address public feeReceiver;
+
+    /// @inheritdoc IBridge
+    mapping(address => uint256) public pendingWithdrawal;
+    /// @notice Sum of `pendingWithdrawal`; this native coin is not available for releases.
+    uint256 public totalPendingWithdrawals;
+
+    // ------------------------------------------------------------------ modifiers
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _;
+    }
+
+    /// @dev Reentrancy lock kept in transient storage (cleared at the end of every transaction).
+    modifier nonReentrant() {
+        if (_reentrancyLocked()) revert Reentrancy();
+        _setReentrancyLock(true);
+        _;
+        _setReentrancyLock(false);
+    }
+
+    // ------------------------------------------------------------------ construction
+
+    /// @param owner_ Administrator (meant to be a multisig).
+    /// @param operators_ Initial operators: non-zero, unique, at most MAX_OPERATORS.
+    /// @param threshold_ Votes needed to execute a request, 1..operators_.length.
+    constructor(address owner_, address[] memory operators_, uint256 threshold_) {
+        if (owner_ == address(0)) revert ZeroAddress();
+        if (operators_.length > MAX_OPERATORS) revert TooManyOperators(MAX_OPERATORS);
+        deployChainId = block.chainid;
+        owner = owner_;
+        emit OwnershipTransferred(address(0), owner_);
+        for (uint256 i = 0; i < operators_.length; ++i) {
+            _addOperator(operators_[i]);
+        }
+        _setThreshold(threshold_);
+    }
+
+    // ------------------------------------------------------------------ requests (source side)
+
+    /// @inheritdoc IBridge
+    function requestNativeTransfer(address to, bytes calldata extraData)
+        external
+        payable
+        nonReentrant
+        returns (uint64 nonce)
+    {
+        _checkCanRequest(to);
+        uint256 feeAmount = fee[address(0)];
+        if (msg.value < feeAmount) revert InsufficientFee(feeAmount, msg.value);
+        uint256 amount = msg.value - feeAmount;
+        if (amount == 0) revert ZeroAmount();
+        _consumeLimits(address(0), amount);
+        _payFee(feeAmount);
+        nonce = _emitRequest(KIND_NATIVE, to, address(0), amount, feeAmount, extraData);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Rejects tokens that deliver less than `amount` (fee-on-transfer) with TransferAmountMismatch.
+    function requestERC20Transfer(address token, address to, uint256 amount, bytes calldata extraData)
+        external
+        payable
+        nonReentrant
+        returns (uint64 nonce)
+    {
+        _checkCanRequest(to);
+        if (amount == 0) revert ZeroAmount();
+        TokenPair memory pair = _tokenPairs[token];
+        if (!pair.registered) revert TokenNotRegistered(token);
+        if (pair.locked) revert TokenIsLocked(token);
+        uint256 feeAmount = fee[token];
+        if (msg.value < feeAmount) revert InsufficientFee(feeAmount, msg.value);
+        _consumeLimits(token, amount);
+        _pullTokens(token, amount, pair.mode);
+        _payFee(feeAmount);
+        nonce = _emitRequest(KIND_ERC20, to, token, amount, feeAmount, extraData);
+        _sendNative(msg.sender, msg.value - feeAmount);
+    }
+
+    // ------------------------------------------------------------------ handles (destination side)
+
+    /// @inheritdoc IBridge
+    function handleValueTransfer(Request calldata r) external nonReentrant {
+        _checkCanHandle();
+        (Check check, bytes32 key, uint256 votes, address localToken) = _checkVote(r, msg.sender);
+        if (check != Check.Ok) _revertCheck(check, r, localToken);
+        _recordVote(r, key, votes, localToken);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Items failing with WrongSource or UnknownKind are skipped as well. A nonce repeated in
+    /// one batch is skipped as AlreadyVoted (or AlreadyHandled if the first occurrence executed).
+    function handleValueTransfers(Request[] calldata rs) external nonReentrant returns (uint256 recorded) {
+        if (rs.length == 0) revert EmptyBatch();
+        if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
+        _checkCanHandle();
+        for (uint256 i = 0; i < rs.length; ++i) {
+            Request calldata r = rs[i];
+            (Check check, bytes32 key, uint256 votes, address localToken) = _checkVote(r, msg.sender);
+            if (check == Check.Ok) {
+                _recordVote(r, key, votes, localToken);
+                ++recorded;
+            } else {
+                emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
+            }
+        }
+    }
+
+    /// @inheritdoc IBridge
+    function withdraw() external nonReentrant {
+        uint256 amount = pendingWithdrawal[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        pendingWithdrawal[msg.sender] = 0;
+        totalPendingWithdrawals -= amount;
+        emit Withdrawn(msg.sender, amount);
+        _sendNative(msg.sender, amount);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Open while paused. Rejects a zero amount.
+    function fund() external payable {
+        if (msg.value == 0) revert ZeroAmount();
+        emit Funded(msg.sender, msg.value);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IBridge
+    function isHandled(uint64 nonce) public view returns (bool) {
+        return nonce < lowerHandleNonce || _handled[nonce].handled;
+    }
+
+    /// @inheritdoc IBridge
+    function hasVoted(uint64 nonce, address operator) external view returns (bool) {
+        return _voted[nonce][operator];
+    }
+
+    /// @inheritdoc IBridge
+    function voteCount(bytes32 key) external view returns (uint256) {
+        return _countVotes(key);
+    }
+
+    /// @inheritdoc IBridge
+    function voteKey(Request calldata r) public view returns (bytes32) {
+        return keccak256(abi.encode(counterpartChainId, counterpartBridge, block.chainid, address(this), VERSION, r));
+    }
+
+    /// @inheritdoc IBridge
+    function domain()
+        external
+        view
+        returns (uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge, uint64 version)
+    {
+        return (counterpartChainId, counterpartBridge, block.chainid, address(this), VERSION);
+    }
+
+    /// @inheritdoc IBridge
+    function isOperator(address account) public view returns (bool) {
+        return _operatorSlot[account] != 0;
+    }
+
+    /// @inheritdoc IBridge
+    function operatorCount() external view returns (uint256) {
+        return _operators.length;
+    }
+
+    /// @inheritdoc IBridge
+    function getOperators() external view returns (address[] memory) {
+        return _operators;
+    }
+
+    /// @inheritdoc IBridge
+    function tokenPair(address localToken)
+        external
+        view
+        returns (address remoteToken, uint8 mode, bool locked, bool registered)
+    {
+        TokenPair memory pair = _tokenPairs[localToken];
+        return (pair.remoteToken, pair.mode, pair.locked, pair.registered);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev `available` is type(uint256).max while the limit is disabled (capacity 0).
+    function rateLimit(address token)
+        external
+        view
+        returns (uint256 capacity, uint256 refillPerSecond, uint256 available)
+    {
+        RateBucket storage bucket = _rateLimits[token];
+        return (bucket.capacity, bucket.refillPerSecond, _bucketAvailable(bucket));
+    }
+
+    /// @inheritdoc IBridge
+    function availableNativeLiquidity() public view returns (uint256) {
+        uint256 balance = address(this).balance;
+        uint256 owed = totalPendingWithdrawals;
+        return balance > owed ? balance - owed : 0;
+    }
+
+    // ------------------------------------------------------------------ administration
+
+    /// @inheritdoc IBridge
+    /// @dev Once only. A zero chain id is refused with ZeroAddress, like a zero bridge address.
+    /// `startBlock` (the counterpart's deployment block) seeds `recoveryBlockNumber`.
+    function setCounterpart(uint256 chainId, address bridge, uint64 startBlock) external onlyOwner {
+        if (counterpartBridge != address(0)) revert CounterpartAlreadySet();
+        if (chainId == 0 || bridge == address(0)) revert ZeroAddress();
+        counterpartChainId = chainId;
+        counterpartBridge = bridge;
+        recoveryBlockNumber = startBlock;
+        emit CounterpartSet(chainId, bridge, startBlock);
+    }
+
+    /// @inheritdoc IBridge
+    function registerOperator(address operator) external onlyOwner {
+        _addOperator(operator);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev The operator's open votes stop counting; they count again if it is re-registered.
+    function deregisterOperator(address operator) external onlyOwner {
+        uint256 slot = _operatorSlot[operator];
+        if (slot == 0) revert OperatorUnknown(operator);
+        uint256 remaining = _operators.length - 1;
+        if (remaining < threshold) revert ThresholdAboveOperators(threshold, remaining);
+        address last = _operators[remaining];
+        _operators[slot - 1] = last;
+        _operatorSlot[last] = slot;
+        _operators.pop();
+        delete _operatorSlot[operator];
+        emit OperatorDeregistered(operator);
+    }
+
+    /// @inheritdoc IBridge
+    function setThreshold(uint256 newThreshold) external onlyOwner {
+        _setThreshold(newThreshold);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev `remoteToken` is the counterpart-chain token that handles name in `Request.token`.
+    function registerTokenPair(address localToken, address remoteToken, uint8 mode) external onlyOwner {
+        if (localToken == address(0) || remoteToken == address(0)) revert ZeroAddress();
+        if (localToken.code.length == 0) revert NotAContract(localToken);
+        if (mode > MODE_BURN_MINT) revert UnknownMode(mode);
+        if (_tokenPairs[localToken].registered) revert TokenPairExists(localToken);
+        if (localTokenFor[remoteToken] != address(0)) revert TokenPairExists(remoteToken);
+        _tokenPairs[localToken] = TokenPair({remoteToken: remoteToken, mode: mode, locked: false, registered: true});
+        localTokenFor[remoteToken] = localToken;
+        emit TokenPairRegistered(localToken, remoteToken, mode);
+    }
+
+    /// @inheritdoc IBridge
+    function deregisterTokenPair(address localToken) external onlyOwner {
+        TokenPair storage pair = _registeredPair(localToken);
+        address remoteToken = pair.remoteToken;
+        delete _tokenPairs[localToken];
+        delete localTokenFor[remoteToken];
+        emit TokenPairDeregistered(localToken, remoteToken);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev A locked token is refused by requests and its handles cannot execute.
+    function setTokenLocked(address localToken, bool locked) external onlyOwner {
+        _registeredPair(localToken).locked = locked;
+        emit TokenLockChanged(localToken, locked);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev `token` is a local token, address(0) for native coin; a cap of 0 means no cap.
+    function setTransferCap(address token, uint256 cap) external onlyOwner {
+        transferCap[token] = cap;
+        emit TransferCapChanged(token, cap);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev `capacity` 0 disables the limit; otherwise the bucket starts full.
+    function setRateLimit(address token, uint256 capacity, uint256 refillPerSecond) external onlyOwner {
+        if (capacity == 0) {
+            delete _rateLimits[token];
+        } else {
+            _rateLimits[token] = RateBucket({
+                capacity: capacity,
+                refillPerSecond: refillPerSecond,
+                tokens: capacity,
+                updatedAt: block.timestamp
+            });
+        }
+        emit RateLimitChanged(token, capacity, refillPerSecond);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Flat fee in native coin per request of `token` (address(0) for native requests).
+    /// A non-zero fee needs a fee receiver.
+    function setFee(address token, uint256 newFee) external onlyOwner {
+        if (newFee != 0 && feeReceiver == address(0)) revert ZeroAddress();
+        fee[token] = newFee;
+        emit FeeChanged(token, newFee);
+    }
+
+    /// @inheritdoc IBridge
+    function setFeeReceiver(address receiver) external onlyOwner {
+        if (receiver == address(0)) revert ZeroAddress();
+        feeReceiver = receiver;
+        emit FeeReceiverChanged(receiver);
+    }
+
+    /// @inheritdoc IBridge
+    function setPauser(address pauser, bool enabled) external onlyOwner {
+        if (pauser == address(0)) revert ZeroAddress();
+        isPauser[pauser] = enabled;
+        emit PauserChanged(pauser, enabled);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Pausers and the owner may pause; requests and handles stop, fund() and withdraw() stay open.
+    function pause() external {
+        if (!isPauser[msg.sender] && msg.sender != owner) revert NotPauser(msg.sender);
+        paused = true;
+        emit PausedChanged(true);
+    }
+
+    /// @inheritdoc IBridge
+    function unpause() external onlyOwner {
+        paused = false;
+        emit PausedChanged(false);
+    }
+
+    /// @inheritdoc IBridge
+    function transferOwnership(address newOwner) external onlyOwner {
+        if (newOwner == address(0)) revert ZeroAddress();
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    // ------------------------------------------------------------------ internal: handles
+
+    /// @dev Conditions that reject a whole single or batch call.
+    function _checkCanHandle() private view {
+        if (paused) revert BridgePaused();
+        if (!isOperator(msg.sender)) revert NotOperator(msg.sender);
+        if (counterpartBridge == address(0)) revert CounterpartNotSet();
+        if (block.chainid != deployChainId) revert WrongChain(deployChainId, block.chainid);
+    }
+
+    /// @dev Every per-item check of a vote by `operator`, without writing anything. The release is
+    /// checked only when this vote reaches the threshold. Returns the vote key, the number of
+    /// counting votes including this one, and the local token (address(0) for native).
+    function _checkVote(Request calldata r, address operator)
+        private
+        view
+        returns (Check check, bytes32 key, uint256 votes, address localToken)
+    {
+        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) return (Check.WrongSource, 0, 0, address(0));
+        if (r.kind > KIND_ERC20) return (Check.UnknownKind, 0, 0, address(0));
+        if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
+        if (_voted[r.nonce][operator]) return (Check.AlreadyVoted, 0, 0, address(0));
+        key = voteKey(r);
+        // `operator` is registered and has not voted on this nonce, so it is not yet among the voters.
+        votes = _countVotes(key) + 1;
+        if (votes >= threshold) (check, localToken) = _checkRelease(r);
+    }
+
+    /// @dev Whether `r` can be released now; resolves its local token.
+    function _checkRelease(Request calldata r) private view returns (Check, address localToken) {
+        if (r.kind == KIND_NATIVE) {
+            return (availableNativeLiquidity() < r.amount ? Check.InsufficientLiquidity : Check.Ok, address(0));
+        }
+        localToken = localTokenFor[r.token];
+        if (localToken == address(0)) return (Check.TokenNotRegistered, address(0));
+        TokenPair memory pair = _tokenPairs[localToken];
+        if (pair.locked) return (Check.TokenIsLocked, localToken);
+        if (pair.mode == MODE_LOCK_UNLOCK && IBridgeToken(localToken).balanceOf(address(this)) < r.amount) {
+            return (Check.InsufficientLiquidity, localToken);
+        }
+        return (Check.Ok, localToken);
+    }
+
+    /// @dev Reverts with the typed error (and its arguments) of a failed check.
+    function _revertCheck(Check check, Request calldata r, address localToken) private view {
+        if (check == Check.WrongSource) revert WrongSource(r.srcChainId, r.srcBridge);
+        if (check == Check.UnknownKind) revert UnknownKind(r.kind);
+        if (check == Check.AlreadyHandled) revert AlreadyHandled(r.nonce);
+        if (check == Check.AlreadyVoted) revert AlreadyVoted(r.nonce, msg.sender);
+        if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
+        if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
+        // Check.InsufficientLiquidity
+        uint256 available = localToken == address(0)
+            ? availableNativeLiquidity()
+            : IBridgeToken(localToken).balanceOf(address(this));
+        revert InsufficientLiquidity(localToken, available, r.amount);
+    }
+
+    /// @dev The selector reported in HandleSkipped for a failed check.
+    function _selectorOf(Check check) private pure returns (bytes4) {
+        if (check == Check.WrongSource) return WrongSource.selector;
+        if (check == Check.UnknownKind) return UnknownKind.selector;
+        if (check == Check.AlreadyHandled) return AlreadyHandled.selector;
+        if (check == Check.AlreadyVoted) return AlreadyVoted.selector;
+        if (check == Check.TokenNotRegistered) return TokenNotRegistered.selector;
+        if (check == Check.TokenIsLocked) return TokenIsLocked.selector;
+        return InsufficientLiquidity.selector;
+    }
+
+    /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold.
+    function _recordVote(Request calldata r, bytes32 key, uint256 votes, address localToken) private {
+        _voted[r.nonce][msg.sender] = true;
+        _voters[key].push(msg.sender);
+        emit VoteCast(r.nonce, msg.sender, key, votes);
+        if (votes >= threshold) {
+            uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
+            emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
+            _release(r, localToken);
+        }
+    }
+
+    /// @dev Marks `nonce` handled and updates the handle bookkeeping. Advances lowerHandleNonce
+    /// over at most MAX_LOWER_ADVANCE already-handled nonces besides `nonce` itself; a later
+    /// execution continues where this one stopped. Returns the new lowerHandleNonce.
+    function _closeNonce(uint64 nonce, uint64 srcBlockNumber) private returns (uint64 lower) {
+        lower = lowerHandleNonce;
+        uint64 recovery = recoveryBlockNumber;
+        if (nonce == lower) {
+            ++lower;
+            recovery = srcBlockNumber;
+        } else {
+            _handled[nonce] = HandleRecord({handled: true, srcBlockNumber: srcBlockNumber});
+        }
+        for (uint256 steps = 0; steps < MAX_LOWER_ADVANCE; ++steps) {
+            HandleRecord memory next = _handled[lower];
+            if (!next.handled) break;
+            recovery = next.srcBlockNumber;
+            delete _handled[lower];
+            ++lower;
+        }
+        lowerHandleNonce = lower;
+        recoveryBlockNumber = recovery;
+        if (nonce >= upperHandleNonce) upperHandleNonce = nonce + 1;
+    }
+
+    /// @dev Pays out an executed request. Feasibility was checked before any state was written.
+    function _release(Request calldata r, address localToken) private {
+        if (r.kind == KIND_NATIVE) {
+            _releaseNative(r.nonce, r.to, r.amount);
+            return;
+        }
+        bytes memory data = _tokenPairs[localToken].mode == MODE_BURN_MINT
+            ? abi.encodeCall(IBridgeToken.mint, (r.to, r.amount))
+            : abi.encodeCall(IBridgeToken.transfer, (r.to, r.amount));
+        (bool ok, bytes memory ret) = localToken.call(data);
+        if (!_tokenCallSucceeded(localToken, ok, ret)) revert ReleaseFailed(localToken);
+    }
+
+    /// @dev Pushes native coin with bounded gas and no return-data copy; if the recipient refuses
+    /// (reverts, runs out of gas), the amount is credited for withdraw() and the nonce stays closed.
+    /// A caller cannot force a deferral by under-gassing the call: if the 63/64 rule leaves the
+    /// recipient less than NATIVE_RELEASE_GAS and it runs out, fewer than 800 gas remain here and
+    /// the deferral's own storage writes run out of gas, reverting the whole transaction.
+    function _releaseNative(uint64 nonce, address to, uint256 amount) private {
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(NATIVE_RELEASE_GAS, to, amount, 0, 0, 0, 0)
+        }
+        if (!ok) {
+            pendingWithdrawal[to] += amount;
+            totalPendingWithdrawals += amount;
+            emit NativeReleaseDeferred(nonce, to, amount);
+        }
+    }
+
+    /// @dev Counting votes for `key`: voters that are registered operators now.
+    function _countVotes(bytes32 key) private view returns (uint256 votes) {
+        address[] storage voters = _voters[key];
+        uint256 length = voters.length;
+        for (uint256 i = 0; i < length; ++i) {
+            if (_operatorSlot[voters[i]] != 0) ++votes;
+        }
+    }
+
+    // ------------------------------------------------------------------ internal: requests
+
+    /// @dev Conditions shared by both request kinds.
+    function _checkCanRequest(address to) private view {
+        if (paused) revert BridgePaused();
+        if (counterpartBridge == address(0)) revert CounterpartNotSet();
+        if (to == address(0)) revert ZeroAddress();
+    }
+
+    /// @dev Enforces the per-transfer cap and takes `amount` from the token bucket.
+    function _consumeLimits(address token, uint256 amount) private {
+        uint256 cap = transferCap[token];
+        if (cap != 0 && amount > cap) revert AmountAboveCap(amount, cap);
+        RateBucket storage bucket = _rateLimits[token];
+        if (bucket.capacity == 0) return;
+        uint256 available = _bucketAvailable(bucket);
+        if (amount > available) revert RateLimited(token, amount, available);
+        bucket.tokens = available - amount;
+        bucket.updatedAt = block.timestamp;
+    }
+
+    /// @dev min(capacity, tokens + elapsed * refillPerSecond), overflow-safe; unlimited if disabled.
+    function _bucketAvailable(RateBucket storage bucket) private view returns (uint256) {
+        uint256 capacity = bucket.capacity;
+        if (capacity == 0) return type(uint256).max;
+        uint256 tokens = bucket.tokens;
+        uint256 rate = bucket.refillPerSecond;
+        uint256 elapsed = block.timestamp - bucket.updatedAt;
+        if (rate != 0 && elapsed > (capacity - tokens) / rate) return capacity;
+        return tokens + elapsed * rate;
+    }
+
+    /// @dev Pulls exactly `amount` of `token` from msg.sender, then burns it in burn mode.
+    function _pullTokens(address token, uint256 amount, uint8 mode) private {
+        uint256 balanceBefore = IBridgeToken(token).balanceOf(address(this));
+        _callToken(token, abi.encodeCall(IBridgeToken.transferFrom, (msg.sender, address(this), amount)));
+        uint256 balanceAfter = IBridgeToken(token).balanceOf(address(this));
+        uint256 received = balanceAfter > balanceBefore ? balanceAfter - balanceBefore : 0;
+        if (received != amount) revert TransferAmountMismatch(amount, received);
+        if (mode == MODE_BURN_MINT) _callToken(token, abi.encodeCall(IBridgeToken.burn, (amount)));
+    }
+
+    /// @dev Calls `token`, reverting TokenCallFailed unless it succeeded (empty or true return data).
+    function _callToken(address token, bytes memory data) private {
+        (bool ok, bytes memory ret) = token.call(data);
+        if (!_tokenCallSucceeded(token, ok, ret)) revert TokenCallFailed(token, ok ? bytes("") : ret);
+    }
+
+    /// @dev A token call succeeded if it did not revert and returned nothing (from a contract) or true.
+    function _tokenCallSucceeded(address token, bool ok, bytes memory ret) private view returns (bool) {
+        if (!ok) return false;
+        if (ret.length == 0) return token.code.length != 0;
+        return ret.length >= 32 && abi.decode(ret, (uint256)) == 1;
+    }
+
+    function _payFee(uint256 feeAmount) private {
+        if (feeAmount != 0) _sendNative(feeReceiver, feeAmount);
+    }
+
+    /// @dev Assigns the next request nonce and emits the request.
+    function _emitRequest(
+        uint8 kind,
+        address to,
+        address token,
+        uint256 amount,
+        uint256 feeAmount,
+        bytes calldata extraData
+    ) private returns (uint64 nonce) {
+        nonce = requestNonce;
+        requestNonce = nonce + 1;
+        emit RequestValueTransfer(nonce, kind, msg.sender, to, token, amount, feeAmount, extraData);
+    }
+
+    /// @dev Sends native coin with all remaining gas; reverts NativeTransferFailed on failure.
+    function _sendNative(address to, uint256 amount) private {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert NativeTransferFailed();
+    }
+
+    // ------------------------------------------------------------------ internal: reentrancy lock
+
+    /// @dev Transient slot 0 holds the lock; nothing else uses transient storage.
+    function _reentrancyLocked() private view returns (bool locked) {
+        assembly ("memory-safe") {
+            locked := tload(0)
+        }
+    }
+
+    function _setReentrancyLock(bool locked) private {
+        assembly ("memory-safe") {
+            tstore(0, locked)
+        }
+    }
+
+    // ------------------------------------------------------------------ internal: administration
+
+    function _addOperator(address operator) private {
+        if (operator == address(0)) revert ZeroAddress();
+        if (_operatorSlot[operator] != 0) revert OperatorExists(operator);
+        if (_operators.length >= MAX_OPERATORS) revert TooManyOperators(MAX_OPERATORS);
+        _operators.push(operator);
+        _operatorSlot[operator] = _operators.length;
+        emit OperatorRegistered(operator);
+    }
+
+    function _setThreshold(uint256 newThreshold) private {
+        if (newThreshold == 0) revert ZeroThreshold();
+        if (newThreshold > _operators.length) revert ThresholdAboveOperators(newThreshold, _operators.length);
+        threshold = newThreshold;
+        emit ThresholdChanged(newThreshold);
+    }
+
+    /// @dev The pair of a registered local token, else TokenNotRegistered.
+    function _registeredPair(address localToken) private view returns (TokenPair storage pair) {
+        pair = _tokenPairs[localToken];
+        if (!pair.registered) revert TokenNotRegistered(localToken);
+    }
+}

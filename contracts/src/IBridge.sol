@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title The multibridge value-transfer bridge, one per chain per bridge pair.
+/// @notice Source side: users request native or ERC-20 transfers; each request gets a dense
+/// nonce and a `RequestValueTransfer` event. Destination side: registered operators vote on a
+/// request; the transfer executes exactly once when `threshold` operators voted for the same
+/// payload. See DESIGN.md §3.1.
+interface IBridge {
+    // ---------------------------------------------------------------- types
+
+    /// Asset kind of a request. Values are part of the wire format: never renumber.
+    /// 0 = native coin, 1 = ERC-20.
+    // (solidity enums in external ABIs are uint8)
+
+    /// How a registered token moves through this bridge.
+    /// 0 = LockUnlock (requests lock into the bridge, handles unlock from it),
+    /// 1 = BurnMint (requests burn, handles mint).
+
+    /// One request as observed on the source chain: every field of the source event plus where
+    /// it was observed. Operators must vote on byte-identical requests for their votes to add up.
+    struct Request {
+        uint64 nonce;          // source requestNonce
+        uint8 kind;            // 0 native, 1 ERC-20
+        address from;          // requester on the source chain
+        address to;            // recipient on this chain
+        address token;         // source-chain token (address(0) for native)
+        uint256 amount;        // amount to release (fee already taken on the source)
+        uint256 fee;           // fee paid on the source (informational, part of the vote)
+        bytes extraData;       // opaque, passed through
+        uint256 srcChainId;    // chain id the request was emitted on (must be the counterpart chain)
+        address srcBridge;     // bridge that emitted it (must be the counterpart bridge)
+        bytes32 srcTxHash;     // source transaction hash
+        uint64 srcBlockNumber; // source block number
+        uint32 srcLogIndex;    // log index within the source block
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /// A user requested a transfer on this (source) bridge.
+    event RequestValueTransfer(
+        uint64 indexed nonce,
+        uint8 kind,
+        address indexed from,
+        address indexed to,
+        address token,
+        uint256 amount,
+        uint256 fee,
+        bytes extraData
+    );
+
+    /// An operator's vote was recorded (below or at the threshold).
+    event VoteCast(uint64 indexed nonce, address indexed operator, bytes32 indexed voteKey, uint256 votes);
+
+    /// A request reached the threshold and executed (exactly once per nonce).
+    event HandleValueTransfer(
+        uint64 indexed nonce,
+        bytes32 indexed srcTxHash,
+        address indexed to,
+        uint8 kind,
+        address token,          // the local token released (address(0) for native)
+        uint256 amount,
+        bytes32 voteKey,
+        uint64 lowerHandleNonce // lowerHandleNonce after this handle
+    );
+
+    /// A batch item was skipped; `reason` is the selector of the custom error a single handle
+    /// would have reverted with (e.g. AlreadyHandled, AlreadyVoted, InsufficientLiquidity).
+    event HandleSkipped(uint64 indexed nonce, address indexed operator, bytes4 reason);
+
+    /// Releasing native coin to `to` failed; the amount is credited for `withdraw()`.
+    event NativeReleaseDeferred(uint64 indexed nonce, address indexed to, uint256 amount);
+    event Withdrawn(address indexed to, uint256 amount);
+    event Funded(address indexed from, uint256 amount);
+
+    event OperatorRegistered(address indexed operator);
+    event OperatorDeregistered(address indexed operator);
+    event ThresholdChanged(uint256 threshold);
+    event CounterpartSet(uint256 chainId, address bridge, uint64 startBlock);
+    event TokenPairRegistered(address indexed localToken, address indexed remoteToken, uint8 mode);
+    event TokenPairDeregistered(address indexed localToken, address indexed remoteToken);
+    event TokenLockChanged(address indexed localToken, bool locked);
+    event TransferCapChanged(address indexed token, uint256 cap);
+    event RateLimitChanged(address indexed token, uint256 capacity, uint256 refillPerSecond);
+    event FeeChanged(address indexed token, uint256 fee);
+    event FeeReceiverChanged(address indexed receiver);
+    event PauserChanged(address indexed pauser, bool enabled);
+    event PausedChanged(bool paused);
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    // ---------------------------------------------------------------- errors (every rejection is named)
+
+    error NotOwner(address caller);
+    error NotPauser(address caller);
+    error NotOperator(address caller);
+    error BridgePaused();
+    error ZeroAddress();
+    error ZeroAmount();
+    error ZeroThreshold();
+    error ThresholdAboveOperators(uint256 threshold, uint256 operators);
+    error TooManyOperators(uint256 max);
+    error OperatorExists(address operator);
+    error OperatorUnknown(address operator);
+    error CounterpartNotSet();
+    error CounterpartAlreadySet();
+    error WrongSource(uint256 srcChainId, address srcBridge);
+    error WrongChain(uint256 expected, uint256 actual);
+    error UnknownKind(uint8 kind);
+    error NotAContract(address token);
+    error TokenNotRegistered(address token);
+    error TokenPairExists(address token);
+    error TokenIsLocked(address token);
+    /// A token-pair mode other than 0 (LockUnlock) or 1 (BurnMint).
+    error UnknownMode(uint8 mode);
+    /// A request's `transferFrom` or `burn` on `token` reverted or returned false; `reason` is the
+    /// token's revert data (empty if it returned false or reverted without data).
+    error TokenCallFailed(address token, bytes reason);
+    error AmountAboveCap(uint256 amount, uint256 cap);
+    error RateLimited(address token, uint256 requested, uint256 available);
+    error InsufficientFee(uint256 required, uint256 paid);
+    error TransferAmountMismatch(uint256 expected, uint256 received);
+    error AlreadyVoted(uint64 nonce, address operator);
+    error AlreadyHandled(uint64 nonce);
+    error InsufficientLiquidity(address token, uint256 available, uint256 required);
+    error ReleaseFailed(address token);
+    error EmptyBatch();
+    error BatchTooLarge(uint256 size, uint256 max);
+    error NothingToWithdraw();
+    error NativeTransferFailed();
+    error Reentrancy();
+
+    // ---------------------------------------------------------------- requests (source side)
+
+    /// Request a native transfer of `msg.value - fee(address(0))` to `to` on the counterpart chain.
+    function requestNativeTransfer(address to, bytes calldata extraData) external payable returns (uint64 nonce);
+
+    /// Request an ERC-20 transfer of `amount` of the registered local `token` to `to`. The bridge
+    /// pulls `amount` with transferFrom (lock) or pulls then burns it (burn mode). The fee is paid
+    /// in native coin: `msg.value` must cover `fee(token)`; any excess is refunded to the caller.
+    function requestERC20Transfer(address token, address to, uint256 amount, bytes calldata extraData)
+        external
+        payable
+        returns (uint64 nonce);
+
+    // ---------------------------------------------------------------- handles (destination side)
+
+    /// Vote for `r` as the calling operator; executes when the threshold is reached.
+    /// Reverts with a named error on any rejection (AlreadyVoted, AlreadyHandled, ...).
+    function handleValueTransfer(Request calldata r) external;
+
+    /// Vote for many requests. Items that would revert with AlreadyHandled, AlreadyVoted,
+    /// InsufficientLiquidity, TokenIsLocked or TokenNotRegistered are skipped (HandleSkipped) and
+    /// the rest proceeds. Returns how many votes were recorded.
+    function handleValueTransfers(Request[] calldata rs) external returns (uint256 recorded);
+
+    /// Pull a native amount whose push release failed.
+    function withdraw() external;
+
+    /// Add native liquidity (no request is created).
+    function fund() external payable;
+
+    // ---------------------------------------------------------------- views
+
+    function VERSION() external view returns (uint64);
+    function MAX_OPERATORS() external view returns (uint256);
+    function MAX_BATCH() external view returns (uint256);
+    function MAX_LOWER_ADVANCE() external view returns (uint256);
+    function owner() external view returns (address);
+    function paused() external view returns (bool);
+    function isPauser(address account) external view returns (bool);
+    function requestNonce() external view returns (uint64);
+    function lowerHandleNonce() external view returns (uint64);
+    function upperHandleNonce() external view returns (uint64);
+    function recoveryBlockNumber() external view returns (uint64);
+    function isHandled(uint64 nonce) external view returns (bool);
+    function hasVoted(uint64 nonce, address operator) external view returns (bool);
+    /// Votes for `voteKey` from operators that are registered now.
+    function voteCount(bytes32 voteKey) external view returns (uint256);
+    /// keccak256(abi.encode(domain(), r)).
+    function voteKey(Request calldata r) external view returns (bytes32);
+    /// (srcChainId, srcBridge, dstChainId, dstBridge, VERSION) for votes on this bridge.
+    function domain() external view returns (uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge, uint64 version);
+    function counterpartChainId() external view returns (uint256);
+    function counterpartBridge() external view returns (address);
+    function threshold() external view returns (uint256);
+    function isOperator(address account) external view returns (bool);
+    function operatorCount() external view returns (uint256);
+    function getOperators() external view returns (address[] memory);
+    /// For a local token: its counterpart, mode, lock flag and whether it is registered.
+    function tokenPair(address localToken) external view returns (address remoteToken, uint8 mode, bool locked, bool registered);
+    /// The local token paired with a counterpart-chain token (address(0) if none).
+    function localTokenFor(address remoteToken) external view returns (address);
+    function transferCap(address token) external view returns (uint256);
+    /// Capacity and refill rate of a token's bucket, and what a request could take right now.
+    function rateLimit(address token) external view returns (uint256 capacity, uint256 refillPerSecond, uint256 available);
+    function fee(address token) external view returns (uint256);
+    function feeReceiver() external view returns (address);
+    /// Native liquidity free to release (balance minus what is owed to withdraw()).
+    function availableNativeLiquidity() external view returns (uint256);
+    function pendingWithdrawal(address account) external view returns (uint256);
+
+    // ---------------------------------------------------------------- administration
+
+    function setCounterpart(uint256 chainId, address bridge, uint64 startBlock) external;
+    function registerOperator(address operator) external;
+    function deregisterOperator(address operator) external;
+    function setThreshold(uint256 threshold) external;
+    function registerTokenPair(address localToken, address remoteToken, uint8 mode) external;
+    function deregisterTokenPair(address localToken) external;
+    function setTokenLocked(address localToken, bool locked) external;
+    function setTransferCap(address token, uint256 cap) external;
+    function setRateLimit(address token, uint256 capacity, uint256 refillPerSecond) external;
+    function setFee(address token, uint256 fee) external;
+    function setFeeReceiver(address receiver) external;
+    function setPauser(address pauser, bool enabled) external;
+    function pause() external;
+    function unpause() external;
+    function transferOwnership(address newOwner) external;
+}

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Test} from "./Test.sol";
+import {Vm} from "./Vm.sol";
+import {Bridge} from "../../src/Bridge.sol";
+import {IBridge} from "../../src/IBridge.sol";
+import {TestToken} from "../../src/TestToken.sol";
+
+/// @dev A configured destination/source bridge: 3 operators, threshold 2, a counterpart, one
+/// lock/unlock token and one burn/mint token, funded with native and lock-token liquidity.
+abstract contract BridgeFixture is Test {
+    uint256 internal constant SRC_CHAIN = 5;
+    uint64 internal constant START_BLOCK = 1_000;
+    uint256 internal constant NATIVE_LIQUIDITY = 100 ether;
+    uint256 internal constant TOKEN_LIQUIDITY = 1_000e18;
+
+    address internal owner = makeAddr("owner");
+    address internal op1 = makeAddr("operator 1");
+    address internal op2 = makeAddr("operator 2");
+    address internal op3 = makeAddr("operator 3");
+    address internal stranger = makeAddr("stranger");
+    address internal user = makeAddr("user");
+    address internal recipient = makeAddr("recipient");
+    address internal srcBridge = makeAddr("counterpart bridge");
+    address internal remoteLock = makeAddr("remote lock token");
+    address internal remoteMint = makeAddr("remote mint token");
+
+    Bridge internal bridge;
+    TestToken internal lockToken;
+    TestToken internal mintToken;
+
+    function setUp() public virtual {
+        bridge = _deployBridge();
+        lockToken = new TestToken("Locked", "LCK", 18);
+        mintToken = new TestToken("Minted", "MNT", 6);
+        mintToken.setMinter(address(bridge), true);
+
+        vm.startPrank(owner);
+        bridge.registerTokenPair(address(lockToken), remoteLock, 0);
+        bridge.registerTokenPair(address(mintToken), remoteMint, 1);
+        vm.stopPrank();
+
+        vm.deal(address(this), NATIVE_LIQUIDITY);
+        bridge.fund{value: NATIVE_LIQUIDITY}();
+        lockToken.mint(address(bridge), TOKEN_LIQUIDITY);
+    }
+
+    /// @dev A bridge with op1..op3, threshold 2 and the counterpart set.
+    function _deployBridge() internal returns (Bridge deployed) {
+        deployed = new Bridge(owner, _operators(), 2);
+        vm.prank(owner);
+        deployed.setCounterpart(SRC_CHAIN, srcBridge, START_BLOCK);
+    }
+
+    function _operators() internal view returns (address[] memory ops) {
+        ops = new address[](3);
+        ops[0] = op1;
+        ops[1] = op2;
+        ops[2] = op3;
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    function _request(uint64 nonce, uint8 kind, address token, uint256 amount)
+        internal
+        view
+        returns (IBridge.Request memory)
+    {
+        return IBridge.Request({
+            nonce: nonce,
+            kind: kind,
+            from: user,
+            to: recipient,
+            token: token,
+            amount: amount,
+            fee: 0,
+            extraData: hex"c0de",
+            srcChainId: SRC_CHAIN,
+            srcBridge: srcBridge,
+            srcTxHash: _txHash(nonce),
+            srcBlockNumber: _srcBlock(nonce),
+            srcLogIndex: 1
+        });
+    }
+
+    function _native(uint64 nonce, uint256 amount) internal view returns (IBridge.Request memory) {
+        return _request(nonce, 0, address(0), amount);
+    }
+
+    function _txHash(uint64 nonce) internal pure returns (bytes32) {
+        return keccak256(abi.encode("source tx", nonce));
+    }
+
+    /// @dev Source block of a request: grows with the nonce, as on a real source chain.
+    function _srcBlock(uint64 nonce) internal pure returns (uint64) {
+        return START_BLOCK + 10 + 2 * nonce;
+    }
+
+    // ------------------------------------------------------------------ voting
+
+    function _vote(address operator, IBridge.Request memory r) internal {
+        vm.prank(operator);
+        bridge.handleValueTransfer(r);
+    }
+
+    /// @dev Votes with op1 and op2: executes `r` at threshold 2.
+    function _execute(IBridge.Request memory r) internal {
+        _vote(op1, r);
+        _vote(op2, r);
+    }
+
+    function _voteBatch(address operator, IBridge.Request[] memory rs) internal returns (uint256 recorded) {
+        vm.prank(operator);
+        recorded = bridge.handleValueTransfers(rs);
+    }
+
+    // ------------------------------------------------------------------ logs
+
+    function _count(Vm.Log[] memory logs, bytes32 topic0) internal view returns (uint256 n) {
+        for (uint256 i = 0; i < logs.length; ++i) {
+            if (logs[i].emitter == address(bridge) && logs[i].topics[0] == topic0) ++n;
+        }
+    }
+
+    /// @dev The `reason` of every HandleSkipped log of `nonce`, in order.
+    function _skipReasons(Vm.Log[] memory logs, uint64 nonce) internal view returns (bytes4[] memory reasons) {
+        reasons = new bytes4[](logs.length);
+        uint256 n;
+        for (uint256 i = 0; i < logs.length; ++i) {
+            Vm.Log memory log = logs[i];
+            if (
+                log.emitter == address(bridge) && log.topics[0] == IBridge.HandleSkipped.selector
+                    && log.topics[1] == bytes32(uint256(nonce))
+            ) {
+                reasons[n++] = abi.decode(log.data, (bytes4));
+            }
+        }
+        assembly ("memory-safe") {
+            mstore(reasons, n)
+        }
+    }
+}

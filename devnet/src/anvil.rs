@@ -1,0 +1,139 @@
+//! One anvil chain on a free loopback port.
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::providers::{Provider, ProviderBuilder};
+
+use crate::error::DevnetError;
+use crate::ports::free_port;
+use crate::process::{ManagedProcess, ProcessSpec};
+use crate::tools::Tools;
+use crate::wait::poll_until;
+
+/// How to start one chain.
+#[derive(Debug, Clone)]
+pub struct AnvilOptions {
+    /// Component name (`anvil-main`, `anvil-service`).
+    pub name: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Interval mining in seconds; `None` mines a block per transaction.
+    pub block_time: Option<f64>,
+    /// Funded dev accounts derived from anvil's well-known test mnemonic.
+    pub accounts: u32,
+}
+
+/// A running anvil chain.
+#[derive(Debug)]
+pub struct AnvilNode {
+    process: ManagedProcess,
+    port: u16,
+    chain_id: u64,
+}
+
+const START_ATTEMPTS: usize = 3;
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl AnvilNode {
+    /// Start anvil and wait until it answers `eth_chainId` with the expected id. Retries on a new
+    /// port if the chosen one was taken meanwhile.
+    pub async fn start(tools: &Tools, log_dir: &Path, opts: &AnvilOptions) -> Result<Self, DevnetError> {
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port().map_err(DevnetError::Ports)?;
+            let mut args = vec![
+                "--host".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--port".to_owned(),
+                port.to_string(),
+                "--chain-id".to_owned(),
+                opts.chain_id.to_string(),
+                "--accounts".to_owned(),
+                opts.accounts.to_string(),
+                "--balance".to_owned(),
+                "1000000".to_owned(),
+            ];
+            if let Some(block_time) = opts.block_time {
+                args.push("--block-time".to_owned());
+                args.push(block_time.to_string());
+            }
+            let process = ManagedProcess::spawn(ProcessSpec {
+                name: opts.name.clone(),
+                program: tools.anvil.clone(),
+                args,
+                envs: vec![],
+                log_path: log_dir.join(format!("{}.log", opts.name)),
+            })?;
+            let mut node = Self {
+                process,
+                port,
+                chain_id: opts.chain_id,
+            };
+            match node.wait_ready(READY_TIMEOUT).await {
+                Ok(()) => return Ok(node),
+                Err(e) => {
+                    let _ = node.process.kill();
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| DevnetError::NotReady {
+            component: opts.name.clone(),
+            waited: READY_TIMEOUT,
+        }))
+    }
+
+    /// Wait until the node answers with the right chain id.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), DevnetError> {
+        let name = self.process.name().to_owned();
+        let url = self.url();
+        let expected = self.chain_id;
+        let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?);
+        poll_until(&name.clone(), timeout, || {
+            let alive = self.process.is_running();
+            let provider = provider.clone();
+            let name = name.clone();
+            async move {
+                if !alive {
+                    return Err(DevnetError::Exited(name));
+                }
+                match tokio::time::timeout(Duration::from_secs(1), provider.get_chain_id()).await {
+                    Ok(Ok(id)) if id == expected => Ok(true),
+                    Ok(Ok(id)) => Err(DevnetError::WrongChainId {
+                        component: name,
+                        expected,
+                        actual: id,
+                    }),
+                    _ => Ok(false),
+                }
+            }
+        })
+        .await
+    }
+
+    /// JSON-RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The process, for fault injection (kill, pause, resume).
+    pub fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
+    /// Keep running after the handle is dropped (`devnet up`).
+    pub fn detach(self) -> Option<crate::process::RecordedProcess> {
+        self.process.detach()
+    }
+}

@@ -1,0 +1,217 @@
+//! Deploying and wiring a bridge pair, its token pair and the service registry.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use multibridge_contracts::{Bridge, ServiceRegistry, TestToken, TokenMode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DevnetError;
+use crate::tx::confirm;
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    /// Main chain RPC URL.
+    pub main_url: String,
+    /// Service chain RPC URL.
+    pub service_url: String,
+    /// Owner and deployer.
+    pub owner: PrivateKeySigner,
+    /// Operators registered on both bridges.
+    pub operators: Vec<Address>,
+    /// Votes needed to execute.
+    pub threshold: u64,
+    /// Native liquidity funded into each bridge.
+    pub liquidity: U256,
+    /// Users who receive test tokens on the main chain.
+    pub users: Vec<Address>,
+    /// Test tokens minted to each user.
+    pub user_tokens: U256,
+}
+
+/// One chain's contracts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainContracts {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The bridge.
+    pub bridge: Address,
+    /// Block the bridge was deployed in (where indexing starts).
+    pub bridge_block: u64,
+    /// This chain's side of the test token pair.
+    pub token: Address,
+    /// Mode of the token on this chain's bridge.
+    pub token_mode: TokenMode,
+}
+
+/// Addresses of a deployed pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Main chain contracts.
+    pub main: ChainContracts,
+    /// Service chain contracts.
+    pub service: ChainContracts,
+    /// `ServiceRegistry` on the main chain.
+    pub registry: Address,
+}
+
+fn wallet_provider(url: &str, signer: &PrivateKeySigner) -> Result<impl Provider + Clone, DevnetError> {
+    let url = url.parse().map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
+    Ok(ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer.clone()))
+        .connect_http(url))
+}
+
+struct DeployedBridge {
+    address: Address,
+    block: u64,
+    chain_id: u64,
+}
+
+async fn deploy_bridge<P: Provider + Clone>(
+    chain: &str,
+    provider: &P,
+    owner: Address,
+    plan: &DeployPlan,
+) -> Result<DeployedBridge, DevnetError> {
+    let step = format!("deploy Bridge on {chain}");
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| DevnetError::deploy(&step, e))?;
+    let receipt = confirm(
+        &step,
+        Bridge::deploy_builder(
+            provider.clone(),
+            owner,
+            plan.operators.clone(),
+            U256::from(plan.threshold),
+        )
+        .send()
+        .await,
+    )
+    .await?;
+    let address = receipt
+        .contract_address
+        .ok_or_else(|| DevnetError::deploy(&step, "receipt has no contract address"))?;
+    Ok(DeployedBridge {
+        address,
+        block: receipt.block_number.unwrap_or_default(),
+        chain_id,
+    })
+}
+
+async fn deploy_token<P: Provider + Clone>(
+    provider: &P,
+    name: &str,
+    symbol: &str,
+) -> Result<Address, DevnetError> {
+    let step = format!("deploy TestToken {symbol}");
+    let token = TestToken::deploy(provider.clone(), name.to_owned(), symbol.to_owned(), 18)
+        .await
+        .map_err(|e| DevnetError::deploy(&step, e))?;
+    Ok(*token.address())
+}
+
+/// Deploy and wire everything: bridges (each naming the other as counterpart), a test token pair
+/// (lock/unlock on main, burn/mint on service), the registry on main; fund both bridges with
+/// native liquidity and give every user test tokens.
+pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
+    let owner = plan.owner.address();
+    let main = wallet_provider(&plan.main_url, &plan.owner)?;
+    let service = wallet_provider(&plan.service_url, &plan.owner)?;
+
+    let main_bridge = deploy_bridge("main", &main, owner, plan).await?;
+    let service_bridge = deploy_bridge("service", &service, owner, plan).await?;
+    let main_bridge_c = Bridge::new(main_bridge.address, main.clone());
+    let service_bridge_c = Bridge::new(service_bridge.address, service.clone());
+
+    confirm(
+        "main setCounterpart",
+        main_bridge_c
+            .setCounterpart(U256::from(service_bridge.chain_id), service_bridge.address, service_bridge.block)
+            .send()
+            .await,
+    )
+    .await?;
+    confirm(
+        "service setCounterpart",
+        service_bridge_c
+            .setCounterpart(U256::from(main_bridge.chain_id), main_bridge.address, main_bridge.block)
+            .send()
+            .await,
+    )
+    .await?;
+
+    let main_token = deploy_token(&main, "Multibridge Test Token", "MBT").await?;
+    let service_token = deploy_token(&service, "Wrapped Multibridge Test Token", "wMBT").await?;
+    confirm(
+        "service token: bridge may mint",
+        TestToken::new(service_token, service.clone())
+            .setMinter(service_bridge.address, true)
+            .send()
+            .await,
+    )
+    .await?;
+    confirm(
+        "main registerTokenPair",
+        main_bridge_c
+            .registerTokenPair(main_token, service_token, TokenMode::LockUnlock as u8)
+            .send()
+            .await,
+    )
+    .await?;
+    confirm(
+        "service registerTokenPair",
+        service_bridge_c
+            .registerTokenPair(service_token, main_token, TokenMode::BurnMint as u8)
+            .send()
+            .await,
+    )
+    .await?;
+
+    let registry = ServiceRegistry::deploy(main.clone())
+        .await
+        .map_err(|e| DevnetError::deploy("deploy ServiceRegistry", e))?;
+
+    if plan.liquidity > U256::ZERO {
+        confirm(
+            "fund main bridge",
+            main_bridge_c.fund().value(plan.liquidity).send().await,
+        )
+        .await?;
+        confirm(
+            "fund service bridge",
+            service_bridge_c.fund().value(plan.liquidity).send().await,
+        )
+        .await?;
+    }
+    let main_token_c = TestToken::new(main_token, main.clone());
+    for user in &plan.users {
+        confirm(
+            "mint user tokens",
+            main_token_c.mint(*user, plan.user_tokens).send().await,
+        )
+        .await?;
+    }
+
+    Ok(Deployment {
+        main: ChainContracts {
+            chain_id: main_bridge.chain_id,
+            bridge: main_bridge.address,
+            bridge_block: main_bridge.block,
+            token: main_token,
+            token_mode: TokenMode::LockUnlock,
+        },
+        service: ChainContracts {
+            chain_id: service_bridge.chain_id,
+            bridge: service_bridge.address,
+            bridge_block: service_bridge.block,
+            token: service_token,
+            token_mode: TokenMode::BurnMint,
+        },
+        registry: *registry.address(),
+    })
+}

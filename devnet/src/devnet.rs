@@ -1,0 +1,346 @@
+//! The whole local system: two anvil chains, an etcd cluster and a deployed bridge pair.
+//!
+//! Every process is owned by the [`Devnet`] value and killed when it is dropped — also when a
+//! test panics — unless [`Devnet::detach`] hands them over to `devnet up`/`down`.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{U256, utils::parse_ether};
+use alloy::providers::{Provider, ProviderBuilder};
+use multibridge::config::{
+    ChainConfig, Chains, Config, EtcdConfig, HttpConfig, OperatorConfig, RegistryConfig, Secret,
+    SignerConfig, StoreConfig,
+};
+use multibridge_contracts::{ChainRole, Lane};
+
+use crate::accounts::DevAccounts;
+use crate::anvil::{AnvilNode, AnvilOptions};
+use crate::deploy::{DeployPlan, Deployment, deploy_pair};
+use crate::error::DevnetError;
+use crate::etcd::EtcdCluster;
+use crate::manifest::{AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry, write_atomic};
+use crate::ports::free_port;
+use crate::process::RecordedProcess;
+use crate::tools::Tools;
+
+/// How to build a devnet.
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    /// Directory for logs, data and the manifest.
+    pub dir: PathBuf,
+    /// Number of operators.
+    pub operators: u32,
+    /// Votes needed to execute a transfer.
+    pub threshold: u64,
+    /// Number of funded user accounts.
+    pub users: u32,
+    /// Seconds per block on both chains (`None`: a block per transaction).
+    pub block_time: Option<f64>,
+    /// Main chain id.
+    pub main_chain_id: u64,
+    /// Service chain id.
+    pub service_chain_id: u64,
+    /// etcd cluster size (0: no etcd).
+    pub etcd_members: usize,
+    /// Native liquidity funded into each bridge.
+    pub liquidity: U256,
+    /// Test tokens minted to each user on the main chain.
+    pub user_tokens: U256,
+    /// Confirmations written into the relay configs.
+    pub confirmations: u64,
+}
+
+impl DevnetOptions {
+    /// Defaults: 3 operators, threshold 2, 1 s blocks, a 3-member etcd cluster.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            operators: 3,
+            threshold: 2,
+            users: 4,
+            block_time: Some(1.0),
+            main_chain_id: 31_337,
+            service_chain_id: 31_338,
+            etcd_members: 3,
+            liquidity: parse_ether("1000").unwrap_or(U256::ZERO),
+            user_tokens: parse_ether("1000000").unwrap_or(U256::ZERO),
+            confirmations: 1,
+        }
+    }
+
+    fn validate(&self) -> Result<(), DevnetError> {
+        if self.operators == 0 {
+            return Err(DevnetError::Invalid("--operators must be at least 1".into()));
+        }
+        if self.threshold == 0 || self.threshold > u64::from(self.operators) {
+            return Err(DevnetError::Invalid(format!(
+                "--threshold must be between 1 and the number of operators ({}), got {}",
+                self.operators, self.threshold
+            )));
+        }
+        if self.main_chain_id == self.service_chain_id {
+            return Err(DevnetError::Invalid("main and service chain ids must differ".into()));
+        }
+        if let Some(bt) = self.block_time
+            && !(bt > 0.0 && bt.is_finite())
+        {
+            return Err(DevnetError::Invalid(format!("--block-time must be positive, got {bt}")));
+        }
+        Ok(())
+    }
+}
+
+/// A running devnet.
+#[derive(Debug)]
+pub struct Devnet {
+    /// How it was built.
+    pub options: DevnetOptions,
+    /// Main chain node.
+    pub main: AnvilNode,
+    /// Service chain node.
+    pub service: AnvilNode,
+    /// etcd cluster (absent when `etcd_members` is 0).
+    pub etcd: Option<EtcdCluster>,
+    /// Deployed contracts.
+    pub deployment: Deployment,
+    /// Accounts and keys.
+    pub accounts: DevAccounts,
+    /// HTTP API port of each operator's relay (allocated once, written into its config).
+    pub operator_http_ports: Vec<u16>,
+}
+
+impl Devnet {
+    /// Start chains and etcd, deploy and wire the contracts, write `devnet.json` and one relay
+    /// config per operator.
+    pub async fn start(options: DevnetOptions) -> Result<Self, DevnetError> {
+        options.validate()?;
+        let tools = Tools::locate()?;
+        let dir = absolute(&options.dir)?;
+        let log_dir = dir.join("logs");
+        std::fs::create_dir_all(&log_dir).map_err(|e| DevnetError::io(&log_dir, e))?;
+        let accounts = DevAccounts::derive(options.operators, options.users)?;
+
+        // Chains start mining a block per transaction so deployment is instant; interval mining
+        // (whole seconds) is switched on afterwards. Fractional block times are set at start.
+        let integral_block_time = options
+            .block_time
+            .filter(|bt| bt.fract() == 0.0 && *bt <= 3600.0);
+        let start_block_time = if integral_block_time.is_some() {
+            None
+        } else {
+            options.block_time
+        };
+        let chain = |name: &str, chain_id| AnvilOptions {
+            name: name.to_owned(),
+            chain_id,
+            block_time: start_block_time,
+            accounts: accounts.count().saturating_add(4),
+        };
+        let main = AnvilNode::start(&tools, &log_dir, &chain("anvil-main", options.main_chain_id)).await?;
+        let service =
+            AnvilNode::start(&tools, &log_dir, &chain("anvil-service", options.service_chain_id)).await?;
+        let etcd = if options.etcd_members > 0 {
+            Some(EtcdCluster::start(&tools, &dir, options.etcd_members).await?)
+        } else {
+            None
+        };
+
+        let deployment = deploy_pair(&DeployPlan {
+            main_url: main.url(),
+            service_url: service.url(),
+            owner: accounts.owner.clone(),
+            operators: accounts.operator_addresses(),
+            threshold: options.threshold,
+            liquidity: options.liquidity,
+            users: accounts.users.iter().map(|u| u.address()).collect(),
+            user_tokens: options.user_tokens,
+        })
+        .await?;
+
+        if let Some(seconds) = integral_block_time {
+            for node in [&main, &service] {
+                set_interval_mining(&node.url(), seconds as u64).await?;
+            }
+        }
+
+        let operator_http_ports = (0..accounts.operators.len())
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<u16>>>()
+            .map_err(DevnetError::Ports)?;
+        let devnet = Self {
+            options: DevnetOptions { dir, ..options },
+            main,
+            service,
+            etcd,
+            deployment,
+            accounts,
+            operator_http_ports,
+        };
+        devnet.write_files()?;
+        Ok(devnet)
+    }
+
+    /// RPC URL of one chain.
+    pub fn rpc_url(&self, role: ChainRole) -> String {
+        match role {
+            ChainRole::Main => self.main.url(),
+            ChainRole::Service => self.service.url(),
+        }
+    }
+
+    /// The anvil node of one chain, for fault injection.
+    pub fn chain(&mut self, role: ChainRole) -> &mut AnvilNode {
+        match role {
+            ChainRole::Main => &mut self.main,
+            ChainRole::Service => &mut self.service,
+        }
+    }
+
+    /// The devnet directory.
+    pub fn dir(&self) -> &Path {
+        &self.options.dir
+    }
+
+    /// Relay config file of operator `index` (0-based).
+    pub fn operator_config_path(&self, index: usize) -> PathBuf {
+        self.options.dir.join(format!("operator-{}.toml", index.saturating_add(1)))
+    }
+
+    /// The relay config of operator `index` (0-based).
+    pub fn operator_config(&self, index: usize) -> Result<Config, DevnetError> {
+        let signer = self
+            .accounts
+            .operators
+            .get(index)
+            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
+        let chain = |role: ChainRole| {
+            let contracts = match role {
+                ChainRole::Main => &self.deployment.main,
+                ChainRole::Service => &self.deployment.service,
+            };
+            ChainConfig {
+                chain_id: contracts.chain_id,
+                rpc_urls: vec![self.rpc_url(role)],
+                bridge: contracts.bridge,
+                confirmations: self.options.confirmations,
+                start_block: contracts.bridge_block,
+                poll_interval_ms: 250,
+                max_block_range: 1_000,
+            }
+        };
+        let http_port = self
+            .operator_http_ports
+            .get(index)
+            .copied()
+            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
+        let operator_dir = self.options.dir.join(format!("operator-{}", index.saturating_add(1)));
+        Ok(Config {
+            operator: OperatorConfig {
+                address: signer.address(),
+                signer: SignerConfig::DevKey {
+                    private_key: Secret::new(format!("0x{}", alloy::hex::encode(signer.to_bytes()))),
+                },
+            },
+            chains: Chains {
+                main: chain(ChainRole::Main),
+                service: chain(ChainRole::Service),
+            },
+            lanes: Lane::ALL.to_vec(),
+            store: StoreConfig {
+                path: operator_dir.join("store.sqlite"),
+            },
+            http: HttpConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
+                advertise_url: None,
+            },
+            registry: Some(RegistryConfig {
+                address: self.deployment.registry,
+            }),
+            etcd: self.etcd.as_ref().map(|etcd| EtcdConfig {
+                endpoints: etcd.endpoints(),
+                prefix: "/multibridge".to_owned(),
+                lease_ttl_secs: 3,
+            }),
+        })
+    }
+
+    /// Everything `devnet.json` holds.
+    pub fn manifest(&self) -> Manifest {
+        let account = |s: &alloy::signers::local::PrivateKeySigner| AccountEntry {
+            address: s.address(),
+            private_key: format!("0x{}", alloy::hex::encode(s.to_bytes())),
+        };
+        let operators = self
+            .accounts
+            .operators
+            .iter()
+            .enumerate()
+            .map(|(index, signer)| OperatorEntry {
+                account: account(signer),
+                config: self.operator_config_path(index),
+            })
+            .collect();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            warning: KEYS_WARNING.to_owned(),
+            dir: self.options.dir.clone(),
+            main: ChainEntry {
+                rpc_url: self.main.url(),
+                block_time: self.options.block_time,
+                contracts: self.deployment.main.clone(),
+            },
+            service: ChainEntry {
+                rpc_url: self.service.url(),
+                block_time: self.options.block_time,
+                contracts: self.deployment.service.clone(),
+            },
+            registry: self.deployment.registry,
+            etcd_endpoints: self.etcd.as_ref().map(EtcdCluster::endpoints).unwrap_or_default(),
+            threshold: self.options.threshold,
+            owner: account(&self.accounts.owner),
+            operators,
+            users: self.accounts.users.iter().map(account).collect(),
+        };
+        manifest
+    }
+
+    /// Write one relay config per operator, then `devnet.json`.
+    fn write_files(&self) -> Result<(), DevnetError> {
+        for index in 0..self.accounts.operators.len() {
+            let toml = self
+                .operator_config(index)?
+                .to_toml()
+                .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
+            let header = "# multibridge relay config written by multibridge-devnet.\n\
+                          # DEVNET ONLY: the key below is a public anvil test key.\n";
+            write_atomic(&self.operator_config_path(index), format!("{header}{toml}").as_bytes())?;
+        }
+        self.manifest().save()?;
+        Ok(())
+    }
+
+    /// Leave every process running after this value is dropped; returns them for `down`.
+    pub fn detach(self) -> Vec<RecordedProcess> {
+        let mut processes: Vec<RecordedProcess> = Vec::new();
+        processes.extend(self.main.detach());
+        processes.extend(self.service.detach());
+        if let Some(etcd) = self.etcd {
+            processes.extend(etcd.detach());
+        }
+        processes
+    }
+}
+
+async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
+    let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::BadUrl(url.to_owned()))?);
+    provider
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (seconds,))
+        .await
+        .map_err(|e| DevnetError::deploy("evm_setIntervalMining", e))?;
+    Ok(())
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, DevnetError> {
+    std::fs::create_dir_all(dir).map_err(|e| DevnetError::io(dir, e))?;
+    std::fs::canonicalize(dir).map_err(|e| DevnetError::io(dir, e))
+}

@@ -1,0 +1,272 @@
+//! Drives transfers on a devnet through the Rust bindings: user requests on the source chain,
+//! operator votes on the destination, and the reads that check the outcome.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
+use multibridge_contracts::{ChainRole, Lane, Request, TestToken, request_from_log};
+
+use crate::error::DevnetError;
+use crate::tx::confirm;
+use crate::manifest::{AccountEntry, ChainEntry, Manifest};
+
+/// What one vote did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// Recorded, below the threshold.
+    Recorded {
+        /// Votes for this payload after this one.
+        votes: U256,
+        /// The vote transaction.
+        tx: B256,
+    },
+    /// Recorded and the transfer executed.
+    Executed {
+        /// The vote transaction.
+        tx: B256,
+    },
+    /// The bridge refused the vote (e.g. `AlreadyHandled`), before any transaction was mined.
+    Refused(RefusedVote),
+}
+
+/// A vote the bridge refused, with its decoded custom error when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedVote {
+    /// The decoded custom error.
+    pub error: Option<BridgeErrors>,
+    /// The raw error message.
+    pub message: String,
+}
+
+/// Transfers and votes on a running devnet.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    manifest: Manifest,
+}
+
+impl Driver {
+    /// A driver for the devnet described by `manifest`.
+    pub fn new(manifest: Manifest) -> Self {
+        Self { manifest }
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// One chain's entry.
+    pub fn chain(&self, role: ChainRole) -> &ChainEntry {
+        match role {
+            ChainRole::Main => &self.manifest.main,
+            ChainRole::Service => &self.manifest.service,
+        }
+    }
+
+    fn signer(entry: &AccountEntry) -> Result<PrivateKeySigner, DevnetError> {
+        entry
+            .private_key
+            .parse()
+            .map_err(|e| DevnetError::Invalid(format!("devnet key of {}: {e}", entry.address)))
+    }
+
+    /// User `index`'s signer.
+    pub fn user(&self, index: usize) -> Result<PrivateKeySigner, DevnetError> {
+        let entry = self
+            .manifest
+            .users
+            .get(index)
+            .ok_or_else(|| DevnetError::Invalid(format!("no user {index}")))?;
+        Self::signer(entry)
+    }
+
+    /// Operator `index`'s signer.
+    pub fn operator(&self, index: usize) -> Result<PrivateKeySigner, DevnetError> {
+        let entry = self
+            .manifest
+            .operators
+            .get(index)
+            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
+        Self::signer(&entry.account)
+    }
+
+    /// A read-only provider for one chain.
+    pub fn provider(&self, role: ChainRole) -> Result<DynProvider, DevnetError> {
+        let url = &self.chain(role).rpc_url;
+        let url = url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?;
+        Ok(ProviderBuilder::new().connect_http(url).erased())
+    }
+
+    /// A provider that signs as `signer` on one chain.
+    pub fn wallet_provider(
+        &self,
+        role: ChainRole,
+        signer: &PrivateKeySigner,
+    ) -> Result<DynProvider, DevnetError> {
+        let url = &self.chain(role).rpc_url;
+        let url = url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?;
+        Ok(ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(url)
+            .erased())
+    }
+
+    /// Request a native transfer of `amount` from user `user` to `to` on `lane`; returns the
+    /// request as a relay would build it from the mined log.
+    pub async fn request_native(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        amount: U256,
+    ) -> Result<Request, DevnetError> {
+        let source = lane.source();
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        let bridge = Bridge::new(self.chain(source).contracts.bridge, provider);
+        let fee = bridge
+            .fee(Address::ZERO)
+            .call()
+            .await
+            .map_err(|e| DevnetError::deploy("read native fee", e))?;
+        let receipt = confirm(
+            "requestNativeTransfer",
+            bridge
+                .requestNativeTransfer(to, Bytes::new())
+                .value(amount.saturating_add(fee))
+                .send()
+                .await,
+        )
+        .await?;
+        self.request_in(source, &receipt)
+    }
+
+    /// Approve and request an ERC-20 transfer of the test token on `lane`.
+    pub async fn request_erc20(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        amount: U256,
+    ) -> Result<Request, DevnetError> {
+        let source = lane.source();
+        let chain = self.chain(source);
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        let token = TestToken::new(chain.contracts.token, provider.clone());
+        confirm(
+            "approve",
+            token.approve(chain.contracts.bridge, amount).send().await,
+        )
+        .await?;
+        let bridge = Bridge::new(chain.contracts.bridge, provider);
+        let fee = bridge
+            .fee(chain.contracts.token)
+            .call()
+            .await
+            .map_err(|e| DevnetError::deploy("read token fee", e))?;
+        let receipt = confirm(
+            "requestERC20Transfer",
+            bridge
+                .requestERC20Transfer(chain.contracts.token, to, amount, Bytes::new())
+                .value(fee)
+                .send()
+                .await,
+        )
+        .await?;
+        self.request_in(source, &receipt)
+    }
+
+    fn request_in(&self, source: ChainRole, receipt: &TransactionReceipt) -> Result<Request, DevnetError> {
+        let chain_id = self.chain(source).contracts.chain_id;
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .find(|log| log.topic0() == Some(&Bridge::RequestValueTransfer::SIGNATURE_HASH))
+            .ok_or_else(|| DevnetError::Invalid("request receipt has no RequestValueTransfer".into()))
+            .and_then(|log| {
+                request_from_log(log, chain_id).map_err(|e| DevnetError::Invalid(e.to_string()))
+            })
+    }
+
+    /// Operator `operator` votes for `request` on `lane`'s destination bridge.
+    pub async fn vote(&self, lane: Lane, operator: usize, request: &Request) -> Result<VoteOutcome, DevnetError> {
+        let destination = lane.destination();
+        let provider = self.wallet_provider(destination, &self.operator(operator)?)?;
+        let bridge = Bridge::new(self.chain(destination).contracts.bridge, provider);
+        let sent = match bridge.handleValueTransfer(request.clone()).send().await {
+            Ok(sent) => sent,
+            Err(e) => {
+                return Ok(VoteOutcome::Refused(RefusedVote {
+                    error: e.as_decoded_interface_error::<BridgeErrors>(),
+                    message: e.to_string(),
+                }));
+            }
+        };
+        let receipt = confirm("handleValueTransfer", Ok(sent)).await?;
+        let logs = receipt.inner.logs();
+        if logs
+            .iter()
+            .any(|l| l.topic0() == Some(&Bridge::HandleValueTransfer::SIGNATURE_HASH))
+        {
+            return Ok(VoteOutcome::Executed {
+                tx: receipt.transaction_hash,
+            });
+        }
+        let votes = logs
+            .iter()
+            .find_map(|l| l.log_decode::<Bridge::VoteCast>().ok())
+            .map(|l| l.inner.data.votes)
+            .unwrap_or_default();
+        Ok(VoteOutcome::Recorded {
+            votes,
+            tx: receipt.transaction_hash,
+        })
+    }
+
+    /// How many `HandleValueTransfer` events for `nonce` the destination bridge of `lane` emitted.
+    pub async fn handle_count(&self, lane: Lane, nonce: u64) -> Result<usize, DevnetError> {
+        let destination = lane.destination();
+        let chain = self.chain(destination);
+        let filter = Filter::new()
+            .address(chain.contracts.bridge)
+            .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+            .topic1(B256::from(U256::from(nonce)))
+            .from_block(chain.contracts.bridge_block);
+        let logs = self
+            .provider(destination)?
+            .get_logs(&filter)
+            .await
+            .map_err(|e| DevnetError::deploy("get HandleValueTransfer logs", e))?;
+        Ok(logs.len())
+    }
+
+    /// Native balance of `who` on one chain.
+    pub async fn native_balance(&self, role: ChainRole, who: Address) -> Result<U256, DevnetError> {
+        self.provider(role)?
+            .get_balance(who)
+            .await
+            .map_err(|e| DevnetError::deploy("eth_getBalance", e))
+    }
+
+    /// Test-token balance of `who` on one chain.
+    pub async fn token_balance(&self, role: ChainRole, who: Address) -> Result<U256, DevnetError> {
+        TestToken::new(self.chain(role).contracts.token, self.provider(role)?)
+            .balanceOf(who)
+            .call()
+            .await
+            .map_err(|e| DevnetError::deploy("balanceOf", e))
+    }
+
+    /// Test-token total supply on one chain.
+    pub async fn token_supply(&self, role: ChainRole) -> Result<U256, DevnetError> {
+        TestToken::new(self.chain(role).contracts.token, self.provider(role)?)
+            .totalSupply()
+            .call()
+            .await
+            .map_err(|e| DevnetError::deploy("totalSupply", e))
+    }
+}

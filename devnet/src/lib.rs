@@ -1,0 +1,24 @@
+//! multibridge on one machine, for real: two anvil chains, a three-member etcd cluster, the
+//! deployed contracts and (later) the relays — and the harness every end-to-end test uses.
+//!
+//! Everything a [`Devnet`] starts is killed when it is dropped, also when a test panics.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod anvil;
+pub mod deploy;
+pub mod devnet;
+pub mod driver;
+pub mod error;
+pub mod etcd;
+pub mod manifest;
+pub mod ports;
+pub mod process;
+pub mod tools;
+pub mod tx;
+pub mod wait;
+
+pub use devnet::{Devnet, DevnetOptions};
+pub use driver::{Driver, VoteOutcome};
+pub use error::DevnetError;
+pub use manifest::Manifest;

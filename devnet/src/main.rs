@@ -1,0 +1,269 @@
+//! `multibridge-devnet`: run multibridge locally on real chains and etcd.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, utils::format_ether, utils::parse_ether};
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use multibridge_contracts::{ChainRole, Lane};
+use multibridge_devnet::driver::VoteOutcome;
+use multibridge_devnet::manifest::{Manifest, load_processes, remove_processes, save_processes};
+use multibridge_devnet::tools::workspace_root;
+use multibridge_devnet::{Devnet, DevnetError, DevnetOptions, Driver};
+
+#[derive(Parser)]
+#[command(name = "multibridge-devnet", version, about = "Run multibridge locally: anvil chains, etcd, contracts")]
+struct Cli {
+    /// Devnet directory (state, logs, manifest). Default: `.devnet/` in the workspace.
+    #[arg(long, global = true, env = "MULTIBRIDGE_DEVNET_DIR")]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start chains and etcd, deploy, write devnet.json and relay configs, leave it running.
+    Up(UpArgs),
+    /// Stop everything `up` started.
+    Down,
+    /// Say what runs.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a devnet, move transfers both ways and check conservation, then stop it.
+    Demo {
+        #[command(flatten)]
+        up: UpArgs,
+        /// Transfers per lane and asset.
+        #[arg(long, default_value_t = 2)]
+        transfers: u32,
+    },
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    /// Number of operators.
+    #[arg(long, default_value_t = 3)]
+    operators: u32,
+    /// Votes needed to execute a transfer.
+    #[arg(long, default_value_t = 2)]
+    threshold: u64,
+    /// Seconds per block on both chains (0: a block per transaction).
+    #[arg(long, default_value_t = 1.0)]
+    block_time: f64,
+    /// Main chain id.
+    #[arg(long, default_value_t = 31_337)]
+    main_chain_id: u64,
+    /// Service chain id.
+    #[arg(long, default_value_t = 31_338)]
+    service_chain_id: u64,
+    /// etcd cluster size (0: none).
+    #[arg(long, default_value_t = 3)]
+    etcd_members: usize,
+}
+
+impl UpArgs {
+    fn options(&self, dir: PathBuf) -> DevnetOptions {
+        DevnetOptions {
+            operators: self.operators,
+            threshold: self.threshold,
+            block_time: (self.block_time > 0.0).then_some(self.block_time),
+            main_chain_id: self.main_chain_id,
+            service_chain_id: self.service_chain_id,
+            etcd_members: self.etcd_members,
+            ..DevnetOptions::new(dir)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let dir = cli.dir.clone().unwrap_or_else(|| workspace_root().join(".devnet"));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(&dir, &args).await,
+            Command::Down => down(&dir),
+            Command::Status { json } => status(&dir, json),
+            Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn refuse_if_running(dir: &Path) -> Result<()> {
+    if let Some(processes) = load_processes(dir)?
+        && processes.iter().any(|p| p.is_alive())
+    {
+        return Err(DevnetError::AlreadyRunning(dir.to_owned()).into());
+    }
+    Ok(())
+}
+
+async fn up(dir: &Path, args: &UpArgs) -> Result<()> {
+    refuse_if_running(dir)?;
+    let started = Instant::now();
+    let devnet = Devnet::start(args.options(dir.to_owned())).await?;
+    let manifest = devnet.manifest();
+    let processes = devnet.detach();
+    save_processes(&manifest.dir, &processes)?;
+    print_summary(&manifest);
+    println!("up in {:.1}s; stop with: multibridge-devnet down", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_summary(m: &Manifest) {
+    println!("devnet in {}", m.dir.display());
+    for (name, chain) in [("main", &m.main), ("service", &m.service)] {
+        println!(
+            "  {name:<8} chain {:<6} {}  bridge {}  token {}",
+            chain.contracts.chain_id, chain.rpc_url, chain.contracts.bridge, chain.contracts.token
+        );
+    }
+    println!("  registry {} (main chain)", m.registry);
+    if !m.etcd_endpoints.is_empty() {
+        println!("  etcd     {}", m.etcd_endpoints.join(","));
+    }
+    println!("  operators {} (threshold {}):", m.operators.len(), m.threshold);
+    for op in &m.operators {
+        println!("    {}  config {}", op.account.address, op.config.display());
+    }
+    println!("  manifest {}", m.dir.join("devnet.json").display());
+}
+
+fn down(dir: &Path) -> Result<()> {
+    let Some(processes) = load_processes(dir)? else {
+        println!("nothing to stop in {}", dir.display());
+        return Ok(());
+    };
+    let mut failed = Vec::new();
+    for p in &processes {
+        // etcd flushes its WAL on SIGTERM; give it time before SIGKILL.
+        if p.stop(Duration::from_secs(10)) {
+            println!("stopped {} (pid {})", p.name, p.pid);
+        } else {
+            failed.push(format!("{} (pid {})", p.name, p.pid));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not stop: {}", failed.join(", "));
+    }
+    remove_processes(dir)?;
+    Ok(())
+}
+
+fn status(dir: &Path, json: bool) -> Result<()> {
+    let processes = load_processes(dir)?.unwrap_or_default();
+    let rows: Vec<_> = processes
+        .iter()
+        .map(|p| (p.name.clone(), p.pid, p.is_alive()))
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "dir": dir,
+            "running": rows.iter().any(|r| r.2),
+            "processes": rows.iter().map(|(name, pid, alive)| serde_json::json!({
+                "name": name, "pid": pid, "alive": alive
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no devnet in {}", dir.display());
+        return Ok(());
+    }
+    println!("devnet in {}", dir.display());
+    for (name, pid, alive) in rows {
+        println!("  {name:<14} pid {pid:<8} {}", if alive { "running" } else { "not running" });
+    }
+    Ok(())
+}
+
+/// Until the relay daemon exists (issue 3) the demo casts the operators' votes itself, through
+/// the same bindings the relay will use.
+async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
+    refuse_if_running(dir)?;
+    println!("starting devnet (anvil x2, etcd x{}) ...", args.etcd_members);
+    let devnet = Devnet::start(args.options(dir.to_owned())).await?;
+    let driver = Driver::new(devnet.manifest());
+    print_summary(driver.manifest());
+    let threshold = usize::try_from(devnet.options.threshold)?;
+    let amount_native = parse_ether("1.5")?;
+    let amount_token = parse_ether("250")?;
+    let recipient = Address::repeat_byte(0xd0);
+    println!("\n{:<16} {:<6} {:>5} {:>10} {:>9}", "lane", "asset", "nonce", "amount", "latency");
+    let mut moved = 0u32;
+    for lane in [Lane::MainToService, Lane::ServiceToMain] {
+        for _ in 0..transfers {
+            for erc20 in [false, true] {
+                let started = Instant::now();
+                let request = if erc20 {
+                    driver.request_erc20(lane, 0, recipient, amount_token).await?
+                } else {
+                    driver.request_native(lane, 0, recipient, amount_native).await?
+                };
+                let mut executed = 0;
+                for op in 0..threshold {
+                    if let VoteOutcome::Executed { .. } = driver.vote(lane, op, &request).await? {
+                        executed += 1;
+                    }
+                }
+                if executed != 1 {
+                    bail!("{lane} nonce {} executed {executed} times", request.nonce);
+                }
+                println!(
+                    "{:<16} {:<6} {:>5} {:>10} {:>8.2}s",
+                    lane.as_str(),
+                    if erc20 { "MBT" } else { "native" },
+                    request.nonce,
+                    format_ether(request.amount),
+                    started.elapsed().as_secs_f64()
+                );
+                moved += 1;
+            }
+        }
+    }
+    // Conservation of the token pair: what the main bridge holds locked equals the wrapped supply.
+    let locked = driver
+        .token_balance(ChainRole::Main, driver.manifest().main.contracts.bridge)
+        .await?;
+    let wrapped = driver.token_supply(ChainRole::Service).await?;
+    println!("\n{moved} transfers, each executed exactly once");
+    println!(
+        "conservation MBT: locked on main {} = minted on service {} -> {}",
+        format_ether(locked),
+        format_ether(wrapped),
+        if locked == wrapped { "ok" } else { "BROKEN" }
+    );
+    if locked != wrapped {
+        bail!("conservation broken");
+    }
+    drop(devnet);
+    println!("devnet stopped");
+    Ok(())
+}

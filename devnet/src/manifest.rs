@@ -1,0 +1,142 @@
+//! `devnet.json`: the one machine-readable file with every address, URL, endpoint and key.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::Address;
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::ChainContracts;
+use crate::error::DevnetError;
+use crate::process::RecordedProcess;
+
+/// Name of the manifest inside the devnet directory.
+pub const MANIFEST_FILE: &str = "devnet.json";
+/// Name of the process list inside the devnet directory (written by `up`, read by `down`).
+pub const PROCESSES_FILE: &str = "processes.json";
+
+/// Format version of the manifest.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One chain as the devnet runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainEntry {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// Seconds per block (`null`: a block per transaction).
+    pub block_time: Option<f64>,
+    /// Deployed contracts.
+    #[serde(flatten)]
+    pub contracts: ChainContracts,
+}
+
+/// An account with its (public, devnet-only) key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEntry {
+    /// Address.
+    pub address: Address,
+    /// 0x-prefixed private key — a well-known anvil test key, devnet only.
+    pub private_key: String,
+}
+
+/// One operator: its account and its relay config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// Account.
+    #[serde(flatten)]
+    pub account: AccountEntry,
+    /// Relay config file for this operator.
+    pub config: PathBuf,
+}
+
+/// The whole devnet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Reminder that every key in here is public.
+    pub warning: String,
+    /// The devnet directory.
+    pub dir: PathBuf,
+    /// Main chain.
+    pub main: ChainEntry,
+    /// Service chain.
+    pub service: ChainEntry,
+    /// `ServiceRegistry` on the main chain.
+    pub registry: Address,
+    /// etcd client endpoints.
+    pub etcd_endpoints: Vec<String>,
+    /// Votes needed on each bridge.
+    pub threshold: u64,
+    /// Owner (deployer, pauser) of every contract.
+    pub owner: AccountEntry,
+    /// Operators.
+    pub operators: Vec<OperatorEntry>,
+    /// Users with native coin and test tokens.
+    pub users: Vec<AccountEntry>,
+}
+
+/// The warning stored in every manifest.
+pub const KEYS_WARNING: &str =
+    "DEVNET ONLY: every key here is a public anvil test key; never use one anywhere else";
+
+impl Manifest {
+    /// Read `devnet.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, DevnetError> {
+        read_json(&dir.join(MANIFEST_FILE))
+    }
+
+    /// Write `devnet.json` into `self.dir`.
+    pub fn save(&self) -> Result<PathBuf, DevnetError> {
+        let path = self.dir.join(MANIFEST_FILE);
+        write_json(&path, self)?;
+        Ok(path)
+    }
+}
+
+/// Read the process list `up` left in `dir`, if any.
+pub fn load_processes(dir: &Path) -> Result<Option<Vec<RecordedProcess>>, DevnetError> {
+    let path = dir.join(PROCESSES_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(&path).map(Some)
+}
+
+/// Record the processes `up` leaves running.
+pub fn save_processes(dir: &Path, processes: &[RecordedProcess]) -> Result<(), DevnetError> {
+    write_json(&dir.join(PROCESSES_FILE), &processes)
+}
+
+/// Forget the process list (after `down`).
+pub fn remove_processes(dir: &Path) -> Result<(), DevnetError> {
+    let path = dir.join(PROCESSES_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DevnetError::io(path, e)),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DevnetError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DevnetError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| DevnetError::BadState {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Write JSON atomically (temp file + rename): a crash never leaves half a file.
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), DevnetError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| DevnetError::BadState {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Write a file atomically (temp file + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DevnetError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| DevnetError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| DevnetError::io(path, e))
+}

@@ -1,0 +1,80 @@
+//! Finding the external programs the devnet runs (anvil from `.tools/`, etcd from apt).
+
+use std::path::{Path, PathBuf};
+
+/// The command that installs every tool.
+pub const SETUP_COMMAND: &str = "bash .tools/setup.sh";
+
+/// A program the devnet needs is not installed.
+#[derive(Debug, thiserror::Error)]
+#[error("{tool} not found (looked in {looked_in}); install the tools with: {SETUP_COMMAND}")]
+pub struct MissingTool {
+    /// The program's name.
+    pub tool: &'static str,
+    /// Where it was looked for.
+    pub looked_in: String,
+}
+
+/// Paths of the programs the devnet starts.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// `anvil` (npm `@foundry-rs/anvil-linux-amd64`, in `.tools/`).
+    pub anvil: PathBuf,
+    /// `etcd` (Debian `etcd-server`).
+    pub etcd: PathBuf,
+}
+
+impl Tools {
+    /// Locate every tool, or name the first missing one and the setup command.
+    pub fn locate() -> Result<Self, MissingTool> {
+        Ok(Self {
+            anvil: find_tool("anvil")?,
+            etcd: find_tool("etcd")?,
+        })
+    }
+}
+
+/// The workspace root: the nearest ancestor of the current directory with `.tools/package.json`,
+/// else the workspace this crate was built in.
+pub fn workspace_root() -> PathBuf {
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            if dir.join(".tools").join("package.json").is_file() {
+                return dir.to_path_buf();
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Find `tool`: `$MULTIBRIDGE_TOOLS_BIN/<tool>`, then `<workspace>/.tools/node_modules/.bin`, then
+/// `$PATH`.
+pub fn find_tool(tool: &'static str) -> Result<PathBuf, MissingTool> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("MULTIBRIDGE_TOOLS_BIN") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(workspace_root().join(".tools/node_modules/.bin"));
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    for dir in &dirs {
+        let candidate = dir.join(tool);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(MissingTool {
+        tool,
+        looked_in: dirs
+            .iter()
+            .take(2)
+            .map(|d| d.display().to_string())
+            .chain(std::iter::once("$PATH".to_owned()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}

@@ -1,0 +1,33 @@
+//! Sending a transaction and waiting for its successful receipt.
+
+use std::time::Duration;
+
+use alloy::network::Ethereum;
+use alloy::providers::PendingTransactionBuilder;
+use alloy::rpc::types::TransactionReceipt;
+
+use crate::error::DevnetError;
+
+/// How long one transaction may take to be mined.
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wait for a sent transaction's receipt and insist it succeeded.
+pub async fn confirm(
+    step: &str,
+    sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
+) -> Result<TransactionReceipt, DevnetError> {
+    let pending = sent.map_err(|e| DevnetError::deploy(step, e))?;
+    let receipt = pending
+        .with_timeout(Some(RECEIPT_TIMEOUT))
+        .get_receipt()
+        .await
+        .map_err(|e| DevnetError::deploy(step, e))?;
+    if !receipt.status() {
+        return Err(DevnetError::deploy(
+            step,
+            format!("transaction {} reverted", receipt.transaction_hash),
+        ));
+    }
+    Ok(receipt)
+}
+
