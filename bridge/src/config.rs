@@ -260,7 +260,10 @@ impl Config {
             ("chains.service", &self.chains.service),
         ] {
             if chain.rpc_urls.is_empty() {
-                return Err(invalid(field, "rpc_urls is empty: give at least one URL".into()));
+                return Err(invalid(
+                    field,
+                    "rpc_urls is empty: give at least one URL".into(),
+                ));
             }
             if chain.bridge == Address::ZERO {
                 return Err(invalid(field, "bridge is the zero address".into()));
@@ -291,10 +294,16 @@ impl Config {
         }
         if let Some(etcd) = &self.etcd {
             if etcd.endpoints.is_empty() {
-                return Err(invalid("etcd.endpoints", "give at least one endpoint or drop [etcd]".into()));
+                return Err(invalid(
+                    "etcd.endpoints",
+                    "give at least one endpoint or drop [etcd]".into(),
+                ));
             }
             if etcd.lease_ttl_secs < 2 {
-                return Err(invalid("etcd.lease_ttl_secs", "must be at least 2 seconds".into()));
+                return Err(invalid(
+                    "etcd.lease_ttl_secs",
+                    "must be at least 2 seconds".into(),
+                ));
             }
         }
         Ok(())

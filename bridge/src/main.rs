@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use multibridge::config::Config;
 
 #[derive(Parser)]
-#[command(name = "multibridge", version, about = "multibridge relay and operator CLI")]
+#[command(
+    name = "multibridge",
+    version,
+    about = "multibridge relay and operator CLI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

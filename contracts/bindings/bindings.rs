@@ -2,7 +2,7 @@
 //!
 //! Regenerate the artifacts with `node contracts/scripts/compile.cjs`; the test suite fails if
 //! they drift from the Solidity sources.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::too_many_arguments)]
 
 alloy::sol!(
     #[sol(rpc)]

@@ -87,9 +87,14 @@ pub fn request_from_log(log: &Log, src_chain_id: u64) -> Result<Request, Request
         extraData: event.extraData,
         srcChainId: U256::from(src_chain_id),
         srcBridge: log.address(),
-        srcTxHash: log.transaction_hash.ok_or(RequestError::Missing("transactionHash"))?,
-        srcBlockNumber: log.block_number.ok_or(RequestError::Missing("blockNumber"))?,
-        srcLogIndex: u32::try_from(log_index).map_err(|_| RequestError::LogIndexOverflow(log_index))?,
+        srcTxHash: log
+            .transaction_hash
+            .ok_or(RequestError::Missing("transactionHash"))?,
+        srcBlockNumber: log
+            .block_number
+            .ok_or(RequestError::Missing("blockNumber"))?,
+        srcLogIndex: u32::try_from(log_index)
+            .map_err(|_| RequestError::LogIndexOverflow(log_index))?,
     })
 }
 

@@ -61,6 +61,19 @@ contract Bridge is IBridge {
         InsufficientLiquidity
     }
 
+    /// @dev One operator's vote on one nonce. Votes for the same key form a list through
+    /// `previousVoter`, newest first, so a vote costs two storage slots (this record and the tally).
+    struct VoteRecord {
+        bool voted;
+        address previousVoter; // the key's previous voter, address(0) for its first
+    }
+
+    /// @dev Head of a vote key's voter list; `nonce` lets voteCount(key) find the records.
+    struct VoteTally {
+        address lastVoter;
+        uint64 nonce;
+    }
+
     /// @dev A handled nonce at or above `lowerHandleNonce` (deleted once the lower nonce passes it).
     struct HandleRecord {
         bool handled;
@@ -87,14 +100,15 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     address public owner;
     /// @inheritdoc IBridge
-    bool public paused;
-    /// @inheritdoc IBridge
     mapping(address => bool) public isPauser;
 
-    /// @inheritdoc IBridge
-    uint256 public counterpartChainId;
+    // `counterpartBridge` and `paused` share a slot: every request and handle reads both.
     /// @inheritdoc IBridge
     address public counterpartBridge;
+    /// @inheritdoc IBridge
+    bool public paused;
+    /// @inheritdoc IBridge
+    uint256 public counterpartChainId;
 
     /// @inheritdoc IBridge
     uint256 public threshold;
@@ -113,9 +127,10 @@ contract Bridge is IBridge {
     uint64 public recoveryBlockNumber;
 
     mapping(uint64 => HandleRecord) private _handled;
-    mapping(uint64 => mapping(address => bool)) private _voted;
-    /// @dev vote key => every operator that voted for it (registered or not any more).
-    mapping(bytes32 => address[]) private _voters;
+    /// @dev nonce => operator => its vote (for whichever key it voted).
+    mapping(uint64 => mapping(address => VoteRecord)) private _votes;
+    /// @dev vote key => its voters (registered or not any more), as a list through `_votes`.
+    mapping(bytes32 => VoteTally) private _tallies;
 
     mapping(address => TokenPair) private _tokenPairs;
     /// @inheritdoc IBridge
@@ -261,7 +276,7 @@ contract Bridge is IBridge {
 
     /// @inheritdoc IBridge
     function hasVoted(uint64 nonce, address operator) external view returns (bool) {
-        return _voted[nonce][operator];
+        return _votes[nonce][operator].voted;
     }
 
     /// @inheritdoc IBridge
@@ -408,10 +423,7 @@ contract Bridge is IBridge {
             delete _rateLimits[token];
         } else {
             _rateLimits[token] = RateBucket({
-                capacity: capacity,
-                refillPerSecond: refillPerSecond,
-                tokens: capacity,
-                updatedAt: block.timestamp
+                capacity: capacity, refillPerSecond: refillPerSecond, tokens: capacity, updatedAt: block.timestamp
             });
         }
         emit RateLimitChanged(token, capacity, refillPerSecond);
@@ -479,10 +491,12 @@ contract Bridge is IBridge {
         view
         returns (Check check, bytes32 key, uint256 votes, address localToken)
     {
-        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) return (Check.WrongSource, 0, 0, address(0));
+        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
+            return (Check.WrongSource, 0, 0, address(0));
+        }
         if (r.kind > KIND_ERC20) return (Check.UnknownKind, 0, 0, address(0));
         if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
-        if (_voted[r.nonce][operator]) return (Check.AlreadyVoted, 0, 0, address(0));
+        if (_votes[r.nonce][operator].voted) return (Check.AlreadyVoted, 0, 0, address(0));
         key = voteKey(r);
         // `operator` is registered and has not voted on this nonce, so it is not yet among the voters.
         votes = _countVotes(key) + 1;
@@ -513,9 +527,8 @@ contract Bridge is IBridge {
         if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
         if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
         // Check.InsufficientLiquidity
-        uint256 available = localToken == address(0)
-            ? availableNativeLiquidity()
-            : IBridgeToken(localToken).balanceOf(address(this));
+        uint256 available =
+            localToken == address(0) ? availableNativeLiquidity() : IBridgeToken(localToken).balanceOf(address(this));
         revert InsufficientLiquidity(localToken, available, r.amount);
     }
 
@@ -532,8 +545,9 @@ contract Bridge is IBridge {
 
     /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold.
     function _recordVote(Request calldata r, bytes32 key, uint256 votes, address localToken) private {
-        _voted[r.nonce][msg.sender] = true;
-        _voters[key].push(msg.sender);
+        VoteTally storage tally = _tallies[key];
+        _votes[r.nonce][msg.sender] = VoteRecord({voted: true, previousVoter: tally.lastVoter});
+        _tallies[key] = VoteTally({lastVoter: msg.sender, nonce: r.nonce});
         emit VoteCast(r.nonce, msg.sender, key, votes);
         if (votes >= threshold) {
             uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
@@ -598,10 +612,10 @@ contract Bridge is IBridge {
 
     /// @dev Counting votes for `key`: voters that are registered operators now.
     function _countVotes(bytes32 key) private view returns (uint256 votes) {
-        address[] storage voters = _voters[key];
-        uint256 length = voters.length;
-        for (uint256 i = 0; i < length; ++i) {
-            if (_operatorSlot[voters[i]] != 0) ++votes;
+        VoteTally memory tally = _tallies[key];
+        mapping(address => VoteRecord) storage records = _votes[tally.nonce];
+        for (address voter = tally.lastVoter; voter != address(0); voter = records[voter].previousVoter) {
+            if (_operatorSlot[voter] != 0) ++votes;
         }
     }
 

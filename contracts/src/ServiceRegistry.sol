@@ -110,7 +110,11 @@ contract ServiceRegistry is IServiceRegistry {
 
     /// @inheritdoc IServiceRegistry
     /// @dev All zero/empty if no log was stored; reverts ServiceUnknown for an unknown id.
-    function latestBackupLog(bytes32 id) external view returns (uint64 version, bytes memory encryptedLog, uint64 storedAt) {
+    function latestBackupLog(bytes32 id)
+        external
+        view
+        returns (uint64 version, bytes memory encryptedLog, uint64 storedAt)
+    {
         _existing(id);
         BackupLog storage backup = _backups[id];
         return (backup.version, backup.encryptedLog, backup.storedAt);
@@ -162,11 +166,13 @@ contract ServiceRegistry is IServiceRegistry {
     }
 
     /// @inheritdoc IServiceRegistry
-    function bridgeServiceId(uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge, address operator)
-        external
-        pure
-        returns (bytes32)
-    {
+    function bridgeServiceId(
+        uint256 srcChainId,
+        address srcBridge,
+        uint256 dstChainId,
+        address dstBridge,
+        address operator
+    ) external pure returns (bytes32) {
         return keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge, operator));
     }
 

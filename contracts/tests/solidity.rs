@@ -2,6 +2,7 @@
 //! that the committed artifacts equal a fresh compile of the sources.
 //!
 //! Both need the tools `bash .tools/setup.sh` installs (node + solcjs, forge).
+#![allow(clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,9 @@ fn contracts_dir() -> PathBuf {
 }
 
 fn tool(name: &str) -> PathBuf {
-    let path = contracts_dir().join("../.tools/node_modules/.bin").join(name);
+    let path = contracts_dir()
+        .join("../.tools/node_modules/.bin")
+        .join(name);
     assert!(
         path.exists(),
         "{} is missing: run `bash .tools/setup.sh` first",
@@ -21,7 +24,10 @@ fn tool(name: &str) -> PathBuf {
 }
 
 fn run(mut cmd: Command, what: &str, dir: &Path) -> String {
-    let out = cmd.current_dir(dir).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = cmd
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

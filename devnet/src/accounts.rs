@@ -67,7 +67,9 @@ mod tests {
     #[test]
     fn first_dev_key_is_anvils_account_zero() {
         // anvil prints this address as account (0) for the default mnemonic.
-        let expected: Address = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse().unwrap();
+        let expected: Address = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+            .parse()
+            .unwrap();
         assert_eq!(dev_signer(0).unwrap().address(), expected);
     }
 }

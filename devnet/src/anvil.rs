@@ -38,7 +38,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 impl AnvilNode {
     /// Start anvil and wait until it answers `eth_chainId` with the expected id. Retries on a new
     /// port if the chosen one was taken meanwhile.
-    pub async fn start(tools: &Tools, log_dir: &Path, opts: &AnvilOptions) -> Result<Self, DevnetError> {
+    pub async fn start(
+        tools: &Tools,
+        log_dir: &Path,
+        opts: &AnvilOptions,
+    ) -> Result<Self, DevnetError> {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let port = free_port().map_err(DevnetError::Ports)?;
@@ -89,7 +93,8 @@ impl AnvilNode {
         let name = self.process.name().to_owned();
         let url = self.url();
         let expected = self.chain_id;
-        let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?);
+        let provider = ProviderBuilder::new()
+            .connect_http(url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?);
         poll_until(&name.clone(), timeout, || {
             let alive = self.process.is_running();
             let provider = provider.clone();

@@ -57,8 +57,13 @@ pub struct Deployment {
     pub registry: Address,
 }
 
-fn wallet_provider(url: &str, signer: &PrivateKeySigner) -> Result<impl Provider + Clone, DevnetError> {
-    let url = url.parse().map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
+fn wallet_provider(
+    url: &str,
+    signer: &PrivateKeySigner,
+) -> Result<impl Provider + Clone, DevnetError> {
+    let url = url
+        .parse()
+        .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer.clone()))
         .connect_http(url))
@@ -131,7 +136,11 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
     confirm(
         "main setCounterpart",
         main_bridge_c
-            .setCounterpart(U256::from(service_bridge.chain_id), service_bridge.address, service_bridge.block)
+            .setCounterpart(
+                U256::from(service_bridge.chain_id),
+                service_bridge.address,
+                service_bridge.block,
+            )
             .send()
             .await,
     )
@@ -139,7 +148,11 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
     confirm(
         "service setCounterpart",
         service_bridge_c
-            .setCounterpart(U256::from(main_bridge.chain_id), main_bridge.address, main_bridge.block)
+            .setCounterpart(
+                U256::from(main_bridge.chain_id),
+                main_bridge.address,
+                main_bridge.block,
+            )
             .send()
             .await,
     )

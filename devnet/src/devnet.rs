@@ -18,7 +18,9 @@ use crate::anvil::{AnvilNode, AnvilOptions};
 use crate::deploy::{DeployPlan, Deployment, deploy_pair};
 use crate::error::DevnetError;
 use crate::etcd::EtcdCluster;
-use crate::manifest::{AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry, write_atomic};
+use crate::manifest::{
+    AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry, write_atomic,
+};
 use crate::ports::free_port;
 use crate::process::RecordedProcess;
 use crate::tools::Tools;
@@ -70,7 +72,9 @@ impl DevnetOptions {
 
     fn validate(&self) -> Result<(), DevnetError> {
         if self.operators == 0 {
-            return Err(DevnetError::Invalid("--operators must be at least 1".into()));
+            return Err(DevnetError::Invalid(
+                "--operators must be at least 1".into(),
+            ));
         }
         if self.threshold == 0 || self.threshold > u64::from(self.operators) {
             return Err(DevnetError::Invalid(format!(
@@ -79,12 +83,16 @@ impl DevnetOptions {
             )));
         }
         if self.main_chain_id == self.service_chain_id {
-            return Err(DevnetError::Invalid("main and service chain ids must differ".into()));
+            return Err(DevnetError::Invalid(
+                "main and service chain ids must differ".into(),
+            ));
         }
         if let Some(bt) = self.block_time
             && !(bt > 0.0 && bt.is_finite())
         {
-            return Err(DevnetError::Invalid(format!("--block-time must be positive, got {bt}")));
+            return Err(DevnetError::Invalid(format!(
+                "--block-time must be positive, got {bt}"
+            )));
         }
         Ok(())
     }
@@ -136,9 +144,18 @@ impl Devnet {
             block_time: start_block_time,
             accounts: accounts.count().saturating_add(4),
         };
-        let main = AnvilNode::start(&tools, &log_dir, &chain("anvil-main", options.main_chain_id)).await?;
-        let service =
-            AnvilNode::start(&tools, &log_dir, &chain("anvil-service", options.service_chain_id)).await?;
+        let main = AnvilNode::start(
+            &tools,
+            &log_dir,
+            &chain("anvil-main", options.main_chain_id),
+        )
+        .await?;
+        let service = AnvilNode::start(
+            &tools,
+            &log_dir,
+            &chain("anvil-service", options.service_chain_id),
+        )
+        .await?;
         let etcd = if options.etcd_members > 0 {
             Some(EtcdCluster::start(&tools, &dir, options.etcd_members).await?)
         } else {
@@ -203,7 +220,9 @@ impl Devnet {
 
     /// Relay config file of operator `index` (0-based).
     pub fn operator_config_path(&self, index: usize) -> PathBuf {
-        self.options.dir.join(format!("operator-{}.toml", index.saturating_add(1)))
+        self.options
+            .dir
+            .join(format!("operator-{}.toml", index.saturating_add(1)))
     }
 
     /// The relay config of operator `index` (0-based).
@@ -233,12 +252,18 @@ impl Devnet {
             .get(index)
             .copied()
             .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
-        let operator_dir = self.options.dir.join(format!("operator-{}", index.saturating_add(1)));
+        let operator_dir = self
+            .options
+            .dir
+            .join(format!("operator-{}", index.saturating_add(1)));
         Ok(Config {
             operator: OperatorConfig {
                 address: signer.address(),
                 signer: SignerConfig::DevKey {
-                    private_key: Secret::new(format!("0x{}", alloy::hex::encode(signer.to_bytes()))),
+                    private_key: Secret::new(format!(
+                        "0x{}",
+                        alloy::hex::encode(signer.to_bytes())
+                    )),
                 },
             },
             chains: Chains {
@@ -280,7 +305,7 @@ impl Devnet {
                 config: self.operator_config_path(index),
             })
             .collect();
-        let manifest = Manifest {
+        Manifest {
             version: MANIFEST_VERSION,
             warning: KEYS_WARNING.to_owned(),
             dir: self.options.dir.clone(),
@@ -295,13 +320,16 @@ impl Devnet {
                 contracts: self.deployment.service.clone(),
             },
             registry: self.deployment.registry,
-            etcd_endpoints: self.etcd.as_ref().map(EtcdCluster::endpoints).unwrap_or_default(),
+            etcd_endpoints: self
+                .etcd
+                .as_ref()
+                .map(EtcdCluster::endpoints)
+                .unwrap_or_default(),
             threshold: self.options.threshold,
             owner: account(&self.accounts.owner),
             operators,
             users: self.accounts.users.iter().map(account).collect(),
-        };
-        manifest
+        }
     }
 
     /// Write one relay config per operator, then `devnet.json`.
@@ -313,7 +341,10 @@ impl Devnet {
                 .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
             let header = "# multibridge relay config written by multibridge-devnet.\n\
                           # DEVNET ONLY: the key below is a public anvil test key.\n";
-            write_atomic(&self.operator_config_path(index), format!("{header}{toml}").as_bytes())?;
+            write_atomic(
+                &self.operator_config_path(index),
+                format!("{header}{toml}").as_bytes(),
+            )?;
         }
         self.manifest().save()?;
         Ok(())
@@ -332,7 +363,10 @@ impl Devnet {
 }
 
 async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
-    let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::BadUrl(url.to_owned()))?);
+    let provider = ProviderBuilder::new().connect_http(
+        url.parse()
+            .map_err(|_| DevnetError::BadUrl(url.to_owned()))?,
+    );
     provider
         .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (seconds,))
         .await

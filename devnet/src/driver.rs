@@ -11,8 +11,8 @@ use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{ChainRole, Lane, Request, TestToken, request_from_log};
 
 use crate::error::DevnetError;
-use crate::tx::confirm;
 use crate::manifest::{AccountEntry, ChainEntry, Manifest};
+use crate::tx::confirm;
 
 /// What one vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,21 +179,32 @@ impl Driver {
         self.request_in(source, &receipt)
     }
 
-    fn request_in(&self, source: ChainRole, receipt: &TransactionReceipt) -> Result<Request, DevnetError> {
+    fn request_in(
+        &self,
+        source: ChainRole,
+        receipt: &TransactionReceipt,
+    ) -> Result<Request, DevnetError> {
         let chain_id = self.chain(source).contracts.chain_id;
         receipt
             .inner
             .logs()
             .iter()
             .find(|log| log.topic0() == Some(&Bridge::RequestValueTransfer::SIGNATURE_HASH))
-            .ok_or_else(|| DevnetError::Invalid("request receipt has no RequestValueTransfer".into()))
+            .ok_or_else(|| {
+                DevnetError::Invalid("request receipt has no RequestValueTransfer".into())
+            })
             .and_then(|log| {
                 request_from_log(log, chain_id).map_err(|e| DevnetError::Invalid(e.to_string()))
             })
     }
 
     /// Operator `operator` votes for `request` on `lane`'s destination bridge.
-    pub async fn vote(&self, lane: Lane, operator: usize, request: &Request) -> Result<VoteOutcome, DevnetError> {
+    pub async fn vote(
+        &self,
+        lane: Lane,
+        operator: usize,
+        request: &Request,
+    ) -> Result<VoteOutcome, DevnetError> {
         let destination = lane.destination();
         let provider = self.wallet_provider(destination, &self.operator(operator)?)?;
         let bridge = Bridge::new(self.chain(destination).contracts.bridge, provider);

@@ -70,7 +70,9 @@ pub enum DevnetError {
         message: String,
     },
     /// `up` while a devnet already runs in the same directory.
-    #[error("a devnet is already running in {0}; run `multibridge-devnet down` first (or pick another --dir)")]
+    #[error(
+        "a devnet is already running in {0}; run `multibridge-devnet down` first (or pick another --dir)"
+    )]
     AlreadyRunning(PathBuf),
     /// A request for something the devnet does not have.
     #[error("{0}")]

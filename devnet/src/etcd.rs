@@ -1,6 +1,6 @@
 //! A real etcd cluster on loopback: N members, each with its own client and peer port.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::DevnetError;
@@ -76,7 +76,16 @@ impl EtcdCluster {
                 let data_dir = dir.join(format!("etcd-{i}.data"));
                 // A fresh cluster needs fresh data dirs.
                 let _ = std::fs::remove_dir_all(&data_dir);
-                let spec = member_spec(tools, dir, i, client_port, peer_port, &data_dir, &initial_cluster, &token);
+                let spec = member_spec(
+                    tools,
+                    dir,
+                    i,
+                    client_port,
+                    peer_port,
+                    &data_dir,
+                    &initial_cluster,
+                    &token,
+                );
                 match ManagedProcess::spawn(spec) {
                     Ok(process) => members.push(EtcdMember {
                         process,
@@ -196,7 +205,7 @@ fn member_spec(
     index: usize,
     client_port: u16,
     peer_port: u16,
-    data_dir: &PathBuf,
+    data_dir: &Path,
     initial_cluster: &str,
     token: &str,
 ) -> ProcessSpec {

@@ -15,7 +15,11 @@ use multibridge_devnet::tools::workspace_root;
 use multibridge_devnet::{Devnet, DevnetError, DevnetOptions, Driver};
 
 #[derive(Parser)]
-#[command(name = "multibridge-devnet", version, about = "Run multibridge locally: anvil chains, etcd, contracts")]
+#[command(
+    name = "multibridge-devnet",
+    version,
+    about = "Run multibridge locally: anvil chains, etcd, contracts"
+)]
 struct Cli {
     /// Devnet directory (state, logs, manifest). Default: `.devnet/` in the workspace.
     #[arg(long, global = true, env = "MULTIBRIDGE_DEVNET_DIR")]
@@ -90,7 +94,10 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let dir = cli.dir.clone().unwrap_or_else(|| workspace_root().join(".devnet"));
+    let dir = cli
+        .dir
+        .clone()
+        .unwrap_or_else(|| workspace_root().join(".devnet"));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -132,7 +139,10 @@ async fn up(dir: &Path, args: &UpArgs) -> Result<()> {
     let processes = devnet.detach();
     save_processes(&manifest.dir, &processes)?;
     print_summary(&manifest);
-    println!("up in {:.1}s; stop with: multibridge-devnet down", started.elapsed().as_secs_f64());
+    println!(
+        "up in {:.1}s; stop with: multibridge-devnet down",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -148,7 +158,11 @@ fn print_summary(m: &Manifest) {
     if !m.etcd_endpoints.is_empty() {
         println!("  etcd     {}", m.etcd_endpoints.join(","));
     }
-    println!("  operators {} (threshold {}):", m.operators.len(), m.threshold);
+    println!(
+        "  operators {} (threshold {}):",
+        m.operators.len(),
+        m.threshold
+    );
     for op in &m.operators {
         println!("    {}  config {}", op.account.address, op.config.display());
     }
@@ -199,7 +213,10 @@ fn status(dir: &Path, json: bool) -> Result<()> {
     }
     println!("devnet in {}", dir.display());
     for (name, pid, alive) in rows {
-        println!("  {name:<14} pid {pid:<8} {}", if alive { "running" } else { "not running" });
+        println!(
+            "  {name:<14} pid {pid:<8} {}",
+            if alive { "running" } else { "not running" }
+        );
     }
     Ok(())
 }
@@ -208,7 +225,10 @@ fn status(dir: &Path, json: bool) -> Result<()> {
 /// the same bindings the relay will use.
 async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     refuse_if_running(dir)?;
-    println!("starting devnet (anvil x2, etcd x{}) ...", args.etcd_members);
+    println!(
+        "starting devnet (anvil x2, etcd x{}) ...",
+        args.etcd_members
+    );
     let devnet = Devnet::start(args.options(dir.to_owned())).await?;
     let driver = Driver::new(devnet.manifest());
     print_summary(driver.manifest());
@@ -216,16 +236,23 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     let amount_native = parse_ether("1.5")?;
     let amount_token = parse_ether("250")?;
     let recipient = Address::repeat_byte(0xd0);
-    println!("\n{:<16} {:<6} {:>5} {:>10} {:>9}", "lane", "asset", "nonce", "amount", "latency");
+    println!(
+        "\n{:<16} {:<6} {:>5} {:>10} {:>9}",
+        "lane", "asset", "nonce", "amount", "latency"
+    );
     let mut moved = 0u32;
     for lane in [Lane::MainToService, Lane::ServiceToMain] {
         for _ in 0..transfers {
             for erc20 in [false, true] {
                 let started = Instant::now();
                 let request = if erc20 {
-                    driver.request_erc20(lane, 0, recipient, amount_token).await?
+                    driver
+                        .request_erc20(lane, 0, recipient, amount_token)
+                        .await?
                 } else {
-                    driver.request_native(lane, 0, recipient, amount_native).await?
+                    driver
+                        .request_native(lane, 0, recipient, amount_native)
+                        .await?
                 };
                 let mut executed = 0;
                 for op in 0..threshold {

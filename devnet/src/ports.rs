@@ -14,7 +14,9 @@ static HANDED_OUT: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(|| Mutex::new(H
 /// that fail to bind retry with a new port.
 pub fn free_port() -> std::io::Result<u16> {
     loop {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
         if handed.insert(port) {
             return Ok(port);

@@ -133,9 +133,7 @@ impl ManagedProcess {
 
     /// Pid of the running process.
     pub fn pid(&self) -> Option<i32> {
-        self.child
-            .as_ref()
-            .and_then(|c| i32::try_from(c.id()).ok())
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
 
     /// Whether the process is still alive (a stopped process counts as alive).
@@ -342,7 +340,10 @@ mod tests {
         assert_ne!(first, second);
         assert!(proc_state(first).is_none(), "old process reaped");
         drop(p);
-        assert!(proc_state(second).is_none(), "dropped process killed and reaped");
+        assert!(
+            proc_state(second).is_none(),
+            "dropped process killed and reaped"
+        );
     }
 
     #[test]

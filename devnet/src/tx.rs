@@ -30,4 +30,3 @@ pub async fn confirm(
     }
     Ok(receipt)
 }
-

@@ -9,7 +9,11 @@ use crate::error::DevnetError;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Poll `check` until it returns `Ok(true)`, fails, or `timeout` passes (`NotReady`).
-pub async fn poll_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), DevnetError>
+pub async fn poll_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<(), DevnetError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, DevnetError>>,

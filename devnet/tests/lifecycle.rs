@@ -1,6 +1,6 @@
 //! `multibridge-devnet up` / `status` / `down` as a user runs them: after `down` no anvil or etcd
 //! process of that devnet is left.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +19,11 @@ fn devnet(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -28,17 +32,28 @@ fn up_status_down_leaves_nothing_running() {
     let out = devnet(dir.path(), &["up", "--block-time", "1"]);
     assert!(out.status.success(), "up failed:\n{}", text(&out));
 
-    let processes = load_processes(dir.path()).unwrap().expect("up records its processes");
+    let processes = load_processes(dir.path())
+        .unwrap()
+        .expect("up records its processes");
     let names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["anvil-main", "anvil-service", "etcd-0", "etcd-1", "etcd-2"]);
-    assert!(processes.iter().all(|p| p.is_alive()), "everything runs after up");
+    assert_eq!(
+        names,
+        ["anvil-main", "anvil-service", "etcd-0", "etcd-1", "etcd-2"]
+    );
+    assert!(
+        processes.iter().all(|p| p.is_alive()),
+        "everything runs after up"
+    );
 
     // The manifest and every operator's relay config are written and parse.
     let manifest = Manifest::load(dir.path()).unwrap();
     assert_eq!(manifest.operators.len(), 3);
     assert_eq!(manifest.threshold, 2);
     assert_eq!(manifest.etcd_endpoints.len(), 3);
-    assert_ne!(manifest.main.contracts.chain_id, manifest.service.contracts.chain_id);
+    assert_ne!(
+        manifest.main.contracts.chain_id,
+        manifest.service.contracts.chain_id
+    );
     for op in &manifest.operators {
         let config = Config::load(&op.config).unwrap();
         assert_eq!(config.operator.address, op.account.address);
@@ -57,10 +72,18 @@ fn up_status_down_leaves_nothing_running() {
     let out = devnet(dir.path(), &["down"]);
     assert!(out.status.success(), "down failed:\n{}", text(&out));
     for p in &processes {
-        assert!(!p.is_alive(), "{} (pid {}) still running after down", p.name, p.pid);
+        assert!(
+            !p.is_alive(),
+            "{} (pid {}) still running after down",
+            p.name,
+            p.pid
+        );
         assert!(!Path::new(&format!("/proc/{}", p.pid)).exists() || !p.is_alive());
     }
-    assert!(load_processes(dir.path()).unwrap().is_none(), "down forgets the process list");
+    assert!(
+        load_processes(dir.path()).unwrap().is_none(),
+        "down forgets the process list"
+    );
 
     let status = devnet(dir.path(), &["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -72,6 +95,13 @@ fn bad_options_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let out = devnet(dir.path(), &["up", "--operators", "3", "--threshold", "4"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("--threshold must be between 1 and"), "{}", text(&out));
-    assert!(load_processes(dir.path()).unwrap().is_none(), "nothing started");
+    assert!(
+        text(&out).contains("--threshold must be between 1 and"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        load_processes(dir.path()).unwrap().is_none(),
+        "nothing started"
+    );
 }

@@ -1,11 +1,13 @@
 //! Issue 2's end-to-end check on real anvil chains and a real etcd cluster: requests on one
 //! chain, operator votes cast through the Rust bindings on the other, each transfer executed
 //! exactly once with balances conserved, and a vote past the threshold refused.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
-use multibridge_contracts::{ChainRole, Lane, Request, ServiceRegistry, VoteDomain, bridge_service_id};
+use multibridge_contracts::{
+    ChainRole, Lane, Request, ServiceRegistry, VoteDomain, bridge_service_id,
+};
 use multibridge_devnet::driver::RefusedVote;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
 
@@ -15,9 +17,16 @@ async fn vote_to_execution(driver: &Driver, lane: Lane, request: &Request) {
         VoteOutcome::Recorded { votes, .. } => assert_eq!(votes, U256::from(1)),
         other => panic!("first vote: {other:?}"),
     }
-    assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0, "one vote executes nothing");
+    assert_eq!(
+        driver.handle_count(lane, request.nonce).await.unwrap(),
+        0,
+        "one vote executes nothing"
+    );
     assert!(
-        matches!(driver.vote(lane, 1, request).await.unwrap(), VoteOutcome::Executed { .. }),
+        matches!(
+            driver.vote(lane, 1, request).await.unwrap(),
+            VoteOutcome::Executed { .. }
+        ),
         "second vote reaches the threshold"
     );
     match driver.vote(lane, 2, request).await.unwrap() {
@@ -27,7 +36,11 @@ async fn vote_to_execution(driver: &Driver, lane: Lane, request: &Request) {
         }) => assert_eq!(e.nonce, request.nonce),
         other => panic!("third vote should be refused with AlreadyHandled, got {other:?}"),
     }
-    assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 1, "executed exactly once");
+    assert_eq!(
+        driver.handle_count(lane, request.nonce).await.unwrap(),
+        1,
+        "executed exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,16 +65,29 @@ async fn transfers_both_ways_execute_exactly_once_and_conserve() {
     let bob = driver.user(1).unwrap().address();
     let carol = Address::repeat_byte(0xca);
 
-    let main_bridge_native = driver.native_balance(ChainRole::Main, main_bridge).await.unwrap();
-    let service_bridge_native = driver.native_balance(ChainRole::Service, service_bridge).await.unwrap();
-    let bob_service_native = driver.native_balance(ChainRole::Service, bob).await.unwrap();
+    let main_bridge_native = driver
+        .native_balance(ChainRole::Main, main_bridge)
+        .await
+        .unwrap();
+    let service_bridge_native = driver
+        .native_balance(ChainRole::Service, service_bridge)
+        .await
+        .unwrap();
+    let bob_service_native = driver
+        .native_balance(ChainRole::Service, bob)
+        .await
+        .unwrap();
 
     // main -> service: alice sends native coin and test tokens to bob.
     let lane = Lane::MainToService;
     let native_req = driver.request_native(lane, 0, bob, native).await.unwrap();
     let token_req = driver.request_erc20(lane, 0, bob, tokens).await.unwrap();
     assert_eq!(native_req.from, alice);
-    assert_eq!(token_req.nonce, native_req.nonce + 1, "request nonces are dense");
+    assert_eq!(
+        token_req.nonce,
+        native_req.nonce + 1,
+        "request nonces are dense"
+    );
 
     let service = driver.provider(ChainRole::Service).unwrap();
     let on_chain_key = Bridge::new(service_bridge, service)
@@ -75,34 +101,69 @@ async fn transfers_both_ways_execute_exactly_once_and_conserve() {
     vote_to_execution(&driver, lane, &token_req).await;
 
     assert_eq!(
-        driver.native_balance(ChainRole::Service, bob).await.unwrap(),
+        driver
+            .native_balance(ChainRole::Service, bob)
+            .await
+            .unwrap(),
         bob_service_native + native,
         "bob received the native amount exactly once"
     );
-    assert_eq!(driver.token_balance(ChainRole::Service, bob).await.unwrap(), tokens);
     assert_eq!(
-        driver.native_balance(ChainRole::Main, main_bridge).await.unwrap(),
+        driver.token_balance(ChainRole::Service, bob).await.unwrap(),
+        tokens
+    );
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Main, main_bridge)
+            .await
+            .unwrap(),
         main_bridge_native + native,
         "main bridge locked the native amount"
     );
     assert_eq!(
-        driver.native_balance(ChainRole::Service, service_bridge).await.unwrap(),
+        driver
+            .native_balance(ChainRole::Service, service_bridge)
+            .await
+            .unwrap(),
         service_bridge_native - native,
         "service bridge released it from liquidity"
     );
-    assert_eq!(driver.token_balance(ChainRole::Main, main_bridge).await.unwrap(), tokens);
-    assert_eq!(driver.token_supply(ChainRole::Service).await.unwrap(), tokens, "minted = locked");
+    assert_eq!(
+        driver
+            .token_balance(ChainRole::Main, main_bridge)
+            .await
+            .unwrap(),
+        tokens
+    );
+    assert_eq!(
+        driver.token_supply(ChainRole::Service).await.unwrap(),
+        tokens,
+        "minted = locked"
+    );
 
     // service -> main: bob sends part of the wrapped tokens back to carol (burn, then unlock).
     let back = parse_ether("120").unwrap();
     let lane = Lane::ServiceToMain;
     let back_req = driver.request_erc20(lane, 1, carol, back).await.unwrap();
-    assert_eq!(back_req.nonce, 0, "the service bridge numbers its own requests from 0");
-    vote_to_execution(&driver, lane, &back_req).await;
-    assert_eq!(driver.token_balance(ChainRole::Main, carol).await.unwrap(), back);
-    assert_eq!(driver.token_supply(ChainRole::Service).await.unwrap(), tokens - back, "burned");
     assert_eq!(
-        driver.token_balance(ChainRole::Main, main_bridge).await.unwrap(),
+        back_req.nonce, 0,
+        "the service bridge numbers its own requests from 0"
+    );
+    vote_to_execution(&driver, lane, &back_req).await;
+    assert_eq!(
+        driver.token_balance(ChainRole::Main, carol).await.unwrap(),
+        back
+    );
+    assert_eq!(
+        driver.token_supply(ChainRole::Service).await.unwrap(),
+        tokens - back,
+        "burned"
+    );
+    assert_eq!(
+        driver
+            .token_balance(ChainRole::Main, main_bridge)
+            .await
+            .unwrap(),
         tokens - back,
         "still locked on main = wrapped supply on service"
     );
@@ -123,6 +184,12 @@ async fn transfers_both_ways_execute_exactly_once_and_conserve() {
         .unwrap();
     assert_eq!(
         on_chain_id,
-        bridge_service_id(domain.src_chain_id, main_bridge, domain.dst_chain_id, service_bridge, operator)
+        bridge_service_id(
+            domain.src_chain_id,
+            main_bridge,
+            domain.dst_chain_id,
+            service_bridge,
+            operator
+        )
     );
 }

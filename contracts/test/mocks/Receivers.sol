@@ -37,7 +37,8 @@ contract ReentrantReceiver {
     }
 
     receive() external payable {
-        try bridge.withdraw() {} catch (bytes memory reason) {
+        try bridge.withdraw() {}
+        catch (bytes memory reason) {
             // forge-lint: disable-next-line(unsafe-typecast)
             reentryError = bytes4(reason); // keeps the selector, the intended truncation
         }

@@ -71,7 +71,9 @@ abstract contract Test {
     function _toString(uint256 value) private pure returns (string memory) {
         if (value == 0) return "0";
         uint256 digits;
-        for (uint256 v = value; v != 0; v /= 10) ++digits;
+        for (uint256 v = value; v != 0; v /= 10) {
+            ++digits;
+        }
         bytes memory out = new bytes(digits);
         for (; value != 0; value /= 10) {
             // forge-lint: disable-next-line(unsafe-typecast)

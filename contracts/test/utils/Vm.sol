@@ -3,6 +3,14 @@ pragma solidity ^0.8.24;
 
 /// @dev The forge cheatcodes these tests use (no forge-std in this repository).
 interface Vm {
+    struct Gas {
+        uint64 gasLimit;
+        uint64 gasTotalUsed;
+        uint64 gasMemoryUsed;
+        int64 gasRefunded;
+        uint64 gasRemaining;
+    }
+
     struct Log {
         bytes32[] topics;
         bytes data;
@@ -23,4 +31,5 @@ interface Vm {
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function assume(bool condition) external pure;
+    function lastCallGas() external view returns (Gas memory gas);
 }
