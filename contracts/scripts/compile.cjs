@@ -51,7 +51,9 @@ function compile() {
   const input = { language: 'Solidity', sources, settings: SETTINGS };
   const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
   const errors = (output.errors || []).filter((e) => e.severity === 'error');
-  for (const e of output.errors || []) process.stderr.write(`${e.formattedMessage || e.message}\n`);
+  // 2394: solc's generic note on transient storage; the reentrancy lock clears it every call.
+  const shown = (output.errors || []).filter((e) => e.errorCode !== '2394');
+  for (const e of shown) process.stderr.write(`${e.formattedMessage || e.message}\n`);
   if (errors.length > 0) {
     process.stderr.write(`compile: ${errors.length} error(s)\n`);
     process.exit(1);

@@ -545,8 +545,7 @@ contract Bridge is IBridge {
 
     /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold.
     function _recordVote(Request calldata r, bytes32 key, uint256 votes, address localToken) private {
-        VoteTally storage tally = _tallies[key];
-        _votes[r.nonce][msg.sender] = VoteRecord({voted: true, previousVoter: tally.lastVoter});
+        _votes[r.nonce][msg.sender] = VoteRecord({voted: true, previousVoter: _tallies[key].lastVoter});
         _tallies[key] = VoteTally({lastVoter: msg.sender, nonce: r.nonce});
         emit VoteCast(r.nonce, msg.sender, key, votes);
         if (votes >= threshold) {
@@ -561,14 +560,17 @@ contract Bridge is IBridge {
     /// execution continues where this one stopped. Returns the new lowerHandleNonce.
     function _closeNonce(uint64 nonce, uint64 srcBlockNumber) private returns (uint64 lower) {
         lower = lowerHandleNonce;
+        uint64 upper = upperHandleNonce;
         uint64 recovery = recoveryBlockNumber;
+        if (nonce >= upper) upper = nonce + 1;
         if (nonce == lower) {
             ++lower;
             recovery = srcBlockNumber;
         } else {
             _handled[nonce] = HandleRecord({handled: true, srcBlockNumber: srcBlockNumber});
         }
-        for (uint256 steps = 0; steps < MAX_LOWER_ADVANCE; ++steps) {
+        // Every handled nonce is below `upper`: in-order handles skip the scan entirely.
+        for (uint256 steps = 0; lower < upper && steps < MAX_LOWER_ADVANCE; ++steps) {
             HandleRecord memory next = _handled[lower];
             if (!next.handled) break;
             recovery = next.srcBlockNumber;
@@ -576,8 +578,8 @@ contract Bridge is IBridge {
             ++lower;
         }
         lowerHandleNonce = lower;
+        upperHandleNonce = upper;
         recoveryBlockNumber = recovery;
-        if (nonce >= upperHandleNonce) upperHandleNonce = nonce + 1;
     }
 
     /// @dev Pays out an executed request. Feasibility was checked before any state was written.
@@ -595,9 +597,10 @@ contract Bridge is IBridge {
 
     /// @dev Pushes native coin with bounded gas and no return-data copy; if the recipient refuses
     /// (reverts, runs out of gas), the amount is credited for withdraw() and the nonce stays closed.
-    /// A caller cannot force a deferral by under-gassing the call: if the 63/64 rule leaves the
-    /// recipient less than NATIVE_RELEASE_GAS and it runs out, fewer than 800 gas remain here and
-    /// the deferral's own storage writes run out of gas, reverting the whole transaction.
+    /// Under-gassing the transaction does not force a deferral on a recipient that needs the gas:
+    /// if the 63/64 rule forwards less than NATIVE_RELEASE_GAS and the recipient runs out, at most
+    /// 1/64 of the gas (under 800) is left here, too little for the deferral's storage writes, so
+    /// the whole transaction reverts.
     function _releaseNative(uint64 nonce, address to, uint256 amount) private {
         bool ok;
         assembly ("memory-safe") {

@@ -9,7 +9,7 @@ import {TestToken} from "../src/TestToken.sol";
 import {FalseReturnToken} from "./mocks/FalseReturnToken.sol";
 import {FeeOnTransferToken} from "./mocks/FeeOnTransferToken.sol";
 import {NoReturnToken} from "./mocks/NoReturnToken.sol";
-import {GasBurner, ReentrantReceiver, RejectingReceiver} from "./mocks/Receivers.sol";
+import {GasBurner, GasHungryReceiver, ReentrantReceiver, RejectingReceiver} from "./mocks/Receivers.sol";
 
 /// @dev Voting, threshold execution, release and replay protection.
 contract BridgeHandleTest is BridgeFixture {
@@ -416,6 +416,26 @@ contract BridgeHandleTest is BridgeFixture {
         _execute(_native(1, 1 ether));
         assertEq(recipient.balance, 1 ether, "next nonce executes");
         assertEq(bridge.lowerHandleNonce(), 2, "lower");
+    }
+
+    /// Whatever gas limit an operator picks, a recipient that needs (less than NATIVE_RELEASE_GAS)
+    /// gas is paid directly or the transaction reverts: under-gassing never forces a deferral.
+    function test_underGassedExecution_neverDefersAGasHungryRecipient() public {
+        GasHungryReceiver hungry = new GasHungryReceiver();
+        IBridge.Request memory r = _native(0, 1 ether);
+        r.to = address(hungry);
+        _vote(op1, r);
+        bytes memory handle = abi.encodeCall(IBridge.handleValueTransfer, (r));
+        for (uint256 gasLimit = 30_000; gasLimit < 400_000; gasLimit += 250) {
+            vm.prank(op2);
+            (bool ok,) = address(bridge).call{gas: gasLimit}(handle);
+            if (!ok) continue;
+            assertEq(hungry.received(), 1, "paid directly at the lowest gas limit that succeeds");
+            assertEq(address(hungry).balance, 1 ether, "balance");
+            assertEq(bridge.pendingWithdrawal(address(hungry)), 0, "never deferred");
+            return;
+        }
+        revert("the handle never succeeded");
     }
 
     function test_reentrantRecipient_isLockedOut() public {

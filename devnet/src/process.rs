@@ -325,6 +325,18 @@ mod tests {
         }
     }
 
+    /// Signals arrive asynchronously: poll the state with a deadline.
+    fn eventually_state(pid: i32, want: impl Fn(Option<char>) -> bool) -> Option<char> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = proc_state(pid);
+            if want(state) || Instant::now() >= deadline {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn kill_pause_resume_restart_and_drop() {
         let dir = tempfile::tempdir().unwrap();
@@ -332,9 +344,9 @@ mod tests {
         let first = p.pid().unwrap();
         assert!(p.is_running());
         p.pause().unwrap();
-        assert_eq!(proc_state(first), Some('T'));
+        assert_eq!(eventually_state(first, |s| s == Some('T')), Some('T'));
         p.resume().unwrap();
-        assert_ne!(proc_state(first), Some('T'));
+        assert_ne!(eventually_state(first, |s| s != Some('T')), Some('T'));
         p.restart().unwrap();
         let second = p.pid().unwrap();
         assert_ne!(first, second);

@@ -44,3 +44,15 @@ contract ReentrantReceiver {
         }
     }
 }
+
+/// @dev Needs about 45,000 gas to accept native coin (two fresh storage writes): more than a
+/// 2,300 stipend, less than the bridge's NATIVE_RELEASE_GAS.
+contract GasHungryReceiver {
+    uint256 public received;
+    uint256 public lastAmount;
+
+    receive() external payable {
+        received += 1;
+        lastAmount = msg.value;
+    }
+}
