@@ -85,7 +85,7 @@ async fn deploy_bridge<P: Provider + Clone>(
     let chain_id = provider
         .get_chain_id()
         .await
-        .map_err(|e| DevnetError::deploy(&step, e))?;
+        .map_err(|e| DevnetError::chain(&step, e))?;
     let receipt = confirm(
         &step,
         Bridge::deploy_builder(
@@ -100,7 +100,7 @@ async fn deploy_bridge<P: Provider + Clone>(
     .await?;
     let address = receipt
         .contract_address
-        .ok_or_else(|| DevnetError::deploy(&step, "receipt has no contract address"))?;
+        .ok_or_else(|| DevnetError::chain(&step, "receipt has no contract address"))?;
     Ok(DeployedBridge {
         address,
         block: receipt.block_number.unwrap_or_default(),
@@ -116,7 +116,7 @@ async fn deploy_token<P: Provider + Clone>(
     let step = format!("deploy TestToken {symbol}");
     let token = TestToken::deploy(provider.clone(), name.to_owned(), symbol.to_owned(), 18)
         .await
-        .map_err(|e| DevnetError::deploy(&step, e))?;
+        .map_err(|e| DevnetError::chain(&step, e))?;
     Ok(*token.address())
 }
 
@@ -187,7 +187,7 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
 
     let registry = ServiceRegistry::deploy(main.clone())
         .await
-        .map_err(|e| DevnetError::deploy("deploy ServiceRegistry", e))?;
+        .map_err(|e| DevnetError::chain("deploy ServiceRegistry", e))?;
 
     if plan.liquidity > U256::ZERO {
         confirm(

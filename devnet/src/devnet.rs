@@ -370,7 +370,7 @@ async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError>
     provider
         .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (seconds,))
         .await
-        .map_err(|e| DevnetError::deploy("evm_setIntervalMining", e))?;
+        .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
     Ok(())
 }
 

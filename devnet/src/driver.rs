@@ -131,7 +131,7 @@ impl Driver {
             .fee(Address::ZERO)
             .call()
             .await
-            .map_err(|e| DevnetError::deploy("read native fee", e))?;
+            .map_err(|e| DevnetError::chain("read native fee", e))?;
         let receipt = confirm(
             "requestNativeTransfer",
             bridge
@@ -166,7 +166,7 @@ impl Driver {
             .fee(chain.contracts.token)
             .call()
             .await
-            .map_err(|e| DevnetError::deploy("read token fee", e))?;
+            .map_err(|e| DevnetError::chain("read token fee", e))?;
         let receipt = confirm(
             "requestERC20Transfer",
             bridge
@@ -251,7 +251,7 @@ impl Driver {
             .provider(destination)?
             .get_logs(&filter)
             .await
-            .map_err(|e| DevnetError::deploy("get HandleValueTransfer logs", e))?;
+            .map_err(|e| DevnetError::chain("get HandleValueTransfer logs", e))?;
         Ok(logs.len())
     }
 
@@ -260,7 +260,7 @@ impl Driver {
         self.provider(role)?
             .get_balance(who)
             .await
-            .map_err(|e| DevnetError::deploy("eth_getBalance", e))
+            .map_err(|e| DevnetError::chain("eth_getBalance", e))
     }
 
     /// Test-token balance of `who` on one chain.
@@ -269,7 +269,7 @@ impl Driver {
             .balanceOf(who)
             .call()
             .await
-            .map_err(|e| DevnetError::deploy("balanceOf", e))
+            .map_err(|e| DevnetError::chain("balanceOf", e))
     }
 
     /// Test-token total supply on one chain.
@@ -278,6 +278,6 @@ impl Driver {
             .totalSupply()
             .call()
             .await
-            .map_err(|e| DevnetError::deploy("totalSupply", e))
+            .map_err(|e| DevnetError::chain("totalSupply", e))
     }
 }

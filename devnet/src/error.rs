@@ -45,9 +45,9 @@ pub enum DevnetError {
     /// An HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(String),
-    /// A deployment or configuration transaction failed.
-    #[error("deploy step '{step}' failed: {reason}")]
-    Deploy {
+    /// A chain call or transaction (deployment, request, vote, read) failed.
+    #[error("{step} failed: {reason}")]
+    Chain {
         /// What was being done.
         step: String,
         /// Why it failed.
@@ -80,9 +80,9 @@ pub enum DevnetError {
 }
 
 impl DevnetError {
-    /// A deploy-step error from anything printable.
-    pub fn deploy(step: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        Self::Deploy {
+    /// A failed chain step, from anything printable.
+    pub fn chain(step: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Chain {
             step: step.into(),
             reason: reason.to_string(),
         }

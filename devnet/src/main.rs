@@ -234,8 +234,18 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     print_summary(driver.manifest());
     let threshold = usize::try_from(devnet.options.threshold)?;
     let amount_native = parse_ether("1.5")?;
-    let amount_token = parse_ether("250")?;
-    let recipient = Address::repeat_byte(0xd0);
+    // Less comes back than went out, so the pair ends with tokens locked on main.
+    let amount_token_of = |lane: Lane| match lane {
+        Lane::MainToService => parse_ether("250"),
+        Lane::ServiceToMain => parse_ether("100"),
+    };
+    // main -> service pays user 0 on the service chain, so it holds wrapped tokens to send back;
+    // service -> main pays a fresh address.
+    let user0 = driver.user(0)?.address();
+    let recipient_of = |lane: Lane| match lane {
+        Lane::MainToService => user0,
+        Lane::ServiceToMain => Address::repeat_byte(0xd0),
+    };
     println!(
         "\n{:<16} {:<6} {:>5} {:>10} {:>9}",
         "lane", "asset", "nonce", "amount", "latency"
@@ -247,11 +257,11 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
                 let started = Instant::now();
                 let request = if erc20 {
                     driver
-                        .request_erc20(lane, 0, recipient, amount_token)
+                        .request_erc20(lane, 0, recipient_of(lane), amount_token_of(lane)?)
                         .await?
                 } else {
                     driver
-                        .request_native(lane, 0, recipient, amount_native)
+                        .request_native(lane, 0, recipient_of(lane), amount_native)
                         .await?
                 };
                 let mut executed = 0;
@@ -268,7 +278,7 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
                     lane.as_str(),
                     if erc20 { "MBT" } else { "native" },
                     request.nonce,
-                    format_ether(request.amount),
+                    ether(request.amount),
                     started.elapsed().as_secs_f64()
                 );
                 moved += 1;
@@ -283,8 +293,8 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     println!("\n{moved} transfers, each executed exactly once");
     println!(
         "conservation MBT: locked on main {} = minted on service {} -> {}",
-        format_ether(locked),
-        format_ether(wrapped),
+        ether(locked),
+        ether(wrapped),
         if locked == wrapped { "ok" } else { "BROKEN" }
     );
     if locked != wrapped {
@@ -293,4 +303,14 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     drop(devnet);
     println!("devnet stopped");
     Ok(())
+}
+
+/// `1.5` rather than `1.500000000000000000`.
+fn ether(amount: alloy::primitives::U256) -> String {
+    let s = format_ether(amount);
+    match s.split_once('.') {
+        Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_owned(),
+        Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+        None => s,
+    }
 }

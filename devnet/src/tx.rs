@@ -6,6 +6,8 @@ use alloy::network::Ethereum;
 use alloy::providers::PendingTransactionBuilder;
 use alloy::rpc::types::TransactionReceipt;
 
+use multibridge_contracts::bindings::Bridge::BridgeErrors;
+
 use crate::error::DevnetError;
 
 /// How long one transaction may take to be mined.
@@ -16,17 +18,25 @@ pub async fn confirm(
     step: &str,
     sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
 ) -> Result<TransactionReceipt, DevnetError> {
-    let pending = sent.map_err(|e| DevnetError::deploy(step, e))?;
+    let pending = sent.map_err(|e| contract_error(step, e))?;
     let receipt = pending
         .with_timeout(Some(RECEIPT_TIMEOUT))
         .get_receipt()
         .await
-        .map_err(|e| DevnetError::deploy(step, e))?;
+        .map_err(|e| DevnetError::chain(step, e))?;
     if !receipt.status() {
-        return Err(DevnetError::deploy(
+        return Err(DevnetError::chain(
             step,
             format!("transaction {} reverted", receipt.transaction_hash),
         ));
     }
     Ok(receipt)
+}
+
+/// A contract call error, with the bridge's custom error decoded when it is one.
+pub fn contract_error(step: &str, error: alloy::contract::Error) -> DevnetError {
+    match error.as_decoded_interface_error::<BridgeErrors>() {
+        Some(decoded) => DevnetError::chain(step, format!("reverted with {decoded:?}")),
+        None => DevnetError::chain(step, error),
+    }
 }
