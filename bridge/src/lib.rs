@@ -2,5 +2,7 @@
 //! leadership and the operator CLI (DESIGN.md §4, §6).
 #![forbid(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects)]
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod config;
+pub mod store;

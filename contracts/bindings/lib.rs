@@ -3,6 +3,7 @@
 //! asset kinds, the request a relay votes on, service ids).
 #![forbid(unsafe_code)]
 #![deny(clippy::arithmetic_side_effects)]
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod bindings;
 pub mod lane;

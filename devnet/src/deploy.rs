@@ -1,14 +1,13 @@
 //! Deploying and wiring a bridge pair, its token pair and the service registry.
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::{Bridge, ServiceRegistry, TestToken, TokenMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
-use crate::tx::confirm;
+use crate::tx::{confirm, signing_provider};
 
 /// What to deploy.
 #[derive(Debug, Clone)]
@@ -55,18 +54,6 @@ pub struct Deployment {
     pub service: ChainContracts,
     /// `ServiceRegistry` on the main chain.
     pub registry: Address,
-}
-
-fn wallet_provider(
-    url: &str,
-    signer: &PrivateKeySigner,
-) -> Result<impl Provider + Clone, DevnetError> {
-    let url = url
-        .parse()
-        .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
-    Ok(ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer.clone()))
-        .connect_http(url))
 }
 
 struct DeployedBridge {
@@ -125,8 +112,8 @@ async fn deploy_token<P: Provider + Clone>(
 /// native liquidity and give every user test tokens.
 pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
     let owner = plan.owner.address();
-    let main = wallet_provider(&plan.main_url, &plan.owner)?;
-    let service = wallet_provider(&plan.service_url, &plan.owner)?;
+    let main = signing_provider(&plan.main_url, &plan.owner)?;
+    let service = signing_provider(&plan.service_url, &plan.owner)?;
 
     let main_bridge = deploy_bridge("main", &main, owner, plan).await?;
     let service_bridge = deploy_bridge("service", &service, owner, plan).await?;

@@ -1,7 +1,6 @@
 //! Drives transfers on a devnet through the Rust bindings: user requests on the source chain,
 //! operator votes on the destination, and the reads that check the outcome.
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionReceipt};
@@ -12,7 +11,7 @@ use multibridge_contracts::{ChainRole, Lane, Request, TestToken, request_from_lo
 
 use crate::error::DevnetError;
 use crate::manifest::{AccountEntry, ChainEntry, Manifest};
-use crate::tx::confirm;
+use crate::tx::{confirm, signing_provider};
 
 /// What one vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +106,7 @@ impl Driver {
         role: ChainRole,
         signer: &PrivateKeySigner,
     ) -> Result<DynProvider, DevnetError> {
-        let url = &self.chain(role).rpc_url;
-        let url = url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?;
-        Ok(ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer.clone()))
-            .connect_http(url)
-            .erased())
+        signing_provider(&self.chain(role).rpc_url, signer)
     }
 
     /// Request a native transfer of `amount` from user `user` to `to` on `lane`; returns the

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use alloy::network::Ethereum;
-use alloy::providers::PendingTransactionBuilder;
+use alloy::network::{Ethereum, EthereumWallet};
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
 
 use multibridge_contracts::bindings::Bridge::BridgeErrors;
 
@@ -39,4 +40,15 @@ pub fn contract_error(step: &str, error: alloy::contract::Error) -> DevnetError 
         Some(decoded) => DevnetError::chain(step, format!("reverted with {decoded:?}")),
         None => DevnetError::chain(step, error),
     }
+}
+
+/// A provider for `url` that signs as `signer`.
+pub fn signing_provider(url: &str, signer: &PrivateKeySigner) -> Result<DynProvider, DevnetError> {
+    let parsed = url
+        .parse()
+        .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
+    Ok(ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer.clone()))
+        .connect_http(parsed)
+        .erased())
 }
