@@ -5,4 +5,5 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod config;
+pub mod keys;
 pub mod store;

@@ -82,6 +82,13 @@ impl DevnetOptions {
                 self.operators, self.threshold
             )));
         }
+        for id in [self.main_chain_id, self.service_chain_id] {
+            if !multibridge::keys::is_devnet_chain(id) {
+                return Err(DevnetError::Invalid(format!(
+                    "chain id {id} is not a devnet id (1337, 31337-31399): relays refuse the devnet's raw keys elsewhere"
+                )));
+            }
+        }
         if self.main_chain_id == self.service_chain_id {
             return Err(DevnetError::Invalid(
                 "main and service chain ids must differ".into(),

@@ -1,0 +1,267 @@
+//! The operator's signing key: an encrypted JSON keystore (v3, as geth and foundry write it)
+//! unlocked with a password from a file or an environment variable, or — on devnet chains only —
+//! a raw hex key. The key never appears in logs, errors or metrics.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+
+use crate::config::{Config, SignerConfig};
+
+/// Chain ids on which a raw hex key is accepted: anvil/hardhat defaults and the devnet range.
+pub fn is_devnet_chain(chain_id: u64) -> bool {
+    chain_id == 1337 || (31_337..=31_399).contains(&chain_id)
+}
+
+/// Why the key could not be loaded. None of these is retryable: the operator must fix something.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The keystore file cannot be read.
+    #[error("cannot read keystore {path}: {source}")]
+    KeystoreUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The keystore is not a v3 JSON keystore.
+    #[error("{path} is not a valid JSON keystore (v3): {reason}")]
+    KeystoreInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The password does not open the keystore.
+    #[error("wrong password for keystore {path} (the MAC check failed)")]
+    WrongPassword {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The password file cannot be read.
+    #[error("cannot read password file {path}: {source}")]
+    PasswordFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The password environment variable is not set.
+    #[error("password variable {0} is not set")]
+    PasswordEnvMissing(String),
+    /// Neither a password file nor a variable was configured.
+    #[error("the keystore needs operator.signer.password_file or operator.signer.password_env")]
+    NoPassword,
+    /// A raw key is configured for a chain that is not a devnet.
+    #[error(
+        "a raw dev key is only accepted on devnet chains (1337, 31337-31399), but chain {0} is configured; use a keystore"
+    )]
+    DevKeyOnRealChain(u64),
+    /// The raw key does not parse.
+    #[error("operator.signer.private_key is not a 32-byte hex key")]
+    DevKeyInvalid,
+    /// The key belongs to another address than `operator.address`.
+    #[error("the key is for {actual}, but operator.address is {expected}")]
+    AddressMismatch {
+        /// Configured.
+        expected: Address,
+        /// From the key.
+        actual: Address,
+    },
+}
+
+/// Load the operator's signer as configured and check it matches `operator.address`.
+pub fn load_signer(config: &Config) -> Result<PrivateKeySigner, KeyError> {
+    let signer = match &config.operator.signer {
+        SignerConfig::Keystore {
+            path,
+            password_file,
+            password_env,
+        } => {
+            let password = read_password(password_file.as_deref(), password_env.as_deref())?;
+            decrypt_keystore(path, &password)?
+        }
+        SignerConfig::DevKey { private_key } => {
+            for chain in [&config.chains.main, &config.chains.service] {
+                if !is_devnet_chain(chain.chain_id) {
+                    return Err(KeyError::DevKeyOnRealChain(chain.chain_id));
+                }
+            }
+            private_key
+                .expose()
+                .parse::<PrivateKeySigner>()
+                .map_err(|_| KeyError::DevKeyInvalid)?
+        }
+    };
+    if signer.address() != config.operator.address {
+        return Err(KeyError::AddressMismatch {
+            expected: config.operator.address,
+            actual: signer.address(),
+        });
+    }
+    Ok(signer)
+}
+
+fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<String, KeyError> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| KeyError::PasswordFileUnreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+        // The first line is the password; a trailing newline is not part of it.
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    if let Some(var) = env {
+        return std::env::var(var).map_err(|_| KeyError::PasswordEnvMissing(var.to_owned()));
+    }
+    Err(KeyError::NoPassword)
+}
+
+fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner, KeyError> {
+    if let Err(source) = std::fs::metadata(path) {
+        return Err(KeyError::KeystoreUnreadable {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
+        let text = e.to_string();
+        if text.to_ascii_lowercase().contains("mac mismatch") {
+            KeyError::WrongPassword {
+                path: path.to_owned(),
+            }
+        } else {
+            KeyError::KeystoreInvalid {
+                path: path.to_owned(),
+                reason: text,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    const DEV_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+    fn config_with(signer: SignerConfig, address: Address, chain_ids: (u64, u64)) -> Config {
+        let text = format!(
+            r#"
+            [operator]
+            address = "{address}"
+            signer = {{ kind = "dev-key", private_key = "0x00" }}
+            [chains.main]
+            chain_id = {}
+            rpc_urls = ["http://127.0.0.1:1"]
+            bridge = "0x0000000000000000000000000000000000000001"
+            [chains.service]
+            chain_id = {}
+            rpc_urls = ["http://127.0.0.1:2"]
+            bridge = "0x0000000000000000000000000000000000000002"
+            [store]
+            path = "/tmp/unused.sqlite"
+            [http]
+            listen = "127.0.0.1:0"
+            "#,
+            chain_ids.0, chain_ids.1
+        );
+        let mut config: Config = toml::from_str(&text).unwrap();
+        config.operator.signer = signer;
+        config
+    }
+
+    fn dev_address() -> Address {
+        DEV_KEY.parse::<PrivateKeySigner>().unwrap().address()
+    }
+
+    #[test]
+    fn dev_key_only_on_devnet_chains_and_for_the_configured_address() {
+        let dev = SignerConfig::DevKey {
+            private_key: Secret::new(DEV_KEY),
+        };
+        let ok = load_signer(&config_with(dev.clone(), dev_address(), (31_337, 31_338))).unwrap();
+        assert_eq!(ok.address(), dev_address());
+        let err = load_signer(&config_with(dev.clone(), dev_address(), (1, 31_338))).unwrap_err();
+        assert!(matches!(err, KeyError::DevKeyOnRealChain(1)), "{err}");
+        let err =
+            load_signer(&config_with(dev, Address::repeat_byte(7), (31_337, 31_338))).unwrap_err();
+        assert!(matches!(err, KeyError::AddressMismatch { .. }), "{err}");
+        // The key never shows in messages or debug output.
+        let cfg = config_with(
+            SignerConfig::DevKey {
+                private_key: Secret::new(DEV_KEY),
+            },
+            dev_address(),
+            (31_337, 31_338),
+        );
+        assert!(!format!("{cfg:?}").contains(&DEV_KEY[2..]));
+    }
+
+    #[test]
+    fn keystore_opens_with_the_right_password_and_names_the_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand08::thread_rng();
+        let (signer, _uuid) = PrivateKeySigner::encrypt_keystore(
+            dir.path(),
+            &mut rng,
+            alloy::hex::decode(&DEV_KEY[2..]).unwrap(),
+            "correct horse",
+            Some("operator.json"),
+        )
+        .unwrap();
+        let path = dir.path().join("operator.json");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "correct horse\n").unwrap();
+        let keystore = |password_file: PathBuf| SignerConfig::Keystore {
+            path: path.clone(),
+            password_file: Some(password_file),
+            password_env: None,
+        };
+        // A keystore works on any chain.
+        let ok = load_signer(&config_with(
+            keystore(password_file.clone()),
+            signer.address(),
+            (1, 2),
+        ))
+        .unwrap();
+        assert_eq!(ok.address(), signer.address());
+
+        let wrong = dir.path().join("wrong");
+        std::fs::write(&wrong, "battery staple\n").unwrap();
+        let err = load_signer(&config_with(keystore(wrong), signer.address(), (1, 2))).unwrap_err();
+        assert!(matches!(err, KeyError::WrongPassword { .. }), "{err}");
+        assert!(err.to_string().contains("wrong password"));
+
+        let err = load_signer(&config_with(
+            keystore(dir.path().join("absent")),
+            signer.address(),
+            (1, 2),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, KeyError::PasswordFileUnreadable { .. }),
+            "{err}"
+        );
+
+        let missing_env = SignerConfig::Keystore {
+            path: path.clone(),
+            password_file: None,
+            password_env: Some("MULTIBRIDGE_TEST_SURELY_UNSET_PASSWORD".into()),
+        };
+        let err = load_signer(&config_with(missing_env, signer.address(), (1, 2))).unwrap_err();
+        assert!(matches!(err, KeyError::PasswordEnvMissing(_)), "{err}");
+
+        std::fs::write(&path, "{not json").unwrap();
+        let err = load_signer(&config_with(
+            keystore(password_file),
+            signer.address(),
+            (1, 2),
+        ))
+        .unwrap_err();
+        assert!(matches!(err, KeyError::KeystoreInvalid { .. }), "{err}");
+    }
+}
