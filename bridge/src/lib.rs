@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod keys;
+pub mod rpc_error;
 pub mod store;
