@@ -4,6 +4,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
+pub mod chain;
 pub mod config;
 pub mod keys;
 pub mod rpc_error;
