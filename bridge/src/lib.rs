@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod indexer;
 pub mod keys;
 pub mod rpc_error;
 pub mod store;

@@ -326,6 +326,19 @@ impl Store {
         Ok(())
     }
 
+    /// Source block of a stored request.
+    pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT src_block FROM requests WHERE lane = ?1 AND nonce = ?2",
+                params![lane.as_str(), to_i64(nonce)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(to_u64))
+    }
+
     /// One stored request.
     pub fn get(&self, lane: Lane, nonce: u64) -> Result<Option<StoredRequest>, StoreError> {
         self.conn
