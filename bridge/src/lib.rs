@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod fees;
 pub mod indexer;
 pub mod keys;
 pub mod rpc_error;
