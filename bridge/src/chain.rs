@@ -210,6 +210,20 @@ impl ChainClient {
         F: Fn(DynProvider) -> Fut,
         Fut: Future<Output = Result<T, TransportError>>,
     {
+        self.call_classified(method, classify, f).await
+    }
+
+    /// [`call`](Self::call) with another classification of failures (e.g. the send rules).
+    pub async fn call_classified<T, F, Fut>(
+        &self,
+        method: &'static str,
+        classify: fn(&TransportError) -> ErrorClass,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T, TransportError>>,
+    {
         let mut failures_in_a_row = 0usize;
         let mut backoff = self.policy.base_backoff;
         let mut last = String::new();

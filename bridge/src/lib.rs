@@ -10,4 +10,5 @@ pub mod fees;
 pub mod indexer;
 pub mod keys;
 pub mod rpc_error;
+pub mod sender;
 pub mod store;

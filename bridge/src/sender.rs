@@ -1,0 +1,453 @@
+//! The transaction sender of one signer on one chain: a gap-free nonce sequence, EIP-1559 fees,
+//! receipt tracking, and bounded escalation of transactions that stay unmined.
+//!
+//! Nonces: the sequence starts at the chain's pending count and advances only when a node took
+//! the transaction (or may have: a broadcast that timed out is tracked as sent, and re-sent with
+//! the same nonce if it never shows up — so a nonce is never skipped). "Nonce too low" means
+//! someone else used the nonce: the sequence is rebuilt from the chain before the next send.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::consensus::TxEnvelope;
+use alloy::eips::{BlockNumberOrTag, Encodable2718};
+use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::TransportError;
+
+use crate::chain::{ChainClient, ChainError};
+use crate::fees::{FeePolicy, Fees, escalate, initial_fees};
+use crate::rpc_error::{ErrorClass, SendRejection, classify_send};
+
+/// How the sender behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderPolicy {
+    /// Fee choice and escalation.
+    pub fees: FeePolicy,
+    /// A transaction unmined for this long is re-sent with higher fees.
+    pub stuck_after: Duration,
+    /// Percent added to the gas estimate.
+    pub gas_margin_percent: u64,
+}
+
+impl Default for SenderPolicy {
+    fn default() -> Self {
+        Self {
+            fees: FeePolicy::default(),
+            stuck_after: Duration::from_secs(15),
+            gas_margin_percent: 25,
+        }
+    }
+}
+
+/// A failed send.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Simulation says the call reverts; nothing was sent and no nonce used.
+    #[error("would revert: {0}")]
+    WouldRevert(ChainError),
+    /// The signer cannot pay for gas; an operator must fund it.
+    #[error("signer {0} has insufficient funds for gas")]
+    InsufficientFunds(Address),
+    /// The chain could not be reached.
+    #[error(transparent)]
+    Chain(ChainError),
+    /// The transaction could not be built or signed.
+    #[error("cannot sign transaction: {0}")]
+    Sign(String),
+}
+
+impl SendError {
+    /// Whether the same send may succeed later without a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Chain(e) => e.is_retryable(),
+            Self::WouldRevert(_) | Self::InsufficientFunds(_) | Self::Sign(_) => false,
+        }
+    }
+
+    /// The node's revert error, when the send was refused because the call reverts.
+    pub fn revert(&self) -> Option<&TransportError> {
+        match self {
+            Self::WouldRevert(ChainError::Rejected { source, .. }) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A transaction taken by a node (or possibly taken: see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Its nonce.
+    pub nonce: u64,
+    /// Its hash.
+    pub hash: B256,
+}
+
+/// What [`Sender::poll`] found out about a tracked transaction.
+#[derive(Debug, Clone)]
+pub enum Tracked {
+    /// Mined (successfully or reverted: see the receipt status).
+    Mined {
+        /// Nonce.
+        nonce: u64,
+        /// The receipt of whichever of its versions was mined.
+        receipt: Box<TransactionReceipt>,
+    },
+    /// Re-sent with higher fees under a new hash.
+    Replaced {
+        /// Nonce.
+        nonce: u64,
+        /// The new hash.
+        hash: B256,
+    },
+    /// The nonce was consumed by a transaction this sender does not know (another process with
+    /// the same key, or a lost replacement). What it was meant to do must be re-checked.
+    Superseded {
+        /// Nonce.
+        nonce: u64,
+    },
+}
+
+#[derive(Debug)]
+struct InFlight {
+    request: TransactionRequest,
+    hashes: Vec<B256>,
+    raw: Bytes,
+    first_fees: Fees,
+    fees: Fees,
+    sent_at: Instant,
+}
+
+/// The sender of one signer on one chain. Only one may exist per (chain, signer) at a time.
+pub struct Sender {
+    chain: Arc<ChainClient>,
+    wallet: EthereumWallet,
+    address: Address,
+    next_nonce: u64,
+    in_flight: BTreeMap<u64, InFlight>,
+    policy: SenderPolicy,
+}
+
+fn send_class(error: &TransportError) -> ErrorClass {
+    match classify_send(error) {
+        SendRejection::Other(class) => class,
+        // Each of these needs the sender's decision, not a blind retry.
+        _ => ErrorClass::Fatal,
+    }
+}
+
+impl Sender {
+    /// A sender for `signer` on `chain`, its nonce sequence rebuilt from the chain.
+    pub async fn new(
+        chain: Arc<ChainClient>,
+        signer: PrivateKeySigner,
+        policy: SenderPolicy,
+    ) -> Result<Self, SendError> {
+        let address = signer.address();
+        let mut sender = Self {
+            chain,
+            wallet: EthereumWallet::from(signer),
+            address,
+            next_nonce: 0,
+            in_flight: BTreeMap::new(),
+            policy,
+        };
+        sender.resync_nonce().await?;
+        Ok(sender)
+    }
+
+    /// The signer.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The nonce the next new transaction gets.
+    pub fn next_nonce(&self) -> u64 {
+        self.next_nonce
+    }
+
+    /// Transactions sent and not yet mined.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Rebuild the nonce sequence from the chain's pending count (never below what is in flight).
+    pub async fn resync_nonce(&mut self) -> Result<u64, SendError> {
+        let address = self.address;
+        let pending = self
+            .chain
+            .call("eth_getTransactionCount", |p| async move {
+                p.get_transaction_count(address).pending().await
+            })
+            .await
+            .map_err(SendError::Chain)?;
+        let after_in_flight = self
+            .in_flight
+            .keys()
+            .next_back()
+            .map(|n| n.saturating_add(1))
+            .unwrap_or(0);
+        self.next_nonce = pending.max(after_in_flight);
+        Ok(self.next_nonce)
+    }
+
+    async fn market_fees(&self) -> Result<Fees, SendError> {
+        let block = self
+            .chain
+            .call("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(BlockNumberOrTag::Latest).await
+            })
+            .await
+            .map_err(SendError::Chain)?;
+        let base_fee = block
+            .and_then(|b| b.header.base_fee_per_gas)
+            .map(u128::from)
+            .unwrap_or(1_000_000_000);
+        let tip = self
+            .chain
+            .call("eth_maxPriorityFeePerGas", |p| async move {
+                p.get_max_priority_fee_per_gas().await
+            })
+            .await
+            .unwrap_or(0);
+        Ok(initial_fees(base_fee, tip, &self.policy.fees))
+    }
+
+    /// Simulate, price, sign and broadcast a call to `to` with `input`.
+    pub async fn send(&mut self, to: Address, input: Bytes) -> Result<Sent, SendError> {
+        let base = TransactionRequest::default()
+            .with_from(self.address)
+            .with_to(to)
+            .with_input(input)
+            .with_chain_id(self.chain.chain_id());
+        let estimate_request = base.clone();
+        let estimate = self
+            .chain
+            .call("eth_estimateGas", |p| {
+                let request = estimate_request.clone();
+                async move { p.estimate_gas(request).await }
+            })
+            .await
+            .map_err(|e| match e {
+                ChainError::Rejected { .. } => SendError::WouldRevert(e),
+                other => SendError::Chain(other),
+            })?;
+        let gas_limit =
+            estimate.saturating_add(estimate.saturating_mul(self.policy.gas_margin_percent) / 100);
+        let request = base.with_gas_limit(gas_limit);
+        let fees = self.market_fees().await?;
+        // One retry after rebuilding the nonce sequence or raising an underpriced bid.
+        let mut fees = fees;
+        for attempt in 0..2 {
+            let nonce = self.next_nonce;
+            let (envelope, raw) = self.sign(&request, nonce, fees).await?;
+            let hash = *envelope.tx_hash();
+            match self.broadcast(raw.clone()).await {
+                Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown) => {
+                    // Taken, or maybe taken: track it; poll() re-sends it if it never shows up.
+                    self.next_nonce = nonce.saturating_add(1);
+                    self.in_flight.insert(
+                        nonce,
+                        InFlight {
+                            request: request.clone(),
+                            hashes: vec![hash],
+                            raw,
+                            first_fees: fees,
+                            fees,
+                            sent_at: Instant::now(),
+                        },
+                    );
+                    return Ok(Sent { nonce, hash });
+                }
+                Err(BroadcastError::NonceTooLow) if attempt == 0 => {
+                    tracing::warn!(signer = %self.address, nonce, "nonce too low: rebuilding the nonce sequence from the chain");
+                    self.resync_nonce().await?;
+                }
+                Err(BroadcastError::Underpriced) if attempt == 0 => {
+                    let fresh = self.market_fees().await?;
+                    fees = escalate(fees, fresh, fees, &self.policy.fees).unwrap_or(fresh);
+                }
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                Err(BroadcastError::NonceTooLow | BroadcastError::Underpriced) => {
+                    return Err(SendError::Chain(ChainError::Unavailable {
+                        chain: self.chain.role(),
+                        method: "eth_sendRawTransaction",
+                        attempts: 2,
+                        last: "nonce too low or underpriced twice".into(),
+                    }));
+                }
+                Err(BroadcastError::Refused(e)) => return Err(SendError::Chain(e)),
+            }
+        }
+        Err(SendError::Sign("unreachable: send loop ended".into()))
+    }
+
+    async fn sign(
+        &self,
+        request: &TransactionRequest,
+        nonce: u64,
+        fees: Fees,
+    ) -> Result<(TxEnvelope, Bytes), SendError> {
+        let envelope = request
+            .clone()
+            .with_nonce(nonce)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .build(&self.wallet)
+            .await
+            .map_err(|e| SendError::Sign(e.to_string()))?;
+        let raw = Bytes::from(envelope.encoded_2718());
+        Ok((envelope, raw))
+    }
+
+    async fn broadcast(&self, raw: Bytes) -> Result<(), BroadcastError> {
+        let result = self
+            .chain
+            .call_classified("eth_sendRawTransaction", send_class, |p| {
+                let raw = raw.clone();
+                async move { p.send_raw_transaction(&raw).await.map(|_| ()) }
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(ChainError::Rejected { source, .. }) => Err(match classify_send(&source) {
+                SendRejection::NonceTooLow => BroadcastError::NonceTooLow,
+                SendRejection::AlreadyKnown => BroadcastError::AlreadyKnown,
+                SendRejection::Underpriced => BroadcastError::Underpriced,
+                SendRejection::InsufficientFunds => BroadcastError::InsufficientFunds,
+                SendRejection::Other(_) => BroadcastError::Refused(ChainError::Rejected {
+                    chain: self.chain.role(),
+                    method: "eth_sendRawTransaction",
+                    source,
+                }),
+            }),
+            Err(unavailable) => {
+                tracing::warn!(signer = %self.address, error = %unavailable, "broadcast outcome unknown: tracking the transaction as sent");
+                Err(BroadcastError::Unknown)
+            }
+        }
+    }
+
+    /// Check every transaction in flight: report the mined ones, re-send the stuck ones with
+    /// higher fees, and give up on nonces something else consumed.
+    pub async fn poll(&mut self) -> Result<Vec<Tracked>, SendError> {
+        let mut out = Vec::new();
+        if self.in_flight.is_empty() {
+            return Ok(out);
+        }
+        let address = self.address;
+        let mined_count = self
+            .chain
+            .call("eth_getTransactionCount", |p| async move {
+                p.get_transaction_count(address).latest().await
+            })
+            .await
+            .map_err(SendError::Chain)?;
+        let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
+        for nonce in nonces {
+            let Some(entry) = self.in_flight.get(&nonce) else {
+                continue;
+            };
+            let hashes = entry.hashes.clone();
+            if let Some(receipt) = self.find_receipt(&hashes).await? {
+                self.in_flight.remove(&nonce);
+                out.push(Tracked::Mined {
+                    nonce,
+                    receipt: Box::new(receipt),
+                });
+                continue;
+            }
+            if nonce < mined_count {
+                // Mined, but none of our hashes: look once more (a receipt may have just landed).
+                self.in_flight.remove(&nonce);
+                out.push(Tracked::Superseded { nonce });
+                continue;
+            }
+            if entry.sent_at.elapsed() >= self.policy.stuck_after
+                && let Some(tracked) = self.replace(nonce).await?
+            {
+                out.push(tracked);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_receipt(&self, hashes: &[B256]) -> Result<Option<TransactionReceipt>, SendError> {
+        for hash in hashes.iter().rev() {
+            let hash = *hash;
+            let receipt = self
+                .chain
+                .call("eth_getTransactionReceipt", |p| async move {
+                    p.get_transaction_receipt(hash).await
+                })
+                .await
+                .map_err(SendError::Chain)?;
+            if receipt.is_some() {
+                return Ok(receipt);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Re-send a stuck transaction with the same nonce and higher fees; at the fee cap, re-send
+    /// the last version as it is (it may have been dropped from the mempool).
+    async fn replace(&mut self, nonce: u64) -> Result<Option<Tracked>, SendError> {
+        let fresh = self.market_fees().await?;
+        let Some(entry) = self.in_flight.get(&nonce) else {
+            return Ok(None);
+        };
+        let (request, previous, first, last_raw) = (
+            entry.request.clone(),
+            entry.fees,
+            entry.first_fees,
+            entry.raw.clone(),
+        );
+        let Some(fees) = escalate(previous, fresh, first, &self.policy.fees) else {
+            tracing::warn!(signer = %self.address, nonce, "fee cap reached: re-broadcasting the last bid");
+            let _ = self.broadcast(last_raw).await;
+            if let Some(entry) = self.in_flight.get_mut(&nonce) {
+                entry.sent_at = Instant::now();
+            }
+            return Ok(None);
+        };
+        let (envelope, raw) = self.sign(&request, nonce, fees).await?;
+        let hash = *envelope.tx_hash();
+        match self.broadcast(raw.clone()).await {
+            // NonceTooLow: a version was mined meanwhile; the next poll finds its receipt.
+            Ok(())
+            | Err(BroadcastError::AlreadyKnown)
+            | Err(BroadcastError::Unknown)
+            | Err(BroadcastError::NonceTooLow) => {}
+            Err(BroadcastError::InsufficientFunds) => {
+                return Err(SendError::InsufficientFunds(self.address));
+            }
+            Err(BroadcastError::Underpriced) | Err(BroadcastError::Refused(_)) => return Ok(None),
+        }
+        if let Some(entry) = self.in_flight.get_mut(&nonce) {
+            entry.hashes.push(hash);
+            entry.raw = raw;
+            entry.fees = fees;
+            entry.sent_at = Instant::now();
+        }
+        tracing::info!(signer = %self.address, nonce, %hash, max_fee = fees.max_fee_per_gas, "replaced stuck transaction");
+        Ok(Some(Tracked::Replaced { nonce, hash }))
+    }
+}
+
+enum BroadcastError {
+    NonceTooLow,
+    AlreadyKnown,
+    Underpriced,
+    InsufficientFunds,
+    /// The node refused the transaction for another reason.
+    Refused(ChainError),
+    /// No endpoint confirmed either way.
+    Unknown,
+}
