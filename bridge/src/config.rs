@@ -32,6 +32,25 @@ pub struct Config {
     /// etcd leadership; without it the replica runs standalone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdConfig>,
+    /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.
+    #[serde(default, skip_serializing_if = "FaultInjection::is_off")]
+    pub fault_injection: FaultInjection,
+}
+
+/// Deliberate misbehaviour, for tests only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultInjection {
+    /// Vote every request with its amount increased by one (an "invalid attempt").
+    #[serde(default)]
+    pub tamper_votes: bool,
+}
+
+impl FaultInjection {
+    /// Whether nothing is injected.
+    pub fn is_off(&self) -> bool {
+        !self.tamper_votes
+    }
 }
 
 fn default_lanes() -> Vec<Lane> {

@@ -9,6 +9,8 @@ pub mod config;
 pub mod fees;
 pub mod indexer;
 pub mod keys;
+pub mod relay;
 pub mod rpc_error;
 pub mod sender;
 pub mod store;
+pub mod voter;

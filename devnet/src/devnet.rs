@@ -22,7 +22,7 @@ use crate::manifest::{
     AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry, write_atomic,
 };
 use crate::ports::free_port;
-use crate::process::RecordedProcess;
+use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
 use crate::tools::Tools;
 
 /// How to build a devnet.
@@ -50,6 +50,8 @@ pub struct DevnetOptions {
     pub user_tokens: U256,
     /// Confirmations written into the relay configs.
     pub confirmations: u64,
+    /// Start one relay process per operator after deploying.
+    pub relays: bool,
 }
 
 impl DevnetOptions {
@@ -67,6 +69,7 @@ impl DevnetOptions {
             liquidity: parse_ether("1000").unwrap_or(U256::ZERO),
             user_tokens: parse_ether("1000000").unwrap_or(U256::ZERO),
             confirmations: 1,
+            relays: false,
         }
     }
 
@@ -122,6 +125,8 @@ pub struct Devnet {
     pub accounts: DevAccounts,
     /// HTTP API port of each operator's relay (allocated once, written into its config).
     pub operator_http_ports: Vec<u16>,
+    /// Relay processes by operator index.
+    relays: std::collections::BTreeMap<usize, ManagedProcess>,
 }
 
 impl Devnet {
@@ -191,7 +196,8 @@ impl Devnet {
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()
             .map_err(DevnetError::Ports)?;
-        let devnet = Self {
+        let start_relays = options.relays;
+        let mut devnet = Self {
             options: DevnetOptions { dir, ..options },
             main,
             service,
@@ -199,8 +205,14 @@ impl Devnet {
             deployment,
             accounts,
             operator_http_ports,
+            relays: Default::default(),
         };
         devnet.write_files()?;
+        if start_relays {
+            for index in 0..devnet.accounts.operators.len() {
+                devnet.start_relay(index)?;
+            }
+        }
         Ok(devnet)
     }
 
@@ -293,6 +305,7 @@ impl Devnet {
                 prefix: "/multibridge".to_owned(),
                 lease_ttl_secs: 3,
             }),
+            fault_injection: Default::default(),
         })
     }
 
@@ -342,24 +355,62 @@ impl Devnet {
     /// Write one relay config per operator, then `devnet.json`.
     fn write_files(&self) -> Result<(), DevnetError> {
         for index in 0..self.accounts.operators.len() {
-            let toml = self
-                .operator_config(index)?
-                .to_toml()
-                .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
-            let header = "# multibridge relay config written by multibridge-devnet.\n\
-                          # DEVNET ONLY: the key below is a public anvil test key.\n";
-            write_atomic(
-                &self.operator_config_path(index),
-                format!("{header}{toml}").as_bytes(),
-            )?;
+            self.write_operator_config(index, &self.operator_config(index)?)?;
         }
         self.manifest().save()?;
         Ok(())
     }
 
+    /// Start (or restart) the relay of operator `index` with its config file.
+    pub fn start_relay(&mut self, index: usize) -> Result<(), DevnetError> {
+        if let Some(relay) = self.relays.get_mut(&index) {
+            relay.start_again()?;
+            return Ok(());
+        }
+        let spec = ProcessSpec {
+            name: format!("relay-{}", index.saturating_add(1)),
+            program: crate::tools::relay_binary()?,
+            args: vec![
+                "run".into(),
+                "--config".into(),
+                self.operator_config_path(index).display().to_string(),
+            ],
+            envs: vec![(
+                "MULTIBRIDGE_LOG".into(),
+                std::env::var("MULTIBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
+            )],
+            log_path: self
+                .options
+                .dir
+                .join("logs")
+                .join(format!("relay-{}.log", index.saturating_add(1))),
+        };
+        self.relays.insert(index, ManagedProcess::spawn(spec)?);
+        Ok(())
+    }
+
+    /// The relay process of operator `index`, for fault injection.
+    pub fn relay(&mut self, index: usize) -> Option<&mut ManagedProcess> {
+        self.relays.get_mut(&index)
+    }
+
+    /// Rewrite operator `index`'s config file (e.g. to inject a fault) before (re)starting it.
+    pub fn write_operator_config(&self, index: usize, config: &Config) -> Result<(), DevnetError> {
+        let toml = config
+            .to_toml()
+            .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
+        let header = "# multibridge relay config written by multibridge-devnet.\n\
+                      # DEVNET ONLY: the key below is a public anvil test key.\n";
+        write_atomic(
+            &self.operator_config_path(index),
+            format!("{header}{toml}").as_bytes(),
+        )
+    }
+
     /// Leave every process running after this value is dropped; returns them for `down`.
     pub fn detach(self) -> Vec<RecordedProcess> {
         let mut processes: Vec<RecordedProcess> = Vec::new();
+        processes.extend(self.relays.into_values().filter_map(ManagedProcess::detach));
         processes.extend(self.main.detach());
         processes.extend(self.service.detach());
         if let Some(etcd) = self.etcd {

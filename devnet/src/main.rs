@@ -9,7 +9,6 @@ use alloy::primitives::{Address, utils::format_ether, utils::parse_ether};
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::driver::VoteOutcome;
 use multibridge_devnet::manifest::{Manifest, load_processes, remove_processes, save_processes};
 use multibridge_devnet::tools::workspace_root;
 use multibridge_devnet::{Devnet, DevnetError, DevnetOptions, Driver};
@@ -70,6 +69,9 @@ struct UpArgs {
     /// etcd cluster size (0: none).
     #[arg(long, default_value_t = 3)]
     etcd_members: usize,
+    /// Do not start the relays (deploy only).
+    #[arg(long)]
+    no_relays: bool,
 }
 
 impl UpArgs {
@@ -81,6 +83,7 @@ impl UpArgs {
             main_chain_id: self.main_chain_id,
             service_chain_id: self.service_chain_id,
             etcd_members: self.etcd_members,
+            relays: !self.no_relays,
             ..DevnetOptions::new(dir)
         }
     }
@@ -221,40 +224,40 @@ fn status(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Until the relay daemon exists (issue 3) the demo casts the operators' votes itself, through
-/// the same bindings the relay will use.
+/// Start a devnet with one relay per operator, send transfers both ways and follow each to its
+/// handle on the other chain.
 async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     refuse_if_running(dir)?;
+    if args.no_relays {
+        bail!("the demo needs the relays; drop --no-relays");
+    }
     println!(
-        "starting devnet (anvil x2, etcd x{}) ...",
-        args.etcd_members
+        "starting devnet (anvil x2, etcd x{}, {} relays) ...",
+        args.etcd_members, args.operators
     );
     let devnet = Devnet::start(args.options(dir.to_owned())).await?;
     let driver = Driver::new(devnet.manifest());
     print_summary(driver.manifest());
-    let threshold = usize::try_from(devnet.options.threshold)?;
     let amount_native = parse_ether("1.5")?;
-    // Less comes back than went out, so the pair ends with tokens locked on main.
-    let amount_token_of = |lane: Lane| match lane {
-        Lane::MainToService => parse_ether("250"),
-        Lane::ServiceToMain => parse_ether("100"),
-    };
     // main -> service pays user 0 on the service chain, so it holds wrapped tokens to send back;
-    // service -> main pays a fresh address.
+    // service -> main pays a fresh address. Less comes back than went out.
     let user0 = driver.user(0)?.address();
     let recipient_of = |lane: Lane| match lane {
         Lane::MainToService => user0,
         Lane::ServiceToMain => Address::repeat_byte(0xd0),
     };
+    let amount_token_of = |lane: Lane| match lane {
+        Lane::MainToService => parse_ether("250"),
+        Lane::ServiceToMain => parse_ether("100"),
+    };
     println!(
-        "\n{:<16} {:<6} {:>5} {:>10} {:>9}",
+        "\n{:<16} {:<6} {:>5} {:>8} {:>9}",
         "lane", "asset", "nonce", "amount", "latency"
     );
-    let mut moved = 0u32;
+    let mut latencies = Vec::new();
     for lane in [Lane::MainToService, Lane::ServiceToMain] {
         for _ in 0..transfers {
             for erc20 in [false, true] {
-                let started = Instant::now();
                 let request = if erc20 {
                     driver
                         .request_erc20(lane, 0, recipient_of(lane), amount_token_of(lane)?)
@@ -264,33 +267,49 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
                         .request_native(lane, 0, recipient_of(lane), amount_native)
                         .await?
                 };
-                let mut executed = 0;
-                for op in 0..threshold {
-                    if let VoteOutcome::Executed { .. } = driver.vote(lane, op, &request).await? {
-                        executed += 1;
+                // Latency from the request's receipt to the handle seen on the other chain.
+                let started = Instant::now();
+                let deadline = started + Duration::from_secs(60);
+                loop {
+                    match driver.handle_count(lane, request.nonce).await? {
+                        0 if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        0 => bail!(
+                            "{lane} nonce {} not handled within 60 s; see the relay logs in {}",
+                            request.nonce,
+                            dir.join("logs").display()
+                        ),
+                        1 => break,
+                        n => bail!("{lane} nonce {} handled {n} times", request.nonce),
                     }
                 }
-                if executed != 1 {
-                    bail!("{lane} nonce {} executed {executed} times", request.nonce);
-                }
+                let latency = started.elapsed().as_secs_f64();
+                latencies.push(latency);
                 println!(
-                    "{:<16} {:<6} {:>5} {:>10} {:>8.2}s",
+                    "{:<16} {:<6} {:>5} {:>8} {:>8.2}s",
                     lane.as_str(),
                     if erc20 { "MBT" } else { "native" },
                     request.nonce,
                     ether(request.amount),
-                    started.elapsed().as_secs_f64()
+                    latency
                 );
-                moved += 1;
             }
         }
     }
-    // Conservation of the token pair: what the main bridge holds locked equals the wrapped supply.
     let locked = driver
         .token_balance(ChainRole::Main, driver.manifest().main.contracts.bridge)
         .await?;
     let wrapped = driver.token_supply(ChainRole::Service).await?;
-    println!("\n{moved} transfers, each executed exactly once");
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "\n{} transfers, each handled exactly once by the relays; median latency {median:.2}s",
+        latencies.len()
+    );
     println!(
         "conservation MBT: locked on main {} = minted on service {} -> {}",
         ether(locked),

@@ -78,3 +78,25 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, MissingTool> {
             .join(", "),
     })
 }
+
+/// The `multibridge` relay binary: `$MULTIBRIDGE_BIN`, else beside this executable (cargo puts
+/// test binaries one level below, in `deps/`).
+pub fn relay_binary() -> Result<PathBuf, MissingTool> {
+    if let Some(path) = std::env::var_os("MULTIBRIDGE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let mut looked = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("multibridge");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            looked.push(dir.display().to_string());
+        }
+    }
+    Err(MissingTool {
+        tool: "multibridge (build it with: cargo build -p multibridge)",
+        looked_in: looked.join(", "),
+    })
+}

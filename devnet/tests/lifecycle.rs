@@ -26,19 +26,43 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Stops whatever `up` left running when the test ends, also when an assertion fails.
+struct DownOnDrop<'a>(&'a Path);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(Some(processes)) = load_processes(self.0) {
+            for p in processes {
+                p.stop(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 #[test]
 fn up_status_down_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
+    let _guard = DownOnDrop(dir.path());
     let out = devnet(dir.path(), &["up", "--block-time", "1"]);
     assert!(out.status.success(), "up failed:\n{}", text(&out));
 
     let processes = load_processes(dir.path())
         .unwrap()
         .expect("up records its processes");
-    let names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    let mut names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
     assert_eq!(
         names,
-        ["anvil-main", "anvil-service", "etcd-0", "etcd-1", "etcd-2"]
+        [
+            "anvil-main",
+            "anvil-service",
+            "etcd-0",
+            "etcd-1",
+            "etcd-2",
+            "relay-1",
+            "relay-2",
+            "relay-3"
+        ]
     );
     assert!(
         processes.iter().all(|p| p.is_alive()),

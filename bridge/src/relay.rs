@@ -1,0 +1,431 @@
+//! One relay replica: checks the live chains against its config, then runs an indexer and a
+//! voter per lane until it is told to stop or a task hits an error no retry can fix.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, Lane};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::config::Config;
+use crate::indexer::{Indexer, Step};
+use crate::keys::{KeyError, load_signer};
+use crate::sender::{Sender, SenderPolicy};
+use crate::store::{Store, StoreError};
+use crate::voter::{Voter, VoterConfig};
+
+/// Why the relay cannot start or had to stop. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A chain misbehaved.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// No configured endpoint of a chain answered.
+    #[error("{chain}: none of rpc_urls answers; check the node and the URLs")]
+    Unreachable {
+        /// Chain.
+        chain: ChainRole,
+    },
+    /// There is no contract at the configured bridge address.
+    #[error("{chain}: no contract code at bridge address {address}; check chains.{chain}.bridge")]
+    NoBridgeCode {
+        /// Chain.
+        chain: ChainRole,
+        /// Configured address.
+        address: Address,
+    },
+    /// The operator is not registered in a bridge.
+    #[error(
+        "{chain}: {operator} is not a registered operator of bridge {bridge}; ask the bridge owner to register it"
+    )]
+    NotRegistered {
+        /// Chain.
+        chain: ChainRole,
+        /// Operator.
+        operator: Address,
+        /// Bridge.
+        bridge: Address,
+    },
+    /// The bridges do not name each other as counterparts.
+    #[error(
+        "{chain}: bridge {bridge} names {actual} as counterpart, expected {expected}; the configured bridges are not a pair"
+    )]
+    NotAPair {
+        /// Chain.
+        chain: ChainRole,
+        /// Bridge.
+        bridge: Address,
+        /// Expected counterpart.
+        expected: Address,
+        /// What it names.
+        actual: Address,
+    },
+    /// The signer cannot pay for votes.
+    #[error("{chain}: signer {operator} has no native balance to pay for votes; fund it")]
+    Unfunded {
+        /// Chain.
+        chain: ChainRole,
+        /// Operator.
+        operator: Address,
+    },
+    /// The request store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A lane task stopped on an error no retry fixes.
+    #[error("{lane} {task} stopped: {message}")]
+    TaskFailed {
+        /// Lane.
+        lane: Lane,
+        /// Task name.
+        task: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What the preflight found out about one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Which chain.
+    pub role: ChainRole,
+    /// Chain id (as configured and served).
+    pub chain_id: u64,
+    /// Endpoints that answered.
+    pub endpoints_up: usize,
+    /// Endpoints configured.
+    pub endpoints: usize,
+    /// Votes needed on this chain's bridge.
+    pub threshold: U256,
+    /// Registered operators of this chain's bridge.
+    pub operators: U256,
+    /// The signer's native balance on this chain.
+    pub signer_balance: U256,
+}
+
+/// A checked relay, ready to run.
+pub struct Preflight {
+    /// The config.
+    pub config: Config,
+    /// The operator's signer.
+    pub signer: PrivateKeySigner,
+    /// Main chain client.
+    pub main: Arc<ChainClient>,
+    /// Service chain client.
+    pub service: Arc<ChainClient>,
+    /// What was found per chain.
+    pub reports: Vec<ChainReport>,
+}
+
+impl Preflight {
+    /// The client of one chain.
+    pub fn chain(&self, role: ChainRole) -> &Arc<ChainClient> {
+        match role {
+            ChainRole::Main => &self.main,
+            ChainRole::Service => &self.service,
+        }
+    }
+}
+
+/// Check the config against the live chains: key, chain ids, bridge code, counterparts,
+/// registration, threshold, signer balance. Sends nothing.
+pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
+    let signer = load_signer(&config)?;
+    let operator = signer.address();
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        attempt_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    };
+    let main = Arc::new(ChainClient::new(
+        ChainRole::Main,
+        &config.chains.main,
+        policy,
+    )?);
+    let service = Arc::new(ChainClient::new(
+        ChainRole::Service,
+        &config.chains.service,
+        policy,
+    )?);
+    let mut reports = Vec::new();
+    for (client, role) in [(&main, ChainRole::Main), (&service, ChainRole::Service)] {
+        let chain = config.chains.get(role);
+        let endpoints_up = client.verify_chain_id().await?;
+        if endpoints_up == 0 {
+            return Err(RelayError::Unreachable { chain: role });
+        }
+        let bridge = chain.bridge;
+        let code = client
+            .call(
+                "eth_getCode",
+                |p| async move { p.get_code_at(bridge).await },
+            )
+            .await?;
+        if code.is_empty() {
+            return Err(RelayError::NoBridgeCode {
+                chain: role,
+                address: bridge,
+            });
+        }
+        let counterpart = config.chains.get(role.other()).bridge;
+        let named = view(
+            client,
+            "counterpartBridge",
+            move |b| async move { b.counterpartBridge().call().await },
+            bridge,
+        )
+        .await?;
+        if named != counterpart {
+            return Err(RelayError::NotAPair {
+                chain: role,
+                bridge,
+                expected: counterpart,
+                actual: named,
+            });
+        }
+        let registered = view(
+            client,
+            "isOperator",
+            move |b| async move { b.isOperator(operator).call().await },
+            bridge,
+        )
+        .await?;
+        if !registered {
+            return Err(RelayError::NotRegistered {
+                chain: role,
+                operator,
+                bridge,
+            });
+        }
+        let threshold = view(
+            client,
+            "threshold",
+            |b| async move { b.threshold().call().await },
+            bridge,
+        )
+        .await?;
+        let operators = view(
+            client,
+            "operatorCount",
+            |b| async move { b.operatorCount().call().await },
+            bridge,
+        )
+        .await?;
+        let signer_balance = client
+            .call("eth_getBalance", |p| async move {
+                p.get_balance(operator).await
+            })
+            .await?;
+        if signer_balance.is_zero() {
+            return Err(RelayError::Unfunded {
+                chain: role,
+                operator,
+            });
+        }
+        reports.push(ChainReport {
+            role,
+            chain_id: chain.chain_id,
+            endpoints_up,
+            endpoints: chain.rpc_urls.len(),
+            threshold,
+            operators,
+            signer_balance,
+        });
+    }
+    Ok(Preflight {
+        config,
+        signer,
+        main,
+        service,
+        reports,
+    })
+}
+
+/// A view call on a bridge through the client's failover.
+async fn view<T, F, Fut>(
+    client: &ChainClient,
+    method: &'static str,
+    f: F,
+    bridge: Address,
+) -> Result<T, ChainError>
+where
+    F: Fn(Bridge::BridgeInstance<alloy::providers::DynProvider>) -> Fut,
+    Fut: Future<Output = Result<T, alloy::contract::Error>>,
+{
+    client
+        .call(method, |p| {
+            let fut = f(Bridge::new(bridge, p));
+            async move {
+                fut.await.map_err(|e| match e {
+                    alloy::contract::Error::TransportError(t) => t,
+                    other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
+                })
+            }
+        })
+        .await
+}
+
+/// The identity a store is bound to: the bridge pair and the operator.
+pub fn store_identity(config: &Config) -> String {
+    format!(
+        "{}/{} <-> {}/{} operator {}",
+        config.chains.main.chain_id,
+        config.chains.main.bridge,
+        config.chains.service.chain_id,
+        config.chains.service.bridge,
+        config.operator.address
+    )
+}
+
+/// Run the relay until `shutdown` resolves or a task fails for good.
+pub async fn run(
+    preflight: Preflight,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let config = preflight.config.clone();
+    let store = Arc::new(Mutex::new(Store::open(
+        &config.store.path,
+        &store_identity(&config),
+    )?));
+    let operator = preflight.signer.address();
+    let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
+    for lane in config.lanes.iter().copied() {
+        let source = preflight.chain(lane.source()).clone();
+        let destination = preflight.chain(lane.destination()).clone();
+        let source_config = config.chains.get(lane.source()).clone();
+        let destination_config = config.chains.get(lane.destination()).clone();
+
+        let indexer = Indexer::new(lane, source, &source_config, store.clone());
+        let poll = Duration::from_millis(source_config.poll_interval_ms.max(50));
+        let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
+        tasks.spawn(index_loop(lane, indexer, poll).instrument(span));
+
+        let sender = Sender::new(
+            destination.clone(),
+            preflight.signer.clone(),
+            SenderPolicy::default(),
+        )
+        .await
+        .map_err(|e| RelayError::TaskFailed {
+            lane,
+            task: "voter",
+            message: e.to_string(),
+        })?;
+        let mut voter = Voter::new(
+            lane,
+            destination,
+            destination_config.bridge,
+            store.clone(),
+            sender,
+            VoterConfig::default(),
+        );
+        voter.tamper_payloads(config.fault_injection.tamper_votes);
+        let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
+        tasks.spawn(vote_loop(lane, voter).instrument(span));
+    }
+    tracing::info!(%operator, lanes = ?config.lanes, "relay running");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutting down");
+                tasks.abort_all();
+                return Ok(());
+            }
+            joined = tasks.join_next() => match joined {
+                Some(Ok(Err(e))) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+                Some(Ok(Ok(()))) => {}
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => {
+                    tasks.abort_all();
+                    return Err(RelayError::TaskFailed { lane: Lane::MainToService, task: "task", message: e.to_string() });
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Pause after a retryable failure.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+async fn index_loop(lane: Lane, indexer: Indexer, poll: Duration) -> Result<(), RelayError> {
+    loop {
+        match indexer.step().await {
+            Ok(Step::Indexed { range, found, new }) => {
+                if found > 0 {
+                    tracing::info!(
+                        from = range.start(),
+                        to = range.end(),
+                        found,
+                        new,
+                        "indexed"
+                    );
+                }
+            }
+            Ok(Step::CaughtUp { .. }) => tokio::time::sleep(poll).await,
+            Ok(Step::Rewound {
+                missing,
+                from_block,
+            }) => {
+                tracing::warn!(missing, from_block, "re-scanning after a nonce gap");
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "indexing failed; retrying");
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "indexing stopped");
+                return Err(RelayError::TaskFailed {
+                    lane,
+                    task: "indexer",
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+async fn vote_loop(lane: Lane, mut voter: Voter) -> Result<(), RelayError> {
+    let wait = voter.batch_wait();
+    loop {
+        match voter.step().await {
+            Ok(step) => {
+                if step.sent > 0 || step.handled > 0 || step.waiting > 0 {
+                    tracing::info!(
+                        sent = step.sent,
+                        skipped = step.skipped,
+                        handled = step.handled,
+                        waiting = step.waiting,
+                        "voted"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "voting failed; retrying");
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "voting stopped");
+                return Err(RelayError::TaskFailed {
+                    lane,
+                    task: "voter",
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}

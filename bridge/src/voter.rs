@@ -1,0 +1,447 @@
+//! The voter of one lane: takes the open requests from the store, pre-checks each on the
+//! destination (`isHandled`, `hasVoted` — both count as success, not errors), groups the rest
+//! into batches and hands them to the sender; reads the receipts back into request statuses.
+//!
+//! A request the destination cannot execute yet (liquidity short, token locked, bridge paused)
+//! stays open with its reason noted and is retried after a pause — never dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::sol_types::{SolCall, SolError};
+use alloy::transports::RpcError;
+use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
+use multibridge_contracts::{Lane, Request};
+
+use crate::chain::{ChainClient, ChainError};
+use crate::sender::{SendError, Sender, Tracked};
+use crate::store::{Status, Store, StoreError, StoredRequest};
+
+/// Voter tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoterConfig {
+    /// Most requests in one vote transaction (the bridge takes at most 64).
+    pub batch_size: usize,
+    /// How long to wait for more requests before sending a part-full batch.
+    pub batch_wait: Duration,
+    /// Pause before retrying a request the destination cannot execute yet.
+    pub retry_after: Duration,
+}
+
+impl Default for VoterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            batch_wait: Duration::from_millis(200),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A voting step failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VoterError {
+    /// The destination could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sender failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// This relay's key is not a registered operator of the destination bridge.
+    #[error("{0} is not a registered operator of the destination bridge")]
+    NotOperator(Address),
+}
+
+impl VoterError {
+    /// Whether the next step may succeed without a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Chain(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+            Self::Send(e) => e.is_retryable(),
+            Self::NotOperator(_) => false,
+        }
+    }
+}
+
+/// What one step did (for logs and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VoteStep {
+    /// Votes sent in this step.
+    pub sent: usize,
+    /// Requests found already handled or already voted by the pre-check (no transaction).
+    pub skipped: usize,
+    /// Requests that became `handled`.
+    pub handled: usize,
+    /// Requests left waiting with a reason.
+    pub waiting: usize,
+}
+
+/// The voter of one lane.
+pub struct Voter {
+    lane: Lane,
+    destination: Arc<ChainClient>,
+    bridge: Address,
+    operator: Address,
+    store: Arc<Mutex<Store>>,
+    sender: Sender,
+    config: VoterConfig,
+    /// Sender nonce → request nonces its transaction votes for.
+    in_flight: HashMap<u64, Vec<u64>>,
+    /// Request nonces with a vote in flight.
+    voting: HashSet<u64>,
+    /// Request nonces not to retry before the instant.
+    backoff: HashMap<u64, Instant>,
+    /// After a batch would revert, send one by one to find the culprit.
+    singles_until: Option<Instant>,
+    /// Test-only fault injection: vote a payload that differs from the observed one.
+    tamper: bool,
+}
+
+impl Voter {
+    /// A voter for `lane` writing to `destination`'s bridge through `sender`.
+    pub fn new(
+        lane: Lane,
+        destination: Arc<ChainClient>,
+        bridge: Address,
+        store: Arc<Mutex<Store>>,
+        sender: Sender,
+        config: VoterConfig,
+    ) -> Self {
+        Self {
+            lane,
+            destination,
+            bridge,
+            operator: sender.address(),
+            store,
+            sender,
+            config,
+            in_flight: HashMap::new(),
+            voting: HashSet::new(),
+            backoff: HashMap::new(),
+            singles_until: None,
+            tamper: false,
+        }
+    }
+
+    /// Fault injection for tests of invariant 3: every vote carries a tampered amount.
+    pub fn tamper_payloads(&mut self, on: bool) {
+        self.tamper = on;
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Track receipts, then pre-check and send what is ready.
+    pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
+        let mut step = VoteStep::default();
+        self.track(&mut step).await?;
+        let ready = self.ready(&mut step).await?;
+        if ready.is_empty() {
+            return Ok(step);
+        }
+        let singles = self.singles_until.is_some_and(|t| Instant::now() < t);
+        let chunk = if singles {
+            1
+        } else {
+            self.config.batch_size.clamp(1, 64)
+        };
+        for batch in ready.chunks(chunk) {
+            self.send_batch(batch, &mut step).await?;
+        }
+        Ok(step)
+    }
+
+    /// Requests whose receipts arrived get their statuses from the logs.
+    async fn track(&mut self, step: &mut VoteStep) -> Result<(), VoterError> {
+        for tracked in self.sender.poll().await? {
+            match tracked {
+                Tracked::Mined { nonce, receipt } => {
+                    let requests = self.in_flight.remove(&nonce).unwrap_or_default();
+                    for n in &requests {
+                        self.voting.remove(n);
+                    }
+                    self.apply_receipt(&receipt, step)?;
+                }
+                Tracked::Superseded { nonce } => {
+                    // Unknown outcome: the pre-check of the next step finds out.
+                    for n in self.in_flight.remove(&nonce).unwrap_or_default() {
+                        self.voting.remove(&n);
+                    }
+                }
+                Tracked::Replaced { nonce, hash } => {
+                    let requests = self.in_flight.get(&nonce).cloned().unwrap_or_default();
+                    let mut store = self.store();
+                    for n in requests {
+                        store.mark_voting(self.lane, n, hash)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_receipt(
+        &self,
+        receipt: &TransactionReceipt,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let mut store = self.store();
+        if !receipt.status() {
+            tracing::warn!(lane = %self.lane, tx = %receipt.transaction_hash, "vote transaction reverted; re-checking its requests");
+            return Ok(());
+        }
+        let mut settled = HashSet::new();
+        for log in receipt.inner.logs() {
+            if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
+                store.set_status(self.lane, e.inner.data.nonce, &Status::Handled)?;
+                settled.insert(e.inner.data.nonce);
+                step.handled = step.handled.saturating_add(1);
+            } else if let Ok(e) = log.log_decode::<Bridge::VoteCast>() {
+                if e.inner.data.operator == self.operator && !settled.contains(&e.inner.data.nonce)
+                {
+                    store.set_status(self.lane, e.inner.data.nonce, &Status::Voted)?;
+                }
+            } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
+                let nonce = e.inner.data.nonce;
+                let reason = e.inner.data.reason;
+                if reason == Bridge::AlreadyHandled::SELECTOR {
+                    store.set_status(self.lane, nonce, &Status::Handled)?;
+                } else if reason == Bridge::AlreadyVoted::SELECTOR {
+                    store.set_status(self.lane, nonce, &Status::Voted)?;
+                } else {
+                    store.note_waiting(self.lane, nonce, &skip_reason(reason))?;
+                    step.waiting = step.waiting.saturating_add(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Open requests not in flight and not backing off, after the pre-check.
+    async fn ready(&mut self, step: &mut VoteStep) -> Result<Vec<Request>, VoterError> {
+        let now = Instant::now();
+        self.backoff.retain(|_, until| *until > now);
+        let limit = self.config.batch_size.saturating_mul(4).max(64);
+        let open: Vec<StoredRequest> = self
+            .store()
+            .open_requests(self.lane, limit.saturating_add(self.voting.len()))?
+            .into_iter()
+            .filter(|r| {
+                !self.voting.contains(&r.request.nonce)
+                    && !self.backoff.contains_key(&r.request.nonce)
+            })
+            .take(limit)
+            .collect();
+        if open.is_empty() {
+            return Ok(Vec::new());
+        }
+        let checks =
+            futures::future::join_all(open.iter().map(|r| self.precheck(r.request.nonce))).await;
+        let mut ready = Vec::new();
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        for (stored, check) in open.into_iter().zip(checks) {
+            match check? {
+                Precheck::Handled => {
+                    store.set_status(self.lane, stored.request.nonce, &Status::Handled)?;
+                    step.skipped = step.skipped.saturating_add(1);
+                    step.handled = step.handled.saturating_add(1);
+                }
+                Precheck::Voted => {
+                    if stored.status != Status::Voted {
+                        store.set_status(self.lane, stored.request.nonce, &Status::Voted)?;
+                        step.skipped = step.skipped.saturating_add(1);
+                    }
+                    // Wait for the others; re-check later.
+                    self.backoff
+                        .insert(stored.request.nonce, self.retry_at(now));
+                }
+                Precheck::Open => ready.push(stored.request),
+            }
+        }
+        Ok(ready)
+    }
+
+    async fn precheck(&self, nonce: u64) -> Result<Precheck, ChainError> {
+        let bridge = self.bridge;
+        let handled = self
+            .destination
+            .call("isHandled", |p| async move {
+                Bridge::new(bridge, p)
+                    .isHandled(nonce)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        if handled {
+            return Ok(Precheck::Handled);
+        }
+        let operator = self.operator;
+        let voted = self
+            .destination
+            .call("hasVoted", |p| async move {
+                Bridge::new(bridge, p)
+                    .hasVoted(nonce, operator)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        Ok(if voted {
+            Precheck::Voted
+        } else {
+            Precheck::Open
+        })
+    }
+
+    async fn send_batch(
+        &mut self,
+        batch: &[Request],
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let payloads: Vec<Request> = batch
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                if self.tamper {
+                    r.amount = r.amount.saturating_add(alloy::primitives::U256::from(1));
+                }
+                r
+            })
+            .collect();
+        let input: Bytes = if payloads.len() == 1 {
+            Bridge::handleValueTransferCall {
+                r: payloads[0].clone(),
+            }
+            .abi_encode()
+            .into()
+        } else {
+            Bridge::handleValueTransfersCall { rs: payloads }
+                .abi_encode()
+                .into()
+        };
+        match self.sender.send(self.bridge, input).await {
+            Ok(sent) => {
+                let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                for n in &nonces {
+                    store.mark_voting(self.lane, *n, sent.hash)?;
+                    self.voting.insert(*n);
+                }
+                drop(store);
+                tracing::debug!(lane = %self.lane, tx = %sent.hash, tx_nonce = sent.nonce, first = nonces.first(), count = nonces.len(), "vote sent");
+                self.in_flight.insert(sent.nonce, nonces);
+                step.sent = step.sent.saturating_add(batch.len());
+                Ok(())
+            }
+            Err(SendError::WouldRevert(e)) => self.refused(batch, &e, step),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The destination refuses the vote: find out why and act on it.
+    fn refused(
+        &mut self,
+        batch: &[Request],
+        error: &ChainError,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let decoded = match error {
+            ChainError::Rejected {
+                source: RpcError::ErrorResp(p),
+                ..
+            } => p.as_decoded_interface_error::<BridgeErrors>(),
+            _ => None,
+        };
+        if let Some(BridgeErrors::NotOperator(_)) = decoded {
+            return Err(VoterError::NotOperator(self.operator));
+        }
+        if batch.len() > 1 {
+            // One bad item spoils a batch: go one by one for a while.
+            tracing::warn!(lane = %self.lane, error = %error, "batch vote would revert; sending one by one");
+            self.singles_until = Some(self.retry_at(Instant::now()));
+            return Ok(());
+        }
+        let Some(request) = batch.first() else {
+            return Ok(());
+        };
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match decoded {
+            Some(BridgeErrors::AlreadyHandled(_)) => {
+                store.set_status(self.lane, request.nonce, &Status::Handled)?
+            }
+            Some(BridgeErrors::AlreadyVoted(_)) => {
+                store.set_status(self.lane, request.nonce, &Status::Voted)?
+            }
+            other => {
+                let reason = match other {
+                    Some(e) => format!("destination refuses: {e:?}"),
+                    None => format!("destination refuses: {error}"),
+                };
+                tracing::warn!(lane = %self.lane, nonce = request.nonce, %reason, "request waits");
+                store.note_waiting(self.lane, request.nonce, &reason)?;
+                self.backoff
+                    .insert(request.nonce, self.retry_at(Instant::now()));
+                step.waiting = step.waiting.saturating_add(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// When a request put aside at `now` may be tried again.
+    fn retry_at(&self, now: Instant) -> Instant {
+        now.checked_add(self.config.retry_after).unwrap_or(now)
+    }
+
+    /// Requests with a vote in flight.
+    pub fn in_flight(&self) -> usize {
+        self.voting.len()
+    }
+
+    /// The batch wait configured.
+    pub fn batch_wait(&self) -> Duration {
+        self.config.batch_wait
+    }
+}
+
+enum Precheck {
+    Handled,
+    Voted,
+    Open,
+}
+
+/// Map a contract-call error back to the transport error it wraps (for the classifier).
+fn contract_to_transport(e: alloy::contract::Error) -> alloy::transports::TransportError {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
+    }
+}
+
+fn skip_reason(selector: alloy::primitives::FixedBytes<4>) -> String {
+    let name = [
+        (
+            Bridge::InsufficientLiquidity::SELECTOR,
+            "InsufficientLiquidity",
+        ),
+        (Bridge::TokenIsLocked::SELECTOR, "TokenIsLocked"),
+        (Bridge::TokenNotRegistered::SELECTOR, "TokenNotRegistered"),
+        (Bridge::WrongSource::SELECTOR, "WrongSource"),
+        (Bridge::UnknownKind::SELECTOR, "UnknownKind"),
+    ]
+    .into_iter()
+    .find(|(s, _)| *s == selector.0)
+    .map(|(_, n)| n.to_owned())
+    .unwrap_or_else(|| format!("0x{}", alloy::hex::encode(selector)));
+    format!("destination skipped the vote: {name}")
+}

@@ -1,0 +1,199 @@
+//! The relay processes on a real devnet: three operators, threshold 2, transfers both ways are
+//! handled exactly once with balances conserved and one vote per operator; a relay killed and
+//! restarted neither votes twice nor leaves a nonce gap.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, Lane, Request};
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+async fn wait_handled(
+    driver: &Driver,
+    devnet_dir: &std::path::Path,
+    lane: Lane,
+    request: &Request,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = driver.handle_count(lane, request.nonce).await.unwrap();
+        assert!(n <= 1, "{lane} nonce {} handled {n} times", request.nonce);
+        if n == 1 {
+            return;
+        }
+        if Instant::now() > deadline {
+            for i in 1..=3 {
+                let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<_> = log.lines().rev().take(15).collect();
+                eprintln!(
+                    "--- relay-{i} (last lines, newest first)\n{}",
+                    tail.join("\n")
+                );
+            }
+            panic!("{lane} nonce {} not handled in time", request.nonce);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Invariant 3: at most one VoteCast per (nonce, operator) on the destination of `lane`.
+async fn votes_per_operator(driver: &Driver, lane: Lane) -> HashMap<(u64, Address), usize> {
+    let chain = driver.chain(lane.destination());
+    let logs = driver
+        .provider(lane.destination())
+        .unwrap()
+        .get_logs(
+            &Filter::new()
+                .address(chain.contracts.bridge)
+                .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
+                .from_block(chain.contracts.bridge_block),
+        )
+        .await
+        .unwrap();
+    let mut votes = HashMap::new();
+    for log in logs {
+        let e = log.log_decode::<Bridge::VoteCast>().unwrap().inner.data;
+        *votes.entry((e.nonce, e.operator)).or_insert(0) += 1;
+    }
+    votes
+}
+
+fn relay_options(dir: &std::path::Path) -> DevnetOptions {
+    DevnetOptions {
+        etcd_members: 0,
+        relays: true,
+        ..DevnetOptions::new(dir)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_move_native_and_erc20_both_ways_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let bob = driver.user(1).unwrap().address();
+    let carol = Address::repeat_byte(0xca);
+    let (native, tokens) = (parse_ether("3").unwrap(), parse_ether("40").unwrap());
+    let bob_before = driver
+        .native_balance(ChainRole::Service, bob)
+        .await
+        .unwrap();
+
+    let a = driver
+        .request_native(Lane::MainToService, 0, bob, native)
+        .await
+        .unwrap();
+    let b = driver
+        .request_erc20(Lane::MainToService, 0, bob, tokens)
+        .await
+        .unwrap();
+    let c = driver
+        .request_native(Lane::ServiceToMain, 2, carol, native)
+        .await
+        .unwrap();
+    for (lane, r) in [
+        (Lane::MainToService, &a),
+        (Lane::MainToService, &b),
+        (Lane::ServiceToMain, &c),
+    ] {
+        wait_handled(&driver, dir.path(), lane, r).await;
+    }
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, bob)
+            .await
+            .unwrap(),
+        bob_before + native,
+        "bob received the native amount exactly once"
+    );
+    // Bob sends wrapped tokens back (paying gas on the service chain); the relays burn-and-unlock.
+    let d = driver
+        .request_erc20(Lane::ServiceToMain, 1, carol, parse_ether("15").unwrap())
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), Lane::ServiceToMain, &d).await;
+
+    assert_eq!(
+        driver.token_balance(ChainRole::Service, bob).await.unwrap(),
+        tokens - parse_ether("15").unwrap()
+    );
+    assert_eq!(
+        driver.native_balance(ChainRole::Main, carol).await.unwrap(),
+        native
+    );
+    assert_eq!(
+        driver.token_balance(ChainRole::Main, carol).await.unwrap(),
+        parse_ether("15").unwrap()
+    );
+    let m = driver.manifest();
+    assert_eq!(
+        driver
+            .token_balance(ChainRole::Main, m.main.contracts.bridge)
+            .await
+            .unwrap(),
+        driver.token_supply(ChainRole::Service).await.unwrap(),
+        "locked on main = minted on service"
+    );
+    for lane in Lane::ALL {
+        for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+            assert_eq!(n, 1, "{lane} nonce {nonce}: operator {op} voted {n} times");
+        }
+    }
+    drop(devnet);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let bob = driver.user(1).unwrap().address();
+    let lane = Lane::MainToService;
+
+    let first = driver
+        .request_native(lane, 0, bob, U256::from(1_000))
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), lane, &first).await;
+
+    devnet.relay(0).unwrap().kill().unwrap();
+    let while_down = driver
+        .request_native(lane, 0, bob, U256::from(2_000))
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), lane, &while_down).await;
+
+    devnet.start_relay(0).unwrap();
+    let after = driver
+        .request_erc20(lane, 0, bob, U256::from(3_000))
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), lane, &after).await;
+
+    for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+        assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
+    }
+    // No nonce gap: operator 0's pending and mined transaction counts agree once idle.
+    let op0 = driver.operator(0).unwrap().address();
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let latest = service.get_transaction_count(op0).latest().await.unwrap();
+        let pending = service.get_transaction_count(op0).pending().await.unwrap();
+        if latest == pending {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "operator 0 has stuck transactions: latest {latest}, pending {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
