@@ -156,14 +156,15 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         &config.chains.service,
         policy,
     )?);
-    let mut reports = Vec::new();
+    // First what each chain is (reachable, right id, a contract at the bridge address), then how
+    // the bridges relate to each other and to this operator: the most basic problem is named.
+    let mut endpoints_up = Vec::new();
     for (client, role) in [(&main, ChainRole::Main), (&service, ChainRole::Service)] {
-        let chain = config.chains.get(role);
-        let endpoints_up = client.verify_chain_id().await?;
-        if endpoints_up == 0 {
+        let up = client.verify_chain_id().await?;
+        if up == 0 {
             return Err(RelayError::Unreachable { chain: role });
         }
-        let bridge = chain.bridge;
+        let bridge = config.chains.get(role).bridge;
         let code = client
             .call(
                 "eth_getCode",
@@ -176,6 +177,15 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
                 address: bridge,
             });
         }
+        endpoints_up.push(up);
+    }
+    let mut reports = Vec::new();
+    for ((client, role), endpoints_up) in [(&main, ChainRole::Main), (&service, ChainRole::Service)]
+        .into_iter()
+        .zip(endpoints_up)
+    {
+        let chain = config.chains.get(role);
+        let bridge = chain.bridge;
         let counterpart = config.chains.get(role.other()).bridge;
         let named = view(
             client,

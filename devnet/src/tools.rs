@@ -81,9 +81,39 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, MissingTool> {
 
 /// The `multibridge` relay binary: `$MULTIBRIDGE_BIN`, else beside this executable (cargo puts
 /// test binaries one level below, in `deps/`).
+///
+/// Under `cargo test` (which sets `$CARGO`) the binary is rebuilt once per test process first:
+/// `cargo test -p multibridge-devnet` alone would not rebuild another package's binary, and a
+/// stale relay would be tested.
 pub fn relay_binary() -> Result<PathBuf, MissingTool> {
     if let Some(path) = std::env::var_os("MULTIBRIDGE_BIN") {
         return Ok(PathBuf::from(path));
+    }
+    static FRESH: std::sync::Once = std::sync::Once::new();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        FRESH.call_once(|| {
+            let release = std::env::current_exe()
+                .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
+                .unwrap_or(false);
+            let mut command = std::process::Command::new(cargo);
+            command.args([
+                "build",
+                "--quiet",
+                "-p",
+                "multibridge",
+                "--bin",
+                "multibridge",
+            ]);
+            if release {
+                command.arg("--release");
+            }
+            let status = command.current_dir(workspace_root()).status();
+            if !matches!(status, Ok(s) if s.success()) {
+                eprintln!(
+                    "warning: could not rebuild the multibridge binary; testing the one on disk"
+                );
+            }
+        });
     }
     let mut looked = Vec::new();
     if let Ok(exe) = std::env::current_exe() {

@@ -197,3 +197,62 @@ async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Invariant 3 with real relays: an operator voting a tampered payload never adds to the honest
+/// votes, so with one honest and one tampering relay nothing executes; the second honest relay
+/// completes the honest payload, and the recipient gets the honest amount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: false,
+        ..relay_options(dir.path())
+    })
+    .await
+    .unwrap();
+    let mut tamperer = devnet.operator_config(2).unwrap();
+    tamperer.fault_injection.tamper_votes = true;
+    devnet.write_operator_config(2, &tamperer).unwrap();
+    devnet.start_relay(0).unwrap();
+    devnet.start_relay(2).unwrap();
+
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let dave = Address::repeat_byte(0xda);
+    let amount = U256::from(777_000u64);
+    let request = driver.request_native(lane, 0, dave, amount).await.unwrap();
+
+    // Both running relays vote (different payloads) ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let votes = votes_per_operator(&driver, lane).await;
+        if votes.keys().filter(|(n, _)| *n == request.nonce).count() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both relays should vote: {votes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // ... and nothing executes on them.
+    assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, dave)
+            .await
+            .unwrap(),
+        U256::ZERO
+    );
+
+    devnet.start_relay(1).unwrap();
+    wait_handled(&driver, dir.path(), lane, &request).await;
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, dave)
+            .await
+            .unwrap(),
+        amount,
+        "the honest amount, not the tampered one"
+    );
+}
