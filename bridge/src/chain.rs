@@ -6,12 +6,14 @@
 //! Endpoints are named by index and host only in logs and metrics: URLs may carry API keys.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::TransportError;
 use multibridge_contracts::ChainRole;
+use multibridge_monitoring::Metrics;
 
 use crate::config::ChainConfig;
 use crate::rpc_error::{ErrorClass, classify};
@@ -111,6 +113,7 @@ pub struct ChainClient {
     endpoints: Vec<Endpoint>,
     active: AtomicUsize,
     policy: RetryPolicy,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// `#<index> <host:port>`: identifies an endpoint without exposing path or query secrets.
@@ -161,7 +164,27 @@ impl ChainClient {
             endpoints,
             active: AtomicUsize::new(0),
             policy,
+            metrics: None,
         })
+    }
+
+    /// Record RPC outcomes in `metrics` (`multibridge_rpc_requests_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn record(&self, endpoint: usize, method: &'static str, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.rpc_requests
+                .with_label_values(&[
+                    self.role.as_str(),
+                    endpoint.to_string().as_str(),
+                    method,
+                    outcome,
+                ])
+                .inc();
+        }
     }
 
     /// Which chain.
@@ -236,9 +259,13 @@ impl ChainClient {
             )
             .await
             {
-                Ok(Ok(value)) => return Ok(value),
+                Ok(Ok(value)) => {
+                    self.record(index, method, "ok");
+                    return Ok(value);
+                }
                 Ok(Err(error)) => {
                     let class = classify(&error);
+                    self.record(index, method, class.label());
                     if class == ErrorClass::Fatal {
                         return Err(ChainError::Rejected {
                             chain: self.role,

@@ -14,6 +14,7 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{Lane, Request, RequestError, request_from_log};
+use multibridge_monitoring::Metrics;
 
 use crate::chain::{ChainClient, ChainError};
 use crate::config::ChainConfig;
@@ -97,6 +98,7 @@ pub struct Indexer {
     start_block: u64,
     max_range: u64,
     store: Arc<Mutex<Store>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// How many missing nonces one gap check reports.
@@ -118,6 +120,29 @@ impl Indexer {
             start_block: config.start_block,
             max_range: config.max_block_range.max(1),
             store,
+            metrics: None,
+        }
+    }
+
+    /// Export progress in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn gauge(&self, pick: impl Fn(&Metrics) -> &prometheus::IntGaugeVec, value: u64) {
+        if let Some(m) = &self.metrics {
+            pick(m)
+                .with_label_values(&[self.lane.as_str()])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn count(&self, pick: impl Fn(&Metrics) -> &prometheus::IntCounterVec, by: usize) {
+        if let Some(m) = &self.metrics {
+            pick(m)
+                .with_label_values(&[self.lane.as_str()])
+                .inc_by(by as u64);
         }
     }
 
@@ -141,15 +166,20 @@ impl Indexer {
                 |p| async move { p.get_block_number().await },
             )
             .await?;
+        self.gauge(|m| &m.source_head, head);
         let safe_head = head.saturating_sub(self.confirmations);
         let cursor = self.cursor()?;
+        self.gauge(|m| &m.indexed_block, cursor);
         let Some(range) = next_range(cursor, safe_head, self.max_range) else {
             return Ok(Step::CaughtUp { safe_head });
         };
         let requests = self.fetch(range.clone()).await?;
         let next = range.end().saturating_add(1);
         let new = self.store().record_range(self.lane, &requests, next)?;
+        self.count(|m| &m.requests_indexed, new);
+        self.gauge(|m| &m.indexed_block, next);
         if let Some(step) = self.check_gaps()? {
+            self.count(|m| &m.nonce_gaps, 1);
             return Ok(step);
         }
         Ok(Step::Indexed {

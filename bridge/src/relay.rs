@@ -10,6 +10,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
+use multibridge_monitoring::{HttpState, Metrics};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -81,6 +82,17 @@ pub enum RelayError {
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The HTTP API cannot listen where configured.
+    #[error("cannot listen on http.listen {listen}: {source}; pick a free address")]
+    Listen {
+        /// Configured address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics could not be set up (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// A lane task stopped on an error no retry fixes.
     #[error("{lane} {task} stopped: {message}")]
     TaskFailed {
@@ -124,6 +136,8 @@ pub struct Preflight {
     pub service: Arc<ChainClient>,
     /// What was found per chain.
     pub reports: Vec<ChainReport>,
+    /// The relay's metrics (RPC outcomes are already recorded from the preflight on).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Preflight {
@@ -146,16 +160,21 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         attempt_timeout: Duration::from_secs(5),
         ..RetryPolicy::default()
     };
-    let main = Arc::new(ChainClient::new(
-        ChainRole::Main,
-        &config.chains.main,
-        policy,
-    )?);
-    let service = Arc::new(ChainClient::new(
-        ChainRole::Service,
-        &config.chains.service,
-        policy,
-    )?);
+    let endpoints = config
+        .chains
+        .main
+        .rpc_urls
+        .len()
+        .max(config.chains.service.rpc_urls.len());
+    let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
+    let main = Arc::new(
+        ChainClient::new(ChainRole::Main, &config.chains.main, policy)?
+            .with_metrics(metrics.clone()),
+    );
+    let service = Arc::new(
+        ChainClient::new(ChainRole::Service, &config.chains.service, policy)?
+            .with_metrics(metrics.clone()),
+    );
     // First what each chain is (reachable, right id, a contract at the bridge address), then how
     // the bridges relate to each other and to this operator: the most basic problem is named.
     let mut endpoints_up = Vec::new();
@@ -257,6 +276,7 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         main,
         service,
         reports,
+        metrics,
     })
 }
 
@@ -307,14 +327,35 @@ pub async fn run(
         &store_identity(&config),
     )?));
     let operator = preflight.signer.address();
+    let metrics = preflight.metrics.clone();
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = multibridge_monitoring::serve(
+        config.http.listen,
+        HttpState {
+            metrics: metrics.clone(),
+        },
+        async move {
+            let _ = http_stopped.await;
+        },
+    )
+    .await
+    .map_err(|source| RelayError::Listen {
+        listen: config.http.listen,
+        source,
+    })?;
     let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
+    let span = tracing::info_span!("store_stats", %operator);
+    tasks.spawn(
+        store_stats_loop(config.lanes.clone(), store.clone(), metrics.clone()).instrument(span),
+    );
     for lane in config.lanes.iter().copied() {
         let source = preflight.chain(lane.source()).clone();
         let destination = preflight.chain(lane.destination()).clone();
         let source_config = config.chains.get(lane.source()).clone();
         let destination_config = config.chains.get(lane.destination()).clone();
 
-        let indexer = Indexer::new(lane, source, &source_config, store.clone());
+        let indexer =
+            Indexer::new(lane, source, &source_config, store.clone()).with_metrics(metrics.clone());
         let poll = Duration::from_millis(source_config.poll_interval_ms.max(50));
         let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
         tasks.spawn(index_loop(lane, indexer, poll).instrument(span));
@@ -337,12 +378,24 @@ pub async fn run(
             store.clone(),
             sender,
             VoterConfig::default(),
-        );
+        )
+        .with_metrics(metrics.clone());
         voter.tamper_payloads(config.fault_injection.tamper_votes);
         let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
         tasks.spawn(vote_loop(lane, voter).instrument(span));
     }
-    tracing::info!(%operator, lanes = ?config.lanes, "relay running");
+    tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
+    let result = supervise(&mut tasks, shutdown).await;
+    let _ = http_stop.send(());
+    let _ = http.await;
+    result
+}
+
+/// Wait for `shutdown` or the first task that fails for good; stop the rest either way.
+async fn supervise(
+    tasks: &mut JoinSet<Result<(), RelayError>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -365,6 +418,56 @@ pub async fn run(
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// How often the store's counts are published.
+const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
+
+/// Publish per-lane request counts by status and the oldest open request's age.
+async fn store_stats_loop(
+    lanes: Vec<Lane>,
+    store: Arc<Mutex<Store>>,
+    metrics: Arc<Metrics>,
+) -> Result<(), RelayError> {
+    loop {
+        for lane in &lanes {
+            let counts = store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .counts(*lane);
+            match counts {
+                Ok(c) => {
+                    let label = lane.as_str();
+                    for (status, n) in [
+                        ("observed", c.observed),
+                        ("voting", c.voting),
+                        ("voted", c.voted),
+                        ("handled", c.handled),
+                        ("rejected", c.rejected),
+                    ] {
+                        metrics
+                            .requests
+                            .with_label_values(&[label, status])
+                            .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    let age = c
+                        .oldest_open_observed_at
+                        .map(|t| now.saturating_sub(t))
+                        .unwrap_or(0);
+                    metrics
+                        .oldest_pending_age
+                        .with_label_values(&[label])
+                        .set(age as f64);
+                }
+                Err(e) => tracing::warn!(%lane, error = %e, "cannot read store counts"),
+            }
+        }
+        tokio::time::sleep(STORE_STATS_EVERY).await;
     }
 }
 

@@ -15,6 +15,7 @@ use alloy::sol_types::{SolCall, SolError};
 use alloy::transports::RpcError;
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{Lane, Request};
+use multibridge_monitoring::Metrics;
 
 use crate::chain::{ChainClient, ChainError};
 use crate::sender::{SendError, Sender, Tracked};
@@ -102,6 +103,7 @@ pub struct Voter {
     singles_until: Option<Instant>,
     /// Test-only fault injection: vote a payload that differs from the observed one.
     tamper: bool,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Voter {
@@ -127,6 +129,54 @@ impl Voter {
             backoff: HashMap::new(),
             singles_until: None,
             tamper: false,
+            metrics: None,
+        }
+    }
+
+    /// Export voting activity in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Count `by` on a lane-labelled counter.
+    fn count(&self, pick: impl Fn(&Metrics) -> &prometheus::IntCounterVec, by: usize) {
+        if let Some(m) = &self.metrics {
+            pick(m)
+                .with_label_values(&[self.lane.as_str()])
+                .inc_by(by as u64);
+        }
+    }
+
+    /// Count a vote transaction outcome.
+    fn count_tx(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.vote_txs
+                .with_label_values(&[self.lane.as_str(), outcome])
+                .inc();
+        }
+    }
+
+    /// Count a request that needed no vote from us.
+    fn count_skip(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.votes_skipped
+                .with_label_values(&[self.lane.as_str(), reason])
+                .inc();
+        }
+    }
+
+    /// A request became handled: count it and observe its latency since indexing.
+    fn observe_handled(&self, observed_at: Option<u64>) {
+        self.count(|m| &m.handled, 1);
+        if let (Some(m), Some(observed_at)) = (&self.metrics, observed_at) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            m.handle_latency
+                .with_label_values(&[self.lane.as_str()])
+                .observe((now - observed_at as f64).max(0.0));
         }
     }
 
@@ -166,6 +216,11 @@ impl Voter {
         for tracked in self.sender.poll().await? {
             match tracked {
                 Tracked::Mined { nonce, receipt } => {
+                    self.count_tx(if receipt.status() {
+                        "mined"
+                    } else {
+                        "reverted"
+                    });
                     let requests = self.in_flight.remove(&nonce).unwrap_or_default();
                     for n in &requests {
                         self.voting.remove(n);
@@ -173,12 +228,14 @@ impl Voter {
                     self.apply_receipt(&receipt, step)?;
                 }
                 Tracked::Superseded { nonce } => {
+                    self.count_tx("superseded");
                     // Unknown outcome: the pre-check of the next step finds out.
                     for n in self.in_flight.remove(&nonce).unwrap_or_default() {
                         self.voting.remove(&n);
                     }
                 }
                 Tracked::Replaced { nonce, hash } => {
+                    self.count_tx("replaced");
                     let requests = self.in_flight.get(&nonce).cloned().unwrap_or_default();
                     let mut store = self.store();
                     for n in requests {
@@ -203,7 +260,11 @@ impl Voter {
         let mut settled = HashSet::new();
         for log in receipt.inner.logs() {
             if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
+                let observed_at = store
+                    .get(self.lane, e.inner.data.nonce)?
+                    .map(|r| r.observed_at);
                 store.set_status(self.lane, e.inner.data.nonce, &Status::Handled)?;
+                self.observe_handled(observed_at);
                 settled.insert(e.inner.data.nonce);
                 step.handled = step.handled.saturating_add(1);
             } else if let Ok(e) = log.log_decode::<Bridge::VoteCast>() {
@@ -220,6 +281,7 @@ impl Voter {
                     store.set_status(self.lane, nonce, &Status::Voted)?;
                 } else {
                     store.note_waiting(self.lane, nonce, &skip_reason(reason))?;
+                    self.count(|m| &m.waiting, 1);
                     step.waiting = step.waiting.saturating_add(1);
                 }
             }
@@ -253,12 +315,15 @@ impl Voter {
             match check? {
                 Precheck::Handled => {
                     store.set_status(self.lane, stored.request.nonce, &Status::Handled)?;
+                    self.count_skip("already_handled");
+                    self.observe_handled(Some(stored.observed_at));
                     step.skipped = step.skipped.saturating_add(1);
                     step.handled = step.handled.saturating_add(1);
                 }
                 Precheck::Voted => {
                     if stored.status != Status::Voted {
                         store.set_status(self.lane, stored.request.nonce, &Status::Voted)?;
+                        self.count_skip("already_voted");
                         step.skipped = step.skipped.saturating_add(1);
                     }
                     // Wait for the others; re-check later.
@@ -342,6 +407,12 @@ impl Voter {
                 tracing::debug!(lane = %self.lane, tx = %sent.hash, tx_nonce = sent.nonce, first = nonces.first(), count = nonces.len(), "vote sent");
                 self.in_flight.insert(sent.nonce, nonces);
                 step.sent = step.sent.saturating_add(batch.len());
+                self.count(|m| &m.votes_sent, batch.len());
+                if let Some(m) = &self.metrics {
+                    m.signer_nonce
+                        .with_label_values(&[self.lane.destination().as_str()])
+                        .set(i64::try_from(self.sender.next_nonce()).unwrap_or(i64::MAX));
+                }
                 Ok(())
             }
             Err(SendError::WouldRevert(e)) => self.refused(batch, &e, step),

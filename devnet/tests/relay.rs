@@ -65,6 +65,18 @@ async fn votes_per_operator(driver: &Driver, lane: Lane) -> HashMap<(u64, Addres
     votes
 }
 
+/// One sample of a metric from a relay's `/metrics`, by its full name with labels.
+async fn metric(port: u16, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
 fn relay_options(dir: &std::path::Path) -> DevnetOptions {
     DevnetOptions {
         etcd_members: 0,
@@ -145,6 +157,54 @@ async fn relays_move_native_and_erc20_both_ways_exactly_once() {
         for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
             assert_eq!(n, 1, "{lane} nonce {nonce}: operator {op} voted {n} times");
         }
+    }
+
+    // Every relay's /metrics agrees with the chain: 2 requests per lane, all handled.
+    for port in devnet.operator_http_ports.clone() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for lane in ["main-to-service", "service-to-main"] {
+            let handled = format!("multibridge_requests{{lane=\"{lane}\",status=\"handled\"}}");
+            while metric(port, &handled).await != Some(2.0) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{handled} on :{port} is {:?}",
+                    metric(port, &handled).await
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let sent = metric(
+                port,
+                &format!("multibridge_votes_sent_total{{lane=\"{lane}\"}}"),
+            )
+            .await
+            .unwrap();
+            let skipped_h = metric(
+                port,
+                &format!(
+                    "multibridge_votes_skipped_total{{lane=\"{lane}\",reason=\"already_handled\"}}"
+                ),
+            )
+            .await
+            .unwrap();
+            assert!(
+                sent + skipped_h >= 2.0,
+                "{lane} on :{port}: voted {sent}, skipped {skipped_h}"
+            );
+            assert_eq!(
+                metric(
+                    port,
+                    &format!("multibridge_oldest_pending_age_seconds{{lane=\"{lane}\"}}")
+                )
+                .await,
+                Some(0.0)
+            );
+        }
+        assert!(
+            metric(port, "multibridge_indexed_block{lane=\"main-to-service\"}")
+                .await
+                .unwrap()
+                > 0.0
+        );
     }
     drop(devnet);
 }

@@ -1,0 +1,252 @@
+//! Every metric the relay exports. Names, labels and help text live here only.
+
+use multibridge_contracts::{ChainRole, Lane};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Stable outcome labels of vote transactions.
+pub const VOTE_TX_OUTCOMES: [&str; 4] = ["mined", "reverted", "replaced", "superseded"];
+/// Stable reasons a request was not voted by this relay (it needed no vote).
+pub const VOTE_SKIP_REASONS: [&str; 2] = ["already_handled", "already_voted"];
+/// Stable RPC outcome labels.
+pub const RPC_OUTCOMES: [&str; 4] = ["ok", "retryable", "rate_limited", "fatal"];
+/// Stored request statuses (the store's stable names).
+pub const REQUEST_STATUSES: [&str; 5] = ["observed", "voting", "voted", "handled", "rejected"];
+
+/// All relay metrics, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Source chain head seen by the indexer, per lane.
+    pub source_head: IntGaugeVec,
+    /// Next source block the indexer reads, per lane.
+    pub indexed_block: IntGaugeVec,
+    /// Requests newly stored by the indexer.
+    pub requests_indexed: IntCounterVec,
+    /// Nonce gaps found (a log an RPC did not return) and re-scanned.
+    pub nonce_gaps: IntCounterVec,
+    /// Requests in the local store, by status.
+    pub requests: IntGaugeVec,
+    /// Age of the oldest open request in the store.
+    pub oldest_pending_age: GaugeVec,
+    /// Requests voted for (one per request in a vote transaction).
+    pub votes_sent: IntCounterVec,
+    /// Requests that needed no vote from this relay, by reason.
+    pub votes_skipped: IntCounterVec,
+    /// Vote transactions by outcome.
+    pub vote_txs: IntCounterVec,
+    /// Requests seen handled on the destination.
+    pub handled: IntCounterVec,
+    /// Requests waiting for a condition on the destination (liquidity, lock, pause).
+    pub waiting: IntCounterVec,
+    /// Time from a request's indexing to its handle seen by this relay.
+    pub handle_latency: HistogramVec,
+    /// Next nonce of this relay's signer, per chain.
+    pub signer_nonce: IntGaugeVec,
+    /// RPC calls by chain, endpoint index, method and outcome.
+    pub rpc_requests: IntCounterVec,
+    /// 1, labelled with the version.
+    pub build_info: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+fn name(short: &str) -> String {
+    format!("{}{short}", crate::METRIC_PREFIX)
+}
+
+impl Metrics {
+    /// Create and register every metric, and initialise the label sets of `lanes` and every
+    /// chain (endpoints `0..endpoints_per_chain`).
+    pub fn new(lanes: &[Lane], endpoints_per_chain: usize) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let lane = &["lane"];
+        let int_gauge =
+            |n: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let counter =
+            |n: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let oldest_pending_age = GaugeVec::new(
+            Opts::new(
+                name("oldest_pending_age_seconds"),
+                "Age of the oldest open request in the local store",
+            ),
+            lane,
+        )?;
+        registry.register(Box::new(oldest_pending_age.clone()))?;
+        let handle_latency = HistogramVec::new(
+            HistogramOpts::new(
+                name("handle_latency_seconds"),
+                "Time from a request's indexing to its handle as seen by this relay",
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0, 300.0]),
+            lane,
+        )?;
+        registry.register(Box::new(handle_latency.clone()))?;
+        let metrics = Self {
+            source_head: int_gauge("source_head", "Source chain head seen by the indexer", lane)?,
+            indexed_block: int_gauge("indexed_block", "Next source block the indexer reads", lane)?,
+            requests_indexed: counter(
+                "requests_indexed_total",
+                "Requests newly stored by the indexer",
+                lane,
+            )?,
+            nonce_gaps: counter(
+                "nonce_gaps_total",
+                "Request nonce gaps found and re-scanned",
+                lane,
+            )?,
+            requests: int_gauge(
+                "requests",
+                "Requests in the local store by status",
+                &["lane", "status"],
+            )?,
+            oldest_pending_age,
+            votes_sent: counter(
+                "votes_sent_total",
+                "Requests voted for in vote transactions",
+                lane,
+            )?,
+            votes_skipped: counter(
+                "votes_skipped_total",
+                "Requests that needed no vote from this relay",
+                &["lane", "reason"],
+            )?,
+            vote_txs: counter(
+                "vote_transactions_total",
+                "Vote transactions by outcome",
+                &["lane", "outcome"],
+            )?,
+            handled: counter(
+                "handled_total",
+                "Requests seen handled on the destination",
+                lane,
+            )?,
+            waiting: counter(
+                "waiting_total",
+                "Requests put aside because the destination cannot execute them yet",
+                lane,
+            )?,
+            handle_latency,
+            signer_nonce: int_gauge(
+                "signer_nonce",
+                "Next nonce of this relay's signer",
+                &["chain"],
+            )?,
+            rpc_requests: counter(
+                "rpc_requests_total",
+                "RPC calls by chain, endpoint index, method and outcome",
+                &["chain", "endpoint", "method", "outcome"],
+            )?,
+            build_info: int_gauge(
+                "build_info",
+                "Always 1; labelled with the version",
+                &["version"],
+            )?,
+            registry,
+        };
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for lane in lanes.iter().map(|l| l.as_str()) {
+            for g in [&metrics.source_head, &metrics.indexed_block] {
+                g.with_label_values(&[lane]).set(0);
+            }
+            for c in [
+                &metrics.requests_indexed,
+                &metrics.nonce_gaps,
+                &metrics.votes_sent,
+                &metrics.handled,
+                &metrics.waiting,
+            ] {
+                c.with_label_values(&[lane]).reset();
+            }
+            for status in REQUEST_STATUSES {
+                metrics.requests.with_label_values(&[lane, status]).set(0);
+            }
+            for reason in VOTE_SKIP_REASONS {
+                metrics
+                    .votes_skipped
+                    .with_label_values(&[lane, reason])
+                    .reset();
+            }
+            for outcome in VOTE_TX_OUTCOMES {
+                metrics.vote_txs.with_label_values(&[lane, outcome]).reset();
+            }
+            metrics
+                .oldest_pending_age
+                .with_label_values(&[lane])
+                .set(0.0);
+            let _ = metrics.handle_latency.with_label_values(&[lane]);
+        }
+        for chain in [ChainRole::Main, ChainRole::Service].map(ChainRole::as_str) {
+            metrics.signer_nonce.with_label_values(&[chain]).set(0);
+            for endpoint in 0..endpoints_per_chain.max(1) {
+                let endpoint = endpoint.to_string();
+                for outcome in RPC_OUTCOMES {
+                    metrics
+                        .rpc_requests
+                        .with_label_values(&[chain, endpoint.as_str(), "eth_blockNumber", outcome])
+                        .reset();
+                }
+            }
+        }
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_set_exists_before_any_event() {
+        let m = Metrics::new(&Lane::ALL, 2).unwrap();
+        let text = m.render();
+        for needle in [
+            "multibridge_build_info{version=",
+            "multibridge_requests{lane=\"main-to-service\",status=\"observed\"} 0",
+            "multibridge_votes_sent_total{lane=\"service-to-main\"} 0",
+            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"replaced\"} 0",
+            "multibridge_oldest_pending_age_seconds{lane=\"main-to-service\"} 0",
+            "multibridge_signer_nonce{chain=\"service\"} 0",
+            "multibridge_rpc_requests_total{chain=\"main\",endpoint=\"1\",method=\"eth_blockNumber\",outcome=\"rate_limited\"} 0",
+            "multibridge_handle_latency_seconds_count{lane=\"service-to-main\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        m.votes_sent
+            .with_label_values(&["main-to-service"])
+            .inc_by(3);
+        assert!(
+            m.render()
+                .contains("multibridge_votes_sent_total{lane=\"main-to-service\"} 3")
+        );
+    }
+}
