@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::TransportError;
 use multibridge_contracts::ChainRole;
+use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::Metrics;
 
 use crate::config::ChainConfig;
@@ -110,10 +112,19 @@ struct Endpoint {
 pub struct ChainClient {
     role: ChainRole,
     chain_id: u64,
+    bridge: Address,
     endpoints: Vec<Endpoint>,
     active: AtomicUsize,
     policy: RetryPolicy,
     metrics: Option<Arc<Metrics>>,
+}
+
+/// The transport error inside a contract-call error (what the classifier understands).
+fn contract_to_transport(e: alloy::contract::Error) -> TransportError {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
+    }
 }
 
 /// `#<index> <host:port>`: identifies an endpoint without exposing path or query secrets.
@@ -161,6 +172,7 @@ impl ChainClient {
         Ok(Self {
             role,
             chain_id: config.chain_id,
+            bridge: config.bridge,
             endpoints,
             active: AtomicUsize::new(0),
             policy,
@@ -195,6 +207,25 @@ impl ChainClient {
     /// Configured chain id.
     pub fn chain_id(&self) -> u64 {
         self.chain_id
+    }
+
+    /// The bridge contract configured on this chain.
+    pub fn bridge(&self) -> Address {
+        self.bridge
+    }
+
+    /// A call on this chain's bridge contract (typically a view), with failover.
+    pub async fn bridge_call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ChainError>
+    where
+        F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        let bridge = self.bridge;
+        self.call(method, |p| {
+            let fut = f(Bridge::new(bridge, p));
+            async move { fut.await.map_err(contract_to_transport) }
+        })
+        .await
     }
 
     /// Index of the endpoint in use (`endpoints` is never empty: `new` refuses that).
@@ -333,7 +364,6 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU32;
 
-    use alloy::primitives::Address;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

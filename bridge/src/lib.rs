@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod chain;
+pub mod commands;
 pub mod config;
 pub mod fees;
 pub mod indexer;

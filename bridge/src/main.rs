@@ -36,6 +36,52 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Per lane: request nonce, lower/upper handle nonce, pending, oldest pending age, this
+    /// operator's last vote.
+    Status {
+        /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Request a transfer as a user and follow it to its handle on the other chain.
+    Transfer(TransferArgs),
+}
+
+#[derive(clap::Args)]
+struct TransferArgs {
+    /// A relay config file: the chains and bridges to use (its operator key is not used).
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// `main-to-service` or `service-to-main`.
+    #[arg(long)]
+    lane: multibridge_contracts::Lane,
+    /// Recipient on the destination chain.
+    #[arg(long)]
+    to: alloy::primitives::Address,
+    /// Amount in whole units (e.g. 1.5); the token's decimals apply for ERC-20.
+    #[arg(long)]
+    amount: String,
+    /// ERC-20 token on the source chain (default: native coin).
+    #[arg(long)]
+    token: Option<alloy::primitives::Address>,
+    /// Environment variable holding the user's hex private key.
+    #[arg(long, conflicts_with = "keystore")]
+    key_env: Option<String>,
+    /// The user's JSON keystore (with --password-file).
+    #[arg(long, requires = "password_file")]
+    keystore: Option<PathBuf>,
+    /// File holding the keystore password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Give up following after this many seconds (the transfer stays pending, nothing is lost).
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print one JSON object at the end instead of progress lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +158,17 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
+            Command::Status { config, json } => {
+                let c = Config::load(&config)?;
+                let statuses = multibridge::commands::status::lane_statuses(&c).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&statuses)?);
+                } else {
+                    print!("{}", multibridge::commands::status::render_table(&statuses));
+                }
+                Ok(())
+            }
+            Command::Transfer(args) => transfer(args).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
                 let checked = preflight(c).await?;
@@ -143,4 +200,85 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
     }
+}
+
+async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
+    use alloy::signers::local::PrivateKeySigner;
+    use multibridge::commands::transfer::{Progress, TransferRequest, transfer};
+
+    let config = Config::load(&args.config)?;
+    let user: PrivateKeySigner = match (&args.key_env, &args.keystore, &args.password_file) {
+        (Some(var), _, _) => std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("--key-env {var}: the variable is not set"))?
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--key-env {var}: not a 32-byte hex private key"))?,
+        (None, Some(path), Some(password_file)) => {
+            let password = std::fs::read_to_string(password_file)?;
+            PrivateKeySigner::decrypt_keystore(path, password.lines().next().unwrap_or_default())
+                .map_err(|e| {
+                    anyhow::anyhow!("keystore {}: {e} (wrong password?)", path.display())
+                })?
+        }
+        _ => anyhow::bail!(
+            "give the user's key with --key-env VAR or --keystore FILE --password-file FILE"
+        ),
+    };
+    let decimals = match args.token {
+        None => 18,
+        Some(token) => {
+            let url = config
+                .chains
+                .get(args.lane.source())
+                .rpc_urls
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let provider = alloy::providers::ProviderBuilder::new().connect_http(url.parse()?);
+            multibridge_contracts::TestToken::new(token, provider)
+                .decimals()
+                .call()
+                .await?
+        }
+    };
+    let amount = alloy::primitives::utils::parse_units(&args.amount, decimals)
+        .map_err(|e| anyhow::anyhow!("--amount {}: {e}", args.amount))?
+        .get_absolute();
+    let json = args.json;
+    let outcome = transfer(
+        &config,
+        user,
+        TransferRequest {
+            lane: args.lane,
+            to: args.to,
+            amount,
+            token: args.token,
+            timeout: std::time::Duration::from_secs(args.timeout),
+        },
+        |p| {
+            if json {
+                return;
+            }
+            match p {
+                Progress::Requested { nonce, tx } => println!("requested: nonce {nonce}, tx {tx}"),
+                Progress::Confirming { have, need } => println!("confirming: {have}/{need} blocks"),
+                Progress::Votes { votes, threshold } => println!("votes: {votes}/{threshold}"),
+            }
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!(
+            "handled: nonce {} in tx {} after {:.2}s",
+            outcome.nonce,
+            outcome
+                .handle_tx
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into()),
+            outcome.latency_secs
+        );
+    }
+    Ok(())
 }

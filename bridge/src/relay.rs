@@ -8,7 +8,6 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_monitoring::{HttpState, Metrics};
 use tokio::task::JoinSet;
@@ -206,13 +205,11 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         let chain = config.chains.get(role);
         let bridge = chain.bridge;
         let counterpart = config.chains.get(role.other()).bridge;
-        let named = view(
-            client,
-            "counterpartBridge",
-            move |b| async move { b.counterpartBridge().call().await },
-            bridge,
-        )
-        .await?;
+        let named = client
+            .bridge_call("counterpartBridge", move |b| async move {
+                b.counterpartBridge().call().await
+            })
+            .await?;
         if named != counterpart {
             return Err(RelayError::NotAPair {
                 chain: role,
@@ -221,13 +218,11 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
                 actual: named,
             });
         }
-        let registered = view(
-            client,
-            "isOperator",
-            move |b| async move { b.isOperator(operator).call().await },
-            bridge,
-        )
-        .await?;
+        let registered = client
+            .bridge_call("isOperator", move |b| async move {
+                b.isOperator(operator).call().await
+            })
+            .await?;
         if !registered {
             return Err(RelayError::NotRegistered {
                 chain: role,
@@ -235,20 +230,14 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
                 bridge,
             });
         }
-        let threshold = view(
-            client,
-            "threshold",
-            |b| async move { b.threshold().call().await },
-            bridge,
-        )
-        .await?;
-        let operators = view(
-            client,
-            "operatorCount",
-            |b| async move { b.operatorCount().call().await },
-            bridge,
-        )
-        .await?;
+        let threshold = client
+            .bridge_call("threshold", |b| async move { b.threshold().call().await })
+            .await?;
+        let operators = client
+            .bridge_call("operatorCount", |b| async move {
+                b.operatorCount().call().await
+            })
+            .await?;
         let signer_balance = client
             .call("eth_getBalance", |p| async move {
                 p.get_balance(operator).await
@@ -278,30 +267,6 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         reports,
         metrics,
     })
-}
-
-/// A view call on a bridge through the client's failover.
-async fn view<T, F, Fut>(
-    client: &ChainClient,
-    method: &'static str,
-    f: F,
-    bridge: Address,
-) -> Result<T, ChainError>
-where
-    F: Fn(Bridge::BridgeInstance<alloy::providers::DynProvider>) -> Fut,
-    Fut: Future<Output = Result<T, alloy::contract::Error>>,
-{
-    client
-        .call(method, |p| {
-            let fut = f(Bridge::new(bridge, p));
-            async move {
-                fut.await.map_err(|e| match e {
-                    alloy::contract::Error::TransportError(t) => t,
-                    other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
-                })
-            }
-        })
-        .await
 }
 
 /// The identity a store is bound to: the bridge pair and the operator.

@@ -220,10 +220,22 @@ impl Sender {
 
     /// Simulate, price, sign and broadcast a call to `to` with `input`.
     pub async fn send(&mut self, to: Address, input: Bytes) -> Result<Sent, SendError> {
+        self.send_with_value(to, input, alloy::primitives::U256::ZERO)
+            .await
+    }
+
+    /// [`send`](Self::send) with native coin attached.
+    pub async fn send_with_value(
+        &mut self,
+        to: Address,
+        input: Bytes,
+        value: alloy::primitives::U256,
+    ) -> Result<Sent, SendError> {
         let base = TransactionRequest::default()
             .with_from(self.address)
             .with_to(to)
             .with_input(input)
+            .with_value(value)
             .with_chain_id(self.chain.chain_id());
         let estimate_request = base.clone();
         let estimate = self

@@ -456,6 +456,31 @@ impl Store {
         Ok(out)
     }
 
+    /// This relay's most recent vote on `lane`: (request nonce, transaction, unix seconds sent).
+    pub fn last_vote(&self, lane: Lane) -> Result<Option<(u64, B256, u64)>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT nonce, tx_hash, sent_at FROM request_txs WHERE lane = ?1
+                 ORDER BY sent_at DESC, rowid DESC LIMIT 1",
+                [lane.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(nonce, hash, at)| {
+            B256::try_from(hash.as_slice())
+                .map(|h| (to_u64(nonce), h, to_u64(at)))
+                .map_err(|_| StoreError::Corrupt("tx hash length".into()))
+        })
+        .transpose()
+    }
+
     /// Nonces missing below the highest stored nonce of `lane`, starting at `from` (gap
     /// detection: each is a request the indexer must have skipped).
     pub fn missing_nonces(

@@ -337,16 +337,12 @@ impl Voter {
     }
 
     async fn precheck(&self, nonce: u64) -> Result<Precheck, ChainError> {
-        let bridge = self.bridge;
         let handled = self
             .destination
-            .call("isHandled", |p| async move {
-                Bridge::new(bridge, p)
-                    .isHandled(nonce)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
-            })
+            .bridge_call(
+                "isHandled",
+                |b| async move { b.isHandled(nonce).call().await },
+            )
             .await?;
         if handled {
             return Ok(Precheck::Handled);
@@ -354,12 +350,8 @@ impl Voter {
         let operator = self.operator;
         let voted = self
             .destination
-            .call("hasVoted", |p| async move {
-                Bridge::new(bridge, p)
-                    .hasVoted(nonce, operator)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
+            .bridge_call("hasVoted", |b| async move {
+                b.hasVoted(nonce, operator).call().await
             })
             .await?;
         Ok(if voted {
@@ -489,14 +481,6 @@ enum Precheck {
     Handled,
     Voted,
     Open,
-}
-
-/// Map a contract-call error back to the transport error it wraps (for the classifier).
-fn contract_to_transport(e: alloy::contract::Error) -> alloy::transports::TransportError {
-    match e {
-        alloy::contract::Error::TransportError(t) => t,
-        other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
-    }
 }
 
 fn skip_reason(selector: alloy::primitives::FixedBytes<4>) -> String {

@@ -1,0 +1,4 @@
+//! The operator and user commands of the `multibridge` binary (the daemon is [`crate::relay`]).
+
+pub mod status;
+pub mod transfer;

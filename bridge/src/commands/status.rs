@@ -1,0 +1,140 @@
+//! `multibridge status`: where each lane stands, read from the chains and the local store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use multibridge_contracts::Lane;
+use serde::Serialize;
+
+use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::config::Config;
+use crate::relay::store_identity;
+use crate::store::{Store, StoreError};
+
+/// One lane's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaneStatus {
+    /// Lane.
+    pub lane: Lane,
+    /// Requests made on the source (`requestNonce`).
+    pub request_nonce: u64,
+    /// Every nonce below is handled on the destination.
+    pub lower_handle_nonce: u64,
+    /// Highest handled nonce + 1.
+    pub upper_handle_nonce: u64,
+    /// Requests not yet handled (`requestNonce − lowerHandleNonce`, an upper bound).
+    pub pending: u64,
+    /// Age of the oldest request still open in this relay's store, in seconds.
+    pub oldest_pending_age_secs: Option<u64>,
+    /// This operator's last vote: request nonce.
+    pub last_vote_nonce: Option<u64>,
+    /// This operator's last vote: transaction.
+    pub last_vote_tx: Option<B256>,
+}
+
+/// Why status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// A chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Read every configured lane's status.
+pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusError> {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        attempt_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    };
+    let store = if config.store.path.exists() {
+        Some(Store::open(&config.store.path, &store_identity(config))?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for lane in config.lanes.iter().copied() {
+        let source = Arc::new(ChainClient::new(
+            lane.source(),
+            config.chains.get(lane.source()),
+            policy,
+        )?);
+        let destination = Arc::new(ChainClient::new(
+            lane.destination(),
+            config.chains.get(lane.destination()),
+            policy,
+        )?);
+        let request_nonce = source
+            .bridge_call(
+                "requestNonce",
+                |b| async move { b.requestNonce().call().await },
+            )
+            .await?;
+        let lower = destination
+            .bridge_call("lowerHandleNonce", |b| async move {
+                b.lowerHandleNonce().call().await
+            })
+            .await?;
+        let upper = destination
+            .bridge_call("upperHandleNonce", |b| async move {
+                b.upperHandleNonce().call().await
+            })
+            .await?;
+        let (oldest, last_vote) = match &store {
+            Some(store) => {
+                let counts = store.counts(lane)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                (
+                    counts
+                        .oldest_open_observed_at
+                        .map(|t| now.saturating_sub(t)),
+                    store.last_vote(lane)?,
+                )
+            }
+            None => (None, None),
+        };
+        out.push(LaneStatus {
+            lane,
+            request_nonce,
+            lower_handle_nonce: lower,
+            upper_handle_nonce: upper,
+            pending: request_nonce.saturating_sub(lower),
+            oldest_pending_age_secs: oldest,
+            last_vote_nonce: last_vote.map(|v| v.0),
+            last_vote_tx: last_vote.map(|v| v.1),
+        });
+    }
+    Ok(out)
+}
+
+/// The human-readable table.
+pub fn render_table(statuses: &[LaneStatus]) -> String {
+    let mut out = format!(
+        "{:<16} {:>8} {:>8} {:>8} {:>8} {:>12} {:>10}\n",
+        "lane", "requests", "lower", "upper", "pending", "oldest age", "last vote"
+    );
+    for s in statuses {
+        out.push_str(&format!(
+            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>12} {:>10}\n",
+            s.lane.as_str(),
+            s.request_nonce,
+            s.lower_handle_nonce,
+            s.upper_handle_nonce,
+            s.pending,
+            s.oldest_pending_age_secs
+                .map(|a| format!("{a}s"))
+                .unwrap_or_else(|| "-".into()),
+            s.last_vote_nonce
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out
+}

@@ -1,0 +1,312 @@
+//! `multibridge transfer`: request a transfer as a user and follow it to its handle on the other
+//! chain, reporting progress (confirmations, votes) on the way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{SolCall, SolEvent};
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{Lane, TestToken, VoteDomain, request_from_log};
+use serde::Serialize;
+
+use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::config::Config;
+use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
+
+/// What to transfer.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    /// Direction.
+    pub lane: Lane,
+    /// Recipient on the destination chain.
+    pub to: Address,
+    /// Amount in the asset's smallest unit.
+    pub amount: U256,
+    /// ERC-20 token on the source chain; `None` for native coin.
+    pub token: Option<Address>,
+    /// How long to follow the transfer before giving up.
+    pub timeout: Duration,
+}
+
+/// A step of the transfer, for progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The request transaction was mined.
+    Requested {
+        /// Request nonce.
+        nonce: u64,
+        /// Request transaction.
+        tx: B256,
+    },
+    /// Waiting for the source block to be deep enough for the relays.
+    Confirming {
+        /// Blocks on top so far.
+        have: u64,
+        /// Blocks the relays wait for.
+        need: u64,
+    },
+    /// Votes for the exact payload on the destination.
+    Votes {
+        /// Counted votes.
+        votes: U256,
+        /// Votes needed.
+        threshold: U256,
+    },
+}
+
+/// The finished transfer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferOutcome {
+    /// Lane.
+    pub lane: Lane,
+    /// Request nonce.
+    pub nonce: u64,
+    /// Request transaction on the source.
+    pub request_tx: B256,
+    /// Source block of the request.
+    pub request_block: u64,
+    /// Transaction that executed it on the destination.
+    pub handle_tx: Option<B256>,
+    /// Seconds from the request's receipt to the handle seen.
+    pub latency_secs: f64,
+}
+
+/// Why a transfer failed. Nothing is lost: a mined request is handled later by the relays'
+/// recovery, and `multibridge claim` can ask for it.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The bridge refuses the request (cap, rate limit, paused, unregistered token, ...).
+    #[error("the source bridge refuses the request: {0}")]
+    Refused(String),
+    /// The request could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// A chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The request was mined but not handled in time.
+    #[error(
+        "request nonce {nonce} (tx {tx}) was not handled within {waited:?}; it stays pending and will be handled when the relays catch up"
+    )]
+    NotHandledYet {
+        /// Request nonce.
+        nonce: u64,
+        /// Request transaction.
+        tx: B256,
+        /// How long we followed it.
+        waited: Duration,
+    },
+    /// The request transaction reverted or vanished.
+    #[error("request transaction {0} did not succeed")]
+    RequestFailed(B256),
+}
+
+fn refusal(e: SendError) -> TransferError {
+    match e.revert() {
+        Some(alloy::transports::RpcError::ErrorResp(p)) => {
+            match p.as_decoded_interface_error::<Bridge::BridgeErrors>() {
+                Some(decoded) => TransferError::Refused(format!("{decoded:?}")),
+                None => TransferError::Refused(p.message.to_string()),
+            }
+        }
+        _ => TransferError::Send(e),
+    }
+}
+
+async fn mined(
+    sender: &mut Sender,
+    timeout: Duration,
+) -> Result<alloy::rpc::types::TransactionReceipt, TransferError> {
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(Instant::now);
+    loop {
+        for tracked in sender.poll().await? {
+            if let Tracked::Mined { receipt, .. } = tracked {
+                return Ok(*receipt);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(TransferError::Send(SendError::Sign(
+                "transaction not mined in time".into(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Request the transfer as `user` and follow it until it is handled.
+pub async fn transfer(
+    config: &Config,
+    user: PrivateKeySigner,
+    request: TransferRequest,
+    mut progress: impl FnMut(Progress),
+) -> Result<TransferOutcome, TransferError> {
+    let policy = RetryPolicy::default();
+    let source_config = config.chains.get(request.lane.source());
+    let destination_config = config.chains.get(request.lane.destination());
+    let source = Arc::new(ChainClient::new(
+        request.lane.source(),
+        source_config,
+        policy,
+    )?);
+    let destination = Arc::new(ChainClient::new(
+        request.lane.destination(),
+        destination_config,
+        policy,
+    )?);
+    let mut sender = Sender::new(source.clone(), user, SenderPolicy::default()).await?;
+    let bridge = source_config.bridge;
+
+    let fee_token = request.token.unwrap_or(Address::ZERO);
+    let fee = source
+        .bridge_call("fee", |b| async move { b.fee(fee_token).call().await })
+        .await?;
+    let receipt = match request.token {
+        None => {
+            let call = Bridge::requestNativeTransferCall {
+                to: request.to,
+                extraData: Bytes::new(),
+            };
+            sender
+                .send_with_value(
+                    bridge,
+                    call.abi_encode().into(),
+                    request.amount.saturating_add(fee),
+                )
+                .await
+                .map_err(refusal)?;
+            mined(&mut sender, Duration::from_secs(60)).await?
+        }
+        Some(token) => {
+            let approve = TestToken::approveCall {
+                spender: bridge,
+                amount: request.amount,
+            };
+            sender
+                .send(token, approve.abi_encode().into())
+                .await
+                .map_err(refusal)?;
+            mined(&mut sender, Duration::from_secs(60)).await?;
+            let call = Bridge::requestERC20TransferCall {
+                token,
+                to: request.to,
+                amount: request.amount,
+                extraData: Bytes::new(),
+            };
+            sender
+                .send_with_value(bridge, call.abi_encode().into(), fee)
+                .await
+                .map_err(refusal)?;
+            mined(&mut sender, Duration::from_secs(60)).await?
+        }
+    };
+    if !receipt.status() {
+        return Err(TransferError::RequestFailed(receipt.transaction_hash));
+    }
+    let started = Instant::now();
+    let log = receipt
+        .inner
+        .logs()
+        .iter()
+        .find(|l| l.topic0() == Some(&Bridge::RequestValueTransfer::SIGNATURE_HASH))
+        .ok_or(TransferError::RequestFailed(receipt.transaction_hash))?;
+    let observed = request_from_log(log, source.chain_id())
+        .map_err(|_| TransferError::RequestFailed(receipt.transaction_hash))?;
+    let nonce = observed.nonce;
+    progress(Progress::Requested {
+        nonce,
+        tx: receipt.transaction_hash,
+    });
+
+    let domain = VoteDomain {
+        src_chain_id: source.chain_id(),
+        src_bridge: bridge,
+        dst_chain_id: destination.chain_id(),
+        dst_bridge: destination_config.bridge,
+    };
+    let key = domain.vote_key(&observed);
+    let threshold = destination
+        .bridge_call("threshold", |b| async move { b.threshold().call().await })
+        .await?;
+    let dest_from = destination
+        .call(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await?;
+    let deadline = started.checked_add(request.timeout).unwrap_or(started);
+    let mut last: Option<Progress> = None;
+    let mut report = |p: Progress| {
+        if last.as_ref() != Some(&p) {
+            last = Some(p.clone());
+            progress(p);
+        }
+    };
+    loop {
+        if destination
+            .bridge_call(
+                "isHandled",
+                |b| async move { b.isHandled(nonce).call().await },
+            )
+            .await?
+        {
+            break;
+        }
+        let head = source
+            .call(
+                "eth_blockNumber",
+                |p| async move { p.get_block_number().await },
+            )
+            .await?;
+        let have = head.saturating_sub(observed.srcBlockNumber);
+        if have < source_config.confirmations {
+            report(Progress::Confirming {
+                have,
+                need: source_config.confirmations,
+            });
+        } else {
+            let votes = destination
+                .bridge_call(
+                    "voteCount",
+                    |b| async move { b.voteCount(key).call().await },
+                )
+                .await?;
+            report(Progress::Votes { votes, threshold });
+        }
+        if Instant::now() > deadline {
+            return Err(TransferError::NotHandledYet {
+                nonce,
+                tx: receipt.transaction_hash,
+                waited: request.timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let latency_secs = started.elapsed().as_secs_f64();
+    let filter = Filter::new()
+        .address(destination_config.bridge)
+        .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+        .topic1(B256::from(U256::from(nonce)))
+        .from_block(dest_from.saturating_sub(1));
+    let handle_tx = destination
+        .call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await?
+        .first()
+        .and_then(|l| l.transaction_hash);
+    Ok(TransferOutcome {
+        lane: request.lane,
+        nonce,
+        request_tx: receipt.transaction_hash,
+        request_block: observed.srcBlockNumber,
+        handle_tx,
+        latency_secs,
+    })
+}
