@@ -308,6 +308,7 @@ impl ChainClient {
                     class
                 }
                 Err(_) => {
+                    self.record(index, method, ErrorClass::Retryable.label());
                     last = format!(
                         "{}: timed out after {:?}",
                         endpoint.label, self.policy.attempt_timeout
@@ -337,23 +338,37 @@ impl ChainClient {
     /// Check every endpoint that answers serves the configured chain id; returns how many answered.
     pub async fn verify_chain_id(&self) -> Result<usize, ChainError> {
         let mut answered = 0usize;
-        for endpoint in &self.endpoints {
+        let mut first_up = None;
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
             let got = tokio::time::timeout(
                 self.policy.attempt_timeout,
                 endpoint.provider.get_chain_id(),
             )
             .await;
-            if let Ok(Ok(actual)) = got {
-                if actual != self.chain_id {
-                    return Err(ChainError::WrongChainId {
-                        chain: self.role,
-                        endpoint: endpoint.label.clone(),
-                        expected: self.chain_id,
-                        actual,
-                    });
-                }
-                answered = answered.saturating_add(1);
+            let Ok(Ok(actual)) = got else {
+                let outcome = match got {
+                    Ok(Err(e)) => classify(&e).label(),
+                    _ => ErrorClass::Retryable.label(),
+                };
+                self.record(index, "eth_chainId", outcome);
+                tracing::warn!(chain = %self.role, endpoint = %endpoint.label, "endpoint does not answer");
+                continue;
+            };
+            self.record(index, "eth_chainId", "ok");
+            if actual != self.chain_id {
+                return Err(ChainError::WrongChainId {
+                    chain: self.role,
+                    endpoint: endpoint.label.clone(),
+                    expected: self.chain_id,
+                    actual,
+                });
             }
+            answered = answered.saturating_add(1);
+            first_up.get_or_insert(index);
+        }
+        // Start on the most preferred endpoint that answered.
+        if let Some(index) = first_up {
+            self.active.store(index, Ordering::Relaxed);
         }
         Ok(answered)
     }

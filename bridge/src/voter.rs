@@ -276,7 +276,9 @@ impl Voter {
                 let nonce = e.inner.data.nonce;
                 let reason = e.inner.data.reason;
                 if reason == Bridge::AlreadyHandled::SELECTOR {
+                    let observed_at = store.get(self.lane, nonce)?.map(|r| r.observed_at);
                     store.set_status(self.lane, nonce, &Status::Handled)?;
+                    self.observe_handled(observed_at);
                 } else if reason == Bridge::AlreadyVoted::SELECTOR {
                     store.set_status(self.lane, nonce, &Status::Voted)?;
                 } else {
@@ -440,11 +442,16 @@ impl Voter {
         };
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         match decoded {
+            // Settled between the pre-check and the send: still success, not an error.
             Some(BridgeErrors::AlreadyHandled(_)) => {
-                store.set_status(self.lane, request.nonce, &Status::Handled)?
+                let observed_at = store.get(self.lane, request.nonce)?.map(|r| r.observed_at);
+                store.set_status(self.lane, request.nonce, &Status::Handled)?;
+                self.count_skip("already_handled");
+                self.observe_handled(observed_at);
             }
             Some(BridgeErrors::AlreadyVoted(_)) => {
-                store.set_status(self.lane, request.nonce, &Status::Voted)?
+                store.set_status(self.lane, request.nonce, &Status::Voted)?;
+                self.count_skip("already_voted");
             }
             other => {
                 let reason = match other {

@@ -138,6 +138,48 @@ impl Driver {
         self.request_in(source, &receipt)
     }
 
+    /// Send `count` native requests from user `user` back to back (without waiting for each
+    /// receipt), then wait for all of them; returns the requests in nonce order.
+    pub async fn request_native_burst(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        amount: U256,
+        count: usize,
+    ) -> Result<Vec<Request>, DevnetError> {
+        let source = lane.source();
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        let bridge = Bridge::new(self.chain(source).contracts.bridge, provider.clone());
+        let fee = bridge
+            .fee(Address::ZERO)
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("read native fee", e))?;
+        let first_nonce = provider
+            .get_transaction_count(self.user(user)?.address())
+            .pending()
+            .await
+            .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+        let mut pending = Vec::with_capacity(count);
+        for i in 0..count {
+            let sent = bridge
+                .requestNativeTransfer(to, Bytes::new())
+                .value(amount.saturating_add(fee))
+                .nonce(first_nonce.saturating_add(i as u64))
+                .send()
+                .await;
+            pending.push(sent);
+        }
+        let mut requests = Vec::with_capacity(count);
+        for sent in pending {
+            let receipt = confirm("requestNativeTransfer (burst)", sent).await?;
+            requests.push(self.request_in(source, &receipt)?);
+        }
+        requests.sort_by_key(|r| r.nonce);
+        Ok(requests)
+    }
+
     /// Approve and request an ERC-20 transfer of the test token on `lane`.
     pub async fn request_erc20(
         &self,

@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod manifest;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod tools;
 pub mod tx;
 pub mod wait;

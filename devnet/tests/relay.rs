@@ -28,18 +28,23 @@ async fn wait_handled(
             return;
         }
         if Instant::now() > deadline {
-            for i in 1..=3 {
-                let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<_> = log.lines().rev().take(15).collect();
-                eprintln!(
-                    "--- relay-{i} (last lines, newest first)\n{}",
-                    tail.join("\n")
-                );
-            }
+            dump_relay_logs(devnet_dir);
             panic!("{lane} nonce {} not handled in time", request.nonce);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Print the last lines of every relay's log (on a failure).
+fn dump_relay_logs(devnet_dir: &std::path::Path) {
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
+            .unwrap_or_default();
+        let tail: Vec<_> = log.lines().rev().take(15).collect();
+        eprintln!(
+            "--- relay-{i} (last lines, newest first)\n{}",
+            tail.join("\n")
+        );
     }
 }
 
@@ -314,5 +319,151 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
             .unwrap(),
         amount,
         "the honest amount, not the tampered one"
+    );
+}
+
+/// SIGKILL two of three relays while they vote on a burst (so no threshold can be reached until
+/// they are back), restart them: every request is handled exactly once, each operator voted at
+/// most once per request, the recipient got exactly the sum, and no signer is left with a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = Address::repeat_byte(0x5b);
+    let amount = U256::from(1_000_000u64);
+    let count = 40;
+    let requests = driver
+        .request_native_burst(lane, 0, to, amount, count)
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), count);
+
+    // Kill as soon as the first vote of any operator is on chain: the relays are mid-batch
+    // (their votes sent, mined, or about to be).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while votes_per_operator(&driver, lane).await.is_empty() {
+        if Instant::now() > deadline {
+            dump_relay_logs(dir.path());
+            panic!("no relay voted");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    devnet.relay(0).unwrap().kill().unwrap();
+    devnet.relay(1).unwrap().kill().unwrap();
+    devnet.start_relay(0).unwrap();
+    devnet.start_relay(1).unwrap();
+
+    for r in &requests {
+        wait_handled(&driver, dir.path(), lane, r).await;
+    }
+    for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+        assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
+    }
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        amount * U256::from(count),
+        "released exactly once per request"
+    );
+    let service = driver.provider(ChainRole::Service).unwrap();
+    for op in [0, 1] {
+        let address = driver.operator(op).unwrap().address();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let latest = service
+                .get_transaction_count(address)
+                .latest()
+                .await
+                .unwrap();
+            let pending = service
+                .get_transaction_count(address)
+                .pending()
+                .await
+                .unwrap();
+            if latest == pending {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator {op}: latest {latest} != pending {pending}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The first RPC URL of each chain is a blackhole (accepts, never answers): the relays time out
+/// on it, fail over to the second URL and carry on; their metrics show the failed attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
+    use multibridge_devnet::proxy::{ProxyMode, TcpProxy};
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: false,
+        ..relay_options(dir.path())
+    })
+    .await
+    .unwrap();
+    let target = |url: String| url.trim_start_matches("http://").parse().unwrap();
+    let main_hole = TcpProxy::start(
+        target(devnet.rpc_url(ChainRole::Main)),
+        ProxyMode::Blackhole,
+    )
+    .await
+    .unwrap();
+    let service_hole = TcpProxy::start(
+        target(devnet.rpc_url(ChainRole::Service)),
+        ProxyMode::Blackhole,
+    )
+    .await
+    .unwrap();
+    for op in 0..3 {
+        let mut config = devnet.operator_config(op).unwrap();
+        config.chains.main.rpc_urls.insert(0, main_hole.url());
+        config.chains.service.rpc_urls.insert(0, service_hole.url());
+        devnet.write_operator_config(op, &config).unwrap();
+        devnet.start_relay(op).unwrap();
+    }
+    let driver = Driver::new(devnet.manifest());
+    let to = Address::repeat_byte(0x1f);
+    let a = driver
+        .request_native(Lane::MainToService, 0, to, U256::from(5))
+        .await
+        .unwrap();
+    let b = driver
+        .request_native(Lane::ServiceToMain, 0, to, U256::from(7))
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), Lane::MainToService, &a).await;
+    wait_handled(&driver, dir.path(), Lane::ServiceToMain, &b).await;
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::from(5)
+    );
+    assert_eq!(
+        driver.native_balance(ChainRole::Main, to).await.unwrap(),
+        U256::from(7)
+    );
+
+    let port = devnet.operator_http_ports[0];
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed_on_first: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("multibridge_rpc_requests_total{")
+                && l.contains("endpoint=\"0\"")
+                && l.contains("outcome=\"retryable\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        failed_on_first > 0.0,
+        "timeouts on the blackholed endpoint are counted:\n{text}"
     );
 }

@@ -1,0 +1,110 @@
+//! A small TCP proxy for network faults the kernel here cannot make (no netem): forward, delay,
+//! blackhole (accept and never answer) or refuse, switchable at run time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Pass bytes both ways (after the configured delay).
+    Forward,
+    /// Accept and hold the connection without ever answering.
+    Blackhole,
+    /// Close every new connection at once.
+    Refuse,
+}
+
+impl ProxyMode {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Forward => 0,
+            Self::Blackhole => 1,
+            Self::Refuse => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Blackhole,
+            2 => Self::Refuse,
+            _ => Self::Forward,
+        }
+    }
+}
+
+/// A running proxy in front of `target`; stops when dropped.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    delay_ms: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listen on a free loopback port and proxy to `target` in `mode`.
+    pub async fn start(target: SocketAddr, mode: ProxyMode) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mode = Arc::new(AtomicU8::new(mode.to_u8()));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (m, d) = (mode.clone(), delay_ms.clone());
+        let task = tokio::spawn(async move {
+            // Held connections of blackhole mode live as long as the proxy.
+            let mut held: Vec<TcpStream> = Vec::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                match ProxyMode::from_u8(m.load(Ordering::Relaxed)) {
+                    ProxyMode::Refuse => drop(inbound),
+                    ProxyMode::Blackhole => held.push(inbound),
+                    ProxyMode::Forward => {
+                        let delay = Duration::from_millis(d.load(Ordering::Relaxed));
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                                let mut inbound = inbound;
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            mode,
+            delay_ms,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Switch what happens to new connections.
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.mode.store(mode.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Delay before each new forwarded connection is connected.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
