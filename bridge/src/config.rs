@@ -2,6 +2,10 @@
 //!
 //! The devnet writes these files; `multibridge config validate` parses one offline. Field names
 //! are part of the operator interface: add fields with defaults, never rename.
+//!
+//! Every field can be overridden by an environment variable: `MULTIBRIDGE__` followed by the
+//! field's path with `__` between levels, e.g. `MULTIBRIDGE__CHAINS__MAIN__CONFIRMATIONS=3` or
+//! `MULTIBRIDGE__CHAINS__SERVICE__RPC_URLS='["http://10.0.0.5:8545"]'`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -214,6 +218,9 @@ fn default_lease_ttl_secs() -> u64 {
     3
 }
 
+/// Prefix of environment overrides (`MULTIBRIDGE__CHAINS__MAIN__CONFIRMATIONS=3`).
+pub const ENV_PREFIX: &str = "MULTIBRIDGE__";
+
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -246,16 +253,24 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Read and validate a config file (offline checks only).
+    /// Read a config file, apply `MULTIBRIDGE__…` environment overrides, and validate the
+    /// result (offline checks only).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use figment::Figment;
+        use figment::providers::{Env, Format, Toml};
+
+        // Read first so a missing file is named as such, not as a missing field.
+        std::fs::metadata(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: Config = Figment::from(Toml::file(path))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
         config.validate(path)?;
         Ok(config)
     }
