@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod anvil;
+pub mod bench;
 pub mod deploy;
 pub mod devnet;
 pub mod driver;

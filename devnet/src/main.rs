@@ -39,6 +39,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure latency, throughput, gas and relay memory on a fresh devnet; table + JSON.
+    Bench {
+        /// Single transfers timed for the latency percentiles.
+        #[arg(long, default_value_t = 30)]
+        latency_samples: usize,
+        /// Requests in the throughput burst.
+        #[arg(long, default_value_t = 400)]
+        burst: usize,
+        /// Pending requests for the memory figure (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        rss_pending: usize,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a devnet, move transfers both ways and check conservation, then stop it.
     Demo {
         #[command(flatten)]
@@ -114,6 +129,31 @@ fn main() -> ExitCode {
             Command::Down => down(&dir),
             Command::Status { json } => status(&dir, json),
             Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
+            Command::Bench {
+                latency_samples,
+                burst,
+                rss_pending,
+                json,
+            } => {
+                refuse_if_running(&dir)?;
+                let report = multibridge_devnet::bench::run(
+                    &dir,
+                    &multibridge_devnet::bench::BenchOptions {
+                        latency_samples,
+                        burst,
+                        rss_pending,
+                    },
+                )
+                .await?;
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(dir.join("bench.json"), &text)?;
+                if !json {
+                    println!("{}", multibridge_devnet::bench::render(&report));
+                    println!("JSON (also in {}):", dir.join("bench.json").display());
+                }
+                println!("{text}");
+                Ok(())
+            }
         }
     });
     match result {

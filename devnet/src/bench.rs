@@ -1,0 +1,452 @@
+//! `multibridge-devnet bench`: figures for the relay on a real devnet (1 s blocks,
+//! confirmations 1, 3 operators, threshold 2), printed as a table and as JSON.
+//!
+//! - latency of single transfers (request receipt → `HandleValueTransfer` seen), p50/p95/p99,
+//!   beside the physical limit `(confirmations + 1) × block time`;
+//! - sustained throughput of a burst on one lane, beside the destination chain's capacity for
+//!   the same vote transactions (block gas limit ÷ vote gas per handled transfer, per second);
+//! - gas of all operators' vote transactions per handled transfer;
+//! - peak RSS of one relay indexing and voting 10,000 pending requests.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, Lane};
+use serde::Serialize;
+
+use crate::error::DevnetError;
+use crate::{Devnet, DevnetOptions, Driver};
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Single transfers timed for the latency percentiles.
+    pub latency_samples: usize,
+    /// Requests in the throughput burst.
+    pub burst: usize,
+    /// Pending requests for the memory figure (0 skips it).
+    pub rss_pending: usize,
+}
+
+/// Latency figures, seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub samples: usize,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+    /// `(confirmations + 1) × block time`: the source block must be `confirmations` deep, then
+    /// the votes wait for the next destination block.
+    pub physical_limit: f64,
+}
+
+/// Throughput figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Requests in the burst.
+    pub requests: usize,
+    /// Window in which the handles landed: first to last handle block, plus one block time.
+    pub seconds: f64,
+    /// From the first request's block to the last handle's block (includes the pipeline latency).
+    pub drain_seconds: f64,
+    /// Handled transfers per second.
+    pub per_second: f64,
+    /// What the destination chain can include per second for the same vote transactions.
+    pub capacity_per_second: f64,
+    /// `per_second / capacity_per_second`.
+    pub ratio: f64,
+}
+
+/// Gas figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gas {
+    /// Vote transactions (all operators) in the burst.
+    pub vote_transactions: usize,
+    /// Their gas, all operators together, per handled transfer.
+    pub per_handled_transfer: f64,
+    /// Block gas limit of the destination chain.
+    pub block_gas_limit: u64,
+}
+
+/// Memory figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// Requests pending while measured.
+    pub pending: usize,
+    /// Peak resident set of the relay process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Seconds per block on both chains.
+    pub block_time: f64,
+    /// Confirmations the relays wait for.
+    pub confirmations: u64,
+    /// Single-transfer latency.
+    pub latency: Latency,
+    /// Burst throughput (main → service).
+    pub throughput: Throughput,
+    /// Vote gas.
+    pub gas: Gas,
+    /// Relay memory with many pending requests.
+    pub memory: Option<Memory>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64)).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn wait_all_handled(
+    driver: &Driver,
+    lane: Lane,
+    upto: u64,
+    timeout: Duration,
+) -> Result<(), DevnetError> {
+    let destination = lane.destination();
+    let bridge = Bridge::new(
+        driver.chain(destination).contracts.bridge,
+        driver.provider(destination)?,
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lower = bridge
+            .lowerHandleNonce()
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("lowerHandleNonce", e))?;
+        if lower >= upto {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DevnetError::Invalid(format!(
+                "{lane}: only {lower} of {upto} handled in {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn block_time_of(driver: &Driver, role: ChainRole, number: u64) -> Result<u64, DevnetError> {
+    let block = driver
+        .provider(role)?
+        .get_block_by_number(BlockNumberOrTag::Number(number))
+        .await
+        .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+        .ok_or_else(|| DevnetError::Invalid(format!("block {number} missing")))?;
+    Ok(block.header.timestamp)
+}
+
+/// Run every measurement on a fresh devnet in `dir`.
+pub async fn run(
+    dir: &std::path::Path,
+    options: &BenchOptions,
+) -> Result<BenchReport, DevnetError> {
+    let devnet_options = DevnetOptions {
+        etcd_members: 0,
+        relays: true,
+        users: 8,
+        block_time: Some(1.0),
+        confirmations: 1,
+        ..DevnetOptions::new(dir)
+    };
+    let block_time = 1.0;
+    let confirmations = devnet_options.confirmations;
+    let mut devnet = Devnet::start(devnet_options).await?;
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = Address::repeat_byte(0xbe);
+
+    // Latency: one transfer at a time.
+    let mut latencies = Vec::with_capacity(options.latency_samples);
+    for _ in 0..options.latency_samples {
+        let request = driver.request_native(lane, 0, to, U256::from(1)).await?;
+        let started = Instant::now();
+        loop {
+            if driver.handle_count(lane, request.nonce).await? > 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(DevnetError::Invalid(format!(
+                    "nonce {} not handled in 60 s",
+                    request.nonce
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(started.elapsed().as_secs_f64());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let latency = Latency {
+        samples: latencies.len(),
+        p50: percentile(&latencies, 50.0),
+        p95: percentile(&latencies, 95.0),
+        p99: percentile(&latencies, 99.0),
+        max: latencies.last().copied().unwrap_or_default(),
+        physical_limit: (confirmations as f64 + 1.0) * block_time,
+    };
+
+    // Throughput: a burst from several users at once.
+    let users = 4usize;
+    let per_user = options.burst.div_ceil(users);
+    let dest = driver.provider(ChainRole::Service)?;
+    let dest_from = dest
+        .get_block_number()
+        .await
+        .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+    let bursts = futures::future::join_all((0..users).map(|u| {
+        driver.request_native_burst(lane, u.saturating_add(1), to, U256::from(1), per_user)
+    }))
+    .await;
+    let mut requests = Vec::new();
+    for burst in bursts {
+        requests.extend(burst?);
+    }
+    let first_block = requests
+        .iter()
+        .map(|r| r.srcBlockNumber)
+        .min()
+        .unwrap_or_default();
+    let max_nonce = requests.iter().map(|r| r.nonce).max().unwrap_or_default();
+    wait_all_handled(
+        &driver,
+        lane,
+        max_nonce.saturating_add(1),
+        Duration::from_secs(300),
+    )
+    .await?;
+    let dest_to = dest
+        .get_block_number()
+        .await
+        .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+    let bridge_addr = driver.chain(ChainRole::Service).contracts.bridge;
+    let handles = dest
+        .get_logs(
+            &Filter::new()
+                .address(bridge_addr)
+                .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+                .from_block(dest_from)
+                .to_block(dest_to),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("eth_getLogs", e))?;
+    let last_handle_block = handles
+        .iter()
+        .filter_map(|l| l.block_number)
+        .max()
+        .unwrap_or(dest_to);
+    let first_handle_block = handles
+        .iter()
+        .filter_map(|l| l.block_number)
+        .min()
+        .unwrap_or(dest_to);
+    let last_handle_at = block_time_of(&driver, ChainRole::Service, last_handle_block).await?;
+    let seconds = last_handle_at
+        .saturating_sub(block_time_of(&driver, ChainRole::Service, first_handle_block).await?)
+        as f64
+        + block_time;
+    let drain_seconds = last_handle_at
+        .saturating_sub(block_time_of(&driver, ChainRole::Main, first_block).await?)
+        as f64;
+
+    // Gas of every vote transaction in the window (executing, recording or skipped alike).
+    let vote_logs = dest
+        .get_logs(
+            &Filter::new()
+                .address(bridge_addr)
+                .events([
+                    Bridge::VoteCast::SIGNATURE,
+                    Bridge::HandleSkipped::SIGNATURE,
+                ])
+                .from_block(dest_from)
+                .to_block(dest_to),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("eth_getLogs", e))?;
+    let txs: HashSet<B256> = vote_logs
+        .iter()
+        .filter_map(|l| l.transaction_hash)
+        .collect();
+    let mut gas_used: u128 = 0;
+    for tx in &txs {
+        if let Some(receipt) = dest
+            .get_transaction_receipt(*tx)
+            .await
+            .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
+        {
+            gas_used = gas_used.saturating_add(u128::from(receipt.gas_used));
+        }
+    }
+    let handled = requests.len().max(1) as f64;
+    let per_handled = gas_used as f64 / handled;
+    let block_gas_limit = dest
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+        .map(|b| b.header.gas_limit)
+        .unwrap_or_default();
+    let capacity = if per_handled > 0.0 {
+        block_gas_limit as f64 / per_handled / block_time
+    } else {
+        0.0
+    };
+    let per_second = requests.len() as f64 / seconds;
+    let throughput = Throughput {
+        requests: requests.len(),
+        seconds,
+        drain_seconds,
+        per_second,
+        capacity_per_second: capacity,
+        ratio: if capacity > 0.0 {
+            per_second / capacity
+        } else {
+            0.0
+        },
+    };
+    let gas = Gas {
+        vote_transactions: txs.len(),
+        per_handled_transfer: per_handled,
+        block_gas_limit,
+    };
+
+    let memory = if options.rss_pending > 0 {
+        Some(measure_rss(&mut devnet, &driver, options.rss_pending).await?)
+    } else {
+        None
+    };
+    Ok(BenchReport {
+        block_time,
+        confirmations,
+        latency,
+        throughput,
+        gas,
+        memory,
+    })
+}
+
+/// Stop every relay, create `pending` requests, then start one relay (below the threshold, so
+/// nothing executes and everything stays pending) and sample its RSS while it indexes and votes
+/// them all.
+async fn measure_rss(
+    devnet: &mut Devnet,
+    driver: &Driver,
+    pending: usize,
+) -> Result<Memory, DevnetError> {
+    for op in 0..devnet.accounts.operators.len() {
+        if let Some(relay) = devnet.relay(op) {
+            relay.kill()?;
+        }
+    }
+    let lane = Lane::MainToService;
+    let users = 8usize;
+    let per_user = pending.div_ceil(users);
+    let bursts = futures::future::join_all((0..users).map(|u| {
+        driver.request_native_burst(lane, u, Address::repeat_byte(0xaf), U256::from(1), per_user)
+    }))
+    .await;
+    let mut total = 0usize;
+    for burst in bursts {
+        total = total.saturating_add(burst?.len());
+    }
+    devnet.start_relay(0)?;
+    let pid = devnet
+        .relay(0)
+        .and_then(|r| r.pid())
+        .ok_or_else(|| DevnetError::Invalid("relay 1 did not start".into()))?;
+    let port = devnet
+        .operator_http_ports
+        .first()
+        .copied()
+        .unwrap_or_default();
+    let mut peak_kib = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        peak_kib = peak_kib.max(rss_kib(pid).unwrap_or(0));
+        let voted = metric(
+            port,
+            "multibridge_requests{lane=\"main-to-service\",status=\"voted\"}",
+        )
+        .await;
+        if voted.is_some_and(|v| v as usize >= total) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Memory {
+        pending: total,
+        peak_rss_mib: peak_kib as f64 / 1024.0,
+    })
+}
+
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn metric(port: u16, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+/// The readable table.
+pub fn render(report: &BenchReport) -> String {
+    let l = &report.latency;
+    let t = &report.throughput;
+    let mut out = format!(
+        "multibridge bench: {} s blocks, confirmations {}, 3 operators, threshold 2\n\n",
+        report.block_time, report.confirmations
+    );
+    out.push_str(&format!(
+        "latency (request receipt -> handle), {} transfers\n  p50 {:.2}s  p95 {:.2}s  p99 {:.2}s  max {:.2}s   physical limit {:.2}s   target p50 <= {:.2}s: {}\n\n",
+        l.samples, l.p50, l.p95, l.p99, l.max, l.physical_limit, l.physical_limit + 1.0,
+        if l.p50 <= l.physical_limit + 1.0 { "met" } else { "MISSED" }
+    ));
+    out.push_str(&format!(
+        "throughput (burst of {} on main-to-service, drained in {:.0}s from the first request block)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n\n",
+        t.requests, t.drain_seconds, t.per_second, t.seconds, t.capacity_per_second, t.ratio,
+        if t.ratio >= 0.8 { "met" } else { "MISSED" }
+    ));
+    out.push_str(&format!(
+        "gas\n  {:.0} per handled transfer (all operators' votes), {} vote transactions, block gas limit {}\n",
+        report.gas.per_handled_transfer, report.gas.vote_transactions, report.gas.block_gas_limit
+    ));
+    if let Some(m) = &report.memory {
+        out.push_str(&format!(
+            "\nmemory\n  relay peak RSS {:.1} MiB with {} pending   target <= 64 MiB: {}\n",
+            m.peak_rss_mib,
+            m.pending,
+            if m.peak_rss_mib <= 64.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ));
+    }
+    out
+}
