@@ -359,12 +359,65 @@ impl Store {
         lane: Lane,
         limit: usize,
     ) -> Result<Vec<StoredRequest>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.query_requests(
             "SELECT nonce, payload, payload_hash, status, reason, attempts, observed_at
              FROM requests WHERE lane = ?1 AND status IN ('observed', 'voting', 'voted')
              ORDER BY nonce LIMIT ?2",
+            params![lane.as_str(), to_i64(limit as u64)],
+            lane,
+        )
+    }
+
+    /// Requests that still need this relay's vote (`observed`, `voting`) in nonce order, at most
+    /// `limit`. Voted requests are not here: they wait for others and must not hold the queue.
+    pub fn needing_vote(&self, lane: Lane, limit: usize) -> Result<Vec<StoredRequest>, StoreError> {
+        self.query_requests(
+            "SELECT nonce, payload, payload_hash, status, reason, attempts, observed_at
+             FROM requests WHERE lane = ?1 AND status IN ('observed', 'voting')
+             ORDER BY nonce LIMIT ?2",
+            params![lane.as_str(), to_i64(limit as u64)],
+            lane,
+        )
+    }
+
+    /// Voted requests not looked at for `older_than_secs`, least recently checked first: the ones
+    /// to re-check for their handle, round-robin.
+    pub fn stale_voted(
+        &self,
+        lane: Lane,
+        older_than_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        self.query_requests(
+            "SELECT nonce, payload, payload_hash, status, reason, attempts, observed_at
+             FROM requests WHERE lane = ?1 AND status = 'voted' AND updated_at <= ?2
+             ORDER BY updated_at, nonce LIMIT ?3",
+            params![
+                lane.as_str(),
+                to_i64(now().saturating_sub(older_than_secs)),
+                to_i64(limit as u64)
+            ],
+            lane,
+        )
+    }
+
+    /// Mark a request as looked at now (moves it to the back of [`stale_voted`](Self::stale_voted)).
+    pub fn touch(&mut self, lane: Lane, nonce: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE requests SET updated_at = ?3 WHERE lane = ?1 AND nonce = ?2",
+            params![lane.as_str(), to_i64(nonce), to_i64(now())],
         )?;
-        let rows = stmt.query_map(params![lane.as_str(), to_i64(limit as u64)], RawRow::read)?;
+        Ok(())
+    }
+
+    fn query_requests(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        lane: Lane,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, RawRow::read)?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?.into_stored(lane)?);
@@ -703,6 +756,34 @@ mod tests {
         );
         assert_eq!(counts.max_nonce, Some(8));
         assert_eq!(counts.oldest_open_observed_at, None);
+    }
+
+    #[test]
+    fn voted_requests_are_rechecked_round_robin_and_never_block_new_ones() {
+        let mut store = Store::open_in_memory(ID).unwrap();
+        let lane = Lane::MainToService;
+        let requests: Vec<Request> = (0..6).map(|n| request(n, 1)).collect();
+        store.record_range(lane, &requests, 200).unwrap();
+        for n in 0..4 {
+            store.set_status(lane, n, &Status::Voted).unwrap();
+        }
+        let need: Vec<u64> = store
+            .needing_vote(lane, 2)
+            .unwrap()
+            .iter()
+            .map(|r| r.request.nonce)
+            .collect();
+        assert_eq!(
+            need,
+            vec![4, 5],
+            "voted rows at the head do not take the window"
+        );
+        let stale = store.stale_voted(lane, 0, 10).unwrap();
+        assert_eq!(stale.len(), 4);
+        assert!(
+            store.stale_voted(lane, 3600, 10).unwrap().is_empty(),
+            "just checked: not stale yet"
+        );
     }
 
     #[test]

@@ -296,16 +296,28 @@ impl Voter {
         let now = Instant::now();
         self.backoff.retain(|_, until| *until > now);
         let limit = self.config.batch_size.saturating_mul(4).max(64);
-        let open: Vec<StoredRequest> = self
-            .store()
-            .open_requests(self.lane, limit.saturating_add(self.voting.len()))?
-            .into_iter()
-            .filter(|r| {
-                !self.voting.contains(&r.request.nonce)
-                    && !self.backoff.contains_key(&r.request.nonce)
-            })
-            .take(limit)
-            .collect();
+        // Requests that need our vote, skipping those in flight or put aside; requests we already
+        // voted are re-checked separately (least recently checked first), so neither kind can hold
+        // up the other however many there are.
+        let (candidates, recheck) = {
+            let store = self.store();
+            let window = limit
+                .saturating_add(self.voting.len())
+                .saturating_add(self.backoff.len());
+            let candidates: Vec<StoredRequest> = store
+                .needing_vote(self.lane, window)?
+                .into_iter()
+                .filter(|r| {
+                    !self.voting.contains(&r.request.nonce)
+                        && !self.backoff.contains_key(&r.request.nonce)
+                })
+                .take(limit)
+                .collect();
+            let recheck =
+                store.stale_voted(self.lane, self.config.retry_after.as_secs().max(1), limit)?;
+            (candidates, recheck)
+        };
+        let open: Vec<StoredRequest> = candidates.into_iter().chain(recheck).collect();
         if open.is_empty() {
             return Ok(Vec::new());
         }
@@ -314,23 +326,27 @@ impl Voter {
         let mut ready = Vec::new();
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         for (stored, check) in open.into_iter().zip(checks) {
+            let nonce = stored.request.nonce;
             match check? {
                 Precheck::Handled => {
-                    store.set_status(self.lane, stored.request.nonce, &Status::Handled)?;
+                    store.set_status(self.lane, nonce, &Status::Handled)?;
                     self.count_skip("already_handled");
                     self.observe_handled(Some(stored.observed_at));
                     step.skipped = step.skipped.saturating_add(1);
                     step.handled = step.handled.saturating_add(1);
                 }
+                Precheck::Voted if stored.status == Status::Voted => {
+                    // Still waiting for the other operators: look again later.
+                    store.touch(self.lane, nonce)?;
+                }
                 Precheck::Voted => {
-                    if stored.status != Status::Voted {
-                        store.set_status(self.lane, stored.request.nonce, &Status::Voted)?;
-                        self.count_skip("already_voted");
-                        step.skipped = step.skipped.saturating_add(1);
-                    }
-                    // Wait for the others; re-check later.
-                    self.backoff
-                        .insert(stored.request.nonce, self.retry_at(now));
+                    store.set_status(self.lane, nonce, &Status::Voted)?;
+                    self.count_skip("already_voted");
+                    step.skipped = step.skipped.saturating_add(1);
+                }
+                Precheck::Open if stored.status == Status::Voted => {
+                    // Our vote is gone (e.g. a reorg on the destination): vote again.
+                    store.set_status(self.lane, nonce, &Status::Observed)?;
                 }
                 Precheck::Open => ready.push(stored.request),
             }

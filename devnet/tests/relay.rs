@@ -467,3 +467,49 @@ async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
         "timeouts on the blackholed endpoint are counted:\n{text}"
     );
 }
+
+/// Regression (found by the benchmark): requests this relay voted but that wait for other
+/// operators must not hold up the queue. One relay alone (below the threshold) votes for every
+/// request of a burst larger than its working window.
+#[tokio::test(flavor = "multi_thread")]
+async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: false,
+        ..relay_options(dir.path())
+    })
+    .await
+    .unwrap();
+    devnet.start_relay(0).unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let count = 300; // more than twice the voter's window of 128
+    let requests = driver
+        .request_native_burst(lane, 0, Address::repeat_byte(0x3c), U256::from(1), count)
+        .await
+        .unwrap();
+    let op0 = driver.operator(0).unwrap().address();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let voted = votes_per_operator(&driver, lane)
+            .await
+            .keys()
+            .filter(|(_, op)| *op == op0)
+            .count();
+        if voted == requests.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            dump_relay_logs(dir.path());
+            panic!("operator 0 voted {voted} of {} requests", requests.len());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for r in &requests {
+        assert_eq!(
+            driver.handle_count(lane, r.nonce).await.unwrap(),
+            0,
+            "one vote of two executes nothing"
+        );
+    }
+}
