@@ -490,7 +490,10 @@ async fn vote_loop(lane: Lane, mut voter: Voter) -> Result<(), RelayError> {
                         "voted"
                     );
                 }
-                tokio::time::sleep(wait).await;
+                // Keep going while there is work; otherwise wait for more to batch.
+                if step.sent == 0 {
+                    tokio::time::sleep(wait).await;
+                }
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "voting failed; retrying");

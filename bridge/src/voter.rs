@@ -35,7 +35,7 @@ pub struct VoterConfig {
 impl Default for VoterConfig {
     fn default() -> Self {
         Self {
-            batch_size: 32,
+            batch_size: 64,
             batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_secs(5),
         }

@@ -45,7 +45,7 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         latency_samples: usize,
         /// Requests in the throughput burst.
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 2000)]
         burst: usize,
         /// Pending requests for the memory figure (0 skips it).
         #[arg(long, default_value_t = 10_000)]
