@@ -321,13 +321,13 @@ impl Voter {
         if open.is_empty() {
             return Ok(Vec::new());
         }
-        let checks =
-            futures::future::join_all(open.iter().map(|r| self.precheck(r.request.nonce))).await;
+        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
+        let checks = self.precheck(&nonces).await?;
         let mut ready = Vec::new();
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         for (stored, check) in open.into_iter().zip(checks) {
             let nonce = stored.request.nonce;
-            match check? {
+            match check {
                 Precheck::Handled => {
                     store.set_status(self.lane, nonce, &Status::Handled)?;
                     self.count_skip("already_handled");
@@ -354,29 +354,37 @@ impl Voter {
         Ok(ready)
     }
 
-    async fn precheck(&self, nonce: u64) -> Result<Precheck, ChainError> {
-        let handled = self
-            .destination
-            .bridge_call(
-                "isHandled",
-                |b| async move { b.isHandled(nonce).call().await },
-            )
-            .await?;
-        if handled {
-            return Ok(Precheck::Handled);
-        }
+    /// `isHandled` / `hasVoted` of many requests, one `votingStatus` call per chunk.
+    async fn precheck(&self, nonces: &[u64]) -> Result<Vec<Precheck>, ChainError> {
+        const CHUNK: usize = 256;
         let operator = self.operator;
-        let voted = self
-            .destination
-            .bridge_call("hasVoted", |b| async move {
-                b.hasVoted(nonce, operator).call().await
-            })
-            .await?;
-        Ok(if voted {
-            Precheck::Voted
-        } else {
-            Precheck::Open
-        })
+        let mut out = Vec::with_capacity(nonces.len());
+        for chunk in nonces.chunks(CHUNK) {
+            let chunk = chunk.to_vec();
+            let status = self
+                .destination
+                .bridge_call("votingStatus", |b| {
+                    let chunk = chunk.clone();
+                    async move { b.votingStatus(chunk, operator).call().await }
+                })
+                .await?;
+            out.extend(
+                status
+                    .handled
+                    .iter()
+                    .zip(&status.voted)
+                    .map(|(handled, voted)| {
+                        if *handled {
+                            Precheck::Handled
+                        } else if *voted {
+                            Precheck::Voted
+                        } else {
+                            Precheck::Open
+                        }
+                    }),
+            );
+        }
+        Ok(out)
     }
 
     async fn send_batch(

@@ -280,6 +280,20 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
+    function votingStatus(uint64[] calldata nonces, address operator)
+        external
+        view
+        returns (bool[] memory handled, bool[] memory voted)
+    {
+        handled = new bool[](nonces.length);
+        voted = new bool[](nonces.length);
+        for (uint256 i = 0; i < nonces.length; ++i) {
+            handled[i] = isHandled(nonces[i]);
+            voted[i] = _votes[nonces[i]][operator].voted;
+        }
+    }
+
+    /// @inheritdoc IBridge
     function voteCount(bytes32 key) external view returns (uint256) {
         return _countVotes(key);
     }

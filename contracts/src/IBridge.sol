@@ -174,6 +174,11 @@ interface IBridge {
     function recoveryBlockNumber() external view returns (uint64);
     function isHandled(uint64 nonce) external view returns (bool);
     function hasVoted(uint64 nonce, address operator) external view returns (bool);
+    /// `isHandled` and `hasVoted(·, operator)` for many nonces in one call (the relay's pre-check).
+    function votingStatus(uint64[] calldata nonces, address operator)
+        external
+        view
+        returns (bool[] memory handled, bool[] memory voted);
     /// Votes for `voteKey` from operators that are registered now.
     function voteCount(bytes32 voteKey) external view returns (uint256);
     /// keccak256(abi.encode(domain(), r)).

@@ -82,6 +82,27 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(mintToken.totalSupply(), 7e6, "minted exactly once");
     }
 
+    function test_votingStatus_matchesIsHandledAndHasVoted() public {
+        // nonce 0: executed (op1 + op2); nonce 1: voted by op1 only; nonce 2: untouched.
+        IBridge.Request memory r0 = _native(0, 1 ether);
+        _vote(op1, r0);
+        _vote(op2, r0);
+        _vote(op1, _native(1, 1 ether));
+        uint64[] memory nonces = new uint64[](3);
+        nonces[0] = 0;
+        nonces[1] = 1;
+        nonces[2] = 2;
+        (bool[] memory handled, bool[] memory voted) = bridge.votingStatus(nonces, op1);
+        for (uint256 i = 0; i < 3; ++i) {
+            assertEq(handled[i], bridge.isHandled(nonces[i]), "handled as isHandled");
+            assertEq(voted[i], bridge.hasVoted(nonces[i], op1), "voted as hasVoted");
+        }
+        assertTrue(handled[0] && !handled[1] && !handled[2], "only nonce 0 executed");
+        assertTrue(voted[0] && voted[1] && !voted[2], "op1 voted 0 and 1");
+        (, bool[] memory voted3) = bridge.votingStatus(nonces, op3);
+        assertTrue(!voted3[0] && !voted3[1] && !voted3[2], "op3 voted nothing");
+    }
+
     function test_sameOperatorVotesTwice_AlreadyVoted() public {
         IBridge.Request memory r = _native(0, 1 ether);
         _vote(op1, r);
