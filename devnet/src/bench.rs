@@ -59,7 +59,7 @@ pub struct Throughput {
     pub requests: usize,
     /// Window in which the handles landed: first to last handle block, plus one block time.
     pub seconds: f64,
-    /// From the first request's block to the last handle's block (includes the pipeline latency).
+    /// From starting the relays on the backlog until everything was handled (wall clock).
     pub drain_seconds: f64,
     /// Handled transfers per second.
     pub per_second: f64,
@@ -203,7 +203,14 @@ pub async fn run(
         physical_limit: (confirmations as f64 + 1.0) * block_time,
     };
 
-    // Throughput: a burst from several users at once.
+    // Throughput: the relays are stopped while a burst is mined, so the whole backlog is there
+    // when they start: the handling rate then measures the relays against the destination's
+    // capacity, not the speed at which the burst could be submitted.
+    for op in 0..devnet.accounts.operators.len() {
+        if let Some(relay) = devnet.relay(op) {
+            relay.kill()?;
+        }
+    }
     let users = 4usize;
     let per_user = options.burst.div_ceil(users);
     let dest = driver.provider(ChainRole::Service)?;
@@ -219,12 +226,11 @@ pub async fn run(
     for burst in bursts {
         requests.extend(burst?);
     }
-    let first_block = requests
-        .iter()
-        .map(|r| r.srcBlockNumber)
-        .min()
-        .unwrap_or_default();
     let max_nonce = requests.iter().map(|r| r.nonce).max().unwrap_or_default();
+    let restarted = Instant::now();
+    for op in 0..devnet.accounts.operators.len() {
+        devnet.start_relay(op)?;
+    }
     wait_all_handled(
         &driver,
         lane,
@@ -262,9 +268,7 @@ pub async fn run(
         .saturating_sub(block_time_of(&driver, ChainRole::Service, first_handle_block).await?)
         as f64
         + block_time;
-    let drain_seconds = last_handle_at
-        .saturating_sub(block_time_of(&driver, ChainRole::Main, first_block).await?)
-        as f64;
+    let drain_seconds = restarted.elapsed().as_secs_f64();
 
     // Gas of every vote transaction in the window (executing, recording or skipped alike).
     let vote_logs = dest
@@ -428,7 +432,7 @@ pub fn render(report: &BenchReport) -> String {
         if l.p50 <= l.physical_limit + 1.0 { "met" } else { "MISSED" }
     ));
     out.push_str(&format!(
-        "throughput (burst of {} on main-to-service, drained in {:.0}s from the first request block)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n\n",
+        "throughput (backlog of {} on main-to-service, drained in {:.0}s after the relays started)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n\n",
         t.requests, t.drain_seconds, t.per_second, t.seconds, t.capacity_per_second, t.ratio,
         if t.ratio >= 0.8 { "met" } else { "MISSED" }
     ));
