@@ -21,6 +21,7 @@ use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
 use crate::error::DevnetError;
+use crate::scrape::metric;
 use crate::{Devnet, DevnetOptions, Driver};
 
 /// How much to measure.
@@ -405,17 +406,6 @@ fn rss_kib(pid: i32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-async fn metric(port: u16, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
 /// The readable table.

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod scrape;
 pub mod tools;
 pub mod tx;
 pub mod wait;

@@ -24,6 +24,12 @@ pub fn free_port() -> std::io::Result<u16> {
     }
 }
 
+/// A loopback URL nobody listens on (for "unreachable endpoint" tests).
+pub fn closed_port_url() -> std::io::Result<String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(format!("http://{}", listener.local_addr()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,10 +43,7 @@ async fn each_bad_input_is_named_and_sends_nothing() {
     let driver = Driver::new(devnet.manifest());
     let good = devnet.operator_config(0).unwrap();
     let operator = good.operator.address;
-    let dead_url = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    let dead_url = multibridge_devnet::ports::closed_port_url().unwrap();
 
     let mut cases: Vec<(&str, Config, &str)> = Vec::new();
 

@@ -63,10 +63,7 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     ];
 
     // A first RPC URL nobody listens on: the client fails over to the real one.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    let dead = multibridge_devnet::ports::closed_port_url().unwrap();
     let mut config = devnet.operator_config(0).unwrap().chains.main;
     config.rpc_urls.insert(0, dead);
     config.max_block_range = 3; // several ranges, to exercise the cursor

@@ -12,6 +12,7 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane, Request};
+use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 async fn wait_handled(
@@ -70,16 +71,31 @@ async fn votes_per_operator(driver: &Driver, lane: Lane) -> HashMap<(u64, Addres
     votes
 }
 
-/// One sample of a metric from a relay's `/metrics`, by its full name with labels.
-async fn metric(port: u16, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+/// No nonce gap: once idle, the signer's mined and pending transaction counts on `role` agree.
+async fn wait_no_nonce_gap(driver: &Driver, role: ChainRole, operator: usize) {
+    let address = driver.operator(operator).unwrap().address();
+    let provider = driver.provider(role).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let latest = provider
+            .get_transaction_count(address)
+            .latest()
+            .await
+            .unwrap();
+        let pending = provider
+            .get_transaction_count(address)
+            .pending()
+            .await
+            .unwrap();
+        if latest == pending {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "operator {operator} has stuck transactions on {role}: latest {latest}, pending {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn relay_options(dir: &std::path::Path) -> DevnetOptions {
@@ -246,21 +262,7 @@ async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_
         assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
     }
     // No nonce gap: operator 0's pending and mined transaction counts agree once idle.
-    let op0 = driver.operator(0).unwrap().address();
-    let service = driver.provider(ChainRole::Service).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let latest = service.get_transaction_count(op0).latest().await.unwrap();
-        let pending = service.get_transaction_count(op0).pending().await.unwrap();
-        if latest == pending {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "operator 0 has stuck transactions: latest {latest}, pending {pending}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_no_nonce_gap(&driver, ChainRole::Service, 0).await;
 }
 
 /// Invariant 3 with real relays: an operator voting a tampered payload never adds to the honest
@@ -366,30 +368,8 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
         amount * U256::from(count),
         "released exactly once per request"
     );
-    let service = driver.provider(ChainRole::Service).unwrap();
     for op in [0, 1] {
-        let address = driver.operator(op).unwrap().address();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let latest = service
-                .get_transaction_count(address)
-                .latest()
-                .await
-                .unwrap();
-            let pending = service
-                .get_transaction_count(address)
-                .pending()
-                .await
-                .unwrap();
-            if latest == pending {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operator {op}: latest {latest} != pending {pending}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        wait_no_nonce_gap(&driver, ChainRole::Service, op).await;
     }
 }
 
