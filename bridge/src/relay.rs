@@ -81,6 +81,9 @@ pub enum RelayError {
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A relay task panicked (a bug): the relay stops rather than run without it.
+    #[error("a relay task panicked: {0}")]
+    TaskPanicked(String),
     /// The HTTP API cannot listen where configured.
     #[error("cannot listen on http.listen {listen}: {source}; pick a free address")]
     Listen {
@@ -378,7 +381,7 @@ async fn supervise(
                 Some(Err(e)) if e.is_cancelled() => {}
                 Some(Err(e)) => {
                     tasks.abort_all();
-                    return Err(RelayError::TaskFailed { lane: Lane::MainToService, task: "task", message: e.to_string() });
+                    return Err(RelayError::TaskPanicked(e.to_string()));
                 }
                 None => return Ok(()),
             }

@@ -252,10 +252,10 @@ impl Sender {
         let gas_limit =
             estimate.saturating_add(estimate.saturating_mul(self.policy.gas_margin_percent) / 100);
         let request = base.with_gas_limit(gas_limit);
-        let fees = self.market_fees().await?;
+        let mut fees = self.market_fees().await?;
         // One retry after rebuilding the nonce sequence or raising an underpriced bid.
-        let mut fees = fees;
-        for attempt in 0..2 {
+        let mut retried = false;
+        loop {
             let nonce = self.next_nonce;
             let (envelope, raw) = self.sign(&request, nonce, fees).await?;
             let hash = *envelope.tx_hash();
@@ -276,11 +276,13 @@ impl Sender {
                     );
                     return Ok(Sent { nonce, hash });
                 }
-                Err(BroadcastError::NonceTooLow) if attempt == 0 => {
+                Err(BroadcastError::NonceTooLow) if !retried => {
+                    retried = true;
                     tracing::warn!(signer = %self.address, nonce, "nonce too low: rebuilding the nonce sequence from the chain");
                     self.resync_nonce().await?;
                 }
-                Err(BroadcastError::Underpriced) if attempt == 0 => {
+                Err(BroadcastError::Underpriced) if !retried => {
+                    retried = true;
                     let fresh = self.market_fees().await?;
                     fees = escalate(fees, fresh, fees, &self.policy.fees).unwrap_or(fresh);
                 }
@@ -298,7 +300,6 @@ impl Sender {
                 Err(BroadcastError::Refused(e)) => return Err(SendError::Chain(e)),
             }
         }
-        Err(SendError::Sign("unreachable: send loop ended".into()))
     }
 
     async fn sign(

@@ -477,19 +477,6 @@ impl Store {
         Ok(())
     }
 
-    /// Why an open request waits, if a reason was noted.
-    pub fn waiting_reason(&self, lane: Lane, nonce: u64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT reason FROM requests WHERE lane = ?1 AND nonce = ?2",
-                params![lane.as_str(), to_i64(nonce)],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()?
-            .flatten())
-    }
-
     /// Every transaction hash sent for a request, oldest first.
     pub fn tx_hashes(&self, lane: Lane, nonce: u64) -> Result<Vec<B256>, StoreError> {
         let mut stmt = self.conn.prepare_cached(

@@ -497,11 +497,6 @@ impl Voter {
         now.checked_add(self.config.retry_after).unwrap_or(now)
     }
 
-    /// Requests with a vote in flight.
-    pub fn in_flight(&self) -> usize {
-        self.voting.len()
-    }
-
     /// The batch wait configured.
     pub fn batch_wait(&self) -> Duration {
         self.config.batch_wait

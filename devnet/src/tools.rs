@@ -82,7 +82,7 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, MissingTool> {
 /// The `multibridge` relay binary: `$MULTIBRIDGE_BIN`, else beside this executable (cargo puts
 /// test binaries one level below, in `deps/`).
 ///
-/// Under `cargo test` (which sets `$CARGO`) the binary is rebuilt once per test process first:
+/// Under `cargo test` (which sets `$CARGO`) the workspace is built once per test process first:
 /// `cargo test -p multibridge-devnet` alone would not rebuild another package's binary, and a
 /// stale relay would be tested.
 pub fn relay_binary() -> Result<PathBuf, MissingTool> {
@@ -96,14 +96,9 @@ pub fn relay_binary() -> Result<PathBuf, MissingTool> {
                 .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
                 .unwrap_or(false);
             let mut command = std::process::Command::new(cargo);
-            command.args([
-                "build",
-                "--quiet",
-                "-p",
-                "multibridge",
-                "--bin",
-                "multibridge",
-            ]);
+            // The target selection of `cargo test --workspace`: features resolve the same way, so
+            // this is a no-op there (building `-p multibridge` alone relinks it differently).
+            command.args(["build", "--quiet", "--workspace", "--all-targets"]);
             if release {
                 command.arg("--release");
             }

@@ -1,10 +1,9 @@
 //! `multibridge status`: where each lane stands, read from the chains and the local store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::B256;
-use multibridge_contracts::Lane;
+use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
 use crate::chain::{ChainClient, ChainError, RetryPolicy};
@@ -56,18 +55,15 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     } else {
         None
     };
+    let main = ChainClient::new(ChainRole::Main, &config.chains.main, policy)?;
+    let service = ChainClient::new(ChainRole::Service, &config.chains.service, policy)?;
+    let client = |role: ChainRole| match role {
+        ChainRole::Main => &main,
+        ChainRole::Service => &service,
+    };
     let mut out = Vec::new();
     for lane in config.lanes.iter().copied() {
-        let source = Arc::new(ChainClient::new(
-            lane.source(),
-            config.chains.get(lane.source()),
-            policy,
-        )?);
-        let destination = Arc::new(ChainClient::new(
-            lane.destination(),
-            config.chains.get(lane.destination()),
-            policy,
-        )?);
+        let (source, destination) = (client(lane.source()), client(lane.destination()));
         let request_nonce = source
             .bridge_call(
                 "requestNonce",

@@ -100,6 +100,11 @@ pub enum TransferError {
         /// How long we followed it.
         waited: Duration,
     },
+    /// A transaction of the transfer was sent but not mined in time (it may still be mined).
+    #[error(
+        "a transaction was sent but not mined within {0:?}; check the source chain before retrying"
+    )]
+    NotMined(Duration),
     /// The request transaction reverted or vanished.
     #[error("request transaction {0} did not succeed")]
     RequestFailed(B256),
@@ -131,9 +136,7 @@ async fn mined(
             }
         }
         if Instant::now() > deadline {
-            return Err(TransferError::Send(SendError::Sign(
-                "transaction not mined in time".into(),
-            )));
+            return Err(TransferError::NotMined(timeout));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
