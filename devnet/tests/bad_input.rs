@@ -13,11 +13,13 @@ use multibridge_contracts::ChainRole;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-fn run_relay(dir: &Path, name: &str, config: &Config) -> (bool, String) {
+/// Write `config` as `<name>.toml` and run `multibridge <command...> --config <it>`.
+fn multibridge(dir: &Path, name: &str, config: &Config, command: &[&str]) -> (bool, String) {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config.to_toml().unwrap()).unwrap();
     let out = Command::new(relay_binary().unwrap())
-        .args(["run", "--config", path.to_str().unwrap()])
+        .args(command)
+        .args(["--config", path.to_str().unwrap()])
         .env("MULTIBRIDGE_LOG", "off")
         .output()
         .unwrap();
@@ -28,6 +30,22 @@ fn run_relay(dir: &Path, name: &str, config: &Config) -> (bool, String) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
+    )
+}
+
+/// Transactions `operator` has sent on (main, service).
+async fn sent_counts(driver: &Driver, operator: Address) -> (u64, u64) {
+    let count = |role| async move {
+        driver
+            .provider(role)
+            .unwrap()
+            .get_transaction_count(operator)
+            .await
+            .unwrap()
+    };
+    (
+        count(ChainRole::Main).await,
+        count(ChainRole::Service).await,
     )
 }
 
@@ -86,56 +104,20 @@ async fn each_bad_input_is_named_and_sends_nothing() {
     };
     cases.push(("wrong-keystore-password", c, "wrong password for keystore"));
 
-    let sent_before = (
-        driver
-            .provider(ChainRole::Main)
-            .unwrap()
-            .get_transaction_count(operator)
-            .await
-            .unwrap(),
-        driver
-            .provider(ChainRole::Service)
-            .unwrap()
-            .get_transaction_count(operator)
-            .await
-            .unwrap(),
-    );
+    let sent_before = sent_counts(&driver, operator).await;
     for (name, config, expected) in &cases {
-        let (ok, text) = run_relay(dir.path(), name, config);
+        let (ok, text) = multibridge(dir.path(), name, config, &["run"]);
         assert!(!ok, "{name}: the relay should refuse to run:\n{text}");
         assert!(
             text.contains(expected),
             "{name}: expected {expected:?} in:\n{text}"
         );
     }
-    let sent_after = (
-        driver
-            .provider(ChainRole::Main)
-            .unwrap()
-            .get_transaction_count(operator)
-            .await
-            .unwrap(),
-        driver
-            .provider(ChainRole::Service)
-            .unwrap()
-            .get_transaction_count(operator)
-            .await
-            .unwrap(),
-    );
+    let sent_after = sent_counts(&driver, operator).await;
     assert_eq!(sent_before, sent_after, "nothing was sent");
 
     // The good config passes the same checks.
-    let path = dir.path().join("good.toml");
-    std::fs::write(&path, good.to_toml().unwrap()).unwrap();
-    let out = Command::new(relay_binary().unwrap())
-        .args(["config", "check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = multibridge(dir.path(), "good", &good, &["config", "check"]);
+    assert!(ok, "{text}");
     assert!(text.contains("threshold 2/3"), "{text}");
 }

@@ -98,6 +98,18 @@ async fn wait_no_nonce_gap(driver: &Driver, role: ChainRole, operator: usize) {
     }
 }
 
+/// A devnet whose relays the test starts itself (after adjusting their configs).
+async fn devnet_without_relays() -> (tempfile::TempDir, Devnet) {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions {
+        relays: false,
+        ..relay_options(dir.path())
+    })
+    .await
+    .unwrap();
+    (dir, devnet)
+}
+
 fn relay_options(dir: &std::path::Path) -> DevnetOptions {
     DevnetOptions {
         etcd_members: 0,
@@ -270,13 +282,7 @@ async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_
 /// completes the honest payload, and the recipient gets the honest amount.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions {
-        relays: false,
-        ..relay_options(dir.path())
-    })
-    .await
-    .unwrap();
+    let (dir, mut devnet) = devnet_without_relays().await;
     let mut tamperer = devnet.operator_config(2).unwrap();
     tamperer.fault_injection.tamper_votes = true;
     devnet.write_operator_config(2, &tamperer).unwrap();
@@ -378,13 +384,7 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
     use multibridge_devnet::proxy::{ProxyMode, TcpProxy};
-    let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions {
-        relays: false,
-        ..relay_options(dir.path())
-    })
-    .await
-    .unwrap();
+    let (dir, mut devnet) = devnet_without_relays().await;
     let target = |url: String| url.trim_start_matches("http://").parse().unwrap();
     let main_hole = TcpProxy::start(
         target(devnet.rpc_url(ChainRole::Main)),
@@ -453,13 +453,7 @@ async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
 /// request of a burst larger than its working window.
 #[tokio::test(flavor = "multi_thread")]
 async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions {
-        relays: false,
-        ..relay_options(dir.path())
-    })
-    .await
-    .unwrap();
+    let (dir, mut devnet) = devnet_without_relays().await;
     devnet.start_relay(0).unwrap();
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
