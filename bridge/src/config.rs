@@ -28,6 +28,9 @@ pub struct Config {
     pub lanes: Vec<Lane>,
     /// Local request store.
     pub store: StoreConfig,
+    /// Batching and sending of votes.
+    #[serde(default)]
+    pub voting: VotingConfig,
     /// HTTP API (`/metrics`, `/healthz`, `/readyz`, `/status`).
     pub http: HttpConfig,
     /// The service registry on the main chain, if used.
@@ -170,6 +173,39 @@ fn default_max_block_range() -> u64 {
     1_000
 }
 
+/// Batching and sending of votes (per lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VotingConfig {
+    /// Most requests in one vote transaction (1–64; the bridge takes at most 64).
+    pub batch_size: usize,
+    /// How long to wait for more requests before sending a part-full batch, ms.
+    pub batch_wait_ms: u64,
+    /// Pause before retrying a request the destination cannot execute yet, seconds.
+    pub retry_after_secs: u64,
+    /// Most vote transactions of one lane unmined at once. More only queue in the mempool,
+    /// where a rising base fee strands them; fewer leave block space unused.
+    pub max_in_flight: usize,
+    /// A vote transaction unmined this long is re-sent with higher fees, seconds.
+    pub stuck_after_secs: u64,
+    /// Percent added to the gas estimate (a batch estimated as mere votes may execute when
+    /// mined, after another operator's votes landed first).
+    pub gas_margin_percent: u64,
+}
+
+impl Default for VotingConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            batch_wait_ms: 200,
+            retry_after_secs: 5,
+            max_in_flight: 12,
+            stuck_after_secs: 15,
+            gas_margin_percent: 25,
+        }
+    }
+}
+
 /// Local request store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,6 +341,25 @@ impl Config {
             if chain.max_block_range == 0 {
                 return Err(invalid(field, "max_block_range must be at least 1".into()));
             }
+        }
+        let v = &self.voting;
+        if !(1..=64).contains(&v.batch_size) {
+            return Err(invalid(
+                "voting.batch_size",
+                format!(
+                    "{} is outside 1..=64 (the bridge takes at most 64)",
+                    v.batch_size
+                ),
+            ));
+        }
+        if v.max_in_flight == 0 {
+            return Err(invalid("voting.max_in_flight", "must be at least 1".into()));
+        }
+        if v.stuck_after_secs == 0 || v.retry_after_secs == 0 {
+            return Err(invalid(
+                "voting",
+                "stuck_after_secs and retry_after_secs must be at least 1".into(),
+            ));
         }
         if self.chains.main.chain_id == self.chains.service.chain_id {
             return Err(invalid(

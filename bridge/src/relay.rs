@@ -331,7 +331,11 @@ pub async fn run(
         let sender = Sender::new(
             destination.clone(),
             preflight.signer.clone(),
-            SenderPolicy::default(),
+            SenderPolicy {
+                stuck_after: Duration::from_secs(config.voting.stuck_after_secs),
+                gas_margin_percent: config.voting.gas_margin_percent,
+                ..SenderPolicy::default()
+            },
         )
         .await
         .map_err(|e| RelayError::TaskFailed {
@@ -345,7 +349,12 @@ pub async fn run(
             destination_config.bridge,
             store.clone(),
             sender,
-            VoterConfig::default(),
+            VoterConfig {
+                batch_size: config.voting.batch_size,
+                batch_wait: Duration::from_millis(config.voting.batch_wait_ms),
+                retry_after: Duration::from_secs(config.voting.retry_after_secs),
+                max_in_flight: config.voting.max_in_flight,
+            },
         )
         .with_metrics(metrics.clone());
         voter.tamper_payloads(config.fault_injection.tamper_votes);

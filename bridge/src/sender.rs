@@ -44,6 +44,11 @@ impl Default for SenderPolicy {
     }
 }
 
+/// Least time between two versions of a transaction re-sent early — because its bid fell below
+/// the base fee or the node passed it over (the base fee may fall back by itself, and re-sending
+/// every poll would flood the node). Otherwise [`SenderPolicy::stuck_after`] applies.
+const PRICED_OUT_GRACE: Duration = Duration::from_secs(2);
+
 /// A failed send.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -121,6 +126,46 @@ struct InFlight {
     first_fees: Fees,
     fees: Fees,
     sent_at: Instant,
+    /// Head block when this version was sent.
+    sent_block: u64,
+}
+
+/// An unmined transaction version, as [`Sender::poll`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    age: Duration,
+    max_fee: u128,
+    sent_block: u64,
+    /// All lower nonces are mined: nothing but itself keeps it out of a block.
+    next_in_line: bool,
+}
+
+impl Waiting {
+    /// Whether to re-send it now: unmined for `stuck_after`, or — after a short grace — bid below
+    /// the base fee (it cannot be mined until the base fee falls) or passed over by a block that
+    /// had room for it after the one it was sent at (dropped from the node's pool, or a node
+    /// bug: waiting will not help).
+    fn needs_replacement(&self, head: &Head, stuck_after: Duration) -> bool {
+        if self.age >= stuck_after {
+            return true;
+        }
+        if self.age < PRICED_OUT_GRACE {
+            return false;
+        }
+        let priced_out = self.max_fee < head.base_fee;
+        let passed_over =
+            self.next_in_line && head.had_room && head.number > self.sent_block.saturating_add(1);
+        priced_out || passed_over
+    }
+}
+
+/// What [`Sender::poll`] needs to know of the latest block.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    number: u64,
+    base_fee: u128,
+    /// Less than half full: a transaction that could be mined would have fit.
+    had_room: bool,
 }
 
 /// The sender of one signer on one chain. Only one may exist per (chain, signer) at a time.
@@ -196,7 +241,8 @@ impl Sender {
         Ok(self.next_nonce)
     }
 
-    async fn market_fees(&self) -> Result<Fees, SendError> {
+    /// The latest block: number, base fee (1 gwei on a chain without one) and how full it is.
+    async fn head(&self) -> Result<Head, SendError> {
         let block = self
             .chain
             .call("eth_getBlockByNumber", |p| async move {
@@ -204,10 +250,24 @@ impl Sender {
             })
             .await
             .map_err(SendError::Chain)?;
-        let base_fee = block
-            .and_then(|b| b.header.base_fee_per_gas)
-            .map(u128::from)
-            .unwrap_or(1_000_000_000);
+        Ok(block.map_or(
+            Head {
+                number: 0,
+                base_fee: 1_000_000_000,
+                had_room: false,
+            },
+            |b| Head {
+                number: b.header.number,
+                base_fee: b.header.base_fee_per_gas.map_or(1_000_000_000, u128::from),
+                had_room: b.header.gas_used.saturating_mul(2) < b.header.gas_limit,
+            },
+        ))
+    }
+
+    /// Fees to bid now, and the head they were priced at.
+    async fn market_fees(&self) -> Result<(Fees, u64), SendError> {
+        let head = self.head().await?;
+        let base_fee = head.base_fee;
         let tip = self
             .chain
             .call("eth_maxPriorityFeePerGas", |p| async move {
@@ -215,7 +275,7 @@ impl Sender {
             })
             .await
             .unwrap_or(0);
-        Ok(initial_fees(base_fee, tip, &self.policy.fees))
+        Ok((initial_fees(base_fee, tip, &self.policy.fees), head.number))
     }
 
     /// Simulate, price, sign and broadcast a call to `to` with `input`.
@@ -252,7 +312,7 @@ impl Sender {
         let gas_limit =
             estimate.saturating_add(estimate.saturating_mul(self.policy.gas_margin_percent) / 100);
         let request = base.with_gas_limit(gas_limit);
-        let mut fees = self.market_fees().await?;
+        let (mut fees, sent_block) = self.market_fees().await?;
         // One retry after rebuilding the nonce sequence or raising an underpriced bid.
         let mut retried = false;
         loop {
@@ -272,6 +332,7 @@ impl Sender {
                             first_fees: fees,
                             fees,
                             sent_at: Instant::now(),
+                            sent_block,
                         },
                     );
                     return Ok(Sent { nonce, hash });
@@ -283,7 +344,7 @@ impl Sender {
                 }
                 Err(BroadcastError::Underpriced) if !retried => {
                     retried = true;
-                    let fresh = self.market_fees().await?;
+                    let (fresh, _) = self.market_fees().await?;
                     fees = escalate(fees, fresh, fees, &self.policy.fees).unwrap_or(fresh);
                 }
                 Err(BroadcastError::InsufficientFunds) => {
@@ -363,6 +424,10 @@ impl Sender {
             })
             .await
             .map_err(SendError::Chain)?;
+        // A bid below the current base fee cannot be mined however long it waits (full blocks
+        // raise the base fee by up to 12.5 % each): such a transaction is re-priced at once
+        // instead of after `stuck_after`.
+        let head = self.head().await?;
         let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
         for nonce in nonces {
             let Some(entry) = self.in_flight.get(&nonce) else {
@@ -383,7 +448,13 @@ impl Sender {
                 out.push(Tracked::Superseded { nonce });
                 continue;
             }
-            if entry.sent_at.elapsed() >= self.policy.stuck_after
+            let waiting = Waiting {
+                age: entry.sent_at.elapsed(),
+                max_fee: entry.fees.max_fee_per_gas,
+                sent_block: entry.sent_block,
+                next_in_line: nonce == mined_count,
+            };
+            if waiting.needs_replacement(&head, self.policy.stuck_after)
                 && let Some(tracked) = self.replace(nonce).await?
             {
                 out.push(tracked);
@@ -412,7 +483,7 @@ impl Sender {
     /// Re-send a stuck transaction with the same nonce and higher fees; at the fee cap, re-send
     /// the last version as it is (it may have been dropped from the mempool).
     async fn replace(&mut self, nonce: u64) -> Result<Option<Tracked>, SendError> {
-        let fresh = self.market_fees().await?;
+        let (fresh, head) = self.market_fees().await?;
         let Some(entry) = self.in_flight.get(&nonce) else {
             return Ok(None);
         };
@@ -427,6 +498,7 @@ impl Sender {
             let _ = self.broadcast(last_raw).await;
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_at = Instant::now();
+                entry.sent_block = head;
             }
             return Ok(None);
         };
@@ -448,6 +520,7 @@ impl Sender {
             entry.raw = raw;
             entry.fees = fees;
             entry.sent_at = Instant::now();
+            entry.sent_block = head;
         }
         tracing::info!(signer = %self.address, nonce, %hash, max_fee = fees.max_fee_per_gas, "replaced stuck transaction");
         Ok(Some(Tracked::Replaced { nonce, hash }))
@@ -463,4 +536,65 @@ enum BroadcastError {
     Refused(ChainError),
     /// No endpoint confirmed either way.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GWEI: u128 = 1_000_000_000;
+    const STUCK: Duration = Duration::from_secs(15);
+
+    fn waiting(age_secs: u64, max_fee: u128, sent_block: u64, next_in_line: bool) -> Waiting {
+        Waiting {
+            age: Duration::from_secs(age_secs),
+            max_fee,
+            sent_block,
+            next_in_line,
+        }
+    }
+
+    fn head(number: u64, base_fee: u128, had_room: bool) -> Head {
+        Head {
+            number,
+            base_fee,
+            had_room,
+        }
+    }
+
+    #[test]
+    fn a_fresh_well_priced_transaction_waits() {
+        let w = waiting(3, 2 * GWEI, 10, true);
+        assert!(!w.needs_replacement(&head(11, GWEI, false), STUCK));
+        assert!(
+            !w.needs_replacement(&head(11, GWEI, true), STUCK),
+            "one block is normal"
+        );
+    }
+
+    #[test]
+    fn anything_unmined_past_stuck_after_is_replaced() {
+        let w = waiting(15, 2 * GWEI, 10, false);
+        assert!(w.needs_replacement(&head(11, GWEI, false), STUCK));
+    }
+
+    #[test]
+    fn a_bid_below_the_base_fee_is_replaced_after_the_grace_only() {
+        let h = head(12, 3 * GWEI, false);
+        assert!(!waiting(1, 2 * GWEI, 10, false).needs_replacement(&h, STUCK));
+        assert!(waiting(2, 2 * GWEI, 10, false).needs_replacement(&h, STUCK));
+        assert!(!waiting(2, 3 * GWEI, 10, false).needs_replacement(&h, STUCK));
+    }
+
+    #[test]
+    fn passed_over_only_counts_for_the_next_in_line_and_a_block_with_room() {
+        let roomy_later = head(12, GWEI, true);
+        assert!(waiting(3, 2 * GWEI, 10, true).needs_replacement(&roomy_later, STUCK));
+        // Behind a lower nonce it just waits its turn.
+        assert!(!waiting(3, 2 * GWEI, 10, false).needs_replacement(&roomy_later, STUCK));
+        // Full blocks: no room was there to take it.
+        assert!(!waiting(3, 2 * GWEI, 10, true).needs_replacement(&head(12, GWEI, false), STUCK));
+        // The block right after sending may have been built before it arrived.
+        assert!(!waiting(3, 2 * GWEI, 10, true).needs_replacement(&head(11, GWEI, true), STUCK));
+    }
 }

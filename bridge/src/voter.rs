@@ -30,6 +30,8 @@ pub struct VoterConfig {
     pub batch_wait: Duration,
     /// Pause before retrying a request the destination cannot execute yet.
     pub retry_after: Duration,
+    /// Most vote transactions unmined at once.
+    pub max_in_flight: usize,
 }
 
 impl Default for VoterConfig {
@@ -38,6 +40,7 @@ impl Default for VoterConfig {
             batch_size: 64,
             batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_secs(5),
+            max_in_flight: 12,
         }
     }
 }
@@ -195,6 +198,13 @@ impl Voter {
     pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
         let mut step = VoteStep::default();
         self.track(&mut step).await?;
+        let room = self
+            .config
+            .max_in_flight
+            .saturating_sub(self.sender.in_flight());
+        if room == 0 {
+            return Ok(step);
+        }
         let ready = self.ready(&mut step).await?;
         if ready.is_empty() {
             return Ok(step);
@@ -205,7 +215,7 @@ impl Voter {
         } else {
             self.config.batch_size.clamp(1, 64)
         };
-        for batch in ready.chunks(chunk) {
+        for batch in ready.chunks(chunk).take(room) {
             self.send_batch(batch, &mut step).await?;
         }
         Ok(step)
@@ -254,7 +264,7 @@ impl Voter {
     ) -> Result<(), VoterError> {
         let mut store = self.store();
         if !receipt.status() {
-            tracing::warn!(lane = %self.lane, tx = %receipt.transaction_hash, "vote transaction reverted; re-checking its requests");
+            tracing::warn!(lane = %self.lane, tx = %receipt.transaction_hash, gas_used = receipt.gas_used, "vote transaction reverted; re-checking its requests");
             return Ok(());
         }
         let mut settled = HashSet::new();
@@ -402,17 +412,11 @@ impl Voter {
                 r
             })
             .collect();
-        let input: Bytes = if payloads.len() == 1 {
-            Bridge::handleValueTransferCall {
-                r: payloads[0].clone(),
-            }
+        // Always the batch entry point, even for one request: there a request settled by the
+        // other operators meanwhile is skipped (HandleSkipped) instead of reverting the vote.
+        let input: Bytes = Bridge::handleValueTransfersCall { rs: payloads }
             .abi_encode()
-            .into()
-        } else {
-            Bridge::handleValueTransfersCall { rs: payloads }
-                .abi_encode()
-                .into()
-        };
+            .into();
         match self.sender.send(self.bridge, input).await {
             Ok(sent) => {
                 let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();

@@ -68,6 +68,9 @@ pub struct Throughput {
     pub capacity_per_second: f64,
     /// `per_second / capacity_per_second`.
     pub ratio: f64,
+    /// Mean share of the block gas limit used by the destination blocks of the window
+    /// (what limits the rate: the chain when near 1, the relays when well below).
+    pub block_fullness: f64,
 }
 
 /// Gas figures.
@@ -143,6 +146,30 @@ async fn wait_all_handled(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Mean `gas_used / gas_limit` of the destination blocks `from..=to`.
+async fn mean_fullness(driver: &Driver, from: u64, to: u64) -> Result<f64, DevnetError> {
+    let dest = driver.provider(ChainRole::Service)?;
+    let mut sum = 0.0;
+    let mut blocks = 0u32;
+    for number in from..=to {
+        let block = dest
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .await
+            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?;
+        if let Some(b) = block
+            && b.header.gas_limit > 0
+        {
+            sum += b.header.gas_used as f64 / b.header.gas_limit as f64;
+            blocks = blocks.saturating_add(1);
+        }
+    }
+    Ok(if blocks == 0 {
+        0.0
+    } else {
+        sum / f64::from(blocks)
+    })
 }
 
 async fn block_time_of(driver: &Driver, role: ChainRole, number: u64) -> Result<u64, DevnetError> {
@@ -254,6 +281,16 @@ pub async fn run(
         )
         .await
         .map_err(|e| DevnetError::chain("eth_getLogs", e))?;
+    // Only the burst's own events: the window's first block may still hold the last latency
+    // sample's handle.
+    let first_burst_nonce = requests.iter().map(|r| r.nonce).min().unwrap_or_default();
+    let of_burst = |log: &alloy::rpc::types::Log| {
+        log.topics()
+            .get(1)
+            .map(|t| U256::from_be_bytes(t.0) >= U256::from(first_burst_nonce))
+            .unwrap_or(false)
+    };
+    let handles: Vec<_> = handles.into_iter().filter(|l| of_burst(l)).collect();
     let last_handle_block = handles
         .iter()
         .filter_map(|l| l.block_number)
@@ -270,6 +307,7 @@ pub async fn run(
         as f64
         + block_time;
     let drain_seconds = restarted.elapsed().as_secs_f64();
+    let block_fullness = mean_fullness(&driver, first_handle_block, last_handle_block).await?;
 
     // Gas of every vote transaction in the window (executing, recording or skipped alike).
     let vote_logs = dest
@@ -287,6 +325,7 @@ pub async fn run(
         .map_err(|e| DevnetError::chain("eth_getLogs", e))?;
     let txs: HashSet<B256> = vote_logs
         .iter()
+        .filter(|l| of_burst(l))
         .filter_map(|l| l.transaction_hash)
         .collect();
     let mut gas_used: u128 = 0;
@@ -324,6 +363,7 @@ pub async fn run(
         } else {
             0.0
         },
+        block_fullness,
     };
     let gas = Gas {
         vote_transactions: txs.len(),
@@ -422,9 +462,10 @@ pub fn render(report: &BenchReport) -> String {
         if l.p50 <= l.physical_limit + 1.0 { "met" } else { "MISSED" }
     ));
     out.push_str(&format!(
-        "throughput (backlog of {} on main-to-service, drained in {:.0}s after the relays started)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n\n",
+        "throughput (backlog of {} on main-to-service, drained in {:.0}s after the relays started)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n  destination blocks {:.0}% full on average over that window\n\n",
         t.requests, t.drain_seconds, t.per_second, t.seconds, t.capacity_per_second, t.ratio,
-        if t.ratio >= 0.8 { "met" } else { "MISSED" }
+        if t.ratio >= 0.8 { "met" } else { "MISSED" },
+        t.block_fullness * 100.0,
     ));
     out.push_str(&format!(
         "gas\n  {:.0} per handled transfer (all operators' votes), {} vote transactions, block gas limit {}\n",

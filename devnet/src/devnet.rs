@@ -129,6 +129,39 @@ pub struct Devnet {
     relays: std::collections::BTreeMap<usize, ManagedProcess>,
 }
 
+/// Remove what a previous devnet in `dir` left: logs and the operators' stores, which belong to
+/// chains that no longer exist (the new chains reuse the same contract addresses, so a stale
+/// store would take their fresh nonces for requests it already handled). Only names this crate
+/// writes are touched.
+fn clear_previous_run(dir: &Path) -> Result<(), DevnetError> {
+    if let Some(processes) = crate::manifest::load_processes(dir)?
+        && processes.iter().any(|p| p.is_alive())
+    {
+        return Err(DevnetError::AlreadyRunning(dir.to_owned()));
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let ours = name == "logs"
+            || name == "devnet.json"
+            || (name.starts_with("operator-") && (path.is_dir() || name.ends_with(".toml")))
+            || (name.starts_with("etcd-") && name.ends_with(".data"));
+        if !ours {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| DevnetError::io(&path, e))?;
+    }
+    Ok(())
+}
+
 impl Devnet {
     /// Start chains and etcd, deploy and wire the contracts, write `devnet.json` and one relay
     /// config per operator.
@@ -136,6 +169,7 @@ impl Devnet {
         options.validate()?;
         let tools = Tools::locate()?;
         let dir = absolute(&options.dir)?;
+        clear_previous_run(&dir)?;
         let log_dir = dir.join("logs");
         std::fs::create_dir_all(&log_dir).map_err(|e| DevnetError::io(&log_dir, e))?;
         let accounts = DevAccounts::derive(options.operators, options.users)?;
@@ -293,6 +327,7 @@ impl Devnet {
             store: StoreConfig {
                 path: operator_dir.join("store.sqlite"),
             },
+            voting: Default::default(),
             http: HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
                 advertise_url: None,

@@ -44,8 +44,9 @@ enum Command {
         /// Single transfers timed for the latency percentiles.
         #[arg(long, default_value_t = 30)]
         latency_samples: usize,
-        /// Requests in the throughput burst.
-        #[arg(long, default_value_t = 2000)]
+        /// Requests in the throughput backlog (large enough that the first and last, part-full
+        /// blocks do not dominate).
+        #[arg(long, default_value_t = 5000)]
         burst: usize,
         /// Pending requests for the memory figure (0 skips it).
         #[arg(long, default_value_t = 10_000)]
