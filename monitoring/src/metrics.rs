@@ -12,6 +12,15 @@ pub const VOTE_TX_OUTCOMES: [&str; 4] = ["mined", "reverted", "replaced", "super
 pub const VOTE_SKIP_REASONS: [&str; 2] = ["already_handled", "already_voted"];
 /// Stable RPC outcome labels.
 pub const RPC_OUTCOMES: [&str; 4] = ["ok", "retryable", "rate_limited", "fatal"];
+/// Why a request is stuck, as the destination tells (stable labels; `other` for the rest).
+pub const STUCK_REASONS: [&str; 6] = [
+    "insufficient_liquidity",
+    "token_locked",
+    "token_not_registered",
+    "paused",
+    "rate_limited",
+    "other",
+];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = ["observed", "voting", "voted", "handled", "rejected"];
 
@@ -43,6 +52,18 @@ pub struct Metrics {
     pub waiting: IntCounterVec,
     /// Time from a request's indexing to its handle seen by this relay.
     pub handle_latency: HistogramVec,
+    /// Recovery rounds run (one per tick, stalled or not).
+    pub recovery_rounds: IntCounterVec,
+    /// Ticks at which the lane had pending requests and its lower handle nonce had not moved.
+    pub recovery_stalls: IntCounterVec,
+    /// Requests recovery found unhandled and not voted by this operator and handed to the voter.
+    pub recovery_requeued: IntCounterVec,
+    /// Claims for this operator's services seen in the registry.
+    pub claims_seen: IntCounterVec,
+    /// Claimed requests seen handled afterwards.
+    pub claims_resolved: IntCounterVec,
+    /// Open requests waiting on a destination condition, by reason.
+    pub stuck_requests: IntGaugeVec,
     /// Next nonce of this relay's signer, per chain.
     pub signer_nonce: IntGaugeVec,
     /// RPC calls by chain, endpoint index, method and outcome.
@@ -141,6 +162,36 @@ impl Metrics {
                 lane,
             )?,
             handle_latency,
+            recovery_rounds: counter(
+                "recovery_rounds_total",
+                "Recovery rounds run",
+                lane,
+            )?,
+            recovery_stalls: counter(
+                "recovery_stalls_total",
+                "Recovery ticks that found the lane pending and its lower handle nonce unmoved",
+                lane,
+            )?,
+            recovery_requeued: counter(
+                "recovery_requeued_total",
+                "Requests recovery found unhandled and unvoted and handed to the voter",
+                lane,
+            )?,
+            claims_seen: counter(
+                "claims_seen_total",
+                "Claims for this operator's services seen in the registry",
+                lane,
+            )?,
+            claims_resolved: counter(
+                "claims_resolved_total",
+                "Claimed requests seen handled afterwards",
+                lane,
+            )?,
+            stuck_requests: int_gauge(
+                "stuck_requests",
+                "Open requests waiting on a destination condition, by reason",
+                &["lane", "reason"],
+            )?,
             signer_nonce: int_gauge(
                 "signer_nonce",
                 "Next nonce of this relay's signer",
@@ -172,11 +223,19 @@ impl Metrics {
                 &metrics.votes_sent,
                 &metrics.handled,
                 &metrics.waiting,
+                &metrics.recovery_rounds,
+                &metrics.recovery_stalls,
+                &metrics.recovery_requeued,
+                &metrics.claims_seen,
+                &metrics.claims_resolved,
             ] {
                 c.with_label_values(&[lane]).reset();
             }
             for status in REQUEST_STATUSES {
                 metrics.requests.with_label_values(&[lane, status]).set(0);
+            }
+            for reason in STUCK_REASONS {
+                metrics.stuck_requests.with_label_values(&[lane, reason]).set(0);
             }
             for reason in VOTE_SKIP_REASONS {
                 metrics
@@ -236,6 +295,9 @@ mod tests {
             "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"replaced\"} 0",
             "multibridge_oldest_pending_age_seconds{lane=\"main-to-service\"} 0",
             "multibridge_signer_nonce{chain=\"service\"} 0",
+            "multibridge_recovery_stalls_total{lane=\"main-to-service\"} 0",
+            "multibridge_claims_resolved_total{lane=\"service-to-main\"} 0",
+            "multibridge_stuck_requests{lane=\"main-to-service\",reason=\"insufficient_liquidity\"} 0",
             "multibridge_rpc_requests_total{chain=\"main\",endpoint=\"1\",method=\"eth_blockNumber\",outcome=\"rate_limited\"} 0",
             "multibridge_handle_latency_seconds_count{lane=\"service-to-main\"} 0",
         ] {
