@@ -120,7 +120,7 @@ pub struct ChainClient {
 }
 
 /// The transport error inside a contract-call error (what the classifier understands).
-fn contract_to_transport(e: alloy::contract::Error) -> TransportError {
+pub(crate) fn contract_to_transport(e: alloy::contract::Error) -> TransportError {
     match e {
         alloy::contract::Error::TransportError(t) => t,
         other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),

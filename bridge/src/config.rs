@@ -31,6 +31,9 @@ pub struct Config {
     /// Batching and sending of votes.
     #[serde(default)]
     pub voting: VotingConfig,
+    /// The recovery worker.
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
     /// HTTP API (`/metrics`, `/healthz`, `/readyz`, `/status`).
     pub http: HttpConfig,
     /// The service registry on the main chain, if used.
@@ -206,6 +209,32 @@ impl Default for VotingConfig {
     }
 }
 
+/// The recovery worker (per lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Time between recovery ticks, ms (a lane is stalled when its lower handle nonce did not
+    /// move over one interval).
+    pub interval_ms: u64,
+    /// Most source blocks per `eth_getLogs` of a recovery scan.
+    pub stride_blocks: u64,
+    /// Most requests handed to the voter per round.
+    pub max_per_round: usize,
+    /// How often the registry is polled for claims, ms.
+    pub claims_poll_ms: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5_000,
+            stride_blocks: 1_000,
+            max_per_round: 1_024,
+            claims_poll_ms: 1_000,
+        }
+    }
+}
+
 /// Local request store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +388,17 @@ impl Config {
             return Err(invalid(
                 "voting",
                 "stuck_after_secs and retry_after_secs must be at least 1".into(),
+            ));
+        }
+        let r = &self.recovery;
+        if r.interval_ms < 100
+            || r.stride_blocks == 0
+            || r.max_per_round == 0
+            || r.claims_poll_ms < 100
+        {
+            return Err(invalid(
+                "recovery",
+                "interval_ms and claims_poll_ms must be at least 100, stride_blocks and max_per_round at least 1".into(),
             ));
         }
         if self.chains.main.chain_id == self.chains.service.chain_id {

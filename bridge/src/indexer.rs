@@ -190,31 +190,7 @@ impl Indexer {
     }
 
     async fn fetch(&self, range: RangeInclusive<u64>) -> Result<Vec<Request>, IndexerError> {
-        let filter = Filter::new()
-            .address(self.bridge)
-            .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
-            .from_block(*range.start())
-            .to_block(*range.end());
-        let logs = self
-            .source
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await?;
-        let chain_id = self.source.chain_id();
-        let mut requests = Vec::with_capacity(logs.len());
-        for log in logs.iter().filter(|l| !l.removed) {
-            let request =
-                request_from_log(log, chain_id).map_err(|source| IndexerError::BadLog {
-                    lane: self.lane,
-                    block: log.block_number,
-                    source,
-                })?;
-            requests.push(request);
-        }
-        requests.sort_by_key(|r| r.nonce);
-        Ok(requests)
+        fetch_requests(&self.source, self.bridge, self.lane, range).await
     }
 
     /// A nonce missing below the highest stored one means a log was dropped: rewind the cursor
@@ -237,6 +213,39 @@ impl Indexer {
             from_block,
         }))
     }
+}
+
+/// The requests `bridge` on `source` emitted in `range`, in nonce order (removed logs dropped).
+/// Shared by the indexer and the recovery worker.
+pub async fn fetch_requests(
+    source: &ChainClient,
+    bridge: alloy::primitives::Address,
+    lane: Lane,
+    range: RangeInclusive<u64>,
+) -> Result<Vec<Request>, IndexerError> {
+    let filter = Filter::new()
+        .address(bridge)
+        .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
+        .from_block(*range.start())
+        .to_block(*range.end());
+    let logs = source
+        .call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await?;
+    let chain_id = source.chain_id();
+    let mut requests = Vec::with_capacity(logs.len());
+    for log in logs.iter().filter(|l| !l.removed) {
+        let request = request_from_log(log, chain_id).map_err(|source| IndexerError::BadLog {
+            lane,
+            block: log.block_number,
+            source,
+        })?;
+        requests.push(request);
+    }
+    requests.sort_by_key(|r| r.nonce);
+    Ok(requests)
 }
 
 #[cfg(test)]

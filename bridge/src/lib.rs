@@ -10,6 +10,8 @@ pub mod config;
 pub mod fees;
 pub mod indexer;
 pub mod keys;
+pub mod lane_recovery;
+pub mod registry;
 pub mod relay;
 pub mod rpc_error;
 pub mod sender;

@@ -48,6 +48,73 @@ enum Command {
     },
     /// Request a transfer as a user and follow it to its handle on the other chain.
     Transfer(TransferArgs),
+    /// File a claim for a stuck transfer in the service registry (with every operator that has
+    /// not voted for it yet) and follow it to its handle.
+    Claim(ClaimArgs),
+}
+
+#[derive(clap::Args)]
+struct ClaimArgs {
+    /// A config naming the chains, bridges and registry (a relay config works).
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Direction of the stuck transfer.
+    #[arg(long)]
+    lane: multibridge_contracts::Lane,
+    /// The request nonce.
+    #[arg(long, conflicts_with = "tx", required_unless_present = "tx")]
+    nonce: Option<u64>,
+    /// The request transaction on the source chain.
+    #[arg(long)]
+    tx: Option<alloy::primitives::B256>,
+    #[command(flatten)]
+    key: UserKeyArgs,
+    /// Give up following after this many seconds (the claim stays filed).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Print one JSON object at the end instead of progress lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How a user gives their key.
+#[derive(clap::Args)]
+struct UserKeyArgs {
+    /// Environment variable holding the user's hex private key.
+    #[arg(long, conflicts_with = "keystore")]
+    key_env: Option<String>,
+    /// The user's JSON keystore (with --password-file).
+    #[arg(long, requires = "password_file")]
+    keystore: Option<PathBuf>,
+    /// File holding the keystore password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl UserKeyArgs {
+    fn load(&self) -> anyhow::Result<alloy::signers::local::PrivateKeySigner> {
+        use alloy::signers::local::PrivateKeySigner;
+        Ok(match (&self.key_env, &self.keystore, &self.password_file) {
+            (Some(var), _, _) => std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("--key-env {var}: the variable is not set"))?
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--key-env {var}: not a 32-byte hex private key"))?,
+            (None, Some(path), Some(password_file)) => {
+                let password = std::fs::read_to_string(password_file)?;
+                PrivateKeySigner::decrypt_keystore(
+                    path,
+                    password.lines().next().unwrap_or_default(),
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("keystore {}: {e} (wrong password?)", path.display())
+                })?
+            }
+            _ => anyhow::bail!(
+                "give the user's key with --key-env VAR or --keystore FILE --password-file FILE"
+            ),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -67,15 +134,8 @@ struct TransferArgs {
     /// ERC-20 token on the source chain (default: native coin).
     #[arg(long)]
     token: Option<alloy::primitives::Address>,
-    /// Environment variable holding the user's hex private key.
-    #[arg(long, conflicts_with = "keystore")]
-    key_env: Option<String>,
-    /// The user's JSON keystore (with --password-file).
-    #[arg(long, requires = "password_file")]
-    keystore: Option<PathBuf>,
-    /// File holding the keystore password.
-    #[arg(long)]
-    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    key: UserKeyArgs,
     /// Give up following after this many seconds (the transfer stays pending, nothing is lost).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -169,6 +229,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Transfer(args) => transfer(args).await,
+            Command::Claim(args) => claim(args).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
                 let checked = preflight(c).await?;
@@ -207,23 +268,7 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     use multibridge::commands::transfer::{Progress, TransferRequest, transfer};
 
     let config = Config::load(&args.config)?;
-    let user: PrivateKeySigner = match (&args.key_env, &args.keystore, &args.password_file) {
-        (Some(var), _, _) => std::env::var(var)
-            .map_err(|_| anyhow::anyhow!("--key-env {var}: the variable is not set"))?
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--key-env {var}: not a 32-byte hex private key"))?,
-        (None, Some(path), Some(password_file)) => {
-            let password = std::fs::read_to_string(password_file)?;
-            PrivateKeySigner::decrypt_keystore(path, password.lines().next().unwrap_or_default())
-                .map_err(|e| {
-                    anyhow::anyhow!("keystore {}: {e} (wrong password?)", path.display())
-                })?
-        }
-        _ => anyhow::bail!(
-            "give the user's key with --key-env VAR or --keystore FILE --password-file FILE"
-        ),
-    };
+    let user: PrivateKeySigner = args.key.load()?;
     let decimals = match args.token {
         None => 18,
         Some(token) => {
@@ -278,6 +323,47 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| "?".into()),
             outcome.latency_secs
+        );
+    }
+    Ok(())
+}
+
+async fn claim(args: ClaimArgs) -> anyhow::Result<()> {
+    use multibridge::commands::claim::{ClaimTarget, claim};
+
+    let config = Config::load(&args.config)?;
+    let user = args.key.load()?;
+    let target = match (args.nonce, args.tx) {
+        (Some(n), _) => ClaimTarget::Nonce(n),
+        (None, Some(tx)) => ClaimTarget::SourceTx(tx),
+        (None, None) => anyhow::bail!("give --nonce N or --tx HASH"),
+    };
+    let json = args.json;
+    let outcome = claim(
+        &config,
+        user,
+        args.lane,
+        target,
+        std::time::Duration::from_secs(args.timeout),
+        |line| {
+            if !json {
+                println!("{line}");
+            }
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!(
+            "nonce {} handled in tx {} ({} claim(s) filed, {:.2}s after filing)",
+            outcome.nonce,
+            outcome
+                .handle_tx
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into()),
+            outcome.claims.len(),
+            outcome.waited_secs
         );
     }
     Ok(())

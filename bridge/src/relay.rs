@@ -10,6 +10,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_monitoring::{HttpState, Metrics};
+use multibridge_recovery::{Recovery, RecoveryConfig};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -17,6 +18,7 @@ use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
 use crate::indexer::{Indexer, Step};
 use crate::keys::{KeyError, load_signer};
+use crate::lane_recovery::{ChainLane, StoreQueue, publish_stuck, recovery_loop};
 use crate::sender::{Sender, SenderPolicy};
 use crate::store::{Store, StoreError};
 use crate::voter::{Voter, VoterConfig};
@@ -81,6 +83,9 @@ pub enum RelayError {
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The service registry could not be used.
+    #[error("service registry: {0}")]
+    Registry(String),
     /// A relay task panicked (a bug): the relay stops rather than run without it.
     #[error("a relay task panicked: {0}")]
     TaskPanicked(String),
@@ -311,7 +316,22 @@ pub async fn run(
         listen: config.http.listen,
         source,
     })?;
+    // Lane services first (before any voter owns the main-chain nonce sequence), so users can
+    // file claims; bounded in time, never fatal.
+    let services = crate::registry::lane_services(&config);
+    if let Some(registry) = &config.registry {
+        crate::registry::ensure_registered(
+            preflight.main.clone(),
+            preflight.signer.clone(),
+            registry.address,
+            &services,
+            &crate::registry::advertised_url(&config),
+        )
+        .instrument(tracing::info_span!("registry", chain = %ChainRole::Main, %operator))
+        .await;
+    }
     let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
+    let mut claim_senders = std::collections::HashMap::new();
     let span = tracing::info_span!("store_stats", %operator);
     tasks.spawn(
         store_stats_loop(config.lanes.clone(), store.clone(), metrics.clone()).instrument(span),
@@ -360,6 +380,46 @@ pub async fn run(
         voter.tamper_payloads(config.fault_injection.tamper_votes);
         let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
         tasks.spawn(vote_loop(lane, voter).instrument(span));
+
+        let recovery = Recovery::new(
+            lane,
+            RecoveryConfig {
+                interval: Duration::from_millis(config.recovery.interval_ms),
+                stride_blocks: config.recovery.stride_blocks,
+                max_per_round: config.recovery.max_per_round,
+                ..RecoveryConfig::default()
+            },
+        )
+        .with_metrics(metrics.clone());
+        let chains = ChainLane {
+            lane,
+            source: preflight.chain(lane.source()).clone(),
+            destination: preflight.chain(lane.destination()).clone(),
+            confirmations: source_config.confirmations,
+            operator,
+        };
+        let queue = StoreQueue {
+            lane,
+            store: store.clone(),
+        };
+        let (claims_tx, claims_rx) = tokio::sync::mpsc::channel(256);
+        claim_senders.insert(lane, claims_tx);
+        let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
+        tasks.spawn(recovery_loop(recovery, chains, queue, claims_rx).instrument(span));
+    }
+    if let Some(registry) = &config.registry {
+        let span = tracing::info_span!("claims", chain = %ChainRole::Main, %operator);
+        tasks.spawn(
+            crate::registry::claims_loop(
+                preflight.main.clone(),
+                registry.address,
+                services,
+                claim_senders,
+                Duration::from_millis(config.recovery.claims_poll_ms),
+                config.chains.main.max_block_range,
+            )
+            .instrument(span),
+        );
     }
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
@@ -443,6 +503,11 @@ async fn store_stats_loop(
                 }
                 Err(e) => tracing::warn!(%lane, error = %e, "cannot read store counts"),
             }
+            publish_stuck(
+                *lane,
+                &store.lock().unwrap_or_else(|p| p.into_inner()),
+                &metrics,
+            );
         }
         tokio::time::sleep(STORE_STATS_EVERY).await;
     }

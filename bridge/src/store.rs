@@ -549,6 +549,78 @@ impl Store {
         Ok(missing)
     }
 
+    /// Make `requests` open for a vote again, as recovery found them on the chains (unhandled,
+    /// not voted by this operator): unknown ones are stored as `observed` (the cursor is not
+    /// touched), stored `voting`/`voted` ones go back to `observed`. `handled` stays final; a
+    /// different payload for a stored nonce is a [`StoreError::PayloadConflict`] and nothing is
+    /// written. Returns how many rows changed.
+    pub fn requeue(&mut self, lane: Lane, requests: &[Request]) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let at = to_i64(now());
+        let mut changed = 0usize;
+        for request in requests {
+            let hash = payload_hash(request);
+            let stored: Option<(Vec<u8>, String)> = tx
+                .query_row(
+                    "SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2",
+                    params![lane.as_str(), to_i64(request.nonce)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match stored {
+                Some((stored, _)) if stored.as_slice() != hash.as_slice() => {
+                    return Err(StoreError::PayloadConflict {
+                        lane,
+                        nonce: request.nonce,
+                        stored: B256::try_from(stored.as_slice()).unwrap_or_default(),
+                        indexed: hash,
+                    });
+                }
+                Some((_, status)) if status == "voting" || status == "voted" => {
+                    tx.execute(
+                        "UPDATE requests SET status = 'observed', updated_at = ?3
+                         WHERE lane = ?1 AND nonce = ?2",
+                        params![lane.as_str(), to_i64(request.nonce), at],
+                    )?;
+                    changed = changed.saturating_add(1);
+                }
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
+                        params![
+                            lane.as_str(),
+                            to_i64(request.nonce),
+                            hash.as_slice(),
+                            request.abi_encode(),
+                            to_i64(request.srcBlockNumber),
+                            at
+                        ],
+                    )?;
+                    changed = changed.saturating_add(1);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Open requests of `lane` waiting on a destination condition, counted by noted reason.
+    pub fn waiting_reasons(&self, lane: Lane) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT reason, COUNT(*) FROM requests
+             WHERE lane = ?1 AND status IN ('observed', 'voting', 'voted') AND reason IS NOT NULL
+             GROUP BY reason ORDER BY reason",
+        )?;
+        let rows = stmt.query_map([lane.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, to_u64(r.get::<_, i64>(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Counts per status, the oldest open request and the highest nonce of `lane`.
     pub fn counts(&self, lane: Lane) -> Result<LaneCounts, StoreError> {
         let mut counts = LaneCounts::default();
@@ -678,6 +750,60 @@ mod tests {
         assert_eq!(open[1].request, request(1, 6));
         assert_eq!(open[1].status, Status::Observed);
         assert_eq!(open[1].payload_hash, payload_hash(&request(1, 6)));
+    }
+
+    #[test]
+    fn requeue_reopens_voted_stores_unknown_and_leaves_handled_and_the_cursor_alone() {
+        let mut store = Store::open_in_memory(ID).unwrap();
+        let lane = Lane::MainToService;
+        store
+            .record_range(lane, &[request(0, 1), request(1, 1), request(2, 1)], 50)
+            .unwrap();
+        store.set_status(lane, 0, &Status::Handled).unwrap();
+        store.set_status(lane, 1, &Status::Voted).unwrap();
+        let changed = store
+            .requeue(
+                lane,
+                &[request(0, 1), request(1, 1), request(2, 1), request(7, 1)],
+            )
+            .unwrap();
+        assert_eq!(changed, 2, "nonce 1 reopened, nonce 7 stored");
+        assert_eq!(store.get(lane, 0).unwrap().unwrap().status, Status::Handled);
+        assert_eq!(
+            store.get(lane, 1).unwrap().unwrap().status,
+            Status::Observed
+        );
+        assert_eq!(
+            store.get(lane, 7).unwrap().unwrap().status,
+            Status::Observed
+        );
+        assert_eq!(store.cursor(lane).unwrap(), Some(50));
+        let err = store
+            .requeue(lane, &[request(8, 1), request(2, 99)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PayloadConflict { nonce: 2, .. }));
+        assert!(store.get(lane, 8).unwrap().is_none(), "nothing written");
+    }
+
+    #[test]
+    fn waiting_reasons_are_counted_per_reason_for_open_requests_only() {
+        let mut store = Store::open_in_memory(ID).unwrap();
+        let lane = Lane::MainToService;
+        store
+            .record_range(lane, &[request(0, 1), request(1, 1), request(2, 1)], 50)
+            .unwrap();
+        store
+            .note_waiting(lane, 0, "InsufficientLiquidity")
+            .unwrap();
+        store
+            .note_waiting(lane, 1, "InsufficientLiquidity")
+            .unwrap();
+        store.note_waiting(lane, 2, "TokenIsLocked").unwrap();
+        store.set_status(lane, 2, &Status::Handled).unwrap();
+        assert_eq!(
+            store.waiting_reasons(lane).unwrap(),
+            vec![("InsufficientLiquidity".to_owned(), 2)]
+        );
     }
 
     #[test]

@@ -6,11 +6,13 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod bindings;
+pub mod claim;
 pub mod lane;
 pub mod request;
 pub mod service_id;
 
 pub use bindings::{Bridge, ServiceRegistry, TestToken};
+pub use claim::{ClaimData, LaneServiceMeta, RegistryDataError};
 pub use lane::{ChainRole, Lane};
 pub use request::{AssetKind, Request, RequestError, TokenMode, VoteDomain, request_from_log};
 pub use service_id::bridge_service_id;

@@ -328,6 +328,7 @@ impl Devnet {
                 path: operator_dir.join("store.sqlite"),
             },
             voting: Default::default(),
+            recovery: Default::default(),
             http: HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
                 advertise_url: None,

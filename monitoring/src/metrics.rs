@@ -162,11 +162,7 @@ impl Metrics {
                 lane,
             )?,
             handle_latency,
-            recovery_rounds: counter(
-                "recovery_rounds_total",
-                "Recovery rounds run",
-                lane,
-            )?,
+            recovery_rounds: counter("recovery_rounds_total", "Recovery rounds run", lane)?,
             recovery_stalls: counter(
                 "recovery_stalls_total",
                 "Recovery ticks that found the lane pending and its lower handle nonce unmoved",
@@ -235,7 +231,10 @@ impl Metrics {
                 metrics.requests.with_label_values(&[lane, status]).set(0);
             }
             for reason in STUCK_REASONS {
-                metrics.stuck_requests.with_label_values(&[lane, reason]).set(0);
+                metrics
+                    .stuck_requests
+                    .with_label_values(&[lane, reason])
+                    .set(0);
             }
             for reason in VOTE_SKIP_REASONS {
                 metrics

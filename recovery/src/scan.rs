@@ -124,7 +124,11 @@ mod tests {
             claimed: [5].into_iter().collect(),
             cap: 64,
         };
-        assert_eq!(capped.wanted_count(), 1000, "a claim inside the range counts once");
+        assert_eq!(
+            capped.wanted_count(),
+            1000,
+            "a claim inside the range counts once"
+        );
         assert!(capped.done(64));
         assert!(!capped.done(63));
         assert!(

@@ -301,7 +301,10 @@ impl Recovery {
         let head = chains.safe_head().await?;
         let mut found: BTreeMap<u64, Request> = BTreeMap::new();
         for blocks in strides(from, head, self.config.stride_blocks) {
-            let width = blocks.end().saturating_sub(*blocks.start()).saturating_add(1);
+            let width = blocks
+                .end()
+                .saturating_sub(*blocks.start())
+                .saturating_add(1);
             for request in chains.requests_in(blocks).await? {
                 if plan.wants(request.nonce) {
                     found.entry(request.nonce).or_insert(request);
@@ -418,7 +421,10 @@ mod tests {
 
     impl VoteQueue for FakeQueue {
         fn requeue(&self, requests: &[Request]) -> Result<usize, RecoveryError> {
-            self.0.lock().unwrap().extend(requests.iter().map(|r| r.nonce));
+            self.0
+                .lock()
+                .unwrap()
+                .extend(requests.iter().map(|r| r.nonce));
             Ok(requests.len())
         }
     }
@@ -488,7 +494,11 @@ mod tests {
         lane.handled = [0, 1].into_iter().collect();
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.verdict, Verdict::Progressing { pending: 8 });
-        assert_eq!(lane.scanned().len(), scans_after_first, "no scan while progressing");
+        assert_eq!(
+            lane.scanned().len(),
+            scans_after_first,
+            "no scan while progressing"
+        );
         let round = r.tick(&lane, &queue).await.unwrap();
         assert!(matches!(round.verdict, Verdict::Stalled { lower: 2, .. }));
         assert!(lane.scanned().len() > scans_after_first);

@@ -1,4 +1,5 @@
 //! The operator and user commands of the `multibridge` binary (the daemon is [`crate::relay`]).
 
+pub mod claim;
 pub mod status;
 pub mod transfer;

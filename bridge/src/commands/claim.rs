@@ -1,0 +1,343 @@
+//! `multibridge claim`: a user says a transfer is stuck. The claim goes into the service registry
+//! against the lane service of every registered operator that has not voted for the request yet;
+//! their relays recover that nonce at once. Then the request is followed to its handle.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{SolCall, SolEvent};
+use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
+use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta, request_from_log};
+use serde::Serialize;
+
+use crate::chain::{ChainClient, ChainError, RetryPolicy, contract_to_transport};
+use crate::config::Config;
+use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
+
+/// Which transfer is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimTarget {
+    /// By request nonce.
+    Nonce(u64),
+    /// By the request transaction on the source chain.
+    SourceTx(B256),
+}
+
+/// One claim filed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FiledClaim {
+    /// The operator whose lane service got it.
+    pub operator: Address,
+    /// The service id.
+    pub service: B256,
+    /// The `sendClaim` transaction.
+    pub tx: B256,
+}
+
+/// How the claim ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimOutcome {
+    /// Lane.
+    pub lane: Lane,
+    /// Request nonce.
+    pub nonce: u64,
+    /// Claims filed (none when the request was already handled).
+    pub claims: Vec<FiledClaim>,
+    /// Transaction that executed the request, once seen.
+    pub handle_tx: Option<B256>,
+    /// Seconds from filing to the handle seen.
+    pub waited_secs: f64,
+}
+
+/// Why a claim could not be filed or followed. Filing nothing loses nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The config names no service registry.
+    #[error(
+        "the config has no [registry] section: claims go to the service registry on the main chain"
+    )]
+    NoRegistry,
+    /// The transaction is not a request of this lane's source bridge.
+    #[error(
+        "transaction {0} emitted no request of this lane's source bridge; check --lane and the hash"
+    )]
+    NotARequest(B256),
+    /// The nonce was never assigned.
+    #[error("nonce {nonce} was never requested on this lane (next nonce is {request_nonce})")]
+    UnknownNonce {
+        /// Claimed nonce.
+        nonce: u64,
+        /// The source's next nonce.
+        request_nonce: u64,
+    },
+    /// Nobody could act on the claim.
+    #[error(
+        "no registered lane service of an operator that still has to vote for nonce {0}; the operators' relays register theirs at start"
+    )]
+    NoServices(u64),
+    /// A chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A claim transaction could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// Filed, but not handled in time.
+    #[error(
+        "claim filed for nonce {nonce}, but it was not handled within {waited:?}; the reason the relays report is on their /metrics (multibridge_stuck_requests) and `multibridge status`"
+    )]
+    NotHandledYet {
+        /// Request nonce.
+        nonce: u64,
+        /// How long we followed it.
+        waited: Duration,
+    },
+}
+
+/// File the claim as `user` and follow the request until it is handled or `timeout` passes.
+pub async fn claim(
+    config: &Config,
+    user: PrivateKeySigner,
+    lane: Lane,
+    target: ClaimTarget,
+    timeout: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<ClaimOutcome, ClaimError> {
+    let registry = config
+        .registry
+        .as_ref()
+        .ok_or(ClaimError::NoRegistry)?
+        .address;
+    let policy = RetryPolicy::default();
+    let source = ChainClient::new(lane.source(), config.chains.get(lane.source()), policy)?;
+    let destination = ChainClient::new(
+        lane.destination(),
+        config.chains.get(lane.destination()),
+        policy,
+    )?;
+    let main = Arc::new(ChainClient::new(
+        multibridge_contracts::ChainRole::Main,
+        &config.chains.main,
+        policy,
+    )?);
+
+    let nonce = match target {
+        ClaimTarget::Nonce(n) => n,
+        ClaimTarget::SourceTx(hash) => nonce_of(&source, hash).await?,
+    };
+    let request_nonce = source
+        .bridge_call(
+            "requestNonce",
+            |b| async move { b.requestNonce().call().await },
+        )
+        .await?;
+    if nonce >= request_nonce {
+        return Err(ClaimError::UnknownNonce {
+            nonce,
+            request_nonce,
+        });
+    }
+    let started = Instant::now();
+    if is_handled(&destination, nonce).await? {
+        progress(&format!(
+            "nonce {nonce} is already handled; no claim needed"
+        ));
+        return Ok(ClaimOutcome {
+            lane,
+            nonce,
+            claims: Vec::new(),
+            handle_tx: handle_tx(&destination, nonce).await?,
+            waited_secs: 0.0,
+        });
+    }
+
+    let targets = services_to_claim(&main, &destination, registry, lane, nonce).await?;
+    if targets.is_empty() {
+        return Err(ClaimError::NoServices(nonce));
+    }
+    let data: Bytes = ClaimData {
+        src_chain_id: source.chain_id(),
+        dst_chain_id: destination.chain_id(),
+        nonce,
+    }
+    .encode()
+    .into();
+    let mut sender = Sender::new(main.clone(), user, SenderPolicy::default()).await?;
+    let mut pending = std::collections::BTreeMap::new();
+    for (operator, service) in &targets {
+        let input: Bytes = ServiceRegistry::sendClaimCall {
+            id: *service,
+            data: data.clone(),
+        }
+        .abi_encode()
+        .into();
+        let sent = sender.send(registry, input).await?;
+        pending.insert(sent.nonce, (*operator, *service));
+    }
+    let mut claims = Vec::new();
+    let deadline = started.checked_add(timeout).unwrap_or(started);
+    while !pending.is_empty() && Instant::now() < deadline {
+        for tracked in sender.poll().await? {
+            if let Tracked::Mined {
+                nonce: tx_nonce,
+                receipt,
+            } = tracked
+                && let Some((operator, service)) = pending.remove(&tx_nonce)
+            {
+                progress(&format!(
+                    "claim filed with operator {operator} (tx {})",
+                    receipt.transaction_hash
+                ));
+                claims.push(FiledClaim {
+                    operator,
+                    service,
+                    tx: receipt.transaction_hash,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let filed_at = Instant::now();
+    loop {
+        if is_handled(&destination, nonce).await? {
+            progress(&format!("nonce {nonce} handled"));
+            return Ok(ClaimOutcome {
+                lane,
+                nonce,
+                claims,
+                handle_tx: handle_tx(&destination, nonce).await?,
+                waited_secs: filed_at.elapsed().as_secs_f64(),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(ClaimError::NotHandledYet {
+                nonce,
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn nonce_of(source: &ChainClient, hash: B256) -> Result<u64, ClaimError> {
+    let receipt = source
+        .call("eth_getTransactionReceipt", |p| async move {
+            p.get_transaction_receipt(hash).await
+        })
+        .await?
+        .ok_or(ClaimError::NotARequest(hash))?;
+    let bridge = source.bridge();
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .filter(|l| l.address() == bridge)
+        .find(|l| l.topic0() == Some(&Bridge::RequestValueTransfer::SIGNATURE_HASH))
+        .and_then(|l| request_from_log(l, source.chain_id()).ok())
+        .map(|r| r.nonce)
+        .ok_or(ClaimError::NotARequest(hash))
+}
+
+async fn is_handled(destination: &ChainClient, nonce: u64) -> Result<bool, ChainError> {
+    destination
+        .bridge_call(
+            "isHandled",
+            |b| async move { b.isHandled(nonce).call().await },
+        )
+        .await
+}
+
+async fn handle_tx(destination: &ChainClient, nonce: u64) -> Result<Option<B256>, ChainError> {
+    let filter = Filter::new()
+        .address(destination.bridge())
+        .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+        .topic1(B256::from(U256::from(nonce)))
+        .from_block(0);
+    Ok(destination
+        .call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await?
+        .first()
+        .and_then(|l| l.transaction_hash))
+}
+
+/// The lane services (operator, id) in the registry whose operator is registered on the
+/// destination and has not voted for `nonce`. A service counts only if its id is the one its
+/// meta derives, so an entry cannot pose as another operator's service.
+async fn services_to_claim(
+    main: &ChainClient,
+    destination: &ChainClient,
+    registry: Address,
+    lane: Lane,
+    nonce: u64,
+) -> Result<Vec<(Address, B256)>, ChainError> {
+    let count = main
+        .call("serviceCount", |p| async move {
+            ServiceRegistry::new(registry, p)
+                .serviceCount()
+                .call()
+                .await
+                .map_err(contract_to_transport)
+        })
+        .await?;
+    let count = u64::try_from(count).unwrap_or(u64::MAX);
+    let (src, dst) = match lane {
+        Lane::MainToService => (main.chain_id(), destination.chain_id()),
+        Lane::ServiceToMain => (destination.chain_id(), main.chain_id()),
+    };
+    let mut out = Vec::new();
+    for index in 0..count {
+        let index = U256::from(index);
+        let id = main
+            .call("serviceIdAt", |p| async move {
+                ServiceRegistry::new(registry, p)
+                    .serviceIdAt(index)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        let service = main
+            .call("getService", |p| async move {
+                ServiceRegistry::new(registry, p)
+                    .getService(id)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        let Ok(meta) = LaneServiceMeta::decode(&service.meta) else {
+            continue;
+        };
+        if meta.service_id() != id
+            || meta.src_chain_id != src
+            || meta.dst_chain_id != dst
+            || meta.dst_bridge != destination.bridge()
+        {
+            continue;
+        }
+        let operator = meta.operator;
+        let registered = destination
+            .bridge_call("isOperator", |b| async move {
+                b.isOperator(operator).call().await
+            })
+            .await?;
+        if !registered {
+            continue;
+        }
+        let status = destination
+            .bridge_call("votingStatus", |b| async move {
+                b.votingStatus(vec![nonce], operator).call().await
+            })
+            .await?;
+        if status.voted.first().copied() != Some(true) {
+            out.push((operator, id));
+        }
+    }
+    Ok(out)
+}
