@@ -4,6 +4,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use alloy::providers::Provider;
@@ -179,8 +180,12 @@ pub fn publish_stuck(lane: Lane, store: &Store, metrics: &Metrics) {
     }
 }
 
-/// Tick every interval, or at once when a claimed nonce arrives; failures are retried at the
-/// next tick unless they cannot heal by themselves.
+/// How often open claims are followed between ticks (to requeue again if needed and to see
+/// them resolved), without shortening what counts as a stall.
+const CLAIM_FOLLOW: Duration = Duration::from_secs(1);
+
+/// Tick every interval, or at once when a claimed nonce arrives (and follow open claims every
+/// [`CLAIM_FOLLOW`]); failures are retried at the next tick unless they cannot heal by themselves.
 pub async fn recovery_loop(
     mut recovery: Recovery,
     chains: ChainLane,
@@ -190,8 +195,18 @@ pub async fn recovery_loop(
     let interval = recovery.interval();
     let lane = chains.lane;
     let mut claims_open = true;
+    let mut next_tick = Instant::now();
     loop {
-        match recovery.tick(&chains, &queue).await {
+        let full = Instant::now() >= next_tick;
+        let result = if full {
+            next_tick = Instant::now()
+                .checked_add(interval)
+                .unwrap_or_else(Instant::now);
+            recovery.tick(&chains, &queue).await
+        } else {
+            recovery.follow_claims(&chains, &queue).await
+        };
+        match result {
             Ok(round) if round.requeued > 0 || round.claims_resolved > 0 => {
                 tracing::info!(
                     verdict = ?round.verdict,
@@ -202,7 +217,7 @@ pub async fn recovery_loop(
                     "recovery round"
                 );
             }
-            Ok(round) => tracing::debug!(verdict = ?round.verdict, "recovery round"),
+            Ok(round) => tracing::debug!(verdict = ?round.verdict, full, "recovery round"),
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "recovery round failed; retrying at the next tick");
             }
@@ -215,8 +230,12 @@ pub async fn recovery_loop(
                 });
             }
         }
+        let mut wake = next_tick;
+        if !recovery.open_claims().is_empty() {
+            wake = wake.min(Instant::now().checked_add(CLAIM_FOLLOW).unwrap_or(wake));
+        }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep_until(wake.into()) => {}
             claimed = claims.recv(), if claims_open => match claimed {
                 Some(nonce) => {
                     tracing::info!(nonce, "claim received: recovering it now");

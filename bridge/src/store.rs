@@ -426,11 +426,12 @@ impl Store {
     }
 
     /// Record a vote transaction sent for a request: status `voting`, attempts + 1, hash kept.
+    /// A noted waiting reason stays until the request is voted or handled.
     pub fn mark_voting(&mut self, lane: Lane, nonce: u64, tx_hash: B256) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let at = to_i64(now());
         tx.execute(
-            "UPDATE requests SET status = 'voting', reason = NULL, attempts = attempts + 1, updated_at = ?3
+            "UPDATE requests SET status = 'voting', attempts = attempts + 1, updated_at = ?3
              WHERE lane = ?1 AND nonce = ?2 AND status IN ('observed', 'voting', 'voted')",
             params![lane.as_str(), to_i64(nonce), at],
         )?;

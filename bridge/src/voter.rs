@@ -104,6 +104,10 @@ pub struct Voter {
     backoff: HashMap<u64, Instant>,
     /// After a batch would revert, send one by one to find the culprit.
     singles_until: Option<Instant>,
+    /// Requests the destination skipped for a condition (liquidity, lock): retried alone through
+    /// the single entry point, whose simulation reverts while the condition holds — so waiting
+    /// costs no transaction.
+    waiting: HashSet<u64>,
     /// Test-only fault injection: vote a payload that differs from the observed one.
     tamper: bool,
     metrics: Option<Arc<Metrics>>,
@@ -131,6 +135,7 @@ impl Voter {
             voting: HashSet::new(),
             backoff: HashMap::new(),
             singles_until: None,
+            waiting: HashSet::new(),
             tamper: false,
             metrics: None,
         }
@@ -215,8 +220,23 @@ impl Voter {
         } else {
             self.config.batch_size.clamp(1, 64)
         };
-        for batch in ready.chunks(chunk).take(room) {
-            self.send_batch(batch, &mut step).await?;
+        let (waiting, fresh): (Vec<Request>, Vec<Request>) = ready
+            .into_iter()
+            .partition(|r| self.waiting.contains(&r.nonce));
+        let mut room = room;
+        for request in &waiting {
+            if room == 0 {
+                break;
+            }
+            if self
+                .send_batch(std::slice::from_ref(request), true, &mut step)
+                .await?
+            {
+                room = room.saturating_sub(1);
+            }
+        }
+        for batch in fresh.chunks(chunk).take(room) {
+            self.send_batch(batch, false, &mut step).await?;
         }
         Ok(step)
     }
@@ -258,11 +278,11 @@ impl Voter {
     }
 
     fn apply_receipt(
-        &self,
+        &mut self,
         receipt: &TransactionReceipt,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
-        let mut store = self.store();
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if !receipt.status() {
             tracing::warn!(lane = %self.lane, tx = %receipt.transaction_hash, gas_used = receipt.gas_used, "vote transaction reverted; re-checking its requests");
             return Ok(());
@@ -275,6 +295,7 @@ impl Voter {
                     .map(|r| r.observed_at);
                 store.set_status(self.lane, e.inner.data.nonce, &Status::Handled)?;
                 self.observe_handled(observed_at);
+                self.waiting.remove(&e.inner.data.nonce);
                 settled.insert(e.inner.data.nonce);
                 step.handled = step.handled.saturating_add(1);
             } else if let Ok(e) = log.log_decode::<Bridge::VoteCast>() {
@@ -295,6 +316,9 @@ impl Voter {
                     store.note_waiting(self.lane, nonce, &skip_reason(reason))?;
                     self.count(|m| &m.waiting, 1);
                     step.waiting = step.waiting.saturating_add(1);
+                    self.waiting.insert(nonce);
+                    let until = self.retry_at(Instant::now());
+                    self.backoff.insert(nonce, until);
                 }
             }
         }
@@ -339,6 +363,7 @@ impl Voter {
             let nonce = stored.request.nonce;
             match check {
                 Precheck::Handled => {
+                    self.waiting.remove(&nonce);
                     store.set_status(self.lane, nonce, &Status::Handled)?;
                     self.count_skip("already_handled");
                     self.observe_handled(Some(stored.observed_at));
@@ -397,11 +422,15 @@ impl Voter {
         Ok(out)
     }
 
+    /// Send one vote transaction for `batch`; `single_entry` uses `handleValueTransfer` (one
+    /// request, reverting on any refusal) instead of the batch entry point. Returns whether a
+    /// transaction was sent.
     async fn send_batch(
         &mut self,
         batch: &[Request],
+        single_entry: bool,
         step: &mut VoteStep,
-    ) -> Result<(), VoterError> {
+    ) -> Result<bool, VoterError> {
         let payloads: Vec<Request> = batch
             .iter()
             .cloned()
@@ -412,11 +441,16 @@ impl Voter {
                 r
             })
             .collect();
-        // Always the batch entry point, even for one request: there a request settled by the
+        // Normally the batch entry point, even for one request: there a request settled by the
         // other operators meanwhile is skipped (HandleSkipped) instead of reverting the vote.
-        let input: Bytes = Bridge::handleValueTransfersCall { rs: payloads }
-            .abi_encode()
-            .into();
+        let input: Bytes = match (single_entry, payloads.first()) {
+            (true, Some(r)) => Bridge::handleValueTransferCall { r: r.clone() }
+                .abi_encode()
+                .into(),
+            _ => Bridge::handleValueTransfersCall { rs: payloads }
+                .abi_encode()
+                .into(),
+        };
         match self.sender.send(self.bridge, input).await {
             Ok(sent) => {
                 let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
@@ -435,9 +469,9 @@ impl Voter {
                         .with_label_values(&[self.lane.destination().as_str()])
                         .set(i64::try_from(self.sender.next_nonce()).unwrap_or(i64::MAX));
                 }
-                Ok(())
+                Ok(true)
             }
-            Err(SendError::WouldRevert(e)) => self.refused(batch, &e, step),
+            Err(SendError::WouldRevert(e)) => self.refused(batch, &e, step).map(|()| false),
             Err(other) => Err(other.into()),
         }
     }
@@ -472,6 +506,7 @@ impl Voter {
         match decoded {
             // Settled between the pre-check and the send: still success, not an error.
             Some(BridgeErrors::AlreadyHandled(_)) => {
+                self.waiting.remove(&request.nonce);
                 let observed_at = store.get(self.lane, request.nonce)?.map(|r| r.observed_at);
                 store.set_status(self.lane, request.nonce, &Status::Handled)?;
                 self.count_skip("already_handled");

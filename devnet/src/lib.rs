@@ -12,6 +12,7 @@ pub mod devnet;
 pub mod driver;
 pub mod error;
 pub mod etcd;
+pub mod invariants;
 pub mod manifest;
 pub mod ports;
 pub mod process;

@@ -201,10 +201,37 @@ impl Recovery {
         chains: &C,
         queue: &Q,
     ) -> Result<Round, RecoveryError> {
+        self.round(chains, queue, true).await
+    }
+
+    /// Recover and resolve the open claims only, leaving the stall detector alone (so claims can
+    /// be followed more often than the interval without shortening what counts as a stall).
+    pub async fn follow_claims<C: LaneChains, Q: VoteQueue>(
+        &mut self,
+        chains: &C,
+        queue: &Q,
+    ) -> Result<Round, RecoveryError> {
+        self.round(chains, queue, false).await
+    }
+
+    async fn round<C: LaneChains, Q: VoteQueue>(
+        &mut self,
+        chains: &C,
+        queue: &Q,
+        observe: bool,
+    ) -> Result<Round, RecoveryError> {
         self.count(|m| &m.recovery_rounds, 1);
         let request_nonce = chains.request_nonce().await?;
         let lower = chains.lower_handle_nonce().await?;
-        let verdict = self.detector.observe(request_nonce, lower);
+        let verdict = if observe {
+            self.detector.observe(request_nonce, lower)
+        } else if request_nonce > lower {
+            Verdict::Progressing {
+                pending: request_nonce.saturating_sub(lower),
+            }
+        } else {
+            Verdict::Idle
+        };
         let mut round = Round {
             verdict,
             scanned_blocks: 0,
@@ -268,6 +295,8 @@ impl Recovery {
         if !open.is_empty() {
             round.requeued = queue.requeue(&open)?;
             self.count(|m| &m.recovery_requeued, round.requeued);
+        }
+        if round.requeued > 0 {
             tracing::info!(
                 lane = %self.lane,
                 first = open.first().map(|r| r.nonce),
@@ -546,6 +575,20 @@ mod tests {
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.verdict, Verdict::Idle);
         assert!(lane.scanned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn following_claims_neither_scans_the_stalled_range_nor_moves_the_detector() {
+        let lane = FakeLane::with_requests(10, 2);
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        r.claim(4);
+        let round = r.follow_claims(&lane, &queue).await.unwrap();
+        assert_eq!(*queue.0.lock().unwrap(), vec![4], "only the claim");
+        assert!(matches!(round.verdict, Verdict::Progressing { .. }));
+        // The detector saw no tick yet: the first real tick still recovers at once.
+        let round = r.tick(&lane, &queue).await.unwrap();
+        assert!(matches!(round.verdict, Verdict::Stalled { lower: 0, .. }));
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! The invariants of DESIGN.md §9 as checks the end-to-end tests share: exactly once (handle
+//! events per nonce), one vote per operator per nonce, and waiting for a lane to drain.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::Lane;
+use multibridge_contracts::bindings::Bridge;
+
+use crate::{DevnetError, Driver};
+
+/// `HandleValueTransfer` events per nonce on the destination of `lane` (invariant 1: each must
+/// be exactly 1 once handled).
+pub async fn handle_counts(
+    driver: &Driver,
+    lane: Lane,
+) -> Result<HashMap<u64, usize>, DevnetError> {
+    let chain = driver.chain(lane.destination());
+    let logs = driver
+        .provider(lane.destination())?
+        .get_logs(
+            &Filter::new()
+                .address(chain.contracts.bridge)
+                .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+                .from_block(chain.contracts.bridge_block),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("get HandleValueTransfer logs", e))?;
+    let mut counts = HashMap::new();
+    for log in logs {
+        let nonce = log
+            .log_decode::<Bridge::HandleValueTransfer>()
+            .map_err(|e| DevnetError::Invalid(format!("undecodable HandleValueTransfer: {e}")))?
+            .inner
+            .data
+            .nonce;
+        *counts.entry(nonce).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// `VoteCast` events per (nonce, operator) on the destination of `lane` (invariant 3: at most 1).
+pub async fn votes_per_operator(
+    driver: &Driver,
+    lane: Lane,
+) -> Result<HashMap<(u64, Address), usize>, DevnetError> {
+    let chain = driver.chain(lane.destination());
+    let logs = driver
+        .provider(lane.destination())?
+        .get_logs(
+            &Filter::new()
+                .address(chain.contracts.bridge)
+                .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
+                .from_block(chain.contracts.bridge_block),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("get VoteCast logs", e))?;
+    let mut votes = HashMap::new();
+    for log in logs {
+        let e = log
+            .log_decode::<Bridge::VoteCast>()
+            .map_err(|e| DevnetError::Invalid(format!("undecodable VoteCast: {e}")))?
+            .inner
+            .data;
+        *votes.entry((e.nonce, e.operator)).or_insert(0) += 1;
+    }
+    Ok(votes)
+}
+
+/// Wait until every nonce in `nonces` of `lane` is handled; fails at once if any is handled
+/// twice, or after `timeout`. Returns the time it took.
+pub async fn wait_all_handled(
+    driver: &Driver,
+    lane: Lane,
+    nonces: Range<u64>,
+    timeout: Duration,
+) -> Result<Duration, DevnetError> {
+    let started = Instant::now();
+    loop {
+        let counts = handle_counts(driver, lane).await?;
+        if let Some((nonce, n)) = counts.iter().find(|(_, n)| **n > 1) {
+            return Err(DevnetError::Invalid(format!(
+                "{lane} nonce {nonce} handled {n} times"
+            )));
+        }
+        let missing: Vec<u64> = nonces.clone().filter(|n| !counts.contains_key(n)).collect();
+        if missing.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            return Err(DevnetError::Invalid(format!(
+                "{lane}: {} of {} nonces not handled within {timeout:?} (first {:?})",
+                missing.len(),
+                nonces.end.saturating_sub(nonces.start),
+                missing.iter().take(5).collect::<Vec<_>>()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Exactly once and one vote per operator over `nonces` of `lane`, on a drained lane.
+pub async fn assert_exactly_once(
+    driver: &Driver,
+    lane: Lane,
+    nonces: Range<u64>,
+) -> Result<(), DevnetError> {
+    let counts = handle_counts(driver, lane).await?;
+    for nonce in nonces {
+        let n = counts.get(&nonce).copied().unwrap_or(0);
+        if n != 1 {
+            return Err(DevnetError::Invalid(format!(
+                "{lane} nonce {nonce} handled {n} times"
+            )));
+        }
+    }
+    if let Some(((nonce, operator), n)) = votes_per_operator(driver, lane)
+        .await?
+        .into_iter()
+        .find(|(_, n)| *n > 1)
+    {
+        return Err(DevnetError::Invalid(format!(
+            "{lane} nonce {nonce}: operator {operator} voted {n} times"
+        )));
+    }
+    Ok(())
+}
+
+/// Print the last `lines` lines of every relay log under `devnet_dir` (for a failing test).
+pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
+    for i in 1..=relays {
+        let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
+            .unwrap_or_default();
+        let tail: Vec<_> = log.lines().rev().take(lines).collect();
+        eprintln!(
+            "--- relay-{i} (last lines, newest first)\n{}",
+            tail.join("\n")
+        );
+    }
+}
