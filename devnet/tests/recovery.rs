@@ -335,6 +335,25 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
+    // `multibridge status` names the reason too (from an operator whose vote would execute).
+    let mut named = false;
+    for op in 0..OPERATORS {
+        let output =
+            tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
+                .args(["status", "--json", "--config"])
+                .arg(devnet.operator_config_path(op))
+                .output()
+                .await
+                .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        named |= text.contains("InsufficientLiquidity");
+    }
+    assert!(named, "no operator's status names the liquidity shortage");
     // Someone funds the bridge; no operator does anything.
     let funder = driver
         .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())

@@ -3,15 +3,12 @@
 //! restarted neither votes twice nor leaves a nonce gap.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
-use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane, Request};
+use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
@@ -29,46 +26,11 @@ async fn wait_handled(
             return;
         }
         if Instant::now() > deadline {
-            dump_relay_logs(devnet_dir);
+            dump_relay_logs(devnet_dir, 3, 15);
             panic!("{lane} nonce {} not handled in time", request.nonce);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Print the last lines of every relay's log (on a failure).
-fn dump_relay_logs(devnet_dir: &std::path::Path) {
-    for i in 1..=3 {
-        let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
-            .unwrap_or_default();
-        let tail: Vec<_> = log.lines().rev().take(15).collect();
-        eprintln!(
-            "--- relay-{i} (last lines, newest first)\n{}",
-            tail.join("\n")
-        );
-    }
-}
-
-/// Invariant 3: at most one VoteCast per (nonce, operator) on the destination of `lane`.
-async fn votes_per_operator(driver: &Driver, lane: Lane) -> HashMap<(u64, Address), usize> {
-    let chain = driver.chain(lane.destination());
-    let logs = driver
-        .provider(lane.destination())
-        .unwrap()
-        .get_logs(
-            &Filter::new()
-                .address(chain.contracts.bridge)
-                .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
-                .from_block(chain.contracts.bridge_block),
-        )
-        .await
-        .unwrap();
-    let mut votes = HashMap::new();
-    for log in logs {
-        let e = log.log_decode::<Bridge::VoteCast>().unwrap().inner.data;
-        *votes.entry((e.nonce, e.operator)).or_insert(0) += 1;
-    }
-    votes
 }
 
 /// No nonce gap: once idle, the signer's mined and pending transaction counts on `role` agree.
@@ -187,7 +149,7 @@ async fn relays_move_native_and_erc20_both_ways_exactly_once() {
         "locked on main = minted on service"
     );
     for lane in Lane::ALL {
-        for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+        for ((nonce, op), n) in votes_per_operator(&driver, lane).await.unwrap() {
             assert_eq!(n, 1, "{lane} nonce {nonce}: operator {op} voted {n} times");
         }
     }
@@ -270,7 +232,7 @@ async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_
         .unwrap();
     wait_handled(&driver, dir.path(), lane, &after).await;
 
-    for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+    for ((nonce, op), n) in votes_per_operator(&driver, lane).await.unwrap() {
         assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
     }
     // No nonce gap: operator 0's pending and mined transaction counts agree once idle.
@@ -298,7 +260,7 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
     // Both running relays vote (different payloads) ...
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let votes = votes_per_operator(&driver, lane).await;
+        let votes = votes_per_operator(&driver, lane).await.unwrap();
         if votes.keys().filter(|(n, _)| *n == request.nonce).count() == 2 {
             break;
         }
@@ -351,9 +313,9 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
     // Kill as soon as the first vote of any operator is on chain: the relays are mid-batch
     // (their votes sent, mined, or about to be).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while votes_per_operator(&driver, lane).await.is_empty() {
+    while votes_per_operator(&driver, lane).await.unwrap().is_empty() {
         if Instant::now() > deadline {
-            dump_relay_logs(dir.path());
+            dump_relay_logs(dir.path(), 3, 15);
             panic!("no relay voted");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -366,7 +328,7 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
     for r in &requests {
         wait_handled(&driver, dir.path(), lane, r).await;
     }
-    for ((nonce, op), n) in votes_per_operator(&driver, lane).await {
+    for ((nonce, op), n) in votes_per_operator(&driver, lane).await.unwrap() {
         assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
     }
     assert_eq!(
@@ -467,6 +429,7 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
     loop {
         let voted = votes_per_operator(&driver, lane)
             .await
+            .unwrap()
             .keys()
             .filter(|(_, op)| *op == op0)
             .count();
@@ -474,7 +437,7 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
             break;
         }
         if Instant::now() > deadline {
-            dump_relay_logs(dir.path());
+            dump_relay_logs(dir.path(), 3, 15);
             panic!("operator 0 voted {voted} of {} requests", requests.len());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -30,6 +30,18 @@ pub struct LaneStatus {
     pub last_vote_nonce: Option<u64>,
     /// This operator's last vote: transaction.
     pub last_vote_tx: Option<B256>,
+    /// Open requests waiting on a destination condition, by the reason the destination gave
+    /// (e.g. liquidity short, token locked, paused); they proceed by themselves once it clears.
+    pub waiting: Vec<WaitingReason>,
+}
+
+/// Requests waiting for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WaitingReason {
+    /// The reason as the destination gave it.
+    pub reason: String,
+    /// How many requests wait for it.
+    pub requests: u64,
 }
 
 /// Why status could not be read.
@@ -80,6 +92,14 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
                 b.upperHandleNonce().call().await
             })
             .await?;
+        let waiting = match &store {
+            Some(store) => store
+                .waiting_reasons(lane)?
+                .into_iter()
+                .map(|(reason, requests)| WaitingReason { reason, requests })
+                .collect(),
+            None => Vec::new(),
+        };
         let (oldest, last_vote) = match &store {
             Some(store) => {
                 let counts = store.counts(lane)?;
@@ -105,6 +125,7 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
             oldest_pending_age_secs: oldest,
             last_vote_nonce: last_vote.map(|v| v.0),
             last_vote_tx: last_vote.map(|v| v.1),
+            waiting,
         });
     }
     Ok(out)
@@ -131,6 +152,16 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
         ));
+    }
+    for s in statuses {
+        for w in &s.waiting {
+            out.push_str(&format!(
+                "{}: {} request(s) waiting: {}\n",
+                s.lane.as_str(),
+                w.requests,
+                w.reason
+            ));
+        }
     }
     out
 }
