@@ -498,3 +498,110 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
     }
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_it() {
+    const INTERVAL_MS: u64 = 2_000;
+    let (_dir, mut devnet) = devnet(false).await;
+    edit_configs(&devnet, |c| c.recovery.interval_ms = INTERVAL_MS);
+    for op in 0..OPERATORS {
+        devnet.start_relay(op).unwrap();
+    }
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    // Freeze the destination so the votes sit in its pool, then drop them all.
+    service
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (0u64,))
+        .await
+        .unwrap();
+    let request = driver
+        .request_native(lane, 0, Address::repeat_byte(0x7c), U256::from(9u64))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut queued = 0;
+        for op in 0..OPERATORS {
+            let address = driver.operator(op).unwrap().address();
+            let latest = service
+                .get_transaction_count(address)
+                .latest()
+                .await
+                .unwrap();
+            let pending = service
+                .get_transaction_count(address)
+                .pending()
+                .await
+                .unwrap();
+            if pending > latest {
+                queued += 1;
+            }
+        }
+        if queued >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relays never sent their votes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    service
+        .raw_request::<_, serde_json::Value>("anvil_dropAllTransactions".into(), ())
+        .await
+        .unwrap();
+    let dropped_at = Instant::now();
+    service
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (1u64,))
+        .await
+        .unwrap();
+    // The lane is stalled on that nonce; within two recovery intervals (plus a block and the
+    // vote's own inclusion) it is handled, exactly once.
+    let bound = Duration::from_millis(2 * INTERVAL_MS) + Duration::from_secs(6);
+    check(
+        &devnet,
+        wait_all_handled(&driver, lane, request.nonce..request.nonce + 1, bound).await,
+    );
+    eprintln!(
+        "handled {:?} after its votes were dropped",
+        dropped_at.elapsed()
+    );
+    // Which mechanism completed it (printed for the record).
+    for op in 1..=OPERATORS {
+        let log = std::fs::read_to_string(devnet.dir().join(format!("logs/relay-{op}.log")))
+            .unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            l.contains("replaced stuck")
+                || l.contains("recovered requests")
+                || l.contains("lane stalled")
+        }) {
+            eprintln!("relay-{op}: {line}");
+        }
+    }
+    assert_exactly_once(&driver, lane, 0..request.nonce + 1)
+        .await
+        .unwrap();
+    // Nothing is left queued behind a dropped nonce.
+    for op in 0..OPERATORS {
+        let address = driver.operator(op).unwrap().address();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let latest = service
+                .get_transaction_count(address)
+                .latest()
+                .await
+                .unwrap();
+            let pending = service
+                .get_transaction_count(address)
+                .pending()
+                .await
+                .unwrap();
+            if latest == pending {
+                break;
+            }
+            assert!(Instant::now() < deadline, "operator {op} left a nonce gap");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
