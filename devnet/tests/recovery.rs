@@ -103,6 +103,19 @@ async fn a_backlog_requested_while_all_relays_were_down_is_recovered_from_the_ch
     for op in 0..OPERATORS {
         devnet.start_relay(op).unwrap();
     }
+    // Recovery acts on its first tick after start: the first handle comes within two intervals
+    // (plus the relays' start: preflight, service registration, a destination block).
+    let first = check(
+        &devnet,
+        wait_all_handled(
+            &driver,
+            Lane::MainToService,
+            0..1,
+            Duration::from_millis(2 * INTERVAL_MS) + Duration::from_secs(10),
+        )
+        .await,
+    );
+    eprintln!("first recovered transfer handled {first:?} after the relays started");
     for lane in Lane::ALL {
         check(
             &devnet,
