@@ -214,6 +214,15 @@ impl ChainClient {
         self.bridge
     }
 
+    /// The chain's latest block number, with failover.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        self.call(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await
+    }
+
     /// A call on this chain's bridge contract (typically a view), with failover.
     pub async fn bridge_call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ChainError>
     where

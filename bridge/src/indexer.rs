@@ -159,13 +159,7 @@ impl Indexer {
 
     /// Read one range (or find there is nothing final to read) and store what it holds.
     pub async fn step(&self) -> Result<Step, IndexerError> {
-        let head = self
-            .source
-            .call(
-                "eth_blockNumber",
-                |p| async move { p.get_block_number().await },
-            )
-            .await?;
+        let head = self.source.head().await?;
         self.gauge(|m| &m.source_head, head);
         let safe_head = head.saturating_sub(self.confirmations);
         let cursor = self.cursor()?;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use alloy::providers::Provider;
 use multibridge_contracts::{Lane, Request};
 use multibridge_monitoring::Metrics;
 use multibridge_monitoring::metrics::STUCK_REASONS;
@@ -18,6 +17,7 @@ use crate::chain::{ChainClient, ChainError};
 use crate::indexer::fetch_requests;
 use crate::relay::RelayError;
 use crate::store::Store;
+use crate::voter::voting_status;
 
 /// The chain reads of one lane, from one operator's point of view.
 pub struct ChainLane {
@@ -73,10 +73,7 @@ impl LaneChains for ChainLane {
     async fn safe_head(&self) -> Result<u64, RecoveryError> {
         let head = self
             .source
-            .call(
-                "eth_blockNumber",
-                |p| async move { p.get_block_number().await },
-            )
+            .head()
             .await
             .map_err(chain_error("the source head"))?;
         Ok(head.saturating_sub(self.confirmations))
@@ -96,30 +93,9 @@ impl LaneChains for ChainLane {
     }
 
     async fn voting_status(&self, nonces: &[u64]) -> Result<Vec<NonceState>, RecoveryError> {
-        const CHUNK: usize = 256;
-        let operator = self.operator;
-        let mut out = Vec::with_capacity(nonces.len());
-        for chunk in nonces.chunks(CHUNK) {
-            let chunk = chunk.to_vec();
-            let status = self
-                .destination
-                .bridge_call("votingStatus", |b| {
-                    let chunk = chunk.clone();
-                    async move { b.votingStatus(chunk, operator).call().await }
-                })
-                .await
-                .map_err(chain_error("the destination votingStatus"))?;
-            out.extend(status.handled.iter().zip(&status.voted).map(|(h, v)| {
-                if *h {
-                    NonceState::Handled
-                } else if *v {
-                    NonceState::VotedByUs
-                } else {
-                    NonceState::Open
-                }
-            }));
-        }
-        Ok(out)
+        voting_status(&self.destination, self.operator, nonces)
+            .await
+            .map_err(chain_error("the destination votingStatus"))
     }
 }
 

@@ -14,7 +14,7 @@ use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta};
 use tokio::sync::mpsc;
 
-use crate::chain::{ChainClient, ChainError};
+use crate::chain::ChainClient;
 use crate::config::Config;
 use crate::relay::RelayError;
 use crate::sender::{Sender, SenderPolicy, Tracked};
@@ -183,9 +183,9 @@ pub async fn claims_loop(
 ) -> Result<(), RelayError> {
     let ids: Vec<B256> = services.iter().map(|s| s.id).collect();
     let by_id: HashMap<B256, LaneService> = services.iter().map(|s| (s.id, *s)).collect();
-    let mut next = head(&main).await?.saturating_add(1);
+    let mut next = main.head().await?.saturating_add(1);
     loop {
-        match head(&main).await {
+        match main.head().await {
             Ok(tip) if tip >= next => {
                 let to = next
                     .saturating_add(max_range.max(1).saturating_sub(1))
@@ -217,14 +217,6 @@ pub async fn claims_loop(
         }
         tokio::time::sleep(poll).await;
     }
-}
-
-async fn head(main: &ChainClient) -> Result<u64, ChainError> {
-    main.call(
-        "eth_blockNumber",
-        |p| async move { p.get_block_number().await },
-    )
-    .await
 }
 
 async fn dispatch(

@@ -16,6 +16,7 @@ use alloy::transports::RpcError;
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{Lane, Request};
 use multibridge_monitoring::Metrics;
+use multibridge_recovery::NonceState;
 
 use crate::chain::{ChainClient, ChainError};
 use crate::sender::{SendError, Sender, Tracked};
@@ -356,13 +357,13 @@ impl Voter {
             return Ok(Vec::new());
         }
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
-        let checks = self.precheck(&nonces).await?;
+        let checks = voting_status(&self.destination, self.operator, &nonces).await?;
         let mut ready = Vec::new();
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         for (stored, check) in open.into_iter().zip(checks) {
             let nonce = stored.request.nonce;
             match check {
-                Precheck::Handled => {
+                NonceState::Handled => {
                     self.waiting.remove(&nonce);
                     store.set_status(self.lane, nonce, &Status::Handled)?;
                     self.count_skip("already_handled");
@@ -370,56 +371,23 @@ impl Voter {
                     step.skipped = step.skipped.saturating_add(1);
                     step.handled = step.handled.saturating_add(1);
                 }
-                Precheck::Voted if stored.status == Status::Voted => {
+                NonceState::VotedByUs if stored.status == Status::Voted => {
                     // Still waiting for the other operators: look again later.
                     store.touch(self.lane, nonce)?;
                 }
-                Precheck::Voted => {
+                NonceState::VotedByUs => {
                     store.set_status(self.lane, nonce, &Status::Voted)?;
                     self.count_skip("already_voted");
                     step.skipped = step.skipped.saturating_add(1);
                 }
-                Precheck::Open if stored.status == Status::Voted => {
+                NonceState::Open if stored.status == Status::Voted => {
                     // Our vote is gone (e.g. a reorg on the destination): vote again.
                     store.set_status(self.lane, nonce, &Status::Observed)?;
                 }
-                Precheck::Open => ready.push(stored.request),
+                NonceState::Open => ready.push(stored.request),
             }
         }
         Ok(ready)
-    }
-
-    /// `isHandled` / `hasVoted` of many requests, one `votingStatus` call per chunk.
-    async fn precheck(&self, nonces: &[u64]) -> Result<Vec<Precheck>, ChainError> {
-        const CHUNK: usize = 256;
-        let operator = self.operator;
-        let mut out = Vec::with_capacity(nonces.len());
-        for chunk in nonces.chunks(CHUNK) {
-            let chunk = chunk.to_vec();
-            let status = self
-                .destination
-                .bridge_call("votingStatus", |b| {
-                    let chunk = chunk.clone();
-                    async move { b.votingStatus(chunk, operator).call().await }
-                })
-                .await?;
-            out.extend(
-                status
-                    .handled
-                    .iter()
-                    .zip(&status.voted)
-                    .map(|(handled, voted)| {
-                        if *handled {
-                            Precheck::Handled
-                        } else if *voted {
-                            Precheck::Voted
-                        } else {
-                            Precheck::Open
-                        }
-                    }),
-            );
-        }
-        Ok(out)
     }
 
     /// Send one vote transaction for `batch`; `single_entry` uses `handleValueTransfer` (one
@@ -542,10 +510,36 @@ impl Voter {
     }
 }
 
-enum Precheck {
-    Handled,
-    Voted,
-    Open,
+/// The destination state of each nonce for `operator` (`isHandled` / `hasVoted`), one
+/// `votingStatus` call per 256 nonces. Shared by the voter's pre-check and recovery.
+pub async fn voting_status(
+    destination: &ChainClient,
+    operator: Address,
+    nonces: &[u64],
+) -> Result<Vec<NonceState>, ChainError> {
+    const CHUNK: usize = 256;
+    let mut out = Vec::with_capacity(nonces.len());
+    for chunk in nonces.chunks(CHUNK) {
+        let chunk = chunk.to_vec();
+        let status = destination
+            .bridge_call("votingStatus", |b| {
+                let chunk = chunk.clone();
+                async move { b.votingStatus(chunk, operator).call().await }
+            })
+            .await?;
+        out.extend(
+            status
+                .handled
+                .iter()
+                .zip(&status.voted)
+                .map(|(handled, voted)| match (*handled, *voted) {
+                    (true, _) => NonceState::Handled,
+                    (false, true) => NonceState::VotedByUs,
+                    (false, false) => NonceState::Open,
+                }),
+        );
+    }
+    Ok(out)
 }
 
 fn skip_reason(selector: alloy::primitives::FixedBytes<4>) -> String {

@@ -236,12 +236,7 @@ pub async fn transfer(
     let threshold = destination
         .bridge_call("threshold", |b| async move { b.threshold().call().await })
         .await?;
-    let dest_from = destination
-        .call(
-            "eth_blockNumber",
-            |p| async move { p.get_block_number().await },
-        )
-        .await?;
+    let dest_from = destination.head().await?;
     let deadline = started.checked_add(request.timeout).unwrap_or(started);
     let mut last: Option<Progress> = None;
     let mut report = |p: Progress| {
@@ -260,12 +255,7 @@ pub async fn transfer(
         {
             break;
         }
-        let head = source
-            .call(
-                "eth_blockNumber",
-                |p| async move { p.get_block_number().await },
-            )
-            .await?;
+        let head = source.head().await?;
         let have = head.saturating_sub(observed.srcBlockNumber);
         if have < source_config.confirmations {
             report(Progress::Confirming {
