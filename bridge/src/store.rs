@@ -274,39 +274,9 @@ impl Store {
         let at = to_i64(now());
         let mut inserted = 0usize;
         for request in requests {
-            let hash = payload_hash(request);
-            let stored: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT payload_hash FROM requests WHERE lane = ?1 AND nonce = ?2",
-                    params![lane.as_str(), to_i64(request.nonce)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match stored {
-                Some(stored) if stored.as_slice() == hash.as_slice() => continue,
-                Some(stored) => {
-                    return Err(StoreError::PayloadConflict {
-                        lane,
-                        nonce: request.nonce,
-                        stored: B256::try_from(stored.as_slice()).unwrap_or_default(),
-                        indexed: hash,
-                    });
-                }
-                None => {}
+            if insert_observed(&tx, lane, request, at)?.is_none() {
+                inserted = inserted.saturating_add(1);
             }
-            tx.execute(
-                "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
-                params![
-                    lane.as_str(),
-                    to_i64(request.nonce),
-                    hash.as_slice(),
-                    request.abi_encode(),
-                    to_i64(request.srcBlockNumber),
-                    at
-                ],
-            )?;
-            inserted = inserted.saturating_add(1);
         }
         tx.execute(
             "INSERT INTO cursors (lane, next_block, updated_at) VALUES (?1, ?2, ?3)
@@ -562,24 +532,9 @@ impl Store {
         let at = to_i64(now());
         let mut changed = 0usize;
         for request in requests {
-            let hash = payload_hash(request);
-            let stored: Option<(Vec<u8>, String)> = tx
-                .query_row(
-                    "SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2",
-                    params![lane.as_str(), to_i64(request.nonce)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            match stored {
-                Some((stored, _)) if stored.as_slice() != hash.as_slice() => {
-                    return Err(StoreError::PayloadConflict {
-                        lane,
-                        nonce: request.nonce,
-                        stored: B256::try_from(stored.as_slice()).unwrap_or_default(),
-                        indexed: hash,
-                    });
-                }
-                Some((_, status)) if status == "voting" || status == "voted" => {
+            match insert_observed(&tx, lane, request, at)?.as_deref() {
+                None => changed = changed.saturating_add(1),
+                Some("voting" | "voted") => {
                     tx.execute(
                         "UPDATE requests SET status = 'observed', updated_at = ?3
                          WHERE lane = ?1 AND nonce = ?2",
@@ -588,21 +543,6 @@ impl Store {
                     changed = changed.saturating_add(1);
                 }
                 Some(_) => {}
-                None => {
-                    tx.execute(
-                        "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
-                        params![
-                            lane.as_str(),
-                            to_i64(request.nonce),
-                            hash.as_slice(),
-                            request.abi_encode(),
-                            to_i64(request.srcBlockNumber),
-                            at
-                        ],
-                    )?;
-                    changed = changed.saturating_add(1);
-                }
             }
         }
         tx.commit()?;
@@ -660,6 +600,49 @@ impl Store {
             )?
             .map(to_u64);
         Ok(counts)
+    }
+}
+
+/// Store `request` as `observed` unless its nonce is stored already. Returns `None` when it was
+/// inserted, else the stored status; a different payload for the nonce is a
+/// [`StoreError::PayloadConflict`].
+fn insert_observed(
+    tx: &rusqlite::Transaction<'_>,
+    lane: Lane,
+    request: &Request,
+    at: i64,
+) -> Result<Option<String>, StoreError> {
+    let hash = payload_hash(request);
+    let stored: Option<(Vec<u8>, String)> = tx
+        .query_row(
+            "SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2",
+            params![lane.as_str(), to_i64(request.nonce)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match stored {
+        Some((stored, status)) if stored.as_slice() == hash.as_slice() => Ok(Some(status)),
+        Some((stored, _)) => Err(StoreError::PayloadConflict {
+            lane,
+            nonce: request.nonce,
+            stored: B256::try_from(stored.as_slice()).unwrap_or_default(),
+            indexed: hash,
+        }),
+        None => {
+            tx.execute(
+                "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
+                params![
+                    lane.as_str(),
+                    to_i64(request.nonce),
+                    hash.as_slice(),
+                    request.abi_encode(),
+                    to_i64(request.srcBlockNumber),
+                    at
+                ],
+            )?;
+            Ok(None)
+        }
     }
 }
 
