@@ -267,7 +267,11 @@ impl Sender {
     /// Fees to bid now, and the head they were priced at.
     async fn market_fees(&self) -> Result<(Fees, u64), SendError> {
         let head = self.head().await?;
-        let base_fee = head.base_fee;
+        Ok((self.fees_at(&head).await, head.number))
+    }
+
+    /// Fees to bid on top of `head` (its base fee and the node's suggested tip).
+    async fn fees_at(&self, head: &Head) -> Fees {
         let tip = self
             .chain
             .call("eth_maxPriorityFeePerGas", |p| async move {
@@ -275,7 +279,7 @@ impl Sender {
             })
             .await
             .unwrap_or(0);
-        Ok((initial_fees(base_fee, tip, &self.policy.fees), head.number))
+        initial_fees(head.base_fee, tip, &self.policy.fees)
     }
 
     /// Simulate, price, sign and broadcast a call to `to` with `input`.
@@ -455,7 +459,7 @@ impl Sender {
                 next_in_line: nonce == mined_count,
             };
             if waiting.needs_replacement(&head, self.policy.stuck_after)
-                && let Some(tracked) = self.replace(nonce).await?
+                && let Some(tracked) = self.replace(nonce, &head).await?
             {
                 out.push(tracked);
             }
@@ -482,8 +486,9 @@ impl Sender {
 
     /// Re-send a stuck transaction with the same nonce and higher fees; at the fee cap, re-send
     /// the last version as it is (it may have been dropped from the mempool).
-    async fn replace(&mut self, nonce: u64) -> Result<Option<Tracked>, SendError> {
-        let (fresh, head) = self.market_fees().await?;
+    async fn replace(&mut self, nonce: u64, head: &Head) -> Result<Option<Tracked>, SendError> {
+        let fresh = self.fees_at(head).await;
+        let head = head.number;
         let Some(entry) = self.in_flight.get(&nonce) else {
             return Ok(None);
         };

@@ -55,6 +55,15 @@ pub struct DevnetOptions {
 }
 
 impl DevnetOptions {
+    /// [`new`](Self::new) without etcd: the chains, contracts and relay configs only (what every
+    /// test that does not exercise leadership needs).
+    pub fn chains_only(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            etcd_members: 0,
+            ..Self::new(dir)
+        }
+    }
+
     /// Defaults: 3 operators, threshold 2, 1 s blocks, a 3-member etcd cluster.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {

@@ -10,10 +10,72 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
-use multibridge_contracts::Lane;
 use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, Lane};
 
 use crate::{DevnetError, Driver};
+
+/// Every `E` event the destination bridge of `lane` emitted since its deployment.
+async fn destination_events<E: SolEvent>(
+    driver: &Driver,
+    lane: Lane,
+) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
+    let chain = driver.chain(lane.destination());
+    driver
+        .provider(lane.destination())?
+        .get_logs(
+            &Filter::new()
+                .address(chain.contracts.bridge)
+                .event_signature(E::SIGNATURE_HASH)
+                .from_block(chain.contracts.bridge_block),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("eth_getLogs of the destination bridge", e))
+}
+
+/// Transactions of operator `operator` on `role` sent but not mined (pending − latest count).
+pub async fn queued_transactions(
+    driver: &Driver,
+    role: ChainRole,
+    operator: usize,
+) -> Result<u64, DevnetError> {
+    let address = driver.operator(operator)?.address();
+    let provider = driver.provider(role)?;
+    let latest = provider
+        .get_transaction_count(address)
+        .latest()
+        .await
+        .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+    let pending = provider
+        .get_transaction_count(address)
+        .pending()
+        .await
+        .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+    Ok(pending.saturating_sub(latest))
+}
+
+/// No nonce gap: wait until operator `operator` has nothing queued on `role` (a gap would keep
+/// its later transactions queued forever).
+pub async fn wait_no_nonce_gap(
+    driver: &Driver,
+    role: ChainRole,
+    operator: usize,
+    timeout: Duration,
+) -> Result<(), DevnetError> {
+    let started = Instant::now();
+    loop {
+        let queued = queued_transactions(driver, role, operator).await?;
+        if queued == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(DevnetError::Invalid(format!(
+                "operator {operator} still has {queued} transaction(s) queued on {role} after {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// `HandleValueTransfer` events per nonce on the destination of `lane` (invariant 1: each must
 /// be exactly 1 once handled).
@@ -21,17 +83,7 @@ pub async fn handle_counts(
     driver: &Driver,
     lane: Lane,
 ) -> Result<HashMap<u64, usize>, DevnetError> {
-    let chain = driver.chain(lane.destination());
-    let logs = driver
-        .provider(lane.destination())?
-        .get_logs(
-            &Filter::new()
-                .address(chain.contracts.bridge)
-                .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
-                .from_block(chain.contracts.bridge_block),
-        )
-        .await
-        .map_err(|e| DevnetError::chain("get HandleValueTransfer logs", e))?;
+    let logs = destination_events::<Bridge::HandleValueTransfer>(driver, lane).await?;
     let mut counts = HashMap::new();
     for log in logs {
         let nonce = log
@@ -50,17 +102,7 @@ pub async fn votes_per_operator(
     driver: &Driver,
     lane: Lane,
 ) -> Result<HashMap<(u64, Address), usize>, DevnetError> {
-    let chain = driver.chain(lane.destination());
-    let logs = driver
-        .provider(lane.destination())?
-        .get_logs(
-            &Filter::new()
-                .address(chain.contracts.bridge)
-                .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
-                .from_block(chain.contracts.bridge_block),
-        )
-        .await
-        .map_err(|e| DevnetError::chain("get VoteCast logs", e))?;
+    let logs = destination_events::<Bridge::VoteCast>(driver, lane).await?;
     let mut votes = HashMap::new();
     for log in logs {
         let e = log

@@ -52,12 +52,9 @@ async fn sent_counts(driver: &Driver, operator: Address) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_bad_input_is_named_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
-        ..DevnetOptions::new(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let good = devnet.operator_config(0).unwrap();
     let operator = good.operator.address;

@@ -27,9 +27,8 @@ fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
 async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
         relays: true,
-        ..DevnetOptions::new(dir.path())
+        ..DevnetOptions::chains_only(dir.path())
     })
     .await
     .unwrap();

@@ -38,12 +38,9 @@ async fn index_until(indexer: &Indexer, store: &Arc<Mutex<Store>>, lane: Lane, w
 #[tokio::test(flavor = "multi_thread")]
 async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
-        ..DevnetOptions::new(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let to = driver.user(1).unwrap().address();

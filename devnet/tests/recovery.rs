@@ -11,7 +11,9 @@ use alloy::providers::Provider;
 use multibridge::config::Config;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::invariants::{assert_exactly_once, dump_relay_logs, wait_all_handled};
+use multibridge_devnet::invariants::{
+    assert_exactly_once, dump_relay_logs, queued_transactions, wait_all_handled, wait_no_nonce_gap,
+};
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
@@ -20,9 +22,8 @@ const OPERATORS: usize = 3;
 async fn devnet(relays: bool) -> (tempfile::TempDir, Devnet) {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
         relays,
-        ..DevnetOptions::new(dir.path())
+        ..DevnetOptions::chains_only(dir.path())
     })
     .await
     .unwrap();
@@ -536,18 +537,11 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
     loop {
         let mut queued = 0;
         for op in 0..OPERATORS {
-            let address = driver.operator(op).unwrap().address();
-            let latest = service
-                .get_transaction_count(address)
-                .latest()
+            if queued_transactions(&driver, ChainRole::Service, op)
                 .await
-                .unwrap();
-            let pending = service
-                .get_transaction_count(address)
-                .pending()
-                .await
-                .unwrap();
-            if pending > latest {
+                .unwrap()
+                > 0
+            {
                 queued += 1;
             }
         }
@@ -597,24 +591,8 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
         .unwrap();
     // Nothing is left queued behind a dropped nonce.
     for op in 0..OPERATORS {
-        let address = driver.operator(op).unwrap().address();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let latest = service
-                .get_transaction_count(address)
-                .latest()
-                .await
-                .unwrap();
-            let pending = service
-                .get_transaction_count(address)
-                .pending()
-                .await
-                .unwrap();
-            if latest == pending {
-                break;
-            }
-            assert!(Instant::now() < deadline, "operator {op} left a nonce gap");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        wait_no_nonce_gap(&driver, ChainRole::Service, op, Duration::from_secs(20))
+            .await
+            .unwrap();
     }
 }

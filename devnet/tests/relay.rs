@@ -6,9 +6,8 @@
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
-use alloy::providers::Provider;
 use multibridge_contracts::{ChainRole, Lane, Request};
-use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
+use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator, wait_no_nonce_gap};
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
@@ -33,33 +32,6 @@ async fn wait_handled(
     }
 }
 
-/// No nonce gap: once idle, the signer's mined and pending transaction counts on `role` agree.
-async fn wait_no_nonce_gap(driver: &Driver, role: ChainRole, operator: usize) {
-    let address = driver.operator(operator).unwrap().address();
-    let provider = driver.provider(role).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let latest = provider
-            .get_transaction_count(address)
-            .latest()
-            .await
-            .unwrap();
-        let pending = provider
-            .get_transaction_count(address)
-            .pending()
-            .await
-            .unwrap();
-        if latest == pending {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "operator {operator} has stuck transactions on {role}: latest {latest}, pending {pending}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// A devnet whose relays the test starts itself (after adjusting their configs).
 async fn devnet_without_relays() -> (tempfile::TempDir, Devnet) {
     let dir = tempfile::tempdir().unwrap();
@@ -74,9 +46,8 @@ async fn devnet_without_relays() -> (tempfile::TempDir, Devnet) {
 
 fn relay_options(dir: &std::path::Path) -> DevnetOptions {
     DevnetOptions {
-        etcd_members: 0,
         relays: true,
-        ..DevnetOptions::new(dir)
+        ..DevnetOptions::chains_only(dir)
     }
 }
 
@@ -236,7 +207,9 @@ async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_
         assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
     }
     // No nonce gap: operator 0's pending and mined transaction counts agree once idle.
-    wait_no_nonce_gap(&driver, ChainRole::Service, 0).await;
+    wait_no_nonce_gap(&driver, ChainRole::Service, 0, Duration::from_secs(20))
+        .await
+        .unwrap();
 }
 
 /// Invariant 3 with real relays: an operator voting a tampered payload never adds to the honest
@@ -337,7 +310,9 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
         "released exactly once per request"
     );
     for op in [0, 1] {
-        wait_no_nonce_gap(&driver, ChainRole::Service, op).await;
+        wait_no_nonce_gap(&driver, ChainRole::Service, op, Duration::from_secs(20))
+            .await
+            .unwrap();
     }
 }
 

@@ -18,10 +18,9 @@ use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
         relays: true,
         confirmations: 5,
-        ..DevnetOptions::new(dir.path())
+        ..DevnetOptions::chains_only(dir.path())
     })
     .await
     .unwrap();

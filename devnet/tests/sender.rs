@@ -44,12 +44,9 @@ async fn poll_until_mined(sender: &mut Sender, want: usize) -> Vec<Tracked> {
 #[tokio::test(flavor = "multi_thread")]
 async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_nonce() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        etcd_members: 0,
-        ..DevnetOptions::new(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let config = devnet.operator_config(0).unwrap().chains.service;
     let chain =
