@@ -252,6 +252,20 @@ pub struct HttpConfig {
     /// URL published in the service registry when this replica leads (default: from `listen`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertise_url: Option<String>,
+    /// `/readyz` turns not-ready when a dependency (a chain, an indexer, etcd) last succeeded
+    /// longer ago than this.
+    #[serde(default = "default_ready_stale_secs")]
+    pub ready_stale_secs: u64,
+    /// How often the watcher reads heads, balances, gas prices, lane nonces and conservation.
+    #[serde(default = "default_watch_interval_ms")]
+    pub watch_interval_ms: u64,
+}
+
+fn default_ready_stale_secs() -> u64 {
+    30
+}
+fn default_watch_interval_ms() -> u64 {
+    2_000
 }
 
 /// The service registry.
@@ -399,6 +413,21 @@ impl Config {
             return Err(invalid(
                 "recovery",
                 "interval_ms and claims_poll_ms must be at least 100, stride_blocks and max_per_round at least 1".into(),
+            ));
+        }
+        if self.http.ready_stale_secs == 0 || self.http.watch_interval_ms < 100 {
+            return Err(invalid(
+                "http",
+                "ready_stale_secs must be at least 1 and watch_interval_ms at least 100".into(),
+            ));
+        }
+        if self.http.watch_interval_ms / 1000 >= self.http.ready_stale_secs {
+            return Err(invalid(
+                "http",
+                format!(
+                    "watch_interval_ms {} is not below ready_stale_secs {}: the relay would flap between ready and not ready",
+                    self.http.watch_interval_ms, self.http.ready_stale_secs
+                ),
             ));
         }
         if self.chains.main.chain_id == self.chains.service.chain_id {

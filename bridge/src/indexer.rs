@@ -168,6 +168,9 @@ impl Indexer {
             return Ok(Step::CaughtUp { safe_head });
         };
         let requests = self.fetch(range.clone()).await?;
+        for r in &requests {
+            tracing::debug!(lane = %self.lane, nonce = r.nonce, src_tx = %r.srcTxHash, block = r.srcBlockNumber, "request observed");
+        }
         let next = range.end().saturating_add(1);
         let new = self.store().record_range(self.lane, &requests, next)?;
         self.count(|m| &m.requests_indexed, new);

@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod commands;
 pub mod config;
+pub mod conservation;
 pub mod fees;
 pub mod indexer;
 pub mod keys;
@@ -17,3 +18,4 @@ pub mod rpc_error;
 pub mod sender;
 pub mod store;
 pub mod voter;
+pub mod watch;

@@ -9,19 +9,21 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_monitoring::{HttpState, Metrics};
+use multibridge_monitoring::{HttpState, Metrics, Readiness, StatusBoard};
 use multibridge_recovery::{Recovery, RecoveryConfig};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
+use crate::conservation::{ConservationScanner, ScanSide};
 use crate::indexer::{Indexer, Step};
 use crate::keys::{KeyError, load_signer};
 use crate::lane_recovery::{ChainLane, StoreQueue, publish_stuck, recovery_loop};
 use crate::sender::{Sender, SenderPolicy};
 use crate::store::{Store, StoreError};
 use crate::voter::{Voter, VoterConfig};
+use crate::watch::Watcher;
 
 /// Why the relay cannot start or had to stop. Each says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -301,11 +303,22 @@ pub async fn run(
     )?));
     let operator = preflight.signer.address();
     let metrics = preflight.metrics.clone();
+    let readiness = Arc::new(Readiness::new(Duration::from_secs(
+        config.http.ready_stale_secs,
+    )));
+    let board = Arc::new(StatusBoard::new());
+    for lane in &config.lanes {
+        readiness.register(&crate::watch::indexer_component(*lane));
+        // Standalone: this replica is every lane's active voter.
+        metrics.leader.with_label_values(&[lane.as_str()]).set(1);
+    }
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = multibridge_monitoring::serve(
         config.http.listen,
         HttpState {
             metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            status: board.clone(),
         },
         async move {
             let _ = http_stopped.await;
@@ -346,7 +359,7 @@ pub async fn run(
             Indexer::new(lane, source, &source_config, store.clone()).with_metrics(metrics.clone());
         let poll = Duration::from_millis(source_config.poll_interval_ms.max(50));
         let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
-        tasks.spawn(index_loop(lane, indexer, poll).instrument(span));
+        tasks.spawn(index_loop(lane, indexer, poll, readiness.clone()).instrument(span));
 
         let sender = Sender::new(
             destination.clone(),
@@ -407,6 +420,49 @@ pub async fn run(
         let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
         tasks.spawn(recovery_loop(recovery, chains, queue, claims_rx).instrument(span));
     }
+    let scanners = config
+        .lanes
+        .iter()
+        .map(|lane| {
+            let side = |role: ChainRole| {
+                let chain = config.chains.get(role);
+                ScanSide {
+                    chain: preflight.chain(role).clone(),
+                    bridge: chain.bridge,
+                    start_block: chain.start_block,
+                    confirmations: chain.confirmations,
+                    max_range: chain.max_block_range.max(1),
+                }
+            };
+            ConservationScanner::new(
+                *lane,
+                side(lane.source()),
+                side(lane.destination()),
+                store.clone(),
+                metrics.clone(),
+            )
+        })
+        .collect();
+    let watcher = Watcher {
+        operator,
+        main: preflight.main.clone(),
+        service: preflight.service.clone(),
+        lanes: config.lanes.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        board: board.clone(),
+        scanners,
+        interval: Duration::from_millis(config.http.watch_interval_ms),
+    };
+    let span = tracing::info_span!("watch", %operator);
+    tasks.spawn(
+        async move {
+            watcher.run().await;
+            Ok(())
+        }
+        .instrument(span),
+    );
     if let Some(registry) = &config.registry {
         let span = tracing::info_span!("claims", chain = %ChainRole::Main, %operator);
         tasks.spawn(
@@ -516,9 +572,20 @@ async fn store_stats_loop(
 /// Pause after a retryable failure.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-async fn index_loop(lane: Lane, indexer: Indexer, poll: Duration) -> Result<(), RelayError> {
+async fn index_loop(
+    lane: Lane,
+    indexer: Indexer,
+    poll: Duration,
+    readiness: Arc<Readiness>,
+) -> Result<(), RelayError> {
+    let component = crate::watch::indexer_component(lane);
     loop {
-        match indexer.step().await {
+        let step = indexer.step().await;
+        match &step {
+            Ok(_) => readiness.ok(&component),
+            Err(e) => readiness.failed(&component, e),
+        }
+        match step {
             Ok(Step::Indexed { range, found, new }) => {
                 if found > 0 {
                     tracing::info!(

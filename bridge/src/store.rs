@@ -12,6 +12,9 @@ use alloy::sol_types::SolValue;
 use multibridge_contracts::{Lane, Request};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+mod asset_totals;
+pub use asset_totals::AssetSide;
+
 /// Schema version written to `meta`; bump with a migration, never edit in place.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -217,6 +220,7 @@ impl Store {
                  sent_at INTEGER NOT NULL,
                  PRIMARY KEY (lane, nonce, tx_hash));",
         )?;
+        conn.execute_batch(asset_totals::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         Ok(store)

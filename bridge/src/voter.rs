@@ -295,6 +295,7 @@ impl Voter {
                     .get(self.lane, e.inner.data.nonce)?
                     .map(|r| r.observed_at);
                 store.set_status(self.lane, e.inner.data.nonce, &Status::Handled)?;
+                tracing::debug!(lane = %self.lane, nonce = e.inner.data.nonce, tx = %receipt.transaction_hash, "handled by our vote");
                 self.observe_handled(observed_at);
                 self.waiting.remove(&e.inner.data.nonce);
                 settled.insert(e.inner.data.nonce);
@@ -428,7 +429,7 @@ impl Voter {
                     self.voting.insert(*n);
                 }
                 drop(store);
-                tracing::debug!(lane = %self.lane, tx = %sent.hash, tx_nonce = sent.nonce, first = nonces.first(), count = nonces.len(), "vote sent");
+                tracing::debug!(lane = %self.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, count = nonces.len(), "vote sent");
                 self.in_flight.insert(sent.nonce, nonces);
                 step.sent = step.sent.saturating_add(batch.len());
                 self.count(|m| &m.votes_sent, batch.len());
@@ -542,6 +543,27 @@ pub async fn voting_status(
     Ok(out)
 }
 
+/// Nonces as compact ranges for a log line (`3-7,9`), so a batch's line names every request.
+pub fn nonce_ranges(nonces: &[u64]) -> String {
+    let mut sorted = nonces.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let mut iter = sorted.into_iter().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek().is_some_and(|&n| Some(n) == end.checked_add(1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    out.join(",")
+}
+
 fn skip_reason(selector: alloy::primitives::FixedBytes<4>) -> String {
     let name = [
         (
@@ -558,4 +580,20 @@ fn skip_reason(selector: alloy::primitives::FixedBytes<4>) -> String {
     .map(|(_, n)| n.to_owned())
     .unwrap_or_else(|| format!("0x{}", alloy::hex::encode(selector)));
     format!("destination skipped the vote: {name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nonce_ranges;
+
+    #[test]
+    fn nonce_ranges_name_every_nonce_compactly() {
+        assert_eq!(nonce_ranges(&[]), "");
+        assert_eq!(nonce_ranges(&[4]), "4");
+        assert_eq!(nonce_ranges(&[7, 3, 4, 5, 9, 9]), "3-5,7,9");
+        assert_eq!(
+            nonce_ranges(&[u64::MAX - 1, u64::MAX]),
+            format!("{}-{}", u64::MAX - 1, u64::MAX)
+        );
+    }
 }

@@ -341,6 +341,10 @@ impl Devnet {
             http: HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
                 advertise_url: None,
+                // Devnet blocks come every second: a relay is not ready 10 s after a dependency
+                // last answered.
+                ready_stale_secs: 10,
+                watch_interval_ms: 1_000,
             },
             registry: Some(RegistryConfig {
                 address: self.deployment.registry,

@@ -21,6 +21,8 @@ pub const STUCK_REASONS: [&str; 6] = [
     "rate_limited",
     "other",
 ];
+/// The `asset` label of the native coin (tokens are labelled with their source address).
+pub const NATIVE_ASSET: &str = "native";
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = ["observed", "voting", "voted", "handled", "rejected"];
 
@@ -66,6 +68,32 @@ pub struct Metrics {
     pub stuck_requests: IntGaugeVec,
     /// Next nonce of this relay's signer, per chain.
     pub signer_nonce: IntGaugeVec,
+    /// Balance of this relay's signer in the chain's native coin (1e18 base units), per chain.
+    pub signer_balance: GaugeVec,
+    /// Gas price the chain quotes (`eth_gasPrice`), in gwei, per chain.
+    pub gas_price_gwei: GaugeVec,
+    /// Latest block of each chain as the watcher read it.
+    pub chain_head: IntGaugeVec,
+    /// 1 while the chain answered the watcher's last probe, else 0.
+    pub chain_up: IntGaugeVec,
+    /// Requests made on the lane's source bridge (`requestNonce`).
+    pub request_nonce: IntGaugeVec,
+    /// Every nonce below is handled on the lane's destination (`lowerHandleNonce`).
+    pub lower_handle_nonce: IntGaugeVec,
+    /// Highest handled nonce + 1 on the lane's destination (`upperHandleNonce`).
+    pub upper_handle_nonce: IntGaugeVec,
+    /// 1 while this replica is the lane's active voter (always 1 when running standalone).
+    pub leader: IntGaugeVec,
+    /// Times this replica gained or lost the lane's leadership.
+    pub leadership_changes: IntCounterVec,
+    /// Amount requested on the lane's source, per source asset (locked or burned there).
+    pub asset_requested: GaugeVec,
+    /// Amount released on the lane's destination, per source asset (unlocked or minted there).
+    pub asset_released: GaugeVec,
+    /// 1 while released ≤ requested for the asset (compared exactly), 0 when conservation broke.
+    pub conservation_ok: IntGaugeVec,
+    /// Votes on the destination whose vote key differs from the payload this relay observed.
+    pub vote_divergence: IntCounterVec,
     /// RPC calls by chain, endpoint index, method and outcome.
     pub rpc_requests: IntCounterVec,
     /// 1, labelled with the version.
@@ -117,6 +145,11 @@ impl Metrics {
             lane,
         )?;
         registry.register(Box::new(handle_latency.clone()))?;
+        let gauge = |n: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+            let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         let metrics = Self {
             source_head: int_gauge("source_head", "Source chain head seen by the indexer", lane)?,
             indexed_block: int_gauge("indexed_block", "Next source block the indexer reads", lane)?,
@@ -193,6 +226,67 @@ impl Metrics {
                 "Next nonce of this relay's signer",
                 &["chain"],
             )?,
+            signer_balance: gauge(
+                "signer_balance",
+                "Balance of this relay's signer in the chain's native coin",
+                &["chain"],
+            )?,
+            gas_price_gwei: gauge(
+                "gas_price_gwei",
+                "Gas price the chain quotes (eth_gasPrice), in gwei",
+                &["chain"],
+            )?,
+            chain_head: int_gauge("chain_head", "Latest block of the chain", &["chain"])?,
+            chain_up: int_gauge(
+                "chain_up",
+                "1 while the chain answered the last probe, else 0",
+                &["chain"],
+            )?,
+            request_nonce: int_gauge(
+                "request_nonce",
+                "Requests made on the lane's source bridge (requestNonce)",
+                lane,
+            )?,
+            lower_handle_nonce: int_gauge(
+                "lower_handle_nonce",
+                "Every nonce below is handled on the lane's destination",
+                lane,
+            )?,
+            upper_handle_nonce: int_gauge(
+                "upper_handle_nonce",
+                "Highest handled nonce + 1 on the lane's destination",
+                lane,
+            )?,
+            leader: int_gauge(
+                "leader",
+                "1 while this replica is the lane's active voter (1 when standalone)",
+                lane,
+            )?,
+            leadership_changes: counter(
+                "leadership_changes_total",
+                "Times this replica gained or lost the lane's leadership",
+                lane,
+            )?,
+            asset_requested: gauge(
+                "asset_requested",
+                "Amount requested on the lane's source per source asset, in base units",
+                &["lane", "asset"],
+            )?,
+            asset_released: gauge(
+                "asset_released",
+                "Amount released on the lane's destination per source asset, in base units",
+                &["lane", "asset"],
+            )?,
+            conservation_ok: int_gauge(
+                "conservation_ok",
+                "1 while released <= requested for the asset (exact comparison), else 0",
+                &["lane", "asset"],
+            )?,
+            vote_divergence: counter(
+                "vote_divergence_total",
+                "Destination votes whose key differs from the payload this relay observed",
+                lane,
+            )?,
             rpc_requests: counter(
                 "rpc_requests_total",
                 "RPC calls by chain, endpoint index, method and outcome",
@@ -210,7 +304,14 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         for lane in lanes.iter().map(|l| l.as_str()) {
-            for g in [&metrics.source_head, &metrics.indexed_block] {
+            for g in [
+                &metrics.source_head,
+                &metrics.indexed_block,
+                &metrics.request_nonce,
+                &metrics.lower_handle_nonce,
+                &metrics.upper_handle_nonce,
+                &metrics.leader,
+            ] {
                 g.with_label_values(&[lane]).set(0);
             }
             for c in [
@@ -224,6 +325,8 @@ impl Metrics {
                 &metrics.recovery_requeued,
                 &metrics.claims_seen,
                 &metrics.claims_resolved,
+                &metrics.leadership_changes,
+                &metrics.vote_divergence,
             ] {
                 c.with_label_values(&[lane]).reset();
             }
@@ -250,9 +353,14 @@ impl Metrics {
                 .with_label_values(&[lane])
                 .set(0.0);
             let _ = metrics.handle_latency.with_label_values(&[lane]);
+            metrics.set_asset(lane, NATIVE_ASSET, 0.0, 0.0, true);
         }
         for chain in [ChainRole::Main, ChainRole::Service].map(ChainRole::as_str) {
             metrics.signer_nonce.with_label_values(&[chain]).set(0);
+            metrics.chain_head.with_label_values(&[chain]).set(0);
+            metrics.chain_up.with_label_values(&[chain]).set(0);
+            metrics.signer_balance.with_label_values(&[chain]).set(0.0);
+            metrics.gas_price_gwei.with_label_values(&[chain]).set(0.0);
             for endpoint in 0..endpoints_per_chain.max(1) {
                 let endpoint = endpoint.to_string();
                 for outcome in RPC_OUTCOMES {
@@ -264,6 +372,19 @@ impl Metrics {
             }
         }
         Ok(metrics)
+    }
+
+    /// Publish one asset's conservation figures on `lane`.
+    pub fn set_asset(&self, lane: &str, asset: &str, requested: f64, released: f64, ok: bool) {
+        self.asset_requested
+            .with_label_values(&[lane, asset])
+            .set(requested);
+        self.asset_released
+            .with_label_values(&[lane, asset])
+            .set(released);
+        self.conservation_ok
+            .with_label_values(&[lane, asset])
+            .set(i64::from(ok));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -299,6 +420,12 @@ mod tests {
             "multibridge_stuck_requests{lane=\"main-to-service\",reason=\"insufficient_liquidity\"} 0",
             "multibridge_rpc_requests_total{chain=\"main\",endpoint=\"1\",method=\"eth_blockNumber\",outcome=\"rate_limited\"} 0",
             "multibridge_handle_latency_seconds_count{lane=\"service-to-main\"} 0",
+            "multibridge_lower_handle_nonce{lane=\"main-to-service\"} 0",
+            "multibridge_leader{lane=\"service-to-main\"} 0",
+            "multibridge_conservation_ok{asset=\"native\",lane=\"main-to-service\"} 1",
+            "multibridge_signer_balance{chain=\"main\"} 0",
+            "multibridge_chain_up{chain=\"service\"} 0",
+            "multibridge_vote_divergence_total{lane=\"main-to-service\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -75,60 +75,76 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     };
     let mut out = Vec::new();
     for lane in config.lanes.iter().copied() {
-        let (source, destination) = (client(lane.source()), client(lane.destination()));
-        let request_nonce = source
-            .bridge_call(
-                "requestNonce",
-                |b| async move { b.requestNonce().call().await },
-            )
-            .await?;
-        let lower = destination
-            .bridge_call("lowerHandleNonce", |b| async move {
-                b.lowerHandleNonce().call().await
-            })
-            .await?;
-        let upper = destination
-            .bridge_call("upperHandleNonce", |b| async move {
-                b.upperHandleNonce().call().await
-            })
-            .await?;
-        let waiting = match &store {
-            Some(store) => store
+        let nonces = lane_nonces(client(lane.source()), client(lane.destination())).await?;
+        out.push(lane_status(lane, nonces, store.as_ref())?);
+    }
+    Ok(out)
+}
+
+/// A lane's bookkeeping on the chains: `(requestNonce, lowerHandleNonce, upperHandleNonce)`.
+pub async fn lane_nonces(
+    source: &ChainClient,
+    destination: &ChainClient,
+) -> Result<(u64, u64, u64), ChainError> {
+    let request_nonce = source
+        .bridge_call(
+            "requestNonce",
+            |b| async move { b.requestNonce().call().await },
+        )
+        .await?;
+    let lower = destination
+        .bridge_call("lowerHandleNonce", |b| async move {
+            b.lowerHandleNonce().call().await
+        })
+        .await?;
+    let upper = destination
+        .bridge_call("upperHandleNonce", |b| async move {
+            b.upperHandleNonce().call().await
+        })
+        .await?;
+    Ok((request_nonce, lower, upper))
+}
+
+/// One lane's status from its chain bookkeeping (see [`lane_nonces`]) and, when there is one,
+/// the relay's store.
+pub fn lane_status(
+    lane: Lane,
+    (request_nonce, lower, upper): (u64, u64, u64),
+    store: Option<&Store>,
+) -> Result<LaneStatus, StoreError> {
+    let (oldest, last_vote, waiting) = match store {
+        Some(store) => {
+            let counts = store.counts(lane)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let waiting = store
                 .waiting_reasons(lane)?
                 .into_iter()
                 .map(|(reason, requests)| WaitingReason { reason, requests })
-                .collect(),
-            None => Vec::new(),
-        };
-        let (oldest, last_vote) = match &store {
-            Some(store) => {
-                let counts = store.counts(lane)?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default();
-                (
-                    counts
-                        .oldest_open_observed_at
-                        .map(|t| now.saturating_sub(t)),
-                    store.last_vote(lane)?,
-                )
-            }
-            None => (None, None),
-        };
-        out.push(LaneStatus {
-            lane,
-            request_nonce,
-            lower_handle_nonce: lower,
-            upper_handle_nonce: upper,
-            pending: request_nonce.saturating_sub(lower),
-            oldest_pending_age_secs: oldest,
-            last_vote_nonce: last_vote.map(|v| v.0),
-            last_vote_tx: last_vote.map(|v| v.1),
-            waiting,
-        });
-    }
-    Ok(out)
+                .collect();
+            (
+                counts
+                    .oldest_open_observed_at
+                    .map(|t| now.saturating_sub(t)),
+                store.last_vote(lane)?,
+                waiting,
+            )
+        }
+        None => (None, None, Vec::new()),
+    };
+    Ok(LaneStatus {
+        lane,
+        request_nonce,
+        lower_handle_nonce: lower,
+        upper_handle_nonce: upper,
+        pending: request_nonce.saturating_sub(lower),
+        oldest_pending_age_secs: oldest,
+        last_vote_nonce: last_vote.map(|v| v.0),
+        last_vote_tx: last_vote.map(|v| v.1),
+        waiting,
+    })
 }
 
 /// The human-readable table.

@@ -1,0 +1,152 @@
+//! Readiness: long-lived tasks report each success of the thing they depend on (a chain answered,
+//! the indexer finished a poll, etcd renewed a lease); `/readyz` is ready while every registered
+//! component succeeded within `stale_after`. One failed call does not flip readiness — staleness
+//! does — so a single RPC blip does not take a relay out of rotation.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+struct Component {
+    last_ok: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// The readiness of every registered component.
+#[derive(Debug)]
+pub struct Readiness {
+    stale_after: Duration,
+    components: Mutex<BTreeMap<String, Component>>,
+}
+
+/// One component as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentReport {
+    /// Succeeded within the staleness bound.
+    pub ready: bool,
+    /// Seconds since its last success (absent if it never succeeded).
+    pub last_ok_secs_ago: Option<f64>,
+    /// The last failure since that success, if any.
+    pub error: Option<String>,
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadyReport {
+    /// Every component is ready.
+    pub ready: bool,
+    /// The staleness bound, in seconds.
+    pub stale_after_secs: f64,
+    /// By component name (`chain:main`, `indexer:main-to-service`, `etcd`, …).
+    pub components: BTreeMap<String, ComponentReport>,
+}
+
+impl Readiness {
+    /// No components yet; a component is stale `stale_after` after its last success.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            stale_after,
+            components: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Component>) -> R) -> R {
+        f(&mut self.components.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Make `name` part of readiness (not ready until its first success).
+    pub fn register(&self, name: &str) {
+        self.with(|c| {
+            c.entry(name.to_owned()).or_default();
+        });
+    }
+
+    /// `name` just succeeded.
+    pub fn ok(&self, name: &str) {
+        self.with(|c| {
+            let component = c.entry(name.to_owned()).or_default();
+            component.last_ok = Some(Instant::now());
+            component.last_error = None;
+        });
+    }
+
+    /// `name` just failed with `error` (shown in the report; readiness follows staleness).
+    pub fn failed(&self, name: &str, error: &dyn std::fmt::Display) {
+        self.with(|c| {
+            c.entry(name.to_owned()).or_default().last_error = Some(error.to_string());
+        });
+    }
+
+    /// The report at `now`.
+    pub fn report_at(&self, now: Instant) -> ReadyReport {
+        let components: BTreeMap<String, ComponentReport> = self.with(|c| {
+            c.iter()
+                .map(|(name, component)| {
+                    let age = component.last_ok.map(|t| now.saturating_duration_since(t));
+                    let report = ComponentReport {
+                        ready: age.is_some_and(|age| age <= self.stale_after),
+                        last_ok_secs_ago: age.map(|a| a.as_secs_f64()),
+                        error: component.last_error.clone(),
+                    };
+                    (name.clone(), report)
+                })
+                .collect()
+        });
+        ReadyReport {
+            ready: components.values().all(|c| c.ready),
+            stale_after_secs: self.stale_after.as_secs_f64(),
+            components,
+        }
+    }
+
+    /// The report now.
+    pub fn report(&self) -> ReadyReport {
+        self.report_at(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_components_are_not_ready_until_they_succeed() {
+        let r = Readiness::new(Duration::from_secs(10));
+        r.register("chain:main");
+        r.register("indexer:main-to-service");
+        assert!(!r.report().ready);
+        r.ok("chain:main");
+        let report = r.report();
+        assert!(!report.ready);
+        assert!(report.components["chain:main"].ready);
+        assert!(!report.components["indexer:main-to-service"].ready);
+        r.ok("indexer:main-to-service");
+        assert!(r.report().ready);
+    }
+
+    #[test]
+    fn staleness_not_a_single_failure_makes_a_component_unready() {
+        let r = Readiness::new(Duration::from_secs(10));
+        r.ok("chain:main");
+        r.failed("chain:main", &"connection refused");
+        let now = Instant::now();
+        let report = r.report_at(now);
+        assert!(
+            report.ready,
+            "one failure right after a success is not staleness"
+        );
+        assert_eq!(
+            report.components["chain:main"].error.as_deref(),
+            Some("connection refused")
+        );
+        let later = r.report_at(now + Duration::from_secs(11));
+        assert!(!later.ready);
+        r.ok("chain:main");
+        let back = r.report();
+        assert!(back.ready);
+        assert_eq!(back.components["chain:main"].error, None);
+    }
+}
