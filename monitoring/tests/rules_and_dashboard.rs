@@ -1,5 +1,6 @@
 //! The alert rules and the Grafana dashboard are checked against the real `promtool` (Debian's
 //! `prometheus` package, installed by `.tools/setup.sh`) and against the one metric definition.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
