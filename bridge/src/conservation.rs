@@ -129,7 +129,20 @@ pub struct ConservationScanner {
     store: Arc<Mutex<Store>>,
     metrics: Arc<Metrics>,
     to_source: HashMap<Address, Address>,
+    /// Votes seen before this relay indexed their request, re-checked every step (bounded).
+    unmatched: std::collections::VecDeque<SeenVote>,
 }
+
+/// A `VoteCast` as the divergence check needs it.
+#[derive(Debug, Clone, Copy)]
+struct SeenVote {
+    nonce: u64,
+    operator: Address,
+    key: alloy::primitives::B256,
+}
+
+/// Most votes kept for a later check while their request is not indexed yet.
+const MAX_UNMATCHED: usize = 4096;
 
 /// What one scan of one side found.
 #[derive(Debug, Default)]
@@ -163,6 +176,7 @@ impl ConservationScanner {
             store,
             metrics,
             to_source,
+            unmatched: std::collections::VecDeque::new(),
         }
     }
 
@@ -178,6 +192,10 @@ impl ConservationScanner {
     /// Scan both sides as far as final blocks go (bounded per call) and, when the source caught
     /// up, compare and publish. Returns the comparison when one was made.
     pub async fn step(&mut self) -> Result<Option<Vec<AssetConservation>>, ConservationError> {
+        let waiting = std::mem::take(&mut self.unmatched);
+        for vote in waiting {
+            self.check_vote(vote)?;
+        }
         self.scan(AssetSide::Released).await?;
         if !self.scan(AssetSide::Requested).await?.caught_up {
             return Ok(None);
@@ -311,7 +329,7 @@ impl ConservationScanner {
     }
 
     async fn released_in(
-        &self,
+        &mut self,
         at: &ScanSide,
         range: RangeInclusive<u64>,
     ) -> Result<BTreeMap<Address, U256>, ConservationError> {
@@ -342,20 +360,29 @@ impl ConservationScanner {
                 let event = log
                     .log_decode::<Bridge::VoteCast>()
                     .map_err(|_| bad("VoteCast"))?;
-                self.check_vote(event.inner.nonce, event.inner.operator, event.inner.voteKey)?;
+                self.check_vote(SeenVote {
+                    nonce: event.inner.nonce,
+                    operator: event.inner.operator,
+                    key: event.inner.voteKey,
+                })?;
             }
         }
         Ok(amounts)
     }
 
-    /// Count a vote whose key differs from the payload this relay observed for its nonce.
-    fn check_vote(
-        &self,
-        nonce: u64,
-        operator: Address,
-        key: alloy::primitives::B256,
-    ) -> Result<(), ConservationError> {
+    /// Count a vote whose key differs from the payload this relay observed for its nonce; keep
+    /// it for later if the request is not indexed yet.
+    fn check_vote(&mut self, vote: SeenVote) -> Result<(), ConservationError> {
+        let SeenVote {
+            nonce,
+            operator,
+            key,
+        } = vote;
         let Some(stored) = self.store().get(self.lane, nonce)? else {
+            if self.unmatched.len() >= MAX_UNMATCHED {
+                self.unmatched.pop_front();
+            }
+            self.unmatched.push_back(vote);
             return Ok(());
         };
         let expected = self.domain.vote_key(&stored.request);

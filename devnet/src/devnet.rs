@@ -23,6 +23,7 @@ use crate::manifest::{
 };
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
+use crate::prometheus::{PrometheusServer, ScrapeTarget};
 use crate::tools::Tools;
 
 /// How to build a devnet.
@@ -52,6 +53,8 @@ pub struct DevnetOptions {
     pub confirmations: u64,
     /// Start one relay process per operator after deploying.
     pub relays: bool,
+    /// Start a Prometheus server scraping every relay, with the alert rules loaded.
+    pub prometheus: bool,
 }
 
 impl DevnetOptions {
@@ -79,6 +82,7 @@ impl DevnetOptions {
             user_tokens: parse_ether("1000000").unwrap_or(U256::ZERO),
             confirmations: 1,
             relays: false,
+            prometheus: false,
         }
     }
 
@@ -134,6 +138,8 @@ pub struct Devnet {
     pub accounts: DevAccounts,
     /// HTTP API port of each operator's relay (allocated once, written into its config).
     pub operator_http_ports: Vec<u16>,
+    /// Prometheus scraping the relays (when `options.prometheus`).
+    pub prometheus: Option<PrometheusServer>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<usize, ManagedProcess>,
 }
@@ -157,6 +163,7 @@ fn clear_previous_run(dir: &Path) -> Result<(), DevnetError> {
         let ours = name == "logs"
             || name == "devnet.json"
             || (name.starts_with("operator-") && (path.is_dir() || name.ends_with(".toml")))
+            || name == "prometheus"
             || (name.starts_with("etcd-") && name.ends_with(".data"));
         if !ours {
             continue;
@@ -239,6 +246,19 @@ impl Devnet {
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()
             .map_err(DevnetError::Ports)?;
+        let prometheus = if options.prometheus {
+            let targets: Vec<ScrapeTarget> = operator_http_ports
+                .iter()
+                .enumerate()
+                .map(|(i, port)| ScrapeTarget {
+                    operator: i.saturating_add(1).to_string(),
+                    address: format!("127.0.0.1:{port}"),
+                })
+                .collect();
+            Some(PrometheusServer::start(&dir, &log_dir, &targets).await?)
+        } else {
+            None
+        };
         let start_relays = options.relays;
         let mut devnet = Self {
             options: DevnetOptions { dir, ..options },
@@ -248,6 +268,7 @@ impl Devnet {
             deployment,
             accounts,
             operator_http_ports,
+            prometheus,
             relays: Default::default(),
         };
         devnet.write_files()?;
@@ -394,6 +415,7 @@ impl Devnet {
                 .as_ref()
                 .map(EtcdCluster::endpoints)
                 .unwrap_or_default(),
+            prometheus_url: self.prometheus.as_ref().map(PrometheusServer::url),
             threshold: self.options.threshold,
             owner: account(&self.accounts.owner),
             operators,
@@ -465,6 +487,7 @@ impl Devnet {
         if let Some(etcd) = self.etcd {
             processes.extend(etcd.detach());
         }
+        processes.extend(self.prometheus.and_then(PrometheusServer::detach));
         processes
     }
 }

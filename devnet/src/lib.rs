@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod manifest;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod scrape;
 pub mod tools;

@@ -88,6 +88,9 @@ struct UpArgs {
     /// Do not start the relays (deploy only).
     #[arg(long)]
     no_relays: bool,
+    /// Do not start Prometheus (it scrapes every relay and evaluates the alert rules).
+    #[arg(long)]
+    no_prometheus: bool,
 }
 
 impl UpArgs {
@@ -100,6 +103,7 @@ impl UpArgs {
             service_chain_id: self.service_chain_id,
             etcd_members: self.etcd_members,
             relays: !self.no_relays,
+            prometheus: !self.no_prometheus,
             ..DevnetOptions::new(dir)
         }
     }
@@ -201,6 +205,9 @@ fn print_summary(m: &Manifest) {
     println!("  registry {} (main chain)", m.registry);
     if !m.etcd_endpoints.is_empty() {
         println!("  etcd     {}", m.etcd_endpoints.join(","));
+    }
+    if let Some(url) = &m.prometheus_url {
+        println!("  prometheus {url} (alerts: {url}/alerts)");
     }
     println!(
         "  operators {} (threshold {}):",

@@ -65,6 +65,9 @@ pub struct Manifest {
     pub registry: Address,
     /// etcd client endpoints.
     pub etcd_endpoints: Vec<String>,
+    /// Prometheus scraping the relays, with the alert rules loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
     /// Votes needed on each bridge.
     pub threshold: u64,
     /// Owner (deployer, pauser) of every contract.

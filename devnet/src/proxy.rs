@@ -44,6 +44,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<AtomicU64>,
+    switch: tokio::sync::watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -55,6 +56,8 @@ impl TcpProxy {
         let mode = Arc::new(AtomicU8::new(mode.to_u8()));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let (m, d) = (mode.clone(), delay_ms.clone());
+        let (switch, _) = tokio::sync::watch::channel(0u64);
+        let e = switch.clone();
         let task = tokio::spawn(async move {
             // Held connections of blackhole mode live as long as the proxy.
             let mut held: Vec<TcpStream> = Vec::new();
@@ -64,12 +67,27 @@ impl TcpProxy {
                     ProxyMode::Blackhole => held.push(inbound),
                     ProxyMode::Forward => {
                         let delay = Duration::from_millis(d.load(Ordering::Relaxed));
+                        let mut switched = e.subscribe();
+                        let m = m.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
-                            if let Ok(mut outbound) = TcpStream::connect(target).await {
-                                let mut inbound = inbound;
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
-                                    .await;
+                            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                                return;
+                            };
+                            let mut inbound = inbound;
+                            let cut = tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                                _ = switched.changed() => true,
+                            };
+                            // A switch to blackhole silences open connections too (a client's
+                            // pooled keep-alive connection must not slip through); they are
+                            // closed at the next switch. Refuse closes them at once.
+                            if cut
+                                && ProxyMode::from_u8(m.load(Ordering::Relaxed))
+                                    == ProxyMode::Blackhole
+                            {
+                                drop(outbound);
+                                let _ = switched.changed().await;
                             }
                         });
                     }
@@ -80,6 +98,7 @@ impl TcpProxy {
             addr,
             mode,
             delay_ms,
+            switch,
             task,
         })
     }
@@ -89,9 +108,14 @@ impl TcpProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Switch what happens to new connections.
+    /// Switch what happens to new connections and to forwarded ones still open: leaving
+    /// forward mode blackholes (or, for refuse, closes) them as well.
     pub fn set_mode(&self, mode: ProxyMode) {
-        self.mode.store(mode.to_u8(), Ordering::Relaxed);
+        let previous = self.mode.swap(mode.to_u8(), Ordering::Relaxed);
+        if previous != mode.to_u8() {
+            self.switch
+                .send_modify(|epoch| *epoch = epoch.wrapping_add(1));
+        }
     }
 
     /// Delay before each new forwarded connection is connected.

@@ -263,6 +263,28 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
         amount,
         "the honest amount, not the tampered one"
     );
+    // The honest relays saw the tampered vote on the destination and count it as divergence;
+    // the tamperer itself stored the honest payload too, so it counts it as well.
+    let series = "multibridge_vote_divergence_total{lane=\"main-to-service\"}";
+    for op in [0, 1] {
+        let port = devnet.operator_http_ports[op];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(port, series).await.unwrap_or(0.0) < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "relay {op} did not count the divergent vote"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(
+        metric(
+            devnet.operator_http_ports[0],
+            "multibridge_vote_divergence_total{lane=\"service-to-main\"}"
+        )
+        .await,
+        Some(0.0)
+    );
 }
 
 /// SIGKILL two of three relays while they vote on a burst (so no threshold can be reached until
