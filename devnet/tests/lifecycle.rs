@@ -1,5 +1,5 @@
-//! `multibridge-devnet up` / `status` / `down` as a user runs them: after `down` no anvil or etcd
-//! process of that devnet is left.
+//! `multibridge-devnet up` / `status` / `down` as a user runs them: after `down` no anvil, etcd,
+//! relay or Prometheus process of that devnet is left.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
@@ -59,6 +59,7 @@ fn up_status_down_leaves_nothing_running() {
             "etcd-0",
             "etcd-1",
             "etcd-2",
+            "prometheus",
             "relay-1",
             "relay-2",
             "relay-3"
@@ -74,6 +75,15 @@ fn up_status_down_leaves_nothing_running() {
     assert_eq!(manifest.operators.len(), 3);
     assert_eq!(manifest.threshold, 2);
     assert_eq!(manifest.etcd_endpoints.len(), 3);
+    let prometheus = manifest
+        .prometheus_url
+        .clone()
+        .expect("up starts Prometheus");
+    assert!(
+        text(&out).contains(&prometheus),
+        "up prints the Prometheus URL:\n{}",
+        text(&out)
+    );
     assert_ne!(
         manifest.main.contracts.chain_id,
         manifest.service.contracts.chain_id
