@@ -288,6 +288,13 @@ pub struct EtcdConfig {
     /// Leader lease TTL in seconds.
     #[serde(default = "default_lease_ttl_secs")]
     pub lease_ttl_secs: u64,
+    /// This replica's name in elections and progress records (default: its advertised URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Who competes for a lane: `operator` (the replicas of this operator; default) or `lane`
+    /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
+    #[serde(default)]
+    pub scope: crate::leadership::keys::ElectionScope,
 }
 
 fn default_etcd_prefix() -> String {

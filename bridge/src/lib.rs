@@ -12,6 +12,8 @@ pub mod fees;
 pub mod indexer;
 pub mod keys;
 pub mod lane_recovery;
+pub mod lane_voting;
+pub mod leadership;
 pub mod registry;
 pub mod relay;
 pub mod rpc_error;

@@ -1,5 +1,6 @@
-//! The relay's side of the service registry: its lane services (registered at start so users
-//! can file claims against them) and the watcher that turns claims into recovery of one nonce.
+//! The relay's side of the service registry: its lane services (registered so users can file
+//! claims against them, located at the URL of the replica that leads each lane) and the watcher
+//! that turns claims into recovery of one nonce.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::chain::ChainClient;
 use crate::config::Config;
+use crate::leadership::fence::Fence;
 use crate::relay::RelayError;
 use crate::sender::{Sender, SenderPolicy, Tracked};
 
@@ -63,90 +65,149 @@ pub fn advertised_url(config: &Config) -> String {
         .unwrap_or_else(|| format!("http://{}", config.http.listen))
 }
 
-/// How long registration may hold up the relay's start.
+/// How long one registration or location update may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Register every lane service not yet in the registry (the operator becomes its manager), so
-/// users can file claims against it. Runs before the voters start, so its transactions cannot
-/// race the voters' nonces on the main chain. Never fails the relay: a problem is logged and
-/// relaying goes on (claims for an unregistered service are refused by the registry).
+/// Where each lane service should point: `(service, location)`.
+pub type WantedLocations = Vec<(LaneService, String)>;
+
+/// Register every service in `wanted` that is missing (the operator becomes its manager) and
+/// point every registered one at its wanted location (`updateLocation`, emitting
+/// `NewLocation`). Bounded in time and never fatal: a problem is logged and relaying goes on.
+/// `fence` is checked before each transaction, so a replica that lost its lane sends nothing.
 pub async fn ensure_registered(
     main: Arc<ChainClient>,
     signer: PrivateKeySigner,
+    fence: Fence,
     registry: Address,
-    services: &[LaneService],
-    location: &str,
-) {
+    wanted: &[(LaneService, String)],
+) -> usize {
     let started = Instant::now();
     let result = tokio::time::timeout(
         REGISTER_TIMEOUT,
-        register_missing(main, signer, registry, services, location),
+        sync_locations(main, signer, fence, registry, wanted),
     )
     .await;
     match result {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(
-            registered = n,
-            after_ms = started.elapsed().as_millis() as u64,
-            "lane services registered"
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot register lane services; claims against them will be refused until they are")
+        Ok(Ok(0)) => 0,
+        Ok(Ok(n)) => {
+            tracing::info!(
+                changed = n,
+                after_ms = started.elapsed().as_millis() as u64,
+                "lane services registered / located"
+            );
+            n
         }
-        Err(_) => tracing::warn!(
-            "registering lane services took longer than {REGISTER_TIMEOUT:?}; going on without"
-        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot register or locate lane services; retrying later");
+            0
+        }
+        Err(_) => {
+            tracing::warn!(
+                "registering lane services took longer than {REGISTER_TIMEOUT:?}; retrying later"
+            );
+            0
+        }
     }
 }
 
-async fn register_missing(
+/// What the registry says of a service: `None` when it is not registered.
+pub async fn registered_location(
+    main: &ChainClient,
+    registry: Address,
+    id: B256,
+) -> Result<Option<String>, crate::chain::ChainError> {
+    let exists = main
+        .call("exists", |p| async move {
+            ServiceRegistry::new(registry, p)
+                .exists(id)
+                .call()
+                .await
+                .map_err(crate::chain::contract_to_transport)
+        })
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let location = main
+        .call("getServiceLocation", |p| async move {
+            ServiceRegistry::new(registry, p)
+                .getServiceLocation(id)
+                .call()
+                .await
+                .map_err(crate::chain::contract_to_transport)
+        })
+        .await?;
+    Ok(Some(location))
+}
+
+/// The services of `wanted` whose registry entry is missing or points elsewhere.
+pub async fn outdated(
+    main: &ChainClient,
+    registry: Address,
+    wanted: &[(LaneService, String)],
+) -> Result<WantedLocations, crate::chain::ChainError> {
+    let mut out = Vec::new();
+    for (service, location) in wanted {
+        if registered_location(main, registry, service.id)
+            .await?
+            .as_deref()
+            != Some(location)
+        {
+            out.push((*service, location.clone()));
+        }
+    }
+    Ok(out)
+}
+
+async fn sync_locations(
     main: Arc<ChainClient>,
     signer: PrivateKeySigner,
+    fence: Fence,
     registry: Address,
-    services: &[LaneService],
-    location: &str,
+    wanted: &[(LaneService, String)],
 ) -> Result<usize, RelayError> {
     let mut sender: Option<Sender> = None;
     let mut pending = 0usize;
-    for service in services {
+    for (service, location) in wanted {
         let id = service.id;
-        let exists = main
-            .call("exists", |p| async move {
-                ServiceRegistry::new(registry, p)
-                    .exists(id)
-                    .call()
-                    .await
-                    .map_err(crate::chain::contract_to_transport)
-            })
-            .await?;
-        if exists {
-            continue;
-        }
+        let current = registered_location(&main, registry, id).await?;
+        let input: Bytes = match current {
+            Some(current) if &current == location => continue,
+            Some(_) => ServiceRegistry::updateLocationCall {
+                id,
+                location: location.clone(),
+            }
+            .abi_encode()
+            .into(),
+            None => ServiceRegistry::registerCall {
+                id,
+                name: format!(
+                    "multibridge {} operator {}",
+                    service.lane, service.meta.operator
+                ),
+                location: location.clone(),
+                meta: service.meta.encode().into(),
+            }
+            .abi_encode()
+            .into(),
+        };
         if sender.is_none() {
             sender = Some(
                 Sender::new(main.clone(), signer.clone(), SenderPolicy::default())
                     .await
-                    .map_err(send_failed)?,
+                    .map_err(send_failed)?
+                    .with_fence(fence.clone()),
             );
         }
         let Some(sender) = sender.as_mut() else {
             continue;
         };
-        let input: Bytes = ServiceRegistry::registerCall {
-            id,
-            name: format!(
-                "multibridge {} operator {}",
-                service.lane, service.meta.operator
-            ),
-            location: location.to_owned(),
-            meta: service.meta.encode().into(),
-        }
-        .abi_encode()
-        .into();
         sender.send(registry, input).await.map_err(send_failed)?;
+        tracing::info!(lane = %service.lane, %location, "service location sent to the registry");
         pending = pending.saturating_add(1);
     }
-    let registered = pending;
+    let changed = pending;
     while pending > 0 {
         let Some(sender) = sender.as_mut() else {
             break;
@@ -155,7 +216,7 @@ async fn register_missing(
             if let Tracked::Mined { receipt, .. } = tracked {
                 pending = pending.saturating_sub(1);
                 if !receipt.status() {
-                    tracing::warn!(tx = %receipt.transaction_hash, "service registration reverted (registered by someone else meanwhile?)");
+                    tracing::warn!(tx = %receipt.transaction_hash, "registry transaction reverted (registered by someone else meanwhile?)");
                 }
             }
         }
@@ -163,7 +224,7 @@ async fn register_missing(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-    Ok(registered)
+    Ok(changed)
 }
 
 fn send_failed(e: crate::sender::SendError) -> RelayError {

@@ -20,9 +20,14 @@ use crate::conservation::{ConservationScanner, ScanSide};
 use crate::indexer::{Indexer, Step};
 use crate::keys::{KeyError, load_signer};
 use crate::lane_recovery::{ChainLane, StoreQueue, publish_stuck, recovery_loop};
-use crate::sender::{Sender, SenderPolicy};
+use crate::lane_voting::{RegistrySync, VoterFactory, vote_loop};
+use crate::leadership::campaign::{Campaign, LeaderInfo};
+use crate::leadership::etcd_pool::EtcdPool;
+use crate::leadership::fence::Fence;
+use crate::leadership::progress::Progress;
+use crate::sender::SenderPolicy;
 use crate::store::{Store, StoreError};
-use crate::voter::{Voter, VoterConfig};
+use crate::voter::VoterConfig;
 use crate::watch::Watcher;
 
 /// Why the relay cannot start or had to stop. Each says what to fix.
@@ -309,8 +314,11 @@ pub async fn run(
     let board = Arc::new(StatusBoard::new());
     for lane in &config.lanes {
         readiness.register(&crate::watch::indexer_component(*lane));
-        // Standalone: this replica is every lane's active voter.
-        metrics.leader.with_label_values(&[lane.as_str()]).set(1);
+        // Standalone: this replica is every lane's active voter; with etcd, its campaign says.
+        metrics
+            .leader
+            .with_label_values(&[lane.as_str()])
+            .set(i64::from(config.etcd.is_none()));
     }
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = multibridge_monitoring::serve(
@@ -331,18 +339,52 @@ pub async fn run(
     })?;
     // Lane services first (before any voter owns the main-chain nonce sequence), so users can
     // file claims; bounded in time, never fatal.
+    // With etcd, the replica that leads the main chain's lane does it at the start of its
+    // term instead (see `lane_voting`).
     let services = crate::registry::lane_services(&config);
-    if let Some(registry) = &config.registry {
+    let own_url = crate::registry::advertised_url(&config);
+    if let (Some(registry), None) = (&config.registry, &config.etcd) {
+        let wanted: Vec<_> = services.iter().map(|s| (*s, own_url.clone())).collect();
         crate::registry::ensure_registered(
             preflight.main.clone(),
             preflight.signer.clone(),
+            Fence::standalone(),
             registry.address,
-            &services,
-            &crate::registry::advertised_url(&config),
+            &wanted,
         )
         .instrument(tracing::info_span!("registry", chain = %ChainRole::Main, %operator))
         .await;
     }
+    let etcd = config.etcd.as_ref().map(|e| {
+        Arc::new(EtcdPool::new(
+            e.endpoints.clone(),
+            etcd_attempt_timeout(e.lease_ttl_secs),
+        ))
+    });
+    let pair = crate::leadership::keys::pair(
+        config.chains.main.chain_id,
+        config.chains.main.bridge,
+        config.chains.service.chain_id,
+        config.chains.service.bridge,
+    );
+    let election_dir = |lane: Lane| {
+        config.etcd.as_ref().map(|e| {
+            crate::leadership::keys::election_dir(&e.prefix, &pair, lane, e.scope, operator)
+        })
+    };
+    let replica = config
+        .etcd
+        .as_ref()
+        .and_then(|e| e.replica.clone())
+        .unwrap_or_else(|| own_url.clone());
+    // The lane whose votes go to the main chain owns the main chain's nonce sequence, so it also
+    // writes the registry; without it, the first lane does.
+    let registry_lane = config
+        .lanes
+        .iter()
+        .copied()
+        .find(|l| l.destination() == ChainRole::Main)
+        .or_else(|| config.lanes.first().copied());
     let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
     let mut claim_senders = std::collections::HashMap::new();
     let span = tracing::info_span!("store_stats", %operator);
@@ -361,38 +403,97 @@ pub async fn run(
         let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
         tasks.spawn(index_loop(lane, indexer, poll, readiness.clone()).instrument(span));
 
-        let sender = Sender::new(
-            destination.clone(),
-            preflight.signer.clone(),
-            SenderPolicy {
+        let fence = if etcd.is_some() {
+            Fence::leased()
+        } else {
+            Fence::standalone()
+        };
+        let (leading_tx, leading_rx) = tokio::sync::watch::channel(etcd.is_none());
+        if let (Some(pool), Some(dir), Some(etcd_config)) =
+            (&etcd, election_dir(lane), &config.etcd)
+        {
+            let campaign = Campaign {
+                lane,
+                key: crate::leadership::keys::leader_key(&dir),
+                me: LeaderInfo {
+                    replica: replica.clone(),
+                    url: own_url.clone(),
+                    operator: operator.to_string(),
+                },
+                ttl: Duration::from_secs(etcd_config.lease_ttl_secs),
+                pool: pool.clone(),
+                fence: fence.clone(),
+                leading: leading_tx,
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+            };
+            let span = tracing::info_span!("campaign", %lane, %operator, %replica);
+            tasks.spawn(
+                async move {
+                    campaign.run().await;
+                    Ok(())
+                }
+                .instrument(span),
+            );
+            let progress = Progress {
+                lane,
+                dir,
+                replica: replica.clone(),
+                pool: pool.clone(),
+                store: store.clone(),
+                leading: leading_rx.clone(),
+            };
+            let span = tracing::info_span!("progress", %lane, %operator, %replica);
+            tasks.spawn(
+                async move {
+                    progress.run().await;
+                    Ok(())
+                }
+                .instrument(span),
+            );
+        }
+        let factory = VoterFactory {
+            lane,
+            destination,
+            bridge: destination_config.bridge,
+            signer: preflight.signer.clone(),
+            policy: SenderPolicy {
                 stuck_after: Duration::from_secs(config.voting.stuck_after_secs),
                 gas_margin_percent: config.voting.gas_margin_percent,
                 ..SenderPolicy::default()
             },
-        )
-        .await
-        .map_err(|e| RelayError::TaskFailed {
-            lane,
-            task: "voter",
-            message: e.to_string(),
-        })?;
-        let mut voter = Voter::new(
-            lane,
-            destination,
-            destination_config.bridge,
-            store.clone(),
-            sender,
-            VoterConfig {
+            config: VoterConfig {
                 batch_size: config.voting.batch_size,
                 batch_wait: Duration::from_millis(config.voting.batch_wait_ms),
                 retry_after: Duration::from_secs(config.voting.retry_after_secs),
                 max_in_flight: config.voting.max_in_flight,
             },
-        )
-        .with_metrics(metrics.clone());
-        voter.tamper_payloads(config.fault_injection.tamper_votes);
+            store: store.clone(),
+            metrics: metrics.clone(),
+            fence,
+            tamper: config.fault_injection.tamper_votes,
+        };
+        let registry_sync = match (&config.registry, &config.etcd) {
+            (Some(registry), Some(_)) if Some(lane) == registry_lane => Some(RegistrySync {
+                main: preflight.main.clone(),
+                signer: preflight.signer.clone(),
+                registry: registry.address,
+                services: services
+                    .iter()
+                    .map(|s| {
+                        (
+                            *s,
+                            election_dir(s.lane).map(|d| crate::leadership::keys::leader_key(&d)),
+                        )
+                    })
+                    .collect(),
+                pool: etcd.clone(),
+                own_url: own_url.clone(),
+            }),
+            _ => None,
+        };
         let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
-        tasks.spawn(vote_loop(lane, voter).instrument(span));
+        tasks.spawn(vote_loop(factory, leading_rx, registry_sync).instrument(span));
 
         let recovery = Recovery::new(
             lane,
@@ -620,37 +721,8 @@ async fn index_loop(
     }
 }
 
-async fn vote_loop(lane: Lane, mut voter: Voter) -> Result<(), RelayError> {
-    let wait = voter.batch_wait();
-    loop {
-        match voter.step().await {
-            Ok(step) => {
-                if step.sent > 0 || step.handled > 0 || step.waiting > 0 {
-                    tracing::info!(
-                        sent = step.sent,
-                        skipped = step.skipped,
-                        handled = step.handled,
-                        waiting = step.waiting,
-                        "voted"
-                    );
-                }
-                // Keep going while there is work; otherwise wait for more to batch.
-                if step.sent == 0 {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "voting failed; retrying");
-                tokio::time::sleep(ERROR_PAUSE).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "voting stopped");
-                return Err(RelayError::TaskFailed {
-                    lane,
-                    task: "voter",
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
+/// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
+/// at most that before the next one is tried and a renewal still lands within the TTL.
+fn etcd_attempt_timeout(ttl_secs: u64) -> Duration {
+    Duration::from_millis(ttl_secs.saturating_mul(1000) / 3).min(Duration::from_secs(1))
 }

@@ -21,6 +21,7 @@ use alloy::transports::TransportError;
 
 use crate::chain::{ChainClient, ChainError};
 use crate::fees::{FeePolicy, Fees, escalate, initial_fees};
+use crate::leadership::fence::{Fence, Fenced};
 use crate::rpc_error::{ErrorClass, SendRejection, classify_send};
 
 /// How the sender behaves.
@@ -64,6 +65,9 @@ pub enum SendError {
     /// The transaction could not be built or signed.
     #[error("cannot sign transaction: {0}")]
     Sign(String),
+    /// The fence refused the broadcast: this replica does not lead or cannot prove its lease.
+    #[error("not sent: {0}")]
+    Fenced(#[from] crate::leadership::fence::Fenced),
 }
 
 impl SendError {
@@ -71,7 +75,9 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Chain(e) => e.is_retryable(),
-            Self::WouldRevert(_) | Self::InsufficientFunds(_) | Self::Sign(_) => false,
+            Self::WouldRevert(_) | Self::InsufficientFunds(_) | Self::Sign(_) | Self::Fenced(_) => {
+                false
+            }
         }
     }
 
@@ -176,6 +182,7 @@ pub struct Sender {
     next_nonce: u64,
     in_flight: BTreeMap<u64, InFlight>,
     policy: SenderPolicy,
+    fence: Fence,
 }
 
 fn send_class(error: &TransportError) -> ErrorClass {
@@ -201,9 +208,16 @@ impl Sender {
             next_nonce: 0,
             in_flight: BTreeMap::new(),
             policy,
+            fence: Fence::standalone(),
         };
         sender.resync_nonce().await?;
         Ok(sender)
+    }
+
+    /// Check `fence` immediately before every broadcast (new and replacement transactions).
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The signer.
@@ -363,6 +377,7 @@ impl Sender {
                     }));
                 }
                 Err(BroadcastError::Refused(e)) => return Err(SendError::Chain(e)),
+                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
             }
         }
     }
@@ -386,6 +401,9 @@ impl Sender {
     }
 
     async fn broadcast(&self, raw: Bytes) -> Result<(), BroadcastError> {
+        // The last thing before the bytes leave: a replica that lost its lease (paused,
+        // partitioned, demoted) must not send, whatever it was doing when it stopped.
+        self.fence.check().map_err(BroadcastError::Fenced)?;
         let result = self
             .chain
             .call_classified("eth_sendRawTransaction", send_class, |p| {
@@ -519,6 +537,7 @@ impl Sender {
                 return Err(SendError::InsufficientFunds(self.address));
             }
             Err(BroadcastError::Underpriced) | Err(BroadcastError::Refused(_)) => return Ok(None),
+            Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
         }
         if let Some(entry) = self.in_flight.get_mut(&nonce) {
             entry.hashes.push(hash);
@@ -533,6 +552,7 @@ impl Sender {
 }
 
 enum BroadcastError {
+    Fenced(Fenced),
     NonceTooLow,
     AlreadyKnown,
     Underpriced,

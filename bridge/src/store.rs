@@ -524,6 +524,17 @@ impl Store {
         Ok(missing)
     }
 
+    /// A new voting term starts (this replica became the lane's leader): requests whose vote
+    /// was in flight in an earlier term go back to `observed`, so the voter's pre-check asks the
+    /// chain whether they still need this operator's vote. Returns how many rows changed.
+    pub fn reopen_in_flight(&mut self, lane: Lane) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE requests SET status = 'observed', updated_at = ?2
+             WHERE lane = ?1 AND status = 'voting'",
+            params![lane.as_str(), to_i64(now())],
+        )?)
+    }
+
     /// Make `requests` open for a vote again, as recovery found them on the chains (unhandled,
     /// not voted by this operator): unknown ones are stored as `observed` (the cursor is not
     /// touched), stored `voting`/`voted` ones go back to `observed`. `handled` stays final; a

@@ -142,6 +142,16 @@ impl Voter {
         }
     }
 
+    /// The nonce the signer's next new transaction gets.
+    pub fn next_nonce(&self) -> u64 {
+        self.sender.next_nonce()
+    }
+
+    /// Vote transactions sent and not yet mined.
+    pub fn in_flight(&self) -> usize {
+        self.sender.in_flight()
+    }
+
     /// Export voting activity in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);

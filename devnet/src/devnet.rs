@@ -374,6 +374,8 @@ impl Devnet {
                 endpoints: etcd.endpoints(),
                 prefix: "/multibridge".to_owned(),
                 lease_ttl_secs: 3,
+                replica: None,
+                scope: Default::default(),
             }),
             fault_injection: Default::default(),
         })

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub leader: IntGaugeVec,
     /// Times this replica gained or lost the lane's leadership.
     pub leadership_changes: IntCounterVec,
+    /// Sends the fence refused (the replica had lost its lane or could not prove its lease).
+    pub fenced_sends: IntCounterVec,
     /// Amount requested on the lane's source, per source asset (locked or burned there).
     pub asset_requested: GaugeVec,
     /// Amount released on the lane's destination, per source asset (unlocked or minted there).
@@ -267,6 +269,11 @@ impl Metrics {
                 "Times this replica gained or lost the lane's leadership",
                 lane,
             )?,
+            fenced_sends: counter(
+                "fenced_sends_total",
+                "Sends refused because this replica did not lead or could not prove its lease",
+                lane,
+            )?,
             asset_requested: gauge(
                 "asset_requested",
                 "Amount requested on the lane's source per source asset, in base units",
@@ -326,6 +333,7 @@ impl Metrics {
                 &metrics.claims_seen,
                 &metrics.claims_resolved,
                 &metrics.leadership_changes,
+                &metrics.fenced_sends,
                 &metrics.vote_divergence,
             ] {
                 c.with_label_values(&[lane]).reset();

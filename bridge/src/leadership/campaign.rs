@@ -1,0 +1,238 @@
+//! One lane's election among the replicas of one operator (or, with the lane scope, among every
+//! operator's replicas): compare-and-create of the leader key bound to this replica's lease,
+//! lease renewals every third of the TTL, and stepping down as soon as the lease cannot be
+//! proven. The leader key's value names the replica and the URL it advertises.
+//!
+//! etcd's election API blocks in `campaign` on a single endpoint; a transaction through the
+//! endpoint pool is the same protocol (first to create the key under a live lease leads; the key
+//! disappears with the lease) and survives a dead member.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use multibridge_contracts::Lane;
+use multibridge_monitoring::{Metrics, Readiness};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::etcd_pool::{EtcdPool, EtcdUnavailable};
+use super::fence::Fence;
+
+/// What the leader key holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    /// The replica's name.
+    pub replica: String,
+    /// Its HTTP API URL (published in the service registry).
+    pub url: String,
+    /// The operator it votes for.
+    pub operator: String,
+}
+
+/// The readiness component of etcd.
+pub const ETCD_COMPONENT: &str = "etcd";
+
+/// One lane's campaign.
+pub struct Campaign {
+    /// Lane.
+    pub lane: Lane,
+    /// The leader key.
+    pub key: String,
+    /// This replica.
+    pub me: LeaderInfo,
+    /// Lease TTL.
+    pub ttl: Duration,
+    /// etcd.
+    pub pool: Arc<EtcdPool>,
+    /// The lane's fence (this task opens and closes it).
+    pub fence: Fence,
+    /// Leading or not, for the voter.
+    pub leading: watch::Sender<bool>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness (`etcd`).
+    pub readiness: Arc<Readiness>,
+}
+
+/// How often a follower retries the key and a leader checks it still holds it.
+fn poll_interval(ttl: Duration) -> Duration {
+    ttl.checked_div(10)
+        .unwrap_or_default()
+        .clamp(Duration::from_millis(100), Duration::from_millis(500))
+}
+
+impl Campaign {
+    fn set_leader(&self, leader: bool, why: &str) {
+        if *self.leading.borrow() == leader {
+            return;
+        }
+        self.fence.lead(leader);
+        let _ = self.leading.send(leader);
+        let lane = self.lane.as_str();
+        self.metrics
+            .leader
+            .with_label_values(&[lane])
+            .set(i64::from(leader));
+        self.metrics
+            .leadership_changes
+            .with_label_values(&[lane])
+            .inc();
+        if leader {
+            tracing::info!(%lane, key = %self.key, "leading the lane");
+        } else {
+            tracing::warn!(%lane, reason = why, "stepped down");
+        }
+    }
+
+    async fn grant(&self) -> Result<i64, EtcdUnavailable> {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let sent = Instant::now();
+        let id = self
+            .pool
+            .call("lease grant", |mut c| async move {
+                Ok(c.lease_grant(ttl, None).await?.id())
+            })
+            .await?;
+        self.fence.extend(sent, self.ttl);
+        Ok(id)
+    }
+
+    /// Renew `lease`; `Ok(false)` when the server says it is gone.
+    async fn renew(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+        let sent = Instant::now();
+        let ttl = self
+            .pool
+            .call("lease keep-alive", |mut c| async move {
+                let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+            })
+            .await?;
+        if ttl <= 0 {
+            return Ok(false);
+        }
+        self.fence
+            .extend(sent, Duration::from_secs(u64::try_from(ttl).unwrap_or(0)));
+        Ok(true)
+    }
+
+    /// Try to create the leader key under `lease`; `true` when this replica now holds it.
+    async fn try_lead(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+        let value = serde_json::to_string(&self.me).unwrap_or_default();
+        let key = self.key.clone();
+        self.pool
+            .call("campaign", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(
+                            key,
+                            value,
+                            Some(PutOptions::new().with_lease(lease)),
+                        )]);
+                    Ok(c.txn(txn).await?.succeeded())
+                }
+            })
+            .await
+    }
+
+    /// Whether the leader key still names this replica.
+    async fn still_holds(&self) -> Result<bool, EtcdUnavailable> {
+        let key = self.key.clone();
+        let holder = self
+            .pool
+            .call("read leader", |mut c| {
+                let key = key.clone();
+                async move {
+                    let resp = c.get(key, None).await?;
+                    Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+                }
+            })
+            .await?;
+        Ok(holder
+            .and_then(|v| serde_json::from_slice::<LeaderInfo>(&v).ok())
+            .is_some_and(|info| info == self.me))
+    }
+
+    /// Run until the task is aborted.
+    pub async fn run(self) {
+        self.readiness.register(ETCD_COMPONENT);
+        let poll = poll_interval(self.ttl);
+        let renew_every = self.ttl.checked_div(3).unwrap_or_default();
+        let mut lease: Option<i64> = None;
+        let mut renewed_at = Instant::now();
+        loop {
+            let step = self.step(&mut lease, &mut renewed_at, renew_every).await;
+            match step {
+                Ok(()) => self.readiness.ok(ETCD_COMPONENT),
+                Err(e) => {
+                    self.readiness.failed(ETCD_COMPONENT, &e);
+                    tracing::warn!(lane = %self.lane, error = %e, "etcd unavailable");
+                }
+            }
+            // Whatever etcd says, a lease this replica cannot prove ends its leadership.
+            if !self.fence.lease_valid() {
+                self.set_leader(false, "lease not proven valid by this replica's clock");
+                lease = None;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    async fn step(
+        &self,
+        lease: &mut Option<i64>,
+        renewed_at: &mut Instant,
+        renew_every: Duration,
+    ) -> Result<(), EtcdUnavailable> {
+        let id = match *lease {
+            Some(id) => id,
+            None => {
+                let id = self.grant().await?;
+                *lease = Some(id);
+                *renewed_at = Instant::now();
+                id
+            }
+        };
+        if renewed_at.elapsed() >= renew_every {
+            if !self.renew(id).await? {
+                self.fence.expire();
+                self.set_leader(false, "lease expired on the server");
+                *lease = None;
+                return Ok(());
+            }
+            *renewed_at = Instant::now();
+        }
+        if *self.leading.borrow() {
+            if !self.still_holds().await? {
+                self.set_leader(false, "the leader key names another replica");
+            }
+        } else if self.fence.lease_valid() && self.try_lead(id).await? {
+            self.set_leader(true, "won");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_poll_often_enough_for_failover_within_ttl_plus_a_second() {
+        assert_eq!(
+            poll_interval(Duration::from_secs(3)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            poll_interval(Duration::from_secs(60)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            poll_interval(Duration::from_secs(1)),
+            Duration::from_millis(100)
+        );
+    }
+}

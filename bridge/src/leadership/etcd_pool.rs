@@ -1,0 +1,132 @@
+//! etcd calls that survive a dead or paused member: one client per endpoint (the client does
+//! not route around a bad endpoint by itself), each attempt bounded in time, endpoints tried in
+//! turn starting from the last one that answered.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::Mutex;
+
+/// An etcd call failed on every endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd {what} failed on every endpoint ({endpoints}); last error: {last}")]
+pub struct EtcdUnavailable {
+    /// The call.
+    pub what: &'static str,
+    /// The endpoints tried.
+    pub endpoints: String,
+    /// The last endpoint's error.
+    pub last: String,
+}
+
+impl EtcdUnavailable {
+    /// Always worth retrying: a quorum may come back.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// One client per endpoint, created on first use and dropped after a failure.
+pub struct EtcdPool {
+    endpoints: Vec<String>,
+    clients: Vec<Mutex<Option<Client>>>,
+    preferred: AtomicUsize,
+    attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdPool")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdPool {
+    /// A pool over `endpoints`; each attempt (connect included) is bounded by `attempt_timeout`.
+    pub fn new(endpoints: Vec<String>, attempt_timeout: Duration) -> Self {
+        let clients = endpoints.iter().map(|_| Mutex::new(None)).collect();
+        Self {
+            endpoints,
+            clients,
+            preferred: AtomicUsize::new(0),
+            attempt_timeout,
+        }
+    }
+
+    /// The endpoints.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    async fn client(&self, index: usize) -> Result<Client, String> {
+        let slot = self.clients.get(index).ok_or("no such endpoint")?;
+        let mut slot = slot.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let endpoint = self.endpoints.get(index).ok_or("no such endpoint")?;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.attempt_timeout)
+            .with_timeout(self.attempt_timeout);
+        let client = tokio::time::timeout(
+            self.attempt_timeout,
+            Client::connect([endpoint.as_str()], Some(options)),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn forget(&self, index: usize) {
+        if let Some(slot) = self.clients.get(index) {
+            *slot.lock().await = None;
+        }
+    }
+
+    /// Run `f` on one endpoint after another until one answers in time.
+    pub async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, EtcdUnavailable>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let n = self.endpoints.len().max(1);
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = String::from("no endpoints");
+        for offset in 0..n {
+            let index = start.wrapping_add(offset).checked_rem(n).unwrap_or(0);
+            let client = match self.client(index).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("{}: {e}", self.label(index));
+                    continue;
+                }
+            };
+            match tokio::time::timeout(self.attempt_timeout, f(client)).await {
+                Ok(Ok(value)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(e)) => last = format!("{}: {e}", self.label(index)),
+                Err(_) => last = format!("{}: timed out", self.label(index)),
+            }
+            self.forget(index).await;
+        }
+        Err(EtcdUnavailable {
+            what,
+            endpoints: self.endpoints.join(","),
+            last,
+        })
+    }
+
+    fn label(&self, index: usize) -> String {
+        format!(
+            "#{index} {}",
+            self.endpoints.get(index).map_or("?", String::as_str)
+        )
+    }
+}

@@ -1,0 +1,132 @@
+//! The fence a replica checks immediately before every broadcast: it may send on a lane only
+//! while it leads the lane *and* its etcd lease is still valid by its own monotonic clock. The
+//! clock is extended only from the instant a keep-alive was *sent* (never received), so the
+//! replica's view of its lease always ends before the etcd server's does: a paused or
+//! partitioned leader stops sending before a successor can be elected.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why a send was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fenced {
+    /// This replica does not lead the lane.
+    #[error("this replica does not lead the lane")]
+    NotLeader,
+    /// The lease could not be proven valid by this replica's clock.
+    #[error("leader lease not proven valid (expired {0:?} ago by this replica's clock)")]
+    LeaseExpired(Duration),
+}
+
+#[derive(Debug)]
+struct State {
+    leader: bool,
+    valid_until: Option<Instant>,
+}
+
+/// A lane's fence. Standalone replicas (no etcd) get one that always passes.
+#[derive(Debug, Clone)]
+pub struct Fence(Option<Arc<Mutex<State>>>);
+
+/// Safety margin subtracted from the lease's validity (clock rate differences, scheduling).
+pub const LEASE_MARGIN: Duration = Duration::from_millis(300);
+
+impl Fence {
+    /// Always passes: the replica runs alone.
+    pub fn standalone() -> Self {
+        Self(None)
+    }
+
+    /// Closed until [`lead`](Self::lead) and [`extend`](Self::extend).
+    pub fn leased() -> Self {
+        Self(Some(Arc::new(Mutex::new(State {
+            leader: false,
+            valid_until: None,
+        }))))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        self.0
+            .as_ref()
+            .map(|s| f(&mut s.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+
+    /// The lease was renewed by a request sent at `sent_at` granting `ttl`.
+    pub fn extend(&self, sent_at: Instant, ttl: Duration) {
+        let Some(until) = sent_at.checked_add(ttl.saturating_sub(LEASE_MARGIN)) else {
+            return;
+        };
+        self.with(|s| {
+            s.valid_until = Some(s.valid_until.map_or(until, |v| v.max(until)));
+        });
+    }
+
+    /// The lease is gone (expired on the server or revoked): nothing may be sent.
+    pub fn expire(&self) {
+        self.with(|s| s.valid_until = None);
+    }
+
+    /// This replica now leads (`true`) or follows (`false`).
+    pub fn lead(&self, leader: bool) {
+        self.with(|s| s.leader = leader);
+    }
+
+    /// Whether a send may go out now.
+    pub fn check(&self) -> Result<(), Fenced> {
+        self.check_at(Instant::now())
+    }
+
+    /// [`check`](Self::check) at `now`.
+    pub fn check_at(&self, now: Instant) -> Result<(), Fenced> {
+        self.with(|s| {
+            if !s.leader {
+                return Err(Fenced::NotLeader);
+            }
+            match s.valid_until {
+                Some(until) if now < until => Ok(()),
+                Some(until) => Err(Fenced::LeaseExpired(now.saturating_duration_since(until))),
+                None => Err(Fenced::LeaseExpired(Duration::ZERO)),
+            }
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Whether the lease is valid now (leading or not).
+    pub fn lease_valid(&self) -> bool {
+        self.with(|s| s.valid_until.is_some_and(|u| Instant::now() < u))
+            .unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_always_passes() {
+        assert_eq!(Fence::standalone().check(), Ok(()));
+    }
+
+    #[test]
+    fn a_leader_may_send_only_within_its_lease_by_its_own_clock() {
+        let fence = Fence::leased();
+        let t0 = Instant::now();
+        assert_eq!(fence.check_at(t0), Err(Fenced::NotLeader));
+        fence.lead(true);
+        assert!(matches!(fence.check_at(t0), Err(Fenced::LeaseExpired(_))));
+        fence.extend(t0, Duration::from_secs(3));
+        assert_eq!(fence.check_at(t0 + Duration::from_millis(2_600)), Ok(()));
+        // The margin is taken off the TTL counted from the send instant.
+        assert!(fence.check_at(t0 + Duration::from_millis(2_800)).is_err());
+        // An older renewal never shortens a newer one.
+        fence.extend(t0 + Duration::from_secs(2), Duration::from_secs(3));
+        fence.extend(t0, Duration::from_secs(3));
+        assert_eq!(fence.check_at(t0 + Duration::from_millis(4_500)), Ok(()));
+        fence.lead(false);
+        assert_eq!(fence.check_at(t0), Err(Fenced::NotLeader));
+        fence.lead(true);
+        fence.expire();
+        assert!(fence.check_at(t0).is_err());
+    }
+}

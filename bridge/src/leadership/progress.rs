@@ -1,0 +1,124 @@
+//! Progress under the election's directory: every replica records how far it got (its lane
+//! cursor and the highest request nonce it indexed — the seed papers' latest processed index),
+//! and the leader records the lane cursor, so an operator can see which replica lags.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multibridge_contracts::Lane;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::etcd_pool::EtcdPool;
+use super::keys::{cursor_key, progress_key};
+use crate::store::Store;
+
+/// One replica's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    /// The replica.
+    pub replica: String,
+    /// Whether it leads the lane.
+    pub leader: bool,
+    /// Next source block its indexer reads.
+    pub cursor: Option<u64>,
+    /// Highest request nonce in its store (its latest processed index).
+    pub latest_nonce: Option<u64>,
+    /// Handled requests in its store.
+    pub handled: u64,
+    /// Unix seconds of the record.
+    pub at: u64,
+}
+
+/// How often progress is written.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// The progress writer of one lane.
+pub struct Progress {
+    /// Lane.
+    pub lane: Lane,
+    /// The election's directory.
+    pub dir: String,
+    /// This replica.
+    pub replica: String,
+    /// etcd.
+    pub pool: Arc<EtcdPool>,
+    /// The replica's store.
+    pub store: Arc<Mutex<Store>>,
+    /// Leading or not.
+    pub leading: watch::Receiver<bool>,
+}
+
+impl Progress {
+    fn record(&self) -> Option<ReplicaProgress> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = store.counts(self.lane).ok()?;
+        Some(ReplicaProgress {
+            replica: self.replica.clone(),
+            leader: *self.leading.borrow(),
+            cursor: store.cursor(self.lane).ok().flatten(),
+            latest_nonce: counts.max_nonce,
+            handled: counts.handled,
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Write every [`EVERY`] until aborted; failures are logged at debug (etcd faults are
+    /// reported by the campaign).
+    pub async fn run(self) {
+        loop {
+            if let Some(record) = self.record() {
+                let value = serde_json::to_string(&record).unwrap_or_default();
+                let mut writes = vec![(progress_key(&self.dir, &self.replica), value)];
+                if record.leader
+                    && let Some(cursor) = record.cursor
+                {
+                    writes.push((cursor_key(&self.dir), cursor.to_string()));
+                }
+                for (key, value) in writes {
+                    let result = self
+                        .pool
+                        .call("write progress", |mut c| {
+                            let (key, value) = (key.clone(), value.clone());
+                            async move { c.put(key, value, None).await.map(|_| ()) }
+                        })
+                        .await;
+                    if let Err(e) = result {
+                        tracing::debug!(lane = %self.lane, error = %e, "progress not written");
+                    }
+                }
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    }
+}
+
+/// Read every replica's record of an election directory.
+pub async fn read_progress(
+    pool: &EtcdPool,
+    dir: &str,
+) -> Result<Vec<ReplicaProgress>, super::etcd_pool::EtcdUnavailable> {
+    let prefix = format!("{dir}/progress/");
+    let values = pool
+        .call("read progress", |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                let resp = c
+                    .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+                    .await?;
+                Ok(resp
+                    .kvs()
+                    .iter()
+                    .map(|kv| kv.value().to_vec())
+                    .collect::<Vec<_>>())
+            }
+        })
+        .await?;
+    Ok(values
+        .iter()
+        .filter_map(|v| serde_json::from_slice(v).ok())
+        .collect())
+}
