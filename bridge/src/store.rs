@@ -524,6 +524,32 @@ impl Store {
         Ok(missing)
     }
 
+    /// Every transaction this store recorded as sent at or after `unix_secs`, oldest first.
+    pub fn txs_sent_since(&self, unix_secs: u64) -> Result<Vec<(Lane, u64, B256)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT lane, nonce, tx_hash FROM request_txs WHERE sent_at >= ?1 ORDER BY sent_at",
+        )?;
+        let rows = stmt.query_map(params![to_i64(unix_secs)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lane, nonce, hash) = row?;
+            let lane = Lane::ALL
+                .into_iter()
+                .find(|l| l.as_str() == lane)
+                .ok_or_else(|| StoreError::Corrupt(format!("lane {lane:?}")))?;
+            let hash = B256::try_from(hash.as_slice())
+                .map_err(|_| StoreError::Corrupt("tx hash length".into()))?;
+            out.push((lane, to_u64(nonce), hash));
+        }
+        Ok(out)
+    }
+
     /// A new voting term starts (this replica became the lane's leader): requests whose vote
     /// was in flight in an earlier term go back to `observed`, so the voter's pre-check asks the
     /// chain whether they still need this operator's vote. Returns how many rows changed.

@@ -55,6 +55,8 @@ pub struct DevnetOptions {
     pub relays: bool,
     /// Start a Prometheus server scraping every relay, with the alert rules loaded.
     pub prometheus: bool,
+    /// Relay replicas per operator (they elect one active replica per lane through etcd).
+    pub replicas: usize,
 }
 
 impl DevnetOptions {
@@ -83,10 +85,16 @@ impl DevnetOptions {
             confirmations: 1,
             relays: false,
             prometheus: false,
+            replicas: 1,
         }
     }
 
     fn validate(&self) -> Result<(), DevnetError> {
+        if self.replicas == 0 || (self.replicas > 1 && self.etcd_members == 0) {
+            return Err(DevnetError::Invalid(
+                "--replicas must be at least 1, and more than 1 needs etcd (--etcd-members)".into(),
+            ));
+        }
         if self.operators == 0 {
             return Err(DevnetError::Invalid(
                 "--operators must be at least 1".into(),
@@ -138,10 +146,12 @@ pub struct Devnet {
     pub accounts: DevAccounts,
     /// HTTP API port of each operator's relay (allocated once, written into its config).
     pub operator_http_ports: Vec<u16>,
+    /// HTTP API port of every replica: `[operator][replica]` (replica 0 is `operator_http_ports`).
+    pub replica_http_ports: Vec<Vec<u16>>,
     /// Prometheus scraping the relays (when `options.prometheus`).
     pub prometheus: Option<PrometheusServer>,
     /// Relay processes by operator index.
-    relays: std::collections::BTreeMap<usize, ManagedProcess>,
+    relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
 }
 
 /// Remove what a previous devnet in `dir` left: logs and the operators' stores, which belong to
@@ -242,17 +252,27 @@ impl Devnet {
             }
         }
 
-        let operator_http_ports = (0..accounts.operators.len())
-            .map(|_| free_port())
-            .collect::<std::io::Result<Vec<u16>>>()
+        let replica_http_ports = (0..accounts.operators.len())
+            .map(|_| {
+                (0..options.replicas.max(1))
+                    .map(|_| free_port())
+                    .collect::<std::io::Result<Vec<u16>>>()
+            })
+            .collect::<std::io::Result<Vec<Vec<u16>>>>()
             .map_err(DevnetError::Ports)?;
+        let operator_http_ports: Vec<u16> = replica_http_ports
+            .iter()
+            .map(|ports| ports.first().copied().unwrap_or_default())
+            .collect();
         let prometheus = if options.prometheus {
-            let targets: Vec<ScrapeTarget> = operator_http_ports
+            let targets: Vec<ScrapeTarget> = replica_http_ports
                 .iter()
                 .enumerate()
-                .map(|(i, port)| ScrapeTarget {
-                    operator: i.saturating_add(1).to_string(),
-                    address: format!("127.0.0.1:{port}"),
+                .flat_map(|(i, ports)| {
+                    ports.iter().map(move |port| ScrapeTarget {
+                        operator: i.saturating_add(1).to_string(),
+                        address: format!("127.0.0.1:{port}"),
+                    })
                 })
                 .collect();
             Some(PrometheusServer::start(&dir, &log_dir, &targets).await?)
@@ -268,13 +288,16 @@ impl Devnet {
             deployment,
             accounts,
             operator_http_ports,
+            replica_http_ports,
             prometheus,
             relays: Default::default(),
         };
         devnet.write_files()?;
         if start_relays {
             for index in 0..devnet.accounts.operators.len() {
-                devnet.start_relay(index)?;
+                for replica in 0..devnet.options.replicas {
+                    devnet.start_replica(index, replica)?;
+                }
             }
         }
         Ok(devnet)
@@ -374,7 +397,7 @@ impl Devnet {
                 endpoints: etcd.endpoints(),
                 prefix: "/multibridge".to_owned(),
                 lease_ttl_secs: 3,
-                replica: None,
+                replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
                 scope: Default::default(),
             }),
             fault_injection: Default::default(),
@@ -434,50 +457,117 @@ impl Devnet {
         Ok(())
     }
 
-    /// Start (or restart) the relay of operator `index` with its config file.
+    /// Start (or restart) the relay of operator `index` with its config file (replica 0).
     pub fn start_relay(&mut self, index: usize) -> Result<(), DevnetError> {
-        if let Some(relay) = self.relays.get_mut(&index) {
+        self.start_replica(index, 0)
+    }
+
+    /// Process name of a replica: `relay-N` for the first, `relay-N-rK` for the K-th.
+    pub fn replica_name(index: usize, replica: usize) -> String {
+        let n = index.saturating_add(1);
+        if replica == 0 {
+            format!("relay-{n}")
+        } else {
+            format!("relay-{n}-r{}", replica.saturating_add(1))
+        }
+    }
+
+    /// Config path of a replica (replica 0: [`operator_config_path`](Self::operator_config_path)).
+    pub fn replica_config_path(&self, index: usize, replica: usize) -> PathBuf {
+        if replica == 0 {
+            return self.operator_config_path(index);
+        }
+        self.options.dir.join(format!(
+            "operator-{}-r{}.toml",
+            index.saturating_add(1),
+            replica.saturating_add(1)
+        ))
+    }
+
+    /// The config of replica `replica` of operator `index`: its own HTTP port, store and name.
+    pub fn replica_config(&self, index: usize, replica: usize) -> Result<Config, DevnetError> {
+        let mut config = self.operator_config(index)?;
+        if replica == 0 {
+            return Ok(config);
+        }
+        let port = self
+            .replica_http_ports
+            .get(index)
+            .and_then(|p| p.get(replica))
+            .copied()
+            .ok_or_else(|| {
+                DevnetError::Invalid(format!("no replica {replica} of operator {index}"))
+            })?;
+        config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let operator_dir = self
+            .options
+            .dir
+            .join(format!("operator-{}", index.saturating_add(1)));
+        config.store.path = operator_dir
+            .join(format!("replica-{}", replica.saturating_add(1)))
+            .join("store.sqlite");
+        if let Some(etcd) = config.etcd.as_mut() {
+            etcd.replica = Some(format!(
+                "operator-{}-r{}",
+                index.saturating_add(1),
+                replica.saturating_add(1)
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Start (or restart) one replica of operator `index`.
+    pub fn start_replica(&mut self, index: usize, replica: usize) -> Result<(), DevnetError> {
+        let key = (index, replica);
+        if let Some(relay) = self.relays.get_mut(&key) {
             relay.start_again()?;
             return Ok(());
         }
+        let config_path = self.replica_config_path(index, replica);
+        if replica > 0 && !config_path.exists() {
+            self.write_config_to(&config_path, &self.replica_config(index, replica)?)?;
+        }
+        let name = Self::replica_name(index, replica);
         let spec = ProcessSpec {
-            name: format!("relay-{}", index.saturating_add(1)),
+            name: name.clone(),
             program: crate::tools::relay_binary()?,
             args: vec![
                 "run".into(),
                 "--config".into(),
-                self.operator_config_path(index).display().to_string(),
+                config_path.display().to_string(),
             ],
             envs: vec![(
                 "MULTIBRIDGE_LOG".into(),
                 std::env::var("MULTIBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
             )],
-            log_path: self
-                .options
-                .dir
-                .join("logs")
-                .join(format!("relay-{}.log", index.saturating_add(1))),
+            log_path: self.options.dir.join("logs").join(format!("{name}.log")),
         };
-        self.relays.insert(index, ManagedProcess::spawn(spec)?);
+        self.relays.insert(key, ManagedProcess::spawn(spec)?);
         Ok(())
     }
 
-    /// The relay process of operator `index`, for fault injection.
+    /// The relay process of operator `index` (replica 0), for fault injection.
     pub fn relay(&mut self, index: usize) -> Option<&mut ManagedProcess> {
-        self.relays.get_mut(&index)
+        self.replica(index, 0)
+    }
+
+    /// One replica's process, for fault injection.
+    pub fn replica(&mut self, index: usize, replica: usize) -> Option<&mut ManagedProcess> {
+        self.relays.get_mut(&(index, replica))
     }
 
     /// Rewrite operator `index`'s config file (e.g. to inject a fault) before (re)starting it.
     pub fn write_operator_config(&self, index: usize, config: &Config) -> Result<(), DevnetError> {
+        self.write_config_to(&self.operator_config_path(index), config)
+    }
+
+    fn write_config_to(&self, path: &Path, config: &Config) -> Result<(), DevnetError> {
         let toml = config
             .to_toml()
             .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
         let header = "# multibridge relay config written by multibridge-devnet.\n\
                       # DEVNET ONLY: the key below is a public anvil test key.\n";
-        write_atomic(
-            &self.operator_config_path(index),
-            format!("{header}{toml}").as_bytes(),
-        )
+        write_atomic(path, format!("{header}{toml}").as_bytes())
     }
 
     /// Leave every process running after this value is dropped; returns them for `down`.

@@ -91,6 +91,10 @@ struct UpArgs {
     /// Do not start Prometheus (it scrapes every relay and evaluates the alert rules).
     #[arg(long)]
     no_prometheus: bool,
+    /// Relay replicas per operator; they elect one active replica per lane through etcd
+    /// (1 without etcd).
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
 }
 
 impl UpArgs {
@@ -104,6 +108,11 @@ impl UpArgs {
             etcd_members: self.etcd_members,
             relays: !self.no_relays,
             prometheus: !self.no_prometheus,
+            replicas: if self.etcd_members == 0 {
+                1
+            } else {
+                self.replicas
+            },
             ..DevnetOptions::new(dir)
         }
     }

@@ -61,8 +61,11 @@ fn up_status_down_leaves_nothing_running() {
             "etcd-2",
             "prometheus",
             "relay-1",
+            "relay-1-r2",
             "relay-2",
-            "relay-3"
+            "relay-2-r2",
+            "relay-3",
+            "relay-3-r2"
         ]
     );
     assert!(
