@@ -74,7 +74,8 @@ impl Watcher {
         }
     }
 
-    /// Run forever (failures are reported and retried next round).
+    /// Run forever (failures are reported and retried next round). Each chain is probed by its
+    /// own loop, so a chain whose RPC hangs never makes the other one look stale.
     pub async fn run(mut self) {
         for role in [ChainRole::Main, ChainRole::Service] {
             self.readiness.register(&chain_component(role));
@@ -83,16 +84,19 @@ impl Watcher {
             "operator",
             serde_json::Value::from(self.operator.to_string()),
         );
-        loop {
-            self.round().await;
-            tokio::time::sleep(self.interval).await;
-        }
+        let mut scanners = std::mem::take(&mut self.scanners);
+        let this = &self;
+        tokio::join!(
+            this.chain_loop(ChainRole::Main),
+            this.chain_loop(ChainRole::Service),
+            this.lanes_loop(&mut scanners),
+        );
     }
 
-    async fn round(&mut self) {
-        for role in [ChainRole::Main, ChainRole::Service] {
-            let component = chain_component(role);
-            let label = role.as_str();
+    async fn chain_loop(&self, role: ChainRole) {
+        let component = chain_component(role);
+        let label = role.as_str();
+        loop {
             match self.probe(role).await {
                 Ok(snapshot) => {
                     self.readiness.ok(&component);
@@ -109,7 +113,18 @@ impl Watcher {
                     tracing::warn!(chain = %role, error = %e, "chain probe failed");
                 }
             }
+            tokio::time::sleep(self.interval).await;
         }
+    }
+
+    async fn lanes_loop(&self, scanners: &mut [ConservationScanner]) {
+        loop {
+            self.lanes_round(scanners).await;
+            tokio::time::sleep(self.interval).await;
+        }
+    }
+
+    async fn lanes_round(&self, scanners: &mut [ConservationScanner]) {
         for lane in self.lanes.clone() {
             let (source, destination) = (
                 self.chain(lane.source()).clone(),
@@ -153,7 +168,7 @@ impl Watcher {
                 Err(e) => tracing::warn!(%lane, error = %e, "cannot read the lane's store"),
             }
         }
-        for scanner in &mut self.scanners {
+        for scanner in scanners.iter_mut() {
             match scanner.step().await {
                 Ok(Some(assets)) => {
                     let lane = scanner.lane();
