@@ -93,6 +93,12 @@ pub fn compare(
         .collect()
 }
 
+/// Add `amount` to `asset`'s total in `amounts`.
+fn add(amounts: &mut BTreeMap<Address, U256>, asset: Address, amount: U256) {
+    let total = amounts.entry(asset).or_default();
+    *total = total.saturating_add(amount);
+}
+
 /// The `asset` label of a source token.
 pub fn asset_label(asset: Address) -> String {
     if asset == Address::ZERO {
@@ -144,13 +150,6 @@ struct SeenVote {
 /// Most votes kept for a later check while their request is not indexed yet.
 const MAX_UNMATCHED: usize = 4096;
 
-/// What one scan of one side found.
-#[derive(Debug, Default)]
-struct Scanned {
-    amounts: BTreeMap<Address, U256>,
-    caught_up: bool,
-}
-
 impl ConservationScanner {
     /// A scanner of `lane`.
     pub fn new(
@@ -197,7 +196,7 @@ impl ConservationScanner {
             self.check_vote(vote)?;
         }
         self.scan(AssetSide::Released).await?;
-        if !self.scan(AssetSide::Requested).await?.caught_up {
+        if !self.scan(AssetSide::Requested).await? {
             return Ok(None);
         }
         let (requested, released) = {
@@ -246,8 +245,9 @@ impl ConservationScanner {
     }
 
     /// Read `side` from its scan position up to its safe head, at most [`RANGES_PER_STEP`]
-    /// ranges, recording each range's totals with the new position.
-    async fn scan(&mut self, side: AssetSide) -> Result<Scanned, ConservationError> {
+    /// ranges, recording each range's totals with the new position. `true` when it reached the
+    /// safe head.
+    async fn scan(&mut self, side: AssetSide) -> Result<bool, ConservationError> {
         let at = match side {
             AssetSide::Requested => self.source.clone(),
             AssetSide::Released => self.destination.clone(),
@@ -257,11 +257,9 @@ impl ConservationScanner {
             .store()
             .asset_scan_next(self.lane, side)?
             .unwrap_or(at.start_block);
-        let mut scanned = Scanned::default();
         for _ in 0..RANGES_PER_STEP {
             let Some(range) = next_range(next, safe_head, at.max_range) else {
-                scanned.caught_up = true;
-                return Ok(scanned);
+                return Ok(true);
             };
             let amounts = match side {
                 AssetSide::Requested => self.requested_in(&at, range.clone()).await?,
@@ -271,13 +269,8 @@ impl ConservationScanner {
             let list: Vec<(Address, U256)> = amounts.iter().map(|(a, v)| (*a, *v)).collect();
             self.store()
                 .record_asset_range(self.lane, side, next, &list)?;
-            for (asset, amount) in amounts {
-                let entry = scanned.amounts.entry(asset).or_default();
-                *entry = entry.saturating_add(amount);
-            }
         }
-        scanned.caught_up = next > safe_head;
-        Ok(scanned)
+        Ok(next > safe_head)
     }
 
     async fn logs(
@@ -322,8 +315,7 @@ impl ConservationScanner {
                     event: "RequestValueTransfer",
                     block: log.block_number,
                 })?;
-            let entry = amounts.entry(event.inner.token).or_default();
-            *entry = entry.saturating_add(event.inner.amount);
+            add(&mut amounts, event.inner.token, event.inner.amount);
         }
         Ok(amounts)
     }
@@ -354,8 +346,7 @@ impl ConservationScanner {
                 let event = log
                     .log_decode::<Bridge::HandleValueTransfer>()
                     .map_err(|_| bad("HandleValueTransfer"))?;
-                let entry = amounts.entry(event.inner.token).or_default();
-                *entry = entry.saturating_add(event.inner.amount);
+                add(&mut amounts, event.inner.token, event.inner.amount);
             } else {
                 let event = log
                     .log_decode::<Bridge::VoteCast>()

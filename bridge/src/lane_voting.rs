@@ -13,7 +13,7 @@ use multibridge_monitoring::Metrics;
 use tokio::sync::watch;
 
 use crate::chain::ChainClient;
-use crate::leadership::campaign::LeaderInfo;
+use crate::leadership::campaign::read_leader;
 use crate::leadership::etcd_pool::EtcdPool;
 use crate::leadership::fence::Fence;
 use crate::registry::{LaneService, WantedLocations, ensure_registered, outdated};
@@ -90,29 +90,11 @@ impl RegistrySync {
         let mut out = Vec::new();
         for (service, key) in &self.services {
             let url = match (key, &self.pool) {
-                (Some(key), Some(pool)) => {
-                    let key = key.clone();
-                    let value = pool
-                        .call("read leader", |mut c| {
-                            let key = key.clone();
-                            async move {
-                                Ok(c.get(key, None)
-                                    .await?
-                                    .kvs()
-                                    .first()
-                                    .map(|kv| kv.value().to_vec()))
-                            }
-                        })
-                        .await;
-                    match value {
-                        Ok(Some(v)) => match serde_json::from_slice::<LeaderInfo>(&v) {
-                            Ok(info) => info.url,
-                            Err(_) => continue,
-                        },
-                        // No leader (or etcd unreachable): leave the location as it is.
-                        _ => continue,
-                    }
-                }
+                (Some(key), Some(pool)) => match read_leader(pool, key).await {
+                    Ok(Some(leader)) => leader.url,
+                    // No leader (or etcd unreachable): leave the location as it is.
+                    _ => continue,
+                },
                 _ => self.own_url.clone(),
             };
             out.push((*service, url));
@@ -128,18 +110,16 @@ impl RegistrySync {
             .unwrap_or_default()
     }
 
-    /// Bring the registry in line; returns how many services changed.
+    /// Bring the registry in line (services already right are skipped); returns how many
+    /// services changed.
     pub async fn sync(&self, fence: &Fence) -> usize {
-        let pending = self.pending().await;
-        if pending.is_empty() {
-            return 0;
-        }
+        let wanted = self.wanted().await;
         ensure_registered(
             self.main.clone(),
             self.signer.clone(),
             fence.clone(),
             self.registry,
-            &pending,
+            &wanted,
         )
         .await
     }

@@ -645,10 +645,7 @@ async fn store_stats_loop(
                             .with_label_values(&[label, status])
                             .set(i64::try_from(n).unwrap_or(i64::MAX));
                     }
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or_default();
+                    let now = crate::store::unix_now();
                     let age = c
                         .oldest_open_observed_at
                         .map(|t| now.saturating_sub(t))

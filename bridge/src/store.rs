@@ -151,7 +151,8 @@ pub struct Store {
     conn: Connection,
 }
 
-fn now() -> u64 {
+/// Unix seconds now (the store's timestamps; 0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -275,7 +276,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let at = to_i64(now());
+        let at = to_i64(unix_now());
         let mut inserted = 0usize;
         for request in requests {
             if insert_observed(&tx, lane, request, at)?.is_none() {
@@ -295,7 +296,7 @@ impl Store {
     pub fn rewind_cursor(&mut self, lane: Lane, to_block: u64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE cursors SET next_block = MIN(next_block, ?2), updated_at = ?3 WHERE lane = ?1",
-            params![lane.as_str(), to_i64(to_block), to_i64(now())],
+            params![lane.as_str(), to_i64(to_block), to_i64(unix_now())],
         )?;
         Ok(())
     }
@@ -368,7 +369,7 @@ impl Store {
              ORDER BY updated_at, nonce LIMIT ?3",
             params![
                 lane.as_str(),
-                to_i64(now().saturating_sub(older_than_secs)),
+                to_i64(unix_now().saturating_sub(older_than_secs)),
                 to_i64(limit as u64)
             ],
             lane,
@@ -379,7 +380,7 @@ impl Store {
     pub fn touch(&mut self, lane: Lane, nonce: u64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE requests SET updated_at = ?3 WHERE lane = ?1 AND nonce = ?2",
-            params![lane.as_str(), to_i64(nonce), to_i64(now())],
+            params![lane.as_str(), to_i64(nonce), to_i64(unix_now())],
         )?;
         Ok(())
     }
@@ -403,7 +404,7 @@ impl Store {
     /// A noted waiting reason stays until the request is voted or handled.
     pub fn mark_voting(&mut self, lane: Lane, nonce: u64, tx_hash: B256) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        let at = to_i64(now());
+        let at = to_i64(unix_now());
         tx.execute(
             "UPDATE requests SET status = 'voting', attempts = attempts + 1, updated_at = ?3
              WHERE lane = ?1 AND nonce = ?2 AND status IN ('observed', 'voting', 'voted')",
@@ -436,7 +437,7 @@ impl Store {
                 to_i64(nonce),
                 status.name(),
                 reason,
-                to_i64(now())
+                to_i64(unix_now())
             ],
         )?;
         Ok(())
@@ -447,7 +448,7 @@ impl Store {
         self.conn.execute(
             "UPDATE requests SET status = 'observed', reason = ?3, updated_at = ?4
              WHERE lane = ?1 AND nonce = ?2 AND status IN ('observed', 'voting', 'voted')",
-            params![lane.as_str(), to_i64(nonce), reason, to_i64(now())],
+            params![lane.as_str(), to_i64(nonce), reason, to_i64(unix_now())],
         )?;
         Ok(())
     }
@@ -557,7 +558,7 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE requests SET status = 'observed', updated_at = ?2
              WHERE lane = ?1 AND status = 'voting'",
-            params![lane.as_str(), to_i64(now())],
+            params![lane.as_str(), to_i64(unix_now())],
         )?)
     }
 
@@ -570,7 +571,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let at = to_i64(now());
+        let at = to_i64(unix_now());
         let mut changed = 0usize;
         for request in requests {
             match insert_observed(&tx, lane, request, at)?.as_deref() {

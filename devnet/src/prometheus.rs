@@ -140,6 +140,25 @@ impl PrometheusServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: reqwest::Url,
+    ) -> Result<T, DevnetError> {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| DevnetError::Http(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| DevnetError::Http(e.to_string()))
+    }
+
+    fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<reqwest::Url, DevnetError> {
+        reqwest::Url::parse_with_params(&format!("{}/api/v1/{path}", self.url()), params)
+            .map_err(|e| DevnetError::Http(e.to_string()))
+    }
+
     /// Every pending or firing alert.
     pub async fn alerts(&self) -> Result<Vec<Alert>, DevnetError> {
         #[derive(Deserialize)]
@@ -150,34 +169,15 @@ impl PrometheusServer {
         struct Body {
             data: Data,
         }
-        let body: Body = self
-            .http
-            .get(format!("{}/api/v1/alerts", self.url()))
-            .send()
-            .await
-            .map_err(|e| DevnetError::Http(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| DevnetError::Http(e.to_string()))?;
+        let body: Body = self.get_json(self.api("alerts", &[])?).await?;
         Ok(body.data.alerts)
     }
 
     /// Instant query; the `result` array of the answer.
     pub async fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, DevnetError> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/query", self.url()),
-            &[("query", expr)],
-        )
-        .map_err(|e| DevnetError::Http(e.to_string()))?;
         let body: serde_json::Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| DevnetError::Http(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| DevnetError::Http(e.to_string()))?;
+            .get_json(self.api("query", &[("query", expr)])?)
+            .await?;
         Ok(body["data"]["result"]
             .as_array()
             .cloned()

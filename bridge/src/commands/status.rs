@@ -115,10 +115,7 @@ pub fn lane_status(
     let (oldest, last_vote, waiting) = match store {
         Some(store) => {
             let counts = store.counts(lane)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
+            let now = crate::store::unix_now();
             let waiting = store
                 .waiting_reasons(lane)?
                 .into_iter()

@@ -30,6 +30,21 @@ pub struct LeaderInfo {
     pub operator: String,
 }
 
+/// Who the leader key of an election names (`None`: no leader, or a value this version cannot
+/// read).
+pub async fn read_leader(
+    pool: &EtcdPool,
+    key: &str,
+) -> Result<Option<LeaderInfo>, EtcdUnavailable> {
+    let value = pool
+        .call("read leader", |mut c| async move {
+            let resp = c.get(key, None).await?;
+            Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+        })
+        .await?;
+    Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
 /// The readiness component of etcd.
 pub const ETCD_COMPONENT: &str = "etcd";
 
@@ -140,20 +155,7 @@ impl Campaign {
 
     /// Whether the leader key still names this replica.
     async fn still_holds(&self) -> Result<bool, EtcdUnavailable> {
-        let key = self.key.clone();
-        let holder = self
-            .pool
-            .call("read leader", |mut c| {
-                let key = key.clone();
-                async move {
-                    let resp = c.get(key, None).await?;
-                    Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
-                }
-            })
-            .await?;
-        Ok(holder
-            .and_then(|v| serde_json::from_slice::<LeaderInfo>(&v).ok())
-            .is_some_and(|info| info == self.me))
+        Ok(read_leader(&self.pool, &self.key).await? == Some(self.me.clone()))
     }
 
     /// Run until the task is aborted.

@@ -59,10 +59,7 @@ impl Progress {
             cursor: store.cursor(self.lane).ok().flatten(),
             latest_nonce: counts.max_nonce,
             handled: counts.handled,
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default(),
+            at: crate::store::unix_now(),
         })
     }
 
