@@ -310,10 +310,25 @@ async fn readyz_follows_the_reachability_of_a_chain_rpc() {
 
     proxy.set_mode(ProxyMode::Blackhole);
     let cut = Instant::now();
+    // Each component goes stale on its own clock (the last success of the watcher's probe, of
+    // the indexer's poll): wait for both that depend on the service chain.
+    let service_stale = || async move {
+        let (code, body) = get(port, "/readyz").await;
+        let report: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let c = &report["components"];
+        if code == 503
+            && c["chain:service"]["ready"] == false
+            && c["indexer:service-to-main"]["ready"] == false
+        {
+            Ok(())
+        } else {
+            Err(format!("{code}: {body}"))
+        }
+    };
     until(
-        "not ready with the RPC blackholed",
+        "service chain and its indexer not ready with the RPC blackholed",
         Duration::from_secs(30),
-        readyz(503),
+        service_stale,
     )
     .await;
     let took = cut.elapsed();
