@@ -91,8 +91,15 @@ impl RegistrySync {
         for (service, key) in &self.services {
             let url = match (key, &self.pool) {
                 (Some(key), Some(pool)) => match read_leader(pool, key).await {
-                    Ok(Some(leader)) => leader.url,
-                    // No leader (or etcd unreachable): leave the location as it is.
+                    // Under the lane scope the leader may be another operator's replica: its
+                    // URL does not serve this operator's service.
+                    Ok(Some(leader))
+                        if leader.operator.parse::<Address>().ok()
+                            == Some(service.meta.operator) =>
+                    {
+                        leader.url
+                    }
+                    // No leader of this operator (or etcd unreachable): leave it as it is.
                     _ => continue,
                 },
                 _ => self.own_url.clone(),

@@ -37,9 +37,19 @@ enum Command {
         command: ConfigCommand,
     },
     /// Per lane: request nonce, lower/upper handle nonce, pending, oldest pending age, this
-    /// operator's last vote.
+    /// operator's last vote; with `[etcd]`, who leads the lane and each replica's progress.
     Status {
         /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lane services in the service registry: per lane and operator, the service id and
+    /// where the registry says it is served (with `[etcd]`, also who leads its election).
+    Registry {
+        /// The config file (a relay config works).
         #[arg(long, env = "MULTIBRIDGE_CONFIG")]
         config: PathBuf,
         /// Print JSON.
@@ -225,6 +235,17 @@ fn main() -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&statuses)?);
                 } else {
                     print!("{}", multibridge::commands::status::render_table(&statuses));
+                }
+                Ok(())
+            }
+            Command::Registry { config, json } => {
+                use multibridge::commands::registry::{list_services, render_table};
+                let c = Config::load(&config)?;
+                let report = list_services(&c).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", render_table(&report));
                 }
                 Ok(())
             }

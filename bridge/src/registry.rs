@@ -141,6 +141,88 @@ pub async fn registered_location(
     Ok(Some(location))
 }
 
+/// A lane service as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredService {
+    /// Its id (the one its meta derives).
+    pub id: B256,
+    /// Its meta: bridge pair, direction, operator.
+    pub meta: LaneServiceMeta,
+    /// Display name.
+    pub name: String,
+    /// Where it is served.
+    pub location: String,
+    /// Unix seconds of its last update.
+    pub updated_at: u64,
+    /// How many managers it has.
+    pub managers: u64,
+}
+
+/// Every registered lane service of one direction of a bridge pair: source chain
+/// `src_chain_id`, destination chain `dst_chain_id` with bridge `dst_bridge`, in registration
+/// order. An entry counts only if its id is the one its meta derives, so nobody can pose as
+/// another operator's service.
+pub async fn registered_lane_services(
+    main: &ChainClient,
+    registry: Address,
+    src_chain_id: u64,
+    dst_chain_id: u64,
+    dst_bridge: Address,
+) -> Result<Vec<RegisteredService>, crate::chain::ChainError> {
+    use crate::chain::contract_to_transport;
+    let count = main
+        .call("serviceCount", |p| async move {
+            ServiceRegistry::new(registry, p)
+                .serviceCount()
+                .call()
+                .await
+                .map_err(contract_to_transport)
+        })
+        .await?;
+    let count = u64::try_from(count).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    for index in 0..count {
+        let index = alloy::primitives::U256::from(index);
+        let id = main
+            .call("serviceIdAt", |p| async move {
+                ServiceRegistry::new(registry, p)
+                    .serviceIdAt(index)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        let service = main
+            .call("getService", |p| async move {
+                ServiceRegistry::new(registry, p)
+                    .getService(id)
+                    .call()
+                    .await
+                    .map_err(contract_to_transport)
+            })
+            .await?;
+        let Ok(meta) = LaneServiceMeta::decode(&service.meta) else {
+            continue;
+        };
+        if meta.service_id() != id
+            || meta.src_chain_id != src_chain_id
+            || meta.dst_chain_id != dst_chain_id
+            || meta.dst_bridge != dst_bridge
+        {
+            continue;
+        }
+        out.push(RegisteredService {
+            id,
+            meta,
+            name: service.name,
+            location: service.location,
+            updated_at: service.updatedAt,
+            managers: u64::try_from(service.managerCount).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(out)
+}
+
 /// The services of `wanted` whose registry entry is missing or points elsewhere.
 pub async fn outdated(
     main: &ChainClient,

@@ -21,8 +21,7 @@ use crate::indexer::{Indexer, Step};
 use crate::keys::{KeyError, load_signer};
 use crate::lane_recovery::{ChainLane, StoreQueue, publish_stuck, recovery_loop};
 use crate::lane_voting::{RegistrySync, VoterFactory, vote_loop};
-use crate::leadership::campaign::{Campaign, LeaderInfo};
-use crate::leadership::etcd_pool::EtcdPool;
+use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo, resign};
 use crate::leadership::fence::Fence;
 use crate::leadership::progress::Progress;
 use crate::sender::SenderPolicy;
@@ -355,23 +354,11 @@ pub async fn run(
         .instrument(tracing::info_span!("registry", chain = %ChainRole::Main, %operator))
         .await;
     }
-    let etcd = config.etcd.as_ref().map(|e| {
-        Arc::new(EtcdPool::new(
-            e.endpoints.clone(),
-            etcd_attempt_timeout(e.lease_ttl_secs),
-        ))
-    });
-    let pair = crate::leadership::keys::pair(
-        config.chains.main.chain_id,
-        config.chains.main.bridge,
-        config.chains.service.chain_id,
-        config.chains.service.bridge,
-    );
-    let election_dir = |lane: Lane| {
-        config.etcd.as_ref().map(|e| {
-            crate::leadership::keys::election_dir(&e.prefix, &pair, lane, e.scope, operator)
-        })
-    };
+    let etcd = crate::leadership::etcd_pool(&config).map(Arc::new);
+    let election_dir = |lane: Lane| crate::leadership::lane_election_dir(&config, lane);
+    // The leases of this replica's campaigns, revoked when it stops so a follower takes over at
+    // once instead of after the TTL.
+    let mut held_leases = Vec::new();
     let replica = config
         .etcd
         .as_ref()
@@ -423,10 +410,12 @@ pub async fn run(
                 ttl: Duration::from_secs(etcd_config.lease_ttl_secs),
                 pool: pool.clone(),
                 fence: fence.clone(),
+                held: HeldLease::default(),
                 leading: leading_tx,
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
             };
+            held_leases.push((lane, fence.clone(), campaign.held.clone()));
             let span = tracing::info_span!("campaign", %lane, %operator, %replica);
             tasks.spawn(
                 async move {
@@ -580,6 +569,16 @@ pub async fn run(
     }
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
+    // Every task is aborted; wait until they are gone (no sender can broadcast any more), then
+    // give the lanes up.
+    while tasks.join_next().await.is_some() {}
+    if let Some(pool) = &etcd {
+        for (lane, fence, held) in held_leases {
+            resign(pool, &fence, &held)
+                .instrument(tracing::info_span!("resign", %lane, %operator, %replica))
+                .await;
+        }
+    }
     let _ = http_stop.send(());
     let _ = http.await;
     result
@@ -716,10 +715,4 @@ async fn index_loop(
             }
         }
     }
-}
-
-/// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
-/// at most that before the next one is tried and a renewal still lands within the TTL.
-fn etcd_attempt_timeout(ttl_secs: u64) -> Duration {
-    Duration::from_millis(ttl_secs.saturating_mul(1000) / 3).min(Duration::from_secs(1))
 }

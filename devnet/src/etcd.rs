@@ -169,6 +169,25 @@ impl EtcdCluster {
         }
     }
 
+    /// The member that is etcd's raft leader now, as the answering members report it
+    /// (`None` when no member answers or none knows a leader).
+    pub async fn leader_index(&self) -> Option<usize> {
+        for member in &self.members {
+            let Some((_, leader)) = member_status(&self.http, member.client_port).await else {
+                continue;
+            };
+            for (index, candidate) in self.members.iter().enumerate() {
+                if member_status(&self.http, candidate.client_port)
+                    .await
+                    .is_some_and(|(id, _)| id == leader)
+                {
+                    return Some(index);
+                }
+            }
+        }
+        None
+    }
+
     /// Stop every member gracefully (etcd flushes its WAL), killing stragglers.
     pub fn stop(&mut self) {
         for member in &mut self.members {
@@ -196,6 +215,28 @@ async fn probe_health(http: &reqwest::Client, client_port: u16) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// `POST /v3/maintenance/status` on one member: `(its member id, the leader's member id)`.
+async fn member_status(http: &reqwest::Client, client_port: u16) -> Option<(String, String)> {
+    let url = format!("http://127.0.0.1:{client_port}/v3/maintenance/status");
+    let status: serde_json::Value = http
+        .post(url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    // The gateway renders uint64 as strings; accept numbers too.
+    let id = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let leader = id(&status["leader"]).filter(|l| l != "0")?;
+    Some((id(&status["header"]["member_id"])?, leader))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,6 +12,8 @@ pub mod devnet;
 pub mod driver;
 pub mod error;
 pub mod etcd;
+pub mod failover_bench;
+pub mod ha;
 pub mod invariants;
 pub mod manifest;
 pub mod ports;

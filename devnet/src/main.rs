@@ -55,6 +55,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure failover on a fresh devnet with 2 replicas per operator: SIGKILL the leading
+    /// replica again and again under traffic; failover time and transfer latency, table + JSON.
+    BenchFailover {
+        /// How many failovers.
+        #[arg(long, default_value_t = 20)]
+        failovers: usize,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a devnet, move transfers both ways and check conservation, then stop it.
     Demo {
         #[command(flatten)]
@@ -143,6 +153,21 @@ fn main() -> ExitCode {
             Command::Down => down(&dir),
             Command::Status { json } => status(&dir, json),
             Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
+            Command::BenchFailover { failovers, json } => {
+                refuse_if_running(&dir)?;
+                let report = multibridge_devnet::failover_bench::run(&dir, failovers).await?;
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(dir.join("bench-failover.json"), &text)?;
+                if !json {
+                    println!("{}", multibridge_devnet::failover_bench::render(&report));
+                    println!(
+                        "JSON (also in {}):",
+                        dir.join("bench-failover.json").display()
+                    );
+                }
+                println!("{text}");
+                Ok(())
+            }
             Command::Bench {
                 latency_samples,
                 burst,

@@ -11,11 +11,12 @@ use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
-use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta, request_from_log};
+use multibridge_contracts::{ClaimData, Lane, request_from_log};
 use serde::Serialize;
 
-use crate::chain::{ChainClient, ChainError, RetryPolicy, contract_to_transport};
+use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
+use crate::registry::registered_lane_services;
 use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
 
 /// Which transfer is stuck.
@@ -267,8 +268,7 @@ async fn handle_tx(destination: &ChainClient, nonce: u64) -> Result<Option<B256>
 }
 
 /// The lane services (operator, id) in the registry whose operator is registered on the
-/// destination and has not voted for `nonce`. A service counts only if its id is the one its
-/// meta derives, so an entry cannot pose as another operator's service.
+/// destination and has not voted for `nonce`.
 async fn services_to_claim(
     main: &ChainClient,
     destination: &ChainClient,
@@ -276,52 +276,14 @@ async fn services_to_claim(
     lane: Lane,
     nonce: u64,
 ) -> Result<Vec<(Address, B256)>, ChainError> {
-    let count = main
-        .call("serviceCount", |p| async move {
-            ServiceRegistry::new(registry, p)
-                .serviceCount()
-                .call()
-                .await
-                .map_err(contract_to_transport)
-        })
-        .await?;
-    let count = u64::try_from(count).unwrap_or(u64::MAX);
     let (src, dst) = match lane {
         Lane::MainToService => (main.chain_id(), destination.chain_id()),
         Lane::ServiceToMain => (destination.chain_id(), main.chain_id()),
     };
+    let services = registered_lane_services(main, registry, src, dst, destination.bridge()).await?;
     let mut out = Vec::new();
-    for index in 0..count {
-        let index = U256::from(index);
-        let id = main
-            .call("serviceIdAt", |p| async move {
-                ServiceRegistry::new(registry, p)
-                    .serviceIdAt(index)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
-            })
-            .await?;
-        let service = main
-            .call("getService", |p| async move {
-                ServiceRegistry::new(registry, p)
-                    .getService(id)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
-            })
-            .await?;
-        let Ok(meta) = LaneServiceMeta::decode(&service.meta) else {
-            continue;
-        };
-        if meta.service_id() != id
-            || meta.src_chain_id != src
-            || meta.dst_chain_id != dst
-            || meta.dst_bridge != destination.bridge()
-        {
-            continue;
-        }
-        let operator = meta.operator;
+    for service in services {
+        let operator = service.meta.operator;
         let registered = destination
             .bridge_call("isOperator", |b| async move {
                 b.isOperator(operator).call().await
@@ -336,7 +298,7 @@ async fn services_to_claim(
             })
             .await?;
         if status.voted.first().copied() != Some(true) {
-            out.push((operator, id));
+            out.push((operator, service.id));
         }
     }
     Ok(out)

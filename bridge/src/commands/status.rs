@@ -8,6 +8,11 @@ use serde::Serialize;
 
 use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
+use crate::leadership::campaign::{LeaderInfo, read_leader};
+use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
+use crate::leadership::keys::leader_key;
+use crate::leadership::lane_election_dir;
+use crate::leadership::progress::{ReplicaProgress, read_cursor, read_progress};
 use crate::relay::store_identity;
 use crate::store::{Store, StoreError};
 
@@ -33,6 +38,21 @@ pub struct LaneStatus {
     /// Open requests waiting on a destination condition, by the reason the destination gave
     /// (e.g. liquidity short, token locked, paused); they proceed by themselves once it clears.
     pub waiting: Vec<WaitingReason>,
+    /// With `[etcd]`: who leads the lane's election and how far each replica got.
+    pub leadership: Option<LaneLeadership>,
+}
+
+/// A lane's election as etcd records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaneLeadership {
+    /// The leader (`None`: nobody leads right now).
+    pub leader: Option<LeaderInfo>,
+    /// The lane cursor the leader last recorded (next source block its indexer reads).
+    pub cursor: Option<u64>,
+    /// Every replica's progress record, by name.
+    pub replicas: Vec<ReplicaProgress>,
+    /// Set when etcd could not be read.
+    pub error: Option<String>,
 }
 
 /// Requests waiting for one reason.
@@ -73,12 +93,43 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
         ChainRole::Main => &main,
         ChainRole::Service => &service,
     };
+    let pool = crate::leadership::etcd_pool(config);
     let mut out = Vec::new();
     for lane in config.lanes.iter().copied() {
         let nonces = lane_nonces(client(lane.source()), client(lane.destination())).await?;
-        out.push(lane_status(lane, nonces, store.as_ref())?);
+        let mut status = lane_status(lane, nonces, store.as_ref())?;
+        if let (Some(pool), Some(dir)) = (&pool, lane_election_dir(config, lane)) {
+            status.leadership = Some(lane_leadership(pool, &dir).await);
+        }
+        out.push(status);
     }
     Ok(out)
+}
+
+/// Read a lane's election: leader, cursor, replica progress. etcd being unreachable is
+/// reported in the result, not as a failure (the chains' view is still worth showing).
+async fn lane_leadership(pool: &EtcdPool, dir: &str) -> LaneLeadership {
+    let read = async {
+        let leader = read_leader(pool, &leader_key(dir)).await?;
+        let cursor = read_cursor(pool, dir).await?;
+        let mut replicas = read_progress(pool, dir).await?;
+        replicas.sort_by(|a, b| a.replica.cmp(&b.replica));
+        Ok::<_, EtcdUnavailable>((leader, cursor, replicas))
+    };
+    match read.await {
+        Ok((leader, cursor, replicas)) => LaneLeadership {
+            leader,
+            cursor,
+            replicas,
+            error: None,
+        },
+        Err(e) => LaneLeadership {
+            leader: None,
+            cursor: None,
+            replicas: Vec::new(),
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 /// A lane's bookkeeping on the chains: `(requestNonce, lowerHandleNonce, upperHandleNonce)`.
@@ -141,6 +192,7 @@ pub fn lane_status(
         last_vote_nonce: last_vote.map(|v| v.0),
         last_vote_tx: last_vote.map(|v| v.1),
         waiting,
+        leadership: None,
     })
 }
 
@@ -165,6 +217,42 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
         ));
+    }
+    for s in statuses {
+        let Some(l) = &s.leadership else { continue };
+        if let Some(e) = &l.error {
+            out.push_str(&format!("{}: etcd not readable: {e}\n", s.lane.as_str()));
+            continue;
+        }
+        out.push_str(&format!(
+            "{}: leader {}\n",
+            s.lane.as_str(),
+            l.leader
+                .as_ref()
+                .map(|l| format!("{} ({}, operator {})", l.replica, l.url, l.operator))
+                .unwrap_or_else(|| "none".into())
+        ));
+        let top = l.replicas.iter().filter_map(|r| r.latest_nonce).max();
+        for r in &l.replicas {
+            let behind = match (top, r.latest_nonce) {
+                (Some(top), Some(n)) => top.saturating_sub(n),
+                (Some(top), None) => top.saturating_add(1),
+                (None, _) => 0,
+            };
+            out.push_str(&format!(
+                "  {} {:<8} latest nonce {:>6}  handled {:>6}  cursor {:>8}  behind {}\n",
+                r.replica,
+                if r.leader { "leader" } else { "follower" },
+                r.latest_nonce
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.handled,
+                r.cursor
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                behind
+            ));
+        }
     }
     for s in statuses {
         for w in &s.waiting {

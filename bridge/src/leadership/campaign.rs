@@ -45,6 +45,44 @@ pub async fn read_leader(
     Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
+/// The lease a campaign holds, readable from outside its task so a stopping replica can revoke
+/// it.
+#[derive(Debug, Clone, Default)]
+pub struct HeldLease(Arc<std::sync::Mutex<Option<i64>>>);
+
+impl HeldLease {
+    fn set(&self, lease: Option<i64>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = lease;
+    }
+
+    fn take(&self) -> Option<i64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// How long a stopping replica tries to revoke a lease.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Give a lane up when the replica stops: close the fence, then revoke the campaign's lease,
+/// which deletes the leader key so a follower leads at its next poll instead of after the TTL.
+/// Call only once nothing can broadcast any more. Best effort: if etcd cannot be reached the
+/// lease simply runs out.
+pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) {
+    fence.lead(false);
+    fence.expire();
+    let Some(lease) = held.take() else {
+        return;
+    };
+    let revoke = pool.call("lease revoke", |mut c| async move {
+        c.lease_revoke(lease).await.map(|_| ())
+    });
+    match tokio::time::timeout(RESIGN_TIMEOUT, revoke).await {
+        Ok(Ok(())) => tracing::info!("lease revoked; a follower can lead at once"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease not revoked; it runs out by its TTL"),
+        Err(_) => tracing::warn!("lease revoke timed out; it runs out by its TTL"),
+    }
+}
+
 /// The readiness component of etcd.
 pub const ETCD_COMPONENT: &str = "etcd";
 
@@ -62,6 +100,8 @@ pub struct Campaign {
     pub pool: Arc<EtcdPool>,
     /// The lane's fence (this task opens and closes it).
     pub fence: Fence,
+    /// The lease this campaign holds.
+    pub held: HeldLease,
     /// Leading or not, for the voter.
     pub leading: watch::Sender<bool>,
     /// Metrics.
@@ -179,6 +219,7 @@ impl Campaign {
                 self.set_leader(false, "lease not proven valid by this replica's clock");
                 lease = None;
             }
+            self.held.set(lease);
             tokio::time::sleep(poll).await;
         }
     }

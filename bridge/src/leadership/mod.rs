@@ -6,3 +6,49 @@ pub mod etcd_pool;
 pub mod fence;
 pub mod keys;
 pub mod progress;
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use multibridge_contracts::Lane;
+
+use crate::config::Config;
+
+/// The etcd directory of `lane`'s election for the operator of `config` (`None` without
+/// `[etcd]`).
+pub fn lane_election_dir(config: &Config, lane: Lane) -> Option<String> {
+    election_dir_of(config, lane, config.operator.address)
+}
+
+/// The etcd directory of `lane`'s election for `operator` under `config`'s prefix and scope
+/// (with the lane scope, every operator shares one).
+pub fn election_dir_of(config: &Config, lane: Lane, operator: Address) -> Option<String> {
+    let etcd = config.etcd.as_ref()?;
+    let pair = keys::pair(
+        config.chains.main.chain_id,
+        config.chains.main.bridge,
+        config.chains.service.chain_id,
+        config.chains.service.bridge,
+    );
+    Some(keys::election_dir(
+        &etcd.prefix,
+        &pair,
+        lane,
+        etcd.scope,
+        operator,
+    ))
+}
+
+/// The endpoint pool of `config`'s etcd cluster (`None` without `[etcd]`).
+pub fn etcd_pool(config: &Config) -> Option<etcd_pool::EtcdPool> {
+    config
+        .etcd
+        .as_ref()
+        .map(|e| etcd_pool::EtcdPool::new(e.endpoints.clone(), attempt_timeout(e.lease_ttl_secs)))
+}
+
+/// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
+/// at most that before the next one is tried and a renewal still lands within the TTL.
+pub fn attempt_timeout(ttl_secs: u64) -> Duration {
+    Duration::from_millis(ttl_secs.saturating_mul(1000) / 3).min(Duration::from_secs(1))
+}
