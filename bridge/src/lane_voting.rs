@@ -80,6 +80,8 @@ pub struct RegistrySync {
     pub pool: Option<Arc<EtcdPool>>,
     /// This replica's URL.
     pub own_url: String,
+    /// Metrics (`registry_updates_total`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// How often the main-chain owner compares the registry with the lanes' leaders.
@@ -127,6 +129,7 @@ impl RegistrySync {
             fence.clone(),
             self.registry,
             &wanted,
+            &self.metrics,
         )
         .await
     }

@@ -13,6 +13,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta};
+use multibridge_monitoring::Metrics;
 use tokio::sync::mpsc;
 
 use crate::chain::ChainClient;
@@ -81,6 +82,7 @@ pub async fn ensure_registered(
     fence: Fence,
     registry: Address,
     wanted: &[(LaneService, String)],
+    metrics: &Metrics,
 ) -> usize {
     let started = Instant::now();
     let result = tokio::time::timeout(
@@ -91,6 +93,10 @@ pub async fn ensure_registered(
     match result {
         Ok(Ok(0)) => 0,
         Ok(Ok(n)) => {
+            metrics
+                .registry_updates
+                .with_label_values(&["updated"])
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
             tracing::info!(
                 changed = n,
                 after_ms = started.elapsed().as_millis() as u64,
@@ -99,10 +105,18 @@ pub async fn ensure_registered(
             n
         }
         Ok(Err(e)) => {
+            metrics
+                .registry_updates
+                .with_label_values(&["failed"])
+                .inc();
             tracing::warn!(error = %e, "cannot register or locate lane services; retrying later");
             0
         }
         Err(_) => {
+            metrics
+                .registry_updates
+                .with_label_values(&["failed"])
+                .inc();
             tracing::warn!(
                 "registering lane services took longer than {REGISTER_TIMEOUT:?}; retrying later"
             );

@@ -350,11 +350,15 @@ pub async fn run(
             Fence::standalone(),
             registry.address,
             &wanted,
+            &metrics,
         )
         .instrument(tracing::info_span!("registry", chain = %ChainRole::Main, %operator))
         .await;
     }
-    let etcd = crate::leadership::etcd_pool(&config).map(Arc::new);
+    let etcd = crate::leadership::etcd_pool(&config).map(|pool| {
+        metrics.init_etcd(pool.endpoints().len());
+        Arc::new(pool.with_metrics(metrics.clone()))
+    });
     let election_dir = |lane: Lane| crate::leadership::lane_election_dir(&config, lane);
     // The leases of this replica's campaigns, revoked when it stops so a follower takes over at
     // once instead of after the TTL.
@@ -478,6 +482,7 @@ pub async fn run(
                     .collect(),
                 pool: etcd.clone(),
                 own_url: own_url.clone(),
+                metrics: metrics.clone(),
             }),
             _ => None,
         };

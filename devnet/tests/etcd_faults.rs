@@ -111,6 +111,21 @@ async fn relaying_goes_on_when_the_etcd_leader_dies_and_later_a_member_pauses() 
     let etcd = devnet.etcd.as_mut().unwrap();
     etcd.member(paused).unwrap().process().resume().unwrap();
 
+    // The relays saw it: attempts on the dead and the paused member failed and were counted.
+    let mut failed_attempts = 0.0;
+    for port in devnet.replica_http_ports.iter().flatten() {
+        for outcome in ["outcome=\"error\"", "outcome=\"timeout\""] {
+            failed_attempts += multibridge_devnet::scrape::metric_sum(
+                *port,
+                "multibridge_etcd_requests_total",
+                outcome,
+            )
+            .await
+            .unwrap_or_default();
+        }
+    }
+    assert!(failed_attempts > 0.0, "no failed etcd attempt counted");
+
     let sent = traffic.stop().await.unwrap();
     let nonces: Vec<u64> = sent.iter().map(|s| s.nonce).collect();
     check(&driver, dir.path(), &nonces).await;

@@ -132,6 +132,18 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
         }
     }
 
+    // Both locations were written by the new leader, and counted.
+    let updated = metric(
+        follower,
+        "multibridge_registry_updates_total{outcome=\"updated\"}",
+    )
+    .await
+    .unwrap();
+    assert!(
+        updated >= 2.0,
+        "registry_updates_total{{updated}} = {updated}"
+    );
+
     // What an operator sees: `multibridge registry` lists every operator's services with the
     // new leader's URL for operator 1, and `multibridge status` names the leading replica.
     let config_path = devnet.replica_config_path(0, 1);

@@ -23,6 +23,10 @@ pub const STUCK_REASONS: [&str; 6] = [
 ];
 /// The `asset` label of the native coin (tokens are labelled with their source address).
 pub const NATIVE_ASSET: &str = "native";
+/// Outcomes of one etcd attempt.
+pub const ETCD_OUTCOMES: [&str; 3] = ["ok", "error", "timeout"];
+/// The etcd call a leader makes every third of its lease TTL (its series exist from the start).
+pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = ["observed", "voting", "voted", "handled", "rejected"];
 
@@ -98,6 +102,10 @@ pub struct Metrics {
     pub vote_divergence: IntCounterVec,
     /// RPC calls by chain, endpoint index, method and outcome.
     pub rpc_requests: IntCounterVec,
+    /// etcd attempts by endpoint index, call and outcome (`ok`, `error`, `timeout`).
+    pub etcd_requests: IntCounterVec,
+    /// Service-registry writes (register or updateLocation) by outcome (`updated`, `failed`).
+    pub registry_updates: IntCounterVec,
     /// 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -299,6 +307,16 @@ impl Metrics {
                 "RPC calls by chain, endpoint index, method and outcome",
                 &["chain", "endpoint", "method", "outcome"],
             )?,
+            etcd_requests: counter(
+                "etcd_requests_total",
+                "etcd attempts by endpoint index, call and outcome",
+                &["endpoint", "call", "outcome"],
+            )?,
+            registry_updates: counter(
+                "registry_updates_total",
+                "Service-registry writes (register, updateLocation) by outcome",
+                &["outcome"],
+            )?,
             build_info: int_gauge(
                 "build_info",
                 "Always 1; labelled with the version",
@@ -363,6 +381,12 @@ impl Metrics {
             let _ = metrics.handle_latency.with_label_values(&[lane]);
             metrics.set_asset(lane, NATIVE_ASSET, 0.0, 0.0, true);
         }
+        for outcome in ["updated", "failed"] {
+            metrics
+                .registry_updates
+                .with_label_values(&[outcome])
+                .reset();
+        }
         for chain in [ChainRole::Main, ChainRole::Service].map(ChainRole::as_str) {
             metrics.signer_nonce.with_label_values(&[chain]).set(0);
             metrics.chain_head.with_label_values(&[chain]).set(0);
@@ -380,6 +404,18 @@ impl Metrics {
             }
         }
         Ok(metrics)
+    }
+
+    /// Create the `etcd_requests_total` series of the lease keep-alive for `endpoints`
+    /// endpoints at 0 (a relay with `[etcd]` calls this at start).
+    pub fn init_etcd(&self, endpoints: usize) {
+        for endpoint in 0..endpoints {
+            for outcome in ETCD_OUTCOMES {
+                self.etcd_requests
+                    .with_label_values(&[endpoint.to_string().as_str(), ETCD_KEEP_ALIVE, outcome])
+                    .reset();
+            }
+        }
     }
 
     /// Publish one asset's conservation figures on `lane`.
@@ -434,6 +470,7 @@ mod tests {
             "multibridge_signer_balance{chain=\"main\"} 0",
             "multibridge_chain_up{chain=\"service\"} 0",
             "multibridge_vote_divergence_total{lane=\"main-to-service\"} 0",
+            "multibridge_registry_updates_total{outcome=\"failed\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -59,7 +59,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 fn defined_metrics() -> BTreeSet<String> {
-    let text = Metrics::new(&Lane::ALL, 1).unwrap().render();
+    let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+    metrics.init_etcd(1);
+    let text = metrics.render();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())

@@ -158,11 +158,14 @@ impl Campaign {
         let sent = Instant::now();
         let ttl = self
             .pool
-            .call("lease keep-alive", |mut c| async move {
-                let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-                keeper.keep_alive().await?;
-                Ok(stream.message().await?.map_or(0, |r| r.ttl()))
-            })
+            .call(
+                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                |mut c| async move {
+                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                    keeper.keep_alive().await?;
+                    Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+                },
+            )
             .await?;
         if ttl <= 0 {
             return Ok(false);

@@ -6,7 +6,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use etcd_client::{Client, ConnectOptions};
+use multibridge_monitoring::Metrics;
 use tokio::sync::Mutex;
 
 /// An etcd call failed on every endpoint.
@@ -34,6 +37,7 @@ pub struct EtcdPool {
     clients: Vec<Mutex<Option<Client>>>,
     preferred: AtomicUsize,
     attempt_timeout: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for EtcdPool {
@@ -53,6 +57,21 @@ impl EtcdPool {
             clients,
             preferred: AtomicUsize::new(0),
             attempt_timeout,
+            metrics: None,
+        }
+    }
+
+    /// Count every attempt in `etcd_requests_total`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, index: usize, what: &str, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.etcd_requests
+                .with_label_values(&[index.to_string().as_str(), what, outcome])
+                .inc();
         }
     }
 
@@ -102,17 +121,25 @@ impl EtcdPool {
             let client = match self.client(index).await {
                 Ok(c) => c,
                 Err(e) => {
+                    self.count(index, what, "error");
                     last = format!("{}: {e}", self.label(index));
                     continue;
                 }
             };
             match tokio::time::timeout(self.attempt_timeout, f(client)).await {
                 Ok(Ok(value)) => {
+                    self.count(index, what, "ok");
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
-                Ok(Err(e)) => last = format!("{}: {e}", self.label(index)),
-                Err(_) => last = format!("{}: timed out", self.label(index)),
+                Ok(Err(e)) => {
+                    self.count(index, what, "error");
+                    last = format!("{}: {e}", self.label(index));
+                }
+                Err(_) => {
+                    self.count(index, what, "timeout");
+                    last = format!("{}: timed out", self.label(index));
+                }
             }
             self.forget(index).await;
         }
