@@ -87,16 +87,12 @@ pub async fn ensure_registered(
     let started = Instant::now();
     let result = tokio::time::timeout(
         REGISTER_TIMEOUT,
-        sync_locations(main, signer, fence, registry, wanted),
+        sync_locations(main, signer, fence, registry, wanted, metrics),
     )
     .await;
     match result {
         Ok(Ok(0)) => 0,
         Ok(Ok(n)) => {
-            metrics
-                .registry_updates
-                .with_label_values(&["updated"])
-                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
             tracing::info!(
                 changed = n,
                 after_ms = started.elapsed().as_millis() as u64,
@@ -262,6 +258,7 @@ async fn sync_locations(
     fence: Fence,
     registry: Address,
     wanted: &[(LaneService, String)],
+    metrics: &Metrics,
 ) -> Result<usize, RelayError> {
     let mut sender: Option<Sender> = None;
     let mut pending = 0usize;
@@ -303,7 +300,7 @@ async fn sync_locations(
         tracing::info!(lane = %service.lane, %location, "service location sent to the registry");
         pending = pending.saturating_add(1);
     }
-    let changed = pending;
+    let mut changed = 0usize;
     while pending > 0 {
         let Some(sender) = sender.as_mut() else {
             break;
@@ -311,7 +308,17 @@ async fn sync_locations(
         for tracked in sender.poll().await.map_err(send_failed)? {
             if let Tracked::Mined { receipt, .. } = tracked {
                 pending = pending.saturating_sub(1);
-                if !receipt.status() {
+                if receipt.status() {
+                    changed = changed.saturating_add(1);
+                    metrics
+                        .registry_updates
+                        .with_label_values(&["updated"])
+                        .inc();
+                } else {
+                    metrics
+                        .registry_updates
+                        .with_label_values(&["failed"])
+                        .inc();
                     tracing::warn!(tx = %receipt.transaction_hash, "registry transaction reverted (registered by someone else meanwhile?)");
                 }
             }
