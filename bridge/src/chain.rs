@@ -14,7 +14,7 @@ use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::TransportError;
 use multibridge_contracts::ChainRole;
-use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
 use multibridge_monitoring::Metrics;
 
 use crate::config::ChainConfig;
@@ -232,6 +232,24 @@ impl ChainClient {
         let bridge = self.bridge;
         self.call(method, |p| {
             let fut = f(Bridge::new(bridge, p));
+            async move { fut.await.map_err(contract_to_transport) }
+        })
+        .await
+    }
+
+    /// A call on the `ServiceRegistry` at `registry` on this chain, with failover.
+    pub async fn registry_call<T, F, Fut>(
+        &self,
+        registry: Address,
+        method: &'static str,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(ServiceRegistry::ServiceRegistryInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        self.call(method, |p| {
+            let fut = f(ServiceRegistry::new(registry, p));
             async move { fut.await.map_err(contract_to_transport) }
         })
         .await

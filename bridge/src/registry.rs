@@ -128,24 +128,18 @@ pub async fn registered_location(
     id: B256,
 ) -> Result<Option<String>, crate::chain::ChainError> {
     let exists = main
-        .call("exists", |p| async move {
-            ServiceRegistry::new(registry, p)
-                .exists(id)
-                .call()
-                .await
-                .map_err(crate::chain::contract_to_transport)
-        })
+        .registry_call(
+            registry,
+            "exists",
+            |r| async move { r.exists(id).call().await },
+        )
         .await?;
     if !exists {
         return Ok(None);
     }
     let location = main
-        .call("getServiceLocation", |p| async move {
-            ServiceRegistry::new(registry, p)
-                .getServiceLocation(id)
-                .call()
-                .await
-                .map_err(crate::chain::contract_to_transport)
+        .registry_call(registry, "getServiceLocation", |r| async move {
+            r.getServiceLocation(id).call().await
         })
         .await?;
     Ok(Some(location))
@@ -164,29 +158,27 @@ pub struct RegisteredService {
     pub location: String,
     /// Unix seconds of its last update.
     pub updated_at: u64,
-    /// How many managers it has.
-    pub managers: u64,
 }
 
-/// Every registered lane service of one direction of a bridge pair: source chain
-/// `src_chain_id`, destination chain `dst_chain_id` with bridge `dst_bridge`, in registration
-/// order. An entry counts only if its id is the one its meta derives, so nobody can pose as
-/// another operator's service.
-pub async fn registered_lane_services(
+impl RegisteredService {
+    /// Whether it serves the direction from chain `src_chain_id` to chain `dst_chain_id` whose
+    /// bridge is `dst_bridge`.
+    pub fn serves(&self, src_chain_id: u64, dst_chain_id: u64, dst_bridge: Address) -> bool {
+        self.meta.src_chain_id == src_chain_id
+            && self.meta.dst_chain_id == dst_chain_id
+            && self.meta.dst_bridge == dst_bridge
+    }
+}
+
+/// Every lane service in the registry, in registration order. An entry counts only if its id
+/// is the one its meta derives, so nobody can pose as another operator's service.
+pub async fn registered_services(
     main: &ChainClient,
     registry: Address,
-    src_chain_id: u64,
-    dst_chain_id: u64,
-    dst_bridge: Address,
 ) -> Result<Vec<RegisteredService>, crate::chain::ChainError> {
-    use crate::chain::contract_to_transport;
     let count = main
-        .call("serviceCount", |p| async move {
-            ServiceRegistry::new(registry, p)
-                .serviceCount()
-                .call()
-                .await
-                .map_err(contract_to_transport)
+        .registry_call(registry, "serviceCount", |r| async move {
+            r.serviceCount().call().await
         })
         .await?;
     let count = u64::try_from(count).unwrap_or(u64::MAX);
@@ -194,31 +186,19 @@ pub async fn registered_lane_services(
     for index in 0..count {
         let index = alloy::primitives::U256::from(index);
         let id = main
-            .call("serviceIdAt", |p| async move {
-                ServiceRegistry::new(registry, p)
-                    .serviceIdAt(index)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
+            .registry_call(registry, "serviceIdAt", |r| async move {
+                r.serviceIdAt(index).call().await
             })
             .await?;
         let service = main
-            .call("getService", |p| async move {
-                ServiceRegistry::new(registry, p)
-                    .getService(id)
-                    .call()
-                    .await
-                    .map_err(contract_to_transport)
+            .registry_call(registry, "getService", |r| async move {
+                r.getService(id).call().await
             })
             .await?;
         let Ok(meta) = LaneServiceMeta::decode(&service.meta) else {
             continue;
         };
-        if meta.service_id() != id
-            || meta.src_chain_id != src_chain_id
-            || meta.dst_chain_id != dst_chain_id
-            || meta.dst_bridge != dst_bridge
-        {
+        if meta.service_id() != id {
             continue;
         }
         out.push(RegisteredService {
@@ -227,7 +207,6 @@ pub async fn registered_lane_services(
             name: service.name,
             location: service.location,
             updated_at: service.updatedAt,
-            managers: u64::try_from(service.managerCount).unwrap_or(u64::MAX),
         });
     }
     Ok(out)

@@ -69,6 +69,17 @@ impl DevnetOptions {
         }
     }
 
+    /// [`new`](Self::new) with 2 replicas per operator and threshold 3, so every operator's
+    /// vote is needed and a missing leader shows at once (the leadership tests and the
+    /// failover benchmark).
+    pub fn hot_standby(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            threshold: 3,
+            replicas: 2,
+            ..Self::new(dir)
+        }
+    }
+
     /// Defaults: 3 operators, threshold 2, 1 s blocks, a 3-member etcd cluster.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {

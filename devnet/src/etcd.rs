@@ -172,20 +172,18 @@ impl EtcdCluster {
     /// The member that is etcd's raft leader now, as the answering members report it
     /// (`None` when no member answers or none knows a leader).
     pub async fn leader_index(&self) -> Option<usize> {
+        let mut ids = Vec::with_capacity(self.members.len());
+        let mut leader = None;
         for member in &self.members {
-            let Some((_, leader)) = member_status(&self.http, member.client_port).await else {
-                continue;
-            };
-            for (index, candidate) in self.members.iter().enumerate() {
-                if member_status(&self.http, candidate.client_port)
-                    .await
-                    .is_some_and(|(id, _)| id == leader)
-                {
-                    return Some(index);
-                }
+            let status = member_status(&self.http, member.client_port).await;
+            if let Some((_, l)) = &status {
+                leader.get_or_insert_with(|| l.clone());
             }
+            ids.push(status.map(|(id, _)| id));
         }
-        None
+        let leader = leader?;
+        ids.iter()
+            .position(|id| id.as_deref() == Some(leader.as_str()))
     }
 
     /// Stop every member gracefully (etcd flushes its WAL), killing stragglers.

@@ -79,12 +79,7 @@ pub struct FailoverReport {
 
 /// Run `failovers` failovers on a fresh devnet in `dir`.
 pub async fn run(dir: &std::path::Path, failovers: usize) -> Result<FailoverReport, DevnetError> {
-    let mut devnet = start_ha(DevnetOptions {
-        threshold: 3,
-        replicas: 2,
-        ..DevnetOptions::new(dir)
-    })
-    .await?;
+    let mut devnet = start_ha(DevnetOptions::hot_standby(dir)).await?;
     let driver = Driver::new(devnet.manifest());
     let watch = HandleWatch::start(Driver::new(devnet.manifest()), LANE);
     let traffic = Traffic::start(

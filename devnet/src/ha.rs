@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
 use multibridge_contracts::Lane;
 
 use crate::error::DevnetError;
+use crate::invariants::handled_nonces_in;
 use crate::scrape::metric;
 use crate::{Devnet, DevnetOptions, Driver};
 
@@ -150,10 +152,20 @@ impl HandleWatch {
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             let mut seen = BTreeMap::new();
+            let destination = driver.provider(lane.destination())?;
+            let mut from = driver.chain(lane.destination()).contracts.bridge_block;
             loop {
                 let last_round = flag.load(Ordering::Relaxed);
-                for (nonce, _) in crate::invariants::handle_counts(&driver, lane).await? {
-                    seen.entry(nonce).or_insert_with(Instant::now);
+                let head = destination
+                    .get_block_number()
+                    .await
+                    .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+                if head >= from {
+                    // Only the blocks not read yet.
+                    for nonce in handled_nonces_in(&driver, lane, from, Some(head)).await? {
+                        seen.entry(nonce).or_insert_with(Instant::now);
+                    }
+                    from = head.saturating_add(1);
                 }
                 if last_round {
                     return Ok(seen);

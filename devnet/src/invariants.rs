@@ -20,17 +20,48 @@ async fn destination_events<E: SolEvent>(
     driver: &Driver,
     lane: Lane,
 ) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
-    let chain = driver.chain(lane.destination());
+    let from = driver.chain(lane.destination()).contracts.bridge_block;
+    destination_events_in::<E>(driver, lane, from, None).await
+}
+
+/// The `E` events of the destination bridge of `lane` in blocks `from..=to` (`None`: latest).
+async fn destination_events_in<E: SolEvent>(
+    driver: &Driver,
+    lane: Lane,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
+    let mut filter = Filter::new()
+        .address(driver.chain(lane.destination()).contracts.bridge)
+        .event_signature(E::SIGNATURE_HASH)
+        .from_block(from);
+    if let Some(to) = to {
+        filter = filter.to_block(to);
+    }
     driver
         .provider(lane.destination())?
-        .get_logs(
-            &Filter::new()
-                .address(chain.contracts.bridge)
-                .event_signature(E::SIGNATURE_HASH)
-                .from_block(chain.contracts.bridge_block),
-        )
+        .get_logs(&filter)
         .await
         .map_err(|e| DevnetError::chain("eth_getLogs of the destination bridge", e))
+}
+
+/// The nonces of the `HandleValueTransfer` events on the destination of `lane` in blocks
+/// `from..=to`, in log order (a nonce twice means it was handled twice).
+pub async fn handled_nonces_in(
+    driver: &Driver,
+    lane: Lane,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<u64>, DevnetError> {
+    destination_events_in::<Bridge::HandleValueTransfer>(driver, lane, from, to)
+        .await?
+        .iter()
+        .map(|log| {
+            log.log_decode::<Bridge::HandleValueTransfer>()
+                .map(|l| l.inner.data.nonce)
+                .map_err(|e| DevnetError::Invalid(format!("undecodable HandleValueTransfer: {e}")))
+        })
+        .collect()
 }
 
 /// Transactions of operator `operator` on `role` sent but not mined (pending − latest count).
@@ -83,15 +114,9 @@ pub async fn handle_counts(
     driver: &Driver,
     lane: Lane,
 ) -> Result<HashMap<u64, usize>, DevnetError> {
-    let logs = destination_events::<Bridge::HandleValueTransfer>(driver, lane).await?;
+    let from = driver.chain(lane.destination()).contracts.bridge_block;
     let mut counts = HashMap::new();
-    for log in logs {
-        let nonce = log
-            .log_decode::<Bridge::HandleValueTransfer>()
-            .map_err(|e| DevnetError::Invalid(format!("undecodable HandleValueTransfer: {e}")))?
-            .inner
-            .data
-            .nonce;
+    for nonce in handled_nonces_in(driver, lane, from, None).await? {
         *counts.entry(nonce).or_insert(0) += 1;
     }
     Ok(counts)

@@ -16,13 +16,9 @@ const LANE: Lane = Lane::MainToService;
 
 async fn ha_devnet() -> (tempfile::TempDir, Devnet) {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = start_ha(DevnetOptions {
-        threshold: 3,
-        replicas: 2,
-        ..DevnetOptions::new(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = start_ha(DevnetOptions::hot_standby(dir.path()))
+        .await
+        .unwrap();
     (dir, devnet)
 }
 

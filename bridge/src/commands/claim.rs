@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
-use crate::registry::registered_lane_services;
+use crate::registry::registered_services;
 use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
 
 /// Which transfer is stuck.
@@ -280,9 +280,12 @@ async fn services_to_claim(
         Lane::MainToService => (main.chain_id(), destination.chain_id()),
         Lane::ServiceToMain => (destination.chain_id(), main.chain_id()),
     };
-    let services = registered_lane_services(main, registry, src, dst, destination.bridge()).await?;
+    let services = registered_services(main, registry).await?;
     let mut out = Vec::new();
-    for service in services {
+    for service in services
+        .into_iter()
+        .filter(|s| s.serves(src, dst, destination.bridge()))
+    {
         let operator = service.meta.operator;
         let registered = destination
             .bridge_call("isOperator", |b| async move {

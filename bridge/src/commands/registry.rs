@@ -14,7 +14,7 @@ use crate::chain::{ChainClient, ChainError, RetryPolicy};
 use crate::config::Config;
 use crate::leadership::campaign::read_leader;
 use crate::leadership::keys::leader_key;
-use crate::registry::registered_lane_services;
+use crate::registry::registered_services;
 
 /// One (lane, operator) row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,6 +86,7 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
     let main = ChainClient::new(ChainRole::Main, &config.chains.main, policy)?;
     let service = ChainClient::new(ChainRole::Service, &config.chains.service, policy)?;
     let pool = crate::leadership::etcd_pool(config);
+    let registered = registered_services(&main, registry).await?;
     let mut etcd_error = None;
     let mut services = Vec::new();
     for lane in config.lanes.iter().copied() {
@@ -95,9 +96,10 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
         };
         let src = config.chains.get(lane.source());
         let dst = config.chains.get(lane.destination());
-        let registered =
-            registered_lane_services(&main, registry, src.chain_id, dst.chain_id, dst.bridge)
-                .await?;
+        let registered: Vec<_> = registered
+            .iter()
+            .filter(|r| r.serves(src.chain_id, dst.chain_id, dst.bridge))
+            .collect();
         let on_bridge = destination
             .bridge_call(
                 "getOperators",

@@ -36,12 +36,7 @@ pub async fn read_leader(
     pool: &EtcdPool,
     key: &str,
 ) -> Result<Option<LeaderInfo>, EtcdUnavailable> {
-    let value = pool
-        .call("read leader", |mut c| async move {
-            let resp = c.get(key, None).await?;
-            Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
-        })
-        .await?;
+    let value = pool.get("read leader", key).await?;
     Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 

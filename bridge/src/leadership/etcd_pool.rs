@@ -150,6 +150,19 @@ impl EtcdPool {
         })
     }
 
+    /// The value of one key (`None`: no such key).
+    pub async fn get(
+        &self,
+        what: &'static str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, EtcdUnavailable> {
+        self.call(what, |mut c| async move {
+            let resp = c.get(key, None).await?;
+            Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+        })
+        .await
+    }
+
     fn label(&self, index: usize) -> String {
         format!(
             "#{index} {}",

@@ -125,15 +125,6 @@ pub async fn read_cursor(
     pool: &EtcdPool,
     dir: &str,
 ) -> Result<Option<u64>, super::etcd_pool::EtcdUnavailable> {
-    let key = cursor_key(dir);
-    let value = pool
-        .call("read cursor", |mut c| {
-            let key = key.clone();
-            async move {
-                let resp = c.get(key, None).await?;
-                Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
-            }
-        })
-        .await?;
+    let value = pool.get("read cursor", &cursor_key(dir)).await?;
     Ok(value.and_then(|v| String::from_utf8(v).ok()?.parse().ok()))
 }
