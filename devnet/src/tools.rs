@@ -92,13 +92,19 @@ pub fn relay_binary() -> Result<PathBuf, MissingTool> {
     static FRESH: std::sync::Once = std::sync::Once::new();
     if let Some(cargo) = std::env::var_os("CARGO") {
         FRESH.call_once(|| {
-            let release = std::env::current_exe()
-                .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
-                .unwrap_or(false);
+            let exe = std::env::current_exe().unwrap_or_default();
+            let release = exe.components().any(|c| c.as_os_str() == "release");
+            // Test binaries live in `deps/`: there, the target selection of `cargo test
+            // --workspace` (features resolve the same way, so this is a no-op; building
+            // `-p multibridge` alone relinks it differently). Under `cargo run` (the demo, `up`,
+            // the benchmarks) the binaries are enough: no test target is compiled for them.
+            let under_test = exe
+                .parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == "deps");
+            let targets = if under_test { "--all-targets" } else { "--bins" };
             let mut command = std::process::Command::new(cargo);
-            // The target selection of `cargo test --workspace`: features resolve the same way, so
-            // this is a no-op there (building `-p multibridge` alone relinks it differently).
-            command.args(["build", "--quiet", "--workspace", "--all-targets"]);
+            command.args(["build", "--quiet", "--workspace", targets]);
             if release {
                 command.arg("--release");
             }
