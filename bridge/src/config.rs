@@ -30,10 +30,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// Batching and sending of votes.
     #[serde(default)]
-    pub voting: VotingConfig,
+    pub voting: VotingSettings,
     /// The recovery worker.
     #[serde(default)]
-    pub recovery: RecoveryConfig,
+    pub recovery: RecoverySettings,
     /// HTTP API (`/metrics`, `/healthz`, `/readyz`, `/status`).
     pub http: HttpConfig,
     /// The service registry on the main chain, if used.
@@ -179,7 +179,7 @@ fn default_max_block_range() -> u64 {
 /// Batching and sending of votes (per lane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct VotingConfig {
+pub struct VotingSettings {
     /// Most requests in one vote transaction (1–64; the bridge takes at most 64).
     pub batch_size: usize,
     /// How long to wait for more requests before sending a part-full batch, ms.
@@ -196,7 +196,7 @@ pub struct VotingConfig {
     pub gas_margin_percent: u64,
 }
 
-impl Default for VotingConfig {
+impl Default for VotingSettings {
     fn default() -> Self {
         Self {
             batch_size: 64,
@@ -212,7 +212,7 @@ impl Default for VotingConfig {
 /// The recovery worker (per lane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RecoveryConfig {
+pub struct RecoverySettings {
     /// Time between recovery ticks, ms (a lane is stalled when its lower handle nonce did not
     /// move over one interval).
     pub interval_ms: u64,
@@ -224,13 +224,48 @@ pub struct RecoveryConfig {
     pub claims_poll_ms: u64,
 }
 
-impl Default for RecoveryConfig {
+impl Default for RecoverySettings {
     fn default() -> Self {
         Self {
             interval_ms: 5_000,
             stride_blocks: 1_000,
             max_per_round: 1_024,
             claims_poll_ms: 1_000,
+        }
+    }
+}
+
+impl VotingSettings {
+    /// The voter's runtime tuning.
+    pub fn voter(&self) -> crate::voter::VoterConfig {
+        use std::time::Duration;
+        crate::voter::VoterConfig {
+            batch_size: self.batch_size,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            retry_after: Duration::from_secs(self.retry_after_secs),
+            max_in_flight: self.max_in_flight,
+            gas_margin_percent: self.gas_margin_percent,
+        }
+    }
+
+    /// The sender's runtime policy.
+    pub fn sender(&self) -> crate::chain::sender::SenderPolicy {
+        crate::chain::sender::SenderPolicy {
+            stuck_after: std::time::Duration::from_secs(self.stuck_after_secs),
+            gas_margin_percent: self.gas_margin_percent,
+            ..Default::default()
+        }
+    }
+}
+
+impl RecoverySettings {
+    /// The recovery worker's runtime tuning.
+    pub fn worker(&self) -> multibridge_recovery::RecoveryConfig {
+        multibridge_recovery::RecoveryConfig {
+            interval: std::time::Duration::from_millis(self.interval_ms),
+            stride_blocks: self.stride_blocks,
+            max_per_round: self.max_per_round,
+            ..Default::default()
         }
     }
 }
@@ -294,7 +329,18 @@ pub struct EtcdConfig {
     /// Who competes for a lane: `operator` (the replicas of this operator; default) or `lane`
     /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
     #[serde(default)]
-    pub scope: crate::leadership::keys::ElectionScope,
+    pub scope: ElectionScope,
+}
+
+/// Who competes in one election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ElectionScope {
+    /// The replicas of one operator (every operator votes through its leader).
+    #[default]
+    Operator,
+    /// Every replica of every operator: one active voter per lane (threshold-1 deployments).
+    Lane,
 }
 
 fn default_etcd_prefix() -> String {

@@ -103,7 +103,8 @@ pub fn load_signer(config: &Config) -> Result<PrivateKeySigner, KeyError> {
     Ok(signer)
 }
 
-fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<String, KeyError> {
+/// The password of a keystore: the first line of `file`, else the variable `env`.
+pub fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<String, KeyError> {
     if let Some(path) = file {
         let text =
             std::fs::read_to_string(path).map_err(|source| KeyError::PasswordFileUnreadable {
@@ -119,7 +120,8 @@ fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<String, KeyEr
     Err(KeyError::NoPassword)
 }
 
-fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner, KeyError> {
+/// Open a v3 keystore; a wrong password is named as such.
+pub fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner, KeyError> {
     if let Err(source) = std::fs::metadata(path) {
         return Err(KeyError::KeystoreUnreadable {
             path: path.to_owned(),

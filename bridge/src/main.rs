@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use alloy::primitives::utils::format_ether;
 use clap::{Parser, Subcommand};
 use multibridge::config::Config;
-use multibridge::relay::{preflight, run};
+use multibridge::preflight::preflight;
+use multibridge::relay::run;
 
 #[derive(Parser)]
 #[command(
@@ -103,7 +104,6 @@ struct UserKeyArgs {
 
 impl UserKeyArgs {
     fn load(&self) -> anyhow::Result<alloy::signers::local::PrivateKeySigner> {
-        use alloy::signers::local::PrivateKeySigner;
         Ok(match (&self.key_env, &self.keystore, &self.password_file) {
             (Some(var), _, _) => std::env::var(var)
                 .map_err(|_| anyhow::anyhow!("--key-env {var}: the variable is not set"))?
@@ -111,14 +111,8 @@ impl UserKeyArgs {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--key-env {var}: not a 32-byte hex private key"))?,
             (None, Some(path), Some(password_file)) => {
-                let password = std::fs::read_to_string(password_file)?;
-                PrivateKeySigner::decrypt_keystore(
-                    path,
-                    password.lines().next().unwrap_or_default(),
-                )
-                .map_err(|e| {
-                    anyhow::anyhow!("keystore {}: {e} (wrong password?)", path.display())
-                })?
+                let password = multibridge::keys::read_password(Some(password_file), None)?;
+                multibridge::keys::decrypt_keystore(path, &password)?
             }
             _ => anyhow::bail!(
                 "give the user's key with --key-env VAR or --keystore FILE --password-file FILE"
@@ -286,24 +280,24 @@ async fn shutdown_signal() {
 
 async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     use alloy::signers::local::PrivateKeySigner;
-    use multibridge::commands::transfer::{Progress, TransferRequest, transfer};
+    use multibridge::commands::transfer::{TransferProgress, TransferRequest, transfer};
 
     let config = Config::load(&args.config)?;
     let user: PrivateKeySigner = args.key.load()?;
     let decimals = match args.token {
         None => 18,
         Some(token) => {
-            let url = config
-                .chains
+            use multibridge::chain::{ChainPair, RetryPolicy};
+            let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
+            chains
                 .get(args.lane.source())
-                .rpc_urls
-                .first()
-                .cloned()
-                .unwrap_or_default();
-            let provider = alloy::providers::ProviderBuilder::new().connect_http(url.parse()?);
-            multibridge_contracts::TestToken::new(token, provider)
-                .decimals()
-                .call()
+                .call("decimals", |p| async move {
+                    multibridge_contracts::IERC20::new(token, p)
+                        .decimals()
+                        .call()
+                        .await
+                        .map_err(multibridge::chain::contract_to_transport)
+                })
                 .await?
         }
     };
@@ -326,9 +320,15 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 return;
             }
             match p {
-                Progress::Requested { nonce, tx } => println!("requested: nonce {nonce}, tx {tx}"),
-                Progress::Confirming { have, need } => println!("confirming: {have}/{need} blocks"),
-                Progress::Votes { votes, threshold } => println!("votes: {votes}/{threshold}"),
+                TransferProgress::Requested { nonce, tx } => {
+                    println!("requested: nonce {nonce}, tx {tx}")
+                }
+                TransferProgress::Confirming { have, need } => {
+                    println!("confirming: {have}/{need} blocks")
+                }
+                TransferProgress::Votes { votes, threshold } => {
+                    println!("votes: {votes}/{threshold}")
+                }
             }
         },
     )

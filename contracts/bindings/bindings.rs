@@ -24,3 +24,15 @@ alloy::sol!(
     TestToken,
     "artifacts/TestToken.json"
 );
+
+alloy::sol!(
+    /// The ERC-20 calls a user-facing command makes on any token.
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    interface IERC20 {
+        function approve(address spender, uint256 amount) external returns (bool);
+        function decimals() external view returns (uint8);
+        function balanceOf(address account) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+    }
+);

@@ -8,12 +8,17 @@
 pub mod bindings;
 pub mod claim;
 pub mod lane;
+pub mod lifecycle;
 pub mod request;
 pub mod service_id;
 
-pub use bindings::{Bridge, ServiceRegistry, TestToken};
+pub use bindings::{Bridge, IERC20, ServiceRegistry, TestToken};
 pub use claim::{ClaimData, LaneServiceMeta, RegistryDataError};
 pub use lane::{ChainRole, Lane};
+pub use lifecycle::{
+    NonceState, RejectReason, RequestStatus, UnknownName, WaitReason, bridge_error_name,
+    skip_reason_name,
+};
 pub use request::{AssetKind, Request, RequestError, TokenMode, VoteDomain, request_from_log};
 pub use service_id::bridge_service_id;
 

@@ -102,7 +102,11 @@ pub fn relay_binary() -> Result<PathBuf, MissingTool> {
                 .parent()
                 .and_then(|d| d.file_name())
                 .is_some_and(|n| n == "deps");
-            let targets = if under_test { "--all-targets" } else { "--bins" };
+            let targets = if under_test {
+                "--all-targets"
+            } else {
+                "--bins"
+            };
             let mut command = std::process::Command::new(cargo);
             command.args(["build", "--quiet", "--workspace", targets]);
             if release {

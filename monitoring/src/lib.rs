@@ -9,7 +9,10 @@ pub mod readiness;
 pub mod status_board;
 
 pub use exporter::{HttpState, serve};
-pub use metrics::Metrics;
+pub use metrics::{
+    ChainMetrics, EtcdMetrics, EtcdOutcome, LaneMetrics, Metrics, RegistryUpdate, RpcOutcome,
+    SkipReason, VoteTxOutcome,
+};
 pub use readiness::{Readiness, ReadyReport};
 pub use status_board::StatusBoard;
 

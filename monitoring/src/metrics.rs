@@ -1,113 +1,348 @@
 //! Every metric the relay exports. Names, labels and help text live here only.
 
-use multibridge_contracts::{ChainRole, Lane};
+use multibridge_contracts::{ChainRole, Lane, RequestStatus, WaitReason};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// Outcome of one vote transaction (label `outcome` of `vote_transactions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteTxOutcome {
+    /// Mined and succeeded.
+    Mined,
+    /// Mined and reverted (other than out of gas).
+    Reverted,
+    /// Mined and reverted having used its whole gas limit.
+    OutOfGas,
+    /// Re-sent with higher fees under a new hash.
+    Replaced,
+    /// Its nonce was consumed by a transaction this relay does not know.
+    Superseded,
+}
+
+impl VoteTxOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 5] = [
+        Self::Mined,
+        Self::Reverted,
+        Self::OutOfGas,
+        Self::Replaced,
+        Self::Superseded,
+    ];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Mined => "mined",
+            Self::Reverted => "reverted",
+            Self::OutOfGas => "out_of_gas",
+            Self::Replaced => "replaced",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// Why a request needed no vote from this relay (label `reason` of `votes_skipped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Already executed on the destination.
+    AlreadyHandled,
+    /// This operator's vote is already on chain.
+    AlreadyVoted,
+}
+
+impl SkipReason {
+    /// Every reason.
+    pub const ALL: [Self; 2] = [Self::AlreadyHandled, Self::AlreadyVoted];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AlreadyHandled => "already_handled",
+            Self::AlreadyVoted => "already_voted",
+        }
+    }
+}
+
+/// Outcome of one RPC attempt (label `outcome` of `rpc_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcOutcome {
+    /// Answered.
+    Ok,
+    /// A transient failure of the endpoint or the network.
+    Retryable,
+    /// The endpoint asked to slow down.
+    RateLimited,
+    /// The request itself was refused (reverts, invalid params).
+    Fatal,
+}
+
+impl RpcOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Retryable, Self::RateLimited, Self::Fatal];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Retryable => "retryable",
+            Self::RateLimited => "rate_limited",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
+/// Outcome of one etcd attempt (label `outcome` of `etcd_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdOutcome {
+    /// Answered.
+    Ok,
+    /// Failed.
+    Error,
+    /// No answer in time.
+    Timeout,
+}
+
+impl EtcdOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Error, Self::Timeout];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Outcome of a service-registry write (label `outcome` of `registry_updates_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryUpdate {
+    /// Mined and succeeded.
+    Updated,
+    /// Reverted, refused or timed out.
+    Failed,
+}
+
+impl RegistryUpdate {
+    /// Every outcome.
+    pub const ALL: [Self; 2] = [Self::Updated, Self::Failed];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Stable outcome labels of vote transactions.
-pub const VOTE_TX_OUTCOMES: [&str; 4] = ["mined", "reverted", "replaced", "superseded"];
+pub const VOTE_TX_OUTCOMES: [&str; 5] = [
+    VoteTxOutcome::Mined.as_str(),
+    VoteTxOutcome::Reverted.as_str(),
+    VoteTxOutcome::OutOfGas.as_str(),
+    VoteTxOutcome::Replaced.as_str(),
+    VoteTxOutcome::Superseded.as_str(),
+];
 /// Stable reasons a request was not voted by this relay (it needed no vote).
-pub const VOTE_SKIP_REASONS: [&str; 2] = ["already_handled", "already_voted"];
+pub const VOTE_SKIP_REASONS: [&str; 2] = [
+    SkipReason::AlreadyHandled.as_str(),
+    SkipReason::AlreadyVoted.as_str(),
+];
 /// Stable RPC outcome labels.
-pub const RPC_OUTCOMES: [&str; 4] = ["ok", "retryable", "rate_limited", "fatal"];
-/// Why a request is stuck, as the destination tells (stable labels; `other` for the rest).
-pub const STUCK_REASONS: [&str; 6] = [
-    "insufficient_liquidity",
-    "token_locked",
-    "token_not_registered",
-    "paused",
-    "rate_limited",
-    "other",
+pub const RPC_OUTCOMES: [&str; 4] = [
+    RpcOutcome::Ok.as_str(),
+    RpcOutcome::Retryable.as_str(),
+    RpcOutcome::RateLimited.as_str(),
+    RpcOutcome::Fatal.as_str(),
+];
+/// Why a request waits, as the destination tells (the store's stable names).
+pub const STUCK_REASONS: [&str; 7] = [
+    WaitReason::InsufficientLiquidity.as_str(),
+    WaitReason::TokenLocked.as_str(),
+    WaitReason::TokenNotRegistered.as_str(),
+    WaitReason::Paused.as_str(),
+    WaitReason::RateLimited.as_str(),
+    WaitReason::Delayed.as_str(),
+    WaitReason::Other.as_str(),
 ];
 /// The `asset` label of the native coin (tokens are labelled with their source address).
 pub const NATIVE_ASSET: &str = "native";
 /// Outcomes of one etcd attempt.
-pub const ETCD_OUTCOMES: [&str; 3] = ["ok", "error", "timeout"];
+pub const ETCD_OUTCOMES: [&str; 3] = [
+    EtcdOutcome::Ok.as_str(),
+    EtcdOutcome::Error.as_str(),
+    EtcdOutcome::Timeout.as_str(),
+];
 /// The etcd call a leader makes every third of its lease TTL (its series exist from the start).
 pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
 /// Stored request statuses (the store's stable names).
-pub const REQUEST_STATUSES: [&str; 5] = ["observed", "voting", "voted", "handled", "rejected"];
+pub const REQUEST_STATUSES: [&str; 5] = [
+    RequestStatus::Observed.as_str(),
+    RequestStatus::Voting.as_str(),
+    RequestStatus::Voted.as_str(),
+    RequestStatus::Handled.as_str(),
+    RequestStatus::Rejected.as_str(),
+];
 
-/// All relay metrics, registered in one registry.
+/// All relay metrics, registered in one registry. Components do not touch the families: they
+/// take a view with the labels they own bound once — [`LaneMetrics`] per lane, [`ChainMetrics`]
+/// per chain, [`EtcdMetrics`] — whose methods take the remaining labels as enums.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     /// Source chain head seen by the indexer, per lane.
-    pub source_head: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) source_head: IntGaugeVec,
     /// Next source block the indexer reads, per lane.
-    pub indexed_block: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) indexed_block: IntGaugeVec,
     /// Requests newly stored by the indexer.
-    pub requests_indexed: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) requests_indexed: IntCounterVec,
     /// Nonce gaps found (a log an RPC did not return) and re-scanned.
-    pub nonce_gaps: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) nonce_gaps: IntCounterVec,
     /// Requests in the local store, by status.
-    pub requests: IntGaugeVec,
+    ///
+    /// Labels: lane, status ([`RequestStatus`]).
+    pub(crate) requests: IntGaugeVec,
     /// Age of the oldest open request in the store.
-    pub oldest_pending_age: GaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) oldest_pending_age: GaugeVec,
     /// Requests voted for (one per request in a vote transaction).
-    pub votes_sent: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) votes_sent: IntCounterVec,
     /// Requests that needed no vote from this relay, by reason.
-    pub votes_skipped: IntCounterVec,
+    ///
+    /// Labels: lane, reason ([`SkipReason`]).
+    pub(crate) votes_skipped: IntCounterVec,
     /// Vote transactions by outcome.
-    pub vote_txs: IntCounterVec,
+    ///
+    /// Labels: lane, outcome ([`VoteTxOutcome`]).
+    pub(crate) vote_txs: IntCounterVec,
     /// Requests seen handled on the destination.
-    pub handled: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) handled: IntCounterVec,
     /// Requests waiting for a condition on the destination (liquidity, lock, pause).
-    pub waiting: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) waiting: IntCounterVec,
     /// Time from a request's indexing to its handle seen by this relay.
-    pub handle_latency: HistogramVec,
+    ///
+    /// Labels: lane.
+    pub(crate) handle_latency: HistogramVec,
     /// Recovery rounds run (one per tick, stalled or not).
-    pub recovery_rounds: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) recovery_rounds: IntCounterVec,
     /// Ticks at which the lane had pending requests and its lower handle nonce had not moved.
-    pub recovery_stalls: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) recovery_stalls: IntCounterVec,
     /// Requests recovery found unhandled and not voted by this operator and handed to the voter.
-    pub recovery_requeued: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) recovery_requeued: IntCounterVec,
     /// Claims for this operator's services seen in the registry.
-    pub claims_seen: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) claims_seen: IntCounterVec,
     /// Claimed requests seen handled afterwards.
-    pub claims_resolved: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) claims_resolved: IntCounterVec,
     /// Open requests waiting on a destination condition, by reason.
-    pub stuck_requests: IntGaugeVec,
+    ///
+    /// Labels: lane, reason ([`WaitReason`]).
+    pub(crate) stuck_requests: IntGaugeVec,
     /// Next nonce of this relay's signer, per chain.
-    pub signer_nonce: IntGaugeVec,
+    ///
+    /// Labels: chain.
+    pub(crate) signer_nonce: IntGaugeVec,
     /// Balance of this relay's signer in the chain's native coin (1e18 base units), per chain.
-    pub signer_balance: GaugeVec,
+    ///
+    /// Labels: chain.
+    pub(crate) signer_balance: GaugeVec,
     /// Gas price the chain quotes (`eth_gasPrice`), in gwei, per chain.
-    pub gas_price_gwei: GaugeVec,
+    ///
+    /// Labels: chain.
+    pub(crate) gas_price_gwei: GaugeVec,
     /// Latest block of each chain as the watcher read it.
-    pub chain_head: IntGaugeVec,
+    ///
+    /// Labels: chain.
+    pub(crate) chain_head: IntGaugeVec,
     /// 1 while the chain answered the watcher's last probe, else 0.
-    pub chain_up: IntGaugeVec,
+    ///
+    /// Labels: chain.
+    pub(crate) chain_up: IntGaugeVec,
     /// Requests made on the lane's source bridge (`requestNonce`).
-    pub request_nonce: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) request_nonce: IntGaugeVec,
     /// Every nonce below is handled on the lane's destination (`lowerHandleNonce`).
-    pub lower_handle_nonce: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) lower_handle_nonce: IntGaugeVec,
     /// Highest handled nonce + 1 on the lane's destination (`upperHandleNonce`).
-    pub upper_handle_nonce: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) upper_handle_nonce: IntGaugeVec,
     /// 1 while this replica is the lane's active voter (always 1 when running standalone).
-    pub leader: IntGaugeVec,
+    ///
+    /// Labels: lane.
+    pub(crate) leader: IntGaugeVec,
     /// Times this replica gained or lost the lane's leadership.
-    pub leadership_changes: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) leadership_changes: IntCounterVec,
     /// Sends the fence refused (the replica had lost its lane or could not prove its lease).
-    pub fenced_sends: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) fenced_sends: IntCounterVec,
     /// Amount requested on the lane's source, per source asset (locked or burned there).
-    pub asset_requested: GaugeVec,
+    ///
+    /// Labels: lane, asset.
+    pub(crate) asset_requested: GaugeVec,
     /// Amount released on the lane's destination, per source asset (unlocked or minted there).
-    pub asset_released: GaugeVec,
+    ///
+    /// Labels: lane, asset.
+    pub(crate) asset_released: GaugeVec,
     /// 1 while released ≤ requested for the asset (compared exactly), 0 when conservation broke.
-    pub conservation_ok: IntGaugeVec,
+    ///
+    /// Labels: lane, asset.
+    pub(crate) conservation_ok: IntGaugeVec,
     /// Votes on the destination whose vote key differs from the payload this relay observed.
-    pub vote_divergence: IntCounterVec,
+    ///
+    /// Labels: lane.
+    pub(crate) vote_divergence: IntCounterVec,
     /// RPC calls by chain, endpoint index, method and outcome.
-    pub rpc_requests: IntCounterVec,
+    ///
+    /// Labels: chain, endpoint (index in `rpc_urls`), method, outcome ([`RpcOutcome`]).
+    pub(crate) rpc_requests: IntCounterVec,
     /// etcd attempts by endpoint index, call and outcome (`ok`, `error`, `timeout`).
-    pub etcd_requests: IntCounterVec,
+    ///
+    /// Labels: endpoint (index), call, outcome ([`EtcdOutcome`]).
+    pub(crate) etcd_requests: IntCounterVec,
     /// Service-registry writes (register or updateLocation) by outcome (`updated`, `failed`).
-    pub registry_updates: IntCounterVec,
+    ///
+    /// Labels: outcome ([`RegistryUpdate`]).
+    pub(crate) registry_updates: IntCounterVec,
     /// 1, labelled with the version.
-    pub build_info: IntGaugeVec,
+    ///
+    /// Labels: version.
+    pub(crate) build_info: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -444,6 +679,205 @@ impl Metrics {
     }
 }
 
+/// Clamp a count into a gauge's range.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    /// The metrics of one lane, its label bound.
+    pub fn lane(&self, lane: Lane) -> LaneMetrics {
+        let l = &[lane.as_str()];
+        LaneMetrics {
+            lane,
+            source_head: self.source_head.with_label_values(l),
+            indexed_block: self.indexed_block.with_label_values(l),
+            requests_indexed: self.requests_indexed.with_label_values(l),
+            nonce_gaps: self.nonce_gaps.with_label_values(l),
+            oldest_pending_age: self.oldest_pending_age.with_label_values(l),
+            votes_sent: self.votes_sent.with_label_values(l),
+            handled: self.handled.with_label_values(l),
+            waiting: self.waiting.with_label_values(l),
+            handle_latency: self.handle_latency.with_label_values(l),
+            recovery_rounds: self.recovery_rounds.with_label_values(l),
+            recovery_stalls: self.recovery_stalls.with_label_values(l),
+            recovery_requeued: self.recovery_requeued.with_label_values(l),
+            claims_seen: self.claims_seen.with_label_values(l),
+            claims_resolved: self.claims_resolved.with_label_values(l),
+            request_nonce: self.request_nonce.with_label_values(l),
+            lower_handle_nonce: self.lower_handle_nonce.with_label_values(l),
+            upper_handle_nonce: self.upper_handle_nonce.with_label_values(l),
+            leader: self.leader.with_label_values(l),
+            leadership_changes: self.leadership_changes.with_label_values(l),
+            fenced_sends: self.fenced_sends.with_label_values(l),
+            vote_divergence: self.vote_divergence.with_label_values(l),
+            all: self.clone(),
+        }
+    }
+
+    /// The metrics of one chain, its label bound.
+    pub fn chain(&self, chain: ChainRole) -> ChainMetrics {
+        let c = &[chain.as_str()];
+        ChainMetrics {
+            chain,
+            head: self.chain_head.with_label_values(c),
+            up: self.chain_up.with_label_values(c),
+            signer_nonce: self.signer_nonce.with_label_values(c),
+            signer_balance: self.signer_balance.with_label_values(c),
+            gas_price_gwei: self.gas_price_gwei.with_label_values(c),
+            rpc_requests: self.rpc_requests.clone(),
+        }
+    }
+
+    /// The etcd client's metrics.
+    pub fn etcd(&self) -> EtcdMetrics {
+        EtcdMetrics {
+            requests: self.etcd_requests.clone(),
+        }
+    }
+
+    /// Count a service-registry write.
+    pub fn registry_update(&self, outcome: RegistryUpdate) {
+        self.registry_updates
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+}
+
+/// One lane's metrics (label `lane` bound); the field docs in [`Metrics`] say what each means.
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub struct LaneMetrics {
+    pub lane: Lane,
+    pub source_head: IntGauge,
+    pub indexed_block: IntGauge,
+    pub requests_indexed: IntCounter,
+    pub nonce_gaps: IntCounter,
+    pub oldest_pending_age: Gauge,
+    pub votes_sent: IntCounter,
+    pub handled: IntCounter,
+    pub waiting: IntCounter,
+    pub handle_latency: Histogram,
+    pub recovery_rounds: IntCounter,
+    pub recovery_stalls: IntCounter,
+    pub recovery_requeued: IntCounter,
+    pub claims_seen: IntCounter,
+    pub claims_resolved: IntCounter,
+    pub request_nonce: IntGauge,
+    pub lower_handle_nonce: IntGauge,
+    pub upper_handle_nonce: IntGauge,
+    pub leader: IntGauge,
+    pub leadership_changes: IntCounter,
+    pub fenced_sends: IntCounter,
+    pub vote_divergence: IntCounter,
+    all: Metrics,
+}
+
+impl std::fmt::Debug for LaneMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LaneMetrics({})", self.lane)
+    }
+}
+
+impl LaneMetrics {
+    /// Count a vote transaction's outcome.
+    pub fn vote_tx(&self, outcome: VoteTxOutcome) {
+        self.all
+            .vote_txs
+            .with_label_values(&[self.lane.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// Count a request that needed no vote from this relay.
+    pub fn skipped(&self, reason: SkipReason) {
+        self.all
+            .votes_skipped
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// Publish how many requests of the lane's store have `status`.
+    pub fn set_requests(&self, status: RequestStatus, count: u64) {
+        self.all
+            .requests
+            .with_label_values(&[self.lane.as_str(), status.as_str()])
+            .set(int(count));
+    }
+
+    /// Publish how many open requests wait for `reason`.
+    pub fn set_stuck(&self, reason: WaitReason, count: u64) {
+        self.all
+            .stuck_requests
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .set(int(count));
+    }
+
+    /// Publish one asset's conservation figures.
+    pub fn set_asset(&self, asset: &str, requested: f64, released: f64, ok: bool) {
+        self.all
+            .set_asset(self.lane.as_str(), asset, requested, released, ok);
+    }
+
+    /// Set a gauge from a count.
+    pub fn set(gauge: &IntGauge, value: u64) {
+        gauge.set(int(value));
+    }
+}
+
+/// One chain's metrics (label `chain` bound).
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub struct ChainMetrics {
+    pub chain: ChainRole,
+    pub head: IntGauge,
+    pub up: IntGauge,
+    pub signer_nonce: IntGauge,
+    pub signer_balance: Gauge,
+    pub gas_price_gwei: Gauge,
+    rpc_requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for ChainMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChainMetrics({})", self.chain)
+    }
+}
+
+impl ChainMetrics {
+    /// Count one RPC attempt on endpoint `endpoint` (its index in `rpc_urls`).
+    pub fn rpc(&self, endpoint: usize, method: &str, outcome: RpcOutcome) {
+        self.rpc_requests
+            .with_label_values(&[
+                self.chain.as_str(),
+                endpoint.to_string().as_str(),
+                method,
+                outcome.as_str(),
+            ])
+            .inc();
+    }
+}
+
+/// The etcd client's metrics.
+#[derive(Clone)]
+pub struct EtcdMetrics {
+    requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for EtcdMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EtcdMetrics")
+    }
+}
+
+impl EtcdMetrics {
+    /// Count one etcd attempt on endpoint `endpoint` (its index).
+    pub fn attempt(&self, endpoint: usize, call: &str, outcome: EtcdOutcome) {
+        self.requests
+            .with_label_values(&[endpoint.to_string().as_str(), call, outcome.as_str()])
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,12 +908,20 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
-        m.votes_sent
-            .with_label_values(&["main-to-service"])
-            .inc_by(3);
+        m.lane(Lane::MainToService).votes_sent.inc_by(3);
+        m.lane(Lane::ServiceToMain).vote_tx(VoteTxOutcome::OutOfGas);
+        m.chain(ChainRole::Main)
+            .rpc(1, "eth_call", RpcOutcome::RateLimited);
         assert!(
             m.render()
                 .contains("multibridge_votes_sent_total{lane=\"main-to-service\"} 3")
         );
+        let text = m.render();
+        assert!(text.contains(
+            "multibridge_vote_transactions_total{lane=\"service-to-main\",outcome=\"out_of_gas\"} 1"
+        ));
+        assert!(text.contains(
+            "multibridge_rpc_requests_total{chain=\"main\",endpoint=\"1\",method=\"eth_call\",outcome=\"rate_limited\"} 1"
+        ));
     }
 }

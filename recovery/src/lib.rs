@@ -22,7 +22,6 @@ mod scan;
 mod worker;
 
 pub use detector::{StallDetector, Verdict};
+pub use multibridge_contracts::NonceState;
 pub use scan::{ScanPlan, strides};
-pub use worker::{
-    LaneChains, NonceState, Recovery, RecoveryConfig, RecoveryError, Round, VoteQueue,
-};
+pub use worker::{LaneChains, Recovery, RecoveryConfig, RecoveryError, Round, VoteQueue};

@@ -3,11 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multibridge_contracts::{Lane, Request};
-use multibridge_monitoring::Metrics;
+use multibridge_contracts::{Lane, NonceState, Request};
+use multibridge_monitoring::LaneMetrics;
 
 use crate::detector::{StallDetector, Verdict};
 use crate::scan::{ScanPlan, strides};
@@ -68,17 +67,6 @@ impl RecoveryError {
     }
 }
 
-/// A request's state on the destination, from this operator's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceState {
-    /// Executed.
-    Handled,
-    /// Not executed; this operator's vote is on chain.
-    VotedByUs,
-    /// Neither: this operator's vote is needed.
-    Open,
-}
-
 /// The chain reads recovery needs for one lane.
 pub trait LaneChains: Sync {
     /// The source bridge's `requestNonce` (next nonce to be assigned).
@@ -89,10 +77,14 @@ pub trait LaneChains: Sync {
     fn recovery_block(&self) -> impl Future<Output = Result<u64, RecoveryError>> + Send;
     /// The newest source block final at the relay's confirmation depth.
     fn safe_head(&self) -> impl Future<Output = Result<u64, RecoveryError>> + Send;
-    /// The requests emitted by the source bridge in `blocks`.
+    /// The requests emitted by the source bridge in `blocks` whose nonce is `wanted`, in nonce
+    /// order, at most `limit` (the lowest): only what the round can use is ever held, so a
+    /// dense history cannot make recovery's memory grow.
     fn requests_in(
         &self,
         blocks: RangeInclusive<u64>,
+        wanted: &(dyn Fn(u64) -> bool + Sync),
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<Request>, RecoveryError>> + Send;
     /// The destination state of each nonce, in order.
     fn voting_status(
@@ -133,25 +125,20 @@ pub struct Recovery {
     detector: StallDetector,
     /// Claimed nonce → when the claim arrived.
     claims: BTreeMap<u64, Instant>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: LaneMetrics,
 }
 
 impl Recovery {
-    /// A worker for `lane`.
-    pub fn new(lane: Lane, config: RecoveryConfig) -> Self {
+    /// A worker for the lane of `metrics` (rounds, stalls, re-queued requests and claims are
+    /// counted there).
+    pub fn new(config: RecoveryConfig, metrics: LaneMetrics) -> Self {
         Self {
-            lane,
+            lane: metrics.lane,
             config,
             detector: StallDetector::new(),
             claims: BTreeMap::new(),
-            metrics: None,
+            metrics,
         }
-    }
-
-    /// Export rounds, stalls, re-queued requests and claims in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
     }
 
     /// The configured tick interval.
@@ -164,17 +151,9 @@ impl Recovery {
         self.claims.keys().copied().collect()
     }
 
-    fn count(&self, pick: impl Fn(&Metrics) -> &prometheus::IntCounterVec, by: usize) {
-        if let Some(m) = &self.metrics {
-            pick(m)
-                .with_label_values(&[self.lane.as_str()])
-                .inc_by(by as u64);
-        }
-    }
-
     /// A user claimed `nonce` is stuck: the next tick looks for it whatever the stall verdict.
     pub fn claim(&mut self, nonce: u64) {
-        self.count(|m| &m.claims_seen, 1);
+        self.metrics.claims_seen.inc();
         self.claims.entry(nonce).or_insert_with(Instant::now);
         while self.claims.len() > self.config.max_claims.max(1) {
             let oldest = self
@@ -220,7 +199,7 @@ impl Recovery {
         queue: &Q,
         observe: bool,
     ) -> Result<Round, RecoveryError> {
-        self.count(|m| &m.recovery_rounds, 1);
+        self.metrics.recovery_rounds.inc();
         let request_nonce = chains.request_nonce().await?;
         let lower = chains.lower_handle_nonce().await?;
         let verdict = if observe {
@@ -255,7 +234,7 @@ impl Recovery {
         }
         let from_nonce = match verdict {
             Verdict::Stalled { lower, pending } => {
-                self.count(|m| &m.recovery_stalls, 1);
+                self.metrics.recovery_stalls.inc();
                 tracing::info!(lane = %self.lane, lower, pending, "lane stalled: recovering");
                 Some(lower)
             }
@@ -294,7 +273,7 @@ impl Recovery {
         self.resolve(&handled, &mut round);
         if !open.is_empty() {
             round.requeued = queue.requeue(&open)?;
-            self.count(|m| &m.recovery_requeued, round.requeued);
+            self.metrics.recovery_requeued.inc_by(round.requeued as u64);
         }
         if round.requeued > 0 {
             tracing::info!(
@@ -313,7 +292,7 @@ impl Recovery {
             if let Some(at) = self.claims.remove(n) {
                 tracing::info!(lane = %self.lane, nonce = n, after_ms = at.elapsed().as_millis() as u64, "claimed request is handled");
                 round.claims_resolved = round.claims_resolved.saturating_add(1);
-                self.count(|m| &m.claims_resolved, 1);
+                self.metrics.claims_resolved.inc();
             }
         }
     }
@@ -334,10 +313,11 @@ impl Recovery {
                 .end()
                 .saturating_sub(*blocks.start())
                 .saturating_add(1);
-            for request in chains.requests_in(blocks).await? {
-                if plan.wants(request.nonce) {
-                    found.entry(request.nonce).or_insert(request);
-                }
+            let room = plan.cap.saturating_sub(found.len());
+            let wanted = |nonce: u64| plan.wants(nonce) && !found.contains_key(&nonce);
+            let new = chains.requests_in(blocks, &wanted, room).await?;
+            for request in new {
+                found.entry(request.nonce).or_insert(request);
             }
             round.scanned_blocks = round.scanned_blocks.saturating_add(width);
             if plan.done(found.len()) {
@@ -401,12 +381,15 @@ mod tests {
         async fn requests_in(
             &self,
             blocks: RangeInclusive<u64>,
+            wanted: &(dyn Fn(u64) -> bool + Sync),
+            limit: usize,
         ) -> Result<Vec<Request>, RecoveryError> {
             self.scans.lock().unwrap().push(blocks.clone());
             Ok(self
                 .requests
                 .iter()
-                .filter(|(_, b)| blocks.contains(b))
+                .filter(|(n, b)| blocks.contains(b) && wanted(*n))
+                .take(limit)
                 .map(|(n, b)| request(*n, *b))
                 .collect())
         }
@@ -458,6 +441,13 @@ mod tests {
         }
     }
 
+    /// Metrics on a private registry (what a relay would export).
+    fn lane_metrics() -> LaneMetrics {
+        multibridge_monitoring::Metrics::new(&Lane::ALL, 1)
+            .unwrap()
+            .lane(Lane::MainToService)
+    }
+
     fn config(stride: u64, cap: usize) -> RecoveryConfig {
         RecoveryConfig {
             stride_blocks: stride,
@@ -472,7 +462,7 @@ mod tests {
         lane.handled = [0, 1, 2, 5, 9].into_iter().collect();
         lane.voted = [3, 7].into_iter().collect();
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(3, 100));
+        let mut r = Recovery::new(config(3, 100), lane_metrics());
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(
             round.verdict,
@@ -492,7 +482,7 @@ mod tests {
     async fn scans_start_at_the_recovery_block_in_bounded_strides_and_stop_when_all_are_found() {
         let lane = FakeLane::with_requests(8, 1); // nonce n at block 10 + n; head 23
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(3, 100));
+        let mut r = Recovery::new(config(3, 100), lane_metrics());
         let round = r.tick(&lane, &queue).await.unwrap();
         let scans = lane.scanned();
         assert_eq!(*scans[0].start(), 10, "from recoveryBlockNumber");
@@ -507,7 +497,7 @@ mod tests {
     async fn a_round_is_capped_lowest_nonces_first() {
         let lane = FakeLane::with_requests(50, 10);
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 16));
+        let mut r = Recovery::new(config(100, 16), lane_metrics());
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.requeued, 16);
         assert_eq!(*queue.0.lock().unwrap(), (0..16).collect::<Vec<_>>());
@@ -517,7 +507,7 @@ mod tests {
     async fn a_progressing_lane_is_not_scanned_but_a_stalled_one_is() {
         let mut lane = FakeLane::with_requests(10, 2);
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
         r.tick(&lane, &queue).await.unwrap(); // first tick: recovers at once
         let scans_after_first = lane.scanned().len();
         lane.handled = [0, 1].into_iter().collect();
@@ -537,7 +527,7 @@ mod tests {
     async fn a_claim_is_recovered_at_once_while_progressing_and_resolved_when_handled() {
         let mut lane = FakeLane::with_requests(10, 2);
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
         lane.handled = [0].into_iter().collect();
         r.tick(&lane, &queue).await.unwrap();
         queue.0.lock().unwrap().clear();
@@ -559,7 +549,7 @@ mod tests {
         let mut lane = FakeLane::with_requests(6, 2);
         lane.voted = (0..6).collect();
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.already_voted, 6);
         assert_eq!(round.requeued, 0);
@@ -571,7 +561,7 @@ mod tests {
         let mut lane = FakeLane::with_requests(4, 2);
         lane.handled = (0..4).collect();
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.verdict, Verdict::Idle);
         assert!(lane.scanned().is_empty());
@@ -581,7 +571,7 @@ mod tests {
     async fn following_claims_neither_scans_the_stalled_range_nor_moves_the_detector() {
         let lane = FakeLane::with_requests(10, 2);
         let queue = FakeQueue::default();
-        let mut r = Recovery::new(Lane::MainToService, config(100, 100));
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
         r.claim(4);
         let round = r.follow_claims(&lane, &queue).await.unwrap();
         assert_eq!(*queue.0.lock().unwrap(), vec![4], "only the claim");
@@ -594,11 +584,11 @@ mod tests {
     #[test]
     fn claims_are_bounded_oldest_first() {
         let mut r = Recovery::new(
-            Lane::MainToService,
             RecoveryConfig {
                 max_claims: 2,
                 ..RecoveryConfig::default()
             },
+            lane_metrics(),
         );
         r.claim(5);
         std::thread::sleep(Duration::from_millis(2));

@@ -2,7 +2,6 @@
 //! against the lane service of every registered operator that has not voted for the request yet;
 //! their relays recover that nonce at once. Then the request is followed to its handle.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -14,10 +13,10 @@ use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
 use multibridge_contracts::{ClaimData, Lane, request_from_log};
 use serde::Serialize;
 
-use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::chain::sender::{SendError, Sender, SenderPolicy, Tracked};
+use crate::chain::{ChainClient, ChainError, ChainPair, RetryPolicy};
 use crate::config::Config;
 use crate::registry::registered_services;
-use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
 
 /// Which transfer is stuck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,29 +111,16 @@ pub async fn claim(
         .as_ref()
         .ok_or(ClaimError::NoRegistry)?
         .address;
-    let policy = RetryPolicy::default();
-    let source = ChainClient::new(lane.source(), config.chains.get(lane.source()), policy)?;
-    let destination = ChainClient::new(
-        lane.destination(),
-        config.chains.get(lane.destination()),
-        policy,
-    )?;
-    let main = Arc::new(ChainClient::new(
-        multibridge_contracts::ChainRole::Main,
-        &config.chains.main,
-        policy,
-    )?);
+    let chains = ChainPair::for_command(&config.chains, RetryPolicy::default())?;
+    let source = chains.get(lane.source()).clone();
+    let destination = chains.get(lane.destination()).clone();
+    let main = chains.main.clone();
 
     let nonce = match target {
         ClaimTarget::Nonce(n) => n,
         ClaimTarget::SourceTx(hash) => nonce_of(&source, hash).await?,
     };
-    let request_nonce = source
-        .bridge_call(
-            "requestNonce",
-            |b| async move { b.requestNonce().call().await },
-        )
-        .await?;
+    let request_nonce = source.views().request_nonce().await?;
     if nonce >= request_nonce {
         return Err(ClaimError::UnknownNonce {
             nonce,
@@ -287,20 +273,12 @@ async fn services_to_claim(
         .filter(|s| s.serves(src, dst, destination.bridge()))
     {
         let operator = service.meta.operator;
-        let registered = destination
-            .bridge_call("isOperator", |b| async move {
-                b.isOperator(operator).call().await
-            })
-            .await?;
-        if !registered {
+        let views = destination.views();
+        if !views.is_operator(operator).await? {
             continue;
         }
-        let status = destination
-            .bridge_call("votingStatus", |b| async move {
-                b.votingStatus(vec![nonce], operator).call().await
-            })
-            .await?;
-        if status.voted.first().copied() != Some(true) {
+        let state = views.voting_status(operator, &[nonce]).await?;
+        if state.first() != Some(&multibridge_contracts::NonceState::VotedByUs) {
             out.push((operator, service.id));
         }
     }

@@ -4,16 +4,14 @@
 //! `[etcd]` configured, each row also shows the URL of the replica that leads the service's
 //! election, so a location that has not followed a failover yet is visible.
 
-use std::time::Duration;
-
 use alloy::primitives::{Address, B256};
-use multibridge_contracts::{ChainRole, Lane, LaneServiceMeta};
+use multibridge_contracts::{Lane, LaneServiceMeta};
 use serde::Serialize;
 
-use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::chain::{ChainError, ChainPair, RetryPolicy};
 use crate::config::Config;
 use crate::leadership::campaign::read_leader;
-use crate::leadership::keys::leader_key;
+use crate::leadership::layout::leader_key;
 use crate::registry::registered_services;
 
 /// One (lane, operator) row.
@@ -78,34 +76,22 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
         .as_ref()
         .ok_or(RegistryCommandError::NoRegistry)?
         .address;
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        attempt_timeout: Duration::from_secs(5),
-        ..RetryPolicy::default()
-    };
-    let main = ChainClient::new(ChainRole::Main, &config.chains.main, policy)?;
-    let service = ChainClient::new(ChainRole::Service, &config.chains.service, policy)?;
-    let pool = crate::leadership::etcd_pool(config);
-    let registered = registered_services(&main, registry).await?;
+    let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
+    let metrics = multibridge_monitoring::Metrics::new(&[], 1)
+        .expect("the metric definitions are unique and valid (unit-tested in monitoring)");
+    let pool = crate::leadership::etcd_pool(config, &metrics);
+    let registered = registered_services(&chains.main, registry).await?;
     let mut etcd_error = None;
     let mut services = Vec::new();
     for lane in config.lanes.iter().copied() {
-        let destination = match lane.destination() {
-            ChainRole::Main => &main,
-            ChainRole::Service => &service,
-        };
+        let destination = chains.get(lane.destination());
         let src = config.chains.get(lane.source());
         let dst = config.chains.get(lane.destination());
         let registered: Vec<_> = registered
             .iter()
             .filter(|r| r.serves(src.chain_id, dst.chain_id, dst.bridge))
             .collect();
-        let on_bridge = destination
-            .bridge_call(
-                "getOperators",
-                |b| async move { b.getOperators().call().await },
-            )
-            .await?;
+        let on_bridge = destination.views().operators().await?;
         let mut operators = on_bridge.clone();
         for r in &registered {
             if !operators.contains(&r.meta.operator) {

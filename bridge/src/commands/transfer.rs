@@ -1,7 +1,6 @@
 //! `multibridge transfer`: request a transfer as a user and follow it to its handle on the other
 //! chain, reporting progress (confirmations, votes) on the way.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -10,12 +9,12 @@ use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{Lane, TestToken, VoteDomain, request_from_log};
+use multibridge_contracts::{IERC20, Lane, VoteDomain, request_from_log};
 use serde::Serialize;
 
-use crate::chain::{ChainClient, ChainError, RetryPolicy};
+use crate::chain::sender::{SendError, Sender, SenderPolicy, Tracked};
+use crate::chain::{ChainError, ChainPair, RetryPolicy};
 use crate::config::Config;
-use crate::sender::{SendError, Sender, SenderPolicy, Tracked};
 
 /// What to transfer.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ pub struct TransferRequest {
 
 /// A step of the transfer, for progress display.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
+pub enum TransferProgress {
     /// The request transaction was mined.
     Requested {
         /// Request nonce.
@@ -147,21 +146,13 @@ pub async fn transfer(
     config: &Config,
     user: PrivateKeySigner,
     request: TransferRequest,
-    mut progress: impl FnMut(Progress),
+    mut progress: impl FnMut(TransferProgress),
 ) -> Result<TransferOutcome, TransferError> {
-    let policy = RetryPolicy::default();
     let source_config = config.chains.get(request.lane.source());
     let destination_config = config.chains.get(request.lane.destination());
-    let source = Arc::new(ChainClient::new(
-        request.lane.source(),
-        source_config,
-        policy,
-    )?);
-    let destination = Arc::new(ChainClient::new(
-        request.lane.destination(),
-        destination_config,
-        policy,
-    )?);
+    let chains = ChainPair::for_command(&config.chains, RetryPolicy::default())?;
+    let source = chains.get(request.lane.source()).clone();
+    let destination = chains.get(request.lane.destination()).clone();
     let mut sender = Sender::new(source.clone(), user, SenderPolicy::default()).await?;
     let bridge = source_config.bridge;
 
@@ -186,7 +177,7 @@ pub async fn transfer(
             mined(&mut sender, Duration::from_secs(60)).await?
         }
         Some(token) => {
-            let approve = TestToken::approveCall {
+            let approve = IERC20::approveCall {
                 spender: bridge,
                 amount: request.amount,
             };
@@ -221,7 +212,7 @@ pub async fn transfer(
     let observed = request_from_log(log, source.chain_id())
         .map_err(|_| TransferError::RequestFailed(receipt.transaction_hash))?;
     let nonce = observed.nonce;
-    progress(Progress::Requested {
+    progress(TransferProgress::Requested {
         nonce,
         tx: receipt.transaction_hash,
     });
@@ -233,13 +224,11 @@ pub async fn transfer(
         dst_bridge: destination_config.bridge,
     };
     let key = domain.vote_key(&observed);
-    let threshold = destination
-        .bridge_call("threshold", |b| async move { b.threshold().call().await })
-        .await?;
+    let threshold = destination.views().threshold().await?;
     let dest_from = destination.head().await?;
     let deadline = started.checked_add(request.timeout).unwrap_or(started);
-    let mut last: Option<Progress> = None;
-    let mut report = |p: Progress| {
+    let mut last: Option<TransferProgress> = None;
+    let mut report = |p: TransferProgress| {
         if last.as_ref() != Some(&p) {
             last = Some(p.clone());
             progress(p);
@@ -258,7 +247,7 @@ pub async fn transfer(
         let head = source.head().await?;
         let have = head.saturating_sub(observed.srcBlockNumber);
         if have < source_config.confirmations {
-            report(Progress::Confirming {
+            report(TransferProgress::Confirming {
                 have,
                 need: source_config.confirmations,
             });
@@ -269,7 +258,7 @@ pub async fn transfer(
                     |b| async move { b.voteCount(key).call().await },
                 )
                 .await?;
-            report(Progress::Votes { votes, threshold });
+            report(TransferProgress::Votes { votes, threshold });
         }
         if Instant::now() > deadline {
             return Err(TransferError::NotHandledYet {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use multibridge_contracts::Lane;
-use multibridge_monitoring::{Metrics, Readiness};
+use multibridge_monitoring::{LaneMetrics, Readiness};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -99,8 +99,8 @@ pub struct Campaign {
     pub held: HeldLease,
     /// Leading or not, for the voter.
     pub leading: watch::Sender<bool>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// The lane's metrics (`leader`, `leadership_changes_total`).
+    pub metrics: LaneMetrics,
     /// Readiness (`etcd`).
     pub readiness: Arc<Readiness>,
 }
@@ -120,14 +120,8 @@ impl Campaign {
         self.fence.lead(leader);
         let _ = self.leading.send(leader);
         let lane = self.lane.as_str();
-        self.metrics
-            .leader
-            .with_label_values(&[lane])
-            .set(i64::from(leader));
-        self.metrics
-            .leadership_changes
-            .with_label_values(&[lane])
-            .inc();
+        self.metrics.leader.set(i64::from(leader));
+        self.metrics.leadership_changes.inc();
         if leader {
             tracing::info!(%lane, key = %self.key, "leading the lane");
         } else {

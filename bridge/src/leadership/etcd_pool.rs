@@ -6,10 +6,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use etcd_client::{Client, ConnectOptions};
-use multibridge_monitoring::Metrics;
+use multibridge_monitoring::{EtcdMetrics, EtcdOutcome};
 use tokio::sync::Mutex;
 
 /// An etcd call failed on every endpoint.
@@ -37,7 +35,7 @@ pub struct EtcdPool {
     clients: Vec<Mutex<Option<Client>>>,
     preferred: AtomicUsize,
     attempt_timeout: Duration,
-    metrics: Option<Arc<Metrics>>,
+    metrics: EtcdMetrics,
 }
 
 impl std::fmt::Debug for EtcdPool {
@@ -49,30 +47,21 @@ impl std::fmt::Debug for EtcdPool {
 }
 
 impl EtcdPool {
-    /// A pool over `endpoints`; each attempt (connect included) is bounded by `attempt_timeout`.
-    pub fn new(endpoints: Vec<String>, attempt_timeout: Duration) -> Self {
+    /// A pool over `endpoints`; each attempt (connect included) is bounded by `attempt_timeout`
+    /// and counted in `metrics` (`etcd_requests_total`).
+    pub fn new(endpoints: Vec<String>, attempt_timeout: Duration, metrics: EtcdMetrics) -> Self {
         let clients = endpoints.iter().map(|_| Mutex::new(None)).collect();
         Self {
             endpoints,
             clients,
             preferred: AtomicUsize::new(0),
             attempt_timeout,
-            metrics: None,
+            metrics,
         }
     }
 
-    /// Count every attempt in `etcd_requests_total`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    fn count(&self, index: usize, what: &str, outcome: &str) {
-        if let Some(m) = &self.metrics {
-            m.etcd_requests
-                .with_label_values(&[index.to_string().as_str(), what, outcome])
-                .inc();
-        }
+    fn count(&self, index: usize, what: &str, outcome: EtcdOutcome) {
+        self.metrics.attempt(index, what, outcome);
     }
 
     /// The endpoints.
@@ -121,23 +110,23 @@ impl EtcdPool {
             let client = match self.client(index).await {
                 Ok(c) => c,
                 Err(e) => {
-                    self.count(index, what, "error");
+                    self.count(index, what, EtcdOutcome::Error);
                     last = format!("{}: {e}", self.label(index));
                     continue;
                 }
             };
             match tokio::time::timeout(self.attempt_timeout, f(client)).await {
                 Ok(Ok(value)) => {
-                    self.count(index, what, "ok");
+                    self.count(index, what, EtcdOutcome::Ok);
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
                 Ok(Err(e)) => {
-                    self.count(index, what, "error");
+                    self.count(index, what, EtcdOutcome::Error);
                     last = format!("{}: {e}", self.label(index));
                 }
                 Err(_) => {
-                    self.count(index, what, "timeout");
+                    self.count(index, what, EtcdOutcome::Timeout);
                     last = format!("{}: timed out", self.label(index));
                 }
             }

@@ -1,10 +1,10 @@
 //! Leadership among replicas through etcd (DESIGN §6): per-lane campaigns, the fence checked
-//! before every broadcast, progress records, and the keys they use.
+//! before every broadcast, progress records, and the key layout they use.
 
 pub mod campaign;
 pub mod etcd_pool;
 pub mod fence;
-pub mod keys;
+pub mod layout;
 pub mod progress;
 
 use std::time::Duration;
@@ -24,13 +24,13 @@ pub fn lane_election_dir(config: &Config, lane: Lane) -> Option<String> {
 /// (with the lane scope, every operator shares one).
 pub fn election_dir_of(config: &Config, lane: Lane, operator: Address) -> Option<String> {
     let etcd = config.etcd.as_ref()?;
-    let pair = keys::pair(
+    let pair = layout::pair(
         config.chains.main.chain_id,
         config.chains.main.bridge,
         config.chains.service.chain_id,
         config.chains.service.bridge,
     );
-    Some(keys::election_dir(
+    Some(layout::election_dir(
         &etcd.prefix,
         &pair,
         lane,
@@ -39,12 +39,20 @@ pub fn election_dir_of(config: &Config, lane: Lane, operator: Address) -> Option
     ))
 }
 
-/// The endpoint pool of `config`'s etcd cluster (`None` without `[etcd]`).
-pub fn etcd_pool(config: &Config) -> Option<etcd_pool::EtcdPool> {
-    config
-        .etcd
-        .as_ref()
-        .map(|e| etcd_pool::EtcdPool::new(e.endpoints.clone(), attempt_timeout(e.lease_ttl_secs)))
+/// The endpoint pool of `config`'s etcd cluster (`None` without `[etcd]`), counting attempts in
+/// `metrics`.
+pub fn etcd_pool(
+    config: &Config,
+    metrics: &multibridge_monitoring::Metrics,
+) -> Option<etcd_pool::EtcdPool> {
+    config.etcd.as_ref().map(|e| {
+        metrics.init_etcd(e.endpoints.len());
+        etcd_pool::EtcdPool::new(
+            e.endpoints.clone(),
+            attempt_timeout(e.lease_ttl_secs),
+            metrics.etcd(),
+        )
+    })
 }
 
 /// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs

@@ -2,16 +2,16 @@
 //! cursor and the highest request nonce it indexed — the seed papers' latest processed index),
 //! and the leader records the lane cursor, so an operator can see which replica lags.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use multibridge_contracts::Lane;
+use multibridge_contracts::{Lane, RequestStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::etcd_pool::EtcdPool;
-use super::keys::{cursor_key, progress_key};
-use crate::store::Store;
+use super::layout::{cursor_key, progress_key};
+use crate::store::SharedStore;
 
 /// One replica's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,21 +44,21 @@ pub struct Progress {
     /// etcd.
     pub pool: Arc<EtcdPool>,
     /// The replica's store.
-    pub store: Arc<Mutex<Store>>,
+    pub store: SharedStore,
     /// Leading or not.
     pub leading: watch::Receiver<bool>,
 }
 
 impl Progress {
     fn record(&self) -> Option<ReplicaProgress> {
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = self.store.lock();
         let counts = store.counts(self.lane).ok()?;
         Some(ReplicaProgress {
             replica: self.replica.clone(),
             leader: *self.leading.borrow(),
             cursor: store.cursor(self.lane).ok().flatten(),
             latest_nonce: counts.max_nonce,
-            handled: counts.handled,
+            handled: counts.of(RequestStatus::Handled),
             at: crate::store::unix_now(),
         })
     }

@@ -1,0 +1,200 @@
+//! What a chain's `Bridge` contract says: the one place its views and its request logs are read
+//! (the indexer, the voter's pre-check, recovery, the watcher, preflight and the CLI all go
+//! through here), each call on the client's failover path.
+
+use std::ops::RangeInclusive;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, NonceState, Request, RequestError, request_from_log};
+
+use super::{ChainClient, ChainError};
+
+/// Most nonces asked of `votingStatus` in one call.
+const VOTING_STATUS_CHUNK: usize = 256;
+
+/// A failed read of the bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A log of the bridge did not decode as a request (a different contract at the address,
+    /// or a node that returns garbage).
+    #[error("{chain}: undecodable request log in block {block:?}: {source}")]
+    BadLog {
+        /// The chain.
+        chain: ChainRole,
+        /// Block of the log.
+        block: Option<u64>,
+        /// Why.
+        source: RequestError,
+    },
+}
+
+impl ViewError {
+    /// Whether the same read may succeed later without a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Chain(e) => e.is_retryable(),
+            Self::BadLog { .. } => false,
+        }
+    }
+}
+
+/// The views of one chain's bridge.
+#[derive(Debug, Clone, Copy)]
+pub struct BridgeViews<'a> {
+    chain: &'a ChainClient,
+}
+
+impl<'a> BridgeViews<'a> {
+    /// The views of `chain`'s configured bridge.
+    pub fn new(chain: &'a ChainClient) -> Self {
+        Self { chain }
+    }
+
+    /// `requestNonce`: the next nonce this bridge assigns as a source.
+    pub async fn request_nonce(&self) -> Result<u64, ChainError> {
+        self.chain
+            .bridge_call(
+                "requestNonce",
+                |b| async move { b.requestNonce().call().await },
+            )
+            .await
+    }
+
+    /// `(lowerHandleNonce, upperHandleNonce)` of this bridge as a destination.
+    pub async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
+        let lower = self
+            .chain
+            .bridge_call("lowerHandleNonce", |b| async move {
+                b.lowerHandleNonce().call().await
+            })
+            .await?;
+        let upper = self
+            .chain
+            .bridge_call("upperHandleNonce", |b| async move {
+                b.upperHandleNonce().call().await
+            })
+            .await?;
+        Ok((lower, upper))
+    }
+
+    /// `lowerHandleNonce` alone.
+    pub async fn lower_handle_nonce(&self) -> Result<u64, ChainError> {
+        self.chain
+            .bridge_call("lowerHandleNonce", |b| async move {
+                b.lowerHandleNonce().call().await
+            })
+            .await
+    }
+
+    /// `recoveryBlockNumber`: no unhandled request of the counterpart is older.
+    pub async fn recovery_block(&self) -> Result<u64, ChainError> {
+        self.chain
+            .bridge_call("recoveryBlockNumber", |b| async move {
+                b.recoveryBlockNumber().call().await
+            })
+            .await
+    }
+
+    /// The destination state of each nonce for `operator`, in order (`votingStatus`, one call
+    /// per 256 nonces).
+    pub async fn voting_status(
+        &self,
+        operator: Address,
+        nonces: &[u64],
+    ) -> Result<Vec<NonceState>, ChainError> {
+        let mut out = Vec::with_capacity(nonces.len());
+        for chunk in nonces.chunks(VOTING_STATUS_CHUNK) {
+            let chunk = chunk.to_vec();
+            let status = self
+                .chain
+                .bridge_call("votingStatus", |b| {
+                    let chunk = chunk.clone();
+                    async move { b.votingStatus(chunk, operator).call().await }
+                })
+                .await?;
+            out.extend(
+                status
+                    .handled
+                    .iter()
+                    .zip(&status.voted)
+                    .map(|(handled, voted)| NonceState::from_flags(*handled, *voted)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Votes needed to execute a request.
+    pub async fn threshold(&self) -> Result<U256, ChainError> {
+        self.chain
+            .bridge_call("threshold", |b| async move { b.threshold().call().await })
+            .await
+    }
+
+    /// Registered operators.
+    pub async fn operators(&self) -> Result<Vec<Address>, ChainError> {
+        self.chain
+            .bridge_call(
+                "getOperators",
+                |b| async move { b.getOperators().call().await },
+            )
+            .await
+    }
+
+    /// Whether `account` is a registered operator.
+    pub async fn is_operator(&self, account: Address) -> Result<bool, ChainError> {
+        self.chain
+            .bridge_call("isOperator", move |b| async move {
+                b.isOperator(account).call().await
+            })
+            .await
+    }
+
+    /// The counterpart bridge this bridge names.
+    pub async fn counterpart_bridge(&self) -> Result<Address, ChainError> {
+        self.chain
+            .bridge_call("counterpartBridge", |b| async move {
+                b.counterpartBridge().call().await
+            })
+            .await
+    }
+
+    /// The requests this bridge emitted in `blocks`, in nonce order (removed logs dropped; a
+    /// log from any other address is refused, whatever the node's filter did).
+    pub async fn request_logs(
+        &self,
+        blocks: RangeInclusive<u64>,
+    ) -> Result<Vec<Request>, ViewError> {
+        let bridge = self.chain.bridge();
+        let filter = Filter::new()
+            .address(bridge)
+            .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
+            .from_block(*blocks.start())
+            .to_block(*blocks.end());
+        let logs = self
+            .chain
+            .call("eth_getLogs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await?;
+        let chain_id = self.chain.chain_id();
+        let mut requests = Vec::with_capacity(logs.len());
+        for log in logs.iter().filter(|l| !l.removed && l.address() == bridge) {
+            let request = request_from_log(log, chain_id).map_err(|source| ViewError::BadLog {
+                chain: self.chain.role(),
+                block: log.block_number,
+                source,
+            })?;
+            requests.push(request);
+        }
+        requests.sort_by_key(|r| r.nonce);
+        Ok(requests)
+    }
+}

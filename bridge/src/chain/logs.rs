@@ -1,0 +1,118 @@
+//! Block ranges for `eth_getLogs` sized by what they return, not only by blocks.
+//!
+//! A node answers `eth_getLogs` with every matching log of the range in one response, and the
+//! relay holds the whole response in memory while it decodes it. A range of a thousand quiet
+//! blocks is a few bytes; the same range after a burst can hold a hundred thousand requests
+//! (hundreds of MiB of JSON). [`LogSpan`] starts small, doubles while answers stay well under
+//! the target and halves when one goes over it, so one response stays near the target whatever
+//! the history looks like — the relay's memory does not grow with the backlog.
+
+use std::ops::RangeInclusive;
+
+/// Logs one `eth_getLogs` answer should hold at most (about 1.3 KiB of JSON each).
+pub const TARGET_LOGS: usize = 1_000;
+
+/// The width of the next `eth_getLogs` range, adapted to the density of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSpan {
+    blocks: u64,
+    max_blocks: u64,
+    target: usize,
+}
+
+impl LogSpan {
+    /// Start at one block, never wider than `max_blocks` (the node's own limit), aiming at
+    /// `target` logs per answer.
+    pub fn new(max_blocks: u64, target: usize) -> Self {
+        Self {
+            blocks: 1,
+            max_blocks: max_blocks.max(1),
+            target: target.max(1),
+        }
+    }
+
+    /// [`new`](Self::new) aiming at [`TARGET_LOGS`].
+    pub fn with_max(max_blocks: u64) -> Self {
+        Self::new(max_blocks, TARGET_LOGS)
+    }
+
+    /// Blocks the next range spans.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// The range to read from `from` (never past `to`), or `None` when `from > to`.
+    pub fn next(&self, from: u64, to: u64) -> Option<RangeInclusive<u64>> {
+        if from > to {
+            return None;
+        }
+        let end = from.saturating_add(self.blocks.saturating_sub(1)).min(to);
+        Some(from..=end)
+    }
+
+    /// A range of `blocks` blocks answered `found` logs: adapt the width.
+    pub fn observe(&mut self, blocks: u64, found: usize) {
+        if found > self.target {
+            // Too dense: aim at the target from what this answer showed (at least halve).
+            let per_block = found.div_ceil(usize::try_from(blocks.max(1)).unwrap_or(usize::MAX));
+            let fit = u64::try_from(self.target.checked_div(per_block).unwrap_or(1)).unwrap_or(1);
+            self.blocks = fit.min(self.blocks.checked_div(2).unwrap_or(1)).max(1);
+        } else if found.saturating_mul(4) <= self.target && blocks >= self.blocks {
+            // Sparse, and the whole width was used (not a range cut short by the head): widen.
+            self.blocks = self.blocks.saturating_mul(2).min(self.max_blocks);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_history_widens_to_the_node_limit() {
+        let mut span = LogSpan::new(1_000, 1_000);
+        let mut from = 0u64;
+        let mut reads = 0;
+        while let Some(range) = span.next(from, 1_000_000) {
+            let blocks = range.end() - range.start() + 1;
+            span.observe(blocks, 0);
+            from = range.end() + 1;
+            reads += 1;
+            if span.blocks() == 1_000 {
+                break;
+            }
+        }
+        assert_eq!(span.blocks(), 1_000);
+        assert!(reads <= 11, "doubling reaches the limit fast: {reads}");
+    }
+
+    #[test]
+    fn a_dense_answer_shrinks_the_span_to_the_target() {
+        let mut span = LogSpan::new(1_000, 1_000);
+        for _ in 0..10 {
+            span.observe(span.blocks(), 0);
+        }
+        assert_eq!(span.blocks(), 1_000);
+        // A burst: 500 logs per block.
+        span.observe(1_000, 500_000);
+        assert_eq!(span.blocks(), 2, "1000 logs at 500 per block");
+        span.observe(2, 1_000);
+        assert_eq!(span.blocks(), 2, "on target: unchanged");
+        // Denser than the target in a single block: one block is the floor.
+        span.observe(2, 5_000);
+        assert_eq!(span.blocks(), 1);
+        span.observe(1, 2_500);
+        assert_eq!(span.blocks(), 1);
+    }
+
+    #[test]
+    fn a_range_cut_short_by_the_head_does_not_widen() {
+        let mut span = LogSpan::new(1_000, 1_000);
+        span.observe(1, 0);
+        assert_eq!(span.blocks(), 2);
+        assert_eq!(span.next(10, 10), Some(10..=10));
+        span.observe(1, 0);
+        assert_eq!(span.blocks(), 2, "only one block was there to read");
+        assert_eq!(span.next(11, 10), None);
+    }
+}

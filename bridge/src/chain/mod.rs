@@ -1,0 +1,412 @@
+//! A chain as the relay sees it: several RPC endpoints in order of preference, one active at a
+//! time. Every call goes through [`ChainClient::call`], which times it out, classifies failures
+//! in one place ([`crate::rpc_error`]) and fails over to the next endpoint on anything an
+//! endpoint could be blamed for, backing off once every endpoint failed in a row.
+//!
+//! Endpoints are named by index and host only in logs and metrics: URLs may carry API keys.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::transports::TransportError;
+use multibridge_contracts::ChainRole;
+use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
+use multibridge_monitoring::{ChainMetrics, RpcOutcome};
+
+use crate::config::ChainConfig;
+
+pub mod bridge_views;
+pub mod fees;
+pub mod logs;
+pub mod pair;
+pub mod rpc_error;
+pub mod sender;
+pub mod submitter;
+
+pub use bridge_views::{BridgeViews, ViewError};
+pub use pair::ChainPair;
+use rpc_error::{ErrorClass, classify};
+
+/// How hard one call tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts over all endpoints before giving up.
+    pub max_attempts: u32,
+    /// Timeout of one attempt.
+    pub attempt_timeout: Duration,
+    /// Pause after every endpoint failed once in a row; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest pause.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            attempt_timeout: Duration::from_secs(10),
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A failed chain call.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The request itself was refused (reverted, invalid): retrying cannot help.
+    #[error("{chain} {method}: {source}")]
+    Rejected {
+        /// Chain.
+        chain: ChainRole,
+        /// RPC method or contract call.
+        method: &'static str,
+        /// What the node said.
+        source: TransportError,
+    },
+    /// Every attempt on every endpoint failed with retryable errors.
+    #[error("{chain} {method}: no endpoint answered after {attempts} attempts (last: {last})")]
+    Unavailable {
+        /// Chain.
+        chain: ChainRole,
+        /// RPC method or contract call.
+        method: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A configured URL does not parse.
+    #[error("{chain}: rpc_urls[{index}] is not a valid URL")]
+    BadUrl {
+        /// Chain.
+        chain: ChainRole,
+        /// Position in `rpc_urls`.
+        index: usize,
+    },
+    /// The endpoint serves another chain than configured.
+    #[error(
+        "{chain}: endpoint {endpoint} serves chain id {actual}, configured chain_id is {expected}"
+    )]
+    WrongChainId {
+        /// Chain.
+        chain: ChainRole,
+        /// Endpoint label.
+        endpoint: String,
+        /// Configured.
+        expected: u64,
+        /// Served.
+        actual: u64,
+    },
+}
+
+impl ChainError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// One RPC endpoint.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    label: String,
+    provider: DynProvider,
+}
+
+/// A chain with failover across its endpoints.
+#[derive(Debug)]
+pub struct ChainClient {
+    role: ChainRole,
+    chain_id: u64,
+    bridge: Address,
+    endpoints: Vec<Endpoint>,
+    active: AtomicUsize,
+    policy: RetryPolicy,
+    metrics: ChainMetrics,
+}
+
+/// The transport error inside a contract-call error (what the classifier understands).
+pub fn contract_to_transport(e: alloy::contract::Error) -> TransportError {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
+    }
+}
+
+/// `#<index> <host:port>`: identifies an endpoint without exposing path or query secrets.
+pub fn endpoint_label(index: usize, url: &str) -> String {
+    let host = url
+        .parse::<reqwest::Url>()
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("#{index} {host}")
+}
+
+impl ChainClient {
+    /// A client for the chain `role` as configured; every RPC attempt is counted in `metrics`
+    /// (`rpc_requests_total`).
+    pub fn new(
+        role: ChainRole,
+        config: &ChainConfig,
+        policy: RetryPolicy,
+        metrics: ChainMetrics,
+    ) -> Result<Self, ChainError> {
+        let endpoints = config
+            .rpc_urls
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                let parsed = url
+                    .parse()
+                    .map_err(|_| ChainError::BadUrl { chain: role, index })?;
+                Ok(Endpoint {
+                    label: endpoint_label(index, url),
+                    provider: ProviderBuilder::new().connect_http(parsed).erased(),
+                })
+            })
+            .collect::<Result<Vec<_>, ChainError>>()?;
+        if endpoints.is_empty() {
+            return Err(ChainError::BadUrl {
+                chain: role,
+                index: 0,
+            });
+        }
+        Ok(Self {
+            role,
+            chain_id: config.chain_id,
+            bridge: config.bridge,
+            endpoints,
+            active: AtomicUsize::new(0),
+            policy,
+            metrics,
+        })
+    }
+
+    fn record(&self, endpoint: usize, method: &'static str, outcome: RpcOutcome) {
+        self.metrics.rpc(endpoint, method, outcome);
+    }
+
+    /// This chain's metrics.
+    pub fn metrics(&self) -> &ChainMetrics {
+        &self.metrics
+    }
+
+    /// The views of this chain's bridge contract.
+    pub fn views(&self) -> BridgeViews<'_> {
+        BridgeViews::new(self)
+    }
+
+    /// Which chain.
+    pub fn role(&self) -> ChainRole {
+        self.role
+    }
+
+    /// Configured chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The bridge contract configured on this chain.
+    pub fn bridge(&self) -> Address {
+        self.bridge
+    }
+
+    /// The chain's latest block number, with failover.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        self.call(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await
+    }
+
+    /// A call on this chain's bridge contract (typically a view), with failover.
+    pub async fn bridge_call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ChainError>
+    where
+        F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        let bridge = self.bridge;
+        self.call(method, |p| {
+            let fut = f(Bridge::new(bridge, p));
+            async move { fut.await.map_err(contract_to_transport) }
+        })
+        .await
+    }
+
+    /// A call on the `ServiceRegistry` at `registry` on this chain, with failover.
+    pub async fn registry_call<T, F, Fut>(
+        &self,
+        registry: Address,
+        method: &'static str,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(ServiceRegistry::ServiceRegistryInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        self.call(method, |p| {
+            let fut = f(ServiceRegistry::new(registry, p));
+            async move { fut.await.map_err(contract_to_transport) }
+        })
+        .await
+    }
+
+    /// Index of the endpoint in use (`endpoints` is never empty: `new` refuses that).
+    fn active_index(&self) -> usize {
+        self.active
+            .load(Ordering::Relaxed)
+            .checked_rem(self.endpoints.len())
+            .unwrap_or(0)
+    }
+
+    /// Label of the endpoint in use.
+    pub fn active_endpoint(&self) -> &str {
+        &self.endpoints[self.active_index()].label
+    }
+
+    /// The provider in use, for building contract instances; run the calls through
+    /// [`call`](Self::call) so they fail over.
+    pub fn provider(&self) -> DynProvider {
+        self.endpoints[self.active_index()].provider.clone()
+    }
+
+    /// Move to the next endpoint, unless another task already moved away from `from`.
+    fn fail_over(&self, from: usize) {
+        let next = from
+            .saturating_add(1)
+            .checked_rem(self.endpoints.len())
+            .unwrap_or(0);
+        let _ = self
+            .active
+            .compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Run `f` against the active endpoint with timeouts, failover and backoff.
+    pub async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ChainError>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T, TransportError>>,
+    {
+        self.call_classified(method, classify, f).await
+    }
+
+    /// [`call`](Self::call) with another classification of failures (e.g. the send rules).
+    pub async fn call_classified<T, F, Fut>(
+        &self,
+        method: &'static str,
+        classify: fn(&TransportError) -> ErrorClass,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T, TransportError>>,
+    {
+        let mut failures_in_a_row = 0usize;
+        let mut backoff = self.policy.base_backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.policy.max_attempts {
+            let index = self.active_index();
+            let endpoint = &self.endpoints[index];
+            let class = match tokio::time::timeout(
+                self.policy.attempt_timeout,
+                f(endpoint.provider.clone()),
+            )
+            .await
+            {
+                Ok(Ok(value)) => {
+                    self.record(index, method, RpcOutcome::Ok);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => {
+                    let class = classify(&error);
+                    self.record(index, method, class.outcome());
+                    if class == ErrorClass::Fatal {
+                        return Err(ChainError::Rejected {
+                            chain: self.role,
+                            method,
+                            source: error,
+                        });
+                    }
+                    last = format!("{}: {error}", endpoint.label);
+                    class
+                }
+                Err(_) => {
+                    self.record(index, method, RpcOutcome::Retryable);
+                    last = format!(
+                        "{}: timed out after {:?}",
+                        endpoint.label, self.policy.attempt_timeout
+                    );
+                    ErrorClass::Retryable
+                }
+            };
+            tracing::warn!(chain = %self.role, endpoint = %endpoint.label, method, attempt, class = class.label(), error = %last, "rpc call failed");
+            self.fail_over(index);
+            failures_in_a_row = failures_in_a_row.saturating_add(1);
+            if failures_in_a_row >= self.endpoints.len() || class == ErrorClass::RateLimited {
+                if attempt < self.policy.max_attempts {
+                    tokio::time::sleep(backoff).await;
+                }
+                backoff = (backoff.saturating_mul(2)).min(self.policy.max_backoff);
+                failures_in_a_row = 0;
+            }
+        }
+        Err(ChainError::Unavailable {
+            chain: self.role,
+            method,
+            attempts: self.policy.max_attempts,
+            last,
+        })
+    }
+
+    /// Check every endpoint that answers serves the configured chain id; returns how many answered.
+    pub async fn verify_chain_id(&self) -> Result<usize, ChainError> {
+        let mut answered = 0usize;
+        let mut first_up = None;
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            let got = tokio::time::timeout(
+                self.policy.attempt_timeout,
+                endpoint.provider.get_chain_id(),
+            )
+            .await;
+            let Ok(Ok(actual)) = got else {
+                let outcome = match got {
+                    Ok(Err(e)) => classify(&e).outcome(),
+                    _ => RpcOutcome::Retryable,
+                };
+                self.record(index, "eth_chainId", outcome);
+                tracing::warn!(chain = %self.role, endpoint = %endpoint.label, "endpoint does not answer");
+                continue;
+            };
+            self.record(index, "eth_chainId", RpcOutcome::Ok);
+            if actual != self.chain_id {
+                return Err(ChainError::WrongChainId {
+                    chain: self.role,
+                    endpoint: endpoint.label.clone(),
+                    expected: self.chain_id,
+                    actual,
+                });
+            }
+            answered = answered.saturating_add(1);
+            first_up.get_or_insert(index);
+        }
+        // Start on the most preferred endpoint that answered.
+        if let Some(index) = first_up {
+            self.active.store(index, Ordering::Relaxed);
+        }
+        Ok(answered)
+    }
+}
+
+#[cfg(test)]
+mod tests;

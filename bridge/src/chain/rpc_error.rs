@@ -1,0 +1,256 @@
+//! The one place RPC errors are classified: what is worth retrying (here or on another
+//! endpoint), what is a rate limit to back off from, and what no retry can fix. Sending a
+//! transaction has its own outcomes on top (nonce too low, already known, underpriced, ...).
+
+use alloy::transports::{RpcError, TransportError, TransportErrorKind};
+
+/// How the caller should react to a failed RPC call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// A transient failure of the endpoint or the network: retry, on another endpoint first.
+    Retryable,
+    /// The endpoint asked us to slow down: back off, prefer another endpoint.
+    RateLimited,
+    /// The request itself is wrong (reverts, invalid params): retrying cannot help.
+    Fatal,
+}
+
+impl ErrorClass {
+    /// The metric outcome of a failed attempt of this class.
+    pub fn outcome(self) -> multibridge_monitoring::RpcOutcome {
+        use multibridge_monitoring::RpcOutcome;
+        match self {
+            Self::Retryable => RpcOutcome::Retryable,
+            Self::RateLimited => RpcOutcome::RateLimited,
+            Self::Fatal => RpcOutcome::Fatal,
+        }
+    }
+
+    /// Stable label (the metric outcome's).
+    pub fn label(self) -> &'static str {
+        self.outcome().as_str()
+    }
+}
+
+/// Classify any JSON-RPC failure.
+pub fn classify(error: &TransportError) -> ErrorClass {
+    match error {
+        RpcError::ErrorResp(payload) => classify_response(payload.code, &payload.message),
+        RpcError::Transport(kind) => classify_transport(kind),
+        // The endpoint answered nothing or garbage: another endpoint may do better.
+        RpcError::NullResp | RpcError::DeserError { .. } => ErrorClass::Retryable,
+        // Our own request could not be built: a bug or bad input, not the endpoint.
+        _ => ErrorClass::Fatal,
+    }
+}
+
+fn classify_transport(kind: &TransportErrorKind) -> ErrorClass {
+    match kind {
+        TransportErrorKind::HttpError(http)
+        | TransportErrorKind::HttpErrorWithRetryAfter { error: http, .. } => {
+            match http.status {
+                429 => ErrorClass::RateLimited,
+                // Any other HTTP status is a problem of this endpoint (down, misconfigured, wrong
+                // path or credentials): another endpoint can serve the same request.
+                _ => ErrorClass::Retryable,
+            }
+        }
+        // Connection refused, reset, timed out, backend gone, ...
+        _ => ErrorClass::Retryable,
+    }
+}
+
+/// Classify a JSON-RPC error response by code and message (clients differ in both).
+pub fn classify_response(code: i64, message: &str) -> ErrorClass {
+    let m = message.to_ascii_lowercase();
+    if code == 429
+        || code == -32005
+        || m.contains("rate limit")
+        || m.contains("too many requests")
+        || m.contains("exceeded")
+            && (m.contains("quota") || m.contains("capacity") || m.contains("limit"))
+    {
+        return ErrorClass::RateLimited;
+    }
+    if code == 3 || m.contains("execution reverted") || m.contains("revert") {
+        return ErrorClass::Fatal;
+    }
+    if code == -32602
+        || code == -32601
+        || m.contains("invalid argument")
+        || m.contains("method not found")
+    {
+        return ErrorClass::Fatal;
+    }
+    // "header not found", "missing trie node", "unknown block", timeouts, a syncing node:
+    // the endpoint is behind or busy; everything not recognised is treated the same way,
+    // bounded by the caller's attempt limit.
+    ErrorClass::Retryable
+}
+
+/// What a failed `eth_sendRawTransaction` means for the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendRejection {
+    /// The nonce is already used: one of our earlier transactions (or a replacement) was mined.
+    /// Check our earlier hashes before sending anything new.
+    NonceTooLow,
+    /// The node already has exactly this transaction: it counts as sent.
+    AlreadyKnown,
+    /// The fee is below what the node accepts (or below the replacement bump): raise it.
+    Underpriced,
+    /// The signer cannot pay for gas: an operator must fund it.
+    InsufficientFunds,
+    /// The node refused for another reason.
+    Other(ErrorClass),
+}
+
+/// Classify a failed `eth_sendRawTransaction`.
+pub fn classify_send(error: &TransportError) -> SendRejection {
+    let RpcError::ErrorResp(payload) = error else {
+        return SendRejection::Other(classify(error));
+    };
+    let m = payload.message.to_ascii_lowercase();
+    if m.contains("nonce too low") || m.contains("nonce has already been used") {
+        SendRejection::NonceTooLow
+    } else if m.contains("already known")
+        || m.contains("known transaction")
+        || m.contains("already imported")
+    {
+        SendRejection::AlreadyKnown
+    } else if m.contains("underpriced")
+        || m.contains("fee cap less than block base fee")
+        || m.contains("max fee per gas less than block base fee")
+    {
+        SendRejection::Underpriced
+    } else if m.contains("insufficient funds") {
+        SendRejection::InsufficientFunds
+    } else {
+        SendRejection::Other(classify_response(payload.code, &payload.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use alloy::rpc::json_rpc::ErrorPayload;
+    use alloy::transports::HttpError;
+
+    use super::*;
+
+    fn resp(code: i64, message: &'static str) -> TransportError {
+        RpcError::ErrorResp(ErrorPayload {
+            code,
+            message: Cow::Borrowed(message),
+            data: None,
+        })
+    }
+
+    fn http(status: u16) -> TransportError {
+        RpcError::Transport(TransportErrorKind::HttpError(HttpError {
+            status,
+            body: String::new(),
+        }))
+    }
+
+    #[test]
+    fn transport_failures_are_retryable_and_429_is_a_rate_limit() {
+        assert_eq!(classify(&http(429)), ErrorClass::RateLimited);
+        assert_eq!(
+            classify(&RpcError::Transport(
+                TransportErrorKind::HttpErrorWithRetryAfter {
+                    error: HttpError {
+                        status: 429,
+                        body: String::new()
+                    },
+                    retry_after: Duration::from_secs(1),
+                }
+            )),
+            ErrorClass::RateLimited
+        );
+        for status in [500, 502, 503, 401, 404] {
+            assert_eq!(
+                classify(&http(status)),
+                ErrorClass::Retryable,
+                "HTTP {status}"
+            );
+        }
+        assert_eq!(
+            classify(&TransportErrorKind::backend_gone()),
+            ErrorClass::Retryable
+        );
+        assert_eq!(classify(&RpcError::NullResp), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn responses_are_classified_by_code_and_message() {
+        assert_eq!(
+            classify(&resp(-32005, "limit exceeded")),
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            classify(&resp(-32000, "Too Many Requests")),
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            classify(&resp(3, "execution reverted: custom error 0x1234")),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(&resp(-32602, "invalid argument 0")),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(&resp(-32601, "the method x does not exist")),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(&resp(-32000, "header not found")),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            classify(&resp(-32000, "missing trie node abc")),
+            ErrorClass::Retryable
+        );
+    }
+
+    #[test]
+    fn send_rejections_say_what_to_do() {
+        assert_eq!(
+            classify_send(&resp(-32000, "nonce too low")),
+            SendRejection::NonceTooLow
+        );
+        assert_eq!(
+            classify_send(&resp(-32003, "Nonce too low: next nonce 5, tx nonce 4")),
+            SendRejection::NonceTooLow
+        );
+        assert_eq!(
+            classify_send(&resp(-32000, "already known")),
+            SendRejection::AlreadyKnown
+        );
+        assert_eq!(
+            classify_send(&resp(-32000, "replacement transaction underpriced")),
+            SendRejection::Underpriced
+        );
+        assert_eq!(
+            classify_send(&resp(
+                -32000,
+                "max fee per gas less than block base fee: address 0x.."
+            )),
+            SendRejection::Underpriced
+        );
+        assert_eq!(
+            classify_send(&resp(-32003, "Insufficient funds for gas * price + value")),
+            SendRejection::InsufficientFunds
+        );
+        assert_eq!(
+            classify_send(&http(503)),
+            SendRejection::Other(ErrorClass::Retryable)
+        );
+        assert_eq!(
+            classify_send(&resp(3, "execution reverted")),
+            SendRejection::Other(ErrorClass::Fatal)
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! The chain client against one-trick JSON-RPC endpoints: failover, classification, labels.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use multibridge_monitoring::Metrics;
+
+use super::*;
+
+/// A one-trick JSON-RPC endpoint: answers every request with `result_or_error` (a JSON
+/// fragment such as `"result":"0x7a69"`), counting requests.
+async fn fake_endpoint(result_or_error: &'static str) -> (String, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut read = 0;
+                // Read headers + body (small requests arrive in one or two segments).
+                while read < buf.len() {
+                    let Ok(n) = socket.read(&mut buf[read..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read += n;
+                    let text = String::from_utf8_lossy(&buf[..read]);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let text = String::from_utf8_lossy(&buf[..read]).to_string();
+                let id = text
+                    .split("\"id\":")
+                    .nth(1)
+                    .and_then(|s| s.split([',', '}']).next())
+                    .unwrap_or("1")
+                    .trim()
+                    .to_owned();
+                let body = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},{result_or_error}}}");
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+/// A URL nobody listens on.
+async fn dead_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
+    let config = ChainConfig {
+        chain_id,
+        rpc_urls: urls,
+        bridge: Address::repeat_byte(1),
+        confirmations: 1,
+        start_block: 0,
+        poll_interval_ms: 100,
+        max_block_range: 100,
+    };
+    ChainClient::new(
+        ChainRole::Main,
+        &config,
+        RetryPolicy {
+            max_attempts: 4,
+            attempt_timeout: Duration::from_secs(2),
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+        },
+        Metrics::new(&[], 2).unwrap().chain(ChainRole::Main),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over_to_the_next_and_stays_there() {
+    let (good, hits) = fake_endpoint("\"result\":\"0x7a69\"").await;
+    let chain = client(vec![dead_endpoint().await, good], 31_337);
+    let id = chain
+        .call("eth_chainId", |p| async move { p.get_chain_id().await })
+        .await
+        .unwrap();
+    assert_eq!(id, 31_337);
+    assert!(
+        chain.active_endpoint().starts_with("#1 "),
+        "{}",
+        chain.active_endpoint()
+    );
+    chain
+        .call("eth_chainId", |p| async move { p.get_chain_id().await })
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the healthy endpoint serves both calls"
+    );
+}
+
+#[tokio::test]
+async fn a_revert_is_final_and_does_not_fail_over() {
+    let (reverting, hits) =
+        fake_endpoint("\"error\":{\"code\":3,\"message\":\"execution reverted\"}").await;
+    let (other, other_hits) = fake_endpoint("\"result\":\"0x1\"").await;
+    let chain = client(vec![reverting, other], 1);
+    let err = chain
+        .call(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChainError::Rejected { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(
+        (
+            hits.load(Ordering::SeqCst),
+            other_hits.load(Ordering::SeqCst)
+        ),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_and_dead_endpoints_end_as_unavailable_after_the_attempt_budget() {
+    let (limited, hits) =
+        fake_endpoint("\"error\":{\"code\":-32005,\"message\":\"rate limit exceeded\"}").await;
+    let chain = client(vec![limited, dead_endpoint().await], 1);
+    let err = chain
+        .call(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ChainError::Unavailable { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "alternates between the two endpoints"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_of_another_chain_is_named() {
+    let (other_chain, _) = fake_endpoint("\"result\":\"0x1\"").await;
+    let chain = client(vec![dead_endpoint().await, other_chain], 31_337);
+    let err = chain.verify_chain_id().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChainError::WrongChainId {
+                expected: 31_337,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("#1 127.0.0.1:"), "{err}");
+}
+
+#[test]
+fn endpoint_labels_hide_paths_and_queries() {
+    assert_eq!(
+        endpoint_label(2, "https://rpc.example.org/v3/SECRETKEY?x=1"),
+        "#2 rpc.example.org"
+    );
+    assert_eq!(
+        endpoint_label(0, "http://127.0.0.1:8545"),
+        "#0 127.0.0.1:8545"
+    );
+}

@@ -1,0 +1,97 @@
+//! Why the relay cannot start or had to stop: each variant says what to fix.
+
+use alloy::primitives::Address;
+use multibridge_contracts::{ChainRole, Lane};
+
+use crate::chain::{ChainError, ViewError};
+use crate::keys::KeyError;
+use crate::store::StoreError;
+
+/// Why the relay cannot start or had to stop. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A chain misbehaved.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A chain's bridge could not be read.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// No configured endpoint of a chain answered.
+    #[error("{chain}: none of rpc_urls answers; check the node and the URLs")]
+    Unreachable {
+        /// Chain.
+        chain: ChainRole,
+    },
+    /// There is no contract at the configured bridge address.
+    #[error("{chain}: no contract code at bridge address {address}; check chains.{chain}.bridge")]
+    NoBridgeCode {
+        /// Chain.
+        chain: ChainRole,
+        /// Configured address.
+        address: Address,
+    },
+    /// The operator is not registered in a bridge.
+    #[error(
+        "{chain}: {operator} is not a registered operator of bridge {bridge}; ask the bridge owner to register it"
+    )]
+    NotRegistered {
+        /// Chain.
+        chain: ChainRole,
+        /// Operator.
+        operator: Address,
+        /// Bridge.
+        bridge: Address,
+    },
+    /// The bridges do not name each other as counterparts.
+    #[error(
+        "{chain}: bridge {bridge} names {actual} as counterpart, expected {expected}; the configured bridges are not a pair"
+    )]
+    NotAPair {
+        /// Chain.
+        chain: ChainRole,
+        /// Bridge.
+        bridge: Address,
+        /// Expected counterpart.
+        expected: Address,
+        /// What it names.
+        actual: Address,
+    },
+    /// The signer cannot pay for votes.
+    #[error("{chain}: signer {operator} has no native balance to pay for votes; fund it")]
+    Unfunded {
+        /// Chain.
+        chain: ChainRole,
+        /// Operator.
+        operator: Address,
+    },
+    /// The request store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A relay task panicked (a bug): the relay stops rather than run without it.
+    #[error("a relay task panicked: {0}")]
+    TaskPanicked(String),
+    /// The HTTP API cannot listen where configured.
+    #[error("cannot listen on http.listen {listen}: {source}; pick a free address")]
+    Listen {
+        /// Configured address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics could not be set up (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A lane task stopped on an error no retry fixes.
+    #[error("{lane} {task} stopped: {message}")]
+    TaskFailed {
+        /// Lane.
+        lane: Lane,
+        /// Task name.
+        task: &'static str,
+        /// Why.
+        message: String,
+    },
+}

@@ -1,0 +1,282 @@
+//! The indexer of one lane: reads `RequestValueTransfer` logs of the source bridge in block
+//! ranges up to `head − confirmations`, sized by how many logs they hold ([`LogSpan`]), and
+//! stores the requests together with the new cursor in one SQLite transaction. A block above the
+//! confirmation depth is never read, so a reorg inside the depth cannot reach the store.
+//!
+//! Nonce gaps (a log an RPC dropped) rewind the cursor to re-scan, counted from the first nonce
+//! the lane ever indexed (a relay started after earlier requests does not look for them); a gap
+//! that survives a few re-scans is left to recovery, which finds unhandled requests on the
+//! chains without the store.
+//!
+//! What to query next ([`next_range`]) is separate from the loop that does it
+//! ([`Indexer::step`]).
+
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multibridge_monitoring::{LaneMetrics, Readiness};
+
+use crate::chain::logs::LogSpan;
+use crate::chain::{ChainClient, ChainError, ViewError};
+use crate::store::{SharedStore, StoreError};
+use crate::task::{Next, Retryable, Stepper};
+
+/// The block range to query next, or `None` when the cursor is past the safe head.
+pub fn next_range(cursor: u64, safe_head: u64, max_range: u64) -> Option<RangeInclusive<u64>> {
+    if cursor > safe_head || max_range == 0 {
+        return None;
+    }
+    let end = cursor
+        .saturating_add(max_range.saturating_sub(1))
+        .min(safe_head);
+    Some(cursor..=end)
+}
+
+/// Why an indexing step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexerError {
+    /// The source chain could not be read.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// The store refused (including a payload conflict, which stops the lane).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ChainError> for IndexerError {
+    fn from(e: ChainError) -> Self {
+        Self::View(ViewError::Chain(e))
+    }
+}
+
+impl Retryable for IndexerError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::View(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A range was indexed.
+    Indexed {
+        /// The blocks read.
+        range: RangeInclusive<u64>,
+        /// Requests found in it.
+        found: usize,
+        /// Of those, new to the store.
+        new: usize,
+    },
+    /// Nothing final to read yet.
+    CaughtUp {
+        /// The safe head.
+        safe_head: u64,
+    },
+    /// A nonce gap was found and the cursor rewound to re-scan from `from_block`.
+    Rewound {
+        /// First missing nonce.
+        missing: u64,
+        /// Where the re-scan starts.
+        from_block: u64,
+    },
+}
+
+/// How the indexer of a lane reads its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexerSettings {
+    /// Blocks a request must be buried under.
+    pub confirmations: u64,
+    /// First block to index.
+    pub start_block: u64,
+    /// Widest `eth_getLogs` range.
+    pub max_block_range: u64,
+    /// Pause once caught up.
+    pub poll: Duration,
+}
+
+/// How many missing nonces one gap check reports.
+const GAP_CHECK_LIMIT: usize = 16;
+/// Re-scans for one missing nonce before the gap is left to recovery.
+const GAP_RESCANS: u32 = 3;
+
+/// The indexer of one lane.
+pub struct Indexer {
+    source: Arc<ChainClient>,
+    settings: IndexerSettings,
+    store: SharedStore,
+    metrics: LaneMetrics,
+    span: LogSpan,
+    /// The nonce of the gap being re-scanned and how often it was.
+    rescans: Option<(u64, u32)>,
+    readiness: Arc<Readiness>,
+    component: String,
+}
+
+impl Indexer {
+    /// An indexer of the lane of `metrics`, reading `source`, reporting its health in
+    /// `readiness` (component `indexer:<lane>`).
+    pub fn new(
+        source: Arc<ChainClient>,
+        settings: IndexerSettings,
+        store: SharedStore,
+        metrics: LaneMetrics,
+        readiness: Arc<Readiness>,
+    ) -> Self {
+        let component = crate::observe::watcher::indexer_component(metrics.lane);
+        readiness.register(&component);
+        Self {
+            readiness,
+            component,
+            source,
+            span: LogSpan::with_max(settings.max_block_range),
+            settings,
+            store,
+            metrics,
+            rescans: None,
+        }
+    }
+
+    /// The next block to read.
+    pub fn cursor(&self) -> Result<u64, IndexerError> {
+        Ok(self
+            .store
+            .lock()
+            .cursor(self.metrics.lane)?
+            .unwrap_or(self.settings.start_block))
+    }
+
+    /// Read one range (or find there is nothing final to read) and store what it holds.
+    pub async fn step(&mut self) -> Result<Step, IndexerError> {
+        let step = self.index().await;
+        match &step {
+            Ok(_) => self.readiness.ok(&self.component),
+            Err(e) => self.readiness.failed(&self.component, e),
+        }
+        step
+    }
+
+    /// [`step`](Self::step), logged, with when to come back.
+    async fn tick(&mut self) -> Result<Next, IndexerError> {
+        Ok(match self.step().await? {
+            Step::Indexed { range, found, new } => {
+                if found > 0 {
+                    tracing::info!(
+                        from = range.start(),
+                        to = range.end(),
+                        found,
+                        new,
+                        "indexed"
+                    );
+                }
+                Next::Now
+            }
+            Step::CaughtUp { .. } => Next::After(self.settings.poll),
+            Step::Rewound {
+                missing,
+                from_block,
+            } => {
+                tracing::warn!(missing, from_block, "re-scanning after a nonce gap");
+                Next::After(self.settings.poll)
+            }
+        })
+    }
+
+    async fn index(&mut self) -> Result<Step, IndexerError> {
+        let lane = self.metrics.lane;
+        let head = self.source.head().await?;
+        LaneMetrics::set(&self.metrics.source_head, head);
+        let safe_head = head.saturating_sub(self.settings.confirmations);
+        let cursor = self.cursor()?;
+        LaneMetrics::set(&self.metrics.indexed_block, cursor);
+        let Some(range) = self.span.next(cursor, safe_head) else {
+            return Ok(Step::CaughtUp { safe_head });
+        };
+        let requests = self.source.views().request_logs(range.clone()).await?;
+        let width = range.end().saturating_sub(*range.start()).saturating_add(1);
+        self.span.observe(width, requests.len());
+        for r in &requests {
+            tracing::debug!(%lane, nonce = r.nonce, src_tx = %r.srcTxHash, block = r.srcBlockNumber, "request observed");
+        }
+        let next = range.end().saturating_add(1);
+        let new = self.store.lock().record_range(lane, &requests, next)?;
+        self.metrics.requests_indexed.inc_by(new as u64);
+        LaneMetrics::set(&self.metrics.indexed_block, next);
+        if let Some(step) = self.check_gaps()? {
+            self.metrics.nonce_gaps.inc();
+            return Ok(step);
+        }
+        Ok(Step::Indexed {
+            range,
+            found: requests.len(),
+            new,
+        })
+    }
+
+    /// A nonce missing below the highest stored one means a log was dropped: rewind the cursor
+    /// to the block of the last request before the gap and read again from there — a few
+    /// times; then the gap is left to recovery.
+    fn check_gaps(&mut self) -> Result<Option<Step>, IndexerError> {
+        let lane = self.metrics.lane;
+        let mut store = self.store.lock();
+        let Some(&missing) = store.missing_nonces(lane, GAP_CHECK_LIMIT)?.first() else {
+            self.rescans = None;
+            return Ok(None);
+        };
+        let tries = match self.rescans {
+            Some((nonce, tries)) if nonce == missing => tries.saturating_add(1),
+            _ => 1,
+        };
+        if tries > GAP_RESCANS {
+            tracing::error!(%lane, missing, "request nonce gap persists after {GAP_RESCANS} re-scans; leaving it to recovery");
+            store.skip_gap(lane, missing)?;
+            self.rescans = None;
+            return Ok(None);
+        }
+        self.rescans = Some((missing, tries));
+        // The gap check starts at the first indexed nonce, so the one before a gap is stored.
+        let from_block = missing
+            .checked_sub(1)
+            .map(|previous| store.src_block_of(lane, previous))
+            .transpose()?
+            .flatten()
+            .unwrap_or(self.settings.start_block);
+        tracing::warn!(%lane, missing, from_block, "request nonce gap: re-scanning");
+        store.rewind_cursor(lane, from_block)?;
+        Ok(Some(Step::Rewound {
+            missing,
+            from_block,
+        }))
+    }
+}
+
+impl Stepper for Indexer {
+    type Error = IndexerError;
+
+    fn step(&mut self) -> impl Future<Output = Result<Next, IndexerError>> + Send {
+        self.tick()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_bounded_and_never_pass_the_safe_head() {
+        assert_eq!(next_range(10, 100, 50), Some(10..=59));
+        assert_eq!(next_range(60, 100, 50), Some(60..=100));
+        assert_eq!(next_range(100, 100, 50), Some(100..=100));
+        assert_eq!(next_range(101, 100, 50), None);
+        assert_eq!(next_range(0, 0, 1), Some(0..=0));
+        assert_eq!(next_range(5, 100, 0), None);
+        assert_eq!(
+            next_range(u64::MAX - 1, u64::MAX, u64::MAX),
+            Some(u64::MAX - 1..=u64::MAX)
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! The tasks of one lane on one replica: the indexer (always, so a follower stays warm), and —
+//! while this replica leads the lane — the voter and the recovery worker; with etcd also the
+//! lane's campaign and progress record. [`spawn`] starts them all on the relay's task set.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use multibridge_contracts::Lane;
+use multibridge_monitoring::{Metrics, Readiness};
+use multibridge_recovery::Recovery;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::chain::ChainPair;
+use crate::chain::logs::LogSpan;
+use crate::chain::submitter::{JobEvent, SubmitClient};
+use crate::config::Config;
+use crate::error::RelayError;
+use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo};
+use crate::leadership::etcd_pool::EtcdPool;
+use crate::leadership::fence::Fence;
+use crate::leadership::layout::leader_key;
+use crate::leadership::progress::Progress;
+use crate::store::SharedStore;
+use crate::task::run_stepper;
+use crate::voter::{BridgeReads, Voter};
+
+pub mod indexing;
+pub mod recovery;
+pub mod voting;
+
+use indexing::{Indexer, IndexerSettings};
+use recovery::{ChainLane, LaneRecovery, StoreQueue};
+use voting::LaneVoting;
+
+/// Whether this replica may act on a lane: its fence (checked before every broadcast), the
+/// watch of its leadership and the lease its campaign holds.
+pub struct LaneControl {
+    /// The lane.
+    pub lane: Lane,
+    /// Checked immediately before every broadcast for the lane.
+    pub fence: Fence,
+    /// Set by the campaign (always `true` standalone).
+    pub leading_tx: watch::Sender<bool>,
+    /// What the lane's tasks watch.
+    pub leading: watch::Receiver<bool>,
+    /// The campaign's lease (revoked when the replica stops).
+    pub held: HeldLease,
+}
+
+impl LaneControl {
+    /// The control of `lane`: leased under etcd, always open standalone.
+    pub fn new(lane: Lane, leased: bool) -> Self {
+        let (leading_tx, leading) = watch::channel(!leased);
+        Self {
+            lane,
+            fence: if leased {
+                Fence::leased()
+            } else {
+                Fence::standalone()
+            },
+            leading_tx,
+            leading,
+            held: HeldLease::default(),
+        }
+    }
+}
+
+/// What every lane of a replica shares.
+pub struct Shared {
+    /// The config.
+    pub config: Config,
+    /// The operator.
+    pub operator: Address,
+    /// Both chains.
+    pub chains: ChainPair,
+    /// The store.
+    pub store: SharedStore,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness.
+    pub readiness: Arc<Readiness>,
+    /// etcd (absent: standalone).
+    pub etcd: Option<Arc<EtcdPool>>,
+    /// This replica's name.
+    pub replica: String,
+    /// This replica's advertised URL.
+    pub own_url: String,
+}
+
+/// What a lane's voter sends with: its destination's submitter client and the events of its
+/// transactions.
+pub type VoteSubmitter = (SubmitClient, mpsc::UnboundedReceiver<JobEvent>);
+
+/// Start the tasks of `lane` on `tasks`: campaign and progress (with etcd), indexer, voter and
+/// recovery. `claims` receives the nonces users claimed on this lane.
+pub fn spawn(
+    shared: &Shared,
+    control: &LaneControl,
+    submitter: VoteSubmitter,
+    claims: mpsc::Receiver<u64>,
+    tasks: &mut JoinSet<Result<(), RelayError>>,
+) {
+    let lane = control.lane;
+    let operator = shared.operator;
+    let config = &shared.config;
+    let metrics = shared.metrics.lane(lane);
+    let source_config = config.chains.get(lane.source());
+    let source = shared.chains.get(lane.source()).clone();
+    let destination = shared.chains.get(lane.destination()).clone();
+
+    if let (Some(pool), Some(dir), Some(etcd)) = (
+        &shared.etcd,
+        crate::leadership::lane_election_dir(config, lane),
+        &config.etcd,
+    ) {
+        let campaign = Campaign {
+            lane,
+            key: leader_key(&dir),
+            me: LeaderInfo {
+                replica: shared.replica.clone(),
+                url: shared.own_url.clone(),
+                operator: operator.to_string(),
+            },
+            ttl: Duration::from_secs(etcd.lease_ttl_secs),
+            pool: pool.clone(),
+            fence: control.fence.clone(),
+            held: control.held.clone(),
+            leading: control.leading_tx.clone(),
+            metrics: metrics.clone(),
+            readiness: shared.readiness.clone(),
+        };
+        let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
+        tasks.spawn(
+            async move {
+                campaign.run().await;
+                Ok(())
+            }
+            .instrument(span),
+        );
+        let progress = Progress {
+            lane,
+            dir,
+            replica: shared.replica.clone(),
+            pool: pool.clone(),
+            store: shared.store.clone(),
+            leading: control.leading.clone(),
+        };
+        let span = tracing::info_span!("progress", %lane, %operator, replica = %shared.replica);
+        tasks.spawn(
+            async move {
+                progress.run().await;
+                Ok(())
+            }
+            .instrument(span),
+        );
+    }
+
+    let indexer = Indexer::new(
+        source.clone(),
+        IndexerSettings {
+            confirmations: source_config.confirmations,
+            start_block: source_config.start_block,
+            max_block_range: source_config.max_block_range.max(1),
+            poll: Duration::from_millis(source_config.poll_interval_ms.max(50)),
+        },
+        shared.store.clone(),
+        metrics.clone(),
+        shared.readiness.clone(),
+    );
+    let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
+    tasks.spawn(run_stepper(lane, "indexer", indexer).instrument(span));
+
+    let (submit, events) = submitter;
+    let mut voter = Voter::new(
+        config.chains.get(lane.destination()).bridge,
+        operator,
+        shared.store.clone(),
+        BridgeReads {
+            chain: destination.clone(),
+            operator,
+        },
+        submit,
+        events,
+        config.voting.voter(),
+        metrics.clone(),
+    );
+    voter.tamper_payloads(config.fault_injection.tamper_votes);
+    let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone());
+    let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
+    tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
+
+    let recovery = LaneRecovery::new(
+        Recovery::new(config.recovery.worker(), metrics),
+        ChainLane {
+            source,
+            destination,
+            confirmations: source_config.confirmations,
+            operator,
+            span: Mutex::new(LogSpan::with_max(config.recovery.stride_blocks)),
+        },
+        StoreQueue {
+            lane,
+            store: shared.store.clone(),
+        },
+        claims,
+        control.leading.clone(),
+    );
+    let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
+    tasks.spawn(run_stepper(lane, "recovery", recovery).instrument(span));
+}

@@ -1,0 +1,112 @@
+//! A lane's voting terms: wait until this replica leads the lane, start a term (what the last
+//! term had in flight is re-checked; the lane's submitter rebuilds the nonce sequence from the
+//! chain before its first send), then vote until leadership ends or the fence refuses a send.
+
+use std::future::Future;
+use std::time::Duration;
+
+use multibridge_monitoring::LaneMetrics;
+use tokio::sync::watch;
+
+use crate::chain::submitter::Submit;
+use crate::task::{Next, Retryable, Stepper};
+use crate::voter::{DestinationReads, Voter, VoterError};
+
+impl Retryable for VoterError {
+    fn is_retryable(&self) -> bool {
+        VoterError::is_retryable(self)
+    }
+}
+
+/// After the fence refused a send, wait this long (or for the campaign to step down) before
+/// trying again, instead of spinning while the campaign notices.
+const FENCED_PAUSE: Duration = Duration::from_millis(200);
+
+/// The voting of one lane, as a step for the task loop.
+pub struct LaneVoting<D, S> {
+    voter: Voter<D, S>,
+    leading: watch::Receiver<bool>,
+    in_term: bool,
+    metrics: LaneMetrics,
+}
+
+impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
+    /// Vote with `voter` while `leading` says this replica leads the lane.
+    pub fn new(voter: Voter<D, S>, leading: watch::Receiver<bool>, metrics: LaneMetrics) -> Self {
+        Self {
+            voter,
+            leading,
+            in_term: false,
+            metrics,
+        }
+    }
+
+    /// Wait `pause`, or less if leadership changes (the change is left for the next step to
+    /// see: a clone of the receiver waits).
+    async fn pause(&self, pause: Duration) {
+        let mut probe = self.leading.clone();
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = probe.changed() => {}
+        }
+    }
+
+    /// One round: start a term when leadership (re)arrives, then vote.
+    pub async fn round(&mut self) -> Result<Next, VoterError> {
+        // Any change of leadership since the last step ends the term, even a quick flap: the
+        // submitter starts a new nonce sequence at the same change.
+        if self.leading.has_changed().unwrap_or(true) {
+            if self.in_term {
+                tracing::info!("not leading any more: voting stopped");
+            }
+            self.in_term = false;
+        }
+        if !*self.leading.borrow_and_update() {
+            if self.leading.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            return Ok(Next::Now);
+        }
+        if !self.in_term {
+            let reopened = self.voter.start_term()?;
+            tracing::info!(
+                reopened,
+                "voting: term started, in-flight requests re-checked"
+            );
+            self.in_term = true;
+        }
+        match self.voter.step().await {
+            Ok(step) => {
+                if step.sent > 0 || step.handled > 0 || step.waiting > 0 {
+                    tracing::info!(
+                        sent = step.sent,
+                        skipped = step.skipped,
+                        handled = step.handled,
+                        waiting = step.waiting,
+                        "voted"
+                    );
+                }
+                if step.sent == 0 {
+                    self.pause(self.voter.batch_wait()).await;
+                }
+                Ok(Next::Now)
+            }
+            Err(e) if e.is_fenced() => {
+                self.metrics.fenced_sends.inc();
+                tracing::warn!(error = %e, "fenced: a send was refused");
+                self.in_term = false;
+                self.pause(FENCED_PAUSE).await;
+                Ok(Next::Now)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<D: DestinationReads + 'static, S: Submit + 'static> Stepper for LaneVoting<D, S> {
+    type Error = VoterError;
+
+    fn step(&mut self) -> impl Future<Output = Result<Next, VoterError>> + Send {
+        self.round()
+    }
+}

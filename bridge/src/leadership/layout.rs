@@ -1,0 +1,77 @@
+//! The etcd key layout: `<prefix>/<pair>/<lane>/<operator>/…` (operator scope) or
+//! `<prefix>/<pair>/<lane>/…` (lane scope, one election among every operator).
+
+use alloy::primitives::Address;
+use multibridge_contracts::Lane;
+
+use crate::config::ElectionScope;
+
+/// The bridge pair's part of every key.
+pub fn pair(
+    main_chain_id: u64,
+    main_bridge: Address,
+    service_chain_id: u64,
+    service_bridge: Address,
+) -> String {
+    format!("{main_chain_id}-{main_bridge:#x}-{service_chain_id}-{service_bridge:#x}")
+}
+
+/// The directory of one election.
+pub fn election_dir(
+    prefix: &str,
+    pair: &str,
+    lane: Lane,
+    scope: ElectionScope,
+    operator: Address,
+) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    match scope {
+        ElectionScope::Operator => format!("{prefix}/{pair}/{lane}/{operator:#x}"),
+        ElectionScope::Lane => format!("{prefix}/{pair}/{lane}"),
+    }
+}
+
+/// The leader key of an election.
+pub fn leader_key(dir: &str) -> String {
+    format!("{dir}/leader")
+}
+
+/// Where a replica records its progress.
+pub fn progress_key(dir: &str, replica: &str) -> String {
+    format!("{dir}/progress/{replica}")
+}
+
+/// Where the leader records the lane cursor.
+pub fn cursor_key(dir: &str) -> String {
+    format!("{dir}/cursor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_pairs_lanes_operators_and_scopes() {
+        let p = pair(1, Address::repeat_byte(1), 2, Address::repeat_byte(2));
+        let op = Address::repeat_byte(0xaa);
+        let a = election_dir("/mb/", &p, Lane::MainToService, ElectionScope::Operator, op);
+        assert_eq!(
+            a,
+            format!("/mb/{p}/main-to-service/0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        );
+        let b = election_dir("/mb", &p, Lane::MainToService, ElectionScope::Lane, op);
+        assert_eq!(b, format!("/mb/{p}/main-to-service"));
+        assert_eq!(leader_key(&b), format!("{b}/leader"));
+        assert_ne!(
+            leader_key(&a),
+            leader_key(&election_dir(
+                "/mb",
+                &p,
+                Lane::ServiceToMain,
+                ElectionScope::Operator,
+                op
+            ))
+        );
+        assert_eq!(progress_key(&b, "r1"), format!("{b}/progress/r1"));
+    }
+}

@@ -1,0 +1,445 @@
+//! Conservation per asset (DESIGN §8, §9): how much every lane released on its destination
+//! against how much was requested (locked or burned) on its source, read from the chains' own
+//! events — `RequestValueTransfer` on the source, `HandleValueTransfer` on the destination — not
+//! from what this relay believes it did. Both scans stop at their chain's confirmation depth and
+//! keep their totals in the store, so a restart carries on instead of re-reading history.
+//!
+//! The same destination scan compares every `VoteCast` with the payload this relay observed for
+//! the nonce: a different vote key means an operator saw (or signed) another payload — vote
+//! divergence.
+//!
+//! Order matters for a check that must not cry wolf: the destination is scanned first and the
+//! source second, and totals are compared only after the source scan reached its safe head in
+//! the same step. Anything released was requested earlier, so an honest bridge always shows
+//! released ≤ requested.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::{Bridge, Lane, VoteDomain};
+use multibridge_monitoring::LaneMetrics;
+use multibridge_monitoring::metrics::NATIVE_ASSET;
+use serde::Serialize;
+
+use crate::chain::logs::LogSpan;
+use crate::chain::{ChainClient, ChainError};
+use crate::store::{AssetSide, SharedStore, Store, StoreError};
+
+/// Why a conservation step failed (retried at the next watch tick either way).
+#[derive(Debug, thiserror::Error)]
+pub enum ConservationError {
+    /// A chain call failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A log did not decode as the bridge's event.
+    #[error("{lane}: undecodable {event} log in block {block:?}")]
+    BadLog {
+        /// Lane.
+        lane: Lane,
+        /// Event name.
+        event: &'static str,
+        /// Block of the log.
+        block: Option<u64>,
+    },
+}
+
+/// One asset's figures on one lane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AssetConservation {
+    /// The source token (zero address: native coin).
+    pub asset: Address,
+    /// Requested on the source, in base units.
+    pub requested: U256,
+    /// Released on the destination, in base units.
+    pub released: U256,
+    /// `released <= requested`.
+    pub ok: bool,
+}
+
+/// Compare totals per source asset. `released` is keyed by destination token and translated
+/// with `to_source` (destination token → source token); a released asset with no known source
+/// counterpart is compared against zero requested.
+pub fn compare(
+    requested: &[(Address, U256)],
+    released: &[(Address, U256)],
+    to_source: &HashMap<Address, Address>,
+) -> Vec<AssetConservation> {
+    let mut by_asset: BTreeMap<Address, (U256, U256)> = BTreeMap::new();
+    for (asset, amount) in requested {
+        let entry = by_asset.entry(*asset).or_default();
+        entry.0 = entry.0.saturating_add(*amount);
+    }
+    for (local, amount) in released {
+        let asset = to_source.get(local).copied().unwrap_or(*local);
+        let entry = by_asset.entry(asset).or_default();
+        entry.1 = entry.1.saturating_add(*amount);
+    }
+    by_asset
+        .into_iter()
+        .map(|(asset, (requested, released))| AssetConservation {
+            asset,
+            requested,
+            released,
+            ok: released <= requested,
+        })
+        .collect()
+}
+
+/// Add `amount` to `asset`'s total in `amounts`.
+fn add(amounts: &mut BTreeMap<Address, U256>, asset: Address, amount: U256) {
+    let total = amounts.entry(asset).or_default();
+    *total = total.saturating_add(amount);
+}
+
+/// The `asset` label of a source token.
+pub fn asset_label(asset: Address) -> String {
+    if asset == Address::ZERO {
+        NATIVE_ASSET.to_owned()
+    } else {
+        format!("{asset:#x}")
+    }
+}
+
+/// How many block ranges one side reads per step (bounds a step's time on a long history).
+const RANGES_PER_STEP: usize = 20;
+
+/// Where one side of a lane is read.
+#[derive(Debug, Clone)]
+pub struct ScanSide {
+    /// The chain.
+    pub chain: Arc<ChainClient>,
+    /// The bridge on it.
+    pub bridge: Address,
+    /// First block to read.
+    pub start_block: u64,
+    /// Blocks below head that count as final.
+    pub confirmations: u64,
+    /// Most blocks per `eth_getLogs`.
+    pub max_range: u64,
+}
+
+/// The conservation scanner of one lane.
+pub struct ConservationScanner {
+    lane: Lane,
+    source: ScanSide,
+    destination: ScanSide,
+    domain: VoteDomain,
+    store: SharedStore,
+    metrics: LaneMetrics,
+    to_source: HashMap<Address, Address>,
+    /// `eth_getLogs` widths of the source and the destination side.
+    spans: [LogSpan; 2],
+    /// Votes seen before this relay indexed their request, re-checked every step (bounded).
+    unmatched: std::collections::VecDeque<SeenVote>,
+}
+
+/// A `VoteCast` as the divergence check needs it.
+#[derive(Debug, Clone, Copy)]
+struct SeenVote {
+    nonce: u64,
+    operator: Address,
+    key: alloy::primitives::B256,
+}
+
+/// Most votes kept for a later check while their request is not indexed yet.
+const MAX_UNMATCHED: usize = 4096;
+
+impl ConservationScanner {
+    /// A scanner of the lane of `metrics`.
+    pub fn new(
+        source: ScanSide,
+        destination: ScanSide,
+        store: SharedStore,
+        metrics: LaneMetrics,
+    ) -> Self {
+        let lane = metrics.lane;
+        let spans = [
+            LogSpan::with_max(source.max_range),
+            LogSpan::with_max(destination.max_range),
+        ];
+        let domain = VoteDomain {
+            src_chain_id: source.chain.chain_id(),
+            src_bridge: source.bridge,
+            dst_chain_id: destination.chain.chain_id(),
+            dst_bridge: destination.bridge,
+        };
+        let mut to_source = HashMap::new();
+        to_source.insert(Address::ZERO, Address::ZERO);
+        Self {
+            lane,
+            source,
+            destination,
+            domain,
+            store,
+            metrics,
+            to_source,
+            spans,
+            unmatched: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The lane scanned.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock()
+    }
+
+    /// Scan both sides as far as final blocks go (bounded per call) and, when the source caught
+    /// up, compare and publish. Returns the comparison when one was made.
+    pub async fn step(&mut self) -> Result<Option<Vec<AssetConservation>>, ConservationError> {
+        let waiting = std::mem::take(&mut self.unmatched);
+        for vote in waiting {
+            self.check_vote(vote)?;
+        }
+        self.scan(AssetSide::Released).await?;
+        if !self.scan(AssetSide::Requested).await? {
+            return Ok(None);
+        }
+        let (requested, released) = {
+            let store = self.store();
+            (
+                store.asset_totals(self.lane, AssetSide::Requested)?,
+                store.asset_totals(self.lane, AssetSide::Released)?,
+            )
+        };
+        for (local, _) in &released {
+            if !self.to_source.contains_key(local) {
+                let local = *local;
+                let pair = self
+                    .destination
+                    .chain
+                    .bridge_call(
+                        "tokenPair",
+                        |b| async move { b.tokenPair(local).call().await },
+                    )
+                    .await?;
+                self.to_source.insert(local, pair.remoteToken);
+            }
+        }
+        let compared = compare(&requested, &released, &self.to_source);
+        let lane = self.lane.as_str();
+        for a in &compared {
+            let label = asset_label(a.asset);
+            self.metrics
+                .set_asset(&label, f64::from(a.requested), f64::from(a.released), a.ok);
+            if !a.ok {
+                tracing::error!(
+                    %lane,
+                    asset = %label,
+                    requested = %a.requested,
+                    released = %a.released,
+                    "conservation broken: the destination released more than the source locked or burned"
+                );
+            }
+        }
+        Ok(Some(compared))
+    }
+
+    /// Read `side` from its scan position up to its safe head, at most [`RANGES_PER_STEP`]
+    /// ranges, recording each range's totals with the new position. `true` when it reached the
+    /// safe head.
+    async fn scan(&mut self, side: AssetSide) -> Result<bool, ConservationError> {
+        let (at, span) = match side {
+            AssetSide::Requested => (self.source.clone(), 0),
+            AssetSide::Released => (self.destination.clone(), 1),
+        };
+        let safe_head = at.chain.head().await?.saturating_sub(at.confirmations);
+        let mut next = self
+            .store()
+            .asset_scan_next(self.lane, side)?
+            .unwrap_or(at.start_block);
+        for _ in 0..RANGES_PER_STEP {
+            let Some(range) = self.spans[span].next(next, safe_head) else {
+                return Ok(true);
+            };
+            let (amounts, logs) = match side {
+                AssetSide::Requested => self.requested_in(&at, range.clone()).await?,
+                AssetSide::Released => self.released_in(&at, range.clone()).await?,
+            };
+            let width = range.end().saturating_sub(*range.start()).saturating_add(1);
+            self.spans[span].observe(width, logs);
+            next = range.end().saturating_add(1);
+            let list: Vec<(Address, U256)> = amounts.iter().map(|(a, v)| (*a, *v)).collect();
+            self.store()
+                .record_asset_range(self.lane, side, next, &list)?;
+        }
+        Ok(next > safe_head)
+    }
+
+    async fn logs(
+        &self,
+        at: &ScanSide,
+        signatures: Vec<alloy::primitives::B256>,
+        range: RangeInclusive<u64>,
+    ) -> Result<Vec<alloy::rpc::types::Log>, ConservationError> {
+        let filter = Filter::new()
+            .address(at.bridge)
+            .event_signature(signatures)
+            .from_block(*range.start())
+            .to_block(*range.end());
+        let logs = at
+            .chain
+            .call("eth_getLogs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await?;
+        Ok(logs.into_iter().filter(|l| !l.removed).collect())
+    }
+
+    async fn requested_in(
+        &self,
+        at: &ScanSide,
+        range: RangeInclusive<u64>,
+    ) -> Result<(BTreeMap<Address, U256>, usize), ConservationError> {
+        let mut amounts: BTreeMap<Address, U256> = BTreeMap::new();
+        let logs = self
+            .logs(
+                at,
+                vec![Bridge::RequestValueTransfer::SIGNATURE_HASH],
+                range,
+            )
+            .await?;
+        let count = logs.len();
+        for log in logs {
+            let event = log
+                .log_decode::<Bridge::RequestValueTransfer>()
+                .map_err(|_| ConservationError::BadLog {
+                    lane: self.lane,
+                    event: "RequestValueTransfer",
+                    block: log.block_number,
+                })?;
+            add(&mut amounts, event.inner.token, event.inner.amount);
+        }
+        Ok((amounts, count))
+    }
+
+    async fn released_in(
+        &mut self,
+        at: &ScanSide,
+        range: RangeInclusive<u64>,
+    ) -> Result<(BTreeMap<Address, U256>, usize), ConservationError> {
+        let mut amounts: BTreeMap<Address, U256> = BTreeMap::new();
+        let logs = self
+            .logs(
+                at,
+                vec![
+                    Bridge::HandleValueTransfer::SIGNATURE_HASH,
+                    Bridge::VoteCast::SIGNATURE_HASH,
+                ],
+                range,
+            )
+            .await?;
+        let count = logs.len();
+        for log in logs {
+            let bad = |event| ConservationError::BadLog {
+                lane: self.lane,
+                event,
+                block: log.block_number,
+            };
+            if log.topic0() == Some(&Bridge::HandleValueTransfer::SIGNATURE_HASH) {
+                let event = log
+                    .log_decode::<Bridge::HandleValueTransfer>()
+                    .map_err(|_| bad("HandleValueTransfer"))?;
+                add(&mut amounts, event.inner.token, event.inner.amount);
+            } else {
+                let event = log
+                    .log_decode::<Bridge::VoteCast>()
+                    .map_err(|_| bad("VoteCast"))?;
+                self.check_vote(SeenVote {
+                    nonce: event.inner.nonce,
+                    operator: event.inner.operator,
+                    key: event.inner.voteKey,
+                })?;
+            }
+        }
+        Ok((amounts, count))
+    }
+
+    /// Count a vote whose key differs from the payload this relay observed for its nonce; keep
+    /// it for later if the request is not indexed yet.
+    fn check_vote(&mut self, vote: SeenVote) -> Result<(), ConservationError> {
+        let SeenVote {
+            nonce,
+            operator,
+            key,
+        } = vote;
+        let Some(stored) = self.store().get(self.lane, nonce)? else {
+            if self.unmatched.len() >= MAX_UNMATCHED {
+                self.unmatched.pop_front();
+            }
+            self.unmatched.push_back(vote);
+            return Ok(());
+        };
+        let expected = self.domain.vote_key(&stored.request);
+        if expected != key {
+            self.metrics.vote_divergence.inc();
+            tracing::warn!(
+                lane = %self.lane,
+                nonce,
+                %operator,
+                voted = %key,
+                observed = %expected,
+                "vote divergence: an operator voted another payload than the one this relay observed"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_is_translated_to_the_source_asset_and_compared_exactly() {
+        let src_token = Address::repeat_byte(1);
+        let dst_token = Address::repeat_byte(2);
+        let to_source = HashMap::from([(Address::ZERO, Address::ZERO), (dst_token, src_token)]);
+        let requested = [(Address::ZERO, U256::from(10)), (src_token, U256::from(7))];
+        let released = [(Address::ZERO, U256::from(10)), (dst_token, U256::from(7))];
+        let out = compare(&requested, &released, &to_source);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|a| a.ok), "{out:?}");
+        let over = [(dst_token, U256::from(8))];
+        let out = compare(&requested, &over, &to_source);
+        let token = out.iter().find(|a| a.asset == src_token).unwrap();
+        assert!(!token.ok);
+        assert_eq!(
+            (token.requested, token.released),
+            (U256::from(7), U256::from(8))
+        );
+        // A release of something never requested is broken conservation, not ignored.
+        let stray = Address::repeat_byte(9);
+        let out = compare(&requested, &[(stray, U256::from(1))], &to_source);
+        assert!(!out.iter().find(|a| a.asset == stray).unwrap().ok);
+        // Differences below f64 precision still count.
+        let big = U256::from(10).pow(U256::from(24));
+        let out = compare(
+            &[(Address::ZERO, big)],
+            &[(Address::ZERO, big + U256::from(1))],
+            &to_source,
+        );
+        assert!(!out[0].ok);
+    }
+
+    #[test]
+    fn native_is_labelled_native_and_tokens_by_address() {
+        assert_eq!(asset_label(Address::ZERO), "native");
+        assert_eq!(
+            asset_label(Address::repeat_byte(0xab)),
+            "0xabababababababababababababababababababab"
+        );
+    }
+}

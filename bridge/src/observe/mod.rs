@@ -1,0 +1,7 @@
+//! What a relay reads to show, never to act on: the watcher (heads, balances, lane nonces,
+//! store counts), conservation per asset and vote divergence, and the lane status model shared
+//! by `/status` and `multibridge status`.
+
+pub mod conservation;
+pub mod status;
+pub mod watcher;

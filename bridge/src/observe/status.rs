@@ -1,0 +1,147 @@
+//! Where a lane stands: one model for `multibridge status` and the relay's `/status`, built from
+//! the chains' bookkeeping and this relay's store; and the store's counts published as metrics.
+
+use alloy::primitives::B256;
+use multibridge_contracts::{Lane, RequestStatus, WaitReason};
+use multibridge_monitoring::LaneMetrics;
+use serde::Serialize;
+
+use crate::chain::pair::LaneNonces;
+use crate::leadership::campaign::LeaderInfo;
+use crate::leadership::progress::ReplicaProgress;
+use crate::store::{Store, StoreError, unix_now};
+
+/// One lane's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaneStatus {
+    /// Lane.
+    pub lane: Lane,
+    /// Requests made on the source (`requestNonce`).
+    pub request_nonce: u64,
+    /// Every nonce below is handled on the destination.
+    pub lower_handle_nonce: u64,
+    /// Highest handled nonce + 1.
+    pub upper_handle_nonce: u64,
+    /// Requests not yet handled (`requestNonce − lowerHandleNonce`, an upper bound).
+    pub pending: u64,
+    /// Age of the oldest request still open in this relay's store, in seconds.
+    pub oldest_pending_age_secs: Option<u64>,
+    /// This operator's last vote: request nonce.
+    pub last_vote_nonce: Option<u64>,
+    /// This operator's last vote: transaction.
+    pub last_vote_tx: Option<B256>,
+    /// Open requests waiting on a destination condition, by reason (e.g. liquidity short, token
+    /// locked, paused); they proceed by themselves once it clears.
+    pub waiting: Vec<ReasonEntry>,
+    /// Requests this operator set aside for good, by reason (they need a person).
+    pub rejected: Vec<ReasonEntry>,
+    /// Whether this replica leads the lane (in the relay's `/status`; absent from the CLI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<bool>,
+    /// With `[etcd]`: who leads the lane's election and how far each replica got.
+    pub leadership: Option<LaneLeadership>,
+}
+
+/// A lane's election as etcd records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaneLeadership {
+    /// The leader (`None`: nobody leads right now).
+    pub leader: Option<LeaderInfo>,
+    /// The lane cursor the leader last recorded (next source block its indexer reads).
+    pub cursor: Option<u64>,
+    /// Every replica's progress record, by name.
+    pub replicas: Vec<ReplicaProgress>,
+    /// Set when etcd could not be read.
+    pub error: Option<String>,
+}
+
+/// Requests with one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonEntry {
+    /// The reason's stable name (the metric label).
+    pub reason: String,
+    /// What the destination or the node said (one of the requests').
+    pub detail: Option<String>,
+    /// How many requests have it.
+    pub requests: u64,
+    /// The lowest nonce with it.
+    pub first_nonce: u64,
+}
+
+/// One lane's status from its chain bookkeeping and, when there is one, the relay's store.
+pub fn lane_status(
+    lane: Lane,
+    nonces: LaneNonces,
+    store: Option<&Store>,
+) -> Result<LaneStatus, StoreError> {
+    let mut status = LaneStatus {
+        lane,
+        request_nonce: nonces.request,
+        lower_handle_nonce: nonces.lower,
+        upper_handle_nonce: nonces.upper,
+        pending: nonces.request.saturating_sub(nonces.lower),
+        oldest_pending_age_secs: None,
+        last_vote_nonce: None,
+        last_vote_tx: None,
+        waiting: Vec::new(),
+        rejected: Vec::new(),
+        leader: None,
+        leadership: None,
+    };
+    let Some(store) = store else {
+        return Ok(status);
+    };
+    let counts = store.counts(lane)?;
+    status.oldest_pending_age_secs = counts
+        .oldest_open_observed_at
+        .map(|t| unix_now().saturating_sub(t));
+    if let Some((nonce, tx, _)) = store.last_vote(lane)? {
+        status.last_vote_nonce = Some(nonce);
+        status.last_vote_tx = Some(tx);
+    }
+    status.waiting = store
+        .waiting_reasons(lane)?
+        .into_iter()
+        .map(|c| ReasonEntry {
+            reason: c.reason.as_str().to_owned(),
+            detail: c.detail,
+            requests: c.requests,
+            first_nonce: c.first_nonce,
+        })
+        .collect();
+    status.rejected = store
+        .rejected_reasons(lane)?
+        .into_iter()
+        .map(|c| ReasonEntry {
+            reason: c.reason.as_str().to_owned(),
+            detail: c.detail,
+            requests: c.requests,
+            first_nonce: c.first_nonce,
+        })
+        .collect();
+    Ok(status)
+}
+
+/// Publish the store's view of a lane: requests by status, the oldest open request's age, the
+/// open requests waiting by reason.
+pub fn publish_store_stats(store: &Store, metrics: &LaneMetrics) -> Result<(), StoreError> {
+    let lane = metrics.lane;
+    let counts = store.counts(lane)?;
+    for status in RequestStatus::ALL {
+        metrics.set_requests(status, counts.of(status));
+    }
+    let age = counts
+        .oldest_open_observed_at
+        .map(|t| unix_now().saturating_sub(t))
+        .unwrap_or(0);
+    metrics.oldest_pending_age.set(age as f64);
+    let waiting = store.waiting_reasons(lane)?;
+    for reason in WaitReason::ALL {
+        let n = waiting
+            .iter()
+            .find(|c| c.reason == reason)
+            .map_or(0, |c| c.requests);
+        metrics.set_stuck(reason, n);
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! The checks before a relay runs (and all of `multibridge config check`): the key, each chain's
+//! id on every endpoint, code at both bridges, that they name each other, that the operator is
+//! registered, the threshold and the signer's balance. Sends nothing.
+
+use std::sync::Arc;
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use multibridge_contracts::ChainRole;
+use multibridge_monitoring::Metrics;
+
+use crate::chain::{ChainPair, RetryPolicy};
+use crate::config::Config;
+use crate::error::RelayError;
+use crate::keys::load_signer;
+
+/// What the preflight found out about one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Which chain.
+    pub role: ChainRole,
+    /// Chain id (as configured and served).
+    pub chain_id: u64,
+    /// Endpoints that answered.
+    pub endpoints_up: usize,
+    /// Endpoints configured.
+    pub endpoints: usize,
+    /// Votes needed on this chain's bridge.
+    pub threshold: U256,
+    /// Registered operators of this chain's bridge.
+    pub operators: usize,
+    /// The signer's native balance on this chain.
+    pub signer_balance: U256,
+}
+
+/// A checked relay, ready to run.
+pub struct Preflight {
+    /// The config.
+    pub config: Config,
+    /// The operator's signer.
+    pub signer: PrivateKeySigner,
+    /// Both chains (RPC outcomes are recorded in `metrics` from the preflight on).
+    pub chains: ChainPair,
+    /// What was found per chain.
+    pub reports: Vec<ChainReport>,
+    /// The relay's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Check `config` against the live chains. Sends nothing.
+pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
+    let signer = load_signer(&config)?;
+    let operator = signer.address();
+    let endpoints = config
+        .chains
+        .main
+        .rpc_urls
+        .len()
+        .max(config.chains.service.rpc_urls.len());
+    let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
+    let chains = ChainPair::connect(&config.chains, RetryPolicy::interactive(), &metrics)?;
+    // First what each chain is (reachable, right id, a contract at the bridge address), then how
+    // the bridges relate to each other and to this operator: the most basic problem is named.
+    let mut endpoints_up = Vec::new();
+    for (role, client) in chains.each() {
+        let up = client.verify_chain_id().await?;
+        if up == 0 {
+            return Err(RelayError::Unreachable { chain: role });
+        }
+        let bridge = client.bridge();
+        let code = client
+            .call(
+                "eth_getCode",
+                |p| async move { p.get_code_at(bridge).await },
+            )
+            .await?;
+        if code.is_empty() {
+            return Err(RelayError::NoBridgeCode {
+                chain: role,
+                address: bridge,
+            });
+        }
+        endpoints_up.push(up);
+    }
+    let mut reports = Vec::new();
+    for ((role, client), endpoints_up) in chains.each().into_iter().zip(endpoints_up) {
+        let views = client.views();
+        let bridge = client.bridge();
+        let counterpart = chains.get(role.other()).bridge();
+        let named = views.counterpart_bridge().await?;
+        if named != counterpart {
+            return Err(RelayError::NotAPair {
+                chain: role,
+                bridge,
+                expected: counterpart,
+                actual: named,
+            });
+        }
+        let operators = views.operators().await?;
+        if !operators.contains(&operator) {
+            return Err(RelayError::NotRegistered {
+                chain: role,
+                operator,
+                bridge,
+            });
+        }
+        let threshold = views.threshold().await?;
+        let signer_balance = client
+            .call("eth_getBalance", |p| async move {
+                p.get_balance(operator).await
+            })
+            .await?;
+        if signer_balance.is_zero() {
+            return Err(RelayError::Unfunded {
+                chain: role,
+                operator,
+            });
+        }
+        reports.push(ChainReport {
+            role,
+            chain_id: client.chain_id(),
+            endpoints_up,
+            endpoints: config.chains.get(role).rpc_urls.len(),
+            threshold,
+            operators: operators.len(),
+            signer_balance,
+        });
+    }
+    Ok(Preflight {
+        config,
+        signer,
+        chains,
+        reports,
+        metrics,
+    })
+}

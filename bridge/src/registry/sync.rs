@@ -1,0 +1,182 @@
+//! Keeps this operator's lane services in the registry pointing at the replica that leads each
+//! lane: registers a missing service (the operator becomes its manager) and moves a location
+//! that differs (`updateLocation`, emitting `NewLocation`). The writes go through the main
+//! chain's submitter like every other transaction of the key, so they only happen while this
+//! replica holds the main chain's nonce sequence; a problem is logged and counted, never fatal.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes};
+use alloy::sol_types::SolCall;
+use multibridge_contracts::bindings::ServiceRegistry;
+use multibridge_monitoring::{Metrics, RegistryUpdate};
+use tokio::sync::{mpsc, watch};
+
+use super::{LaneService, registered_location};
+use crate::chain::ChainClient;
+use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitClient};
+use crate::leadership::campaign::read_leader;
+use crate::leadership::etcd_pool::EtcdPool;
+use crate::task::{Next, Stepper};
+
+/// How often the registry is compared with the lanes' leaders.
+const SYNC_EVERY: Duration = Duration::from_secs(2);
+
+/// The registry sync of one replica.
+pub struct RegistrySync {
+    /// Main chain (where the registry is).
+    pub main: Arc<ChainClient>,
+    /// `ServiceRegistry`.
+    pub registry: Address,
+    /// Each lane service with the leader key of its lane's election (`None`: standalone, this
+    /// replica serves it).
+    pub services: Vec<(LaneService, Option<String>)>,
+    /// etcd (absent: standalone).
+    pub pool: Option<Arc<EtcdPool>>,
+    /// This replica's URL.
+    pub own_url: String,
+    /// The main chain's submitter.
+    pub submit: SubmitClient,
+    /// Its events for our transactions.
+    pub events: mpsc::UnboundedReceiver<JobEvent>,
+    /// Whether this replica holds the main chain's nonce sequence now.
+    pub term: watch::Receiver<bool>,
+    /// Metrics (`registry_updates_total`).
+    pub metrics: Arc<Metrics>,
+    /// Registry transactions in flight: nonce → the lane service it writes.
+    pub in_flight: BTreeMap<u64, LaneService>,
+}
+
+impl RegistrySync {
+    /// Where each service should point now: `(service, url)`; services whose lane has no leader
+    /// of this operator (or whose leader cannot be read) are left as they are.
+    async fn wanted(&self) -> Vec<(LaneService, String)> {
+        let mut out = Vec::new();
+        for (service, key) in &self.services {
+            let url = match (key, &self.pool) {
+                (Some(key), Some(pool)) => match read_leader(pool, key).await {
+                    // Under the lane scope the leader may be another operator's replica: its
+                    // URL does not serve this operator's service.
+                    Ok(Some(leader))
+                        if leader.operator.parse::<Address>().ok()
+                            == Some(service.meta.operator) =>
+                    {
+                        leader.url
+                    }
+                    _ => continue,
+                },
+                _ => self.own_url.clone(),
+            };
+            out.push((*service, url));
+        }
+        out
+    }
+
+    fn track(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            let (nonce, outcome) = match &event {
+                JobEvent::Mined { nonce, receipt, .. } => {
+                    if !receipt.status() {
+                        tracing::warn!(tx = %receipt.transaction_hash, "registry transaction reverted (registered by someone else meanwhile?)");
+                    }
+                    (
+                        *nonce,
+                        if receipt.status() {
+                            RegistryUpdate::Updated
+                        } else {
+                            RegistryUpdate::Failed
+                        },
+                    )
+                }
+                JobEvent::Replaced { .. } => continue,
+                JobEvent::Superseded { nonce } | JobEvent::Abandoned { nonce } => {
+                    (*nonce, RegistryUpdate::Failed)
+                }
+            };
+            if let Some(service) = self.in_flight.remove(&nonce) {
+                self.metrics.registry_update(outcome);
+                if outcome == RegistryUpdate::Updated {
+                    tracing::info!(lane = %service.lane, "service location written to the registry");
+                }
+            }
+        }
+    }
+
+    /// One round: follow what was sent; compare and write what is off.
+    pub async fn round(&mut self) -> Result<Next, Infallible> {
+        self.track();
+        if !*self.term.borrow_and_update() || !self.in_flight.is_empty() {
+            // Not this replica's to write now, or the last writes are not mined yet.
+            let mut term = self.term.clone();
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = term.changed() => {}
+            }
+            return Ok(Next::Now);
+        }
+        for (service, location) in self.wanted().await {
+            let id = service.id;
+            let current = match registered_location(&self.main, self.registry, id).await {
+                Ok(current) => current,
+                Err(e) => {
+                    tracing::warn!(lane = %service.lane, error = %e, "cannot read the registry; retrying later");
+                    break;
+                }
+            };
+            let input: Bytes = match current {
+                Some(current) if current == location => continue,
+                Some(_) => ServiceRegistry::updateLocationCall {
+                    id,
+                    location: location.clone(),
+                }
+                .abi_encode()
+                .into(),
+                None => ServiceRegistry::registerCall {
+                    id,
+                    name: format!(
+                        "multibridge {} operator {}",
+                        service.lane, service.meta.operator
+                    ),
+                    location: location.clone(),
+                    meta: service.meta.encode().into(),
+                }
+                .abi_encode()
+                .into(),
+            };
+            let job = Job {
+                to: self.registry,
+                input,
+                gas: GasPlan::Estimate { margin_percent: 25 },
+            };
+            match self.submit.submit(job).await {
+                Ok(sent) => {
+                    tracing::info!(lane = %service.lane, %location, tx = %sent.hash, "service location sent to the registry");
+                    self.in_flight.insert(sent.nonce, service);
+                }
+                Err(e) => {
+                    self.metrics.registry_update(RegistryUpdate::Failed);
+                    tracing::warn!(lane = %service.lane, error = %e, "cannot write the registry; retrying later");
+                    break;
+                }
+            }
+        }
+        let mut term = self.term.clone();
+        tokio::select! {
+            () = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = term.changed() => {}
+        }
+        Ok(Next::Now)
+    }
+}
+
+impl Stepper for RegistrySync {
+    type Error = Infallible;
+
+    fn step(&mut self) -> impl Future<Output = Result<Next, Infallible>> + Send {
+        self.round()
+    }
+}

@@ -1,0 +1,1018 @@
+//! The relay's request store (SQLite): one row per request, keyed by (lane, nonce), with its
+//! payload and payload hash, an explicit [`RequestStatus`], the reason it waits or was set
+//! aside, attempts and every transaction hash sent for it; and per lane the indexing cursor,
+//! advanced in the same transaction as the requests it covers, beside the first nonce not yet
+//! known to be stored without a gap.
+//!
+//! Every change of a request's state goes through [`Store::apply`] with a [`Transition`]: the
+//! table of what each transition does is in one place. Status and reason names are the shared
+//! stable names of `multibridge_contracts::lifecycle` (the same strings label the metrics):
+//! never rename them.
+//!
+//! One connection, used by the relay's tasks under a mutex ([`SharedStore`]); every call is a
+//! short indexed query, so they run on the async workers directly.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{B256, keccak256};
+use alloy::sol_types::SolValue;
+use multibridge_contracts::{Lane, RejectReason, Request, RequestStatus, WaitReason};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::config::Config;
+
+mod asset_totals;
+pub use asset_totals::AssetSide;
+
+/// Schema version written to `meta`; bump with a migration in [`Store::migrate`], never edit
+/// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The open statuses as an SQL list (checked against [`RequestStatus::OPEN`] by a test).
+const OPEN: &str = "('observed', 'voting', 'voted')";
+
+/// A change of one request's state. What each does to the row is in [`Store::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// A vote transaction for it was broadcast: `voting`, one more attempt, its hash kept (a
+    /// noted waiting reason stays until the request is voted or handled).
+    Sent {
+        /// The transaction.
+        tx: B256,
+    },
+    /// Its vote transaction was re-sent under a new hash: the hash is kept.
+    Replaced {
+        /// The new transaction.
+        tx: B256,
+    },
+    /// This operator's vote is on chain: `voted`.
+    Voted,
+    /// Executed on the destination: `handled`.
+    Handled,
+    /// Still voted, not yet handled: looked at now (to the back of the re-check queue).
+    Touched,
+    /// Its vote is not on its way or gone (a transaction superseded or abandoned, a vote
+    /// removed by a reorg): `observed` again, to be pre-checked and voted.
+    Reopened,
+    /// The destination cannot execute it yet: `observed` with the reason; retried later.
+    Waiting {
+        /// Why.
+        reason: WaitReason,
+        /// What the destination said, for people.
+        detail: String,
+    },
+    /// It can never be voted: `rejected` with the reason.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// What the destination or the node said, for people.
+        detail: String,
+    },
+}
+
+/// A stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequest {
+    /// Lane.
+    pub lane: Lane,
+    /// The request as observed.
+    pub request: Request,
+    /// Hash of its ABI encoding (identity of the observed payload).
+    pub payload_hash: B256,
+    /// Status.
+    pub status: RequestStatus,
+    /// Why an open request waits.
+    pub waiting: Option<WaitReason>,
+    /// Why a rejected request was set aside.
+    pub rejected: Option<RejectReason>,
+    /// What the destination or the node said about the reason.
+    pub detail: Option<String>,
+    /// Vote transactions sent so far.
+    pub attempts: u32,
+    /// Unix seconds when it was first stored.
+    pub observed_at: u64,
+}
+
+/// Request store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (disk, lock, corruption).
+    #[error("request store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store belongs to another bridge pair or operator.
+    #[error(
+        "request store belongs to {found}, this relay is {expected}; point store.path elsewhere"
+    )]
+    WrongIdentity {
+        /// What the store says.
+        found: String,
+        /// What this relay is.
+        expected: String,
+    },
+    /// The store was written by a newer multibridge.
+    #[error(
+        "request store has schema version {found}, this multibridge knows up to {known}; upgrade multibridge or point store.path elsewhere"
+    )]
+    NewerSchema {
+        /// Version in the file.
+        found: u32,
+        /// Newest this build knows.
+        known: u32,
+    },
+    /// A row does not decode.
+    #[error("request store is corrupt: {0}")]
+    Corrupt(String),
+    /// A final source block produced a different payload for a nonce already stored: the source
+    /// RPC lied or a reorg went deeper than the confirmation depth. Voting must stop until an
+    /// operator looks.
+    #[error(
+        "{lane} nonce {nonce}: stored payload {stored} differs from newly indexed {indexed}; a reorg deeper than the confirmation depth or a lying RPC"
+    )]
+    PayloadConflict {
+        /// Lane.
+        lane: Lane,
+        /// Nonce.
+        nonce: u64,
+        /// Hash already stored.
+        stored: B256,
+        /// Hash just indexed.
+        indexed: B256,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same call may succeed (a busy database); the rest needs a person.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+/// Counts per status of one lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneCounts {
+    /// By status, in [`RequestStatus::ALL`] order.
+    pub by_status: [u64; 5],
+    /// `observed_at` of the oldest open request.
+    pub oldest_open_observed_at: Option<u64>,
+    /// Highest stored nonce.
+    pub max_nonce: Option<u64>,
+}
+
+impl LaneCounts {
+    /// Requests with `status`.
+    pub fn of(&self, status: RequestStatus) -> u64 {
+        RequestStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .and_then(|i| self.by_status.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// How many requests of a lane have one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount<R> {
+    /// The reason.
+    pub reason: R,
+    /// How many requests have it.
+    pub requests: u64,
+    /// One of their details (what the destination or node said).
+    pub detail: Option<String>,
+    /// The lowest nonce with it.
+    pub first_nonce: u64,
+}
+
+/// The request store.
+pub struct Store {
+    conn: Connection,
+}
+
+/// The store shared by a relay's tasks. The lock is held for one short query at a time; a
+/// panic while holding it leaves the database consistent (SQLite transactions), so a poisoned
+/// lock is taken over rather than spreading the panic.
+#[derive(Clone)]
+pub struct SharedStore(Arc<Mutex<Store>>);
+
+impl SharedStore {
+    /// Share `store`.
+    pub fn new(store: Store) -> Self {
+        Self(Arc::new(Mutex::new(store)))
+    }
+
+    /// The store, for one short use.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The identity a store is bound to: the bridge pair and the operator of `config`.
+pub fn identity(config: &Config) -> String {
+    format!(
+        "{}/{} <-> {}/{} operator {}",
+        config.chains.main.chain_id,
+        config.chains.main.bridge,
+        config.chains.service.chain_id,
+        config.chains.service.bridge,
+        config.operator.address
+    )
+}
+
+/// Unix seconds now (the store's timestamps; 0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
+
+/// Hash of a request's ABI encoding.
+pub fn payload_hash(request: &Request) -> B256 {
+    keccak256(request.abi_encode())
+}
+
+/// The columns [`RawRow::read`] expects, in order.
+const ROW: &str =
+    "nonce, payload, payload_hash, status, reason, reason_detail, attempts, observed_at";
+
+impl Store {
+    /// Open (or create) the store at `path` for the relay identified by `identity` (bridge pair
+    /// and operator); refuses a store written by another identity or a newer version.
+    pub fn open(path: &Path, identity: &str) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn, identity)
+    }
+
+    /// An in-memory store (unit tests).
+    pub fn open_in_memory(identity: &str) -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?, identity)
+    }
+
+    fn init(conn: Connection, identity: &str) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers (status, HTTP) never block the indexer; NORMAL sync is durable across a
+        // process crash, which is the failure the relay must survive. A small page cache: the
+        // relay reads a bounded window of rows, never the whole table.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -2_000)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS cursors (
+                 lane TEXT PRIMARY KEY,
+                 next_block INTEGER NOT NULL,
+                 updated_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS requests (
+                 lane TEXT NOT NULL,
+                 nonce INTEGER NOT NULL,
+                 payload_hash BLOB NOT NULL,
+                 payload BLOB NOT NULL,
+                 src_block INTEGER NOT NULL,
+                 status TEXT NOT NULL,
+                 reason TEXT,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 observed_at INTEGER NOT NULL,
+                 updated_at INTEGER NOT NULL,
+                 PRIMARY KEY (lane, nonce));
+             CREATE INDEX IF NOT EXISTS requests_open ON requests (lane, status, nonce)
+                 WHERE status IN ('observed', 'voting', 'voted');
+             CREATE TABLE IF NOT EXISTS request_txs (
+                 lane TEXT NOT NULL,
+                 nonce INTEGER NOT NULL,
+                 tx_hash BLOB NOT NULL,
+                 sent_at INTEGER NOT NULL,
+                 PRIMARY KEY (lane, nonce, tx_hash));",
+        )?;
+        conn.execute_batch(asset_totals::SCHEMA)?;
+        let store = Self { conn };
+        store.check_identity(identity)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn check_identity(&self, identity: &str) -> Result<(), StoreError> {
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match found {
+            Some(found) if found != identity => Err(StoreError::WrongIdentity {
+                found,
+                expected: identity.to_owned(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                // A new store starts at version 1 and is migrated like an old one.
+                self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('identity', ?1), ('schema_version', '1')",
+                    params![identity],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let text = text.unwrap_or_else(|| "1".to_owned());
+        text.parse()
+            .map_err(|_| StoreError::Corrupt(format!("schema_version {text:?}")))
+    }
+
+    /// Bring an older store to [`SCHEMA_VERSION`], each step in its own transaction.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found < 2 {
+            // Version 1 kept free-text reasons; version 2 keeps the stable name and the text
+            // beside it, and the contiguous-nonce watermark per lane.
+            let mut mapping = String::from("CASE");
+            for (needle, reason) in [
+                ("InsufficientLiquidity", WaitReason::InsufficientLiquidity),
+                ("TokenIsLocked", WaitReason::TokenLocked),
+                ("TokenNotRegistered", WaitReason::TokenNotRegistered),
+                ("BridgePaused", WaitReason::Paused),
+                ("RateLimited", WaitReason::RateLimited),
+            ] {
+                mapping.push_str(&format!(
+                    " WHEN reason LIKE '%{needle}%' THEN '{}'",
+                    reason.as_str()
+                ));
+            }
+            mapping.push_str(&format!(" ELSE '{}' END", WaitReason::Other.as_str()));
+            self.conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE requests ADD COLUMN reason_detail TEXT;
+                 ALTER TABLE cursors ADD COLUMN next_nonce INTEGER;
+                 UPDATE requests SET reason_detail = reason, reason = {mapping}
+                     WHERE reason IS NOT NULL AND status IN {OPEN};
+                 UPDATE requests SET reason_detail = reason, reason = NULL
+                     WHERE reason IS NOT NULL AND status NOT IN {OPEN};
+                 UPDATE meta SET value = '2' WHERE key = 'schema_version';
+                 COMMIT;"
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// The next source block to index on `lane`, if indexing started.
+    pub fn cursor(&self, lane: Lane) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT next_block FROM cursors WHERE lane = ?1",
+                [lane.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(to_u64))
+    }
+
+    /// Store the requests found in a block range and move the cursor to `next_block`, in one
+    /// transaction: after a crash either both happened or neither did. Requests already stored
+    /// with the same payload are left as they are; a different payload for a stored nonce is a
+    /// [`StoreError::PayloadConflict`] and nothing is written. Returns how many were new.
+    pub fn record_range(
+        &mut self,
+        lane: Lane,
+        requests: &[Request],
+        next_block: u64,
+    ) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let at = to_i64(unix_now());
+        let mut inserted = 0usize;
+        for request in requests {
+            if insert_observed(&tx, lane, request, at)?.is_none() {
+                inserted = inserted.saturating_add(1);
+            }
+        }
+        // The gap check starts at the first nonce this lane ever indexed (earlier ones lie before
+        // start_block: not this relay's history to look for).
+        let first = requests.iter().map(|r| r.nonce).min();
+        tx.execute(
+            "INSERT INTO cursors (lane, next_block, updated_at, next_nonce) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (lane) DO UPDATE SET next_block = excluded.next_block,
+                 updated_at = excluded.updated_at,
+                 next_nonce = COALESCE(cursors.next_nonce, excluded.next_nonce)",
+            params![lane.as_str(), to_i64(next_block), at, first.map(to_i64)],
+        )?;
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    /// Move the cursor back (e.g. to re-scan after a nonce gap). Never moves it forward.
+    pub fn rewind_cursor(&mut self, lane: Lane, to_block: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cursors SET next_block = MIN(next_block, ?2), updated_at = ?3 WHERE lane = ?1",
+            params![lane.as_str(), to_i64(to_block), to_i64(unix_now())],
+        )?;
+        Ok(())
+    }
+
+    /// Source block of a stored request.
+    pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT src_block FROM requests WHERE lane = ?1 AND nonce = ?2",
+                params![lane.as_str(), to_i64(nonce)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(to_u64))
+    }
+
+    /// One stored request.
+    pub fn get(&self, lane: Lane, nonce: u64) -> Result<Option<StoredRequest>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {ROW} FROM requests WHERE lane = ?1 AND nonce = ?2"),
+                params![lane.as_str(), to_i64(nonce)],
+                RawRow::read,
+            )
+            .optional()?
+            .map(|raw| raw.into_stored(lane))
+            .transpose()
+    }
+
+    /// Open requests (observed, voting, voted) of `lane` in nonce order, at most `limit`.
+    pub fn open_requests(
+        &self,
+        lane: Lane,
+        limit: usize,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        self.query_requests(
+            &format!(
+                "SELECT {ROW} FROM requests WHERE lane = ?1 AND status IN {OPEN}
+                 ORDER BY nonce LIMIT ?2"
+            ),
+            params![lane.as_str(), to_i64(limit as u64)],
+            lane,
+        )
+    }
+
+    /// Requests that need this relay's vote now, in nonce order, at most `limit`: `observed`
+    /// ones, except those waiting for a destination condition that were last tried less than
+    /// `retry_after_secs` ago. Voted requests are not here: they wait for others and must not
+    /// hold the queue; `voting` ones are in flight.
+    pub fn needing_vote(
+        &self,
+        lane: Lane,
+        retry_after_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        self.query_requests(
+            &format!(
+                "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
+                 AND (reason IS NULL OR updated_at <= ?2)
+                 ORDER BY nonce LIMIT ?3"
+            ),
+            params![
+                lane.as_str(),
+                to_i64(unix_now().saturating_sub(retry_after_secs)),
+                to_i64(limit as u64)
+            ],
+            lane,
+        )
+    }
+
+    /// Voted requests not looked at for `older_than_secs`, least recently checked first: the ones
+    /// to re-check for their handle, round-robin.
+    pub fn stale_voted(
+        &self,
+        lane: Lane,
+        older_than_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        self.query_requests(
+            &format!(
+                "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'voted' AND updated_at <= ?2
+                 ORDER BY updated_at, nonce LIMIT ?3"
+            ),
+            params![
+                lane.as_str(),
+                to_i64(unix_now().saturating_sub(older_than_secs)),
+                to_i64(limit as u64)
+            ],
+            lane,
+        )
+    }
+
+    fn query_requests(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        lane: Lane,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, RawRow::read)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.into_stored(lane)?);
+        }
+        Ok(out)
+    }
+
+    /// Apply one transition to request `nonce` of `lane`. `handled` and `rejected` are final
+    /// for every transition here (only [`requeue`](Self::requeue) reopens, on the chain's word).
+    /// Returns whether the row changed.
+    pub fn apply(
+        &mut self,
+        lane: Lane,
+        nonce: u64,
+        transition: &Transition,
+    ) -> Result<bool, StoreError> {
+        let at = to_i64(unix_now());
+        let key = params![lane.as_str(), to_i64(nonce), at];
+        let not_final = "status NOT IN ('handled', 'rejected')";
+        let changed = match transition {
+            Transition::Sent { tx: hash } => {
+                let tx = self.conn.transaction()?;
+                let changed = tx.execute(
+                    &format!(
+                        "UPDATE requests SET status = 'voting', attempts = attempts + 1, updated_at = ?3
+                         WHERE lane = ?1 AND nonce = ?2 AND status IN {OPEN}"
+                    ),
+                    key,
+                )?;
+                record_tx(&tx, lane, nonce, *hash, at)?;
+                tx.commit()?;
+                changed
+            }
+            Transition::Replaced { tx: hash } => {
+                record_tx(&self.conn, lane, nonce, *hash, at)?;
+                1
+            }
+            Transition::Voted => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'voted', reason = NULL, reason_detail = NULL,
+                     updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND {not_final}"
+                ),
+                key,
+            )?,
+            Transition::Handled => self.conn.execute(
+                "UPDATE requests SET status = 'handled', reason = NULL, reason_detail = NULL,
+                 updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND status != 'handled'",
+                key,
+            )?,
+            Transition::Touched => self.conn.execute(
+                "UPDATE requests SET updated_at = ?3 WHERE lane = ?1 AND nonce = ?2",
+                key,
+            )?,
+            Transition::Reopened => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'observed', reason = NULL, reason_detail = NULL,
+                     updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND {not_final}"
+                ),
+                key,
+            )?,
+            Transition::Waiting { reason, detail } => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'observed', reason = ?4, reason_detail = ?5,
+                     updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND {not_final}"
+                ),
+                params![lane.as_str(), to_i64(nonce), at, reason.as_str(), detail],
+            )?,
+            Transition::Rejected { reason, detail } => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'rejected', reason = ?4, reason_detail = ?5,
+                     updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND {not_final}"
+                ),
+                params![lane.as_str(), to_i64(nonce), at, reason.as_str(), detail],
+            )?,
+        };
+        Ok(changed > 0)
+    }
+
+    /// Every transaction hash sent for a request, oldest first.
+    pub fn tx_hashes(&self, lane: Lane, nonce: u64) -> Result<Vec<B256>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT tx_hash FROM request_txs WHERE lane = ?1 AND nonce = ?2 ORDER BY sent_at, rowid",
+        )?;
+        let rows = stmt.query_map(params![lane.as_str(), to_i64(nonce)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(hash_of(&row?)?);
+        }
+        Ok(out)
+    }
+
+    /// This relay's most recent vote on `lane`: (request nonce, transaction, unix seconds sent).
+    pub fn last_vote(&self, lane: Lane) -> Result<Option<(u64, B256, u64)>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT nonce, tx_hash, sent_at FROM request_txs WHERE lane = ?1
+                 ORDER BY sent_at DESC, rowid DESC LIMIT 1",
+                [lane.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(nonce, hash, at)| Ok((to_u64(nonce), hash_of(&hash)?, to_u64(at))))
+            .transpose()
+    }
+
+    /// Nonces missing between the lane's contiguous watermark and its highest stored nonce, at
+    /// most `limit` (each is a request the indexer must have skipped). Moves the watermark over
+    /// the stored run first, so each call reads only rows it has not passed yet.
+    pub fn missing_nonces(&mut self, lane: Lane, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let Some(mut expected) = self.contiguous_from(lane)? else {
+            return Ok(Vec::new());
+        };
+        let mut missing = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT nonce FROM requests WHERE lane = ?1 AND nonce >= ?2 ORDER BY nonce",
+            )?;
+            let rows = stmt.query_map(params![lane.as_str(), to_i64(expected)], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            let mut run_ends = Some(expected);
+            for row in rows {
+                let nonce = to_u64(row?);
+                while expected < nonce && missing.len() < limit {
+                    missing.push(expected);
+                    expected = expected.saturating_add(1);
+                }
+                if missing.len() >= limit {
+                    break;
+                }
+                expected = nonce.saturating_add(1);
+                if missing.is_empty() {
+                    run_ends = Some(expected);
+                }
+            }
+            if let Some(next) = run_ends {
+                self.conn.execute(
+                    "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND next_nonce < ?2",
+                    params![lane.as_str(), to_i64(next)],
+                )?;
+            }
+        }
+        Ok(missing)
+    }
+
+    /// The first nonce not yet known to be stored without a gap (`None` before the first
+    /// request was indexed).
+    pub fn contiguous_from(&self, lane: Lane) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT next_nonce FROM cursors WHERE lane = ?1",
+                [lane.as_str()],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten()
+            .map(to_u64))
+    }
+
+    /// Give up looking for `nonce` (the source never returned its log): the gap check moves on
+    /// past it. Recovery still finds it on the chains if it is unhandled.
+    pub fn skip_gap(&mut self, lane: Lane, nonce: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND next_nonce <= ?3",
+            params![
+                lane.as_str(),
+                to_i64(nonce.saturating_add(1)),
+                to_i64(nonce)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every transaction this store recorded as sent at or after `unix_secs`, oldest first.
+    pub fn txs_sent_since(&self, unix_secs: u64) -> Result<Vec<(Lane, u64, B256)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT lane, nonce, tx_hash FROM request_txs WHERE sent_at >= ?1 ORDER BY sent_at",
+        )?;
+        let rows = stmt.query_map(params![to_i64(unix_secs)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lane, nonce, hash) = row?;
+            let lane = lane
+                .parse::<Lane>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((lane, to_u64(nonce), hash_of(&hash)?));
+        }
+        Ok(out)
+    }
+
+    /// A new voting term starts (this replica became the lane's leader): requests whose vote
+    /// was in flight in an earlier term go back to `observed`, so the voter's pre-check asks the
+    /// chain whether they still need this operator's vote. Returns how many rows changed.
+    pub fn reopen_in_flight(&mut self, lane: Lane) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE requests SET status = 'observed', updated_at = ?2
+             WHERE lane = ?1 AND status = 'voting'",
+            params![lane.as_str(), to_i64(unix_now())],
+        )?)
+    }
+
+    /// Make `requests` open for a vote again, as recovery found them on the chains (unhandled,
+    /// not voted by this operator): unknown ones are stored as `observed` (the cursor is not
+    /// touched), stored `voting`/`voted` ones go back to `observed`. `handled` and `rejected`
+    /// stay; a different payload for a stored nonce is a [`StoreError::PayloadConflict`] and
+    /// nothing is written. Returns how many rows changed.
+    pub fn requeue(&mut self, lane: Lane, requests: &[Request]) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let at = to_i64(unix_now());
+        let mut changed = 0usize;
+        for request in requests {
+            match insert_observed(&tx, lane, request, at)? {
+                None => changed = changed.saturating_add(1),
+                Some(RequestStatus::Voting | RequestStatus::Voted) => {
+                    tx.execute(
+                        "UPDATE requests SET status = 'observed', updated_at = ?3
+                         WHERE lane = ?1 AND nonce = ?2",
+                        params![lane.as_str(), to_i64(request.nonce), at],
+                    )?;
+                    changed = changed.saturating_add(1);
+                }
+                Some(_) => {}
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Open requests of `lane` waiting on a destination condition, counted by reason, each with
+    /// one of its details.
+    pub fn waiting_reasons(&self, lane: Lane) -> Result<Vec<ReasonCount<WaitReason>>, StoreError> {
+        self.reason_counts(lane, &format!("status IN {OPEN}"))
+    }
+
+    /// Rejected requests of `lane`, counted by reason, each with one of its details.
+    pub fn rejected_reasons(
+        &self,
+        lane: Lane,
+    ) -> Result<Vec<ReasonCount<RejectReason>>, StoreError> {
+        self.reason_counts(lane, "status = 'rejected'")
+    }
+
+    fn reason_counts<R: std::str::FromStr>(
+        &self,
+        lane: Lane,
+        filter: &str,
+    ) -> Result<Vec<ReasonCount<R>>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
+             WHERE lane = ?1 AND {filter} AND reason IS NOT NULL
+             GROUP BY reason ORDER BY reason"
+        ))?;
+        let rows = stmt.query_map([lane.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                to_u64(r.get::<_, i64>(1)?),
+                r.get::<_, Option<String>>(2)?,
+                to_u64(r.get::<_, i64>(3)?),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, requests, detail, first_nonce) = row?;
+            let reason = name
+                .parse::<R>()
+                .map_err(|_| StoreError::Corrupt(format!("unknown reason {name:?}")))?;
+            out.push(ReasonCount {
+                reason,
+                requests,
+                detail,
+                first_nonce,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Counts per status, the oldest open request and the highest nonce of `lane`.
+    pub fn counts(&self, lane: Lane) -> Result<LaneCounts, StoreError> {
+        let mut counts = LaneCounts::default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, COUNT(*) FROM requests WHERE lane = ?1 GROUP BY status",
+        )?;
+        let rows = stmt.query_map([lane.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (status, n) = row?;
+            let status = parse_status(&status)?;
+            if let Some(i) = RequestStatus::ALL.iter().position(|s| *s == status)
+                && let Some(slot) = counts.by_status.get_mut(i)
+            {
+                *slot = to_u64(n);
+            }
+        }
+        counts.oldest_open_observed_at = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT MIN(observed_at) FROM requests WHERE lane = ?1 AND status IN {OPEN}"
+                ),
+                [lane.as_str()],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(to_u64);
+        counts.max_nonce = self
+            .conn
+            .query_row(
+                "SELECT MAX(nonce) FROM requests WHERE lane = ?1",
+                [lane.as_str()],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(to_u64);
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Make every row of `lane` look `secs` older (unit tests of pauses).
+    pub(crate) fn age_rows(&mut self, lane: Lane, secs: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE requests SET updated_at = updated_at - ?2 WHERE lane = ?1",
+            params![lane.as_str(), to_i64(secs)],
+        )?;
+        Ok(())
+    }
+}
+
+fn parse_status(name: &str) -> Result<RequestStatus, StoreError> {
+    name.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown status {name:?}")))
+}
+
+fn hash_of(bytes: &[u8]) -> Result<B256, StoreError> {
+    B256::try_from(bytes).map_err(|_| StoreError::Corrupt("tx hash length".into()))
+}
+
+fn record_tx(
+    conn: &Connection,
+    lane: Lane,
+    nonce: u64,
+    hash: B256,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO request_txs (lane, nonce, tx_hash, sent_at) VALUES (?1, ?2, ?3, ?4)",
+        params![lane.as_str(), to_i64(nonce), hash.as_slice(), at],
+    )?;
+    Ok(())
+}
+
+/// Store `request` as `observed` unless its nonce is stored already. Returns `None` when it was
+/// inserted, else the stored status; a different payload for the nonce is a
+/// [`StoreError::PayloadConflict`].
+fn insert_observed(
+    tx: &rusqlite::Transaction<'_>,
+    lane: Lane,
+    request: &Request,
+    at: i64,
+) -> Result<Option<RequestStatus>, StoreError> {
+    let hash = payload_hash(request);
+    let stored: Option<(Vec<u8>, String)> = tx
+        .query_row(
+            "SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2",
+            params![lane.as_str(), to_i64(request.nonce)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match stored {
+        Some((stored, status)) if stored.as_slice() == hash.as_slice() => {
+            Ok(Some(parse_status(&status)?))
+        }
+        Some((stored, _)) => Err(StoreError::PayloadConflict {
+            lane,
+            nonce: request.nonce,
+            stored: B256::try_from(stored.as_slice()).unwrap_or_default(),
+            indexed: hash,
+        }),
+        None => {
+            tx.execute(
+                "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
+                params![
+                    lane.as_str(),
+                    to_i64(request.nonce),
+                    hash.as_slice(),
+                    request.abi_encode(),
+                    to_i64(request.srcBlockNumber),
+                    at
+                ],
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// A row as read, before decoding.
+struct RawRow {
+    nonce: i64,
+    payload: Vec<u8>,
+    payload_hash: Vec<u8>,
+    status: String,
+    reason: Option<String>,
+    detail: Option<String>,
+    attempts: i64,
+    observed_at: i64,
+}
+
+impl RawRow {
+    fn read(r: &rusqlite::Row<'_>) -> Result<Self, rusqlite::Error> {
+        Ok(Self {
+            nonce: r.get(0)?,
+            payload: r.get(1)?,
+            payload_hash: r.get(2)?,
+            status: r.get(3)?,
+            reason: r.get(4)?,
+            detail: r.get(5)?,
+            attempts: r.get(6)?,
+            observed_at: r.get(7)?,
+        })
+    }
+
+    fn into_stored(self, lane: Lane) -> Result<StoredRequest, StoreError> {
+        let request = Request::abi_decode(&self.payload)
+            .map_err(|e| StoreError::Corrupt(format!("{lane} nonce {}: {e}", self.nonce)))?;
+        let payload_hash = B256::try_from(self.payload_hash.as_slice())
+            .map_err(|_| StoreError::Corrupt("payload hash length".into()))?;
+        // The payload must still be the one its hash names (a bit flip or a hand edit).
+        if keccak256(&self.payload) != payload_hash {
+            return Err(StoreError::Corrupt(format!(
+                "{lane} nonce {}: payload does not match its stored hash",
+                self.nonce
+            )));
+        }
+        let status = parse_status(&self.status)?;
+        let (waiting, rejected) = match (status, self.reason.as_deref()) {
+            (_, None) => (None, None),
+            (RequestStatus::Rejected, Some(name)) => (None, name.parse().ok()),
+            (s, Some(name)) if s.is_open() => (name.parse().ok(), None),
+            _ => (None, None),
+        };
+        Ok(StoredRequest {
+            lane,
+            request,
+            payload_hash,
+            status,
+            waiting,
+            rejected,
+            detail: self.detail,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            observed_at: to_u64(self.observed_at),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,420 @@
+//! The store on SQLite (in memory or in a temporary file).
+
+use alloy::primitives::{Address, Bytes, U256};
+
+use super::*;
+
+const ID: &str = "pair 1/0x01 -> 2/0x02, operator 0x03";
+
+fn request(nonce: u64, amount: u64) -> Request {
+    Request {
+        nonce,
+        kind: 0,
+        from: Address::repeat_byte(1),
+        to: Address::repeat_byte(2),
+        token: Address::ZERO,
+        amount: U256::from(amount),
+        fee: U256::ZERO,
+        extraData: Bytes::new(),
+        srcChainId: U256::from(1),
+        srcBridge: Address::repeat_byte(9),
+        srcTxHash: B256::repeat_byte(u8::try_from(nonce % 250).unwrap()),
+        srcBlockNumber: 100 + nonce,
+        srcLogIndex: 0,
+    }
+}
+
+fn status(store: &Store, lane: Lane, nonce: u64) -> RequestStatus {
+    store.get(lane, nonce).unwrap().unwrap().status
+}
+
+#[test]
+fn the_sql_open_list_is_the_open_statuses() {
+    let listed: Vec<String> = RequestStatus::OPEN
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    assert_eq!(OPEN, format!("({})", listed.join(", ")));
+}
+
+#[test]
+fn requests_and_cursor_are_stored_together_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let lane = Lane::MainToService;
+    {
+        let mut store = Store::open(&path, ID).unwrap();
+        assert_eq!(store.cursor(lane).unwrap(), None);
+        let new = store
+            .record_range(lane, &[request(0, 5), request(1, 6)], 111)
+            .unwrap();
+        assert_eq!(new, 2);
+        // Re-indexing the same range is harmless.
+        assert_eq!(store.record_range(lane, &[request(1, 6)], 111).unwrap(), 0);
+    }
+    let store = Store::open(&path, ID).unwrap();
+    assert_eq!(store.cursor(lane).unwrap(), Some(111));
+    assert_eq!(store.cursor(Lane::ServiceToMain).unwrap(), None);
+    let open = store.open_requests(lane, 10).unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[1].request, request(1, 6));
+    assert_eq!(open[1].status, RequestStatus::Observed);
+    assert_eq!(open[1].payload_hash, payload_hash(&request(1, 6)));
+}
+
+#[test]
+fn requeue_reopens_voted_stores_unknown_and_leaves_final_rows_and_the_cursor_alone() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    store
+        .record_range(
+            lane,
+            &[request(0, 1), request(1, 1), request(2, 1), request(3, 1)],
+            50,
+        )
+        .unwrap();
+    store.apply(lane, 0, &Transition::Handled).unwrap();
+    store.apply(lane, 1, &Transition::Voted).unwrap();
+    let rejected = Transition::Rejected {
+        reason: RejectReason::WrongSource,
+        detail: "look-alike".into(),
+    };
+    store.apply(lane, 3, &rejected).unwrap();
+    let changed = store
+        .requeue(
+            lane,
+            &[
+                request(0, 1),
+                request(1, 1),
+                request(2, 1),
+                request(3, 1),
+                request(7, 1),
+            ],
+        )
+        .unwrap();
+    assert_eq!(changed, 2, "nonce 1 reopened, nonce 7 stored");
+    assert_eq!(status(&store, lane, 0), RequestStatus::Handled);
+    assert_eq!(status(&store, lane, 1), RequestStatus::Observed);
+    assert_eq!(status(&store, lane, 3), RequestStatus::Rejected);
+    assert_eq!(status(&store, lane, 7), RequestStatus::Observed);
+    assert_eq!(store.cursor(lane).unwrap(), Some(50));
+    let err = store
+        .requeue(lane, &[request(8, 1), request(2, 99)])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PayloadConflict { nonce: 2, .. }));
+    assert!(store.get(lane, 8).unwrap().is_none(), "nothing written");
+}
+
+#[test]
+fn waiting_and_rejected_reasons_are_counted_by_stable_name() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests: Vec<Request> = (0..4).map(|n| request(n, 1)).collect();
+    store.record_range(lane, &requests, 50).unwrap();
+    let wait = |reason| Transition::Waiting {
+        reason,
+        detail: "destination refuses".into(),
+    };
+    store
+        .apply(lane, 0, &wait(WaitReason::InsufficientLiquidity))
+        .unwrap();
+    store
+        .apply(lane, 1, &wait(WaitReason::InsufficientLiquidity))
+        .unwrap();
+    store
+        .apply(lane, 2, &wait(WaitReason::TokenLocked))
+        .unwrap();
+    store.apply(lane, 2, &Transition::Handled).unwrap();
+    store
+        .apply(
+            lane,
+            3,
+            &Transition::Rejected {
+                reason: RejectReason::Oversized,
+                detail: "exceeds block gas limit".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        store.waiting_reasons(lane).unwrap(),
+        vec![ReasonCount {
+            reason: WaitReason::InsufficientLiquidity,
+            requests: 2,
+            detail: Some("destination refuses".into()),
+            first_nonce: 0,
+        }]
+    );
+    assert_eq!(
+        store.rejected_reasons(lane).unwrap(),
+        vec![ReasonCount {
+            reason: RejectReason::Oversized,
+            requests: 1,
+            detail: Some("exceeds block gas limit".into()),
+            first_nonce: 3,
+        }]
+    );
+    let row = store.get(lane, 0).unwrap().unwrap();
+    assert_eq!(row.waiting, Some(WaitReason::InsufficientLiquidity));
+    assert_eq!(row.detail.as_deref(), Some("destination refuses"));
+    let handled = store.get(lane, 2).unwrap().unwrap();
+    assert_eq!((handled.waiting, handled.detail), (None, None));
+}
+
+#[test]
+fn a_waiting_request_is_due_again_only_after_the_retry_pause() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    store
+        .record_range(lane, &[request(0, 1), request(1, 1)], 50)
+        .unwrap();
+    store
+        .apply(
+            lane,
+            0,
+            &Transition::Waiting {
+                reason: WaitReason::Paused,
+                detail: String::new(),
+            },
+        )
+        .unwrap();
+    let due = |store: &Store, pause| -> Vec<u64> {
+        store
+            .needing_vote(lane, pause, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.request.nonce)
+            .collect()
+    };
+    assert_eq!(due(&store, 3600), vec![1], "just refused: not due");
+    assert_eq!(due(&store, 0), vec![0, 1], "pause over");
+}
+
+#[test]
+fn a_different_payload_for_a_stored_nonce_is_refused_and_writes_nothing() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    store.record_range(lane, &[request(0, 5)], 101).unwrap();
+    let err = store
+        .record_range(lane, &[request(1, 1), request(0, 999)], 200)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::PayloadConflict { nonce: 0, .. }),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(store.cursor(lane).unwrap(), Some(101), "cursor not moved");
+    assert!(
+        store.get(lane, 1).unwrap().is_none(),
+        "nothing of the range written"
+    );
+}
+
+#[test]
+fn a_store_of_another_identity_or_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    Store::open(&path, ID).unwrap();
+    let err = Store::open(&path, "someone else").err().unwrap();
+    assert!(matches!(err, StoreError::WrongIdentity { .. }), "{err}");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Store::open(&path, ID).err().unwrap();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_version_1_store_is_migrated_with_its_reasons_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let lane = Lane::MainToService;
+    {
+        // A store as version 1 left it: free-text reasons, no watermark.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('identity', 'pair 1/0x01 -> 2/0x02, operator 0x03'),
+                                     ('schema_version', '1');
+             CREATE TABLE cursors (lane TEXT PRIMARY KEY, next_block INTEGER NOT NULL,
+                                   updated_at INTEGER NOT NULL);
+             CREATE TABLE requests (lane TEXT NOT NULL, nonce INTEGER NOT NULL,
+                 payload_hash BLOB NOT NULL, payload BLOB NOT NULL, src_block INTEGER NOT NULL,
+                 status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                 observed_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                 PRIMARY KEY (lane, nonce));",
+        )
+        .unwrap();
+        for (nonce, reason) in [
+            (0u64, "destination skipped the vote: InsufficientLiquidity"),
+            (1, "destination refuses: something new"),
+        ] {
+            let r = request(nonce, 1);
+            conn.execute(
+                "INSERT INTO requests VALUES ('main-to-service', ?1, ?2, ?3, 100, 'observed', ?4, 0, 1, 1)",
+                params![nonce as i64, payload_hash(&r).as_slice(), r.abi_encode(), reason],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(&path, ID).unwrap();
+    let row = store.get(lane, 0).unwrap().unwrap();
+    assert_eq!(row.waiting, Some(WaitReason::InsufficientLiquidity));
+    assert_eq!(
+        row.detail.as_deref(),
+        Some("destination skipped the vote: InsufficientLiquidity")
+    );
+    assert_eq!(
+        store.get(lane, 1).unwrap().unwrap().waiting,
+        Some(WaitReason::Other)
+    );
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn transitions_keep_every_tx_hash_and_final_states_stay_final() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::ServiceToMain;
+    store.record_range(lane, &[request(7, 1)], 108).unwrap();
+    let (a, b) = (B256::repeat_byte(0xaa), B256::repeat_byte(0xbb));
+    store.apply(lane, 7, &Transition::Sent { tx: a }).unwrap();
+    store
+        .apply(lane, 7, &Transition::Replaced { tx: b })
+        .unwrap();
+    let row = store.get(lane, 7).unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Voting);
+    assert_eq!(row.attempts, 1, "a replacement is the same attempt");
+    assert_eq!(store.tx_hashes(lane, 7).unwrap(), vec![a, b]);
+    assert_eq!(
+        store.last_vote(lane).unwrap().map(|v| (v.0, v.1)),
+        Some((7, b))
+    );
+    store.apply(lane, 7, &Transition::Voted).unwrap();
+    store.apply(lane, 7, &Transition::Handled).unwrap();
+    for later in [
+        Transition::Reopened,
+        Transition::Voted,
+        Transition::Sent {
+            tx: B256::repeat_byte(0xcc),
+        },
+    ] {
+        store.apply(lane, 7, &later).unwrap();
+        assert_eq!(status(&store, lane, 7), RequestStatus::Handled, "{later:?}");
+    }
+    assert!(store.open_requests(lane, 10).unwrap().is_empty());
+    store.record_range(lane, &[request(8, 1)], 109).unwrap();
+    store
+        .apply(
+            lane,
+            8,
+            &Transition::Rejected {
+                reason: RejectReason::UnknownKind,
+                detail: "kind 7".into(),
+            },
+        )
+        .unwrap();
+    store.apply(lane, 8, &Transition::Reopened).unwrap();
+    let row = store.get(lane, 8).unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Rejected);
+    assert_eq!(row.rejected, Some(RejectReason::UnknownKind));
+    let counts = store.counts(lane).unwrap();
+    assert_eq!(
+        (
+            counts.of(RequestStatus::Handled),
+            counts.of(RequestStatus::Rejected),
+            counts.of(RequestStatus::Observed)
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(counts.max_nonce, Some(8));
+    assert_eq!(counts.oldest_open_observed_at, None);
+}
+
+#[test]
+fn voted_requests_are_rechecked_round_robin_and_never_block_new_ones() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests: Vec<Request> = (0..6).map(|n| request(n, 1)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    for n in 0..4 {
+        store.apply(lane, n, &Transition::Voted).unwrap();
+    }
+    let need: Vec<u64> = store
+        .needing_vote(lane, 5, 2)
+        .unwrap()
+        .iter()
+        .map(|r| r.request.nonce)
+        .collect();
+    assert_eq!(
+        need,
+        vec![4, 5],
+        "voted rows at the head do not take the window"
+    );
+    let stale = store.stale_voted(lane, 0, 10).unwrap();
+    assert_eq!(stale.len(), 4);
+    assert!(
+        store.stale_voted(lane, 3600, 10).unwrap().is_empty(),
+        "just checked: not stale yet"
+    );
+}
+
+#[test]
+fn gaps_are_found_from_the_first_indexed_nonce_and_the_watermark_moves_on() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    assert!(store.missing_nonces(lane, 10).unwrap().is_empty());
+    // The relay started after nonce 40 (its start block is later): nothing below is missing.
+    store
+        .record_range(
+            lane,
+            &[
+                request(40, 1),
+                request(41, 1),
+                request(44, 1),
+                request(46, 1),
+            ],
+            120,
+        )
+        .unwrap();
+    assert_eq!(store.missing_nonces(lane, 10).unwrap(), vec![42, 43, 45]);
+    assert_eq!(store.missing_nonces(lane, 2).unwrap(), vec![42, 43]);
+    assert_eq!(store.contiguous_from(lane).unwrap(), Some(42));
+    store
+        .record_range(lane, &[request(42, 1), request(43, 1)], 121)
+        .unwrap();
+    assert_eq!(store.missing_nonces(lane, 10).unwrap(), vec![45]);
+    assert_eq!(store.contiguous_from(lane).unwrap(), Some(45));
+    store.skip_gap(lane, 45).unwrap();
+    assert!(store.missing_nonces(lane, 10).unwrap().is_empty());
+    assert_eq!(store.contiguous_from(lane).unwrap(), Some(47));
+    store.rewind_cursor(lane, 103).unwrap();
+    assert_eq!(store.cursor(lane).unwrap(), Some(103));
+    store.rewind_cursor(lane, 500).unwrap();
+    assert_eq!(
+        store.cursor(lane).unwrap(),
+        Some(103),
+        "rewind never moves forward"
+    );
+}
+
+#[test]
+fn a_payload_that_no_longer_matches_its_hash_is_corrupt() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    store.record_range(lane, &[request(0, 1)], 50).unwrap();
+    store
+        .conn
+        .execute(
+            "UPDATE requests SET payload = ?1 WHERE nonce = 0",
+            params![request(0, 2).abi_encode()],
+        )
+        .unwrap();
+    let err = store.get(lane, 0).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+}

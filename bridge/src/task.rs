@@ -1,0 +1,82 @@
+//! The loop every long-lived task of a lane runs: call its step, pause as the step asks, pause
+//! and retry after a failure that may heal by itself, stop the relay with a named error after
+//! one that cannot. The steps stay plain functions, testable one call at a time.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use multibridge_contracts::Lane;
+
+use crate::error::RelayError;
+
+/// What the loop does after a successful step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Step again at once (there is more work).
+    Now,
+    /// Step again after this pause (caught up).
+    After(Duration),
+}
+
+/// An error that knows whether waiting can fix it.
+pub trait Retryable: Display {
+    /// Whether the same step may succeed later without a person.
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for std::convert::Infallible {
+    fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// One iteration of a long-lived task, separate from the loop that repeats it.
+pub trait Stepper: Send {
+    /// What a failed step says.
+    type Error: Retryable;
+    /// Do one round of work and say when to come back.
+    fn step(&mut self) -> impl Future<Output = Result<Next, Self::Error>> + Send;
+}
+
+/// Pause after a retryable failure.
+pub const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Least time between two warnings of the same task (the failures are counted by the metrics
+/// of the call that failed; the log only needs to say it goes on).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Run `stepper` until it fails for good; each failure that may heal is logged (at most every
+/// [`WARN_EVERY`]) and retried after [`ERROR_PAUSE`].
+pub async fn run_stepper<S: Stepper>(
+    lane: Lane,
+    task: &'static str,
+    mut stepper: S,
+) -> Result<(), RelayError> {
+    let mut last_warning: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    loop {
+        match stepper.step().await {
+            Ok(Next::Now) => {}
+            Ok(Next::After(pause)) => tokio::time::sleep(pause).await,
+            Err(e) if e.is_retryable() => {
+                if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(error = %e, suppressed, "{task} failed; retrying");
+                    last_warning = Some(Instant::now());
+                    suppressed = 0;
+                } else {
+                    suppressed = suppressed.saturating_add(1);
+                }
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{task} stopped");
+                return Err(RelayError::TaskFailed {
+                    lane,
+                    task,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}

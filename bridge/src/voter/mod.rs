@@ -1,0 +1,632 @@
+//! The voter of one lane: takes the requests that need this operator's vote from the store,
+//! pre-checks them on the destination (`votingStatus`: already handled or already voted count as
+//! success, not errors), groups the rest into batches and hands them to the lane's submitter;
+//! reads the receipts back.
+//!
+//! Every outcome — a receipt's logs, the pre-check, a refused send, the submitter's tracking —
+//! goes through [`Voter::settle`], which applies the one store transition, the metrics and the
+//! in-memory record of the request together. The destination reads and the submitter are
+//! behind small traits ([`DestinationReads`], [`Submit`]) so each decision is unit-tested with
+//! fakes (`tests.rs`).
+//!
+//! A request the destination cannot execute yet (liquidity short, token locked, bridge paused)
+//! stays open with its reason in the store and is retried alone, through the single entry point
+//! whose simulation reverts while the condition holds — waiting costs no transaction.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::sol_types::SolCall;
+use alloy::transports::RpcError;
+use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
+use multibridge_contracts::{
+    NonceState, RejectReason, Request, RequestStatus, WaitReason, bridge_error_name,
+    skip_reason_name,
+};
+use multibridge_monitoring::{LaneMetrics, SkipReason, VoteTxOutcome};
+use tokio::sync::mpsc;
+
+use crate::chain::sender::SendError;
+use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitError};
+use crate::chain::{ChainClient, ChainError};
+use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
+
+mod pending;
+pub use pending::{Outcome, PendingVote, Seen};
+
+#[cfg(test)]
+mod tests;
+
+/// Voter tuning (from `[voting]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoterConfig {
+    /// Most requests in one vote transaction (the bridge takes at most 64).
+    pub batch_size: usize,
+    /// How long to wait for more requests before sending a part-full batch.
+    pub batch_wait: Duration,
+    /// Pause before retrying a request the destination cannot execute yet.
+    pub retry_after: Duration,
+    /// Most vote transactions unmined at once.
+    pub max_in_flight: usize,
+    /// Percent added to the gas estimate.
+    pub gas_margin_percent: u64,
+}
+
+impl Default for VoterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            batch_wait: Duration::from_millis(200),
+            retry_after: Duration::from_secs(5),
+            max_in_flight: 12,
+            gas_margin_percent: 25,
+        }
+    }
+}
+
+/// A voting step failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VoterError {
+    /// The destination could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The submitter failed.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// This relay's key is not a registered operator of the destination bridge.
+    #[error("{0} is not a registered operator of the destination bridge")]
+    NotOperator(Address),
+}
+
+impl VoterError {
+    /// Whether the next step may succeed without a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Chain(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+            Self::Submit(e) => e.is_retryable(),
+            Self::NotOperator(_) => false,
+        }
+    }
+
+    /// The fence refused a send: this replica does not lead the lane any more.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Submit(SubmitError::Send(SendError::Fenced(_))))
+    }
+}
+
+/// What one step did (for logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VoteStep {
+    /// Requests voted in this step.
+    pub sent: usize,
+    /// Requests found already handled or already voted (no transaction).
+    pub skipped: usize,
+    /// Requests that became `handled`.
+    pub handled: usize,
+    /// Requests left waiting with a reason.
+    pub waiting: usize,
+}
+
+/// The destination reads the voter needs.
+pub trait DestinationReads: Send + Sync {
+    /// The destination state of each nonce for this operator, in order.
+    fn voting_status(
+        &self,
+        nonces: &[u64],
+    ) -> impl Future<Output = Result<Vec<NonceState>, ChainError>> + Send;
+}
+
+/// The destination bridge as one operator sees it.
+pub struct BridgeReads {
+    /// The destination chain.
+    pub chain: Arc<ChainClient>,
+    /// The operator.
+    pub operator: Address,
+}
+
+impl DestinationReads for BridgeReads {
+    async fn voting_status(&self, nonces: &[u64]) -> Result<Vec<NonceState>, ChainError> {
+        self.chain
+            .views()
+            .voting_status(self.operator, nonces)
+            .await
+    }
+}
+
+/// The voter of one lane.
+pub struct Voter<D, S> {
+    bridge: Address,
+    operator: Address,
+    store: SharedStore,
+    destination: D,
+    submit: S,
+    events: mpsc::UnboundedReceiver<JobEvent>,
+    config: VoterConfig,
+    /// Request nonce → its vote in flight.
+    pending: BTreeMap<u64, PendingVote>,
+    /// After a batch would revert, send one by one until then to find the culprit.
+    singles_until: Option<Instant>,
+    /// Test-only fault injection: vote a payload that differs from the observed one.
+    tamper: bool,
+    metrics: LaneMetrics,
+}
+
+impl<D: DestinationReads, S: Submit> Voter<D, S> {
+    /// A voter for the lane of `metrics`, voting on `bridge` as `operator` through `submit`
+    /// (whose transactions' events arrive on `events`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        bridge: Address,
+        operator: Address,
+        store: SharedStore,
+        destination: D,
+        submit: S,
+        events: mpsc::UnboundedReceiver<JobEvent>,
+        config: VoterConfig,
+        metrics: LaneMetrics,
+    ) -> Self {
+        Self {
+            bridge,
+            operator,
+            store,
+            destination,
+            submit,
+            events,
+            config,
+            pending: BTreeMap::new(),
+            singles_until: None,
+            tamper: false,
+            metrics,
+        }
+    }
+
+    /// Fault injection for tests of invariant 3: every vote carries a tampered amount.
+    pub fn tamper_payloads(&mut self, on: bool) {
+        self.tamper = on;
+    }
+
+    /// The batch wait configured.
+    pub fn batch_wait(&self) -> Duration {
+        self.config.batch_wait
+    }
+
+    /// Vote transactions in flight.
+    pub fn in_flight(&self) -> usize {
+        let mut txs: Vec<u64> = self.pending.values().map(|p| p.tx_nonce).collect();
+        txs.sort_unstable();
+        txs.dedup();
+        txs.len()
+    }
+
+    /// A voting term starts: whatever the previous term had in flight is re-checked on the
+    /// chain (the store reopens it, the pre-check finds out). Returns how many were reopened.
+    pub fn start_term(&mut self) -> Result<usize, VoterError> {
+        while self.events.try_recv().is_ok() {}
+        self.pending.clear();
+        self.singles_until = None;
+        Ok(self.store.lock().reopen_in_flight(self.metrics.lane)?)
+    }
+
+    /// The one transition function: apply `outcome` for request `nonce` (learnt as `seen`) to
+    /// the store, the metrics and the in-memory record.
+    pub fn settle(
+        &mut self,
+        nonce: u64,
+        outcome: Outcome,
+        seen: Seen,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let lane = self.metrics.lane;
+        let mut store = self.store.lock();
+        let transition = match &outcome {
+            Outcome::Sent(vote) => Transition::Sent { tx: vote.tx },
+            Outcome::Replaced(tx) => Transition::Replaced { tx: *tx },
+            Outcome::Handled => Transition::Handled,
+            Outcome::VotedByUs => Transition::Voted,
+            Outcome::StillVoted => Transition::Touched,
+            Outcome::VoteGone => Transition::Reopened,
+            Outcome::Waiting(reason, detail) => Transition::Waiting {
+                reason: *reason,
+                detail: detail.clone(),
+            },
+            Outcome::Rejected(reason, detail) => Transition::Rejected {
+                reason: *reason,
+                detail: detail.clone(),
+            },
+        };
+        // The latency is measured from the row's first indexing, read before it changes.
+        let observed_at = match outcome {
+            Outcome::Handled => store.get(lane, nonce)?.map(|r| r.observed_at),
+            _ => None,
+        };
+        let changed = store.apply(lane, nonce, &transition)?;
+        drop(store);
+        match outcome {
+            Outcome::Sent(vote) => {
+                self.pending.insert(nonce, vote);
+            }
+            Outcome::Replaced(tx) => {
+                if let Some(vote) = self.pending.get_mut(&nonce) {
+                    vote.tx = tx;
+                }
+            }
+            Outcome::Handled => {
+                self.pending.remove(&nonce);
+                if changed {
+                    self.metrics.handled.inc();
+                    step.handled = step.handled.saturating_add(1);
+                    if let Some(observed_at) = observed_at {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or_default();
+                        self.metrics
+                            .handle_latency
+                            .observe((now - observed_at as f64).max(0.0));
+                    }
+                    tracing::debug!(%lane, nonce, ?seen, "handled");
+                }
+                if matches!(seen, Seen::PreCheck | Seen::Refusal) {
+                    self.metrics.skipped(SkipReason::AlreadyHandled);
+                    step.skipped = step.skipped.saturating_add(1);
+                }
+            }
+            Outcome::VotedByUs => {
+                self.pending.remove(&nonce);
+                if matches!(seen, Seen::PreCheck | Seen::Refusal) {
+                    self.metrics.skipped(SkipReason::AlreadyVoted);
+                    step.skipped = step.skipped.saturating_add(1);
+                }
+            }
+            Outcome::StillVoted => {}
+            Outcome::VoteGone => {
+                self.pending.remove(&nonce);
+            }
+            Outcome::Waiting(reason, detail) => {
+                self.pending.remove(&nonce);
+                self.metrics.waiting.inc();
+                step.waiting = step.waiting.saturating_add(1);
+                tracing::warn!(%lane, nonce, reason = reason.as_str(), %detail, "request waits");
+            }
+            Outcome::Rejected(reason, detail) => {
+                self.pending.remove(&nonce);
+                tracing::error!(%lane, nonce, reason = reason.as_str(), %detail, "request set aside: this operator cannot vote it");
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the events of the vote transactions, then pre-check and send what is ready.
+    pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
+        let mut step = VoteStep::default();
+        self.track(&mut step)?;
+        let room = self.config.max_in_flight.saturating_sub(self.in_flight());
+        if room == 0 {
+            return Ok(step);
+        }
+        let ready = self.ready(&mut step).await?;
+        if ready.is_empty() {
+            return Ok(step);
+        }
+        let singles = self.singles_until.is_some_and(|t| Instant::now() < t);
+        let chunk = if singles {
+            1
+        } else {
+            self.config.batch_size.clamp(1, 64)
+        };
+        // Requests that waited for a condition go alone through the single entry point (its
+        // simulation reverts while the condition holds: no transaction); the rest in batches.
+        let (waiting, fresh): (Vec<StoredRequest>, Vec<StoredRequest>) =
+            ready.into_iter().partition(|r| r.waiting.is_some());
+        let mut room = room;
+        for request in &waiting {
+            if room == 0 {
+                break;
+            }
+            if self
+                .send(std::slice::from_ref(&request.request), true, &mut step)
+                .await?
+            {
+                room = room.saturating_sub(1);
+            }
+        }
+        let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
+        for batch in fresh.chunks(chunk).take(room) {
+            self.send(batch, false, &mut step).await?;
+        }
+        Ok(step)
+    }
+
+    /// Apply every event the submitter reported since the last step.
+    fn track(&mut self, step: &mut VoteStep) -> Result<(), VoterError> {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                JobEvent::Mined {
+                    nonce,
+                    receipt,
+                    gas_limit,
+                } => {
+                    let outcome = if receipt.status() {
+                        VoteTxOutcome::Mined
+                    } else if receipt.gas_used >= gas_limit {
+                        VoteTxOutcome::OutOfGas
+                    } else {
+                        VoteTxOutcome::Reverted
+                    };
+                    self.metrics.vote_tx(outcome);
+                    self.apply_receipt(nonce, &receipt, step)?;
+                }
+                JobEvent::Replaced { nonce, hash } => {
+                    self.metrics.vote_tx(VoteTxOutcome::Replaced);
+                    for request in self.requests_of(nonce) {
+                        self.settle(request, Outcome::Replaced(hash), Seen::Tracking, step)?;
+                    }
+                }
+                JobEvent::Superseded { nonce } | JobEvent::Abandoned { nonce } => {
+                    if matches!(event, JobEvent::Superseded { .. }) {
+                        self.metrics.vote_tx(VoteTxOutcome::Superseded);
+                    }
+                    // Unknown outcome: the pre-check of a later step finds out.
+                    for request in self.requests_of(nonce) {
+                        self.settle(request, Outcome::VoteGone, Seen::Tracking, step)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The requests the vote transaction with nonce `tx_nonce` carries.
+    fn requests_of(&self, tx_nonce: u64) -> Vec<u64> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.tx_nonce == tx_nonce)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// A vote transaction was mined: its logs say what became of each request it carried.
+    fn apply_receipt(
+        &mut self,
+        tx_nonce: u64,
+        receipt: &TransactionReceipt,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let carried = self.requests_of(tx_nonce);
+        if !receipt.status() {
+            tracing::warn!(lane = %self.metrics.lane, tx = %receipt.transaction_hash, gas_used = receipt.gas_used, "vote transaction reverted; re-checking its requests");
+            for nonce in carried {
+                self.settle(nonce, Outcome::VoteGone, Seen::Receipt, step)?;
+            }
+            return Ok(());
+        }
+        let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
+        for log in receipt.inner.logs() {
+            if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
+                outcomes.insert(e.inner.data.nonce, Outcome::Handled);
+            } else if let Ok(e) = log.log_decode::<Bridge::VoteCast>() {
+                if e.inner.data.operator == self.operator {
+                    outcomes
+                        .entry(e.inner.data.nonce)
+                        .or_insert(Outcome::VotedByUs);
+                }
+            } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
+                let name = skip_reason_name(e.inner.data.reason.0);
+                outcomes.insert(e.inner.data.nonce, skipped(name, e.inner.data.reason.0));
+            }
+        }
+        for nonce in carried {
+            // A request the transaction carried but no log mentions: re-check it.
+            let outcome = outcomes.remove(&nonce).unwrap_or(Outcome::VoteGone);
+            self.settle(nonce, outcome, Seen::Receipt, step)?;
+        }
+        Ok(())
+    }
+
+    /// The requests to vote now, after the pre-check settled the rest.
+    async fn ready(&mut self, step: &mut VoteStep) -> Result<Vec<StoredRequest>, VoterError> {
+        let lane = self.metrics.lane;
+        let limit = self.config.batch_size.saturating_mul(4).max(64);
+        let retry_after = self.config.retry_after.as_secs().max(1);
+        // Requests that need our vote, skipping those in flight; requests we already voted are
+        // re-checked separately (least recently checked first), so neither kind can hold up the
+        // other however many there are.
+        let (candidates, recheck) = {
+            let store = self.store.lock();
+            let window = limit.saturating_add(self.pending.len());
+            let candidates: Vec<StoredRequest> = store
+                .needing_vote(lane, retry_after, window)?
+                .into_iter()
+                .filter(|r| !self.pending.contains_key(&r.request.nonce))
+                .take(limit)
+                .collect();
+            let recheck = store.stale_voted(lane, retry_after, limit)?;
+            (candidates, recheck)
+        };
+        let open: Vec<StoredRequest> = candidates.into_iter().chain(recheck).collect();
+        if open.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
+        let states = self.destination.voting_status(&nonces).await?;
+        let mut ready = Vec::new();
+        for (stored, state) in open.into_iter().zip(states) {
+            let nonce = stored.request.nonce;
+            let voted = stored.status == RequestStatus::Voted;
+            let outcome = match state {
+                NonceState::Handled => Outcome::Handled,
+                NonceState::VotedByUs if voted => Outcome::StillVoted,
+                NonceState::VotedByUs => Outcome::VotedByUs,
+                // Our vote is gone (a reorg on the destination): vote again.
+                NonceState::Open if voted => Outcome::VoteGone,
+                NonceState::Open => {
+                    ready.push(stored);
+                    continue;
+                }
+            };
+            self.settle(nonce, outcome, Seen::PreCheck, step)?;
+        }
+        Ok(ready)
+    }
+
+    /// Send one vote transaction for `batch`; `single_entry` uses `handleValueTransfer` (one
+    /// request, reverting on any refusal) instead of the batch entry point. Returns whether a
+    /// transaction was sent.
+    async fn send(
+        &mut self,
+        batch: &[Request],
+        single_entry: bool,
+        step: &mut VoteStep,
+    ) -> Result<bool, VoterError> {
+        let payloads: Vec<Request> = batch
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                if self.tamper {
+                    r.amount = r.amount.saturating_add(alloy::primitives::U256::from(1));
+                }
+                r
+            })
+            .collect();
+        // Normally the batch entry point, even for one request: there a request settled by the
+        // other operators meanwhile is skipped (HandleSkipped) instead of reverting the vote.
+        let input: Bytes = match (single_entry, payloads.first()) {
+            (true, Some(r)) => Bridge::handleValueTransferCall { r: r.clone() }
+                .abi_encode()
+                .into(),
+            _ => Bridge::handleValueTransfersCall { rs: payloads }
+                .abi_encode()
+                .into(),
+        };
+        let job = Job {
+            to: self.bridge,
+            input,
+            gas: GasPlan::Estimate {
+                margin_percent: self.config.gas_margin_percent,
+            },
+        };
+        match self.submit.submit(job).await {
+            Ok(sent) => {
+                let vote = PendingVote {
+                    tx_nonce: sent.nonce,
+                    tx: sent.hash,
+                    single_entry,
+                };
+                let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
+                for n in &nonces {
+                    self.settle(*n, Outcome::Sent(vote), Seen::Tracking, step)?;
+                }
+                tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, count = nonces.len(), "vote sent");
+                step.sent = step.sent.saturating_add(batch.len());
+                self.metrics.votes_sent.inc_by(batch.len() as u64);
+                Ok(true)
+            }
+            Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                self.refused(batch, &e, step).map(|()| false)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The destination refuses the vote: find out why and act on it.
+    fn refused(
+        &mut self,
+        batch: &[Request],
+        error: &ChainError,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let decoded = match error {
+            ChainError::Rejected {
+                source: RpcError::ErrorResp(p),
+                ..
+            } => p.as_decoded_interface_error::<BridgeErrors>(),
+            _ => None,
+        };
+        if let Some(BridgeErrors::NotOperator(_)) = decoded {
+            return Err(VoterError::NotOperator(self.operator));
+        }
+        if batch.len() > 1 {
+            // One bad item spoils a batch: go one by one for a while.
+            tracing::warn!(lane = %self.metrics.lane, error = %error, "batch vote would revert; sending one by one");
+            self.singles_until = Instant::now().checked_add(self.config.retry_after);
+            return Ok(());
+        }
+        let Some(request) = batch.first() else {
+            return Ok(());
+        };
+        let outcome = match &decoded {
+            // Settled between the pre-check and the send: still success, not an error.
+            Some(BridgeErrors::AlreadyHandled(_)) => Outcome::Handled,
+            Some(BridgeErrors::AlreadyVoted(_)) => Outcome::VotedByUs,
+            Some(e) => {
+                let name = bridge_error_name(e);
+                let detail = format!("destination refuses: {e:?}");
+                match (
+                    WaitReason::from_bridge_error(&name),
+                    RejectReason::from_bridge_error(&name),
+                ) {
+                    (_, Some(reject)) => Outcome::Rejected(reject, detail),
+                    (Some(wait), None) => Outcome::Waiting(wait, detail),
+                    (None, None) => Outcome::Waiting(WaitReason::Other, detail),
+                }
+            }
+            None => Outcome::Waiting(WaitReason::Other, format!("destination refuses: {error}")),
+        };
+        self.settle(request.nonce, outcome, Seen::Refusal, step)
+    }
+}
+
+/// What a `HandleSkipped` with the named reason means for the request.
+fn skipped(name: Option<&str>, selector: [u8; 4]) -> Outcome {
+    match name {
+        Some("AlreadyHandled") => Outcome::Handled,
+        Some("AlreadyVoted") => Outcome::VotedByUs,
+        Some(name) => {
+            let detail = format!("destination skipped the vote: {name}");
+            match (
+                WaitReason::from_bridge_error(name),
+                RejectReason::from_bridge_error(name),
+            ) {
+                (_, Some(reject)) => Outcome::Rejected(reject, detail),
+                (Some(wait), None) => Outcome::Waiting(wait, detail),
+                (None, None) => Outcome::Waiting(WaitReason::Other, detail),
+            }
+        }
+        None => Outcome::Waiting(
+            WaitReason::Other,
+            format!(
+                "destination skipped the vote: 0x{}",
+                alloy::hex::encode(selector)
+            ),
+        ),
+    }
+}
+
+/// Nonces as compact ranges for a log line (`3-7,9`), so a batch's line names every request.
+pub fn nonce_ranges(nonces: &[u64]) -> String {
+    let mut sorted = nonces.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let mut iter = sorted.into_iter().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek().is_some_and(|&n| Some(n) == end.checked_add(1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    out.join(",")
+}

@@ -1,0 +1,134 @@
+//! `multibridge transfer` and `multibridge status` as a user and an operator run them, against
+//! a devnet with relays.
+
+use std::process::Command;
+
+use alloy::primitives::{Address, utils::parse_ether};
+use multibridge_contracts::ChainRole;
+use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
+    let out = Command::new(relay_binary().unwrap())
+        .args(args)
+        .env("USER_KEY", key)
+        .env("MULTIBRIDGE_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions {
+        relays: true,
+        ..DevnetOptions::chains_only(dir.path())
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let config = devnet.operator_config_path(0);
+    let config = config.to_str().unwrap();
+    let user_key = driver.manifest().users[0].private_key.clone();
+    let to = Address::repeat_byte(0x77);
+    let to_s = to.to_string();
+
+    let (ok, out, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &to_s,
+            "--amount",
+            "0.5",
+            "--key-env",
+            "USER_KEY",
+            "--json",
+        ],
+        &user_key,
+    );
+    assert!(ok, "{out}{err}");
+    let native: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(native["nonce"], 0);
+    assert!(native["handle_tx"].is_string(), "{native}");
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        parse_ether("0.5").unwrap()
+    );
+
+    let token = driver.manifest().main.contracts.token.to_string();
+    let (ok, out, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &to_s,
+            "--amount",
+            "12.25",
+            "--token",
+            &token,
+            "--key-env",
+            "USER_KEY",
+        ],
+        &user_key,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("requested: nonce 1"), "{out}");
+    assert!(out.contains("handled: nonce 1"), "{out}");
+    assert_eq!(
+        driver.token_balance(ChainRole::Service, to).await.unwrap(),
+        parse_ether("12.25").unwrap()
+    );
+
+    // A refused request is named and nothing is spent on it.
+    let (ok, out, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &to_s,
+            "--amount",
+            "0",
+            "--key-env",
+            "USER_KEY",
+        ],
+        &user_key,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refuses the request") && err.contains("ZeroAmount"),
+        "{out}{err}"
+    );
+
+    let (ok, out, err) = multibridge(&["status", "--config", config, "--json"], "");
+    assert!(ok, "{out}{err}");
+    let lanes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m2s = lanes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lane"] == "main-to-service")
+        .unwrap();
+    assert_eq!(m2s["request_nonce"], 2);
+    assert_eq!(m2s["lower_handle_nonce"], 2);
+    assert_eq!(m2s["pending"], 0);
+    let (ok, table, _) = multibridge(&["status", "--config", config], "");
+    assert!(
+        ok && table.contains("main-to-service") && table.contains("pending"),
+        "{table}"
+    );
+}

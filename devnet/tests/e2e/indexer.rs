@@ -1,0 +1,144 @@
+//! The relay's indexer against a real anvil chain: it stores exactly the requests the chain
+//! emitted, never reads above the confirmation depth, and fails over from a dead RPC URL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::utils::parse_ether;
+use multibridge::chain::{ChainClient, RetryPolicy};
+use multibridge::config::ChainConfig;
+use multibridge::lane::indexing::{Indexer, IndexerSettings, Step};
+use multibridge::store::{SharedStore, Store};
+use multibridge_contracts::{ChainRole, Lane, RequestStatus};
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+use multibridge_monitoring::{Metrics, Readiness};
+
+async fn index_until(indexer: &mut Indexer, store: &SharedStore, lane: Lane, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let step = indexer.step().await.unwrap();
+        let have = store.lock().open_requests(lane, 1000).unwrap().len();
+        if have >= want && matches!(step, Step::CaughtUp { .. }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "indexed {have} of {want} requests in time"
+        );
+        if matches!(step, Step::CaughtUp { .. }) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = driver.user(1).unwrap().address();
+    let emitted = vec![
+        driver
+            .request_native(lane, 0, to, parse_ether("1").unwrap())
+            .await
+            .unwrap(),
+        driver
+            .request_erc20(lane, 0, to, parse_ether("5").unwrap())
+            .await
+            .unwrap(),
+        driver
+            .request_native(lane, 2, to, parse_ether("0.25").unwrap())
+            .await
+            .unwrap(),
+    ];
+
+    // A first RPC URL nobody listens on: the client fails over to the real one.
+    let dead = multibridge_devnet::ports::closed_port_url().unwrap();
+    let mut config = devnet.operator_config(0).unwrap().chains.main;
+    config.rpc_urls.insert(0, dead);
+    config.max_block_range = 3; // several ranges, to exercise the cursor
+    let policy = RetryPolicy {
+        attempt_timeout: Duration::from_secs(2),
+        ..RetryPolicy::default()
+    };
+    let metrics = Metrics::new(&[lane], 2).unwrap();
+    let main = Arc::new(
+        ChainClient::new(
+            ChainRole::Main,
+            &config,
+            policy,
+            metrics.chain(ChainRole::Main),
+        )
+        .unwrap(),
+    );
+    let indexer = |config: &ChainConfig, store: &SharedStore| {
+        Indexer::new(
+            main.clone(),
+            IndexerSettings {
+                confirmations: config.confirmations,
+                start_block: config.start_block,
+                max_block_range: config.max_block_range,
+                poll: Duration::from_millis(200),
+            },
+            store.clone(),
+            metrics.lane(lane),
+            Arc::new(Readiness::new(Duration::from_secs(10))),
+        )
+    };
+
+    // With a confirmation depth beyond the head nothing is read at all.
+    let deep_store = SharedStore::new(Store::open(&dir.path().join("deep.sqlite"), "t").unwrap());
+    let mut deep = indexer(
+        &ChainConfig {
+            confirmations: 1_000_000,
+            ..config.clone()
+        },
+        &deep_store,
+    );
+    assert!(matches!(deep.step().await.unwrap(), Step::CaughtUp { .. }));
+    assert!(
+        deep_store
+            .lock()
+            .open_requests(lane, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(deep_store.lock().cursor(lane).unwrap(), None);
+
+    let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
+    let mut live = indexer(&config, &store);
+    index_until(&mut live, &store, lane, emitted.len()).await;
+    assert!(
+        main.active_endpoint().starts_with("#1 "),
+        "failed over to the live endpoint"
+    );
+
+    let stored: Vec<_> = store
+        .lock()
+        .open_requests(lane, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            assert_eq!(s.status, RequestStatus::Observed);
+            s.request
+        })
+        .collect();
+    assert_eq!(
+        stored, emitted,
+        "stored requests equal the emitted ones, field by field"
+    );
+
+    // The cursor never passes the confirmed head: every block it covers is at least 1 deep.
+    let head = driver.provider(ChainRole::Main).unwrap();
+    let head = alloy::providers::Provider::get_block_number(&head)
+        .await
+        .unwrap();
+    let cursor = store.lock().cursor(lane).unwrap().unwrap();
+    assert!(
+        cursor <= head,
+        "cursor {cursor} past confirmed head (head {head})"
+    );
+}

@@ -1,0 +1,261 @@
+//! Hot standby through a real 3-member etcd cluster: two replicas per operator, threshold 3 (so
+//! every operator's vote is needed and a missing leader shows at once). A SIGKILLed leader is
+//! replaced within TTL + 1 s and the registry (and `multibridge registry` / `status`) point at
+//! the new one; a SIGTERMed leader hands over at once; a leader paused past its TTL sends
+//! nothing after waking.
+
+use std::time::{Duration, Instant};
+
+use multibridge_contracts::bindings::ServiceRegistry;
+use multibridge_contracts::{ChainRole, Lane};
+use multibridge_devnet::ha::{
+    Traffic, check_drained, leader_series, start_ha, votes_series, wait_metric,
+};
+use multibridge_devnet::invariants::dump_relay_logs;
+use multibridge_devnet::scrape::metric;
+use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+const TTL: Duration = Duration::from_secs(3);
+const LANE: Lane = Lane::MainToService;
+
+/// Three operators, threshold 3, two replicas each; replica 1 of every operator leads both
+/// lanes before replica 2 starts.
+async fn ha_devnet() -> (tempfile::TempDir, Devnet) {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = start_ha(DevnetOptions::hot_standby(dir.path()))
+        .await
+        .unwrap();
+    (dir, devnet)
+}
+
+/// Transfers on `LANE`, one every 200 ms.
+fn traffic(devnet: &Devnet) -> Traffic {
+    Traffic::start(
+        Driver::new(devnet.manifest()),
+        LANE,
+        0,
+        Duration::from_millis(200),
+    )
+}
+
+async fn stop_and_check(traffic: Traffic, driver: &Driver, dir: &std::path::Path) {
+    let nonces: Vec<u64> = traffic
+        .stop()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.nonce)
+        .collect();
+    if let Err(e) = check_drained(driver, LANE, &nonces, 3).await {
+        dump_relay_logs(dir, 3, 30);
+        panic!("{e}");
+    }
+}
+
+/// Run the `multibridge` CLI; its stdout as JSON.
+fn cli_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(relay_binary().unwrap())
+        .args(args)
+        .env("MULTIBRIDGE_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "multibridge {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry_follows() {
+    let (dir, mut devnet) = ha_devnet().await;
+    let driver = Driver::new(devnet.manifest());
+    let traffic = traffic(&devnet);
+    // Traffic flows through the first replicas.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let follower = devnet.replica_http_ports[0][1];
+    let before = metric(follower, &votes_series(LANE)).await.unwrap();
+    devnet.replica(0, 0).unwrap().kill().unwrap();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(20);
+    while metric(follower, &votes_series(LANE)).await.unwrap_or(0.0) <= before {
+        assert!(Instant::now() < deadline, "the follower never voted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failover = killed.elapsed();
+    println!(
+        "failover: leader SIGKILL -> first vote by the new leader {:.2} s (TTL {:?})",
+        failover.as_secs_f64(),
+        TTL
+    );
+    assert!(
+        failover <= TTL + Duration::from_secs(1),
+        "failover took {failover:?}"
+    );
+    assert_eq!(metric(follower, &leader_series(LANE)).await, Some(1.0));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_and_check(traffic, &driver, dir.path()).await;
+
+    // The registry's location of operator 1's services is the new leader's endpoint.
+    let config = devnet.replica_config(0, 1).unwrap();
+    let want = format!("http://{}", config.http.listen);
+    let registry = ServiceRegistry::new(
+        driver.manifest().registry,
+        driver.provider(ChainRole::Main).unwrap(),
+    );
+    for service in multibridge::registry::lane_services(&config) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let location = registry
+                .getServiceLocation(service.id)
+                .call()
+                .await
+                .unwrap_or_default();
+            if location == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} location {location:?}, want {want}",
+                service.lane
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    // Both locations were written by the new leader, and counted (once each receipt is in,
+    // which may come a poll after the chain shows the location).
+    let series = "multibridge_registry_updates_total{outcome=\"updated\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let updated = metric(follower, series).await.unwrap_or_default();
+        if updated >= 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{series} = {updated}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // What an operator sees: `multibridge registry` lists every operator's services with the
+    // new leader's URL for operator 1, and `multibridge status` names the leading replica.
+    let config_path = devnet.replica_config_path(0, 1);
+    let config_path = config_path.to_str().unwrap();
+    let report = cli_json(&["registry", "--config", config_path, "--json"]);
+    let rows = report["services"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "3 operators x 2 lanes: {report}");
+    let operator = format!("{}", config.operator.address);
+    for row in rows {
+        assert_eq!(row["operator_registered"], true, "{row}");
+        assert!(
+            row["location"].is_string(),
+            "every service registered: {row}"
+        );
+        if row["operator"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(&operator)
+        {
+            assert_eq!(row["location"], want.as_str(), "{row}");
+            assert_eq!(row["leader_url"], want.as_str(), "{row}");
+        }
+    }
+    let lanes = cli_json(&["status", "--config", config_path, "--json"]);
+    for lane in lanes.as_array().unwrap() {
+        let leadership = &lane["leadership"];
+        assert_eq!(leadership["leader"]["replica"], "operator-1-r2", "{lane}");
+        let replicas: Vec<&str> = leadership["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["replica"].as_str().unwrap())
+            .collect();
+        assert_eq!(replicas, ["operator-1-r1", "operator-1-r2"], "{lane}");
+        assert!(leadership["cursor"].as_u64().unwrap() > 0, "{lane}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_leader_hands_over_at_once() {
+    let (dir, mut devnet) = ha_devnet().await;
+    let driver = Driver::new(devnet.manifest());
+    let traffic = traffic(&devnet);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // SIGTERM: the replica stops voting, then revokes its leases; the follower does not wait
+    // for the TTL (a SIGKILLed leader's lease lives up to TTL after its last renewal).
+    let follower = devnet.replica_http_ports[0][1];
+    let asked = Instant::now();
+    let graceful = devnet
+        .replica(0, 0)
+        .unwrap()
+        .stop(Duration::from_secs(10))
+        .unwrap();
+    assert!(graceful, "the replica did not exit on SIGTERM");
+    for lane in Lane::ALL {
+        wait_metric(follower, &leader_series(lane), 1.0, TTL)
+            .await
+            .unwrap();
+    }
+    let handover = asked.elapsed();
+    println!(
+        "handover: SIGTERM to the leader -> follower leads both lanes {:.2} s",
+        handover.as_secs_f64()
+    );
+    assert!(
+        handover < Duration::from_millis(1_500),
+        "handover took {handover:?}: the lease was not revoked"
+    );
+    let log = std::fs::read_to_string(dir.path().join("logs/relay-1.log")).unwrap();
+    assert!(log.contains("lease revoked"), "no revoke in the log");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_and_check(traffic, &driver, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
+    let (dir, mut devnet) = ha_devnet().await;
+    let driver = Driver::new(devnet.manifest());
+    let traffic = traffic(&devnet);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    devnet.replica(0, 0).unwrap().pause().unwrap();
+    let follower = devnet.replica_http_ports[0][1];
+    wait_metric(
+        follower,
+        &leader_series(LANE),
+        1.0,
+        TTL + Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(TTL).await;
+    let woke_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    devnet.replica(0, 0).unwrap().resume().unwrap();
+    let old = devnet.replica_http_ports[0][0];
+    for lane in Lane::ALL {
+        wait_metric(old, &leader_series(lane), 0.0, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    // Keep traffic going while the old leader is awake.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop_and_check(traffic, &driver, dir.path()).await;
+
+    let config = devnet.replica_config(0, 0).unwrap();
+    let store =
+        multibridge::store::Store::open(&config.store.path, &multibridge::store::identity(&config))
+            .unwrap();
+    let after = store.txs_sent_since(woke_at).unwrap();
+    assert!(
+        after.is_empty(),
+        "the old leader sent after waking: {after:?}"
+    );
+}

@@ -1,0 +1,196 @@
+//! The relay's transaction sender against a real anvil chain: gap-free nonces under a burst,
+//! escalation of a stuck transaction, refusal of a call that would revert (no nonce used), and
+//! recovery from a nonce taken by another process with the same key.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use multibridge::chain::sender::{SendError, Sender, SenderPolicy, Tracked};
+use multibridge::chain::{ChainClient, RetryPolicy};
+use multibridge_contracts::bindings::Bridge::BridgeErrors;
+use multibridge_contracts::{ChainRole, TestToken};
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+fn approve(spender: u8) -> Bytes {
+    TestToken::approveCall {
+        spender: Address::repeat_byte(spender.saturating_add(1)),
+        amount: U256::from(1),
+    }
+    .abi_encode()
+    .into()
+}
+
+async fn poll_until_mined(sender: &mut Sender, want: usize) -> Vec<Tracked> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|t| matches!(t, Tracked::Mined { .. }))
+        .count()
+        < want
+    {
+        assert!(Instant::now() < deadline, "not mined in time: {seen:?}");
+        seen.extend(sender.poll().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let config = devnet.operator_config(0).unwrap().chains.service;
+    let chain = Arc::new(
+        ChainClient::new(
+            ChainRole::Service,
+            &config,
+            RetryPolicy::default(),
+            multibridge_monitoring::Metrics::new(&[], 1)
+                .unwrap()
+                .chain(ChainRole::Service),
+        )
+        .unwrap(),
+    );
+    let signer = driver.operator(0).unwrap();
+    let token = driver.chain(ChainRole::Service).contracts.token;
+    let policy = SenderPolicy {
+        stuck_after: Duration::from_secs(2),
+        ..SenderPolicy::default()
+    };
+    let mut sender = Sender::new(chain.clone(), signer.clone(), policy)
+        .await
+        .unwrap();
+    let start = sender.next_nonce();
+
+    // A burst: every nonce used once, none skipped.
+    let mut nonces = BTreeSet::new();
+    for i in 0..12u8 {
+        nonces.insert(sender.send(token, approve(i)).await.unwrap().nonce);
+    }
+    assert_eq!(nonces, (start..start + 12).collect::<BTreeSet<_>>());
+    for t in poll_until_mined(&mut sender, 12).await {
+        if let Tracked::Mined { receipt, .. } = t {
+            assert!(receipt.status());
+        }
+    }
+    let provider = driver.provider(ChainRole::Service).unwrap();
+    assert_eq!(
+        provider
+            .get_transaction_count(signer.address())
+            .await
+            .unwrap(),
+        start + 12
+    );
+
+    // A call that would revert is refused before a nonce is used.
+    let not_an_operator = driver.user(0).unwrap();
+    let mut user_sender = Sender::new(chain.clone(), not_an_operator, policy)
+        .await
+        .unwrap();
+    let before = user_sender.next_nonce();
+    let request = driver
+        .request_native(
+            multibridge_contracts::Lane::MainToService,
+            0,
+            Address::repeat_byte(5),
+            U256::from(1),
+        )
+        .await
+        .unwrap();
+    let call = multibridge_contracts::bindings::Bridge::handleValueTransferCall { r: request }
+        .abi_encode();
+    let err = user_sender
+        .send(
+            driver.chain(ChainRole::Service).contracts.bridge,
+            call.into(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::WouldRevert(_)), "{err}");
+    let decoded = match err.revert() {
+        Some(alloy::transports::RpcError::ErrorResp(payload)) => {
+            payload.as_decoded_interface_error::<BridgeErrors>()
+        }
+        _ => None,
+    };
+    assert!(
+        matches!(decoded, Some(BridgeErrors::NotOperator(_))),
+        "{decoded:?}"
+    );
+    assert_eq!(user_sender.next_nonce(), before, "no nonce used");
+
+    // Another process with the same key takes the next nonce: ours is rebuilt, not skipped.
+    let mut twin = Sender::new(chain.clone(), signer.clone(), policy)
+        .await
+        .unwrap();
+    let taken = twin.send(token, approve(200)).await.unwrap();
+    poll_until_mined(&mut twin, 1).await;
+    let ours = sender.send(token, approve(201)).await.unwrap();
+    assert_eq!(
+        ours.nonce,
+        taken.nonce + 1,
+        "rebuilt from the chain after nonce too low"
+    );
+    poll_until_mined(&mut sender, 1).await;
+
+    // Stop mining: the next transaction gets stuck, is re-sent with higher fees, and once mining
+    // resumes exactly one version is mined.
+    provider
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (0,))
+        .await
+        .unwrap();
+    provider
+        .raw_request::<_, serde_json::Value>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let stuck = sender.send(token, approve(202)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let replaced = loop {
+        assert!(
+            Instant::now() < deadline,
+            "stuck transaction never replaced"
+        );
+        if let Some(Tracked::Replaced { nonce, hash }) =
+            sender.poll().await.unwrap().into_iter().next()
+        {
+            break (nonce, hash);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(replaced.0, stuck.nonce);
+    assert_ne!(replaced.1, stuck.hash);
+    provider
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (1,))
+        .await
+        .unwrap();
+    let mined = poll_until_mined(&mut sender, 1).await;
+    let receipt = mined
+        .into_iter()
+        .find_map(|t| match t {
+            Tracked::Mined { receipt, .. } => Some(receipt),
+            _ => None,
+        })
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(
+        receipt.transaction_hash, replaced.1,
+        "the higher bid is the one mined"
+    );
+    assert_eq!(
+        provider
+            .get_transaction_count(signer.address())
+            .await
+            .unwrap(),
+        stuck.nonce + 1,
+        "the nonce was used exactly once"
+    );
+    assert_eq!(sender.in_flight(), 0);
+}
