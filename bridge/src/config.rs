@@ -191,9 +191,17 @@ pub struct VotingSettings {
     pub max_in_flight: usize,
     /// A vote transaction unmined this long is re-sent with higher fees, seconds.
     pub stuck_after_secs: u64,
-    /// Percent added to the gas estimate (a batch estimated as mere votes may execute when
-    /// mined, after another operator's votes landed first).
+    /// Percent added to a vote's gas estimate. The estimate already covers both paths a vote
+    /// can take when mined (recording, or executing after other operators' votes landed first);
+    /// the margin covers what changes in between. A block holds transactions by their gas
+    /// limits, so a large margin leaves block space unused.
     pub gas_margin_percent: u64,
+    /// For each request the first `threshold` operators (a ranking every operator computes
+    /// alike) vote at once; the others vote only if it is still open this many seconds after
+    /// they stored it. Votes arriving after the threshold cost gas and block space for nothing;
+    /// this keeps them from being sent, at the price of this delay for the requests a down
+    /// operator was first for. 0: every operator votes at once.
+    pub standby_after_secs: u64,
 }
 
 impl Default for VotingSettings {
@@ -202,9 +210,10 @@ impl Default for VotingSettings {
             batch_size: 64,
             batch_wait_ms: 200,
             retry_after_secs: 5,
-            max_in_flight: 12,
+            max_in_flight: 24,
             stuck_after_secs: 15,
-            gas_margin_percent: 25,
+            gas_margin_percent: 5,
+            standby_after_secs: 5,
         }
     }
 }
@@ -245,6 +254,7 @@ impl VotingSettings {
             retry_after: Duration::from_secs(self.retry_after_secs),
             max_in_flight: self.max_in_flight,
             gas_margin_percent: self.gas_margin_percent,
+            standby_after: Duration::from_secs(self.standby_after_secs),
         }
     }
 

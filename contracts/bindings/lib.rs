@@ -24,3 +24,30 @@ pub use service_id::bridge_service_id;
 
 /// `Bridge.VERSION()`: part of every vote's domain. A bump makes old votes count nowhere.
 pub const BRIDGE_VERSION: u64 = 1;
+
+/// Where `Bridge` keeps its threshold: storage slot and byte offset within the slot (from the
+/// least significant byte, as `forge inspect Bridge storageLayout` reports it; a cargo test
+/// checks these against the compiled layout). The relay estimates a vote's gas as if its vote
+/// were the deciding one by overriding this byte to 1 in `eth_estimateGas`.
+pub const THRESHOLD_SLOT: u64 = 2;
+/// See [`THRESHOLD_SLOT`].
+pub const THRESHOLD_OFFSET: usize = 25;
+
+/// `Bridge.MAX_LOWER_ADVANCE()`: already-handled nonces one vote call may move
+/// lowerHandleNonce over (eight words of its handled-nonce bitmap).
+pub const MAX_LOWER_ADVANCE: u64 = 2_048;
+
+/// Gas a vote may need beyond its estimate when other operators' votes handled nonces above
+/// its own between the estimate and its block: moving lowerHandleNonce over
+/// [`MAX_LOWER_ADVANCE`] of them (measured 22.4k by `BridgeGasTest`; rounded up).
+pub const LOWER_ADVANCE_GAS: u64 = 32_000;
+
+/// `slot` (the value of [`THRESHOLD_SLOT`]) with the threshold set to one.
+pub fn with_threshold_one(slot: alloy::primitives::B256) -> alloy::primitives::B256 {
+    let mut bytes = slot.0;
+    // B256 is big-endian: byte offset k from the least significant end is index 31 - k.
+    if let Some(b) = bytes.get_mut(31usize.saturating_sub(THRESHOLD_OFFSET)) {
+        *b = 1;
+    }
+    alloy::primitives::B256::from(bytes)
+}

@@ -17,9 +17,10 @@ interface IBridgeToken {
 /// @notice One instance per chain per bridge pair. As a source it numbers user requests with a
 /// dense nonce; as a destination it executes a counterpart request once `threshold` registered
 /// operators voted for the byte-identical payload.
-/// @dev Votes are counted per vote key (domain + full request). Only votes of operators that are
-/// registered *now* count: deregistering an operator removes its open votes from every tally, and
-/// re-registering the same address makes them count again.
+/// @dev Votes are counted per vote key (domain + full request) as sets of operator vote bits.
+/// Only votes of operators that are registered *now* count: deregistering an operator removes its
+/// open votes from every tally. A registration always takes a bit that carries no open vote, so
+/// re-registering an address (a rotated or recovered key) never revives its old votes.
 contract Bridge is IBridge {
     // ------------------------------------------------------------------ constants
 
@@ -30,7 +31,10 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     uint256 public constant MAX_BATCH = 64;
     /// @inheritdoc IBridge
-    uint256 public constant MAX_LOWER_ADVANCE = 200;
+    /// @dev Already-handled nonces one call moves lowerHandleNonce over (eight words of
+    /// `_handledBits`), so the gas a vote may need beyond its estimate stays small and known:
+    /// other operators' votes can handle nonces above ours between our estimate and our block.
+    uint256 public constant MAX_LOWER_ADVANCE = 2048;
     /// @notice Gas forwarded to a native recipient; a recipient that needs more is paid through
     /// `withdraw()` instead.
     uint256 public constant NATIVE_RELEASE_GAS = 50_000;
@@ -61,25 +65,6 @@ contract Bridge is IBridge {
         InsufficientLiquidity
     }
 
-    /// @dev One operator's vote on one nonce. Votes for the same key form a list through
-    /// `previousVoter`, newest first, so a vote costs two storage slots (this record and the tally).
-    struct VoteRecord {
-        bool voted;
-        address previousVoter; // the key's previous voter, address(0) for its first
-    }
-
-    /// @dev Head of a vote key's voter list; `nonce` lets voteCount(key) find the records.
-    struct VoteTally {
-        address lastVoter;
-        uint64 nonce;
-    }
-
-    /// @dev A handled nonce at or above `lowerHandleNonce` (deleted once the lower nonce passes it).
-    struct HandleRecord {
-        bool handled;
-        uint64 srcBlockNumber;
-    }
-
     struct TokenPair {
         address remoteToken;
         uint8 mode;
@@ -102,19 +87,26 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     mapping(address => bool) public isPauser;
 
-    // `counterpartBridge` and `paused` share a slot: every request and handle reads both.
+    // `counterpartBridge`, `paused`, the registered operators' vote bits and the threshold share
+    // a slot: every handle reads them all.
     /// @inheritdoc IBridge
     address public counterpartBridge;
     /// @inheritdoc IBridge
     bool public paused;
+    /// @dev Vote bits of the registered operators (bit i set: the operator holding bit i is
+    /// registered now).
+    uint32 private _activeBits;
+    uint8 private _threshold;
     /// @inheritdoc IBridge
     uint256 public counterpartChainId;
 
-    /// @inheritdoc IBridge
-    uint256 public threshold;
     address[] private _operators;
-    /// @dev operator => index in `_operators` + 1 (0: not registered).
+    /// @dev operator => (index in `_operators` + 1) | (vote bit + 1) << 8; 0: not registered.
     mapping(address => uint256) private _operatorSlot;
+    /// @dev Per vote bit: the lowerHandleNonce from which the bit may be given to a new
+    /// registration. A deregistered operator's bit can still be set on nonces it voted; once
+    /// every such nonce is handled, the bit carries nothing and is free again.
+    uint64[32] private _bitFreeAt;
 
     // The four counters share one storage slot.
     /// @inheritdoc IBridge
@@ -125,12 +117,19 @@ contract Bridge is IBridge {
     uint64 public upperHandleNonce;
     /// @inheritdoc IBridge
     uint64 public recoveryBlockNumber;
+    /// @dev Highest nonce that received a vote, plus one (bounds where a bit can still be set).
+    uint64 private _votedUpTo;
 
-    mapping(uint64 => HandleRecord) private _handled;
-    /// @dev nonce => operator => its vote (for whichever key it voted).
-    mapping(uint64 => mapping(address => VoteRecord)) private _votes;
-    /// @dev vote key => its voters (registered or not any more), as a list through `_votes`.
-    mapping(bytes32 => VoteTally) private _tallies;
+    /// @dev Nonces handled out of order: nonce / 256 => one bit per nonce (nonce % 256). Only
+    /// bits at or above lowerHandleNonce mean anything; a handle sets one bit, and moving
+    /// lowerHandleNonce over a run of handled nonces reads one word per 256 of them.
+    mapping(uint64 => uint256) private _handledBits;
+    /// @dev Who voted on a nonce, whatever key: nonce / 8 => eight 32-bit sets of vote bits
+    /// (nonce % 8 picks the set). Consecutive nonces share a slot, so a batch pays for a fresh
+    /// slot once per eight requests.
+    mapping(uint64 => uint256) private _voterWords;
+    /// @dev vote key => the vote bits of its voters (registered or not any more).
+    mapping(bytes32 => uint256) private _keyVoters;
 
     mapping(address => TokenPair) private _tokenPairs;
     /// @inheritdoc IBridge
@@ -155,12 +154,14 @@ contract Bridge is IBridge {
         _;
     }
 
-    /// @dev Reentrancy lock kept in transient storage (cleared at the end of every transaction).
+    /// @dev Reentrancy lock kept in transient storage (cleared at the end of every call, as is
+    /// the lowerHandleNonce advance budget of the call).
     modifier nonReentrant() {
         if (_reentrancyLocked()) revert Reentrancy();
         _setReentrancyLock(true);
         _;
         _setReentrancyLock(false);
+        _setAdvanceUsed(0);
     }
 
     // ------------------------------------------------------------------ construction
@@ -271,12 +272,19 @@ contract Bridge is IBridge {
 
     /// @inheritdoc IBridge
     function isHandled(uint64 nonce) public view returns (bool) {
-        return nonce < lowerHandleNonce || _handled[nonce].handled;
+        return nonce < lowerHandleNonce || _handledBits[nonce >> 8] >> (nonce & 255) & 1 != 0;
     }
 
     /// @inheritdoc IBridge
-    function hasVoted(uint64 nonce, address operator) external view returns (bool) {
-        return _votes[nonce][operator].voted;
+    function hasVoted(uint64 nonce, address operator) public view returns (bool) {
+        uint256 bit = _operatorSlot[operator] >> 8;
+        if (bit == 0) return false;
+        return _voterWords[nonce >> 3] >> _voterShift(nonce, bit - 1) & 1 != 0;
+    }
+
+    /// @inheritdoc IBridge
+    function threshold() external view returns (uint256) {
+        return _threshold;
     }
 
     /// @inheritdoc IBridge
@@ -289,7 +297,7 @@ contract Bridge is IBridge {
         voted = new bool[](nonces.length);
         for (uint256 i = 0; i < nonces.length; ++i) {
             handled[i] = isHandled(nonces[i]);
-            voted[i] = _votes[nonces[i]][operator].voted;
+            voted[i] = hasVoted(nonces[i], operator);
         }
     }
 
@@ -315,6 +323,11 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     function isOperator(address account) public view returns (bool) {
         return _operatorSlot[account] != 0;
+    }
+
+    /// @inheritdoc IBridge
+    function operatorBitsFreeAt() external view returns (uint64[32] memory freeAt, uint32 active) {
+        return (_bitFreeAt, _activeBits);
     }
 
     /// @inheritdoc IBridge
@@ -380,12 +393,17 @@ contract Bridge is IBridge {
         uint256 slot = _operatorSlot[operator];
         if (slot == 0) revert OperatorUnknown(operator);
         uint256 remaining = _operators.length - 1;
-        if (remaining < threshold) revert ThresholdAboveOperators(threshold, remaining);
+        if (remaining < _threshold) revert ThresholdAboveOperators(_threshold, remaining);
+        uint256 index = (slot & 0xff) - 1;
+        uint256 bit = (slot >> 8) - 1;
         address last = _operators[remaining];
-        _operators[slot - 1] = last;
-        _operatorSlot[last] = slot;
+        _operators[index] = last;
+        _operatorSlot[last] = (_operatorSlot[last] & ~uint256(0xff)) | (index + 1);
         _operators.pop();
         delete _operatorSlot[operator];
+        // Its votes stop counting now; its bit is free once every nonce it may have voted is handled.
+        _activeBits &= ~_bit32(bit);
+        _bitFreeAt[bit] = _votedUpTo;
         emit OperatorDeregistered(operator);
     }
 
@@ -510,11 +528,11 @@ contract Bridge is IBridge {
         }
         if (r.kind > KIND_ERC20) return (Check.UnknownKind, 0, 0, address(0));
         if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
-        if (_votes[r.nonce][operator].voted) return (Check.AlreadyVoted, 0, 0, address(0));
+        if (hasVoted(r.nonce, operator)) return (Check.AlreadyVoted, 0, 0, address(0));
         key = voteKey(r);
         // `operator` is registered and has not voted on this nonce, so it is not yet among the voters.
         votes = _countVotes(key) + 1;
-        if (votes >= threshold) (check, localToken) = _checkRelease(r);
+        if (votes >= _threshold) (check, localToken) = _checkRelease(r);
     }
 
     /// @dev Whether `r` can be released now; resolves its local token.
@@ -559,41 +577,90 @@ contract Bridge is IBridge {
 
     /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold.
     function _recordVote(Request calldata r, bytes32 key, uint256 votes, address localToken) private {
-        _votes[r.nonce][msg.sender] = VoteRecord({voted: true, previousVoter: _tallies[key].lastVoter});
-        _tallies[key] = VoteTally({lastVoter: msg.sender, nonce: r.nonce});
+        uint256 bit = (_operatorSlot[msg.sender] >> 8) - 1;
+        uint64 word = r.nonce >> 3;
+        _voterWords[word] |= _mask(_voterShift(r.nonce, bit));
+        _keyVoters[key] |= _mask(bit);
+        if (r.nonce >= _votedUpTo) _votedUpTo = r.nonce + 1;
         emit VoteCast(r.nonce, msg.sender, key, votes);
-        if (votes >= threshold) {
+        if (votes >= _threshold) {
             uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
             emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
             _release(r, localToken);
         }
     }
 
-    /// @dev Marks `nonce` handled and updates the handle bookkeeping. Advances lowerHandleNonce
-    /// over at most MAX_LOWER_ADVANCE already-handled nonces besides `nonce` itself; a later
-    /// execution continues where this one stopped. Returns the new lowerHandleNonce.
+    /// @dev Marks `nonce` handled and updates the handle bookkeeping. lowerHandleNonce moves past
+    /// `nonce` itself and then over already-handled nonces, at most MAX_LOWER_ADVANCE of those
+    /// per call; a later handle or `advanceLowerHandleNonce` continues where it stopped.
+    /// recoveryBlockNumber is the source block of the last nonce handled in order: no unhandled
+    /// request is older (requests are numbered in source block order). Returns the new
+    /// lowerHandleNonce.
     function _closeNonce(uint64 nonce, uint64 srcBlockNumber) private returns (uint64 lower) {
         lower = lowerHandleNonce;
         uint64 upper = upperHandleNonce;
-        uint64 recovery = recoveryBlockNumber;
         if (nonce >= upper) upper = nonce + 1;
         if (nonce == lower) {
             ++lower;
-            recovery = srcBlockNumber;
+            recoveryBlockNumber = srcBlockNumber;
         } else {
-            _handled[nonce] = HandleRecord({handled: true, srcBlockNumber: srcBlockNumber});
+            _handledBits[nonce >> 8] |= _mask(nonce & 255);
         }
         // Every handled nonce is below `upper`: in-order handles skip the scan entirely.
-        for (uint256 steps = 0; lower < upper && steps < MAX_LOWER_ADVANCE; ++steps) {
-            HandleRecord memory next = _handled[lower];
-            if (!next.handled) break;
-            recovery = next.srcBlockNumber;
-            delete _handled[lower];
-            ++lower;
+        if (lower < upper) {
+            uint256 used = _advanceUsed();
+            uint256 steps;
+            (lower, steps) = _advance(lower, upper, MAX_LOWER_ADVANCE - used);
+            if (steps != 0) _setAdvanceUsed(used + steps);
         }
         lowerHandleNonce = lower;
         upperHandleNonce = upper;
-        recoveryBlockNumber = recovery;
+    }
+
+    /// @dev Moves `lower` over handled nonces below `upper`, at most `budget` of them, a word
+    /// of `_handledBits` at a time.
+    function _advance(uint64 lower, uint64 upper, uint256 budget) private view returns (uint64, uint256 steps) {
+        while (lower < upper && steps < budget) {
+            uint256 offset = lower & 255;
+            uint256 run = _trailingOnes(_handledBits[lower >> 8] >> offset);
+            if (run > 256 - offset) run = 256 - offset; // the shifted-in zeros are not nonces
+            if (run > budget - steps) run = budget - steps;
+            if (run > upper - lower) run = upper - lower;
+            if (run == 0) break;
+            // forge-lint: disable-next-line(unsafe-typecast)
+            lower += uint64(run); // at most upper - lower
+            steps += run;
+            if (offset + run < 256) break; // a nonce in this word is still open
+        }
+        return (lower, steps);
+    }
+
+    /// @dev How many of the lowest bits of `x` are set before the first clear one.
+    function _trailingOnes(uint256 x) private pure returns (uint256 n) {
+        uint256 y = ~x;
+        if (y == 0) return 256;
+        unchecked {
+            y &= 0 - y; // the lowest clear bit of x, alone
+        }
+        if (y >= 1 << 128) { n += 128; y >>= 128; }
+        if (y >= 1 << 64) { n += 64; y >>= 64; }
+        if (y >= 1 << 32) { n += 32; y >>= 32; }
+        if (y >= 1 << 16) { n += 16; y >>= 16; }
+        if (y >= 1 << 8) { n += 8; y >>= 8; }
+        if (y >= 1 << 4) { n += 4; y >>= 4; }
+        if (y >= 1 << 2) { n += 2; y >>= 2; }
+        if (y >= 1 << 1) { n += 1; }
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Anyone may call it; it only moves bookkeeping over nonces already handled.
+    function advanceLowerHandleNonce(uint256 maxSteps) external nonReentrant returns (uint64 lower) {
+        uint64 before = lowerHandleNonce;
+        (lower,) = _advance(before, upperHandleNonce, maxSteps);
+        if (lower != before) {
+            lowerHandleNonce = lower;
+            emit LowerHandleNonceAdvanced(before, lower);
+        }
     }
 
     /// @dev Pays out an executed request. Feasibility was checked before any state was written.
@@ -629,11 +696,28 @@ contract Bridge is IBridge {
 
     /// @dev Counting votes for `key`: voters that are registered operators now.
     function _countVotes(bytes32 key) private view returns (uint256 votes) {
-        VoteTally memory tally = _tallies[key];
-        mapping(address => VoteRecord) storage records = _votes[tally.nonce];
-        for (address voter = tally.lastVoter; voter != address(0); voter = records[voter].previousVoter) {
-            if (_operatorSlot[voter] != 0) ++votes;
+        uint256 bits = _keyVoters[key] & _activeBits;
+        while (bits != 0) {
+            bits &= bits - 1;
+            ++votes;
         }
+    }
+
+    /// @dev The word with only bit `bit` set.
+    function _mask(uint256 bit) private pure returns (uint256) {
+        // forge-lint: disable-next-line(incorrect-shift)
+        return 1 << bit;
+    }
+
+    /// @dev `_mask(bit)` of a vote bit (below 32) as an operator set.
+    function _bit32(uint256 bit) private pure returns (uint32) {
+        // forge-lint: disable-next-line(unsafe-typecast)
+        return uint32(_mask(bit));
+    }
+
+    /// @dev Position of vote bit `bit` of `nonce` within its voter word.
+    function _voterShift(uint64 nonce, uint256 bit) private pure returns (uint256) {
+        return uint256(nonce & 7) * 32 + bit;
     }
 
     // ------------------------------------------------------------------ internal: requests
@@ -718,7 +802,20 @@ contract Bridge is IBridge {
 
     // ------------------------------------------------------------------ internal: reentrancy lock
 
-    /// @dev Transient slot 0 holds the lock; nothing else uses transient storage.
+    /// @dev Transient slot 1: lowerHandleNonce steps over earlier handles taken in this call.
+    function _advanceUsed() private view returns (uint256 used) {
+        assembly ("memory-safe") {
+            used := tload(1)
+        }
+    }
+
+    function _setAdvanceUsed(uint256 used) private {
+        assembly ("memory-safe") {
+            tstore(1, used)
+        }
+    }
+
+    /// @dev Transient slot 0 holds the lock; slot 1 the advance budget used.
     function _reentrancyLocked() private view returns (bool locked) {
         assembly ("memory-safe") {
             locked := tload(0)
@@ -737,15 +834,32 @@ contract Bridge is IBridge {
         if (operator == address(0)) revert ZeroAddress();
         if (_operatorSlot[operator] != 0) revert OperatorExists(operator);
         if (_operators.length >= MAX_OPERATORS) revert TooManyOperators(MAX_OPERATORS);
+        uint256 bit = _freeBit();
         _operators.push(operator);
-        _operatorSlot[operator] = _operators.length;
+        _operatorSlot[operator] = _operators.length | ((bit + 1) << 8);
+        _activeBits |= _bit32(bit);
         emit OperatorRegistered(operator);
+    }
+
+    /// @dev A vote bit no registered operator holds and no open vote carries.
+    function _freeBit() private view returns (uint256) {
+        uint64 lower = lowerHandleNonce;
+        uint64 soonest = type(uint64).max;
+        uint32 active = _activeBits;
+        for (uint256 bit = 0; bit < MAX_OPERATORS; ++bit) {
+            if (active & _bit32(bit) != 0) continue;
+            uint64 freeAt = _bitFreeAt[bit];
+            if (freeAt <= lower) return bit;
+            if (freeAt < soonest) soonest = freeAt;
+        }
+        revert OperatorBitsBusy(soonest);
     }
 
     function _setThreshold(uint256 newThreshold) private {
         if (newThreshold == 0) revert ZeroThreshold();
         if (newThreshold > _operators.length) revert ThresholdAboveOperators(newThreshold, _operators.length);
-        threshold = newThreshold;
+        // forge-lint: disable-next-line(unsafe-typecast)
+        _threshold = uint8(newThreshold); // at most the operator count, at most 32
         emit ThresholdChanged(newThreshold);
     }
 

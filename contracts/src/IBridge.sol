@@ -68,6 +68,9 @@ interface IBridge {
     /// would have reverted with (e.g. AlreadyHandled, AlreadyVoted, InsufficientLiquidity).
     event HandleSkipped(uint64 indexed nonce, address indexed operator, bytes4 reason);
 
+    /// lowerHandleNonce moved over already-handled nonces outside a handle.
+    event LowerHandleNonceAdvanced(uint64 from, uint64 to);
+
     /// Releasing native coin to `to` failed; the amount is credited for `withdraw()`.
     event NativeReleaseDeferred(uint64 indexed nonce, address indexed to, uint256 amount);
     event Withdrawn(address indexed to, uint256 amount);
@@ -128,6 +131,9 @@ interface IBridge {
     error NothingToWithdraw();
     error NativeTransferFailed();
     error Reentrancy();
+    /// Every free vote bit still carries open votes of a deregistered operator: registration is
+    /// possible once lowerHandleNonce reaches `freeAtLowerNonce`.
+    error OperatorBitsBusy(uint64 freeAtLowerNonce);
 
     // ---------------------------------------------------------------- requests (source side)
 
@@ -152,6 +158,11 @@ interface IBridge {
     /// InsufficientLiquidity, TokenIsLocked or TokenNotRegistered are skipped (HandleSkipped) and
     /// the rest proceeds. Returns how many votes were recorded.
     function handleValueTransfers(Request[] calldata rs) external returns (uint256 recorded);
+
+    /// Move lowerHandleNonce (and recoveryBlockNumber) over at most `maxSteps` nonces that are
+    /// already handled. Permissionless: a handle advances it only a bounded way, so after many
+    /// out-of-order handles it can lag behind an idle lane. Returns the new lowerHandleNonce.
+    function advanceLowerHandleNonce(uint256 maxSteps) external returns (uint64 lower);
 
     /// Pull a native amount whose push release failed.
     function withdraw() external;
@@ -191,6 +202,9 @@ interface IBridge {
     function isOperator(address account) external view returns (bool);
     function operatorCount() external view returns (uint256);
     function getOperators() external view returns (address[] memory);
+    /// Per vote bit, the lowerHandleNonce from which a new registration may take it, and the
+    /// bits registered operators hold now.
+    function operatorBitsFreeAt() external view returns (uint64[32] memory freeAt, uint32 active);
     /// For a local token: its counterpart, mode, lock flag and whether it is registered.
     function tokenPair(address localToken) external view returns (address remoteToken, uint8 mode, bool locked, bool registered);
     /// The local token paired with a counterpart-chain token (address(0) if none).

@@ -525,15 +525,52 @@ contract BridgeHandleTest is BridgeFixture {
         vm.expectRevert(abi.encodeWithSelector(IBridge.NotOperator.selector, op1));
         _vote(op1, _native(1, 1 ether));
 
-        // Re-registered, op1's open vote counts again (and executes with the next vote).
+        // Re-registered (a recovered or rotated key), op1's old vote does NOT count again: its
+        // registration takes a fresh bit. It may vote once more, under the new bit.
         vm.prank(owner);
         bridge.registerOperator(op1);
-        assertEq(bridge.voteCount(key), 2, "op1's vote counts again");
-        assertFalse(bridge.isHandled(0), "a tally change alone executes nothing");
+        assertEq(bridge.voteCount(key), 1, "op1's old vote is not revived");
+        assertFalse(bridge.hasVoted(0, op1), "the new registration has not voted");
         vm.expectEmit(address(bridge));
-        emit IBridge.VoteCast(0, op3, key, 3);
+        emit IBridge.VoteCast(0, op1, key, 2);
+        _vote(op1, r);
+        assertEq(recipient.balance, 1 ether, "released with op1's new vote and op2's");
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
-        assertEq(recipient.balance, 1 ether, "released");
+    }
+
+    function test_aDeregisteredOperatorsBit_isReusedOnlyOnceItsVotesAreHandled() public {
+        // op3 votes nonces 0 and 1; then it is deregistered while they are open.
+        _vote(op3, _native(0, 1 ether));
+        _vote(op3, _native(1, 1 ether));
+        address fresh = makeAddr("fresh operator");
+        vm.startPrank(owner);
+        bridge.deregisterOperator(op3);
+        // Fill every other bit so only op3's old one could be taken.
+        for (uint160 i = 0; i < 29; ++i) {
+            bridge.registerOperator(address(0x3000 + i));
+        }
+        assertEq(bridge.operatorCount(), 31, "one seat left");
+        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorBitsBusy.selector, uint64(2)));
+        bridge.registerOperator(fresh);
+        vm.stopPrank();
+        (uint64[32] memory freeAt,) = bridge.operatorBitsFreeAt();
+        assertEq(freeAt[2], 2, "op3's bit is free once nonces 0 and 1 are handled");
+        // Nonces 0 and 1 execute with the remaining operators' votes.
+        _execute(_native(0, 1 ether));
+        assertEq(bridge.lowerHandleNonce(), 1, "one handled");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorBitsBusy.selector, uint64(2)));
+        bridge.registerOperator(fresh);
+        _execute(_native(1, 1 ether));
+        vm.prank(owner);
+        bridge.registerOperator(fresh);
+        assertTrue(bridge.isOperator(fresh), "registered on the freed bit");
+        // The old votes are on handled nonces only: nothing the fresh operator inherits counts.
+        assertFalse(bridge.hasVoted(2, fresh), "no vote on an open nonce");
+        IBridge.Request memory r = _native(2, 1 ether);
+        _vote(fresh, r);
+        assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "its own vote only");
     }
 
     // ------------------------------------------------------------------ replay protection
@@ -607,7 +644,9 @@ contract BridgeBookkeepingTest is BridgeFixture {
         vm.expectEmit(address(bridge));
         emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1 ether, key0, 3);
         _vote(op2, r0);
-        _assertBookkeeping(3, 3, _srcBlock(2));
+        // recoveryBlockNumber is the source block of the last nonce handled in order: a lower
+        // bound of every open request's block, which is all recovery needs.
+        _assertBookkeeping(3, 3, _srcBlock(0));
 
         _execute(_native(3, 1 ether));
         _assertBookkeeping(4, 4, _srcBlock(3));
@@ -619,36 +658,71 @@ contract BridgeBookkeepingTest is BridgeFixture {
     }
 
     function test_lowerAdvance_isBoundedAndContinues() public {
-        // Execute 1..250 in batches (op1 votes, op2 executes).
-        for (uint64 start = 1; start <= 250; start += 50) {
-            IBridge.Request[] memory rs = new IBridge.Request[](50);
-            for (uint64 i = 0; i < 50; ++i) {
+        // Execute 1..2100 in batches (op1 votes, op2 executes): more than one call may advance.
+        uint64 last = 2100;
+        for (uint64 start = 1; start <= last; start += 60) {
+            uint64 size = start + 60 > last + 1 ? last + 1 - start : 60;
+            IBridge.Request[] memory rs = new IBridge.Request[](size);
+            for (uint64 i = 0; i < size; ++i) {
                 rs[i] = _native(start + i, 1);
             }
             _voteBatch(op1, rs);
-            assertEq(_voteBatch(op2, rs), 50, "batch executed");
+            assertEq(_voteBatch(op2, rs), size, "batch executed");
         }
-        _assertBookkeeping(0, 251, START_BLOCK);
+        _assertBookkeeping(0, last + 1, START_BLOCK);
 
         IBridge.Request memory r0 = _native(0, 1);
         bytes32 key0 = bridge.voteKey(r0);
         _vote(op1, r0);
+        uint64 bounded = uint64(1 + bridge.MAX_LOWER_ADVANCE());
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1, key0, 201);
+        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1, key0, bounded);
         _vote(op2, r0);
-        // Nonce 0 itself plus MAX_LOWER_ADVANCE (200) already-handled nonces.
-        _assertBookkeeping(201, 251, _srcBlock(200));
-        assertTrue(bridge.isHandled(201) && bridge.isHandled(250), "the rest still handled");
-        assertFalse(bridge.isHandled(251), "251 open");
+        // Nonce 0 itself plus MAX_LOWER_ADVANCE (2048) already-handled nonces.
+        _assertBookkeeping(bounded, last + 1, _srcBlock(0));
+        assertTrue(bridge.isHandled(bounded) && bridge.isHandled(last), "the rest still handled");
+        assertFalse(bridge.isHandled(last + 1), "the next open");
 
-        _execute(_native(251, 1));
-        _assertBookkeeping(252, 252, _srcBlock(251));
-        assertEq(recipient.balance, 252, "every nonce released once");
+        // Anyone may move it on over handled nonces, as far as asked and never past a gap.
+        vm.prank(stranger);
+        vm.expectEmit(address(bridge));
+        emit IBridge.LowerHandleNonceAdvanced(bounded, bounded + 10);
+        assertEq(bridge.advanceLowerHandleNonce(10), bounded + 10, "10 steps");
+        vm.prank(stranger);
+        assertEq(bridge.advanceLowerHandleNonce(10_000), last + 1, "stops at the first open nonce");
+        _assertBookkeeping(last + 1, last + 1, _srcBlock(0));
+        vm.recordLogs();
+        vm.prank(stranger);
+        assertEq(bridge.advanceLowerHandleNonce(10), last + 1, "nothing to do");
+        assertEq(_count(vm.getRecordedLogs(), IBridge.LowerHandleNonceAdvanced.selector), 0, "no event");
+
+        _execute(_native(last + 1, 1));
+        _assertBookkeeping(last + 2, last + 2, _srcBlock(last + 1));
+        assertEq(recipient.balance, last + 2, "every nonce released once");
     }
 
-    /// Whatever the order, the lower nonce ends at the count and always names the first open nonce.
+    /// A gap of open nonces inside one word and across words: the advance stops exactly at the
+    /// first open nonce each time.
+    function test_lowerAdvance_stopsAtEachGap() public {
+        uint64[6] memory handledFirst = [uint64(1), 2, 3, 255, 256, 300];
+        for (uint256 i = 0; i < handledFirst.length; ++i) {
+            _execute(_native(handledFirst[i], 1));
+        }
+        _execute(_native(0, 1));
+        _assertBookkeeping(4, 301, _srcBlock(0));
+        for (uint64 n = 4; n < 255; ++n) {
+            _execute(_native(n, 1));
+        }
+        // 4..254 in order, then 255 and 256 were already handled: it crosses the word boundary.
+        _assertBookkeeping(257, 301, _srcBlock(254));
+        assertFalse(bridge.isHandled(257), "257 open");
+        assertTrue(bridge.isHandled(300), "300 handled");
+    }
+
+    /// Whatever the order, the lower nonce ends at the count and always names the first open
+    /// nonce.
     function testFuzz_randomHandleOrder_lowerEndsAtCount(uint256 seed) public {
-        uint64 count = uint64(bound(seed, 1, 40));
+        uint64 count = uint64(bound(seed, 1, 300));
         uint64[] memory order = new uint64[](count);
         for (uint64 i = 0; i < count; ++i) {
             order[i] = i;
@@ -669,11 +743,10 @@ contract BridgeBookkeepingTest is BridgeFixture {
             if (n + 1 > expectedUpper) expectedUpper = n + 1;
             assertEq(bridge.lowerHandleNonce(), expectedLower, "lower is the first open nonce");
             assertEq(bridge.upperHandleNonce(), expectedUpper, "upper is the highest handled + 1");
-            if (expectedLower > 0) {
-                assertEq(bridge.recoveryBlockNumber(), _srcBlock(expectedLower - 1), "recovery block");
-            }
+            // No open request is older than the recovery block.
+            assertTrue(bridge.recoveryBlockNumber() <= _srcBlock(expectedLower), "recovery block bounds the open");
         }
-        _assertBookkeeping(count, count, _srcBlock(count - 1));
+        assertEq(bridge.lowerHandleNonce(), count, "all handled");
         assertEq(recipient.balance, count, "each nonce released once");
     }
 

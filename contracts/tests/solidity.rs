@@ -23,7 +23,11 @@ fn tool(name: &str) -> PathBuf {
     path
 }
 
+/// forge keeps one build cache: two forge processes at once (the test threads) spoil it.
+static FORGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(mut cmd: Command, what: &str, dir: &Path) -> String {
+    let _one_at_a_time = FORGE.lock().unwrap_or_else(|p| p.into_inner());
     let out = cmd
         .current_dir(dir)
         .output()
@@ -58,4 +62,41 @@ fn forge_tests_pass() {
         .count();
     assert!(ran > 0, "forge ran no tests:\n{out}");
     println!("{out}");
+}
+
+#[test]
+fn the_threshold_slot_the_relay_overrides_is_where_the_compiler_put_it() {
+    let mut cmd = Command::new(tool("forge"));
+    cmd.args(["inspect", "Bridge", "storageLayout", "--json", "--force"]);
+    let out = run(cmd, "forge inspect Bridge storageLayout", &contracts_dir());
+    let json_start = out
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON in:\n{out}"));
+    let layout: serde_json::Value = serde_json::from_str(&out[json_start..])
+        .unwrap_or_else(|e| panic!("storage layout JSON: {e}\n{out}"));
+    let threshold = layout["storage"]
+        .as_array()
+        .and_then(|s| s.iter().find(|v| v["label"] == "_threshold"))
+        .unwrap_or_else(|| panic!("no _threshold in the layout:\n{out}"));
+    assert_eq!(
+        threshold["slot"],
+        multibridge_contracts::THRESHOLD_SLOT.to_string()
+    );
+    assert_eq!(threshold["offset"], multibridge_contracts::THRESHOLD_OFFSET);
+    assert_eq!(threshold["type"], "t_uint8");
+}
+
+#[test]
+fn the_bridge_fits_the_eip170_code_size_limit() {
+    let artifact: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(contracts_dir().join("artifacts/Bridge.json")).unwrap(),
+    )
+    .unwrap();
+    let code = artifact["deployedBytecode"].as_str().unwrap_or_default();
+    let size = code.trim_start_matches("0x").len() / 2;
+    println!("Bridge runtime code: {size} bytes of 24576");
+    assert!(
+        size <= 24_576,
+        "Bridge runtime code is {size} bytes, above EIP-170's 24576"
+    );
 }

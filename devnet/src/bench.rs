@@ -71,6 +71,12 @@ pub struct Throughput {
     /// Mean share of the block gas limit used by the destination blocks of the window
     /// (what limits the rate: the chain when near 1, the relays when well below).
     pub block_fullness: f64,
+    /// Mean share of the block gas limit the included transactions' gas *limits* reserve (a
+    /// block is filled by limits: near 1 with `block_fullness` well below means the limits,
+    /// not the relays, leave space unused).
+    pub block_reserved: f64,
+    /// Each destination block of the window: share of the block gas limit used.
+    pub per_block_fullness: Vec<f64>,
 }
 
 /// Gas figures.
@@ -148,27 +154,39 @@ async fn wait_all_handled(
     }
 }
 
-/// Mean `gas_used / gas_limit` of the destination blocks `from..=to`.
-async fn mean_fullness(driver: &Driver, from: u64, to: u64) -> Result<f64, DevnetError> {
+/// Mean `gas_used / gas_limit` of the destination blocks `from..=to`, and the mean share of
+/// the block gas limit their transactions' gas limits reserve.
+async fn mean_fullness(
+    driver: &Driver,
+    from: u64,
+    to: u64,
+) -> Result<(f64, f64, Vec<f64>), DevnetError> {
+    use alloy::consensus::Transaction as _;
     let dest = driver.provider(ChainRole::Service)?;
-    let mut sum = 0.0;
+    let (mut used, mut reserved) = (0.0, 0.0);
+    let mut each = Vec::new();
     let mut blocks = 0u32;
     for number in from..=to {
         let block = dest
             .get_block_by_number(BlockNumberOrTag::Number(number))
+            .full()
             .await
             .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?;
         if let Some(b) = block
             && b.header.gas_limit > 0
         {
-            sum += b.header.gas_used as f64 / b.header.gas_limit as f64;
+            let limits: u64 = b.transactions.txns().map(|t| t.gas_limit()).sum();
+            let fullness = b.header.gas_used as f64 / b.header.gas_limit as f64;
+            each.push(fullness);
+            used += fullness;
+            reserved += limits as f64 / b.header.gas_limit as f64;
             blocks = blocks.saturating_add(1);
         }
     }
     Ok(if blocks == 0 {
-        0.0
+        (0.0, 0.0, each)
     } else {
-        sum / f64::from(blocks)
+        (used / f64::from(blocks), reserved / f64::from(blocks), each)
     })
 }
 
@@ -307,7 +325,8 @@ pub async fn run(
         as f64
         + block_time;
     let drain_seconds = restarted.elapsed().as_secs_f64();
-    let block_fullness = mean_fullness(&driver, first_handle_block, last_handle_block).await?;
+    let (block_fullness, block_reserved, per_block_fullness) =
+        mean_fullness(&driver, first_handle_block, last_handle_block).await?;
 
     // Gas of every vote transaction in the window (executing, recording or skipped alike).
     let vote_logs = dest
@@ -364,6 +383,8 @@ pub async fn run(
             0.0
         },
         block_fullness,
+        block_reserved,
+        per_block_fullness,
     };
     let gas = Gas {
         vote_transactions: txs.len(),
@@ -462,10 +483,11 @@ pub fn render(report: &BenchReport) -> String {
         if l.p50 <= l.physical_limit + 1.0 { "met" } else { "MISSED" }
     ));
     out.push_str(&format!(
-        "throughput (backlog of {} on main-to-service, drained in {:.0}s after the relays started)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n  destination blocks {:.0}% full on average over that window\n\n",
+        "throughput (backlog of {} on main-to-service, drained in {:.0}s after the relays started)\n  {:.1} transfers/s over the {:.0}s the handles took   destination capacity {:.1}/s   ratio {:.2}   target >= 0.8: {}\n  destination blocks {:.0}% full on average over that window ({:.0}% reserved by the votes' gas limits)\n\n",
         t.requests, t.drain_seconds, t.per_second, t.seconds, t.capacity_per_second, t.ratio,
         if t.ratio >= 0.8 { "met" } else { "MISSED" },
         t.block_fullness * 100.0,
+        t.block_reserved * 100.0,
     ));
     out.push_str(&format!(
         "gas\n  {:.0} per handled transfer (all operators' votes), {} vote transactions, block gas limit {}\n",

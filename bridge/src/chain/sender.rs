@@ -45,9 +45,9 @@ impl Default for SenderPolicy {
     }
 }
 
-/// Least time between two versions of a transaction re-sent early — because its bid fell below
-/// the base fee or the node passed it over (the base fee may fall back by itself, and re-sending
-/// every poll would flood the node). Otherwise [`SenderPolicy::stuck_after`] applies.
+/// Least time before a transaction the node passed over is re-sent (it may just have arrived
+/// late for a block; re-sending every poll would flood the node). A bid below the base fee is
+/// re-priced once a block passed instead. Otherwise [`SenderPolicy::stuck_after`] applies.
 const PRICED_OUT_GRACE: Duration = Duration::from_secs(2);
 
 /// A failed send.
@@ -170,21 +170,22 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Whether to re-send it now: unmined for `stuck_after`, or — after a short grace — bid below
-    /// the base fee (it cannot be mined until the base fee falls) or passed over by a block that
-    /// had room for it after the one it was sent at (dropped from the node's pool, or a node
-    /// bug: waiting will not help).
+    /// Whether to re-send it now: unmined for `stuck_after`; or bid below the base fee once a
+    /// block passed since it was sent (it cannot be mined until the base fee falls, and with
+    /// every sender priced alike blocks stay empty while they wait); or — after a short grace —
+    /// passed over by a block that had room for it after the one it was sent at (dropped from
+    /// the node's pool, or a node bug: waiting will not help).
     fn needs_replacement(&self, head: &Head, stuck_after: Duration) -> bool {
         if self.age >= stuck_after {
+            return true;
+        }
+        if self.max_fee < head.base_fee && head.number > self.sent_block {
             return true;
         }
         if self.age < PRICED_OUT_GRACE {
             return false;
         }
-        let priced_out = self.max_fee < head.base_fee;
-        let passed_over =
-            self.next_in_line && head.had_room && head.number > self.sent_block.saturating_add(1);
-        priced_out || passed_over
+        self.next_in_line && head.had_room && head.number > self.sent_block.saturating_add(1)
     }
 }
 
@@ -197,6 +198,9 @@ struct Head {
     had_room: bool,
 }
 
+/// How long a fee quote is reused for new transactions (a burst of sends prices once).
+const FEES_FRESH_FOR: Duration = Duration::from_millis(250);
+
 /// The sender of one signer on one chain. Only one may exist per (chain, signer) at a time.
 pub struct Sender {
     chain: Arc<ChainClient>,
@@ -206,6 +210,8 @@ pub struct Sender {
     in_flight: BTreeMap<u64, InFlight>,
     policy: SenderPolicy,
     fence: Fence,
+    /// The last fee quote: (fees, head block it was priced at, when).
+    quote: Option<(Fees, u64, Instant)>,
 }
 
 /// How a refused broadcast attempt is marked when the fence closed between two attempts.
@@ -238,6 +244,7 @@ impl Sender {
             in_flight: BTreeMap::new(),
             policy,
             fence: Fence::standalone(),
+            quote: None,
         };
         sender.resync_nonce().await?;
         Ok(sender)
@@ -307,10 +314,18 @@ impl Sender {
         ))
     }
 
-    /// Fees to bid now, and the head they were priced at.
-    async fn market_fees(&self) -> Result<(Fees, u64), SendError> {
+    /// Fees to bid now, and the head they were priced at (a quote younger than
+    /// [`FEES_FRESH_FOR`] is reused).
+    async fn market_fees(&mut self) -> Result<(Fees, u64), SendError> {
+        if let Some((fees, block, at)) = self.quote
+            && at.elapsed() < FEES_FRESH_FOR
+        {
+            return Ok((fees, block));
+        }
         let head = self.head().await?;
-        Ok((self.fees_at(&head).await, head.number))
+        let fees = self.fees_at(&head).await;
+        self.quote = Some((fees, head.number, Instant::now()));
+        Ok((fees, head.number))
     }
 
     /// Fees to bid on top of `head` (its base fee and the node's suggested tip).
@@ -363,16 +378,7 @@ impl Sender {
 
     /// The node's gas estimate of `call`; a revert is [`SendError::WouldRevert`].
     pub async fn estimate(&self, call: &TransactionRequest) -> Result<u64, SendError> {
-        self.chain
-            .call("eth_estimateGas", |p| {
-                let request = call.clone();
-                async move { p.estimate_gas(request).await }
-            })
-            .await
-            .map_err(|e| match e {
-                ChainError::Rejected { .. } => SendError::WouldRevert(e),
-                other => SendError::Chain(other),
-            })
+        estimate_gas(&self.chain, call, None).await
     }
 
     /// Price, sign and broadcast `call` with `gas_limit`, under the next nonce.
@@ -418,6 +424,7 @@ impl Sender {
                 }
                 Err(BroadcastError::Underpriced) if !retried => {
                     retried = true;
+                    self.quote = None;
                     let (fresh, _) = self.market_fees().await?;
                     fees = escalate(fees, fresh, fees, &self.policy.fees).unwrap_or(fresh);
                 }
@@ -514,39 +521,90 @@ impl Sender {
         // raise the base fee by up to 12.5 % each): such a transaction is re-priced at once
         // instead of after `stuck_after`.
         let head = self.head().await?;
+        self.restore_dropped(mined_count, &head).await?;
         let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
+        // Whether the nonce just before was re-sent in this poll: then this one is next in line
+        // too (a node that dropped one transaction usually dropped those after it as well, and
+        // they would otherwise come back one block at a time).
+        let mut resent_before = false;
         for nonce in nonces {
             let Some(entry) = self.in_flight.get(&nonce) else {
                 continue;
             };
-            let hashes = entry.hashes.clone();
-            if let Some(receipt) = self.find_receipt(&hashes).await? {
-                self.in_flight.remove(&nonce);
-                out.push(Tracked::Mined {
-                    nonce,
-                    receipt: Box::new(receipt),
-                });
-                continue;
-            }
             if nonce < mined_count {
-                // Mined, but none of our hashes: look once more (a receipt may have just landed).
+                // The chain used this nonce: one of our versions was mined, or something else.
+                let hashes = entry.hashes.clone();
+                match self.find_receipt(&hashes).await? {
+                    Some(receipt) => out.push(Tracked::Mined {
+                        nonce,
+                        receipt: Box::new(receipt),
+                    }),
+                    None => out.push(Tracked::Superseded { nonce }),
+                }
                 self.in_flight.remove(&nonce);
-                out.push(Tracked::Superseded { nonce });
                 continue;
             }
             let waiting = Waiting {
                 age: entry.sent_at.elapsed(),
                 max_fee: entry.fees.max_fee_per_gas,
                 sent_block: entry.sent_block,
-                next_in_line: nonce == mined_count,
+                next_in_line: nonce == mined_count || resent_before,
             };
-            if waiting.needs_replacement(&head, self.policy.stuck_after)
-                && let Some(tracked) = self.replace(nonce, &head).await?
-            {
-                out.push(tracked);
+            resent_before = false;
+            if waiting.needs_replacement(&head, self.policy.stuck_after) {
+                resent_before = true;
+                if let Some(tracked) = self.replace(nonce, &head).await? {
+                    out.push(tracked);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a
+    /// replaced endpoint): every later nonce of the key then waits behind the gap. When the next
+    /// transaction in line is still unmined a block after it was sent and the node does not know
+    /// it any more, it and everything after it is broadcast again as it was (a node that has a
+    /// transaction answers "already known").
+    async fn restore_dropped(&mut self, mined_count: u64, head: &Head) -> Result<(), SendError> {
+        let Some(next) = self.in_flight.get(&mined_count) else {
+            return Ok(());
+        };
+        if head.number <= next.sent_block {
+            return Ok(());
+        }
+        let hash = next.hashes.last().copied().unwrap_or_default();
+        let known = self
+            .chain
+            .call("eth_getTransactionByHash", |p| async move {
+                p.get_transaction_by_hash(hash).await
+            })
+            .await
+            .map_err(SendError::Chain)?
+            .is_some();
+        if known {
+            return Ok(());
+        }
+        let resend: Vec<(u64, Bytes)> = self
+            .in_flight
+            .range(mined_count..)
+            .map(|(n, e)| (*n, e.raw.clone()))
+            .collect();
+        tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped the next transaction: broadcasting it and those after it again");
+        for (nonce, raw) in resend {
+            match self.broadcast(raw).await {
+                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                // Taken, known, or refused (priced out: the replacement rule re-prices it).
+                _ => {}
+            }
+            if let Some(entry) = self.in_flight.get_mut(&nonce) {
+                entry.sent_block = head.number;
+            }
+        }
+        Ok(())
     }
 
     async fn find_receipt(&self, hashes: &[B256]) -> Result<Option<TransactionReceipt>, SendError> {
@@ -615,6 +673,49 @@ impl Sender {
     }
 }
 
+/// The node's gas estimate of `call` on `chain`, over the state changed by `overrides`; a revert
+/// is [`SendError::WouldRevert`]. Read-only: any task may estimate, only a sender sends.
+pub async fn estimate_gas(
+    chain: &ChainClient,
+    call: &TransactionRequest,
+    overrides: Option<&alloy::rpc::types::state::StateOverride>,
+) -> Result<u64, SendError> {
+    chain
+        .call("eth_estimateGas", |p| {
+            let request = call.clone();
+            let overrides = overrides.cloned();
+            // At the latest block, not the node's default (often `pending`): a pending block
+            // holds other operators' unmined votes, and ours may be mined before them.
+            async move {
+                p.estimate_gas(request)
+                    .block(alloy::eips::BlockId::latest())
+                    .overrides_opt(overrides)
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            ChainError::Rejected { .. } => SendError::WouldRevert(e),
+            other => SendError::Chain(other),
+        })
+}
+
+/// The transaction request of a call from `from` on `chain`.
+pub fn call_request(
+    chain: &ChainClient,
+    from: Address,
+    to: Address,
+    input: Bytes,
+    value: alloy::primitives::U256,
+) -> TransactionRequest {
+    TransactionRequest::default()
+        .with_from(from)
+        .with_to(to)
+        .with_input(input)
+        .with_value(value)
+        .with_chain_id(chain.chain_id())
+}
+
 enum BroadcastError {
     Fenced(Fenced),
     NonceTooLow,
@@ -668,10 +769,13 @@ mod tests {
     }
 
     #[test]
-    fn a_bid_below_the_base_fee_is_replaced_after_the_grace_only() {
+    fn a_bid_below_the_base_fee_is_repriced_once_a_block_passed() {
         let h = head(12, 3 * GWEI, false);
-        assert!(!waiting(1, 2 * GWEI, 10, false).needs_replacement(&h, STUCK));
-        assert!(waiting(2, 2 * GWEI, 10, false).needs_replacement(&h, STUCK));
+        assert!(waiting(1, 2 * GWEI, 10, false).needs_replacement(&h, STUCK));
+        assert!(
+            !waiting(1, 2 * GWEI, 12, false).needs_replacement(&h, STUCK),
+            "the base fee rose in the block it was sent at: wait for the next"
+        );
         assert!(!waiting(2, 3 * GWEI, 10, false).needs_replacement(&h, STUCK));
     }
 

@@ -22,8 +22,8 @@ use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::ChainRole;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::ChainClient;
-use super::sender::{SendError, Sender, SenderPolicy, Sent, Tracked};
+use super::sender::{SendError, Sender, SenderPolicy, Sent, Tracked, call_request, estimate_gas};
+use super::{ChainClient, ChainError};
 use crate::leadership::fence::Fence;
 
 /// How the gas limit of a job is chosen.
@@ -34,17 +34,31 @@ pub enum GasPlan {
         /// Percent added.
         margin_percent: u64,
     },
+    /// A vote on `bridge`: it may only record the vote or, if other operators' votes land
+    /// first, execute the transfers (releases cost more than a record for a new recipient, a
+    /// mint, a contract recipient). Both paths are estimated — the second with the bridge's
+    /// threshold overridden to one, so every open item executes — and the larger is used, plus
+    /// the margin for what changes between the estimate and the block, plus the bounded
+    /// lowerHandleNonce advance other operators' handles may leave to this vote
+    /// ([`multibridge_contracts::LOWER_ADVANCE_GAS`]).
+    Vote {
+        /// The destination bridge.
+        bridge: Address,
+        /// Percent added.
+        margin_percent: u64,
+    },
 }
 
-/// A transaction a client wants sent with the signer's key.
+/// A transaction a client wants sent with the signer's key, its gas limit already chosen
+/// ([`Submit::estimate`]).
 #[derive(Debug, Clone)]
 pub struct Job {
     /// Contract called.
     pub to: Address,
     /// Calldata.
     pub input: Bytes,
-    /// Gas sizing.
-    pub gas: GasPlan,
+    /// Gas limit.
+    pub gas_limit: u64,
 }
 
 /// What happened to a transaction after [`SubmitClient::submit`] returned.
@@ -102,6 +116,14 @@ impl SubmitError {
 
 /// Something that sends jobs: the real submitter, or a fake in unit tests.
 pub trait Submit: Send + Sync {
+    /// The gas limit to send a call of `input` to `to` with, as `plan` says; a call that would
+    /// revert is [`SendError::WouldRevert`]. Read-only: estimates of several jobs may run at once.
+    fn estimate(
+        &self,
+        to: Address,
+        input: Bytes,
+        plan: GasPlan,
+    ) -> impl Future<Output = Result<u64, SubmitError>> + Send;
     /// Send `job`; `Ok` once a node took it (or may have: see [`Sender`]).
     fn submit(&self, job: Job) -> impl Future<Output = Result<Sent, SubmitError>> + Send;
 }
@@ -121,11 +143,34 @@ type Clients = Arc<Mutex<HashMap<ClientId, mpsc::UnboundedSender<JobEvent>>>>;
 #[derive(Clone)]
 pub struct SubmitClient {
     id: ClientId,
-    chain: ChainRole,
+    chain: Arc<ChainClient>,
+    from: Address,
     commands: mpsc::Sender<Command>,
 }
 
 impl Submit for SubmitClient {
+    async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
+        let call = call_request(&self.chain, self.from, to, input, U256::ZERO);
+        let (estimate, margin_percent, headroom) = match plan {
+            GasPlan::Estimate { margin_percent } => (
+                estimate_gas(&self.chain, &call, None).await?,
+                margin_percent,
+                0,
+            ),
+            GasPlan::Vote {
+                bridge,
+                margin_percent,
+            } => (
+                vote_gas(&self.chain, bridge, &call).await?,
+                margin_percent,
+                multibridge_contracts::LOWER_ADVANCE_GAS,
+            ),
+        };
+        Ok(estimate
+            .saturating_add(estimate.saturating_mul(margin_percent) / 100)
+            .saturating_add(headroom))
+    }
+
     async fn submit(&self, job: Job) -> Result<Sent, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.commands
@@ -135,15 +180,18 @@ impl Submit for SubmitClient {
                 reply,
             })
             .await
-            .map_err(|_| SubmitError::Stopped(self.chain))?;
-        answer.await.map_err(|_| SubmitError::Stopped(self.chain))?
+            .map_err(|_| SubmitError::Stopped(self.chain.role()))?;
+        answer
+            .await
+            .map_err(|_| SubmitError::Stopped(self.chain.role()))?
     }
 }
 
 /// Where clients come from.
 #[derive(Clone)]
 pub struct SubmitterHandle {
-    chain: ChainRole,
+    chain: Arc<ChainClient>,
+    from: Address,
     commands: mpsc::Sender<Command>,
     clients: Clients,
     next_id: Arc<AtomicU64>,
@@ -161,7 +209,8 @@ impl SubmitterHandle {
         (
             SubmitClient {
                 id,
-                chain: self.chain,
+                chain: self.chain.clone(),
+                from: self.from,
                 commands: self.commands.clone(),
             },
             receiver,
@@ -171,6 +220,12 @@ impl SubmitterHandle {
 
 /// How often transactions in flight are checked.
 const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// The instant `d` from now.
+fn after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d).unwrap_or(now)
+}
 
 /// The submitter task of one (chain, signer).
 pub struct Submitter {
@@ -200,7 +255,8 @@ impl Submitter {
         let (commands_tx, commands) = mpsc::channel(16);
         let clients: Clients = Arc::default();
         let handle = SubmitterHandle {
-            chain: chain.role(),
+            chain: chain.clone(),
+            from: signer.address(),
             commands: commands_tx,
             clients: clients.clone(),
             next_id: Arc::new(AtomicU64::new(0)),
@@ -225,8 +281,19 @@ impl Submitter {
     pub async fn run(mut self) {
         self.term.borrow_and_update();
         let mut term_open = true;
+        // Transactions in flight are checked every POLL_EVERY even while jobs keep arriving (a
+        // dropped or priced-out one blocks everything the key sends after it).
+        let mut next_poll = tokio::time::Instant::now();
         loop {
             let polling = !self.owners.is_empty();
+            if polling && tokio::time::Instant::now() >= next_poll {
+                self.poll_in_flight().await;
+                next_poll = after(POLL_EVERY);
+                continue;
+            }
+            if !polling {
+                next_poll = after(POLL_EVERY);
+            }
             tokio::select! {
                 // A change of leadership first: no job sent after it may use the old term.
                 biased;
@@ -244,7 +311,7 @@ impl Submitter {
                     }
                     None => return,
                 },
-                () = tokio::time::sleep(POLL_EVERY), if polling => self.poll().await,
+                () = tokio::time::sleep_until(next_poll), if polling => {}
             }
         }
     }
@@ -277,14 +344,8 @@ impl Submitter {
             return Err(SubmitError::Stopped(self.chain.role()));
         };
         let call = sender.call(job.to, job.input, U256::ZERO);
-        let gas_limit = match job.gas {
-            GasPlan::Estimate { margin_percent } => {
-                let estimate = sender.estimate(&call).await?;
-                estimate.saturating_add(estimate.saturating_mul(margin_percent) / 100)
-            }
-        };
-        let sent = sender.send_call(call, gas_limit).await?;
-        self.owners.insert(sent.nonce, (client, gas_limit));
+        let sent = sender.send_call(call, job.gas_limit).await?;
+        self.owners.insert(sent.nonce, (client, job.gas_limit));
         self.chain
             .metrics()
             .signer_nonce
@@ -292,7 +353,7 @@ impl Submitter {
         Ok(sent)
     }
 
-    async fn poll(&mut self) {
+    async fn poll_in_flight(&mut self) {
         let Some(sender) = self.sender.as_mut() else {
             return;
         };
@@ -330,4 +391,112 @@ impl Submitter {
             let _ = events.send(event);
         }
     }
+}
+
+/// Gas a vote needs on whichever path it takes: the larger of its gas as the chain is and as if
+/// this vote were the deciding one (the bridge's threshold overridden to one), each from one
+/// execution through `eth_simulateV1`, made safe for the 63/64 rule and the native-release
+/// stipend. A node without `eth_simulateV1` gets two `eth_estimateGas` instead (each a binary
+/// search of many executions: the node works much harder).
+async fn vote_gas(
+    chain: &ChainClient,
+    bridge: Address,
+    call: &alloy::rpc::types::TransactionRequest,
+) -> Result<u64, SendError> {
+    use alloy::providers::Provider;
+    use alloy::rpc::types::state::{AccountOverride, StateOverride};
+
+    let slot = U256::from(multibridge_contracts::THRESHOLD_SLOT);
+    let current = chain
+        .call("eth_getStorageAt", |p| async move {
+            p.get_storage_at(bridge, slot).await
+        })
+        .await
+        .map_err(SendError::Chain)?;
+    let deciding = multibridge_contracts::with_threshold_one(B256::from(current));
+    let overrides: StateOverride = [(
+        bridge,
+        AccountOverride::default().with_state_diff([(B256::from(slot), deciding)]),
+    )]
+    .into_iter()
+    .collect();
+    let (as_is, executing) = futures::future::join(
+        simulated_gas(chain, call, None),
+        simulated_gas(chain, call, Some(overrides.clone())),
+    )
+    .await;
+    let used = match (as_is?, executing?) {
+        (Simulated::Used(plain), Simulated::Used(executing)) => plain.max(executing),
+        // A vote that would only be recorded may not be executable yet (liquidity short).
+        (Simulated::Used(plain), Simulated::Reverted) => plain,
+        // The node's own words for a refusal (the voter decodes them): estimate it.
+        (Simulated::Reverted, _) => return estimate_gas(chain, call, None).await,
+        (Simulated::Unsupported, _) | (_, Simulated::Unsupported) => {
+            let plain = estimate_gas(chain, call, None).await?;
+            let executing = match estimate_gas(chain, call, Some(&overrides)).await {
+                Ok(gas) => gas,
+                Err(SendError::Chain(_) | SendError::WouldRevert(_)) => plain,
+                Err(e) => return Err(e),
+            };
+            return Ok(plain.max(executing));
+        }
+    };
+    // A call forwards at most 63/64 of what is left; a native release forwards a fixed stipend
+    // and needs it available even when the recipient uses none of it.
+    Ok(used
+        .saturating_add(used / 63)
+        .saturating_add(NATIVE_STIPEND_HEADROOM))
+}
+
+/// Gas a native release must have available beyond what a simulation reports used: the
+/// bridge's `NATIVE_RELEASE_GAS` (50 000) with the 1/64 the caller keeps.
+const NATIVE_STIPEND_HEADROOM: u64 = 51_000;
+
+/// What one simulated execution said.
+enum Simulated {
+    /// Succeeded, using this much gas (before refunds).
+    Used(u64),
+    /// Reverted.
+    Reverted,
+    /// The node has no `eth_simulateV1` (or no state overrides in it).
+    Unsupported,
+}
+
+async fn simulated_gas(
+    chain: &ChainClient,
+    call: &alloy::rpc::types::TransactionRequest,
+    overrides: Option<alloy::rpc::types::state::StateOverride>,
+) -> Result<Simulated, SendError> {
+    use alloy::providers::Provider;
+    use alloy::rpc::types::simulate::{SimBlock, SimulatePayload};
+
+    let payload = SimulatePayload {
+        block_state_calls: vec![SimBlock {
+            block_overrides: None,
+            state_overrides: overrides,
+            calls: vec![call.clone()],
+        }],
+        trace_transfers: false,
+        validation: false,
+        return_full_transactions: false,
+    };
+    let result = chain
+        .call("eth_simulateV1", |p| {
+            let payload = payload.clone();
+            async move { p.simulate(&payload).latest().await }
+        })
+        .await;
+    let blocks = match result {
+        Ok(blocks) => blocks,
+        Err(ChainError::Rejected { .. }) => return Ok(Simulated::Unsupported),
+        Err(e) => return Err(SendError::Chain(e)),
+    };
+    let Some(outcome) = blocks.first().and_then(|b| b.calls.first()) else {
+        return Ok(Simulated::Unsupported);
+    };
+    Ok(if outcome.status {
+        Simulated::Used(outcome.max_used_gas.unwrap_or(outcome.gas_used))
+    } else {
+        Simulated::Reverted
+    })
 }

@@ -147,12 +147,24 @@ impl RegistrySync {
                 .abi_encode()
                 .into(),
             };
-            let job = Job {
-                to: self.registry,
-                input,
-                gas: GasPlan::Estimate { margin_percent: 25 },
+            let sent = async {
+                let gas_limit = self
+                    .submit
+                    .estimate(
+                        self.registry,
+                        input.clone(),
+                        GasPlan::Estimate { margin_percent: 25 },
+                    )
+                    .await?;
+                self.submit
+                    .submit(Job {
+                        to: self.registry,
+                        input,
+                        gas_limit,
+                    })
+                    .await
             };
-            match self.submit.submit(job).await {
+            match sent.await {
                 Ok(sent) => {
                     tracing::info!(lane = %service.lane, %location, tx = %sent.hash, "service location sent to the registry");
                     self.in_flight.insert(sent.nonce, service);

@@ -27,7 +27,8 @@ mod asset_totals;
 pub use asset_totals::AssetSide;
 
 /// Schema version written to `meta`; bump with a migration in [`Store::migrate`], never edit
-/// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark.
+/// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark,
+/// the time before which a request is not voted (an operator standing by).
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The open statuses as an SQL list (checked against [`RequestStatus::OPEN`] by a test).
@@ -63,6 +64,12 @@ pub enum Transition {
         /// What the destination said, for people.
         detail: String,
     },
+    /// This operator stands by for it: not voted before `until` (unix seconds), unless
+    /// something else happens to it first.
+    Deferred {
+        /// Unix seconds.
+        until: u64,
+    },
     /// It can never be voted: `rejected` with the reason.
     Rejected {
         /// Why.
@@ -93,6 +100,8 @@ pub struct StoredRequest {
     pub attempts: u32,
     /// Unix seconds when it was first stored.
     pub observed_at: u64,
+    /// Unix seconds before which this operator does not vote it (standing by), once decided.
+    pub not_before: Option<u64>,
 }
 
 /// Request store failures.
@@ -248,8 +257,7 @@ pub fn payload_hash(request: &Request) -> B256 {
 }
 
 /// The columns [`RawRow::read`] expects, in order.
-const ROW: &str =
-    "nonce, payload, payload_hash, status, reason, reason_detail, attempts, observed_at";
+const ROW: &str = "nonce, payload, payload_hash, status, reason, reason_detail, attempts, observed_at, not_before";
 
 impl Store {
     /// Open (or create) the store at `path` for the relay identified by `identity` (bridge pair
@@ -376,6 +384,7 @@ impl Store {
             self.conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  ALTER TABLE requests ADD COLUMN reason_detail TEXT;
+                 ALTER TABLE requests ADD COLUMN not_before INTEGER;
                  ALTER TABLE cursors ADD COLUMN next_nonce INTEGER;
                  UPDATE requests SET reason_detail = reason, reason = {mapping}
                      WHERE reason IS NOT NULL AND status IN {OPEN};
@@ -488,7 +497,7 @@ impl Store {
 
     /// Requests that need this relay's vote now, in nonce order, at most `limit`: `observed`
     /// ones, except those waiting for a destination condition that were last tried less than
-    /// `retry_after_secs` ago. Voted requests are not here: they wait for others and must not
+    /// `retry_after_secs` ago and those deferred to later. Voted requests are not here: they wait for others and must not
     /// hold the queue; `voting` ones are in flight.
     pub fn needing_vote(
         &self,
@@ -500,12 +509,14 @@ impl Store {
             &format!(
                 "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
                  AND (reason IS NULL OR updated_at <= ?2)
+                 AND (not_before IS NULL OR not_before <= ?4)
                  ORDER BY nonce LIMIT ?3"
             ),
             params![
                 lane.as_str(),
                 to_i64(unix_now().saturating_sub(retry_after_secs)),
-                to_i64(limit as u64)
+                to_i64(limit as u64),
+                to_i64(unix_now())
             ],
             lane,
         )
@@ -607,6 +618,10 @@ impl Store {
                      updated_at = ?3 WHERE lane = ?1 AND nonce = ?2 AND {not_final}"
                 ),
                 params![lane.as_str(), to_i64(nonce), at, reason.as_str(), detail],
+            )?,
+            Transition::Deferred { until } => self.conn.execute(
+                "UPDATE requests SET not_before = ?4 WHERE lane = ?1 AND nonce = ?2 AND status = 'observed'",
+                params![lane.as_str(), to_i64(nonce), at, to_i64(*until)],
             )?,
             Transition::Rejected { reason, detail } => self.conn.execute(
                 &format!(
@@ -880,7 +895,9 @@ impl Store {
     /// Make every row of `lane` look `secs` older (unit tests of pauses).
     pub(crate) fn age_rows(&mut self, lane: Lane, secs: u64) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE requests SET updated_at = updated_at - ?2 WHERE lane = ?1",
+            "UPDATE requests SET updated_at = updated_at - ?2, observed_at = observed_at - ?2,
+                 not_before = not_before - ?2
+             WHERE lane = ?1",
             params![lane.as_str(), to_i64(secs)],
         )?;
         Ok(())
@@ -965,6 +982,7 @@ struct RawRow {
     detail: Option<String>,
     attempts: i64,
     observed_at: i64,
+    not_before: Option<i64>,
 }
 
 impl RawRow {
@@ -978,6 +996,7 @@ impl RawRow {
             detail: r.get(5)?,
             attempts: r.get(6)?,
             observed_at: r.get(7)?,
+            not_before: r.get(8)?,
         })
     }
 
@@ -1010,6 +1029,7 @@ impl RawRow {
             detail: self.detail,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             observed_at: to_u64(self.observed_at),
+            not_before: self.not_before.map(to_u64),
         })
     }
 }

@@ -33,9 +33,11 @@ use tokio::sync::mpsc;
 use crate::chain::sender::SendError;
 use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitError};
 use crate::chain::{ChainClient, ChainError};
-use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
+use crate::store::{SharedStore, StoreError, StoredRequest, Transition, unix_now};
 
+mod committee;
 mod pending;
+pub use committee::Committee;
 pub use pending::{Outcome, PendingVote, Seen};
 
 #[cfg(test)]
@@ -54,6 +56,9 @@ pub struct VoterConfig {
     pub max_in_flight: usize,
     /// Percent added to the gas estimate.
     pub gas_margin_percent: u64,
+    /// A request this operator is not among the first `threshold` for waits this long before
+    /// it votes ([`Committee`]); zero: every operator votes at once.
+    pub standby_after: Duration,
 }
 
 impl Default for VoterConfig {
@@ -62,8 +67,9 @@ impl Default for VoterConfig {
             batch_size: 64,
             batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_secs(5),
-            max_in_flight: 12,
-            gas_margin_percent: 25,
+            max_in_flight: 24,
+            gas_margin_percent: 5,
+            standby_after: Duration::from_secs(5),
         }
     }
 }
@@ -122,6 +128,10 @@ pub trait DestinationReads: Send + Sync {
         &self,
         nonces: &[u64],
     ) -> impl Future<Output = Result<Vec<NonceState>, ChainError>> + Send;
+    /// The registered operators and the threshold.
+    fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
+    /// `upperHandleNonce`: the highest handled nonce + 1.
+    fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
 }
 
 /// The destination bridge as one operator sees it.
@@ -132,12 +142,28 @@ pub struct BridgeReads {
     pub operator: Address,
 }
 
+/// How long a read of the destination's operators and threshold is used.
+const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(30);
+
 impl DestinationReads for BridgeReads {
     async fn voting_status(&self, nonces: &[u64]) -> Result<Vec<NonceState>, ChainError> {
         self.chain
             .views()
             .voting_status(self.operator, nonces)
             .await
+    }
+
+    async fn committee(&self) -> Result<Committee, ChainError> {
+        let views = self.chain.views();
+        let threshold = views.threshold().await?;
+        Ok(Committee {
+            operators: views.operators().await?,
+            threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
+        })
+    }
+
+    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
+        Ok(self.chain.views().handle_nonces().await?.1)
     }
 }
 
@@ -156,6 +182,8 @@ pub struct Voter<D, S> {
     singles_until: Option<Instant>,
     /// Test-only fault injection: vote a payload that differs from the observed one.
     tamper: bool,
+    /// The destination's operators and threshold, and when they were read.
+    committee: Option<(Committee, Instant)>,
     metrics: LaneMetrics,
 }
 
@@ -184,6 +212,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             pending: BTreeMap::new(),
             singles_until: None,
             tamper: false,
+            committee: None,
             metrics,
         }
     }
@@ -312,7 +341,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if room == 0 {
             return Ok(step);
         }
-        let ready = self.ready(&mut step).await?;
+        let ready = self.ready(room, &mut step).await?;
         if ready.is_empty() {
             return Ok(step);
         }
@@ -326,21 +355,40 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // simulation reverts while the condition holds: no transaction); the rest in batches.
         let (waiting, fresh): (Vec<StoredRequest>, Vec<StoredRequest>) =
             ready.into_iter().partition(|r| r.waiting.is_some());
-        let mut room = room;
-        for request in &waiting {
-            if room == 0 {
-                break;
-            }
-            if self
-                .send(std::slice::from_ref(&request.request), true, &mut step)
-                .await?
-            {
-                room = room.saturating_sub(1);
-            }
-        }
         let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
-        for batch in fresh.chunks(chunk).take(room) {
-            self.send(batch, false, &mut step).await?;
+        let mut planned: Vec<(Vec<Request>, bool)> = waiting
+            .into_iter()
+            .map(|r| (vec![r.request], true))
+            .collect();
+        planned.extend(fresh.chunks(chunk).map(|b| (b.to_vec(), false)));
+        planned.truncate(room);
+        // The estimates are reads: all at once, then the sends in order.
+        let inputs: Vec<Bytes> = planned
+            .iter()
+            .map(|(batch, single)| self.input(batch, *single))
+            .collect();
+        let estimates = futures::future::join_all(inputs.iter().map(|input| {
+            self.submit.estimate(
+                self.bridge,
+                input.clone(),
+                GasPlan::Vote {
+                    bridge: self.bridge,
+                    margin_percent: self.config.gas_margin_percent,
+                },
+            )
+        }))
+        .await;
+        for (((batch, single), input), estimate) in planned.into_iter().zip(inputs).zip(estimates) {
+            match estimate {
+                Ok(gas_limit) => {
+                    self.send(&batch, single, input, gas_limit, &mut step)
+                        .await?
+                }
+                Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                    self.refused(&batch, &e, &mut step)?
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
         Ok(step)
     }
@@ -362,6 +410,19 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         VoteTxOutcome::Reverted
                     };
                     self.metrics.vote_tx(outcome);
+                    if outcome != VoteTxOutcome::Mined {
+                        let carried = self.requests_of(nonce);
+                        tracing::warn!(
+                            lane = %self.metrics.lane,
+                            tx = %receipt.transaction_hash,
+                            outcome = outcome.as_str(),
+                            gas_used = receipt.gas_used,
+                            gas_limit,
+                            requests = carried.len(),
+                            nonce = %nonce_ranges(&carried),
+                            "vote transaction reverted; re-checking its requests"
+                        );
+                    }
                     self.apply_receipt(nonce, &receipt, step)?;
                 }
                 JobEvent::Replaced { nonce, hash } => {
@@ -402,7 +463,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<(), VoterError> {
         let carried = self.requests_of(tx_nonce);
         if !receipt.status() {
-            tracing::warn!(lane = %self.metrics.lane, tx = %receipt.transaction_hash, gas_used = receipt.gas_used, "vote transaction reverted; re-checking its requests");
             for nonce in carried {
                 self.settle(nonce, Outcome::VoteGone, Seen::Receipt, step)?;
             }
@@ -431,11 +491,18 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
-    /// The requests to vote now, after the pre-check settled the rest.
-    async fn ready(&mut self, step: &mut VoteStep) -> Result<Vec<StoredRequest>, VoterError> {
+    /// The requests to vote now (enough to fill `room` transactions), after the pre-check
+    /// settled the rest.
+    async fn ready(
+        &mut self,
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<Vec<StoredRequest>, VoterError> {
         let lane = self.metrics.lane;
-        let limit = self.config.batch_size.saturating_mul(4).max(64);
+        let limit = self.config.batch_size.saturating_mul(room).max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
+        let committee = self.committee().await?;
+        let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
         // Requests that need our vote, skipping those in flight; requests we already voted are
         // re-checked separately (least recently checked first), so neither kind can hold up the
         // other however many there are.
@@ -451,7 +518,31 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let recheck = store.stale_voted(lane, retry_after, limit)?;
             (candidates, recheck)
         };
-        let open: Vec<StoredRequest> = candidates.into_iter().chain(recheck).collect();
+        // A request another operator is first for waits (deferred in the store, so it stays out
+        // of the window until it is due); when due it is voted only if the lane moved past it.
+        let mut upper = None;
+        let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
+        for r in candidates {
+            let nonce = r.request.nonce;
+            if committee.as_ref().is_none_or(|c| c.is_primary(nonce, me)) {
+                open.push(r);
+                continue;
+            }
+            let upper = match upper {
+                Some(upper) => upper,
+                None if r.not_before.is_none() => 0,
+                None => *upper.insert(self.destination.upper_handle_nonce().await?),
+            };
+            match committee::standby(nonce, r.observed_at, now, upper, standby_after) {
+                committee::Standby::Vote => open.push(r),
+                committee::Standby::Until(until) => {
+                    self.store
+                        .lock()
+                        .apply(lane, nonce, &Transition::Deferred { until })?;
+                }
+            }
+        }
+        open.extend(recheck);
         if open.is_empty() {
             return Ok(Vec::new());
         }
@@ -477,15 +568,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(ready)
     }
 
-    /// Send one vote transaction for `batch`; `single_entry` uses `handleValueTransfer` (one
-    /// request, reverting on any refusal) instead of the batch entry point. Returns whether a
-    /// transaction was sent.
-    async fn send(
-        &mut self,
-        batch: &[Request],
-        single_entry: bool,
-        step: &mut VoteStep,
-    ) -> Result<bool, VoterError> {
+    /// The calldata of a vote for `batch`; `single_entry` uses `handleValueTransfer` (one
+    /// request, reverting on any refusal) instead of the batch entry point.
+    fn input(&self, batch: &[Request], single_entry: bool) -> Bytes {
         let payloads: Vec<Request> = batch
             .iter()
             .cloned()
@@ -498,42 +583,60 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .collect();
         // Normally the batch entry point, even for one request: there a request settled by the
         // other operators meanwhile is skipped (HandleSkipped) instead of reverting the vote.
-        let input: Bytes = match (single_entry, payloads.first()) {
+        match (single_entry, payloads.first()) {
             (true, Some(r)) => Bridge::handleValueTransferCall { r: r.clone() }
                 .abi_encode()
                 .into(),
             _ => Bridge::handleValueTransfersCall { rs: payloads }
                 .abi_encode()
                 .into(),
-        };
+        }
+    }
+
+    /// The destination's committee, read again every [`COMMITTEE_FRESH_FOR`]; `None` when
+    /// standing by is off (everyone votes at once).
+    async fn committee(&mut self) -> Result<Option<Committee>, VoterError> {
+        if self.config.standby_after.is_zero() {
+            return Ok(None);
+        }
+        if let Some((committee, at)) = &self.committee
+            && at.elapsed() < COMMITTEE_FRESH_FOR
+        {
+            return Ok(Some(committee.clone()));
+        }
+        let committee = self.destination.committee().await?;
+        self.committee = Some((committee.clone(), Instant::now()));
+        Ok(Some(committee))
+    }
+
+    /// Send the vote transaction for `batch` (its calldata `input`).
+    async fn send(
+        &mut self,
+        batch: &[Request],
+        single_entry: bool,
+        input: Bytes,
+        gas_limit: u64,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
         let job = Job {
             to: self.bridge,
             input,
-            gas: GasPlan::Estimate {
-                margin_percent: self.config.gas_margin_percent,
-            },
+            gas_limit,
         };
-        match self.submit.submit(job).await {
-            Ok(sent) => {
-                let vote = PendingVote {
-                    tx_nonce: sent.nonce,
-                    tx: sent.hash,
-                    single_entry,
-                };
-                let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
-                for n in &nonces {
-                    self.settle(*n, Outcome::Sent(vote), Seen::Tracking, step)?;
-                }
-                tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, count = nonces.len(), "vote sent");
-                step.sent = step.sent.saturating_add(batch.len());
-                self.metrics.votes_sent.inc_by(batch.len() as u64);
-                Ok(true)
-            }
-            Err(SubmitError::Send(SendError::WouldRevert(e))) => {
-                self.refused(batch, &e, step).map(|()| false)
-            }
-            Err(other) => Err(other.into()),
+        let sent = self.submit.submit(job).await?;
+        let vote = PendingVote {
+            tx_nonce: sent.nonce,
+            tx: sent.hash,
+            single_entry,
+        };
+        let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
+        for n in &nonces {
+            self.settle(*n, Outcome::Sent(vote), Seen::Tracking, step)?;
         }
+        tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, gas_limit, count = nonces.len(), "vote sent");
+        step.sent = step.sent.saturating_add(batch.len());
+        self.metrics.votes_sent.inc_by(batch.len() as u64);
+        Ok(())
     }
 
     /// The destination refuses the vote: find out why and act on it.

@@ -38,11 +38,13 @@ fn request(nonce: u64) -> Request {
     }
 }
 
-/// The destination: a state per nonce (open unless set).
+/// The destination: a state per nonce (open unless set), and its operators (only us unless
+/// set).
 #[derive(Default)]
 struct FakeDestination {
     states: Mutex<HashMap<u64, NonceState>>,
     reads: Mutex<Vec<Vec<u64>>>,
+    committee: Mutex<Option<Committee>>,
 }
 
 impl FakeDestination {
@@ -59,6 +61,23 @@ impl DestinationReads for Arc<FakeDestination> {
             .iter()
             .map(|n| states.get(n).copied().unwrap_or(NonceState::Open))
             .collect())
+    }
+
+    async fn committee(&self) -> Result<Committee, ChainError> {
+        Ok(self.committee.lock().unwrap().clone().unwrap_or(Committee {
+            operators: vec![ME],
+            threshold: 1,
+        }))
+    }
+
+    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
+        let states = self.states.lock().unwrap();
+        Ok(states
+            .iter()
+            .filter(|(_, s)| **s == NonceState::Handled)
+            .map(|(n, _)| n + 1)
+            .max()
+            .unwrap_or(0))
     }
 }
 
@@ -101,15 +120,22 @@ fn revert(error: BridgeErrors) -> SubmitError {
 }
 
 impl Submit for Arc<FakeSubmit> {
-    async fn submit(&self, job: Job) -> Result<Sent, SubmitError> {
-        let (single, nonces) = decode_job(&job.input);
+    async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
+        assert_eq!(to, BRIDGE);
+        assert!(matches!(plan, GasPlan::Vote { bridge: BRIDGE, .. }));
+        let (_, nonces) = decode_job(&input);
         let answers = self.answers.lock().unwrap();
         for n in &nonces {
             if let Some(Answer::Revert(e)) = answers.get(n) {
                 return Err(revert(e.clone()));
             }
         }
-        drop(answers);
+        Ok(1_000_000)
+    }
+
+    async fn submit(&self, job: Job) -> Result<Sent, SubmitError> {
+        let (single, nonces) = decode_job(&job.input);
+        assert_eq!(job.gas_limit, 1_000_000, "sent with its estimate");
         self.jobs.lock().unwrap().push((single, nonces));
         let mut next = self.next_nonce.lock().unwrap();
         let nonce = *next;
@@ -559,6 +585,71 @@ async fn replacements_keep_every_hash_and_a_new_term_rechecks_what_was_in_flight
     h.step().await;
     assert_eq!(h.status(0), RequestStatus::Voted);
     assert_eq!(h.jobs().last(), Some(&(false, vec![1])));
+}
+
+#[tokio::test]
+async fn a_standby_operator_votes_only_what_the_lane_passed_by_and_nothing_others_handled() {
+    let mut h = Harness::new(30, 64);
+    let committee = Committee {
+        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
+        threshold: 2,
+    };
+    let primary: Vec<u64> = (0..30).filter(|n| committee.is_primary(*n, ME)).collect();
+    let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
+    assert!(
+        !primary.is_empty() && standby.len() >= 4,
+        "both kinds among 30"
+    );
+    *h.destination.committee.lock().unwrap() = Some(committee);
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, primary.clone())], "primaries only");
+    for n in &standby {
+        assert_eq!(h.status(*n), RequestStatus::Observed);
+    }
+    // 5 s later nothing was handled (a backlog the primaries have not reached): still waiting.
+    h.store.lock().age_rows(LANE, 5).unwrap();
+    h.step().await;
+    assert!(h.jobs().is_empty(), "the lane has not passed them: no vote");
+    // The others handled some standby requests and moved the lane past all of them; the rest
+    // is voted (a primary is missing for them), the handled ones are not.
+    let (handled, still_open) = standby.split_at(standby.len() / 2);
+    for n in handled {
+        h.destination.set(*n, NonceState::Handled);
+    }
+    h.destination.set(29, NonceState::Handled);
+    h.store.lock().age_rows(LANE, 1).unwrap();
+    h.step().await;
+    let open: Vec<u64> = still_open.iter().copied().filter(|n| *n != 29).collect();
+    assert_eq!(h.jobs(), vec![(false, open)]);
+    for n in handled {
+        assert_eq!(h.status(*n), RequestStatus::Handled, "no vote sent for {n}");
+    }
+}
+
+#[tokio::test]
+async fn a_standby_operator_votes_anyway_once_a_request_is_three_pauses_old() {
+    let mut h = Harness::new(30, 64);
+    let committee = Committee {
+        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
+        threshold: 2,
+    };
+    let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
+    *h.destination.committee.lock().unwrap() = Some(committee);
+    h.step().await;
+    h.jobs();
+    h.store.lock().age_rows(LANE, 14).unwrap();
+    h.step().await;
+    assert!(
+        h.jobs().is_empty(),
+        "14 s, nothing handled: still standing by"
+    );
+    h.store.lock().age_rows(LANE, 1).unwrap();
+    h.step().await;
+    assert_eq!(
+        h.jobs(),
+        vec![(false, standby)],
+        "at 15 s every standby request is voted"
+    );
 }
 
 #[test]
