@@ -69,6 +69,15 @@ impl DevnetOptions {
         }
     }
 
+    /// [`chains_only`](Self::chains_only) with one relay process per operator started after
+    /// deploying; without etcd each relay leads its lanes alone (what the relay tests need).
+    pub fn standalone_relays(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            relays: true,
+            ..Self::chains_only(dir)
+        }
+    }
+
     /// [`new`](Self::new) with 2 replicas per operator and threshold 3, so every operator's
     /// vote is needed and a missing leader shows at once (the leadership tests and the
     /// failover benchmark).

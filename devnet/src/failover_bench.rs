@@ -8,6 +8,11 @@
 //! by the new leader (its `votes_sent_total` rising). Per transfer: request receipt → its
 //! `HandleValueTransfer` first seen, for the transfers requested in a failover window (from 2 s
 //! before the kill to the new leader's first vote) and, for comparison, all others.
+//!
+//! Then, with traffic on both lanes, etcd's raft leader is SIGKILLed (quorum intact) and
+//! restarted, again and again. Per round and (operator, lane): the longest time no replica led
+//! (every replica's `multibridge_leader` polled every 50 ms), and the gap between the operator's
+//! last vote before the kill and its first after it, beside the longest gap of the 5 s before.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,10 @@ use serde::Serialize;
 
 use crate::bench::percentile;
 use crate::error::DevnetError;
-use crate::ha::{HandleWatch, Traffic, leading_replica, start_ha, votes_series, wait_metric};
+use crate::ha::{
+    EtcdFault, EtcdFaultRound, HandleWatch, LeaderWatch, Traffic, etcd_leader_fault,
+    leading_replica, start_ha, votes_series, wait_metric,
+};
 use crate::scrape::metric;
 use crate::{DevnetOptions, Driver};
 
@@ -24,6 +32,8 @@ use crate::{DevnetOptions, Driver};
 const TTL_SECS: f64 = 3.0;
 /// The lane under traffic.
 const LANE: Lane = Lane::MainToService;
+/// The lane that gets traffic too during the etcd rounds.
+const OTHER_LANE: Lane = Lane::ServiceToMain;
 /// Transfers requested this long before a kill count as "during the failover".
 const WINDOW_BEFORE: Duration = Duration::from_secs(2);
 
@@ -75,10 +85,23 @@ pub struct FailoverReport {
     pub handled_twice: usize,
     /// Nonces never handled by the end (must be 0).
     pub lost: usize,
+    /// etcd raft-leader SIGKILLs (quorum intact): the longest time any (operator, lane) had no
+    /// leading replica, per round, seconds.
+    pub etcd_leader_kill_leaderless: Spread,
+    /// The same rounds: each (operator, lane)'s last vote before the kill → first after it.
+    pub etcd_leader_kill_vote_gap: Spread,
+    /// For comparison: the longest gap between two votes in the 5 s before each kill.
+    pub steady_vote_gap: Spread,
+    /// Target: at most this long without a leader through an etcd leader election.
+    pub etcd_target_secs: f64,
 }
 
 /// Run `failovers` failovers on a fresh devnet in `dir`.
-pub async fn run(dir: &std::path::Path, failovers: usize) -> Result<FailoverReport, DevnetError> {
+pub async fn run(
+    dir: &std::path::Path,
+    failovers: usize,
+    etcd_kills: usize,
+) -> Result<FailoverReport, DevnetError> {
     let mut devnet = start_ha(DevnetOptions::hot_standby(dir)).await?;
     let driver = Driver::new(devnet.manifest());
     let watch = HandleWatch::start(Driver::new(devnet.manifest()), LANE);
@@ -146,8 +169,24 @@ pub async fn run(dir: &std::path::Path, failovers: usize) -> Result<FailoverRepo
         .await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+    let (rounds, other_sent) = etcd_rounds(&mut devnet, etcd_kills).await?;
     let sent = traffic.stop().await?;
     let last = sent.last().map(|s| s.nonce).unwrap_or_default();
+    if let (Some(first), Some(last)) = (other_sent.first(), other_sent.last()) {
+        crate::invariants::wait_all_handled(
+            &driver,
+            OTHER_LANE,
+            first.nonce..last.nonce.saturating_add(1),
+            Duration::from_secs(60),
+        )
+        .await?;
+        crate::invariants::assert_exactly_once(
+            &driver,
+            OTHER_LANE,
+            first.nonce..last.nonce.saturating_add(1),
+        )
+        .await?;
+    }
     crate::invariants::wait_all_handled(
         &driver,
         LANE,
@@ -189,7 +228,72 @@ pub async fn run(dir: &std::path::Path, failovers: usize) -> Result<FailoverRepo
         transfers: sent.len(),
         handled_twice,
         lost,
+        etcd_leader_kill_leaderless: Spread::of(
+            rounds
+                .iter()
+                .map(|r| r.worst_leaderless().as_secs_f64())
+                .collect(),
+        ),
+        etcd_leader_kill_vote_gap: Spread::of(
+            rounds
+                .iter()
+                .flat_map(|r| r.vote_gap.iter().flatten().flatten())
+                .map(Duration::as_secs_f64)
+                .collect(),
+        ),
+        steady_vote_gap: Spread::of(
+            rounds
+                .iter()
+                .map(|r| r.worst_steady_gap().as_secs_f64())
+                .collect(),
+        ),
+        etcd_target_secs: ETCD_TARGET.as_secs_f64(),
     })
+}
+
+/// At most this long without a leader through an etcd leader election (issue 19).
+pub const ETCD_TARGET: Duration = Duration::from_secs(1);
+
+/// `kills` SIGKILLs of etcd's raft leader under traffic on both lanes (the bench's own lane
+/// already has traffic; this adds the other); returns the rounds and the other lane's sends.
+async fn etcd_rounds(
+    devnet: &mut crate::Devnet,
+    kills: usize,
+) -> Result<(Vec<EtcdFaultRound>, Vec<crate::ha::Sent>), DevnetError> {
+    if kills == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let operators = devnet.replica_http_ports.len();
+    let watch = LeaderWatch::start(devnet.replica_http_ports.clone());
+    let other = Traffic::start(
+        Driver::new(devnet.manifest()),
+        OTHER_LANE,
+        1,
+        Duration::from_millis(200),
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut kills_at = Vec::with_capacity(kills);
+    for _ in 0..kills {
+        let at = etcd_leader_fault(devnet, EtcdFault::Kill, Duration::from_secs(6)).await?;
+        kills_at.push((at, Instant::now()));
+    }
+    let sent = other.stop().await?;
+    let timeline = watch.stop().await?;
+    let rounds: Vec<EtcdFaultRound> = kills_at
+        .iter()
+        .map(|(at, until)| {
+            EtcdFaultRound::measure(&timeline, EtcdFault::Kill, *at, *until, operators)
+        })
+        .collect();
+    for (i, r) in rounds.iter().enumerate() {
+        eprintln!(
+            "etcd leader kill {}/{kills}: longest without a leader {:.2} s, worst vote gap {:?}",
+            i.saturating_add(1),
+            r.worst_leaderless().as_secs_f64(),
+            r.worst_vote_gap()
+        );
+    }
+    Ok((rounds, sent))
 }
 
 /// The human-readable table.
@@ -210,6 +314,15 @@ pub fn render(r: &FailoverReport) -> String {
         &r.latency_during_failover,
     ));
     out.push_str(&row("transfer latency otherwise", &r.latency_steady));
+    out.push_str(&row(
+        "etcd leader SIGKILL: no leader",
+        &r.etcd_leader_kill_leaderless,
+    ));
+    out.push_str(&row(
+        "etcd leader SIGKILL: vote gap",
+        &r.etcd_leader_kill_vote_gap,
+    ));
+    out.push_str(&row("vote gap before (steady)", &r.steady_vote_gap));
     out.push_str(&format!(
         "target failover <= TTL + 1 s = {:.1} s: {} of {} over; {} transfers, {} handled twice, {} lost\n",
         r.target_secs,
@@ -218,6 +331,15 @@ pub fn render(r: &FailoverReport) -> String {
         r.transfers,
         r.handled_twice,
         r.lost
+    ));
+    out.push_str(&format!(
+        "target through an etcd leader election: no (operator, lane) without a leader for more than {:.1} s: {}\n",
+        r.etcd_target_secs,
+        if r.etcd_leader_kill_leaderless.max <= r.etcd_target_secs {
+            "met"
+        } else {
+            "MISSED"
+        }
     ));
     out
 }

@@ -211,3 +211,296 @@ pub async fn check_drained(
     }
     Ok(())
 }
+
+/// One poll of every replica's `/metrics` by a [`LeaderWatch`].
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    /// Per operator, per lane (`Lane::ALL` order): replicas reading `multibridge_leader` 1.
+    leaders: Vec<[u8; 2]>,
+    /// Per operator, per lane: `votes_sent_total` summed over the replicas that answered.
+    votes: Vec<[f64; 2]>,
+}
+
+/// What a [`LeaderWatch`] saw: every replica's leadership gauge and vote counter every 50 ms.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderTimeline {
+    samples: Vec<Sample>,
+}
+
+/// Polls every replica of every operator until stopped (a killed or paused replica reads as not
+/// leading, which is what it is).
+pub struct LeaderWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<LeaderTimeline>,
+}
+
+fn lane_index(lane: Lane) -> usize {
+    Lane::ALL.iter().position(|l| *l == lane).unwrap_or(0)
+}
+
+impl LeaderWatch {
+    /// Start polling the replicas listening on `ports[operator][replica]`.
+    pub fn start(ports: Vec<Vec<u16>>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap_or_default();
+        let task = tokio::spawn(async move {
+            let mut timeline = LeaderTimeline::default();
+            while !flag.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                let mut leaders = vec![[0u8; 2]; ports.len()];
+                let mut votes = vec![[0f64; 2]; ports.len()];
+                for (op, replicas) in ports.iter().enumerate() {
+                    for port in replicas {
+                        let url = format!("http://127.0.0.1:{port}/metrics");
+                        let Ok(resp) = http.get(url).send().await else {
+                            continue;
+                        };
+                        let Ok(text) = resp.text().await else {
+                            continue;
+                        };
+                        for lane in Lane::ALL {
+                            let i = lane_index(lane);
+                            let value = |series: &str| {
+                                text.lines().find_map(|l| {
+                                    l.strip_prefix(series).and_then(|v| v.trim().parse().ok())
+                                })
+                            };
+                            if value(&leader_series(lane)) == Some(1.0) {
+                                leaders[op][i] = leaders[op][i].saturating_add(1);
+                            }
+                            votes[op][i] += value(&votes_series(lane)).unwrap_or(0.0);
+                        }
+                    }
+                }
+                timeline.samples.push(Sample { at, leaders, votes });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            timeline
+        });
+        Self { stop, task }
+    }
+
+    /// Stop and return what was seen.
+    pub async fn stop(self) -> Result<LeaderTimeline, DevnetError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("leader watch task: {e}")))
+    }
+}
+
+impl LeaderTimeline {
+    /// The longest time within `[from, to]` during which no replica of operator `op` led
+    /// `lane` (from the first sample without a leader to the next sample with one).
+    pub fn leaderless(&self, op: usize, lane: Lane, from: Instant, to: Instant) -> Duration {
+        let i = lane_index(lane);
+        let mut longest = Duration::ZERO;
+        let mut since: Option<Instant> = None;
+        for s in self.samples.iter().filter(|s| s.at >= from && s.at <= to) {
+            let led = s.leaders.get(op).is_some_and(|l| l[i] > 0);
+            match (led, since) {
+                (false, None) => since = Some(s.at),
+                (true, Some(start)) => {
+                    longest = longest.max(s.at.saturating_duration_since(start));
+                    since = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = since {
+            longest = longest.max(to.saturating_duration_since(start));
+        }
+        longest
+    }
+
+    /// The most replicas of operator `op` that read leading `lane` in one poll.
+    pub fn most_leaders(&self, op: usize, lane: Lane) -> u8 {
+        let i = lane_index(lane);
+        self.samples
+            .iter()
+            .filter_map(|s| s.leaders.get(op).map(|l| l[i]))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// When operator `op` sent votes on `lane` (a rise of its summed counter).
+    fn vote_rises(&self, op: usize, lane: Lane) -> Vec<Instant> {
+        let i = lane_index(lane);
+        self.samples
+            .windows(2)
+            .filter(|p| match (p[0].votes.get(op), p[1].votes.get(op)) {
+                (Some(a), Some(b)) => b[i] > a[i],
+                _ => false,
+            })
+            .map(|p| p[1].at)
+            .collect()
+    }
+
+    /// The longest time between two consecutive votes of operator `op` on `lane` that touches
+    /// `[from, to]` (from its last vote before `from` to its first after it, and so on through
+    /// `to`); `None` without a vote on both sides of `from`.
+    pub fn vote_gap(&self, op: usize, lane: Lane, from: Instant, to: Instant) -> Option<Duration> {
+        let rises = self.vote_rises(op, lane);
+        rises.first().filter(|first| **first <= from)?;
+        rises.last().filter(|last| **last > from)?;
+        rises
+            .windows(2)
+            .filter(|w| w[1] >= from && w[0] <= to)
+            .map(|w| w[1].saturating_duration_since(w[0]))
+            .max()
+    }
+
+    /// The longest time between two votes of operator `op` on `lane` within `[from, to]` — what
+    /// a vote gap looks like when nothing fails.
+    pub fn steady_vote_gap(&self, op: usize, lane: Lane, from: Instant, to: Instant) -> Duration {
+        let rises: Vec<Instant> = self
+            .vote_rises(op, lane)
+            .into_iter()
+            .filter(|at| *at >= from && *at <= to)
+            .collect();
+        rises
+            .windows(2)
+            .map(|w| w[1].saturating_duration_since(w[0]))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// The etcd fault an [`EtcdFaultRound`] injects on etcd's raft leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdFault {
+    /// SIGKILL (restarted afterwards, so the next round has three members again).
+    Kill,
+    /// SIGSTOP for this long, then SIGCONT.
+    Pause(Duration),
+}
+
+/// What one etcd-leader fault cost, per operator and lane (`Lane::ALL` order).
+#[derive(Debug, Clone)]
+pub struct EtcdFaultRound {
+    /// The fault.
+    pub fault: EtcdFault,
+    /// Longest time without a leading replica, from the fault to `settle` after it.
+    pub leaderless: Vec<[Duration; 2]>,
+    /// The longest time between two votes from the fault to `settle` after it (the last vote
+    /// before the fault to the first after it included).
+    pub vote_gap: Vec<[Option<Duration>; 2]>,
+    /// The longest vote gap in the 5 s before the fault (for comparison).
+    pub steady_gap: Vec<[Duration; 2]>,
+}
+
+/// Inject `fault` on etcd's raft leader of a running hot-standby devnet (traffic and a
+/// [`LeaderWatch`] running), wait `settle`, bring the member back, and measure from `timeline`
+/// once the watch is stopped: call [`EtcdFaultRound::measure`].
+pub async fn etcd_leader_fault(
+    devnet: &mut Devnet,
+    fault: EtcdFault,
+    settle: Duration,
+) -> Result<Instant, DevnetError> {
+    let etcd = devnet
+        .etcd
+        .as_mut()
+        .ok_or_else(|| DevnetError::Invalid("the devnet runs no etcd".into()))?;
+    let leader = etcd
+        .leader_index()
+        .await
+        .ok_or_else(|| DevnetError::Invalid("etcd has no leader".into()))?;
+    let member = etcd
+        .member(leader)
+        .ok_or_else(|| DevnetError::Invalid(format!("no etcd member {leader}")))?;
+    let at = Instant::now();
+    match fault {
+        EtcdFault::Kill => member.process().kill()?,
+        EtcdFault::Pause(_) => member.process().pause()?,
+    }
+    eprintln!("etcd member {leader} (the raft leader): {fault:?}");
+    let hold = match fault {
+        EtcdFault::Kill => settle,
+        EtcdFault::Pause(d) => d,
+    };
+    tokio::time::sleep(hold).await;
+    let member = etcd
+        .member(leader)
+        .ok_or_else(|| DevnetError::Invalid(format!("no etcd member {leader}")))?;
+    match fault {
+        EtcdFault::Kill => member.process().start_again()?,
+        EtcdFault::Pause(_) => member.process().resume()?,
+    }
+    let etcd = devnet
+        .etcd
+        .as_ref()
+        .ok_or_else(|| DevnetError::Invalid("the devnet runs no etcd".into()))?;
+    crate::wait::poll_until("etcd member back", Duration::from_secs(30), || async {
+        Ok(etcd.member_healthy(leader).await)
+    })
+    .await?;
+    if hold < settle {
+        tokio::time::sleep(settle.saturating_sub(hold)).await;
+    }
+    Ok(at)
+}
+
+impl EtcdFaultRound {
+    /// Measure the fault injected at `at` for the `operators` of `timeline`, up to `until`.
+    pub fn measure(
+        timeline: &LeaderTimeline,
+        fault: EtcdFault,
+        at: Instant,
+        until: Instant,
+        operators: usize,
+    ) -> Self {
+        fn per<T>(operators: usize, f: impl Fn(usize, Lane) -> T) -> Vec<[T; 2]> {
+            (0..operators)
+                .map(|op| [f(op, Lane::ALL[0]), f(op, Lane::ALL[1])])
+                .collect()
+        }
+        let before = at.checked_sub(Duration::from_secs(5)).unwrap_or(at);
+        Self {
+            fault,
+            leaderless: per(operators, |op, lane| {
+                timeline.leaderless(op, lane, at, until)
+            }),
+            vote_gap: per(operators, |op, lane| timeline.vote_gap(op, lane, at, until)),
+            steady_gap: per(operators, |op, lane| {
+                timeline.steady_vote_gap(op, lane, before, at)
+            }),
+        }
+    }
+
+    /// The worst leaderless time of any operator and lane.
+    pub fn worst_leaderless(&self) -> Duration {
+        self.leaderless
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The worst vote gap of any operator and lane (`None` if some operator did not vote on
+    /// both sides of the fault).
+    pub fn worst_vote_gap(&self) -> Option<Duration> {
+        self.vote_gap
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
+    }
+
+    /// The worst steady-state gap before the fault.
+    pub fn worst_steady_gap(&self) -> Duration {
+        self.steady_gap
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or_default()
+    }
+}

@@ -56,11 +56,15 @@ enum Command {
         json: bool,
     },
     /// Measure failover on a fresh devnet with 2 replicas per operator: SIGKILL the leading
-    /// replica again and again under traffic; failover time and transfer latency, table + JSON.
+    /// replica again and again under traffic, then etcd's raft leader; failover time, time
+    /// without a leader, vote gaps and transfer latency, table + JSON.
     BenchFailover {
         /// How many failovers.
         #[arg(long, default_value_t = 20)]
         failovers: usize,
+        /// Then how many SIGKILLs of etcd's raft leader (quorum intact; restarted after each).
+        #[arg(long, default_value_t = 3)]
+        etcd_kills: usize,
         /// Print only the JSON.
         #[arg(long)]
         json: bool,
@@ -153,9 +157,14 @@ fn main() -> ExitCode {
             Command::Down => down(&dir),
             Command::Status { json } => status(&dir, json),
             Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
-            Command::BenchFailover { failovers, json } => {
+            Command::BenchFailover {
+                failovers,
+                etcd_kills,
+                json,
+            } => {
                 refuse_if_running(&dir)?;
-                let report = multibridge_devnet::failover_bench::run(&dir, failovers).await?;
+                let report =
+                    multibridge_devnet::failover_bench::run(&dir, failovers, etcd_kills).await?;
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(dir.join("bench-failover.json"), &text)?;
                 if !json {

@@ -195,6 +195,9 @@ pub const REQUEST_STATUSES: [&str; 5] = [
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Run before every render: gauges whose truth is a clock, not an event (see
+    /// [`Metrics::on_render`]).
+    before_render: std::sync::Arc<std::sync::Mutex<Vec<RenderHook>>>,
     /// Source chain head seen by the indexer, per lane.
     ///
     /// Labels: lane.
@@ -271,6 +274,15 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) signer_nonce: IntGaugeVec,
+    /// This signer's transactions a reorg un-mined (and the sender broadcast again), per chain.
+    ///
+    /// Labels: chain.
+    pub(crate) reorged_transactions: IntCounterVec,
+    /// Nonces of this signer filled with a 0-value transfer to itself (a hole in its sequence
+    /// that none of its transactions could fill), per chain.
+    ///
+    /// Labels: chain.
+    pub(crate) nonce_holes_filled: IntCounterVec,
     /// Balance of this relay's signer in the chain's native coin (1e18 base units), per chain.
     ///
     /// Labels: chain.
@@ -350,6 +362,9 @@ impl std::fmt::Debug for Metrics {
         f.write_str("Metrics { .. }")
     }
 }
+
+/// A refresh run before every render.
+type RenderHook = Box<dyn Fn() + Send + Sync>;
 
 fn name(short: &str) -> String {
     format!("{}{short}", crate::METRIC_PREFIX)
@@ -471,6 +486,16 @@ impl Metrics {
                 "Next nonce of this relay's signer",
                 &["chain"],
             )?,
+            reorged_transactions: counter(
+                "signer_reorged_transactions_total",
+                "Transactions of this relay's signer a reorg un-mined and the relay sent again",
+                &["chain"],
+            )?,
+            nonce_holes_filled: counter(
+                "signer_nonce_holes_filled_total",
+                "Nonces of this relay's signer filled with a 0-value transfer to itself",
+                &["chain"],
+            )?,
             signer_balance: gauge(
                 "signer_balance",
                 "Balance of this relay's signer in the chain's native coin",
@@ -558,6 +583,7 @@ impl Metrics {
                 &["version"],
             )?,
             registry,
+            before_render: std::sync::Arc::default(),
         };
         metrics
             .build_info
@@ -624,6 +650,14 @@ impl Metrics {
         }
         for chain in [ChainRole::Main, ChainRole::Service].map(ChainRole::as_str) {
             metrics.signer_nonce.with_label_values(&[chain]).set(0);
+            metrics
+                .reorged_transactions
+                .with_label_values(&[chain])
+                .reset();
+            metrics
+                .nonce_holes_filled
+                .with_label_values(&[chain])
+                .reset();
             metrics.chain_head.with_label_values(&[chain]).set(0);
             metrics.chain_up.with_label_values(&[chain]).set(0);
             metrics.signer_balance.with_label_values(&[chain]).set(0.0);
@@ -668,6 +702,14 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        for hook in self
+            .before_render
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook();
+        }
         let mut out = Vec::new();
         if TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -685,6 +727,16 @@ fn int(value: u64) -> i64 {
 }
 
 impl Metrics {
+    /// Run `hook` before every render (scrape). For a value that can turn false without an
+    /// event: a leader whose lease ran out while its process was paused must read 0 at the
+    /// first scrape after it wakes, whichever of its tasks runs first.
+    pub fn on_render(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.before_render
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
+    }
+
     /// The metrics of one lane, its label bound.
     pub fn lane(&self, lane: Lane) -> LaneMetrics {
         let l = &[lane.as_str()];
@@ -723,6 +775,8 @@ impl Metrics {
             head: self.chain_head.with_label_values(c),
             up: self.chain_up.with_label_values(c),
             signer_nonce: self.signer_nonce.with_label_values(c),
+            reorged_transactions: self.reorged_transactions.with_label_values(c),
+            nonce_holes_filled: self.nonce_holes_filled.with_label_values(c),
             signer_balance: self.signer_balance.with_label_values(c),
             gas_price_gwei: self.gas_price_gwei.with_label_values(c),
             rpc_requests: self.rpc_requests.clone(),
@@ -832,6 +886,8 @@ pub struct ChainMetrics {
     pub head: IntGauge,
     pub up: IntGauge,
     pub signer_nonce: IntGauge,
+    pub reorged_transactions: IntCounter,
+    pub nonce_holes_filled: IntCounter,
     pub signer_balance: Gauge,
     pub gas_price_gwei: Gauge,
     rpc_requests: IntCounterVec,

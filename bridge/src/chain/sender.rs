@@ -5,6 +5,14 @@
 //! the transaction (or may have: a broadcast that timed out is tracked as sent, and re-sent with
 //! the same nonce if it never shows up — so a nonce is never skipped). "Nonce too low" means
 //! someone else used the nonce: the sequence is rebuilt from the chain before the next send.
+//!
+//! Reorgs: a mined transaction is kept (signed bytes and all) until it is [`REORG_DEPTH`] blocks
+//! deep. If the chain's nonce falls back below it — a reorg un-mined it and the node did not put
+//! it back in its pool (anvil drops them; other clients and a replaced endpoint may too) — it is
+//! broadcast again as it was and tracked until mined again. A hole in the sequence that no
+//! transaction of this sender can fill (the relay restarted after such a reorg, its old
+//! transactions queued above the hole) is filled, after two blocks, with 0-value transfers to
+//! itself, so the queued transactions run and the sequence is whole again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -198,6 +206,15 @@ struct Head {
     had_room: bool,
 }
 
+/// How deep a mined transaction must be before it is forgotten (a reorg may un-mine it).
+pub const REORG_DEPTH: u64 = 64;
+
+/// Blocks a hole in the nonce sequence must persist before it is filled with no-op transfers.
+const HOLE_PATIENCE_BLOCKS: u64 = 2;
+
+/// Gas of a plain transfer (a hole filler).
+const TRANSFER_GAS: u64 = 21_000;
+
 /// How long a fee quote is reused for new transactions (a burst of sends prices once).
 const FEES_FRESH_FOR: Duration = Duration::from_millis(250);
 
@@ -212,6 +229,16 @@ pub struct Sender {
     fence: Fence,
     /// The last fee quote: (fees, head block it was priced at, when).
     quote: Option<(Fees, u64, Instant)>,
+    /// Transactions seen mined, by nonce, with the block they were mined in, until
+    /// [`REORG_DEPTH`] deep.
+    mined: BTreeMap<u64, (InFlight, u64)>,
+    /// A hole at the chain's nonce: (that nonce, head block when first seen).
+    hole: Option<(u64, u64)>,
+    /// When the chain's nonce was last read while nothing was in flight.
+    idle_check: Option<Instant>,
+    /// The chain's nonce was below the sequence when last read (something of this key is
+    /// unmined, maybe queued above a hole): keep checking while nothing is in flight.
+    behind: bool,
 }
 
 /// How a refused broadcast attempt is marked when the fence closed between two attempts.
@@ -245,6 +272,10 @@ impl Sender {
             policy,
             fence: Fence::standalone(),
             quote: None,
+            mined: BTreeMap::new(),
+            hole: None,
+            idle_check: None,
+            behind: false,
         };
         sender.resync_nonce().await?;
         Ok(sender)
@@ -281,6 +312,16 @@ impl Sender {
             })
             .await
             .map_err(SendError::Chain)?;
+        let latest = self
+            .chain
+            .call("eth_getTransactionCount", |p| async move {
+                p.get_transaction_count(address).latest().await
+            })
+            .await
+            .map_err(SendError::Chain)?;
+        // Transactions of an earlier process are still unmined (maybe queued above a hole a
+        // reorg left): poll watches them until the chain's nonce catches up.
+        self.behind = latest < pending;
         let after_in_flight = self
             .in_flight
             .keys()
@@ -503,11 +544,23 @@ impl Sender {
     }
 
     /// Check every transaction in flight: report the mined ones, re-send the stuck ones with
-    /// higher fees, and give up on nonces something else consumed.
+    /// higher fees, and give up on nonces something else consumed; then put back what a reorg
+    /// un-mined and fill a hole nothing else can (module docs).
     pub async fn poll(&mut self) -> Result<Vec<Tracked>, SendError> {
         let mut out = Vec::new();
         if self.in_flight.is_empty() {
-            return Ok(out);
+            // Nothing to track: only whether a reorg took back something mined, at most once a
+            // second, and only while something mined is still shallow.
+            if self.mined.is_empty() && self.hole.is_none() && !self.behind {
+                return Ok(out);
+            }
+            if self
+                .idle_check
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+            {
+                return Ok(out);
+            }
+            self.idle_check = Some(Instant::now());
         }
         let address = self.address;
         let mined_count = self
@@ -517,10 +570,13 @@ impl Sender {
             })
             .await
             .map_err(SendError::Chain)?;
+        self.behind = mined_count < self.next_nonce;
         // A bid below the current base fee cannot be mined however long it waits (full blocks
         // raise the base fee by up to 12.5 % each): such a transaction is re-priced at once
         // instead of after `stuck_after`.
         let head = self.head().await?;
+        self.restore_unmined(mined_count, &head).await?;
+        self.fill_hole(mined_count, &head).await?;
         self.restore_dropped(mined_count, &head).await?;
         let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
         // Whether the nonce just before was re-sent in this poll: then this one is next in line
@@ -534,14 +590,21 @@ impl Sender {
             if nonce < mined_count {
                 // The chain used this nonce: one of our versions was mined, or something else.
                 let hashes = entry.hashes.clone();
-                match self.find_receipt(&hashes).await? {
-                    Some(receipt) => out.push(Tracked::Mined {
-                        nonce,
-                        receipt: Box::new(receipt),
-                    }),
+                let found = self.find_receipt(&hashes).await?;
+                let Some(entry) = self.in_flight.remove(&nonce) else {
+                    continue;
+                };
+                match found {
+                    Some(receipt) => {
+                        let block = receipt.block_number.unwrap_or(head.number);
+                        self.mined.insert(nonce, (entry, block));
+                        out.push(Tracked::Mined {
+                            nonce,
+                            receipt: Box::new(receipt),
+                        });
+                    }
                     None => out.push(Tracked::Superseded { nonce }),
                 }
-                self.in_flight.remove(&nonce);
                 continue;
             }
             let waiting = Waiting {
@@ -558,7 +621,107 @@ impl Sender {
                 }
             }
         }
+        // Forget what is deep enough that no reorg this sender survives would take it back.
+        self.mined
+            .retain(|_, (_, block)| head.number.saturating_sub(*block) <= REORG_DEPTH);
         Ok(out)
+    }
+
+    /// Transactions this sender saw mined at nonces the chain has not used any more: a reorg
+    /// un-mined them. Broadcast each again as it was (the same signed bytes: the same effect if
+    /// it is mined again) and track it until it is.
+    async fn restore_unmined(&mut self, mined_count: u64, head: &Head) -> Result<(), SendError> {
+        let unmined: Vec<u64> = self.mined.range(mined_count..).map(|(n, _)| *n).collect();
+        if unmined.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(signer = %self.address, chain_nonce = mined_count, count = unmined.len(), first = unmined.first().copied().unwrap_or_default(), "a reorg un-mined transactions of this signer: broadcasting them again");
+        self.chain
+            .metrics()
+            .reorged_transactions
+            .inc_by(unmined.len() as u64);
+        for nonce in unmined {
+            let Some((mut entry, _)) = self.mined.remove(&nonce) else {
+                continue;
+            };
+            match self.broadcast(entry.raw.clone()).await {
+                Err(BroadcastError::Fenced(f)) => {
+                    // Keep it for the next term's sender to find the hole.
+                    self.mined.insert(nonce, (entry, head.number));
+                    return Err(SendError::Fenced(f));
+                }
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                _ => {}
+            }
+            entry.sent_at = Instant::now();
+            entry.sent_block = head.number;
+            self.in_flight.insert(nonce, entry);
+            self.next_nonce = self.next_nonce.max(nonce.saturating_add(1));
+        }
+        Ok(())
+    }
+
+    /// A hole at the chain's nonce that no transaction of this sender fills (this process never
+    /// sent it: it restarted after a reorg took it back), while the sequence has gone past it.
+    /// After [`HOLE_PATIENCE_BLOCKS`] blocks, fill it — up to the first nonce in flight — with
+    /// 0-value transfers to itself: the transactions queued above it run, and whatever the
+    /// lost ones were meant to do is found undone on chain (recovery requeues it).
+    async fn fill_hole(&mut self, mined_count: u64, head: &Head) -> Result<(), SendError> {
+        let first_in_flight = self.in_flight.keys().next().copied();
+        let above = first_in_flight.unwrap_or(self.next_nonce);
+        if mined_count >= above || first_in_flight == Some(mined_count) {
+            self.hole = None;
+            return Ok(());
+        }
+        match self.hole {
+            Some((nonce, since)) if nonce == mined_count => {
+                if head.number < since.saturating_add(HOLE_PATIENCE_BLOCKS) {
+                    return Ok(());
+                }
+            }
+            _ => {
+                self.hole = Some((mined_count, head.number));
+                return Ok(());
+            }
+        }
+        self.hole = None;
+        tracing::warn!(signer = %self.address, from = mined_count, to = above, "a hole in this signer's nonce sequence that none of its transactions fills: filling it with 0-value transfers to itself");
+        let (fees, _) = self.market_fees().await?;
+        let filler = TransactionRequest::default()
+            .with_from(self.address)
+            .with_to(self.address)
+            .with_value(alloy::primitives::U256::ZERO)
+            .with_chain_id(self.chain.chain_id())
+            .with_gas_limit(TRANSFER_GAS);
+        for nonce in mined_count..above {
+            let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
+            match self.broadcast(raw.clone()).await {
+                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                // Taken, or refused because a transaction of the old sequence holds it after
+                // all (it runs or is replaced by escalation like any other).
+                _ => {}
+            }
+            self.chain.metrics().nonce_holes_filled.inc();
+            self.in_flight.insert(
+                nonce,
+                InFlight {
+                    request: filler.clone(),
+                    hashes: vec![*envelope.tx_hash()],
+                    raw,
+                    first_fees: fees,
+                    fees,
+                    sent_at: Instant::now(),
+                    sent_block: head.number,
+                },
+            );
+        }
+        self.next_nonce = self.next_nonce.max(above);
+        Ok(())
     }
 
     /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a

@@ -132,6 +132,12 @@ pub fn spawn(
             metrics: metrics.clone(),
             readiness: shared.readiness.clone(),
         };
+        // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
+        // past its lease reads 0 at its first scrape after waking, never beside its successor.
+        let (fence, gauge) = (control.fence.clone(), metrics.leader.clone());
+        shared
+            .metrics
+            .on_render(move || gauge.set(i64::from(fence.check().is_ok())));
         let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
         tasks.spawn(
             async move {

@@ -1,7 +1,15 @@
 //! One lane's election among the replicas of one operator (or, with the lane scope, among every
 //! operator's replicas): compare-and-create of the leader key bound to this replica's lease,
-//! lease renewals every third of the TTL, and stepping down as soon as the lease cannot be
-//! proven. The leader key's value names the replica and the URL it advertises.
+//! lease renewals every sixth of the TTL (raced over every endpoint, retried at every poll while
+//! they fail), and stepping down as soon as the lease cannot be proven. The leader key's value
+//! names the replica and the URL it advertises.
+//!
+//! An etcd leader election (a member killed or paused, quorum intact) leaves the cluster unable
+//! to renew leases for about the election timeout. A leader that could not prove its lease in
+//! that time stops sending (the fence) but keeps its lease id: as soon as etcd answers again, a
+//! renewal that the server grants and a leader key that still names this replica *resume* the
+//! term — nobody else can have led while that key lived — instead of waiting for the old key to
+//! expire on the server (which a new etcd leader postpones by a full TTL).
 //!
 //! etcd's election API blocks in `campaign` on a single endpoint; a transaction through the
 //! endpoint pool is the same protocol (first to create the key under a live lease leads; the key
@@ -123,7 +131,7 @@ impl Campaign {
         self.metrics.leader.set(i64::from(leader));
         self.metrics.leadership_changes.inc();
         if leader {
-            tracing::info!(%lane, key = %self.key, "leading the lane");
+            tracing::info!(%lane, key = %self.key, reason = why, "leading the lane");
         } else {
             tracing::warn!(%lane, reason = why, "stepped down");
         }
@@ -147,7 +155,7 @@ impl Campaign {
         let sent = Instant::now();
         let ttl = self
             .pool
-            .call(
+            .race(
                 multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
                 |mut c| async move {
                     let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
@@ -159,6 +167,8 @@ impl Campaign {
         if ttl <= 0 {
             return Ok(false);
         }
+        // The server counts the TTL from when its leader handled the renewal, which is after
+        // it was sent: counting from `sent` keeps this replica's view the shorter one.
         self.fence
             .extend(sent, Duration::from_secs(u64::try_from(ttl).unwrap_or(0)));
         Ok(true)
@@ -185,19 +195,37 @@ impl Campaign {
             .await
     }
 
-    /// Whether the leader key still names this replica.
-    async fn still_holds(&self) -> Result<bool, EtcdUnavailable> {
-        Ok(read_leader(&self.pool, &self.key).await? == Some(self.me.clone()))
+    /// Whether the leader key names this replica *under `lease`* (a key left by an earlier
+    /// process of the same replica lives on another lease, which may expire any moment).
+    async fn holds(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+        let key = self.key.as_str();
+        let kv = self
+            .pool
+            .race("read leader", |mut c| async move {
+                let resp = c.get(key, None).await?;
+                Ok(resp
+                    .kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.lease())))
+            })
+            .await?;
+        Ok(kv.is_some_and(|(value, held_by)| {
+            held_by == lease
+                && serde_json::from_slice::<LeaderInfo>(&value).ok().as_ref() == Some(&self.me)
+        }))
     }
 
     /// Run until the task is aborted.
     pub async fn run(self) {
         self.readiness.register(ETCD_COMPONENT);
         let poll = poll_interval(self.ttl);
-        let renew_every = self.ttl.checked_div(3).unwrap_or_default();
+        let renew_every = renew_interval(self.ttl);
         let mut lease: Option<i64> = None;
         let mut renewed_at = Instant::now();
         loop {
+            // First, before any etcd call: a replica that wakes from a pause (its clock jumped
+            // past its lease) is no leader, whatever it last believed.
+            self.step_down_unless_proven();
             let step = self.step(&mut lease, &mut renewed_at, renew_every).await;
             match step {
                 Ok(()) => self.readiness.ok(ETCD_COMPONENT),
@@ -206,13 +234,17 @@ impl Campaign {
                     tracing::warn!(lane = %self.lane, error = %e, "etcd unavailable");
                 }
             }
-            // Whatever etcd says, a lease this replica cannot prove ends its leadership.
-            if !self.fence.lease_valid() {
-                self.set_leader(false, "lease not proven valid by this replica's clock");
-                lease = None;
-            }
+            // Whatever etcd says, a lease this replica cannot prove ends its leadership (the
+            // lease id is kept: a renewal the server still grants resumes the term).
+            self.step_down_unless_proven();
             self.held.set(lease);
             tokio::time::sleep(poll).await;
+        }
+    }
+
+    fn step_down_unless_proven(&self) {
+        if !self.fence.lease_valid() {
+            self.set_leader(false, "lease not proven valid by this replica's clock");
         }
     }
 
@@ -231,7 +263,9 @@ impl Campaign {
                 id
             }
         };
-        if renewed_at.elapsed() >= renew_every {
+        // Renew when due, and at every poll while the lease is not proven (a failed renewal is
+        // retried at once, not a renewal interval later).
+        if renewed_at.elapsed() >= renew_every || !self.fence.lease_valid() {
             if !self.renew(id).await? {
                 self.fence.expire();
                 self.set_leader(false, "lease expired on the server");
@@ -241,19 +275,48 @@ impl Campaign {
             *renewed_at = Instant::now();
         }
         if *self.leading.borrow() {
-            if !self.still_holds().await? {
+            if !self.holds(id).await? {
                 self.set_leader(false, "the leader key names another replica");
             }
-        } else if self.fence.lease_valid() && self.try_lead(id).await? {
-            self.set_leader(true, "won");
+        } else if self.fence.lease_valid() {
+            // A key that names this replica under its live lease is this replica's term (after
+            // an etcd outage that outlasted the fence): resume it rather than wait for it.
+            if self.holds(id).await? {
+                self.set_leader(true, "resumed: the leader key and its lease are still ours");
+            } else if self.try_lead(id).await? {
+                self.set_leader(true, "won");
+            }
         }
         Ok(())
     }
 }
 
+/// How often a lease is renewed: a sixth of the TTL (at least every poll), so a renewal that
+/// fails during an etcd leader election is retried several times before the lease runs out.
+fn renew_interval(ttl: Duration) -> Duration {
+    ttl.checked_div(6)
+        .unwrap_or_default()
+        .max(poll_interval(ttl))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_are_renewed_often_enough_to_survive_an_etcd_election() {
+        // 3 s TTL: renewals every 500 ms, so the fence (TTL - 300 ms from the last renewal
+        // sent) outlasts an etcd election of ~1.5 s by at least 700 ms.
+        assert_eq!(
+            renew_interval(Duration::from_secs(3)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(renew_interval(Duration::from_secs(1)).as_millis(), 166);
+        assert_eq!(
+            renew_interval(Duration::from_secs(60)),
+            Duration::from_secs(10)
+        );
+    }
 
     #[test]
     fn followers_poll_often_enough_for_failover_within_ttl_plus_a_second() {

@@ -1,6 +1,8 @@
 //! etcd calls that survive a dead or paused member: one client per endpoint (the client does
-//! not route around a bad endpoint by itself), each attempt bounded in time, endpoints tried in
-//! turn starting from the last one that answered.
+//! not route around a bad endpoint by itself), each attempt bounded in time. Writes try the
+//! endpoints in turn, starting from the last one that answered (a write must not be sent twice);
+//! idempotent calls (lease renewals, reads) race every endpoint and take the first answer, so a
+//! dead, paused or leaderless member costs nothing while another answers.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,13 +141,66 @@ impl EtcdPool {
         })
     }
 
-    /// The value of one key (`None`: no such key).
+    /// Run the idempotent `f` on every endpoint at once and take the first answer (the others
+    /// are dropped). For calls that may safely reach the cluster more than once: lease renewals
+    /// and reads, never a compare-and-create.
+    pub async fn race<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, EtcdUnavailable>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        use futures::StreamExt as _;
+        let f = &f;
+        let mut attempts: futures::stream::FuturesUnordered<_> = (0..self.endpoints.len())
+            .map(|index| async move {
+                let client = match self.client(index).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.count(index, what, EtcdOutcome::Error);
+                        return Err(format!("{}: {e}", self.label(index)));
+                    }
+                };
+                let outcome = tokio::time::timeout(self.attempt_timeout, f(client)).await;
+                let last = match outcome {
+                    Ok(Ok(value)) => {
+                        self.count(index, what, EtcdOutcome::Ok);
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(value);
+                    }
+                    Ok(Err(e)) => {
+                        self.count(index, what, EtcdOutcome::Error);
+                        format!("{}: {e}", self.label(index))
+                    }
+                    Err(_) => {
+                        self.count(index, what, EtcdOutcome::Timeout);
+                        format!("{}: timed out", self.label(index))
+                    }
+                };
+                self.forget(index).await;
+                Err(last)
+            })
+            .collect();
+        let mut last = String::from("no endpoints");
+        while let Some(attempt) = attempts.next().await {
+            match attempt {
+                Ok(value) => return Ok(value),
+                Err(e) => last = e,
+            }
+        }
+        Err(EtcdUnavailable {
+            what,
+            endpoints: self.endpoints.join(","),
+            last,
+        })
+    }
+
+    /// The value of one key (`None`: no such key), from whichever endpoint answers first.
     pub async fn get(
         &self,
         what: &'static str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, EtcdUnavailable> {
-        self.call(what, |mut c| async move {
+        self.race(what, |mut c| async move {
             let resp = c.get(key, None).await?;
             Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
         })

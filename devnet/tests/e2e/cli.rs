@@ -25,12 +25,9 @@ fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        relays: true,
-        ..DevnetOptions::chains_only(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let config = devnet.operator_config_path(0);
     let config = config.to_str().unwrap();

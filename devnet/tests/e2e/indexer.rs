@@ -2,7 +2,7 @@
 //! emitted, never reads above the confirmation depth, and fails over from a dead RPC URL.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::utils::parse_ether;
 use multibridge::chain::{ChainClient, RetryPolicy};
@@ -13,22 +13,26 @@ use multibridge_contracts::{ChainRole, Lane, RequestStatus};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 use multibridge_monitoring::{Metrics, Readiness};
 
+use crate::Poll;
+
 async fn index_until(indexer: &mut Indexer, store: &SharedStore, lane: Lane, want: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    Poll::new(
+        "the indexer did not catch up in time",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(200))
+    .until(async || {
         let step = indexer.step().await.unwrap();
         let have = store.lock().open_requests(lane, 1000).unwrap().len();
         if have >= want && matches!(step, Step::CaughtUp { .. }) {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "indexed {have} of {want} requests, last step {step:?}"
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "indexed {have} of {want} requests in time"
-        );
-        if matches!(step, Step::CaughtUp { .. }) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

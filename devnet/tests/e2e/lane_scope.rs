@@ -14,6 +14,8 @@ use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
+use crate::Poll;
+
 const OPERATORS: usize = 4;
 const TTL: Duration = Duration::from_secs(3);
 
@@ -30,15 +32,17 @@ async fn leaders(devnet: &Devnet, lane: Lane, dead: &[usize]) -> Vec<usize> {
 
 /// Wait until exactly one live operator leads `lane`; returns it.
 async fn sole_leader(devnet: &Devnet, lane: Lane, dead: &[usize], timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let found = leaders(devnet, lane, dead).await;
-        if let [one] = found[..] {
-            return one;
-        }
-        assert!(Instant::now() < deadline, "{lane}: leaders {found:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Poll::new(format!("{lane}: exactly one leader"), timeout)
+        .every(Duration::from_millis(100))
+        .until(async || {
+            let found = leaders(devnet, lane, dead).await;
+            if let [one] = found[..] {
+                Ok(one)
+            } else {
+                Err(format!("leaders {found:?}"))
+            }
+        })
+        .await
 }
 
 /// Request `count` native transfers on `lane` one after another; their nonces.

@@ -2,19 +2,22 @@
 //! every operator's vote is needed and a missing leader shows at once). A SIGKILLed leader is
 //! replaced within TTL + 1 s and the registry (and `multibridge registry` / `status`) point at
 //! the new one; a SIGTERMed leader hands over at once; a leader paused past its TTL sends
-//! nothing after waking.
+//! nothing after waking, and never reads as a second leader (polled every 50 ms and through a
+//! real Prometheus with the project's alert rules).
 
 use std::time::{Duration, Instant};
 
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::ha::{
-    Traffic, check_drained, leader_series, start_ha, votes_series, wait_metric,
+    LeaderWatch, Traffic, check_drained, leader_series, start_ha, votes_series, wait_metric,
 };
 use multibridge_devnet::invariants::dump_relay_logs;
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+use crate::{Poll, eventually};
 
 const TTL: Duration = Duration::from_secs(3);
 const LANE: Lane = Lane::MainToService;
@@ -80,11 +83,17 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
     let before = metric(follower, &votes_series(LANE)).await.unwrap();
     devnet.replica(0, 0).unwrap().kill().unwrap();
     let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(20);
-    while metric(follower, &votes_series(LANE)).await.unwrap_or(0.0) <= before {
-        assert!(Instant::now() < deadline, "the follower never voted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Poll::new("the follower never voted", Duration::from_secs(20))
+        .every(Duration::from_millis(50))
+        .until(async || {
+            let votes = metric(follower, &votes_series(LANE)).await.unwrap_or(0.0);
+            if votes <= before {
+                Err(format!("{votes} votes, {before} before the kill"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
     let failover = killed.elapsed();
     println!(
         "failover: leader SIGKILL -> first vote by the new leader {:.2} s (TTL {:?})",
@@ -108,37 +117,39 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
         driver.provider(ChainRole::Main).unwrap(),
     );
     for service in multibridge::registry::lane_services(&config) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let location = registry
-                .getServiceLocation(service.id)
-                .call()
-                .await
-                .unwrap_or_default();
-            if location == want {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} location {location:?}, want {want}",
-                service.lane
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        eventually(
+            format!("{} location", service.lane),
+            Duration::from_secs(30),
+            async || {
+                let location = registry
+                    .getServiceLocation(service.id)
+                    .call()
+                    .await
+                    .unwrap_or_default();
+                if location == want {
+                    Ok(())
+                } else {
+                    Err(format!("{location:?}, want {want}"))
+                }
+            },
+        )
+        .await;
     }
 
     // Both locations were written by the new leader, and counted (once each receipt is in,
     // which may come a poll after the chain shows the location).
     let series = "multibridge_registry_updates_total{outcome=\"updated\"}";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let updated = metric(follower, series).await.unwrap_or_default();
-        if updated >= 2.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{series} = {updated}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Poll::new("both locations counted", Duration::from_secs(10))
+        .every(Duration::from_millis(100))
+        .until(async || {
+            let updated = metric(follower, series).await.unwrap_or_default();
+            if updated >= 2.0 {
+                Ok(())
+            } else {
+                Err(format!("{series} = {updated}"))
+            }
+        })
+        .await;
 
     // What an operator sees: `multibridge registry` lists every operator's services with the
     // new leader's URL for operator 1, and `multibridge status` names the leading replica.
@@ -218,9 +229,16 @@ async fn a_stopped_leader_hands_over_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
-    let (dir, mut devnet) = ha_devnet().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = start_ha(DevnetOptions {
+        prometheus: true,
+        ..DevnetOptions::hot_standby(dir.path())
+    })
+    .await
+    .unwrap();
     let driver = Driver::new(devnet.manifest());
     let traffic = traffic(&devnet);
+    let leaders = LeaderWatch::start(devnet.replica_http_ports.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     devnet.replica(0, 0).unwrap().pause().unwrap();
@@ -257,5 +275,38 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     assert!(
         after.is_empty(),
         "the old leader sent after waking: {after:?}"
+    );
+
+    // Never two leaders of one (operator, lane): not in a poll every 50 ms, not in any sample
+    // Prometheus took, and the alert never even went pending.
+    let timeline = leaders.stop().await.unwrap();
+    for op in 0..3 {
+        for lane in Lane::ALL {
+            assert_eq!(
+                timeline.most_leaders(op, lane),
+                1,
+                "operator {op} on {lane}: leaders at once"
+            );
+        }
+    }
+    let prometheus = devnet.prometheus.as_ref().unwrap();
+    let most = prometheus
+        .query("max_over_time((sum by (operator, lane) (multibridge_leader))[10m:1s])")
+        .await
+        .unwrap();
+    assert_eq!(most.len(), 6, "every (operator, lane) scraped: {most:?}");
+    for series in &most {
+        assert_eq!(
+            series["value"][1], "1",
+            "two leaders in Prometheus: {series}"
+        );
+    }
+    let alerts = prometheus
+        .query("count_over_time(ALERTS{alertname=\"MultibridgeTwoLeaders\"}[10m])")
+        .await
+        .unwrap();
+    assert!(
+        alerts.is_empty(),
+        "MultibridgeTwoLeaders went off: {alerts:?}"
     );
 }

@@ -3,6 +3,11 @@
 //! `cargo test -p multibridge-devnet --test e2e relay::` or one test by name.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use multibridge_devnet::invariants::dump_relay_logs;
+
 mod bad_input;
 mod cli;
 mod etcd_faults;
@@ -16,3 +21,70 @@ mod relay;
 mod reorg;
 mod sender;
 mod votes;
+
+/// How the tests wait for something (never a bare sleep as synchronisation): poll a check until
+/// it yields `Ok(value)`; past the deadline, panic with `what: <the check's last Err>` (its last
+/// observation), after dumping the relays' logs if asked to.
+///
+/// The clock starts at [`Poll::new`], so one `Poll` can bound several waits together.
+pub(crate) struct Poll {
+    what: String,
+    deadline: Instant,
+    every: Duration,
+    logs: Option<(PathBuf, usize, usize)>,
+}
+
+impl Poll {
+    /// Wait at most `timeout` from now, polling every 250 ms.
+    pub(crate) fn new(what: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            what: what.into(),
+            deadline: Instant::now() + timeout,
+            every: Duration::from_millis(250),
+            logs: None,
+        }
+    }
+
+    /// Poll every `interval` instead.
+    pub(crate) fn every(self, interval: Duration) -> Self {
+        Self {
+            every: interval,
+            ..self
+        }
+    }
+
+    /// On timeout, first print the last `lines` of the logs of relays `1..=relays` of the
+    /// devnet in `devnet_dir` ([`dump_relay_logs`]).
+    pub(crate) fn logs(self, devnet_dir: &Path, relays: usize, lines: usize) -> Self {
+        Self {
+            logs: Some((devnet_dir.to_owned(), relays, lines)),
+            ..self
+        }
+    }
+
+    /// Run `check` until it returns `Ok`; its value. A check may panic itself (an assertion that
+    /// must hold at every poll, not only eventually).
+    pub(crate) async fn until<T>(&self, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+        loop {
+            match check().await {
+                Ok(value) => return value,
+                Err(last) if Instant::now() > self.deadline => {
+                    if let Some((dir, relays, lines)) = &self.logs {
+                        dump_relay_logs(dir, *relays, *lines);
+                    }
+                    panic!("{}: {last}", self.what);
+                }
+                Err(_) => tokio::time::sleep(self.every).await,
+            }
+        }
+    }
+}
+
+/// [`Poll::until`] with the defaults: `Poll::new(what, timeout).until(check)`.
+pub(crate) async fn eventually<T>(
+    what: impl Into<String>,
+    timeout: Duration,
+    check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    Poll::new(what, timeout).until(check).await
+}

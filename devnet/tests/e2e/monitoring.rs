@@ -10,6 +10,8 @@ use multibridge_contracts::{Bridge, ChainRole, Lane};
 use multibridge_devnet::invariants::{assert_exactly_once, dump_relay_logs, wait_all_handled};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
+use crate::{Poll, eventually};
+
 async fn get(port: u16, path: &str) -> (u16, String) {
     let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
         .await
@@ -31,22 +33,6 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
             .then(|| value.trim().parse().ok())?
     })
-}
-
-/// Poll `check` until it holds, with a deadline; panics with `what` and the last observation.
-async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("{what}: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 /// The lane bookkeeping on the chains: `(requestNonce, lowerHandleNonce, upperHandleNonce)`.
@@ -97,12 +83,9 @@ const DESIGN_METRICS: [&str; 24] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn every_design_metric_is_exported_and_matches_the_chains() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        relays: true,
-        ..DevnetOptions::chains_only(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let to = Address::repeat_byte(0x6d);
     let (native_out, tokens_out, native_back) = (
@@ -169,8 +152,8 @@ async fn every_design_metric_is_exported_and_matches_the_chains() {
 
     for (op, port) in devnet.operator_http_ports.iter().copied().enumerate() {
         let signer = driver.operator(op).unwrap().address();
-        until(
-            &format!("relay {op}: metrics match the chains"),
+        eventually(
+            format!("relay {op}: metrics match the chains"),
             Duration::from_secs(30),
             || {
                 let driver = &driver;
@@ -305,7 +288,7 @@ async fn readyz_follows_the_reachability_of_a_chain_rpc() {
             }
         }
     };
-    until("ready after start", Duration::from_secs(30), readyz(200)).await;
+    eventually("ready after start", Duration::from_secs(30), readyz(200)).await;
 
     proxy.set_mode(ProxyMode::Blackhole);
     let cut = Instant::now();
@@ -324,7 +307,7 @@ async fn readyz_follows_the_reachability_of_a_chain_rpc() {
             Err(format!("{code}: {body}"))
         }
     };
-    until(
+    eventually(
         "service chain and its indexer not ready with the RPC blackholed",
         Duration::from_secs(30),
         service_stale,
@@ -352,7 +335,7 @@ async fn readyz_follows_the_reachability_of_a_chain_rpc() {
 
     proxy.set_mode(ProxyMode::Forward);
     let restored = Instant::now();
-    until(
+    eventually(
         "ready again after the RPC returned",
         Duration::from_secs(60),
         readyz(200),
@@ -388,9 +371,8 @@ async fn firing(devnet: &Devnet, alert: &str) -> Vec<String> {
 async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_after() {
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions {
-        relays: true,
         prometheus: true,
-        ..DevnetOptions::chains_only(dir.path())
+        ..DevnetOptions::standalone_relays(dir.path())
     })
     .await
     .unwrap();
@@ -398,7 +380,7 @@ async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_af
     println!("prometheus {prometheus_url}");
     {
         let prometheus = devnet.prometheus.as_ref().unwrap();
-        until(
+        eventually(
             "prometheus scrapes all relays",
             Duration::from_secs(30),
             || async move {
@@ -428,19 +410,18 @@ async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_af
         )
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let mut lanes = firing(&devnet, "MultibridgeLaneStalled").await;
-        lanes.sort();
-        if lanes == ["main-to-service", "service-to-main"] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lane stalled did not fire: {lanes:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    Poll::new("lane stalled did not fire", Duration::from_secs(150))
+        .every(Duration::from_secs(1))
+        .until(async || {
+            let mut lanes = firing(&devnet, "MultibridgeLaneStalled").await;
+            lanes.sort();
+            if lanes == ["main-to-service", "service-to-main"] {
+                Ok(())
+            } else {
+                Err(format!("{lanes:?}"))
+            }
+        })
+        .await;
     println!(
         "MultibridgeLaneStalled firing {:.0} s after the relays stopped (rule: for 1m)",
         stopped.elapsed().as_secs_f64()
@@ -456,11 +437,17 @@ async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_af
         devnet.start_relay(op).unwrap();
     }
     let restarted = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !firing(&devnet, "MultibridgeLaneStalled").await.is_empty() {
-        assert!(Instant::now() < deadline, "lane stalled did not resolve");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    Poll::new("lane stalled did not resolve", Duration::from_secs(60))
+        .every(Duration::from_secs(1))
+        .until(async || {
+            let lanes = firing(&devnet, "MultibridgeLaneStalled").await;
+            if lanes.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("firing for {lanes:?}"))
+            }
+        })
+        .await;
     println!(
         "resolved {:.1} s after the relays restarted",
         restarted.elapsed().as_secs_f64()

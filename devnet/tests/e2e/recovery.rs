@@ -16,6 +16,8 @@ use multibridge_devnet::invariants::{
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
+use crate::Poll;
+
 const OPERATORS: usize = 3;
 
 async fn devnet(relays: bool) -> (tempfile::TempDir, Devnet) {
@@ -189,20 +191,22 @@ async fn a_relay_whose_store_was_deleted_recovers_everything_pending_from_the_ch
         driver.chain(ChainRole::Service).contracts.bridge,
         driver.provider(ChainRole::Service).unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = dest
-            .votingStatus((first..first + PENDING).collect(), op3)
-            .call()
-            .await
-            .unwrap();
-        if status.voted.iter().all(|v| *v) {
-            assert!(status.handled.iter().all(|h| !h), "one vote cannot execute");
-            break;
-        }
-        assert!(Instant::now() < deadline, "operator 3 did not vote");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    Poll::new("operator 3 did not vote", Duration::from_secs(60))
+        .every(Duration::from_millis(300))
+        .until(async || {
+            let status = dest
+                .votingStatus((first..first + PENDING).collect(), op3)
+                .call()
+                .await
+                .unwrap();
+            if status.voted.iter().all(|v| *v) {
+                assert!(status.handled.iter().all(|h| !h), "one vote cannot execute");
+                Ok(())
+            } else {
+                Err(format!("voted {:?}", status.voted))
+            }
+        })
+        .await;
     // Operator 1's store is lost; it comes back indexing only new blocks.
     let store = devnet.operator_config(0).unwrap().store.path;
     for suffix in ["", "-wal", "-shm"] {
@@ -330,8 +334,13 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
     // The reason is visible on every relay, and nothing executes.
     let series =
         "multibridge_stuck_requests{lane=\"main-to-service\",reason=\"insufficient_liquidity\"}";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    Poll::new(
+        "the liquidity reason never showed on the relays' metrics",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(300))
+    .logs(devnet.dir(), OPERATORS, 20)
+    .until(async || {
         let mut waiting = 0;
         for port in &devnet.operator_http_ports {
             if metric(*port, series).await.unwrap_or(0.0) >= 1.0 {
@@ -339,14 +348,12 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
             }
         }
         if waiting >= 2 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{waiting} relays show it"))
         }
-        if Instant::now() > deadline {
-            dump_relay_logs(devnet.dir(), OPERATORS, 20);
-            panic!("the liquidity reason never showed on the relays' metrics");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await;
     assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
     // `multibridge status` names the reason too (from an operator whose vote would execute).
     let mut named = false;
@@ -417,19 +424,22 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
         devnet.start_relay(op).unwrap();
     }
     // Wait until every relay is up (its first recovery tick saw an idle lane).
+    let rounds = "multibridge_recovery_rounds_total{lane=\"main-to-service\"}";
     for port in devnet.operator_http_ports.clone() {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while metric(
-            port,
-            "multibridge_recovery_rounds_total{lane=\"main-to-service\"}",
+        Poll::new(
+            format!("relay on {port} never ticked"),
+            Duration::from_secs(60),
         )
-        .await
-        .unwrap_or(0.0)
-            < 1.0
-        {
-            assert!(Instant::now() < deadline, "relay on {port} never ticked");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        .every(Duration::from_millis(200))
+        .until(async || {
+            let ticks = metric(port, rounds).await.unwrap_or(0.0);
+            if ticks < 1.0 {
+                Err(format!("{rounds} = {ticks}"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
     }
     let to = Address::repeat_byte(0x7b);
     let request = driver
@@ -496,19 +506,21 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
         "each relay saw the claim to its service"
     );
     // Each relay follows its open claim until it sees the request handled.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let resolved = metric_sum(
-            &devnet,
-            "multibridge_claims_resolved_total{lane=\"main-to-service\"}",
-        )
+    Poll::new("not every claim resolved", Duration::from_secs(15))
+        .every(Duration::from_millis(300))
+        .until(async || {
+            let resolved = metric_sum(
+                &devnet,
+                "multibridge_claims_resolved_total{lane=\"main-to-service\"}",
+            )
+            .await;
+            if resolved == OPERATORS as f64 {
+                Ok(())
+            } else {
+                Err(format!("claims resolved: {resolved}"))
+            }
+        })
         .await;
-        if resolved == OPERATORS as f64 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "claims resolved: {resolved}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     drop(dir);
 }
 
@@ -532,27 +544,26 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
         .request_native(lane, 0, Address::repeat_byte(0x7c), U256::from(9u64))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut queued = 0;
-        for op in 0..OPERATORS {
-            if queued_transactions(&driver, ChainRole::Service, op)
-                .await
-                .unwrap()
-                > 0
-            {
-                queued += 1;
+    Poll::new("the relays never sent their votes", Duration::from_secs(30))
+        .every(Duration::from_millis(200))
+        .until(async || {
+            let mut queued = 0;
+            for op in 0..OPERATORS {
+                if queued_transactions(&driver, ChainRole::Service, op)
+                    .await
+                    .unwrap()
+                    > 0
+                {
+                    queued += 1;
+                }
             }
-        }
-        if queued >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the relays never sent their votes"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            if queued >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{queued} operators have votes queued"))
+            }
+        })
+        .await;
     service
         .raw_request::<_, serde_json::Value>("anvil_dropAllTransactions".into(), ())
         .await

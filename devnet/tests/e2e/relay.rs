@@ -2,13 +2,15 @@
 //! handled exactly once with balances conserved and one vote per operator; a relay killed and
 //! restarted neither votes twice nor leaves a nonce gap.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use multibridge_contracts::{ChainRole, Lane, Request};
-use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator, wait_no_nonce_gap};
+use multibridge_devnet::invariants::{votes_per_operator, wait_no_nonce_gap};
 use multibridge_devnet::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+use crate::{Poll, eventually};
 
 async fn wait_handled(
     driver: &Driver,
@@ -16,44 +18,38 @@ async fn wait_handled(
     lane: Lane,
     request: &Request,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    Poll::new(
+        format!("{lane} nonce {} not handled in time", request.nonce),
+        Duration::from_secs(60),
+    )
+    .logs(devnet_dir, 3, 15)
+    .until(async || {
         let n = driver.handle_count(lane, request.nonce).await.unwrap();
         assert!(n <= 1, "{lane} nonce {} handled {n} times", request.nonce);
         if n == 1 {
-            return;
+            Ok(())
+        } else {
+            Err(format!("handled {n} times"))
         }
-        if Instant::now() > deadline {
-            dump_relay_logs(devnet_dir, 3, 15);
-            panic!("{lane} nonce {} not handled in time", request.nonce);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
 }
 
 /// A devnet whose relays the test starts itself (after adjusting their configs).
 async fn devnet_without_relays() -> (tempfile::TempDir, Devnet) {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions {
-        relays: false,
-        ..relay_options(dir.path())
-    })
-    .await
-    .unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
     (dir, devnet)
-}
-
-fn relay_options(dir: &std::path::Path) -> DevnetOptions {
-    DevnetOptions {
-        relays: true,
-        ..DevnetOptions::chains_only(dir)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_move_native_and_erc20_both_ways_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let bob = driver.user(1).unwrap().address();
     let carol = Address::repeat_byte(0xca);
@@ -126,17 +122,22 @@ async fn relays_move_native_and_erc20_both_ways_exactly_once() {
 
     // Every relay's /metrics agrees with the chain: 2 requests per lane, all handled.
     for port in devnet.operator_http_ports.clone() {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // One bound for both lanes of a relay.
+        let poll = Poll::new(
+            format!("relay on :{port}: requests handled"),
+            Duration::from_secs(15),
+        );
         for lane in ["main-to-service", "service-to-main"] {
             let handled = format!("multibridge_requests{{lane=\"{lane}\",status=\"handled\"}}");
-            while metric(port, &handled).await != Some(2.0) {
-                assert!(
-                    Instant::now() < deadline,
-                    "{handled} on :{port} is {:?}",
-                    metric(port, &handled).await
-                );
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            poll.until(async || {
+                let got = metric(port, &handled).await;
+                if got == Some(2.0) {
+                    Ok(())
+                } else {
+                    Err(format!("{handled} is {got:?}"))
+                }
+            })
+            .await;
             let sent = metric(
                 port,
                 &format!("multibridge_votes_sent_total{{lane=\"{lane}\"}}"),
@@ -177,7 +178,9 @@ async fn relays_move_native_and_erc20_both_ways_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_relay_is_not_needed_and_resumes_without_double_votes_or_nonce_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let bob = driver.user(1).unwrap().address();
     let lane = Lane::MainToService;
@@ -230,18 +233,19 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
     let request = driver.request_native(lane, 0, dave, amount).await.unwrap();
 
     // Both running relays vote (different payloads) ...
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let votes = votes_per_operator(&driver, lane).await.unwrap();
-        if votes.keys().filter(|(n, _)| *n == request.nonce).count() == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "both relays should vote: {votes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        "both relays should vote",
+        Duration::from_secs(30),
+        async || {
+            let votes = votes_per_operator(&driver, lane).await.unwrap();
+            if votes.keys().filter(|(n, _)| *n == request.nonce).count() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{votes:?}"))
+            }
+        },
+    )
+    .await;
     // ... and nothing executes on them.
     assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
     assert_eq!(
@@ -267,14 +271,19 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
     let series = "multibridge_vote_divergence_total{lane=\"main-to-service\"}";
     for op in [0, 1] {
         let port = devnet.operator_http_ports[op];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while metric(port, series).await.unwrap_or(0.0) < 1.0 {
-            assert!(
-                Instant::now() < deadline,
-                "relay {op} did not count the divergent vote"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        eventually(
+            format!("relay {op} did not count the divergent vote"),
+            Duration::from_secs(20),
+            async || {
+                let counted = metric(port, series).await.unwrap_or(0.0);
+                if counted < 1.0 {
+                    Err(format!("{series} = {counted}"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
     }
     assert_eq!(
         metric(
@@ -292,7 +301,9 @@ async fn a_tampered_vote_executes_nothing_and_the_honest_payload_still_does() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(relay_options(dir.path())).await.unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let to = Address::repeat_byte(0x5b);
@@ -306,14 +317,17 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
 
     // Kill as soon as the first vote of any operator is on chain: the relays are mid-batch
     // (their votes sent, mined, or about to be).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while votes_per_operator(&driver, lane).await.unwrap().is_empty() {
-        if Instant::now() > deadline {
-            dump_relay_logs(dir.path(), 3, 15);
-            panic!("no relay voted");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Poll::new("no relay voted", Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .logs(dir.path(), 3, 15)
+        .until(async || {
+            if votes_per_operator(&driver, lane).await.unwrap().is_empty() {
+                Err("no vote on chain".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
     devnet.relay(0).unwrap().kill().unwrap();
     devnet.relay(1).unwrap().kill().unwrap();
     devnet.start_relay(0).unwrap();
@@ -421,8 +435,12 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
         .await
         .unwrap();
     let op0 = driver.operator(0).unwrap().address();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    Poll::new(
+        "operator 0 did not vote for every request",
+        Duration::from_secs(60),
+    )
+    .logs(dir.path(), 3, 15)
+    .until(async || {
         let voted = votes_per_operator(&driver, lane)
             .await
             .unwrap()
@@ -430,14 +448,12 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
             .filter(|(_, op)| *op == op0)
             .count();
         if voted == requests.len() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("voted {voted} of {} requests", requests.len()))
         }
-        if Instant::now() > deadline {
-            dump_relay_logs(dir.path(), 3, 15);
-            panic!("operator 0 voted {voted} of {} requests", requests.len());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
     for r in &requests {
         assert_eq!(
             driver.handle_count(lane, r.nonce).await.unwrap(),

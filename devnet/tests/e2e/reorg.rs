@@ -3,7 +3,7 @@
 //! every vote ever cast matches a canonical request.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
@@ -13,13 +13,14 @@ use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane, VoteDomain, request_from_log};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
+use crate::eventually;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions {
-        relays: true,
         confirmations: 5,
-        ..DevnetOptions::chains_only(dir.path())
+        ..DevnetOptions::standalone_relays(dir.path())
     })
     .await
     .unwrap();
@@ -62,24 +63,27 @@ async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
         .await
         .unwrap();
     let bridge = Bridge::new(m.main.contracts.bridge, main.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let request_count = loop {
-        let count = bridge.requestNonce().call().await.unwrap();
-        let mut all = true;
-        for nonce in 0..count {
-            let n = driver.handle_count(lane, nonce).await.unwrap();
-            assert!(n <= 1);
-            all &= n == 1;
-        }
-        if all && count > 0 {
-            break count;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "canonical requests not all handled"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let request_count = eventually(
+        "canonical requests not all handled",
+        Duration::from_secs(60),
+        async || {
+            let count = bridge.requestNonce().call().await.unwrap();
+            let mut unhandled = Vec::new();
+            for nonce in 0..count {
+                let n = driver.handle_count(lane, nonce).await.unwrap();
+                assert!(n <= 1, "nonce {nonce} handled {n} times");
+                if n != 1 {
+                    unhandled.push(nonce);
+                }
+            }
+            if unhandled.is_empty() && count > 0 {
+                Ok(count)
+            } else {
+                Err(format!("{count} requests, unhandled: {unhandled:?}"))
+            }
+        },
+    )
+    .await;
 
     // Canonical requests and their vote keys.
     let domain = VoteDomain {

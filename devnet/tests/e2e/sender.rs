@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
@@ -14,6 +14,8 @@ use multibridge::chain::{ChainClient, RetryPolicy};
 use multibridge_contracts::bindings::Bridge::BridgeErrors;
 use multibridge_contracts::{ChainRole, TestToken};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+use crate::Poll;
 
 fn approve(spender: u8) -> Bytes {
     TestToken::approveCall {
@@ -25,18 +27,22 @@ fn approve(spender: u8) -> Bytes {
 }
 
 async fn poll_until_mined(sender: &mut Sender, want: usize) -> Vec<Tracked> {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
-    while seen
-        .iter()
-        .filter(|t| matches!(t, Tracked::Mined { .. }))
-        .count()
-        < want
-    {
-        assert!(Instant::now() < deadline, "not mined in time: {seen:?}");
-        seen.extend(sender.poll().await.unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Poll::new("not mined in time", Duration::from_secs(30))
+        .every(Duration::from_millis(100))
+        .until(async || {
+            seen.extend(sender.poll().await.unwrap());
+            let mined = seen
+                .iter()
+                .filter(|t| matches!(t, Tracked::Mined { .. }))
+                .count();
+            if mined >= want {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+        .await;
     seen
 }
 
@@ -152,19 +158,15 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
         .await
         .unwrap();
     let stuck = sender.send(token, approve(202)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let replaced = loop {
-        assert!(
-            Instant::now() < deadline,
-            "stuck transaction never replaced"
-        );
-        if let Some(Tracked::Replaced { nonce, hash }) =
-            sender.poll().await.unwrap().into_iter().next()
-        {
-            break (nonce, hash);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let replaced = Poll::new("stuck transaction never replaced", Duration::from_secs(20))
+        .every(Duration::from_millis(200))
+        .until(
+            async || match sender.poll().await.unwrap().into_iter().next() {
+                Some(Tracked::Replaced { nonce, hash }) => Ok((nonce, hash)),
+                other => Err(format!("last poll: {other:?}")),
+            },
+        )
+        .await;
     assert_eq!(replaced.0, stuck.nonce);
     assert_ne!(replaced.1, stuck.hash);
     provider
