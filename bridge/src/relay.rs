@@ -106,7 +106,7 @@ pub async fn run(
         let Some(submitter) = submitters.get(&lane.destination()) else {
             continue;
         };
-        crate::lane::spawn(&shared, control, submitter.client(), claims_rx, &mut tasks);
+        crate::lane::spawn(&shared, control, submitter, claims_rx, &mut tasks);
     }
     if let Some(registry) = &config.registry {
         spawn_registry(

@@ -323,6 +323,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) fenced_sends: IntCounterVec,
+    /// `advanceLowerHandleNonce` transactions this relay sent (the lane idle, every nonce at
+    /// `lowerHandleNonce` already handled).
+    ///
+    /// Labels: lane.
+    pub(crate) lower_advances: IntCounterVec,
     /// Amount requested on the lane's source, per source asset (locked or burned there).
     ///
     /// Labels: lane, asset.
@@ -537,6 +542,11 @@ impl Metrics {
                 "Times this replica gained or lost the lane's leadership",
                 lane,
             )?,
+            lower_advances: counter(
+                "lower_advances_total",
+                "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
+                lane,
+            )?,
             fenced_sends: counter(
                 "fenced_sends_total",
                 "Sends refused because this replica did not lead or could not prove its lease",
@@ -613,6 +623,7 @@ impl Metrics {
                 &metrics.claims_resolved,
                 &metrics.leadership_changes,
                 &metrics.fenced_sends,
+                &metrics.lower_advances,
                 &metrics.vote_divergence,
             ] {
                 c.with_label_values(&[lane]).reset();
@@ -762,6 +773,7 @@ impl Metrics {
             leader: self.leader.with_label_values(l),
             leadership_changes: self.leadership_changes.with_label_values(l),
             fenced_sends: self.fenced_sends.with_label_values(l),
+            lower_advances: self.lower_advances.with_label_values(l),
             vote_divergence: self.vote_divergence.with_label_values(l),
             all: self.clone(),
         }
@@ -823,6 +835,7 @@ pub struct LaneMetrics {
     pub leader: IntGauge,
     pub leadership_changes: IntCounter,
     pub fenced_sends: IntCounter,
+    pub lower_advances: IntCounter,
     pub vote_divergence: IntCounter,
     all: Metrics,
 }

@@ -93,6 +93,16 @@ impl<'a> BridgeViews<'a> {
             .await
     }
 
+    /// Whether `nonce` is handled.
+    pub async fn is_handled(&self, nonce: u64) -> Result<bool, ChainError> {
+        self.chain
+            .bridge_call(
+                "isHandled",
+                |b| async move { b.isHandled(nonce).call().await },
+            )
+            .await
+    }
+
     /// `recoveryBlockNumber`: no unhandled request of the counterpart is older.
     pub async fn recovery_block(&self) -> Result<u64, ChainError> {
         self.chain

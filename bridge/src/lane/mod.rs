@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::chain::ChainPair;
 use crate::chain::logs::LogSpan;
-use crate::chain::submitter::{JobEvent, SubmitClient};
+use crate::chain::submitter::{JobEvent, SubmitClient, SubmitterHandle};
 use crate::config::Config;
 use crate::error::RelayError;
 use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo};
@@ -27,6 +27,7 @@ use crate::store::SharedStore;
 use crate::task::run_stepper;
 use crate::voter::{BridgeReads, Voter};
 
+pub mod advance;
 pub mod indexing;
 pub mod recovery;
 pub mod voting;
@@ -95,11 +96,12 @@ pub struct Shared {
 pub type VoteSubmitter = (SubmitClient, mpsc::UnboundedReceiver<JobEvent>);
 
 /// Start the tasks of `lane` on `tasks`: campaign and progress (with etcd), indexer, voter and
-/// recovery. `claims` receives the nonces users claimed on this lane.
+/// recovery (with the lower-nonce advancer), both sending through `submitter`, the destination
+/// chain's. `claims` receives the nonces users claimed on this lane.
 pub fn spawn(
     shared: &Shared,
     control: &LaneControl,
-    submitter: VoteSubmitter,
+    submitter: &SubmitterHandle,
     claims: mpsc::Receiver<u64>,
     tasks: &mut JoinSet<Result<(), RelayError>>,
 ) {
@@ -179,7 +181,7 @@ pub fn spawn(
     let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "indexer", indexer).instrument(span));
 
-    let (submit, events) = submitter;
+    let (submit, events): VoteSubmitter = submitter.client();
     let mut voter = Voter::new(
         config.chains.get(lane.destination()).bridge,
         operator,
@@ -198,7 +200,14 @@ pub fn spawn(
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 
-    let recovery = LaneRecovery::new(
+    let advance = advance::LowerAdvance::new(
+        destination.clone(),
+        config.chains.get(lane.destination()).bridge,
+        operator,
+        submitter.client().0,
+        metrics.clone(),
+    );
+    let mut recovery = LaneRecovery::new(
         Recovery::new(config.recovery.worker(), metrics),
         ChainLane {
             source,
@@ -214,6 +223,7 @@ pub fn spawn(
         claims,
         control.leading.clone(),
     );
+    recovery.advance = Some(advance);
     let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "recovery", recovery).instrument(span));
 }

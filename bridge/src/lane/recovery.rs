@@ -170,6 +170,8 @@ pub struct LaneRecovery {
     pub claims: mpsc::Receiver<u64>,
     /// Whether this replica leads the lane.
     pub leading: watch::Receiver<bool>,
+    /// Advances a lagging `lowerHandleNonce` of an idle lane at each full tick.
+    pub advance: Option<super::advance::LowerAdvance>,
     next_tick: Instant,
     claims_open: bool,
 }
@@ -189,6 +191,7 @@ impl LaneRecovery {
             queue,
             claims,
             leading,
+            advance: None,
             next_tick: Instant::now(),
             claims_open: true,
         }
@@ -208,6 +211,9 @@ impl LaneRecovery {
                     if *self.leading.borrow() {
                         // A new term: what the detector saw belongs to an earlier term.
                         self.recovery.reset();
+                        if let Some(advance) = self.advance.as_mut() {
+                            advance.reset();
+                        }
                         self.next_tick = Instant::now();
                     }
                 }
@@ -227,6 +233,12 @@ impl LaneRecovery {
         } else {
             self.recovery.follow_claims(&self.chains, &self.queue).await
         };
+        if full
+            && let Some(advance) = self.advance.as_mut()
+            && let Err(e) = advance.tick().await
+        {
+            tracing::warn!(error = %e, "cannot advance lowerHandleNonce; next tick");
+        }
         // A failed round is retried at the next tick, not at once.
         let round = round?;
         if round.requeued > 0 || round.claims_resolved > 0 {

@@ -318,6 +318,10 @@ async fn relays_stopped_and_started_ten_times_while_transfers_flow_lose_and_doub
     );
 }
 
+/// A request the destination cannot pay (liquidity) waits with its reason while 2,100 requests
+/// after it are handled; funded, it completes — and `lowerHandleNonce`, which one handle moves
+/// by at most 2,048, reaches `requestNonce` without new traffic (issue 23: the relays advance
+/// it when the lane is idle).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_after_fund() {
     let (_dir, devnet) = devnet(true).await;
@@ -374,6 +378,23 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
         named |= text.contains("InsufficientLiquidity");
     }
     assert!(named, "no operator's status names the liquidity shortage");
+    // More than one handle can move the lower nonce past: all handled, out of order.
+    let behind = driver
+        .request_native_burst(lane, 1, Address::repeat_byte(0x7b), U256::from(1), 2_100)
+        .await
+        .unwrap();
+    let last = behind.last().unwrap().nonce;
+    check(
+        &devnet,
+        wait_all_handled(
+            &driver,
+            lane,
+            request.nonce + 1..last + 1,
+            Duration::from_secs(120),
+        )
+        .await,
+    );
+    assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
     // Someone funds the bridge; no operator does anything.
     let funder = driver
         .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())
@@ -397,9 +418,35 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
         )
         .await,
     );
-    assert_exactly_once(&driver, lane, 0..request.nonce + 1)
+    assert_exactly_once(&driver, lane, 0..last + 1)
         .await
         .unwrap();
+    // No new traffic: the relays bring lowerHandleNonce up to requestNonce.
+    let destination = Bridge::new(service_bridge, driver.provider(ChainRole::Service).unwrap());
+    Poll::new(
+        "lowerHandleNonce reaches requestNonce",
+        Duration::from_secs(60),
+    )
+    .every(Duration::from_millis(500))
+    .logs(devnet.dir(), OPERATORS, 20)
+    .until(async || {
+        let lower = destination.lowerHandleNonce().call().await.unwrap();
+        if lower == last + 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "lowerHandleNonce {lower}, requestNonce {}",
+                last + 1
+            ))
+        }
+    })
+    .await;
+    let advanced = metric_sum(
+        &devnet,
+        "multibridge_lower_advances_total{lane=\"main-to-service\"}",
+    )
+    .await;
+    assert!(advanced >= 1.0, "no relay sent advanceLowerHandleNonce");
     assert_eq!(
         driver.native_balance(ChainRole::Service, to).await.unwrap(),
         amount

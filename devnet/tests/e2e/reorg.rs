@@ -13,7 +13,7 @@ use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane, VoteDomain, request_from_log};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-use crate::eventually;
+use crate::{Poll, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
@@ -144,4 +144,204 @@ async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
             .unwrap(),
         U256::from(222)
     );
+}
+
+/// Per operator: its latest transaction count on the service chain.
+async fn service_nonces(driver: &Driver) -> Vec<u64> {
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let mut out = Vec::new();
+    for op in 0..3 {
+        let who = driver.operator(op).unwrap().address();
+        out.push(service.get_transaction_count(who).latest().await.unwrap());
+    }
+    out
+}
+
+/// The operators (by index) with a transaction in one of the service chain's last `depth`
+/// blocks.
+async fn operators_in_last_blocks(driver: &Driver, depth: u64) -> Vec<usize> {
+    use alloy::consensus::Transaction as _;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let head = service.get_block_number().await.unwrap();
+    let operators: Vec<Address> = (0..3)
+        .map(|op| driver.operator(op).unwrap().address())
+        .collect();
+    let mut found = Vec::new();
+    for number in head.saturating_sub(depth - 1)..=head {
+        let block = service
+            .get_block_by_number(number.into())
+            .full()
+            .await
+            .unwrap()
+            .unwrap();
+        for tx in block.transactions.txns() {
+            let from = tx.inner.signer();
+            if let Some(op) = operators.iter().position(|a| *a == from)
+                && tx.to() == Some(driver.manifest().service.contracts.bridge)
+                && !found.contains(&op)
+            {
+                found.push(op);
+            }
+        }
+    }
+    found
+}
+
+/// The first service block above `after` holding a `HandleValueTransfer` (`None`: none yet).
+async fn first_handle_block_after(driver: &Driver, after: u64) -> Option<u64> {
+    let service = driver.provider(ChainRole::Service).unwrap();
+    if service.get_block_number().await.unwrap() <= after {
+        return None;
+    }
+    let logs = service
+        .get_logs(
+            &Filter::new()
+                .address(driver.manifest().service.contracts.bridge)
+                .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+                .from_block(after + 1),
+        )
+        .await
+        .unwrap();
+    logs.iter().filter_map(|l| l.block_number).min()
+}
+
+/// Issue 23: a destination reorg inside the depth un-mines the relays' own vote transactions and
+/// anvil does not put them back in its pool. Each sender notices (the chain's nonce fell below
+/// what it saw mined) and broadcasts them again: the lane moves again within 3 blocks. Then the
+/// same with every relay SIGKILLed right after the reorg (the un-mined transactions are gone
+/// with the process; the restarted relays fill the hole and recovery finds the requests undone
+/// on chain). Every request is handled exactly once and no signer is left with a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let lane = Lane::MainToService;
+    let traffic = multibridge_devnet::ha::Traffic::start(
+        Driver::new(devnet.manifest()),
+        lane,
+        0,
+        Duration::from_millis(300),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    for kill in [false, true] {
+        // Reorg two blocks that hold votes of at least two operators.
+        let before = Poll::new("votes in the last two blocks", Duration::from_secs(30))
+            .every(Duration::from_millis(100))
+            .until(async || {
+                let before = service_nonces(&driver).await;
+                let ops = operators_in_last_blocks(&driver, 2).await;
+                if ops.len() >= 2 {
+                    Ok(before)
+                } else {
+                    Err(format!(
+                        "operators with votes in the last 2 blocks: {ops:?}"
+                    ))
+                }
+            })
+            .await;
+        service
+            .raw_request::<_, serde_json::Value>(
+                "anvil_reorg".into(),
+                (2u64, Vec::<serde_json::Value>::new()),
+            )
+            .await
+            .unwrap();
+        let reorg_head = service.get_block_number().await.unwrap();
+        let after = service_nonces(&driver).await;
+        println!("reorg (kill: {kill}) at {reorg_head}: signer nonces {before:?} -> {after:?}");
+        assert!(
+            before.iter().zip(&after).any(|(b, a)| a < b),
+            "the reorg must take back mined vote transactions: {before:?} -> {after:?}"
+        );
+        let mut moving_from = reorg_head;
+        if kill {
+            for op in 0..3 {
+                devnet.relay(op).unwrap().kill().unwrap();
+            }
+            for op in 0..3 {
+                devnet.start_relay(op).unwrap();
+            }
+            for port in devnet.operator_http_ports.clone() {
+                eventually(
+                    "restarted relay ready",
+                    Duration::from_secs(30),
+                    async || {
+                        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                            .await
+                            .map(|r| r.status().is_success())
+                            .unwrap_or(false);
+                        if ready {
+                            Ok(())
+                        } else {
+                            Err("not ready".to_owned())
+                        }
+                    },
+                )
+                .await;
+            }
+            moving_from = service.get_block_number().await.unwrap();
+        }
+        // The lane moves again: a handle within 3 blocks; every signer's chain nonce back past
+        // where it was before the reorg.
+        let first = Poll::new("a handle after the reorg", Duration::from_secs(30))
+            .logs(dir.path(), 3, 30)
+            .until(async || {
+                first_handle_block_after(&driver, reorg_head)
+                    .await
+                    .ok_or_else(|| "no handle yet".to_owned())
+            })
+            .await;
+        println!(
+            "first handle after the reorg in block {first} ({} blocks after {})",
+            first.saturating_sub(moving_from),
+            if kill {
+                "the relays were ready"
+            } else {
+                "the reorg"
+            }
+        );
+        assert!(
+            first <= moving_from + 3,
+            "the lane moved again only in block {first}, {} blocks after {moving_from}",
+            first - moving_from
+        );
+        Poll::new("signer sequences whole again", Duration::from_secs(30))
+            .logs(dir.path(), 3, 30)
+            .until(async || {
+                let now = service_nonces(&driver).await;
+                if now.iter().zip(&before).all(|(n, b)| n >= b) {
+                    Ok(())
+                } else {
+                    Err(format!("before the reorg {before:?}, now {now:?}"))
+                }
+            })
+            .await;
+        if !kill {
+            // The senders noticed and re-sent (counted per chain).
+            let mut resent = 0.0;
+            for port in devnet.operator_http_ports.clone() {
+                resent += multibridge_devnet::scrape::metric_sum(
+                    port,
+                    "multibridge_signer_reorged_transactions_total",
+                    "chain=\"service\"",
+                )
+                .await
+                .unwrap_or_default();
+            }
+            assert!(resent > 0.0, "no relay counted a re-sent transaction");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let sent = traffic.stop().await.unwrap();
+    let nonces: Vec<u64> = sent.iter().map(|s| s.nonce).collect();
+    if let Err(e) = multibridge_devnet::ha::check_drained(&driver, lane, &nonces, 3).await {
+        multibridge_devnet::invariants::dump_relay_logs(dir.path(), 3, 40);
+        panic!("{e}");
+    }
 }
