@@ -95,3 +95,21 @@ pub enum RelayError {
         message: String,
     },
 }
+
+impl RelayError {
+    /// The chain whose outage (or unfunded signer) this is, when waiting can fix it: at start a
+    /// relay waits for such a chain instead of exiting. Everything else — a malformed config, a
+    /// wrong chain id or no bridge code behind an answering URL, a wrong keystore password, an
+    /// unregistered operator, bridges that are no pair — needs a person.
+    pub fn waitable_chain(&self) -> Option<ChainRole> {
+        let unavailable = |e: &ChainError| match e {
+            ChainError::Unavailable { chain, .. } => Some(*chain),
+            _ => None,
+        };
+        match self {
+            Self::Unreachable { chain } | Self::Unfunded { chain, .. } => Some(*chain),
+            Self::Chain(e) | Self::View(ViewError::Chain(e)) => unavailable(e),
+            _ => None,
+        }
+    }
+}

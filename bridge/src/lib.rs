@@ -57,6 +57,7 @@ pub mod observe;
 pub mod preflight;
 pub mod registry;
 pub mod relay;
+pub mod startup;
 pub mod store;
 pub mod task;
 pub mod voter;

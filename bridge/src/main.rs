@@ -247,8 +247,27 @@ fn main() -> ExitCode {
             Command::Claim(args) => claim(args).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
-                let checked = preflight(c).await?;
-                run(checked, shutdown_signal()).await?;
+                // The HTTP API first: alive while the chains are awaited, ready once they answer.
+                let serving = multibridge::startup::Serving::start(&c).await?;
+                let mut shutdown = std::pin::pin!(shutdown_signal());
+                let checked = match multibridge::startup::preflight_until_ready(
+                    &c,
+                    &serving,
+                    shutdown.as_mut(),
+                )
+                .await
+                {
+                    Ok(Some(checked)) => checked,
+                    Ok(None) => {
+                        serving.stop().await;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        serving.stop().await;
+                        return Err(e.into());
+                    }
+                };
+                run(checked, serving, shutdown).await?;
                 Ok(())
             }
         }

@@ -50,8 +50,6 @@ pub struct Preflight {
 
 /// Check `config` against the live chains. Sends nothing.
 pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
-    let signer = load_signer(&config)?;
-    let operator = signer.address();
     let endpoints = config
         .chains
         .main
@@ -59,6 +57,18 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         .len()
         .max(config.chains.service.rpc_urls.len());
     let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
+    let signer = load_signer(&config)?;
+    preflight_with(config, signer, metrics).await
+}
+
+/// [`preflight`] with the key already loaded, recording RPC outcomes in `metrics` (the running
+/// relay's).
+pub async fn preflight_with(
+    config: Config,
+    signer: PrivateKeySigner,
+    metrics: Arc<Metrics>,
+) -> Result<Preflight, RelayError> {
+    let operator = signer.address();
     let chains = ChainPair::connect(&config.chains, RetryPolicy::interactive(), &metrics)?;
     // First what each chain is (reachable, right id, a contract at the bridge address), then how
     // the bridges relate to each other and to this operator: the most basic problem is named.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use multibridge_contracts::ChainRole;
-use multibridge_monitoring::{HttpState, Readiness, StatusBoard};
+use multibridge_monitoring::StatusBoard;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -25,47 +25,34 @@ use crate::observe::watcher::{WatchedLane, Watcher};
 use crate::preflight::Preflight;
 use crate::registry::claims::ClaimsWatch;
 use crate::registry::sync::RegistrySync;
+use crate::startup::Serving;
 use crate::store::{SharedStore, Store};
 use crate::task::run_stepper;
 
-/// Run the relay until `shutdown` resolves or a task fails for good.
+/// Run the relay (its HTTP API already serving) until `shutdown` resolves or a task fails for
+/// good; stops the HTTP API on the way out.
 pub async fn run(
     preflight: Preflight,
+    serving: Serving,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let Preflight {
         config,
         signer,
         chains,
-        metrics,
         ..
     } = preflight;
+    let metrics = serving.metrics.clone();
+    let readiness = serving.readiness.clone();
+    let board = serving.board.clone();
     let operator = signer.address();
-    let store = SharedStore::new(Store::open(
-        &config.store.path,
-        &crate::store::identity(&config),
-    )?);
-    let readiness = Arc::new(Readiness::new(Duration::from_secs(
-        config.http.ready_stale_secs,
-    )));
-    let board = Arc::new(StatusBoard::new());
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = multibridge_monitoring::serve(
-        config.http.listen,
-        HttpState {
-            metrics: metrics.clone(),
-            readiness: readiness.clone(),
-            status: board.clone(),
-        },
-        async move {
-            let _ = http_stopped.await;
-        },
-    )
-    .await
-    .map_err(|source| RelayError::Listen {
-        listen: config.http.listen,
-        source,
-    })?;
+    let store = match Store::open(&config.store.path, &crate::store::identity(&config)) {
+        Ok(store) => SharedStore::new(store),
+        Err(e) => {
+            serving.stop().await;
+            return Err(e.into());
+        }
+    };
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
     let own_url = crate::registry::advertised_url(&config);
     let replica = config
@@ -133,8 +120,7 @@ pub async fn run(
                 .await;
         }
     }
-    let _ = http_stop.send(());
-    let _ = http.await;
+    serving.stop().await;
     result
 }
 

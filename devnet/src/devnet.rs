@@ -576,6 +576,16 @@ impl Devnet {
         self.relays.get_mut(&(index, replica))
     }
 
+    /// Write replica `replica` of operator `index`'s config file before (re)starting it.
+    pub fn write_replica_config(
+        &self,
+        index: usize,
+        replica: usize,
+        config: &Config,
+    ) -> Result<(), DevnetError> {
+        self.write_config_to(&self.replica_config_path(index, replica), config)
+    }
+
     /// Rewrite operator `index`'s config file (e.g. to inject a fault) before (re)starting it.
     pub fn write_operator_config(&self, index: usize, config: &Config) -> Result<(), DevnetError> {
         self.write_config_to(&self.operator_config_path(index), config)

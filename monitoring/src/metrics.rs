@@ -274,6 +274,10 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) signer_nonce: IntGaugeVec,
+    /// Start attempts that found a dependency not answering (the relay waits and retries).
+    ///
+    /// Labels: component (`chain:main`, `chain:service`).
+    pub(crate) startup_waits: IntCounterVec,
     /// This signer's transactions a reorg un-mined (and the sender broadcast again), per chain.
     ///
     /// Labels: chain.
@@ -490,6 +494,11 @@ impl Metrics {
                 "signer_nonce",
                 "Next nonce of this relay's signer",
                 &["chain"],
+            )?,
+            startup_waits: counter(
+                "startup_waits_total",
+                "Start attempts that found a dependency not answering (the relay waits and retries)",
+                &["component"],
             )?,
             reorged_transactions: counter(
                 "signer_reorged_transactions_total",
@@ -738,6 +747,11 @@ fn int(value: u64) -> i64 {
 }
 
 impl Metrics {
+    /// A start attempt found `component` not answering.
+    pub fn startup_wait(&self, component: &str) {
+        self.startup_waits.with_label_values(&[component]).inc();
+    }
+
     /// Run `hook` before every render (scrape). For a value that can turn false without an
     /// event: a leader whose lease ran out while its process was paused must read 0 at the
     /// first scrape after it wakes, whichever of its tasks runs first.

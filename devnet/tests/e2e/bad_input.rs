@@ -1,8 +1,11 @@
 //! Bad input to a relay on a real devnet: each mistake gets a named error that says what to fix,
-//! a non-zero exit, and nothing is sent.
+//! a non-zero exit, and nothing is sent. An unreachable RPC is no such mistake for `run` (it
+//! waits the outage out, issue 22: its `/readyz` names the chain) but still is for
+//! `config check`, whose job is to fail fast.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::providers::Provider;
@@ -77,9 +80,8 @@ async fn each_bad_input_is_named_and_sends_nothing() {
     };
     cases.push(("unregistered-operator", c, "is not a registered operator"));
 
-    let mut c = good.clone();
-    c.chains.main.rpc_urls = vec![dead_url.clone()];
-    cases.push(("unreachable-rpc", c, "none of rpc_urls answers"));
+    let mut unreachable = good.clone();
+    unreachable.chains.main.rpc_urls = vec![dead_url.clone()];
 
     let key = driver.operator(0).unwrap();
     let mut rng = rand08::thread_rng();
@@ -109,6 +111,65 @@ async fn each_bad_input_is_named_and_sends_nothing() {
             "{name}: expected {expected:?} in:\n{text}"
         );
     }
+    // `config check` fails fast on the unreachable RPC ...
+    let (ok, text) = multibridge(
+        dir.path(),
+        "unreachable-rpc",
+        &unreachable,
+        &["config", "check"],
+    );
+    assert!(!ok, "config check must fail on an unreachable RPC:\n{text}");
+    assert!(text.contains("none of rpc_urls answers"), "{text}");
+    // ... `run` waits: alive, not ready, naming the chain; SIGTERM ends it cleanly.
+    let path = dir.path().join("unreachable-rpc.toml");
+    let mut child = tokio::process::Command::new(relay_binary().unwrap())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("MULTIBRIDGE_LOG", "off")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let port = unreachable.http.listen.port();
+    let readyz = crate::eventually(
+        "run waits with /readyz 503",
+        Duration::from_secs(20),
+        async || {
+            let resp = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let code = resp.status().as_u16();
+            let body = resp.text().await.map_err(|e| e.to_string())?;
+            if code == 503 {
+                Ok(body)
+            } else {
+                Err(format!("{code} {body}"))
+            }
+        },
+    )
+    .await;
+    assert!(readyz.contains("chain:main"), "{readyz}");
+    assert!(
+        readyz.contains("none of rpc_urls answers"),
+        "the cause is named: {readyz}"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(child.try_wait().unwrap().is_none(), "run must not exit");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM ends a waiting relay")
+        .unwrap();
+    assert!(
+        status.success(),
+        "a waiting relay stopped by SIGTERM exits 0: {status}"
+    );
+
     let sent_after = sent_counts(&driver, operator).await;
     assert_eq!(sent_before, sent_after, "nothing was sent");
 

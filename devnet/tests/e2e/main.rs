@@ -16,6 +16,7 @@ mod lane_scope;
 mod leadership;
 mod lifecycle;
 mod monitoring;
+mod outage;
 mod recovery;
 mod relay;
 mod reorg;

@@ -1,0 +1,147 @@
+//! Starting `multibridge run` through an outage: the HTTP API serves from the first moment
+//! (`/healthz` 200, `/readyz` 503 naming what is awaited), and the preflight is retried with
+//! bounded back-off while a chain does not answer (or the signer is unfunded), each attempt
+//! counted (`multibridge_startup_waits_total{component}`) and its cause logged — at once when
+//! it changes, otherwise at most every [`LOG_EVERY`]. Only what no waiting can fix ends the
+//! process ([`RelayError::waitable_chain`]). etcd needs no waiting here: the campaigns retry it
+//! and lead only once it answers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multibridge_monitoring::{HttpState, Metrics, Readiness, StatusBoard};
+
+use crate::config::Config;
+use crate::error::RelayError;
+use crate::observe::watcher::chain_component;
+use crate::preflight::{Preflight, preflight_with};
+
+/// First pause between two start attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between two start attempts (work starts at most this long after the
+/// dependency answers).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// An unchanged cause is logged again at most this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The relay's HTTP API and what it reports, up before anything else.
+pub struct Serving {
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness of the dependencies.
+    pub readiness: Arc<Readiness>,
+    /// `/status`.
+    pub board: Arc<StatusBoard>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Bind `http.listen` and serve (a bind error is returned at once: no waiting fixes it).
+    pub async fn start(config: &Config) -> Result<Self, RelayError> {
+        let endpoints = config
+            .chains
+            .main
+            .rpc_urls
+            .len()
+            .max(config.chains.service.rpc_urls.len());
+        let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
+        let readiness = Arc::new(Readiness::new(Duration::from_secs(
+            config.http.ready_stale_secs,
+        )));
+        let board = Arc::new(StatusBoard::new());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = multibridge_monitoring::serve(
+            config.http.listen,
+            HttpState {
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                status: board.clone(),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .map_err(|source| RelayError::Listen {
+            listen: config.http.listen,
+            source,
+        })?;
+        Ok(Self {
+            metrics,
+            readiness,
+            board,
+            stop,
+            task,
+        })
+    }
+
+    /// Stop serving and wait until the server is gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Run the preflight until it passes (`Some`), fails for good (`Err`), or `shutdown` resolves
+/// first (`None`).
+pub async fn preflight_until_ready(
+    config: &Config,
+    serving: &Serving,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Option<Preflight>, RelayError> {
+    let components: Vec<String> = [
+        multibridge_contracts::ChainRole::Main,
+        multibridge_contracts::ChainRole::Service,
+    ]
+    .map(chain_component)
+    .into();
+    for c in &components {
+        serving.readiness.register(c);
+    }
+    // A wrong keystore password is no outage: fail at once, and decrypt only once.
+    let signer = crate::keys::load_signer(config)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = FIRST_BACKOFF;
+    let mut logged: Option<(String, Instant)> = None;
+    let started = Instant::now();
+    loop {
+        let attempt = preflight_with(config.clone(), signer.clone(), serving.metrics.clone()).await;
+        let error = match attempt {
+            Ok(checked) => {
+                for c in &components {
+                    serving.readiness.ok(c);
+                }
+                if logged.is_some() {
+                    tracing::info!(
+                        waited_secs = started.elapsed().as_secs(),
+                        "every dependency answers: starting"
+                    );
+                }
+                return Ok(Some(checked));
+            }
+            Err(e) => e,
+        };
+        let Some(chain) = error.waitable_chain() else {
+            return Err(error);
+        };
+        let component = chain_component(chain);
+        serving.readiness.failed(&component, &error);
+        serving.metrics.startup_wait(&component);
+        let cause = error.to_string();
+        let log_now = match &logged {
+            Some((last, at)) => *last != cause || at.elapsed() >= LOG_EVERY,
+            None => true,
+        };
+        if log_now {
+            tracing::warn!(%component, error = %cause, retry_in_ms = backoff.as_millis() as u64, waited_secs = started.elapsed().as_secs(), "waiting for a dependency before starting");
+            logged = Some((cause, Instant::now()));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut shutdown => return Ok(None),
+        }
+        backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+    }
+}
