@@ -431,10 +431,31 @@ impl Config {
         if self.lanes.is_empty() {
             return Err(invalid("lanes", "serve at least one lane".into()));
         }
-        for (field, chain) in [
-            ("chains.main", &self.chains.main),
-            ("chains.service", &self.chains.service),
+        for (field, confirmations_field, chain) in [
+            (
+                "chains.main",
+                "chains.main.confirmations",
+                &self.chains.main,
+            ),
+            (
+                "chains.service",
+                "chains.service.confirmations",
+                &self.chains.service,
+            ),
         ] {
+            // Audit M-8: with no confirmations a source reorg has the relays vote for a request
+            // that no longer exists.
+            if chain.confirmations == 0 && !crate::keys::is_devnet_chain(chain.chain_id) {
+                return Err(invalid(
+                    confirmations_field,
+                    format!(
+                        "0 is only accepted on devnet chains (1337, 31337-31399), chain {} is not: \
+                         a reorg could remove a request after the relays voted for it; \
+                         wait for at least the chain's usual reorg depth",
+                        chain.chain_id
+                    ),
+                ));
+            }
             if chain.rpc_urls.is_empty() {
                 return Err(invalid(
                     field,
@@ -528,5 +549,55 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config file for chains `main_id` and `service_id` with `confirmations` on both.
+    fn write(dir: &Path, main_id: u64, service_id: u64, confirmations: u64) -> std::path::PathBuf {
+        let path = dir.join(format!("relay-{main_id}-{confirmations}.toml"));
+        let text = format!(
+            r#"
+            [operator]
+            address = "0x0000000000000000000000000000000000000007"
+            signer = {{ kind = "dev-key", private_key = "0x00" }}
+            [chains.main]
+            chain_id = {main_id}
+            rpc_urls = ["http://127.0.0.1:1"]
+            bridge = "0x0000000000000000000000000000000000000001"
+            confirmations = {confirmations}
+            [chains.service]
+            chain_id = {service_id}
+            rpc_urls = ["http://127.0.0.1:2"]
+            bridge = "0x0000000000000000000000000000000000000002"
+            confirmations = {confirmations}
+            [store]
+            path = "unused.sqlite"
+            [http]
+            listen = "127.0.0.1:0"
+            "#
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Audit M-8: with 0 confirmations a source reorg makes the relays vote for a request that
+    /// no longer exists; only devnet chains may run that way.
+    #[test]
+    fn zero_confirmations_are_refused_outside_devnet_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::load(&write(dir.path(), 31_337, 31_338, 0)).unwrap();
+        Config::load(&write(dir.path(), 1, 8_217, 12)).unwrap();
+        let err = Config::load(&write(dir.path(), 1, 8_217, 0)).unwrap_err();
+        match err {
+            ConfigError::Invalid { field, problem, .. } => {
+                assert_eq!(field, "chains.main.confirmations");
+                assert!(problem.contains("devnet"), "{problem}");
+            }
+            other => panic!("{other}"),
+        }
     }
 }
