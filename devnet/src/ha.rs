@@ -92,6 +92,30 @@ pub async fn leading_replica(devnet: &Devnet, op: usize, lane: Lane) -> Option<u
     None
 }
 
+/// A task that runs until told to stop (it polls the flag it is given), then yields its result.
+struct Background<T> {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    fn spawn<Fut>(run: impl FnOnce(Arc<AtomicBool>) -> Fut) -> Self
+    where
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(stop.clone()));
+        Self { stop, task }
+    }
+
+    async fn stop(self, what: &str) -> Result<T, DevnetError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("{what} task: {e}")))
+    }
+}
+
 /// One transfer of a [`Traffic`] stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
@@ -102,17 +126,12 @@ pub struct Sent {
 }
 
 /// Native transfers on one lane, one after another, until stopped.
-pub struct Traffic {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Result<Vec<Sent>, DevnetError>>,
-}
+pub struct Traffic(Background<Result<Vec<Sent>, DevnetError>>);
 
 impl Traffic {
     /// Start requesting on `lane` as user `user` every `every`.
     pub fn start(driver: Driver, lane: Lane, user: usize, every: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
+        Self(Background::spawn(|flag| async move {
             let mut sent = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 let r = driver
@@ -125,32 +144,23 @@ impl Traffic {
                 tokio::time::sleep(every).await;
             }
             Ok(sent)
-        });
-        Self { stop, task }
+        }))
     }
 
     /// Stop and return every transfer requested, in order.
     pub async fn stop(self) -> Result<Vec<Sent>, DevnetError> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task
-            .await
-            .map_err(|e| DevnetError::Invalid(format!("traffic task: {e}")))?
+        self.0.stop("traffic").await?
     }
 }
 
 /// When each nonce of a lane was first seen handled, by polling the destination's
 /// `HandleValueTransfer` events every 50 ms until stopped.
-pub struct HandleWatch {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Result<BTreeMap<u64, Instant>, DevnetError>>,
-}
+pub struct HandleWatch(Background<Result<BTreeMap<u64, Instant>, DevnetError>>);
 
 impl HandleWatch {
     /// Start watching `lane`'s destination.
     pub fn start(driver: Driver, lane: Lane) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
+        Self(Background::spawn(|flag| async move {
             let mut seen = BTreeMap::new();
             let destination = driver.provider(lane.destination())?;
             let mut from = driver.chain(lane.destination()).contracts.bridge_block;
@@ -172,16 +182,12 @@ impl HandleWatch {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        });
-        Self { stop, task }
+        }))
     }
 
     /// Stop and return the first-seen instant of every handled nonce.
     pub async fn stop(self) -> Result<BTreeMap<u64, Instant>, DevnetError> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task
-            .await
-            .map_err(|e| DevnetError::Invalid(format!("handle watch task: {e}")))?
+        self.0.stop("handle watch").await?
     }
 }
 
@@ -230,10 +236,7 @@ pub struct LeaderTimeline {
 
 /// Polls every replica of every operator until stopped (a killed or paused replica reads as not
 /// leading, which is what it is).
-pub struct LeaderWatch {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<LeaderTimeline>,
-}
+pub struct LeaderWatch(Background<LeaderTimeline>);
 
 fn lane_index(lane: Lane) -> usize {
     Lane::ALL.iter().position(|l| *l == lane).unwrap_or(0)
@@ -242,13 +245,11 @@ fn lane_index(lane: Lane) -> usize {
 impl LeaderWatch {
     /// Start polling the replicas listening on `ports[operator][replica]`.
     pub fn start(ports: Vec<Vec<u16>>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(200))
             .build()
             .unwrap_or_default();
-        let task = tokio::spawn(async move {
+        Self(Background::spawn(|flag| async move {
             let mut timeline = LeaderTimeline::default();
             while !flag.load(Ordering::Relaxed) {
                 let at = Instant::now();
@@ -281,16 +282,12 @@ impl LeaderWatch {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             timeline
-        });
-        Self { stop, task }
+        }))
     }
 
     /// Stop and return what was seen.
     pub async fn stop(self) -> Result<LeaderTimeline, DevnetError> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task
-            .await
-            .map_err(|e| DevnetError::Invalid(format!("leader watch task: {e}")))
+        self.0.stop("leader watch").await
     }
 }
 

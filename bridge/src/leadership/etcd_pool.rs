@@ -98,6 +98,47 @@ impl EtcdPool {
         }
     }
 
+    /// One attempt of `f` on endpoint `index`, bounded in time and counted; a failed endpoint's
+    /// client is dropped (reconnected at its next use). `Err` names the endpoint and the cause.
+    async fn attempt<T, F, Fut>(&self, index: usize, what: &'static str, f: &F) -> Result<T, String>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = match self.client(index).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.count(index, what, EtcdOutcome::Error);
+                return Err(format!("{}: {e}", self.label(index)));
+            }
+        };
+        let last = match tokio::time::timeout(self.attempt_timeout, f(client)).await {
+            Ok(Ok(value)) => {
+                self.count(index, what, EtcdOutcome::Ok);
+                self.preferred.store(index, Ordering::Relaxed);
+                return Ok(value);
+            }
+            Ok(Err(e)) => {
+                self.count(index, what, EtcdOutcome::Error);
+                format!("{}: {e}", self.label(index))
+            }
+            Err(_) => {
+                self.count(index, what, EtcdOutcome::Timeout);
+                format!("{}: timed out", self.label(index))
+            }
+        };
+        self.forget(index).await;
+        Err(last)
+    }
+
+    fn unavailable(&self, what: &'static str, last: String) -> EtcdUnavailable {
+        EtcdUnavailable {
+            what,
+            endpoints: self.endpoints.join(","),
+            last,
+        }
+    }
+
     /// Run `f` on one endpoint after another until one answers in time.
     pub async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, EtcdUnavailable>
     where
@@ -109,36 +150,12 @@ impl EtcdPool {
         let mut last = String::from("no endpoints");
         for offset in 0..n {
             let index = start.wrapping_add(offset).checked_rem(n).unwrap_or(0);
-            let client = match self.client(index).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.count(index, what, EtcdOutcome::Error);
-                    last = format!("{}: {e}", self.label(index));
-                    continue;
-                }
-            };
-            match tokio::time::timeout(self.attempt_timeout, f(client)).await {
-                Ok(Ok(value)) => {
-                    self.count(index, what, EtcdOutcome::Ok);
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(value);
-                }
-                Ok(Err(e)) => {
-                    self.count(index, what, EtcdOutcome::Error);
-                    last = format!("{}: {e}", self.label(index));
-                }
-                Err(_) => {
-                    self.count(index, what, EtcdOutcome::Timeout);
-                    last = format!("{}: timed out", self.label(index));
-                }
+            match self.attempt(index, what, &f).await {
+                Ok(value) => return Ok(value),
+                Err(e) => last = e,
             }
-            self.forget(index).await;
         }
-        Err(EtcdUnavailable {
-            what,
-            endpoints: self.endpoints.join(","),
-            last,
-        })
+        Err(self.unavailable(what, last))
     }
 
     /// Run the idempotent `f` on every endpoint at once and take the first answer (the others
@@ -152,33 +169,7 @@ impl EtcdPool {
         use futures::StreamExt as _;
         let f = &f;
         let mut attempts: futures::stream::FuturesUnordered<_> = (0..self.endpoints.len())
-            .map(|index| async move {
-                let client = match self.client(index).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.count(index, what, EtcdOutcome::Error);
-                        return Err(format!("{}: {e}", self.label(index)));
-                    }
-                };
-                let outcome = tokio::time::timeout(self.attempt_timeout, f(client)).await;
-                let last = match outcome {
-                    Ok(Ok(value)) => {
-                        self.count(index, what, EtcdOutcome::Ok);
-                        self.preferred.store(index, Ordering::Relaxed);
-                        return Ok(value);
-                    }
-                    Ok(Err(e)) => {
-                        self.count(index, what, EtcdOutcome::Error);
-                        format!("{}: {e}", self.label(index))
-                    }
-                    Err(_) => {
-                        self.count(index, what, EtcdOutcome::Timeout);
-                        format!("{}: timed out", self.label(index))
-                    }
-                };
-                self.forget(index).await;
-                Err(last)
-            })
+            .map(|index| self.attempt(index, what, f))
             .collect();
         let mut last = String::from("no endpoints");
         while let Some(attempt) = attempts.next().await {
@@ -187,11 +178,7 @@ impl EtcdPool {
                 Err(e) => last = e,
             }
         }
-        Err(EtcdUnavailable {
-            what,
-            endpoints: self.endpoints.join(","),
-            last,
-        })
+        Err(self.unavailable(what, last))
     }
 
     /// The value of one key (`None`: no such key), from whichever endpoint answers first.

@@ -99,27 +99,25 @@ pub fn lane_status(
         status.last_vote_nonce = Some(nonce);
         status.last_vote_tx = Some(tx);
     }
-    status.waiting = store
-        .waiting_reasons(lane)?
-        .into_iter()
-        .map(|c| ReasonEntry {
-            reason: c.reason.as_str().to_owned(),
-            detail: c.detail,
-            requests: c.requests,
-            first_nonce: c.first_nonce,
-        })
-        .collect();
-    status.rejected = store
-        .rejected_reasons(lane)?
-        .into_iter()
-        .map(|c| ReasonEntry {
-            reason: c.reason.as_str().to_owned(),
-            detail: c.detail,
-            requests: c.requests,
-            first_nonce: c.first_nonce,
-        })
-        .collect();
+    status.waiting = reason_entries(store.waiting_reasons(lane)?, |r| r.as_str());
+    status.rejected = reason_entries(store.rejected_reasons(lane)?, |r| r.as_str());
     Ok(status)
+}
+
+/// The status entries of reason counts, each named by `name`.
+fn reason_entries<R>(
+    counts: Vec<crate::store::ReasonCount<R>>,
+    name: impl Fn(&R) -> &'static str,
+) -> Vec<ReasonEntry> {
+    counts
+        .into_iter()
+        .map(|c| ReasonEntry {
+            reason: name(&c.reason).to_owned(),
+            detail: c.detail,
+            requests: c.requests,
+            first_nonce: c.first_nonce,
+        })
+        .collect()
 }
 
 /// Publish the store's view of a lane: requests by status, the oldest open request's age, the

@@ -7,24 +7,18 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::Lane;
+use multibridge_devnet::Driver;
 use multibridge_devnet::ha::{
     EtcdFault, EtcdFaultRound, LeaderWatch, Traffic, check_drained, etcd_leader_fault,
-    leader_series, start_ha, wait_metric,
+    leader_series, wait_metric,
 };
 use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
-use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+use crate::ha_devnet;
 
 const TTL: Duration = Duration::from_secs(3);
 const LANE: Lane = Lane::MainToService;
 const OTHER_LANE: Lane = Lane::ServiceToMain;
-
-async fn ha_devnet() -> (tempfile::TempDir, Devnet) {
-    let dir = tempfile::tempdir().unwrap();
-    let devnet = start_ha(DevnetOptions::hot_standby(dir.path()))
-        .await
-        .unwrap();
-    (dir, devnet)
-}
 
 async fn check(driver: &Driver, dir: &std::path::Path, nonces: &[u64]) {
     if let Err(e) = check_drained(driver, LANE, nonces, 3).await {

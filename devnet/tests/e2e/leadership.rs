@@ -17,20 +17,10 @@ use multibridge_devnet::scrape::metric;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-use crate::{Poll, eventually};
+use crate::{Poll, eventually, ha_devnet};
 
 const TTL: Duration = Duration::from_secs(3);
 const LANE: Lane = Lane::MainToService;
-
-/// Three operators, threshold 3, two replicas each; replica 1 of every operator leads both
-/// lanes before replica 2 starts.
-async fn ha_devnet() -> (tempfile::TempDir, Devnet) {
-    let dir = tempfile::tempdir().unwrap();
-    let devnet = start_ha(DevnetOptions::hot_standby(dir.path()))
-        .await
-        .unwrap();
-    (dir, devnet)
-}
 
 /// Transfers on `LANE`, one every 200 ms.
 fn traffic(devnet: &Devnet) -> Traffic {

@@ -23,6 +23,18 @@ mod reorg;
 mod sender;
 mod votes;
 
+/// Three operators, threshold 3, two replicas each through a real 3-member etcd; replica 1 of
+/// every operator leads both lanes before replica 2 starts.
+pub(crate) async fn ha_devnet() -> (tempfile::TempDir, multibridge_devnet::Devnet) {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = multibridge_devnet::ha::start_ha(multibridge_devnet::DevnetOptions::hot_standby(
+        dir.path(),
+    ))
+    .await
+    .unwrap();
+    (dir, devnet)
+}
+
 /// How the tests wait for something (never a bare sleep as synchronisation): poll a check until
 /// it yields `Ok(value)`; past the deadline, panic with `what: <the check's last Err>` (its last
 /// observation), after dumping the relays' logs if asked to.

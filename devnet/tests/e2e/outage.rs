@@ -105,6 +105,36 @@ fn alive(devnet: &mut Devnet) {
     }
 }
 
+/// One transfer per lane; its nonces, per lane, also added to `requested`.
+async fn request(driver: &Driver, requested: &mut [Vec<u64>]) -> Vec<u64> {
+    let mut nonces = Vec::new();
+    for (i, lane) in Lane::ALL.into_iter().enumerate() {
+        let r = driver
+            .request_native(lane, i, Address::repeat_byte(0x22), U256::from(1))
+            .await
+            .unwrap();
+        requested[i].push(r.nonce);
+        nonces.push(r.nonce);
+    }
+    nonces
+}
+
+/// The outage just ended: every replica turns ready, and everything requested so far (plus one
+/// more transfer per lane) is handled exactly once.
+async fn recovered(devnet: &Devnet, driver: &Driver, what: &str, requested: &mut [Vec<u64>]) {
+    let ready_after = all_ready(devnet, Instant::now()).await;
+    println!(
+        "{what}: every replica ready {:.1} s later",
+        ready_after.as_secs_f64()
+    );
+    request(driver, requested).await;
+    for (i, lane) in Lane::ALL.into_iter().enumerate() {
+        check_drained(driver, lane, &requested[i], OPERATORS)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,17 +165,7 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     }
     all_ready(&devnet, Instant::now()).await;
     let driver = Driver::new(devnet.manifest());
-    let to = Address::repeat_byte(0x22);
     let mut requested = vec![Vec::new(), Vec::new()];
-    let request = async |driver: &Driver, requested: &mut Vec<Vec<u64>>| {
-        for (i, lane) in Lane::ALL.into_iter().enumerate() {
-            let r = driver
-                .request_native(lane, i, to, U256::from(1))
-                .await
-                .unwrap();
-            requested[i].push(r.nonce);
-        }
-    };
     request(&driver, &mut requested).await;
 
     // 1. The chains' RPC stops answering; every replica restarts into the outage.
@@ -168,18 +188,7 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     }
     main.set_mode(ProxyMode::Forward);
     service.set_mode(ProxyMode::Forward);
-    let back = Instant::now();
-    let ready_after = all_ready(&devnet, back).await;
-    println!(
-        "RPC answers again: every replica ready {:.1} s later",
-        ready_after.as_secs_f64()
-    );
-    request(&driver, &mut requested).await;
-    for (i, lane) in Lane::ALL.into_iter().enumerate() {
-        check_drained(&driver, lane, &requested[i], OPERATORS)
-            .await
-            .unwrap();
-    }
+    recovered(&devnet, &driver, "RPC answers again", &mut requested).await;
 
     // 2. etcd loses its quorum; every replica restarts into it.
     let etcd = devnet.etcd.as_mut().unwrap();
@@ -189,18 +198,7 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     let lost = Instant::now();
     restart_all(&mut devnet);
     all_waiting_on(&devnet, "etcd").await;
-    let during: Vec<u64> = {
-        let mut nonces = Vec::new();
-        for (i, lane) in Lane::ALL.into_iter().enumerate() {
-            let r = driver
-                .request_native(lane, i, to, U256::from(1))
-                .await
-                .unwrap();
-            requested[i].push(r.nonce);
-            nonces.push(r.nonce);
-        }
-        nonces
-    };
+    let during = request(&driver, &mut requested).await;
     tokio::time::sleep(OUTAGE.saturating_sub(lost.elapsed())).await;
     alive(&mut devnet);
     // Nobody led without a quorum: no vote for what was requested meanwhile.
@@ -215,16 +213,5 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     for member in [1, 2] {
         etcd.member(member).unwrap().process().resume().unwrap();
     }
-    let back = Instant::now();
-    let ready_after = all_ready(&devnet, back).await;
-    println!(
-        "etcd quorum back: every replica ready {:.1} s later",
-        ready_after.as_secs_f64()
-    );
-    request(&driver, &mut requested).await;
-    for (i, lane) in Lane::ALL.into_iter().enumerate() {
-        check_drained(&driver, lane, &requested[i], OPERATORS)
-            .await
-            .unwrap();
-    }
+    recovered(&devnet, &driver, "etcd quorum back", &mut requested).await;
 }
