@@ -38,6 +38,15 @@ contract Bridge is IBridge {
     /// @notice Gas forwarded to a native recipient; a recipient that needs more is paid through
     /// `withdraw()` instead.
     uint256 public constant NATIVE_RELEASE_GAS = 50_000;
+    /// @notice Gas forwarded to a token's transfer/mint on release; a release that fails (also
+    /// for want of gas) is credited for `withdrawToken()` instead of reverting the vote.
+    uint256 public constant TOKEN_RELEASE_GAS = 150_000;
+    /// @inheritdoc IBridge
+    /// @dev Every vote carries the request's extraData; the bound keeps a vote's size and gas
+    /// small and known, so no request can make its votes unsendable.
+    uint256 public constant MAX_EXTRA_DATA = 1024;
+    /// @notice releaseDelay at deployment.
+    uint64 public constant DEFAULT_RELEASE_DELAY = 1 days;
 
     /// @notice Request kind of native coin (wire format, never renumber).
     uint8 public constant KIND_NATIVE = 0;
@@ -78,6 +87,22 @@ contract Bridge is IBridge {
         uint256 refillPerSecond;
         uint256 tokens;
         uint256 updatedAt;
+    }
+
+    /// @dev Release-side token bucket (packed: the update writes one slot). capacity 0: every
+    /// release is queued; type(uint128).max: no bucket.
+    struct OutflowBucket {
+        uint128 capacity;
+        uint128 refillPerSecond;
+        uint128 tokens;
+        uint64 updatedAt;
+    }
+
+    struct QueuedRelease {
+        address token;
+        uint64 releaseAt;
+        address to;
+        uint256 amount;
     }
 
     // ------------------------------------------------------------------ state
@@ -146,6 +171,19 @@ contract Bridge is IBridge {
     mapping(address => uint256) public pendingWithdrawal;
     /// @notice Sum of `pendingWithdrawal`; this native coin is not available for releases.
     uint256 public totalPendingWithdrawals;
+    /// @inheritdoc IBridge
+    mapping(address => mapping(address => uint256)) public pendingTokenWithdrawal;
+    /// @inheritdoc IBridge
+    mapping(address => uint256) public reservedLiquidity;
+
+    mapping(address => OutflowBucket) private _outflow;
+    mapping(address => uint256) private _delayAbove;
+    /// @inheritdoc IBridge
+    uint64 public releaseDelay = DEFAULT_RELEASE_DELAY;
+    mapping(uint64 => QueuedRelease) private _queued;
+    uint64[] private _queuedNonces;
+    /// @dev nonce => index in `_queuedNonces` + 1.
+    mapping(uint64 => uint256) private _queuedIndex;
 
     // ------------------------------------------------------------------ modifiers
 
@@ -190,7 +228,7 @@ contract Bridge is IBridge {
         nonReentrant
         returns (uint64 nonce)
     {
-        _checkCanRequest(to);
+        _checkCanRequest(to, extraData.length);
         uint256 feeAmount = fee[address(0)];
         if (msg.value < feeAmount) revert InsufficientFee(feeAmount, msg.value);
         uint256 amount = msg.value - feeAmount;
@@ -208,7 +246,7 @@ contract Bridge is IBridge {
         nonReentrant
         returns (uint64 nonce)
     {
-        _checkCanRequest(to);
+        _checkCanRequest(to, extraData.length);
         if (amount == 0) revert ZeroAmount();
         TokenPair memory pair = _tokenPairs[token];
         if (!pair.registered) revert TokenNotRegistered(token);
@@ -253,12 +291,43 @@ contract Bridge is IBridge {
 
     /// @inheritdoc IBridge
     function withdraw() external nonReentrant {
-        uint256 amount = pendingWithdrawal[msg.sender];
+        _withdrawNative(msg.sender);
+    }
+
+    /// @inheritdoc IBridge
+    function withdrawTo(address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        _withdrawNative(to);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Open while paused. Reverts (keeping the credit) if the token call fails again.
+    function withdrawToken(address token, address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        uint256 amount = pendingTokenWithdrawal[token][msg.sender];
         if (amount == 0) revert NothingToWithdraw();
-        pendingWithdrawal[msg.sender] = 0;
-        totalPendingWithdrawals -= amount;
-        emit Withdrawn(msg.sender, amount);
-        _sendNative(msg.sender, amount);
+        pendingTokenWithdrawal[token][msg.sender] = 0;
+        reservedLiquidity[token] -= amount;
+        emit TokenWithdrawn(token, msg.sender, to, amount);
+        _callToken(token, _releaseCall(token, to, amount));
+    }
+
+    /// @inheritdoc IBridge
+    function executeQueuedRelease(uint64 nonce) external nonReentrant {
+        if (paused) revert BridgePaused();
+        QueuedRelease memory q = _dequeue(nonce);
+        if (block.timestamp < q.releaseAt) revert ReleaseNotDue(nonce, q.releaseAt);
+        emit QueuedReleaseExecuted(nonce);
+        _release(nonce, q.token, q.to, q.amount);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Meant for a release the pausers do not recognise (a compromised quorum); a genuine
+    /// request cancelled by mistake is the owner's to make good.
+    function cancelQueuedRelease(uint64 nonce) external {
+        if (!isPauser[msg.sender] && msg.sender != owner) revert NotPauser(msg.sender);
+        _dequeue(nonce);
+        emit QueuedReleaseCancelled(nonce, msg.sender);
     }
 
     /// @inheritdoc IBridge
@@ -364,8 +433,33 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     function availableNativeLiquidity() public view returns (uint256) {
         uint256 balance = address(this).balance;
-        uint256 owed = totalPendingWithdrawals;
+        uint256 owed = totalPendingWithdrawals + reservedLiquidity[address(0)];
         return balance > owed ? balance - owed : 0;
+    }
+
+    /// @inheritdoc IBridge
+    function outflowLimit(address token)
+        external
+        view
+        returns (uint256 capacity, uint256 refillPerSecond, uint256 available, uint256 delayAbove)
+    {
+        OutflowBucket storage bucket = _outflow[token];
+        return (bucket.capacity, bucket.refillPerSecond, _outflowAvailable(bucket), _delayAbove[token]);
+    }
+
+    /// @inheritdoc IBridge
+    function queuedReleases() external view returns (uint64[] memory) {
+        return _queuedNonces;
+    }
+
+    /// @inheritdoc IBridge
+    function queuedRelease(uint64 nonce)
+        external
+        view
+        returns (address token, address to, uint64 releaseAt, uint256 amount)
+    {
+        QueuedRelease storage q = _queued[nonce];
+        return (q.token, q.to, q.releaseAt, q.amount);
     }
 
     // ------------------------------------------------------------------ administration
@@ -462,6 +556,24 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
+    function setOutflowLimit(address token, uint128 capacity, uint128 refillPerSecond, uint256 delayAbove)
+        external
+        onlyOwner
+    {
+        _outflow[token] = OutflowBucket({
+            capacity: capacity, refillPerSecond: refillPerSecond, tokens: capacity, updatedAt: uint64(block.timestamp)
+        });
+        _delayAbove[token] = delayAbove;
+        emit OutflowLimitChanged(token, capacity, refillPerSecond, delayAbove);
+    }
+
+    /// @inheritdoc IBridge
+    function setReleaseDelay(uint64 delay) external onlyOwner {
+        releaseDelay = delay;
+        emit ReleaseDelayChanged(delay);
+    }
+
+    /// @inheritdoc IBridge
     /// @dev Flat fee in native coin per request of `token` (address(0) for native requests).
     /// A non-zero fee needs a fee receiver.
     function setFee(address token, uint256 newFee) external onlyOwner {
@@ -544,7 +656,7 @@ contract Bridge is IBridge {
         if (localToken == address(0)) return (Check.TokenNotRegistered, address(0));
         TokenPair memory pair = _tokenPairs[localToken];
         if (pair.locked) return (Check.TokenIsLocked, localToken);
-        if (pair.mode == MODE_LOCK_UNLOCK && IBridgeToken(localToken).balanceOf(address(this)) < r.amount) {
+        if (pair.mode == MODE_LOCK_UNLOCK && _tokenLiquidity(localToken) < r.amount) {
             return (Check.InsufficientLiquidity, localToken);
         }
         return (Check.Ok, localToken);
@@ -559,8 +671,7 @@ contract Bridge is IBridge {
         if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
         if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
         // Check.InsufficientLiquidity
-        uint256 available =
-            localToken == address(0) ? availableNativeLiquidity() : IBridgeToken(localToken).balanceOf(address(this));
+        uint256 available = localToken == address(0) ? availableNativeLiquidity() : _tokenLiquidity(localToken);
         revert InsufficientLiquidity(localToken, available, r.amount);
     }
 
@@ -586,7 +697,11 @@ contract Bridge is IBridge {
         if (votes >= _threshold) {
             uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
             emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
-            _release(r, localToken);
+            if (_takeOutflow(localToken, r.amount)) {
+                _release(r.nonce, localToken, r.to, r.amount);
+            } else {
+                _enqueue(r.nonce, localToken, r.to, r.amount);
+            }
         }
     }
 
@@ -663,17 +778,96 @@ contract Bridge is IBridge {
         }
     }
 
-    /// @dev Pays out an executed request. Feasibility was checked before any state was written.
-    function _release(Request calldata r, address localToken) private {
-        if (r.kind == KIND_NATIVE) {
-            _releaseNative(r.nonce, r.to, r.amount);
+    // ------------------------------------------------------------------ internal: releases
+
+    /// @dev Pays out an executed request (`localToken` address(0): native). Feasibility was
+    /// checked before any state was written. A token that refuses (blacklisted recipient, paused
+    /// token, a reverting hook, more gas than TOKEN_RELEASE_GAS) does not revert the vote: the
+    /// amount is credited to the recipient for withdrawToken(), as native releases are.
+    function _release(uint64 nonce, address localToken, address to, uint256 amount) private {
+        if (localToken == address(0)) {
+            _releaseNative(nonce, to, amount);
             return;
         }
-        bytes memory data = _tokenPairs[localToken].mode == MODE_BURN_MINT
-            ? abi.encodeCall(IBridgeToken.mint, (r.to, r.amount))
-            : abi.encodeCall(IBridgeToken.transfer, (r.to, r.amount));
-        (bool ok, bytes memory ret) = localToken.call(data);
-        if (!_tokenCallSucceeded(localToken, ok, ret)) revert ReleaseFailed(localToken);
+        (bool ok, bytes memory ret) = localToken.call{gas: TOKEN_RELEASE_GAS}(_releaseCall(localToken, to, amount));
+        if (!_tokenCallSucceeded(localToken, ok, ret)) {
+            pendingTokenWithdrawal[localToken][to] += amount;
+            reservedLiquidity[localToken] += amount;
+            emit TokenReleaseDeferred(nonce, localToken, to, amount);
+        }
+    }
+
+    /// @dev The token call that pays `amount` to `to`: mint in burn mode, else transfer.
+    function _releaseCall(address localToken, address to, uint256 amount) private view returns (bytes memory) {
+        return _tokenPairs[localToken].mode == MODE_BURN_MINT
+            ? abi.encodeCall(IBridgeToken.mint, (to, amount))
+            : abi.encodeCall(IBridgeToken.transfer, (to, amount));
+    }
+
+    /// @dev A lock-mode token's balance not held back for queued or deferred releases.
+    function _tokenLiquidity(address localToken) private view returns (uint256) {
+        uint256 balance = IBridgeToken(localToken).balanceOf(address(this));
+        uint256 reserved = reservedLiquidity[localToken];
+        return balance > reserved ? balance - reserved : 0;
+    }
+
+    /// @dev Takes `amount` from the asset's outflow bucket if it may be released at once.
+    function _takeOutflow(address token, uint256 amount) private returns (bool) {
+        uint256 above = _delayAbove[token];
+        if (above != 0 && amount >= above) return false;
+        OutflowBucket storage bucket = _outflow[token];
+        if (bucket.capacity == type(uint128).max) return true;
+        uint256 available = _outflowAvailable(bucket);
+        if (amount > available) return false;
+        // forge-lint: disable-next-line(unsafe-typecast)
+        bucket.tokens = uint128(available - amount); // available <= capacity < 2^128
+        bucket.updatedAt = uint64(block.timestamp);
+        return true;
+    }
+
+    /// @dev min(capacity, tokens + elapsed * refillPerSecond), overflow-safe.
+    function _outflowAvailable(OutflowBucket storage bucket) private view returns (uint256) {
+        uint256 capacity = bucket.capacity;
+        if (capacity == type(uint128).max) return type(uint256).max;
+        uint256 tokens = bucket.tokens;
+        uint256 rate = bucket.refillPerSecond;
+        uint256 elapsed = block.timestamp - bucket.updatedAt;
+        if (rate != 0 && elapsed > (capacity - tokens) / rate) return capacity;
+        return tokens + elapsed * rate;
+    }
+
+    /// @dev Holds an executed request's release back for `releaseDelay`.
+    function _enqueue(uint64 nonce, address localToken, address to, uint256 amount) private {
+        uint64 releaseAt = uint64(block.timestamp) + releaseDelay;
+        _queued[nonce] = QueuedRelease({token: localToken, releaseAt: releaseAt, to: to, amount: amount});
+        _queuedNonces.push(nonce);
+        _queuedIndex[nonce] = _queuedNonces.length;
+        reservedLiquidity[localToken] += amount;
+        emit ReleaseQueued(nonce, localToken, to, amount, releaseAt);
+    }
+
+    /// @dev Removes a queued release (NotQueued if there is none) and frees its reserve.
+    function _dequeue(uint64 nonce) private returns (QueuedRelease memory q) {
+        q = _queued[nonce];
+        if (q.releaseAt == 0) revert NotQueued(nonce);
+        delete _queued[nonce];
+        uint256 index = _queuedIndex[nonce] - 1;
+        uint64 last = _queuedNonces[_queuedNonces.length - 1];
+        _queuedNonces[index] = last;
+        _queuedIndex[last] = index + 1;
+        _queuedNonces.pop();
+        delete _queuedIndex[nonce];
+        reservedLiquidity[q.token] -= q.amount;
+    }
+
+    /// @dev Pays the caller's deferred native amount to `to`.
+    function _withdrawNative(address to) private {
+        uint256 amount = pendingWithdrawal[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        pendingWithdrawal[msg.sender] = 0;
+        totalPendingWithdrawals -= amount;
+        emit Withdrawn(to, amount);
+        _sendNative(to, amount);
     }
 
     /// @dev Pushes native coin with bounded gas and no return-data copy; if the recipient refuses
@@ -723,10 +917,11 @@ contract Bridge is IBridge {
     // ------------------------------------------------------------------ internal: requests
 
     /// @dev Conditions shared by both request kinds.
-    function _checkCanRequest(address to) private view {
+    function _checkCanRequest(address to, uint256 extraDataLength) private view {
         if (paused) revert BridgePaused();
         if (counterpartBridge == address(0)) revert CounterpartNotSet();
         if (to == address(0)) revert ZeroAddress();
+        if (extraDataLength > MAX_EXTRA_DATA) revert ExtraDataTooLarge(extraDataLength, MAX_EXTRA_DATA);
     }
 
     /// @dev Enforces the per-transfer cap and takes `amount` from the token bucket.

@@ -74,6 +74,15 @@ interface IBridge {
     /// Releasing native coin to `to` failed; the amount is credited for `withdraw()`.
     event NativeReleaseDeferred(uint64 indexed nonce, address indexed to, uint256 amount);
     event Withdrawn(address indexed to, uint256 amount);
+    /// Releasing a token to `to` failed (blacklisted recipient, paused token, a hook that
+    /// reverts); the amount is credited for `withdrawToken()` and the nonce stays closed.
+    event TokenReleaseDeferred(uint64 indexed nonce, address indexed token, address indexed to, uint256 amount);
+    event TokenWithdrawn(address indexed token, address indexed account, address to, uint256 amount);
+    /// An executed request's release waits `releaseDelay` (large, above the outflow bucket, or an
+    /// asset without an outflow limit); a pauser can cancel it until it is executed.
+    event ReleaseQueued(uint64 indexed nonce, address indexed token, address indexed to, uint256 amount, uint64 releaseAt);
+    event QueuedReleaseExecuted(uint64 indexed nonce);
+    event QueuedReleaseCancelled(uint64 indexed nonce, address indexed by);
     event Funded(address indexed from, uint256 amount);
 
     event OperatorRegistered(address indexed operator);
@@ -85,6 +94,8 @@ interface IBridge {
     event TokenLockChanged(address indexed localToken, bool locked);
     event TransferCapChanged(address indexed token, uint256 cap);
     event RateLimitChanged(address indexed token, uint256 capacity, uint256 refillPerSecond);
+    event OutflowLimitChanged(address indexed token, uint256 capacity, uint256 refillPerSecond, uint256 delayAbove);
+    event ReleaseDelayChanged(uint64 delay);
     event FeeChanged(address indexed token, uint256 fee);
     event FeeReceiverChanged(address indexed receiver);
     event PauserChanged(address indexed pauser, bool enabled);
@@ -131,6 +142,9 @@ interface IBridge {
     error NothingToWithdraw();
     error NativeTransferFailed();
     error Reentrancy();
+    error ExtraDataTooLarge(uint256 length, uint256 max);
+    error NotQueued(uint64 nonce);
+    error ReleaseNotDue(uint64 nonce, uint64 releaseAt);
     /// Every free vote bit still carries open votes of a deregistered operator: registration is
     /// possible once lowerHandleNonce reaches `freeAtLowerNonce`.
     error OperatorBitsBusy(uint64 freeAtLowerNonce);
@@ -167,6 +181,18 @@ interface IBridge {
     /// Pull a native amount whose push release failed.
     function withdraw() external;
 
+    /// Pay the caller's native amount whose push release failed to `to`.
+    function withdrawTo(address to) external;
+
+    /// Pay the caller's `token` amount whose release failed to `to` (minted in burn mode).
+    function withdrawToken(address token, address to) external;
+
+    /// Execute a queued release once its delay passed (anyone may call; not while paused).
+    function executeQueuedRelease(uint64 nonce) external;
+
+    /// Cancel a queued release (pausers and the owner); its amount stays in the bridge.
+    function cancelQueuedRelease(uint64 nonce) external;
+
     /// Add native liquidity (no request is created).
     function fund() external payable;
 
@@ -176,6 +202,7 @@ interface IBridge {
     function MAX_OPERATORS() external view returns (uint256);
     function MAX_BATCH() external view returns (uint256);
     function MAX_LOWER_ADVANCE() external view returns (uint256);
+    function MAX_EXTRA_DATA() external view returns (uint256);
     function owner() external view returns (address);
     function paused() external view returns (bool);
     function isPauser(address account) external view returns (bool);
@@ -217,6 +244,21 @@ interface IBridge {
     /// Native liquidity free to release (balance minus what is owed to withdraw()).
     function availableNativeLiquidity() external view returns (uint256);
     function pendingWithdrawal(address account) external view returns (uint256);
+    function pendingTokenWithdrawal(address token, address account) external view returns (uint256);
+    /// Per local token (address(0) native): held back for queued releases and deferred token releases.
+    function reservedLiquidity(address token) external view returns (uint256);
+    /// The release-side bucket of a local token, what an execution could release at once now, and
+    /// the amount from which a release always waits the delay (0: none).
+    function outflowLimit(address token)
+        external
+        view
+        returns (uint256 capacity, uint256 refillPerSecond, uint256 available, uint256 delayAbove);
+    /// How long a queued release waits (seconds).
+    function releaseDelay() external view returns (uint64);
+    /// The nonces whose release is queued.
+    function queuedReleases() external view returns (uint64[] memory);
+    /// A queued release (releaseAt 0: none); token address(0) is native coin.
+    function queuedRelease(uint64 nonce) external view returns (address token, address to, uint64 releaseAt, uint256 amount);
 
     // ---------------------------------------------------------------- administration
 
@@ -229,6 +271,11 @@ interface IBridge {
     function setTokenLocked(address localToken, bool locked) external;
     function setTransferCap(address token, uint256 cap) external;
     function setRateLimit(address token, uint256 capacity, uint256 refillPerSecond) external;
+    /// Release-side limit of a local token: capacity 0 queues every release (the default);
+    /// type(uint128).max releases without a bucket; `delayAbove` (0: none) queues any release of
+    /// at least that amount.
+    function setOutflowLimit(address token, uint128 capacity, uint128 refillPerSecond, uint256 delayAbove) external;
+    function setReleaseDelay(uint64 delay) external;
     function setFee(address token, uint256 fee) external;
     function setFeeReceiver(address receiver) external;
     function setPauser(address pauser, bool enabled) external;

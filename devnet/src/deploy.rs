@@ -28,6 +28,45 @@ pub struct DeployPlan {
     pub users: Vec<Address>,
     /// Test tokens minted to each user.
     pub user_tokens: U256,
+    /// Release-side limits set on both bridges for native coin and the test token.
+    pub release_limits: ReleaseLimits,
+}
+
+/// The release-side limits of a bridge (audit H-2): an outflow bucket per asset, the amount from
+/// which a release always waits, and the wait. The contract's own default (no bucket) queues
+/// every release for a day; a deployment sets what fits its liquidity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseLimits {
+    /// Most released at once per asset (base units; `u128::MAX`: no bucket).
+    pub capacity: u128,
+    /// Bucket refill per second.
+    pub refill_per_second: u128,
+    /// A release of at least this much always waits (0: none).
+    pub delay_above: U256,
+    /// Seconds a held-back release waits before anyone may execute it.
+    pub release_delay: u64,
+}
+
+impl ReleaseLimits {
+    /// No limit: every release at once (tests that are about something else).
+    pub const OFF: Self = Self {
+        capacity: u128::MAX,
+        refill_per_second: 0,
+        delay_above: U256::ZERO,
+        release_delay: 0,
+    };
+
+    /// The devnet's: 10,000 coins an hour per asset, releases of 500 or more held 10 s (long
+    /// enough to see in `status` and to cancel by hand, short enough for a demo).
+    pub fn devnet() -> Self {
+        const COIN: u128 = 1_000_000_000_000_000_000;
+        Self {
+            capacity: 10_000 * COIN,
+            refill_per_second: 10_000 * COIN / 3_600,
+            delay_above: U256::from(500 * COIN),
+            release_delay: 10,
+        }
+    }
 }
 
 /// One chain's contracts.
@@ -171,6 +210,33 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
             .await,
     )
     .await?;
+
+    let limits = plan.release_limits;
+    for (chain, bridge, token) in [
+        ("main", &main_bridge_c, main_token),
+        ("service", &service_bridge_c, service_token),
+    ] {
+        for asset in [Address::ZERO, token] {
+            confirm(
+                &format!("{chain} setOutflowLimit"),
+                bridge
+                    .setOutflowLimit(
+                        asset,
+                        limits.capacity,
+                        limits.refill_per_second,
+                        limits.delay_above,
+                    )
+                    .send()
+                    .await,
+            )
+            .await?;
+        }
+        confirm(
+            &format!("{chain} setReleaseDelay"),
+            bridge.setReleaseDelay(limits.release_delay).send().await,
+        )
+        .await?;
+    }
 
     let registry = ServiceRegistry::deploy(main.clone())
         .await

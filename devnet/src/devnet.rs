@@ -15,7 +15,7 @@ use multibridge_contracts::{ChainRole, Lane};
 
 use crate::accounts::DevAccounts;
 use crate::anvil::{AnvilNode, AnvilOptions};
-use crate::deploy::{DeployPlan, Deployment, deploy_pair};
+use crate::deploy::{DeployPlan, Deployment, ReleaseLimits, deploy_pair};
 use crate::error::DevnetError;
 use crate::etcd::EtcdCluster;
 use crate::manifest::{
@@ -57,6 +57,8 @@ pub struct DevnetOptions {
     pub prometheus: bool,
     /// Relay replicas per operator (they elect one active replica per lane through etcd).
     pub replicas: usize,
+    /// Release-side limits of both bridges.
+    pub release_limits: ReleaseLimits,
 }
 
 impl DevnetOptions {
@@ -106,6 +108,7 @@ impl DevnetOptions {
             relays: false,
             prometheus: false,
             replicas: 1,
+            release_limits: ReleaseLimits::devnet(),
         }
     }
 
@@ -263,6 +266,7 @@ impl Devnet {
             liquidity: options.liquidity,
             users: accounts.users.iter().map(|u| u.address()).collect(),
             user_tokens: options.user_tokens,
+            release_limits: options.release_limits,
         })
         .await?;
 

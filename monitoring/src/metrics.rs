@@ -332,6 +332,15 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) lower_advances: IntCounterVec,
+    /// Releases the lane's destination holds back for its delay (outflow limit or a large
+    /// amount; a pauser may cancel them), as the lane leader last read them.
+    ///
+    /// Labels: lane.
+    pub(crate) queued_releases: IntGaugeVec,
+    /// `executeQueuedRelease` transactions this relay sent for due queued releases.
+    ///
+    /// Labels: lane.
+    pub(crate) queued_releases_executed: IntCounterVec,
     /// Amount requested on the lane's source, per source asset (locked or burned there).
     ///
     /// Labels: lane, asset.
@@ -556,6 +565,16 @@ impl Metrics {
                 "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
                 lane,
             )?,
+            queued_releases: int_gauge(
+                "queued_releases",
+                "Releases the destination holds back for its delay (pausers may cancel them), as the lane leader read them",
+                lane,
+            )?,
+            queued_releases_executed: counter(
+                "queued_releases_executed_total",
+                "executeQueuedRelease transactions sent for due queued releases",
+                lane,
+            )?,
             fenced_sends: counter(
                 "fenced_sends_total",
                 "Sends refused because this replica did not lead or could not prove its lease",
@@ -616,6 +635,7 @@ impl Metrics {
                 &metrics.lower_handle_nonce,
                 &metrics.upper_handle_nonce,
                 &metrics.leader,
+                &metrics.queued_releases,
             ] {
                 g.with_label_values(&[lane]).set(0);
             }
@@ -633,6 +653,7 @@ impl Metrics {
                 &metrics.leadership_changes,
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
+                &metrics.queued_releases_executed,
                 &metrics.vote_divergence,
             ] {
                 c.with_label_values(&[lane]).reset();
@@ -788,6 +809,8 @@ impl Metrics {
             leadership_changes: self.leadership_changes.with_label_values(l),
             fenced_sends: self.fenced_sends.with_label_values(l),
             lower_advances: self.lower_advances.with_label_values(l),
+            queued_releases: self.queued_releases.with_label_values(l),
+            queued_releases_executed: self.queued_releases_executed.with_label_values(l),
             vote_divergence: self.vote_divergence.with_label_values(l),
             all: self.clone(),
         }
@@ -850,6 +873,8 @@ pub struct LaneMetrics {
     pub leadership_changes: IntCounter,
     pub fenced_sends: IntCounter,
     pub lower_advances: IntCounter,
+    pub queued_releases: IntGauge,
+    pub queued_releases_executed: IntCounter,
     pub vote_divergence: IntCounter,
     all: Metrics,
 }

@@ -45,6 +45,21 @@ impl ViewError {
     }
 }
 
+/// An executed request whose release waits the destination's delay (audit H-2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueuedRelease {
+    /// The request nonce.
+    pub nonce: u64,
+    /// The local token (zero address: native coin).
+    pub token: Address,
+    /// Recipient.
+    pub to: Address,
+    /// Amount, in base units.
+    pub amount: U256,
+    /// Unix time from which anyone may execute it (a pauser may cancel it until then and after).
+    pub release_at: u64,
+}
+
 /// The views of one chain's bridge.
 #[derive(Debug, Clone, Copy)]
 pub struct BridgeViews<'a> {
@@ -55,6 +70,39 @@ impl<'a> BridgeViews<'a> {
     /// The views of `chain`'s configured bridge.
     pub fn new(chain: &'a ChainClient) -> Self {
         Self { chain }
+    }
+
+    /// Every release this bridge holds back (queued by its outflow limit or the large-release
+    /// bound), in nonce order.
+    pub async fn queued_releases(&self) -> Result<Vec<QueuedRelease>, ChainError> {
+        let mut nonces = self
+            .chain
+            .bridge_call("queuedReleases", |b| async move {
+                b.queuedReleases().call().await
+            })
+            .await?;
+        nonces.sort_unstable();
+        let mut out = Vec::with_capacity(nonces.len());
+        for nonce in nonces {
+            let q = self
+                .chain
+                .bridge_call("queuedRelease", |b| async move {
+                    b.queuedRelease(nonce).call().await
+                })
+                .await?;
+            // Executed or cancelled between the two reads.
+            if q.releaseAt == 0 {
+                continue;
+            }
+            out.push(QueuedRelease {
+                nonce,
+                token: q.token,
+                to: q.to,
+                amount: q.amount,
+                release_at: q.releaseAt,
+            });
+        }
+        Ok(out)
     }
 
     /// `requestNonce`: the next nonce this bridge assigns as a source.

@@ -39,6 +39,11 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     for lane in config.lanes.iter().copied() {
         let nonces = chains.lane_nonces(lane).await?;
         let mut status = lane_status(lane, nonces, store.as_ref())?;
+        status.queued_releases = chains
+            .get(lane.destination())
+            .views()
+            .queued_releases()
+            .await?;
         if let (Some(pool), Some(dir)) = (&pool, lane_election_dir(config, lane)) {
             status.leadership = Some(lane_leadership(pool, &dir).await);
         }
@@ -94,6 +99,19 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
         ));
+    }
+    for s in statuses {
+        for q in &s.queued_releases {
+            out.push_str(&format!(
+                "{}: nonce {} handled, release held back: {} of {} to {}, due at unix {} (a pauser may cancel it)\n",
+                s.lane.as_str(),
+                q.nonce,
+                q.amount,
+                if q.token.is_zero() { "native".to_owned() } else { q.token.to_string() },
+                q.to,
+                q.release_at,
+            ));
+        }
     }
     for s in statuses {
         let Some(l) = &s.leadership else { continue };

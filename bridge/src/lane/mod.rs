@@ -30,6 +30,7 @@ use crate::voter::{BridgeReads, Voter};
 pub mod advance;
 pub mod indexing;
 pub mod recovery;
+pub mod releases;
 pub mod voting;
 
 use indexing::{Indexer, IndexerSettings};
@@ -207,6 +208,13 @@ pub fn spawn(
         submitter.client().0,
         metrics.clone(),
     );
+    let releases = releases::QueuedReleases::new(
+        destination.clone(),
+        config.chains.get(lane.destination()).bridge,
+        operator,
+        submitter.client().0,
+        metrics.clone(),
+    );
     let mut recovery = LaneRecovery::new(
         Recovery::new(config.recovery.worker(), metrics),
         ChainLane {
@@ -224,6 +232,7 @@ pub fn spawn(
         control.leading.clone(),
     );
     recovery.advance = Some(advance);
+    recovery.releases = Some(releases);
     let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "recovery", recovery).instrument(span));
 }

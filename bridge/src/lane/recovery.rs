@@ -172,6 +172,8 @@ pub struct LaneRecovery {
     pub leading: watch::Receiver<bool>,
     /// Advances a lagging `lowerHandleNonce` of an idle lane at each full tick.
     pub advance: Option<super::advance::LowerAdvance>,
+    /// Executes the destination's due queued releases at each full tick.
+    pub releases: Option<super::releases::QueuedReleases>,
     next_tick: Instant,
     claims_open: bool,
 }
@@ -192,6 +194,7 @@ impl LaneRecovery {
             claims,
             leading,
             advance: None,
+            releases: None,
             next_tick: Instant::now(),
             claims_open: true,
         }
@@ -213,6 +216,9 @@ impl LaneRecovery {
                         self.recovery.reset();
                         if let Some(advance) = self.advance.as_mut() {
                             advance.reset();
+                        }
+                        if let Some(releases) = self.releases.as_mut() {
+                            releases.reset();
                         }
                         self.next_tick = Instant::now();
                     }
@@ -238,6 +244,12 @@ impl LaneRecovery {
             && let Err(e) = advance.tick().await
         {
             tracing::warn!(error = %e, "cannot advance lowerHandleNonce; next tick");
+        }
+        if full
+            && let Some(releases) = self.releases.as_mut()
+            && let Err(e) = releases.tick().await
+        {
+            tracing::warn!(error = %e, "cannot read or execute queued releases; next tick");
         }
         // A failed round is retried at the next tick, not at once.
         let round = round?;

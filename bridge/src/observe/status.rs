@@ -35,6 +35,9 @@ pub struct LaneStatus {
     pub waiting: Vec<ReasonEntry>,
     /// Requests this operator set aside for good, by reason (they need a person).
     pub rejected: Vec<ReasonEntry>,
+    /// Releases the destination holds back for its delay (handled requests, not yet paid;
+    /// a pauser may cancel them).
+    pub queued_releases: Vec<crate::chain::bridge_views::QueuedRelease>,
     /// Whether this replica leads the lane (in the relay's `/status`; absent from the CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<bool>,
@@ -85,6 +88,7 @@ pub fn lane_status(
         last_vote_tx: None,
         waiting: Vec::new(),
         rejected: Vec::new(),
+        queued_releases: Vec::new(),
         leader: None,
         leadership: None,
     };

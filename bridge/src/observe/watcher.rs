@@ -139,6 +139,18 @@ impl Watcher {
                 match status {
                     Ok(mut status) => {
                         status.leader = Some(*watched.leading.borrow());
+                        match self
+                            .chains
+                            .get(lane.destination())
+                            .views()
+                            .queued_releases()
+                            .await
+                        {
+                            Ok(queued) => status.queued_releases = queued,
+                            Err(e) => {
+                                tracing::debug!(%lane, error = %e, "cannot read the queued releases")
+                            }
+                        }
                         self.board.set_entry(
                             "lanes",
                             lane.as_str(),

@@ -39,6 +39,10 @@ abstract contract BridgeFixture is Test {
         vm.startPrank(owner);
         bridge.registerTokenPair(address(lockToken), remoteLock, 0);
         bridge.registerTokenPair(address(mintToken), remoteMint, 1);
+        // Release-side limits off for the handle tests (their own tests set them).
+        bridge.setOutflowLimit(address(0), type(uint128).max, 0, 0);
+        bridge.setOutflowLimit(address(lockToken), type(uint128).max, 0, 0);
+        bridge.setOutflowLimit(address(mintToken), type(uint128).max, 0, 0);
         vm.stopPrank();
 
         vm.deal(address(this), NATIVE_LIQUIDITY);
@@ -58,6 +62,14 @@ abstract contract BridgeFixture is Test {
         ops[0] = op1;
         ops[1] = op2;
         ops[2] = op3;
+    }
+
+    /// @dev Registers a token pair with its release-side limit off.
+    function _registerPair(address localToken, address remoteToken, uint8 mode) internal {
+        vm.startPrank(owner);
+        bridge.registerTokenPair(localToken, remoteToken, mode);
+        bridge.setOutflowLimit(localToken, type(uint128).max, 0, 0);
+        vm.stopPrank();
     }
 
     // ------------------------------------------------------------------ requests
