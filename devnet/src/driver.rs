@@ -148,6 +148,20 @@ impl Driver {
         amount: U256,
         count: usize,
     ) -> Result<Vec<Request>, DevnetError> {
+        self.request_native_burst_with(lane, user, to, amount, &vec![Bytes::new(); count])
+            .await
+    }
+
+    /// [`request_native_burst`](Self::request_native_burst) with request `i` carrying
+    /// `extra[i]` as its extraData.
+    pub async fn request_native_burst_with(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        amount: U256,
+        extra: &[Bytes],
+    ) -> Result<Vec<Request>, DevnetError> {
         let source = lane.source();
         let provider = self.wallet_provider(source, &self.user(user)?)?;
         let bridge = Bridge::new(self.chain(source).contracts.bridge, provider.clone());
@@ -161,17 +175,17 @@ impl Driver {
             .pending()
             .await
             .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
-        let mut pending = Vec::with_capacity(count);
-        for i in 0..count {
+        let mut pending = Vec::with_capacity(extra.len());
+        for (i, data) in extra.iter().enumerate() {
             let sent = bridge
-                .requestNativeTransfer(to, Bytes::new())
+                .requestNativeTransfer(to, data.clone())
                 .value(amount.saturating_add(fee))
                 .nonce(first_nonce.saturating_add(i as u64))
                 .send()
                 .await;
             pending.push(sent);
         }
-        let mut requests = Vec::with_capacity(count);
+        let mut requests = Vec::with_capacity(extra.len());
         for sent in pending {
             let receipt = confirm("requestNativeTransfer (burst)", sent).await?;
             requests.push(self.request_in(source, &receipt)?);

@@ -1,6 +1,6 @@
 //! Every metric the relay exports. Names, labels and help text live here only.
 
-use multibridge_contracts::{ChainRole, Lane, RequestStatus, WaitReason};
+use multibridge_contracts::{ChainRole, Lane, RejectReason, RequestStatus, WaitReason};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -270,6 +270,10 @@ pub struct Metrics {
     ///
     /// Labels: lane, reason ([`WaitReason`]).
     pub(crate) stuck_requests: IntGaugeVec,
+    /// Requests set aside for good (no vote of this operator can be sent or count), by reason.
+    ///
+    /// Labels: lane, reason ([`RejectReason`]).
+    pub(crate) rejected_requests: IntGaugeVec,
     /// Next nonce of this relay's signer, per chain.
     ///
     /// Labels: chain.
@@ -499,6 +503,11 @@ impl Metrics {
                 "Open requests waiting on a destination condition, by reason",
                 &["lane", "reason"],
             )?,
+            rejected_requests: int_gauge(
+                "rejected_requests",
+                "Requests set aside for good (this operator can never vote them), by reason",
+                &["lane", "reason"],
+            )?,
             signer_nonce: int_gauge(
                 "signer_nonce",
                 "Next nonce of this relay's signer",
@@ -665,6 +674,12 @@ impl Metrics {
                 metrics
                     .stuck_requests
                     .with_label_values(&[lane, reason])
+                    .set(0);
+            }
+            for reason in RejectReason::ALL {
+                metrics
+                    .rejected_requests
+                    .with_label_values(&[lane, reason.as_str()])
                     .set(0);
             }
             for reason in VOTE_SKIP_REASONS {
@@ -914,6 +929,14 @@ impl LaneMetrics {
     pub fn set_stuck(&self, reason: WaitReason, count: u64) {
         self.all
             .stuck_requests
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .set(int(count));
+    }
+
+    /// Publish how many requests were set aside for `reason`.
+    pub fn set_rejected(&self, reason: RejectReason, count: u64) {
+        self.all
+            .rejected_requests
             .with_label_values(&[self.lane.as_str(), reason.as_str()])
             .set(int(count));
     }

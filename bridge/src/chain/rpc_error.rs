@@ -60,8 +60,33 @@ fn classify_transport(kind: &TransportErrorKind) -> ErrorClass {
     }
 }
 
+/// Whether a node's message says the transaction is too large to be accepted as it is, ever:
+/// above the block gas limit, above the node's gas allowance, above its size limit, or its fee
+/// above the node's cap (geth, reth, erigon, nethermind, anvil wordings). No retry of the same
+/// transaction helps; a smaller one may pass.
+pub fn is_too_large(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "exceeds block gas limit",
+        "gas limit reached",
+        "gas required exceeds",
+        "intrinsic gas too low",
+        "oversized data",
+        "transaction size",
+        "tx size",
+        "exceeds the configured cap",
+        "max fee per gas higher than",
+        "out of gas",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
 /// Classify a JSON-RPC error response by code and message (clients differ in both).
 pub fn classify_response(code: i64, message: &str) -> ErrorClass {
+    if is_too_large(message) {
+        return ErrorClass::Fatal;
+    }
     let m = message.to_ascii_lowercase();
     if code == 429
         || code == -32005
@@ -152,6 +177,34 @@ mod tests {
             status,
             body: String::new(),
         }))
+    }
+
+    /// Audit H-1: these used to be "retryable" (and a broadcast refused with them was tracked
+    /// as maybe sent, its nonce consumed).
+    #[test]
+    fn a_transaction_too_large_for_the_node_is_refused_not_retried() {
+        for message in [
+            "exceeds block gas limit",
+            "gas required exceeds allowance (3000000)",
+            "oversized data",
+            "intrinsic gas too low",
+            "tx fee (2.50 ether) exceeds the configured cap (1.00 ether)",
+            "Out of gas: gas required exceeds allowance: 3000000",
+        ] {
+            assert!(is_too_large(message), "{message}");
+            assert_eq!(
+                classify(&resp(-32000, message)),
+                ErrorClass::Fatal,
+                "{message}"
+            );
+            assert_eq!(
+                classify_send(&resp(-32000, message)),
+                SendRejection::Other(ErrorClass::Fatal),
+                "{message}"
+            );
+        }
+        assert!(!is_too_large("header not found"));
+        assert!(!is_too_large("nonce too low"));
     }
 
     #[test]

@@ -145,5 +145,13 @@ pub fn publish_store_stats(store: &Store, metrics: &LaneMetrics) -> Result<(), S
             .map_or(0, |c| c.requests);
         metrics.set_stuck(reason, n);
     }
+    let rejected = store.rejected_reasons(lane)?;
+    for reason in multibridge_contracts::RejectReason::ALL {
+        let n = rejected
+            .iter()
+            .find(|c| c.reason == reason)
+            .map_or(0, |c| c.requests);
+        metrics.set_rejected(reason, n);
+    }
     Ok(())
 }

@@ -132,6 +132,8 @@ pub trait DestinationReads: Send + Sync {
     fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
     /// `upperHandleNonce`: the highest handled nonce + 1.
     fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// The gas limit of the destination's latest block.
+    fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
 }
 
 /// The destination bridge as one operator sees it.
@@ -165,6 +167,49 @@ impl DestinationReads for BridgeReads {
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
         Ok(self.chain.views().handle_nonces().await?.1)
     }
+
+    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
+        use alloy::providers::Provider;
+        self.chain
+            .call("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .await
+            })
+            .await?
+            .map(|b| b.header.gas_limit)
+            .ok_or_else(|| ChainError::Unavailable {
+                chain: self.chain.role(),
+                method: "eth_getBlockByNumber",
+                attempts: 1,
+                last: "no latest block".into(),
+            })
+    }
+}
+
+/// How long a read of the destination's block gas limit is used.
+const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// Most calldata bytes in one vote transaction: below the 128 KiB transaction size limit of
+/// geth-family pools, with room for the transaction's own fields.
+pub const MAX_VOTE_BYTES: usize = 96 * 1024;
+
+/// A vote transaction may use at most this share (percent) of the destination's block gas
+/// limit, so it fits a block beside other transactions.
+pub const MAX_VOTE_BLOCK_SHARE: u64 = 50;
+
+/// Whether a node's refusal of a vote (at the estimate or the broadcast) says the transaction is
+/// too large to ever be accepted as it is: above the block gas limit, above the node's gas
+/// allowance or size limit, or its fee above the node's cap. Smaller batches may pass; a single
+/// request refused this way can never be voted.
+pub fn is_oversize_refusal(error: &ChainError) -> bool {
+    let ChainError::Rejected {
+        source: RpcError::ErrorResp(p),
+        ..
+    } = error
+    else {
+        return false;
+    };
+    crate::chain::rpc_error::is_too_large(&p.message)
 }
 
 /// The voter of one lane.
@@ -184,6 +229,8 @@ pub struct Voter<D, S> {
     tamper: bool,
     /// The destination's operators and threshold, and when they were read.
     committee: Option<(Committee, Instant)>,
+    /// The destination's block gas limit, and when it was read.
+    gas_limit: Option<(u64, Instant)>,
     metrics: LaneMetrics,
 }
 
@@ -213,6 +260,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             singles_until: None,
             tamper: false,
             committee: None,
+            gas_limit: None,
             metrics,
         }
     }
@@ -351,8 +399,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         } else {
             self.config.batch_size.clamp(1, 64)
         };
+        let (gas_budget, block_gas) = self.gas_budget().await?;
         // Requests that waited for a condition go alone through the single entry point (its
-        // simulation reverts while the condition holds: no transaction); the rest in batches.
+        // simulation reverts while the condition holds: no transaction); the rest in batches
+        // bounded by count and by calldata bytes.
         let (waiting, fresh): (Vec<StoredRequest>, Vec<StoredRequest>) =
             ready.into_iter().partition(|r| r.waiting.is_some());
         let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
@@ -360,37 +410,128 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .into_iter()
             .map(|r| (vec![r.request], true))
             .collect();
-        planned.extend(fresh.chunks(chunk).map(|b| (b.to_vec(), false)));
+        planned.extend(
+            batches(&fresh, chunk, MAX_VOTE_BYTES)
+                .into_iter()
+                .map(|b| (b, false)),
+        );
         planned.truncate(room);
-        // The estimates are reads: all at once, then the sends in order.
+        // The estimates are reads: all at once, then the sends in order. A batch that is too
+        // large for the destination (gas above the budget, or refused as too large) is split in
+        // halves and estimated again; a single request that is too large is set aside.
         let inputs: Vec<Bytes> = planned
             .iter()
             .map(|(batch, single)| self.input(batch, *single))
             .collect();
-        let estimates = futures::future::join_all(inputs.iter().map(|input| {
-            self.submit.estimate(
+        let estimates =
+            futures::future::join_all(inputs.iter().map(|input| self.estimate(input.clone())))
+                .await;
+        let mut work: std::collections::VecDeque<PlannedVote> = planned
+            .into_iter()
+            .zip(inputs)
+            .zip(estimates)
+            .map(|(((batch, single), input), estimate)| PlannedVote {
+                batch,
+                single,
+                input,
+                estimate: Some(estimate),
+            })
+            .collect();
+        while let Some(PlannedVote {
+            batch,
+            single,
+            input,
+            estimate,
+        }) = work.pop_front()
+        {
+            let estimate = match estimate {
+                Some(estimate) => estimate,
+                None => self.estimate(input.clone()).await,
+            };
+            let refusal = match estimate {
+                Ok(gas_limit) if gas_limit <= gas_budget || batch.len() == 1 => {
+                    let gas_limit = gas_limit.min(block_gas);
+                    match self.send(&batch, single, input, gas_limit, &mut step).await {
+                        Ok(()) => continue,
+                        // Refused by the node at the broadcast: nothing sent, no nonce used.
+                        Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
+                            e @ ChainError::Rejected { .. },
+                        )))) => Refusal::Node(e),
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(gas_limit) => Refusal::OverBudget(gas_limit),
+                Err(SubmitError::Send(SendError::WouldRevert(e))) => Refusal::Node(e),
+                Err(other) => return Err(other.into()),
+            };
+            let too_large = match &refusal {
+                Refusal::OverBudget(_) => true,
+                Refusal::Node(e) => is_oversize_refusal(e),
+            };
+            if too_large && batch.len() > 1 {
+                let (low, high) = batch.split_at(batch.len() / 2);
+                tracing::info!(lane = %self.metrics.lane, nonce = %nonce_ranges(&batch.iter().map(|r| r.nonce).collect::<Vec<_>>()), refusal = %refusal, "vote batch too large for the destination: splitting it");
+                for half in [high, low] {
+                    let half = half.to_vec();
+                    let input = self.input(&half, single);
+                    work.push_front(PlannedVote {
+                        batch: half,
+                        single,
+                        input,
+                        estimate: None,
+                    });
+                }
+                continue;
+            }
+            match refusal {
+                Refusal::Node(e) if !too_large => self.refused(&batch, &e, &mut step)?,
+                refusal => {
+                    // One request whose vote alone is too large: no vote of it can ever be sent.
+                    for r in &batch {
+                        self.settle(
+                            r.nonce,
+                            Outcome::Rejected(
+                                RejectReason::Oversized,
+                                format!(
+                                    "its vote alone is too large for the destination: {refusal}"
+                                ),
+                            ),
+                            Seen::Refusal,
+                            &mut step,
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    /// The gas a vote transaction may use (a share of the destination's block gas limit) and
+    /// the block gas limit itself (read again every [`GAS_LIMIT_FRESH_FOR`]).
+    async fn gas_budget(&mut self) -> Result<(u64, u64), VoterError> {
+        let limit = match self.gas_limit {
+            Some((limit, at)) if at.elapsed() < GAS_LIMIT_FRESH_FOR => limit,
+            _ => {
+                let limit = self.destination.block_gas_limit().await?;
+                self.gas_limit = Some((limit, Instant::now()));
+                limit
+            }
+        };
+        Ok((limit.saturating_mul(MAX_VOTE_BLOCK_SHARE) / 100, limit))
+    }
+
+    /// The gas limit of a vote with calldata `input`.
+    async fn estimate(&self, input: Bytes) -> Result<u64, SubmitError> {
+        self.submit
+            .estimate(
                 self.bridge,
-                input.clone(),
+                input,
                 GasPlan::Vote {
                     bridge: self.bridge,
                     margin_percent: self.config.gas_margin_percent,
                 },
             )
-        }))
-        .await;
-        for (((batch, single), input), estimate) in planned.into_iter().zip(inputs).zip(estimates) {
-            match estimate {
-                Ok(gas_limit) => {
-                    self.send(&batch, single, input, gas_limit, &mut step)
-                        .await?
-                }
-                Err(SubmitError::Send(SendError::WouldRevert(e))) => {
-                    self.refused(&batch, &e, &mut step)?
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Ok(step)
+            .await
     }
 
     /// Apply every event the submitter reported since the last step.
@@ -685,6 +826,61 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         };
         self.settle(request.nonce, outcome, Seen::Refusal, step)
     }
+}
+
+/// A vote transaction to estimate (unless its estimate is known) and send.
+struct PlannedVote {
+    batch: Vec<Request>,
+    single: bool,
+    input: Bytes,
+    estimate: Option<Result<u64, SubmitError>>,
+}
+
+/// Why a vote transaction was not sent.
+enum Refusal {
+    /// Its gas limit is above the share of the block gas limit a vote may use.
+    OverBudget(u64),
+    /// A node refused it (at the estimate or the broadcast).
+    Node(ChainError),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OverBudget(gas) => write!(f, "needs {gas} gas, above the vote budget"),
+            Self::Node(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// `requests` in order, cut into batches of at most `count` requests and `max_bytes` of vote
+/// calldata (a request larger than `max_bytes` alone goes in a batch of its own).
+pub fn batches(requests: &[Request], count: usize, max_bytes: usize) -> Vec<Vec<Request>> {
+    let mut out: Vec<Vec<Request>> = Vec::new();
+    let mut current: Vec<Request> = Vec::new();
+    let mut bytes = 0usize;
+    for r in requests {
+        let size = encoded_size(r);
+        if !current.is_empty()
+            && (current.len() >= count.max(1) || bytes.saturating_add(size) > max_bytes)
+        {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(size);
+        current.push(r.clone());
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The ABI size of one request in a vote: 13 head words, the offset word, and its extraData
+/// padded to words.
+fn encoded_size(r: &Request) -> usize {
+    let words = r.extraData.len().div_ceil(32);
+    (15usize.saturating_add(words)).saturating_mul(32)
 }
 
 /// What a `HandleSkipped` with the named reason means for the request.

@@ -45,6 +45,7 @@ struct FakeDestination {
     states: Mutex<HashMap<u64, NonceState>>,
     reads: Mutex<Vec<Vec<u64>>>,
     committee: Mutex<Option<Committee>>,
+    gas_limit: Mutex<Option<u64>>,
 }
 
 impl FakeDestination {
@@ -68,6 +69,10 @@ impl DestinationReads for Arc<FakeDestination> {
             operators: vec![ME],
             threshold: 1,
         }))
+    }
+
+    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
+        Ok(self.gas_limit.lock().unwrap().unwrap_or(30_000_000))
     }
 
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
@@ -95,6 +100,22 @@ struct FakeSubmit {
     answers: Mutex<HashMap<u64, Answer>>,
     jobs: Mutex<Vec<(bool, Vec<u64>)>>,
     next_nonce: Mutex<u64>,
+    /// Gas per request of a vote (unset: every vote estimates 1,000,000).
+    per_request_gas: Mutex<Option<u64>>,
+    /// Requests whose vote the node refuses as too large (in any batch).
+    too_large: Mutex<Vec<u64>>,
+}
+
+fn too_large() -> SubmitError {
+    SubmitError::Send(SendError::WouldRevert(ChainError::Rejected {
+        chain: ChainRole::Service,
+        method: "eth_estimateGas",
+        source: RpcError::ErrorResp(alloy::rpc::json_rpc::ErrorPayload {
+            code: -32000,
+            message: "gas required exceeds allowance (3000000)".into(),
+            data: None,
+        }),
+    }))
 }
 
 fn decode_job(input: &[u8]) -> (bool, Vec<u64>) {
@@ -124,6 +145,15 @@ impl Submit for Arc<FakeSubmit> {
         assert_eq!(to, BRIDGE);
         assert!(matches!(plan, GasPlan::Vote { bridge: BRIDGE, .. }));
         let (_, nonces) = decode_job(&input);
+        if nonces
+            .iter()
+            .any(|n| self.too_large.lock().unwrap().contains(n))
+        {
+            return Err(too_large());
+        }
+        if let Some(per) = *self.per_request_gas.lock().unwrap() {
+            return Ok(per * nonces.len() as u64);
+        }
         let answers = self.answers.lock().unwrap();
         for n in &nonces {
             if let Some(Answer::Revert(e)) = answers.get(n) {
@@ -135,7 +165,9 @@ impl Submit for Arc<FakeSubmit> {
 
     async fn submit(&self, job: Job) -> Result<Sent, SubmitError> {
         let (single, nonces) = decode_job(&job.input);
-        assert_eq!(job.gas_limit, 1_000_000, "sent with its estimate");
+        if self.per_request_gas.lock().unwrap().is_none() {
+            assert_eq!(job.gas_limit, 1_000_000, "sent with its estimate");
+        }
         self.jobs.lock().unwrap().push((single, nonces));
         let mut next = self.next_nonce.lock().unwrap();
         let nonce = *next;
@@ -661,4 +693,60 @@ fn nonce_ranges_name_every_nonce_compactly() {
         nonce_ranges(&[u64::MAX - 1, u64::MAX]),
         format!("{}-{}", u64::MAX - 1, u64::MAX)
     );
+}
+
+/// Audit H-1: a batch needing more gas than a vote may use of the destination's block is split
+/// until it fits, instead of failing the step forever.
+#[tokio::test]
+async fn a_batch_over_the_gas_budget_is_split_and_every_request_is_voted() {
+    let mut h = Harness::new(12, 64);
+    *h.destination.gas_limit.lock().unwrap() = Some(10_000_000);
+    *h.submit.per_request_gas.lock().unwrap() = Some(1_000_000);
+    let step = h.step().await;
+    assert_eq!(step.sent, 12, "every request voted");
+    let jobs = h.jobs();
+    assert!(
+        jobs.iter().all(|(_, n)| n.len() <= 5),
+        "each within 5M gas: {jobs:?}"
+    );
+    let mut voted: Vec<u64> = jobs.into_iter().flat_map(|(_, n)| n).collect();
+    voted.sort_unstable();
+    assert_eq!(voted, (0..12).collect::<Vec<_>>(), "each once");
+}
+
+/// Audit H-1: one request whose vote no node accepts is set aside with a named reason; the
+/// requests around it are voted in the same step.
+#[tokio::test]
+async fn a_request_whose_vote_alone_is_too_large_is_set_aside_and_the_rest_go() {
+    let mut h = Harness::new(8, 64);
+    h.submit.too_large.lock().unwrap().push(3);
+    let step = h.step().await;
+    assert_eq!(step.sent, 7, "the others voted");
+    assert_eq!(h.status(3), RequestStatus::Rejected);
+    assert_eq!(h.row(3).rejected, Some(RejectReason::Oversized));
+    let voted: Vec<u64> = h.jobs().into_iter().flat_map(|(_, n)| n).collect();
+    assert!(!voted.contains(&3));
+    // Set aside for good: later steps do not try it again.
+    let step = h.step().await;
+    assert_eq!(step.sent, 0);
+    assert!(h.jobs().is_empty());
+}
+
+#[test]
+fn batches_are_cut_by_count_and_by_calldata_bytes() {
+    let mut rs: Vec<Request> = (0..10).map(request).collect();
+    for r in rs.iter_mut() {
+        r.extraData = Bytes::from(vec![0u8; 1024]);
+    }
+    // (15 + 32 words) * 32 = 1504 bytes each.
+    let cut = batches(&rs, 64, 4 * 1504);
+    assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+    let cut = batches(&rs, 3, MAX_VOTE_BYTES);
+    assert_eq!(
+        cut.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 3, 1]
+    );
+    // One request above the byte budget still gets a batch of its own.
+    let cut = batches(&rs, 64, 100);
+    assert_eq!(cut.len(), 10);
 }

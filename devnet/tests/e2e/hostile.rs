@@ -1,0 +1,102 @@
+//! Hostile users on a real devnet (audit H-1): a request too large for the source is refused
+//! with a named error, and the largest requests the source accepts, packed between honest ones
+//! on a destination with a small block gas limit, do not halt the lane — the relays size their
+//! vote batches by gas and bytes and every request is handled.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
+use multibridge_contracts::{ChainRole, Lane};
+use multibridge_devnet::invariants::{assert_exactly_once, dump_relay_logs, wait_all_handled};
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+const OPERATORS: usize = 3;
+/// The service chain's block gas limit in this test: a 64-request batch of maximal requests
+/// needs more than this, a few of them fit.
+const SMALL_BLOCK_GAS: u64 = 3_000_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_and_maximal_requests_never_halt_the_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let _: bool = service
+        .raw_request(
+            "evm_setBlockGasLimit".into(),
+            (U256::from(SMALL_BLOCK_GAS),),
+        )
+        .await
+        .unwrap();
+
+    // 100 KiB of extraData: refused by the source with a named error, no nonce taken.
+    let user = driver
+        .wallet_provider(lane.source(), &driver.user(1).unwrap())
+        .unwrap();
+    let source = Bridge::new(driver.chain(lane.source()).contracts.bridge, user);
+    let refused = source
+        .requestNativeTransfer(
+            Address::repeat_byte(0x66),
+            Bytes::from(vec![0xee; 100 * 1024]),
+        )
+        .value(U256::from(1_000))
+        .call()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.as_decoded_interface_error::<BridgeErrors>(),
+            Some(BridgeErrors::ExtraDataTooLarge(_))
+        ),
+        "not refused with ExtraDataTooLarge: {refused}"
+    );
+    assert_eq!(source.requestNonce().call().await.unwrap(), 0);
+
+    // 64 requests at the bound (1 KiB), each followed by an honest one.
+    let max = usize::try_from(source.MAX_EXTRA_DATA().call().await.unwrap()).unwrap();
+    let extra: Vec<Bytes> = (0..128)
+        .map(|i| {
+            if i % 2 == 0 {
+                Bytes::from(vec![0xab; max])
+            } else {
+                Bytes::new()
+            }
+        })
+        .collect();
+    let to = Address::repeat_byte(0x77);
+    let requests = driver
+        .request_native_burst_with(lane, 0, to, U256::from(1_000), &extra)
+        .await
+        .unwrap();
+    let last = requests.last().unwrap().nonce;
+    let took = wait_all_handled(&driver, lane, 0..last + 1, Duration::from_secs(90)).await;
+    if took.is_err() {
+        dump_relay_logs(devnet.dir(), OPERATORS, 60);
+    }
+    let took = took.unwrap();
+    println!(
+        "128 requests (64 with 1 KiB extraData) handled in {took:?} on a {SMALL_BLOCK_GAS}-gas destination"
+    );
+    assert_exactly_once(&driver, lane, 0..last + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::from(1_000u64 * 128)
+    );
+    // Every vote transaction fitted the destination's blocks.
+    let head = service.get_block_number().await.unwrap();
+    for n in 1..=head {
+        let block = service
+            .get_block_by_number(n.into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(block.header.gas_used <= SMALL_BLOCK_GAS.max(block.header.gas_limit));
+    }
+}
