@@ -11,7 +11,7 @@ pub mod status_board;
 pub use exporter::{HttpState, serve};
 pub use metrics::{
     ChainMetrics, EtcdMetrics, EtcdOutcome, LaneMetrics, Metrics, RegistryUpdate, RpcOutcome,
-    SkipReason, VoteTxOutcome,
+    SendingPause, SkipReason, VoteTxOutcome,
 };
 pub use readiness::{Readiness, ReadyReport};
 pub use status_board::StatusBoard;

@@ -65,6 +65,26 @@ impl SkipReason {
     }
 }
 
+/// Why a lane's sending is paused while the relay keeps indexing and serving (label `reason`
+/// of `sending_paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendingPause {
+    /// The signer cannot pay for gas on the destination.
+    InsufficientFunds,
+}
+
+impl SendingPause {
+    /// Every reason.
+    pub const ALL: [Self; 1] = [Self::InsufficientFunds];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InsufficientFunds => "insufficient_funds",
+        }
+    }
+}
+
 /// Outcome of one RPC attempt (label `outcome` of `rpc_requests_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RpcOutcome {
@@ -274,6 +294,11 @@ pub struct Metrics {
     ///
     /// Labels: lane, reason ([`RejectReason`]).
     pub(crate) rejected_requests: IntGaugeVec,
+    /// 1 while the lane's sending is paused for the reason (the relay keeps indexing and
+    /// serving and resumes by itself).
+    ///
+    /// Labels: lane, reason ([`SendingPause`]).
+    pub(crate) sending_paused: IntGaugeVec,
     /// Next nonce of this relay's signer, per chain.
     ///
     /// Labels: chain.
@@ -508,6 +533,11 @@ impl Metrics {
                 "Requests set aside for good (this operator can never vote them), by reason",
                 &["lane", "reason"],
             )?,
+            sending_paused: int_gauge(
+                "sending_paused",
+                "1 while the lane's sending is paused for the reason (indexing and serving go on)",
+                &["lane", "reason"],
+            )?,
             signer_nonce: int_gauge(
                 "signer_nonce",
                 "Next nonce of this relay's signer",
@@ -679,6 +709,12 @@ impl Metrics {
             for reason in RejectReason::ALL {
                 metrics
                     .rejected_requests
+                    .with_label_values(&[lane, reason.as_str()])
+                    .set(0);
+            }
+            for reason in SendingPause::ALL {
+                metrics
+                    .sending_paused
                     .with_label_values(&[lane, reason.as_str()])
                     .set(0);
             }
@@ -931,6 +967,28 @@ impl LaneMetrics {
             .stuck_requests
             .with_label_values(&[self.lane.as_str(), reason.as_str()])
             .set(int(count));
+    }
+
+    /// Publish whether the lane's sending is paused for `reason`.
+    pub fn set_sending_paused(&self, reason: SendingPause, paused: bool) {
+        self.all
+            .sending_paused
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .set(i64::from(paused));
+    }
+
+    /// The reasons the lane's sending is paused for now.
+    pub fn sending_paused(&self) -> Vec<SendingPause> {
+        SendingPause::ALL
+            .into_iter()
+            .filter(|r| {
+                self.all
+                    .sending_paused
+                    .with_label_values(&[self.lane.as_str(), r.as_str()])
+                    .get()
+                    != 0
+            })
+            .collect()
     }
 
     /// Publish how many requests were set aside for `reason`.

@@ -82,9 +82,15 @@ pub fn is_too_large(message: &str) -> bool {
     .any(|p| m.contains(p))
 }
 
+/// Whether a node's message says the sender cannot pay for the transaction's gas.
+pub fn is_insufficient_funds(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("insufficient funds")
+}
+
 /// Classify a JSON-RPC error response by code and message (clients differ in both).
 pub fn classify_response(code: i64, message: &str) -> ErrorClass {
-    if is_too_large(message) {
+    // The same call fails the same way until the transaction shrinks or the signer is funded.
+    if is_too_large(message) || is_insufficient_funds(message) {
         return ErrorClass::Fatal;
     }
     let m = message.to_ascii_lowercase();
@@ -147,7 +153,7 @@ pub fn classify_send(error: &TransportError) -> SendRejection {
         || m.contains("max fee per gas less than block base fee")
     {
         SendRejection::Underpriced
-    } else if m.contains("insufficient funds") {
+    } else if is_insufficient_funds(&m) {
         SendRejection::InsufficientFunds
     } else {
         SendRejection::Other(classify_response(payload.code, &payload.message))

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use multibridge_monitoring::LaneMetrics;
+use multibridge_monitoring::{LaneMetrics, SendingPause};
 use tokio::sync::watch;
 
 use crate::chain::submitter::Submit;
@@ -22,11 +22,17 @@ impl Retryable for VoterError {
 /// trying again, instead of spinning while the campaign notices.
 const FENCED_PAUSE: Duration = Duration::from_millis(200);
 
+/// While the signer cannot pay for gas, look again this often (indexing, recovery reads and
+/// the HTTP API go on meanwhile).
+const UNFUNDED_PAUSE: Duration = Duration::from_secs(5);
+
 /// The voting of one lane, as a step for the task loop.
 pub struct LaneVoting<D, S> {
     voter: Voter<D, S>,
     leading: watch::Receiver<bool>,
     in_term: bool,
+    /// Sending is paused because the signer cannot pay for gas (with its balance then).
+    unfunded: Option<alloy::primitives::U256>,
     metrics: LaneMetrics,
 }
 
@@ -37,6 +43,7 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             voter,
             leading,
             in_term: false,
+            unfunded: None,
             metrics,
         }
     }
@@ -77,6 +84,22 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
         }
         match self.voter.step().await {
             Ok(step) => {
+                if let Some(at_pause) = self.unfunded {
+                    // Resumed once a vote went out, or once someone funded the signer (an idle
+                    // lane sends nothing that would tell).
+                    let funded = step.sent > 0
+                        || self
+                            .voter
+                            .signer_balance()
+                            .await
+                            .is_ok_and(|balance| balance > at_pause);
+                    if funded {
+                        self.unfunded = None;
+                        self.metrics
+                            .set_sending_paused(SendingPause::InsufficientFunds, false);
+                        tracing::info!("the signer pays for gas again: sending resumed");
+                    }
+                }
                 if step.sent > 0 || step.handled > 0 || step.waiting > 0 {
                     tracing::info!(
                         sent = step.sent,
@@ -89,6 +112,17 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
                 if step.sent == 0 {
                     self.pause(self.voter.batch_wait()).await;
                 }
+                Ok(Next::Now)
+            }
+            Err(e) if e.is_unfunded() => {
+                if self.unfunded.is_none() {
+                    tracing::error!(error = %e, "the signer cannot pay for gas: sending paused until it is funded (indexing and serving go on)");
+                    let balance = self.voter.signer_balance().await.unwrap_or_default();
+                    self.unfunded = Some(balance);
+                }
+                self.metrics
+                    .set_sending_paused(SendingPause::InsufficientFunds, true);
+                self.pause(UNFUNDED_PAUSE).await;
                 Ok(Next::Now)
             }
             Err(e) if e.is_fenced() => {

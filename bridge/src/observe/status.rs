@@ -38,6 +38,9 @@ pub struct LaneStatus {
     /// Releases the destination holds back for its delay (handled requests, not yet paid;
     /// a pauser may cancel them).
     pub queued_releases: Vec<crate::chain::bridge_views::QueuedRelease>,
+    /// Why this replica's sending is paused now (e.g. `insufficient_funds`); indexing and
+    /// serving go on. Empty when it sends normally (or when read from outside the relay).
+    pub sending_paused: Vec<String>,
     /// Whether this replica leads the lane (in the relay's `/status`; absent from the CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<bool>,
@@ -89,6 +92,7 @@ pub fn lane_status(
         waiting: Vec::new(),
         rejected: Vec::new(),
         queued_releases: Vec::new(),
+        sending_paused: Vec::new(),
         leader: None,
         leadership: None,
     };

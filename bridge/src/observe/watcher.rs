@@ -139,6 +139,11 @@ impl Watcher {
                 match status {
                     Ok(mut status) => {
                         status.leader = Some(*watched.leading.borrow());
+                        status.sending_paused = metrics
+                            .sending_paused()
+                            .into_iter()
+                            .map(|r| r.as_str().to_owned())
+                            .collect();
                         match self
                             .chains
                             .get(lane.destination())

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
@@ -102,6 +102,14 @@ impl VoterError {
         }
     }
 
+    /// The signer cannot pay for gas: sending waits until it is funded (nothing else stops).
+    pub fn is_unfunded(&self) -> bool {
+        matches!(
+            self,
+            Self::Submit(SubmitError::Send(SendError::InsufficientFunds(_)))
+        )
+    }
+
     /// The fence refused a send: this replica does not lead the lane any more.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Self::Submit(SubmitError::Send(SendError::Fenced(_))))
@@ -134,6 +142,8 @@ pub trait DestinationReads: Send + Sync {
     fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
     /// The gas limit of the destination's latest block.
     fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// The operator's native balance on the destination (what pays for its votes).
+    fn signer_balance(&self) -> impl Future<Output = Result<U256, ChainError>> + Send;
 }
 
 /// The destination bridge as one operator sees it.
@@ -168,6 +178,16 @@ impl DestinationReads for BridgeReads {
         Ok(self.chain.views().handle_nonces().await?.1)
     }
 
+    async fn signer_balance(&self) -> Result<U256, ChainError> {
+        use alloy::providers::Provider;
+        let operator = self.operator;
+        self.chain
+            .call("eth_getBalance", |p| async move {
+                p.get_balance(operator).await
+            })
+            .await
+    }
+
     async fn block_gas_limit(&self) -> Result<u64, ChainError> {
         use alloy::providers::Provider;
         self.chain
@@ -196,6 +216,12 @@ pub const MAX_VOTE_BYTES: usize = 96 * 1024;
 /// A vote transaction may use at most this share (percent) of the destination's block gas
 /// limit, so it fits a block beside other transactions.
 pub const MAX_VOTE_BLOCK_SHARE: u64 = 50;
+
+/// Whether a node refused a vote's estimate because the signer cannot pay for its gas.
+fn is_unfunded_refusal(error: &ChainError) -> bool {
+    matches!(error, ChainError::Rejected { source: RpcError::ErrorResp(p), .. }
+        if crate::chain::rpc_error::is_insufficient_funds(&p.message))
+}
 
 /// Whether a node's refusal of a vote (at the estimate or the broadcast) says the transaction is
 /// too large to ever be accepted as it is: above the block gas limit, above the node's gas
@@ -268,6 +294,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// Fault injection for tests of invariant 3: every vote carries a tampered amount.
     pub fn tamper_payloads(&mut self, on: bool) {
         self.tamper = on;
+    }
+
+    /// The signer's balance on the destination.
+    pub async fn signer_balance(&self) -> Result<U256, VoterError> {
+        Ok(self.destination.signer_balance().await?)
     }
 
     /// The batch wait configured.
@@ -461,6 +492,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     }
                 }
                 Ok(gas_limit) => Refusal::OverBudget(gas_limit),
+                Err(SubmitError::Send(SendError::WouldRevert(e))) if is_unfunded_refusal(&e) => {
+                    return Err(
+                        SubmitError::Send(SendError::InsufficientFunds(self.operator)).into(),
+                    );
+                }
                 Err(SubmitError::Send(SendError::WouldRevert(e))) => Refusal::Node(e),
                 Err(other) => return Err(other.into()),
             };

@@ -71,6 +71,10 @@ impl DestinationReads for Arc<FakeDestination> {
         }))
     }
 
+    async fn signer_balance(&self) -> Result<U256, ChainError> {
+        Ok(U256::from(10u64).pow(U256::from(18)))
+    }
+
     async fn block_gas_limit(&self) -> Result<u64, ChainError> {
         Ok(self.gas_limit.lock().unwrap().unwrap_or(30_000_000))
     }

@@ -100,3 +100,117 @@ async fn oversized_and_maximal_requests_never_halt_the_lane() {
         assert!(block.header.gas_used <= SMALL_BLOCK_GAS.max(block.header.gas_limit));
     }
 }
+
+/// Audit M-9: a relay whose signer runs dry (spam makes operators pay for gas) keeps indexing
+/// and serving, pauses sending with a named reason, and resumes by itself once funded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let operator = driver.operator(0).unwrap().address();
+    let port = devnet.operator_http_ports[0];
+    let set_balance = async |wei: U256| {
+        let _: () = service
+            .raw_request("anvil_setBalance".into(), (operator, wei))
+            .await
+            .unwrap();
+    };
+    // Drained only once the relay runs (at start an unfunded signer is waited for instead).
+    crate::Poll::new(
+        "operator 0's relay never became ready",
+        Duration::from_secs(60),
+    )
+    .until(
+        async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    set_balance(U256::ZERO).await;
+    let paused =
+        "multibridge_sending_paused{lane=\"main-to-service\",reason=\"insufficient_funds\"}";
+    let to = Address::repeat_byte(0x78);
+    // Enough requests that operator 0 is among the first voters of some of them.
+    let first = driver
+        .request_native_burst(lane, 0, to, U256::from(1_000), 8)
+        .await
+        .unwrap();
+    let range = first[0].nonce..first.last().unwrap().nonce + 1;
+    wait_all_handled(&driver, lane, range.clone(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    crate::Poll::new(
+        "operator 0 never reported its paused sending",
+        Duration::from_secs(30),
+    )
+    .logs(devnet.dir(), OPERATORS, 30)
+    .until(
+        async || match multibridge_devnet::scrape::metric(port, paused).await {
+            Some(v) if v >= 1.0 => Ok(()),
+            other => Err(format!("{paused} = {other:?}")),
+        },
+    )
+    .await;
+    // Still serving, and the status names the reason.
+    let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .expect("operator 0's relay stopped serving")
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status.to_string().contains("insufficient_funds"),
+        "status does not name the pause: {status}"
+    );
+    let sent_before = multibridge_devnet::scrape::metric(
+        port,
+        "multibridge_votes_sent_total{lane=\"main-to-service\"}",
+    )
+    .await
+    .unwrap();
+
+    // Funded again: the pause ends by itself and the relay votes again.
+    set_balance(alloy::primitives::utils::parse_ether("100").unwrap()).await;
+    crate::Poll::new("operator 0 did not resume", Duration::from_secs(30))
+        .logs(devnet.dir(), OPERATORS, 30)
+        .until(
+            async || match multibridge_devnet::scrape::metric(port, paused).await {
+                Some(v) if v == 0.0 => Ok(()),
+                other => Err(format!("{paused} = {other:?}")),
+            },
+        )
+        .await;
+    let second = driver
+        .request_native_burst(lane, 0, to, U256::from(1_000), 8)
+        .await
+        .unwrap();
+    let all = range.start..second.last().unwrap().nonce + 1;
+    wait_all_handled(&driver, lane, all.clone(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    crate::Poll::new(
+        "operator 0 sent no vote after funding",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        let sent = multibridge_devnet::scrape::metric(
+            port,
+            "multibridge_votes_sent_total{lane=\"main-to-service\"}",
+        )
+        .await
+        .unwrap_or_default();
+        if sent > sent_before {
+            Ok(())
+        } else {
+            Err(format!("votes sent {sent}, before {sent_before}"))
+        }
+    })
+    .await;
+    assert_exactly_once(&driver, lane, all).await.unwrap();
+}
