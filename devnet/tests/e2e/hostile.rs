@@ -181,7 +181,7 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
         .logs(devnet.dir(), OPERATORS, 30)
         .until(
             async || match multibridge_devnet::scrape::metric(port, paused).await {
-                Some(v) if v == 0.0 => Ok(()),
+                Some(0.0) => Ok(()),
                 other => Err(format!("{paused} = {other:?}")),
             },
         )
