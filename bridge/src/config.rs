@@ -292,8 +292,15 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Listen address.
+    /// Listen address; loopback by default. `/metrics` and `/status` show the operator
+    /// address, balances, gas prices, RPC host names (never their paths or credentials),
+    /// waiting reasons and the etcd election; nothing there can change the relay.
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Allow a `listen` address that is not loopback (the API is then reachable by anyone
+    /// who reaches the port: put it behind a firewall or a reverse proxy with auth).
+    #[serde(default)]
+    pub expose: bool,
     /// URL published in the service registry when this replica leads (default: from `listen`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertise_url: Option<String>,
@@ -304,6 +311,10 @@ pub struct HttpConfig {
     /// How often the watcher reads heads, balances, gas prices, lane nonces and conservation.
     #[serde(default = "default_watch_interval_ms")]
     pub watch_interval_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 fn default_ready_stale_secs() -> u64 {
@@ -430,6 +441,15 @@ impl Config {
         };
         if self.lanes.is_empty() {
             return Err(invalid("lanes", "serve at least one lane".into()));
+        }
+        if !self.http.listen.ip().is_loopback() && !self.http.expose {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "{} is not a loopback address: /metrics and /status (operator address, balances, RPC host names, waiting reasons) would be served to the network; bind 127.0.0.1 (behind a reverse proxy if others must read it) or set http.expose = true",
+                    self.http.listen
+                ),
+            ));
         }
         for (field, confirmations_field, chain) in [
             (
@@ -558,7 +578,27 @@ mod tests {
 
     /// A config file for chains `main_id` and `service_id` with `confirmations` on both.
     fn write(dir: &Path, main_id: u64, service_id: u64, confirmations: u64) -> std::path::PathBuf {
-        let path = dir.join(format!("relay-{main_id}-{confirmations}.toml"));
+        write_with(
+            dir,
+            main_id,
+            service_id,
+            confirmations,
+            "listen = \"127.0.0.1:0\"",
+        )
+    }
+
+    /// [`write`] with `http` as the body of the `[http]` table.
+    fn write_with(
+        dir: &Path,
+        main_id: u64,
+        service_id: u64,
+        confirmations: u64,
+        http: &str,
+    ) -> std::path::PathBuf {
+        let path = dir.join(format!(
+            "relay-{main_id}-{confirmations}-{}.toml",
+            http.len()
+        ));
         let text = format!(
             r#"
             [operator]
@@ -577,7 +617,7 @@ mod tests {
             [store]
             path = "unused.sqlite"
             [http]
-            listen = "127.0.0.1:0"
+            {http}
             "#
         );
         std::fs::write(&path, text).unwrap();
@@ -599,5 +639,37 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+    }
+
+    /// Audit M-1: the API binds to loopback unless exposing it is asked for by name.
+    #[test]
+    fn the_http_api_binds_loopback_by_default_and_exposing_it_is_explicit() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write_with(dir.path(), 1, 8_217, 12, "")).unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:9464".parse().unwrap());
+        let err = Config::load(&write_with(
+            dir.path(),
+            1,
+            8_217,
+            12,
+            "listen = \"0.0.0.0:9464\"",
+        ))
+        .unwrap_err();
+        match err {
+            ConfigError::Invalid { field, problem, .. } => {
+                assert_eq!(field, "http.listen");
+                assert!(problem.contains("http.expose = true"), "{problem}");
+            }
+            other => panic!("{other}"),
+        }
+        let c = Config::load(&write_with(
+            dir.path(),
+            1,
+            8_217,
+            12,
+            "listen = \"0.0.0.0:9464\"\nexpose = true",
+        ))
+        .unwrap();
+        assert!(c.http.expose);
     }
 }

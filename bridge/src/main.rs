@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use multibridge::config::Config;
 use multibridge::preflight::preflight;
 use multibridge::relay::run;
+use multibridge_monitoring::redact_urls;
 
 #[derive(Parser)]
 #[command(
@@ -170,7 +171,8 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // No credential of an RPC URL reaches the log (audit M-1).
+        .with_writer(|| multibridge_monitoring::redact::RedactingWriter(std::io::stderr()));
     if json {
         builder.json().init();
     } else {
@@ -225,22 +227,24 @@ fn main() -> ExitCode {
             Command::Status { config, json } => {
                 let c = Config::load(&config)?;
                 let statuses = multibridge::commands::status::lane_statuses(&c).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&statuses)?);
+                let text = if json {
+                    format!("{}\n", serde_json::to_string_pretty(&statuses)?)
                 } else {
-                    print!("{}", multibridge::commands::status::render_table(&statuses));
-                }
+                    multibridge::commands::status::render_table(&statuses)
+                };
+                print!("{}", redact_urls(&text));
                 Ok(())
             }
             Command::Registry { config, json } => {
                 use multibridge::commands::registry::{list_services, render_table};
                 let c = Config::load(&config)?;
                 let report = list_services(&c).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                let text = if json {
+                    format!("{}\n", serde_json::to_string_pretty(&report)?)
                 } else {
-                    print!("{}", render_table(&report));
-                }
+                    render_table(&report)
+                };
+                print!("{}", redact_urls(&text));
                 Ok(())
             }
             Command::Transfer(args) => transfer(args).await,
@@ -276,7 +280,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
-            eprintln!("error: {e}");
+            eprintln!("error: {}", redact_urls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -408,6 +408,7 @@ impl Devnet {
             recovery: Default::default(),
             http: HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
+                expose: false,
                 advertise_url: None,
                 // Devnet blocks come every second: a relay is not ready 10 s after a dependency
                 // last answered.

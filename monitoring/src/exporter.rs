@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,7 +43,16 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(report))
+    (code, redacted_json(&report))
+}
+
+/// A JSON body with every URL in it redacted (a stored error text may quote an RPC URL).
+fn redacted_json<T: serde::Serialize>(value: &T) -> impl IntoResponse + use<T> {
+    let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
+    (
+        [(CONTENT_TYPE, "application/json")],
+        crate::redact::redact_urls(&text).into_owned(),
+    )
 }
 
 async fn status(State(state): State<HttpState>) -> impl IntoResponse {
@@ -55,7 +63,7 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             serde_json::to_value(state.readiness.report()).unwrap_or_default(),
         );
     }
-    Json(snapshot)
+    redacted_json(&snapshot)
 }
 
 /// The routes, without binding (tests drive it directly).

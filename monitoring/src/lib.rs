@@ -6,6 +6,7 @@
 pub mod exporter;
 pub mod metrics;
 pub mod readiness;
+pub mod redact;
 pub mod status_board;
 
 pub use exporter::{HttpState, serve};
@@ -14,6 +15,7 @@ pub use metrics::{
     SendingPause, SkipReason, VoteTxOutcome,
 };
 pub use readiness::{Readiness, ReadyReport};
+pub use redact::redact_urls;
 pub use status_board::StatusBoard;
 
 /// Prefix of every metric name.

@@ -76,7 +76,8 @@ impl Readiness {
     /// `name` just failed with `error` (shown in the report; readiness follows staleness).
     pub fn failed(&self, name: &str, error: &dyn std::fmt::Display) {
         self.with(|c| {
-            c.entry(name.to_owned()).or_default().last_error = Some(error.to_string());
+            c.entry(name.to_owned()).or_default().last_error =
+                Some(crate::redact::redact_urls(&error.to_string()).into_owned());
         });
     }
 

@@ -58,7 +58,7 @@ impl Default for RetryPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The request itself was refused (reverted, invalid): retrying cannot help.
-    #[error("{chain} {method}: {source}")]
+    #[error("{chain} {method}: {}", multibridge_monitoring::redact_urls(&source.to_string()))]
     Rejected {
         /// Chain.
         chain: ChainRole,
@@ -338,7 +338,11 @@ impl ChainClient {
                             source: error,
                         });
                     }
-                    last = format!("{}: {error}", endpoint.label);
+                    last = multibridge_monitoring::redact_urls(&format!(
+                        "{}: {error}",
+                        endpoint.label
+                    ))
+                    .into_owned();
                     class
                 }
                 Err(_) => {

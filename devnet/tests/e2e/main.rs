@@ -21,6 +21,7 @@ mod outage;
 mod recovery;
 mod relay;
 mod reorg;
+mod secrets;
 mod sender;
 mod votes;
 
