@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::primitives::U256;
 use alloy::primitives::utils::parse_ether;
 use multibridge::chain::{ChainClient, RetryPolicy};
 use multibridge::config::ChainConfig;
@@ -144,5 +145,87 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     assert!(
         cursor <= head,
         "cursor {cursor} past confirmed head (head {head})"
+    );
+}
+
+/// Audit M-2: a relay started with a `start_block` after earlier, handled requests (a fresh
+/// store) indexes the new requests itself — no rewind loop to its start block, no gap reported,
+/// nothing left to recovery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
+    use alloy::providers::Provider;
+    use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
+    use multibridge_devnet::scrape::metric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = alloy::primitives::Address::repeat_byte(0x44);
+    let early = driver
+        .request_native_burst(lane, 0, to, U256::from(3), 10)
+        .await
+        .unwrap();
+    wait_all_handled(&driver, lane, 0..10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(early.last().unwrap().nonce, 9);
+
+    // Operator 0 starts over: a new store, indexing from after the handled requests.
+    devnet.relay(0).unwrap().kill().unwrap();
+    let mut config = devnet.operator_config(0).unwrap();
+    let head = driver
+        .provider(ChainRole::Main)
+        .unwrap()
+        .get_block_number()
+        .await
+        .unwrap();
+    config.chains.main.start_block = head + 1;
+    config.store.path = dir.path().join("fresh-store.sqlite");
+    devnet.write_operator_config(0, &config).unwrap();
+    devnet.start_relay(0).unwrap();
+    let port = devnet.operator_http_ports[0];
+    Poll::new("operator 0 never became ready", Duration::from_secs(60))
+        .until(
+            async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+
+    driver
+        .request_native_burst(lane, 0, to, U256::from(3), 5)
+        .await
+        .unwrap();
+    wait_all_handled(&driver, lane, 10..15, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_exactly_once(&driver, lane, 0..15).await.unwrap();
+    let series = |name: &str| format!("multibridge_{name}{{lane=\"main-to-service\"}}");
+    Poll::new(
+        "operator 0 did not index the five new requests",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        let indexed = metric(port, &series("requests_indexed_total")).await;
+        if indexed == Some(5.0) {
+            Ok(())
+        } else {
+            Err(format!("requests_indexed_total = {indexed:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        metric(port, &series("nonce_gaps_total")).await,
+        Some(0.0),
+        "a gap was reported for nonces before the start block"
+    );
+    assert_eq!(
+        metric(port, &series("recovery_requeued_total")).await,
+        Some(0.0),
+        "recovery had to find requests the indexer should have"
     );
 }
