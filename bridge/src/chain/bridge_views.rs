@@ -188,6 +188,29 @@ impl<'a> BridgeViews<'a> {
         Ok(out)
     }
 
+    /// Which of `nonces` are handled at block `block` (a block at the chain's confirmation
+    /// depth: a handle above it may still be reorged away).
+    pub async fn handled_at(&self, nonces: &[u64], block: u64) -> Result<Vec<bool>, ChainError> {
+        let mut out = Vec::with_capacity(nonces.len());
+        for chunk in nonces.chunks(VOTING_STATUS_CHUNK) {
+            let chunk = chunk.to_vec();
+            let status = self
+                .chain
+                .bridge_call("votingStatus", |b| {
+                    let chunk = chunk.clone();
+                    async move {
+                        b.votingStatus(chunk, Address::ZERO)
+                            .block(alloy::eips::BlockId::number(block))
+                            .call()
+                            .await
+                    }
+                })
+                .await?;
+            out.extend(status.handled);
+        }
+        Ok(out)
+    }
+
     /// Votes needed to execute a request.
     pub async fn threshold(&self) -> Result<U256, ChainError> {
         self.chain

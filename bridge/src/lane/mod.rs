@@ -190,6 +190,7 @@ pub fn spawn(
         BridgeReads {
             chain: destination.clone(),
             operator,
+            confirmations: config.chains.get(lane.destination()).confirmations,
         },
         submit,
         events,

@@ -775,8 +775,9 @@ impl Store {
 
     /// Make `requests` open for a vote again, as recovery found them on the chains (unhandled,
     /// not voted by this operator): unknown ones are stored as `observed` (the cursor is not
-    /// touched), stored `voting`/`voted` ones go back to `observed`. `handled` and `rejected`
-    /// stay; a different payload for a stored nonce is a [`StoreError::PayloadConflict`] and
+    /// touched), stored `voting`/`voted` ones go back to `observed`, and so do `handled` ones —
+    /// the destination says open, so a reorg removed the handle (or a node lied when it was
+    /// read). `rejected` stays; a different payload for a stored nonce is a [`StoreError::PayloadConflict`] and
     /// nothing is written. Returns how many rows changed.
     pub fn requeue(&mut self, lane: Lane, requests: &[Request]) -> Result<usize, StoreError> {
         let tx = self
@@ -787,7 +788,7 @@ impl Store {
         for request in requests {
             match insert_observed(&tx, lane, request, at)? {
                 None => changed = changed.saturating_add(1),
-                Some(RequestStatus::Voting | RequestStatus::Voted) => {
+                Some(RequestStatus::Voting | RequestStatus::Voted | RequestStatus::Handled) => {
                     tx.execute(
                         "UPDATE requests SET status = 'observed', updated_at = ?3
                          WHERE lane = ?1 AND nonce = ?2",

@@ -63,7 +63,7 @@ fn requests_and_cursor_are_stored_together_and_survive_reopen() {
 }
 
 #[test]
-fn requeue_reopens_voted_stores_unknown_and_leaves_final_rows_and_the_cursor_alone() {
+fn requeue_reopens_voted_and_handled_stores_unknown_and_leaves_rejected_and_the_cursor_alone() {
     let mut store = Store::open_in_memory(ID).unwrap();
     let lane = Lane::MainToService;
     store
@@ -92,8 +92,9 @@ fn requeue_reopens_voted_stores_unknown_and_leaves_final_rows_and_the_cursor_alo
             ],
         )
         .unwrap();
-    assert_eq!(changed, 2, "nonce 1 reopened, nonce 7 stored");
-    assert_eq!(status(&store, lane, 0), RequestStatus::Handled);
+    assert_eq!(changed, 3, "nonces 0 and 1 reopened, nonce 7 stored");
+    // Audit M-3: the destination says open, so the handle is gone (a reorg): vote again.
+    assert_eq!(status(&store, lane, 0), RequestStatus::Observed);
     assert_eq!(status(&store, lane, 1), RequestStatus::Observed);
     assert_eq!(status(&store, lane, 3), RequestStatus::Rejected);
     assert_eq!(status(&store, lane, 7), RequestStatus::Observed);

@@ -142,6 +142,12 @@ pub trait DestinationReads: Send + Sync {
     fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
     /// The gas limit of the destination's latest block.
     fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
+    /// may still be reorged away).
+    fn handled_final(
+        &self,
+        nonces: &[u64],
+    ) -> impl Future<Output = Result<Vec<bool>, ChainError>> + Send;
     /// The operator's native balance on the destination (what pays for its votes).
     fn signer_balance(&self) -> impl Future<Output = Result<U256, ChainError>> + Send;
 }
@@ -152,6 +158,8 @@ pub struct BridgeReads {
     pub chain: Arc<ChainClient>,
     /// The operator.
     pub operator: Address,
+    /// The destination chain's confirmation depth.
+    pub confirmations: u64,
 }
 
 /// How long a read of the destination's operators and threshold is used.
@@ -176,6 +184,17 @@ impl DestinationReads for BridgeReads {
 
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
         Ok(self.chain.views().handle_nonces().await?.1)
+    }
+
+    async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {
+        if self.confirmations == 0 {
+            return Ok(vec![true; nonces.len()]);
+        }
+        let head = self.chain.head().await?;
+        let Some(block) = head.checked_sub(self.confirmations) else {
+            return Ok(vec![false; nonces.len()]);
+        };
+        self.chain.views().handled_at(nonces, block).await
     }
 
     async fn signer_balance(&self) -> Result<U256, ChainError> {
@@ -726,11 +745,17 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
         let states = self.destination.voting_status(&nonces).await?;
         let mut ready = Vec::new();
+        let mut handled = Vec::new();
         for (stored, state) in open.into_iter().zip(states) {
             let nonce = stored.request.nonce;
             let voted = stored.status == RequestStatus::Voted;
             let outcome = match state {
-                NonceState::Handled => Outcome::Handled,
+                // Final only at the destination's confirmation depth (audit M-3): another
+                // operator's handle may still be reorged away; until then it is left as it is.
+                NonceState::Handled => {
+                    handled.push(nonce);
+                    continue;
+                }
                 NonceState::VotedByUs if voted => Outcome::StillVoted,
                 NonceState::VotedByUs => Outcome::VotedByUs,
                 // Our vote is gone (a reorg on the destination): vote again.
@@ -741,6 +766,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 }
             };
             self.settle(nonce, outcome, Seen::PreCheck, step)?;
+        }
+        if !handled.is_empty() {
+            let finals = self.destination.handled_final(&handled).await?;
+            for (nonce, is_final) in handled.into_iter().zip(finals) {
+                if is_final {
+                    self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
+                }
+            }
         }
         Ok(ready)
     }

@@ -46,6 +46,8 @@ struct FakeDestination {
     reads: Mutex<Vec<Vec<u64>>>,
     committee: Mutex<Option<Committee>>,
     gas_limit: Mutex<Option<u64>>,
+    /// Nonces handled at the head but not yet at the confirmation depth.
+    not_final: Mutex<Vec<u64>>,
 }
 
 impl FakeDestination {
@@ -69,6 +71,11 @@ impl DestinationReads for Arc<FakeDestination> {
             operators: vec![ME],
             threshold: 1,
         }))
+    }
+
+    async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {
+        let deep = self.not_final.lock().unwrap();
+        Ok(nonces.iter().map(|n| !deep.contains(n)).collect())
     }
 
     async fn signer_balance(&self) -> Result<U256, ChainError> {
@@ -753,4 +760,22 @@ fn batches_are_cut_by_count_and_by_calldata_bytes() {
     // One request above the byte budget still gets a batch of its own.
     let cut = batches(&rs, 64, 100);
     assert_eq!(cut.len(), 10);
+}
+
+/// Audit M-3: a handle seen by the pre-check counts only once it is at the destination's
+/// confirmation depth; until then the request is neither voted nor settled.
+#[tokio::test]
+async fn a_handle_above_the_confirmation_depth_is_not_final_yet() {
+    let mut h = Harness::new(2, 64);
+    h.destination.set(0, NonceState::Handled);
+    h.destination.set(1, NonceState::Handled);
+    h.destination.not_final.lock().unwrap().push(1);
+    let step = h.step().await;
+    assert_eq!(step.sent, 0, "nothing voted: both are handled at the head");
+    assert_eq!(h.status(0), RequestStatus::Handled);
+    assert_eq!(h.status(1), RequestStatus::Observed, "not final yet");
+    h.destination.not_final.lock().unwrap().clear();
+    h.step().await;
+    assert_eq!(h.status(1), RequestStatus::Handled, "final at depth");
+    assert!(h.jobs().is_empty());
 }

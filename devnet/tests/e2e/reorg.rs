@@ -345,3 +345,103 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
         panic!("{e}");
     }
 }
+
+/// Audit M-3: a destination reorg that removes a handle brings the request back. The handles
+/// here are cast by hand (no relay tracks their transactions to re-send them); the relays learn
+/// them handled, at their confirmation depth, from the destination; then a reorg deeper than
+/// that depth removes the handles, and the relays' recovery reopens and votes the requests
+/// again — each is paid exactly once on the canonical chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_reorg_that_removes_handles_brings_the_requests_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let to = Address::repeat_byte(0x3e);
+    let requests = driver
+        .request_native_burst(lane, 0, to, U256::from(500), 3)
+        .await
+        .unwrap();
+    let before = service.get_block_number().await.unwrap();
+    for r in &requests {
+        for op in 0..2 {
+            driver.vote(lane, op, r).await.unwrap();
+        }
+    }
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::from(1_500)
+    );
+    for op in 0..3 {
+        devnet.start_relay(op).unwrap();
+    }
+    let handled = "multibridge_requests{lane=\"main-to-service\",status=\"handled\"}";
+    Poll::new(
+        "the relays never took the handles as final",
+        Duration::from_secs(60),
+    )
+    .logs(devnet.dir(), 3, 20)
+    .until(async || {
+        let mut counts = Vec::new();
+        for port in &devnet.operator_http_ports {
+            counts.push(
+                multibridge_devnet::scrape::metric(*port, handled)
+                    .await
+                    .unwrap_or_default(),
+            );
+        }
+        if counts.iter().all(|c| *c == 3.0) {
+            Ok(())
+        } else {
+            Err(format!("handled per relay {counts:?}"))
+        }
+    })
+    .await;
+
+    // Reorg out every block since the handles (deeper than the depth of 1).
+    let head = service.get_block_number().await.unwrap();
+    service
+        .raw_request::<_, serde_json::Value>(
+            "anvil_reorg".into(),
+            (head - before, Vec::<serde_json::Value>::new()),
+        )
+        .await
+        .unwrap();
+    let bridge = Bridge::new(driver.chain(ChainRole::Service).contracts.bridge, &service);
+    for r in &requests {
+        assert!(
+            !bridge.isHandled(r.nonce).call().await.unwrap(),
+            "nonce {} still handled after the reorg",
+            r.nonce
+        );
+    }
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::ZERO,
+        "the reorg took the payments back"
+    );
+
+    let range = requests[0].nonce..requests[2].nonce + 1;
+    let took = multibridge_devnet::invariants::wait_all_handled(
+        &driver,
+        lane,
+        range.clone(),
+        Duration::from_secs(90),
+    )
+    .await;
+    if took.is_err() {
+        multibridge_devnet::invariants::dump_relay_logs(devnet.dir(), 3, 40);
+    }
+    took.unwrap();
+    multibridge_devnet::invariants::assert_exactly_once(&driver, lane, range)
+        .await
+        .unwrap();
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::from(1_500),
+        "each paid exactly once on the canonical chain"
+    );
+}
