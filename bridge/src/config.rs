@@ -164,6 +164,14 @@ pub struct ChainConfig {
     /// Largest block range of one `eth_getLogs`.
     #[serde(default = "default_max_block_range")]
     pub max_block_range: u64,
+    /// No transaction on this chain bids more than this fee cap, in gwei, whatever its RPC says
+    /// the base fee or tip is (audit M-7).
+    #[serde(default = "default_max_fee_gwei")]
+    pub max_fee_gwei: u64,
+}
+
+fn default_max_fee_gwei() -> u64 {
+    1_000
 }
 
 fn default_confirmations() -> u64 {
@@ -259,11 +267,14 @@ impl VotingSettings {
     }
 
     /// The sender's runtime policy.
-    pub fn sender(&self) -> crate::chain::sender::SenderPolicy {
+    pub fn sender(&self, chain: &ChainConfig) -> crate::chain::sender::SenderPolicy {
         crate::chain::sender::SenderPolicy {
             stuck_after: std::time::Duration::from_secs(self.stuck_after_secs),
             gas_margin_percent: self.gas_margin_percent,
-            ..Default::default()
+            fees: crate::chain::fees::FeePolicy {
+                max_fee_per_gas: u128::from(chain.max_fee_gwei).saturating_mul(1_000_000_000),
+                ..Default::default()
+            },
         }
     }
 }
@@ -469,9 +480,19 @@ impl Config {
                 return Err(invalid(
                     confirmations_field,
                     format!(
-                        "0 is only accepted on devnet chains (1337, 31337-31399), chain {} is not: \
+                        "0 is only accepted on devnet chains (31337-31399), chain {} is not: \
                          a reorg could remove a request after the relays voted for it; \
                          wait for at least the chain's usual reorg depth",
+                        chain.chain_id
+                    ),
+                ));
+            }
+            // Audit L-8: a tampering relay spends its operator's one vote on every nonce.
+            if self.fault_injection.tamper_votes && !crate::keys::is_devnet_chain(chain.chain_id) {
+                return Err(invalid(
+                    "fault_injection.tamper_votes",
+                    format!(
+                        "fault injection is for the test suite on devnet chains (31337-31399) only, chain {} is not",
                         chain.chain_id
                     ),
                 ));
@@ -671,5 +692,31 @@ mod tests {
         ))
         .unwrap();
         assert!(c.http.expose);
+    }
+
+    /// Audit L-8: the fault-injection switch (also settable from the environment) is refused
+    /// outside devnet chains.
+    #[test]
+    fn fault_injection_is_refused_outside_devnet_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 1, 8_217, 12);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}\n[fault_injection]\ntamper_votes = true\n"),
+        )
+        .unwrap();
+        match Config::load(&path).unwrap_err() {
+            ConfigError::Invalid { field, .. } => assert_eq!(field, "fault_injection.tamper_votes"),
+            other => panic!("{other}"),
+        }
+        let path = write(dir.path(), 31_337, 31_338, 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}\n[fault_injection]\ntamper_votes = true\n"),
+        )
+        .unwrap();
+        assert!(Config::load(&path).unwrap().fault_injection.tamper_votes);
     }
 }

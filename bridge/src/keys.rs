@@ -9,9 +9,11 @@ use alloy::signers::local::PrivateKeySigner;
 
 use crate::config::{Config, SignerConfig};
 
-/// Chain ids on which a raw hex key is accepted: anvil/hardhat defaults and the devnet range.
+/// Chain ids on which a raw hex key, zero confirmations and fault injection are accepted: the
+/// anvil/hardhat default and the devnet range. (1337, geth's `--dev` id, is not one: private
+/// networks with real value use it too; audit L-9.)
 pub fn is_devnet_chain(chain_id: u64) -> bool {
-    chain_id == 1337 || (31_337..=31_399).contains(&chain_id)
+    (31_337..=31_399).contains(&chain_id)
 }
 
 /// Why the key could not be loaded. None of these is retryable: the operator must fix something.

@@ -155,7 +155,7 @@ fn spawn_submitters(
         let (submitter, handle) = Submitter::new(
             shared.chains.get(chain).clone(),
             signer.clone(),
-            shared.config.voting.sender(),
+            shared.config.voting.sender(shared.config.chains.get(chain)),
             owner.fence.clone(),
             owner.leading.clone(),
         );

@@ -375,6 +375,7 @@ impl Devnet {
                 start_block: contracts.bridge_block,
                 poll_interval_ms: 250,
                 max_block_range: 1_000,
+                max_fee_gwei: 1_000,
             }
         };
         let http_port = self

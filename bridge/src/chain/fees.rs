@@ -22,6 +22,9 @@ pub struct FeePolicy {
     pub cap_multiplier: u128,
     /// Tip used when the node suggests none.
     pub min_priority_fee: u128,
+    /// No bid's fee cap above this, whatever the node says the base fee or the tip is (a lying
+    /// or broken RPC cannot drain the signer; audit M-7). `u128::MAX`: none.
+    pub max_fee_per_gas: u128,
 }
 
 impl Default for FeePolicy {
@@ -30,6 +33,7 @@ impl Default for FeePolicy {
             bump_percent: 15,
             cap_multiplier: 4,
             min_priority_fee: 1_000_000, // 0.001 gwei
+            max_fee_per_gas: u128::MAX,
         }
     }
 }
@@ -37,9 +41,14 @@ impl Default for FeePolicy {
 /// First bid: tip as suggested (at least the minimum), cap = 2 × base fee + tip, so the
 /// transaction stays valid through several blocks of rising base fee.
 pub fn initial_fees(base_fee: u128, suggested_tip: u128, policy: &FeePolicy) -> Fees {
-    let tip = suggested_tip.max(policy.min_priority_fee);
+    let tip = suggested_tip
+        .max(policy.min_priority_fee)
+        .min(policy.max_fee_per_gas);
     Fees {
-        max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(tip),
+        max_fee_per_gas: base_fee
+            .saturating_mul(2)
+            .saturating_add(tip)
+            .min(policy.max_fee_per_gas),
         max_priority_fee_per_gas: tip,
     }
 }
@@ -57,10 +66,14 @@ fn bumped(value: u128, percent: u128) -> u128 {
 /// room for a valid replacement (keep waiting, and alert).
 pub fn escalate(previous: Fees, fresh: Fees, first: Fees, policy: &FeePolicy) -> Option<Fees> {
     let cap = Fees {
-        max_fee_per_gas: first.max_fee_per_gas.saturating_mul(policy.cap_multiplier),
+        max_fee_per_gas: first
+            .max_fee_per_gas
+            .saturating_mul(policy.cap_multiplier)
+            .min(policy.max_fee_per_gas),
         max_priority_fee_per_gas: first
             .max_priority_fee_per_gas
-            .saturating_mul(policy.cap_multiplier),
+            .saturating_mul(policy.cap_multiplier)
+            .min(policy.max_fee_per_gas),
     };
     let min_tip = bumped(previous.max_priority_fee_per_gas, policy.bump_percent);
     let min_cap = bumped(previous.max_fee_per_gas, policy.bump_percent);
@@ -158,5 +171,27 @@ mod tests {
             max_priority_fee_per_gas: u128::MAX,
         };
         assert_eq!(escalate(max, max, max, &p), None);
+    }
+
+    /// Audit M-7: an RPC that reports an absurd base fee or tip gets a bid no higher than the
+    /// absolute cap, first or escalated.
+    #[test]
+    fn no_bid_exceeds_the_absolute_cap_whatever_the_node_says() {
+        let gwei = 1_000_000_000u128;
+        let policy = FeePolicy {
+            max_fee_per_gas: 500 * gwei,
+            ..FeePolicy::default()
+        };
+        let first = initial_fees(1_000_000 * gwei, 2_000_000 * gwei, &policy);
+        assert_eq!(first.max_fee_per_gas, 500 * gwei);
+        assert!(first.max_priority_fee_per_gas <= 500 * gwei);
+        let honest = initial_fees(100 * gwei, 2 * gwei, &policy);
+        assert_eq!(honest.max_fee_per_gas, 202 * gwei, "honest bids unchanged");
+        let mut bid = honest;
+        while let Some(next) = escalate(bid, bid, honest, &policy) {
+            assert!(next.max_fee_per_gas <= 500 * gwei);
+            bid = next;
+        }
+        assert!(bid.max_fee_per_gas <= 500 * gwei);
     }
 }

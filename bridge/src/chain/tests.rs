@@ -88,6 +88,7 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
         start_block: 0,
         poll_interval_ms: 100,
         max_block_range: 100,
+        max_fee_gwei: 1_000,
     };
     ChainClient::new(
         ChainRole::Main,
