@@ -7,8 +7,13 @@ use alloy::sol_types::SolValue;
 /// Domain tag of lane service ids; must equal the string in `ServiceRegistry.bridgeServiceId`.
 pub const LANE_SERVICE_TAG: &str = "multibridge.lane.v1";
 
+/// First byte of every lane service id: the registry's bridge namespace, which only
+/// `registerBridgeService` (bound to the caller's address) can create.
+pub const BRIDGE_NAMESPACE: u8 = 0xb5;
+
 /// `keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge,
-/// operator))`, the same as `ServiceRegistry.bridgeServiceId`.
+/// operator))` with its first byte set to [`BRIDGE_NAMESPACE`], the same as
+/// `ServiceRegistry.bridgeServiceId`.
 pub fn bridge_service_id(
     src_chain_id: u64,
     src_bridge: Address,
@@ -25,7 +30,9 @@ pub fn bridge_service_id(
         operator,
     )
         .abi_encode_params();
-    keccak256(encoded)
+    let mut id = keccak256(encoded);
+    id.0[0] = BRIDGE_NAMESPACE;
+    id
 }
 
 #[cfg(test)]

@@ -24,11 +24,29 @@ interface IServiceRegistry {
     error StaleBackupVersion(uint64 latest, uint64 given);
     error EmptyClaim();
     error ClaimTooLarge(uint256 size, uint256 max);
+    /// Ids whose first byte is BRIDGE_NAMESPACE belong to bridge operators: only
+    /// registerBridgeService creates them, for the caller's own operator address.
+    error ReservedId(bytes32 id);
+    /// The provider stays a manager of its service.
+    error ProviderNotRemovable(bytes32 id);
 
     function MAX_CLAIM_BYTES() external view returns (uint256);
+    function BRIDGE_NAMESPACE() external view returns (bytes1);
 
-    /// Register a service; the caller becomes its provider and first manager.
+    /// Register a service; the caller becomes its provider and first manager. Ids in the bridge
+    /// namespace are refused (ReservedId).
     function register(bytes32 id, string calldata name, string calldata location, bytes calldata meta) external;
+    /// Register the caller's lane service of a bridge pair: the id is bridgeServiceId(..., caller)
+    /// and the meta abi.encode(srcChainId, srcBridge, dstChainId, dstBridge, caller), so nobody
+    /// can register (squat) an operator's service but the operator itself.
+    function registerBridgeService(
+        uint256 srcChainId,
+        address srcBridge,
+        uint256 dstChainId,
+        address dstBridge,
+        string calldata name,
+        string calldata location
+    ) external returns (bytes32 id);
     function updateLocation(bytes32 id, string calldata location) external;
     function addManager(bytes32 id, address manager) external;
     function removeManager(bytes32 id, address manager) external;
@@ -51,7 +69,8 @@ interface IServiceRegistry {
     function latestBackupLog(bytes32 id) external view returns (uint64 version, bytes memory encryptedLog, uint64 storedAt);
 
     /// The service id of one operator on one lane of a bridge pair:
-    /// keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge, operator)).
+    /// keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge,
+    /// operator)) with its first byte set to BRIDGE_NAMESPACE.
     function bridgeServiceId(uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge, address operator)
         external
         pure

@@ -9,6 +9,8 @@ import {IServiceRegistry} from "./IServiceRegistry.sol";
 contract ServiceRegistry is IServiceRegistry {
     /// @inheritdoc IServiceRegistry
     uint256 public constant MAX_CLAIM_BYTES = 1024;
+    /// @inheritdoc IServiceRegistry
+    bytes1 public constant BRIDGE_NAMESPACE = 0xb5;
 
     struct Service {
         address provider;
@@ -42,6 +44,24 @@ contract ServiceRegistry is IServiceRegistry {
     /// @inheritdoc IServiceRegistry
     function register(bytes32 id, string calldata name, string calldata location, bytes calldata meta) external {
         if (id == bytes32(0)) revert ZeroId();
+        if (id[0] == BRIDGE_NAMESPACE) revert ReservedId(id);
+        _register(id, name, location, meta);
+    }
+
+    /// @inheritdoc IServiceRegistry
+    function registerBridgeService(
+        uint256 srcChainId,
+        address srcBridge,
+        uint256 dstChainId,
+        address dstBridge,
+        string calldata name,
+        string calldata location
+    ) external returns (bytes32 id) {
+        id = bridgeServiceId(srcChainId, srcBridge, dstChainId, dstBridge, msg.sender);
+        _register(id, name, location, abi.encode(srcChainId, srcBridge, dstChainId, dstBridge, msg.sender));
+    }
+
+    function _register(bytes32 id, string calldata name, string calldata location, bytes memory meta) private {
         Service storage service = _services[id];
         if (service.provider != address(0)) revert ServiceExists(id);
         service.provider = msg.sender;
@@ -80,6 +100,7 @@ contract ServiceRegistry is IServiceRegistry {
     function removeManager(bytes32 id, address manager) external onlyManager(id) {
         Service storage service = _services[id];
         if (!service.managers[manager]) revert ManagerUnknown(id, manager);
+        if (manager == service.provider) revert ProviderNotRemovable(id);
         if (service.managerCount == 1) revert LastManager(id);
         service.managers[manager] = false;
         --service.managerCount;
@@ -172,8 +193,9 @@ contract ServiceRegistry is IServiceRegistry {
         uint256 dstChainId,
         address dstBridge,
         address operator
-    ) external pure returns (bytes32) {
-        return keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge, operator));
+    ) public pure returns (bytes32) {
+        bytes32 hash = keccak256(abi.encode("multibridge.lane.v1", srcChainId, srcBridge, dstChainId, dstBridge, operator));
+        return (hash & ~bytes32(uint256(0xff) << 248)) | bytes32(BRIDGE_NAMESPACE);
     }
 
     // ------------------------------------------------------------------ internal

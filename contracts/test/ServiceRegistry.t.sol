@@ -125,24 +125,27 @@ contract ServiceRegistryTest is Test {
         vm.stopPrank();
         assertTrue(registry.isManager(ID, manager2), "added");
 
-        // The new manager can act, including removing the provider.
+        // The new manager can act, but not remove the provider (audit L-11).
         vm.startPrank(manager2);
         registry.updateLocation(ID, "http://10.0.0.3");
         vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.ManagerUnknown.selector, ID, stranger));
         registry.removeManager(ID, stranger);
-        vm.expectEmit(address(registry));
-        emit IServiceRegistry.ManagerRemoved(ID, provider);
+        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.ProviderNotRemovable.selector, ID));
         registry.removeManager(ID, provider);
-        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.LastManager.selector, ID));
+        vm.stopPrank();
+        // The provider can remove the other manager; the last one stays.
+        vm.startPrank(provider);
+        vm.expectEmit(address(registry));
+        emit IServiceRegistry.ManagerRemoved(ID, manager2);
         registry.removeManager(ID, manager2);
+        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.ProviderNotRemovable.selector, ID));
+        registry.removeManager(ID, provider);
         vm.stopPrank();
 
         (,,,,, uint256 managers) = registry.getService(ID);
         assertEq(managers, 1, "one manager left");
-        assertFalse(registry.isManager(ID, provider), "provider removed");
-        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.NotManager.selector, ID, provider));
-        vm.prank(provider);
-        registry.updateLocation(ID, "http://evil");
+        assertTrue(registry.isManager(ID, provider), "provider stays");
+        assertFalse(registry.isManager(ID, manager2), "second manager removed");
     }
 
     // ------------------------------------------------------------------ claims
@@ -221,8 +224,35 @@ contract ServiceRegistryTest is Test {
         address b = makeAddr("bridge b");
         address op = makeAddr("operator");
         bytes32 id = registry.bridgeServiceId(1, a, 2, b, op);
-        assertEq(id, keccak256(abi.encode("multibridge.lane.v1", uint256(1), a, uint256(2), b, op)), "formula");
+        bytes32 hash = keccak256(abi.encode("multibridge.lane.v1", uint256(1), a, uint256(2), b, op));
+        assertEq(id, (hash & ~bytes32(uint256(0xff) << 248)) | bytes32(bytes1(0xb5)), "formula");
         assertNotEq(id, registry.bridgeServiceId(2, b, 1, a, op), "the other lane differs");
         assertNotEq(id, registry.bridgeServiceId(1, a, 2, b, stranger), "another operator differs");
+    }
+
+    /// Audit M-4: an operator's lane service id can only be registered by that operator.
+    function test_bridgeServices_cannotBeSquatted() public {
+        address a = makeAddr("bridge a");
+        address b = makeAddr("bridge b");
+        address op = makeAddr("operator");
+        bytes32 id = registry.bridgeServiceId(1, a, 2, b, op);
+        // A stranger cannot take the operator's id through the generic entry point ...
+        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.ReservedId.selector, id));
+        vm.prank(stranger);
+        registry.register(id, "multibridge", "http://evil", abi.encode(uint256(1), a, uint256(2), b, op));
+        // ... and the bridge entry point binds the id to the caller.
+        vm.prank(stranger);
+        bytes32 strangers = registry.registerBridgeService(1, a, 2, b, "multibridge", "http://evil");
+        assertNotEq(strangers, id, "the stranger got its own id, not the operator's");
+        assertFalse(registry.exists(id), "the operator's id is still free");
+
+        vm.prank(op);
+        assertEq(registry.registerBridgeService(1, a, 2, b, "multibridge", "http://relay"), id, "derived id");
+        (,, bytes memory meta, address registeredBy,,) = registry.getService(id);
+        assertEq(registeredBy, op, "provider is the operator");
+        assertEq(meta, abi.encode(uint256(1), a, uint256(2), b, op), "meta names the operator");
+        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.ServiceExists.selector, id));
+        vm.prank(op);
+        registry.registerBridgeService(1, a, 2, b, "again", "http://relay");
     }
 }

@@ -106,7 +106,8 @@ impl RegisteredService {
 }
 
 /// Every lane service in the registry, in registration order. An entry counts only if its id
-/// is the one its meta derives, so nobody can pose as another operator's service.
+/// is the one its meta derives and its provider is the operator the meta names, so nobody can
+/// pose as another operator's service.
 pub async fn registered_services(
     main: &ChainClient,
     registry: Address,
@@ -133,7 +134,9 @@ pub async fn registered_services(
         let Ok(meta) = LaneServiceMeta::decode(&service.meta) else {
             continue;
         };
-        if meta.service_id() != id {
+        // Only the operator's own registration counts (audit M-4): the id must be the one its
+        // meta derives and the provider the operator it names.
+        if meta.service_id() != id || service.provider != meta.operator {
             continue;
         }
         out.push(RegisteredService {

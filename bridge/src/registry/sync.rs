@@ -135,14 +135,18 @@ impl RegistrySync {
                 }
                 .abi_encode()
                 .into(),
-                None => ServiceRegistry::registerCall {
-                    id,
+                // The registry derives the id from the caller (audit M-4): nobody else can
+                // register this operator's service.
+                None => ServiceRegistry::registerBridgeServiceCall {
+                    srcChainId: alloy::primitives::U256::from(service.meta.src_chain_id),
+                    srcBridge: service.meta.src_bridge,
+                    dstChainId: alloy::primitives::U256::from(service.meta.dst_chain_id),
+                    dstBridge: service.meta.dst_bridge,
                     name: format!(
                         "multibridge {} operator {}",
                         service.lane, service.meta.operator
                     ),
                     location: location.clone(),
-                    meta: service.meta.encode().into(),
                 }
                 .abi_encode()
                 .into(),

@@ -214,3 +214,135 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
     .await;
     assert_exactly_once(&driver, lane, all).await.unwrap();
 }
+
+/// Audit M-4: a stranger cannot take an operator's lane service id in the registry; what it can
+/// register is its own id, which the CLI shows as not an operator's. The relays register their
+/// services and voting goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_cannot_squat_an_operators_registry_service() {
+    use multibridge_contracts::bindings::ServiceRegistry::{self, ServiceRegistryErrors};
+    use multibridge_contracts::{LaneServiceMeta, bridge_service_id};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let m = driver.manifest().clone();
+    let (main, service) = (&m.main.contracts, &m.service.contracts);
+    let operator = driver.operator(0).unwrap().address();
+    let meta = LaneServiceMeta {
+        src_chain_id: main.chain_id,
+        src_bridge: main.bridge,
+        dst_chain_id: service.chain_id,
+        dst_bridge: service.bridge,
+        operator,
+    };
+    let id = bridge_service_id(
+        main.chain_id,
+        main.bridge,
+        service.chain_id,
+        service.bridge,
+        operator,
+    );
+    assert_eq!(meta.service_id(), id);
+    let stranger = driver
+        .wallet_provider(ChainRole::Main, &driver.user(2).unwrap())
+        .unwrap();
+    let registry = ServiceRegistry::new(m.registry, stranger);
+    let refused = registry
+        .register(
+            id,
+            "multibridge".into(),
+            "http://evil.example".into(),
+            meta.encode().into(),
+        )
+        .call()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.as_decoded_interface_error::<ServiceRegistryErrors>(),
+            Some(ServiceRegistryErrors::ReservedId(_))
+        ),
+        "squatting not refused with ReservedId: {refused}"
+    );
+    registry
+        .registerBridgeService(
+            U256::from(main.chain_id),
+            main.bridge,
+            U256::from(service.chain_id),
+            service.bridge,
+            "multibridge".into(),
+            "http://evil.example".into(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    for op in 0..OPERATORS {
+        devnet.start_relay(op).unwrap();
+    }
+    let relay_url = format!("http://127.0.0.1:{}", devnet.operator_http_ports[0]);
+    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let config = devnet.operator_config_path(0);
+    let report = crate::Poll::new(
+        "operator 0's service never showed its own location",
+        Duration::from_secs(60),
+    )
+    .until(async || {
+        let output = tokio::process::Command::new(&binary)
+            .args(["registry", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .await
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+        let ours = report["services"]
+            .as_array()
+            .and_then(|s| {
+                s.iter().find(|r| {
+                    r["lane"] == "main-to-service"
+                        && r["operator"]
+                            .as_str()
+                            .and_then(|a| a.parse::<Address>().ok())
+                            == Some(operator)
+                })
+            })
+            .cloned()
+            .unwrap_or_default();
+        if ours["location"] == relay_url.as_str() {
+            Ok(report)
+        } else {
+            Err(format!("operator 0's row: {ours}"))
+        }
+    })
+    .await;
+    // The stranger's own entry is listed as what it is: not a registered operator.
+    let rows = report["services"].as_array().unwrap();
+    let evil: Vec<_> = rows
+        .iter()
+        .filter(|r| r["location"] == "http://evil.example")
+        .collect();
+    assert_eq!(evil.len(), 1, "{report}");
+    assert_eq!(evil[0]["operator_registered"], false, "{report}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["operator_registered"] == true)
+            .all(|r| r["location"] != "http://evil.example"),
+        "{report}"
+    );
+
+    let lane = Lane::MainToService;
+    let r = driver
+        .request_native(lane, 0, Address::repeat_byte(0x79), U256::from(5))
+        .await
+        .unwrap();
+    wait_all_handled(&driver, lane, r.nonce..r.nonce + 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+}
