@@ -57,7 +57,7 @@ pub enum KeyError {
     NoPassword,
     /// A raw key is configured for a chain that is not a devnet.
     #[error(
-        "a raw dev key is only accepted on devnet chains (1337, 31337-31399), but chain {0} is configured; use a keystore"
+        "a raw dev key is only accepted on devnet chains (31337-31399), but chain {0} is configured; use a keystore"
     )]
     DevKeyOnRealChain(u64),
     /// The raw key does not parse.
@@ -191,6 +191,10 @@ mod tests {
         assert_eq!(ok.address(), dev_address());
         let err = load_signer(&config_with(dev.clone(), dev_address(), (1, 31_338))).unwrap_err();
         assert!(matches!(err, KeyError::DevKeyOnRealChain(1)), "{err}");
+        // Audit L-9: geth's --dev id is used by private networks with real value.
+        let err =
+            load_signer(&config_with(dev.clone(), dev_address(), (1_337, 31_338))).unwrap_err();
+        assert!(matches!(err, KeyError::DevKeyOnRealChain(1_337)), "{err}");
         let err =
             load_signer(&config_with(dev, Address::repeat_byte(7), (31_337, 31_338))).unwrap_err();
         assert!(matches!(err, KeyError::AddressMismatch { .. }), "{err}");

@@ -158,9 +158,18 @@ impl Campaign {
             .race(
                 multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
                 |mut c| async move {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-                    keeper.keep_alive().await?;
-                    Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+                    let renewed: Result<i64, etcd_client::Error> = async {
+                        let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                        keeper.keep_alive().await?;
+                        Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+                    }
+                    .await;
+                    match renewed {
+                        // The server revoked it (it expired while etcd had no quorum, say): an
+                        // answer, not an outage — a new lease is granted at the next step.
+                        Err(e) if is_lease_gone(&e) => Ok(0),
+                        other => other,
+                    }
                 },
             )
             .await?;
@@ -289,6 +298,14 @@ impl Campaign {
         }
         Ok(())
     }
+}
+
+/// Whether etcd answered that the lease does not exist (any more).
+fn is_lease_gone(error: &etcd_client::Error) -> bool {
+    error
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("lease not found")
 }
 
 /// How often a lease is renewed: a sixth of the TTL (at least every poll), so a renewal that
