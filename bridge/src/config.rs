@@ -152,9 +152,10 @@ pub struct ChainConfig {
     pub rpc_urls: Vec<String>,
     /// The bridge contract on this chain.
     pub bridge: Address,
-    /// Blocks a request must be buried under before it is voted on.
+    /// Blocks a request must be buried under before it is voted on, or `"finalized"`: only
+    /// what the chain's finalized block includes (audit M-8).
     #[serde(default = "default_confirmations")]
-    pub confirmations: u64,
+    pub confirmations: Confirmations,
     /// First block to index (the bridge's deployment block).
     #[serde(default)]
     pub start_block: u64,
@@ -174,8 +175,69 @@ fn default_max_fee_gwei() -> u64 {
     1_000
 }
 
-fn default_confirmations() -> u64 {
-    1
+fn default_confirmations() -> Confirmations {
+    Confirmations::Depth(1)
+}
+
+/// When a block counts as final: a number of blocks below the head, or the chain's own
+/// `finalized` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfirmationsRepr", into = "ConfirmationsRepr")]
+pub enum Confirmations {
+    /// This many blocks below the head.
+    Depth(u64),
+    /// The block the chain reports as `finalized`.
+    Finalized,
+}
+
+impl Confirmations {
+    /// The fixed depth, if it is one.
+    pub fn depth(self) -> Option<u64> {
+        match self {
+            Self::Depth(d) => Some(d),
+            Self::Finalized => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Confirmations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Depth(d) => write!(f, "{d}"),
+            Self::Finalized => f.write_str("finalized"),
+        }
+    }
+}
+
+/// How `confirmations` is written in the file: a number or `"finalized"`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ConfirmationsRepr {
+    Depth(u64),
+    Named(String),
+}
+
+impl TryFrom<ConfirmationsRepr> for Confirmations {
+    type Error = String;
+
+    fn try_from(repr: ConfirmationsRepr) -> Result<Self, String> {
+        match repr {
+            ConfirmationsRepr::Depth(d) => Ok(Self::Depth(d)),
+            ConfirmationsRepr::Named(s) if s == "finalized" => Ok(Self::Finalized),
+            ConfirmationsRepr::Named(s) => Err(format!(
+                "confirmations must be a number of blocks or \"finalized\", not {s:?}"
+            )),
+        }
+    }
+}
+
+impl From<Confirmations> for ConfirmationsRepr {
+    fn from(c: Confirmations) -> Self {
+        match c {
+            Confirmations::Depth(d) => Self::Depth(d),
+            Confirmations::Finalized => Self::Named("finalized".to_owned()),
+        }
+    }
 }
 fn default_poll_interval_ms() -> u64 {
     500
@@ -476,7 +538,9 @@ impl Config {
         ] {
             // Audit M-8: with no confirmations a source reorg has the relays vote for a request
             // that no longer exists.
-            if chain.confirmations == 0 && !crate::keys::is_devnet_chain(chain.chain_id) {
+            if chain.confirmations == Confirmations::Depth(0)
+                && !crate::keys::is_devnet_chain(chain.chain_id)
+            {
                 return Err(invalid(
                     confirmations_field,
                     format!(
@@ -718,5 +782,31 @@ mod tests {
         )
         .unwrap();
         assert!(Config::load(&path).unwrap().fault_injection.tamper_votes);
+    }
+
+    /// Audit M-8: `confirmations = "finalized"` waits for the chain's finalized block; any other
+    /// word is a named error.
+    #[test]
+    fn confirmations_may_be_finalized() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 1, 8_217, 12);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let finalized = text.replacen("confirmations = 12", "confirmations = \"finalized\"", 1);
+        std::fs::write(&path, &finalized).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.chains.main.confirmations, Confirmations::Finalized);
+        assert_eq!(c.chains.service.confirmations, Confirmations::Depth(12));
+        let round_trip = toml::to_string(&c).unwrap();
+        assert!(
+            round_trip.contains("confirmations = \"finalized\""),
+            "{round_trip}"
+        );
+        std::fs::write(
+            &path,
+            text.replacen("confirmations = 12", "confirmations = \"safe\"", 1),
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("finalized"), "{err}");
     }
 }

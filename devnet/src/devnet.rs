@@ -371,7 +371,9 @@ impl Devnet {
                 chain_id: contracts.chain_id,
                 rpc_urls: vec![self.rpc_url(role)],
                 bridge: contracts.bridge,
-                confirmations: self.options.confirmations,
+                confirmations: multibridge::config::Confirmations::Depth(
+                    self.options.confirmations,
+                ),
                 start_block: contracts.bridge_block,
                 poll_interval_ms: 250,
                 max_block_range: 1_000,

@@ -221,6 +221,26 @@ impl ChainClient {
         self.bridge
     }
 
+    /// The highest block that counts as final under `confirmations`, given the latest `head`
+    /// (a `finalized` chain is asked for its finalized block).
+    pub async fn safe_head(
+        &self,
+        head: u64,
+        confirmations: crate::config::Confirmations,
+    ) -> Result<u64, ChainError> {
+        match confirmations {
+            crate::config::Confirmations::Depth(d) => Ok(head.saturating_sub(d)),
+            crate::config::Confirmations::Finalized => Ok(self
+                .call("eth_getBlockByNumber", |p| async move {
+                    p.get_block_by_number(alloy::eips::BlockNumberOrTag::Finalized)
+                        .await
+                })
+                .await?
+                .map_or(0, |b| b.header.number)
+                .min(head)),
+        }
+    }
+
     /// The chain's latest block number, with failover.
     pub async fn head(&self) -> Result<u64, ChainError> {
         self.call(

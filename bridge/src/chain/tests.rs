@@ -84,7 +84,7 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
         chain_id,
         rpc_urls: urls,
         bridge: Address::repeat_byte(1),
-        confirmations: 1,
+        confirmations: crate::config::Confirmations::Depth(1),
         start_block: 0,
         poll_interval_ms: 100,
         max_block_range: 100,

@@ -245,11 +245,15 @@ pub async fn transfer(
             break;
         }
         let head = source.head().await?;
-        let have = head.saturating_sub(observed.srcBlockNumber);
-        if have < source_config.confirmations {
+        let safe = source.safe_head(head, source_config.confirmations).await?;
+        if safe < observed.srcBlockNumber {
             report(TransferProgress::Confirming {
-                have,
-                need: source_config.confirmations,
+                have: head.saturating_sub(observed.srcBlockNumber),
+                // With `finalized`: how far finality lags the head now.
+                need: source_config
+                    .confirmations
+                    .depth()
+                    .unwrap_or_else(|| head.saturating_sub(safe)),
             });
         } else {
             let votes = destination

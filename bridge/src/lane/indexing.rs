@@ -89,8 +89,8 @@ pub enum Step {
 /// How the indexer of a lane reads its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexerSettings {
-    /// Blocks a request must be buried under.
-    pub confirmations: u64,
+    /// Blocks a request must be buried under (or the chain's finalized block).
+    pub confirmations: crate::config::Confirmations,
     /// First block to index.
     pub start_block: u64,
     /// Widest `eth_getLogs` range.
@@ -190,7 +190,10 @@ impl Indexer {
         let lane = self.metrics.lane;
         let head = self.source.head().await?;
         LaneMetrics::set(&self.metrics.source_head, head);
-        let safe_head = head.saturating_sub(self.settings.confirmations);
+        let safe_head = self
+            .source
+            .safe_head(head, self.settings.confirmations)
+            .await?;
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
         let Some(range) = self.span.next(cursor, safe_head) else {

@@ -26,7 +26,7 @@ pub struct ChainLane {
     /// Destination chain.
     pub destination: Arc<ChainClient>,
     /// Confirmations the relay waits for on the source.
-    pub confirmations: u64,
+    pub confirmations: crate::config::Confirmations,
     /// This operator.
     pub operator: Address,
     /// Widths of recovery's log reads, kept between rounds.
@@ -72,7 +72,10 @@ impl LaneChains for ChainLane {
             .head()
             .await
             .map_err(chain_error("the source head"))?;
-        Ok(head.saturating_sub(self.confirmations))
+        self.source
+            .safe_head(head, self.confirmations)
+            .await
+            .map_err(chain_error("the source's safe head"))
     }
 
     async fn requests_in(

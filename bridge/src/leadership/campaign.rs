@@ -158,18 +158,9 @@ impl Campaign {
             .race(
                 multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
                 |mut c| async move {
-                    let renewed: Result<i64, etcd_client::Error> = async {
-                        let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-                        keeper.keep_alive().await?;
-                        Ok(stream.message().await?.map_or(0, |r| r.ttl()))
-                    }
-                    .await;
-                    match renewed {
-                        // The server revoked it (it expired while etcd had no quorum, say): an
-                        // answer, not an outage — a new lease is granted at the next step.
-                        Err(e) if is_lease_gone(&e) => Ok(0),
-                        other => other,
-                    }
+                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                    keeper.keep_alive().await?;
+                    Ok(stream.message().await?.map_or(0, |r| r.ttl()))
                 },
             )
             .await?;
@@ -275,7 +266,15 @@ impl Campaign {
         // Renew when due, and at every poll while the lease is not proven (a failed renewal is
         // retried at once, not a renewal interval later).
         if renewed_at.elapsed() >= renew_every || !self.fence.lease_valid() {
-            if !self.renew(id).await? {
+            let renewed = match self.renew(id).await {
+                Ok(renewed) => renewed,
+                // etcd revoked the lease (it ran out while the cluster had no quorum): once this
+                // replica's own clock says it is over too, take a new one. While the fence still
+                // holds, the same answer from one lagging member is not believed.
+                Err(e) if is_lease_gone(&e) && !self.fence.lease_valid() => false,
+                Err(e) => return Err(e),
+            };
+            if !renewed {
                 self.fence.expire();
                 self.set_leader(false, "lease expired on the server");
                 *lease = None;
@@ -301,7 +300,7 @@ impl Campaign {
 }
 
 /// Whether etcd answered that the lease does not exist (any more).
-fn is_lease_gone(error: &etcd_client::Error) -> bool {
+fn is_lease_gone(error: &EtcdUnavailable) -> bool {
     error
         .to_string()
         .to_ascii_lowercase()

@@ -120,8 +120,8 @@ pub struct ScanSide {
     pub bridge: Address,
     /// First block to read.
     pub start_block: u64,
-    /// Blocks below head that count as final.
-    pub confirmations: u64,
+    /// Blocks below head that count as final (or the chain's finalized block).
+    pub confirmations: crate::config::Confirmations,
     /// Most blocks per `eth_getLogs`.
     pub max_range: u64,
 }
@@ -254,7 +254,8 @@ impl ConservationScanner {
             AssetSide::Requested => (self.source.clone(), 0),
             AssetSide::Released => (self.destination.clone(), 1),
         };
-        let safe_head = at.chain.head().await?.saturating_sub(at.confirmations);
+        let head = at.chain.head().await?;
+        let safe_head = at.chain.safe_head(head, at.confirmations).await?;
         let mut next = self
             .store()
             .asset_scan_next(self.lane, side)?

@@ -158,8 +158,8 @@ pub struct BridgeReads {
     pub chain: Arc<ChainClient>,
     /// The operator.
     pub operator: Address,
-    /// The destination chain's confirmation depth.
-    pub confirmations: u64,
+    /// The destination chain's confirmation depth (or its finalized block).
+    pub confirmations: crate::config::Confirmations,
 }
 
 /// How long a read of the destination's operators and threshold is used.
@@ -187,13 +187,11 @@ impl DestinationReads for BridgeReads {
     }
 
     async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {
-        if self.confirmations == 0 {
+        if self.confirmations == crate::config::Confirmations::Depth(0) {
             return Ok(vec![true; nonces.len()]);
         }
         let head = self.chain.head().await?;
-        let Some(block) = head.checked_sub(self.confirmations) else {
-            return Ok(vec![false; nonces.len()]);
-        };
+        let block = self.chain.safe_head(head, self.confirmations).await?;
         self.chain.views().handled_at(nonces, block).await
     }
 

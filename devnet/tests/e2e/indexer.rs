@@ -98,7 +98,7 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     let deep_store = SharedStore::new(Store::open(&dir.path().join("deep.sqlite"), "t").unwrap());
     let mut deep = indexer(
         &ChainConfig {
-            confirmations: 1_000_000,
+            confirmations: multibridge::config::Confirmations::Depth(1_000_000),
             ..config.clone()
         },
         &deep_store,
@@ -228,4 +228,78 @@ async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
         Some(0.0),
         "recovery had to find requests the indexer should have"
     );
+}
+
+/// Audit M-8: with `confirmations = "finalized"` on the source, a request is voted only once the
+/// source's finalized block includes it (anvil finalizes 64 blocks below its head).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_finalized_confirmations_a_request_waits_for_the_finalized_block() {
+    use alloy::providers::Provider;
+    use multibridge::config::Confirmations;
+    use multibridge_devnet::invariants::{
+        assert_exactly_once, votes_per_operator, wait_all_handled,
+    };
+    use multibridge_devnet::scrape::metric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    for op in 0..3 {
+        let mut config = devnet.operator_config(op).unwrap();
+        config.chains.main.confirmations = Confirmations::Finalized;
+        devnet.write_operator_config(op, &config).unwrap();
+        devnet.start_relay(op).unwrap();
+    }
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let main = driver.provider(ChainRole::Main).unwrap();
+    let request = driver
+        .request_native(
+            lane,
+            0,
+            alloy::primitives::Address::repeat_byte(0x46),
+            U256::from(9),
+        )
+        .await
+        .unwrap();
+    // Every relay has seen the source head pass the request by a few blocks, and indexed up to
+    // the finalized block: still no vote.
+    let seen = request.srcBlockNumber + 3;
+    for port in devnet.operator_http_ports.clone() {
+        Poll::new(
+            "a relay never saw the head pass the request",
+            Duration::from_secs(30),
+        )
+        .until(async || {
+            let head = metric(port, "multibridge_source_head{lane=\"main-to-service\"}").await;
+            if head.is_some_and(|h| h >= seen as f64) {
+                Ok(())
+            } else {
+                Err(format!("source_head {head:?}"))
+            }
+        })
+        .await;
+    }
+    assert!(
+        votes_per_operator(&driver, lane).await.unwrap().is_empty(),
+        "voted before the source finalized the request"
+    );
+    assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
+    // Finality passes the request: it is voted and handled once.
+    let _: serde_json::Value = main
+        .raw_request("anvil_mine".into(), (U256::from(70),))
+        .await
+        .unwrap();
+    wait_all_handled(
+        &driver,
+        lane,
+        request.nonce..request.nonce + 1,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_exactly_once(&driver, lane, request.nonce..request.nonce + 1)
+        .await
+        .unwrap();
 }
