@@ -204,6 +204,12 @@ fn spawn_registry(
                 .collect(),
             pool: shared.etcd.clone(),
             own_url: shared.own_url.clone(),
+            allowed_urls: config
+                .registry
+                .iter()
+                .flat_map(|r| r.replica_urls.iter().cloned())
+                .chain(std::iter::once(shared.own_url.clone()))
+                .collect(),
             submit,
             events,
             term: owner.leading.clone(),

@@ -420,6 +420,13 @@ impl Devnet {
             },
             registry: Some(RegistryConfig {
                 address: self.deployment.registry,
+                replica_urls: self
+                    .replica_http_ports
+                    .get(index)
+                    .into_iter()
+                    .flatten()
+                    .map(|port| format!("http://127.0.0.1:{port}"))
+                    .collect(),
             }),
             etcd: self.etcd.as_ref().map(|etcd| EtcdConfig {
                 endpoints: etcd.endpoints(),

@@ -145,17 +145,20 @@ pub enum RegistryUpdate {
     Updated,
     /// Reverted, refused or timed out.
     Failed,
+    /// Not sent: the leader's URL in etcd is none of the operator's configured replica URLs.
+    RefusedUrl,
 }
 
 impl RegistryUpdate {
     /// Every outcome.
-    pub const ALL: [Self; 2] = [Self::Updated, Self::Failed];
+    pub const ALL: [Self; 3] = [Self::Updated, Self::Failed, Self::RefusedUrl];
 
     /// Stable label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Updated => "updated",
             Self::Failed => "failed",
+            Self::RefusedUrl => "refused_url",
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct RegistrySync {
     pub pool: Option<Arc<EtcdPool>>,
     /// This replica's URL.
     pub own_url: String,
+    /// Every URL this operator's replicas advertise (`registry.replica_urls` and `own_url`):
+    /// nothing else read from etcd is published.
+    pub allowed_urls: Vec<String>,
     /// The main chain's submitter.
     pub submit: SubmitClient,
     /// Its events for our transactions.
@@ -65,6 +68,11 @@ impl RegistrySync {
                         if leader.operator.parse::<Address>().ok()
                             == Some(service.meta.operator) =>
                     {
+                        if !self.allowed_urls.contains(&leader.url) {
+                            self.metrics.registry_update(RegistryUpdate::RefusedUrl);
+                            tracing::warn!(lane = %service.lane, replica = %leader.replica, url = %leader.url, "the lane leader's URL in etcd is none of this operator's replica URLs (registry.replica_urls): not publishing it");
+                            continue;
+                        }
                         leader.url
                     }
                     _ => continue,

@@ -346,3 +346,97 @@ async fn a_stranger_cannot_squat_an_operators_registry_service() {
         .await
         .unwrap();
 }
+
+/// Audit M-5 (second half): whoever can write to etcd cannot make an operator's key publish
+/// another URL. An intruder holds operator 0's lane leadership in etcd with its own URL; the
+/// relays refuse to publish it (`registry_updates_total{outcome="refused_url"}`), and the
+/// registry never shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_url_planted_in_etcd_is_never_published() {
+    use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+    use multibridge::leadership::{election_dir_of, layout::leader_key};
+    use multibridge_contracts::bindings::ServiceRegistry;
+    use multibridge_contracts::bridge_service_id;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::new(dir.path())).await.unwrap();
+    let config = devnet.operator_config(0).unwrap();
+    let operator = config.operator.address;
+    let lane = Lane::MainToService;
+    let key = leader_key(&election_dir_of(&config, lane, operator).unwrap());
+    let endpoints = config.etcd.as_ref().unwrap().endpoints.clone();
+    let mut etcd = Client::connect(endpoints, None).await.unwrap();
+    let lease = etcd.lease_grant(30, None).await.unwrap().id();
+    let evil = serde_json::json!({
+        "replica": "intruder",
+        "url": "http://evil.example",
+        "operator": operator.to_string(),
+    })
+    .to_string();
+    let planted = etcd
+        .txn(
+            Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key,
+                    evil,
+                    Some(PutOptions::new().with_lease(lease)),
+                )]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        planted.succeeded(),
+        "the leader key was taken before the relays started"
+    );
+    let (mut keeper, _stream) = etcd.lease_keep_alive(lease).await.unwrap();
+    let keep = tokio::spawn(async move {
+        loop {
+            if keeper.keep_alive().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+
+    for op in 0..OPERATORS {
+        devnet.start_relay(op).unwrap();
+    }
+    let ports = devnet.operator_http_ports.clone();
+    crate::Poll::new("no relay refused the planted URL", Duration::from_secs(60))
+        .logs(devnet.dir(), OPERATORS, 20)
+        .until(async || {
+            let refused = multibridge_devnet::scrape::metric(
+                ports[0],
+                "multibridge_registry_updates_total{outcome=\"refused_url\"}",
+            )
+            .await
+            .unwrap_or_default();
+            if refused >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("refused_url = {refused}"))
+            }
+        })
+        .await;
+    let m = Driver::new(devnet.manifest()).manifest().clone();
+    let id = bridge_service_id(
+        m.main.contracts.chain_id,
+        m.main.contracts.bridge,
+        m.service.contracts.chain_id,
+        m.service.contracts.bridge,
+        operator,
+    );
+    let main = Driver::new(devnet.manifest())
+        .provider(ChainRole::Main)
+        .unwrap();
+    let registry = ServiceRegistry::new(m.registry, main);
+    if registry.exists(id).call().await.unwrap() {
+        let location = registry.getServiceLocation(id).call().await.unwrap();
+        assert_ne!(
+            location, "http://evil.example",
+            "the planted URL was published"
+        );
+    }
+    keep.abort();
+}
