@@ -429,6 +429,37 @@ pub struct EtcdConfig {
     /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
     #[serde(default)]
     pub scope: ElectionScope,
+    /// TLS to the cluster (the endpoints are then `https://`), with a client certificate when
+    /// the cluster runs `--client-cert-auth` (audit M-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTlsConfig>,
+    /// etcd user (with `auth enable` on the cluster); its password from `password_file` (first
+    /// line) or `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the etcd user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the etcd user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+/// TLS material for etcd, as PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTlsConfig {
+    /// The CA that signed the members' server certificates.
+    pub ca_file: PathBuf,
+    /// This replica's client certificate (with `key_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The name the members' certificates carry, when it is not the endpoints' host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// Who competes in one election.
@@ -657,6 +688,58 @@ impl Config {
                     "must be at least 2 seconds".into(),
                 ));
             }
+            let https = etcd
+                .endpoints
+                .iter()
+                .filter(|e| e.starts_with("https://"))
+                .count();
+            match &etcd.tls {
+                Some(_) if https != etcd.endpoints.len() => {
+                    return Err(invalid(
+                        "etcd.endpoints",
+                        "with [etcd.tls] every endpoint must be https://".into(),
+                    ));
+                }
+                None if https > 0 => {
+                    return Err(invalid(
+                        "etcd.tls",
+                        "https:// endpoints need [etcd.tls] with at least ca_file".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(tls) = &etcd.tls {
+                if tls.cert_file.is_some() != tls.key_file.is_some() {
+                    return Err(invalid(
+                        "etcd.tls",
+                        "cert_file and key_file go together (a client certificate and its key)"
+                            .into(),
+                    ));
+                }
+                for (field, file) in [
+                    ("etcd.tls.ca_file", Some(&tls.ca_file)),
+                    ("etcd.tls.cert_file", tls.cert_file.as_ref()),
+                    ("etcd.tls.key_file", tls.key_file.as_ref()),
+                ] {
+                    if let Some(file) = file
+                        && let Err(e) = std::fs::metadata(file)
+                    {
+                        return Err(invalid(
+                            field,
+                            format!("cannot read {}: {e}", file.display()),
+                        ));
+                    }
+                }
+            }
+            if etcd.username.is_some()
+                && etcd.password_file.is_none()
+                && etcd.password_env.is_none()
+            {
+                return Err(invalid(
+                    "etcd.username",
+                    "an etcd user needs password_file or password_env".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -813,5 +896,47 @@ mod tests {
         .unwrap();
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(err.contains("finalized"), "{err}");
+    }
+
+    /// Audit M-5: TLS endpoints and material are checked when the config is read.
+    #[test]
+    fn etcd_tls_and_user_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::read_to_string(write(dir.path(), 1, 8_217, 12)).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked here").unwrap();
+        let case = |etcd: &str| {
+            let path = dir.path().join("etcd.toml");
+            std::fs::write(&path, format!("{base}\n[etcd]\n{etcd}\n")).unwrap();
+            Config::load(&path)
+        };
+        let field = |r: Result<Config, ConfigError>| match r {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(case("endpoints = [\"https://e:2379\"]")), "etcd.tls");
+        let tls = format!("[etcd.tls]\nca_file = {:?}", ca.display().to_string());
+        assert_eq!(
+            field(case(&format!("endpoints = [\"http://e:2379\"]\n{tls}"))),
+            "etcd.endpoints"
+        );
+        assert_eq!(
+            field(case(&format!(
+                "endpoints = [\"https://e:2379\"]\n{tls}\ncert_file = {:?}",
+                ca.display().to_string()
+            ))),
+            "etcd.tls"
+        );
+        assert_eq!(
+            field(case(
+                "endpoints = [\"http://e:2379\"]\nusername = \"relay\""
+            )),
+            "etcd.username"
+        );
+        let c = case(&format!(
+            "endpoints = [\"https://e:2379\"]\nusername = \"relay\"\npassword_env = \"P\"\n{tls}"
+        ))
+        .unwrap();
+        assert!(c.etcd.unwrap().tls.is_some());
     }
 }

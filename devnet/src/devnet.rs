@@ -434,6 +434,10 @@ impl Devnet {
                 lease_ttl_secs: 3,
                 replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
                 scope: Default::default(),
+                tls: None,
+                username: None,
+                password_file: None,
+                password_env: None,
             }),
             fault_injection: Default::default(),
         })

@@ -31,9 +31,63 @@ impl EtcdUnavailable {
     }
 }
 
+/// How to authenticate to etcd: TLS material and a user, read from their files at each
+/// connect (so a rotated certificate or password is picked up by the next connection).
+#[derive(Debug, Clone, Default)]
+pub struct EtcdAccess {
+    tls: Option<crate::config::EtcdTlsConfig>,
+    user: Option<(String, Option<std::path::PathBuf>, Option<String>)>,
+}
+
+impl EtcdAccess {
+    /// The access `[etcd]` configures.
+    pub fn of(config: &crate::config::EtcdConfig) -> Self {
+        Self {
+            tls: config.tls.clone(),
+            user: config.username.clone().map(|name| {
+                (
+                    name,
+                    config.password_file.clone(),
+                    config.password_env.clone(),
+                )
+            }),
+        }
+    }
+
+    /// `options` with TLS and the user added; `Err` names the file or variable that failed.
+    pub fn options(&self, mut options: ConnectOptions) -> Result<ConnectOptions, String> {
+        use etcd_client::{Certificate, Identity, TlsOptions};
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read etcd {what} {}: {e}", path.display()))
+        };
+        if let Some(tls) = &self.tls {
+            let mut t =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(read("CA", &tls.ca_file)?));
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                t = t.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            if let Some(domain) = &tls.domain {
+                t = t.domain_name(domain.clone());
+            }
+            options = options.with_tls(t);
+        }
+        if let Some((name, file, env)) = &self.user {
+            let password = crate::keys::read_password(file.as_deref(), env.as_deref())
+                .map_err(|e| format!("etcd user {name}: {e}"))?;
+            options = options.with_user(name.clone(), password);
+        }
+        Ok(options)
+    }
+}
+
 /// One client per endpoint, created on first use and dropped after a failure.
 pub struct EtcdPool {
     endpoints: Vec<String>,
+    access: EtcdAccess,
     clients: Vec<Mutex<Option<Client>>>,
     preferred: AtomicUsize,
     attempt_timeout: Duration,
@@ -55,6 +109,7 @@ impl EtcdPool {
         let clients = endpoints.iter().map(|_| Mutex::new(None)).collect();
         Self {
             endpoints,
+            access: EtcdAccess::default(),
             clients,
             preferred: AtomicUsize::new(0),
             attempt_timeout,
@@ -64,6 +119,12 @@ impl EtcdPool {
 
     fn count(&self, index: usize, what: &str, outcome: EtcdOutcome) {
         self.metrics.attempt(index, what, outcome);
+    }
+
+    /// Connect with `access` (TLS, user) instead of plain, anonymous connections.
+    pub fn with_access(mut self, access: EtcdAccess) -> Self {
+        self.access = access;
+        self
     }
 
     /// The endpoints.
@@ -78,9 +139,11 @@ impl EtcdPool {
             return Ok(client.clone());
         }
         let endpoint = self.endpoints.get(index).ok_or("no such endpoint")?;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.attempt_timeout)
-            .with_timeout(self.attempt_timeout);
+        let options = self.access.options(
+            ConnectOptions::new()
+                .with_connect_timeout(self.attempt_timeout)
+                .with_timeout(self.attempt_timeout),
+        )?;
         let client = tokio::time::timeout(
             self.attempt_timeout,
             Client::connect([endpoint.as_str()], Some(options)),

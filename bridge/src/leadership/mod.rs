@@ -52,6 +52,7 @@ pub fn etcd_pool(
             attempt_timeout(e.lease_ttl_secs),
             metrics.etcd(),
         )
+        .with_access(etcd_pool::EtcdAccess::of(e))
     })
 }
 

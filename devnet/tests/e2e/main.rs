@@ -11,6 +11,7 @@ use multibridge_devnet::invariants::dump_relay_logs;
 mod bad_input;
 mod cli;
 mod etcd_faults;
+mod etcd_tls;
 mod hostile;
 mod indexer;
 mod lane_scope;
