@@ -169,6 +169,15 @@ pub struct ChainConfig {
     /// the base fee or tip is (audit M-7).
     #[serde(default = "default_max_fee_gwei")]
     pub max_fee_gwei: u64,
+    /// How many of `rpc_urls` must return the same request logs before they are indexed (1: the
+    /// endpoint in use alone). With independent providers, one that lies or is broken cannot
+    /// make this relay vote a request the chain does not hold (audit M-7).
+    #[serde(default = "default_log_quorum")]
+    pub log_quorum: usize,
+}
+
+fn default_log_quorum() -> usize {
+    1
 }
 
 fn default_max_fee_gwei() -> u64 {
@@ -594,6 +603,17 @@ impl Config {
                     format!(
                         "fault injection is for the test suite on devnet chains (31337-31399) only, chain {} is not",
                         chain.chain_id
+                    ),
+                ));
+            }
+            if chain.log_quorum == 0 || chain.log_quorum > chain.rpc_urls.len().max(1) {
+                return Err(invalid(
+                    "chains.*.log_quorum",
+                    format!(
+                        "chain {}: log_quorum {} must be between 1 and the number of rpc_urls ({})",
+                        chain.chain_id,
+                        chain.log_quorum,
+                        chain.rpc_urls.len()
                     ),
                 ));
             }

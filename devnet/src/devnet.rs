@@ -378,6 +378,7 @@ impl Devnet {
                 poll_interval_ms: 250,
                 max_block_range: 1_000,
                 max_fee_gwei: 1_000,
+                log_quorum: 1,
             }
         };
         let http_port = self

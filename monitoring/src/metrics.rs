@@ -319,6 +319,11 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) nonce_holes_filled: IntCounterVec,
+    /// Log reads whose endpoints did not agree (fewer than `log_quorum` gave the same
+    /// requests): nothing of such a read is indexed (audit M-7).
+    ///
+    /// Labels: chain.
+    pub(crate) log_disagreements: IntCounterVec,
     /// Balance of this relay's signer in the chain's native coin (1e18 base units), per chain.
     ///
     /// Labels: chain.
@@ -561,6 +566,11 @@ impl Metrics {
                 "Nonces of this relay's signer filled with a 0-value transfer to itself",
                 &["chain"],
             )?,
+            log_disagreements: counter(
+                "rpc_log_disagreements_total",
+                "Request log reads on which fewer than log_quorum endpoints agreed (nothing indexed)",
+                &["chain"],
+            )?,
             signer_balance: gauge(
                 "signer_balance",
                 "Balance of this relay's signer in the chain's native coin",
@@ -753,6 +763,10 @@ impl Metrics {
                 .nonce_holes_filled
                 .with_label_values(&[chain])
                 .reset();
+            metrics
+                .log_disagreements
+                .with_label_values(&[chain])
+                .reset();
             metrics.chain_head.with_label_values(&[chain]).set(0);
             metrics.chain_up.with_label_values(&[chain]).set(0);
             metrics.signer_balance.with_label_values(&[chain]).set(0.0);
@@ -880,6 +894,7 @@ impl Metrics {
             signer_nonce: self.signer_nonce.with_label_values(c),
             reorged_transactions: self.reorged_transactions.with_label_values(c),
             nonce_holes_filled: self.nonce_holes_filled.with_label_values(c),
+            log_disagreements: self.log_disagreements.with_label_values(c),
             signer_balance: self.signer_balance.with_label_values(c),
             gas_price_gwei: self.gas_price_gwei.with_label_values(c),
             rpc_requests: self.rpc_requests.clone(),
@@ -1024,6 +1039,7 @@ pub struct ChainMetrics {
     pub signer_nonce: IntGauge,
     pub reorged_transactions: IntCounter,
     pub nonce_holes_filled: IntCounter,
+    pub log_disagreements: IntCounter,
     pub signer_balance: Gauge,
     pub gas_price_gwei: Gauge,
     rpc_requests: IntCounterVec,

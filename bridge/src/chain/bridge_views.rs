@@ -22,6 +22,25 @@ pub enum ViewError {
     /// The chain could not be read.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// Fewer than `log_quorum` endpoints returned the same request logs: nothing is indexed
+    /// (a lying or lagging provider; retried at the next step).
+    #[error(
+        "{chain}: request logs of blocks {from}..={to}: {agreeing} of {needed} endpoints agree ({answers})"
+    )]
+    NoQuorum {
+        /// The chain.
+        chain: ChainRole,
+        /// First block read.
+        from: u64,
+        /// Last block read.
+        to: u64,
+        /// Most endpoints that returned the same requests.
+        agreeing: usize,
+        /// Endpoints that must agree.
+        needed: usize,
+        /// Each endpoint's answer, summarised.
+        answers: String,
+    },
     /// A log of the bridge did not decode as a request (a different contract at the address,
     /// or a node that returns garbage).
     #[error("{chain}: undecodable request log in block {block:?}: {source}")]
@@ -41,6 +60,7 @@ impl ViewError {
         match self {
             Self::Chain(e) => e.is_retryable(),
             Self::BadLog { .. } => false,
+            Self::NoQuorum { .. } => true,
         }
     }
 }
@@ -258,6 +278,9 @@ impl<'a> BridgeViews<'a> {
             .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
             .from_block(*blocks.start())
             .to_block(*blocks.end());
+        if self.chain.log_quorum() > 1 {
+            return self.request_logs_agreed(&filter, blocks).await;
+        }
         let logs = self
             .chain
             .call("eth_getLogs", |p| {
@@ -265,6 +288,13 @@ impl<'a> BridgeViews<'a> {
                 async move { p.get_logs(&filter).await }
             })
             .await?;
+        self.decode_requests(&logs)
+    }
+
+    /// The requests of `logs` that the configured bridge emitted (a log from any other address
+    /// is not a request of this bridge, whatever a node says), in nonce order.
+    fn decode_requests(&self, logs: &[alloy::rpc::types::Log]) -> Result<Vec<Request>, ViewError> {
+        let bridge = self.chain.bridge();
         let chain_id = self.chain.chain_id();
         let mut requests = Vec::with_capacity(logs.len());
         for log in logs.iter().filter(|l| !l.removed && l.address() == bridge) {
@@ -277,5 +307,52 @@ impl<'a> BridgeViews<'a> {
         }
         requests.sort_by_key(|r| r.nonce);
         Ok(requests)
+    }
+
+    /// The requests in `blocks` as at least `log_quorum` endpoints return them, byte for byte
+    /// (audit M-7); fewer agreeing is [`ViewError::NoQuorum`] and nothing is indexed.
+    async fn request_logs_agreed(
+        &self,
+        filter: &Filter,
+        blocks: RangeInclusive<u64>,
+    ) -> Result<Vec<Request>, ViewError> {
+        let needed = self.chain.log_quorum();
+        let answers = self
+            .chain
+            .on_each_endpoint("eth_getLogs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await;
+        let mut groups: Vec<(Vec<Request>, usize)> = Vec::new();
+        let mut summary = Vec::new();
+        for (label, answer) in answers {
+            match answer.map(|logs| self.decode_requests(&logs)) {
+                Ok(Ok(requests)) => {
+                    summary.push(format!("{label}: {} requests", requests.len()));
+                    match groups.iter_mut().find(|(r, _)| *r == requests) {
+                        Some((_, n)) => *n = n.saturating_add(1),
+                        None => groups.push((requests, 1)),
+                    }
+                }
+                Ok(Err(e)) => summary.push(format!("{label}: {e}")),
+                Err(e) => summary.push(format!("{label}: {e}")),
+            }
+        }
+        let agreeing = groups.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        match groups.into_iter().find(|(_, n)| *n >= needed) {
+            Some((requests, _)) => Ok(requests),
+            None => {
+                self.chain.metrics().log_disagreements.inc();
+                Err(ViewError::NoQuorum {
+                    chain: self.chain.role(),
+                    from: *blocks.start(),
+                    to: *blocks.end(),
+                    agreeing,
+                    needed,
+                    answers: summary.join("; "),
+                })
+            }
+        }
     }
 }

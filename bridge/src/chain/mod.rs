@@ -127,6 +127,8 @@ pub struct ChainClient {
     active: AtomicUsize,
     policy: RetryPolicy,
     metrics: ChainMetrics,
+    /// Endpoints that must agree on request logs.
+    log_quorum: usize,
 }
 
 /// The transport error inside a contract-call error (what the classifier understands).
@@ -189,7 +191,54 @@ impl ChainClient {
             active: AtomicUsize::new(0),
             policy,
             metrics,
+            log_quorum: config.log_quorum.max(1),
         })
+    }
+
+    /// How many endpoints must agree on request logs.
+    pub fn log_quorum(&self) -> usize {
+        self.log_quorum
+    }
+
+    /// `f` on every endpoint at once, one bounded attempt each (no failover): each endpoint's
+    /// label and answer, in `rpc_urls` order. For reads that must agree across providers.
+    pub async fn on_each_endpoint<T, F, Fut>(
+        &self,
+        method: &'static str,
+        f: F,
+    ) -> Vec<(String, Result<T, String>)>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T, TransportError>>,
+    {
+        let f = &f;
+        let attempts = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, endpoint)| async move {
+                let answer = match tokio::time::timeout(
+                    self.policy.attempt_timeout,
+                    f(endpoint.provider.clone()),
+                )
+                .await
+                {
+                    Ok(Ok(value)) => {
+                        self.record(index, method, RpcOutcome::Ok);
+                        Ok(value)
+                    }
+                    Ok(Err(e)) => {
+                        self.record(index, method, classify(&e).outcome());
+                        Err(multibridge_monitoring::redact_urls(&e.to_string()).into_owned())
+                    }
+                    Err(_) => {
+                        self.record(index, method, RpcOutcome::Retryable);
+                        Err("timed out".to_owned())
+                    }
+                };
+                (endpoint.label.clone(), answer)
+            });
+        futures::future::join_all(attempts).await
     }
 
     fn record(&self, endpoint: usize, method: &'static str, outcome: RpcOutcome) {

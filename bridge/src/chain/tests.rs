@@ -89,6 +89,7 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
         poll_interval_ms: 100,
         max_block_range: 100,
         max_fee_gwei: 1_000,
+        log_quorum: 1,
     };
     ChainClient::new(
         ChainRole::Main,

@@ -440,3 +440,94 @@ async fn a_leader_url_planted_in_etcd_is_never_published() {
     }
     keep.abort();
 }
+
+/// Endpoints operator 0 reads the main chain through: a lying one first, then the real node.
+/// `LOG_QUORUM` 1 is the relay before audit M-7's fix (the endpoint in use alone is believed).
+const LOG_QUORUM: usize = 2;
+
+/// Audit M-7: an RPC provider that rewrites request logs cannot make an operator vote a forged
+/// payload when two endpoints must agree: operator 0 (a lying endpoint first, the real node
+/// second) indexes nothing while they disagree and counts it; the other operators handle every
+/// request and see no diverging vote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
+    use multibridge_devnet::invariants::votes_per_operator;
+    use multibridge_devnet::lying_rpc::LyingRpc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let liar = LyingRpc::start(devnet.rpc_url(ChainRole::Main))
+        .await
+        .unwrap();
+    for op in 0..OPERATORS {
+        let mut config = devnet.operator_config(op).unwrap();
+        if op == 0 {
+            config.chains.main.rpc_urls.insert(0, liar.url());
+            config.chains.main.log_quorum = LOG_QUORUM;
+        }
+        devnet.write_operator_config(op, &config).unwrap();
+        devnet.start_relay(op).unwrap();
+    }
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let requests = driver
+        .request_native_burst(lane, 0, Address::repeat_byte(0x4c), U256::from(1_000), 4)
+        .await
+        .unwrap();
+    let range = requests[0].nonce..requests[3].nonce + 1;
+    wait_all_handled(&driver, lane, range.clone(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_exactly_once(&driver, lane, range.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, Address::repeat_byte(0x4c))
+            .await
+            .unwrap(),
+        U256::from(4_000),
+        "the real amounts were paid"
+    );
+    let operator0 = driver.operator(0).unwrap().address();
+    let votes = votes_per_operator(&driver, lane).await.unwrap();
+    assert!(
+        !votes.keys().any(|(_, op)| *op == operator0),
+        "operator 0 voted although its endpoints disagreed: {votes:?}"
+    );
+    let port = devnet.operator_http_ports[0];
+    crate::Poll::new(
+        "operator 0 never noticed its endpoints disagree",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        let n = multibridge_devnet::scrape::metric(
+            port,
+            "multibridge_rpc_log_disagreements_total{chain=\"main\"}",
+        )
+        .await
+        .unwrap_or_default();
+        if n >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("disagreements {n}"))
+        }
+    })
+    .await;
+    // No operator voted a payload the chain does not hold: the honest relays compare every
+    // VoteCast with what they indexed.
+    for (op, port) in devnet.operator_http_ports.iter().enumerate().skip(1) {
+        let divergence = multibridge_devnet::scrape::metric(
+            *port,
+            "multibridge_vote_divergence_total{lane=\"main-to-service\"}",
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(
+            divergence, 0.0,
+            "operator {op} saw a vote for a forged payload"
+        );
+    }
+}
