@@ -368,6 +368,12 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "?".into()),
             outcome.latency_secs
         );
+        if let Some(at) = outcome.release_held_until {
+            let wait = at.saturating_sub(multibridge::store::unix_now());
+            println!(
+                "release held back by the destination (large amount or above its outflow limit): paid in about {wait}s, at unix {at}; a pauser may cancel it until then"
+            );
+        }
     }
     Ok(())
 }

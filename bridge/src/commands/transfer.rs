@@ -72,6 +72,11 @@ pub struct TransferOutcome {
     pub handle_tx: Option<B256>,
     /// Seconds from the request's receipt to the handle seen.
     pub latency_secs: f64,
+    /// When the destination holds the release back (a large amount, or above its outflow
+    /// limit): the unix time from which it is paid (by the relays, or anyone); a pauser may
+    /// cancel it until then. `None`: paid with the handle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_held_until: Option<u64>,
 }
 
 /// Why a transfer failed. Nothing is lost: a mined request is handled later by the relays'
@@ -287,6 +292,11 @@ pub async fn transfer(
         .await?
         .first()
         .and_then(|l| l.transaction_hash);
+    let queued = destination
+        .bridge_call("queuedRelease", |b| async move {
+            b.queuedRelease(nonce).call().await
+        })
+        .await?;
     Ok(TransferOutcome {
         lane: request.lane,
         nonce,
@@ -294,5 +304,6 @@ pub async fn transfer(
         request_block: observed.srcBlockNumber,
         handle_tx,
         latency_secs,
+        release_held_until: (queued.releaseAt != 0).then_some(queued.releaseAt),
     })
 }

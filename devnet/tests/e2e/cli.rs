@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use alloy::primitives::{Address, utils::parse_ether};
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256, utils::parse_ether};
 use multibridge_contracts::ChainRole;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
@@ -128,4 +130,50 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
         ok && table.contains("main-to-service") && table.contains("pending"),
         "{table}"
     );
+
+    // A large transfer (the devnet holds releases of 500 or more for 10 s): the user is told
+    // the release is held back and when it will be paid.
+    let large = Address::repeat_byte(0x78);
+    let (ok, out, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &large.to_string(),
+            "--amount",
+            "600",
+            "--key-env",
+            "USER_KEY",
+        ],
+        &user_key,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("release held back"), "{out}");
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, large)
+            .await
+            .unwrap(),
+        U256::ZERO,
+        "paid before the release delay"
+    );
+    crate::Poll::new(
+        "the held-back release was never paid",
+        Duration::from_secs(60),
+    )
+    .until(async || {
+        let paid = driver
+            .native_balance(ChainRole::Service, large)
+            .await
+            .unwrap();
+        if paid == parse_ether("600").unwrap() {
+            Ok(())
+        } else {
+            Err(format!("paid {paid}"))
+        }
+    })
+    .await;
 }
