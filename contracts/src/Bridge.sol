@@ -47,6 +47,8 @@ contract Bridge is IBridge {
     uint256 public constant MAX_EXTRA_DATA = 1024;
     /// @notice releaseDelay at deployment.
     uint64 public constant DEFAULT_RELEASE_DELAY = 1 days;
+    /// @notice Longest releaseDelay (a hold "for ever" is a pause or a cancel, not a delay).
+    uint64 public constant MAX_RELEASE_DELAY = 30 days;
 
     /// @notice Request kind of native coin (wire format, never renumber).
     uint8 public constant KIND_NATIVE = 0;
@@ -317,6 +319,13 @@ contract Bridge is IBridge {
         if (paused) revert BridgePaused();
         QueuedRelease memory q = _dequeue(nonce);
         if (block.timestamp < q.releaseAt) revert ReleaseNotDue(nonce, q.releaseAt);
+        if (q.token != address(0)) {
+            // The token's registration now decides, as for a handle: a locked or deregistered
+            // token's release waits (queued) until the owner restores it or a pauser cancels.
+            TokenPair memory pair = _tokenPairs[q.token];
+            if (!pair.registered) revert TokenNotRegistered(q.token);
+            if (pair.locked) revert TokenIsLocked(q.token);
+        }
         emit QueuedReleaseExecuted(nonce);
         _release(nonce, q.token, q.to, q.amount);
     }
@@ -569,6 +578,7 @@ contract Bridge is IBridge {
 
     /// @inheritdoc IBridge
     function setReleaseDelay(uint64 delay) external onlyOwner {
+        if (delay > MAX_RELEASE_DELAY) revert ReleaseDelayTooLong(delay, MAX_RELEASE_DELAY);
         releaseDelay = delay;
         emit ReleaseDelayChanged(delay);
     }

@@ -145,6 +145,7 @@ interface IBridge {
     error ExtraDataTooLarge(uint256 length, uint256 max);
     error NotQueued(uint64 nonce);
     error ReleaseNotDue(uint64 nonce, uint64 releaseAt);
+    error ReleaseDelayTooLong(uint64 delay, uint64 max);
     /// Every free vote bit still carries open votes of a deregistered operator: registration is
     /// possible once lowerHandleNonce reaches `freeAtLowerNonce`.
     error OperatorBitsBusy(uint64 freeAtLowerNonce);

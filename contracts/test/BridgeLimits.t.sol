@@ -239,4 +239,32 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(elsewhere.balance, 1 ether, "paid to the named address");
         assertEq(bridge.totalPendingWithdrawals(), 0, "nothing owed");
     }
+
+    /// Review F4: a delay so long that releaseAt would overflow is refused, not a lane halt.
+    function test_releaseDelay_isBounded() public {
+        uint64 max = bridge.MAX_RELEASE_DELAY();
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseDelayTooLong.selector, type(uint64).max, max));
+        bridge.setReleaseDelay(type(uint64).max);
+        vm.prank(owner);
+        bridge.setReleaseDelay(max);
+        assertEq(bridge.releaseDelay(), max, "the bound itself is accepted");
+    }
+
+    /// Review F5: a queued token release respects the token's registration when executed.
+    function test_queuedTokenRelease_waitsWhileItsTokenIsLocked() public {
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(lockToken), type(uint128).max, 0, 10e18);
+        _execute(_request(0, 1, remoteLock, 10e18));
+        vm.warp(block.timestamp + 1 days);
+        vm.prank(owner);
+        bridge.setTokenLocked(address(lockToken), true);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenIsLocked.selector, address(lockToken)));
+        bridge.executeQueuedRelease(0);
+        assertEq(bridge.queuedReleases().length, 1, "still queued");
+        vm.prank(owner);
+        bridge.setTokenLocked(address(lockToken), false);
+        bridge.executeQueuedRelease(0);
+        assertEq(lockToken.balanceOf(recipient), 10e18, "paid once unlocked");
+    }
 }

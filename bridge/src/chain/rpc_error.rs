@@ -74,9 +74,21 @@ pub fn is_too_large(message: &str) -> bool {
         "oversized data",
         "transaction size",
         "tx size",
+        "out of gas",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// Whether a node refuses the transaction as priced now (its fee above the node's cap, the
+/// pending block full): no retry of the same bytes helps, but the same request may pass later —
+/// a refusal, never "maybe sent", and never a reason to set the request aside.
+pub fn is_refused_for_now(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
         "exceeds the configured cap",
         "max fee per gas higher than",
-        "out of gas",
+        "gas limit reached",
     ]
     .iter()
     .any(|p| m.contains(p))
@@ -90,7 +102,7 @@ pub fn is_insufficient_funds(message: &str) -> bool {
 /// Classify a JSON-RPC error response by code and message (clients differ in both).
 pub fn classify_response(code: i64, message: &str) -> ErrorClass {
     // The same call fails the same way until the transaction shrinks or the signer is funded.
-    if is_too_large(message) || is_insufficient_funds(message) {
+    if is_too_large(message) || is_refused_for_now(message) || is_insufficient_funds(message) {
         return ErrorClass::Fatal;
     }
     let m = message.to_ascii_lowercase();
@@ -194,7 +206,6 @@ mod tests {
             "gas required exceeds allowance (3000000)",
             "oversized data",
             "intrinsic gas too low",
-            "tx fee (2.50 ether) exceeds the configured cap (1.00 ether)",
             "Out of gas: gas required exceeds allowance: 3000000",
         ] {
             assert!(is_too_large(message), "{message}");
@@ -209,6 +220,10 @@ mod tests {
                 "{message}"
             );
         }
+        // Refused as priced now: a refusal (never "maybe sent"), but not a size problem.
+        let fee_cap = "tx fee (2.50 ether) exceeds the configured cap (1.00 ether)";
+        assert!(!is_too_large(fee_cap) && is_refused_for_now(fee_cap));
+        assert_eq!(classify(&resp(-32000, fee_cap)), ErrorClass::Fatal);
         assert!(!is_too_large("header not found"));
         assert!(!is_too_large("nonce too low"));
     }

@@ -788,6 +788,22 @@ impl Store {
         for request in requests {
             match insert_observed(&tx, lane, request, at)? {
                 None => changed = changed.saturating_add(1),
+                Some(RequestStatus::Rejected) => {
+                    // Set aside as oversized: looked at again (its size may not have been the
+                    // cause: a full block, a passing condition); other reasons stay.
+                    let reopened = tx.execute(
+                        "UPDATE requests SET status = 'observed', reason = NULL,
+                         reason_detail = NULL, updated_at = ?3
+                         WHERE lane = ?1 AND nonce = ?2 AND status = 'rejected' AND reason = ?4",
+                        params![
+                            lane.as_str(),
+                            to_i64(request.nonce),
+                            at,
+                            RejectReason::Oversized.as_str()
+                        ],
+                    )?;
+                    changed = changed.saturating_add(reopened);
+                }
                 Some(RequestStatus::Voting | RequestStatus::Voted | RequestStatus::Handled) => {
                     tx.execute(
                         "UPDATE requests SET status = 'observed', updated_at = ?3

@@ -80,6 +80,11 @@ fn requeue_reopens_voted_and_handled_stores_unknown_and_leaves_rejected_and_the_
         detail: "look-alike".into(),
     };
     store.apply(lane, 3, &rejected).unwrap();
+    let oversized = Transition::Rejected {
+        reason: RejectReason::Oversized,
+        detail: "gas required exceeds allowance".into(),
+    };
+    store.apply(lane, 2, &oversized).unwrap();
     let changed = store
         .requeue(
             lane,
@@ -92,7 +97,9 @@ fn requeue_reopens_voted_and_handled_stores_unknown_and_leaves_rejected_and_the_
             ],
         )
         .unwrap();
-    assert_eq!(changed, 3, "nonces 0 and 1 reopened, nonce 7 stored");
+    assert_eq!(changed, 4, "nonces 0, 1 and 2 reopened, nonce 7 stored");
+    // An oversized request is looked at again (its size may not have been the cause).
+    assert_eq!(status(&store, lane, 2), RequestStatus::Observed);
     // Audit M-3: the destination says open, so the handle is gone (a reorg): vote again.
     assert_eq!(status(&store, lane, 0), RequestStatus::Observed);
     assert_eq!(status(&store, lane, 1), RequestStatus::Observed);

@@ -223,6 +223,10 @@ impl DestinationReads for BridgeReads {
     }
 }
 
+/// A request handled at the head but not yet at the confirmation depth is looked at again
+/// after this long (it stays out of the voting window meanwhile).
+const NOT_FINAL_RECHECK_SECS: u64 = 2;
+
 /// How long a read of the destination's block gas limit is used.
 const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
 
@@ -485,6 +489,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 estimate: Some(estimate),
             })
             .collect();
+        // Splitting may make more transactions than planned: never more than `room` in flight.
+        let mut sent_txs = 0usize;
         while let Some(PlannedVote {
             batch,
             single,
@@ -492,6 +498,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             estimate,
         }) = work.pop_front()
         {
+            if sent_txs >= room {
+                break;
+            }
             let estimate = match estimate {
                 Some(estimate) => estimate,
                 None => self.estimate(input.clone()).await,
@@ -500,7 +509,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 Ok(gas_limit) if gas_limit <= gas_budget || batch.len() == 1 => {
                     let gas_limit = gas_limit.min(block_gas);
                     match self.send(&batch, single, input, gas_limit, &mut step).await {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            sent_txs = sent_txs.saturating_add(1);
+                            continue;
+                        }
                         // Refused by the node at the broadcast: nothing sent, no nonce used.
                         Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
                             e @ ChainError::Rejected { .. },
@@ -743,7 +755,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
         let states = self.destination.voting_status(&nonces).await?;
         let mut ready = Vec::new();
-        let mut handled = Vec::new();
+        let mut handled: Vec<(u64, bool)> = Vec::new();
         for (stored, state) in open.into_iter().zip(states) {
             let nonce = stored.request.nonce;
             let voted = stored.status == RequestStatus::Voted;
@@ -751,7 +763,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 // Final only at the destination's confirmation depth (audit M-3): another
                 // operator's handle may still be reorged away; until then it is left as it is.
                 NonceState::Handled => {
-                    handled.push(nonce);
+                    handled.push((nonce, voted));
                     continue;
                 }
                 NonceState::VotedByUs if voted => Outcome::StillVoted,
@@ -766,10 +778,30 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             self.settle(nonce, outcome, Seen::PreCheck, step)?;
         }
         if !handled.is_empty() {
-            let finals = self.destination.handled_final(&handled).await?;
-            for (nonce, is_final) in handled.into_iter().zip(finals) {
+            let nonces: Vec<u64> = handled.iter().map(|(n, _)| *n).collect();
+            // A node that cannot serve state that deep (not an archive node, or a safe block
+            // before the bridge existed) must not stop voting: the handle counts as seen at the
+            // head, and recovery reopens it should the destination later say it is open.
+            let finals = match self.destination.handled_final(&nonces).await {
+                Ok(finals) => finals,
+                Err(e) => {
+                    tracing::warn!(lane = %lane, error = %e, "cannot read handles at the destination's confirmation depth; taking them as seen at the head");
+                    vec![true; nonces.len()]
+                }
+            };
+            let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
+            for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
                 if is_final {
                     self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
+                } else if voted {
+                    // Back of the re-check queue, so newer work is not starved.
+                    self.store.lock().apply(lane, nonce, &Transition::Touched)?;
+                } else {
+                    self.store.lock().apply(
+                        lane,
+                        nonce,
+                        &Transition::Deferred { until: recheck_at },
+                    )?;
                 }
             }
         }

@@ -774,7 +774,16 @@ async fn a_handle_above_the_confirmation_depth_is_not_final_yet() {
     assert_eq!(step.sent, 0, "nothing voted: both are handled at the head");
     assert_eq!(h.status(0), RequestStatus::Handled);
     assert_eq!(h.status(1), RequestStatus::Observed, "not final yet");
+    assert!(
+        h.row(1).not_before.is_some_and(|t| t > unix_now()),
+        "deferred, so it does not crowd newer requests out of the window"
+    );
     h.destination.not_final.lock().unwrap().clear();
+    // Time passes: the deferral is over.
+    h.store
+        .lock()
+        .apply(LANE, 1, &Transition::Deferred { until: 0 })
+        .unwrap();
     h.step().await;
     assert_eq!(h.status(1), RequestStatus::Handled, "final at depth");
     assert!(h.jobs().is_empty());
