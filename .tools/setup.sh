@@ -6,7 +6,9 @@
 #              (protobuf-compiler + libprotobuf-dev; etcd-client's build script imports
 #              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
 #              tests), prometheus (promtool for alert-rule tests)
-#   from npm : anvil, forge, cast 1.7.1 and solcjs 0.8.37, pinned in .tools/package-lock.json
+#   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
+#              implementation the backup-log tests check interoperability with), pinned in
+#              .tools/package-lock.json
 #
 # Nothing is downloaded from anywhere but the Debian and npm registries.
 # Exit status: 0 when every capability check passed; 1 naming the first missing piece.
@@ -65,10 +67,11 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 18 ] || fail "Node.js $(node --version) is too old: 18 or later is needed for solcjs and npm ci"
 if [ -x "$here/node_modules/.bin/anvil" ] && [ -x "$here/node_modules/.bin/forge" ] &&
   [ -x "$here/node_modules/.bin/cast" ] && [ -f "$here/node_modules/solc/package.json" ] &&
+  [ -f "$here/node_modules/eciesjs/package.json" ] &&
   cmp -s "$here/package-lock.json" "$here/node_modules/.multibridge-installed-lock" 2>/dev/null; then
   log "npm tools present"
 else
-  log "npm ci (foundry 1.7.1, solc 0.8.37)"
+  log "npm ci (foundry 1.7.1, solc 0.8.37, eciesjs 0.4.15)"
   npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >/dev/null || fail "npm ci --prefix .tools failed (is the npm registry reachable?)"
   # Stamp: the next run skips npm ci while the lockfile is unchanged.
   cp "$here/package-lock.json" "$here/node_modules/.multibridge-installed-lock"
@@ -94,6 +97,9 @@ promtool_v="$(version_of promtool promtool --version)"
 nft_v="$(version_of nft nft --version)"
 solc_v="$(cd "$here" && node -e 'process.stdout.write(require("solc").version())' 2>&1)" ||
   fail "solcjs does not load from .tools/node_modules/solc: $solc_v"
+ecies_v="$(cd "$here" && node -e 'const e=require("eciesjs"); const k=new e.PrivateKey(); process.stdout.write(Buffer.from(e.decrypt(k.secret, e.encrypt(k.publicKey.toHex(), Buffer.from("ok")))).toString())' 2>&1)" ||
+  fail "eciesjs does not load from .tools/node_modules/eciesjs: $ecies_v"
+[ "$ecies_v" = ok ] || fail "eciesjs does not round-trip a message: $ecies_v"
 
 # protoc must compile a file that imports the well-known protos etcd-client's build imports.
 protoc_v="$(version_of protoc protoc --version)"
@@ -111,4 +117,4 @@ if ! err="$(protoc -I "$probe" --descriptor_set_out="$probe/out.pb" "$probe/prob
   fail "protoc cannot compile a proto that imports google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $err"
 fi
 
-log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}"
+log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}"
