@@ -42,7 +42,7 @@ pub enum EciesError {
 
 /// The AES key both sides derive.
 fn shared_key(ephemeral_public: &[u8], shared_point: &[u8]) -> [u8; 32] {
-    let mut ikm = Vec::with_capacity(ephemeral_public.len() + shared_point.len());
+    let mut ikm = Vec::with_capacity(ephemeral_public.len().saturating_add(shared_point.len()));
     ikm.extend_from_slice(ephemeral_public);
     ikm.extend_from_slice(shared_point);
     let mut key = [0u8; 32];
@@ -53,6 +53,7 @@ fn shared_key(ephemeral_public: &[u8], shared_point: &[u8]) -> [u8; 32] {
 }
 
 /// `secret × public`, uncompressed.
+#[allow(clippy::arithmetic_side_effects)] // elliptic-curve scalar multiplication: no integer overflow
 fn multiply(secret: &SecretKey, public: &PublicKey) -> Vec<u8> {
     let point = (public.to_projective() * *secret.to_nonzero_scalar()).to_affine();
     point.to_encoded_point(false).as_bytes().to_vec()
@@ -70,7 +71,7 @@ pub fn encrypt(receiver: &PublicKey, plaintext: &[u8], rng: &mut impl CryptoRngC
         .expect("AES-GCM encrypts any message below 64 GiB");
     // aes-gcm appends the tag; the construction puts it before the ciphertext.
     let (ciphertext, tag) = sealed.split_at(sealed.len().saturating_sub(TAG));
-    let mut out = Vec::with_capacity(POINT + NONCE + TAG + ciphertext.len());
+    let mut out = Vec::with_capacity(ciphertext.len().saturating_add(POINT + NONCE + TAG));
     out.extend_from_slice(ephemeral_public.as_bytes());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(tag);
@@ -89,7 +90,7 @@ pub fn decrypt(secret: &SecretKey, message: &[u8]) -> Result<Vec<u8>, EciesError
     let ephemeral =
         PublicKey::from_sec1_bytes(ephemeral_public).map_err(|_| EciesError::BadEphemeralKey)?;
     let key = shared_key(ephemeral_public, &multiply(secret, &ephemeral));
-    let mut sealed = Vec::with_capacity(ciphertext.len() + TAG);
+    let mut sealed = Vec::with_capacity(ciphertext.len().saturating_add(TAG));
     sealed.extend_from_slice(ciphertext);
     sealed.extend_from_slice(tag);
     let nonce: [u8; NONCE] = nonce
