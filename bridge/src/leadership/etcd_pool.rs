@@ -54,6 +54,20 @@ impl EtcdAccess {
         }
     }
 
+    /// What to check when a call failed with `error`: a TLS connection that the cluster cuts is,
+    /// without a client certificate configured, most likely its `--client-cert-auth`.
+    pub fn hint(&self, error: &str) -> &'static str {
+        let no_identity = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.cert_file.is_none() || t.key_file.is_none());
+        if no_identity && error.to_ascii_lowercase().contains("transport") {
+            " (no client certificate is configured: if the cluster runs --client-cert-auth, set etcd.tls.cert_file and key_file)"
+        } else {
+            ""
+        }
+    }
+
     /// `options` with TLS and the user added; `Err` names the file or variable that failed.
     pub fn options(&self, mut options: ConnectOptions) -> Result<ConnectOptions, String> {
         use etcd_client::{Certificate, Identity, TlsOptions};
@@ -172,7 +186,11 @@ impl EtcdPool {
             Ok(c) => c,
             Err(e) => {
                 self.count(index, what, EtcdOutcome::Error);
-                return Err(format!("{}: {e}", self.label(index)));
+                return Err(format!(
+                    "{}: {e}{}",
+                    self.label(index),
+                    self.access.hint(&e)
+                ));
             }
         };
         let last = match tokio::time::timeout(self.attempt_timeout, f(client)).await {
@@ -183,7 +201,8 @@ impl EtcdPool {
             }
             Ok(Err(e)) => {
                 self.count(index, what, EtcdOutcome::Error);
-                format!("{}: {e}", self.label(index))
+                let e = e.to_string();
+                format!("{}: {e}{}", self.label(index), self.access.hint(&e))
             }
             Err(_) => {
                 self.count(index, what, EtcdOutcome::Timeout);
