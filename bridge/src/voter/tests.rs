@@ -680,13 +680,15 @@ async fn a_standby_operator_votes_anyway_once_a_request_is_three_pauses_old() {
     *h.destination.committee.lock().unwrap() = Some(committee);
     h.step().await;
     h.jobs();
-    h.store.lock().age_rows(LANE, 14).unwrap();
+    // 13 s, not 14: the clock may pass a second boundary during the test (the ages are whole
+    // seconds of the wall clock), and 14 + 1 would already be the limit.
+    h.store.lock().age_rows(LANE, 13).unwrap();
     h.step().await;
     assert!(
         h.jobs().is_empty(),
-        "14 s, nothing handled: still standing by"
+        "13 s, nothing handled: still standing by"
     );
-    h.store.lock().age_rows(LANE, 1).unwrap();
+    h.store.lock().age_rows(LANE, 2).unwrap();
     h.step().await;
     assert_eq!(
         h.jobs(),
