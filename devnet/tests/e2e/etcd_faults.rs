@@ -116,8 +116,11 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
                 );
                 let gap = round.vote_gap[op][i]
                     .unwrap_or_else(|| panic!("{fault:?}: operator {op} never voted on {lane}"));
+                // Through the fault a gap holds the leaderless time, a block and a new term's
+                // start; on a loaded 2-core machine that reached 2.7-2.9 s against 1.0-1.1 s
+                // steady. A relay that stopped for the fault would show the fault's 10 s.
                 assert!(
-                    gap <= round.worst_steady_gap() + Duration::from_millis(1_500),
+                    gap <= round.worst_steady_gap() + Duration::from_millis(3_000),
                     "{fault:?}: operator {op} on {lane}: {gap:?} between two votes through the \
                      fault (steady gaps up to {:?})",
                     round.worst_steady_gap()
