@@ -187,31 +187,31 @@ impl<'a> BridgeViews<'a> {
         operator: Address,
         nonces: &[u64],
     ) -> Result<Vec<NonceState>, ChainError> {
-        let mut out = Vec::with_capacity(nonces.len());
-        for chunk in nonces.chunks(VOTING_STATUS_CHUNK) {
-            let chunk = chunk.to_vec();
-            let status = self
-                .chain
-                .bridge_call("votingStatus", |b| {
-                    let chunk = chunk.clone();
-                    async move { b.votingStatus(chunk, operator).call().await }
-                })
-                .await?;
-            out.extend(
-                status
-                    .handled
-                    .iter()
-                    .zip(&status.voted)
-                    .map(|(handled, voted)| NonceState::from_flags(*handled, *voted)),
-            );
-        }
-        Ok(out)
+        let (handled, voted) = self.voting_flags(operator, nonces, None).await?;
+        Ok(handled
+            .into_iter()
+            .zip(voted)
+            .map(|(handled, voted)| NonceState::from_flags(handled, voted))
+            .collect())
     }
 
     /// Which of `nonces` are handled at block `block` (a block at the chain's confirmation
     /// depth: a handle above it may still be reorged away).
     pub async fn handled_at(&self, nonces: &[u64], block: u64) -> Result<Vec<bool>, ChainError> {
-        let mut out = Vec::with_capacity(nonces.len());
+        Ok(self
+            .voting_flags(Address::ZERO, nonces, Some(block))
+            .await?
+            .0)
+    }
+
+    /// `votingStatus` in chunks, at `block` (latest if `None`): (handled, voted by `operator`).
+    async fn voting_flags(
+        &self,
+        operator: Address,
+        nonces: &[u64],
+        block: Option<u64>,
+    ) -> Result<(Vec<bool>, Vec<bool>), ChainError> {
+        let (mut handled, mut voted) = (Vec::with_capacity(nonces.len()), Vec::new());
         for chunk in nonces.chunks(VOTING_STATUS_CHUNK) {
             let chunk = chunk.to_vec();
             let status = self
@@ -219,16 +219,18 @@ impl<'a> BridgeViews<'a> {
                 .bridge_call("votingStatus", |b| {
                     let chunk = chunk.clone();
                     async move {
-                        b.votingStatus(chunk, Address::ZERO)
-                            .block(alloy::eips::BlockId::number(block))
-                            .call()
-                            .await
+                        let call = b.votingStatus(chunk, operator);
+                        match block {
+                            Some(n) => call.block(alloy::eips::BlockId::number(n)).call().await,
+                            None => call.call().await,
+                        }
                     }
                 })
                 .await?;
-            out.extend(status.handled);
+            handled.extend(status.handled);
+            voted.extend(status.voted);
         }
-        Ok(out)
+        Ok((handled, voted))
     }
 
     /// Votes needed to execute a request.

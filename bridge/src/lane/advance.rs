@@ -15,11 +15,9 @@ use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
 
+use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
-use crate::chain::submitter::{GasPlan, Job, Submit, SubmitClient};
-
-/// Ticks after which any operator advances, not only the one whose turn it is.
-const ANYONE_AFTER_TICKS: u32 = 3;
+use crate::chain::submitter::SubmitClient;
 
 /// The advancer of one lane (on its destination).
 pub struct LowerAdvance {
@@ -84,35 +82,14 @@ impl LowerAdvance {
             return Ok(None);
         }
         let operators = views.operators().await.map_err(|e| e.to_string())?;
-        let turn = u64::try_from(operators.len())
-            .ok()
-            .and_then(|n| lower.checked_rem(n))
-            .and_then(|i| operators.get(usize::try_from(i).ok()?).copied());
-        if turn != Some(self.operator) && unmoved < ANYONE_AFTER_TICKS {
+        if !my_turn(&operators, lower, self.operator, unmoved) {
             return Ok(None);
         }
         let input = Bridge::advanceLowerHandleNonceCall {
             maxSteps: U256::from(multibridge_contracts::MAX_LOWER_ADVANCE),
         }
         .abi_encode();
-        let gas_limit = self
-            .submit
-            .estimate(
-                self.bridge,
-                input.clone().into(),
-                GasPlan::Estimate { margin_percent: 20 },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let sent = self
-            .submit
-            .submit(Job {
-                to: self.bridge,
-                input: input.into(),
-                gas_limit,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let sent = send_call(&self.submit, self.bridge, input.into()).await?;
         self.metrics.lower_advances.inc();
         tracing::info!(lower, upper, tx = %sent.hash, "every nonce at lowerHandleNonce is handled and the lane is idle: advancing it");
         Ok(Some(lower))

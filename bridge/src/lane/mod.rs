@@ -31,6 +31,7 @@ pub mod advance;
 pub mod indexing;
 pub mod recovery;
 pub mod releases;
+pub mod upkeep;
 pub mod voting;
 
 use indexing::{Indexer, IndexerSettings};

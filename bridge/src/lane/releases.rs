@@ -19,11 +19,9 @@ use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
 
+use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
-use crate::chain::submitter::{GasPlan, Job, Submit, SubmitClient};
-
-/// Ticks a due release waits for the operator whose turn it is before anyone executes it.
-const ANYONE_AFTER_TICKS: u32 = 3;
+use crate::chain::submitter::SubmitClient;
 /// Most executions sent per tick.
 const MAX_PER_TICK: usize = 16;
 
@@ -103,38 +101,22 @@ impl QueuedReleases {
             let ticks = self.due_ticks.entry(nonce).or_insert(0);
             let seen = *ticks;
             *ticks = ticks.saturating_add(1);
-            let turn = u64::try_from(operators.len())
-                .ok()
-                .and_then(|n| nonce.checked_rem(n))
-                .and_then(|i| operators.get(usize::try_from(i).ok()?).copied());
-            if turn != Some(self.operator) && seen < ANYONE_AFTER_TICKS {
+            if !my_turn(&operators, nonce, self.operator, seen) {
                 continue;
             }
             if sent >= MAX_PER_TICK {
                 break;
             }
             let input = Bridge::executeQueuedReleaseCall { nonce }.abi_encode();
-            // An estimate that reverts: executed or cancelled by someone else meanwhile.
-            let Ok(gas_limit) = self
-                .submit
-                .estimate(
-                    self.bridge,
-                    input.clone().into(),
-                    GasPlan::Estimate { margin_percent: 20 },
-                )
-                .await
-            else {
-                continue;
+            // A failure (an estimate that reverts: executed or cancelled by someone else
+            // meanwhile) is retried at a later tick.
+            let tx = match send_call(&self.submit, self.bridge, input.into()).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    tracing::warn!(nonce, error = %e, "queued release not executed now; next tick");
+                    continue;
+                }
             };
-            let tx = self
-                .submit
-                .submit(Job {
-                    to: self.bridge,
-                    input: input.into(),
-                    gas_limit,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
             self.metrics.queued_releases_executed.inc();
             sent = sent.saturating_add(1);
             tracing::info!(nonce, tx = %tx.hash, "queued release is due: executing it");

@@ -192,16 +192,12 @@ async fn relays_lead_through_an_etcd_with_tls_client_certificates_and_auth() {
     for port in devnet.operator_http_ports.clone() {
         for lane in Lane::ALL {
             let series = format!("multibridge_leader{{lane=\"{}\"}}", lane.as_str());
-            Poll::new(
+            crate::metric_at_least(
                 "a relay never led its lane through the TLS etcd",
+                port,
+                &series,
+                1.0,
                 Duration::from_secs(60),
-            )
-            .logs(devnet.dir(), OPERATORS, 20)
-            .until(
-                async || match multibridge_devnet::scrape::metric(port, &series).await {
-                    Some(1.0) => Ok(()),
-                    other => Err(format!("{series} = {other:?}")),
-                },
             )
             .await;
         }

@@ -121,17 +121,7 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
             .unwrap();
     };
     // Drained only once the relay runs (at start an unfunded signer is waited for instead).
-    crate::Poll::new(
-        "operator 0's relay never became ready",
-        Duration::from_secs(60),
-    )
-    .until(
-        async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
+    crate::relay_ready(port, Duration::from_secs(60)).await;
     set_balance(U256::ZERO).await;
     let paused =
         "multibridge_sending_paused{lane=\"main-to-service\",reason=\"insufficient_funds\"}";
@@ -194,23 +184,13 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
     wait_all_handled(&driver, lane, all.clone(), Duration::from_secs(60))
         .await
         .unwrap();
-    crate::Poll::new(
+    crate::metric_at_least(
         "operator 0 sent no vote after funding",
+        port,
+        "multibridge_votes_sent_total{lane=\"main-to-service\"}",
+        sent_before + 1.0,
         Duration::from_secs(30),
     )
-    .until(async || {
-        let sent = multibridge_devnet::scrape::metric(
-            port,
-            "multibridge_votes_sent_total{lane=\"main-to-service\"}",
-        )
-        .await
-        .unwrap_or_default();
-        if sent > sent_before {
-            Ok(())
-        } else {
-            Err(format!("votes sent {sent}, before {sent_before}"))
-        }
-    })
     .await;
     assert_exactly_once(&driver, lane, all).await.unwrap();
 }
@@ -403,22 +383,14 @@ async fn a_leader_url_planted_in_etcd_is_never_published() {
         devnet.start_relay(op).unwrap();
     }
     let ports = devnet.operator_http_ports.clone();
-    crate::Poll::new("no relay refused the planted URL", Duration::from_secs(60))
-        .logs(devnet.dir(), OPERATORS, 20)
-        .until(async || {
-            let refused = multibridge_devnet::scrape::metric(
-                ports[0],
-                "multibridge_registry_updates_total{outcome=\"refused_url\"}",
-            )
-            .await
-            .unwrap_or_default();
-            if refused >= 1.0 {
-                Ok(())
-            } else {
-                Err(format!("refused_url = {refused}"))
-            }
-        })
-        .await;
+    crate::metric_at_least(
+        "no relay refused the planted URL",
+        ports[0],
+        "multibridge_registry_updates_total{outcome=\"refused_url\"}",
+        1.0,
+        Duration::from_secs(60),
+    )
+    .await;
     let m = Driver::new(devnet.manifest()).manifest().clone();
     let id = bridge_service_id(
         m.main.contracts.chain_id,
@@ -498,23 +470,13 @@ async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
         "operator 0 voted although its endpoints disagreed: {votes:?}"
     );
     let port = devnet.operator_http_ports[0];
-    crate::Poll::new(
+    crate::metric_at_least(
         "operator 0 never noticed its endpoints disagree",
+        port,
+        "multibridge_rpc_log_disagreements_total{chain=\"main\"}",
+        1.0,
         Duration::from_secs(30),
     )
-    .until(async || {
-        let n = multibridge_devnet::scrape::metric(
-            port,
-            "multibridge_rpc_log_disagreements_total{chain=\"main\"}",
-        )
-        .await
-        .unwrap_or_default();
-        if n >= 1.0 {
-            Ok(())
-        } else {
-            Err(format!("disagreements {n}"))
-        }
-    })
     .await;
     // No operator voted a payload the chain does not hold: the honest relays compare every
     // VoteCast with what they indexed.

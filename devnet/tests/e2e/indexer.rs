@@ -187,14 +187,7 @@ async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
     devnet.write_operator_config(0, &config).unwrap();
     devnet.start_relay(0).unwrap();
     let port = devnet.operator_http_ports[0];
-    Poll::new("operator 0 never became ready", Duration::from_secs(60))
-        .until(
-            async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
-        )
-        .await;
+    crate::relay_ready(port, Duration::from_secs(60)).await;
 
     driver
         .request_native_burst(lane, 0, to, U256::from(3), 5)

@@ -104,3 +104,36 @@ pub(crate) async fn eventually<T>(
 ) -> T {
     Poll::new(what, timeout).until(check).await
 }
+
+/// Wait until the relay serving on `port` answers `/readyz` with 200.
+pub(crate) async fn relay_ready(port: u16, timeout: Duration) {
+    eventually(
+        format!("the relay on port {port} never became ready"),
+        timeout,
+        async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}
+
+/// Wait until `series` on the relay serving on `port` is at least `at_least` (a counter that
+/// must move, a 0/1 gauge that must turn 1); its value then. `what` names the failure.
+pub(crate) async fn metric_at_least(
+    what: &str,
+    port: u16,
+    series: &str,
+    at_least: f64,
+    timeout: Duration,
+) -> f64 {
+    eventually(
+        what,
+        timeout,
+        async || match multibridge_devnet::scrape::metric(port, series).await {
+            Some(v) if v >= at_least => Ok(v),
+            other => Err(format!("{series} = {other:?}, want at least {at_least}")),
+        },
+    )
+    .await
+}
