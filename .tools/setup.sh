@@ -5,7 +5,8 @@
 #   from apt : etcd (server + client), protoc *with* the well-known .proto files
 #              (protobuf-compiler + libprotobuf-dev; etcd-client's build script imports
 #              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
-#              tests), prometheus (promtool for alert-rule tests)
+#              tests), prometheus (promtool for alert-rule tests), libssl-dev + pkg-config
+#              (https to RPCs and S3-compatible backup storage through reqwest's native-tls)
 #   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
 #              implementation the backup-log tests check interoperability with), pinned in
 #              .tools/package-lock.json
@@ -22,6 +23,7 @@ apt_packages=(
   protobuf-compiler libprotobuf-dev
   nftables iptables
   prometheus
+  libssl-dev pkg-config
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -42,6 +42,10 @@ pub struct Config {
     /// etcd leadership; without it the replica runs standalone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdConfig>,
+    /// State backups to off-chain storage and fast join (DESIGN §7); needs `[etcd]` and
+    /// `[registry]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupSettings>,
     /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.
     #[serde(default, skip_serializing_if = "FaultInjection::is_off")]
     pub fault_injection: FaultInjection,
@@ -759,6 +763,23 @@ impl Config {
                     "etcd.username",
                     "an etcd user needs password_file or password_env".into(),
                 ));
+            }
+        }
+        if let Some(backup) = &self.backup {
+            if self.etcd.is_none() {
+                return Err(invalid(
+                    "backup",
+                    "backups need [etcd] (the state versions live there)".into(),
+                ));
+            }
+            if self.registry.is_none() {
+                return Err(invalid(
+                    "backup",
+                    "backups need [registry] (the encrypted backup log is stored there)".into(),
+                ));
+            }
+            if let Some((field, problem)) = backup.problem() {
+                return Err(invalid(field, problem));
             }
         }
         Ok(())

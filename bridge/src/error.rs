@@ -70,6 +70,12 @@ pub enum RelayError {
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The backup storage cannot be opened (directory, bucket settings, S3 credentials).
+    #[error(transparent)]
+    BackupStorage(#[from] crate::backup::storage::StorageError),
+    /// The backup public key is unusable.
+    #[error(transparent)]
+    BackupKey(#[from] crate::backup::keys::BackupKeyError),
     /// A relay task panicked (a bug): the relay stops rather than run without it.
     #[error("a relay task panicked: {0}")]
     TaskPanicked(String),

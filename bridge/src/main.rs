@@ -59,6 +59,11 @@ enum Command {
         json: bool,
     },
     /// Request a transfer as a user and follow it to its handle on the other chain.
+    /// State backups: ask for one now, show the newest log, make a backup key pair.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     Transfer(TransferArgs),
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.
@@ -147,6 +152,41 @@ struct TransferArgs {
     /// Print one JSON object at the end instead of progress lines.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Ask the replica that runs backups to back up now (state-version-up) and wait for it.
+    Now {
+        /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Only this lane (default: every configured lane).
+        #[arg(long)]
+        lane: Option<multibridge_contracts::Lane>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and print the newest backup log of a lane (needs the backup private key).
+    Show {
+        /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The lane.
+        #[arg(long)]
+        lane: multibridge_contracts::Lane,
+    },
+    /// Make a backup key pair: the private key into a new file (mode 0600), the public key
+    /// printed for `backup.public_key`.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        private_key_out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +287,7 @@ fn main() -> ExitCode {
                 print!("{}", redact_urls(&text));
                 Ok(())
             }
+            Command::Backup { command } => backup(command).await,
             Command::Transfer(args) => transfer(args).await,
             Command::Claim(args) => claim(args).await,
             Command::Run { config } => {
@@ -417,4 +458,48 @@ async fn claim(args: ClaimArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn backup(command: BackupCommand) -> anyhow::Result<()> {
+    use multibridge::commands::backup as cmd;
+    match command {
+        BackupCommand::Now {
+            config,
+            lane,
+            timeout,
+            json,
+        } => {
+            let c = Config::load(&config)?;
+            let lanes = lane.map_or_else(|| c.lanes.clone(), |l| vec![l]);
+            let answers =
+                cmd::request_now(&c, &lanes, std::time::Duration::from_secs(timeout)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answers)?);
+            } else {
+                for a in &answers {
+                    match (&a.version, &a.error) {
+                        (Some(v), _) => println!("{}: backed up as state version {v}", a.lane),
+                        (None, Some(e)) => println!("{}: backup failed: {e}", a.lane),
+                        (None, None) => println!("{}: no outcome", a.lane),
+                    }
+                }
+            }
+            if answers.iter().any(|a| a.version.is_none()) {
+                anyhow::bail!("a backup failed");
+            }
+            Ok(())
+        }
+        BackupCommand::Show { config, lane } => {
+            let c = Config::load(&config)?;
+            let log = cmd::show(&c, lane).await?;
+            println!("{}", serde_json::to_string_pretty(&log)?);
+            Ok(())
+        }
+        BackupCommand::Keygen { private_key_out } => {
+            let public = cmd::keygen(&private_key_out)?;
+            println!("backup public key (backup.public_key): {public}");
+            println!("private key written to {}", private_key_out.display());
+            Ok(())
+        }
+    }
 }

@@ -54,6 +54,13 @@ pub async fn run(
         }
     };
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
+    let storage = match crate::backup::startup::open_storage(&config) {
+        Ok(storage) => storage,
+        Err(e) => {
+            serving.stop().await;
+            return Err(e);
+        }
+    };
     let own_url = crate::registry::advertised_url(&config);
     let replica = config
         .etcd
@@ -83,6 +90,9 @@ pub async fn run(
         replica: replica.clone(),
         own_url: own_url.clone(),
     };
+    if let Some(storage) = &storage {
+        crate::backup::startup::join_empty_lanes(&shared, storage).await;
+    }
     let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
     let submitters = spawn_submitters(&shared, &signer, &controls, &mut tasks);
     let mut claim_senders = HashMap::new();
@@ -105,6 +115,13 @@ pub async fn run(
             &mut tasks,
         );
     }
+    if let (Some(storage), Some(main), Some(owner)) = (
+        storage,
+        submitters.get(&ChainRole::Main),
+        owner(&controls, ChainRole::Main),
+    ) {
+        crate::backup::startup::spawn_worker(&shared, storage, main, owner, &mut tasks);
+    }
     spawn_watcher(&shared, &controls, board, &mut tasks);
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
@@ -126,7 +143,7 @@ pub async fn run(
 
 /// The lane whose lease a chain's submitter sends under: the lane that votes on that chain, or
 /// (for a chain only the registry writes to) the first lane this replica serves.
-fn owner(controls: &[LaneControl], chain: ChainRole) -> Option<&LaneControl> {
+pub(crate) fn owner(controls: &[LaneControl], chain: ChainRole) -> Option<&LaneControl> {
     controls
         .iter()
         .find(|c| c.lane.destination() == chain)

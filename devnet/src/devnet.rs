@@ -59,7 +59,17 @@ pub struct DevnetOptions {
     pub replicas: usize,
     /// Release-side limits of both bridges.
     pub release_limits: ReleaseLimits,
+    /// State backups in the relay configs (only with etcd): every this many handled requests,
+    /// to `<dir>/backups` unless `backup_storage` names another storage.
+    pub backup_every: Option<u64>,
+    /// Where backups go (default: `<dir>/backups`).
+    pub backup_storage: Option<multibridge::backup::StorageSettings>,
 }
+
+/// DEVNET ONLY, well known, never for real funds: the backup key pair every devnet relay
+/// encrypts its backup logs to (the secret is written to `<dir>/backup-key.hex`).
+pub const DEVNET_BACKUP_SECRET: &str =
+    "0x6d756c7469627269646765206465766e6574206261636b7570206b6579212121";
 
 impl DevnetOptions {
     /// [`new`](Self::new) without etcd: the chains, contracts and relay configs only (what every
@@ -109,6 +119,8 @@ impl DevnetOptions {
             prometheus: false,
             replicas: 1,
             release_limits: ReleaseLimits::devnet(),
+            backup_every: Some(1_000),
+            backup_storage: None,
         }
     }
 
@@ -440,8 +452,38 @@ impl Devnet {
                 password_file: None,
                 password_env: None,
             }),
+            backup: self.backup_settings()?,
             fault_injection: Default::default(),
         })
+    }
+
+    /// The `[backup]` section of every relay (with etcd and `backup_every` only).
+    fn backup_settings(&self) -> Result<Option<multibridge::backup::BackupSettings>, DevnetError> {
+        let (Some(every), Some(_)) = (self.options.backup_every, &self.etcd) else {
+            return Ok(None);
+        };
+        let key_file = self.options.dir.join("backup-key.hex");
+        if !key_file.exists() {
+            write_atomic(&key_file, format!("{DEVNET_BACKUP_SECRET}\n").as_bytes())?;
+        }
+        let secret = multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET)
+            .map_err(|e| DevnetError::Invalid(e.to_string()))?;
+        Ok(Some(multibridge::backup::BackupSettings {
+            every_handled: every,
+            on_majority_lost: true,
+            min_interval_secs: 30,
+            catch_up_secs: 5,
+            public_key: multibridge::backup::keys::public_key_hex(&secret.public_key()),
+            private_key_file: Some(key_file),
+            private_key_env: None,
+            join_from_backup: true,
+            etcd_snapshot: false,
+            storage: self.options.backup_storage.clone().unwrap_or(
+                multibridge::backup::StorageSettings::Local {
+                    path: self.options.dir.join("backups"),
+                },
+            ),
+        }))
     }
 
     /// Everything `devnet.json` holds.

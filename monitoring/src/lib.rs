@@ -3,12 +3,14 @@
 //! metric exists (at 0) before its first event and dashboards never see gaps.
 #![forbid(unsafe_code)]
 
+pub mod backup_metrics;
 pub mod exporter;
 pub mod metrics;
 pub mod readiness;
 pub mod redact;
 pub mod status_board;
 
+pub use backup_metrics::BackupMetrics;
 pub use exporter::{HttpState, serve};
 pub use metrics::{
     ChainMetrics, EtcdMetrics, EtcdOutcome, LaneMetrics, Metrics, RegistryUpdate, RpcOutcome,

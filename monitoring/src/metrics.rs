@@ -218,6 +218,8 @@ pub const REQUEST_STATUSES: [&str; 5] = [
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// State versions, backups, compaction, fast join.
+    pub backup: crate::BackupMetrics,
     /// Run before every render: gauges whose truth is a clock, not an event (see
     /// [`Metrics::on_render`]).
     before_render: std::sync::Arc<std::sync::Mutex<Vec<RenderHook>>>,
@@ -672,6 +674,7 @@ impl Metrics {
                 "Always 1; labelled with the version",
                 &["version"],
             )?,
+            backup: crate::BackupMetrics::register(&registry, lanes)?,
             registry,
             before_render: std::sync::Arc::default(),
         };

@@ -161,6 +161,18 @@ impl<'a> BridgeViews<'a> {
             .await
     }
 
+    /// `lowerHandleNonce` at block `block`: every nonce below it was handled by then.
+    pub async fn lower_handle_nonce_at(&self, block: u64) -> Result<u64, ChainError> {
+        self.chain
+            .bridge_call("lowerHandleNonce", |b| async move {
+                b.lowerHandleNonce()
+                    .block(alloy::eips::BlockId::number(block))
+                    .call()
+                    .await
+            })
+            .await
+    }
+
     /// Whether `nonce` is handled.
     pub async fn is_handled(&self, nonce: u64) -> Result<bool, ChainError> {
         self.chain

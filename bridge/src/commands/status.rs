@@ -47,6 +47,15 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
         if let (Some(pool), Some(dir)) = (&pool, lane_election_dir(config, lane)) {
             status.leadership = Some(lane_leadership(pool, &dir).await);
         }
+        if let (Some(pool), Some(keys)) = (
+            &pool,
+            crate::backup::versions::StateKeys::of(config, lane, config.operator.address),
+        ) {
+            status.versions = crate::backup::versions::read(pool, &keys)
+                .await
+                .ok()
+                .filter(|v| v.sv.is_some());
+        }
         out.push(status);
     }
     Ok(out)
@@ -112,6 +121,31 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 q.release_at,
             ));
         }
+    }
+    for s in statuses {
+        let Some(v) = &s.versions else { continue };
+        let ssv = v
+            .ssv
+            .iter()
+            .map(|(replica, version)| format!("{replica}={version}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!(
+            "{}: state version SV {}{}, SSV {}, replicas {} alive of {}{}\n",
+            s.lane.as_str(),
+            v.sv.unwrap_or(1),
+            if v.ssi == Some(-1) { " (SSI -1: backup running)" } else { "" },
+            if ssv.is_empty() { "-".to_owned() } else { ssv },
+            v.alive.iter().filter(|a| v.members.contains(a)).count(),
+            v.members.len(),
+            v.last_backup
+                .as_ref()
+                .map(|b| format!(
+                    "; last backup v{} by {} at unix {}, compacted below nonce {}",
+                    b.version, b.subject, b.at, b.compacted_below
+                ))
+                .unwrap_or_default(),
+        ));
     }
     for s in statuses {
         let Some(l) = &s.leadership else { continue };

@@ -46,6 +46,9 @@ pub struct LaneStatus {
     pub leader: Option<bool>,
     /// With `[etcd]`: who leads the lane's election and how far each replica got.
     pub leadership: Option<LaneLeadership>,
+    /// State versions (SV, SSV per replica, SSI), membership and the last backup, from etcd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<crate::backup::versions::VersionsView>,
 }
 
 /// A lane's election as etcd records it.
@@ -95,6 +98,7 @@ pub fn lane_status(
         sending_paused: Vec::new(),
         leader: None,
         leadership: None,
+        versions: None,
     };
     let Some(store) = store else {
         return Ok(status);

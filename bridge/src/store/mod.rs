@@ -24,7 +24,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::config::Config;
 
 mod asset_totals;
+mod compaction;
 pub use asset_totals::AssetSide;
+pub use compaction::{Compaction, Restored, copy_store_file};
 
 /// Schema version written to `meta`; bump with a migration in [`Store::migrate`], never edit
 /// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark,
@@ -311,6 +313,7 @@ impl Store {
                  PRIMARY KEY (lane, nonce, tx_hash));",
         )?;
         conn.execute_batch(asset_totals::SCHEMA)?;
+        conn.execute_batch(compaction::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;
@@ -424,8 +427,17 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let at = to_i64(unix_now());
+        // Nonces a backup compacted away are handled for good: not stored again.
+        let below: i64 = tx
+            .query_row(
+                "SELECT below FROM compaction WHERE lane = ?1",
+                [lane.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
         let mut inserted = 0usize;
-        for request in requests {
+        for request in requests.iter().filter(|r| to_i64(r.nonce) >= below) {
             if insert_observed(&tx, lane, request, at)?.is_none() {
                 inserted = inserted.saturating_add(1);
             }
@@ -903,6 +915,23 @@ impl Store {
                 |r| r.get::<_, Option<i64>>(0),
             )?
             .map(to_u64);
+        // Rows a backup compacted away were handled: they still count.
+        let compacted = self.compaction(lane)?;
+        if compacted.below > 0 {
+            counts.max_nonce = Some(
+                counts
+                    .max_nonce
+                    .unwrap_or(0)
+                    .max(compacted.below.saturating_sub(1)),
+            );
+            if let Some(i) = RequestStatus::ALL
+                .iter()
+                .position(|s| *s == RequestStatus::Handled)
+                && let Some(slot) = counts.by_status.get_mut(i)
+            {
+                *slot = slot.saturating_add(compacted.dropped);
+            }
+        }
         Ok(counts)
     }
 }

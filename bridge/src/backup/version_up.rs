@@ -1,0 +1,380 @@
+//! The state-version-up action (Table 1 of seed 003), run for one lane by the replica that
+//! writes this operator's registry transactions:
+//!
+//! 1. intake does not stop: the store copy is one read transaction, so it is a consistent cut
+//!    at the leader's cursor while indexing and voting go on (the paper stops intake; a relay
+//!    may not stop voting for longer than a block);
+//! 2. wait (bounded) until alive followers indexed up to that cursor;
+//! 3. SSI = -1;
+//! 4. copy the store and the operator's etcd prefix (and a full etcd snapshot if configured)
+//!    to off-chain storage with their SHA-256;
+//! 5. encrypt the backup log to the backup public key and `storeBackupLog` it;
+//! 6. compact the store below the backup's point, in short steps;
+//! 7. SV and this replica's SSV + 1;
+//! 8. SSI = 0 (followers compact the same nonces and bump their SSV).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::sol_types::SolCall;
+use k256::PublicKey;
+use multibridge_contracts::{Lane, ServiceRegistry};
+use multibridge_monitoring::Metrics;
+
+use super::log::{BackupLog, LOG_FORMAT, StateData, Subject};
+use super::storage::Storage;
+use super::versions::{self, LastBackup, StateKeys};
+use super::{BackupError, millis_now};
+use crate::chain::ChainPair;
+use crate::chain::submitter::{GasPlan, Job, Submit, SubmitClient};
+use crate::config::Config;
+use crate::leadership::etcd_pool::EtcdPool;
+use crate::store::{SharedStore, Store};
+
+/// Rows dropped per store lock while compacting.
+pub const COMPACT_STEP: usize = 2_000;
+/// How long the registry may take to show a stored log.
+const STORE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Everything a backup needs.
+pub struct BackupContext {
+    /// The relay's config.
+    pub config: Config,
+    /// The operator.
+    pub operator: Address,
+    /// This replica.
+    pub replica: String,
+    /// The store.
+    pub store: SharedStore,
+    /// Both chains.
+    pub chains: ChainPair,
+    /// etcd.
+    pub pool: Arc<EtcdPool>,
+    /// Off-chain storage.
+    pub storage: Storage,
+    /// The backup public key.
+    pub public_key: PublicKey,
+    /// The registry.
+    pub registry: Address,
+    /// The main chain's submitter.
+    pub submit: SubmitClient,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a finished backup did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupDone {
+    /// The version saved (SV is one more now).
+    pub version: u64,
+    /// Requests below were compacted.
+    pub compacted_below: u64,
+    /// Rows dropped from this replica's store.
+    pub dropped: u64,
+    /// The longest single hold of the store by the backup.
+    pub longest_hold: Duration,
+    /// The whole action.
+    pub took: Duration,
+    /// The log as stored (encrypted).
+    pub log_bytes: usize,
+}
+
+impl BackupContext {
+    /// The registry id of `lane`'s service.
+    pub fn service_id(&self, lane: Lane) -> Option<B256> {
+        crate::registry::lane_services(&self.config)
+            .into_iter()
+            .find(|s| s.lane == lane)
+            .map(|s| s.id)
+    }
+
+    /// Run Table 1 for `lane`.
+    pub async fn version_up(&self, lane: Lane, trigger: &str) -> Result<BackupDone, BackupError> {
+        let started = Instant::now();
+        let start_ms = millis_now();
+        let keys = StateKeys::of(&self.config, lane, self.operator).ok_or(BackupError::NoEtcd)?;
+        let id = self.service_id(lane).ok_or(BackupError::NotRegistered(lane))?;
+        let registered = crate::registry::registered_location(
+            &self.chains.main,
+            self.registry,
+            id,
+        )
+        .await?;
+        if registered.is_none() {
+            return Err(BackupError::NotRegistered(lane));
+        }
+        // The version: SV, never at or below what the registry already holds (etcd may have
+        // been wiped since).
+        let view = versions::read(&self.pool, &keys).await?;
+        let stored = self.latest_version(id).await?;
+        let version = view.sv.unwrap_or(1).max(stored.saturating_add(1));
+
+        // 1-2: the cut, and the followers that reach it.
+        let cut = self.store.lock().cursor(lane)?.unwrap_or(0);
+        let caught_up = self.wait_for_followers(lane, &view.alive, cut).await;
+
+        // 3.
+        versions::put(&self.pool, keys.ssi(), "-1".into(), None).await?;
+        let result = self
+            .save_and_compact(lane, trigger, &keys, version, id, start_ms, &view, caught_up)
+            .await;
+        // 8 (also after a failure: followers must not wait for a backup that ended).
+        let ssi = versions::put(&self.pool, keys.ssi(), "0".into(), None).await;
+        let mut done = result?;
+        ssi?;
+        done.took = started.elapsed();
+        Ok(done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn save_and_compact(
+        &self,
+        lane: Lane,
+        trigger: &str,
+        keys: &StateKeys,
+        version: u64,
+        id: B256,
+        start_ms: u64,
+        view: &versions::VersionsView,
+        caught_up: Vec<String>,
+    ) -> Result<BackupDone, BackupError> {
+        let owner = format!("{} {}", self.operator, self.replica);
+        let base = format!(
+            "{}/{lane}/{:#x}/v{version}",
+            crate::leadership::layout::pair(
+                self.config.chains.main.chain_id,
+                self.config.chains.main.bridge,
+                self.config.chains.service.chain_id,
+                self.config.chains.service.bridge,
+            ),
+            self.operator
+        );
+
+        // 4: the store, from one read transaction on a connection of its own (voting goes on).
+        let dir = tempfile::tempdir().map_err(|e| BackupError::Io(e.to_string()))?;
+        let copy_path = dir.path().join("store.sqlite");
+        crate::store::copy_store_file(&self.config.store.path, &copy_path)?;
+        let identity = crate::store::identity(&self.config);
+        let (cursor, contiguous, rows) = {
+            let copy = Store::open(&copy_path, &identity)?;
+            (
+                copy.cursor(lane)?,
+                copy.contiguous_from(lane)?,
+                copy.row_count(lane)?,
+            )
+        };
+        // Every nonce below the destination's lowerHandleNonce at its confirmation depth is
+        // handled for good; the copy holds every nonce below its watermark.
+        let destination = self.chains.get(lane.destination());
+        let head = destination.head().await?;
+        let safe = destination
+            .safe_head(
+                head,
+                self.config.chains.get(lane.destination()).confirmations,
+            )
+            .await?;
+        let lower = destination.views().lower_handle_nonce_at(safe).await?;
+        let compacted_below = lower.min(contiguous.unwrap_or(0));
+        let bytes = std::fs::read(&copy_path).map_err(|e| BackupError::Io(e.to_string()))?;
+        let state = self
+            .storage
+            .put(&format!("{base}/store.sqlite"), "sqlite", &owner, bytes)
+            .await?;
+        let mut snapshots = Vec::new();
+        if let Some(prefix) = StateKeys::pair_prefix(&self.config) {
+            let dump = versions::dump_prefix(&self.pool, &prefix).await?;
+            snapshots.push(
+                self.storage
+                    .put(
+                        &format!("{base}/etcd-prefix.json"),
+                        "etcd-prefix-json",
+                        &owner,
+                        dump,
+                    )
+                    .await?,
+            );
+        }
+        if self
+            .config
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.etcd_snapshot)
+        {
+            let full = versions::full_snapshot(&self.pool).await?;
+            snapshots.push(
+                self.storage
+                    .put(
+                        &format!("{base}/etcd.snapshot"),
+                        "etcd-snapshot",
+                        &owner,
+                        full,
+                    )
+                    .await?,
+            );
+        }
+
+        // 5.
+        let log = BackupLog {
+            format: LOG_FORMAT,
+            pair: crate::leadership::layout::pair(
+                self.config.chains.main.chain_id,
+                self.config.chains.main.bridge,
+                self.config.chains.service.chain_id,
+                self.config.chains.service.bridge,
+            ),
+            start_ms,
+            end_ms: millis_now(),
+            version,
+            members: view.members.clone(),
+            alive_members: view.alive.clone(),
+            caught_up,
+            snapshot_meta: snapshots,
+            state_data_meta: StateData {
+                object: state,
+                lane,
+                cursor,
+                contiguous_nonce: contiguous,
+                compacted_below,
+                rows,
+            },
+            storage: self.storage.meta().clone(),
+            subject: Subject {
+                replica: self.replica.clone(),
+                operator: self.operator.to_string(),
+            },
+            trigger: trigger.to_owned(),
+        };
+        let sealed = log.seal(&self.public_key);
+        let log_bytes = sealed.len();
+        self.store_log(id, version, sealed).await?;
+
+        // 6: compaction in short steps.
+        let mut longest_hold = Duration::ZERO;
+        let mut dropped = 0u64;
+        {
+            let at = Instant::now();
+            self.store
+                .lock()
+                .begin_compaction(lane, compacted_below, version)?;
+            longest_hold = longest_hold.max(at.elapsed());
+        }
+        loop {
+            let at = Instant::now();
+            let n = self.store.lock().compact_step(lane, COMPACT_STEP)?;
+            longest_hold = longest_hold.max(at.elapsed());
+            dropped = dropped.saturating_add(n);
+            if n == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+
+        // 7.
+        let next = version.saturating_add(1);
+        versions::put(&self.pool, keys.sv(), next.to_string(), None).await?;
+        versions::put(&self.pool, keys.ssv(&self.replica), next.to_string(), None).await?;
+        let record = LastBackup {
+            version,
+            compacted_below,
+            at: crate::store::unix_now(),
+            subject: self.replica.clone(),
+        };
+        versions::put(
+            &self.pool,
+            keys.last_backup(),
+            serde_json::to_string(&record).unwrap_or_default(),
+            None,
+        )
+        .await?;
+        Ok(BackupDone {
+            version,
+            compacted_below,
+            dropped,
+            longest_hold,
+            took: Duration::ZERO,
+            log_bytes,
+        })
+    }
+
+    /// The latest version the registry holds for `id` (0: none).
+    pub async fn latest_version(&self, id: B256) -> Result<u64, BackupError> {
+        Ok(
+            super::join::latest_log(&self.chains.main, self.registry, id)
+                .await?
+                .0,
+        )
+    }
+
+    /// Followers alive and indexed up to `cut` within the configured wait (this replica
+    /// included).
+    async fn wait_for_followers(&self, lane: Lane, alive: &[String], cut: u64) -> Vec<String> {
+        let wait = Duration::from_secs(
+            self.config
+                .backup
+                .as_ref()
+                .map_or(10, |b| b.catch_up_secs),
+        );
+        let deadline = Instant::now() + wait;
+        let Some(dir) = crate::leadership::lane_election_dir(&self.config, lane) else {
+            return vec![self.replica.clone()];
+        };
+        loop {
+            let records = crate::leadership::progress::read_progress(&self.pool, &dir)
+                .await
+                .unwrap_or_default();
+            let caught: Vec<String> = alive
+                .iter()
+                .filter(|name| {
+                    **name == self.replica
+                        || records
+                            .iter()
+                            .any(|r| &r.replica == *name && r.cursor.unwrap_or(0) >= cut)
+                })
+                .cloned()
+                .collect();
+            if caught.len() >= alive.len() || Instant::now() >= deadline {
+                return caught;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `storeBackupLog` through the main chain's submitter; done when the registry shows it.
+    async fn store_log(&self, id: B256, version: u64, sealed: Vec<u8>) -> Result<(), BackupError> {
+        let input: Bytes = ServiceRegistry::storeBackupLogCall {
+            id,
+            version,
+            encryptedLog: sealed.into(),
+        }
+        .abi_encode()
+        .into();
+        let gas_limit = self
+            .submit
+            .estimate(
+                self.registry,
+                input.clone(),
+                GasPlan::Estimate { margin_percent: 25 },
+            )
+            .await?;
+        let sent = self
+            .submit
+            .submit(Job {
+                to: self.registry,
+                input,
+                gas_limit,
+            })
+            .await?;
+        tracing::info!(version, tx = %sent.hash, "backup log sent to the registry");
+        let deadline = Instant::now() + STORE_DEADLINE;
+        loop {
+            if self.latest_version(id).await.unwrap_or(0) >= version {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BackupError::LogNotStored { version });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The backup worker of one replica: every second, for each lane, it keeps this replica's
+//! membership, liveness (a key bound to a lease of its own) and SSV in etcd, publishes the
+//! versions, and follows a backup another replica made (compacts the same nonces, bumps its
+//! SSV). On the replica that writes the operator's registry transactions it also starts the
+//! state-version-up action when a trigger fires: the handled bound, a majority of replicas
+//! lost, or a `multibridge backup` request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multibridge_contracts::{Lane, RequestStatus};
+use tokio::sync::watch;
+
+use super::settings::BackupSettings;
+use super::version_up::{BackupContext, COMPACT_STEP};
+use super::versions::{self, OnDemand, StateKeys, VersionsView};
+use crate::leadership::etcd_pool::EtcdUnavailable;
+
+const ROUND: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct LaneState {
+    last_run: Option<Instant>,
+    majority_handled: bool,
+}
+
+/// The worker.
+pub struct BackupWorker {
+    /// What backups need.
+    pub ctx: Arc<BackupContext>,
+    /// The settings.
+    pub settings: BackupSettings,
+    /// The lanes.
+    pub lanes: Vec<Lane>,
+    /// Whether this replica writes the registry now (it leads the main chain's lane).
+    pub runner: watch::Receiver<bool>,
+    /// The liveness lease's TTL.
+    pub lease_ttl: Duration,
+    lease: Option<i64>,
+    state: HashMap<Lane, LaneState>,
+}
+
+impl BackupWorker {
+    /// A worker for `lanes`.
+    pub fn new(
+        ctx: Arc<BackupContext>,
+        settings: BackupSettings,
+        lanes: Vec<Lane>,
+        runner: watch::Receiver<bool>,
+        lease_ttl: Duration,
+    ) -> Self {
+        Self {
+            ctx,
+            settings,
+            lanes,
+            runner,
+            lease_ttl,
+            lease: None,
+            state: HashMap::new(),
+        }
+    }
+
+    /// Run until aborted.
+    pub async fn run(mut self) {
+        loop {
+            if let Err(e) = self.keep_lease().await {
+                tracing::warn!(error = %e, "backup worker: liveness lease not renewed");
+            }
+            for lane in self.lanes.clone() {
+                if let Err(e) = self.round(lane).await {
+                    tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
+                }
+            }
+            tokio::time::sleep(ROUND).await;
+        }
+    }
+
+    async fn keep_lease(&mut self) -> Result<(), EtcdUnavailable> {
+        if let Some(id) = self.lease {
+            let alive = self
+                .ctx
+                .pool
+                .call("liveness lease keep-alive", |mut c| async move {
+                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                    keeper.keep_alive().await?;
+                    Ok(stream.message().await?.is_some_and(|r| r.ttl() > 0))
+                })
+                .await?;
+            if alive {
+                return Ok(());
+            }
+        }
+        let ttl = i64::try_from(self.lease_ttl.as_secs().max(2)).unwrap_or(3);
+        let id = self
+            .ctx
+            .pool
+            .call("liveness lease grant", |mut c| async move {
+                Ok(c.lease_grant(ttl, None).await?.id())
+            })
+            .await?;
+        self.lease = Some(id);
+        Ok(())
+    }
+
+    async fn round(&mut self, lane: Lane) -> Result<(), EtcdUnavailable> {
+        let ctx = self.ctx.clone();
+        let Some(keys) = StateKeys::of(&ctx.config, lane, ctx.operator) else {
+            return Ok(());
+        };
+        let replica = ctx.replica.clone();
+        versions::put_if_absent(&ctx.pool, keys.sv(), "1".into()).await?;
+        versions::put_if_absent(&ctx.pool, keys.ssi(), "0".into()).await?;
+        versions::put_if_absent(&ctx.pool, keys.member(&replica), "1".into()).await?;
+        if let Some(lease) = self.lease {
+            versions::put(&ctx.pool, keys.alive(&replica), "1".into(), Some(lease)).await?;
+        }
+        let view = versions::read(&ctx.pool, &keys).await?;
+        self.follow(lane, &keys, &view).await?;
+
+        let metrics = &ctx.metrics.backup;
+        let (compaction, rows) = {
+            let store = ctx.store.lock();
+            (
+                store.compaction(lane).unwrap_or_default(),
+                store.row_count(lane).unwrap_or(0),
+            )
+        };
+        metrics.set_versions(
+            lane,
+            view.sv.unwrap_or(1),
+            compaction.version.saturating_add(1),
+            view.ssi.unwrap_or(0),
+        );
+        let alive = view
+            .alive
+            .iter()
+            .filter(|a| view.members.contains(a))
+            .count();
+        metrics.set_replicas(lane, view.members.len(), alive);
+        metrics.set_store_rows(lane, rows);
+
+        if *self.runner.borrow() {
+            self.maybe_back_up(lane, &keys, &view).await?;
+        }
+        Ok(())
+    }
+
+    /// A follower's part: compact what the last backup covered, SSV = the store's version.
+    async fn follow(
+        &mut self,
+        lane: Lane,
+        keys: &StateKeys,
+        view: &VersionsView,
+    ) -> Result<(), EtcdUnavailable> {
+        let ctx = &self.ctx;
+        let mut compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
+        if let Some(last) = &view.last_backup
+            && last.version > compaction.version
+            && view.ssi != Some(-1)
+        {
+            let begun = ctx
+                .store
+                .lock()
+                .begin_compaction(lane, last.compacted_below, last.version);
+            if let Err(e) = begun {
+                tracing::warn!(%lane, error = %e, "cannot compact after the backup");
+            } else {
+                let mut dropped = 0u64;
+                loop {
+                    match ctx.store.lock().compact_step(lane, COMPACT_STEP) {
+                        Ok(0) => break,
+                        Ok(n) => dropped = dropped.saturating_add(n),
+                        Err(e) => {
+                            tracing::warn!(%lane, error = %e, "compaction step failed");
+                            break;
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                ctx.metrics.backup.compacted(lane, dropped);
+                tracing::info!(%lane, version = last.version, below = last.compacted_below, dropped, "followed a backup: store compacted");
+                compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
+            }
+        }
+        let ssv = compaction.version.saturating_add(1);
+        if view.ssv.get(&ctx.replica) != Some(&ssv) {
+            versions::put(&ctx.pool, keys.ssv(&ctx.replica), ssv.to_string(), None).await?;
+        }
+        Ok(())
+    }
+
+    async fn maybe_back_up(
+        &mut self,
+        lane: Lane,
+        keys: &StateKeys,
+        view: &VersionsView,
+    ) -> Result<(), EtcdUnavailable> {
+        let ctx = self.ctx.clone();
+        let state = self.state.entry(lane).or_default();
+        let rested = state.last_run.is_none_or(|at| {
+            at.elapsed() >= Duration::from_secs(self.settings.min_interval_secs)
+        });
+        if !view.majority_lost() {
+            state.majority_handled = false;
+        }
+        let pending_request = view
+            .request
+            .as_ref()
+            .filter(|r| view.result.as_ref().map(|x| &x.id) != Some(&r.id))
+            .cloned();
+        let trigger = if pending_request.is_some() {
+            Some("on-demand")
+        } else if self.settings.on_majority_lost
+            && view.majority_lost()
+            && !state.majority_handled
+        {
+            Some("majority-lost")
+        } else if rested && {
+            let store = ctx.store.lock();
+            let handled = store
+                .counts(lane)
+                .map(|c| c.of(RequestStatus::Handled))
+                .unwrap_or(0);
+            let dropped = store.compaction(lane).map(|c| c.dropped).unwrap_or(0);
+            handled.saturating_sub(dropped) >= self.settings.every_handled
+        } {
+            Some("bound")
+        } else {
+            None
+        };
+        let Some(trigger) = trigger else {
+            return Ok(());
+        };
+        state.last_run = Some(Instant::now());
+        tracing::info!(%lane, trigger, "state backup starting");
+        let result = ctx.version_up(lane, trigger).await;
+        let outcome = match &result {
+            Ok(done) => {
+                ctx.metrics.backup.backup(
+                    lane,
+                    trigger,
+                    Some((
+                        done.version,
+                        done.took.as_secs_f64(),
+                        done.longest_hold.as_secs_f64(),
+                    )),
+                );
+                ctx.metrics.backup.compacted(lane, done.dropped);
+                if trigger == "majority-lost" {
+                    if let Some(s) = self.state.get_mut(&lane) {
+                        s.majority_handled = true;
+                    }
+                }
+                tracing::info!(
+                    %lane, trigger, version = done.version, below = done.compacted_below,
+                    dropped = done.dropped, took_ms = done.took.as_millis(),
+                    longest_store_hold_ms = done.longest_hold.as_millis(),
+                    log_bytes = done.log_bytes, "state backup done"
+                );
+                Ok(done.version)
+            }
+            Err(e) => {
+                ctx.metrics.backup.backup(lane, trigger, None);
+                tracing::warn!(%lane, trigger, error = %e, retryable = e.is_retryable(), "state backup failed");
+                Err(e.to_string())
+            }
+        };
+        if let Some(request) = pending_request {
+            let answer = OnDemand {
+                id: request.id,
+                at: crate::store::unix_now(),
+                outcome: Some(outcome),
+            };
+            versions::put(
+                &ctx.pool,
+                keys.result(),
+                serde_json::to_string(&answer).unwrap_or_default(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! What backups do to the store: a consistent copy of the whole store (one read transaction),
+//! compaction of the requests a backup covers, and the restore of one lane from a backup's copy.
+//!
+//! Compaction drops the rows of a lane below a nonce every replica may forget: the backup's
+//! point, at most the destination's `lowerHandleNonce` at its confirmation depth (every nonce
+//! below is handled on chain for good) and at most the lane's contiguous watermark. The store
+//! remembers the point and how many handled requests it dropped, so counts stay whole, the
+//! indexer does not store those nonces again and the gap check starts above them.
+
+use std::path::Path;
+
+use multibridge_contracts::Lane;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{OPEN, SCHEMA_VERSION, Store, StoreError, to_i64, to_u64};
+
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS compaction (
+        lane TEXT PRIMARY KEY,
+        below INTEGER NOT NULL,
+        dropped INTEGER NOT NULL,
+        version INTEGER NOT NULL);";
+
+/// A lane's compaction record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Every nonce below was dropped (handled on chain for good).
+    pub below: u64,
+    /// How many rows were dropped (all handled).
+    pub dropped: u64,
+    /// The state version of the backup that covered them.
+    pub version: u64,
+}
+
+/// What a restore brought in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Rows copied.
+    pub rows: u64,
+    /// The lane's cursor from the backup.
+    pub cursor: Option<u64>,
+    /// The compaction point.
+    pub below: u64,
+}
+
+impl Store {
+    /// The compaction record of `lane` (zero when never compacted).
+    pub fn compaction(&self, lane: Lane) -> Result<Compaction, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT below, dropped, version FROM compaction WHERE lane = ?1",
+                [lane.as_str()],
+                |r| {
+                    Ok(Compaction {
+                        below: to_u64(r.get(0)?),
+                        dropped: to_u64(r.get(1)?),
+                        version: to_u64(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Whether the store holds nothing of `lane` (no cursor, no request): a new or wiped replica.
+    pub fn lane_is_empty(&self, lane: Lane) -> Result<bool, StoreError> {
+        let cursor = self.cursor(lane)?;
+        let any: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT nonce FROM requests WHERE lane = ?1 LIMIT 1",
+                [lane.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(cursor.is_none() && any.is_none())
+    }
+
+    /// Rows of `lane` in the store.
+    pub fn row_count(&self, lane: Lane) -> Result<u64, StoreError> {
+        Ok(to_u64(self.conn.query_row(
+            "SELECT COUNT(*) FROM requests WHERE lane = ?1",
+            [lane.as_str()],
+            |r| r.get(0),
+        )?))
+    }
+
+    /// Write a consistent copy of the whole store to `to` (SQLite `VACUUM INTO`: one read
+    /// transaction, so every request and the cursor that covers it agree).
+    pub fn copy_to(&self, to: &Path) -> Result<(), StoreError> {
+        self.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
+        Ok(())
+    }
+
+    /// Start compacting `lane` below `below` for backup `version`: from now on the indexer
+    /// does not store those nonces and the gap check starts at `below`. Never moves back.
+    pub fn begin_compaction(
+        &mut self,
+        lane: Lane,
+        below: u64,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO compaction (lane, below, dropped, version) VALUES (?1, ?2, 0, ?3)
+             ON CONFLICT (lane) DO UPDATE SET below = MAX(compaction.below, excluded.below),
+                 version = MAX(compaction.version, excluded.version)",
+            params![lane.as_str(), to_i64(below), to_i64(version)],
+        )?;
+        tx.execute(
+            "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND (next_nonce IS NULL OR next_nonce < ?2)",
+            params![lane.as_str(), to_i64(below)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Drop at most `limit` rows of `lane` below its compaction point, in one short transaction
+    /// (the caller releases the store between steps, so voting never waits long). Returns how
+    /// many were dropped; 0 when done.
+    pub fn compact_step(&mut self, lane: Lane, limit: usize) -> Result<u64, StoreError> {
+        let below = self.compaction(lane)?.below;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let nonces: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT nonce FROM requests WHERE lane = ?1 AND nonce < ?2 ORDER BY nonce LIMIT ?3",
+            )?;
+            stmt.query_map(
+                params![
+                    lane.as_str(),
+                    to_i64(below),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?
+        };
+        let (Some(first), Some(last)) = (nonces.first(), nonces.last()) else {
+            return Ok(0);
+        };
+        let dropped = tx.execute(
+            "DELETE FROM requests WHERE lane = ?1 AND nonce BETWEEN ?2 AND ?3",
+            params![lane.as_str(), first, last],
+        )?;
+        tx.execute(
+            "DELETE FROM request_txs WHERE lane = ?1 AND nonce BETWEEN ?2 AND ?3",
+            params![lane.as_str(), first, last],
+        )?;
+        let dropped = u64::try_from(dropped).unwrap_or(u64::MAX);
+        tx.execute(
+            "UPDATE compaction SET dropped = dropped + ?2 WHERE lane = ?1",
+            params![lane.as_str(), to_i64(dropped)],
+        )?;
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// Bring `lane` in from the store copy at `from` (a backup's snapshot), dropping what lies
+    /// below `below`. The copy must be of this store's identity and schema; the lane must be
+    /// empty here. Open requests come in as `observed` (this replica sent none of their votes:
+    /// it checks the destination before it votes them), without the other replica's
+    /// transaction hashes.
+    pub fn restore_lane(
+        &mut self,
+        from: &Path,
+        lane: Lane,
+        below: u64,
+        version: u64,
+    ) -> Result<Restored, StoreError> {
+        let identity: String = self.conn.query_row(
+            "SELECT value FROM meta WHERE key = 'identity'",
+            [],
+            |r| r.get(0),
+        )?;
+        self.conn.execute(
+            "ATTACH DATABASE ?1 AS snap",
+            [from.to_string_lossy().as_ref()],
+        )?;
+        let result = (|| {
+            let meta = |key: &str| -> Result<Option<String>, StoreError> {
+                Ok(self
+                    .conn
+                    .query_row("SELECT value FROM snap.meta WHERE key = ?1", [key], |r| {
+                        r.get(0)
+                    })
+                    .optional()?)
+            };
+            let found = meta("identity")?.unwrap_or_default();
+            if found != identity {
+                return Err(StoreError::WrongIdentity {
+                    found,
+                    expected: identity.clone(),
+                });
+            }
+            let schema = meta("schema_version")?.unwrap_or_default();
+            if schema != SCHEMA_VERSION.to_string() {
+                return Err(StoreError::Corrupt(format!(
+                    "backup store has schema version {schema}, this multibridge writes {SCHEMA_VERSION}"
+                )));
+            }
+            if !self.lane_is_empty(lane)? {
+                return Err(StoreError::Corrupt(format!(
+                    "{lane} already has requests here; restore only into an empty store"
+                )));
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let l = lane.as_str();
+            let rows = tx.execute(
+                &format!(
+                    "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, reason,
+                         attempts, observed_at, updated_at, reason_detail, not_before)
+                     SELECT lane, nonce, payload_hash, payload, src_block,
+                         CASE WHEN status IN {OPEN} THEN 'observed' ELSE status END,
+                         reason, 0, observed_at, updated_at, reason_detail, NULL
+                     FROM snap.requests WHERE lane = ?1 AND nonce >= ?2"
+                ),
+                params![l, to_i64(below)],
+            )?;
+            tx.execute(
+                "INSERT INTO cursors (lane, next_block, updated_at, next_nonce)
+                 SELECT lane, next_block, updated_at, MAX(COALESCE(next_nonce, ?2), ?2)
+                 FROM snap.cursors WHERE lane = ?1",
+                params![l, to_i64(below)],
+            )?;
+            let dropped_before: i64 = tx
+                .query_row(
+                    "SELECT COALESCE((SELECT dropped FROM snap.compaction WHERE lane = ?1), 0)
+                        + (SELECT COUNT(*) FROM snap.requests WHERE lane = ?1 AND nonce < ?2)",
+                    params![l, to_i64(below)],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            tx.execute(
+                "INSERT INTO compaction (lane, below, dropped, version) VALUES (?1, ?2, ?3, ?4)",
+                params![l, to_i64(below), dropped_before, to_i64(version)],
+            )?;
+            tx.execute(
+                "INSERT INTO asset_scan SELECT * FROM snap.asset_scan WHERE lane = ?1",
+                [l],
+            )?;
+            tx.execute(
+                "INSERT INTO asset_totals SELECT * FROM snap.asset_totals WHERE lane = ?1",
+                [l],
+            )?;
+            tx.commit()?;
+            Ok(Restored {
+                rows: u64::try_from(rows).unwrap_or(u64::MAX),
+                cursor: self.cursor(lane)?,
+                below,
+            })
+        })();
+        let detached = self.conn.execute("DETACH DATABASE snap", []);
+        let restored = result?;
+        detached?;
+        Ok(restored)
+    }
+}
+
+/// Copy the store file at `store` to `to` from a read-only connection of its own: one read
+/// transaction (WAL lets the relay's connection go on writing meanwhile), so the copy is a
+/// consistent cut that never holds the relay's store lock.
+pub fn copy_store_file(store: &Path, to: &Path) -> Result<(), StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        store,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
+    Ok(())
+}
