@@ -64,6 +64,8 @@ pub struct DevnetOptions {
     pub backup_every: Option<u64>,
     /// Where backups go (default: `<dir>/backups`).
     pub backup_storage: Option<multibridge::backup::StorageSettings>,
+    /// Extra environment of every relay process (e.g. the S3 credentials its config names).
+    pub relay_env: Vec<(String, String)>,
 }
 
 /// DEVNET ONLY, well known, never for real funds: the backup key pair every devnet relay
@@ -121,6 +123,7 @@ impl DevnetOptions {
             release_limits: ReleaseLimits::devnet(),
             backup_every: Some(1_000),
             backup_storage: None,
+            relay_env: Vec::new(),
         }
     }
 
@@ -618,13 +621,29 @@ impl Devnet {
                 "--config".into(),
                 config_path.display().to_string(),
             ],
-            envs: vec![(
+            envs: std::iter::once((
                 "MULTIBRIDGE_LOG".into(),
                 std::env::var("MULTIBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
-            )],
+            ))
+            .chain(self.options.relay_env.iter().cloned())
+            .collect(),
             log_path: self.options.dir.join("logs").join(format!("{name}.log")),
         };
         self.relays.insert(key, ManagedProcess::spawn(spec)?);
+        Ok(())
+    }
+
+    /// Delete the store of one replica (it must be stopped): a wiped or brand-new replica.
+    pub fn wipe_replica_store(&self, index: usize, replica: usize) -> Result<(), DevnetError> {
+        let path = self.replica_config(index, replica)?.store.path;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DevnetError::io(&file, e)),
+            }
+        }
         Ok(())
     }
 

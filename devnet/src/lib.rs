@@ -26,7 +26,7 @@ pub mod tools;
 pub mod tx;
 pub mod wait;
 
-pub use devnet::{Devnet, DevnetOptions};
+pub use devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions};
 pub use driver::{Driver, VoteOutcome};
 pub use error::DevnetError;
 pub use manifest::Manifest;

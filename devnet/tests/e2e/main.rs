@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use multibridge_devnet::invariants::dump_relay_logs;
 
+mod backup;
 mod bad_input;
 mod cli;
 mod etcd_faults;
