@@ -7,11 +7,13 @@
 #              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
 #              tests), prometheus (promtool for alert-rule tests), libssl-dev + pkg-config
 #              (https to RPCs and S3-compatible backup storage through reqwest's native-tls)
+#   from PyPI: moto[server] 5.2.5 into .tools/python (an S3-compatible server for the backup
+#              storage tests)
 #   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
 #              implementation the backup-log tests check interoperability with), pinned in
 #              .tools/package-lock.json
 #
-# Nothing is downloaded from anywhere but the Debian and npm registries.
+# Nothing is downloaded from anywhere but the Debian, npm and PyPI registries.
 # Exit status: 0 when every capability check passed; 1 naming the first missing piece.
 set -euo pipefail
 
@@ -77,6 +79,25 @@ else
   npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >/dev/null || fail "npm ci --prefix .tools failed (is the npm registry reachable?)"
   # Stamp: the next run skips npm ci while the lockfile is unchanged.
   cp "$here/package-lock.json" "$here/node_modules/.multibridge-installed-lock"
+fi
+
+# --- PyPI -----------------------------------------------------------------------------------
+# moto's S3 server: a real S3-compatible HTTP server (SigV4, buckets, objects) the backup tests
+# start on a loopback port, installed with pip into .tools/python (nothing system-wide).
+moto_version="5.2.5"
+command -v python3 >/dev/null || fail "python3 is required (for the S3-compatible test server)"
+if PYTHONPATH="$here/python" python3 -c "import moto, moto.server, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+  log "moto $moto_version present"
+else
+  log "pip install moto[server]==$moto_version into .tools/python"
+  python3 -m pip --version >/dev/null 2>&1 || {
+    command -v apt-get >/dev/null || fail "pip is required: install python3-pip"
+    ${sudo:-} apt-get install -y -qq --no-install-recommends python3-pip >/dev/null || fail "apt-get install python3-pip failed"
+  }
+  rm -rf "$here/python"
+  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+    --target "$here/python" "moto[server]==$moto_version" 2>&1 | grep -v "dependency conflicts\|^awscli\|^aws-sam\|incompatible" >&2 || true
+  PYTHONPATH="$here/python" python3 -c "import moto.server" || fail "moto[server] did not install into .tools/python (is PyPI reachable?)"
 fi
 
 # --- capability checks ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod s3;
 pub mod scrape;
 pub mod tools;
 pub mod tx;

@@ -90,11 +90,7 @@ impl BackupMetrics {
                 "Handled requests dropped from the store after a backup covered them",
                 lane,
             )?,
-            store_rows: int_gauge(
-                "store_rows",
-                "Request rows in this replica's store",
-                lane,
-            )?,
+            store_rows: int_gauge("store_rows", "Request rows in this replica's store", lane)?,
             joins: counter(
                 "state_joins_total",
                 "How this replica got a lane's state at start: from a backup or by replay (reason: why not from a backup)",
@@ -120,7 +116,10 @@ impl BackupMetrics {
             let l = lane.as_str();
             for trigger in TRIGGERS {
                 for result in ["ok", "failed"] {
-                    metrics.backups.with_label_values(&[l, trigger, result]).reset();
+                    metrics
+                        .backups
+                        .with_label_values(&[l, trigger, result])
+                        .reset();
                 }
             }
             metrics.compacted.with_label_values(&[l]).reset();
@@ -135,7 +134,9 @@ impl BackupMetrics {
     pub fn set_versions(&self, lane: Lane, sv: u64, ssv: u64, ssi: i64) {
         let l = [lane.as_str()];
         self.state_version.with_label_values(&l).set(int(sv));
-        self.server_state_version.with_label_values(&l).set(int(ssv));
+        self.server_state_version
+            .with_label_values(&l)
+            .set(int(ssv));
         self.backup_in_progress
             .with_label_values(&l)
             .set(i64::from(ssi < 0));

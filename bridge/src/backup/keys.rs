@@ -82,7 +82,10 @@ pub fn read_private_key(
 /// SEC1 hex of a public key (compressed), as the config takes it.
 pub fn public_key_hex(key: &PublicKey) -> String {
     use k256::elliptic_curve::sec1::ToEncodedPoint;
-    format!("0x{}", alloy::hex::encode(key.to_encoded_point(true).as_bytes()))
+    format!(
+        "0x{}",
+        alloy::hex::encode(key.to_encoded_point(true).as_bytes())
+    )
 }
 
 /// The pair of the configured public key, or [`BackupKeyError::Mismatch`].

@@ -137,7 +137,8 @@ pub fn spawn_worker(
         owner.leading.clone(),
         Duration::from_secs(etcd.lease_ttl_secs),
     );
-    let span = tracing::info_span!("backup", operator = %shared.operator, replica = %shared.replica);
+    let span =
+        tracing::info_span!("backup", operator = %shared.operator, replica = %shared.replica);
     tasks.spawn(
         async move {
             worker.run().await;

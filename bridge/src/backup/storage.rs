@@ -145,14 +145,15 @@ impl Storage {
                     .with_region(region)
                     .with_access_key_id(var(access_key_id_env)?)
                     .with_secret_access_key(var(secret_access_key_env)?)
-                    .with_allow_http(*allow_http)
                     .with_retry(object_store::RetryConfig {
                         max_retries: 3,
                         retry_timeout: Duration::from_secs(30),
                         ..Default::default()
                     })
+                    // allow_http lives in the client options: set with them, not before them.
                     .with_client_options(
                         object_store::ClientOptions::new()
+                            .with_allow_http(*allow_http)
                             .with_timeout(Duration::from_secs(30))
                             .with_connect_timeout(Duration::from_secs(5)),
                     );

@@ -94,13 +94,11 @@ impl BackupContext {
         let started = Instant::now();
         let start_ms = millis_now();
         let keys = StateKeys::of(&self.config, lane, self.operator).ok_or(BackupError::NoEtcd)?;
-        let id = self.service_id(lane).ok_or(BackupError::NotRegistered(lane))?;
-        let registered = crate::registry::registered_location(
-            &self.chains.main,
-            self.registry,
-            id,
-        )
-        .await?;
+        let id = self
+            .service_id(lane)
+            .ok_or(BackupError::NotRegistered(lane))?;
+        let registered =
+            crate::registry::registered_location(&self.chains.main, self.registry, id).await?;
         if registered.is_none() {
             return Err(BackupError::NotRegistered(lane));
         }
@@ -117,7 +115,9 @@ impl BackupContext {
         // 3.
         versions::put(&self.pool, keys.ssi(), "-1".into(), None).await?;
         let result = self
-            .save_and_compact(lane, trigger, &keys, version, id, start_ms, &view, caught_up)
+            .save_and_compact(
+                lane, trigger, &keys, version, id, start_ms, &view, caught_up,
+            )
             .await;
         // 8 (also after a failure: followers must not wait for a backup that ended).
         let ssi = versions::put(&self.pool, keys.ssi(), "0".into(), None).await;
@@ -195,12 +195,7 @@ impl BackupContext {
                     .await?,
             );
         }
-        if self
-            .config
-            .backup
-            .as_ref()
-            .is_some_and(|b| b.etcd_snapshot)
-        {
+        if self.config.backup.as_ref().is_some_and(|b| b.etcd_snapshot) {
             let full = versions::full_snapshot(&self.pool).await?;
             snapshots.push(
                 self.storage
@@ -309,12 +304,7 @@ impl BackupContext {
     /// Followers alive and indexed up to `cut` within the configured wait (this replica
     /// included).
     async fn wait_for_followers(&self, lane: Lane, alive: &[String], cut: u64) -> Vec<String> {
-        let wait = Duration::from_secs(
-            self.config
-                .backup
-                .as_ref()
-                .map_or(10, |b| b.catch_up_secs),
-        );
+        let wait = Duration::from_secs(self.config.backup.as_ref().map_or(10, |b| b.catch_up_secs));
         let deadline = Instant::now() + wait;
         let Some(dir) = crate::leadership::lane_election_dir(&self.config, lane) else {
             return vec![self.replica.clone()];

@@ -198,9 +198,9 @@ impl BackupWorker {
     ) -> Result<(), EtcdUnavailable> {
         let ctx = self.ctx.clone();
         let state = self.state.entry(lane).or_default();
-        let rested = state.last_run.is_none_or(|at| {
-            at.elapsed() >= Duration::from_secs(self.settings.min_interval_secs)
-        });
+        let rested = state
+            .last_run
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(self.settings.min_interval_secs));
         if !view.majority_lost() {
             state.majority_handled = false;
         }
@@ -211,9 +211,7 @@ impl BackupWorker {
             .cloned();
         let trigger = if pending_request.is_some() {
             Some("on-demand")
-        } else if self.settings.on_majority_lost
-            && view.majority_lost()
-            && !state.majority_handled
+        } else if self.settings.on_majority_lost && view.majority_lost() && !state.majority_handled
         {
             Some("majority-lost")
         } else if rested && {

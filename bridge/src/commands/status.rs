@@ -134,7 +134,11 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
             "{}: state version SV {}{}, SSV {}, replicas {} alive of {}{}\n",
             s.lane.as_str(),
             v.sv.unwrap_or(1),
-            if v.ssi == Some(-1) { " (SSI -1: backup running)" } else { "" },
+            if v.ssi == Some(-1) {
+                " (SSI -1: backup running)"
+            } else {
+                ""
+            },
             if ssv.is_empty() { "-".to_owned() } else { ssv },
             v.alive.iter().filter(|a| v.members.contains(a)).count(),
             v.members.len(),

@@ -173,11 +173,11 @@ impl Store {
         below: u64,
         version: u64,
     ) -> Result<Restored, StoreError> {
-        let identity: String = self.conn.query_row(
-            "SELECT value FROM meta WHERE key = 'identity'",
-            [],
-            |r| r.get(0),
-        )?;
+        let identity: String =
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+                    r.get(0)
+                })?;
         self.conn.execute(
             "ATTACH DATABASE ?1 AS snap",
             [from.to_string_lossy().as_ref()],

@@ -82,7 +82,9 @@ async fn stored_log(devnet: &Devnet, op: usize, lane: Lane) -> (u64, Vec<u8>) {
         .unwrap()
         .id;
     let driver = Driver::new(devnet.manifest());
-    let main = driver.provider(multibridge_contracts::ChainRole::Main).unwrap();
+    let main = driver
+        .provider(multibridge_contracts::ChainRole::Main)
+        .unwrap();
     let registry = ServiceRegistry::new(config.registry.unwrap().address, main);
     let got = registry.latestBackupLog(id).call().await.unwrap();
     (got.version, got.encryptedLog.to_vec())
@@ -144,15 +146,23 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         Duration::from_millis(150),
     );
     let ports = devnet.replica_http_ports[OP].clone();
-    let leader = eventually("operator 1 leads the lane", Duration::from_secs(30), async || {
-        leading_replica(&devnet, OP, LANE)
-            .await
-            .ok_or_else(|| "no leader".to_owned())
-    })
+    let leader = eventually(
+        "operator 1 leads the lane",
+        Duration::from_secs(30),
+        async || {
+            leading_replica(&devnet, OP, LANE)
+                .await
+                .ok_or_else(|| "no leader".to_owned())
+        },
+    )
     .await;
     let follower = 1 - leader;
     // The bound (30 handled) fires under traffic.
-    let backups = [("lane", LANE.as_str()), ("trigger", "bound"), ("result", "ok")];
+    let backups = [
+        ("lane", LANE.as_str()),
+        ("trigger", "bound"),
+        ("result", "ok"),
+    ];
     series_at_least(
         "a backup by the handled bound",
         ports[leader],
@@ -176,12 +186,24 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
     let (stored, sealed) = stored_log(&devnet, OP, LANE).await;
     assert_eq!(stored, version);
     let js = open_with_eciesjs(&sealed);
-    let log = BackupLog::open(&sealed, &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap()).unwrap();
+    let log = BackupLog::open(
+        &sealed,
+        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+    )
+    .unwrap();
     assert_eq!(js, serde_json::to_value(&log).unwrap());
     assert_eq!(log.version, version);
     assert_eq!(log.members.len(), 2, "{:?}", log.members);
     assert_eq!(log.alive_members.len(), 2, "{:?}", log.alive_members);
-    assert_eq!(log.subject.operator, devnet.operator_config(OP).unwrap().operator.address.to_string());
+    assert_eq!(
+        log.subject.operator,
+        devnet
+            .operator_config(OP)
+            .unwrap()
+            .operator
+            .address
+            .to_string()
+    );
     assert!(log.start_ms <= log.end_ms);
     assert!(log.state_data_meta.compacted_below > 0, "{log:?}");
     assert_eq!(log.storage.kind, "local");
@@ -232,9 +254,13 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         Duration::from_secs(30),
     )
     .await;
-    let indexed = series(port, "multibridge_requests_indexed_total", &[("lane", LANE.as_str())])
-        .await
-        .unwrap_or(0.0);
+    let indexed = series(
+        port,
+        "multibridge_requests_indexed_total",
+        &[("lane", LANE.as_str())],
+    )
+    .await
+    .unwrap_or(0.0);
     assert!(
         indexed < nonces.len() as f64,
         "the joined replica indexed {indexed} requests again, the history has {}",
@@ -243,18 +269,25 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
 
     // The leader dies; the joined replica leads and moves new transfers exactly once.
     devnet.replica(OP, leader).unwrap().kill().unwrap();
-    eventually("the joined replica leads", Duration::from_secs(30), async || {
-        match leading_replica(&devnet, OP, LANE).await {
+    eventually(
+        "the joined replica leads",
+        Duration::from_secs(30),
+        async || match leading_replica(&devnet, OP, LANE).await {
             Some(r) if r == follower => Ok(()),
             other => Err(format!("leader {other:?}")),
-        }
-    })
+        },
+    )
     .await;
     let mut more = Vec::new();
     for _ in 0..5 {
         more.push(
             driver
-                .request_native(LANE, 0, alloy::primitives::Address::repeat_byte(0x42), alloy::primitives::U256::from(1_000u64))
+                .request_native(
+                    LANE,
+                    0,
+                    alloy::primitives::Address::repeat_byte(0x42),
+                    alloy::primitives::U256::from(1_000u64),
+                )
                 .await
                 .unwrap()
                 .nonce,
@@ -269,14 +302,21 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         "a backup when the majority of replicas is gone",
         port,
         "multibridge_state_backups_total",
-        &[("lane", LANE.as_str()), ("trigger", "majority-lost"), ("result", "ok")],
+        &[
+            ("lane", LANE.as_str()),
+            ("trigger", "majority-lost"),
+            ("result", "ok"),
+        ],
         1.0,
         Duration::from_secs(60),
     )
     .await;
     let started = Instant::now();
     let (after, _) = stored_log(&devnet, OP, LANE).await;
-    assert!(after > version, "the majority-lost backup stored a newer log");
+    assert!(
+        after > version,
+        "the majority-lost backup stored a newer log"
+    );
     println!("checked in {:?}", started.elapsed());
 }
 
@@ -307,7 +347,11 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
     backup_now(&devnet.replica_config_path(OP, follower), LANE);
     let (_, sealed) = stored_log(&devnet, OP, LANE).await;
-    let log = BackupLog::open(&sealed, &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap()).unwrap();
+    let log = BackupLog::open(
+        &sealed,
+        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+    )
+    .unwrap();
     let object = dir
         .path()
         .join("backups")
@@ -320,7 +364,11 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
             &format!("the replica replays the chain ({reason})"),
             port,
             "multibridge_state_joins_total",
-            &[("lane", LANE.as_str()), ("source", "replay"), ("reason", reason)],
+            &[
+                ("lane", LANE.as_str()),
+                ("source", "replay"),
+                ("reason", reason),
+            ],
             1.0,
             Duration::from_secs(30),
         )
@@ -359,4 +407,87 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     backup.private_key_file = Some(key_file);
     devnet.write_replica_config(OP, follower, &config).unwrap();
     replayed(&mut devnet, "undecryptable").await;
+}
+
+/// Backups to an S3-compatible object store (moto's server, started by the test): the relay
+/// signs with credentials it reads from the environment variables its config names, the log
+/// records only those names, and a wiped replica joins from the objects in the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it() {
+    use multibridge_devnet::s3::{S3Server, TEST_CREDENTIALS};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let s3 = S3Server::start(dir.path(), "multibridge-backups")
+        .await
+        .unwrap();
+    let (key_var, secret_var) = ("MB_TEST_S3_KEY_ID", "MB_TEST_S3_SECRET");
+    let mut devnet = start(DevnetOptions {
+        backup_storage: Some(multibridge::backup::StorageSettings::S3 {
+            bucket: "multibridge-backups".into(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: "us-east-1".into(),
+            prefix: "devnet".into(),
+            access_key_id_env: key_var.into(),
+            secret_access_key_env: secret_var.into(),
+            allow_http: true,
+        }),
+        relay_env: vec![
+            (key_var.into(), TEST_CREDENTIALS.0.into()),
+            (secret_var.into(), TEST_CREDENTIALS.1.into()),
+        ],
+        ..DevnetOptions::hot_standby(dir.path())
+    })
+    .await;
+    let driver = Driver::new(devnet.manifest());
+    let mut nonces = Vec::new();
+    for _ in 0..4 {
+        nonces.push(
+            driver
+                .request_native(
+                    LANE,
+                    0,
+                    alloy::primitives::Address::repeat_byte(0x42),
+                    alloy::primitives::U256::from(1_000u64),
+                )
+                .await
+                .unwrap()
+                .nonce,
+        );
+    }
+    check_drained(&driver, LANE, &nonces, 3).await.unwrap();
+    let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
+    let version = backup_now(&devnet.replica_config_path(OP, follower), LANE);
+    let (_, sealed) = stored_log(&devnet, OP, LANE).await;
+    let log = BackupLog::open(
+        &sealed,
+        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log.version, version);
+    assert_eq!(log.storage.kind, "s3");
+    assert_eq!(log.storage.location, "s3://multibridge-backups/devnet");
+    assert_eq!(
+        log.storage.authentication,
+        format!("env:{key_var},env:{secret_var}")
+    );
+    let text = serde_json::to_string(&log).unwrap();
+    assert!(!text.contains(TEST_CREDENTIALS.1), "the log names a secret");
+    // The object is in the bucket and not readable without credentials; the join below reads
+    // it signed and checks the log's digest.
+    let url = format!(
+        "{}/multibridge-backups/devnet/{}",
+        s3.endpoint, log.state_data_meta.object.path
+    );
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 403);
+
+    let port = wipe_and_restart(&mut devnet, OP, follower).await;
+    series_at_least(
+        "the wiped replica joined from the S3 backup",
+        port,
+        "multibridge_state_joins_total",
+        &[("lane", LANE.as_str()), ("source", "backup")],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
 }
