@@ -36,3 +36,14 @@ alloy::sol!(
         function allowance(address owner, address spender) external view returns (uint256);
     }
 );
+
+/// DEVNET ONLY: the Bridge that fakes a long history for the join benchmark (its own module:
+/// its ABI repeats the Bridge's shared types).
+pub mod history {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        HistoryBridge,
+        "artifacts/HistoryBridge.json"
+    );
+}

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod request;
 pub mod service_id;
 
+pub use bindings::history::HistoryBridge;
 pub use bindings::{Bridge, IERC20, ServiceRegistry, TestToken};
 pub use claim::{ClaimData, LaneServiceMeta, RegistryDataError};
 pub use lane::{ChainRole, Lane};

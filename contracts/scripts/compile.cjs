@@ -25,6 +25,7 @@ const DEPLOYABLE = [
   ['src/Bridge.sol', 'Bridge'],
   ['src/ServiceRegistry.sol', 'ServiceRegistry'],
   ['src/TestToken.sol', 'TestToken'],
+  ['src/HistoryBridge.sol', 'HistoryBridge'],
 ];
 
 // Settings are part of the artifact's identity; forge uses the same optimizer and EVM version

@@ -30,6 +30,8 @@ pub struct DeployPlan {
     pub user_tokens: U256,
     /// Release-side limits set on both bridges for native coin and the test token.
     pub release_limits: ReleaseLimits,
+    /// Deploy the devnet-only HistoryBridge (a Bridge that can fake a long history).
+    pub history_bridge: bool,
 }
 
 /// The release-side limits of a bridge (audit H-2): an outflow bucket per asset, the amount from
@@ -112,18 +114,22 @@ async fn deploy_bridge<P: Provider + Clone>(
         .get_chain_id()
         .await
         .map_err(|e| DevnetError::chain(&step, e))?;
-    let receipt = confirm(
-        &step,
-        Bridge::deploy_builder(
+    let threshold = U256::from(plan.threshold);
+    let sent = if plan.history_bridge {
+        multibridge_contracts::HistoryBridge::deploy_builder(
             provider.clone(),
             owner,
             plan.operators.clone(),
-            U256::from(plan.threshold),
+            threshold,
         )
         .send()
-        .await,
-    )
-    .await?;
+        .await
+    } else {
+        Bridge::deploy_builder(provider.clone(), owner, plan.operators.clone(), threshold)
+            .send()
+            .await
+    };
+    let receipt = confirm(&step, sent).await?;
     let address = receipt
         .contract_address
         .ok_or_else(|| DevnetError::chain(&step, "receipt has no contract address"))?;

@@ -66,6 +66,10 @@ pub struct DevnetOptions {
     pub backup_storage: Option<multibridge::backup::StorageSettings>,
     /// Extra environment of every relay process (e.g. the S3 credentials its config names).
     pub relay_env: Vec<(String, String)>,
+    /// Deploy the devnet-only HistoryBridge on both chains (the join benchmark).
+    pub history_bridge: bool,
+    /// `max_block_range` in the relay configs (blocks per log query).
+    pub max_block_range: u64,
 }
 
 /// DEVNET ONLY, well known, never for real funds: the backup key pair every devnet relay
@@ -124,6 +128,8 @@ impl DevnetOptions {
             backup_every: Some(1_000),
             backup_storage: None,
             relay_env: Vec::new(),
+            history_bridge: false,
+            max_block_range: 1_000,
         }
     }
 
@@ -282,6 +288,7 @@ impl Devnet {
             users: accounts.users.iter().map(|u| u.address()).collect(),
             user_tokens: options.user_tokens,
             release_limits: options.release_limits,
+            history_bridge: options.history_bridge,
         })
         .await?;
 
@@ -391,7 +398,7 @@ impl Devnet {
                 ),
                 start_block: contracts.bridge_block,
                 poll_interval_ms: 250,
-                max_block_range: 1_000,
+                max_block_range: self.options.max_block_range,
                 max_fee_gwei: 1_000,
                 log_quorum: 1,
             }

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod failover_bench;
 pub mod ha;
 pub mod invariants;
+pub mod join_bench;
 pub mod lying_rpc;
 pub mod manifest;
 pub mod ports;

@@ -69,6 +69,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure a new replica's start to warm with long histories of real requests (100k and
+    /// 1M by default), by replaying the chain and from the latest backup; table + JSON.
+    BenchJoin {
+        /// History sizes (requests).
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        sizes: Vec<u64>,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a devnet, move transfers both ways and check conservation, then stop it.
     Demo {
         #[command(flatten)]
@@ -173,6 +183,18 @@ fn main() -> ExitCode {
                         "JSON (also in {}):",
                         dir.join("bench-failover.json").display()
                     );
+                }
+                println!("{text}");
+                Ok(())
+            }
+            Command::BenchJoin { sizes, json } => {
+                refuse_if_running(&dir)?;
+                let report = multibridge_devnet::join_bench::run(&dir, &sizes).await?;
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(dir.join("bench-join.json"), &text)?;
+                if !json {
+                    println!("{}", multibridge_devnet::join_bench::render(&report));
+                    println!("JSON (also in {}):", dir.join("bench-join.json").display());
                 }
                 println!("{text}");
                 Ok(())

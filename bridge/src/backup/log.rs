@@ -14,8 +14,11 @@ pub const LOG_FORMAT: u32 = 1;
 /// What the store copy holds of the lane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateData {
-    /// The store copy.
+    /// The store copy compacted below `compacted_below`: what a joining replica restores.
     pub object: ObjectMeta,
+    /// The whole store copy, handled history included: what the backup covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ObjectMeta>,
     /// The lane it was made for.
     pub lane: Lane,
     /// The lane's indexing cursor in the copy: a joining replica indexes from here.

@@ -152,17 +152,29 @@ impl BackupContext {
         );
 
         // 4: the store, from one read transaction on a connection of its own (voting goes on).
+        // Two objects: the archive (the whole copy: what the backup covers, handled history
+        // included) and the state (the copy compacted below the backup's point: what a joining
+        // replica restores, small whatever the history).
         let dir = tempfile::tempdir().map_err(|e| BackupError::Io(e.to_string()))?;
-        let copy_path = dir.path().join("store.sqlite");
-        crate::store::copy_store_file(&self.config.store.path, &copy_path)?;
+        let copy_path = dir.path().join("archive.sqlite");
+        let state_path = dir.path().join("store.sqlite");
         let identity = crate::store::identity(&self.config);
         let (cursor, contiguous, rows) = {
-            let copy = Store::open(&copy_path, &identity)?;
-            (
-                copy.cursor(lane)?,
-                copy.contiguous_from(lane)?,
-                copy.row_count(lane)?,
-            )
+            let (store_path, copy_path, identity) = (
+                self.config.store.path.clone(),
+                copy_path.clone(),
+                identity.clone(),
+            );
+            blocking(move || {
+                crate::store::copy_store_file(&store_path, &copy_path)?;
+                let copy = Store::open(&copy_path, &identity)?;
+                Ok((
+                    copy.cursor(lane)?,
+                    copy.contiguous_from(lane)?,
+                    copy.row_count(lane)?,
+                ))
+            })
+            .await?
         };
         // Every nonce below the destination's lowerHandleNonce at its confirmation depth is
         // handled for good; the copy holds every nonce below its watermark.
@@ -176,10 +188,40 @@ impl BackupContext {
             .await?;
         let lower = destination.views().lower_handle_nonce_at(safe).await?;
         let compacted_below = lower.min(contiguous.unwrap_or(0));
-        let bytes = std::fs::read(&copy_path).map_err(|e| BackupError::Io(e.to_string()))?;
+        {
+            let (copy_path, state_path, identity) =
+                (copy_path.clone(), state_path.clone(), identity.clone());
+            blocking(move || {
+                // The archive keeps every row; the state copy is made from it, compacted.
+                Store::open(&copy_path, &identity)?.copy_to(&state_path)?;
+                let mut state = Store::open(&state_path, &identity)?;
+                state.begin_compaction(lane, compacted_below, version)?;
+                while state.compact_step(lane, 100_000)? > 0 {}
+                state.vacuum()?;
+                Ok(())
+            })
+            .await?;
+        }
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| BackupError::Io(e.to_string()))
+        };
+        let archive = self
+            .storage
+            .put(
+                &format!("{base}/archive.sqlite"),
+                "sqlite-archive",
+                &owner,
+                read(&copy_path)?,
+            )
+            .await?;
         let state = self
             .storage
-            .put(&format!("{base}/store.sqlite"), "sqlite", &owner, bytes)
+            .put(
+                &format!("{base}/store.sqlite"),
+                "sqlite",
+                &owner,
+                read(&state_path)?,
+            )
             .await?;
         let mut snapshots = Vec::new();
         if let Some(prefix) = StateKeys::pair_prefix(&self.config) {
@@ -227,6 +269,7 @@ impl BackupContext {
             snapshot_meta: snapshots,
             state_data_meta: StateData {
                 object: state,
+                archive: Some(archive),
                 lane,
                 cursor,
                 contiguous_nonce: contiguous,
@@ -367,4 +410,14 @@ impl BackupContext {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Run SQLite work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, BackupError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackupError::Io(format!("store copy task: {e}")))?
+        .map_err(BackupError::from)
 }

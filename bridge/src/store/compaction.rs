@@ -94,6 +94,12 @@ impl Store {
         Ok(())
     }
 
+    /// Give the space of dropped rows back to the file system.
+    pub fn vacuum(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("VACUUM")?;
+        Ok(())
+    }
+
     /// Start compacting `lane` below `below` for backup `version`: from now on the indexer
     /// does not store those nonces and the gap check starts at `below`. Never moves back.
     pub fn begin_compaction(
