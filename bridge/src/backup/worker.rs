@@ -23,6 +23,12 @@ const ROUND: Duration = Duration::from_secs(1);
 struct LaneState {
     last_run: Option<Instant>,
     majority_handled: bool,
+    /// Handled requests (compacted ones included) when this process last backed up.
+    handled_at_last_run: Option<u64>,
+    /// SV, SSI and membership are written once per process.
+    initialized: bool,
+    /// The lease the liveness key was last put under.
+    alive_under: Option<i64>,
 }
 
 /// The worker.
@@ -109,11 +115,18 @@ impl BackupWorker {
             return Ok(());
         };
         let replica = ctx.replica.clone();
-        versions::put_if_absent(&ctx.pool, keys.sv(), "1".into()).await?;
-        versions::put_if_absent(&ctx.pool, keys.ssi(), "0".into()).await?;
-        versions::put_if_absent(&ctx.pool, keys.member(&replica), "1".into()).await?;
-        if let Some(lease) = self.lease {
+        let state = self.state.entry(lane).or_default();
+        if !state.initialized {
+            versions::put_if_absent(&ctx.pool, keys.sv(), "1".into()).await?;
+            versions::put_if_absent(&ctx.pool, keys.ssi(), "0".into()).await?;
+            versions::put_if_absent(&ctx.pool, keys.member(&replica), "1".into()).await?;
+            state.initialized = true;
+        }
+        if let Some(lease) = self.lease
+            && state.alive_under != Some(lease)
+        {
             versions::put(&ctx.pool, keys.alive(&replica), "1".into(), Some(lease)).await?;
+            state.alive_under = Some(lease);
         }
         let view = versions::read(&ctx.pool, &keys).await?;
         self.follow(lane, &keys, &view).await?;
@@ -215,13 +228,18 @@ impl BackupWorker {
         {
             Some("majority-lost")
         } else if rested && {
+            // Handled since the last backup of this process (at start: since the last
+            // compaction), so a lane whose handled rows cannot be compacted yet (a request
+            // below them waits) is not backed up again and again.
             let store = ctx.store.lock();
             let handled = store
                 .counts(lane)
                 .map(|c| c.of(RequestStatus::Handled))
                 .unwrap_or(0);
-            let dropped = store.compaction(lane).map(|c| c.dropped).unwrap_or(0);
-            handled.saturating_sub(dropped) >= self.settings.every_handled
+            let baseline = state.handled_at_last_run.unwrap_or_else(|| {
+                store.compaction(lane).map(|c| c.dropped).unwrap_or(0)
+            });
+            handled.saturating_sub(baseline) >= self.settings.every_handled
         } {
             Some("bound")
         } else {
@@ -231,6 +249,13 @@ impl BackupWorker {
             return Ok(());
         };
         state.last_run = Some(Instant::now());
+        state.handled_at_last_run = Some(
+            ctx.store
+                .lock()
+                .counts(lane)
+                .map(|c| c.of(RequestStatus::Handled))
+                .unwrap_or(0),
+        );
         tracing::info!(%lane, trigger, "state backup starting");
         let result = ctx.version_up(lane, trigger).await;
         let outcome = match &result {

@@ -426,3 +426,77 @@ fn a_payload_that_no_longer_matches_its_hash_is_corrupt() {
     let err = store.get(lane, 0).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
+
+#[test]
+fn compaction_drops_rows_below_the_point_keeps_counts_and_a_lane_restores_from_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let lane = Lane::MainToService;
+    let mut store = Store::open(&path, ID).unwrap();
+    let requests: Vec<Request> = (0..10).map(|n| request(n, 5)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    for nonce in 0..6 {
+        assert!(store.apply(lane, nonce, &Transition::Handled).unwrap());
+    }
+    store.apply(lane, 7, &Transition::Voted).unwrap();
+    assert!(store.missing_nonces(lane, 10).unwrap().is_empty());
+    let copy = dir.path().join("copy.sqlite");
+    copy_store_file(&path, &copy).unwrap();
+
+    store.begin_compaction(lane, 6, 1).unwrap();
+    let mut dropped = 0;
+    loop {
+        let n = store.compact_step(lane, 4).unwrap();
+        assert!(n <= 4, "one step drops at most its limit");
+        if n == 0 {
+            break;
+        }
+        dropped += n;
+    }
+    assert_eq!(dropped, 6);
+    assert_eq!(store.row_count(lane).unwrap(), 4);
+    assert_eq!(store.get(lane, 5).unwrap(), None);
+    let counts = store.counts(lane).unwrap();
+    assert_eq!(counts.of(RequestStatus::Handled), 6, "dropped rows still count");
+    assert_eq!(counts.max_nonce, Some(9));
+    assert_eq!(
+        store.compaction(lane).unwrap(),
+        Compaction {
+            below: 6,
+            dropped: 6,
+            version: 1
+        }
+    );
+    // Re-indexing compacted nonces stores nothing, and the gap check starts above them.
+    assert_eq!(store.record_range(lane, &requests[..6], 200).unwrap(), 0);
+    assert_eq!(store.row_count(lane).unwrap(), 4);
+    assert!(store.missing_nonces(lane, 10).unwrap().is_empty());
+    // The point never moves back.
+    store.begin_compaction(lane, 2, 1).unwrap();
+    assert_eq!(store.compaction(lane).unwrap().below, 6);
+
+    // A new store restores the lane from the copy, below the point dropped.
+    let mut fresh = Store::open(&dir.path().join("fresh.sqlite"), ID).unwrap();
+    assert!(fresh.lane_is_empty(lane).unwrap());
+    let restored = fresh.restore_lane(&copy, lane, 6, 1).unwrap();
+    assert_eq!(
+        restored,
+        Restored {
+            rows: 4,
+            cursor: Some(200),
+            below: 6
+        }
+    );
+    assert_eq!(fresh.counts(lane).unwrap().of(RequestStatus::Handled), 6);
+    // The voted row comes in observed: this replica sent none of its votes.
+    assert_eq!(status(&fresh, lane, 7), RequestStatus::Observed);
+    assert!(fresh.tx_hashes(lane, 7).unwrap().is_empty());
+    assert!(fresh.lane_is_empty(Lane::ServiceToMain).unwrap());
+    // Not twice, and not from another operator's store.
+    assert!(fresh.restore_lane(&copy, lane, 6, 1).is_err());
+    let mut other = Store::open(&dir.path().join("other.sqlite"), "another operator").unwrap();
+    assert!(matches!(
+        other.restore_lane(&copy, lane, 6, 1),
+        Err(StoreError::WrongIdentity { .. })
+    ));
+}
