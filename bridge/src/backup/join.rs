@@ -121,12 +121,7 @@ pub async fn newest_log(
         return Err(JoinError::NoBackup(lane));
     }
     let log = BackupLog::open(&sealed, key)?;
-    let pair = crate::leadership::layout::pair(
-        config.chains.main.chain_id,
-        config.chains.main.bridge,
-        config.chains.service.chain_id,
-        config.chains.service.bridge,
-    );
+    let pair = crate::leadership::pair_name(config);
     let expected = format!("{pair} {lane} {}", config.operator.address);
     let found = format!(
         "{} {} {}",

@@ -27,7 +27,7 @@ use super::storage::Storage;
 use super::versions::{self, LastBackup, StateKeys};
 use super::{BackupError, millis_now};
 use crate::chain::ChainPair;
-use crate::chain::submitter::{GasPlan, Job, Submit, SubmitClient};
+use crate::chain::submitter::{SubmitClient, send_estimated};
 use crate::config::Config;
 use crate::leadership::etcd_pool::EtcdPool;
 use crate::store::{SharedStore, Store};
@@ -142,12 +142,7 @@ impl BackupContext {
         let owner = format!("{} {}", self.operator, self.replica);
         let base = format!(
             "{}/{lane}/{:#x}/v{version}",
-            crate::leadership::layout::pair(
-                self.config.chains.main.chain_id,
-                self.config.chains.main.bridge,
-                self.config.chains.service.chain_id,
-                self.config.chains.service.bridge,
-            ),
+            crate::leadership::pair_name(&self.config),
             self.operator
         );
 
@@ -254,12 +249,7 @@ impl BackupContext {
         // 5.
         let log = BackupLog {
             format: LOG_FORMAT,
-            pair: crate::leadership::layout::pair(
-                self.config.chains.main.chain_id,
-                self.config.chains.main.bridge,
-                self.config.chains.service.chain_id,
-                self.config.chains.service.bridge,
-            ),
+            pair: crate::leadership::pair_name(&self.config),
             start_ms,
             end_ms: millis_now(),
             version,
@@ -348,7 +338,7 @@ impl BackupContext {
     /// included).
     async fn wait_for_followers(&self, lane: Lane, alive: &[String], cut: u64) -> Vec<String> {
         let wait = Duration::from_secs(self.config.backup.as_ref().map_or(10, |b| b.catch_up_secs));
-        let deadline = Instant::now() + wait;
+        let deadline = crate::backup::deadline_after(wait);
         let Some(dir) = crate::leadership::lane_election_dir(&self.config, lane) else {
             return vec![self.replica.clone()];
         };
@@ -382,24 +372,9 @@ impl BackupContext {
         }
         .abi_encode()
         .into();
-        let gas_limit = self
-            .submit
-            .estimate(
-                self.registry,
-                input.clone(),
-                GasPlan::Estimate { margin_percent: 25 },
-            )
-            .await?;
-        let sent = self
-            .submit
-            .submit(Job {
-                to: self.registry,
-                input,
-                gas_limit,
-            })
-            .await?;
+        let sent = send_estimated(&self.submit, self.registry, input, 25).await?;
         tracing::info!(version, tx = %sent.hash, "backup log sent to the registry");
-        let deadline = Instant::now() + STORE_DEADLINE;
+        let deadline = crate::backup::deadline_after(STORE_DEADLINE);
         loop {
             if self.latest_version(id).await.unwrap_or(0) >= version {
                 return Ok(());

@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
-use crate::leadership::layout;
 
 /// The keys of one operator's lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +33,7 @@ impl StateKeys {
     /// The keys of `operator`'s `lane` under the config's etcd prefix (`None` without etcd).
     pub fn of(config: &Config, lane: Lane, operator: Address) -> Option<Self> {
         let etcd = config.etcd.as_ref()?;
-        let pair = layout::pair(
-            config.chains.main.chain_id,
-            config.chains.main.bridge,
-            config.chains.service.chain_id,
-            config.chains.service.bridge,
-        );
+        let pair = crate::leadership::pair_name(config);
         let prefix = etcd.prefix.trim_end_matches('/');
         Some(Self {
             dir: format!("{prefix}/{pair}/{lane}/{operator:#x}/state"),
@@ -49,12 +43,7 @@ impl StateKeys {
     /// The operator's whole etcd prefix for the pair (what a backup saves of etcd).
     pub fn pair_prefix(config: &Config) -> Option<String> {
         let etcd = config.etcd.as_ref()?;
-        let pair = layout::pair(
-            config.chains.main.chain_id,
-            config.chains.main.bridge,
-            config.chains.service.chain_id,
-            config.chains.service.bridge,
-        );
+        let pair = crate::leadership::pair_name(config);
         Some(format!("{}/{pair}/", etcd.prefix.trim_end_matches('/')))
     }
 

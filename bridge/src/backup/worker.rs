@@ -236,9 +236,9 @@ impl BackupWorker {
                 .counts(lane)
                 .map(|c| c.of(RequestStatus::Handled))
                 .unwrap_or(0);
-            let baseline = state.handled_at_last_run.unwrap_or_else(|| {
-                store.compaction(lane).map(|c| c.dropped).unwrap_or(0)
-            });
+            let baseline = state
+                .handled_at_last_run
+                .unwrap_or_else(|| store.compaction(lane).map(|c| c.dropped).unwrap_or(0));
             handled.saturating_sub(baseline) >= self.settings.every_handled
         } {
             Some("bound")
@@ -270,10 +270,10 @@ impl BackupWorker {
                     )),
                 );
                 ctx.metrics.backup.compacted(lane, done.dropped);
-                if trigger == "majority-lost" {
-                    if let Some(s) = self.state.get_mut(&lane) {
-                        s.majority_handled = true;
-                    }
+                if trigger == "majority-lost"
+                    && let Some(s) = self.state.get_mut(&lane)
+                {
+                    s.majority_handled = true;
                 }
                 tracing::info!(
                     %lane, trigger, version = done.version, below = done.compacted_below,

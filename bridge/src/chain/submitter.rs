@@ -114,6 +114,26 @@ impl SubmitError {
     }
 }
 
+/// Estimate a call of `input` to `to` with `margin_percent` on top, then send it (the
+/// occasional transactions: registry writes, backup logs).
+pub async fn send_estimated(
+    submit: &impl Submit,
+    to: Address,
+    input: Bytes,
+    margin_percent: u64,
+) -> Result<Sent, SubmitError> {
+    let gas_limit = submit
+        .estimate(to, input.clone(), GasPlan::Estimate { margin_percent })
+        .await?;
+    submit
+        .submit(Job {
+            to,
+            input,
+            gas_limit,
+        })
+        .await
+}
+
 /// Something that sends jobs: the real submitter, or a fake in unit tests.
 pub trait Submit: Send + Sync {
     /// The gas limit to send a call of `input` to `to` with, as `plan` says; a call that would

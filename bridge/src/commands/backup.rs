@@ -94,7 +94,7 @@ pub async fn request_now(
             None,
         )
         .await?;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::backup::deadline_after(timeout);
         let answer = loop {
             let view = versions::read(&pool, &keys).await?;
             if let Some(result) = view.result.filter(|r| r.id == id) {

@@ -24,19 +24,23 @@ pub fn lane_election_dir(config: &Config, lane: Lane) -> Option<String> {
 /// (with the lane scope, every operator shares one).
 pub fn election_dir_of(config: &Config, lane: Lane, operator: Address) -> Option<String> {
     let etcd = config.etcd.as_ref()?;
-    let pair = layout::pair(
-        config.chains.main.chain_id,
-        config.chains.main.bridge,
-        config.chains.service.chain_id,
-        config.chains.service.bridge,
-    );
     Some(layout::election_dir(
         &etcd.prefix,
-        &pair,
+        &pair_name(config),
         lane,
         etcd.scope,
         operator,
     ))
+}
+
+/// The bridge pair's name in etcd keys, storage paths and backup logs.
+pub fn pair_name(config: &Config) -> String {
+    layout::pair(
+        config.chains.main.chain_id,
+        config.chains.main.bridge,
+        config.chains.service.chain_id,
+        config.chains.service.bridge,
+    )
 }
 
 /// The endpoint pool of `config`'s etcd cluster (`None` without `[etcd]`), counting attempts in

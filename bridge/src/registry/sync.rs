@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{LaneService, registered_location};
 use crate::chain::ChainClient;
-use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitClient};
+use crate::chain::submitter::{JobEvent, SubmitClient, send_estimated};
 use crate::leadership::campaign::read_leader;
 use crate::leadership::etcd_pool::EtcdPool;
 use crate::task::{Next, Stepper};
@@ -159,24 +159,7 @@ impl RegistrySync {
                 .abi_encode()
                 .into(),
             };
-            let sent = async {
-                let gas_limit = self
-                    .submit
-                    .estimate(
-                        self.registry,
-                        input.clone(),
-                        GasPlan::Estimate { margin_percent: 25 },
-                    )
-                    .await?;
-                self.submit
-                    .submit(Job {
-                        to: self.registry,
-                        input,
-                        gas_limit,
-                    })
-                    .await
-            };
-            match sent.await {
+            match send_estimated(&self.submit, self.registry, input, 25).await {
                 Ok(sent) => {
                     tracing::info!(lane = %service.lane, %location, tx = %sent.hash, "service location sent to the registry");
                     self.in_flight.insert(sent.nonce, service);

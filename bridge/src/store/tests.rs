@@ -457,7 +457,11 @@ fn compaction_drops_rows_below_the_point_keeps_counts_and_a_lane_restores_from_a
     assert_eq!(store.row_count(lane).unwrap(), 4);
     assert_eq!(store.get(lane, 5).unwrap(), None);
     let counts = store.counts(lane).unwrap();
-    assert_eq!(counts.of(RequestStatus::Handled), 6, "dropped rows still count");
+    assert_eq!(
+        counts.of(RequestStatus::Handled),
+        6,
+        "dropped rows still count"
+    );
     assert_eq!(counts.max_nonce, Some(9));
     assert_eq!(
         store.compaction(lane).unwrap(),

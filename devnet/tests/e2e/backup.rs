@@ -111,6 +111,25 @@ fn open_with_eciesjs(sealed: &[u8]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `n` native transfers of 1,000 wei on the lane by user 0, one after another.
+async fn transfers(driver: &Driver, n: usize) -> Vec<multibridge_contracts::Request> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(
+            driver
+                .request_native(
+                    LANE,
+                    0,
+                    alloy::primitives::Address::repeat_byte(0x42),
+                    alloy::primitives::U256::from(1_000u64),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
 async fn start(options: DevnetOptions) -> Devnet {
     multibridge_devnet::ha::start_ha(options).await.unwrap()
 }
@@ -278,21 +297,11 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         },
     )
     .await;
-    let mut more = Vec::new();
-    for _ in 0..5 {
-        more.push(
-            driver
-                .request_native(
-                    LANE,
-                    0,
-                    alloy::primitives::Address::repeat_byte(0x42),
-                    alloy::primitives::U256::from(1_000u64),
-                )
-                .await
-                .unwrap()
-                .nonce,
-        );
-    }
+    let more: Vec<u64> = transfers(&driver, 5)
+        .await
+        .iter()
+        .map(|r| r.nonce)
+        .collect();
     if let Err(e) = check_drained(&driver, LANE, &more, 3).await {
         dump_relay_logs(dir.path(), 3, 40);
         panic!("{e}");
@@ -328,21 +337,9 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = start(DevnetOptions::hot_standby(dir.path())).await;
     let driver = Driver::new(devnet.manifest());
-    let mut nonces = Vec::new();
-    let mut last_block = 0;
-    for _ in 0..6 {
-        let request = driver
-            .request_native(
-                LANE,
-                0,
-                alloy::primitives::Address::repeat_byte(0x42),
-                alloy::primitives::U256::from(1_000u64),
-            )
-            .await
-            .unwrap();
-        nonces.push(request.nonce);
-        last_block = request.srcBlockNumber;
-    }
+    let requests = transfers(&driver, 6).await;
+    let nonces: Vec<u64> = requests.iter().map(|r| r.nonce).collect();
+    let last_block = requests.last().unwrap().srcBlockNumber;
     check_drained(&driver, LANE, &nonces, 3).await.unwrap();
     let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
     backup_now(&devnet.replica_config_path(OP, follower), LANE);
@@ -439,21 +436,11 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
     })
     .await;
     let driver = Driver::new(devnet.manifest());
-    let mut nonces = Vec::new();
-    for _ in 0..4 {
-        nonces.push(
-            driver
-                .request_native(
-                    LANE,
-                    0,
-                    alloy::primitives::Address::repeat_byte(0x42),
-                    alloy::primitives::U256::from(1_000u64),
-                )
-                .await
-                .unwrap()
-                .nonce,
-        );
-    }
+    let nonces: Vec<u64> = transfers(&driver, 4)
+        .await
+        .iter()
+        .map(|r| r.nonce)
+        .collect();
     check_drained(&driver, LANE, &nonces, 3).await.unwrap();
     let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
     let version = backup_now(&devnet.replica_config_path(OP, follower), LANE);
