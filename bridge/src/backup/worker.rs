@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use multibridge_contracts::{Lane, RequestStatus};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::settings::BackupSettings;
 use super::version_up::{BackupContext, COMPACT_STEP};
@@ -69,10 +70,18 @@ impl BackupWorker {
 
     /// Run until aborted.
     pub async fn run(mut self) {
+        // The liveness lease is kept by a task of its own: a round busy with a backup (copying,
+        // waiting for the registry) must not let this replica look gone.
+        let (lease_tx, lease_rx) = watch::channel(None);
+        let keeper = LeaseKeeper {
+            pool: self.ctx.pool.clone(),
+            ttl: self.lease_ttl,
+        };
+        let _keeper = AbortOnDrop(tokio::spawn(
+            keeper.run(lease_tx).instrument(tracing::Span::current()),
+        ));
         loop {
-            if let Err(e) = self.keep_lease().await {
-                tracing::warn!(error = %e, "backup worker: liveness lease not renewed");
-            }
+            self.lease = *lease_rx.borrow();
             for lane in self.lanes.clone() {
                 if let Err(e) = self.round(lane).await {
                     tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
@@ -80,33 +89,6 @@ impl BackupWorker {
             }
             tokio::time::sleep(ROUND).await;
         }
-    }
-
-    async fn keep_lease(&mut self) -> Result<(), EtcdUnavailable> {
-        if let Some(id) = self.lease {
-            let alive = self
-                .ctx
-                .pool
-                .call("liveness lease keep-alive", |mut c| async move {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-                    keeper.keep_alive().await?;
-                    Ok(stream.message().await?.is_some_and(|r| r.ttl() > 0))
-                })
-                .await?;
-            if alive {
-                return Ok(());
-            }
-        }
-        let ttl = i64::try_from(self.lease_ttl.as_secs().max(2)).unwrap_or(3);
-        let id = self
-            .ctx
-            .pool
-            .call("liveness lease grant", |mut c| async move {
-                Ok(c.lease_grant(ttl, None).await?.id())
-            })
-            .await?;
-        self.lease = Some(id);
-        Ok(())
     }
 
     async fn round(&mut self, lane: Lane) -> Result<(), EtcdUnavailable> {
@@ -304,5 +286,61 @@ impl BackupWorker {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped (the worker's helper dies with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps this replica's liveness lease: granted with a TTL of at least 6 s (a few missed
+/// renewals under load do not make a live replica look gone), renewed every second, granted
+/// anew when etcd lost it.
+struct LeaseKeeper {
+    pool: Arc<crate::leadership::etcd_pool::EtcdPool>,
+    ttl: Duration,
+}
+
+impl LeaseKeeper {
+    async fn run(self, lease: watch::Sender<Option<i64>>) {
+        let ttl = i64::try_from(self.ttl.as_secs().saturating_mul(2).max(6)).unwrap_or(6);
+        loop {
+            let held = *lease.borrow();
+            match self.keep(held, ttl).await {
+                Ok(id) => {
+                    if held != Some(id) {
+                        lease.send_replace(Some(id));
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "liveness lease not renewed"),
+            }
+            tokio::time::sleep(ROUND).await;
+        }
+    }
+
+    async fn keep(&self, held: Option<i64>, ttl: i64) -> Result<i64, EtcdUnavailable> {
+        if let Some(id) = held {
+            let alive = self
+                .pool
+                .call("liveness lease keep-alive", |mut c| async move {
+                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                    keeper.keep_alive().await?;
+                    Ok(stream.message().await?.is_some_and(|r| r.ttl() > 0))
+                })
+                .await?;
+            if alive {
+                return Ok(id);
+            }
+        }
+        self.pool
+            .call("liveness lease grant", |mut c| async move {
+                Ok(c.lease_grant(ttl, None).await?.id())
+            })
+            .await
     }
 }
