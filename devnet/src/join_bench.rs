@@ -35,6 +35,8 @@ pub struct JoinRow {
     pub leader_index_secs: f64,
     /// Seconds the on-demand backup took (CLI round trip).
     pub backup_secs: f64,
+    /// The backup's longest single hold of the leader's store (voting waits at most this long).
+    pub backup_store_hold_secs: f64,
     /// Bytes of the backup's state object (what a joiner fetches).
     pub state_object_bytes: u64,
     /// Bytes of the backup's archive object (the whole store copy).
@@ -223,6 +225,12 @@ async fn one(dir: &Path, size: u64) -> Result<JoinRow, DevnetError> {
     let leader_rows_after = metric(leader_port, &lane_series("multibridge_store_rows"))
         .await
         .unwrap_or(0.0) as u64;
+    let backup_store_hold_secs = metric(
+        leader_port,
+        &lane_series("multibridge_state_backup_store_hold_seconds"),
+    )
+    .await
+    .unwrap_or(0.0);
     let log = newest_log(&devnet).await?;
 
     // Replica 2: by replay, then wiped and from the backup.
@@ -276,6 +284,7 @@ async fn one(dir: &Path, size: u64) -> Result<JoinRow, DevnetError> {
         generate_secs,
         leader_index_secs,
         backup_secs,
+        backup_store_hold_secs,
         state_object_bytes: log.state_data_meta.object.size,
         archive_object_bytes: log.state_data_meta.archive.as_ref().map_or(0, |a| a.size),
         leader_rows_before,
@@ -308,11 +317,12 @@ async fn newest_log(devnet: &Devnet) -> Result<multibridge::backup::log::BackupL
 /// The readable table.
 pub fn render(report: &JoinReport) -> String {
     let mut out = format!(
-        "{:>9} {:>10} {:>11} {:>9} {:>12} {:>12} {:>11} {:>11} {:>10}\n",
+        "{:>9} {:>10} {:>11} {:>9} {:>9} {:>12} {:>12} {:>11} {:>11} {:>10}\n",
         "history",
         "replay s",
         "backup s",
         "restore s",
+        "hold ms",
         "state obj",
         "archive obj",
         "rows before",
@@ -321,11 +331,12 @@ pub fn render(report: &JoinReport) -> String {
     );
     for r in &report.rows {
         out.push_str(&format!(
-            "{:>9} {:>10.2} {:>11.2} {:>9.3} {:>12} {:>12} {:>11} {:>11} {:>10.1}\n",
+            "{:>9} {:>10.2} {:>11.2} {:>9.3} {:>9.1} {:>12} {:>12} {:>11} {:>11} {:>10.1}\n",
             r.history,
             r.replay_warm_secs,
             r.backup_warm_secs,
             r.restore_secs,
+            r.backup_store_hold_secs * 1e3,
             r.state_object_bytes,
             r.archive_object_bytes,
             r.leader_rows_before,
@@ -334,7 +345,7 @@ pub fn render(report: &JoinReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "replay s / backup s: a new replica's start to warm (indexed through the history); goal from a backup <= {:.1} s\n",
+        "replay s / backup s: a new replica's start to warm (indexed through the history); goal from a backup <= {:.1} s; hold ms: the backup's longest hold of the leader's store (voting waits at most this long)\n",
         report.goal_backup_warm_secs
     ));
     out

@@ -123,9 +123,25 @@ impl BackupMetrics {
                 }
             }
             metrics.compacted.with_label_values(&[l]).reset();
-            metrics.state_version.with_label_values(&[l]).set(0);
-            metrics.server_state_version.with_label_values(&[l]).set(0);
-            metrics.backup_in_progress.with_label_values(&[l]).set(0);
+            metrics.joins.with_label_values(&[l, "backup", ""]).reset();
+            for g in [
+                &metrics.state_version,
+                &metrics.server_state_version,
+                &metrics.backup_in_progress,
+                &metrics.last_backup_version,
+                &metrics.store_rows,
+                &metrics.replicas_alive,
+                &metrics.replicas_members,
+            ] {
+                g.with_label_values(&[l]).set(0);
+            }
+            for g in [
+                &metrics.backup_seconds,
+                &metrics.backup_store_hold_seconds,
+                &metrics.join_seconds,
+            ] {
+                g.with_label_values(&[l]).set(0.0);
+            }
         }
         Ok(metrics)
     }
