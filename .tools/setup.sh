@@ -95,7 +95,7 @@ else
     ${sudo:-} apt-get install -y -qq --no-install-recommends python3-pip >/dev/null || fail "apt-get install python3-pip failed"
   }
   rm -rf "$here/python"
-  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
     --target "$here/python" "moto[server]==$moto_version" 2>&1 | grep -v "dependency conflicts\|^awscli\|^aws-sam\|incompatible" >&2 || true
   PYTHONPATH="$here/python" python3 -c "import moto.server" || fail "moto[server] did not install into .tools/python (is PyPI reachable?)"
 fi

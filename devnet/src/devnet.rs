@@ -64,6 +64,8 @@ pub struct DevnetOptions {
     pub backup_every: Option<u64>,
     /// Where backups go (default: `<dir>/backups`).
     pub backup_storage: Option<multibridge::backup::StorageSettings>,
+    /// Save a full etcd snapshot (maintenance API) with every backup.
+    pub backup_etcd_snapshot: bool,
     /// Extra environment of every relay process (e.g. the S3 credentials its config names).
     pub relay_env: Vec<(String, String)>,
     /// Deploy the devnet-only HistoryBridge on both chains (the join benchmark).
@@ -127,6 +129,7 @@ impl DevnetOptions {
             release_limits: ReleaseLimits::devnet(),
             backup_every: Some(1_000),
             backup_storage: None,
+            backup_etcd_snapshot: false,
             relay_env: Vec::new(),
             history_bridge: false,
             max_block_range: 1_000,
@@ -487,7 +490,7 @@ impl Devnet {
             private_key_file: Some(key_file),
             private_key_env: None,
             join_from_backup: true,
-            etcd_snapshot: false,
+            etcd_snapshot: self.options.backup_etcd_snapshot,
             storage: self.options.backup_storage.clone().unwrap_or(
                 multibridge::backup::StorageSettings::Local {
                     path: self.options.dir.join("backups"),

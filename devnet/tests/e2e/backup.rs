@@ -130,6 +130,27 @@ async fn transfers(driver: &Driver, n: usize) -> Vec<multibridge_contracts::Requ
     out
 }
 
+/// Seal `plaintext` to `public` (SEC1 hex) with eciesjs.
+fn seal_with_eciesjs(public: &str, plaintext: &[u8]) -> Vec<u8> {
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(format!(
+            "const e = require('eciesjs'); process.stdout.write(Buffer.from(e.encrypt('{}', \
+             Buffer.from('{}', 'hex'))).toString('hex'))",
+            public.trim_start_matches("0x"),
+            alloy::hex::encode(plaintext)
+        ))
+        .current_dir(workspace_root().join(".tools"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alloy::hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+}
+
 async fn start(options: DevnetOptions) -> Devnet {
     multibridge_devnet::ha::start_ha(options).await.unwrap()
 }
@@ -211,6 +232,22 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
     )
     .unwrap();
     assert_eq!(js, serde_json::to_value(&log).unwrap());
+    // And the other way: the same log sealed by eciesjs opens with the relay's code.
+    let public = multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET)
+        .unwrap()
+        .public_key();
+    let resealed = seal_with_eciesjs(
+        &multibridge::backup::keys::public_key_hex(&public),
+        &serde_json::to_vec(&log).unwrap(),
+    );
+    assert_eq!(
+        BackupLog::open(
+            &resealed,
+            &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap()
+        )
+        .unwrap(),
+        log
+    );
     assert_eq!(log.version, version);
     assert_eq!(log.members.len(), 2, "{:?}", log.members);
     assert_eq!(log.alive_members.len(), 2, "{:?}", log.alive_members);
@@ -432,6 +469,7 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
             (key_var.into(), TEST_CREDENTIALS.0.into()),
             (secret_var.into(), TEST_CREDENTIALS.1.into()),
         ],
+        backup_etcd_snapshot: true,
         ..DevnetOptions::hot_standby(dir.path())
     })
     .await;
@@ -459,6 +497,15 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
     );
     let text = serde_json::to_string(&log).unwrap();
     assert!(!text.contains(TEST_CREDENTIALS.1), "the log names a secret");
+    // The etcd state: the operator's prefix and a full snapshot through the maintenance API (a
+    // database file of at least a few pages).
+    let kinds: Vec<&str> = log.snapshot_meta.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["etcd-prefix-json", "etcd-snapshot"]);
+    assert!(
+        log.snapshot_meta[1].size > 16 * 1024,
+        "{:?}",
+        log.snapshot_meta[1]
+    );
     // The object is in the bucket and not readable without credentials; the join below reads
     // it signed and checks the log's digest.
     let url = format!(
