@@ -124,6 +124,9 @@ ecies_v="$(cd "$here" && node -e 'const e=require("eciesjs"); const k=new e.Priv
   fail "eciesjs does not load from .tools/node_modules/eciesjs: $ecies_v"
 [ "$ecies_v" = ok ] || fail "eciesjs does not round-trip a message: $ecies_v"
 
+# openssl-sys (reqwest's native-tls: https to RPCs and S3) finds OpenSSL through pkg-config.
+pkg-config --exists openssl 2>/dev/null || fail "pkg-config cannot find openssl (install libssl-dev and pkg-config)"
+
 # protoc must compile a file that imports the well-known protos etcd-client's build imports.
 protoc_v="$(version_of protoc protoc --version)"
 probe="$(mktemp -d)"
