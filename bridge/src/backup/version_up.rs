@@ -281,16 +281,20 @@ impl BackupContext {
         let mut longest_hold = Duration::ZERO;
         let mut dropped = 0u64;
         {
+            // Timed from when the lock is held: waiting for it is not holding it.
+            let mut store = self.store.lock();
             let at = Instant::now();
-            self.store
-                .lock()
-                .begin_compaction(lane, compacted_below, version)?;
+            store.begin_compaction(lane, compacted_below, version)?;
             longest_hold = longest_hold.max(at.elapsed());
         }
         loop {
-            let at = Instant::now();
-            let n = self.store.lock().compact_step(lane, COMPACT_STEP)?;
-            longest_hold = longest_hold.max(at.elapsed());
+            let n = {
+                let mut store = self.store.lock();
+                let at = Instant::now();
+                let n = store.compact_step(lane, COMPACT_STEP)?;
+                longest_hold = longest_hold.max(at.elapsed());
+                n
+            };
             dropped = dropped.saturating_add(n);
             if n == 0 {
                 break;
