@@ -165,6 +165,21 @@ async fn wipe_and_restart(devnet: &mut Devnet, op: usize, replica: usize) -> u16
     port
 }
 
+/// Wipe and restart replica `replica` of operator [`OP`]; wait until it joined from a backup.
+async fn wiped_joins_from_backup(devnet: &mut Devnet, replica: usize, what: &str) -> u16 {
+    let port = wipe_and_restart(devnet, OP, replica).await;
+    series_at_least(
+        what,
+        port,
+        "multibridge_state_joins_total",
+        &[("lane", LANE.as_str()), ("source", "backup")],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    port
+}
+
 /// Backups under traffic (the handled bound and on demand) lose and double nothing, compact
 /// every replica's store and hold the store for less than a block; the log opens with eciesjs
 /// and names what Table 2 names; a wiped replica joins from it, indexes only the tail, and leads
@@ -300,14 +315,10 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
     assert!(hold < 1.0, "a backup held the store for {hold} s");
 
     // A wiped follower joins from the backup.
-    let port = wipe_and_restart(&mut devnet, OP, follower).await;
-    series_at_least(
+    let port = wiped_joins_from_backup(
+        &mut devnet,
+        follower,
         "the wiped replica joined from the backup",
-        port,
-        "multibridge_state_joins_total",
-        &[("lane", LANE.as_str()), ("source", "backup")],
-        1.0,
-        Duration::from_secs(30),
     )
     .await;
     let indexed = series(
@@ -514,14 +525,10 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
     );
     assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 403);
 
-    let port = wipe_and_restart(&mut devnet, OP, follower).await;
-    series_at_least(
+    wiped_joins_from_backup(
+        &mut devnet,
+        follower,
         "the wiped replica joined from the S3 backup",
-        port,
-        "multibridge_state_joins_total",
-        &[("lane", LANE.as_str()), ("source", "backup")],
-        1.0,
-        Duration::from_secs(30),
     )
     .await;
 }
