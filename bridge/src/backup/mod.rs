@@ -62,6 +62,17 @@ pub enum BackupError {
         /// Version.
         version: u64,
     },
+    /// Another attempt stored its log at this version or above first (a leader handover in the
+    /// middle of a backup): this attempt compacts nothing; the next trigger backs up anew.
+    #[error(
+        "backup version {version}: the registry already holds version {stored} from another attempt"
+    )]
+    Superseded {
+        /// This attempt's version.
+        version: u64,
+        /// What the registry holds.
+        stored: u64,
+    },
     /// A local temporary file failed.
     #[error("backup: {0}")]
     Io(String),
@@ -76,7 +87,10 @@ impl BackupError {
             Self::Store(e) => e.is_retryable(),
             Self::Chain(e) => e.is_retryable(),
             Self::Submit(e) => e.is_retryable(),
-            Self::NotRegistered(_) | Self::Etcd(_) | Self::LogNotStored { .. } => true,
+            Self::NotRegistered(_)
+            | Self::Etcd(_)
+            | Self::LogNotStored { .. }
+            | Self::Superseded { .. } => true,
         }
     }
 }

@@ -88,6 +88,11 @@ pub struct StorageMeta {
     pub saved_form: String,
 }
 
+/// A storage error's text without URL credentials (it reaches logs and etcd).
+fn redact(e: &object_store::Error) -> String {
+    multibridge_monitoring::redact_urls(&e.to_string()).into_owned()
+}
+
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     alloy::hex::encode(Sha256::digest(bytes))
@@ -217,7 +222,7 @@ impl Storage {
             .await
             .map_err(|e| StorageError::Io {
                 path: path.to_owned(),
-                detail: e.to_string(),
+                detail: redact(&e),
             })?;
         Ok(meta)
     }
@@ -232,13 +237,13 @@ impl Storage {
             Err(e) => {
                 return Err(StorageError::Io {
                     path: meta.path.clone(),
-                    detail: e.to_string(),
+                    detail: redact(&e),
                 });
             }
         };
         let bytes = got.bytes().await.map_err(|e| StorageError::Io {
             path: meta.path.clone(),
-            detail: e.to_string(),
+            detail: redact(&e),
         })?;
         let found = sha256_hex(&bytes);
         if found != meta.sha256 {

@@ -140,8 +140,10 @@ impl BackupContext {
         caught_up: Vec<String>,
     ) -> Result<BackupDone, BackupError> {
         let owner = format!("{} {}", self.operator, self.replica);
+        // One directory per attempt: a retried or concurrent attempt at the same version never
+        // overwrites objects a stored log names.
         let base = format!(
-            "{}/{lane}/{:#x}/v{version}",
+            "{}/{lane}/{:#x}/v{version}-{start_ms}",
             crate::leadership::pair_name(&self.config),
             self.operator
         );
@@ -197,8 +199,10 @@ impl BackupContext {
             })
             .await?;
         }
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| BackupError::Io(e.to_string()))
+        let read = async |path: &std::path::Path| {
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| BackupError::Io(e.to_string()))
         };
         let archive = self
             .storage
@@ -206,7 +210,7 @@ impl BackupContext {
                 &format!("{base}/archive.sqlite"),
                 "sqlite-archive",
                 &owner,
-                read(&copy_path)?,
+                read(&copy_path).await?,
             )
             .await?;
         let state = self
@@ -215,7 +219,7 @@ impl BackupContext {
                 &format!("{base}/store.sqlite"),
                 "sqlite",
                 &owner,
-                read(&state_path)?,
+                read(&state_path).await?,
             )
             .await?;
         let mut snapshots = Vec::new();
@@ -372,7 +376,7 @@ impl BackupContext {
         let input: Bytes = ServiceRegistry::storeBackupLogCall {
             id,
             version,
-            encryptedLog: sealed.into(),
+            encryptedLog: sealed.clone().into(),
         }
         .abi_encode()
         .into();
@@ -380,8 +384,18 @@ impl BackupContext {
         tracing::info!(version, tx = %sent.hash, "backup log sent to the registry");
         let deadline = crate::backup::deadline_after(STORE_DEADLINE);
         loop {
-            if self.latest_version(id).await.unwrap_or(0) >= version {
-                return Ok(());
+            // Done when the registry holds *this* log at this version; another log at it or
+            // above means another attempt won (its objects are its own: nothing is compacted
+            // on the strength of someone else's log).
+            if let Ok((stored, log, _)) =
+                super::join::latest_log(&self.chains.main, self.registry, id).await
+            {
+                if stored == version && log == sealed {
+                    return Ok(());
+                }
+                if stored >= version {
+                    return Err(BackupError::Superseded { version, stored });
+                }
             }
             if Instant::now() >= deadline {
                 return Err(BackupError::LogNotStored { version });

@@ -30,6 +30,8 @@ struct LaneState {
     initialized: bool,
     /// The lease the liveness key was last put under.
     alive_under: Option<i64>,
+    /// Whether this process, as the runner, looked at SSI once.
+    ssi_checked: bool,
 }
 
 /// The worker.
@@ -152,6 +154,7 @@ impl BackupWorker {
         let mut compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
         if let Some(last) = &view.last_backup
             && last.version > compaction.version
+            && last.compacted_below > 0
             && view.ssi != Some(-1)
         {
             let begun = ctx
@@ -199,6 +202,13 @@ impl BackupWorker {
         if !view.majority_lost() {
             state.majority_handled = false;
         }
+        // An SSI left at -1 by a runner that stopped mid-backup would hold followers back for
+        // good: this runner is not backing up now, so no backup runs on its behalf.
+        if view.ssi == Some(-1) && !state.ssi_checked {
+            versions::put(&ctx.pool, keys.ssi(), "0".into(), None).await?;
+            tracing::info!(%lane, "SSI was left at -1 by a stopped backup; reset to 0");
+        }
+        state.ssi_checked = true;
         let pending_request = view
             .request
             .as_ref()
@@ -206,7 +216,10 @@ impl BackupWorker {
             .cloned();
         let trigger = if pending_request.is_some() {
             Some("on-demand")
-        } else if self.settings.on_majority_lost && view.majority_lost() && !state.majority_handled
+        } else if self.settings.on_majority_lost
+            && view.majority_lost()
+            && !state.majority_handled
+            && (state.last_run.is_none() || rested)
         {
             Some("majority-lost")
         } else if rested && {
@@ -231,13 +244,12 @@ impl BackupWorker {
             return Ok(());
         };
         state.last_run = Some(Instant::now());
-        state.handled_at_last_run = Some(
-            ctx.store
-                .lock()
-                .counts(lane)
-                .map(|c| c.of(RequestStatus::Handled))
-                .unwrap_or(0),
-        );
+        let handled_now = ctx
+            .store
+            .lock()
+            .counts(lane)
+            .map(|c| c.of(RequestStatus::Handled))
+            .unwrap_or(0);
         tracing::info!(%lane, trigger, "state backup starting");
         let result = ctx.version_up(lane, trigger).await;
         let outcome = match &result {
@@ -252,10 +264,13 @@ impl BackupWorker {
                     )),
                 );
                 ctx.metrics.backup.compacted(lane, done.dropped);
-                if trigger == "majority-lost"
-                    && let Some(s) = self.state.get_mut(&lane)
-                {
-                    s.majority_handled = true;
+                if let Some(s) = self.state.get_mut(&lane) {
+                    // The bound counts from this backup (a failed one is retried after
+                    // min_interval_secs, not after another every_handled requests).
+                    s.handled_at_last_run = Some(handled_now);
+                    if trigger == "majority-lost" {
+                        s.majority_handled = true;
+                    }
                 }
                 tracing::info!(
                     %lane, trigger, version = done.version, below = done.compacted_below,

@@ -117,8 +117,10 @@ impl Store {
                  version = MAX(compaction.version, excluded.version)",
             params![lane.as_str(), to_i64(below), to_i64(version)],
         )?;
+        // A watermark moves up to the point; one not set yet stays unset (the first stored
+        // request sets it, never below the point).
         tx.execute(
-            "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND (next_nonce IS NULL OR next_nonce < ?2)",
+            "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND next_nonce < ?2",
             params![lane.as_str(), to_i64(below)],
         )?;
         tx.commit()?;
@@ -232,7 +234,8 @@ impl Store {
             )?;
             tx.execute(
                 "INSERT INTO cursors (lane, next_block, updated_at, next_nonce)
-                 SELECT lane, next_block, updated_at, MAX(COALESCE(next_nonce, ?2), ?2)
+                 SELECT lane, next_block, updated_at,
+                     CASE WHEN next_nonce IS NULL THEN NULL ELSE MAX(next_nonce, ?2) END
                  FROM snap.cursors WHERE lane = ?1",
                 params![l, to_i64(below)],
             )?;
@@ -245,7 +248,10 @@ impl Store {
                 )
                 .unwrap_or(0);
             tx.execute(
-                "INSERT INTO compaction (lane, below, dropped, version) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO compaction (lane, below, dropped, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (lane) DO UPDATE SET below = MAX(compaction.below, excluded.below),
+                     dropped = MAX(compaction.dropped, excluded.dropped),
+                     version = MAX(compaction.version, excluded.version)",
                 params![l, to_i64(below), dropped_before, to_i64(version)],
             )?;
             tx.execute(

@@ -437,14 +437,18 @@ impl Store {
             .optional()?
             .unwrap_or(0);
         let mut inserted = 0usize;
-        for request in requests.iter().filter(|r| to_i64(r.nonce) >= below) {
+        let kept: Vec<&Request> = requests
+            .iter()
+            .filter(|r| to_i64(r.nonce) >= below)
+            .collect();
+        for request in &kept {
             if insert_observed(&tx, lane, request, at)?.is_none() {
                 inserted = inserted.saturating_add(1);
             }
         }
-        // The gap check starts at the first nonce this lane ever indexed (earlier ones lie before
-        // start_block: not this relay's history to look for).
-        let first = requests.iter().map(|r| r.nonce).min();
+        // The gap check starts at the first nonce this lane ever stored (earlier ones lie before
+        // start_block, or below a backup's compaction point: not this relay's to look for).
+        let first = kept.iter().map(|r| r.nonce).min();
         tx.execute(
             "INSERT INTO cursors (lane, next_block, updated_at, next_nonce) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (lane) DO UPDATE SET next_block = excluded.next_block,
@@ -689,6 +693,8 @@ impl Store {
         let Some(mut expected) = self.contiguous_from(lane)? else {
             return Ok(Vec::new());
         };
+        // Nonces a backup compacted away are handled for good: never a gap.
+        expected = expected.max(self.compaction(lane)?.below);
         let mut missing = Vec::new();
         {
             let mut stmt = self.conn.prepare_cached(

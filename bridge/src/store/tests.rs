@@ -504,3 +504,24 @@ fn compaction_drops_rows_below_the_point_keeps_counts_and_a_lane_restores_from_a
         Err(StoreError::WrongIdentity { .. })
     ));
 }
+
+#[test]
+fn a_store_that_followed_a_backup_before_indexing_replays_without_a_gap_hunt() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    // Followed a backup (point 6) before its indexer stored anything: no watermark yet.
+    store.begin_compaction(lane, 6, 1).unwrap();
+    assert_eq!(store.contiguous_from(lane).unwrap(), None);
+    // A point of 0 (a lane with nothing indexed at backup time) never sets a watermark either.
+    store.begin_compaction(Lane::ServiceToMain, 0, 1).unwrap();
+    assert_eq!(store.contiguous_from(Lane::ServiceToMain).unwrap(), None);
+    // The replay from start_block brings nonces 0..10: those below 6 are not stored, and the
+    // gap check starts at the first stored one, so it finds no gap below the point.
+    let requests: Vec<Request> = (0..10).map(|n| request(n, 5)).collect();
+    assert_eq!(store.record_range(lane, &requests, 300).unwrap(), 4);
+    assert_eq!(store.contiguous_from(lane).unwrap(), Some(6));
+    assert!(store.missing_nonces(lane, 10).unwrap().is_empty());
+    // A real gap above the point is still found.
+    store.record_range(lane, &[request(12, 5)], 301).unwrap();
+    assert_eq!(store.missing_nonces(lane, 10).unwrap(), vec![10, 11]);
+}
