@@ -107,7 +107,10 @@ version_of() { # name, command...
   local name="$1"
   shift
   local out
-  out="$("$@" 2>&1 | head -1)" || fail "$name does not answer --version ($*): ${out:-no output}"
+  # The whole output first, then its first line: `| head -1` could SIGPIPE a tool that prints
+  # more than one line, and pipefail would call that a failure (it did once for etcdctl).
+  out="$("$@" 2>&1)" || fail "$name does not answer --version ($*): ${out:-no output}"
+  out="${out%%$'\n'*}"
   [ -n "$out" ] || fail "$name printed nothing for --version ($*)"
   printf '%s' "$out"
 }
