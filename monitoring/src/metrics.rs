@@ -974,6 +974,11 @@ impl LaneMetrics {
             .inc();
     }
 
+    /// Publish how many request rows the lane's store holds (compacted ones not counted).
+    pub fn set_store_rows(&self, rows: u64) {
+        self.all.backup.set_store_rows(self.lane, rows);
+    }
+
     /// Publish how many requests of the lane's store have `status`.
     pub fn set_requests(&self, status: RequestStatus, count: u64) {
         self.all

@@ -116,13 +116,7 @@ impl BackupWorker {
         self.follow(lane, &keys, &view).await?;
 
         let metrics = &ctx.metrics.backup;
-        let (compaction, rows) = {
-            let store = ctx.store.lock();
-            (
-                store.compaction(lane).unwrap_or_default(),
-                store.row_count(lane).unwrap_or(0),
-            )
-        };
+        let compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
         metrics.set_versions(
             lane,
             view.sv.unwrap_or(1),
@@ -135,7 +129,6 @@ impl BackupWorker {
             .filter(|a| view.members.contains(a))
             .count();
         metrics.set_replicas(lane, view.members.len(), alive);
-        metrics.set_store_rows(lane, rows);
 
         if *self.runner.borrow() {
             self.maybe_back_up(lane, &keys, &view).await?;
@@ -214,26 +207,36 @@ impl BackupWorker {
             .as_ref()
             .filter(|r| view.result.as_ref().map(|x| &x.id) != Some(&r.id))
             .cloned();
+        // A full count of the lane's handled rows: read at most once per round, and only when
+        // a trigger needs it.
+        let handled_in_store = || {
+            ctx.store
+                .lock()
+                .counts(lane)
+                .map(|c| c.of(RequestStatus::Handled))
+                .unwrap_or(0)
+        };
+        let mut handled = None;
         let trigger = if pending_request.is_some() {
             Some("on-demand")
         } else if self.settings.on_majority_lost
             && view.majority_lost()
             && !state.majority_handled
-            && (state.last_run.is_none() || rested)
+            && rested
         {
             Some("majority-lost")
         } else if rested && {
             // Handled since the last backup of this process (at start: since the last
             // compaction), so a lane whose handled rows cannot be compacted yet (a request
             // below them waits) is not backed up again and again.
-            let store = ctx.store.lock();
-            let handled = store
-                .counts(lane)
-                .map(|c| c.of(RequestStatus::Handled))
-                .unwrap_or(0);
-            let baseline = state
-                .handled_at_last_run
-                .unwrap_or_else(|| store.compaction(lane).map(|c| c.dropped).unwrap_or(0));
+            let baseline = state.handled_at_last_run.unwrap_or_else(|| {
+                ctx.store
+                    .lock()
+                    .compaction(lane)
+                    .map(|c| c.dropped)
+                    .unwrap_or(0)
+            });
+            let handled = *handled.get_or_insert_with(handled_in_store);
             handled.saturating_sub(baseline) >= self.settings.every_handled
         } {
             Some("bound")
@@ -244,12 +247,7 @@ impl BackupWorker {
             return Ok(());
         };
         state.last_run = Some(Instant::now());
-        let handled_now = ctx
-            .store
-            .lock()
-            .counts(lane)
-            .map(|c| c.of(RequestStatus::Handled))
-            .unwrap_or(0);
+        let handled_now = handled.unwrap_or_else(handled_in_store);
         tracing::info!(%lane, trigger, "state backup starting");
         let result = ctx.version_up(lane, trigger).await;
         let outcome = match &result {

@@ -140,6 +140,11 @@ pub fn publish_store_stats(store: &Store, metrics: &LaneMetrics) -> Result<(), S
     for status in RequestStatus::ALL {
         metrics.set_requests(status, counts.of(status));
     }
+    // Rows still in the store: the counts less what a backup compacted away.
+    let total = RequestStatus::ALL
+        .iter()
+        .fold(0u64, |sum, s| sum.saturating_add(counts.of(*s)));
+    metrics.set_store_rows(total.saturating_sub(store.compaction(lane)?.dropped));
     let age = counts
         .oldest_open_observed_at
         .map(|t| unix_now().saturating_sub(t))

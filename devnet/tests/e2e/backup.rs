@@ -90,16 +90,11 @@ async fn stored_log(devnet: &Devnet, op: usize, lane: Lane) -> (u64, Vec<u8>) {
     (got.version, got.encryptedLog.to_vec())
 }
 
-/// Open `sealed` with eciesjs (an independent implementation) and parse it.
-fn open_with_eciesjs(sealed: &[u8]) -> serde_json::Value {
-    let secret = DEVNET_BACKUP_SECRET.trim_start_matches("0x");
+/// Run `script` with node beside eciesjs (an independent ECIES implementation); its stdout.
+fn eciesjs(script: &str) -> Vec<u8> {
     let out = Command::new("node")
         .arg("-e")
-        .arg(format!(
-            "const e = require('eciesjs'); process.stdout.write(Buffer.from(e.decrypt('{secret}', \
-             Buffer.from('{}', 'hex'))).toString('utf8'))",
-            alloy::hex::encode(sealed)
-        ))
+        .arg(format!("const e = require('eciesjs'); {script}"))
         .current_dir(workspace_root().join(".tools"))
         .output()
         .unwrap();
@@ -108,7 +103,17 @@ fn open_with_eciesjs(sealed: &[u8]) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+/// Open `sealed` with eciesjs and parse it.
+fn open_with_eciesjs(sealed: &[u8]) -> serde_json::Value {
+    let secret = DEVNET_BACKUP_SECRET.trim_start_matches("0x");
+    serde_json::from_slice(&eciesjs(&format!(
+        "process.stdout.write(Buffer.from(e.decrypt('{secret}', Buffer.from('{}', 'hex'))).toString('utf8'))",
+        alloy::hex::encode(sealed)
+    )))
+    .unwrap()
 }
 
 /// `n` native transfers of 1,000 wei on the lane by user 0, one after another.
@@ -132,23 +137,12 @@ async fn transfers(driver: &Driver, n: usize) -> Vec<multibridge_contracts::Requ
 
 /// Seal `plaintext` to `public` (SEC1 hex) with eciesjs.
 fn seal_with_eciesjs(public: &str, plaintext: &[u8]) -> Vec<u8> {
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(format!(
-            "const e = require('eciesjs'); process.stdout.write(Buffer.from(e.encrypt('{}', \
-             Buffer.from('{}', 'hex'))).toString('hex'))",
-            public.trim_start_matches("0x"),
-            alloy::hex::encode(plaintext)
-        ))
-        .current_dir(workspace_root().join(".tools"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    alloy::hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+    let hex = eciesjs(&format!(
+        "process.stdout.write(Buffer.from(e.encrypt('{}', Buffer.from('{}', 'hex'))).toString('hex'))",
+        public.trim_start_matches("0x"),
+        alloy::hex::encode(plaintext)
+    ));
+    alloy::hex::decode(String::from_utf8(hex).unwrap().trim()).unwrap()
 }
 
 async fn start(options: DevnetOptions) -> Devnet {
