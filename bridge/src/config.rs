@@ -46,6 +46,13 @@ pub struct Config {
     /// `[registry]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupSettings>,
+    /// The Service Registry Dashboard served on the HTTP API (on by default, read-only
+    /// without an admin token).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::dashboard::DashboardSettings::is_default"
+    )]
+    pub dashboard: crate::dashboard::DashboardSettings,
     /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.
     #[serde(default, skip_serializing_if = "FaultInjection::is_off")]
     pub fault_injection: FaultInjection,
@@ -764,6 +771,9 @@ impl Config {
                     "an etcd user needs password_file or password_env".into(),
                 ));
             }
+        }
+        if let Some((field, problem)) = self.dashboard.problem() {
+            return Err(invalid(field, problem));
         }
         if let Some(backup) = &self.backup {
             if self.etcd.is_none() {

@@ -76,6 +76,9 @@ pub enum RelayError {
     /// The backup public key is unusable.
     #[error(transparent)]
     BackupKey(#[from] crate::backup::keys::BackupKeyError),
+    /// The dashboard cannot start as configured.
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardConfigError),
     /// A relay task panicked (a bug): the relay stops rather than run without it.
     #[error("a relay task panicked: {0}")]
     TaskPanicked(String),

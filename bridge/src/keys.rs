@@ -75,7 +75,20 @@ pub enum KeyError {
 
 /// Load the operator's signer as configured and check it matches `operator.address`.
 pub fn load_signer(config: &Config) -> Result<PrivateKeySigner, KeyError> {
-    let signer = match &config.operator.signer {
+    let signer = load_key(&config.operator.signer, config)?;
+    if signer.address() != config.operator.address {
+        return Err(KeyError::AddressMismatch {
+            expected: config.operator.address,
+            actual: signer.address(),
+        });
+    }
+    Ok(signer)
+}
+
+/// Load the key `signer` names (a raw dev key only when both of `config`'s chains are
+/// devnets).
+pub fn load_key(signer: &SignerConfig, config: &Config) -> Result<PrivateKeySigner, KeyError> {
+    Ok(match signer {
         SignerConfig::Keystore {
             path,
             password_file,
@@ -95,14 +108,7 @@ pub fn load_signer(config: &Config) -> Result<PrivateKeySigner, KeyError> {
                 .parse::<PrivateKeySigner>()
                 .map_err(|_| KeyError::DevKeyInvalid)?
         }
-    };
-    if signer.address() != config.operator.address {
-        return Err(KeyError::AddressMismatch {
-            expected: config.operator.address,
-            actual: signer.address(),
-        });
-    }
-    Ok(signer)
+    })
 }
 
 /// The password of a keystore: the first line of `file`, else the variable `env`.

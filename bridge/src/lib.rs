@@ -50,6 +50,7 @@ pub mod backup;
 pub mod chain;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod lane;

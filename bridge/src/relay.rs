@@ -122,6 +122,22 @@ pub async fn run(
     ) {
         crate::backup::startup::spawn_worker(&shared, storage, main, owner, &mut tasks);
     }
+    if let Some(handle) = &serving.dashboard
+        && let Err(e) = spawn_dashboard(
+            &shared,
+            handle,
+            &signer,
+            &controls,
+            &submitters,
+            board.clone(),
+            &mut tasks,
+        )
+    {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        serving.stop().await;
+        return Err(e);
+    }
     spawn_watcher(&shared, &controls, board, &mut tasks);
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
@@ -250,6 +266,134 @@ fn spawn_registry(
     if let Some(lane) = first_lane {
         tasks.spawn(run_stepper(lane, "claims", claims).instrument(span));
     }
+}
+
+/// The dashboard's side of the running relay: its registry writer (the operator's key through
+/// the main chain's submitter, or a manager key with a submitter of its own), the timeline
+/// sampler and the claims history.
+fn spawn_dashboard(
+    shared: &Shared,
+    handle: &Arc<crate::dashboard::DashboardHandle>,
+    signer: &alloy::signers::local::PrivateKeySigner,
+    controls: &[LaneControl],
+    submitters: &HashMap<ChainRole, SubmitterHandle>,
+    board: Arc<StatusBoard>,
+    tasks: &mut JoinSet<Result<(), RelayError>>,
+) -> Result<(), RelayError> {
+    use crate::dashboard::writer::Writer;
+    let config = &shared.config;
+    let operator = shared.operator;
+    let first_lane = controls.first().map(|c| c.lane);
+    let writer = match (&config.registry, &config.dashboard.manager) {
+        (None, _) => None,
+        (Some(registry), None) => match (
+            submitters.get(&ChainRole::Main),
+            owner(controls, ChainRole::Main),
+        ) {
+            (Some(main), Some(owner)) => {
+                let (submit, events) = main.client();
+                Some(Writer::new(
+                    submit,
+                    events,
+                    owner.leading.clone(),
+                    signer.address(),
+                    registry.address,
+                ))
+            }
+            _ => None,
+        },
+        (Some(registry), Some(manager)) => {
+            let key = crate::keys::load_key(manager, config)?;
+            if key.address() == signer.address() {
+                // The operator's key has one sender per chain: the main chain's submitter.
+                match (
+                    submitters.get(&ChainRole::Main),
+                    owner(controls, ChainRole::Main),
+                ) {
+                    (Some(main), Some(owner)) => {
+                        let (submit, events) = main.client();
+                        Some(Writer::new(
+                            submit,
+                            events,
+                            owner.leading.clone(),
+                            key.address(),
+                            registry.address,
+                        ))
+                    }
+                    _ => None,
+                }
+            } else {
+                let (always, _) = tokio::sync::watch::channel(true);
+                let (submitter, main) = Submitter::new(
+                    shared.chains.main.clone(),
+                    key.clone(),
+                    config.voting.sender(&config.chains.main),
+                    crate::leadership::fence::Fence::standalone(),
+                    always.subscribe(),
+                );
+                let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %key.address(), role = "dashboard manager");
+                tasks.spawn(
+                    async move {
+                        // Keeps the term open as long as the submitter runs.
+                        let _always = always;
+                        submitter.run().await;
+                        Ok(())
+                    }
+                    .instrument(span),
+                );
+                let (submit, events) = main.client();
+                let (sending, _) = tokio::sync::watch::channel(true);
+                Some(Writer::new(
+                    submit,
+                    events,
+                    sending.subscribe(),
+                    key.address(),
+                    registry.address,
+                ))
+            }
+        }
+    };
+    let dashboard = Arc::new(crate::dashboard::Dashboard {
+        config: config.clone(),
+        chains: shared.chains.clone(),
+        store: shared.store.clone(),
+        etcd: shared.etcd.clone(),
+        replica: shared.replica.clone(),
+        timeline: crate::dashboard::timeline::Timeline::new(crate::dashboard::SAMPLES),
+        writer,
+        managers: Default::default(),
+    });
+    handle.attach(dashboard.clone());
+    let span = tracing::info_span!("dashboard timeline", %operator, replica = %shared.replica);
+    let sampled = dashboard.clone();
+    tasks.spawn(
+        async move {
+            crate::dashboard::sample_timeline(sampled, board).await;
+            Ok(())
+        }
+        .instrument(span),
+    );
+    if let (Some(registry), Some(lane)) = (&config.registry, first_lane) {
+        let history = crate::dashboard::claims_history::ClaimsHistory {
+            chains: shared.chains.clone(),
+            registry: registry.address,
+            pair: crate::dashboard::PairLanes::of(config),
+            confirmations: config.chains.main.confirmations,
+            from_block: config
+                .dashboard
+                .claims_from_block
+                .unwrap_or(config.chains.main.start_block),
+            max_range: config.chains.main.max_block_range,
+            window: config.dashboard.tracker_window_blocks,
+            store: shared.store.clone(),
+            metrics: shared.metrics.clone(),
+            poll: Duration::from_millis(config.recovery.claims_poll_ms),
+            services: HashMap::new(),
+        };
+        let span = tracing::info_span!("claims history", chain = %ChainRole::Main, %operator);
+        tasks.spawn(run_stepper(lane, "claims history", history).instrument(span));
+    }
+    Ok(())
 }
 
 /// The watcher of every lane.

@@ -33,6 +33,8 @@ pub struct Serving {
     pub readiness: Arc<Readiness>,
     /// `/status`.
     pub board: Arc<StatusBoard>,
+    /// The dashboard's routes' state (absent when `dashboard.enabled = false`).
+    pub dashboard: Option<Arc<crate::dashboard::DashboardHandle>>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -51,6 +53,20 @@ impl Serving {
             config.http.ready_stale_secs,
         )));
         let board = Arc::new(StatusBoard::new());
+        let dashboard = if config.dashboard.enabled {
+            Some(Arc::new(crate::dashboard::DashboardHandle::new(
+                &config.dashboard,
+                metrics.clone(),
+                readiness.clone(),
+                board.clone(),
+            )?))
+        } else {
+            None
+        };
+        let extra = dashboard
+            .clone()
+            .map(crate::dashboard::api::router)
+            .unwrap_or_default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = multibridge_monitoring::serve(
             config.http.listen,
@@ -59,6 +75,7 @@ impl Serving {
                 readiness: readiness.clone(),
                 status: board.clone(),
             },
+            extra,
             async move {
                 let _ = stopped.await;
             },
@@ -72,6 +89,7 @@ impl Serving {
             metrics,
             readiness,
             board,
+            dashboard,
             stop,
             task,
         })

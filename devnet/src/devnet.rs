@@ -72,7 +72,13 @@ pub struct DevnetOptions {
     pub history_bridge: bool,
     /// `max_block_range` in the relay configs (blocks per log query).
     pub max_block_range: u64,
+    /// The key operator 1's dashboard signs registry writes with (default: its operator key).
+    pub dashboard_manager: Option<SignerConfig>,
 }
+
+/// DEVNET ONLY, well known: the admin token of every devnet relay's dashboard (written to
+/// `<dir>/dashboard-token`). A real deployment gives each relay a secret of its own.
+pub const DEVNET_DASHBOARD_TOKEN: &str = "devnet-dashboard-admin-token";
 
 /// DEVNET ONLY, well known, never for real funds: the backup key pair every devnet relay
 /// encrypts its backup logs to (the secret is written to `<dir>/backup-key.hex`).
@@ -133,6 +139,7 @@ impl DevnetOptions {
             relay_env: Vec::new(),
             history_bridge: false,
             max_block_range: 1_000,
+            dashboard_manager: None,
         }
     }
 
@@ -466,7 +473,32 @@ impl Devnet {
                 password_env: None,
             }),
             backup: self.backup_settings()?,
+            dashboard: self.dashboard_settings(index)?,
             fault_injection: Default::default(),
+        })
+    }
+
+    /// The `[dashboard]` section of operator `index`'s relays: the devnet admin token, and the
+    /// manager key of `dashboard_manager` for operator 1.
+    fn dashboard_settings(
+        &self,
+        index: usize,
+    ) -> Result<multibridge::dashboard::DashboardSettings, DevnetError> {
+        let token_file = self.options.dir.join("dashboard-token");
+        if !token_file.exists() {
+            write_atomic(
+                &token_file,
+                format!("{DEVNET_DASHBOARD_TOKEN}\n").as_bytes(),
+            )?;
+        }
+        Ok(multibridge::dashboard::DashboardSettings {
+            admin_token_file: Some(token_file),
+            manager: if index == 0 {
+                self.options.dashboard_manager.clone()
+            } else {
+                None
+            },
+            ..Default::default()
         })
     }
 

@@ -76,14 +76,16 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Bind `listen` and serve until `shutdown` resolves. Binding errors are returned at once.
+/// Bind `listen` and serve the API and `extra` (more routes, e.g. the dashboard) until
+/// `shutdown` resolves. Binding errors are returned at once.
 pub async fn serve(
     listen: SocketAddr,
     state: HttpState,
+    extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let app = router(state);
+    let app = router(state).merge(extra);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -129,7 +131,7 @@ mod tests {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = serve(addr, state.clone(), async move {
+        let server = serve(addr, state.clone(), Router::new(), async move {
             let _ = stopped.await;
         })
         .await

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup_metrics;
+pub mod dashboard_metrics;
 pub mod exporter;
 pub mod metrics;
 pub mod readiness;
@@ -11,6 +12,7 @@ pub mod redact;
 pub mod status_board;
 
 pub use backup_metrics::BackupMetrics;
+pub use dashboard_metrics::DashboardMetrics;
 pub use exporter::{HttpState, serve};
 pub use metrics::{
     ChainMetrics, EtcdMetrics, EtcdOutcome, LaneMetrics, Metrics, RegistryUpdate, RpcOutcome,

@@ -220,6 +220,8 @@ pub struct Metrics {
     registry: Registry,
     /// State versions, backups, compaction, fast join.
     pub backup: crate::BackupMetrics,
+    /// The dashboard's API, writes and claims history.
+    pub dashboard: crate::DashboardMetrics,
     /// Run before every render: gauges whose truth is a clock, not an event (see
     /// [`Metrics::on_render`]).
     before_render: std::sync::Arc<std::sync::Mutex<Vec<RenderHook>>>,
@@ -675,6 +677,7 @@ impl Metrics {
                 &["version"],
             )?,
             backup: crate::BackupMetrics::register(&registry, lanes)?,
+            dashboard: crate::DashboardMetrics::register(&registry)?,
             registry,
             before_render: std::sync::Arc::default(),
         };

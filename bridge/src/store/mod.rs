@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::config::Config;
 
 mod asset_totals;
+pub mod claims;
 mod compaction;
 pub use asset_totals::AssetSide;
 pub use compaction::{Compaction, Restored, copy_store_file};
@@ -314,6 +315,7 @@ impl Store {
         )?;
         conn.execute_batch(asset_totals::SCHEMA)?;
         conn.execute_batch(compaction::SCHEMA)?;
+        conn.execute_batch(claims::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;

@@ -1,0 +1,200 @@
+//! Chain reads for the tracker and the claims history: a request by nonce or transaction, an
+//! operator's votes and the handle of one nonce, each found by a bounded backward log scan (the
+//! nonce is an indexed topic, so a scan returns only the logs asked for).
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log};
+use alloy::sol_types::SolEvent;
+use multibridge_contracts::{Bridge, Lane, Request, request_from_log};
+
+use crate::chain::{ChainClient, ChainError};
+
+/// A block and a transaction in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TxAt {
+    /// The transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
+    /// The block's unix time.
+    pub time: u64,
+}
+
+/// Where a backward scan may go.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanBounds {
+    /// The lowest block to read.
+    pub floor: u64,
+    /// The highest block to read.
+    pub top: u64,
+    /// Blocks per query.
+    pub max_range: u64,
+    /// Stop below the first block older than this unix time (the event cannot be older).
+    pub not_before: Option<u64>,
+}
+
+/// Unix time of block `number`.
+pub async fn block_time(chain: &ChainClient, number: u64) -> Result<u64, ChainError> {
+    let block = chain
+        .call("eth_getBlockByNumber", |p| async move {
+            p.get_block_by_number(BlockNumberOrTag::Number(number))
+                .await
+        })
+        .await?;
+    Ok(block.map_or(0, |b| b.header.timestamp))
+}
+
+/// The logs of `filter` (address and topics; blocks are set here) from `bounds.top` down,
+/// newest range first, stopping after the first range with a match when `first_only`.
+pub async fn scan_back(
+    chain: &ChainClient,
+    filter: &Filter,
+    bounds: ScanBounds,
+    first_only: bool,
+) -> Result<Vec<Log>, ChainError> {
+    let mut out = Vec::new();
+    let mut top = bounds.top;
+    let span = bounds.max_range.max(1);
+    loop {
+        if top < bounds.floor {
+            break;
+        }
+        let from = top.saturating_sub(span.saturating_sub(1)).max(bounds.floor);
+        let ranged = filter.clone().from_block(from).to_block(top);
+        let mut logs = chain
+            .call("eth_getLogs", |p| {
+                let ranged = ranged.clone();
+                async move { p.get_logs(&ranged).await }
+            })
+            .await?;
+        logs.retain(|l| !l.removed);
+        let found = !logs.is_empty();
+        out.extend(logs);
+        if (found && first_only) || from <= bounds.floor || from == 0 {
+            break;
+        }
+        if let Some(not_before) = bounds.not_before
+            && block_time(chain, from).await? < not_before
+        {
+            break;
+        }
+        top = from.saturating_sub(1);
+    }
+    Ok(out)
+}
+
+/// The request of `nonce` on `chain` (the lane's source), by a scan of its
+/// `RequestValueTransfer` logs.
+pub async fn find_request(
+    chain: &ChainClient,
+    nonce: u64,
+    bounds: ScanBounds,
+) -> Result<Option<Request>, ChainError> {
+    let filter = Filter::new()
+        .address(chain.bridge())
+        .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
+        .topic1(U256::from(nonce));
+    let logs = scan_back(chain, &filter, bounds, true).await?;
+    Ok(logs
+        .iter()
+        .filter(|l| l.address() == chain.bridge())
+        .find_map(|l| request_from_log(l, chain.chain_id()).ok())
+        .filter(|r| r.nonce == nonce))
+}
+
+/// The requests transaction `tx` made on `chain`'s bridge (`None`: no such transaction there).
+pub async fn requests_of_tx(
+    chain: &ChainClient,
+    tx: B256,
+) -> Result<Option<Vec<Request>>, ChainError> {
+    let receipt = chain
+        .call("eth_getTransactionReceipt", |p| async move {
+            p.get_transaction_receipt(tx).await
+        })
+        .await?;
+    let Some(receipt) = receipt else {
+        return Ok(None);
+    };
+    Ok(Some(
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| {
+                l.address() == chain.bridge()
+                    && l.topic0() == Some(&Bridge::RequestValueTransfer::SIGNATURE_HASH)
+            })
+            .filter_map(|l| request_from_log(l, chain.chain_id()).ok())
+            .collect(),
+    ))
+}
+
+/// What the destination's logs say of one nonce: each operator's vote and the handle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NonceLogs {
+    /// `VoteCast` per operator (the first found, newest scan first).
+    pub votes: Vec<(Address, TxAt)>,
+    /// `HandleValueTransfer`.
+    pub handle: Option<TxAt>,
+}
+
+/// The votes and handle of `nonce` on `chain` (a lane's destination). With `handle_only`, the
+/// scan stops at the handle.
+pub async fn nonce_logs(
+    chain: &ChainClient,
+    nonce: u64,
+    bounds: ScanBounds,
+    handle_only: bool,
+) -> Result<NonceLogs, ChainError> {
+    let signatures = if handle_only {
+        vec![Bridge::HandleValueTransfer::SIGNATURE_HASH]
+    } else {
+        vec![
+            Bridge::HandleValueTransfer::SIGNATURE_HASH,
+            Bridge::VoteCast::SIGNATURE_HASH,
+        ]
+    };
+    let filter = Filter::new()
+        .address(chain.bridge())
+        .event_signature(signatures)
+        .topic1(U256::from(nonce));
+    let logs = scan_back(chain, &filter, bounds, handle_only).await?;
+    let mut out = NonceLogs::default();
+    for log in logs.iter().filter(|l| l.address() == chain.bridge()) {
+        let (Some(tx), Some(block)) = (log.transaction_hash, log.block_number) else {
+            continue;
+        };
+        let at = TxAt {
+            tx,
+            block,
+            time: log.block_timestamp.unwrap_or_default(),
+        };
+        if let Ok(vote) = log.log_decode::<Bridge::VoteCast>() {
+            let operator = vote.inner.data.operator;
+            if !out.votes.iter().any(|(o, _)| *o == operator) {
+                out.votes.push((operator, at));
+            }
+        } else if log.log_decode::<Bridge::HandleValueTransfer>().is_ok() && out.handle.is_none() {
+            out.handle = Some(at);
+        }
+    }
+    // Nodes do not always fill blockTimestamp in logs: read the blocks that lack it.
+    if let Some(h) = &mut out.handle
+        && h.time == 0
+    {
+        h.time = block_time(chain, h.block).await?;
+    }
+    for (_, v) in &mut out.votes {
+        if v.time == 0 {
+            v.time = block_time(chain, v.block).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// The lane whose source is the chain a transaction was found on.
+pub fn lane_from(chain: &ChainClient) -> Lane {
+    Lane::from_source(chain.role())
+}

@@ -1,0 +1,523 @@
+//! The transfer tracker: a user pastes a source transaction hash, an address, or a lane and a
+//! nonce, and sees the request, each operator's vote, the handle and the latency; a transfer that
+//! does not move shows why (the relay's waiting reason) and the exact `multibridge claim` command.
+
+use alloy::primitives::{Address, B256, U256};
+use multibridge_contracts::{Lane, Request};
+use serde::{Deserialize, Serialize};
+
+use super::lookup::{ScanBounds, TxAt, block_time, find_request, nonce_logs, requests_of_tx};
+use super::{Dashboard, DashboardError};
+use crate::chain::ChainClient;
+use crate::store::claims::ClaimEntry;
+
+/// A transfer with no handle after this long counts as stuck (the page offers a claim).
+pub const STUCK_AFTER_SECS: u64 = 60;
+/// Requests listed for an address, per lane.
+const PER_ADDRESS: usize = 20;
+
+/// What the user asked (query string).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TrackParams {
+    /// A transaction hash or an address.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// A lane (with `nonce`).
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// A request nonce (with `lane`).
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+/// A parsed question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackQuery {
+    /// A source transaction.
+    Tx(B256),
+    /// Every recent request from or to an address.
+    Address(Address),
+    /// One request.
+    Nonce(Lane, u64),
+}
+
+/// Why the tracker has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    /// The question is malformed (the page shows the message as it is).
+    #[error("{0}")]
+    BadInput(String),
+    /// Nothing matches.
+    #[error("{0}")]
+    NotFound(String),
+    /// A chain or the store could not be read.
+    #[error(transparent)]
+    Unavailable(#[from] DashboardError),
+}
+
+impl From<crate::chain::ChainError> for TrackError {
+    fn from(e: crate::chain::ChainError) -> Self {
+        Self::Unavailable(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for TrackError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Unavailable(e.into())
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Parse the question.
+pub fn parse(params: &TrackParams) -> Result<TrackQuery, TrackError> {
+    let q = params.q.as_deref().map(str::trim).unwrap_or_default();
+    if !q.is_empty() {
+        let digits = q
+            .strip_prefix("0x")
+            .or_else(|| q.strip_prefix("0X"))
+            .ok_or_else(|| {
+                TrackError::BadInput(format!(
+                    "`{q}` is neither a transaction hash nor an address: both start with 0x (a hash has 64 hex digits after it, an address 40)"
+                ))
+            })?;
+        return match (digits.len(), is_hex(digits)) {
+            (64, true) => Ok(TrackQuery::Tx(q.parse().map_err(|_| {
+                TrackError::BadInput(format!("`{q}` is not a transaction hash"))
+            })?)),
+            (40, true) => {
+                Ok(TrackQuery::Address(q.parse().map_err(|_| {
+                    TrackError::BadInput(format!("`{q}` is not an address"))
+                })?))
+            }
+            (_, false) => Err(TrackError::BadInput(format!(
+                "`{q}` has characters that are not hex digits (0-9, a-f)"
+            ))),
+            (n, true) => Err(TrackError::BadInput(format!(
+                "`{q}` has {n} hex digits: a transaction hash has 64, an address 40"
+            ))),
+        };
+    }
+    let lane = params.lane.as_deref().map(str::trim).unwrap_or_default();
+    let nonce = params.nonce.as_deref().map(str::trim).unwrap_or_default();
+    if lane.is_empty() && nonce.is_empty() {
+        return Err(TrackError::BadInput(
+            "give a source transaction hash, an address, or a lane and a nonce".into(),
+        ));
+    }
+    let lane: Lane = lane.parse().map_err(|_| {
+        TrackError::BadInput(format!(
+            "unknown lane `{lane}`: use main-to-service or service-to-main"
+        ))
+    })?;
+    let nonce: u64 = nonce.parse().map_err(|_| {
+        TrackError::BadInput(format!(
+            "nonce `{nonce}` is not a whole number (requests are numbered 0, 1, 2, ...)"
+        ))
+    })?;
+    Ok(TrackQuery::Nonce(lane, nonce))
+}
+
+/// The request as the source chain recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestView {
+    /// Source transaction.
+    pub tx: B256,
+    /// Source block.
+    pub block: u64,
+    /// The block's unix time.
+    pub time: u64,
+    /// Requester.
+    pub from: Address,
+    /// Recipient on the destination.
+    pub to: Address,
+    /// Source token (zero: native).
+    pub token: Address,
+    /// Amount to release (wei / token units).
+    pub amount: U256,
+    /// Fee taken on the source.
+    pub fee: U256,
+    /// Blocks still to be mined before the relays act on it (source confirmation depth).
+    pub confirmations_left: u64,
+}
+
+/// One operator's vote.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoteView {
+    /// Operator.
+    pub operator: Address,
+    /// Whether its vote is on chain.
+    pub voted: bool,
+    /// The transaction that carried it (when found).
+    pub at: Option<TxAt>,
+}
+
+/// Why a transfer does not move, as this relay knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reason {
+    /// Stable name (`insufficient_liquidity`, ...).
+    pub name: String,
+    /// What the destination or the node said.
+    pub detail: Option<String>,
+    /// Whether a person must act (a rejected request) rather than wait.
+    pub needs_person: bool,
+}
+
+/// A tracked transfer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tracked {
+    /// Lane.
+    pub lane: Lane,
+    /// Nonce.
+    pub nonce: u64,
+    /// The request.
+    pub request: RequestView,
+    /// Votes needed.
+    pub threshold: U256,
+    /// Each registered operator's vote.
+    pub votes: Vec<VoteView>,
+    /// The handle (the transfer executed).
+    pub handle: Option<TxAt>,
+    /// Seconds from the request's block to the handle's.
+    pub latency_secs: Option<u64>,
+    /// Seconds since the request's block.
+    pub age_secs: u64,
+    /// `handled`, `confirming`, `waiting` (a destination condition), `rejected`, `pending`.
+    pub state: &'static str,
+    /// Why it waits or was set aside.
+    pub reason: Option<Reason>,
+    /// Unhandled for longer than [`STUCK_AFTER_SECS`] (or set aside).
+    pub stuck: bool,
+    /// The command that files a claim for it.
+    pub claim_command: String,
+    /// Claims already filed for it.
+    pub claims: Vec<ClaimEntry>,
+    /// Other requests the same transaction made.
+    pub same_tx_nonces: Vec<u64>,
+}
+
+/// A request listed for an address.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// Lane.
+    pub lane: Lane,
+    /// Nonce.
+    pub nonce: u64,
+    /// Source transaction.
+    pub tx: B256,
+    /// Source block.
+    pub block: u64,
+    /// Requester.
+    pub from: Address,
+    /// Recipient.
+    pub to: Address,
+    /// Amount.
+    pub amount: U256,
+    /// Handled on the destination.
+    pub handled: bool,
+}
+
+/// The tracker's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// One transfer.
+    Transfer(Box<Tracked>),
+    /// An address's recent transfers.
+    Address {
+        /// The address.
+        address: Address,
+        /// Newest first.
+        requests: Vec<Listed>,
+    },
+}
+
+fn bounds(d: &Dashboard, chain: &ChainClient, head: u64, not_before: Option<u64>) -> ScanBounds {
+    let cfg = d.config.chains.get(chain.role());
+    ScanBounds {
+        floor: head
+            .saturating_sub(d.config.dashboard.tracker_window_blocks)
+            .max(cfg.start_block),
+        top: head,
+        max_range: cfg.max_block_range,
+        not_before,
+    }
+}
+
+/// Answer `query`.
+pub async fn track(d: &Dashboard, query: TrackQuery) -> Result<Answer, TrackError> {
+    match query {
+        TrackQuery::Nonce(lane, nonce) => Ok(Answer::Transfer(Box::new(
+            transfer(d, lane, nonce, None, Vec::new()).await?,
+        ))),
+        TrackQuery::Tx(tx) => {
+            for (role, chain) in d.chains.each() {
+                let Some(requests) = requests_of_tx(chain, tx).await? else {
+                    continue;
+                };
+                let Some(first) = requests.first().cloned() else {
+                    return Err(TrackError::NotFound(format!(
+                        "transaction {tx} on the {role} chain made no bridge request (it is not a transfer through bridge {})",
+                        chain.bridge()
+                    )));
+                };
+                let lane = Lane::from_source(role);
+                let others = requests.iter().skip(1).map(|r| r.nonce).collect();
+                return Ok(Answer::Transfer(Box::new(
+                    transfer(d, lane, first.nonce, Some(first), others).await?,
+                )));
+            }
+            Err(TrackError::NotFound(format!(
+                "no transaction {tx} on either chain (main {}, service {}): check the hash, or wait until it is mined",
+                d.chains.main.chain_id(),
+                d.chains.service.chain_id()
+            )))
+        }
+        TrackQuery::Address(address) => address_requests(d, address).await,
+    }
+}
+
+async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, TrackError> {
+    use alloy::rpc::types::Filter;
+    use alloy::sol_types::SolEvent;
+    let mut out = Vec::new();
+    for lane in Lane::ALL {
+        let src = d.chains.get(lane.source());
+        let head = src.head().await?;
+        let mut found: Vec<Request> = Vec::new();
+        for topic in [2usize, 3] {
+            let base = Filter::new().address(src.bridge()).event_signature(
+                multibridge_contracts::Bridge::RequestValueTransfer::SIGNATURE_HASH,
+            );
+            let filter = if topic == 2 {
+                base.topic2(address.into_word())
+            } else {
+                base.topic3(address.into_word())
+            };
+            let logs =
+                super::lookup::scan_back(src, &filter, bounds(d, src, head, None), false).await?;
+            found.extend(
+                logs.iter()
+                    .filter(|l| l.address() == src.bridge())
+                    .filter_map(|l| {
+                        multibridge_contracts::request_from_log(l, src.chain_id()).ok()
+                    }),
+            );
+        }
+        found.sort_by_key(|r| std::cmp::Reverse(r.nonce));
+        found.dedup_by_key(|r| r.nonce);
+        found.truncate(PER_ADDRESS);
+        let nonces: Vec<u64> = found.iter().map(|r| r.nonce).collect();
+        let states = d
+            .chains
+            .get(lane.destination())
+            .views()
+            .voting_status(Address::ZERO, &nonces)
+            .await?;
+        for (r, state) in found.iter().zip(states) {
+            out.push(Listed {
+                lane,
+                nonce: r.nonce,
+                tx: r.srcTxHash,
+                block: r.srcBlockNumber,
+                from: r.from,
+                to: r.to,
+                amount: r.amount,
+                handled: state == multibridge_contracts::NonceState::Handled,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(TrackError::NotFound(format!(
+            "no transfer from or to {address} in the last {} blocks of either chain",
+            d.config.dashboard.tracker_window_blocks
+        )));
+    }
+    out.sort_by_key(|l| std::cmp::Reverse(l.block));
+    Ok(Answer::Address {
+        address,
+        requests: out,
+    })
+}
+
+async fn transfer(
+    d: &Dashboard,
+    lane: Lane,
+    nonce: u64,
+    known: Option<Request>,
+    same_tx_nonces: Vec<u64>,
+) -> Result<Tracked, TrackError> {
+    let src = d.chains.get(lane.source()).clone();
+    let dst = d.chains.get(lane.destination()).clone();
+    let made = src.views().request_nonce().await?;
+    if nonce >= made {
+        return Err(TrackError::NotFound(format!(
+            "{lane} has no request with nonce {nonce}: its source bridge has made {made} request(s) so far (nonces 0 to {})",
+            made.saturating_sub(1)
+        )));
+    }
+    let stored = d.store.lock().get(lane, nonce)?;
+    let src_head = src.head().await?;
+    let request = match (known, &stored) {
+        (Some(r), _) => r,
+        (None, Some(s)) => s.request.clone(),
+        (None, None) => find_request(&src, nonce, bounds(d, &src, src_head, None))
+            .await?
+            .ok_or_else(|| {
+                TrackError::NotFound(format!(
+                    "request {nonce} of {lane} is older than the tracker's window ({} blocks): look it up by its transaction hash",
+                    d.config.dashboard.tracker_window_blocks
+                ))
+            })?,
+    };
+    let time = block_time(&src, request.srcBlockNumber).await?;
+    let safe = src
+        .safe_head(src_head, d.config.chains.get(lane.source()).confirmations)
+        .await?;
+    let views = dst.views();
+    let threshold = views.threshold().await?;
+    let operators = views.operators().await?;
+    let handled = views.is_handled(nonce).await?;
+    let mut voted = Vec::with_capacity(operators.len());
+    for operator in &operators {
+        let operator = *operator;
+        voted.push(
+            dst.bridge_call("hasVoted", |b| async move {
+                b.hasVoted(nonce, operator).call().await
+            })
+            .await?,
+        );
+    }
+    let logs = if handled || voted.iter().any(|v| *v) {
+        let head = dst.head().await?;
+        nonce_logs(
+            &dst,
+            nonce,
+            bounds(d, &dst, head, Some(time.saturating_sub(300))),
+            false,
+        )
+        .await?
+    } else {
+        super::lookup::NonceLogs::default()
+    };
+    let votes = operators
+        .iter()
+        .zip(&voted)
+        .map(|(operator, voted)| VoteView {
+            operator: *operator,
+            voted: *voted || logs.votes.iter().any(|(o, _)| o == operator),
+            at: logs
+                .votes
+                .iter()
+                .find(|(o, _)| o == operator)
+                .map(|(_, at)| *at),
+        })
+        .collect();
+    let now = crate::store::unix_now();
+    let reason = stored.as_ref().and_then(|s| {
+        if let Some(w) = s.waiting {
+            Some(Reason {
+                name: w.as_str().to_owned(),
+                detail: s.detail.clone(),
+                needs_person: false,
+            })
+        } else {
+            s.rejected.map(|r| Reason {
+                name: r.as_str().to_owned(),
+                detail: s.detail.clone(),
+                needs_person: true,
+            })
+        }
+    });
+    let confirmations_left = request.srcBlockNumber.saturating_sub(safe);
+    let state = if handled {
+        "handled"
+    } else if confirmations_left > 0 {
+        "confirming"
+    } else {
+        match &reason {
+            Some(r) if r.needs_person => "rejected",
+            Some(_) => "waiting",
+            None => "pending",
+        }
+    };
+    let age_secs = now.saturating_sub(time);
+    let claims = d.store.lock().claims(Some((lane, nonce)), 20, 0)?;
+    Ok(Tracked {
+        lane,
+        nonce,
+        threshold,
+        votes,
+        latency_secs: logs.handle.map(|h| h.time.saturating_sub(time)),
+        handle: logs.handle,
+        age_secs,
+        stuck: !handled && (age_secs >= STUCK_AFTER_SECS || state == "rejected"),
+        state,
+        reason,
+        claim_command: format!(
+            "multibridge claim --config <a config naming both chains, e.g. a relay config> --lane {lane} --nonce {nonce} --key-env <VARIABLE holding your key>"
+        ),
+        claims,
+        same_tx_nonces,
+        request: RequestView {
+            tx: request.srcTxHash,
+            block: request.srcBlockNumber,
+            time,
+            from: request.from,
+            to: request.to,
+            token: request.token,
+            amount: request.amount,
+            fee: request.fee,
+            confirmations_left,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(text: &str) -> Result<TrackQuery, TrackError> {
+        parse(&TrackParams {
+            q: Some(text.into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn questions_parse_or_say_what_is_wrong() {
+        let hash = format!("0x{}", "ab".repeat(32));
+        assert!(matches!(q(&hash), Ok(TrackQuery::Tx(_))));
+        let addr = format!("0x{}", "cd".repeat(20));
+        assert!(matches!(q(&addr), Ok(TrackQuery::Address(_))));
+        let e = q("0x1234").unwrap_err().to_string();
+        assert!(e.contains("4 hex digits"), "{e}");
+        let e = q(&format!("0x{}", "zz".repeat(20)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not hex digits"), "{e}");
+        let e = q("hello").unwrap_err().to_string();
+        assert!(e.contains("start with 0x"), "{e}");
+        let nonce = |lane: &str, nonce: &str| {
+            parse(&TrackParams {
+                q: None,
+                lane: Some(lane.into()),
+                nonce: Some(nonce.into()),
+            })
+        };
+        assert!(matches!(
+            nonce("main-to-service", "7"),
+            Ok(TrackQuery::Nonce(Lane::MainToService, 7))
+        ));
+        let e = nonce("sideways", "7").unwrap_err().to_string();
+        assert!(e.contains("unknown lane `sideways`"), "{e}");
+        let e = nonce("service-to-main", "-1").unwrap_err().to_string();
+        assert!(e.contains("not a whole number"), "{e}");
+        assert!(matches!(
+            parse(&TrackParams::default()),
+            Err(TrackError::BadInput(_))
+        ));
+    }
+}
