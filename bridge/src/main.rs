@@ -58,12 +58,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Request a transfer as a user and follow it to its handle on the other chain.
     /// State backups: ask for one now, show the newest log, make a backup key pair.
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Request a transfer as a user and follow it to its handle on the other chain.
     Transfer(TransferArgs),
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.

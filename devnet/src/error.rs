@@ -77,6 +77,9 @@ pub enum DevnetError {
     /// A request for something the devnet does not have.
     #[error("{0}")]
     Invalid(String),
+    /// The headless browser (chromedriver + Chromium) failed.
+    #[error("browser: {0}")]
+    Browser(String),
 }
 
 impl DevnetError {

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod anvil;
 pub mod bench;
+pub mod browser;
 pub mod deploy;
 pub mod devnet;
 pub mod driver;

@@ -273,6 +273,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) handle_latency: HistogramVec,
+    /// Seconds from a request's source block to its handle's destination block (block
+    /// timestamps: the chains' own clock, the same on every replica).
+    ///
+    /// Labels: lane.
+    pub(crate) transfer_latency: HistogramVec,
     /// Recovery rounds run (one per tick, stalled or not).
     ///
     /// Labels: lane.
@@ -464,6 +469,15 @@ impl Metrics {
             lane,
         )?;
         registry.register(Box::new(handle_latency.clone()))?;
+        let transfer_latency = HistogramVec::new(
+            HistogramOpts::new(
+                name("transfer_latency_seconds"),
+                "Seconds from a request's source block to its handle's destination block (block timestamps)",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0]),
+            lane,
+        )?;
+        registry.register(Box::new(transfer_latency.clone()))?;
         let gauge = |n: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
             let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
             registry.register(Box::new(g.clone()))?;
@@ -514,6 +528,7 @@ impl Metrics {
                 lane,
             )?,
             handle_latency,
+            transfer_latency,
             recovery_rounds: counter("recovery_rounds_total", "Recovery rounds run", lane)?,
             recovery_stalls: counter(
                 "recovery_stalls_total",
@@ -751,6 +766,7 @@ impl Metrics {
                 .with_label_values(&[lane])
                 .set(0.0);
             let _ = metrics.handle_latency.with_label_values(&[lane]);
+            let _ = metrics.transfer_latency.with_label_values(&[lane]);
             metrics.set_asset(lane, NATIVE_ASSET, 0.0, 0.0, true);
         }
         for outcome in ["updated", "failed"] {
@@ -871,6 +887,7 @@ impl Metrics {
             handled: self.handled.with_label_values(l),
             waiting: self.waiting.with_label_values(l),
             handle_latency: self.handle_latency.with_label_values(l),
+            transfer_latency: self.transfer_latency.with_label_values(l),
             recovery_rounds: self.recovery_rounds.with_label_values(l),
             recovery_stalls: self.recovery_stalls.with_label_values(l),
             recovery_requeued: self.recovery_requeued.with_label_values(l),
@@ -936,6 +953,7 @@ pub struct LaneMetrics {
     pub handled: IntCounter,
     pub waiting: IntCounter,
     pub handle_latency: Histogram,
+    pub transfer_latency: Histogram,
     pub recovery_rounds: IntCounter,
     pub recovery_stalls: IntCounter,
     pub recovery_requeued: IntCounter,

@@ -290,6 +290,17 @@ impl ChainClient {
         }
     }
 
+    /// Unix time of block `number` (0 when the node does not have it).
+    pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
+        let block = self
+            .call("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number))
+                    .await
+            })
+            .await?;
+        Ok(block.map_or(0, |b| b.header.timestamp))
+    }
+
     /// The chain's latest block number, with failover.
     pub async fn head(&self) -> Result<u64, ChainError> {
         self.call(

@@ -304,6 +304,8 @@ pub struct RegisterForm {
     location: String,
 }
 
+/// Authorize, then build the write from the form (so a refused request learns nothing about
+/// its body), send it and wait for the receipt.
 async fn write(
     h: &DashboardHandle,
     headers: &HeaderMap,
@@ -343,11 +345,8 @@ async fn register(
     headers: HeaderMap,
     form: Result<Json<RegisterForm>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let form = match form {
-        Ok(Json(form)) => form,
-        Err(e) => return counted(&h, "register", Err(ApiError::bad_input(e.body_text()))),
-    };
     write(&h, &headers, "register", |d| {
+        let Json(form) = form.map_err(|e| ApiError::bad_input(e.body_text()))?;
         let lane: Lane = form.lane.trim().parse().map_err(|_| {
             ApiError::bad_input(format!(
                 "unknown lane `{}`: use main-to-service or service-to-main",
@@ -387,17 +386,8 @@ async fn update_location(
     headers: HeaderMap,
     form: Result<Json<LocationForm>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let form = match form {
-        Ok(Json(form)) => form,
-        Err(e) => {
-            return counted(
-                &h,
-                "update_location",
-                Err(ApiError::bad_input(e.body_text())),
-            );
-        }
-    };
     write(&h, &headers, "update_location", |_| {
+        let Json(form) = form.map_err(|e| ApiError::bad_input(e.body_text()))?;
         let id: B256 = form.id.trim().parse().map_err(|_| {
             ApiError::bad_input(format!(
                 "`{}` is not a service id (0x and 64 hex digits)",

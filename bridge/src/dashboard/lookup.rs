@@ -2,7 +2,6 @@
 //! operator's votes and the handle of one nonce, each found by a bounded backward log scan (the
 //! nonce is an indexed topic, so a scan returns only the logs asked for).
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
@@ -37,13 +36,7 @@ pub struct ScanBounds {
 
 /// Unix time of block `number`.
 pub async fn block_time(chain: &ChainClient, number: u64) -> Result<u64, ChainError> {
-    let block = chain
-        .call("eth_getBlockByNumber", |p| async move {
-            p.get_block_by_number(BlockNumberOrTag::Number(number))
-                .await
-        })
-        .await?;
-    Ok(block.map_or(0, |b| b.header.timestamp))
+    chain.block_time(number).await
 }
 
 /// The logs of `filter` (address and topics; blocks are set here) from `bounds.top` down,

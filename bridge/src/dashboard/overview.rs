@@ -27,7 +27,7 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// The latency of handled requests as this replica saw them.
+/// The latency of handled requests: source block to handle block, by the chains' timestamps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Latency {
     /// Handles observed.
@@ -71,9 +71,9 @@ pub fn quantile(q: f64, cumulative: &[(f64, u64)]) -> Option<f64> {
     Some(lower.0)
 }
 
-/// The latency histogram of `lane` from the relay's metrics.
+/// The latency histogram of `lane` from the relay's metrics (`transfer_latency_seconds`).
 pub fn latency(handle: &DashboardHandle, lane: Lane) -> Latency {
-    let metric = handle.metrics.lane(lane).handle_latency.metric();
+    let metric = handle.metrics.lane(lane).transfer_latency.metric();
     let histogram = metric.get_histogram();
     let mut cumulative: Vec<(f64, u64)> = histogram
         .get_bucket()

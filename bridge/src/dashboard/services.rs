@@ -119,6 +119,9 @@ pub struct ServiceRow {
     pub manageable: bool,
     /// This relay's operator's service.
     pub own: bool,
+    /// Its operator is registered on the lane's destination bridge (a service of anyone else
+    /// serves nobody: claims against it reach no relay that votes).
+    pub bridge_operator: bool,
 }
 
 /// The services page.
@@ -171,6 +174,14 @@ pub async fn services(d: &Dashboard) -> Result<ServicesView, DashboardError> {
         .await?;
     let manager = d.writer.as_ref().map(super::writer::Writer::from);
     let own = d.config.operator.address;
+    let mut operators: std::collections::HashMap<Lane, Vec<Address>> =
+        std::collections::HashMap::new();
+    for lane in Lane::ALL {
+        operators.insert(
+            lane,
+            d.chains.get(lane.destination()).views().operators().await?,
+        );
+    }
     let mut rows = Vec::new();
     for s in registered {
         let Some(lane) = pair.lane_of(&s.meta) else {
@@ -196,6 +207,9 @@ pub async fn services(d: &Dashboard) -> Result<ServicesView, DashboardError> {
             lagging: leader.as_ref().is_some_and(|l| l.url != s.location),
             manageable: manager.is_some_and(|m| list.contains(&m)),
             own: s.meta.operator == own,
+            bridge_operator: operators
+                .get(&lane)
+                .is_some_and(|ops| ops.contains(&s.meta.operator)),
             name: s.name,
             location: s.location,
             updated_at: s.updated_at,

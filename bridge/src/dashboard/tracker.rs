@@ -2,7 +2,7 @@
 //! nonce, and sees the request, each operator's vote, the handle and the latency; a transfer that
 //! does not move shows why (the relay's waiting reason) and the exact `multibridge claim` command.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256};
 use multibridge_contracts::{Lane, Request};
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +11,8 @@ use super::{Dashboard, DashboardError};
 use crate::chain::ChainClient;
 use crate::store::claims::ClaimEntry;
 
-/// A transfer with no handle after this long counts as stuck (the page offers a claim).
+/// A pending transfer (no waiting reason known) with no handle after this long counts as stuck
+/// (the page offers a claim).
 pub const STUCK_AFTER_SECS: u64 = 60;
 /// Requests listed for an address, per lane.
 const PER_ADDRESS: usize = 20;
@@ -135,10 +136,10 @@ pub struct RequestView {
     pub to: Address,
     /// Source token (zero: native).
     pub token: Address,
-    /// Amount to release (wei / token units).
-    pub amount: U256,
-    /// Fee taken on the source.
-    pub fee: U256,
+    /// Amount to release (wei / token base units, decimal).
+    pub amount: String,
+    /// Fee taken on the source (decimal).
+    pub fee: String,
     /// Blocks still to be mined before the relays act on it (source confirmation depth).
     pub confirmations_left: u64,
 }
@@ -175,7 +176,7 @@ pub struct Tracked {
     /// The request.
     pub request: RequestView,
     /// Votes needed.
-    pub threshold: U256,
+    pub threshold: u64,
     /// Each registered operator's vote.
     pub votes: Vec<VoteView>,
     /// The handle (the transfer executed).
@@ -188,7 +189,8 @@ pub struct Tracked {
     pub state: &'static str,
     /// Why it waits or was set aside.
     pub reason: Option<Reason>,
-    /// Unhandled for longer than [`STUCK_AFTER_SECS`] (or set aside).
+    /// Waiting on a destination condition, set aside, or pending for longer than
+    /// [`STUCK_AFTER_SECS`].
     pub stuck: bool,
     /// The command that files a claim for it.
     pub claim_command: String,
@@ -213,8 +215,8 @@ pub struct Listed {
     pub from: Address,
     /// Recipient.
     pub to: Address,
-    /// Amount.
-    pub amount: U256,
+    /// Amount (base units, decimal).
+    pub amount: String,
     /// Handled on the destination.
     pub handled: bool,
 }
@@ -324,7 +326,7 @@ async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, Tra
                 block: r.srcBlockNumber,
                 from: r.from,
                 to: r.to,
-                amount: r.amount,
+                amount: r.amount.to_string(),
                 handled: state == multibridge_contracts::NonceState::Handled,
             });
         }
@@ -448,12 +450,16 @@ async fn transfer(
     Ok(Tracked {
         lane,
         nonce,
-        threshold,
+        threshold: u64::try_from(threshold).unwrap_or(u64::MAX),
         votes,
         latency_secs: logs.handle.map(|h| h.time.saturating_sub(time)),
         handle: logs.handle,
         age_secs,
-        stuck: !handled && (age_secs >= STUCK_AFTER_SECS || state == "rejected"),
+        // Waiting on a destination condition or set aside is stuck now; otherwise only once
+        // it is older than the relays normally need.
+        stuck: !handled
+            && (matches!(state, "waiting" | "rejected")
+                || (state == "pending" && age_secs >= STUCK_AFTER_SECS)),
         state,
         reason,
         claim_command: format!(
@@ -468,8 +474,8 @@ async fn transfer(
             from: request.from,
             to: request.to,
             token: request.token,
-            amount: request.amount,
-            fee: request.fee,
+            amount: request.amount.to_string(),
+            fee: request.fee.to_string(),
             confirmations_left,
         },
     })

@@ -139,7 +139,24 @@ pub struct ConservationScanner {
     spans: [LogSpan; 2],
     /// Votes seen before this relay indexed their request, re-checked every step (bounded).
     unmatched: std::collections::VecDeque<SeenVote>,
+    /// Handles of the range being read, measured once the range is recorded.
+    handles: Vec<SeenHandle>,
+    /// Block times read for latency: (chain is source, block) → unix seconds (bounded).
+    block_times: HashMap<(bool, u64), u64>,
 }
+
+/// A `HandleValueTransfer` whose latency is still to be measured.
+#[derive(Debug, Clone, Copy)]
+struct SeenHandle {
+    nonce: u64,
+    block: u64,
+    time: Option<u64>,
+}
+
+/// Block-time reads one step may make for latency (the rest of the handles go unmeasured).
+const LATENCY_READS_PER_STEP: usize = 128;
+/// Block times cached at most.
+const BLOCK_TIMES_KEPT: usize = 4096;
 
 /// A `VoteCast` as the divergence check needs it.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +200,8 @@ impl ConservationScanner {
             to_source,
             spans,
             unmatched: std::collections::VecDeque::new(),
+            handles: Vec::new(),
+            block_times: HashMap::new(),
         }
     }
 
@@ -274,8 +293,65 @@ impl ConservationScanner {
             let list: Vec<(Address, U256)> = amounts.iter().map(|(a, v)| (*a, *v)).collect();
             self.store()
                 .record_asset_range(self.lane, side, next, &list)?;
+            // Measured only once recorded: a range read again after a failure is not
+            // observed twice.
+            self.measure_latency().await;
         }
         Ok(next > safe_head)
+    }
+
+    /// Unix time of `block` on the source (`source`) or the destination, cached.
+    async fn block_time(&mut self, source: bool, block: u64) -> Result<u64, ChainError> {
+        if let Some(t) = self.block_times.get(&(source, block)) {
+            return Ok(*t);
+        }
+        let chain = if source {
+            self.source.chain.clone()
+        } else {
+            self.destination.chain.clone()
+        };
+        let time = chain.block_time(block).await?;
+        if self.block_times.len() >= BLOCK_TIMES_KEPT {
+            self.block_times.clear();
+        }
+        self.block_times.insert((source, block), time);
+        Ok(time)
+    }
+
+    /// Observe each handle's latency, source block to destination block, in
+    /// `transfer_latency_seconds` (requests no longer in the store, or beyond this step's block
+    /// reads, go unmeasured; a chain that does not answer skips the rest).
+    async fn measure_latency(&mut self) {
+        let handles = std::mem::take(&mut self.handles);
+        let mut reads = 0usize;
+        for h in handles {
+            let Ok(Some(src_block)) = self.store().src_block_of(self.lane, h.nonce) else {
+                continue;
+            };
+            let cached = |this: &Self, source: bool, block: u64| {
+                this.block_times.contains_key(&(source, block))
+            };
+            let needed = usize::from(h.time.is_none() && !cached(self, false, h.block))
+                .saturating_add(usize::from(!cached(self, true, src_block)));
+            if reads.saturating_add(needed) > LATENCY_READS_PER_STEP {
+                break;
+            }
+            reads = reads.saturating_add(needed);
+            let handled_at = match h.time {
+                Some(t) => t,
+                None => match self.block_time(false, h.block).await {
+                    Ok(t) => t,
+                    Err(_) => break,
+                },
+            };
+            let Ok(requested_at) = self.block_time(true, src_block).await else {
+                break;
+            };
+            #[allow(clippy::cast_precision_loss)]
+            self.metrics
+                .transfer_latency
+                .observe(handled_at.saturating_sub(requested_at) as f64);
+        }
     }
 
     async fn logs(
@@ -331,6 +407,7 @@ impl ConservationScanner {
         at: &ScanSide,
         range: RangeInclusive<u64>,
     ) -> Result<(BTreeMap<Address, U256>, usize), ConservationError> {
+        self.handles.clear();
         let mut amounts: BTreeMap<Address, U256> = BTreeMap::new();
         let logs = self
             .logs(
@@ -354,6 +431,13 @@ impl ConservationScanner {
                     .log_decode::<Bridge::HandleValueTransfer>()
                     .map_err(|_| bad("HandleValueTransfer"))?;
                 add(&mut amounts, event.inner.token, event.inner.amount);
+                if let Some(block) = log.block_number {
+                    self.handles.push(SeenHandle {
+                        nonce: event.inner.nonce,
+                        block,
+                        time: log.block_timestamp,
+                    });
+                }
             } else {
                 let event = log
                     .log_decode::<Bridge::VoteCast>()

@@ -11,6 +11,7 @@ use multibridge_devnet::invariants::dump_relay_logs;
 mod backup;
 mod bad_input;
 mod cli;
+mod dashboard;
 mod etcd_faults;
 mod etcd_tls;
 mod hostile;

@@ -63,6 +63,7 @@ function coins(value) {
   const v = big(value);
   if (v === null) return String(value);
   const unit = 10n ** 18n;
+  if (v !== 0n && v < 10n ** 12n) return `${v} wei`;
   const whole = v / unit;
   let frac = (v % unit).toString().padStart(18, "0").replace(/0+$/, "");
   if (frac.length > 6) frac = frac.slice(0, 6) + "…";
@@ -174,7 +175,7 @@ function histogramChart(latency, lane) {
     root.append(svg("text", { x: L + i * bw + bw / 2, y: H - B + 14, "text-anchor": "middle", class: "axis" }, b.le === null ? "more" : `≤${b.le}s`));
   });
   if (!latency || latency.count === 0) {
-    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "chart-empty" }, "no handle seen by this replica yet"));
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "chart-empty" }, "no handle scanned yet"));
   }
   return root;
 }
@@ -223,12 +224,12 @@ function laneCard(l) {
       stat("lower handle nonce", s.lower_handle_nonce, "lower_handle_nonce", lane),
       stat("upper handle nonce", s.upper_handle_nonce, "upper_handle_nonce", lane),
       stat("pending", s.pending, "pending", lane, s.pending > 0 ? "warn" : ""),
-      stat("oldest pending", s.oldest_pending_age_secs === null || s.oldest_pending_age_secs === undefined ? "–" : ago(s.oldest_pending_age_secs), "oldest_pending_age", lane),
+      stat("oldest pending", !s.pending || s.oldest_pending_age_secs === null || s.oldest_pending_age_secs === undefined ? "–" : ago(s.oldest_pending_age_secs), "oldest_pending_age", lane),
       stat("latency p50 / p90 / p99", `${seconds(lat.p50)} / ${seconds(lat.p90)} / ${seconds(lat.p99)}`, "latency", lane)),
     (s.sending_paused || []).length ? el("p", { class: "bad" }, `sending paused: ${s.sending_paused.join(", ")}`) : null,
     el("div", { class: "charts" },
       el("figure", {}, timelineChart(l.timeline, lane), el("figcaption", {}, "Requests, handled and pending (last hour, sampled every 5 s)")),
-      el("figure", {}, histogramChart(lat, lane), el("figcaption", {}, `Time from indexing to handle, ${lat.count || 0} handles seen by this replica`))),
+      el("figure", {}, histogramChart(lat, lane), el("figcaption", {}, `Request block to handle block (chain timestamps), ${lat.count || 0} handles since this relay started`))),
     el("h3", {}, "Waiting requests"),
     waiting.length || rejected.length
       ? table(["reason", "requests", "first nonce", "what the destination said"], [...waiting, ...rejected], { "data-lane": lane, class: "waiting" })
@@ -264,7 +265,8 @@ async function loadServices() {
   const rows = data.services.map((s) => el("tr", { "data-service": s.id, class: s.own ? "own" : "" },
     el("td", {}, el("div", {}, s.name), mono(short(s.id, 8), s.id)),
     el("td", {}, laneName(s.lane)),
-    el("td", {}, mono(short(s.operator), s.operator), s.own ? el("span", { class: "tag" }, "this operator") : null),
+    el("td", { "data-k": "operator" }, mono(short(s.operator), s.operator), s.own ? el("span", { class: "tag" }, "this operator") : null,
+      s.bridge_operator ? null : el("div", { class: "bad", title: "claims against it reach no relay that votes" }, "not an operator of this bridge")),
     el("td", { "data-k": "location" }, safeLink(s.location), el("div", { class: "muted" }, `updated ${when(s.updated_at)}`)),
     el("td", {}, s.managers.map((m) => el("div", {}, mono(short(m), m))) ),
     el("td", { "data-k": "leader" }, s.leader ? el("div", {}, s.leader.replica, el("div", { class: "muted" }, s.leader.url)) : "–"),

@@ -1,0 +1,569 @@
+//! The Service Registry Dashboard in a real browser (headless Chromium through chromedriver)
+//! against a real devnet: the overview's numbers are the chains', a stuck transfer shows its
+//! reason and the claim command in the tracker, a claim filed with the CLI appears and turns
+//! resolved, register and update location from the page emit `NewLocation` on chain, and writes
+//! without a login, or from another site's page, are refused and change nothing.
+
+use std::time::Duration;
+
+use alloy::primitives::utils::parse_ether;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use multibridge::config::{Secret, SignerConfig};
+use multibridge_contracts::bindings::ServiceRegistry;
+use multibridge_contracts::{Bridge, ChainRole, Lane, LaneServiceMeta};
+use multibridge_devnet::browser::Browser;
+use multibridge_devnet::driver::Driver;
+use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
+use multibridge_devnet::{Devnet, DevnetOptions};
+
+use crate::{Poll, eventually, metric_at_least};
+
+const OPERATORS: usize = 3;
+
+/// Where the test run's screenshots go (the README links one).
+fn screenshot_dir() -> std::path::PathBuf {
+    multibridge_devnet::tools::workspace_root().join("target/dashboard-screenshots")
+}
+
+/// The `NewLocation` locations of service `id`, oldest first.
+async fn new_locations(driver: &Driver, registry: Address, id: B256) -> Vec<String> {
+    let provider = driver.provider(ChainRole::Main).unwrap();
+    let filter = Filter::new()
+        .address(registry)
+        .event_signature(ServiceRegistry::NewLocation::SIGNATURE_HASH)
+        .topic1(id)
+        .from_block(0u64);
+    provider
+        .get_logs(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.log_decode::<ServiceRegistry::NewLocation>()
+                .unwrap()
+                .inner
+                .data
+                .location
+        })
+        .collect()
+}
+
+/// The chains' bookkeeping of a lane: (requestNonce, lowerHandleNonce, upperHandleNonce).
+async fn chain_nonces(driver: &Driver, lane: Lane) -> (u64, u64, u64) {
+    let src = Bridge::new(
+        driver.chain(lane.source()).contracts.bridge,
+        driver.provider(lane.source()).unwrap(),
+    );
+    let dst = Bridge::new(
+        driver.chain(lane.destination()).contracts.bridge,
+        driver.provider(lane.destination()).unwrap(),
+    );
+    (
+        src.requestNonce().call().await.unwrap(),
+        dst.lowerHandleNonce().call().await.unwrap(),
+        dst.upperHandleNonce().call().await.unwrap(),
+    )
+}
+
+/// A page on another origin that posts a write to the dashboard as soon as it loads (what a
+/// malicious site would do to a logged-in operator).
+async fn serve_attacker_page(target: String) -> (u16, tokio::task::JoinHandle<()>) {
+    let html = format!(
+        "<!doctype html><html><body><form id=f method=POST enctype=\"text/plain\" action=\"{target}/ui/api/services/location\">\
+         <input name='{{\"id\":\"0x{}\",\"location\":\"http://evil.example/\",\"x\":\"' value='\"}}'></form>\
+         <script>document.getElementById('f').submit();</script></body></html>",
+        "11".repeat(32)
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_writes_the_registry()
+{
+    let dir = tempfile::tempdir().unwrap();
+    // Operator 1's dashboard writes as a manager key of its own (a devnet user account).
+    let manager = multibridge_devnet::accounts::dev_signer(7).unwrap();
+    let devnet = Devnet::start(DevnetOptions {
+        relays: true,
+        dashboard_manager: Some(SignerConfig::DevKey {
+            private_key: Secret::new(format!("0x{}", alloy::hex::encode(manager.to_bytes()))),
+        }),
+        ..DevnetOptions::new(dir.path())
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let registry = devnet.manifest().registry;
+    let port = devnet.operator_http_ports[0];
+    let base = format!("http://127.0.0.1:{port}");
+    crate::relay_ready(port, Duration::from_secs(60)).await;
+
+    // Traffic both ways, all handled; then one transfer the service bridge cannot pay.
+    for i in 0..3u64 {
+        driver
+            .request_native(
+                Lane::MainToService,
+                0,
+                Address::repeat_byte(0x61),
+                U256::from(1_000 + i),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..2u64 {
+        driver
+            .request_native(
+                Lane::ServiceToMain,
+                1,
+                Address::repeat_byte(0x62),
+                U256::from(2_000 + i),
+            )
+            .await
+            .unwrap();
+    }
+    wait_all_handled(&driver, Lane::MainToService, 0..3, Duration::from_secs(60))
+        .await
+        .unwrap();
+    wait_all_handled(&driver, Lane::ServiceToMain, 0..2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let service_bridge = driver.chain(ChainRole::Service).contracts.bridge;
+    let liquidity = driver
+        .native_balance(ChainRole::Service, service_bridge)
+        .await
+        .unwrap();
+    let stuck = driver
+        .request_native(
+            Lane::MainToService,
+            0,
+            Address::repeat_byte(0x63),
+            liquidity + parse_ether("1").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stuck.nonce, 3);
+
+    let browser = Browser::start(dir.path(), 1400, 1800).await.unwrap();
+    let shots = screenshot_dir();
+
+    // Overview: the page's numbers are the chains' (the lanes are idle but for the stuck one).
+    browser.goto(&format!("{base}/#/overview")).await.unwrap();
+    for lane in Lane::ALL {
+        let (requests, lower, upper) = chain_nonces(&driver, lane).await;
+        Poll::new(
+            format!("the overview's {lane} numbers never matched the chains"),
+            Duration::from_secs(40),
+        )
+        .logs(devnet.dir(), OPERATORS, 20)
+        .until(async || {
+            let cell = |k: &str| format!("[data-lane=\"{lane}\"] [data-k=\"{k}\"]");
+            let seen = (
+                browser.text(&cell("request_nonce")).await.unwrap(),
+                browser.text(&cell("lower_handle_nonce")).await.unwrap(),
+                browser.text(&cell("upper_handle_nonce")).await.unwrap(),
+                browser.text(&cell("pending")).await.unwrap(),
+            );
+            let want = (
+                Some(requests.to_string()),
+                Some(lower.to_string()),
+                Some(upper.to_string()),
+                Some((requests - lower).to_string()),
+            );
+            if seen == want {
+                Ok(())
+            } else {
+                Err(format!("page {seen:?}, chains {want:?}"))
+            }
+        })
+        .await;
+    }
+    // The stuck transfer's reason, conservation, every operator's leader, the latency figures.
+    eventually(
+        "the overview never showed the liquidity shortage, conservation, leaders and latency",
+        Duration::from_secs(40),
+        async || {
+            let waiting = browser
+                .texts("[data-lane=\"main-to-service\"] tr[data-reason=\"insufficient_liquidity\"] [data-k=\"waiting_requests\"]")
+                .await
+                .unwrap();
+            let holds = browser
+                .texts("[data-lane=\"main-to-service\"] [data-k=\"conservation_ok\"]")
+                .await
+                .unwrap();
+            let leaders = browser
+                .texts("table.elections[data-lane=\"main-to-service\"] [data-k=\"leader\"]")
+                .await
+                .unwrap();
+            let latency = browser
+                .text("[data-lane=\"main-to-service\"] [data-k=\"latency\"]")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            let ok = waiting == ["1"]
+                && !holds.is_empty()
+                && holds.iter().all(|h| h.contains("holds"))
+                && leaders.len() == OPERATORS
+                && leaders.iter().all(|l| l.starts_with("operator-"))
+                && !latency.starts_with('–');
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "waiting {waiting:?}, conservation {holds:?}, leaders {leaders:?}, latency {latency:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    browser
+        .screenshot(&shots.join("overview.png"))
+        .await
+        .unwrap();
+
+    // Tracker: the stuck transfer by its transaction shows why, and how to claim it.
+    browser.goto(&format!("{base}/#/track")).await.unwrap();
+    browser
+        .fill("#track-q", &stuck.srcTxHash.to_string())
+        .await
+        .unwrap();
+    browser.click("#track-submit").await.unwrap();
+    let (state, reason, command) = eventually(
+        "the tracker never showed the stuck transfer",
+        Duration::from_secs(20),
+        async || {
+            let state = browser.text(".tracked [data-k=\"state\"]").await.unwrap();
+            let reason = browser.text(".tracked [data-k=\"reason\"]").await.unwrap();
+            let command = browser
+                .text(".tracked [data-k=\"claim_command\"]")
+                .await
+                .unwrap();
+            match (state, reason, command) {
+                (Some(s), Some(r), Some(c)) => Ok((s, r, c)),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(state, "waiting");
+    assert!(reason.contains("insufficient_liquidity"), "{reason}");
+    assert!(
+        command.starts_with("multibridge claim ")
+            && command.contains("--lane main-to-service --nonce 3"),
+        "{command}"
+    );
+    let votes = browser.texts(".tracked [data-k=\"voted\"]").await.unwrap();
+    assert_eq!(votes.len(), OPERATORS, "one row per registered operator");
+    browser
+        .screenshot(&shots.join("tracker.png"))
+        .await
+        .unwrap();
+    // Bad input is named on the page, never a stack trace.
+    for (input, expected) in [
+        ("0x1234".to_owned(), "4 hex digits"),
+        (format!("0x{}", "ab".repeat(32)), "no transaction"),
+        ("hello".to_owned(), "start with 0x"),
+    ] {
+        browser.fill("#track-q", &input).await.unwrap();
+        browser.click("#track-submit").await.unwrap();
+        eventually(
+            format!("no message for {input}"),
+            Duration::from_secs(15),
+            async || match browser.text("#track-error").await.unwrap() {
+                Some(t) if t.contains(expected) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+    }
+    browser
+        .goto(&format!("{base}/#/track?lane=sideways&nonce=1"))
+        .await
+        .unwrap();
+    eventually(
+        "no message for a wrong lane",
+        Duration::from_secs(15),
+        async || match browser.text("#track-error").await.unwrap() {
+            Some(t) if t.contains("unknown lane `sideways`") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+
+    // A claim filed with the CLI shows on the claims page, open.
+    let user_key = format!(
+        "0x{}",
+        alloy::hex::encode(driver.user(0).unwrap().to_bytes())
+    );
+    let output = tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
+        .args(["claim", "--config"])
+        .arg(devnet.operator_config_path(0))
+        .args([
+            "--lane",
+            "main-to-service",
+            "--nonce",
+            "3",
+            "--key-env",
+            "CLAIM_USER_KEY",
+            "--timeout",
+            "3",
+        ])
+        .env("CLAIM_USER_KEY", user_key)
+        .output()
+        .await
+        .unwrap();
+    // The transfer stays stuck, so following it times out; the claims are filed regardless.
+    eprintln!("claim: {}", String::from_utf8_lossy(&output.stderr));
+    browser.goto(&format!("{base}/#/claims")).await.unwrap();
+    let row =
+        "#claims-table tr[data-lane=\"main-to-service\"][data-nonce=\"3\"] [data-k=\"resolved\"]";
+    eventually(
+        "the claim never appeared on the page",
+        Duration::from_secs(30),
+        async || {
+            let cells = browser.texts(row).await.unwrap();
+            if !cells.is_empty() && cells.iter().all(|c| c == "open") {
+                Ok(())
+            } else {
+                Err(format!("{cells:?}"))
+            }
+        },
+    )
+    .await;
+    // Someone funds the bridge: the transfer executes, and the claim turns resolved.
+    let funder = driver
+        .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())
+        .unwrap();
+    Bridge::new(service_bridge, funder)
+        .fund()
+        .value(parse_ether("2").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    wait_all_handled(&driver, Lane::MainToService, 3..4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    eventually(
+        "the claim never turned resolved",
+        Duration::from_secs(40),
+        async || {
+            let cells = browser.texts(row).await.unwrap();
+            if !cells.is_empty() && cells.iter().all(|c| c.contains("handled")) {
+                Ok(())
+            } else {
+                Err(format!("{cells:?}"))
+            }
+        },
+    )
+    .await;
+    browser.screenshot(&shots.join("claims.png")).await.unwrap();
+
+    // Services: a write without a login is refused, and nothing reaches the chain.
+    browser.goto(&format!("{base}/#/services")).await.unwrap();
+    let refused = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/ui/api/services/location', {method: 'POST', headers: {'content-type': 'application/json'},
+                   body: JSON.stringify({id: '0x' + '11'.repeat(32), location: 'http://127.0.0.1:9/'})})
+               .then(r => r.json().then(b => done([r.status, b.error])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused[0], 401, "{refused}");
+    assert!(
+        refused[1].as_str().unwrap().contains("not logged in"),
+        "{refused}"
+    );
+    // Log in through the page.
+    eventually(
+        "the login form never showed",
+        Duration::from_secs(15),
+        async || match browser
+            .client()
+            .find(fantoccini::Locator::Css(
+                "#login-form:not(.hidden) #login-token",
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+    browser
+        .fill(
+            "#login-token",
+            multibridge_devnet::devnet::DEVNET_DASHBOARD_TOKEN,
+        )
+        .await
+        .unwrap();
+    browser.click("#login-submit").await.unwrap();
+    eventually(
+        "never logged in",
+        Duration::from_secs(15),
+        async || match browser.text("#who [data-k=\"session\"]").await.unwrap() {
+            Some(t) if t == "admin" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    // Logged in, a page of another site posts a write with the operator's browser: refused.
+    let (evil_port, evil) = serve_attacker_page(base.clone()).await;
+    let refused_before = multibridge_devnet::scrape::metric(
+        port,
+        "multibridge_dashboard_requests_total{endpoint=\"update_location\",outcome=\"refused\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    browser
+        .goto(&format!("http://localhost:{evil_port}/"))
+        .await
+        .unwrap();
+    metric_at_least(
+        "the cross-site write never reached the relay to be refused",
+        port,
+        "multibridge_dashboard_requests_total{endpoint=\"update_location\",outcome=\"refused\"}",
+        refused_before + 1.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    evil.abort();
+    assert!(
+        new_locations(&driver, registry, B256::repeat_byte(0x11))
+            .await
+            .is_empty(),
+        "a refused write reached the chain"
+    );
+
+    // Register the manager key's lane service from the page: NewLocation on chain.
+    browser.goto(&format!("{base}/#/services")).await.unwrap();
+    eventually(
+        "the register form never enabled",
+        Duration::from_secs(15),
+        async || {
+            let enabled = browser
+                .client()
+                .find(fantoccini::Locator::Css("#register-submit"))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_enabled()
+                .await
+                .map_err(|e| e.to_string())?;
+            if enabled {
+                Ok(())
+            } else {
+                Err("disabled".into())
+            }
+        },
+    )
+    .await;
+    let first = "http://127.0.0.1:1/first";
+    browser
+        .select("#register-lane", "main-to-service")
+        .await
+        .unwrap();
+    browser
+        .fill("#register-name", "dashboard test service")
+        .await
+        .unwrap();
+    browser.fill("#register-location", first).await.unwrap();
+    browser.click("#register-submit").await.unwrap();
+    eventually(
+        "registering never finished",
+        Duration::from_secs(60),
+        async || match browser.text("#register-result").await.unwrap() {
+            Some(t) if t.contains("done in block") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let main = driver.chain(ChainRole::Main);
+    let service = driver.chain(ChainRole::Service);
+    let id = LaneServiceMeta {
+        src_chain_id: main.contracts.chain_id,
+        src_bridge: main.contracts.bridge,
+        dst_chain_id: service.contracts.chain_id,
+        dst_bridge: service.contracts.bridge,
+        operator: manager.address(),
+    }
+    .service_id();
+    assert_eq!(
+        new_locations(&driver, registry, id).await,
+        vec![first.to_owned()]
+    );
+    // Update its location from the page: a second NewLocation.
+    let option = format!("#location-id option[value=\"{id}\"]");
+    eventually(
+        "the new service never became selectable",
+        Duration::from_secs(30),
+        async || match browser
+            .client()
+            .find(fantoccini::Locator::Css(&option))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+    let second = "https://dashboard-test.example/second";
+    browser
+        .select("#location-id", &id.to_string())
+        .await
+        .unwrap();
+    browser.fill("#location-value", second).await.unwrap();
+    browser.click("#location-submit").await.unwrap();
+    eventually(
+        "updating the location never finished",
+        Duration::from_secs(60),
+        async || match browser.text("#location-result").await.unwrap() {
+            Some(t) if t.contains("done in block") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_eq!(
+        new_locations(&driver, registry, id).await,
+        vec![first.to_owned(), second.to_owned()]
+    );
+    let shown = format!("tr[data-service=\"{id}\"] [data-k=\"location\"]");
+    eventually(
+        "the services table never showed the new location",
+        Duration::from_secs(20),
+        async || match browser.text(&shown).await.unwrap() {
+            Some(t) if t.contains(second) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    browser
+        .screenshot(&shots.join("services.png"))
+        .await
+        .unwrap();
+    browser.close().await.unwrap();
+
+    assert_exactly_once(&driver, Lane::MainToService, 0..4)
+        .await
+        .unwrap();
+    assert_exactly_once(&driver, Lane::ServiceToMain, 0..2)
+        .await
+        .unwrap();
+}
