@@ -554,6 +554,26 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         },
     )
     .await;
+    // Its owner is no operator of the bridge: the page says so (a claim there reaches no relay);
+    // every operator's own service is in sync with its leader.
+    let operator_cell = browser
+        .text(&format!("tr[data-service=\"{id}\"] [data-k=\"operator\"]"))
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        operator_cell.contains("not an operator of this bridge"),
+        "{operator_cell}"
+    );
+    let sync = browser
+        .texts("#services-table [data-k=\"lagging\"]")
+        .await
+        .unwrap();
+    assert_eq!(
+        sync.iter().filter(|s| *s == "in sync").count(),
+        OPERATORS * 2,
+        "every operator's lane service points at its leader: {sync:?}"
+    );
     browser
         .screenshot(&shots.join("services.png"))
         .await
