@@ -6,7 +6,9 @@
 #              (protobuf-compiler + libprotobuf-dev; etcd-client's build script imports
 #              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
 #              tests), prometheus (promtool for alert-rule tests), libssl-dev + pkg-config
-#              (https to RPCs and S3-compatible backup storage through reqwest's native-tls)
+#              (https to RPCs and S3-compatible backup storage through reqwest's native-tls),
+#              chromium + chromium-driver + fonts-dejavu-core (the dashboard's browser tests
+#              and screenshots, headless)
 #   from PyPI: moto[server] 5.2.5 into .tools/python (an S3-compatible server for the backup
 #              storage tests)
 #   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
@@ -26,6 +28,7 @@ apt_packages=(
   nftables iptables
   prometheus
   libssl-dev pkg-config
+  chromium chromium-driver fonts-dejavu-core
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -127,6 +130,21 @@ ecies_v="$(cd "$here" && node -e 'const e=require("eciesjs"); const k=new e.Priv
   fail "eciesjs does not load from .tools/node_modules/eciesjs: $ecies_v"
 [ "$ecies_v" = ok ] || fail "eciesjs does not round-trip a message: $ecies_v"
 
+# Chromium must render a page headless (as root, offline), and chromedriver must be its version.
+# (Debian's launcher script may print a shell warning on stderr: read stdout only.)
+chromium_v="$(chromium --version 2>/dev/null)" || fail "chromium does not answer --version"
+chromium_v="${chromium_v%%$'\n'*}"
+chromedriver_v="$(version_of chromedriver chromedriver --version)"
+major() { printf '%s' "$1" | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n 1; }
+[ "$(major "$chromium_v")" = "$(major "$chromedriver_v")" ] ||
+  fail "chromedriver ($chromedriver_v) does not match chromium ($chromium_v): install both from the same Debian release"
+profile="$(mktemp -d)"
+dom="$(timeout 60 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$profile" \
+  --dump-dom 'data:text/html,<p id=probe>rendered</p>' 2>/dev/null)" || true
+rm -rf "$profile"
+case "$dom" in *'<p id="probe">rendered</p>'*) ;; *) fail "headless chromium does not render a page: ${dom:-no output}" ;; esac
+
 # openssl-sys (reqwest's native-tls: https to RPCs and S3) finds OpenSSL through pkg-config.
 pkg-config --exists openssl 2>/dev/null || fail "pkg-config cannot find openssl (install libssl-dev and pkg-config)"
 
@@ -146,4 +164,4 @@ if ! err="$(protoc -I "$probe" --descriptor_set_out="$probe/out.pb" "$probe/prob
   fail "protoc cannot compile a proto that imports google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $err"
 fi
 
-log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}"
+log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}, $chromium_v (renders headless)"

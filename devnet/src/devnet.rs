@@ -545,6 +545,14 @@ impl Devnet {
             .map(|(index, signer)| OperatorEntry {
                 account: account(signer),
                 config: self.operator_config_path(index),
+                http_urls: self
+                    .replica_http_ports
+                    .get(index)
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| self.options.relays)
+                    .map(|port| format!("http://127.0.0.1:{port}/"))
+                    .collect(),
             })
             .collect();
         Manifest {

@@ -25,6 +25,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod s3;
 pub mod scrape;
+pub mod screenshots;
 pub mod tools;
 pub mod tx;
 pub mod wait;

@@ -79,6 +79,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a devnet with traffic, a stuck transfer and a claim, and save a PNG of each
+    /// dashboard page (headless Chromium), then stop it.
+    Screenshots {
+        /// Where the PNGs go.
+        #[arg(long, default_value = "docs/screenshots")]
+        out: PathBuf,
+    },
     /// Start a devnet, move transfers both ways and check conservation, then stop it.
     Demo {
         #[command(flatten)]
@@ -167,6 +174,13 @@ fn main() -> ExitCode {
             Command::Down => down(&dir),
             Command::Status { json } => status(&dir, json),
             Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
+            Command::Screenshots { out } => {
+                refuse_if_running(&dir)?;
+                for path in multibridge_devnet::screenshots::take(&dir, &out).await? {
+                    println!("{}", path.display());
+                }
+                Ok(())
+            }
             Command::BenchFailover {
                 failovers,
                 etcd_kills,
@@ -281,6 +295,15 @@ fn print_summary(m: &Manifest) {
     );
     for op in &m.operators {
         println!("    {}  config {}", op.account.address, op.config.display());
+        if !op.http_urls.is_empty() {
+            println!("      dashboard {}", op.http_urls.join("  "));
+        }
+    }
+    if m.operators.iter().any(|op| !op.http_urls.is_empty()) {
+        println!(
+            "  dashboard admin token (devnet only): {}",
+            m.dir.join("dashboard-token").display()
+        );
     }
     println!("  manifest {}", m.dir.join("devnet.json").display());
 }

@@ -46,6 +46,9 @@ pub struct OperatorEntry {
     pub account: AccountEntry,
     /// Relay config file for this operator.
     pub config: PathBuf,
+    /// Each replica's HTTP API, which serves the dashboard at `/`.
+    #[serde(default)]
+    pub http_urls: Vec<String>,
 }
 
 /// The whole devnet.

@@ -198,6 +198,9 @@ pub struct Tracked {
     pub claims: Vec<ClaimEntry>,
     /// Other requests the same transaction made.
     pub same_tx_nonces: Vec<u64>,
+    /// The dashboard of the replica that leads this operator's votes on the lane, when it is
+    /// not this one (it knows the waiting reasons; this one may not).
+    pub leading_replica_url: Option<String>,
 }
 
 /// A request listed for an address.
@@ -447,6 +450,21 @@ async fn transfer(
     };
     let age_secs = now.saturating_sub(time);
     let claims = d.store.lock().claims(Some((lane, nonce)), 20, 0)?;
+    let leading_replica_url = match (
+        &d.etcd,
+        crate::leadership::lane_election_dir(&d.config, lane),
+    ) {
+        (Some(pool), Some(dir)) => crate::leadership::campaign::read_leader(
+            pool,
+            &crate::leadership::layout::leader_key(&dir),
+        )
+        .await
+        .ok()
+        .flatten()
+        .filter(|l| l.replica != d.replica)
+        .map(|l| l.url),
+        _ => None,
+    };
     Ok(Tracked {
         lane,
         nonce,
@@ -467,6 +485,7 @@ async fn transfer(
         ),
         claims,
         same_tx_nonces,
+        leading_replica_url,
         request: RequestView {
             tx: request.srcTxHash,
             block: request.srcBlockNumber,

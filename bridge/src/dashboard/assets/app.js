@@ -203,6 +203,11 @@ function electionTable(lane, elections) {
   return table(["operator", "leading replica", "its URL", "lease", "lease left", "replicas (progress, lag)"], rows, { class: "elections", "data-lane": lane });
 }
 
+function ownLeaderUrl(l) {
+  const own = (l.elections || []).find((e) => e.own);
+  return own && own.leader ? own.leader.url : null;
+}
+
 function laneCard(l) {
   const s = l.status || {};
   const lane = l.lane;
@@ -231,6 +236,8 @@ function laneCard(l) {
       el("figure", {}, timelineChart(l.timeline, lane), el("figcaption", {}, "Requests, handled and pending (last hour, sampled every 5 s)")),
       el("figure", {}, histogramChart(lat, lane), el("figcaption", {}, `Request block to handle block (chain timestamps), ${lat.count || 0} handles since this relay started`))),
     el("h3", {}, "Waiting requests"),
+    s.leader === false ? el("p", { class: "muted" }, "This replica follows: the waiting reasons are the leading replica's to know",
+      ownLeaderUrl(l) ? el("span", {}, " (", safeLink(ownLeaderUrl(l)), ")") : null, ".") : null,
     waiting.length || rejected.length
       ? table(["reason", "requests", "first nonce", "what the destination said"], [...waiting, ...rejected], { "data-lane": lane, class: "waiting" })
       : el("p", { class: "muted", "data-k": "no_waiting", "data-lane": lane }, "Nothing waits on a destination condition."),
@@ -370,6 +377,9 @@ function trackedCard(t) {
     el("p", { class: t.state === "handled" ? "ok" : t.stuck ? "bad" : "warn" }, stateText),
     t.reason ? el("div", { class: "reason", "data-k": "reason" },
       el("strong", {}, `Why: ${t.reason.name}`), t.reason.detail ? el("div", { class: "detail" }, t.reason.detail) : null) : null,
+    !t.reason && t.state !== "handled" && t.leading_replica_url ? el("p", { class: "muted", "data-k": "leader_hint" },
+      "This replica does not vote on the lane now; the leading replica knows why it waits: ",
+      safeLink(`${t.leading_replica_url.replace(/\/$/, "")}/#/track?lane=${encodeURIComponent(t.lane)}&nonce=${encodeURIComponent(t.nonce)}`)) : null,
     el("div", { class: "stats" },
       stat("amount", coins(r.amount), "amount", t.lane),
       stat("from", short(r.from), "from", t.lane),
