@@ -248,8 +248,10 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check { config },
             } => {
                 let c = Config::load(&config)?;
+                let dashboard = multibridge::dashboard::check(&c)?;
                 let checked = preflight(c).await?;
                 println!("{}: ok, operator {}", config.display(), checked.signer.address());
+                println!("  dashboard: {dashboard}");
                 for r in &checked.reports {
                     println!(
                         "  {:<8} chain {:<8} endpoints {}/{} up  threshold {}/{}  signer balance {}",

@@ -303,7 +303,8 @@ fn spawn_dashboard(
             _ => None,
         },
         (Some(registry), Some(manager)) => {
-            let key = crate::keys::load_key(manager, config)?;
+            let key = crate::keys::load_key(manager, config)
+                .map_err(crate::dashboard::DashboardConfigError::Manager)?;
             if key.address() == signer.address() {
                 // The operator's key has one sender per chain: the main chain's submitter.
                 match (

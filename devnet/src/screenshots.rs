@@ -96,10 +96,14 @@ pub async fn take(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, DevnetError> {
     // The replica of operator 1 that leads main-to-service: the one whose page knows why the
     // stuck transfer waits (the registry points users there too).
     let mut leading = None;
-    wait_for("a leader of main-to-service", Duration::from_secs(30), async || {
-        leading = crate::ha::leading_replica(&devnet, 0, Lane::MainToService).await;
-        Ok(leading.is_some())
-    })
+    wait_for(
+        "a leader of main-to-service",
+        Duration::from_secs(30),
+        async || {
+            leading = crate::ha::leading_replica(&devnet, 0, Lane::MainToService).await;
+            Ok(leading.is_some())
+        },
+    )
     .await?;
     let port = leading
         .and_then(|r| devnet.replica_http_ports.first()?.get(r).copied())

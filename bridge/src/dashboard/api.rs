@@ -127,6 +127,18 @@ fn running(h: &DashboardHandle) -> Result<Arc<Dashboard>, ApiError> {
     })
 }
 
+/// A turn to read the chains, or 503 when the dashboard is busy.
+async fn chain_turn(h: &DashboardHandle) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    match tokio::time::timeout(super::CHAIN_READ_QUEUE, h.chain_reads.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the dashboard is busy with other lookups: try again in a few seconds",
+        )),
+    }
+}
+
 /// Count the outcome of an API call.
 fn counted(h: &DashboardHandle, endpoint: &str, result: ApiResult) -> ApiResult {
     let outcome = match &result {
@@ -148,6 +160,7 @@ async fn overview(State(h): State<Shared>) -> ApiResult {
 async fn services(State(h): State<Shared>) -> ApiResult {
     let result = async {
         let d = running(&h)?;
+        let _turn = chain_turn(&h).await?;
         let view = super::services::services(&d).await?;
         Ok(Json(serde_json::to_value(view).unwrap_or_default()))
     }
@@ -200,6 +213,7 @@ async fn track(State(h): State<Shared>, Query(params): Query<TrackParams>) -> Ap
     let result = async {
         let query = super::tracker::parse(&params)?;
         let d = running(&h)?;
+        let _turn = chain_turn(&h).await?;
         let answer = super::tracker::track(&d, query).await?;
         Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
     }

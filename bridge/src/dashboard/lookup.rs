@@ -40,12 +40,12 @@ pub async fn block_time(chain: &ChainClient, number: u64) -> Result<u64, ChainEr
 }
 
 /// The logs of `filter` (address and topics; blocks are set here) from `bounds.top` down,
-/// newest range first, stopping after the first range with a match when `first_only`.
+/// newest range first, stopping after the range in which `enough` logs were found in all.
 pub async fn scan_back(
     chain: &ChainClient,
     filter: &Filter,
     bounds: ScanBounds,
-    first_only: bool,
+    enough: usize,
 ) -> Result<Vec<Log>, ChainError> {
     let mut out = Vec::new();
     let mut top = bounds.top;
@@ -63,9 +63,8 @@ pub async fn scan_back(
             })
             .await?;
         logs.retain(|l| !l.removed);
-        let found = !logs.is_empty();
         out.extend(logs);
-        if (found && first_only) || from <= bounds.floor || from == 0 {
+        if out.len() >= enough || from <= bounds.floor || from == 0 {
             break;
         }
         if let Some(not_before) = bounds.not_before
@@ -89,7 +88,7 @@ pub async fn find_request(
         .address(chain.bridge())
         .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
         .topic1(U256::from(nonce));
-    let logs = scan_back(chain, &filter, bounds, true).await?;
+    let logs = scan_back(chain, &filter, bounds, 1).await?;
     Ok(logs
         .iter()
         .filter(|l| l.address() == chain.bridge())
@@ -153,7 +152,9 @@ pub async fn nonce_logs(
         .address(chain.bridge())
         .event_signature(signatures)
         .topic1(U256::from(nonce));
-    let logs = scan_back(chain, &filter, bounds, handle_only).await?;
+    // A handle and one vote per operator at most (the bridge takes at most 32 operators).
+    let enough = if handle_only { 1 } else { usize::MAX };
+    let logs = scan_back(chain, &filter, bounds, enough).await?;
     let mut out = NonceLogs::default();
     for log in logs.iter().filter(|l| l.address() == chain.bridge()) {
         let (Some(tx), Some(block)) = (log.transaction_hash, log.block_number) else {

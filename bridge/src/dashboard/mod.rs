@@ -116,6 +116,25 @@ pub fn admin_token(settings: &DashboardSettings) -> Result<Option<Secret>, Dashb
     }
 }
 
+/// What `config check` says of the dashboard: whether it serves, whether it can write, and as
+/// whom (the manager key loads, so a wrong password is found before the relay starts).
+pub fn check(config: &Config) -> Result<String, DashboardConfigError> {
+    let settings = &config.dashboard;
+    if !settings.enabled {
+        return Ok("off".to_owned());
+    }
+    let token = admin_token(settings)?;
+    let manager = match &settings.manager {
+        Some(signer) => crate::keys::load_key(signer, config)?.address(),
+        None => config.operator.address,
+    };
+    Ok(match (token, &config.registry) {
+        (None, _) => "read-only (no admin token)".to_owned(),
+        (Some(_), None) => "read-only (no [registry] to write to)".to_owned(),
+        (Some(_), Some(_)) => format!("registry writes as {manager} after login"),
+    })
+}
+
 /// Which lane of this bridge pair a lane service's meta names.
 #[derive(Debug, Clone, Copy)]
 pub struct PairLanes {
@@ -179,7 +198,15 @@ pub struct DashboardHandle {
     pub board: Arc<StatusBoard>,
     /// The running relay's side.
     pub running: OnceLock<Arc<Dashboard>>,
+    /// Requests that read the chains (tracker, services) run at most this many at once, so
+    /// visitors cannot spend the operator's RPC quota faster than the relay needs it.
+    pub chain_reads: tokio::sync::Semaphore,
 }
+
+/// Chain-reading API requests served at once.
+pub const CHAIN_READS_AT_ONCE: usize = 4;
+/// How long a chain-reading request waits for its turn before the page is told to retry.
+pub const CHAIN_READ_QUEUE: Duration = Duration::from_secs(10);
 
 impl DashboardHandle {
     /// A handle for a relay that is starting.
@@ -198,6 +225,7 @@ impl DashboardHandle {
             readiness,
             board,
             running: OnceLock::new(),
+            chain_reads: tokio::sync::Semaphore::new(CHAIN_READS_AT_ONCE),
         })
     }
 
@@ -217,5 +245,79 @@ pub async fn sample_timeline(dashboard: Arc<Dashboard>, board: Arc<StatusBoard>)
                 .sample_board(lanes, crate::store::unix_now());
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> DashboardSettings {
+        DashboardSettings::default()
+    }
+
+    #[test]
+    fn the_admin_token_is_read_checked_and_named_when_wrong() {
+        assert!(
+            admin_token(&settings()).unwrap().is_none(),
+            "no token: read-only"
+        );
+        let unset = DashboardSettings {
+            admin_token_env: Some("MULTIBRIDGE_TEST_SURELY_UNSET_TOKEN_VARIABLE".into()),
+            ..settings()
+        };
+        let e = admin_token(&unset).unwrap_err().to_string();
+        assert!(
+            e.contains("MULTIBRIDGE_TEST_SURELY_UNSET_TOKEN_VARIABLE is not set"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "short\n").unwrap();
+        let from_file = DashboardSettings {
+            admin_token_file: Some(file.clone()),
+            ..settings()
+        };
+        let e = admin_token(&from_file).unwrap_err().to_string();
+        assert!(
+            e.contains("5 characters") && e.contains("at least 16"),
+            "{e}"
+        );
+        std::fs::write(&file, "a-long-enough-admin-token\nsecond line ignored\n").unwrap();
+        assert_eq!(
+            admin_token(&from_file).unwrap().unwrap().expose(),
+            "a-long-enough-admin-token"
+        );
+        let missing = DashboardSettings {
+            admin_token_file: Some(dir.path().join("nope")),
+            ..settings()
+        };
+        let e = admin_token(&missing).unwrap_err().to_string();
+        assert!(e.contains("dashboard.admin_token_file"), "{e}");
+    }
+
+    #[test]
+    fn only_this_pairs_lane_services_have_a_lane() {
+        let pair = PairLanes {
+            main: (1, Address::repeat_byte(1)),
+            service: (2, Address::repeat_byte(2)),
+        };
+        let meta = |src: (u64, u8), dst: (u64, u8)| LaneServiceMeta {
+            src_chain_id: src.0,
+            src_bridge: Address::repeat_byte(src.1),
+            dst_chain_id: dst.0,
+            dst_bridge: Address::repeat_byte(dst.1),
+            operator: Address::repeat_byte(9),
+        };
+        assert_eq!(
+            pair.lane_of(&meta((1, 1), (2, 2))),
+            Some(Lane::MainToService)
+        );
+        assert_eq!(
+            pair.lane_of(&meta((2, 2), (1, 1))),
+            Some(Lane::ServiceToMain)
+        );
+        assert_eq!(pair.lane_of(&meta((1, 1), (2, 3))), None, "another bridge");
+        assert_eq!(pair.lane_of(&meta((1, 1), (3, 2))), None, "another chain");
     }
 }

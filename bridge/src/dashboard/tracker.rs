@@ -302,7 +302,8 @@ async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, Tra
                 base.topic3(address.into_word())
             };
             let logs =
-                super::lookup::scan_back(src, &filter, bounds(d, src, head, None), false).await?;
+                super::lookup::scan_back(src, &filter, bounds(d, src, head, None), PER_ADDRESS)
+                    .await?;
             found.extend(
                 logs.iter()
                     .filter(|l| l.address() == src.bridge())
