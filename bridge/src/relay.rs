@@ -284,73 +284,30 @@ fn spawn_dashboard(
     let config = &shared.config;
     let operator = shared.operator;
     let first_lane = controls.first().map(|c| c.lane);
+    // The operator's key has one sender per chain: the main chain's submitter, under the
+    // term of the lane that owns it.
+    let operator_writer = |registry: alloy::primitives::Address| {
+        let main = submitters.get(&ChainRole::Main)?;
+        let owner = owner(controls, ChainRole::Main)?;
+        let (submit, events) = main.client();
+        Some(Writer::new(
+            submit,
+            events,
+            owner.leading.clone(),
+            signer.address(),
+            registry,
+        ))
+    };
     let writer = match (&config.registry, &config.dashboard.manager) {
         (None, _) => None,
-        (Some(registry), None) => match (
-            submitters.get(&ChainRole::Main),
-            owner(controls, ChainRole::Main),
-        ) {
-            (Some(main), Some(owner)) => {
-                let (submit, events) = main.client();
-                Some(Writer::new(
-                    submit,
-                    events,
-                    owner.leading.clone(),
-                    signer.address(),
-                    registry.address,
-                ))
-            }
-            _ => None,
-        },
+        (Some(registry), None) => operator_writer(registry.address),
         (Some(registry), Some(manager)) => {
             let key = crate::keys::load_key(manager, config)
                 .map_err(crate::dashboard::DashboardConfigError::Manager)?;
             if key.address() == signer.address() {
-                // The operator's key has one sender per chain: the main chain's submitter.
-                match (
-                    submitters.get(&ChainRole::Main),
-                    owner(controls, ChainRole::Main),
-                ) {
-                    (Some(main), Some(owner)) => {
-                        let (submit, events) = main.client();
-                        Some(Writer::new(
-                            submit,
-                            events,
-                            owner.leading.clone(),
-                            key.address(),
-                            registry.address,
-                        ))
-                    }
-                    _ => None,
-                }
+                operator_writer(registry.address)
             } else {
-                let (always, _) = tokio::sync::watch::channel(true);
-                let (submitter, main) = Submitter::new(
-                    shared.chains.main.clone(),
-                    key.clone(),
-                    config.voting.sender(&config.chains.main),
-                    crate::leadership::fence::Fence::standalone(),
-                    always.subscribe(),
-                );
-                let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %key.address(), role = "dashboard manager");
-                tasks.spawn(
-                    async move {
-                        // Keeps the term open as long as the submitter runs.
-                        let _always = always;
-                        submitter.run().await;
-                        Ok(())
-                    }
-                    .instrument(span),
-                );
-                let (submit, events) = main.client();
-                let (sending, _) = tokio::sync::watch::channel(true);
-                Some(Writer::new(
-                    submit,
-                    events,
-                    sending.subscribe(),
-                    key.address(),
-                    registry.address,
-                ))
+                Some(spawn_manager_writer(shared, key, registry.address, tasks))
             }
         }
     };
@@ -395,6 +352,39 @@ fn spawn_dashboard(
         tasks.spawn(run_stepper(lane, "claims history", history).instrument(span));
     }
     Ok(())
+}
+
+/// A registry writer for a manager key that is not the operator's: a submitter of its own,
+/// always sending (no election: nothing else sends for this key).
+fn spawn_manager_writer(
+    shared: &Shared,
+    key: alloy::signers::local::PrivateKeySigner,
+    registry: alloy::primitives::Address,
+    tasks: &mut JoinSet<Result<(), RelayError>>,
+) -> crate::dashboard::writer::Writer {
+    let config = &shared.config;
+    let (always, _) = tokio::sync::watch::channel(true);
+    let from = key.address();
+    let (submitter, main) = Submitter::new(
+        shared.chains.main.clone(),
+        key,
+        config.voting.sender(&config.chains.main),
+        crate::leadership::fence::Fence::standalone(),
+        always.subscribe(),
+    );
+    let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %from, role = "dashboard manager");
+    tasks.spawn(
+        async move {
+            // The term stays open as long as the submitter runs.
+            let _always = always;
+            submitter.run().await;
+            Ok(())
+        }
+        .instrument(span),
+    );
+    let (submit, events) = main.client();
+    let (sending, _) = tokio::sync::watch::channel(true);
+    crate::dashboard::writer::Writer::new(submit, events, sending.subscribe(), from, registry)
 }
 
 /// The watcher of every lane.

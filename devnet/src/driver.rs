@@ -138,6 +138,19 @@ impl Driver {
         self.request_in(source, &receipt)
     }
 
+    /// User `user` adds `amount` of native liquidity to the bridge on `role` (`fund()`).
+    pub async fn fund_bridge(
+        &self,
+        role: ChainRole,
+        user: usize,
+        amount: U256,
+    ) -> Result<(), DevnetError> {
+        let provider = self.wallet_provider(role, &self.user(user)?)?;
+        let bridge = Bridge::new(self.chain(role).contracts.bridge, provider);
+        confirm("fund", bridge.fund().value(amount).send().await).await?;
+        Ok(())
+    }
+
     /// Send `count` native requests from user `user` back to back (without waiting for each
     /// receipt), then wait for all of them; returns the requests in nonce order.
     pub async fn request_native_burst(

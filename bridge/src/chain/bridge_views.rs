@@ -295,13 +295,7 @@ impl<'a> BridgeViews<'a> {
         if self.chain.log_quorum() > 1 {
             return self.request_logs_agreed(&filter, blocks).await;
         }
-        let logs = self
-            .chain
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await?;
+        let logs = self.chain.logs(&filter).await?;
         self.decode_requests(&logs)
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, Log};
 use alloy::transports::TransportError;
 use multibridge_contracts::ChainRole;
 use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
@@ -288,6 +289,16 @@ impl ChainClient {
                 .map_or(0, |b| b.header.number)
                 .min(head)),
         }
+    }
+
+    /// `eth_getLogs` of `filter`, with failover (the node's answer as it is: callers drop
+    /// `removed` logs and logs of other addresses themselves).
+    pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
+        self.call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await
     }
 
     /// Unix time of block `number` (0 when the node does not have it).

@@ -244,10 +244,7 @@ async fn handle_tx(destination: &ChainClient, nonce: u64) -> Result<Option<B256>
         .topic1(B256::from(U256::from(nonce)))
         .from_block(0);
     Ok(destination
-        .call("eth_getLogs", |p| {
-            let filter = filter.clone();
-            async move { p.get_logs(&filter).await }
-        })
+        .logs(&filter)
         .await?
         .first()
         .and_then(|l| l.transaction_hash))

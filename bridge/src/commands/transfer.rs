@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
@@ -285,10 +284,7 @@ pub async fn transfer(
         .topic1(B256::from(U256::from(nonce)))
         .from_block(dest_from.saturating_sub(1));
     let handle_tx = destination
-        .call("eth_getLogs", |p| {
-            let filter = filter.clone();
-            async move { p.get_logs(&filter).await }
-        })
+        .logs(&filter)
         .await?
         .first()
         .and_then(|l| l.transaction_hash);

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::ServiceRegistry;
@@ -93,12 +92,7 @@ impl ClaimsHistory {
             .event_signature(ServiceRegistry::Claim::SIGNATURE_HASH)
             .from_block(next)
             .to_block(to);
-        let logs = main
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await?;
+        let logs = main.logs(&filter).await?;
         let mut records = Vec::new();
         let mut times: HashMap<u64, u64> = HashMap::new();
         let registry = self.registry;

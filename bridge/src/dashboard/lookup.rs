@@ -56,12 +56,7 @@ pub async fn scan_back(
         }
         let from = top.saturating_sub(span.saturating_sub(1)).max(bounds.floor);
         let ranged = filter.clone().from_block(from).to_block(top);
-        let mut logs = chain
-            .call("eth_getLogs", |p| {
-                let ranged = ranged.clone();
-                async move { p.get_logs(&ranged).await }
-            })
-            .await?;
+        let mut logs = chain.logs(&ranged).await?;
         logs.retain(|l| !l.removed);
         out.extend(logs);
         if out.len() >= enough || from <= bounds.floor || from == 0 {

@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::Lane;
@@ -72,12 +71,7 @@ impl ManagersIndex {
                 ])
                 .from_block(next)
                 .to_block(to);
-            let logs = main
-                .call("eth_getLogs", |p| {
-                    let filter = filter.clone();
-                    async move { p.get_logs(&filter).await }
-                })
-                .await?;
+            let logs = main.logs(&filter).await?;
             for log in logs
                 .iter()
                 .filter(|l| !l.removed && l.address() == registry)

@@ -18,7 +18,6 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::{Bridge, Lane, VoteDomain};
@@ -365,13 +364,7 @@ impl ConservationScanner {
             .event_signature(signatures)
             .from_block(*range.start())
             .to_block(*range.end());
-        let logs = at
-            .chain
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await?;
+        let logs = at.chain.logs(&filter).await?;
         Ok(logs.into_iter().filter(|l| !l.removed).collect())
     }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::ServiceRegistry;
@@ -77,14 +76,7 @@ impl ClaimsWatch {
             .topic1(self.by_id.keys().copied().collect::<Vec<B256>>())
             .from_block(next)
             .to_block(to);
-        match self
-            .main
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await
-        {
+        match self.main.logs(&filter).await {
             Ok(logs) => {
                 for log in logs.iter().filter(|l| !l.removed) {
                     self.dispatch(log).await;

@@ -158,11 +158,39 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
     assert_eq!(stuck.nonce, 3);
 
+    // The first vote for it is recorded (below the threshold nothing executes); the operators
+    // whose vote would execute it learn the shortage and name it. Follow the dashboard of one
+    // of those (any relay's page would do for the numbers).
+    let series =
+        "multibridge_stuck_requests{lane=\"main-to-service\",reason=\"insufficient_liquidity\"}";
+    let knowing = Poll::new(
+        "no relay named the liquidity shortage",
+        Duration::from_secs(40),
+    )
+    .logs(devnet.dir(), OPERATORS, 20)
+    .until(async || {
+        for port in &devnet.operator_http_ports {
+            if multibridge_devnet::scrape::metric(*port, series)
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
+            {
+                return Ok(*port);
+            }
+        }
+        Err("none yet".to_owned())
+    })
+    .await;
+    let user_base = format!("http://127.0.0.1:{knowing}");
+
     let browser = Browser::start(dir.path(), 1400, 1800).await.unwrap();
     let shots = screenshot_dir();
 
     // Overview: the page's numbers are the chains' (the lanes are idle but for the stuck one).
-    browser.goto(&format!("{base}/#/overview")).await.unwrap();
+    browser
+        .goto(&format!("{user_base}/#/overview"))
+        .await
+        .unwrap();
     for lane in Lane::ALL {
         let (requests, lower, upper) = chain_nonces(&driver, lane).await;
         Poll::new(
@@ -236,7 +264,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
 
     // Tracker: the stuck transfer by its transaction shows why, and how to claim it.
-    browser.goto(&format!("{base}/#/track")).await.unwrap();
+    browser.goto(&format!("{user_base}/#/track")).await.unwrap();
     browser
         .fill("#track-q", &stuck.srcTxHash.to_string())
         .await
@@ -291,7 +319,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .await;
     }
     browser
-        .goto(&format!("{base}/#/track?lane=sideways&nonce=1"))
+        .goto(&format!("{user_base}/#/track?lane=sideways&nonce=1"))
         .await
         .unwrap();
     eventually(
@@ -328,7 +356,10 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
     // The transfer stays stuck, so following it times out; the claims are filed regardless.
     eprintln!("claim: {}", String::from_utf8_lossy(&output.stderr));
-    browser.goto(&format!("{base}/#/claims")).await.unwrap();
+    browser
+        .goto(&format!("{user_base}/#/claims"))
+        .await
+        .unwrap();
     let row =
         "#claims-table tr[data-lane=\"main-to-service\"][data-nonce=\"3\"] [data-k=\"resolved\"]";
     eventually(
@@ -345,16 +376,8 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     )
     .await;
     // Someone funds the bridge: the transfer executes, and the claim turns resolved.
-    let funder = driver
-        .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())
-        .unwrap();
-    Bridge::new(service_bridge, funder)
-        .fund()
-        .value(parse_ether("2").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
+    driver
+        .fund_bridge(ChainRole::Service, 3, parse_ether("2").unwrap())
         .await
         .unwrap();
     wait_all_handled(&driver, Lane::MainToService, 3..4, Duration::from_secs(60))

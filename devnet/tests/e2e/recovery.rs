@@ -396,16 +396,8 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
     );
     assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
     // Someone funds the bridge; no operator does anything.
-    let funder = driver
-        .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())
-        .unwrap();
-    Bridge::new(service_bridge, funder)
-        .fund()
-        .value(parse_ether("2").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
+    driver
+        .fund_bridge(ChainRole::Service, 3, parse_ether("2").unwrap())
         .await
         .unwrap();
     check(
