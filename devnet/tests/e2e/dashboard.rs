@@ -92,13 +92,30 @@ async fn serve_attacker_page(target: String) -> (u16, tokio::task::JoinHandle<()
     (port, task)
 }
 
+/// Wait until the first element matching `css` has a text containing `expected`.
+async fn page_shows(
+    browser: &Browser,
+    css: &str,
+    expected: &str,
+    what: impl Into<String>,
+    secs: u64,
+) {
+    eventually(what, Duration::from_secs(secs), async || {
+        match browser.text(css).await.unwrap() {
+            Some(t) if t.contains(expected) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_writes_the_registry()
 {
     let dir = tempfile::tempdir().unwrap();
     // Operator 1's dashboard writes as a manager key of its own (a devnet user account).
     let manager = multibridge_devnet::accounts::dev_signer(7).unwrap();
-    let devnet = Devnet::start(DevnetOptions {
+    let mut devnet = Devnet::start(DevnetOptions {
         relays: true,
         dashboard_manager: Some(SignerConfig::DevKey {
             private_key: Secret::new(format!("0x{}", alloy::hex::encode(manager.to_bytes()))),
@@ -308,13 +325,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     ] {
         browser.fill("#track-q", &input).await.unwrap();
         browser.click("#track-submit").await.unwrap();
-        eventually(
+        page_shows(
+            &browser,
+            "#track-error",
+            expected,
             format!("no message for {input}"),
-            Duration::from_secs(15),
-            async || match browser.text("#track-error").await.unwrap() {
-                Some(t) if t.contains(expected) => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
+            15,
         )
         .await;
     }
@@ -322,13 +338,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .goto(&format!("{user_base}/#/track?lane=sideways&nonce=1"))
         .await
         .unwrap();
-    eventually(
+    page_shows(
+        &browser,
+        "#track-error",
+        "unknown lane `sideways`",
         "no message for a wrong lane",
-        Duration::from_secs(15),
-        async || match browser.text("#track-error").await.unwrap() {
-            Some(t) if t.contains("unknown lane `sideways`") => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
+        15,
     )
     .await;
 
@@ -397,6 +412,33 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     )
     .await;
     browser.screenshot(&shots.join("claims.png")).await.unwrap();
+    // The history is the relay's: SIGKILLed and started again, it still lists the claim,
+    // resolved, as soon as it serves.
+    let index = devnet
+        .operator_http_ports
+        .iter()
+        .position(|p| *p == knowing)
+        .unwrap();
+    devnet.relay(index).unwrap().restart().unwrap();
+    let claims: serde_json::Value = eventually(
+        "the restarted relay never served its claims history",
+        Duration::from_secs(60),
+        async || match reqwest::get(format!("{user_base}/ui/api/claims")).await {
+            Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let kept: Vec<&serde_json::Value> = claims["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["nonce"] == 3 && c["lane"] == "main-to-service")
+        .collect();
+    assert!(
+        !kept.is_empty() && kept.iter().all(|c| c["resolved_at"].is_u64()),
+        "{claims}"
+    );
 
     // Services: a write without a login is refused, and nothing reaches the chain.
     browser.goto(&format!("{base}/#/services")).await.unwrap();
@@ -439,13 +481,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .await
         .unwrap();
     browser.click("#login-submit").await.unwrap();
-    eventually(
+    page_shows(
+        &browser,
+        "#who [data-k=\"session\"]",
+        "admin",
         "never logged in",
-        Duration::from_secs(15),
-        async || match browser.text("#who [data-k=\"session\"]").await.unwrap() {
-            Some(t) if t == "admin" => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
+        15,
     )
     .await;
     // Logged in, a page of another site posts a write with the operator's browser: refused.
@@ -509,13 +550,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
     browser.fill("#register-location", first).await.unwrap();
     browser.click("#register-submit").await.unwrap();
-    eventually(
+    page_shows(
+        &browser,
+        "#register-result",
+        "done in block",
         "registering never finished",
-        Duration::from_secs(60),
-        async || match browser.text("#register-result").await.unwrap() {
-            Some(t) if t.contains("done in block") => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
+        60,
     )
     .await;
     let main = driver.chain(ChainRole::Main);
@@ -554,13 +594,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
     browser.fill("#location-value", second).await.unwrap();
     browser.click("#location-submit").await.unwrap();
-    eventually(
+    page_shows(
+        &browser,
+        "#location-result",
+        "done in block",
         "updating the location never finished",
-        Duration::from_secs(60),
-        async || match browser.text("#location-result").await.unwrap() {
-            Some(t) if t.contains("done in block") => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
+        60,
     )
     .await;
     assert_eq!(
@@ -568,13 +607,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         vec![first.to_owned(), second.to_owned()]
     );
     let shown = format!("tr[data-service=\"{id}\"] [data-k=\"location\"]");
-    eventually(
+    page_shows(
+        &browser,
+        &shown,
+        second,
         "the services table never showed the new location",
-        Duration::from_secs(20),
-        async || match browser.text(&shown).await.unwrap() {
-            Some(t) if t.contains(second) => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
+        20,
     )
     .await;
     // Its owner is no operator of the bridge: the page says so (a claim there reaches no relay);
