@@ -46,6 +46,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
+pub mod admin;
 pub mod backup;
 pub mod chain;
 pub mod commands;

@@ -58,6 +58,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deploy a bridge pair and the service registry to two chains (resumable: run it again
+    /// after a crash), check the code against the committed artifacts, write deployment.json and
+    /// a starter relay config per operator.
+    Deploy(DeployArgs),
     /// State backups: ask for one now, show the newest log, make a backup key pair.
     Backup {
         #[command(subcommand)]
@@ -68,6 +72,49 @@ enum Command {
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.
     Claim(ClaimArgs),
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// Main chain RPC URL.
+    #[arg(long)]
+    main_rpc: String,
+    /// Service chain RPC URL.
+    #[arg(long)]
+    service_rpc: String,
+    /// The main chain's id (checked against the RPC before anything is sent).
+    #[arg(long)]
+    main_chain_id: Option<u64>,
+    /// The service chain's id (checked against the RPC before anything is sent).
+    #[arg(long)]
+    service_chain_id: Option<u64>,
+    /// An operator address (repeat for each).
+    #[arg(long = "operator", required = true)]
+    operators: Vec<alloy::primitives::Address>,
+    /// Votes needed to execute a transfer (1 to the number of operators).
+    #[arg(long)]
+    threshold: u64,
+    /// Where deployment.json and the starter configs go (and where a deployment resumes from).
+    #[arg(long, default_value = "deployment")]
+    out: PathBuf,
+    /// Confirmation depth written in the starter configs.
+    #[arg(long, default_value_t = 12)]
+    confirmations: u64,
+    /// The owner's (deployer's) JSON keystore.
+    #[arg(long, conflicts_with = "owner_key_env")]
+    owner_keystore: Option<PathBuf>,
+    /// File holding the owner keystore's password.
+    #[arg(long)]
+    owner_password_file: Option<PathBuf>,
+    /// Environment variable holding the owner keystore's password.
+    #[arg(long)]
+    owner_password_env: Option<String>,
+    /// Environment variable holding the owner's raw hex key (devnet chains only).
+    #[arg(long)]
+    owner_key_env: Option<String>,
+    /// Print the deployment as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -292,6 +339,7 @@ fn main() -> ExitCode {
             Command::Backup { command } => backup(command).await,
             Command::Transfer(args) => transfer(args).await,
             Command::Claim(args) => claim(args).await,
+            Command::Deploy(args) => deploy(args).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
                 // The HTTP API first: alive while the chains are awaited, ready once they answer.
@@ -417,6 +465,79 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 "release held back by the destination (large amount or above its outflow limit): paid in about {wait}s, at unix {at}; a pauser may cancel it until then"
             );
         }
+    }
+    Ok(())
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    use multibridge::admin::deploy::{DeployRequest, deploy};
+    let owner: alloy::signers::local::PrivateKeySigner = match (
+        &args.owner_keystore,
+        &args.owner_key_env,
+    ) {
+        (Some(path), None) => {
+            let password = multibridge::keys::read_password(
+                args.owner_password_file.as_deref(),
+                args.owner_password_env.as_deref(),
+            )?;
+            multibridge::keys::decrypt_keystore(path, &password)?
+        }
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: the variable is not set"))?
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: not a 32-byte hex private key"))?,
+        _ => anyhow::bail!(
+            "give the owner's key with --owner-keystore FILE (--owner-password-file or --owner-password-env) or, on a devnet, --owner-key-env VAR"
+        ),
+    };
+    let request = DeployRequest {
+        main_rpc: args.main_rpc,
+        service_rpc: args.service_rpc,
+        main_chain_id: args.main_chain_id,
+        service_chain_id: args.service_chain_id,
+        operators: args.operators,
+        threshold: args.threshold,
+        out: args.out.clone(),
+        confirmations: args.confirmations,
+        raw_owner_key: args.owner_key_env.is_some(),
+    };
+    let journal = deploy(&request, owner).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&journal)?);
+        return Ok(());
+    }
+    println!(
+        "deployed (owner {}, threshold {} of {}):",
+        journal.owner,
+        journal.threshold,
+        journal.operators.len()
+    );
+    for (name, c) in [("main", &journal.main), ("service", &journal.service)] {
+        println!(
+            "  {name:<8} chain {:<8} bridge {} (block {})",
+            c.chain_id,
+            c.bridge.map(|a| a.to_string()).unwrap_or_default(),
+            c.bridge_block.unwrap_or_default()
+        );
+    }
+    println!(
+        "  registry {} (main chain)",
+        journal
+            .main
+            .registry
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "  manifest {}",
+        multibridge::admin::journal::DeploymentJournal::path(&args.out).display()
+    );
+    for op in &journal.operators {
+        println!(
+            "  starter config {}",
+            args.out.join(format!("operator-{op}.toml")).display()
+        );
     }
     Ok(())
 }

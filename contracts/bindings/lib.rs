@@ -5,6 +5,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
+pub mod artifacts;
 pub mod bindings;
 pub mod claim;
 pub mod lane;

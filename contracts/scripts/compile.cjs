@@ -33,7 +33,9 @@ const DEPLOYABLE = [
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: 'cancun',
-  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+  outputSelection: {
+    '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] },
+  },
 };
 
 function readSource(rel) {
@@ -68,6 +70,9 @@ function compile() {
       abi: c.abi,
       bytecode: `0x${c.evm.bytecode.object}`,
       deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
+      // Where the runtime code holds immutables (set by the constructor, zero here): what a
+      // check of deployed code against this artifact must leave out.
+      immutableReferences: c.evm.deployedBytecode.immutableReferences || {},
     };
     artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
   }

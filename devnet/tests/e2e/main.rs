@@ -12,6 +12,7 @@ mod backup;
 mod bad_input;
 mod cli;
 mod dashboard;
+mod deploy;
 mod etcd_faults;
 mod etcd_tls;
 mod hostile;
