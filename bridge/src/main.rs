@@ -62,6 +62,11 @@ enum Command {
     /// after a crash), check the code against the committed artifacts, write deployment.json and
     /// a starter relay config per operator.
     Deploy(DeployArgs),
+    /// The bridges' live configuration; the emergency stop.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// State backups: ask for one now, show the newest log, make a backup key pair.
     Backup {
         #[command(subcommand)]
@@ -199,6 +204,37 @@ struct TransferArgs {
     /// Print one JSON object at the end instead of progress lines.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print both bridges' configuration as the chains say it: owner, pause, threshold,
+    /// operators, counterpart, release delay, fee receiver, pausers, and per asset its pair, fee,
+    /// cap, rate limit and outflow limit.
+    Show {
+        /// A config naming both chains and bridges (a relay or starter config).
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a bridge (requests and handles stop; withdrawals stay open) with a pauser's key.
+    Pause(PauseArgs),
+    /// Unpause a bridge with a pauser's key.
+    Unpause(PauseArgs),
+}
+
+#[derive(clap::Args)]
+struct PauseArgs {
+    /// A config naming both chains and bridges.
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Which bridge: main, service or both.
+    #[arg(long, default_value = "both")]
+    chain: String,
+    #[command(flatten)]
+    key: UserKeyArgs,
 }
 
 #[derive(Subcommand)]
@@ -340,6 +376,7 @@ fn main() -> ExitCode {
             Command::Transfer(args) => transfer(args).await,
             Command::Claim(args) => claim(args).await,
             Command::Deploy(args) => deploy(args).await,
+            Command::Admin { command } => admin(command).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
                 // The HTTP API first: alive while the chains are awaited, ready once they answer.
@@ -465,6 +502,58 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 "release held back by the destination (large amount or above its outflow limit): paid in about {wait}s, at unix {at}; a pauser may cancel it until then"
             );
         }
+    }
+    Ok(())
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Show { config, json } => {
+            let c = Config::load(&config)?;
+            let chains = multibridge::chain::ChainPair::for_command(
+                &c.chains,
+                multibridge::chain::RetryPolicy::interactive(),
+            )?;
+            let mut states = Vec::new();
+            for (role, chain) in chains.each() {
+                let cfg = c.chains.get(role);
+                states.push(
+                    multibridge::admin::state::read(chain, cfg.start_block, cfg.max_block_range)
+                        .await?,
+                );
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&states)?);
+            } else {
+                for s in &states {
+                    print!("{}", multibridge::admin::state::render(s));
+                }
+            }
+            Ok(())
+        }
+        AdminCommand::Pause(args) => pause(args, true).await,
+        AdminCommand::Unpause(args) => pause(args, false).await,
+    }
+}
+
+async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
+    use multibridge_contracts::ChainRole;
+    let c = Config::load(&args.config)?;
+    let roles = match args.chain.as_str() {
+        "main" => vec![ChainRole::Main],
+        "service" => vec![ChainRole::Service],
+        "both" => vec![ChainRole::Main, ChainRole::Service],
+        other => anyhow::bail!("--chain {other}: give main, service or both"),
+    };
+    let signer = args.key.load()?;
+    for role in roles {
+        let tx = multibridge::admin::pause::set_paused(role, c.chains.get(role), &signer, paused)
+            .await?;
+        println!(
+            "{role} bridge {}: {}",
+            if paused { "paused" } else { "unpaused" },
+            tx
+        );
     }
     Ok(())
 }

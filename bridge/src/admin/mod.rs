@@ -5,3 +5,5 @@
 
 pub mod deploy;
 pub mod journal;
+pub mod pause;
+pub mod state;

@@ -226,4 +226,68 @@ async fn a_deploy_killed_halfway_resumes_without_deploying_twice() {
             done.main.registry.unwrap()
         );
     }
+
+    // `admin show` reads the live configuration back from both chains.
+    let config = out.join(format!(
+        "operator-{}.toml",
+        dev_signer(1).unwrap().address()
+    ));
+    let show = |extra: &[&str]| {
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.args(["admin"]).args(extra).arg("--config").arg(&config);
+        c
+    };
+    let output = show(&["show", "--json"]).output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let states: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (i, bridge) in [main_bridge, service_bridge].iter().enumerate() {
+        let s = &states[i];
+        assert_eq!(s["bridge"], bridge.to_string().to_lowercase(), "{s}");
+        assert_eq!(s["owner"], owner.to_string().to_lowercase());
+        assert_eq!(s["threshold"], 2);
+        assert_eq!(s["operators"].as_array().unwrap().len(), 3);
+        assert_eq!(s["paused"], false);
+    }
+    // The emergency stop: a key that is no pauser is named and sends nothing; the owner pauses
+    // both bridges and unpauses them.
+    let user = dev_signer(4).unwrap();
+    let before = nonce(&main_url, user.address()).await;
+    let output = show(&["pause", "--key-env", "PAUSE_KEY"])
+        .env(
+            "PAUSE_KEY",
+            format!("0x{}", alloy::hex::encode(user.to_bytes())),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("NotPauser"),
+        "{stderr}"
+    );
+    assert_eq!(nonce(&main_url, user.address()).await, before);
+    let owner_key = format!(
+        "0x{}",
+        alloy::hex::encode(dev_signer(0).unwrap().to_bytes())
+    );
+    for (action, paused) in [("pause", true), ("unpause", false)] {
+        let output = show(&[action, "--key-env", "PAUSE_KEY"])
+            .env("PAUSE_KEY", &owner_key)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let output = show(&["show", "--json"]).output().await.unwrap();
+        let states: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(states[0]["paused"], paused);
+        assert_eq!(states[1]["paused"], paused);
+    }
 }
