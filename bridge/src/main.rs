@@ -219,6 +219,35 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print what it takes to bring both bridges to a desired-state file, in a safe order;
+    /// with --safe-out, write each chain's batch as Safe Transaction Builder JSON (for a
+    /// multisig owner) instead.
+    Plan {
+        /// A config naming both chains and bridges.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The desired-state file (TOML: [main] and [service]).
+        #[arg(long)]
+        desired: PathBuf,
+        /// Write `safe-<chain id>.json` per chain with changes into this directory.
+        #[arg(long)]
+        safe_out: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a desired-state file with the owner's key: the plan's calls one by one, stopping
+    /// at the first failure with what was done and what remains.
+    Apply {
+        /// A config naming both chains and bridges.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The desired-state file.
+        #[arg(long)]
+        desired: PathBuf,
+        #[command(flatten)]
+        key: UserKeyArgs,
+    },
     /// Pause a bridge (requests and handles stop; withdrawals stay open) with a pauser's key.
     Pause(PauseArgs),
     /// Unpause a bridge with a pauser's key.
@@ -531,9 +560,81 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Plan {
+            config,
+            desired,
+            safe_out,
+            json,
+        } => {
+            let c = Config::load(&config)?;
+            let d = read_desired(&desired)?;
+            let plans = multibridge::admin::apply::prepare(&c, &d).await?;
+            if json {
+                let all: Vec<_> = plans.iter().flat_map(|p| p.changes.iter()).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for p in &plans {
+                    println!(
+                        "{} bridge {} (owner {}{}): {} call(s)",
+                        p.live.chain,
+                        p.live.bridge,
+                        p.live.owner,
+                        if p.owner_is_contract {
+                            ", a contract"
+                        } else {
+                            ""
+                        },
+                        p.changes.len()
+                    );
+                    for (i, change) in p.changes.iter().enumerate() {
+                        println!("  {}. {}", i + 1, change.what);
+                    }
+                }
+            }
+            if let Some(dir) = safe_out {
+                std::fs::create_dir_all(&dir)?;
+                for p in plans.iter().filter(|p| !p.changes.is_empty()) {
+                    let batch = multibridge::admin::plan::safe_batch(
+                        p.live.chain_id,
+                        p.live.owner,
+                        &format!("multibridge {} bridge", p.live.chain),
+                        &p.changes,
+                    );
+                    let path = dir.join(format!("safe-{}.json", p.live.chain_id));
+                    std::fs::write(&path, serde_json::to_string_pretty(&batch)?)?;
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Ok(())
+        }
+        AdminCommand::Apply {
+            config,
+            desired,
+            key,
+        } => {
+            let c = Config::load(&config)?;
+            let d = read_desired(&desired)?;
+            let signer = key.load()?;
+            let plans = multibridge::admin::apply::prepare(&c, &d).await?;
+            let done = multibridge::admin::apply::apply(&c, &plans, &signer).await?;
+            if done.is_empty() {
+                println!("nothing to do: both bridges are as desired");
+            }
+            for (what, tx) in done {
+                println!("{what}: {tx}");
+            }
+            Ok(())
+        }
         AdminCommand::Pause(args) => pause(args, true).await,
         AdminCommand::Unpause(args) => pause(args, false).await,
     }
+}
+
+fn read_desired(path: &std::path::Path) -> anyhow::Result<multibridge::admin::plan::Desired> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))?;
+    multibridge::admin::plan::Desired::parse(&text)
+        .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))
 }
 
 async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {

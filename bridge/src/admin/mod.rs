@@ -3,7 +3,10 @@
 //! a starter relay config per operator) and [`journal`] (the crash-safe record of its
 //! transactions).
 
+pub mod apply;
 pub mod deploy;
 pub mod journal;
 pub mod pause;
+pub mod plan;
+pub mod send;
 pub mod state;

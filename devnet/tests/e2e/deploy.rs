@@ -1,7 +1,11 @@
-//! `multibridge deploy` on two anvil nodes started as plain chains (not through the devnet's
-//! deployment code): a deploy SIGKILLed halfway resumes from its journal without deploying
-//! anything twice, checks its code against the committed artifacts, wires the counterparts and
-//! writes starter configs that load; bad input is named before anything is sent.
+//! `multibridge deploy` and `admin` on two anvil nodes started as plain chains (not through the
+//! devnet's deployment code): a deploy SIGKILLed with a transaction in flight resumes from its
+//! journal without deploying anything twice, checks its code against the committed artifacts,
+//! wires the counterparts and writes starter configs that load; `admin show` reads the live
+//! configuration, `pause`/`unpause` work for the owner and name a key that may not; `plan`/`apply`
+//! add an operator and raise the threshold (in that order), lower it and remove one (in that
+//! order), register token pairs and limits; a multisig owner gets Safe batches whose calls,
+//! replayed as the owner, reach the same state. Bad input is named before anything is sent.
 
 use std::path::Path;
 use std::time::Duration;
@@ -74,7 +78,7 @@ fn deploy_command(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_deploy_killed_halfway_resumes_without_deploying_twice() {
+async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_declaratively() {
     let dir = tempfile::tempdir().unwrap();
     let main = plain_chain(dir.path(), "anvil-main", 31_337).await;
     let service = plain_chain(dir.path(), "anvil-service", 31_338).await;
@@ -289,5 +293,249 @@ async fn a_deploy_killed_halfway_resumes_without_deploying_twice() {
         let states: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(states[0]["paused"], paused);
         assert_eq!(states[1]["paused"], paused);
+    }
+
+    // Declarative configuration: tokens (deployed by the test as any token issuer would), a
+    // desired state with a fourth operator, threshold 3, a pauser, limits and a token pair.
+    let token_of = async |url: &str, symbol: &str| {
+        let provider = ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(dev_signer(0).unwrap()))
+            .connect_http(url.parse().unwrap());
+        *multibridge_contracts::TestToken::deploy(
+            provider,
+            symbol.to_owned(),
+            symbol.to_owned(),
+            18,
+        )
+        .await
+        .unwrap()
+        .address()
+    };
+    let main_token = token_of(&main_url, "MTK").await;
+    let service_token = token_of(&service_url, "wMTK").await;
+    let ops: Vec<String> = (1..=4)
+        .map(|i| format!("\"{}\"", dev_signer(i).unwrap().address()))
+        .collect();
+    let pauser = dev_signer(4).unwrap().address();
+    let desired = |operators: &[String], threshold: u64, extra: &str| {
+        format!(
+            "[main]\noperators = [{ops}]\nthreshold = {threshold}\npausers = [\"{pauser}\"]\nfee_receiver = \"{pauser}\"\nrelease_delay = 60\n{extra}\n\
+             [main.assets.native]\noutflow_limit = {{ capacity = \"1000000000000000000000\", refill_per_second = \"1000000000000000000\", delay_above = \"500000000000000000000\" }}\n\
+             [main.assets.\"{main_token}\"]\npair = {{ remote = \"{service_token}\", mode = \"lock-unlock\" }}\nfee = \"7\"\n\
+             [service]\noperators = [{ops}]\nthreshold = {threshold}\n\
+             [service.assets.\"{service_token}\"]\npair = {{ remote = \"{main_token}\", mode = \"burn-mint\" }}\n",
+            ops = operators.join(", ")
+        )
+    };
+    let desired_file = dir.path().join("desired.toml");
+    std::fs::write(&desired_file, desired(&ops, 3, "")).unwrap();
+    let admin = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.arg("admin")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--desired")
+            .arg(&desired_file);
+        c
+    };
+    let output = admin(&["plan"]).output().await.unwrap();
+    let plan_text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let add = plan_text.find("registerOperator").unwrap();
+    let raise = plan_text.find("setThreshold(3)").unwrap();
+    assert!(
+        add < raise,
+        "operators are added before the threshold rises:\n{plan_text}"
+    );
+    // A signer that is not the owner is named and sends nothing.
+    let stranger = dev_signer(4).unwrap();
+    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
+        .env(
+            "ADMIN_KEY",
+            format!("0x{}", alloy::hex::encode(stranger.to_bytes())),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("is not the owner"),
+        "{stderr}"
+    );
+    assert_eq!(
+        nonce(&main_url, stranger.address()).await,
+        before,
+        "a refused apply sends nothing"
+    );
+    // A token that does not exist is named and sends nothing.
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_file,
+        format!("[main.assets.\"{}\"]\npair = {{ remote = \"{service_token}\", mode = \"lock-unlock\" }}\n", Address::repeat_byte(0x42)),
+    )
+    .unwrap();
+    let owner_before = nonce(&main_url, owner).await;
+    let output = tokio::process::Command::new(relay_binary().unwrap())
+        .args(["admin", "apply", "--key-env", "ADMIN_KEY", "--config"])
+        .arg(&config)
+        .arg("--desired")
+        .arg(&bad_file)
+        .env("ADMIN_KEY", &owner_key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("unknown token"),
+        "{stderr}"
+    );
+    assert_eq!(nonce(&main_url, owner).await, owner_before);
+    // The owner applies it; the chains then say what the file says, and a new plan is empty.
+    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
+        .env("ADMIN_KEY", &owner_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let live = async || -> serde_json::Value {
+        let output = show(&["show", "--json"]).output().await.unwrap();
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let states = live().await;
+    for s in states.as_array().unwrap() {
+        assert_eq!(s["threshold"], 3, "{s}");
+        assert_eq!(s["operators"].as_array().unwrap().len(), 4);
+    }
+    assert_eq!(states[0]["pausers"][0], pauser.to_string().to_lowercase());
+    assert_eq!(states[0]["release_delay"], 60);
+    let pair = &states[0]["assets"][main_token.to_string().to_lowercase()];
+    assert_eq!(
+        pair["pair"]["remote"],
+        service_token.to_string().to_lowercase(),
+        "{states}"
+    );
+    let output = admin(&["plan", "--json"]).output().await.unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        again.as_array().unwrap().len(),
+        0,
+        "applied: nothing left to do, {again}"
+    );
+
+    // Lower the threshold and remove the fourth operator: the threshold drops first.
+    std::fs::write(&desired_file, desired(&ops[..3], 2, "")).unwrap();
+    let output = admin(&["plan"]).output().await.unwrap();
+    let plan_text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        plan_text.find("setThreshold(2)").unwrap() < plan_text.find("deregisterOperator").unwrap(),
+        "{plan_text}"
+    );
+    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
+        .env("ADMIN_KEY", &owner_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let states = live().await;
+    assert_eq!(states[0]["threshold"], 2);
+    assert_eq!(states[1]["operators"].as_array().unwrap().len(), 3);
+
+    // A multisig owner: ownership moves to a contract; the next plan goes out as Safe batches,
+    // and their calls, replayed as the owner contract, reach the desired state.
+    let multisig = main_token; // any contract stands in for the Safe here
+    let service_multisig = service_token;
+    std::fs::write(
+        &desired_file,
+        format!("[main]\nowner = \"{multisig}\"\n[service]\nowner = \"{service_multisig}\"\n"),
+    )
+    .unwrap();
+    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
+        .env("ADMIN_KEY", &owner_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(&desired_file, desired(&ops, 3, "")).unwrap();
+    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
+        .env("ADMIN_KEY", &owner_key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is a contract"), "{stderr}");
+    let safe_dir = dir.path().join("safe");
+    let output = admin(&["plan", "--safe-out", safe_dir.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (url, chain_id, safe) in [
+        (&main_url, 31_337u64, multisig),
+        (&service_url, 31_338, service_multisig),
+    ] {
+        let batch: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(safe_dir.join(format!("safe-{chain_id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(batch["chainId"], chain_id.to_string());
+        let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+        let _: () = provider
+            .raw_request("anvil_impersonateAccount".into(), (safe,))
+            .await
+            .unwrap();
+        let _: () = provider
+            .raw_request("anvil_setBalance".into(), (safe, "0x56BC75E2D63100000"))
+            .await
+            .unwrap();
+        for tx in batch["transactions"].as_array().unwrap() {
+            let request = alloy::rpc::types::TransactionRequest::default()
+                .from(safe)
+                .to(tx["to"].as_str().unwrap().parse().unwrap())
+                .input(
+                    alloy::primitives::Bytes::from(
+                        alloy::hex::decode(tx["data"].as_str().unwrap()).unwrap(),
+                    )
+                    .into(),
+                );
+            let hash: alloy::primitives::B256 = provider
+                .raw_request("eth_sendTransaction".into(), (request,))
+                .await
+                .unwrap();
+            eventually(
+                "a replayed Safe call was never mined",
+                Duration::from_secs(20),
+                async || match provider.get_transaction_receipt(hash).await {
+                    Ok(Some(r)) if r.status() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                },
+            )
+            .await;
+        }
+    }
+    let states = live().await;
+    for s in states.as_array().unwrap() {
+        assert_eq!(s["threshold"], 3, "{s}");
+        assert_eq!(s["operators"].as_array().unwrap().len(), 4);
     }
 }
