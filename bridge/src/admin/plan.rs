@@ -297,9 +297,8 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
         if let Some(pair) = &asset.pair {
             let live_pair = live_asset.and_then(|a| a.pair.as_ref());
             let same_pair = |p: &PairState| p.remote == pair.remote && p.mode == pair.mode as u8;
-            match live_pair {
-                Some(p) if same_pair(p) => {}
-                Some(p) => {
+            if !live_pair.is_some_and(&same_pair) {
+                if let Some(p) = live_pair {
                     calls.push(
                         format!(
                             "deregisterTokenPair({token}) (was paired with {})",
@@ -307,19 +306,8 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
                         ),
                         Bridge::deregisterTokenPairCall { localToken: token },
                     );
-                    calls.push(
-                        format!(
-                            "registerTokenPair({token}, {}, {:?})",
-                            pair.remote, pair.mode
-                        ),
-                        Bridge::registerTokenPairCall {
-                            localToken: token,
-                            remoteToken: pair.remote,
-                            mode: pair.mode as u8,
-                        },
-                    );
                 }
-                None => calls.push(
+                calls.push(
                     format!(
                         "registerTokenPair({token}, {}, {:?})",
                         pair.remote, pair.mode
@@ -329,7 +317,7 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
                         remoteToken: pair.remote,
                         mode: pair.mode as u8,
                     },
-                ),
+                );
             }
             let locked_now = live_pair.filter(|p| same_pair(p)).is_some_and(|p| p.locked);
             if pair.locked != locked_now {

@@ -77,6 +77,32 @@ fn deploy_command(
     command
 }
 
+/// Run `command` and assert it succeeded; its output.
+async fn succeeds(
+    mut command: impl std::borrow::BorrowMut<tokio::process::Command>,
+) -> std::process::Output {
+    let output = command.borrow_mut().output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Run `command` and assert it failed with an error naming `expected`.
+async fn fails_with(
+    mut command: impl std::borrow::BorrowMut<tokio::process::Command>,
+    expected: &str,
+) {
+    let output = command.borrow_mut().output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains(expected),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_declaratively() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,15 +122,11 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
         ("4", vec![], "--threshold 4 with 3 operator(s)"),
     ] {
         let bad = dir.path().join("bad");
-        let output = deploy_command(&main_url, &service_url, &bad, threshold, &extra)
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success() && stderr.contains(expected),
-            "{stderr}"
-        );
+        fails_with(
+            deploy_command(&main_url, &service_url, &bad, threshold, &extra),
+            expected,
+        )
+        .await;
     }
     assert_eq!(nonce(&main_url, owner).await, 0, "bad input sent nothing");
     assert_eq!(nonce(&service_url, owner).await, 0);
@@ -112,6 +134,8 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     // SIGKILL the deploy once its first transaction is mined and a later one is in flight.
     let mut child = deploy_command(&main_url, &service_url, &out, "2", &[])
         .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     eventually(
@@ -148,15 +172,14 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     eprintln!("killed with steps {states:?}");
 
     // The same command finishes it.
-    let output = deploy_command(&main_url, &service_url, &out, "2", &["--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(deploy_command(
+        &main_url,
+        &service_url,
+        &out,
+        "2",
+        &["--json"],
+    ))
+    .await;
     let done: DeploymentJournal = serde_json::from_slice(&output.stdout).unwrap();
     assert!(done.complete);
     assert!(
@@ -207,17 +230,12 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     for i in 1..=3 {
         let operator = dev_signer(i).unwrap().address();
         let path = out.join(format!("operator-{operator}.toml"));
-        let output = tokio::process::Command::new(relay_binary().unwrap())
-            .args(["config", "validate", "--config"])
-            .arg(&path)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let _ = succeeds(
+            tokio::process::Command::new(relay_binary().unwrap())
+                .args(["config", "validate", "--config"])
+                .arg(&path),
+        )
+        .await;
         let config = multibridge::config::Config::load(&path).unwrap();
         assert_eq!(config.chains.main.bridge, main_bridge);
         assert_eq!(config.chains.service.bridge, service_bridge);
@@ -241,12 +259,7 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
         c.args(["admin"]).args(extra).arg("--config").arg(&config);
         c
     };
-    let output = show(&["show", "--json"]).output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(show(&["show", "--json"])).await;
     let states: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     for (i, bridge) in [main_bridge, service_bridge].iter().enumerate() {
         let s = &states[i];
@@ -260,35 +273,22 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     // both bridges and unpauses them.
     let user = dev_signer(4).unwrap();
     let before = nonce(&main_url, user.address()).await;
-    let output = show(&["pause", "--key-env", "PAUSE_KEY"])
-        .env(
+    fails_with(
+        show(&["pause", "--key-env", "PAUSE_KEY"]).env(
             "PAUSE_KEY",
             format!("0x{}", alloy::hex::encode(user.to_bytes())),
-        )
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("NotPauser"),
-        "{stderr}"
-    );
+        ),
+        "NotPauser",
+    )
+    .await;
     assert_eq!(nonce(&main_url, user.address()).await, before);
     let owner_key = format!(
         "0x{}",
         alloy::hex::encode(dev_signer(0).unwrap().to_bytes())
     );
     for (action, paused) in [("pause", true), ("unpause", false)] {
-        let output = show(&[action, "--key-env", "PAUSE_KEY"])
-            .env("PAUSE_KEY", &owner_key)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let _ =
+            succeeds(show(&[action, "--key-env", "PAUSE_KEY"]).env("PAUSE_KEY", &owner_key)).await;
         let output = show(&["show", "--json"]).output().await.unwrap();
         let states: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(states[0]["paused"], paused);
@@ -354,19 +354,14 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     );
     // A signer that is not the owner is named and sends nothing.
     let stranger = dev_signer(4).unwrap();
-    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
-        .env(
+    fails_with(
+        admin(&["apply", "--key-env", "ADMIN_KEY"]).env(
             "ADMIN_KEY",
             format!("0x{}", alloy::hex::encode(stranger.to_bytes())),
-        )
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("is not the owner"),
-        "{stderr}"
-    );
+        ),
+        "is not the owner",
+    )
+    .await;
     assert_eq!(
         nonce(&main_url, stranger.address()).await,
         before,
@@ -380,32 +375,20 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     )
     .unwrap();
     let owner_before = nonce(&main_url, owner).await;
-    let output = tokio::process::Command::new(relay_binary().unwrap())
-        .args(["admin", "apply", "--key-env", "ADMIN_KEY", "--config"])
-        .arg(&config)
-        .arg("--desired")
-        .arg(&bad_file)
-        .env("ADMIN_KEY", &owner_key)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("unknown token"),
-        "{stderr}"
-    );
+    fails_with(
+        tokio::process::Command::new(relay_binary().unwrap())
+            .args(["admin", "apply", "--key-env", "ADMIN_KEY", "--config"])
+            .arg(&config)
+            .arg("--desired")
+            .arg(&bad_file)
+            .env("ADMIN_KEY", &owner_key),
+        "unknown token",
+    )
+    .await;
     assert_eq!(nonce(&main_url, owner).await, owner_before);
     // The owner applies it; the chains then say what the file says, and a new plan is empty.
-    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
-        .env("ADMIN_KEY", &owner_key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let _ =
+        succeeds(admin(&["apply", "--key-env", "ADMIN_KEY"]).env("ADMIN_KEY", &owner_key)).await;
     let live = async || -> serde_json::Value {
         let output = show(&["show", "--json"]).output().await.unwrap();
         serde_json::from_slice(&output.stdout).unwrap()
@@ -439,16 +422,8 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
         plan_text.find("setThreshold(2)").unwrap() < plan_text.find("deregisterOperator").unwrap(),
         "{plan_text}"
     );
-    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
-        .env("ADMIN_KEY", &owner_key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let _ =
+        succeeds(admin(&["apply", "--key-env", "ADMIN_KEY"]).env("ADMIN_KEY", &owner_key)).await;
     let states = live().await;
     assert_eq!(states[0]["threshold"], 2);
     assert_eq!(states[1]["operators"].as_array().unwrap().len(), 3);
@@ -462,16 +437,8 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
         format!("[main]\nowner = \"{multisig}\"\n[service]\nowner = \"{service_multisig}\"\n"),
     )
     .unwrap();
-    let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
-        .env("ADMIN_KEY", &owner_key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let _ =
+        succeeds(admin(&["apply", "--key-env", "ADMIN_KEY"]).env("ADMIN_KEY", &owner_key)).await;
     std::fs::write(&desired_file, desired(&ops, 3, "")).unwrap();
     let output = admin(&["apply", "--key-env", "ADMIN_KEY"])
         .env("ADMIN_KEY", &owner_key)
@@ -481,15 +448,7 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is a contract"), "{stderr}");
     let safe_dir = dir.path().join("safe");
-    let output = admin(&["plan", "--safe-out", safe_dir.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let _ = succeeds(admin(&["plan", "--safe-out", safe_dir.to_str().unwrap()])).await;
     for (url, chain_id, safe) in [
         (&main_url, 31_337u64, multisig),
         (&service_url, 31_338, service_multisig),
