@@ -28,7 +28,7 @@ async fn plain_chain(dir: &Path, name: &str, chain_id: u64) -> AnvilNode {
             name: name.to_owned(),
             chain_id,
             block_time: Some(1.0),
-            accounts: 5,
+            accounts: 10,
         },
     )
     .await
@@ -497,4 +497,257 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
         assert_eq!(s["threshold"], 3, "{s}");
         assert_eq!(s["operators"].as_array().unwrap().len(), 4);
     }
+}
+
+/// Start operator `op`'s relay from its starter config, made to fit one machine: its keystore
+/// and store under `dir`, its own HTTP port (what an operator edits on its own host).
+fn start_relay(
+    dir: &Path,
+    out: &Path,
+    op: u32,
+    template_op: u32,
+) -> multibridge_devnet::process::ManagedProcess {
+    let signer = dev_signer(op).unwrap();
+    let address = signer.address().to_string();
+    let template = std::fs::read_to_string(out.join(format!(
+        "operator-{}.toml",
+        dev_signer(template_op).unwrap().address()
+    )))
+    .unwrap()
+    .replace(
+        &dev_signer(template_op).unwrap().address().to_string(),
+        &address,
+    );
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut rng = rand08::thread_rng();
+    alloy::signers::local::PrivateKeySigner::encrypt_keystore(
+        &keys,
+        &mut rng,
+        signer.to_bytes(),
+        "relay-test-password",
+        Some(format!("{address}.json").as_str()),
+    )
+    .unwrap();
+    let port = multibridge_devnet::ports::free_port().unwrap();
+    let config = template
+        .replace("path = \"keys/", &format!("path = \"{}/", keys.display()))
+        .replace(
+            "path = \"store-",
+            &format!("path = \"{}/store-", dir.display()),
+        )
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
+    let path = dir.join(format!("relay-{address}.toml"));
+    std::fs::write(&path, config).unwrap();
+    multibridge_devnet::process::ManagedProcess::spawn(multibridge_devnet::process::ProcessSpec {
+        name: format!("relay-{op}"),
+        program: relay_binary().unwrap(),
+        args: vec!["run".into(), "--config".into(), path.display().to_string()],
+        envs: vec![(
+            "MULTIBRIDGE_KEYSTORE_PASSWORD".into(),
+            "relay-test-password".into(),
+        )],
+        log_path: dir.join(format!("relay-{op}.log")),
+    })
+    .unwrap()
+}
+
+/// Every handle of the service bridge: nonce → (count, block).
+async fn handles(url: &str, bridge: Address) -> std::collections::BTreeMap<u64, (usize, u64)> {
+    use alloy::sol_types::SolEvent;
+    let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    let filter = alloy::rpc::types::Filter::new()
+        .address(bridge)
+        .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+        .from_block(0u64);
+    let mut out = std::collections::BTreeMap::new();
+    for log in provider.get_logs(&filter).await.unwrap() {
+        let e = log.log_decode::<Bridge::HandleValueTransfer>().unwrap();
+        let entry = out.entry(e.inner.data.nonce).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = log.block_number.unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_the_quorum() {
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let main = plain_chain(dir.path(), "anvil-main", 31_337).await;
+    let service = plain_chain(dir.path(), "anvil-service", 31_338).await;
+    let (main_url, service_url) = (main.url(), service.url());
+    let out = dir.path().join("deployment");
+    let owner_key = format!(
+        "0x{}",
+        alloy::hex::encode(dev_signer(0).unwrap().to_bytes())
+    );
+    let _ = succeeds(deploy_command(
+        &main_url,
+        &service_url,
+        &out,
+        "2",
+        &["--confirmations", "1"],
+    ))
+    .await;
+    let journal = DeploymentJournal::load(&out).unwrap().unwrap();
+    let (main_bridge, service_bridge) = (
+        journal.main.bridge.unwrap(),
+        journal.service.bridge.unwrap(),
+    );
+    let config = out.join(format!(
+        "operator-{}.toml",
+        dev_signer(1).unwrap().address()
+    ));
+    let desired_file = dir.path().join("desired.toml");
+    let ops = |n: u32| -> String {
+        (1..=n)
+            .map(|i| format!("\"{}\"", dev_signer(i).unwrap().address()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let desired = |n: u32, threshold: u64| {
+        let unlimited = "{ capacity = \"340282366920938463463374607431768211455\", refill_per_second = \"0\", delay_above = \"0\" }";
+        format!(
+            "[main]\noperators = [{o}]\nthreshold = {threshold}\nrelease_delay = 0\n[main.assets.native]\noutflow_limit = {unlimited}\n\
+             [service]\noperators = [{o}]\nthreshold = {threshold}\nrelease_delay = 0\n[service.assets.native]\noutflow_limit = {unlimited}\n",
+            o = ops(n)
+        )
+    };
+    let apply = async |n: u32, threshold: u64| {
+        std::fs::write(&desired_file, desired(n, threshold)).unwrap();
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.args(["admin", "apply", "--key-env", "ADMIN_KEY", "--config"])
+            .arg(&config)
+            .arg("--desired")
+            .arg(&desired_file)
+            .env("ADMIN_KEY", &owner_key);
+        let output = succeeds(c).await;
+        eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    };
+    // Release limits first (the contract's default holds every release for a day).
+    apply(3, 2).await;
+    // Liquidity on the service bridge.
+    let owner_provider = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(dev_signer(0).unwrap()))
+        .connect_http(service_url.parse().unwrap());
+    Bridge::new(service_bridge, owner_provider)
+        .fund()
+        .value(U256::from(10u64).pow(U256::from(21u64)))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    // The three operators' relays from their generated configs, and the fourth's, who is not
+    // registered yet (its config: the first's with its own address).
+    let mut relays: Vec<_> = (1..=3)
+        .map(|op| start_relay(dir.path(), &out, op, 1))
+        .collect();
+    relays.push(start_relay(dir.path(), &out, 4, 1));
+
+    // A user sends transfers the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let url = main_url.clone();
+        tokio::spawn(async move {
+            let provider = ProviderBuilder::new()
+                .wallet(alloy::network::EthereumWallet::from(dev_signer(5).unwrap()))
+                .connect_http(url.parse().unwrap());
+            let bridge = Bridge::new(main_bridge, provider);
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                bridge
+                    .requestNativeTransfer(Address::repeat_byte(0x77), Default::default())
+                    .value(U256::from(1_000 + sent))
+                    .send()
+                    .await
+                    .unwrap()
+                    .get_receipt()
+                    .await
+                    .unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            sent
+        })
+    };
+    let handled_at_least = async |n: usize| {
+        eventually(
+            format!("fewer than {n} transfers handled"),
+            Duration::from_secs(90),
+            async || {
+                let h = handles(&service_url, service_bridge).await;
+                if h.len() >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{} handled", h.len()))
+                }
+            },
+        )
+        .await;
+    };
+    handled_at_least(3).await;
+    // Add the fourth operator and raise the threshold to 3, under traffic.
+    apply(4, 3).await;
+    let after_raise = handles(&service_url, service_bridge).await.len();
+    handled_at_least(after_raise + 3).await;
+    // Lower it to 2 again and remove the fourth operator.
+    apply(3, 2).await;
+    let after_lower = handles(&service_url, service_bridge).await.len();
+    handled_at_least(after_lower + 3).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.await.unwrap();
+
+    // Every transfer handled exactly once...
+    let all = eventually(
+        "not every transfer was handled",
+        Duration::from_secs(90),
+        async || {
+            let h = handles(&service_url, service_bridge).await;
+            if h.len() as u64 >= sent {
+                Ok(h)
+            } else {
+                Err(format!("{} of {sent} handled", h.len()))
+            }
+        },
+    )
+    .await;
+    for (nonce, (count, _)) in &all {
+        assert_eq!(*count, 1, "nonce {nonce} handled {count} times");
+    }
+    assert_eq!(all.len() as u64, sent);
+    // ...and none with fewer votes than the threshold in force at its block.
+    let provider = ProviderBuilder::new().connect_http(service_url.parse().unwrap());
+    let bridge = Bridge::new(service_bridge, provider.clone());
+    let votes_filter = alloy::rpc::types::Filter::new()
+        .address(service_bridge)
+        .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
+        .from_block(0u64);
+    let votes = provider.get_logs(&votes_filter).await.unwrap();
+    for (nonce, (_, block)) in &all {
+        let threshold = bridge
+            .threshold()
+            .block(alloy::eips::BlockId::number(*block))
+            .call()
+            .await
+            .unwrap();
+        let cast = votes
+            .iter()
+            .filter(|l| l.block_number.unwrap() <= *block)
+            .filter_map(|l| l.log_decode::<Bridge::VoteCast>().ok())
+            .filter(|v| v.inner.data.nonce == *nonce)
+            .map(|v| v.inner.data.operator)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert!(
+            U256::from(cast) >= threshold,
+            "nonce {nonce} executed in block {block} with {cast} operator(s) voting, threshold {threshold}"
+        );
+    }
+    eprintln!("{sent} transfers, each handled once, none below the threshold in force");
+    drop(relays);
 }
