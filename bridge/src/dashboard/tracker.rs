@@ -437,6 +437,23 @@ async fn transfer(
             })
         }
     });
+    // This relay may not know why (its own vote went in first, or it follows): ask the
+    // destination what the vote of an operator who has not voted yet would meet.
+    let reason = match reason {
+        Some(r) => Some(r),
+        None if !handled && request.srcBlockNumber <= safe => {
+            let unvoted = operators
+                .iter()
+                .zip(&voted)
+                .find(|(_, v)| !**v)
+                .map(|(o, _)| *o);
+            match unvoted {
+                Some(operator) => diagnose(&dst, &request, operator).await,
+                None => None,
+            }
+        }
+        None => None,
+    };
     let confirmations_left = request.srcBlockNumber.saturating_sub(safe);
     let state = if handled {
         "handled"
@@ -498,6 +515,45 @@ async fn transfer(
             fee: request.fee.to_string(),
             confirmations_left,
         },
+    })
+}
+
+/// What the destination answers to `operator`'s vote for `request` (simulated, nothing sent):
+/// the waiting reason its refusal stands for, if any.
+async fn diagnose(dst: &ChainClient, request: &Request, operator: Address) -> Option<Reason> {
+    use alloy::network::TransactionBuilder;
+    use alloy::providers::Provider;
+    use alloy::sol_types::SolCall;
+    let call =
+        multibridge_contracts::Bridge::handleValueTransferCall { r: request.clone() }.abi_encode();
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_from(operator)
+        .with_to(dst.bridge())
+        .with_input(call);
+    let error = dst
+        .call("eth_call", |p| {
+            let tx = tx.clone();
+            async move { p.call(tx).await }
+        })
+        .await
+        .err()?;
+    let crate::chain::ChainError::Rejected {
+        source: alloy::transports::RpcError::ErrorResp(payload),
+        ..
+    } = &error
+    else {
+        return None;
+    };
+    let decoded =
+        payload.as_decoded_interface_error::<multibridge_contracts::Bridge::BridgeErrors>()?;
+    let name = multibridge_contracts::bridge_error_name(&decoded);
+    let wait = multibridge_contracts::WaitReason::from_bridge_error(&name)?;
+    Some(Reason {
+        name: wait.as_str().to_owned(),
+        detail: Some(format!(
+            "the destination refuses the next vote: {decoded:?}"
+        )),
+        needs_person: false,
     })
 }
 

@@ -311,6 +311,24 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
             && command.contains("--lane main-to-service --nonce 3"),
         "{command}"
     );
+    // Every operator's tracker names the reason, also the one whose vote went in first (its
+    // store says voted): it asks the destination what the next vote would meet.
+    for port in &devnet.operator_http_ports {
+        let answer: serde_json::Value = reqwest::get(format!(
+            "http://127.0.0.1:{port}/ui/api/track?q={}",
+            stuck.srcTxHash
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(answer["state"], "waiting", "port {port}: {answer}");
+        assert_eq!(
+            answer["reason"]["name"], "insufficient_liquidity",
+            "port {port}: {answer}"
+        );
+    }
     let votes = browser.texts(".tracked [data-k=\"voted\"]").await.unwrap();
     assert_eq!(votes.len(), OPERATORS, "one row per registered operator");
     browser
