@@ -363,7 +363,9 @@ fn spawn_manager_writer(
     tasks: &mut JoinSet<Result<(), RelayError>>,
 ) -> crate::dashboard::writer::Writer {
     let config = &shared.config;
-    let (always, _) = tokio::sync::watch::channel(true);
+    // No election for this key: its term is always open (one receiver for the submitter, one
+    // for the writer; the sender lives as long as the submitter).
+    let (always, sending) = tokio::sync::watch::channel(true);
     let from = key.address();
     let (submitter, main) = Submitter::new(
         shared.chains.main.clone(),
@@ -375,7 +377,6 @@ fn spawn_manager_writer(
     let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %from, role = "dashboard manager");
     tasks.spawn(
         async move {
-            // The term stays open as long as the submitter runs.
             let _always = always;
             submitter.run().await;
             Ok(())
@@ -383,8 +384,7 @@ fn spawn_manager_writer(
         .instrument(span),
     );
     let (submit, events) = main.client();
-    let (sending, _) = tokio::sync::watch::channel(true);
-    crate::dashboard::writer::Writer::new(submit, events, sending.subscribe(), from, registry)
+    crate::dashboard::writer::Writer::new(submit, events, sending, from, registry)
 }
 
 /// The watcher of every lane.

@@ -46,28 +46,23 @@ pub async fn take(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, DevnetError> {
     })
     .await?;
     let driver = Driver::new(devnet.manifest());
-    for i in 0..8u64 {
-        driver
-            .request_native(
-                Lane::MainToService,
-                0,
-                Address::repeat_byte(0x61),
-                parse_ether("0.25").unwrap_or_default() + U256::from(i),
-            )
-            .await?;
+    // Transfers one after the other (the timeline shows them arrive), both ways.
+    for (lane, user, to, amount, count) in [
+        (Lane::MainToService, 0, 0x61, "0.25", 8u64),
+        (Lane::ServiceToMain, 1, 0x62, "0.1", 5),
+    ] {
+        for i in 0..count {
+            driver
+                .request_native(
+                    lane,
+                    user,
+                    Address::repeat_byte(to),
+                    parse_ether(amount).unwrap_or_default() + U256::from(i),
+                )
+                .await?;
+        }
+        wait_all_handled(&driver, lane, 0..count, Duration::from_secs(90)).await?;
     }
-    for i in 0..5u64 {
-        driver
-            .request_native(
-                Lane::ServiceToMain,
-                1,
-                Address::repeat_byte(0x62),
-                parse_ether("0.1").unwrap_or_default() + U256::from(i),
-            )
-            .await?;
-    }
-    wait_all_handled(&driver, Lane::MainToService, 0..8, Duration::from_secs(90)).await?;
-    wait_all_handled(&driver, Lane::ServiceToMain, 0..5, Duration::from_secs(90)).await?;
     let bridge = driver.chain(ChainRole::Service).contracts.bridge;
     let liquidity = driver.native_balance(ChainRole::Service, bridge).await?;
     let stuck = driver

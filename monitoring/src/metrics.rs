@@ -873,6 +873,11 @@ impl Metrics {
             .push(Box::new(hook));
     }
 
+    /// The chain-time transfer latency histogram of `lane` (what the dashboard draws).
+    pub fn transfer_latency(&self, lane: Lane) -> Histogram {
+        self.transfer_latency.with_label_values(&[lane.as_str()])
+    }
+
     /// The metrics of one lane, its label bound.
     pub fn lane(&self, lane: Lane) -> LaneMetrics {
         let l = &[lane.as_str()];

@@ -15,7 +15,7 @@ use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta};
 use multibridge_monitoring::Metrics;
 
-use super::lookup::{ScanBounds, block_time, nonce_logs};
+use super::lookup::{ScanBounds, nonce_logs};
 use super::{DashboardError, PairLanes};
 use crate::chain::ChainPair;
 use crate::config::Confirmations;
@@ -127,7 +127,7 @@ impl ClaimsHistory {
                 (Some(t), _) => t,
                 (None, Some(t)) => *t,
                 (None, None) => {
-                    let t = block_time(&main, block).await?;
+                    let t = main.block_time(block).await?;
                     times.insert(block, t);
                     t
                 }

@@ -6,7 +6,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
-use multibridge_contracts::{Bridge, Lane, Request, request_from_log};
+use multibridge_contracts::{Bridge, Request, request_from_log};
 
 use crate::chain::{ChainClient, ChainError};
 
@@ -34,11 +34,6 @@ pub struct ScanBounds {
     pub not_before: Option<u64>,
 }
 
-/// Unix time of block `number`.
-pub async fn block_time(chain: &ChainClient, number: u64) -> Result<u64, ChainError> {
-    chain.block_time(number).await
-}
-
 /// The logs of `filter` (address and topics; blocks are set here) from `bounds.top` down,
 /// newest range first, stopping after the range in which `enough` logs were found in all.
 pub async fn scan_back(
@@ -63,7 +58,7 @@ pub async fn scan_back(
             break;
         }
         if let Some(not_before) = bounds.not_before
-            && block_time(chain, from).await? < not_before
+            && chain.block_time(from).await? < not_before
         {
             break;
         }
@@ -173,17 +168,12 @@ pub async fn nonce_logs(
     if let Some(h) = &mut out.handle
         && h.time == 0
     {
-        h.time = block_time(chain, h.block).await?;
+        h.time = chain.block_time(h.block).await?;
     }
     for (_, v) in &mut out.votes {
         if v.time == 0 {
-            v.time = block_time(chain, v.block).await?;
+            v.time = chain.block_time(v.block).await?;
         }
     }
     Ok(out)
-}
-
-/// The lane whose source is the chain a transaction was found on.
-pub fn lane_from(chain: &ChainClient) -> Lane {
-    Lane::from_source(chain.role())
 }

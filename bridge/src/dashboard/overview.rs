@@ -73,7 +73,7 @@ pub fn quantile(q: f64, cumulative: &[(f64, u64)]) -> Option<f64> {
 
 /// The latency histogram of `lane` from the relay's metrics (`transfer_latency_seconds`).
 pub fn latency(handle: &DashboardHandle, lane: Lane) -> Latency {
-    let metric = handle.metrics.lane(lane).transfer_latency.metric();
+    let metric = handle.metrics.transfer_latency(lane).metric();
     let histogram = metric.get_histogram();
     let mut cumulative: Vec<(f64, u64)> = histogram
         .get_bucket()

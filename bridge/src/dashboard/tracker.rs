@@ -6,7 +6,7 @@ use alloy::primitives::{Address, B256};
 use multibridge_contracts::{Lane, Request};
 use serde::{Deserialize, Serialize};
 
-use super::lookup::{ScanBounds, TxAt, block_time, find_request, nonce_logs, requests_of_tx};
+use super::lookup::{ScanBounds, TxAt, find_request, nonce_logs, requests_of_tx};
 use super::{Dashboard, DashboardError};
 use crate::chain::ChainClient;
 use crate::store::claims::ClaimEntry;
@@ -378,7 +378,7 @@ async fn transfer(
                 ))
             })?,
     };
-    let time = block_time(&src, request.srcBlockNumber).await?;
+    let time = src.block_time(request.srcBlockNumber).await?;
     let safe = src
         .safe_head(src_head, d.config.chains.get(lane.source()).confirmations)
         .await?;

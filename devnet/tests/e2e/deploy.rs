@@ -43,6 +43,14 @@ async fn nonce(url: &str, who: Address) -> u64 {
         .unwrap()
 }
 
+/// Dev account `index`'s private key as 0x-hex (what `--key-env` variables hold).
+fn key_hex(index: u32) -> String {
+    format!(
+        "0x{}",
+        alloy::hex::encode(dev_signer(index).unwrap().to_bytes())
+    )
+}
+
 fn deploy_command(
     main: &str,
     service: &str,
@@ -50,7 +58,6 @@ fn deploy_command(
     threshold: &str,
     extra: &[&str],
 ) -> tokio::process::Command {
-    let owner = dev_signer(0).unwrap();
     let mut command = tokio::process::Command::new(relay_binary().unwrap());
     command
         .args([
@@ -65,10 +72,7 @@ fn deploy_command(
         .args(["--owner-key-env", "DEPLOY_OWNER_KEY", "--out"])
         .arg(out)
         .args(extra)
-        .env(
-            "DEPLOY_OWNER_KEY",
-            format!("0x{}", alloy::hex::encode(owner.to_bytes())),
-        );
+        .env("DEPLOY_OWNER_KEY", key_hex(0));
     for i in 1..=3 {
         command
             .arg("--operator")
@@ -274,18 +278,12 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     let user = dev_signer(4).unwrap();
     let before = nonce(&main_url, user.address()).await;
     fails_with(
-        show(&["pause", "--key-env", "PAUSE_KEY"]).env(
-            "PAUSE_KEY",
-            format!("0x{}", alloy::hex::encode(user.to_bytes())),
-        ),
+        show(&["pause", "--key-env", "PAUSE_KEY"]).env("PAUSE_KEY", key_hex(4)),
         "NotPauser",
     )
     .await;
     assert_eq!(nonce(&main_url, user.address()).await, before);
-    let owner_key = format!(
-        "0x{}",
-        alloy::hex::encode(dev_signer(0).unwrap().to_bytes())
-    );
+    let owner_key = key_hex(0);
     for (action, paused) in [("pause", true), ("unpause", false)] {
         let _ =
             succeeds(show(&[action, "--key-env", "PAUSE_KEY"]).env("PAUSE_KEY", &owner_key)).await;
@@ -355,10 +353,7 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     // A signer that is not the owner is named and sends nothing.
     let stranger = dev_signer(4).unwrap();
     fails_with(
-        admin(&["apply", "--key-env", "ADMIN_KEY"]).env(
-            "ADMIN_KEY",
-            format!("0x{}", alloy::hex::encode(stranger.to_bytes())),
-        ),
+        admin(&["apply", "--key-env", "ADMIN_KEY"]).env("ADMIN_KEY", key_hex(4)),
         "is not the owner",
     )
     .await;
@@ -579,10 +574,7 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
     let service = plain_chain(dir.path(), "anvil-service", 31_338).await;
     let (main_url, service_url) = (main.url(), service.url());
     let out = dir.path().join("deployment");
-    let owner_key = format!(
-        "0x{}",
-        alloy::hex::encode(dev_signer(0).unwrap().to_bytes())
-    );
+    let owner_key = key_hex(0);
     let _ = succeeds(deploy_command(
         &main_url,
         &service_url,
