@@ -191,11 +191,19 @@ struct TransferArgs {
     #[arg(long)]
     to: alloy::primitives::Address,
     /// Amount in whole units (e.g. 1.5); the token's decimals apply for ERC-20.
-    #[arg(long)]
-    amount: String,
-    /// ERC-20 token on the source chain (default: native coin).
+    #[arg(
+        long,
+        required_unless_present = "token_id",
+        conflicts_with = "token_id"
+    )]
+    amount: Option<String>,
+    /// Token on the source chain, ERC-20 or ERC-721 as registered on the bridge (default:
+    /// native coin).
     #[arg(long)]
     token: Option<alloy::primitives::Address>,
+    /// The ERC-721 id to move (with --token naming the collection); the same id arrives.
+    #[arg(long, requires = "token")]
+    token_id: Option<alloy::primitives::U256>,
     #[command(flatten)]
     key: UserKeyArgs,
     /// Give up following after this many seconds (the transfer stays pending, nothing is lost).
@@ -460,30 +468,23 @@ async fn shutdown_signal() {
 
 async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     use alloy::signers::local::PrivateKeySigner;
-    use multibridge::commands::transfer::{TransferProgress, TransferRequest, transfer};
+    use multibridge::commands::transfer::{
+        TransferAsset, TransferProgress, TransferRequest, transfer,
+    };
 
     let config = Config::load(&args.config)?;
     let user: PrivateKeySigner = args.key.load()?;
-    let decimals = match args.token {
-        None => 18,
-        Some(token) => {
-            use multibridge::chain::{ChainPair, RetryPolicy};
-            let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
-            chains
-                .get(args.lane.source())
-                .call("decimals", |p| async move {
-                    multibridge_contracts::IERC20::new(token, p)
-                        .decimals()
-                        .call()
-                        .await
-                        .map_err(multibridge::chain::contract_to_transport)
-                })
-                .await?
+    let asset = match (args.token, args.token_id, &args.amount) {
+        (Some(token), Some(token_id), _) => TransferAsset::Erc721 { token, token_id },
+        (token, _, Some(text)) => {
+            let amount = parse_amount(&config, args.lane, token, text).await?;
+            match token {
+                None => TransferAsset::Native { amount },
+                Some(token) => TransferAsset::Erc20 { token, amount },
+            }
         }
+        (_, _, None) => anyhow::bail!("give --amount, or --token with --token-id for an ERC-721"),
     };
-    let amount = alloy::primitives::utils::parse_units(&args.amount, decimals)
-        .map_err(|e| anyhow::anyhow!("--amount {}: {e}", args.amount))?
-        .get_absolute();
     let json = args.json;
     let outcome = transfer(
         &config,
@@ -491,8 +492,7 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         TransferRequest {
             lane: args.lane,
             to: args.to,
-            amount,
-            token: args.token,
+            asset,
             timeout: std::time::Duration::from_secs(args.timeout),
         },
         |p| {
@@ -533,6 +533,36 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--amount` in the asset's smallest unit: 18 decimals for native coin, the token's own for an
+/// ERC-20.
+async fn parse_amount(
+    config: &Config,
+    lane: multibridge_contracts::Lane,
+    token: Option<alloy::primitives::Address>,
+    text: &str,
+) -> anyhow::Result<alloy::primitives::U256> {
+    let decimals = match token {
+        None => 18,
+        Some(token) => {
+            use multibridge::chain::{ChainPair, RetryPolicy};
+            let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
+            chains
+                .get(lane.source())
+                .call("decimals", |p| async move {
+                    multibridge_contracts::IERC20::new(token, p)
+                        .decimals()
+                        .call()
+                        .await
+                        .map_err(multibridge::chain::contract_to_transport)
+                })
+                .await?
+        }
+    };
+    Ok(alloy::primitives::utils::parse_units(text, decimals)
+        .map_err(|e| anyhow::anyhow!("--amount {text}: {e}"))?
+        .get_absolute())
 }
 
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {

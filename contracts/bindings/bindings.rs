@@ -26,6 +26,25 @@ alloy::sol!(
 );
 
 alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TestNFT,
+    "artifacts/TestNFT.json"
+);
+
+alloy::sol!(
+    /// The ERC-721 calls a user-facing command makes on any collection.
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    interface IERC721 {
+        function approve(address to, uint256 tokenId) external;
+        function ownerOf(uint256 tokenId) external view returns (address);
+        function getApproved(uint256 tokenId) external view returns (address);
+        function isApprovedForAll(address owner, address operator) external view returns (bool);
+    }
+);
+
+alloy::sol!(
     /// The ERC-20 calls a user-facing command makes on any token.
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

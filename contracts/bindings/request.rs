@@ -20,6 +20,8 @@ pub enum AssetKind {
     Native = 0,
     /// A registered ERC-20 token.
     Erc20 = 1,
+    /// A registered ERC-721 token; the request's amount is the token id.
+    Erc721 = 2,
 }
 
 impl TryFrom<u8> for AssetKind {
@@ -29,6 +31,7 @@ impl TryFrom<u8> for AssetKind {
         match value {
             0 => Ok(Self::Native),
             1 => Ok(Self::Erc20),
+            2 => Ok(Self::Erc721),
             other => Err(RequestError::UnknownKind(other)),
         }
     }
@@ -43,6 +46,41 @@ pub enum TokenMode {
     LockUnlock = 0,
     /// Requests burn the token; handles mint it.
     BurnMint = 1,
+    /// An ERC-721: requests lock the id in the bridge; handles unlock it (safeTransferFrom).
+    Erc721LockUnlock = 2,
+    /// An ERC-721: requests burn the id; handles mint the same id.
+    Erc721BurnMint = 3,
+}
+
+impl TokenMode {
+    /// The mode with this wire number.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::LockUnlock),
+            1 => Some(Self::BurnMint),
+            2 => Some(Self::Erc721LockUnlock),
+            3 => Some(Self::Erc721BurnMint),
+            _ => None,
+        }
+    }
+
+    /// The request kind a pair in this mode moves.
+    pub fn kind(self) -> AssetKind {
+        match self {
+            Self::LockUnlock | Self::BurnMint => AssetKind::Erc20,
+            Self::Erc721LockUnlock | Self::Erc721BurnMint => AssetKind::Erc721,
+        }
+    }
+
+    /// How it reads in a table: `lock/unlock`, `burn/mint`, `ERC-721 lock/unlock`, ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::LockUnlock => "lock/unlock",
+            Self::BurnMint => "burn/mint",
+            Self::Erc721LockUnlock => "ERC-721 lock/unlock",
+            Self::Erc721BurnMint => "ERC-721 burn/mint",
+        }
+    }
 }
 
 /// Why a log could not become a request.

@@ -25,6 +25,7 @@ const DEPLOYABLE = [
   ['src/Bridge.sol', 'Bridge'],
   ['src/ServiceRegistry.sol', 'ServiceRegistry'],
   ['src/TestToken.sol', 'TestToken'],
+  ['src/TestNFT.sol', 'TestNFT'],
   ['src/HistoryBridge.sol', 'HistoryBridge'],
 ];
 

@@ -11,6 +11,9 @@ interface IBridgeToken {
     function transferFrom(address from, address to, uint256 amount) external returns (bool);
     function mint(address to, uint256 amount) external;
     function burn(uint256 amount) external;
+    // ERC-721 (mint and burn share the ERC-20 selectors: the id takes the amount's place)
+    function ownerOf(uint256 tokenId) external view returns (address);
+    function safeTransferFrom(address from, address to, uint256 tokenId) external;
 }
 
 /// @title Threshold-vote value-transfer bridge (DESIGN.md §3.1).
@@ -54,10 +57,16 @@ contract Bridge is IBridge {
     uint8 public constant KIND_NATIVE = 0;
     /// @notice Request kind of ERC-20 tokens (wire format, never renumber).
     uint8 public constant KIND_ERC20 = 1;
+    /// @notice Request kind of ERC-721 tokens; the request's amount is the token id (wire format).
+    uint8 public constant KIND_ERC721 = 2;
     /// @notice Token-pair mode: requests lock into the bridge, handles unlock from it.
     uint8 public constant MODE_LOCK_UNLOCK = 0;
     /// @notice Token-pair mode: requests burn, handles mint.
     uint8 public constant MODE_BURN_MINT = 1;
+    /// @notice ERC-721 pair mode: requests lock the token id, handles unlock it (safeTransferFrom).
+    uint8 public constant MODE_ERC721_LOCK_UNLOCK = 2;
+    /// @notice ERC-721 pair mode: requests burn the token id, handles mint the same id.
+    uint8 public constant MODE_ERC721_BURN_MINT = 3;
 
     /// @notice Chain id at deployment; handles are refused on any other chain (e.g. after a fork).
     uint256 public immutable deployChainId;
@@ -103,6 +112,7 @@ contract Bridge is IBridge {
     struct QueuedRelease {
         address token;
         uint64 releaseAt;
+        uint8 kind;
         address to;
         uint256 amount;
     }
@@ -177,6 +187,10 @@ contract Bridge is IBridge {
     mapping(address => mapping(address => uint256)) public pendingTokenWithdrawal;
     /// @inheritdoc IBridge
     mapping(address => uint256) public reservedLiquidity;
+    /// @inheritdoc IBridge
+    mapping(address => mapping(uint256 => address)) public pendingERC721Withdrawal;
+    /// @dev ERC-721 ids held for a queued release (not free to release to anyone else).
+    mapping(address => mapping(uint256 => bool)) private _erc721Queued;
 
     mapping(address => OutflowBucket) private _outflow;
     mapping(address => uint256) private _delayAbove;
@@ -189,17 +203,32 @@ contract Bridge is IBridge {
 
     // ------------------------------------------------------------------ modifiers
 
+    // Modifier bodies live in functions: inlined into every guarded function they would cost
+    // code size the bridge does not have to spare (EIP-170).
+
     modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _checkOwner();
         _;
     }
 
     /// @dev Reentrancy lock kept in transient storage (cleared at the end of every call, as is
     /// the lowerHandleNonce advance budget of the call).
     modifier nonReentrant() {
+        _lock();
+        _;
+        _unlock();
+    }
+
+    function _checkOwner() private view {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+    }
+
+    function _lock() private {
         if (_reentrancyLocked()) revert Reentrancy();
         _setReentrancyLock(true);
-        _;
+    }
+
+    function _unlock() private {
         _setReentrancyLock(false);
         _setAdvanceUsed(0);
     }
@@ -237,7 +266,7 @@ contract Bridge is IBridge {
         if (amount == 0) revert ZeroAmount();
         _consumeLimits(address(0), amount);
         _payFee(feeAmount);
-        nonce = _emitRequest(KIND_NATIVE, to, address(0), amount, feeAmount, extraData);
+        nonce = _emitRequest(KIND_NATIVE, msg.sender, to, address(0), amount, feeAmount, extraData);
     }
 
     /// @inheritdoc IBridge
@@ -250,16 +279,53 @@ contract Bridge is IBridge {
     {
         _checkCanRequest(to, extraData.length);
         if (amount == 0) revert ZeroAmount();
-        TokenPair memory pair = _tokenPairs[token];
-        if (!pair.registered) revert TokenNotRegistered(token);
-        if (pair.locked) revert TokenIsLocked(token);
+        uint8 mode = _requestablePair(token, KIND_ERC20);
         uint256 feeAmount = fee[token];
         if (msg.value < feeAmount) revert InsufficientFee(feeAmount, msg.value);
         _consumeLimits(token, amount);
-        _pullTokens(token, amount, pair.mode);
+        _pullTokens(token, amount, mode);
         _payFee(feeAmount);
-        nonce = _emitRequest(KIND_ERC20, to, token, amount, feeAmount, extraData);
+        nonce = _emitRequest(KIND_ERC20, msg.sender, to, token, amount, feeAmount, extraData);
         _sendNative(msg.sender, msg.value - feeAmount);
+    }
+
+    /// @inheritdoc IBridge
+    function requestERC721Transfer(address token, address to, uint256 tokenId, bytes calldata extraData)
+        external
+        payable
+        nonReentrant
+        returns (uint64 nonce)
+    {
+        _checkCanRequest(to, extraData.length);
+        uint8 mode = _requestablePair(token, KIND_ERC721);
+        uint256 feeAmount = fee[token];
+        if (msg.value < feeAmount) revert InsufficientFee(feeAmount, msg.value);
+        _consumeLimits(token, 1);
+        _callToken(token, abi.encodeCall(IBridgeToken.transferFrom, (msg.sender, address(this), tokenId)));
+        _acceptERC721(token, tokenId, mode);
+        _payFee(feeAmount);
+        nonce = _emitRequest(KIND_ERC721, msg.sender, to, token, tokenId, feeAmount, extraData);
+        _sendNative(msg.sender, msg.value - feeAmount);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Called by the token after it moved `tokenId` here; the caller (`msg.sender`) must be a
+    /// registered ERC-721 token without a fee. Not while this bridge is in a call of its own.
+    function onERC721Received(address, address from, uint256 tokenId, bytes calldata data)
+        external
+        nonReentrant
+        returns (bytes4)
+    {
+        if (data.length < 64) revert MissingTransferData();
+        (address to, bytes memory extraData) = abi.decode(data, (address, bytes));
+        _checkCanRequest(to, extraData.length);
+        uint8 mode = _requestablePair(msg.sender, KIND_ERC721);
+        uint256 feeAmount = fee[msg.sender];
+        if (feeAmount != 0) revert InsufficientFee(feeAmount, 0);
+        _consumeLimits(msg.sender, 1);
+        _acceptERC721(msg.sender, tokenId, mode);
+        _emitRequest(KIND_ERC721, from, to, msg.sender, tokenId, 0, extraData);
+        return this.onERC721Received.selector;
     }
 
     // ------------------------------------------------------------------ handles (destination side)
@@ -315,6 +381,16 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
+    /// @dev Open while paused. Reverts (keeping the credit) if the token call fails again.
+    function withdrawERC721(address token, uint256 tokenId, address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        if (pendingERC721Withdrawal[token][tokenId] != msg.sender) revert NothingToWithdraw();
+        delete pendingERC721Withdrawal[token][tokenId];
+        emit TokenWithdrawn(token, msg.sender, to, tokenId);
+        _callToken(token, _releaseCall(token, to, tokenId));
+    }
+
+    /// @inheritdoc IBridge
     function executeQueuedRelease(uint64 nonce) external nonReentrant {
         if (paused) revert BridgePaused();
         QueuedRelease memory q = _dequeue(nonce);
@@ -325,9 +401,10 @@ contract Bridge is IBridge {
             TokenPair memory pair = _tokenPairs[q.token];
             if (!pair.registered) revert TokenNotRegistered(q.token);
             if (pair.locked) revert TokenIsLocked(q.token);
+            if (_kindOf(pair.mode) != q.kind) revert TokenKindMismatch(q.token, _kindOf(pair.mode));
         }
         emit QueuedReleaseExecuted(nonce);
-        _release(nonce, q.token, q.to, q.amount);
+        _release(nonce, q.token, q.kind, q.to, q.amount);
     }
 
     /// @inheritdoc IBridge
@@ -520,7 +597,7 @@ contract Bridge is IBridge {
     function registerTokenPair(address localToken, address remoteToken, uint8 mode) external onlyOwner {
         if (localToken == address(0) || remoteToken == address(0)) revert ZeroAddress();
         if (localToken.code.length == 0) revert NotAContract(localToken);
-        if (mode > MODE_BURN_MINT) revert UnknownMode(mode);
+        if (mode > MODE_ERC721_BURN_MINT) revert UnknownMode(mode);
         if (_tokenPairs[localToken].registered) revert TokenPairExists(localToken);
         if (localTokenFor[remoteToken] != address(0)) revert TokenPairExists(remoteToken);
         _tokenPairs[localToken] = TokenPair({remoteToken: remoteToken, mode: mode, locked: false, registered: true});
@@ -648,7 +725,7 @@ contract Bridge is IBridge {
         if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
             return (Check.WrongSource, 0, 0, address(0));
         }
-        if (r.kind > KIND_ERC20) return (Check.UnknownKind, 0, 0, address(0));
+        if (r.kind > KIND_ERC721) return (Check.UnknownKind, 0, 0, address(0));
         if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
         if (hasVoted(r.nonce, operator)) return (Check.AlreadyVoted, 0, 0, address(0));
         key = voteKey(r);
@@ -665,8 +742,13 @@ contract Bridge is IBridge {
         localToken = localTokenFor[r.token];
         if (localToken == address(0)) return (Check.TokenNotRegistered, address(0));
         TokenPair memory pair = _tokenPairs[localToken];
+        // A pair of the other kind is no pair for this request.
+        if (_kindOf(pair.mode) != r.kind) return (Check.TokenNotRegistered, address(0));
         if (pair.locked) return (Check.TokenIsLocked, localToken);
         if (pair.mode == MODE_LOCK_UNLOCK && _tokenLiquidity(localToken) < r.amount) {
+            return (Check.InsufficientLiquidity, localToken);
+        }
+        if (pair.mode == MODE_ERC721_LOCK_UNLOCK && !_holdsFreeERC721(localToken, r.amount)) {
             return (Check.InsufficientLiquidity, localToken);
         }
         return (Check.Ok, localToken);
@@ -680,8 +762,10 @@ contract Bridge is IBridge {
         if (check == Check.AlreadyVoted) revert AlreadyVoted(r.nonce, msg.sender);
         if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
         if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
-        // Check.InsufficientLiquidity
-        uint256 available = localToken == address(0) ? availableNativeLiquidity() : _tokenLiquidity(localToken);
+        // Check.InsufficientLiquidity; of an ERC-721: the id is not held free (available 0, required the id)
+        uint256 available = localToken == address(0)
+            ? availableNativeLiquidity()
+            : r.kind == KIND_ERC721 ? 0 : _tokenLiquidity(localToken);
         revert InsufficientLiquidity(localToken, available, r.amount);
     }
 
@@ -707,10 +791,11 @@ contract Bridge is IBridge {
         if (votes >= _threshold) {
             uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
             emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
-            if (_takeOutflow(localToken, r.amount)) {
-                _release(r.nonce, localToken, r.to, r.amount);
+            // Limits count an ERC-721 as one unit (its amount is an id).
+            if (_takeOutflow(localToken, r.kind == KIND_ERC721 ? 1 : r.amount)) {
+                _release(r.nonce, localToken, r.kind, r.to, r.amount);
             } else {
-                _enqueue(r.nonce, localToken, r.to, r.amount);
+                _enqueue(r.nonce, localToken, r.kind, r.to, r.amount);
             }
         }
     }
@@ -794,24 +879,43 @@ contract Bridge is IBridge {
     /// checked before any state was written. A token that refuses (blacklisted recipient, paused
     /// token, a reverting hook, more gas than TOKEN_RELEASE_GAS) does not revert the vote: the
     /// amount is credited to the recipient for withdrawToken(), as native releases are.
-    function _release(uint64 nonce, address localToken, address to, uint256 amount) private {
+    /// An ERC-721 (`amount` is its id) that cannot be delivered is held for `withdrawERC721()`.
+    function _release(uint64 nonce, address localToken, uint8 kind, address to, uint256 amount) private {
         if (localToken == address(0)) {
             _releaseNative(nonce, to, amount);
             return;
         }
         (bool ok, bytes memory ret) = localToken.call{gas: TOKEN_RELEASE_GAS}(_releaseCall(localToken, to, amount));
         if (!_tokenCallSucceeded(localToken, ok, ret)) {
-            pendingTokenWithdrawal[localToken][to] += amount;
-            reservedLiquidity[localToken] += amount;
+            if (kind == KIND_ERC721) {
+                pendingERC721Withdrawal[localToken][amount] = to;
+            } else {
+                pendingTokenWithdrawal[localToken][to] += amount;
+                reservedLiquidity[localToken] += amount;
+            }
             emit TokenReleaseDeferred(nonce, localToken, to, amount);
         }
     }
 
-    /// @dev The token call that pays `amount` to `to`: mint in burn mode, else transfer.
+    /// @dev The token call that pays `amount` (an ERC-721's id) to `to`: mint in burn modes,
+    /// safeTransferFrom for a locked ERC-721 (a contract recipient must accept it), else transfer.
     function _releaseCall(address localToken, address to, uint256 amount) private view returns (bytes memory) {
-        return _tokenPairs[localToken].mode == MODE_BURN_MINT
-            ? abi.encodeCall(IBridgeToken.mint, (to, amount))
-            : abi.encodeCall(IBridgeToken.transfer, (to, amount));
+        uint8 mode = _tokenPairs[localToken].mode;
+        if (mode & 1 == 1) return abi.encodeCall(IBridgeToken.mint, (to, amount));
+        if (mode == MODE_ERC721_LOCK_UNLOCK) {
+            return abi.encodeCall(IBridgeToken.safeTransferFrom, (address(this), to, amount));
+        }
+        return abi.encodeCall(IBridgeToken.transfer, (to, amount));
+    }
+
+    /// @dev Whether this bridge holds ERC-721 `tokenId` and owes it to nobody yet.
+    function _holdsFreeERC721(address localToken, uint256 tokenId) private view returns (bool) {
+        if (_erc721Queued[localToken][tokenId] || pendingERC721Withdrawal[localToken][tokenId] != address(0)) {
+            return false;
+        }
+        // ownerOf reverts for an id that does not exist.
+        (bool ok, bytes memory ret) = localToken.staticcall(abi.encodeCall(IBridgeToken.ownerOf, (tokenId)));
+        return ok && ret.length >= 32 && abi.decode(ret, (address)) == address(this);
     }
 
     /// @dev A lock-mode token's balance not held back for queued or deferred releases.
@@ -847,12 +951,16 @@ contract Bridge is IBridge {
     }
 
     /// @dev Holds an executed request's release back for `releaseDelay`.
-    function _enqueue(uint64 nonce, address localToken, address to, uint256 amount) private {
+    function _enqueue(uint64 nonce, address localToken, uint8 kind, address to, uint256 amount) private {
         uint64 releaseAt = uint64(block.timestamp) + releaseDelay;
-        _queued[nonce] = QueuedRelease({token: localToken, releaseAt: releaseAt, to: to, amount: amount});
+        _queued[nonce] = QueuedRelease({token: localToken, releaseAt: releaseAt, kind: kind, to: to, amount: amount});
         _queuedNonces.push(nonce);
         _queuedIndex[nonce] = _queuedNonces.length;
-        reservedLiquidity[localToken] += amount;
+        if (kind == KIND_ERC721) {
+            _erc721Queued[localToken][amount] = true;
+        } else {
+            reservedLiquidity[localToken] += amount;
+        }
         emit ReleaseQueued(nonce, localToken, to, amount, releaseAt);
     }
 
@@ -867,7 +975,11 @@ contract Bridge is IBridge {
         _queuedIndex[last] = index + 1;
         _queuedNonces.pop();
         delete _queuedIndex[nonce];
-        reservedLiquidity[q.token] -= q.amount;
+        if (q.kind == KIND_ERC721) {
+            delete _erc721Queued[q.token][q.amount];
+        } else {
+            reservedLiquidity[q.token] -= q.amount;
+        }
     }
 
     /// @dev Pays the caller's deferred native amount to `to`.
@@ -926,7 +1038,7 @@ contract Bridge is IBridge {
 
     // ------------------------------------------------------------------ internal: requests
 
-    /// @dev Conditions shared by both request kinds.
+    /// @dev Conditions shared by every request kind.
     function _checkCanRequest(address to, uint256 extraDataLength) private view {
         if (paused) revert BridgePaused();
         if (counterpartBridge == address(0)) revert CounterpartNotSet();
@@ -955,6 +1067,26 @@ contract Bridge is IBridge {
         uint256 elapsed = block.timestamp - bucket.updatedAt;
         if (rate != 0 && elapsed > (capacity - tokens) / rate) return capacity;
         return tokens + elapsed * rate;
+    }
+
+    /// @dev The mode of registered, unlocked `token` whose pair moves `kind` (else a named revert).
+    function _requestablePair(address token, uint8 kind) private view returns (uint8) {
+        TokenPair memory pair = _tokenPairs[token];
+        if (!pair.registered) revert TokenNotRegistered(token);
+        if (_kindOf(pair.mode) != kind) revert TokenKindMismatch(token, _kindOf(pair.mode));
+        if (pair.locked) revert TokenIsLocked(token);
+        return pair.mode;
+    }
+
+    /// @dev The request kind a pair mode moves.
+    function _kindOf(uint8 mode) private pure returns (uint8) {
+        return mode >= MODE_ERC721_LOCK_UNLOCK ? KIND_ERC721 : KIND_ERC20;
+    }
+
+    /// @dev Checks that ERC-721 `tokenId` arrived here, then burns it in burn mode.
+    function _acceptERC721(address token, uint256 tokenId, uint8 mode) private {
+        if (IBridgeToken(token).ownerOf(tokenId) != address(this)) revert ERC721NotReceived(token, tokenId);
+        if (mode == MODE_ERC721_BURN_MINT) _callToken(token, abi.encodeCall(IBridgeToken.burn, (tokenId)));
     }
 
     /// @dev Pulls exactly `amount` of `token` from msg.sender, then burns it in burn mode.
@@ -987,15 +1119,16 @@ contract Bridge is IBridge {
     /// @dev Assigns the next request nonce and emits the request.
     function _emitRequest(
         uint8 kind,
+        address from,
         address to,
         address token,
         uint256 amount,
         uint256 feeAmount,
-        bytes calldata extraData
+        bytes memory extraData
     ) private returns (uint64 nonce) {
         nonce = requestNonce;
         requestNonce = nonce + 1;
-        emit RequestValueTransfer(nonce, kind, msg.sender, to, token, amount, feeAmount, extraData);
+        emit RequestValueTransfer(nonce, kind, from, to, token, amount, feeAmount, extraData);
     }
 
     /// @dev Sends native coin with all remaining gas; reverts NativeTransferFailed on failure.

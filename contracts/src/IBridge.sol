@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 /// @title The multibridge value-transfer bridge, one per chain per bridge pair.
-/// @notice Source side: users request native or ERC-20 transfers; each request gets a dense
+/// @notice Source side: users request native, ERC-20 or ERC-721 transfers; each request gets a dense
 /// nonce and a `RequestValueTransfer` event. Destination side: registered operators vote on a
 /// request; the transfer executes exactly once when `threshold` operators voted for the same
 /// payload. See DESIGN.md §3.1.
@@ -10,22 +10,25 @@ interface IBridge {
     // ---------------------------------------------------------------- types
 
     /// Asset kind of a request. Values are part of the wire format: never renumber.
-    /// 0 = native coin, 1 = ERC-20.
+    /// 0 = native coin, 1 = ERC-20, 2 = ERC-721 (the request's `amount` is the token id).
     // (solidity enums in external ABIs are uint8)
 
     /// How a registered token moves through this bridge.
     /// 0 = LockUnlock (requests lock into the bridge, handles unlock from it),
-    /// 1 = BurnMint (requests burn, handles mint).
+    /// 1 = BurnMint (requests burn, handles mint),
+    /// 2 = ERC-721 LockUnlock (the id is locked; handles unlock it with safeTransferFrom),
+    /// 3 = ERC-721 BurnMint (the id is burned; handles mint the same id).
+    /// Caps, rate and outflow limits of an ERC-721 count tokens: one per transfer.
 
     /// One request as observed on the source chain: every field of the source event plus where
     /// it was observed. Operators must vote on byte-identical requests for their votes to add up.
     struct Request {
         uint64 nonce;          // source requestNonce
-        uint8 kind;            // 0 native, 1 ERC-20
+        uint8 kind;            // 0 native, 1 ERC-20, 2 ERC-721
         address from;          // requester on the source chain
         address to;            // recipient on this chain
         address token;         // source-chain token (address(0) for native)
-        uint256 amount;        // amount to release (fee already taken on the source)
+        uint256 amount;        // amount to release (fee already taken on the source); ERC-721: the id
         uint256 fee;           // fee paid on the source (informational, part of the vote)
         bytes extraData;       // opaque, passed through
         uint256 srcChainId;    // chain id the request was emitted on (must be the counterpart chain)
@@ -75,7 +78,9 @@ interface IBridge {
     event NativeReleaseDeferred(uint64 indexed nonce, address indexed to, uint256 amount);
     event Withdrawn(address indexed to, uint256 amount);
     /// Releasing a token to `to` failed (blacklisted recipient, paused token, a hook that
-    /// reverts); the amount is credited for `withdrawToken()` and the nonce stays closed.
+    /// reverts); the amount is credited for `withdrawToken()` and the nonce stays closed. Of an
+    /// ERC-721 (`amount` is its id, e.g. a contract recipient that does not accept it): the id is
+    /// held for `withdrawERC721()`.
     event TokenReleaseDeferred(uint64 indexed nonce, address indexed token, address indexed to, uint256 amount);
     event TokenWithdrawn(address indexed token, address indexed account, address to, uint256 amount);
     /// An executed request's release waits `releaseDelay` (large, above the outflow bucket, or an
@@ -124,8 +129,15 @@ interface IBridge {
     error TokenNotRegistered(address token);
     error TokenPairExists(address token);
     error TokenIsLocked(address token);
-    /// A token-pair mode other than 0 (LockUnlock) or 1 (BurnMint).
+    /// A token-pair mode other than 0..3 (see the modes above).
     error UnknownMode(uint8 mode);
+    /// `token` is registered for the other kind of request (`kind` is the kind its pair moves):
+    /// an ERC-20 pair takes requestERC20Transfer, an ERC-721 pair requestERC721Transfer.
+    error TokenKindMismatch(address token, uint8 kind);
+    /// The bridge does not hold ERC-721 `tokenId` after the token said it moved it here.
+    error ERC721NotReceived(address token, uint256 tokenId);
+    /// A safeTransferFrom to the bridge needs `data = abi.encode(address to, bytes extraData)`.
+    error MissingTransferData();
     /// A request's `transferFrom` or `burn` on `token` reverted or returned false; `reason` is the
     /// token's revert data (empty if it returned false or reverted without data).
     error TokenCallFailed(address token, bytes reason);
@@ -163,6 +175,21 @@ interface IBridge {
         payable
         returns (uint64 nonce);
 
+    /// Request an ERC-721 transfer of `tokenId` of the registered local `token` to `to`. The bridge
+    /// pulls the id with transferFrom (approve it first) and burns it in burn mode; the fee works
+    /// as for ERC-20. The same id arrives on the counterpart chain.
+    function requestERC721Transfer(address token, address to, uint256 tokenId, bytes calldata extraData)
+        external
+        payable
+        returns (uint64 nonce);
+
+    /// ERC-721 receiver hook: `token.safeTransferFrom(holder, bridge, tokenId, data)` with
+    /// `data = abi.encode(address to, bytes extraData)` requests the transfer in one call (no
+    /// approval) when the pair has no fee. Any other safe transfer to the bridge reverts.
+    function onERC721Received(address operator, address from, uint256 tokenId, bytes calldata data)
+        external
+        returns (bytes4);
+
     // ---------------------------------------------------------------- handles (destination side)
 
     /// Vote for `r` as the calling operator; executes when the threshold is reached.
@@ -187,6 +214,9 @@ interface IBridge {
 
     /// Pay the caller's `token` amount whose release failed to `to` (minted in burn mode).
     function withdrawToken(address token, address to) external;
+
+    /// Deliver ERC-721 `tokenId` held for the caller after its release failed to `to`.
+    function withdrawERC721(address token, uint256 tokenId, address to) external;
 
     /// Execute a queued release once its delay passed (anyone may call; not while paused).
     function executeQueuedRelease(uint64 nonce) external;
@@ -246,6 +276,8 @@ interface IBridge {
     function availableNativeLiquidity() external view returns (uint256);
     function pendingWithdrawal(address account) external view returns (uint256);
     function pendingTokenWithdrawal(address token, address account) external view returns (uint256);
+    /// Who may withdraw ERC-721 `tokenId` of `token` after its release failed (address(0): nobody).
+    function pendingERC721Withdrawal(address token, uint256 tokenId) external view returns (address);
     /// Per local token (address(0) native): held back for queued releases and deferred token releases.
     function reservedLiquidity(address token) external view returns (uint256);
     /// The release-side bucket of a local token, what an execution could release at once now, and

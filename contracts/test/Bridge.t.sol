@@ -258,7 +258,7 @@ contract BridgeHandleTest is BridgeFixture {
     function test_batch_skipsInvalidItems() public {
         IBridge.Request memory wrongSource = _native(0, 1 ether);
         wrongSource.srcBridge = stranger;
-        IBridge.Request memory unknownKind = _request(1, 2, address(0), 1 ether);
+        IBridge.Request memory unknownKind = _request(1, 3, address(0), 1 ether);
         IBridge.Request memory unregistered = _request(2, 1, makeAddr("unknown remote token"), 1e18);
         IBridge.Request memory locked = _request(3, 1, remoteLock, 1e18);
         IBridge.Request memory good = _native(4, 1 ether);
@@ -292,8 +292,8 @@ contract BridgeHandleTest is BridgeFixture {
         vm.expectRevert(abi.encodeWithSelector(IBridge.WrongSource.selector, SRC_CHAIN, stranger));
         _vote(op1, r);
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownKind.selector, uint8(2)));
-        _vote(op1, _request(0, 2, address(0), 1 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownKind.selector, uint8(3)));
+        _vote(op1, _request(0, 3, address(0), 1 ether));
 
         address unknownRemote = makeAddr("unknown remote token");
         IBridge.Request memory unregistered = _request(0, 1, unknownRemote, 1e18);
@@ -1125,8 +1125,8 @@ contract BridgeAdminTest is BridgeFixture {
         bridge.registerTokenPair(address(other), address(0), 0);
         vm.expectRevert(abi.encodeWithSelector(IBridge.NotAContract.selector, stranger));
         bridge.registerTokenPair(stranger, remoteOther, 0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownMode.selector, uint8(2)));
-        bridge.registerTokenPair(address(other), remoteOther, 2);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownMode.selector, uint8(4)));
+        bridge.registerTokenPair(address(other), remoteOther, 4);
         vm.expectRevert(abi.encodeWithSelector(IBridge.TokenPairExists.selector, address(lockToken)));
         bridge.registerTokenPair(address(lockToken), remoteOther, 0);
         vm.expectRevert(abi.encodeWithSelector(IBridge.TokenPairExists.selector, remoteLock));

@@ -3,7 +3,7 @@
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use multibridge_contracts::{Bridge, ServiceRegistry, TestToken, TokenMode};
+use multibridge_contracts::{Bridge, ServiceRegistry, TestNFT, TestToken, TokenMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
@@ -84,7 +84,26 @@ pub struct ChainContracts {
     pub token: Address,
     /// Mode of the token on this chain's bridge.
     pub token_mode: TokenMode,
+    /// This chain's side of the test ERC-721 pair (lock/unlock on main, burn/mint on service).
+    #[serde(default)]
+    pub nft: Address,
 }
+
+/// NFTs each devnet user holds on the main chain after deployment.
+pub const USER_NFTS: u64 = 3;
+
+/// The test-NFT ids user `user` holds on the main chain after deployment:
+/// `(user + 1) * 1000 + 1 ..= (user + 1) * 1000 + USER_NFTS`.
+pub fn user_nft_ids(user: usize) -> Vec<U256> {
+    let base = (user as u64).saturating_add(1).saturating_mul(1000);
+    (1..=USER_NFTS)
+        .map(|k| U256::from(base.saturating_add(k)))
+        .collect()
+}
+
+/// Release-side limits of the test NFT (limits count tokens: one per transfer): 1,000 at once,
+/// refilled at one a second, none held for the delay.
+const NFT_OUTFLOW_CAPACITY: u128 = 1_000;
 
 /// Addresses of a deployed pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +236,58 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
     )
     .await?;
 
+    let main_nft = TestNFT::deploy(main.clone(), "Multibridge Test NFT".into(), "MBNFT".into())
+        .await
+        .map_err(|e| DevnetError::chain("deploy TestNFT MBNFT", e))?;
+    let service_nft = TestNFT::deploy(
+        service.clone(),
+        "Wrapped Multibridge Test NFT".into(),
+        "wMBNFT".into(),
+    )
+    .await
+    .map_err(|e| DevnetError::chain("deploy TestNFT wMBNFT", e))?;
+    confirm(
+        "service NFT: bridge may mint",
+        service_nft
+            .setMinter(service_bridge.address, true)
+            .send()
+            .await,
+    )
+    .await?;
+    for (chain, bridge, local, remote, mode) in [
+        (
+            "main",
+            &main_bridge_c,
+            *main_nft.address(),
+            *service_nft.address(),
+            TokenMode::Erc721LockUnlock,
+        ),
+        (
+            "service",
+            &service_bridge_c,
+            *service_nft.address(),
+            *main_nft.address(),
+            TokenMode::Erc721BurnMint,
+        ),
+    ] {
+        confirm(
+            &format!("{chain} registerTokenPair (NFT)"),
+            bridge
+                .registerTokenPair(local, remote, mode as u8)
+                .send()
+                .await,
+        )
+        .await?;
+        confirm(
+            &format!("{chain} setOutflowLimit (NFT)"),
+            bridge
+                .setOutflowLimit(local, NFT_OUTFLOW_CAPACITY, 1, U256::ZERO)
+                .send()
+                .await,
+        )
+        .await?;
+    }
+
     let limits = plan.release_limits;
     for (chain, bridge, token) in [
         ("main", &main_bridge_c, main_token),
@@ -261,12 +332,15 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
         .await?;
     }
     let main_token_c = TestToken::new(main_token, main.clone());
-    for user in &plan.users {
+    for (index, user) in plan.users.iter().enumerate() {
         confirm(
             "mint user tokens",
             main_token_c.mint(*user, plan.user_tokens).send().await,
         )
         .await?;
+        for id in user_nft_ids(index) {
+            confirm("mint user NFT", main_nft.mint(*user, id).send().await).await?;
+        }
     }
 
     Ok(Deployment {
@@ -276,6 +350,7 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
             bridge_block: main_bridge.block,
             token: main_token,
             token_mode: TokenMode::LockUnlock,
+            nft: *main_nft.address(),
         },
         service: ChainContracts {
             chain_id: service_bridge.chain_id,
@@ -283,6 +358,7 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
             bridge_block: service_bridge.block,
             token: service_token,
             token_mode: TokenMode::BurnMint,
+            nft: *service_nft.address(),
         },
         registry: *registry.address(),
     })

@@ -7,7 +7,7 @@ use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
-use multibridge_contracts::{ChainRole, Lane, Request, TestToken, request_from_log};
+use multibridge_contracts::{ChainRole, Lane, Request, TestNFT, TestToken, request_from_log};
 
 use crate::error::DevnetError;
 use crate::manifest::{AccountEntry, ChainEntry, Manifest};
@@ -240,6 +240,92 @@ impl Driver {
         )
         .await?;
         self.request_in(source, &receipt)
+    }
+
+    /// Approve and request an ERC-721 transfer of test-NFT `token_id` on `lane` (the user must
+    /// hold it on the source chain: on main, see `deploy::user_nft_ids`).
+    pub async fn request_erc721(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        token_id: U256,
+    ) -> Result<Request, DevnetError> {
+        let source = lane.source();
+        let chain = self.chain(source);
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        let nft = TestNFT::new(chain.contracts.nft, provider.clone());
+        confirm(
+            "approve NFT",
+            nft.approve(chain.contracts.bridge, token_id).send().await,
+        )
+        .await?;
+        let bridge = Bridge::new(chain.contracts.bridge, provider);
+        let fee = bridge
+            .fee(chain.contracts.nft)
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("read NFT fee", e))?;
+        let receipt = confirm(
+            "requestERC721Transfer",
+            bridge
+                .requestERC721Transfer(chain.contracts.nft, to, token_id, Bytes::new())
+                .value(fee)
+                .send()
+                .await,
+        )
+        .await?;
+        self.request_in(source, &receipt)
+    }
+
+    /// Request an ERC-721 transfer in one call, the way wallets send NFTs:
+    /// `safeTransferFrom(user, bridge, id, abi.encode(to, ""))` (no approval; the bridge's
+    /// receiver hook emits the request).
+    pub async fn send_erc721_to_bridge(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        token_id: U256,
+    ) -> Result<Request, DevnetError> {
+        use alloy::sol_types::SolValue;
+        let source = lane.source();
+        let chain = self.chain(source);
+        let signer = self.user(user)?;
+        let from = signer.address();
+        let provider = self.wallet_provider(source, &signer)?;
+        let nft = TestNFT::new(chain.contracts.nft, provider);
+        let data = (to, Bytes::new()).abi_encode_params();
+        let receipt = confirm(
+            "safeTransferFrom to the bridge",
+            nft.safeTransferFrom_1(from, chain.contracts.bridge, token_id, data.into())
+                .send()
+                .await,
+        )
+        .await?;
+        self.request_in(source, &receipt)
+    }
+
+    /// Who holds test-NFT `token_id` on one chain (`None`: it does not exist there).
+    pub async fn nft_owner(
+        &self,
+        role: ChainRole,
+        token_id: U256,
+    ) -> Result<Option<Address>, DevnetError> {
+        let nft = TestNFT::new(self.chain(role).contracts.nft, self.provider(role)?);
+        let exists = nft
+            .exists(token_id)
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("NFT exists", e))?;
+        if !exists {
+            return Ok(None);
+        }
+        nft.ownerOf(token_id)
+            .call()
+            .await
+            .map(Some)
+            .map_err(|e| DevnetError::chain("ownerOf", e))
     }
 
     fn request_in(

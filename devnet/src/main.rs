@@ -277,10 +277,26 @@ fn print_summary(m: &Manifest) {
     println!("devnet in {}", m.dir.display());
     for (name, chain) in [("main", &m.main), ("service", &m.service)] {
         println!(
-            "  {name:<8} chain {:<6} {}  bridge {}  token {}",
-            chain.contracts.chain_id, chain.rpc_url, chain.contracts.bridge, chain.contracts.token
+            "  {name:<8} chain {:<6} {}  bridge {}  token {}  nft {}",
+            chain.contracts.chain_id,
+            chain.rpc_url,
+            chain.contracts.bridge,
+            chain.contracts.token,
+            chain.contracts.nft
         );
     }
+    let ids = |u: usize| {
+        multibridge_devnet::deploy::user_nft_ids(u)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  user 0 holds NFT ids {} on main (user n: (n+1)*1000 + 1..={})",
+        ids(0),
+        multibridge_devnet::deploy::USER_NFTS
+    );
     println!("  registry {} (main chain)", m.registry);
     if !m.etcd_endpoints.is_empty() {
         println!("  etcd     {}", m.etcd_endpoints.join(","));

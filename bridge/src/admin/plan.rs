@@ -23,7 +23,7 @@ pub const MAX_OPERATORS: usize = 32;
 pub struct DesiredPair {
     /// The token on the other chain.
     pub remote: Address,
-    /// `lock-unlock` or `burn-mint`.
+    /// `lock-unlock` or `burn-mint` (ERC-20), `erc721-lock-unlock` or `erc721-burn-mint`.
     pub mode: TokenMode,
     /// Requests refused while locked.
     #[serde(default)]

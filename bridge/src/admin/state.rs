@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use alloy::primitives::{Address, U256};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
-use multibridge_contracts::{Bridge, ChainRole};
+use multibridge_contracts::{Bridge, ChainRole, TokenMode};
 use serde::Serialize;
 
 use crate::chain::{ChainClient, ChainError};
@@ -251,11 +251,7 @@ pub fn render(s: &BridgeState) -> String {
             Some(p) => format!(
                 "  token {asset} <-> {} ({}{})",
                 p.remote,
-                if p.mode == 0 {
-                    "lock/unlock"
-                } else {
-                    "burn/mint"
-                },
+                TokenMode::from_u8(p.mode).map_or("unknown mode", TokenMode::describe),
                 if p.locked { ", LOCKED" } else { "" }
             ),
         };

@@ -8,7 +8,9 @@ use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{IERC20, Lane, VoteDomain, request_from_log};
+use multibridge_contracts::{
+    AssetKind, IERC20, IERC721, Lane, TokenMode, VoteDomain, request_from_log,
+};
 use serde::Serialize;
 
 use crate::chain::sender::{SendError, Sender, SenderPolicy, Tracked};
@@ -22,12 +24,44 @@ pub struct TransferRequest {
     pub lane: Lane,
     /// Recipient on the destination chain.
     pub to: Address,
-    /// Amount in the asset's smallest unit.
-    pub amount: U256,
-    /// ERC-20 token on the source chain; `None` for native coin.
-    pub token: Option<Address>,
+    /// What moves.
+    pub asset: TransferAsset,
     /// How long to follow the transfer before giving up.
     pub timeout: Duration,
+}
+
+/// What a transfer moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferAsset {
+    /// Native coin, in wei.
+    Native {
+        /// Amount.
+        amount: U256,
+    },
+    /// An ERC-20 registered on the source bridge, in its smallest unit.
+    Erc20 {
+        /// The token on the source chain.
+        token: Address,
+        /// Amount.
+        amount: U256,
+    },
+    /// One ERC-721 registered on the source bridge; the same id arrives.
+    Erc721 {
+        /// The collection on the source chain.
+        token: Address,
+        /// Token id.
+        token_id: U256,
+    },
+}
+
+impl TransferAsset {
+    /// The token whose fee applies (`Address::ZERO` for native coin).
+    fn fee_token(self) -> Address {
+        match self {
+            Self::Native { .. } => Address::ZERO,
+            Self::Erc20 { token, .. } | Self::Erc721 { token, .. } => token,
+        }
+    }
 }
 
 /// A step of the transfer, for progress display.
@@ -85,6 +119,24 @@ pub enum TransferError {
     /// The bridge refuses the request (cap, rate limit, paused, unregistered token, ...).
     #[error("the source bridge refuses the request: {0}")]
     Refused(String),
+    /// The token is not registered on the source bridge for this kind of transfer; nothing
+    /// was sent.
+    #[error("{0}; nothing was sent")]
+    WrongToken(String),
+    /// The user does not hold the ERC-721 id; nothing was sent.
+    #[error(
+        "token id {token_id} of {token} is held by {holder}, not by the sender {sender}; nothing was sent"
+    )]
+    NotHolder {
+        /// Collection.
+        token: Address,
+        /// Id.
+        token_id: U256,
+        /// Who holds it (the zero address: nobody, it does not exist).
+        holder: Address,
+        /// The signing user.
+        sender: Address,
+    },
     /// The request could not be sent.
     #[error(transparent)]
     Send(#[from] SendError),
@@ -145,6 +197,64 @@ async fn mined(
     }
 }
 
+/// Refuse before anything is sent: a token not registered on the source bridge for this kind of
+/// transfer, or an ERC-721 id the sender does not hold.
+async fn check_asset(
+    source: &crate::chain::ChainClient,
+    sender: Address,
+    asset: TransferAsset,
+) -> Result<(), TransferError> {
+    let (token, want) = match asset {
+        TransferAsset::Native { .. } => return Ok(()),
+        TransferAsset::Erc20 { token, .. } => (token, AssetKind::Erc20),
+        TransferAsset::Erc721 { token, .. } => (token, AssetKind::Erc721),
+    };
+    let pair = source
+        .bridge_call(
+            "tokenPair",
+            |b| async move { b.tokenPair(token).call().await },
+        )
+        .await?;
+    if !pair.registered {
+        return Err(TransferError::WrongToken(format!(
+            "token {token} is not registered on the source bridge"
+        )));
+    }
+    let kind = TokenMode::from_u8(pair.mode).map(TokenMode::kind);
+    if kind != Some(want) {
+        let hint = match want {
+            AssetKind::Erc721 => "it is an ERC-20 pair: give --amount instead of --token-id",
+            _ => "it is an ERC-721 pair: give --token-id instead of --amount",
+        };
+        return Err(TransferError::WrongToken(format!(
+            "token {token} is registered for another kind of transfer ({hint})"
+        )));
+    }
+    if let TransferAsset::Erc721 { token, token_id } = asset {
+        // ownerOf reverts for an id that does not exist: that is nobody's.
+        let holder = source
+            .call("ownerOf", |p| async move {
+                match IERC721::new(token, p).ownerOf(token_id).call().await {
+                    Ok(holder) => Ok(Some(holder)),
+                    // A revert (not a failed request) is the collection's answer.
+                    Err(e) if e.as_revert_data().is_some() => Ok(None),
+                    Err(e) => Err(crate::chain::contract_to_transport(e)),
+                }
+            })
+            .await?
+            .unwrap_or(Address::ZERO);
+        if holder != sender {
+            return Err(TransferError::NotHolder {
+                token,
+                token_id,
+                holder,
+                sender,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Request the transfer as `user` and follow it until it is handled.
 pub async fn transfer(
     config: &Config,
@@ -160,30 +270,27 @@ pub async fn transfer(
     let mut sender = Sender::new(source.clone(), user, SenderPolicy::default()).await?;
     let bridge = source_config.bridge;
 
-    let fee_token = request.token.unwrap_or(Address::ZERO);
+    let fee_token = request.asset.fee_token();
     let fee = source
         .bridge_call("fee", |b| async move { b.fee(fee_token).call().await })
         .await?;
-    let receipt = match request.token {
-        None => {
+    check_asset(&source, sender.address(), request.asset).await?;
+    let receipt = match request.asset {
+        TransferAsset::Native { amount } => {
             let call = Bridge::requestNativeTransferCall {
                 to: request.to,
                 extraData: Bytes::new(),
             };
             sender
-                .send_with_value(
-                    bridge,
-                    call.abi_encode().into(),
-                    request.amount.saturating_add(fee),
-                )
+                .send_with_value(bridge, call.abi_encode().into(), amount.saturating_add(fee))
                 .await
                 .map_err(refusal)?;
             mined(&mut sender, Duration::from_secs(60)).await?
         }
-        Some(token) => {
+        TransferAsset::Erc20 { token, amount } => {
             let approve = IERC20::approveCall {
                 spender: bridge,
-                amount: request.amount,
+                amount,
             };
             sender
                 .send(token, approve.abi_encode().into())
@@ -193,7 +300,29 @@ pub async fn transfer(
             let call = Bridge::requestERC20TransferCall {
                 token,
                 to: request.to,
-                amount: request.amount,
+                amount,
+                extraData: Bytes::new(),
+            };
+            sender
+                .send_with_value(bridge, call.abi_encode().into(), fee)
+                .await
+                .map_err(refusal)?;
+            mined(&mut sender, Duration::from_secs(60)).await?
+        }
+        TransferAsset::Erc721 { token, token_id } => {
+            let approve = IERC721::approveCall {
+                to: bridge,
+                tokenId: token_id,
+            };
+            sender
+                .send(token, approve.abi_encode().into())
+                .await
+                .map_err(refusal)?;
+            mined(&mut sender, Duration::from_secs(60)).await?;
+            let call = Bridge::requestERC721TransferCall {
+                token,
+                to: request.to,
+                tokenId: token_id,
                 extraData: Bytes::new(),
             };
             sender

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use alloy::primitives::{Address, U256};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
-use multibridge_contracts::{Bridge, Lane, VoteDomain};
+use multibridge_contracts::{AssetKind, Bridge, Lane, VoteDomain};
 use multibridge_monitoring::LaneMetrics;
 use multibridge_monitoring::metrics::NATIVE_ASSET;
 use serde::Serialize;
@@ -90,6 +90,16 @@ pub fn compare(
             ok: released <= requested,
         })
         .collect()
+}
+
+/// What a request or handle moves in the asset's units: an ERC-721's amount is its id, so it
+/// counts as one token.
+fn units(kind: u8, amount: U256) -> U256 {
+    if kind == AssetKind::Erc721 as u8 {
+        U256::from(1)
+    } else {
+        amount
+    }
 }
 
 /// Add `amount` to `asset`'s total in `amounts`.
@@ -390,7 +400,11 @@ impl ConservationScanner {
                     event: "RequestValueTransfer",
                     block: log.block_number,
                 })?;
-            add(&mut amounts, event.inner.token, event.inner.amount);
+            add(
+                &mut amounts,
+                event.inner.token,
+                units(event.inner.kind, event.inner.amount),
+            );
         }
         Ok((amounts, count))
     }
@@ -423,7 +437,11 @@ impl ConservationScanner {
                 let event = log
                     .log_decode::<Bridge::HandleValueTransfer>()
                     .map_err(|_| bad("HandleValueTransfer"))?;
-                add(&mut amounts, event.inner.token, event.inner.amount);
+                add(
+                    &mut amounts,
+                    event.inner.token,
+                    units(event.inner.kind, event.inner.amount),
+                );
                 if let Some(block) = log.block_number {
                     self.handles.push(SeenHandle {
                         nonce: event.inner.nonce,
@@ -519,5 +537,13 @@ mod tests {
             asset_label(Address::repeat_byte(0xab)),
             "0xabababababababababababababababababababab"
         );
+    }
+
+    #[test]
+    fn an_erc721_counts_one_token_whatever_its_id() {
+        let id = U256::from(u64::MAX);
+        assert_eq!(units(AssetKind::Erc721 as u8, id), U256::from(1));
+        assert_eq!(units(AssetKind::Erc20 as u8, id), id);
+        assert_eq!(units(AssetKind::Native as u8, id), id);
     }
 }

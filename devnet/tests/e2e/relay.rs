@@ -462,3 +462,141 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
         );
     }
 }
+
+/// ERC-721 through the relays: an NFT locked on main arrives on service with the same id
+/// (minted), goes back (burned there, unlocked on main); one sent with a bare
+/// `safeTransferFrom` to the bridge (no approval) moves too; one whose recipient is a contract
+/// that does not accept NFTs closes its nonce and is held for withdrawal instead of blocking the
+/// lane. Each nonce is handled once, each operator votes once, conservation (counted in tokens)
+/// holds on every relay.
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_move_nfts_both_ways_with_the_same_id_exactly_once() {
+    use multibridge_devnet::deploy::user_nft_ids;
+
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let m = driver.manifest().clone();
+    let alice = driver.user(0).unwrap().address();
+    let bob = driver.user(1).unwrap().address();
+    let carol = Address::repeat_byte(0xca);
+    let ids = user_nft_ids(0);
+    let (approved, safe, refused) = (ids[0], ids[1], ids[2]);
+    for id in &ids {
+        assert_eq!(
+            driver.nft_owner(ChainRole::Main, *id).await.unwrap(),
+            Some(alice)
+        );
+    }
+    // A contract without the ERC-721 receiver hook: the safe mint to it fails.
+    let no_hook = m.service.contracts.token;
+
+    let a = driver
+        .request_erc721(Lane::MainToService, 0, bob, approved)
+        .await
+        .unwrap();
+    let b = driver
+        .send_erc721_to_bridge(Lane::MainToService, 0, bob, safe)
+        .await
+        .unwrap();
+    let c = driver
+        .request_erc721(Lane::MainToService, 0, no_hook, refused)
+        .await
+        .unwrap();
+    for (r, id) in [(&a, approved), (&b, safe), (&c, refused)] {
+        assert_eq!(r.kind, 2, "an ERC-721 request");
+        assert_eq!(r.amount, id, "the request carries the id");
+        assert_eq!(
+            r.from, alice,
+            "the holder requested it, also through the hook"
+        );
+        assert_eq!(
+            driver.nft_owner(ChainRole::Main, id).await.unwrap(),
+            Some(m.main.contracts.bridge),
+            "locked on main"
+        );
+    }
+    for r in [&a, &b, &c] {
+        wait_handled(&driver, dir.path(), Lane::MainToService, r).await;
+    }
+    for id in [approved, safe] {
+        assert_eq!(
+            driver.nft_owner(ChainRole::Service, id).await.unwrap(),
+            Some(bob),
+            "id {id} minted to bob on service"
+        );
+    }
+    assert_eq!(
+        driver.nft_owner(ChainRole::Service, refused).await.unwrap(),
+        None,
+        "nothing minted to a contract that refuses NFTs"
+    );
+    let service_bridge = multibridge_contracts::Bridge::new(
+        m.service.contracts.bridge,
+        driver.provider(ChainRole::Service).unwrap(),
+    );
+    assert_eq!(
+        service_bridge
+            .pendingERC721Withdrawal(m.service.contracts.nft, refused)
+            .call()
+            .await
+            .unwrap(),
+        no_hook,
+        "held for the recipient to withdraw"
+    );
+
+    // Back: bob returns one id with a bare safeTransferFrom and the other through approve.
+    let d = driver
+        .send_erc721_to_bridge(Lane::ServiceToMain, 1, carol, approved)
+        .await
+        .unwrap();
+    let e = driver
+        .request_erc721(Lane::ServiceToMain, 1, carol, safe)
+        .await
+        .unwrap();
+    for r in [&d, &e] {
+        wait_handled(&driver, dir.path(), Lane::ServiceToMain, r).await;
+    }
+    for id in [approved, safe] {
+        assert_eq!(
+            driver.nft_owner(ChainRole::Service, id).await.unwrap(),
+            None,
+            "id {id} burned on service"
+        );
+        assert_eq!(
+            driver.nft_owner(ChainRole::Main, id).await.unwrap(),
+            Some(carol),
+            "id {id} unlocked to carol on main, the same id"
+        );
+    }
+    assert_eq!(
+        driver.nft_owner(ChainRole::Main, refused).await.unwrap(),
+        Some(m.main.contracts.bridge),
+        "the held one's home copy stays locked"
+    );
+
+    for lane in Lane::ALL {
+        for ((nonce, op), n) in votes_per_operator(&driver, lane).await.unwrap() {
+            assert_eq!(n, 1, "{lane} nonce {nonce}: operator {op} voted {n} times");
+        }
+    }
+    // Conservation per asset (the NFT counted in tokens) holds on every relay.
+    let nft_label = |c: Address| format!("{c:#x}");
+    for port in devnet.operator_http_ports.clone() {
+        for (lane, asset) in [
+            ("main-to-service", nft_label(m.main.contracts.nft)),
+            ("service-to-main", nft_label(m.service.contracts.nft)),
+        ] {
+            let name = format!("multibridge_conservation_ok{{asset=\"{asset}\",lane=\"{lane}\"}}");
+            Poll::new(format!("relay on :{port}: {name}"), Duration::from_secs(30))
+                .until(async || match metric(port, &name).await {
+                    Some(1.0) => Ok(()),
+                    other => Err(format!("{name} is {other:?}")),
+                })
+                .await;
+        }
+    }
+    drop(devnet);
+}
