@@ -45,6 +45,15 @@ alloy::sol!(
 );
 
 alloy::sol!(
+    /// ERC-165 interface detection (how `admin apply` tells an ERC-721 from an ERC-20).
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    interface IERC165 {
+        function supportsInterface(bytes4 interfaceId) external view returns (bool);
+    }
+);
+
+alloy::sol!(
     /// The ERC-20 calls a user-facing command makes on any token.
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

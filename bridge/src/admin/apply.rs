@@ -2,10 +2,10 @@
 //! the chains (tokens that exist, a signer that is the owner), make the plan, and apply it call
 //! by call, stopping at the first failure with what was done and what remains.
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, FixedBytes};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use multibridge_contracts::ChainRole;
+use multibridge_contracts::{AssetKind, ChainRole, IERC165, TokenMode};
 
 use super::plan::{Change, Desired, PlanError, asset_key, plan};
 use super::send::{CallError, send_call};
@@ -40,6 +40,23 @@ pub enum ApplyError {
         chain: ChainRole,
         /// The address.
         token: Address,
+    },
+    /// A pair's mode does not fit the token: an ERC-721 mode for a contract that is no ERC-721
+    /// (by ERC-165), or an ERC-20 mode for one that is.
+    #[error(
+        "token {token} on the {chain} chain {is} an ERC-721 (ERC-165), but the pair's mode is {mode:?}: use {hint} (nothing was sent)"
+    )]
+    ModeDoesNotFitToken {
+        /// Which chain.
+        chain: ChainRole,
+        /// The token.
+        token: Address,
+        /// `is` or `is not`.
+        is: &'static str,
+        /// The mode given.
+        mode: TokenMode,
+        /// The modes that fit.
+        hint: &'static str,
     },
     /// The signer may not make these calls.
     #[error(
@@ -77,6 +94,57 @@ pub enum ApplyError {
     },
 }
 
+/// Whether `token` says it is an ERC-721 (ERC-165 `supportsInterface(0x80ac58cd)`); a contract
+/// without ERC-165 (most ERC-20s) reverts or answers garbage: not one.
+async fn is_erc721(chain: &ChainClient, token: Address) -> Result<bool, ChainError> {
+    chain
+        .call("supportsInterface", |p| async move {
+            match IERC165::new(token, p)
+                .supportsInterface(FixedBytes([0x80, 0xac, 0x58, 0xcd]))
+                .call()
+                .await
+            {
+                Ok(yes) => Ok(yes),
+                // The node answered with an error (a revert, with or without data) or the
+                // answer did not decode: the contract does not speak ERC-165.
+                Err(
+                    alloy::contract::Error::TransportError(alloy::transports::RpcError::ErrorResp(
+                        _,
+                    ))
+                    | alloy::contract::Error::AbiError(_)
+                    | alloy::contract::Error::ZeroData(..),
+                ) => Ok(false),
+                Err(e) => Err(crate::chain::contract_to_transport(e)),
+            }
+        })
+        .await
+}
+
+/// Refuse a pair whose mode does not fit what the token is.
+async fn check_mode(
+    chain: &ChainClient,
+    role: ChainRole,
+    token: Address,
+    mode: TokenMode,
+) -> Result<(), ApplyError> {
+    let nft = is_erc721(chain, token).await?;
+    let wants_nft = mode.kind() == AssetKind::Erc721;
+    if nft == wants_nft {
+        return Ok(());
+    }
+    Err(ApplyError::ModeDoesNotFitToken {
+        chain: role,
+        token,
+        is: if nft { "is" } else { "is not" },
+        mode,
+        hint: if nft {
+            "erc721-lock-unlock or erc721-burn-mint"
+        } else {
+            "lock-unlock or burn-mint"
+        },
+    })
+}
+
 async fn has_code(chain: &ChainClient, address: Address) -> Result<bool, ChainError> {
     Ok(!chain
         .call(
@@ -108,6 +176,7 @@ pub async fn prepare(config: &Config, desired: &Desired) -> Result<Vec<ChainPlan
                         token: pair.remote,
                     });
                 }
+                check_mode(chain, role, token, pair.mode).await?;
             }
         }
         let cfg = config.chains.get(role);

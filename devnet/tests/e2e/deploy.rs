@@ -547,8 +547,18 @@ fn start_relay(
     .unwrap()
 }
 
-/// Every handle of the service bridge: nonce → (count, block).
-async fn handles(url: &str, bridge: Address) -> std::collections::BTreeMap<u64, (usize, u64)> {
+/// Where a log sits in its chain: (block, log index).
+type LogPosition = (u64, u64);
+
+fn position(log: &alloy::rpc::types::Log) -> LogPosition {
+    (log.block_number.unwrap(), log.log_index.unwrap())
+}
+
+/// Every handle of `bridge`: nonce → (count, position of the last one).
+async fn handles(
+    url: &str,
+    bridge: Address,
+) -> std::collections::BTreeMap<u64, (usize, LogPosition)> {
     use alloy::sol_types::SolEvent;
     let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
     let filter = alloy::rpc::types::Filter::new()
@@ -558,17 +568,144 @@ async fn handles(url: &str, bridge: Address) -> std::collections::BTreeMap<u64, 
     let mut out = std::collections::BTreeMap::new();
     for log in provider.get_logs(&filter).await.unwrap() {
         let e = log.log_decode::<Bridge::HandleValueTransfer>().unwrap();
-        let entry = out.entry(e.inner.data.nonce).or_insert((0, 0));
+        let entry = out.entry(e.inner.data.nonce).or_insert((0, (0, 0)));
         entry.0 += 1;
-        entry.1 = log.block_number.unwrap();
+        entry.1 = position(&log);
     }
     out
+}
+
+/// What one traffic task sent on its lane.
+#[derive(Debug, Default)]
+struct Sent {
+    requests: u64,
+    native: alloy::primitives::U256,
+    tokens: alloy::primitives::U256,
+    ids: Vec<alloy::primitives::U256>,
+}
+
+/// A user (dev account `user`) requesting transfers to `to` on `url`'s bridge until `stop`:
+/// native coin, `token` (ERC-20) and `nft` ids from `ids` in turn (native once the ids run out).
+fn traffic(
+    url: String,
+    bridge: Address,
+    user: u32,
+    (token, nft): (Address, Address),
+    mut ids: Vec<alloy::primitives::U256>,
+    to: Address,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Sent> {
+    use alloy::primitives::U256;
+    tokio::spawn(async move {
+        let provider = ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(
+                dev_signer(user).unwrap(),
+            ))
+            .connect_http(url.parse().unwrap());
+        let bridge = Bridge::new(bridge, provider);
+        ids.reverse();
+        let mut sent = Sent::default();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let i = sent.requests;
+            let pending = match (i % 3, ids.last().copied()) {
+                (1, _) => {
+                    let amount = U256::from(10u64).pow(U256::from(18u64)) + U256::from(i);
+                    sent.tokens += amount;
+                    bridge
+                        .requestERC20Transfer(token, to, amount, Default::default())
+                        .send()
+                        .await
+                }
+                (2, Some(id)) => {
+                    ids.pop();
+                    sent.ids.push(id);
+                    bridge
+                        .requestERC721Transfer(nft, to, id, Default::default())
+                        .send()
+                        .await
+                }
+                _ => {
+                    let value = U256::from(1_000 + i);
+                    sent.native += value;
+                    bridge
+                        .requestNativeTransfer(to, Default::default())
+                        .value(value)
+                        .send()
+                        .await
+                }
+            };
+            let receipt = pending.unwrap().get_receipt().await.unwrap();
+            assert!(receipt.status(), "request {i} reverted");
+            sent.requests += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        sent
+    })
+}
+
+/// Wait for every pending transaction and insist each succeeded.
+async fn all_mined(
+    pending: Vec<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>>,
+) {
+    for p in pending {
+        assert!(p.get_receipt().await.unwrap().status());
+    }
+}
+
+/// No nonce executed with fewer operators' votes than the threshold in force where its handle
+/// sits: the last ThresholdChanged before it (the constructor emits the first), which may be in
+/// the same block (a raise mined right after a handle does not count against it).
+async fn assert_threshold_held(
+    url: &str,
+    bridge_address: Address,
+    handled: &std::collections::BTreeMap<u64, (usize, LogPosition)>,
+) {
+    use alloy::sol_types::SolEvent;
+    let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    let logs_of = async |signature| {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(bridge_address)
+            .event_signature(signature)
+            .from_block(0u64);
+        provider.get_logs(&filter).await.unwrap()
+    };
+    let votes = logs_of(Bridge::VoteCast::SIGNATURE_HASH).await;
+    let thresholds: Vec<(LogPosition, u64)> = logs_of(Bridge::ThresholdChanged::SIGNATURE_HASH)
+        .await
+        .iter()
+        .map(|l| {
+            let e = l.log_decode::<Bridge::ThresholdChanged>().unwrap();
+            (position(l), e.inner.data.threshold.to::<u64>())
+        })
+        .collect();
+    for (nonce, (_, at)) in handled {
+        let threshold = thresholds
+            .iter()
+            .filter(|(p, _)| p < at)
+            .map(|(_, t)| *t)
+            .last()
+            .unwrap();
+        let cast = votes
+            .iter()
+            .filter(|l| position(l) <= *at)
+            .filter_map(|l| l.log_decode::<Bridge::VoteCast>().ok())
+            .filter(|v| v.inner.data.nonce == *nonce)
+            .map(|v| v.inner.data.operator)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64;
+        assert!(
+            cast >= threshold,
+            "{url}: nonce {nonce} executed at {at:?} with {cast} operator(s) voting, threshold {threshold}"
+        );
+    }
+    let raised = thresholds.iter().filter(|(_, t)| *t == 3).count();
+    assert!(raised >= 1, "{url}: the threshold was never raised");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_the_quorum() {
     use alloy::primitives::U256;
-    use alloy::sol_types::SolEvent;
+    use multibridge_contracts::{TestNFT, TestToken};
     let dir = tempfile::tempdir().unwrap();
     let main = plain_chain(dir.path(), "anvil-main", 31_337).await;
     let service = plain_chain(dir.path(), "anvil-service", 31_338).await;
@@ -592,6 +729,36 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
         "operator-{}.toml",
         dev_signer(1).unwrap().address()
     ));
+
+    // Tokens on both chains, as their issuers would deploy them: an ERC-20 and an ERC-721 at
+    // home on main (lock/unlock), their wrapped versions on service (burn/mint by the bridge).
+    let wallet = |url: &str, key: u32| {
+        ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(
+                dev_signer(key).unwrap(),
+            ))
+            .connect_http(url.parse().unwrap())
+    };
+    let (owner_main, owner_service) = (wallet(&main_url, 0), wallet(&service_url, 0));
+    let token = TestToken::deploy(owner_main.clone(), "Home".into(), "HOME".into(), 18)
+        .await
+        .unwrap();
+    let nft = TestNFT::deploy(owner_main.clone(), "Home NFT".into(), "HNFT".into())
+        .await
+        .unwrap();
+    let wtoken = TestToken::deploy(owner_service.clone(), "Wrapped".into(), "wHOME".into(), 18)
+        .await
+        .unwrap();
+    let wnft = TestNFT::deploy(owner_service.clone(), "Wrapped NFT".into(), "wHNFT".into())
+        .await
+        .unwrap();
+    let (token_a, nft_a, wtoken_a, wnft_a) = (
+        *token.address(),
+        *nft.address(),
+        *wtoken.address(),
+        *wnft.address(),
+    );
+
     let desired_file = dir.path().join("desired.toml");
     let ops = |n: u32| -> String {
         (1..=n)
@@ -599,40 +766,186 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let desired = |n: u32, threshold: u64| {
+    let desired = |n: u32, threshold: u64, nft_mode: &str| {
         let unlimited = "{ capacity = \"340282366920938463463374607431768211455\", refill_per_second = \"0\", delay_above = \"0\" }";
-        format!(
-            "[main]\noperators = [{o}]\nthreshold = {threshold}\nrelease_delay = 0\n[main.assets.native]\noutflow_limit = {unlimited}\n\
-             [service]\noperators = [{o}]\nthreshold = {threshold}\nrelease_delay = 0\n[service.assets.native]\noutflow_limit = {unlimited}\n",
-            o = ops(n)
+        let chain = |name: &str,
+                     (t, rt, tmode): (Address, Address, &str),
+                     (f, rf, fmode): (Address, Address, &str)| {
+            format!(
+                "[{name}]\noperators = [{o}]\nthreshold = {threshold}\nrelease_delay = 0\n\
+                 [{name}.assets.native]\noutflow_limit = {unlimited}\n\
+                 [{name}.assets.\"{t}\"]\npair = {{ remote = \"{rt}\", mode = \"{tmode}\" }}\noutflow_limit = {unlimited}\n\
+                 [{name}.assets.\"{f}\"]\npair = {{ remote = \"{rf}\", mode = \"{fmode}\" }}\noutflow_limit = {unlimited}\n",
+                o = ops(n)
+            )
+        };
+        chain(
+            "main",
+            (token_a, wtoken_a, "lock-unlock"),
+            (nft_a, wnft_a, nft_mode),
+        ) + &chain(
+            "service",
+            (wtoken_a, token_a, "burn-mint"),
+            (wnft_a, nft_a, "erc721-burn-mint"),
         )
     };
-    let apply = async |n: u32, threshold: u64| {
-        std::fs::write(&desired_file, desired(n, threshold)).unwrap();
+    let apply_command = |n: u32, threshold: u64, nft_mode: &str| {
+        std::fs::write(&desired_file, desired(n, threshold, nft_mode)).unwrap();
         let mut c = tokio::process::Command::new(relay_binary().unwrap());
         c.args(["admin", "apply", "--key-env", "ADMIN_KEY", "--config"])
             .arg(&config)
             .arg("--desired")
             .arg(&desired_file)
             .env("ADMIN_KEY", &owner_key);
-        let output = succeeds(c).await;
+        c
+    };
+    let apply = async |n: u32, threshold: u64| {
+        let output = succeeds(apply_command(n, threshold, "erc721-lock-unlock")).await;
         eprintln!("{}", String::from_utf8_lossy(&output.stdout));
     };
-    // Release limits first (the contract's default holds every release for a day).
+    // An NFT collection given an ERC-20 mode is named before anything is sent.
+    let owner = dev_signer(0).unwrap().address();
+    let before = nonce(&main_url, owner).await;
+    fails_with(apply_command(3, 2, "lock-unlock"), "is an ERC-721").await;
+    assert_eq!(nonce(&main_url, owner).await, before, "nothing was sent");
+    // Pairs and release limits (the contract's default holds every release for a day).
     apply(3, 2).await;
-    // Liquidity on the service bridge.
-    let owner_provider = ProviderBuilder::new()
-        .wallet(alloy::network::EthereumWallet::from(dev_signer(0).unwrap()))
-        .connect_http(service_url.parse().unwrap());
-    Bridge::new(service_bridge, owner_provider)
-        .fund()
-        .value(U256::from(10u64).pow(U256::from(21u64)))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let state = succeeds({
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.args(["admin", "show", "--config"]).arg(&config);
+        c
+    })
+    .await;
+    let shown = String::from_utf8_lossy(&state.stdout);
+    assert!(
+        shown.contains("ERC-721 lock/unlock") && shown.contains("ERC-721 burn/mint"),
+        "{shown}"
+    );
+
+    // Users and liquidity: user 5 sends from main, user 6 from service. The main bridge holds
+    // what earlier transfers would have locked (tokens, NFT ids 1001..) for the returns.
+    const IDS: u64 = 30;
+    let (u5, u6) = (
+        dev_signer(5).unwrap().address(),
+        dev_signer(6).unwrap().address(),
+    );
+    let big = U256::from(10u64).pow(U256::from(24u64));
+    let forward_ids: Vec<U256> = (1..=IDS).map(U256::from).collect();
+    let back_ids: Vec<U256> = (1001..=1000 + IDS).map(U256::from).collect();
+    // Sent back to back (one block a second), each with its own nonce, then waited for.
+    let (mut main_nonce, mut service_nonce) = (
+        nonce(&main_url, owner).await,
+        nonce(&service_url, owner).await,
+    );
+    let next = |n: &mut u64| {
+        *n += 1;
+        *n - 1
+    };
+    let mut pending = vec![
+        token
+            .mint(u5, big)
+            .nonce(next(&mut main_nonce))
+            .send()
+            .await
+            .unwrap(),
+        token
+            .mint(main_bridge, big)
+            .nonce(next(&mut main_nonce))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for id in &forward_ids {
+        pending.push(
+            nft.mint(u5, *id)
+                .nonce(next(&mut main_nonce))
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &back_ids {
+        pending.push(
+            nft.mint(owner, *id)
+                .nonce(next(&mut main_nonce))
+                .send()
+                .await
+                .unwrap(),
+        );
+        pending.push(
+            nft.transferFrom(owner, main_bridge, *id)
+                .nonce(next(&mut main_nonce))
+                .send()
+                .await
+                .unwrap(),
+        );
+        pending.push(
+            wnft.mint(u6, *id)
+                .nonce(next(&mut service_nonce))
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let service_bridge_c = Bridge::new(service_bridge, owner_service.clone());
+    pending.push(
+        wtoken
+            .mint(u6, big)
+            .nonce(next(&mut service_nonce))
+            .send()
+            .await
+            .unwrap(),
+    );
+    pending.push(
+        wtoken
+            .setMinter(service_bridge, true)
+            .nonce(next(&mut service_nonce))
+            .send()
+            .await
+            .unwrap(),
+    );
+    pending.push(
+        wnft.setMinter(service_bridge, true)
+            .nonce(next(&mut service_nonce))
+            .send()
+            .await
+            .unwrap(),
+    );
+    pending.push(
+        service_bridge_c
+            .fund()
+            .value(U256::from(10u64).pow(U256::from(21u64)))
+            .nonce(next(&mut service_nonce))
+            .send()
+            .await
+            .unwrap(),
+    );
+    all_mined(pending).await;
+    let (u5_main, u6_service) = (wallet(&main_url, 5), wallet(&service_url, 6));
+    all_mined(vec![
+        TestToken::new(token_a, u5_main.clone())
+            .approve(main_bridge, U256::MAX)
+            .send()
+            .await
+            .unwrap(),
+        TestNFT::new(nft_a, u5_main)
+            .setApprovalForAll(main_bridge, true)
+            .send()
+            .await
+            .unwrap(),
+        TestToken::new(wtoken_a, u6_service.clone())
+            .approve(service_bridge, U256::MAX)
+            .send()
+            .await
+            .unwrap(),
+        TestNFT::new(wnft_a, u6_service)
+            .setApprovalForAll(service_bridge, true)
+            .send()
+            .await
+            .unwrap(),
+    ])
+    .await;
+
     // The three operators' relays from their generated configs, and the fourth's, who is not
     // registered yet (its config: the first's with its own address).
     let mut relays: Vec<_> = (1..=3)
@@ -640,43 +953,43 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
         .collect();
     relays.push(start_relay(dir.path(), &out, 4, 1));
 
-    // A user sends transfers the whole time.
+    // Users send native, ERC-20 and ERC-721 transfers both ways the whole time.
+    let (forward_to, back_to) = (Address::repeat_byte(0x77), Address::repeat_byte(0x88));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = {
-        let stop = stop.clone();
-        let url = main_url.clone();
-        tokio::spawn(async move {
-            let provider = ProviderBuilder::new()
-                .wallet(alloy::network::EthereumWallet::from(dev_signer(5).unwrap()))
-                .connect_http(url.parse().unwrap());
-            let bridge = Bridge::new(main_bridge, provider);
-            let mut sent = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                bridge
-                    .requestNativeTransfer(Address::repeat_byte(0x77), Default::default())
-                    .value(U256::from(1_000 + sent))
-                    .send()
-                    .await
-                    .unwrap()
-                    .get_receipt()
-                    .await
-                    .unwrap();
-                sent += 1;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            sent
-        })
+    let forward = traffic(
+        main_url.clone(),
+        main_bridge,
+        5,
+        (token_a, nft_a),
+        forward_ids,
+        forward_to,
+        stop.clone(),
+    );
+    let back = traffic(
+        service_url.clone(),
+        service_bridge,
+        6,
+        (wtoken_a, wnft_a),
+        back_ids,
+        back_to,
+        stop.clone(),
+    );
+    let both = async || {
+        (
+            handles(&service_url, service_bridge).await,
+            handles(&main_url, main_bridge).await,
+        )
     };
     let handled_at_least = async |n: usize| {
         eventually(
-            format!("fewer than {n} transfers handled"),
+            format!("fewer than {n} transfers handled on each lane"),
             Duration::from_secs(90),
             async || {
-                let h = handles(&service_url, service_bridge).await;
-                if h.len() >= n {
+                let (f, b) = both().await;
+                if f.len() >= n && b.len() >= n {
                     Ok(())
                 } else {
-                    Err(format!("{} handled", h.len()))
+                    Err(format!("{} and {} handled", f.len(), b.len()))
                 }
             },
         )
@@ -685,61 +998,120 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
     handled_at_least(3).await;
     // Add the fourth operator and raise the threshold to 3, under traffic.
     apply(4, 3).await;
-    let after_raise = handles(&service_url, service_bridge).await.len();
-    handled_at_least(after_raise + 3).await;
+    let (f, b) = both().await;
+    handled_at_least(f.len().max(b.len()) + 3).await;
     // Lower it to 2 again and remove the fourth operator.
     apply(3, 2).await;
-    let after_lower = handles(&service_url, service_bridge).await.len();
-    handled_at_least(after_lower + 3).await;
+    let (f, b) = both().await;
+    handled_at_least(f.len().max(b.len()) + 3).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = traffic.await.unwrap();
+    let (forward, back) = (forward.await.unwrap(), back.await.unwrap());
+    assert!(
+        forward.ids.len() >= 3
+            && back.ids.len() >= 3
+            && !forward.tokens.is_zero()
+            && !back.tokens.is_zero(),
+        "every kind moved both ways: {forward:?} {back:?}"
+    );
 
-    // Every transfer handled exactly once...
-    let all = eventually(
+    // Every transfer handled exactly once, on both lanes...
+    let (all_forward, all_back) = eventually(
         "not every transfer was handled",
         Duration::from_secs(90),
         async || {
-            let h = handles(&service_url, service_bridge).await;
-            if h.len() as u64 >= sent {
-                Ok(h)
+            let (f, b) = both().await;
+            if f.len() as u64 >= forward.requests && b.len() as u64 >= back.requests {
+                Ok((f, b))
             } else {
-                Err(format!("{} of {sent} handled", h.len()))
+                Err(format!(
+                    "{} of {} and {} of {} handled",
+                    f.len(),
+                    forward.requests,
+                    b.len(),
+                    back.requests
+                ))
             }
         },
     )
     .await;
-    for (nonce, (count, _)) in &all {
-        assert_eq!(*count, 1, "nonce {nonce} handled {count} times");
+    for (lane, all, sent) in [
+        ("main-to-service", &all_forward, &forward),
+        ("service-to-main", &all_back, &back),
+    ] {
+        for (nonce, (count, _)) in all {
+            assert_eq!(*count, 1, "{lane} nonce {nonce} handled {count} times");
+        }
+        assert_eq!(all.len() as u64, sent.requests, "{lane}");
     }
-    assert_eq!(all.len() as u64, sent);
-    // ...and none with fewer votes than the threshold in force at its block.
-    let provider = ProviderBuilder::new().connect_http(service_url.parse().unwrap());
-    let bridge = Bridge::new(service_bridge, provider.clone());
-    let votes_filter = alloy::rpc::types::Filter::new()
-        .address(service_bridge)
-        .event_signature(Bridge::VoteCast::SIGNATURE_HASH)
-        .from_block(0u64);
-    let votes = provider.get_logs(&votes_filter).await.unwrap();
-    for (nonce, (_, block)) in &all {
-        let threshold = bridge
-            .threshold()
-            .block(alloy::eips::BlockId::number(*block))
+    // ...none with fewer votes than the threshold in force at its block...
+    assert_threshold_held(&service_url, service_bridge, &all_forward).await;
+    assert_threshold_held(&main_url, main_bridge, &all_back).await;
+    // ...and every recipient holds exactly what was sent to it: the same NFT ids.
+    let reader = |url: &str| ProviderBuilder::new().connect_http(url.parse().unwrap());
+    let (main_r, service_r) = (reader(&main_url), reader(&service_url));
+    assert_eq!(
+        service_r.get_balance(forward_to).await.unwrap(),
+        forward.native
+    );
+    assert_eq!(main_r.get_balance(back_to).await.unwrap(), back.native);
+    assert_eq!(
+        TestToken::new(wtoken_a, &service_r)
+            .balanceOf(forward_to)
             .call()
             .await
-            .unwrap();
-        let cast = votes
-            .iter()
-            .filter(|l| l.block_number.unwrap() <= *block)
-            .filter_map(|l| l.log_decode::<Bridge::VoteCast>().ok())
-            .filter(|v| v.inner.data.nonce == *nonce)
-            .map(|v| v.inner.data.operator)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        assert!(
-            U256::from(cast) >= threshold,
-            "nonce {nonce} executed in block {block} with {cast} operator(s) voting, threshold {threshold}"
+            .unwrap(),
+        forward.tokens
+    );
+    assert_eq!(
+        TestToken::new(token_a, &main_r)
+            .balanceOf(back_to)
+            .call()
+            .await
+            .unwrap(),
+        back.tokens
+    );
+    for id in &forward.ids {
+        assert_eq!(
+            TestNFT::new(wnft_a, &service_r)
+                .ownerOf(*id)
+                .call()
+                .await
+                .unwrap(),
+            forward_to
+        );
+        assert_eq!(
+            TestNFT::new(nft_a, &main_r)
+                .ownerOf(*id)
+                .call()
+                .await
+                .unwrap(),
+            main_bridge
         );
     }
-    eprintln!("{sent} transfers, each handled once, none below the threshold in force");
+    for id in &back.ids {
+        assert_eq!(
+            TestNFT::new(nft_a, &main_r)
+                .ownerOf(*id)
+                .call()
+                .await
+                .unwrap(),
+            back_to
+        );
+        assert!(
+            !TestNFT::new(wnft_a, &service_r)
+                .exists(*id)
+                .call()
+                .await
+                .unwrap(),
+            "id {id} burned"
+        );
+    }
+    eprintln!(
+        "{} + {} transfers ({} + {} NFTs), each handled once, none below the threshold in force",
+        forward.requests,
+        back.requests,
+        forward.ids.len(),
+        back.ids.len()
+    );
     drop(relays);
 }
