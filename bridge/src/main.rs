@@ -260,6 +260,21 @@ enum AdminCommand {
     Pause(PauseArgs),
     /// Unpause a bridge with a pauser's key.
     Unpause(PauseArgs),
+    /// Add native liquidity to one bridge (what its native releases are paid from); any key may
+    /// pay it, no transfer request is created.
+    Fund {
+        /// A config naming both chains and bridges.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Which bridge: main or service.
+        #[arg(long)]
+        chain: String,
+        /// Amount in whole coins (e.g. 1.5).
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        key: UserKeyArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -551,13 +566,23 @@ async fn parse_amount(
             chains
                 .get(lane.source())
                 .call("decimals", |p| async move {
-                    multibridge_contracts::IERC20::new(token, p)
+                    match multibridge_contracts::IERC20::new(token, p)
                         .decimals()
                         .call()
                         .await
-                        .map_err(multibridge::chain::contract_to_transport)
+                    {
+                        Ok(d) => Ok(Some(d)),
+                        // The token answered, with a revert: it has no decimals().
+                        Err(e) if e.as_revert_data().is_some() => Ok(None),
+                        Err(e) => Err(multibridge::chain::contract_to_transport(e)),
+                    }
                 })
                 .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "token {token} has no decimals(): if it is an ERC-721, give --token-id instead of --amount; nothing was sent"
+                    )
+                })?
         }
     };
     Ok(alloy::primitives::utils::parse_units(text, decimals)
@@ -657,6 +682,31 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::Pause(args) => pause(args, true).await,
         AdminCommand::Unpause(args) => pause(args, false).await,
+        AdminCommand::Fund {
+            config,
+            chain,
+            amount,
+            key,
+        } => {
+            let chain = match chain.as_str() {
+                "main" => multibridge_contracts::ChainRole::Main,
+                "service" => multibridge_contracts::ChainRole::Service,
+                other => anyhow::bail!("--chain {other}: give main or service"),
+            };
+            let c = Config::load(&config)?;
+            let wei = alloy::primitives::utils::parse_units(&amount, 18)
+                .map_err(|e| anyhow::anyhow!("--amount {amount}: {e}"))?
+                .get_absolute();
+            anyhow::ensure!(!wei.is_zero(), "--amount {amount}: give more than 0");
+            let signer = key.load()?;
+            let tx =
+                multibridge::admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
+            println!(
+                "{chain}: funded the bridge {} with {amount} in {tx}",
+                c.chains.get(chain).bridge
+            );
+            Ok(())
+        }
     }
 }
 

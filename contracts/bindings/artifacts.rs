@@ -174,4 +174,21 @@ mod tests {
             Err(CodeMismatch::Length { .. })
         ));
     }
+
+    /// EIP-170: what mainnet and most EVM chains accept as one contract's runtime code. The
+    /// Bridge is close to it; a change that crosses it could no longer be deployed on a real
+    /// chain (anvil would accept it with a flag, so the devnet alone would not show it).
+    #[test]
+    fn every_deployable_fits_eip_170() {
+        const EIP_170: usize = 24_576;
+        for contract in [Deployable::Bridge, Deployable::ServiceRegistry] {
+            let artifact: Artifact = serde_json::from_str(contract.artifact()).unwrap();
+            let size = artifact.deployed_bytecode.len();
+            assert!(
+                size <= EIP_170,
+                "{} runtime code is {size} bytes, above EIP-170's {EIP_170}",
+                contract.name()
+            );
+        }
+    }
 }

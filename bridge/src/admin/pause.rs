@@ -1,13 +1,14 @@
 //! `multibridge admin pause` / `unpause`: the emergency stop of one or both bridges with a
 //! pauser's (or the owner's) key. The call is simulated first, so a key that may not pause is
-//! named (`NotPauser`) before any transaction is sent.
+//! named (`NotPauser`) before any transaction is sent. And `admin fund`: native liquidity for
+//! the releases of a bridge (anyone may add it; no request is created).
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use multibridge_contracts::{Bridge, ChainRole};
 
-use super::send::{CallError, send_call};
+use super::send::{CallError, send_call, send_call_with_value};
 use crate::config::ChainConfig;
 
 /// Pause (`pause = true`) or unpause the bridge of `chain` as `signer`; the transaction.
@@ -23,4 +24,15 @@ pub async fn set_paused(
         Bridge::unpauseCall {}.abi_encode()
     };
     send_call(role, chain, signer, chain.bridge, data.into()).await
+}
+
+/// Add `amount` of native coin to the bridge of `chain` (`Bridge.fund()`), paid by `signer`.
+pub async fn fund(
+    role: ChainRole,
+    chain: &ChainConfig,
+    signer: &PrivateKeySigner,
+    amount: U256,
+) -> Result<B256, CallError> {
+    let data = Bridge::fundCall {}.abi_encode();
+    send_call_with_value(role, chain, signer, chain.bridge, data.into(), amount).await
 }

@@ -2,7 +2,7 @@
 //! named error before anything is sent), then sent and followed to its receipt.
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -41,6 +41,18 @@ pub async fn send_call(
     to: Address,
     data: Bytes,
 ) -> Result<B256, CallError> {
+    send_call_with_value(role, chain, signer, to, data, U256::ZERO).await
+}
+
+/// [`send_call`] paying `value` (native coin) with the call.
+pub async fn send_call_with_value(
+    role: ChainRole,
+    chain: &ChainConfig,
+    signer: &PrivateKeySigner,
+    to: Address,
+    data: Bytes,
+    value: U256,
+) -> Result<B256, CallError> {
     let fail = |e: &dyn std::fmt::Display| CallError::Chain {
         chain: role,
         message: multibridge_monitoring::redact_urls(&e.to_string()).into_owned(),
@@ -57,7 +69,8 @@ pub async fn send_call(
     let tx = TransactionRequest::default()
         .with_from(signer.address())
         .with_to(to)
-        .with_input(data);
+        .with_input(data)
+        .with_value(value);
     if let Err(e) = provider.call(tx.clone()).await {
         let reason = match &e {
             alloy::transports::RpcError::ErrorResp(p) => p

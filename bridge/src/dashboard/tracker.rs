@@ -3,7 +3,7 @@
 //! does not move shows why (the relay's waiting reason) and the exact `multibridge claim` command.
 
 use alloy::primitives::{Address, B256};
-use multibridge_contracts::{Lane, Request};
+use multibridge_contracts::{AssetKind, Lane, Request};
 use serde::{Deserialize, Serialize};
 
 use super::lookup::{ScanBounds, TxAt, find_request, nonce_logs, requests_of_tx};
@@ -136,7 +136,9 @@ pub struct RequestView {
     pub to: Address,
     /// Source token (zero: native).
     pub token: Address,
-    /// Amount to release (wei / token base units, decimal).
+    /// `native`, `erc20` or `erc721`.
+    pub kind: Option<AssetKind>,
+    /// Amount to release (wei / token base units, decimal); of an ERC-721, its id.
     pub amount: String,
     /// Fee taken on the source (decimal).
     pub fee: String,
@@ -218,7 +220,9 @@ pub struct Listed {
     pub from: Address,
     /// Recipient.
     pub to: Address,
-    /// Amount (base units, decimal).
+    /// `native`, `erc20` or `erc721`.
+    pub kind: Option<AssetKind>,
+    /// Amount (base units, decimal); of an ERC-721, its id.
     pub amount: String,
     /// Handled on the destination.
     pub handled: bool,
@@ -330,6 +334,7 @@ async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, Tra
                 block: r.srcBlockNumber,
                 from: r.from,
                 to: r.to,
+                kind: AssetKind::try_from(r.kind).ok(),
                 amount: r.amount.to_string(),
                 handled: state == multibridge_contracts::NonceState::Handled,
             });
@@ -511,6 +516,7 @@ async fn transfer(
             from: request.from,
             to: request.to,
             token: request.token,
+            kind: AssetKind::try_from(request.kind).ok(),
             amount: request.amount.to_string(),
             fee: request.fee.to_string(),
             confirmations_left,

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::Provider;
 use multibridge_contracts::ChainRole;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
@@ -176,4 +177,108 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
         }
     })
     .await;
+
+    // An NFT: `--token <collection> --token-id N` moves that id; the same id arrives.
+    let nft = driver.manifest().main.contracts.nft.to_string();
+    let id = multibridge_devnet::deploy::user_nft_ids(0)[0];
+    let nft_transfer = |id: String, token: &str| {
+        multibridge(
+            &[
+                "transfer",
+                "--config",
+                config,
+                "--lane",
+                "main-to-service",
+                "--to",
+                &to_s,
+                "--token",
+                token,
+                "--token-id",
+                &id,
+                "--key-env",
+                "USER_KEY",
+                "--json",
+            ],
+            &user_key,
+        )
+    };
+    let (ok, out, err) = nft_transfer(id.to_string(), &nft);
+    assert!(ok, "{out}{err}");
+    let moved: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(moved["handle_tx"].is_string(), "{moved}");
+    assert_eq!(
+        driver.nft_owner(ChainRole::Service, id).await.unwrap(),
+        Some(to),
+        "the same id arrived"
+    );
+    // Named before anything is sent: an id the user does not hold (any more), an ERC-20 given
+    // a token id, an NFT given an amount.
+    let nonce_before = driver
+        .provider(ChainRole::Main)
+        .unwrap()
+        .get_transaction_count(driver.user(0).unwrap().address())
+        .await
+        .unwrap();
+    let (ok, _, err) = nft_transfer(id.to_string(), &nft);
+    assert!(
+        !ok && err.contains("is held by") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let (ok, _, err) = nft_transfer("1".into(), &token);
+    assert!(
+        !ok && err.contains("give --amount instead of --token-id"),
+        "{err}"
+    );
+    let (ok, _, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &to_s,
+            "--token",
+            &nft,
+            "--amount",
+            "1",
+            "--key-env",
+            "USER_KEY",
+        ],
+        &user_key,
+    );
+    assert!(
+        !ok && err.contains("give --token-id instead of --amount"),
+        "{err}"
+    );
+    let (ok, _, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config,
+            "--lane",
+            "main-to-service",
+            "--to",
+            &to_s,
+            "--token-id",
+            "1",
+            "--key-env",
+            "USER_KEY",
+        ],
+        &user_key,
+    );
+    assert!(
+        !ok && err.contains("--token"),
+        "clap names the missing --token: {err}"
+    );
+    assert_eq!(
+        driver
+            .provider(ChainRole::Main)
+            .unwrap()
+            .get_transaction_count(driver.user(0).unwrap().address())
+            .await
+            .unwrap(),
+        nonce_before,
+        "no refused transfer sent a transaction"
+    );
 }

@@ -681,9 +681,8 @@ async fn assert_threshold_held(
     for (nonce, (_, at)) in handled {
         let threshold = thresholds
             .iter()
-            .filter(|(p, _)| p < at)
+            .rfind(|(p, _)| p < at)
             .map(|(_, t)| *t)
-            .last()
             .unwrap();
         let cast = votes
             .iter()
@@ -887,7 +886,6 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
                 .unwrap(),
         );
     }
-    let service_bridge_c = Bridge::new(service_bridge, owner_service.clone());
     pending.push(
         wtoken
             .mint(u6, big)
@@ -911,16 +909,26 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
             .await
             .unwrap(),
     );
-    pending.push(
-        service_bridge_c
-            .fund()
-            .value(U256::from(10u64).pow(U256::from(21u64)))
-            .nonce(next(&mut service_nonce))
-            .send()
+    all_mined(pending).await;
+    // Native liquidity for the service bridge's releases, with the CLI.
+    let funded = succeeds({
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.args(["admin", "fund", "--chain", "service", "--amount", "1000"])
+            .args(["--key-env", "ADMIN_KEY", "--config"])
+            .arg(&config)
+            .env("ADMIN_KEY", &owner_key);
+        c
+    })
+    .await;
+    assert!(String::from_utf8_lossy(&funded.stdout).contains("funded the bridge"));
+    assert_eq!(
+        ProviderBuilder::new()
+            .connect_http(service_url.parse().unwrap())
+            .get_balance(service_bridge)
             .await
             .unwrap(),
+        U256::from(10u64).pow(U256::from(21u64))
     );
-    all_mined(pending).await;
     let (u5_main, u6_service) = (wallet(&main_url, 5), wallet(&service_url, 6));
     all_mined(vec![
         TestToken::new(token_a, u5_main.clone())
@@ -1106,6 +1114,33 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
             "id {id} burned"
         );
     }
+    // A user's transfer with the CLI and the generated config: an NFT, followed to its handle.
+    let id = U256::from(500u64);
+    let fresh = nonce(&main_url, owner).await; // the CLI used the owner's key since
+    all_mined(vec![nft.mint(u5, id).nonce(fresh).send().await.unwrap()]).await;
+    let cli = succeeds({
+        let mut c = tokio::process::Command::new(relay_binary().unwrap());
+        c.args(["transfer", "--lane", "main-to-service", "--to"])
+            .arg(Address::repeat_byte(0x99).to_string())
+            .args(["--token", &nft_a.to_string(), "--token-id", "500"])
+            .args(["--key-env", "USER_KEY", "--json", "--config"])
+            .arg(&config)
+            .env("USER_KEY", key_hex(5));
+        c
+    })
+    .await;
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&cli.stdout).expect("transfer --json prints one object");
+    assert!(outcome["handle_tx"].is_string(), "{outcome}");
+    assert_eq!(
+        TestNFT::new(wnft_a, &service_r)
+            .ownerOf(id)
+            .call()
+            .await
+            .unwrap(),
+        Address::repeat_byte(0x99),
+        "the CLI's NFT arrived with its id"
+    );
     eprintln!(
         "{} + {} transfers ({} + {} NFTs), each handled once, none below the threshold in force",
         forward.requests,

@@ -69,6 +69,8 @@ function coins(value) {
   if (frac.length > 6) frac = frac.slice(0, 6) + "…";
   return frac ? `${whole}.${frac}` : `${whole}`;
 }
+/** What a request moves: coins, or an ERC-721's id. */
+function amountText(r) { return r.kind === "erc721" ? `NFT #${r.amount}` : coins(r.amount); }
 function seconds(v) { return v === null || v === undefined ? "–" : `${v.toFixed(v < 10 ? 2 : 1)} s`; }
 function laneName(lane) { return lane === "main-to-service" ? "main → service" : lane === "service-to-main" ? "service → main" : lane; }
 function safeLink(url) {
@@ -381,7 +383,7 @@ function trackedCard(t) {
       "This replica does not vote on the lane now; the leading replica knows why it waits: ",
       safeLink(`${t.leading_replica_url.replace(/\/$/, "")}/#/track?lane=${encodeURIComponent(t.lane)}&nonce=${encodeURIComponent(t.nonce)}`)) : null,
     el("div", { class: "stats" },
-      stat("amount", coins(r.amount), "amount", t.lane),
+      stat(r.kind === "erc721" ? "token" : "amount", amountText(r), "amount", t.lane),
       stat("from", short(r.from), "from", t.lane),
       stat("to", short(r.to), "to", t.lane),
       stat("votes", `${voted} of ${t.threshold} needed`, "votes", t.lane),
@@ -408,7 +410,7 @@ function addressCard(a) {
     el("td", {}, el("a", { href: `#/track?lane=${encodeURIComponent(r.lane)}&nonce=${encodeURIComponent(r.nonce)}` }, `#${r.nonce}`)),
     el("td", {}, mono(short(r.tx), r.tx)),
     el("td", {}, mono(short(r.from), r.from)), el("td", {}, mono(short(r.to), r.to)),
-    el("td", { class: "num" }, coins(r.amount)),
+    el("td", { class: "num" }, amountText(r)),
     el("td", { class: r.handled ? "ok" : "warn" }, r.handled ? "handled" : "not yet")));
   return el("article", { class: "card" }, el("h2", {}, "Transfers of ", mono(a.address)),
     table(["lane", "request", "transaction", "from", "to", "amount", ""], rows));
