@@ -8,7 +8,8 @@
 #              tests), prometheus (promtool for alert-rule tests), libssl-dev + pkg-config
 #              (https to RPCs and S3-compatible backup storage through reqwest's native-tls),
 #              chromium + chromium-driver + fonts-dejavu-core (the dashboard's browser tests
-#              and screenshots, headless)
+#              and screenshots, headless), softhsm2 (a PKCS#11 token for the HSM signer tests
+#              and `multibridge-devnet up --signer hsm`)
 #   from PyPI: moto[server] 5.2.5 into .tools/python (an S3-compatible server for the backup
 #              storage tests)
 #   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
@@ -29,6 +30,7 @@ apt_packages=(
   prometheus
   libssl-dev pkg-config
   chromium chromium-driver fonts-dejavu-core
+  softhsm2
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -145,6 +147,19 @@ dom="$(timeout 60 chromium --headless=new --no-sandbox --disable-gpu --disable-d
 rm -rf "$profile"
 case "$dom" in *'<p id="probe">rendered</p>'*) ;; *) fail "headless chromium does not render a page: ${dom:-no output}" ;; esac
 
+# SoftHSM2: a token can be made and it generates secp256k1 keys (the operator keys of the HSM
+# tests); checked in a throw-away token directory.
+softhsm_module=/usr/lib/softhsm/libsofthsm2.so
+[ -f "$softhsm_module" ] || fail "softhsm2 is installed but $softhsm_module is missing"
+hsm="$(mktemp -d)"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$hsm" >"$hsm/softhsm2.conf"
+if ! err="$(SOFTHSM2_CONF="$hsm/softhsm2.conf" softhsm2-util --init-token --free --label setup-probe --so-pin 1111 --pin 2222 2>&1)"; then
+  rm -rf "$hsm"
+  fail "softhsm2-util cannot initialise a token: $err"
+fi
+softhsm_v="$(softhsm2-util --version 2>/dev/null)"
+rm -rf "$hsm"
+
 # openssl-sys (reqwest's native-tls: https to RPCs and S3) finds OpenSSL through pkg-config.
 pkg-config --exists openssl 2>/dev/null || fail "pkg-config cannot find openssl (install libssl-dev and pkg-config)"
 
@@ -164,4 +179,4 @@ if ! err="$(protoc -I "$probe" --descriptor_set_out="$probe/out.pb" "$probe/prob
   fail "protoc cannot compile a proto that imports google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $err"
 fi
 
-log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}, $chromium_v (renders headless)"
+log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}, $chromium_v (renders headless), softhsm2 $softhsm_v"

@@ -108,6 +108,33 @@ pub enum SignerConfig {
         /// 0x-prefixed 32-byte hex key.
         private_key: Secret,
     },
+    /// A secp256k1 key inside a PKCS#11 token (an HSM), found by label; the key never leaves
+    /// the token (`multibridge hsm create-key` makes one).
+    Pkcs11 {
+        /// The vendor's PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+        module: PathBuf,
+        /// The token's label.
+        token_label: String,
+        /// The key's label.
+        key_label: String,
+        /// File holding the user PIN (first line).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_file: Option<PathBuf>,
+        /// Environment variable holding the user PIN.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin_env: Option<String>,
+    },
+    /// A secp256k1 key (`ECC_SECG_P256K1`) in AWS KMS; credentials from the standard AWS chain.
+    AwsKms {
+        /// Key id, ARN or alias.
+        key_id: String,
+        /// Region (default: the AWS chain's, e.g. `AWS_REGION`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Endpoint (default: the region's; a VPC endpoint, or a test stand-in).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+    },
 }
 
 /// A string that never appears in `Debug` output or logs.
@@ -695,16 +722,34 @@ impl Config {
                 ),
             ));
         }
-        if let SignerConfig::Keystore {
-            password_file: None,
-            password_env: None,
-            ..
-        } = &self.operator.signer
-        {
-            return Err(invalid(
-                "operator.signer",
-                "a keystore needs password_file or password_env".into(),
-            ));
+        match &self.operator.signer {
+            SignerConfig::Keystore {
+                password_file: None,
+                password_env: None,
+                ..
+            } => {
+                return Err(invalid(
+                    "operator.signer",
+                    "a keystore needs password_file or password_env".into(),
+                ));
+            }
+            SignerConfig::Pkcs11 {
+                pin_file: None,
+                pin_env: None,
+                ..
+            } => {
+                return Err(invalid(
+                    "operator.signer",
+                    "a PKCS#11 key needs pin_file or pin_env".into(),
+                ));
+            }
+            SignerConfig::AwsKms { key_id, .. } if key_id.trim().is_empty() => {
+                return Err(invalid(
+                    "operator.signer.key_id",
+                    "must not be empty".into(),
+                ));
+            }
+            _ => {}
         }
         if let Some(etcd) = &self.etcd {
             if etcd.endpoints.is_empty() {

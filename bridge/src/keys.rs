@@ -1,6 +1,7 @@
 //! The operator's signing key: an encrypted JSON keystore (v3, as geth and foundry write it)
-//! unlocked with a password from a file or an environment variable, or — on devnet chains only —
-//! a raw hex key. The key never appears in logs, errors or metrics.
+//! unlocked with a password from a file or an environment variable, a key inside a PKCS#11 token
+//! or in AWS KMS (see [`crate::signer`]), or — on devnet chains only — a raw hex key. The key
+//! never appears in logs, errors or metrics.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::config::{Config, SignerConfig};
+use crate::signer::{OperatorSigner, SignerError};
 
 /// Chain ids on which a raw hex key, zero confirmations and fault injection are accepted: the
 /// anvil/hardhat default and the devnet range. (1337, geth's `--dev` id, is not one: private
@@ -71,18 +73,74 @@ pub enum KeyError {
         /// From the key.
         actual: Address,
     },
+    /// An HSM or KMS signer could not be set up or did not sign.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// A key kept in an HSM or KMS where a key in memory is needed (a CLI user key).
+    #[error("this command needs a keystore or dev key, not a {0} signer")]
+    NotLocal(&'static str),
 }
 
-/// Load the operator's signer as configured and check it matches `operator.address`.
-pub fn load_signer(config: &Config) -> Result<PrivateKeySigner, KeyError> {
-    let signer = load_key(&config.operator.signer, config)?;
+impl KeyError {
+    /// Whether loading may succeed later without a person (an HSM or KMS that does not answer
+    /// yet).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Signer(e) if e.is_retryable())
+    }
+}
+
+/// Load the operator's signer as configured, check it is `operator.address`'s key and that it
+/// signs (a signature recovering to that address).
+pub async fn load_signer(config: &Config) -> Result<OperatorSigner, KeyError> {
+    let signer = load_operator_signer(&config.operator.signer, config).await?;
     if signer.address() != config.operator.address {
         return Err(KeyError::AddressMismatch {
             expected: config.operator.address,
             actual: signer.address(),
         });
     }
+    signer.check(config.operator.address).await?;
     Ok(signer)
+}
+
+/// The signer `signer` names, whatever its backend.
+pub async fn load_operator_signer(
+    signer: &SignerConfig,
+    config: &Config,
+) -> Result<OperatorSigner, KeyError> {
+    Ok(match signer {
+        SignerConfig::Keystore { .. } | SignerConfig::DevKey { .. } => {
+            OperatorSigner::local(load_key(signer, config)?)
+        }
+        SignerConfig::Pkcs11 {
+            module,
+            token_label,
+            key_label,
+            pin_file,
+            pin_env,
+        } => OperatorSigner::pkcs11(
+            crate::signer::pkcs11::Pkcs11Signer::open(crate::signer::pkcs11::TokenKey {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                key_label: key_label.clone(),
+                pin_file: pin_file.clone(),
+                pin_env: pin_env.clone(),
+            })
+            .await?,
+        ),
+        SignerConfig::AwsKms {
+            key_id,
+            region,
+            endpoint_url,
+        } => OperatorSigner::aws(
+            crate::signer::aws::KmsSigner::open(&crate::signer::aws::KmsKey {
+                key_id: key_id.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+            })
+            .await?,
+        ),
+    })
 }
 
 /// Load the key `signer` names (a raw dev key only when both of `config`'s chains are
@@ -108,6 +166,8 @@ pub fn load_key(signer: &SignerConfig, config: &Config) -> Result<PrivateKeySign
                 .parse::<PrivateKeySigner>()
                 .map_err(|_| KeyError::DevKeyInvalid)?
         }
+        SignerConfig::Pkcs11 { .. } => return Err(KeyError::NotLocal("pkcs11")),
+        SignerConfig::AwsKms { .. } => return Err(KeyError::NotLocal("aws-kms")),
     })
 }
 
@@ -155,6 +215,15 @@ pub fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner,
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    /// The async loader, driven to completion (these keys sign at once, without I/O).
+    fn load_signer(config: &Config) -> Result<OperatorSigner, KeyError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(super::load_signer(config))
+    }
 
     const DEV_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 

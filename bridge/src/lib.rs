@@ -60,6 +60,7 @@ pub mod observe;
 pub mod preflight;
 pub mod registry;
 pub mod relay;
+pub mod signer;
 pub mod startup;
 pub mod store;
 pub mod task;

@@ -1,5 +1,7 @@
 //! `multibridge`: the relay daemon and operator CLI.
 #![forbid(unsafe_code)]
+// The run future nests deeply (startup, preflight, signer backends, the relay's tasks).
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +79,42 @@ enum Command {
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.
     Claim(ClaimArgs),
+    /// Operator keys in a PKCS#11 token (HSM): create one inside the token, show its address.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HsmCommand {
+    /// Generate a secp256k1 key pair inside the token (sensitive, never extractable) and print
+    /// its address, to register as an operator.
+    CreateKey(HsmKeyArgs),
+    /// Print the address of a key in the token (nothing is signed).
+    Address(HsmKeyArgs),
+}
+
+#[derive(clap::Args)]
+struct HsmKeyArgs {
+    /// The vendor's PKCS#11 module.
+    #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+    module: PathBuf,
+    /// The token's label.
+    #[arg(long)]
+    token_label: String,
+    /// The key's label (unique in the token).
+    #[arg(long)]
+    key_label: String,
+    /// File whose first line is the user PIN.
+    #[arg(long, conflicts_with = "pin_env")]
+    pin_file: Option<PathBuf>,
+    /// Variable holding the user PIN.
+    #[arg(long, required_unless_present = "pin_file")]
+    pin_env: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -429,6 +467,7 @@ fn main() -> ExitCode {
             Command::Claim(args) => claim(args).await,
             Command::Deploy(args) => deploy(args).await,
             Command::Admin { command } => admin(command).await,
+            Command::Hsm { command } => hsm(command).await,
             Command::Run { config } => {
                 let c = Config::load(&config)?;
                 // The HTTP API first: alive while the chains are awaited, ready once they answer.
@@ -588,6 +627,55 @@ async fn parse_amount(
     Ok(alloy::primitives::utils::parse_units(text, decimals)
         .map_err(|e| anyhow::anyhow!("--amount {text}: {e}"))?
         .get_absolute())
+}
+
+async fn hsm(command: HsmCommand) -> anyhow::Result<()> {
+    use multibridge::signer::pkcs11::{TokenKey, create_key, key_address};
+    let (args, create) = match command {
+        HsmCommand::CreateKey(args) => (args, true),
+        HsmCommand::Address(args) => (args, false),
+    };
+    let key = TokenKey {
+        module: args.module,
+        token_label: args.token_label,
+        key_label: args.key_label,
+        pin_file: args.pin_file,
+        pin_env: args.pin_env,
+    };
+    let address = tokio::task::spawn_blocking(move || {
+        let address = if create {
+            create_key(&key)
+        } else {
+            key_address(&key)
+        };
+        address.map(|a| (a, key))
+    })
+    .await??;
+    let (address, key) = address;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "address": address,
+                "token_label": key.token_label,
+                "key_label": key.key_label,
+                "created": create,
+            })
+        );
+    } else {
+        println!("{address}");
+        if create {
+            eprintln!(
+                "created key {:?} in token {:?}: register {address} as an operator, then use\n  signer = {{ kind = \"pkcs11\", module = \"{}\", token_label = \"{}\", key_label = \"{}\", pin_env = \"...\" }}",
+                key.key_label,
+                key.token_label,
+                key.module.display(),
+                key.token_label,
+                key.key_label
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::ChainRole;
 use multibridge_monitoring::Metrics;
 
@@ -39,7 +38,7 @@ pub struct Preflight {
     /// The config.
     pub config: Config,
     /// The operator's signer.
-    pub signer: PrivateKeySigner,
+    pub signer: crate::signer::OperatorSigner,
     /// Both chains (RPC outcomes are recorded in `metrics` from the preflight on).
     pub chains: ChainPair,
     /// What was found per chain.
@@ -57,7 +56,7 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
         .len()
         .max(config.chains.service.rpc_urls.len());
     let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
-    let signer = load_signer(&config)?;
+    let signer = load_signer(&config).await?;
     preflight_with(config, signer, metrics).await
 }
 
@@ -65,7 +64,7 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
 /// relay's).
 pub async fn preflight_with(
     config: Config,
-    signer: PrivateKeySigner,
+    signer: crate::signer::OperatorSigner,
     metrics: Arc<Metrics>,
 ) -> Result<Preflight, RelayError> {
     let operator = signer.address();

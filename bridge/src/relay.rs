@@ -43,6 +43,7 @@ pub async fn run(
         ..
     } = preflight;
     let metrics = serving.metrics.clone();
+    let signer = signer.with_metrics(metrics.clone());
     let readiness = serving.readiness.clone();
     let board = serving.board.clone();
     let operator = signer.address();
@@ -89,6 +90,7 @@ pub async fn run(
         etcd: etcd.clone(),
         replica: replica.clone(),
         own_url: own_url.clone(),
+        signer: signer.clone(),
     };
     if let Some(storage) = &storage {
         crate::backup::startup::join_empty_lanes(&shared, storage).await;
@@ -170,7 +172,7 @@ pub(crate) fn owner(controls: &[LaneControl], chain: ChainRole) -> Option<&LaneC
 /// main chain when the registry is used.
 fn spawn_submitters(
     shared: &Shared,
-    signer: &alloy::signers::local::PrivateKeySigner,
+    signer: &crate::signer::OperatorSigner,
     controls: &[LaneControl],
     tasks: &mut JoinSet<Result<(), RelayError>>,
 ) -> HashMap<ChainRole, SubmitterHandle> {
@@ -274,7 +276,7 @@ fn spawn_registry(
 fn spawn_dashboard(
     shared: &Shared,
     handle: &Arc<crate::dashboard::DashboardHandle>,
-    signer: &alloy::signers::local::PrivateKeySigner,
+    signer: &crate::signer::OperatorSigner,
     controls: &[LaneControl],
     submitters: &HashMap<ChainRole, SubmitterHandle>,
     board: Arc<StatusBoard>,
@@ -307,7 +309,12 @@ fn spawn_dashboard(
             if key.address() == signer.address() {
                 operator_writer(registry.address)
             } else {
-                Some(spawn_manager_writer(shared, key, registry.address, tasks))
+                Some(spawn_manager_writer(
+                    shared,
+                    crate::signer::OperatorSigner::local(key),
+                    registry.address,
+                    tasks,
+                ))
             }
         }
     };
@@ -358,7 +365,7 @@ fn spawn_dashboard(
 /// always sending (no election: nothing else sends for this key).
 fn spawn_manager_writer(
     shared: &Shared,
-    key: alloy::signers::local::PrivateKeySigner,
+    key: crate::signer::OperatorSigner,
     registry: alloy::primitives::Address,
     tasks: &mut JoinSet<Result<(), RelayError>>,
 ) -> crate::dashboard::writer::Writer {

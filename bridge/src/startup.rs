@@ -102,6 +102,9 @@ impl Serving {
     }
 }
 
+/// The readiness component (and `startup_waits` label) of the operator's signer.
+const SIGNER_COMPONENT: &str = "signer";
+
 /// Run the preflight until it passes (`Some`), fails for good (`Err`), or `shutdown` resolves
 /// first (`None`).
 pub async fn preflight_until_ready(
@@ -118,12 +121,40 @@ pub async fn preflight_until_ready(
     for c in &components {
         serving.readiness.register(c);
     }
-    // A wrong keystore password is no outage: fail at once, and decrypt only once.
-    let signer = crate::keys::load_signer(config)?;
+    // A wrong keystore password is no outage: fail at once, and decrypt only once. An HSM or
+    // KMS that does not answer yet is one: wait for it like for a chain.
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     let mut logged: Option<(String, Instant)> = None;
     let started = Instant::now();
+    serving.readiness.register(SIGNER_COMPONENT);
+    let signer = loop {
+        match crate::keys::load_signer(config).await {
+            Ok(signer) => {
+                serving.readiness.ok(SIGNER_COMPONENT);
+                break signer;
+            }
+            Err(e) if e.is_retryable() => {
+                serving.readiness.failed(SIGNER_COMPONENT, &e);
+                serving.metrics.startup_wait(SIGNER_COMPONENT);
+                let cause = e.to_string();
+                if logged
+                    .as_ref()
+                    .is_none_or(|(last, at)| *last != cause || at.elapsed() >= LOG_EVERY)
+                {
+                    tracing::warn!(component = SIGNER_COMPONENT, error = %cause, retry_in_ms = backoff.as_millis() as u64, "waiting for the signer before starting");
+                    logged = Some((cause, Instant::now()));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => return Ok(None),
+                }
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    backoff = FIRST_BACKOFF;
     loop {
         let attempt = preflight_with(config.clone(), signer.clone(), serving.metrics.clone()).await;
         let error = match attempt {

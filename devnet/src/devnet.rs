@@ -74,6 +74,18 @@ pub struct DevnetOptions {
     pub max_block_range: u64,
     /// The key operator 1's dashboard signs registry writes with (default: its operator key).
     pub dashboard_manager: Option<SignerConfig>,
+    /// Where the operators' keys live: raw devnet keys (default) or a SoftHSM2 token.
+    pub signer: DevnetSigner,
+}
+
+/// Where a devnet's operator keys live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevnetSigner {
+    /// The well-known devnet keys, as `dev-key` signers.
+    #[default]
+    DevKeys,
+    /// One key per operator generated inside a SoftHSM2 token (`pkcs11` signers).
+    Hsm,
 }
 
 /// DEVNET ONLY, well known: the admin token of every devnet relay's dashboard (written to
@@ -140,6 +152,7 @@ impl DevnetOptions {
             history_bridge: false,
             max_block_range: 1_000,
             dashboard_manager: None,
+            signer: DevnetSigner::DevKeys,
         }
     }
 
@@ -204,6 +217,10 @@ pub struct Devnet {
     pub replica_http_ports: Vec<Vec<u16>>,
     /// Prometheus scraping the relays (when `options.prometheus`).
     pub prometheus: Option<PrometheusServer>,
+    /// The operators' addresses (the dev keys', or the HSM keys').
+    pub operator_addresses: Vec<alloy::primitives::Address>,
+    /// The SoftHSM2 token holding the operator keys (with `DevnetSigner::Hsm`).
+    pub hsm: Option<crate::hsm::SoftHsm>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
 }
@@ -228,6 +245,7 @@ fn clear_previous_run(dir: &Path) -> Result<(), DevnetError> {
             || name == "devnet.json"
             || (name.starts_with("operator-") && (path.is_dir() || name.ends_with(".toml")))
             || name == "prometheus"
+            || name == "softhsm"
             || (name.starts_with("etcd-") && name.ends_with(".data"));
         if !ours {
             continue;
@@ -288,11 +306,32 @@ impl Devnet {
             None
         };
 
+        // Operator keys in an HSM: generated inside the token, funded for gas on both chains.
+        let (hsm, operator_addresses) = match options.signer {
+            DevnetSigner::DevKeys => (None, accounts.operator_addresses()),
+            DevnetSigner::Hsm => {
+                let hsm = crate::hsm::SoftHsm::create(&dir)?;
+                let mut addresses = Vec::new();
+                for index in 0..accounts.operators.len() {
+                    let address = hsm.create_key(index)?;
+                    for node in [&main, &service] {
+                        set_balance(
+                            &node.url(),
+                            address,
+                            parse_ether("10000").unwrap_or(U256::ZERO),
+                        )
+                        .await?;
+                    }
+                    addresses.push(address);
+                }
+                (Some(hsm), addresses)
+            }
+        };
         let deployment = deploy_pair(&DeployPlan {
             main_url: main.url(),
             service_url: service.url(),
             owner: accounts.owner.clone(),
-            operators: accounts.operator_addresses(),
+            operators: operator_addresses.clone(),
             threshold: options.threshold,
             liquidity: options.liquidity,
             users: accounts.users.iter().map(|u| u.address()).collect(),
@@ -346,6 +385,8 @@ impl Devnet {
             operator_http_ports,
             replica_http_ports,
             prometheus,
+            operator_addresses,
+            hsm,
             relays: Default::default(),
         };
         devnet.write_files()?;
@@ -389,11 +430,29 @@ impl Devnet {
 
     /// The relay config of operator `index` (0-based).
     pub fn operator_config(&self, index: usize) -> Result<Config, DevnetError> {
-        let signer = self
+        let dev_key = self
             .accounts
             .operators
             .get(index)
             .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
+        let (address, signer) = match &self.hsm {
+            Some(hsm) => (
+                self.operator_addresses
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?,
+                hsm.signer_config(index),
+            ),
+            None => (
+                dev_key.address(),
+                SignerConfig::DevKey {
+                    private_key: Secret::new(format!(
+                        "0x{}",
+                        alloy::hex::encode(dev_key.to_bytes())
+                    )),
+                },
+            ),
+        };
         let chain = |role: ChainRole| {
             let contracts = match role {
                 ChainRole::Main => &self.deployment.main,
@@ -423,15 +482,7 @@ impl Devnet {
             .dir
             .join(format!("operator-{}", index.saturating_add(1)));
         Ok(Config {
-            operator: OperatorConfig {
-                address: signer.address(),
-                signer: SignerConfig::DevKey {
-                    private_key: Secret::new(format!(
-                        "0x{}",
-                        alloy::hex::encode(signer.to_bytes())
-                    )),
-                },
-            },
+            operator: OperatorConfig { address, signer },
             chains: Chains {
                 main: chain(ChainRole::Main),
                 service: chain(ChainRole::Service),
@@ -543,7 +594,13 @@ impl Devnet {
             .iter()
             .enumerate()
             .map(|(index, signer)| OperatorEntry {
-                account: account(signer),
+                account: match (&self.hsm, self.operator_addresses.get(index)) {
+                    (Some(_), Some(address)) => AccountEntry {
+                        address: *address,
+                        private_key: "(inside the SoftHSM token: see softhsm/)".into(),
+                    },
+                    _ => account(signer),
+                },
                 config: self.operator_config_path(index),
                 http_urls: self
                     .replica_http_ports
@@ -676,6 +733,7 @@ impl Devnet {
                 std::env::var("MULTIBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
             ))
             .chain(self.options.relay_env.iter().cloned())
+            .chain(self.hsm.iter().map(crate::hsm::SoftHsm::env))
             .collect(),
             log_path: self.options.dir.join("logs").join(format!("{name}.log")),
         };
@@ -743,6 +801,22 @@ impl Devnet {
         processes.extend(self.prometheus.and_then(PrometheusServer::detach));
         processes
     }
+}
+
+async fn set_balance(
+    url: &str,
+    who: alloy::primitives::Address,
+    wei: U256,
+) -> Result<(), DevnetError> {
+    let provider = ProviderBuilder::new().connect_http(
+        url.parse()
+            .map_err(|_| DevnetError::BadUrl(url.to_owned()))?,
+    );
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_setBalance".into(), (who, wei))
+        .await
+        .map_err(|e| DevnetError::chain("anvil_setBalance", e))?;
+    Ok(())
 }
 
 async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {

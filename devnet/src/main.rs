@@ -126,6 +126,10 @@ struct UpArgs {
     /// (1 without etcd).
     #[arg(long, default_value_t = 2)]
     replicas: usize,
+    /// Where the operator keys live: `dev` (the well-known devnet keys) or `hsm` (generated
+    /// inside a SoftHSM2 token; the relays sign through PKCS#11).
+    #[arg(long, default_value = "dev", value_parser = ["dev", "hsm"])]
+    signer: String,
 }
 
 impl UpArgs {
@@ -143,6 +147,11 @@ impl UpArgs {
                 1
             } else {
                 self.replicas
+            },
+            signer: if self.signer == "hsm" {
+                multibridge_devnet::DevnetSigner::Hsm
+            } else {
+                multibridge_devnet::DevnetSigner::DevKeys
             },
             ..DevnetOptions::new(dir)
         }

@@ -71,16 +71,19 @@ impl SkipReason {
 pub enum SendingPause {
     /// The signer cannot pay for gas on the destination.
     InsufficientFunds,
+    /// The signer (HSM, KMS) fails or hangs.
+    SignerUnavailable,
 }
 
 impl SendingPause {
     /// Every reason.
-    pub const ALL: [Self; 1] = [Self::InsufficientFunds];
+    pub const ALL: [Self; 2] = [Self::InsufficientFunds, Self::SignerUnavailable];
 
     /// Stable label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::InsufficientFunds => "insufficient_funds",
+            Self::SignerUnavailable => "signer_unavailable",
         }
     }
 }
@@ -319,6 +322,15 @@ pub struct Metrics {
     ///
     /// Labels: component (`chain:main`, `chain:service`).
     pub(crate) startup_waits: IntCounterVec,
+    /// Signatures asked of the operator's signer, by backend and outcome (`ok`, `failed`,
+    /// `timeout`, `wrong_key`).
+    ///
+    /// Labels: backend, outcome.
+    pub(crate) signer_signatures: IntCounterVec,
+    /// Seconds one signature of the operator's signer took (successful ones).
+    ///
+    /// Labels: backend.
+    pub(crate) signer_sign_seconds: HistogramVec,
     /// This signer's transactions a reorg un-mined (and the sender broadcast again), per chain.
     ///
     /// Labels: chain.
@@ -478,6 +490,17 @@ impl Metrics {
             lane,
         )?;
         registry.register(Box::new(transfer_latency.clone()))?;
+        let signer_sign_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                name("signer_sign_seconds"),
+                "Seconds one signature of the operator's signer took",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["backend"],
+        )?;
+        registry.register(Box::new(signer_sign_seconds.clone()))?;
         let gauge = |n: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
             let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
             registry.register(Box::new(g.clone()))?;
@@ -575,6 +598,12 @@ impl Metrics {
                 "Start attempts that found a dependency not answering (the relay waits and retries)",
                 &["component"],
             )?,
+            signer_signatures: counter(
+                "signer_signatures_total",
+                "Signatures asked of the operator's signer, by backend and outcome",
+                &["backend", "outcome"],
+            )?,
+            signer_sign_seconds,
             reorged_transactions: counter(
                 "signer_reorged_transactions_total",
                 "Transactions of this relay's signer a reorg un-mined and the relay sent again",
@@ -858,6 +887,19 @@ fn int(value: u64) -> i64 {
 }
 
 impl Metrics {
+    /// Record one signature of the operator's signer: `outcome` is `ok`, `failed`, `timeout`
+    /// or `wrong_key`; `seconds` is recorded for successful ones.
+    pub fn signature(&self, backend: &str, outcome: &str, seconds: f64) {
+        self.signer_signatures
+            .with_label_values(&[backend, outcome])
+            .inc();
+        if outcome == "ok" {
+            self.signer_sign_seconds
+                .with_label_values(&[backend])
+                .observe(seconds);
+        }
+    }
+
     /// A start attempt found `component` not answering.
     pub fn startup_wait(&self, component: &str) {
         self.startup_waits.with_label_values(&[component]).inc();

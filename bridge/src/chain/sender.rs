@@ -24,7 +24,6 @@ use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuild
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::TransportError;
 
 use super::fees::{FeePolicy, Fees, escalate, initial_fees};
@@ -70,9 +69,12 @@ pub enum SendError {
     /// The chain could not be reached.
     #[error(transparent)]
     Chain(ChainError),
-    /// The transaction could not be built or signed.
-    #[error("cannot sign transaction: {0}")]
+    /// The transaction could not be built.
+    #[error("cannot build transaction: {0}")]
     Sign(String),
+    /// The signer did not sign (an HSM or KMS failing or hanging, or the wrong key).
+    #[error(transparent)]
+    Signer(crate::signer::SignerError),
     /// The fence refused the broadcast: this replica does not lead or cannot prove its lease.
     #[error("not sent: {0}")]
     Fenced(#[from] crate::leadership::fence::Fenced),
@@ -93,6 +95,7 @@ impl SendError {
         match self {
             Self::Chain(e) => e.is_retryable(),
             Self::Contended { .. } => true,
+            Self::Signer(e) => e.is_retryable(),
             Self::WouldRevert(_) | Self::InsufficientFunds(_) | Self::Sign(_) | Self::Fenced(_) => {
                 false
             }
@@ -259,13 +262,14 @@ impl Sender {
     /// A sender for `signer` on `chain`, its nonce sequence rebuilt from the chain.
     pub async fn new(
         chain: Arc<ChainClient>,
-        signer: PrivateKeySigner,
+        signer: impl Into<crate::signer::OperatorSigner>,
         policy: SenderPolicy,
     ) -> Result<Self, SendError> {
+        let signer = signer.into();
         let address = signer.address();
         let mut sender = Self {
             chain,
-            wallet: EthereumWallet::from(signer),
+            wallet: signer.wallet(),
             address,
             next_nonce: 0,
             in_flight: BTreeMap::new(),
@@ -494,7 +498,15 @@ impl Sender {
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
             .build(&self.wallet)
             .await
-            .map_err(|e| SendError::Sign(e.to_string()))?;
+            .map_err(|e| match &e {
+                alloy::network::TransactionBuilderError::Signer(inner) => {
+                    match crate::signer::signer_error(inner) {
+                        Some(signer) => SendError::Signer(signer.clone()),
+                        None => SendError::Sign(e.to_string()),
+                    }
+                }
+                _ => SendError::Sign(e.to_string()),
+            })?;
         let raw = Bytes::from(envelope.encoded_2718());
         Ok((envelope, raw))
     }

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::TransactionReceipt;
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::ChainRole;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -250,7 +249,7 @@ fn after(d: Duration) -> tokio::time::Instant {
 /// The submitter task of one (chain, signer).
 pub struct Submitter {
     chain: Arc<ChainClient>,
-    signer: PrivateKeySigner,
+    signer: crate::signer::OperatorSigner,
     policy: SenderPolicy,
     fence: Fence,
     term: watch::Receiver<bool>,
@@ -267,7 +266,7 @@ impl Submitter {
     /// of the lane whose votes go to this chain) is held.
     pub fn new(
         chain: Arc<ChainClient>,
-        signer: PrivateKeySigner,
+        signer: crate::signer::OperatorSigner,
         policy: SenderPolicy,
         fence: Fence,
         term: watch::Receiver<bool>,

@@ -152,7 +152,12 @@ pub async fn claim(
     }
     .encode()
     .into();
-    let mut sender = Sender::new(main.clone(), user, SenderPolicy::default()).await?;
+    let mut sender = Sender::new(
+        main.clone(),
+        crate::signer::OperatorSigner::local(user),
+        SenderPolicy::default(),
+    )
+    .await?;
     let mut pending = std::collections::BTreeMap::new();
     for (operator, service) in &targets {
         let input: Bytes = ServiceRegistry::sendClaimCall {

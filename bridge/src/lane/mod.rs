@@ -91,6 +91,9 @@ pub struct Shared {
     pub replica: String,
     /// This replica's advertised URL.
     pub own_url: String,
+    /// The operator's signer (every submitter signs with it; the voters probe it while it
+    /// fails).
+    pub signer: crate::signer::OperatorSigner,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -199,7 +202,8 @@ pub fn spawn(
         metrics.clone(),
     );
     voter.tamper_payloads(config.fault_injection.tamper_votes);
-    let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone());
+    let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone())
+        .with_signer(shared.signer.clone());
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 

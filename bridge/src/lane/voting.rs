@@ -26,6 +26,9 @@ const FENCED_PAUSE: Duration = Duration::from_millis(200);
 /// the HTTP API go on meanwhile).
 const UNFUNDED_PAUSE: Duration = Duration::from_secs(5);
 
+/// While the signer fails, probe it this often (a probe is one signature of a fixed hash).
+const SIGNER_PAUSE: Duration = Duration::from_secs(2);
+
 /// The voting of one lane, as a step for the task loop.
 pub struct LaneVoting<D, S> {
     voter: Voter<D, S>,
@@ -33,6 +36,10 @@ pub struct LaneVoting<D, S> {
     in_term: bool,
     /// Sending is paused because the signer cannot pay for gas (with its balance then).
     unfunded: Option<alloy::primitives::U256>,
+    /// The signer, probed while it fails.
+    signer: Option<crate::signer::OperatorSigner>,
+    /// Sending is paused because the signer fails.
+    signer_down: bool,
     metrics: LaneMetrics,
 }
 
@@ -44,7 +51,39 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             leading,
             in_term: false,
             unfunded: None,
+            signer: None,
+            signer_down: false,
             metrics,
+        }
+    }
+
+    /// Probe `signer` while it fails, and resume sending when it answers.
+    pub fn with_signer(mut self, signer: crate::signer::OperatorSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// While the signer is down: probe it; `true` once it answers (sending resumes).
+    async fn signer_back(&mut self) -> bool {
+        let Some(signer) = &self.signer else {
+            return true;
+        };
+        match signer.probe().await {
+            Ok(took) => {
+                self.signer_down = false;
+                self.metrics
+                    .set_sending_paused(SendingPause::SignerUnavailable, false);
+                tracing::info!(
+                    backend = signer.backend(),
+                    took_ms = took.as_millis() as u64,
+                    "the signer answers again: sending resumed"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the signer still fails");
+                false
+            }
         }
     }
 
@@ -72,6 +111,10 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             if self.leading.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
+            return Ok(Next::Now);
+        }
+        if self.signer_down && !self.signer_back().await {
+            self.pause(SIGNER_PAUSE).await;
             return Ok(Next::Now);
         }
         if !self.in_term {
@@ -123,6 +166,16 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
                 self.metrics
                     .set_sending_paused(SendingPause::InsufficientFunds, true);
                 self.pause(UNFUNDED_PAUSE).await;
+                Ok(Next::Now)
+            }
+            Err(e) if e.signer_unavailable().is_some() => {
+                if !self.signer_down {
+                    tracing::error!(error = %e, "the signer does not sign: sending paused until it answers (indexing and serving go on)");
+                }
+                self.signer_down = true;
+                self.metrics
+                    .set_sending_paused(SendingPause::SignerUnavailable, true);
+                self.pause(SIGNER_PAUSE).await;
                 Ok(Next::Now)
             }
             Err(e) if e.is_fenced() => {

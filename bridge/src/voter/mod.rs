@@ -110,6 +110,15 @@ impl VoterError {
         )
     }
 
+    /// The signer did not sign and may later (an HSM unplugged or hanging, KMS throttled):
+    /// sending waits until a probe signature succeeds (nothing else stops).
+    pub fn signer_unavailable(&self) -> Option<&crate::signer::SignerError> {
+        match self {
+            Self::Submit(SubmitError::Send(SendError::Signer(e))) if e.is_retryable() => Some(e),
+            _ => None,
+        }
+    }
+
     /// The fence refused a send: this replica does not lead the lane any more.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Self::Submit(SubmitError::Send(SendError::Fenced(_))))

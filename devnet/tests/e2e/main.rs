@@ -27,6 +27,7 @@ mod relay;
 mod reorg;
 mod secrets;
 mod sender;
+mod signer;
 mod votes;
 
 /// Three operators, threshold 3, two replicas each through a real 3-member etcd; replica 1 of
