@@ -881,12 +881,25 @@ impl Metrics {
     }
 }
 
+/// Outcomes of one signature (label `outcome` of `signer_signatures_total`).
+pub const SIGNATURE_OUTCOMES: [&str; 4] = ["ok", "failed", "timeout", "wrong_key"];
+
 /// Clamp a count into a gauge's range.
 fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
+    /// Export the signer series of `backend` at zero (the relay's backend is known at start).
+    pub fn init_signer(&self, backend: &str) {
+        for outcome in SIGNATURE_OUTCOMES {
+            self.signer_signatures
+                .with_label_values(&[backend, outcome])
+                .reset();
+        }
+        let _ = self.signer_sign_seconds.with_label_values(&[backend]);
+    }
+
     /// Record one signature of the operator's signer: `outcome` is `ok`, `failed`, `timeout`
     /// or `wrong_key`; `seconds` is recorded for successful ones.
     pub fn signature(&self, backend: &str, outcome: &str, seconds: f64) {

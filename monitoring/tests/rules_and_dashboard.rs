@@ -61,6 +61,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn defined_metrics() -> BTreeSet<String> {
     let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
     metrics.init_etcd(1);
+    metrics.init_signer("pkcs11");
     let text = metrics.render();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

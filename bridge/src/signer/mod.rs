@@ -150,6 +150,7 @@ impl OperatorSigner {
     /// The same signer recording every signature in `metrics` (`signer_signatures_total`,
     /// `signer_sign_seconds`).
     pub fn with_metrics(mut self, metrics: Arc<multibridge_monitoring::Metrics>) -> Self {
+        metrics.init_signer(self.backend());
         self.metrics = Some(metrics);
         self
     }
