@@ -87,6 +87,9 @@ enum Backend {
     Local(PrivateKeySigner),
     Pkcs11(pkcs11::Pkcs11Signer),
     Aws(aws::KmsSigner),
+    /// Unit tests: a backend that never answers.
+    #[cfg(test)]
+    Stalled(Address),
 }
 
 /// The operator's signer: cheap to clone, shared by every sender of the relay.
@@ -166,6 +169,8 @@ impl OperatorSigner {
             Backend::Local(_) => "keystore",
             Backend::Pkcs11(_) => "pkcs11",
             Backend::Aws(_) => "aws-kms",
+            #[cfg(test)]
+            Backend::Stalled(_) => "stalled",
         }
     }
 
@@ -209,6 +214,8 @@ impl OperatorSigner {
                     .map_err(|e| unavailable(backend, e)),
                 Backend::Pkcs11(hsm) => hsm.sign_hash(*hash).await,
                 Backend::Aws(kms) => kms.sign_hash(hash).await,
+                #[cfg(test)]
+                Backend::Stalled(_) => std::future::pending().await,
             }
         })
         .await
@@ -316,6 +323,29 @@ mod tests {
                 actual: key.address()
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_signer_that_never_answers_is_a_retryable_timeout() {
+        let address = Address::repeat_byte(9);
+        let signer = OperatorSigner {
+            backend: Arc::new(Backend::Stalled(address)),
+            address,
+            timeout: SIGN_TIMEOUT,
+            metrics: None,
+        }
+        .with_timeout(Duration::from_millis(50));
+        let started = Instant::now();
+        let err = signer.probe().await.unwrap_err();
+        assert_eq!(
+            err,
+            SignerError::Timeout {
+                backend: "stalled",
+                secs: 1
+            }
+        );
+        assert!(err.is_retryable());
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

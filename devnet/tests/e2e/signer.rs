@@ -170,3 +170,286 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
     );
     drop(devnet);
 }
+
+/// The owner's `admin apply` of `desired` (TOML) with the devnet's config of operator 0.
+async fn apply(devnet: &Devnet, desired: &str) {
+    let file = devnet.options.dir.join("desired.toml");
+    std::fs::write(&file, desired).unwrap();
+    let out = tokio::process::Command::new(relay_binary().unwrap())
+        .args(["admin", "apply", "--key-env", "OWNER_KEY", "--config"])
+        .arg(devnet.operator_config_path(0))
+        .arg("--desired")
+        .arg(&file)
+        .env("OWNER_KEY", &devnet.manifest().owner.private_key)
+        .env("MULTIBRIDGE_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Both chains: these operators, this threshold.
+fn quorum(operators: &[Address], threshold: u64) -> String {
+    let list = operators
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ["main", "service"]
+        .map(|chain| format!("[{chain}]\noperators = [{list}]\nthreshold = {threshold}\n"))
+        .concat()
+}
+
+/// Key rotation without downtime, into AWS KMS: operator 1 registers its new (KMS) address with
+/// the threshold raised by one for the overlap (so its two keys never make one operator a
+/// quorum), starts its relay on the new key and stops the old one, then the old address is
+/// deregistered and the threshold lowered — while a user sends a transfer every 300 ms. Then KMS
+/// throttles, then hangs: only that relay pauses (reason signer_unavailable), the others still
+/// reach the threshold, and it resumes when KMS answers. Every transfer is handled exactly once and none
+/// with fewer votes than the threshold in force; the old key votes nothing after it was
+/// deregistered and the new one votes.
+///
+/// KMS here is `multibridge_devnet::kms::KmsStandIn` (a local stand-in for its API: no cloud is
+/// reachable from these machines); the relay's side is the real one — alloy's KMS signer over the
+/// AWS SDK, SigV4-signed requests, `GetPublicKey` and `Sign` of digests.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_pauses_only_it() {
+    use multibridge::config::SignerConfig;
+    use multibridge_devnet::kms::{KmsMode, KmsStandIn, address_for};
+
+    let kms = KmsStandIn::start().await.unwrap();
+    let key_id = "operator-1-rotated";
+    let new_key = address_for(key_id);
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let ops = devnet.operator_addresses.clone();
+    let old_key = ops[0];
+    for role in [
+        multibridge_contracts::ChainRole::Main,
+        multibridge_contracts::ChainRole::Service,
+    ] {
+        use alloy::providers::Provider;
+        driver
+            .provider(role)
+            .unwrap()
+            .raw_request::<_, serde_json::Value>(
+                "anvil_setBalance".into(),
+                (new_key, parse_ether("100").unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+
+    // A user sends the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (driver, stop) = (driver.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                driver
+                    .request_native(
+                        Lane::MainToService,
+                        0,
+                        Address::repeat_byte(0x61),
+                        alloy::primitives::U256::from(1_000 + sent),
+                    )
+                    .await
+                    .unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            sent
+        })
+    };
+    let service_url = devnet.rpc_url(multibridge_contracts::ChainRole::Service);
+    let service_bridge = devnet.deployment.service.bridge;
+    let handled_more = async |n: usize| {
+        let start = crate::deploy::handles(&service_url, service_bridge)
+            .await
+            .len();
+        crate::eventually(
+            format!("{n} more transfers not handled"),
+            Duration::from_secs(90),
+            async || {
+                let now = crate::deploy::handles(&service_url, service_bridge)
+                    .await
+                    .len();
+                if now >= start + n {
+                    Ok(())
+                } else {
+                    Err(format!("{now} handled"))
+                }
+            },
+        )
+        .await;
+    };
+    handled_more(3).await;
+
+    // 1. Register the new address; the threshold rises by one for the overlap.
+    apply(&devnet, &quorum(&[ops[0], ops[1], ops[2], new_key], 3)).await;
+    // 2. Start the relay on the KMS key (its own store: the store belongs to an address), then
+    //    stop the one on the old key.
+    let mut config = devnet.operator_config(0).unwrap();
+    config.operator.address = new_key;
+    config.operator.signer = SignerConfig::AwsKms {
+        key_id: key_id.into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(kms.url()),
+    };
+    config.store.path = dir.path().join("operator-1-kms").join("store.sqlite");
+    let port = multibridge_devnet::ports::free_port().unwrap();
+    config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let config_path = dir.path().join("operator-1-kms.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let _rotated = multibridge_devnet::process::ManagedProcess::spawn(
+        multibridge_devnet::process::ProcessSpec {
+            name: "relay-1-kms".into(),
+            program: relay_binary().unwrap(),
+            args: vec![
+                "run".into(),
+                "--config".into(),
+                config_path.display().to_string(),
+            ],
+            envs: vec![
+                ("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLEDEVNET".into()),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    "devnet-only-not-a-secret".into(),
+                ),
+                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ],
+            log_path: dir.path().join("logs").join("relay-1-kms.log"),
+        },
+    )
+    .unwrap();
+    crate::eventually(
+        "the KMS-keyed relay never became ready",
+        Duration::from_secs(60),
+        async || match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(
+        devnet
+            .relay(0)
+            .unwrap()
+            .stop(Duration::from_secs(10))
+            .unwrap()
+    );
+    handled_more(3).await;
+    // 3. Deregister the old address; the threshold comes back down.
+    apply(&devnet, &quorum(&[ops[1], ops[2], new_key], 2)).await;
+    handled_more(3).await;
+
+    // KMS throttles: only the KMS-keyed relay pauses; the two others still make the threshold.
+    kms.set_mode(KmsMode::Throttling);
+    let paused =
+        "multibridge_sending_paused{lane=\"main-to-service\",reason=\"signer_unavailable\"}";
+    Poll::new("the KMS-keyed relay never paused", Duration::from_secs(60))
+        .until(async || match metric(port, paused).await {
+            Some(v) if v == 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
+    handled_more(3).await;
+    // Then it hangs (a call held open): the SDK's call timeout ends it, sending stays paused.
+    kms.set_mode(KmsMode::Hanging);
+    let timeouts = "multibridge_signer_signatures_total{backend=\"aws-kms\",outcome=\"failed\"}";
+    let failed_before = metric(port, timeouts).await.unwrap_or(0.0);
+    Poll::new(
+        "a hanging KMS never failed a signature",
+        Duration::from_secs(60),
+    )
+    .until(async || match metric(port, timeouts).await {
+        Some(v) if v > failed_before => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    assert_eq!(
+        metric(port, paused).await,
+        Some(1.0),
+        "still paused while KMS hangs"
+    );
+    kms.set_mode(KmsMode::Serving);
+    Poll::new("the KMS-keyed relay never resumed", Duration::from_secs(60))
+        .until(async || match metric(port, paused).await {
+            Some(v) if v == 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.await.unwrap();
+
+    wait_all_handled(
+        &driver,
+        Lane::MainToService,
+        0..sent,
+        Duration::from_secs(90),
+    )
+    .await
+    .unwrap();
+    assert_exactly_once(&driver, Lane::MainToService, 0..sent)
+        .await
+        .unwrap();
+    let handled = crate::deploy::handles(&service_url, service_bridge).await;
+    let thresholds =
+        crate::deploy::assert_threshold_held(&service_url, service_bridge, &handled).await;
+    assert_eq!(thresholds, [2, 3, 2], "the thresholds in force, in order");
+    // The old key votes nothing after its deregistration; the new one votes.
+    use alloy::providers::Provider;
+    use alloy::sol_types::SolEvent;
+    let provider = driver
+        .provider(multibridge_contracts::ChainRole::Service)
+        .unwrap();
+    let logs = |signature| {
+        alloy::rpc::types::Filter::new()
+            .address(service_bridge)
+            .event_signature(signature)
+            .from_block(0u64)
+    };
+    let deregistered = provider
+        .get_logs(&logs(
+            multibridge_contracts::Bridge::OperatorDeregistered::SIGNATURE_HASH,
+        ))
+        .await
+        .unwrap();
+    let gone_at = deregistered
+        .iter()
+        .find(|l| {
+            l.log_decode::<multibridge_contracts::Bridge::OperatorDeregistered>()
+                .is_ok_and(|e| e.inner.data.operator == old_key)
+        })
+        .and_then(|l| l.block_number)
+        .expect("the old key was deregistered");
+    let votes = provider
+        .get_logs(&logs(
+            multibridge_contracts::Bridge::VoteCast::SIGNATURE_HASH,
+        ))
+        .await
+        .unwrap();
+    let voter = |l: &alloy::rpc::types::Log| {
+        l.log_decode::<multibridge_contracts::Bridge::VoteCast>()
+            .map(|e| e.inner.data.operator)
+            .unwrap()
+    };
+    assert!(
+        votes
+            .iter()
+            .all(|l| voter(l) != old_key || l.block_number.unwrap() < gone_at),
+        "the old key voted after it was deregistered"
+    );
+    let new_votes = votes.iter().filter(|l| voter(l) == new_key).count();
+    assert!(new_votes >= 3, "the KMS key voted {new_votes} times");
+    eprintln!("{sent} transfers through the rotation; the KMS key cast {new_votes} votes");
+    drop(devnet);
+}
