@@ -89,7 +89,7 @@ enum Backend {
     Aws(aws::KmsSigner),
     /// Unit tests: a backend that never answers.
     #[cfg(test)]
-    Stalled(Address),
+    Stalled,
 }
 
 /// The operator's signer: cheap to clone, shared by every sender of the relay.
@@ -170,7 +170,7 @@ impl OperatorSigner {
             Backend::Pkcs11(_) => "pkcs11",
             Backend::Aws(_) => "aws-kms",
             #[cfg(test)]
-            Backend::Stalled(_) => "stalled",
+            Backend::Stalled => "stalled",
         }
     }
 
@@ -215,7 +215,7 @@ impl OperatorSigner {
                 Backend::Pkcs11(hsm) => hsm.sign_hash(*hash).await,
                 Backend::Aws(kms) => kms.sign_hash(hash).await,
                 #[cfg(test)]
-                Backend::Stalled(_) => std::future::pending().await,
+                Backend::Stalled => std::future::pending().await,
             }
         })
         .await
@@ -329,7 +329,7 @@ mod tests {
     async fn a_signer_that_never_answers_is_a_retryable_timeout() {
         let address = Address::repeat_byte(9);
         let signer = OperatorSigner {
-            backend: Arc::new(Backend::Stalled(address)),
+            backend: Arc::new(Backend::Stalled),
             address,
             timeout: SIGN_TIMEOUT,
             metrics: None,
