@@ -357,7 +357,7 @@ async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_p
         "multibridge_sending_paused{lane=\"main-to-service\",reason=\"signer_unavailable\"}";
     Poll::new("the KMS-keyed relay never paused", Duration::from_secs(60))
         .until(async || match metric(port, paused).await {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("{other:?}")),
         })
         .await;
@@ -383,7 +383,7 @@ async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_p
     kms.set_mode(KmsMode::Serving);
     Poll::new("the KMS-keyed relay never resumed", Duration::from_secs(60))
         .until(async || match metric(port, paused).await {
-            Some(v) if v == 0.0 => Ok(()),
+            Some(0.0) => Ok(()),
             other => Err(format!("{other:?}")),
         })
         .await;
