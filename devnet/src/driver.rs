@@ -41,6 +41,13 @@ pub struct RefusedVote {
     pub message: String,
 }
 
+/// Which test token a request moves.
+#[derive(Debug, Clone, Copy)]
+enum TokenKind {
+    Erc20,
+    Erc721,
+}
+
 /// Transfers and votes on a running devnet.
 #[derive(Debug, Clone)]
 pub struct Driver {
@@ -215,31 +222,8 @@ impl Driver {
         to: Address,
         amount: U256,
     ) -> Result<Request, DevnetError> {
-        let source = lane.source();
-        let chain = self.chain(source);
-        let provider = self.wallet_provider(source, &self.user(user)?)?;
-        let token = TestToken::new(chain.contracts.token, provider.clone());
-        confirm(
-            "approve",
-            token.approve(chain.contracts.bridge, amount).send().await,
-        )
-        .await?;
-        let bridge = Bridge::new(chain.contracts.bridge, provider);
-        let fee = bridge
-            .fee(chain.contracts.token)
-            .call()
+        self.approve_and_request(lane, user, to, TokenKind::Erc20, amount)
             .await
-            .map_err(|e| DevnetError::chain("read token fee", e))?;
-        let receipt = confirm(
-            "requestERC20Transfer",
-            bridge
-                .requestERC20Transfer(chain.contracts.token, to, amount, Bytes::new())
-                .value(fee)
-                .send()
-                .await,
-        )
-        .await?;
-        self.request_in(source, &receipt)
     }
 
     /// Approve and request an ERC-721 transfer of test-NFT `token_id` on `lane` (the user must
@@ -251,30 +235,58 @@ impl Driver {
         to: Address,
         token_id: U256,
     ) -> Result<Request, DevnetError> {
-        let source = lane.source();
-        let chain = self.chain(source);
-        let provider = self.wallet_provider(source, &self.user(user)?)?;
-        let nft = TestNFT::new(chain.contracts.nft, provider.clone());
-        confirm(
-            "approve NFT",
-            nft.approve(chain.contracts.bridge, token_id).send().await,
-        )
-        .await?;
-        let bridge = Bridge::new(chain.contracts.bridge, provider);
-        let fee = bridge
-            .fee(chain.contracts.nft)
-            .call()
+        self.approve_and_request(lane, user, to, TokenKind::Erc721, token_id)
             .await
-            .map_err(|e| DevnetError::chain("read NFT fee", e))?;
-        let receipt = confirm(
-            "requestERC721Transfer",
-            bridge
-                .requestERC721Transfer(chain.contracts.nft, to, token_id, Bytes::new())
-                .value(fee)
+    }
+
+    /// `approve(bridge, value)` on the test token or NFT (the same call for both: an amount or
+    /// an id), then the request with the asset's fee.
+    async fn approve_and_request(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        kind: TokenKind,
+        value: U256,
+    ) -> Result<Request, DevnetError> {
+        let source = lane.source();
+        let contracts = &self.chain(source).contracts;
+        let token = match kind {
+            TokenKind::Erc20 => contracts.token,
+            TokenKind::Erc721 => contracts.nft,
+        };
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        confirm(
+            "approve",
+            TestToken::new(token, provider.clone())
+                .approve(contracts.bridge, value)
                 .send()
                 .await,
         )
         .await?;
+        let bridge = Bridge::new(contracts.bridge, provider);
+        let fee = bridge
+            .fee(token)
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("read token fee", e))?;
+        let sent = match kind {
+            TokenKind::Erc20 => {
+                bridge
+                    .requestERC20Transfer(token, to, value, Bytes::new())
+                    .value(fee)
+                    .send()
+                    .await
+            }
+            TokenKind::Erc721 => {
+                bridge
+                    .requestERC721Transfer(token, to, value, Bytes::new())
+                    .value(fee)
+                    .send()
+                    .await
+            }
+        };
+        let receipt = confirm("request a token transfer", sent).await?;
         self.request_in(source, &receipt)
     }
 

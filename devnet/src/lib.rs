@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod s3;
 pub mod scrape;
 pub mod screenshots;
+pub mod signer_bench;
 pub mod tools;
 pub mod tx;
 pub mod wait;

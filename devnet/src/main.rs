@@ -79,6 +79,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure what one signature costs with each signer backend (keystore, a SoftHSM2 token
+    /// through PKCS#11, KMS through the AWS SDK against the local stand-in) and the transfers per
+    /// second that allows with full vote batches; table + JSON.
+    BenchSigners {
+        /// Signatures timed per backend.
+        #[arg(long, default_value_t = multibridge_devnet::signer_bench::DEFAULT_SIGNATURES)]
+        signatures: usize,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a devnet with traffic, a stuck transfer and a claim, and save a PNG of each
     /// dashboard page (headless Chromium), then stop it.
     Screenshots {
@@ -206,6 +217,17 @@ fn main() -> ExitCode {
                         "JSON (also in {}):",
                         dir.join("bench-failover.json").display()
                     );
+                }
+                println!("{text}");
+                Ok(())
+            }
+            Command::BenchSigners { signatures, json } => {
+                let report =
+                    multibridge_devnet::signer_bench::run(&dir.join("bench-signers"), signatures)
+                        .await?;
+                let text = serde_json::to_string_pretty(&report)?;
+                if !json {
+                    println!("{}", multibridge_devnet::signer_bench::render(&report));
                 }
                 println!("{text}");
                 Ok(())

@@ -119,6 +119,16 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
             .await
             .unwrap();
         assert!(health.status().is_success(), "relay :{port} still alive");
+        let status = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            status.contains("signer_unavailable"),
+            "relay :{port} /status names why it does not send: {status}"
+        );
     }
     every_relay(
         &devnet,
@@ -452,4 +462,40 @@ async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_p
     assert!(new_votes >= 3, "the KMS key voted {new_votes} times");
     eprintln!("{sent} transfers through the rotation; the KMS key cast {new_votes} votes");
     drop(devnet);
+}
+
+/// `multibridge-devnet bench-signers` measures all three backends (a short run: the command's
+/// figures are for its own long runs, this checks it works and reports sane numbers).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signer_bench_measures_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_multibridge-devnet"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["bench-signers", "--signatures", "20", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends: Vec<&str> = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["keystore", "pkcs11", "aws-kms"]);
+    for b in report["backends"].as_array().unwrap() {
+        let (p50, p99) = (b["p50_ms"].as_f64().unwrap(), b["p99_ms"].as_f64().unwrap());
+        let per_sec = b["signatures_per_sec"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p99 >= p50 && per_sec > 0.0, "{b}");
+        assert_eq!(b["signatures"], 20);
+        let batch = report["batch"].as_f64().unwrap();
+        let allowed = b["transfers_per_sec_at_full_batches"].as_f64().unwrap();
+        assert!((allowed - per_sec * batch).abs() < 1e-6, "{b}");
+    }
 }
