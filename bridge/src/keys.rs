@@ -79,6 +79,14 @@ pub enum KeyError {
     /// A key kept in an HSM or KMS where a key in memory is needed (a CLI user key).
     #[error("this command needs a keystore or dev key, not a {0} signer")]
     NotLocal(&'static str),
+    /// A signer file that cannot be read or is no `signer` section.
+    #[error("signer file {path}: {reason}")]
+    SignerFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl KeyError {
@@ -103,15 +111,40 @@ pub async fn load_signer(config: &Config) -> Result<OperatorSigner, KeyError> {
     Ok(signer)
 }
 
-/// The signer `signer` names, whatever its backend.
-pub async fn load_operator_signer(
-    signer: &SignerConfig,
-    config: &Config,
-) -> Result<OperatorSigner, KeyError> {
-    Ok(match signer {
-        SignerConfig::Keystore { .. } | SignerConfig::DevKey { .. } => {
-            OperatorSigner::local(load_key(signer, config)?)
+/// The signer a file describes: a `signer` section on its own (`kind = "keystore"`,
+/// `"pkcs11"` or `"aws-kms"` with the same fields as `[operator.signer]`), checked to sign. How
+/// the CLI takes an owner's, pauser's or user's key from an HSM or KMS. A raw dev key is not
+/// taken from a file (`--key-env` is for those).
+pub async fn load_signer_file(path: &Path) -> Result<OperatorSigner, KeyError> {
+    let bad = |reason: String| KeyError::SignerFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let signer: SignerConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let signer = match &signer {
+        SignerConfig::DevKey { .. } => {
+            return Err(bad("a raw dev key is not read from a file: use --key-env".into()));
         }
+        SignerConfig::Keystore {
+            path,
+            password_file,
+            password_env,
+        } => {
+            let password = read_password(password_file.as_deref(), password_env.as_deref())?;
+            OperatorSigner::local(decrypt_keystore(path, &password)?)
+        }
+        remote => open_remote(remote)
+            .await?
+            .ok_or_else(|| bad("not a signer section".into()))?,
+    };
+    signer.probe().await?;
+    Ok(signer)
+}
+
+/// An HSM or KMS signer (`None` for the kinds kept in memory).
+async fn open_remote(signer: &SignerConfig) -> Result<Option<OperatorSigner>, KeyError> {
+    Ok(Some(match signer {
         SignerConfig::Pkcs11 {
             module,
             token_label,
@@ -140,7 +173,19 @@ pub async fn load_operator_signer(
             })
             .await?,
         ),
-    })
+        SignerConfig::Keystore { .. } | SignerConfig::DevKey { .. } => return Ok(None),
+    }))
+}
+
+/// The signer `signer` names, whatever its backend.
+pub async fn load_operator_signer(
+    signer: &SignerConfig,
+    config: &Config,
+) -> Result<OperatorSigner, KeyError> {
+    match open_remote(signer).await? {
+        Some(remote) => Ok(remote),
+        None => Ok(OperatorSigner::local(load_key(signer, config)?)),
+    }
 }
 
 /// Load the key `signer` names (a raw dev key only when both of `config`'s chains are

@@ -152,6 +152,10 @@ struct DeployArgs {
     /// Environment variable holding the owner keystore's password.
     #[arg(long)]
     owner_password_env: Option<String>,
+    /// A file holding the owner's signer section (`kind = "pkcs11"`, `"aws-kms"` or
+    /// `"keystore"`): an owner key in an HSM or KMS.
+    #[arg(long, conflicts_with_all = ["owner_keystore", "owner_key_env"])]
+    owner_signer_file: Option<PathBuf>,
     /// Environment variable holding the owner's raw hex key (devnet chains only).
     #[arg(long)]
     owner_key_env: Option<String>,
@@ -188,17 +192,29 @@ struct ClaimArgs {
 #[derive(clap::Args)]
 struct UserKeyArgs {
     /// Environment variable holding the user's hex private key.
-    #[arg(long, conflicts_with = "keystore")]
+    #[arg(long, conflicts_with_all = ["keystore", "signer_file"])]
     key_env: Option<String>,
     /// The user's JSON keystore (with --password-file).
-    #[arg(long, requires = "password_file")]
+    #[arg(long, requires = "password_file", conflicts_with = "signer_file")]
     keystore: Option<PathBuf>,
     /// File holding the keystore password.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// A file holding a signer section (`kind = "pkcs11"`, `"aws-kms"` or `"keystore"`, the
+    /// fields of `[operator.signer]`): a key in an HSM or KMS.
+    #[arg(long)]
+    signer_file: Option<PathBuf>,
 }
 
 impl UserKeyArgs {
+    /// The signer, whatever holds the key (checked to sign).
+    async fn signer(&self) -> anyhow::Result<multibridge::signer::OperatorSigner> {
+        Ok(match &self.signer_file {
+            Some(path) => multibridge::keys::load_signer_file(path).await?,
+            None => multibridge::signer::OperatorSigner::local(self.load()?),
+        })
+    }
+
     fn load(&self) -> anyhow::Result<alloy::signers::local::PrivateKeySigner> {
         Ok(match (&self.key_env, &self.keystore, &self.password_file) {
             (Some(var), _, _) => std::env::var(var)
@@ -211,7 +227,7 @@ impl UserKeyArgs {
                 multibridge::keys::decrypt_keystore(path, &password)?
             }
             _ => anyhow::bail!(
-                "give the user's key with --key-env VAR or --keystore FILE --password-file FILE"
+                "give the user's key with --key-env VAR, --keystore FILE --password-file FILE or --signer-file FILE"
             ),
         })
     }
@@ -521,13 +537,12 @@ async fn shutdown_signal() {
 }
 
 async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
-    use alloy::signers::local::PrivateKeySigner;
     use multibridge::commands::transfer::{
         TransferAsset, TransferProgress, TransferRequest, transfer,
     };
 
     let config = Config::load(&args.config)?;
-    let user: PrivateKeySigner = args.key.load()?;
+    let user = args.key.signer().await?;
     let asset = match (args.token, args.token_id, &args.amount) {
         (Some(token), Some(token_id), _) => TransferAsset::Erc721 { token, token_id },
         (token, _, Some(text)) => {
@@ -757,7 +772,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         } => {
             let c = Config::load(&config)?;
             let d = read_desired(&desired)?;
-            let signer = key.load()?;
+            let signer = key.signer().await?;
             let plans = multibridge::admin::apply::prepare(&c, &d).await?;
             let done = multibridge::admin::apply::apply(&c, &plans, &signer).await?;
             if done.is_empty() {
@@ -786,7 +801,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--amount {amount}: {e}"))?
                 .get_absolute();
             anyhow::ensure!(!wei.is_zero(), "--amount {amount}: give more than 0");
-            let signer = key.load()?;
+            let signer = key.signer().await?;
             let tx =
                 multibridge::admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
             println!(
@@ -814,7 +829,7 @@ async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
         "both" => vec![ChainRole::Main, ChainRole::Service],
         other => anyhow::bail!("--chain {other}: give main, service or both"),
     };
-    let signer = args.key.load()?;
+    let signer = args.key.signer().await?;
     for role in roles {
         let tx = multibridge::admin::pause::set_paused(role, c.chains.get(role), &signer, paused)
             .await?;
@@ -829,24 +844,27 @@ async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     use multibridge::admin::deploy::{DeployRequest, deploy};
-    let owner: alloy::signers::local::PrivateKeySigner = match (
+    let owner: multibridge::signer::OperatorSigner = match (
+        &args.owner_signer_file,
         &args.owner_keystore,
         &args.owner_key_env,
     ) {
-        (Some(path), None) => {
+        (Some(file), None, None) => multibridge::keys::load_signer_file(file).await?,
+        (None, Some(path), None) => {
             let password = multibridge::keys::read_password(
                 args.owner_password_file.as_deref(),
                 args.owner_password_env.as_deref(),
             )?;
-            multibridge::keys::decrypt_keystore(path, &password)?
+            multibridge::keys::decrypt_keystore(path, &password)?.into()
         }
-        (None, Some(var)) => std::env::var(var)
+        (None, None, Some(var)) => std::env::var(var)
             .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: the variable is not set"))?
             .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: not a 32-byte hex private key"))?,
+            .parse::<alloy::signers::local::PrivateKeySigner>()
+            .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: not a 32-byte hex private key"))?
+            .into(),
         _ => anyhow::bail!(
-            "give the owner's key with --owner-keystore FILE (--owner-password-file or --owner-password-env) or, on a devnet, --owner-key-env VAR"
+            "give the owner's key with --owner-keystore FILE (--owner-password-file or --owner-password-env), --owner-signer-file FILE or, on a devnet, --owner-key-env VAR"
         ),
     };
     let request = DeployRequest {
@@ -904,7 +922,7 @@ async fn claim(args: ClaimArgs) -> anyhow::Result<()> {
     use multibridge::commands::claim::{ClaimTarget, claim};
 
     let config = Config::load(&args.config)?;
-    let user = args.key.load()?;
+    let user = args.key.signer().await?;
     let target = match (args.nonce, args.tx) {
         (Some(n), _) => ClaimTarget::Nonce(n),
         (None, Some(tx)) => ClaimTarget::SourceTx(tx),

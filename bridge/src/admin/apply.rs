@@ -4,7 +4,6 @@
 
 use alloy::primitives::{Address, B256, FixedBytes};
 use alloy::providers::Provider;
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::{AssetKind, ChainRole, IERC165, TokenMode};
 
 use super::plan::{Change, Desired, PlanError, asset_key, plan};
@@ -196,7 +195,7 @@ pub async fn prepare(config: &Config, desired: &Desired) -> Result<Vec<ChainPlan
 pub async fn apply(
     config: &Config,
     plans: &[ChainPlan],
-    signer: &PrivateKeySigner,
+    signer: &crate::signer::OperatorSigner,
 ) -> Result<Vec<(String, B256)>, ApplyError> {
     for p in plans.iter().filter(|p| !p.changes.is_empty()) {
         if p.owner_is_contract {

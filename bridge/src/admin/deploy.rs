@@ -13,7 +13,6 @@ use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuild
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::artifacts::{CodeMismatch, Deployable, check_runtime};
 use multibridge_contracts::{Bridge, ChainRole, ServiceRegistry};
 
@@ -519,7 +518,7 @@ fn check_request(request: &DeployRequest) -> Result<(), DeployError> {
 /// Deploy (or resume deploying) as `owner`; the finished journal.
 pub async fn deploy(
     request: &DeployRequest,
-    owner: PrivateKeySigner,
+    owner: crate::signer::OperatorSigner,
 ) -> Result<DeploymentJournal, DeployError> {
     check_request(request)?;
     let main = connect(ChainRole::Main, &request.main_rpc, request.main_chain_id).await?;
@@ -590,7 +589,7 @@ pub async fn deploy(
     let mut deployer = Deployer {
         main,
         service,
-        wallet: EthereumWallet::from(owner),
+        wallet: owner.wallet(),
         owner: owner_address,
         journal,
         dir: request.out.clone(),

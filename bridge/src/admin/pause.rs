@@ -4,18 +4,18 @@
 //! the releases of a bridge (anyone may add it; no request is created).
 
 use alloy::primitives::{B256, U256};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use multibridge_contracts::{Bridge, ChainRole};
 
 use super::send::{CallError, send_call, send_call_with_value};
 use crate::config::ChainConfig;
+use crate::signer::OperatorSigner;
 
 /// Pause (`pause = true`) or unpause the bridge of `chain` as `signer`; the transaction.
 pub async fn set_paused(
     role: ChainRole,
     chain: &ChainConfig,
-    signer: &PrivateKeySigner,
+    signer: &OperatorSigner,
     pause: bool,
 ) -> Result<B256, CallError> {
     let data: Vec<u8> = if pause {
@@ -30,7 +30,7 @@ pub async fn set_paused(
 pub async fn fund(
     role: ChainRole,
     chain: &ChainConfig,
-    signer: &PrivateKeySigner,
+    signer: &OperatorSigner,
     amount: U256,
 ) -> Result<B256, CallError> {
     let data = Bridge::fundCall {}.abi_encode();

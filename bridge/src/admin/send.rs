@@ -1,14 +1,14 @@
 //! One administrative call from the CLI: simulated first (a refusal is decoded into the bridge's
 //! named error before anything is sent), then sent and followed to its receipt.
 
-use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::{Bridge, ChainRole};
 
 use crate::config::ChainConfig;
+use crate::signer::OperatorSigner;
 
 /// Why a call did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum CallError {
 pub async fn send_call(
     role: ChainRole,
     chain: &ChainConfig,
-    signer: &PrivateKeySigner,
+    signer: &OperatorSigner,
     to: Address,
     data: Bytes,
 ) -> Result<B256, CallError> {
@@ -48,7 +48,7 @@ pub async fn send_call(
 pub async fn send_call_with_value(
     role: ChainRole,
     chain: &ChainConfig,
-    signer: &PrivateKeySigner,
+    signer: &OperatorSigner,
     to: Address,
     data: Bytes,
     value: U256,
@@ -64,7 +64,7 @@ pub async fn send_call_with_value(
         .parse()
         .map_err(|_| fail(&"the first rpc_url is not a URL"))?;
     let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer.clone()))
+        .wallet(signer.wallet())
         .connect_http(url);
     let tx = TransactionRequest::default()
         .with_from(signer.address())

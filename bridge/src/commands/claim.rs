@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::{Bridge, ServiceRegistry};
 use multibridge_contracts::{ClaimData, Lane, request_from_log};
@@ -100,7 +99,7 @@ pub enum ClaimError {
 /// File the claim as `user` and follow the request until it is handled or `timeout` passes.
 pub async fn claim(
     config: &Config,
-    user: PrivateKeySigner,
+    user: crate::signer::OperatorSigner,
     lane: Lane,
     target: ClaimTarget,
     timeout: Duration,
@@ -154,7 +153,7 @@ pub async fn claim(
     .into();
     let mut sender = Sender::new(
         main.clone(),
-        crate::signer::OperatorSigner::local(user),
+        user,
         SenderPolicy::default(),
     )
     .await?;

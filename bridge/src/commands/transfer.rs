@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::Filter;
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{
@@ -258,7 +257,7 @@ async fn check_asset(
 /// Request the transfer as `user` and follow it until it is handled.
 pub async fn transfer(
     config: &Config,
-    user: PrivateKeySigner,
+    user: crate::signer::OperatorSigner,
     request: TransferRequest,
     mut progress: impl FnMut(TransferProgress),
 ) -> Result<TransferOutcome, TransferError> {
@@ -269,7 +268,7 @@ pub async fn transfer(
     let destination = chains.get(request.lane.destination()).clone();
     let mut sender = Sender::new(
         source.clone(),
-        crate::signer::OperatorSigner::local(user),
+        user,
         SenderPolicy::default(),
     )
     .await?;

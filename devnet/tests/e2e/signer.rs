@@ -154,6 +154,78 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
         assert_eq!(n, 1, "nonce {nonce}: operator {op} voted {n} times");
     }
 
+    // A user's key in the same token, made with the CLI, signs a transfer through
+    // `--signer-file` (the CLI takes every signer kind the relay does).
+    let (conf_key, conf_value) = hsm.env();
+    let hsm_cli = |args: &[&str]| {
+        std::process::Command::new(relay_binary().unwrap())
+            .args(["hsm"])
+            .args(args)
+            .args(["--token-label", multibridge_devnet::hsm::TOKEN_LABEL, "--key-label", "user-1"])
+            .arg("--pin-file")
+            .arg(hsm.pin_file())
+            .env(&conf_key, &conf_value)
+            .env("MULTIBRIDGE_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let created = hsm_cli(&["create-key", "--json"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let user: Address = created["address"].as_str().unwrap().parse().unwrap();
+    let again = hsm_cli(&["create-key"]);
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("already holds an object labelled"),
+        "a second key under one label is refused"
+    );
+    let shown = hsm_cli(&["address"]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), user.to_string());
+    {
+        use alloy::providers::Provider;
+        driver
+            .provider(multibridge_contracts::ChainRole::Main)
+            .unwrap()
+            .raw_request::<_, serde_json::Value>(
+                "anvil_setBalance".into(),
+                (user, parse_ether("10").unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    let signer_file = dir.path().join("user-signer.toml");
+    std::fs::write(
+        &signer_file,
+        format!(
+            "kind = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\nkey_label = \"user-1\"\npin_file = \"{}\"\n",
+            multibridge_devnet::hsm::SOFTHSM_MODULE,
+            multibridge_devnet::hsm::TOKEN_LABEL,
+            hsm.pin_file().display()
+        ),
+    )
+    .unwrap();
+    let paid_to = Address::repeat_byte(0x5b);
+    let out = std::process::Command::new(relay_binary().unwrap())
+        .args(["transfer", "--lane", "main-to-service", "--to"])
+        .arg(paid_to.to_string())
+        .args(["--amount", "0.25", "--json", "--signer-file"])
+        .arg(&signer_file)
+        .arg("--config")
+        .arg(devnet.operator_config_path(0))
+        .env(&conf_key, &conf_value)
+        .env("MULTIBRIDGE_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        driver
+            .native_balance(multibridge_contracts::ChainRole::Service, paid_to)
+            .await
+            .unwrap(),
+        parse_ether("0.25").unwrap(),
+        "the HSM-signed transfer arrived"
+    );
+
     // A config naming another operator's address for this key is refused by name.
     let config = std::fs::read_to_string(devnet.operator_config_path(0)).unwrap();
     let (mine, other) = (devnet.operator_addresses[0], devnet.operator_addresses[1]);
@@ -163,7 +235,6 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
     assert_ne!(wrong, config, "the config names its operator's address");
     let wrong_path = dir.path().join("wrong-address.toml");
     std::fs::write(&wrong_path, wrong).unwrap();
-    let (conf_key, conf_value) = hsm.env();
     let out = std::process::Command::new(relay_binary().unwrap())
         .args(["config", "check", "--config"])
         .arg(&wrong_path)
