@@ -124,16 +124,15 @@ pub async fn load_signer_file(path: &Path) -> Result<OperatorSigner, KeyError> {
     let signer: SignerConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let signer = match &signer {
         SignerConfig::DevKey { .. } => {
-            return Err(bad("a raw dev key is not read from a file: use --key-env".into()));
+            return Err(bad(
+                "a raw dev key is not read from a file: use --key-env".into()
+            ));
         }
         SignerConfig::Keystore {
             path,
             password_file,
             password_env,
-        } => {
-            let password = read_password(password_file.as_deref(), password_env.as_deref())?;
-            OperatorSigner::local(decrypt_keystore(path, &password)?)
-        }
+        } => OperatorSigner::local(open_keystore(path, password_file, password_env)?),
         remote => open_remote(remote)
             .await?
             .ok_or_else(|| bad("not a signer section".into()))?,
@@ -196,10 +195,7 @@ pub fn load_key(signer: &SignerConfig, config: &Config) -> Result<PrivateKeySign
             path,
             password_file,
             password_env,
-        } => {
-            let password = read_password(password_file.as_deref(), password_env.as_deref())?;
-            decrypt_keystore(path, &password)?
-        }
+        } => open_keystore(path, password_file, password_env)?,
         SignerConfig::DevKey { private_key } => {
             for chain in [&config.chains.main, &config.chains.service] {
                 if !is_devnet_chain(chain.chain_id) {
@@ -214,6 +210,16 @@ pub fn load_key(signer: &SignerConfig, config: &Config) -> Result<PrivateKeySign
         SignerConfig::Pkcs11 { .. } => return Err(KeyError::NotLocal("pkcs11")),
         SignerConfig::AwsKms { .. } => return Err(KeyError::NotLocal("aws-kms")),
     })
+}
+
+/// Open the keystore at `path` with the password from `password_file` or `password_env`.
+fn open_keystore(
+    path: &Path,
+    password_file: &Option<PathBuf>,
+    password_env: &Option<String>,
+) -> Result<PrivateKeySigner, KeyError> {
+    let password = read_password(password_file.as_deref(), password_env.as_deref())?;
+    decrypt_keystore(path, &password)
 }
 
 /// The password of a keystore: the first line of `file`, else the variable `env`.

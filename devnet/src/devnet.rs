@@ -803,7 +803,8 @@ impl Devnet {
     }
 }
 
-async fn set_balance(
+/// `anvil_setBalance` of `who` on the node at `url`.
+pub(crate) async fn set_balance(
     url: &str,
     who: alloy::primitives::Address,
     wei: U256,

@@ -416,6 +416,16 @@ impl Driver {
         Ok(logs.len())
     }
 
+    /// Give `who` exactly `wei` of native coin on one chain (anvil's `anvil_setBalance`).
+    pub async fn set_balance(
+        &self,
+        role: ChainRole,
+        who: Address,
+        wei: U256,
+    ) -> Result<(), DevnetError> {
+        crate::devnet::set_balance(&self.chain(role).rpc_url, who, wei).await
+    }
+
     /// Native balance of `who` on one chain.
     pub async fn native_balance(&self, role: ChainRole, who: Address) -> Result<U256, DevnetError> {
         self.provider(role)?

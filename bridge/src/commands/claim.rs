@@ -151,12 +151,7 @@ pub async fn claim(
     }
     .encode()
     .into();
-    let mut sender = Sender::new(
-        main.clone(),
-        user,
-        SenderPolicy::default(),
-    )
-    .await?;
+    let mut sender = Sender::new(main.clone(), user, SenderPolicy::default()).await?;
     let mut pending = std::collections::BTreeMap::new();
     for (operator, service) in &targets {
         let input: Bytes = ServiceRegistry::sendClaimCall {

@@ -266,12 +266,7 @@ pub async fn transfer(
     let chains = ChainPair::for_command(&config.chains, RetryPolicy::default())?;
     let source = chains.get(request.lane.source()).clone();
     let destination = chains.get(request.lane.destination()).clone();
-    let mut sender = Sender::new(
-        source.clone(),
-        user,
-        SenderPolicy::default(),
-    )
-    .await?;
+    let mut sender = Sender::new(source.clone(), user, SenderPolicy::default()).await?;
     let bridge = source_config.bridge;
 
     let fee_token = request.asset.fee_token();

@@ -161,7 +161,12 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
         std::process::Command::new(relay_binary().unwrap())
             .args(["hsm"])
             .args(args)
-            .args(["--token-label", multibridge_devnet::hsm::TOKEN_LABEL, "--key-label", "user-1"])
+            .args([
+                "--token-label",
+                multibridge_devnet::hsm::TOKEN_LABEL,
+                "--key-label",
+                "user-1",
+            ])
             .arg("--pin-file")
             .arg(hsm.pin_file())
             .env(&conf_key, &conf_value)
@@ -170,7 +175,11 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
             .unwrap()
     };
     let created = hsm_cli(&["create-key", "--json"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let user: Address = created["address"].as_str().unwrap().parse().unwrap();
     let again = hsm_cli(&["create-key"]);
@@ -180,19 +189,18 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
         "a second key under one label is refused"
     );
     let shown = hsm_cli(&["address"]);
-    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), user.to_string());
-    {
-        use alloy::providers::Provider;
-        driver
-            .provider(multibridge_contracts::ChainRole::Main)
-            .unwrap()
-            .raw_request::<_, serde_json::Value>(
-                "anvil_setBalance".into(),
-                (user, parse_ether("10").unwrap()),
-            )
-            .await
-            .unwrap();
-    }
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout).trim(),
+        user.to_string()
+    );
+    driver
+        .set_balance(
+            multibridge_contracts::ChainRole::Main,
+            user,
+            parse_ether("10").unwrap(),
+        )
+        .await
+        .unwrap();
     let signer_file = dir.path().join("user-signer.toml");
     std::fs::write(
         &signer_file,
@@ -216,7 +224,11 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
         .env("MULTIBRIDGE_LOG", "off")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         driver
             .native_balance(multibridge_contracts::ChainRole::Service, paid_to)
@@ -316,14 +328,8 @@ async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_p
         multibridge_contracts::ChainRole::Main,
         multibridge_contracts::ChainRole::Service,
     ] {
-        use alloy::providers::Provider;
         driver
-            .provider(role)
-            .unwrap()
-            .raw_request::<_, serde_json::Value>(
-                "anvil_setBalance".into(),
-                (new_key, parse_ether("100").unwrap()),
-            )
+            .set_balance(role, new_key, parse_ether("100").unwrap())
             .await
             .unwrap();
     }
