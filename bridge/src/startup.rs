@@ -131,7 +131,9 @@ pub async fn preflight_until_ready(
     let signer = loop {
         match crate::keys::load_signer(config).await {
             Ok(signer) => {
-                serving.readiness.ok(SIGNER_COMPONENT);
+                // From here a failing signer pauses sending (sending_paused, status, an
+                // alert) instead of counting against readiness.
+                serving.readiness.remove(SIGNER_COMPONENT);
                 break signer;
             }
             Err(e) if e.is_retryable() => {

@@ -64,6 +64,14 @@ impl Readiness {
         });
     }
 
+    /// `name` is no longer part of readiness (a start-time dependency that answered, and that
+    /// is watched otherwise from then on).
+    pub fn remove(&self, name: &str) {
+        self.with(|c| {
+            c.remove(name);
+        });
+    }
+
     /// `name` just succeeded.
     pub fn ok(&self, name: &str) {
         self.with(|c| {
@@ -126,6 +134,12 @@ mod tests {
         assert!(!report.components["indexer:main-to-service"].ready);
         r.ok("indexer:main-to-service");
         assert!(r.report().ready);
+        // A start-time component that is removed no longer counts.
+        r.register("signer");
+        assert!(!r.report().ready);
+        r.remove("signer");
+        assert!(r.report().ready);
+        assert!(!r.report().components.contains_key("signer"));
     }
 
     #[test]
