@@ -38,23 +38,23 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     let to = Address::repeat_byte(0x77);
     let to_s = to.to_string();
 
-    let (ok, out, err) = multibridge(
-        &[
+    // `multibridge transfer` on main-to-service to `to` as user 0, with `extra` arguments.
+    let transfer_to = |to: &str, extra: &[&str]| {
+        let mut args = vec![
             "transfer",
             "--config",
             config,
             "--lane",
             "main-to-service",
             "--to",
-            &to_s,
-            "--amount",
-            "0.5",
-            "--key-env",
-            "USER_KEY",
-            "--json",
-        ],
-        &user_key,
-    );
+            to,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--key-env", "USER_KEY"]);
+        multibridge(&args, &user_key)
+    };
+
+    let (ok, out, err) = transfer_to(&to_s, &["--amount", "0.5", "--json"]);
     assert!(ok, "{out}{err}");
     let native: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(native["nonce"], 0);
@@ -65,24 +65,7 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     );
 
     let token = driver.manifest().main.contracts.token.to_string();
-    let (ok, out, err) = multibridge(
-        &[
-            "transfer",
-            "--config",
-            config,
-            "--lane",
-            "main-to-service",
-            "--to",
-            &to_s,
-            "--amount",
-            "12.25",
-            "--token",
-            &token,
-            "--key-env",
-            "USER_KEY",
-        ],
-        &user_key,
-    );
+    let (ok, out, err) = transfer_to(&to_s, &["--amount", "12.25", "--token", &token]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("requested: nonce 1"), "{out}");
     assert!(out.contains("handled: nonce 1"), "{out}");
@@ -92,22 +75,7 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     );
 
     // A refused request is named and nothing is spent on it.
-    let (ok, out, err) = multibridge(
-        &[
-            "transfer",
-            "--config",
-            config,
-            "--lane",
-            "main-to-service",
-            "--to",
-            &to_s,
-            "--amount",
-            "0",
-            "--key-env",
-            "USER_KEY",
-        ],
-        &user_key,
-    );
+    let (ok, out, err) = transfer_to(&to_s, &["--amount", "0"]);
     assert!(!ok);
     assert!(
         err.contains("refuses the request") && err.contains("ZeroAmount"),
@@ -135,22 +103,7 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     // A large transfer (the devnet holds releases of 500 or more for 10 s): the user is told
     // the release is held back and when it will be paid.
     let large = Address::repeat_byte(0x78);
-    let (ok, out, err) = multibridge(
-        &[
-            "transfer",
-            "--config",
-            config,
-            "--lane",
-            "main-to-service",
-            "--to",
-            &large.to_string(),
-            "--amount",
-            "600",
-            "--key-env",
-            "USER_KEY",
-        ],
-        &user_key,
-    );
+    let (ok, out, err) = transfer_to(&large.to_string(), &["--amount", "600"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("release held back"), "{out}");
     assert_eq!(
@@ -182,25 +135,7 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
     let nft = driver.manifest().main.contracts.nft.to_string();
     let id = multibridge_devnet::deploy::user_nft_ids(0)[0];
     let nft_transfer = |id: String, token: &str| {
-        multibridge(
-            &[
-                "transfer",
-                "--config",
-                config,
-                "--lane",
-                "main-to-service",
-                "--to",
-                &to_s,
-                "--token",
-                token,
-                "--token-id",
-                &id,
-                "--key-env",
-                "USER_KEY",
-                "--json",
-            ],
-            &user_key,
-        )
+        transfer_to(&to_s, &["--token", token, "--token-id", &id, "--json"])
     };
     let (ok, out, err) = nft_transfer(id.to_string(), &nft);
     assert!(ok, "{out}{err}");
@@ -229,44 +164,12 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
         !ok && err.contains("give --amount instead of --token-id"),
         "{err}"
     );
-    let (ok, _, err) = multibridge(
-        &[
-            "transfer",
-            "--config",
-            config,
-            "--lane",
-            "main-to-service",
-            "--to",
-            &to_s,
-            "--token",
-            &nft,
-            "--amount",
-            "1",
-            "--key-env",
-            "USER_KEY",
-        ],
-        &user_key,
-    );
+    let (ok, _, err) = transfer_to(&to_s, &["--token", &nft, "--amount", "1"]);
     assert!(
         !ok && err.contains("give --token-id instead of --amount"),
         "{err}"
     );
-    let (ok, _, err) = multibridge(
-        &[
-            "transfer",
-            "--config",
-            config,
-            "--lane",
-            "main-to-service",
-            "--to",
-            &to_s,
-            "--token-id",
-            "1",
-            "--key-env",
-            "USER_KEY",
-        ],
-        &user_key,
-    );
+    let (ok, _, err) = transfer_to(&to_s, &["--token-id", "1"]);
     assert!(
         !ok && err.contains("--token"),
         "clap names the missing --token: {err}"

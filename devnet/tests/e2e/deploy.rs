@@ -836,80 +836,34 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
         nonce(&main_url, owner).await,
         nonce(&service_url, owner).await,
     );
-    let next = |n: &mut u64| {
-        *n += 1;
-        *n - 1
-    };
-    let mut pending = vec![
-        token
-            .mint(u5, big)
-            .nonce(next(&mut main_nonce))
-            .send()
-            .await
-            .unwrap(),
-        token
-            .mint(main_bridge, big)
-            .nonce(next(&mut main_nonce))
-            .send()
-            .await
-            .unwrap(),
-    ];
+    let mut pending = Vec::new();
+    // Send `call` with the next nonce of `counter` and keep it for all_mined.
+    macro_rules! queue {
+        ($call:expr, $counter:ident) => {{
+            pending.push($call.nonce($counter).send().await.unwrap());
+            $counter += 1;
+        }};
+    }
+    queue!(token.mint(u5, big), main_nonce);
+    queue!(token.mint(main_bridge, big), main_nonce);
     for id in &forward_ids {
-        pending.push(
-            nft.mint(u5, *id)
-                .nonce(next(&mut main_nonce))
-                .send()
-                .await
-                .unwrap(),
-        );
+        queue!(nft.mint(u5, *id), main_nonce);
     }
     for id in &back_ids {
-        pending.push(
-            nft.mint(owner, *id)
-                .nonce(next(&mut main_nonce))
-                .send()
-                .await
-                .unwrap(),
-        );
-        pending.push(
-            nft.transferFrom(owner, main_bridge, *id)
-                .nonce(next(&mut main_nonce))
-                .send()
-                .await
-                .unwrap(),
-        );
-        pending.push(
-            wnft.mint(u6, *id)
-                .nonce(next(&mut service_nonce))
-                .send()
-                .await
-                .unwrap(),
-        );
+        queue!(nft.mint(owner, *id), main_nonce);
+        queue!(nft.transferFrom(owner, main_bridge, *id), main_nonce);
+        queue!(wnft.mint(u6, *id), service_nonce);
     }
-    pending.push(
-        wtoken
-            .mint(u6, big)
-            .nonce(next(&mut service_nonce))
-            .send()
-            .await
-            .unwrap(),
-    );
-    pending.push(
-        wtoken
-            .setMinter(service_bridge, true)
-            .nonce(next(&mut service_nonce))
-            .send()
-            .await
-            .unwrap(),
-    );
-    pending.push(
-        wnft.setMinter(service_bridge, true)
-            .nonce(next(&mut service_nonce))
-            .send()
-            .await
-            .unwrap(),
-    );
+    queue!(wtoken.mint(u6, big), service_nonce);
+    queue!(wtoken.setMinter(service_bridge, true), service_nonce);
+    queue!(wnft.setMinter(service_bridge, true), service_nonce);
     all_mined(pending).await;
+    assert_eq!(
+        nonce(&main_url, owner).await,
+        main_nonce,
+        "every queued call mined"
+    );
+    assert_eq!(nonce(&service_url, owner).await, service_nonce);
     // Native liquidity for the service bridge's releases, with the CLI.
     let funded = succeeds({
         let mut c = tokio::process::Command::new(relay_binary().unwrap());
