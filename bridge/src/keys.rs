@@ -107,7 +107,7 @@ pub async fn load_signer(config: &Config) -> Result<OperatorSigner, KeyError> {
             actual: signer.address(),
         });
     }
-    signer.check(config.operator.address).await?;
+    signer.probe().await?;
     Ok(signer)
 }
 
@@ -122,28 +122,37 @@ pub async fn load_signer_file(path: &Path) -> Result<OperatorSigner, KeyError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let signer: SignerConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let signer = match &signer {
-        SignerConfig::DevKey { .. } => {
-            return Err(bad(
-                "a raw dev key is not read from a file: use --key-env".into()
-            ));
-        }
+    let signer = open_signer(&signer, || {
+        Err(bad(
+            "a raw dev key is not read from a file: use --key-env".into()
+        ))
+    })
+    .await?;
+    signer.probe().await?;
+    Ok(signer)
+}
+
+/// The signer `signer` names, whatever its backend (a raw dev key only when both of `config`'s
+/// chains are devnets).
+pub async fn load_operator_signer(
+    signer: &SignerConfig,
+    config: &Config,
+) -> Result<OperatorSigner, KeyError> {
+    open_signer(signer, || load_key(signer, config)).await
+}
+
+/// Open `signer`; a raw dev key comes from `dev_key` (each caller has its own rule for those).
+async fn open_signer(
+    signer: &SignerConfig,
+    dev_key: impl FnOnce() -> Result<PrivateKeySigner, KeyError>,
+) -> Result<OperatorSigner, KeyError> {
+    Ok(match signer {
         SignerConfig::Keystore {
             path,
             password_file,
             password_env,
         } => OperatorSigner::local(open_keystore(path, password_file, password_env)?),
-        remote => open_remote(remote)
-            .await?
-            .ok_or_else(|| bad("not a signer section".into()))?,
-    };
-    signer.probe().await?;
-    Ok(signer)
-}
-
-/// An HSM or KMS signer (`None` for the kinds kept in memory).
-async fn open_remote(signer: &SignerConfig) -> Result<Option<OperatorSigner>, KeyError> {
-    Ok(Some(match signer {
+        SignerConfig::DevKey { .. } => OperatorSigner::local(dev_key()?),
         SignerConfig::Pkcs11 {
             module,
             token_label,
@@ -172,19 +181,7 @@ async fn open_remote(signer: &SignerConfig) -> Result<Option<OperatorSigner>, Ke
             })
             .await?,
         ),
-        SignerConfig::Keystore { .. } | SignerConfig::DevKey { .. } => return Ok(None),
-    }))
-}
-
-/// The signer `signer` names, whatever its backend.
-pub async fn load_operator_signer(
-    signer: &SignerConfig,
-    config: &Config,
-) -> Result<OperatorSigner, KeyError> {
-    match open_remote(signer).await? {
-        Some(remote) => Ok(remote),
-        None => Ok(OperatorSigner::local(load_key(signer, config)?)),
-    }
+    })
 }
 
 /// Load the key `signer` names (a raw dev key only when both of `config`'s chains are

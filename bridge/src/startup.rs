@@ -124,9 +124,7 @@ pub async fn preflight_until_ready(
     // A wrong keystore password is no outage: fail at once, and decrypt only once. An HSM or
     // KMS that does not answer yet is one: wait for it like for a chain.
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut backoff = FIRST_BACKOFF;
-    let mut logged: Option<(String, Instant)> = None;
-    let started = Instant::now();
+    let mut waiting = Waiting::new();
     serving.readiness.register(SIGNER_COMPONENT);
     let signer = loop {
         match crate::keys::load_signer(config).await {
@@ -137,26 +135,17 @@ pub async fn preflight_until_ready(
                 break signer;
             }
             Err(e) if e.is_retryable() => {
-                serving.readiness.failed(SIGNER_COMPONENT, &e);
-                serving.metrics.startup_wait(SIGNER_COMPONENT);
-                let cause = e.to_string();
-                if logged
-                    .as_ref()
-                    .is_none_or(|(last, at)| *last != cause || at.elapsed() >= LOG_EVERY)
+                if !waiting
+                    .wait(serving, SIGNER_COMPONENT, &e, shutdown.as_mut())
+                    .await
                 {
-                    tracing::warn!(component = SIGNER_COMPONENT, error = %cause, retry_in_ms = backoff.as_millis() as u64, "waiting for the signer before starting");
-                    logged = Some((cause, Instant::now()));
+                    return Ok(None);
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = &mut shutdown => return Ok(None),
-                }
-                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
             }
             Err(e) => return Err(e.into()),
         }
     };
-    backoff = FIRST_BACKOFF;
+    waiting.backoff = FIRST_BACKOFF;
     loop {
         let attempt = preflight_with(config.clone(), signer.clone(), serving.metrics.clone()).await;
         let error = match attempt {
@@ -164,9 +153,9 @@ pub async fn preflight_until_ready(
                 for c in &components {
                     serving.readiness.ok(c);
                 }
-                if logged.is_some() {
+                if waiting.logged.is_some() {
                     tracing::info!(
-                        waited_secs = started.elapsed().as_secs(),
+                        waited_secs = waiting.started.elapsed().as_secs(),
                         "every dependency answers: starting"
                     );
                 }
@@ -178,21 +167,57 @@ pub async fn preflight_until_ready(
             return Err(error);
         };
         let component = chain_component(chain);
-        serving.readiness.failed(&component, &error);
-        serving.metrics.startup_wait(&component);
-        let cause = error.to_string();
-        let log_now = match &logged {
+        if !waiting
+            .wait(serving, &component, &error, shutdown.as_mut())
+            .await
+        {
+            return Ok(None);
+        }
+    }
+}
+
+/// Waiting for a dependency at start: backoff, and a log line per new cause (or per
+/// `LOG_EVERY`).
+struct Waiting {
+    backoff: Duration,
+    logged: Option<(String, Instant)>,
+    started: Instant,
+}
+
+impl Waiting {
+    fn new() -> Self {
+        Self {
+            backoff: FIRST_BACKOFF,
+            logged: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// `component` failed with `cause`: report it (readiness, `startup_waits_total`, the log),
+    /// then sleep the backoff; `false` if `shutdown` came first.
+    async fn wait(
+        &mut self,
+        serving: &Serving,
+        component: &str,
+        cause: &dyn std::fmt::Display,
+        shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        serving.readiness.failed(component, cause);
+        serving.metrics.startup_wait(component);
+        let cause = cause.to_string();
+        let log_now = match &self.logged {
             Some((last, at)) => *last != cause || at.elapsed() >= LOG_EVERY,
             None => true,
         };
         if log_now {
-            tracing::warn!(%component, error = %cause, retry_in_ms = backoff.as_millis() as u64, waited_secs = started.elapsed().as_secs(), "waiting for a dependency before starting");
-            logged = Some((cause, Instant::now()));
+            tracing::warn!(%component, error = %cause, retry_in_ms = self.backoff.as_millis() as u64, waited_secs = self.started.elapsed().as_secs(), "waiting for a dependency before starting");
+            self.logged = Some((cause, Instant::now()));
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = &mut shutdown => return Ok(None),
-        }
-        backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+        let slept = tokio::select! {
+            () = tokio::time::sleep(self.backoff) => true,
+            () = shutdown => false,
+        };
+        self.backoff = self.backoff.saturating_mul(2).min(MAX_BACKOFF);
+        slept
     }
 }

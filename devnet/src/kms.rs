@@ -70,7 +70,8 @@ pub fn key_for(key_id: &str) -> SigningKey {
 /// The Ethereum address of the stand-in's key `key_id`.
 pub fn address_for(key_id: &str) -> Address {
     let point = key_for(key_id).verifying_key().to_encoded_point(false);
-    Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..])
+    multibridge::signer::address_of_point(point.as_bytes())
+        .expect("an uncompressed SEC1 encoding is 04 || X || Y")
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {

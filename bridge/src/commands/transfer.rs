@@ -274,63 +274,69 @@ pub async fn transfer(
         .bridge_call("fee", |b| async move { b.fee(fee_token).call().await })
         .await?;
     check_asset(&source, sender.address(), request.asset).await?;
-    let receipt = match request.asset {
-        TransferAsset::Native { amount } => {
-            let call = Bridge::requestNativeTransferCall {
+    // What the bridge pulls is approved first (ERC-20 amount, ERC-721 id); then the request,
+    // paying the fee (and, for native coin, the amount).
+    let (approve, call, value): (Option<(Address, Bytes)>, Bytes, U256) = match request.asset {
+        TransferAsset::Native { amount } => (
+            None,
+            Bridge::requestNativeTransferCall {
                 to: request.to,
                 extraData: Bytes::new(),
-            };
-            sender
-                .send_with_value(bridge, call.abi_encode().into(), amount.saturating_add(fee))
-                .await
-                .map_err(refusal)?;
-            mined(&mut sender, Duration::from_secs(60)).await?
-        }
-        TransferAsset::Erc20 { token, amount } => {
-            let approve = IERC20::approveCall {
-                spender: bridge,
-                amount,
-            };
-            sender
-                .send(token, approve.abi_encode().into())
-                .await
-                .map_err(refusal)?;
-            mined(&mut sender, Duration::from_secs(60)).await?;
-            let call = Bridge::requestERC20TransferCall {
+            }
+            .abi_encode()
+            .into(),
+            amount.saturating_add(fee),
+        ),
+        TransferAsset::Erc20 { token, amount } => (
+            Some((
+                token,
+                IERC20::approveCall {
+                    spender: bridge,
+                    amount,
+                }
+                .abi_encode()
+                .into(),
+            )),
+            Bridge::requestERC20TransferCall {
                 token,
                 to: request.to,
                 amount,
                 extraData: Bytes::new(),
-            };
-            sender
-                .send_with_value(bridge, call.abi_encode().into(), fee)
-                .await
-                .map_err(refusal)?;
-            mined(&mut sender, Duration::from_secs(60)).await?
-        }
-        TransferAsset::Erc721 { token, token_id } => {
-            let approve = IERC721::approveCall {
-                to: bridge,
-                tokenId: token_id,
-            };
-            sender
-                .send(token, approve.abi_encode().into())
-                .await
-                .map_err(refusal)?;
-            mined(&mut sender, Duration::from_secs(60)).await?;
-            let call = Bridge::requestERC721TransferCall {
+            }
+            .abi_encode()
+            .into(),
+            fee,
+        ),
+        TransferAsset::Erc721 { token, token_id } => (
+            Some((
+                token,
+                IERC721::approveCall {
+                    to: bridge,
+                    tokenId: token_id,
+                }
+                .abi_encode()
+                .into(),
+            )),
+            Bridge::requestERC721TransferCall {
                 token,
                 to: request.to,
                 tokenId: token_id,
                 extraData: Bytes::new(),
-            };
-            sender
-                .send_with_value(bridge, call.abi_encode().into(), fee)
-                .await
-                .map_err(refusal)?;
-            mined(&mut sender, Duration::from_secs(60)).await?
-        }
+            }
+            .abi_encode()
+            .into(),
+            fee,
+        ),
     };
+    if let Some((token, data)) = approve {
+        sender.send(token, data).await.map_err(refusal)?;
+        mined(&mut sender, Duration::from_secs(60)).await?;
+    }
+    sender
+        .send_with_value(bridge, call, value)
+        .await
+        .map_err(refusal)?;
+    let receipt = mined(&mut sender, Duration::from_secs(60)).await?;
     if !receipt.status() {
         return Err(TransferError::RequestFailed(receipt.transaction_hash));
     }

@@ -43,16 +43,6 @@ pub enum SignerError {
         /// What it said (no secret).
         reason: String,
     },
-    /// The key is not the operator's: a configuration mistake.
-    #[error("the {backend} signer's key is for {actual}, but operator.address is {expected}")]
-    WrongKey {
-        /// Backend name.
-        backend: &'static str,
-        /// Configured.
-        expected: Address,
-        /// The key's.
-        actual: Address,
-    },
     /// The backend returned a signature that does not recover to its own address.
     #[error("the {backend} signer returned a signature that recovers to {actual}, not {expected}")]
     BadSignature {
@@ -196,7 +186,7 @@ impl OperatorSigner {
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(SignerError::Timeout { .. }) => "timeout",
-                Err(SignerError::WrongKey { .. } | SignerError::BadSignature { .. }) => "wrong_key",
+                Err(SignerError::BadSignature { .. }) => "wrong_key",
                 Err(_) => "failed",
             };
             metrics.signature(self.backend(), outcome, started.elapsed().as_secs_f64());
@@ -243,18 +233,6 @@ impl OperatorSigner {
         self.sign_hash(&keccak256(b"multibridge signer probe"))
             .await?;
         Ok(started.elapsed())
-    }
-
-    /// Check at start that the signer answers and its key is `expected`'s.
-    pub async fn check(&self, expected: Address) -> Result<Duration, SignerError> {
-        if self.address != expected {
-            return Err(SignerError::WrongKey {
-                backend: self.backend(),
-                expected,
-                actual: self.address,
-            });
-        }
-        self.probe().await
     }
 }
 
@@ -309,20 +287,18 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_local_key_signs_and_recovers_and_a_wrong_address_is_named() {
+    async fn a_local_key_signs_and_its_signatures_recover_to_it() {
         let key = PrivateKeySigner::random();
         let signer = OperatorSigner::local(key.clone());
         assert_eq!(signer.backend(), "keystore");
-        signer.check(key.address()).await.unwrap();
-        let other = Address::repeat_byte(7);
+        assert_eq!(signer.address(), key.address());
+        let hash = keccak256(b"vote");
+        let signed = signer.sign_hash(&hash).await.unwrap();
         assert_eq!(
-            signer.check(other).await,
-            Err(SignerError::WrongKey {
-                backend: "keystore",
-                expected: other,
-                actual: key.address()
-            })
+            signed.recover_address_from_prehash(&hash).unwrap(),
+            key.address()
         );
+        signer.probe().await.unwrap();
     }
 
     #[tokio::test]
@@ -358,7 +334,7 @@ mod tests {
             backend: "pkcs11",
             reason: "CKR_TOKEN_NOT_PRESENT".into(),
         };
-        let wrong = SignerError::WrongKey {
+        let wrong = SignerError::BadSignature {
             backend: "aws-kms",
             expected: Address::ZERO,
             actual: Address::repeat_byte(1),
