@@ -8,7 +8,7 @@
 #   /etc/ssl/certs/ca-certificates.crt   CA bundle for https RPCs, S3 and KMS (SSL_CERT_FILE)
 #   /etc/passwd, /etc/group, /etc/nsswitch.conf   user and group `nonroot` (65532)
 #   /var/lib/multibridge            the store's mount point (owned by 65532), the working dir
-#   /etc/multibridge                the config's mount point
+#   /etc/multibridge/config         the config's mount point
 #
 # The binary is dynamically linked against glibc (there is no musl target on the build
 # machine), so "static" here means: one binary plus exactly the libraries ldd lists, nothing
@@ -75,7 +75,7 @@ cleanup() { bah rm "$ctr" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 mnt="$(bah mount "$ctr")"
 
-install -d -m 0755 "$mnt/usr/local/bin" "$mnt/etc/ssl/certs" "$mnt/etc/multibridge"
+install -d -m 0755 "$mnt/usr/local/bin" "$mnt/etc/ssl/certs" "$mnt/etc/multibridge/config"
 install -d -m 0750 -o 65532 -g 65532 "$mnt/var/lib/multibridge"
 install -m 0755 "$binary" "$mnt/usr/local/bin/multibridge"
 if command -v strip >/dev/null; then strip --strip-debug "$mnt/usr/local/bin/multibridge"; fi
@@ -100,7 +100,7 @@ bah config \
   --workingdir /var/lib/multibridge \
   --env SSL_CERT_FILE="$ca_bundle" \
   --entrypoint '["/usr/local/bin/multibridge"]' \
-  --cmd '["run", "--config", "/etc/multibridge/relay.toml"]' \
+  --cmd '["run", "--config", "/etc/multibridge/config/relay.toml"]' \
   --port 9464/tcp \
   --volume /var/lib/multibridge \
   --label org.opencontainers.image.title=multibridge \
