@@ -11,6 +11,7 @@ use multibridge_devnet::invariants::dump_relay_logs;
 mod backup;
 mod bad_input;
 mod cli;
+mod container;
 mod dashboard;
 mod deploy;
 mod etcd_faults;
