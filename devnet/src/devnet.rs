@@ -24,6 +24,7 @@ use crate::manifest::{
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
 use crate::prometheus::{PrometheusServer, ScrapeTarget};
+use crate::proxy::{ProxyMode, TcpProxy};
 use crate::tools::Tools;
 
 /// How to build a devnet.
@@ -76,6 +77,10 @@ pub struct DevnetOptions {
     pub dashboard_manager: Option<SignerConfig>,
     /// Where the operators' keys live: raw devnet keys (default) or a SoftHSM2 token.
     pub signer: DevnetSigner,
+    /// Give every replica its own network links: each of its connections (both chains' RPCs and
+    /// every etcd member) goes through a [`TcpProxy`] of its own, so one replica's network can be
+    /// cut, delayed or refused while the others' is not (the experiments).
+    pub replica_links: bool,
 }
 
 /// Where a devnet's operator keys live.
@@ -153,6 +158,7 @@ impl DevnetOptions {
             max_block_range: 1_000,
             dashboard_manager: None,
             signer: DevnetSigner::DevKeys,
+            replica_links: false,
         }
     }
 
@@ -221,6 +227,8 @@ pub struct Devnet {
     pub operator_addresses: Vec<alloy::primitives::Address>,
     /// The SoftHSM2 token holding the operator keys (with `DevnetSigner::Hsm`).
     pub hsm: Option<crate::hsm::SoftHsm>,
+    /// Every replica's own network links, `(operator, replica)` (with `replica_links`).
+    links: std::collections::BTreeMap<(usize, usize), ReplicaLinks>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
 }
@@ -374,6 +382,21 @@ impl Devnet {
         } else {
             None
         };
+        let mut links = std::collections::BTreeMap::new();
+        if options.replica_links {
+            let etcd_endpoints = etcd
+                .as_ref()
+                .map(EtcdCluster::endpoints)
+                .unwrap_or_default();
+            for index in 0..accounts.operators.len() {
+                for replica in 0..options.replicas.max(1) {
+                    links.insert(
+                        (index, replica),
+                        ReplicaLinks::start(&main.url(), &service.url(), &etcd_endpoints).await?,
+                    );
+                }
+            }
+        }
         let start_relays = options.relays;
         let mut devnet = Self {
             options: DevnetOptions { dir, ..options },
@@ -387,6 +410,7 @@ impl Devnet {
             prometheus,
             operator_addresses,
             hsm,
+            links,
             relays: Default::default(),
         };
         devnet.write_files()?;
@@ -406,6 +430,20 @@ impl Devnet {
             ChainRole::Main => self.main.url(),
             ChainRole::Service => self.service.url(),
         }
+    }
+
+    /// The RPC URL replica `replica` of operator `index` uses for `role`: its own link when the
+    /// devnet has `replica_links`, else the node's.
+    fn replica_rpc_url(&self, index: usize, replica: usize, role: ChainRole) -> String {
+        match self.links.get(&(index, replica)) {
+            Some(links) => links.rpc(role).url(),
+            None => self.rpc_url(role),
+        }
+    }
+
+    /// The network links of one replica (with `replica_links`), to cut or delay them.
+    pub fn replica_links(&self, index: usize, replica: usize) -> Option<&ReplicaLinks> {
+        self.links.get(&(index, replica))
     }
 
     /// The anvil node of one chain, for fault injection.
@@ -460,7 +498,7 @@ impl Devnet {
             };
             ChainConfig {
                 chain_id: contracts.chain_id,
-                rpc_urls: vec![self.rpc_url(role)],
+                rpc_urls: vec![self.replica_rpc_url(index, 0, role)],
                 bridge: contracts.bridge,
                 confirmations: multibridge::config::Confirmations::Depth(
                     self.options.confirmations,
@@ -513,7 +551,11 @@ impl Devnet {
                     .collect(),
             }),
             etcd: self.etcd.as_ref().map(|etcd| EtcdConfig {
-                endpoints: etcd.endpoints(),
+                endpoints: self
+                    .links
+                    .get(&(index, 0))
+                    .map(ReplicaLinks::etcd_endpoints)
+                    .unwrap_or_else(|| etcd.endpoints()),
                 prefix: "/multibridge".to_owned(),
                 lease_ttl_secs: 3,
                 replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
@@ -698,7 +740,17 @@ impl Devnet {
         config.store.path = operator_dir
             .join(format!("replica-{}", replica.saturating_add(1)))
             .join("store.sqlite");
+        for role in [ChainRole::Main, ChainRole::Service] {
+            let url = self.replica_rpc_url(index, replica, role);
+            match role {
+                ChainRole::Main => config.chains.main.rpc_urls = vec![url],
+                ChainRole::Service => config.chains.service.rpc_urls = vec![url],
+            }
+        }
         if let Some(etcd) = config.etcd.as_mut() {
+            if let Some(links) = self.links.get(&(index, replica)) {
+                etcd.endpoints = links.etcd_endpoints();
+            }
             etcd.replica = Some(format!(
                 "operator-{}-r{}",
                 index.saturating_add(1),
@@ -800,6 +852,62 @@ impl Devnet {
         }
         processes.extend(self.prometheus.and_then(PrometheusServer::detach));
         processes
+    }
+}
+
+/// One replica's own connections: a proxy in front of each chain's RPC and each etcd member.
+#[derive(Debug)]
+pub struct ReplicaLinks {
+    main: TcpProxy,
+    service: TcpProxy,
+    etcd: Vec<TcpProxy>,
+}
+
+impl ReplicaLinks {
+    async fn start(main: &str, service: &str, etcd: &[String]) -> Result<Self, DevnetError> {
+        async fn proxy(url: &str) -> Result<TcpProxy, DevnetError> {
+            let target = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
+            TcpProxy::start(target, ProxyMode::Forward)
+                .await
+                .map_err(DevnetError::Ports)
+        }
+        let mut members = Vec::with_capacity(etcd.len());
+        for endpoint in etcd {
+            members.push(proxy(endpoint).await?);
+        }
+        Ok(Self {
+            main: proxy(main).await?,
+            service: proxy(service).await?,
+            etcd: members,
+        })
+    }
+
+    /// The proxy in front of `role`'s RPC.
+    pub fn rpc(&self, role: ChainRole) -> &TcpProxy {
+        match role {
+            ChainRole::Main => &self.main,
+            ChainRole::Service => &self.service,
+        }
+    }
+
+    fn etcd_endpoints(&self) -> Vec<String> {
+        self.etcd.iter().map(TcpProxy::url).collect()
+    }
+
+    /// Every connection of the replica: both RPCs and every etcd member.
+    pub fn all(&self) -> impl Iterator<Item = &TcpProxy> {
+        [&self.main, &self.service].into_iter().chain(&self.etcd)
+    }
+
+    /// Put every connection of the replica in `mode` (blackhole: its network is cut).
+    pub fn set_all(&self, mode: ProxyMode) {
+        for proxy in self.all() {
+            proxy.set_mode(mode);
+        }
     }
 }
 

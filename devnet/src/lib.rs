@@ -13,6 +13,7 @@ pub mod devnet;
 pub mod driver;
 pub mod error;
 pub mod etcd;
+pub mod experiment;
 pub mod failover_bench;
 pub mod ha;
 pub mod hsm;

@@ -97,6 +97,19 @@ enum Command {
         #[arg(long, default_value = "docs/screenshots")]
         out: PathBuf,
     },
+    /// Reproduce an experiment of the seed papers on fresh devnets (build with --release: the
+    /// figures are the relay's): a table beside the paper's, `<out>/<name>.json` (report and
+    /// timeline) and `<out>/<name>.svg` (latency over time, faults marked).
+    Experiment {
+        /// The seed of the fault schedule and the traffic mix (printed; default: from the clock).
+        #[arg(long, global = true)]
+        seed: Option<u64>,
+        /// Where the JSON and the picture go.
+        #[arg(long, global = true, default_value = "target/experiments")]
+        out: PathBuf,
+        #[command(subcommand)]
+        which: ExperimentCommand,
+    },
     /// Start a devnet, move transfers both ways and check conservation, then stop it.
     Demo {
         #[command(flatten)]
@@ -104,6 +117,61 @@ enum Command {
         /// Transfers per lane and asset.
         #[arg(long, default_value_t = 2)]
         transfers: u32,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum ExperimentCommand {
+    /// Table 2 of seed 001: one replica's network (RPCs + etcd) cut for 20 s every 60/30/25 s,
+    /// a random replica or the leader, while users send 2 requests/s.
+    NetworkCut {
+        /// Minutes per row (the paper: 10).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Cut periods, seconds.
+        #[arg(long, value_delimiter = ',', default_value = "60,30,25")]
+        periods: Vec<u64>,
+        /// Cut length, seconds.
+        #[arg(long, default_value_t = 20.0)]
+        cut_secs: f64,
+        /// Which tests: random, leader.
+        #[arg(long, value_delimiter = ',', default_value = "random,leader", value_parser = ["random", "leader"])]
+        tests: Vec<String>,
+    },
+    /// Table 4 of seed 003: the leader paused 15 s at random intervals of 30–120 s while 5 users
+    /// send 2 requests/s each.
+    LeaderPause {
+        /// Length, minutes (the paper: 83).
+        #[arg(long, default_value_t = 83.0)]
+        minutes: f64,
+        /// Downtime bound, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        bound: f64,
+    },
+    /// Seed 004's HA test: 4 operators, threshold 1, all relays stopped and started again and
+    /// again while value moves both ways.
+    KlaytnHa {
+        /// Stop/start rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Seconds the relays run between stops.
+        #[arg(long, default_value_t = 30.0)]
+        up_secs: f64,
+        /// Seconds they stay down.
+        #[arg(long, default_value_t = 10.0)]
+        down_secs: f64,
+    },
+    /// ≥ 10,000 transfers under continuous mixed faults, verified from the chains.
+    Soak {
+        /// Transfers to send.
+        #[arg(long, default_value_t = 10_000)]
+        transfers: usize,
+        /// Users sending (about 1.2 requests/s each).
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        /// Downtime bound, seconds.
+        #[arg(long, default_value_t = 15.0)]
+        bound: f64,
     },
 }
 
@@ -221,6 +289,10 @@ fn main() -> ExitCode {
                 println!("{text}");
                 Ok(())
             }
+            Command::Experiment { seed, out, which } => {
+                refuse_if_running(&dir)?;
+                experiment(&dir, seed, &out, which).await
+            }
             Command::BenchSigners { signatures, json } => {
                 let report =
                     multibridge_devnet::signer_bench::run(&dir.join("bench-signers"), signatures)
@@ -278,6 +350,150 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn experiment(
+    dir: &Path,
+    seed: Option<u64>,
+    out: &Path,
+    which: ExperimentCommand,
+) -> Result<()> {
+    use multibridge_devnet::experiment::{
+        Common, build_profile, fresh_seed, klaytn_ha, leader_pause, network_cut, soak,
+    };
+    let common = Common {
+        dir: dir.join("experiment"),
+        out: if out.is_absolute() {
+            out.to_owned()
+        } else {
+            workspace_root().join(out)
+        },
+        seed: seed.unwrap_or_else(fresh_seed),
+    };
+    eprintln!(
+        "seed {} (repeat with --seed {}), {} build{}",
+        common.seed,
+        common.seed,
+        build_profile(),
+        if build_profile() == "debug" {
+            ": the figures are not the relay's; use cargo run --release"
+        } else {
+            ""
+        }
+    );
+    let (name, table, files) = match which {
+        ExperimentCommand::NetworkCut {
+            minutes,
+            periods,
+            cut_secs,
+            tests,
+        } => {
+            let settings = network_cut::Settings {
+                minutes,
+                periods,
+                cut_secs,
+                targets: tests
+                    .iter()
+                    .map(|t| {
+                        if t == "leader" {
+                            network_cut::Target::Leader
+                        } else {
+                            network_cut::Target::Random
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let report = network_cut::run(&common, &settings).await?;
+            let pictures: Vec<(String, String)> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    let test = if r.target == network_cut::Target::Leader {
+                        "leader"
+                    } else {
+                        "random"
+                    };
+                    (
+                        format!("-{test}-{}", r.period),
+                        r.run.picture(
+                            format!(
+                                "network cut, {test} test, a {} s cut every {} s (seed {})",
+                                report.cut_secs, r.period, report.seed
+                            ),
+                            report.fail_after,
+                        ),
+                    )
+                })
+                .collect();
+            let files = common.write("network-cut", &report, &pictures)?;
+            ("network-cut", network_cut::render(&report), files)
+        }
+        ExperimentCommand::LeaderPause { minutes, bound } => {
+            let settings = leader_pause::Settings {
+                minutes,
+                bound,
+                ..Default::default()
+            };
+            let report = leader_pause::run(&common, &settings).await?;
+            let svg = report.run.picture(
+                format!("leader paused 15 s every 30–120 s (seed {})", report.seed),
+                report.bound,
+            );
+            let files = common.write("leader-pause", &report, &[(String::new(), svg)])?;
+            ("leader-pause", leader_pause::render(&report), files)
+        }
+        ExperimentCommand::KlaytnHa {
+            rounds,
+            up_secs,
+            down_secs,
+        } => {
+            let settings = klaytn_ha::Settings {
+                rounds,
+                up_secs,
+                down_secs,
+                ..Default::default()
+            };
+            let report = klaytn_ha::run(&common, &settings).await?;
+            let svg = report.run.picture(
+                format!(
+                    "4 operators, threshold 1, all relays restarted (seed {})",
+                    report.seed
+                ),
+                30.0,
+            );
+            let files = common.write("klaytn-ha", &report, &[(String::new(), svg)])?;
+            ("klaytn-ha", klaytn_ha::render(&report), files)
+        }
+        ExperimentCommand::Soak {
+            transfers,
+            users,
+            bound,
+        } => {
+            let settings = soak::Settings {
+                transfers,
+                users,
+                bound,
+                ..Default::default()
+            };
+            let report = soak::run(&common, &settings).await?;
+            let svg = report.run.picture(
+                format!(
+                    "soak, {} transfers, mixed faults (seed {})",
+                    report.requests, report.seed
+                ),
+                report.bound,
+            );
+            let files = common.write("soak", &report, &[(String::new(), svg)])?;
+            ("soak", soak::render(&report), files)
+        }
+    };
+    println!("{table}");
+    println!("{name}: the report and its timeline, then the pictures:");
+    for file in files {
+        println!("  {}", file.display());
+    }
+    Ok(())
 }
 
 fn refuse_if_running(dir: &Path) -> Result<()> {

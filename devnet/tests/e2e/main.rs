@@ -16,6 +16,7 @@ mod dashboard;
 mod deploy;
 mod etcd_faults;
 mod etcd_tls;
+mod experiment;
 mod hostile;
 mod indexer;
 mod lane_scope;
