@@ -45,6 +45,20 @@ fail() {
   exit 1
 }
 
+# --- disk -------------------------------------------------------------------------------------
+# A full disk once failed nine end-to-end tests with "No space left on device" far from the
+# cause. The build and the suite write about 6 GB (the debug build, the container image, devnet
+# state in temporary directories); say so before starting rather than in the middle.
+for where in "$here/.." "${TMPDIR:-/tmp}"; do
+  free_kb="$(df -Pk "$where" 2>/dev/null | awk 'NR==2 {print $4}')"
+  [ -n "$free_kb" ] || continue
+  if [ "$free_kb" -lt $((4 * 1024 * 1024)) ]; then
+    fail "only $((free_kb / 1024)) MB free under $where: the build and the tests need about 6 GB (free some space, or point TMPDIR elsewhere)"
+  elif [ "$free_kb" -lt $((10 * 1024 * 1024)) ]; then
+    log "warning: only $((free_kb / 1024 / 1024)) GB free under $where; the build and the tests write about 6 GB"
+  fi
+done
+
 # --- Rust -----------------------------------------------------------------------------------
 # The toolchain is a prerequisite (rustup), not installed here; the workspace needs its
 # rust-version (Cargo.toml) or later.
