@@ -52,8 +52,10 @@ impl Default for Settings {
 pub struct Restart {
     /// How the relays were stopped.
     pub stop: &'static str,
-    /// Requests made before the start (both lanes).
-    pub backlog: u64,
+    /// Requests made while the relays were down (both lanes).
+    pub requested_while_down: u64,
+    /// Requests made before the start (both lanes): all must be handled for the recovery.
+    pub requested_before: u64,
     /// Start → every one of them handled, seconds.
     pub recovery_secs: f64,
 }
@@ -119,6 +121,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
     for round in 0..settings.rounds {
         sleep_until(&run.timeline, at).await;
         let graceful = round % 2 == 0;
+        let at_stop = request_nonces(&run.driver).await?;
         let start = run.timeline.now();
         for op in 0..operators {
             if let Some(relay) = run.devnet.relay(op) {
@@ -149,16 +152,18 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         let recovery =
             wait_handled_below(&run.driver, backlog.clone(), Duration::from_secs(120)).await?;
         let took = recovery.duration_since(started).as_secs_f64();
+        let requested_before: u64 = backlog.iter().sum();
+        let requested_while_down = requested_before.saturating_sub(at_stop.iter().sum());
         eprintln!(
-            "  restart {}/{} ({stop}): {} requests before it, all handled {:.1} s after the start",
+            "  restart {}/{} ({stop}): {requested_while_down} requests while down, all {requested_before} handled {:.1} s after the start",
             round.saturating_add(1),
             settings.rounds,
-            backlog.iter().sum::<u64>(),
             took
         );
         restarts.push(Restart {
             stop,
-            backlog: backlog.iter().sum(),
+            requested_while_down,
+            requested_before,
             recovery_secs: took,
         });
         at = run.timeline.now() + settings.up_secs;
@@ -288,13 +293,15 @@ pub fn render(r: &Report) -> String {
         secs(r.recovery.p50),
         secs(r.recovery.max)
     ));
-    out.push_str("\nrestart  stop     backlog  recovery\n");
+    out.push_str(
+        "\nrestart  stop     requested while down  recovery (all earlier requests handled)\n",
+    );
     for (i, x) in r.restarts.iter().enumerate() {
         out.push_str(&format!(
-            "{:>7}  {:<7} {:>8} {:>8} s\n",
+            "{:>7}  {:<7} {:>20} {:>8} s\n",
             i.saturating_add(1),
             x.stop,
-            x.backlog,
+            x.requested_while_down,
             secs(x.recovery_secs)
         ));
     }

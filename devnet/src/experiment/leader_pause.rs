@@ -17,7 +17,7 @@ use multibridge_contracts::Lane;
 use serde::Serialize;
 
 use super::load::LoadSpec;
-use super::report::{Spread, downtime, secs};
+use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
 use super::{Common, Finished, Rng, Run, sleep_until};
 use crate::Devnet;
 use crate::error::DevnetError;
@@ -78,6 +78,8 @@ pub struct Report {
     pub bound: f64,
     /// Downtime, seconds.
     pub downtime_secs: f64,
+    /// Downtime at other bounds: (bound, seconds, percent).
+    pub downtime_curve: Vec<(f64, f64, f64)>,
     /// Requests on the chains.
     pub requests: u64,
     /// Handled exactly once.
@@ -153,6 +155,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         pauses,
         bound: settings.bound,
         downtime_secs: downtime(&finished.outcomes, settings.bound, finished.load_secs),
+        downtime_curve: downtime_curve(&finished.outcomes, &[5.0, 8.0, 15.0], finished.load_secs),
         requests: finished.requests(),
         successful: finished.end.lanes.iter().map(|l| l.handled_once).sum(),
         user_failures: finished.end.user_failures,
@@ -204,6 +207,10 @@ pub fn render(r: &Report) -> String {
         "yes",
         "-",
         "-"
+    ));
+    out.push_str(&format!(
+        "\ndowntime at other bounds: {}",
+        render_curve(&r.downtime_curve)
     ));
     out.push_str(&format!(
         "\nrequests on the chains {}, user transactions failed {}, leader changes {}\n",

@@ -139,6 +139,27 @@ pub fn downtime(outcomes: &[Outcome], bound: f64, end: f64) -> f64 {
     total
 }
 
+/// Downtime at several bounds (bound, seconds, percent of `end`): how the figure depends on
+/// where "too slow" starts.
+pub fn downtime_curve(outcomes: &[Outcome], bounds: &[f64], end: f64) -> Vec<(f64, f64, f64)> {
+    bounds
+        .iter()
+        .map(|b| {
+            let d = downtime(outcomes, *b, end);
+            (*b, d, 100.0 * d / end.max(1.0))
+        })
+        .collect()
+}
+
+/// "8 s: 60.1 s (7.2 %), 10 s: …" for a table.
+pub fn render_curve(curve: &[(f64, f64, f64)]) -> String {
+    curve
+        .iter()
+        .map(|(b, d, p)| format!("> {b} s: {d:.1} s ({p:.2} %)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `x` formatted with one decimal, or `-`.
 pub fn secs(x: f64) -> String {
     format!("{x:.1}")

@@ -28,7 +28,7 @@ use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
 use super::load::LoadSpec;
-use super::report::{Spread, downtime, secs};
+use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
 use super::{Common, Finished, Rng, Run, sleep_until};
 use crate::error::DevnetError;
 use crate::ha::{leading_replica, start_ha};
@@ -108,6 +108,8 @@ pub struct Report {
     pub downtime_secs: f64,
     /// Downtime as a share of the run, percent (goal ≤ 3).
     pub downtime_pct: f64,
+    /// Downtime at other bounds: (bound, seconds, percent).
+    pub downtime_curve: Vec<(f64, f64, f64)>,
     /// Latency of every transfer under the faults.
     pub latency: Spread,
     /// User transactions that failed (a transaction a reorg or a refused connection cost).
@@ -192,6 +194,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         bound: settings.bound,
         downtime_secs: down,
         downtime_pct: 100.0 * down / finished.load_secs.max(1.0),
+        downtime_curve: downtime_curve(&finished.outcomes, &[8.0, 10.0, 12.0], finished.load_secs),
         latency: Spread::of(&finished.outcomes),
         user_failures: end.user_failures,
         inconsistencies: finished.inconsistencies(),
@@ -393,6 +396,10 @@ pub fn render(r: &Report) -> String {
         secs(r.latency.p50),
         secs(r.latency.p99),
         secs(r.latency.max)
+    ));
+    out.push_str(&format!(
+        "downtime at other bounds: {}\n",
+        render_curve(&r.downtime_curve)
     ));
     out.push_str("\nfaults: ");
     out.push_str(
