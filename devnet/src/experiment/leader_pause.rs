@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use super::load::LoadSpec;
 use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
-use super::{Common, Finished, Rng, Run, sleep_until};
+use super::{Common, Finished, Rng, Run, random_leader, sleep_until};
 use crate::Devnet;
 use crate::error::DevnetError;
-use crate::ha::{leading_replica, start_ha};
+use crate::ha::start_ha;
 
 /// The paper's run: minutes, pauses, downtime minutes, processed requests.
 const PAPER_MINUTES: f64 = 83.0;
@@ -122,9 +122,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
     let mut at = rng.between(settings.interval.0, settings.interval.1);
     while at + settings.pause_secs <= length {
         sleep_until(&run.timeline, at).await;
-        let op = rng.below(run.devnet.replica_http_ports.len());
-        let lane = Lane::ALL[rng.below(Lane::ALL.len())];
-        let replica = leading_replica(&run.devnet, op, lane).await.unwrap_or(0);
+        let (op, lane, replica) = random_leader(&run.devnet, &mut rng).await;
         let name = Devnet::replica_name(op, replica);
         let process = run
             .devnet

@@ -160,6 +160,21 @@ pub async fn sleep_until(timeline: &Timeline, deadline: f64) {
     }
 }
 
+/// A random operator and lane, and the replica of that operator leading the lane now (its first
+/// replica if none does): whom a "leader" fault hits.
+pub async fn random_leader(
+    devnet: &crate::Devnet,
+    rng: &mut Rng,
+) -> (usize, multibridge_contracts::Lane, usize) {
+    use multibridge_contracts::Lane;
+    let op = rng.below(devnet.replica_http_ports.len());
+    let lane = Lane::ALL[rng.below(Lane::ALL.len())];
+    let replica = crate::ha::leading_replica(devnet, op, lane)
+        .await
+        .unwrap_or(0);
+    (op, lane, replica)
+}
+
 /// What every experiment command shares: where the results go and the seed.
 #[derive(Debug, Clone)]
 pub struct Common {

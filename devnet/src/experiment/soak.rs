@@ -29,9 +29,9 @@ use serde::Serialize;
 
 use super::load::LoadSpec;
 use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
-use super::{Common, Finished, Rng, Run, sleep_until};
+use super::{Common, Finished, Rng, Run, random_leader, sleep_until};
 use crate::error::DevnetError;
-use crate::ha::{leading_replica, start_ha};
+use crate::ha::start_ha;
 use crate::proxy::ProxyMode;
 use crate::{Devnet, DevnetOptions};
 
@@ -217,9 +217,7 @@ async fn inject(
     let start = run.timeline.now();
     let target = match kind {
         "leader-sigkill" | "leader-sigstop" => {
-            let op = rng.below(operators);
-            let lane = Lane::ALL[rng.below(Lane::ALL.len())];
-            let replica = leading_replica(&run.devnet, op, lane).await.unwrap_or(0);
+            let (op, lane, replica) = random_leader(&run.devnet, rng).await;
             let name = Devnet::replica_name(op, replica);
             let process = run
                 .devnet
