@@ -127,36 +127,6 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn wait_all_handled(
-    driver: &Driver,
-    lane: Lane,
-    upto: u64,
-    timeout: Duration,
-) -> Result<(), DevnetError> {
-    let destination = lane.destination();
-    let bridge = Bridge::new(
-        driver.chain(destination).contracts.bridge,
-        driver.provider(destination)?,
-    );
-    let deadline = Instant::now() + timeout;
-    loop {
-        let lower = bridge
-            .lowerHandleNonce()
-            .call()
-            .await
-            .map_err(|e| DevnetError::chain("lowerHandleNonce", e))?;
-        if lower >= upto {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(DevnetError::Invalid(format!(
-                "{lane}: only {lower} of {upto} handled in {timeout:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Mean `gas_used / gas_limit` of the destination blocks `from..=to`, and the mean share of
 /// the block gas limit their transactions' gas limits reserve.
 async fn mean_fullness(
@@ -343,7 +313,7 @@ pub async fn run(
     for op in 0..devnet.accounts.operators.len() {
         devnet.start_relay(op)?;
     }
-    wait_all_handled(
+    crate::invariants::wait_handled_below(
         &driver,
         lane,
         max_nonce.saturating_add(1),

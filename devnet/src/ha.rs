@@ -93,13 +93,13 @@ pub async fn leading_replica(devnet: &Devnet, op: usize, lane: Lane) -> Option<u
 }
 
 /// A task that runs until told to stop (it polls the flag it is given), then yields its result.
-struct Background<T> {
+pub(crate) struct Background<T> {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<T>,
 }
 
 impl<T: Send + 'static> Background<T> {
-    fn spawn<Fut>(run: impl FnOnce(Arc<AtomicBool>) -> Fut) -> Self
+    pub(crate) fn spawn<Fut>(run: impl FnOnce(Arc<AtomicBool>) -> Fut) -> Self
     where
         Fut: std::future::Future<Output = T> + Send + 'static,
     {
@@ -108,7 +108,7 @@ impl<T: Send + 'static> Background<T> {
         Self { stop, task }
     }
 
-    async fn stop(self, what: &str) -> Result<T, DevnetError> {
+    pub(crate) async fn stop(self, what: &str) -> Result<T, DevnetError> {
         self.stop.store(true, Ordering::Relaxed);
         self.task
             .await

@@ -31,18 +31,37 @@ async fn destination_events_in<E: SolEvent>(
     from: u64,
     to: Option<u64>,
 ) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
+    bridge_events_in::<E>(driver, lane.destination(), from, to).await
+}
+
+/// Every `E` event the bridge on `role` emitted since its deployment.
+pub async fn bridge_events<E: SolEvent>(
+    driver: &Driver,
+    role: ChainRole,
+) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
+    let from = driver.chain(role).contracts.bridge_block;
+    bridge_events_in::<E>(driver, role, from, None).await
+}
+
+/// The `E` events of the bridge on `role` in blocks `from..=to` (`None`: latest).
+async fn bridge_events_in<E: SolEvent>(
+    driver: &Driver,
+    role: ChainRole,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<alloy::rpc::types::Log>, DevnetError> {
     let mut filter = Filter::new()
-        .address(driver.chain(lane.destination()).contracts.bridge)
+        .address(driver.chain(role).contracts.bridge)
         .event_signature(E::SIGNATURE_HASH)
         .from_block(from);
     if let Some(to) = to {
         filter = filter.to_block(to);
     }
     driver
-        .provider(lane.destination())?
+        .provider(role)?
         .get_logs(&filter)
         .await
-        .map_err(|e| DevnetError::chain("eth_getLogs of the destination bridge", e))
+        .map_err(|e| DevnetError::chain(format!("eth_getLogs of the {role:?} bridge"), e))
 }
 
 /// The nonces of the `HandleValueTransfer` events on the destination of `lane` in blocks
@@ -169,6 +188,47 @@ pub async fn wait_all_handled(
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Wait until every nonce below `upto` of `lane` is handled: the destination's
+/// `lowerHandleNonce` reached it, or `votingStatus` says each nonce from it up is handled (the
+/// lower nonce may lag behind handles out of order). Returns when it was seen.
+pub async fn wait_handled_below(
+    driver: &Driver,
+    lane: Lane,
+    upto: u64,
+    timeout: Duration,
+) -> Result<Instant, DevnetError> {
+    let destination = lane.destination();
+    let bridge = Bridge::new(
+        driver.chain(destination).contracts.bridge,
+        driver.provider(destination)?,
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lower = bridge
+            .lowerHandleNonce()
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("lowerHandleNonce", e))?;
+        let done = lower >= upto || {
+            let status = bridge
+                .votingStatus((lower..upto).collect(), Address::ZERO)
+                .call()
+                .await
+                .map_err(|e| DevnetError::chain("votingStatus", e))?;
+            status.handled.iter().all(|h| *h)
+        };
+        if done {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(DevnetError::Invalid(format!(
+                "{lane}: requests below {upto} not all handled within {timeout:?} (lowerHandleNonce {lower})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -134,9 +134,9 @@ enum ExperimentCommand {
         /// Cut length, seconds.
         #[arg(long, default_value_t = 20.0)]
         cut_secs: f64,
-        /// Which tests: random, leader.
-        #[arg(long, value_delimiter = ',', default_value = "random,leader", value_parser = ["random", "leader"])]
-        tests: Vec<String>,
+        /// Which tests.
+        #[arg(long, value_delimiter = ',', default_value = "random,leader")]
+        tests: Vec<multibridge_devnet::experiment::network_cut::Target>,
     },
     /// Table 4 of seed 003: the leader paused 15 s at random intervals of 30–120 s while 5 users
     /// send 2 requests/s each.
@@ -392,40 +392,11 @@ async fn experiment(
                 minutes,
                 periods,
                 cut_secs,
-                targets: tests
-                    .iter()
-                    .map(|t| {
-                        if t == "leader" {
-                            network_cut::Target::Leader
-                        } else {
-                            network_cut::Target::Random
-                        }
-                    })
-                    .collect(),
+                targets: tests,
                 ..Default::default()
             };
             let report = network_cut::run(&common, &settings).await?;
-            let pictures: Vec<(String, String)> = report
-                .rows
-                .iter()
-                .map(|r| {
-                    let test = if r.target == network_cut::Target::Leader {
-                        "leader"
-                    } else {
-                        "random"
-                    };
-                    (
-                        format!("-{test}-{}", r.period),
-                        r.run.picture(
-                            format!(
-                                "network cut, {test} test, a {} s cut every {} s (seed {})",
-                                report.cut_secs, r.period, report.seed
-                            ),
-                            report.fail_after,
-                        ),
-                    )
-                })
-                .collect();
+            let pictures = network_cut::pictures(&report);
             let files = common.write("network-cut", &report, &pictures)?;
             ("network-cut", network_cut::render(&report), files)
         }

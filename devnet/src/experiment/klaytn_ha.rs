@@ -171,18 +171,6 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
     sleep_until(&run.timeline, at).await;
     let finished = run.finish(Duration::from_secs(120), false).await?;
     let end = &finished.end;
-    let mut recovery: Vec<super::report::Outcome> = Vec::new();
-    // Spread over the recovery times (reusing the latency figure's percentiles).
-    for r in &restarts {
-        recovery.push(super::report::Outcome {
-            sent: 0.0,
-            lane: Lane::MainToService,
-            asset: super::load::Asset::Native,
-            nonce: Some(0),
-            handled: Some(r.recovery_secs),
-            error: None,
-        });
-    }
     Ok(Report {
         seed: common.seed,
         build: super::build_profile(),
@@ -191,7 +179,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         duplicates: end.lanes.iter().map(|l| l.handled_twice).sum(),
         refused_duplicates: end.lanes.iter().map(|l| l.refused_duplicates).sum(),
         lost: end.lanes.iter().map(|l| l.lost).sum(),
-        recovery: Spread::of(&recovery),
+        recovery: Spread::of_values(restarts.iter().map(|r| r.recovery_secs).collect()),
         latency: Spread::of(&finished.outcomes),
         consistent: finished.consistent(),
         inconsistencies: finished.inconsistencies(),
@@ -220,48 +208,17 @@ async fn request_nonces(driver: &Driver) -> Result<Vec<u64>, DevnetError> {
     Ok(nonces)
 }
 
-/// Wait until every nonce below `nonces[lane]` is handled on each lane's destination (its
-/// `lowerHandleNonce` reached it, or `votingStatus` says each nonce above it is handled);
-/// returns when.
+/// Wait until every nonce below `nonces[lane]` is handled on each lane; returns when.
 async fn wait_handled_below(
     driver: &Driver,
     nonces: Vec<u64>,
     timeout: Duration,
 ) -> Result<Instant, DevnetError> {
-    let deadline = Instant::now() + timeout;
-    for (lane, want) in Lane::ALL.iter().zip(nonces) {
-        let destination = lane.destination();
-        let bridge = Bridge::new(
-            driver.chain(destination).contracts.bridge,
-            driver.provider(destination)?,
-        );
-        loop {
-            let lower = bridge
-                .lowerHandleNonce()
-                .call()
-                .await
-                .map_err(|e| DevnetError::chain("lowerHandleNonce", e))?;
-            let done = lower >= want || {
-                let open: Vec<u64> = (lower..want).collect();
-                let status = bridge
-                    .votingStatus(open, alloy::primitives::Address::ZERO)
-                    .call()
-                    .await
-                    .map_err(|e| DevnetError::chain("votingStatus", e))?;
-                status.handled.iter().all(|h| *h)
-            };
-            if done {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(DevnetError::Invalid(format!(
-                    "{lane}: requests below {want} not all handled {timeout:?} after the restart"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let mut seen = Instant::now();
+    for (lane, upto) in Lane::ALL.iter().zip(nonces) {
+        seen = crate::invariants::wait_handled_below(driver, *lane, upto, timeout).await?;
     }
-    Ok(Instant::now())
+    Ok(seen)
 }
 
 /// The table.

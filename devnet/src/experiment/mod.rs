@@ -151,8 +151,7 @@ impl Timeline {
     }
 }
 
-/// Sleep until `deadline` seconds after the timeline's start, or return at once when `stop`
-/// says so; returns whether the deadline was reached.
+/// Sleep until `deadline` seconds after the timeline's start (at once if it passed).
 pub async fn sleep_until(timeline: &Timeline, deadline: f64) {
     let left = deadline - timeline.now();
     if left > 0.0 {
@@ -311,15 +310,16 @@ impl Run {
     pub async fn finish(mut self, drain: Duration, stores: bool) -> Result<Finished, DevnetError> {
         let submitted = self.load.stop().await?;
         let load_secs = self.timeline.now();
-        let end = verify::end_state(&self.driver, &submitted, self.baseline, drain).await?;
+        let view = verify::ChainView::drained(&self.driver, drain).await?;
+        let end = verify::end_state(&self.driver, &view, &submitted, self.baseline).await?;
         let mut handles = std::collections::BTreeMap::new();
         for (lane, watch) in self.handles {
             handles.insert(lane, watch.stop().await?);
         }
-        let leader_changes = self.leaders.stop().await;
-        let outcomes = report::outcomes(&self.driver, &self.timeline, &submitted, &handles).await?;
+        let leader_changes = self.leaders.stop().await?;
+        let outcomes = report::outcomes(&view, &self.timeline, &submitted, &handles);
         let stores = if stores {
-            Some(verify::store_sync(&mut self.devnet, &self.driver).await?)
+            Some(verify::store_sync(&mut self.devnet, &view).await?)
         } else {
             None
         };

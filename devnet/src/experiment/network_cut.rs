@@ -39,7 +39,7 @@ const PAPER: [(&str, u64, u64, u64); 6] = [
 ];
 
 /// Who the attacker cuts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// Any replica, uniformly.
@@ -49,7 +49,8 @@ pub enum Target {
 }
 
 impl Target {
-    fn name(self) -> &'static str {
+    /// `random` or `leader`.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Random => "random",
             Self::Leader => "leader",
@@ -253,6 +254,27 @@ async fn pick(devnet: &Devnet, target: Target, rng: &mut Rng) -> (usize, usize) 
             (op, leading_replica(devnet, op, lane).await.unwrap_or(any))
         }
     }
+}
+
+/// One picture per row: (`-<test>-<period>`, SVG).
+pub fn pictures(report: &Report) -> Vec<(String, String)> {
+    report
+        .rows
+        .iter()
+        .map(|r| {
+            let test = r.target.name();
+            (
+                format!("-{test}-{}", r.period),
+                r.run.picture(
+                    format!(
+                        "network cut, {test} test, a {} s cut every {} s (seed {})",
+                        report.cut_secs, r.period, report.seed
+                    ),
+                    report.fail_after,
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The table, beside the paper's rows.

@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use super::Timeline;
 use super::load::{Asset, Submitted};
-use crate::Driver;
 use crate::bench::percentile;
-use crate::error::DevnetError;
 
 /// One transfer from its user's side.
 #[derive(Debug, Clone, Serialize)]
@@ -43,21 +41,20 @@ impl Outcome {
     }
 }
 
-/// Join the submissions with the final chains' requests (by transaction hash) and the handles
-/// first seen (`handles[lane][nonce]`).
-pub async fn outcomes(
-    driver: &Driver,
+/// Join the submissions with the final chains' requests `view` (by transaction hash) and the
+/// handles first seen (`handles[lane][nonce]`).
+pub fn outcomes(
+    view: &super::verify::ChainView,
     timeline: &Timeline,
     submitted: &[Submitted],
     handles: &BTreeMap<Lane, BTreeMap<u64, Instant>>,
-) -> Result<Vec<Outcome>, DevnetError> {
-    let mut by_tx: HashMap<B256, u64> = HashMap::new();
-    for lane in Lane::ALL {
-        for (nonce, r) in super::verify::chain_requests(driver, lane).await? {
-            by_tx.insert(r.srcTxHash, nonce);
-        }
-    }
-    Ok(submitted
+) -> Vec<Outcome> {
+    let by_tx: HashMap<B256, u64> = view
+        .requests
+        .values()
+        .flat_map(|requests| requests.iter().map(|(nonce, r)| (r.srcTxHash, *nonce)))
+        .collect();
+    submitted
         .iter()
         .map(|s| {
             let nonce = by_tx.get(&s.tx).copied();
@@ -76,7 +73,7 @@ pub async fn outcomes(
                 error: s.error.clone(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Latency percentiles, seconds.
@@ -97,7 +94,11 @@ pub struct Spread {
 impl Spread {
     /// Of the handled transfers among `outcomes`.
     pub fn of(outcomes: &[Outcome]) -> Self {
-        let mut values: Vec<f64> = outcomes.iter().filter_map(Outcome::latency).collect();
+        Self::of_values(outcomes.iter().filter_map(Outcome::latency).collect())
+    }
+
+    /// Of any seconds (e.g. recovery times).
+    pub fn of_values(mut values: Vec<f64>) -> Self {
         values.sort_by(f64::total_cmp);
         Self {
             samples: values.len(),

@@ -7,42 +7,60 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::{SolError, SolEvent};
+use alloy::sol_types::SolError;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane, Request, request_from_log};
 use serde::Serialize;
 
 use super::load::{Asset, Submitted};
 use crate::error::DevnetError;
-use crate::invariants::{handle_counts, votes_per_operator};
+use crate::invariants::{bridge_events, handle_counts, votes_per_operator, wait_handled_below};
 use crate::scrape::metric;
 use crate::{Devnet, Driver};
 
-/// Every request of `lane` on its source chain now, by nonce, with its transaction.
+/// Every request of `lane` on its source chain now, by nonce.
 pub async fn chain_requests(
     driver: &Driver,
     lane: Lane,
 ) -> Result<BTreeMap<u64, Request>, DevnetError> {
     let source = lane.source();
-    let filter = Filter::new()
-        .address(driver.chain(source).contracts.bridge)
-        .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
-        .from_block(driver.chain(source).contracts.bridge_block);
-    let logs = driver
-        .provider(source)?
-        .get_logs(&filter)
-        .await
-        .map_err(|e| DevnetError::chain("eth_getLogs of the source bridge", e))?;
     let chain_id = driver.chain(source).contracts.chain_id;
     let mut requests = BTreeMap::new();
-    for log in &logs {
+    for log in &bridge_events::<Bridge::RequestValueTransfer>(driver, source).await? {
         let request =
             request_from_log(log, chain_id).map_err(|e| DevnetError::Invalid(e.to_string()))?;
         requests.insert(request.nonce, request);
     }
     Ok(requests)
+}
+
+/// What the chains hold once the experiment drained, read once and shared by the end-state
+/// check, the outcomes and the store check.
+#[derive(Debug, Clone, Default)]
+pub struct ChainView {
+    /// Every request on each lane's source, by nonce.
+    pub requests: BTreeMap<Lane, BTreeMap<u64, Request>>,
+    /// Handle events per nonce on each lane's destination.
+    pub handled: BTreeMap<Lane, HashMap<u64, usize>>,
+}
+
+impl ChainView {
+    /// Wait (up to `timeout`) until every request on both lanes is handled, then read them.
+    pub async fn drained(driver: &Driver, timeout: Duration) -> Result<Self, DevnetError> {
+        let mut view = Self::default();
+        for lane in Lane::ALL {
+            let requests = chain_requests(driver, lane).await?;
+            let upto = requests.keys().max().map_or(0, |n| n.saturating_add(1));
+            // Not drained in time is a finding (lost requests), not an error of the check.
+            if let Err(e) = wait_handled_below(driver, lane, upto, timeout).await {
+                eprintln!("  {e}");
+            }
+            view.handled
+                .insert(lane, handle_counts(driver, lane).await?);
+            view.requests.insert(lane, requests);
+        }
+        Ok(view)
+    }
 }
 
 /// The two bridges' native balances before the experiment (fees are 0 on the devnet, so their
@@ -154,24 +172,19 @@ impl EndState {
     }
 }
 
-/// Wait (up to `timeout`) until every request on both chains is handled, then verify the end
-/// state. `submitted` are the load's submissions (their recipients are checked).
+/// Verify the end state on the drained chains `view`. `submitted` are the load's submissions
+/// (their recipients are checked).
 pub async fn end_state(
     driver: &Driver,
+    view: &ChainView,
     submitted: &[Submitted],
     baseline: NativeBaseline,
-    timeout: Duration,
 ) -> Result<EndState, DevnetError> {
-    let deadline = Instant::now() + timeout;
     let mut lanes = Vec::new();
     let mut all_requests = Vec::new();
     for lane in Lane::ALL {
-        let requests = chain_requests(driver, lane).await?;
-        let mut counts = handle_counts(driver, lane).await?;
-        while requests.keys().any(|n| !counts.contains_key(n)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            counts = handle_counts(driver, lane).await?;
-        }
+        let requests = view.requests.get(&lane).cloned().unwrap_or_default();
+        let counts = view.handled.get(&lane).cloned().unwrap_or_default();
         let handled_once = requests
             .keys()
             .filter(|n| counts.get(n) == Some(&1))
@@ -259,16 +272,7 @@ pub async fn end_state(
 
 /// `HandleSkipped` events of `lane`'s destination whose reason is a duplicate.
 async fn refused_duplicates(driver: &Driver, lane: Lane) -> Result<u64, DevnetError> {
-    let destination = lane.destination();
-    let filter = Filter::new()
-        .address(driver.chain(destination).contracts.bridge)
-        .event_signature(Bridge::HandleSkipped::SIGNATURE_HASH)
-        .from_block(driver.chain(destination).contracts.bridge_block);
-    let logs = driver
-        .provider(destination)?
-        .get_logs(&filter)
-        .await
-        .map_err(|e| DevnetError::chain("eth_getLogs HandleSkipped", e))?;
+    let logs = bridge_events::<Bridge::HandleSkipped>(driver, lane.destination()).await?;
     let duplicate = [
         Bridge::AlreadyHandled::SELECTOR,
         Bridge::AlreadyVoted::SELECTOR,
@@ -301,22 +305,15 @@ impl StoreSync {
 
 /// Wait until every running replica indexed past the last request of each lane (60 s), stop
 /// them all, and compare each replica's store with the chains.
-pub async fn store_sync(devnet: &mut Devnet, driver: &Driver) -> Result<StoreSync, DevnetError> {
-    let mut last_block = BTreeMap::new();
-    let mut requests = BTreeMap::new();
-    let mut handled = BTreeMap::new();
-    for lane in Lane::ALL {
-        let r = chain_requests(driver, lane).await?;
-        last_block.insert(
-            lane,
-            r.values()
-                .map(|r| r.srcBlockNumber)
-                .max()
-                .unwrap_or_default(),
-        );
-        requests.insert(lane, r);
-        handled.insert(lane, handle_counts(driver, lane).await?);
-    }
+pub async fn store_sync(devnet: &mut Devnet, view: &ChainView) -> Result<StoreSync, DevnetError> {
+    let last_block: BTreeMap<Lane, u64> = view
+        .requests
+        .iter()
+        .map(|(lane, r)| {
+            let last = r.values().map(|r| r.srcBlockNumber).max();
+            (*lane, last.unwrap_or_default())
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for ports in devnet.replica_http_ports.clone() {
         for port in ports {
@@ -363,8 +360,8 @@ pub async fn store_sync(devnet: &mut Devnet, driver: &Driver) -> Result<StoreSyn
                     .compaction(lane)
                     .map_err(|e| DevnetError::Invalid(e.to_string()))?
                     .below;
-                let counts = handled.get(&lane).cloned().unwrap_or_default();
-                for (nonce, request) in requests.get(&lane).into_iter().flatten() {
+                let counts = view.handled.get(&lane).cloned().unwrap_or_default();
+                for (nonce, request) in view.requests.get(&lane).into_iter().flatten() {
                     if *nonce < below {
                         continue;
                     }

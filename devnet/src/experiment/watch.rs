@@ -1,15 +1,15 @@
 //! What the experiment watches while it runs: which replica leads each (operator, lane), by
 //! polling every replica's `/metrics`, and so every change of leader.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use multibridge_contracts::Lane;
 use serde::Serialize;
 
 use super::Timeline;
-use crate::ha::leader_series;
+use crate::error::DevnetError;
+use crate::ha::{Background, leader_series};
 
 /// A new replica took over a lane of an operator.
 #[derive(Debug, Clone, Serialize)]
@@ -25,22 +25,17 @@ pub struct LeaderChange {
 }
 
 /// Polls `multibridge_leader` of every replica every 200 ms until stopped.
-pub struct LeaderWatch {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<LeaderChange>>,
-}
+pub struct LeaderWatch(Background<Vec<LeaderChange>>);
 
 impl LeaderWatch {
     /// Watch the replicas listening on `ports[operator][replica]`.
     pub fn start(ports: Vec<Vec<u16>>, timeline: &Timeline) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let timeline = timeline.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(300))
             .build()
             .unwrap_or_default();
-        let task = tokio::spawn(async move {
+        Self(Background::spawn(|flag| async move {
             let mut changes = Vec::new();
             // The replica last seen leading, per (operator, lane).
             let mut current: Vec<[Option<usize>; 2]> = vec![[None; 2]; ports.len()];
@@ -88,13 +83,11 @@ impl LeaderWatch {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             changes
-        });
-        Self { stop, task }
+        }))
     }
 
     /// Stop and return every leader change seen.
-    pub async fn stop(self) -> Vec<LeaderChange> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
+    pub async fn stop(self) -> Result<Vec<LeaderChange>, DevnetError> {
+        self.0.stop("leader watch").await
     }
 }
