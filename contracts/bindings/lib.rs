@@ -44,6 +44,20 @@ pub const MAX_LOWER_ADVANCE: u64 = 2_048;
 /// [`MAX_LOWER_ADVANCE`] of them (measured 22.4k by `BridgeGasTest`; rounded up).
 pub const LOWER_ADVANCE_GAS: u64 = 32_000;
 
+/// `Bridge.ITEM_GAS()`: the gas one vote or execution item needs left at its start (its worst
+/// case, checked by the bridge before every item: an item that does not fit is skipped with
+/// `GasBudgetTooLow`, never run out of gas). A relay plans every vote as its simulated gas plus
+/// this, so no recipient, token or state change between the simulation and the block can make a
+/// vote fail (audit NEW-H1). A test checks it against the contract.
+pub const ITEM_GAS: u64 = 320_000;
+
+/// `Bridge.RELEASE_GAS()`: the gas `executeQueuedRelease` needs left at its start (the capped
+/// token call and the credit's writes); a relay plans an execution as its estimate plus this.
+pub const RELEASE_GAS: u64 = 230_000;
+
+/// `Bridge.VOTE_WINDOW()`: votes are taken for nonces below `upperHandleNonce + VOTE_WINDOW`.
+pub const VOTE_WINDOW: u64 = 4_096;
+
 /// `slot` (the value of [`THRESHOLD_SLOT`]) with the threshold set to one.
 pub fn with_threshold_one(slot: alloy::primitives::B256) -> alloy::primitives::B256 {
     let mut bytes = slot.0;

@@ -97,11 +97,14 @@ pub enum WaitReason {
     Delayed,
     /// Anything else the destination refused with (the detail is kept beside it).
     Other,
+    /// The nonce is beyond the destination's vote window (`upperHandleNonce + VOTE_WINDOW`):
+    /// earlier requests must be handled first.
+    VoteWindow,
 }
 
 impl WaitReason {
     /// Every reason, for label initialisation.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::InsufficientLiquidity,
         Self::TokenLocked,
         Self::TokenNotRegistered,
@@ -109,6 +112,7 @@ impl WaitReason {
         Self::RateLimited,
         Self::Delayed,
         Self::Other,
+        Self::VoteWindow,
     ];
 
     /// Stable stored name and metric label.
@@ -121,6 +125,7 @@ impl WaitReason {
             Self::RateLimited => "rate_limited",
             Self::Delayed => "delayed",
             Self::Other => "other",
+            Self::VoteWindow => "vote_window",
         }
     }
 
@@ -133,6 +138,7 @@ impl WaitReason {
             "BridgePaused" => Self::Paused,
             "RateLimited" | "OutflowLimited" => Self::RateLimited,
             "ReleaseDelayed" => Self::Delayed,
+            "NonceOutsideWindow" => Self::VoteWindow,
             _ => return None,
         })
     }
@@ -149,11 +155,19 @@ pub enum RejectReason {
     /// A vote for it alone does not fit the destination's block gas limit or the node's
     /// transaction size limit.
     Oversized,
+    /// Its vote, sent alone with the worst-case gas, still ran out of gas on chain: something
+    /// the relay cannot budget for (an alert names the nonce; a person must look).
+    OutOfGas,
 }
 
 impl RejectReason {
     /// Every reason, for label initialisation.
-    pub const ALL: [Self; 3] = [Self::WrongSource, Self::UnknownKind, Self::Oversized];
+    pub const ALL: [Self; 4] = [
+        Self::WrongSource,
+        Self::UnknownKind,
+        Self::Oversized,
+        Self::OutOfGas,
+    ];
 
     /// Stable stored name and metric label.
     pub const fn as_str(self) -> &'static str {
@@ -161,6 +175,7 @@ impl RejectReason {
             Self::WrongSource => "wrong_source",
             Self::UnknownKind => "unknown_kind",
             Self::Oversized => "oversized",
+            Self::OutOfGas => "out_of_gas",
         }
     }
 
@@ -246,6 +261,9 @@ pub fn skip_reason_name(selector: [u8; 4]) -> Option<&'static str> {
         name::<Bridge::TokenNotRegistered>(),
         name::<Bridge::TokenIsLocked>(),
         name::<Bridge::InsufficientLiquidity>(),
+        name::<Bridge::NonceOutsideWindow>(),
+        name::<Bridge::GasBudgetTooLow>(),
+        name::<Bridge::BelowThreshold>(),
     ]
     .into_iter()
     .find(|(s, _)| *s == selector)
@@ -291,8 +309,14 @@ mod tests {
                 "paused",
                 "rate_limited",
                 "delayed",
-                "other"
+                "other",
+                "vote_window"
             ]
+        );
+        let rejects: Vec<&str> = RejectReason::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            rejects,
+            ["wrong_source", "unknown_kind", "oversized", "out_of_gas"]
         );
     }
 
@@ -306,6 +330,7 @@ mod tests {
             "RateLimited",
             "WrongSource",
             "UnknownKind",
+            "NonceOutsideWindow",
         ] {
             let wait = WaitReason::from_bridge_error(name);
             let reject = RejectReason::from_bridge_error(name);

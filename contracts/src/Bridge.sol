@@ -38,12 +38,26 @@ contract Bridge is IBridge {
     /// `_handledBits`), so the gas a vote may need beyond its estimate stays small and known:
     /// other operators' votes can handle nonces above ours between our estimate and our block.
     uint256 public constant MAX_LOWER_ADVANCE = 2048;
-    /// @notice Gas forwarded to a native recipient; a recipient that needs more is paid through
-    /// `withdraw()` instead.
-    uint256 public constant NATIVE_RELEASE_GAS = 50_000;
     /// @notice Gas forwarded to a token's transfer/mint on release; a release that fails (also
     /// for want of gas) is credited for `withdrawToken()` instead of reverting the vote.
     uint256 public constant TOKEN_RELEASE_GAS = 150_000;
+    /// @notice Gas a vote gives a registered token's `balanceOf` or `ownerOf` (the liquidity check).
+    uint256 public constant TOKEN_VIEW_GAS = 50_000;
+    /// @inheritdoc IBridge
+    /// @dev The worst case of one batch item from its start: the vote record (fresh slots, the
+    /// largest extraData), the liquidity check (a token view that burns TOKEN_VIEW_GAS), closing
+    /// the nonce with the largest lowerHandleNonce advance, and the dearest release path (a token
+    /// call that burns TOKEN_RELEASE_GAS, then the credit's writes) or the queue's writes. Checked before every item, so no recipient, token or
+    /// state change between a relay's estimate and its block can make a vote run out of gas:
+    /// an item that does not fit is skipped (GasBudgetTooLow) and voted again. A forge test
+    /// measures the worst case against this bound.
+    uint256 public constant ITEM_GAS = 320_000;
+    /// @inheritdoc IBridge
+    /// @dev A release from its start (`executeQueuedRelease`, `deliver` of a token credit): the
+    /// capped token call and the credit's writes.
+    uint256 public constant RELEASE_GAS = 230_000;
+    /// @inheritdoc IBridge
+    uint64 public constant VOTE_WINDOW = 4096;
     /// @inheritdoc IBridge
     /// @dev Every vote carries the request's extraData; the bound keeps a vote's size and gas
     /// small and known, so no request can make its votes unsendable.
@@ -82,7 +96,10 @@ contract Bridge is IBridge {
         AlreadyVoted,
         TokenNotRegistered,
         TokenIsLocked,
-        InsufficientLiquidity
+        InsufficientLiquidity,
+        OutsideWindow,
+        GasBudget,
+        BelowThreshold
     }
 
     struct TokenPair {
@@ -109,11 +126,15 @@ contract Bridge is IBridge {
         uint64 updatedAt;
     }
 
+    /// @dev Three slots: (token, releaseAt, kind, frozen), (to, position in `_queuedNonces` + 1),
+    /// amount.
     struct QueuedRelease {
         address token;
         uint64 releaseAt;
         uint8 kind;
+        bool frozen;
         address to;
+        uint96 position;
         uint256 amount;
     }
 
@@ -144,6 +165,9 @@ contract Bridge is IBridge {
     /// registration. A deregistered operator's bit can still be set on nonces it voted; once
     /// every such nonce is handled, the bit carries nothing and is free again.
     uint64[32] private _bitFreeAt;
+    /// @dev Per vote bit: the highest nonce it voted, plus one (where its deregistration frees
+    /// it; votes are refused beyond the VOTE_WINDOW, so no vote can push this out of reach).
+    uint64[32] private _bitVotedUpTo;
 
     // The four counters share one storage slot.
     /// @inheritdoc IBridge
@@ -154,8 +178,8 @@ contract Bridge is IBridge {
     uint64 public upperHandleNonce;
     /// @inheritdoc IBridge
     uint64 public recoveryBlockNumber;
-    /// @dev Highest nonce that received a vote, plus one (bounds where a bit can still be set).
-    uint64 private _votedUpTo;
+    /// @inheritdoc IBridge
+    uint256 public configVersion;
 
     /// @dev Nonces handled out of order: nonce / 256 => one bit per nonce (nonce % 256). Only
     /// bits at or above lowerHandleNonce mean anything; a handle sets one bit, and moving
@@ -198,8 +222,8 @@ contract Bridge is IBridge {
     uint64 public releaseDelay = DEFAULT_RELEASE_DELAY;
     mapping(uint64 => QueuedRelease) private _queued;
     uint64[] private _queuedNonces;
-    /// @dev nonce => index in `_queuedNonces` + 1.
-    mapping(uint64 => uint256) private _queuedIndex;
+    /// @dev Nonces whose genuine request the owner settled (nonce / 256 => one bit per nonce).
+    mapping(uint64 => uint256) private _settledBits;
 
     // ------------------------------------------------------------------ modifiers
 
@@ -219,8 +243,11 @@ contract Bridge is IBridge {
         _unlock();
     }
 
-    function _checkOwner() private view {
+    /// @dev Every owner call counts as a configuration change (`configVersion`, which a Safe
+    /// batch planned against one state checks first with `requireConfigVersion`).
+    function _checkOwner() private {
         if (msg.sender != owner) revert NotOwner(msg.sender);
+        ++configVersion;
     }
 
     function _lock() private {
@@ -332,8 +359,9 @@ contract Bridge is IBridge {
 
     /// @inheritdoc IBridge
     function handleValueTransfer(Request calldata r) external nonReentrant {
-        _checkCanHandle();
-        (Check check, bytes32 key, uint256 votes, address localToken) = _checkVote(r, msg.sender);
+        _checkCanHandle(true);
+        if (gasleft() < ITEM_GAS) revert GasBudgetTooLow(ITEM_GAS, gasleft());
+        (Check check, bytes32 key, uint256 votes, address localToken) = _checkItem(r, msg.sender);
         if (check != Check.Ok) _revertCheck(check, r, localToken);
         _recordVote(r, key, votes, localToken);
     }
@@ -342,57 +370,59 @@ contract Bridge is IBridge {
     /// @dev Items failing with WrongSource or UnknownKind are skipped as well. A nonce repeated in
     /// one batch is skipped as AlreadyVoted (or AlreadyHandled if the first occurrence executed).
     function handleValueTransfers(Request[] calldata rs) external nonReentrant returns (uint256 recorded) {
-        if (rs.length == 0) revert EmptyBatch();
-        if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
-        _checkCanHandle();
-        for (uint256 i = 0; i < rs.length; ++i) {
-            Request calldata r = rs[i];
-            (Check check, bytes32 key, uint256 votes, address localToken) = _checkVote(r, msg.sender);
-            if (check == Check.Ok) {
-                _recordVote(r, key, votes, localToken);
-                ++recorded;
-            } else {
-                emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
-            }
-        }
+        return _eachItem(rs, msg.sender);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Executes keys that already hold `threshold` counting votes (after a lowered
+    /// threshold, or an item whose execution a vote could not fit); votes nothing.
+    function executeHandles(Request[] calldata rs) external nonReentrant returns (uint256 executed) {
+        return _eachItem(rs, address(0));
     }
 
     /// @inheritdoc IBridge
     function withdraw() external nonReentrant {
-        _withdrawNative(msg.sender);
+        _withdrawNative(msg.sender, msg.sender);
     }
 
     /// @inheritdoc IBridge
     function withdrawTo(address to) external nonReentrant {
         if (to == address(0)) revert ZeroAddress();
-        _withdrawNative(to);
+        _withdrawNative(msg.sender, to);
     }
 
     /// @inheritdoc IBridge
     /// @dev Open while paused. Reverts (keeping the credit) if the token call fails again.
     function withdrawToken(address token, address to) external nonReentrant {
         if (to == address(0)) revert ZeroAddress();
-        uint256 amount = pendingTokenWithdrawal[token][msg.sender];
-        if (amount == 0) revert NothingToWithdraw();
-        pendingTokenWithdrawal[token][msg.sender] = 0;
-        reservedLiquidity[token] -= amount;
-        emit TokenWithdrawn(token, msg.sender, to, amount);
-        _callToken(token, _releaseCall(token, to, amount));
+        _withdrawToken(token, msg.sender, to);
     }
 
     /// @inheritdoc IBridge
     /// @dev Open while paused. Reverts (keeping the credit) if the token call fails again.
     function withdrawERC721(address token, uint256 tokenId, address to) external nonReentrant {
         if (to == address(0)) revert ZeroAddress();
-        if (pendingERC721Withdrawal[token][tokenId] != msg.sender) revert NothingToWithdraw();
-        delete pendingERC721Withdrawal[token][tokenId];
-        emit TokenWithdrawn(token, msg.sender, to, tokenId);
-        _callToken(token, _releaseCall(token, to, tokenId));
+        _withdrawERC721(token, tokenId, msg.sender, to);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Open while paused. The account's own code runs in the caller's transaction, with all
+    /// its gas; a failure reverts and keeps the credit.
+    function deliver(address token, address account, uint256 tokenId) external nonReentrant {
+        if (token == address(0)) {
+            _withdrawNative(account, account);
+        } else if (pendingERC721Withdrawal[token][tokenId] != address(0)) {
+            _withdrawERC721(token, tokenId, account, account);
+        } else {
+            _withdrawToken(token, account, account);
+        }
     }
 
     /// @inheritdoc IBridge
     function executeQueuedRelease(uint64 nonce) external nonReentrant {
         if (paused) revert BridgePaused();
+        if (gasleft() < RELEASE_GAS) revert GasBudgetTooLow(RELEASE_GAS, gasleft());
+        if (_queued[nonce].frozen) revert ReleaseFrozen(nonce);
         QueuedRelease memory q = _dequeue(nonce);
         if (block.timestamp < q.releaseAt) revert ReleaseNotDue(nonce, q.releaseAt);
         if (q.token != address(0)) {
@@ -408,12 +438,53 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
-    /// @dev Meant for a release the pausers do not recognise (a compromised quorum); a genuine
-    /// request cancelled by mistake is the owner's to make good.
-    function cancelQueuedRelease(uint64 nonce) external {
-        if (!isPauser[msg.sender] && msg.sender != owner) revert NotPauser(msg.sender);
+    /// @dev A pauser's hold is never final: only the owner cancels, or lifts the freeze.
+    function setQueuedReleaseFrozen(uint64 nonce, bool frozen) external {
+        if (frozen) {
+            if (!isPauser[msg.sender] && msg.sender != owner) revert NotPauser(msg.sender);
+        } else {
+            _checkOwner();
+        }
+        QueuedRelease storage q = _queued[nonce];
+        if (q.releaseAt == 0) revert NotQueued(nonce);
+        q.frozen = frozen;
+        emit QueuedReleaseFrozen(nonce, frozen, msg.sender);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev Meant for a release nobody requested (a compromised quorum): its amount stays in the
+    /// bridge. Owner only: a pauser freezes first.
+    function cancelQueuedRelease(uint64 nonce) external onlyOwner {
         _dequeue(nonce);
         emit QueuedReleaseCancelled(nonce, msg.sender);
+    }
+
+    /// @inheritdoc IBridge
+    /// @dev For a nonce a compromised quorum executed with a forged payload before the genuine
+    /// request arrived: the genuine release is queued for releaseDelay (pausers can freeze it)
+    /// like any held release. Once per nonce; refused if the genuine payload itself reached the
+    /// threshold (then it executed). The owner (a multisig) checks the source first:
+    /// `multibridge admin settle` compares the handled vote key with the source's request.
+    function settleHandled(Request calldata r) external onlyOwner nonReentrant {
+        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
+            revert WrongSource(r.srcChainId, r.srcBridge);
+        }
+        if (!isHandled(r.nonce)) revert NotHandled(r.nonce);
+        bytes32 key = voteKey(r);
+        if (_countVotes(key) >= _threshold) revert AlreadyHandled(r.nonce);
+        uint256 word = _settledBits[r.nonce >> 8];
+        uint256 bit = _mask(r.nonce & 255);
+        if (word & bit != 0) revert AlreadySettled(r.nonce);
+        _settledBits[r.nonce >> 8] = word | bit;
+        (Check check, address localToken) = _checkRelease(r);
+        if (check != Check.Ok) _revertCheck(check, r, localToken);
+        emit HandleSettled(r.nonce, key);
+        _enqueue(r.nonce, localToken, r.kind, r.to, r.amount);
+    }
+
+    /// @inheritdoc IBridge
+    function requireConfigVersion(uint256 expected) external view {
+        if (configVersion != expected) revert ConfigVersionChanged(expected, configVersion);
     }
 
     /// @inheritdoc IBridge
@@ -534,8 +605,28 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
-    function queuedReleases() external view returns (uint64[] memory) {
-        return _queuedNonces;
+    function queuedReleaseCount() external view returns (uint256) {
+        return _queuedNonces.length;
+    }
+
+    /// @inheritdoc IBridge
+    function queuedReleasesFrom(uint256 start, uint256 count) external view returns (QueuedView[] memory page) {
+        uint256 total = _queuedNonces.length;
+        uint256 end = start < total ? (total - start < count ? total : start + count) : start;
+        page = new QueuedView[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            uint64 nonce = _queuedNonces[i];
+            QueuedRelease storage q = _queued[nonce];
+            page[i - start] = QueuedView({
+                nonce: nonce,
+                token: q.token,
+                kind: q.kind,
+                frozen: q.frozen,
+                to: q.to,
+                releaseAt: q.releaseAt,
+                amount: q.amount
+            });
+        }
     }
 
     /// @inheritdoc IBridge
@@ -583,7 +674,7 @@ contract Bridge is IBridge {
         delete _operatorSlot[operator];
         // Its votes stop counting now; its bit is free once every nonce it may have voted is handled.
         _activeBits &= ~_bit32(bit);
-        _bitFreeAt[bit] = _votedUpTo;
+        _bitFreeAt[bit] = _bitVotedUpTo[bit];
         emit OperatorDeregistered(operator);
     }
 
@@ -706,18 +797,44 @@ contract Bridge is IBridge {
 
     // ------------------------------------------------------------------ internal: handles
 
-    /// @dev Conditions that reject a whole single or batch call.
-    function _checkCanHandle() private view {
+    /// @dev Conditions that reject a whole single or batch call (of an operator's votes, or of
+    /// anyone's executions).
+    function _checkCanHandle(bool operatorOnly) private view {
         if (paused) revert BridgePaused();
-        if (!isOperator(msg.sender)) revert NotOperator(msg.sender);
+        if (operatorOnly && !isOperator(msg.sender)) revert NotOperator(msg.sender);
         if (counterpartBridge == address(0)) revert CounterpartNotSet();
         if (block.chainid != deployChainId) revert WrongChain(deployChainId, block.chainid);
     }
 
-    /// @dev Every per-item check of a vote by `operator`, without writing anything. The release is
-    /// checked only when this vote reaches the threshold. Returns the vote key, the number of
+    /// @dev A batch of votes by `operator`, or of executions (`operator` address(0)). An item
+    /// is taken only with ITEM_GAS left, so nothing any item does on chain can make the batch
+    /// run out of gas: the items that do not fit are skipped (GasBudgetTooLow).
+    function _eachItem(Request[] calldata rs, address operator) private returns (uint256 done) {
+        if (rs.length == 0) revert EmptyBatch();
+        if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
+        _checkCanHandle(operator != address(0));
+        for (uint256 i = 0; i < rs.length; ++i) {
+            Request calldata r = rs[i];
+            Check check = Check.GasBudget;
+            bytes32 key;
+            uint256 votes;
+            address localToken;
+            if (gasleft() >= ITEM_GAS) (check, key, votes, localToken) = _checkItem(r, operator);
+            if (check != Check.Ok) {
+                emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
+            } else {
+                if (operator == address(0)) _execute(r, key, localToken);
+                else _recordVote(r, key, votes, localToken);
+                ++done;
+            }
+        }
+    }
+
+    /// @dev Every per-item check, without writing anything: of a vote by `operator`, or of an
+    /// execution (`operator` address(0): the key must already hold `threshold` counting votes).
+    /// The release is checked only when the item executes. Returns the vote key, the number of
     /// counting votes including this one, and the local token (address(0) for native).
-    function _checkVote(Request calldata r, address operator)
+    function _checkItem(Request calldata r, address operator)
         private
         view
         returns (Check check, bytes32 key, uint256 votes, address localToken)
@@ -727,11 +844,19 @@ contract Bridge is IBridge {
         }
         if (r.kind > KIND_ERC721) return (Check.UnknownKind, 0, 0, address(0));
         if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
-        if (hasVoted(r.nonce, operator)) return (Check.AlreadyVoted, 0, 0, address(0));
+        if (operator != address(0)) {
+            // A vote far ahead of what is handled can only be junk (audit NEW-M1).
+            if (uint256(r.nonce) >= uint256(upperHandleNonce) + VOTE_WINDOW) {
+                return (Check.OutsideWindow, 0, 0, address(0));
+            }
+            if (hasVoted(r.nonce, operator)) return (Check.AlreadyVoted, 0, 0, address(0));
+        }
         key = voteKey(r);
-        // `operator` is registered and has not voted on this nonce, so it is not yet among the voters.
-        votes = _countVotes(key) + 1;
+        votes = _countVotes(key);
+        // A voting `operator` is registered and has not voted on this nonce: not yet counted.
+        if (operator != address(0)) ++votes;
         if (votes >= _threshold) (check, localToken) = _checkRelease(r);
+        else if (operator == address(0)) check = Check.BelowThreshold;
     }
 
     /// @dev Whether `r` can be released now; resolves its local token.
@@ -760,6 +885,7 @@ contract Bridge is IBridge {
         if (check == Check.UnknownKind) revert UnknownKind(r.kind);
         if (check == Check.AlreadyHandled) revert AlreadyHandled(r.nonce);
         if (check == Check.AlreadyVoted) revert AlreadyVoted(r.nonce, msg.sender);
+        if (check == Check.OutsideWindow) revert NonceOutsideWindow(r.nonce, upperHandleNonce + VOTE_WINDOW);
         if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
         if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
         // Check.InsufficientLiquidity; of an ERC-721: the id is not held free (available 0, required the id)
@@ -777,6 +903,9 @@ contract Bridge is IBridge {
         if (check == Check.AlreadyVoted) return AlreadyVoted.selector;
         if (check == Check.TokenNotRegistered) return TokenNotRegistered.selector;
         if (check == Check.TokenIsLocked) return TokenIsLocked.selector;
+        if (check == Check.OutsideWindow) return NonceOutsideWindow.selector;
+        if (check == Check.GasBudget) return GasBudgetTooLow.selector;
+        if (check == Check.BelowThreshold) return BelowThreshold.selector;
         return InsufficientLiquidity.selector;
     }
 
@@ -786,17 +915,21 @@ contract Bridge is IBridge {
         uint64 word = r.nonce >> 3;
         _voterWords[word] |= _mask(_voterShift(r.nonce, bit));
         _keyVoters[key] |= _mask(bit);
-        if (r.nonce >= _votedUpTo) _votedUpTo = r.nonce + 1;
+        if (r.nonce >= _bitVotedUpTo[bit]) _bitVotedUpTo[bit] = r.nonce + 1;
         emit VoteCast(r.nonce, msg.sender, key, votes);
-        if (votes >= _threshold) {
-            uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
-            emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
-            // Limits count an ERC-721 as one unit (its amount is an id).
-            if (_takeOutflow(localToken, r.kind == KIND_ERC721 ? 1 : r.amount)) {
-                _release(r.nonce, localToken, r.kind, r.to, r.amount);
-            } else {
-                _enqueue(r.nonce, localToken, r.kind, r.to, r.amount);
-            }
+        if (votes >= _threshold) _execute(r, key, localToken);
+    }
+
+    /// @dev Executes checked request `r` (its key holds `threshold` counting votes): closes the
+    /// nonce, then releases or queues the asset.
+    function _execute(Request calldata r, bytes32 key, address localToken) private {
+        uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
+        emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);
+        // Limits count an ERC-721 as one unit (its amount is an id).
+        if (_takeOutflow(localToken, r.kind == KIND_ERC721 ? 1 : r.amount)) {
+            _release(r.nonce, localToken, r.kind, r.to, r.amount);
+        } else {
+            _enqueue(r.nonce, localToken, r.kind, r.to, r.amount);
         }
     }
 
@@ -876,17 +1009,20 @@ contract Bridge is IBridge {
     // ------------------------------------------------------------------ internal: releases
 
     /// @dev Pays out an executed request (`localToken` address(0): native). Feasibility was
-    /// checked before any state was written. A token that refuses (blacklisted recipient, paused
-    /// token, a reverting hook, more gas than TOKEN_RELEASE_GAS) does not revert the vote: the
-    /// amount is credited to the recipient for withdrawToken(), as native releases are.
-    /// An ERC-721 (`amount` is its id) that cannot be delivered is held for `withdrawERC721()`.
+    /// checked before any state was written. No recipient code runs inside a vote (audit
+    /// NEW-H1): native coin and ERC-721 ids for an account with code (a contract, an EIP-7702
+    /// delegated account) are credited for it to pull (`withdraw`, `withdrawERC721`, or anyone's
+    /// `deliver`), and pushed to accounts without code. An ERC-20 release calls only the
+    /// registered token, with TOKEN_RELEASE_GAS and at most 32 bytes of return data copied; a
+    /// token that refuses (blacklisted recipient, paused token, out of gas) does not revert the
+    /// vote: the amount is credited to the recipient for withdrawToken(), as the others are.
     function _release(uint64 nonce, address localToken, uint8 kind, address to, uint256 amount) private {
         if (localToken == address(0)) {
             _releaseNative(nonce, to, amount);
             return;
         }
-        (bool ok, bytes memory ret) = localToken.call{gas: TOKEN_RELEASE_GAS}(_releaseCall(localToken, to, amount));
-        if (!_tokenCallSucceeded(localToken, ok, ret)) {
+        bool ok = (kind != KIND_ERC721 || to.code.length == 0) && _releaseToken(localToken, to, amount);
+        if (!ok) {
             if (kind == KIND_ERC721) {
                 pendingERC721Withdrawal[localToken][amount] = to;
             } else {
@@ -895,6 +1031,24 @@ contract Bridge is IBridge {
             }
             emit TokenReleaseDeferred(nonce, localToken, to, amount);
         }
+    }
+
+    /// @dev The release call of `amount` (an id) of `localToken` to `to` with TOKEN_RELEASE_GAS,
+    /// copying at most one word of return data (audit NEW-L4); succeeded as `_tokenCallSucceeded`
+    /// says.
+    function _releaseToken(address localToken, address to, uint256 amount) private returns (bool ok) {
+        bytes memory data = _releaseCall(localToken, to, amount);
+        uint256 size;
+        uint256 word;
+        assembly ("memory-safe") {
+            mstore(0, 0)
+            ok := call(TOKEN_RELEASE_GAS, localToken, 0, add(data, 32), mload(data), 0, 32)
+            size := returndatasize()
+            word := mload(0)
+        }
+        if (!ok) return false;
+        if (size == 0) return localToken.code.length != 0;
+        return size >= 32 && word == 1;
     }
 
     /// @dev The token call that pays `amount` (an ERC-721's id) to `to`: mint in burn modes,
@@ -914,25 +1068,44 @@ contract Bridge is IBridge {
             return false;
         }
         // ownerOf reverts for an id that does not exist.
-        (bool ok, bytes memory ret) = localToken.staticcall(abi.encodeCall(IBridgeToken.ownerOf, (tokenId)));
-        return ok && ret.length >= 32 && abi.decode(ret, (address)) == address(this);
+        (bool ok, uint256 holder) = _tokenView(localToken, abi.encodeCall(IBridgeToken.ownerOf, (tokenId)));
+        return ok && holder == uint256(uint160(address(this)));
     }
 
     /// @dev A lock-mode token's balance not held back for queued or deferred releases.
     function _tokenLiquidity(address localToken) private view returns (uint256) {
-        uint256 balance = IBridgeToken(localToken).balanceOf(address(this));
+        (bool ok, uint256 balance) = _tokenView(localToken, abi.encodeCall(IBridgeToken.balanceOf, (address(this))));
         uint256 reserved = reservedLiquidity[localToken];
-        return balance > reserved ? balance - reserved : 0;
+        return ok && balance > reserved ? balance - reserved : 0;
     }
 
-    /// @dev Takes `amount` from the asset's outflow bucket if it may be released at once.
+    /// @dev A one-word view of a registered token inside a vote, with TOKEN_VIEW_GAS: what a
+    /// vote's item may spend on it is bounded (ITEM_GAS counts it). Not ok if it reverts or
+    /// answers less than a word.
+    function _tokenView(address token, bytes memory data) private view returns (bool ok, uint256 word) {
+        uint256 size;
+        assembly ("memory-safe") {
+            mstore(0, 0)
+            ok := staticcall(TOKEN_VIEW_GAS, token, add(data, 32), mload(data), 0, 32)
+            size := returndatasize()
+            word := mload(0)
+        }
+        ok = ok && size >= 32;
+    }
+
+    /// @dev Takes `amount` from the asset's outflow bucket if it may be released at once. A
+    /// quarter of the bucket is kept for small releases (at most 1/256 of its capacity): a holder
+    /// of capital who keeps the bucket drained with large transfers of its own cannot make every
+    /// user wait the delay (audit NEW-M3).
     function _takeOutflow(address token, uint256 amount) private returns (bool) {
         uint256 above = _delayAbove[token];
         if (above != 0 && amount >= above) return false;
         OutflowBucket storage bucket = _outflow[token];
-        if (bucket.capacity == type(uint128).max) return true;
+        uint256 capacity = bucket.capacity;
+        if (capacity == type(uint128).max) return true;
         uint256 available = _outflowAvailable(bucket);
-        if (amount > available) return false;
+        uint256 keep = amount > capacity >> 8 ? capacity >> 2 : 0;
+        if (amount > available || available - amount < keep) return false;
         // forge-lint: disable-next-line(unsafe-typecast)
         bucket.tokens = uint128(available - amount); // available <= capacity < 2^128
         bucket.updatedAt = uint64(block.timestamp);
@@ -953,9 +1126,17 @@ contract Bridge is IBridge {
     /// @dev Holds an executed request's release back for `releaseDelay`.
     function _enqueue(uint64 nonce, address localToken, uint8 kind, address to, uint256 amount) private {
         uint64 releaseAt = uint64(block.timestamp) + releaseDelay;
-        _queued[nonce] = QueuedRelease({token: localToken, releaseAt: releaseAt, kind: kind, to: to, amount: amount});
         _queuedNonces.push(nonce);
-        _queuedIndex[nonce] = _queuedNonces.length;
+        _queued[nonce] = QueuedRelease({
+            token: localToken,
+            releaseAt: releaseAt,
+            kind: kind,
+            frozen: false,
+            to: to,
+            // forge-lint: disable-next-line(unsafe-typecast)
+            position: uint96(_queuedNonces.length), // at most one entry per nonce: below 2^64
+            amount: amount
+        });
         if (kind == KIND_ERC721) {
             _erc721Queued[localToken][amount] = true;
         } else {
@@ -969,12 +1150,10 @@ contract Bridge is IBridge {
         q = _queued[nonce];
         if (q.releaseAt == 0) revert NotQueued(nonce);
         delete _queued[nonce];
-        uint256 index = _queuedIndex[nonce] - 1;
         uint64 last = _queuedNonces[_queuedNonces.length - 1];
-        _queuedNonces[index] = last;
-        _queuedIndex[last] = index + 1;
+        _queuedNonces[q.position - 1] = last;
+        if (last != nonce) _queued[last].position = q.position;
         _queuedNonces.pop();
-        delete _queuedIndex[nonce];
         if (q.kind == KIND_ERC721) {
             delete _erc721Queued[q.token][q.amount];
         } else {
@@ -982,26 +1161,43 @@ contract Bridge is IBridge {
         }
     }
 
-    /// @dev Pays the caller's deferred native amount to `to`.
-    function _withdrawNative(address to) private {
-        uint256 amount = pendingWithdrawal[msg.sender];
+    /// @dev Pays `account`'s credited native amount to `to` (all gas forwarded).
+    function _withdrawNative(address account, address to) private {
+        uint256 amount = pendingWithdrawal[account];
         if (amount == 0) revert NothingToWithdraw();
-        pendingWithdrawal[msg.sender] = 0;
+        pendingWithdrawal[account] = 0;
         totalPendingWithdrawals -= amount;
         emit Withdrawn(to, amount);
         _sendNative(to, amount);
     }
 
-    /// @dev Pushes native coin with bounded gas and no return-data copy; if the recipient refuses
-    /// (reverts, runs out of gas), the amount is credited for withdraw() and the nonce stays closed.
-    /// Under-gassing the transaction does not force a deferral on a recipient that needs the gas:
-    /// if the 63/64 rule forwards less than NATIVE_RELEASE_GAS and the recipient runs out, at most
-    /// 1/64 of the gas (under 800) is left here, too little for the deferral's storage writes, so
-    /// the whole transaction reverts.
+    /// @dev Pays `account`'s credited `token` amount to `to` (minted in burn mode).
+    function _withdrawToken(address token, address account, address to) private {
+        uint256 amount = pendingTokenWithdrawal[token][account];
+        if (amount == 0) revert NothingToWithdraw();
+        pendingTokenWithdrawal[token][account] = 0;
+        reservedLiquidity[token] -= amount;
+        emit TokenWithdrawn(token, account, to, amount);
+        _callToken(token, _releaseCall(token, to, amount));
+    }
+
+    /// @dev Delivers ERC-721 `tokenId` held for `account` to `to`.
+    function _withdrawERC721(address token, uint256 tokenId, address account, address to) private {
+        if (pendingERC721Withdrawal[token][tokenId] != account) revert NothingToWithdraw();
+        delete pendingERC721Withdrawal[token][tokenId];
+        emit TokenWithdrawn(token, account, to, tokenId);
+        _callToken(token, _releaseCall(token, to, tokenId));
+    }
+
+    /// @dev Pushes native coin to an account without code with the call stipend only (nothing
+    /// runs there, so its cost is known); an account with code is credited for withdraw(), as is
+    /// an address that refuses the stipend call (a precompile). The nonce stays closed either way.
     function _releaseNative(uint64 nonce, address to, uint256 amount) private {
         bool ok;
-        assembly ("memory-safe") {
-            ok := call(NATIVE_RELEASE_GAS, to, amount, 0, 0, 0, 0)
+        if (to.code.length == 0) {
+            assembly ("memory-safe") {
+                ok := call(0, to, amount, 0, 0, 0, 0)
+            }
         }
         if (!ok) {
             pendingWithdrawal[to] += amount;

@@ -38,6 +38,17 @@ interface IBridge {
         uint32 srcLogIndex;    // log index within the source block
     }
 
+    /// A queued release as `queuedReleasesFrom` returns it.
+    struct QueuedView {
+        uint64 nonce;
+        address token;         // local token, address(0) for native coin
+        uint8 kind;            // 0 native, 1 ERC-20, 2 ERC-721 (amount is the id)
+        bool frozen;           // held by a pauser until the owner decides
+        address to;
+        uint64 releaseAt;
+        uint256 amount;
+    }
+
     // ---------------------------------------------------------------- events
 
     /// A user requested a transfer on this (source) bridge.
@@ -74,20 +85,26 @@ interface IBridge {
     /// lowerHandleNonce moved over already-handled nonces outside a handle.
     event LowerHandleNonceAdvanced(uint64 from, uint64 to);
 
-    /// Releasing native coin to `to` failed; the amount is credited for `withdraw()`.
+    /// Native coin for `to` is credited for `withdraw()` (or anyone's `deliver`): `to` has code
+    /// (no recipient code runs inside a vote), or refused the push.
     event NativeReleaseDeferred(uint64 indexed nonce, address indexed to, uint256 amount);
     event Withdrawn(address indexed to, uint256 amount);
-    /// Releasing a token to `to` failed (blacklisted recipient, paused token, a hook that
-    /// reverts); the amount is credited for `withdrawToken()` and the nonce stays closed. Of an
-    /// ERC-721 (`amount` is its id, e.g. a contract recipient that does not accept it): the id is
-    /// held for `withdrawERC721()`.
+    /// Releasing a token to `to` failed (blacklisted recipient, paused token, out of gas); the
+    /// amount is credited for `withdrawToken()` and the nonce stays closed. Of an ERC-721
+    /// (`amount` is its id): the id is held for `withdrawERC721()` (or anyone's `deliver`), always
+    /// so for a recipient with code (no recipient code runs inside a vote).
     event TokenReleaseDeferred(uint64 indexed nonce, address indexed token, address indexed to, uint256 amount);
     event TokenWithdrawn(address indexed token, address indexed account, address to, uint256 amount);
     /// An executed request's release waits `releaseDelay` (large, above the outflow bucket, or an
-    /// asset without an outflow limit); a pauser can cancel it until it is executed.
+    /// asset without an outflow limit); a pauser can freeze it until it is executed.
     event ReleaseQueued(uint64 indexed nonce, address indexed token, address indexed to, uint256 amount, uint64 releaseAt);
     event QueuedReleaseExecuted(uint64 indexed nonce);
+    /// The owner cancelled a queued release: its amount stays in the bridge.
     event QueuedReleaseCancelled(uint64 indexed nonce, address indexed by);
+    /// A pauser (or the owner) froze a queued release, or the owner lifted the freeze.
+    event QueuedReleaseFrozen(uint64 indexed nonce, bool frozen, address indexed by);
+    /// The owner queued the genuine request of a nonce that was handled under another vote key.
+    event HandleSettled(uint64 indexed nonce, bytes32 voteKey);
     event Funded(address indexed from, uint256 amount);
 
     event OperatorRegistered(address indexed operator);
@@ -161,6 +178,18 @@ interface IBridge {
     /// Every free vote bit still carries open votes of a deregistered operator: registration is
     /// possible once lowerHandleNonce reaches `freeAtLowerNonce`.
     error OperatorBitsBusy(uint64 freeAtLowerNonce);
+    /// Less gas is left than one item (ITEM_GAS) or one release (RELEASE_GAS) may need at worst:
+    /// a single call reverts, a batch skips the items that do not fit.
+    error GasBudgetTooLow(uint256 required, uint256 left);
+    /// A vote for a nonce at or above upperHandleNonce + VOTE_WINDOW (`limit`).
+    error NonceOutsideWindow(uint64 nonce, uint64 limit);
+    /// An execution of a key without `threshold` counting votes (the skip reason of executeHandles).
+    error BelowThreshold();
+    error ReleaseFrozen(uint64 nonce);
+    error NotHandled(uint64 nonce);
+    error AlreadySettled(uint64 nonce);
+    /// A batch planned against configuration version `expected` meets another.
+    error ConfigVersionChanged(uint256 expected, uint256 actual);
 
     // ---------------------------------------------------------------- requests (source side)
 
@@ -197,9 +226,16 @@ interface IBridge {
     function handleValueTransfer(Request calldata r) external;
 
     /// Vote for many requests. Items that would revert with AlreadyHandled, AlreadyVoted,
-    /// InsufficientLiquidity, TokenIsLocked or TokenNotRegistered are skipped (HandleSkipped) and
-    /// the rest proceeds. Returns how many votes were recorded.
+    /// InsufficientLiquidity, TokenIsLocked, TokenNotRegistered or NonceOutsideWindow, and items
+    /// started with less than ITEM_GAS left (GasBudgetTooLow), are skipped (HandleSkipped) and the
+    /// rest proceeds. Returns how many votes were recorded.
     function handleValueTransfers(Request[] calldata rs) external returns (uint256 recorded);
+
+    /// Execute requests whose vote key already holds `threshold` counting votes (a lowered
+    /// threshold, a vote that could not fit its execution). Permissionless; skips (HandleSkipped)
+    /// handled items, keys below the threshold (BelowThreshold) and what cannot execute yet.
+    /// Returns how many executed.
+    function executeHandles(Request[] calldata rs) external returns (uint256 executed);
 
     /// Move lowerHandleNonce (and recoveryBlockNumber) over at most `maxSteps` nonces that are
     /// already handled. Permissionless: a handle advances it only a bounded way, so after many
@@ -218,11 +254,24 @@ interface IBridge {
     /// Deliver ERC-721 `tokenId` held for the caller after its release failed to `to`.
     function withdrawERC721(address token, uint256 tokenId, address to) external;
 
-    /// Execute a queued release once its delay passed (anyone may call; not while paused).
+    /// Push what is credited to `account` to `account` itself, in the caller's transaction and at
+    /// its gas: native coin (`token` address(0)), ERC-721 `tokenId` held for it, or a `token`
+    /// credit. Permissionless (the recipient's own code runs here, never inside a vote).
+    function deliver(address token, address account, uint256 tokenId) external;
+
+    /// Execute a queued release once its delay passed (anyone may call; not while paused or
+    /// frozen).
     function executeQueuedRelease(uint64 nonce) external;
 
-    /// Cancel a queued release (pausers and the owner); its amount stays in the bridge.
+    /// Freeze a queued release (pausers and the owner) or lift the freeze (the owner only).
+    function setQueuedReleaseFrozen(uint64 nonce, bool frozen) external;
+
+    /// Cancel a queued release (the owner); its amount stays in the bridge.
     function cancelQueuedRelease(uint64 nonce) external;
+
+    /// Queue the release of genuine request `r` whose nonce was handled under another vote key
+    /// (the owner, once per nonce; the release waits `releaseDelay`).
+    function settleHandled(Request calldata r) external;
 
     /// Add native liquidity (no request is created).
     function fund() external payable;
@@ -234,6 +283,17 @@ interface IBridge {
     function MAX_BATCH() external view returns (uint256);
     function MAX_LOWER_ADVANCE() external view returns (uint256);
     function MAX_EXTRA_DATA() external view returns (uint256);
+    /// Gas a batch item needs left at its start (its worst case).
+    function ITEM_GAS() external view returns (uint256);
+    /// Gas `executeQueuedRelease` needs left at its start (its worst case).
+    function RELEASE_GAS() external view returns (uint256);
+    /// Votes are taken for nonces below upperHandleNonce + VOTE_WINDOW.
+    function VOTE_WINDOW() external view returns (uint64);
+    /// Counts owner calls; `requireConfigVersion` checks it.
+    function configVersion() external view returns (uint256);
+    /// Reverts ConfigVersionChanged unless `configVersion() == expected` (the first call of a
+    /// Safe batch planned against that state).
+    function requireConfigVersion(uint256 expected) external view;
     function owner() external view returns (address);
     function paused() external view returns (bool);
     function isPauser(address account) external view returns (bool);
@@ -288,8 +348,10 @@ interface IBridge {
         returns (uint256 capacity, uint256 refillPerSecond, uint256 available, uint256 delayAbove);
     /// How long a queued release waits (seconds).
     function releaseDelay() external view returns (uint64);
-    /// The nonces whose release is queued.
-    function queuedReleases() external view returns (uint64[] memory);
+    /// How many releases are queued.
+    function queuedReleaseCount() external view returns (uint256);
+    /// Up to `count` queued releases from position `start` (positions change as entries leave).
+    function queuedReleasesFrom(uint256 start, uint256 count) external view returns (QueuedView[] memory);
     /// A queued release (releaseAt 0: none); token address(0) is native coin.
     function queuedRelease(uint64 nonce) external view returns (address token, address to, uint64 releaseAt, uint256 amount);
 

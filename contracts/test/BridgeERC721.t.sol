@@ -256,24 +256,34 @@ contract BridgeERC721Test is BridgeFixture {
         assertEq(mintNft.ownerOf(12), user, "minted on withdrawal");
     }
 
-    function test_handle_acceptingContractRecipient_receives() public {
+    /// No recipient hook runs inside a vote (audit NEW-H1): an id for a contract is held for it,
+    /// and anyone's `deliver` runs the hook in a transaction of its own.
+    function test_handle_acceptingContractRecipient_isHeldThenDelivered() public {
         AcceptingHolder holder = new AcceptingHolder();
         _holdInBridge(13);
         IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 13);
         r.to = address(holder);
         _execute(r);
+        assertEq(holder.received(), 0, "no hook inside the vote");
+        assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 13), address(holder), "held for it");
+        vm.prank(stranger);
+        bridge.deliver(address(lockNft), address(holder), 13);
         assertEq(lockNft.ownerOf(13), address(holder), "delivered through the hook");
         assertEq(holder.received(), 1, "hook ran once");
+        assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 13), address(0), "credit spent");
     }
 
-    function test_handle_reentrantRecipient_isDeferred() public {
+    function test_handle_reentrantRecipient_isHeld_andItsDeliveryRefused() public {
         ReentrantHolder holder = new ReentrantHolder(bridge);
         _holdInBridge(14);
         IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 14);
         r.to = address(holder);
         _execute(r);
-        assertEq(lockNft.ownerOf(14), address(bridge), "the re-entering hook failed the delivery");
+        assertEq(lockNft.ownerOf(14), address(bridge), "held in the bridge");
         assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 14), address(holder), "held for it");
+        vm.expectRevert();
+        bridge.deliver(address(lockNft), address(holder), 14);
+        assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 14), address(holder), "still held");
     }
 
     function test_handle_queuedRelease_reservesTheIdUntilExecutedOrCancelled() public {
@@ -285,7 +295,7 @@ contract BridgeERC721Test is BridgeFixture {
         _holdInBridge(22);
         _execute(_request(0, KIND_ERC721, remoteLockNft, 21));
         _execute(_request(1, KIND_ERC721, remoteLockNft, 22));
-        assertEq(bridge.queuedReleases().length, 2, "both queued");
+        assertEq(bridge.queuedReleaseCount(), 2, "both queued");
         (address token,, uint64 releaseAt, uint256 id) = bridge.queuedRelease(0);
         assertEq(token, address(lockNft), "queued token");
         assertEq(id, 21, "queued id");
@@ -303,6 +313,8 @@ contract BridgeERC721Test is BridgeFixture {
         assertEq(lockNft.ownerOf(21), recipient, "released after the delay");
 
         vm.prank(stranger);
+        bridge.setQueuedReleaseFrozen(1, true);
+        vm.prank(owner);
         bridge.cancelQueuedRelease(1);
         assertEq(lockNft.ownerOf(22), address(bridge), "cancelled: stays in the bridge");
         // Cancelled, the id is free again for a request the operators do recognise.
@@ -319,7 +331,7 @@ contract BridgeERC721Test is BridgeFixture {
         assertEq(mintNft.ownerOf(1e30), recipient, "first one released at once");
         _execute(_request(1, KIND_ERC721, remoteMintNft, 2));
         assertFalse(mintNft.exists(2), "second one queued");
-        assertEq(bridge.queuedReleases().length, 1, "queued");
+        assertEq(bridge.queuedReleaseCount(), 1, "queued");
     }
 
     /// @dev Puts `id` into the bridge as an earlier lock would have (a plain transferFrom: the
@@ -337,7 +349,7 @@ contract BridgeERC721Test is BridgeFixture {
     /// exists on exactly one side at every step.
     function testFuzz_roundTrip_sameIdOneSideAtATime(uint256 id) public {
         // `bridge` is the home chain (lock); `wrapped` is a second chain's bridge (burn/mint).
-        Bridge wrapped = new Bridge(owner, _operators(), 2);
+        Bridge wrapped = _newBridge(owner, _operators(), 2);
         TestNFT wrappedNft = new TestNFT("Wrapped", "WNFT");
         wrappedNft.setMinter(address(wrapped), true);
         vm.startPrank(owner);

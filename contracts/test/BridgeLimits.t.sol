@@ -67,9 +67,11 @@ contract BridgeLimitsTest is BridgeFixture {
         _vote(op2, r);
         assertTrue(bridge.isHandled(0), "handled: no more votes, recovery does not re-send it");
         assertEq(plain.balanceOf(recipient), 0, "not paid yet");
-        uint64[] memory queued = bridge.queuedReleases();
+        IBridge.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 10);
         assertEq(queued.length, 1, "one queued");
-        assertEq(queued[0], 0, "nonce 0 queued");
+        assertEq(queued[0].nonce, 0, "nonce 0 queued");
+        assertEq(queued[0].kind, 1, "kind");
+        assertFalse(queued[0].frozen, "not frozen");
         (address token, address to, uint64 at, uint256 amount) = bridge.queuedRelease(0);
         assertTrue(token == address(plain) && to == recipient && at == releaseAt && amount == 1e18, "queued record");
 
@@ -79,7 +81,7 @@ contract BridgeLimitsTest is BridgeFixture {
         vm.prank(stranger);
         bridge.executeQueuedRelease(0);
         assertEq(plain.balanceOf(recipient), 1e18, "paid after the delay, by anyone");
-        assertEq(bridge.queuedReleases().length, 0, "queue empty");
+        assertEq(bridge.queuedReleaseCount(), 0, "queue empty");
         assertEq(bridge.reservedLiquidity(address(plain)), 0, "reserve freed");
         vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(0)));
         bridge.executeQueuedRelease(0);
@@ -101,9 +103,9 @@ contract BridgeLimitsTest is BridgeFixture {
         assertTrue(bridge.isHandled(1), "closed");
         assertEq(bridge.availableNativeLiquidity(), NATIVE_LIQUIDITY - 12 ether, "queued amount reserved");
 
-        vm.warp(block.timestamp + 2);
+        vm.warp(block.timestamp + 5);
         (,, available,) = bridge.outflowLimit(address(0));
-        assertEq(available, 6 ether, "refilled by 1 ether/s");
+        assertEq(available, 9 ether, "refilled by 1 ether/s");
         _execute(_native(2, 6 ether));
         assertEq(recipient.balance, 12 ether, "refilled bucket pays at once");
         vm.warp(block.timestamp + 1 days);
@@ -127,9 +129,65 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(recipient.balance, 60 ether, "the queued release is still paid in full");
     }
 
+    /// Audit NEW-M3: a large release may not take the last quarter of the bucket, which stays for
+    /// small ones (at most 1/256 of the capacity), so a capital holder draining the bucket with
+    /// transfers of its own cannot make every user wait the delay.
+    function test_outflowBucket_keepsAQuarterForSmallReleases() public {
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(0), 25.6 ether, 0, 0);
+        _execute(_native(0, 19 ether));
+        assertEq(recipient.balance, 19 ether, "a large release takes the bucket down to its quarter");
+        _execute(_native(1, 1 ether));
+        assertEq(recipient.balance, 19 ether, "another large one would dip into the quarter: queued");
+        for (uint64 i = 2; i < 66; ++i) {
+            _execute(_native(i, 0.1 ether));
+        }
+        assertEq(recipient.balance, 19 ether + 6.4 ether, "64 small releases (1/256 each) paid at once");
+        assertEq(bridge.queuedReleaseCount(), 1, "only the large one waits");
+        (,, uint256 available,) = bridge.outflowLimit(address(0));
+        assertEq(available, 0.2 ether, "the small ones used the kept quarter");
+    }
+
     // ------------------------------------------------------------------ H-2: delay and cancel
 
-    function test_largeRelease_waitsTheDelay_pauserCancels() public {
+    /// Audit NEW-M4: a pauser freezes, only the owner cancels or lifts the freeze; a frozen
+    /// release cannot be executed by anyone.
+    function test_largeRelease_waitsTheDelay_pauserFreezes_ownerDecides() public {
+        vm.startPrank(owner);
+        bridge.setOutflowLimit(address(lockToken), type(uint128).max, 0, 100e18);
+        bridge.setReleaseDelay(1 hours);
+        vm.stopPrank();
+        _execute(_request(0, 1, remoteLock, 100e18));
+        _execute(_request(1, 1, remoteLock, 100e18));
+
+        vm.prank(pauser);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, pauser));
+        bridge.cancelQueuedRelease(0);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotPauser.selector, stranger));
+        bridge.setQueuedReleaseFrozen(0, true);
+        vm.expectEmit(address(bridge));
+        emit IBridge.QueuedReleaseFrozen(0, true, pauser);
+        vm.prank(pauser);
+        bridge.setQueuedReleaseFrozen(0, true);
+        vm.prank(pauser);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, pauser));
+        bridge.setQueuedReleaseFrozen(0, false);
+        vm.warp(block.timestamp + 2 hours);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseFrozen.selector, uint64(0)));
+        bridge.executeQueuedRelease(0);
+        bridge.executeQueuedRelease(1);
+        assertEq(lockToken.balanceOf(recipient), 100e18, "the unfrozen one is paid");
+
+        // The owner finds the frozen one genuine: lifted, anyone executes it.
+        vm.prank(owner);
+        bridge.setQueuedReleaseFrozen(0, false);
+        vm.prank(stranger);
+        bridge.executeQueuedRelease(0);
+        assertEq(lockToken.balanceOf(recipient), 200e18, "a pauser's hold was not final");
+    }
+
+    function test_largeRelease_waitsTheDelay_ownerCancels() public {
         vm.startPrank(owner);
         bridge.setOutflowLimit(address(lockToken), type(uint128).max, 0, 100e18);
         bridge.setReleaseDelay(1 hours);
@@ -140,12 +198,12 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(lockToken.balanceOf(recipient), 99e18, "at the bound: queued");
 
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotPauser.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, stranger));
         bridge.cancelQueuedRelease(1);
         vm.warp(block.timestamp + 30 minutes);
         vm.expectEmit(address(bridge));
-        emit IBridge.QueuedReleaseCancelled(1, pauser);
-        vm.prank(pauser);
+        emit IBridge.QueuedReleaseCancelled(1, owner);
+        vm.prank(owner);
         bridge.cancelQueuedRelease(1);
         vm.warp(block.timestamp + 1 hours);
         vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(1)));
@@ -170,8 +228,9 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(recipient.balance, 5 ether, "released after unpause");
     }
 
-    /// A compromised quorum (op1 + op2) forges 100 requests of 5 ether: what leaves at once is
-    /// bounded by the bucket; the rest waits where a pauser cancels it.
+    /// A compromised quorum (op1 + op2) forges 20 requests of 5 ether: what leaves at once is
+    /// bounded by the bucket (less its kept quarter); the rest waits where a pauser freezes it and
+    /// the owner cancels it.
     function test_compromisedQuorum_drainIsBounded() public {
         vm.prank(owner);
         bridge.setOutflowLimit(address(0), 10 ether, uint128(10 ether) / 3600, 20 ether);
@@ -183,19 +242,24 @@ contract BridgeLimitsTest is BridgeFixture {
         }
         _voteBatch(op1, rs);
         _voteBatch(op2, rs);
-        assertEq(thief.balance, 10 ether, "only the bucket's capacity left at once");
-        uint64[] memory queued = bridge.queuedReleases();
-        assertEq(queued.length, 18, "the rest queued");
+        assertEq(thief.balance, 5 ether, "only what the bucket allows left at once");
+        IBridge.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 64);
+        assertEq(queued.length, 19, "the rest queued");
         vm.startPrank(pauser);
         bridge.pause();
         for (uint256 i = 0; i < queued.length; ++i) {
-            bridge.cancelQueuedRelease(queued[i]);
+            bridge.setQueuedReleaseFrozen(queued[i].nonce, true);
+        }
+        vm.stopPrank();
+        vm.startPrank(owner);
+        for (uint256 i = 0; i < queued.length; ++i) {
+            bridge.cancelQueuedRelease(queued[i].nonce);
         }
         vm.stopPrank();
         vm.warp(block.timestamp + 2 days);
-        assertEq(bridge.queuedReleases().length, 0, "all cancelled");
-        assertEq(thief.balance, 10 ether, "loss bounded by the bucket");
-        assertEq(address(bridge).balance, NATIVE_LIQUIDITY - 10 ether, "the rest stays");
+        assertEq(bridge.queuedReleaseCount(), 0, "all cancelled");
+        assertEq(thief.balance, 5 ether, "loss bounded by the bucket");
+        assertEq(address(bridge).balance, NATIVE_LIQUIDITY - 5 ether, "the rest stays");
     }
 
     // ------------------------------------------------------------------ M-6 and L-6
@@ -261,7 +325,7 @@ contract BridgeLimitsTest is BridgeFixture {
         bridge.setTokenLocked(address(lockToken), true);
         vm.expectRevert(abi.encodeWithSelector(IBridge.TokenIsLocked.selector, address(lockToken)));
         bridge.executeQueuedRelease(0);
-        assertEq(bridge.queuedReleases().length, 1, "still queued");
+        assertEq(bridge.queuedReleaseCount(), 1, "still queued");
         vm.prank(owner);
         bridge.setTokenLocked(address(lockToken), false);
         bridge.executeQueuedRelease(0);

@@ -100,3 +100,40 @@ fn the_bridge_fits_the_eip170_code_size_limit() {
         "Bridge runtime code is {size} bytes, above EIP-170's 24576"
     );
 }
+
+/// The value of `name` in `uint… public constant NAME = value;` of Bridge.sol.
+fn solidity_constant(name: &str) -> u64 {
+    let source = std::fs::read_to_string(contracts_dir().join("src/Bridge.sol"))
+        .unwrap_or_else(|e| panic!("Bridge.sol: {e}"));
+    let needle = format!(" public constant {name} = ");
+    let line = source
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no constant {name} in Bridge.sol"));
+    let value = line
+        .split(&needle)
+        .nth(1)
+        .and_then(|v| v.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("cannot read {line}"));
+    value
+        .replace('_', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} = {value}: {e}"))
+}
+
+#[test]
+fn the_gas_bounds_the_relay_plans_with_are_the_bridges() {
+    assert_eq!(multibridge_contracts::ITEM_GAS, solidity_constant("ITEM_GAS"));
+    assert_eq!(
+        multibridge_contracts::RELEASE_GAS,
+        solidity_constant("RELEASE_GAS")
+    );
+    assert_eq!(
+        multibridge_contracts::VOTE_WINDOW,
+        solidity_constant("VOTE_WINDOW")
+    );
+    assert_eq!(
+        multibridge_contracts::MAX_LOWER_ADVANCE,
+        solidity_constant("MAX_LOWER_ADVANCE")
+    );
+}

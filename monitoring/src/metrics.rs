@@ -187,7 +187,7 @@ pub const RPC_OUTCOMES: [&str; 4] = [
     RpcOutcome::Fatal.as_str(),
 ];
 /// Why a request waits, as the destination tells (the store's stable names).
-pub const STUCK_REASONS: [&str; 7] = [
+pub const STUCK_REASONS: [&str; 8] = [
     WaitReason::InsufficientLiquidity.as_str(),
     WaitReason::TokenLocked.as_str(),
     WaitReason::TokenNotRegistered.as_str(),
@@ -195,6 +195,7 @@ pub const STUCK_REASONS: [&str; 7] = [
     WaitReason::RateLimited.as_str(),
     WaitReason::Delayed.as_str(),
     WaitReason::Other.as_str(),
+    WaitReason::VoteWindow.as_str(),
 ];
 /// The `asset` label of the native coin (tokens are labelled with their source address).
 pub const NATIVE_ASSET: &str = "native";
@@ -309,6 +310,10 @@ pub struct Metrics {
     ///
     /// Labels: lane, reason ([`RejectReason`]).
     pub(crate) rejected_requests: IntGaugeVec,
+    /// The lowest nonce set aside for the reason (-1: none), so an alert names one.
+    ///
+    /// Labels: lane, reason ([`RejectReason`]).
+    pub(crate) rejected_first_nonce: IntGaugeVec,
     /// 1 while the lane's sending is paused for the reason (the relay keeps indexing and
     /// serving and resumes by itself).
     ///
@@ -390,11 +395,23 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) lower_advances: IntCounterVec,
-    /// Releases the lane's destination holds back for its delay (outflow limit or a large
-    /// amount; a pauser may cancel them), as the lane leader last read them.
+    /// Releases the lane's destination holds back for its delay (outflow limit, a large
+    /// amount, an owner's settlement; a pauser may freeze them), as the lane leader last read
+    /// them.
     ///
     /// Labels: lane.
     pub(crate) queued_releases: IntGaugeVec,
+    /// Of those, the ones a pauser froze (nobody executes them until the owner decides), as of
+    /// the lane leader's last full scan of the queue.
+    ///
+    /// Labels: lane.
+    pub(crate) queued_releases_frozen: IntGaugeVec,
+    /// Requests the destination executed under another payload than the one this relay indexed
+    /// for the nonce (a compromised quorum's forgery: the genuine request can never execute;
+    /// the owner settles it with `multibridge admin settle`).
+    ///
+    /// Labels: lane.
+    pub(crate) handled_mismatch: IntCounterVec,
     /// `executeQueuedRelease` transactions this relay sent for due queued releases.
     ///
     /// Labels: lane.
@@ -583,6 +600,11 @@ impl Metrics {
                 "Requests set aside for good (this operator can never vote them), by reason",
                 &["lane", "reason"],
             )?,
+            rejected_first_nonce: int_gauge(
+                "rejected_first_nonce",
+                "The lowest nonce set aside for the reason (-1: none)",
+                &["lane", "reason"],
+            )?,
             sending_paused: int_gauge(
                 "sending_paused",
                 "1 while the lane's sending is paused for the reason (indexing and serving go on)",
@@ -667,7 +689,17 @@ impl Metrics {
             )?,
             queued_releases: int_gauge(
                 "queued_releases",
-                "Releases the destination holds back for its delay (pausers may cancel them), as the lane leader read them",
+                "Releases the destination holds back for its delay (pausers may freeze them), as the lane leader read them",
+                lane,
+            )?,
+            queued_releases_frozen: int_gauge(
+                "queued_releases_frozen",
+                "Queued releases a pauser froze (the owner cancels or releases them), as of the leader's last full scan",
+                lane,
+            )?,
+            handled_mismatch: counter(
+                "handled_mismatch_total",
+                "Requests executed on the destination under another payload than the one this relay indexed",
                 lane,
             )?,
             queued_releases_executed: counter(
@@ -738,6 +770,7 @@ impl Metrics {
                 &metrics.upper_handle_nonce,
                 &metrics.leader,
                 &metrics.queued_releases,
+                &metrics.queued_releases_frozen,
             ] {
                 g.with_label_values(&[lane]).set(0);
             }
@@ -757,6 +790,7 @@ impl Metrics {
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,
                 &metrics.vote_divergence,
+                &metrics.handled_mismatch,
             ] {
                 c.with_label_values(&[lane]).reset();
             }
@@ -770,6 +804,10 @@ impl Metrics {
                     .set(0);
             }
             for reason in RejectReason::ALL {
+                metrics
+                    .rejected_first_nonce
+                    .with_label_values(&[lane, reason.as_str()])
+                    .set(-1);
                 metrics
                     .rejected_requests
                     .with_label_values(&[lane, reason.as_str()])
@@ -962,6 +1000,8 @@ impl Metrics {
             lower_advances: self.lower_advances.with_label_values(l),
             queued_releases: self.queued_releases.with_label_values(l),
             queued_releases_executed: self.queued_releases_executed.with_label_values(l),
+            queued_releases_frozen: self.queued_releases_frozen.with_label_values(l),
+            handled_mismatch: self.handled_mismatch.with_label_values(l),
             vote_divergence: self.vote_divergence.with_label_values(l),
             all: self.clone(),
         }
@@ -1028,6 +1068,8 @@ pub struct LaneMetrics {
     pub lower_advances: IntCounter,
     pub queued_releases: IntGauge,
     pub queued_releases_executed: IntCounter,
+    pub queued_releases_frozen: IntGauge,
+    pub handled_mismatch: IntCounter,
     pub vote_divergence: IntCounter,
     all: Metrics,
 }
@@ -1099,11 +1141,16 @@ impl LaneMetrics {
     }
 
     /// Publish how many requests were set aside for `reason`.
-    pub fn set_rejected(&self, reason: RejectReason, count: u64) {
+    pub fn set_rejected(&self, reason: RejectReason, count: u64, first_nonce: Option<u64>) {
+        let labels = [self.lane.as_str(), reason.as_str()];
         self.all
             .rejected_requests
-            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .with_label_values(&labels)
             .set(int(count));
+        self.all
+            .rejected_first_nonce
+            .with_label_values(&labels)
+            .set(first_nonce.map_or(-1, int));
     }
 
     /// Publish one asset's conservation figures.

@@ -72,13 +72,21 @@ pub struct QueuedRelease {
     pub nonce: u64,
     /// The local token (zero address: native coin).
     pub token: Address,
+    /// Asset kind (0 native, 1 ERC-20, 2 ERC-721: `amount` is the id).
+    pub kind: u8,
     /// Recipient.
     pub to: Address,
     /// Amount, in base units.
     pub amount: U256,
-    /// Unix time from which anyone may execute it (a pauser may cancel it until then and after).
+    /// Unix time from which anyone may execute it.
     pub release_at: u64,
+    /// A pauser froze it: nobody executes it until the owner lifts the freeze or cancels it.
+    pub frozen: bool,
 }
+
+/// Most queued releases one `queuedReleasesFrom` call returns (the relay's reads stay bounded
+/// whatever the queue's size: audit NEW-M3).
+pub const QUEUE_PAGE: u64 = 256;
 
 /// The views of one chain's bridge.
 #[derive(Debug, Clone, Copy)]
@@ -92,37 +100,44 @@ impl<'a> BridgeViews<'a> {
         Self { chain }
     }
 
-    /// Every release this bridge holds back (queued by its outflow limit or the large-release
-    /// bound), in nonce order.
-    pub async fn queued_releases(&self) -> Result<Vec<QueuedRelease>, ChainError> {
-        let mut nonces = self
+    /// How many releases this bridge holds back (queued by its outflow limit, the large-release
+    /// bound or an owner's settlement).
+    pub async fn queued_release_count(&self) -> Result<u64, ChainError> {
+        let count = self
             .chain
-            .bridge_call("queuedReleases", |b| async move {
-                b.queuedReleases().call().await
+            .bridge_call("queuedReleaseCount", |b| async move {
+                b.queuedReleaseCount().call().await
             })
             .await?;
-        nonces.sort_unstable();
-        let mut out = Vec::with_capacity(nonces.len());
-        for nonce in nonces {
-            let q = self
-                .chain
-                .bridge_call("queuedRelease", |b| async move {
-                    b.queuedRelease(nonce).call().await
-                })
-                .await?;
-            // Executed or cancelled between the two reads.
-            if q.releaseAt == 0 {
-                continue;
-            }
-            out.push(QueuedRelease {
-                nonce,
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
+    /// Up to `count` (at most [`QUEUE_PAGE`]) queued releases from queue position `start`, in
+    /// one call. Positions move as entries leave (the last takes a leaver's place).
+    pub async fn queued_releases_page(
+        &self,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<QueuedRelease>, ChainError> {
+        let (start, count) = (U256::from(start), U256::from(count.min(QUEUE_PAGE)));
+        let page = self
+            .chain
+            .bridge_call("queuedReleasesFrom", |b| async move {
+                b.queuedReleasesFrom(start, count).call().await
+            })
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|q| QueuedRelease {
+                nonce: q.nonce,
                 token: q.token,
+                kind: q.kind,
                 to: q.to,
                 amount: q.amount,
                 release_at: q.releaseAt,
-            });
-        }
-        Ok(out)
+                frozen: q.frozen,
+            })
+            .collect())
     }
 
     /// `requestNonce`: the next nonce this bridge assigns as a source.

@@ -33,11 +33,14 @@ pub enum GasPlan {
         /// Percent added.
         margin_percent: u64,
     },
-    /// A vote on `bridge`: it may only record the vote or, if other operators' votes land
-    /// first, execute the transfers (releases cost more than a record for a new recipient, a
-    /// mint, a contract recipient). Both paths are estimated — the second with the bridge's
-    /// threshold overridden to one, so every open item executes — and the larger is used, plus
-    /// the margin for what changes between the estimate and the block, plus the bounded
+    /// A vote (or an execution) on `bridge`: it may only record the vote or, if other
+    /// operators' votes land first, execute the transfers. Both paths are simulated — the second
+    /// with the bridge's threshold overridden to one, so every open item executes — and the
+    /// larger is used, plus the margin for what changes between the simulation and the block,
+    /// plus the bridge's `ITEM_GAS`: the worst case of one item, which the bridge requires left
+    /// before every item. No simulation is trusted for what a recipient or token may do on
+    /// chain (it runs at gas price 0; a callee can tell): whatever happens, an item that does not
+    /// fit is skipped by the bridge, never run out of gas (audit NEW-H1). Plus the bounded
     /// lowerHandleNonce advance other operators' handles may leave to this vote
     /// ([`multibridge_contracts::LOWER_ADVANCE_GAS`]).
     Vote {
@@ -46,6 +49,9 @@ pub enum GasPlan {
         /// Percent added.
         margin_percent: u64,
     },
+    /// `executeQueuedRelease`: the node's estimate plus the bridge's `RELEASE_GAS`, the worst
+    /// case of the release it makes (which the bridge requires left before it).
+    Release,
 }
 
 /// A transaction a client wants sent with the signer's key, its gas limit already chosen
@@ -182,7 +188,13 @@ impl Submit for SubmitClient {
             } => (
                 vote_gas(&self.chain, bridge, &call).await?,
                 margin_percent,
-                multibridge_contracts::LOWER_ADVANCE_GAS,
+                multibridge_contracts::ITEM_GAS
+                    .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
+            ),
+            GasPlan::Release => (
+                estimate_gas(&self.chain, &call, None).await?,
+                0,
+                multibridge_contracts::RELEASE_GAS,
             ),
         };
         Ok(estimate
@@ -412,11 +424,12 @@ impl Submitter {
     }
 }
 
-/// Gas a vote needs on whichever path it takes: the larger of its gas as the chain is and as if
+/// Gas a vote uses on whichever path it takes: the larger of its gas as the chain is and as if
 /// this vote were the deciding one (the bridge's threshold overridden to one), each from one
-/// execution through `eth_simulateV1`, made safe for the 63/64 rule and the native-release
-/// stipend. A node without `eth_simulateV1` gets two `eth_estimateGas` instead (each a binary
-/// search of many executions: the node works much harder).
+/// execution through `eth_simulateV1`. A node without `eth_simulateV1` gets two
+/// `eth_estimateGas` instead (each a binary search of many executions: the node works much
+/// harder). What the callees may do beyond the simulation is the bridge's `ITEM_GAS`, added by
+/// the plan.
 async fn vote_gas(
     chain: &ChainClient,
     bridge: Address,
@@ -444,7 +457,7 @@ async fn vote_gas(
         simulated_gas(chain, call, Some(overrides.clone())),
     )
     .await;
-    let used = match (as_is?, executing?) {
+    Ok(match (as_is?, executing?) {
         (Simulated::Used(plain), Simulated::Used(executing)) => plain.max(executing),
         // A vote that would only be recorded may not be executable yet (liquidity short).
         (Simulated::Used(plain), Simulated::Reverted) => plain,
@@ -457,19 +470,10 @@ async fn vote_gas(
                 Err(SendError::Chain(_) | SendError::WouldRevert(_)) => plain,
                 Err(e) => return Err(e),
             };
-            return Ok(plain.max(executing));
+            plain.max(executing)
         }
-    };
-    // A call forwards at most 63/64 of what is left; a native release forwards a fixed stipend
-    // and needs it available even when the recipient uses none of it.
-    Ok(used
-        .saturating_add(used / 63)
-        .saturating_add(NATIVE_STIPEND_HEADROOM))
+    })
 }
-
-/// Gas a native release must have available beyond what a simulation reports used: the
-/// bridge's `NATIVE_RELEASE_GAS` (50 000) with the 1/64 the caller keeps.
-const NATIVE_STIPEND_HEADROOM: u64 = 51_000;
 
 /// What one simulated execution said.
 enum Simulated {

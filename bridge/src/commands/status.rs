@@ -39,11 +39,11 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     for lane in config.lanes.iter().copied() {
         let nonces = chains.lane_nonces(lane).await?;
         let mut status = lane_status(lane, nonces, store.as_ref())?;
-        status.queued_releases = chains
-            .get(lane.destination())
-            .views()
-            .queued_releases()
-            .await?;
+        crate::observe::status::read_queued_releases(
+            &mut status,
+            chains.get(lane.destination()).views(),
+        )
+        .await?;
         if let (Some(pool), Some(dir)) = (&pool, lane_election_dir(config, lane)) {
             status.leadership = Some(lane_leadership(pool, &dir).await);
         }
@@ -112,13 +112,26 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
     for s in statuses {
         for q in &s.queued_releases {
             out.push_str(&format!(
-                "{}: nonce {} handled, release held back: {} of {} to {}, due at unix {} (a pauser may cancel it)\n",
+                "{}: nonce {} handled, release held back: {} of {} to {}, due at unix {}{}\n",
                 s.lane.as_str(),
                 q.nonce,
                 q.amount,
                 if q.token.is_zero() { "native".to_owned() } else { q.token.to_string() },
                 q.to,
                 q.release_at,
+                if q.frozen {
+                    " (FROZEN by a pauser: the owner cancels it or lifts the freeze)"
+                } else {
+                    " (a pauser may freeze it)"
+                },
+            ));
+        }
+        let listed = s.queued_releases.len() as u64;
+        if s.queued_release_count > listed {
+            out.push_str(&format!(
+                "{}: and {} more queued releases\n",
+                s.lane.as_str(),
+                s.queued_release_count.saturating_sub(listed)
             ));
         }
     }

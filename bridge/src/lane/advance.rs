@@ -3,7 +3,7 @@
 //! The destination advances `lowerHandleNonce` past handled nonces by at most
 //! `MAX_LOWER_ADVANCE` per transaction, so after a long-blocked nonce clears, a lane can end up
 //! with every request handled but the lower nonce behind (`status` shows requests pending, the
-//! stall alert would fire until new traffic arrives). At each recovery tick the lane's leader
+//! stall alert would fire until new traffic arrives). At each upkeep tick the lane's leader
 //! looks: when the lower nonce has not moved since the last tick, is below the upper one, and
 //! the nonce at it is handled, it calls the permissionless `advanceLowerHandleNonce`. One
 //! operator's turn per lower nonce (its index among the operators), anyone's after three ticks.
@@ -17,7 +17,7 @@ use multibridge_monitoring::LaneMetrics;
 
 use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
-use crate::chain::submitter::SubmitClient;
+use crate::chain::submitter::{GasPlan, SubmitClient};
 
 /// The advancer of one lane (on its destination).
 pub struct LowerAdvance {
@@ -89,7 +89,13 @@ impl LowerAdvance {
             maxSteps: U256::from(multibridge_contracts::MAX_LOWER_ADVANCE),
         }
         .abi_encode();
-        let sent = send_call(&self.submit, self.bridge, input.into()).await?;
+        let sent = send_call(
+            &self.submit,
+            self.bridge,
+            input.into(),
+            GasPlan::Estimate { margin_percent: 20 },
+        )
+        .await?;
         self.metrics.lower_advances.inc();
         tracing::info!(lower, upper, tx = %sent.hash, "every nonce at lowerHandleNonce is handled and the lane is idle: advancing it");
         Ok(Some(lower))

@@ -1,6 +1,7 @@
 //! The tasks of one lane on one replica: the indexer (always, so a follower stays warm), and —
-//! while this replica leads the lane — the voter and the recovery worker; with etcd also the
-//! lane's campaign and progress record. [`spawn`] starts them all on the relay's task set.
+//! while this replica leads the lane — the voter, the recovery worker and the upkeep (lower-nonce
+//! advance, queued releases); with etcd also the lane's campaign and progress record. [`spawn`]
+//! starts them all on the relay's task set.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -207,25 +208,11 @@ pub fn spawn(
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 
-    let advance = advance::LowerAdvance::new(
-        destination.clone(),
-        config.chains.get(lane.destination()).bridge,
-        operator,
-        submitter.client().0,
-        metrics.clone(),
-    );
-    let releases = releases::QueuedReleases::new(
-        destination.clone(),
-        config.chains.get(lane.destination()).bridge,
-        operator,
-        submitter.client().0,
-        metrics.clone(),
-    );
-    let mut recovery = LaneRecovery::new(
-        Recovery::new(config.recovery.worker(), metrics),
+    let recovery = LaneRecovery::new(
+        Recovery::new(config.recovery.worker(), metrics.clone()),
         ChainLane {
             source,
-            destination,
+            destination: destination.clone(),
             confirmations: source_config.confirmations,
             operator,
             span: Mutex::new(LogSpan::with_max(config.recovery.stride_blocks)),
@@ -237,8 +224,28 @@ pub fn spawn(
         claims,
         control.leading.clone(),
     );
-    recovery.advance = Some(advance);
-    recovery.releases = Some(releases);
     let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "recovery", recovery).instrument(span));
+
+    let destination_bridge = config.chains.get(lane.destination()).bridge;
+    let upkeep = upkeep::Upkeep {
+        advance: advance::LowerAdvance::new(
+            destination.clone(),
+            destination_bridge,
+            operator,
+            submitter.client().0,
+            metrics.clone(),
+        ),
+        releases: releases::QueuedReleases::new(
+            destination,
+            destination_bridge,
+            operator,
+            submitter.client().0,
+            metrics,
+        ),
+        leading: control.leading.clone(),
+        interval: Duration::from_millis(config.recovery.interval_ms.max(100)),
+    };
+    let span = tracing::info_span!("upkeep", chain = %lane.destination(), %lane, %operator);
+    tasks.spawn(run_stepper(lane, "upkeep", upkeep).instrument(span));
 }

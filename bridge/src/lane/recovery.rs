@@ -173,10 +173,6 @@ pub struct LaneRecovery {
     pub claims: mpsc::Receiver<u64>,
     /// Whether this replica leads the lane.
     pub leading: watch::Receiver<bool>,
-    /// Advances a lagging `lowerHandleNonce` of an idle lane at each full tick.
-    pub advance: Option<super::advance::LowerAdvance>,
-    /// Executes the destination's due queued releases at each full tick.
-    pub releases: Option<super::releases::QueuedReleases>,
     next_tick: Instant,
     claims_open: bool,
 }
@@ -196,8 +192,6 @@ impl LaneRecovery {
             queue,
             claims,
             leading,
-            advance: None,
-            releases: None,
             next_tick: Instant::now(),
             claims_open: true,
         }
@@ -217,12 +211,6 @@ impl LaneRecovery {
                     if *self.leading.borrow() {
                         // A new term: what the detector saw belongs to an earlier term.
                         self.recovery.reset();
-                        if let Some(advance) = self.advance.as_mut() {
-                            advance.reset();
-                        }
-                        if let Some(releases) = self.releases.as_mut() {
-                            releases.reset();
-                        }
                         self.next_tick = Instant::now();
                     }
                 }
@@ -242,18 +230,6 @@ impl LaneRecovery {
         } else {
             self.recovery.follow_claims(&self.chains, &self.queue).await
         };
-        if full
-            && let Some(advance) = self.advance.as_mut()
-            && let Err(e) = advance.tick().await
-        {
-            tracing::warn!(error = %e, "cannot advance lowerHandleNonce; next tick");
-        }
-        if full
-            && let Some(releases) = self.releases.as_mut()
-            && let Err(e) = releases.tick().await
-        {
-            tracing::warn!(error = %e, "cannot read or execute queued releases; next tick");
-        }
         // A failed round is retried at the next tick, not at once.
         let round = round?;
         if round.requeued > 0 || round.claims_resolved > 0 {

@@ -1,13 +1,16 @@
-//! Executing the releases the destination held back (audit H-2).
+//! Executing the releases the destination held back (audit H-2, NEW-M3).
 //!
-//! A release above the destination's outflow bucket, at or above its large-release bound, or of
-//! an asset without an outflow limit is queued on chain for `releaseDelay`; the request is
-//! handled (no more votes, recovery leaves it alone) and a pauser can cancel the release while it
-//! waits. Once it is due, anyone may execute it: at each recovery tick the lane's leader looks at
-//! the queue and sends `executeQueuedRelease` for the due ones — one operator's turn per nonce
-//! (its index among the operators), anyone's after three ticks, so the operators do not all pay
-//! for the same execution. The queue's size is a metric with an alert: a queued release is the
-//! moment a person should look.
+//! A release above the destination's outflow bucket, at or above its large-release bound, of an
+//! asset without an outflow limit, or settled by the owner is queued on chain for
+//! `releaseDelay`; the request is handled (no more votes, recovery leaves it alone), a pauser can
+//! freeze the release while it waits and the owner cancel it. Once it is due, anyone may execute
+//! it: at each upkeep tick the lane's leader reads a bounded part of the queue — at most
+//! [`PAGES_PER_TICK`] pages of [`QUEUE_PAGE`] entries from a cursor that wraps around — and
+//! sends `executeQueuedRelease` for the due ones that are not frozen, one operator's turn per
+//! nonce (its index among the operators), anyone's after three ticks, so the operators do not all
+//! pay for the same execution. However long the queue grows, a tick costs a handful of calls.
+//! The queue's size is a metric with an alert: a queued release is the moment a person should
+//! look.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,9 +24,18 @@ use multibridge_monitoring::LaneMetrics;
 
 use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
-use crate::chain::submitter::SubmitClient;
+use crate::chain::bridge_views::{QUEUE_PAGE, QueuedRelease};
+use crate::chain::submitter::{GasPlan, SubmitClient};
+
 /// Most executions sent per tick.
 const MAX_PER_TICK: usize = 16;
+
+/// Most pages of the queue read per tick.
+pub const PAGES_PER_TICK: u64 = 4;
+
+/// Most due nonces remembered between ticks (for whose turn it is); past it the memory starts
+/// over, which only lets another operator act a little sooner.
+const MAX_REMEMBERED: usize = 4096;
 
 /// The executor of one lane's queued releases (on its destination).
 pub struct QueuedReleases {
@@ -34,6 +46,10 @@ pub struct QueuedReleases {
     metrics: LaneMetrics,
     /// Due nonce → ticks it has been seen due and not executed.
     due_ticks: HashMap<u64, u32>,
+    /// Queue position the next tick reads from.
+    cursor: u64,
+    /// Frozen entries seen since the cursor last wrapped.
+    frozen_this_scan: u64,
 }
 
 impl QueuedReleases {
@@ -52,26 +68,35 @@ impl QueuedReleases {
             submit,
             metrics,
             due_ticks: HashMap::new(),
+            cursor: 0,
+            frozen_this_scan: 0,
         }
     }
 
     /// Forget what earlier ticks saw (a new term).
     pub fn reset(&mut self) {
         self.due_ticks.clear();
+        self.cursor = 0;
+        self.frozen_this_scan = 0;
     }
 
-    /// One look: updates the queue gauge and executes due releases. Returns how many
-    /// executions were sent. Errors are the caller's to log: a skipped tick loses nothing.
+    /// One look: updates the queue gauges and executes due releases found in this tick's pages.
+    /// Returns how many executions were sent. Errors are the caller's to log: a skipped tick
+    /// loses nothing.
     pub async fn tick(&mut self) -> Result<usize, String> {
-        let views = self.destination.views();
-        let queued = views.queued_releases().await.map_err(|e| e.to_string())?;
-        self.metrics
-            .queued_releases
-            .set(i64::try_from(queued.len()).unwrap_or(i64::MAX));
-        if queued.is_empty() {
-            self.due_ticks.clear();
+        let count = self
+            .destination
+            .views()
+            .queued_release_count()
+            .await
+            .map_err(|e| e.to_string())?;
+        LaneMetrics::set(&self.metrics.queued_releases, count);
+        if count == 0 {
+            self.reset();
+            self.metrics.queued_releases_frozen.set(0);
             return Ok(0);
         }
+        let page = self.read_pages(count).await?;
         let now = self
             .destination
             .call("eth_getBlockByNumber", |p| async move {
@@ -81,21 +106,27 @@ impl QueuedReleases {
             .map_err(|e| e.to_string())?
             .map(|b| b.header.timestamp)
             .ok_or("the destination returned no latest block")?;
+        let due = due_nonces(&page, now);
+        if due.is_empty() {
+            return Ok(0);
+        }
         let paused = self
             .destination
             .bridge_call("paused", |b| async move { b.paused().call().await })
             .await
             .map_err(|e| e.to_string())?;
-        let due: Vec<u64> = queued
-            .iter()
-            .filter(|q| q.release_at <= now)
-            .map(|q| q.nonce)
-            .collect();
-        self.due_ticks.retain(|nonce, _| due.contains(nonce));
-        if paused || due.is_empty() {
+        if paused {
             return Ok(0);
         }
-        let operators = views.operators().await.map_err(|e| e.to_string())?;
+        let operators = self
+            .destination
+            .views()
+            .operators()
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.due_ticks.len() > MAX_REMEMBERED {
+            self.due_ticks.clear();
+        }
         let mut sent = 0;
         for nonce in due {
             let ticks = self.due_ticks.entry(nonce).or_insert(0);
@@ -108,19 +139,96 @@ impl QueuedReleases {
                 break;
             }
             let input = Bridge::executeQueuedReleaseCall { nonce }.abi_encode();
-            // A failure (an estimate that reverts: executed or cancelled by someone else
-            // meanwhile) is retried at a later tick.
-            let tx = match send_call(&self.submit, self.bridge, input.into()).await {
+            // A failure (an estimate that reverts: executed, frozen or cancelled by someone
+            // else meanwhile) is retried at a later tick. The gas is the estimate plus the
+            // bridge's RELEASE_GAS: a recipient cannot make the execution run out of gas.
+            let tx = match send_call(&self.submit, self.bridge, input.into(), GasPlan::Release)
+                .await
+            {
                 Ok(tx) => tx,
                 Err(e) => {
                     tracing::warn!(nonce, error = %e, "queued release not executed now; next tick");
                     continue;
                 }
             };
+            self.due_ticks.remove(&nonce);
             self.metrics.queued_releases_executed.inc();
             sent = sent.saturating_add(1);
             tracing::info!(nonce, tx = %tx.hash, "queued release is due: executing it");
         }
         Ok(sent)
+    }
+
+    /// Up to [`PAGES_PER_TICK`] pages from the cursor; the cursor wraps at the queue's end
+    /// (publishing the frozen count of the scan it completes).
+    async fn read_pages(&mut self, count: u64) -> Result<Vec<QueuedRelease>, String> {
+        let views = self.destination.views();
+        let mut out = Vec::new();
+        for _ in 0..PAGES_PER_TICK {
+            if self.cursor >= count {
+                LaneMetrics::set(&self.metrics.queued_releases_frozen, self.frozen_this_scan);
+                self.cursor = 0;
+                self.frozen_this_scan = 0;
+            }
+            let page = views
+                .queued_releases_page(self.cursor, QUEUE_PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            let read = page.len() as u64;
+            self.cursor = self.cursor.saturating_add(read.max(1));
+            self.frozen_this_scan = self
+                .frozen_this_scan
+                .saturating_add(page.iter().filter(|q| q.frozen).count() as u64);
+            out.extend(page);
+            if self.cursor >= count && count <= QUEUE_PAGE.saturating_mul(PAGES_PER_TICK) {
+                // The whole queue fits this tick: no need to read it twice.
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The nonces in `page` that anyone may execute at `now`: due and not frozen, in nonce order.
+fn due_nonces(page: &[QueuedRelease], now: u64) -> Vec<u64> {
+    let mut due: Vec<u64> = page
+        .iter()
+        .filter(|q| q.release_at <= now && !q.frozen)
+        .map(|q| q.nonce)
+        .collect();
+    due.sort_unstable();
+    due.dedup();
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::U256;
+
+    use super::*;
+
+    fn queued(nonce: u64, release_at: u64, frozen: bool) -> QueuedRelease {
+        QueuedRelease {
+            nonce,
+            token: Address::ZERO,
+            kind: 0,
+            to: Address::repeat_byte(7),
+            amount: U256::from(1),
+            release_at,
+            frozen,
+        }
+    }
+
+    #[test]
+    fn only_due_and_unfrozen_releases_are_executed() {
+        let page = [
+            queued(5, 100, false),
+            queued(2, 50, false),
+            queued(3, 101, false),
+            queued(4, 10, true),
+            queued(2, 50, false),
+        ];
+        assert_eq!(due_nonces(&page, 100), vec![2, 5]);
+        assert_eq!(due_nonces(&page, 9), Vec::<u64>::new());
     }
 }

@@ -1,10 +1,56 @@
-//! What the lane leader's upkeep transactions share ([`super::advance`], [`super::releases`]):
-//! whose turn a nonce is, and sending one permissionless call through the submitter.
+//! The lane leader's upkeep: moving an idle lane's `lowerHandleNonce` ([`super::advance`]) and
+//! executing due queued releases ([`super::releases`]), every recovery interval in a task of its
+//! own — a long queue never delays recovery or claims (audit NEW-M3). And what their
+//! transactions share: whose turn a nonce is, and sending one permissionless call through the
+//! submitter.
+
+use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes};
+use tokio::sync::watch;
 
+use super::advance::LowerAdvance;
+use super::releases::QueuedReleases;
 use crate::chain::sender::Sent;
 use crate::chain::submitter::{GasPlan, Job, Submit, SubmitClient};
+use crate::task::{Next, Stepper};
+
+/// The upkeep task of one lane.
+pub struct Upkeep {
+    /// The lower-nonce advancer.
+    pub advance: LowerAdvance,
+    /// The queued-release executor.
+    pub releases: QueuedReleases,
+    /// Whether this replica leads the lane.
+    pub leading: watch::Receiver<bool>,
+    /// Pause between ticks.
+    pub interval: Duration,
+}
+
+impl Stepper for Upkeep {
+    type Error = std::convert::Infallible;
+
+    async fn step(&mut self) -> Result<Next, Self::Error> {
+        if !*self.leading.borrow_and_update() {
+            // Not leading: wait for a term, then start it with a clean slate.
+            if self.leading.changed().await.is_err() {
+                // No campaign any more (the relay stops): nothing left to do.
+                std::future::pending::<()>().await;
+            }
+            self.advance.reset();
+            self.releases.reset();
+            return Ok(Next::Now);
+        }
+        // Each failure only skips this tick (nothing is lost): logged, retried at the next.
+        if let Err(e) = self.advance.tick().await {
+            tracing::warn!(error = %e, "cannot advance lowerHandleNonce; next tick");
+        }
+        if let Err(e) = self.releases.tick().await {
+            tracing::warn!(error = %e, "cannot read or execute queued releases; next tick");
+        }
+        Ok(Next::After(self.interval))
+    }
+}
 
 /// Ticks after which any operator acts, not only the one whose turn it is.
 pub const ANYONE_AFTER_TICKS: u32 = 3;
@@ -20,18 +66,15 @@ pub fn my_turn(operators: &[Address], nonce: u64, me: Address, ticks: u32) -> bo
     turn == Some(me) || ticks >= ANYONE_AFTER_TICKS
 }
 
-/// Estimate (plus 20 %) and send `input` to `bridge` through `submit`.
+/// Plan the gas of `input` to `bridge` as `plan` says and send it through `submit`.
 pub async fn send_call(
     submit: &SubmitClient,
     bridge: Address,
     input: Bytes,
+    plan: GasPlan,
 ) -> Result<Sent, String> {
     let gas_limit = submit
-        .estimate(
-            bridge,
-            input.clone(),
-            GasPlan::Estimate { margin_percent: 20 },
-        )
+        .estimate(bridge, input.clone(), plan)
         .await
         .map_err(|e| e.to_string())?;
     submit

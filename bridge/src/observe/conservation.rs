@@ -4,9 +4,11 @@
 //! from what this relay believes it did. Both scans stop at their chain's confirmation depth and
 //! keep their totals in the store, so a restart carries on instead of re-reading history.
 //!
-//! The same destination scan compares every `VoteCast` with the payload this relay observed for
-//! the nonce: a different vote key means an operator saw (or signed) another payload — vote
-//! divergence.
+//! The same destination scan compares every `VoteCast` and every `HandleValueTransfer` with the
+//! payload this relay observed for the nonce: a different vote key in a vote means an operator
+//! saw (or signed) another payload — vote divergence; in an execution, that a threshold of keys
+//! executed a payload nobody requested and the genuine request at that nonce can never execute
+//! (audit NEW-M2: the owner settles it with `multibridge admin settle`).
 //!
 //! Order matters for a check that must not cry wolf: the destination is scanned first and the
 //! source second, and totals are compared only after the source scan reached its safe head in
@@ -167,12 +169,13 @@ const LATENCY_READS_PER_STEP: usize = 128;
 /// Block times cached at most.
 const BLOCK_TIMES_KEPT: usize = 4096;
 
-/// A `VoteCast` as the divergence check needs it.
+/// A `VoteCast` (or, `executed`, a `HandleValueTransfer`) as the divergence check needs it.
 #[derive(Debug, Clone, Copy)]
 struct SeenVote {
     nonce: u64,
     operator: Address,
     key: alloy::primitives::B256,
+    executed: bool,
 }
 
 /// Most votes kept for a later check while their request is not indexed yet.
@@ -449,6 +452,12 @@ impl ConservationScanner {
                         time: log.block_timestamp,
                     });
                 }
+                self.check_vote(SeenVote {
+                    nonce: event.inner.nonce,
+                    operator: Address::ZERO,
+                    key: event.inner.voteKey,
+                    executed: true,
+                })?;
             } else {
                 let event = log
                     .log_decode::<Bridge::VoteCast>()
@@ -457,19 +466,21 @@ impl ConservationScanner {
                     nonce: event.inner.nonce,
                     operator: event.inner.operator,
                     key: event.inner.voteKey,
+                    executed: false,
                 })?;
             }
         }
         Ok((amounts, count))
     }
 
-    /// Count a vote whose key differs from the payload this relay observed for its nonce; keep
-    /// it for later if the request is not indexed yet.
+    /// Count a vote or execution whose key differs from the payload this relay observed for its
+    /// nonce; keep it for later if the request is not indexed yet.
     fn check_vote(&mut self, vote: SeenVote) -> Result<(), ConservationError> {
         let SeenVote {
             nonce,
             operator,
             key,
+            executed,
         } = vote;
         let Some(stored) = self.store().get(self.lane, nonce)? else {
             if self.unmatched.len() >= MAX_UNMATCHED {
@@ -479,7 +490,18 @@ impl ConservationScanner {
             return Ok(());
         };
         let expected = self.domain.vote_key(&stored.request);
-        if expected != key {
+        if expected != key && executed {
+            self.metrics.handled_mismatch.inc();
+            tracing::error!(
+                lane = %self.lane,
+                nonce,
+                executed = %key,
+                observed = %expected,
+                "the destination executed another payload than the request this relay indexed: \
+                 the genuine request can never execute there; pause the bridges and have the \
+                 owner settle it (multibridge admin settle)"
+            );
+        } else if expected != key {
             self.metrics.vote_divergence.inc();
             tracing::warn!(
                 lane = %self.lane,

@@ -35,8 +35,11 @@ pub struct LaneStatus {
     pub waiting: Vec<ReasonEntry>,
     /// Requests this operator set aside for good, by reason (they need a person).
     pub rejected: Vec<ReasonEntry>,
-    /// Releases the destination holds back for its delay (handled requests, not yet paid;
-    /// a pauser may cancel them).
+    /// How many releases the destination holds back for its delay (handled requests, not yet
+    /// paid; a pauser may freeze them, the owner cancel them).
+    pub queued_release_count: u64,
+    /// The first of them ([`STATUS_QUEUE_PAGE`] at most; `queued_release_count` says how many
+    /// there are in all).
     pub queued_releases: Vec<crate::chain::bridge_views::QueuedRelease>,
     /// Why this replica's sending is paused now (e.g. `insufficient_funds`); indexing and
     /// serving go on. Empty when it sends normally (or when read from outside the relay).
@@ -77,6 +80,23 @@ pub struct ReasonEntry {
     pub first_nonce: u64,
 }
 
+/// Most queued releases a status lists (one page read: the queue may be long).
+pub const STATUS_QUEUE_PAGE: u64 = 64;
+
+/// Fill `status`'s queued releases from its destination `views`: the count and the first page.
+pub async fn read_queued_releases(
+    status: &mut LaneStatus,
+    views: crate::chain::bridge_views::BridgeViews<'_>,
+) -> Result<(), crate::chain::ChainError> {
+    status.queued_release_count = views.queued_release_count().await?;
+    status.queued_releases = if status.queued_release_count == 0 {
+        Vec::new()
+    } else {
+        views.queued_releases_page(0, STATUS_QUEUE_PAGE).await?
+    };
+    Ok(())
+}
+
 /// One lane's status from its chain bookkeeping and, when there is one, the relay's store.
 pub fn lane_status(
     lane: Lane,
@@ -94,6 +114,7 @@ pub fn lane_status(
         last_vote_tx: None,
         waiting: Vec::new(),
         rejected: Vec::new(),
+        queued_release_count: 0,
         queued_releases: Vec::new(),
         sending_paused: Vec::new(),
         leader: None,
@@ -160,11 +181,12 @@ pub fn publish_store_stats(store: &Store, metrics: &LaneMetrics) -> Result<(), S
     }
     let rejected = store.rejected_reasons(lane)?;
     for reason in multibridge_contracts::RejectReason::ALL {
-        let n = rejected
-            .iter()
-            .find(|c| c.reason == reason)
-            .map_or(0, |c| c.requests);
-        metrics.set_rejected(reason, n);
+        let entry = rejected.iter().find(|c| c.reason == reason);
+        metrics.set_rejected(
+            reason,
+            entry.map_or(0, |c| c.requests),
+            entry.map(|c| c.first_nonce),
+        );
     }
     Ok(())
 }

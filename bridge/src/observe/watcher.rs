@@ -144,17 +144,11 @@ impl Watcher {
                             .into_iter()
                             .map(|r| r.as_str().to_owned())
                             .collect();
-                        match self
-                            .chains
-                            .get(lane.destination())
-                            .views()
-                            .queued_releases()
-                            .await
+                        let views = self.chains.get(lane.destination()).views();
+                        if let Err(e) =
+                            crate::observe::status::read_queued_releases(&mut status, views).await
                         {
-                            Ok(queued) => status.queued_releases = queued,
-                            Err(e) => {
-                                tracing::debug!(%lane, error = %e, "cannot read the queued releases")
-                            }
+                            tracing::debug!(%lane, error = %e, "cannot read the queued releases");
                         }
                         self.board.set_entry(
                             "lanes",

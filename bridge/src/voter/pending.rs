@@ -14,8 +14,22 @@ pub struct PendingVote {
     pub tx_nonce: u64,
     /// Its latest hash.
     pub tx: B256,
-    /// Sent alone through the single entry point (a request that waited).
-    pub single_entry: bool,
+    /// The entry point it was sent through.
+    pub entry: Entry,
+}
+
+/// The bridge entry point a vote transaction calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `handleValueTransfers`: a batch of votes; an item the bridge refuses is skipped
+    /// (`HandleSkipped`) and the rest proceeds.
+    Batch,
+    /// `handleValueTransfer`: one vote that reverts on any refusal (a request that waited: its
+    /// simulation reverts, at no cost, while the condition holds).
+    Single,
+    /// `executeHandles`: executes requests whose vote key already holds the threshold (after a
+    /// lowered threshold); votes nothing.
+    Execute,
 }
 
 /// What happened to a request's vote.

@@ -48,6 +48,8 @@ struct FakeDestination {
     gas_limit: Mutex<Option<u64>>,
     /// Nonces handled at the head but not yet at the confirmation depth.
     not_final: Mutex<Vec<u64>>,
+    /// Nonces whose vote key holds the threshold without being executed.
+    executable: Mutex<Vec<u64>>,
 }
 
 impl FakeDestination {
@@ -86,6 +88,14 @@ impl DestinationReads for Arc<FakeDestination> {
         Ok(self.gas_limit.lock().unwrap().unwrap_or(30_000_000))
     }
 
+    async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {
+        let executable = self.executable.lock().unwrap();
+        Ok(requests
+            .iter()
+            .filter(|r| executable.contains(&r.nonce))
+            .count() as u64)
+    }
+
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
         let states = self.states.lock().unwrap();
         Ok(states
@@ -115,6 +125,10 @@ struct FakeSubmit {
     per_request_gas: Mutex<Option<u64>>,
     /// Requests whose vote the node refuses as too large (in any batch).
     too_large: Mutex<Vec<u64>>,
+    /// The requests of every `executeHandles` sent.
+    executions: Mutex<Vec<Vec<u64>>>,
+    /// The gas limit of every job sent, in order.
+    gas_limits: Mutex<Vec<u64>>,
 }
 
 fn too_large() -> SubmitError {
@@ -129,12 +143,16 @@ fn too_large() -> SubmitError {
     }))
 }
 
-fn decode_job(input: &[u8]) -> (bool, Vec<u64>) {
+/// A job's entry point and requests (`None`: an `executeHandles`).
+fn decode_job(input: &[u8]) -> (Option<bool>, Vec<u64>) {
+    if let Ok(call) = Bridge::executeHandlesCall::abi_decode(input) {
+        return (None, call.rs.iter().map(|r| r.nonce).collect());
+    }
     if let Ok(call) = Bridge::handleValueTransferCall::abi_decode(input) {
-        return (true, vec![call.r.nonce]);
+        return (Some(true), vec![call.r.nonce]);
     }
     let call = Bridge::handleValueTransfersCall::abi_decode(input).unwrap();
-    (false, call.rs.iter().map(|r| r.nonce).collect())
+    (Some(false), call.rs.iter().map(|r| r.nonce).collect())
 }
 
 fn revert(error: BridgeErrors) -> SubmitError {
@@ -177,9 +195,17 @@ impl Submit for Arc<FakeSubmit> {
     async fn submit(&self, job: Job) -> Result<Sent, SubmitError> {
         let (single, nonces) = decode_job(&job.input);
         if self.per_request_gas.lock().unwrap().is_none() {
-            assert_eq!(job.gas_limit, 1_000_000, "sent with its estimate");
+            assert!(
+                [1_000_000, 1_000_000 + multibridge_contracts::ITEM_GAS].contains(&job.gas_limit),
+                "sent with its estimate (plus the worst case again after an out-of-gas): {}",
+                job.gas_limit
+            );
         }
-        self.jobs.lock().unwrap().push((single, nonces));
+        self.gas_limits.lock().unwrap().push(job.gas_limit);
+        match single {
+            Some(single) => self.jobs.lock().unwrap().push((single, nonces)),
+            None => self.executions.lock().unwrap().push(nonces),
+        }
         let mut next = self.next_nonce.lock().unwrap();
         let nonce = *next;
         *next += 1;
@@ -392,15 +418,15 @@ async fn the_receipt_path_settles_each_carried_request_by_its_log() {
 }
 
 #[tokio::test]
-async fn a_reverted_or_out_of_gas_vote_reopens_what_it_carried() {
+async fn a_reverted_vote_reopens_what_it_carried() {
     let mut h = Harness::new(2, 64);
     h.step().await;
     h.jobs();
-    h.mined(0, false, 1_000_000, vec![]);
+    h.mined(0, false, 90_000, vec![]);
     h.step().await;
     assert_eq!(
         h.metric(
-            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"out_of_gas\"}"
+            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"reverted\"}"
         ),
         1.0
     );
@@ -413,15 +439,115 @@ async fn a_reverted_or_out_of_gas_vote_reopens_what_it_carried() {
     h.destination.set(0, NonceState::Handled);
     h.destination.set(1, NonceState::VotedByUs);
     h.step().await;
-    assert_eq!(
-        h.metric(
-            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"reverted\"}"
-        ),
-        1.0
-    );
     assert_eq!(h.status(0), RequestStatus::Handled);
     assert_eq!(h.status(1), RequestStatus::Voted);
     assert!(h.jobs().is_empty());
+}
+
+/// Audit NEW-H1: a vote mined out of gas (its whole gas limit used) is not re-sent as it was:
+/// what it carried goes alone, each with the worst case added once more; a request whose single
+/// vote runs out of gas again is set aside with its reason and nonce (alert), while the others
+/// are voted and the lane goes on.
+#[tokio::test]
+async fn a_mined_out_of_gas_goes_to_singles_at_worst_case_gas_and_a_repeat_is_set_aside() {
+    let mut h = Harness::new(3, 64);
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, vec![0, 1, 2])]);
+    h.mined(0, false, 1_000_000, vec![]);
+    h.step().await;
+    assert_eq!(
+        h.metric(
+            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"out_of_gas\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        h.jobs(),
+        vec![(false, vec![0]), (false, vec![1]), (false, vec![2])],
+        "one by one"
+    );
+    let limits: Vec<u64> = std::mem::take(&mut *h.submit.gas_limits.lock().unwrap());
+    assert_eq!(
+        &limits[1..],
+        &[1_000_000 + multibridge_contracts::ITEM_GAS; 3],
+        "each with the worst case added once more"
+    );
+    // Nonce 1's single runs out of gas again; 0 and 2 execute.
+    h.mined(1, true, 90_000, vec![vote_cast(0, ME), handled(0)]);
+    h.mined(2, false, 1_000_000 + multibridge_contracts::ITEM_GAS, vec![]);
+    h.mined(3, true, 90_000, vec![vote_cast(2, ME), handled(2)]);
+    h.step().await;
+    assert_eq!(h.status(0), RequestStatus::Handled);
+    assert_eq!(h.status(2), RequestStatus::Handled);
+    let row = h.row(1);
+    assert_eq!(row.status, RequestStatus::Rejected, "set aside, not resent");
+    assert_eq!(row.rejected, Some(RejectReason::OutOfGas));
+    assert!(h.jobs().is_empty(), "no vote for it any more");
+    crate::observe::status::publish_store_stats(&h.store.lock(), &h.metrics.lane(LANE)).unwrap();
+    assert_eq!(
+        h.metric("multibridge_rejected_requests{lane=\"main-to-service\",reason=\"out_of_gas\"}"),
+        1.0
+    );
+    assert_eq!(
+        h.metric(
+            "multibridge_rejected_first_nonce{lane=\"main-to-service\",reason=\"out_of_gas\"}"
+        ),
+        1.0,
+        "the metric names the nonce"
+    );
+}
+
+/// An item the bridge did not take for want of gas is voted again; one beyond the vote window
+/// waits with its reason.
+#[tokio::test]
+async fn an_item_skipped_for_gas_is_revoted_and_one_beyond_the_window_waits() {
+    let mut h = Harness::new(2, 64);
+    h.step().await;
+    h.jobs();
+    h.mined(
+        0,
+        true,
+        900_000,
+        vec![
+            skipped(0, Bridge::GasBudgetTooLow::SELECTOR),
+            skipped(1, Bridge::NonceOutsideWindow::SELECTOR),
+        ],
+    );
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, vec![0])], "voted again at once");
+    assert_eq!(h.row(1).waiting, Some(WaitReason::VoteWindow));
+}
+
+/// Audit L-2: a request this operator voted long ago whose key holds the threshold (the threshold
+/// was lowered) is executed with `executeHandles`; an execution that skips it as below the
+/// threshold leaves it voted.
+#[tokio::test]
+async fn a_voted_request_holding_the_threshold_is_executed() {
+    let mut h = Harness::new(2, 64);
+    h.destination.set(0, NonceState::VotedByUs);
+    h.destination.set(1, NonceState::VotedByUs);
+    h.step().await;
+    assert_eq!(h.status(0), RequestStatus::Voted);
+    h.destination.executable.lock().unwrap().push(0);
+    // Time passes: both are stale for the re-check and were indexed long ago.
+    h.store.lock().age_rows(LANE, 3_600).unwrap();
+    h.step().await;
+    assert_eq!(
+        std::mem::take(&mut *h.submit.executions.lock().unwrap()),
+        vec![vec![0, 1]],
+        "one executeHandles for the long-voted requests"
+    );
+    assert!(h.jobs().is_empty(), "no vote");
+    assert_eq!(h.status(0), RequestStatus::Voting);
+    h.mined(
+        0,
+        true,
+        200_000,
+        vec![handled(0), skipped(1, Bridge::BelowThreshold::SELECTOR)],
+    );
+    h.step().await;
+    assert_eq!(h.status(0), RequestStatus::Handled);
+    assert_eq!(h.status(1), RequestStatus::Voted, "still below the threshold");
 }
 
 #[tokio::test]

@@ -32,4 +32,9 @@ interface Vm {
     function getRecordedLogs() external returns (Log[] memory logs);
     function assume(bool condition) external pure;
     function lastCallGas() external view returns (Gas memory gas);
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
+    function txGasPrice(uint256 newGasPrice) external;
+    /// Creation code from an artifact (a path relative to the project, e.g. "artifacts/Bridge.json").
+    function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
 }

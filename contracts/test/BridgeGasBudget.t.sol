@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {BridgeFixture} from "./utils/BridgeFixture.sol";
+import {Console} from "./utils/Console.sol";
+import {Vm} from "./utils/Vm.sol";
+import {IBridge} from "../src/IBridge.sol";
+import {TestNFT} from "../src/TestNFT.sol";
+import {GasBurnerToken, GasPriceGriefer, HugeRevertToken} from "./mocks/Griefers.sol";
+
+/// Audit NEW-H1 and NEW-L4 (2026-11-23): no recipient, token or state change between a relay's
+/// estimate and its block can make a vote run out of gas.
+///
+/// The relay plans a vote as (bridge/src/chain/submitter.rs): the larger simulated gas of its
+/// recording and executing paths, plus the margin, plus `ITEM_GAS` (the worst case of one item,
+/// which the bridge checks before every item) and the lowerHandleNonce advance headroom. The
+/// simulation runs at GASPRICE 0, as a node's does.
+contract BridgeGasBudgetTest is BridgeFixture {
+    uint256 internal constant MARGIN_PERCENT = 5;
+    uint256 internal constant LOWER_ADVANCE_GAS = 32_000;
+
+    address internal remoteNft = makeAddr("remote nft");
+    TestNFT internal nft;
+
+    function setUp() public override {
+        super.setUp();
+        nft = new TestNFT("Locked NFT", "LNFT");
+        _registerPair(address(nft), remoteNft, 2); // ERC-721 lock/unlock
+        address holder = makeAddr("nft holder");
+        for (uint256 id = 1; id <= 10; ++id) {
+            nft.mint(holder, id);
+            vm.prank(holder);
+            nft.transferFrom(holder, address(bridge), id);
+        }
+    }
+
+    /// The relay's gas limit for a vote whose simulation used `used` (intrinsic gas included).
+    function _relayPlan(uint256 used) internal view returns (uint256) {
+        return used + (used * MARGIN_PERCENT) / 100 + bridge.ITEM_GAS() + LOWER_ADVANCE_GAS;
+    }
+
+    /// 21000 + 4/16 gas per zero/non-zero calldata byte: what a transaction pays before the
+    /// bridge's frame starts.
+    function _intrinsic(bytes memory data) internal pure returns (uint256 g) {
+        g = 21_000;
+        for (uint256 i = 0; i < data.length; ++i) {
+            g += data[i] == 0 ? 4 : 16;
+        }
+    }
+
+    /// Gas `data` from `operator` uses as a transaction at GASPRICE 0 (what the relay's simulation
+    /// sees), measured without keeping its effects.
+    function _simulate(address operator, bytes memory data) internal returns (uint256 used) {
+        uint256 snapshot = vm.snapshotState();
+        vm.txGasPrice(0);
+        vm.prank(operator);
+        uint256 before = gasleft();
+        (bool ok,) = address(bridge).call(data);
+        uint256 after_ = gasleft();
+        used = before - after_ + _intrinsic(data);
+        require(ok, "the simulation reverted");
+        vm.revertToState(snapshot);
+    }
+
+    /// Sends `data` from `operator` on chain (GASPRICE 1 gwei) with the relay's plan.
+    function _sendPlanned(address operator, bytes memory data, uint256 planned) internal returns (bool ok) {
+        vm.txGasPrice(1 gwei);
+        vm.prank(operator);
+        (ok,) = address(bridge).call{gas: planned - _intrinsic(data)}(data);
+        vm.txGasPrice(0);
+    }
+
+    function _nftRequest(uint64 nonce, uint256 id, address to) internal view returns (IBridge.Request memory r) {
+        r = _request(nonce, 2, remoteNft, id);
+        r.to = to;
+    }
+
+    /// The audit's ERC-721 scenario, turned around: the deciding vote of a transfer to a
+    /// gas-price-aware recipient succeeds at the relay's plan, every time; the id is held for the
+    /// recipient, who loses nothing.
+    function test_gasPriceAwareNftRecipient_decidingVoteSucceedsAtThePlan() public {
+        for (uint64 n = 0; n < 3; ++n) {
+            GasPriceGriefer griefer = new GasPriceGriefer();
+            IBridge.Request memory r = _nftRequest(n, n + 1, address(griefer));
+            _vote(op1, r);
+            bytes memory data = abi.encodeCall(IBridge.handleValueTransfer, (r));
+            uint256 planned = _relayPlan(_simulate(op2, data));
+            assertTrue(_sendPlanned(op2, data, planned), "the deciding vote succeeds on chain");
+            assertTrue(bridge.isHandled(n), "handled");
+            assertEq(bridge.pendingERC721Withdrawal(address(nft), n + 1), address(griefer), "held for it");
+            assertEq(nft.ownerOf(n + 1), address(bridge), "its hook never ran");
+        }
+    }
+
+    /// The audit's native batch scenario, turned around: a batch of 64 with 3, 8 and 64
+    /// gas-price-aware recipients among honest ones executes whole at the relay's plan.
+    function test_nativeBatchWithGriefers_executesWholeAtThePlan() public {
+        uint64 base = 0;
+        uint256[3] memory counts = [uint256(3), 8, 64];
+        for (uint256 c = 0; c < counts.length; ++c) {
+            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            for (uint64 i = 0; i < 64; ++i) {
+                rs[i] = _native(base + i, 1);
+                if (i < counts[c]) rs[i].to = address(new GasPriceGriefer());
+                else rs[i].to = address(uint160(0x10000 + base + i)); // fresh honest accounts
+            }
+            _voteBatch(op1, rs);
+            bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (rs));
+            uint256 planned = _relayPlan(_simulate(op2, data));
+            vm.recordLogs();
+            assertTrue(_sendPlanned(op2, data, planned), "the batch succeeds on chain");
+            Vm.Log[] memory logs = vm.getRecordedLogs();
+            assertEq(_count(logs, IBridge.HandleValueTransfer.selector), 64, "every request executed");
+            assertEq(_count(logs, IBridge.HandleSkipped.selector), 0, "none skipped");
+            for (uint64 i = 0; i < 64; ++i) {
+                if (i < counts[c]) assertEq(bridge.pendingWithdrawal(rs[i].to), 1, "a griefer is credited");
+                else assertEq(rs[i].to.balance, 1, "an honest recipient is paid");
+            }
+            Console.log("griefers in a batch of 64", counts[c]);
+            Console.log("  planned gas limit", planned);
+            base += 64;
+        }
+        assertEq(bridge.lowerHandleNonce(), base, "all handled in order");
+    }
+
+    /// The worst case of one item fits ITEM_GAS: the dearest record (fresh slots, the largest
+    /// extraData), the largest lowerHandleNonce advance, an outflow bucket update and the dearest
+    /// release (a token call that burns all TOKEN_RELEASE_GAS, then both credit writes). At every
+    /// gas limit around the point where the item is first taken, the call either skips the item
+    /// or executes it: it never runs out of gas.
+    function test_itemGas_boundsTheWorstItem() public {
+        GasBurnerToken burner = new GasBurnerToken();
+        address remoteBurner = makeAddr("remote burner");
+        vm.startPrank(owner);
+        bridge.registerTokenPair(address(burner), remoteBurner, 0);
+        bridge.setOutflowLimit(address(burner), 1e30, 1, 0);
+        vm.stopPrank();
+        // Nonces 1..2048 handled out of order, so closing nonce 0 moves lowerHandleNonce over the
+        // whole MAX_LOWER_ADVANCE budget.
+        for (uint64 start = 1; start <= 2048; start += 64) {
+            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            for (uint64 i = 0; i < 64; ++i) {
+                rs[i] = _native(start + i, 1);
+            }
+            _voteBatch(op1, rs);
+            _voteBatch(op2, rs);
+        }
+        IBridge.Request memory worst = _request(0, 1, remoteBurner, 1e18);
+        worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());
+        worst.to = makeAddr("fresh recipient");
+        _vote(op1, worst);
+        IBridge.Request[] memory one = new IBridge.Request[](1);
+        one[0] = worst;
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
+
+        uint256 itemGas = bridge.ITEM_GAS();
+        uint256 firstTaken;
+        for (uint256 limit = itemGas; limit < itemGas + 40_000; limit += 250) {
+            uint256 snapshot = vm.snapshotState();
+            vm.prank(op2);
+            (bool ok,) = address(bridge).call{gas: limit}(data);
+            assertTrue(ok, "never out of gas: the item is skipped or it completes");
+            if (bridge.isHandled(0) && firstTaken == 0) firstTaken = limit;
+            vm.revertToState(snapshot);
+        }
+        assertTrue(firstTaken != 0, "the item is taken within 40k gas above ITEM_GAS");
+
+        // The item's own cost: the call that takes it, less the call that skips it at the check.
+        uint256 snapshot2 = vm.snapshotState();
+        vm.prank(op2);
+        (bool skipped,) = address(bridge).call{gas: firstTaken - 250}(data);
+        assertTrue(skipped && !bridge.isHandled(0), "skipped just below");
+        uint256 skipping = vm.lastCallGas().gasTotalUsed;
+        vm.revertToState(snapshot2);
+        vm.prank(op2);
+        bridge.handleValueTransfers(one);
+        uint256 taking = vm.lastCallGas().gasTotalUsed;
+        assertEq(bridge.lowerHandleNonce(), 2049, "the worst item closed and advanced the bound");
+        assertEq(bridge.pendingTokenWithdrawal(address(burner), worst.to), 1e18, "credited after the burn");
+        uint256 itemCost = taking - skipping;
+        Console.log("worst item, gas from its check to its end (about)", itemCost);
+        Console.log("ITEM_GAS", itemGas);
+        // This scenario's vote lands on a voter word other votes already wrote; a fresh one costs
+        // 17,100 more (a zero-to-non-zero write). The bound covers that too.
+        assertTrue(itemCost + 17_100 <= itemGas, "ITEM_GAS covers the worst item with a fresh voter word");
+    }
+
+    /// A single vote below ITEM_GAS is refused by name (not out of gas), and so is an execution of
+    /// a queued release below RELEASE_GAS: the relay's plan always has both.
+    function test_belowTheBudget_isANamedRefusal() public {
+        IBridge.Request memory r = _native(0, 1 ether);
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfer, (r));
+        uint256 half = bridge.ITEM_GAS() / 2;
+        vm.prank(op1);
+        (bool ok, bytes memory ret) = address(bridge).call{gas: half}(data);
+        assertFalse(ok, "refused");
+        assertEq(bytes4(ret), IBridge.GasBudgetTooLow.selector, "GasBudgetTooLow");
+
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(0), 0, 0, 0);
+        _execute(r);
+        vm.warp(block.timestamp + 1 days);
+        half = bridge.RELEASE_GAS() / 2;
+        (ok, ret) = address(bridge).call{gas: half}(
+            abi.encodeCall(IBridge.executeQueuedRelease, (uint64(0)))
+        );
+        assertFalse(ok, "refused");
+        assertEq(bytes4(ret), IBridge.GasBudgetTooLow.selector, "GasBudgetTooLow");
+    }
+
+    /// A queued release to a gas-price-aware recipient executes at the relay's plan for it (its
+    /// estimate plus RELEASE_GAS): the coin is credited, the griefer's code never runs.
+    function test_queuedReleaseToAGriefer_executesAtThePlan() public {
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(0), 0, 0, 0);
+        GasPriceGriefer griefer = new GasPriceGriefer();
+        IBridge.Request memory r = _native(0, 1 ether);
+        r.to = address(griefer);
+        _execute(r);
+        vm.warp(block.timestamp + 1 days);
+        bytes memory data = abi.encodeCall(IBridge.executeQueuedRelease, (uint64(0)));
+        uint256 snapshot = vm.snapshotState();
+        uint256 before = gasleft();
+        (bool ok,) = address(bridge).call(data);
+        uint256 after_ = gasleft();
+        uint256 estimate = before - after_ + _intrinsic(data);
+        assertTrue(ok, "simulated");
+        vm.revertToState(snapshot);
+        vm.txGasPrice(1 gwei);
+        uint256 planned = estimate + bridge.RELEASE_GAS();
+        (ok,) = address(bridge).call{gas: planned - _intrinsic(data)}(data);
+        vm.txGasPrice(0);
+        assertTrue(ok, "executed on chain");
+        assertEq(bridge.pendingWithdrawal(address(griefer)), 1 ether, "credited");
+    }
+
+    /// Audit NEW-L4: a token's revert data is not copied at the vote's cost: a token that reverts
+    /// with 100 KB costs the vote what one that reverts with a word costs.
+    function test_releaseCopiesAtMostOneWordOfReturnData() public {
+        HugeRevertToken small = new HugeRevertToken(32);
+        HugeRevertToken huge = new HugeRevertToken(100_000);
+        address remoteSmall = makeAddr("remote small");
+        address remoteHuge = makeAddr("remote huge");
+        _registerPair(address(small), remoteSmall, 0);
+        _registerPair(address(huge), remoteHuge, 0);
+        IBridge.Request memory a = _request(0, 1, remoteSmall, 1);
+        IBridge.Request memory b = _request(1, 1, remoteHuge, 1);
+        _vote(op1, a);
+        _vote(op1, b);
+        _vote(op2, a);
+        uint256 gasSmall = vm.lastCallGas().gasTotalUsed;
+        _vote(op2, b);
+        uint256 gasHuge = vm.lastCallGas().gasTotalUsed;
+        assertEq(bridge.pendingTokenWithdrawal(address(huge), recipient), 1, "credited");
+        Console.log("deciding vote, token reverting with 32 bytes", gasSmall);
+        Console.log("deciding vote, token reverting with 100,000 bytes", gasHuge);
+        // The token pays for its own 100 KB of memory (about 28,500 gas, inside its cap); copying
+        // them into the bridge's memory would cost the vote as much again.
+        assertTrue(gasHuge < gasSmall + 40_000, "the 100 KB are not copied");
+    }
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {BridgeFixture} from "./utils/BridgeFixture.sol";
+import {Console} from "./utils/Console.sol";
+import {Vm} from "./utils/Vm.sol";
+import {IBridge} from "../src/IBridge.sol";
+
+/// The audit of 2026-11-23, medium and low findings on the destination's bookkeeping: the vote
+/// window and vote bits (NEW-M1), settling a genuine request after a forged execution (NEW-M2),
+/// the paginated queue (NEW-M3), executing a key that holds enough votes (L-2), and the
+/// configuration version a Safe batch checks first (NEW-L5).
+contract BridgeSettlementTest is BridgeFixture {
+    address internal pauser = makeAddr("pauser");
+
+    function setUp() public override {
+        super.setUp();
+        vm.prank(owner);
+        bridge.setPauser(pauser, true);
+    }
+
+    // ------------------------------------------------------------------ NEW-M1
+
+    function test_voteFarAhead_isRefused_singleAndBatch() public {
+        IBridge.Request memory far = _native(0, 1);
+        far.nonce = type(uint64).max - 1;
+        uint64 limit = bridge.upperHandleNonce() + bridge.VOTE_WINDOW();
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NonceOutsideWindow.selector, far.nonce, limit));
+        _vote(op3, far);
+        IBridge.Request[] memory rs = new IBridge.Request[](2);
+        rs[0] = far;
+        rs[1] = _native(limit - 1, 1); // the last nonce inside the window
+        vm.recordLogs();
+        assertEq(_voteBatch(op3, rs), 1, "only the one inside the window is recorded");
+        assertEq(_skipReasons(vm.getRecordedLogs(), far.nonce)[0], IBridge.NonceOutsideWindow.selector, "skip");
+        assertFalse(bridge.hasVoted(far.nonce, op3), "no far vote");
+        // The window follows what is handled.
+        _execute(_native(100, 1));
+        assertEq(bridge.upperHandleNonce(), 101, "upper");
+        _vote(op3, _native(100 + bridge.VOTE_WINDOW(), 1));
+    }
+
+    /// The audit's scenario turned around: the compromised key cannot vote far ahead, and a bit is
+    /// freed by what that bit voted, not by a global high-water mark: every rotation gets a seat.
+    function test_operatorBits_areFreedByTheirOwnVotes() public {
+        IBridge.Request memory far = _native(0, 1);
+        far.nonce = type(uint64).max - 1;
+        vm.expectRevert();
+        _vote(op3, far);
+        _vote(op3, _native(3, 1)); // its last vote: nonce 3
+        for (uint64 i = 0; i < 5; ++i) {
+            if (i == 3) _vote(op1, _native(i, 1)); // op3's vote and op1's execute it
+            else _execute(_native(i, 1));
+        }
+        vm.startPrank(owner);
+        bridge.deregisterOperator(op3);
+        (uint64[32] memory freeAt,) = bridge.operatorBitsFreeAt();
+        assertEq(freeAt[2], 4, "op3's bit is free once nonce 3 is handled (it is)");
+        address honest = makeAddr("honest rotated out");
+        bridge.registerOperator(honest); // takes a free bit at once
+        bridge.deregisterOperator(honest);
+        (freeAt,) = bridge.operatorBitsFreeAt();
+        for (uint256 bit = 0; bit < 32; ++bit) {
+            assertTrue(freeAt[bit] <= bridge.lowerHandleNonce(), "no bit frozen");
+        }
+        for (uint160 i = 0; i < 29; ++i) {
+            bridge.registerOperator(address(0x4000 + i));
+        }
+        assertEq(bridge.operatorCount(), 31, "31 seats");
+        bridge.registerOperator(makeAddr("replacement"));
+        assertEq(bridge.operatorCount(), 32, "the last seat too: no bit was lost");
+        vm.stopPrank();
+    }
+
+    // ------------------------------------------------------------------ NEW-M2
+
+    /// A compromised quorum executes forged 1-wei requests for nonces the source has not issued
+    /// yet (inside the window and the bucket). The genuine request that later gets one of them is
+    /// refused AlreadyHandled; the owner settles it: queued for the delay (a pauser may freeze
+    /// it), then paid once.
+    function test_forgedFutureNonce_ownerSettlesTheGenuineRequest() public {
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(0), 10 ether, 0, 1 ether);
+        address thief = makeAddr("thief");
+        IBridge.Request[] memory forged = new IBridge.Request[](8);
+        for (uint64 i = 0; i < 8; ++i) {
+            forged[i] = _native(i, 1);
+            forged[i].to = thief;
+        }
+        _voteBatch(op1, forged);
+        _voteBatch(op2, forged);
+        assertEq(thief.balance, 8, "8 wei taken");
+
+        IBridge.Request memory genuine = _native(7, 5 ether);
+        vm.prank(op3);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(7)));
+        bridge.handleValueTransfer(genuine);
+
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, stranger));
+        bridge.settleHandled(genuine);
+        uint64 releaseAt = uint64(block.timestamp) + bridge.releaseDelay();
+        vm.expectEmit(address(bridge));
+        emit IBridge.HandleSettled(7, bridge.voteKey(genuine));
+        vm.expectEmit(address(bridge));
+        emit IBridge.ReleaseQueued(7, address(0), recipient, 5 ether, releaseAt);
+        vm.prank(owner);
+        bridge.settleHandled(genuine);
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadySettled.selector, uint64(7)));
+        bridge.settleHandled(genuine);
+
+        vm.warp(releaseAt);
+        bridge.executeQueuedRelease(7);
+        assertEq(recipient.balance, 5 ether, "the genuine user is paid once");
+    }
+
+    function test_settle_refusesWhatIsNotForged() public {
+        IBridge.Request memory r = _native(0, 1 ether);
+        vm.startPrank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotHandled.selector, uint64(0)));
+        bridge.settleHandled(r);
+        vm.stopPrank();
+        _execute(r);
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        bridge.settleHandled(r); // its own key reached the threshold: it executed, nothing to settle
+        IBridge.Request memory other = _native(0, 1 ether);
+        other.srcBridge = makeAddr("elsewhere");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongSource.selector, SRC_CHAIN, other.srcBridge));
+        bridge.settleHandled(other);
+    }
+
+    // ------------------------------------------------------------------ L-2
+
+    /// The audit's wedge turned around: after the threshold is lowered, a key that already holds
+    /// enough votes is executed by anyone's executeHandles; a key below it is skipped by name.
+    function test_thresholdLowered_keyWithEnoughVotes_isExecutable() public {
+        vm.prank(owner);
+        bridge.setThreshold(3);
+        IBridge.Request memory r = _native(0, 1 ether);
+        IBridge.Request memory below = _native(1, 1 ether);
+        _vote(op1, r);
+        _vote(op2, r);
+        _vote(op1, below);
+        vm.startPrank(owner);
+        bridge.setThreshold(2);
+        bridge.deregisterOperator(op3);
+        vm.stopPrank();
+
+        IBridge.Request[] memory rs = new IBridge.Request[](2);
+        rs[0] = r;
+        rs[1] = below;
+        vm.recordLogs();
+        vm.prank(stranger);
+        assertEq(bridge.executeHandles(rs), 1, "the key with two votes executes");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(_skipReasons(logs, 1)[0], IBridge.BelowThreshold.selector, "one vote: skipped");
+        assertTrue(bridge.isHandled(0), "handled");
+        assertEq(recipient.balance, 1 ether, "paid once");
+        vm.prank(stranger);
+        assertEq(bridge.executeHandles(rs), 0, "nothing twice");
+        assertEq(recipient.balance, 1 ether, "still once");
+    }
+
+    function test_executeHandles_isClosedWhilePaused_andNeedsABatch() public {
+        IBridge.Request[] memory none = new IBridge.Request[](0);
+        vm.expectRevert(IBridge.EmptyBatch.selector);
+        bridge.executeHandles(none);
+        vm.prank(pauser);
+        bridge.pause();
+        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        rs[0] = _native(0, 1);
+        vm.expectRevert(IBridge.BridgePaused.selector);
+        bridge.executeHandles(rs);
+    }
+
+    // ------------------------------------------------------------------ NEW-M3
+
+    /// 2,048 queued releases read page by page: a page costs the same whatever the queue's size,
+    /// and every entry is seen exactly once.
+    function test_queuePages_costTheSameAtAnySize() public {
+        vm.prank(owner);
+        bridge.setOutflowLimit(address(0), 0, 0, 0); // every release queued
+        uint64 nonce = 0;
+        uint256 firstPageGas;
+        for (uint256 b = 0; b < 32; ++b) {
+            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            for (uint256 i = 0; i < 64; ++i) {
+                rs[i] = _native(nonce++, 1);
+            }
+            _voteBatch(op1, rs);
+            _voteBatch(op2, rs);
+            if (b == 0) {
+                bridge.queuedReleasesFrom(0, 64);
+                firstPageGas = vm.lastCallGas().gasTotalUsed;
+            }
+        }
+        assertEq(bridge.queuedReleaseCount(), 2048, "queued");
+        bridge.queuedReleasesFrom(1984, 64);
+        uint256 lastPageGas = vm.lastCallGas().gasTotalUsed;
+        Console.log("a page of 64 with 64 queued", firstPageGas);
+        Console.log("a page of 64 with 2048 queued", lastPageGas);
+        assertTrue(lastPageGas < firstPageGas + firstPageGas / 10, "a page's cost does not grow with the queue");
+        bool[] memory seen = new bool[](2048);
+        for (uint256 start = 0; start < 2048; start += 256) {
+            IBridge.QueuedView[] memory page = bridge.queuedReleasesFrom(start, 256);
+            assertEq(page.length, 256, "a full page");
+            for (uint256 i = 0; i < page.length; ++i) {
+                assertFalse(seen[page[i].nonce], "once");
+                seen[page[i].nonce] = true;
+            }
+        }
+        assertEq(bridge.queuedReleasesFrom(2048, 10).length, 0, "past the end: empty");
+        assertEq(bridge.queuedReleasesFrom(2040, 100).length, 8, "a short last page");
+    }
+
+    // ------------------------------------------------------------------ NEW-L5
+
+    /// Every owner call moves configVersion; a Safe batch planned against one version fails as a
+    /// whole (its first call) once anything changed.
+    function test_configVersion_movesWithEveryOwnerCall() public {
+        uint256 v = bridge.configVersion();
+        bridge.requireConfigVersion(v);
+        vm.prank(owner);
+        bridge.setFee(address(0), 0);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.ConfigVersionChanged.selector, v, v + 1));
+        bridge.requireConfigVersion(v);
+        bridge.requireConfigVersion(v + 1);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, stranger));
+        bridge.setFee(address(0), 0);
+        assertEq(bridge.configVersion(), v + 1, "a refused call changes nothing");
+    }
+}
