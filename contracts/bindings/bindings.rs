@@ -33,6 +33,14 @@ alloy::sol!(
 );
 
 alloy::sol!(
+    /// A hostile recipient for tests: cheap when simulated, burns its gas on chain.
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    GasPriceGriefer,
+    "artifacts/GasPriceGriefer.json"
+);
+
+alloy::sol!(
     /// The ERC-721 calls a user-facing command makes on any collection.
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

@@ -14,7 +14,9 @@ pub mod request;
 pub mod service_id;
 
 pub use bindings::history::HistoryBridge;
-pub use bindings::{Bridge, IERC20, IERC165, IERC721, ServiceRegistry, TestNFT, TestToken};
+pub use bindings::{
+    Bridge, GasPriceGriefer, IERC20, IERC165, IERC721, ServiceRegistry, TestNFT, TestToken,
+};
 pub use claim::{ClaimData, LaneServiceMeta, RegistryDataError};
 pub use lane::{ChainRole, Lane};
 pub use lifecycle::{

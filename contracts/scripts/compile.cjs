@@ -27,6 +27,7 @@ const DEPLOYABLE = [
   ['src/TestToken.sol', 'TestToken'],
   ['src/TestNFT.sol', 'TestNFT'],
   ['src/HistoryBridge.sol', 'HistoryBridge'],
+  ['src/GasPriceGriefer.sol', 'GasPriceGriefer'],
 ];
 
 // Settings are part of the artifact's identity; forge uses the same optimizer and EVM version

@@ -6,7 +6,8 @@ import {Console} from "./utils/Console.sol";
 import {Vm} from "./utils/Vm.sol";
 import {IBridge} from "../src/IBridge.sol";
 import {TestNFT} from "../src/TestNFT.sol";
-import {GasBurnerToken, GasPriceGriefer, HugeRevertToken} from "./mocks/Griefers.sol";
+import {GasPriceGriefer} from "../src/GasPriceGriefer.sol";
+import {GasBurnerToken, HugeRevertToken} from "./mocks/Griefers.sol";
 
 /// Audit NEW-H1 and NEW-L4 (2026-11-23): no recipient, token or state change between a relay's
 /// estimate and its block can make a vote run out of gas.

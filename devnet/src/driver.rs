@@ -182,6 +182,20 @@ impl Driver {
         amount: U256,
         extra: &[Bytes],
     ) -> Result<Vec<Request>, DevnetError> {
+        let transfers: Vec<(Address, U256, Bytes)> =
+            extra.iter().map(|e| (to, amount, e.clone())).collect();
+        self.request_native_each(lane, user, &transfers).await
+    }
+
+    /// Send one native request per `(recipient, amount, extraData)` from user `user` back to
+    /// back (without waiting for each receipt: with block times they share blocks), then wait
+    /// for all of them; returns the requests in nonce order.
+    pub async fn request_native_each(
+        &self,
+        lane: Lane,
+        user: usize,
+        transfers: &[(Address, U256, Bytes)],
+    ) -> Result<Vec<Request>, DevnetError> {
         let source = lane.source();
         let provider = self.wallet_provider(source, &self.user(user)?)?;
         let bridge = Bridge::new(self.chain(source).contracts.bridge, provider.clone());
@@ -195,17 +209,17 @@ impl Driver {
             .pending()
             .await
             .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
-        let mut pending = Vec::with_capacity(extra.len());
-        for (i, data) in extra.iter().enumerate() {
+        let mut pending = Vec::with_capacity(transfers.len());
+        for (i, (to, amount, data)) in transfers.iter().enumerate() {
             let sent = bridge
-                .requestNativeTransfer(to, data.clone())
+                .requestNativeTransfer(*to, data.clone())
                 .value(amount.saturating_add(fee))
                 .nonce(first_nonce.saturating_add(i as u64))
                 .send()
                 .await;
             pending.push(sent);
         }
-        let mut requests = Vec::with_capacity(extra.len());
+        let mut requests = Vec::with_capacity(transfers.len());
         for sent in pending {
             let receipt = confirm("requestNativeTransfer (burst)", sent).await?;
             requests.push(self.request_in(source, &receipt)?);

@@ -493,3 +493,160 @@ async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
         );
     }
 }
+
+/// Audit NEW-H1 (2026-11-23) on a real devnet: recipients that are cheap when simulated (gas
+/// price 0) and burn every unit of gas they are given on chain — an ERC-721 and three native
+/// transfers to them among 60 honest ones, then eight of them in one block beside honest ones —
+/// cannot make a vote run out of gas, halt the lane or drain the operators. Every request is
+/// handled exactly once, no vote transaction reverts or runs out of gas, the hostile recipients
+/// are credited (their code never runs in a vote), a release held for the delay is executed,
+/// and the operators spend alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() {
+    use multibridge_contracts::GasPriceGriefer;
+    use multibridge_devnet::deploy::user_nft_ids;
+    use multibridge_devnet::scrape::metric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let deployer = driver
+        .wallet_provider(ChainRole::Service, &driver.user(3).unwrap())
+        .unwrap();
+    let mut griefers = Vec::new();
+    for _ in 0..12 {
+        let g = GasPriceGriefer::deploy(deployer.clone()).await.unwrap();
+        griefers.push(*g.address());
+    }
+    let operators: Vec<Address> = (0..OPERATORS)
+        .map(|i| driver.operator(i).unwrap().address())
+        .collect();
+    let mut spent_before = Vec::new();
+    for op in &operators {
+        spent_before.push(driver.native_balance(ChainRole::Service, *op).await.unwrap());
+    }
+
+    // Round 1: 60 honest transfers (one of 600 coins, held for the devnet's 10 s delay) with
+    // three to griefers among them, and an NFT to a griefer.
+    let small = U256::from(10u64).pow(U256::from(15));
+    let coin = U256::from(10u64).pow(U256::from(18));
+    let mut transfers = Vec::new();
+    let mut honest = Vec::new();
+    for i in 0..63u64 {
+        let (to, amount) = match i {
+            10 => (griefers[0], small),
+            30 => (griefers[1], small),
+            50 => (griefers[2], small),
+            40 => (Address::repeat_byte(0x60), coin * U256::from(600)),
+            _ => (Address::from_word(U256::from(0x5000 + i).into()), small),
+        };
+        if !griefers.contains(&to) {
+            honest.push((to, amount));
+        }
+        transfers.push((to, amount, Bytes::new()));
+    }
+    let first = driver.request_native_each(lane, 0, &transfers).await.unwrap();
+    let nft_id = user_nft_ids(0)[0];
+    let nft = driver
+        .request_erc721(lane, 0, griefers[3], nft_id)
+        .await
+        .unwrap();
+    // Round 2: eight griefers and eight honest transfers in one block.
+    let mut burst = Vec::new();
+    for (i, g) in griefers[4..12].iter().enumerate() {
+        burst.push((*g, small, Bytes::new()));
+        let to = Address::from_word(U256::from(0x6000 + i).into());
+        honest.push((to, small));
+        burst.push((to, small, Bytes::new()));
+    }
+    let second = driver.request_native_each(lane, 1, &burst).await.unwrap();
+    let last = second.last().unwrap().nonce.max(nft.nonce);
+    assert_eq!(first[0].nonce, 0);
+
+    let took = wait_all_handled(&driver, lane, 0..last + 1, Duration::from_secs(120)).await;
+    if took.is_err() {
+        dump_relay_logs(devnet.dir(), OPERATORS, 80);
+    }
+    println!("{} requests, 12 of them to griefers, handled in {:?}", last + 1, took.unwrap());
+    assert_exactly_once(&driver, lane, 0..last + 1).await.unwrap();
+
+    let bridge = Bridge::new(
+        driver.chain(ChainRole::Service).contracts.bridge,
+        driver.provider(ChainRole::Service).unwrap(),
+    );
+    for g in griefers.iter().take(3).chain(griefers[4..].iter()) {
+        assert_eq!(
+            bridge.pendingWithdrawal(*g).call().await.unwrap(),
+            small,
+            "griefer {g} credited, its code never ran in a vote"
+        );
+    }
+    assert_eq!(
+        bridge
+            .pendingERC721Withdrawal(driver.chain(ChainRole::Service).contracts.nft, nft_id)
+            .call()
+            .await
+            .unwrap(),
+        griefers[3],
+        "the NFT is held for its griefer"
+    );
+    // The large release waits the delay, then a relay executes it.
+    let big = Address::repeat_byte(0x60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while driver.native_balance(ChainRole::Service, big).await.unwrap() < coin * U256::from(600) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued release was not executed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (to, amount) in &honest {
+        assert_eq!(
+            driver.native_balance(ChainRole::Service, *to).await.unwrap(),
+            *amount,
+            "honest recipient {to} paid exactly once"
+        );
+    }
+
+    let mut out_of_gas = 0.0;
+    let mut reverted = 0.0;
+    let mut executed = 0.0;
+    for port in &devnet.operator_http_ports {
+        let series = |outcome: &str| {
+            format!(
+                "multibridge_vote_transactions_total{{lane=\"{lane}\",outcome=\"{outcome}\"}}"
+            )
+        };
+        out_of_gas += metric(*port, &series("out_of_gas")).await.unwrap();
+        reverted += metric(*port, &series("reverted")).await.unwrap();
+        executed += metric(
+            *port,
+            &format!("multibridge_queued_releases_executed_total{{lane=\"{lane}\"}}"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(out_of_gas, 0.0, "no vote ran out of gas");
+    assert_eq!(reverted, 0.0, "no vote reverted");
+    assert!(executed >= 1.0, "the relays executed the queued release");
+
+    // No operator paid for a griefer's loop: what each spent on the destination is alike (the
+    // audit saw the deciding operators spend 7x what the third did).
+    let mut spent = Vec::new();
+    for (op, before) in operators.iter().zip(&spent_before) {
+        let after = driver.native_balance(ChainRole::Service, *op).await.unwrap();
+        spent.push(before.saturating_sub(after));
+    }
+    let (min, max) = (
+        spent.iter().min().copied().unwrap(),
+        spent.iter().max().copied().unwrap(),
+    );
+    println!("gas money spent per operator (wei): {spent:?}");
+    assert!(
+        max <= min * U256::from(2),
+        "operators spent unevenly: {spent:?}"
+    );
+}
