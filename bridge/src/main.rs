@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use alloy::primitives::utils::format_ether;
 use clap::{Parser, Subcommand};
+use multibridge::admin::releases::ReleaseAction;
 use multibridge::config::Config;
 use multibridge::preflight::preflight;
 use multibridge::relay::run;
@@ -314,6 +315,19 @@ enum AdminCommand {
     Pause(PauseArgs),
     /// Unpause a bridge with a pauser's key.
     Unpause(PauseArgs),
+    /// Freeze a queued release with a pauser's key: nobody executes it until the owner cancels
+    /// it or lifts the freeze.
+    FreezeRelease(ReleaseArgs),
+    /// Lift a pauser's freeze of a queued release with the owner's key: the relays execute it
+    /// once due.
+    UnfreezeRelease(ReleaseArgs),
+    /// Cancel a queued release for good with the owner's key (a release nobody requested: its
+    /// amount stays in the bridge).
+    CancelRelease(ReleaseArgs),
+    /// Settle a genuine request whose nonce the destination executed under a forged payload
+    /// (a compromised quorum), with the owner's key: read from the source, checked against the
+    /// destination's execution, queued for the release delay.
+    Settle(ReleaseArgs),
     /// Add native liquidity to one bridge (what its native releases are paid from); any key may
     /// pay it, no transfer request is created.
     Fund {
@@ -329,6 +343,21 @@ enum AdminCommand {
         #[command(flatten)]
         key: UserKeyArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct ReleaseArgs {
+    /// A config naming both chains and bridges.
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// The lane whose destination holds the release (main-to-service or service-to-main).
+    #[arg(long)]
+    lane: multibridge_contracts::Lane,
+    /// The request nonce.
+    #[arg(long)]
+    nonce: u64,
+    #[command(flatten)]
+    key: UserKeyArgs,
 }
 
 #[derive(clap::Args)]
@@ -785,6 +814,37 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::Pause(args) => pause(args, true).await,
         AdminCommand::Unpause(args) => pause(args, false).await,
+        AdminCommand::FreezeRelease(args) => release_action(args, ReleaseAction::Freeze).await,
+        AdminCommand::UnfreezeRelease(args) => release_action(args, ReleaseAction::Unfreeze).await,
+        AdminCommand::CancelRelease(args) => release_action(args, ReleaseAction::Cancel).await,
+        AdminCommand::Settle(args) => {
+            let c = Config::load(&args.config)?;
+            let chains = multibridge::chain::ChainPair::for_command(
+                &c.chains,
+                multibridge::chain::RetryPolicy::interactive(),
+            )?;
+            let signer = args.key.signer().await?;
+            let settled =
+                multibridge::admin::releases::settle(&c, &chains, args.lane, args.nonce, &signer)
+                    .await?;
+            if let Some(forged) = settled.forged {
+                println!(
+                    "{}: nonce {} was executed under a forged payload in {} (block {})",
+                    args.lane, args.nonce, forged.tx, forged.block
+                );
+            }
+            let due = multibridge::admin::releases::due_at(&chains, args.lane, args.nonce).await?;
+            println!(
+                "{}: settled nonce {} ({} to {}) in {}; the release is queued{} and executed by the relays once due (a pauser may freeze it meanwhile)",
+                args.lane,
+                args.nonce,
+                settled.request.amount,
+                settled.request.to,
+                settled.tx,
+                due.map(|t| format!(" until unix {t}")).unwrap_or_default(),
+            );
+            Ok(())
+        }
         AdminCommand::Fund {
             config,
             chain,
@@ -818,6 +878,24 @@ fn read_desired(path: &std::path::Path) -> anyhow::Result<multibridge::admin::pl
         .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))?;
     multibridge::admin::plan::Desired::parse(&text)
         .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))
+}
+
+async fn release_action(args: ReleaseArgs, action: ReleaseAction) -> anyhow::Result<()> {
+    let c = Config::load(&args.config)?;
+    let signer = args.key.signer().await?;
+    let tx =
+        multibridge::admin::releases::act_on_release(&c, args.lane, args.nonce, action, &signer)
+            .await?;
+    let done = match action {
+        ReleaseAction::Freeze => "frozen (the owner cancels it or lifts the freeze)",
+        ReleaseAction::Unfreeze => "unfrozen (the relays execute it once due)",
+        ReleaseAction::Cancel => "cancelled (its amount stays in the bridge)",
+    };
+    println!(
+        "{}: queued release of nonce {} {done}: {tx}",
+        args.lane, args.nonce
+    );
+    Ok(())
 }
 
 async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {

@@ -123,7 +123,10 @@ fn solidity_constant(name: &str) -> u64 {
 
 #[test]
 fn the_gas_bounds_the_relay_plans_with_are_the_bridges() {
-    assert_eq!(multibridge_contracts::ITEM_GAS, solidity_constant("ITEM_GAS"));
+    assert_eq!(
+        multibridge_contracts::ITEM_GAS,
+        solidity_constant("ITEM_GAS")
+    );
     assert_eq!(
         multibridge_contracts::RELEASE_GAS,
         solidity_constant("RELEASE_GAS")

@@ -440,6 +440,16 @@ impl Driver {
         crate::devnet::set_balance(&self.chain(role).rpc_url, who, wei).await
     }
 
+    /// The unix time of the latest block of one chain.
+    pub async fn latest_block_time(&self, role: ChainRole) -> Result<u64, DevnetError> {
+        self.provider(role)?
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+            .map(|b| b.header.timestamp)
+            .ok_or_else(|| DevnetError::Invalid("no latest block".into()))
+    }
+
     /// Native balance of `who` on one chain.
     pub async fn native_balance(&self, role: ChainRole, who: Address) -> Result<U256, DevnetError> {
         self.provider(role)?

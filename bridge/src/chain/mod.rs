@@ -22,6 +22,7 @@ use crate::config::ChainConfig;
 pub mod bridge_views;
 pub mod fees;
 pub mod logs;
+pub mod lookup;
 pub mod pair;
 pub mod rpc_error;
 pub mod sender;

@@ -116,7 +116,11 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 s.lane.as_str(),
                 q.nonce,
                 q.amount,
-                if q.token.is_zero() { "native".to_owned() } else { q.token.to_string() },
+                if q.token.is_zero() {
+                    "native".to_owned()
+                } else {
+                    q.token.to_string()
+                },
                 q.to,
                 q.release_at,
                 if q.frozen {

@@ -15,9 +15,9 @@ use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ClaimData, Lane, LaneServiceMeta};
 use multibridge_monitoring::Metrics;
 
-use super::lookup::{ScanBounds, nonce_logs};
 use super::{DashboardError, PairLanes};
 use crate::chain::ChainPair;
+use crate::chain::lookup::{ScanBounds, nonce_logs};
 use crate::config::Confirmations;
 use crate::store::SharedStore;
 use crate::store::claims::{ClaimRecord, Resolution};

@@ -12,14 +12,12 @@
 //! | [`overview`], [`services`], [`tracker`] | what each page shows |
 //! | [`claims_history`] | the task keeping the claims history in the store |
 //! | [`timeline`] | the pending/handled samples behind the overview's chart |
-//! | [`lookup`] | bounded chain log scans by nonce or transaction |
 //! | [`writer`] | registry writes through a submitter |
 
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod claims_history;
-pub mod lookup;
 pub mod overview;
 pub mod services;
 pub mod settings;

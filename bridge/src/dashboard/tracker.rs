@@ -6,9 +6,9 @@ use alloy::primitives::{Address, B256};
 use multibridge_contracts::{AssetKind, Lane, Request};
 use serde::{Deserialize, Serialize};
 
-use super::lookup::{ScanBounds, TxAt, find_request, nonce_logs, requests_of_tx};
 use super::{Dashboard, DashboardError};
 use crate::chain::ChainClient;
+use crate::chain::lookup::{ScanBounds, TxAt, find_request, nonce_logs, requests_of_tx};
 use crate::store::claims::ClaimEntry;
 
 /// A pending transfer (no waiting reason known) with no handle after this long counts as stuck
@@ -305,9 +305,13 @@ async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, Tra
             } else {
                 base.topic3(address.into_word())
             };
-            let logs =
-                super::lookup::scan_back(src, &filter, bounds(d, src, head, None), PER_ADDRESS)
-                    .await?;
+            let logs = crate::chain::lookup::scan_back(
+                src,
+                &filter,
+                bounds(d, src, head, None),
+                PER_ADDRESS,
+            )
+            .await?;
             found.extend(
                 logs.iter()
                     .filter(|l| l.address() == src.bridge())
@@ -411,7 +415,7 @@ async fn transfer(
         )
         .await?
     } else {
-        super::lookup::NonceLogs::default()
+        crate::chain::lookup::NonceLogs::default()
     };
     let votes = operators
         .iter()

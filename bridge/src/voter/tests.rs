@@ -474,7 +474,12 @@ async fn a_mined_out_of_gas_goes_to_singles_at_worst_case_gas_and_a_repeat_is_se
     );
     // Nonce 1's single runs out of gas again; 0 and 2 execute.
     h.mined(1, true, 90_000, vec![vote_cast(0, ME), handled(0)]);
-    h.mined(2, false, 1_000_000 + multibridge_contracts::ITEM_GAS, vec![]);
+    h.mined(
+        2,
+        false,
+        1_000_000 + multibridge_contracts::ITEM_GAS,
+        vec![],
+    );
     h.mined(3, true, 90_000, vec![vote_cast(2, ME), handled(2)]);
     h.step().await;
     assert_eq!(h.status(0), RequestStatus::Handled);
@@ -547,7 +552,11 @@ async fn a_voted_request_holding_the_threshold_is_executed() {
     );
     h.step().await;
     assert_eq!(h.status(0), RequestStatus::Handled);
-    assert_eq!(h.status(1), RequestStatus::Voted, "still below the threshold");
+    assert_eq!(
+        h.status(1),
+        RequestStatus::Voted,
+        "still below the threshold"
+    );
 }
 
 #[tokio::test]

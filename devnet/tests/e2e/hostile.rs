@@ -526,7 +526,12 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
         .collect();
     let mut spent_before = Vec::new();
     for op in &operators {
-        spent_before.push(driver.native_balance(ChainRole::Service, *op).await.unwrap());
+        spent_before.push(
+            driver
+                .native_balance(ChainRole::Service, *op)
+                .await
+                .unwrap(),
+        );
     }
 
     // Round 1: 60 honest transfers (one of 600 coins, held for the devnet's 10 s delay) with
@@ -548,7 +553,10 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
         }
         transfers.push((to, amount, Bytes::new()));
     }
-    let first = driver.request_native_each(lane, 0, &transfers).await.unwrap();
+    let first = driver
+        .request_native_each(lane, 0, &transfers)
+        .await
+        .unwrap();
     let nft_id = user_nft_ids(0)[0];
     let nft = driver
         .request_erc721(lane, 0, griefers[3], nft_id)
@@ -570,8 +578,14 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
     if took.is_err() {
         dump_relay_logs(devnet.dir(), OPERATORS, 80);
     }
-    println!("{} requests, 12 of them to griefers, handled in {:?}", last + 1, took.unwrap());
-    assert_exactly_once(&driver, lane, 0..last + 1).await.unwrap();
+    println!(
+        "{} requests, 12 of them to griefers, handled in {:?}",
+        last + 1,
+        took.unwrap()
+    );
+    assert_exactly_once(&driver, lane, 0..last + 1)
+        .await
+        .unwrap();
 
     let bridge = Bridge::new(
         driver.chain(ChainRole::Service).contracts.bridge,
@@ -596,7 +610,12 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
     // The large release waits the delay, then a relay executes it.
     let big = Address::repeat_byte(0x60);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while driver.native_balance(ChainRole::Service, big).await.unwrap() < coin * U256::from(600) {
+    while driver
+        .native_balance(ChainRole::Service, big)
+        .await
+        .unwrap()
+        < coin * U256::from(600)
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the queued release was not executed"
@@ -605,7 +624,10 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
     }
     for (to, amount) in &honest {
         assert_eq!(
-            driver.native_balance(ChainRole::Service, *to).await.unwrap(),
+            driver
+                .native_balance(ChainRole::Service, *to)
+                .await
+                .unwrap(),
             *amount,
             "honest recipient {to} paid exactly once"
         );
@@ -616,9 +638,7 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
     let mut executed = 0.0;
     for port in &devnet.operator_http_ports {
         let series = |outcome: &str| {
-            format!(
-                "multibridge_vote_transactions_total{{lane=\"{lane}\",outcome=\"{outcome}\"}}"
-            )
+            format!("multibridge_vote_transactions_total{{lane=\"{lane}\",outcome=\"{outcome}\"}}")
         };
         out_of_gas += metric(*port, &series("out_of_gas")).await.unwrap();
         reverted += metric(*port, &series("reverted")).await.unwrap();
@@ -637,7 +657,10 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
     // audit saw the deciding operators spend 7x what the third did).
     let mut spent = Vec::new();
     for (op, before) in operators.iter().zip(&spent_before) {
-        let after = driver.native_balance(ChainRole::Service, *op).await.unwrap();
+        let after = driver
+            .native_balance(ChainRole::Service, *op)
+            .await
+            .unwrap();
         spent.push(before.saturating_sub(after));
     }
     let (min, max) = (

@@ -29,6 +29,7 @@ mod relay;
 mod reorg;
 mod secrets;
 mod sender;
+mod settlement;
 mod signer;
 mod votes;
 

@@ -1,6 +1,7 @@
-//! Chain reads for the tracker and the claims history: a request by nonce or transaction, an
-//! operator's votes and the handle of one nonce, each found by a bounded backward log scan (the
-//! nonce is an indexed topic, so a scan returns only the logs asked for).
+//! Chain reads by nonce or transaction (the dashboard's tracker and claims history, `admin
+//! settle`): a request by nonce or transaction, an operator's votes and the handle of one nonce,
+//! each found by a bounded backward log scan (the nonce is an indexed topic, so a scan returns
+//! only the logs asked for).
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
@@ -176,4 +177,32 @@ pub async fn nonce_logs(
         }
     }
     Ok(out)
+}
+
+/// The execution of `nonce` on `chain` (a lane's destination): where, and under which vote key
+/// (the key of the payload that reached the threshold).
+pub async fn handled_key(
+    chain: &ChainClient,
+    nonce: u64,
+    bounds: ScanBounds,
+) -> Result<Option<(TxAt, B256)>, ChainError> {
+    let filter = Filter::new()
+        .address(chain.bridge())
+        .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+        .topic1(U256::from(nonce));
+    let logs = scan_back(chain, &filter, bounds, 1).await?;
+    Ok(logs
+        .iter()
+        .filter(|l| l.address() == chain.bridge())
+        .find_map(|l| {
+            let handle = l.log_decode::<Bridge::HandleValueTransfer>().ok()?;
+            Some((
+                TxAt {
+                    tx: l.transaction_hash?,
+                    block: l.block_number?,
+                    time: l.block_timestamp.unwrap_or_default(),
+                },
+                handle.inner.data.voteKey,
+            ))
+        }))
 }
