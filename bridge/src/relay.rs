@@ -327,6 +327,7 @@ fn spawn_dashboard(
         timeline: crate::dashboard::timeline::Timeline::new(crate::dashboard::SAMPLES),
         writer,
         managers: Default::default(),
+        claims: crate::store::claims::ClaimsReader::of_file(&config.store.path),
     });
     handle.attach(dashboard.clone());
     let span = tracing::info_span!("dashboard timeline", %operator, replica = %shared.replica);

@@ -56,6 +56,7 @@ impl Serving {
         let dashboard = if config.dashboard.enabled {
             Some(Arc::new(crate::dashboard::DashboardHandle::new(
                 &config.dashboard,
+                &crate::registry::advertised_url(config),
                 metrics.clone(),
                 readiness.clone(),
                 board.clone(),

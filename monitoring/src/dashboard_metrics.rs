@@ -16,6 +16,10 @@ pub const ENDPOINTS: [&str; 8] = [
 ];
 /// How an API request ended (label `outcome`).
 pub const OUTCOMES: [&str; 5] = ["ok", "bad_input", "not_found", "unavailable", "refused"];
+/// Why the dashboard's guard turned a request away (label `reason`): a host name it does not
+/// serve (DNS rebinding), too many requests in flight, a request past its deadline, a client
+/// (or everyone) past the failed-login bound.
+pub const REFUSALS: [&str; 4] = ["bad_host", "busy", "timeout", "throttled"];
 /// Registry writes from the page (label `action`).
 pub const WRITE_ACTIONS: [&str; 2] = ["register", "update_location"];
 /// How a write ended (label `result`).
@@ -25,6 +29,7 @@ pub const WRITE_RESULTS: [&str; 4] = ["mined", "reverted", "refused", "failed"];
 #[derive(Clone)]
 pub struct DashboardMetrics {
     requests: IntCounterVec,
+    refused: IntCounterVec,
     writes: IntCounterVec,
     claims: IntGaugeVec,
     claims_scan_block: IntGaugeVec,
@@ -49,6 +54,17 @@ impl DashboardMetrics {
             &["endpoint", "outcome"],
         )?;
         registry.register(Box::new(requests.clone()))?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                name("dashboard_refused_total"),
+                "Dashboard requests its guard turned away, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        for r in REFUSALS {
+            refused.with_label_values(&[r]).reset();
+        }
         let writes = IntCounterVec::new(
             Opts::new(
                 name("dashboard_writes_total"),
@@ -89,6 +105,7 @@ impl DashboardMetrics {
         claims_scan_block.with_label_values(&["main"]).set(0);
         Ok(Self {
             requests,
+            refused,
             writes,
             claims,
             claims_scan_block,
@@ -98,6 +115,11 @@ impl DashboardMetrics {
     /// An API request to `endpoint` ended with `outcome` (one of [`OUTCOMES`]).
     pub fn request(&self, endpoint: &str, outcome: &str) {
         self.requests.with_label_values(&[endpoint, outcome]).inc();
+    }
+
+    /// The guard turned a request away for `reason` (one of [`REFUSALS`]).
+    pub fn refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
     }
 
     /// A registry write `action` ended with `result` (one of [`WRITE_RESULTS`]).

@@ -87,6 +87,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let app = router(state).merge(extra);
     Ok(tokio::spawn(async move {
+        // The client address reaches the handlers (the dashboard throttles failed logins per
+        // address).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

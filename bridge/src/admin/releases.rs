@@ -131,6 +131,7 @@ pub async fn settle(
         top: head,
         max_range: 10_000,
         not_before: None,
+        max_queries: usize::MAX,
     };
     let source_head = source.head().await?;
     let request = find_request(

@@ -33,6 +33,8 @@ pub struct ScanBounds {
     pub max_range: u64,
     /// Stop below the first block older than this unix time (the event cannot be older).
     pub not_before: Option<u64>,
+    /// Most `eth_getLogs` calls the scan makes (what one lookup may cost the operator's RPC).
+    pub max_queries: usize,
 }
 
 /// The logs of `filter` (address and topics; blocks are set here) from `bounds.top` down,
@@ -46,10 +48,12 @@ pub async fn scan_back(
     let mut out = Vec::new();
     let mut top = bounds.top;
     let span = bounds.max_range.max(1);
+    let mut queries = 0usize;
     loop {
-        if top < bounds.floor {
+        if top < bounds.floor || queries >= bounds.max_queries {
             break;
         }
+        queries = queries.saturating_add(1);
         let from = top.saturating_sub(span.saturating_sub(1)).max(bounds.floor);
         let ranged = filter.clone().from_block(from).to_block(top);
         let mut logs = chain.logs(&ranged).await?;

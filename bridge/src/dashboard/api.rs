@@ -7,7 +7,7 @@ use std::sync::Arc;
 use alloy::primitives::B256;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AuthError, SESSION_COOKIE};
+use super::guard::ClientIp;
 use super::tracker::{TrackError, TrackParams};
 use super::writer::{RegistryWrite, WriteError};
 use super::{Dashboard, DashboardError, DashboardHandle};
@@ -69,9 +70,17 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match e {
             AuthError::BadToken | AuthError::NotLoggedIn => StatusCode::UNAUTHORIZED,
+            AuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::FORBIDDEN,
         };
         Self::new(status, "refused", e.to_string())
+    }
+}
+
+/// Count a throttled login or bearer token with the guard's refusals.
+fn note_throttled(h: &DashboardHandle, e: &AuthError) {
+    if matches!(e, AuthError::Throttled(_)) {
+        h.metrics.dashboard.refused("throttled");
     }
 }
 
@@ -149,20 +158,43 @@ fn counted(h: &DashboardHandle, endpoint: &str, result: ApiResult) -> ApiResult 
     result
 }
 
+/// The overview, computed at most once per [`super::OVERVIEW_FRESH_FOR`] however many visitors
+/// ask (it reads etcd per operator and the destinations' operators): concurrent requests wait
+/// for one computation and share it.
 async fn overview(State(h): State<Shared>) -> ApiResult {
-    let result = match running(&h) {
-        Ok(d) => Ok(Json(super::overview::overview(&h, &d).await)),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let d = running(&h)?;
+        let mut cached = h.overview_cache.lock().await;
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < super::OVERVIEW_FRESH_FOR
+        {
+            return Ok(Json(value.clone()));
+        }
+        let _turn = chain_turn(&h).await?;
+        let value = super::overview::overview(&h, &d).await;
+        *cached = Some((std::time::Instant::now(), value.clone()));
+        Ok(Json(value))
+    }
+    .await;
     counted(&h, "overview", result)
 }
 
+/// The registry's services, read at most once per [`super::SERVICES_FRESH_FOR`] (two calls
+/// per registered id, and anyone may register ids).
 async fn services(State(h): State<Shared>) -> ApiResult {
     let result = async {
         let d = running(&h)?;
+        let mut cached = h.services_cache.lock().await;
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < super::SERVICES_FRESH_FOR
+        {
+            return Ok(Json(value.clone()));
+        }
         let _turn = chain_turn(&h).await?;
         let view = super::services::services(&d).await?;
-        Ok(Json(serde_json::to_value(view).unwrap_or_default()))
+        let value = serde_json::to_value(view).unwrap_or_default();
+        *cached = Some((std::time::Instant::now(), value.clone()));
+        Ok(Json(value))
     }
     .await;
     counted(&h, "services", result)
@@ -187,17 +219,33 @@ fn number(text: Option<&str>, default: usize, max: usize, what: &str) -> Result<
     }
 }
 
+/// Deepest page of the claims list (older claims stay in the store and in the registry's events).
+const MAX_CLAIMS_OFFSET: usize = 100_000;
+
+/// The claims history, read through the dashboard's own read-only connection to the store (WAL:
+/// it never waits for, nor holds up, the relay's writes), along the claims' block index.
 async fn claims(State(h): State<Shared>, Query(page): Query<Page>) -> ApiResult {
     let result = async {
         let d = running(&h)?;
         let limit = number(page.limit.as_deref(), 100, 500, "limit")?;
-        let offset = number(page.offset.as_deref(), 0, usize::MAX, "offset")?;
-        let store = d.store.lock();
-        let list = store
-            .claims(None, limit, offset)
+        let offset = number(page.offset.as_deref(), 0, MAX_CLAIMS_OFFSET, "offset")?;
+        let reader = d.claims.clone();
+        let read = tokio::task::spawn_blocking(move || reader.page(limit, offset))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the claims read stopped: {e}"),
+                )
+            })?
             .map_err(DashboardError::from)?;
-        let (all, open) = store.claim_counts().map_err(DashboardError::from)?;
-        let next_block = store.claims_next_block().map_err(DashboardError::from)?;
+        let crate::store::claims::ClaimsPage {
+            claims: list,
+            all,
+            open,
+            next_block,
+        } = read;
         Ok(Json(json!({
             "claims": list,
             "total": all,
@@ -245,22 +293,33 @@ pub struct LoginForm {
 
 async fn login(
     State(h): State<Shared>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     form: Result<Json<LoginForm>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let result = async {
         let Json(form) = form.map_err(|e| ApiError::bad_input(e.body_text()))?;
-        let login = h.auth.login(form.token.trim(), &headers)?;
+        let login = h
+            .auth
+            .login(form.token.trim(), &headers, client)
+            .inspect_err(|e| note_throttled(&h, e))?;
         Ok::<_, ApiError>(login)
     }
     .await;
     match result {
         Ok(login) => {
             h.metrics.dashboard.request("login", "ok");
+            let secure = h.secure_cookie.unwrap_or_else(|| {
+                headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+            });
             let cookie = format!(
-                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 login.session,
-                login.max_age.as_secs()
+                login.max_age.as_secs(),
+                if secure { "; Secure" } else { "" }
             );
             let mut response = Json(json!({ "csrf": login.csrf })).into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -323,11 +382,14 @@ pub struct RegisterForm {
 async fn write(
     h: &DashboardHandle,
     headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
     action: &'static str,
     build: impl FnOnce(&Dashboard) -> Result<RegistryWrite, ApiError>,
 ) -> ApiResult {
     let result = async {
-        h.auth.authorize_write(headers)?;
+        h.auth
+            .authorize_write(headers, client)
+            .inspect_err(|e| note_throttled(h, e))?;
         let d = running(h)?;
         let writer = d.writer.as_ref().ok_or_else(|| {
             ApiError::new(
@@ -356,10 +418,11 @@ async fn write(
 
 async fn register(
     State(h): State<Shared>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     form: Result<Json<RegisterForm>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    write(&h, &headers, "register", |d| {
+    write(&h, &headers, client, "register", |d| {
         let Json(form) = form.map_err(|e| ApiError::bad_input(e.body_text()))?;
         let lane: Lane = form.lane.trim().parse().map_err(|_| {
             ApiError::bad_input(format!(
@@ -397,10 +460,11 @@ pub struct LocationForm {
 
 async fn update_location(
     State(h): State<Shared>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     form: Result<Json<LocationForm>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    write(&h, &headers, "update_location", |_| {
+    write(&h, &headers, client, "update_location", |_| {
         let Json(form) = form.map_err(|e| ApiError::bad_input(e.body_text()))?;
         let id: B256 = form.id.trim().parse().map_err(|_| {
             ApiError::bad_input(format!(
@@ -420,8 +484,10 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such dashboard API")
 }
 
-/// The dashboard's routes (the page at `/` and `/ui/`, its API under `/ui/api/`).
+/// The dashboard's routes (the page at `/` and `/ui/`, its API under `/ui/api/`), every one
+/// behind the guard ([`super::guard`]).
 pub fn router(handle: Arc<DashboardHandle>) -> Router {
+    let guard = handle.guard.clone();
     let api = Router::new()
         .route("/overview", get(overview))
         .route("/services", get(services).post(register))
@@ -436,4 +502,8 @@ pub fn router(handle: Arc<DashboardHandle>) -> Router {
     Router::new()
         .nest("/ui/api", api)
         .merge(super::assets::router())
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            super::guard::guard,
+        ))
 }

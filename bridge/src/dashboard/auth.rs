@@ -2,9 +2,11 @@
 //! time), exchanged at login for a session cookie (`HttpOnly`, `SameSite=Strict`) and a CSRF
 //! token the page sends back in a header with every write; a write whose `Origin` is not this
 //! host is refused even with both. Scripts may send the token itself as `Authorization: Bearer`
-//! (no cookie, so nothing a foreign page could ride on).
+//! (no cookie, so nothing a foreign page could ride on). Failed tokens are throttled per client
+//! address and overall ([`super::guard::Throttle`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use super::guard::Throttle;
 use crate::config::Secret;
 
 /// The session cookie's name.
@@ -49,6 +52,9 @@ pub enum AuthError {
         /// This host.
         host: String,
     },
+    /// Too many wrong tokens from this address (or from everyone) recently.
+    #[error("too many wrong admin tokens recently: try again in {0} s")]
+    Throttled(u64),
 }
 
 impl AuthError {
@@ -60,6 +66,7 @@ impl AuthError {
             Self::NotLoggedIn => "not_logged_in",
             Self::CsrfMismatch => "csrf",
             Self::CrossOrigin { .. } => "cross_origin",
+            Self::Throttled(_) => "throttled",
         }
     }
 }
@@ -87,6 +94,7 @@ pub struct Auth {
     token: Option<Secret>,
     lifetime: Duration,
     sessions: Mutex<HashMap<String, Session>>,
+    throttle: Throttle,
 }
 
 fn digest(text: &str) -> [u8; 32] {
@@ -127,6 +135,7 @@ impl Auth {
             token,
             lifetime,
             sessions: Mutex::new(HashMap::new()),
+            throttle: Throttle::default(),
         }
     }
 
@@ -135,19 +144,30 @@ impl Auth {
         self.token.is_some()
     }
 
-    fn check_token(&self, given: &str) -> Result<(), AuthError> {
+    /// Compare `given` with the admin token, unless `client` (or everyone) failed too often
+    /// recently; a wrong one counts against `client`.
+    fn check_token(&self, given: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
         let token = self.token.as_ref().ok_or(AuthError::ReadOnly)?;
+        self.throttle
+            .check(client)
+            .map_err(|wait| AuthError::Throttled(wait.as_secs().max(1)))?;
         if same_secret(token.expose(), given) {
             Ok(())
         } else {
+            self.throttle.failed(client);
             Err(AuthError::BadToken)
         }
     }
 
-    /// Log in with `token`: a new session.
-    pub fn login(&self, token: &str, headers: &HeaderMap) -> Result<Login, AuthError> {
+    /// Log in with `token` from `client`: a new session.
+    pub fn login(
+        &self,
+        token: &str,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<Login, AuthError> {
         same_origin(headers)?;
-        self.check_token(token)?;
+        self.check_token(token, client)?;
         let login = Login {
             session: random_hex(),
             csrf: random_hex(),
@@ -194,9 +214,13 @@ impl Auth {
             .map(|s| s.csrf.clone())
     }
 
-    /// May the request with `headers` write? A bearer token, or a session cookie with its
-    /// CSRF token, from this origin.
-    pub fn authorize_write(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+    /// May the request with `headers` from `client` write? A bearer token, or a session cookie
+    /// with its CSRF token, from this origin.
+    pub fn authorize_write(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
         if self.token.is_none() {
             return Err(AuthError::ReadOnly);
         }
@@ -206,7 +230,7 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return self.check_token(bearer.trim());
+            return self.check_token(bearer.trim(), client);
         }
         let csrf = self.session_csrf(headers).ok_or(AuthError::NotLoggedIn)?;
         let given = headers
@@ -268,9 +292,12 @@ mod tests {
     #[test]
     fn without_a_token_everything_is_read_only() {
         let a = Auth::new(None, Duration::from_secs(60));
-        assert_eq!(a.authorize_write(&headers(&[])), Err(AuthError::ReadOnly));
         assert_eq!(
-            a.login("anything", &headers(&[])).unwrap_err(),
+            a.authorize_write(&headers(&[]), None),
+            Err(AuthError::ReadOnly)
+        );
+        assert_eq!(
+            a.login("anything", &headers(&[]), None).unwrap_err(),
             AuthError::ReadOnly
         );
     }
@@ -279,46 +306,55 @@ mod tests {
     fn a_session_writes_only_with_its_csrf_token_from_its_own_origin() {
         let a = auth();
         assert_eq!(
-            a.login("wrong", &headers(&[])).unwrap_err(),
+            a.login("wrong", &headers(&[]), None).unwrap_err(),
             AuthError::BadToken
         );
         let login = a
-            .login("correct horse battery staple", &headers(&[]))
+            .login("correct horse battery staple", &headers(&[]), None)
             .unwrap();
         let cookie = format!("other=1; {SESSION_COOKIE}={}", login.session);
         // No session at all.
         assert_eq!(
-            a.authorize_write(&headers(&[])),
+            a.authorize_write(&headers(&[]), None),
             Err(AuthError::NotLoggedIn)
         );
         // The cookie alone (what a foreign page's form would carry) is not enough.
         assert_eq!(
-            a.authorize_write(&headers(&[("cookie", &cookie)])),
+            a.authorize_write(&headers(&[("cookie", &cookie)]), None),
             Err(AuthError::CsrfMismatch)
         );
         assert_eq!(
-            a.authorize_write(&headers(&[("cookie", &cookie), (CSRF_HEADER, "00")])),
+            a.authorize_write(&headers(&[("cookie", &cookie), (CSRF_HEADER, "00")]), None),
             Err(AuthError::CsrfMismatch)
         );
         assert!(matches!(
-            a.authorize_write(&headers(&[
-                ("cookie", &cookie),
-                (CSRF_HEADER, &login.csrf),
-                ("origin", "http://evil.example")
-            ])),
+            a.authorize_write(
+                &headers(&[
+                    ("cookie", &cookie),
+                    (CSRF_HEADER, &login.csrf),
+                    ("origin", "http://evil.example")
+                ]),
+                None
+            ),
             Err(AuthError::CrossOrigin { .. })
         ));
         assert_eq!(
-            a.authorize_write(&headers(&[
-                ("cookie", &cookie),
-                (CSRF_HEADER, &login.csrf),
-                ("origin", "http://127.0.0.1:9464")
-            ])),
+            a.authorize_write(
+                &headers(&[
+                    ("cookie", &cookie),
+                    (CSRF_HEADER, &login.csrf),
+                    ("origin", "http://127.0.0.1:9464")
+                ]),
+                None
+            ),
             Ok(())
         );
         a.logout(&headers(&[("cookie", &cookie)]));
         assert_eq!(
-            a.authorize_write(&headers(&[("cookie", &cookie), (CSRF_HEADER, &login.csrf)])),
+            a.authorize_write(
+                &headers(&[("cookie", &cookie), (CSRF_HEADER, &login.csrf)]),
+                None
+            ),
             Err(AuthError::NotLoggedIn)
         );
     }
@@ -327,27 +363,56 @@ mod tests {
     fn a_bearer_token_writes_without_a_session() {
         let a = auth();
         assert_eq!(
-            a.authorize_write(&headers(&[(
-                "authorization",
-                "Bearer correct horse battery staple"
-            )])),
+            a.authorize_write(
+                &headers(&[("authorization", "Bearer correct horse battery staple")]),
+                None
+            ),
             Ok(())
         );
         assert_eq!(
-            a.authorize_write(&headers(&[("authorization", "Bearer nope")])),
+            a.authorize_write(&headers(&[("authorization", "Bearer nope")]), None),
             Err(AuthError::BadToken)
+        );
+    }
+
+    #[test]
+    fn wrong_tokens_are_throttled_per_client_even_the_right_one_after() {
+        let a = auth();
+        let me = Some(IpAddr::from([192, 0, 2, 7]));
+        for _ in 0..super::super::guard::FAILURES_PER_CLIENT {
+            assert_eq!(
+                a.login("guess", &headers(&[]), me).unwrap_err(),
+                AuthError::BadToken
+            );
+        }
+        assert!(matches!(
+            a.login("correct horse battery staple", &headers(&[]), me),
+            Err(AuthError::Throttled(_))
+        ));
+        assert!(matches!(
+            a.authorize_write(&headers(&[("authorization", "Bearer guess")]), me),
+            Err(AuthError::Throttled(_))
+        ));
+        assert!(
+            a.login(
+                "correct horse battery staple",
+                &headers(&[]),
+                Some(IpAddr::from([192, 0, 2, 8]))
+            )
+            .is_ok(),
+            "another address logs in"
         );
     }
 
     #[test]
     fn sessions_expire_and_are_bounded() {
         let a = Auth::new(Some(Secret::new("x".repeat(16))), Duration::ZERO);
-        let login = a.login(&"x".repeat(16), &headers(&[])).unwrap();
+        let login = a.login(&"x".repeat(16), &headers(&[]), None).unwrap();
         let cookie = format!("{SESSION_COOKIE}={}", login.session);
         assert_eq!(a.session_csrf(&headers(&[("cookie", &cookie)])), None);
         let a = auth();
         for _ in 0..(MAX_SESSIONS + 10) {
-            a.login("correct horse battery staple", &headers(&[]))
+            a.login("correct horse battery staple", &headers(&[]), None)
                 .unwrap();
         }
         assert!(a.sessions.lock().unwrap().len() <= MAX_SESSIONS);

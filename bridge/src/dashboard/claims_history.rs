@@ -175,6 +175,7 @@ impl ClaimsHistory {
                     top: head,
                     max_range: self.max_range,
                     not_before: None,
+                    max_queries: usize::MAX,
                 },
                 true,
             )

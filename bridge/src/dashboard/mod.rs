@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`settings`] | the `[dashboard]` config section |
 //! | [`auth`] | admin token, sessions, CSRF and origin checks |
+//! | [`guard`] | host allow-list, requests in flight, deadlines, the failed-login throttle |
 //! | [`api`] | the HTTP routes and their error mapping |
 //! | [`overview`], [`services`], [`tracker`] | what each page shows |
 //! | [`claims_history`] | the task keeping the claims history in the store |
@@ -18,6 +19,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod claims_history;
+pub mod guard;
 pub mod overview;
 pub mod services;
 pub mod settings;
@@ -181,6 +183,8 @@ pub struct Dashboard {
     pub writer: Option<writer::Writer>,
     /// Registry managers, folded from the registry's events.
     pub managers: tokio::sync::Mutex<services::ManagersIndex>,
+    /// The claims history, read through a connection of the dashboard's own.
+    pub claims: crate::store::claims::ClaimsReader,
 }
 
 /// What the routes need from the first moment the HTTP API serves: the parts that exist before
@@ -196,34 +200,55 @@ pub struct DashboardHandle {
     pub board: Arc<StatusBoard>,
     /// The running relay's side.
     pub running: OnceLock<Arc<Dashboard>>,
-    /// Requests that read the chains (tracker, services) run at most this many at once, so
-    /// visitors cannot spend the operator's RPC quota faster than the relay needs it.
+    /// Requests that read the chains or etcd (overview, tracker, services) run at most this
+    /// many at once, so visitors cannot spend the operator's RPC quota or its etcd (where the
+    /// elections are) faster than the relay needs them.
     pub chain_reads: tokio::sync::Semaphore,
+    /// What stands in front of every route.
+    pub guard: Arc<guard::Guard>,
+    /// The last overview computed, and when.
+    pub overview_cache: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+    /// The last services view read, and when.
+    pub services_cache: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+    /// Whether the session cookie is `Secure` (`None`: when a proxy says https).
+    pub secure_cookie: Option<bool>,
 }
 
 /// Chain-reading API requests served at once.
 pub const CHAIN_READS_AT_ONCE: usize = 4;
+/// How long a computed overview is served to every visitor.
+pub const OVERVIEW_FRESH_FOR: Duration = Duration::from_secs(2);
+/// How long a read of the registry's services is served to every visitor.
+pub const SERVICES_FRESH_FOR: Duration = Duration::from_secs(10);
 /// How long a chain-reading request waits for its turn before the page is told to retry.
 pub const CHAIN_READ_QUEUE: Duration = Duration::from_secs(10);
 
 impl DashboardHandle {
-    /// A handle for a relay that is starting.
+    /// A handle for a relay that is starting, advertised at `advertised_url`.
     pub fn new(
         settings: &DashboardSettings,
+        advertised_url: &str,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         board: Arc<StatusBoard>,
     ) -> Result<Self, DashboardConfigError> {
+        let hosts = guard::HostAllowList::new(advertised_url, &settings.allowed_hosts);
         Ok(Self {
             auth: auth::Auth::new(
                 admin_token(settings)?,
                 Duration::from_secs(settings.session_secs),
             ),
+            guard: Arc::new(guard::Guard::new(hosts, metrics.clone())),
             metrics,
             readiness,
             board,
             running: OnceLock::new(),
             chain_reads: tokio::sync::Semaphore::new(CHAIN_READS_AT_ONCE),
+            overview_cache: tokio::sync::Mutex::new(None),
+            services_cache: tokio::sync::Mutex::new(None),
+            secure_cookie: settings
+                .secure_cookie
+                .or_else(|| advertised_url.starts_with("https://").then_some(true)),
         })
     }
 

@@ -37,6 +37,14 @@ pub struct DashboardSettings {
     /// How long a login lasts.
     #[serde(default = "default_session_secs")]
     pub session_secs: u64,
+    /// Host names the page answers to besides IP addresses, `localhost` and the host of the
+    /// relay's advertised URL (a request under any other name is refused: DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Mark the session cookie `Secure` (default: when the advertised URL is https or a proxy
+    /// says the request came over https with `X-Forwarded-Proto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_cookie: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -61,6 +69,8 @@ impl Default for DashboardSettings {
             claims_from_block: None,
             tracker_window_blocks: default_tracker_window(),
             session_secs: default_session_secs(),
+            allowed_hosts: Vec::new(),
+            secure_cookie: None,
         }
     }
 }
@@ -83,6 +93,18 @@ impl DashboardSettings {
             return Some((
                 "dashboard.tracker_window_blocks",
                 "must be at least 1".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.trim().is_empty() || h.contains(['/', ' ', ':']))
+        {
+            return Some((
+                "dashboard.allowed_hosts",
+                format!(
+                    "`{bad}` is not a host name (give names like relay.example.org, no scheme or port)"
+                ),
             ));
         }
         if self.session_secs < 60 {

@@ -252,8 +252,14 @@ fn bounds(d: &Dashboard, chain: &ChainClient, head: u64, not_before: Option<u64>
         top: head,
         max_range: cfg.max_block_range,
         not_before,
+        max_queries: TRACK_QUERIES_PER_SCAN,
     }
 }
+
+/// Most `eth_getLogs` calls one scan of a track request makes (a request scans at most two
+/// lanes' sources and destinations): visitors cannot make one lookup cost the operator's RPC
+/// more than this, whatever the tracker window (audit NEW-L1).
+pub const TRACK_QUERIES_PER_SCAN: usize = 32;
 
 /// Answer `query`.
 pub async fn track(d: &Dashboard, query: TrackQuery) -> Result<Answer, TrackError> {

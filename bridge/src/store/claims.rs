@@ -8,6 +8,11 @@ use multibridge_contracts::Lane;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
 use super::{Store, StoreError, to_i64, to_u64};
 
 pub(super) const SCHEMA: &str = "
@@ -27,6 +32,7 @@ pub(super) const SCHEMA: &str = "
         handle_block INTEGER,
         PRIMARY KEY (tx_hash, log_index));
     CREATE INDEX IF NOT EXISTS claims_open ON claims (lane, nonce) WHERE resolved_at IS NULL;
+    CREATE INDEX IF NOT EXISTS claims_by_block ON claims (block, log_index);
     CREATE TABLE IF NOT EXISTS claims_scan (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         next_block INTEGER NOT NULL);";
@@ -135,13 +141,7 @@ fn entry(raw: RawClaim) -> Result<ClaimEntry, StoreError> {
 impl Store {
     /// The next main-chain block the claims scan reads (`None` before the first scan).
     pub fn claims_next_block(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT next_block FROM claims_scan WHERE id = 0", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(to_u64))
+        next_block(&self.conn)
     }
 
     /// Record the claims found below `next_block` and move the scan there, in one transaction
@@ -234,48 +234,149 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<ClaimEntry>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT tx_hash, log_index, block, filed_at, service, operator, lane, nonce, claimant,
-                    location, resolved_at, handle_tx, handle_block
-             FROM claims WHERE (?1 IS NULL OR (lane = ?1 AND nonce = ?2))
-             ORDER BY block DESC, log_index DESC LIMIT ?3 OFFSET ?4",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                about.map(|(l, _)| l.as_str()),
-                about.map(|(_, n)| to_i64(n)),
-                to_i64(limit as u64),
-                to_i64(offset as u64)
-            ],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                    r.get(12)?,
-                ))
-            },
-        )?;
-        rows.map(|r| entry(r?)).collect()
+        claims_page(&self.conn, about, limit, offset)
     }
 
     /// Claims recorded, and of them still unresolved.
     pub fn claim_counts(&self) -> Result<(u64, u64), StoreError> {
-        let (all, open): (i64, i64) = self.conn.query_row(
-            "SELECT COUNT(*), COUNT(*) - COUNT(resolved_at) FROM claims",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok((to_u64(all), to_u64(open)))
+        counts(&self.conn)
+    }
+}
+
+/// The next main-chain block the claims history reads.
+fn next_block(conn: &Connection) -> Result<Option<u64>, StoreError> {
+    Ok(conn
+        .query_row("SELECT next_block FROM claims_scan WHERE id = 0", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(to_u64))
+}
+
+/// Claims newest first (along the block index): at most `limit`, skipping `offset`; with
+/// `about`, only those naming that request.
+fn claims_page(
+    conn: &Connection,
+    about: Option<(Lane, u64)>,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<ClaimEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tx_hash, log_index, block, filed_at, service, operator, lane, nonce, claimant,
+                location, resolved_at, handle_tx, handle_block
+         FROM claims WHERE (?1 IS NULL OR (lane = ?1 AND nonce = ?2))
+         ORDER BY block DESC, log_index DESC LIMIT ?3 OFFSET ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            about.map(|(l, _)| l.as_str()),
+            about.map(|(_, n)| to_i64(n)),
+            to_i64(limit as u64),
+            to_i64(offset as u64)
+        ],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+            ))
+        },
+    )?;
+    rows.map(|r| entry(r?)).collect()
+}
+
+/// Claims recorded, and of them still unresolved.
+fn counts(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let (all, open): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COUNT(*) - COUNT(resolved_at) FROM claims",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((to_u64(all), to_u64(open)))
+}
+
+/// One page of the claims history with its counts, as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct ClaimsPage {
+    /// The claims of the page, newest first.
+    pub claims: Vec<ClaimEntry>,
+    /// Claims recorded.
+    pub all: u64,
+    /// Of them still unresolved.
+    pub open: u64,
+    /// Next main-chain block the history reads.
+    pub next_block: Option<u64>,
+}
+
+/// The dashboard's reads of the claims history through a read-only connection of its own (the
+/// store is in WAL mode: these reads neither wait for the relay's writes nor hold them up, and a
+/// visitor never holds the relay's store lock). Without a database file (an in-memory store in
+/// tests) it reads through the relay's store.
+#[derive(Clone)]
+pub struct ClaimsReader {
+    source: ReaderSource,
+}
+
+#[derive(Clone)]
+enum ReaderSource {
+    File(PathBuf, Arc<Mutex<Option<Connection>>>),
+    Shared(super::SharedStore),
+}
+
+impl ClaimsReader {
+    /// A reader of the store file at `path`, opened at the first read.
+    pub fn of_file(path: &Path) -> Self {
+        Self {
+            source: ReaderSource::File(path.to_owned(), Arc::default()),
+        }
+    }
+
+    /// A reader through the relay's own store (tests).
+    pub fn shared(store: super::SharedStore) -> Self {
+        Self {
+            source: ReaderSource::Shared(store),
+        }
+    }
+
+    /// `limit` claims from `offset`, newest first, with the counts.
+    pub fn page(&self, limit: usize, offset: usize) -> Result<ClaimsPage, StoreError> {
+        let read = |conn: &Connection| -> Result<ClaimsPage, StoreError> {
+            let (all, open) = counts(conn)?;
+            Ok(ClaimsPage {
+                claims: claims_page(conn, None, limit, offset)?,
+                all,
+                open,
+                next_block: next_block(conn)?,
+            })
+        };
+        match &self.source {
+            ReaderSource::Shared(store) => read(&store.lock().conn),
+            ReaderSource::File(path, conn) => {
+                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                if conn.is_none() {
+                    let opened = Connection::open_with_flags(
+                        path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    opened.busy_timeout(std::time::Duration::from_secs(2))?;
+                    *conn = Some(opened);
+                }
+                match conn.as_ref() {
+                    Some(c) => read(c),
+                    None => Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery)),
+                }
+            }
+        }
     }
 }
 

@@ -666,3 +666,137 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .await
         .unwrap();
 }
+
+/// Audit NEW-L1 (2026-11-23): visitors flooding the dashboard's read endpoints of every replica
+/// (overview, claims deep pages, services, the tracker) and guessing the admin token, while
+/// transfers flow on the HA devnet (etcd elections, threshold = every operator): no replica loses
+/// or changes its leadership, every transfer is handled exactly once within a bounded latency,
+/// the guesses are throttled, and a page under a foreign host name (DNS rebinding) is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_dashboard_reads_costs_no_leadership_and_bounded_vote_latency() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use multibridge_devnet::scrape::metric_sum;
+
+    let (_dir, devnet) = crate::ha_devnet().await;
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let ports: Vec<u16> = devnet
+        .replica_http_ports
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mut changes_before = 0.0;
+    for port in &ports {
+        changes_before += metric_sum(*port, "multibridge_leadership_changes_total", "")
+            .await
+            .unwrap_or(0.0);
+    }
+
+    // A rebinding page's request arrives under its own name: refused.
+    let client = reqwest::Client::new();
+    let rebound = client
+        .get(format!("http://127.0.0.1:{}/ui/api/overview", ports[0]))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rebound.status().as_u16(),
+        421,
+        "a foreign host name is refused"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    let probe = Address::repeat_byte(0x42);
+    for worker in 0..48usize {
+        let (stop, answered, client) = (stop.clone(), answered.clone(), client.clone());
+        let port = ports[worker % ports.len()];
+        flood.push(tokio::spawn(async move {
+            let paths = [
+                "/ui/api/overview".to_owned(),
+                format!("/ui/api/claims?limit=500&offset={}", worker * 997),
+                "/ui/api/services".to_owned(),
+                format!("/ui/api/track?q={probe}"),
+            ];
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let url = format!("http://127.0.0.1:{port}{}", paths[i % paths.len()]);
+                if client.get(url).send().await.is_ok() {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Token guesses from one address: throttled after a few.
+    let mut throttled = false;
+    for _ in 0..12 {
+        let r = client
+            .post(format!("http://127.0.0.1:{}/ui/api/login", ports[1]))
+            .json(&serde_json::json!({ "token": "guessing-the-admin-token" }))
+            .send()
+            .await
+            .unwrap();
+        throttled |= r.status().as_u16() == 429;
+    }
+    assert!(throttled, "repeated wrong tokens are throttled (429)");
+
+    // Transfers during the flood: each is handled within the bound.
+    let mut worst = Duration::ZERO;
+    let mut last = 0;
+    for i in 0..8u64 {
+        let started = std::time::Instant::now();
+        let r = driver
+            .request_native(
+                lane,
+                (i % 3) as usize,
+                Address::repeat_byte(0x70),
+                U256::from(1_000),
+            )
+            .await
+            .unwrap();
+        wait_all_handled(&driver, lane, r.nonce..r.nonce + 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        worst = worst.max(started.elapsed());
+        last = r.nonce;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    let answered = answered.load(Ordering::Relaxed);
+    println!("flood: {answered} dashboard answers; worst transfer (request to handle) {worst:?}");
+    assert!(answered > 500, "the flood was real: {answered} answers");
+    assert!(
+        worst < Duration::from_secs(10),
+        "a transfer took {worst:?} under the flood"
+    );
+    assert_exactly_once(&driver, lane, 0..last + 1)
+        .await
+        .unwrap();
+    let mut changes_after = 0.0;
+    let mut refused_throttled = 0.0;
+    for port in &ports {
+        changes_after += metric_sum(*port, "multibridge_leadership_changes_total", "")
+            .await
+            .unwrap_or(0.0);
+        refused_throttled += metric_sum(
+            *port,
+            "multibridge_dashboard_refused_total",
+            "reason=\"throttled\"",
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    assert_eq!(
+        changes_after, changes_before,
+        "no leadership changed under the flood"
+    );
+    assert!(refused_throttled >= 1.0, "the throttle is counted");
+}
