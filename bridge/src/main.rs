@@ -782,8 +782,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 std::fs::create_dir_all(&dir)?;
                 for p in plans.iter().filter(|p| !p.changes.is_empty()) {
                     let batch = multibridge::admin::plan::safe_batch(
-                        p.live.chain_id,
-                        p.live.owner,
+                        &p.live,
                         &format!("multibridge {} bridge", p.live.chain),
                         &p.changes,
                     );

@@ -21,6 +21,8 @@ interface IServiceRegistry {
     error ManagerExists(bytes32 id, address manager);
     error ManagerUnknown(bytes32 id, address manager);
     error LastManager(bytes32 id);
+    /// A backup log's version must be the stored one plus one (audit NEW-L3: no manager can jump
+    /// to a version nobody can follow).
     error StaleBackupVersion(uint64 latest, uint64 given);
     error EmptyClaim();
     error ClaimTooLarge(uint256 size, uint256 max);

@@ -122,7 +122,7 @@ contract ServiceRegistry is IServiceRegistry {
     /// @dev `version` must exceed the stored one (so the first stored version is at least 1).
     function storeBackupLog(bytes32 id, uint64 version, bytes calldata encryptedLog) external onlyManager(id) {
         BackupLog storage backup = _backups[id];
-        if (version <= backup.version) revert StaleBackupVersion(backup.version, version);
+        if (version != backup.version + 1) revert StaleBackupVersion(backup.version, version);
         backup.version = version;
         backup.storedAt = uint64(block.timestamp);
         backup.encryptedLog = encryptedLog;

@@ -194,6 +194,14 @@ contract ServiceRegistryTest is Test {
         vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.StaleBackupVersion.selector, uint64(0), uint64(0)));
         registry.storeBackupLog(ID, 0, hex"aa");
 
+        // Audit NEW-L3: a manager cannot jump ahead (to 2^64-1, say) where nobody can follow.
+        vm.expectRevert(
+            abi.encodeWithSelector(IServiceRegistry.StaleBackupVersion.selector, uint64(0), type(uint64).max)
+        );
+        registry.storeBackupLog(ID, type(uint64).max, hex"aa");
+        for (uint64 v = 1; v < 5; ++v) {
+            registry.storeBackupLog(ID, v, hex"aa");
+        }
         vm.warp(3_000);
         vm.expectEmit(address(registry));
         emit IServiceRegistry.BackupLogStored(ID, 5, keccak256(hex"aabb"));
@@ -203,6 +211,8 @@ contract ServiceRegistryTest is Test {
         registry.storeBackupLog(ID, 5, hex"cc");
         vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.StaleBackupVersion.selector, uint64(5), uint64(4)));
         registry.storeBackupLog(ID, 4, hex"cc");
+        vm.expectRevert(abi.encodeWithSelector(IServiceRegistry.StaleBackupVersion.selector, uint64(5), uint64(7)));
+        registry.storeBackupLog(ID, 7, hex"cc");
         vm.stopPrank();
 
         (version, log, storedAt) = registry.latestBackupLog(ID);

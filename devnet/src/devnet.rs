@@ -616,6 +616,7 @@ impl Devnet {
             private_key_env: None,
             join_from_backup: true,
             etcd_snapshot: self.options.backup_etcd_snapshot,
+            max_restore_mib: 2_048,
             storage: self.options.backup_storage.clone().unwrap_or(
                 multibridge::backup::StorageSettings::Local {
                     path: self.options.dir.join("backups"),

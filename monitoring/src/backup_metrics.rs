@@ -19,6 +19,7 @@ pub struct BackupMetrics {
     backup_seconds: GaugeVec,
     backup_store_hold_seconds: GaugeVec,
     compacted: IntCounterVec,
+    compactions_refused: IntCounterVec,
     store_rows: IntGaugeVec,
     joins: IntCounterVec,
     join_seconds: GaugeVec,
@@ -90,6 +91,11 @@ impl BackupMetrics {
                 "Handled requests dropped from the store after a backup covered them",
                 lane,
             )?,
+            compactions_refused: counter(
+                "store_compactions_refused_total",
+                "Backups a follower did not follow with a compaction: the destination has not handled everything below, or the registry does not hold the backup",
+                lane,
+            )?,
             store_rows: int_gauge("store_rows", "Request rows in this replica's store", lane)?,
             joins: counter(
                 "state_joins_total",
@@ -123,6 +129,7 @@ impl BackupMetrics {
                 }
             }
             metrics.compacted.with_label_values(&[l]).reset();
+            metrics.compactions_refused.with_label_values(&[l]).reset();
             metrics.joins.with_label_values(&[l, "backup", ""]).reset();
             for g in [
                 &metrics.state_version,
@@ -190,6 +197,13 @@ impl BackupMetrics {
         self.compacted
             .with_label_values(&[lane.as_str()])
             .inc_by(rows);
+    }
+
+    /// Count a backup this follower did not follow with a compaction.
+    pub fn compaction_refused(&self, lane: Lane) {
+        self.compactions_refused
+            .with_label_values(&[lane.as_str()])
+            .inc();
     }
 
     /// Publish the store's row count.

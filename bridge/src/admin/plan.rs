@@ -208,16 +208,31 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
             wanted.len()
         )));
     }
-    // Operators and threshold: add, raise, lower, remove.
+    // Operators and threshold. A threshold that rises rises first, as far as the current
+    // operators allow, so no call of the batch leaves the new set executing at the old,
+    // lower threshold (audit NEW-L5); then operators are added, the threshold raised the rest
+    // of the way or lowered, and operators removed (a lower threshold before a removal, so the
+    // bridge always has as many operators as the threshold).
+    let mut raised = live.threshold;
+    let first_step = threshold.min(current.len() as u64);
+    if first_step > live.threshold {
+        calls.push(
+            format!("setThreshold({first_step}) (was {})", live.threshold),
+            Bridge::setThresholdCall {
+                newThreshold: U256::from(first_step),
+            },
+        );
+        raised = first_step;
+    }
     for op in wanted.difference(&current) {
         calls.push(
             format!("registerOperator({op})"),
             Bridge::registerOperatorCall { operator: *op },
         );
     }
-    if threshold > live.threshold {
+    if threshold > raised {
         calls.push(
-            format!("setThreshold({threshold}) (was {})", live.threshold),
+            format!("setThreshold({threshold}) (was {raised})"),
             Bridge::setThresholdCall {
                 newThreshold: U256::from(threshold),
             },
@@ -298,6 +313,16 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
             let live_pair = live_asset.and_then(|a| a.pair.as_ref());
             let same_pair = |p: &PairState| p.remote == pair.remote && p.mode == pair.mode as u8;
             if !live_pair.is_some_and(&same_pair) {
+                // A pair whose mode or counterpart changes while releases of it are queued or
+                // credited would pay them in the new mode (audit NEW-L5): settle those first.
+                if let Some(a) = live_asset.filter(|a| a.pair.is_some())
+                    && (a.queued > 0 || !a.reserved.is_zero())
+                {
+                    return Err(invalid(format!(
+                        "token {token}: its pair changes while {} release(s) of it are queued and {} is held for releases and credits; wait until they are executed or withdrawn",
+                        a.queued, a.reserved
+                    )));
+                }
                 if let Some(p) = live_pair {
                     calls.push(
                         format!(
@@ -409,14 +434,27 @@ pub fn plan(live: &BridgeState, want: &DesiredBridge) -> Result<Vec<Change>, Pla
     Ok(calls.out)
 }
 
-/// The Safe Transaction Builder batch of `changes` for chain `chain_id`, to be proposed by the
-/// Safe at `safe` (import it in the Safe app's Transaction Builder).
-pub fn safe_batch(
-    chain_id: u64,
-    safe: Address,
-    name: &str,
-    changes: &[Change],
-) -> serde_json::Value {
+/// The Safe Transaction Builder batch of `changes` to `live`'s bridge, to be proposed by its owner
+/// Safe (import it in the Safe app's Transaction Builder). Its first call is
+/// `requireConfigVersion` of the state it was planned against (audit NEW-L5): executed after
+/// any other owner call changed the bridge, the whole batch reverts instead of applying a plan
+/// made for another state.
+pub fn safe_batch(live: &BridgeState, name: &str, changes: &[Change]) -> serde_json::Value {
+    let (chain_id, safe) = (live.chain_id, live.owner);
+    let guard = Change {
+        chain: live.chain,
+        what: format!(
+            "requireConfigVersion({}) (the state this batch was planned against)",
+            live.config_version
+        ),
+        to: live.bridge,
+        data: Bridge::requireConfigVersionCall {
+            expected: live.config_version,
+        }
+        .abi_encode()
+        .into(),
+    };
+    let changes: Vec<&Change> = std::iter::once(&guard).chain(changes).collect();
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -468,8 +506,11 @@ mod tests {
                     transfer_cap: U256::ZERO,
                     rate_limit: (U256::ZERO, U256::ZERO),
                     outflow_limit: (U256::ZERO, U256::ZERO, U256::ZERO),
+                    reserved: U256::ZERO,
+                    queued: 0,
                 },
             )]),
+            config_version: U256::from(7),
         }
     }
 
@@ -481,10 +522,23 @@ mod tests {
         }
     }
 
-    /// Replay `changes` on (threshold, operators) and check the invariants at every step.
-    fn replay(mut threshold: u64, mut ops: BTreeSet<Address>, floor: u64, changes: &[Change]) {
+    /// Replay `changes` on (threshold, operators) and check the invariants at every step: the
+    /// threshold never above the operators nor below `floor`, and an operator added only once
+    /// the threshold reached `before_adding`.
+    fn replay(
+        mut threshold: u64,
+        mut ops: BTreeSet<Address>,
+        floor: u64,
+        before_adding: u64,
+        changes: &[Change],
+    ) {
         for c in changes {
             if let Ok(call) = Bridge::registerOperatorCall::abi_decode(&c.data) {
+                assert!(
+                    threshold >= before_adding,
+                    "operator added at threshold {threshold}, below {before_adding}: {}",
+                    c.what
+                );
                 ops.insert(call.operator);
             } else if let Ok(call) = Bridge::deregisterOperatorCall::abi_decode(&c.data) {
                 ops.remove(&call.operator);
@@ -516,10 +570,18 @@ mod tests {
         ] {
             let l = live(from.0, &from.1);
             let changes = plan(&l, &want(to.0, &to.1)).unwrap();
+            // A rising threshold rises before any operator is added (as far as the current
+            // operators allow): the new set never executes at the old threshold.
+            let before_adding = if to.0 >= from.0 {
+                to.0.min(from.1.len() as u64)
+            } else {
+                0
+            };
             replay(
                 from.0,
                 l.operators.iter().copied().collect(),
                 from.0.min(to.0),
+                before_adding,
                 &changes,
             );
             let names: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
@@ -530,6 +592,54 @@ mod tests {
             plan(&live(2, &[1, 2, 3]), &want(2, &[3, 2, 1]))
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    /// Audit NEW-L5: a pair is not re-registered (mode or counterpart changed) while releases
+    /// of its token are queued or held as credits.
+    #[test]
+    fn a_pair_change_waits_for_its_queued_releases_and_credits() {
+        let token = Address::repeat_byte(7);
+        let mut l = live(2, &[1, 2, 3]);
+        let asset = |queued: u64, reserved: u64| AssetState {
+            pair: Some(PairState {
+                remote: Address::repeat_byte(8),
+                mode: 0,
+                locked: false,
+            }),
+            fee: U256::ZERO,
+            transfer_cap: U256::ZERO,
+            rate_limit: (U256::ZERO, U256::ZERO),
+            outflow_limit: (U256::ZERO, U256::ZERO, U256::ZERO),
+            reserved: U256::from(reserved),
+            queued,
+        };
+        let mut w = want(2, &[1, 2, 3]);
+        w.assets.insert(
+            format!("{token}"),
+            DesiredAsset {
+                pair: Some(DesiredPair {
+                    remote: Address::repeat_byte(8),
+                    mode: TokenMode::BurnMint,
+                    locked: false,
+                }),
+                ..Default::default()
+            },
+        );
+        for (queued, reserved) in [(1, 0), (0, 5)] {
+            l.assets.insert(token, asset(queued, reserved));
+            let e = plan(&l, &w).unwrap_err().to_string();
+            assert!(
+                e.contains("wait until they are executed or withdrawn"),
+                "{e}"
+            );
+        }
+        l.assets.insert(token, asset(0, 0));
+        let changes = plan(&l, &w).unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.what.starts_with("registerTokenPair"))
         );
     }
 
@@ -589,10 +699,15 @@ mod tests {
         assert!(names.iter().any(|n| n.starts_with(
             "setOutflowLimit(0x0000000000000000000000000000000000000000, 1000, 1, 500)"
         )));
-        let batch = safe_batch(1, Address::repeat_byte(0x5a), "test", &changes);
+        let batch = safe_batch(&live(2, &[1, 2, 3]), "test", &changes);
+        let txs = batch["transactions"].as_array().unwrap();
+        assert_eq!(txs.len(), changes.len() + 1, "the guard, then the changes");
+        let guard: alloy::primitives::Bytes = txs[0]["data"].as_str().unwrap().parse().unwrap();
+        let guard = Bridge::requireConfigVersionCall::abi_decode(&guard).unwrap();
         assert_eq!(
-            batch["transactions"].as_array().unwrap().len(),
-            changes.len()
+            guard.expected,
+            U256::from(7),
+            "the planned-against version first"
         );
         assert_eq!(batch["chainId"], "1");
         assert!(Desired::parse("[main]\nthreshold = \"two\"").is_err());

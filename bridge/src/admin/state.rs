@@ -29,6 +29,10 @@ pub struct AssetState {
     /// Release bucket: capacity, refill per second, and the amount from which a release always
     /// waits the delay.
     pub outflow_limit: (U256, U256, U256),
+    /// Held back for queued releases and credits of it (`reservedLiquidity`).
+    pub reserved: U256,
+    /// Queued releases of it.
+    pub queued: u64,
 }
 
 /// A registered token pair.
@@ -69,6 +73,8 @@ pub struct BridgeState {
     pub pausers: BTreeSet<Address>,
     /// Native coin (`0x0`) and every registered token.
     pub assets: BTreeMap<Address, AssetState>,
+    /// Owner calls so far (`configVersion`): what a Safe batch checks first.
+    pub config_version: U256,
 }
 
 /// Read `chain`'s bridge configuration, scanning its events from `from_block`.
@@ -140,6 +146,28 @@ pub async fn read(
             pausers.insert(p);
         }
     }
+    // Queued releases per token, page by page (the queue may be long; an admin reads it all).
+    let mut queued: BTreeMap<Address, u64> = BTreeMap::new();
+    let count = views.queued_release_count().await?;
+    let mut start = 0u64;
+    while start < count {
+        let page = views
+            .queued_releases_page(start, crate::chain::bridge_views::QUEUE_PAGE)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        start = start.saturating_add(page.len() as u64);
+        for q in page {
+            let n = queued.entry(q.token).or_default();
+            *n = n.saturating_add(1);
+        }
+    }
+    let config_version = chain
+        .bridge_call("configVersion", |b| async move {
+            b.configVersion().call().await
+        })
+        .await?;
     let mut assets = BTreeMap::new();
     for token in std::iter::once(Address::ZERO).chain(tokens) {
         let pair = if token.is_zero() {
@@ -179,6 +207,11 @@ pub async fn read(
                 b.outflowLimit(token).call().await
             })
             .await?;
+        let reserved = chain
+            .bridge_call("reservedLiquidity", |b| async move {
+                b.reservedLiquidity(token).call().await
+            })
+            .await?;
         assets.insert(
             token,
             AssetState {
@@ -191,6 +224,8 @@ pub async fn read(
                     outflow.refillPerSecond,
                     outflow.delayAbove,
                 ),
+                reserved,
+                queued: queued.get(&token).copied().unwrap_or(0),
             },
         );
     }
@@ -207,6 +242,7 @@ pub async fn read(
         fee_receiver,
         pausers,
         assets,
+        config_version,
     })
 }
 

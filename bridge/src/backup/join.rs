@@ -61,6 +61,7 @@ impl JoinError {
             Self::WrongService { .. } => "wrong-service",
             Self::Storage(StorageError::Missing(_)) => "missing",
             Self::Storage(StorageError::DigestMismatch { .. }) => "digest-mismatch",
+            Self::Storage(StorageError::TooLarge { .. }) => "too-large",
             Self::Storage(_) => "storage",
             Self::Restore(_) => "restore",
             Self::Registry(_) => "registry",
@@ -145,7 +146,14 @@ pub async fn join_lane(
 ) -> Result<Joined, JoinError> {
     let started = Instant::now();
     let log = newest_log(config, main, registry, lane, key).await?;
-    let bytes = storage.fetch(&log.state_data_meta.object).await?;
+    let max_bytes = config
+        .backup
+        .as_ref()
+        .map_or(2_048, |b| b.max_restore_mib)
+        .saturating_mul(1024 * 1024);
+    let bytes = storage
+        .fetch(&log.state_data_meta.object, max_bytes)
+        .await?;
     let dir = tempfile::tempdir().map_err(|e| JoinError::Io(e.to_string()))?;
     let path = dir.path().join("store.sqlite");
     std::fs::write(&path, &bytes).map_err(|e| JoinError::Io(e.to_string()))?;

@@ -17,8 +17,9 @@ pub struct BackupSettings {
     /// expired with their leases).
     #[serde(default = "yes")]
     pub on_majority_lost: bool,
-    /// At least this long between two backups of one lane started by a trigger (on-demand
-    /// backups are not held back).
+    /// At least this long between two backups of one lane (also on demand: a request sooner
+    /// is answered with how long to wait, so whoever can write etcd cannot make the operator
+    /// pay for a registry transaction every second).
     #[serde(default = "default_min_interval_secs")]
     pub min_interval_secs: u64,
     /// How long the leader waits for live followers to catch up before it backs up anyway
@@ -41,6 +42,10 @@ pub struct BackupSettings {
     /// Also save a full etcd snapshot (maintenance API) beside the operator's etcd prefix.
     #[serde(default)]
     pub etcd_snapshot: bool,
+    /// Largest store copy a join reads (MiB): a backup log may name any object, so a larger one
+    /// is refused before it is read into memory.
+    #[serde(default = "default_max_restore_mib")]
+    pub max_restore_mib: u64,
     /// Where snapshots go.
     pub storage: StorageSettings,
 }
@@ -84,6 +89,9 @@ fn yes() -> bool {
 }
 fn default_every_handled() -> u64 {
     10_000
+}
+fn default_max_restore_mib() -> u64 {
+    2_048
 }
 fn default_min_interval_secs() -> u64 {
     60

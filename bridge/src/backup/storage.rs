@@ -31,6 +31,18 @@ pub enum StorageError {
         /// What the storage said.
         detail: String,
     },
+    /// The object is larger than a join reads.
+    #[error(
+        "backup object {path} has {size} bytes, more than the {max} a join reads (backup.max_restore_mib)"
+    )]
+    TooLarge {
+        /// Object.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The bound.
+        max: u64,
+    },
     /// The object's content is not what the log says.
     #[error("backup object {path} has digest {found}, the backup log says {expected}")]
     DigestMismatch {
@@ -227,8 +239,17 @@ impl Storage {
         Ok(meta)
     }
 
-    /// Read the object `meta` names and check its digest.
-    pub async fn fetch(&self, meta: &ObjectMeta) -> Result<Vec<u8>, StorageError> {
+    /// Read the object `meta` names and check its digest. An object larger than `max_bytes`
+    /// (or than the log says) is refused before it is read into memory (audit NEW-L3: a log may
+    /// name any object).
+    pub async fn fetch(&self, meta: &ObjectMeta, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        if meta.size > max_bytes {
+            return Err(StorageError::TooLarge {
+                path: meta.path.clone(),
+                size: meta.size,
+                max: max_bytes,
+            });
+        }
         let got = match self.store.get(&self.full(&meta.path)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
@@ -241,6 +262,13 @@ impl Storage {
                 });
             }
         };
+        if got.meta.size != meta.size {
+            return Err(StorageError::DigestMismatch {
+                path: meta.path.clone(),
+                expected: format!("{} bytes ({})", meta.size, meta.sha256),
+                found: format!("{} bytes", got.meta.size),
+            });
+        }
         let bytes = got.bytes().await.map_err(|e| StorageError::Io {
             path: meta.path.clone(),
             detail: redact(&e),

@@ -102,11 +102,15 @@ impl BackupContext {
         if registered.is_none() {
             return Err(BackupError::NotRegistered(lane));
         }
-        // The version: SV, never at or below what the registry already holds (etcd may have
-        // been wiped since).
+        // The version: the one after what the registry holds (the registry takes only that:
+        // audit NEW-L3). SV in etcd normally says the same; etcd may have been wiped since, or
+        // a backup may have ended before its log was stored.
         let view = versions::read(&self.pool, &keys).await?;
         let stored = self.latest_version(id).await?;
-        let version = view.sv.unwrap_or(1).max(stored.saturating_add(1));
+        let version = stored.saturating_add(1);
+        if view.sv.is_some_and(|sv| sv != version) {
+            tracing::info!(%lane, sv = ?view.sv, registry = stored, version, "SV in etcd differs from the registry's version: the registry's next is used");
+        }
 
         // 1-2: the cut, and the followers that reach it.
         let cut = self.store.lock().cursor(lane)?.unwrap_or(0);

@@ -32,7 +32,12 @@ struct LaneState {
     alive_under: Option<i64>,
     /// Whether this process, as the runner, looked at SSI once.
     ssi_checked: bool,
+    /// A backup version whose compaction this follower refused, and when it looked.
+    unvouched: Option<(u64, Instant)>,
 }
+
+/// How long a follower waits before it looks again at a backup it refused to follow.
+const RECHECK_UNVOUCHED: Duration = Duration::from_secs(30);
 
 /// The worker.
 pub struct BackupWorker {
@@ -143,12 +148,13 @@ impl BackupWorker {
         keys: &StateKeys,
         view: &VersionsView,
     ) -> Result<(), EtcdUnavailable> {
-        let ctx = &self.ctx;
+        let ctx = self.ctx.clone();
         let mut compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
         if let Some(last) = &view.last_backup
             && last.version > compaction.version
             && last.compacted_below > 0
             && view.ssi != Some(-1)
+            && self.vouched(lane, last).await
         {
             let begun = ctx
                 .store
@@ -179,6 +185,66 @@ impl BackupWorker {
             versions::put(&ctx.pool, keys.ssv(&ctx.replica), ssv.to_string(), None).await?;
         }
         Ok(())
+    }
+
+    /// Whether the chains vouch for the backup `last` etcd announces (audit NEW-L2: anyone who
+    /// can write the operator's etcd prefix could announce one): every nonce below its
+    /// compaction point is handled on the destination at its confirmation depth, and the
+    /// registry holds its log. A refusal is counted and looked at again after
+    /// [`RECHECK_UNVOUCHED`]; a chain that cannot be read now refuses for now.
+    async fn vouched(&mut self, lane: Lane, last: &versions::LastBackup) -> bool {
+        let state = self.state.entry(lane).or_default();
+        if let Some((version, at)) = state.unvouched
+            && version == last.version
+            && at.elapsed() < RECHECK_UNVOUCHED
+        {
+            return false;
+        }
+        let ctx = &self.ctx;
+        let check = async {
+            let destination = ctx.chains.get(lane.destination());
+            let head = destination.head().await.map_err(|e| e.to_string())?;
+            let safe = destination
+                .safe_head(
+                    head,
+                    ctx.config.chains.get(lane.destination()).confirmations,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let lower = destination
+                .views()
+                .lower_handle_nonce_at(safe)
+                .await
+                .map_err(|e| e.to_string())?;
+            if last.compacted_below > lower {
+                return Err(format!(
+                    "it compacts below nonce {}, the destination has handled everything below {lower} only",
+                    last.compacted_below
+                ));
+            }
+            let id = ctx
+                .service_id(lane)
+                .ok_or_else(|| "no registry service for the lane".to_owned())?;
+            let stored = ctx.latest_version(id).await.map_err(|e| e.to_string())?;
+            if stored < last.version {
+                return Err(format!(
+                    "the registry holds version {stored}, etcd announces {}",
+                    last.version
+                ));
+            }
+            Ok(())
+        };
+        match check.await {
+            Ok(()) => true,
+            Err(why) => {
+                ctx.metrics.backup.compaction_refused(lane);
+                tracing::warn!(%lane, version = last.version, below = last.compacted_below, %why, "not following the backup etcd announces: the chains do not vouch for it");
+                if let Some(state) = self.state.get_mut(&lane) {
+                    state.unvouched = Some((last.version, Instant::now()));
+                }
+                false
+            }
+        }
     }
 
     async fn maybe_back_up(
@@ -217,7 +283,9 @@ impl BackupWorker {
                 .unwrap_or(0)
         };
         let mut handled = None;
-        let trigger = if pending_request.is_some() {
+        // An on-demand request waits for the same rest as the other triggers (audit NEW-L2):
+        // it stays pending and runs once the lane rested; the CLI waits for it.
+        let trigger = if pending_request.is_some() && rested {
             Some("on-demand")
         } else if self.settings.on_majority_lost
             && view.majority_lost()

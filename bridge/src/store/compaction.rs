@@ -12,7 +12,7 @@ use std::path::Path;
 use multibridge_contracts::Lane;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{OPEN, SCHEMA_VERSION, Store, StoreError, to_i64, to_u64};
+use super::{SCHEMA_VERSION, Store, StoreError, to_i64, to_u64};
 
 pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS compaction (
@@ -37,7 +37,8 @@ pub struct Compaction {
 pub struct Restored {
     /// Rows copied.
     pub rows: u64,
-    /// The lane's cursor from the backup.
+    /// Where the lane's indexer goes on: the backup's cursor, or the source block of the first
+    /// request the backup had not seen handled (re-read from the chain).
     pub cursor: Option<u64>,
     /// The compaction point.
     pub below: u64,
@@ -171,9 +172,12 @@ impl Store {
 
     /// Bring `lane` in from the store copy at `from` (a backup's snapshot), dropping what lies
     /// below `below`. The copy must be of this store's identity and schema; the lane must be
-    /// empty here. Open requests come in as `observed` (this replica sent none of their votes:
-    /// it checks the destination before it votes them), without the other replica's
-    /// transaction hashes.
+    /// empty here. Only handled requests come from the copy, and only those before the first
+    /// request it had not seen handled (open or set aside): from that request's source block the
+    /// indexer reads the chain again, so every request this replica may vote comes from the
+    /// source with its checks (log quorum), never from a snapshot, and nothing a snapshot says
+    /// can set a request aside (audit NEW-L3). A handled row that is open on the chain is
+    /// reopened by recovery.
     pub fn restore_lane(
         &mut self,
         from: &Path,
@@ -217,27 +221,33 @@ impl Store {
                     "{lane} already has requests here; restore only into an empty store"
                 )));
             }
+            let l = lane.as_str();
+            // The source block of the first request the backup had not seen handled.
+            let reread_from: Option<i64> = self.conn.query_row(
+                "SELECT MIN(src_block) FROM snap.requests
+                 WHERE lane = ?1 AND nonce >= ?2 AND status != 'handled'",
+                params![l, to_i64(below)],
+                |r| r.get(0),
+            )?;
+            let reread_from = reread_from.map(to_u64);
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let l = lane.as_str();
             let rows = tx.execute(
-                &format!(
-                    "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, reason,
-                         attempts, observed_at, updated_at, reason_detail, not_before)
-                     SELECT lane, nonce, payload_hash, payload, src_block,
-                         CASE WHEN status IN {OPEN} THEN 'observed' ELSE status END,
-                         reason, 0, observed_at, updated_at, reason_detail, NULL
-                     FROM snap.requests WHERE lane = ?1 AND nonce >= ?2"
-                ),
-                params![l, to_i64(below)],
+                "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, reason,
+                     attempts, observed_at, updated_at, reason_detail, not_before)
+                 SELECT lane, nonce, payload_hash, payload, src_block, status,
+                     NULL, 0, observed_at, updated_at, NULL, NULL
+                 FROM snap.requests WHERE lane = ?1 AND nonce >= ?2 AND status = 'handled'
+                     AND src_block < COALESCE(?3, src_block + 1)",
+                params![l, to_i64(below), reread_from.map(to_i64)],
             )?;
             tx.execute(
                 "INSERT INTO cursors (lane, next_block, updated_at, next_nonce)
-                 SELECT lane, next_block, updated_at,
+                 SELECT lane, MIN(next_block, COALESCE(?3, next_block)), updated_at,
                      CASE WHEN next_nonce IS NULL THEN NULL ELSE MAX(next_nonce, ?2) END
                  FROM snap.cursors WHERE lane = ?1",
-                params![l, to_i64(below)],
+                params![l, to_i64(below), reread_from.map(to_i64)],
             )?;
             let dropped_before: i64 = tx
                 .query_row(

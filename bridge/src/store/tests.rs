@@ -486,13 +486,20 @@ fn compaction_drops_rows_below_the_point_keeps_counts_and_a_lane_restores_from_a
     assert_eq!(
         restored,
         Restored {
-            rows: 4,
-            cursor: Some(200),
+            rows: 0,
+            cursor: Some(106),
             below: 6
-        }
+        },
+        "nothing above the point was handled: the indexer reads the chain again from nonce 6's block"
     );
     assert_eq!(fresh.counts(lane).unwrap().of(RequestStatus::Handled), 6);
-    // The voted row comes in observed: this replica sent none of its votes.
+    assert_eq!(
+        fresh.get(lane, 7).unwrap(),
+        None,
+        "no open payload from a snapshot"
+    );
+    // The indexer brings them from the source: observed, this replica sent none of their votes.
+    assert_eq!(fresh.record_range(lane, &requests[6..], 200).unwrap(), 4);
     assert_eq!(status(&fresh, lane, 7), RequestStatus::Observed);
     assert!(fresh.tx_hashes(lane, 7).unwrap().is_empty());
     assert!(fresh.lane_is_empty(Lane::ServiceToMain).unwrap());
@@ -524,4 +531,59 @@ fn a_store_that_followed_a_backup_before_indexing_replays_without_a_gap_hunt() {
     // A real gap above the point is still found.
     store.record_range(lane, &[request(12, 5)], 301).unwrap();
     assert_eq!(store.missing_nonces(lane, 10).unwrap(), vec![10, 11]);
+}
+
+/// Audit NEW-L3: a snapshot that marks open requests set aside, or carries a forged open
+/// payload, silences or misleads nobody: only handled rows before the first unhandled one come
+/// in, and the indexer re-reads the chain from there (the chain's payloads, no conflict).
+#[test]
+fn a_restore_takes_no_open_or_rejected_row_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let lane = Lane::MainToService;
+    let path = dir.path().join("snapshot.sqlite");
+    let requests: Vec<Request> = (0..6).map(|n| request(n, 5)).collect();
+    {
+        let mut snap = Store::open(&path, ID).unwrap();
+        let mut forged = requests.clone();
+        forged[4] = request(4, 999_999); // a forged open payload
+        snap.record_range(lane, &forged, 300).unwrap();
+        for nonce in 0..3 {
+            snap.apply(lane, nonce, &Transition::Handled).unwrap();
+        }
+        snap.apply(
+            lane,
+            3,
+            &Transition::Rejected {
+                reason: RejectReason::WrongSource,
+                detail: "a snapshot that silences the operator".into(),
+            },
+        )
+        .unwrap();
+        snap.apply(lane, 5, &Transition::Handled).unwrap();
+    }
+    let mut fresh = Store::open(&dir.path().join("fresh.sqlite"), ID).unwrap();
+    let restored = fresh.restore_lane(&path, lane, 0, 1).unwrap();
+    assert_eq!(
+        restored.rows, 3,
+        "handled 0..3 only (5 lies after the first unhandled)"
+    );
+    assert_eq!(
+        restored.cursor,
+        Some(103),
+        "re-read from nonce 3's source block"
+    );
+    assert_eq!(
+        fresh.get(lane, 3).unwrap(),
+        None,
+        "not set aside by the snapshot"
+    );
+    // The indexer re-reads the chain: the genuine payloads, no conflict, nothing set aside.
+    assert_eq!(fresh.record_range(lane, &requests[3..], 300).unwrap(), 3);
+    assert_eq!(status(&fresh, lane, 3), RequestStatus::Observed);
+    assert_eq!(fresh.get(lane, 4).unwrap().unwrap().request, requests[4]);
+    assert_eq!(
+        status(&fresh, lane, 5),
+        RequestStatus::Observed,
+        "re-checked on the chain"
+    );
 }
