@@ -346,9 +346,11 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
     );
     let add = plan_text.find("registerOperator").unwrap();
     let raise = plan_text.find("setThreshold(3)").unwrap();
+    // 3 operators, threshold 2 -> 4 operators, threshold 3: the threshold rises first (3 of the
+    // current 3), so the new set never executes at the old threshold (audit NEW-L5).
     assert!(
-        add < raise,
-        "operators are added before the threshold rises:\n{plan_text}"
+        raise < add,
+        "the threshold rises before operators are added:\n{plan_text}"
     );
     // A signer that is not the owner is named and sends nothing.
     let stranger = dev_signer(4).unwrap();
