@@ -14,9 +14,7 @@ use crate::signer::{OperatorSigner, SignerError};
 /// Chain ids on which a raw hex key, zero confirmations and fault injection are accepted: the
 /// anvil/hardhat default and the devnet range. (1337, geth's `--dev` id, is not one: private
 /// networks with real value use it too; audit L-9.)
-pub fn is_devnet_chain(chain_id: u64) -> bool {
-    (31_337..=31_399).contains(&chain_id)
-}
+pub use multibridge_config::is_devnet_chain;
 
 /// Why the key could not be loaded. None of these is retryable: the operator must fix something.
 #[derive(Debug, thiserror::Error)]
@@ -221,19 +219,14 @@ fn open_keystore(
 
 /// The password of a keystore: the first line of `file`, else the variable `env`.
 pub fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<String, KeyError> {
-    if let Some(path) = file {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| KeyError::PasswordFileUnreadable {
-                path: path.to_owned(),
-                source,
-            })?;
-        // The first line is the password; a trailing newline is not part of it.
-        return Ok(text.lines().next().unwrap_or_default().to_owned());
-    }
-    if let Some(var) = env {
-        return std::env::var(var).map_err(|_| KeyError::PasswordEnvMissing(var.to_owned()));
-    }
-    Err(KeyError::NoPassword)
+    use crate::config::SecretError;
+    crate::config::read_secret(file, env).map_err(|e| match e {
+        SecretError::FileUnreadable { path, source } => {
+            KeyError::PasswordFileUnreadable { path, source }
+        }
+        SecretError::EnvMissing(var) => KeyError::PasswordEnvMissing(var),
+        SecretError::NotConfigured => KeyError::NoPassword,
+    })
 }
 
 /// Open a v3 keystore; a wrong password is named as such.

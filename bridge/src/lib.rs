@@ -50,7 +50,7 @@ pub mod admin;
 pub mod backup;
 pub mod chain;
 pub mod commands;
-pub mod config;
+pub use multibridge_config as config;
 pub mod dashboard;
 pub mod error;
 pub mod keys;

@@ -190,7 +190,10 @@ fn spawn_submitters(
         let (submitter, handle) = Submitter::new(
             shared.chains.get(chain).clone(),
             signer.clone(),
-            shared.config.voting.sender(shared.config.chains.get(chain)),
+            crate::chain::sender::SenderPolicy::new(
+                &shared.config.voting,
+                shared.config.chains.get(chain),
+            ),
             owner.fence.clone(),
             owner.leading.clone(),
         );
@@ -378,7 +381,7 @@ fn spawn_manager_writer(
     let (submitter, main) = Submitter::new(
         shared.chains.main.clone(),
         key,
-        config.voting.sender(&config.chains.main),
+        crate::chain::sender::SenderPolicy::new(&config.voting, &config.chains.main),
         crate::leadership::fence::Fence::standalone(),
         always.subscribe(),
     );

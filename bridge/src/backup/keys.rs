@@ -46,9 +46,13 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, BackupKeyError> {
     alloy::hex::decode(text).map_err(|_| BackupKeyError::NotHex)
 }
 
-/// The public key from SEC1 hex (compressed or uncompressed).
+/// The public key from SEC1 hex (compressed or uncompressed): the config's own check.
 pub fn parse_public_key(text: &str) -> Result<PublicKey, BackupKeyError> {
-    PublicKey::from_sec1_bytes(&hex_bytes(text)?).map_err(|_| BackupKeyError::NotAPoint)
+    use crate::config::backup::PublicKeyError;
+    crate::config::backup::parse_public_key(text).map_err(|e| match e {
+        PublicKeyError::NotHex => BackupKeyError::NotHex,
+        PublicKeyError::NotAPoint => BackupKeyError::NotAPoint,
+    })
 }
 
 /// The private key from 32 bytes hex.

@@ -15,7 +15,6 @@ pub mod ecies;
 pub mod join;
 pub mod keys;
 pub mod log;
-pub mod settings;
 pub mod startup;
 pub mod storage;
 pub mod version_up;
@@ -24,7 +23,7 @@ pub mod worker;
 
 use multibridge_contracts::Lane;
 
-pub use settings::{BackupSettings, StorageSettings};
+pub use crate::config::{BackupSettings, StorageSettings};
 
 use crate::chain::ChainError;
 use crate::chain::submitter::SubmitError;

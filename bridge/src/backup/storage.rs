@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::settings::StorageSettings;
+use crate::config::StorageSettings;
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,9 @@ use multibridge_contracts::{Lane, RequestStatus};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::settings::BackupSettings;
 use super::version_up::{BackupContext, COMPACT_STEP};
 use super::versions::{self, OnDemand, StateKeys, VersionsView};
+use crate::config::BackupSettings;
 use crate::leadership::etcd_pool::EtcdUnavailable;
 
 const ROUND: Duration = Duration::from_secs(1);

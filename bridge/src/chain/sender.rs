@@ -42,6 +42,21 @@ pub struct SenderPolicy {
     pub gas_margin_percent: u64,
 }
 
+impl SenderPolicy {
+    /// The policy of a chain's sender from the `[voting]` section and the chain's own (its fee
+    /// cap).
+    pub fn new(voting: &crate::config::VotingSettings, chain: &crate::config::ChainConfig) -> Self {
+        Self {
+            stuck_after: Duration::from_secs(voting.stuck_after_secs),
+            gas_margin_percent: voting.gas_margin_percent,
+            fees: FeePolicy {
+                max_fee_per_gas: u128::from(chain.max_fee_gwei).saturating_mul(1_000_000_000),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 impl Default for SenderPolicy {
     fn default() -> Self {
         Self {

@@ -22,7 +22,6 @@ pub mod claims_history;
 pub mod guard;
 pub mod overview;
 pub mod services;
-pub mod settings;
 pub mod timeline;
 pub mod tracker;
 pub mod writer;
@@ -34,7 +33,7 @@ use alloy::primitives::Address;
 use multibridge_contracts::{Lane, LaneServiceMeta};
 use multibridge_monitoring::{Metrics, Readiness, StatusBoard};
 
-pub use settings::DashboardSettings;
+pub use crate::config::DashboardSettings;
 
 use crate::chain::{ChainError, ChainPair};
 use crate::config::{Config, Secret};

@@ -199,7 +199,7 @@ pub fn spawn(
         },
         submit,
         events,
-        config.voting.voter(),
+        crate::voter::VoterConfig::from(&config.voting),
         metrics.clone(),
     );
     voter.tamper_payloads(config.fault_injection.tamper_votes);
@@ -209,7 +209,7 @@ pub fn spawn(
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 
     let recovery = LaneRecovery::new(
-        Recovery::new(config.recovery.worker(), metrics.clone()),
+        Recovery::new(recovery::worker_config(&config.recovery), metrics.clone()),
         ChainLane {
             source,
             destination: destination.clone(),

@@ -19,6 +19,18 @@ use crate::chain::{ChainClient, ChainError};
 use crate::store::SharedStore;
 use crate::task::{Next, Retryable, Stepper};
 
+/// The recovery worker's tuning from the `[recovery]` section.
+pub fn worker_config(
+    settings: &crate::config::RecoverySettings,
+) -> multibridge_recovery::RecoveryConfig {
+    multibridge_recovery::RecoveryConfig {
+        interval: Duration::from_millis(settings.interval_ms),
+        stride_blocks: settings.stride_blocks,
+        max_per_round: settings.max_per_round,
+        ..Default::default()
+    }
+}
+
 /// The chain reads of one lane, from one operator's point of view.
 pub struct ChainLane {
     /// Source chain.

@@ -90,7 +90,7 @@ impl EtcdAccess {
             options = options.with_tls(t);
         }
         if let Some((name, file, env)) = &self.user {
-            let password = crate::keys::read_password(file.as_deref(), env.as_deref())
+            let password = crate::config::read_secret(file.as_deref(), env.as_deref())
                 .map_err(|e| format!("etcd user {name}: {e}"))?;
             options = options.with_user(name.clone(), password);
         }

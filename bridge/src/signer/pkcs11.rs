@@ -18,7 +18,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
 use super::{SignerError, address_of_point};
-use crate::keys::read_password;
+use crate::config::read_secret;
 
 const BACKEND: &str = "pkcs11";
 
@@ -98,7 +98,7 @@ fn login(key: &TokenKey) -> Result<(Pkcs11, Session), SignerError> {
         })
         .ok_or_else(|| unavailable(format!("no token labelled {:?}", key.token_label)))?;
     let session = library.open_rw_session(slot).map_err(unavailable)?;
-    let pin = read_password(key.pin_file.as_deref(), key.pin_env.as_deref())
+    let pin = read_secret(key.pin_file.as_deref(), key.pin_env.as_deref())
         .map_err(|e| setup(format!("the PIN: {e}")))?;
     session
         .login(UserType::User, Some(&AuthPin::new(pin)))

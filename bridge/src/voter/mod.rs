@@ -61,6 +61,19 @@ pub struct VoterConfig {
     pub standby_after: Duration,
 }
 
+impl From<&crate::config::VotingSettings> for VoterConfig {
+    fn from(v: &crate::config::VotingSettings) -> Self {
+        Self {
+            batch_size: v.batch_size,
+            batch_wait: Duration::from_millis(v.batch_wait_ms),
+            retry_after: Duration::from_secs(v.retry_after_secs),
+            max_in_flight: v.max_in_flight,
+            gas_margin_percent: v.gas_margin_percent,
+            standby_after: Duration::from_secs(v.standby_after_secs),
+        }
+    }
+}
+
 impl Default for VoterConfig {
     fn default() -> Self {
         Self {

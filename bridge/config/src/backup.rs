@@ -1,10 +1,33 @@
-//! The `[backup]` section of the relay config: when to back up, where to, and the backup key
-//! pair (the public key encrypts the backup log; the private key, held only where a replica
-//! should be able to join from a backup, decrypts it).
+//! The `[backup]` section: when to back up, where to, and the backup key pair (the public key
+//! encrypts the backup log; the private key, held only where a replica should be able to join
+//! from a backup, decrypts it).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::Problem;
+
+/// Why a backup public key does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublicKeyError {
+    /// Not hex.
+    #[error("backup key is not hex")]
+    NotHex,
+    /// Not a secp256k1 point.
+    #[error(
+        "backup public key is not a secp256k1 point (give 33 or 65 bytes SEC1 hex, e.g. from `multibridge backup keygen`)"
+    )]
+    NotAPoint,
+}
+
+/// The backup public key from SEC1 hex (compressed or uncompressed, with or without `0x`).
+pub fn parse_public_key(text: &str) -> Result<k256::PublicKey, PublicKeyError> {
+    let text = text.trim();
+    let bytes = alloy_primitives::hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .map_err(|_| PublicKeyError::NotHex)?;
+    k256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| PublicKeyError::NotAPoint)
+}
 
 /// State backups (DESIGN §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,11 +134,11 @@ fn default_secret_key_env() -> String {
 
 impl BackupSettings {
     /// What is wrong with the section, as (field, problem).
-    pub fn problem(&self) -> Option<(&'static str, String)> {
+    pub fn problem(&self) -> Option<Problem> {
         if self.every_handled == 0 {
             return Some(("backup.every_handled", "must be at least 1".into()));
         }
-        if let Err(e) = super::keys::parse_public_key(&self.public_key) {
+        if let Err(e) = parse_public_key(&self.public_key) {
             return Some(("backup.public_key", e.to_string()));
         }
         if let Some(file) = &self.private_key_file

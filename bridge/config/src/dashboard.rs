@@ -1,11 +1,11 @@
-//! The `[dashboard]` section of the relay config: whether the relay serves the web page, who may
-//! write through it, and the key its registry writes are signed with.
+//! The `[dashboard]` section: whether the relay serves the web page, who may write through it,
+//! the key its registry writes are signed with, and which host names it answers to.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SignerConfig;
+use crate::{Problem, SignerConfig};
 
 /// The Service Registry Dashboard (served by the relay on its HTTP API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ impl DashboardSettings {
     }
 
     /// The first problem with these settings, as `(field, problem)`.
-    pub fn problem(&self) -> Option<(&'static str, String)> {
+    pub fn problem(&self) -> Option<Problem> {
         if self.admin_token_env.is_some() && self.admin_token_file.is_some() {
             return Some((
                 "dashboard.admin_token_env",

@@ -1,0 +1,214 @@
+//! The chain sections: where each of the two chains is reached, its bridge, and when one of its
+//! blocks counts as final.
+
+use alloy_primitives::Address;
+use multibridge_contracts::ChainRole;
+use serde::{Deserialize, Serialize};
+
+use crate::Problem;
+
+/// Whether `chain_id` is a devnet chain (31337–31399), where dev keys, no confirmations and
+/// fault injection are accepted.
+pub fn is_devnet_chain(chain_id: u64) -> bool {
+    (31_337..=31_399).contains(&chain_id)
+}
+
+/// The two chains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chains {
+    /// The main (parent) chain.
+    pub main: ChainConfig,
+    /// The service (child) chain.
+    pub service: ChainConfig,
+}
+
+impl Chains {
+    /// The chain playing `role`.
+    pub fn get(&self, role: ChainRole) -> &ChainConfig {
+        match role {
+            ChainRole::Main => &self.main,
+            ChainRole::Service => &self.service,
+        }
+    }
+}
+
+/// One chain: where to reach it and its bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Expected chain id; startup fails on a mismatch.
+    pub chain_id: u64,
+    /// RPC endpoints in order of preference (failover goes down the list).
+    pub rpc_urls: Vec<String>,
+    /// The bridge contract on this chain.
+    pub bridge: Address,
+    /// Blocks a request must be buried under before it is voted on, or `"finalized"`: only
+    /// what the chain's finalized block includes (audit M-8).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: Confirmations,
+    /// First block to index (the bridge's deployment block).
+    #[serde(default)]
+    pub start_block: u64,
+    /// How often the head is polled, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Largest block range of one `eth_getLogs`.
+    #[serde(default = "default_max_block_range")]
+    pub max_block_range: u64,
+    /// No transaction on this chain bids more than this fee cap, in gwei, whatever its RPC says
+    /// the base fee or tip is (audit M-7).
+    #[serde(default = "default_max_fee_gwei")]
+    pub max_fee_gwei: u64,
+    /// How many of `rpc_urls` must return the same request logs before they are indexed (1: the
+    /// endpoint in use alone). With independent providers, one that lies or is broken cannot
+    /// make this relay vote a request the chain does not hold (audit M-7).
+    #[serde(default = "default_log_quorum")]
+    pub log_quorum: usize,
+}
+
+fn default_log_quorum() -> usize {
+    1
+}
+
+fn default_max_fee_gwei() -> u64 {
+    1_000
+}
+
+fn default_confirmations() -> Confirmations {
+    Confirmations::Depth(1)
+}
+
+/// When a block counts as final: a number of blocks below the head, or the chain's own
+/// `finalized` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfirmationsRepr", into = "ConfirmationsRepr")]
+pub enum Confirmations {
+    /// This many blocks below the head.
+    Depth(u64),
+    /// The block the chain reports as `finalized`.
+    Finalized,
+}
+
+impl Confirmations {
+    /// The fixed depth, if it is one.
+    pub fn depth(self) -> Option<u64> {
+        match self {
+            Self::Depth(d) => Some(d),
+            Self::Finalized => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Confirmations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Depth(d) => write!(f, "{d}"),
+            Self::Finalized => f.write_str("finalized"),
+        }
+    }
+}
+
+/// How `confirmations` is written in the file: a number or `"finalized"`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ConfirmationsRepr {
+    Depth(u64),
+    Named(String),
+}
+
+impl TryFrom<ConfirmationsRepr> for Confirmations {
+    type Error = String;
+
+    fn try_from(repr: ConfirmationsRepr) -> Result<Self, String> {
+        match repr {
+            ConfirmationsRepr::Depth(d) => Ok(Self::Depth(d)),
+            ConfirmationsRepr::Named(s) if s == "finalized" => Ok(Self::Finalized),
+            ConfirmationsRepr::Named(s) => Err(format!(
+                "confirmations must be a number of blocks or \"finalized\", not {s:?}"
+            )),
+        }
+    }
+}
+
+impl From<Confirmations> for ConfirmationsRepr {
+    fn from(c: Confirmations) -> Self {
+        match c {
+            Confirmations::Depth(d) => Self::Depth(d),
+            Confirmations::Finalized => Self::Named("finalized".to_owned()),
+        }
+    }
+}
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+fn default_max_block_range() -> u64 {
+    1_000
+}
+
+impl ChainConfig {
+    /// The first problem with the section of the chain at `field` (`chains.main`, …).
+    pub fn problem(
+        &self,
+        field: &'static str,
+        confirmations_field: &'static str,
+    ) -> Option<Problem> {
+        // Audit M-8: with no confirmations a source reorg has the relays vote for a request that
+        // no longer exists.
+        if self.confirmations == Confirmations::Depth(0) && !is_devnet_chain(self.chain_id) {
+            return Some((
+                confirmations_field,
+                format!(
+                    "0 is only accepted on devnet chains (31337-31399), chain {} is not: \
+                     a reorg could remove a request after the relays voted for it; \
+                     wait for at least the chain's usual reorg depth",
+                    self.chain_id
+                ),
+            ));
+        }
+        if self.log_quorum == 0 || self.log_quorum > self.rpc_urls.len().max(1) {
+            return Some((
+                "chains.*.log_quorum",
+                format!(
+                    "chain {}: log_quorum {} must be between 1 and the number of rpc_urls ({})",
+                    self.chain_id,
+                    self.log_quorum,
+                    self.rpc_urls.len()
+                ),
+            ));
+        }
+        if self.rpc_urls.is_empty() {
+            return Some((field, "rpc_urls is empty: give at least one URL".into()));
+        }
+        if self.bridge == Address::ZERO {
+            return Some((field, "bridge is the zero address".into()));
+        }
+        if self.max_block_range == 0 {
+            return Some((field, "max_block_range must be at least 1".into()));
+        }
+        None
+    }
+}
+
+impl Chains {
+    /// The first problem with the two chain sections.
+    pub fn problem(&self) -> Option<Problem> {
+        self.main
+            .problem("chains.main", "chains.main.confirmations")
+            .or_else(|| {
+                self.service
+                    .problem("chains.service", "chains.service.confirmations")
+            })
+            .or_else(|| {
+                (self.main.chain_id == self.service.chain_id).then(|| {
+                    (
+                        "chains",
+                        format!(
+                            "main and service have the same chain id {}: votes would not be domain-separated",
+                            self.main.chain_id
+                        ),
+                    )
+                })
+            })
+    }
+}

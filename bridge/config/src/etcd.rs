@@ -1,0 +1,139 @@
+//! The `[etcd]` section: the cluster the replicas of an operator elect their leaders through,
+//! with TLS and a user when the cluster asks for them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Problem;
+
+/// etcd leadership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client endpoints of the cluster members.
+    pub endpoints: Vec<String>,
+    /// Key prefix for elections and progress.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// Leader lease TTL in seconds.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+    /// This replica's name in elections and progress records (default: its advertised URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Who competes for a lane: `operator` (the replicas of this operator; default) or `lane`
+    /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
+    #[serde(default)]
+    pub scope: ElectionScope,
+    /// TLS to the cluster (the endpoints are then `https://`), with a client certificate when
+    /// the cluster runs `--client-cert-auth` (audit M-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTlsConfig>,
+    /// etcd user (with `auth enable` on the cluster); its password from `password_file` (first
+    /// line) or `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the etcd user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the etcd user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+/// TLS material for etcd, as PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTlsConfig {
+    /// The CA that signed the members' server certificates.
+    pub ca_file: PathBuf,
+    /// This replica's client certificate (with `key_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The name the members' certificates carry, when it is not the endpoints' host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+/// Who competes in one election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ElectionScope {
+    /// The replicas of one operator (every operator votes through its leader).
+    #[default]
+    Operator,
+    /// Every replica of every operator: one active voter per lane (threshold-1 deployments).
+    Lane,
+}
+
+fn default_etcd_prefix() -> String {
+    "/multibridge".to_owned()
+}
+fn default_lease_ttl_secs() -> u64 {
+    3
+}
+
+impl EtcdConfig {
+    /// The first problem with the section (the TLS files must be readable).
+    pub fn problem(&self) -> Option<Problem> {
+        if self.endpoints.is_empty() {
+            return Some((
+                "etcd.endpoints",
+                "give at least one endpoint or drop [etcd]".into(),
+            ));
+        }
+        if self.lease_ttl_secs < 2 {
+            return Some(("etcd.lease_ttl_secs", "must be at least 2 seconds".into()));
+        }
+        let https = self
+            .endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        match &self.tls {
+            Some(_) if https != self.endpoints.len() => {
+                return Some((
+                    "etcd.endpoints",
+                    "with [etcd.tls] every endpoint must be https://".into(),
+                ));
+            }
+            None if https > 0 => {
+                return Some((
+                    "etcd.tls",
+                    "https:// endpoints need [etcd.tls] with at least ca_file".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Some((
+                    "etcd.tls",
+                    "cert_file and key_file go together (a client certificate and its key)".into(),
+                ));
+            }
+            for (field, file) in [
+                ("etcd.tls.ca_file", Some(&tls.ca_file)),
+                ("etcd.tls.cert_file", tls.cert_file.as_ref()),
+                ("etcd.tls.key_file", tls.key_file.as_ref()),
+            ] {
+                if let Some(file) = file
+                    && let Err(e) = std::fs::metadata(file)
+                {
+                    return Some((field, format!("cannot read {}: {e}", file.display())));
+                }
+            }
+        }
+        if self.username.is_some() && self.password_file.is_none() && self.password_env.is_none() {
+            return Some((
+                "etcd.username",
+                "an etcd user needs password_file or password_env".into(),
+            ));
+        }
+        None
+    }
+}

@@ -1,0 +1,73 @@
+//! The `[voting]` section: how votes are batched and sent (per lane). Its runtime forms are the
+//! voter's and the sender's own types, built where they live.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Problem;
+
+/// Batching and sending of votes (per lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VotingSettings {
+    /// Most requests in one vote transaction (1–64; the bridge takes at most 64).
+    pub batch_size: usize,
+    /// How long to wait for more requests before sending a part-full batch, ms.
+    pub batch_wait_ms: u64,
+    /// Pause before retrying a request the destination cannot execute yet, seconds.
+    pub retry_after_secs: u64,
+    /// Most vote transactions of one lane unmined at once. More only queue in the mempool,
+    /// where a rising base fee strands them; fewer leave block space unused.
+    pub max_in_flight: usize,
+    /// A vote transaction unmined this long is re-sent with higher fees, seconds.
+    pub stuck_after_secs: u64,
+    /// Percent added to a vote's gas estimate. The estimate already covers both paths a vote
+    /// can take when mined (recording, or executing after other operators' votes landed first);
+    /// the margin covers what changes in between. A block holds transactions by their gas
+    /// limits, so a large margin leaves block space unused.
+    pub gas_margin_percent: u64,
+    /// For each request the first `threshold` operators (a ranking every operator computes
+    /// alike) vote at once; the others vote only if it is still open this many seconds after
+    /// they stored it. Votes arriving after the threshold cost gas and block space for nothing;
+    /// this keeps them from being sent, at the price of this delay for the requests a down
+    /// operator was first for. 0: every operator votes at once.
+    pub standby_after_secs: u64,
+}
+
+impl Default for VotingSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            batch_wait_ms: 200,
+            retry_after_secs: 5,
+            max_in_flight: 24,
+            stuck_after_secs: 15,
+            gas_margin_percent: 5,
+            standby_after_secs: 5,
+        }
+    }
+}
+
+impl VotingSettings {
+    /// The first problem with the section.
+    pub fn problem(&self) -> Option<Problem> {
+        if !(1..=64).contains(&self.batch_size) {
+            return Some((
+                "voting.batch_size",
+                format!(
+                    "{} is outside 1..=64 (the bridge takes at most 64)",
+                    self.batch_size
+                ),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Some(("voting.max_in_flight", "must be at least 1".into()));
+        }
+        if self.stuck_after_secs == 0 || self.retry_after_secs == 0 {
+            return Some((
+                "voting",
+                "stuck_after_secs and retry_after_secs must be at least 1".into(),
+            ));
+        }
+        None
+    }
+}
