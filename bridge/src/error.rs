@@ -1,7 +1,7 @@
 //! Why the relay cannot start or had to stop: each variant says what to fix.
 
 use alloy::primitives::Address;
-use multibridge_contracts::{ChainRole, Lane};
+use multibridge_contracts::ChainRole;
 
 use crate::chain::{ChainError, ViewError};
 use crate::keys::KeyError;
@@ -94,15 +94,8 @@ pub enum RelayError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     /// A lane task stopped on an error no retry fixes.
-    #[error("{lane} {task} stopped: {message}")]
-    TaskFailed {
-        /// Lane.
-        lane: Lane,
-        /// Task name.
-        task: &'static str,
-        /// Why.
-        message: String,
-    },
+    #[error(transparent)]
+    TaskFailed(#[from] crate::task::TaskFailed),
 }
 
 impl RelayError {

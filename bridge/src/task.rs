@@ -8,7 +8,23 @@ use std::time::{Duration, Instant};
 
 use multibridge_contracts::Lane;
 
-use crate::error::RelayError;
+/// A long-lived task of a lane stopped on an error no retry fixes: which task, of which lane,
+/// and the error itself (the relay stops and names it).
+#[derive(Debug, thiserror::Error)]
+#[error("{lane} {task} stopped: {cause}")]
+pub struct TaskFailed {
+    /// Lane.
+    pub lane: Lane,
+    /// Task name.
+    pub task: &'static str,
+    /// Why.
+    #[source]
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What every task of a replica returns: `Ok` when it ends by itself, [`TaskFailed`] when it
+/// stops the relay.
+pub type TaskResult = Result<(), TaskFailed>;
 
 /// What the loop does after a successful step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +36,7 @@ pub enum Next {
 }
 
 /// An error that knows whether waiting can fix it.
-pub trait Retryable: Display {
+pub trait Retryable: Display + std::error::Error + Send + Sync + 'static {
     /// Whether the same step may succeed later without a person.
     fn is_retryable(&self) -> bool;
 }
@@ -48,11 +64,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Run `stepper` until it fails for good; each failure that may heal is logged (at most every
 /// [`WARN_EVERY`]) and retried after [`ERROR_PAUSE`].
-pub async fn run_stepper<S: Stepper>(
-    lane: Lane,
-    task: &'static str,
-    mut stepper: S,
-) -> Result<(), RelayError> {
+pub async fn run_stepper<S: Stepper>(lane: Lane, task: &'static str, mut stepper: S) -> TaskResult {
     let mut last_warning: Option<Instant> = None;
     let mut suppressed = 0u64;
     loop {
@@ -71,10 +83,10 @@ pub async fn run_stepper<S: Stepper>(
             }
             Err(e) => {
                 tracing::error!(error = %e, "{task} stopped");
-                return Err(RelayError::TaskFailed {
+                return Err(TaskFailed {
                     lane,
                     task,
-                    message: e.to_string(),
+                    cause: Box::new(e),
                 });
             }
         }

@@ -15,7 +15,6 @@ pub mod ecies;
 pub mod join;
 pub mod keys;
 pub mod log;
-pub mod startup;
 pub mod storage;
 pub mod version_up;
 pub mod versions;

@@ -23,6 +23,11 @@ use crate::chain::{ChainClient, ChainError, ViewError};
 use crate::store::{SharedStore, StoreError};
 use crate::task::{Next, Retryable, Stepper};
 
+/// The readiness component of a lane's indexer.
+pub fn indexer_component(lane: multibridge_contracts::Lane) -> String {
+    format!("indexer:{lane}")
+}
+
 /// The block range to query next, or `None` when the cursor is past the safe head.
 pub fn next_range(cursor: u64, safe_head: u64, max_range: u64) -> Option<RangeInclusive<u64>> {
     if cursor > safe_head || max_range == 0 {
@@ -127,7 +132,7 @@ impl Indexer {
         metrics: LaneMetrics,
         readiness: Arc<Readiness>,
     ) -> Self {
-        let component = crate::observe::watcher::indexer_component(metrics.lane);
+        let component = indexer_component(metrics.lane);
         readiness.register(&component);
         Self {
             readiness,

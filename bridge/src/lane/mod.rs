@@ -18,7 +18,6 @@ use crate::chain::ChainPair;
 use crate::chain::logs::LogSpan;
 use crate::chain::submitter::{JobEvent, SubmitClient, SubmitterHandle};
 use crate::config::Config;
-use crate::error::RelayError;
 use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo};
 use crate::leadership::etcd_pool::EtcdPool;
 use crate::leadership::fence::Fence;
@@ -109,7 +108,7 @@ pub fn spawn(
     control: &LaneControl,
     submitter: &SubmitterHandle,
     claims: mpsc::Receiver<u64>,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let lane = control.lane;
     let operator = shared.operator;

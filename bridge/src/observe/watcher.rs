@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use multibridge_contracts::{ChainRole, Lane};
+use multibridge_contracts::ChainRole;
 use multibridge_monitoring::{LaneMetrics, Readiness, StatusBoard};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -21,11 +21,6 @@ use crate::store::SharedStore;
 /// The readiness component of a chain.
 pub fn chain_component(role: ChainRole) -> String {
     format!("chain:{role}")
-}
-
-/// The readiness component of a lane's indexer.
-pub fn indexer_component(lane: Lane) -> String {
-    format!("indexer:{lane}")
 }
 
 /// One chain as `/status` shows it.

@@ -2,6 +2,10 @@
 //! per chain the operator's key writes to, the tasks of each lane ([`crate::lane::spawn`]), the
 //! registry sync and claims watcher, and the watcher — supervised until shutdown or the first
 //! task that fails for good, then stopped in an order that never lets a broadcast escape.
+//!
+//! How one replica is wired lives here only: [`backup`] (open the storage, join empty lanes,
+//! start the worker), [`dashboard`] (the page's running side and its registry writer),
+//! [`registry`] (location sync and the claims watcher).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,15 +23,18 @@ use crate::config::Config;
 use crate::error::RelayError;
 use crate::lane::{LaneControl, Shared};
 use crate::leadership::campaign::resign;
-use crate::leadership::layout::leader_key;
 use crate::observe::conservation::{ConservationScanner, ScanSide};
 use crate::observe::watcher::{WatchedLane, Watcher};
 use crate::preflight::Preflight;
-use crate::registry::claims::ClaimsWatch;
-use crate::registry::sync::RegistrySync;
 use crate::startup::Serving;
 use crate::store::{SharedStore, Store};
-use crate::task::run_stepper;
+
+mod backup;
+mod dashboard;
+mod registry;
+
+use dashboard::spawn_dashboard;
+use registry::spawn_registry;
 
 /// Run the relay (its HTTP API already serving) until `shutdown` resolves or a task fails for
 /// good; stops the HTTP API on the way out.
@@ -55,7 +62,7 @@ pub async fn run(
         }
     };
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
-    let storage = match crate::backup::startup::open_storage(&config) {
+    let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,
         Err(e) => {
             serving.stop().await;
@@ -93,9 +100,9 @@ pub async fn run(
         signer: signer.clone(),
     };
     if let Some(storage) = &storage {
-        crate::backup::startup::join_empty_lanes(&shared, storage).await;
+        backup::join_empty_lanes(&shared, storage).await;
     }
-    let mut tasks: JoinSet<Result<(), RelayError>> = JoinSet::new();
+    let mut tasks: JoinSet<crate::task::TaskResult> = JoinSet::new();
     let submitters = spawn_submitters(&shared, &signer, &controls, &mut tasks);
     let mut claim_senders = HashMap::new();
     for control in &controls {
@@ -122,7 +129,7 @@ pub async fn run(
         submitters.get(&ChainRole::Main),
         owner(&controls, ChainRole::Main),
     ) {
-        crate::backup::startup::spawn_worker(&shared, storage, main, owner, &mut tasks);
+        backup::spawn_worker(&shared, storage, main, owner, &mut tasks);
     }
     if let Some(handle) = &serving.dashboard
         && let Err(e) = spawn_dashboard(
@@ -174,7 +181,7 @@ fn spawn_submitters(
     shared: &Shared,
     signer: &crate::signer::OperatorSigner,
     controls: &[LaneControl],
-    tasks: &mut JoinSet<Result<(), RelayError>>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> HashMap<ChainRole, SubmitterHandle> {
     let mut chains: Vec<ChainRole> = controls.iter().map(|c| c.lane.destination()).collect();
     if shared.config.registry.is_some() {
@@ -211,199 +218,12 @@ fn spawn_submitters(
     handles
 }
 
-/// The registry sync (through the main chain's submitter) and the claims watcher.
-fn spawn_registry(
-    shared: &Shared,
-    registry: alloy::primitives::Address,
-    controls: &[LaneControl],
-    submitters: &HashMap<ChainRole, SubmitterHandle>,
-    claim_senders: HashMap<multibridge_contracts::Lane, mpsc::Sender<u64>>,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
-) {
-    let config = &shared.config;
-    let operator = shared.operator;
-    let services = crate::registry::lane_services(config);
-    let first_lane = controls.first().map(|c| c.lane);
-    if let (Some(main), Some(owner)) = (
-        submitters.get(&ChainRole::Main),
-        owner(controls, ChainRole::Main),
-    ) {
-        let (submit, events) = main.client();
-        let sync = RegistrySync {
-            main: shared.chains.main.clone(),
-            registry,
-            services: services
-                .iter()
-                .map(|s| {
-                    let key = crate::leadership::lane_election_dir(config, s.lane)
-                        .map(|dir| leader_key(&dir));
-                    (*s, key)
-                })
-                .collect(),
-            pool: shared.etcd.clone(),
-            own_url: shared.own_url.clone(),
-            allowed_urls: config
-                .registry
-                .iter()
-                .flat_map(|r| r.replica_urls.iter().cloned())
-                .chain(std::iter::once(shared.own_url.clone()))
-                .collect(),
-            submit,
-            events,
-            term: owner.leading.clone(),
-            metrics: shared.metrics.clone(),
-            in_flight: Default::default(),
-        };
-        let span = tracing::info_span!("registry", chain = %ChainRole::Main, %operator);
-        if let Some(lane) = first_lane {
-            tasks.spawn(run_stepper(lane, "registry sync", sync).instrument(span));
-        }
-    }
-    let claims = ClaimsWatch::new(
-        shared.chains.main.clone(),
-        registry,
-        &services,
-        claim_senders,
-        Duration::from_millis(config.recovery.claims_poll_ms),
-        config.chains.main.max_block_range,
-    );
-    let span = tracing::info_span!("claims", chain = %ChainRole::Main, %operator);
-    if let Some(lane) = first_lane {
-        tasks.spawn(run_stepper(lane, "claims", claims).instrument(span));
-    }
-}
-
-/// The dashboard's side of the running relay: its registry writer (the operator's key through
-/// the main chain's submitter, or a manager key with a submitter of its own), the timeline
-/// sampler and the claims history.
-fn spawn_dashboard(
-    shared: &Shared,
-    handle: &Arc<crate::dashboard::DashboardHandle>,
-    signer: &crate::signer::OperatorSigner,
-    controls: &[LaneControl],
-    submitters: &HashMap<ChainRole, SubmitterHandle>,
-    board: Arc<StatusBoard>,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
-) -> Result<(), RelayError> {
-    use crate::dashboard::writer::Writer;
-    let config = &shared.config;
-    let operator = shared.operator;
-    let first_lane = controls.first().map(|c| c.lane);
-    // The operator's key has one sender per chain: the main chain's submitter, under the
-    // term of the lane that owns it.
-    let operator_writer = |registry: alloy::primitives::Address| {
-        let main = submitters.get(&ChainRole::Main)?;
-        let owner = owner(controls, ChainRole::Main)?;
-        let (submit, events) = main.client();
-        Some(Writer::new(
-            submit,
-            events,
-            owner.leading.clone(),
-            signer.address(),
-            registry,
-        ))
-    };
-    let writer = match (&config.registry, &config.dashboard.manager) {
-        (None, _) => None,
-        (Some(registry), None) => operator_writer(registry.address),
-        (Some(registry), Some(manager)) => {
-            let key = crate::keys::load_key(manager, config)
-                .map_err(crate::dashboard::DashboardConfigError::Manager)?;
-            if key.address() == signer.address() {
-                operator_writer(registry.address)
-            } else {
-                Some(spawn_manager_writer(
-                    shared,
-                    crate::signer::OperatorSigner::local(key),
-                    registry.address,
-                    tasks,
-                ))
-            }
-        }
-    };
-    let dashboard = Arc::new(crate::dashboard::Dashboard {
-        config: config.clone(),
-        chains: shared.chains.clone(),
-        store: shared.store.clone(),
-        etcd: shared.etcd.clone(),
-        replica: shared.replica.clone(),
-        timeline: crate::dashboard::timeline::Timeline::new(crate::dashboard::SAMPLES),
-        writer,
-        managers: Default::default(),
-        claims: crate::store::claims::ClaimsReader::of_file(&config.store.path),
-    });
-    handle.attach(dashboard.clone());
-    let span = tracing::info_span!("dashboard timeline", %operator, replica = %shared.replica);
-    let sampled = dashboard.clone();
-    tasks.spawn(
-        async move {
-            crate::dashboard::sample_timeline(sampled, board).await;
-            Ok(())
-        }
-        .instrument(span),
-    );
-    if let (Some(registry), Some(lane)) = (&config.registry, first_lane) {
-        let history = crate::dashboard::claims_history::ClaimsHistory {
-            chains: shared.chains.clone(),
-            registry: registry.address,
-            pair: crate::dashboard::PairLanes::of(config),
-            confirmations: config.chains.main.confirmations,
-            from_block: config
-                .dashboard
-                .claims_from_block
-                .unwrap_or(config.chains.main.start_block),
-            max_range: config.chains.main.max_block_range,
-            window: config.dashboard.tracker_window_blocks,
-            store: shared.store.clone(),
-            metrics: shared.metrics.clone(),
-            poll: Duration::from_millis(config.recovery.claims_poll_ms),
-            services: HashMap::new(),
-        };
-        let span = tracing::info_span!("claims history", chain = %ChainRole::Main, %operator);
-        tasks.spawn(run_stepper(lane, "claims history", history).instrument(span));
-    }
-    Ok(())
-}
-
-/// A registry writer for a manager key that is not the operator's: a submitter of its own,
-/// always sending (no election: nothing else sends for this key).
-fn spawn_manager_writer(
-    shared: &Shared,
-    key: crate::signer::OperatorSigner,
-    registry: alloy::primitives::Address,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
-) -> crate::dashboard::writer::Writer {
-    let config = &shared.config;
-    // No election for this key: its term is always open (one receiver for the submitter, one
-    // for the writer; the sender lives as long as the submitter).
-    let (always, sending) = tokio::sync::watch::channel(true);
-    let from = key.address();
-    let (submitter, main) = Submitter::new(
-        shared.chains.main.clone(),
-        key,
-        crate::chain::sender::SenderPolicy::new(&config.voting, &config.chains.main),
-        crate::leadership::fence::Fence::standalone(),
-        always.subscribe(),
-    );
-    let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %from, role = "dashboard manager");
-    tasks.spawn(
-        async move {
-            let _always = always;
-            submitter.run().await;
-            Ok(())
-        }
-        .instrument(span),
-    );
-    let (submit, events) = main.client();
-    crate::dashboard::writer::Writer::new(submit, events, sending, from, registry)
-}
-
 /// The watcher of every lane.
 fn spawn_watcher(
     shared: &Shared,
     controls: &[LaneControl],
     board: Arc<StatusBoard>,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let config: &Config = &shared.config;
     let side = |role: ChainRole| {
@@ -453,7 +273,7 @@ fn spawn_watcher(
 
 /// Wait for `shutdown` or the first task that fails for good; stop the rest either way.
 async fn supervise(
-    tasks: &mut JoinSet<Result<(), RelayError>>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     tokio::pin!(shutdown);
@@ -467,7 +287,7 @@ async fn supervise(
             joined = tasks.join_next() => match joined {
                 Some(Ok(Err(e))) => {
                     tasks.abort_all();
-                    return Err(e);
+                    return Err(e.into());
                 }
                 Some(Ok(Ok(()))) => {}
                 Some(Err(e)) if e.is_cancelled() => {}

@@ -8,12 +8,12 @@ use multibridge_contracts::Lane;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::join::{JoinError, join_lane};
-use super::keys::{matching, parse_public_key, read_private_key};
-use super::storage::Storage;
-use super::version_up::BackupContext;
-use super::versions::{self, StateKeys};
-use super::worker::BackupWorker;
+use crate::backup::join::{JoinError, join_lane};
+use crate::backup::keys::{matching, parse_public_key, read_private_key};
+use crate::backup::storage::Storage;
+use crate::backup::version_up::BackupContext;
+use crate::backup::versions::{self, StateKeys};
+use crate::backup::worker::BackupWorker;
 use crate::chain::submitter::SubmitterHandle;
 use crate::config::Config;
 use crate::error::RelayError;
@@ -105,7 +105,7 @@ pub fn spawn_worker(
     storage: Storage,
     main: &SubmitterHandle,
     owner: &LaneControl,
-    tasks: &mut JoinSet<Result<(), RelayError>>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let config = &shared.config;
     let (Some(backup), Some(registry), Some(pool), Some(etcd)) =
