@@ -3,8 +3,8 @@
 use alloy::primitives::Address;
 use multibridge_contracts::ChainRole;
 
+use crate::chain::signer::open::KeyError;
 use crate::chain::{ChainError, ViewError};
-use crate::keys::KeyError;
 use crate::store::StoreError;
 
 /// Why the relay cannot start or had to stop. Each says what to fix.

@@ -48,19 +48,17 @@
 
 pub mod admin;
 pub mod backup;
-pub mod chain;
 pub mod commands;
+pub use multibridge_chain as chain;
 pub use multibridge_config as config;
 pub mod dashboard;
 pub mod error;
-pub mod keys;
 pub mod lane;
 pub mod leadership;
 pub mod observe;
 pub mod preflight;
 pub mod registry;
 pub mod relay;
-pub mod signer;
 pub mod startup;
 pub mod store;
 pub mod task;

@@ -209,10 +209,10 @@ struct UserKeyArgs {
 
 impl UserKeyArgs {
     /// The signer, whatever holds the key (checked to sign).
-    async fn signer(&self) -> anyhow::Result<multibridge::signer::OperatorSigner> {
+    async fn signer(&self) -> anyhow::Result<multibridge::chain::signer::OperatorSigner> {
         Ok(match &self.signer_file {
-            Some(path) => multibridge::keys::load_signer_file(path).await?,
-            None => multibridge::signer::OperatorSigner::local(self.load()?),
+            Some(path) => multibridge::chain::signer::open::load_signer_file(path).await?,
+            None => multibridge::chain::signer::OperatorSigner::local(self.load()?),
         })
     }
 
@@ -224,8 +224,9 @@ impl UserKeyArgs {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--key-env {var}: not a 32-byte hex private key"))?,
             (None, Some(path), Some(password_file)) => {
-                let password = multibridge::keys::read_password(Some(password_file), None)?;
-                multibridge::keys::decrypt_keystore(path, &password)?
+                let password =
+                    multibridge::chain::signer::open::read_password(Some(password_file), None)?;
+                multibridge::chain::signer::open::decrypt_keystore(path, &password)?
             }
             _ => anyhow::bail!(
                 "give the user's key with --key-env VAR, --keystore FILE --password-file FILE or --signer-file FILE"
@@ -674,7 +675,7 @@ async fn parse_amount(
 }
 
 async fn hsm(command: HsmCommand) -> anyhow::Result<()> {
-    use multibridge::signer::pkcs11::{TokenKey, create_key, key_address};
+    use multibridge::chain::signer::pkcs11::{TokenKey, create_key, key_address};
     let (args, create) = match command {
         HsmCommand::CreateKey(args) => (args, true),
         HsmCommand::Address(args) => (args, false),
@@ -921,18 +922,20 @@ async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     use multibridge::admin::deploy::{DeployRequest, deploy};
-    let owner: multibridge::signer::OperatorSigner = match (
+    let owner: multibridge::chain::signer::OperatorSigner = match (
         &args.owner_signer_file,
         &args.owner_keystore,
         &args.owner_key_env,
     ) {
-        (Some(file), None, None) => multibridge::keys::load_signer_file(file).await?,
+        (Some(file), None, None) => {
+            multibridge::chain::signer::open::load_signer_file(file).await?
+        }
         (None, Some(path), None) => {
-            let password = multibridge::keys::read_password(
+            let password = multibridge::chain::signer::open::read_password(
                 args.owner_password_file.as_deref(),
                 args.owner_password_env.as_deref(),
             )?;
-            multibridge::keys::decrypt_keystore(path, &password)?.into()
+            multibridge::chain::signer::open::decrypt_keystore(path, &password)?.into()
         }
         (None, None, Some(var)) => std::env::var(var)
             .map_err(|_| anyhow::anyhow!("--owner-key-env {var}: the variable is not set"))?

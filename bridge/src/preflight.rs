@@ -9,10 +9,10 @@ use alloy::providers::Provider;
 use multibridge_contracts::ChainRole;
 use multibridge_monitoring::Metrics;
 
+use crate::chain::signer::open::load_signer;
 use crate::chain::{ChainPair, RetryPolicy};
 use crate::config::Config;
 use crate::error::RelayError;
-use crate::keys::load_signer;
 
 /// What the preflight found out about one chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct Preflight {
     /// The config.
     pub config: Config,
     /// The operator's signer.
-    pub signer: crate::signer::OperatorSigner,
+    pub signer: crate::chain::signer::OperatorSigner,
     /// Both chains (RPC outcomes are recorded in `metrics` from the preflight on).
     pub chains: ChainPair,
     /// What was found per chain.
@@ -64,7 +64,7 @@ pub async fn preflight(config: Config) -> Result<Preflight, RelayError> {
 /// relay's).
 pub async fn preflight_with(
     config: Config,
-    signer: crate::signer::OperatorSigner,
+    signer: crate::chain::signer::OperatorSigner,
     metrics: Arc<Metrics>,
 ) -> Result<Preflight, RelayError> {
     let operator = signer.address();

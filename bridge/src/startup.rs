@@ -128,7 +128,7 @@ pub async fn preflight_until_ready(
     let mut waiting = Waiting::new();
     serving.readiness.register(SIGNER_COMPONENT);
     let signer = loop {
-        match crate::keys::load_signer(config).await {
+        match crate::chain::signer::open::load_signer(config).await {
             Ok(signer) => {
                 // From here a failing signer pauses sending (sending_paused, status, an
                 // alert) instead of counting against readiness.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{U256, utils::parse_ether};
 use alloy::providers::{Provider, ProviderBuilder};
-use multibridge::config::{
+use multibridge_config::{
     ChainConfig, Chains, Config, EtcdConfig, HttpConfig, OperatorConfig, RegistryConfig, Secret,
     SignerConfig, StoreConfig,
 };
@@ -180,7 +180,7 @@ impl DevnetOptions {
             )));
         }
         for id in [self.main_chain_id, self.service_chain_id] {
-            if !multibridge::keys::is_devnet_chain(id) {
+            if !multibridge_config::is_devnet_chain(id) {
                 return Err(DevnetError::Invalid(format!(
                     "chain id {id} is not a devnet id (1337, 31337-31399): relays refuse the devnet's raw keys elsewhere"
                 )));
@@ -500,9 +500,7 @@ impl Devnet {
                 chain_id: contracts.chain_id,
                 rpc_urls: vec![self.replica_rpc_url(index, 0, role)],
                 bridge: contracts.bridge,
-                confirmations: multibridge::config::Confirmations::Depth(
-                    self.options.confirmations,
-                ),
+                confirmations: multibridge_config::Confirmations::Depth(self.options.confirmations),
                 start_block: contracts.bridge_block,
                 poll_interval_ms: 250,
                 max_block_range: self.options.max_block_range,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use alloy::primitives::Address;
-use multibridge::config::SignerConfig;
+use multibridge_config::SignerConfig;
 
 use crate::error::DevnetError;
 use crate::tools::relay_binary;

@@ -299,9 +299,9 @@ async fn newest_log(devnet: &Devnet) -> Result<multibridge::backup::log::BackupL
     let config = devnet.operator_config(0)?;
     let key = multibridge::backup::keys::parse_private_key(crate::devnet::DEVNET_BACKUP_SECRET)
         .map_err(|e| DevnetError::Invalid(e.to_string()))?;
-    let chains = multibridge::chain::ChainPair::for_command(
+    let chains = multibridge_chain::ChainPair::for_command(
         &config.chains,
-        multibridge::chain::RetryPolicy::interactive(),
+        multibridge_chain::RetryPolicy::interactive(),
     )
     .map_err(|e| DevnetError::Invalid(e.to_string()))?;
     let registry = config

@@ -70,7 +70,7 @@ pub fn key_for(key_id: &str) -> SigningKey {
 /// The Ethereum address of the stand-in's key `key_id`.
 pub fn address_for(key_id: &str) -> Address {
     let point = key_for(key_id).verifying_key().to_encoded_point(false);
-    multibridge::signer::address_of_point(point.as_bytes())
+    multibridge_chain::signer::address_of_point(point.as_bytes())
         .expect("an uncompressed SEC1 encoding is 04 || X || Y")
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use alloy::primitives::keccak256;
-use multibridge::signer::OperatorSigner;
+use multibridge_chain::signer::OperatorSigner;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
@@ -134,8 +134,8 @@ pub async fn run(dir: &Path, signatures: usize) -> Result<SignerBench, DevnetErr
 }
 
 async fn measure_all(dir: &Path, signatures: usize) -> Result<SignerBench, DevnetError> {
-    use multibridge::signer::aws::{KmsKey, KmsSigner};
-    use multibridge::signer::pkcs11::{Pkcs11Signer, TokenKey};
+    use multibridge_chain::signer::aws::{KmsKey, KmsSigner};
+    use multibridge_chain::signer::pkcs11::{Pkcs11Signer, TokenKey};
     let batch = 64;
     let mut backends = Vec::new();
 

@@ -99,7 +99,7 @@ pub enum ClaimError {
 /// File the claim as `user` and follow the request until it is handled or `timeout` passes.
 pub async fn claim(
     config: &Config,
-    user: crate::signer::OperatorSigner,
+    user: crate::chain::signer::OperatorSigner,
     lane: Lane,
     target: ClaimTarget,
     timeout: Duration,

@@ -257,7 +257,7 @@ async fn check_asset(
 /// Request the transfer as `user` and follow it until it is handled.
 pub async fn transfer(
     config: &Config,
-    user: crate::signer::OperatorSigner,
+    user: crate::chain::signer::OperatorSigner,
     request: TransferRequest,
     mut progress: impl FnMut(TransferProgress),
 ) -> Result<TransferOutcome, TransferError> {

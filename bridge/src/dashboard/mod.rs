@@ -84,7 +84,7 @@ pub enum DashboardConfigError {
     TokenTooShort(usize),
     /// The manager key cannot be loaded.
     #[error("dashboard.manager: {0}")]
-    Manager(#[from] crate::keys::KeyError),
+    Manager(#[from] crate::chain::signer::open::KeyError),
 }
 
 /// The admin token as configured (`None`: read-only).
@@ -124,7 +124,7 @@ pub fn check(config: &Config) -> Result<String, DashboardConfigError> {
     }
     let token = admin_token(settings)?;
     let manager = match &settings.manager {
-        Some(signer) => crate::keys::load_key(signer, config)?.address(),
+        Some(signer) => crate::chain::signer::open::load_key(signer, config)?.address(),
         None => config.operator.address,
     };
     Ok(match (token, &config.registry) {

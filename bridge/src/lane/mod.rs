@@ -15,12 +15,12 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::chain::ChainPair;
+use crate::chain::fence::Fence;
 use crate::chain::logs::LogSpan;
 use crate::chain::submitter::{JobEvent, SubmitClient, SubmitterHandle};
 use crate::config::Config;
 use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo};
 use crate::leadership::etcd_pool::EtcdPool;
-use crate::leadership::fence::Fence;
 use crate::leadership::layout::leader_key;
 use crate::leadership::progress::Progress;
 use crate::store::SharedStore;
@@ -93,7 +93,7 @@ pub struct Shared {
     pub own_url: String,
     /// The operator's signer (every submitter signs with it; the voters probe it while it
     /// fails).
-    pub signer: crate::signer::OperatorSigner,
+    pub signer: crate::chain::signer::OperatorSigner,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its

@@ -37,7 +37,7 @@ pub struct LaneVoting<D, S> {
     /// Sending is paused because the signer cannot pay for gas (with its balance then).
     unfunded: Option<alloy::primitives::U256>,
     /// The signer, probed while it fails.
-    signer: Option<crate::signer::OperatorSigner>,
+    signer: Option<crate::chain::signer::OperatorSigner>,
     /// Sending is paused because the signer fails.
     signer_down: bool,
     metrics: LaneMetrics,
@@ -58,7 +58,7 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
     }
 
     /// Probe `signer` while it fails, and resume sending when it answers.
-    pub fn with_signer(mut self, signer: crate::signer::OperatorSigner) -> Self {
+    pub fn with_signer(mut self, signer: crate::chain::signer::OperatorSigner) -> Self {
         self.signer = Some(signer);
         self
     }

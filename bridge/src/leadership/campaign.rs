@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
-use super::fence::Fence;
+use crate::chain::fence::Fence;
 
 /// What the leader key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

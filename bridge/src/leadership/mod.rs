@@ -3,7 +3,6 @@
 
 pub mod campaign;
 pub mod etcd_pool;
-pub mod fence;
 pub mod layout;
 pub mod progress;
 

@@ -24,7 +24,7 @@ use super::owner;
 pub(super) fn spawn_dashboard(
     shared: &Shared,
     handle: &Arc<crate::dashboard::DashboardHandle>,
-    signer: &crate::signer::OperatorSigner,
+    signer: &crate::chain::signer::OperatorSigner,
     controls: &[LaneControl],
     submitters: &HashMap<ChainRole, SubmitterHandle>,
     board: Arc<StatusBoard>,
@@ -52,14 +52,14 @@ pub(super) fn spawn_dashboard(
         (None, _) => None,
         (Some(registry), None) => operator_writer(registry.address),
         (Some(registry), Some(manager)) => {
-            let key = crate::keys::load_key(manager, config)
+            let key = crate::chain::signer::open::load_key(manager, config)
                 .map_err(crate::dashboard::DashboardConfigError::Manager)?;
             if key.address() == signer.address() {
                 operator_writer(registry.address)
             } else {
                 Some(spawn_manager_writer(
                     shared,
-                    crate::signer::OperatorSigner::local(key),
+                    crate::chain::signer::OperatorSigner::local(key),
                     registry.address,
                     tasks,
                 ))
@@ -114,7 +114,7 @@ pub(super) fn spawn_dashboard(
 /// always sending (no election: nothing else sends for this key).
 fn spawn_manager_writer(
     shared: &Shared,
-    key: crate::signer::OperatorSigner,
+    key: crate::chain::signer::OperatorSigner,
     registry: alloy::primitives::Address,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> crate::dashboard::writer::Writer {
@@ -127,7 +127,7 @@ fn spawn_manager_writer(
         shared.chains.main.clone(),
         key,
         crate::chain::sender::SenderPolicy::new(&config.voting, &config.chains.main),
-        crate::leadership::fence::Fence::standalone(),
+        crate::chain::fence::Fence::standalone(),
         always.subscribe(),
     );
     let span = tracing::info_span!("submitter", chain = %ChainRole::Main, signer = %from, role = "dashboard manager");

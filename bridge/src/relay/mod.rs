@@ -179,7 +179,7 @@ pub(crate) fn owner(controls: &[LaneControl], chain: ChainRole) -> Option<&LaneC
 /// main chain when the registry is used.
 fn spawn_submitters(
     shared: &Shared,
-    signer: &crate::signer::OperatorSigner,
+    signer: &crate::chain::signer::OperatorSigner,
     controls: &[LaneControl],
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> HashMap<ChainRole, SubmitterHandle> {

@@ -125,7 +125,7 @@ impl VoterError {
 
     /// The signer did not sign and may later (an HSM unplugged or hanging, KMS throttled):
     /// sending waits until a probe signature succeeds (nothing else stops).
-    pub fn signer_unavailable(&self) -> Option<&crate::signer::SignerError> {
+    pub fn signer_unavailable(&self) -> Option<&crate::chain::signer::SignerError> {
         match self {
             Self::Submit(SubmitError::Send(SendError::Signer(e))) if e.is_retryable() => Some(e),
             _ => None,

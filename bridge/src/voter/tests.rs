@@ -169,7 +169,18 @@ fn revert(error: BridgeErrors) -> SubmitError {
     }))
 }
 
-impl Submit for Arc<FakeSubmit> {
+/// The fake submitter as the voter holds it (the test keeps another handle).
+#[derive(Clone)]
+struct SharedSubmit(Arc<FakeSubmit>);
+
+impl std::ops::Deref for SharedSubmit {
+    type Target = FakeSubmit;
+    fn deref(&self) -> &FakeSubmit {
+        &self.0
+    }
+}
+
+impl Submit for SharedSubmit {
     async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
         assert_eq!(to, BRIDGE);
         assert!(matches!(plan, GasPlan::Vote { bridge: BRIDGE, .. }));
@@ -218,7 +229,7 @@ impl Submit for Arc<FakeSubmit> {
 }
 
 struct Harness {
-    voter: Voter<Arc<FakeDestination>, Arc<FakeSubmit>>,
+    voter: Voter<Arc<FakeDestination>, SharedSubmit>,
     destination: Arc<FakeDestination>,
     submit: Arc<FakeSubmit>,
     events: mpsc::UnboundedSender<JobEvent>,
@@ -241,7 +252,7 @@ impl Harness {
             ME,
             store.clone(),
             destination.clone(),
-            submit.clone(),
+            SharedSubmit(submit.clone()),
             receiver,
             VoterConfig {
                 batch_size,

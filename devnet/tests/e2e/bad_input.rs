@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use multibridge::config::{Config, Secret, SignerConfig};
+use multibridge_config::{Config, Secret, SignerConfig};
 use multibridge_contracts::ChainRole;
 use multibridge_devnet::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};

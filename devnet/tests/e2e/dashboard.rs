@@ -11,7 +11,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
-use multibridge::config::{Secret, SignerConfig};
+use multibridge_config::{Secret, SignerConfig};
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{Bridge, ChainRole, Lane, LaneServiceMeta};
 use multibridge_devnet::browser::Browser;

@@ -240,7 +240,7 @@ async fn a_pair_deployed_from_the_cli_resumes_after_sigkill_and_is_configured_de
                 .arg(&path),
         )
         .await;
-        let config = multibridge::config::Config::load(&path).unwrap();
+        let config = multibridge_config::Config::load(&path).unwrap();
         assert_eq!(config.chains.main.bridge, main_bridge);
         assert_eq!(config.chains.service.bridge, service_bridge);
         assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions};
-use multibridge::config::{EtcdConfig, EtcdTlsConfig};
+use multibridge_config::{EtcdConfig, EtcdTlsConfig};
 use multibridge_contracts::Lane;
 use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
 use multibridge_devnet::ports::free_port;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::primitives::utils::parse_ether;
-use multibridge::chain::{ChainClient, RetryPolicy};
-use multibridge::config::ChainConfig;
 use multibridge::lane::indexing::{Indexer, IndexerSettings, Step};
 use multibridge::store::{SharedStore, Store};
+use multibridge_chain::{ChainClient, RetryPolicy};
+use multibridge_config::ChainConfig;
 use multibridge_contracts::{ChainRole, Lane, RequestStatus};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 use multibridge_monitoring::{Metrics, Readiness};
@@ -98,7 +98,7 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     let deep_store = SharedStore::new(Store::open(&dir.path().join("deep.sqlite"), "t").unwrap());
     let mut deep = indexer(
         &ChainConfig {
-            confirmations: multibridge::config::Confirmations::Depth(1_000_000),
+            confirmations: multibridge_config::Confirmations::Depth(1_000_000),
             ..config.clone()
         },
         &deep_store,
@@ -228,7 +228,7 @@ async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_finalized_confirmations_a_request_waits_for_the_finalized_block() {
     use alloy::providers::Provider;
-    use multibridge::config::Confirmations;
+    use multibridge_config::Confirmations;
     use multibridge_devnet::invariants::{
         assert_exactly_once, votes_per_operator, wait_all_handled,
     };

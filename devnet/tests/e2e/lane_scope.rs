@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
-use multibridge::config::ElectionScope;
+use multibridge_config::ElectionScope;
 use multibridge_contracts::Lane;
 use multibridge_devnet::ha::{check_drained, leader_series};
 use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};

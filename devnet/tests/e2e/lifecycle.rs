@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use multibridge::config::Config;
+use multibridge_config::Config;
 use multibridge_devnet::Manifest;
 use multibridge_devnet::manifest::load_processes;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
-use multibridge::config::Config;
+use multibridge_config::Config;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::invariants::{

@@ -311,7 +311,7 @@ fn quorum(operators: &[Address], threshold: u64) -> String {
 /// AWS SDK, SigV4-signed requests, `GetPublicKey` and `Sign` of digests.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_pauses_only_it() {
-    use multibridge::config::SignerConfig;
+    use multibridge_config::SignerConfig;
     use multibridge_devnet::kms::{KmsMode, KmsStandIn, address_for};
 
     let kms = KmsStandIn::start().await.unwrap();

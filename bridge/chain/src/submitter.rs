@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::sender::{SendError, Sender, SenderPolicy, Sent, Tracked, call_request, estimate_gas};
 use super::{ChainClient, ChainError};
-use crate::leadership::fence::Fence;
+use crate::fence::Fence;
 
 /// How the gas limit of a job is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

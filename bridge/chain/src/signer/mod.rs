@@ -9,6 +9,7 @@
 //! signature succeeds again (see `lane::voting`).
 
 pub mod aws;
+pub mod open;
 pub mod pkcs11;
 
 use std::sync::Arc;

@@ -29,7 +29,7 @@ use alloy::transports::TransportError;
 use super::fees::{FeePolicy, Fees, escalate, initial_fees};
 use super::rpc_error::{ErrorClass, SendRejection, classify_send};
 use super::{ChainClient, ChainError};
-use crate::leadership::fence::{Fence, Fenced};
+use crate::fence::{Fence, Fenced};
 
 /// How the sender behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub enum SendError {
     Signer(crate::signer::SignerError),
     /// The fence refused the broadcast: this replica does not lead or cannot prove its lease.
     #[error("not sent: {0}")]
-    Fenced(#[from] crate::leadership::fence::Fenced),
+    Fenced(#[from] crate::fence::Fenced),
     /// Another sender used the signer's nonces twice in a row (nonce too low or underpriced
     /// after a resync): two processes send with the same key.
     #[error(

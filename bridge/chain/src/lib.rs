@@ -1,9 +1,25 @@
+//! The chain layer of the relay: everything that reads a chain or writes to it with the
+//! operator's key, above the config and below every relay component.
+//!
+//! | module | job |
+//! |---|---|
+//! | this file | [`ChainClient`]: one chain's RPC endpoints with failover, timeouts and error classes |
+//! | [`rpc_error`] | what an endpoint's error means: retryable, rate-limited, a refusal |
+//! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
+//! | [`pair`] | both chains of a pair |
+//! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
+//! | [`signer`] | the operator key: keystore, PKCS#11 token or AWS KMS; [`signer::open`] loads one from the config |
+//! | [`fence`] | the lease a replica must hold before every broadcast |
+//!
 //! A chain as the relay sees it: several RPC endpoints in order of preference, one active at a
 //! time. Every call goes through [`ChainClient::call`], which times it out, classifies failures
 //! in one place ([`crate::rpc_error`]) and fails over to the next endpoint on anything an
 //! endpoint could be blamed for, backing off once every endpoint failed in a row.
 //!
 //! Endpoints are named by index and host only in logs and metrics: URLs may carry API keys.
+#![forbid(unsafe_code)]
+#![deny(clippy::arithmetic_side_effects)]
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,13 +35,18 @@ use multibridge_monitoring::{ChainMetrics, RpcOutcome};
 
 use crate::config::ChainConfig;
 
+/// The config's sections this layer reads (chains, signers, voting for the sender's policy).
+use multibridge_config as config;
+
 pub mod bridge_views;
 pub mod fees;
+pub mod fence;
 pub mod logs;
 pub mod lookup;
 pub mod pair;
 pub mod rpc_error;
 pub mod sender;
+pub mod signer;
 pub mod submitter;
 
 pub use bridge_views::{BridgeViews, ViewError};

@@ -9,7 +9,7 @@ use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::{Bridge, Request, request_from_log};
 
-use crate::chain::{ChainClient, ChainError};
+use crate::{ChainClient, ChainError};
 
 /// A block and a transaction in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
