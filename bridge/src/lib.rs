@@ -46,7 +46,6 @@
 #![deny(clippy::arithmetic_side_effects)]
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
-pub mod admin;
 pub mod backup;
 pub mod commands;
 pub use multibridge_chain as chain;

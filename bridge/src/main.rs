@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use alloy::primitives::utils::format_ether;
 use clap::{Parser, Subcommand};
-use multibridge::admin::releases::ReleaseAction;
 use multibridge::config::Config;
 use multibridge::preflight::preflight;
 use multibridge::relay::run;
+use multibridge_admin::releases::ReleaseAction;
 use multibridge_monitoring::redact_urls;
 
 #[derive(Parser)]
@@ -735,7 +735,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             for (role, chain) in chains.each() {
                 let cfg = c.chains.get(role);
                 states.push(
-                    multibridge::admin::state::read(chain, cfg.start_block, cfg.max_block_range)
+                    multibridge_admin::state::read(chain, cfg.start_block, cfg.max_block_range)
                         .await?,
                 );
             }
@@ -743,7 +743,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&states)?);
             } else {
                 for s in &states {
-                    print!("{}", multibridge::admin::state::render(s));
+                    print!("{}", multibridge_admin::state::render(s));
                 }
             }
             Ok(())
@@ -756,7 +756,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         } => {
             let c = Config::load(&config)?;
             let d = read_desired(&desired)?;
-            let plans = multibridge::admin::apply::prepare(&c, &d).await?;
+            let plans = multibridge_admin::apply::prepare(&c, &d).await?;
             if json {
                 let all: Vec<_> = plans.iter().flat_map(|p| p.changes.iter()).collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
@@ -782,7 +782,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             if let Some(dir) = safe_out {
                 std::fs::create_dir_all(&dir)?;
                 for p in plans.iter().filter(|p| !p.changes.is_empty()) {
-                    let batch = multibridge::admin::plan::safe_batch(
+                    let batch = multibridge_admin::plan::safe_batch(
                         &p.live,
                         &format!("multibridge {} bridge", p.live.chain),
                         &p.changes,
@@ -802,8 +802,8 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             let c = Config::load(&config)?;
             let d = read_desired(&desired)?;
             let signer = key.signer().await?;
-            let plans = multibridge::admin::apply::prepare(&c, &d).await?;
-            let done = multibridge::admin::apply::apply(&c, &plans, &signer).await?;
+            let plans = multibridge_admin::apply::prepare(&c, &d).await?;
+            let done = multibridge_admin::apply::apply(&c, &plans, &signer).await?;
             if done.is_empty() {
                 println!("nothing to do: both bridges are as desired");
             }
@@ -825,7 +825,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             )?;
             let signer = args.key.signer().await?;
             let settled =
-                multibridge::admin::releases::settle(&c, &chains, args.lane, args.nonce, &signer)
+                multibridge_admin::releases::settle(&c, &chains, args.lane, args.nonce, &signer)
                     .await?;
             if let Some(forged) = settled.forged {
                 println!(
@@ -833,7 +833,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                     args.lane, args.nonce, forged.tx, forged.block
                 );
             }
-            let due = multibridge::admin::releases::due_at(&chains, args.lane, args.nonce).await?;
+            let due = multibridge_admin::releases::due_at(&chains, args.lane, args.nonce).await?;
             println!(
                 "{}: settled nonce {} ({} to {}) in {}; the release is queued{} and executed by the relays once due (a pauser may freeze it meanwhile)",
                 args.lane,
@@ -863,7 +863,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             anyhow::ensure!(!wei.is_zero(), "--amount {amount}: give more than 0");
             let signer = key.signer().await?;
             let tx =
-                multibridge::admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
+                multibridge_admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
             println!(
                 "{chain}: funded the bridge {} with {amount} in {tx}",
                 c.chains.get(chain).bridge
@@ -873,10 +873,10 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     }
 }
 
-fn read_desired(path: &std::path::Path) -> anyhow::Result<multibridge::admin::plan::Desired> {
+fn read_desired(path: &std::path::Path) -> anyhow::Result<multibridge_admin::plan::Desired> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))?;
-    multibridge::admin::plan::Desired::parse(&text)
+    multibridge_admin::plan::Desired::parse(&text)
         .map_err(|e| anyhow::anyhow!("--desired {}: {e}", path.display()))
 }
 
@@ -884,7 +884,7 @@ async fn release_action(args: ReleaseArgs, action: ReleaseAction) -> anyhow::Res
     let c = Config::load(&args.config)?;
     let signer = args.key.signer().await?;
     let tx =
-        multibridge::admin::releases::act_on_release(&c, args.lane, args.nonce, action, &signer)
+        multibridge_admin::releases::act_on_release(&c, args.lane, args.nonce, action, &signer)
             .await?;
     let done = match action {
         ReleaseAction::Freeze => "frozen (the owner cancels it or lifts the freeze)",
@@ -909,8 +909,8 @@ async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
     };
     let signer = args.key.signer().await?;
     for role in roles {
-        let tx = multibridge::admin::pause::set_paused(role, c.chains.get(role), &signer, paused)
-            .await?;
+        let tx =
+            multibridge_admin::pause::set_paused(role, c.chains.get(role), &signer, paused).await?;
         println!(
             "{role} bridge {}: {}",
             if paused { "paused" } else { "unpaused" },
@@ -921,7 +921,7 @@ async fn pause(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
 }
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    use multibridge::admin::deploy::{DeployRequest, deploy};
+    use multibridge_admin::deploy::{DeployRequest, deploy};
     let owner: multibridge::chain::signer::OperatorSigner = match (
         &args.owner_signer_file,
         &args.owner_keystore,
@@ -987,7 +987,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     );
     println!(
         "  manifest {}",
-        multibridge::admin::journal::DeploymentJournal::path(&args.out).display()
+        multibridge_admin::journal::DeploymentJournal::path(&args.out).display()
     );
     for op in &journal.operators {
         println!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
-use multibridge::admin::journal::{DeploymentJournal, StepState};
+use multibridge_admin::journal::{DeploymentJournal, StepState};
 use multibridge_contracts::Bridge;
 use multibridge_devnet::accounts::dev_signer;
 use multibridge_devnet::anvil::{AnvilNode, AnvilOptions};

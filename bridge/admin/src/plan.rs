@@ -483,7 +483,7 @@ pub fn safe_batch(live: &BridgeState, name: &str, changes: &[Change]) -> serde_j
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::state::AssetState;
+    use crate::state::AssetState;
 
     fn live(threshold: u64, operators: &[u8]) -> BridgeState {
         BridgeState {

@@ -8,8 +8,8 @@ use alloy::sol_types::SolCall;
 use multibridge_contracts::{Bridge, ChainRole};
 
 use super::send::{CallError, send_call, send_call_with_value};
-use crate::chain::signer::OperatorSigner;
 use crate::config::ChainConfig;
+use crate::signer::OperatorSigner;
 
 /// Pause (`pause = true`) or unpause the bridge of `chain` as `signer`; the transaction.
 pub async fn set_paused(

@@ -7,8 +7,8 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use multibridge_contracts::{Bridge, ChainRole};
 
-use crate::chain::signer::OperatorSigner;
 use crate::config::ChainConfig;
+use crate::signer::OperatorSigner;
 
 /// Why a call did not go through.
 #[derive(Debug, thiserror::Error)]

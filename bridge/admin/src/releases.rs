@@ -9,9 +9,9 @@ use multibridge_contracts::{Bridge, Lane, Request, VoteDomain};
 
 use super::send::{CallError, send_call};
 use crate::chain::lookup::{ScanBounds, TxAt, find_request, handled_key};
-use crate::chain::signer::OperatorSigner;
 use crate::chain::{ChainError, ChainPair};
 use crate::config::Config;
+use crate::signer::OperatorSigner;
 
 /// What to do with one queued release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -518,7 +518,7 @@ fn check_request(request: &DeployRequest) -> Result<(), DeployError> {
 /// Deploy (or resume deploying) as `owner`; the finished journal.
 pub async fn deploy(
     request: &DeployRequest,
-    owner: crate::chain::signer::OperatorSigner,
+    owner: crate::signer::OperatorSigner,
 ) -> Result<DeploymentJournal, DeployError> {
     check_request(request)?;
     let main = connect(ChainRole::Main, &request.main_rpc, request.main_chain_id).await?;

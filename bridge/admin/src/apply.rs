@@ -195,7 +195,7 @@ pub async fn prepare(config: &Config, desired: &Desired) -> Result<Vec<ChainPlan
 pub async fn apply(
     config: &Config,
     plans: &[ChainPlan],
-    signer: &crate::chain::signer::OperatorSigner,
+    signer: &crate::signer::OperatorSigner,
 ) -> Result<Vec<(String, B256)>, ApplyError> {
     for p in plans.iter().filter(|p| !p.changes.is_empty()) {
         if p.owner_is_contract {
