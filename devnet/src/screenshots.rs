@@ -1,6 +1,6 @@
 //! `multibridge-devnet screenshots`: a devnet with traffic both ways, a transfer stuck on the
 //! destination's liquidity and a user's claim for it, and a PNG of each dashboard page taken in
-//! headless Chromium (the pictures the README shows).
+//! headless Chromium (the pictures docs/dashboard.md shows).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

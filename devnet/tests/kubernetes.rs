@@ -1,6 +1,6 @@
 //! The Kubernetes manifests (`deploy/kubernetes`) as an operator would render them, checked:
 //!
-//! - every overlay renders with the command the README gives (`kubectl kustomize
+//! - every overlay renders with the command docs/kubernetes.md gives (`kubectl kustomize
 //!   --load-restrictor LoadRestrictionsNone deploy/kubernetes/overlays/<overlay>`);
 //! - the rendering passes `kubernetes-validate --strict` against the official schemas of a
 //!   current Kubernetes; ServiceMonitor (a CRD of the Prometheus Operator, whose schema the tool
@@ -75,7 +75,7 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// The overlay rendered exactly as the README says.
+/// The overlay rendered exactly as docs/kubernetes.md says.
 fn render(overlay: &str) -> String {
     let dir = format!("deploy/kubernetes/overlays/{overlay}");
     let output = run(tool("kubectl").args([

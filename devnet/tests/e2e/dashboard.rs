@@ -23,7 +23,7 @@ use crate::{Poll, eventually, metric_at_least};
 
 const OPERATORS: usize = 3;
 
-/// Where the test run's screenshots go (the README links one).
+/// Where the test run's screenshots go (docs/dashboard.md shows them).
 fn screenshot_dir() -> std::path::PathBuf {
     multibridge_devnet::tools::workspace_root().join("target/dashboard-screenshots")
 }
