@@ -1,7 +1,9 @@
 //! `multibridge backup …`: ask the leading replica for a backup now, show the newest backup log
 //! (decrypted with the backup private key), make a backup key pair.
 
+use clap::Subcommand;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use multibridge_contracts::Lane;
@@ -174,4 +176,90 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     options.open(path)?.write_all(text.as_bytes())
+}
+
+/// `multibridge backup …`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: BackupCommand,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Ask the replica that runs backups to back up now (state-version-up) and wait for it.
+    Now {
+        /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Only this lane (default: every configured lane).
+        #[arg(long)]
+        lane: Option<multibridge_contracts::Lane>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and print the newest backup log of a lane (needs the backup private key).
+    Show {
+        /// The config file.
+        #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The lane.
+        #[arg(long)]
+        lane: multibridge_contracts::Lane,
+    },
+    /// Make a backup key pair: the private key into a new file (mode 0600), the public key
+    /// printed for `backup.public_key`.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        private_key_out: PathBuf,
+    },
+}
+
+/// Run `multibridge backup …`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        BackupCommand::Now {
+            config,
+            lane,
+            timeout,
+            json,
+        } => {
+            let c = Config::load(&config)?;
+            let lanes = lane.map_or_else(|| c.lanes.clone(), |l| vec![l]);
+            let answers =
+                self::request_now(&c, &lanes, std::time::Duration::from_secs(timeout)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answers)?);
+            } else {
+                for a in &answers {
+                    match (&a.version, &a.error) {
+                        (Some(v), _) => println!("{}: backed up as state version {v}", a.lane),
+                        (None, Some(e)) => println!("{}: backup failed: {e}", a.lane),
+                        (None, None) => println!("{}: no outcome", a.lane),
+                    }
+                }
+            }
+            if answers.iter().any(|a| a.version.is_none()) {
+                anyhow::bail!("a backup failed");
+            }
+            Ok(())
+        }
+        BackupCommand::Show { config, lane } => {
+            let c = Config::load(&config)?;
+            let log = self::show(&c, lane).await?;
+            println!("{}", serde_json::to_string_pretty(&log)?);
+            Ok(())
+        }
+        BackupCommand::Keygen { private_key_out } => {
+            let public = self::keygen(&private_key_out)?;
+            println!("backup public key (backup.public_key): {public}");
+            println!("private key written to {}", private_key_out.display());
+            Ok(())
+        }
+    }
 }

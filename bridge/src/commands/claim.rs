@@ -2,6 +2,8 @@
 //! against the lane service of every registered operator that has not voted for the request yet;
 //! their relays recover that nonce at once. Then the request is followed to its handle.
 
+use super::UserKeyArgs;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -279,4 +281,71 @@ async fn services_to_claim(
         }
     }
     Ok(out)
+}
+
+/// `multibridge claim`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A config naming the chains, bridges and registry (a relay config works).
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Direction of the stuck transfer.
+    #[arg(long)]
+    lane: multibridge_contracts::Lane,
+    /// The request nonce.
+    #[arg(long, conflicts_with = "tx", required_unless_present = "tx")]
+    nonce: Option<u64>,
+    /// The request transaction on the source chain.
+    #[arg(long)]
+    tx: Option<alloy::primitives::B256>,
+    #[command(flatten)]
+    key: UserKeyArgs,
+    /// Give up following after this many seconds (the claim stays filed).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Print one JSON object at the end instead of progress lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `multibridge claim`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    use crate::commands::claim::{ClaimTarget, claim};
+
+    let config = Config::load(&args.config)?;
+    let user = args.key.signer().await?;
+    let target = match (args.nonce, args.tx) {
+        (Some(n), _) => ClaimTarget::Nonce(n),
+        (None, Some(tx)) => ClaimTarget::SourceTx(tx),
+        (None, None) => anyhow::bail!("give --nonce N or --tx HASH"),
+    };
+    let json = args.json;
+    let outcome = claim(
+        &config,
+        user,
+        args.lane,
+        target,
+        std::time::Duration::from_secs(args.timeout),
+        |line| {
+            if !json {
+                println!("{line}");
+            }
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!(
+            "nonce {} handled in tx {} ({} claim(s) filed, {:.2}s after filing)",
+            outcome.nonce,
+            outcome
+                .handle_tx
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into()),
+            outcome.claims.len(),
+            outcome.waited_secs
+        );
+    }
+    Ok(())
 }

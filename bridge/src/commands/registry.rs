@@ -227,3 +227,27 @@ mod tests {
         );
     }
 }
+
+/// `multibridge registry`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file (a relay config works).
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: std::path::PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `multibridge registry`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let c = Config::load(&args.config)?;
+    let report = list_services(&c).await?;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        render_table(&report)
+    };
+    print!("{}", multibridge_monitoring::redact_urls(&text));
+    Ok(())
+}

@@ -228,3 +228,27 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
     }
     out
 }
+
+/// `multibridge status`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: std::path::PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `multibridge status`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let c = Config::load(&args.config)?;
+    let statuses = lane_statuses(&c).await?;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&statuses)?)
+    } else {
+        render_table(&statuses)
+    };
+    print!("{}", multibridge_monitoring::redact_urls(&text));
+    Ok(())
+}

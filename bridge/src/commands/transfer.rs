@@ -1,6 +1,8 @@
 //! `multibridge transfer`: request a transfer as a user and follow it to its handle on the other
 //! chain, reporting progress (confirmations, votes) on the way.
 
+use super::UserKeyArgs;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -436,4 +438,147 @@ pub async fn transfer(
         latency_secs,
         release_held_until: (queued.releaseAt != 0).then_some(queued.releaseAt),
     })
+}
+
+/// `multibridge transfer`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A relay config file: the chains and bridges to use (its operator key is not used).
+    #[arg(long, env = "MULTIBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// `main-to-service` or `service-to-main`.
+    #[arg(long)]
+    lane: multibridge_contracts::Lane,
+    /// Recipient on the destination chain.
+    #[arg(long)]
+    to: alloy::primitives::Address,
+    /// Amount in whole units (e.g. 1.5); the token's decimals apply for ERC-20.
+    #[arg(
+        long,
+        required_unless_present = "token_id",
+        conflicts_with = "token_id"
+    )]
+    amount: Option<String>,
+    /// Token on the source chain, ERC-20 or ERC-721 as registered on the bridge (default:
+    /// native coin).
+    #[arg(long)]
+    token: Option<alloy::primitives::Address>,
+    /// The ERC-721 id to move (with --token naming the collection); the same id arrives.
+    #[arg(long, requires = "token")]
+    token_id: Option<alloy::primitives::U256>,
+    #[command(flatten)]
+    key: UserKeyArgs,
+    /// Give up following after this many seconds (the transfer stays pending, nothing is lost).
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print one JSON object at the end instead of progress lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `multibridge transfer`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    use crate::commands::transfer::{TransferAsset, TransferProgress, TransferRequest, transfer};
+
+    let config = Config::load(&args.config)?;
+    let user = args.key.signer().await?;
+    let asset = match (args.token, args.token_id, &args.amount) {
+        (Some(token), Some(token_id), _) => TransferAsset::Erc721 { token, token_id },
+        (token, _, Some(text)) => {
+            let amount = parse_amount(&config, args.lane, token, text).await?;
+            match token {
+                None => TransferAsset::Native { amount },
+                Some(token) => TransferAsset::Erc20 { token, amount },
+            }
+        }
+        (_, _, None) => anyhow::bail!("give --amount, or --token with --token-id for an ERC-721"),
+    };
+    let json = args.json;
+    let outcome = transfer(
+        &config,
+        user,
+        TransferRequest {
+            lane: args.lane,
+            to: args.to,
+            asset,
+            timeout: std::time::Duration::from_secs(args.timeout),
+        },
+        |p| {
+            if json {
+                return;
+            }
+            match p {
+                TransferProgress::Requested { nonce, tx } => {
+                    println!("requested: nonce {nonce}, tx {tx}")
+                }
+                TransferProgress::Confirming { have, need } => {
+                    println!("confirming: {have}/{need} blocks")
+                }
+                TransferProgress::Votes { votes, threshold } => {
+                    println!("votes: {votes}/{threshold}")
+                }
+            }
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!(
+            "handled: nonce {} in tx {} after {:.2}s",
+            outcome.nonce,
+            outcome
+                .handle_tx
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into()),
+            outcome.latency_secs
+        );
+        if let Some(at) = outcome.release_held_until {
+            let wait = at.saturating_sub(crate::store::unix_now());
+            println!(
+                "release held back by the destination (large amount or above its outflow limit): paid in about {wait}s, at unix {at}; a pauser may cancel it until then"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--amount` in the asset's smallest unit: 18 decimals for native coin, the token's own for an
+/// ERC-20.
+async fn parse_amount(
+    config: &Config,
+    lane: multibridge_contracts::Lane,
+    token: Option<alloy::primitives::Address>,
+    text: &str,
+) -> anyhow::Result<alloy::primitives::U256> {
+    let decimals = match token {
+        None => 18,
+        Some(token) => {
+            use crate::chain::{ChainPair, RetryPolicy};
+            let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
+            chains
+                .get(lane.source())
+                .call("decimals", |p| async move {
+                    match multibridge_contracts::IERC20::new(token, p)
+                        .decimals()
+                        .call()
+                        .await
+                    {
+                        Ok(d) => Ok(Some(d)),
+                        // The token answered, with a revert: it has no decimals().
+                        Err(e) if e.as_revert_data().is_some() => Ok(None),
+                        Err(e) => Err(crate::chain::contract_to_transport(e)),
+                    }
+                })
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "token {token} has no decimals(): if it is an ERC-721, give --token-id instead of --amount; nothing was sent"
+                    )
+                })?
+        }
+    };
+    Ok(alloy::primitives::utils::parse_units(text, decimals)
+        .map_err(|e| anyhow::anyhow!("--amount {text}: {e}"))?
+        .get_absolute())
 }
