@@ -173,7 +173,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         p.changes.len()
                     );
                     for (i, change) in p.changes.iter().enumerate() {
-                        println!("  {}. {}", i + 1, change.what);
+                        println!("  {}. {}", i.saturating_add(1), change.what);
                     }
                 }
             }
