@@ -5,40 +5,47 @@
 //!
 //! Every outcome — a receipt's logs, the pre-check, a refused send, the submitter's tracking —
 //! goes through [`Voter::settle`], which applies the one store transition, the metrics and the
-//! in-memory record of the request together. The destination reads and the submitter are
-//! behind small traits ([`DestinationReads`], [`Submit`]) so each decision is unit-tested with
-//! fakes (`tests.rs`).
+//! in-memory record of the request together.
+//!
+//! | file | part |
+//! |---|---|
+//! | this file | [`Voter`]: `settle`, `step` (plan, estimate, send), the gas budget |
+//! | `precheck.rs` | which stored requests need a vote now (standing by, the one `votingStatus` read) |
+//! | `batch.rs` | batches by count and bytes, the vote budget, oversize refusals |
+//! | `decode.rs` | the submitter's events, receipts, skips and refusals into outcomes |
+//! | `reads.rs` | [`DestinationReads`] (a trait, faked in `tests/`) and [`BridgeReads`] |
+//! | `pending.rs`, `committee.rs` | a vote in flight and its outcomes; who is first for a nonce |
 //!
 //! A request the destination cannot execute yet (liquidity short, token locked, bridge paused)
 //! stays open with its reason in the store and is retried alone, through the single entry point
 //! whose simulation reverts while the condition holds — waiting costs no transaction.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, Bytes, U256};
-use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
-use alloy::transports::RpcError;
-use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
-use multibridge_contracts::{
-    NonceState, RejectReason, Request, RequestStatus, WaitReason, bridge_error_name,
-    skip_reason_name,
-};
-use multibridge_monitoring::{LaneMetrics, SkipReason, VoteTxOutcome};
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{RejectReason, Request};
+use multibridge_monitoring::{LaneMetrics, SkipReason};
 use tokio::sync::mpsc;
 
+use crate::chain::ChainError;
 use crate::chain::sender::SendError;
 use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitError};
-use crate::chain::{ChainClient, ChainError};
-use crate::store::{SharedStore, StoreError, StoredRequest, Transition, unix_now};
+use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
 
+mod batch;
 mod committee;
+mod decode;
 mod pending;
+mod precheck;
+mod reads;
+use batch::{MAX_EXECUTE_BATCH, PlannedVote, Ready, Refusal, is_unfunded_refusal};
+pub use batch::{MAX_VOTE_BLOCK_SHARE, MAX_VOTE_BYTES, batches, is_oversize_refusal, nonce_ranges};
 pub use committee::Committee;
 pub use pending::{Entry, Outcome, PendingVote, Seen};
+pub use reads::{BridgeReads, DestinationReads};
 
 #[cfg(test)]
 mod tests;
@@ -151,117 +158,8 @@ pub struct VoteStep {
     pub waiting: usize,
 }
 
-/// The destination reads the voter needs.
-pub trait DestinationReads: Send + Sync {
-    /// The destination state of each nonce for this operator, in order.
-    fn voting_status(
-        &self,
-        nonces: &[u64],
-    ) -> impl Future<Output = Result<Vec<NonceState>, ChainError>> + Send;
-    /// The registered operators and the threshold.
-    fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
-    /// `upperHandleNonce`: the highest handled nonce + 1.
-    fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
-    /// The gas limit of the destination's latest block.
-    fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
-    /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
-    /// may still be reorged away).
-    fn handled_final(
-        &self,
-        nonces: &[u64],
-    ) -> impl Future<Output = Result<Vec<bool>, ChainError>> + Send;
-    /// The operator's native balance on the destination (what pays for its votes).
-    fn signer_balance(&self) -> impl Future<Output = Result<U256, ChainError>> + Send;
-    /// How many of `requests` an `executeHandles` would execute now (their vote keys hold the
-    /// threshold: a lowered threshold, or an operator set that changed under open votes).
-    fn executable(
-        &self,
-        requests: &[Request],
-    ) -> impl Future<Output = Result<u64, ChainError>> + Send;
-}
-
-/// The destination bridge as one operator sees it.
-pub struct BridgeReads {
-    /// The destination chain.
-    pub chain: Arc<ChainClient>,
-    /// The operator.
-    pub operator: Address,
-    /// The destination chain's confirmation depth (or its finalized block).
-    pub confirmations: crate::config::Confirmations,
-}
-
 /// How long a read of the destination's operators and threshold is used.
 const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(30);
-
-impl DestinationReads for BridgeReads {
-    async fn voting_status(&self, nonces: &[u64]) -> Result<Vec<NonceState>, ChainError> {
-        self.chain
-            .views()
-            .voting_status(self.operator, nonces)
-            .await
-    }
-
-    async fn committee(&self) -> Result<Committee, ChainError> {
-        let views = self.chain.views();
-        let threshold = views.threshold().await?;
-        Ok(Committee {
-            operators: views.operators().await?,
-            threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
-        })
-    }
-
-    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
-        Ok(self.chain.views().handle_nonces().await?.1)
-    }
-
-    async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {
-        if self.confirmations == crate::config::Confirmations::Depth(0) {
-            return Ok(vec![true; nonces.len()]);
-        }
-        let head = self.chain.head().await?;
-        let block = self.chain.safe_head(head, self.confirmations).await?;
-        self.chain.views().handled_at(nonces, block).await
-    }
-
-    async fn signer_balance(&self) -> Result<U256, ChainError> {
-        use alloy::providers::Provider;
-        let operator = self.operator;
-        self.chain
-            .call("eth_getBalance", |p| async move {
-                p.get_balance(operator).await
-            })
-            .await
-    }
-
-    async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {
-        let (rs, from) = (requests.to_vec(), self.operator);
-        let executed = self
-            .chain
-            .bridge_call("executeHandles", |b| {
-                let rs = rs.clone();
-                async move { b.executeHandles(rs).from(from).call().await }
-            })
-            .await?;
-        Ok(u64::try_from(executed).unwrap_or(u64::MAX))
-    }
-
-    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
-        use alloy::providers::Provider;
-        self.chain
-            .call("eth_getBlockByNumber", |p| async move {
-                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-                    .await
-            })
-            .await?
-            .map(|b| b.header.gas_limit)
-            .ok_or_else(|| ChainError::Unavailable {
-                chain: self.chain.role(),
-                method: "eth_getBlockByNumber",
-                attempts: 1,
-                last: "no latest block".into(),
-            })
-    }
-}
 
 /// A request handled at the head but not yet at the confirmation depth is looked at again
 /// after this long (it stays out of the voting window meanwhile).
@@ -277,35 +175,6 @@ const MAX_OUT_OF_GAS_REMEMBERED: usize = 4096;
 
 /// How long a read of the destination's block gas limit is used.
 const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
-
-/// Most calldata bytes in one vote transaction: below the 128 KiB transaction size limit of
-/// geth-family pools, with room for the transaction's own fields.
-pub const MAX_VOTE_BYTES: usize = 96 * 1024;
-
-/// A vote transaction may use at most this share (percent) of the destination's block gas
-/// limit, so it fits a block beside other transactions.
-pub const MAX_VOTE_BLOCK_SHARE: u64 = 50;
-
-/// Whether a node refused a vote's estimate because the signer cannot pay for its gas.
-fn is_unfunded_refusal(error: &ChainError) -> bool {
-    matches!(error, ChainError::Rejected { source: RpcError::ErrorResp(p), .. }
-        if crate::chain::rpc_error::is_insufficient_funds(&p.message))
-}
-
-/// Whether a node's refusal of a vote (at the estimate or the broadcast) says the transaction is
-/// too large to ever be accepted as it is: above the block gas limit, above the node's gas
-/// allowance or size limit, or its fee above the node's cap. Smaller batches may pass; a single
-/// request refused this way can never be voted.
-pub fn is_oversize_refusal(error: &ChainError) -> bool {
-    let ChainError::Rejected {
-        source: RpcError::ErrorResp(p),
-        ..
-    } = error
-    else {
-        return false;
-    };
-    crate::chain::rpc_error::is_too_large(&p.message)
-}
 
 /// The voter of one lane.
 pub struct Voter<D, S> {
@@ -674,276 +543,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .await
     }
 
-    /// Apply every event the submitter reported since the last step.
-    fn track(&mut self, step: &mut VoteStep) -> Result<(), VoterError> {
-        while let Ok(event) = self.events.try_recv() {
-            match event {
-                JobEvent::Mined {
-                    nonce,
-                    receipt,
-                    gas_limit,
-                } => {
-                    let outcome = if receipt.status() {
-                        VoteTxOutcome::Mined
-                    } else if receipt.gas_used >= gas_limit {
-                        VoteTxOutcome::OutOfGas
-                    } else {
-                        VoteTxOutcome::Reverted
-                    };
-                    self.metrics.vote_tx(outcome);
-                    if outcome != VoteTxOutcome::Mined {
-                        let carried = self.requests_of(nonce);
-                        tracing::warn!(
-                            lane = %self.metrics.lane,
-                            tx = %receipt.transaction_hash,
-                            outcome = outcome.as_str(),
-                            gas_used = receipt.gas_used,
-                            gas_limit,
-                            requests = carried.len(),
-                            nonce = %nonce_ranges(&carried),
-                            "vote transaction reverted; re-checking its requests"
-                        );
-                    }
-                    if outcome == VoteTxOutcome::OutOfGas {
-                        self.ran_out_of_gas(nonce, gas_limit, step)?;
-                    } else {
-                        self.apply_receipt(nonce, &receipt, step)?;
-                    }
-                }
-                JobEvent::Replaced { nonce, hash } => {
-                    self.metrics.vote_tx(VoteTxOutcome::Replaced);
-                    for request in self.requests_of(nonce) {
-                        self.settle(request, Outcome::Replaced(hash), Seen::Tracking, step)?;
-                    }
-                }
-                JobEvent::Superseded { nonce } | JobEvent::Abandoned { nonce } => {
-                    if matches!(event, JobEvent::Superseded { .. }) {
-                        self.metrics.vote_tx(VoteTxOutcome::Superseded);
-                    }
-                    // Unknown outcome: the pre-check of a later step finds out.
-                    for request in self.requests_of(nonce) {
-                        self.settle(request, Outcome::VoteGone, Seen::Tracking, step)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A vote transaction ran out of gas on chain, which its plan (simulation + the bridge's
-    /// worst case per item, checked by the bridge before every item) should make impossible:
-    /// what it carried goes alone for a while, each with twice the worst-case headroom; a
-    /// request whose vote runs out of gas again is set aside with its reason (an alert names the
-    /// nonce), never resent without bound.
-    fn ran_out_of_gas(
-        &mut self,
-        tx_nonce: u64,
-        gas_limit: u64,
-        step: &mut VoteStep,
-    ) -> Result<(), VoterError> {
-        self.singles_until = Instant::now().checked_add(self.config.retry_after);
-        if self.out_of_gas.len() >= MAX_OUT_OF_GAS_REMEMBERED {
-            self.out_of_gas.clear();
-        }
-        for nonce in self.requests_of(tx_nonce) {
-            if self.out_of_gas.insert(nonce) {
-                self.settle(nonce, Outcome::VoteGone, Seen::Receipt, step)?;
-            } else {
-                let detail = format!(
-                    "its vote ran out of gas twice, the second time alone with {gas_limit} gas"
-                );
-                self.settle(
-                    nonce,
-                    Outcome::Rejected(RejectReason::OutOfGas, detail),
-                    Seen::Receipt,
-                    step,
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The requests the vote transaction with nonce `tx_nonce` carries.
-    fn requests_of(&self, tx_nonce: u64) -> Vec<u64> {
-        self.pending
-            .iter()
-            .filter(|(_, p)| p.tx_nonce == tx_nonce)
-            .map(|(n, _)| *n)
-            .collect()
-    }
-
-    /// A vote transaction was mined: its logs say what became of each request it carried.
-    fn apply_receipt(
-        &mut self,
-        tx_nonce: u64,
-        receipt: &TransactionReceipt,
-        step: &mut VoteStep,
-    ) -> Result<(), VoterError> {
-        let carried = self.requests_of(tx_nonce);
-        if !receipt.status() {
-            for nonce in carried {
-                self.settle(nonce, Outcome::VoteGone, Seen::Receipt, step)?;
-            }
-            return Ok(());
-        }
-        let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
-        for log in receipt.inner.logs() {
-            if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
-                outcomes.insert(e.inner.data.nonce, Outcome::Handled);
-            } else if let Ok(e) = log.log_decode::<Bridge::VoteCast>() {
-                if e.inner.data.operator == self.operator {
-                    outcomes
-                        .entry(e.inner.data.nonce)
-                        .or_insert(Outcome::VotedByUs);
-                }
-            } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
-                let name = skip_reason_name(e.inner.data.reason.0);
-                outcomes.insert(e.inner.data.nonce, skipped(name, e.inner.data.reason.0));
-            }
-        }
-        for nonce in carried {
-            // A request the transaction carried but no log mentions: re-check it.
-            let outcome = outcomes.remove(&nonce).unwrap_or(Outcome::VoteGone);
-            self.settle(nonce, outcome, Seen::Receipt, step)?;
-        }
-        Ok(())
-    }
-
-    /// The requests to vote now (enough to fill `room` transactions), after the pre-check
-    /// settled the rest, and the voted ones that can be executed without more votes.
-    async fn ready(&mut self, room: usize, step: &mut VoteStep) -> Result<Ready, VoterError> {
-        let lane = self.metrics.lane;
-        let limit = self.config.batch_size.saturating_mul(room).max(64);
-        let retry_after = self.config.retry_after.as_secs().max(1);
-        let committee = self.committee().await?;
-        let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
-        // Requests that need our vote, skipping those in flight; requests we already voted are
-        // re-checked separately (least recently checked first), so neither kind can hold up the
-        // other however many there are.
-        let (candidates, recheck) = {
-            let store = self.store.lock();
-            let window = limit.saturating_add(self.pending.len());
-            let candidates: Vec<StoredRequest> = store
-                .needing_vote(lane, retry_after, window)?
-                .into_iter()
-                .filter(|r| !self.pending.contains_key(&r.request.nonce))
-                .take(limit)
-                .collect();
-            let recheck = store.stale_voted(lane, retry_after, limit)?;
-            (candidates, recheck)
-        };
-        // A request another operator is first for waits (deferred in the store, so it stays out
-        // of the window until it is due); when due it is voted only if the lane moved past it.
-        let mut upper = None;
-        let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
-        for r in candidates {
-            let nonce = r.request.nonce;
-            if committee.as_ref().is_none_or(|c| c.is_primary(nonce, me)) {
-                open.push(r);
-                continue;
-            }
-            let upper = match upper {
-                Some(upper) => upper,
-                None if r.not_before.is_none() => 0,
-                None => *upper.insert(self.destination.upper_handle_nonce().await?),
-            };
-            match committee::standby(nonce, r.observed_at, now, upper, standby_after) {
-                committee::Standby::Vote => open.push(r),
-                committee::Standby::Until(until) => {
-                    self.store
-                        .lock()
-                        .apply(lane, nonce, &Transition::Deferred { until })?;
-                }
-            }
-        }
-        open.extend(recheck);
-        if open.is_empty() {
-            return Ok(Ready::default());
-        }
-        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
-        let states = self.destination.voting_status(&nonces).await?;
-        let mut ready = Vec::new();
-        let mut long_voted = Vec::new();
-        let mut handled: Vec<(u64, bool)> = Vec::new();
-        for (stored, state) in open.into_iter().zip(states) {
-            let nonce = stored.request.nonce;
-            let voted = stored.status == RequestStatus::Voted;
-            let outcome = match state {
-                // Final only at the destination's confirmation depth (audit M-3): another
-                // operator's handle may still be reorged away; until then it is left as it is.
-                NonceState::Handled => {
-                    handled.push((nonce, voted));
-                    continue;
-                }
-                NonceState::VotedByUs if voted => {
-                    if now.saturating_sub(stored.observed_at) >= EXECUTE_CHECK_AFTER_SECS
-                        && long_voted.len() < MAX_EXECUTE_BATCH
-                    {
-                        long_voted.push(stored.request.clone());
-                    }
-                    Outcome::StillVoted
-                }
-                NonceState::VotedByUs => Outcome::VotedByUs,
-                // Our vote is gone (a reorg on the destination): vote again.
-                NonceState::Open if voted => Outcome::VoteGone,
-                NonceState::Open => {
-                    ready.push(stored);
-                    continue;
-                }
-            };
-            self.settle(nonce, outcome, Seen::PreCheck, step)?;
-        }
-        if !handled.is_empty() {
-            let nonces: Vec<u64> = handled.iter().map(|(n, _)| *n).collect();
-            // A node that cannot serve state that deep (not an archive node, or a safe block
-            // before the bridge existed) must not stop voting: the handle counts as seen at the
-            // head, and recovery reopens it should the destination later say it is open.
-            let finals = match self.destination.handled_final(&nonces).await {
-                Ok(finals) => finals,
-                Err(e) => {
-                    tracing::warn!(lane = %lane, error = %e, "cannot read handles at the destination's confirmation depth; taking them as seen at the head");
-                    vec![true; nonces.len()]
-                }
-            };
-            let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
-            for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
-                if is_final {
-                    self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
-                } else if voted {
-                    // Back of the re-check queue, so newer work is not starved.
-                    self.store.lock().apply(lane, nonce, &Transition::Touched)?;
-                } else {
-                    self.store.lock().apply(
-                        lane,
-                        nonce,
-                        &Transition::Deferred { until: recheck_at },
-                    )?;
-                }
-            }
-        }
-        // Voted long ago and still open: if the keys already hold the threshold (a lowered
-        // threshold), nobody's vote will execute them — an execution will (one read finds out).
-        let execute = if long_voted.is_empty() {
-            Vec::new()
-        } else {
-            match self.destination.executable(&long_voted).await {
-                Ok(0) => Vec::new(),
-                Ok(n) => {
-                    tracing::info!(lane = %lane, executable = n, nonce = %nonce_ranges(&long_voted.iter().map(|r| r.nonce).collect::<Vec<_>>()), "requests hold the threshold without being executed: executing them");
-                    long_voted
-                }
-                Err(e) => {
-                    tracing::debug!(lane = %lane, error = %e, "cannot check whether voted requests are executable");
-                    Vec::new()
-                }
-            }
-        };
-        Ok(Ready {
-            vote: ready,
-            execute,
-        })
-    }
-
     /// The calldata of a vote (or execution) of `batch` through `entry`.
     fn input(&self, batch: &[Request], entry: Entry) -> Bytes {
         let payloads: Vec<Request> = batch
@@ -1018,175 +617,4 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
         Ok(())
     }
-
-    /// The destination refuses the vote: find out why and act on it.
-    fn refused(
-        &mut self,
-        batch: &[Request],
-        entry: Entry,
-        error: &ChainError,
-        step: &mut VoteStep,
-    ) -> Result<(), VoterError> {
-        if entry == Entry::Execute {
-            // Settled or changed since the read that found them executable: the next re-check
-            // looks again.
-            tracing::debug!(lane = %self.metrics.lane, error = %error, "execution would revert; re-checking later");
-            return Ok(());
-        }
-        let decoded = match error {
-            ChainError::Rejected {
-                source: RpcError::ErrorResp(p),
-                ..
-            } => p.as_decoded_interface_error::<BridgeErrors>(),
-            _ => None,
-        };
-        if let Some(BridgeErrors::NotOperator(_)) = decoded {
-            return Err(VoterError::NotOperator(self.operator));
-        }
-        if batch.len() > 1 {
-            // One bad item spoils a batch: go one by one for a while.
-            tracing::warn!(lane = %self.metrics.lane, error = %error, "batch vote would revert; sending one by one");
-            self.singles_until = Instant::now().checked_add(self.config.retry_after);
-            return Ok(());
-        }
-        let Some(request) = batch.first() else {
-            return Ok(());
-        };
-        let outcome = match &decoded {
-            // Settled between the pre-check and the send: still success, not an error.
-            Some(BridgeErrors::AlreadyHandled(_)) => Outcome::Handled,
-            Some(BridgeErrors::AlreadyVoted(_)) => Outcome::VotedByUs,
-            Some(e) => {
-                let name = bridge_error_name(e);
-                let detail = format!("destination refuses: {e:?}");
-                match (
-                    WaitReason::from_bridge_error(&name),
-                    RejectReason::from_bridge_error(&name),
-                ) {
-                    (_, Some(reject)) => Outcome::Rejected(reject, detail),
-                    (Some(wait), None) => Outcome::Waiting(wait, detail),
-                    (None, None) => Outcome::Waiting(WaitReason::Other, detail),
-                }
-            }
-            None => Outcome::Waiting(WaitReason::Other, format!("destination refuses: {error}")),
-        };
-        self.settle(request.nonce, outcome, Seen::Refusal, step)
-    }
-}
-
-/// A vote transaction to estimate (unless its estimate is known) and send.
-struct PlannedVote {
-    batch: Vec<Request>,
-    entry: Entry,
-    input: Bytes,
-    estimate: Option<Result<u64, SubmitError>>,
-}
-
-/// What a step sends: votes, and executions of keys that hold the threshold already.
-#[derive(Default)]
-struct Ready {
-    vote: Vec<StoredRequest>,
-    execute: Vec<Request>,
-}
-
-/// Most requests in one `executeHandles` (the bridge's batch bound).
-const MAX_EXECUTE_BATCH: usize = 64;
-
-/// Why a vote transaction was not sent.
-enum Refusal {
-    /// Its gas limit is above the share of the block gas limit a vote may use.
-    OverBudget(u64),
-    /// A node refused it (at the estimate or the broadcast).
-    Node(ChainError),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::OverBudget(gas) => write!(f, "needs {gas} gas, above the vote budget"),
-            Self::Node(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// `requests` in order, cut into batches of at most `count` requests and `max_bytes` of vote
-/// calldata (a request larger than `max_bytes` alone goes in a batch of its own).
-pub fn batches(requests: &[Request], count: usize, max_bytes: usize) -> Vec<Vec<Request>> {
-    let mut out: Vec<Vec<Request>> = Vec::new();
-    let mut current: Vec<Request> = Vec::new();
-    let mut bytes = 0usize;
-    for r in requests {
-        let size = encoded_size(r);
-        if !current.is_empty()
-            && (current.len() >= count.max(1) || bytes.saturating_add(size) > max_bytes)
-        {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes = bytes.saturating_add(size);
-        current.push(r.clone());
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// The ABI size of one request in a vote: 13 head words, the offset word, and its extraData
-/// padded to words.
-fn encoded_size(r: &Request) -> usize {
-    let words = r.extraData.len().div_ceil(32);
-    (15usize.saturating_add(words)).saturating_mul(32)
-}
-
-/// What a `HandleSkipped` with the named reason means for the request.
-fn skipped(name: Option<&str>, selector: [u8; 4]) -> Outcome {
-    match name {
-        Some("AlreadyHandled") => Outcome::Handled,
-        // Our vote is on chain (a vote skipped as already voted, or an execution of a key still
-        // below the threshold).
-        Some("AlreadyVoted" | "BelowThreshold") => Outcome::VotedByUs,
-        // Not taken: the gas left was below the bridge's worst case for one more item (what the
-        // items before it did on chain cost more than simulated). Voted again at once.
-        Some("GasBudgetTooLow") => Outcome::VoteGone,
-        Some(name) => {
-            let detail = format!("destination skipped the vote: {name}");
-            match (
-                WaitReason::from_bridge_error(name),
-                RejectReason::from_bridge_error(name),
-            ) {
-                (_, Some(reject)) => Outcome::Rejected(reject, detail),
-                (Some(wait), None) => Outcome::Waiting(wait, detail),
-                (None, None) => Outcome::Waiting(WaitReason::Other, detail),
-            }
-        }
-        None => Outcome::Waiting(
-            WaitReason::Other,
-            format!(
-                "destination skipped the vote: 0x{}",
-                alloy::hex::encode(selector)
-            ),
-        ),
-    }
-}
-
-/// Nonces as compact ranges for a log line (`3-7,9`), so a batch's line names every request.
-pub fn nonce_ranges(nonces: &[u64]) -> String {
-    let mut sorted = nonces.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut out = Vec::new();
-    let mut iter = sorted.into_iter().peekable();
-    while let Some(start) = iter.next() {
-        let mut end = start;
-        while iter.peek().is_some_and(|&n| Some(n) == end.checked_add(1)) {
-            end = iter.next().unwrap_or(end);
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-    }
-    out.join(",")
 }

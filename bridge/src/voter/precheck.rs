@@ -1,0 +1,155 @@
+//! The pre-check: which stored requests need this operator's vote now (standing by for the
+//! ones another operator is first for), settled by one `votingStatus` read — handled (at the
+//! destination's confirmation depth) or already voted needs no transaction — and which voted
+//! ones can be executed without more votes.
+
+use multibridge_contracts::{NonceState, RequestStatus};
+
+use super::DestinationReads;
+use super::{
+    EXECUTE_CHECK_AFTER_SECS, MAX_EXECUTE_BATCH, NOT_FINAL_RECHECK_SECS, Outcome, Ready, Seen,
+    VoteStep, Voter, VoterError, committee, nonce_ranges,
+};
+use crate::chain::submitter::Submit;
+use crate::store::{StoredRequest, Transition, unix_now};
+
+impl<D: DestinationReads, S: Submit> Voter<D, S> {
+    /// The requests to vote now (enough to fill `room` transactions), after the pre-check
+    /// settled the rest, and the voted ones that can be executed without more votes.
+    pub(super) async fn ready(
+        &mut self,
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<Ready, VoterError> {
+        let lane = self.metrics.lane;
+        let limit = self.config.batch_size.saturating_mul(room).max(64);
+        let retry_after = self.config.retry_after.as_secs().max(1);
+        let committee = self.committee().await?;
+        let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
+        // Requests that need our vote, skipping those in flight; requests we already voted are
+        // re-checked separately (least recently checked first), so neither kind can hold up the
+        // other however many there are.
+        let (candidates, recheck) = {
+            let store = self.store.lock();
+            let window = limit.saturating_add(self.pending.len());
+            let candidates: Vec<StoredRequest> = store
+                .needing_vote(lane, retry_after, window)?
+                .into_iter()
+                .filter(|r| !self.pending.contains_key(&r.request.nonce))
+                .take(limit)
+                .collect();
+            let recheck = store.stale_voted(lane, retry_after, limit)?;
+            (candidates, recheck)
+        };
+        // A request another operator is first for waits (deferred in the store, so it stays out
+        // of the window until it is due); when due it is voted only if the lane moved past it.
+        let mut upper = None;
+        let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
+        for r in candidates {
+            let nonce = r.request.nonce;
+            if committee.as_ref().is_none_or(|c| c.is_primary(nonce, me)) {
+                open.push(r);
+                continue;
+            }
+            let upper = match upper {
+                Some(upper) => upper,
+                None if r.not_before.is_none() => 0,
+                None => *upper.insert(self.destination.upper_handle_nonce().await?),
+            };
+            match committee::standby(nonce, r.observed_at, now, upper, standby_after) {
+                committee::Standby::Vote => open.push(r),
+                committee::Standby::Until(until) => {
+                    self.store
+                        .lock()
+                        .apply(lane, nonce, &Transition::Deferred { until })?;
+                }
+            }
+        }
+        open.extend(recheck);
+        if open.is_empty() {
+            return Ok(Ready::default());
+        }
+        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
+        let states = self.destination.voting_status(&nonces).await?;
+        let mut ready = Vec::new();
+        let mut long_voted = Vec::new();
+        let mut handled: Vec<(u64, bool)> = Vec::new();
+        for (stored, state) in open.into_iter().zip(states) {
+            let nonce = stored.request.nonce;
+            let voted = stored.status == RequestStatus::Voted;
+            let outcome = match state {
+                // Final only at the destination's confirmation depth (audit M-3): another
+                // operator's handle may still be reorged away; until then it is left as it is.
+                NonceState::Handled => {
+                    handled.push((nonce, voted));
+                    continue;
+                }
+                NonceState::VotedByUs if voted => {
+                    if now.saturating_sub(stored.observed_at) >= EXECUTE_CHECK_AFTER_SECS
+                        && long_voted.len() < MAX_EXECUTE_BATCH
+                    {
+                        long_voted.push(stored.request.clone());
+                    }
+                    Outcome::StillVoted
+                }
+                NonceState::VotedByUs => Outcome::VotedByUs,
+                // Our vote is gone (a reorg on the destination): vote again.
+                NonceState::Open if voted => Outcome::VoteGone,
+                NonceState::Open => {
+                    ready.push(stored);
+                    continue;
+                }
+            };
+            self.settle(nonce, outcome, Seen::PreCheck, step)?;
+        }
+        if !handled.is_empty() {
+            let nonces: Vec<u64> = handled.iter().map(|(n, _)| *n).collect();
+            // A node that cannot serve state that deep (not an archive node, or a safe block
+            // before the bridge existed) must not stop voting: the handle counts as seen at the
+            // head, and recovery reopens it should the destination later say it is open.
+            let finals = match self.destination.handled_final(&nonces).await {
+                Ok(finals) => finals,
+                Err(e) => {
+                    tracing::warn!(lane = %lane, error = %e, "cannot read handles at the destination's confirmation depth; taking them as seen at the head");
+                    vec![true; nonces.len()]
+                }
+            };
+            let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
+            for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
+                if is_final {
+                    self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
+                } else if voted {
+                    // Back of the re-check queue, so newer work is not starved.
+                    self.store.lock().apply(lane, nonce, &Transition::Touched)?;
+                } else {
+                    self.store.lock().apply(
+                        lane,
+                        nonce,
+                        &Transition::Deferred { until: recheck_at },
+                    )?;
+                }
+            }
+        }
+        // Voted long ago and still open: if the keys already hold the threshold (a lowered
+        // threshold), nobody's vote will execute them — an execution will (one read finds out).
+        let execute = if long_voted.is_empty() {
+            Vec::new()
+        } else {
+            match self.destination.executable(&long_voted).await {
+                Ok(0) => Vec::new(),
+                Ok(n) => {
+                    tracing::info!(lane = %lane, executable = n, nonce = %nonce_ranges(&long_voted.iter().map(|r| r.nonce).collect::<Vec<_>>()), "requests hold the threshold without being executed: executing them");
+                    long_voted
+                }
+                Err(e) => {
+                    tracing::debug!(lane = %lane, error = %e, "cannot check whether voted requests are executable");
+                    Vec::new()
+                }
+            }
+        };
+        Ok(Ready {
+            vote: ready,
+            execute,
+        })
+    }
+}

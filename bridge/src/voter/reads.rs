@@ -1,0 +1,120 @@
+//! What the voter reads on the destination ([`DestinationReads`]), behind a trait so every
+//! decision is unit-tested with a fake; [`BridgeReads`] is the real one.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use multibridge_contracts::{NonceState, Request};
+
+use super::Committee;
+use crate::chain::{ChainClient, ChainError};
+
+/// The destination reads the voter needs.
+pub trait DestinationReads: Send + Sync {
+    /// The destination state of each nonce for this operator, in order.
+    fn voting_status(
+        &self,
+        nonces: &[u64],
+    ) -> impl Future<Output = Result<Vec<NonceState>, ChainError>> + Send;
+    /// The registered operators and the threshold.
+    fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
+    /// `upperHandleNonce`: the highest handled nonce + 1.
+    fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// The gas limit of the destination's latest block.
+    fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
+    /// may still be reorged away).
+    fn handled_final(
+        &self,
+        nonces: &[u64],
+    ) -> impl Future<Output = Result<Vec<bool>, ChainError>> + Send;
+    /// The operator's native balance on the destination (what pays for its votes).
+    fn signer_balance(&self) -> impl Future<Output = Result<U256, ChainError>> + Send;
+    /// How many of `requests` an `executeHandles` would execute now (their vote keys hold the
+    /// threshold: a lowered threshold, or an operator set that changed under open votes).
+    fn executable(
+        &self,
+        requests: &[Request],
+    ) -> impl Future<Output = Result<u64, ChainError>> + Send;
+}
+
+/// The destination bridge as one operator sees it.
+pub struct BridgeReads {
+    /// The destination chain.
+    pub chain: Arc<ChainClient>,
+    /// The operator.
+    pub operator: Address,
+    /// The destination chain's confirmation depth (or its finalized block).
+    pub confirmations: crate::config::Confirmations,
+}
+
+impl DestinationReads for BridgeReads {
+    async fn voting_status(&self, nonces: &[u64]) -> Result<Vec<NonceState>, ChainError> {
+        self.chain
+            .views()
+            .voting_status(self.operator, nonces)
+            .await
+    }
+
+    async fn committee(&self) -> Result<Committee, ChainError> {
+        let views = self.chain.views();
+        let threshold = views.threshold().await?;
+        Ok(Committee {
+            operators: views.operators().await?,
+            threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
+        })
+    }
+
+    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
+        Ok(self.chain.views().handle_nonces().await?.1)
+    }
+
+    async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {
+        if self.confirmations == crate::config::Confirmations::Depth(0) {
+            return Ok(vec![true; nonces.len()]);
+        }
+        let head = self.chain.head().await?;
+        let block = self.chain.safe_head(head, self.confirmations).await?;
+        self.chain.views().handled_at(nonces, block).await
+    }
+
+    async fn signer_balance(&self) -> Result<U256, ChainError> {
+        use alloy::providers::Provider;
+        let operator = self.operator;
+        self.chain
+            .call("eth_getBalance", |p| async move {
+                p.get_balance(operator).await
+            })
+            .await
+    }
+
+    async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {
+        let (rs, from) = (requests.to_vec(), self.operator);
+        let executed = self
+            .chain
+            .bridge_call("executeHandles", |b| {
+                let rs = rs.clone();
+                async move { b.executeHandles(rs).from(from).call().await }
+            })
+            .await?;
+        Ok(u64::try_from(executed).unwrap_or(u64::MAX))
+    }
+
+    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
+        use alloy::providers::Provider;
+        self.chain
+            .call("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .await
+            })
+            .await?
+            .map(|b| b.header.gas_limit)
+            .ok_or_else(|| ChainError::Unavailable {
+                chain: self.chain.role(),
+                method: "eth_getBlockByNumber",
+                attempts: 1,
+                last: "no latest block".into(),
+            })
+    }
+}
