@@ -159,7 +159,7 @@ impl BackupContext {
         let dir = tempfile::tempdir().map_err(|e| BackupError::Io(e.to_string()))?;
         let copy_path = dir.path().join("archive.sqlite");
         let state_path = dir.path().join("store.sqlite");
-        let identity = crate::store::identity(&self.config);
+        let identity = crate::store::identity(&self.config.chains, self.config.operator.address);
         let (cursor, contiguous, rows) = {
             let (store_path, copy_path, identity) = (
                 self.config.store.path.clone(),

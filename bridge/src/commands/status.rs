@@ -26,7 +26,7 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     let store = if config.store.path.exists() {
         Some(Store::open(
             &config.store.path,
-            &crate::store::identity(config),
+            &crate::store::identity(&config.chains, config.operator.address),
         )?)
     } else {
         None

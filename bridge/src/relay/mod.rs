@@ -54,7 +54,10 @@ pub async fn run(
     let readiness = serving.readiness.clone();
     let board = serving.board.clone();
     let operator = signer.address();
-    let store = match Store::open(&config.store.path, &crate::store::identity(&config)) {
+    let store = match Store::open(
+        &config.store.path,
+        &crate::store::identity(&config.chains, config.operator.address),
+    ) {
         Ok(store) => SharedStore::new(store),
         Err(e) => {
             serving.stop().await;

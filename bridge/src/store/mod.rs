@@ -12,7 +12,6 @@
 //! One connection, used by the relay's tasks under a mutex ([`SharedStore`]); every call is a
 //! short indexed query, so they run on the async workers directly.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,11 +20,16 @@ use alloy::sol_types::SolValue;
 use multibridge_contracts::{Lane, RejectReason, Request, RequestStatus, WaitReason};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::config::Config;
+use alloy::primitives::Address;
+
+use crate::config::Chains;
 
 mod asset_totals;
 pub mod claims;
 mod compaction;
+mod counts;
+mod cursor;
+mod schema;
 pub use asset_totals::AssetSide;
 pub use compaction::{Compaction, Restored, copy_store_file};
 
@@ -227,14 +231,14 @@ impl SharedStore {
 }
 
 /// The identity a store is bound to: the bridge pair and the operator of `config`.
-pub fn identity(config: &Config) -> String {
+pub fn identity(chains: &Chains, operator: Address) -> String {
     format!(
         "{}/{} <-> {}/{} operator {}",
-        config.chains.main.chain_id,
-        config.chains.main.bridge,
-        config.chains.service.chain_id,
-        config.chains.service.bridge,
-        config.operator.address
+        chains.main.chain_id,
+        chains.main.bridge,
+        chains.service.chain_id,
+        chains.service.bridge,
+        operator
     )
 }
 
@@ -263,214 +267,6 @@ pub fn payload_hash(request: &Request) -> B256 {
 const ROW: &str = "nonce, payload, payload_hash, status, reason, reason_detail, attempts, observed_at, not_before";
 
 impl Store {
-    /// Open (or create) the store at `path` for the relay identified by `identity` (bridge pair
-    /// and operator); refuses a store written by another identity or a newer version.
-    pub fn open(path: &Path, identity: &str) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path)?;
-        Self::init(conn, identity)
-    }
-
-    /// An in-memory store (unit tests).
-    pub fn open_in_memory(identity: &str) -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, identity)
-    }
-
-    fn init(conn: Connection, identity: &str) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL: readers (status, HTTP) never block the indexer; NORMAL sync is durable across a
-        // process crash, which is the failure the relay must survive. A small page cache: the
-        // relay reads a bounded window of rows, never the whole table.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "cache_size", -2_000)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS cursors (
-                 lane TEXT PRIMARY KEY,
-                 next_block INTEGER NOT NULL,
-                 updated_at INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS requests (
-                 lane TEXT NOT NULL,
-                 nonce INTEGER NOT NULL,
-                 payload_hash BLOB NOT NULL,
-                 payload BLOB NOT NULL,
-                 src_block INTEGER NOT NULL,
-                 status TEXT NOT NULL,
-                 reason TEXT,
-                 attempts INTEGER NOT NULL DEFAULT 0,
-                 observed_at INTEGER NOT NULL,
-                 updated_at INTEGER NOT NULL,
-                 PRIMARY KEY (lane, nonce));
-             CREATE INDEX IF NOT EXISTS requests_open ON requests (lane, status, nonce)
-                 WHERE status IN ('observed', 'voting', 'voted');
-             CREATE TABLE IF NOT EXISTS request_txs (
-                 lane TEXT NOT NULL,
-                 nonce INTEGER NOT NULL,
-                 tx_hash BLOB NOT NULL,
-                 sent_at INTEGER NOT NULL,
-                 PRIMARY KEY (lane, nonce, tx_hash));",
-        )?;
-        conn.execute_batch(asset_totals::SCHEMA)?;
-        conn.execute_batch(compaction::SCHEMA)?;
-        conn.execute_batch(claims::SCHEMA)?;
-        let store = Self { conn };
-        store.check_identity(identity)?;
-        store.migrate()?;
-        Ok(store)
-    }
-
-    fn check_identity(&self, identity: &str) -> Result<(), StoreError> {
-        let found: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match found {
-            Some(found) if found != identity => Err(StoreError::WrongIdentity {
-                found,
-                expected: identity.to_owned(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                // A new store starts at version 1 and is migrated like an old one.
-                self.conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('identity', ?1), ('schema_version', '1')",
-                    params![identity],
-                )?;
-                Ok(())
-            }
-        }
-    }
-
-    fn schema_version(&self) -> Result<u32, StoreError> {
-        let text: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let text = text.unwrap_or_else(|| "1".to_owned());
-        text.parse()
-            .map_err(|_| StoreError::Corrupt(format!("schema_version {text:?}")))
-    }
-
-    /// Bring an older store to [`SCHEMA_VERSION`], each step in its own transaction.
-    fn migrate(&self) -> Result<(), StoreError> {
-        let found = self.schema_version()?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
-        if found < 2 {
-            // Version 1 kept free-text reasons; version 2 keeps the stable name and the text
-            // beside it, and the contiguous-nonce watermark per lane.
-            let mut mapping = String::from("CASE");
-            for (needle, reason) in [
-                ("InsufficientLiquidity", WaitReason::InsufficientLiquidity),
-                ("TokenIsLocked", WaitReason::TokenLocked),
-                ("TokenNotRegistered", WaitReason::TokenNotRegistered),
-                ("BridgePaused", WaitReason::Paused),
-                ("RateLimited", WaitReason::RateLimited),
-            ] {
-                mapping.push_str(&format!(
-                    " WHEN reason LIKE '%{needle}%' THEN '{}'",
-                    reason.as_str()
-                ));
-            }
-            mapping.push_str(&format!(" ELSE '{}' END", WaitReason::Other.as_str()));
-            self.conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE;
-                 ALTER TABLE requests ADD COLUMN reason_detail TEXT;
-                 ALTER TABLE requests ADD COLUMN not_before INTEGER;
-                 ALTER TABLE cursors ADD COLUMN next_nonce INTEGER;
-                 UPDATE requests SET reason_detail = reason, reason = {mapping}
-                     WHERE reason IS NOT NULL AND status IN {OPEN};
-                 UPDATE requests SET reason_detail = reason, reason = NULL
-                     WHERE reason IS NOT NULL AND status NOT IN {OPEN};
-                 UPDATE meta SET value = '2' WHERE key = 'schema_version';
-                 COMMIT;"
-            ))?;
-        }
-        Ok(())
-    }
-
-    /// The next source block to index on `lane`, if indexing started.
-    pub fn cursor(&self, lane: Lane) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT next_block FROM cursors WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .map(to_u64))
-    }
-
-    /// Store the requests found in a block range and move the cursor to `next_block`, in one
-    /// transaction: after a crash either both happened or neither did. Requests already stored
-    /// with the same payload are left as they are; a different payload for a stored nonce is a
-    /// [`StoreError::PayloadConflict`] and nothing is written. Returns how many were new.
-    pub fn record_range(
-        &mut self,
-        lane: Lane,
-        requests: &[Request],
-        next_block: u64,
-    ) -> Result<usize, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let at = to_i64(unix_now());
-        // Nonces a backup compacted away are handled for good: not stored again.
-        let below: i64 = tx
-            .query_row(
-                "SELECT below FROM compaction WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        let mut inserted = 0usize;
-        let kept: Vec<&Request> = requests
-            .iter()
-            .filter(|r| to_i64(r.nonce) >= below)
-            .collect();
-        for request in &kept {
-            if insert_observed(&tx, lane, request, at)?.is_none() {
-                inserted = inserted.saturating_add(1);
-            }
-        }
-        // The gap check starts at the first nonce this lane ever stored (earlier ones lie before
-        // start_block, or below a backup's compaction point: not this relay's to look for).
-        let first = kept.iter().map(|r| r.nonce).min();
-        tx.execute(
-            "INSERT INTO cursors (lane, next_block, updated_at, next_nonce) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (lane) DO UPDATE SET next_block = excluded.next_block,
-                 updated_at = excluded.updated_at,
-                 next_nonce = COALESCE(cursors.next_nonce, excluded.next_nonce)",
-            params![lane.as_str(), to_i64(next_block), at, first.map(to_i64)],
-        )?;
-        tx.commit()?;
-        Ok(inserted)
-    }
-
-    /// Move the cursor back (e.g. to re-scan after a nonce gap). Never moves it forward.
-    pub fn rewind_cursor(&mut self, lane: Lane, to_block: u64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE cursors SET next_block = MIN(next_block, ?2), updated_at = ?3 WHERE lane = ?1",
-            params![lane.as_str(), to_i64(to_block), to_i64(unix_now())],
-        )?;
-        Ok(())
-    }
-
     /// Source block of a stored request.
     pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
         Ok(self
@@ -688,77 +484,6 @@ impl Store {
             .transpose()
     }
 
-    /// Nonces missing between the lane's contiguous watermark and its highest stored nonce, at
-    /// most `limit` (each is a request the indexer must have skipped). Moves the watermark over
-    /// the stored run first, so each call reads only rows it has not passed yet.
-    pub fn missing_nonces(&mut self, lane: Lane, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let Some(mut expected) = self.contiguous_from(lane)? else {
-            return Ok(Vec::new());
-        };
-        // Nonces a backup compacted away are handled for good: never a gap.
-        expected = expected.max(self.compaction(lane)?.below);
-        let mut missing = Vec::new();
-        {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT nonce FROM requests WHERE lane = ?1 AND nonce >= ?2 ORDER BY nonce",
-            )?;
-            let rows = stmt.query_map(params![lane.as_str(), to_i64(expected)], |r| {
-                r.get::<_, i64>(0)
-            })?;
-            let mut run_ends = Some(expected);
-            for row in rows {
-                let nonce = to_u64(row?);
-                while expected < nonce && missing.len() < limit {
-                    missing.push(expected);
-                    expected = expected.saturating_add(1);
-                }
-                if missing.len() >= limit {
-                    break;
-                }
-                expected = nonce.saturating_add(1);
-                if missing.is_empty() {
-                    run_ends = Some(expected);
-                }
-            }
-            if let Some(next) = run_ends {
-                self.conn.execute(
-                    "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND next_nonce < ?2",
-                    params![lane.as_str(), to_i64(next)],
-                )?;
-            }
-        }
-        Ok(missing)
-    }
-
-    /// The first nonce not yet known to be stored without a gap (`None` before the first
-    /// request was indexed).
-    pub fn contiguous_from(&self, lane: Lane) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT next_nonce FROM cursors WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()?
-            .flatten()
-            .map(to_u64))
-    }
-
-    /// Give up looking for `nonce` (the source never returned its log): the gap check moves on
-    /// past it. Recovery still finds it on the chains if it is unhandled.
-    pub fn skip_gap(&mut self, lane: Lane, nonce: u64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE cursors SET next_nonce = ?2 WHERE lane = ?1 AND next_nonce <= ?3",
-            params![
-                lane.as_str(),
-                to_i64(nonce.saturating_add(1)),
-                to_i64(nonce)
-            ],
-        )?;
-        Ok(())
-    }
-
     /// Every transaction this store recorded as sent at or after `unix_secs`, oldest first.
     pub fn txs_sent_since(&self, unix_secs: u64) -> Result<Vec<(Lane, u64, B256)>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -837,110 +562,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(changed)
-    }
-
-    /// Open requests of `lane` waiting on a destination condition, counted by reason, each with
-    /// one of its details.
-    pub fn waiting_reasons(&self, lane: Lane) -> Result<Vec<ReasonCount<WaitReason>>, StoreError> {
-        self.reason_counts(lane, &format!("status IN {OPEN}"))
-    }
-
-    /// Rejected requests of `lane`, counted by reason, each with one of its details.
-    pub fn rejected_reasons(
-        &self,
-        lane: Lane,
-    ) -> Result<Vec<ReasonCount<RejectReason>>, StoreError> {
-        self.reason_counts(lane, "status = 'rejected'")
-    }
-
-    fn reason_counts<R: std::str::FromStr>(
-        &self,
-        lane: Lane,
-        filter: &str,
-    ) -> Result<Vec<ReasonCount<R>>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
-             WHERE lane = ?1 AND {filter} AND reason IS NOT NULL
-             GROUP BY reason ORDER BY reason"
-        ))?;
-        let rows = stmt.query_map([lane.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                to_u64(r.get::<_, i64>(1)?),
-                r.get::<_, Option<String>>(2)?,
-                to_u64(r.get::<_, i64>(3)?),
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, requests, detail, first_nonce) = row?;
-            let reason = name
-                .parse::<R>()
-                .map_err(|_| StoreError::Corrupt(format!("unknown reason {name:?}")))?;
-            out.push(ReasonCount {
-                reason,
-                requests,
-                detail,
-                first_nonce,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Counts per status, the oldest open request and the highest nonce of `lane`.
-    pub fn counts(&self, lane: Lane) -> Result<LaneCounts, StoreError> {
-        let mut counts = LaneCounts::default();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT status, COUNT(*) FROM requests WHERE lane = ?1 GROUP BY status",
-        )?;
-        let rows = stmt.query_map([lane.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (status, n) = row?;
-            let status = parse_status(&status)?;
-            if let Some(i) = RequestStatus::ALL.iter().position(|s| *s == status)
-                && let Some(slot) = counts.by_status.get_mut(i)
-            {
-                *slot = to_u64(n);
-            }
-        }
-        counts.oldest_open_observed_at = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT MIN(observed_at) FROM requests WHERE lane = ?1 AND status IN {OPEN}"
-                ),
-                [lane.as_str()],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
-            .map(to_u64);
-        counts.max_nonce = self
-            .conn
-            .query_row(
-                "SELECT MAX(nonce) FROM requests WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
-            .map(to_u64);
-        // Rows a backup compacted away were handled: they still count.
-        let compacted = self.compaction(lane)?;
-        if compacted.below > 0 {
-            counts.max_nonce = Some(
-                counts
-                    .max_nonce
-                    .unwrap_or(0)
-                    .max(compacted.below.saturating_sub(1)),
-            );
-            if let Some(i) = RequestStatus::ALL
-                .iter()
-                .position(|s| *s == RequestStatus::Handled)
-                && let Some(slot) = counts.by_status.get_mut(i)
-            {
-                *slot = slot.saturating_add(compacted.dropped);
-            }
-        }
-        Ok(counts)
     }
 }
 

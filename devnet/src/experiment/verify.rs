@@ -351,7 +351,7 @@ pub async fn store_sync(devnet: &mut Devnet, view: &ChainView) -> Result<StoreSy
             let config = devnet.replica_config(op, replica)?;
             let store = multibridge::store::Store::open(
                 &config.store.path,
-                &multibridge::store::identity(&config),
+                &multibridge::store::identity(&config.chains, config.operator.address),
             )
             .map_err(|e| DevnetError::Invalid(format!("{name}: open store: {e}")))?;
             let mut problems = Vec::new();

@@ -258,9 +258,11 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     stop_and_check(traffic, &driver, dir.path()).await;
 
     let config = devnet.replica_config(0, 0).unwrap();
-    let store =
-        multibridge::store::Store::open(&config.store.path, &multibridge::store::identity(&config))
-            .unwrap();
+    let store = multibridge::store::Store::open(
+        &config.store.path,
+        &multibridge::store::identity(&config.chains, config.operator.address),
+    )
+    .unwrap();
     let after = store.txs_sent_since(woke_at).unwrap();
     assert!(
         after.is_empty(),

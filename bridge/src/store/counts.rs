@@ -1,0 +1,110 @@
+//! What the store counts: requests by status, the oldest open one, the open ones waiting by
+//! reason and the ones set aside by reason (status, metrics).
+
+use super::*;
+
+impl Store {
+    /// Open requests of `lane` waiting on a destination condition, counted by reason, each with
+    /// one of its details.
+    pub fn waiting_reasons(&self, lane: Lane) -> Result<Vec<ReasonCount<WaitReason>>, StoreError> {
+        self.reason_counts(lane, &format!("status IN {OPEN}"))
+    }
+
+    /// Rejected requests of `lane`, counted by reason, each with one of its details.
+    pub fn rejected_reasons(
+        &self,
+        lane: Lane,
+    ) -> Result<Vec<ReasonCount<RejectReason>>, StoreError> {
+        self.reason_counts(lane, "status = 'rejected'")
+    }
+
+    pub(super) fn reason_counts<R: std::str::FromStr>(
+        &self,
+        lane: Lane,
+        filter: &str,
+    ) -> Result<Vec<ReasonCount<R>>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
+             WHERE lane = ?1 AND {filter} AND reason IS NOT NULL
+             GROUP BY reason ORDER BY reason"
+        ))?;
+        let rows = stmt.query_map([lane.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                to_u64(r.get::<_, i64>(1)?),
+                r.get::<_, Option<String>>(2)?,
+                to_u64(r.get::<_, i64>(3)?),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, requests, detail, first_nonce) = row?;
+            let reason = name
+                .parse::<R>()
+                .map_err(|_| StoreError::Corrupt(format!("unknown reason {name:?}")))?;
+            out.push(ReasonCount {
+                reason,
+                requests,
+                detail,
+                first_nonce,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Counts per status, the oldest open request and the highest nonce of `lane`.
+    pub fn counts(&self, lane: Lane) -> Result<LaneCounts, StoreError> {
+        let mut counts = LaneCounts::default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, COUNT(*) FROM requests WHERE lane = ?1 GROUP BY status",
+        )?;
+        let rows = stmt.query_map([lane.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (status, n) = row?;
+            let status = parse_status(&status)?;
+            if let Some(i) = RequestStatus::ALL.iter().position(|s| *s == status)
+                && let Some(slot) = counts.by_status.get_mut(i)
+            {
+                *slot = to_u64(n);
+            }
+        }
+        counts.oldest_open_observed_at = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT MIN(observed_at) FROM requests WHERE lane = ?1 AND status IN {OPEN}"
+                ),
+                [lane.as_str()],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(to_u64);
+        counts.max_nonce = self
+            .conn
+            .query_row(
+                "SELECT MAX(nonce) FROM requests WHERE lane = ?1",
+                [lane.as_str()],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(to_u64);
+        // Rows a backup compacted away were handled: they still count.
+        let compacted = self.compaction(lane)?;
+        if compacted.below > 0 {
+            counts.max_nonce = Some(
+                counts
+                    .max_nonce
+                    .unwrap_or(0)
+                    .max(compacted.below.saturating_sub(1)),
+            );
+            if let Some(i) = RequestStatus::ALL
+                .iter()
+                .position(|s| *s == RequestStatus::Handled)
+                && let Some(slot) = counts.by_status.get_mut(i)
+            {
+                *slot = slot.saturating_add(compacted.dropped);
+            }
+        }
+        Ok(counts)
+    }
+}
