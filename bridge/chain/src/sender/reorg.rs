@@ -1,0 +1,163 @@
+//! After a reorg, or when the node dropped what it was given: the sender's own transactions a
+//! reorg un-mined are broadcast again with the same signed bytes, a hole in the nonce sequence
+//! none of them can fill is filled with a 0-value transfer to itself, and what the node dropped
+//! is broadcast again — each fence-checked like any broadcast.
+
+use super::*;
+
+impl Sender {
+    /// Transactions this sender saw mined at nonces the chain has not used any more: a reorg
+    /// un-mined them. Broadcast each again as it was (the same signed bytes: the same effect if
+    /// it is mined again) and track it until it is.
+    pub(super) async fn restore_unmined(
+        &mut self,
+        mined_count: u64,
+        head: &Head,
+    ) -> Result<(), SendError> {
+        let unmined: Vec<u64> = self.mined.range(mined_count..).map(|(n, _)| *n).collect();
+        if unmined.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(signer = %self.address, chain_nonce = mined_count, count = unmined.len(), first = unmined.first().copied().unwrap_or_default(), "a reorg un-mined transactions of this signer: broadcasting them again");
+        self.chain
+            .metrics()
+            .reorged_transactions
+            .inc_by(unmined.len() as u64);
+        for nonce in unmined {
+            let Some((mut entry, _)) = self.mined.remove(&nonce) else {
+                continue;
+            };
+            match self.broadcast(entry.raw.clone()).await {
+                Err(BroadcastError::Fenced(f)) => {
+                    // Keep it for the next term's sender to find the hole.
+                    self.mined.insert(nonce, (entry, head.number));
+                    return Err(SendError::Fenced(f));
+                }
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                _ => {}
+            }
+            entry.sent_at = Instant::now();
+            entry.sent_block = head.number;
+            self.in_flight.insert(nonce, entry);
+            self.next_nonce = self.next_nonce.max(nonce.saturating_add(1));
+        }
+        Ok(())
+    }
+
+    /// A hole at the chain's nonce that no transaction of this sender fills (this process never
+    /// sent it: it restarted after a reorg took it back), while the sequence has gone past it.
+    /// After [`HOLE_PATIENCE_BLOCKS`] blocks, fill it — up to the first nonce in flight — with
+    /// 0-value transfers to itself: the transactions queued above it run, and whatever the
+    /// lost ones were meant to do is found undone on chain (recovery requeues it).
+    pub(super) async fn fill_hole(
+        &mut self,
+        mined_count: u64,
+        head: &Head,
+    ) -> Result<(), SendError> {
+        let first_in_flight = self.in_flight.keys().next().copied();
+        let above = first_in_flight.unwrap_or(self.next_nonce);
+        if mined_count >= above || first_in_flight == Some(mined_count) {
+            self.hole = None;
+            return Ok(());
+        }
+        match self.hole {
+            Some((nonce, since)) if nonce == mined_count => {
+                if head.number < since.saturating_add(HOLE_PATIENCE_BLOCKS) {
+                    return Ok(());
+                }
+            }
+            _ => {
+                self.hole = Some((mined_count, head.number));
+                return Ok(());
+            }
+        }
+        self.hole = None;
+        tracing::warn!(signer = %self.address, from = mined_count, to = above, "a hole in this signer's nonce sequence that none of its transactions fills: filling it with 0-value transfers to itself");
+        let (fees, _) = self.market_fees().await?;
+        let filler = TransactionRequest::default()
+            .with_from(self.address)
+            .with_to(self.address)
+            .with_value(alloy::primitives::U256::ZERO)
+            .with_chain_id(self.chain.chain_id())
+            .with_gas_limit(TRANSFER_GAS);
+        for nonce in mined_count..above {
+            let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
+            match self.broadcast(raw.clone()).await {
+                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                // Taken, or refused because a transaction of the old sequence holds it after
+                // all (it runs or is replaced by escalation like any other).
+                _ => {}
+            }
+            self.chain.metrics().nonce_holes_filled.inc();
+            self.in_flight.insert(
+                nonce,
+                InFlight {
+                    request: filler.clone(),
+                    hashes: vec![*envelope.tx_hash()],
+                    raw,
+                    first_fees: fees,
+                    fees,
+                    sent_at: Instant::now(),
+                    sent_block: head.number,
+                },
+            );
+        }
+        self.next_nonce = self.next_nonce.max(above);
+        Ok(())
+    }
+
+    /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a
+    /// replaced endpoint): every later nonce of the key then waits behind the gap. When the next
+    /// transaction in line is still unmined a block after it was sent and the node does not know
+    /// it any more, it and everything after it is broadcast again as it was (a node that has a
+    /// transaction answers "already known").
+    pub(super) async fn restore_dropped(
+        &mut self,
+        mined_count: u64,
+        head: &Head,
+    ) -> Result<(), SendError> {
+        let Some(next) = self.in_flight.get(&mined_count) else {
+            return Ok(());
+        };
+        if head.number <= next.sent_block {
+            return Ok(());
+        }
+        let hash = next.hashes.last().copied().unwrap_or_default();
+        let known = self
+            .chain
+            .call("eth_getTransactionByHash", |p| async move {
+                p.get_transaction_by_hash(hash).await
+            })
+            .await
+            .map_err(SendError::Chain)?
+            .is_some();
+        if known {
+            return Ok(());
+        }
+        let resend: Vec<(u64, Bytes)> = self
+            .in_flight
+            .range(mined_count..)
+            .map(|(n, e)| (*n, e.raw.clone()))
+            .collect();
+        tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped the next transaction: broadcasting it and those after it again");
+        for (nonce, raw) in resend {
+            match self.broadcast(raw).await {
+                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+                Err(BroadcastError::InsufficientFunds) => {
+                    return Err(SendError::InsufficientFunds(self.address));
+                }
+                // Taken, known, or refused (priced out: the replacement rule re-prices it).
+                _ => {}
+            }
+            if let Some(entry) = self.in_flight.get_mut(&nonce) {
+                entry.sent_block = head.number;
+            }
+        }
+        Ok(())
+    }
+}
