@@ -43,22 +43,42 @@
 //! reason names are the stable names of `multibridge_contracts::lifecycle`, shared with the
 //! metric labels.
 #![forbid(unsafe_code)]
+// The admin commands nest alloy futures deeper than the default layout depth of 128.
+#![recursion_limit = "256"]
 #![deny(clippy::arithmetic_side_effects)]
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
-pub mod backup;
 pub mod commands;
 pub use multibridge_chain as chain;
 pub use multibridge_config as config;
-pub mod dashboard;
-pub mod error;
-pub mod lane;
-pub mod leadership;
-pub mod observe;
-pub mod preflight;
-pub mod registry;
-pub mod relay;
-pub mod startup;
-pub mod store;
-pub mod task;
-pub mod voter;
+
+mod backup;
+mod dashboard;
+mod error;
+mod lane;
+mod leadership;
+mod observe;
+mod preflight;
+mod registry;
+mod relay;
+mod startup;
+mod store;
+mod task;
+mod voter;
+
+pub use error::RelayError;
+
+/// What the devnet harness and its end-to-end tests reach inside the relay (the relay's public
+/// surface besides the commands): backup keys and logs, the store, the indexer, the election
+/// layout, the registry's lane services. Everything else is the crate's own.
+pub mod harness {
+    pub use crate::backup::ecies;
+    pub use crate::backup::join::newest_log;
+    pub use crate::backup::keys::{parse_private_key, public_key_hex};
+    pub use crate::backup::log::BackupLog;
+    pub use crate::backup::storage::sha256_hex;
+    pub use crate::lane::indexing::{Indexer, IndexerSettings, Step};
+    pub use crate::leadership::{election_dir_of, layout::leader_key};
+    pub use crate::registry::lane_services;
+    pub use crate::store::{SharedStore, Store, identity, payload_hash};
+}

@@ -43,8 +43,6 @@ pub struct Preflight {
     pub chains: ChainPair,
     /// What was found per chain.
     pub reports: Vec<ChainReport>,
-    /// The relay's metrics.
-    pub metrics: Arc<Metrics>,
 }
 
 /// Check `config` against the live chains. Sends nothing.
@@ -141,6 +139,5 @@ pub async fn preflight_with(
         signer,
         chains,
         reports,
-        metrics,
     })
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use k256::SecretKey;
 use k256::elliptic_curve::rand_core::OsRng;
 use k256::elliptic_curve::sec1::ToEncodedPoint;
-use multibridge::backup::ecies;
+use multibridge::harness::ecies;
 
 fn tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools")

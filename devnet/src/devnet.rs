@@ -64,7 +64,7 @@ pub struct DevnetOptions {
     /// to `<dir>/backups` unless `backup_storage` names another storage.
     pub backup_every: Option<u64>,
     /// Where backups go (default: `<dir>/backups`).
-    pub backup_storage: Option<multibridge::backup::StorageSettings>,
+    pub backup_storage: Option<multibridge_config::StorageSettings>,
     /// Save a full etcd snapshot (maintenance API) with every backup.
     pub backup_etcd_snapshot: bool,
     /// Extra environment of every relay process (e.g. the S3 credentials its config names).
@@ -574,7 +574,7 @@ impl Devnet {
     fn dashboard_settings(
         &self,
         index: usize,
-    ) -> Result<multibridge::dashboard::DashboardSettings, DevnetError> {
+    ) -> Result<multibridge_config::DashboardSettings, DevnetError> {
         let token_file = self.options.dir.join("dashboard-token");
         if !token_file.exists() {
             write_atomic(
@@ -582,7 +582,7 @@ impl Devnet {
                 format!("{DEVNET_DASHBOARD_TOKEN}\n").as_bytes(),
             )?;
         }
-        Ok(multibridge::dashboard::DashboardSettings {
+        Ok(multibridge_config::DashboardSettings {
             admin_token_file: Some(token_file),
             manager: if index == 0 {
                 self.options.dashboard_manager.clone()
@@ -594,7 +594,7 @@ impl Devnet {
     }
 
     /// The `[backup]` section of every relay (with etcd and `backup_every` only).
-    fn backup_settings(&self) -> Result<Option<multibridge::backup::BackupSettings>, DevnetError> {
+    fn backup_settings(&self) -> Result<Option<multibridge_config::BackupSettings>, DevnetError> {
         let (Some(every), Some(_)) = (self.options.backup_every, &self.etcd) else {
             return Ok(None);
         };
@@ -602,21 +602,21 @@ impl Devnet {
         if !key_file.exists() {
             write_atomic(&key_file, format!("{DEVNET_BACKUP_SECRET}\n").as_bytes())?;
         }
-        let secret = multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET)
+        let secret = multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET)
             .map_err(|e| DevnetError::Invalid(e.to_string()))?;
-        Ok(Some(multibridge::backup::BackupSettings {
+        Ok(Some(multibridge_config::BackupSettings {
             every_handled: every,
             on_majority_lost: true,
             min_interval_secs: 30,
             catch_up_secs: 5,
-            public_key: multibridge::backup::keys::public_key_hex(&secret.public_key()),
+            public_key: multibridge::harness::public_key_hex(&secret.public_key()),
             private_key_file: Some(key_file),
             private_key_env: None,
             join_from_backup: true,
             etcd_snapshot: self.options.backup_etcd_snapshot,
             max_restore_mib: 2_048,
             storage: self.options.backup_storage.clone().unwrap_or(
-                multibridge::backup::StorageSettings::Local {
+                multibridge_config::StorageSettings::Local {
                     path: self.options.dir.join("backups"),
                 },
             ),

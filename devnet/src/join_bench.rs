@@ -295,9 +295,9 @@ async fn one(dir: &Path, size: u64) -> Result<JoinRow, DevnetError> {
     })
 }
 
-async fn newest_log(devnet: &Devnet) -> Result<multibridge::backup::log::BackupLog, DevnetError> {
+async fn newest_log(devnet: &Devnet) -> Result<multibridge::harness::BackupLog, DevnetError> {
     let config = devnet.operator_config(0)?;
-    let key = multibridge::backup::keys::parse_private_key(crate::devnet::DEVNET_BACKUP_SECRET)
+    let key = multibridge::harness::parse_private_key(crate::devnet::DEVNET_BACKUP_SECRET)
         .map_err(|e| DevnetError::Invalid(e.to_string()))?;
     let chains = multibridge_chain::ChainPair::for_command(
         &config.chains,
@@ -309,7 +309,7 @@ async fn newest_log(devnet: &Devnet) -> Result<multibridge::backup::log::BackupL
         .as_ref()
         .ok_or_else(|| DevnetError::Invalid("no registry".into()))?
         .address;
-    multibridge::backup::join::newest_log(&config, &chains.main, registry, LANE, &key)
+    multibridge::harness::newest_log(&config, &chains.main, registry, LANE, &key)
         .await
         .map_err(|e| DevnetError::Invalid(e.to_string()))
 }

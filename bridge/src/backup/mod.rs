@@ -22,8 +22,6 @@ pub mod worker;
 
 use multibridge_contracts::Lane;
 
-pub use crate::config::{BackupSettings, StorageSettings};
-
 use crate::chain::ChainError;
 use crate::chain::submitter::SubmitError;
 use crate::leadership::etcd_pool::EtcdUnavailable;

@@ -121,154 +121,175 @@ struct PauseArgs {
 
 /// Run `multibridge admin …`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let command = args.command;
-    match command {
-        AdminCommand::Show { config, json } => {
-            let c = Config::load(&config)?;
-            let chains = crate::chain::ChainPair::for_command(
-                &c.chains,
-                crate::chain::RetryPolicy::interactive(),
-            )?;
-            let mut states = Vec::new();
-            for (role, chain) in chains.each() {
-                let cfg = c.chains.get(role);
-                states.push(
-                    multibridge_admin::state::read(chain, cfg.start_block, cfg.max_block_range)
-                        .await?,
-                );
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&states)?);
-            } else {
-                for s in &states {
-                    print!("{}", multibridge_admin::state::render(s));
-                }
-            }
-            Ok(())
-        }
+    match args.command {
+        AdminCommand::Show { config, json } => show(&config, json).await,
         AdminCommand::Plan {
             config,
             desired,
             safe_out,
             json,
-        } => {
-            let c = Config::load(&config)?;
-            let d = read_desired(&desired)?;
-            let plans = multibridge_admin::apply::prepare(&c, &d).await?;
-            if json {
-                let all: Vec<_> = plans.iter().flat_map(|p| p.changes.iter()).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                for p in &plans {
-                    println!(
-                        "{} bridge {} (owner {}{}): {} call(s)",
-                        p.live.chain,
-                        p.live.bridge,
-                        p.live.owner,
-                        if p.owner_is_contract {
-                            ", a contract"
-                        } else {
-                            ""
-                        },
-                        p.changes.len()
-                    );
-                    for (i, change) in p.changes.iter().enumerate() {
-                        println!("  {}. {}", i.saturating_add(1), change.what);
-                    }
-                }
-            }
-            if let Some(dir) = safe_out {
-                std::fs::create_dir_all(&dir)?;
-                for p in plans.iter().filter(|p| !p.changes.is_empty()) {
-                    let batch = multibridge_admin::plan::safe_batch(
-                        &p.live,
-                        &format!("multibridge {} bridge", p.live.chain),
-                        &p.changes,
-                    );
-                    let path = dir.join(format!("safe-{}.json", p.live.chain_id));
-                    std::fs::write(&path, serde_json::to_string_pretty(&batch)?)?;
-                    eprintln!("wrote {}", path.display());
-                }
-            }
-            Ok(())
-        }
+        } => plan(&config, &desired, safe_out, json).await,
         AdminCommand::Apply {
             config,
             desired,
             key,
-        } => {
-            let c = Config::load(&config)?;
-            let d = read_desired(&desired)?;
-            let signer = key.signer().await?;
-            let plans = multibridge_admin::apply::prepare(&c, &d).await?;
-            let done = multibridge_admin::apply::apply(&c, &plans, &signer).await?;
-            if done.is_empty() {
-                println!("nothing to do: both bridges are as desired");
-            }
-            for (what, tx) in done {
-                println!("{what}: {tx}");
-            }
-            Ok(())
-        }
+        } => apply(&config, &desired, key).await,
         AdminCommand::Pause(args) => pause(args, true).await,
         AdminCommand::Unpause(args) => pause(args, false).await,
         AdminCommand::FreezeRelease(args) => release_action(args, ReleaseAction::Freeze).await,
         AdminCommand::UnfreezeRelease(args) => release_action(args, ReleaseAction::Unfreeze).await,
         AdminCommand::CancelRelease(args) => release_action(args, ReleaseAction::Cancel).await,
-        AdminCommand::Settle(args) => {
-            let c = Config::load(&args.config)?;
-            let chains = crate::chain::ChainPair::for_command(
-                &c.chains,
-                crate::chain::RetryPolicy::interactive(),
-            )?;
-            let signer = args.key.signer().await?;
-            let settled =
-                multibridge_admin::releases::settle(&c, &chains, args.lane, args.nonce, &signer)
-                    .await?;
-            if let Some(forged) = settled.forged {
-                println!(
-                    "{}: nonce {} was executed under a forged payload in {} (block {})",
-                    args.lane, args.nonce, forged.tx, forged.block
-                );
-            }
-            let due = multibridge_admin::releases::due_at(&chains, args.lane, args.nonce).await?;
-            println!(
-                "{}: settled nonce {} ({} to {}) in {}; the release is queued{} and executed by the relays once due (a pauser may freeze it meanwhile)",
-                args.lane,
-                args.nonce,
-                settled.request.amount,
-                settled.request.to,
-                settled.tx,
-                due.map(|t| format!(" until unix {t}")).unwrap_or_default(),
-            );
-            Ok(())
-        }
+        AdminCommand::Settle(args) => settle(args).await,
         AdminCommand::Fund {
             config,
             chain,
             amount,
             key,
-        } => {
-            let chain = match chain.as_str() {
-                "main" => multibridge_contracts::ChainRole::Main,
-                "service" => multibridge_contracts::ChainRole::Service,
-                other => anyhow::bail!("--chain {other}: give main or service"),
-            };
-            let c = Config::load(&config)?;
-            let wei = alloy::primitives::utils::parse_units(&amount, 18)
-                .map_err(|e| anyhow::anyhow!("--amount {amount}: {e}"))?
-                .get_absolute();
-            anyhow::ensure!(!wei.is_zero(), "--amount {amount}: give more than 0");
-            let signer = key.signer().await?;
-            let tx =
-                multibridge_admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
-            println!(
-                "{chain}: funded the bridge {} with {amount} in {tx}",
-                c.chains.get(chain).bridge
-            );
-            Ok(())
+        } => fund(&config, &chain, &amount, key).await,
+    }
+}
+
+/// `admin show`: both bridges' live configuration.
+async fn show(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let c = Config::load(config)?;
+    let chains =
+        crate::chain::ChainPair::for_command(&c.chains, crate::chain::RetryPolicy::interactive())?;
+    let mut states = Vec::new();
+    for (role, chain) in chains.each() {
+        let cfg = c.chains.get(role);
+        states.push(
+            multibridge_admin::state::read(chain, cfg.start_block, cfg.max_block_range).await?,
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+    } else {
+        for s in &states {
+            print!("{}", multibridge_admin::state::render(s));
         }
     }
+    Ok(())
+}
+
+/// `admin plan`: the calls that would make both bridges as desired.
+async fn plan(
+    config: &std::path::Path,
+    desired: &std::path::Path,
+    safe_out: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let c = Config::load(config)?;
+    let d = read_desired(desired)?;
+    let plans = multibridge_admin::apply::prepare(&c, &d).await?;
+    if json {
+        let all: Vec<_> = plans.iter().flat_map(|p| p.changes.iter()).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for p in &plans {
+            println!(
+                "{} bridge {} (owner {}{}): {} call(s)",
+                p.live.chain,
+                p.live.bridge,
+                p.live.owner,
+                if p.owner_is_contract {
+                    ", a contract"
+                } else {
+                    ""
+                },
+                p.changes.len()
+            );
+            for (i, change) in p.changes.iter().enumerate() {
+                println!("  {}. {}", i.saturating_add(1), change.what);
+            }
+        }
+    }
+    if let Some(dir) = safe_out {
+        std::fs::create_dir_all(&dir)?;
+        for p in plans.iter().filter(|p| !p.changes.is_empty()) {
+            let batch = multibridge_admin::plan::safe_batch(
+                &p.live,
+                &format!("multibridge {} bridge", p.live.chain),
+                &p.changes,
+            );
+            let path = dir.join(format!("safe-{}.json", p.live.chain_id));
+            std::fs::write(&path, serde_json::to_string_pretty(&batch)?)?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `admin apply`: send those calls with an owner key.
+async fn apply(
+    config: &std::path::Path,
+    desired: &std::path::Path,
+    key: UserKeyArgs,
+) -> anyhow::Result<()> {
+    let c = Config::load(config)?;
+    let d = read_desired(desired)?;
+    let signer = key.signer().await?;
+    let plans = multibridge_admin::apply::prepare(&c, &d).await?;
+    let done = multibridge_admin::apply::apply(&c, &plans, &signer).await?;
+    if done.is_empty() {
+        println!("nothing to do: both bridges are as desired");
+    }
+    for (what, tx) in done {
+        println!("{what}: {tx}");
+    }
+    Ok(())
+}
+
+/// `admin settle`: mark a request handled whose execution was forged, and queue its release.
+async fn settle(args: ReleaseArgs) -> anyhow::Result<()> {
+    let c = Config::load(&args.config)?;
+    let chains =
+        crate::chain::ChainPair::for_command(&c.chains, crate::chain::RetryPolicy::interactive())?;
+    let signer = args.key.signer().await?;
+    let settled =
+        multibridge_admin::releases::settle(&c, &chains, args.lane, args.nonce, &signer).await?;
+    if let Some(forged) = settled.forged {
+        println!(
+            "{}: nonce {} was executed under a forged payload in {} (block {})",
+            args.lane, args.nonce, forged.tx, forged.block
+        );
+    }
+    let due = multibridge_admin::releases::due_at(&chains, args.lane, args.nonce).await?;
+    println!(
+        "{}: settled nonce {} ({} to {}) in {}; the release is queued{} and executed by the relays once due (a pauser may freeze it meanwhile)",
+        args.lane,
+        args.nonce,
+        settled.request.amount,
+        settled.request.to,
+        settled.tx,
+        due.map(|t| format!(" until unix {t}")).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// `admin fund`: send native value to a bridge.
+async fn fund(
+    config: &std::path::Path,
+    chain: &str,
+    amount: &str,
+    key: UserKeyArgs,
+) -> anyhow::Result<()> {
+    let chain = match chain {
+        "main" => multibridge_contracts::ChainRole::Main,
+        "service" => multibridge_contracts::ChainRole::Service,
+        other => anyhow::bail!("--chain {other}: give main or service"),
+    };
+    let c = Config::load(config)?;
+    let wei = alloy::primitives::utils::parse_units(amount, 18)
+        .map_err(|e| anyhow::anyhow!("--amount {amount}: {e}"))?
+        .get_absolute();
+    anyhow::ensure!(!wei.is_zero(), "--amount {amount}: give more than 0");
+    let signer = key.signer().await?;
+    let tx = multibridge_admin::pause::fund(chain, c.chains.get(chain), &signer, wei).await?;
+    println!(
+        "{chain}: funded the bridge {} with {amount} in {tx}",
+        c.chains.get(chain).bridge
+    );
+    Ok(())
 }
 
 fn read_desired(path: &std::path::Path) -> anyhow::Result<multibridge_admin::plan::Desired> {

@@ -57,20 +57,6 @@ pub enum AuthError {
     Throttled(u64),
 }
 
-impl AuthError {
-    /// The metric label of the refusal.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::ReadOnly => "read_only",
-            Self::BadToken => "bad_token",
-            Self::NotLoggedIn => "not_logged_in",
-            Self::CsrfMismatch => "csrf",
-            Self::CrossOrigin { .. } => "cross_origin",
-            Self::Throttled(_) => "throttled",
-        }
-    }
-}
-
 /// A logged-in session.
 #[derive(Debug, Clone)]
 struct Session {

@@ -7,9 +7,6 @@
 //! the lane ever indexed (a relay started after earlier requests does not look for them); a gap
 //! that survives a few re-scans is left to recovery, which finds unhandled requests on the
 //! chains without the store.
-//!
-//! What to query next ([`next_range`]) is separate from the loop that does it
-//! ([`Indexer::step`]).
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -26,17 +23,6 @@ use crate::task::{Next, Retryable, Stepper};
 /// The readiness component of a lane's indexer.
 pub fn indexer_component(lane: multibridge_contracts::Lane) -> String {
     format!("indexer:{lane}")
-}
-
-/// The block range to query next, or `None` when the cursor is past the safe head.
-pub fn next_range(cursor: u64, safe_head: u64, max_range: u64) -> Option<RangeInclusive<u64>> {
-    if cursor > safe_head || max_range == 0 {
-        return None;
-    }
-    let end = cursor
-        .saturating_add(max_range.saturating_sub(1))
-        .min(safe_head);
-    Some(cursor..=end)
 }
 
 /// Why an indexing step failed.
@@ -267,24 +253,5 @@ impl Stepper for Indexer {
 
     fn step(&mut self) -> impl Future<Output = Result<Next, IndexerError>> + Send {
         self.tick()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_are_bounded_and_never_pass_the_safe_head() {
-        assert_eq!(next_range(10, 100, 50), Some(10..=59));
-        assert_eq!(next_range(60, 100, 50), Some(60..=100));
-        assert_eq!(next_range(100, 100, 50), Some(100..=100));
-        assert_eq!(next_range(101, 100, 50), None);
-        assert_eq!(next_range(0, 0, 1), Some(0..=0));
-        assert_eq!(next_range(5, 100, 0), None);
-        assert_eq!(
-            next_range(u64::MAX - 1, u64::MAX, u64::MAX),
-            Some(u64::MAX - 1..=u64::MAX)
-        );
     }
 }

@@ -141,11 +141,6 @@ impl EtcdPool {
         self
     }
 
-    /// The endpoints.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     async fn client(&self, index: usize) -> Result<Client, String> {
         let slot = self.clients.get(index).ok_or("no such endpoint")?;
         let mut slot = slot.lock().await;

@@ -217,11 +217,6 @@ impl ConservationScanner {
         }
     }
 
-    /// The lane scanned.
-    pub fn lane(&self) -> Lane {
-        self.lane
-    }
-
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock()
     }

@@ -320,31 +320,19 @@ pub struct ClaimsPage {
 
 /// The dashboard's reads of the claims history through a read-only connection of its own (the
 /// store is in WAL mode: these reads neither wait for the relay's writes nor hold them up, and a
-/// visitor never holds the relay's store lock). Without a database file (an in-memory store in
-/// tests) it reads through the relay's store.
+/// visitor never holds the relay's store lock).
 #[derive(Clone)]
 pub struct ClaimsReader {
-    source: ReaderSource,
-}
-
-#[derive(Clone)]
-enum ReaderSource {
-    File(PathBuf, Arc<Mutex<Option<Connection>>>),
-    Shared(super::SharedStore),
+    path: PathBuf,
+    conn: Arc<Mutex<Option<Connection>>>,
 }
 
 impl ClaimsReader {
     /// A reader of the store file at `path`, opened at the first read.
     pub fn of_file(path: &Path) -> Self {
         Self {
-            source: ReaderSource::File(path.to_owned(), Arc::default()),
-        }
-    }
-
-    /// A reader through the relay's own store (tests).
-    pub fn shared(store: super::SharedStore) -> Self {
-        Self {
-            source: ReaderSource::Shared(store),
+            path: path.to_owned(),
+            conn: Arc::default(),
         }
     }
 
@@ -359,23 +347,18 @@ impl ClaimsReader {
                 next_block: next_block(conn)?,
             })
         };
-        match &self.source {
-            ReaderSource::Shared(store) => read(&store.lock().conn),
-            ReaderSource::File(path, conn) => {
-                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                if conn.is_none() {
-                    let opened = Connection::open_with_flags(
-                        path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    opened.busy_timeout(std::time::Duration::from_secs(2))?;
-                    *conn = Some(opened);
-                }
-                match conn.as_ref() {
-                    Some(c) => read(c),
-                    None => Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery)),
-                }
-            }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_none() {
+            let opened = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            opened.busy_timeout(std::time::Duration::from_secs(2))?;
+            *conn = Some(opened);
+        }
+        match conn.as_ref() {
+            Some(c) => read(c),
+            None => Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery)),
         }
     }
 }

@@ -31,7 +31,7 @@ mod counts;
 mod cursor;
 mod schema;
 pub use asset_totals::AssetSide;
-pub use compaction::{Compaction, Restored, copy_store_file};
+pub use compaction::copy_store_file;
 
 /// Schema version written to `meta`; bump with a migration in [`Store::migrate`], never edit
 /// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark,

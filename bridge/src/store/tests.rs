@@ -2,6 +2,7 @@
 
 use alloy::primitives::{Address, Bytes, U256};
 
+use super::compaction::{Compaction, Restored};
 use super::*;
 
 const ID: &str = "pair 1/0x01 -> 2/0x02, operator 0x03";

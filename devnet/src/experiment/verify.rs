@@ -349,9 +349,9 @@ pub async fn store_sync(devnet: &mut Devnet, view: &ChainView) -> Result<StoreSy
             sync.replicas += 1;
             let name = Devnet::replica_name(op, replica);
             let config = devnet.replica_config(op, replica)?;
-            let store = multibridge::store::Store::open(
+            let store = multibridge::harness::Store::open(
                 &config.store.path,
-                &multibridge::store::identity(&config.chains, config.operator.address),
+                &multibridge::harness::identity(&config.chains, config.operator.address),
             )
             .map_err(|e| DevnetError::Invalid(format!("{name}: open store: {e}")))?;
             let mut problems = Vec::new();
@@ -371,7 +371,7 @@ pub async fn store_sync(devnet: &mut Devnet, view: &ChainView) -> Result<StoreSy
                     {
                         None => problems.push(format!("{lane} nonce {nonce} missing")),
                         Some(row) => {
-                            if row.payload_hash != multibridge::store::payload_hash(request) {
+                            if row.payload_hash != multibridge::harness::payload_hash(request) {
                                 problems.push(format!("{lane} nonce {nonce}: other payload"));
                             }
                             if row.status == multibridge_contracts::RequestStatus::Handled

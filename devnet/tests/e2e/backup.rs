@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
-use multibridge::backup::log::BackupLog;
+use multibridge::harness::BackupLog;
 use multibridge_contracts::{Lane, ServiceRegistry};
 use multibridge_devnet::ha::{Traffic, check_drained, leading_replica};
 use multibridge_devnet::invariants::dump_relay_logs;
@@ -76,7 +76,7 @@ fn backup_now(config: &Path, lane: Lane) -> u64 {
 /// The encrypted log the registry holds for operator `op`'s `lane` service.
 async fn stored_log(devnet: &Devnet, op: usize, lane: Lane) -> (u64, Vec<u8>) {
     let config = devnet.operator_config(op).unwrap();
-    let id: B256 = multibridge::registry::lane_services(&config)
+    let id: B256 = multibridge::harness::lane_services(&config)
         .into_iter()
         .find(|s| s.lane == lane)
         .unwrap()
@@ -237,22 +237,22 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
     let js = open_with_eciesjs(&sealed);
     let log = BackupLog::open(
         &sealed,
-        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+        &multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
     )
     .unwrap();
     assert_eq!(js, serde_json::to_value(&log).unwrap());
     // And the other way: the same log sealed by eciesjs opens with the relay's code.
-    let public = multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET)
+    let public = multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET)
         .unwrap()
         .public_key();
     let resealed = seal_with_eciesjs(
-        &multibridge::backup::keys::public_key_hex(&public),
+        &multibridge::harness::public_key_hex(&public),
         &serde_json::to_vec(&log).unwrap(),
     );
     assert_eq!(
         BackupLog::open(
             &resealed,
-            &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap()
+            &multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET).unwrap()
         )
         .unwrap(),
         log
@@ -280,7 +280,7 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         .join(&log.state_data_meta.object.path);
     let bytes = std::fs::read(&object).unwrap();
     assert_eq!(
-        multibridge::backup::storage::sha256_hex(&bytes),
+        multibridge::harness::sha256_hex(&bytes),
         log.state_data_meta.object.sha256
     );
     assert_eq!(log.snapshot_meta.len(), 1);
@@ -388,7 +388,7 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     let (_, sealed) = stored_log(&devnet, OP, LANE).await;
     let log = BackupLog::open(
         &sealed,
-        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+        &multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
     )
     .unwrap();
     let object = dir
@@ -437,12 +437,12 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     std::fs::write(&object, &original).unwrap();
     // Sealed to a key this replica does not hold.
     let other_hex = "0x1111111111111111111111111111111111111111111111111111111111111111";
-    let other = multibridge::backup::keys::parse_private_key(other_hex).unwrap();
+    let other = multibridge::harness::parse_private_key(other_hex).unwrap();
     let key_file = dir.path().join("other-backup-key.hex");
     std::fs::write(&key_file, other_hex).unwrap();
     let mut config = devnet.replica_config(OP, follower).unwrap();
     let backup = config.backup.as_mut().unwrap();
-    backup.public_key = multibridge::backup::keys::public_key_hex(&other.public_key());
+    backup.public_key = multibridge::harness::public_key_hex(&other.public_key());
     backup.private_key_file = Some(key_file);
     devnet.write_replica_config(OP, follower, &config).unwrap();
     replayed(&mut devnet, "undecryptable").await;
@@ -461,7 +461,7 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
         .unwrap();
     let (key_var, secret_var) = ("MB_TEST_S3_KEY_ID", "MB_TEST_S3_SECRET");
     let mut devnet = start(DevnetOptions {
-        backup_storage: Some(multibridge::backup::StorageSettings::S3 {
+        backup_storage: Some(multibridge_config::StorageSettings::S3 {
             bucket: "multibridge-backups".into(),
             endpoint: Some(s3.endpoint.clone()),
             region: "us-east-1".into(),
@@ -490,7 +490,7 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
     let (_, sealed) = stored_log(&devnet, OP, LANE).await;
     let log = BackupLog::open(
         &sealed,
-        &multibridge::backup::keys::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
+        &multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET).unwrap(),
     )
     .unwrap();
     assert_eq!(log.version, version);

@@ -334,7 +334,7 @@ async fn a_stranger_cannot_squat_an_operators_registry_service() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_url_planted_in_etcd_is_never_published() {
     use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
-    use multibridge::leadership::{election_dir_of, layout::leader_key};
+    use multibridge::harness::{election_dir_of, leader_key};
     use multibridge_contracts::bindings::ServiceRegistry;
     use multibridge_contracts::bridge_service_id;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::primitives::utils::parse_ether;
-use multibridge::lane::indexing::{Indexer, IndexerSettings, Step};
-use multibridge::store::{SharedStore, Store};
+use multibridge::harness::{Indexer, IndexerSettings, Step};
+use multibridge::harness::{SharedStore, Store};
 use multibridge_chain::{ChainClient, RetryPolicy};
 use multibridge_config::ChainConfig;
 use multibridge_contracts::{ChainRole, Lane, RequestStatus};

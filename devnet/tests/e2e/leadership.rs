@@ -106,7 +106,7 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
         driver.manifest().registry,
         driver.provider(ChainRole::Main).unwrap(),
     );
-    for service in multibridge::registry::lane_services(&config) {
+    for service in multibridge::harness::lane_services(&config) {
         eventually(
             format!("{} location", service.lane),
             Duration::from_secs(30),
@@ -258,9 +258,9 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     stop_and_check(traffic, &driver, dir.path()).await;
 
     let config = devnet.replica_config(0, 0).unwrap();
-    let store = multibridge::store::Store::open(
+    let store = multibridge::harness::Store::open(
         &config.store.path,
-        &multibridge::store::identity(&config.chains, config.operator.address),
+        &multibridge::harness::identity(&config.chains, config.operator.address),
     )
     .unwrap();
     let after = store.txs_sent_since(woke_at).unwrap();
