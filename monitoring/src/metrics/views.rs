@@ -1,0 +1,253 @@
+//! Views of the families with the labels a component owns bound once: [`LaneMetrics`] per lane,
+//! [`ChainMetrics`] per chain, [`EtcdMetrics`].
+
+use multibridge_contracts::{ChainRole, Lane, RejectReason, RequestStatus, WaitReason};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge};
+
+use super::labels::{EtcdOutcome, RpcOutcome, SendingPause, SkipReason, VoteTxOutcome};
+use super::{Metrics, int};
+
+impl Metrics {
+    /// The metrics of one lane, its label bound.
+    pub fn lane(&self, lane: Lane) -> LaneMetrics {
+        let l = &[lane.as_str()];
+        LaneMetrics {
+            lane,
+            source_head: self.source_head.with_label_values(l),
+            indexed_block: self.indexed_block.with_label_values(l),
+            requests_indexed: self.requests_indexed.with_label_values(l),
+            nonce_gaps: self.nonce_gaps.with_label_values(l),
+            oldest_pending_age: self.oldest_pending_age.with_label_values(l),
+            votes_sent: self.votes_sent.with_label_values(l),
+            handled: self.handled.with_label_values(l),
+            waiting: self.waiting.with_label_values(l),
+            handle_latency: self.handle_latency.with_label_values(l),
+            transfer_latency: self.transfer_latency.with_label_values(l),
+            recovery_rounds: self.recovery_rounds.with_label_values(l),
+            recovery_stalls: self.recovery_stalls.with_label_values(l),
+            recovery_requeued: self.recovery_requeued.with_label_values(l),
+            claims_seen: self.claims_seen.with_label_values(l),
+            claims_resolved: self.claims_resolved.with_label_values(l),
+            request_nonce: self.request_nonce.with_label_values(l),
+            lower_handle_nonce: self.lower_handle_nonce.with_label_values(l),
+            upper_handle_nonce: self.upper_handle_nonce.with_label_values(l),
+            leader: self.leader.with_label_values(l),
+            leadership_changes: self.leadership_changes.with_label_values(l),
+            fenced_sends: self.fenced_sends.with_label_values(l),
+            lower_advances: self.lower_advances.with_label_values(l),
+            queued_releases: self.queued_releases.with_label_values(l),
+            queued_releases_executed: self.queued_releases_executed.with_label_values(l),
+            queued_releases_frozen: self.queued_releases_frozen.with_label_values(l),
+            handled_mismatch: self.handled_mismatch.with_label_values(l),
+            vote_divergence: self.vote_divergence.with_label_values(l),
+            all: self.clone(),
+        }
+    }
+
+    /// The metrics of one chain, its label bound.
+    pub fn chain(&self, chain: ChainRole) -> ChainMetrics {
+        let c = &[chain.as_str()];
+        ChainMetrics {
+            chain,
+            head: self.chain_head.with_label_values(c),
+            up: self.chain_up.with_label_values(c),
+            signer_nonce: self.signer_nonce.with_label_values(c),
+            reorged_transactions: self.reorged_transactions.with_label_values(c),
+            nonce_holes_filled: self.nonce_holes_filled.with_label_values(c),
+            log_disagreements: self.log_disagreements.with_label_values(c),
+            signer_balance: self.signer_balance.with_label_values(c),
+            gas_price_gwei: self.gas_price_gwei.with_label_values(c),
+            rpc_requests: self.rpc_requests.clone(),
+        }
+    }
+
+    /// The etcd client's metrics.
+    pub fn etcd(&self) -> EtcdMetrics {
+        EtcdMetrics {
+            requests: self.etcd_requests.clone(),
+        }
+    }
+}
+
+/// One lane's metrics (label `lane` bound); the field docs in [`Metrics`] say what each means.
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub struct LaneMetrics {
+    pub lane: Lane,
+    pub source_head: IntGauge,
+    pub indexed_block: IntGauge,
+    pub requests_indexed: IntCounter,
+    pub nonce_gaps: IntCounter,
+    pub oldest_pending_age: Gauge,
+    pub votes_sent: IntCounter,
+    pub handled: IntCounter,
+    pub waiting: IntCounter,
+    pub handle_latency: Histogram,
+    pub transfer_latency: Histogram,
+    pub recovery_rounds: IntCounter,
+    pub recovery_stalls: IntCounter,
+    pub recovery_requeued: IntCounter,
+    pub claims_seen: IntCounter,
+    pub claims_resolved: IntCounter,
+    pub request_nonce: IntGauge,
+    pub lower_handle_nonce: IntGauge,
+    pub upper_handle_nonce: IntGauge,
+    pub leader: IntGauge,
+    pub leadership_changes: IntCounter,
+    pub fenced_sends: IntCounter,
+    pub lower_advances: IntCounter,
+    pub queued_releases: IntGauge,
+    pub queued_releases_executed: IntCounter,
+    pub queued_releases_frozen: IntGauge,
+    pub handled_mismatch: IntCounter,
+    pub vote_divergence: IntCounter,
+    all: Metrics,
+}
+
+impl std::fmt::Debug for LaneMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LaneMetrics({})", self.lane)
+    }
+}
+
+impl LaneMetrics {
+    /// Count a vote transaction's outcome.
+    pub fn vote_tx(&self, outcome: VoteTxOutcome) {
+        self.all
+            .vote_txs
+            .with_label_values(&[self.lane.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// Count a request that needed no vote from this relay.
+    pub fn skipped(&self, reason: SkipReason) {
+        self.all
+            .votes_skipped
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// Publish how many request rows the lane's store holds (compacted ones not counted).
+    pub fn set_store_rows(&self, rows: u64) {
+        self.all.backup.set_store_rows(self.lane, rows);
+    }
+
+    /// Publish how many requests of the lane's store have `status`.
+    pub fn set_requests(&self, status: RequestStatus, count: u64) {
+        self.all
+            .requests
+            .with_label_values(&[self.lane.as_str(), status.as_str()])
+            .set(int(count));
+    }
+
+    /// Publish how many open requests wait for `reason`.
+    pub fn set_stuck(&self, reason: WaitReason, count: u64) {
+        self.all
+            .stuck_requests
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .set(int(count));
+    }
+
+    /// Publish whether the lane's sending is paused for `reason`.
+    pub fn set_sending_paused(&self, reason: SendingPause, paused: bool) {
+        self.all
+            .sending_paused
+            .with_label_values(&[self.lane.as_str(), reason.as_str()])
+            .set(i64::from(paused));
+    }
+
+    /// The reasons the lane's sending is paused for now.
+    pub fn sending_paused(&self) -> Vec<SendingPause> {
+        SendingPause::ALL
+            .into_iter()
+            .filter(|r| {
+                self.all
+                    .sending_paused
+                    .with_label_values(&[self.lane.as_str(), r.as_str()])
+                    .get()
+                    != 0
+            })
+            .collect()
+    }
+
+    /// Publish how many requests were set aside for `reason`.
+    pub fn set_rejected(&self, reason: RejectReason, count: u64, first_nonce: Option<u64>) {
+        let labels = [self.lane.as_str(), reason.as_str()];
+        self.all
+            .rejected_requests
+            .with_label_values(&labels)
+            .set(int(count));
+        self.all
+            .rejected_first_nonce
+            .with_label_values(&labels)
+            .set(first_nonce.map_or(-1, int));
+    }
+
+    /// Publish one asset's conservation figures.
+    pub fn set_asset(&self, asset: &str, requested: f64, released: f64, ok: bool) {
+        self.all
+            .set_asset(self.lane.as_str(), asset, requested, released, ok);
+    }
+
+    /// Set a gauge from a count.
+    pub fn set(gauge: &IntGauge, value: u64) {
+        gauge.set(int(value));
+    }
+}
+
+/// One chain's metrics (label `chain` bound).
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub struct ChainMetrics {
+    pub chain: ChainRole,
+    pub head: IntGauge,
+    pub up: IntGauge,
+    pub signer_nonce: IntGauge,
+    pub reorged_transactions: IntCounter,
+    pub nonce_holes_filled: IntCounter,
+    pub log_disagreements: IntCounter,
+    pub signer_balance: Gauge,
+    pub gas_price_gwei: Gauge,
+    rpc_requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for ChainMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChainMetrics({})", self.chain)
+    }
+}
+
+impl ChainMetrics {
+    /// Count one RPC attempt on endpoint `endpoint` (its index in `rpc_urls`).
+    pub fn rpc(&self, endpoint: usize, method: &str, outcome: RpcOutcome) {
+        self.rpc_requests
+            .with_label_values(&[
+                self.chain.as_str(),
+                endpoint.to_string().as_str(),
+                method,
+                outcome.as_str(),
+            ])
+            .inc();
+    }
+}
+
+/// The etcd client's metrics.
+#[derive(Clone)]
+pub struct EtcdMetrics {
+    requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for EtcdMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EtcdMetrics")
+    }
+}
+
+impl EtcdMetrics {
+    /// Count one etcd attempt on endpoint `endpoint` (its index).
+    pub fn attempt(&self, endpoint: usize, call: &str, outcome: EtcdOutcome) {
+        self.requests
+            .with_label_values(&[endpoint.to_string().as_str(), call, outcome.as_str()])
+            .inc();
+    }
+}
