@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::process::ProcessError;
-use crate::tools::MissingTool;
+use crate::harness::process::ProcessError;
+use crate::harness::tools::MissingTool;
 
 /// A devnet failure.
 #[derive(Debug, thiserror::Error)]

@@ -1,40 +1,24 @@
 //! multibridge on one machine, for real: two anvil chains, a three-member etcd cluster, the
-//! deployed contracts and (later) the relays — and the harness every end-to-end test uses.
+//! deployed contracts and the relays — and the harness every end-to-end test uses.
+//!
+//! | folder | what |
+//! |---|---|
+//! | [`harness`] | the devnet itself (chains, etcd, contracts, relay configs and processes), the transfer driver, the invariants of DESIGN.md §9, fault tools (proxy, process signals) |
+//! | [`stand_in`] | real or stand-in services a relay can be pointed at: SoftHSM2, a KMS, S3 (moto), a lying RPC |
+//! | [`bench`] | `bench`, `bench-failover`, `bench-join`, `bench-signers`: figures as JSON and a table |
+//! | [`experiment`] | the paper's experiments: load, soak, network cut, leader pause, Klaytn HA |
 //!
 //! Everything a [`Devnet`] starts is killed when it is dropped, also when a test panics.
 #![forbid(unsafe_code)]
 
-pub mod accounts;
-pub mod anvil;
 pub mod bench;
-pub mod browser;
-pub mod deploy;
-pub mod devnet;
-pub mod driver;
 pub mod error;
-pub mod etcd;
 pub mod experiment;
-pub mod failover_bench;
-pub mod ha;
-pub mod hsm;
-pub mod invariants;
-pub mod join_bench;
-pub mod kms;
-pub mod lying_rpc;
-pub mod manifest;
-pub mod ports;
-pub mod process;
-pub mod prometheus;
-pub mod proxy;
-pub mod s3;
-pub mod scrape;
+pub mod harness;
 pub mod screenshots;
-pub mod signer_bench;
-pub mod tools;
-pub mod tx;
-pub mod wait;
+pub mod stand_in;
 
-pub use devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, DevnetSigner};
-pub use driver::{Driver, VoteOutcome};
 pub use error::DevnetError;
-pub use manifest::Manifest;
+pub use harness::devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, DevnetSigner};
+pub use harness::driver::{Driver, VoteOutcome};
+pub use harness::manifest::Manifest;

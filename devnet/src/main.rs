@@ -9,8 +9,10 @@ use alloy::primitives::{Address, utils::format_ether, utils::parse_ether};
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::manifest::{Manifest, load_processes, remove_processes, save_processes};
-use multibridge_devnet::tools::workspace_root;
+use multibridge_devnet::harness::manifest::{
+    Manifest, load_processes, remove_processes, save_processes,
+};
+use multibridge_devnet::harness::tools::workspace_root;
 use multibridge_devnet::{Devnet, DevnetError, DevnetOptions, Driver};
 
 #[derive(Parser)]
@@ -84,7 +86,7 @@ enum Command {
     /// second that allows with full vote batches; table + JSON.
     BenchSigners {
         /// Signatures timed per backend.
-        #[arg(long, default_value_t = multibridge_devnet::signer_bench::DEFAULT_SIGNATURES)]
+        #[arg(long, default_value_t = multibridge_devnet::bench::signer::DEFAULT_SIGNATURES)]
         signatures: usize,
         /// Print only the JSON.
         #[arg(long)]
@@ -276,11 +278,11 @@ fn main() -> ExitCode {
             } => {
                 refuse_if_running(&dir)?;
                 let report =
-                    multibridge_devnet::failover_bench::run(&dir, failovers, etcd_kills).await?;
+                    multibridge_devnet::bench::failover::run(&dir, failovers, etcd_kills).await?;
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(dir.join("bench-failover.json"), &text)?;
                 if !json {
-                    println!("{}", multibridge_devnet::failover_bench::render(&report));
+                    println!("{}", multibridge_devnet::bench::failover::render(&report));
                     println!(
                         "JSON (also in {}):",
                         dir.join("bench-failover.json").display()
@@ -295,22 +297,22 @@ fn main() -> ExitCode {
             }
             Command::BenchSigners { signatures, json } => {
                 let report =
-                    multibridge_devnet::signer_bench::run(&dir.join("bench-signers"), signatures)
+                    multibridge_devnet::bench::signer::run(&dir.join("bench-signers"), signatures)
                         .await?;
                 let text = serde_json::to_string_pretty(&report)?;
                 if !json {
-                    println!("{}", multibridge_devnet::signer_bench::render(&report));
+                    println!("{}", multibridge_devnet::bench::signer::render(&report));
                 }
                 println!("{text}");
                 Ok(())
             }
             Command::BenchJoin { sizes, json } => {
                 refuse_if_running(&dir)?;
-                let report = multibridge_devnet::join_bench::run(&dir, &sizes).await?;
+                let report = multibridge_devnet::bench::join::run(&dir, &sizes).await?;
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(dir.join("bench-join.json"), &text)?;
                 if !json {
-                    println!("{}", multibridge_devnet::join_bench::render(&report));
+                    println!("{}", multibridge_devnet::bench::join::render(&report));
                     println!("JSON (also in {}):", dir.join("bench-join.json").display());
                 }
                 println!("{text}");
@@ -323,9 +325,9 @@ fn main() -> ExitCode {
                 json,
             } => {
                 refuse_if_running(&dir)?;
-                let report = multibridge_devnet::bench::run(
+                let report = multibridge_devnet::bench::transfers::run(
                     &dir,
-                    &multibridge_devnet::bench::BenchOptions {
+                    &multibridge_devnet::bench::transfers::BenchOptions {
                         latency_samples,
                         burst,
                         rss_pending,
@@ -335,7 +337,7 @@ fn main() -> ExitCode {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(dir.join("bench.json"), &text)?;
                 if !json {
-                    println!("{}", multibridge_devnet::bench::render(&report));
+                    println!("{}", multibridge_devnet::bench::transfers::render(&report));
                     println!("JSON (also in {}):", dir.join("bench.json").display());
                 }
                 println!("{text}");
@@ -504,7 +506,7 @@ fn print_summary(m: &Manifest) {
         );
     }
     let ids = |u: usize| {
-        multibridge_devnet::deploy::user_nft_ids(u)
+        multibridge_devnet::harness::deploy::user_nft_ids(u)
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -513,7 +515,7 @@ fn print_summary(m: &Manifest) {
     println!(
         "  user 0 holds NFT ids {} on main (user n: (n+1)*1000 + 1..={})",
         ids(0),
-        multibridge_devnet::deploy::USER_NFTS
+        multibridge_devnet::harness::deploy::USER_NFTS
     );
     println!("  registry {} (main chain)", m.registry);
     if !m.etcd_endpoints.is_empty() {

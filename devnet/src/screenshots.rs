@@ -9,10 +9,10 @@ use alloy::primitives::utils::parse_ether;
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::{ChainRole, Lane};
 
-use crate::browser::Browser;
-use crate::driver::Driver;
 use crate::error::DevnetError;
-use crate::invariants::wait_all_handled;
+use crate::harness::browser::Browser;
+use crate::harness::driver::Driver;
+use crate::harness::invariants::wait_all_handled;
 use crate::{Devnet, DevnetOptions};
 
 /// Poll `check` every 300 ms until it is true, at most `timeout`.
@@ -75,7 +75,7 @@ pub async fn take(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, DevnetError> {
         .await?;
     // The user claims it with the CLI (it stays stuck: following it times out).
     let user_key = format!("0x{}", alloy::hex::encode(driver.user(2)?.to_bytes()));
-    let _ = tokio::process::Command::new(crate::tools::relay_binary()?)
+    let _ = tokio::process::Command::new(crate::harness::tools::relay_binary()?)
         .args(["claim", "--config"])
         .arg(devnet.operator_config_path(0))
         .args(["--lane", "main-to-service", "--nonce"])
@@ -95,7 +95,7 @@ pub async fn take(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, DevnetError> {
         "a leader of main-to-service",
         Duration::from_secs(30),
         async || {
-            leading = crate::ha::leading_replica(&devnet, 0, Lane::MainToService).await;
+            leading = crate::harness::ha::leading_replica(&devnet, 0, Lane::MainToService).await;
             Ok(leading.is_some())
         },
     )

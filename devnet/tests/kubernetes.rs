@@ -35,7 +35,7 @@ const CRD_KINDS: [&str; 1] = ["ServiceMonitor"];
 const DRAIN_SECS: u64 = 10;
 
 fn root() -> PathBuf {
-    multibridge_devnet::tools::workspace_root()
+    multibridge_devnet::harness::tools::workspace_root()
 }
 
 /// A command from `.tools/python-k8s` (its `bin/` first on PATH, its packages on PYTHONPATH).
@@ -614,7 +614,7 @@ fn absolute_paths(table: &toml::Table) -> Vec<String> {
 
 /// `multibridge config validate` with the container's environment only (not the test's).
 fn validate_config(relay: &Relay) -> Result<String, String> {
-    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let binary = multibridge_devnet::harness::tools::relay_binary().unwrap();
     let mut command = Command::new(binary);
     command
         .env_clear()

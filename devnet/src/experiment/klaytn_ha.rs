@@ -216,7 +216,7 @@ async fn wait_handled_below(
 ) -> Result<Instant, DevnetError> {
     let mut seen = Instant::now();
     for (lane, upto) in Lane::ALL.iter().zip(nonces) {
-        seen = crate::invariants::wait_handled_below(driver, *lane, upto, timeout).await?;
+        seen = crate::harness::invariants::wait_handled_below(driver, *lane, upto, timeout).await?;
     }
     Ok(seen)
 }

@@ -21,7 +21,7 @@ use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
 use super::{Common, Finished, Rng, Run, random_leader, sleep_until};
 use crate::Devnet;
 use crate::error::DevnetError;
-use crate::ha::start_ha;
+use crate::harness::ha::start_ha;
 
 /// The paper's run: minutes, pauses, downtime minutes, processed requests.
 const PAPER_MINUTES: f64 = 83.0;

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use super::{Rng, Timeline};
 use crate::Driver;
 use crate::error::DevnetError;
-use crate::tx::signing_provider;
+use crate::harness::tx::signing_provider;
 
 /// Gas limit of a request (well above what either request costs).
 const REQUEST_GAS: u64 = 300_000;
@@ -113,7 +113,7 @@ pub async fn prepare_users(
         for role in [ChainRole::Main, ChainRole::Service] {
             let contracts = &driver.chain(role).contracts;
             let provider = driver.wallet_provider(role, &key)?;
-            crate::tx::confirm(
+            crate::harness::tx::confirm(
                 "approve the bridge",
                 TestToken::new(contracts.token, provider)
                     .approve(contracts.bridge, U256::MAX)

@@ -168,7 +168,7 @@ pub async fn random_leader(
     use multibridge_contracts::Lane;
     let op = rng.below(devnet.replica_http_ports.len());
     let lane = Lane::ALL[rng.below(Lane::ALL.len())];
-    let replica = crate::ha::leading_replica(devnet, op, lane)
+    let replica = crate::harness::ha::leading_replica(devnet, op, lane)
         .await
         .unwrap_or(0);
     (op, lane, replica)
@@ -238,7 +238,7 @@ pub struct Run {
     /// The clock and the faults.
     pub timeline: Timeline,
     load: load::Load,
-    handles: Vec<(multibridge_contracts::Lane, crate::ha::HandleWatch)>,
+    handles: Vec<(multibridge_contracts::Lane, crate::harness::ha::HandleWatch)>,
     leaders: watch::LeaderWatch,
     baseline: verify::NativeBaseline,
 }
@@ -278,7 +278,10 @@ impl Run {
             .map(|lane| {
                 (
                     *lane,
-                    crate::ha::HandleWatch::start(crate::Driver::new(devnet.manifest()), *lane),
+                    crate::harness::ha::HandleWatch::start(
+                        crate::Driver::new(devnet.manifest()),
+                        *lane,
+                    ),
                 )
             })
             .collect();

@@ -24,8 +24,8 @@ use super::load::LoadSpec;
 use super::report::{Spread, secs};
 use super::{Common, Finished, Rng, Run, sleep_until};
 use crate::error::DevnetError;
-use crate::ha::{leading_replica, start_ha};
-use crate::proxy::ProxyMode;
+use crate::harness::ha::{leading_replica, start_ha};
+use crate::harness::proxy::ProxyMode;
 use crate::{Devnet, DevnetOptions};
 
 /// The paper's rows: (test, period) → (failed of 1,200, leader changes).

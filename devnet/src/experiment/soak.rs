@@ -31,8 +31,8 @@ use super::load::LoadSpec;
 use super::report::{Spread, downtime, downtime_curve, render_curve, secs};
 use super::{Common, Finished, Rng, Run, random_leader, sleep_until};
 use crate::error::DevnetError;
-use crate::ha::start_ha;
-use crate::proxy::ProxyMode;
+use crate::harness::ha::start_ha;
+use crate::harness::proxy::ProxyMode;
 use crate::{Devnet, DevnetOptions};
 
 /// The fault kinds, in the order the table lists them.
@@ -211,7 +211,7 @@ async fn inject(
     users: &[Address],
 ) -> Result<(), DevnetError> {
     let hold = |secs: f64| Duration::from_secs_f64((secs * scale).max(0.5));
-    let fail = |e: crate::process::ProcessError| DevnetError::Invalid(e.to_string());
+    let fail = |e: crate::harness::process::ProcessError| DevnetError::Invalid(e.to_string());
     let operators = run.devnet.replica_http_ports.len();
     let replicas = run.devnet.replica_http_ports.first().map_or(1, Vec::len);
     let start = run.timeline.now();

@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use super::load::{Asset, Submitted};
 use crate::error::DevnetError;
-use crate::invariants::{bridge_events, handle_counts, votes_per_operator, wait_handled_below};
-use crate::scrape::metric;
+use crate::harness::invariants::{
+    bridge_events, handle_counts, votes_per_operator, wait_handled_below,
+};
+use crate::harness::scrape::metric;
 use crate::{Devnet, Driver};
 
 /// Every request of `lane` on its source chain now, by nonce.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Timeline;
 use crate::error::DevnetError;
-use crate::ha::{Background, leader_series};
+use crate::harness::ha::{Background, leader_series};
 
 /// A new replica took over a lane of an operator.
 #[derive(Debug, Clone, Serialize)]

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use alloy::primitives::B256;
 use multibridge::harness::BackupLog;
 use multibridge_contracts::{Lane, ServiceRegistry};
-use multibridge_devnet::ha::{Traffic, check_drained, leading_replica};
-use multibridge_devnet::invariants::dump_relay_logs;
-use multibridge_devnet::tools::{relay_binary, workspace_root};
+use multibridge_devnet::harness::ha::{Traffic, check_drained, leading_replica};
+use multibridge_devnet::harness::invariants::dump_relay_logs;
+use multibridge_devnet::harness::tools::{relay_binary, workspace_root};
 use multibridge_devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, Driver};
 
 use crate::{eventually, relay_ready};
@@ -23,7 +23,7 @@ const OP: usize = 0;
 
 /// The value of `name{labels…}` on the relay at `port` (labels in any order).
 pub(crate) async fn series(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = multibridge_devnet::scrape::metrics_text(port).await?;
+    let text = multibridge_devnet::harness::scrape::metrics_text(port).await?;
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
         let (inside, value) = rest.strip_prefix('{')?.split_once("} ")?;
@@ -146,7 +146,9 @@ fn seal_with_eciesjs(public: &str, plaintext: &[u8]) -> Vec<u8> {
 }
 
 async fn start(options: DevnetOptions) -> Devnet {
-    multibridge_devnet::ha::start_ha(options).await.unwrap()
+    multibridge_devnet::harness::ha::start_ha(options)
+        .await
+        .unwrap()
 }
 
 /// Restart replica `replica` of operator `op` with an empty store; wait until it serves.
@@ -453,7 +455,7 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
 /// records only those names, and a wiped replica joins from the objects in the bucket.
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it() {
-    use multibridge_devnet::s3::{S3Server, TEST_CREDENTIALS};
+    use multibridge_devnet::stand_in::s3::{S3Server, TEST_CREDENTIALS};
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let s3 = S3Server::start(dir.path(), "multibridge-backups")

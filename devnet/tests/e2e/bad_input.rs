@@ -12,7 +12,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_config::{Config, Secret, SignerConfig};
 use multibridge_contracts::ChainRole;
-use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 /// Write `config` as `<name>.toml` and run `multibridge <command...> --config <it>`.
@@ -60,7 +60,7 @@ async fn each_bad_input_is_named_and_sends_nothing() {
     let driver = Driver::new(devnet.manifest());
     let good = devnet.operator_config(0).unwrap();
     let operator = good.operator.address;
-    let dead_url = multibridge_devnet::ports::closed_port_url().unwrap();
+    let dead_url = multibridge_devnet::harness::ports::closed_port_url().unwrap();
 
     let mut cases: Vec<(&str, Config, &str)> = Vec::new();
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
 use multibridge_contracts::ChainRole;
-use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
@@ -133,7 +133,7 @@ async fn a_user_transfers_and_follows_it_and_status_shows_the_lanes() {
 
     // An NFT: `--token <collection> --token-id N` moves that id; the same id arrives.
     let nft = driver.manifest().main.contracts.nft.to_string();
-    let id = multibridge_devnet::deploy::user_nft_ids(0)[0];
+    let id = multibridge_devnet::harness::deploy::user_nft_ids(0)[0];
     let nft_transfer = |id: String, token: &str| {
         transfer_to(&to_s, &["--token", token, "--token-id", &id, "--json"])
     };

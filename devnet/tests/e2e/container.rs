@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, utils::parse_ether};
 use multibridge_contracts::Lane;
-use multibridge_devnet::invariants::{assert_exactly_once, votes_per_operator, wait_all_handled};
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, votes_per_operator, wait_all_handled,
+};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{metric_at_least, relay_ready};
@@ -117,8 +119,8 @@ fn require(tool: &str) {
 
 /// Build the image from `binary` with the repository's script; its id.
 fn build_image(podman: &Podman, binary: &Path, tag: &str) -> String {
-    let script =
-        multibridge_devnet::tools::workspace_root().join("deploy/container/build-image.sh");
+    let script = multibridge_devnet::harness::tools::workspace_root()
+        .join("deploy/container/build-image.sh");
     let out = Command::new("bash")
         .arg(&script)
         .arg("--binary")
@@ -152,7 +154,7 @@ async fn a_relay_from_the_container_image_votes_beside_host_relays() {
     let mut devnet = Devnet::start(DevnetOptions::new(dir.path())).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let podman = Podman::new(work.path());
-    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let binary = multibridge_devnet::harness::tools::relay_binary().unwrap();
     let image = build_image(&podman, &binary, "localhost/multibridge:e2e");
 
     // Operator 1's config as a ConfigMap would hold it: no file on the host but the mounted
@@ -229,7 +231,7 @@ async fn a_relay_from_the_container_image_votes_beside_host_relays() {
         wait_all_handled(&driver, *lane, nonces.clone(), Duration::from_secs(90))
             .await
             .unwrap_or_else(|e| {
-                multibridge_devnet::invariants::dump_relay_logs(devnet.dir(), 3, 20);
+                multibridge_devnet::harness::invariants::dump_relay_logs(devnet.dir(), 3, 20);
                 panic!("{e}")
             });
         assert_exactly_once(&driver, *lane, nonces).await.unwrap();
@@ -252,7 +254,7 @@ async fn a_relay_from_the_container_image_votes_beside_host_relays() {
         wait_all_handled(&driver, lane, nonces.clone(), Duration::from_secs(90))
             .await
             .unwrap_or_else(|e| {
-                multibridge_devnet::invariants::dump_relay_logs(devnet.dir(), 3, 20);
+                multibridge_devnet::harness::invariants::dump_relay_logs(devnet.dir(), 3, 20);
                 panic!("{e}")
             });
         assert_exactly_once(&driver, lane, nonces.clone())

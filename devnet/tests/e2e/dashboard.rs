@@ -14,9 +14,9 @@ use alloy::sol_types::SolEvent;
 use multibridge_config::{Secret, SignerConfig};
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{Bridge, ChainRole, Lane, LaneServiceMeta};
-use multibridge_devnet::browser::Browser;
-use multibridge_devnet::driver::Driver;
-use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
+use multibridge_devnet::harness::browser::Browser;
+use multibridge_devnet::harness::driver::Driver;
+use multibridge_devnet::harness::invariants::{assert_exactly_once, wait_all_handled};
 use multibridge_devnet::{Devnet, DevnetOptions};
 
 use crate::{Poll, eventually, metric_at_least};
@@ -25,7 +25,7 @@ const OPERATORS: usize = 3;
 
 /// Where the test run's screenshots go (docs/dashboard.md shows them).
 fn screenshot_dir() -> std::path::PathBuf {
-    multibridge_devnet::tools::workspace_root().join("target/dashboard-screenshots")
+    multibridge_devnet::harness::tools::workspace_root().join("target/dashboard-screenshots")
 }
 
 /// The `NewLocation` locations of service `id`, oldest first.
@@ -114,7 +114,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
 {
     let dir = tempfile::tempdir().unwrap();
     // Operator 1's dashboard writes as a manager key of its own (a devnet user account).
-    let manager = multibridge_devnet::accounts::dev_signer(7).unwrap();
+    let manager = multibridge_devnet::harness::accounts::dev_signer(7).unwrap();
     let mut devnet = Devnet::start(DevnetOptions {
         relays: true,
         dashboard_manager: Some(SignerConfig::DevKey {
@@ -187,7 +187,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     .logs(devnet.dir(), OPERATORS, 20)
     .until(async || {
         for port in &devnet.operator_http_ports {
-            if multibridge_devnet::scrape::metric(*port, series)
+            if multibridge_devnet::harness::scrape::metric(*port, series)
                 .await
                 .unwrap_or(0.0)
                 >= 1.0
@@ -370,23 +370,24 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         "0x{}",
         alloy::hex::encode(driver.user(0).unwrap().to_bytes())
     );
-    let output = tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
-        .args(["claim", "--config"])
-        .arg(devnet.operator_config_path(0))
-        .args([
-            "--lane",
-            "main-to-service",
-            "--nonce",
-            "3",
-            "--key-env",
-            "CLAIM_USER_KEY",
-            "--timeout",
-            "3",
-        ])
-        .env("CLAIM_USER_KEY", user_key)
-        .output()
-        .await
-        .unwrap();
+    let output =
+        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args(["claim", "--config"])
+            .arg(devnet.operator_config_path(0))
+            .args([
+                "--lane",
+                "main-to-service",
+                "--nonce",
+                "3",
+                "--key-env",
+                "CLAIM_USER_KEY",
+                "--timeout",
+                "3",
+            ])
+            .env("CLAIM_USER_KEY", user_key)
+            .output()
+            .await
+            .unwrap();
     // The transfer stays stuck, so following it times out; the claims are filed regardless.
     eprintln!("claim: {}", String::from_utf8_lossy(&output.stderr));
     browser
@@ -494,7 +495,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     browser
         .fill(
             "#login-token",
-            multibridge_devnet::devnet::DEVNET_DASHBOARD_TOKEN,
+            multibridge_devnet::harness::devnet::DEVNET_DASHBOARD_TOKEN,
         )
         .await
         .unwrap();
@@ -509,7 +510,7 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
     .await;
     // Logged in, a page of another site posts a write with the operator's browser: refused.
     let (evil_port, evil) = serve_attacker_page(base.clone()).await;
-    let refused_before = multibridge_devnet::scrape::metric(
+    let refused_before = multibridge_devnet::harness::scrape::metric(
         port,
         "multibridge_dashboard_requests_total{endpoint=\"update_location\",outcome=\"refused\"}",
     )
@@ -677,7 +678,7 @@ async fn a_flood_of_dashboard_reads_costs_no_leadership_and_bounded_vote_latency
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    use multibridge_devnet::scrape::metric_sum;
+    use multibridge_devnet::harness::scrape::metric_sum;
 
     let (_dir, devnet) = crate::ha_devnet().await;
     let driver = Driver::new(devnet.manifest());

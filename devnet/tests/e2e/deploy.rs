@@ -14,9 +14,9 @@ use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use multibridge_admin::journal::{DeploymentJournal, StepState};
 use multibridge_contracts::Bridge;
-use multibridge_devnet::accounts::dev_signer;
-use multibridge_devnet::anvil::{AnvilNode, AnvilOptions};
-use multibridge_devnet::tools::{Tools, relay_binary};
+use multibridge_devnet::harness::accounts::dev_signer;
+use multibridge_devnet::harness::anvil::{AnvilNode, AnvilOptions};
+use multibridge_devnet::harness::tools::{Tools, relay_binary};
 
 use crate::eventually;
 
@@ -503,7 +503,7 @@ fn start_relay(
     out: &Path,
     op: u32,
     template_op: u32,
-) -> multibridge_devnet::process::ManagedProcess {
+) -> multibridge_devnet::harness::process::ManagedProcess {
     let signer = dev_signer(op).unwrap();
     let address = signer.address().to_string();
     let template = std::fs::read_to_string(out.join(format!(
@@ -526,7 +526,7 @@ fn start_relay(
         Some(format!("{address}.json").as_str()),
     )
     .unwrap();
-    let port = multibridge_devnet::ports::free_port().unwrap();
+    let port = multibridge_devnet::harness::ports::free_port().unwrap();
     let config = template
         .replace("path = \"keys/", &format!("path = \"{}/", keys.display()))
         .replace(
@@ -536,16 +536,18 @@ fn start_relay(
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
     let path = dir.join(format!("relay-{address}.toml"));
     std::fs::write(&path, config).unwrap();
-    multibridge_devnet::process::ManagedProcess::spawn(multibridge_devnet::process::ProcessSpec {
-        name: format!("relay-{op}"),
-        program: relay_binary().unwrap(),
-        args: vec!["run".into(), "--config".into(), path.display().to_string()],
-        envs: vec![(
-            "MULTIBRIDGE_KEYSTORE_PASSWORD".into(),
-            "relay-test-password".into(),
-        )],
-        log_path: dir.join(format!("relay-{op}.log")),
-    })
+    multibridge_devnet::harness::process::ManagedProcess::spawn(
+        multibridge_devnet::harness::process::ProcessSpec {
+            name: format!("relay-{op}"),
+            program: relay_binary().unwrap(),
+            args: vec!["run".into(), "--config".into(), path.display().to_string()],
+            envs: vec![(
+                "MULTIBRIDGE_KEYSTORE_PASSWORD".into(),
+                "relay-test-password".into(),
+            )],
+            log_path: dir.join(format!("relay-{op}.log")),
+        },
+    )
     .unwrap()
 }
 

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::Lane;
 use multibridge_devnet::Driver;
-use multibridge_devnet::ha::{
+use multibridge_devnet::harness::ha::{
     EtcdFault, EtcdFaultRound, LeaderWatch, Traffic, check_drained, etcd_leader_fault,
     leader_series, wait_metric,
 };
-use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
+use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operator};
 
 use crate::ha_devnet;
 
@@ -29,7 +29,7 @@ async fn check(driver: &Driver, dir: &std::path::Path, nonces: &[u64]) {
 
 /// Every transfer of `sent` handled within `bound` of its request.
 fn assert_latency(
-    sent: &[multibridge_devnet::ha::Sent],
+    sent: &[multibridge_devnet::harness::ha::Sent],
     seen: &std::collections::BTreeMap<u64, Instant>,
     bound: Duration,
 ) {
@@ -56,7 +56,8 @@ fn assert_latency(
 async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second() {
     let (dir, mut devnet) = ha_devnet().await;
     let driver = Driver::new(devnet.manifest());
-    let handles = multibridge_devnet::ha::HandleWatch::start(Driver::new(devnet.manifest()), LANE);
+    let handles =
+        multibridge_devnet::harness::ha::HandleWatch::start(Driver::new(devnet.manifest()), LANE);
     let leaders = LeaderWatch::start(devnet.replica_http_ports.clone());
     let traffic = [
         Traffic::start(
@@ -86,7 +87,7 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
     let mut failed_attempts = 0.0;
     for port in devnet.replica_http_ports.iter().flatten() {
         for outcome in ["outcome=\"error\"", "outcome=\"timeout\""] {
-            failed_attempts += multibridge_devnet::scrape::metric_sum(
+            failed_attempts += multibridge_devnet::harness::scrape::metric_sum(
                 *port,
                 "multibridge_etcd_requests_total",
                 outcome,
@@ -107,7 +108,7 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
             "{fault:?}: without a leader {:?} per operator and lane, vote gaps {:?} (steady {:?})",
             round.leaderless, round.vote_gap, round.steady_gap
         );
-        for op in 0..3 {
+        for op in devnet.operators() {
             for (i, lane) in Lane::ALL.into_iter().enumerate() {
                 assert!(
                     round.leaderless[op][i] <= Duration::from_secs(1),
@@ -128,7 +129,7 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
             }
         }
     }
-    for op in 0..3 {
+    for op in devnet.operators() {
         for lane in Lane::ALL {
             assert!(
                 timeline.most_leaders(op, lane) <= 1,
@@ -159,7 +160,7 @@ async fn without_an_etcd_quorum_nobody_votes_and_relaying_resumes_when_it_return
         etcd.member(member).unwrap().process().pause().unwrap();
     }
     let lost = Instant::now();
-    for op in 0..3 {
+    for op in devnet.operators() {
         for replica in 0..2 {
             let port = devnet.replica_http_ports[op][replica];
             wait_metric(

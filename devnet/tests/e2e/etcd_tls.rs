@@ -10,15 +10,13 @@ use alloy::primitives::{Address, U256};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions};
 use multibridge_config::{EtcdConfig, EtcdTlsConfig};
 use multibridge_contracts::Lane;
-use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
-use multibridge_devnet::ports::free_port;
-use multibridge_devnet::process::{ManagedProcess, ProcessSpec};
+use multibridge_devnet::harness::invariants::{assert_exactly_once, wait_all_handled};
+use multibridge_devnet::harness::ports::free_port;
+use multibridge_devnet::harness::process::{ManagedProcess, ProcessSpec};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 
 use crate::Poll;
-
-const OPERATORS: usize = 3;
 
 /// A CA, a server certificate for 127.0.0.1 and client certificates, as PEM files in `dir`.
 fn make_certificates(dir: &Path) {
@@ -48,7 +46,7 @@ fn make_certificates(dir: &Path) {
 /// A one-member etcd serving clients over TLS with client-certificate auth; `/health` on a
 /// plain metrics port.
 async fn start_tls_etcd(dir: &Path) -> (ManagedProcess, String) {
-    let tools = multibridge_devnet::tools::Tools::locate().unwrap();
+    let tools = multibridge_devnet::harness::tools::Tools::locate().unwrap();
     let (client, peer, metrics) = (
         free_port().unwrap(),
         free_port().unwrap(),
@@ -177,7 +175,7 @@ async fn relays_lead_through_an_etcd_with_tls_client_certificates_and_auth() {
     let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path().join("devnet")))
         .await
         .unwrap();
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         config.etcd = Some(relay_etcd(
             &certs,
@@ -233,7 +231,7 @@ async fn relays_lead_through_an_etcd_with_tls_client_certificates_and_auth() {
     );
 
     // Without a client certificate, or with a wrong password: a named error, never a leader.
-    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let binary = multibridge_devnet::harness::tools::relay_binary().unwrap();
     for (what, cert, password, expect) in [
         (
             "no client certificate",

@@ -9,7 +9,9 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::invariants::{assert_exactly_once, dump_relay_logs, wait_all_handled};
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, dump_relay_logs, wait_all_handled,
+};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 const OPERATORS: usize = 3;
@@ -141,7 +143,7 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
     )
     .logs(devnet.dir(), OPERATORS, 30)
     .until(
-        async || match multibridge_devnet::scrape::metric(port, paused).await {
+        async || match multibridge_devnet::harness::scrape::metric(port, paused).await {
             Some(v) if v >= 1.0 => Ok(()),
             other => Err(format!("{paused} = {other:?}")),
         },
@@ -158,7 +160,7 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
         status.to_string().contains("insufficient_funds"),
         "status does not name the pause: {status}"
     );
-    let sent_before = multibridge_devnet::scrape::metric(
+    let sent_before = multibridge_devnet::harness::scrape::metric(
         port,
         "multibridge_votes_sent_total{lane=\"main-to-service\"}",
     )
@@ -170,7 +172,7 @@ async fn a_relay_out_of_gas_money_pauses_sending_and_resumes_when_funded() {
     crate::Poll::new("operator 0 did not resume", Duration::from_secs(30))
         .logs(devnet.dir(), OPERATORS, 30)
         .until(
-            async || match multibridge_devnet::scrape::metric(port, paused).await {
+            async || match multibridge_devnet::harness::scrape::metric(port, paused).await {
                 Some(0.0) => Ok(()),
                 other => Err(format!("{paused} = {other:?}")),
             },
@@ -263,11 +265,11 @@ async fn a_stranger_cannot_squat_an_operators_registry_service() {
         .await
         .unwrap();
 
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let relay_url = format!("http://127.0.0.1:{}", devnet.operator_http_ports[0]);
-    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let binary = multibridge_devnet::harness::tools::relay_binary().unwrap();
     let config = devnet.operator_config_path(0);
     let report = crate::Poll::new(
         "operator 0's service never showed its own location",
@@ -379,7 +381,7 @@ async fn a_leader_url_planted_in_etcd_is_never_published() {
         }
     });
 
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let ports = devnet.operator_http_ports.clone();
@@ -423,8 +425,8 @@ const LOG_QUORUM: usize = 2;
 /// request and see no diverging vote.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
-    use multibridge_devnet::invariants::votes_per_operator;
-    use multibridge_devnet::lying_rpc::LyingRpc;
+    use multibridge_devnet::harness::invariants::votes_per_operator;
+    use multibridge_devnet::stand_in::lying_rpc::LyingRpc;
 
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
@@ -433,7 +435,7 @@ async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
     let liar = LyingRpc::start(devnet.rpc_url(ChainRole::Main))
         .await
         .unwrap();
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         if op == 0 {
             config.chains.main.rpc_urls.insert(0, liar.url());
@@ -481,7 +483,7 @@ async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
     // No operator voted a payload the chain does not hold: the honest relays compare every
     // VoteCast with what they indexed.
     for (op, port) in devnet.operator_http_ports.iter().enumerate().skip(1) {
-        let divergence = multibridge_devnet::scrape::metric(
+        let divergence = multibridge_devnet::harness::scrape::metric(
             *port,
             "multibridge_vote_divergence_total{lane=\"main-to-service\"}",
         )
@@ -504,8 +506,8 @@ async fn a_lying_rpc_cannot_make_an_operator_vote_a_forged_payload() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() {
     use multibridge_contracts::GasPriceGriefer;
-    use multibridge_devnet::deploy::user_nft_ids;
-    use multibridge_devnet::scrape::metric;
+    use multibridge_devnet::harness::deploy::user_nft_ids;
+    use multibridge_devnet::harness::scrape::metric;
 
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))

@@ -61,7 +61,7 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
     ];
 
     // A first RPC URL nobody listens on: the client fails over to the real one.
-    let dead = multibridge_devnet::ports::closed_port_url().unwrap();
+    let dead = multibridge_devnet::harness::ports::closed_port_url().unwrap();
     let mut config = devnet.operator_config(0).unwrap().chains.main;
     config.rpc_urls.insert(0, dead);
     config.max_block_range = 3; // several ranges, to exercise the cursor
@@ -154,8 +154,8 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
     use alloy::providers::Provider;
-    use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
-    use multibridge_devnet::scrape::metric;
+    use multibridge_devnet::harness::invariants::{assert_exactly_once, wait_all_handled};
+    use multibridge_devnet::harness::scrape::metric;
 
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
@@ -229,16 +229,16 @@ async fn a_relay_started_after_handled_history_indexes_only_the_tail() {
 async fn with_finalized_confirmations_a_request_waits_for_the_finalized_block() {
     use alloy::providers::Provider;
     use multibridge_config::Confirmations;
-    use multibridge_devnet::invariants::{
+    use multibridge_devnet::harness::invariants::{
         assert_exactly_once, votes_per_operator, wait_all_handled,
     };
-    use multibridge_devnet::scrape::metric;
+    use multibridge_devnet::harness::scrape::metric;
 
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
         .await
         .unwrap();
-    for op in 0..3 {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         config.chains.main.confirmations = Confirmations::Finalized;
         devnet.write_operator_config(op, &config).unwrap();

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, U256};
 use multibridge_config::ElectionScope;
 use multibridge_contracts::Lane;
-use multibridge_devnet::ha::{check_drained, leader_series};
-use multibridge_devnet::invariants::{dump_relay_logs, votes_per_operator};
-use multibridge_devnet::scrape::metric;
+use multibridge_devnet::harness::ha::{check_drained, leader_series};
+use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operator};
+use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::Poll;
@@ -89,7 +89,7 @@ async fn one_operator_votes_per_transfer_and_another_takes_over_when_it_dies() {
     })
     .await
     .unwrap();
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         config.etcd.as_mut().unwrap().scope = ElectionScope::Lane;
         devnet.write_operator_config(op, &config).unwrap();

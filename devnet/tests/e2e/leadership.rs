@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::ha::{
+use multibridge_devnet::harness::ha::{
     LeaderWatch, Traffic, check_drained, leader_series, start_ha, votes_series, wait_metric,
 };
-use multibridge_devnet::invariants::dump_relay_logs;
-use multibridge_devnet::scrape::metric;
-use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::harness::invariants::dump_relay_logs;
+use multibridge_devnet::harness::scrape::metric;
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually, ha_devnet};
@@ -272,7 +272,7 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     // Never two leaders of one (operator, lane): not in a poll every 50 ms, not in any sample
     // Prometheus took, and the alert never even went pending.
     let timeline = leaders.stop().await.unwrap();
-    for op in 0..3 {
+    for op in devnet.operators() {
         for lane in Lane::ALL {
             assert_eq!(
                 timeline.most_leaders(op, lane),

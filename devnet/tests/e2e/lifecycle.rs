@@ -6,7 +6,7 @@ use std::process::Command;
 
 use multibridge_config::Config;
 use multibridge_devnet::Manifest;
-use multibridge_devnet::manifest::load_processes;
+use multibridge_devnet::harness::manifest::load_processes;
 
 fn devnet(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_multibridge-devnet"))

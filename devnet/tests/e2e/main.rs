@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use multibridge_devnet::invariants::dump_relay_logs;
+use multibridge_devnet::harness::invariants::dump_relay_logs;
 
 mod backup;
 mod bad_input;
@@ -37,9 +37,9 @@ mod votes;
 /// every operator leads both lanes before replica 2 starts.
 pub(crate) async fn ha_devnet() -> (tempfile::TempDir, multibridge_devnet::Devnet) {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = multibridge_devnet::ha::start_ha(multibridge_devnet::DevnetOptions::hot_standby(
-        dir.path(),
-    ))
+    let devnet = multibridge_devnet::harness::ha::start_ha(
+        multibridge_devnet::DevnetOptions::hot_standby(dir.path()),
+    )
     .await
     .unwrap();
     (dir, devnet)
@@ -137,7 +137,7 @@ pub(crate) async fn metric_at_least(
     eventually(
         what,
         timeout,
-        async || match multibridge_devnet::scrape::metric(port, series).await {
+        async || match multibridge_devnet::harness::scrape::metric(port, series).await {
             Some(v) if v >= at_least => Ok(v),
             other => Err(format!("{series} = {other:?}, want at least {at_least}")),
         },

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
 use multibridge_contracts::{Bridge, ChainRole, Lane};
-use multibridge_devnet::invariants::{assert_exactly_once, dump_relay_logs, wait_all_handled};
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, dump_relay_logs, wait_all_handled,
+};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually};
@@ -256,7 +258,7 @@ async fn every_design_metric_is_exported_and_matches_the_chains() {
 /// is blackholed, and ready again once it answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_the_reachability_of_a_chain_rpc() {
-    use multibridge_devnet::proxy::{ProxyMode, TcpProxy};
+    use multibridge_devnet::harness::proxy::{ProxyMode, TcpProxy};
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
         .await
@@ -396,7 +398,7 @@ async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_af
     }
     assert!(firing(&devnet, "MultibridgeLaneStalled").await.is_empty());
 
-    for op in 0..3 {
+    for op in devnet.operators() {
         devnet.relay(op).unwrap().kill().unwrap();
     }
     let stopped = Instant::now();
@@ -433,7 +435,7 @@ async fn prometheus_fires_lane_stalled_when_every_relay_stops_and_resolves_it_af
         "every (operator, lane) lost its active relay: {leadership:?}"
     );
 
-    for op in 0..3 {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let restarted = Instant::now();

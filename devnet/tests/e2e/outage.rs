@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::ha::check_drained;
-use multibridge_devnet::invariants::votes_per_operator;
-use multibridge_devnet::proxy::{ProxyMode, TcpProxy};
+use multibridge_devnet::harness::ha::check_drained;
+use multibridge_devnet::harness::invariants::votes_per_operator;
+use multibridge_devnet::harness::proxy::{ProxyMode, TcpProxy};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::Poll;
@@ -46,12 +46,12 @@ fn ports(devnet: &Devnet) -> Vec<u16> {
 }
 
 fn restart_all(devnet: &mut Devnet) {
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         for r in 0..REPLICAS {
             devnet.replica(op, r).unwrap().kill().unwrap();
         }
     }
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         for r in 0..REPLICAS {
             devnet.start_replica(op, r).unwrap();
         }
@@ -95,7 +95,7 @@ async fn all_ready(devnet: &Devnet, since: Instant) -> Duration {
 }
 
 fn alive(devnet: &mut Devnet) {
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         for r in 0..REPLICAS {
             assert!(
                 devnet.replica(op, r).unwrap().is_running(),
@@ -154,7 +154,7 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     )
     .await
     .unwrap();
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         for r in 0..REPLICAS {
             let mut config = devnet.replica_config(op, r).unwrap();
             config.chains.main.rpc_urls = vec![main.url()];

@@ -10,10 +10,10 @@ use alloy::providers::Provider;
 use multibridge_config::Config;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::invariants::{
+use multibridge_devnet::harness::invariants::{
     assert_exactly_once, dump_relay_logs, queued_transactions, wait_all_handled, wait_no_nonce_gap,
 };
-use multibridge_devnet::scrape::metric;
+use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::Poll;
@@ -33,7 +33,7 @@ async fn devnet(relays: bool) -> (tempfile::TempDir, Devnet) {
 
 /// Rewrite every operator's config with `edit`.
 fn edit_configs(devnet: &Devnet, edit: impl Fn(&mut Config)) {
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         edit(&mut config);
         devnet.write_operator_config(op, &config).unwrap();
@@ -102,7 +102,7 @@ async fn a_backlog_requested_while_all_relays_were_down_is_recovered_from_the_ch
         c.recovery.interval_ms = INTERVAL_MS;
     });
     let started = Instant::now();
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     // Recovery acts on its first tick after start: the first handle comes within two intervals
@@ -246,7 +246,7 @@ async fn a_relay_whose_store_was_deleted_recovers_everything_pending_from_the_ch
 async fn relays_stopped_and_started_ten_times_while_transfers_flow_lose_and_double_nothing() {
     let (_dir, mut devnet) = devnet(false).await;
     edit_configs(&devnet, |c| c.recovery.interval_ms = 2_000);
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let driver = Driver::new(devnet.manifest());
@@ -284,12 +284,12 @@ async fn relays_stopped_and_started_ten_times_while_transfers_flow_lose_and_doub
         state
     };
     for cycle in 0..10 {
-        for op in 0..OPERATORS {
+        for op in devnet.operators() {
             devnet.relay(op).unwrap().kill().unwrap();
         }
         let down = Duration::from_millis(1_000 + next() % 4_000);
         tokio::time::sleep(down).await;
-        for op in 0..OPERATORS {
+        for op in devnet.operators() {
             devnet.start_relay(op).unwrap();
         }
         let up = Duration::from_millis(1_000 + next() % 2_000);
@@ -361,14 +361,15 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
     assert_eq!(driver.handle_count(lane, request.nonce).await.unwrap(), 0);
     // `multibridge status` names the reason too (from an operator whose vote would execute).
     let mut named = false;
-    for op in 0..OPERATORS {
-        let output =
-            tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
-                .args(["status", "--json", "--config"])
-                .arg(devnet.operator_config_path(op))
-                .output()
-                .await
-                .unwrap();
+    for op in devnet.operators() {
+        let output = tokio::process::Command::new(
+            multibridge_devnet::harness::tools::relay_binary().unwrap(),
+        )
+        .args(["status", "--json", "--config"])
+        .arg(devnet.operator_config_path(op))
+        .output()
+        .await
+        .unwrap();
         assert!(
             output.status.success(),
             "{}",
@@ -413,12 +414,13 @@ async fn a_destination_short_of_liquidity_waits_with_its_reason_and_completes_af
     // Above the devnet's large-release bound (500): handled, but the release is held back for
     // the delay, and `multibridge status` lists it (audit H-2).
     assert!(amount >= parse_ether("500").unwrap());
-    let output = tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
-        .args(["status", "--json", "--config"])
-        .arg(devnet.operator_config_path(0))
-        .output()
-        .await
-        .unwrap();
+    let output =
+        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args(["status", "--json", "--config"])
+            .arg(devnet.operator_config_path(0))
+            .output()
+            .await
+            .unwrap();
     let statuses: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let queued = statuses
         .as_array()
@@ -504,7 +506,7 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
         c.recovery.interval_ms = 600_000;
         c.recovery.claims_poll_ms = 250;
     });
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     // Wait until every relay is up (its first recovery tick saw an idle lane).
@@ -542,25 +544,26 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
         alloy::hex::encode(driver.user(0).unwrap().to_bytes())
     );
     let claimed = Instant::now();
-    let output = tokio::process::Command::new(multibridge_devnet::tools::relay_binary().unwrap())
-        .args([
-            "claim",
-            "--config",
-            devnet.operator_config_path(0).to_str().unwrap(),
-            "--lane",
-            "main-to-service",
-            "--tx",
-            &request.srcTxHash.to_string(),
-            "--key-env",
-            "CLAIM_USER_KEY",
-            "--timeout",
-            "60",
-            "--json",
-        ])
-        .env("CLAIM_USER_KEY", user_key)
-        .output()
-        .await
-        .unwrap();
+    let output =
+        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args([
+                "claim",
+                "--config",
+                devnet.operator_config_path(0).to_str().unwrap(),
+                "--lane",
+                "main-to-service",
+                "--tx",
+                &request.srcTxHash.to_string(),
+                "--key-env",
+                "CLAIM_USER_KEY",
+                "--timeout",
+                "60",
+                "--json",
+            ])
+            .env("CLAIM_USER_KEY", user_key)
+            .output()
+            .await
+            .unwrap();
     let took = claimed.elapsed();
     assert!(
         output.status.success(),
@@ -613,7 +616,7 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
     const INTERVAL_MS: u64 = 2_000;
     let (_dir, mut devnet) = devnet(false).await;
     edit_configs(&devnet, |c| c.recovery.interval_ms = INTERVAL_MS);
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let driver = Driver::new(devnet.manifest());
@@ -632,7 +635,7 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
         .every(Duration::from_millis(200))
         .until(async || {
             let mut queued = 0;
-            for op in 0..OPERATORS {
+            for op in devnet.operators() {
                 if queued_transactions(&driver, ChainRole::Service, op)
                     .await
                     .unwrap()
@@ -684,7 +687,7 @@ async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_
         .await
         .unwrap();
     // Nothing is left queued behind a dropped nonce.
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         wait_no_nonce_gap(&driver, ChainRole::Service, op, Duration::from_secs(20))
             .await
             .unwrap();

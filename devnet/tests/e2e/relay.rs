@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use multibridge_contracts::{ChainRole, Lane, Request};
-use multibridge_devnet::invariants::{votes_per_operator, wait_no_nonce_gap};
-use multibridge_devnet::scrape::metric;
+use multibridge_devnet::harness::invariants::{votes_per_operator, wait_no_nonce_gap};
+use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually};
@@ -355,7 +355,7 @@ async fn relays_killed_mid_batch_lose_nothing_and_release_nothing_twice() {
 /// on it, fail over to the second URL and carry on; their metrics show the failed attempts.
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
-    use multibridge_devnet::proxy::{ProxyMode, TcpProxy};
+    use multibridge_devnet::harness::proxy::{ProxyMode, TcpProxy};
     let (dir, mut devnet) = devnet_without_relays().await;
     let target = |url: String| url.trim_start_matches("http://").parse().unwrap();
     let main_hole = TcpProxy::start(
@@ -370,7 +370,7 @@ async fn relays_fail_over_from_a_blackholed_first_rpc_url() {
     )
     .await
     .unwrap();
-    for op in 0..3 {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         config.chains.main.rpc_urls.insert(0, main_hole.url());
         config.chains.service.rpc_urls.insert(0, service_hole.url());
@@ -471,7 +471,7 @@ async fn voted_requests_waiting_for_others_do_not_block_new_votes() {
 /// holds on every relay.
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_move_nfts_both_ways_with_the_same_id_exactly_once() {
-    use multibridge_devnet::deploy::user_nft_ids;
+    use multibridge_devnet::harness::deploy::user_nft_ids;
 
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))

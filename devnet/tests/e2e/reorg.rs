@@ -220,7 +220,7 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
     let driver = Driver::new(devnet.manifest());
     let service = driver.provider(ChainRole::Service).unwrap();
     let lane = Lane::MainToService;
-    let traffic = multibridge_devnet::ha::Traffic::start(
+    let traffic = multibridge_devnet::harness::ha::Traffic::start(
         Driver::new(devnet.manifest()),
         lane,
         0,
@@ -260,10 +260,10 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
         );
         let mut moving_from = reorg_head;
         if kill {
-            for op in 0..3 {
+            for op in devnet.operators() {
                 devnet.relay(op).unwrap().kill().unwrap();
             }
-            for op in 0..3 {
+            for op in devnet.operators() {
                 devnet.start_relay(op).unwrap();
             }
             for port in devnet.operator_http_ports.clone() {
@@ -329,7 +329,7 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
             // The senders noticed and re-sent (counted per chain).
             let mut resent = 0.0;
             for port in devnet.operator_http_ports.clone() {
-                resent += multibridge_devnet::scrape::metric_sum(
+                resent += multibridge_devnet::harness::scrape::metric_sum(
                     port,
                     "multibridge_signer_reorged_transactions_total",
                     "chain=\"service\"",
@@ -344,8 +344,9 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
 
     let sent = traffic.stop().await.unwrap();
     let nonces: Vec<u64> = sent.iter().map(|s| s.nonce).collect();
-    if let Err(e) = multibridge_devnet::ha::check_drained(&driver, lane, &nonces, 3).await {
-        multibridge_devnet::invariants::dump_relay_logs(dir.path(), 3, 40);
+    if let Err(e) = multibridge_devnet::harness::ha::check_drained(&driver, lane, &nonces, 3).await
+    {
+        multibridge_devnet::harness::invariants::dump_relay_logs(dir.path(), 3, 40);
         panic!("{e}");
     }
 }
@@ -379,7 +380,7 @@ async fn a_destination_reorg_that_removes_handles_brings_the_requests_back() {
         driver.native_balance(ChainRole::Service, to).await.unwrap(),
         U256::from(1_500)
     );
-    for op in 0..3 {
+    for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
     let handled = "multibridge_requests{lane=\"main-to-service\",status=\"handled\"}";
@@ -392,7 +393,7 @@ async fn a_destination_reorg_that_removes_handles_brings_the_requests_back() {
         let mut counts = Vec::new();
         for port in &devnet.operator_http_ports {
             counts.push(
-                multibridge_devnet::scrape::metric(*port, handled)
+                multibridge_devnet::harness::scrape::metric(*port, handled)
                     .await
                     .unwrap_or_default(),
             );
@@ -429,7 +430,7 @@ async fn a_destination_reorg_that_removes_handles_brings_the_requests_back() {
     );
 
     let range = requests[0].nonce..requests[2].nonce + 1;
-    let took = multibridge_devnet::invariants::wait_all_handled(
+    let took = multibridge_devnet::harness::invariants::wait_all_handled(
         &driver,
         lane,
         range.clone(),
@@ -437,10 +438,10 @@ async fn a_destination_reorg_that_removes_handles_brings_the_requests_back() {
     )
     .await;
     if took.is_err() {
-        multibridge_devnet::invariants::dump_relay_logs(devnet.dir(), 3, 40);
+        multibridge_devnet::harness::invariants::dump_relay_logs(devnet.dir(), 3, 40);
     }
     took.unwrap();
-    multibridge_devnet::invariants::assert_exactly_once(&driver, lane, range)
+    multibridge_devnet::harness::invariants::assert_exactly_once(&driver, lane, range)
         .await
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::Lane;
-use multibridge_devnet::invariants::{assert_exactly_once, wait_all_handled};
+use multibridge_devnet::harness::invariants::{assert_exactly_once, wait_all_handled};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 const OPERATORS: usize = 3;
@@ -19,10 +19,10 @@ async fn rpc_url_credentials_leave_the_process_nowhere() {
         .await
         .unwrap();
     // A closed port: every call to this endpoint fails and its error quotes the URL.
-    let closed = multibridge_devnet::ports::free_port().unwrap();
+    let closed = multibridge_devnet::harness::ports::free_port().unwrap();
     let secret_url =
         format!("http://user:PWSECRET@127.0.0.1:{closed}/v2/PATHSECRET?apikey=QUERYSECRET");
-    for op in 0..OPERATORS {
+    for op in devnet.operators() {
         let mut config = devnet.operator_config(op).unwrap();
         for chain in [&mut config.chains.main, &mut config.chains.service] {
             chain.rpc_urls.insert(0, secret_url.clone());
@@ -54,7 +54,7 @@ async fn rpc_url_credentials_leave_the_process_nowhere() {
             outputs.push((format!("relay {op} /{path}"), body));
         }
     }
-    let binary = multibridge_devnet::tools::relay_binary().unwrap();
+    let binary = multibridge_devnet::harness::tools::relay_binary().unwrap();
     for args in [
         vec!["status"],
         vec!["status", "--json"],

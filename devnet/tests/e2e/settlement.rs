@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use multibridge_contracts::{ChainRole, Lane, Request};
-use multibridge_devnet::scrape::metric;
-use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::harness::scrape::metric;
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
 
 use crate::eventually;

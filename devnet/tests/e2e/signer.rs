@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, utils::parse_ether};
 use multibridge_contracts::Lane;
-use multibridge_devnet::invariants::{assert_exactly_once, votes_per_operator, wait_all_handled};
-use multibridge_devnet::scrape::metric;
-use multibridge_devnet::tools::relay_binary;
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, votes_per_operator, wait_all_handled,
+};
+use multibridge_devnet::harness::scrape::metric;
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, DevnetSigner, Driver};
 
 use crate::Poll;
@@ -163,7 +165,7 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
             .args(args)
             .args([
                 "--token-label",
-                multibridge_devnet::hsm::TOKEN_LABEL,
+                multibridge_devnet::stand_in::hsm::TOKEN_LABEL,
                 "--key-label",
                 "user-1",
             ])
@@ -206,8 +208,8 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
         &signer_file,
         format!(
             "kind = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\nkey_label = \"user-1\"\npin_file = \"{}\"\n",
-            multibridge_devnet::hsm::SOFTHSM_MODULE,
-            multibridge_devnet::hsm::TOKEN_LABEL,
+            multibridge_devnet::stand_in::hsm::SOFTHSM_MODULE,
+            multibridge_devnet::stand_in::hsm::TOKEN_LABEL,
             hsm.pin_file().display()
         ),
     )
@@ -306,13 +308,13 @@ fn quorum(operators: &[Address], threshold: u64) -> String {
 /// with fewer votes than the threshold in force; the old key votes nothing after it was
 /// deregistered and the new one votes.
 ///
-/// KMS here is `multibridge_devnet::kms::KmsStandIn` (a local stand-in for its API: no cloud is
+/// KMS here is `multibridge_devnet::stand_in::kms::KmsStandIn` (a local stand-in for its API: no cloud is
 /// reachable from these machines); the relay's side is the real one — alloy's KMS signer over the
 /// AWS SDK, SigV4-signed requests, `GetPublicKey` and `Sign` of digests.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_pauses_only_it() {
     use multibridge_config::SignerConfig;
-    use multibridge_devnet::kms::{KmsMode, KmsStandIn, address_for};
+    use multibridge_devnet::stand_in::kms::{KmsMode, KmsStandIn, address_for};
 
     let kms = KmsStandIn::start().await.unwrap();
     let key_id = "operator-1-rotated";
@@ -392,12 +394,12 @@ async fn an_operator_key_rotates_into_kms_without_downtime_and_a_throttled_kms_p
         endpoint_url: Some(kms.url()),
     };
     config.store.path = dir.path().join("operator-1-kms").join("store.sqlite");
-    let port = multibridge_devnet::ports::free_port().unwrap();
+    let port = multibridge_devnet::harness::ports::free_port().unwrap();
     config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let config_path = dir.path().join("operator-1-kms.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let _rotated = multibridge_devnet::process::ManagedProcess::spawn(
-        multibridge_devnet::process::ProcessSpec {
+    let _rotated = multibridge_devnet::harness::process::ManagedProcess::spawn(
+        multibridge_devnet::harness::process::ProcessSpec {
             name: "relay-1-kms".into(),
             program: relay_binary().unwrap(),
             args: vec![

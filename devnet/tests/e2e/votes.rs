@@ -7,7 +7,7 @@ use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{
     ChainRole, Lane, Request, ServiceRegistry, VoteDomain, bridge_service_id,
 };
-use multibridge_devnet::driver::RefusedVote;
+use multibridge_devnet::harness::driver::RefusedVote;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
 
 /// Threshold 2 of 3: the first vote records, the second executes, the third is refused.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::DevnetError;
-use crate::process::{ManagedProcess, ProcessSpec};
+use crate::harness::process::{ManagedProcess, ProcessSpec};
 
 /// The access key id and secret the tests give the relays (moto accepts any).
 pub const TEST_CREDENTIALS: (&str, &str) = ("multibridge-test", "multibridge-test-secret");
@@ -21,8 +21,10 @@ pub struct S3Server {
 impl S3Server {
     /// Start the server, logging under `dir`, and create `bucket`.
     pub async fn start(dir: &Path, bucket: &str) -> Result<Self, DevnetError> {
-        let port = crate::ports::free_port().map_err(|e| DevnetError::io(dir, e))?;
-        let python = crate::tools::workspace_root().join(".tools").join("python");
+        let port = crate::harness::ports::free_port().map_err(|e| DevnetError::io(dir, e))?;
+        let python = crate::harness::tools::workspace_root()
+            .join(".tools")
+            .join("python");
         let process = ManagedProcess::spawn(ProcessSpec {
             name: "s3".into(),
             program: "python3".into(),
@@ -40,7 +42,7 @@ impl S3Server {
         let endpoint = format!("http://127.0.0.1:{port}");
         let bucket_url = format!("{endpoint}/{bucket}");
         let client = reqwest::Client::new();
-        crate::wait::poll_until(
+        crate::harness::wait::poll_until(
             "S3 server (moto; run bash .tools/setup.sh)",
             Duration::from_secs(30),
             || {

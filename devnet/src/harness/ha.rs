@@ -12,8 +12,8 @@ use alloy::providers::Provider;
 use multibridge_contracts::Lane;
 
 use crate::error::DevnetError;
-use crate::invariants::handled_nonces_in;
-use crate::scrape::metric;
+use crate::harness::invariants::handled_nonces_in;
+use crate::harness::scrape::metric;
 use crate::{Devnet, DevnetOptions, Driver};
 
 /// The series of `multibridge_leader` for one lane.
@@ -204,15 +204,26 @@ pub async fn check_drained(
         return Err(DevnetError::Invalid("no transfers to check".into()));
     };
     let range = *first..last.saturating_add(1);
-    crate::invariants::wait_all_handled(driver, lane, range.clone(), Duration::from_secs(60))
-        .await?;
-    crate::invariants::assert_exactly_once(driver, lane, range).await?;
+    crate::harness::invariants::wait_all_handled(
+        driver,
+        lane,
+        range.clone(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    crate::harness::invariants::assert_exactly_once(driver, lane, range).await?;
     for op in 0..operators {
         for role in [
             multibridge_contracts::ChainRole::Main,
             multibridge_contracts::ChainRole::Service,
         ] {
-            crate::invariants::wait_no_nonce_gap(driver, role, op, Duration::from_secs(30)).await?;
+            crate::harness::invariants::wait_no_nonce_gap(
+                driver,
+                role,
+                op,
+                Duration::from_secs(30),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -432,7 +443,7 @@ pub async fn etcd_leader_fault(
         .etcd
         .as_ref()
         .ok_or_else(|| DevnetError::Invalid("the devnet runs no etcd".into()))?;
-    crate::wait::poll_until("etcd member back", Duration::from_secs(30), || async {
+    crate::harness::wait::poll_until("etcd member back", Duration::from_secs(30), || async {
         Ok(etcd.member_healthy(leader).await)
     })
     .await?;

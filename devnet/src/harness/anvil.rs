@@ -6,10 +6,10 @@ use std::time::Duration;
 use alloy::providers::{Provider, ProviderBuilder};
 
 use crate::error::DevnetError;
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec};
-use crate::tools::Tools;
-use crate::wait::poll_until;
+use crate::harness::ports::free_port;
+use crate::harness::process::{ManagedProcess, ProcessSpec};
+use crate::harness::tools::Tools;
+use crate::harness::wait::poll_until;
 
 /// How to start one chain.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ impl AnvilNode {
     }
 
     /// Keep running after the handle is dropped (`devnet up`).
-    pub fn detach(self) -> Option<crate::process::RecordedProcess> {
+    pub fn detach(self) -> Option<crate::harness::process::RecordedProcess> {
         self.process.detach()
     }
 }

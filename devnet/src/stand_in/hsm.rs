@@ -12,7 +12,7 @@ use alloy::primitives::Address;
 use multibridge_config::SignerConfig;
 
 use crate::error::DevnetError;
-use crate::tools::relay_binary;
+use crate::harness::tools::relay_binary;
 
 /// DEVNET ONLY, well known: the user PIN of the devnet's SoftHSM token.
 pub const DEVNET_HSM_PIN: &str = "devnet-hsm-pin";

@@ -21,11 +21,11 @@ use serde::Serialize;
 
 use crate::bench::percentile;
 use crate::error::DevnetError;
-use crate::ha::{
+use crate::harness::ha::{
     EtcdFault, EtcdFaultRound, HandleWatch, LeaderWatch, Traffic, etcd_leader_fault,
     leading_replica, start_ha, votes_series, wait_metric,
 };
-use crate::scrape::metric;
+use crate::harness::scrape::metric;
 use crate::{DevnetOptions, Driver};
 
 /// Lease TTL the devnet configures (seconds).
@@ -162,7 +162,7 @@ pub async fn run(
         let port = devnet.replica_http_ports[0][leader];
         wait_metric(
             port,
-            &crate::ha::leader_series(LANE),
+            &crate::harness::ha::leader_series(LANE),
             0.0,
             Duration::from_secs(30),
         )
@@ -173,21 +173,21 @@ pub async fn run(
     let sent = traffic.stop().await?;
     let last = sent.last().map(|s| s.nonce).unwrap_or_default();
     if let (Some(first), Some(last)) = (other_sent.first(), other_sent.last()) {
-        crate::invariants::wait_all_handled(
+        crate::harness::invariants::wait_all_handled(
             &driver,
             OTHER_LANE,
             first.nonce..last.nonce.saturating_add(1),
             Duration::from_secs(60),
         )
         .await?;
-        crate::invariants::assert_exactly_once(
+        crate::harness::invariants::assert_exactly_once(
             &driver,
             OTHER_LANE,
             first.nonce..last.nonce.saturating_add(1),
         )
         .await?;
     }
-    crate::invariants::wait_all_handled(
+    crate::harness::invariants::wait_all_handled(
         &driver,
         LANE,
         0..last.saturating_add(1),
@@ -195,7 +195,7 @@ pub async fn run(
     )
     .await?;
     let seen = watch.stop().await?;
-    let counts = crate::invariants::handle_counts(&driver, LANE).await?;
+    let counts = crate::harness::invariants::handle_counts(&driver, LANE).await?;
     let handled_twice = counts.values().filter(|n| **n > 1).count();
     let lost = sent
         .iter()
@@ -259,7 +259,7 @@ pub const ETCD_TARGET: Duration = Duration::from_secs(1);
 async fn etcd_rounds(
     devnet: &mut crate::Devnet,
     kills: usize,
-) -> Result<(Vec<EtcdFaultRound>, Vec<crate::ha::Sent>), DevnetError> {
+) -> Result<(Vec<EtcdFaultRound>, Vec<crate::harness::ha::Sent>), DevnetError> {
     if kills == 0 {
         return Ok((Vec::new(), Vec::new()));
     }

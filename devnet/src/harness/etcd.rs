@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::DevnetError;
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
-use crate::tools::Tools;
-use crate::wait::poll_until;
+use crate::harness::ports::free_port;
+use crate::harness::process::{ManagedProcess, ProcessSpec, RecordedProcess};
+use crate::harness::tools::Tools;
+use crate::harness::wait::poll_until;
 
 /// One member of the cluster.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use multibridge_contracts::{Bridge, ServiceRegistry, TestNFT, TestToken, TokenMo
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
-use crate::tx::{confirm, signing_provider};
+use crate::harness::tx::{confirm, signing_provider};
 
 /// What to deploy.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::ChainContracts;
 use crate::error::DevnetError;
-use crate::process::RecordedProcess;
+use crate::harness::deploy::ChainContracts;
+use crate::harness::process::RecordedProcess;
 
 /// Name of the manifest inside the devnet directory.
 pub const MANIFEST_FILE: &str = "devnet.json";

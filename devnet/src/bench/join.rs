@@ -16,9 +16,9 @@ use alloy::providers::Provider;
 use multibridge_contracts::{ChainRole, HistoryBridge, Lane};
 use serde::Serialize;
 
-use crate::devnet::{Devnet, DevnetOptions};
 use crate::error::DevnetError;
-use crate::scrape::metric;
+use crate::harness::devnet::{Devnet, DevnetOptions};
+use crate::harness::scrape::metric;
 
 const LANE: Lane = Lane::MainToService;
 /// Events per history transaction (~18M gas, under anvil's 30M block gas limit).
@@ -191,7 +191,7 @@ async fn one(dir: &Path, size: u64) -> Result<JoinRow, DevnetError> {
 
     // A backup on demand.
     let backing = Instant::now();
-    let out = std::process::Command::new(crate::tools::relay_binary()?)
+    let out = std::process::Command::new(crate::harness::tools::relay_binary()?)
         .args([
             "backup",
             "now",
@@ -297,7 +297,7 @@ async fn one(dir: &Path, size: u64) -> Result<JoinRow, DevnetError> {
 
 async fn newest_log(devnet: &Devnet) -> Result<multibridge::harness::BackupLog, DevnetError> {
     let config = devnet.operator_config(0)?;
-    let key = multibridge::harness::parse_private_key(crate::devnet::DEVNET_BACKUP_SECRET)
+    let key = multibridge::harness::parse_private_key(crate::harness::devnet::DEVNET_BACKUP_SECRET)
         .map_err(|e| DevnetError::Invalid(e.to_string()))?;
     let chains = multibridge_chain::ChainPair::for_command(
         &config.chains,

@@ -107,7 +107,7 @@ pub async fn run(dir: &Path, signatures: usize) -> Result<SignerBench, DevnetErr
         return measure_all(dir, signatures).await;
     }
     std::fs::create_dir_all(dir).map_err(|e| DevnetError::io(dir, e))?;
-    let hsm = crate::hsm::SoftHsm::create(dir)?;
+    let hsm = crate::stand_in::hsm::SoftHsm::create(dir)?;
     hsm.create_key(0)?;
     let (conf_key, conf) = hsm.env();
     let exe = std::env::current_exe().map_err(|e| DevnetError::io(Path::new("current_exe"), e))?;
@@ -151,9 +151,9 @@ async fn measure_all(dir: &Path, signatures: usize) -> Result<SignerBench, Devne
     );
 
     let hsm = Pkcs11Signer::open(TokenKey {
-        module: crate::hsm::SOFTHSM_MODULE.into(),
-        token_label: crate::hsm::TOKEN_LABEL.into(),
-        key_label: crate::hsm::SoftHsm::key_label(0),
+        module: crate::stand_in::hsm::SOFTHSM_MODULE.into(),
+        token_label: crate::stand_in::hsm::TOKEN_LABEL.into(),
+        key_label: crate::stand_in::hsm::SoftHsm::key_label(0),
         pin_file: Some(dir.join("softhsm").join("hsm-pin")),
         pin_env: None,
     })
@@ -169,7 +169,7 @@ async fn measure_all(dir: &Path, signatures: usize) -> Result<SignerBench, Devne
         .await?,
     );
 
-    let kms = crate::kms::KmsStandIn::start().await?;
+    let kms = crate::stand_in::kms::KmsStandIn::start().await?;
     let key = KmsKey {
         key_id: "bench-key".into(),
         region: Some("us-east-1".into()),

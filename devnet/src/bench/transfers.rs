@@ -21,7 +21,7 @@ use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
 use crate::error::DevnetError;
-use crate::scrape::metric;
+use crate::harness::scrape::metric;
 use crate::{Devnet, DevnetOptions, Driver};
 
 /// How much to measure.
@@ -119,7 +119,8 @@ pub struct BenchReport {
     pub memory: Option<Memory>,
 }
 
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-th percentile (0–100) of `sorted` (ascending), nearest rank; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -288,7 +289,7 @@ pub async fn run(
     // Throughput: the relays are stopped while a burst is mined, so the whole backlog is there
     // when they start: the handling rate then measures the relays against the destination's
     // capacity, not the speed at which the burst could be submitted.
-    for op in 0..devnet.accounts.operators.len() {
+    for op in devnet.operators() {
         if let Some(relay) = devnet.relay(op) {
             relay.kill()?;
         }
@@ -310,10 +311,10 @@ pub async fn run(
     }
     let max_nonce = requests.iter().map(|r| r.nonce).max().unwrap_or_default();
     let restarted = Instant::now();
-    for op in 0..devnet.accounts.operators.len() {
+    for op in devnet.operators() {
         devnet.start_relay(op)?;
     }
-    crate::invariants::wait_handled_below(
+    crate::harness::invariants::wait_handled_below(
         &driver,
         lane,
         max_nonce.saturating_add(1),
@@ -459,7 +460,7 @@ async fn measure_rss(
     driver: &Driver,
     pending: usize,
 ) -> Result<Memory, DevnetError> {
-    for op in 0..devnet.accounts.operators.len() {
+    for op in devnet.operators() {
         if let Some(relay) = devnet.relay(op) {
             relay.kill()?;
         }

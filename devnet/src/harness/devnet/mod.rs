@@ -7,25 +7,26 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{U256, utils::parse_ether};
 use alloy::providers::{Provider, ProviderBuilder};
-use multibridge_config::{
-    ChainConfig, Chains, Config, EtcdConfig, HttpConfig, OperatorConfig, RegistryConfig, Secret,
-    SignerConfig, StoreConfig,
-};
-use multibridge_contracts::{ChainRole, Lane};
+use multibridge_config::SignerConfig;
+use multibridge_contracts::ChainRole;
 
-use crate::accounts::DevAccounts;
-use crate::anvil::{AnvilNode, AnvilOptions};
-use crate::deploy::{DeployPlan, Deployment, ReleaseLimits, deploy_pair};
 use crate::error::DevnetError;
-use crate::etcd::EtcdCluster;
-use crate::manifest::{
-    AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry, write_atomic,
+use crate::harness::accounts::DevAccounts;
+use crate::harness::anvil::{AnvilNode, AnvilOptions};
+use crate::harness::deploy::{DeployPlan, Deployment, ReleaseLimits, deploy_pair};
+use crate::harness::etcd::EtcdCluster;
+use crate::harness::manifest::{
+    AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry,
 };
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
-use crate::prometheus::{PrometheusServer, ScrapeTarget};
-use crate::proxy::{ProxyMode, TcpProxy};
-use crate::tools::Tools;
+use crate::harness::ports::free_port;
+use crate::harness::process::{ManagedProcess, ProcessSpec, RecordedProcess};
+use crate::harness::prometheus::{PrometheusServer, ScrapeTarget};
+use crate::harness::proxy::{ProxyMode, TcpProxy};
+use crate::harness::tools::Tools;
+
+mod relay_config;
+
+pub use relay_config::{DEVNET_BACKUP_SECRET, DEVNET_DASHBOARD_TOKEN};
 
 /// How to build a devnet.
 #[derive(Debug, Clone)]
@@ -92,15 +93,6 @@ pub enum DevnetSigner {
     /// One key per operator generated inside a SoftHSM2 token (`pkcs11` signers).
     Hsm,
 }
-
-/// DEVNET ONLY, well known: the admin token of every devnet relay's dashboard (written to
-/// `<dir>/dashboard-token`). A real deployment gives each relay a secret of its own.
-pub const DEVNET_DASHBOARD_TOKEN: &str = "devnet-dashboard-admin-token";
-
-/// DEVNET ONLY, well known, never for real funds: the backup key pair every devnet relay
-/// encrypts its backup logs to (the secret is written to `<dir>/backup-key.hex`).
-pub const DEVNET_BACKUP_SECRET: &str =
-    "0x6d756c7469627269646765206465766e6574206261636b7570206b6579212121";
 
 impl DevnetOptions {
     /// [`new`](Self::new) without etcd: the chains, contracts and relay configs only (what every
@@ -226,7 +218,7 @@ pub struct Devnet {
     /// The operators' addresses (the dev keys', or the HSM keys').
     pub operator_addresses: Vec<alloy::primitives::Address>,
     /// The SoftHSM2 token holding the operator keys (with `DevnetSigner::Hsm`).
-    pub hsm: Option<crate::hsm::SoftHsm>,
+    pub hsm: Option<crate::stand_in::hsm::SoftHsm>,
     /// Every replica's own network links, `(operator, replica)` (with `replica_links`).
     links: std::collections::BTreeMap<(usize, usize), ReplicaLinks>,
     /// Relay processes by operator index.
@@ -238,7 +230,7 @@ pub struct Devnet {
 /// store would take their fresh nonces for requests it already handled). Only names this crate
 /// writes are touched.
 fn clear_previous_run(dir: &Path) -> Result<(), DevnetError> {
-    if let Some(processes) = crate::manifest::load_processes(dir)?
+    if let Some(processes) = crate::harness::manifest::load_processes(dir)?
         && processes.iter().any(|p| p.is_alive())
     {
         return Err(DevnetError::AlreadyRunning(dir.to_owned()));
@@ -318,7 +310,7 @@ impl Devnet {
         let (hsm, operator_addresses) = match options.signer {
             DevnetSigner::DevKeys => (None, accounts.operator_addresses()),
             DevnetSigner::Hsm => {
-                let hsm = crate::hsm::SoftHsm::create(&dir)?;
+                let hsm = crate::stand_in::hsm::SoftHsm::create(&dir)?;
                 let mut addresses = Vec::new();
                 for index in 0..accounts.operators.len() {
                     let address = hsm.create_key(index)?;
@@ -454,173 +446,15 @@ impl Devnet {
         }
     }
 
+    /// The operator indices (0-based) every per-operator method takes: `for op in
+    /// devnet.operators()`.
+    pub fn operators(&self) -> std::ops::Range<usize> {
+        0..self.accounts.operators.len()
+    }
+
     /// The devnet directory.
     pub fn dir(&self) -> &Path {
         &self.options.dir
-    }
-
-    /// Relay config file of operator `index` (0-based).
-    pub fn operator_config_path(&self, index: usize) -> PathBuf {
-        self.options
-            .dir
-            .join(format!("operator-{}.toml", index.saturating_add(1)))
-    }
-
-    /// The relay config of operator `index` (0-based).
-    pub fn operator_config(&self, index: usize) -> Result<Config, DevnetError> {
-        let dev_key = self
-            .accounts
-            .operators
-            .get(index)
-            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
-        let (address, signer) = match &self.hsm {
-            Some(hsm) => (
-                self.operator_addresses
-                    .get(index)
-                    .copied()
-                    .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?,
-                hsm.signer_config(index),
-            ),
-            None => (
-                dev_key.address(),
-                SignerConfig::DevKey {
-                    private_key: Secret::new(format!(
-                        "0x{}",
-                        alloy::hex::encode(dev_key.to_bytes())
-                    )),
-                },
-            ),
-        };
-        let chain = |role: ChainRole| {
-            let contracts = match role {
-                ChainRole::Main => &self.deployment.main,
-                ChainRole::Service => &self.deployment.service,
-            };
-            ChainConfig {
-                chain_id: contracts.chain_id,
-                rpc_urls: vec![self.replica_rpc_url(index, 0, role)],
-                bridge: contracts.bridge,
-                confirmations: multibridge_config::Confirmations::Depth(self.options.confirmations),
-                start_block: contracts.bridge_block,
-                poll_interval_ms: 250,
-                max_block_range: self.options.max_block_range,
-                max_fee_gwei: 1_000,
-                log_quorum: 1,
-            }
-        };
-        let http_port = self
-            .operator_http_ports
-            .get(index)
-            .copied()
-            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
-        let operator_dir = self
-            .options
-            .dir
-            .join(format!("operator-{}", index.saturating_add(1)));
-        Ok(Config {
-            operator: OperatorConfig { address, signer },
-            chains: Chains {
-                main: chain(ChainRole::Main),
-                service: chain(ChainRole::Service),
-            },
-            lanes: Lane::ALL.to_vec(),
-            store: StoreConfig {
-                path: operator_dir.join("store.sqlite"),
-            },
-            voting: Default::default(),
-            recovery: Default::default(),
-            http: HttpConfig {
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),
-                expose: false,
-                advertise_url: None,
-                // Devnet blocks come every second: a relay is not ready 10 s after a dependency
-                // last answered.
-                ready_stale_secs: 10,
-                watch_interval_ms: 1_000,
-            },
-            registry: Some(RegistryConfig {
-                address: self.deployment.registry,
-                replica_urls: self
-                    .replica_http_ports
-                    .get(index)
-                    .into_iter()
-                    .flatten()
-                    .map(|port| format!("http://127.0.0.1:{port}"))
-                    .collect(),
-            }),
-            etcd: self.etcd.as_ref().map(|etcd| EtcdConfig {
-                endpoints: self
-                    .links
-                    .get(&(index, 0))
-                    .map(ReplicaLinks::etcd_endpoints)
-                    .unwrap_or_else(|| etcd.endpoints()),
-                prefix: "/multibridge".to_owned(),
-                lease_ttl_secs: 3,
-                replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
-                scope: Default::default(),
-                tls: None,
-                username: None,
-                password_file: None,
-                password_env: None,
-            }),
-            backup: self.backup_settings()?,
-            dashboard: self.dashboard_settings(index)?,
-            fault_injection: Default::default(),
-        })
-    }
-
-    /// The `[dashboard]` section of operator `index`'s relays: the devnet admin token, and the
-    /// manager key of `dashboard_manager` for operator 1.
-    fn dashboard_settings(
-        &self,
-        index: usize,
-    ) -> Result<multibridge_config::DashboardSettings, DevnetError> {
-        let token_file = self.options.dir.join("dashboard-token");
-        if !token_file.exists() {
-            write_atomic(
-                &token_file,
-                format!("{DEVNET_DASHBOARD_TOKEN}\n").as_bytes(),
-            )?;
-        }
-        Ok(multibridge_config::DashboardSettings {
-            admin_token_file: Some(token_file),
-            manager: if index == 0 {
-                self.options.dashboard_manager.clone()
-            } else {
-                None
-            },
-            ..Default::default()
-        })
-    }
-
-    /// The `[backup]` section of every relay (with etcd and `backup_every` only).
-    fn backup_settings(&self) -> Result<Option<multibridge_config::BackupSettings>, DevnetError> {
-        let (Some(every), Some(_)) = (self.options.backup_every, &self.etcd) else {
-            return Ok(None);
-        };
-        let key_file = self.options.dir.join("backup-key.hex");
-        if !key_file.exists() {
-            write_atomic(&key_file, format!("{DEVNET_BACKUP_SECRET}\n").as_bytes())?;
-        }
-        let secret = multibridge::harness::parse_private_key(DEVNET_BACKUP_SECRET)
-            .map_err(|e| DevnetError::Invalid(e.to_string()))?;
-        Ok(Some(multibridge_config::BackupSettings {
-            every_handled: every,
-            on_majority_lost: true,
-            min_interval_secs: 30,
-            catch_up_secs: 5,
-            public_key: multibridge::harness::public_key_hex(&secret.public_key()),
-            private_key_file: Some(key_file),
-            private_key_env: None,
-            join_from_backup: true,
-            etcd_snapshot: self.options.backup_etcd_snapshot,
-            max_restore_mib: 2_048,
-            storage: self.options.backup_storage.clone().unwrap_or(
-                multibridge_config::StorageSettings::Local {
-                    path: self.options.dir.join("backups"),
-                },
-            ),
-        }))
     }
 
     /// Everything `devnet.json` holds.
@@ -681,15 +515,6 @@ impl Devnet {
         }
     }
 
-    /// Write one relay config per operator, then `devnet.json`.
-    fn write_files(&self) -> Result<(), DevnetError> {
-        for index in 0..self.accounts.operators.len() {
-            self.write_operator_config(index, &self.operator_config(index)?)?;
-        }
-        self.manifest().save()?;
-        Ok(())
-    }
-
     /// Start (or restart) the relay of operator `index` with its config file (replica 0).
     pub fn start_relay(&mut self, index: usize) -> Result<(), DevnetError> {
         self.start_replica(index, 0)
@@ -703,60 +528,6 @@ impl Devnet {
         } else {
             format!("relay-{n}-r{}", replica.saturating_add(1))
         }
-    }
-
-    /// Config path of a replica (replica 0: [`operator_config_path`](Self::operator_config_path)).
-    pub fn replica_config_path(&self, index: usize, replica: usize) -> PathBuf {
-        if replica == 0 {
-            return self.operator_config_path(index);
-        }
-        self.options.dir.join(format!(
-            "operator-{}-r{}.toml",
-            index.saturating_add(1),
-            replica.saturating_add(1)
-        ))
-    }
-
-    /// The config of replica `replica` of operator `index`: its own HTTP port, store and name.
-    pub fn replica_config(&self, index: usize, replica: usize) -> Result<Config, DevnetError> {
-        let mut config = self.operator_config(index)?;
-        if replica == 0 {
-            return Ok(config);
-        }
-        let port = self
-            .replica_http_ports
-            .get(index)
-            .and_then(|p| p.get(replica))
-            .copied()
-            .ok_or_else(|| {
-                DevnetError::Invalid(format!("no replica {replica} of operator {index}"))
-            })?;
-        config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let operator_dir = self
-            .options
-            .dir
-            .join(format!("operator-{}", index.saturating_add(1)));
-        config.store.path = operator_dir
-            .join(format!("replica-{}", replica.saturating_add(1)))
-            .join("store.sqlite");
-        for role in [ChainRole::Main, ChainRole::Service] {
-            let url = self.replica_rpc_url(index, replica, role);
-            match role {
-                ChainRole::Main => config.chains.main.rpc_urls = vec![url],
-                ChainRole::Service => config.chains.service.rpc_urls = vec![url],
-            }
-        }
-        if let Some(etcd) = config.etcd.as_mut() {
-            if let Some(links) = self.links.get(&(index, replica)) {
-                etcd.endpoints = links.etcd_endpoints();
-            }
-            etcd.replica = Some(format!(
-                "operator-{}-r{}",
-                index.saturating_add(1),
-                replica.saturating_add(1)
-            ));
-        }
-        Ok(config)
     }
 
     /// Start (or restart) one replica of operator `index`.
@@ -773,7 +544,7 @@ impl Devnet {
         let name = Self::replica_name(index, replica);
         let spec = ProcessSpec {
             name: name.clone(),
-            program: crate::tools::relay_binary()?,
+            program: crate::harness::tools::relay_binary()?,
             args: vec![
                 "run".into(),
                 "--config".into(),
@@ -784,7 +555,7 @@ impl Devnet {
                 std::env::var("MULTIBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
             ))
             .chain(self.options.relay_env.iter().cloned())
-            .chain(self.hsm.iter().map(crate::hsm::SoftHsm::env))
+            .chain(self.hsm.iter().map(crate::stand_in::hsm::SoftHsm::env))
             .collect(),
             log_path: self.options.dir.join("logs").join(format!("{name}.log")),
         };
@@ -814,30 +585,6 @@ impl Devnet {
     /// One replica's process, for fault injection.
     pub fn replica(&mut self, index: usize, replica: usize) -> Option<&mut ManagedProcess> {
         self.relays.get_mut(&(index, replica))
-    }
-
-    /// Write replica `replica` of operator `index`'s config file before (re)starting it.
-    pub fn write_replica_config(
-        &self,
-        index: usize,
-        replica: usize,
-        config: &Config,
-    ) -> Result<(), DevnetError> {
-        self.write_config_to(&self.replica_config_path(index, replica), config)
-    }
-
-    /// Rewrite operator `index`'s config file (e.g. to inject a fault) before (re)starting it.
-    pub fn write_operator_config(&self, index: usize, config: &Config) -> Result<(), DevnetError> {
-        self.write_config_to(&self.operator_config_path(index), config)
-    }
-
-    fn write_config_to(&self, path: &Path, config: &Config) -> Result<(), DevnetError> {
-        let toml = config
-            .to_toml()
-            .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
-        let header = "# multibridge relay config written by multibridge-devnet.\n\
-                      # DEVNET ONLY: the key below is a public anvil test key.\n";
-        write_atomic(path, format!("{header}{toml}").as_bytes())
     }
 
     /// Leave every process running after this value is dropped; returns them for `down`.

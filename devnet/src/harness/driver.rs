@@ -10,8 +10,8 @@ use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
 use multibridge_contracts::{ChainRole, Lane, Request, TestNFT, TestToken, request_from_log};
 
 use crate::error::DevnetError;
-use crate::manifest::{AccountEntry, ChainEntry, Manifest};
-use crate::tx::{confirm, signing_provider};
+use crate::harness::manifest::{AccountEntry, ChainEntry, Manifest};
+use crate::harness::tx::{confirm, signing_provider};
 
 /// What one vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,7 +437,7 @@ impl Driver {
         who: Address,
         wei: U256,
     ) -> Result<(), DevnetError> {
-        crate::devnet::set_balance(&self.chain(role).rpc_url, who, wei).await
+        crate::harness::devnet::set_balance(&self.chain(role).rpc_url, who, wei).await
     }
 
     /// The unix time of the latest block of one chain.

@@ -8,13 +8,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::DevnetError;
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec, RecordedProcess};
-use crate::tools::find_tool;
-use crate::wait::poll_until;
+use crate::harness::ports::free_port;
+use crate::harness::process::{ManagedProcess, ProcessSpec, RecordedProcess};
+use crate::harness::tools::find_tool;
+use crate::harness::wait::poll_until;
 
 /// The alert rules every relay deployment should load.
-pub const ALERT_RULES: &str = include_str!("../../monitoring/prometheus/alerts.yml");
+pub const ALERT_RULES: &str = include_str!("../../../monitoring/prometheus/alerts.yml");
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::error::DevnetError;
-use crate::process::{ManagedProcess, ProcessSpec};
-use crate::tools::find_tool;
+use crate::harness::process::{ManagedProcess, ProcessSpec};
+use crate::harness::tools::find_tool;
 
 /// Chromium flags for a sandboxed, offline, root-run headless browser (background networking
 /// off: this machine's closed network refuses Chromium's own connections).
@@ -50,7 +50,7 @@ impl Browser {
     pub async fn start(log_dir: &Path, width: u32, height: u32) -> Result<Self, DevnetError> {
         let driver_bin = find_tool("chromedriver")?;
         let chromium = chromium()?;
-        let port = crate::ports::free_port().map_err(DevnetError::Ports)?;
+        let port = crate::harness::ports::free_port().map_err(DevnetError::Ports)?;
         let driver = ManagedProcess::spawn(ProcessSpec {
             name: "chromedriver".into(),
             program: driver_bin,

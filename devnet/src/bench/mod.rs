@@ -1,0 +1,16 @@
+//! The benchmark commands: each runs on a real devnet and prints its figures as a readable
+//! table and as JSON (see docs/benchmarks.md).
+//!
+//! | command | module |
+//! |---|---|
+//! | `bench` | [`transfers`]: latency, throughput, gas per transfer, memory |
+//! | `bench-failover` | [`failover`]: how fast a standby takes over |
+//! | `bench-join` | [`join`]: how fast a new replica is warm |
+//! | `bench-signers` | [`signer`]: what one signature costs per backend |
+
+pub mod failover;
+pub mod join;
+pub mod signer;
+pub mod transfers;
+
+pub use transfers::percentile;
