@@ -50,9 +50,9 @@ enum Command {
         /// blocks do not dominate).
         #[arg(long, default_value_t = 5000)]
         burst: usize,
-        /// Pending requests for the memory figure (0 skips it).
-        #[arg(long, default_value_t = 10_000)]
-        rss_pending: usize,
+        /// Backlogs (pending requests, comma-separated) for the memory figures; 0 skips them.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+        rss_pending: Vec<usize>,
         /// Print only the JSON.
         #[arg(long)]
         json: bool,

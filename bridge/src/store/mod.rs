@@ -309,31 +309,47 @@ impl Store {
         )
     }
 
-    /// Requests that need this relay's vote now, in nonce order, at most `limit`: `observed`
-    /// ones, except those waiting for a destination condition that were last tried less than
-    /// `retry_after_secs` ago and those deferred to later. Voted requests are not here: they wait for others and must not
-    /// hold the queue; `voting` ones are in flight.
+    /// Requests that need this relay's vote now, in nonce order: at most `limit` fresh
+    /// `observed` ones and at most `waiting_limit` of those waiting for a destination condition
+    /// whose `retry_after_secs` passed (two bounded reads, so however many wait they never
+    /// push the fresh ones out of view); none deferred to later. Voted requests are not here:
+    /// they wait for others and must not hold the queue; `voting` ones are in flight.
     pub fn needing_vote(
         &self,
         lane: Lane,
         retry_after_secs: u64,
         limit: usize,
+        waiting_limit: usize,
     ) -> Result<Vec<StoredRequest>, StoreError> {
-        self.query_requests(
+        let now = unix_now();
+        let mut rows = self.query_requests(
             &format!(
                 "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
-                 AND (reason IS NULL OR updated_at <= ?2)
-                 AND (not_before IS NULL OR not_before <= ?4)
-                 ORDER BY nonce LIMIT ?3"
+                 AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
+                 ORDER BY nonce LIMIT ?2"
             ),
-            params![
-                lane.as_str(),
-                to_i64(unix_now().saturating_sub(retry_after_secs)),
-                to_i64(limit as u64),
-                to_i64(unix_now())
-            ],
+            params![lane.as_str(), to_i64(limit as u64), to_i64(now)],
             lane,
-        )
+        )?;
+        if waiting_limit > 0 {
+            rows.extend(self.query_requests(
+                &format!(
+                    "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
+                     AND reason IS NOT NULL AND updated_at <= ?2
+                     AND (not_before IS NULL OR not_before <= ?4)
+                     ORDER BY nonce LIMIT ?3"
+                ),
+                params![
+                    lane.as_str(),
+                    to_i64(now.saturating_sub(retry_after_secs)),
+                    to_i64(waiting_limit as u64),
+                    to_i64(now)
+                ],
+                lane,
+            )?);
+            rows.sort_unstable_by_key(|r| r.request.nonce);
+        }
+        Ok(rows)
     }
 
     /// Voted requests not looked at for `older_than_secs`, least recently checked first: the ones

@@ -188,7 +188,7 @@ fn a_waiting_request_is_due_again_only_after_the_retry_pause() {
         .unwrap();
     let due = |store: &Store, pause| -> Vec<u64> {
         store
-            .needing_vote(lane, pause, 10)
+            .needing_vote(lane, pause, 10, 10)
             .unwrap()
             .iter()
             .map(|r| r.request.nonce)
@@ -355,7 +355,7 @@ fn voted_requests_are_rechecked_round_robin_and_never_block_new_ones() {
         store.apply(lane, n, &Transition::Voted).unwrap();
     }
     let need: Vec<u64> = store
-        .needing_vote(lane, 5, 2)
+        .needing_vote(lane, 5, 2, 2)
         .unwrap()
         .iter()
         .map(|r| r.request.nonce)
@@ -587,4 +587,34 @@ fn a_restore_takes_no_open_or_rejected_row_from_the_snapshot() {
         RequestStatus::Observed,
         "re-checked on the chain"
     );
+}
+
+/// However many requests wait for a destination condition (a user can make many wait for
+/// liquidity), the fresh ones stay in view: the waiting ones due for a retry come at most
+/// `waiting_limit` at a time.
+#[test]
+fn requests_waiting_in_numbers_never_hide_fresh_ones() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests: Vec<Request> = (0..40).map(|n| request(n, 1)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    for n in 0..30 {
+        store
+            .apply(
+                lane,
+                n,
+                &Transition::Waiting {
+                    reason: WaitReason::InsufficientLiquidity,
+                    detail: String::new(),
+                },
+            )
+            .unwrap();
+    }
+    let need: Vec<u64> = store
+        .needing_vote(lane, 0, 5, 2)
+        .unwrap()
+        .iter()
+        .map(|r| r.request.nonce)
+        .collect();
+    assert_eq!(need, vec![0, 1, 30, 31, 32, 33, 34]);
 }

@@ -175,6 +175,9 @@ const MAX_OUT_OF_GAS_REMEMBERED: usize = 4096;
 
 /// How long a read of the destination's block gas limit is used.
 const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
+/// Requests waiting for a condition get at most `1 / WAITING_ROOM_SHARE` of the transaction
+/// slots of a step while fresh requests are there.
+const WAITING_ROOM_SHARE: usize = 4;
 
 /// The voter of one lane.
 pub struct Voter<D, S> {
@@ -199,6 +202,8 @@ pub struct Voter<D, S> {
     committee: Option<(Committee, Instant)>,
     /// The destination's block gas limit, and when it was read.
     gas_limit: Option<(u64, Instant)>,
+    /// The destination's `upperHandleNonce` as last read for the vote window.
+    upper_seen: Option<u64>,
     metrics: LaneMetrics,
 }
 
@@ -230,6 +235,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             tamper: false,
             committee: None,
             gas_limit: None,
+            upper_seen: None,
             metrics,
         }
     }
@@ -392,16 +398,23 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if !execute.is_empty() {
             planned.push((execute, Entry::Execute));
         }
+        // Requests that wait for a condition (one transaction slot each) get at most a quarter
+        // of the room while fresh requests are there, so however many wait — a user can make
+        // many wait for liquidity — they never crowd out the lane; and at least one slot, so
+        // they are never starved either.
+        let fresh_batches = batches(&fresh, chunk, MAX_VOTE_BYTES);
+        let waiting_slots = if fresh_batches.is_empty() {
+            room
+        } else {
+            (room / WAITING_ROOM_SHARE).max(1)
+        };
         planned.extend(
             waiting
                 .into_iter()
+                .take(waiting_slots)
                 .map(|r| (vec![r.request], Entry::Single)),
         );
-        planned.extend(
-            batches(&fresh, chunk, MAX_VOTE_BYTES)
-                .into_iter()
-                .map(|b| (b, Entry::Batch)),
-        );
+        planned.extend(fresh_batches.into_iter().map(|b| (b, Entry::Batch)));
         planned.truncate(room);
         // The estimates are reads: all at once, then the sends in order. A batch that is too
         // large for the destination (gas above the budget, or refused as too large) is split in

@@ -14,6 +14,56 @@ use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
 
 impl<D: DestinationReads, S: Submit> Voter<D, S> {
+    /// `candidates` (ascending by nonce) the destination takes votes for: below
+    /// `upperHandleNonce + VOTE_WINDOW` (read again only when a candidate is at or above the
+    /// last limit read; it only grows). The rest wait, noted as waiting for the window, without
+    /// a simulation or a line each: a backlog far larger than the window costs one store write
+    /// per request per `retry_after`, not an RPC.
+    async fn within_vote_window(
+        &mut self,
+        candidates: Vec<StoredRequest>,
+        retry_after: u64,
+    ) -> Result<Vec<StoredRequest>, VoterError> {
+        let window_end = |upper: u64| upper.saturating_add(multibridge_contracts::VOTE_WINDOW);
+        let Some(last) = candidates.last().map(|r| r.request.nonce) else {
+            return Ok(candidates);
+        };
+        if self
+            .upper_seen
+            .is_some_and(|upper| last < window_end(upper))
+        {
+            return Ok(candidates);
+        }
+        let upper = self.destination.upper_handle_nonce().await?;
+        self.upper_seen = Some(upper);
+        let end = window_end(upper);
+        let (inside, outside): (Vec<StoredRequest>, Vec<StoredRequest>) =
+            candidates.into_iter().partition(|r| r.request.nonce < end);
+        if let Some(first) = outside.first() {
+            let lane = self.metrics.lane;
+            let detail = format!("nonce at or above upperHandleNonce + VOTE_WINDOW = {end}");
+            let mut store = self.store.lock();
+            for r in &outside {
+                store.apply(
+                    lane,
+                    r.request.nonce,
+                    &Transition::Waiting {
+                        reason: multibridge_contracts::WaitReason::VoteWindow,
+                        detail: detail.clone(),
+                    },
+                )?;
+            }
+            drop(store);
+            self.metrics
+                .above_vote_window
+                .set(i64::try_from(outside.len()).unwrap_or(i64::MAX));
+            tracing::info!(%lane, count = outside.len(), first = first.request.nonce, window_end = end, retry_after_secs = retry_after, "requests above the destination's vote window wait for it to move");
+        } else {
+            self.metrics.above_vote_window.set(0);
+        }
+        Ok(inside)
+    }
+
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
     /// settled the rest, and the voted ones that can be executed without more votes.
     pub(super) async fn ready(
@@ -33,7 +83,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let store = self.store.lock();
             let window = limit.saturating_add(self.pending.len());
             let candidates: Vec<StoredRequest> = store
-                .needing_vote(lane, retry_after, window)?
+                .needing_vote(lane, retry_after, window, room)?
                 .into_iter()
                 .filter(|r| !self.pending.contains_key(&r.request.nonce))
                 .take(limit)
@@ -41,6 +91,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let recheck = store.stale_voted(lane, retry_after, limit)?;
             (candidates, recheck)
         };
+        let candidates = self.within_vote_window(candidates, retry_after).await?;
         // A request another operator is first for waits (deferred in the store, so it stays out
         // of the window until it is due); when due it is voted only if the lane moved past it.
         let mut upper = None;

@@ -31,8 +31,8 @@ pub struct BenchOptions {
     pub latency_samples: usize,
     /// Requests in the throughput burst.
     pub burst: usize,
-    /// Pending requests for the memory figure (0 skips it).
-    pub rss_pending: usize,
+    /// Pending requests for the memory figures, ascending (empty skips them).
+    pub rss_pending: Vec<usize>,
 }
 
 /// Latency figures, seconds.
@@ -93,13 +93,15 @@ pub struct Gas {
     pub failed: FailedVotes,
 }
 
-/// Memory figure.
+/// Memory figures at one backlog.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
     /// Requests pending while measured.
     pub pending: usize,
-    /// Peak resident set of the relay process, MiB.
+    /// Peak resident set of the lane leader (indexes and votes), MiB.
     pub peak_rss_mib: f64,
+    /// Peak resident set of a follower replica of the same operator (indexes only), MiB.
+    pub follower_peak_rss_mib: f64,
 }
 
 /// Everything measured.
@@ -115,8 +117,8 @@ pub struct BenchReport {
     pub throughput: Throughput,
     /// Vote gas.
     pub gas: Gas,
-    /// Relay memory with many pending requests.
-    pub memory: Option<Memory>,
+    /// Relay memory at each backlog measured.
+    pub memory: Vec<Memory>,
 }
 
 /// The `p`-th percentile (0–100) of `sorted` (ascending), nearest rank; 0 when empty.
@@ -242,8 +244,11 @@ pub async fn run(
     dir: &std::path::Path,
     options: &BenchOptions,
 ) -> Result<BenchReport, DevnetError> {
+    // One etcd member and two replicas per operator: the memory figures include a follower.
+    // Only the first replica of each operator runs for latency and throughput.
     let devnet_options = DevnetOptions {
-        etcd_members: 0,
+        etcd_members: 1,
+        replicas: 2,
         relays: true,
         users: 8,
         block_time: Some(1.0),
@@ -256,6 +261,21 @@ pub async fn run(
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let to = Address::repeat_byte(0xbe);
+
+    for op in devnet.operators() {
+        if let Some(relay) = devnet.replica(op, 1) {
+            relay.kill()?;
+        }
+    }
+    // One transfer before the clock starts: every lane led by a running replica.
+    let warm_up = driver.request_native(lane, 0, to, U256::from(1)).await?;
+    crate::harness::invariants::wait_handled_below(
+        &driver,
+        lane,
+        warm_up.nonce.saturating_add(1),
+        Duration::from_secs(120),
+    )
+    .await?;
 
     // Latency: one transfer at a time.
     let mut latencies = Vec::with_capacity(options.latency_samples);
@@ -437,11 +457,10 @@ pub async fn run(
         failed,
     };
 
-    let memory = if options.rss_pending > 0 {
-        Some(measure_rss(&mut devnet, &driver, options.rss_pending).await?)
-    } else {
-        None
-    };
+    let mut targets = options.rss_pending.clone();
+    targets.sort_unstable();
+    targets.retain(|t| *t > 0);
+    let memory = measure_rss(&mut devnet, &driver, &targets).await?;
     Ok(BenchReport {
         block_time,
         confirmations,
@@ -452,58 +471,132 @@ pub async fn run(
     })
 }
 
-/// Stop every relay, create `pending` requests, then start one relay (below the threshold, so
-/// nothing executes and everything stays pending) and sample its RSS while it indexes and votes
-/// them all.
+/// Every relay stopped, the backlog brought to each of `targets` pending requests (ascending)
+/// in turn; at each, the two replicas of operator 1 start on it (below the threshold, so nothing
+/// executes and everything stays pending): the lane leader indexes and votes them all, the
+/// follower indexes them (the leader votes those the bridge's vote window admits). The peak RSS
+/// of each until done.
 async fn measure_rss(
     devnet: &mut Devnet,
     driver: &Driver,
-    pending: usize,
-) -> Result<Memory, DevnetError> {
-    for op in devnet.operators() {
-        if let Some(relay) = devnet.relay(op) {
-            relay.kill()?;
-        }
-    }
+    targets: &[usize],
+) -> Result<Vec<Memory>, DevnetError> {
     let lane = Lane::MainToService;
     let users = 8usize;
-    let per_user = pending.div_ceil(users);
-    let bursts = futures::future::join_all((0..users).map(|u| {
-        driver.request_native_burst(lane, u, Address::repeat_byte(0xaf), U256::from(1), per_user)
-    }))
-    .await;
     let mut total = 0usize;
-    for burst in bursts {
-        total = total.saturating_add(burst?.len());
-    }
-    devnet.start_relay(0)?;
-    let pid = devnet
-        .relay(0)
-        .and_then(|r| r.pid())
-        .ok_or_else(|| DevnetError::Invalid("relay 1 did not start".into()))?;
-    let port = devnet
-        .operator_http_ports
-        .first()
-        .copied()
-        .unwrap_or_default();
-    let mut peak_kib = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        peak_kib = peak_kib.max(rss_kib(pid).unwrap_or(0));
-        let voted = metric(
-            port,
-            "multibridge_requests{lane=\"main-to-service\",status=\"voted\"}",
-        )
-        .await;
-        if voted.is_some_and(|v| v as usize >= total) || Instant::now() > deadline {
-            break;
+    let mut figures = Vec::with_capacity(targets.len());
+    for &target in targets {
+        for op in devnet.operators() {
+            for replica in 0..2 {
+                if let Some(relay) = devnet.replica(op, replica) {
+                    relay.kill()?;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let more = target.saturating_sub(total);
+        let per_user = more.div_ceil(users);
+        let bursts = futures::future::join_all((0..users).map(|u| {
+            driver.request_native_burst(
+                lane,
+                u,
+                Address::repeat_byte(0xaf),
+                U256::from(1),
+                per_user,
+            )
+        }))
+        .await;
+        for burst in bursts {
+            total = total.saturating_add(burst?.len());
+        }
+        let replicas = [0usize, 1];
+        for replica in replicas {
+            devnet.start_replica(0, replica)?;
+        }
+        let mut watched = Vec::with_capacity(replicas.len());
+        for replica in replicas {
+            let pid = devnet
+                .replica(0, replica)
+                .and_then(|r| r.pid())
+                .ok_or_else(|| DevnetError::Invalid(format!("replica {replica} did not start")))?;
+            let port = devnet
+                .replica_http_ports
+                .first()
+                .and_then(|p| p.get(replica))
+                .copied()
+                .ok_or_else(|| DevnetError::Invalid(format!("no port of replica {replica}")))?;
+            watched.push((pid, port, 0u64));
+        }
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        let (mut leader_peak, mut follower_peak) = (None, None);
+        loop {
+            let mut done = 0usize;
+            for (pid, port, peak) in &mut watched {
+                *peak = (*peak).max(rss_kib(*pid).unwrap_or(0));
+                let led = metric(*port, "multibridge_leader{lane=\"main-to-service\"}").await;
+                let leads = led.is_some_and(|v| v >= 1.0);
+                // The bridge takes votes only `VOTE_WINDOW` above what is handled: the rest of
+                // the backlog waits (indexed, not voted) until the window moves.
+                let finished = if leads {
+                    let votable = total.min(multibridge_contracts::VOTE_WINDOW as usize);
+                    metric(
+                        *port,
+                        "multibridge_requests{lane=\"main-to-service\",status=\"voted\"}",
+                    )
+                    .await
+                    .is_some_and(|v| v as usize >= votable)
+                        && indexed(*port).await >= total
+                } else {
+                    indexed(*port).await >= total
+                };
+                if finished {
+                    done = done.saturating_add(1);
+                    if leads {
+                        leader_peak = Some(*peak);
+                    } else {
+                        follower_peak = Some(*peak);
+                    }
+                }
+            }
+            if done == watched.len() && leader_peak.is_some() && follower_peak.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(DevnetError::Invalid(format!(
+                    "the replicas did not index and vote {total} pending requests in 30 min"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mib = |kib: Option<u64>| kib.unwrap_or_default() as f64 / 1024.0;
+        figures.push(Memory {
+            pending: total,
+            peak_rss_mib: mib(leader_peak),
+            follower_peak_rss_mib: mib(follower_peak),
+        });
     }
-    Ok(Memory {
-        pending: total,
-        peak_rss_mib: peak_kib as f64 / 1024.0,
-    })
+    Ok(figures)
+}
+
+/// Requests of the main-to-service lane in a replica's store still to be handled.
+async fn indexed(port: u16) -> usize {
+    use multibridge_contracts::RequestStatus;
+    let mut sum = 0.0;
+    for status in [
+        RequestStatus::Observed,
+        RequestStatus::Voting,
+        RequestStatus::Voted,
+    ] {
+        sum += metric(
+            port,
+            &format!(
+                "multibridge_requests{{lane=\"main-to-service\",status=\"{}\"}}",
+                status.as_str()
+            ),
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    sum as usize
 }
 
 fn rss_kib(pid: i32) -> Option<u64> {
@@ -545,17 +638,36 @@ pub fn render(report: &BenchReport) -> String {
         report.gas.failed.gas_burned,
         if report.gas.failed.out_of_gas == 0 { "met" } else { "MISSED" },
     ));
-    if let Some(m) = &report.memory {
-        out.push_str(&format!(
-            "\nmemory\n  relay peak RSS {:.1} MiB with {} pending   target <= 48 MiB: {}\n",
-            m.peak_rss_mib,
-            m.pending,
-            if m.peak_rss_mib <= 48.0 {
-                "met"
-            } else {
-                "MISSED"
-            }
-        ));
+    if !report.memory.is_empty() {
+        out.push_str(
+            "\nmemory (peak RSS of operator 1's replicas on a backlog below the threshold)\n",
+        );
+        for m in &report.memory {
+            out.push_str(&format!(
+                "  {:>7} pending   leader {:.1} MiB   follower {:.1} MiB   target <= 48 MiB: {}\n",
+                m.pending,
+                m.peak_rss_mib,
+                m.follower_peak_rss_mib,
+                if m.peak_rss_mib.max(m.follower_peak_rss_mib) <= 48.0 {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            ));
+        }
+        if let (Some(first), Some(last)) = (report.memory.first(), report.memory.last())
+            && report.memory.len() > 1
+            && first.peak_rss_mib > 0.0
+        {
+            let growth = last.peak_rss_mib / first.peak_rss_mib - 1.0;
+            out.push_str(&format!(
+                "  leader growth {} -> {} pending: {:+.1}%   target within 10%: {}\n",
+                first.pending,
+                last.pending,
+                growth * 100.0,
+                if growth <= 0.10 { "met" } else { "MISSED" }
+            ));
+        }
     }
     out
 }

@@ -13,6 +13,10 @@ use crate::error::DevnetError;
 use crate::harness::manifest::{AccountEntry, ChainEntry, Manifest};
 use crate::harness::tx::{confirm, signing_provider};
 
+/// Fee room (wei, 100 gwei) above the quoted max fee of a burst's transactions: a long burst
+/// fills blocks and raises the base fee before its last transactions are mined.
+const BURST_FEE_ROOM: u128 = 100_000_000_000;
+
 /// What one vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoteOutcome {
@@ -209,12 +213,31 @@ impl Driver {
             .pending()
             .await
             .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+        // One estimate and one fee quote for the whole burst (the requests differ only in
+        // recipient, amount and extraData; the longest extraData is estimated, plus a fifth): a
+        // node's estimate per transaction would make a large burst crawl.
+        let mut gas = 0u64;
+        if let Some((to, amount, data)) = transfers.iter().max_by_key(|(_, _, d)| d.len()) {
+            gas = bridge
+                .requestNativeTransfer(*to, data.clone())
+                .value(amount.saturating_add(fee))
+                .estimate_gas()
+                .await
+                .map_err(|e| DevnetError::chain("estimate requestNativeTransfer", e))?;
+        }
+        let fees = provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| DevnetError::chain("eth_feeHistory", e))?;
         let mut pending = Vec::with_capacity(transfers.len());
         for (i, (to, amount, data)) in transfers.iter().enumerate() {
             let sent = bridge
                 .requestNativeTransfer(*to, data.clone())
                 .value(amount.saturating_add(fee))
                 .nonce(first_nonce.saturating_add(i as u64))
+                .gas(gas.saturating_add(gas / 5))
+                .max_fee_per_gas(fees.max_fee_per_gas.saturating_add(BURST_FEE_ROOM))
+                .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
                 .send()
                 .await;
             pending.push(sent);

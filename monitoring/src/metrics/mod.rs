@@ -176,6 +176,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) upper_handle_nonce: IntGaugeVec,
+    /// Requests the voter last found at or above the destination's vote window
+    /// (`upperHandleNonce + VOTE_WINDOW`): they wait, unvoted, for the window to move.
+    ///
+    /// Labels: lane.
+    pub(crate) above_vote_window: IntGaugeVec,
     /// 1 while this replica is the lane's active voter (always 1 when running standalone).
     ///
     /// Labels: lane.
@@ -470,6 +475,11 @@ impl Metrics {
                 "Highest handled nonce + 1 on the lane's destination",
                 lane,
             )?,
+            above_vote_window: int_gauge(
+                "requests_above_vote_window",
+                "Requests the voter last found at or above the destination's vote window (upperHandleNonce + VOTE_WINDOW), waiting for it to move",
+                lane,
+            )?,
             leader: int_gauge(
                 "leader",
                 "1 while this replica is the lane's active voter (1 when standalone)",
@@ -566,6 +576,7 @@ impl Metrics {
                 &metrics.request_nonce,
                 &metrics.lower_handle_nonce,
                 &metrics.upper_handle_nonce,
+                &metrics.above_vote_window,
                 &metrics.leader,
                 &metrics.queued_releases,
                 &metrics.queued_releases_frozen,

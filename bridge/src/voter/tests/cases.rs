@@ -554,3 +554,30 @@ async fn a_handle_above_the_confirmation_depth_is_not_final_yet() {
     assert_eq!(h.status(1), RequestStatus::Handled, "final at depth");
     assert!(h.jobs().is_empty());
 }
+
+/// A backlog beyond the destination's vote window is not simulated or sent: it waits, noted
+/// with its reason and counted, while the requests inside the window are voted.
+#[tokio::test]
+async fn requests_beyond_the_vote_window_wait_without_a_vote() {
+    use multibridge_contracts::VOTE_WINDOW;
+    let mut h = Harness::new(2, 64);
+    let far: Vec<Request> = (VOTE_WINDOW..VOTE_WINDOW + 3).map(request).collect();
+    h.store.lock().record_range(LANE, &far, 1_001).unwrap();
+    h.step().await;
+    assert_eq!(
+        h.jobs(),
+        vec![(false, vec![0, 1])],
+        "only the nonces inside the window are voted"
+    );
+    for nonce in VOTE_WINDOW..VOTE_WINDOW + 3 {
+        assert_eq!(h.status(nonce), RequestStatus::Observed);
+        assert_eq!(h.row(nonce).waiting, Some(WaitReason::VoteWindow));
+    }
+    assert_eq!(
+        h.metric("multibridge_requests_above_vote_window{lane=\"main-to-service\"}"),
+        3.0
+    );
+    // Waiting, they stay out of the next steps until `retry_after`.
+    h.step().await;
+    assert_eq!(h.jobs(), Vec::<(bool, Vec<u64>)>::new());
+}
