@@ -53,6 +53,10 @@ enum Command {
         /// Backlogs (pending requests, comma-separated) for the memory figures; 0 skips them.
         #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
         rss_pending: Vec<usize>,
+        /// Print each figure beside the same figure of an earlier `bench.json` (the committed
+        /// baseline: `devnet/bench/baseline.json`) with their ratio.
+        #[arg(long, value_name = "FILE")]
+        compare: Option<PathBuf>,
         /// Print only the JSON.
         #[arg(long)]
         json: bool,
@@ -322,9 +326,18 @@ fn main() -> ExitCode {
                 latency_samples,
                 burst,
                 rss_pending,
+                compare,
                 json,
             } => {
                 refuse_if_running(&dir)?;
+                // Read before the run, so a wrong path fails in a second, not after it.
+                let baseline = match &compare {
+                    Some(path) => Some(serde_json::from_str::<serde_json::Value>(
+                        &std::fs::read_to_string(path)
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                    )?),
+                    None => None,
+                };
                 let report = multibridge_devnet::bench::transfers::run(
                     &dir,
                     &multibridge_devnet::bench::transfers::BenchOptions {
@@ -338,6 +351,19 @@ fn main() -> ExitCode {
                 std::fs::write(dir.join("bench.json"), &text)?;
                 if !json {
                     println!("{}", multibridge_devnet::bench::transfers::render(&report));
+                    if let (Some(baseline), Some(path)) = (&baseline, &compare) {
+                        let rows = multibridge_devnet::bench::compare::compare(
+                            baseline,
+                            &serde_json::to_value(&report)?,
+                        );
+                        println!(
+                            "{}",
+                            multibridge_devnet::bench::compare::render(
+                                &rows,
+                                &path.display().to_string()
+                            )
+                        );
+                    }
                     println!("JSON (also in {}):", dir.join("bench.json").display());
                 }
                 println!("{text}");

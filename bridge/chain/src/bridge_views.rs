@@ -150,6 +150,59 @@ impl<'a> BridgeViews<'a> {
             .await
     }
 
+    /// `requestNonce` at block `block`: how many requests this bridge had emitted by then.
+    pub async fn request_nonce_at(&self, block: u64) -> Result<u64, ChainError> {
+        self.chain
+            .bridge_call("requestNonce", |b| async move {
+                b.requestNonce()
+                    .block(alloy::eips::BlockId::number(block))
+                    .call()
+                    .await
+            })
+            .await
+    }
+
+    /// `blocks` cut short from its end until it holds at most `target` requests, counted
+    /// exactly by `requestNonce` at the block before it and at its end (two small reads),
+    /// halving the width until it fits or is one block: so an `eth_getLogs` answer — which the
+    /// relay holds whole, raw and decoded — stays small however dense the blocks it covers (a
+    /// backlog mined while the relays were down). A node that cannot answer for those blocks
+    /// (state pruned) gets `blocks` unchanged: the span's density adaptation
+    /// ([`crate::logs::LogSpan`]) is then the only bound.
+    pub async fn requests_within(
+        &self,
+        blocks: RangeInclusive<u64>,
+        target: u64,
+    ) -> RangeInclusive<u64> {
+        let (start, mut end) = (*blocks.start(), *blocks.end());
+        if end <= start {
+            return blocks;
+        }
+        let before = match start.checked_sub(1) {
+            Some(block) => match self.request_nonce_at(block).await {
+                Ok(nonce) => nonce,
+                Err(e) => {
+                    tracing::debug!(block, error = %e, "cannot count the requests of a log range");
+                    return blocks;
+                }
+            },
+            None => 0,
+        };
+        loop {
+            let at_end = match self.request_nonce_at(end).await {
+                Ok(nonce) => nonce,
+                Err(e) => {
+                    tracing::debug!(block = end, error = %e, "cannot count the requests of a log range");
+                    return start..=end;
+                }
+            };
+            if at_end.saturating_sub(before) <= target || end == start {
+                return start..=end;
+            }
+            end = start.saturating_add(end.saturating_sub(start) / 2);
+        }
+    }
+
     /// `(lowerHandleNonce, upperHandleNonce)` of this bridge as a destination.
     pub async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
         let lower = self

@@ -190,6 +190,12 @@ impl Indexer {
         let Some(range) = self.span.next(cursor, safe_head) else {
             return Ok(Step::CaughtUp { safe_head });
         };
+        // Never more requests in one answer than the span aims at, however dense the range.
+        let range = self
+            .source
+            .views()
+            .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
+            .await;
         let requests = self.source.views().request_logs(range.clone()).await?;
         let width = range.end().saturating_sub(*range.start()).saturating_add(1);
         self.span.observe(width, requests.len());

@@ -107,6 +107,11 @@ impl LaneChains for ChainLane {
             let Some(range) = next else {
                 return Ok(out);
             };
+            let range = self
+                .source
+                .views()
+                .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
+                .await;
             let found = self
                 .source
                 .views()

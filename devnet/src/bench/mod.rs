@@ -7,7 +7,9 @@
 //! | `bench-failover` | [`failover`]: how fast a standby takes over |
 //! | `bench-join` | [`join`]: how fast a new replica is warm |
 //! | `bench-signers` | [`signer`]: what one signature costs per backend |
+//! | `bench --compare FILE` | [`compare`]: each figure beside an earlier run's |
 
+pub mod compare;
 pub mod failover;
 pub mod join;
 pub mod signer;

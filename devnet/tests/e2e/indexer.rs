@@ -296,3 +296,87 @@ async fn with_finalized_confirmations_a_request_waits_for_the_finalized_block() 
         .await
         .unwrap();
 }
+
+/// Issue 34: a backlog mined while the relays were down, after a long quiet stretch that
+/// widened the indexer's span, used to come back in one `eth_getLogs` answer (the whole backlog
+/// held at once, raw and decoded: relay memory grew with the backlog). Every answer now holds
+/// at most `TARGET_LOGS` requests, counted by `requestNonce` at the range's ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
+    use alloy::providers::Provider;
+    use multibridge_chain::logs::TARGET_LOGS;
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions {
+        block_time: Some(1.0),
+        users: 4,
+        ..DevnetOptions::chains_only(dir.path())
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let provider = driver.provider(ChainRole::Main).unwrap();
+    // The quiet stretch: 300 empty blocks.
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U256::from(300),))
+        .await
+        .unwrap();
+    let to = driver.user(1).unwrap().address();
+    let per_user = TARGET_LOGS * 3 / 4;
+    let bursts = futures::future::join_all(
+        (0..4).map(|u| driver.request_native_burst(lane, u, to, U256::from(1), per_user)),
+    )
+    .await;
+    let backlog: usize = bursts.into_iter().map(|b| b.unwrap().len()).sum();
+    assert!(
+        backlog > 2 * TARGET_LOGS,
+        "the backlog is larger than two answers"
+    );
+
+    let mut config = devnet.operator_config(0).unwrap().chains.main;
+    config.max_block_range = 10_000;
+    let metrics = Metrics::new(&[lane], 1).unwrap();
+    let main = Arc::new(
+        ChainClient::new(
+            ChainRole::Main,
+            &config,
+            RetryPolicy::default(),
+            metrics.chain(ChainRole::Main),
+        )
+        .unwrap(),
+    );
+    let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
+    let mut indexer = Indexer::new(
+        main.clone(),
+        IndexerSettings {
+            confirmations: config.confirmations,
+            start_block: config.start_block,
+            max_block_range: config.max_block_range,
+            poll: Duration::from_millis(200),
+        },
+        store.clone(),
+        metrics.lane(lane),
+        Arc::new(Readiness::new(Duration::from_secs(10))),
+    );
+    let (mut indexed, mut largest, mut widest) = (0usize, 0usize, 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while indexed < backlog {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "indexed {indexed} of {backlog}"
+        );
+        if let Step::Indexed { range, found, new } = indexer.step().await.unwrap() {
+            largest = largest.max(found);
+            widest = widest.max(range.end() - range.start() + 1);
+            indexed += new;
+        }
+    }
+    assert!(
+        widest > 64,
+        "the quiet stretch widened the span ({widest} blocks)"
+    );
+    assert!(
+        largest <= TARGET_LOGS,
+        "an answer held {largest} requests (at most {TARGET_LOGS})"
+    );
+}
