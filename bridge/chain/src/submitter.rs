@@ -34,9 +34,9 @@ pub enum GasPlan {
         margin_percent: u64,
     },
     /// A vote (or an execution) on `bridge`: it may only record the vote or, if other
-    /// operators' votes land first, execute the transfers. Both paths are simulated — the second
-    /// with the bridge's threshold overridden to one, so every open item executes — and the
-    /// larger is used, plus the margin for what changes between the simulation and the block,
+    /// operators' votes land first, execute the transfers. The executing path is simulated —
+    /// the bridge's threshold overridden to one, so every open item executes; it does all the
+    /// recording path does and more (see `vote_gas`) — plus the margin for what changes between the simulation and the block,
     /// plus the bridge's `ITEM_GAS`: the worst case of one item, which the bridge requires left
     /// before every item. No simulation is trusted for what a recipient or token may do on
     /// chain (it runs at gas price 0; a callee can tell): whatever happens, an item that does not
@@ -424,12 +424,17 @@ impl Submitter {
     }
 }
 
-/// Gas a vote uses on whichever path it takes: the larger of its gas as the chain is and as if
-/// this vote were the deciding one (the bridge's threshold overridden to one), each from one
-/// execution through `eth_simulateV1`. A node without `eth_simulateV1` gets two
-/// `eth_estimateGas` instead (each a binary search of many executions: the node works much
-/// harder). What the callees may do beyond the simulation is the bridge's `ITEM_GAS`, added by
-/// the plan.
+/// Gas a vote uses on whichever path it takes, from one execution through `eth_simulateV1` as
+/// if this vote were the deciding one (the bridge's threshold overridden to one): that path
+/// records the vote as the other does and then executes, so it costs at least as much, except
+/// for an item whose release cannot be made now — skipped there, recorded on chain. Such an item
+/// alone (a waiting request goes alone) makes the deciding simulation revert, and the recording
+/// path is simulated instead; in a batch the difference is a vote record (~25k gas), which the
+/// plan's `ITEM_GAS` headroom covers, and an item short of gas is skipped by the bridge, never
+/// run out of gas. One simulation per vote, not two: on a busy lane the simulations are most
+/// of what the relays ask of the destination node. A node without `eth_simulateV1` gets
+/// `eth_estimateGas` instead (each a binary search of many executions). What the callees may
+/// do beyond the simulation is the bridge's `ITEM_GAS`, added by the plan.
 async fn vote_gas(
     chain: &ChainClient,
     bridge: Address,
@@ -452,27 +457,28 @@ async fn vote_gas(
     )]
     .into_iter()
     .collect();
-    let (as_is, executing) = futures::future::join(
-        simulated_gas(chain, call, None),
-        simulated_gas(chain, call, Some(overrides.clone())),
+    Ok(
+        match simulated_gas(chain, call, Some(overrides.clone())).await? {
+            Simulated::Used(executing) => executing,
+            // Not executable now (liquidity short, a pair locked): a vote that is only recorded.
+            Simulated::Reverted => match simulated_gas(chain, call, None).await? {
+                Simulated::Used(plain) => plain,
+                // The node's own words for a refusal (the voter decodes them): estimate it.
+                Simulated::Reverted | Simulated::Unsupported => {
+                    return estimate_gas(chain, call, None).await;
+                }
+            },
+            Simulated::Unsupported => {
+                let plain = estimate_gas(chain, call, None).await?;
+                let executing = match estimate_gas(chain, call, Some(&overrides)).await {
+                    Ok(gas) => gas,
+                    Err(SendError::Chain(_) | SendError::WouldRevert(_)) => plain,
+                    Err(e) => return Err(e),
+                };
+                plain.max(executing)
+            }
+        },
     )
-    .await;
-    Ok(match (as_is?, executing?) {
-        (Simulated::Used(plain), Simulated::Used(executing)) => plain.max(executing),
-        // A vote that would only be recorded may not be executable yet (liquidity short).
-        (Simulated::Used(plain), Simulated::Reverted) => plain,
-        // The node's own words for a refusal (the voter decodes them): estimate it.
-        (Simulated::Reverted, _) => return estimate_gas(chain, call, None).await,
-        (Simulated::Unsupported, _) | (_, Simulated::Unsupported) => {
-            let plain = estimate_gas(chain, call, None).await?;
-            let executing = match estimate_gas(chain, call, Some(&overrides)).await {
-                Ok(gas) => gas,
-                Err(SendError::Chain(_) | SendError::WouldRevert(_)) => plain,
-                Err(e) => return Err(e),
-            };
-            plain.max(executing)
-        }
-    })
 }
 
 /// What one simulated execution said.

@@ -290,6 +290,16 @@ impl ConservationScanner {
             let Some(range) = self.spans[span].next(next, safe_head) else {
                 return Ok(true);
             };
+            // As the indexer: never more requests in one answer than the span aims at.
+            let range = match side {
+                AssetSide::Requested => {
+                    at.chain
+                        .views()
+                        .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
+                        .await
+                }
+                AssetSide::Released => range,
+            };
             let (amounts, logs) = match side {
                 AssetSide::Requested => self.requested_in(&at, range.clone()).await?,
                 AssetSide::Released => self.released_in(&at, range.clone()).await?,

@@ -493,20 +493,24 @@ async fn measure_rss(
                 }
             }
         }
-        let more = target.saturating_sub(total);
-        let per_user = more.div_ceil(users);
-        let bursts = futures::future::join_all((0..users).map(|u| {
-            driver.request_native_burst(
-                lane,
-                u,
-                Address::repeat_byte(0xaf),
-                U256::from(1),
-                per_user,
-            )
-        }))
-        .await;
-        for burst in bursts {
-            total = total.saturating_add(burst?.len());
+        // In rounds of at most `ROUND` requests, each mined before the next is sent: a node's
+        // pool of 100,000 would outlast the confirmation timeout of the last ones.
+        const ROUND: usize = 8_000;
+        while total < target {
+            let per_user = target.saturating_sub(total).min(ROUND).div_ceil(users);
+            let bursts = futures::future::join_all((0..users).map(|u| {
+                driver.request_native_burst(
+                    lane,
+                    u,
+                    Address::repeat_byte(0xaf),
+                    U256::from(1),
+                    per_user,
+                )
+            }))
+            .await;
+            for burst in bursts {
+                total = total.saturating_add(burst?.len());
+            }
         }
         let replicas = [0usize, 1];
         for replica in replicas {
