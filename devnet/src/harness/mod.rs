@@ -11,6 +11,7 @@ pub mod driver;
 pub mod etcd;
 pub mod ha;
 pub mod invariants;
+pub mod machine;
 pub mod manifest;
 pub mod ports;
 pub mod process;

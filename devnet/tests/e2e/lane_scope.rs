@@ -85,7 +85,7 @@ async fn one_operator_votes_per_transfer_and_another_takes_over_when_it_dies() {
     let mut devnet = Devnet::start(DevnetOptions {
         operators: OPERATORS as u32,
         threshold: 1,
-        ..DevnetOptions::new(dir.path())
+        ..DevnetOptions::new(dir.path()).alone()
     })
     .await
     .unwrap();

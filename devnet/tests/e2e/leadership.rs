@@ -222,7 +222,7 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = start_ha(DevnetOptions {
         prometheus: true,
-        ..DevnetOptions::hot_standby(dir.path())
+        ..DevnetOptions::hot_standby(dir.path()).alone()
     })
     .await
     .unwrap();

@@ -187,6 +187,26 @@ async fn operators_in_last_blocks(driver: &Driver, depth: u64) -> Vec<usize> {
     found
 }
 
+/// Mine nothing on `chain` until [`resume_mining`].
+async fn hold_mining(chain: &impl Provider) {
+    chain
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (0u64,))
+        .await
+        .unwrap();
+    chain
+        .raw_request::<_, serde_json::Value>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+}
+
+/// Mine a block a second again (the devnet's block time).
+async fn resume_mining(chain: &impl Provider) {
+    chain
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (1u64,))
+        .await
+        .unwrap();
+}
+
 /// The first service block above `after` holding a `HandleValueTransfer` (`None`: none yet).
 async fn first_handle_block_after(driver: &Driver, after: u64) -> Option<u64> {
     let service = driver.provider(ChainRole::Service).unwrap();
@@ -214,7 +234,7 @@ async fn first_handle_block_after(driver: &Driver, after: u64) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
+    let mut devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()).alone())
         .await
         .unwrap();
     let driver = Driver::new(devnet.manifest());
@@ -229,19 +249,32 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     for kill in [false, true] {
-        // Reorg two blocks that hold votes of at least two operators.
+        // Reorg two blocks that hold votes of at least two operators. Mining is held from the
+        // check to the reorg: a block mined in between (a loaded CI machine took that long)
+        // would be the one reorged instead, and it might hold no vote.
         let before = Poll::new("votes in the last two blocks", Duration::from_secs(30))
             .every(Duration::from_millis(100))
             .until(async || {
+                let head = service.get_block_number().await.unwrap();
+                hold_mining(&service).await;
                 let before = service_nonces(&driver).await;
                 let ops = operators_in_last_blocks(&driver, 2).await;
                 if ops.len() >= 2 {
-                    Ok(before)
-                } else {
-                    Err(format!(
-                        "operators with votes in the last 2 blocks: {ops:?}"
-                    ))
+                    return Ok(before);
                 }
+                resume_mining(&service).await;
+                eventually("the next block", Duration::from_secs(10), async || {
+                    let now = service.get_block_number().await.unwrap();
+                    if now > head {
+                        Ok(())
+                    } else {
+                        Err(format!("head still {now}"))
+                    }
+                })
+                .await;
+                Err(format!(
+                    "operators with votes in the last 2 blocks: {ops:?}"
+                ))
             })
             .await;
         service
@@ -253,6 +286,7 @@ async fn a_reorg_that_drops_the_relays_own_votes_heals_within_three_blocks() {
             .unwrap();
         let reorg_head = service.get_block_number().await.unwrap();
         let after = service_nonces(&driver).await;
+        resume_mining(&service).await;
         println!("reorg (kill: {kill}) at {reorg_head}: signer nonces {before:?} -> {after:?}");
         assert!(
             before.iter().zip(&after).any(|(b, a)| a < b),

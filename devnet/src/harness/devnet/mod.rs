@@ -15,6 +15,7 @@ use crate::harness::accounts::DevAccounts;
 use crate::harness::anvil::{AnvilNode, AnvilOptions};
 use crate::harness::deploy::{DeployPlan, Deployment, ReleaseLimits, deploy_pair};
 use crate::harness::etcd::EtcdCluster;
+use crate::harness::machine::MachineShare;
 use crate::harness::manifest::{
     AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry,
 };
@@ -82,6 +83,9 @@ pub struct DevnetOptions {
     /// every etcd member) goes through a [`TcpProxy`] of its own, so one replica's network can be
     /// cut, delayed or refused while the others' is not (the experiments).
     pub replica_links: bool,
+    /// Run with no other devnet of this process beside it (tests that measure seconds; see
+    /// [`MachineShare`]).
+    pub alone: bool,
 }
 
 /// Where a devnet's operator keys live.
@@ -110,6 +114,15 @@ impl DevnetOptions {
         Self {
             relays: true,
             ..Self::chains_only(dir)
+        }
+    }
+
+    /// This devnet with no other of the process beside it: for tests whose assertions are
+    /// durations (see [`MachineShare`]).
+    pub fn alone(self) -> Self {
+        Self {
+            alone: true,
+            ..self
         }
     }
 
@@ -148,6 +161,7 @@ impl DevnetOptions {
             relay_env: Vec::new(),
             history_bridge: false,
             max_block_range: 1_000,
+            alone: false,
             dashboard_manager: None,
             signer: DevnetSigner::DevKeys,
             replica_links: false,
@@ -223,6 +237,8 @@ pub struct Devnet {
     links: std::collections::BTreeMap<(usize, usize), ReplicaLinks>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
+    /// Its share of the machine, released last (after every process above is gone).
+    _machine: MachineShare,
 }
 
 /// Remove what a previous devnet in `dir` left: logs and the operators' stores, which belong to
@@ -265,6 +281,7 @@ impl Devnet {
     /// config per operator.
     pub async fn start(options: DevnetOptions) -> Result<Self, DevnetError> {
         options.validate()?;
+        let machine = MachineShare::take(options.alone).await;
         let tools = Tools::locate()?;
         let dir = absolute(&options.dir)?;
         clear_previous_run(&dir)?;
@@ -404,6 +421,7 @@ impl Devnet {
             hsm,
             links,
             relays: Default::default(),
+            _machine: machine,
         };
         devnet.write_files()?;
         if start_relays {
