@@ -70,6 +70,9 @@ pub enum RelayError {
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request store is held by another process (or cannot be locked).
+    #[error(transparent)]
+    StoreLock(#[from] crate::store::lock::StoreLockError),
     /// The backup storage cannot be opened (directory, bucket settings, S3 credentials).
     #[error(transparent)]
     BackupStorage(#[from] crate::backup::storage::StorageError),

@@ -89,6 +89,12 @@ impl Readiness {
         });
     }
 
+    /// How long ago `name` last succeeded (`None`: never, or not registered).
+    pub fn last_ok_age(&self, name: &str) -> Option<Duration> {
+        self.with(|c| c.get(name).and_then(|component| component.last_ok))
+            .map(|at| at.elapsed())
+    }
+
     /// The report at `now`.
     pub fn report_at(&self, now: Instant) -> ReadyReport {
         let components: BTreeMap<String, ComponentReport> = self.with(|c| {

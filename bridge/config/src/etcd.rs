@@ -26,6 +26,11 @@ pub struct EtcdConfig {
     /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
     #[serde(default)]
     pub scope: ElectionScope,
+    /// A lane leader whose destination chain has not answered, or whose signer has failed, for
+    /// this many seconds hands the lane to a replica of its operator that reports it can serve
+    /// (default: the lease TTL; 0: never step down for that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_down_after_secs: Option<u64>,
     /// TLS to the cluster (the endpoints are then `https://`), with a client certificate when
     /// the cluster runs `--client-cert-auth` (audit M-5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +83,14 @@ fn default_lease_ttl_secs() -> u64 {
 }
 
 impl EtcdConfig {
+    /// How long a leader may be unable to serve before it hands the lane over (`None`: never).
+    pub fn step_down_after(&self) -> Option<std::time::Duration> {
+        match self.step_down_after_secs.unwrap_or(self.lease_ttl_secs) {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        }
+    }
+
     /// The first problem with the section (the TLS files must be readable).
     pub fn problem(&self) -> Option<Problem> {
         if self.endpoints.is_empty() {

@@ -19,8 +19,9 @@ use crate::chain::fence::Fence;
 use crate::chain::logs::LogSpan;
 use crate::chain::submitter::{JobEvent, SubmitClient, SubmitterHandle};
 use crate::config::Config;
-use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo};
+use crate::leadership::campaign::{Campaign, HeldLease, LeaderInfo, LeaseMemory};
 use crate::leadership::etcd_pool::EtcdPool;
+use crate::leadership::health::ServeHealth;
 use crate::leadership::layout::leader_key;
 use crate::leadership::progress::Progress;
 use crate::store::SharedStore;
@@ -94,6 +95,10 @@ pub struct Shared {
     /// The operator's signer (every submitter signs with it; the voters probe it while it
     /// fails).
     pub signer: crate::chain::signer::OperatorSigner,
+    /// The place this process holds the store from (`None`: campaigns never resume a term).
+    pub store_holder: Option<String>,
+    /// Whether the operator's signer fails (one for every lane).
+    pub signer_health: crate::leadership::health::SignerHealth,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -123,6 +128,12 @@ pub fn spawn(
         crate::leadership::lane_election_dir(config, lane),
         &config.etcd,
     ) {
+        let health = etcd.step_down_after().map(|bound| ServeHealth {
+            readiness: shared.readiness.clone(),
+            destination: crate::observe::watcher::chain_component(lane.destination()),
+            signer: shared.signer_health.clone(),
+            bound,
+        });
         let campaign = Campaign {
             lane,
             key: leader_key(&dir),
@@ -138,6 +149,11 @@ pub fn spawn(
             leading: control.leading_tx.clone(),
             metrics: metrics.clone(),
             readiness: shared.readiness.clone(),
+            memory: shared.store_holder.clone().map(|holder| LeaseMemory {
+                store: shared.store.clone(),
+                holder,
+            }),
+            health: health.clone().map(|health| (health, dir.clone())),
         };
         // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
         // past its lease reads 0 at its first scrape after waking, never beside its successor.
@@ -160,6 +176,8 @@ pub fn spawn(
             pool: pool.clone(),
             store: shared.store.clone(),
             leading: control.leading.clone(),
+            health,
+            signer: Some(shared.signer.clone()),
         };
         let span = tracing::info_span!("progress", %lane, %operator, replica = %shared.replica);
         tasks.spawn(
@@ -203,7 +221,7 @@ pub fn spawn(
     );
     voter.tamper_payloads(config.fault_injection.tamper_votes);
     let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone())
-        .with_signer(shared.signer.clone());
+        .with_signer(shared.signer.clone(), shared.signer_health.clone());
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 

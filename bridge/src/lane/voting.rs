@@ -40,6 +40,8 @@ pub struct LaneVoting<D, S> {
     signer: Option<crate::chain::signer::OperatorSigner>,
     /// Sending is paused because the signer fails.
     signer_down: bool,
+    /// Where the replica's campaigns learn that the signer fails.
+    signer_health: crate::leadership::health::SignerHealth,
     metrics: LaneMetrics,
 }
 
@@ -53,13 +55,20 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             unfunded: None,
             signer: None,
             signer_down: false,
+            signer_health: Default::default(),
             metrics,
         }
     }
 
-    /// Probe `signer` while it fails, and resume sending when it answers.
-    pub fn with_signer(mut self, signer: crate::chain::signer::OperatorSigner) -> Self {
+    /// Probe `signer` while it fails, and resume sending when it answers; say in `health`
+    /// whether it fails.
+    pub fn with_signer(
+        mut self,
+        signer: crate::chain::signer::OperatorSigner,
+        health: crate::leadership::health::SignerHealth,
+    ) -> Self {
         self.signer = Some(signer);
+        self.signer_health = health;
         self
     }
 
@@ -71,6 +80,7 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
         match signer.probe().await {
             Ok(took) => {
                 self.signer_down = false;
+                self.signer_health.answered();
                 self.metrics
                     .set_sending_paused(SendingPause::SignerUnavailable, false);
                 tracing::info!(
@@ -173,6 +183,7 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
                     tracing::error!(error = %e, "the signer does not sign: sending paused until it answers (indexing and serving go on)");
                 }
                 self.signer_down = true;
+                self.signer_health.failed();
                 self.metrics
                     .set_sending_paused(SendingPause::SignerUnavailable, true);
                 self.pause(SIGNER_PAUSE).await;

@@ -11,6 +11,14 @@
 //! term — nobody else can have led while that key lived — instead of waiting for the old key to
 //! expire on the server (which a new etcd leader postpones by a full TTL).
 //!
+//! A replica *restarted* while its previous lease still lives (a crash, a SIGKILL, a host's
+//! processes all restarted) takes its term back the same way instead of waiting out the TTL —
+//! but only when it proves it is the process that held it: the lease, the key and the key's
+//! create revision are remembered in its store beside the place that wrote them (the store
+//! lock's holder, [`crate::store::lock`]); the lock proves no other process of this place is
+//! alive, and the place differs for a copied or restored store. The fence extends only from a
+//! renewal this process sent.
+//!
 //! etcd's election API blocks in `campaign` on a single endpoint; a transaction through the
 //! endpoint pool is the same protocol (first to create the key under a live lease leads; the key
 //! disappears with the lease) and survives a dead member.
@@ -25,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
+use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
 use crate::chain::fence::Fence;
+use crate::store::{LeaseRecord, SharedStore};
 
 /// What the leader key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +121,27 @@ pub struct Campaign {
     pub metrics: LaneMetrics,
     /// Readiness (`etcd`).
     pub readiness: Arc<Readiness>,
+    /// Where won leases are remembered for a restart (`None`: never resume).
+    pub memory: Option<LeaseMemory>,
+    /// Whether this replica can serve the lane, and the election's directory where its peers
+    /// say whether they can (`None`: never hand over for that).
+    pub health: Option<(ServeHealth, String)>,
+}
+
+/// The store a campaign remembers its leases in, and the place this process holds it from.
+#[derive(Clone)]
+pub struct LeaseMemory {
+    /// The replica's store.
+    pub store: SharedStore,
+    /// The store lock's holder identity.
+    pub holder: String,
+}
+
+/// The leader key as etcd holds it.
+struct LeaderKv {
+    value: Vec<u8>,
+    lease: i64,
+    create_revision: i64,
 }
 
 /// How often a follower retries the key and a leader checks it still holds it.
@@ -174,8 +205,9 @@ impl Campaign {
         Ok(true)
     }
 
-    /// Try to create the leader key under `lease`; `true` when this replica now holds it.
-    async fn try_lead(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+    /// Try to create the leader key under `lease`; `Some(create revision)` when this replica
+    /// now holds it.
+    async fn try_lead(&self, lease: i64) -> Result<Option<i64>, EtcdUnavailable> {
         let value = serde_json::to_string(&self.me).unwrap_or_default();
         let key = self.key.clone();
         self.pool
@@ -189,30 +221,166 @@ impl Campaign {
                             value,
                             Some(PutOptions::new().with_lease(lease)),
                         )]);
-                    Ok(c.txn(txn).await?.succeeded())
+                    let resp = c.txn(txn).await?;
+                    // The put is the transaction's only write: the key's create revision is
+                    // the revision the transaction made.
+                    Ok(resp
+                        .succeeded()
+                        .then(|| resp.header().map_or(0, |h| h.revision())))
                 }
             })
             .await
     }
 
+    /// The leader key now (`None`: nobody leads).
+    async fn leader_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
+        let key = self.key.as_str();
+        self.pool
+            .race("read leader", |mut c| async move {
+                let resp = c.get(key, None).await?;
+                Ok(resp.kvs().first().map(|kv| LeaderKv {
+                    value: kv.value().to_vec(),
+                    lease: kv.lease(),
+                    create_revision: kv.create_revision(),
+                }))
+            })
+            .await
+    }
+
+    fn names_me_under(&self, kv: &LeaderKv, lease: i64) -> bool {
+        kv.lease == lease
+            && serde_json::from_slice::<LeaderInfo>(&kv.value)
+                .ok()
+                .as_ref()
+                == Some(&self.me)
+    }
+
     /// Whether the leader key names this replica *under `lease`* (a key left by an earlier
     /// process of the same replica lives on another lease, which may expire any moment).
     async fn holds(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
-        let key = self.key.as_str();
-        let kv = self
-            .pool
-            .race("read leader", |mut c| async move {
-                let resp = c.get(key, None).await?;
-                Ok(resp
-                    .kvs()
-                    .first()
-                    .map(|kv| (kv.value().to_vec(), kv.lease())))
-            })
-            .await?;
-        Ok(kv.is_some_and(|(value, held_by)| {
-            held_by == lease
-                && serde_json::from_slice::<LeaderInfo>(&value).ok().as_ref() == Some(&self.me)
-        }))
+        Ok(self
+            .leader_kv()
+            .await?
+            .is_some_and(|kv| self.names_me_under(&kv, lease)))
+    }
+
+    /// Take back the term a previous process of this replica held, if it is still alive and
+    /// this process proves it is that replica at that place: `Some(lease)` when resumed.
+    async fn resume(&self) -> Option<i64> {
+        let memory = self.memory.as_ref()?;
+        let record = match memory.store.lock().remembered_lease(self.lane) {
+            Ok(record) => record?,
+            Err(e) => {
+                tracing::warn!(lane = %self.lane, error = %e, "remembered lease unreadable");
+                return None;
+            }
+        };
+        let outcome = if record.holder != memory.holder || record.key != self.key {
+            Err("written by another place or for another election")
+        } else {
+            match self.renew(record.lease).await {
+                Ok(true) => match self.leader_kv().await {
+                    Ok(Some(kv))
+                        if self.names_me_under(&kv, record.lease)
+                            && kv.create_revision == record.create_revision =>
+                    {
+                        Ok(())
+                    }
+                    Ok(_) => Err("the leader key is no longer ours"),
+                    Err(_) => Err("etcd unavailable"),
+                },
+                Ok(false) => Err("the lease ran out"),
+                Err(_) => Err("etcd unavailable"),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                self.metrics.leadership_resumed.inc();
+                self.set_leader(
+                    true,
+                    "resumed after a restart: our lease and key still live",
+                );
+                Some(record.lease)
+            }
+            Err(why) => {
+                tracing::info!(lane = %self.lane, reason = why, "not resuming the previous term");
+                self.fence.expire();
+                self.forget();
+                None
+            }
+        }
+    }
+
+    fn remember(&self, lease: i64, create_revision: i64) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        let record = LeaseRecord {
+            lease,
+            key: self.key.clone(),
+            create_revision,
+            holder: memory.holder.clone(),
+        };
+        if let Err(e) = memory.store.lock().remember_lease(self.lane, &record) {
+            tracing::warn!(lane = %self.lane, error = %e, "lease not remembered; a restart waits for it");
+        }
+    }
+
+    fn forget(&self) {
+        if let Some(memory) = &self.memory
+            && let Err(e) = memory.store.lock().forget_lease(self.lane)
+        {
+            tracing::warn!(lane = %self.lane, error = %e, "lease not forgotten");
+        }
+    }
+
+    /// A replica of this lane's election, other than this one, that says it can serve.
+    async fn healthy_peer(&self) -> Option<String> {
+        let (_, dir) = self.health.as_ref()?;
+        match super::progress::read_progress(&self.pool, dir).await {
+            Ok(records) => healthy_peer(&records, &self.me.replica, crate::store::unix_now())
+                .map(|r| r.replica.clone()),
+            Err(e) => {
+                tracing::debug!(lane = %self.lane, error = %e, "peers' progress unreadable");
+                None
+            }
+        }
+    }
+
+    /// Stop leading because this replica cannot serve and `peer` can; the caller revokes the
+    /// lease so the peer leads at its next poll.
+    async fn hand_over(
+        &self,
+        why: Unfit,
+        unfit_for: Duration,
+        peer: &str,
+        backoff: &mut HandoverBackoff,
+    ) {
+        self.fence.expire();
+        self.set_leader(false, why.as_str());
+        self.metrics.handed_over(why.as_str());
+        let hold = backoff.handed_over(Instant::now());
+        tracing::warn!(
+            lane = %self.lane,
+            reason = why.as_str(),
+            unable_for_ms = u64::try_from(unfit_for.as_millis()).unwrap_or(u64::MAX),
+            to = peer,
+            hold_off_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
+            "cannot serve the lane: handing it to a replica that can"
+        );
+        self.forget();
+    }
+
+    /// Revoke `lease` (best effort: unrevoked, it runs out by its TTL).
+    async fn revoke(&self, lease: i64) {
+        let revoke = self.pool.call("lease revoke", |mut c| async move {
+            c.lease_revoke(lease).await.map(|_| ())
+        });
+        match tokio::time::timeout(RESIGN_TIMEOUT, revoke).await {
+            Ok(Ok(())) => tracing::info!(lane = %self.lane, "lease revoked"),
+            Ok(Err(e)) => tracing::warn!(lane = %self.lane, error = %e, "lease not revoked"),
+            Err(_) => tracing::warn!(lane = %self.lane, "lease revoke timed out"),
+        }
     }
 
     /// Run until the task is aborted.
@@ -220,13 +388,19 @@ impl Campaign {
         self.readiness.register(ETCD_COMPONENT);
         let poll = poll_interval(self.ttl);
         let renew_every = renew_interval(self.ttl);
-        let mut lease: Option<i64> = None;
+        let mut lease: Option<i64> = self.resume().await;
         let mut renewed_at = Instant::now();
+        let mut backoff = HandoverBackoff::default();
         loop {
             // First, before any etcd call: a replica that wakes from a pause (its clock jumped
             // past its lease) is no leader, whatever it last believed.
             self.step_down_unless_proven();
-            let step = self.step(&mut lease, &mut renewed_at, renew_every).await;
+            let step = if backoff.holding(Instant::now()) {
+                Ok(())
+            } else {
+                self.step(&mut lease, &mut renewed_at, renew_every, &mut backoff)
+                    .await
+            };
             match step {
                 Ok(()) => self.readiness.ok(ETCD_COMPONENT),
                 Err(e) => {
@@ -253,7 +427,16 @@ impl Campaign {
         lease: &mut Option<i64>,
         renewed_at: &mut Instant,
         renew_every: Duration,
+        backoff: &mut HandoverBackoff,
     ) -> Result<(), EtcdUnavailable> {
+        let unfit = self.health.as_ref().and_then(|(health, _)| health.unfit());
+        if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
+            // Unable to serve, and a peer can: leave the lane to it (no lease, no campaign).
+            if let Some(id) = lease.take() {
+                self.revoke(id).await;
+            }
+            return Ok(());
+        }
         let id = match *lease {
             Some(id) => id,
             None => {
@@ -277,6 +460,7 @@ impl Campaign {
             if !renewed {
                 self.fence.expire();
                 self.set_leader(false, "lease expired on the server");
+                self.forget();
                 *lease = None;
                 return Ok(());
             }
@@ -285,13 +469,22 @@ impl Campaign {
         if *self.leading.borrow() {
             if !self.holds(id).await? {
                 self.set_leader(false, "the leader key names another replica");
+            } else if let Some((why, unfit_for)) = unfit {
+                if let Some(peer) = self.healthy_peer().await {
+                    self.hand_over(why, unfit_for, &peer, backoff).await;
+                    *lease = None;
+                    self.revoke(id).await;
+                }
+            } else {
+                backoff.leading_fit(Instant::now());
             }
         } else if self.fence.lease_valid() {
             // A key that names this replica under its live lease is this replica's term (after
             // an etcd outage that outlasted the fence): resume it rather than wait for it.
             if self.holds(id).await? {
                 self.set_leader(true, "resumed: the leader key and its lease are still ours");
-            } else if self.try_lead(id).await? {
+            } else if let Some(revision) = self.try_lead(id).await? {
+                self.remember(id, revision);
                 self.set_leader(true, "won");
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod campaign;
 pub mod etcd_pool;
+pub mod health;
 pub mod layout;
 pub mod progress;
 

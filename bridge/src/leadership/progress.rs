@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::etcd_pool::EtcdPool;
+use super::health::ServeHealth;
 use super::layout::{cursor_key, progress_key};
 use crate::store::SharedStore;
 
@@ -28,10 +29,17 @@ pub struct ReplicaProgress {
     pub handled: u64,
     /// Unix seconds of the record.
     pub at: u64,
+    /// Whether it can serve the lane now (its destination chain answers, its signer signs);
+    /// absent from a replica that does not say (an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
 }
 
 /// How often progress is written.
 const EVERY: Duration = Duration::from_secs(2);
+
+/// How often a replica that does not lead the lane probes the signer (a leader's sends say).
+const FOLLOWER_SIGNER_PROBE: Duration = Duration::from_secs(10);
 
 /// The progress writer of one lane.
 pub struct Progress {
@@ -47,6 +55,10 @@ pub struct Progress {
     pub store: SharedStore,
     /// Leading or not.
     pub leading: watch::Receiver<bool>,
+    /// Whether this replica can serve (published as `serving`; `None`: not said).
+    pub health: Option<ServeHealth>,
+    /// The operator's signer, probed now and then while not leading.
+    pub signer: Option<crate::chain::signer::OperatorSigner>,
 }
 
 impl Progress {
@@ -60,13 +72,35 @@ impl Progress {
             latest_nonce: counts.max_nonce,
             handled: counts.of(RequestStatus::Handled),
             at: crate::store::unix_now(),
+            serving: self.health.as_ref().map(|health| health.unfit().is_none()),
         })
+    }
+
+    /// While not leading, learn now and then whether the signer still signs (a leader learns
+    /// it from its sends), so the `serving` flag stays true to what a takeover would find.
+    async fn probe_signer(&self, last: &mut Option<std::time::Instant>) {
+        let (Some(signer), Some(health)) = (&self.signer, &self.health) else {
+            return;
+        };
+        if *self.leading.borrow() || last.is_some_and(|at| at.elapsed() < FOLLOWER_SIGNER_PROBE) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        match signer.probe().await {
+            Ok(_) => health.signer.answered(),
+            Err(e) => {
+                tracing::debug!(lane = %self.lane, error = %e, "the signer fails (follower probe)");
+                health.signer.failed();
+            }
+        }
     }
 
     /// Write every [`EVERY`] until aborted; failures are logged at debug (etcd faults are
     /// reported by the campaign).
     pub async fn run(self) {
+        let mut probed = None;
         loop {
+            self.probe_signer(&mut probed).await;
             if let Some(record) = self.record() {
                 let value = serde_json::to_string(&record).unwrap_or_default();
                 let mut writes = vec![(progress_key(&self.dir, &self.replica), value)];

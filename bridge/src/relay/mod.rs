@@ -27,6 +27,7 @@ use crate::observe::conservation::{ConservationScanner, ScanSide};
 use crate::observe::watcher::{WatchedLane, Watcher};
 use crate::preflight::Preflight;
 use crate::startup::Serving;
+use crate::store::lock::StoreLock;
 use crate::store::{SharedStore, Store};
 
 mod backup;
@@ -54,6 +55,14 @@ pub async fn run(
     let readiness = serving.readiness.clone();
     let board = serving.board.clone();
     let operator = signer.address();
+    // Held until this function returns: no other process runs on this store meanwhile.
+    let store_lock = match StoreLock::acquire(&config.store.path) {
+        Ok(lock) => lock,
+        Err(e) => {
+            serving.stop().await;
+            return Err(e.into());
+        }
+    };
     let store = match Store::open(
         &config.store.path,
         &crate::store::identity(&config.chains, config.operator.address),
@@ -101,6 +110,8 @@ pub async fn run(
         replica: replica.clone(),
         own_url: own_url.clone(),
         signer: signer.clone(),
+        store_holder: store_lock.holder().map(str::to_owned),
+        signer_health: Default::default(),
     };
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;
@@ -166,6 +177,7 @@ pub async fn run(
         }
     }
     serving.stop().await;
+    drop(store_lock);
     result
 }
 

@@ -29,9 +29,12 @@ pub mod claims;
 mod compaction;
 mod counts;
 mod cursor;
+mod leases;
+pub mod lock;
 mod schema;
 pub use asset_totals::AssetSide;
 pub use compaction::copy_store_file;
+pub use leases::LeaseRecord;
 
 /// Schema version written to `meta`; bump with a migration in [`Store::migrate`], never edit
 /// in place. 2: stable reason names with a separate detail, the contiguous-nonce watermark,

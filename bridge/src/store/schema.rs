@@ -61,6 +61,7 @@ impl Store {
         conn.execute_batch(asset_totals::SCHEMA)?;
         conn.execute_batch(compaction::SCHEMA)?;
         conn.execute_batch(claims::SCHEMA)?;
+        conn.execute_batch(leases::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;

@@ -129,6 +129,7 @@ fn relay_etcd(
         lease_ttl_secs: 3,
         replica: Some(replica),
         scope: Default::default(),
+        step_down_after_secs: None,
         tls: Some(EtcdTlsConfig {
             ca_file: dir.join("ca.pem"),
             cert_file: cert.then(|| dir.join("relay.pem")),

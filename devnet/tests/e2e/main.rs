@@ -27,10 +27,12 @@ mod outage;
 mod recovery;
 mod relay;
 mod reorg;
+mod resume;
 mod secrets;
 mod sender;
 mod settlement;
 mod signer;
+mod step_down;
 mod votes;
 
 /// Three operators, threshold 3, two replicas each through a real 3-member etcd; replica 1 of

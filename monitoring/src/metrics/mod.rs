@@ -189,6 +189,15 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) leadership_changes: IntCounterVec,
+    /// Terms a restarted replica took back while its previous process's lease still lived.
+    ///
+    /// Labels: lane.
+    pub(crate) leadership_resumed: IntCounterVec,
+    /// Lanes this replica handed to another replica of its operator because it could not
+    /// serve them (its destination chain silent, or its signer failing).
+    ///
+    /// Labels: lane, reason (one of [`HANDOVER_REASONS`]).
+    pub(crate) leadership_handovers: IntCounterVec,
     /// Sends the fence refused (the replica had lost its lane or could not prove its lease).
     ///
     /// Labels: lane.
@@ -490,6 +499,16 @@ impl Metrics {
                 "Times this replica gained or lost the lane's leadership",
                 lane,
             )?,
+            leadership_handovers: counter(
+                "leadership_handovers_total",
+                "Lanes this replica handed to a replica of its operator that could serve them, because it could not (reason: destination_rpc, signer)",
+                &["lane", "reason"],
+            )?,
+            leadership_resumed: counter(
+                "leadership_resumed_total",
+                "Terms this replica took back after a restart, its previous process's lease still alive (proven by its store lock)",
+                lane,
+            )?,
             lower_advances: counter(
                 "lower_advances_total",
                 "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
@@ -595,6 +614,7 @@ impl Metrics {
                 &metrics.claims_seen,
                 &metrics.claims_resolved,
                 &metrics.leadership_changes,
+                &metrics.leadership_resumed,
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,
@@ -621,6 +641,12 @@ impl Metrics {
                     .rejected_requests
                     .with_label_values(&[lane, reason.as_str()])
                     .set(0);
+            }
+            for reason in HANDOVER_REASONS {
+                metrics
+                    .leadership_handovers
+                    .with_label_values(&[lane, reason])
+                    .reset();
             }
             for reason in SendingPause::ALL {
                 metrics

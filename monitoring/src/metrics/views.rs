@@ -34,6 +34,7 @@ impl Metrics {
             above_vote_window: self.above_vote_window.with_label_values(l),
             leader: self.leader.with_label_values(l),
             leadership_changes: self.leadership_changes.with_label_values(l),
+            leadership_resumed: self.leadership_resumed.with_label_values(l),
             fenced_sends: self.fenced_sends.with_label_values(l),
             lower_advances: self.lower_advances.with_label_values(l),
             queued_releases: self.queued_releases.with_label_values(l),
@@ -96,6 +97,7 @@ pub struct LaneMetrics {
     pub above_vote_window: IntGauge,
     pub leader: IntGauge,
     pub leadership_changes: IntCounter,
+    pub leadership_resumed: IntCounter,
     pub fenced_sends: IntCounter,
     pub lower_advances: IntCounter,
     pub queued_releases: IntGauge,
@@ -148,6 +150,15 @@ impl LaneMetrics {
             .stuck_requests
             .with_label_values(&[self.lane.as_str(), reason.as_str()])
             .set(int(count));
+    }
+
+    /// This replica handed the lane over because it could not serve it (`reason`: one of
+    /// [`HANDOVER_REASONS`](crate::metrics::HANDOVER_REASONS)).
+    pub fn handed_over(&self, reason: &str) {
+        self.all
+            .leadership_handovers
+            .with_label_values(&[self.lane.as_str(), reason])
+            .inc();
     }
 
     /// Publish whether the lane's sending is paused for `reason`.

@@ -123,6 +123,7 @@ impl Devnet {
                 lease_ttl_secs: 3,
                 replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
                 scope: Default::default(),
+                step_down_after_secs: None,
                 tls: None,
                 username: None,
                 password_file: None,

@@ -1,0 +1,270 @@
+//! Whether this replica can serve the lanes it leads, and what it does when it cannot.
+//!
+//! A leader keeps its etcd lease as long as it reaches etcd, even when it cannot reach the
+//! destination chain or its signer fails: its operator's vote is then missing until the fault
+//! ends, and with threshold = operators the lane stalls. So a leader that has been *unfit* — its
+//! destination chain silent (the watcher's last successful probe older than the bound) or its
+//! signer failing — for longer than `[etcd] step_down_after_secs` hands the lane over, but only
+//! to a replica of its operator that reports it *can* serve (the `serving` flag of its progress
+//! record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
+//! After handing over it holds off campaigning (1 s, doubling per handover up to a minute, back
+//! to 1 s after a settled term) so two sick replicas never flap the lane between them; an unfit
+//! replica does not campaign while a healthy peer exists.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use multibridge_monitoring::Readiness;
+
+use super::progress::ReplicaProgress;
+
+/// Why a replica cannot serve its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    /// The destination chain has not answered the watcher's probes.
+    DestinationRpc,
+    /// The operator's signer fails.
+    Signer,
+}
+
+impl Unfit {
+    /// The stable label (`multibridge_leadership_handovers_total{reason}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DestinationRpc => "destination_rpc",
+            Self::Signer => "signer",
+        }
+    }
+}
+
+/// Since when the operator's signer has been failing (one per replica: every lane signs with
+/// it). The voter of a leading lane reports what its sends see; a follower's progress writer
+/// probes now and then.
+#[derive(Debug, Clone, Default)]
+pub struct SignerHealth(Arc<Mutex<Option<Instant>>>);
+
+impl SignerHealth {
+    fn with<R>(&self, f: impl FnOnce(&mut Option<Instant>) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The signer failed (the first failure of a run starts its clock).
+    pub fn failed(&self) {
+        self.with(|since| {
+            since.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// The signer answered.
+    pub fn answered(&self) {
+        self.with(|since| *since = None);
+    }
+
+    /// How long it has been failing (`None`: it answers).
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.with(|since| since.map(|at| at.elapsed()))
+    }
+}
+
+/// What a lane's campaign asks before leading on or competing.
+#[derive(Clone)]
+pub struct ServeHealth {
+    /// Readiness, where the watcher records each chain's last successful probe.
+    pub readiness: Arc<Readiness>,
+    /// The destination chain's readiness component.
+    pub destination: String,
+    /// The signer's.
+    pub signer: SignerHealth,
+    /// Unfit for this long hands the lane over.
+    pub bound: Duration,
+}
+
+impl ServeHealth {
+    /// Why this replica has been unable to serve for at least the bound, and for how long.
+    pub fn unfit(&self) -> Option<(Unfit, Duration)> {
+        let silent = self.readiness.last_ok_age(&self.destination);
+        unfit_for(silent, self.signer.failing_for(), self.bound)
+    }
+}
+
+/// [`ServeHealth::unfit`] from its inputs: the destination's last success `silent` ago (`None`:
+/// never yet — a replica just started is not judged) and the signer failing for `signer`.
+fn unfit_for(
+    silent: Option<Duration>,
+    signer: Option<Duration>,
+    bound: Duration,
+) -> Option<(Unfit, Duration)> {
+    if let Some(silent) = silent
+        && silent >= bound
+    {
+        return Some((Unfit::DestinationRpc, silent));
+    }
+    signer
+        .filter(|failing| *failing >= bound)
+        .map(|failing| (Unfit::Signer, failing))
+}
+
+/// A progress record this old (seconds, by the writers' clocks) says nothing about its replica
+/// any more (records are written every 2 s).
+pub const PEER_FRESH_SECS: u64 = 6;
+
+/// Another replica (not `me`) whose fresh progress record says it can serve.
+pub fn healthy_peer<'a>(
+    records: &'a [ReplicaProgress],
+    me: &str,
+    now_unix: u64,
+) -> Option<&'a ReplicaProgress> {
+    records.iter().find(|r| {
+        r.replica != me && r.serving == Some(true) && now_unix.abs_diff(r.at) <= PEER_FRESH_SECS
+    })
+}
+
+/// First hold-off after a handover.
+const HOLD_FIRST: Duration = Duration::from_secs(1);
+/// Longest hold-off.
+const HOLD_MAX: Duration = Duration::from_secs(60);
+/// A term led this long without handing over resets the hold-off.
+const SETTLED: Duration = Duration::from_secs(60);
+
+/// The hold-off after handovers.
+#[derive(Debug, Clone)]
+pub struct HandoverBackoff {
+    next: Duration,
+    until: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Default for HandoverBackoff {
+    fn default() -> Self {
+        Self {
+            next: HOLD_FIRST,
+            until: None,
+            last: None,
+        }
+    }
+}
+
+impl HandoverBackoff {
+    /// A handover at `now`: hold off for the current step, and double the next.
+    pub fn handed_over(&mut self, now: Instant) -> Duration {
+        let hold = self.next;
+        self.until = now.checked_add(hold);
+        self.last = Some(now);
+        self.next = self.next.saturating_mul(2).min(HOLD_MAX);
+        hold
+    }
+
+    /// Whether this replica must not compete at `now`.
+    pub fn holding(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| now < until)
+    }
+
+    /// Leading and fit at `now`: a long enough quiet resets the hold-off.
+    pub fn leading_fit(&mut self, now: Instant) {
+        if self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= SETTLED)
+        {
+            self.next = HOLD_FIRST;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(3);
+
+    fn record(replica: &str, serving: Option<bool>, at: u64) -> ReplicaProgress {
+        ReplicaProgress {
+            replica: replica.into(),
+            leader: false,
+            cursor: None,
+            latest_nonce: None,
+            handled: 0,
+            at,
+            serving,
+        }
+    }
+
+    #[test]
+    fn unfit_only_past_the_bound_and_the_destination_first() {
+        let s = Duration::from_secs;
+        assert_eq!(unfit_for(Some(s(1)), None, BOUND), None);
+        assert_eq!(
+            unfit_for(None, None, BOUND),
+            None,
+            "not judged before a probe"
+        );
+        assert_eq!(
+            unfit_for(Some(s(3)), None, BOUND),
+            Some((Unfit::DestinationRpc, s(3)))
+        );
+        assert_eq!(unfit_for(Some(s(1)), Some(s(2)), BOUND), None);
+        assert_eq!(
+            unfit_for(Some(s(1)), Some(s(4)), BOUND),
+            Some((Unfit::Signer, s(4)))
+        );
+        assert_eq!(
+            unfit_for(Some(s(5)), Some(s(4)), BOUND).map(|u| u.0),
+            Some(Unfit::DestinationRpc)
+        );
+    }
+
+    #[test]
+    fn a_signer_failing_counts_from_its_first_failure_until_it_answers() {
+        let signer = SignerHealth::default();
+        assert_eq!(signer.failing_for(), None);
+        signer.failed();
+        let first = signer.failing_for().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        signer.failed();
+        assert!(signer.failing_for().unwrap() >= first + Duration::from_millis(20));
+        signer.answered();
+        assert_eq!(signer.failing_for(), None);
+    }
+
+    #[test]
+    fn only_a_fresh_other_replica_that_says_it_serves_is_a_healthy_peer() {
+        let now = 1_000;
+        let records = [
+            record("me", Some(true), now),
+            record("silent", Some(false), now),
+            record("old-version", None, now),
+            record("stale", Some(true), now - PEER_FRESH_SECS - 1),
+        ];
+        assert!(healthy_peer(&records, "me", now).is_none());
+        let mut with_peer = records.to_vec();
+        with_peer.push(record("peer", Some(true), now - 2));
+        assert_eq!(
+            healthy_peer(&with_peer, "me", now).map(|r| r.replica.as_str()),
+            Some("peer")
+        );
+    }
+
+    #[test]
+    fn handovers_hold_off_longer_each_time_until_a_settled_term() {
+        let mut backoff = HandoverBackoff::default();
+        let t0 = Instant::now();
+        assert!(!backoff.holding(t0));
+        assert_eq!(backoff.handed_over(t0), Duration::from_secs(1));
+        assert!(backoff.holding(t0 + Duration::from_millis(500)));
+        assert!(!backoff.holding(t0 + Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(backoff.handed_over(t1), Duration::from_secs(2));
+        backoff.leading_fit(t1 + Duration::from_secs(10));
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(
+            backoff.handed_over(t2),
+            Duration::from_secs(4),
+            "not settled"
+        );
+        for _ in 0..10 {
+            backoff.handed_over(t2);
+        }
+        assert_eq!(backoff.handed_over(t2), HOLD_MAX);
+        backoff.leading_fit(t2 + SETTLED);
+        assert_eq!(backoff.handed_over(t2 + SETTLED), HOLD_FIRST);
+    }
+}
