@@ -71,6 +71,12 @@ enum Command {
         /// Then how many SIGKILLs of etcd's raft leader (quorum intact; restarted after each).
         #[arg(long, default_value_t = 3)]
         etcd_kills: usize,
+        /// Then how many times every relay is SIGKILLed and all restarted at once.
+        #[arg(long, default_value_t = 10)]
+        kill_alls: usize,
+        /// Then how many times the leader's destination RPC is blackholed (its own link).
+        #[arg(long, default_value_t = 3)]
+        rpc_cuts: usize,
         /// Print only the JSON.
         #[arg(long)]
         json: bool,
@@ -278,11 +284,15 @@ fn main() -> ExitCode {
             Command::BenchFailover {
                 failovers,
                 etcd_kills,
+                kill_alls,
+                rpc_cuts,
                 json,
             } => {
                 refuse_if_running(&dir)?;
-                let report =
-                    multibridge_devnet::bench::failover::run(&dir, failovers, etcd_kills).await?;
+                let report = multibridge_devnet::bench::failover::run(
+                    &dir, failovers, etcd_kills, kill_alls, rpc_cuts,
+                )
+                .await?;
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(dir.join("bench-failover.json"), &text)?;
                 if !json {

@@ -13,6 +13,13 @@
 //! restarted, again and again. Per round and (operator, lane): the longest time no replica led
 //! (every replica's `multibridge_leader` polled every 50 ms), and the gap between the operator's
 //! last vote before the kill and its first after it, beside the longest gap of the 5 s before.
+//!
+//! Then every relay of every operator is SIGKILLed and all are restarted at once (a host's
+//! processes after a crash), again and again: per round, from the moment every restarted
+//! process answers its HTTP API to every (operator, lane) led again, and how many lanes were
+//! resumed from the live lease rather than won anew. Last, the destination RPC of the leader of
+//! operator 1's main → service lane is blackholed (its own link only; etcd and the other chain
+//! reachable): per round, the time to the first vote of the standby it hands the lane to.
 
 use std::time::{Duration, Instant};
 
@@ -94,6 +101,17 @@ pub struct FailoverReport {
     pub steady_vote_gap: Spread,
     /// Target: at most this long without a leader through an etcd leader election.
     pub etcd_target_secs: f64,
+    /// Every relay SIGKILLed and restarted at once: every process answering → every
+    /// (operator, lane) led again, per round.
+    pub kill_all_led_again: Spread,
+    /// Lanes resumed from the live lease in those rounds, of all lanes restarted.
+    pub kill_all_resumed: (usize, usize),
+    /// Target for the kill-all rounds (p99), seconds.
+    pub kill_all_target_secs: f64,
+    /// The leader's destination RPC blackholed → the standby's first vote, per round.
+    pub rpc_cut_standby_vote: Spread,
+    /// Target for the RPC cuts: TTL + 2 s.
+    pub rpc_cut_target_secs: f64,
 }
 
 /// Run `failovers` failovers on a fresh devnet in `dir`.
@@ -101,8 +119,14 @@ pub async fn run(
     dir: &std::path::Path,
     failovers: usize,
     etcd_kills: usize,
+    kill_alls: usize,
+    rpc_cuts: usize,
 ) -> Result<FailoverReport, DevnetError> {
-    let mut devnet = start_ha(DevnetOptions::hot_standby(dir)).await?;
+    let mut devnet = start_ha(DevnetOptions {
+        replica_links: rpc_cuts > 0,
+        ..DevnetOptions::hot_standby(dir)
+    })
+    .await?;
     let driver = Driver::new(devnet.manifest());
     let watch = HandleWatch::start(Driver::new(devnet.manifest()), LANE);
     let traffic = Traffic::start(
@@ -170,6 +194,8 @@ pub async fn run(
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let (rounds, other_sent) = etcd_rounds(&mut devnet, etcd_kills).await?;
+    let (kill_all, resumed) = kill_all_rounds(&mut devnet, kill_alls).await?;
+    let rpc_cut = rpc_cut_rounds(&devnet, rpc_cuts).await?;
     let sent = traffic.stop().await?;
     let last = sent.last().map(|s| s.nonce).unwrap_or_default();
     if let (Some(first), Some(last)) = (other_sent.first(), other_sent.last()) {
@@ -248,7 +274,136 @@ pub async fn run(
                 .collect(),
         ),
         etcd_target_secs: ETCD_TARGET.as_secs_f64(),
+        kill_all_led_again: Spread::of(kill_all),
+        kill_all_resumed: resumed,
+        kill_all_target_secs: KILL_ALL_TARGET.as_secs_f64(),
+        rpc_cut_standby_vote: Spread::of(rpc_cut),
+        rpc_cut_target_secs: TTL_SECS + 2.0,
     })
+}
+
+/// Every lane led again at most this long after the restarted relays answer (issue 35, p99).
+pub const KILL_ALL_TARGET: Duration = Duration::from_millis(1_500);
+
+/// `rounds` times: SIGKILL every replica, restart them all, and time from the moment all answer
+/// their HTTP API to every (operator, lane) led again. Returns the times and (lanes resumed,
+/// lanes restarted).
+async fn kill_all_rounds(
+    devnet: &mut crate::Devnet,
+    rounds: usize,
+) -> Result<(Vec<f64>, (usize, usize)), DevnetError> {
+    let ports = devnet.replica_http_ports.clone();
+    let mut times = Vec::with_capacity(rounds);
+    let (mut resumed, mut lanes) = (0usize, 0usize);
+    for round in 0..rounds {
+        for (op, replicas) in ports.iter().enumerate() {
+            for replica in 0..replicas.len() {
+                if let Some(process) = devnet.replica(op, replica) {
+                    process.kill()?;
+                }
+            }
+        }
+        for (op, replicas) in ports.iter().enumerate() {
+            for replica in 0..replicas.len() {
+                devnet.start_replica(op, replica)?;
+            }
+        }
+        for port in ports.iter().flatten().copied() {
+            crate::harness::wait::poll_until(
+                "restarted relay answers",
+                Duration::from_secs(60),
+                || async move { Ok(crate::harness::scrape::metrics_text(port).await.is_some()) },
+            )
+            .await?;
+        }
+        let up = Instant::now();
+        let ports = &ports;
+        crate::harness::wait::poll_until(
+            "every lane led again",
+            Duration::from_secs(60),
+            || async move {
+                for replicas in ports {
+                    for lane in Lane::ALL {
+                        let mut led = false;
+                        for port in replicas {
+                            led |= metric(*port, &crate::harness::ha::leader_series(lane))
+                                .await
+                                .is_some_and(|v| v == 1.0);
+                        }
+                        if !led {
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        let took = up.elapsed();
+        times.push(took.as_secs_f64());
+        for port in ports.iter().flatten() {
+            resumed = resumed.saturating_add(
+                crate::harness::scrape::metric_sum(
+                    *port,
+                    "multibridge_leadership_resumed_total",
+                    "",
+                )
+                .await
+                .unwrap_or_default() as usize,
+            );
+        }
+        lanes = lanes.saturating_add(ports.len().saturating_mul(Lane::ALL.len()));
+        eprintln!(
+            "kill all {}/{rounds}: every lane led {:.2} s after every relay answered",
+            round.saturating_add(1),
+            took.as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    Ok((times, (resumed, lanes)))
+}
+
+/// `rounds` times: blackhole the destination RPC link of the replica of operator 1 leading
+/// `LANE`, time until its standby votes, then restore the link and let the lane settle.
+async fn rpc_cut_rounds(devnet: &crate::Devnet, rounds: usize) -> Result<Vec<f64>, DevnetError> {
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let leader = leading_replica(devnet, 0, LANE).await.ok_or_else(|| {
+            DevnetError::Invalid(format!("rpc cut {round}: no replica of operator 1 leads"))
+        })?;
+        let standby = devnet.replica_http_ports[0][1usize.saturating_sub(leader)];
+        let before = metric(standby, &votes_series(LANE))
+            .await
+            .unwrap_or_default();
+        let link = devnet
+            .replica_links(0, leader)
+            .ok_or_else(|| DevnetError::Invalid("the devnet has no replica links".into()))?
+            .rpc(LANE.destination());
+        link.set_mode(crate::harness::proxy::ProxyMode::Blackhole);
+        let cut = Instant::now();
+        let voted = crate::harness::wait::poll_until(
+            "the standby votes",
+            Duration::from_secs(60),
+            || async move {
+                Ok(metric(standby, &votes_series(LANE))
+                    .await
+                    .unwrap_or_default()
+                    > before)
+            },
+        )
+        .await;
+        let took = cut.elapsed();
+        link.set_mode(crate::harness::proxy::ProxyMode::Forward);
+        voted?;
+        times.push(took.as_secs_f64());
+        eprintln!(
+            "rpc cut {}/{rounds}: the standby voted {:.2} s after the leader's destination RPC was blackholed",
+            round.saturating_add(1),
+            took.as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    Ok(times)
 }
 
 /// At most this long without a leader through an etcd leader election (issue 19).
@@ -323,6 +478,11 @@ pub fn render(r: &FailoverReport) -> String {
         &r.etcd_leader_kill_vote_gap,
     ));
     out.push_str(&row("vote gap before (steady)", &r.steady_vote_gap));
+    out.push_str(&row("kill all -> every lane led", &r.kill_all_led_again));
+    out.push_str(&row(
+        "dest. RPC cut -> standby's vote",
+        &r.rpc_cut_standby_vote,
+    ));
     out.push_str(&format!(
         "target failover <= TTL + 1 s = {:.1} s: {} of {} over; {} transfers, {} handled twice, {} lost\n",
         r.target_secs,
@@ -341,5 +501,29 @@ pub fn render(r: &FailoverReport) -> String {
             "MISSED"
         }
     ));
+    if r.kill_all_led_again.samples > 0 {
+        out.push_str(&format!(
+            "target all relays killed and restarted: every lane led within {:.1} s (p99) of the relays answering: {} ({} of {} lanes resumed from their live lease)\n",
+            r.kill_all_target_secs,
+            if r.kill_all_led_again.p99 <= r.kill_all_target_secs {
+                "met"
+            } else {
+                "MISSED"
+            },
+            r.kill_all_resumed.0,
+            r.kill_all_resumed.1
+        ));
+    }
+    if r.rpc_cut_standby_vote.samples > 0 {
+        out.push_str(&format!(
+            "target leader's destination RPC blackholed: the standby votes within TTL + 2 s = {:.1} s: {}\n",
+            r.rpc_cut_target_secs,
+            if r.rpc_cut_standby_vote.max <= r.rpc_cut_target_secs {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ));
+    }
     out
 }
