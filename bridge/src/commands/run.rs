@@ -16,12 +16,21 @@ pub struct Args {
 
 /// Run the relay until a shutdown signal or a failure no retry fixes.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let c = Config::load(&args.config)?;
     let serving = crate::startup::Serving::start(&c).await?;
+    let serving_ms = started.elapsed().as_millis() as u64;
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await
     {
-        Ok(Some(checked)) => checked,
+        Ok(Some(checked)) => {
+            tracing::info!(
+                serving_ms,
+                preflight_passed_ms = started.elapsed().as_millis() as u64,
+                "preflight passed"
+            );
+            checked
+        }
         Ok(None) => {
             serving.stop().await;
             return Ok(());

@@ -137,6 +137,9 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
         }
         match self.voter.step().await {
             Ok(step) => {
+                if step.sent > 0 {
+                    self.signer_health.answered();
+                }
                 if let Some(at_pause) = self.unfunded {
                     // Resumed once a vote went out, or once someone funded the signer (an idle
                     // lane sends nothing that would tell).

@@ -37,32 +37,50 @@ impl Unfit {
     }
 }
 
-/// Since when the operator's signer has been failing (one per replica: every lane signs with
-/// it). The voter of a leading lane reports what its sends see; a follower's progress writer
-/// probes now and then.
+/// Whether the operator's signer fails, and since its last signature (one per replica: every
+/// lane signs with it). The voter of a leading lane reports what its sends see; a follower's
+/// progress writer probes now and then. Like the destination's silence, the clock runs from the
+/// last success, not from the first failure noticed.
 #[derive(Debug, Clone, Default)]
-pub struct SignerHealth(Arc<Mutex<Option<Instant>>>);
+pub struct SignerHealth(Arc<Mutex<SignerState>>);
+
+#[derive(Debug, Default)]
+struct SignerState {
+    last_ok: Option<Instant>,
+    failing_since: Option<Instant>,
+}
 
 impl SignerHealth {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<Instant>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut SignerState) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The signer failed (the first failure of a run starts its clock).
+    /// The signer failed.
     pub fn failed(&self) {
-        self.with(|since| {
-            since.get_or_insert_with(Instant::now);
+        self.with(|s| {
+            s.failing_since.get_or_insert_with(Instant::now);
         });
     }
 
-    /// The signer answered.
+    /// The signer signed.
     pub fn answered(&self) {
-        self.with(|since| *since = None);
+        self.with(|s| {
+            s.last_ok = Some(Instant::now());
+            s.failing_since = None;
+        });
     }
 
-    /// How long it has been failing (`None`: it answers).
+    /// How long it has been failing, counted from its last signature (from the first failure
+    /// if it never signed); `None`: it answers.
     pub fn failing_for(&self) -> Option<Duration> {
-        self.with(|since| since.map(|at| at.elapsed()))
+        self.with(|s| {
+            s.failing_since.map(|since| {
+                s.last_ok
+                    .filter(|ok| *ok < since)
+                    .unwrap_or(since)
+                    .elapsed()
+            })
+        })
     }
 }
 
@@ -213,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signer_failing_counts_from_its_first_failure_until_it_answers() {
+    fn a_failing_signer_counts_from_its_last_signature_until_it_answers() {
         let signer = SignerHealth::default();
         assert_eq!(signer.failing_for(), None);
         signer.failed();
@@ -223,6 +241,10 @@ mod tests {
         assert!(signer.failing_for().unwrap() >= first + Duration::from_millis(20));
         signer.answered();
         assert_eq!(signer.failing_for(), None);
+        // Signed, then 30 ms later the first failure: the clock runs from the signature.
+        std::thread::sleep(Duration::from_millis(30));
+        signer.failed();
+        assert!(signer.failing_for().unwrap() >= Duration::from_millis(30));
     }
 
     #[test]

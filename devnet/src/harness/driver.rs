@@ -2,7 +2,7 @@
 //! operator votes on the destination, and the reads that check the outcome.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
@@ -108,7 +108,7 @@ impl Driver {
     pub fn provider(&self, role: ChainRole) -> Result<DynProvider, DevnetError> {
         let url = &self.chain(role).rpc_url;
         let url = url.parse().map_err(|_| DevnetError::BadUrl(url.clone()))?;
-        Ok(ProviderBuilder::new().connect_http(url).erased())
+        Ok(crate::harness::http::provider(url))
     }
 
     /// A provider that signs as `signer` on one chain.

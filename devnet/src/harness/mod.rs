@@ -10,6 +10,7 @@ pub mod devnet;
 pub mod driver;
 pub mod etcd;
 pub mod ha;
+pub mod http;
 pub mod invariants;
 pub mod machine;
 pub mod manifest;

@@ -2,7 +2,9 @@
 
 /// The whole `/metrics` text of the relay listening on `port`.
 pub async fn metrics_text(port: u16) -> Option<String> {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    crate::harness::http::client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
         .await
         .ok()?
         .text()

@@ -49,6 +49,6 @@ pub fn signing_provider(url: &str, signer: &PrivateKeySigner) -> Result<DynProvi
         .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer.clone()))
-        .connect_http(parsed)
+        .connect_client(crate::harness::http::rpc_client(parsed))
         .erased())
 }

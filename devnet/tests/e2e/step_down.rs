@@ -2,7 +2,7 @@
 //! while etcd and the source chain stay reachable, the leader of that lane hands it to its
 //! operator's standby — which then votes within TTL + 2 s — keeps the lane whose destination it
 //! still reaches, and does not take the lane back while it cannot serve. Nothing is lost or
-//! doubled.
+//! doubled. The same when the leader's signer is unplugged and its standby's is not.
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +10,13 @@ use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::ha::{
     Traffic, check_drained, leader_series, start_ha, votes_series,
 };
-use multibridge_devnet::harness::invariants::dump_relay_logs;
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, dump_relay_logs, wait_all_handled,
+};
+use multibridge_devnet::harness::process::{ManagedProcess, ProcessSpec};
 use multibridge_devnet::harness::proxy::ProxyMode;
 use multibridge_devnet::harness::scrape::{metric, metric_sum};
+use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{DevnetOptions, Driver};
 
 use crate::Poll;
@@ -102,4 +106,136 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
         dump_relay_logs(dir.path(), 3, 30);
         panic!("{e}");
     }
+}
+
+/// Copy the directory tree `from` to `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The leader's signer unplugged (its SoftHSM token moved away) while its standby signs through
+/// a token of its own (a copy, as a second HSM holding the same key): the leader hands the lane
+/// to the standby, which votes within TTL + 2 s. The other operators, whose standbys share
+/// their unplugged token, have no healthy peer and keep trying; once the token is back every
+/// transfer is handled exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = start_ha(DevnetOptions {
+        signer: multibridge_devnet::DevnetSigner::Hsm,
+        ..DevnetOptions::hot_standby(dir.path()).alone()
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let hsm = devnet.hsm.clone().unwrap();
+
+    // Operator 1's standby gets a token of its own.
+    let own = dir.path().join("softhsm-standby");
+    copy_tree(
+        &hsm.conf().parent().unwrap().join("tokens"),
+        &own.join("tokens"),
+    );
+    let conf = own.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            own.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    devnet.replica(0, 1).unwrap().kill().unwrap();
+    let config_path = devnet.replica_config_path(0, 1);
+    let _standby_process = ManagedProcess::spawn(ProcessSpec {
+        name: "relay-1-r2-own-hsm".into(),
+        program: relay_binary().unwrap(),
+        args: vec![
+            "run".into(),
+            "--config".into(),
+            config_path.display().to_string(),
+        ],
+        envs: vec![
+            ("MULTIBRIDGE_LOG".into(), "info".into()),
+            ("SOFTHSM2_CONF".into(), conf.display().to_string()),
+        ],
+        log_path: dir.path().join("logs/relay-1-r2-own-hsm.log"),
+    })
+    .unwrap();
+    let [leader, standby] = [
+        devnet.replica_http_ports[0][0],
+        devnet.replica_http_ports[0][1],
+    ];
+    let traffic = Traffic::start(
+        Driver::new(devnet.manifest()),
+        LANE,
+        0,
+        Duration::from_millis(200),
+    );
+    // The standby is up and has said it can serve (progress every 2 s).
+    Poll::new("the standby answers", Duration::from_secs(30))
+        .until(async || {
+            metric(standby, &leader_series(LANE))
+                .await
+                .filter(|v| *v == 0.0)
+                .map(|_| ())
+                .ok_or_else(|| "not answering as a follower".to_owned())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let before = metric(standby, &votes_series(LANE)).await.unwrap_or(0.0);
+    hsm.unplug().unwrap();
+    let unplugged = Instant::now();
+    Poll::new("the standby never voted", Duration::from_secs(30))
+        .every(Duration::from_millis(50))
+        .logs(dir.path(), 3, 30)
+        .until(async || {
+            let votes = metric(standby, &votes_series(LANE)).await.unwrap_or(0.0);
+            if votes > before {
+                Ok(())
+            } else {
+                Err(format!("{votes} votes, {before} before the unplug"))
+            }
+        })
+        .await;
+    let took = unplugged.elapsed();
+    println!(
+        "signer unplugged at the leader -> first vote by the standby {:.2} s (TTL {TTL:?})",
+        took.as_secs_f64()
+    );
+    hsm.plug_in().unwrap();
+    assert!(
+        took <= TTL + Duration::from_secs(2),
+        "the standby voted only {took:?} after the unplug"
+    );
+    let handed = metric_sum(
+        leader,
+        "multibridge_leadership_handovers_total",
+        "reason=\"signer\"",
+    )
+    .await
+    .unwrap_or_default();
+    assert!(handed >= 1.0, "the leader handed over for its signer");
+
+    // Every transfer handled exactly once (the HSM's keys are not in the manifest, so the
+    // per-operator vote count of check_drained does not apply).
+    let sent = traffic.stop().await.unwrap();
+    let last = sent.last().unwrap().nonce;
+    if let Err(e) = wait_all_handled(&driver, LANE, 0..last + 1, Duration::from_secs(90)).await {
+        dump_relay_logs(dir.path(), 3, 30);
+        panic!("{e}");
+    }
+    assert_exactly_once(&driver, LANE, 0..last + 1)
+        .await
+        .unwrap();
 }
