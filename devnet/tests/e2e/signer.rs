@@ -121,16 +121,25 @@ async fn relays_sign_in_an_hsm_and_pause_while_it_is_unplugged_losing_nothing() 
             .await
             .unwrap();
         assert!(health.status().is_success(), "relay :{port} still alive");
-        let status = reqwest::get(format!("http://127.0.0.1:{port}/status"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            status.contains("signer_unavailable"),
-            "relay :{port} /status names why it does not send: {status}"
-        );
+        // /status shows the lane as the watcher last looked (every watch interval, 1 s here).
+        Poll::new(
+            format!("relay :{port} /status names why it does not send"),
+            Duration::from_secs(10),
+        )
+        .until(async || {
+            let status = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if status.contains("signer_unavailable") {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        })
+        .await;
     }
     every_relay(
         &devnet,
