@@ -203,28 +203,19 @@ impl BackupContext {
             })
             .await?;
         }
-        let read = async |path: &std::path::Path| {
-            tokio::fs::read(path)
-                .await
-                .map_err(|e| BackupError::Io(e.to_string()))
-        };
+        // Streamed: the archive grows with the history and is never read whole.
         let archive = self
             .storage
-            .put(
+            .put_file(
                 &format!("{base}/archive.sqlite"),
                 "sqlite-archive",
                 &owner,
-                read(&copy_path).await?,
+                &copy_path,
             )
             .await?;
         let state = self
             .storage
-            .put(
-                &format!("{base}/store.sqlite"),
-                "sqlite",
-                &owner,
-                read(&state_path).await?,
-            )
+            .put_file(&format!("{base}/store.sqlite"), "sqlite", &owner, &state_path)
             .await?;
         let mut snapshots = Vec::new();
         if let Some(prefix) = StateKeys::pair_prefix(&self.config) {

@@ -88,6 +88,8 @@ fn figures(report: &Value) -> Vec<Figure> {
         for (who, key) in [
             ("leader", "peak_rss_mib"),
             ("follower", "follower_peak_rss_mib"),
+            ("leader anon", "peak_anon_mib"),
+            ("follower anon", "follower_peak_anon_mib"),
         ] {
             out.push(Figure {
                 name: format!("RSS {who}, {pending} pending (MiB)"),

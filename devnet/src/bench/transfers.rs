@@ -102,6 +102,11 @@ pub struct Memory {
     pub peak_rss_mib: f64,
     /// Peak resident set of a follower replica of the same operator (indexes only), MiB.
     pub follower_peak_rss_mib: f64,
+    /// Of the leader's peak, anonymous memory (heap, stacks) in MiB; the rest is file-backed:
+    /// the binary's and the libraries' pages.
+    pub peak_anon_mib: f64,
+    /// The same of the follower's peak.
+    pub follower_peak_anon_mib: f64,
 }
 
 /// Everything measured.
@@ -528,14 +533,18 @@ async fn measure_rss(
                 .and_then(|p| p.get(replica))
                 .copied()
                 .ok_or_else(|| DevnetError::Invalid(format!("no port of replica {replica}")))?;
-            watched.push((pid, port, 0u64));
+            watched.push((pid, port, Rss::default()));
         }
         let deadline = Instant::now() + Duration::from_secs(1800);
         let (mut leader_peak, mut follower_peak) = (None, None);
         loop {
             let mut done = 0usize;
             for (pid, port, peak) in &mut watched {
-                *peak = (*peak).max(rss_kib(*pid).unwrap_or(0));
+                if let Some(now) = rss_kib(*pid)
+                    && now.total > peak.total
+                {
+                    *peak = now;
+                }
                 let led = metric(*port, "multibridge_leader{lane=\"main-to-service\"}").await;
                 let leads = led.is_some_and(|v| v >= 1.0);
                 // The bridge takes votes only `VOTE_WINDOW` above what is handled: the rest of
@@ -571,11 +580,17 @@ async fn measure_rss(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mib = |kib: Option<u64>| kib.unwrap_or_default() as f64 / 1024.0;
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let (leader, follower) = (
+            leader_peak.unwrap_or_default(),
+            follower_peak.unwrap_or_default(),
+        );
         figures.push(Memory {
             pending: total,
-            peak_rss_mib: mib(leader_peak),
-            follower_peak_rss_mib: mib(follower_peak),
+            peak_rss_mib: mib(leader.total),
+            follower_peak_rss_mib: mib(follower.total),
+            peak_anon_mib: mib(leader.anon),
+            follower_peak_anon_mib: mib(follower.anon),
         });
     }
     Ok(figures)
@@ -603,12 +618,25 @@ async fn indexed(port: u16) -> usize {
     sum as usize
 }
 
-fn rss_kib(pid: i32) -> Option<u64> {
+/// A process's resident set, KiB: all of it, and its anonymous part.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    anon: u64,
+}
+
+fn rss_kib(pid: i32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Rss {
+        total: field("VmRSS:")?,
+        anon: field("RssAnon:").unwrap_or(0),
+    })
 }
 
 /// The readable table.
@@ -648,10 +676,12 @@ pub fn render(report: &BenchReport) -> String {
         );
         for m in &report.memory {
             out.push_str(&format!(
-                "  {:>7} pending   leader {:.1} MiB   follower {:.1} MiB   target <= 48 MiB: {}\n",
+                "  {:>7} pending   leader {:.1} MiB (anon {:.1})   follower {:.1} MiB (anon {:.1})   target <= 48 MiB: {}\n",
                 m.pending,
                 m.peak_rss_mib,
+                m.peak_anon_mib,
                 m.follower_peak_rss_mib,
+                m.follower_peak_anon_mib,
                 if m.peak_rss_mib.max(m.follower_peak_rss_mib) <= 48.0 {
                     "met"
                 } else {

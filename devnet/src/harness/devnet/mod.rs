@@ -574,6 +574,7 @@ impl Devnet {
             ))
             .chain(self.options.relay_env.iter().cloned())
             .chain(self.hsm.iter().map(crate::stand_in::hsm::SoftHsm::env))
+            .chain(heaptrack_env(&name))
             .collect(),
             log_path: self.options.dir.join("logs").join(format!("{name}.log")),
         };
@@ -707,4 +708,23 @@ async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError>
 fn absolute(dir: &Path) -> Result<PathBuf, DevnetError> {
     std::fs::create_dir_all(dir).map_err(|e| DevnetError::io(dir, e))?;
     std::fs::canonicalize(dir).map_err(|e| DevnetError::io(dir, e))
+}
+
+/// Where heaptrack's preload library lives on Debian/Ubuntu (`apt install heaptrack`).
+const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+
+/// A relay's environment for a heap profile, when `MULTIBRIDGE_DEVNET_HEAPTRACK` names a
+/// directory: heaptrack's preload library records every allocation of the relay (not of the
+/// devnet or the chains) into `<dir>/<relay name>.raw`, rewritten at each start. Read it with
+/// `heaptrack_interpret < F.raw | zstd > F.zst; heaptrack_print -f F.zst` (docs/benchmarks.md).
+/// The RSS a bench prints then includes heaptrack's own bookkeeping.
+fn heaptrack_env(name: &str) -> Vec<(String, String)> {
+    let Some(dir) = std::env::var_os("MULTIBRIDGE_DEVNET_HEAPTRACK") else {
+        return Vec::new();
+    };
+    let raw = PathBuf::from(dir).join(format!("{name}.raw"));
+    vec![
+        ("LD_PRELOAD".into(), HEAPTRACK_PRELOAD.into()),
+        ("DUMP_HEAPTRACK_OUTPUT".into(), raw.display().to_string()),
+    ]
 }
