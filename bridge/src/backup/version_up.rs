@@ -215,7 +215,12 @@ impl BackupContext {
             .await?;
         let state = self
             .storage
-            .put_file(&format!("{base}/store.sqlite"), "sqlite", &owner, &state_path)
+            .put_file(
+                &format!("{base}/store.sqlite"),
+                "sqlite",
+                &owner,
+                &state_path,
+            )
             .await?;
         let mut snapshots = Vec::new();
         if let Some(prefix) = StateKeys::pair_prefix(&self.config) {

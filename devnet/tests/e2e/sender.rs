@@ -196,3 +196,88 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
     );
     assert_eq!(sender.in_flight(), 0);
 }
+
+/// A node may keep the next transaction and drop those after it (anvil does when the next does
+/// not fit a block: the ones after it are "nonce too high" there and leave its pool). The
+/// sender asks for the last one in flight too and sends them again at its next poll, instead of
+/// once the next is mined.
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let config = devnet.operator_config(0).unwrap().chains.service;
+    let chain = Arc::new(
+        ChainClient::new(
+            ChainRole::Service,
+            &config,
+            RetryPolicy::default(),
+            multibridge_monitoring::Metrics::new(&[], 1)
+                .unwrap()
+                .chain(ChainRole::Service),
+        )
+        .unwrap(),
+    );
+    let signer = driver.operator(0).unwrap();
+    let token = driver.chain(ChainRole::Service).contracts.token;
+    let policy = SenderPolicy {
+        // No replacement in this test: only the drop check acts.
+        stuck_after: Duration::from_secs(600),
+        ..SenderPolicy::default()
+    };
+    let mut sender = Sender::new(chain.clone(), signer.clone(), policy)
+        .await
+        .unwrap();
+    let provider = driver.provider(ChainRole::Service).unwrap();
+    let rpc = async |method: &str, params: serde_json::Value| {
+        provider
+            .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
+            .await
+            .unwrap()
+    };
+    rpc("evm_setIntervalMining", serde_json::json!([0])).await;
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let start = sender.next_nonce();
+    let mut sent = Vec::new();
+    for i in 0..3u8 {
+        sent.push(sender.send(token, approve(i)).await.unwrap());
+    }
+    // A block none of them fits (its gas limit is below theirs), and the last one gone from
+    // the pool whatever the node made of the block.
+    let limit =
+        rpc("eth_getBlockByNumber", serde_json::json!(["latest", false])).await["gasLimit"].clone();
+    rpc("evm_setBlockGasLimit", serde_json::json!(["0x5208"])).await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    rpc("evm_setBlockGasLimit", serde_json::json!([limit])).await;
+    let last = sent.last().unwrap().hash;
+    rpc("anvil_dropTransaction", serde_json::json!([last])).await;
+    let known = async |hash| {
+        provider
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    assert!(known(sent[0].hash).await, "the node keeps the next one");
+    assert!(!known(last).await, "the last one is gone");
+    assert!(
+        sender.poll().await.unwrap().is_empty(),
+        "nothing mined, replaced or superseded"
+    );
+    assert!(
+        known(last).await,
+        "the poll sent the dropped ones again although the next one was still known"
+    );
+    rpc("evm_setIntervalMining", serde_json::json!([1])).await;
+    poll_until_mined(&mut sender, 3).await;
+    assert_eq!(
+        provider
+            .get_transaction_count(signer.address())
+            .await
+            .unwrap(),
+        start + 3,
+        "every nonce used once"
+    );
+}

@@ -113,9 +113,14 @@ impl Sender {
 
     /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a
     /// replaced endpoint): every later nonce of the key then waits behind the gap. When the next
-    /// transaction in line is still unmined a block after it was sent and the node does not know
-    /// it any more, it and everything after it is broadcast again as it was (a node that has a
-    /// transaction answers "already known").
+    /// transaction in line — or the last one in flight sent a block ago — is still unmined a block after it was
+    /// sent and the node does not know it any more, the next and everything after it is
+    /// broadcast again as it was (a node that has a transaction answers "already known").
+    ///
+    /// The last one is asked too because a node may keep the next and drop those after it:
+    /// anvil, when the next does not fit the rest of a block, finds the ones after it "nonce too
+    /// high" and removes them from its pool. Asking only for the next left them missing until it
+    /// was mined, a block or more later (bench: blocks 30–60 % full in the middle of a backlog).
     pub(super) async fn restore_dropped(
         &mut self,
         mined_count: u64,
@@ -124,27 +129,50 @@ impl Sender {
         let Some(next) = self.in_flight.get(&mined_count) else {
             return Ok(());
         };
-        if head.number <= next.sent_block {
-            return Ok(());
+        let mut probes = vec![(
+            next.sent_block,
+            next.hashes.last().copied().unwrap_or_default(),
+        )];
+        // The last one sent at least a block ago (one sent since cannot have been dropped by a
+        // block yet).
+        if let Some((_, last)) = self
+            .in_flight
+            .range(mined_count.saturating_add(1)..)
+            .rev()
+            .find(|(_, e)| e.sent_block < head.number)
+        {
+            probes.push((
+                last.sent_block,
+                last.hashes.last().copied().unwrap_or_default(),
+            ));
         }
-        let hash = next.hashes.last().copied().unwrap_or_default();
-        let known = self
-            .chain
-            .call("eth_getTransactionByHash", |p| async move {
-                p.get_transaction_by_hash(hash).await
-            })
-            .await
-            .map_err(SendError::Chain)?
-            .is_some();
-        if known {
-            return Ok(());
+        let mut missing = None;
+        for (sent_block, hash) in probes {
+            if head.number <= sent_block {
+                continue;
+            }
+            let known = self
+                .chain
+                .call("eth_getTransactionByHash", |p| async move {
+                    p.get_transaction_by_hash(hash).await
+                })
+                .await
+                .map_err(SendError::Chain)?
+                .is_some();
+            if !known {
+                missing = Some(hash);
+                break;
+            }
         }
+        let Some(hash) = missing else {
+            return Ok(());
+        };
         let resend: Vec<(u64, Bytes)> = self
             .in_flight
             .range(mined_count..)
             .map(|(n, e)| (*n, e.raw.clone()))
             .collect();
-        tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped the next transaction: broadcasting it and those after it again");
+        tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped a transaction in flight: broadcasting the next and those after it again");
         for (nonce, raw) in resend {
             match self.broadcast(raw).await {
                 Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
