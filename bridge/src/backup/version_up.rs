@@ -168,7 +168,7 @@ impl BackupContext {
             );
             blocking(move || {
                 crate::store::copy_store_file(&store_path, &copy_path)?;
-                let copy = Store::open(&copy_path, &identity)?;
+                let copy = Store::open_one_pass(&copy_path, &identity)?;
                 Ok((
                     copy.cursor(lane)?,
                     copy.contiguous_from(lane)?,
@@ -194,8 +194,8 @@ impl BackupContext {
                 (copy_path.clone(), state_path.clone(), identity.clone());
             blocking(move || {
                 // The archive keeps every row; the state copy is made from it, compacted.
-                Store::open(&copy_path, &identity)?.copy_to(&state_path)?;
-                let mut state = Store::open(&state_path, &identity)?;
+                Store::open_one_pass(&copy_path, &identity)?.copy_to(&state_path)?;
+                let mut state = Store::open_one_pass(&state_path, &identity)?;
                 state.begin_compaction(lane, compacted_below, version)?;
                 while state.compact_step(lane, 100_000)? > 0 {}
                 state.vacuum()?;

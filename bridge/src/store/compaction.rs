@@ -295,6 +295,8 @@ pub fn copy_store_file(store: &Path, to: &Path) -> Result<(), StoreError> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // One pass over the whole file: a small page cache (see `Store::open_one_pass`).
+    conn.pragma_update(None, "cache_size", -super::schema::ONE_PASS_CACHE_KIB)?;
     conn.execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
     Ok(())
 }

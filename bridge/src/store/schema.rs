@@ -7,6 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
+/// The page cache of a one-pass backup connection, KiB.
+pub const ONE_PASS_CACHE_KIB: i64 = 256;
+
 impl Store {
     /// Open (or create) the store at `path` for the relay identified by `identity` (bridge pair
     /// and operator); refuses a store written by another identity or a newer version.
@@ -16,6 +19,31 @@ impl Store {
         }
         let conn = Connection::open(path)?;
         Self::init(conn, identity)
+    }
+
+    /// A store file opened for one pass of backup work (a copy read, compacted, vacuumed):
+    /// a page cache of [`ONE_PASS_CACHE_KIB`] instead of the relay's 2 MB, which each such
+    /// connection otherwise filled (heaptrack: SQLite held 6.5 MiB at a backup of a 100,000-row
+    /// store, against 2.2 MiB in the relay's own connections).
+    pub fn open_one_pass(path: &Path, identity: &str) -> Result<Self, StoreError> {
+        let store = Self::open(path, identity)?;
+        store
+            .conn
+            .pragma_update(None, "cache_size", -ONE_PASS_CACHE_KIB)?;
+        Ok(store)
+    }
+
+    /// The page cache of this connection, in KiB (tests).
+    pub fn cache_kib(&self) -> Result<i64, StoreError> {
+        let size: i64 = self
+            .conn
+            .pragma_query_value(None, "cache_size", |r| r.get(0))?;
+        Ok(if size < 0 {
+            size.saturating_neg()
+        } else {
+            // Pages: the page size is 4 KiB.
+            size.saturating_mul(4)
+        })
     }
 
     /// An in-memory store (unit tests).

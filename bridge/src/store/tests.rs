@@ -618,3 +618,18 @@ fn requests_waiting_in_numbers_never_hide_fresh_ones() {
         .collect();
     assert_eq!(need, vec![0, 1, 30, 31, 32, 33, 34]);
 }
+
+#[test]
+fn backup_connections_keep_a_small_page_cache_and_the_relays_its_own() {
+    // The bound on what grew a backup's memory: each one-pass connection's cache.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let relay = Store::open(&path, ID).unwrap();
+    assert_eq!(relay.cache_kib().unwrap(), 2_000);
+    let one_pass = Store::open_one_pass(&path, ID).unwrap();
+    assert_eq!(
+        one_pass.cache_kib().unwrap(),
+        super::schema::ONE_PASS_CACHE_KIB
+    );
+    assert!(super::schema::ONE_PASS_CACHE_KIB < relay.cache_kib().unwrap());
+}
