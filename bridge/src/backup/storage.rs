@@ -136,6 +136,9 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     meta: StorageMeta,
+    /// The part size of streamed uploads: 1 MiB for a local directory, S3's smallest part
+    /// for S3 (every part but the last must be at least 5 MiB).
+    part_size: usize,
 }
 
 impl Storage {
@@ -150,6 +153,7 @@ impl Storage {
                     .map_err(|e| StorageError::Setup(e.to_string()))?;
                 Ok(Self {
                     store: Arc::new(store),
+                    part_size: LOCAL_PART,
                     prefix: String::new(),
                     meta: StorageMeta {
                         kind: "local".into(),
@@ -202,6 +206,7 @@ impl Storage {
                     .map_err(|e| StorageError::Setup(e.to_string()))?;
                 Ok(Self {
                     store: Arc::new(store),
+                    part_size: S3_MIN_PART,
                     prefix: prefix.trim_matches('/').to_owned(),
                     meta: StorageMeta {
                         kind: "s3".into(),
@@ -328,14 +333,9 @@ impl Storage {
         })
     }
 
-    /// The part size of streamed uploads: S3's smallest part for S3 (every part but the last
-    /// must be at least 5 MiB), 1 MiB for a local directory.
+    /// The part size of streamed uploads.
     pub fn part_size(&self) -> usize {
-        if self.meta.kind == "s3" {
-            S3_MIN_PART
-        } else {
-            LOCAL_PART
-        }
+        self.part_size
     }
 
     /// Read the object `meta` names and check its digest. An object larger than `max_bytes`

@@ -33,8 +33,9 @@ impl Store {
         Ok(store)
     }
 
-    /// The page cache of this connection, in KiB (tests).
-    pub fn cache_kib(&self) -> Result<i64, StoreError> {
+    /// The page cache of this connection, in KiB.
+    #[cfg(test)]
+    pub(crate) fn cache_kib(&self) -> Result<i64, StoreError> {
         let size: i64 = self
             .conn
             .pragma_query_value(None, "cache_size", |r| r.get(0))?;

@@ -46,8 +46,15 @@ async fn poll_until_mined(sender: &mut Sender, want: usize) -> Vec<Tracked> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_nonce() {
+/// Chains only, and a client of the service chain as the relay builds it.
+struct ServiceChain {
+    _dir: tempfile::TempDir,
+    _devnet: Devnet,
+    driver: Driver,
+    chain: Arc<ChainClient>,
+}
+
+async fn service_chain() -> ServiceChain {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
         .await
@@ -65,6 +72,18 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
         )
         .unwrap(),
     );
+    ServiceChain {
+        _dir: dir,
+        _devnet: devnet,
+        driver,
+        chain,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_nonce() {
+    let net = service_chain().await;
+    let (driver, chain) = (&net.driver, net.chain.clone());
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
     let policy = SenderPolicy {
@@ -203,23 +222,8 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
 /// once the next is mined.
 #[tokio::test(flavor = "multi_thread")]
 async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_next_poll() {
-    let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
-        .await
-        .unwrap();
-    let driver = Driver::new(devnet.manifest());
-    let config = devnet.operator_config(0).unwrap().chains.service;
-    let chain = Arc::new(
-        ChainClient::new(
-            ChainRole::Service,
-            &config,
-            RetryPolicy::default(),
-            multibridge_monitoring::Metrics::new(&[], 1)
-                .unwrap()
-                .chain(ChainRole::Service),
-        )
-        .unwrap(),
-    );
+    let net = service_chain().await;
+    let (driver, chain) = (&net.driver, net.chain.clone());
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
     let policy = SenderPolicy {

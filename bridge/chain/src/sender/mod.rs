@@ -256,6 +256,9 @@ pub struct Sender {
     hole: Option<(u64, u64)>,
     /// When the chain's nonce was last read while nothing was in flight.
     idle_check: Option<Instant>,
+    /// The head block the pool was last checked for dropped transactions at (a node drops at
+    /// a block, so once per block is enough).
+    drop_checked: u64,
     /// The chain's nonce was below the sequence when last read (something of this key is
     /// unmined, maybe queued above a hole): keep checking while nothing is in flight.
     behind: bool,
@@ -296,6 +299,7 @@ impl Sender {
             mined: BTreeMap::new(),
             hole: None,
             idle_check: None,
+            drop_checked: 0,
             behind: false,
         };
         sender.resync_nonce().await?;

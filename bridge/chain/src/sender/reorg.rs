@@ -112,10 +112,11 @@ impl Sender {
     }
 
     /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a
-    /// replaced endpoint): every later nonce of the key then waits behind the gap. When the next
-    /// transaction in line — or the last one in flight sent a block ago — is still unmined a block after it was
-    /// sent and the node does not know it any more, the next and everything after it is
-    /// broadcast again as it was (a node that has a transaction answers "already known").
+    /// replaced endpoint): every later nonce of the key then waits behind the gap. Once per
+    /// block, the next transaction in line and the last one in flight, each if sent a block
+    /// ago or more, are looked up; if the node does not know either any more, the next and
+    /// everything after it is broadcast again as it was (a node that has a transaction answers
+    /// "already known").
     ///
     /// The last one is asked too because a node may keep the next and drop those after it:
     /// anvil, when the next does not fit the rest of a block, finds the ones after it "nonce too
@@ -126,31 +127,26 @@ impl Sender {
         mined_count: u64,
         head: &Head,
     ) -> Result<(), SendError> {
-        let Some(next) = self.in_flight.get(&mined_count) else {
+        if head.number <= self.drop_checked {
             return Ok(());
-        };
-        let mut probes = vec![(
-            next.sent_block,
-            next.hashes.last().copied().unwrap_or_default(),
-        )];
-        // The last one sent at least a block ago (one sent since cannot have been dropped by a
-        // block yet).
-        if let Some((_, last)) = self
+        }
+        self.drop_checked = head.number;
+        // Sent a block ago or more: one sent since cannot have been dropped by a block yet.
+        let old_enough = |e: &&InFlight| e.sent_block < head.number;
+        let next = self.in_flight.get(&mined_count).filter(old_enough);
+        let last = self
             .in_flight
             .range(mined_count.saturating_add(1)..)
             .rev()
-            .find(|(_, e)| e.sent_block < head.number)
-        {
-            probes.push((
-                last.sent_block,
-                last.hashes.last().copied().unwrap_or_default(),
-            ));
-        }
+            .map(|(_, e)| e)
+            .find(old_enough);
+        let probes: Vec<B256> = next
+            .into_iter()
+            .chain(last)
+            .filter_map(|e| e.hashes.last().copied())
+            .collect();
         let mut missing = None;
-        for (sent_block, hash) in probes {
-            if head.number <= sent_block {
-                continue;
-            }
+        for hash in probes {
             let known = self
                 .chain
                 .call("eth_getTransactionByHash", |p| async move {
