@@ -526,6 +526,22 @@ impl Store {
         Ok(out)
     }
 
+    /// The destination's vote window moved up to `end`: requests below it that waited for the
+    /// window are open for a vote at once (not after `retry_after`: a backlog larger than the
+    /// window would otherwise idle in steps of it). Returns how many rows changed.
+    pub fn release_window_waits(&mut self, lane: Lane, end: u64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE requests SET reason = NULL, reason_detail = NULL, updated_at = ?3
+             WHERE lane = ?1 AND status = 'observed' AND reason = ?4 AND nonce < ?2",
+            params![
+                lane.as_str(),
+                to_i64(end),
+                to_i64(unix_now()),
+                WaitReason::VoteWindow.as_str()
+            ],
+        )?)
+    }
+
     /// A new voting term starts (this replica became the lane's leader): requests whose vote
     /// was in flight in an earlier term go back to `observed`, so the voter's pre-check asks the
     /// chain whether they still need this operator's vote. Returns how many rows changed.

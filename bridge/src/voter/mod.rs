@@ -84,7 +84,7 @@ impl From<&crate::config::VotingSettings> for VoterConfig {
 impl Default for VoterConfig {
     fn default() -> Self {
         Self {
-            batch_size: 64,
+            batch_size: 32,
             batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_secs(5),
             max_in_flight: 24,
@@ -179,6 +179,9 @@ const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
 /// slots of a step while fresh requests are there.
 const WAITING_ROOM_SHARE: usize = 4;
 
+/// How often the vote window is read again while requests wait for it.
+const WINDOW_RECHECK: Duration = Duration::from_secs(1);
+
 /// The voter of one lane.
 pub struct Voter<D, S> {
     bridge: Address,
@@ -204,6 +207,9 @@ pub struct Voter<D, S> {
     gas_limit: Option<(u64, Instant)>,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
+    /// Some requests are noted as waiting for the vote window: it is read again every
+    /// [`WINDOW_RECHECK`] (when it last was) and they are released as soon as it moves.
+    window_waits: Option<Instant>,
     metrics: LaneMetrics,
 }
 
@@ -236,6 +242,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             committee: None,
             gas_limit: None,
             upper_seen: None,
+            window_waits: None,
             metrics,
         }
     }
@@ -391,8 +398,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // requests that waited for a condition go alone through the single entry point (its
         // simulation reverts while the condition holds: no transaction); the rest in batches
         // bounded by count and by calldata bytes.
+        // One that waited for the vote window only waited for its turn: it goes in a batch.
         let (waiting, fresh): (Vec<StoredRequest>, Vec<StoredRequest>) =
-            vote.into_iter().partition(|r| r.waiting.is_some());
+            vote.into_iter().partition(|r| {
+                r.waiting
+                    .is_some_and(|w| w != multibridge_contracts::WaitReason::VoteWindow)
+            });
         let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
         let mut planned: Vec<(Vec<Request>, Entry)> = Vec::new();
         if !execute.is_empty() {

@@ -3,12 +3,14 @@
 //! destination's confirmation depth) or already voted needs no transaction — and which voted
 //! ones can be executed without more votes.
 
+use std::time::Instant;
+
 use multibridge_contracts::{NonceState, RequestStatus};
 
 use super::DestinationReads;
 use super::{
     EXECUTE_CHECK_AFTER_SECS, MAX_EXECUTE_BATCH, NOT_FINAL_RECHECK_SECS, Outcome, Ready, Seen,
-    VoteStep, Voter, VoterError, committee, nonce_ranges,
+    VoteStep, Voter, VoterError, WINDOW_RECHECK, committee, nonce_ranges,
 };
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
@@ -40,6 +42,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let (inside, outside): (Vec<StoredRequest>, Vec<StoredRequest>) =
             candidates.into_iter().partition(|r| r.request.nonce < end);
         if let Some(first) = outside.first() {
+            self.window_waits = Some(Instant::now());
             let lane = self.metrics.lane;
             let detail = format!("nonce at or above upperHandleNonce + VOTE_WINDOW = {end}");
             let mut store = self.store.lock();
@@ -64,6 +67,39 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(inside)
     }
 
+    /// While requests wait for the vote window, read it again every [`WINDOW_RECHECK`] and open
+    /// the ones it moved past for a vote at once. Before, they came back only after
+    /// `retry_after`, and then one transaction each through the single entry point (as if they
+    /// waited for a condition): a backlog of 20,000 turned into thousands of single votes, most
+    /// reverting (handled by the others meanwhile), and the lane crawled.
+    async fn release_window_waits(&mut self) -> Result<(), VoterError> {
+        let window_end = |upper: u64| upper.saturating_add(multibridge_contracts::VOTE_WINDOW);
+        if self
+            .window_waits
+            .is_none_or(|read| read.elapsed() < WINDOW_RECHECK)
+        {
+            return Ok(());
+        }
+        let upper = self.destination.upper_handle_nonce().await?;
+        self.window_waits = Some(Instant::now());
+        if self.upper_seen.is_some_and(|seen| upper <= seen) {
+            return Ok(());
+        }
+        self.upper_seen = Some(upper);
+        let lane = self.metrics.lane;
+        let released = self
+            .store
+            .lock()
+            .release_window_waits(lane, window_end(upper))?;
+        if released == 0 {
+            self.window_waits = None;
+            self.metrics.above_vote_window.set(0);
+        } else {
+            tracing::debug!(%lane, released, window_end = window_end(upper), "the vote window moved: requests that waited for it are open for a vote");
+        }
+        Ok(())
+    }
+
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
     /// settled the rest, and the voted ones that can be executed without more votes.
     pub(super) async fn ready(
@@ -75,6 +111,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let limit = self.config.batch_size.saturating_mul(room).max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
         let committee = self.committee().await?;
+        self.release_window_waits().await?;
         let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
         // Requests that need our vote, skipping those in flight; requests we already voted are
         // re-checked separately (least recently checked first), so neither kind can hold up the

@@ -191,6 +191,9 @@ pub async fn wait_all_handled(
     }
 }
 
+/// Most nonces asked of `votingStatus` in one call.
+const STATUS_CHUNK: u64 = 1_024;
+
 /// Wait until every nonce below `upto` of `lane` is handled: the destination's
 /// `lowerHandleNonce` reached it, or `votingStatus` says each nonce from it up is handled (the
 /// lower nonce may lag behind handles out of order). Returns when it was seen.
@@ -212,14 +215,23 @@ pub async fn wait_handled_below(
             .call()
             .await
             .map_err(|e| DevnetError::chain("lowerHandleNonce", e))?;
-        let done = lower >= upto || {
+        // In chunks, as the relay reads it: one call over a backlog of tens of thousands runs
+        // out of the node's call gas.
+        let mut done = true;
+        let mut from = lower;
+        while from < upto {
+            let to = from.saturating_add(STATUS_CHUNK).min(upto);
             let status = bridge
-                .votingStatus((lower..upto).collect(), Address::ZERO)
+                .votingStatus((from..to).collect(), Address::ZERO)
                 .call()
                 .await
                 .map_err(|e| DevnetError::chain("votingStatus", e))?;
-            status.handled.iter().all(|h| *h)
-        };
+            if !status.handled.iter().all(|h| *h) {
+                done = false;
+                break;
+            }
+            from = to;
+        }
         if done {
             return Ok(Instant::now());
         }

@@ -581,3 +581,33 @@ async fn requests_beyond_the_vote_window_wait_without_a_vote() {
     h.step().await;
     assert_eq!(h.jobs(), Vec::<(bool, Vec<u64>)>::new());
 }
+
+/// When the window moves past requests that waited for it, they are voted at the next step,
+/// together in one batch — not after `retry_after`, and not one single vote each (which turned
+/// a backlog of 20,000 into thousands of single votes, most reverting).
+#[tokio::test]
+async fn requests_the_vote_window_moved_past_are_voted_at_once_in_a_batch() {
+    use multibridge_contracts::VOTE_WINDOW;
+    let mut h = Harness::new(2, 64);
+    let far: Vec<Request> = (VOTE_WINDOW..VOTE_WINDOW + 3).map(request).collect();
+    h.store.lock().record_range(LANE, &far, 1_001).unwrap();
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, vec![0, 1])]);
+    // Not moved yet: the window is read again, nothing is released.
+    h.voter.window_waits = Instant::now().checked_sub(Duration::from_secs(2));
+    h.step().await;
+    assert_eq!(h.jobs(), Vec::<(bool, Vec<u64>)>::new());
+    assert_eq!(h.row(VOTE_WINDOW).waiting, Some(WaitReason::VoteWindow));
+    // Nonces up to 3 handled: the window now ends at 4 + VOTE_WINDOW.
+    h.destination.set(3, NonceState::Handled);
+    h.voter.window_waits = Instant::now().checked_sub(Duration::from_secs(2));
+    h.step().await;
+    assert_eq!(
+        h.jobs(),
+        vec![(false, (VOTE_WINDOW..VOTE_WINDOW + 3).collect::<Vec<u64>>())]
+    );
+    for nonce in VOTE_WINDOW..VOTE_WINDOW + 3 {
+        assert_eq!(h.status(nonce), RequestStatus::Voting);
+        assert_eq!(h.row(nonce).waiting, None);
+    }
+}
