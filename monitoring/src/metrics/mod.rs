@@ -138,6 +138,11 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) reorged_transactions: IntCounterVec,
+    /// This signer's transactions the node dropped from its pool while they were in flight (and
+    /// the sender broadcast again), per chain.
+    ///
+    /// Labels: chain.
+    pub(crate) dropped_resends: IntCounterVec,
     /// Nonces of this signer filled with a 0-value transfer to itself (a hole in its sequence
     /// that none of its transactions could fill), per chain.
     ///
@@ -443,6 +448,11 @@ impl Metrics {
                 "Transactions of this relay's signer a reorg un-mined and the relay sent again",
                 &["chain"],
             )?,
+            dropped_resends: counter(
+                "signer_dropped_resent_total",
+                "Transactions of this relay's signer the node dropped from its pool in flight and the relay sent again",
+                &["chain"],
+            )?,
             nonce_holes_filled: counter(
                 "signer_nonce_holes_filled_total",
                 "Nonces of this relay's signer filled with a 0-value transfer to itself",
@@ -687,6 +697,7 @@ impl Metrics {
                 .nonce_holes_filled
                 .with_label_values(&[chain])
                 .reset();
+            metrics.dropped_resends.with_label_values(&[chain]).reset();
             metrics
                 .log_disagreements
                 .with_label_values(&[chain])

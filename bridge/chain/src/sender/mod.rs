@@ -74,6 +74,13 @@ impl Default for SenderPolicy {
 /// re-priced once a block passed instead. Otherwise [`SenderPolicy::stuck_after`] applies.
 const PRICED_OUT_GRACE: Duration = Duration::from_secs(2);
 
+/// Blocks the next transaction in line may be passed over, however full they were, before it
+/// is re-sent with higher fees. A pool that has a transaction it will not mine (anvil kept the
+/// next of a sender in its pool, unmined through a dozen blocks — some empty — while it mined
+/// other senders' later ones) is only shaken loose by a new version; on a busy chain it is a
+/// bid the market passed over for that long.
+const PASSED_OVER_BLOCKS: u64 = 3;
+
 /// A failed send.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -200,9 +207,10 @@ struct Waiting {
 impl Waiting {
     /// Whether to re-send it now: unmined for `stuck_after`; or bid below the base fee once a
     /// block passed since it was sent (it cannot be mined until the base fee falls, and with
-    /// every sender priced alike blocks stay empty while they wait); or — after a short grace —
-    /// passed over by a block that had room for it after the one it was sent at (dropped from
-    /// the node's pool, or a node bug: waiting will not help).
+    /// every sender priced alike blocks stay empty while they wait); or — after a short grace,
+    /// when it is next in line — passed over by a block that had room for it after the one it
+    /// was sent at (dropped from the node's pool, or a node bug: waiting will not help), or by
+    /// more than [`PASSED_OVER_BLOCKS`] blocks however full.
     fn needs_replacement(&self, head: &Head, stuck_after: Duration) -> bool {
         if self.age >= stuck_after {
             return true;
@@ -210,10 +218,11 @@ impl Waiting {
         if self.max_fee < head.base_fee && head.number > self.sent_block {
             return true;
         }
-        if self.age < PRICED_OUT_GRACE {
+        if self.age < PRICED_OUT_GRACE || !self.next_in_line {
             return false;
         }
-        self.next_in_line && head.had_room && head.number > self.sent_block.saturating_add(1)
+        let passed_over = head.number.saturating_sub(self.sent_block);
+        (head.had_room && passed_over > 1) || passed_over > PASSED_OVER_BLOCKS
     }
 }
 

@@ -163,19 +163,30 @@ impl Sender {
         let Some(hash) = missing else {
             return Ok(());
         };
-        let resend: Vec<(u64, Bytes)> = self
+        let resend: Vec<u64> = self
             .in_flight
             .range(mined_count..)
-            .map(|(n, e)| (*n, e.raw.clone()))
+            .map(|(n, _)| *n)
             .collect();
         tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped a transaction in flight: broadcasting the next and those after it again");
-        for (nonce, raw) in resend {
+        self.chain
+            .metrics()
+            .dropped_resends
+            .inc_by(resend.len() as u64);
+        for nonce in resend {
+            let Some(raw) = self.in_flight.get(&nonce).map(|e| e.raw.clone()) else {
+                continue;
+            };
             match self.broadcast(raw).await {
                 Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
                 Err(BroadcastError::InsufficientFunds) => {
                     return Err(SendError::InsufficientFunds(self.address));
                 }
-                // Taken, known, or refused (priced out: the replacement rule re-prices it).
+                // Still in the pool: it was not dropped, and has waited since it was sent (the
+                // passed-over rule counts from then; restarting its clock here every block kept
+                // a next the node never mined waiting for `stuck_after`).
+                Err(BroadcastError::AlreadyKnown) => continue,
+                // Taken, or refused (priced out: the replacement rule re-prices it).
                 _ => {}
             }
             if let Some(entry) = self.in_flight.get_mut(&nonce) {

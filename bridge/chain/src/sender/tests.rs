@@ -60,3 +60,22 @@ fn passed_over_only_counts_for_the_next_in_line_and_a_block_with_room() {
     // The block right after sending may have been built before it arrived.
     assert!(!waiting(3, 2 * GWEI, 10, true).needs_replacement(&head(11, GWEI, true), STUCK));
 }
+
+#[test]
+fn the_next_in_line_passed_over_by_more_than_three_full_blocks_is_replaced() {
+    let full = |n| head(n, GWEI, false);
+    let next = waiting(3, 2 * GWEI, 10, true);
+    assert!(
+        !next.needs_replacement(&full(13), STUCK),
+        "three full blocks: a busy chain"
+    );
+    assert!(next.needs_replacement(&full(14), STUCK));
+    assert!(
+        !waiting(3, 2 * GWEI, 10, false).needs_replacement(&full(14), STUCK),
+        "behind a lower nonce it waits its turn"
+    );
+    assert!(
+        !waiting(1, 2 * GWEI, 10, true).needs_replacement(&full(14), STUCK),
+        "within the grace"
+    );
+}
