@@ -79,6 +79,11 @@ enum Command {
         /// Then how many times the leader's destination RPC is blackholed (its own link).
         #[arg(long, default_value_t = 3)]
         rpc_cuts: usize,
+        /// Then how many times the leader's signer is unplugged (a SoftHSM token moved away; on
+        /// a devnet of its own signing through the token) while its standby signs through a
+        /// second one.
+        #[arg(long, default_value_t = 3)]
+        signer_unplugs: usize,
         /// Print only the JSON.
         #[arg(long)]
         json: bool,
@@ -288,11 +293,17 @@ fn main() -> ExitCode {
                 etcd_kills,
                 kill_alls,
                 rpc_cuts,
+                signer_unplugs,
                 json,
             } => {
                 refuse_if_running(&dir)?;
                 let report = multibridge_devnet::bench::failover::run(
-                    &dir, failovers, etcd_kills, kill_alls, rpc_cuts,
+                    &dir,
+                    failovers,
+                    etcd_kills,
+                    kill_alls,
+                    rpc_cuts,
+                    signer_unplugs,
                 )
                 .await?;
                 let text = serde_json::to_string_pretty(&report)?;

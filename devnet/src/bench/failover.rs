@@ -17,9 +17,11 @@
 //! Then every relay of every operator is SIGKILLed and all are restarted at once (a host's
 //! processes after a crash), again and again: per round, from the moment every restarted
 //! process answers its HTTP API to every (operator, lane) led again, and how many lanes were
-//! resumed from the live lease rather than won anew. Last, the destination RPC of the leader of
+//! resumed from the live lease rather than won anew. Then the destination RPC of the leader of
 //! operator 1's main → service lane is blackholed (its own link only; etcd and the other chain
-//! reachable): per round, the time to the first vote of the standby it hands the lane to.
+//! reachable): per round, the time to the first vote of the standby it hands the lane to. Last,
+//! on a devnet of its own whose operators sign through a SoftHSM token, the leader's token is
+//! unplugged while its standby signs through a second one: the time to the standby's first vote.
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +114,9 @@ pub struct FailoverReport {
     pub rpc_cut_standby_vote: Spread,
     /// Target for the RPC cuts: TTL + 2 s.
     pub rpc_cut_target_secs: f64,
+    /// The leader's signer unplugged (SoftHSM token moved away) → the standby's first vote, per
+    /// round (a devnet of its own whose operators sign through the token).
+    pub signer_unplug_standby_vote: Spread,
 }
 
 /// Run `failovers` failovers on a fresh devnet in `dir`.
@@ -121,6 +126,7 @@ pub async fn run(
     etcd_kills: usize,
     kill_alls: usize,
     rpc_cuts: usize,
+    signer_unplugs: usize,
 ) -> Result<FailoverReport, DevnetError> {
     let mut devnet = start_ha(DevnetOptions {
         replica_links: rpc_cuts > 0,
@@ -222,6 +228,7 @@ pub async fn run(
     .await?;
     let seen = watch.stop().await?;
     let counts = crate::harness::invariants::handle_counts(&driver, LANE).await?;
+    let signer_unplug = signer_unplug_rounds(&dir.join("signer"), signer_unplugs).await?;
     let handled_twice = counts.values().filter(|n| **n > 1).count();
     let lost = sent
         .iter()
@@ -279,6 +286,7 @@ pub async fn run(
         kill_all_target_secs: KILL_ALL_TARGET.as_secs_f64(),
         rpc_cut_standby_vote: Spread::of(rpc_cut),
         rpc_cut_target_secs: TTL_SECS + 2.0,
+        signer_unplug_standby_vote: Spread::of(signer_unplug),
     })
 }
 
@@ -406,6 +414,111 @@ async fn rpc_cut_rounds(devnet: &crate::Devnet, rounds: usize) -> Result<Vec<f64
     Ok(times)
 }
 
+/// `rounds` times, on a devnet of its own whose operators sign through a SoftHSM token:
+/// operator 1's standby replica signs through a second token holding the same key; the token
+/// of the leader is unplugged, and the time to the standby's first vote is taken; then the
+/// token is plugged in again, the standby stopped so the first replica leads again, and the
+/// standby started anew.
+async fn signer_unplug_rounds(
+    dir: &std::path::Path,
+    rounds: usize,
+) -> Result<Vec<f64>, DevnetError> {
+    if rounds == 0 {
+        return Ok(Vec::new());
+    }
+    let mut devnet = start_ha(DevnetOptions {
+        signer: crate::DevnetSigner::Hsm,
+        ..DevnetOptions::hot_standby(dir)
+    })
+    .await?;
+    let hsm = devnet
+        .hsm
+        .clone()
+        .ok_or_else(|| DevnetError::Invalid("the devnet has no SoftHSM token".into()))?;
+    let conf = hsm.second_token(&dir.join("softhsm-standby"))?;
+    let [first, standby] = [
+        devnet.replica_http_ports[0][0],
+        devnet.replica_http_ports[0][1],
+    ];
+    let spec = crate::harness::process::ProcessSpec {
+        name: "relay-1-r2-own-hsm".into(),
+        program: crate::harness::tools::relay_binary()?,
+        args: vec![
+            "run".into(),
+            "--config".into(),
+            devnet.replica_config_path(0, 1).display().to_string(),
+        ],
+        envs: vec![
+            ("MULTIBRIDGE_LOG".into(), "info".into()),
+            ("SOFTHSM2_CONF".into(), conf.display().to_string()),
+        ],
+        log_path: dir.join("logs/relay-1-r2-own-hsm.log"),
+    };
+    devnet
+        .replica(0, 1)
+        .ok_or_else(|| DevnetError::Invalid("no second replica of operator 1".into()))?
+        .kill()?;
+    let traffic = Traffic::start(
+        Driver::new(devnet.manifest()),
+        LANE,
+        0,
+        Duration::from_millis(200),
+    );
+    let leader = crate::harness::ha::leader_series(LANE);
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        wait_metric(first, &leader, 1.0, Duration::from_secs(60)).await?;
+        let mut own = crate::harness::process::ManagedProcess::spawn(spec.clone())?;
+        wait_metric(standby, &leader, 0.0, Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = metric(standby, &votes_series(LANE))
+            .await
+            .unwrap_or_default();
+        hsm.unplug()?;
+        let unplugged = Instant::now();
+        let voted = crate::harness::wait::poll_until(
+            "the standby votes",
+            Duration::from_secs(60),
+            || async move {
+                Ok(metric(standby, &votes_series(LANE))
+                    .await
+                    .unwrap_or_default()
+                    > before)
+            },
+        )
+        .await;
+        let took = unplugged.elapsed();
+        hsm.plug_in()?;
+        voted?;
+        times.push(took.as_secs_f64());
+        eprintln!(
+            "signer unplug {}/{rounds}: the standby voted {:.2} s after the leader's token was moved away",
+            round.saturating_add(1),
+            took.as_secs_f64()
+        );
+        // The first replica leads again once the standby is gone.
+        own.kill()?;
+    }
+    let sent = traffic.stop().await?;
+    let driver = Driver::new(devnet.manifest());
+    if let (Some(first), Some(last)) = (sent.first(), sent.last()) {
+        crate::harness::invariants::wait_all_handled(
+            &driver,
+            LANE,
+            first.nonce..last.nonce.saturating_add(1),
+            Duration::from_secs(120),
+        )
+        .await?;
+        crate::harness::invariants::assert_exactly_once(
+            &driver,
+            LANE,
+            first.nonce..last.nonce.saturating_add(1),
+        )
+        .await?;
+    }
+    Ok(times)
+}
+
 /// At most this long without a leader through an etcd leader election (issue 19).
 pub const ETCD_TARGET: Duration = Duration::from_secs(1);
 
@@ -483,6 +596,10 @@ pub fn render(r: &FailoverReport) -> String {
         "dest. RPC cut -> standby's vote",
         &r.rpc_cut_standby_vote,
     ));
+    out.push_str(&row(
+        "signer unplugged -> standby's vote",
+        &r.signer_unplug_standby_vote,
+    ));
     out.push_str(&format!(
         "target failover <= TTL + 1 s = {:.1} s: {} of {} over; {} transfers, {} handled twice, {} lost\n",
         r.target_secs,
@@ -512,6 +629,17 @@ pub fn render(r: &FailoverReport) -> String {
             },
             r.kill_all_resumed.0,
             r.kill_all_resumed.1
+        ));
+    }
+    if r.signer_unplug_standby_vote.samples > 0 {
+        out.push_str(&format!(
+            "target leader's signer unplugged: the standby votes within TTL + 2 s = {:.1} s: {}\n",
+            r.rpc_cut_target_secs,
+            if r.signer_unplug_standby_vote.max <= r.rpc_cut_target_secs {
+                "met"
+            } else {
+                "MISSED"
+            }
         ));
     }
     if r.rpc_cut_standby_vote.samples > 0 {

@@ -134,6 +134,24 @@ impl SoftHsm {
         self.dir.join("tokens.unplugged")
     }
 
+    /// A second HSM holding the same keys: the token copied to `<dir>/tokens`, with its own
+    /// configuration file, whose path is returned (`SOFTHSM2_CONF` of a process that should sign
+    /// through it, e.g. a standby whose signer must stay up while this one is unplugged).
+    pub fn second_token(&self, dir: &Path) -> Result<PathBuf, DevnetError> {
+        let tokens = dir.join("tokens");
+        copy_tree(&self.tokens(), &tokens)?;
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .map_err(|e| DevnetError::io(&conf, e))?;
+        Ok(conf)
+    }
+
     /// Make the token unavailable, as if the HSM were unplugged: its directory is moved away,
     /// so every open of it and every use of its objects fails.
     pub fn unplug(&self) -> Result<(), DevnetError> {
@@ -146,4 +164,23 @@ impl SoftHsm {
         std::fs::rename(self.tokens_away(), self.tokens())
             .map_err(|e| DevnetError::io(self.tokens_away(), e))
     }
+}
+
+/// Copy the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), DevnetError> {
+    std::fs::create_dir_all(to).map_err(|e| DevnetError::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| DevnetError::io(from, e))? {
+        let entry = entry.map_err(|e| DevnetError::io(from, e))?;
+        let target = to.join(entry.file_name());
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| DevnetError::io(entry.path(), e))?
+            .is_dir();
+        if is_dir {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| DevnetError::io(&target, e))?;
+        }
+    }
+    Ok(())
 }

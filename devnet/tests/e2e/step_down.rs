@@ -108,20 +108,6 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
     }
 }
 
-/// Copy the directory tree `from` to `to`.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The leader's signer unplugged (its SoftHSM token moved away) while its standby signs through
 /// a token of its own (a copy, as a second HSM holding the same key): the leader hands the lane
 /// to the standby, which votes within TTL + 2 s. The other operators, whose standbys share
@@ -140,20 +126,9 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
     let hsm = devnet.hsm.clone().unwrap();
 
     // Operator 1's standby gets a token of its own.
-    let own = dir.path().join("softhsm-standby");
-    copy_tree(
-        &hsm.conf().parent().unwrap().join("tokens"),
-        &own.join("tokens"),
-    );
-    let conf = own.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            own.join("tokens").display()
-        ),
-    )
-    .unwrap();
+    let conf = hsm
+        .second_token(&dir.path().join("softhsm-standby"))
+        .unwrap();
     devnet.replica(0, 1).unwrap().kill().unwrap();
     let config_path = devnet.replica_config_path(0, 1);
     let _standby_process = ManagedProcess::spawn(ProcessSpec {
