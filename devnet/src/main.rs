@@ -276,122 +276,134 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Up(args) => up(&dir, &args).await,
-            Command::Down => down(&dir),
-            Command::Status { json } => status(&dir, json),
-            Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
-            Command::Screenshots { out } => {
-                refuse_if_running(&dir)?;
-                for path in multibridge_devnet::screenshots::take(&dir, &out).await? {
-                    println!("{}", path.display());
+        let command = async {
+            match cli.command {
+                Command::Up(args) => up(&dir, &args).await,
+                Command::Down => down(&dir),
+                Command::Status { json } => status(&dir, json),
+                Command::Demo { up, transfers } => demo(&dir, &up, transfers).await,
+                Command::Screenshots { out } => {
+                    refuse_if_running(&dir)?;
+                    for path in multibridge_devnet::screenshots::take(&dir, &out).await? {
+                        println!("{}", path.display());
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-            Command::BenchFailover {
-                failovers,
-                etcd_kills,
-                kill_alls,
-                rpc_cuts,
-                signer_unplugs,
-                json,
-            } => {
-                refuse_if_running(&dir)?;
-                let report = multibridge_devnet::bench::failover::run(
-                    &dir,
+                Command::BenchFailover {
                     failovers,
                     etcd_kills,
                     kill_alls,
                     rpc_cuts,
                     signer_unplugs,
-                )
-                .await?;
-                let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(dir.join("bench-failover.json"), &text)?;
-                if !json {
-                    println!("{}", multibridge_devnet::bench::failover::render(&report));
-                    println!(
-                        "JSON (also in {}):",
-                        dir.join("bench-failover.json").display()
-                    );
-                }
-                println!("{text}");
-                Ok(())
-            }
-            Command::Experiment { seed, out, which } => {
-                refuse_if_running(&dir)?;
-                experiment(&dir, seed, &out, which).await
-            }
-            Command::BenchSigners { signatures, json } => {
-                let report =
-                    multibridge_devnet::bench::signer::run(&dir.join("bench-signers"), signatures)
-                        .await?;
-                let text = serde_json::to_string_pretty(&report)?;
-                if !json {
-                    println!("{}", multibridge_devnet::bench::signer::render(&report));
-                }
-                println!("{text}");
-                Ok(())
-            }
-            Command::BenchJoin { sizes, json } => {
-                refuse_if_running(&dir)?;
-                let report = multibridge_devnet::bench::join::run(&dir, &sizes).await?;
-                let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(dir.join("bench-join.json"), &text)?;
-                if !json {
-                    println!("{}", multibridge_devnet::bench::join::render(&report));
-                    println!("JSON (also in {}):", dir.join("bench-join.json").display());
-                }
-                println!("{text}");
-                Ok(())
-            }
-            Command::Bench {
-                latency_samples,
-                burst,
-                rss_pending,
-                compare,
-                json,
-            } => {
-                refuse_if_running(&dir)?;
-                // Read before the run, so a wrong path fails in a second, not after it.
-                let baseline = match &compare {
-                    Some(path) => Some(serde_json::from_str::<serde_json::Value>(
-                        &std::fs::read_to_string(path)
-                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
-                    )?),
-                    None => None,
-                };
-                let report = multibridge_devnet::bench::transfers::run(
-                    &dir,
-                    &multibridge_devnet::bench::transfers::BenchOptions {
-                        latency_samples,
-                        burst,
-                        rss_pending,
-                    },
-                )
-                .await?;
-                let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(dir.join("bench.json"), &text)?;
-                if !json {
-                    println!("{}", multibridge_devnet::bench::transfers::render(&report));
-                    if let (Some(baseline), Some(path)) = (&baseline, &compare) {
-                        let rows = multibridge_devnet::bench::compare::compare(
-                            baseline,
-                            &serde_json::to_value(&report)?,
-                        );
+                    json,
+                } => {
+                    refuse_if_running(&dir)?;
+                    let report = multibridge_devnet::bench::failover::run(
+                        &dir,
+                        failovers,
+                        etcd_kills,
+                        kill_alls,
+                        rpc_cuts,
+                        signer_unplugs,
+                    )
+                    .await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(dir.join("bench-failover.json"), &text)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::failover::render(&report));
                         println!(
-                            "{}",
-                            multibridge_devnet::bench::compare::render(
-                                &rows,
-                                &path.display().to_string()
-                            )
+                            "JSON (also in {}):",
+                            dir.join("bench-failover.json").display()
                         );
                     }
-                    println!("JSON (also in {}):", dir.join("bench.json").display());
+                    println!("{text}");
+                    Ok(())
                 }
-                println!("{text}");
-                Ok(())
+                Command::Experiment { seed, out, which } => {
+                    refuse_if_running(&dir)?;
+                    experiment(&dir, seed, &out, which).await
+                }
+                Command::BenchSigners { signatures, json } => {
+                    let report = multibridge_devnet::bench::signer::run(
+                        &dir.join("bench-signers"),
+                        signatures,
+                    )
+                    .await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::signer::render(&report));
+                    }
+                    println!("{text}");
+                    Ok(())
+                }
+                Command::BenchJoin { sizes, json } => {
+                    refuse_if_running(&dir)?;
+                    let report = multibridge_devnet::bench::join::run(&dir, &sizes).await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(dir.join("bench-join.json"), &text)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::join::render(&report));
+                        println!("JSON (also in {}):", dir.join("bench-join.json").display());
+                    }
+                    println!("{text}");
+                    Ok(())
+                }
+                Command::Bench {
+                    latency_samples,
+                    burst,
+                    rss_pending,
+                    compare,
+                    json,
+                } => {
+                    refuse_if_running(&dir)?;
+                    // Read before the run, so a wrong path fails in a second, not after it.
+                    let baseline = match &compare {
+                        Some(path) => Some(serde_json::from_str::<serde_json::Value>(
+                            &std::fs::read_to_string(path).map_err(|e| {
+                                anyhow::anyhow!("cannot read {}: {e}", path.display())
+                            })?,
+                        )?),
+                        None => None,
+                    };
+                    let report = multibridge_devnet::bench::transfers::run(
+                        &dir,
+                        &multibridge_devnet::bench::transfers::BenchOptions {
+                            latency_samples,
+                            burst,
+                            rss_pending,
+                        },
+                    )
+                    .await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(dir.join("bench.json"), &text)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::transfers::render(&report));
+                        if let (Some(baseline), Some(path)) = (&baseline, &compare) {
+                            let rows = multibridge_devnet::bench::compare::compare(
+                                baseline,
+                                &serde_json::to_value(&report)?,
+                            );
+                            println!(
+                                "{}",
+                                multibridge_devnet::bench::compare::render(
+                                    &rows,
+                                    &path.display().to_string()
+                                )
+                            );
+                        }
+                        println!("JSON (also in {}):", dir.join("bench.json").display());
+                    }
+                    println!("{text}");
+                    Ok(())
+                }
             }
+        };
+        // Interrupted (Ctrl-C, or SIGTERM from a supervisor), the command's future is dropped
+        // and with it the devnet it started: its processes are killed, not left holding ports
+        // and cores (a bench killed half-way used to leave its chains, etcd and relays running).
+        tokio::select! {
+            result = command => result,
+            () = interrupted() => bail!("interrupted: the devnet this command started was stopped"),
         }
     });
     match result {
@@ -516,6 +528,22 @@ async fn experiment(
         println!("  {}", file.display());
     }
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 fn refuse_if_running(dir: &Path) -> Result<()> {
