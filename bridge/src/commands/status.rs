@@ -140,6 +140,23 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
         }
     }
     for s in statuses {
+        for m in s.missing_votes.iter().filter(|m| m.requests > 0) {
+            out.push_str(&format!(
+                "{}: operator {} has not voted {} open request(s), the oldest {}s old: nonces {}{}\n",
+                s.lane.as_str(),
+                m.operator,
+                m.requests,
+                m.oldest_secs,
+                m.nonces
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if m.requests > m.nonces.len() as u64 { ", …" } else { "" },
+            ));
+        }
+    }
+    for s in statuses {
         let Some(v) = &s.versions else { continue };
         let ssv = v
             .ssv

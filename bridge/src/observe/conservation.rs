@@ -467,6 +467,8 @@ impl ConservationScanner {
                 let event = log
                     .log_decode::<Bridge::VoteCast>()
                     .map_err(|_| bad("VoteCast"))?;
+                self.metrics
+                    .operator_voted(&event.inner.operator.to_string());
                 self.check_vote(SeenVote {
                     nonce: event.inner.nonce,
                     operator: event.inner.operator,

@@ -3,5 +3,6 @@
 //! by `/status` and `multibridge status`.
 
 pub mod conservation;
+pub mod missing_votes;
 pub mod status;
 pub mod watcher;

@@ -44,6 +44,9 @@ pub struct LaneStatus {
     /// Why this replica's sending is paused now (e.g. `insufficient_funds`); indexing and
     /// serving go on. Empty when it sends normally (or when read from outside the relay).
     pub sending_paused: Vec<String>,
+    /// Per registered operator, the open requests that have waited past the missing-vote bound
+    /// without its vote (in the relay's `/status`; empty from the CLI).
+    pub missing_votes: Vec<crate::observe::missing_votes::MissingVotes>,
     /// Whether this replica leads the lane (in the relay's `/status`; absent from the CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<bool>,
@@ -117,6 +120,7 @@ pub fn lane_status(
         queued_release_count: 0,
         queued_releases: Vec::new(),
         sending_paused: Vec::new(),
+        missing_votes: Vec::new(),
         leader: None,
         leadership: None,
         versions: None,

@@ -14,9 +14,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::conservation::{ConservationScanner, asset_label};
+use super::missing_votes::missing_votes;
 use super::status::{lane_status, publish_store_stats};
 use crate::chain::{ChainError, ChainPair};
-use crate::store::SharedStore;
+use crate::store::{SharedStore, unix_now};
 
 /// The readiness component of a chain.
 pub fn chain_component(role: ChainRole) -> String {
@@ -144,6 +145,22 @@ impl Watcher {
                             crate::observe::status::read_queued_releases(&mut status, views).await
                         {
                             tracing::debug!(%lane, error = %e, "cannot read the queued releases");
+                        }
+                        let views = self.chains.get(lane.destination()).views();
+                        match missing_votes(views, &self.store, lane, unix_now()).await {
+                            Ok(missing) => {
+                                for m in &missing {
+                                    metrics.set_missing_votes(
+                                        &m.operator.to_string(),
+                                        m.requests,
+                                        m.oldest_secs,
+                                    );
+                                }
+                                status.missing_votes = missing;
+                            }
+                            Err(e) => {
+                                tracing::debug!(%lane, error = %e, "cannot read the missing votes")
+                            }
                         }
                         self.board.set_entry(
                             "lanes",

@@ -23,6 +23,7 @@ mod indexer;
 mod lane_scope;
 mod leadership;
 mod lifecycle;
+mod missing_votes;
 mod monitoring;
 mod outage;
 mod recovery;

@@ -249,6 +249,20 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) vote_divergence: IntCounterVec,
+    /// Votes on the lane's destination by operator (every operator's, as the conservation scan
+    /// reads them at the confirmation depth): an operator whose count stops rising while the
+    /// lane handles requests is not voting.
+    ///
+    /// Labels: lane, operator.
+    pub(crate) operator_votes: IntCounterVec,
+    /// Open requests older than the missing-vote bound an operator has not voted on.
+    ///
+    /// Labels: lane, operator.
+    pub(crate) operator_missing_votes: IntGaugeVec,
+    /// How long the oldest of them has been open, seconds (0: none).
+    ///
+    /// Labels: lane, operator.
+    pub(crate) operator_missing_vote_oldest: IntGaugeVec,
     /// RPC calls by chain, endpoint index, method and outcome.
     ///
     /// Labels: chain, endpoint (index in `rpc_urls`), method, outcome ([`RpcOutcome`]).
@@ -568,6 +582,21 @@ impl Metrics {
                 "vote_divergence_total",
                 "Destination votes whose key differs from the payload this relay observed",
                 lane,
+            )?,
+            operator_votes: counter(
+                "operator_votes_total",
+                "Votes on the lane's destination by operator, as the conservation scan reads them",
+                &["lane", "operator"],
+            )?,
+            operator_missing_votes: int_gauge(
+                "operator_missing_votes",
+                "Open requests older than the missing-vote bound the operator has not voted on",
+                &["lane", "operator"],
+            )?,
+            operator_missing_vote_oldest: int_gauge(
+                "operator_missing_vote_oldest_seconds",
+                "How long the oldest open request the operator has not voted on has waited",
+                &["lane", "operator"],
             )?,
             rpc_requests: counter(
                 "rpc_requests_total",

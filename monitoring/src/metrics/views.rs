@@ -145,6 +145,28 @@ impl LaneMetrics {
             .set(int(count));
     }
 
+    /// Count a vote of `operator` seen on the lane's destination.
+    pub fn operator_voted(&self, operator: &str) {
+        self.all
+            .operator_votes
+            .with_label_values(&[self.lane.as_str(), operator])
+            .inc();
+    }
+
+    /// Publish the open requests older than the missing-vote bound `operator` has not voted on,
+    /// and the age of the oldest, seconds.
+    pub fn set_missing_votes(&self, operator: &str, requests: u64, oldest_secs: u64) {
+        let labels = [self.lane.as_str(), operator];
+        self.all
+            .operator_missing_votes
+            .with_label_values(&labels)
+            .set(int(requests));
+        self.all
+            .operator_missing_vote_oldest
+            .with_label_values(&labels)
+            .set(int(oldest_secs));
+    }
+
     /// Publish how many open requests wait for `reason`.
     pub fn set_stuck(&self, reason: WaitReason, count: u64) {
         self.all

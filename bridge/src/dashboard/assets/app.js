@@ -221,6 +221,9 @@ function laneCard(l) {
     el("td", {}, asset === "native" ? "native coin" : mono(short(asset), asset)),
     el("td", { class: "num" }, coins(c.requested)), el("td", { class: "num" }, coins(c.released)),
     el("td", { class: c.ok ? "ok" : "bad", "data-k": "conservation_ok" }, c.ok ? "✓ holds" : "✗ BROKEN")));
+  const missing = (s.missing_votes || []).filter((m) => m.requests > 0).map((m) => el("tr", { class: "bad-row", "data-operator": m.operator },
+    el("td", {}, mono(short(m.operator), m.operator)), el("td", { "data-k": "missing_votes" }, String(m.requests)), el("td", {}, ago(m.oldest_secs)),
+    el("td", { class: "detail" }, m.nonces.join(", ") + (m.requests > m.nonces.length ? ", …" : ""))));
   const lat = l.latency || {};
   return el("article", { class: "card lane", "data-lane": lane },
     el("h2", {}, laneName(lane), s.leader === true ? el("span", { class: "tag tag-lead" }, "this replica leads") : s.leader === false ? el("span", { class: "tag" }, "this replica follows") : null),
@@ -243,6 +246,10 @@ function laneCard(l) {
     waiting.length || rejected.length
       ? table(["reason", "requests", "first nonce", "what the destination said"], [...waiting, ...rejected], { "data-lane": lane, class: "waiting" })
       : el("p", { class: "muted", "data-k": "no_waiting", "data-lane": lane }, "Nothing waits on a destination condition."),
+    el("h3", {}, "Missing votes"),
+    missing.length
+      ? table(["operator", "open requests without its vote", "oldest", "nonces"], missing, { "data-lane": lane, class: "missing" })
+      : el("p", { class: "muted", "data-k": "no_missing_votes", "data-lane": lane }, "Every operator has voted every request open longer than 15 s."),
     el("h3", {}, "Conservation per asset"),
     conservation.length ? table(["asset", "requested on the source", "released on the destination", ""], conservation) : el("p", { class: "muted" }, "No transfer scanned yet."),
     el("h3", {}, "Leaders and replicas"),
