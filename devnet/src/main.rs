@@ -403,7 +403,7 @@ fn main() -> ExitCode {
         // and cores (a bench killed half-way used to leave its chains, etcd and relays running).
         tokio::select! {
             result = command => result,
-            () = interrupted() => bail!("interrupted: the devnet this command started was stopped"),
+            () = multibridge::commands::run::shutdown_signal() => bail!("interrupted: the devnet this command started was stopped"),
         }
     });
     match result {
@@ -528,22 +528,6 @@ async fn experiment(
         println!("  {}", file.display());
     }
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }
 
 fn refuse_if_running(dir: &Path) -> Result<()> {

@@ -147,11 +147,7 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
                 m.operator,
                 m.requests,
                 m.oldest_secs,
-                m.nonces
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                crate::voter::nonce_ranges(&m.nonces),
                 if m.requests > m.nonces.len() as u64 { ", …" } else { "" },
             ));
         }

@@ -51,12 +51,15 @@ pub enum MissingVotesError {
 }
 
 /// Every registered operator's missing votes on `lane` at unix time `now` (operators missing
-/// none are listed too, with 0, so their gauges fall back).
+/// none are listed too, with 0, so their gauges fall back). While no open request is old enough
+/// to miss a vote, nothing is read from the chain: `known` (the operators listed last time) are
+/// listed with 0.
 pub async fn missing_votes(
     views: BridgeViews<'_>,
     store: &SharedStore,
     lane: Lane,
     now: u64,
+    known: &[Address],
 ) -> Result<Vec<MissingVotes>, MissingVotesError> {
     let open: Vec<(u64, u64)> = store
         .lock()
@@ -65,15 +68,17 @@ pub async fn missing_votes(
         .filter(|r| now.saturating_sub(r.observed_at) >= MISSING_AFTER_SECS)
         .map(|r| (r.request.nonce, r.observed_at))
         .collect();
-    let operators = views.operators().await?;
+    if open.is_empty() {
+        return Ok(known
+            .iter()
+            .map(|operator| tally(*operator, &[], &[], now))
+            .collect());
+    }
     let nonces: Vec<u64> = open.iter().map(|(n, _)| *n).collect();
+    let operators = views.operators().await?;
     let mut out = Vec::with_capacity(operators.len());
     for operator in operators {
-        let states = if nonces.is_empty() {
-            Vec::new()
-        } else {
-            views.voting_status(operator, &nonces).await?
-        };
+        let states = views.voting_status(operator, &nonces).await?;
         out.push(tally(operator, &open, &states, now));
     }
     Ok(out)

@@ -47,6 +47,9 @@ pub struct WatchedLane {
     pub leading: watch::Receiver<bool>,
     /// Its conservation scanner.
     pub scanner: ConservationScanner,
+    /// The operators whose missing votes were last published (their figures are set back to 0
+    /// without reading the operator set while no request is old enough to miss a vote).
+    pub missing_published: Vec<Address>,
 }
 
 /// The watcher of one relay.
@@ -147,8 +150,11 @@ impl Watcher {
                             tracing::debug!(%lane, error = %e, "cannot read the queued releases");
                         }
                         let views = self.chains.get(lane.destination()).views();
-                        match missing_votes(views, &self.store, lane, unix_now()).await {
+                        let known = &watched.missing_published;
+                        match missing_votes(views, &self.store, lane, unix_now(), known).await {
                             Ok(missing) => {
+                                watched.missing_published =
+                                    missing.iter().map(|m| m.operator).collect();
                                 for m in &missing {
                                     metrics.set_missing_votes(
                                         &m.operator.to_string(),

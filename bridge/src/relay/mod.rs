@@ -264,6 +264,7 @@ fn spawn_watcher(
                 ),
                 metrics,
                 leading: control.leading.clone(),
+                missing_published: Vec::new(),
             }
         })
         .collect();

@@ -15,6 +15,11 @@ use super::{
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
 
+/// Where the destination's vote window ends for `upperHandleNonce` = `upper`.
+fn window_end(upper: u64) -> u64 {
+    upper.saturating_add(multibridge_contracts::VOTE_WINDOW)
+}
+
 impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// `candidates` (ascending by nonce) the destination takes votes for: below
     /// `upperHandleNonce + VOTE_WINDOW` (read again only when a candidate is at or above the
@@ -26,7 +31,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         candidates: Vec<StoredRequest>,
         retry_after: u64,
     ) -> Result<Vec<StoredRequest>, VoterError> {
-        let window_end = |upper: u64| upper.saturating_add(multibridge_contracts::VOTE_WINDOW);
         let Some(last) = candidates.last().map(|r| r.request.nonce) else {
             return Ok(candidates);
         };
@@ -73,7 +77,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// waited for a condition): a backlog of 20,000 turned into thousands of single votes, most
     /// reverting (handled by the others meanwhile), and the lane crawled.
     async fn release_window_waits(&mut self) -> Result<(), VoterError> {
-        let window_end = |upper: u64| upper.saturating_add(multibridge_contracts::VOTE_WINDOW);
         if self
             .window_waits
             .is_none_or(|read| read.elapsed() < WINDOW_RECHECK)

@@ -204,21 +204,7 @@ pub async fn run(
     let rpc_cut = rpc_cut_rounds(&devnet, rpc_cuts).await?;
     let sent = traffic.stop().await?;
     let last = sent.last().map(|s| s.nonce).unwrap_or_default();
-    if let (Some(first), Some(last)) = (other_sent.first(), other_sent.last()) {
-        crate::harness::invariants::wait_all_handled(
-            &driver,
-            OTHER_LANE,
-            first.nonce..last.nonce.saturating_add(1),
-            Duration::from_secs(60),
-        )
-        .await?;
-        crate::harness::invariants::assert_exactly_once(
-            &driver,
-            OTHER_LANE,
-            first.nonce..last.nonce.saturating_add(1),
-        )
-        .await?;
-    }
+    drained_exactly_once(&driver, OTHER_LANE, &other_sent, Duration::from_secs(60)).await?;
     crate::harness::invariants::wait_all_handled(
         &driver,
         LANE,
@@ -389,17 +375,7 @@ async fn rpc_cut_rounds(devnet: &crate::Devnet, rounds: usize) -> Result<Vec<f64
             .rpc(LANE.destination());
         link.set_mode(crate::harness::proxy::ProxyMode::Blackhole);
         let cut = Instant::now();
-        let voted = crate::harness::wait::poll_until(
-            "the standby votes",
-            Duration::from_secs(60),
-            || async move {
-                Ok(metric(standby, &votes_series(LANE))
-                    .await
-                    .unwrap_or_default()
-                    > before)
-            },
-        )
-        .await;
+        let voted = standby_votes(standby, before).await;
         let took = cut.elapsed();
         link.set_mode(crate::harness::proxy::ProxyMode::Forward);
         voted?;
@@ -476,17 +452,7 @@ async fn signer_unplug_rounds(
             .unwrap_or_default();
         hsm.unplug()?;
         let unplugged = Instant::now();
-        let voted = crate::harness::wait::poll_until(
-            "the standby votes",
-            Duration::from_secs(60),
-            || async move {
-                Ok(metric(standby, &votes_series(LANE))
-                    .await
-                    .unwrap_or_default()
-                    > before)
-            },
-        )
-        .await;
+        let voted = standby_votes(standby, before).await;
         let took = unplugged.elapsed();
         hsm.plug_in()?;
         voted?;
@@ -501,22 +467,38 @@ async fn signer_unplug_rounds(
     }
     let sent = traffic.stop().await?;
     let driver = Driver::new(devnet.manifest());
-    if let (Some(first), Some(last)) = (sent.first(), sent.last()) {
-        crate::harness::invariants::wait_all_handled(
-            &driver,
-            LANE,
-            first.nonce..last.nonce.saturating_add(1),
-            Duration::from_secs(120),
-        )
-        .await?;
-        crate::harness::invariants::assert_exactly_once(
-            &driver,
-            LANE,
-            first.nonce..last.nonce.saturating_add(1),
-        )
-        .await?;
-    }
+    drained_exactly_once(&driver, LANE, &sent, Duration::from_secs(120)).await?;
     Ok(times)
+}
+
+/// Until `standby`'s votes on the lane rise above `before` (60 s at most).
+async fn standby_votes(standby: u16, before: f64) -> Result<(), DevnetError> {
+    crate::harness::wait::poll_until(
+        "the standby votes",
+        Duration::from_secs(60),
+        || async move {
+            Ok(metric(standby, &votes_series(LANE))
+                .await
+                .unwrap_or_default()
+                > before)
+        },
+    )
+    .await
+}
+
+/// Every transfer of `sent` on `lane` handled (within `timeout`), each exactly once.
+async fn drained_exactly_once(
+    driver: &Driver,
+    lane: Lane,
+    sent: &[crate::harness::ha::Sent],
+    timeout: Duration,
+) -> Result<(), DevnetError> {
+    let (Some(first), Some(last)) = (sent.first(), sent.last()) else {
+        return Ok(());
+    };
+    let nonces = first.nonce..last.nonce.saturating_add(1);
+    crate::harness::invariants::wait_all_handled(driver, lane, nonces.clone(), timeout).await?;
+    crate::harness::invariants::assert_exactly_once(driver, lane, nonces).await
 }
 
 /// At most this long without a leader through an etcd leader election (issue 19).
@@ -631,27 +613,24 @@ pub fn render(r: &FailoverReport) -> String {
             r.kill_all_resumed.1
         ));
     }
-    if r.signer_unplug_standby_vote.samples > 0 {
-        out.push_str(&format!(
-            "target leader's signer unplugged: the standby votes within TTL + 2 s = {:.1} s: {}\n",
-            r.rpc_cut_target_secs,
-            if r.signer_unplug_standby_vote.max <= r.rpc_cut_target_secs {
-                "met"
-            } else {
-                "MISSED"
-            }
-        ));
-    }
-    if r.rpc_cut_standby_vote.samples > 0 {
-        out.push_str(&format!(
-            "target leader's destination RPC blackholed: the standby votes within TTL + 2 s = {:.1} s: {}\n",
-            r.rpc_cut_target_secs,
-            if r.rpc_cut_standby_vote.max <= r.rpc_cut_target_secs {
-                "met"
-            } else {
-                "MISSED"
-            }
-        ));
+    for (what, spread) in [
+        ("leader's signer unplugged", &r.signer_unplug_standby_vote),
+        (
+            "leader's destination RPC blackholed",
+            &r.rpc_cut_standby_vote,
+        ),
+    ] {
+        if spread.samples > 0 {
+            out.push_str(&format!(
+                "target {what}: the standby votes within TTL + 2 s = {:.1} s: {}\n",
+                r.rpc_cut_target_secs,
+                if spread.max <= r.rpc_cut_target_secs {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            ));
+        }
     }
     out
 }

@@ -40,14 +40,7 @@ impl SoftHsm {
         std::fs::create_dir_all(&tokens).map_err(|e| DevnetError::io(&tokens, e))?;
         let hsm = Self { dir };
         let conf = hsm.conf();
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .map_err(|e| DevnetError::io(&conf, e))?;
+        write_conf(&conf, &tokens)?;
         let pin = hsm.pin_file();
         std::fs::write(&pin, format!("{DEVNET_HSM_PIN}\n"))
             .map_err(|e| DevnetError::io(&pin, e))?;
@@ -141,14 +134,7 @@ impl SoftHsm {
         let tokens = dir.join("tokens");
         copy_tree(&self.tokens(), &tokens)?;
         let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .map_err(|e| DevnetError::io(&conf, e))?;
+        write_conf(&conf, &tokens)?;
         Ok(conf)
     }
 
@@ -164,6 +150,18 @@ impl SoftHsm {
         std::fs::rename(self.tokens_away(), self.tokens())
             .map_err(|e| DevnetError::io(self.tokens_away(), e))
     }
+}
+
+/// A SoftHSM2 configuration file at `conf` for the tokens in `tokens`.
+fn write_conf(conf: &Path, tokens: &Path) -> Result<(), DevnetError> {
+    std::fs::write(
+        conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .map_err(|e| DevnetError::io(conf, e))
 }
 
 /// Copy the directory tree `from` to `to`.

@@ -163,20 +163,13 @@ impl Sender {
         let Some(hash) = missing else {
             return Ok(());
         };
-        let resend: Vec<u64> = self
+        let resend: Vec<(u64, Bytes)> = self
             .in_flight
             .range(mined_count..)
-            .map(|(n, _)| *n)
+            .map(|(n, e)| (*n, e.raw.clone()))
             .collect();
         tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped a transaction in flight: broadcasting the next and those after it again");
-        self.chain
-            .metrics()
-            .dropped_resends
-            .inc_by(resend.len() as u64);
-        for nonce in resend {
-            let Some(raw) = self.in_flight.get(&nonce).map(|e| e.raw.clone()) else {
-                continue;
-            };
+        for (nonce, raw) in resend {
             match self.broadcast(raw).await {
                 Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
                 Err(BroadcastError::InsufficientFunds) => {
@@ -189,6 +182,7 @@ impl Sender {
                 // Taken, or refused (priced out: the replacement rule re-prices it).
                 _ => {}
             }
+            self.chain.metrics().dropped_resends.inc();
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_block = head.number;
             }
