@@ -244,19 +244,39 @@ pub async fn wait_handled_below(
     }
 }
 
-/// Exactly once and one vote per operator over `nonces` of `lane`, on a drained lane.
+/// How long a nonce the bridge's state already calls handled may be missing from
+/// `eth_getLogs`: a call at `latest` that reaches anvil while it mines a block waits for the
+/// mining lock and then reads the state *after* that block, before the block and its logs are
+/// stored (anvil's do_mine_block writes state first, storage second). With full blocks of
+/// votes the window is wide: CI saw `votingStatus` say handled and the logs to `latest` lack
+/// the `HandleValueTransfer`.
+const LOG_SETTLE: Duration = Duration::from_secs(10);
+
+/// Exactly once and one vote per operator over `nonces` of `lane`, on a drained lane. A nonce
+/// handled twice fails at once; one not (yet) in the logs after [`LOG_SETTLE`].
 pub async fn assert_exactly_once(
     driver: &Driver,
     lane: Lane,
     nonces: Range<u64>,
 ) -> Result<(), DevnetError> {
-    let counts = handle_counts(driver, lane).await?;
-    for nonce in nonces {
-        let n = counts.get(&nonce).copied().unwrap_or(0);
-        if n != 1 {
-            return Err(DevnetError::Invalid(format!(
-                "{lane} nonce {nonce} handled {n} times"
-            )));
+    let settle = Instant::now() + LOG_SETTLE;
+    loop {
+        let counts = handle_counts(driver, lane).await?;
+        let wrong = nonces
+            .clone()
+            .map(|nonce| (nonce, counts.get(&nonce).copied().unwrap_or(0)))
+            .find(|(_, n)| *n != 1);
+        match wrong {
+            None => break,
+            // Not yet in the node's logs although its state says handled: read again.
+            Some((_, 0)) if Instant::now() < settle => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Some((nonce, n)) => {
+                return Err(DevnetError::Invalid(format!(
+                    "{lane} nonce {nonce} handled {n} times"
+                )));
+            }
         }
     }
     if let Some(((nonce, operator), n)) = votes_per_operator(driver, lane)
