@@ -67,6 +67,34 @@ pub enum RelayError {
         /// Operator.
         operator: Address,
     },
+    /// The guardian key is not the configured guardian address's.
+    #[error("the guardian key is for {actual}, but guardian.address is {expected}")]
+    GuardianKey {
+        /// Configured.
+        expected: Address,
+        /// From the key.
+        actual: Address,
+    },
+    /// The guardian key may not pause a bridge.
+    #[error(
+        "{chain}: guardian {guardian} is not a pauser of bridge {bridge}; ask the bridge owner to call setPauser({guardian}, true), or remove [guardian]"
+    )]
+    GuardianNotPauser {
+        /// Chain.
+        chain: ChainRole,
+        /// The guardian's address.
+        guardian: Address,
+        /// Bridge.
+        bridge: Address,
+    },
+    /// The guardian key cannot pay for a pause.
+    #[error("{chain}: guardian {guardian} has no native balance to pay for a pause; fund it")]
+    GuardianUnfunded {
+        /// Chain.
+        chain: ChainRole,
+        /// The guardian's address.
+        guardian: Address,
+    },
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

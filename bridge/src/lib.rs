@@ -55,6 +55,7 @@ pub use multibridge_config as config;
 mod backup;
 mod dashboard;
 mod error;
+mod guard;
 mod lane;
 mod leadership;
 mod observe;

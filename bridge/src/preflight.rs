@@ -39,6 +39,8 @@ pub struct Preflight {
     pub config: Config,
     /// The operator's signer.
     pub signer: crate::chain::signer::OperatorSigner,
+    /// The guardian's pauser key (`[guardian]`), checked to be a pauser of both bridges.
+    pub guardian: Option<crate::chain::signer::OperatorSigner>,
     /// Both chains (RPC outcomes are recorded in `metrics` from the preflight on).
     pub chains: ChainPair,
     /// What was found per chain.
@@ -134,10 +136,58 @@ pub async fn preflight_with(
             signer_balance,
         });
     }
+    let guardian = match &config.guardian {
+        Some(settings) => Some(check_guardian(&config, settings, &chains).await?),
+        None => None,
+    };
     Ok(Preflight {
         config,
         signer,
+        guardian,
         chains,
         reports,
     })
+}
+
+/// Open the guardian's pauser key and check it is `guardian.address`'s, a pauser of both
+/// bridges, and funded on both chains (it must be able to pay for a pause the moment it needs
+/// one).
+async fn check_guardian(
+    config: &Config,
+    settings: &crate::config::GuardianConfig,
+    chains: &ChainPair,
+) -> Result<crate::chain::signer::OperatorSigner, RelayError> {
+    let signer = crate::chain::signer::open::load_operator_signer(&settings.signer, config).await?;
+    if signer.address() != settings.address {
+        return Err(RelayError::GuardianKey {
+            expected: settings.address,
+            actual: signer.address(),
+        });
+    }
+    signer
+        .probe()
+        .await
+        .map_err(crate::chain::signer::open::KeyError::from)?;
+    let guardian = signer.address();
+    for (role, client) in chains.each() {
+        if !client.views().is_pauser(guardian).await? {
+            return Err(RelayError::GuardianNotPauser {
+                chain: role,
+                guardian,
+                bridge: client.bridge(),
+            });
+        }
+        let balance = client
+            .call("eth_getBalance", |p| async move {
+                p.get_balance(guardian).await
+            })
+            .await?;
+        if balance.is_zero() {
+            return Err(RelayError::GuardianUnfunded {
+                chain: role,
+                guardian,
+            });
+        }
+    }
+    Ok(signer)
 }

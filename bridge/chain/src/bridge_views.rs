@@ -140,6 +140,34 @@ impl<'a> BridgeViews<'a> {
             .collect())
     }
 
+    /// Whether the bridge is paused (requests and handles stopped).
+    pub async fn paused(&self) -> Result<bool, ChainError> {
+        self.chain
+            .bridge_call("paused", |b| async move { b.paused().call().await })
+            .await
+    }
+
+    /// Whether `account` may pause the bridge and freeze its queued releases.
+    pub async fn is_pauser(&self, account: Address) -> Result<bool, ChainError> {
+        self.chain
+            .bridge_call("isPauser", move |b| async move {
+                b.isPauser(account).call().await
+            })
+            .await
+    }
+
+    /// When the queued release of `nonce` is due (unix seconds); `None`: nothing is queued for
+    /// it (released at once, executed, cancelled, or never handled).
+    pub async fn queued_release_at(&self, nonce: u64) -> Result<Option<u64>, ChainError> {
+        let queued = self
+            .chain
+            .bridge_call("queuedRelease", move |b| async move {
+                b.queuedRelease(nonce).call().await
+            })
+            .await?;
+        Ok((queued.releaseAt != 0).then_some(queued.releaseAt))
+    }
+
     /// `requestNonce`: the next nonce this bridge assigns as a source.
     pub async fn request_nonce(&self) -> Result<u64, ChainError> {
         self.chain

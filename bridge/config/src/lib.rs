@@ -9,6 +9,7 @@
 //! | [`voting`], [`recovery`] | `[voting]`, `[recovery]`: tuning of the voter and the recovery worker |
 //! | [`store`], [`http`], [`registry`], [`etcd`] | one section each |
 //! | [`backup`], [`dashboard`] | `[backup]` (state backups, fast join), `[dashboard]` (the web page) |
+//! | [`guardian`] | `[guardian]`: the pauser key that pauses on a forged release |
 //!
 //! Each section says what is wrong with it (`problem()`); [`Config::validate`] asks them in turn.
 //! The runtime forms of a section (the voter's tuning, the sender's policy, the recovery
@@ -33,6 +34,7 @@ pub mod backup;
 pub mod chain;
 pub mod dashboard;
 pub mod etcd;
+pub mod guardian;
 pub mod http;
 pub mod operator;
 pub mod recovery;
@@ -44,8 +46,9 @@ pub use backup::{BackupSettings, StorageSettings};
 pub use chain::{ChainConfig, Chains, Confirmations, is_devnet_chain};
 pub use dashboard::DashboardSettings;
 pub use etcd::{ElectionScope, EtcdConfig, EtcdTlsConfig};
+pub use guardian::GuardianConfig;
 pub use http::HttpConfig;
-pub use operator::{OperatorConfig, Secret, SecretError, SignerConfig, read_secret};
+pub use operator::{OperatorConfig, Secret, SecretError, SignerConfig, SignerField, read_secret};
 pub use recovery::RecoverySettings;
 pub use registry::RegistryConfig;
 pub use store::StoreConfig;
@@ -89,6 +92,10 @@ pub struct Config {
     /// without an admin token).
     #[serde(default, skip_serializing_if = "DashboardSettings::is_default")]
     pub dashboard: DashboardSettings,
+    /// The guardian: a pauser key that pauses the bridges on a forged release (none: this
+    /// replica only alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<GuardianConfig>,
     /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.
     #[serde(default, skip_serializing_if = "FaultInjection::is_off")]
     pub fault_injection: FaultInjection,
@@ -211,6 +218,11 @@ impl Config {
             .or_else(|| self.voting.problem())
             .or_else(|| self.recovery.problem())
             .or_else(|| self.operator.problem())
+            .or_else(|| {
+                self.guardian
+                    .as_ref()
+                    .and_then(|g| g.problem(self.operator.address))
+            })
             .or_else(|| self.etcd.as_ref().and_then(EtcdConfig::problem))
             .or_else(|| self.dashboard.problem())
             .or_else(|| self.backup_problem())

@@ -95,25 +95,42 @@ impl fmt::Debug for Secret {
 impl OperatorConfig {
     /// The first problem with the section.
     pub fn problem(&self) -> Option<Problem> {
-        match &self.signer {
-            SignerConfig::Keystore {
+        self.signer.problem(SignerField::Operator)
+    }
+}
+
+/// Which section a signer is configured in (the field a problem names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerField {
+    /// `[operator.signer]`.
+    Operator,
+    /// `[guardian.signer]`.
+    Guardian,
+}
+
+impl SignerConfig {
+    /// The first problem with the signer configured at `at`.
+    pub fn problem(&self, at: SignerField) -> Option<Problem> {
+        let (field, key_id_field) = match at {
+            SignerField::Operator => ("operator.signer", "operator.signer.key_id"),
+            SignerField::Guardian => ("guardian.signer", "guardian.signer.key_id"),
+        };
+        match self {
+            Self::Keystore {
                 password_file: None,
                 password_env: None,
                 ..
             } => Some((
-                "operator.signer",
+                field,
                 "a keystore needs password_file or password_env".into(),
             )),
-            SignerConfig::Pkcs11 {
+            Self::Pkcs11 {
                 pin_file: None,
                 pin_env: None,
                 ..
-            } => Some((
-                "operator.signer",
-                "a PKCS#11 key needs pin_file or pin_env".into(),
-            )),
-            SignerConfig::AwsKms { key_id, .. } if key_id.trim().is_empty() => {
-                Some(("operator.signer.key_id", "must not be empty".into()))
+            } => Some((field, "a PKCS#11 key needs pin_file or pin_env".into())),
+            Self::AwsKms { key_id, .. } if key_id.trim().is_empty() => {
+                Some((key_id_field, "must not be empty".into()))
             }
             _ => None,
         }

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::chain::logs::LogSpan;
 use crate::chain::{ChainClient, ChainError};
+use crate::guard::{Alarm, AlarmReason, AlarmSender};
 use crate::store::{AssetSide, SharedStore, Store, StoreError};
 
 /// Why a conservation step failed (retried at the next watch tick either way).
@@ -154,7 +155,41 @@ pub struct ConservationScanner {
     handles: Vec<SeenHandle>,
     /// Block times read for latency: (chain is source, block) → unix seconds (bounded).
     block_times: HashMap<(bool, u64), u64>,
+    /// Where breaches go when this replica has a guardian.
+    alarms: Option<AlarmSender>,
+    /// Which broken assets to raise to the guardian.
+    broken: BrokenTracker,
 }
+
+/// Per source asset: consecutive comparisons that found it broken, and the excess last raised
+/// (a larger excess is raised again; the same one never twice, so an owner who resumes a
+/// bridge after a pause is not overruled by the same figures).
+#[derive(Debug, Default)]
+pub struct BrokenTracker(HashMap<Address, (u32, U256)>);
+
+impl BrokenTracker {
+    /// Take one comparison; the assets to alarm on, with their excess and streak.
+    pub fn observe(&mut self, assets: &[AssetConservation]) -> Vec<(Address, U256, u32)> {
+        let mut raise = Vec::new();
+        for a in assets {
+            let entry = self.0.entry(a.asset).or_default();
+            if a.ok {
+                entry.0 = 0;
+                continue;
+            }
+            entry.0 = entry.0.saturating_add(1);
+            let excess = a.released.saturating_sub(a.requested);
+            if entry.0 >= BROKEN_SCANS_TO_ALARM && excess > entry.1 {
+                entry.1 = excess;
+                raise.push((a.asset, excess, entry.0));
+            }
+        }
+        raise
+    }
+}
+
+/// Consecutive broken comparisons before the guardian is alarmed (one could be a glitch).
+const BROKEN_SCANS_TO_ALARM: u32 = 2;
 
 /// A `HandleValueTransfer` whose latency is still to be measured.
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +249,38 @@ impl ConservationScanner {
             unmatched: std::collections::VecDeque::new(),
             handles: Vec::new(),
             block_times: HashMap::new(),
+            alarms: None,
+            broken: BrokenTracker::default(),
+        }
+    }
+
+    /// Raise breaches to a guardian through `alarms` (none: only metrics and logs).
+    pub fn with_alarms(mut self, alarms: Option<AlarmSender>) -> Self {
+        self.alarms = alarms;
+        self
+    }
+
+    /// Alarm the guardian on an asset broken [`BROKEN_SCANS_TO_ALARM`] times in a row with
+    /// more excess than last raised.
+    fn track_broken(&mut self, assets: &[AssetConservation]) {
+        for (asset, excess, streak) in self.broken.observe(assets) {
+            let Some(a) = assets.iter().find(|a| a.asset == asset) else {
+                continue;
+            };
+            if let Some(alarms) = &self.alarms {
+                alarms.raise(Alarm {
+                    lane: self.lane,
+                    reason: AlarmReason::Conservation,
+                    nonce: None,
+                    detail: format!(
+                        "asset {}: released {} > requested {} (excess {excess}) in {streak} consecutive scans",
+                        asset_label(asset),
+                        a.released,
+                        a.requested,
+                    ),
+                    excess: format!("excess/{}/{excess}", asset_label(asset)),
+                });
+            }
         }
     }
 
@@ -254,6 +321,7 @@ impl ConservationScanner {
             }
         }
         let compared = compare(&requested, &released, &self.to_source);
+        self.track_broken(&compared);
         let lane = self.lane.as_str();
         for a in &compared {
             let label = asset_label(a.asset);
@@ -499,6 +567,17 @@ impl ConservationScanner {
         let expected = self.domain.vote_key(&stored.request);
         if expected != key && executed {
             self.metrics.handled_mismatch.inc();
+            if let Some(alarms) = &self.alarms {
+                alarms.raise(Alarm {
+                    lane: self.lane,
+                    reason: AlarmReason::HandledMismatch,
+                    nonce: Some(nonce),
+                    detail: format!(
+                        "nonce {nonce} executed under vote key {key}; the indexed request has {expected}"
+                    ),
+                    excess: String::new(),
+                });
+            }
             tracing::error!(
                 lane = %self.lane,
                 nonce,
@@ -557,6 +636,39 @@ mod tests {
             &to_source,
         );
         assert!(!out[0].ok);
+    }
+
+    #[test]
+    fn broken_conservation_alarms_after_two_scans_and_again_only_for_more_excess() {
+        let at = |released: u64| AssetConservation {
+            asset: Address::ZERO,
+            requested: U256::from(10),
+            released: U256::from(released),
+            ok: released <= 10,
+        };
+        let mut t = BrokenTracker::default();
+        assert!(
+            t.observe(&[at(12)]).is_empty(),
+            "one broken scan is not enough"
+        );
+        assert_eq!(
+            t.observe(&[at(12)]),
+            vec![(Address::ZERO, U256::from(2), 2)]
+        );
+        // The same figures after an owner resumed: not raised again.
+        assert!(t.observe(&[at(12)]).is_empty());
+        // More released: raised again.
+        assert_eq!(
+            t.observe(&[at(15)]),
+            vec![(Address::ZERO, U256::from(5), 4)]
+        );
+        // Back to ok resets the streak: a new breach needs two scans again.
+        assert!(t.observe(&[at(10)]).is_empty());
+        assert!(t.observe(&[at(20)]).is_empty());
+        assert_eq!(
+            t.observe(&[at(20)]),
+            vec![(Address::ZERO, U256::from(10), 2)]
+        );
     }
 
     #[test]

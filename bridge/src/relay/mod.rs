@@ -32,6 +32,7 @@ use crate::store::{SharedStore, Store};
 
 mod backup;
 mod dashboard;
+mod guardian;
 mod registry;
 
 use dashboard::spawn_dashboard;
@@ -47,6 +48,7 @@ pub async fn run(
     let Preflight {
         config,
         signer,
+        guardian,
         chains,
         ..
     } = preflight;
@@ -161,7 +163,15 @@ pub async fn run(
         serving.stop().await;
         return Err(e);
     }
-    spawn_watcher(&shared, &controls, board, &mut tasks);
+    let alarms = match &guardian {
+        Some(pauser) => {
+            let (alarms, alarm_rx) = crate::guard::alarm_channel();
+            guardian::spawn_guardian(&shared, pauser, alarm_rx, board.clone(), &mut tasks);
+            Some(alarms)
+        }
+        None => None,
+    };
+    spawn_watcher(&shared, &controls, board, alarms, &mut tasks);
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
     // Every task is aborted; wait until they are gone (no submitter can broadcast any more),
@@ -238,6 +248,7 @@ fn spawn_watcher(
     shared: &Shared,
     controls: &[LaneControl],
     board: Arc<StatusBoard>,
+    alarms: Option<crate::guard::AlarmSender>,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let config: &Config = &shared.config;
@@ -261,7 +272,8 @@ fn spawn_watcher(
                     side(control.lane.destination()),
                     shared.store.clone(),
                     metrics.clone(),
-                ),
+                )
+                .with_alarms(alarms.clone()),
                 metrics,
                 leading: control.leading.clone(),
                 missing_published: Vec::new(),

@@ -283,6 +283,17 @@ impl Store {
             .map(to_u64))
     }
 
+    /// Record that the guardian acted on `breach` (`true`: newly recorded; `false`: it had
+    /// been, by this or an earlier process — a breach is acted on once, so an owner's resume is
+    /// never overruled by the same finding after a restart).
+    pub fn record_guardian_breach(&self, breach: &str) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![format!("guardian/{breach}"), unix_now().to_string()],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// One stored request.
     pub fn get(&self, lane: Lane, nonce: u64) -> Result<Option<StoredRequest>, StoreError> {
         self.conn

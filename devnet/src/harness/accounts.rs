@@ -25,6 +25,30 @@ pub fn dev_signer(index: u32) -> Result<PrivateKeySigner, DevnetError> {
         .map_err(|e| DevnetError::Invalid(format!("dev key {index}: {e}")))
 }
 
+/// First mnemonic index of the guardian keys (beyond every account anvil funds).
+pub const GUARDIAN_FIRST_INDEX: u32 = 1_000;
+/// Guardian keys set aside per operator (one per replica).
+pub const GUARDIANS_PER_OPERATOR: u32 = 16;
+
+/// The guardian (pauser) key of replica `replica` of operator `index` (0-based): its own, so
+/// two replicas' pauses never race for one nonce sequence.
+pub fn guardian_signer(index: usize, replica: usize) -> Result<PrivateKeySigner, DevnetError> {
+    let (index, replica) = (
+        u32::try_from(index).unwrap_or(u32::MAX),
+        u32::try_from(replica).unwrap_or(u32::MAX),
+    );
+    if replica >= GUARDIANS_PER_OPERATOR {
+        return Err(DevnetError::Invalid(format!(
+            "at most {GUARDIANS_PER_OPERATOR} replicas per operator have a guardian key"
+        )));
+    }
+    dev_signer(
+        GUARDIAN_FIRST_INDEX
+            .saturating_add(index.saturating_mul(GUARDIANS_PER_OPERATOR))
+            .saturating_add(replica),
+    )
+}
+
 /// Who is who on the devnet.
 #[derive(Debug, Clone)]
 pub struct DevAccounts {

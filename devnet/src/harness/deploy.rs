@@ -32,7 +32,13 @@ pub struct DeployPlan {
     pub release_limits: ReleaseLimits,
     /// Deploy the devnet-only HistoryBridge (a Bridge that can fake a long history).
     pub history_bridge: bool,
+    /// Pausers of both bridges beside the owner (the relays' guardian keys), funded on both
+    /// chains.
+    pub pausers: Vec<Address>,
 }
+
+/// What each guardian key gets on each chain for its pauses (DEVNET ONLY).
+const GUARDIAN_FUNDS: U256 = U256::from_limbs([0, 1, 0, 0]); // 2^64 wei ≈ 18.4 coins
 
 /// The release-side limits of a bridge (audit H-2): an outflow bucket per asset, the amount from
 /// which a release always waits, and the wait. The contract's own default (no bucket) queues
@@ -208,6 +214,20 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
             .await,
     )
     .await?;
+
+    for pauser in &plan.pausers {
+        for (chain, bridge, url) in [
+            ("main", &main_bridge_c, &plan.main_url),
+            ("service", &service_bridge_c, &plan.service_url),
+        ] {
+            confirm(
+                &format!("{chain} setPauser {pauser}"),
+                bridge.setPauser(*pauser, true).send().await,
+            )
+            .await?;
+            crate::harness::devnet::set_balance(url, *pauser, GUARDIAN_FUNDS).await?;
+        }
+    }
 
     let main_token = deploy_token(&main, "Multibridge Test Token", "MBT").await?;
     let service_token = deploy_token(&service, "Wrapped Multibridge Test Token", "wMBT").await?;

@@ -18,6 +18,7 @@ mod deploy;
 mod etcd_faults;
 mod etcd_tls;
 mod experiment;
+mod guardian;
 mod hostile;
 mod indexer;
 mod lane_scope;

@@ -41,9 +41,14 @@ fn admin(args: &[&str], owner_key: &str) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_execution_is_flagged_and_the_owner_settles_the_genuine_request() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(DevnetOptions::standalone_relays(dir.path()))
-        .await
-        .unwrap();
+    // Without guardians: they would pause both bridges at the forged execution (the guardian
+    // test covers that); this test is about the owner's settlement of a nonce.
+    let devnet = Devnet::start(DevnetOptions {
+        guardians: false,
+        ..DevnetOptions::standalone_relays(dir.path())
+    })
+    .await
+    .unwrap();
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let config = devnet.operator_config_path(0);

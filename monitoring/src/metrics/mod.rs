@@ -22,6 +22,8 @@ pub struct Metrics {
     registry: Registry,
     /// State versions, backups, compaction, fast join.
     pub backup: crate::BackupMetrics,
+    /// The guardian: alarms, pauses, freezes, readiness, bridges paused.
+    pub guardian: crate::GuardianMetrics,
     /// The dashboard's API, writes and claims history.
     pub dashboard: crate::DashboardMetrics,
     /// Run before every render: gauges whose truth is a clock, not an event (see
@@ -619,6 +621,7 @@ impl Metrics {
                 &["version"],
             )?,
             backup: crate::BackupMetrics::register(&registry, lanes)?,
+            guardian: crate::GuardianMetrics::register(&registry, lanes)?,
             dashboard: crate::DashboardMetrics::register(&registry)?,
             registry,
             before_render: std::sync::Arc::default(),

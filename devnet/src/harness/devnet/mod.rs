@@ -11,7 +11,7 @@ use multibridge_config::SignerConfig;
 use multibridge_contracts::ChainRole;
 
 use crate::error::DevnetError;
-use crate::harness::accounts::DevAccounts;
+use crate::harness::accounts::{DevAccounts, guardian_signer};
 use crate::harness::anvil::{AnvilNode, AnvilOptions};
 use crate::harness::deploy::{DeployPlan, Deployment, ReleaseLimits, deploy_pair};
 use crate::harness::etcd::EtcdCluster;
@@ -73,6 +73,9 @@ pub struct DevnetOptions {
     pub relay_env: Vec<(String, String)>,
     /// Deploy the devnet-only HistoryBridge on both chains (the join benchmark).
     pub history_bridge: bool,
+    /// Give every relay replica a guardian: a pauser key of its own (`[guardian]`), a pauser of
+    /// both bridges, funded on both chains.
+    pub guardians: bool,
     /// `max_block_range` in the relay configs (blocks per log query).
     pub max_block_range: u64,
     /// The key operator 1's dashboard signs registry writes with (default: its operator key).
@@ -160,6 +163,7 @@ impl DevnetOptions {
             backup_etcd_snapshot: false,
             relay_env: Vec::new(),
             history_bridge: false,
+            guardians: true,
             max_block_range: 1_000,
             alone: false,
             dashboard_manager: None,
@@ -355,6 +359,16 @@ impl Devnet {
             user_tokens: options.user_tokens,
             release_limits: options.release_limits,
             history_bridge: options.history_bridge,
+            pausers: if options.guardians {
+                (0..accounts.operators.len())
+                    .flat_map(|index| {
+                        (0..options.replicas.max(1)).map(move |replica| (index, replica))
+                    })
+                    .map(|(index, replica)| guardian_signer(index, replica).map(|s| s.address()))
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                Vec::new()
+            },
         })
         .await?;
 

@@ -131,8 +131,30 @@ impl Devnet {
             }),
             backup: self.backup_settings()?,
             dashboard: self.dashboard_settings(index)?,
+            guardian: self.guardian_config(index, 0)?,
             fault_injection: Default::default(),
         })
+    }
+
+    /// The `[guardian]` section of replica `replica` of operator `index` (devnets with
+    /// guardians): a dev key of its own, a pauser of both bridges.
+    fn guardian_config(
+        &self,
+        index: usize,
+        replica: usize,
+    ) -> Result<Option<multibridge_config::GuardianConfig>, DevnetError> {
+        if !self.options.guardians {
+            return Ok(None);
+        }
+        let key = crate::harness::accounts::guardian_signer(index, replica)?;
+        Ok(Some(multibridge_config::GuardianConfig {
+            address: key.address(),
+            signer: SignerConfig::DevKey {
+                private_key: Secret::new(format!("0x{}", alloy::hex::encode(key.to_bytes()))),
+            },
+            source_stale_secs: 60,
+            pause_both: true,
+        }))
     }
 
     /// The `[dashboard]` section of operator `index`'s relays: the devnet admin token, and the
@@ -225,6 +247,7 @@ impl Devnet {
                 DevnetError::Invalid(format!("no replica {replica} of operator {index}"))
             })?;
         config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        config.guardian = self.guardian_config(index, replica)?;
         let operator_dir = self
             .options
             .dir

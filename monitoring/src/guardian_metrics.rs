@@ -1,0 +1,138 @@
+//! Metrics of the guardian (issue 38): what it saw, what it did, whether it can act, and
+//! whether each bridge is paused.
+
+use multibridge_contracts::{ChainRole, Lane};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Why the guardian raised an alarm (label `reason`).
+pub const ALARM_REASONS: [&str; 3] = ["forged_release", "handled_mismatch", "conservation"];
+/// What the guardian sent (label `action`).
+pub const ACTIONS: [&str; 2] = ["pause", "freeze"];
+
+/// The guardian metrics.
+#[derive(Clone)]
+pub struct GuardianMetrics {
+    alarms: IntCounterVec,
+    actions: IntCounterVec,
+    action_failures: IntCounterVec,
+    ready: IntGaugeVec,
+    bridge_paused: IntGaugeVec,
+    handles_checked: IntCounterVec,
+}
+
+fn name(short: &str) -> String {
+    format!("{}{short}", crate::METRIC_PREFIX)
+}
+
+fn chains() -> [&'static str; 2] {
+    [ChainRole::Main.as_str(), ChainRole::Service.as_str()]
+}
+
+impl GuardianMetrics {
+    /// Register every series in `registry`, the label sets of `lanes` and both chains at 0
+    /// (`guardian_ready` at -1: no guardian configured, until one says otherwise).
+    pub fn register(registry: &Registry, lanes: &[Lane]) -> Result<Self, prometheus::Error> {
+        let int_gauge = |n: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let counter = |n: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let metrics = Self {
+            alarms: counter(
+                "guardian_alarms_total",
+                "Breaches the guardian saw: a release the source never requested (forged_release), an executed payload other than the indexed request (handled_mismatch), conservation broken two scans in a row (conservation)",
+                &["lane", "reason"],
+            )?,
+            actions: counter(
+                "guardian_actions_total",
+                "Transactions the guardian's pauser key sent: pause() of a bridge, setQueuedReleaseFrozen of a forged queued release",
+                &["chain", "action"],
+            )?,
+            action_failures: counter(
+                "guardian_action_failures_total",
+                "Guardian transactions that could not be sent or reverted (retried while the alarm stands)",
+                &["chain", "action"],
+            )?,
+            ready: int_gauge(
+                "guardian_ready",
+                "1 while the guardian key is a pauser of the chain's bridge, 0 when it is not (it cannot act), -1 without a guardian",
+                &["chain"],
+            )?,
+            bridge_paused: int_gauge(
+                "bridge_paused",
+                "1 while the chain's bridge is paused, as the guardian last read it (-1: not read)",
+                &["chain"],
+            )?,
+            handles_checked: counter(
+                "guardian_handles_checked_total",
+                "Executed requests the guardian compared with the source chain's request at the destination's head",
+                &["lane"],
+            )?,
+        };
+        for lane in lanes.iter().map(|l| l.as_str()) {
+            for reason in ALARM_REASONS {
+                metrics.alarms.with_label_values(&[lane, reason]).reset();
+            }
+            metrics.handles_checked.with_label_values(&[lane]).reset();
+        }
+        for chain in chains() {
+            for action in ACTIONS {
+                metrics.actions.with_label_values(&[chain, action]).reset();
+                metrics
+                    .action_failures
+                    .with_label_values(&[chain, action])
+                    .reset();
+            }
+            metrics.ready.with_label_values(&[chain]).set(-1);
+            metrics.bridge_paused.with_label_values(&[chain]).set(-1);
+        }
+        Ok(metrics)
+    }
+
+    /// Count an alarm of `lane` for `reason` (one of [`ALARM_REASONS`]).
+    pub fn alarm(&self, lane: Lane, reason: &str) {
+        self.alarms
+            .with_label_values(&[lane.as_str(), reason])
+            .inc();
+    }
+
+    /// Count a transaction sent on `chain` (`action` one of [`ACTIONS`]).
+    pub fn action(&self, chain: ChainRole, action: &str) {
+        self.actions
+            .with_label_values(&[chain.as_str(), action])
+            .inc();
+    }
+
+    /// Count a transaction that failed on `chain`.
+    pub fn action_failed(&self, chain: ChainRole, action: &str) {
+        self.action_failures
+            .with_label_values(&[chain.as_str(), action])
+            .inc();
+    }
+
+    /// Publish whether the guardian key is a pauser of `chain`'s bridge.
+    pub fn set_ready(&self, chain: ChainRole, ready: bool) {
+        self.ready
+            .with_label_values(&[chain.as_str()])
+            .set(i64::from(ready));
+    }
+
+    /// Publish whether `chain`'s bridge is paused.
+    pub fn set_paused(&self, chain: ChainRole, paused: bool) {
+        self.bridge_paused
+            .with_label_values(&[chain.as_str()])
+            .set(i64::from(paused));
+    }
+
+    /// Count `n` handles of `lane` compared with their source requests.
+    pub fn checked(&self, lane: Lane, n: u64) {
+        self.handles_checked
+            .with_label_values(&[lane.as_str()])
+            .inc_by(n);
+    }
+}
