@@ -51,3 +51,57 @@ impl GuardianConfig {
         self.signer.problem(SignerField::Guardian)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::Secret;
+
+    fn guardian(address: Address) -> GuardianConfig {
+        GuardianConfig {
+            address,
+            signer: SignerConfig::DevKey {
+                private_key: Secret::new("0x01"),
+            },
+            source_stale_secs: 60,
+            pause_both: true,
+        }
+    }
+
+    #[test]
+    fn the_operator_key_is_refused_as_the_guardian_key() {
+        let operator = Address::repeat_byte(1);
+        let (field, why) = guardian(operator).problem(operator).unwrap();
+        assert_eq!(field, "guardian.address");
+        assert!(why.contains("operator key"), "{why}");
+        assert!(
+            guardian(Address::repeat_byte(2))
+                .problem(operator)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_keystore_without_a_password_is_named_under_guardian() {
+        let mut g = guardian(Address::repeat_byte(2));
+        g.signer = SignerConfig::Keystore {
+            path: "k.json".into(),
+            password_file: None,
+            password_env: None,
+        };
+        assert_eq!(
+            g.problem(Address::repeat_byte(1)).unwrap().0,
+            "guardian.signer"
+        );
+    }
+
+    #[test]
+    fn the_section_parses_with_its_defaults() {
+        let g: GuardianConfig = toml::from_str(
+            "address = \"0x0202020202020202020202020202020202020202\"\n\
+             signer = { kind = \"dev-key\", private_key = \"0x01\" }\n",
+        )
+        .unwrap();
+        assert_eq!((g.source_stale_secs, g.pause_both), (60, true));
+    }
+}
