@@ -5,6 +5,7 @@
 
 pub mod backup_metrics;
 pub mod dashboard_metrics;
+pub mod drift_metrics;
 pub mod exporter;
 pub mod guardian_metrics;
 pub mod metrics;
@@ -14,6 +15,7 @@ pub mod status_board;
 
 pub use backup_metrics::BackupMetrics;
 pub use dashboard_metrics::DashboardMetrics;
+pub use drift_metrics::DriftMetrics;
 pub use exporter::{HttpState, serve};
 pub use guardian_metrics::GuardianMetrics;
 pub use metrics::{

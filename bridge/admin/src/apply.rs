@@ -157,6 +157,15 @@ async fn has_code(chain: &ChainClient, address: Address) -> Result<bool, ChainEr
 /// Read both bridges and plan every chain the file names.
 pub async fn prepare(config: &Config, desired: &Desired) -> Result<Vec<ChainPlan>, ApplyError> {
     let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
+    prepare_on(&chains, config, desired).await
+}
+
+/// [`prepare`] on chains already connected (the relay's configuration watch).
+pub async fn prepare_on(
+    chains: &ChainPair,
+    config: &Config,
+    desired: &Desired,
+) -> Result<Vec<ChainPlan>, ApplyError> {
     let mut out = Vec::new();
     for (role, chain) in chains.each() {
         let Some(want) = desired.get(role) else {

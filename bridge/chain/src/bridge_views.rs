@@ -190,6 +190,29 @@ impl<'a> BridgeViews<'a> {
             .await
     }
 
+    /// The first nonce a request mined from `block` on can have: `requestNonce` at the block
+    /// before (0 when the bridge had no code there yet, i.e. `block` is at or before its
+    /// deployment). A node that pruned that state answers an error.
+    pub async fn first_nonce_from(&self, block: u64) -> Result<u64, ChainError> {
+        let Some(before) = block.checked_sub(1) else {
+            return Ok(0);
+        };
+        // Before the deployment there is nothing to call (and a call answers no data).
+        let bridge = self.chain.bridge();
+        let code = self
+            .chain
+            .call("eth_getCode", |p| async move {
+                p.get_code_at(bridge)
+                    .block_id(alloy::eips::BlockId::number(before))
+                    .await
+            })
+            .await?;
+        if code.is_empty() {
+            return Ok(0);
+        }
+        self.request_nonce_at(before).await
+    }
+
     /// `blocks` cut short from its end until it holds at most `target` requests, counted
     /// exactly by `requestNonce` at the block before it and at its end (two small reads),
     /// halving the width until it fits or is one block: so an `eth_getLogs` answer — which the

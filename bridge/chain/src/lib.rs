@@ -5,6 +5,7 @@
 //! |---|---|
 //! | this file | [`ChainClient`]: one chain's RPC endpoints with failover, timeouts and error classes |
 //! | [`rpc_error`] | what an endpoint's error means: retryable, rate-limited, a refusal |
+//! | [`health`] | which endpoints keep up: lagging or frozen ones are demoted |
 //! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
 //! | [`pair`] | both chains of a pair |
 //! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
@@ -22,7 +23,7 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alloy::primitives::Address;
@@ -41,6 +42,7 @@ use multibridge_config as config;
 pub mod bridge_views;
 pub mod fees;
 pub mod fence;
+pub mod health;
 pub mod logs;
 pub mod lookup;
 pub mod pair;
@@ -152,6 +154,12 @@ pub struct ChainClient {
     metrics: ChainMetrics,
     /// Endpoints that must agree on request logs.
     log_quorum: usize,
+    /// Heads seen per endpoint over the probe rounds.
+    health: std::sync::Mutex<health::HealthBook>,
+    /// Endpoints the last probe found unhealthy (calls avoid them while another is healthy).
+    demoted: Vec<AtomicBool>,
+    /// What makes an endpoint unhealthy.
+    rules: health::HealthRules,
 }
 
 /// The transport error inside a contract-call error (what the classifier understands).
@@ -220,6 +228,7 @@ impl ChainClient {
                 index: 0,
             });
         }
+        let count = endpoints.len();
         Ok(Self {
             role,
             chain_id: config.chain_id,
@@ -229,6 +238,12 @@ impl ChainClient {
             policy,
             metrics,
             log_quorum: config.log_quorum.max(1),
+            health: std::sync::Mutex::new(health::HealthBook::new(count)),
+            demoted: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            rules: health::HealthRules {
+                max_lag_blocks: config.max_lag_blocks,
+                stall_after: Duration::from_secs(config.stall_secs),
+            },
         })
     }
 
@@ -408,6 +423,81 @@ impl ChainClient {
         self.endpoints[self.active_index()].provider.clone()
     }
 
+    /// The endpoint a call goes to: the active one, unless the last probe demoted it and
+    /// another is healthy — then the next healthy one in `rpc_urls` order becomes active.
+    fn pick(&self) -> usize {
+        let active = self.active_index();
+        if !self.is_demoted(active) {
+            return active;
+        }
+        let n = self.endpoints.len();
+        let healthy = (1..n)
+            .map(|step| active.saturating_add(step).checked_rem(n).unwrap_or(0))
+            .find(|i| !self.is_demoted(*i));
+        match healthy {
+            Some(next) => {
+                let _ = self.active.compare_exchange(
+                    active,
+                    next,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                next
+            }
+            None => active,
+        }
+    }
+
+    fn is_demoted(&self, index: usize) -> bool {
+        self.demoted
+            .get(index)
+            .is_some_and(|d| d.load(Ordering::Relaxed))
+    }
+
+    /// Read every endpoint's head at once and judge each ([`health`]): demote the ones that do
+    /// not answer, lag or stand still while another moves, restore the ones that recovered,
+    /// and publish each endpoint's head and health. Returns (label, health, head) per endpoint.
+    pub async fn probe_health(&self) -> Vec<(String, health::Health, Option<u64>)> {
+        let answers = self
+            .on_each_endpoint(
+                "eth_blockNumber",
+                |p| async move { p.get_block_number().await },
+            )
+            .await;
+        let heads: Vec<Option<u64>> = answers
+            .iter()
+            .map(|(_, a)| a.as_ref().ok().copied())
+            .collect();
+        let verdicts = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(std::time::Instant::now(), &heads, self.rules);
+        let mut out = Vec::with_capacity(verdicts.len());
+        for (index, ((label, _), (health, head))) in answers
+            .into_iter()
+            .zip(verdicts.into_iter().zip(heads))
+            .enumerate()
+        {
+            let healthy = health.is_healthy();
+            let was_demoted = self
+                .demoted
+                .get(index)
+                .is_some_and(|d| d.swap(!healthy, Ordering::Relaxed));
+            if was_demoted == healthy {
+                if healthy {
+                    tracing::info!(chain = %self.role, endpoint = %label, "rpc endpoint healthy again");
+                } else {
+                    tracing::warn!(chain = %self.role, endpoint = %label, health = health.label(), detail = ?health, head, "rpc endpoint demoted: calls go to a healthy endpoint");
+                    self.metrics.endpoint_demoted(index);
+                }
+            }
+            self.metrics.endpoint_health(index, head, healthy);
+            out.push((label, health, head));
+        }
+        out
+    }
+
     /// Move to the next endpoint, unless another task already moved away from `from`.
     fn fail_over(&self, from: usize) {
         let next = from
@@ -443,7 +533,7 @@ impl ChainClient {
         let mut backoff = self.policy.base_backoff;
         let mut last = String::new();
         for attempt in 1..=self.policy.max_attempts {
-            let index = self.active_index();
+            let index = self.pick();
             let endpoint = &self.endpoints[index];
             let class = match tokio::time::timeout(
                 self.policy.attempt_timeout,

@@ -90,6 +90,8 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
         max_block_range: 100,
         max_fee_gwei: 1_000,
         log_quorum: 1,
+        max_lag_blocks: 8,
+        stall_secs: 30,
     };
     ChainClient::new(
         ChainRole::Main,

@@ -65,6 +65,22 @@ pub struct ChainConfig {
     /// make this relay vote a request the chain does not hold (audit M-7).
     #[serde(default = "default_log_quorum")]
     pub log_quorum: usize,
+    /// An endpoint trailing the best endpoint's head by more blocks than this is demoted
+    /// (calls go to a healthy one while there is one).
+    #[serde(default = "default_max_lag_blocks")]
+    pub max_lag_blocks: u64,
+    /// An endpoint whose head has not moved for this many seconds while another endpoint's has
+    /// is demoted (a frozen node that still answers).
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
+}
+
+fn default_max_lag_blocks() -> u64 {
+    8
+}
+
+fn default_stall_secs() -> u64 {
+    30
 }
 
 fn default_log_quorum() -> usize {
@@ -185,6 +201,9 @@ impl ChainConfig {
         }
         if self.max_block_range == 0 {
             return Some((field, "max_block_range must be at least 1".into()));
+        }
+        if self.stall_secs == 0 {
+            return Some((field, "stall_secs must be at least 1".into()));
         }
         None
     }

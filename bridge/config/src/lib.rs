@@ -10,6 +10,7 @@
 //! | [`store`], [`http`], [`registry`], [`etcd`] | one section each |
 //! | [`backup`], [`dashboard`] | `[backup]` (state backups, fast join), `[dashboard]` (the web page) |
 //! | [`guardian`] | `[guardian]`: the pauser key that pauses on a forged release |
+//! | [`admin`] | `[admin]`: the configuration watch (desired-state file, owner calls) |
 //!
 //! Each section says what is wrong with it (`problem()`); [`Config::validate`] asks them in turn.
 //! The runtime forms of a section (the voter's tuning, the sender's policy, the recovery
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use multibridge_contracts::Lane;
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod backup;
 pub mod chain;
 pub mod dashboard;
@@ -42,6 +44,7 @@ pub mod registry;
 pub mod store;
 pub mod voting;
 
+pub use admin::AdminWatchConfig;
 pub use backup::{BackupSettings, StorageSettings};
 pub use chain::{ChainConfig, Chains, Confirmations, is_devnet_chain};
 pub use dashboard::DashboardSettings;
@@ -96,6 +99,9 @@ pub struct Config {
     /// replica only alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardian: Option<GuardianConfig>,
+    /// The configuration watch: drift from a desired-state file, or owner calls as they happen.
+    #[serde(default, skip_serializing_if = "AdminWatchConfig::is_default")]
+    pub admin: AdminWatchConfig,
     /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.
     #[serde(default, skip_serializing_if = "FaultInjection::is_off")]
     pub fault_injection: FaultInjection,
@@ -225,6 +231,7 @@ impl Config {
             })
             .or_else(|| self.etcd.as_ref().and_then(EtcdConfig::problem))
             .or_else(|| self.dashboard.problem())
+            .or_else(|| self.admin.problem())
             .or_else(|| self.backup_problem())
     }
 

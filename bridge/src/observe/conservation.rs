@@ -159,6 +159,10 @@ pub struct ConservationScanner {
     alarms: Option<AlarmSender>,
     /// Which broken assets to raise to the guardian.
     broken: BrokenTracker,
+    /// The source's `requestNonce` just before its scan starts: only handles of nonces from
+    /// here on count as released (a relay configured to start after some history must not
+    /// compare that history's handles with no requests).
+    first_nonce: Option<u64>,
 }
 
 /// Per source asset: consecutive comparisons that found it broken, and the excess last raised
@@ -251,6 +255,7 @@ impl ConservationScanner {
             block_times: HashMap::new(),
             alarms: None,
             broken: BrokenTracker::default(),
+            first_nonce: None,
         }
     }
 
@@ -294,6 +299,10 @@ impl ConservationScanner {
         let waiting = std::mem::take(&mut self.unmatched);
         for vote in waiting {
             self.check_vote(vote)?;
+        }
+        if self.first_nonce.is_none() {
+            let start = self.source.start_block;
+            self.first_nonce = Some(self.source.chain.views().first_nonce_from(start).await?);
         }
         self.scan(AssetSide::Released).await?;
         if !self.scan(AssetSide::Requested).await? {
@@ -513,11 +522,13 @@ impl ConservationScanner {
                 let event = log
                     .log_decode::<Bridge::HandleValueTransfer>()
                     .map_err(|_| bad("HandleValueTransfer"))?;
-                add(
-                    &mut amounts,
-                    event.inner.token,
-                    units(event.inner.kind, event.inner.amount),
-                );
+                if event.inner.nonce >= self.first_nonce.unwrap_or(0) {
+                    add(
+                        &mut amounts,
+                        event.inner.token,
+                        units(event.inner.kind, event.inner.amount),
+                    );
+                }
                 if let Some(block) = log.block_number {
                     self.handles.push(SeenHandle {
                         nonce: event.inner.nonce,

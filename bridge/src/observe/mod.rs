@@ -3,6 +3,7 @@
 //! by `/status` and `multibridge status`.
 
 pub mod conservation;
+pub mod drift;
 pub mod missing_votes;
 pub mod status;
 pub mod watcher;

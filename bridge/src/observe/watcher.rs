@@ -32,6 +32,16 @@ struct ChainSnapshot {
     signer_balance_wei: String,
     gas_price_wei: u128,
     endpoint: String,
+    /// Every endpoint's last head and health (`healthy`, `unreachable`, `lagging`, `stalled`).
+    endpoints: Vec<EndpointSnapshot>,
+}
+
+/// One RPC endpoint as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+struct EndpointSnapshot {
+    endpoint: String,
+    health: &'static str,
+    head: Option<u64>,
 }
 
 /// 1 coin = 1e18 base units; for a gauge (display only, comparisons stay in integers).
@@ -209,6 +219,17 @@ impl Watcher {
 
     async fn probe(&self, role: ChainRole) -> Result<ChainSnapshot, ChainError> {
         let chain = self.chains.get(role);
+        // First which endpoints keep up, so the reads below go to a healthy one.
+        let endpoints = chain
+            .probe_health()
+            .await
+            .into_iter()
+            .map(|(endpoint, health, head)| EndpointSnapshot {
+                endpoint,
+                health: health.label(),
+                head,
+            })
+            .collect();
         let head = chain.head().await?;
         let operator = self.operator;
         let balance = chain
@@ -230,6 +251,7 @@ impl Watcher {
             signer_balance_wei: balance.to_string(),
             gas_price_wei: gas_price,
             endpoint: chain.active_endpoint().to_owned(),
+            endpoints,
         })
     }
 }

@@ -171,6 +171,7 @@ pub async fn run(
         }
         None => None,
     };
+    spawn_drift_watch(&shared, board.clone(), &mut tasks);
     spawn_watcher(&shared, &controls, board, alarms, &mut tasks);
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
@@ -293,6 +294,29 @@ fn spawn_watcher(
     tasks.spawn(
         async move {
             watcher.run().await;
+            Ok(())
+        }
+        .instrument(span),
+    );
+}
+
+/// The configuration watch: drift from `[admin] desired`, or the owner calls as they happen.
+fn spawn_drift_watch(
+    shared: &Shared,
+    board: Arc<StatusBoard>,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
+) {
+    let watch = crate::observe::drift::DriftWatch {
+        chains: shared.chains.clone(),
+        config: Arc::new(shared.config.clone()),
+        metrics: shared.metrics.drift.clone(),
+        board,
+        interval: Duration::from_millis(shared.config.http.watch_interval_ms),
+    };
+    let span = tracing::info_span!("config_watch", operator = %shared.operator);
+    tasks.spawn(
+        async move {
+            watch.run().await;
             Ok(())
         }
         .instrument(span),

@@ -22,6 +22,9 @@ pub struct AnvilOptions {
     pub block_time: Option<f64>,
     /// Funded dev accounts derived from anvil's well-known test mnemonic.
     pub accounts: u32,
+    /// Start as a fork of the node at this URL, frozen at its current block (no mining): a node
+    /// of the same chain that answers every call but whose head never moves.
+    pub frozen_fork_of: Option<String>,
 }
 
 /// A running anvil chain.
@@ -61,6 +64,13 @@ impl AnvilNode {
             if let Some(block_time) = opts.block_time {
                 args.push("--block-time".to_owned());
                 args.push(block_time.to_string());
+            }
+            if let Some(url) = &opts.frozen_fork_of {
+                args.extend([
+                    "--fork-url".to_owned(),
+                    url.clone(),
+                    "--no-mining".to_owned(),
+                ]);
             }
             let process = ManagedProcess::spawn(ProcessSpec {
                 name: opts.name.clone(),

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub backup: crate::BackupMetrics,
     /// The guardian: alarms, pauses, freezes, readiness, bridges paused.
     pub guardian: crate::GuardianMetrics,
+    /// The configuration watch: drift from the desired file, owner calls.
+    pub drift: crate::DriftMetrics,
     /// The dashboard's API, writes and claims history.
     pub dashboard: crate::DashboardMetrics,
     /// Run before every render: gauges whose truth is a clock, not an event (see
@@ -269,6 +271,19 @@ pub struct Metrics {
     ///
     /// Labels: chain, endpoint (index in `rpc_urls`), method, outcome ([`RpcOutcome`]).
     pub(crate) rpc_requests: IntCounterVec,
+    /// The head each endpoint last answered.
+    ///
+    /// Labels: chain, endpoint (index in `rpc_urls`).
+    pub(crate) rpc_endpoint_head: IntGaugeVec,
+    /// 1 while the endpoint answers and keeps up (not lagging, not frozen), 0 while demoted.
+    ///
+    /// Labels: chain, endpoint.
+    pub(crate) rpc_endpoint_healthy: IntGaugeVec,
+    /// Times the endpoint was demoted (no answer, lagging, or its head frozen while another's
+    /// moved).
+    ///
+    /// Labels: chain, endpoint.
+    pub(crate) rpc_endpoint_demotions: IntCounterVec,
     /// etcd attempts by endpoint index, call and outcome (`ok`, `error`, `timeout`).
     ///
     /// Labels: endpoint (index), call, outcome ([`EtcdOutcome`]).
@@ -600,6 +615,21 @@ impl Metrics {
                 "How long the oldest open request the operator has not voted on has waited",
                 &["lane", "operator"],
             )?,
+            rpc_endpoint_head: int_gauge(
+                "rpc_endpoint_head",
+                "The head each RPC endpoint last answered",
+                &["chain", "endpoint"],
+            )?,
+            rpc_endpoint_healthy: int_gauge(
+                "rpc_endpoint_healthy",
+                "1 while the endpoint answers and keeps up with the best one, 0 while demoted",
+                &["chain", "endpoint"],
+            )?,
+            rpc_endpoint_demotions: counter(
+                "rpc_endpoint_demotions_total",
+                "Demotions of the endpoint: no answer, lagging, or its head frozen while another's moved",
+                &["chain", "endpoint"],
+            )?,
             rpc_requests: counter(
                 "rpc_requests_total",
                 "RPC calls by chain, endpoint index, method and outcome",
@@ -622,6 +652,7 @@ impl Metrics {
             )?,
             backup: crate::BackupMetrics::register(&registry, lanes)?,
             guardian: crate::GuardianMetrics::register(&registry, lanes)?,
+            drift: crate::DriftMetrics::register(&registry)?,
             dashboard: crate::DashboardMetrics::register(&registry)?,
             registry,
             before_render: std::sync::Arc::default(),
@@ -740,6 +771,10 @@ impl Metrics {
             metrics.gas_price_gwei.with_label_values(&[chain]).set(0.0);
             for endpoint in 0..endpoints_per_chain.max(1) {
                 let endpoint = endpoint.to_string();
+                metrics
+                    .rpc_endpoint_demotions
+                    .with_label_values(&[chain, endpoint.as_str()])
+                    .reset();
                 for outcome in RPC_OUTCOMES {
                     metrics
                         .rpc_requests

@@ -61,6 +61,9 @@ impl Metrics {
             signer_balance: self.signer_balance.with_label_values(c),
             gas_price_gwei: self.gas_price_gwei.with_label_values(c),
             rpc_requests: self.rpc_requests.clone(),
+            endpoint_head: self.rpc_endpoint_head.clone(),
+            endpoint_healthy: self.rpc_endpoint_healthy.clone(),
+            endpoint_demotions: self.rpc_endpoint_demotions.clone(),
         }
     }
 
@@ -246,6 +249,9 @@ pub struct ChainMetrics {
     pub signer_balance: Gauge,
     pub gas_price_gwei: Gauge,
     rpc_requests: IntCounterVec,
+    endpoint_head: prometheus::IntGaugeVec,
+    endpoint_healthy: prometheus::IntGaugeVec,
+    endpoint_demotions: IntCounterVec,
 }
 
 impl std::fmt::Debug for ChainMetrics {
@@ -255,6 +261,24 @@ impl std::fmt::Debug for ChainMetrics {
 }
 
 impl ChainMetrics {
+    /// Publish endpoint `endpoint`'s last head and whether it is healthy.
+    pub fn endpoint_health(&self, endpoint: usize, head: Option<u64>, healthy: bool) {
+        let labels = [self.chain.as_str(), &endpoint.to_string()];
+        if let Some(head) = head {
+            self.endpoint_head.with_label_values(&labels).set(int(head));
+        }
+        self.endpoint_healthy
+            .with_label_values(&labels)
+            .set(i64::from(healthy));
+    }
+
+    /// Count a demotion of endpoint `endpoint`.
+    pub fn endpoint_demoted(&self, endpoint: usize) {
+        self.endpoint_demotions
+            .with_label_values(&[self.chain.as_str(), &endpoint.to_string()])
+            .inc();
+    }
+
     /// Count one RPC attempt on endpoint `endpoint` (its index in `rpc_urls`).
     pub fn rpc(&self, endpoint: usize, method: &str, outcome: RpcOutcome) {
         self.rpc_requests

@@ -308,6 +308,7 @@ impl Devnet {
             chain_id,
             block_time: start_block_time,
             accounts: accounts.count().saturating_add(4),
+            frozen_fork_of: None,
         };
         let main = AnvilNode::start(
             &tools,

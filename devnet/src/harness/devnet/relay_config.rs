@@ -71,6 +71,9 @@ impl Devnet {
                 max_block_range: self.options.max_block_range,
                 max_fee_gwei: 1_000,
                 log_quorum: 1,
+                // Devnet blocks come every second.
+                max_lag_blocks: 3,
+                stall_secs: 4,
             }
         };
         let http_port = self
@@ -132,6 +135,7 @@ impl Devnet {
             backup: self.backup_settings()?,
             dashboard: self.dashboard_settings(index)?,
             guardian: self.guardian_config(index, 0)?,
+            admin: Default::default(),
             fault_injection: Default::default(),
         })
     }
