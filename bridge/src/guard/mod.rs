@@ -132,6 +132,8 @@ const RESEND_AFTER: Duration = Duration::from_secs(15);
 const ALARMS_SHOWN: usize = 10;
 /// How often the key's pauser role is read again.
 const READY_EVERY: Duration = Duration::from_secs(60);
+/// How often `paused()` is read for `/status` and `bridge_paused` (acting reads it fresh).
+const PAUSED_EVERY: Duration = Duration::from_secs(5);
 /// Most `eth_getLogs` calls one search for a source request may make.
 const SOURCE_SCAN_QUERIES: usize = 64;
 
@@ -181,6 +183,7 @@ pub struct Guardian {
     recent: VecDeque<(u64, Alarm)>,
     paused: HashMap<ChainRole, bool>,
     ready_read: Option<Instant>,
+    paused_read: Option<Instant>,
 }
 
 impl Guardian {
@@ -228,6 +231,7 @@ impl Guardian {
             recent: VecDeque::new(),
             paused: HashMap::new(),
             ready_read: None,
+            paused_read: None,
         }
     }
 
@@ -305,14 +309,23 @@ impl Guardian {
     /// pause it.
     async fn read_state(&mut self) {
         let ready_due = self.ready_read.is_none_or(|at| at.elapsed() >= READY_EVERY);
+        // With an alarm standing `secure` reads it itself, fresh, before every pause.
+        let paused_due = self
+            .paused_read
+            .is_none_or(|at| at.elapsed() >= PAUSED_EVERY);
+        if paused_due {
+            self.paused_read = Some(Instant::now());
+        }
         for (role, chain) in self.chains.each() {
-            match chain.views().paused().await {
-                Ok(paused) => {
-                    self.paused.insert(role, paused);
-                    self.metrics.set_paused(role, paused);
-                }
-                Err(e) => {
-                    tracing::debug!(chain = %role, error = %e, "guardian: cannot read paused()")
+            if paused_due {
+                match chain.views().paused().await {
+                    Ok(paused) => {
+                        self.paused.insert(role, paused);
+                        self.metrics.set_paused(role, paused);
+                    }
+                    Err(e) => {
+                        tracing::debug!(chain = %role, error = %e, "guardian: cannot read paused()")
+                    }
                 }
             }
             if ready_due {
@@ -473,7 +486,11 @@ impl Guardian {
         }
         let mut done = true;
         for chain in targets {
-            if self.paused.get(&chain).copied().unwrap_or(false) {
+            // Read now: another guardian's pause may have landed since the last round.
+            let paused = self.chains.get(chain).views().paused().await?;
+            self.paused.insert(chain, paused);
+            self.metrics.set_paused(chain, paused);
+            if paused {
                 continue;
             }
             done = false;
