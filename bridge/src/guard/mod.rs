@@ -29,6 +29,7 @@ use multibridge_monitoring::{GuardianMetrics, StatusBoard};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::chain::logs::LogSpan;
 use crate::chain::lookup::{ScanBounds, find_request, requests_of_tx};
 use crate::chain::submitter::{JobEvent, SubmitClient, send_estimated};
 use crate::chain::{ChainError, ChainPair};
@@ -123,9 +124,6 @@ pub enum GuardError {
     Submit(#[from] crate::chain::submitter::SubmitError),
 }
 
-/// Blocks below the destination's head the head watch starts at (older ones are the
-/// conservation scan's, which reads every handle at the confirmation depth).
-const START_BACK: u64 = 64;
 /// A pause sent and not yet seen is not sent again before this.
 const RESEND_AFTER: Duration = Duration::from_secs(15);
 /// Alarms shown in `/status`.
@@ -141,8 +139,12 @@ const SOURCE_SCAN_QUERIES: usize = 64;
 struct GuardedLane {
     lane: Lane,
     domain: VoteDomain,
-    /// Next destination block to read (set from the head at the first round).
+    /// Next destination block to read (the head at the first round: what came before is the
+    /// conservation scan's, which reads every handle from its stored position).
     next: Option<u64>,
+    /// Width of the next read, sized by how many handles the last ones held (a guardian that
+    /// fell behind a burst never holds more than about a thousand handles at once).
+    span: LogSpan,
 }
 
 /// Settings of the guardian.
@@ -213,6 +215,13 @@ impl Guardian {
                         dst_bridge: destination.bridge(),
                     },
                     next: None,
+                    span: LogSpan::with_max(
+                        settings
+                            .max_range
+                            .get(&lane.destination())
+                            .copied()
+                            .unwrap_or(1_000),
+                    ),
                 }
             })
             .collect();
@@ -352,24 +361,20 @@ impl Guardian {
         let lane = guarded.lane;
         let destination = self.chains.get(lane.destination()).clone();
         let head = destination.head().await?;
-        let next = *guarded.next.get_or_insert(head.saturating_sub(START_BACK));
-        if next > head {
+        let next = *guarded.next.get_or_insert(head);
+        let Some(range) = guarded.span.next(next, head) else {
             return Ok(());
-        }
-        let width = self
-            .settings
-            .max_range
-            .get(&lane.destination())
-            .copied()
-            .unwrap_or(1_000)
-            .max(1);
-        let to = head.min(next.saturating_add(width).saturating_sub(1));
+        };
+        let (next, to) = (*range.start(), *range.end());
         let filter = Filter::new()
             .address(destination.bridge())
             .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
             .from_block(next)
             .to_block(to);
         let logs = destination.logs(&filter).await?;
+        guarded
+            .span
+            .observe(to.saturating_sub(next).saturating_add(1), logs.len());
         let mut checked = 0u64;
         for log in logs
             .iter()

@@ -60,6 +60,14 @@ pub fn item_of(data: &Bytes) -> &'static str {
 
 /// The owner calls a bridge's events show, by event signature.
 fn admin_event(topic0: &B256) -> Option<&'static str> {
+    admin_events()
+        .into_iter()
+        .find(|(hash, _)| hash == topic0)
+        .map(|(_, name)| name)
+}
+
+/// Every owner-call event of the bridge with its name.
+fn admin_events() -> [(B256, &'static str); 15] {
     [
         (
             Bridge::OperatorRegistered::SIGNATURE_HASH,
@@ -104,9 +112,6 @@ fn admin_event(topic0: &B256) -> Option<&'static str> {
             "OwnershipTransferred",
         ),
     ]
-    .into_iter()
-    .find(|(hash, _)| hash == topic0)
-    .map(|(_, name)| name)
 }
 
 /// Owner calls shown in `/status` and exported with their transaction.
@@ -223,8 +228,10 @@ impl DriftWatch {
             from.saturating_add(self.config.chains.get(role).max_block_range.max(1))
                 .saturating_sub(1),
         );
+        // Only the owner-call events: the node filters, so a burst of votes costs nothing here.
         let filter = Filter::new()
             .address(chain.bridge())
+            .event_signature(admin_events().map(|(hash, _)| hash).to_vec())
             .from_block(from)
             .to_block(to);
         for log in chain.logs(&filter).await? {
