@@ -1,7 +1,7 @@
 //! Metrics of state versions, backups, compaction and fast join (issue 15, DESIGN §7).
 
 use multibridge_contracts::Lane;
-use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// Why a backup ran (label `trigger`).
 pub const TRIGGERS: [&str; 3] = ["bound", "majority-lost", "on-demand"];
@@ -27,28 +27,15 @@ pub struct BackupMetrics {
     replicas_members: IntGaugeVec,
 }
 
-fn name(short: &str) -> String {
-    format!("{}{short}", crate::METRIC_PREFIX)
-}
-
 impl BackupMetrics {
     /// Register every series in `registry`, the label sets of `lanes` at 0.
     pub fn register(registry: &Registry, lanes: &[Lane]) -> Result<Self, prometheus::Error> {
-        let int_gauge = |n: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let gauge = |n: &str, help: &str, labels: &[&str]| {
-            let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let counter = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
+        let f = crate::families::Families(registry);
+        let (int_gauge, gauge, counter) = (
+            |n: &str, help: &str, labels: &[&str]| f.int_gauge(n, help, labels),
+            |n: &str, help: &str, labels: &[&str]| f.gauge(n, help, labels),
+            |n: &str, help: &str, labels: &[&str]| f.counter(n, help, labels),
+        );
         let lane = &["lane"];
         let metrics = Self {
             state_version: int_gauge(

@@ -35,9 +35,7 @@ pub struct DashboardMetrics {
     claims_scan_block: IntGaugeVec,
 }
 
-fn name(short: &str) -> String {
-    format!("{}{short}", crate::METRIC_PREFIX)
-}
+use crate::families::name;
 
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use multibridge_contracts::ChainRole;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
 /// What an owner call changes (label `item` of `config_drift`).
 pub const DRIFT_ITEMS: [&str; 9] = [
@@ -28,23 +28,14 @@ pub struct DriftMetrics {
     change_time: IntGaugeVec,
 }
 
-fn name(short: &str) -> String {
-    format!("{}{short}", crate::METRIC_PREFIX)
-}
-
 impl DriftMetrics {
     /// Register every series in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let int_gauge = |n: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let counter = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
+        let f = crate::families::Families(registry);
+        let (int_gauge, counter) = (
+            |n: &str, help: &str, labels: &[&str]| f.int_gauge(n, help, labels),
+            |n: &str, help: &str, labels: &[&str]| f.counter(n, help, labels),
+        );
         let metrics = Self {
             drift: int_gauge(
                 "config_drift",

@@ -2,7 +2,7 @@
 //! whether each bridge is paused.
 
 use multibridge_contracts::{ChainRole, Lane};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
 /// Why the guardian raised an alarm (label `reason`).
 pub const ALARM_REASONS: [&str; 3] = ["forged_release", "handled_mismatch", "conservation"];
@@ -20,10 +20,6 @@ pub struct GuardianMetrics {
     handles_checked: IntCounterVec,
 }
 
-fn name(short: &str) -> String {
-    format!("{}{short}", crate::METRIC_PREFIX)
-}
-
 fn chains() -> [&'static str; 2] {
     [ChainRole::Main.as_str(), ChainRole::Service.as_str()]
 }
@@ -32,16 +28,11 @@ impl GuardianMetrics {
     /// Register every series in `registry`, the label sets of `lanes` and both chains at 0
     /// (`guardian_ready` at -1: no guardian configured, until one says otherwise).
     pub fn register(registry: &Registry, lanes: &[Lane]) -> Result<Self, prometheus::Error> {
-        let int_gauge = |n: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let counter = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
+        let f = crate::families::Families(registry);
+        let (int_gauge, counter) = (
+            |n: &str, help: &str, labels: &[&str]| f.int_gauge(n, help, labels),
+            |n: &str, help: &str, labels: &[&str]| f.counter(n, help, labels),
+        );
         let metrics = Self {
             alarms: counter(
                 "guardian_alarms_total",

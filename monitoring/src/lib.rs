@@ -7,6 +7,7 @@ pub mod backup_metrics;
 pub mod dashboard_metrics;
 pub mod drift_metrics;
 pub mod exporter;
+mod families;
 pub mod guardian_metrics;
 pub mod metrics;
 pub mod readiness;

@@ -307,9 +307,7 @@ impl std::fmt::Debug for Metrics {
 /// A refresh run before every render.
 type RenderHook = Box<dyn Fn() + Send + Sync>;
 
-fn name(short: &str) -> String {
-    format!("{}{short}", crate::METRIC_PREFIX)
-}
+use crate::families::name;
 
 impl Metrics {
     /// Create and register every metric, and initialise the label sets of `lanes` and every
@@ -317,18 +315,11 @@ impl Metrics {
     pub fn new(lanes: &[Lane], endpoints_per_chain: usize) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let lane = &["lane"];
-        let int_gauge =
-            |n: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
-                let g = IntGaugeVec::new(Opts::new(name(n), help), labels)?;
-                registry.register(Box::new(g.clone()))?;
-                Ok(g)
-            };
-        let counter =
-            |n: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-                let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
-                registry.register(Box::new(c.clone()))?;
-                Ok(c)
-            };
+        let f = crate::families::Families(&registry);
+        let (int_gauge, counter) = (
+            |n: &str, help: &str, labels: &[&str]| f.int_gauge(n, help, labels),
+            |n: &str, help: &str, labels: &[&str]| f.counter(n, help, labels),
+        );
         let oldest_pending_age = GaugeVec::new(
             Opts::new(
                 name("oldest_pending_age_seconds"),
@@ -366,11 +357,7 @@ impl Metrics {
             &["backend"],
         )?;
         registry.register(Box::new(signer_sign_seconds.clone()))?;
-        let gauge = |n: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
-            let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+        let gauge = |n: &str, help: &str, labels: &[&str]| f.gauge(n, help, labels);
         let metrics = Self {
             source_head: int_gauge("source_head", "Source chain head seen by the indexer", lane)?,
             indexed_block: int_gauge("indexed_block", "Next source block the indexer reads", lane)?,
