@@ -112,7 +112,8 @@ impl QueuedReleases {
         }
         let paused = self
             .destination
-            .bridge_call("paused", |b| async move { b.paused().call().await })
+            .views()
+            .paused()
             .await
             .map_err(|e| e.to_string())?;
         if paused {

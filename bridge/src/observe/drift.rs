@@ -132,7 +132,7 @@ pub struct DriftWatch {
     /// Both chains.
     pub chains: ChainPair,
     /// The relay's config (chains' start blocks and ranges, the desired file).
-    pub config: Arc<Config>,
+    pub config: Config,
     /// Its metrics.
     pub metrics: DriftMetrics,
     /// `/status`.
@@ -185,13 +185,11 @@ impl DriftWatch {
             let mut items: BTreeMap<&'static str, u64> = BTreeMap::new();
             for change in &plan.changes {
                 let item = item_of(&change.data);
-                *items.entry(item).or_default() =
-                    items.get(item).copied().unwrap_or(0).saturating_add(1);
+                let n = items.entry(item).or_default();
+                *n = n.saturating_add(1);
+                tracing::warn!(%chain, item, change = %change.what, "config drift: the bridge differs from the desired file");
             }
             self.metrics.set_drift(chain, &items);
-            for change in &plan.changes {
-                tracing::warn!(%chain, item = item_of(&change.data), change = %change.what, "config drift: the bridge differs from the desired file");
-            }
             out.insert(chain, plan.changes.iter().map(|c| c.what.clone()).collect());
         }
         Ok(out)

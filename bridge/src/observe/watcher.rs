@@ -220,9 +220,19 @@ impl Watcher {
     async fn probe(&self, role: ChainRole) -> Result<ChainSnapshot, ChainError> {
         let chain = self.chains.get(role);
         // First which endpoints keep up, so the reads below go to a healthy one.
-        let endpoints = chain
-            .probe_health()
-            .await
+        let probed = chain.probe_health().await;
+        // The probe just read every endpoint's head: the best healthy one is the chain's (with
+        // none healthy, one more read through the failover says whether any answers at all).
+        let best_healthy = probed
+            .iter()
+            .filter(|(_, health, _)| health.is_healthy())
+            .filter_map(|(_, _, head)| *head)
+            .max();
+        let head = match best_healthy {
+            Some(head) => head,
+            None => chain.head().await?,
+        };
+        let endpoints = probed
             .into_iter()
             .map(|(endpoint, health, head)| EndpointSnapshot {
                 endpoint,
@@ -230,7 +240,6 @@ impl Watcher {
                 head,
             })
             .collect();
-        let head = chain.head().await?;
         let operator = self.operator;
         let balance = chain
             .call("eth_getBalance", |p| async move {

@@ -308,7 +308,7 @@ fn spawn_drift_watch(
 ) {
     let watch = crate::observe::drift::DriftWatch {
         chains: shared.chains.clone(),
-        config: Arc::new(shared.config.clone()),
+        config: shared.config.clone(),
         metrics: shared.metrics.drift.clone(),
         board,
         interval: Duration::from_millis(shared.config.http.watch_interval_ms),

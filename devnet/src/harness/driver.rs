@@ -104,6 +104,38 @@ impl Driver {
         Self::signer(&entry.account)
     }
 
+    /// The owner's signer (deployer, owner and pauser of every contract).
+    pub fn owner(&self) -> Result<PrivateKeySigner, DevnetError> {
+        Self::signer(&self.manifest.owner)
+    }
+
+    /// A native-coin request of `amount` to `to` at `nonce` of `lane` that the source never
+    /// made (its transaction hash is made up): what a compromised threshold would vote.
+    pub fn forged_native_request(
+        &self,
+        lane: Lane,
+        nonce: u64,
+        to: Address,
+        amount: U256,
+    ) -> Request {
+        let source = &self.chain(lane.source()).contracts;
+        Request {
+            nonce,
+            kind: 0,
+            from: to,
+            to,
+            token: Address::ZERO,
+            amount,
+            fee: U256::ZERO,
+            extraData: Bytes::new(),
+            srcChainId: U256::from(source.chain_id),
+            srcBridge: source.bridge,
+            srcTxHash: B256::repeat_byte(0xf0),
+            srcBlockNumber: 1,
+            srcLogIndex: 0,
+        }
+    }
+
     /// A read-only provider for one chain.
     pub fn provider(&self, role: ChainRole) -> Result<DynProvider, DevnetError> {
         let url = &self.chain(role).rpc_url;

@@ -6,28 +6,12 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::ChainRole;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::eventually;
-
-/// The labels of the firing alerts named `alert`.
-async fn firing(devnet: &Devnet, alert: &str) -> Vec<std::collections::HashMap<String, String>> {
-    devnet
-        .prometheus
-        .as_ref()
-        .unwrap()
-        .alerts()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.name() == alert && a.state == "firing")
-        .map(|a| a.labels.into_iter().collect())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threshold_changed_behind_the_desired_file_fires_the_drift_alert_and_names_the_transaction()
@@ -69,7 +53,7 @@ async fn a_threshold_changed_behind_the_desired_file_fires_the_drift_alert_and_n
     .await;
 
     // The owner raises the service bridge's threshold to 3 (of 3 operators).
-    let owner: PrivateKeySigner = driver.manifest().owner.private_key.parse().unwrap();
+    let owner = driver.owner().unwrap();
     let bridge = Bridge::new(
         driver.chain(ChainRole::Service).contracts.bridge,
         driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
@@ -110,8 +94,8 @@ async fn a_threshold_changed_behind_the_desired_file_fires_the_drift_alert_and_n
         "Prometheus fires MultibridgeConfigDrift and MultibridgeAdminChange",
         Duration::from_secs(150),
         async || {
-            let drift = firing(&devnet, "MultibridgeConfigDrift").await;
-            let change = firing(&devnet, "MultibridgeAdminChange").await;
+            let drift = crate::firing_alerts(&devnet, "MultibridgeConfigDrift").await;
+            let change = crate::firing_alerts(&devnet, "MultibridgeAdminChange").await;
             let drift_ok = drift.iter().any(|l| {
                 l.get("chain").map(String::as_str) == Some("service")
                     && l.get("item").map(String::as_str) == Some("threshold")

@@ -9,12 +9,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use alloy::network::TransactionResponse as _;
-use alloy::primitives::{Address, B256, Bytes, U256, utils::parse_ether};
+use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{ChainRole, Lane, Request};
+use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::accounts::guardian_signer;
 use multibridge_devnet::harness::invariants::wait_handled_below;
 use multibridge_devnet::harness::scrape::metric;
@@ -104,21 +104,7 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
     );
     let nonce = source.requestNonce().call().await.unwrap();
     let thief = Address::repeat_byte(0x7f);
-    let forged = Request {
-        nonce,
-        kind: 0,
-        from: thief,
-        to: thief,
-        token: Address::ZERO,
-        amount: parse_ether("600").unwrap(),
-        fee: U256::ZERO,
-        extraData: Bytes::new(),
-        srcChainId: U256::from(main.contracts.chain_id),
-        srcBridge: main.contracts.bridge,
-        srcTxHash: B256::repeat_byte(0xf0),
-        srcBlockNumber: 1,
-        srcLogIndex: 0,
-    };
+    let forged = driver.forged_native_request(lane, nonce, thief, parse_ether("600").unwrap());
     assert!(matches!(
         driver.vote(lane, 0, &forged).await.unwrap(),
         VoteOutcome::Recorded { .. }
@@ -268,8 +254,7 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
     );
 
     // The owner resumes: no guardian pauses again for the same breach, and the freeze holds.
-    let owner: alloy::signers::local::PrivateKeySigner =
-        driver.manifest().owner.private_key.parse().unwrap();
+    let owner = driver.owner().unwrap();
     for role in [ChainRole::Service, ChainRole::Main] {
         let bridge = Bridge::new(
             driver.chain(role).contracts.bridge,

@@ -152,3 +152,21 @@ pub(crate) async fn metric_at_least(
     )
     .await
 }
+
+/// The labels of every firing alert named `alert` in the devnet's Prometheus.
+pub(crate) async fn firing_alerts(
+    devnet: &multibridge_devnet::Devnet,
+    alert: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    devnet
+        .prometheus
+        .as_ref()
+        .expect("the devnet runs Prometheus")
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.name() == alert && a.state == "firing")
+        .map(|a| a.labels)
+        .collect()
+}

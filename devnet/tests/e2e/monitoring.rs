@@ -355,14 +355,10 @@ async fn readyz_follows_the_reachability_of_a_chain_rpc() {
 }
 
 async fn firing(devnet: &Devnet, alert: &str) -> Vec<String> {
-    let prometheus = devnet.prometheus.as_ref().unwrap();
-    prometheus
-        .alerts()
+    crate::firing_alerts(devnet, alert)
         .await
-        .unwrap()
         .into_iter()
-        .filter(|a| a.name() == alert && a.state == "firing")
-        .map(|a| a.labels.get("lane").cloned().unwrap_or_default())
+        .map(|mut labels| labels.remove("lane").unwrap_or_default())
         .collect()
 }
 

@@ -10,8 +10,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
-use multibridge_contracts::{ChainRole, Lane, Request};
+use alloy::primitives::{Address, U256};
+use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
@@ -54,25 +54,10 @@ async fn a_forged_execution_is_flagged_and_the_owner_settles_the_genuine_request
     let config = devnet.operator_config_path(0);
     let config = config.to_str().unwrap();
     let owner_key = driver.manifest().owner.private_key.clone();
-    let main = driver.chain(ChainRole::Main).clone();
 
     // Operators 0 and 1 (the threshold) forge nonce 2 before the source has issued it.
     let thief = Address::repeat_byte(0x7f);
-    let forged = Request {
-        nonce: 2,
-        kind: 0,
-        from: thief,
-        to: thief,
-        token: Address::ZERO,
-        amount: U256::from(1),
-        fee: U256::ZERO,
-        extraData: Bytes::new(),
-        srcChainId: U256::from(main.contracts.chain_id),
-        srcBridge: main.contracts.bridge,
-        srcTxHash: B256::repeat_byte(0xf0),
-        srcBlockNumber: 1,
-        srcLogIndex: 0,
-    };
+    let forged = driver.forged_native_request(lane, 2, thief, U256::from(1));
     assert!(matches!(
         driver.vote(lane, 0, &forged).await.unwrap(),
         VoteOutcome::Recorded { .. }
