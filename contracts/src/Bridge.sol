@@ -82,6 +82,13 @@ contract Bridge is IBridge {
     /// @notice ERC-721 pair mode: requests burn the token id, handles mint the same id.
     uint8 public constant MODE_ERC721_BURN_MINT = 3;
 
+    /// @dev EIP-712 type hashes of attested batches (IBridge.attestationDigest).
+    bytes32 private constant DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)");
+    bytes32 private constant BATCH_TYPEHASH = keccak256("AttestedBatch(bytes32[] voteKeys)");
+    /// @dev secp256k1's group order / 2: an s above it is the malleable twin of a low-s signature.
+    uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+
     /// @notice Chain id at deployment; handles are refused on any other chain (e.g. after a fork).
     uint256 public immutable deployChainId;
 
@@ -381,6 +388,42 @@ contract Bridge is IBridge {
     }
 
     /// @inheritdoc IBridge
+    /// @dev The signatures are checked before any item (threshold x ~4k gas, bounded by
+    /// MAX_OPERATORS); every item then starts only with ITEM_GAS left, as in a vote batch, so no
+    /// recipient can make an attested batch run out of gas either.
+    function executeAttested(Request[] calldata rs, bytes calldata signatures)
+        external
+        nonReentrant
+        returns (uint256 executed)
+    {
+        if (rs.length == 0) revert EmptyBatch();
+        if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
+        _checkCanHandle(false);
+        bytes32[] memory keys = new bytes32[](rs.length);
+        for (uint256 i = 0; i < rs.length; ++i) {
+            keys[i] = voteKey(rs[i]);
+        }
+        bytes32 digest = _attestationDigest(keys);
+        uint32 attesters = _attesters(digest, signatures);
+        for (uint256 i = 0; i < rs.length; ++i) {
+            Request calldata r = rs[i];
+            Check check = Check.GasBudget;
+            address localToken;
+            if (gasleft() >= ITEM_GAS) {
+                check = _checkOpen(r);
+                if (check == Check.Ok) (check, localToken) = _checkRelease(r);
+            }
+            if (check != Check.Ok) {
+                emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
+            } else {
+                _execute(r, keys[i], localToken);
+                ++executed;
+            }
+        }
+        emit BatchAttested(digest, attesters, executed);
+    }
+
+    /// @inheritdoc IBridge
     function withdraw() external nonReentrant {
         _withdrawNative(msg.sender, msg.sender);
     }
@@ -535,6 +578,20 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     function voteKey(Request calldata r) public view returns (bytes32) {
         return keccak256(abi.encode(counterpartChainId, counterpartBridge, block.chainid, address(this), VERSION, r));
+    }
+
+    /// @inheritdoc IBridge
+    function attestationDigest(Request[] calldata rs) external view returns (bytes32) {
+        bytes32[] memory keys = new bytes32[](rs.length);
+        for (uint256 i = 0; i < rs.length; ++i) {
+            keys[i] = voteKey(rs[i]);
+        }
+        return _attestationDigest(keys);
+    }
+
+    /// @inheritdoc IBridge
+    function operatorBit(address operator) external view returns (uint256) {
+        return _operatorSlot[operator] >> 8;
     }
 
     /// @inheritdoc IBridge
@@ -797,6 +854,46 @@ contract Bridge is IBridge {
 
     // ------------------------------------------------------------------ internal: handles
 
+    /// @dev The EIP-712 digest of a batch with vote keys `keys` (IBridge.attestationDigest).
+    function _attestationDigest(bytes32[] memory keys) private view returns (bytes32) {
+        bytes32 separator = keccak256(
+            abi.encode(
+                DOMAIN_TYPEHASH,
+                keccak256("multibridge"),
+                keccak256("1"), // VERSION in decimal
+                block.chainid,
+                address(this),
+                keccak256(abi.encode(counterpartChainId, counterpartBridge))
+            )
+        );
+        bytes32 batch = keccak256(abi.encode(BATCH_TYPEHASH, keccak256(abi.encodePacked(keys))));
+        return keccak256(abi.encodePacked("\x19\x01", separator, batch));
+    }
+
+    /// @dev The vote bits of the registered operators among the signers of `digest`; reverts
+    /// unless the signatures are canonical, their signers ascending and at least `threshold` of
+    /// them registered now (a deregistered operator's signature counts for nothing).
+    function _attesters(bytes32 digest, bytes calldata signatures) private view returns (uint32 bits) {
+        if (signatures.length % 65 != 0) revert SignaturesMalformed(signatures.length);
+        uint256 count;
+        address last;
+        for (uint256 i = 0; i < signatures.length / 65; ++i) {
+            bytes32 r = bytes32(signatures[i * 65:i * 65 + 32]);
+            bytes32 s = bytes32(signatures[i * 65 + 32:i * 65 + 64]);
+            uint8 v = uint8(signatures[i * 65 + 64]);
+            if (uint256(s) > HALF_ORDER || (v != 27 && v != 28)) revert SignatureNotCanonical(i);
+            address signer = ecrecover(digest, v, r, s);
+            if (signer <= last) revert SignersNotAscending(i);
+            last = signer;
+            uint256 slot = _operatorSlot[signer] >> 8;
+            if (slot != 0) {
+                bits |= _bit32(slot - 1);
+                ++count;
+            }
+        }
+        if (count < _threshold) revert NotEnoughAttestations(count, _threshold);
+    }
+
     /// @dev Conditions that reject a whole single or batch call (of an operator's votes, or of
     /// anyone's executions).
     function _checkCanHandle(bool operatorOnly) private view {
@@ -839,11 +936,8 @@ contract Bridge is IBridge {
         view
         returns (Check check, bytes32 key, uint256 votes, address localToken)
     {
-        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
-            return (Check.WrongSource, 0, 0, address(0));
-        }
-        if (r.kind > KIND_ERC721) return (Check.UnknownKind, 0, 0, address(0));
-        if (isHandled(r.nonce)) return (Check.AlreadyHandled, 0, 0, address(0));
+        check = _checkOpen(r);
+        if (check != Check.Ok) return (check, 0, 0, address(0));
         if (operator != address(0)) {
             // A vote far ahead of what is handled can only be junk (audit NEW-M1).
             if (uint256(r.nonce) >= uint256(upperHandleNonce) + VOTE_WINDOW) {
@@ -857,6 +951,14 @@ contract Bridge is IBridge {
         if (operator != address(0)) ++votes;
         if (votes >= _threshold) (check, localToken) = _checkRelease(r);
         else if (operator == address(0)) check = Check.BelowThreshold;
+    }
+
+    /// @dev Whether `r` is a still open request of the counterpart of a known kind.
+    function _checkOpen(Request calldata r) private view returns (Check) {
+        if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) return Check.WrongSource;
+        if (r.kind > KIND_ERC721) return Check.UnknownKind;
+        if (isHandled(r.nonce)) return Check.AlreadyHandled;
+        return Check.Ok;
     }
 
     /// @dev Whether `r` can be released now; resolves its local token.

@@ -78,6 +78,11 @@ interface IBridge {
         uint64 lowerHandleNonce // lowerHandleNonce after this handle
     );
 
+    /// An attested batch was accepted: `attesters` holds the vote bit of every registered operator
+    /// whose signature it carried (see `operatorBit`); `executed` of its items executed (the rest
+    /// were skipped, each with a HandleSkipped). `digest` is the EIP-712 digest they signed.
+    event BatchAttested(bytes32 indexed digest, uint32 attesters, uint256 executed);
+
     /// A batch item was skipped; `reason` is the selector of the custom error a single handle
     /// would have reverted with (e.g. AlreadyHandled, AlreadyVoted, InsufficientLiquidity).
     event HandleSkipped(uint64 indexed nonce, address indexed operator, bytes4 reason);
@@ -188,6 +193,15 @@ interface IBridge {
     error ReleaseFrozen(uint64 nonce);
     error NotHandled(uint64 nonce);
     error AlreadySettled(uint64 nonce);
+    /// The signatures of an attested batch are not whole 65-byte (r, s, v) triples.
+    error SignaturesMalformed(uint256 length);
+    /// Signature `index` has a high s (only the low-s form is accepted) or a v other than 27/28.
+    error SignatureNotCanonical(uint256 index);
+    /// Signature `index` recovers to no address, or to one not above the previous signer's
+    /// (signers must be sorted ascending and distinct).
+    error SignersNotAscending(uint256 index);
+    /// Fewer registered operators signed an attested batch than the threshold.
+    error NotEnoughAttestations(uint256 attesters, uint256 threshold);
     /// A batch planned against configuration version `expected` meets another.
     error ConfigVersionChanged(uint256 expected, uint256 actual);
 
@@ -236,6 +250,16 @@ interface IBridge {
     /// handled items, keys below the threshold (BelowThreshold) and what cannot execute yet.
     /// Returns how many executed.
     function executeHandles(Request[] calldata rs) external returns (uint256 executed);
+
+    /// Execute a batch attested by operators' signatures instead of their votes (DESIGN.md §3.1,
+    /// attested batches). `signatures` concatenates 65-byte (r, s, v) ECDSA signatures over
+    /// `attestationDigest(rs)`, signers ascending and distinct, low-s; only signers registered
+    /// now count, and at least `threshold` of them must. Votes and signatures never add up: each
+    /// path needs its own threshold. Permissionless (anyone may submit what operators signed).
+    /// Items are checked and executed as for `executeHandles` (handled, unknown source or kind,
+    /// not executable yet, or not fitting ITEM_GAS: skipped with HandleSkipped), then
+    /// BatchAttested. Returns how many executed.
+    function executeAttested(Request[] calldata rs, bytes calldata signatures) external returns (uint256 executed);
 
     /// Move lowerHandleNonce (and recoveryBlockNumber) over at most `maxSteps` nonces that are
     /// already handled. Permissionless: a handle advances it only a bounded way, so after many
@@ -312,6 +336,16 @@ interface IBridge {
     function voteCount(bytes32 voteKey) external view returns (uint256);
     /// keccak256(abi.encode(domain(), r)).
     function voteKey(Request calldata r) external view returns (bytes32);
+    /// The EIP-712 digest operators sign for an attested batch of `rs`: the typed data
+    /// `AttestedBatch(bytes32[] voteKeys)` (the vote key of every item, in order) under the domain
+    /// `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32
+    /// salt)` = ("multibridge", VERSION in decimal, this chain, this bridge,
+    /// keccak256(abi.encode(counterpartChainId, counterpartBridge))): a signature for another
+    /// pair, lane, deployment or version is worth nothing here.
+    function attestationDigest(Request[] calldata rs) external view returns (bytes32);
+    /// The vote bit of a registered operator plus one (0: not registered); BatchAttested's
+    /// `attesters` holds these bits.
+    function operatorBit(address operator) external view returns (uint256);
     /// (srcChainId, srcBridge, dstChainId, dstBridge, VERSION) for votes on this bridge.
     function domain() external view returns (uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge, uint64 version);
     function counterpartChainId() external view returns (uint256);

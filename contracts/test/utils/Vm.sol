@@ -35,6 +35,8 @@ interface Vm {
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
     function txGasPrice(uint256 newGasPrice) external;
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
+    function addr(uint256 privateKey) external pure returns (address);
     /// Creation code from an artifact (a path relative to the project, e.g. "artifacts/Bridge.json").
     function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
 }
