@@ -52,6 +52,7 @@ pub mod commands;
 pub use multibridge_chain as chain;
 pub use multibridge_config as config;
 
+mod attest;
 mod backup;
 mod dashboard;
 mod error;

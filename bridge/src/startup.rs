@@ -33,6 +33,8 @@ pub struct Serving {
     pub readiness: Arc<Readiness>,
     /// `/status`.
     pub board: Arc<StatusBoard>,
+    /// What `/attestations/{lane}` serves from (attached once the store is open).
+    pub attestations: crate::attest::http::AttestationSource,
     /// The dashboard's routes' state (absent when `dashboard.enabled = false`).
     pub dashboard: Option<Arc<crate::dashboard::DashboardHandle>>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -64,10 +66,12 @@ impl Serving {
         } else {
             None
         };
+        let attestations = crate::attest::http::AttestationSource::default();
         let extra = dashboard
             .clone()
             .map(crate::dashboard::api::router)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .merge(crate::attest::http::router(attestations.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = multibridge_monitoring::serve(
             config.http.listen,
@@ -90,6 +94,7 @@ impl Serving {
             metrics,
             readiness,
             board,
+            attestations,
             dashboard,
             stop,
             task,

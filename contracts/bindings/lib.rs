@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod artifacts;
+pub mod attestation;
 pub mod bindings;
 pub mod claim;
 pub mod lane;

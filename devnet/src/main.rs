@@ -228,6 +228,10 @@ struct UpArgs {
     /// inside a SoftHSM2 token; the relays sign through PKCS#11).
     #[arg(long, default_value = "dev", value_parser = ["dev", "hsm"])]
     signer: String,
+    /// How transfers reach the threshold: `votes` (every operator votes on chain) or
+    /// `attestations` (operators sign batches, one transaction executes each).
+    #[arg(long, default_value = "votes", value_parser = ["votes", "attestations"])]
+    mode: String,
 }
 
 impl UpArgs {
@@ -250,6 +254,11 @@ impl UpArgs {
                 multibridge_devnet::DevnetSigner::Hsm
             } else {
                 multibridge_devnet::DevnetSigner::DevKeys
+            },
+            voting_mode: if self.mode == "attestations" {
+                multibridge_config::VotingMode::Attestations
+            } else {
+                multibridge_config::VotingMode::Votes
             },
             ..DevnetOptions::new(dir)
         }

@@ -3,6 +3,7 @@
 //! metric exists (at 0) before its first event and dashboards never see gaps.
 #![forbid(unsafe_code)]
 
+pub mod attest_metrics;
 pub mod backup_metrics;
 pub mod dashboard_metrics;
 pub mod drift_metrics;
@@ -14,6 +15,7 @@ pub mod readiness;
 pub mod redact;
 pub mod status_board;
 
+pub use attest_metrics::AttestMetrics;
 pub use backup_metrics::BackupMetrics;
 pub use dashboard_metrics::DashboardMetrics;
 pub use drift_metrics::DriftMetrics;

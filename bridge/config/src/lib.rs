@@ -55,7 +55,7 @@ pub use operator::{OperatorConfig, Secret, SecretError, SignerConfig, SignerFiel
 pub use recovery::RecoverySettings;
 pub use registry::RegistryConfig;
 pub use store::StoreConfig;
-pub use voting::VotingSettings;
+pub use voting::{VotingMode, VotingSettings};
 
 /// What a section says is wrong with it: the dotted field name and how to fix it.
 pub type Problem = (&'static str, String);
@@ -215,6 +215,19 @@ impl Config {
                 format!(
                     "fault injection is for the test suite on devnet chains (31337-31399) only, chain {} is not",
                     chain.chain_id
+                ),
+            ));
+        }
+        if self.registry.is_none()
+            && let Some(lane) = self
+                .lanes
+                .iter()
+                .find(|l| self.voting.mode_of(**l) == VotingMode::Attestations)
+        {
+            return Some((
+                "voting.mode",
+                format!(
+                    "lane {lane} executes attested batches, which needs [registry]: the operators find each other's signatures at the locations they publish there"
                 ),
             ));
         }

@@ -5,8 +5,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::Problem;
 
+/// How a lane's transfers reach the threshold on the destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VotingMode {
+    /// Every operator votes in a transaction of its own (`handleValueTransfers`); the
+    /// threshold-th vote executes. The default, and the design of the service-chain bridge.
+    #[default]
+    Votes,
+    /// Operators sign each batch (EIP-712) and serve their signatures; one transaction carrying
+    /// a threshold of them executes it (`executeAttested`): about half the gas per transfer.
+    Attestations,
+}
+
+impl VotingMode {
+    /// The name in the config and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Votes => "votes",
+            Self::Attestations => "attestations",
+        }
+    }
+}
+
 /// Batching and sending of votes (per lane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VotingSettings {
     /// Most requests in one vote transaction (1–64; the bridge takes at most 64). Default 32:
@@ -35,6 +58,13 @@ pub struct VotingSettings {
     /// this keeps them from being sent, at the price of this delay for the requests a down
     /// operator was first for. 0: every operator votes at once.
     pub standby_after_secs: u64,
+    /// How transfers reach the threshold: `votes` (default) or `attestations`, for every lane
+    /// unless `lane_modes` names the lane.
+    pub mode: VotingMode,
+    /// The mode of single lanes (`main-to-service`, `service-to-main`), over `mode`.
+    pub lane_modes: std::collections::BTreeMap<String, VotingMode>,
+    /// Attested batches: how long to wait for a peer operator's HTTP API, ms.
+    pub peer_timeout_ms: u64,
 }
 
 impl Default for VotingSettings {
@@ -47,6 +77,9 @@ impl Default for VotingSettings {
             stuck_after_secs: 15,
             gas_margin_percent: 5,
             standby_after_secs: 5,
+            mode: VotingMode::Votes,
+            lane_modes: Default::default(),
+            peer_timeout_ms: 2_000,
         }
     }
 }
@@ -72,6 +105,27 @@ impl VotingSettings {
                 "stuck_after_secs and retry_after_secs must be at least 1".into(),
             ));
         }
+        if let Some(lane) = self
+            .lane_modes
+            .keys()
+            .find(|l| l.parse::<multibridge_contracts::Lane>().is_err())
+        {
+            return Some((
+                "voting.lane_modes",
+                format!("{lane:?} is not a lane (main-to-service or service-to-main)"),
+            ));
+        }
+        if self.peer_timeout_ms == 0 {
+            return Some(("voting.peer_timeout_ms", "must be at least 1".into()));
+        }
         None
+    }
+
+    /// The mode of `lane`.
+    pub fn mode_of(&self, lane: multibridge_contracts::Lane) -> VotingMode {
+        self.lane_modes
+            .get(lane.as_str())
+            .copied()
+            .unwrap_or(self.mode)
     }
 }

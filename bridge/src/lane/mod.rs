@@ -99,6 +99,8 @@ pub struct Shared {
     pub store_holder: Option<String>,
     /// Whether the operator's signer fails (one for every lane).
     pub signer_health: crate::leadership::health::SignerHealth,
+    /// `/status`.
+    pub board: Arc<multibridge_monitoring::StatusBoard>,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -220,6 +222,11 @@ pub fn spawn(
         metrics.clone(),
     );
     voter.tamper_payloads(config.fault_injection.tamper_votes);
+    if config.voting.mode_of(lane) == crate::config::VotingMode::Attestations
+        && let Some(attestor) = attestor(shared, lane)
+    {
+        voter.attest_with(attestor);
+    }
     let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone())
         .with_signer(shared.signer.clone(), shared.signer_health.clone());
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
@@ -265,4 +272,45 @@ pub fn spawn(
     };
     let span = tracing::info_span!("upkeep", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "upkeep", upkeep).instrument(span));
+}
+
+/// The planner of `lane`'s attested batches (`None` without `[registry]`, which the config
+/// validation refuses for a lane in attested mode).
+fn attestor(shared: &Shared, lane: Lane) -> Option<crate::attest::Attestor> {
+    let config = &shared.config;
+    let registry = config.registry.as_ref()?;
+    let domain = vote_domain(config, lane);
+    let peers = crate::attest::peers::RegistryPeers::new(
+        shared.chains.main.clone(),
+        registry.address,
+        std::iter::once((lane, domain)).collect(),
+        Duration::from_millis(config.voting.peer_timeout_ms),
+    );
+    Some(
+        crate::attest::Attestor::new(
+            lane,
+            domain,
+            shared.operator,
+            shared.signer.clone(),
+            shared.store.clone(),
+            Arc::new(peers),
+            Duration::from_secs(config.voting.standby_after_secs.max(1)),
+            shared.metrics.attest.clone(),
+        )
+        .with_board(shared.board.clone()),
+    )
+}
+
+/// The domain `lane`'s destination binds votes and attestations to.
+pub fn vote_domain(config: &Config, lane: Lane) -> multibridge_contracts::VoteDomain {
+    let (src, dst) = (
+        config.chains.get(lane.source()),
+        config.chains.get(lane.destination()),
+    );
+    multibridge_contracts::VoteDomain {
+        src_chain_id: src.chain_id,
+        src_bridge: src.bridge,
+        dst_chain_id: dst.chain_id,
+        dst_bridge: dst.bridge,
+    }
 }

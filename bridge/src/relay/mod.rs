@@ -75,6 +75,7 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    serving.attestations.attach(store.clone(), operator);
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,
@@ -114,6 +115,7 @@ pub async fn run(
         signer: signer.clone(),
         store_holder: store_lock.holder().map(str::to_owned),
         signer_health: Default::default(),
+        board: board.clone(),
     };
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;

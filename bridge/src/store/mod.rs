@@ -25,6 +25,7 @@ use alloy::primitives::Address;
 use crate::config::Chains;
 
 mod asset_totals;
+pub mod attestations;
 pub mod claims;
 mod compaction;
 mod counts;

@@ -91,6 +91,7 @@ impl Store {
         conn.execute_batch(compaction::SCHEMA)?;
         conn.execute_batch(claims::SCHEMA)?;
         conn.execute_batch(leases::SCHEMA)?;
+        conn.execute_batch(attestations::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;

@@ -163,7 +163,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         error: &ChainError,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
-        if entry == Entry::Execute {
+        if matches!(entry, Entry::Execute | Entry::Attested) {
             // Settled or changed since the read that found them executable: the next re-check
             // looks again.
             tracing::debug!(lane = %self.metrics.lane, error = %error, "execution would revert; re-checking later");

@@ -35,6 +35,7 @@ use crate::chain::sender::SendError;
 use crate::chain::submitter::{GasPlan, Job, JobEvent, Submit, SubmitError};
 use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
 
+mod attested;
 mod batch;
 mod committee;
 mod decode;
@@ -210,6 +211,10 @@ pub struct Voter<D, S> {
     /// Some requests are noted as waiting for the vote window: it is read again every
     /// [`WINDOW_RECHECK`] (when it last was) and they are released as soon as it moves.
     window_waits: Option<Instant>,
+    /// Attested mode: the planner of the lane's attested batches (`None`: the lane votes).
+    attestor: Option<crate::attest::Attestor>,
+    /// The committee as the attested mode last read it.
+    attest_committee: Option<(Committee, Instant)>,
     metrics: LaneMetrics,
 }
 
@@ -243,8 +248,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             gas_limit: None,
             upper_seen: None,
             window_waits: None,
+            attestor: None,
+            attest_committee: None,
             metrics,
         }
+    }
+
+    /// Execute through attested batches planned by `attestor` instead of voting.
+    pub fn attest_with(&mut self, attestor: crate::attest::Attestor) {
+        self.attestor = Some(attestor);
     }
 
     /// Fault injection for tests of invariant 3: every vote carries a tampered amount.
@@ -384,6 +396,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             return Ok(step);
         }
         let Ready { vote, execute } = self.ready(room, &mut step).await?;
+        if self.attestor.is_some() {
+            self.step_attested(vote, room, &mut step).await?;
+            return Ok(step);
+        }
         if vote.is_empty() && execute.is_empty() {
             return Ok(step);
         }
@@ -636,7 +652,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
         tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, gas_limit, count = nonces.len(), ?entry, "vote sent");
         step.sent = step.sent.saturating_add(batch.len());
-        if entry != Entry::Execute {
+        if !matches!(entry, Entry::Execute | Entry::Attested) {
             self.metrics.votes_sent.inc_by(batch.len() as u64);
         }
         Ok(())

@@ -30,6 +30,9 @@ pub enum Entry {
     /// `executeHandles`: executes requests whose vote key already holds the threshold (after a
     /// lowered threshold); votes nothing.
     Execute,
+    /// `executeAttested`: a batch carrying a threshold of operators' signatures (attested
+    /// mode); votes nothing.
+    Attested,
 }
 
 /// What happened to a request's vote.

@@ -138,7 +138,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
         for r in candidates {
             let nonce = r.request.nonce;
-            if committee.as_ref().is_none_or(|c| c.is_primary(nonce, me)) {
+            // Attested batches have turns of their own (per batch, `crate::attest`).
+            if self.attestor.is_some() || committee.as_ref().is_none_or(|c| c.is_primary(nonce, me))
+            {
                 open.push(r);
                 continue;
             }

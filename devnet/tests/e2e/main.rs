@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use multibridge_devnet::harness::invariants::dump_relay_logs;
 
+mod attested;
 mod backlog;
 mod backup;
 mod bad_input;

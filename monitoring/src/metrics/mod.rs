@@ -24,6 +24,8 @@ pub struct Metrics {
     pub backup: crate::BackupMetrics,
     /// The guardian: alarms, pauses, freezes, readiness, bridges paused.
     pub guardian: crate::GuardianMetrics,
+    /// Attested batches.
+    pub attest: crate::AttestMetrics,
     /// The configuration watch: drift from the desired file, owner calls.
     pub drift: crate::DriftMetrics,
     /// The dashboard's API, writes and claims history.
@@ -639,6 +641,7 @@ impl Metrics {
             )?,
             backup: crate::BackupMetrics::register(&registry, lanes)?,
             guardian: crate::GuardianMetrics::register(&registry, lanes)?,
+            attest: crate::AttestMetrics::register(&registry, lanes)?,
             drift: crate::DriftMetrics::register(&registry)?,
             dashboard: crate::DashboardMetrics::register(&registry)?,
             registry,

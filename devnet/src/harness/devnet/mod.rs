@@ -89,6 +89,8 @@ pub struct DevnetOptions {
     /// Run with no other devnet of this process beside it (tests that measure seconds; see
     /// [`MachineShare`]).
     pub alone: bool,
+    /// How the relays bring transfers to the threshold: votes (default) or attested batches.
+    pub voting_mode: multibridge_config::VotingMode,
 }
 
 /// Where a devnet's operator keys live.
@@ -169,6 +171,7 @@ impl DevnetOptions {
             dashboard_manager: None,
             signer: DevnetSigner::DevKeys,
             replica_links: false,
+            voting_mode: multibridge_config::VotingMode::Votes,
         }
     }
 

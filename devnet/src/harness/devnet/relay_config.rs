@@ -95,7 +95,10 @@ impl Devnet {
             store: StoreConfig {
                 path: operator_dir.join("store.sqlite"),
             },
-            voting: Default::default(),
+            voting: multibridge_config::VotingSettings {
+                mode: self.options.voting_mode,
+                ..Default::default()
+            },
             recovery: Default::default(),
             http: HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], http_port)),

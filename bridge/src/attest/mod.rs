@@ -1,0 +1,433 @@
+//! Attested batches (issue 36, `voting.mode = "attestations"`): instead of a vote transaction
+//! per operator, every operator's lane leader signs each batch of confirmed requests (an
+//! EIP-712 digest, [`multibridge_contracts::attestation`]) and serves its signatures
+//! ([`http`]); the relays fetch each other's through the service registry ([`peers`]), and
+//! once a batch holds a threshold of current operators' signatures one operator sends it in one
+//! `executeAttested` transaction. Whose turn it is follows from the batch's digest (fair over
+//! time, so the gas is shared); the others send it only after `standby_after` times their
+//! distance from that operator — a down operator delays its batches by that much, no more.
+//!
+//! [`Attestor`] is the voter's planner in this mode: the voter still pre-checks, sends through
+//! the lane's submitter and reads receipts (a `HandleValueTransfer` marks a request handled
+//! whoever sent it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes};
+use multibridge_contracts::attestation::{canonical_bytes, pack_signatures, recover_signer};
+use multibridge_contracts::{Lane, Request, VoteDomain};
+use multibridge_monitoring::{AttestMetrics, StatusBoard};
+
+use crate::chain::signer::{OperatorSigner, SignerError};
+use crate::store::attestations::OwnAttestation;
+use crate::store::{SharedStore, StoreError};
+use crate::voter::Committee;
+
+pub mod http;
+pub mod peers;
+
+use peers::PeerSource;
+
+/// A peer is asked again at most this often.
+const FETCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Most open batches shown in `/status` per lane.
+const STATUS_BATCHES: usize = 10;
+
+/// Why planning attested batches failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operator's signer did not sign.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+}
+
+/// One batch as this relay composed it, with the signatures it holds.
+#[derive(Debug, Clone)]
+pub struct BatchState {
+    /// Its requests, in nonce order.
+    pub requests: Vec<Request>,
+    /// The digest operators sign.
+    pub digest: B256,
+    /// Valid signatures by signer (canonical 65 bytes).
+    pub signatures: BTreeMap<Address, [u8; 65]>,
+    composed_at: Instant,
+    complete_at: Option<Instant>,
+}
+
+impl BatchState {
+    fn first(&self) -> u64 {
+        self.requests.first().map_or(0, |r| r.nonce)
+    }
+
+    fn covers(&self, nonce: u64) -> bool {
+        self.requests.iter().any(|r| r.nonce == nonce)
+    }
+
+    /// Signatures of operators of `committee`.
+    fn counting(&self, committee: &Committee) -> usize {
+        self.signatures
+            .keys()
+            .filter(|a| committee.operators.contains(a))
+            .count()
+    }
+}
+
+/// An attested batch to send now.
+#[derive(Debug, Clone)]
+pub struct AttestedSend {
+    /// Its first nonce.
+    pub first: u64,
+    /// Every request of the batch (handled ones included: the bridge skips them).
+    pub requests: Vec<Request>,
+    /// `executeAttested`'s signatures argument.
+    pub signatures: Bytes,
+}
+
+/// The operator whose turn it is to send a batch with `digest` among `operators` (sorted).
+pub fn turn_of(digest: &B256, operators: &[Address]) -> Option<Address> {
+    if operators.is_empty() {
+        return None;
+    }
+    let mut sorted = operators.to_vec();
+    sorted.sort();
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest[24..32]);
+    let index = u64::from_be_bytes(word).checked_rem(sorted.len() as u64)?;
+    sorted.get(usize::try_from(index).ok()?).copied()
+}
+
+/// How many places after the operator whose turn it is `me` comes (0: its turn).
+pub fn distance(digest: &B256, operators: &[Address], me: Address) -> Option<usize> {
+    let mut sorted = operators.to_vec();
+    sorted.sort();
+    let first = turn_of(digest, &sorted)?;
+    let at = |a: Address| sorted.iter().position(|o| *o == a);
+    let (mine, theirs) = (at(me)?, at(first)?);
+    mine.checked_add(sorted.len())?
+        .checked_sub(theirs)?
+        .checked_rem(sorted.len())
+}
+
+/// The planner of one lane's attested batches.
+pub struct Attestor {
+    lane: Lane,
+    domain: VoteDomain,
+    me: Address,
+    signer: OperatorSigner,
+    store: SharedStore,
+    peers: Arc<dyn PeerSource>,
+    standby_after: Duration,
+    metrics: AttestMetrics,
+    board: Option<Arc<StatusBoard>>,
+    batches: BTreeMap<u64, BatchState>,
+    last_fetch: HashMap<Address, Instant>,
+}
+
+impl Attestor {
+    /// The planner of `lane` (votes bound to `domain`) for operator `me` signing with `signer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        lane: Lane,
+        domain: VoteDomain,
+        me: Address,
+        signer: OperatorSigner,
+        store: SharedStore,
+        peers: Arc<dyn PeerSource>,
+        standby_after: Duration,
+        metrics: AttestMetrics,
+    ) -> Self {
+        Self {
+            lane,
+            domain,
+            me,
+            signer,
+            store,
+            peers,
+            standby_after,
+            metrics,
+            board: None,
+            batches: BTreeMap::new(),
+            last_fetch: HashMap::new(),
+        }
+    }
+
+    /// Show the open batches in `/status` → `attestations`.
+    pub fn with_board(mut self, board: Arc<StatusBoard>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// Count a batch sent.
+    pub fn count_sent(&self) {
+        self.metrics.sent(self.lane);
+    }
+
+    /// Forget what was collected for the batch starting at `first` (its send was refused: an
+    /// operator may have been removed; the signatures are fetched again).
+    pub fn forget(&mut self, first: u64) {
+        self.batches.remove(&first);
+    }
+
+    /// The batches to send now for the open requests `open` (ascending nonces) under
+    /// `committee`: compose their batches, sign what this operator has not, fetch the others'
+    /// signatures, and return the batches that hold a threshold and whose turn is this
+    /// operator's (or whose turn passed to it).
+    pub async fn plan(
+        &mut self,
+        open: &[u64],
+        committee: &Committee,
+    ) -> Result<Vec<AttestedSend>, AttestError> {
+        self.compose(open)?;
+        if committee.operators.contains(&self.me) {
+            self.sign_own().await?;
+        }
+        self.collect(committee).await;
+        let now = Instant::now();
+        let mut sends = Vec::new();
+        for state in self.batches.values_mut() {
+            if state.counting(committee) < committee.threshold.max(1) {
+                continue;
+            }
+            let complete_at = *state.complete_at.get_or_insert(now);
+            let Some(distance) = distance(&state.digest, &committee.operators, self.me) else {
+                // Not an operator any more: anyone may send, but the operators come first.
+                continue;
+            };
+            let wait = self
+                .standby_after
+                .saturating_mul(u32::try_from(distance).unwrap_or(u32::MAX));
+            if now.saturating_duration_since(complete_at) < wait {
+                continue;
+            }
+            let chosen: Vec<(Address, [u8; 65])> = state
+                .signatures
+                .iter()
+                .filter(|(a, _)| committee.operators.contains(a))
+                .take(committee.threshold.max(1))
+                .map(|(a, s)| (*a, *s))
+                .collect();
+            sends.push(AttestedSend {
+                first: state.first(),
+                requests: state.requests.clone(),
+                signatures: pack_signatures(&chosen),
+            });
+        }
+        self.publish(committee);
+        Ok(sends)
+    }
+
+    /// Compose the batches of the open requests; keep only batches with an open request.
+    fn compose(&mut self, open: &[u64]) -> Result<(), AttestError> {
+        let open_set: std::collections::BTreeSet<u64> = open.iter().copied().collect();
+        self.batches
+            .retain(|_, b| b.requests.iter().any(|r| open_set.contains(&r.nonce)));
+        let store = self.store.clone();
+        for &nonce in open {
+            if self.batches.values().any(|b| b.covers(nonce)) {
+                continue;
+            }
+            let requests = store.lock().batch_of(self.lane, nonce)?;
+            let Some(first) = requests.first().map(|r| r.nonce) else {
+                continue;
+            };
+            let digest = self.domain.batch_digest(&requests);
+            self.batches.insert(
+                first,
+                BatchState {
+                    requests,
+                    digest,
+                    signatures: BTreeMap::new(),
+                    composed_at: Instant::now(),
+                    complete_at: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Sign every batch this operator has not signed (a signature already in the store for the
+    /// same digest is used again).
+    async fn sign_own(&mut self) -> Result<(), AttestError> {
+        let mut signed = 0u64;
+        for state in self.batches.values_mut() {
+            if state.signatures.contains_key(&self.me) {
+                continue;
+            }
+            let first = state.first();
+            let stored = self.store.lock().attestation(self.lane, first)?;
+            let bytes = match stored {
+                Some(own)
+                    if own.digest == state.digest
+                        && recover_signer(&state.digest, &own.signature) == Some(self.me) =>
+                {
+                    let mut bytes = [0u8; 65];
+                    bytes.copy_from_slice(&own.signature);
+                    bytes
+                }
+                _ => {
+                    let signature = self.signer.sign_hash(&state.digest).await?;
+                    let bytes = canonical_bytes(&signature);
+                    let count = state.requests.len() as u64;
+                    self.store.lock().put_attestation(
+                        self.lane,
+                        &OwnAttestation {
+                            first_nonce: first,
+                            count,
+                            digest: state.digest,
+                            signature: Bytes::copy_from_slice(&bytes),
+                        },
+                    )?;
+                    signed = signed.saturating_add(1);
+                    bytes
+                }
+            };
+            state.signatures.insert(self.me, bytes);
+        }
+        if signed > 0 {
+            self.metrics.signed(self.lane, signed);
+            tracing::debug!(lane = %self.lane, signed, "attested batches signed");
+        }
+        Ok(())
+    }
+
+    /// Ask every other operator of `committee` that a batch below the threshold lacks, at most
+    /// every [`FETCH_EVERY`] each; keep only signatures that recover to that operator over the
+    /// digest this relay computed.
+    async fn collect(&mut self, committee: &Committee) {
+        let threshold = committee.threshold.max(1);
+        let mut wanted: BTreeMap<Address, u64> = BTreeMap::new();
+        for state in self.batches.values() {
+            if state.counting(committee) >= threshold {
+                continue;
+            }
+            for op in &committee.operators {
+                if *op != self.me && !state.signatures.contains_key(op) {
+                    let from = wanted.entry(*op).or_insert(u64::MAX);
+                    *from = (*from).min(state.first());
+                }
+            }
+        }
+        let now = Instant::now();
+        wanted.retain(|op, _| {
+            self.last_fetch
+                .get(op)
+                .is_none_or(|at| now.saturating_duration_since(*at) >= FETCH_EVERY)
+        });
+        if wanted.is_empty() {
+            return;
+        }
+        for op in wanted.keys() {
+            self.last_fetch.insert(*op, now);
+        }
+        let lane = self.lane;
+        let peers = self.peers.clone();
+        let answers = futures::future::join_all(wanted.iter().map(|(op, from)| {
+            let peers = peers.clone();
+            async move { (*op, peers.fetch(lane, *op, *from).await) }
+        }))
+        .await;
+        for (op, answer) in answers {
+            let label = op.to_string();
+            let page = match answer {
+                Ok(page) => page,
+                Err(e) => {
+                    self.metrics.fetched(lane, &label, e.outcome());
+                    tracing::debug!(%lane, operator = %op, error = %e, "no signatures from a peer operator");
+                    continue;
+                }
+            };
+            let (mut taken, mut bad) = (0u64, 0u64);
+            for att in page {
+                let Some(state) = self.batches.get_mut(&att.first_nonce) else {
+                    continue;
+                };
+                if att.digest != state.digest
+                    || recover_signer(&state.digest, &att.signature) != Some(op)
+                {
+                    bad = bad.saturating_add(1);
+                    continue;
+                }
+                let mut bytes = [0u8; 65];
+                bytes.copy_from_slice(&att.signature);
+                if state.signatures.insert(op, bytes).is_none() {
+                    taken = taken.saturating_add(1);
+                }
+            }
+            if bad > 0 {
+                self.metrics.fetched(lane, &label, "garbage");
+                tracing::warn!(%lane, operator = %op, bad, "a peer operator served signatures that are not its own over this relay's digests: skipped");
+            } else {
+                self.metrics.fetched(lane, &label, "ok");
+            }
+            if taken > 0 {
+                self.metrics.peer_signatures(lane, &label, taken);
+            }
+        }
+    }
+
+    /// The metrics of the oldest open batch and `/status` → `attestations.<lane>`.
+    fn publish(&self, committee: &Committee) {
+        let oldest = self
+            .batches
+            .values()
+            .next()
+            .map(|b| (b.counting(committee), b.composed_at.elapsed().as_secs()));
+        self.metrics
+            .set_oldest(self.lane, oldest, committee.threshold);
+        if let Some(board) = &self.board {
+            let batches: Vec<serde_json::Value> = self
+                .batches
+                .values()
+                .take(STATUS_BATCHES)
+                .map(|b| {
+                    serde_json::json!({
+                        "first_nonce": b.first(),
+                        "count": b.requests.len(),
+                        "digest": b.digest,
+                        "signers": b.signatures.keys().collect::<Vec<_>>(),
+                        "counting": b.counting(committee),
+                        "threshold": committee.threshold,
+                        "turn": turn_of(&b.digest, &committee.operators),
+                        "waiting_secs": b.composed_at.elapsed().as_secs(),
+                    })
+                })
+                .collect();
+            board.set_entry(
+                "attestations",
+                self.lane.as_str(),
+                serde_json::json!({ "open_batches": self.batches.len(), "oldest": batches }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_rotate_over_digests_and_every_operator_has_a_distance() {
+        let ops: Vec<Address> = (1..=3u8).map(Address::repeat_byte).collect();
+        let mut firsts = std::collections::BTreeSet::new();
+        for i in 0..64u8 {
+            let digest = alloy::primitives::keccak256([i]);
+            let first = turn_of(&digest, &ops).unwrap();
+            firsts.insert(first);
+            assert_eq!(distance(&digest, &ops, first), Some(0));
+            let mut distances: Vec<usize> = ops
+                .iter()
+                .map(|o| distance(&digest, &ops, *o).unwrap())
+                .collect();
+            distances.sort();
+            assert_eq!(distances, vec![0, 1, 2], "one place each");
+        }
+        assert_eq!(firsts.len(), 3, "every operator gets turns");
+        assert_eq!(distance(&B256::ZERO, &ops, Address::repeat_byte(9)), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! Where the other operators' signatures come from: the location each operator publishes for
+//! its lane service in the service registry (the URL of the replica that leads the lane), asked
+//! over HTTP. Every answer is checked by the caller (each signature must recover to that
+//! operator over the digest this relay computed) before it counts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use futures::future::BoxFuture;
+use multibridge_contracts::{Lane, LaneServiceMeta, VoteDomain};
+
+use super::http::AttestationPage;
+use crate::chain::ChainClient;
+use crate::store::attestations::OwnAttestation;
+
+/// How long a location read from the registry is used.
+const LOCATION_FRESH_FOR: Duration = Duration::from_secs(15);
+
+/// Why a peer's signatures could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The operator published no location for the lane's service.
+    #[error("no location registered for the operator's lane service")]
+    Unlocated,
+    /// The location did not answer (or the registry could not be read).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The answer was not a page of attestations of that operator.
+    #[error("garbage: {0}")]
+    Garbage(String),
+}
+
+impl PeerError {
+    /// The `outcome` label of the fetch metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unlocated => "unlocated",
+            Self::Unreachable(_) => "unreachable",
+            Self::Garbage(_) => "garbage",
+        }
+    }
+}
+
+/// A source of other operators' signatures.
+pub trait PeerSource: Send + Sync {
+    /// `operator`'s signatures of `lane`'s batches ending above `from`.
+    fn fetch(
+        &self,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>>;
+}
+
+/// A location per (lane, operator) as last read, and when (`None`: none registered).
+type Locations = HashMap<(Lane, Address), (Option<String>, Instant)>;
+
+/// Peers found through the service registry on the main chain.
+pub struct RegistryPeers {
+    main: std::sync::Arc<ChainClient>,
+    registry: Address,
+    domains: HashMap<Lane, VoteDomain>,
+    http: reqwest::Client,
+    locations: Mutex<Locations>,
+}
+
+impl RegistryPeers {
+    /// Peers of the lanes in `domains`, located through `registry` on `main`; each HTTP request
+    /// bounded by `timeout`.
+    pub fn new(
+        main: std::sync::Arc<ChainClient>,
+        registry: Address,
+        domains: HashMap<Lane, VoteDomain>,
+        timeout: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        Self {
+            main,
+            registry,
+            domains,
+            http,
+            locations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where `operator` serves `lane` (read from the registry, kept [`LOCATION_FRESH_FOR`]).
+    pub async fn location(&self, lane: Lane, operator: Address) -> Result<String, PeerError> {
+        if let Some((location, at)) = self
+            .locations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(lane, operator))
+            && at.elapsed() < LOCATION_FRESH_FOR
+        {
+            return location.clone().ok_or(PeerError::Unlocated);
+        }
+        let domain = self
+            .domains
+            .get(&lane)
+            .ok_or_else(|| PeerError::Unreachable(format!("lane {lane} not served")))?;
+        let meta = LaneServiceMeta {
+            src_chain_id: domain.src_chain_id,
+            src_bridge: domain.src_bridge,
+            dst_chain_id: domain.dst_chain_id,
+            dst_bridge: domain.dst_bridge,
+            operator,
+        };
+        let location =
+            crate::registry::registered_location(&self.main, self.registry, meta.service_id())
+                .await
+                .map_err(|e| PeerError::Unreachable(format!("registry: {e}")))?
+                .filter(|l| !l.is_empty());
+        self.locations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((lane, operator), (location.clone(), Instant::now()));
+        location.ok_or(PeerError::Unlocated)
+    }
+
+    fn forget(&self, lane: Lane, operator: Address) {
+        self.locations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(lane, operator));
+    }
+
+    async fn fetch_page(
+        &self,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> Result<Vec<OwnAttestation>, PeerError> {
+        let base = self.location(lane, operator).await?;
+        let url = format!(
+            "{}/attestations/{}?from={from}&limit=64",
+            base.trim_end_matches('/'),
+            lane.as_str()
+        );
+        let answer = match self.http.get(&url).send().await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The leader may have moved: read the location again next time.
+                self.forget(lane, operator);
+                return Err(PeerError::Unreachable(
+                    multibridge_monitoring::redact::redact_urls(&e.to_string()).into_owned(),
+                ));
+            }
+        };
+        if !answer.status().is_success() {
+            self.forget(lane, operator);
+            return Err(PeerError::Unreachable(format!("HTTP {}", answer.status())));
+        }
+        let page: AttestationPage = answer
+            .json()
+            .await
+            .map_err(|e| PeerError::Garbage(e.to_string()))?;
+        if page.operator != operator || page.lane != lane.as_str() {
+            return Err(PeerError::Garbage(format!(
+                "a page of {} for {}",
+                page.operator, page.lane
+            )));
+        }
+        Ok(page.attestations)
+    }
+}
+
+impl PeerSource for RegistryPeers {
+    fn fetch(
+        &self,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+        Box::pin(self.fetch_page(lane, operator, from))
+    }
+}

@@ -1,0 +1,132 @@
+//! Attested batches in the store: which stored requests form the batch of a nonce
+//! ([`multibridge_contracts::attestation`]), and this operator's own signature of each batch it
+//! signed — what its HTTP API serves to the other operators and to users.
+
+use alloy::primitives::B256;
+use rusqlite::params;
+
+use super::*;
+
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS attestations (
+        lane TEXT NOT NULL,
+        first_nonce INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        signed_at INTEGER NOT NULL,
+        PRIMARY KEY (lane, first_nonce));
+    CREATE INDEX IF NOT EXISTS requests_block ON requests (lane, src_block, nonce);";
+
+/// This operator's signature of one attested batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnAttestation {
+    /// The batch's first nonce.
+    pub first_nonce: u64,
+    /// How many consecutive nonces it holds.
+    pub count: u64,
+    /// The EIP-712 digest signed.
+    pub digest: B256,
+    /// 65 bytes r ‖ s ‖ v, low s.
+    pub signature: alloy::primitives::Bytes,
+}
+
+impl Store {
+    /// The requests of the attested batch `nonce` belongs to: the stored requests of the same
+    /// source block within `nonce`'s aligned window, in nonce order (whatever their state: a
+    /// batch is the same for every operator, handled items included).
+    pub fn batch_of(&self, lane: Lane, nonce: u64) -> Result<Vec<Request>, StoreError> {
+        let Some(block) = self.src_block_of(lane, nonce)? else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = multibridge_contracts::attestation::batch_window(nonce);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT payload FROM requests WHERE lane = ?1 AND src_block = ?2
+             AND nonce >= ?3 AND nonce < ?4 ORDER BY nonce",
+        )?;
+        let rows = stmt.query_map(
+            params![lane.as_str(), to_i64(block), to_i64(start), to_i64(end)],
+            |r| r.get::<_, Vec<u8>>(0),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Request::abi_decode(&row?).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Remember this operator's signature of a batch (a second signature of the same batch
+    /// replaces the first: the digest is the same, a deterministic signer gives the same bytes).
+    pub fn put_attestation(&self, lane: Lane, own: &OwnAttestation) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO attestations (lane, first_nonce, count, digest, signature, signed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (lane, first_nonce) DO UPDATE SET count = excluded.count,
+                 digest = excluded.digest, signature = excluded.signature,
+                 signed_at = excluded.signed_at",
+            params![
+                lane.as_str(),
+                to_i64(own.first_nonce),
+                to_i64(own.count),
+                own.digest.as_slice(),
+                own.signature.as_ref(),
+                to_i64(unix_now())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// This operator's signatures of the batches of `lane` that end above `from`, in nonce
+    /// order, at most `limit`.
+    pub fn attestations_from(
+        &self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<OwnAttestation>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT first_nonce, count, digest, signature FROM attestations
+             WHERE lane = ?1 AND first_nonce + count > ?2 ORDER BY first_nonce LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![lane.as_str(), to_i64(from), to_i64(limit as u64)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (first, count, digest, signature) = row?;
+            if digest.len() != 32 {
+                return Err(StoreError::Corrupt(format!(
+                    "attestation digest of {} bytes",
+                    digest.len()
+                )));
+            }
+            out.push(OwnAttestation {
+                first_nonce: to_u64(first),
+                count: to_u64(count),
+                digest: B256::from_slice(&digest),
+                signature: signature.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// This operator's signature of the batch starting at `first_nonce`, if it signed it.
+    pub fn attestation(
+        &self,
+        lane: Lane,
+        first_nonce: u64,
+    ) -> Result<Option<OwnAttestation>, StoreError> {
+        Ok(self
+            .attestations_from(lane, first_nonce, 1)?
+            .into_iter()
+            .find(|a| a.first_nonce == first_nonce))
+    }
+}

@@ -1,0 +1,109 @@
+//! The voter's step in attested mode: the open requests go to the [`crate::attest::Attestor`],
+//! which says which batches to send now; each is estimated and sent as one `executeAttested`
+//! through the lane's submitter, its open requests tracked as for a vote.
+
+use std::time::{Duration, Instant};
+
+use alloy::sol_types::SolCall;
+use multibridge_contracts::bindings::Bridge;
+
+use super::{Committee, DestinationReads, Entry, VoteStep, Voter, VoterError};
+use crate::attest::AttestError;
+use crate::chain::ChainError;
+use crate::chain::sender::SendError;
+use crate::chain::submitter::{Submit, SubmitError};
+use crate::store::StoredRequest;
+
+/// How long the committee read for attested batches is used.
+const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
+
+impl From<AttestError> for VoterError {
+    fn from(e: AttestError) -> Self {
+        match e {
+            AttestError::Store(e) => Self::Store(e),
+            // The same pause as a vote the signer would not sign.
+            AttestError::Signer(e) => Self::Submit(SubmitError::Send(SendError::Signer(e))),
+        }
+    }
+}
+
+impl<D: DestinationReads, S: Submit> Voter<D, S> {
+    async fn attest_committee(&mut self) -> Result<Committee, VoterError> {
+        if let Some((committee, at)) = &self.attest_committee
+            && at.elapsed() < COMMITTEE_FRESH_FOR
+        {
+            return Ok(committee.clone());
+        }
+        let committee = self.destination.committee().await?;
+        self.attest_committee = Some((committee.clone(), Instant::now()));
+        Ok(committee)
+    }
+
+    /// Plan and send the attested batches of the open requests `open`, at most `room`
+    /// transactions.
+    pub(super) async fn step_attested(
+        &mut self,
+        open: Vec<StoredRequest>,
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
+        let committee = self.attest_committee().await?;
+        let Some(attestor) = self.attestor.as_mut() else {
+            return Ok(());
+        };
+        let sends = attestor.plan(&nonces, &committee).await?;
+        if sends.is_empty() {
+            return Ok(());
+        }
+        let (_, block_gas) = self.gas_budget().await?;
+        for send in sends.into_iter().take(room) {
+            let input: alloy::primitives::Bytes = Bridge::executeAttestedCall {
+                rs: send.requests.clone(),
+                signatures: send.signatures.clone(),
+            }
+            .abi_encode()
+            .into();
+            let carried: Vec<_> = send
+                .requests
+                .iter()
+                .filter(|r| nonces.contains(&r.nonce))
+                .cloned()
+                .collect();
+            match self.estimate(input.clone()).await {
+                Ok(gas_limit) => {
+                    let gas_limit = gas_limit.min(block_gas);
+                    match self
+                        .send(&carried, Entry::Attested, input, gas_limit, step)
+                        .await
+                    {
+                        Ok(()) => {
+                            if let Some(attestor) = &self.attestor {
+                                attestor.count_sent();
+                            }
+                            tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), gas_limit, "attested batch sent");
+                        }
+                        Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
+                            e @ ChainError::Rejected { .. },
+                        )))) => self.attested_refused(send.first, &e.to_string()),
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                    self.attested_refused(send.first, &e.to_string());
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The destination would refuse an attested batch (its signatures no longer a threshold of
+    /// current operators, a request settled meanwhile): collect its signatures again.
+    fn attested_refused(&mut self, first: u64, error: &str) {
+        tracing::warn!(lane = %self.metrics.lane, first, error, "attested batch would revert: collecting its signatures again");
+        if let Some(attestor) = self.attestor.as_mut() {
+            attestor.forget(first);
+        }
+    }
+}

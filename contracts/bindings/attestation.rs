@@ -1,0 +1,207 @@
+//! Attested batches (`Bridge.executeAttested`): which requests form a batch, the EIP-712 digest
+//! operators sign for it, and the signature bytes the bridge takes.
+//!
+//! A batch is the requests of one source block whose nonces fall in one aligned window of
+//! [`ATTESTED_BATCH`] nonces. Every operator computes the same batches from the same confirmed
+//! block, so their signatures are over the same digest without any coordination; a block with
+//! many requests gives full batches, a quiet one gives a batch of what it holds.
+
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, keccak256};
+use alloy::sol_types::SolValue;
+
+use crate::request::{Request, VoteDomain};
+
+/// Most requests in one attested batch (the bridge takes 64; 32 fills blocks better, as for
+/// votes). Part of the protocol: every operator must use the same value.
+pub const ATTESTED_BATCH: u64 = 32;
+
+/// secp256k1's group order / 2: the bridge refuses an s above it.
+const HALF_ORDER: U256 = U256::from_be_slice(&[
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+]);
+
+/// The aligned window of nonces `nonce` belongs to: `[start, start + ATTESTED_BATCH)`.
+pub fn batch_window(nonce: u64) -> (u64, u64) {
+    let start = nonce.saturating_sub(nonce.checked_rem(ATTESTED_BATCH).unwrap_or(0));
+    (start, start.saturating_add(ATTESTED_BATCH))
+}
+
+impl VoteDomain {
+    /// The EIP-712 digest of an attested batch whose items have vote keys `keys` (in order),
+    /// the same as `Bridge.attestationDigest` on the destination.
+    pub fn attestation_digest(&self, keys: &[B256]) -> B256 {
+        let domain_typehash = keccak256(
+            "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)",
+        );
+        let salt = keccak256((U256::from(self.src_chain_id), self.src_bridge).abi_encode_params());
+        let separator = keccak256(
+            (
+                domain_typehash,
+                keccak256("multibridge"),
+                keccak256(crate::BRIDGE_VERSION.to_string()),
+                U256::from(self.dst_chain_id),
+                self.dst_bridge,
+                salt,
+            )
+                .abi_encode_params(),
+        );
+        let packed: Vec<u8> = keys.iter().flat_map(|k| k.0).collect();
+        let batch = keccak256(
+            (
+                keccak256("AttestedBatch(bytes32[] voteKeys)"),
+                keccak256(packed),
+            )
+                .abi_encode_params(),
+        );
+        let mut message = Vec::with_capacity(66);
+        message.extend_from_slice(&[0x19, 0x01]);
+        message.extend_from_slice(separator.as_slice());
+        message.extend_from_slice(batch.as_slice());
+        keccak256(message)
+    }
+
+    /// The digest of a batch of `requests`.
+    pub fn batch_digest(&self, requests: &[Request]) -> B256 {
+        let keys: Vec<B256> = requests.iter().map(|r| self.vote_key(r)).collect();
+        self.attestation_digest(&keys)
+    }
+}
+
+/// `signature` in the form the bridge takes: low s (the twin of a high s is as valid for the
+/// signer and the only one the bridge accepts), 65 bytes r ‖ s ‖ v with v 27 or 28.
+pub fn canonical_bytes(signature: &Signature) -> [u8; 65] {
+    let mut s = signature.s();
+    let mut parity = signature.v();
+    if s > HALF_ORDER {
+        // s < order: a signature's s is a scalar of the group.
+        s = U256::from_be_bytes(SECP256K1_ORDER).saturating_sub(s);
+        parity = !parity;
+    }
+    let mut out = [0u8; 65];
+    out[..32].copy_from_slice(&signature.r().to_be_bytes::<32>());
+    out[32..64].copy_from_slice(&s.to_be_bytes::<32>());
+    out[64] = if parity { 28 } else { 27 };
+    out
+}
+
+const SECP256K1_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+];
+
+/// Who signed `digest` with the 65-byte `signature` (`None`: not a canonical signature, or it
+/// recovers to nobody) — what the bridge would count.
+pub fn recover_signer(digest: &B256, signature: &[u8]) -> Option<Address> {
+    if signature.len() != 65 {
+        return None;
+    }
+    let s = U256::from_be_slice(&signature[32..64]);
+    let parity = match signature[64] {
+        27 => false,
+        28 => true,
+        _ => return None,
+    };
+    if s > HALF_ORDER {
+        return None;
+    }
+    let sig = Signature::new(U256::from_be_slice(&signature[..32]), s, parity);
+    sig.recover_address_from_prehash(digest).ok()
+}
+
+/// The `signatures` argument of `executeAttested`: the given (signer, 65 bytes) pairs sorted by
+/// signer ascending, one per signer.
+pub fn pack_signatures(signatures: &[(Address, [u8; 65])]) -> Bytes {
+    let mut sorted: Vec<&(Address, [u8; 65])> = signatures.iter().collect();
+    sorted.sort_by_key(|(signer, _)| *signer);
+    sorted.dedup_by_key(|(signer, _)| *signer);
+    sorted
+        .into_iter()
+        .flat_map(|(_, bytes)| bytes.iter().copied())
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+
+    fn domain() -> VoteDomain {
+        VoteDomain {
+            src_chain_id: 5,
+            src_bridge: address!("00000000000000000000000000000000000000aa"),
+            dst_chain_id: 31337,
+            dst_bridge: address!("00000000000000000000000000000000000000bb"),
+        }
+    }
+
+    #[test]
+    fn windows_are_aligned() {
+        assert_eq!(batch_window(0), (0, 32));
+        assert_eq!(batch_window(31), (0, 32));
+        assert_eq!(batch_window(32), (32, 64));
+        assert_eq!(batch_window(70), (64, 96));
+    }
+
+    #[test]
+    fn every_part_of_the_domain_changes_the_digest() {
+        let keys = [B256::repeat_byte(1), B256::repeat_byte(2)];
+        let base = domain().attestation_digest(&keys);
+        let mut variants = Vec::new();
+        for change in 0..4 {
+            let mut d = domain();
+            match change {
+                0 => d.src_chain_id += 1,
+                1 => d.src_bridge = Address::repeat_byte(9),
+                2 => d.dst_chain_id += 1,
+                _ => d.dst_bridge = Address::repeat_byte(9),
+            }
+            variants.push(d.attestation_digest(&keys));
+        }
+        variants.push(domain().attestation_digest(&keys[..1]));
+        variants.push(domain().attestation_digest(&[keys[1], keys[0]]));
+        for v in variants {
+            assert_ne!(v, base);
+        }
+    }
+
+    #[test]
+    fn signatures_recover_canonically_and_pack_sorted() {
+        let digest = domain().attestation_digest(&[B256::repeat_byte(3)]);
+        let keys: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+        let mut pairs = Vec::new();
+        for key in &keys {
+            let sig = key.sign_hash_sync(&digest).unwrap();
+            let bytes = canonical_bytes(&sig);
+            assert_eq!(recover_signer(&digest, &bytes), Some(key.address()));
+            // The high-s twin recovers to the same key but is refused, as by the bridge.
+            let mut twin = bytes;
+            let s = U256::from_be_slice(&bytes[32..64]);
+            twin[32..64]
+                .copy_from_slice(&(U256::from_be_bytes(SECP256K1_ORDER) - s).to_be_bytes::<32>());
+            twin[64] = if bytes[64] == 27 { 28 } else { 27 };
+            assert_eq!(recover_signer(&digest, &twin), None);
+            // Its canonical form is the low-s one again.
+            let high = Signature::new(
+                U256::from_be_slice(&twin[..32]),
+                U256::from_be_slice(&twin[32..64]),
+                twin[64] == 28,
+            );
+            assert_eq!(canonical_bytes(&high), bytes);
+            pairs.push((key.address(), bytes));
+        }
+        pairs.push(pairs[0]);
+        let packed = pack_signatures(&pairs);
+        assert_eq!(packed.len(), 3 * 65, "one per signer");
+        let signers: Vec<Address> = packed
+            .chunks(65)
+            .map(|c| recover_signer(&digest, c).unwrap())
+            .collect();
+        let mut sorted = signers.clone();
+        sorted.sort();
+        assert_eq!(signers, sorted, "ascending");
+    }
+}

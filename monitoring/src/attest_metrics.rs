@@ -1,0 +1,109 @@
+//! Metrics of attested batches (issue 36): what this operator signed, what it fetched from the
+//! other operators and what it sent, and per lane the oldest open batch's signatures.
+
+use multibridge_contracts::Lane;
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+
+/// How a fetch of a peer operator's signatures went (label `outcome`).
+pub const FETCH_OUTCOMES: [&str; 4] = ["ok", "unreachable", "garbage", "unlocated"];
+
+/// The attested-batch metrics.
+#[derive(Clone)]
+pub struct AttestMetrics {
+    signed: IntCounterVec,
+    fetches: IntCounterVec,
+    peer_signatures: IntCounterVec,
+    sent: IntCounterVec,
+    oldest_signatures: IntGaugeVec,
+    oldest_age: IntGaugeVec,
+    threshold: IntGaugeVec,
+}
+
+impl AttestMetrics {
+    /// Register every series in `registry`, the label sets of `lanes` at 0.
+    pub fn register(registry: &Registry, lanes: &[Lane]) -> Result<Self, prometheus::Error> {
+        let f = crate::families::Families(registry);
+        let metrics = Self {
+            signed: f.counter(
+                "attestations_signed_total",
+                "Attested batches this operator signed (its lane leader signs every batch of confirmed requests)",
+                &["lane"],
+            )?,
+            fetches: f.counter(
+                "attestation_fetches_total",
+                "Fetches of another operator's signatures from the location it publishes in the service registry: ok, unreachable, garbage (a signature not of that operator over the batch's digest, or an unreadable answer: skipped), unlocated (no location registered)",
+                &["lane", "operator", "outcome"],
+            )?,
+            peer_signatures: f.counter(
+                "attestation_peer_signatures_total",
+                "Valid signatures taken from other operators",
+                &["lane", "operator"],
+            )?,
+            sent: f.counter(
+                "attested_batches_sent_total",
+                "executeAttested transactions this relay sent (its turn, or after the others' timeout)",
+                &["lane"],
+            )?,
+            oldest_signatures: f.int_gauge(
+                "attestation_oldest_batch_signatures",
+                "Signatures of current operators collected for the lane's oldest open batch (0: no open batch)",
+                &["lane"],
+            )?,
+            oldest_age: f.int_gauge(
+                "attestation_oldest_batch_age_seconds",
+                "How long the lane's oldest open attested batch has been waiting since this relay composed it (0: none)",
+                &["lane"],
+            )?,
+            threshold: f.int_gauge(
+                "attestation_threshold",
+                "Signatures an attested batch of the lane needs (the destination's threshold; 0: the lane votes)",
+                &["lane"],
+            )?,
+        };
+        for lane in lanes.iter().map(|l| l.as_str()) {
+            metrics.signed.with_label_values(&[lane]).reset();
+            metrics.sent.with_label_values(&[lane]).reset();
+            metrics.oldest_signatures.with_label_values(&[lane]).set(0);
+            metrics.oldest_age.with_label_values(&[lane]).set(0);
+            metrics.threshold.with_label_values(&[lane]).set(0);
+        }
+        Ok(metrics)
+    }
+
+    /// Count `n` batches signed on `lane`.
+    pub fn signed(&self, lane: Lane, n: u64) {
+        self.signed.with_label_values(&[lane.as_str()]).inc_by(n);
+    }
+
+    /// Count a fetch from `operator` (`outcome` one of [`FETCH_OUTCOMES`]).
+    pub fn fetched(&self, lane: Lane, operator: &str, outcome: &str) {
+        self.fetches
+            .with_label_values(&[lane.as_str(), operator, outcome])
+            .inc();
+    }
+
+    /// Count `n` valid signatures taken from `operator`.
+    pub fn peer_signatures(&self, lane: Lane, operator: &str, n: u64) {
+        self.peer_signatures
+            .with_label_values(&[lane.as_str(), operator])
+            .inc_by(n);
+    }
+
+    /// Count an attested batch sent on `lane`.
+    pub fn sent(&self, lane: Lane) {
+        self.sent.with_label_values(&[lane.as_str()]).inc();
+    }
+
+    /// Publish the oldest open batch of `lane`: its signatures and age (`None`: no open batch),
+    /// and the threshold.
+    pub fn set_oldest(&self, lane: Lane, oldest: Option<(usize, u64)>, threshold: usize) {
+        let (signatures, age) = oldest.unwrap_or((0, 0));
+        let gauge = |g: &IntGaugeVec, v: u64| {
+            g.with_label_values(&[lane.as_str()])
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&self.oldest_signatures, signatures as u64);
+        gauge(&self.oldest_age, age);
+        gauge(&self.threshold, threshold as u64);
+    }
+}
