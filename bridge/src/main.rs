@@ -47,6 +47,9 @@ enum Command {
     Backup(commands::backup::Args),
     /// Request a transfer as a user and follow it to its handle on the other chain.
     Transfer(commands::transfer::Args),
+    /// Complete an attested transfer with your own key: fetch the operators' signatures of its
+    /// batch from the locations they publish in the service registry and send the batch.
+    Execute(commands::execute::Args),
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.
     Claim(commands::claim::Args),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Admin(args) => commands::admin::run(args).await,
             Command::Backup(args) => commands::backup::run(args).await,
             Command::Transfer(args) => commands::transfer::run(args).await,
+            Command::Execute(args) => commands::execute::run(args).await,
             Command::Claim(args) => commands::claim::run(args).await,
             Command::Hsm(args) => commands::hsm::run(args).await,
         }

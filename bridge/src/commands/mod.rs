@@ -19,6 +19,7 @@ pub mod backup;
 pub mod claim;
 pub mod config;
 pub mod deploy;
+pub mod execute;
 pub mod hsm;
 pub mod registry;
 pub mod run;

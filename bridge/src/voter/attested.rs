@@ -89,6 +89,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         Err(other) => return Err(other),
                     }
                 }
+                Err(SubmitError::Send(SendError::WouldRevert(e)))
+                    if super::batch::is_unfunded_refusal(&e) =>
+                {
+                    // Sending waits until the key is funded; signing and serving go on (a user
+                    // can send the batch meanwhile: `multibridge execute`).
+                    return Err(
+                        SubmitError::Send(SendError::InsufficientFunds(self.operator)).into(),
+                    );
+                }
                 Err(SubmitError::Send(SendError::WouldRevert(e))) => {
                     self.attested_refused(send.first, &e.to_string());
                 }

@@ -114,3 +114,152 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
         assert!(signed >= 1.0, "relay on {port} signed {signed} batches");
     }
 }
+
+fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
+    let out =
+        std::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args(args)
+            .env("USER_KEY", key)
+            .env("MULTIBRIDGE_LOG", "warn")
+            .output()
+            .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One operator's relay (and so its HTTP API) is down: the other two operators' signatures are
+/// a threshold and their batches carry only theirs. Then no relay can pay for gas on the
+/// destination: the relays still sign and serve, and a user's `multibridge execute` sends the
+/// batch with the user's key.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_can_pay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(attested(dir.path())).await.unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let bob = driver.user(1).unwrap().address();
+    let native = parse_ether("1").unwrap();
+    let operator_3 = driver.operator(2).unwrap().address();
+
+    devnet.relay(2).unwrap().kill().unwrap();
+    let first = driver
+        .request_native_burst(Lane::MainToService, 0, bob, native, 3)
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), Lane::MainToService, &first).await;
+    assert_exactly_once(&driver, Lane::MainToService, 0..3)
+        .await
+        .unwrap();
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let bridge = Bridge::new(driver.manifest().service.contracts.bridge, service);
+    let bit3 = bridge.operatorBit(operator_3).call().await.unwrap();
+    let bit3 = 1u32 << (bit3.to::<u32>() - 1);
+    for log in bridge_events::<Bridge::BatchAttested>(&driver, ChainRole::Service)
+        .await
+        .unwrap()
+    {
+        let e = log
+            .log_decode::<Bridge::BatchAttested>()
+            .unwrap()
+            .inner
+            .data;
+        assert_eq!(
+            e.attesters & bit3,
+            0,
+            "operator 3 was down: its signature cannot be in a batch"
+        );
+        assert_eq!(
+            e.attesters.count_ones(),
+            2,
+            "the threshold of the other two"
+        );
+    }
+
+    // No relay can pay for gas on the service chain any more.
+    for op in 0..2 {
+        let address = driver.operator(op).unwrap().address();
+        driver
+            .set_balance(ChainRole::Service, address, alloy::primitives::U256::ZERO)
+            .await
+            .unwrap();
+    }
+    let late = driver
+        .request_native(Lane::MainToService, 0, bob, native)
+        .await
+        .unwrap();
+    let user = driver.user(3).unwrap();
+    let user_key = driver.manifest().users[3].private_key.clone();
+    let config = devnet.operator_config_path(0);
+    let nonce = late.nonce.to_string();
+    let (ok, out, err) = multibridge(
+        &[
+            "execute",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "main-to-service",
+            "--nonce",
+            &nonce,
+            "--key-env",
+            "USER_KEY",
+            "--json",
+        ],
+        &user_key,
+    );
+    assert!(ok, "execute failed: {out}{err}");
+    let executed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(executed["already_handled"], false, "{executed}");
+    assert_eq!(
+        executed["signers"].as_array().unwrap().len(),
+        2,
+        "{executed}"
+    );
+    assert_eq!(
+        driver
+            .handle_count(Lane::MainToService, late.nonce)
+            .await
+            .unwrap(),
+        1
+    );
+    // The user paid: the transaction is the user's.
+    let tx: alloy::primitives::B256 = executed["tx"].as_str().unwrap().parse().unwrap();
+    let sent = alloy::providers::Provider::get_transaction_by_hash(
+        &driver.provider(ChainRole::Service).unwrap(),
+        tx,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        alloy::consensus::Transaction::to(&sent),
+        Some(driver.manifest().service.contracts.bridge)
+    );
+    assert_eq!(
+        sent.inner.signer(),
+        user.address(),
+        "sent with the user's key"
+    );
+    assert_exactly_once(&driver, Lane::MainToService, 0..late.nonce + 1)
+        .await
+        .unwrap();
+    // Executing again is harmless: it says so and sends nothing.
+    let (ok, out, err) = multibridge(
+        &[
+            "execute",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "main-to-service",
+            "--nonce",
+            &nonce,
+            "--key-env",
+            "USER_KEY",
+            "--json",
+        ],
+        &user_key,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"already_handled\":true"), "{out}");
+}
