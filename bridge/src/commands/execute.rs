@@ -166,7 +166,9 @@ pub async fn execute(
         chains.get(lane.source()).clone(),
         chains.get(lane.destination()).clone(),
     );
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(Instant::now);
     let handled = |destination: Arc<ChainClient>| async move {
         destination
             .bridge_call(
