@@ -95,6 +95,19 @@ pub enum RelayError {
         /// The guardian's address.
         guardian: Address,
     },
+    /// A lane in attested mode, but its destination bridge computes another attestation digest
+    /// than this relay (or has no `executeAttested`: an older deployment).
+    #[error(
+        "lane {lane}: voting.mode = \"attestations\", but the destination bridge {bridge} {detail}; deploy a bridge with attested batches or set the lane's mode to \"votes\""
+    )]
+    AttestationsUnsupported {
+        /// Lane.
+        lane: multibridge_contracts::Lane,
+        /// Its destination bridge.
+        bridge: Address,
+        /// What was found.
+        detail: String,
+    },
     /// The request store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -136,6 +136,7 @@ pub async fn preflight_with(
             signer_balance,
         });
     }
+    check_attestations(&config, &chains).await?;
     let guardian = match &config.guardian {
         Some(settings) => Some(check_guardian(&config, settings, &chains).await?),
         None => None,
@@ -147,6 +148,35 @@ pub async fn preflight_with(
         chains,
         reports,
     })
+}
+
+/// For every lane in attested mode: the destination bridge computes the attestation digest this
+/// relay computes (an empty batch's: the domain alone), so no signature is made for nothing.
+async fn check_attestations(config: &Config, chains: &ChainPair) -> Result<(), RelayError> {
+    for lane in &config.lanes {
+        if config.voting.mode_of(*lane) != crate::config::VotingMode::Attestations {
+            continue;
+        }
+        let client = chains.get(lane.destination());
+        let ours = crate::lane::vote_domain(config, *lane).attestation_digest(&[]);
+        let theirs = client
+            .bridge_call("attestationDigest", |b| async move {
+                b.attestationDigest(Vec::new()).call().await
+            })
+            .await;
+        let detail = match theirs {
+            Ok(digest) if digest == ours => continue,
+            Ok(digest) => format!("signs digest {digest} where this relay computes {ours}"),
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => format!("cannot compute an attestation digest ({e})"),
+        };
+        return Err(RelayError::AttestationsUnsupported {
+            lane: *lane,
+            bridge: client.bridge(),
+            detail,
+        });
+    }
+    Ok(())
 }
 
 /// Open the guardian's pauser key and check it is `guardian.address`'s, a pauser of both

@@ -63,6 +63,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Votes beside attested batches (issue 36): per committee size a devnet in each mode,
+    /// latency, gas per transfer (native and ERC-20) beside a direct transfer, throughput
+    /// against the destination's capacity; table + JSON.
+    BenchModes {
+        /// Committees as OPERATORS:THRESHOLD, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = ["3:2".to_owned(), "5:3".to_owned(), "7:5".to_owned()])]
+        committees: Vec<String>,
+        /// Single transfers timed per mode.
+        #[arg(long, default_value_t = 10)]
+        latency_samples: usize,
+        /// Native requests in each backlog.
+        #[arg(long, default_value_t = 6_000)]
+        native_burst: usize,
+        /// ERC-20 requests in each backlog.
+        #[arg(long, default_value_t = 2_000)]
+        erc20_burst: usize,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure failover on a fresh devnet with 2 replicas per operator: SIGKILL the leading
     /// replica again and again under traffic, then etcd's raft leader; failover time, time
     /// without a leader, vote gaps and transfer latency, table + JSON.
@@ -331,6 +351,42 @@ fn main() -> ExitCode {
                 Command::Experiment { seed, out, which } => {
                     refuse_if_running(&dir)?;
                     experiment(&dir, seed, &out, which).await
+                }
+                Command::BenchModes {
+                    committees,
+                    latency_samples,
+                    native_burst,
+                    erc20_burst,
+                    json,
+                } => {
+                    refuse_if_running(&dir)?;
+                    let committees = committees
+                        .iter()
+                        .map(|c| {
+                            let (ops, threshold) = c.split_once(':').ok_or_else(|| {
+                                anyhow::anyhow!("--committees: {c:?} is not OPERATORS:THRESHOLD")
+                            })?;
+                            Ok((ops.parse()?, threshold.parse()?))
+                        })
+                        .collect::<Result<Vec<(u32, u64)>>>()?;
+                    let report = multibridge_devnet::bench::modes::run(
+                        &dir.join("bench-modes"),
+                        &multibridge_devnet::bench::modes::ModesOptions {
+                            committees,
+                            latency_samples,
+                            native_burst,
+                            erc20_burst,
+                        },
+                    )
+                    .await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(dir.join("bench-modes.json"), &text)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::modes::render(&report));
+                        println!("JSON (also in {}):", dir.join("bench-modes.json").display());
+                    }
+                    println!("{text}");
+                    Ok(())
                 }
                 Command::BenchSigners { signatures, json } => {
                     let report = multibridge_devnet::bench::signer::run(

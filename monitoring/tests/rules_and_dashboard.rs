@@ -67,7 +67,9 @@ fn defined_metrics() -> BTreeSet<String> {
     lane.set_missing_votes("0x0", 0, 0);
     lane.operator_voted("0x0");
     metrics.attest.fetched(Lane::MainToService, "0x0", "ok");
-    metrics.attest.peer_signatures(Lane::MainToService, "0x0", 1);
+    metrics
+        .attest
+        .peer_signatures(Lane::MainToService, "0x0", 1);
     // Labelled by transaction, and set by probes and comparisons: none before the first.
     metrics.drift.admin_change(
         multibridge_contracts::ChainRole::Main,

@@ -33,6 +33,10 @@ use peers::PeerSource;
 /// A peer is asked again at most this often.
 const FETCH_EVERY: Duration = Duration::from_millis(250);
 
+/// A batch still short of signatures this long no longer sets where the pages of peers'
+/// signatures start while younger batches wait too.
+const STALE_BATCH: Duration = Duration::from_secs(30);
+
 /// Most open batches shown in `/status` per lane.
 const STATUS_BATCHES: usize = 10;
 
@@ -301,9 +305,17 @@ impl Attestor {
     /// digest this relay computed.
     async fn collect(&mut self, committee: &Committee) {
         let threshold = committee.threshold.max(1);
+        // A batch a peer has not signed for long (it may never: composed otherwise there) does
+        // not hold the page of the others back: pages start at the lowest recent one.
+        let recent = self
+            .batches
+            .values()
+            .any(|b| b.counting(committee) < threshold && b.composed_at.elapsed() < STALE_BATCH);
         let mut wanted: BTreeMap<Address, u64> = BTreeMap::new();
         for state in self.batches.values() {
-            if state.counting(committee) >= threshold {
+            if state.counting(committee) >= threshold
+                || (recent && state.composed_at.elapsed() >= STALE_BATCH)
+            {
                 continue;
             }
             for op in &committee.operators {
@@ -410,6 +422,187 @@ impl Attestor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use alloy::primitives::U256;
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+    use peers::PeerError;
+
+    fn request(nonce: u64, block: u64) -> Request {
+        Request {
+            nonce,
+            kind: 0,
+            from: Address::repeat_byte(1),
+            to: Address::repeat_byte(2),
+            token: Address::ZERO,
+            amount: U256::from(5),
+            fee: U256::ZERO,
+            extraData: Bytes::new(),
+            srcChainId: U256::from(1),
+            srcBridge: Address::repeat_byte(9),
+            srcTxHash: B256::repeat_byte(u8::try_from(nonce).unwrap()),
+            srcBlockNumber: block,
+            srcLogIndex: 0,
+        }
+    }
+
+    fn domain() -> VoteDomain {
+        VoteDomain {
+            src_chain_id: 1,
+            src_bridge: Address::repeat_byte(9),
+            dst_chain_id: 2,
+            dst_bridge: Address::repeat_byte(8),
+        }
+    }
+
+    /// Peers that sign with their own key (honest) or with another key (garbage), over the
+    /// batches of a store of their own composed alike.
+    struct FakePeers {
+        honest: PrivateKeySigner,
+        liar: (Address, PrivateKeySigner),
+        batches: Vec<Vec<Request>>,
+        asked: std::sync::Mutex<Vec<Address>>,
+    }
+
+    impl PeerSource for FakePeers {
+        fn fetch(
+            &self,
+            _lane: Lane,
+            operator: Address,
+            _from: u64,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+            self.asked.lock().unwrap().push(operator);
+            let key = if operator == self.honest.address() {
+                Some(&self.honest)
+            } else if operator == self.liar.0 {
+                Some(&self.liar.1)
+            } else {
+                None
+            };
+            let page = key.map(|key| {
+                self.batches
+                    .iter()
+                    .map(|b| {
+                        let digest = domain().batch_digest(b);
+                        let sig = key.sign_hash_sync(&digest).unwrap();
+                        OwnAttestation {
+                            first_nonce: b[0].nonce,
+                            count: b.len() as u64,
+                            digest,
+                            signature: Bytes::copy_from_slice(&canonical_bytes(&sig)),
+                        }
+                    })
+                    .collect()
+            });
+            Box::pin(async move { page.ok_or(PeerError::Unlocated) })
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_follow_blocks_and_windows_garbage_is_skipped_and_turns_decide_who_sends() {
+        let me = PrivateKeySigner::random();
+        let honest = PrivateKeySigner::random();
+        let liar_key = PrivateKeySigner::random();
+        let liar = Address::repeat_byte(0x77); // serves signatures of another key
+        let mut store = Store::open_in_memory("attest test").unwrap();
+        let lane = Lane::MainToService;
+        // Block 10: nonces 30..=33 (across the window boundary at 32); block 11: nonce 34.
+        let requests: Vec<Request> = (30..=33)
+            .map(|n| request(n, 10))
+            .chain(std::iter::once(request(34, 11)))
+            .collect();
+        store.record_range(lane, &requests, 12).unwrap();
+        let store = SharedStore::new(store);
+        let batches = vec![
+            requests[0..2].to_vec(),
+            requests[2..4].to_vec(),
+            requests[4..5].to_vec(),
+        ];
+        let peers = Arc::new(FakePeers {
+            honest: honest.clone(),
+            liar: (liar, liar_key),
+            batches: batches.clone(),
+            asked: Default::default(),
+        });
+        let registry = prometheus::Registry::new();
+        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
+        let mut attestor = Attestor::new(
+            lane,
+            domain(),
+            me.address(),
+            OperatorSigner::local(me.clone()),
+            store.clone(),
+            peers.clone(),
+            Duration::from_secs(3600),
+            metrics,
+        );
+        let committee = Committee {
+            operators: vec![me.address(), honest.address(), liar],
+            threshold: 2,
+        };
+        let open: Vec<u64> = (30..=34).collect();
+        let sends = attestor.plan(&open, &committee).await.unwrap();
+        // The batches as composed: one per (block, window).
+        let composed: Vec<Vec<u64>> = attestor
+            .batches
+            .values()
+            .map(|b| b.requests.iter().map(|r| r.nonce).collect())
+            .collect();
+        assert_eq!(composed, vec![vec![30, 31], vec![32, 33], vec![34]]);
+        for state in attestor.batches.values() {
+            assert!(state.signatures.contains_key(&me.address()), "signed own");
+            assert!(
+                state.signatures.contains_key(&honest.address()),
+                "took the honest peer's"
+            );
+            assert!(!state.signatures.contains_key(&liar), "skipped the liar's");
+        }
+        // Own signatures are stored for the HTTP API.
+        assert_eq!(
+            store.lock().attestations_from(lane, 0, 10).unwrap().len(),
+            3
+        );
+        // Sent now: exactly the batches whose turn is mine (the others wait an hour here).
+        let mine: Vec<u64> = attestor
+            .batches
+            .values()
+            .filter(|b| distance(&b.digest, &committee.operators, me.address()) == Some(0))
+            .map(BatchState::first)
+            .collect();
+        let sent: Vec<u64> = sends.iter().map(|s| s.first).collect();
+        assert_eq!(sent, mine);
+        for send in &sends {
+            let digest = domain().batch_digest(&send.requests);
+            let signers: Vec<Address> = send
+                .signatures
+                .chunks(65)
+                .map(|c| recover_signer(&digest, c).unwrap())
+                .collect();
+            let mut expected = vec![me.address(), honest.address()];
+            expected.sort();
+            assert_eq!(signers, expected, "two signers, ascending");
+        }
+        let garbage = registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "multibridge_attestation_fetches_total")
+            .map(|f| {
+                f.get_metric()
+                    .iter()
+                    .filter(|m| m.get_label().iter().any(|l| l.value() == "garbage"))
+                    .map(|m| m.get_counter().get_value())
+                    .sum::<f64>()
+            })
+            .unwrap_or_default();
+        assert_eq!(garbage, 1.0, "the liar's page counted as garbage once");
+        // A second round asks nobody: every batch holds the threshold.
+        peers.asked.lock().unwrap().clear();
+        attestor.plan(&open, &committee).await.unwrap();
+        assert!(peers.asked.lock().unwrap().is_empty());
+        // Handled requests leave: nothing open, nothing kept.
+        assert!(attestor.plan(&[], &committee).await.unwrap().is_empty());
+        assert!(attestor.batches.is_empty());
+    }
 
     #[test]
     fn turns_rotate_over_digests_and_every_operator_has_a_distance() {

@@ -474,6 +474,11 @@ pub struct Args {
     /// Print one JSON object at the end instead of progress lines.
     #[arg(long)]
     json: bool,
+    /// On a lane in attested mode, do not wait for the operators to send: fetch their
+    /// signatures and send the batch with this key (`multibridge execute`) as soon as they
+    /// signed it.
+    #[arg(long)]
+    self_relay: bool,
 }
 
 /// Run `multibridge transfer`.
@@ -494,7 +499,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (_, _, None) => anyhow::bail!("give --amount, or --token with --token-id for an ERC-721"),
     };
     let json = args.json;
-    let outcome = transfer(
+    let (requested, mut nonce_of) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let executor = user.clone();
+    let follow = transfer(
         &config,
         user,
         TransferRequest {
@@ -504,6 +511,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_secs(args.timeout),
         },
         |p| {
+            if let TransferProgress::Requested { nonce, .. } = &p {
+                let _ = requested.send(*nonce);
+            }
             if json {
                 return;
             }
@@ -519,8 +529,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         },
-    )
-    .await?;
+    );
+    let self_relay = async {
+        if !args.self_relay {
+            return None;
+        }
+        let nonce = nonce_of.recv().await?;
+        Some(
+            crate::commands::execute::execute(
+                &config,
+                executor,
+                args.lane,
+                nonce,
+                std::time::Duration::from_secs(args.timeout),
+            )
+            .await,
+        )
+    };
+    let (outcome, executed) = tokio::join!(follow, self_relay);
+    let outcome = outcome?;
+    match executed {
+        Some(Ok(e)) if !json && !e.already_handled => println!(
+            "self-relayed: batch of {} sent in tx {} ({} gas)",
+            e.batch.len(),
+            e.tx.map(|t| t.to_string()).unwrap_or_default(),
+            e.gas_used.unwrap_or_default()
+        ),
+        Some(Err(e)) if !json => {
+            println!("self-relay did not send (the transfer was followed anyway): {e:#}")
+        }
+        _ => {}
+    }
     if json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else {

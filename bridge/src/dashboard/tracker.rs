@@ -157,6 +157,19 @@ pub struct VoteView {
     pub at: Option<TxAt>,
 }
 
+/// A transfer of a lane in attested mode, or one executed by an attested batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestationView {
+    /// Whether the lane runs attested batches in this relay's config.
+    pub attested_lane: bool,
+    /// The operators whose signatures executed it (from the batch's `BatchAttested`).
+    pub signers: Vec<Address>,
+    /// Who sent the batch (an operator, or anyone: a user's `multibridge execute`).
+    pub sent_by: Option<Address>,
+    /// The command that sends its batch with the user's own key.
+    pub execute_command: String,
+}
+
 /// Why a transfer does not move, as this relay knows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reason {
@@ -181,6 +194,9 @@ pub struct Tracked {
     pub threshold: u64,
     /// Each registered operator's vote.
     pub votes: Vec<VoteView>,
+    /// Attested batches: who signed, who sent, how to send it yourself (`None`: a voted lane
+    /// and a voted handle).
+    pub attestation: Option<AttestationView>,
     /// The handle (the transfer executed).
     pub handle: Option<TxAt>,
     /// Seconds from the request's block to the handle's.
@@ -436,6 +452,7 @@ async fn transfer(
                 .map(|(_, at)| *at),
         })
         .collect();
+    let attestation = attestation_of(d, &dst, lane, nonce, logs.handle.as_ref(), &operators).await;
     let now = crate::store::unix_now();
     let reason = stored.as_ref().and_then(|s| {
         if let Some(w) = s.waiting {
@@ -503,6 +520,7 @@ async fn transfer(
         nonce,
         threshold: u64::try_from(threshold).unwrap_or(u64::MAX),
         votes,
+        attestation,
         latency_secs: logs.handle.map(|h| h.time.saturating_sub(time)),
         handle: logs.handle,
         age_secs,
@@ -532,6 +550,70 @@ async fn transfer(
             confirmations_left,
         },
     })
+}
+
+/// Who signed and sent the attested batch that executed `nonce` (its `handle`), and the command
+/// that sends it with the user's key; `None` for a voted lane whose handle came from votes.
+async fn attestation_of(
+    d: &Dashboard,
+    dst: &ChainClient,
+    lane: Lane,
+    nonce: u64,
+    handle: Option<&TxAt>,
+    operators: &[Address],
+) -> Option<AttestationView> {
+    use alloy::providers::Provider as _;
+    let attested_lane = d.config.voting.mode_of(lane) == crate::config::VotingMode::Attestations;
+    let mut view = AttestationView {
+        attested_lane,
+        signers: Vec::new(),
+        sent_by: None,
+        execute_command: format!(
+            "multibridge execute --config <a config naming both chains and the registry, e.g. a relay config> --lane {lane} --nonce {nonce} --key-env <VARIABLE holding your key>"
+        ),
+    };
+    let Some(handle) = handle else {
+        return attested_lane.then_some(view);
+    };
+    let tx = handle.tx;
+    let receipt = dst
+        .call("eth_getTransactionReceipt", |p| async move {
+            p.get_transaction_receipt(tx).await
+        })
+        .await
+        .ok()
+        .flatten()?;
+    let attesters = receipt.inner.logs().iter().find_map(|l| {
+        (l.address() == dst.bridge())
+            .then(|| {
+                l.log_decode::<multibridge_contracts::Bridge::BatchAttested>()
+                    .ok()
+            })
+            .flatten()
+            .map(|e| e.inner.data.attesters)
+    });
+    let Some(attesters) = attesters else {
+        return attested_lane.then_some(view);
+    };
+    view.sent_by = Some(receipt.from);
+    for operator in operators {
+        let operator = *operator;
+        let bit = dst
+            .bridge_call("operatorBit", |b| async move {
+                b.operatorBit(operator).call().await
+            })
+            .await
+            .ok()?;
+        let bit = u32::try_from(bit).ok()?;
+        let mask = bit
+            .checked_sub(1)
+            .and_then(|b| 1u32.checked_shl(b))
+            .unwrap_or(0);
+        if attesters & mask != 0 {
+            view.signers.push(operator);
+        }
+    }
+    Some(view)
 }
 
 /// What the destination answers to `operator`'s vote for `request` (simulated, nothing sent):

@@ -60,6 +60,9 @@ pub struct WatchedLane {
     /// The operators whose missing votes were last published (their figures are set back to 0
     /// without reading the operator set while no request is old enough to miss a vote).
     pub missing_published: Vec<Address>,
+    /// The lane runs attested batches: nobody votes, so no vote is missing (the attestation
+    /// metrics say whose signatures are missing).
+    pub attested: bool,
 }
 
 /// The watcher of one relay.
@@ -161,7 +164,12 @@ impl Watcher {
                         }
                         let views = self.chains.get(lane.destination()).views();
                         let known = &watched.missing_published;
-                        match missing_votes(views, &self.store, lane, unix_now(), known).await {
+                        let missing = if watched.attested {
+                            Ok(Vec::new())
+                        } else {
+                            missing_votes(views, &self.store, lane, unix_now(), known).await
+                        };
+                        match missing {
                             Ok(missing) => {
                                 watched.missing_published =
                                     missing.iter().map(|m| m.operator).collect();

@@ -280,6 +280,8 @@ fn spawn_watcher(
                 metrics,
                 leading: control.leading.clone(),
                 missing_published: Vec::new(),
+                attested: shared.config.voting.mode_of(control.lane)
+                    == crate::config::VotingMode::Attestations,
             }
         })
         .collect();

@@ -7,11 +7,13 @@
 //! | `bench-failover` | [`failover`]: how fast a standby takes over |
 //! | `bench-join` | [`join`]: how fast a new replica is warm |
 //! | `bench-signers` | [`signer`]: what one signature costs per backend |
+//! | `bench-modes` | [`modes`]: votes beside attested batches per committee size |
 //! | `bench --compare FILE` | [`compare`]: each figure beside an earlier run's |
 
 pub mod compare;
 pub mod failover;
 pub mod join;
+pub mod modes;
 pub mod signer;
 pub mod transfers;
 

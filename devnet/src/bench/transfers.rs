@@ -137,7 +137,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Mean `gas_used / gas_limit` of the destination blocks `from..=to`, and the mean share of
 /// the block gas limit their transactions' gas limits reserve.
-async fn mean_fullness(
+pub(crate) async fn mean_fullness(
     driver: &Driver,
     from: u64,
     to: u64,
@@ -234,7 +234,11 @@ async fn failed_votes(
     Ok(failed)
 }
 
-async fn block_time_of(driver: &Driver, role: ChainRole, number: u64) -> Result<u64, DevnetError> {
+pub(crate) async fn block_time_of(
+    driver: &Driver,
+    role: ChainRole,
+    number: u64,
+) -> Result<u64, DevnetError> {
     let block = driver
         .provider(role)?
         .get_block_by_number(BlockNumberOrTag::Number(number))

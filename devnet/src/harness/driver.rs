@@ -283,6 +283,71 @@ impl Driver {
         Ok(requests)
     }
 
+    /// Send `count` ERC-20 requests of `amount` of the test token from user `user` to `to` back
+    /// to back after one approval of them all, then wait for all; returns them in nonce order.
+    pub async fn request_erc20_burst(
+        &self,
+        lane: Lane,
+        user: usize,
+        to: Address,
+        amount: U256,
+        count: usize,
+    ) -> Result<Vec<Request>, DevnetError> {
+        let source = lane.source();
+        let contracts = &self.chain(source).contracts;
+        let provider = self.wallet_provider(source, &self.user(user)?)?;
+        confirm(
+            "approve",
+            TestToken::new(contracts.token, provider.clone())
+                .approve(contracts.bridge, amount.saturating_mul(U256::from(count)))
+                .send()
+                .await,
+        )
+        .await?;
+        let bridge = Bridge::new(contracts.bridge, provider.clone());
+        let fee = bridge
+            .fee(contracts.token)
+            .call()
+            .await
+            .map_err(|e| DevnetError::chain("read token fee", e))?;
+        let call = bridge
+            .requestERC20Transfer(contracts.token, to, amount, Bytes::new())
+            .value(fee);
+        let gas = call
+            .estimate_gas()
+            .await
+            .map_err(|e| DevnetError::chain("estimate requestERC20Transfer", e))?;
+        let first_nonce = provider
+            .get_transaction_count(self.user(user)?.address())
+            .pending()
+            .await
+            .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+        let fees = provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| DevnetError::chain("eth_feeHistory", e))?;
+        let mut pending = Vec::with_capacity(count);
+        for i in 0..count {
+            let sent = bridge
+                .requestERC20Transfer(contracts.token, to, amount, Bytes::new())
+                .value(fee)
+                .nonce(first_nonce.saturating_add(i as u64))
+                .gas(gas.saturating_add(gas / 5))
+                .max_fee_per_gas(fees.max_fee_per_gas.saturating_add(BURST_FEE_ROOM))
+                .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+                .send()
+                .await;
+            pending.push(sent);
+        }
+        let mut requests = Vec::with_capacity(count);
+        for sent in pending {
+            let receipt = confirm("requestERC20Transfer (burst)", sent).await?;
+            requests.push(self.request_in(source, &receipt)?);
+        }
+        requests.sort_by_key(|r| r.nonce);
+        Ok(requests)
+    }
+
     /// Approve and request an ERC-20 transfer of the test token on `lane`.
     pub async fn request_erc20(
         &self,

@@ -41,10 +41,21 @@ async fn wait_handled(driver: &Driver, dir: &std::path::Path, lane: Lane, reques
     }
 }
 
+/// Lanes in attested mode with two replicas per operator under etcd: a backlog both ways, and
+/// operator 1's main-to-service leader SIGKILLed once the first batches landed. Its standby takes
+/// the lane, the other operators send the dead leader's turns after their timeout; every
+/// transfer is handled exactly once and not a single vote is cast.
 #[tokio::test(flavor = "multi_thread")]
 async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::start(attested(dir.path())).await.unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: true,
+        replicas: 2,
+        voting_mode: multibridge_config::VotingMode::Attestations,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await
+    .unwrap();
     let driver = Driver::new(devnet.manifest());
     let bob = driver.user(1).unwrap().address();
     let carol = Address::repeat_byte(0xca);
@@ -68,10 +79,40 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
         .request_native_burst(Lane::ServiceToMain, 2, carol, native, 3)
         .await
         .unwrap();
+    wait_handled(&driver, dir.path(), Lane::MainToService, &down[..1]).await;
+    // A backlog, and the leader of operator 1 killed while it is being handled.
+    let backlog = driver
+        .request_native_burst(
+            Lane::MainToService,
+            3,
+            carol,
+            parse_ether("0.01").unwrap(),
+            120,
+        )
+        .await
+        .unwrap();
+    let leader = multibridge_devnet::harness::ha::leading_replica(&devnet, 0, Lane::MainToService)
+        .await
+        .expect("operator 1 leads main-to-service on one replica");
+    Poll::new("the backlog's first handle", Duration::from_secs(60))
+        .until(async || {
+            match driver
+                .handle_count(Lane::MainToService, backlog[0].nonce)
+                .await
+                .unwrap()
+            {
+                0 => Err("not yet".to_owned()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    devnet.replica(0, leader).unwrap().kill().unwrap();
     wait_handled(&driver, dir.path(), Lane::MainToService, &down).await;
     wait_handled(&driver, dir.path(), Lane::ServiceToMain, &up).await;
+    wait_handled(&driver, dir.path(), Lane::MainToService, &backlog).await;
 
-    assert_exactly_once(&driver, Lane::MainToService, 0..down.len() as u64)
+    let last = backlog.last().unwrap().nonce;
+    assert_exactly_once(&driver, Lane::MainToService, 0..last + 1)
         .await
         .unwrap();
     assert_exactly_once(&driver, Lane::ServiceToMain, 0..up.len() as u64)
@@ -103,16 +144,34 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
             .unwrap();
         assert!(!batches.is_empty(), "{role}: no attested batch");
     }
-    // Every relay signed (each leads its lanes) and served what it signed.
-    for port in devnet.operator_http_ports.clone() {
-        let signed = metric(
-            port,
-            "multibridge_attestations_signed_total{lane=\"main-to-service\"}",
+    // The lane leaders signed and served what they signed; the batches were sent by more than
+    // one operator (turns follow the digest).
+    let mut senders = std::collections::BTreeSet::new();
+    let service = driver.provider(ChainRole::Service).unwrap();
+    for log in bridge_events::<Bridge::BatchAttested>(&driver, ChainRole::Service)
+        .await
+        .unwrap()
+    {
+        let tx = alloy::providers::Provider::get_transaction_by_hash(
+            &service,
+            log.transaction_hash.unwrap(),
         )
         .await
-        .unwrap_or(0.0);
-        assert!(signed >= 1.0, "relay on {port} signed {signed} batches");
+        .unwrap()
+        .unwrap();
+        senders.insert(tx.inner.signer());
     }
+    assert!(senders.len() >= 2, "batches sent by {senders:?} only");
+    let signed =
+        futures::future::join_all(devnet.replica_http_ports.iter().flatten().map(|port| {
+            metric(
+                *port,
+                "multibridge_attestations_signed_total{lane=\"main-to-service\"}",
+            )
+        }))
+        .await;
+    let total: f64 = signed.into_iter().flatten().sum();
+    assert!(total >= 3.0, "the leaders signed {total} batches");
 }
 
 fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
@@ -244,6 +303,27 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
     assert_exactly_once(&driver, Lane::MainToService, 0..late.nonce + 1)
         .await
         .unwrap();
+    // `transfer --self-relay`: the user requests and sends the batch itself.
+    let (ok, out, err) = multibridge(
+        &[
+            "transfer",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "main-to-service",
+            "--to",
+            &bob.to_string(),
+            "--amount",
+            "0.25",
+            "--key-env",
+            "USER_KEY",
+            "--self-relay",
+        ],
+        &user_key,
+    );
+    assert!(ok, "transfer --self-relay failed: {out}{err}");
+    assert!(out.contains("self-relayed: batch of"), "{out}{err}");
+    assert!(out.contains("handled: nonce"), "{out}");
     // Executing again is harmless: it says so and sends nothing.
     let (ok, out, err) = multibridge(
         &[

@@ -381,6 +381,8 @@ function trackedCard(t) {
     pending: "Pending: the relays have not executed it yet.",
   }[t.state] || t.state;
   const voted = t.votes.filter((v) => v.voted).length;
+  const a = t.attestation;
+  const attested = a && (a.attested_lane || a.signers.length > 0);
   return el("article", { class: "card tracked", "data-state": t.state, "data-lane": t.lane, "data-nonce": t.nonce },
     el("h2", {}, `${laneName(t.lane)} · request #${t.nonce}`, el("span", { class: `tag tag-${t.state}`, "data-k": "state" }, t.state)),
     el("p", { class: t.state === "handled" ? "ok" : t.stuck ? "bad" : "warn" }, stateText),
@@ -393,14 +395,24 @@ function trackedCard(t) {
       stat(r.kind === "erc721" ? "token" : "amount", amountText(r), "amount", t.lane),
       stat("from", short(r.from), "from", t.lane),
       stat("to", short(r.to), "to", t.lane),
-      stat("votes", `${voted} of ${t.threshold} needed`, "votes", t.lane),
+      attested
+        ? stat("signatures", a.signers.length ? `${a.signers.length} of ${t.threshold} needed` : `– of ${t.threshold} needed`, "signatures", t.lane)
+        : stat("votes", `${voted} of ${t.threshold} needed`, "votes", t.lane),
       stat("latency", t.latency_secs === null ? "–" : `${t.latency_secs} s`, "latency_secs", t.lane),
       stat("age", ago(t.age_secs), "age", t.lane)),
     el("h3", {}, "Request"),
     el("p", {}, "source transaction ", mono(r.tx), ` · block ${r.block} · ${when(r.time)}`, r.token !== "0x0000000000000000000000000000000000000000" ? el("span", {}, " · token ", mono(short(r.token), r.token)) : " · native coin"),
     t.same_tx_nonces.length ? el("p", { class: "muted" }, `The same transaction also made request(s) ${t.same_tx_nonces.map((n) => "#" + n).join(", ")}.`) : null,
-    el("h3", {}, "Votes"),
-    table(["operator", "vote", "transaction", "block"], votes, { class: "votes" }),
+    attested ? el("div", { "data-k": "attestation" },
+      el("h3", {}, "Attested batch"),
+      a.signers.length
+        ? el("p", {}, "signed by ", ...a.signers.map((s) => el("span", { "data-k": "signer" }, mono(short(s), s), " ")),
+          a.sent_by ? el("span", {}, "· sent by ", mono(short(a.sent_by), a.sent_by)) : null)
+        : el("p", { class: "muted" }, "The operators sign its batch once its source block is confirmed; the relay's /status lists who signed so far."),
+      t.state !== "handled" ? el("p", {}, "Do not want to wait for the operators to send it? Send it with your own key:") : null,
+      t.state !== "handled" ? el("pre", { "data-k": "execute_command" }, a.execute_command) : null)
+      : el("div", {}, el("h3", {}, "Votes"),
+        table(["operator", "vote", "transaction", "block"], votes, { class: "votes" })),
     el("h3", {}, "Handle"),
     t.handle ? el("p", { "data-k": "handle" }, "executed in ", mono(t.handle.tx), ` · block ${t.handle.block} · ${when(t.handle.time)}`) : el("p", { class: "muted", "data-k": "handle" }, "not executed yet"),
     t.stuck ? el("div", { class: "claim-box" },

@@ -1,0 +1,441 @@
+//! `multibridge-devnet bench-modes`: votes beside attested batches (issue 36) in one run, for
+//! each committee size asked (default 2 of 3, 3 of 5, 5 of 7): per mode a fresh devnet (1 s
+//! blocks, confirmations 1, standalone relays), single-transfer latency, then a backlog of native
+//! requests and one of ERC-20 requests on main-to-service, each drained with the relays started
+//! on it. Per asset: the gas of every operator transaction to the destination bridge per handled
+//! transfer, beside what a direct transfer of the same asset to the same kind of recipient (one
+//! that already holds it) costs, the rate against the destination's capacity for that gas, and
+//! the transactions that reverted.
+
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use multibridge_config::VotingMode;
+use multibridge_contracts::{ChainRole, Lane, TestToken};
+use serde::Serialize;
+
+use super::transfers::{block_time_of, mean_fullness, percentile};
+use crate::error::DevnetError;
+use crate::{Devnet, DevnetOptions, Driver};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ModesOptions {
+    /// (operators, threshold) per committee.
+    pub committees: Vec<(u32, u64)>,
+    /// Single transfers timed per mode.
+    pub latency_samples: usize,
+    /// Native requests in the backlog.
+    pub native_burst: usize,
+    /// ERC-20 requests in the backlog.
+    pub erc20_burst: usize,
+}
+
+/// One asset's drain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    /// Requests handled.
+    pub transfers: usize,
+    /// Operator transactions to the destination bridge in the window.
+    pub transactions: usize,
+    /// Their gas per handled transfer.
+    pub gas_per_transfer: f64,
+    /// A direct transfer of the asset to a recipient that already holds it (one transaction).
+    pub direct_transfer_gas: u64,
+    /// `gas_per_transfer - direct_transfer_gas`: what the bridge adds.
+    pub overhead: f64,
+    /// Handled per second over the window of the handles.
+    pub per_second: f64,
+    /// The destination's capacity for that gas (block gas limit / gas per transfer / block time).
+    pub capacity_per_second: f64,
+    /// `per_second / capacity_per_second`.
+    pub ratio: f64,
+    /// Mean share of the block gas limit used over the window.
+    pub block_fullness: f64,
+    /// Operator transactions to the bridge that reverted.
+    pub reverted: usize,
+}
+
+/// One committee in one mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeRow {
+    /// Operators.
+    pub operators: u32,
+    /// Threshold.
+    pub threshold: u64,
+    /// `votes` or `attestations`.
+    pub mode: String,
+    /// Latency p50, seconds (request receipt → handle seen).
+    pub latency_p50: f64,
+    /// Latency p99.
+    pub latency_p99: f64,
+    /// The goal: (confirmations + 1) × block time + 0.5 s.
+    pub latency_goal: f64,
+    /// Native coin.
+    pub native: Drain,
+    /// ERC-20 (the devnet's burn/mint test token on the service chain).
+    pub erc20: Drain,
+}
+
+/// Every row, and per committee attested ÷ votes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModesReport {
+    /// The rows, votes then attestations per committee.
+    pub rows: Vec<ModeRow>,
+    /// Per committee: (operators, threshold, native ratio, ERC-20 ratio) of gas per transfer.
+    pub gas_ratios: Vec<(u32, u64, f64, f64)>,
+}
+
+const BLOCK_TIME: f64 = 1.0;
+const CONFIRMATIONS: u64 = 1;
+
+/// Run every committee in both modes under `dir`.
+pub async fn run(
+    dir: &std::path::Path,
+    options: &ModesOptions,
+) -> Result<ModesReport, DevnetError> {
+    let mut rows = Vec::new();
+    let mut gas_ratios = Vec::new();
+    for &(operators, threshold) in &options.committees {
+        let mut pair = Vec::new();
+        for mode in [VotingMode::Votes, VotingMode::Attestations] {
+            let sub = dir.join(format!("{operators}-of-{}-{}", threshold, mode.as_str()));
+            let _ = std::fs::remove_dir_all(&sub);
+            let row = run_one(&sub, operators, threshold, mode, options).await?;
+            eprintln!("{}", render_row(&row));
+            pair.push(row);
+        }
+        if let [votes, attested] = pair.as_slice() {
+            let ratio = |a: f64, v: f64| if v > 0.0 { a / v } else { 0.0 };
+            gas_ratios.push((
+                operators,
+                threshold,
+                ratio(
+                    attested.native.gas_per_transfer,
+                    votes.native.gas_per_transfer,
+                ),
+                ratio(
+                    attested.erc20.gas_per_transfer,
+                    votes.erc20.gas_per_transfer,
+                ),
+            ));
+        }
+        rows.extend(pair);
+    }
+    Ok(ModesReport { rows, gas_ratios })
+}
+
+async fn run_one(
+    dir: &std::path::Path,
+    operators: u32,
+    threshold: u64,
+    mode: VotingMode,
+    options: &ModesOptions,
+) -> Result<ModeRow, DevnetError> {
+    let mut devnet = Devnet::start(DevnetOptions {
+        operators,
+        threshold,
+        etcd_members: 0,
+        relays: true,
+        users: 8,
+        block_time: Some(BLOCK_TIME),
+        confirmations: CONFIRMATIONS,
+        voting_mode: mode,
+        backup_every: None,
+        ..DevnetOptions::new(dir)
+    })
+    .await?;
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = Address::repeat_byte(0xbe);
+
+    // Warm up: every relay running, the recipient holds both assets on the service chain.
+    let warm = driver.request_native(lane, 0, to, U256::from(1)).await?;
+    let token = driver.request_erc20(lane, 0, to, U256::from(1)).await?;
+    crate::harness::invariants::wait_handled_below(
+        &driver,
+        lane,
+        warm.nonce.max(token.nonce).saturating_add(1),
+        Duration::from_secs(120),
+    )
+    .await?;
+
+    let mut latencies = Vec::with_capacity(options.latency_samples);
+    for _ in 0..options.latency_samples {
+        let request = driver.request_native(lane, 0, to, U256::from(1)).await?;
+        let started = Instant::now();
+        while driver.handle_count(lane, request.nonce).await? == 0 {
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(DevnetError::Invalid(format!(
+                    "nonce {} not handled in 60 s",
+                    request.nonce
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(started.elapsed().as_secs_f64());
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    let native_direct = direct_native(&driver, to).await?;
+    let native = drain(
+        &mut devnet,
+        &driver,
+        Asset::Native,
+        options.native_burst,
+        native_direct,
+    )
+    .await?;
+    let erc20_direct = direct_erc20(&driver).await?;
+    let erc20 = drain(
+        &mut devnet,
+        &driver,
+        Asset::Erc20,
+        options.erc20_burst,
+        erc20_direct,
+    )
+    .await?;
+    Ok(ModeRow {
+        operators,
+        threshold,
+        mode: mode.as_str().to_owned(),
+        latency_p50: percentile(&latencies, 50.0),
+        latency_p99: percentile(&latencies, 99.0),
+        latency_goal: (CONFIRMATIONS as f64 + 1.0) * BLOCK_TIME + 0.5,
+        native,
+        erc20,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Asset {
+    Native,
+    Erc20,
+}
+
+/// Gas of a plain native transfer on the service chain to `to` (which holds coin already).
+async fn direct_native(driver: &Driver, to: Address) -> Result<u64, DevnetError> {
+    let user = driver.user(7)?;
+    let provider = driver.wallet_provider(ChainRole::Service, &user)?;
+    let tx = TransactionRequest::default()
+        .with_to(to)
+        .with_value(U256::from(1));
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .map_err(|e| DevnetError::chain("send a direct native transfer", e))?
+        .get_receipt()
+        .await
+        .map_err(|e| DevnetError::chain("receipt of a direct native transfer", e))?;
+    Ok(receipt.gas_used)
+}
+
+/// Gas of an ERC-20 `transfer` of the devnet's test token to a holder (on the main chain,
+/// where users hold it: the same contract as the service chain's token).
+async fn direct_erc20(driver: &Driver) -> Result<u64, DevnetError> {
+    let provider = driver.wallet_provider(ChainRole::Main, &driver.user(7)?)?;
+    let token = TestToken::new(driver.chain(ChainRole::Main).contracts.token, provider);
+    let holder = driver.user(6)?.address();
+    let receipt = token
+        .transfer(holder, U256::from(1))
+        .send()
+        .await
+        .map_err(|e| DevnetError::chain("send a direct token transfer", e))?
+        .get_receipt()
+        .await
+        .map_err(|e| DevnetError::chain("receipt of a direct token transfer", e))?;
+    Ok(receipt.gas_used)
+}
+
+/// Stop the relays, put `count` requests of `asset` on the source, start the relays and
+/// measure the drain.
+async fn drain(
+    devnet: &mut Devnet,
+    driver: &Driver,
+    asset: Asset,
+    count: usize,
+    direct_transfer_gas: u64,
+) -> Result<Drain, DevnetError> {
+    use alloy::consensus::Transaction as _;
+    let lane = Lane::MainToService;
+    let to = Address::repeat_byte(0xbe);
+    for op in devnet.operators() {
+        if let Some(relay) = devnet.relay(op) {
+            relay.kill()?;
+        }
+    }
+    let dest = driver.provider(ChainRole::Service)?;
+    let dest_from = dest
+        .get_block_number()
+        .await
+        .map_err(|e| DevnetError::chain("eth_blockNumber", e))?
+        .saturating_add(1);
+    let users = 4usize;
+    let per_user = count.div_ceil(users);
+    let bursts = futures::future::join_all((0..users).map(|u| async move {
+        match asset {
+            Asset::Native => {
+                driver
+                    .request_native_burst(lane, u.saturating_add(1), to, U256::from(1), per_user)
+                    .await
+            }
+            Asset::Erc20 => {
+                driver
+                    .request_erc20_burst(lane, u.saturating_add(1), to, U256::from(1), per_user)
+                    .await
+            }
+        }
+    }))
+    .await;
+    let mut requests = Vec::new();
+    for burst in bursts {
+        requests.extend(burst?);
+    }
+    let max_nonce = requests.iter().map(|r| r.nonce).max().unwrap_or_default();
+    for op in devnet.operators() {
+        devnet.start_relay(op)?;
+    }
+    crate::harness::invariants::wait_handled_below(
+        driver,
+        lane,
+        max_nonce.saturating_add(1),
+        Duration::from_secs(300),
+    )
+    .await?;
+    let dest_to = dest
+        .get_block_number()
+        .await
+        .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+    let bridge = driver.chain(ChainRole::Service).contracts.bridge;
+    let operators: Vec<Address> = devnet
+        .operators()
+        .filter_map(|i| driver.operator(i).ok().map(|k| k.address()))
+        .collect();
+    let (mut gas, mut transactions, mut reverted) = (0u128, 0usize, 0usize);
+    let (mut first_block, mut last_block) = (None, None);
+    for number in dest_from..=dest_to {
+        let Some(block) = dest
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .full()
+            .await
+            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+        else {
+            continue;
+        };
+        let mut ours: Vec<alloy::primitives::B256> = Vec::new();
+        for t in block.transactions.txns() {
+            if t.to() == Some(bridge) && operators.contains(&t.inner.signer()) {
+                ours.push(*t.inner.hash());
+            }
+        }
+        if ours.is_empty() {
+            continue;
+        }
+        first_block.get_or_insert(number);
+        last_block = Some(number);
+        for hash in ours {
+            let Some(receipt) = dest
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
+            else {
+                continue;
+            };
+            transactions = transactions.saturating_add(1);
+            gas = gas.saturating_add(u128::from(receipt.gas_used));
+            if !receipt.status() {
+                reverted = reverted.saturating_add(1);
+            }
+        }
+    }
+    let transfers = requests.len();
+    let gas_per_transfer = gas as f64 / transfers.max(1) as f64;
+    let (first_block, last_block) = (
+        first_block.unwrap_or(dest_to),
+        last_block.unwrap_or(dest_to),
+    );
+    let seconds = block_time_of(driver, ChainRole::Service, last_block)
+        .await?
+        .saturating_sub(block_time_of(driver, ChainRole::Service, first_block).await?)
+        as f64
+        + BLOCK_TIME;
+    let block_gas_limit = dest
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+        .map(|b| b.header.gas_limit)
+        .unwrap_or_default();
+    let capacity = if gas_per_transfer > 0.0 {
+        block_gas_limit as f64 / gas_per_transfer / BLOCK_TIME
+    } else {
+        0.0
+    };
+    let per_second = transfers as f64 / seconds;
+    let (block_fullness, _, _) = mean_fullness(driver, first_block, last_block).await?;
+    Ok(Drain {
+        transfers,
+        transactions,
+        gas_per_transfer,
+        direct_transfer_gas,
+        overhead: gas_per_transfer - direct_transfer_gas as f64,
+        per_second,
+        capacity_per_second: capacity,
+        ratio: if capacity > 0.0 {
+            per_second / capacity
+        } else {
+            0.0
+        },
+        block_fullness,
+        reverted,
+    })
+}
+
+fn render_row(r: &ModeRow) -> String {
+    let drain = |name: &str, d: &Drain| {
+        format!(
+            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}, blocks {:.0}% full)  {} reverted",
+            d.transfers,
+            d.gas_per_transfer,
+            d.direct_transfer_gas,
+            d.overhead,
+            d.per_second,
+            d.capacity_per_second,
+            d.ratio,
+            d.block_fullness * 100.0,
+            d.reverted
+        )
+    };
+    format!(
+        "  {} of {}, {}: latency p50 {:.2}s p99 {:.2}s (goal p50 <= {:.2}s)\n{}\n{}",
+        r.threshold,
+        r.operators,
+        r.mode,
+        r.latency_p50,
+        r.latency_p99,
+        r.latency_goal,
+        drain("native", &r.native),
+        drain("erc20", &r.erc20)
+    )
+}
+
+/// The report as a table.
+pub fn render(report: &ModesReport) -> String {
+    let mut out = String::from(
+        "multibridge bench-modes: votes beside attested batches, 1 s blocks, confirmations 1, main-to-service\n\n",
+    );
+    for row in &report.rows {
+        out.push_str(&render_row(row));
+        out.push('\n');
+    }
+    out.push_str("\ngas per transfer, attested / votes (goal <= 0.5):\n");
+    for (operators, threshold, native, erc20) in &report.gas_ratios {
+        out.push_str(&format!(
+            "  {threshold} of {operators}: native {native:.2}, erc20 {erc20:.2}\n"
+        ));
+    }
+    out
+}
