@@ -231,6 +231,10 @@ contract Bridge is IBridge {
     uint64[] private _queuedNonces;
     /// @dev Nonces whose genuine request the owner settled (nonce / 256 => one bit per nonce).
     mapping(uint64 => uint256) private _settledBits;
+    /// @dev Executions by attested batches: nonce / 8 => eight 32-bit fingerprints of the vote
+    /// key executed (nonce % 8 picks; never 0 once written). No vote records such a key, so
+    /// settleHandled reads this to refuse a nonce its genuine payload executed by attestation.
+    mapping(uint64 => uint256) private _attestedKeys;
 
     // ------------------------------------------------------------------ modifiers
 
@@ -416,6 +420,7 @@ contract Bridge is IBridge {
             if (check != Check.Ok) {
                 emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
             } else {
+                _attestedKeys[r.nonce >> 3] |= _fingerprint(keys[i]) << ((r.nonce & 7) * 32);
                 _execute(r, keys[i], localToken);
                 ++executed;
             }
@@ -506,7 +511,8 @@ contract Bridge is IBridge {
     /// @dev For a nonce a compromised quorum executed with a forged payload before the genuine
     /// request arrived: the genuine release is queued for releaseDelay (pausers can freeze it)
     /// like any held release. Once per nonce; refused if the genuine payload itself reached the
-    /// threshold (then it executed). The owner (a multisig) checks the source first:
+    /// threshold or executed by an attested batch (then it executed). The owner (a multisig)
+    /// checks the source first:
     /// `multibridge admin settle` compares the handled vote key with the source's request.
     function settleHandled(Request calldata r) external onlyOwner nonReentrant {
         if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
@@ -515,6 +521,9 @@ contract Bridge is IBridge {
         if (!isHandled(r.nonce)) revert NotHandled(r.nonce);
         bytes32 key = voteKey(r);
         if (_countVotes(key) >= _threshold) revert AlreadyHandled(r.nonce);
+        if ((_attestedKeys[r.nonce >> 3] >> ((r.nonce & 7) * 32)) & 0xffffffff == _fingerprint(key)) {
+            revert AlreadyHandled(r.nonce);
+        }
         uint256 word = _settledBits[r.nonce >> 8];
         uint256 bit = _mask(r.nonce & 255);
         if (word & bit != 0) revert AlreadySettled(r.nonce);
@@ -868,6 +877,12 @@ contract Bridge is IBridge {
         );
         bytes32 batch = keccak256(abi.encode(BATCH_TYPEHASH, keccak256(abi.encodePacked(keys))));
         return keccak256(abi.encodePacked("\x19\x01", separator, batch));
+    }
+
+    /// @dev A 32-bit fingerprint of a vote key, never 0 (a collision can only refuse a
+    /// settlement, never allow one).
+    function _fingerprint(bytes32 key) private pure returns (uint256) {
+        return (uint256(key) & 0xffffffff) | 1;
     }
 
     /// @dev The vote bits of the registered operators among the signers of `digest`; reverts

@@ -337,6 +337,36 @@ contract BridgeAttestedTest is BridgeFixture {
         assertTrue(bridge.isHandled(1), "handled");
     }
 
+    // ------------------------------------------------------------------ settlement
+
+    /// The owner cannot settle (and so pay twice) a nonce its genuine payload executed by
+    /// attestation: no vote records that key, the attested execution does.
+    function test_settleRefusesANonceItsGenuinePayloadExecutedByAttestation() public {
+        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        _attest(rs, _signed(rs, K1, K2));
+        for (uint64 i = 0; i < 2; ++i) {
+            vm.prank(owner);
+            vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, i));
+            bridge.settleHandled(rs[i]);
+        }
+        assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
+    }
+
+    /// A compromised quorum signed a forged payload for nonce 0: the genuine request is settled
+    /// (queued for the delay) as after forged votes.
+    function test_settleQueuesTheGenuineRequestOfANonceAForgedAttestationExecuted() public {
+        IBridge.Request[] memory forged = _batch(0, 1, 1 ether);
+        forged[0].to = stranger;
+        _attest(forged, _signed(forged, K1, K2));
+        IBridge.Request memory genuine = _batch(0, 1, 1 ether)[0];
+        vm.prank(owner);
+        bridge.settleHandled(genuine);
+        assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadySettled.selector, 0));
+        bridge.settleHandled(genuine);
+    }
+
     // ------------------------------------------------------------------ exactly once, fuzzed
 
     /// Any interleaving of votes and attested batches over a few nonces handles each nonce once

@@ -37,6 +37,9 @@ const FETCH_EVERY: Duration = Duration::from_millis(250);
 /// signatures start while younger batches wait too.
 const STALE_BATCH: Duration = Duration::from_secs(30);
 
+/// Every this many fetch rounds, pages start at the lowest short batch however old.
+const STALE_EVERY: u64 = 8;
+
 /// Most open batches shown in `/status` per lane.
 const STATUS_BATCHES: usize = 10;
 
@@ -131,6 +134,7 @@ pub struct Attestor {
     board: Option<Arc<StatusBoard>>,
     batches: BTreeMap<u64, BatchState>,
     last_fetch: HashMap<Address, Instant>,
+    rounds: u64,
 }
 
 impl Attestor {
@@ -158,6 +162,7 @@ impl Attestor {
             board: None,
             batches: BTreeMap::new(),
             last_fetch: HashMap::new(),
+            rounds: 0,
         }
     }
 
@@ -307,10 +312,12 @@ impl Attestor {
         let threshold = committee.threshold.max(1);
         // A batch a peer has not signed for long (it may never: composed otherwise there) does
         // not hold the page of the others back: pages start at the lowest recent one.
-        let recent = self
-            .batches
-            .values()
-            .any(|b| b.counting(committee) < threshold && b.composed_at.elapsed() < STALE_BATCH);
+        // Every [`STALE_EVERY`]th round the stale ones are asked for too.
+        self.rounds = self.rounds.wrapping_add(1);
+        let recent = !self.rounds.is_multiple_of(STALE_EVERY)
+            && self.batches.values().any(|b| {
+                b.counting(committee) < threshold && b.composed_at.elapsed() < STALE_BATCH
+            });
         let mut wanted: BTreeMap<Address, u64> = BTreeMap::new();
         for state in self.batches.values() {
             if state.counting(committee) >= threshold

@@ -86,10 +86,18 @@ impl Store {
     ) -> Result<Vec<OwnAttestation>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT first_nonce, count, digest, signature FROM attestations
-             WHERE lane = ?1 AND first_nonce + count > ?2 ORDER BY first_nonce LIMIT ?3",
+             WHERE lane = ?1 AND first_nonce >= ?4 AND first_nonce + count > ?2
+             ORDER BY first_nonce LIMIT ?3",
         )?;
+        // A batch never spans more than one window: the key's range bounds the scan.
+        let lowest = from.saturating_sub(multibridge_contracts::attestation::ATTESTED_BATCH - 1);
         let rows = stmt.query_map(
-            params![lane.as_str(), to_i64(from), to_i64(limit as u64)],
+            params![
+                lane.as_str(),
+                to_i64(from),
+                to_i64(limit as u64),
+                to_i64(lowest)
+            ],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,

@@ -21,6 +21,32 @@ pub(super) const SCHEMA: &str = "
         dropped INTEGER NOT NULL,
         version INTEGER NOT NULL);";
 
+/// The lowest nonce whose row compaction keeps for a compaction point of `below` in `table`
+/// (`requests` or `snap.requests`): `below`, or the first nonce of the attested batch `below`
+/// belongs to (its source block's requests within its aligned window) — a batch is signed over
+/// all its rows, so they are kept whole while one of them may still be open.
+fn keep_from(
+    conn: &rusqlite::Connection,
+    table: &str,
+    lane: Lane,
+    below: u64,
+) -> Result<u64, StoreError> {
+    let (start, _) = multibridge_contracts::attestation::batch_window(below);
+    let first: Option<i64> = conn
+        .query_row(
+            &format!(
+                "SELECT MIN(r.nonce) FROM {table} r WHERE r.lane = ?1 AND r.nonce >= ?2
+                 AND r.nonce < ?3 AND r.src_block =
+                     (SELECT b.src_block FROM {table} b WHERE b.lane = ?1 AND b.nonce = ?3)"
+            ),
+            params![lane.as_str(), to_i64(start), to_i64(below)],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(first.map_or(below, to_u64))
+}
+
 /// A lane's compaction record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Compaction {
@@ -132,7 +158,9 @@ impl Store {
     /// (the caller releases the store between steps, so voting never waits long). Returns how
     /// many were dropped; 0 when done.
     pub fn compact_step(&mut self, lane: Lane, limit: usize) -> Result<u64, StoreError> {
-        let below = self.compaction(lane)?.below;
+        // Rows of the attested batch window `below` falls in stay: an open request there is
+        // signed over its whole batch, which every operator must compose alike.
+        let below = keep_from(&self.conn, "requests", lane, self.compaction(lane)?.below)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -160,6 +188,11 @@ impl Store {
         tx.execute(
             "DELETE FROM request_txs WHERE lane = ?1 AND nonce BETWEEN ?2 AND ?3",
             params![lane.as_str(), first, last],
+        )?;
+        // This operator's signatures of batches wholly below: executed for good.
+        tx.execute(
+            "DELETE FROM attestations WHERE lane = ?1 AND first_nonce + count <= ?2",
+            params![lane.as_str(), to_i64(below)],
         )?;
         let dropped = u64::try_from(dropped).unwrap_or(u64::MAX);
         tx.execute(
@@ -222,11 +255,12 @@ impl Store {
                 )));
             }
             let l = lane.as_str();
+            let kept = keep_from(&self.conn, "snap.requests", lane, below)?;
             // The source block of the first request the backup had not seen handled.
             let reread_from: Option<i64> = self.conn.query_row(
                 "SELECT MIN(src_block) FROM snap.requests
                  WHERE lane = ?1 AND nonce >= ?2 AND status != 'handled'",
-                params![l, to_i64(below)],
+                params![l, to_i64(kept)],
                 |r| r.get(0),
             )?;
             let reread_from = reread_from.map(to_u64);
@@ -240,7 +274,7 @@ impl Store {
                      NULL, 0, observed_at, updated_at, NULL, NULL
                  FROM snap.requests WHERE lane = ?1 AND nonce >= ?2 AND status = 'handled'
                      AND src_block < COALESCE(?3, src_block + 1)",
-                params![l, to_i64(below), reread_from.map(to_i64)],
+                params![l, to_i64(kept), reread_from.map(to_i64)],
             )?;
             tx.execute(
                 "INSERT INTO cursors (lane, next_block, updated_at, next_nonce)
@@ -253,7 +287,7 @@ impl Store {
                 .query_row(
                     "SELECT COALESCE((SELECT dropped FROM snap.compaction WHERE lane = ?1), 0)
                         + (SELECT COUNT(*) FROM snap.requests WHERE lane = ?1 AND nonce < ?2)",
-                    params![l, to_i64(below)],
+                    params![l, to_i64(kept)],
                     |r| r.get(0),
                 )
                 .unwrap_or(0);

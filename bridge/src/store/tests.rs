@@ -633,3 +633,46 @@ fn backup_connections_keep_a_small_page_cache_and_the_relays_its_own() {
     );
     assert!(super::schema::ONE_PASS_CACHE_KIB < relay.cache_kib().unwrap());
 }
+
+#[test]
+fn compaction_keeps_the_rows_of_the_attested_batch_its_point_falls_in() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    // Nonces 4..=8 come from one source block: one attested batch (window 0..32).
+    let requests: Vec<Request> = (0..10)
+        .map(|n| {
+            let mut r = request(n, 5);
+            if (4..=8).contains(&n) {
+                r.srcBlockNumber = 104;
+            }
+            r
+        })
+        .collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    for nonce in 0..6 {
+        store.apply(lane, nonce, &Transition::Handled).unwrap();
+    }
+    store.begin_compaction(lane, 6, 1).unwrap();
+    while store.compact_step(lane, 100).unwrap() > 0 {}
+    assert_eq!(
+        store.get(lane, 3).unwrap(),
+        None,
+        "below the batch: dropped"
+    );
+    assert!(
+        store.get(lane, 4).unwrap().is_some(),
+        "the batch of nonce 6 stays whole"
+    );
+    let batch: Vec<u64> = store
+        .batch_of(lane, 6)
+        .unwrap()
+        .iter()
+        .map(|r| r.nonce)
+        .collect();
+    assert_eq!(batch, vec![4, 5, 6, 7, 8]);
+    assert_eq!(
+        store.counts(lane).unwrap().of(RequestStatus::Handled),
+        6,
+        "counts stay whole"
+    );
+}

@@ -85,7 +85,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         }
                         Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
                             e @ ChainError::Rejected { .. },
-                        )))) => self.attested_refused(send.first, &e.to_string()),
+                        )))) => self.attested_refused(send.first, &carried, &e, step)?,
                         Err(other) => return Err(other),
                     }
                 }
@@ -99,7 +99,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     );
                 }
                 Err(SubmitError::Send(SendError::WouldRevert(e))) => {
-                    self.attested_refused(send.first, &e.to_string());
+                    self.attested_refused(send.first, &carried, &e, step)?;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -107,12 +107,56 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
-    /// The destination would refuse an attested batch (its signatures no longer a threshold of
-    /// current operators, a request settled meanwhile): collect its signatures again.
-    fn attested_refused(&mut self, first: u64, error: &str) {
-        tracing::warn!(lane = %self.metrics.lane, first, error, "attested batch would revert: collecting its signatures again");
-        if let Some(attestor) = self.attestor.as_mut() {
-            attestor.forget(first);
+    /// The destination would refuse an attested batch. Refused signatures (an operator removed
+    /// since they were collected, a bad one slipped through) are collected again; a whole-call
+    /// condition (paused, another chain, no counterpart) makes its open requests wait with that
+    /// reason, retried after `retry_after` like a vote that waits — not every step.
+    fn attested_refused(
+        &mut self,
+        first: u64,
+        carried: &[multibridge_contracts::Request],
+        error: &ChainError,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        use multibridge_contracts::bindings::Bridge::BridgeErrors;
+        let decoded = match error {
+            ChainError::Rejected {
+                source: alloy::transports::RpcError::ErrorResp(p),
+                ..
+            } => p.as_decoded_interface_error::<BridgeErrors>(),
+            _ => None,
+        };
+        let signatures = matches!(
+            decoded,
+            None | Some(
+                BridgeErrors::NotEnoughAttestations(_)
+                    | BridgeErrors::SignersNotAscending(_)
+                    | BridgeErrors::SignatureNotCanonical(_)
+                    | BridgeErrors::SignaturesMalformed(_)
+            )
+        );
+        if signatures {
+            tracing::warn!(lane = %self.metrics.lane, first, error = %error, "attested batch would revert: collecting its signatures again");
+            if let Some(attestor) = self.attestor.as_mut() {
+                attestor.forget(first);
+            }
+            return Ok(());
         }
+        let name = decoded
+            .as_ref()
+            .map(multibridge_contracts::bridge_error_name)
+            .unwrap_or_default();
+        let reason = multibridge_contracts::WaitReason::from_bridge_error(&name)
+            .unwrap_or(multibridge_contracts::WaitReason::Other);
+        tracing::warn!(lane = %self.metrics.lane, first, error = %error, reason = reason.as_str(), "attested batch would revert: its requests wait");
+        for r in carried {
+            self.settle(
+                r.nonce,
+                super::Outcome::Waiting(reason, format!("attested batch refused: {name}")),
+                super::Seen::Refusal,
+                step,
+            )?;
+        }
+        Ok(())
     }
 }

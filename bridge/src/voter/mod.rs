@@ -392,7 +392,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let mut step = VoteStep::default();
         self.track(&mut step)?;
         let room = self.config.max_in_flight.saturating_sub(self.in_flight());
-        if room == 0 {
+        // Attested mode signs (and serves) even while its own sends are full.
+        if room == 0 && self.attestor.is_none() {
             return Ok(step);
         }
         let Ready { vote, execute } = self.ready(room, &mut step).await?;

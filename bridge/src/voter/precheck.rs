@@ -111,7 +111,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         step: &mut VoteStep,
     ) -> Result<Ready, VoterError> {
         let lane = self.metrics.lane;
-        let limit = self.config.batch_size.saturating_mul(room).max(64);
+        // Attested mode: the open requests include the batches other operators are sending
+        // (their turn); look further so this relay's own turns are never out of view.
+        let reach = if self.attestor.is_some() { 4 } else { 1 };
+        let limit = self
+            .config
+            .batch_size
+            .saturating_mul(room.max(1))
+            .saturating_mul(reach)
+            .max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
         let committee = self.committee().await?;
         self.release_window_waits().await?;
@@ -175,6 +183,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 // operator's handle may still be reorged away; until then it is left as it is.
                 NonceState::Handled => {
                     handled.push((nonce, voted));
+                    continue;
+                }
+                // A lane switched to attested batches: requests this operator voted before are
+                // signed and sent like the others (votes and signatures never add up).
+                NonceState::VotedByUs if self.attestor.is_some() => {
+                    ready.push(stored);
                     continue;
                 }
                 NonceState::VotedByUs if voted => {
