@@ -54,25 +54,25 @@ pub trait PeerSource: Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>>;
 }
 
-/// A location per (lane, operator) as last read, and when (`None`: none registered).
-type Locations = HashMap<(Lane, Address), (Option<String>, Instant)>;
-
 /// Peers found through the service registry on the main chain.
 pub struct RegistryPeers {
     main: std::sync::Arc<ChainClient>,
     registry: Address,
-    domains: HashMap<Lane, VoteDomain>,
+    lane: Lane,
+    domain: VoteDomain,
     http: reqwest::Client,
-    locations: Mutex<Locations>,
+    /// Per operator its location as last read, and when (`None`: none registered).
+    locations: Mutex<HashMap<Address, (Option<String>, Instant)>>,
 }
 
 impl RegistryPeers {
-    /// Peers of the lanes in `domains`, located through `registry` on `main`; each HTTP request
-    /// bounded by `timeout`.
+    /// Peers of `lane` (bound to `domain`), located through `registry` on `main`; each HTTP
+    /// request bounded by `timeout`.
     pub fn new(
         main: std::sync::Arc<ChainClient>,
         registry: Address,
-        domains: HashMap<Lane, VoteDomain>,
+        lane: Lane,
+        domain: VoteDomain,
         timeout: Duration,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -83,32 +83,29 @@ impl RegistryPeers {
         Self {
             main,
             registry,
-            domains,
+            lane,
+            domain,
             http,
             locations: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Where `operator` serves `lane` (read from the registry, kept [`LOCATION_FRESH_FOR`]).
-    pub async fn location(&self, lane: Lane, operator: Address) -> Result<String, PeerError> {
+    /// Where `operator` serves the lane (read from the registry, kept [`LOCATION_FRESH_FOR`]).
+    pub async fn location(&self, operator: Address) -> Result<String, PeerError> {
         if let Some((location, at)) = self
             .locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(lane, operator))
+            .get(&operator)
             && at.elapsed() < LOCATION_FRESH_FOR
         {
             return location.clone().ok_or(PeerError::Unlocated);
         }
-        let domain = self
-            .domains
-            .get(&lane)
-            .ok_or_else(|| PeerError::Unreachable(format!("lane {lane} not served")))?;
         let meta = LaneServiceMeta {
-            src_chain_id: domain.src_chain_id,
-            src_bridge: domain.src_bridge,
-            dst_chain_id: domain.dst_chain_id,
-            dst_bridge: domain.dst_bridge,
+            src_chain_id: self.domain.src_chain_id,
+            src_bridge: self.domain.src_bridge,
+            dst_chain_id: self.domain.dst_chain_id,
+            dst_bridge: self.domain.dst_bridge,
             operator,
         };
         let location =
@@ -119,15 +116,15 @@ impl RegistryPeers {
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((lane, operator), (location.clone(), Instant::now()));
+            .insert(operator, (location.clone(), Instant::now()));
         location.ok_or(PeerError::Unlocated)
     }
 
-    fn forget(&self, lane: Lane, operator: Address) {
+    fn forget(&self, operator: Address) {
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(lane, operator));
+            .remove(&operator);
     }
 
     async fn fetch_page(
@@ -136,7 +133,12 @@ impl RegistryPeers {
         operator: Address,
         from: u64,
     ) -> Result<Vec<OwnAttestation>, PeerError> {
-        let base = self.location(lane, operator).await?;
+        if lane != self.lane {
+            return Err(PeerError::Unreachable(format!(
+                "lane {lane} not served here"
+            )));
+        }
+        let base = self.location(operator).await?;
         let url = format!(
             "{}/attestations/{}?from={from}&limit=64",
             base.trim_end_matches('/'),
@@ -146,14 +148,14 @@ impl RegistryPeers {
             Ok(answer) => answer,
             Err(e) => {
                 // The leader may have moved: read the location again next time.
-                self.forget(lane, operator);
+                self.forget(operator);
                 return Err(PeerError::Unreachable(
                     multibridge_monitoring::redact::redact_urls(&e.to_string()).into_owned(),
                 ));
             }
         };
         if !answer.status().is_success() {
-            self.forget(lane, operator);
+            self.forget(operator);
             return Err(PeerError::Unreachable(format!("HTTP {}", answer.status())));
         }
         let page: AttestationPage = answer

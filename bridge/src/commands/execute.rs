@@ -207,7 +207,8 @@ pub async fn execute(
     let peers = RegistryPeers::new(
         chains.main.clone(),
         registry.address,
-        std::iter::once((lane, domain)).collect(),
+        lane,
+        domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
     );
     let mut signatures: Vec<(Address, [u8; 65])> = Vec::new();

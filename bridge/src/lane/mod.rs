@@ -283,7 +283,8 @@ fn attestor(shared: &Shared, lane: Lane) -> Option<crate::attest::Attestor> {
     let peers = crate::attest::peers::RegistryPeers::new(
         shared.chains.main.clone(),
         registry.address,
-        std::iter::once((lane, domain)).collect(),
+        lane,
+        domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
     );
     Some(

@@ -7,7 +7,7 @@
 //! that already holds it) costs, the rate against the destination's capacity for that gas, and
 //! the transactions that reverted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::TransactionBuilder;
@@ -18,7 +18,7 @@ use multibridge_config::VotingMode;
 use multibridge_contracts::{ChainRole, Lane, TestToken};
 use serde::Serialize;
 
-use super::transfers::{block_time_of, mean_fullness, percentile};
+use super::transfers::{block_time_of, mean_fullness, percentile, single_latencies};
 use crate::error::DevnetError;
 use crate::{Devnet, DevnetOptions, Driver};
 
@@ -164,22 +164,7 @@ async fn run_one(
     )
     .await?;
 
-    let mut latencies = Vec::with_capacity(options.latency_samples);
-    for _ in 0..options.latency_samples {
-        let request = driver.request_native(lane, 0, to, U256::from(1)).await?;
-        let started = Instant::now();
-        while driver.handle_count(lane, request.nonce).await? == 0 {
-            if started.elapsed() > Duration::from_secs(60) {
-                return Err(DevnetError::Invalid(format!(
-                    "nonce {} not handled in 60 s",
-                    request.nonce
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        latencies.push(started.elapsed().as_secs_f64());
-    }
-    latencies.sort_by(f64::total_cmp);
+    let latencies = single_latencies(&driver, lane, to, options.latency_samples).await?;
 
     let native_direct = direct_native(&driver, to).await?;
     let native = drain(

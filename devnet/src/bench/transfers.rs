@@ -248,6 +248,33 @@ pub(crate) async fn block_time_of(
     Ok(block.header.timestamp)
 }
 
+/// Latency of `samples` native transfers on `lane` to `to`, one at a time (request receipt →
+/// handle seen), seconds, ascending.
+pub(crate) async fn single_latencies(
+    driver: &Driver,
+    lane: Lane,
+    to: Address,
+    samples: usize,
+) -> Result<Vec<f64>, DevnetError> {
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let request = driver.request_native(lane, 0, to, U256::from(1)).await?;
+        let started = Instant::now();
+        while driver.handle_count(lane, request.nonce).await? == 0 {
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(DevnetError::Invalid(format!(
+                    "nonce {} not handled in 60 s",
+                    request.nonce
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(started.elapsed().as_secs_f64());
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
 /// Run every measurement on a fresh devnet in `dir`.
 pub async fn run(
     dir: &std::path::Path,
@@ -286,26 +313,7 @@ pub async fn run(
     )
     .await?;
 
-    // Latency: one transfer at a time.
-    let mut latencies = Vec::with_capacity(options.latency_samples);
-    for _ in 0..options.latency_samples {
-        let request = driver.request_native(lane, 0, to, U256::from(1)).await?;
-        let started = Instant::now();
-        loop {
-            if driver.handle_count(lane, request.nonce).await? > 0 {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                return Err(DevnetError::Invalid(format!(
-                    "nonce {} not handled in 60 s",
-                    request.nonce
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        latencies.push(started.elapsed().as_secs_f64());
-    }
-    latencies.sort_by(f64::total_cmp);
+    let latencies = single_latencies(&driver, lane, to, options.latency_samples).await?;
     let latency = Latency {
         samples: latencies.len(),
         p50: percentile(&latencies, 50.0),

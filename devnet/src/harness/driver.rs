@@ -240,11 +240,7 @@ impl Driver {
             .call()
             .await
             .map_err(|e| DevnetError::chain("read native fee", e))?;
-        let first_nonce = provider
-            .get_transaction_count(self.user(user)?.address())
-            .pending()
-            .await
-            .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+        let (first_nonce, fees) = self.burst_start(&provider, user).await?;
         // One estimate and one fee quote for the whole burst (the requests differ only in
         // recipient, amount and extraData; the longest extraData is estimated, plus a fifth): a
         // node's estimate per transaction would make a large burst crawl.
@@ -257,10 +253,6 @@ impl Driver {
                 .await
                 .map_err(|e| DevnetError::chain("estimate requestNativeTransfer", e))?;
         }
-        let fees = provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| DevnetError::chain("eth_feeHistory", e))?;
         let mut pending = Vec::with_capacity(transfers.len());
         for (i, (to, amount, data)) in transfers.iter().enumerate() {
             let sent = bridge
@@ -274,9 +266,43 @@ impl Driver {
                 .await;
             pending.push(sent);
         }
-        let mut requests = Vec::with_capacity(transfers.len());
+        self.burst_requests(source, "requestNativeTransfer (burst)", pending)
+            .await
+    }
+
+    /// The next nonce of user `user` (pending included) and the fees to bid for a burst.
+    async fn burst_start(
+        &self,
+        provider: &DynProvider,
+        user: usize,
+    ) -> Result<(u64, alloy::eips::eip1559::Eip1559Estimation), DevnetError> {
+        let first_nonce = provider
+            .get_transaction_count(self.user(user)?.address())
+            .pending()
+            .await
+            .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
+        let fees = provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| DevnetError::chain("eth_feeHistory", e))?;
+        Ok((first_nonce, fees))
+    }
+
+    /// Wait for every request transaction of a burst on `source`; its requests in nonce order.
+    async fn burst_requests(
+        &self,
+        source: ChainRole,
+        what: &str,
+        pending: Vec<
+            Result<
+                alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+                alloy::contract::Error,
+            >,
+        >,
+    ) -> Result<Vec<Request>, DevnetError> {
+        let mut requests = Vec::with_capacity(pending.len());
         for sent in pending {
-            let receipt = confirm("requestNativeTransfer (burst)", sent).await?;
+            let receipt = confirm(what, sent).await?;
             requests.push(self.request_in(source, &receipt)?);
         }
         requests.sort_by_key(|r| r.nonce);
@@ -317,15 +343,7 @@ impl Driver {
             .estimate_gas()
             .await
             .map_err(|e| DevnetError::chain("estimate requestERC20Transfer", e))?;
-        let first_nonce = provider
-            .get_transaction_count(self.user(user)?.address())
-            .pending()
-            .await
-            .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
-        let fees = provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| DevnetError::chain("eth_feeHistory", e))?;
+        let (first_nonce, fees) = self.burst_start(&provider, user).await?;
         let mut pending = Vec::with_capacity(count);
         for i in 0..count {
             let sent = bridge
@@ -339,13 +357,8 @@ impl Driver {
                 .await;
             pending.push(sent);
         }
-        let mut requests = Vec::with_capacity(count);
-        for sent in pending {
-            let receipt = confirm("requestERC20Transfer (burst)", sent).await?;
-            requests.push(self.request_in(source, &receipt)?);
-        }
-        requests.sort_by_key(|r| r.nonce);
-        Ok(requests)
+        self.burst_requests(source, "requestERC20Transfer (burst)", pending)
+            .await
     }
 
     /// Approve and request an ERC-20 transfer of the test token on `lane`.

@@ -13,6 +13,7 @@ use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::Poll;
+use crate::cli::multibridge;
 
 fn attested(dir: &std::path::Path) -> DevnetOptions {
     DevnetOptions {
@@ -21,30 +22,13 @@ fn attested(dir: &std::path::Path) -> DevnetOptions {
     }
 }
 
+/// Wait until every one of `requests` of `lane` is handled (once).
 async fn wait_handled(driver: &Driver, dir: &std::path::Path, lane: Lane, requests: &[Request]) {
     for request in requests {
-        Poll::new(
-            format!("{lane} nonce {} not handled in time", request.nonce),
-            Duration::from_secs(60),
-        )
-        .logs(dir, 3, 20)
-        .until(async || {
-            let n = driver.handle_count(lane, request.nonce).await.unwrap();
-            assert!(n <= 1, "{lane} nonce {} handled {n} times", request.nonce);
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(format!("handled {n} times"))
-            }
-        })
-        .await;
+        crate::relay::wait_handled(driver, dir, lane, request).await;
     }
 }
 
-/// Lanes in attested mode with two replicas per operator under etcd: a backlog both ways, and
-/// operator 1's main-to-service leader SIGKILLed once the first batches landed. Its standby takes
-/// the lane, the other operators send the dead leader's turns after their timeout; every
-/// transfer is handled exactly once and not a single vote is cast.
 #[tokio::test(flavor = "multi_thread")]
 async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,21 +158,6 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
     assert!(total >= 3.0, "the leaders signed {total} batches");
 }
 
-fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
-    let out =
-        std::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
-            .args(args)
-            .env("USER_KEY", key)
-            .env("MULTIBRIDGE_LOG", "warn")
-            .output()
-            .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// One operator's relay (and so its HTTP API) is down: the other two operators' signatures are
 /// a threshold and their batches carry only theirs. Then no relay can pay for gas on the
 /// destination: the relays still sign and serve, and a user's `multibridge execute` sends the
@@ -252,21 +221,24 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
     let user_key = driver.manifest().users[3].private_key.clone();
     let config = devnet.operator_config_path(0);
     let nonce = late.nonce.to_string();
-    let (ok, out, err) = multibridge(
-        &[
-            "execute",
-            "--config",
-            config.to_str().unwrap(),
-            "--lane",
-            "main-to-service",
-            "--nonce",
-            &nonce,
-            "--key-env",
-            "USER_KEY",
-            "--json",
-        ],
-        &user_key,
-    );
+    let execute = || {
+        multibridge(
+            &[
+                "execute",
+                "--config",
+                config.to_str().unwrap(),
+                "--lane",
+                "main-to-service",
+                "--nonce",
+                &nonce,
+                "--key-env",
+                "USER_KEY",
+                "--json",
+            ],
+            &user_key,
+        )
+    };
+    let (ok, out, err) = execute();
     assert!(ok, "execute failed: {out}{err}");
     let executed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(executed["already_handled"], false, "{executed}");
@@ -325,21 +297,7 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
     assert!(out.contains("self-relayed: batch of"), "{out}{err}");
     assert!(out.contains("handled: nonce"), "{out}");
     // Executing again is harmless: it says so and sends nothing.
-    let (ok, out, err) = multibridge(
-        &[
-            "execute",
-            "--config",
-            config.to_str().unwrap(),
-            "--lane",
-            "main-to-service",
-            "--nonce",
-            &nonce,
-            "--key-env",
-            "USER_KEY",
-            "--json",
-        ],
-        &user_key,
-    );
+    let (ok, out, err) = execute();
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"already_handled\":true"), "{out}");
 }

@@ -11,7 +11,8 @@ use multibridge_contracts::ChainRole;
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
+/// Run the `multibridge` CLI with `USER_KEY` set to `key`: (success, stdout, stderr).
+pub(crate) fn multibridge(args: &[&str], key: &str) -> (bool, String, String) {
     let out = Command::new(relay_binary().unwrap())
         .args(args)
         .env("USER_KEY", key)

@@ -12,7 +12,8 @@ use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually};
 
-async fn wait_handled(
+/// Wait (60 s at most) until `request` of `lane` is handled, failing at once if twice.
+pub(crate) async fn wait_handled(
     driver: &Driver,
     devnet_dir: &std::path::Path,
     lane: Lane,
