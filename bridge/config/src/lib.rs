@@ -11,6 +11,7 @@
 //! | [`backup`], [`dashboard`] | `[backup]` (state backups, fast join), `[dashboard]` (the web page) |
 //! | [`guardian`] | `[guardian]`: the pauser key that pauses on a forged release |
 //! | [`admin`] | `[admin]`: the configuration watch (desired-state file, owner calls) |
+//! | [`pairs`] | `[[pairs]]`: one process serving several bridge pairs over named `[chains.<name>]` |
 //!
 //! Each section says what is wrong with it (`problem()`); [`Config::validate`] asks them in turn.
 //! The runtime forms of a section (the voter's tuning, the sender's policy, the recovery
@@ -39,6 +40,7 @@ pub mod etcd;
 pub mod guardian;
 pub mod http;
 pub mod operator;
+pub mod pairs;
 pub mod recovery;
 pub mod registry;
 pub mod store;
@@ -52,6 +54,7 @@ pub use etcd::{ElectionScope, EtcdConfig, EtcdTlsConfig};
 pub use guardian::GuardianConfig;
 pub use http::HttpConfig;
 pub use operator::{OperatorConfig, Secret, SecretError, SignerConfig, SignerField, read_secret};
+pub use pairs::PairConfig;
 pub use recovery::RecoverySettings;
 pub use registry::RegistryConfig;
 pub use store::StoreConfig;
@@ -159,12 +162,52 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         problem: String,
     },
+    /// One pair of a file of `[[pairs]]` is unusable.
+    #[error("invalid config {path}: pair {pair}: {field}: {problem}")]
+    InPair {
+        /// The file.
+        path: PathBuf,
+        /// The pair's name.
+        pair: String,
+        /// Dotted field name, as in a single-pair file (`chains.service` is the pair's service
+        /// chain).
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
 }
 
 impl Config {
     /// Read a config file, apply `MULTIBRIDGE__…` environment overrides, and validate the
     /// result (offline checks only).
+    ///
+    /// A file of `[[pairs]]` gives its pair's config when it has one pair; with more, every
+    /// command but `run` needs one pair's file ([`Config::load_pairs`] reads them all).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut pairs = Self::load_pairs(path)?;
+        if pairs.len() == 1
+            && let Some(pair) = pairs.pop()
+        {
+            return Ok(pair.config);
+        }
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            field: "pairs",
+            problem: format!(
+                "this file serves {} pairs ({}): `multibridge run` serves them all; other commands take a single pair's file",
+                pairs.len(),
+                pairs
+                    .iter()
+                    .filter_map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+
+    /// Read a config file (with `MULTIBRIDGE__…` overrides) as the pairs it serves: one
+    /// unnamed pair for a single-pair file, one per `[[pairs]]` entry otherwise; each checked.
+    pub fn load_pairs(path: &Path) -> Result<Vec<PairConfig>, ConfigError> {
         use figment::Figment;
         use figment::providers::{Env, Format, Toml};
 
@@ -173,15 +216,16 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = Figment::from(Toml::file(path))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
-            .extract()
-            .map_err(|e| ConfigError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+        let figment = Figment::from(Toml::file(path)).merge(Env::prefixed(ENV_PREFIX).split("__"));
+        if pairs::is_hub(&figment) {
+            return pairs::expand(&figment, path);
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         config.validate(path)?;
-        Ok(config)
+        Ok(vec![PairConfig { name: None, config }])
     }
 
     /// Render as TOML.

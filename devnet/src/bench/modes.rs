@@ -14,8 +14,9 @@ use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolEvent;
 use multibridge_config::VotingMode;
-use multibridge_contracts::{ChainRole, Lane, TestToken};
+use multibridge_contracts::{Bridge, ChainRole, Lane, TestToken};
 use serde::Serialize;
 
 use super::transfers::{block_time_of, mean_fullness, percentile, single_latencies};
@@ -54,8 +55,16 @@ pub struct Drain {
     pub capacity_per_second: f64,
     /// `per_second / capacity_per_second`.
     pub ratio: f64,
+    /// Handled per second over the blocks while a backlog remained: every block of the window
+    /// but the last, the one that empties the backlog (its remainder is less than a block's
+    /// worth, so it cannot be full whatever the relay does).
+    pub steady_per_second: f64,
+    /// `steady_per_second / capacity_per_second`: the throughput goal's figure.
+    pub steady_ratio: f64,
     /// Mean share of the block gas limit used over the window.
     pub block_fullness: f64,
+    /// The share of each block of the window, first to last.
+    pub fullness_by_block: Vec<f64>,
     /// Operator transactions to the bridge that reverted.
     pub reverted: usize,
 }
@@ -302,6 +311,8 @@ async fn drain(
         .collect();
     let (mut gas, mut transactions, mut reverted) = (0u128, 0usize, 0usize);
     let (mut first_block, mut last_block) = (None, None);
+    // Handles per block of the window, in block order.
+    let mut handled_by_block: Vec<(u64, usize)> = Vec::new();
     for number in dest_from..=dest_to {
         let Some(block) = dest
             .get_block_by_number(BlockNumberOrTag::Number(number))
@@ -322,6 +333,7 @@ async fn drain(
         }
         first_block.get_or_insert(number);
         last_block = Some(number);
+        let mut handled = 0usize;
         for hash in ours {
             let Some(receipt) = dest
                 .get_transaction_receipt(hash)
@@ -332,10 +344,22 @@ async fn drain(
             };
             transactions = transactions.saturating_add(1);
             gas = gas.saturating_add(u128::from(receipt.gas_used));
+            handled = handled.saturating_add(
+                receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .filter(|l| {
+                        l.address() == bridge
+                            && l.topic0() == Some(&Bridge::HandleValueTransfer::SIGNATURE_HASH)
+                    })
+                    .count(),
+            );
             if !receipt.status() {
                 reverted = reverted.saturating_add(1);
             }
         }
+        handled_by_block.push((number, handled));
     }
     let transfers = requests.len();
     let gas_per_transfer = gas as f64 / transfers.max(1) as f64;
@@ -360,7 +384,20 @@ async fn drain(
         0.0
     };
     let per_second = transfers as f64 / seconds;
-    let (block_fullness, _, _) = mean_fullness(driver, first_block, last_block).await?;
+    let steady_per_second = match handled_by_block.as_slice() {
+        [(first, _), .., (before_last, _), _] => {
+            let steady: usize = handled_by_block.iter().rev().skip(1).map(|(_, n)| n).sum();
+            let span = block_time_of(driver, ChainRole::Service, *before_last)
+                .await?
+                .saturating_sub(block_time_of(driver, ChainRole::Service, *first).await?)
+                as f64
+                + BLOCK_TIME;
+            steady as f64 / span
+        }
+        _ => per_second,
+    };
+    let (block_fullness, _, fullness_by_block) =
+        mean_fullness(driver, first_block, last_block).await?;
     Ok(Drain {
         transfers,
         transactions,
@@ -374,7 +411,14 @@ async fn drain(
         } else {
             0.0
         },
+        steady_per_second,
+        steady_ratio: if capacity > 0.0 {
+            steady_per_second / capacity
+        } else {
+            0.0
+        },
         block_fullness,
+        fullness_by_block,
         reverted,
     })
 }
@@ -382,13 +426,14 @@ async fn drain(
 fn render_row(r: &ModeRow) -> String {
     let drain = |name: &str, d: &Drain| {
         format!(
-            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}, blocks {:.0}% full)  {} reverted",
+            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
             d.transfers,
             d.gas_per_transfer,
             d.direct_transfer_gas,
             d.overhead,
-            d.per_second,
+            d.steady_per_second,
             d.capacity_per_second,
+            d.steady_ratio,
             d.ratio,
             d.block_fullness * 100.0,
             d.reverted
