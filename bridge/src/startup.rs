@@ -43,14 +43,15 @@ pub struct Serving {
 
 impl Serving {
     /// Bind `http.listen` and serve (a bind error is returned at once: no waiting fixes it).
-    pub async fn start(config: &Config) -> Result<Self, RelayError> {
+    /// For pair `pair` of a relay serving several, every metric carries `pair="<name>"`.
+    pub async fn start(config: &Config, pair: Option<&str>) -> Result<Self, RelayError> {
         let endpoints = config
             .chains
             .main
             .rpc_urls
             .len()
             .max(config.chains.service.rpc_urls.len());
-        let metrics = Arc::new(Metrics::new(&config.lanes, endpoints)?);
+        let metrics = Arc::new(Metrics::for_pair(&config.lanes, endpoints, pair)?);
         let readiness = Arc::new(Readiness::new(Duration::from_secs(
             config.http.ready_stale_secs,
         )));

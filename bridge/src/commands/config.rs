@@ -37,39 +37,53 @@ enum ConfigCommand {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         ConfigCommand::Validate { config } => {
-            let c = Config::load(&config)?;
-            println!(
-                "{}: ok (operator {}, lanes {})",
-                config.display(),
-                c.operator.address,
-                c.lanes
-                    .iter()
-                    .map(|l| l.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            for pair in Config::load_pairs(&config)? {
+                let c = &pair.config;
+                println!(
+                    "{}: {}ok (operator {}, chains {} and {}, lanes {})",
+                    config.display(),
+                    pair.name
+                        .as_deref()
+                        .map(|n| format!("pair {n}: "))
+                        .unwrap_or_default(),
+                    c.operator.address,
+                    c.chains.main.chain_id,
+                    c.chains.service.chain_id,
+                    c.lanes
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         ConfigCommand::Check { config } => {
-            let c = Config::load(&config)?;
-            let dashboard = crate::dashboard::check(&c)?;
-            let checked = preflight(c).await?;
-            println!(
-                "{}: ok, operator {}",
-                config.display(),
-                checked.signer.address()
-            );
-            println!("  dashboard: {dashboard}");
-            for r in &checked.reports {
+            for pair in Config::load_pairs(&config)? {
+                let c = pair.config;
+                let dashboard = crate::dashboard::check(&c)?;
+                let checked = preflight(c).await?;
                 println!(
-                    "  {:<8} chain {:<8} endpoints {}/{} up  threshold {}/{}  signer balance {}",
-                    r.role.as_str(),
-                    r.chain_id,
-                    r.endpoints_up,
-                    r.endpoints,
-                    r.threshold,
-                    r.operators,
-                    format_ether(r.signer_balance)
+                    "{}: {}ok, operator {}",
+                    config.display(),
+                    pair.name
+                        .as_deref()
+                        .map(|n| format!("pair {n}: "))
+                        .unwrap_or_default(),
+                    checked.signer.address()
                 );
+                println!("  dashboard: {dashboard}");
+                for r in &checked.reports {
+                    println!(
+                        "  {:<8} chain {:<8} endpoints {}/{} up  threshold {}/{}  signer balance {}",
+                        r.role.as_str(),
+                        r.chain_id,
+                        r.endpoints_up,
+                        r.endpoints,
+                        r.threshold,
+                        r.operators,
+                        format_ether(r.signer_balance)
+                    );
+                }
             }
         }
     }

@@ -1,10 +1,20 @@
 //! `multibridge run`: this operator's relay for the configured lanes until SIGINT/SIGTERM. The
 //! HTTP API comes first (alive while the chains are awaited, ready once they answer), then the
 //! preflight, then the relay ([`crate::relay::run`]).
+//!
+//! A file of `[[pairs]]` runs every pair in this one process, each as a single-pair relay would
+//! run (its own HTTP API, preflight, store, lanes and tasks) but sharing the operator's
+//! submitter and election per chain ([`crate::relay::HubShare`]). A pair that waits (its chain
+//! down at start) waits alone; one that fails for good stops the process, as a single-pair
+//! relay stops, and every other pair stops with it in order.
 
+use std::future::Future;
 use std::path::PathBuf;
 
-use crate::config::Config;
+use tracing::Instrument;
+
+use crate::config::{Config, PairConfig};
+use crate::relay::HubShare;
 
 /// `multibridge run`.
 #[derive(clap::Args)]
@@ -16,11 +26,51 @@ pub struct Args {
 
 /// Run the relay until a shutdown signal or a failure no retry fixes.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let pairs = Config::load_pairs(&args.config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hub = HubShare::default();
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let relays = futures::future::join_all(pairs.into_iter().map(|pair| {
+        let name = pair.name.clone().unwrap_or_default();
+        let (hub, stop_rx, stop_tx) = (hub.clone(), stop_rx.clone(), stop_tx.clone());
+        async move {
+            let result = run_pair(pair, &hub, stopped(stop_rx)).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "stopping every pair of this process");
+                let _ = stop_tx.send(true);
+            }
+            result
+        }
+        .instrument(tracing::info_span!("pair", pair = %name))
+    }));
+    tokio::pin!(relays);
+    let results = tokio::select! {
+        results = &mut relays => results,
+        () = signal => relays.await,
+    };
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// One pair: its HTTP API, its preflight until the chains answer, then its relay.
+async fn run_pair(
+    pair: PairConfig,
+    hub: &HubShare,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let c = Config::load(&args.config)?;
-    let serving = crate::startup::Serving::start(&c).await?;
+    let c = pair.config;
+    let serving = crate::startup::Serving::start(&c, pair.name.as_deref()).await?;
     let serving_ms = started.elapsed().as_millis() as u64;
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(shutdown);
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await
     {
         Ok(Some(checked)) => {
@@ -40,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    crate::relay::run(checked, serving, shutdown).await?;
+    crate::relay::run(checked, serving, shutdown, hub).await?;
     Ok(())
 }
 

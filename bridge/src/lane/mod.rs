@@ -52,6 +52,9 @@ pub struct LaneControl {
     pub leading: watch::Receiver<bool>,
     /// The campaign's lease (revoked when the replica stops).
     pub held: HeldLease,
+    /// Whether this lane runs the campaign behind its control (`false`: it follows the
+    /// election of another pair's lane that writes to the same chain with the same key).
+    pub campaigns: bool,
 }
 
 impl LaneControl {
@@ -68,6 +71,21 @@ impl LaneControl {
             leading_tx,
             leading,
             held: HeldLease::default(),
+            campaigns: true,
+        }
+    }
+
+    /// The control of `lane` when another pair's lane `leader` writes to the same chain with
+    /// the same key (`[[pairs]]`): one election rules both, since two replicas sending with one
+    /// key on one chain would race for its nonces. `lane` runs no campaign of its own.
+    pub fn follow(lane: Lane, leader: &LaneControl) -> Self {
+        Self {
+            lane,
+            fence: leader.fence.clone(),
+            leading_tx: leader.leading_tx.clone(),
+            leading: leader.leading.clone(),
+            held: leader.held.clone(),
+            campaigns: false,
         }
     }
 }
@@ -130,6 +148,12 @@ pub fn spawn(
         crate::leadership::lane_election_dir(config, lane),
         &config.etcd,
     ) {
+        // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
+        // past its lease reads 0 at its first scrape after waking, never beside its successor.
+        let (fence, gauge) = (control.fence.clone(), metrics.leader.clone());
+        shared
+            .metrics
+            .on_render(move || gauge.set(i64::from(fence.check().is_ok())));
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             readiness: shared.readiness.clone(),
             destination: crate::observe::watcher::chain_component(lane.destination()),
@@ -157,20 +181,16 @@ pub fn spawn(
             }),
             health: health.clone().map(|health| (health, dir.clone())),
         };
-        // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
-        // past its lease reads 0 at its first scrape after waking, never beside its successor.
-        let (fence, gauge) = (control.fence.clone(), metrics.leader.clone());
-        shared
-            .metrics
-            .on_render(move || gauge.set(i64::from(fence.check().is_ok())));
-        let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
-        tasks.spawn(
-            async move {
-                campaign.run().await;
-                Ok(())
-            }
-            .instrument(span),
-        );
+        if control.campaigns {
+            let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
+            tasks.spawn(
+                async move {
+                    campaign.run().await;
+                    Ok(())
+                }
+                .instrument(span),
+            );
+        }
         let progress = Progress {
             lane,
             dir,

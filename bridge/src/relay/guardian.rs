@@ -25,6 +25,7 @@ pub(super) fn spawn_guardian(
     signer: &OperatorSigner,
     alarms: mpsc::Receiver<Alarm>,
     board: Arc<StatusBoard>,
+    hub: &super::HubShare,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let Some(settings) = shared.config.guardian.as_ref() else {
@@ -35,21 +36,30 @@ pub(super) fn spawn_guardian(
     let (term_tx, term) = watch::channel(true);
     let mut clients = HashMap::new();
     for role in [ChainRole::Main, ChainRole::Service] {
-        let (submitter, handle) = Submitter::new(
-            shared.chains.get(role).clone(),
-            signer.clone(),
-            SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
-            Fence::standalone(),
-            term.clone(),
-        );
-        clients.insert(role, handle.client());
-        tasks.spawn(
-            async move {
-                submitter.run().await;
-                Ok(())
-            }
-            .instrument(tracing::info_span!("guardian_submitter", chain = %role, %guardian)),
-        );
+        // One submitter per (chain, pauser key) in the process, whatever the pairs.
+        let chain_id = shared.config.chains.get(role).chain_id;
+        let handle = hub.submitter(chain_id, guardian, || {
+            let (submitter, handle) = Submitter::new(
+                shared.chains.get(role).clone(),
+                signer.clone(),
+                SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
+                Fence::standalone(),
+                term.clone(),
+            );
+            tasks.spawn(
+                async move {
+                    submitter.run().await;
+                    Ok(())
+                }
+                .instrument(
+                    tracing::info_span!("guardian_submitter", chain = %role, chain_id, %guardian),
+                ),
+            );
+            Some(handle)
+        });
+        if let Some(handle) = handle {
+            clients.insert(role, handle.client());
+        }
     }
     let config = &shared.config;
     let per_chain = |f: fn(&crate::config::ChainConfig) -> u64| {

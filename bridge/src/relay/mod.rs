@@ -33,17 +33,23 @@ use crate::store::{SharedStore, Store};
 mod backup;
 mod dashboard;
 mod guardian;
+pub mod hub;
 mod registry;
+
+pub use hub::HubShare;
 
 use dashboard::spawn_dashboard;
 use registry::spawn_registry;
 
-/// Run the relay (its HTTP API already serving) until `shutdown` resolves or a task fails for
-/// good; stops the HTTP API on the way out.
+/// Run the relay of one bridge pair (its HTTP API already serving) until `shutdown` resolves or
+/// a task fails for good; stops the HTTP API on the way out. Submitters and elections of chains
+/// another pair of this process already writes to come from `hub` ([`hub`]; a single-pair
+/// relay's share holds only its own).
 pub async fn run(
     preflight: Preflight,
     serving: Serving,
     shutdown: impl Future<Output = ()>,
+    hub: &HubShare,
 ) -> Result<(), RelayError> {
     let Preflight {
         config,
@@ -93,7 +99,13 @@ pub async fn run(
     let controls: Vec<LaneControl> = config
         .lanes
         .iter()
-        .map(|lane| LaneControl::new(*lane, etcd.is_some()))
+        .map(|lane| {
+            hub.control(
+                *lane,
+                config.chains.get(lane.destination()).chain_id,
+                etcd.is_some(),
+            )
+        })
         .collect();
     for control in &controls {
         // Standalone: this replica is every lane's active voter; with etcd, its campaign says.
@@ -121,7 +133,7 @@ pub async fn run(
         backup::join_empty_lanes(&shared, storage).await;
     }
     let mut tasks: JoinSet<crate::task::TaskResult> = JoinSet::new();
-    let submitters = spawn_submitters(&shared, &signer, &controls, &mut tasks);
+    let submitters = spawn_submitters(&shared, &signer, &controls, hub, &mut tasks);
     let mut claim_senders = HashMap::new();
     for control in &controls {
         let lane = control.lane;
@@ -168,7 +180,7 @@ pub async fn run(
     let alarms = match &guardian {
         Some(pauser) => {
             let (alarms, alarm_rx) = crate::guard::alarm_channel();
-            guardian::spawn_guardian(&shared, pauser, alarm_rx, board.clone(), &mut tasks);
+            guardian::spawn_guardian(&shared, pauser, alarm_rx, board.clone(), hub, &mut tasks);
             Some(alarms)
         }
         None => None,
@@ -181,7 +193,8 @@ pub async fn run(
     // then give the lanes up so a follower leads at once instead of after the TTL.
     while tasks.join_next().await.is_some() {}
     if let Some(pool) = &etcd {
-        for control in &controls {
+        // A lane that follows another pair's election leaves the resigning to that pair.
+        for control in controls.iter().filter(|c| c.campaigns) {
             resign(pool, &control.fence, &control.held)
                 .instrument(
                     tracing::info_span!("resign", lane = %control.lane, %operator, %replica),
@@ -204,11 +217,13 @@ pub(crate) fn owner(controls: &[LaneControl], chain: ChainRole) -> Option<&LaneC
 }
 
 /// One submitter per chain the operator's key writes to: each lane's destination, and the
-/// main chain when the registry is used.
+/// main chain when the registry is used — shared with every other pair of the process that
+/// writes to the same chain.
 fn spawn_submitters(
     shared: &Shared,
     signer: &crate::chain::signer::OperatorSigner,
     controls: &[LaneControl],
+    hub: &HubShare,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> HashMap<ChainRole, SubmitterHandle> {
     let mut chains: Vec<ChainRole> = controls.iter().map(|c| c.lane.destination()).collect();
@@ -222,26 +237,31 @@ fn spawn_submitters(
         let Some(owner) = owner(controls, chain) else {
             continue;
         };
-        let (submitter, handle) = Submitter::new(
-            shared.chains.get(chain).clone(),
-            signer.clone(),
-            crate::chain::sender::SenderPolicy::new(
-                &shared.config.voting,
-                shared.config.chains.get(chain),
-            ),
-            owner.fence.clone(),
-            owner.leading.clone(),
-        );
-        let span =
-            tracing::info_span!("submitter", %chain, signer = %shared.operator, lane = %owner.lane);
-        tasks.spawn(
-            async move {
-                submitter.run().await;
-                Ok(())
-            }
-            .instrument(span),
-        );
-        handles.insert(chain, handle);
+        let chain_id = shared.config.chains.get(chain).chain_id;
+        let handle = hub.submitter(chain_id, signer.address(), || {
+            let (submitter, handle) = Submitter::new(
+                shared.chains.get(chain).clone(),
+                signer.clone(),
+                crate::chain::sender::SenderPolicy::new(
+                    &shared.config.voting,
+                    shared.config.chains.get(chain),
+                ),
+                owner.fence.clone(),
+                owner.leading.clone(),
+            );
+            let span = tracing::info_span!("submitter", %chain, chain_id, signer = %shared.operator, lane = %owner.lane);
+            tasks.spawn(
+                async move {
+                    submitter.run().await;
+                    Ok(())
+                }
+                .instrument(span),
+            );
+            Some(handle)
+        });
+        if let Some(handle) = handle {
+            handles.insert(chain, handle);
+        }
     }
     handles
 }

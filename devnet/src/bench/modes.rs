@@ -14,9 +14,8 @@ use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolEvent;
 use multibridge_config::VotingMode;
-use multibridge_contracts::{Bridge, ChainRole, Lane, TestToken};
+use multibridge_contracts::{ChainRole, Lane, TestToken};
 use serde::Serialize;
 
 use super::transfers::{block_time_of, mean_fullness, percentile, single_latencies};
@@ -57,7 +56,8 @@ pub struct Drain {
     pub ratio: f64,
     /// Handled per second over the blocks while a backlog remained: every block of the window
     /// but the last, the one that empties the backlog (its remainder is less than a block's
-    /// worth, so it cannot be full whatever the relay does).
+    /// worth, so it cannot be full whatever the relay does); counted as those blocks' bridge gas
+    /// over the drain's gas per transfer (votes land blocks before the handle they complete).
     pub steady_per_second: f64,
     /// `steady_per_second / capacity_per_second`: the throughput goal's figure.
     pub steady_ratio: f64,
@@ -311,8 +311,8 @@ async fn drain(
         .collect();
     let (mut gas, mut transactions, mut reverted) = (0u128, 0usize, 0usize);
     let (mut first_block, mut last_block) = (None, None);
-    // Handles per block of the window, in block order.
-    let mut handled_by_block: Vec<(u64, usize)> = Vec::new();
+    // The bridge gas of each block of the window, in block order.
+    let mut gas_by_block: Vec<(u64, u128)> = Vec::new();
     for number in dest_from..=dest_to {
         let Some(block) = dest
             .get_block_by_number(BlockNumberOrTag::Number(number))
@@ -333,7 +333,7 @@ async fn drain(
         }
         first_block.get_or_insert(number);
         last_block = Some(number);
-        let mut handled = 0usize;
+        let mut block_gas = 0u128;
         for hash in ours {
             let Some(receipt) = dest
                 .get_transaction_receipt(hash)
@@ -344,22 +344,12 @@ async fn drain(
             };
             transactions = transactions.saturating_add(1);
             gas = gas.saturating_add(u128::from(receipt.gas_used));
-            handled = handled.saturating_add(
-                receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .filter(|l| {
-                        l.address() == bridge
-                            && l.topic0() == Some(&Bridge::HandleValueTransfer::SIGNATURE_HASH)
-                    })
-                    .count(),
-            );
+            block_gas = block_gas.saturating_add(u128::from(receipt.gas_used));
             if !receipt.status() {
                 reverted = reverted.saturating_add(1);
             }
         }
-        handled_by_block.push((number, handled));
+        gas_by_block.push((number, block_gas));
     }
     let transfers = requests.len();
     let gas_per_transfer = gas as f64 / transfers.max(1) as f64;
@@ -384,15 +374,18 @@ async fn drain(
         0.0
     };
     let per_second = transfers as f64 / seconds;
-    let steady_per_second = match handled_by_block.as_slice() {
+    // Transfers' worth of bridge gas (at the drain's mean gas per transfer) in every block but
+    // the last: the work done while a backlog remained, whichever block a handle fell in.
+    let steady_per_second = match gas_by_block.as_slice() {
         [(first, _), .., (before_last, _), _] => {
-            let steady: usize = handled_by_block.iter().rev().skip(1).map(|(_, n)| n).sum();
+            let steady_gas: u128 = gas_by_block.iter().rev().skip(1).map(|(_, g)| g).sum();
+            let steady = steady_gas as f64 / gas_per_transfer.max(1.0);
             let span = block_time_of(driver, ChainRole::Service, *before_last)
                 .await?
                 .saturating_sub(block_time_of(driver, ChainRole::Service, *first).await?)
                 as f64
                 + BLOCK_TIME;
-            steady as f64 / span
+            steady / span
         }
         _ => per_second,
     };

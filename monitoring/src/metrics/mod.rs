@@ -315,7 +315,26 @@ impl Metrics {
     /// Create and register every metric, and initialise the label sets of `lanes` and every
     /// chain (endpoints `0..endpoints_per_chain`).
     pub fn new(lanes: &[Lane], endpoints_per_chain: usize) -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+        Self::for_pair(lanes, endpoints_per_chain, None)
+    }
+
+    /// [`Metrics::new`] for one bridge pair of a relay serving several (`[[pairs]]`): every
+    /// series carries `pair="<name>"` (none for a single-pair relay).
+    pub fn for_pair(
+        lanes: &[Lane],
+        endpoints_per_chain: usize,
+        pair: Option<&str>,
+    ) -> Result<Self, prometheus::Error> {
+        let registry = match pair {
+            Some(pair) => Registry::new_custom(
+                None,
+                Some(std::collections::HashMap::from([(
+                    "pair".to_owned(),
+                    pair.to_owned(),
+                )])),
+            )?,
+            None => Registry::new(),
+        };
         let lane = &["lane"];
         let f = crate::families::Families(&registry);
         let (int_gauge, counter) = (

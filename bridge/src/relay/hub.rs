@@ -1,0 +1,95 @@
+//! What the bridge pairs of one process share (`[[pairs]]`, issue 37): one submitter per
+//! (chain, signer) and, under etcd, one election per chain the operator's key writes to.
+//!
+//! A key has one nonce sequence on a chain however many pairs write to it there (the main
+//! chain of several service chains; a service chain that is also the main chain of a nested
+//! one). So the first pair that needs the key on a chain starts its submitter and every other
+//! pair sends through the same one: its jobs are served in the order they arrive, each client
+//! waiting for its own before it sends the next, so a busy pair cannot starve a quiet one. For
+//! the same reason the lanes of every pair that write to one chain follow one election (the
+//! first such lane's): two replicas leading two pairs' lanes into one chain would both send
+//! with the key there.
+//!
+//! A single-pair relay has a share of its own, which changes nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::Address;
+use multibridge_contracts::Lane;
+
+use crate::chain::submitter::SubmitterHandle;
+use crate::lane::LaneControl;
+
+/// The submitters and elections of one process, by chain id.
+#[derive(Clone, Default)]
+pub struct HubShare(Arc<Mutex<Inner>>);
+
+#[derive(Default)]
+struct Inner {
+    submitters: HashMap<(u64, Address), SubmitterHandle>,
+    controls: HashMap<u64, LaneControl>,
+}
+
+impl HubShare {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The submitter of `signer` on chain `chain_id`: the one already running, or the one
+    /// `start` starts (and which every later caller shares). `None` from `start` registers
+    /// nothing.
+    pub fn submitter(
+        &self,
+        chain_id: u64,
+        signer: Address,
+        start: impl FnOnce() -> Option<SubmitterHandle>,
+    ) -> Option<SubmitterHandle> {
+        let mut inner = self.inner();
+        if let Some(handle) = inner.submitters.get(&(chain_id, signer)) {
+            return Some(handle.clone());
+        }
+        let handle = start()?;
+        inner.submitters.insert((chain_id, signer), handle.clone());
+        Some(handle)
+    }
+
+    /// The control of `lane`, whose votes go to chain `destination`: standalone always its own;
+    /// under etcd the first lane into a chain campaigns and every later one follows it.
+    pub fn control(&self, lane: Lane, destination: u64, leased: bool) -> LaneControl {
+        if !leased {
+            return LaneControl::new(lane, false);
+        }
+        let mut inner = self.inner();
+        if let Some(leader) = inner.controls.get(&destination) {
+            return LaneControl::follow(lane, leader);
+        }
+        let control = LaneControl::new(lane, true);
+        inner
+            .controls
+            .insert(destination, LaneControl::follow(lane, &control));
+        control
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_into_one_chain_follow_one_election_and_standalone_lanes_are_their_own() {
+        let hub = HubShare::default();
+        let first = hub.control(Lane::MainToService, 2, true);
+        let other_pair = hub.control(Lane::ServiceToMain, 2, true);
+        let elsewhere = hub.control(Lane::ServiceToMain, 1, true);
+        assert!(first.campaigns);
+        assert!(!other_pair.campaigns);
+        assert!(elsewhere.campaigns);
+        // The follower sees what the leader's campaign sets.
+        first.leading_tx.send_replace(true);
+        assert!(*other_pair.leading.borrow());
+        assert!(!*elsewhere.leading.borrow());
+        let standalone = HubShare::default().control(Lane::MainToService, 2, false);
+        assert!(standalone.campaigns && *standalone.leading.borrow());
+    }
+}
