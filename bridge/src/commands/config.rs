@@ -42,10 +42,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 println!(
                     "{}: {}ok (operator {}, chains {} and {}, lanes {})",
                     config.display(),
-                    pair.name
-                        .as_deref()
-                        .map(|n| format!("pair {n}: "))
-                        .unwrap_or_default(),
+                    pair_prefix(&pair.name),
                     c.operator.address,
                     c.chains.main.chain_id,
                     c.chains.service.chain_id,
@@ -65,10 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 println!(
                     "{}: {}ok, operator {}",
                     config.display(),
-                    pair.name
-                        .as_deref()
-                        .map(|n| format!("pair {n}: "))
-                        .unwrap_or_default(),
+                    pair_prefix(&pair.name),
                     checked.signer.address()
                 );
                 println!("  dashboard: {dashboard}");
@@ -88,4 +82,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `"pair <name>: "` for a pair of a file of `[[pairs]]`, nothing for a single-pair file.
+fn pair_prefix(name: &Option<String>) -> String {
+    name.as_deref()
+        .map(|n| format!("pair {n}: "))
+        .unwrap_or_default()
 }

@@ -39,27 +39,19 @@ pub(super) fn spawn_guardian(
         // One submitter per (chain, pauser key) in the process, whatever the pairs.
         let chain_id = shared.config.chains.get(role).chain_id;
         let handle = hub.submitter(chain_id, guardian, || {
-            let (submitter, handle) = Submitter::new(
-                shared.chains.get(role).clone(),
-                signer.clone(),
-                SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
-                Fence::standalone(),
-                term.clone(),
-            );
-            tasks.spawn(
-                async move {
-                    submitter.run().await;
-                    Ok(())
-                }
-                .instrument(
-                    tracing::info_span!("guardian_submitter", chain = %role, chain_id, %guardian),
+            super::start_submitter(
+                Submitter::new(
+                    shared.chains.get(role).clone(),
+                    signer.clone(),
+                    SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
+                    Fence::standalone(),
+                    term.clone(),
                 ),
-            );
-            Some(handle)
+                tracing::info_span!("guardian_submitter", chain = %role, chain_id, %guardian),
+                tasks,
+            )
         });
-        if let Some(handle) = handle {
-            clients.insert(role, handle.client());
-        }
+        clients.insert(role, handle.client());
     }
     let config = &shared.config;
     let per_chain = |f: fn(&crate::config::ChainConfig) -> u64| {

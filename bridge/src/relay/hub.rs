@@ -37,21 +37,18 @@ impl HubShare {
     }
 
     /// The submitter of `signer` on chain `chain_id`: the one already running, or the one
-    /// `start` starts (and which every later caller shares). `None` from `start` registers
-    /// nothing.
+    /// `start` starts (and which every later caller shares).
     pub fn submitter(
         &self,
         chain_id: u64,
         signer: Address,
-        start: impl FnOnce() -> Option<SubmitterHandle>,
-    ) -> Option<SubmitterHandle> {
-        let mut inner = self.inner();
-        if let Some(handle) = inner.submitters.get(&(chain_id, signer)) {
-            return Some(handle.clone());
-        }
-        let handle = start()?;
-        inner.submitters.insert((chain_id, signer), handle.clone());
-        Some(handle)
+        start: impl FnOnce() -> SubmitterHandle,
+    ) -> SubmitterHandle {
+        self.inner()
+            .submitters
+            .entry((chain_id, signer))
+            .or_insert_with(start)
+            .clone()
     }
 
     /// The control of `lane`, whose votes go to chain `destination`: standalone always its own;

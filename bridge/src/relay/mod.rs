@@ -239,31 +239,40 @@ fn spawn_submitters(
         };
         let chain_id = shared.config.chains.get(chain).chain_id;
         let handle = hub.submitter(chain_id, signer.address(), || {
-            let (submitter, handle) = Submitter::new(
-                shared.chains.get(chain).clone(),
-                signer.clone(),
-                crate::chain::sender::SenderPolicy::new(
-                    &shared.config.voting,
-                    shared.config.chains.get(chain),
+            start_submitter(
+                Submitter::new(
+                    shared.chains.get(chain).clone(),
+                    signer.clone(),
+                    crate::chain::sender::SenderPolicy::new(
+                        &shared.config.voting,
+                        shared.config.chains.get(chain),
+                    ),
+                    owner.fence.clone(),
+                    owner.leading.clone(),
                 ),
-                owner.fence.clone(),
-                owner.leading.clone(),
-            );
-            let span = tracing::info_span!("submitter", %chain, chain_id, signer = %shared.operator, lane = %owner.lane);
-            tasks.spawn(
-                async move {
-                    submitter.run().await;
-                    Ok(())
-                }
-                .instrument(span),
-            );
-            Some(handle)
+                tracing::info_span!("submitter", %chain, chain_id, signer = %shared.operator, lane = %owner.lane),
+                tasks,
+            )
         });
-        if let Some(handle) = handle {
-            handles.insert(chain, handle);
-        }
+        handles.insert(chain, handle);
     }
     handles
+}
+
+/// Run `submitter` on `tasks` under `span`; its handle.
+pub(super) fn start_submitter(
+    (submitter, handle): (Submitter, SubmitterHandle),
+    span: tracing::Span,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
+) -> SubmitterHandle {
+    tasks.spawn(
+        async move {
+            submitter.run().await;
+            Ok(())
+        }
+        .instrument(span),
+    );
+    handle
 }
 
 /// The watcher of every lane.

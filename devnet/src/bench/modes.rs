@@ -357,11 +357,15 @@ async fn drain(
         first_block.unwrap_or(dest_to),
         last_block.unwrap_or(dest_to),
     );
-    let seconds = block_time_of(driver, ChainRole::Service, last_block)
-        .await?
-        .saturating_sub(block_time_of(driver, ChainRole::Service, first_block).await?)
-        as f64
-        + BLOCK_TIME;
+    let first_time = block_time_of(driver, ChainRole::Service, first_block).await?;
+    // Seconds from the first block of the drain to the end of `block`.
+    let seconds_to = async |block: u64| -> Result<f64, DevnetError> {
+        Ok(block_time_of(driver, ChainRole::Service, block)
+            .await?
+            .saturating_sub(first_time) as f64
+            + BLOCK_TIME)
+    };
+    let seconds = seconds_to(last_block).await?;
     let block_gas_limit = dest
         .get_block_by_number(BlockNumberOrTag::Latest)
         .await
@@ -377,15 +381,10 @@ async fn drain(
     // Transfers' worth of bridge gas (at the drain's mean gas per transfer) in every block but
     // the last: the work done while a backlog remained, whichever block a handle fell in.
     let steady_per_second = match gas_by_block.as_slice() {
-        [(first, _), .., (before_last, _), _] => {
+        [_, .., (before_last, _), _] => {
             let steady_gas: u128 = gas_by_block.iter().rev().skip(1).map(|(_, g)| g).sum();
             let steady = steady_gas as f64 / gas_per_transfer.max(1.0);
-            let span = block_time_of(driver, ChainRole::Service, *before_last)
-                .await?
-                .saturating_sub(block_time_of(driver, ChainRole::Service, *first).await?)
-                as f64
-                + BLOCK_TIME;
-            steady / span
+            steady / seconds_to(*before_last).await?
         }
         _ => per_second,
     };
