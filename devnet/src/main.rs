@@ -252,6 +252,14 @@ struct UpArgs {
     /// `attestations` (operators sign batches, one transaction executes each).
     #[arg(long, default_value = "votes", value_parser = ["votes", "attestations"])]
     mode: String,
+    /// Service chains under the main chain, a bridge pair each; with more than one (or
+    /// `--nested`) every relay serves all pairs from one process (a `[[pairs]]` config).
+    #[arg(long, default_value_t = 1)]
+    service_chains: usize,
+    /// Also a chain under the first service chain, with its own pair (a service chain's
+    /// service chain).
+    #[arg(long)]
+    nested: bool,
 }
 
 impl UpArgs {
@@ -280,6 +288,8 @@ impl UpArgs {
             } else {
                 multibridge_config::VotingMode::Votes
             },
+            service_chains: self.service_chains,
+            nested: self.nested,
             ..DevnetOptions::new(dir)
         }
     }
@@ -644,6 +654,28 @@ fn print_summary(m: &Manifest) {
         multibridge_devnet::harness::deploy::USER_NFTS
     );
     println!("  registry {} (main chain)", m.registry);
+    for pair in m.pairs.iter().skip(1) {
+        println!(
+            "  pair {:<20} chain {} {} -> chain {} {}  bridges {} / {}  registry {}",
+            pair.name,
+            pair.main.contracts.chain_id,
+            pair.main.rpc_url,
+            pair.service.contracts.chain_id,
+            pair.service.rpc_url,
+            pair.main.contracts.bridge,
+            pair.service.contracts.bridge,
+            pair.registry
+        );
+        for (op, urls) in pair.http_urls.iter().enumerate() {
+            if !urls.is_empty() {
+                println!(
+                    "      operator {} dashboard {}",
+                    op.saturating_add(1),
+                    urls.join("  ")
+                );
+            }
+        }
+    }
     if !m.etcd_endpoints.is_empty() {
         println!("  etcd     {}", m.etcd_endpoints.join(","));
     }
@@ -730,12 +762,51 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
         bail!("the demo needs the relays; drop --no-relays");
     }
     println!(
-        "starting devnet (anvil x2, etcd x{}, {} relays) ...",
-        args.etcd_members, args.operators
+        "starting devnet (anvil x{}, etcd x{}, {} relays) ...",
+        args.service_chains
+            .saturating_add(1)
+            .saturating_add(usize::from(args.nested)),
+        args.etcd_members,
+        args.operators
     );
     let devnet = Devnet::start(args.options(dir.to_owned())).await?;
-    let driver = Driver::new(devnet.manifest());
-    print_summary(driver.manifest());
+    let manifest = devnet.manifest();
+    print_summary(&manifest);
+    // A hub devnet: the same transfers on every pair, each pair's relays in the same processes.
+    let pairs: Vec<(String, Driver)> = if manifest.pairs.is_empty() {
+        vec![(String::new(), Driver::new(manifest.clone()))]
+    } else {
+        manifest
+            .pairs
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), Driver::new(manifest.pair(&p.name)?))))
+            .collect()
+    };
+    let mut latencies = Vec::new();
+    for (name, driver) in &pairs {
+        if !name.is_empty() {
+            println!("\npair {name}");
+        }
+        latencies.extend(demo_pair(driver, dir, transfers).await?);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "\n{} transfers on {} pair(s), each handled exactly once by the relays; median latency {median:.2}s",
+        latencies.len(),
+        pairs.len()
+    );
+    drop(devnet);
+    println!("devnet stopped");
+    Ok(())
+}
+
+/// The demo's transfers on one pair (both lanes, native and token), each waited for and
+/// checked handled once; then the pair's token conservation. Returns the latencies.
+async fn demo_pair(driver: &Driver, dir: &Path, transfers: u32) -> Result<Vec<f64>> {
     let amount_native = parse_ether("1.5")?;
     // main -> service pays user 0 on the service chain, so it holds wrapped tokens to send back;
     // service -> main pays a fresh address. Less comes back than went out.
@@ -799,15 +870,6 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
         .token_balance(ChainRole::Main, driver.manifest().main.contracts.bridge)
         .await?;
     let wrapped = driver.token_supply(ChainRole::Service).await?;
-    latencies.sort_by(f64::total_cmp);
-    let median = latencies
-        .get(latencies.len() / 2)
-        .copied()
-        .unwrap_or_default();
-    println!(
-        "\n{} transfers, each handled exactly once by the relays; median latency {median:.2}s",
-        latencies.len()
-    );
     println!(
         "conservation MBT: locked on main {} = minted on service {} -> {}",
         ether(locked),
@@ -817,9 +879,7 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     if locked != wrapped {
         bail!("conservation broken");
     }
-    drop(devnet);
-    println!("devnet stopped");
-    Ok(())
+    Ok(latencies)
 }
 
 /// `1.5` rather than `1.500000000000000000`.

@@ -54,7 +54,7 @@ pub use etcd::{ElectionScope, EtcdConfig, EtcdTlsConfig};
 pub use guardian::GuardianConfig;
 pub use http::HttpConfig;
 pub use operator::{OperatorConfig, Secret, SecretError, SignerConfig, SignerField, read_secret};
-pub use pairs::PairConfig;
+pub use pairs::{NamedPair, PairConfig, RenderError, render_hub};
 pub use recovery::RecoverySettings;
 pub use registry::RegistryConfig;
 pub use store::StoreConfig;

@@ -332,6 +332,137 @@ pub fn pair_store_path(base: &Path, pair: &str) -> PathBuf {
     base.with_file_name(file)
 }
 
+/// One pair to write into a `[[pairs]]` file ([`render_hub`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedPair<'a> {
+    /// The pair's name.
+    pub name: &'a str,
+    /// The name of its main chain (`[chains.<main>]`).
+    pub main: &'a str,
+    /// The name of its service chain.
+    pub service: &'a str,
+    /// Its whole configuration, as a single-pair file would give it.
+    pub config: &'a Config,
+}
+
+/// Why a set of pairs cannot be written as one `[[pairs]]` file.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// No pair to write.
+    #[error("a [[pairs]] file needs at least one pair")]
+    Empty,
+    /// One chain name given two different chain settings.
+    #[error("chain {0:?} is configured differently by two pairs (a chain is configured once)")]
+    ChainDiffers(String),
+    /// The shared sections (operator, voting, etcd, …) differ between two pairs.
+    #[error(
+        "pair {0} differs from the first pair outside its own fields (chains, lanes, registry, listen, store)"
+    )]
+    SharedDiffers(String),
+    /// The TOML writer refused a value.
+    #[error("render TOML: {0}")]
+    Toml(String),
+}
+
+/// Write `pairs` as one `[[pairs]]` file that [`Config::load_pairs`] reads back into the same
+/// configs: each chain once under its name, the shared sections once, the rest per pair (the
+/// devnet's hub relays, and an operator turning several single-pair files into one).
+pub fn render_hub(pairs: &[NamedPair<'_>]) -> Result<String, RenderError> {
+    use toml::{Table, Value as Toml};
+    let first = pairs.first().ok_or(RenderError::Empty)?;
+    let own = ["chains", "lanes", "registry"];
+    let shared_of = |config: &Config| -> Result<Table, RenderError> {
+        let mut t = toml_table(config)?;
+        for key in own {
+            t.remove(key);
+        }
+        for (section, key) in [("http", "listen"), ("store", "path")] {
+            if let Some(Toml::Table(s)) = t.get_mut(section) {
+                s.remove(key);
+            }
+        }
+        Ok(t)
+    };
+    let mut doc = toml_table(first.config)?;
+    for key in own {
+        doc.remove(key);
+    }
+    let shared = shared_of(first.config)?;
+    let mut chains = Table::new();
+    let mut entries = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        if shared_of(pair.config)? != shared {
+            return Err(RenderError::SharedDiffers(pair.name.to_owned()));
+        }
+        for (name, chain) in [
+            (pair.main, &pair.config.chains.main),
+            (pair.service, &pair.config.chains.service),
+        ] {
+            let mut t = toml_table(chain)?;
+            t.remove("bridge");
+            t.remove("start_block");
+            match chains.get(name) {
+                Some(Toml::Table(known)) if *known != t => {
+                    return Err(RenderError::ChainDiffers(name.to_owned()));
+                }
+                Some(_) => {}
+                None => {
+                    chains.insert(name.to_owned(), Toml::Table(t));
+                }
+            }
+        }
+        let c = pair.config;
+        let sides = |main: Toml, service: Toml| {
+            Toml::Table(Table::from_iter([
+                ("main".to_owned(), main),
+                ("service".to_owned(), service),
+            ]))
+        };
+        let mut entry = Table::new();
+        entry.insert("name".into(), Toml::String(pair.name.to_owned()));
+        entry.insert("main".into(), Toml::String(pair.main.to_owned()));
+        entry.insert("service".into(), Toml::String(pair.service.to_owned()));
+        entry.insert(
+            "bridges".into(),
+            sides(
+                toml_value(&c.chains.main.bridge)?,
+                toml_value(&c.chains.service.bridge)?,
+            ),
+        );
+        entry.insert(
+            "start_blocks".into(),
+            sides(
+                toml_value(&c.chains.main.start_block)?,
+                toml_value(&c.chains.service.start_block)?,
+            ),
+        );
+        entry.insert("lanes".into(), toml_value(&c.lanes)?);
+        if let Some(registry) = &c.registry {
+            entry.insert("registry".into(), Toml::Table(toml_table(registry)?));
+        }
+        entry.insert("listen".into(), Toml::String(c.http.listen.to_string()));
+        entry.insert("store".into(), toml_value(&c.store.path)?);
+        entries.push(Toml::Table(entry));
+    }
+    doc.insert("chains".into(), Toml::Table(chains));
+    doc.insert("pairs".into(), Toml::Array(entries));
+    toml::to_string_pretty(&doc).map_err(|e| RenderError::Toml(e.to_string()))
+}
+
+fn toml_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<toml::Value, RenderError> {
+    toml::Value::try_from(value).map_err(|e| RenderError::Toml(e.to_string()))
+}
+
+fn toml_table<T: serde::Serialize + ?Sized>(value: &T) -> Result<toml::Table, RenderError> {
+    match toml_value(value)? {
+        toml::Value::Table(t) => Ok(t),
+        other => Err(RenderError::Toml(format!(
+            "expected a table, got {}",
+            other.type_str()
+        ))),
+    }
+}
+
 fn to_value(path: &Path, value: &impl serde::Serialize) -> Result<Value, ConfigError> {
     Value::serialize(value).map_err(|e| parse(path, e))
 }
@@ -556,5 +687,36 @@ mod tests {
             pair_store_path(Path::new("store"), "game"),
             PathBuf::from("store-game")
         );
+    }
+
+    #[test]
+    fn a_rendered_hub_file_reads_back_into_the_same_pairs() {
+        let pairs = load(&format!("{HEAD}{PAIRS}")).unwrap();
+        let named: Vec<NamedPair<'_>> = pairs
+            .iter()
+            .zip([("root", "game"), ("game", "guild")])
+            .map(|(p, (main, service))| NamedPair {
+                name: p.name.as_deref().unwrap(),
+                main,
+                service,
+                config: &p.config,
+            })
+            .collect();
+        let text = render_hub(&named).unwrap();
+        assert_eq!(load(&text).unwrap(), pairs, "{text}");
+        // One chain, two settings: refused rather than one silently winning.
+        let mut other = pairs[1].config.clone();
+        other.chains.main.confirmations = crate::Confirmations::Depth(9);
+        let clash = [
+            named[0],
+            NamedPair {
+                config: &other,
+                ..named[1]
+            },
+        ];
+        assert!(matches!(
+            render_hub(&clash),
+            Err(RenderError::ChainDiffers(c)) if c == "game"
+        ));
     }
 }

@@ -8,12 +8,20 @@ use std::time::Instant;
 use multibridge_contracts::{NonceState, RequestStatus};
 
 use super::DestinationReads;
+use super::committee::Committee;
 use super::{
     EXECUTE_CHECK_AFTER_SECS, MAX_EXECUTE_BATCH, NOT_FINAL_RECHECK_SECS, Outcome, Ready, Seen,
     VoteStep, Voter, VoterError, WINDOW_RECHECK, committee, nonce_ranges,
 };
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
+
+/// The least an attested lane looks ahead, in transactions' worth of open requests per
+/// transaction of room (also when the committee is not read: standing by off).
+const ATTESTED_MIN_REACH: usize = 4;
+/// The most: the store query grows with the reach, and past this many operators a relay's own
+/// turns are rare enough that the standby timeout sends the rest.
+const ATTESTED_MAX_REACH: usize = 16;
 
 /// Where the destination's vote window ends for `upperHandleNonce` = `upper`.
 fn window_end(upper: u64) -> u64 {
@@ -103,6 +111,22 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
+    /// How many transactions' worth of open requests to look at per transaction of room. Votes:
+    /// one (every open request is this relay's to vote). Attested: a batch is sent by the
+    /// operator whose turn it is, so of `n` operators' batches about one in `n` is this relay's;
+    /// looking `n` times as far (at least [`ATTESTED_MIN_REACH`]) keeps its own turns in view
+    /// however large the committee.
+    fn reach(&self, committee: Option<&Committee>) -> usize {
+        if self.attestor.is_none() {
+            return 1;
+        }
+        committee.map_or(ATTESTED_MIN_REACH, |c| {
+            c.operators
+                .len()
+                .clamp(ATTESTED_MIN_REACH, ATTESTED_MAX_REACH)
+        })
+    }
+
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
     /// settled the rest, and the voted ones that can be executed without more votes.
     pub(super) async fn ready(
@@ -111,17 +135,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         step: &mut VoteStep,
     ) -> Result<Ready, VoterError> {
         let lane = self.metrics.lane;
-        // Attested mode: the open requests include the batches other operators are sending
-        // (their turn); look further so this relay's own turns are never out of view.
-        let reach = if self.attestor.is_some() { 4 } else { 1 };
+        let committee = self.committee().await?;
         let limit = self
             .config
             .batch_size
             .saturating_mul(room.max(1))
-            .saturating_mul(reach)
+            .saturating_mul(self.reach(committee.as_ref()))
             .max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
-        let committee = self.committee().await?;
         self.release_window_waits().await?;
         let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
         // Requests that need our vote, skipping those in flight; requests we already voted are

@@ -25,6 +25,9 @@ pub struct AnvilOptions {
     /// Start as a fork of the node at this URL, frozen at its current block (no mining): a node
     /// of the same chain that answers every call but whose head never moves.
     pub frozen_fork_of: Option<String>,
+    /// Keep the chain in this file (`--state`): loaded at start, written when the node stops
+    /// gracefully, so [`AnvilNode::restart`] brings the same chain back (blocks, receipts, logs).
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// A running anvil chain.
@@ -64,6 +67,9 @@ impl AnvilNode {
             if let Some(block_time) = opts.block_time {
                 args.push("--block-time".to_owned());
                 args.push(block_time.to_string());
+            }
+            if let Some(file) = &opts.state_file {
+                args.extend(["--state".to_owned(), file.display().to_string()]);
             }
             if let Some(url) = &opts.frozen_fork_of {
                 args.extend([

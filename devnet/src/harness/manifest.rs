@@ -51,6 +51,21 @@ pub struct OperatorEntry {
     pub http_urls: Vec<String>,
 }
 
+/// One bridge pair of a hub devnet (`up --service-chains N`, `--nested`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairEntry {
+    /// The pair's name in the relay configs, metrics (`pair` label) and stores.
+    pub name: String,
+    /// Its main chain (the devnet's main chain, or a service chain for a nested pair).
+    pub main: ChainEntry,
+    /// Its service chain.
+    pub service: ChainEntry,
+    /// Its `ServiceRegistry`, on its main chain.
+    pub registry: Address,
+    /// Each operator's replicas' HTTP APIs for this pair: `[operator][replica]`.
+    pub http_urls: Vec<Vec<String>>,
+}
+
 /// The whole devnet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -79,6 +94,10 @@ pub struct Manifest {
     pub operators: Vec<OperatorEntry>,
     /// Users with native coin and test tokens.
     pub users: Vec<AccountEntry>,
+    /// Every bridge pair of a hub devnet, the first being `main`/`service` above (empty for a
+    /// devnet of one pair).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairEntry>,
 }
 
 /// The warning stored in every manifest.
@@ -89,6 +108,21 @@ impl Manifest {
     /// Read `devnet.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, DevnetError> {
         read_json(&dir.join(MANIFEST_FILE))
+    }
+
+    /// The manifest as seen from pair `name` of a hub devnet: its chains as `main`/`service`, its
+    /// registry and its HTTP APIs (what a [`Driver`](crate::Driver) of that pair takes).
+    pub fn pair(&self, name: &str) -> Option<Self> {
+        let pair = self.pairs.iter().find(|p| p.name == name)?;
+        let mut view = self.clone();
+        view.main = pair.main.clone();
+        view.service = pair.service.clone();
+        view.registry = pair.registry;
+        for (operator, urls) in view.operators.iter_mut().zip(&pair.http_urls) {
+            operator.http_urls = urls.clone();
+        }
+        view.pairs = Vec::new();
+        Some(view)
     }
 
     /// Write `devnet.json` into `self.dir`.

@@ -30,6 +30,7 @@ async fn plain_chain(dir: &Path, name: &str, chain_id: u64) -> AnvilNode {
             block_time: Some(1.0),
             accounts: 10,
             frozen_fork_of: None,
+            state_file: None,
         },
     )
     .await

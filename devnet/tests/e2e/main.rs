@@ -22,6 +22,7 @@ mod etcd_tls;
 mod experiment;
 mod guardian;
 mod hostile;
+mod hub;
 mod indexer;
 mod lane_scope;
 mod leadership;

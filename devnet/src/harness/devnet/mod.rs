@@ -19,13 +19,15 @@ use crate::harness::machine::MachineShare;
 use crate::harness::manifest::{
     AccountEntry, ChainEntry, KEYS_WARNING, MANIFEST_VERSION, Manifest, OperatorEntry,
 };
-use crate::harness::ports::free_port;
 use crate::harness::process::{ManagedProcess, ProcessSpec, RecordedProcess};
 use crate::harness::prometheus::{PrometheusServer, ScrapeTarget};
 use crate::harness::proxy::{ProxyMode, TcpProxy};
 use crate::harness::tools::Tools;
 
+mod hub;
 mod relay_config;
+
+pub use hub::HubEdge;
 
 pub use relay_config::{DEVNET_BACKUP_SECRET, DEVNET_DASHBOARD_TOKEN};
 
@@ -91,6 +93,11 @@ pub struct DevnetOptions {
     pub alone: bool,
     /// How the relays bring transfers to the threshold: votes (default) or attested batches.
     pub voting_mode: multibridge_config::VotingMode,
+    /// Service chains under the main chain (1: the devnet's one pair). More make a hub: a
+    /// pair per service chain, every relay serving all of them from one process.
+    pub service_chains: usize,
+    /// Also a chain under the first service chain, with its own pair (a hub).
+    pub nested: bool,
 }
 
 /// Where a devnet's operator keys live.
@@ -172,6 +179,8 @@ impl DevnetOptions {
             signer: DevnetSigner::DevKeys,
             replica_links: false,
             voting_mode: multibridge_config::VotingMode::Votes,
+            service_chains: 1,
+            nested: false,
         }
     }
 
@@ -203,6 +212,28 @@ impl DevnetOptions {
             return Err(DevnetError::Invalid(
                 "main and service chain ids must differ".into(),
             ));
+        }
+        if self.service_chains == 0 {
+            return Err(DevnetError::Invalid(
+                "--service-chains must be at least 1".into(),
+            ));
+        }
+        let hub = hub::plan_edges(self.service_chains, self.nested, self.service_chain_id);
+        if !hub.is_empty() && (self.replica_links || self.history_bridge) {
+            return Err(DevnetError::Invalid(
+                "several service chains do not go with per-replica links or the history bridge"
+                    .into(),
+            ));
+        }
+        for edge in &hub {
+            if !multibridge_config::is_devnet_chain(edge.chain_id)
+                || edge.chain_id == self.main_chain_id
+            {
+                return Err(DevnetError::Invalid(format!(
+                    "service chain {} would get chain id {}, which is not a free devnet id (31337-31399, not the main chain's): choose a lower --service-chain-id or fewer chains",
+                    edge.chain, edge.chain_id
+                )));
+            }
         }
         if let Some(bt) = self.block_time
             && !(bt > 0.0 && bt.is_finite())
@@ -242,6 +273,8 @@ pub struct Devnet {
     pub hsm: Option<crate::stand_in::hsm::SoftHsm>,
     /// Every replica's own network links, `(operator, replica)` (with `replica_links`).
     links: std::collections::BTreeMap<(usize, usize), ReplicaLinks>,
+    /// The further pairs of a hub devnet (`service_chains > 1`, `nested`).
+    hub: Vec<HubEdge>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
     /// Its share of the machine, released last (after every process above is gone).
@@ -269,6 +302,7 @@ fn clear_previous_run(dir: &Path) -> Result<(), DevnetError> {
             || (name.starts_with("operator-") && (path.is_dir() || name.ends_with(".toml")))
             || name == "prometheus"
             || name == "softhsm"
+            || name == "chains"
             || (name.starts_with("etcd-") && name.ends_with(".data"));
         if !ours {
             continue;
@@ -312,6 +346,7 @@ impl Devnet {
             block_time: start_block_time,
             accounts: accounts.count().saturating_add(4),
             frozen_fork_of: None,
+            state_file: None,
         };
         let main = AnvilNode::start(
             &tools,
@@ -330,6 +365,25 @@ impl Devnet {
         } else {
             None
         };
+        let edge_plans = hub::plan_edges(
+            options.service_chains,
+            options.nested,
+            options.service_chain_id,
+        );
+        let mut edge_nodes = Vec::with_capacity(edge_plans.len());
+        for plan in &edge_plans {
+            edge_nodes.push(
+                hub::start_edge_node(
+                    &tools,
+                    &dir,
+                    &log_dir,
+                    plan,
+                    start_block_time,
+                    accounts.count().saturating_add(4),
+                )
+                .await?,
+            );
+        }
 
         // Operator keys in an HSM: generated inside the token, funded for gas on both chains.
         let (hsm, operator_addresses) = match options.signer {
@@ -339,7 +393,7 @@ impl Devnet {
                 let mut addresses = Vec::new();
                 for index in 0..accounts.operators.len() {
                     let address = hsm.create_key(index)?;
-                    for node in [&main, &service] {
+                    for node in [&main, &service].into_iter().chain(&edge_nodes) {
                         set_balance(
                             &node.url(),
                             address,
@@ -352,52 +406,72 @@ impl Devnet {
                 (Some(hsm), addresses)
             }
         };
-        let deployment = deploy_pair(&DeployPlan {
-            main_url: main.url(),
-            service_url: service.url(),
-            owner: accounts.owner.clone(),
-            operators: operator_addresses.clone(),
-            threshold: options.threshold,
-            liquidity: options.liquidity,
-            users: accounts.users.iter().map(|u| u.address()).collect(),
-            user_tokens: options.user_tokens,
-            release_limits: options.release_limits,
-            history_bridge: options.history_bridge,
-            pausers: if options.guardians {
-                (0..accounts.operators.len())
-                    .flat_map(|index| {
-                        (0..options.replicas.max(1)).map(move |replica| (index, replica))
-                    })
-                    .map(|(index, replica)| guardian_signer(index, replica).map(|s| s.address()))
-                    .collect::<Result<Vec<_>, _>>()?
-            } else {
-                Vec::new()
-            },
-        })
-        .await?;
+        let plan = |main_url: String, service_url: String| -> Result<DeployPlan, DevnetError> {
+            Ok(DeployPlan {
+                main_url,
+                service_url,
+                owner: accounts.owner.clone(),
+                operators: operator_addresses.clone(),
+                threshold: options.threshold,
+                liquidity: options.liquidity,
+                users: accounts.users.iter().map(|u| u.address()).collect(),
+                user_tokens: options.user_tokens,
+                release_limits: options.release_limits,
+                history_bridge: options.history_bridge,
+                pausers: if options.guardians {
+                    (0..accounts.operators.len())
+                        .flat_map(|index| {
+                            (0..options.replicas.max(1)).map(move |replica| (index, replica))
+                        })
+                        .map(|(index, replica)| {
+                            guardian_signer(index, replica).map(|s| s.address())
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                } else {
+                    Vec::new()
+                },
+            })
+        };
+        let deployment = deploy_pair(&plan(main.url(), service.url())?).await?;
+        let mut hub = Vec::with_capacity(edge_plans.len());
+        for (edge, node) in edge_plans.into_iter().zip(edge_nodes) {
+            let parent = match edge.parent {
+                ChainRole::Main => main.url(),
+                ChainRole::Service => service.url(),
+            };
+            let deployment = deploy_pair(&plan(parent, node.url())?).await?;
+            let parent_name = match edge.parent {
+                ChainRole::Main => hub::MAIN_CHAIN,
+                ChainRole::Service => hub::FIRST_SERVICE_CHAIN,
+            };
+            hub.push(HubEdge {
+                name: format!("{parent_name}-{}", edge.chain),
+                parent: edge.parent,
+                chain: edge.chain,
+                node,
+                deployment,
+                http_ports: hub::http_ports(accounts.operators.len(), options.replicas)?,
+            });
+        }
 
         if let Some(seconds) = integral_block_time {
-            for node in [&main, &service] {
-                set_interval_mining(&node.url(), seconds as u64).await?;
+            for url in [main.url(), service.url()]
+                .into_iter()
+                .chain(hub.iter().map(|e| e.node.url()))
+            {
+                set_interval_mining(&url, seconds as u64).await?;
             }
         }
 
-        let replica_http_ports = (0..accounts.operators.len())
-            .map(|_| {
-                (0..options.replicas.max(1))
-                    .map(|_| free_port())
-                    .collect::<std::io::Result<Vec<u16>>>()
-            })
-            .collect::<std::io::Result<Vec<Vec<u16>>>>()
-            .map_err(DevnetError::Ports)?;
+        let replica_http_ports = hub::http_ports(accounts.operators.len(), options.replicas)?;
         let operator_http_ports: Vec<u16> = replica_http_ports
             .iter()
             .map(|ports| ports.first().copied().unwrap_or_default())
             .collect();
         let prometheus = if options.prometheus {
-            let targets: Vec<ScrapeTarget> = replica_http_ports
-                .iter()
-                .enumerate()
+            let targets: Vec<ScrapeTarget> = std::iter::once(&replica_http_ports)
+                .chain(hub.iter().map(|e| &e.http_ports))
+                .flat_map(|ports| ports.iter().enumerate())
                 .flat_map(|(i, ports)| {
                     ports.iter().map(move |port| ScrapeTarget {
                         operator: i.saturating_add(1).to_string(),
@@ -438,6 +512,7 @@ impl Devnet {
             operator_addresses,
             hsm,
             links,
+            hub,
             relays: Default::default(),
             _machine: machine,
         };
@@ -548,6 +623,7 @@ impl Devnet {
             owner: account(&self.accounts.owner),
             operators,
             users: self.accounts.users.iter().map(account).collect(),
+            pairs: self.pair_entries(),
         }
     }
 
@@ -575,7 +651,7 @@ impl Devnet {
         }
         let config_path = self.replica_config_path(index, replica);
         if replica > 0 && !config_path.exists() {
-            self.write_config_to(&config_path, &self.replica_config(index, replica)?)?;
+            self.write_config_text(&config_path, &self.replica_config_text(index, replica)?)?;
         }
         let name = Self::replica_name(index, replica);
         let spec = ProcessSpec {
@@ -602,13 +678,14 @@ impl Devnet {
 
     /// Delete the store of one replica (it must be stopped): a wiped or brand-new replica.
     pub fn wipe_replica_store(&self, index: usize, replica: usize) -> Result<(), DevnetError> {
-        let path = self.replica_config(index, replica)?.store.path;
-        for suffix in ["", "-wal", "-shm"] {
-            let file = PathBuf::from(format!("{}{suffix}", path.display()));
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(DevnetError::io(&file, e)),
+        for path in self.replica_stores(index, replica)? {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(DevnetError::io(&file, e)),
+                }
             }
         }
         Ok(())
@@ -630,6 +707,7 @@ impl Devnet {
         processes.extend(self.relays.into_values().filter_map(ManagedProcess::detach));
         processes.extend(self.main.detach());
         processes.extend(self.service.detach());
+        processes.extend(self.hub.into_iter().filter_map(|e| e.node.detach()));
         if let Some(etcd) = self.etcd {
             processes.extend(etcd.detach());
         }

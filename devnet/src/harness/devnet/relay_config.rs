@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use multibridge_config::{
-    ChainConfig, Chains, Config, EtcdConfig, HttpConfig, OperatorConfig, RegistryConfig, Secret,
-    SignerConfig, StoreConfig,
+    Chains, Config, EtcdConfig, HttpConfig, OperatorConfig, RegistryConfig, Secret, SignerConfig,
+    StoreConfig,
 };
 use multibridge_contracts::{ChainRole, Lane};
 
@@ -61,20 +61,7 @@ impl Devnet {
                 ChainRole::Main => &self.deployment.main,
                 ChainRole::Service => &self.deployment.service,
             };
-            ChainConfig {
-                chain_id: contracts.chain_id,
-                rpc_urls: vec![self.replica_rpc_url(index, 0, role)],
-                bridge: contracts.bridge,
-                confirmations: multibridge_config::Confirmations::Depth(self.options.confirmations),
-                start_block: contracts.bridge_block,
-                poll_interval_ms: 250,
-                max_block_range: self.options.max_block_range,
-                max_fee_gwei: 1_000,
-                log_quorum: 1,
-                // Devnet blocks come every second.
-                max_lag_blocks: 3,
-                stall_secs: 4,
-            }
+            self.chain_config(contracts, self.replica_rpc_url(index, 0, role))
         };
         let http_port = self
             .operator_http_ports
@@ -218,10 +205,14 @@ impl Devnet {
         }))
     }
 
-    /// Write one relay config per operator, then `devnet.json`.
+    /// Write one relay config per operator (on a hub devnet a `[[pairs]]` file), then
+    /// `devnet.json`.
     pub(super) fn write_files(&self) -> Result<(), DevnetError> {
         for index in 0..self.accounts.operators.len() {
-            self.write_operator_config(index, &self.operator_config(index)?)?;
+            self.write_config_text(
+                &self.operator_config_path(index),
+                &self.replica_config_text(index, 0)?,
+            )?;
         }
         self.manifest().save()?;
         Ok(())
@@ -301,6 +292,11 @@ impl Devnet {
         let toml = config
             .to_toml()
             .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
+        self.write_config_text(path, &toml)
+    }
+
+    /// Write a rendered relay config with the devnet header.
+    pub(super) fn write_config_text(&self, path: &Path, toml: &str) -> Result<(), DevnetError> {
         let header = "# multibridge relay config written by multibridge-devnet.\n\
                       # DEVNET ONLY: the key below is a public anvil test key.\n";
         write_atomic(path, format!("{header}{toml}").as_bytes())

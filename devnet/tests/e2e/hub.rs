@@ -1,0 +1,251 @@
+//! One relay process per operator serving several bridge pairs (issue 37), on a real hub
+//! devnet: a main chain with two service chains side by side and one service chain of the
+//! first (nested) — three pairs, six lanes, four anvil chains, a real etcd.
+//!
+//! Traffic on every lane; a hostile recipient (burns all gas on chain) on one pair's lane into
+//! the main chain, where every pair's votes share each operator's one key; one service chain
+//! stopped for 15 s and started again with the same chain while the other pairs keep moving.
+//! Afterwards: every transfer handled exactly once with one vote per operator, the token locked
+//! equals the token minted on every pair, and on the main chain and on the first service chain
+//! (each written to by two pairs) every operator's transaction nonces run 0, 1, 2, … with no
+//! gap, none queued.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{ChainRole, GasPriceGriefer, Lane};
+use multibridge_devnet::harness::invariants::{
+    assert_exactly_once, dump_relay_logs, wait_all_handled, wait_no_nonce_gap,
+};
+use multibridge_devnet::{Devnet, DevnetOptions, Driver};
+
+const OPERATORS: usize = 3;
+/// Requests per lane per round.
+const PER_LANE: usize = 6;
+/// The pair whose service chain is stopped and started again, and whose lane into the main
+/// chain gets the hostile recipient.
+const TROUBLED: &str = "main-service-2";
+
+/// Every nonce of `role`'s chain sent by `who`, in block order, read block by block.
+async fn sent_nonces(driver: &Driver, role: ChainRole, who: Address) -> Vec<u64> {
+    let provider = driver.provider(role).unwrap();
+    let head = provider.get_block_number().await.unwrap();
+    let mut nonces = Vec::new();
+    for n in 0..=head {
+        let block = provider
+            .get_block_by_number(n.into())
+            .full()
+            .await
+            .unwrap()
+            .unwrap();
+        for tx in block.transactions.txns() {
+            if tx.inner.signer() == who {
+                use alloy::consensus::Transaction;
+                nonces.push(tx.inner.nonce());
+            }
+        }
+    }
+    nonces
+}
+
+/// Requests on every lane of every pair: `PER_LANE` native ones each, and on main-to-service
+/// also `PER_LANE / 2` ERC-20 ones. Returns, per (pair, lane), the nonces requested.
+async fn traffic(
+    pairs: &BTreeMap<String, Driver>,
+    skip: Option<&str>,
+    next: &mut BTreeMap<(String, Lane), u64>,
+    round: u8,
+) {
+    for (name, driver) in pairs {
+        if skip == Some(name.as_str()) {
+            continue;
+        }
+        for lane in Lane::ALL {
+            let to = Address::repeat_byte(0x40 + round);
+            let mut requests = driver
+                .request_native_burst(lane, 0, to, U256::from(1_000u64), PER_LANE)
+                .await
+                .unwrap();
+            if lane == Lane::MainToService {
+                for _ in 0..PER_LANE / 2 {
+                    requests.push(
+                        driver
+                            .request_erc20(lane, 1, to, U256::from(10u64).pow(U256::from(18)))
+                            .await
+                            .unwrap(),
+                    );
+                }
+            }
+            let end = requests.iter().map(|r| r.nonce).max().unwrap() + 1;
+            let seen = next.entry((name.clone(), lane)).or_insert(0);
+            *seen = (*seen).max(end);
+        }
+    }
+}
+
+async fn wait_pairs(
+    devnet: &Devnet,
+    pairs: &BTreeMap<String, Driver>,
+    next: &BTreeMap<(String, Lane), u64>,
+    only: impl Fn(&str) -> bool,
+    timeout: Duration,
+) {
+    for ((name, lane), end) in next {
+        if !only(name) {
+            continue;
+        }
+        let took = wait_all_handled(&pairs[name], *lane, 0..*end, timeout).await;
+        if let Err(e) = took {
+            dump_relay_logs(devnet.dir(), OPERATORS, 80);
+            panic!("pair {name}: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: true,
+        etcd_members: 1,
+        service_chains: 2,
+        nested: true,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await
+    .unwrap();
+    let manifest = devnet.manifest();
+    let names: Vec<String> = manifest.pairs.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["main-service", "main-service-2", "service-nested"],
+        "the pairs of the hub devnet"
+    );
+    let pairs: BTreeMap<String, Driver> = names
+        .iter()
+        .map(|n| (n.clone(), Driver::new(manifest.pair(n).unwrap())))
+        .collect();
+    // Every pair's HTTP API is its own, in the one process per operator.
+    for pair in &manifest.pairs {
+        for urls in &pair.http_urls {
+            let port: u16 = urls[0]
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            crate::relay_ready(port, Duration::from_secs(90)).await;
+        }
+    }
+
+    // Round 1: every lane of every pair, at once.
+    let mut next = BTreeMap::new();
+    traffic(&pairs, None, &mut next, 1).await;
+
+    // The hostile recipient: burns every unit of gas it is given on the main chain, reached
+    // through the troubled pair's lane into the main chain.
+    let troubled = &pairs[TROUBLED];
+    let griefer = {
+        let deployer = troubled
+            .wallet_provider(ChainRole::Main, &troubled.user(3).unwrap())
+            .unwrap();
+        *GasPriceGriefer::deploy(deployer).await.unwrap().address()
+    };
+    let hostile = troubled
+        .request_native(Lane::ServiceToMain, 2, griefer, U256::from(777u64))
+        .await
+        .unwrap();
+    let end = next
+        .get_mut(&(TROUBLED.to_owned(), Lane::ServiceToMain))
+        .unwrap();
+    *end = (*end).max(hostile.nonce + 1);
+    wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(120)).await;
+    let main_bridge = Bridge::new(
+        troubled.chain(ChainRole::Main).contracts.bridge,
+        troubled.provider(ChainRole::Main).unwrap(),
+    );
+    assert_eq!(
+        main_bridge.pendingWithdrawal(griefer).call().await.unwrap(),
+        U256::from(777u64),
+        "the hostile recipient is credited (its code never ran in a vote)"
+    );
+
+    // Round 2: the troubled pair's service chain stops; the others keep moving meanwhile.
+    let down = Duration::from_secs(15);
+    devnet.stop_hub_chain(TROUBLED).unwrap();
+    let stopped_at = std::time::Instant::now();
+    // Requests into the stopped chain wait on the main chain.
+    let into_stopped = troubled
+        .request_native_burst(
+            Lane::MainToService,
+            0,
+            Address::repeat_byte(0x52),
+            U256::from(5u64),
+            PER_LANE,
+        )
+        .await
+        .unwrap();
+    traffic(&pairs, Some(TROUBLED), &mut next, 2).await;
+    wait_pairs(
+        &devnet,
+        &pairs,
+        &next,
+        |name| name != TROUBLED,
+        Duration::from_secs(60),
+    )
+    .await;
+    println!(
+        "the other pairs drained round 2 {:?} after {TROUBLED}'s service chain stopped",
+        stopped_at.elapsed()
+    );
+    tokio::time::sleep(down.saturating_sub(stopped_at.elapsed())).await;
+    devnet.start_hub_chain(TROUBLED).await.unwrap();
+    let end = next
+        .get_mut(&(TROUBLED.to_owned(), Lane::MainToService))
+        .unwrap();
+    *end = (*end).max(into_stopped.last().unwrap().nonce + 1);
+    traffic(&pairs, None, &mut next, 3).await;
+    wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(180)).await;
+
+    // Exactly once and one vote per operator on every lane of every pair; conservation.
+    for ((name, lane), end) in &next {
+        let driver = &pairs[name];
+        if let Err(e) = assert_exactly_once(driver, *lane, 0..*end).await {
+            panic!("pair {name}: {e}");
+        }
+    }
+    for (name, driver) in &pairs {
+        let locked = driver
+            .token_balance(
+                ChainRole::Main,
+                driver.chain(ChainRole::Main).contracts.bridge,
+            )
+            .await
+            .unwrap();
+        let minted = driver.token_supply(ChainRole::Service).await.unwrap();
+        assert_eq!(locked, minted, "pair {name}: token locked = token minted");
+        assert!(!minted.is_zero(), "pair {name} moved tokens");
+    }
+
+    // One nonce sequence per operator key on each chain two pairs write to: gap-free.
+    let first = &pairs["main-service"];
+    for role in [ChainRole::Main, ChainRole::Service] {
+        for op in 0..OPERATORS {
+            wait_no_nonce_gap(first, role, op, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let who = first.operator(op).unwrap().address();
+            let nonces = sent_nonces(first, role, who).await;
+            assert!(!nonces.is_empty(), "operator {op} sent on {role}");
+            let expected: Vec<u64> = (0..nonces.len() as u64).collect();
+            assert_eq!(
+                nonces, expected,
+                "operator {op}'s nonces on {role} run 0, 1, 2, … with no gap or repeat"
+            );
+        }
+    }
+}
