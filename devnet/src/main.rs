@@ -83,6 +83,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One relay process per operator serving many service chains (issue 37): per hub size
+    /// transfers on every lane at once (exactly once), the relays' peak RSS; then on the
+    /// largest hub one service chain blackholed for every relay while the other lanes' p99
+    /// latency is measured beside an undisturbed window; table + JSON.
+    BenchHub {
+        /// Hub sizes in service chains, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
+        pairs: Vec<usize>,
+        /// Native transfers per lane in the all-lanes burst.
+        #[arg(long, default_value_t = 20)]
+        per_lane: usize,
+        /// Seconds one service chain is blackholed (0: skip).
+        #[arg(long, default_value_t = 60)]
+        blackhole_seconds: u64,
+        /// Seconds between probe transfers on each lane during the latency windows.
+        #[arg(long, default_value_t = 3.0)]
+        probe_every: f64,
+        /// Print only the JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure failover on a fresh devnet with 2 replicas per operator: SIGKILL the leading
     /// replica again and again under traffic, then etcd's raft leader; failover time, time
     /// without a leader, vote gaps and transfer latency, table + JSON.
@@ -394,6 +415,33 @@ fn main() -> ExitCode {
                     if !json {
                         println!("{}", multibridge_devnet::bench::modes::render(&report));
                         println!("JSON (also in {}):", dir.join("bench-modes.json").display());
+                    }
+                    println!("{text}");
+                    Ok(())
+                }
+                Command::BenchHub {
+                    pairs,
+                    per_lane,
+                    blackhole_seconds,
+                    probe_every,
+                    json,
+                } => {
+                    refuse_if_running(&dir)?;
+                    let report = multibridge_devnet::bench::hub::run(
+                        &dir.join("bench-hub"),
+                        &multibridge_devnet::bench::hub::HubBenchOptions {
+                            pairs,
+                            per_lane,
+                            blackhole_seconds,
+                            probe_every,
+                        },
+                    )
+                    .await?;
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(dir.join("bench-hub.json"), &text)?;
+                    if !json {
+                        println!("{}", multibridge_devnet::bench::hub::render(&report));
+                        println!("JSON (also in {}):", dir.join("bench-hub.json").display());
                     }
                     println!("{text}");
                     Ok(())

@@ -29,6 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pairs = Config::load_pairs(&args.config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hub = HubShare::default();
+    let siblings = siblings(&pairs);
     let signal = async {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -36,8 +37,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let relays = futures::future::join_all(pairs.into_iter().map(|pair| {
         let name = pair.name.clone().unwrap_or_default();
         let (hub, stop_rx, stop_tx) = (hub.clone(), stop_rx.clone(), stop_tx.clone());
+        let siblings = siblings.clone();
         async move {
-            let result = run_pair(pair, &hub, stopped(stop_rx)).await;
+            let result = run_pair(pair, &hub, &siblings, stopped(stop_rx)).await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "stopping every pair of this process");
                 let _ = stop_tx.send(true);
@@ -60,15 +62,43 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Every pair of a process of several, with its HTTP API's URL, for `/status` and the
+/// dashboard's pair selector (`None` for a single pair).
+fn siblings(pairs: &[PairConfig]) -> Option<serde_json::Value> {
+    if pairs.len() < 2 {
+        return None;
+    }
+    Some(serde_json::Value::Array(
+        pairs
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "url": crate::registry::advertised_url(&p.config),
+                    "main_chain_id": p.config.chains.main.chain_id,
+                    "service_chain_id": p.config.chains.service.chain_id,
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// One pair: its HTTP API, its preflight until the chains answer, then its relay.
 async fn run_pair(
     pair: PairConfig,
     hub: &HubShare,
+    siblings: &Option<serde_json::Value>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let c = pair.config;
     let serving = crate::startup::Serving::start(&c, pair.name.as_deref()).await?;
+    if let Some(siblings) = siblings {
+        serving
+            .board
+            .set("pair", serde_json::Value::from(pair.name.clone()));
+        serving.board.set("pairs", siblings.clone());
+    }
     let serving_ms = started.elapsed().as_millis() as u64;
     let mut shutdown = std::pin::pin!(shutdown);
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await

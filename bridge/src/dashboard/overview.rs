@@ -284,6 +284,9 @@ pub async fn overview(handle: &DashboardHandle, d: &Dashboard) -> Value {
         "operator": d.config.operator.address,
         "replica": d.replica,
         "pair": crate::leadership::pair_name(&d.config),
+        // A relay serving several pairs: this pair's name and every pair's page.
+        "pair_name": board.get("pair").cloned().unwrap_or(Value::Null),
+        "pairs": board.get("pairs").cloned().unwrap_or(Value::Null),
         "chains": chains,
         "readiness": handle.readiness.report(),
         "lanes": lanes,

@@ -8,10 +8,12 @@
 //! | `bench-join` | [`join`]: how fast a new replica is warm |
 //! | `bench-signers` | [`signer`]: what one signature costs per backend |
 //! | `bench-modes` | [`modes`]: votes beside attested batches per committee size |
+//! | `bench-hub` | [`hub`]: one process serving many service chains: RSS per lane, isolation |
 //! | `bench --compare FILE` | [`compare`]: each figure beside an earlier run's |
 
 pub mod compare;
 pub mod failover;
+pub mod hub;
 pub mod join;
 pub mod modes;
 pub mod signer;

@@ -256,8 +256,21 @@ function laneCard(l) {
     electionTable(lane, l.elections));
 }
 
+// A relay serving several bridge pairs: one page per pair, the selector goes to the others'.
+function pairSelector(data) {
+  const select = $("pair-select");
+  if (!Array.isArray(data.pairs) || data.pairs.length < 2) return;
+  if (select.options.length !== data.pairs.length) {
+    replace(select, data.pairs.map((p) =>
+      el("option", { value: p.url }, `${p.name} (${p.main_chain_id} ⇄ ${p.service_chain_id})`)));
+  }
+  for (const o of select.options) o.selected = o.textContent.startsWith(`${data.pair_name} (`);
+  select.classList.remove("hidden");
+}
+
 async function loadOverview() {
   const data = await api("/overview");
+  pairSelector(data);
   const notReady = Object.entries((data.readiness && data.readiness.components) || {}).filter(([, c]) => !c.ready).map(([n]) => n);
   replace($("overview-meta"),
     el("span", {}, "operator "), mono(short(data.operator), data.operator),
@@ -488,6 +501,9 @@ function route() {
 }
 
 function setup() {
+  $("pair-select").addEventListener("change", (ev) => {
+    location.href = `${ev.target.value.replace(/\/$/, "")}/${location.hash}`;
+  });
   $("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {

@@ -18,6 +18,7 @@ use crate::harness::anvil::{AnvilNode, AnvilOptions};
 use crate::harness::deploy::{ChainContracts, Deployment};
 use crate::harness::manifest::{ChainEntry, PairEntry};
 use crate::harness::ports::free_port;
+use crate::harness::proxy::{ProxyMode, TcpProxy};
 use crate::harness::tools::Tools;
 
 /// The config name of the main chain.
@@ -43,9 +44,19 @@ pub struct HubEdge {
     pub deployment: Deployment,
     /// HTTP API port of every replica for this pair: `[operator][replica]`.
     pub http_ports: Vec<Vec<u16>>,
+    /// With `edge_proxies`: the proxy every relay reaches this service chain through (to cut
+    /// or delay it for all of them at once).
+    pub proxy: Option<TcpProxy>,
 }
 
 impl HubEdge {
+    /// The service chain's RPC as the relays reach it (through the proxy, if any).
+    pub fn relay_rpc_url(&self) -> String {
+        self.proxy
+            .as_ref()
+            .map_or_else(|| self.node.url(), TcpProxy::url)
+    }
+
     /// The config name of its parent (main) chain.
     pub fn parent_chain(&self) -> &'static str {
         match self.parent {
@@ -107,6 +118,18 @@ pub(super) async fn start_edge_node(
         },
     )
     .await
+}
+
+/// A forwarding proxy in front of the node at `url`.
+pub(super) async fn proxy_for(url: &str) -> Result<TcpProxy, DevnetError> {
+    let target = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
+    TcpProxy::start(target, ProxyMode::Forward)
+        .await
+        .map_err(DevnetError::Ports)
 }
 
 /// `[operator][replica]` fresh HTTP ports.
@@ -200,7 +223,8 @@ impl Devnet {
                 start_block: edge.deployment.main.bridge_block,
                 ..parent
             };
-            config.chains.service = self.chain_config(&edge.deployment.service, edge.node.url());
+            config.chains.service =
+                self.chain_config(&edge.deployment.service, edge.relay_rpc_url());
             let port = edge
                 .http_ports
                 .get(index)

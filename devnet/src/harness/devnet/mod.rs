@@ -98,6 +98,9 @@ pub struct DevnetOptions {
     pub service_chains: usize,
     /// Also a chain under the first service chain, with its own pair (a hub).
     pub nested: bool,
+    /// Put a proxy in front of each further service chain of a hub, through which every relay
+    /// reaches it (so `bench-hub` can blackhole one chain for all relays).
+    pub edge_proxies: bool,
 }
 
 /// Where a devnet's operator keys live.
@@ -181,6 +184,7 @@ impl DevnetOptions {
             voting_mode: multibridge_config::VotingMode::Votes,
             service_chains: 1,
             nested: false,
+            edge_proxies: false,
         }
     }
 
@@ -444,7 +448,13 @@ impl Devnet {
                 ChainRole::Main => hub::MAIN_CHAIN,
                 ChainRole::Service => hub::FIRST_SERVICE_CHAIN,
             };
+            let proxy = if options.edge_proxies {
+                Some(hub::proxy_for(&node.url()).await?)
+            } else {
+                None
+            };
             hub.push(HubEdge {
+                proxy,
                 name: format!("{parent_name}-{}", edge.chain),
                 parent: edge.parent,
                 chain: edge.chain,
@@ -696,6 +706,15 @@ impl Devnet {
         self.replica(index, 0)
     }
 
+    /// The process id of every operator's relay (replica 1), in operator order.
+    pub fn relay_pids(&self) -> Vec<i32> {
+        self.relays
+            .iter()
+            .filter(|((_, replica), _)| *replica == 0)
+            .filter_map(|(_, p)| p.pid())
+            .collect()
+    }
+
     /// One replica's process, for fault injection.
     pub fn replica(&mut self, index: usize, replica: usize) -> Option<&mut ManagedProcess> {
         self.relays.get_mut(&(index, replica))
@@ -726,16 +745,7 @@ pub struct ReplicaLinks {
 
 impl ReplicaLinks {
     async fn start(main: &str, service: &str, etcd: &[String]) -> Result<Self, DevnetError> {
-        async fn proxy(url: &str) -> Result<TcpProxy, DevnetError> {
-            let target = url
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .map_err(|_| DevnetError::BadUrl(url.to_owned()))?;
-            TcpProxy::start(target, ProxyMode::Forward)
-                .await
-                .map_err(DevnetError::Ports)
-        }
+        use hub::proxy_for as proxy;
         let mut members = Vec::with_capacity(etcd.len());
         for endpoint in etcd {
             members.push(proxy(endpoint).await?);

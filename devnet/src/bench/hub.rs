@@ -1,0 +1,482 @@
+//! `bench-hub` (issue 37): one relay process per operator serving 1, 2, 4, 8 … service chains
+//! under one main chain — transfers on every lane at once, each handled exactly once, the
+//! relays' peak RSS per number of lanes — and, on the largest hub, one service chain's RPC
+//! blackholed for every relay while the other lanes' latency is measured beside an undisturbed
+//! window of the same length.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use multibridge_contracts::Lane;
+use serde::Serialize;
+
+use crate::bench::percentile;
+use crate::error::DevnetError;
+use crate::harness::invariants::{assert_exactly_once, handled_nonces_in};
+use crate::harness::proxy::ProxyMode;
+use crate::{Devnet, DevnetOptions, Driver};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct HubBenchOptions {
+    /// The hub sizes, in service chains (each a pair, two lanes).
+    pub pairs: Vec<usize>,
+    /// Native transfers per lane in the all-lanes burst.
+    pub per_lane: usize,
+    /// Seconds one service chain stays blackholed (0: skip that part); the undisturbed window
+    /// before it is as long.
+    pub blackhole_seconds: u64,
+    /// Seconds between two probe transfers on a lane during the latency windows.
+    pub probe_every: f64,
+}
+
+/// One hub size.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubRow {
+    /// Service chains (pairs).
+    pub pairs: usize,
+    /// Lanes served by each relay process.
+    pub lanes: usize,
+    /// Transfers requested (every lane at once) and each handled exactly once.
+    pub transfers: usize,
+    /// Seconds from the first request to the last handle.
+    pub drain_seconds: f64,
+    /// Latency (request receipt → handle seen), over every transfer of the burst.
+    pub latency_p50: f64,
+    /// 99th percentile of the same.
+    pub latency_p99: f64,
+    /// Peak RSS (VmHWM) of each operator's relay process, MiB.
+    pub peak_rss_mib: Vec<f64>,
+}
+
+/// The blackhole window on the largest hub.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blackhole {
+    /// Service chains of the hub.
+    pub pairs: usize,
+    /// The pair whose service chain was blackholed for every relay.
+    pub blackholed: String,
+    /// Seconds it was.
+    pub seconds: u64,
+    /// Seconds per block.
+    pub block_time: f64,
+    /// Per other lane (`pair/lane`): p99 latency undisturbed, then while blackholed.
+    pub lanes: BTreeMap<String, (f64, f64)>,
+    /// The largest increase of an other lane's p99, seconds.
+    pub worst_increase: f64,
+    /// Transfers requested on the blackholed pair while it was cut.
+    pub queued: usize,
+    /// Seconds from the cut's end until every one of them was handled.
+    pub catch_up_seconds: f64,
+}
+
+/// Everything `bench-hub` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubReport {
+    /// Per hub size.
+    pub rows: Vec<HubRow>,
+    /// (largest − smallest hub's peak RSS, max over operators) ÷ the lanes added, MiB.
+    pub rss_per_added_lane_mib: Option<f64>,
+    /// The blackhole window.
+    pub blackhole: Option<Blackhole>,
+}
+
+const BLOCK_TIME: f64 = 1.0;
+
+/// Run every hub size under `dir`, the blackhole on the largest.
+pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, DevnetError> {
+    let mut rows = Vec::new();
+    let mut blackhole = None;
+    let largest = options.pairs.iter().copied().max().unwrap_or(1);
+    for &pairs in &options.pairs {
+        let sub = dir.join(format!("{pairs}-pairs"));
+        let _ = std::fs::remove_dir_all(&sub);
+        let mut devnet = Devnet::start(DevnetOptions {
+            relays: true,
+            etcd_members: 1,
+            service_chains: pairs,
+            users: pairs.saturating_add(1) as u32,
+            block_time: Some(BLOCK_TIME),
+            backup_every: None,
+            edge_proxies: pairs == largest && pairs > 1 && options.blackhole_seconds > 0,
+            ..DevnetOptions::new(&sub)
+        })
+        .await?;
+        let drivers = drivers(&devnet);
+        wait_ready(&devnet).await?;
+        let row = burst(&devnet, &drivers, options.per_lane).await?;
+        eprintln!(
+            "{} pair(s): {} transfers in {:.1}s, p50 {:.2}s p99 {:.2}s, peak RSS {:?} MiB",
+            row.pairs,
+            row.transfers,
+            row.drain_seconds,
+            row.latency_p50,
+            row.latency_p99,
+            row.peak_rss_mib
+        );
+        rows.push(row);
+        if devnet.options.edge_proxies {
+            blackhole = Some(cut_one(&mut devnet, &drivers, options).await?);
+        }
+    }
+    let rss_per_added_lane_mib = match (rows.first(), rows.last()) {
+        (Some(a), Some(b)) if b.lanes > a.lanes => {
+            let peak = |r: &HubRow| r.peak_rss_mib.iter().copied().fold(0.0, f64::max);
+            Some((peak(b) - peak(a)) / (b.lanes - a.lanes) as f64)
+        }
+        _ => None,
+    };
+    Ok(HubReport {
+        rows,
+        rss_per_added_lane_mib,
+        blackhole,
+    })
+}
+
+/// A driver per pair, by name (the single-pair devnet: its one pair).
+fn drivers(devnet: &Devnet) -> BTreeMap<String, Driver> {
+    let manifest = devnet.manifest();
+    if manifest.pairs.is_empty() {
+        return BTreeMap::from([(Devnet::first_pair_name(), Driver::new(manifest))]);
+    }
+    manifest
+        .pairs
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), Driver::new(manifest.pair(&p.name)?))))
+        .collect()
+}
+
+/// Every pair's API of every operator answers `/readyz` 200.
+async fn wait_ready(devnet: &Devnet) -> Result<(), DevnetError> {
+    let manifest = devnet.manifest();
+    let mut urls: Vec<String> = manifest
+        .operators
+        .iter()
+        .flat_map(|o| o.http_urls.iter().take(1).cloned())
+        .collect();
+    for pair in manifest.pairs.iter().skip(1) {
+        urls.extend(pair.http_urls.iter().filter_map(|u| u.first().cloned()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for url in urls {
+        loop {
+            let ready = reqwest::get(format!("{url}readyz"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(DevnetError::NotReady {
+                    component: url,
+                    waited: Duration::from_secs(120),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Pair `index` sends as user `index` (so no two pairs share a sender's nonce on the main
+/// chain), to a recipient of its own.
+fn sender_of(index: usize) -> (usize, Address) {
+    (
+        index,
+        Address::repeat_byte(0xa0u8.wrapping_add(index as u8)),
+    )
+}
+
+/// Requests sent on one (pair, lane): nonce → when its receipt arrived.
+type Sent = HashMap<(String, Lane), Vec<(u64, Instant)>>;
+
+/// `per_lane` native transfers on every lane of every pair at once; wait for every handle.
+async fn burst(
+    devnet: &Devnet,
+    drivers: &BTreeMap<String, Driver>,
+    per_lane: usize,
+) -> Result<HubRow, DevnetError> {
+    let started = Instant::now();
+    let sends = drivers
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (name, driver))| {
+            Lane::ALL.into_iter().map(move |lane| async move {
+                let (user, to) = sender_of(index);
+                let requests = driver
+                    .request_native_burst(lane, user, to, U256::from(1_000u64), per_lane)
+                    .await?;
+                let at = Instant::now();
+                Ok::<_, DevnetError>((
+                    (name.clone(), lane),
+                    requests.iter().map(|r| (r.nonce, at)).collect::<Vec<_>>(),
+                ))
+            })
+        });
+    let sent: Sent = futures::future::try_join_all(sends)
+        .await?
+        .into_iter()
+        .collect();
+    let seen = watch_handles(drivers, &sent, Duration::from_secs(300)).await?;
+    let drain_seconds = started.elapsed().as_secs_f64();
+    for ((name, lane), requests) in &sent {
+        let end = requests
+            .iter()
+            .map(|r| r.0)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        assert_exactly_once(&drivers[name], *lane, 0..end)
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("pair {name}: {e}")))?;
+    }
+    let mut latencies = latencies(&sent, &seen);
+    latencies.sort_by(f64::total_cmp);
+    Ok(HubRow {
+        pairs: drivers.len(),
+        lanes: drivers.len().saturating_mul(2),
+        transfers: latencies.len(),
+        drain_seconds,
+        latency_p50: percentile(&latencies, 50.0),
+        latency_p99: percentile(&latencies, 99.0),
+        peak_rss_mib: peak_rss(devnet),
+    })
+}
+
+/// Seconds from each request's receipt to its handle being seen.
+fn latencies(sent: &Sent, seen: &HashMap<(String, Lane), HashMap<u64, Instant>>) -> Vec<f64> {
+    sent.iter()
+        .flat_map(|(key, requests)| {
+            requests.iter().filter_map(move |(nonce, at)| {
+                let handled = seen.get(key)?.get(nonce)?;
+                Some(handled.saturating_duration_since(*at).as_secs_f64())
+            })
+        })
+        .collect()
+}
+
+/// Poll every lane's handle events until each sent nonce is seen (or `timeout`); when each
+/// was first seen. Reads from a few blocks below the last head each time, so a block whose logs
+/// a node stores after its state is read again.
+async fn watch_handles(
+    drivers: &BTreeMap<String, Driver>,
+    sent: &Sent,
+    timeout: Duration,
+) -> Result<HashMap<(String, Lane), HashMap<u64, Instant>>, DevnetError> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: HashMap<(String, Lane), HashMap<u64, Instant>> = HashMap::new();
+    let mut from: HashMap<(String, Lane), u64> = HashMap::new();
+    loop {
+        let mut missing = 0usize;
+        for ((name, lane), requests) in sent {
+            let key = (name.clone(), *lane);
+            let got = seen.entry(key.clone()).or_default();
+            if requests.iter().all(|(n, _)| got.contains_key(n)) {
+                continue;
+            }
+            let driver = &drivers[name];
+            let head = driver
+                .provider(lane.destination())?
+                .get_block_number()
+                .await
+                .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+            let start = from.get(&key).copied().unwrap_or(0);
+            let now = Instant::now();
+            for nonce in handled_nonces_in(driver, *lane, start, Some(head)).await? {
+                got.entry(nonce).or_insert(now);
+            }
+            from.insert(key, head.saturating_sub(2));
+            missing = missing.saturating_add(
+                requests
+                    .iter()
+                    .filter(|(n, _)| !got.contains_key(n))
+                    .count(),
+            );
+        }
+        if missing == 0 {
+            return Ok(seen);
+        }
+        if Instant::now() > deadline {
+            return Err(DevnetError::Invalid(format!(
+                "{missing} transfers not handled within {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Peak RSS (VmHWM) of every operator's relay, MiB.
+fn peak_rss(devnet: &Devnet) -> Vec<f64> {
+    devnet
+        .relay_pids()
+        .into_iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                })
+                .map_or(0.0, |kib| kib / 1024.0)
+        })
+        .collect()
+}
+
+/// Probe transfers, one per lane every `every`, for `window`; the blackholed pair's too
+/// (they queue). Returns what was sent.
+async fn probe(
+    drivers: &BTreeMap<String, Driver>,
+    window: Duration,
+    every: Duration,
+) -> Result<Sent, DevnetError> {
+    let until = Instant::now() + window;
+    let lanes = drivers
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (name, driver))| {
+            Lane::ALL.into_iter().map(move |lane| async move {
+                let (user, to) = sender_of(index);
+                let mut sent = Vec::new();
+                while Instant::now() < until {
+                    let next = Instant::now() + every;
+                    let request = driver
+                        .request_native(lane, user, to, U256::from(7u64))
+                        .await?;
+                    sent.push((request.nonce, Instant::now()));
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                Ok::<_, DevnetError>(((name.clone(), lane), sent))
+            })
+        });
+    Ok(futures::future::try_join_all(lanes)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// The undisturbed window, then the same with one service chain cut for every relay.
+async fn cut_one(
+    devnet: &mut Devnet,
+    drivers: &BTreeMap<String, Driver>,
+    options: &HubBenchOptions,
+) -> Result<Blackhole, DevnetError> {
+    let window = Duration::from_secs(options.blackhole_seconds);
+    let every = Duration::from_secs_f64(options.probe_every.max(0.5));
+    let edge_name = devnet
+        .hub_edges()
+        .first()
+        .map(|e| e.name.clone())
+        .ok_or_else(|| DevnetError::Invalid("no further pair to cut".into()))?;
+    // Undisturbed.
+    let calm = probe(drivers, window, every).await?;
+    let calm_seen = watch_handles(drivers, &calm, Duration::from_secs(120)).await?;
+    // Cut: every relay's connections to the edge's service chain go nowhere.
+    let proxy = devnet
+        .hub_edge(&edge_name)
+        .and_then(|e| e.proxy.as_ref())
+        .ok_or_else(|| DevnetError::Invalid("the edge has no proxy".into()))?;
+    proxy.set_mode(ProxyMode::Blackhole);
+    let cut = probe(drivers, window, every).await;
+    proxy.set_mode(ProxyMode::Forward);
+    let cut = cut?;
+    let healed = Instant::now();
+    let (others, blackholed): (Sent, Sent) = cut
+        .into_iter()
+        .partition(|((name, _), _)| *name != edge_name);
+    let others_seen = watch_handles(drivers, &others, Duration::from_secs(120)).await?;
+    watch_handles(drivers, &blackholed, Duration::from_secs(300)).await?;
+    let catch_up_seconds = healed.elapsed().as_secs_f64();
+    for ((name, lane), requests) in blackholed.iter().chain(&others) {
+        let end = requests
+            .iter()
+            .map(|r| r.0)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        assert_exactly_once(&drivers[name], *lane, 0..end)
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("pair {name}: {e}")))?;
+    }
+    let p99 = |sent: &Sent, seen: &HashMap<(String, Lane), HashMap<u64, Instant>>, key| {
+        let one: Sent = sent
+            .get(key)
+            .map(|v| HashMap::from([((*key).clone(), v.clone())]))
+            .unwrap_or_default();
+        let mut l = latencies(&one, seen);
+        l.sort_by(f64::total_cmp);
+        percentile(&l, 99.0)
+    };
+    let mut lanes = BTreeMap::new();
+    let mut worst_increase = f64::MIN;
+    for key in others.keys() {
+        let (before, during) = (p99(&calm, &calm_seen, key), p99(&others, &others_seen, key));
+        worst_increase = worst_increase.max(during - before);
+        lanes.insert(format!("{}/{}", key.0, key.1.as_str()), (before, during));
+    }
+    Ok(Blackhole {
+        pairs: drivers.len(),
+        blackholed: edge_name,
+        seconds: options.blackhole_seconds,
+        block_time: BLOCK_TIME,
+        lanes,
+        worst_increase,
+        queued: blackholed.values().map(Vec::len).sum(),
+        catch_up_seconds,
+    })
+}
+
+/// The readable table.
+pub fn render(report: &HubReport) -> String {
+    let mut out = String::from(
+        "multibridge bench-hub: one relay process per operator (3 operators, threshold 2) serving N service chains under one main chain, 1 s blocks\n\n",
+    );
+    out.push_str(&format!(
+        "{:>6} {:>6} {:>10} {:>9} {:>8} {:>8}   {}\n",
+        "pairs", "lanes", "transfers", "drain s", "p50 s", "p99 s", "peak RSS per operator, MiB"
+    ));
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{:>6} {:>6} {:>10} {:>9.1} {:>8.2} {:>8.2}   {}\n",
+            r.pairs,
+            r.lanes,
+            r.transfers,
+            r.drain_seconds,
+            r.latency_p50,
+            r.latency_p99,
+            r.peak_rss_mib
+                .iter()
+                .map(|m| format!("{m:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+    }
+    if let Some(per_lane) = report.rss_per_added_lane_mib {
+        out.push_str(&format!(
+            "\npeak RSS per added lane: {per_lane:.2} MiB   target <= 4 MiB: {}\n",
+            if per_lane <= 4.0 { "met" } else { "MISSED" }
+        ));
+    }
+    if let Some(b) = &report.blackhole {
+        out.push_str(&format!(
+            "\n{} pairs, service chain of {} blackholed for every relay for {} s; p99 latency of every other lane, undisturbed -> during:\n",
+            b.pairs, b.blackholed, b.seconds
+        ));
+        for (lane, (before, during)) in &b.lanes {
+            out.push_str(&format!("  {lane:<32} {before:>6.2}s -> {during:>6.2}s\n"));
+        }
+        out.push_str(&format!(
+            "  worst increase {:+.2}s   target within one block ({:.0} s): {}\n  {} transfers queued on {} while cut, all handled exactly once {:.1}s after it healed\n",
+            b.worst_increase,
+            b.block_time,
+            if b.worst_increase <= b.block_time { "met" } else { "MISSED" },
+            b.queued,
+            b.blackholed,
+            b.catch_up_seconds
+        ));
+    }
+    out
+}
