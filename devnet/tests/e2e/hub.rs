@@ -7,14 +7,13 @@
 //! stopped for 15 s and started again with the same chain while the other pairs keep moving.
 //! Afterwards: every transfer handled exactly once with one vote per operator, the token locked
 //! equals the token minted on every pair, and on the main chain and on the first service chain
-//! (each written to by two pairs) every operator's transaction nonces run 0, 1, 2, … with no
-//! gap, none queued.
+//! (each written to by two pairs) no operator has a transaction queued behind a nonce gap and no
+//! relay ever found a nonce of its key taken by another sender.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, GasPriceGriefer, Lane};
 use multibridge_devnet::harness::invariants::{
@@ -29,26 +28,22 @@ const PER_LANE: usize = 6;
 /// chain gets the hostile recipient.
 const TROUBLED: &str = "main-service-2";
 
-/// Every nonce of `role`'s chain sent by `who`, in block order, read block by block.
-async fn sent_nonces(driver: &Driver, role: ChainRole, who: Address) -> Vec<u64> {
-    let provider = driver.provider(role).unwrap();
-    let head = provider.get_block_number().await.unwrap();
-    let mut nonces = Vec::new();
-    for n in 0..=head {
-        let block = provider
-            .get_block_by_number(n.into())
-            .full()
-            .await
-            .unwrap()
-            .unwrap();
-        for tx in block.transactions.txns() {
-            if tx.inner.signer() == who {
-                use alloy::consensus::Transaction;
-                nonces.push(tx.inner.nonce());
+/// `text` without its terminal colour codes (`ESC [ … m`).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
             }
+        } else {
+            out.push(c);
         }
     }
-    nonces
+    out
 }
 
 /// Requests on every lane of every pair: `PER_LANE` native ones each, and on main-to-service
@@ -231,20 +226,51 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         assert!(!minted.is_zero(), "pair {name} moved tokens");
     }
 
-    // One nonce sequence per operator key on each chain two pairs write to: gap-free.
+    // One nonce sequence per operator key on each chain two pairs write to: nothing queued
+    // behind a gap, and no sender of the process ever found its nonce taken by another (what two
+    // submitters of one key in one process would do to each other).
     let first = &pairs["main-service"];
     for role in [ChainRole::Main, ChainRole::Service] {
         for op in 0..OPERATORS {
             wait_no_nonce_gap(first, role, op, Duration::from_secs(30))
                 .await
                 .unwrap();
-            let who = first.operator(op).unwrap().address();
-            let nonces = sent_nonces(first, role, who).await;
-            assert!(!nonces.is_empty(), "operator {op} sent on {role}");
-            let expected: Vec<u64> = (0..nonces.len() as u64).collect();
+        }
+    }
+    for op in 1..=OPERATORS {
+        let log =
+            std::fs::read_to_string(devnet.dir().join(format!("logs/relay-{op}.log"))).unwrap();
+        for clash in ["nonce too low", "taken twice"] {
+            assert!(
+                !log.contains(clash),
+                "relay {op} logged {clash:?}: two senders of one key"
+            );
+        }
+        // One submitter per chain for the operator's key, whatever the pairs writing there.
+        let signer = first.operator(op - 1).unwrap().address();
+        let plain = without_ansi(&log);
+        for chain_id in [
+            first.chain(ChainRole::Main).contracts.chain_id,
+            first.chain(ChainRole::Service).contracts.chain_id,
+        ] {
+            // A submitter logs when it (re)builds its nonce sequence, under the span of the
+            // pair that started it: one pair's span only (a term may end and rebuild it).
+            let owners: std::collections::BTreeSet<&str> = plain
+                .lines()
+                .filter(|l| {
+                    l.contains("nonce sequence rebuilt from the chain")
+                        && l.contains(&format!("chain_id={chain_id} "))
+                        && l.contains(&format!("signer={signer}"))
+                })
+                .filter_map(|l| {
+                    let rest = &l[l.find("pair{pair=")? + "pair{pair=".len()..];
+                    Some(&rest[..rest.find('}')?])
+                })
+                .collect();
             assert_eq!(
-                nonces, expected,
-                "operator {op}'s nonces on {role} run 0, 1, 2, … with no gap or repeat"
+                owners.len(),
+                1,
+                "relay {op}: one submitter for its key on chain {chain_id}, started by one pair (saw {owners:?})"
             );
         }
     }
