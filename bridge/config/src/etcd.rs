@@ -45,6 +45,11 @@ pub struct EtcdConfig {
     /// Environment variable holding the etcd user's password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// Elect per destination chain instead of per (pair, lane): set for every pair of a
+    /// `[[pairs]]` file, where the lanes of several pairs write to one chain with one key and
+    /// every replica must campaign for the same election whichever of its pairs starts first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub elect_by_chain: bool,
 }
 
 /// TLS material for etcd, as PEM files.

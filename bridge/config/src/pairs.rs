@@ -179,6 +179,9 @@ pub(crate) fn expand(figment: &Figment, path: &Path) -> Result<Vec<PairConfig>, 
             .clone()
             .unwrap_or_else(|| pair_store_path(&store_path, &name));
         set(&mut pair_doc, "store", "path", to_value(path, &store)?);
+        if pair_doc.contains_key("etcd") {
+            set(&mut pair_doc, "etcd", "elect_by_chain", Value::from(true));
+        }
         if let Some(listen) = section.listen {
             set(&mut pair_doc, "http", "listen", to_value(path, &listen)?);
         }
@@ -675,6 +678,24 @@ mod tests {
         let (field, problem) = named(load(&text));
         assert_eq!(field, "pairs");
         assert!(problem.contains("registry"), "{problem}");
+    }
+
+    #[test]
+    fn pairs_under_etcd_elect_by_chain_and_a_single_pair_does_not() {
+        let etcd = "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n";
+        let pairs = load(&format!("{HEAD}{etcd}{PAIRS}")).unwrap();
+        assert!(
+            pairs
+                .iter()
+                .all(|p| p.config.etcd.as_ref().unwrap().elect_by_chain)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.toml");
+        let mut single = pairs[0].config.clone();
+        single.etcd.as_mut().unwrap().elect_by_chain = false;
+        std::fs::write(&path, single.to_toml().unwrap()).unwrap();
+        let loaded = Config::load(&path).unwrap();
+        assert!(!loaded.etcd.unwrap().elect_by_chain);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use serde::Serialize;
 use crate::chain::{ChainError, ChainPair, RetryPolicy};
 use crate::config::Config;
 use crate::leadership::campaign::read_leader;
-use crate::leadership::layout::leader_key;
 use crate::registry::registered_services;
 
 /// One (lane, operator) row.
@@ -110,10 +109,10 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
             let entry = registered.iter().find(|r| r.id == id);
             let leader_url = match (
                 &pool,
-                crate::leadership::election_dir_of(config, lane, operator),
+                crate::leadership::leader_key_of(config, lane, operator),
             ) {
-                (Some(pool), Some(dir)) if etcd_error.is_none() => {
-                    match read_leader(pool, &leader_key(&dir)).await {
+                (Some(pool), Some(key)) if etcd_error.is_none() => {
+                    match read_leader(pool, &key).await {
                         Ok(leader) => leader
                             .filter(|l| l.operator.parse::<Address>().ok() == Some(operator))
                             .map(|l| l.url),

@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::leadership::campaign::read_leader;
 use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
 use crate::leadership::lane_election_dir;
-use crate::leadership::layout::leader_key;
 use crate::leadership::progress::{read_cursor, read_progress};
 pub use crate::observe::status::{LaneLeadership, LaneStatus, ReasonEntry, lane_status};
 use crate::store::{Store, StoreError};
@@ -44,8 +43,12 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
             chains.get(lane.destination()).views(),
         )
         .await?;
-        if let (Some(pool), Some(dir)) = (&pool, lane_election_dir(config, lane)) {
-            status.leadership = Some(lane_leadership(pool, &dir).await);
+        if let (Some(pool), Some(dir), Some(key)) = (
+            &pool,
+            lane_election_dir(config, lane),
+            crate::leadership::lane_leader_key(config, lane),
+        ) {
+            status.leadership = Some(lane_leadership(pool, &dir, &key).await);
         }
         if let (Some(pool), Some(keys)) = (
             &pool,
@@ -63,9 +66,9 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
 
 /// Read a lane's election: leader, cursor, replica progress. etcd being unreachable is
 /// reported in the result, not as a failure (the chains' view is still worth showing).
-async fn lane_leadership(pool: &EtcdPool, dir: &str) -> LaneLeadership {
+async fn lane_leadership(pool: &EtcdPool, dir: &str, leader_key: &str) -> LaneLeadership {
     let read = async {
-        let leader = read_leader(pool, &leader_key(dir)).await?;
+        let leader = read_leader(pool, leader_key).await?;
         let cursor = read_cursor(pool, dir).await?;
         let mut replicas = read_progress(pool, dir).await?;
         replicas.sort_by(|a, b| a.replica.cmp(&b.replica));

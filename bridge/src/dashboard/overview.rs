@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use super::{Dashboard, DashboardHandle};
 use crate::leadership::campaign::LeaderInfo;
 use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
-use crate::leadership::layout::leader_key;
 use crate::leadership::progress::{ReplicaProgress, read_progress};
 
 /// One histogram bucket: requests handled within `le` seconds (not cumulative).
@@ -178,8 +177,9 @@ async fn leader_with_lease(
 async fn election(
     pool: &EtcdPool,
     dir: &str,
+    leader_key: &str,
 ) -> Result<(Option<LeaderView>, Vec<ReplicaView>), EtcdUnavailable> {
-    let leader = leader_with_lease(pool, &leader_key(dir)).await?;
+    let leader = leader_with_lease(pool, leader_key).await?;
     let mut replicas = read_progress(pool, dir).await?;
     replicas.sort_by(|a, b| a.replica.cmp(&b.replica));
     let top = replicas.iter().filter_map(|r| r.latest_nonce).max();
@@ -215,19 +215,22 @@ pub async fn elections(d: &Dashboard, lane: Lane) -> Vec<ElectionView> {
         .unwrap_or_default();
     operators.retain(|o| *o != own);
     operators.insert(0, own);
-    let mut dirs: Vec<(String, Vec<Address>)> = Vec::new();
+    let mut dirs: Vec<(String, String, Vec<Address>)> = Vec::new();
     for operator in operators {
-        let Some(dir) = crate::leadership::election_dir_of(&d.config, lane, operator) else {
+        let (Some(dir), Some(key)) = (
+            crate::leadership::election_dir_of(&d.config, lane, operator),
+            crate::leadership::leader_key_of(&d.config, lane, operator),
+        ) else {
             continue;
         };
-        match dirs.iter_mut().find(|(d, _)| *d == dir) {
-            Some((_, ops)) => ops.push(operator),
-            None => dirs.push((dir, vec![operator])),
+        match dirs.iter_mut().find(|(d, _, _)| *d == dir) {
+            Some((_, _, ops)) => ops.push(operator),
+            None => dirs.push((dir, key, vec![operator])),
         }
     }
     let mut out = Vec::new();
-    for (dir, operators) in dirs {
-        let (leader, replicas, error) = match election(pool, &dir).await {
+    for (dir, key, operators) in dirs {
+        let (leader, replicas, error) = match election(pool, &dir, &key).await {
             Ok((leader, replicas)) => (leader, replicas, None),
             Err(e) => (None, Vec::new(), Some(e.to_string())),
         };

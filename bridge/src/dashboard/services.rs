@@ -14,7 +14,6 @@ use serde::Serialize;
 use super::{Dashboard, DashboardError, PairLanes};
 use crate::chain::ChainClient;
 use crate::leadership::campaign::{LeaderInfo, read_leader};
-use crate::leadership::layout::leader_key;
 
 /// Log queries one refresh of the managers may make (the rest waits for the next refresh).
 const MANAGER_QUERIES_PER_REFRESH: usize = 64;
@@ -183,9 +182,9 @@ pub async fn services(d: &Dashboard) -> Result<ServicesView, DashboardError> {
         };
         let leader = match (
             &d.etcd,
-            crate::leadership::election_dir_of(&d.config, lane, s.meta.operator),
+            crate::leadership::leader_key_of(&d.config, lane, s.meta.operator),
         ) {
-            (Some(pool), Some(dir)) => read_leader(pool, &leader_key(&dir))
+            (Some(pool), Some(key)) => read_leader(pool, &key)
                 .await
                 .ok()
                 .flatten()

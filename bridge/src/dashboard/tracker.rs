@@ -500,19 +500,13 @@ async fn transfer(
     };
     let age_secs = now.saturating_sub(time);
     let claims = d.store.lock().claims(Some((lane, nonce)), 20, 0)?;
-    let leading_replica_url = match (
-        &d.etcd,
-        crate::leadership::lane_election_dir(&d.config, lane),
-    ) {
-        (Some(pool), Some(dir)) => crate::leadership::campaign::read_leader(
-            pool,
-            &crate::leadership::layout::leader_key(&dir),
-        )
-        .await
-        .ok()
-        .flatten()
-        .filter(|l| l.replica != d.replica)
-        .map(|l| l.url),
+    let leading_replica_url = match (&d.etcd, crate::leadership::lane_leader_key(&d.config, lane)) {
+        (Some(pool), Some(key)) => crate::leadership::campaign::read_leader(pool, &key)
+            .await
+            .ok()
+            .flatten()
+            .filter(|l| l.replica != d.replica)
+            .map(|l| l.url),
         _ => None,
     };
     Ok(Tracked {

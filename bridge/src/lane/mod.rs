@@ -162,7 +162,8 @@ pub fn spawn(
         });
         let campaign = Campaign {
             lane,
-            key: leader_key(&dir),
+            key: crate::leadership::lane_leader_key(config, lane)
+                .unwrap_or_else(|| leader_key(&dir)),
             me: LeaderInfo {
                 replica: shared.replica.clone(),
                 url: shared.own_url.clone(),

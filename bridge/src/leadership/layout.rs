@@ -31,6 +31,21 @@ pub fn election_dir(
     }
 }
 
+/// The directory of the one election for every lane into chain `chain_id` of a process
+/// serving several pairs (`elect_by_chain`).
+pub fn chain_election_dir(
+    prefix: &str,
+    chain_id: u64,
+    scope: ElectionScope,
+    operator: Address,
+) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    match scope {
+        ElectionScope::Operator => format!("{prefix}/chain-{chain_id}/{operator:#x}"),
+        ElectionScope::Lane => format!("{prefix}/chain-{chain_id}"),
+    }
+}
+
 /// The leader key of an election.
 pub fn leader_key(dir: &str) -> String {
     format!("{dir}/leader")
@@ -49,6 +64,24 @@ pub fn cursor_key(dir: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_election_is_one_per_chain_and_operator_whatever_the_pair() {
+        let op = Address::repeat_byte(0xaa);
+        let a = chain_election_dir("/mb/", 31337, ElectionScope::Operator, op);
+        assert_eq!(
+            a,
+            "/mb/chain-31337/0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_ne!(
+            a,
+            chain_election_dir("/mb", 31338, ElectionScope::Operator, op)
+        );
+        assert_eq!(
+            chain_election_dir("/mb", 31337, ElectionScope::Lane, op),
+            "/mb/chain-31337"
+        );
+    }
 
     #[test]
     fn keys_separate_pairs_lanes_operators_and_scopes() {

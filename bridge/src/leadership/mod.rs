@@ -33,6 +33,29 @@ pub fn election_dir_of(config: &Config, lane: Lane, operator: Address) -> Option
     ))
 }
 
+/// The leader key `operator`'s replicas campaign for on `lane` under `config`: `<election
+/// dir>/leader`, or in a process serving several pairs (`elect_by_chain`) the key of the lane's
+/// destination chain, `<prefix>/chain-<id>[/<operator>]/leader` — one election for every pair's
+/// lanes into that chain, whichever pair's lane campaigns on a replica.
+pub fn leader_key_of(config: &Config, lane: Lane, operator: Address) -> Option<String> {
+    let etcd = config.etcd.as_ref()?;
+    if !etcd.elect_by_chain {
+        return election_dir_of(config, lane, operator).map(|dir| layout::leader_key(&dir));
+    }
+    let chain = config.chains.get(lane.destination()).chain_id;
+    Some(layout::leader_key(&layout::chain_election_dir(
+        &etcd.prefix,
+        chain,
+        etcd.scope,
+        operator,
+    )))
+}
+
+/// [`leader_key_of`] this replica's operator.
+pub fn lane_leader_key(config: &Config, lane: Lane) -> Option<String> {
+    leader_key_of(config, lane, config.operator.address)
+}
+
 /// The bridge pair's name in etcd keys, storage paths and backup logs.
 pub fn pair_name(config: &Config) -> String {
     layout::pair(

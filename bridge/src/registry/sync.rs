@@ -39,6 +39,10 @@ pub struct RegistrySync {
     pub pool: Option<Arc<EtcdPool>>,
     /// This replica's URL.
     pub own_url: String,
+    /// This replica's name in elections: when the lane's leader is this replica, `own_url` is
+    /// published (in a process serving several pairs the leader record names the URL of the
+    /// pair whose lane campaigned, which may be another pair's).
+    pub own_replica: String,
     /// Every URL this operator's replicas advertise (`registry.replica_urls` and `own_url`):
     /// nothing else read from etcd is published.
     pub allowed_urls: Vec<String>,
@@ -68,12 +72,15 @@ impl RegistrySync {
                         if leader.operator.parse::<Address>().ok()
                             == Some(service.meta.operator) =>
                     {
-                        if !self.allowed_urls.contains(&leader.url) {
+                        if leader.replica == self.own_replica {
+                            self.own_url.clone()
+                        } else if !self.allowed_urls.contains(&leader.url) {
                             self.metrics.registry_update(RegistryUpdate::RefusedUrl);
                             tracing::warn!(lane = %service.lane, replica = %leader.replica, url = %leader.url, "the lane leader's URL in etcd is none of this operator's replica URLs (registry.replica_urls): not publishing it");
                             continue;
+                        } else {
+                            leader.url
                         }
-                        leader.url
                     }
                     _ => continue,
                 },

@@ -6,9 +6,11 @@
 //! one). So the first pair that needs the key on a chain starts its submitter and every other
 //! pair sends through the same one: its jobs are served in the order they arrive, each client
 //! waiting for its own before it sends the next, so a busy pair cannot starve a quiet one. For
-//! the same reason the lanes of every pair that write to one chain follow one election (the
-//! first such lane's): two replicas leading two pairs' lanes into one chain would both send
-//! with the key there.
+//! the same reason the lanes of every pair that write to one chain follow one election: two
+//! replicas leading two pairs' lanes into one chain would both send with the key there. The
+//! first such lane to start campaigns, for a key named by the chain
+//! ([`crate::leadership::leader_key_of`] with `elect_by_chain`), so every replica campaigns for
+//! the same election whichever of its pairs starts first.
 //!
 //! A single-pair relay has a share of its own, which changes nothing.
 

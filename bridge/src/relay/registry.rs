@@ -11,7 +11,6 @@ use tracing::Instrument;
 
 use crate::chain::submitter::SubmitterHandle;
 use crate::lane::{LaneControl, Shared};
-use crate::leadership::layout::leader_key;
 use crate::task::run_stepper;
 
 use super::owner;
@@ -42,13 +41,13 @@ pub(super) fn spawn_registry(
             services: services
                 .iter()
                 .map(|s| {
-                    let key = crate::leadership::lane_election_dir(config, s.lane)
-                        .map(|dir| leader_key(&dir));
+                    let key = crate::leadership::lane_leader_key(config, s.lane);
                     (*s, key)
                 })
                 .collect(),
             pool: shared.etcd.clone(),
             own_url: shared.own_url.clone(),
+            own_replica: shared.replica.clone(),
             allowed_urls: config
                 .registry
                 .iter()

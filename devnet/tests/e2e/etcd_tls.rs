@@ -139,6 +139,7 @@ fn relay_etcd(
         username: Some("relay".to_owned()),
         password_file: Some(password_file.to_owned()),
         password_env: None,
+        elect_by_chain: false,
     }
 }
 

@@ -100,42 +100,65 @@ async fn wait_pairs(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap_free() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions {
+/// A hub devnet with relays (`options` on top of a 1-member etcd), a driver per pair, and every
+/// replica's API of every pair ready.
+async fn start_hub(options: DevnetOptions) -> (Devnet, BTreeMap<String, Driver>) {
+    let devnet = Devnet::start(DevnetOptions {
         relays: true,
         etcd_members: 1,
-        service_chains: 2,
-        nested: true,
-        ..DevnetOptions::new(dir.path())
+        ..options
     })
     .await
     .unwrap();
     let manifest = devnet.manifest();
-    let names: Vec<String> = manifest.pairs.iter().map(|p| p.name.clone()).collect();
+    let pairs = manifest
+        .pairs
+        .iter()
+        .map(|p| (p.name.clone(), Driver::new(manifest.pair(&p.name).unwrap())))
+        .collect();
+    for pair in &manifest.pairs {
+        for url in pair.http_urls.iter().flatten() {
+            crate::relay_ready(port_of(url), Duration::from_secs(90)).await;
+        }
+    }
+    (devnet, pairs)
+}
+
+/// Exactly once with one vote per operator over every nonce requested on every lane, and no
+/// operator transaction queued behind a nonce gap on the first pair's chains.
+async fn assert_once_and_no_gap(
+    pairs: &BTreeMap<String, Driver>,
+    next: &BTreeMap<(String, Lane), u64>,
+) {
+    for ((name, lane), end) in next {
+        if let Err(e) = assert_exactly_once(&pairs[name], *lane, 0..*end).await {
+            panic!("pair {name}: {e}");
+        }
+    }
+    let first = &pairs["main-service"];
+    for role in [ChainRole::Main, ChainRole::Service] {
+        for op in 0..OPERATORS {
+            wait_no_nonce_gap(first, role, op, Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut devnet, pairs) = start_hub(DevnetOptions {
+        service_chains: 2,
+        nested: true,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await;
     assert_eq!(
-        names,
+        pairs.keys().collect::<Vec<_>>(),
         ["main-service", "main-service-2", "service-nested"],
         "the pairs of the hub devnet"
     );
-    let pairs: BTreeMap<String, Driver> = names
-        .iter()
-        .map(|n| (n.clone(), Driver::new(manifest.pair(n).unwrap())))
-        .collect();
-    // Every pair's HTTP API is its own, in the one process per operator.
-    for pair in &manifest.pairs {
-        for urls in &pair.http_urls {
-            let port: u16 = urls[0]
-                .trim_end_matches('/')
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            crate::relay_ready(port, Duration::from_secs(90)).await;
-        }
-    }
 
     // Round 1: every lane of every pair, at once.
     let mut next = BTreeMap::new();
@@ -206,13 +229,7 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
     traffic(&pairs, None, &mut next, 3).await;
     wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(180)).await;
 
-    // Exactly once and one vote per operator on every lane of every pair; conservation.
-    for ((name, lane), end) in &next {
-        let driver = &pairs[name];
-        if let Err(e) = assert_exactly_once(driver, *lane, 0..*end).await {
-            panic!("pair {name}: {e}");
-        }
-    }
+    assert_once_and_no_gap(&pairs, &next).await;
     for (name, driver) in &pairs {
         let locked = driver
             .token_balance(
@@ -226,17 +243,10 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         assert!(!minted.is_zero(), "pair {name} moved tokens");
     }
 
-    // One nonce sequence per operator key on each chain two pairs write to: nothing queued
-    // behind a gap, and no sender of the process ever found its nonce taken by another (what two
-    // submitters of one key in one process would do to each other).
+    // One nonce sequence per operator key on each chain two pairs write to: no sender of the
+    // process ever found its nonce taken by another (what two submitters of one key in one
+    // process would do to each other).
     let first = &pairs["main-service"];
-    for role in [ChainRole::Main, ChainRole::Service] {
-        for op in 0..OPERATORS {
-            wait_no_nonce_gap(first, role, op, Duration::from_secs(30))
-                .await
-                .unwrap();
-        }
-    }
     for op in 1..=OPERATORS {
         let log =
             std::fs::read_to_string(devnet.dir().join(format!("logs/relay-{op}.log"))).unwrap();
@@ -274,4 +284,96 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             );
         }
     }
+}
+
+/// The HTTP port in a manifest URL (`http://127.0.0.1:PORT/`).
+fn port_of(url: &str) -> u16 {
+    url.trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Two replicas per operator, threshold 3 (operator 1's vote is needed everywhere), two service
+/// chains side by side: the replica of operator 1 that leads the main chain's election is
+/// SIGKILLed right after a round of requests. The standby takes over the main chain for both
+/// pairs at once — the lane that campaigns and the other pair's lane that follows it — and every
+/// transfer of every lane is handled exactly once, nothing queued behind a nonce gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_hub_replica_hands_every_pair_to_its_standby_exactly_once() {
+    use multibridge_devnet::harness::scrape::metric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut devnet, pairs) = start_hub(DevnetOptions {
+        replicas: 2,
+        threshold: 3,
+        service_chains: 2,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await;
+    // ports[pair][replica] of operator 1.
+    let ports: BTreeMap<String, Vec<u16>> = devnet
+        .manifest()
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.http_urls[0].iter().map(|u| port_of(u)).collect(),
+            )
+        })
+        .collect();
+    let mut next = BTreeMap::new();
+    traffic(&pairs, None, &mut next, 1).await;
+    wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(120)).await;
+
+    // Who of operator 1 leads the main chain: the same replica for both pairs' lanes into it.
+    let into_main =
+        |pair: &str| format!("multibridge_leader{{lane=\"service-to-main\",pair=\"{pair}\"}}");
+    let leader = crate::Poll::new(
+        "one replica of operator 1 leads the main chain for both pairs",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        let mut leads = Vec::new();
+        for replica in 0..2 {
+            let mut both = true;
+            for (name, ports) in &ports {
+                both &= metric(ports[replica], &into_main(name)).await == Some(1.0);
+            }
+            if both {
+                leads.push(replica);
+            }
+        }
+        match leads.as_slice() {
+            [one] => Ok(*one),
+            other => Err(format!("replicas leading both: {other:?}")),
+        }
+    })
+    .await;
+    let standby = 1 - leader;
+
+    traffic(&pairs, None, &mut next, 2).await;
+    devnet.replica(0, leader).unwrap().kill().unwrap();
+    wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(120)).await;
+    crate::Poll::new(
+        "the standby leads the main chain for both pairs",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        for (name, ports) in &ports {
+            let leads = metric(ports[standby], &into_main(name)).await;
+            if leads != Some(1.0) {
+                return Err(format!("{name}: {leads:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    traffic(&pairs, None, &mut next, 3).await;
+    wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(120)).await;
+
+    assert_once_and_no_gap(&pairs, &next).await;
 }

@@ -121,6 +121,7 @@ impl Devnet {
                 username: None,
                 password_file: None,
                 password_env: None,
+                elect_by_chain: false,
             }),
             backup: self.backup_settings()?,
             dashboard: self.dashboard_settings(index)?,
