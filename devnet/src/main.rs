@@ -367,17 +367,13 @@ fn main() -> ExitCode {
                         signer_unplugs,
                     )
                     .await?;
-                    let text = serde_json::to_string_pretty(&report)?;
-                    std::fs::write(dir.join("bench-failover.json"), &text)?;
-                    if !json {
-                        println!("{}", multibridge_devnet::bench::failover::render(&report));
-                        println!(
-                            "JSON (also in {}):",
-                            dir.join("bench-failover.json").display()
-                        );
-                    }
-                    println!("{text}");
-                    Ok(())
+                    emit_report(
+                        &dir,
+                        "bench-failover.json",
+                        &report,
+                        multibridge_devnet::bench::failover::render,
+                        json,
+                    )
                 }
                 Command::Experiment { seed, out, which } => {
                     refuse_if_running(&dir)?;
@@ -410,14 +406,13 @@ fn main() -> ExitCode {
                         },
                     )
                     .await?;
-                    let text = serde_json::to_string_pretty(&report)?;
-                    std::fs::write(dir.join("bench-modes.json"), &text)?;
-                    if !json {
-                        println!("{}", multibridge_devnet::bench::modes::render(&report));
-                        println!("JSON (also in {}):", dir.join("bench-modes.json").display());
-                    }
-                    println!("{text}");
-                    Ok(())
+                    emit_report(
+                        &dir,
+                        "bench-modes.json",
+                        &report,
+                        multibridge_devnet::bench::modes::render,
+                        json,
+                    )
                 }
                 Command::BenchHub {
                     pairs,
@@ -437,14 +432,13 @@ fn main() -> ExitCode {
                         },
                     )
                     .await?;
-                    let text = serde_json::to_string_pretty(&report)?;
-                    std::fs::write(dir.join("bench-hub.json"), &text)?;
-                    if !json {
-                        println!("{}", multibridge_devnet::bench::hub::render(&report));
-                        println!("JSON (also in {}):", dir.join("bench-hub.json").display());
-                    }
-                    println!("{text}");
-                    Ok(())
+                    emit_report(
+                        &dir,
+                        "bench-hub.json",
+                        &report,
+                        multibridge_devnet::bench::hub::render,
+                        json,
+                    )
                 }
                 Command::BenchSigners { signatures, json } => {
                     let report = multibridge_devnet::bench::signer::run(
@@ -462,14 +456,13 @@ fn main() -> ExitCode {
                 Command::BenchJoin { sizes, json } => {
                     refuse_if_running(&dir)?;
                     let report = multibridge_devnet::bench::join::run(&dir, &sizes).await?;
-                    let text = serde_json::to_string_pretty(&report)?;
-                    std::fs::write(dir.join("bench-join.json"), &text)?;
-                    if !json {
-                        println!("{}", multibridge_devnet::bench::join::render(&report));
-                        println!("JSON (also in {}):", dir.join("bench-join.json").display());
-                    }
-                    println!("{text}");
-                    Ok(())
+                    emit_report(
+                        &dir,
+                        "bench-join.json",
+                        &report,
+                        multibridge_devnet::bench::join::render,
+                        json,
+                    )
                 }
                 Command::Bench {
                     latency_samples,
@@ -677,6 +670,25 @@ async fn up(dir: &Path, args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
+/// Print a benchmark's report — its table (unless `json_only`), then its JSON — and keep the
+/// JSON in `<dir>/<file>`.
+fn emit_report<R: serde::Serialize>(
+    dir: &Path,
+    file: &str,
+    report: &R,
+    render: fn(&R) -> String,
+    json_only: bool,
+) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(dir.join(file), &text)?;
+    if !json_only {
+        println!("{}", render(report));
+        println!("JSON (also in {}):", dir.join(file).display());
+    }
+    println!("{text}");
+    Ok(())
+}
+
 fn print_summary(m: &Manifest) {
     println!("devnet in {}", m.dir.display());
     for (name, chain) in [("main", &m.main), ("service", &m.service)] {
@@ -821,18 +833,10 @@ async fn demo(dir: &Path, args: &UpArgs, transfers: u32) -> Result<()> {
     let manifest = devnet.manifest();
     print_summary(&manifest);
     // A hub devnet: the same transfers on every pair, each pair's relays in the same processes.
-    let pairs: Vec<(String, Driver)> = if manifest.pairs.is_empty() {
-        vec![(String::new(), Driver::new(manifest.clone()))]
-    } else {
-        manifest
-            .pairs
-            .iter()
-            .filter_map(|p| Some((p.name.clone(), Driver::new(manifest.pair(&p.name)?))))
-            .collect()
-    };
+    let pairs = manifest.drivers(&Devnet::first_pair_name());
     let mut latencies = Vec::new();
     for (name, driver) in &pairs {
-        if !name.is_empty() {
+        if pairs.len() > 1 {
             println!("\npair {name}");
         }
         latencies.extend(demo_pair(driver, dir, transfers).await?);

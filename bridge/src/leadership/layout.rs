@@ -24,11 +24,11 @@ pub fn election_dir(
     scope: ElectionScope,
     operator: Address,
 ) -> String {
-    let prefix = prefix.trim_end_matches('/');
-    match scope {
-        ElectionScope::Operator => format!("{prefix}/{pair}/{lane}/{operator:#x}"),
-        ElectionScope::Lane => format!("{prefix}/{pair}/{lane}"),
-    }
+    scoped(
+        format!("{}/{pair}/{lane}", prefix.trim_end_matches('/')),
+        scope,
+        operator,
+    )
 }
 
 /// The directory of the one election for every lane into chain `chain_id` of a process
@@ -39,10 +39,18 @@ pub fn chain_election_dir(
     scope: ElectionScope,
     operator: Address,
 ) -> String {
-    let prefix = prefix.trim_end_matches('/');
+    scoped(
+        format!("{}/chain-{chain_id}", prefix.trim_end_matches('/')),
+        scope,
+        operator,
+    )
+}
+
+/// `base`, with the operator under the operator scope (the lane scope: every operator's).
+fn scoped(base: String, scope: ElectionScope, operator: Address) -> String {
     match scope {
-        ElectionScope::Operator => format!("{prefix}/chain-{chain_id}/{operator:#x}"),
-        ElectionScope::Lane => format!("{prefix}/chain-{chain_id}"),
+        ElectionScope::Operator => format!("{base}/{operator:#x}"),
+        ElectionScope::Lane => base,
     }
 }
 

@@ -140,15 +140,7 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
 
 /// A driver per pair, by name (the single-pair devnet: its one pair).
 fn drivers(devnet: &Devnet) -> BTreeMap<String, Driver> {
-    let manifest = devnet.manifest();
-    if manifest.pairs.is_empty() {
-        return BTreeMap::from([(Devnet::first_pair_name(), Driver::new(manifest))]);
-    }
-    manifest
-        .pairs
-        .iter()
-        .filter_map(|p| Some((p.name.clone(), Driver::new(manifest.pair(&p.name)?))))
-        .collect()
+    devnet.manifest().drivers(&Devnet::first_pair_name())
 }
 
 /// Every pair's API of every operator answers `/readyz` 200.
@@ -226,17 +218,7 @@ async fn burst(
     let seen = watchers.wait_for(&sent, Duration::from_secs(300)).await?;
     watchers.stop().await?;
     let drain_seconds = started.elapsed().as_secs_f64();
-    for ((name, lane), requests) in &sent {
-        let end = requests
-            .iter()
-            .map(|r| r.0)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1);
-        assert_exactly_once(&drivers[name], *lane, 0..end)
-            .await
-            .map_err(|e| DevnetError::Invalid(format!("pair {name}: {e}")))?;
-    }
+    assert_sent_once(drivers, &sent).await?;
     let mut latencies = latencies(&sent, &seen);
     latencies.sort_by(f64::total_cmp);
     Ok(HubRow {
@@ -253,13 +235,39 @@ async fn burst(
 /// Seconds from each request's receipt to its handle being seen.
 fn latencies(sent: &Sent, seen: &Seen) -> Vec<f64> {
     sent.iter()
-        .flat_map(|(key, requests)| {
-            requests.iter().filter_map(move |(nonce, at)| {
-                let handled = seen.get(key)?.get(nonce)?;
-                Some(handled.saturating_duration_since(*at).as_secs_f64())
-            })
+        .flat_map(|(key, requests)| lane_latencies(requests, seen.get(key)))
+        .collect()
+}
+
+/// [`latencies`] of one lane.
+fn lane_latencies(requests: &[(u64, Instant)], seen: Option<&HashMap<u64, Instant>>) -> Vec<f64> {
+    requests
+        .iter()
+        .filter_map(|(nonce, at)| {
+            let handled = seen?.get(nonce)?;
+            Some(handled.saturating_duration_since(*at).as_secs_f64())
         })
         .collect()
+}
+
+/// Every nonce of every lane of `sent`, from 0 up to the highest sent, handled exactly once
+/// with one vote per operator.
+async fn assert_sent_once(
+    drivers: &BTreeMap<String, Driver>,
+    sent: &Sent,
+) -> Result<(), DevnetError> {
+    for ((name, lane), requests) in sent {
+        let end = requests
+            .iter()
+            .map(|r| r.0)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        assert_exactly_once(&drivers[name], *lane, 0..end)
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("pair {name}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// When each handle was first seen, per (pair, lane).
@@ -333,8 +341,7 @@ impl Watchers {
                     "{missing} transfers not handled within {timeout:?}"
                 )));
             }
-            if let Some(done) = self.tasks.iter().find(|t| t.is_finished()) {
-                let _ = done;
+            if self.tasks.iter().any(|t| t.is_finished()) {
                 return Err(DevnetError::Invalid(
                     "a handle watcher stopped early (an RPC error)".into(),
                 ));
@@ -343,13 +350,22 @@ impl Watchers {
         }
     }
 
-    async fn stop(self) -> Result<(), DevnetError> {
+    async fn stop(mut self) -> Result<(), DevnetError> {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             task.await
                 .map_err(|e| DevnetError::Invalid(format!("handle watcher: {e}")))??;
         }
         Ok(())
+    }
+}
+
+/// Watchers given up on (an error before [`Watchers::stop`]) stop polling.
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -448,23 +464,13 @@ async fn cut_one(
         .count();
     let catch_up_seconds = healed.elapsed().as_secs_f64();
     watchers.stop().await?;
-    for ((name, lane), requests) in blackholed.iter().chain(&others) {
-        let end = requests
-            .iter()
-            .map(|r| r.0)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1);
-        assert_exactly_once(&drivers[name], *lane, 0..end)
-            .await
-            .map_err(|e| DevnetError::Invalid(format!("pair {name}: {e}")))?;
-    }
+    assert_sent_once(drivers, &blackholed).await?;
+    assert_sent_once(drivers, &others).await?;
     let p99 = |sent: &Sent, seen: &Seen, key| {
-        let one: Sent = sent
+        let mut l = sent
             .get(key)
-            .map(|v| HashMap::from([((*key).clone(), v.clone())]))
+            .map(|requests| lane_latencies(requests, seen.get(key)))
             .unwrap_or_default();
-        let mut l = latencies(&one, seen);
         l.sort_by(f64::total_cmp);
         percentile(&l, 99.0)
     };

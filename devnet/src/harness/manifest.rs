@@ -110,19 +110,30 @@ impl Manifest {
         read_json(&dir.join(MANIFEST_FILE))
     }
 
-    /// The manifest as seen from pair `name` of a hub devnet: its chains as `main`/`service`, its
-    /// registry and its HTTP APIs (what a [`Driver`](crate::Driver) of that pair takes).
-    pub fn pair(&self, name: &str) -> Option<Self> {
-        let pair = self.pairs.iter().find(|p| p.name == name)?;
-        let mut view = self.clone();
-        view.main = pair.main.clone();
-        view.service = pair.service.clone();
-        view.registry = pair.registry;
-        for (operator, urls) in view.operators.iter_mut().zip(&pair.http_urls) {
-            operator.http_urls = urls.clone();
+    /// A [`Driver`](crate::Driver) per pair, by name: on a hub devnet each sees its pair's
+    /// chains as `main`/`service`, its registry and its HTTP APIs; a devnet of one pair gives
+    /// that one, named `single`.
+    pub fn drivers(&self, single: &str) -> std::collections::BTreeMap<String, crate::Driver> {
+        if self.pairs.is_empty() {
+            return std::collections::BTreeMap::from([(
+                single.to_owned(),
+                crate::Driver::new(self.clone()),
+            )]);
         }
-        view.pairs = Vec::new();
-        Some(view)
+        self.pairs
+            .iter()
+            .map(|pair| {
+                let mut view = self.clone();
+                view.main = pair.main.clone();
+                view.service = pair.service.clone();
+                view.registry = pair.registry;
+                for (operator, urls) in view.operators.iter_mut().zip(&pair.http_urls) {
+                    operator.http_urls = urls.clone();
+                }
+                view.pairs = Vec::new();
+                (pair.name.clone(), crate::Driver::new(view))
+            })
+            .collect()
     }
 
     /// Write `devnet.json` into `self.dir`.

@@ -111,11 +111,7 @@ async fn start_hub(options: DevnetOptions) -> (Devnet, BTreeMap<String, Driver>)
     .await
     .unwrap();
     let manifest = devnet.manifest();
-    let pairs = manifest
-        .pairs
-        .iter()
-        .map(|p| (p.name.clone(), Driver::new(manifest.pair(&p.name).unwrap())))
-        .collect();
+    let pairs = manifest.drivers(&Devnet::first_pair_name());
     for pair in &manifest.pairs {
         for url in pair.http_urls.iter().flatten() {
             crate::relay_ready(port_of(url), Duration::from_secs(90)).await;

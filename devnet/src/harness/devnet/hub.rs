@@ -144,6 +144,29 @@ pub(super) fn http_ports(operators: usize, replicas: usize) -> Result<Vec<Vec<u1
         .map_err(DevnetError::Ports)
 }
 
+/// The HTTP port of replica `replica` of operator `index` in `ports` (`[operator][replica]`).
+pub(super) fn replica_port(
+    ports: &[Vec<u16>],
+    index: usize,
+    replica: usize,
+) -> Result<u16, DevnetError> {
+    ports
+        .get(index)
+        .and_then(|p| p.get(replica))
+        .copied()
+        .ok_or_else(|| DevnetError::Invalid(format!("no replica {replica} of operator {index}")))
+}
+
+/// The URLs of every replica of operator `index` in `ports` (`registry.replica_urls`).
+pub(super) fn replica_urls(ports: &[Vec<u16>], index: usize) -> Vec<String> {
+    ports
+        .get(index)
+        .into_iter()
+        .flatten()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect()
+}
+
 /// One pair of a replica's hub config, before rendering.
 struct HubPairConfig {
     name: String,
@@ -187,7 +210,7 @@ impl Devnet {
     }
 
     /// The directory of replica `replica` of operator `index` (its stores).
-    fn replica_dir(&self, index: usize, replica: usize) -> PathBuf {
+    pub(super) fn replica_dir(&self, index: usize, replica: usize) -> PathBuf {
         let operator = self
             .options
             .dir
@@ -225,24 +248,11 @@ impl Devnet {
             };
             config.chains.service =
                 self.chain_config(&edge.deployment.service, edge.relay_rpc_url());
-            let port = edge
-                .http_ports
-                .get(index)
-                .and_then(|p| p.get(replica))
-                .copied()
-                .ok_or_else(|| {
-                    DevnetError::Invalid(format!("no replica {replica} of operator {index}"))
-                })?;
+            let port = replica_port(&edge.http_ports, index, replica)?;
             config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             config.registry = Some(RegistryConfig {
                 address: edge.deployment.registry,
-                replica_urls: edge
-                    .http_ports
-                    .get(index)
-                    .into_iter()
-                    .flatten()
-                    .map(|port| format!("http://127.0.0.1:{port}"))
-                    .collect(),
+                replica_urls: replica_urls(&edge.http_ports, index),
             });
             config.store.path = dir.join(format!("store-{}.sqlite", edge.name));
             pairs.push(HubPairConfig {

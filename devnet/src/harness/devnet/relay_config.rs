@@ -63,15 +63,7 @@ impl Devnet {
             };
             self.chain_config(contracts, self.replica_rpc_url(index, 0, role))
         };
-        let http_port = self
-            .operator_http_ports
-            .get(index)
-            .copied()
-            .ok_or_else(|| DevnetError::Invalid(format!("no operator {index}")))?;
-        let operator_dir = self
-            .options
-            .dir
-            .join(format!("operator-{}", index.saturating_add(1)));
+        let http_port = super::hub::replica_port(&self.replica_http_ports, index, 0)?;
         Ok(Config {
             operator: OperatorConfig { address, signer },
             chains: Chains {
@@ -80,7 +72,7 @@ impl Devnet {
             },
             lanes: Lane::ALL.to_vec(),
             store: StoreConfig {
-                path: operator_dir.join("store.sqlite"),
+                path: self.replica_dir(index, 0).join("store.sqlite"),
             },
             voting: multibridge_config::VotingSettings {
                 mode: self.options.voting_mode,
@@ -98,13 +90,7 @@ impl Devnet {
             },
             registry: Some(RegistryConfig {
                 address: self.deployment.registry,
-                replica_urls: self
-                    .replica_http_ports
-                    .get(index)
-                    .into_iter()
-                    .flatten()
-                    .map(|port| format!("http://127.0.0.1:{port}"))
-                    .collect(),
+                replica_urls: super::hub::replica_urls(&self.replica_http_ports, index),
             }),
             etcd: self.etcd.as_ref().map(|etcd| EtcdConfig {
                 endpoints: self
@@ -237,23 +223,10 @@ impl Devnet {
         if replica == 0 {
             return Ok(config);
         }
-        let port = self
-            .replica_http_ports
-            .get(index)
-            .and_then(|p| p.get(replica))
-            .copied()
-            .ok_or_else(|| {
-                DevnetError::Invalid(format!("no replica {replica} of operator {index}"))
-            })?;
+        let port = super::hub::replica_port(&self.replica_http_ports, index, replica)?;
         config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         config.guardian = self.guardian_config(index, replica)?;
-        let operator_dir = self
-            .options
-            .dir
-            .join(format!("operator-{}", index.saturating_add(1)));
-        config.store.path = operator_dir
-            .join(format!("replica-{}", replica.saturating_add(1)))
-            .join("store.sqlite");
+        config.store.path = self.replica_dir(index, replica).join("store.sqlite");
         for role in [ChainRole::Main, ChainRole::Service] {
             let url = self.replica_rpc_url(index, replica, role);
             match role {
