@@ -92,6 +92,17 @@ impl Fence {
         .unwrap_or(Ok(()))
     }
 
+    /// How much longer the lease is valid by this replica's clock (zero when it is not;
+    /// `Duration::MAX` for a standalone replica).
+    pub fn remaining(&self) -> Duration {
+        self.with(|s| {
+            s.valid_until.map_or(Duration::ZERO, |u| {
+                u.saturating_duration_since(Instant::now())
+            })
+        })
+        .unwrap_or(Duration::MAX)
+    }
+
     /// Whether the lease is valid now (leading or not).
     pub fn lease_valid(&self) -> bool {
         self.with(|s| s.valid_until.is_some_and(|u| Instant::now() < u))
@@ -102,6 +113,18 @@ impl Fence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_remaining_validity_counts_down_from_the_renewal_and_is_zero_once_expired() {
+        let fence = Fence::leased();
+        assert_eq!(fence.remaining(), Duration::ZERO);
+        fence.extend(Instant::now(), Duration::from_secs(3));
+        let left = fence.remaining();
+        assert!(left > Duration::from_millis(2_600) && left <= Duration::from_millis(2_700));
+        fence.expire();
+        assert_eq!(fence.remaining(), Duration::ZERO);
+        assert_eq!(Fence::standalone().remaining(), Duration::MAX);
+    }
 
     #[test]
     fn standalone_always_passes() {

@@ -1,7 +1,7 @@
 //! One lane's election among the replicas of one operator (or, with the lane scope, among every
 //! operator's replicas): compare-and-create of the leader key bound to this replica's lease,
-//! lease renewals every sixth of the TTL (raced over every endpoint, retried at every poll while
-//! they fail), and stepping down as soon as the lease cannot be proven. The leader key's value
+//! lease renewals every sixth of the TTL (raced over every endpoint, sent again every poll while
+//! none is answered), and stepping down as soon as the lease cannot be proven. The leader key's value
 //! names the replica and the URL it advertises.
 //!
 //! An etcd leader election (a member killed or paused, quorum intact) leaves the cluster unable
@@ -181,13 +181,24 @@ impl Campaign {
         Ok(id)
     }
 
-    /// Renew `lease`; `Ok(false)` when the server says it is gone.
+    /// Renew `lease`; `Ok(false)` when the server says it is gone. Fresh renewals go out every
+    /// poll while none is answered (see [`EtcdPool::race_hedged`]), until the fence would close
+    /// (at least one attempt's time), so a renewal lands as soon as an etcd election ends.
     async fn renew(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
-        let sent = Instant::now();
-        let ttl = self
+        let until = Instant::now()
+            .checked_add(
+                self.fence
+                    .remaining()
+                    .min(self.ttl)
+                    .max(self.pool.attempt_timeout()),
+            )
+            .unwrap_or_else(Instant::now);
+        let (ttl, sent) = self
             .pool
-            .race(
+            .race_hedged(
                 multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                poll_interval(self.ttl),
+                until,
                 |mut c| async move {
                     let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
                     keeper.keep_alive().await?;

@@ -258,6 +258,69 @@ impl EtcdPool {
         Err(self.unavailable(what, last))
     }
 
+    /// [`race`](Self::race) started again on every endpoint every `every` while no answer came,
+    /// until `until`; gives the first answer and when the wave that gave it was sent. An etcd
+    /// member without a leader holds a request it must forward until its next look for one,
+    /// and it looks in steps of its election timeout, which is as long as an attempt may take:
+    /// during an etcd election a single race is cut just before that look. A fresh wave that
+    /// arrives once a leader is known is forwarded at once. The first wave always goes out.
+    pub async fn race_hedged<T, F, Fut>(
+        &self,
+        what: &'static str,
+        every: Duration,
+        until: std::time::Instant,
+        f: F,
+    ) -> Result<(T, std::time::Instant), EtcdUnavailable>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        use futures::StreamExt as _;
+        use std::time::Instant;
+        let f = &f;
+        let wave = |index: usize| async move {
+            let sent = Instant::now();
+            self.attempt(index, what, f)
+                .await
+                .map(|value| (value, sent))
+        };
+        let mut attempts = futures::stream::FuturesUnordered::new();
+        let mut last = String::from("no endpoints");
+        let mut next_wave = Some(Instant::now());
+        let every = every.max(Duration::from_millis(10));
+        let deadline = tokio::time::Instant::from_std(until);
+        loop {
+            if let Some(at) = next_wave
+                && Instant::now() >= at
+            {
+                attempts.extend((0..self.endpoints.len()).map(wave));
+                next_wave = at.checked_add(every).filter(|next| *next < until);
+            }
+            if attempts.is_empty() && next_wave.is_none() {
+                return Err(self.unavailable(what, last));
+            }
+            let wake = next_wave.map_or(deadline, |at| {
+                tokio::time::Instant::from_std(at).min(deadline)
+            });
+            tokio::select! {
+                Some(attempt) = attempts.next(), if !attempts.is_empty() => match attempt {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => last = e,
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(self.unavailable(what, format!("{last} (no answer in time)")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bound of one attempt.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
     /// The value of one key (`None`: no such key), from whichever endpoint answers first.
     pub async fn get(
         &self,
@@ -276,5 +339,68 @@ impl EtcdPool {
             "#{index} {}",
             self.endpoints.get(index).map_or("?", String::as_str)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use multibridge_contracts::Lane;
+    use multibridge_monitoring::Metrics;
+
+    use super::EtcdPool;
+
+    /// The keep-alive attempts counted with `outcome` in `metrics`' text.
+    fn attempts(metrics: &Metrics, outcome: &str) -> f64 {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| {
+                l.starts_with("multibridge_etcd_requests_total")
+                    && l.contains("lease keep-alive")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn hedged_races_send_fresh_waves_until_their_deadline_and_then_give_up() {
+        // A member that accepts connections and never answers (a paused process): every
+        // attempt runs into its timeout, so only fresh waves can reach a member that recovers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                open.push(socket);
+            }
+        });
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        let pool = EtcdPool::new(vec![url], Duration::from_millis(200), metrics.etcd());
+        let start = Instant::now();
+        let until = start + Duration::from_millis(500);
+        let result = pool
+            .race_hedged(
+                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                Duration::from_millis(100),
+                until,
+                |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
+            )
+            .await;
+        let elapsed = start.elapsed();
+        held.abort();
+        let e = result.expect_err("nobody answered");
+        assert!(e.last.contains("no answer in time"), "{e}");
+        assert!(
+            elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(900),
+            "gave up after {elapsed:?}"
+        );
+        // Waves at 0, 100, ..., 400 ms on the one endpoint; those of 0, 100 and 200 ms time out
+        // (at 200, 300 and 400 ms) before the deadline (later ones are dropped uncounted). One
+        // race alone would have made one attempt.
+        let counted = attempts(&metrics, "timeout") + attempts(&metrics, "error");
+        assert!(counted >= 3.0, "only {counted} attempts counted");
     }
 }
