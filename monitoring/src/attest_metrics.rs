@@ -2,10 +2,15 @@
 //! other operators and what it sent, and per lane the oldest open batch's signatures.
 
 use multibridge_contracts::Lane;
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// How a fetch of a peer operator's signatures went (label `outcome`).
 pub const FETCH_OUTCOMES: [&str; 4] = ["ok", "unreachable", "garbage", "unlocated"];
+
+/// The phases of one attested step (label `phase`): composing the batches of the open requests
+/// from the store, signing this operator's, fetching the others', and estimating and sending
+/// the batches due.
+pub const STEP_PHASES: [&str; 4] = ["compose", "sign", "collect", "send"];
 
 /// The attested-batch metrics.
 #[derive(Clone)]
@@ -17,6 +22,7 @@ pub struct AttestMetrics {
     oldest_signatures: IntGaugeVec,
     oldest_age: IntGaugeVec,
     threshold: IntGaugeVec,
+    step_seconds: HistogramVec,
 }
 
 impl AttestMetrics {
@@ -59,7 +65,16 @@ impl AttestMetrics {
                 "Signatures an attested batch of the lane needs (the destination's threshold; 0: the lane votes)",
                 &["lane"],
             )?,
+            step_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    crate::families::name("attestation_step_seconds"),
+                    "Seconds one phase of an attested step took (compose, sign, collect, send): a batch at the bottom of the vote window waits for its sender's step",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                &["lane", "phase"],
+            )?,
         };
+        registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             metrics.signed.with_label_values(&[lane]).reset();
             metrics.sent.with_label_values(&[lane]).reset();
@@ -87,6 +102,13 @@ impl AttestMetrics {
         self.peer_signatures
             .with_label_values(&[lane.as_str(), operator])
             .inc_by(n);
+    }
+
+    /// One `phase` (of [`STEP_PHASES`]) of an attested step on `lane` took `seconds`.
+    pub fn step_phase(&self, lane: Lane, phase: &str, seconds: f64) {
+        self.step_seconds
+            .with_label_values(&[lane.as_str(), phase])
+            .observe(seconds);
     }
 
     /// Count an attested batch sent on `lane`.

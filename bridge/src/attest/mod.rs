@@ -135,6 +135,7 @@ pub struct Attestor {
     batches: BTreeMap<u64, BatchState>,
     last_fetch: HashMap<Address, Instant>,
     rounds: u64,
+    last_phases: [Duration; 3],
 }
 
 impl Attestor {
@@ -163,6 +164,7 @@ impl Attestor {
             batches: BTreeMap::new(),
             last_fetch: HashMap::new(),
             rounds: 0,
+            last_phases: [Duration::ZERO; 3],
         }
     }
 
@@ -170,6 +172,16 @@ impl Attestor {
     pub fn with_board(mut self, board: Arc<StatusBoard>) -> Self {
         self.board = Some(board);
         self
+    }
+
+    /// How long the last [`plan`](Self::plan)'s compose, sign and collect phases took.
+    pub fn last_phases(&self) -> [Duration; 3] {
+        self.last_phases
+    }
+
+    /// The attested-batch metrics.
+    pub fn metrics(&self) -> &AttestMetrics {
+        &self.metrics
     }
 
     /// Count a batch sent.
@@ -192,12 +204,24 @@ impl Attestor {
         open: &[u64],
         committee: &Committee,
     ) -> Result<Vec<AttestedSend>, AttestError> {
+        let started = Instant::now();
         self.compose(open)?;
+        let composed = Instant::now();
         if committee.operators.contains(&self.me) {
             self.sign_own().await?;
         }
+        let signed = Instant::now();
         self.collect(committee).await;
         let now = Instant::now();
+        self.last_phases = [
+            composed.saturating_duration_since(started),
+            signed.saturating_duration_since(composed),
+            now.saturating_duration_since(signed),
+        ];
+        for (phase, took) in ["compose", "sign", "collect"].iter().zip(self.last_phases) {
+            self.metrics
+                .step_phase(self.lane, phase, took.as_secs_f64());
+        }
         let mut sends = Vec::new();
         for state in self.batches.values_mut() {
             if state.counting(committee) < committee.threshold.max(1) {

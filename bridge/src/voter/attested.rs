@@ -17,6 +17,9 @@ use crate::store::StoredRequest;
 /// How long the committee read for attested batches is used.
 const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
 
+/// An attested step (plan and sends) this long is logged with its phases.
+const SLOW_STEP: Duration = Duration::from_secs(1);
+
 impl From<AttestError> for VoterError {
     fn from(e: AttestError) -> Self {
         match e {
@@ -56,6 +59,32 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if sends.is_empty() {
             return Ok(());
         }
+        let sending = Instant::now();
+        let count = sends.len().min(room);
+        let result = self.send_attested(sends, &nonces, room, step).await;
+        let took = sending.elapsed();
+        if let Some(attestor) = &self.attestor {
+            let lane = self.metrics.lane;
+            attestor
+                .metrics()
+                .step_phase(lane, "send", took.as_secs_f64());
+            let [compose, sign, collect] = attestor.last_phases();
+            if compose + sign + collect + took >= SLOW_STEP {
+                let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(%lane, batches = count, compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(took), "slow attested step: the batches due waited this long for this relay");
+            }
+        }
+        result
+    }
+
+    /// Estimate and send `sends` (at most `room`), tracking the requests of `nonces` they carry.
+    async fn send_attested(
+        &mut self,
+        sends: Vec<crate::attest::AttestedSend>,
+        nonces: &[u64],
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
         let (_, block_gas) = self.gas_budget().await?;
         for send in sends.into_iter().take(room) {
             let input: alloy::primitives::Bytes = Bridge::executeAttestedCall {

@@ -136,10 +136,19 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<Ready, VoterError> {
         let lane = self.metrics.lane;
         let committee = self.committee().await?;
+        // Attested: the batches in view are signed and served to the other operators whatever
+        // this relay's own room, so the look-ahead is the full one; a relay whose transactions
+        // fill its room would otherwise sign two batches ahead, and the others' batches would
+        // wait for its signature (a lull of a block or more in a drain).
+        let basis = if self.attestor.is_some() {
+            self.config.max_in_flight
+        } else {
+            room
+        };
         let limit = self
             .config
             .batch_size
-            .saturating_mul(room.max(1))
+            .saturating_mul(basis.max(1))
             .saturating_mul(self.reach(committee.as_ref()))
             .max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
@@ -160,7 +169,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let recheck = store.stale_voted(lane, retry_after, limit)?;
             (candidates, recheck)
         };
-        let candidates = self.within_vote_window(candidates, retry_after).await?;
+        // The window bounds votes only (audit NEW-M1: a vote far ahead can only be junk); an
+        // attested batch carries a threshold of signatures and executes at any nonce. Holding
+        // attested requests to it capped a drain at 4,096 requests ahead of the highest handled
+        // one — four blocks of attested batches — and a batch late at its bottom stalled the lane.
+        let candidates = if self.attestor.is_some() {
+            candidates
+        } else {
+            self.within_vote_window(candidates, retry_after).await?
+        };
         // A request another operator is first for waits (deferred in the store, so it stays out
         // of the window until it is due); when due it is voted only if the lane moved past it.
         let mut upper = None;

@@ -582,6 +582,99 @@ async fn requests_beyond_the_vote_window_wait_without_a_vote() {
     assert_eq!(h.jobs(), Vec::<(bool, Vec<u64>)>::new());
 }
 
+/// A voter in attested mode as the only operator (threshold 1), with no peers.
+fn attested(h: &mut Harness) {
+    struct NoPeers;
+    impl crate::attest::peers::PeerSource for NoPeers {
+        fn fetch(
+            &self,
+            _: multibridge_contracts::Lane,
+            _: Address,
+            _: u64,
+        ) -> futures::future::BoxFuture<
+            '_,
+            Result<
+                Vec<crate::store::attestations::OwnAttestation>,
+                crate::attest::peers::PeerError,
+            >,
+        > {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+    let key = alloy::signers::local::PrivateKeySigner::random();
+    *h.destination.committee.lock().unwrap() = Some(Committee {
+        operators: vec![key.address()],
+        threshold: 1,
+    });
+    let domain = multibridge_contracts::VoteDomain {
+        src_chain_id: 1,
+        src_bridge: Address::repeat_byte(9),
+        dst_chain_id: 2,
+        dst_bridge: BRIDGE,
+    };
+    h.voter.attestor = Some(crate::attest::Attestor::new(
+        LANE,
+        domain,
+        key.address(),
+        crate::chain::signer::OperatorSigner::local(key),
+        h.store.clone(),
+        Arc::new(NoPeers),
+        Duration::from_secs(5),
+        h.metrics.attest.clone(),
+    ));
+}
+
+/// Attested mode: a relay whose transactions fill its room still signs (and so serves to the
+/// other operators) the batches of its full look-ahead — with the look-ahead sized by its room,
+/// it signed two batches' worth ahead and the others' batches waited for its signature.
+#[tokio::test]
+async fn an_attested_relay_with_no_room_still_signs_its_whole_look_ahead() {
+    let mut h = Harness::new(30, 32);
+    attested(&mut h);
+    h.step().await;
+    let room = VoterConfig::default().max_in_flight;
+    let sent = h.submit.executions.lock().unwrap().len();
+    assert_eq!(sent, room, "the first step fills the room");
+    let more: Vec<Request> = (30..330).map(request).collect();
+    h.store.lock().record_range(LANE, &more, 1_001).unwrap();
+    h.step().await;
+    assert_eq!(
+        h.submit.executions.lock().unwrap().len(),
+        room,
+        "no room: nothing more sent"
+    );
+    assert_eq!(
+        h.metric("multibridge_attestations_signed_total{lane=\"main-to-service\"}"),
+        330.0,
+        "every batch in view signed (one request per source block: one batch each)"
+    );
+}
+
+/// Attested mode: the vote window bounds votes only (an `executeAttested` carries a threshold
+/// of signatures and executes at any nonce), so a backlog far above it is sent in attested
+/// batches at once instead of waiting for the lane to reach it.
+#[tokio::test]
+async fn attested_batches_are_not_held_to_the_vote_window() {
+    use multibridge_contracts::VOTE_WINDOW;
+    let mut h = Harness::new(2, 64);
+    let far: Vec<Request> = (VOTE_WINDOW..VOTE_WINDOW + 3).map(request).collect();
+    h.store.lock().record_range(LANE, &far, 1_001).unwrap();
+    attested(&mut h);
+    h.step().await;
+    let sent: Vec<u64> = std::mem::take(&mut *h.submit.executions.lock().unwrap())
+        .into_iter()
+        .flatten()
+        .collect();
+    for nonce in (0..2).chain(VOTE_WINDOW..VOTE_WINDOW + 3) {
+        assert!(sent.contains(&nonce), "nonce {nonce} not sent: {sent:?}");
+        assert_eq!(h.row(nonce).waiting, None);
+    }
+    assert_eq!(
+        h.metric("multibridge_requests_above_vote_window{lane=\"main-to-service\"}"),
+        0.0
+    );
+}
+
 /// When the window moves past requests that waited for it, they are voted at the next step,
 /// together in one batch — not after `retry_after`, and not one single vote each (which turned
 /// a backlog of 20,000 into thousands of single votes, most reverting).

@@ -150,9 +150,12 @@ fn too_large() -> SubmitError {
     }))
 }
 
-/// A job's entry point and requests (`None`: an `executeHandles`).
+/// A job's entry point and requests (`None`: an `executeHandles` or an `executeAttested`).
 fn decode_job(input: &[u8]) -> (Option<bool>, Vec<u64>) {
     if let Ok(call) = Bridge::executeHandlesCall::abi_decode(input) {
+        return (None, call.rs.iter().map(|r| r.nonce).collect());
+    }
+    if let Ok(call) = Bridge::executeAttestedCall::abi_decode(input) {
         return (None, call.rs.iter().map(|r| r.nonce).collect());
     }
     if let Ok(call) = Bridge::handleValueTransferCall::abi_decode(input) {
