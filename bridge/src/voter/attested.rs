@@ -69,7 +69,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .metrics()
                 .step_phase(lane, "send", took.as_secs_f64());
             let [compose, sign, collect] = attestor.last_phases();
-            if compose + sign + collect + took >= SLOW_STEP {
+            let total = [compose, sign, collect, took]
+                .into_iter()
+                .fold(Duration::ZERO, Duration::saturating_add);
+            if total >= SLOW_STEP {
                 let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                 tracing::info!(%lane, batches = count, compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(took), "slow attested step: the batches due waited this long for this relay");
             }
