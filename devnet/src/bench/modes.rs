@@ -61,6 +61,11 @@ pub struct Drain {
     pub steady_per_second: f64,
     /// `steady_per_second / capacity_per_second`: the throughput goal's figure.
     pub steady_ratio: f64,
+    /// As `steady_ratio` without the drain's first block either (the relays were just started
+    /// with the backlog, and the clock starts at whatever they sent before that block was
+    /// sealed; votes show it too): the blocks strictly inside the drain. `None` under three
+    /// blocks.
+    pub interior_ratio: Option<f64>,
     /// Mean share of the block gas limit used over the window.
     pub block_fullness: f64,
     /// The share of each block of the window, first to last.
@@ -388,6 +393,16 @@ async fn drain(
         }
         _ => per_second,
     };
+    let interior_ratio = match gas_by_block.as_slice() {
+        [_, inner @ .., _] if !inner.is_empty() && capacity > 0.0 => {
+            let gas: u128 = inner.iter().map(|(_, g)| g).sum();
+            let (first_inner, last_inner) = (inner[0].0, inner[inner.len() - 1].0);
+            let seconds = seconds_to(last_inner).await? - seconds_to(first_inner).await?
+                + BLOCK_TIME;
+            Some(gas as f64 / gas_per_transfer.max(1.0) / seconds / capacity)
+        }
+        _ => None,
+    };
     let (block_fullness, _, fullness_by_block) =
         mean_fullness(driver, first_block, last_block).await?;
     Ok(Drain {
@@ -409,6 +424,7 @@ async fn drain(
         } else {
             0.0
         },
+        interior_ratio,
         block_fullness,
         fullness_by_block,
         reverted,
@@ -418,7 +434,7 @@ async fn drain(
 fn render_row(r: &ModeRow) -> String {
     let drain = |name: &str, d: &Drain| {
         format!(
-            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
+            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}; inside {}; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
             d.transfers,
             d.gas_per_transfer,
             d.direct_transfer_gas,
@@ -426,6 +442,8 @@ fn render_row(r: &ModeRow) -> String {
             d.steady_per_second,
             d.capacity_per_second,
             d.steady_ratio,
+            d.interior_ratio
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
             d.ratio,
             d.block_fullness * 100.0,
             d.reverted
