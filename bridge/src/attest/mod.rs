@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, Bytes};
 use multibridge_contracts::attestation::{canonical_bytes, pack_signatures, recover_signer};
 use multibridge_contracts::{Lane, Request, VoteDomain};
+use multibridge_monitoring::attest_metrics::STEP_PHASES;
 use multibridge_monitoring::{AttestMetrics, StatusBoard};
 
 use crate::chain::signer::{OperatorSigner, SignerError};
@@ -39,6 +40,9 @@ const STALE_BATCH: Duration = Duration::from_secs(30);
 
 /// Every this many fetch rounds, pages start at the lowest short batch however old.
 const STALE_EVERY: u64 = 8;
+
+/// An attested step (plan and sends) this long is logged with its phases.
+const SLOW_STEP: Duration = Duration::from_secs(1);
 
 /// Most open batches shown in `/status` per lane.
 const STATUS_BATCHES: usize = 10;
@@ -174,14 +178,20 @@ impl Attestor {
         self
     }
 
-    /// How long the last [`plan`](Self::plan)'s compose, sign and collect phases took.
-    pub fn last_phases(&self) -> [Duration; 3] {
-        self.last_phases
-    }
-
-    /// The attested-batch metrics.
-    pub fn metrics(&self) -> &AttestMetrics {
-        &self.metrics
+    /// The step whose [`plan`](Self::plan) ran last sent `batches` in `send`: count the send
+    /// phase and log a step of [`SLOW_STEP`] or more with its phases (the batches due waited
+    /// that long for this relay).
+    pub fn finish_step(&self, send: Duration, batches: usize) {
+        let [compose, sign, collect] = self.last_phases;
+        self.metrics
+            .step_phase(self.lane, STEP_PHASES[3], send.as_secs_f64());
+        let total = [compose, sign, collect, send]
+            .into_iter()
+            .fold(Duration::ZERO, Duration::saturating_add);
+        if total >= SLOW_STEP {
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(lane = %self.lane, batches, compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(send), "slow attested step: the batches due waited this long for this relay");
+        }
     }
 
     /// Count a batch sent.
@@ -218,7 +228,7 @@ impl Attestor {
             signed.saturating_duration_since(composed),
             now.saturating_duration_since(signed),
         ];
-        for (phase, took) in ["compose", "sign", "collect"].iter().zip(self.last_phases) {
+        for (phase, took) in STEP_PHASES.iter().zip(self.last_phases) {
             self.metrics
                 .step_phase(self.lane, phase, took.as_secs_f64());
         }

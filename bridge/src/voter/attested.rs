@@ -17,9 +17,6 @@ use crate::store::StoredRequest;
 /// How long the committee read for attested batches is used.
 const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
 
-/// An attested step (plan and sends) this long is logged with its phases.
-const SLOW_STEP: Duration = Duration::from_secs(1);
-
 impl From<AttestError> for VoterError {
     fn from(e: AttestError) -> Self {
         match e {
@@ -62,20 +59,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let sending = Instant::now();
         let count = sends.len().min(room);
         let result = self.send_attested(sends, &nonces, room, step).await;
-        let took = sending.elapsed();
         if let Some(attestor) = &self.attestor {
-            let lane = self.metrics.lane;
-            attestor
-                .metrics()
-                .step_phase(lane, "send", took.as_secs_f64());
-            let [compose, sign, collect] = attestor.last_phases();
-            let total = [compose, sign, collect, took]
-                .into_iter()
-                .fold(Duration::ZERO, Duration::saturating_add);
-            if total >= SLOW_STEP {
-                let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                tracing::info!(%lane, batches = count, compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(took), "slow attested step: the batches due waited this long for this relay");
-            }
+            attestor.finish_step(sending.elapsed(), count);
         }
         result
     }

@@ -111,20 +111,23 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
-    /// How many transactions' worth of open requests to look at per transaction of room. Votes:
-    /// one (every open request is this relay's to vote). Attested: a batch is sent by the
-    /// operator whose turn it is, so of `n` operators' batches about one in `n` is this relay's;
-    /// looking `n` times as far (at least [`ATTESTED_MIN_REACH`]) keeps its own turns in view
-    /// however large the committee.
-    fn reach(&self, committee: Option<&Committee>) -> usize {
+    /// How many transactions' worth of open requests to look at. Votes: `room` (every open
+    /// request is this relay's to vote). Attested: the batches in view are signed and served to
+    /// the other operators whatever this relay's own room, so the full `max_in_flight` (a relay
+    /// whose transactions fill its room signed two batches ahead, and the others' batches
+    /// waited for its signature); and a batch is sent by the operator whose turn it is, so of
+    /// `n` operators' batches about one in `n` is this relay's: `n` times as far (at least
+    /// [`ATTESTED_MIN_REACH`]) keeps its own turns in view however large the committee.
+    fn look_ahead(&self, room: usize, committee: Option<&Committee>) -> usize {
         if self.attestor.is_none() {
-            return 1;
+            return room;
         }
-        committee.map_or(ATTESTED_MIN_REACH, |c| {
+        let reach = committee.map_or(ATTESTED_MIN_REACH, |c| {
             c.operators
                 .len()
                 .clamp(ATTESTED_MIN_REACH, ATTESTED_MAX_REACH)
-        })
+        });
+        self.config.max_in_flight.saturating_mul(reach)
     }
 
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
@@ -136,20 +139,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<Ready, VoterError> {
         let lane = self.metrics.lane;
         let committee = self.committee().await?;
-        // Attested: the batches in view are signed and served to the other operators whatever
-        // this relay's own room, so the look-ahead is the full one; a relay whose transactions
-        // fill its room would otherwise sign two batches ahead, and the others' batches would
-        // wait for its signature (a lull of a block or more in a drain).
-        let basis = if self.attestor.is_some() {
-            self.config.max_in_flight
-        } else {
-            room
-        };
         let limit = self
             .config
             .batch_size
-            .saturating_mul(basis.max(1))
-            .saturating_mul(self.reach(committee.as_ref()))
+            .saturating_mul(self.look_ahead(room, committee.as_ref()).max(1))
             .max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
         self.release_window_waits().await?;

@@ -397,8 +397,8 @@ async fn drain(
         [_, inner @ .., _] if !inner.is_empty() && capacity > 0.0 => {
             let gas: u128 = inner.iter().map(|(_, g)| g).sum();
             let (first_inner, last_inner) = (inner[0].0, inner[inner.len() - 1].0);
-            let seconds = seconds_to(last_inner).await? - seconds_to(first_inner).await?
-                + BLOCK_TIME;
+            let seconds =
+                seconds_to(last_inner).await? - seconds_to(first_inner).await? + BLOCK_TIME;
             Some(gas as f64 / gas_per_transfer.max(1.0) / seconds / capacity)
         }
         _ => None,
