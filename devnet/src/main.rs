@@ -70,6 +70,10 @@ enum Command {
         /// Committees as OPERATORS:THRESHOLD, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = ["3:2".to_owned(), "5:3".to_owned(), "7:5".to_owned()])]
         committees: Vec<String>,
+        /// Modes to run per committee, comma-separated (`votes`, `attestations`); the gas
+        /// ratio is reported only where both ran.
+        #[arg(long, value_delimiter = ',', default_values_t = ["votes".to_owned(), "attestations".to_owned()])]
+        modes: Vec<String>,
         /// Single transfers timed per mode.
         #[arg(long, default_value_t = 10)]
         latency_samples: usize,
@@ -381,6 +385,7 @@ fn main() -> ExitCode {
                 }
                 Command::BenchModes {
                     committees,
+                    modes,
                     latency_samples,
                     native_burst,
                     erc20_burst,
@@ -396,10 +401,21 @@ fn main() -> ExitCode {
                             Ok((ops.parse()?, threshold.parse()?))
                         })
                         .collect::<Result<Vec<(u32, u64)>>>()?;
+                    let modes = modes
+                        .iter()
+                        .map(|m| match m.as_str() {
+                            "votes" => Ok(multibridge_config::VotingMode::Votes),
+                            "attestations" => Ok(multibridge_config::VotingMode::Attestations),
+                            other => Err(anyhow::anyhow!(
+                                "--modes: {other:?} is neither votes nor attestations"
+                            )),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
                     let report = multibridge_devnet::bench::modes::run(
                         &dir.join("bench-modes"),
                         &multibridge_devnet::bench::modes::ModesOptions {
                             committees,
+                            modes,
                             latency_samples,
                             native_burst,
                             erc20_burst,

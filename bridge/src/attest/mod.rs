@@ -25,6 +25,7 @@ use crate::chain::signer::{OperatorSigner, SignerError};
 use crate::store::attestations::OwnAttestation;
 use crate::store::{SharedStore, StoreError};
 use crate::voter::Committee;
+use peers::PeerError;
 
 pub mod http;
 pub mod peers;
@@ -33,6 +34,8 @@ use peers::PeerSource;
 
 /// A peer is asked again at most this often.
 const FETCH_EVERY: Duration = Duration::from_millis(250);
+/// How long a step waits for the peers' answers before it goes on with what it has.
+const COLLECT_WAIT: Duration = Duration::from_millis(250);
 
 /// A batch still short of signatures this long no longer sets where the pages of peers'
 /// signatures start while younger batches wait too.
@@ -74,10 +77,6 @@ pub struct BatchState {
 impl BatchState {
     fn first(&self) -> u64 {
         self.requests.first().map_or(0, |r| r.nonce)
-    }
-
-    fn covers(&self, nonce: u64) -> bool {
-        self.requests.iter().any(|r| r.nonce == nonce)
     }
 
     /// Signatures of operators of `committee`.
@@ -138,6 +137,11 @@ pub struct Attestor {
     board: Option<Arc<StatusBoard>>,
     batches: BTreeMap<u64, BatchState>,
     last_fetch: HashMap<Address, Instant>,
+    /// Fetches still out: a step waits for them at most [`COLLECT_WAIT`], a later step takes
+    /// what they bring.
+    fetching: tokio::task::JoinSet<(Address, Result<Vec<OwnAttestation>, PeerError>)>,
+    /// The operator each fetch out asks.
+    fetching_from: HashMap<tokio::task::Id, Address>,
     rounds: u64,
     last_phases: [Duration; 3],
 }
@@ -167,6 +171,8 @@ impl Attestor {
             board: None,
             batches: BTreeMap::new(),
             last_fetch: HashMap::new(),
+            fetching: tokio::task::JoinSet::new(),
+            fetching_from: HashMap::new(),
             rounds: 0,
             last_phases: [Duration::ZERO; 3],
         }
@@ -271,8 +277,15 @@ impl Attestor {
         self.batches
             .retain(|_, b| b.requests.iter().any(|r| open_set.contains(&r.nonce)));
         let store = self.store.clone();
+        // Every nonce a batch holds, once: asking each batch for each open nonce was most of a
+        // step's CPU with thousands of open requests in view.
+        let mut covered: std::collections::HashSet<u64> = self
+            .batches
+            .values()
+            .flat_map(|b| b.requests.iter().map(|r| r.nonce))
+            .collect();
         for &nonce in open {
-            if self.batches.values().any(|b| b.covers(nonce)) {
+            if covered.contains(&nonce) {
                 continue;
             }
             let requests = store.lock().batch_of(self.lane, nonce)?;
@@ -280,6 +293,7 @@ impl Attestor {
                 continue;
             };
             let digest = self.domain.batch_digest(&requests);
+            covered.extend(requests.iter().map(|r| r.nonce));
             self.batches.insert(
                 first,
                 BatchState {
@@ -367,60 +381,90 @@ impl Attestor {
             }
         }
         let now = Instant::now();
+        let asking: std::collections::HashSet<Address> =
+            self.fetching_from.values().copied().collect();
         wanted.retain(|op, _| {
-            self.last_fetch
-                .get(op)
-                .is_none_or(|at| now.saturating_duration_since(*at) >= FETCH_EVERY)
+            !asking.contains(op)
+                && self
+                    .last_fetch
+                    .get(op)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= FETCH_EVERY)
         });
-        if wanted.is_empty() {
-            return;
-        }
-        for op in wanted.keys() {
-            self.last_fetch.insert(*op, now);
-        }
         let lane = self.lane;
-        let peers = self.peers.clone();
-        let answers = futures::future::join_all(wanted.iter().map(|(op, from)| {
-            let peers = peers.clone();
-            async move { (*op, peers.fetch(lane, *op, *from).await) }
-        }))
-        .await;
-        for (op, answer) in answers {
-            let label = op.to_string();
-            let page = match answer {
-                Ok(page) => page,
-                Err(e) => {
-                    self.metrics.fetched(lane, &label, e.outcome());
-                    tracing::debug!(%lane, operator = %op, error = %e, "no signatures from a peer operator");
-                    continue;
+        for (op, from) in wanted {
+            self.last_fetch.insert(op, now);
+            let peers = self.peers.clone();
+            let task = self
+                .fetching
+                .spawn(async move { (op, peers.fetch(lane, op, from).await) });
+            self.fetching_from.insert(task.id(), op);
+        }
+        // The answers that come within COLLECT_WAIT count in this step; a slow peer's count in
+        // a later one, and the batches the others complete are not held back by it.
+        let deadline = tokio::time::Instant::now()
+            .checked_add(COLLECT_WAIT)
+            .unwrap_or_else(tokio::time::Instant::now);
+        while !self.fetching.is_empty() {
+            match tokio::time::timeout_at(deadline, self.fetching.join_next_with_id()).await {
+                Ok(Some(Ok((id, (op, answer))))) => {
+                    self.fetching_from.remove(&id);
+                    self.take_page(op, answer);
                 }
+                Ok(Some(Err(failed))) => {
+                    // The fetch task panicked or was cancelled: asked again next round.
+                    self.fetching_from.remove(&failed.id());
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// Keep what `op` answered that recovers to `op` over this relay's digests; count the rest.
+    fn take_page(&mut self, op: Address, answer: Result<Vec<OwnAttestation>, PeerError>) {
+        let lane = self.lane;
+        let label = op.to_string();
+        let page = match answer {
+            Ok(page) => page,
+            Err(e) => {
+                self.metrics.fetched(lane, &label, e.outcome());
+                tracing::debug!(%lane, operator = %op, error = %e, "no signatures from a peer operator");
+                return;
+            }
+        };
+        let (mut taken, mut bad) = (0u64, 0u64);
+        for att in page {
+            let Some(state) = self.batches.get_mut(&att.first_nonce) else {
+                continue;
             };
-            let (mut taken, mut bad) = (0u64, 0u64);
-            for att in page {
-                let Some(state) = self.batches.get_mut(&att.first_nonce) else {
-                    continue;
-                };
-                if att.digest != state.digest
-                    || recover_signer(&state.digest, &att.signature) != Some(op)
-                {
-                    bad = bad.saturating_add(1);
-                    continue;
-                }
-                let mut bytes = [0u8; 65];
-                bytes.copy_from_slice(&att.signature);
-                if state.signatures.insert(op, bytes).is_none() {
-                    taken = taken.saturating_add(1);
-                }
+            // Held already, byte for byte, over the same digest: checked when it came.
+            if att.digest == state.digest
+                && state
+                    .signatures
+                    .get(&op)
+                    .is_some_and(|held| held.as_slice() == att.signature.as_ref())
+            {
+                continue;
             }
-            if bad > 0 {
-                self.metrics.fetched(lane, &label, "garbage");
-                tracing::warn!(%lane, operator = %op, bad, "a peer operator served signatures that are not its own over this relay's digests: skipped");
-            } else {
-                self.metrics.fetched(lane, &label, "ok");
+            if att.digest != state.digest
+                || recover_signer(&state.digest, &att.signature) != Some(op)
+            {
+                bad = bad.saturating_add(1);
+                continue;
             }
-            if taken > 0 {
-                self.metrics.peer_signatures(lane, &label, taken);
+            let mut bytes = [0u8; 65];
+            bytes.copy_from_slice(&att.signature);
+            if state.signatures.insert(op, bytes).is_none() {
+                taken = taken.saturating_add(1);
             }
+        }
+        if bad > 0 {
+            self.metrics.fetched(lane, &label, "garbage");
+            tracing::warn!(%lane, operator = %op, bad, "a peer operator served signatures that are not its own over this relay's digests: skipped");
+        } else {
+            self.metrics.fetched(lane, &label, "ok");
+        }
+        if taken > 0 {
+            self.metrics.peer_signatures(lane, &label, taken);
         }
     }
 
@@ -467,7 +511,6 @@ mod tests {
     use alloy::primitives::U256;
     use alloy::signers::SignerSync;
     use alloy::signers::local::PrivateKeySigner;
-    use peers::PeerError;
 
     fn request(nonce: u64, block: u64) -> Request {
         Request {
@@ -643,6 +686,105 @@ mod tests {
         // Handled requests leave: nothing open, nothing kept.
         assert!(attestor.plan(&[], &committee).await.unwrap().is_empty());
         assert!(attestor.batches.is_empty());
+    }
+
+    /// One peer that answers honestly, but only after `delay`.
+    struct SlowPeer {
+        key: PrivateKeySigner,
+        batches: Vec<Vec<Request>>,
+        delay: Duration,
+    }
+
+    impl PeerSource for SlowPeer {
+        fn fetch(
+            &self,
+            _lane: Lane,
+            _operator: Address,
+            _from: u64,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+            let page: Vec<OwnAttestation> = self
+                .batches
+                .iter()
+                .map(|b| {
+                    let digest = domain().batch_digest(b);
+                    let sig = self.key.sign_hash_sync(&digest).unwrap();
+                    OwnAttestation {
+                        first_nonce: b[0].nonce,
+                        count: b.len() as u64,
+                        digest,
+                        signature: Bytes::copy_from_slice(&canonical_bytes(&sig)),
+                    }
+                })
+                .collect();
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(page)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_peer_does_not_hold_a_step_and_its_answer_counts_in_a_later_one() {
+        let me = PrivateKeySigner::random();
+        let slow = PrivateKeySigner::random();
+        let lane = Lane::MainToService;
+        let mut store = Store::open_in_memory("attest test").unwrap();
+        let requests: Vec<Request> = (0..4).map(|n| request(n, 10)).collect();
+        store.record_range(lane, &requests, 12).unwrap();
+        let delay = COLLECT_WAIT * 4;
+        let peers = Arc::new(SlowPeer {
+            key: slow.clone(),
+            batches: vec![requests.clone()],
+            delay,
+        });
+        let registry = prometheus::Registry::new();
+        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
+        let mut attestor = Attestor::new(
+            lane,
+            domain(),
+            me.address(),
+            OperatorSigner::local(me.clone()),
+            SharedStore::new(store),
+            peers,
+            Duration::ZERO,
+            metrics,
+        );
+        let committee = Committee {
+            operators: vec![me.address(), slow.address()],
+            threshold: 2,
+        };
+        let open: Vec<u64> = (0..4).collect();
+        let started = Instant::now();
+        let sends = attestor.plan(&open, &committee).await.unwrap();
+        assert!(
+            started.elapsed() < delay,
+            "the step waited {:?} for a peer answering after {delay:?}",
+            started.elapsed()
+        );
+        assert!(
+            sends.is_empty(),
+            "one signature of two: nothing to send yet"
+        );
+        // The answer arrives while the relay does other things; the next step takes it
+        // without asking again.
+        let deadline = Instant::now() + delay * 4;
+        let sends = loop {
+            tokio::time::sleep(COLLECT_WAIT).await;
+            let sends = attestor.plan(&open, &committee).await.unwrap();
+            if !sends.is_empty() || Instant::now() > deadline {
+                break sends;
+            }
+        };
+        assert_eq!(sends.len(), 1, "the batch, with the slow peer's signature");
+        let signers: Vec<Address> = sends[0]
+            .signatures
+            .chunks(65)
+            .map(|c| recover_signer(&domain().batch_digest(&requests), c).unwrap())
+            .collect();
+        let mut expected = vec![me.address(), slow.address()];
+        expected.sort();
+        assert_eq!(signers, expected);
     }
 
     #[test]

@@ -74,20 +74,32 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
         let (_, block_gas) = self.gas_budget().await?;
-        for send in sends.into_iter().take(room) {
-            let input: alloy::primitives::Bytes = Bridge::executeAttestedCall {
-                rs: send.requests.clone(),
-                signatures: send.signatures.clone(),
-            }
-            .abi_encode()
-            .into();
+        let sends: Vec<(crate::attest::AttestedSend, alloy::primitives::Bytes)> = sends
+            .into_iter()
+            .take(room)
+            .map(|send| {
+                let input = Bridge::executeAttestedCall {
+                    rs: send.requests.clone(),
+                    signatures: send.signatures.clone(),
+                }
+                .abi_encode()
+                .into();
+                (send, input)
+            })
+            .collect();
+        // Every batch's gas at once (one simulation each, on distinct nonces): one after the
+        // other they were most of a step, and the batches due waited for the slowest relay.
+        let estimates =
+            futures::future::join_all(sends.iter().map(|(_, input)| self.estimate(input.clone())))
+                .await;
+        for ((send, input), estimate) in sends.into_iter().zip(estimates) {
             let carried: Vec<_> = send
                 .requests
                 .iter()
                 .filter(|r| nonces.contains(&r.nonce))
                 .cloned()
                 .collect();
-            match self.estimate(input.clone()).await {
+            match estimate {
                 Ok(gas_limit) => {
                     let gas_limit = gas_limit.min(block_gas);
                     match self

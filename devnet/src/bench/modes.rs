@@ -27,6 +27,8 @@ use crate::{Devnet, DevnetOptions, Driver};
 pub struct ModesOptions {
     /// (operators, threshold) per committee.
     pub committees: Vec<(u32, u64)>,
+    /// The modes to run for each committee, in order.
+    pub modes: Vec<VotingMode>,
     /// Single transfers timed per mode.
     pub latency_samples: usize,
     /// Native requests in the backlog.
@@ -116,14 +118,16 @@ pub async fn run(
     let mut gas_ratios = Vec::new();
     for &(operators, threshold) in &options.committees {
         let mut pair = Vec::new();
-        for mode in [VotingMode::Votes, VotingMode::Attestations] {
+        for &mode in &options.modes {
             let sub = dir.join(format!("{operators}-of-{}-{}", threshold, mode.as_str()));
             let _ = std::fs::remove_dir_all(&sub);
             let row = run_one(&sub, operators, threshold, mode, options).await?;
             eprintln!("{}", render_row(&row));
             pair.push(row);
         }
-        if let [votes, attested] = pair.as_slice() {
+        let of = |mode: VotingMode| pair.iter().find(|r| r.mode == mode.as_str());
+        if let (Some(votes), Some(attested)) = (of(VotingMode::Votes), of(VotingMode::Attestations))
+        {
             let ratio = |a: f64, v: f64| if v > 0.0 { a / v } else { 0.0 };
             gas_ratios.push((
                 operators,

@@ -621,6 +621,17 @@ impl Sender {
         self.fill_hole(mined_count, &head).await?;
         self.restore_dropped(mined_count, &head).await?;
         let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
+        // The receipts of what the chain mined, looked up at once (a busy key has a block's
+        // worth of transactions mined between two polls).
+        let this = &*self;
+        let lookups = this
+            .in_flight
+            .range(..mined_count)
+            .map(|(nonce, entry)| async move { (*nonce, this.find_receipt(&entry.hashes).await) });
+        let mut receipts: BTreeMap<u64, Option<TransactionReceipt>> = BTreeMap::new();
+        for (nonce, found) in futures::future::join_all(lookups).await {
+            receipts.insert(nonce, found?);
+        }
         // Whether the nonce just before was re-sent in this poll: then this one is next in line
         // too (a node that dropped one transaction usually dropped those after it as well, and
         // they would otherwise come back one block at a time).
@@ -631,8 +642,7 @@ impl Sender {
             };
             if nonce < mined_count {
                 // The chain used this nonce: one of our versions was mined, or something else.
-                let hashes = entry.hashes.clone();
-                let found = self.find_receipt(&hashes).await?;
+                let found = receipts.remove(&nonce).flatten();
                 let Some(entry) = self.in_flight.remove(&nonce) else {
                     continue;
                 };

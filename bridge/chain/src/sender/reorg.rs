@@ -145,16 +145,20 @@ impl Sender {
             .chain(last)
             .filter_map(|e| e.hashes.last().copied())
             .collect();
-        let mut missing = None;
-        for hash in probes {
-            let known = self
-                .chain
+        // Both lookups at once: under a full backlog every key loses its tail at each block, and
+        // what is re-sent must be in the pool before the next block is sealed.
+        let chain = &self.chain;
+        let lookups = probes.into_iter().map(|hash| async move {
+            chain
                 .call("eth_getTransactionByHash", |p| async move {
                     p.get_transaction_by_hash(hash).await
                 })
                 .await
-                .map_err(SendError::Chain)?
-                .is_some();
+                .map(|found| (hash, found.is_some()))
+        });
+        let mut missing = None;
+        for lookup in futures::future::join_all(lookups).await {
+            let (hash, known) = lookup.map_err(SendError::Chain)?;
             if !known {
                 missing = Some(hash);
                 break;
@@ -169,8 +173,15 @@ impl Sender {
             .map(|(n, e)| (*n, e.raw.clone()))
             .collect();
         tracing::warn!(signer = %self.address, nonce = mined_count, %hash, following = resend.len().saturating_sub(1), "the node dropped a transaction in flight: broadcasting the next and those after it again");
-        for (nonce, raw) in resend {
-            match self.broadcast(raw).await {
+        // All at once: the node takes a later nonce into its pool before the ones below it
+        // arrive (it waits there until they do), and one at a time on a busy node left much of
+        // a key's tail out of the next block.
+        let nonces: Vec<u64> = resend.iter().map(|(n, _)| *n).collect();
+        let this = &*self;
+        let outcomes =
+            futures::future::join_all(resend.into_iter().map(|(_, raw)| this.broadcast(raw))).await;
+        for (nonce, outcome) in nonces.into_iter().zip(outcomes) {
+            match outcome {
                 Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
                 Err(BroadcastError::InsufficientFunds) => {
                     return Err(SendError::InsufficientFunds(self.address));
