@@ -12,6 +12,9 @@ pub const FETCH_OUTCOMES: [&str; 4] = ["ok", "unreachable", "garbage", "unlocate
 /// the batches due.
 pub const STEP_PHASES: [&str; 4] = ["compose", "sign", "collect", "send"];
 
+/// The `turn` label of `attested_batches_sent_total`: the sender's own turn, or a standby's.
+pub const SEND_TURNS: [&str; 2] = ["own", "standby"];
+
 /// The attested-batch metrics.
 #[derive(Clone)]
 pub struct AttestMetrics {
@@ -47,8 +50,8 @@ impl AttestMetrics {
             )?,
             sent: f.counter(
                 "attested_batches_sent_total",
-                "executeAttested transactions this relay sent (its turn, or after the others' timeout)",
-                &["lane"],
+                "executeAttested transactions this relay sent: turn=\"own\" (the batch's turn is this operator's) or \"standby\" (another operator's turn, sent after its timeout; a copy of a batch the other sent too executes nothing)",
+                &["lane", "turn"],
             )?,
             oldest_signatures: f.int_gauge(
                 "attestation_oldest_batch_signatures",
@@ -77,7 +80,9 @@ impl AttestMetrics {
         registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             metrics.signed.with_label_values(&[lane]).reset();
-            metrics.sent.with_label_values(&[lane]).reset();
+            for turn in SEND_TURNS {
+                metrics.sent.with_label_values(&[lane, turn]).reset();
+            }
             metrics.oldest_signatures.with_label_values(&[lane]).set(0);
             metrics.oldest_age.with_label_values(&[lane]).set(0);
             metrics.threshold.with_label_values(&[lane]).set(0);
@@ -111,9 +116,14 @@ impl AttestMetrics {
             .observe(seconds);
     }
 
-    /// Count an attested batch sent on `lane`.
-    pub fn sent(&self, lane: Lane) {
-        self.sent.with_label_values(&[lane.as_str()]).inc();
+    /// Count an attested batch sent on `lane`, in its sender's own turn or as a standby.
+    pub fn sent(&self, lane: Lane, standby: bool) {
+        let turn = if standby {
+            SEND_TURNS[1]
+        } else {
+            SEND_TURNS[0]
+        };
+        self.sent.with_label_values(&[lane.as_str(), turn]).inc();
     }
 
     /// Publish the oldest open batch of `lane`: its signatures and age (`None`: no open batch),

@@ -34,6 +34,8 @@ use peers::PeerSource;
 
 /// A peer is asked again at most this often.
 const FETCH_EVERY: Duration = Duration::from_millis(250);
+/// How many times `standby_after` a standby waits while the destination's blocks are full.
+const FULL_STANDBY_FACTOR: u32 = 4;
 /// How long a step waits for the peers' answers before it goes on with what it has.
 const COLLECT_WAIT: Duration = Duration::from_millis(250);
 
@@ -97,6 +99,8 @@ pub struct AttestedSend {
     pub requests: Vec<Request>,
     /// `executeAttested`'s signatures argument.
     pub signatures: Bytes,
+    /// Another operator's turn: sent after its timeout.
+    pub standby: bool,
 }
 
 /// The operator whose turn it is to send a batch with `digest` among `operators` (sorted).
@@ -201,8 +205,8 @@ impl Attestor {
     }
 
     /// Count a batch sent.
-    pub fn count_sent(&self) {
-        self.metrics.sent(self.lane);
+    pub fn count_sent(&self, standby: bool) {
+        self.metrics.sent(self.lane, standby);
     }
 
     /// Forget what was collected for the batch starting at `first` (its send was refused: an
@@ -215,10 +219,16 @@ impl Attestor {
     /// `committee`: compose their batches, sign what this operator has not, fetch the others'
     /// signatures, and return the batches that hold a threshold and whose turn is this
     /// operator's (or whose turn passed to it).
+    ///
+    /// While the destination's blocks are full (`destination_full`), a standby waits
+    /// [`FULL_STANDBY_FACTOR`] times as long: a batch then waits in the node's pool behind
+    /// others for seconds however well its turn's operator does, and a standby's copy would
+    /// execute nothing and take the room of a batch that would.
     pub async fn plan(
         &mut self,
         open: &[u64],
         committee: &Committee,
+        destination_full: bool,
     ) -> Result<Vec<AttestedSend>, AttestError> {
         let started = Instant::now();
         self.compose(open)?;
@@ -248,9 +258,15 @@ impl Attestor {
                 // Not an operator any more: anyone may send, but the operators come first.
                 continue;
             };
+            let factor = if destination_full {
+                FULL_STANDBY_FACTOR
+            } else {
+                1
+            };
             let wait = self
                 .standby_after
-                .saturating_mul(u32::try_from(distance).unwrap_or(u32::MAX));
+                .saturating_mul(u32::try_from(distance).unwrap_or(u32::MAX))
+                .saturating_mul(factor);
             if now.saturating_duration_since(complete_at) < wait {
                 continue;
             }
@@ -265,6 +281,7 @@ impl Attestor {
                 first: state.first(),
                 requests: state.requests.clone(),
                 signatures: pack_signatures(&chosen),
+                standby: distance > 0,
             });
         }
         self.publish(committee);
@@ -625,7 +642,7 @@ mod tests {
             threshold: 2,
         };
         let open: Vec<u64> = (30..=34).collect();
-        let sends = attestor.plan(&open, &committee).await.unwrap();
+        let sends = attestor.plan(&open, &committee, false).await.unwrap();
         // The batches as composed: one per (block, window).
         let composed: Vec<Vec<u64>> = attestor
             .batches
@@ -681,10 +698,16 @@ mod tests {
         assert_eq!(garbage, 1.0, "the liar's page counted as garbage once");
         // A second round asks nobody: every batch holds the threshold.
         peers.asked.lock().unwrap().clear();
-        attestor.plan(&open, &committee).await.unwrap();
+        attestor.plan(&open, &committee, false).await.unwrap();
         assert!(peers.asked.lock().unwrap().is_empty());
         // Handled requests leave: nothing open, nothing kept.
-        assert!(attestor.plan(&[], &committee).await.unwrap().is_empty());
+        assert!(
+            attestor
+                .plan(&[], &committee, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(attestor.batches.is_empty());
     }
 
@@ -756,7 +779,7 @@ mod tests {
         };
         let open: Vec<u64> = (0..4).collect();
         let started = Instant::now();
-        let sends = attestor.plan(&open, &committee).await.unwrap();
+        let sends = attestor.plan(&open, &committee, false).await.unwrap();
         assert!(
             started.elapsed() < delay,
             "the step waited {:?} for a peer answering after {delay:?}",
@@ -771,7 +794,7 @@ mod tests {
         let deadline = Instant::now() + delay * 4;
         let sends = loop {
             tokio::time::sleep(COLLECT_WAIT).await;
-            let sends = attestor.plan(&open, &committee).await.unwrap();
+            let sends = attestor.plan(&open, &committee, false).await.unwrap();
             if !sends.is_empty() || Instant::now() > deadline {
                 break sends;
             }
@@ -785,6 +808,67 @@ mod tests {
         let mut expected = vec![me.address(), slow.address()];
         expected.sort();
         assert_eq!(signers, expected);
+    }
+
+    /// Peers that never answer anything.
+    struct NoPeers;
+
+    impl PeerSource for NoPeers {
+        fn fetch(
+            &self,
+            _lane: Lane,
+            _operator: Address,
+            _from: u64,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+            Box::pin(async { Err(PeerError::Unlocated) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_standby_waits_longer_while_the_destination_is_full() {
+        let me = PrivateKeySigner::random();
+        let other = Address::repeat_byte(0x42);
+        let lane = Lane::MainToService;
+        let mut store = Store::open_in_memory("attest test").unwrap();
+        // One request per block: one batch each, turns spread over both operators.
+        let requests: Vec<Request> = (0..16).map(|n| request(n, 10 + n)).collect();
+        store.record_range(lane, &requests, 40).unwrap();
+        let standby_after = Duration::from_millis(100);
+        let registry = prometheus::Registry::new();
+        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
+        let mut attestor = Attestor::new(
+            lane,
+            domain(),
+            me.address(),
+            OperatorSigner::local(me.clone()),
+            SharedStore::new(store),
+            Arc::new(NoPeers),
+            standby_after,
+            metrics,
+        );
+        let mut operators = vec![me.address(), other];
+        operators.sort();
+        // Threshold one: this operator's signature completes every batch at once.
+        let committee = Committee {
+            operators,
+            threshold: 1,
+        };
+        let open: Vec<u64> = (0..16).collect();
+        let first = attestor.plan(&open, &committee, false).await.unwrap();
+        assert!(first.iter().all(|s| !s.standby), "own turns at once");
+        let theirs = 16 - first.len();
+        assert!(theirs > 0, "some batches are the other operator's turn");
+        tokio::time::sleep(standby_after * 2).await;
+        // Full blocks: the other operator's batches may just wait for room; no copies yet.
+        let full = attestor.plan(&open, &committee, true).await.unwrap();
+        assert_eq!(full.iter().filter(|s| s.standby).count(), 0);
+        // Not full: past the timeout, this relay stands in for the other.
+        let spare = attestor.plan(&open, &committee, false).await.unwrap();
+        assert_eq!(spare.iter().filter(|s| s.standby).count(), theirs);
+        // And full blocks hold a standby only so long.
+        tokio::time::sleep(standby_after * FULL_STANDBY_FACTOR).await;
+        let late = attestor.plan(&open, &committee, true).await.unwrap();
+        assert_eq!(late.iter().filter(|s| s.standby).count(), theirs);
     }
 
     #[test]

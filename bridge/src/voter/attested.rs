@@ -49,10 +49,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<(), VoterError> {
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
         let committee = self.attest_committee().await?;
+        let latest = self.destination.latest_block_gas().await?;
+        self.gas_limit = Some((latest.limit, Instant::now()));
         let Some(attestor) = self.attestor.as_mut() else {
             return Ok(());
         };
-        let sends = attestor.plan(&nonces, &committee).await?;
+        let sends = attestor.plan(&nonces, &committee, latest.is_full()).await?;
         if sends.is_empty() {
             return Ok(());
         }
@@ -108,9 +110,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     {
                         Ok(()) => {
                             if let Some(attestor) = &self.attestor {
-                                attestor.count_sent();
+                                attestor.count_sent(send.standby);
                             }
-                            tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), gas_limit, "attested batch sent");
+                            tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), gas_limit, standby = send.standby, "attested batch sent");
                         }
                         Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
                             e @ ChainError::Rejected { .. },

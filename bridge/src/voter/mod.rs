@@ -562,7 +562,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let limit = match self.gas_limit {
             Some((limit, at)) if at.elapsed() < GAS_LIMIT_FRESH_FOR => limit,
             _ => {
-                let limit = self.destination.block_gas_limit().await?;
+                let limit = self.destination.latest_block_gas().await?.limit;
                 self.gas_limit = Some((limit, Instant::now()));
                 limit
             }

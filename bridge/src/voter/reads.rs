@@ -21,8 +21,8 @@ pub trait DestinationReads: Send + Sync {
     fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
     /// `upperHandleNonce`: the highest handled nonce + 1.
     fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
-    /// The gas limit of the destination's latest block.
-    fn block_gas_limit(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// The gas used and the gas limit of the destination's latest block.
+    fn latest_block_gas(&self) -> impl Future<Output = Result<BlockGas, ChainError>> + Send;
     /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
     /// may still be reorged away).
     fn handled_final(
@@ -38,6 +38,29 @@ pub trait DestinationReads: Send + Sync {
         requests: &[Request],
     ) -> impl Future<Output = Result<u64, ChainError>> + Send;
 }
+
+/// The gas of one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockGas {
+    /// Gas its transactions used.
+    pub used: u64,
+    /// Its gas limit.
+    pub limit: u64,
+}
+
+impl BlockGas {
+    /// Used to [`FULL_PERCENT`] of its limit or more: the chain has no room to spare, and a
+    /// transaction sent now waits for one.
+    pub fn is_full(&self) -> bool {
+        self.limit > 0
+            && u128::from(self.used).saturating_mul(100)
+                >= u128::from(self.limit).saturating_mul(u128::from(FULL_PERCENT))
+    }
+}
+
+/// The share of its gas limit a block uses to count as full (a backlog's blocks run at 96-99 %
+/// when each transaction is about a thirtieth of the block).
+pub const FULL_PERCENT: u64 = 85;
 
 /// The destination bridge as one operator sees it.
 pub struct BridgeReads {
@@ -101,7 +124,7 @@ impl DestinationReads for BridgeReads {
         Ok(u64::try_from(executed).unwrap_or(u64::MAX))
     }
 
-    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
+    async fn latest_block_gas(&self) -> Result<BlockGas, ChainError> {
         use alloy::providers::Provider;
         self.chain
             .call("eth_getBlockByNumber", |p| async move {
@@ -109,7 +132,10 @@ impl DestinationReads for BridgeReads {
                     .await
             })
             .await?
-            .map(|b| b.header.gas_limit)
+            .map(|b| BlockGas {
+                used: b.header.gas_used,
+                limit: b.header.gas_limit,
+            })
             .ok_or_else(|| ChainError::Unavailable {
                 chain: self.chain.role(),
                 method: "eth_getBlockByNumber",

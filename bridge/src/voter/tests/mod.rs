@@ -91,8 +91,11 @@ impl DestinationReads for Arc<FakeDestination> {
         Ok(U256::from(10u64).pow(U256::from(18)))
     }
 
-    async fn block_gas_limit(&self) -> Result<u64, ChainError> {
-        Ok(self.gas_limit.lock().unwrap().unwrap_or(30_000_000))
+    async fn latest_block_gas(&self) -> Result<super::reads::BlockGas, ChainError> {
+        Ok(super::reads::BlockGas {
+            used: 0,
+            limit: self.gas_limit.lock().unwrap().unwrap_or(30_000_000),
+        })
     }
 
     async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {
