@@ -15,6 +15,9 @@ pub const STEP_PHASES: [&str; 4] = ["compose", "sign", "collect", "send"];
 /// The `turn` label of `attested_batches_sent_total`: the sender's own turn, or a standby's.
 pub const SEND_TURNS: [&str; 2] = ["own", "standby"];
 
+/// The `outcome` label of `attestation_pages_written_total`.
+pub const PAGE_WRITE_OUTCOMES: [&str; 2] = ["ok", "failed"];
+
 /// The attested-batch metrics.
 #[derive(Clone)]
 pub struct AttestMetrics {
@@ -26,6 +29,7 @@ pub struct AttestMetrics {
     oldest_age: IntGaugeVec,
     threshold: IntGaugeVec,
     step_seconds: HistogramVec,
+    pages_written: IntCounterVec,
 }
 
 impl AttestMetrics {
@@ -76,12 +80,23 @@ impl AttestMetrics {
                 .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
                 &["lane", "phase"],
             )?,
+            pages_written: f.counter(
+                "attestation_pages_written_total",
+                "Pages of this operator's signatures written to its attestation store (voting.attestation_store: the location the registry publishes for an operator without HTTP): ok or failed (retried)",
+                &["lane", "outcome"],
+            )?,
         };
         registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             metrics.signed.with_label_values(&[lane]).reset();
             for turn in SEND_TURNS {
                 metrics.sent.with_label_values(&[lane, turn]).reset();
+            }
+            for outcome in PAGE_WRITE_OUTCOMES {
+                metrics
+                    .pages_written
+                    .with_label_values(&[lane, outcome])
+                    .reset();
             }
             metrics.oldest_signatures.with_label_values(&[lane]).set(0);
             metrics.oldest_age.with_label_values(&[lane]).set(0);
@@ -114,6 +129,14 @@ impl AttestMetrics {
         self.step_seconds
             .with_label_values(&[lane.as_str(), phase])
             .observe(seconds);
+    }
+
+    /// Count a page of signatures written to the attestation store (`outcome` one of
+    /// [`PAGE_WRITE_OUTCOMES`]).
+    pub fn page_written(&self, lane: Lane, outcome: &str) {
+        self.pages_written
+            .with_label_values(&[lane.as_str(), outcome])
+            .inc();
     }
 
     /// Count an attested batch sent on `lane`, in its sender's own turn or as a standby.

@@ -73,8 +73,8 @@ pub struct BackupSettings {
     pub storage: StorageSettings,
 }
 
-/// Off-chain storage for snapshots.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Off-chain storage for snapshots (and, in `[voting]`, for attested signatures).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum StorageSettings {
     /// A local directory (the embedded default; put it on a volume that outlives the host).

@@ -65,6 +65,13 @@ pub struct VotingSettings {
     pub lane_modes: std::collections::BTreeMap<String, VotingMode>,
     /// Attested batches: how long to wait for a peer operator's HTTP API, ms.
     pub peer_timeout_ms: u64,
+    /// Attested batches through an object store, for an operator who does not expose HTTP: the
+    /// lane leader also writes its signatures to this storage (a local directory or an S3
+    /// bucket whose `attestations/` prefix the other operators may read without credentials),
+    /// and the registry publishes the storage (`file://…` or `s3://…`) as the location of the
+    /// operator's attested lane services instead of the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_store: Option<crate::StorageSettings>,
 }
 
 impl Default for VotingSettings {
@@ -80,6 +87,7 @@ impl Default for VotingSettings {
             mode: VotingMode::Votes,
             lane_modes: Default::default(),
             peer_timeout_ms: 2_000,
+            attestation_store: None,
         }
     }
 }
@@ -118,6 +126,17 @@ impl VotingSettings {
         if self.peer_timeout_ms == 0 {
             return Some(("voting.peer_timeout_ms", "must be at least 1".into()));
         }
+        if let Some(crate::StorageSettings::Local { path }) = &self.attestation_store
+            && !path.is_absolute()
+        {
+            return Some((
+                "voting.attestation_store.path",
+                format!(
+                    "{} is relative: the other operators read it as a file:// location, which names an absolute directory",
+                    path.display()
+                ),
+            ));
+        }
         None
     }
 
@@ -127,5 +146,34 @@ impl VotingSettings {
             .get(lane.as_str())
             .copied()
             .unwrap_or(self.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attestation_store_parses_and_a_relative_directory_is_refused() {
+        let parsed: VotingSettings = toml::from_str(
+            r#"
+            mode = "attestations"
+            attestation_store = { kind = "s3", bucket = "op1-signatures", region = "eu-west-1" }
+            "#,
+        )
+        .expect("parses");
+        assert!(matches!(
+            parsed.attestation_store,
+            Some(crate::StorageSettings::S3 { ref bucket, .. }) if bucket == "op1-signatures"
+        ));
+        assert_eq!(parsed.problem(), None);
+        let relative: VotingSettings =
+            toml::from_str(r#"attestation_store = { kind = "local", path = "sigs" }"#)
+                .expect("parses");
+        let (key, why) = relative
+            .problem()
+            .expect("a relative directory is a problem");
+        assert_eq!(key, "voting.attestation_store.path");
+        assert!(why.contains("absolute"), "{why}");
     }
 }

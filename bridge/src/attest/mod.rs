@@ -28,6 +28,7 @@ use crate::voter::Committee;
 use peers::PeerError;
 
 pub mod http;
+pub mod objects;
 pub mod peers;
 
 use peers::PeerSource;
@@ -148,6 +149,8 @@ pub struct Attestor {
     fetching_from: HashMap<tokio::task::Id, Address>,
     rounds: u64,
     last_phases: [Duration; 3],
+    /// The writer of this operator's signature pages (`voting.attestation_store`).
+    pages: Option<objects::PageSender>,
 }
 
 impl Attestor {
@@ -179,7 +182,15 @@ impl Attestor {
             fetching_from: HashMap::new(),
             rounds: 0,
             last_phases: [Duration::ZERO; 3],
+            pages: None,
         }
+    }
+
+    /// Also tell `pages` (the writer to the attestation store) of every page this operator's
+    /// signatures are in: signed now, or read from the store after a start.
+    pub fn with_pages(mut self, pages: objects::PageSender) -> Self {
+        self.pages = Some(pages);
+        self
     }
 
     /// Show the open batches in `/status` → `attestations`.
@@ -329,6 +340,7 @@ impl Attestor {
     /// same digest is used again).
     async fn sign_own(&mut self) -> Result<(), AttestError> {
         let mut signed = 0u64;
+        let mut pages = std::collections::BTreeSet::new();
         for state in self.batches.values_mut() {
             if state.signatures.contains_key(&self.me) {
                 continue;
@@ -362,6 +374,13 @@ impl Attestor {
                 }
             };
             state.signatures.insert(self.me, bytes);
+            pages.insert(objects::page_of(first));
+        }
+        if let Some(writer) = &self.pages {
+            for page in pages {
+                // A closed channel: the writer stopped with the lane.
+                let _ = writer.send(page);
+            }
         }
         if signed > 0 {
             self.metrics.signed(self.lane, signed);

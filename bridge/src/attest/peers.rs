@@ -11,7 +11,10 @@ use alloy::primitives::Address;
 use futures::future::BoxFuture;
 use multibridge_contracts::{Lane, LaneServiceMeta, VoteDomain};
 
+use std::sync::Arc;
+
 use super::http::AttestationPage;
+use super::objects::{PageReader, is_object_location, page_of};
 use crate::chain::ChainClient;
 use crate::store::attestations::OwnAttestation;
 
@@ -63,6 +66,9 @@ pub struct RegistryPeers {
     http: reqwest::Client,
     /// Per operator its location as last read, and when (`None`: none registered).
     locations: Mutex<HashMap<Address, (Option<String>, Instant)>>,
+    /// Readers of the object-store locations met so far, by location.
+    readers: Mutex<HashMap<String, Arc<PageReader>>>,
+    timeout: Duration,
 }
 
 impl RegistryPeers {
@@ -87,7 +93,21 @@ impl RegistryPeers {
             domain,
             http,
             locations: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+            timeout,
         }
+    }
+
+    /// The registry id of `operator`'s service of this lane.
+    fn service_id(&self, operator: Address) -> alloy::primitives::B256 {
+        LaneServiceMeta {
+            src_chain_id: self.domain.src_chain_id,
+            src_bridge: self.domain.src_bridge,
+            dst_chain_id: self.domain.dst_chain_id,
+            dst_bridge: self.domain.dst_bridge,
+            operator,
+        }
+        .service_id()
     }
 
     /// Where `operator` serves the lane (read from the registry, kept [`LOCATION_FRESH_FOR`]).
@@ -101,18 +121,14 @@ impl RegistryPeers {
         {
             return location.clone().ok_or(PeerError::Unlocated);
         }
-        let meta = LaneServiceMeta {
-            src_chain_id: self.domain.src_chain_id,
-            src_bridge: self.domain.src_bridge,
-            dst_chain_id: self.domain.dst_chain_id,
-            dst_bridge: self.domain.dst_bridge,
-            operator,
-        };
-        let location =
-            crate::registry::registered_location(&self.main, self.registry, meta.service_id())
-                .await
-                .map_err(|e| PeerError::Unreachable(format!("registry: {e}")))?
-                .filter(|l| !l.is_empty());
+        let location = crate::registry::registered_location(
+            &self.main,
+            self.registry,
+            self.service_id(operator),
+        )
+        .await
+        .map_err(|e| PeerError::Unreachable(format!("registry: {e}")))?
+        .filter(|l| !l.is_empty());
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -139,6 +155,9 @@ impl RegistryPeers {
             )));
         }
         let base = self.location(operator).await?;
+        if is_object_location(&base) {
+            return self.read_pages(&base, lane, operator, from).await;
+        }
         let url = format!(
             "{}/attestations/{}?from={from}&limit=64",
             base.trim_end_matches('/'),
@@ -169,6 +188,56 @@ impl RegistryPeers {
             )));
         }
         Ok(page.attestations)
+    }
+
+    /// `operator`'s signatures of batches ending above `from`, from the object store at
+    /// `location`: the page of `from`, and the next when that holds none above it.
+    async fn read_pages(
+        &self,
+        location: &str,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> Result<Vec<OwnAttestation>, PeerError> {
+        let cached = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(location)
+            .cloned();
+        let reader = match cached {
+            Some(reader) => reader,
+            None => {
+                let reader = Arc::new(PageReader::open(location, self.timeout)?);
+                self.readers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(location.to_owned(), reader.clone());
+                reader
+            }
+        };
+        let service = self.service_id(operator);
+        let first = page_of(from);
+        for page in [first, first.saturating_add(1)] {
+            let Some(read) = reader.page(service, page).await? else {
+                continue;
+            };
+            if read.operator != operator || read.lane != lane.as_str() {
+                return Err(PeerError::Garbage(format!(
+                    "a page of {} for {}",
+                    read.operator, read.lane
+                )));
+            }
+            let above: Vec<OwnAttestation> = read
+                .attestations
+                .into_iter()
+                .filter(|a| a.first_nonce.saturating_add(a.count) > from)
+                .collect();
+            if !above.is_empty() {
+                return Ok(above);
+            }
+        }
+        Ok(Vec::new())
     }
 }
 

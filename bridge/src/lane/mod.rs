@@ -119,6 +119,8 @@ pub struct Shared {
     pub signer_health: crate::leadership::health::SignerHealth,
     /// `/status`.
     pub board: Arc<multibridge_monitoring::StatusBoard>,
+    /// Where the lane leaders also write their signatures (`voting.attestation_store`).
+    pub attestation_store: Option<crate::backup::storage::Storage>,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -244,7 +246,7 @@ pub fn spawn(
     );
     voter.tamper_payloads(config.fault_injection.tamper_votes);
     if config.voting.mode_of(lane) == crate::config::VotingMode::Attestations
-        && let Some(attestor) = attestor(shared, lane)
+        && let Some(attestor) = attestor(shared, lane, tasks)
     {
         voter.attest_with(attestor);
     }
@@ -297,10 +299,36 @@ pub fn spawn(
 
 /// The planner of `lane`'s attested batches (`None` without `[registry]`, which the config
 /// validation refuses for a lane in attested mode).
-fn attestor(shared: &Shared, lane: Lane) -> Option<crate::attest::Attestor> {
+/// With `voting.attestation_store`, the writer of its signature pages runs beside it on `tasks`.
+fn attestor(
+    shared: &Shared,
+    lane: Lane,
+    tasks: &mut JoinSet<crate::task::TaskResult>,
+) -> Option<crate::attest::Attestor> {
     let config = &shared.config;
     let registry = config.registry.as_ref()?;
     let domain = vote_domain(config, lane);
+    let pages = shared.attestation_store.clone().map(|storage| {
+        let service_id = multibridge_contracts::LaneServiceMeta {
+            src_chain_id: domain.src_chain_id,
+            src_bridge: domain.src_bridge,
+            dst_chain_id: domain.dst_chain_id,
+            dst_bridge: domain.dst_bridge,
+            operator: shared.operator,
+        }
+        .service_id();
+        let (writer, pages) = crate::attest::objects::PageWriter::new(
+            lane,
+            shared.operator,
+            service_id,
+            storage,
+            shared.store.clone(),
+            shared.metrics.attest.clone(),
+        );
+        let span = tracing::info_span!("attestation pages", chain = %lane.destination(), %lane, operator = %shared.operator);
+        tasks.spawn(run_stepper(lane, "attestation pages", writer).instrument(span));
+        pages
+    });
     let peers = crate::attest::peers::RegistryPeers::new(
         shared.chains.main.clone(),
         registry.address,
@@ -321,6 +349,10 @@ fn attestor(shared: &Shared, lane: Lane) -> Option<crate::attest::Attestor> {
         )
         .with_board(shared.board.clone()),
     )
+    .map(|attestor| match pages {
+        Some(pages) => attestor.with_pages(pages),
+        None => attestor,
+    })
 }
 
 /// The domain `lane`'s destination binds votes and attestations to.

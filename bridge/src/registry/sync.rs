@@ -39,6 +39,10 @@ pub struct RegistrySync {
     pub pool: Option<Arc<EtcdPool>>,
     /// This replica's URL.
     pub own_url: String,
+    /// Lanes whose service location is fixed whoever leads: attested lanes of an operator that
+    /// publishes its signatures in an object store (`voting.attestation_store`) — every replica
+    /// writes to the same storage.
+    pub fixed: std::collections::HashMap<multibridge_contracts::Lane, String>,
     /// This replica's name in elections: when the lane's leader is this replica, `own_url` is
     /// published (in a process serving several pairs the leader record names the URL of the
     /// pair whose lane campaigned, which may be another pair's).
@@ -64,6 +68,10 @@ impl RegistrySync {
     async fn wanted(&self) -> Vec<(LaneService, String)> {
         let mut out = Vec::new();
         for (service, key) in &self.services {
+            if let Some(location) = self.fixed.get(&service.lane) {
+                out.push((*service, location.clone()));
+                continue;
+            }
             let url = match (key, &self.pool) {
                 (Some(key), Some(pool)) => match read_leader(pool, key).await {
                     // Under the lane scope the leader may be another operator's replica: its

@@ -90,6 +90,19 @@ pub async fn run(
             return Err(e);
         }
     };
+    let attestation_store = match config
+        .voting
+        .attestation_store
+        .as_ref()
+        .map(crate::backup::storage::Storage::open)
+        .transpose()
+    {
+        Ok(store) => store,
+        Err(e) => {
+            serving.stop().await;
+            return Err(RelayError::AttestationStore(e));
+        }
+    };
     let own_url = crate::registry::advertised_url(&config);
     let replica = config
         .etcd
@@ -128,6 +141,7 @@ pub async fn run(
         store_holder: store_lock.holder().map(str::to_owned),
         signer_health: Default::default(),
         board: board.clone(),
+        attestation_store,
     };
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;

@@ -47,6 +47,22 @@ pub(super) fn spawn_registry(
                 .collect(),
             pool: shared.etcd.clone(),
             own_url: shared.own_url.clone(),
+            fixed: config
+                .voting
+                .attestation_store
+                .as_ref()
+                .map(crate::attest::objects::published_location)
+                .map(|location| {
+                    config
+                        .lanes
+                        .iter()
+                        .filter(|l| {
+                            config.voting.mode_of(**l) == crate::config::VotingMode::Attestations
+                        })
+                        .map(|l| (*l, location.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             own_replica: shared.replica.clone(),
             allowed_urls: config
                 .registry

@@ -301,3 +301,186 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"already_handled\":true"), "{out}");
 }
+
+/// The location `operator` publishes in the registry for its service of `lane` (empty: none).
+async fn service_location(driver: &Driver, lane: Lane, operator: Address) -> String {
+    let (src, dst) = (
+        driver.chain(lane.source()),
+        driver.chain(lane.destination()),
+    );
+    let id = multibridge_contracts::LaneServiceMeta {
+        src_chain_id: src.contracts.chain_id,
+        src_bridge: src.contracts.bridge,
+        dst_chain_id: dst.contracts.chain_id,
+        dst_bridge: dst.contracts.bridge,
+        operator,
+    }
+    .service_id();
+    let registry = multibridge_contracts::bindings::ServiceRegistry::new(
+        driver.manifest().registry,
+        driver.provider(ChainRole::Main).unwrap(),
+    );
+    if !registry.exists(id).call().await.unwrap() {
+        return String::new();
+    }
+    registry.getServiceLocation(id).call().await.unwrap()
+}
+
+/// An operator that does not expose HTTP publishes its signatures in an object store (a
+/// directory here, `voting.attestation_store`): the registry names the store as its lane
+/// services' location. With the third operator down every batch needs that operator's
+/// signature, which the other relay — and a user's `multibridge execute` — read from the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_published_in_an_object_store_count_like_served_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        attestation_store_operators: vec![1],
+        ..attested(dir.path())
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let bob = driver.user(1).unwrap().address();
+    let native = parse_ether("1").unwrap();
+    let operator_2 = driver.operator(1).unwrap().address();
+    let store_dir = std::path::absolute(dir.path().join("attestation-store-2")).unwrap();
+    let expected = format!("file://{}", store_dir.display());
+    Poll::new(
+        "operator 2's lane services located at its store",
+        Duration::from_secs(60),
+    )
+    .until(async || {
+        for lane in Lane::ALL {
+            let location = service_location(&driver, lane, operator_2).await;
+            if location != expected {
+                return Err(format!("{lane}: {location:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+
+    devnet.relay(2).unwrap().kill().unwrap();
+    let down = driver
+        .request_native_burst(Lane::MainToService, 0, bob, native, 40)
+        .await
+        .unwrap();
+    let up = driver
+        .request_native_burst(Lane::ServiceToMain, 0, bob, native, 3)
+        .await
+        .unwrap();
+    wait_handled(&driver, dir.path(), Lane::MainToService, &down).await;
+    wait_handled(&driver, dir.path(), Lane::ServiceToMain, &up).await;
+    assert_exactly_once(&driver, Lane::MainToService, 0..down.len() as u64)
+        .await
+        .unwrap();
+    assert_exactly_once(&driver, Lane::ServiceToMain, 0..up.len() as u64)
+        .await
+        .unwrap();
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let bridge = Bridge::new(driver.manifest().service.contracts.bridge, service);
+    let bit = |op: Address| {
+        let bridge = bridge.clone();
+        async move { 1u32 << (bridge.operatorBit(op).call().await.unwrap().to::<u32>() - 1) }
+    };
+    let (bit1, bit2) = (
+        bit(driver.operator(0).unwrap().address()).await,
+        bit(operator_2).await,
+    );
+    let batches = bridge_events::<Bridge::BatchAttested>(&driver, ChainRole::Service)
+        .await
+        .unwrap();
+    assert!(!batches.is_empty());
+    for log in batches {
+        let e = log
+            .log_decode::<Bridge::BatchAttested>()
+            .unwrap()
+            .inner
+            .data;
+        assert_eq!(
+            e.attesters,
+            bit1 | bit2,
+            "operator 3 is down: each batch carries operators 1 and 2, 2's read from its store"
+        );
+    }
+    // Operator 1's relay read operator 2's pages, and none of them was garbage.
+    let port = devnet.replica_http_ports[0][0];
+    let taken = metric(
+        port,
+        &format!(
+            "multibridge_attestation_peer_signatures_total{{lane=\"main-to-service\",operator=\"{operator_2}\"}}"
+        ),
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(taken >= 1.0, "signatures taken from operator 2: {taken}");
+    let garbage = metric(
+        port,
+        &format!(
+            "multibridge_attestation_fetches_total{{lane=\"main-to-service\",operator=\"{operator_2}\",outcome=\"garbage\"}}"
+        ),
+    )
+    .await
+    .unwrap_or(0.0);
+    assert_eq!(garbage, 0.0);
+    let pages: usize = std::fs::read_dir(store_dir.join("attestations"))
+        .map(|services| {
+            services
+                .flatten()
+                .map(|s| std::fs::read_dir(s.path()).map(|d| d.count()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(
+        pages > 0,
+        "operator 2 wrote no page to {}",
+        store_dir.display()
+    );
+
+    // No relay can pay for gas on the service chain: a user executes, reading operator 2's
+    // signatures from its store.
+    for op in 0..2 {
+        let address = driver.operator(op).unwrap().address();
+        driver
+            .set_balance(ChainRole::Service, address, alloy::primitives::U256::ZERO)
+            .await
+            .unwrap();
+    }
+    let late = driver
+        .request_native(Lane::MainToService, 0, bob, native)
+        .await
+        .unwrap();
+    let user_key = driver.manifest().users[3].private_key.clone();
+    let config = devnet.operator_config_path(0);
+    let nonce = late.nonce.to_string();
+    let (ok, out, err) = multibridge(
+        &[
+            "execute",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "main-to-service",
+            "--nonce",
+            &nonce,
+            "--key-env",
+            "USER_KEY",
+            "--json",
+        ],
+        &user_key,
+    );
+    assert!(ok, "execute failed: {out}{err}");
+    let executed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let signers: Vec<String> = executed["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        signers.contains(&operator_2.to_string().to_lowercase()),
+        "{executed}"
+    );
+    assert_exactly_once(&driver, Lane::MainToService, 0..late.nonce + 1)
+        .await
+        .unwrap();
+}

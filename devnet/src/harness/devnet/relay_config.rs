@@ -76,6 +76,13 @@ impl Devnet {
             },
             voting: multibridge_config::VotingSettings {
                 mode: self.options.voting_mode,
+                attestation_store: self
+                    .options
+                    .attestation_store_operators
+                    .contains(&index)
+                    .then(|| self.attestation_store_path(index))
+                    .transpose()?
+                    .map(|path| multibridge_config::StorageSettings::Local { path }),
                 ..Default::default()
             },
             recovery: Default::default(),
@@ -190,6 +197,17 @@ impl Devnet {
                 },
             ),
         }))
+    }
+
+    /// The directory operator `index` writes its signature pages to (absolute: the others read
+    /// it as a `file://` location).
+    fn attestation_store_path(&self, index: usize) -> Result<PathBuf, DevnetError> {
+        std::path::absolute(
+            self.options
+                .dir
+                .join(format!("attestation-store-{}", index.saturating_add(1))),
+        )
+        .map_err(|e| DevnetError::Invalid(format!("devnet directory: {e}")))
     }
 
     /// Write one relay config per operator (on a hub devnet a `[[pairs]]` file), then
