@@ -326,15 +326,46 @@ async fn service_location(driver: &Driver, lane: Lane, operator: Address) -> Str
     registry.getServiceLocation(id).call().await.unwrap()
 }
 
-/// An operator that does not expose HTTP publishes its signatures in an object store (a
-/// directory here, `voting.attestation_store`): the registry names the store as its lane
-/// services' location. With the third operator down every batch needs that operator's
-/// signature, which the other relay — and a user's `multibridge execute` — read from the store.
+/// An operator that does not expose HTTP publishes its signatures in an object store — an
+/// S3-compatible bucket (moto) whose `attestations/` prefix anyone may read
+/// (`voting.attestation_store`): the registry names the bucket as its lane services' location.
+/// With the third operator down every batch needs that operator's signature, which the other
+/// relay — and a user's `multibridge execute` — read from the bucket without credentials.
 #[tokio::test(flavor = "multi_thread")]
 async fn signatures_published_in_an_object_store_count_like_served_ones() {
+    use multibridge_devnet::stand_in::s3::{S3Server, TEST_CREDENTIALS};
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let bucket = "operator-signatures";
+    let s3 = S3Server::start(dir.path(), bucket).await.unwrap();
+    // Before the bucket is opened to anonymous reads a reader is refused (an outage, not
+    // garbage); the devnet's operator 2 publishes after it is.
+    let storage = multibridge_config::StorageSettings::S3 {
+        bucket: bucket.into(),
+        endpoint: Some(s3.endpoint.clone()),
+        region: "us-east-1".into(),
+        prefix: "operator-2".into(),
+        access_key_id_env: "MB_TEST_S3_KEY_ID".into(),
+        secret_access_key_env: "MB_TEST_S3_SECRET".into(),
+        allow_http: true,
+    };
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/operator-2/attestations/*"}}]}}"#
+    );
+    let opened = reqwest::Client::new()
+        .put(format!("{}/{bucket}?policy", s3.endpoint))
+        .header("content-type", "application/json")
+        .body(policy)
+        .send()
+        .await
+        .unwrap();
+    assert!(opened.status().is_success(), "{}", opened.status());
     let mut devnet = Devnet::start(DevnetOptions {
-        attestation_store_operators: vec![1],
+        attestation_stores: vec![(1, storage.clone())],
+        relay_env: vec![
+            ("MB_TEST_S3_KEY_ID".into(), TEST_CREDENTIALS.0.into()),
+            ("MB_TEST_S3_SECRET".into(), TEST_CREDENTIALS.1.into()),
+        ],
         ..attested(dir.path())
     })
     .await
@@ -343,8 +374,10 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
     let bob = driver.user(1).unwrap().address();
     let native = parse_ether("1").unwrap();
     let operator_2 = driver.operator(1).unwrap().address();
-    let store_dir = std::path::absolute(dir.path().join("attestation-store-2")).unwrap();
-    let expected = format!("file://{}", store_dir.display());
+    let expected = format!(
+        "s3://{bucket}/operator-2?region=us-east-1&endpoint={}&allow_http=true",
+        s3.endpoint
+    );
     Poll::new(
         "operator 2's lane services located at its store",
         Duration::from_secs(60),
@@ -423,18 +456,15 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
     .await
     .unwrap_or(0.0);
     assert_eq!(garbage, 0.0);
-    let pages: usize = std::fs::read_dir(store_dir.join("attestations"))
-        .map(|services| {
-            services
-                .flatten()
-                .map(|s| std::fs::read_dir(s.path()).map(|d| d.count()).unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
+    let pages_written = metric(
+        devnet.replica_http_ports[1][0],
+        "multibridge_attestation_pages_written_total{lane=\"main-to-service\",outcome=\"ok\"}",
+    )
+    .await
+    .unwrap_or(0.0);
     assert!(
-        pages > 0,
-        "operator 2 wrote no page to {}",
-        store_dir.display()
+        pages_written >= 1.0,
+        "operator 2 wrote {pages_written} pages"
     );
 
     // No relay can pay for gas on the service chain: a user executes, reading operator 2's

@@ -93,10 +93,10 @@ pub struct DevnetOptions {
     pub alone: bool,
     /// How the relays bring transfers to the threshold: votes (default) or attested batches.
     pub voting_mode: multibridge_config::VotingMode,
-    /// Operators (by index) that publish their attested signatures in a local object store
-    /// (`<dir>/attestation-store-<n>`, `voting.attestation_store`): the registry names it as
-    /// their lane services' location instead of their HTTP API.
-    pub attestation_store_operators: Vec<usize>,
+    /// Operators (by index) that publish their attested signatures in an object store
+    /// (`voting.attestation_store`): the registry names it as their lane services' location
+    /// instead of their HTTP API.
+    pub attestation_stores: Vec<(usize, multibridge_config::StorageSettings)>,
     /// Service chains under the main chain (1: the devnet's one pair). More make a hub: a
     /// pair per service chain, every relay serving all of them from one process.
     pub service_chains: usize,
@@ -186,7 +186,7 @@ impl DevnetOptions {
             signer: DevnetSigner::DevKeys,
             replica_links: false,
             voting_mode: multibridge_config::VotingMode::Votes,
-            attestation_store_operators: Vec::new(),
+            attestation_stores: Vec::new(),
             service_chains: 1,
             nested: false,
             edge_proxies: false,

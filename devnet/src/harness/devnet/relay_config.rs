@@ -78,11 +78,10 @@ impl Devnet {
                 mode: self.options.voting_mode,
                 attestation_store: self
                     .options
-                    .attestation_store_operators
-                    .contains(&index)
-                    .then(|| self.attestation_store_path(index))
-                    .transpose()?
-                    .map(|path| multibridge_config::StorageSettings::Local { path }),
+                    .attestation_stores
+                    .iter()
+                    .find(|(operator, _)| *operator == index)
+                    .map(|(_, storage)| storage.clone()),
                 ..Default::default()
             },
             recovery: Default::default(),
@@ -197,17 +196,6 @@ impl Devnet {
                 },
             ),
         }))
-    }
-
-    /// The directory operator `index` writes its signature pages to (absolute: the others read
-    /// it as a `file://` location).
-    fn attestation_store_path(&self, index: usize) -> Result<PathBuf, DevnetError> {
-        std::path::absolute(
-            self.options
-                .dir
-                .join(format!("attestation-store-{}", index.saturating_add(1))),
-        )
-        .map_err(|e| DevnetError::Invalid(format!("devnet directory: {e}")))
     }
 
     /// Write one relay config per operator (on a hub devnet a `[[pairs]]` file), then
