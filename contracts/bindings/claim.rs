@@ -96,6 +96,17 @@ pub struct LaneServiceMeta {
 }
 
 impl LaneServiceMeta {
+    /// The service of `operator` on the lane whose votes and attestations `domain` binds.
+    pub fn of(domain: &crate::VoteDomain, operator: Address) -> Self {
+        Self {
+            src_chain_id: domain.src_chain_id,
+            src_bridge: domain.src_bridge,
+            dst_chain_id: domain.dst_chain_id,
+            dst_bridge: domain.dst_bridge,
+            operator,
+        }
+    }
+
     /// `abi.encode(uint256 srcChainId, address srcBridge, uint256 dstChainId, address dstBridge,
     /// address operator)`.
     pub fn encode(&self) -> Vec<u8> {

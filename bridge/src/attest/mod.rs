@@ -575,6 +575,30 @@ mod tests {
         }
     }
 
+    /// An attestor of main-to-service for `me` over `store`, asking `peers`; its metrics'
+    /// registry beside it.
+    fn attestor(
+        me: &PrivateKeySigner,
+        store: SharedStore,
+        peers: Arc<dyn PeerSource>,
+        standby_after: Duration,
+    ) -> (Attestor, prometheus::Registry) {
+        let lane = Lane::MainToService;
+        let registry = prometheus::Registry::new();
+        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
+        let attestor = Attestor::new(
+            lane,
+            domain(),
+            me.address(),
+            OperatorSigner::local(me.clone()),
+            store,
+            peers,
+            standby_after,
+            metrics,
+        );
+        (attestor, registry)
+    }
+
     /// Peers that sign with their own key (honest) or with another key (garbage), over the
     /// batches of a store of their own composed alike.
     struct FakePeers {
@@ -644,18 +668,8 @@ mod tests {
             batches: batches.clone(),
             asked: Default::default(),
         });
-        let registry = prometheus::Registry::new();
-        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
-        let mut attestor = Attestor::new(
-            lane,
-            domain(),
-            me.address(),
-            OperatorSigner::local(me.clone()),
-            store.clone(),
-            peers.clone(),
-            Duration::from_secs(3600),
-            metrics,
-        );
+        let (mut attestor, registry) =
+            attestor(&me, store.clone(), peers.clone(), Duration::from_secs(3600));
         let committee = Committee {
             operators: vec![me.address(), honest.address(), liar],
             threshold: 2,
@@ -780,18 +794,8 @@ mod tests {
             batches: vec![requests.clone()],
             delay,
         });
-        let registry = prometheus::Registry::new();
-        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
-        let mut attestor = Attestor::new(
-            lane,
-            domain(),
-            me.address(),
-            OperatorSigner::local(me.clone()),
-            SharedStore::new(store),
-            peers,
-            Duration::ZERO,
-            metrics,
-        );
+        let (mut attestor, _registry) =
+            attestor(&me, SharedStore::new(store), peers, Duration::ZERO);
         let committee = Committee {
             operators: vec![me.address(), slow.address()],
             threshold: 2,
@@ -853,17 +857,11 @@ mod tests {
         let requests: Vec<Request> = (0..16).map(|n| request(n, 10 + n)).collect();
         store.record_range(lane, &requests, 40).unwrap();
         let standby_after = Duration::from_millis(100);
-        let registry = prometheus::Registry::new();
-        let metrics = AttestMetrics::register(&registry, &[lane]).unwrap();
-        let mut attestor = Attestor::new(
-            lane,
-            domain(),
-            me.address(),
-            OperatorSigner::local(me.clone()),
+        let (mut attestor, _registry) = attestor(
+            &me,
             SharedStore::new(store),
             Arc::new(NoPeers),
             standby_after,
-            metrics,
         );
         let mut operators = vec![me.address(), other];
         operators.sort();

@@ -8,21 +8,15 @@
 //! and check every signature as they check an HTTP answer.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use multibridge_config::StorageSettings;
 use multibridge_contracts::Lane;
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use super::http::AttestationPage;
 use super::peers::PeerError;
-use crate::backup::storage::Storage;
+use crate::backup::storage::{Storage, StorageError};
 use crate::store::SharedStore;
 use crate::store::attestations::OwnAttestation;
 use crate::task::{Next, Stepper};
@@ -48,32 +42,6 @@ pub fn page_path(service_id: B256, page: u64) -> String {
     format!("attestations/{service_id:x}/{page:020}.json")
 }
 
-/// The location the registry publishes for a lane service whose signatures are in `storage`:
-/// what a reader needs and nothing secret (an S3 reader reads without credentials).
-pub fn published_location(storage: &StorageSettings) -> String {
-    match storage {
-        StorageSettings::Local { path } => format!("file://{}", path.display()),
-        StorageSettings::S3 {
-            bucket,
-            endpoint,
-            region,
-            prefix,
-            allow_http,
-            ..
-        } => {
-            let mut url = format!("s3://{bucket}/{}?region={region}", prefix.trim_matches('/'));
-            if let Some(endpoint) = endpoint {
-                url.push_str("&endpoint=");
-                url.push_str(&multibridge_monitoring::redact_urls(endpoint));
-            }
-            if *allow_http {
-                url.push_str("&allow_http=true");
-            }
-            url
-        }
-    }
-}
-
 /// Whether a published location names an object store (not an HTTP API).
 pub fn is_object_location(location: &str) -> bool {
     location.starts_with("file://") || location.starts_with("s3://")
@@ -81,70 +49,15 @@ pub fn is_object_location(location: &str) -> bool {
 
 /// A read-only view of another operator's signature pages.
 pub struct PageReader {
-    store: Arc<dyn ObjectStore>,
-    prefix: String,
+    storage: Storage,
 }
 
 impl PageReader {
-    /// The reader of `location` (`file:///dir` or `s3://bucket/prefix?region=…&endpoint=…`);
-    /// requests bounded by `timeout`.
+    /// The reader of `location` (a [`public_location`](crate::backup::storage::public_location)); requests bounded by `timeout`.
     pub fn open(location: &str, timeout: Duration) -> Result<Self, PeerError> {
-        let unusable = |why: String| PeerError::Unreachable(format!("location {location}: {why}"));
-        if let Some(dir) = location.strip_prefix("file://") {
-            let store =
-                LocalFileSystem::new_with_prefix(dir).map_err(|e| unusable(e.to_string()))?;
-            return Ok(Self {
-                store: Arc::new(store),
-                prefix: String::new(),
-            });
-        }
-        let Some(rest) = location.strip_prefix("s3://") else {
-            return Err(unusable("neither file:// nor s3://".into()));
-        };
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if bucket.is_empty() {
-            return Err(unusable("no bucket".into()));
-        }
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_skip_signature(true)
-            .with_retry(object_store::RetryConfig {
-                max_retries: 1,
-                retry_timeout: timeout,
-                ..Default::default()
-            });
-        let mut allow_http = false;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("region", region)) => builder = builder.with_region(region),
-                Some(("endpoint", endpoint)) => builder = builder.with_endpoint(endpoint),
-                Some(("allow_http", value)) => allow_http = value == "true",
-                _ => return Err(unusable(format!("unknown parameter {pair:?}"))),
-            }
-        }
-        // allow_http lives in the client options: set with them, not before them.
-        let store = builder
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_allow_http(allow_http)
-                    .with_timeout(timeout)
-                    .with_connect_timeout(timeout),
-            )
-            .build()
-            .map_err(|e| unusable(e.to_string()))?;
-        Ok(Self {
-            store: Arc::new(store),
-            prefix: prefix.trim_matches('/').to_owned(),
-        })
-    }
-
-    fn full(&self, path: &str) -> ObjectPath {
-        if self.prefix.is_empty() {
-            ObjectPath::from(path)
-        } else {
-            ObjectPath::from(format!("{}/{path}", self.prefix))
-        }
+        Storage::open_public(location, timeout)
+            .map(|storage| Self { storage })
+            .map_err(|e| PeerError::Unreachable(e.to_string()))
     }
 
     /// Page `page` of `service_id` (`None`: not written, nothing signed there yet).
@@ -154,24 +67,16 @@ impl PageReader {
         page: u64,
     ) -> Result<Option<AttestationPage>, PeerError> {
         let path = page_path(service_id, page);
-        let got = match self.store.get(&self.full(&path)).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => {
-                return Err(PeerError::Unreachable(
-                    multibridge_monitoring::redact_urls(&e.to_string()).into_owned(),
-                ));
+        let bytes = match self.storage.get_bounded(&path, MAX_PAGE_BYTES).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(StorageError::TooLarge { size, .. }) => {
+                return Err(PeerError::Garbage(format!(
+                    "page {path} has {size} bytes, more than the {MAX_PAGE_BYTES} a page can need"
+                )));
             }
+            Err(e) => return Err(PeerError::Unreachable(e.to_string())),
         };
-        if got.meta.size > MAX_PAGE_BYTES {
-            return Err(PeerError::Garbage(format!(
-                "page {path} has {} bytes, more than the {MAX_PAGE_BYTES} a page can need",
-                got.meta.size
-            )));
-        }
-        let bytes = got.bytes().await.map_err(|e| {
-            PeerError::Unreachable(multibridge_monitoring::redact_urls(&e.to_string()).into_owned())
-        })?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| PeerError::Garbage(format!("page {path}: {e}")))
@@ -303,16 +208,18 @@ impl Stepper for PageWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::storage::public_location;
+    use multibridge_config::StorageSettings;
 
     #[test]
     fn locations_name_what_a_reader_needs_and_no_secret() {
         assert_eq!(
-            published_location(&StorageSettings::Local {
+            public_location(&StorageSettings::Local {
                 path: "/var/lib/multibridge/sigs".into()
             }),
             "file:///var/lib/multibridge/sigs"
         );
-        let s3 = published_location(&StorageSettings::S3 {
+        let s3 = public_location(&StorageSettings::S3 {
             bucket: "sigs".into(),
             endpoint: Some("http://user:secret@127.0.0.1:9000".into()),
             region: "eu-west-1".into(),
@@ -384,7 +291,7 @@ mod tests {
         assert!(writer.due.is_empty(), "every page told of is written");
 
         let reader =
-            PageReader::open(&published_location(&settings), Duration::from_secs(5)).expect("open");
+            PageReader::open(&public_location(&settings), Duration::from_secs(5)).expect("open");
         let first = reader
             .page(service, 0)
             .await

@@ -100,14 +100,7 @@ impl RegistryPeers {
 
     /// The registry id of `operator`'s service of this lane.
     fn service_id(&self, operator: Address) -> alloy::primitives::B256 {
-        LaneServiceMeta {
-            src_chain_id: self.domain.src_chain_id,
-            src_bridge: self.domain.src_bridge,
-            dst_chain_id: self.domain.dst_chain_id,
-            dst_bridge: self.domain.dst_bridge,
-            operator,
-        }
-        .service_id()
+        LaneServiceMeta::of(&self.domain, operator).service_id()
     }
 
     /// Where `operator` serves the lane (read from the registry, kept [`LOCATION_FRESH_FOR`]).

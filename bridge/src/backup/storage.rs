@@ -130,6 +130,77 @@ async fn read_part(
     Ok(bytes::Bytes::from(buf))
 }
 
+/// How long an S3 client waits and how often it retries.
+#[derive(Debug, Clone, Copy)]
+struct S3Timing {
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: usize,
+}
+
+/// The backups' and signature pages' writer: patient (a snapshot may take a while).
+const S3_WRITER: S3Timing = S3Timing {
+    timeout: Duration::from_secs(30),
+    connect_timeout: Duration::from_secs(5),
+    max_retries: 3,
+};
+
+/// An S3 client of `bucket` without credentials yet.
+fn s3_builder(
+    bucket: &str,
+    region: &str,
+    endpoint: Option<&str>,
+    allow_http: bool,
+    timing: S3Timing,
+) -> AmazonS3Builder {
+    let builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_retry(object_store::RetryConfig {
+            max_retries: timing.max_retries,
+            retry_timeout: timing.timeout,
+            ..Default::default()
+        })
+        // allow_http lives in the client options: set with them, not before them.
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_allow_http(allow_http)
+                .with_timeout(timing.timeout)
+                .with_connect_timeout(timing.connect_timeout),
+        );
+    match endpoint {
+        Some(endpoint) => builder.with_endpoint(endpoint),
+        None => builder,
+    }
+}
+
+/// Where others read a storage without credentials, as the service registry publishes it:
+/// `file:///dir`, or `s3://bucket/prefix?region=…[&endpoint=…][&allow_http=true]` — what a
+/// reader needs and nothing secret. [`Storage::open_public`] opens it.
+pub fn public_location(settings: &StorageSettings) -> String {
+    match settings {
+        StorageSettings::Local { path } => format!("file://{}", path.display()),
+        StorageSettings::S3 {
+            bucket,
+            endpoint,
+            region,
+            prefix,
+            allow_http,
+            ..
+        } => {
+            let mut url = format!("s3://{bucket}/{}?region={region}", prefix.trim_matches('/'));
+            if let Some(endpoint) = endpoint {
+                url.push_str("&endpoint=");
+                url.push_str(&multibridge_monitoring::redact_urls(endpoint));
+            }
+            if *allow_http {
+                url.push_str("&allow_http=true");
+            }
+            url
+        }
+    }
+}
+
 /// A configured storage.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -181,27 +252,9 @@ impl Storage {
                         ))
                     })
                 };
-                let mut builder = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(region)
+                let store = s3_builder(bucket, region, endpoint.as_deref(), *allow_http, S3_WRITER)
                     .with_access_key_id(var(access_key_id_env)?)
                     .with_secret_access_key(var(secret_access_key_env)?)
-                    .with_retry(object_store::RetryConfig {
-                        max_retries: 3,
-                        retry_timeout: Duration::from_secs(30),
-                        ..Default::default()
-                    })
-                    // allow_http lives in the client options: set with them, not before them.
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_allow_http(*allow_http)
-                            .with_timeout(Duration::from_secs(30))
-                            .with_connect_timeout(Duration::from_secs(5)),
-                    );
-                if let Some(endpoint) = endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                let store = builder
                     .build()
                     .map_err(|e| StorageError::Setup(e.to_string()))?;
                 Ok(Self {
@@ -223,6 +276,89 @@ impl Storage {
                 })
             }
         }
+    }
+
+    /// Another party's storage at its [`public_location`], read without credentials (an S3
+    /// bucket must allow anonymous `GetObject` on what is read); each request bounded by
+    /// `timeout` and retried once.
+    pub fn open_public(location: &str, timeout: Duration) -> Result<Self, StorageError> {
+        let unusable = |why: String| StorageError::Setup(format!("location {location}: {why}"));
+        let meta = |kind: &str| StorageMeta {
+            kind: kind.into(),
+            location: location.to_owned(),
+            endpoint: None,
+            region: None,
+            authentication: "none (public reads)".into(),
+            saved_form: "read only".into(),
+        };
+        if let Some(dir) = location.strip_prefix("file://") {
+            let store =
+                LocalFileSystem::new_with_prefix(dir).map_err(|e| unusable(e.to_string()))?;
+            return Ok(Self {
+                store: Arc::new(store),
+                prefix: String::new(),
+                meta: meta("local"),
+                part_size: LOCAL_PART,
+            });
+        }
+        let Some(rest) = location.strip_prefix("s3://") else {
+            return Err(unusable("neither file:// nor s3://".into()));
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty() {
+            return Err(unusable("no bucket".into()));
+        }
+        let (mut region, mut endpoint, mut allow_http) = ("us-east-1", None, false);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("region", value)) => region = value,
+                Some(("endpoint", value)) => endpoint = Some(value),
+                Some(("allow_http", value)) => allow_http = value == "true",
+                _ => return Err(unusable(format!("unknown parameter {pair:?}"))),
+            }
+        }
+        let timing = S3Timing {
+            timeout,
+            connect_timeout: timeout,
+            max_retries: 1,
+        };
+        let store = s3_builder(bucket, region, endpoint, allow_http, timing)
+            .with_skip_signature(true)
+            .build()
+            .map_err(|e| unusable(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_owned(),
+            meta: meta("s3"),
+            part_size: S3_MIN_PART,
+        })
+    }
+
+    /// The object at `path` (`None`: not there), refused above `max_bytes` before its content
+    /// is read.
+    pub async fn get_bounded(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Option<bytes::Bytes>, StorageError> {
+        let io = |e: object_store::Error| StorageError::Io {
+            path: path.to_owned(),
+            detail: redact(&e),
+        };
+        let got = match self.store.get(&self.full(path)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        if got.meta.size > max_bytes {
+            return Err(StorageError::TooLarge {
+                path: path.to_owned(),
+                size: got.meta.size,
+                max: max_bytes,
+            });
+        }
+        got.bytes().await.map(Some).map_err(io)
     }
 
     /// What the log records about this storage.

@@ -309,14 +309,8 @@ fn attestor(
     let registry = config.registry.as_ref()?;
     let domain = vote_domain(config, lane);
     let pages = shared.attestation_store.clone().map(|storage| {
-        let service_id = multibridge_contracts::LaneServiceMeta {
-            src_chain_id: domain.src_chain_id,
-            src_bridge: domain.src_bridge,
-            dst_chain_id: domain.dst_chain_id,
-            dst_bridge: domain.dst_bridge,
-            operator: shared.operator,
-        }
-        .service_id();
+        let service_id =
+            multibridge_contracts::LaneServiceMeta::of(&domain, shared.operator).service_id();
         let (writer, pages) = crate::attest::objects::PageWriter::new(
             lane,
             shared.operator,

@@ -29,6 +29,55 @@ async fn wait_handled(driver: &Driver, dir: &std::path::Path, lane: Lane, reques
     }
 }
 
+/// The devnet user whose key sends `multibridge execute` and `transfer --self-relay`.
+const USER: usize = 3;
+
+/// `multibridge execute` of main-to-service `nonce` with operator 1's config and the user's key
+/// (`--json`): whether it succeeded, its stdout and stderr.
+fn execute(devnet: &Devnet, driver: &Driver, nonce: u64) -> (bool, String, String) {
+    let config = devnet.operator_config_path(0);
+    multibridge(
+        &[
+            "execute",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "main-to-service",
+            "--nonce",
+            &nonce.to_string(),
+            "--key-env",
+            "USER_KEY",
+            "--json",
+        ],
+        &driver.manifest().users[USER].private_key,
+    )
+}
+
+/// Operators 1 and 2 can no longer pay for gas on the service chain; then one native transfer
+/// to `to` is requested and the user executes it: the request and execute's answer.
+async fn user_executes_while_no_relay_pays(
+    devnet: &Devnet,
+    driver: &Driver,
+    to: Address,
+    amount: alloy::primitives::U256,
+) -> (Request, serde_json::Value) {
+    for op in 0..2 {
+        let address = driver.operator(op).unwrap().address();
+        driver
+            .set_balance(ChainRole::Service, address, alloy::primitives::U256::ZERO)
+            .await
+            .unwrap();
+    }
+    let late = driver
+        .request_native(Lane::MainToService, 0, to, amount)
+        .await
+        .unwrap();
+    let (ok, out, err) = execute(devnet, driver, late.nonce);
+    assert!(ok, "execute failed: {out}{err}");
+    let executed = serde_json::from_str(out.trim()).unwrap();
+    (late, executed)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,42 +254,9 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
         );
     }
 
-    // No relay can pay for gas on the service chain any more.
-    for op in 0..2 {
-        let address = driver.operator(op).unwrap().address();
-        driver
-            .set_balance(ChainRole::Service, address, alloy::primitives::U256::ZERO)
-            .await
-            .unwrap();
-    }
-    let late = driver
-        .request_native(Lane::MainToService, 0, bob, native)
-        .await
-        .unwrap();
-    let user = driver.user(3).unwrap();
-    let user_key = driver.manifest().users[3].private_key.clone();
-    let config = devnet.operator_config_path(0);
-    let nonce = late.nonce.to_string();
-    let execute = || {
-        multibridge(
-            &[
-                "execute",
-                "--config",
-                config.to_str().unwrap(),
-                "--lane",
-                "main-to-service",
-                "--nonce",
-                &nonce,
-                "--key-env",
-                "USER_KEY",
-                "--json",
-            ],
-            &user_key,
-        )
-    };
-    let (ok, out, err) = execute();
-    assert!(ok, "execute failed: {out}{err}");
-    let executed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // No relay can pay for gas on the service chain any more: the user sends the batch.
+    let (late, executed) = user_executes_while_no_relay_pays(&devnet, &driver, bob, native).await;
+    let user = driver.user(USER).unwrap();
     assert_eq!(executed["already_handled"], false, "{executed}");
     assert_eq!(
         executed["signers"].as_array().unwrap().len(),
@@ -276,6 +292,7 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
         .await
         .unwrap();
     // `transfer --self-relay`: the user requests and sends the batch itself.
+    let config = devnet.operator_config_path(0);
     let (ok, out, err) = multibridge(
         &[
             "transfer",
@@ -291,13 +308,13 @@ async fn one_operator_down_the_others_suffice_and_a_user_executes_when_no_relay_
             "USER_KEY",
             "--self-relay",
         ],
-        &user_key,
+        &driver.manifest().users[USER].private_key,
     );
     assert!(ok, "transfer --self-relay failed: {out}{err}");
     assert!(out.contains("self-relayed: batch of"), "{out}{err}");
     assert!(out.contains("handled: nonce"), "{out}");
     // Executing again is harmless: it says so and sends nothing.
-    let (ok, out, err) = execute();
+    let (ok, out, err) = execute(&devnet, &driver, late.nonce);
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"already_handled\":true"), "{out}");
 }
@@ -469,37 +486,7 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
 
     // No relay can pay for gas on the service chain: a user executes, reading operator 2's
     // signatures from its store.
-    for op in 0..2 {
-        let address = driver.operator(op).unwrap().address();
-        driver
-            .set_balance(ChainRole::Service, address, alloy::primitives::U256::ZERO)
-            .await
-            .unwrap();
-    }
-    let late = driver
-        .request_native(Lane::MainToService, 0, bob, native)
-        .await
-        .unwrap();
-    let user_key = driver.manifest().users[3].private_key.clone();
-    let config = devnet.operator_config_path(0);
-    let nonce = late.nonce.to_string();
-    let (ok, out, err) = multibridge(
-        &[
-            "execute",
-            "--config",
-            config.to_str().unwrap(),
-            "--lane",
-            "main-to-service",
-            "--nonce",
-            &nonce,
-            "--key-env",
-            "USER_KEY",
-            "--json",
-        ],
-        &user_key,
-    );
-    assert!(ok, "execute failed: {out}{err}");
-    let executed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (late, executed) = user_executes_while_no_relay_pays(&devnet, &driver, bob, native).await;
     let signers: Vec<String> = executed["signers"]
         .as_array()
         .unwrap()
