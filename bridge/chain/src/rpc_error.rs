@@ -99,6 +99,25 @@ pub fn is_insufficient_funds(message: &str) -> bool {
     message.to_ascii_lowercase().contains("insufficient funds")
 }
 
+/// Whether a node's message says it has not reached (or no longer has) the block the request
+/// names (anvil, geth, erigon, nethermind, reth, besu wordings).
+pub fn is_behind_the_block(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "blockoutofrange",
+        "block out of range",
+        "block height is",
+        "header not found",
+        "unknown block",
+        "block not found",
+        "beyond current head",
+        "greater than the current",
+        "greater than the latest",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
 /// Classify a JSON-RPC error response by code and message (clients differ in both).
 pub fn classify_response(code: i64, message: &str) -> ErrorClass {
     // The same call fails the same way until the transaction shrinks or the signer is funded.
@@ -117,6 +136,12 @@ pub fn classify_response(code: i64, message: &str) -> ErrorClass {
     }
     if code == 3 || m.contains("execution reverted") || m.contains("revert") {
         return ErrorClass::Fatal;
+    }
+    // A node behind the block asked for answers "invalid params" on some clients (anvil's
+    // `BlockOutOfRangeError`): the request is right, this endpoint lags — another one (or this
+    // one a block later) serves it.
+    if is_behind_the_block(message) {
+        return ErrorClass::Retryable;
     }
     if code == -32602
         || code == -32601
@@ -286,6 +311,35 @@ mod tests {
         assert_eq!(
             classify(&resp(-32000, "missing trie node abc")),
             ErrorClass::Retryable
+        );
+    }
+
+    #[test]
+    fn a_node_behind_the_block_asked_for_is_retryable_whatever_its_code() {
+        for (code, message) in [
+            (
+                -32602,
+                "BlockOutOfRangeError: block height is 13 but requested was 15",
+            ),
+            (-32000, "header not found"),
+            (-32000, "unknown block"),
+            (-32001, "Block not found"),
+            (-32000, "block range extends beyond current head block"),
+        ] {
+            assert!(is_behind_the_block(message), "{message}");
+            assert_eq!(
+                classify(&resp(code, message)),
+                ErrorClass::Retryable,
+                "{code} {message}"
+            );
+        }
+        // Other invalid params stay fatal.
+        assert_eq!(
+            classify(&resp(
+                -32602,
+                "invalid argument 0: hex string without 0x prefix"
+            )),
+            ErrorClass::Fatal
         );
     }
 

@@ -17,7 +17,7 @@ use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::harness::tools::Tools;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-use crate::eventually;
+use crate::Poll;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_endpoint_that_still_answers_is_demoted_and_the_lanes_keep_their_latency() {
@@ -74,14 +74,15 @@ async fn a_frozen_endpoint_that_still_answers_is_demoted_and_the_lanes_keep_thei
     proxy.set_mode(ProxyMode::Refuse);
     for port in &devnet.operator_http_ports {
         let series = "multibridge_rpc_requests_total{chain=\"service\",endpoint=\"1\",method=\"eth_blockNumber\",outcome=\"ok\"}";
-        eventually(
+        Poll::new(
             format!("relay {port} reads the frozen node"),
             Duration::from_secs(30),
-            async || match metric(*port, series).await {
-                Some(v) if v > 0.0 => Ok(()),
-                other => Err(format!("{series} = {other:?}")),
-            },
         )
+        .logs(devnet.dir(), 3, 40)
+        .until(async || match metric(*port, series).await {
+            Some(v) if v > 0.0 => Ok(()),
+            other => Err(format!("{series} = {other:?}")),
+        })
         .await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -93,14 +94,15 @@ async fn a_frozen_endpoint_that_still_answers_is_demoted_and_the_lanes_keep_thei
             let series = format!(
                 "multibridge_rpc_endpoint_healthy{{chain=\"service\",endpoint=\"{endpoint}\"}}"
             );
-            eventually(
+            Poll::new(
                 format!("relay {port}: service endpoint {endpoint} healthy = {want}"),
                 Duration::from_secs(60),
-                async || match metric(*port, &series).await {
-                    Some(v) if v == want => Ok(()),
-                    other => Err(format!("{series} = {other:?}")),
-                },
             )
+            .logs(devnet.dir(), 3, 40)
+            .until(async || match metric(*port, &series).await {
+                Some(v) if v == want => Ok(()),
+                other => Err(format!("{series} = {other:?}")),
+            })
             .await;
         }
     }
