@@ -7,10 +7,14 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Regist
 /// How a fetch of a peer operator's signatures went (label `outcome`).
 pub const FETCH_OUTCOMES: [&str; 4] = ["ok", "unreachable", "garbage", "unlocated"];
 
-/// The phases of one attested step (label `phase`): composing the batches of the open requests
-/// from the store, signing this operator's, fetching the others', and estimating and sending
-/// the batches due.
-pub const STEP_PHASES: [&str; 4] = ["compose", "sign", "collect", "send"];
+/// The phases of one attested step (label `phase`): reading the open requests from the store
+/// and whether the destination handled them, composing their batches, signing this operator's,
+/// fetching the others', and estimating and sending the batches due.
+pub const STEP_PHASES: [&str; 5] = ["precheck", "compose", "sign", "collect", "send"];
+
+/// How the pre-check of an attested step learned a nonce's state (label `how`): derived from
+/// `lowerHandleNonce`/`upperHandleNonce`, or read one by one (`votingStatus`).
+pub const PRECHECK_HOW: [&str; 2] = ["derived", "read"];
 
 /// The `turn` label of `attested_batches_sent_total`: the sender's own turn, or a standby's.
 pub const SEND_TURNS: [&str; 2] = ["own", "standby"];
@@ -30,6 +34,7 @@ pub struct AttestMetrics {
     threshold: IntGaugeVec,
     step_seconds: HistogramVec,
     pages_written: IntCounterVec,
+    precheck_nonces: IntCounterVec,
 }
 
 impl AttestMetrics {
@@ -85,6 +90,11 @@ impl AttestMetrics {
                 "Pages of this operator's signatures written to its attestation store (voting.attestation_store: the location the registry publishes for an operator without HTTP): ok or failed (retried)",
                 &["lane", "outcome"],
             )?,
+            precheck_nonces: f.counter(
+                "attestation_precheck_nonces_total",
+                "Open requests the pre-check of an attested step looked at: how=\"derived\" (below lowerHandleNonce or at or above upperHandleNonce: no read) or \"read\" (between them: votingStatus)",
+                &["lane", "how"],
+            )?,
         };
         registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
@@ -96,6 +106,12 @@ impl AttestMetrics {
                 metrics
                     .pages_written
                     .with_label_values(&[lane, outcome])
+                    .reset();
+            }
+            for how in PRECHECK_HOW {
+                metrics
+                    .precheck_nonces
+                    .with_label_values(&[lane, how])
                     .reset();
             }
             metrics.oldest_signatures.with_label_values(&[lane]).set(0);
@@ -129,6 +145,15 @@ impl AttestMetrics {
         self.step_seconds
             .with_label_values(&[lane.as_str(), phase])
             .observe(seconds);
+    }
+
+    /// Count the nonces a pre-check on `lane` derived and read.
+    pub fn prechecked(&self, lane: Lane, derived: u64, read: u64) {
+        for (how, n) in PRECHECK_HOW.into_iter().zip([derived, read]) {
+            self.precheck_nonces
+                .with_label_values(&[lane.as_str(), how])
+                .inc_by(n);
+        }
     }
 
     /// Count a page of signatures written to the attestation store (`outcome` one of

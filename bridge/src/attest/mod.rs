@@ -148,7 +148,7 @@ pub struct Attestor {
     /// The operator each fetch out asks.
     fetching_from: HashMap<tokio::task::Id, Address>,
     rounds: u64,
-    last_phases: [Duration; 3],
+    last_phases: [Duration; 4],
     /// The writer of this operator's signature pages (`voting.attestation_store`).
     pages: Option<objects::PageSender>,
 }
@@ -181,7 +181,7 @@ impl Attestor {
             fetching: tokio::task::JoinSet::new(),
             fetching_from: HashMap::new(),
             rounds: 0,
-            last_phases: [Duration::ZERO; 3],
+            last_phases: [Duration::ZERO; 4],
             pages: None,
         }
     }
@@ -203,16 +203,29 @@ impl Attestor {
     /// phase and log a step of [`SLOW_STEP`] or more with its phases (the batches due waited
     /// that long for this relay).
     pub fn finish_step(&self, send: Duration, batches: usize) {
-        let [compose, sign, collect] = self.last_phases;
+        let [precheck, compose, sign, collect] = self.last_phases;
         self.metrics
-            .step_phase(self.lane, STEP_PHASES[3], send.as_secs_f64());
-        let total = [compose, sign, collect, send]
+            .step_phase(self.lane, STEP_PHASES[4], send.as_secs_f64());
+        let total = [precheck, compose, sign, collect, send]
             .into_iter()
             .fold(Duration::ZERO, Duration::saturating_add);
         if total >= SLOW_STEP {
             let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            tracing::info!(lane = %self.lane, batches, compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(send), "slow attested step: the batches due waited this long for this relay");
+            tracing::info!(lane = %self.lane, batches, precheck_ms = ms(precheck), compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(send), "slow attested step: the batches due waited this long for this relay");
         }
+    }
+
+    /// The pre-check of the step about to [`plan`](Self::plan) took `took`.
+    pub fn precheck_took(&mut self, took: Duration) {
+        self.last_phases[0] = took;
+        self.metrics
+            .step_phase(self.lane, STEP_PHASES[0], took.as_secs_f64());
+    }
+
+    /// Count a pre-check that derived the state of `derived` nonces and read `read`.
+    pub fn count_precheck(&self, derived: usize, read: usize) {
+        self.metrics
+            .prechecked(self.lane, derived as u64, read as u64);
     }
 
     /// Count a batch sent.
@@ -251,11 +264,12 @@ impl Attestor {
         self.collect(committee).await;
         let now = Instant::now();
         self.last_phases = [
+            self.last_phases[0],
             composed.saturating_duration_since(started),
             signed.saturating_duration_since(composed),
             now.saturating_duration_since(signed),
         ];
-        for (phase, took) in STEP_PHASES.iter().zip(self.last_phases) {
+        for (phase, took) in STEP_PHASES.iter().zip(self.last_phases).skip(1) {
             self.metrics
                 .step_phase(self.lane, phase, took.as_secs_f64());
         }

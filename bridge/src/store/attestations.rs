@@ -18,6 +18,17 @@ pub(super) const SCHEMA: &str = "
         PRIMARY KEY (lane, first_nonce));
     CREATE INDEX IF NOT EXISTS requests_block ON requests (lane, src_block, nonce);";
 
+/// The fresh open requests of a lane by nonce, with all an attested step's look-ahead asks of
+/// them: that query reads this index alone (a few bytes per request) instead of every row with
+/// its payload — thousands per step, which spilled out of the 2 MB page cache into a `pread`
+/// per page. `status` and `reason` are the same in every entry, but SQLite reads a column the
+/// query names from the row unless the index holds it. Created after the migrations
+/// (`not_before` came with schema version 2).
+pub(super) const FRESH_NONCES_INDEX: &str = "
+    CREATE INDEX IF NOT EXISTS requests_fresh
+        ON requests (lane, nonce, not_before, status, reason)
+        WHERE status = 'observed' AND reason IS NULL;";
+
 /// This operator's signature of one attested batch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnAttestation {

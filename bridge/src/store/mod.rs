@@ -367,6 +367,47 @@ impl Store {
         Ok(rows)
     }
 
+    /// The nonces of the requests [`needing_vote`](Self::needing_vote) returns, without their
+    /// rows: what an attested step looks ahead at (its batches read the payloads they need when
+    /// composed). The fresh ones come from the `requests_fresh` index alone.
+    pub fn needing_vote_nonces(
+        &self,
+        lane: Lane,
+        retry_after_secs: u64,
+        limit: usize,
+        waiting_limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let now = unix_now();
+        let nonces = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<u64>, StoreError> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params, |r| r.get::<_, i64>(0))?;
+            rows.map(|n| Ok(u64::try_from(n?).unwrap_or_default()))
+                .collect()
+        };
+        let mut out = nonces(
+            "SELECT nonce FROM requests WHERE lane = ?1 AND status = 'observed'
+             AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
+             ORDER BY nonce LIMIT ?2",
+            params![lane.as_str(), to_i64(limit as u64), to_i64(now)],
+        )?;
+        if waiting_limit > 0 {
+            out.extend(nonces(
+                "SELECT nonce FROM requests WHERE lane = ?1 AND status = 'observed'
+                 AND reason IS NOT NULL AND updated_at <= ?2
+                 AND (not_before IS NULL OR not_before <= ?4)
+                 ORDER BY nonce LIMIT ?3",
+                params![
+                    lane.as_str(),
+                    to_i64(now.saturating_sub(retry_after_secs)),
+                    to_i64(waiting_limit as u64),
+                    to_i64(now)
+                ],
+            )?);
+            out.sort_unstable();
+        }
+        Ok(out)
+    }
+
     /// Voted requests not looked at for `older_than_secs`, least recently checked first: the ones
     /// to re-check for their handle, round-robin.
     pub fn stale_voted(

@@ -95,6 +95,7 @@ impl Store {
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;
+        store.conn.execute_batch(attestations::FRESH_NONCES_INDEX)?;
         Ok(store)
     }
 

@@ -676,3 +676,60 @@ fn compaction_keeps_the_rows_of_the_attested_batch_its_point_falls_in() {
         "counts stay whole"
     );
 }
+
+/// The attested look-ahead's nonces are exactly `needing_vote`'s (fresh, waiting and due,
+/// deferred, voted and handled ones alike), and the fresh ones come from the `requests_fresh`
+/// index alone: no row, no payload.
+#[test]
+fn the_nonces_needing_a_vote_are_needing_votes_and_read_from_an_index_alone() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests: Vec<Request> = (0..12).map(|n| request(n, 1)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    store.apply(lane, 1, &Transition::Voted).unwrap();
+    store.apply(lane, 2, &Transition::Handled).unwrap();
+    let waiting = Transition::Waiting {
+        reason: WaitReason::Paused,
+        detail: String::new(),
+    };
+    store.apply(lane, 3, &waiting).unwrap();
+    let deferred = Transition::Deferred {
+        until: unix_now() + 3600,
+    };
+    store.apply(lane, 4, &deferred).unwrap();
+    for (pause, limit, waiting_limit) in [(0, 20, 20), (3600, 20, 20), (0, 3, 1), (0, 20, 0)] {
+        let rows: Vec<u64> = store
+            .needing_vote(lane, pause, limit, waiting_limit)
+            .unwrap()
+            .iter()
+            .map(|r| r.request.nonce)
+            .collect();
+        let nonces = store
+            .needing_vote_nonces(lane, pause, limit, waiting_limit)
+            .unwrap();
+        assert_eq!(nonces, rows, "pause {pause} limit {limit}/{waiting_limit}");
+    }
+    assert_eq!(
+        store.needing_vote_nonces(lane, 0, 20, 20).unwrap(),
+        vec![0, 3, 5, 6, 7, 8, 9, 10, 11]
+    );
+    let plan: Vec<String> = {
+        let mut stmt = store
+            .conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT nonce FROM requests WHERE lane = ?1
+                 AND status = 'observed' AND reason IS NULL
+                 AND (not_before IS NULL OR not_before <= ?3) ORDER BY nonce LIMIT ?2",
+            )
+            .unwrap();
+        stmt.query_map(params!["main-to-service", 10, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("USING COVERING INDEX requests_fresh")),
+        "{plan:?}"
+    );
+}

@@ -2,9 +2,11 @@
 //! which says which batches to send now; each is estimated and sent as one `executeAttested`
 //! through the lane's submitter, its open requests tracked as for a vote.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use alloy::sol_types::SolCall;
+use multibridge_contracts::NonceState;
 use multibridge_contracts::bindings::Bridge;
 
 use super::{Committee, DestinationReads, Entry, VoteStep, Voter, VoterError};
@@ -12,10 +14,16 @@ use crate::attest::AttestError;
 use crate::chain::ChainError;
 use crate::chain::sender::SendError;
 use crate::chain::submitter::{Submit, SubmitError};
-use crate::store::StoredRequest;
 
 /// How long the committee read for attested batches is used.
 const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// The least an attested lane looks ahead, in transactions' worth of open requests per
+/// transaction of room.
+const ATTESTED_MIN_REACH: usize = 4;
+/// The most: the store query grows with the reach, and past this many operators a relay's own
+/// turns are rare enough that the standby timeout sends the rest.
+const ATTESTED_MAX_REACH: usize = 16;
 
 impl From<AttestError> for VoterError {
     fn from(e: AttestError) -> Self {
@@ -39,16 +47,19 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(committee)
     }
 
-    /// Plan and send the attested batches of the open requests `open`, at most `room`
-    /// transactions.
+    /// One attested step: the pre-check of the look-ahead, then its batches planned and sent
+    /// (at most `room` transactions).
     pub(super) async fn step_attested(
         &mut self,
-        open: Vec<StoredRequest>,
         room: usize,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
-        let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
+        let prechecking = Instant::now();
         let committee = self.attest_committee().await?;
+        let nonces = self.ready_attested(&committee, room, step).await?;
+        if let Some(attestor) = self.attestor.as_mut() {
+            attestor.precheck_took(prechecking.elapsed());
+        }
         let latest = self.destination.latest_block_gas().await?;
         self.gas_limit = Some((latest.limit, Instant::now()));
         let Some(attestor) = self.attestor.as_mut() else {
@@ -65,6 +76,112 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             attestor.finish_step(sending.elapsed(), count);
         }
         result
+    }
+
+    /// How many requests an attested step looks at. The batches in view are signed and served
+    /// to the other operators whatever this relay's own room, so the full `max_in_flight`
+    /// transactions' worth (a relay whose transactions fill its room signed two batches ahead,
+    /// and the others' batches waited for its signature); and a batch is sent by the operator
+    /// whose turn it is, so of `n` operators' batches about one in `n` is this relay's: `n`
+    /// times as far (at least [`ATTESTED_MIN_REACH`]) keeps its own turns in view however large
+    /// the committee.
+    fn attested_look_ahead(&self, committee: &Committee) -> usize {
+        let reach = committee
+            .operators
+            .len()
+            .clamp(ATTESTED_MIN_REACH, ATTESTED_MAX_REACH);
+        self.config
+            .batch_size
+            .saturating_mul(self.config.max_in_flight.max(1))
+            .saturating_mul(reach)
+            .max(64)
+    }
+
+    /// The open requests of the look-ahead (their nonces, ascending, none in flight), after
+    /// the pre-check settled the handled ones. Only nonces are read from the store (an index
+    /// alone): the batches read the payloads they need when composed. Requests voted before the
+    /// lane switched to attested batches are signed and sent like the others (votes and
+    /// signatures never add up).
+    async fn ready_attested(
+        &mut self,
+        committee: &Committee,
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<Vec<u64>, VoterError> {
+        let lane = self.metrics.lane;
+        let limit = self.attested_look_ahead(committee);
+        let retry_after = self.config.retry_after.as_secs().max(1);
+        let (fresh, voted) = {
+            let store = self.store.lock();
+            let window = limit.saturating_add(self.pending.len());
+            let fresh: Vec<u64> = store
+                .needing_vote_nonces(lane, retry_after, window, room)?
+                .into_iter()
+                .filter(|n| !self.pending.contains_key(n))
+                .take(limit)
+                .collect();
+            let voted: BTreeSet<u64> = store
+                .stale_voted(lane, retry_after, limit)?
+                .into_iter()
+                .map(|r| r.request.nonce)
+                .collect();
+            (fresh, voted)
+        };
+        let nonces: Vec<u64> = fresh
+            .into_iter()
+            .chain(voted.iter().copied())
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        if nonces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let states = self.attested_states(&nonces).await?;
+        let mut open = Vec::with_capacity(nonces.len());
+        let mut handled = Vec::new();
+        for (nonce, state) in nonces.into_iter().zip(states) {
+            if state == NonceState::Handled {
+                handled.push((nonce, voted.contains(&nonce)));
+            } else {
+                open.push(nonce);
+            }
+        }
+        self.settle_handled(handled, step).await?;
+        Ok(open)
+    }
+
+    /// The destination state of `nonces` for an attested lane, where only "handled or not"
+    /// matters (nobody's vote counts there): below `lowerHandleNonce` every nonce is handled, at
+    /// or above `upperHandleNonce` none is, so only the nonces between are read one by one. A
+    /// drain's look-ahead (5,376 requests at 5 of 7) is mostly above `upperHandleNonce`; reading
+    /// all of it was 21 `votingStatus` calls per relay per step, on the chain that is also
+    /// mining the batches.
+    async fn attested_states(&self, nonces: &[u64]) -> Result<Vec<NonceState>, VoterError> {
+        let (lower, upper) = self.destination.handle_nonces().await?;
+        let between: Vec<u64> = nonces
+            .iter()
+            .copied()
+            .filter(|n| (lower..upper).contains(n))
+            .collect();
+        let mut read: HashMap<u64, NonceState> = if between.is_empty() {
+            HashMap::new()
+        } else {
+            let states = self.destination.voting_status(&between).await?;
+            between.into_iter().zip(states).collect()
+        };
+        if let Some(attestor) = &self.attestor {
+            attestor.count_precheck(nonces.len().saturating_sub(read.len()), read.len());
+        }
+        Ok(nonces
+            .iter()
+            .map(|n| {
+                if *n < lower {
+                    NonceState::Handled
+                } else {
+                    read.remove(n).unwrap_or(NonceState::Open)
+                }
+            })
+            .collect())
     }
 
     /// Estimate and send `sends` (at most `room`), tracking the requests of `nonces` they carry.

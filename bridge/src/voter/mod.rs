@@ -396,11 +396,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if room == 0 && self.attestor.is_none() {
             return Ok(step);
         }
-        let Ready { vote, execute } = self.ready(room, &mut step).await?;
         if self.attestor.is_some() {
-            self.step_attested(vote, room, &mut step).await?;
+            self.step_attested(room, &mut step).await?;
             return Ok(step);
         }
+        let Ready { vote, execute } = self.ready(room, &mut step).await?;
         if vote.is_empty() && execute.is_empty() {
             return Ok(step);
         }

@@ -8,20 +8,12 @@ use std::time::Instant;
 use multibridge_contracts::{NonceState, RequestStatus};
 
 use super::DestinationReads;
-use super::committee::Committee;
 use super::{
     EXECUTE_CHECK_AFTER_SECS, MAX_EXECUTE_BATCH, NOT_FINAL_RECHECK_SECS, Outcome, Ready, Seen,
     VoteStep, Voter, VoterError, WINDOW_RECHECK, committee, nonce_ranges,
 };
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
-
-/// The least an attested lane looks ahead, in transactions' worth of open requests per
-/// transaction of room (also when the committee is not read: standing by off).
-const ATTESTED_MIN_REACH: usize = 4;
-/// The most: the store query grows with the reach, and past this many operators a relay's own
-/// turns are rare enough that the standby timeout sends the rest.
-const ATTESTED_MAX_REACH: usize = 16;
 
 /// Where the destination's vote window ends for `upperHandleNonce` = `upper`.
 fn window_end(upper: u64) -> u64 {
@@ -111,23 +103,44 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
-    /// How many transactions' worth of open requests to look at. Votes: `room` (every open
-    /// request is this relay's to vote). Attested: the batches in view are signed and served to
-    /// the other operators whatever this relay's own room, so the full `max_in_flight` (a relay
-    /// whose transactions fill its room signed two batches ahead, and the others' batches
-    /// waited for its signature); and a batch is sent by the operator whose turn it is, so of
-    /// `n` operators' batches about one in `n` is this relay's: `n` times as far (at least
-    /// [`ATTESTED_MIN_REACH`]) keeps its own turns in view however large the committee.
-    fn look_ahead(&self, room: usize, committee: Option<&Committee>) -> usize {
-        if self.attestor.is_none() {
-            return room;
+    /// Settle the requests the destination handled (`(nonce, voted by us)`): final at the
+    /// destination's confirmation depth, or looked at again later.
+    pub(super) async fn settle_handled(
+        &mut self,
+        handled: Vec<(u64, bool)>,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        if handled.is_empty() {
+            return Ok(());
         }
-        let reach = committee.map_or(ATTESTED_MIN_REACH, |c| {
-            c.operators
-                .len()
-                .clamp(ATTESTED_MIN_REACH, ATTESTED_MAX_REACH)
-        });
-        self.config.max_in_flight.saturating_mul(reach)
+        let lane = self.metrics.lane;
+        let nonces: Vec<u64> = handled.iter().map(|(n, _)| *n).collect();
+        // A node that cannot serve state that deep (not an archive node, or a safe block
+        // before the bridge existed) must not stop voting: the handle counts as seen at the
+        // head, and recovery reopens it should the destination later say it is open.
+        let finals = match self.destination.handled_final(&nonces).await {
+            Ok(finals) => finals,
+            Err(e) => {
+                tracing::warn!(lane = %lane, error = %e, "cannot read handles at the destination's confirmation depth; taking them as seen at the head");
+                vec![true; nonces.len()]
+            }
+        };
+        let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
+        for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
+            if is_final {
+                self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
+            } else if voted {
+                // Back of the re-check queue, so newer work is not starved.
+                self.store.lock().apply(lane, nonce, &Transition::Touched)?;
+            } else {
+                self.store.lock().apply(
+                    lane,
+                    nonce,
+                    &Transition::Deferred { until: recheck_at },
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
@@ -139,11 +152,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<Ready, VoterError> {
         let lane = self.metrics.lane;
         let committee = self.committee().await?;
-        let limit = self
-            .config
-            .batch_size
-            .saturating_mul(self.look_ahead(room, committee.as_ref()).max(1))
-            .max(64);
+        let limit = self.config.batch_size.saturating_mul(room.max(1)).max(64);
         let retry_after = self.config.retry_after.as_secs().max(1);
         self.release_window_waits().await?;
         let (me, standby_after, now) = (self.operator, self.config.standby_after, unix_now());
@@ -162,24 +171,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let recheck = store.stale_voted(lane, retry_after, limit)?;
             (candidates, recheck)
         };
-        // The window bounds votes only (audit NEW-M1: a vote far ahead can only be junk); an
-        // attested batch carries a threshold of signatures and executes at any nonce. Holding
-        // attested requests to it capped a drain at 4,096 requests ahead of the highest handled
-        // one — four blocks of attested batches — and a batch late at its bottom stalled the lane.
-        let candidates = if self.attestor.is_some() {
-            candidates
-        } else {
-            self.within_vote_window(candidates, retry_after).await?
-        };
+        let candidates = self.within_vote_window(candidates, retry_after).await?;
         // A request another operator is first for waits (deferred in the store, so it stays out
         // of the window until it is due); when due it is voted only if the lane moved past it.
         let mut upper = None;
         let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
         for r in candidates {
             let nonce = r.request.nonce;
-            // Attested batches have turns of their own (per batch, `crate::attest`).
-            if self.attestor.is_some() || committee.as_ref().is_none_or(|c| c.is_primary(nonce, me))
-            {
+            if committee.as_ref().is_none_or(|c| c.is_primary(nonce, me)) {
                 open.push(r);
                 continue;
             }
@@ -216,12 +215,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     handled.push((nonce, voted));
                     continue;
                 }
-                // A lane switched to attested batches: requests this operator voted before are
-                // signed and sent like the others (votes and signatures never add up).
-                NonceState::VotedByUs if self.attestor.is_some() => {
-                    ready.push(stored);
-                    continue;
-                }
                 NonceState::VotedByUs if voted => {
                     if now.saturating_sub(stored.observed_at) >= EXECUTE_CHECK_AFTER_SECS
                         && long_voted.len() < MAX_EXECUTE_BATCH
@@ -240,34 +233,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             };
             self.settle(nonce, outcome, Seen::PreCheck, step)?;
         }
-        if !handled.is_empty() {
-            let nonces: Vec<u64> = handled.iter().map(|(n, _)| *n).collect();
-            // A node that cannot serve state that deep (not an archive node, or a safe block
-            // before the bridge existed) must not stop voting: the handle counts as seen at the
-            // head, and recovery reopens it should the destination later say it is open.
-            let finals = match self.destination.handled_final(&nonces).await {
-                Ok(finals) => finals,
-                Err(e) => {
-                    tracing::warn!(lane = %lane, error = %e, "cannot read handles at the destination's confirmation depth; taking them as seen at the head");
-                    vec![true; nonces.len()]
-                }
-            };
-            let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
-            for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
-                if is_final {
-                    self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
-                } else if voted {
-                    // Back of the re-check queue, so newer work is not starved.
-                    self.store.lock().apply(lane, nonce, &Transition::Touched)?;
-                } else {
-                    self.store.lock().apply(
-                        lane,
-                        nonce,
-                        &Transition::Deferred { until: recheck_at },
-                    )?;
-                }
-            }
-        }
+        self.settle_handled(handled, step).await?;
         // Voted long ago and still open: if the keys already hold the threshold (a lowered
         // threshold), nobody's vote will execute them — an execution will (one read finds out).
         let execute = if long_voted.is_empty() {

@@ -21,6 +21,9 @@ pub trait DestinationReads: Send + Sync {
     fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
     /// `upperHandleNonce`: the highest handled nonce + 1.
     fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+    /// (`lowerHandleNonce`, `upperHandleNonce`): every nonce below the first is handled, none at
+    /// or above the second.
+    fn handle_nonces(&self) -> impl Future<Output = Result<(u64, u64), ChainError>> + Send;
     /// The gas used and the gas limit of the destination's latest block.
     fn latest_block_gas(&self) -> impl Future<Output = Result<BlockGas, ChainError>> + Send;
     /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
@@ -91,6 +94,10 @@ impl DestinationReads for BridgeReads {
 
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
         Ok(self.chain.views().handle_nonces().await?.1)
+    }
+
+    async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
+        self.chain.views().handle_nonces().await
     }
 
     async fn handled_final(&self, nonces: &[u64]) -> Result<Vec<bool>, ChainError> {

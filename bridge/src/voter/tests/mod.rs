@@ -106,6 +106,15 @@ impl DestinationReads for Arc<FakeDestination> {
             .count() as u64)
     }
 
+    async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
+        let upper = self.upper_handle_nonce().await?;
+        let states = self.states.lock().unwrap();
+        let lower = (0..)
+            .find(|n| states.get(n) != Some(&NonceState::Handled))
+            .unwrap_or(0);
+        Ok((lower, upper))
+    }
+
     async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
         let states = self.states.lock().unwrap();
         Ok(states
