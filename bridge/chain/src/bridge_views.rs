@@ -336,28 +336,29 @@ impl<'a> BridgeViews<'a> {
     }
 
     /// `votingStatus` in chunks, at `block` (latest if `None`): (handled, voted by `operator`).
+    /// The chunks are read concurrently (one after the other they were most of a pre-check
+    /// with a few thousand requests open).
     async fn voting_flags(
         &self,
         operator: Address,
         nonces: &[u64],
         block: Option<u64>,
     ) -> Result<(Vec<bool>, Vec<bool>), ChainError> {
-        let (mut handled, mut voted) = (Vec::with_capacity(nonces.len()), Vec::new());
-        for chunk in nonces.chunks(VOTING_STATUS_CHUNK) {
+        let reads = nonces.chunks(VOTING_STATUS_CHUNK).map(|chunk| {
             let chunk = chunk.to_vec();
-            let status = self
-                .chain
-                .bridge_call("votingStatus", |b| {
-                    let chunk = chunk.clone();
-                    async move {
-                        let call = b.votingStatus(chunk, operator);
-                        match block {
-                            Some(n) => call.block(alloy::eips::BlockId::number(n)).call().await,
-                            None => call.call().await,
-                        }
+            self.chain.bridge_call("votingStatus", move |b| {
+                let chunk = chunk.clone();
+                async move {
+                    let call = b.votingStatus(chunk, operator);
+                    match block {
+                        Some(n) => call.block(alloy::eips::BlockId::number(n)).call().await,
+                        None => call.call().await,
                     }
-                })
-                .await?;
+                }
+            })
+        });
+        let (mut handled, mut voted) = (Vec::with_capacity(nonces.len()), Vec::new());
+        for status in futures::future::try_join_all(reads).await? {
             handled.extend(status.handled);
             voted.extend(status.voted);
         }

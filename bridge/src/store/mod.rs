@@ -308,6 +308,38 @@ impl Store {
             .transpose()
     }
 
+    /// When request `nonce` of `lane` was first indexed (unix seconds), without reading its
+    /// payload.
+    pub fn observed_at(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT observed_at FROM requests WHERE lane = ?1 AND nonce = ?2")?
+            .query_row(params![lane.as_str(), to_i64(nonce)], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|at| u64::try_from(at).unwrap_or_default()))
+    }
+
+    /// Run `f` in one write transaction: many transitions, one commit (a commit per
+    /// transition wrote every touched page to the WAL again — a step settling a thousand
+    /// requests did it a thousand times). Rolled back if `f` fails.
+    pub fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = f(self).and_then(|value| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(value)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            // Best effort: the error that made it roll back is the one to report.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
     /// Open requests (observed, voting, voted) of `lane` in nonce order, at most `limit`.
     pub fn open_requests(
         &self,
@@ -459,7 +491,8 @@ impl Store {
         let not_final = "status NOT IN ('handled', 'rejected')";
         let changed = match transition {
             Transition::Sent { tx: hash } => {
-                let tx = self.conn.transaction()?;
+                // A savepoint: the same inside a caller's transaction (`in_transaction`) as out.
+                let tx = self.conn.savepoint()?;
                 let changed = tx.execute(
                     &format!(
                         "UPDATE requests SET status = 'voting', attempts = attempts + 1, updated_at = ?3

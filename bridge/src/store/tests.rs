@@ -733,3 +733,41 @@ fn the_nonces_needing_a_vote_are_needing_votes_and_read_from_an_index_alone() {
         "{plan:?}"
     );
 }
+
+/// Many transitions in one transaction: all of them (a vote sent included: its own savepoint
+/// nests), or — when one fails — none.
+#[test]
+fn transitions_in_one_transaction_commit_together_or_not_at_all() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests: Vec<Request> = (0..4).map(|n| request(n, 1)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    let tx = alloy::primitives::B256::repeat_byte(7);
+    store
+        .in_transaction(|s| {
+            s.apply(lane, 0, &Transition::Handled)?;
+            s.apply(lane, 1, &Transition::Sent { tx })?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(status(&store, lane, 0), RequestStatus::Handled);
+    assert_eq!(status(&store, lane, 1), RequestStatus::Voting);
+    let failed = store.in_transaction(|s| {
+        s.apply(lane, 2, &Transition::Handled)?;
+        Err::<(), _>(StoreError::Corrupt("a failure halfway".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        status(&store, lane, 2),
+        RequestStatus::Observed,
+        "rolled back"
+    );
+    // The connection is usable (not left inside a transaction).
+    store.apply(lane, 3, &Transition::Handled).unwrap();
+    assert_eq!(status(&store, lane, 3), RequestStatus::Handled);
+    assert_eq!(
+        store.observed_at(lane, 3).unwrap(),
+        store.get(lane, 3).unwrap().map(|r| r.observed_at)
+    );
+    assert_eq!(store.observed_at(lane, 9).unwrap(), None);
+}

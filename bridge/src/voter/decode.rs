@@ -127,10 +127,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<(), VoterError> {
         let carried = self.requests_of(tx_nonce);
         if !receipt.status() {
-            for nonce in carried {
-                self.settle(nonce, Outcome::VoteGone, Seen::Receipt, step)?;
-            }
-            return Ok(());
+            let gone = carried
+                .into_iter()
+                .map(|n| (n, Outcome::VoteGone))
+                .collect();
+            return self.settle_all(gone, Seen::Receipt, step);
         }
         let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
         for log in receipt.inner.logs() {
@@ -147,12 +148,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 outcomes.insert(e.inner.data.nonce, skipped(name, e.inner.data.reason.0));
             }
         }
-        for nonce in carried {
-            // A request the transaction carried but no log mentions: re-check it.
-            let outcome = outcomes.remove(&nonce).unwrap_or(Outcome::VoteGone);
-            self.settle(nonce, outcome, Seen::Receipt, step)?;
-        }
-        Ok(())
+        // A request the transaction carried but no log mentions: re-check it.
+        let settled = carried
+            .into_iter()
+            .map(|nonce| {
+                let outcome = outcomes.remove(&nonce).unwrap_or(Outcome::VoteGone);
+                (nonce, outcome)
+            })
+            .collect();
+        self.settle_all(settled, Seen::Receipt, step)
     }
 
     /// The destination refuses the vote: find out why and act on it.

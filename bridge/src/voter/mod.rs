@@ -301,31 +301,53 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         seen: Seen,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
+        self.settle_all(vec![(nonce, outcome)], seen, step)
+    }
+
+    /// [`settle`](Self::settle) for many requests, learnt the same way: their store transitions
+    /// in one transaction.
+    pub fn settle_all(
+        &mut self,
+        outcomes: Vec<(u64, Outcome)>,
+        seen: Seen,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         let lane = self.metrics.lane;
-        let mut store = self.store.lock();
-        let transition = match &outcome {
-            Outcome::Sent(vote) => Transition::Sent { tx: vote.tx },
-            Outcome::Replaced(tx) => Transition::Replaced { tx: *tx },
-            Outcome::Handled => Transition::Handled,
-            Outcome::VotedByUs => Transition::Voted,
-            Outcome::StillVoted => Transition::Touched,
-            Outcome::VoteGone => Transition::Reopened,
-            Outcome::Waiting(reason, detail) => Transition::Waiting {
-                reason: *reason,
-                detail: detail.clone(),
-            },
-            Outcome::Rejected(reason, detail) => Transition::Rejected {
-                reason: *reason,
-                detail: detail.clone(),
-            },
-        };
-        // The latency is measured from the row's first indexing, read before it changes.
-        let observed_at = match outcome {
-            Outcome::Handled => store.get(lane, nonce)?.map(|r| r.observed_at),
-            _ => None,
-        };
-        let changed = store.apply(lane, nonce, &transition)?;
-        drop(store);
+        let applied: Vec<(bool, Option<u64>)> = self.store.lock().in_transaction(|store| {
+            outcomes
+                .iter()
+                .map(|(nonce, outcome)| {
+                    // The latency is measured from the row's first indexing, read before it
+                    // changes.
+                    let observed_at = match outcome {
+                        Outcome::Handled => store.observed_at(lane, *nonce)?,
+                        _ => None,
+                    };
+                    let changed = store.apply(lane, *nonce, &transition_of(outcome))?;
+                    Ok((changed, observed_at))
+                })
+                .collect()
+        })?;
+        for ((nonce, outcome), (changed, observed_at)) in outcomes.into_iter().zip(applied) {
+            self.settled(nonce, outcome, seen, changed, observed_at, step);
+        }
+        Ok(())
+    }
+
+    /// The metrics and the in-memory record of a settled request (its row `changed`).
+    fn settled(
+        &mut self,
+        nonce: u64,
+        outcome: Outcome,
+        seen: Seen,
+        changed: bool,
+        observed_at: Option<u64>,
+        step: &mut VoteStep,
+    ) {
+        let lane = self.metrics.lane;
         if matches!(
             outcome,
             Outcome::Handled | Outcome::VotedByUs | Outcome::Rejected(..)
@@ -384,7 +406,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 tracing::error!(%lane, nonce, reason = reason.as_str(), %detail, "request set aside: this operator cannot vote it");
             }
         }
-        Ok(())
     }
 
     /// Read the events of the vote transactions, then pre-check and send what is ready.
@@ -648,14 +669,36 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             entry,
         };
         let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
-        for n in &nonces {
-            self.settle(*n, Outcome::Sent(vote), Seen::Tracking, step)?;
-        }
+        self.settle_all(
+            nonces.iter().map(|n| (*n, Outcome::Sent(vote))).collect(),
+            Seen::Tracking,
+            step,
+        )?;
         tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, gas_limit, count = nonces.len(), ?entry, "vote sent");
         step.sent = step.sent.saturating_add(batch.len());
         if !matches!(entry, Entry::Execute | Entry::Attested) {
             self.metrics.votes_sent.inc_by(batch.len() as u64);
         }
         Ok(())
+    }
+}
+
+/// The store transition of an outcome.
+fn transition_of(outcome: &Outcome) -> Transition {
+    match outcome {
+        Outcome::Sent(vote) => Transition::Sent { tx: vote.tx },
+        Outcome::Replaced(tx) => Transition::Replaced { tx: *tx },
+        Outcome::Handled => Transition::Handled,
+        Outcome::VotedByUs => Transition::Voted,
+        Outcome::StillVoted => Transition::Touched,
+        Outcome::VoteGone => Transition::Reopened,
+        Outcome::Waiting(reason, detail) => Transition::Waiting {
+            reason: *reason,
+            detail: detail.clone(),
+        },
+        Outcome::Rejected(reason, detail) => Transition::Rejected {
+            reason: *reason,
+            detail: detail.clone(),
+        },
     }
 }

@@ -126,21 +126,26 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             }
         };
         let recheck_at = unix_now().saturating_add(NOT_FINAL_RECHECK_SECS);
+        let mut finished = Vec::new();
+        let mut later = Vec::new();
         for ((nonce, voted), is_final) in handled.into_iter().zip(finals) {
             if is_final {
-                self.settle(nonce, Outcome::Handled, Seen::PreCheck, step)?;
+                finished.push((nonce, Outcome::Handled));
             } else if voted {
                 // Back of the re-check queue, so newer work is not starved.
-                self.store.lock().apply(lane, nonce, &Transition::Touched)?;
+                later.push((nonce, Transition::Touched));
             } else {
-                self.store.lock().apply(
-                    lane,
-                    nonce,
-                    &Transition::Deferred { until: recheck_at },
-                )?;
+                later.push((nonce, Transition::Deferred { until: recheck_at }));
             }
         }
-        Ok(())
+        if !later.is_empty() {
+            self.store.lock().in_transaction(|store| {
+                later
+                    .iter()
+                    .try_for_each(|(nonce, t)| store.apply(lane, *nonce, t).map(drop))
+            })?;
+        }
+        self.settle_all(finished, Seen::PreCheck, step)
     }
 
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
