@@ -256,19 +256,17 @@ impl<'a> BridgeViews<'a> {
 
     /// `(lowerHandleNonce, upperHandleNonce)` of this bridge as a destination.
     pub async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
-        let lower = self
-            .chain
-            .bridge_call("lowerHandleNonce", |b| async move {
+        // Both at once. Read at the same head or not, lower ≤ every handled nonce's + 1 ≤ upper
+        // holds for what each says: both only grow (a reorg aside, which any read can miss).
+        futures::future::try_join(
+            self.chain.bridge_call("lowerHandleNonce", |b| async move {
                 b.lowerHandleNonce().call().await
-            })
-            .await?;
-        let upper = self
-            .chain
-            .bridge_call("upperHandleNonce", |b| async move {
+            }),
+            self.chain.bridge_call("upperHandleNonce", |b| async move {
                 b.upperHandleNonce().call().await
-            })
-            .await?;
-        Ok((lower, upper))
+            }),
+        )
+        .await
     }
 
     /// `lowerHandleNonce` alone.

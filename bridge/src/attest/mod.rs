@@ -199,10 +199,11 @@ impl Attestor {
         self
     }
 
-    /// The step whose [`plan`](Self::plan) ran last sent `batches` in `send`: count the send
-    /// phase and log a step of [`SLOW_STEP`] or more with its phases (the batches due waited
-    /// that long for this relay).
-    pub fn finish_step(&self, send: Duration, batches: usize) {
+    /// The step whose [`plan`](Self::plan) ran last sent `batches` of the `due` ones in `send`
+    /// (more due than sent: `voting.max_in_flight` held the rest): count the send phase and
+    /// log a step of [`SLOW_STEP`] or more with its phases (the batches due waited that long
+    /// for this relay).
+    pub fn finish_step(&self, send: Duration, batches: usize, due: usize) {
         let [precheck, compose, sign, collect] = self.last_phases;
         self.metrics
             .step_phase(self.lane, STEP_PHASES[4], send.as_secs_f64());
@@ -211,7 +212,7 @@ impl Attestor {
             .fold(Duration::ZERO, Duration::saturating_add);
         if total >= SLOW_STEP {
             let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            tracing::info!(lane = %self.lane, batches, precheck_ms = ms(precheck), compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(send), "slow attested step: the batches due waited this long for this relay");
+            tracing::info!(lane = %self.lane, batches, due, precheck_ms = ms(precheck), compose_ms = ms(compose), sign_ms = ms(sign), collect_ms = ms(collect), send_ms = ms(send), "slow attested step: the batches due waited this long for this relay");
         }
     }
 
