@@ -15,6 +15,8 @@ use super::{ChainClient, ChainError};
 
 /// Most nonces asked of `votingStatus` in one call.
 const VOTING_STATUS_CHUNK: usize = 256;
+/// Most `votingStatus` chunks read at once.
+const VOTING_STATUS_CONCURRENCY: usize = 8;
 
 /// A failed read of the bridge.
 #[derive(Debug, thiserror::Error)]
@@ -334,17 +336,44 @@ impl<'a> BridgeViews<'a> {
     }
 
     /// `votingStatus` in chunks, at `block` (latest if `None`): (handled, voted by `operator`).
-    /// The chunks are read concurrently (one after the other they were most of a pre-check
-    /// with a few thousand requests open).
+    /// Up to [`VOTING_STATUS_CONCURRENCY`] chunks are read at once (one after the other they
+    /// were most of a pre-check with a few thousand requests open; all at once, tens of calls
+    /// at an endpoint that may rate-limit).
     async fn voting_flags(
         &self,
         operator: Address,
         nonces: &[u64],
         block: Option<u64>,
     ) -> Result<(Vec<bool>, Vec<bool>), ChainError> {
-        let reads = nonces.chunks(VOTING_STATUS_CHUNK).map(|chunk| {
-            let chunk = chunk.to_vec();
-            self.chain.bridge_call("votingStatus", move |b| {
+        use futures::{StreamExt, TryStreamExt};
+        let chunks: Vec<Vec<u64>> = nonces
+            .chunks(VOTING_STATUS_CHUNK)
+            .map(<[u64]>::to_vec)
+            .collect();
+        let reads = chunks
+            .into_iter()
+            .map(|chunk| self.voting_status_chunk(chunk, operator, block));
+        let (mut handled, mut voted) = (Vec::with_capacity(nonces.len()), Vec::new());
+        let statuses: Vec<_> = futures::stream::iter(reads)
+            .buffered(VOTING_STATUS_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for status in statuses {
+            handled.extend(status.handled);
+            voted.extend(status.voted);
+        }
+        Ok((handled, voted))
+    }
+
+    /// One `votingStatus` call.
+    async fn voting_status_chunk(
+        &self,
+        chunk: Vec<u64>,
+        operator: Address,
+        block: Option<u64>,
+    ) -> Result<Bridge::votingStatusReturn, ChainError> {
+        self.chain
+            .bridge_call("votingStatus", move |b| {
                 let chunk = chunk.clone();
                 async move {
                     let call = b.votingStatus(chunk, operator);
@@ -354,13 +383,7 @@ impl<'a> BridgeViews<'a> {
                     }
                 }
             })
-        });
-        let (mut handled, mut voted) = (Vec::with_capacity(nonces.len()), Vec::new());
-        for status in futures::future::try_join_all(reads).await? {
-            handled.extend(status.handled);
-            voted.extend(status.voted);
-        }
-        Ok((handled, voted))
+            .await
     }
 
     /// Votes needed to execute a request.

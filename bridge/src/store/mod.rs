@@ -270,6 +270,12 @@ pub fn payload_hash(request: &Request) -> B256 {
 /// The columns [`RawRow::read`] expects, in order.
 const ROW: &str = "nonce, payload, payload_hash, status, reason, reason_detail, attempts, observed_at, not_before";
 
+/// The fresh requests needing a vote, after `SELECT <columns>`: `?1` lane, `?2` limit, `?3` now.
+/// The `requests_fresh` index is made for this clause (with `nonce` alone, it is all it reads).
+pub(super) const FRESH_NEEDING_VOTE: &str = "FROM requests WHERE lane = ?1
+    AND status = 'observed' AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
+    ORDER BY nonce LIMIT ?2";
+
 impl Store {
     /// Source block of a stored request.
     pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
@@ -374,34 +380,19 @@ impl Store {
         limit: usize,
         waiting_limit: usize,
     ) -> Result<Vec<StoredRequest>, StoreError> {
-        let now = unix_now();
-        let mut rows = self.query_requests(
-            &format!(
-                "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
-                 AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
-                 ORDER BY nonce LIMIT ?2"
-            ),
-            params![lane.as_str(), to_i64(limit as u64), to_i64(now)],
-            lane,
-        )?;
-        if waiting_limit > 0 {
-            rows.extend(self.query_requests(
-                &format!(
-                    "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'observed'
-                     AND reason IS NOT NULL AND updated_at <= ?2
-                     AND (not_before IS NULL OR not_before <= ?4)
-                     ORDER BY nonce LIMIT ?3"
-                ),
-                params![
-                    lane.as_str(),
-                    to_i64(now.saturating_sub(retry_after_secs)),
-                    to_i64(waiting_limit as u64),
-                    to_i64(now)
-                ],
+        let mut rows = self
+            .select_needing_vote(
+                ROW,
                 lane,
-            )?);
-            rows.sort_unstable_by_key(|r| r.request.nonce);
-        }
+                retry_after_secs,
+                limit,
+                waiting_limit,
+                RawRow::read,
+            )?
+            .into_iter()
+            .map(|raw| raw.into_stored(lane))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.sort_unstable_by_key(|r| r.request.nonce);
         Ok(rows)
     }
 
@@ -415,33 +406,57 @@ impl Store {
         limit: usize,
         waiting_limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        let mut nonces: Vec<u64> = self
+            .select_needing_vote("nonce", lane, retry_after_secs, limit, waiting_limit, |r| {
+                r.get::<_, i64>(0)
+            })?
+            .into_iter()
+            .map(|n| u64::try_from(n).unwrap_or_default())
+            .collect();
+        nonces.sort_unstable();
+        Ok(nonces)
+    }
+
+    /// `columns` of the requests [`needing_vote`](Self::needing_vote) names, each read by
+    /// `read`: the fresh ones, then the waiting ones due again (not sorted together).
+    fn select_needing_vote<T>(
+        &self,
+        columns: &str,
+        lane: Lane,
+        retry_after_secs: u64,
+        limit: usize,
+        waiting_limit: usize,
+        read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let now = unix_now();
-        let nonces = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<u64>, StoreError> {
-            let mut stmt = self.conn.prepare_cached(sql)?;
-            let rows = stmt.query_map(params, |r| r.get::<_, i64>(0))?;
-            rows.map(|n| Ok(u64::try_from(n?).unwrap_or_default()))
-                .collect()
-        };
-        let mut out = nonces(
-            "SELECT nonce FROM requests WHERE lane = ?1 AND status = 'observed'
-             AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
-             ORDER BY nonce LIMIT ?2",
-            params![lane.as_str(), to_i64(limit as u64), to_i64(now)],
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {columns} {FRESH_NEEDING_VOTE}"))?;
+        let mut out = stmt
+            .query_map(
+                params![lane.as_str(), to_i64(limit as u64), to_i64(now)],
+                &read,
+            )?
+            .collect::<Result<Vec<T>, _>>()?;
         if waiting_limit > 0 {
-            out.extend(nonces(
-                "SELECT nonce FROM requests WHERE lane = ?1 AND status = 'observed'
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {columns} FROM requests WHERE lane = ?1 AND status = 'observed'
                  AND reason IS NOT NULL AND updated_at <= ?2
                  AND (not_before IS NULL OR not_before <= ?4)
-                 ORDER BY nonce LIMIT ?3",
+                 ORDER BY nonce LIMIT ?3"
+            ))?;
+            let waiting = stmt.query_map(
                 params![
                     lane.as_str(),
                     to_i64(now.saturating_sub(retry_after_secs)),
                     to_i64(waiting_limit as u64),
                     to_i64(now)
                 ],
-            )?);
-            out.sort_unstable();
+                &read,
+            )?;
+            for row in waiting {
+                out.push(row?);
+            }
         }
         Ok(out)
     }

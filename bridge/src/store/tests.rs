@@ -716,11 +716,10 @@ fn the_nonces_needing_a_vote_are_needing_votes_and_read_from_an_index_alone() {
     let plan: Vec<String> = {
         let mut stmt = store
             .conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT nonce FROM requests WHERE lane = ?1
-                 AND status = 'observed' AND reason IS NULL
-                 AND (not_before IS NULL OR not_before <= ?3) ORDER BY nonce LIMIT ?2",
-            )
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT nonce {}",
+                super::FRESH_NEEDING_VOTE
+            ))
             .unwrap();
         stmt.query_map(params!["main-to-service", 10, 0], |r| r.get::<_, String>(3))
             .unwrap()

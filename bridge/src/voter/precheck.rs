@@ -210,6 +210,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let mut ready = Vec::new();
         let mut long_voted = Vec::new();
         let mut handled: Vec<(u64, bool)> = Vec::new();
+        let mut settled = Vec::new();
         for (stored, state) in open.into_iter().zip(states) {
             let nonce = stored.request.nonce;
             let voted = stored.status == RequestStatus::Voted;
@@ -236,8 +237,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     continue;
                 }
             };
-            self.settle(nonce, outcome, Seen::PreCheck, step)?;
+            settled.push((nonce, outcome));
         }
+        self.settle_all(settled, Seen::PreCheck, step)?;
         self.settle_handled(handled, step).await?;
         // Voted long ago and still open: if the keys already hold the threshold (a lowered
         // threshold), nobody's vote will execute them — an execution will (one read finds out).

@@ -19,11 +19,13 @@ pub trait DestinationReads: Send + Sync {
     ) -> impl Future<Output = Result<Vec<NonceState>, ChainError>> + Send;
     /// The registered operators and the threshold.
     fn committee(&self) -> impl Future<Output = Result<Committee, ChainError>> + Send;
-    /// `upperHandleNonce`: the highest handled nonce + 1.
-    fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
     /// (`lowerHandleNonce`, `upperHandleNonce`): every nonce below the first is handled, none at
     /// or above the second.
     fn handle_nonces(&self) -> impl Future<Output = Result<(u64, u64), ChainError>> + Send;
+    /// `upperHandleNonce`: the highest handled nonce + 1.
+    fn upper_handle_nonce(&self) -> impl Future<Output = Result<u64, ChainError>> + Send {
+        async { Ok(self.handle_nonces().await?.1) }
+    }
     /// The gas used and the gas limit of the destination's latest block.
     fn latest_block_gas(&self) -> impl Future<Output = Result<BlockGas, ChainError>> + Send;
     /// Which of `nonces` are handled at the destination's confirmation depth (a handle above it
@@ -90,10 +92,6 @@ impl DestinationReads for BridgeReads {
             operators: views.operators().await?,
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
         })
-    }
-
-    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
-        Ok(self.chain.views().handle_nonces().await?.1)
     }
 
     async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {

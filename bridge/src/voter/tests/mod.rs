@@ -107,22 +107,16 @@ impl DestinationReads for Arc<FakeDestination> {
     }
 
     async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
-        let upper = self.upper_handle_nonce().await?;
         let states = self.states.lock().unwrap();
-        let lower = (0..)
-            .find(|n| states.get(n) != Some(&NonceState::Handled))
+        let handled = |n: &u64| states.get(n) == Some(&NonceState::Handled);
+        let lower = (0..).find(|n| !handled(n)).unwrap_or(0);
+        let upper = states
+            .keys()
+            .filter(|n| handled(n))
+            .map(|n| n + 1)
+            .max()
             .unwrap_or(0);
         Ok((lower, upper))
-    }
-
-    async fn upper_handle_nonce(&self) -> Result<u64, ChainError> {
-        let states = self.states.lock().unwrap();
-        Ok(states
-            .iter()
-            .filter(|(_, s)| **s == NonceState::Handled)
-            .map(|(n, _)| n + 1)
-            .max()
-            .unwrap_or(0))
     }
 }
 
