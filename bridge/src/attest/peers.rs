@@ -173,10 +173,23 @@ impl RegistryPeers {
             self.forget(operator);
             return Err(PeerError::Unreachable(format!("HTTP {}", answer.status())));
         }
-        let page: AttestationPage = answer
-            .json()
-            .await
-            .map_err(|e| PeerError::Garbage(e.to_string()))?;
+        // A peer shapes its answer: read at most what a full page can need, not what it sends.
+        let mut body = Vec::new();
+        let mut answer = answer;
+        while let Some(chunk) = answer.chunk().await.map_err(|e| {
+            PeerError::Unreachable(
+                multibridge_monitoring::redact::redact_urls(&e.to_string()).into_owned(),
+            )
+        })? {
+            if body.len().saturating_add(chunk.len()) > MAX_ANSWER_BYTES {
+                return Err(PeerError::Garbage(format!(
+                    "an answer over {MAX_ANSWER_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let page: AttestationPage =
+            serde_json::from_slice(&body).map_err(|e| PeerError::Garbage(e.to_string()))?;
         if page.operator != operator || page.lane != lane.as_str() {
             return Err(PeerError::Garbage(format!(
                 "a page of {} for {}",
@@ -249,6 +262,10 @@ impl RegistryPeers {
         }
     }
 }
+
+/// The most an HTTP answer of a peer is read: a full page of [`MAX_PAGE`] signatures is about
+/// 70 KiB of JSON.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Object-store pages one fetch reads (4,096 nonces: 128 batches of 32).
 const PAGES_PER_FETCH: u64 = 4;
