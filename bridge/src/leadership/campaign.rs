@@ -209,10 +209,18 @@ impl Campaign {
         if ttl <= 0 {
             return Ok(false);
         }
+        // A leader whose lease ran out by its own clock while this renewal was out (its sends
+        // were refused meanwhile) keeps the lane now: counted, since the leadership gauge reads
+        // 1 before and after and `leadership_changes_total` did not move.
+        let lapsed = *self.leading.borrow() && !self.fence.lease_valid();
         // The server counts the TTL from when its leader handled the renewal, which is after
         // it was sent: counting from `sent` keeps this replica's view the shorter one.
         self.fence
             .extend(sent, Duration::from_secs(u64::try_from(ttl).unwrap_or(0)));
+        if lapsed && self.fence.lease_valid() {
+            self.metrics.lease_lapses.inc();
+            tracing::warn!(lane = %self.lane, "lease ran out by this replica's clock before its renewal came back; renewed, sends resume");
+        }
         Ok(true)
     }
 
@@ -403,6 +411,7 @@ impl Campaign {
         let mut renewed_at = Instant::now();
         let mut backoff = HandoverBackoff::default();
         loop {
+            let started = tokio::time::Instant::now();
             // First, before any etcd call: a replica that wakes from a pause (its clock jumped
             // past its lease) is no leader, whatever it last believed.
             self.step_down_unless_proven();
@@ -423,7 +432,10 @@ impl Campaign {
             // lease id is kept: a renewal the server still grants resumes the term).
             self.step_down_unless_proven();
             self.held.set(lease);
-            tokio::time::sleep(poll).await;
+            // A poll from the step's start: a step that spent its poll waiting on etcd (a
+            // renewal through an etcd election) goes again at once, with no pause between its
+            // renewal waves.
+            tokio::time::sleep_until(started.checked_add(poll).unwrap_or(started)).await;
         }
     }
 

@@ -537,8 +537,10 @@ async fn etcd_rounds(
         .collect();
     for (i, r) in rounds.iter().enumerate() {
         eprintln!(
-            "etcd leader kill {}/{kills}: longest without a leader {:.2} s, worst vote gap {:?}",
+            "etcd leader kill {}/{kills}: etcd elected a leader after {:?}, longest without a \
+             leader {:.2} s, worst vote gap {:?}",
             i.saturating_add(1),
+            r.election,
             r.worst_leaderless().as_secs_f64(),
             r.worst_vote_gap()
         );

@@ -186,6 +186,35 @@ impl EtcdCluster {
             .position(|id| id.as_deref() == Some(leader.as_str()))
     }
 
+    /// The member that a live member other than `faulted` reports as its leader, when that is
+    /// not `faulted` itself: the cluster elected a new leader after `faulted` was killed or
+    /// paused. The others are asked at once; `faulted` is never asked (a paused member holds
+    /// the request).
+    pub async fn new_leader_without(&self, faulted: usize) -> Option<usize> {
+        let others: Vec<(usize, u16)> = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != faulted)
+            .map(|(i, m)| (i, m.client_port))
+            .collect();
+        let statuses = futures::future::join_all(
+            others
+                .iter()
+                .map(|(_, port)| member_status(&self.http, *port)),
+        )
+        .await;
+        let ids: Vec<(usize, String)> = others
+            .iter()
+            .zip(&statuses)
+            .filter_map(|((i, _), s)| s.as_ref().map(|(id, _)| (*i, id.clone())))
+            .collect();
+        statuses
+            .iter()
+            .flatten()
+            .find_map(|(_, leader)| ids.iter().find(|(_, id)| id == leader).map(|(i, _)| *i))
+    }
+
     /// Stop every member gracefully (etcd flushes its WAL), killing stragglers.
     pub fn stop(&mut self) {
         for member in &mut self.members {

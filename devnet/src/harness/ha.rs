@@ -229,25 +229,91 @@ pub async fn check_drained(
     Ok(())
 }
 
+/// The series of `multibridge_leadership_changes_total` for one lane.
+fn changes_series(lane: Lane) -> String {
+    format!("multibridge_leadership_changes_total{{lane=\"{lane}\"}}")
+}
+
+/// The series of `multibridge_lease_lapses_total` for one lane.
+fn lapses_series(lane: Lane) -> String {
+    format!("multibridge_lease_lapses_total{{lane=\"{lane}\"}}")
+}
+
+/// What one replica's `/metrics` said in one poll, per lane (`Lane::ALL` order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    /// `multibridge_leader` read 1.
+    leading: [bool; 2],
+    /// `multibridge_leadership_changes_total`.
+    changes: [f64; 2],
+    /// `multibridge_lease_lapses_total` (a lease that ran out and came back without a change).
+    lapses: [f64; 2],
+    /// `multibridge_votes_sent_total`.
+    votes: [f64; 2],
+}
+
+impl Reading {
+    const NOTHING: Self = Self {
+        leading: [false; 2],
+        changes: [0.0; 2],
+        lapses: [0.0; 2],
+        votes: [0.0; 2],
+    };
+
+    fn parse(text: &str) -> Self {
+        let value = |series: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+        };
+        let mut reading = Self::NOTHING;
+        for lane in Lane::ALL {
+            let i = lane_index(lane);
+            reading.leading[i] = value(&leader_series(lane)) == Some(1.0);
+            reading.changes[i] = value(&changes_series(lane)).unwrap_or(0.0);
+            reading.lapses[i] = value(&lapses_series(lane)).unwrap_or(0.0);
+            reading.votes[i] = value(&votes_series(lane)).unwrap_or(0.0);
+        }
+        reading
+    }
+}
+
 /// One poll of every replica's `/metrics` by a [`LeaderWatch`].
 #[derive(Debug, Clone)]
 struct Sample {
     at: Instant,
-    /// Per operator, per lane (`Lane::ALL` order): replicas reading `multibridge_leader` 1.
-    leaders: Vec<[u8; 2]>,
-    /// Per operator, per lane: `votes_sent_total` summed over the replicas that answered.
-    votes: Vec<[f64; 2]>,
+    /// Per operator, per replica: what it said (`None`: no answer in time — a killed or paused
+    /// replica, or one too slow to answer on a loaded machine).
+    readings: Vec<Vec<Option<Reading>>>,
 }
 
-/// What a [`LeaderWatch`] saw: every replica's leadership gauge and vote counter every 50 ms.
+/// A poll's view of one operator, with the replicas that did not answer filled in (see
+/// [`LeaderTimeline::filled`]).
+#[derive(Debug, Clone)]
+struct OperatorView {
+    at: Instant,
+    /// Per lane: replicas leading.
+    leaders: [u8; 2],
+    /// Per lane: votes sent, summed over the replicas.
+    votes: [f64; 2],
+}
+
+/// What a [`LeaderWatch`] saw: every replica's leadership gauge, leadership changes and vote
+/// counter every 50 ms.
 #[derive(Debug, Clone, Default)]
 pub struct LeaderTimeline {
     samples: Vec<Sample>,
 }
 
-/// Polls every replica of every operator until stopped (a killed or paused replica reads as not
-/// leading, which is what it is).
+/// Polls every replica of every operator until stopped, all at once each time, waiting up to a
+/// second for each. A replica that does not answer is *unknown* in that poll, not "not leading":
+/// on a loaded machine a scrape can miss a 200 ms deadline while the replica leads throughout,
+/// which once read as a second without a leader.
 pub struct LeaderWatch(Background<LeaderTimeline>);
+
+/// How long a [`LeaderWatch`] waits for one replica's `/metrics`.
+const WATCH_SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn lane_index(lane: Lane) -> usize {
     Lane::ALL.iter().position(|l| *l == lane).unwrap_or(0)
@@ -257,39 +323,29 @@ impl LeaderWatch {
     /// Start polling the replicas listening on `ports[operator][replica]`.
     pub fn start(ports: Vec<Vec<u16>>) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(200))
+            .timeout(WATCH_SCRAPE_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self(Background::spawn(|flag| async move {
             let mut timeline = LeaderTimeline::default();
             while !flag.load(Ordering::Relaxed) {
                 let at = Instant::now();
-                let mut leaders = vec![[0u8; 2]; ports.len()];
-                let mut votes = vec![[0f64; 2]; ports.len()];
-                for (op, replicas) in ports.iter().enumerate() {
-                    for port in replicas {
-                        let url = format!("http://127.0.0.1:{port}/metrics");
-                        let Ok(resp) = http.get(url).send().await else {
-                            continue;
-                        };
-                        let Ok(text) = resp.text().await else {
-                            continue;
-                        };
-                        for lane in Lane::ALL {
-                            let i = lane_index(lane);
-                            let value = |series: &str| {
-                                text.lines().find_map(|l| {
-                                    l.strip_prefix(series).and_then(|v| v.trim().parse().ok())
-                                })
-                            };
-                            if value(&leader_series(lane)) == Some(1.0) {
-                                leaders[op][i] = leaders[op][i].saturating_add(1);
-                            }
-                            votes[op][i] += value(&votes_series(lane)).unwrap_or(0.0);
-                        }
+                let scrape = |port: u16| {
+                    let http = http.clone();
+                    async move {
+                        let resp = http
+                            .get(format!("http://127.0.0.1:{port}/metrics"))
+                            .send()
+                            .await
+                            .ok()?;
+                        Some(Reading::parse(&resp.text().await.ok()?))
                     }
-                }
-                timeline.samples.push(Sample { at, leaders, votes });
+                };
+                let readings = futures::future::join_all(ports.iter().map(|replicas| {
+                    futures::future::join_all(replicas.iter().map(|port| scrape(*port)))
+                }))
+                .await;
+                timeline.samples.push(Sample { at, readings });
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             timeline
@@ -303,14 +359,104 @@ impl LeaderWatch {
 }
 
 impl LeaderTimeline {
+    /// Operator `op`'s polls, each replica that did not answer filled in from its answers
+    /// around it: leading a lane only if it led it in its last answer before and its first
+    /// after *and* neither its leadership-change nor its lease-lapse counter moved between them
+    /// (so it never stopped leading, nor had its fence closed, in between); otherwise not
+    /// leading. Its votes are those of its last
+    /// answer (a vote it sent while unanswered shows at its next answer).
+    fn filled(&self, op: usize) -> Vec<OperatorView> {
+        let replicas = self
+            .samples
+            .iter()
+            .map(|s| s.readings.get(op).map_or(0, Vec::len))
+            .max()
+            .unwrap_or(0);
+        let mut views: Vec<OperatorView> = self
+            .samples
+            .iter()
+            .map(|s| OperatorView {
+                at: s.at,
+                leaders: [0; 2],
+                votes: [0.0; 2],
+            })
+            .collect();
+        for r in 0..replicas {
+            let series: Vec<Option<Reading>> = self
+                .samples
+                .iter()
+                .map(|s| {
+                    s.readings
+                        .get(op)
+                        .and_then(|rs| rs.get(r).copied().flatten())
+                })
+                .collect();
+            let mut before: Option<Reading> = None;
+            for (i, reading) in series.iter().enumerate() {
+                let filled = match reading {
+                    Some(known) => {
+                        before = Some(*known);
+                        *known
+                    }
+                    None => {
+                        let after = series
+                            .get(i..)
+                            .and_then(|rest| rest.iter().flatten().next());
+                        let mut guess = before.unwrap_or(Reading::NOTHING);
+                        for l in 0..2 {
+                            guess.leading[l] = match (before, after) {
+                                (Some(b), Some(a)) => {
+                                    b.leading[l]
+                                        && a.leading[l]
+                                        && b.changes[l] == a.changes[l]
+                                        && b.lapses[l] == a.lapses[l]
+                                }
+                                _ => false,
+                            };
+                        }
+                        guess
+                    }
+                };
+                if let Some(view) = views.get_mut(i) {
+                    for l in 0..2 {
+                        view.leaders[l] =
+                            view.leaders[l].saturating_add(u8::from(filled.leading[l]));
+                        view.votes[l] += filled.votes[l];
+                    }
+                }
+            }
+        }
+        views
+    }
+
+    /// How many scrapes got no answer in time, of how many.
+    pub fn unanswered(&self) -> (usize, usize) {
+        let all = self
+            .samples
+            .iter()
+            .flat_map(|s| s.readings.iter().flatten());
+        let (mut missed, mut total) = (0, 0);
+        for reading in all {
+            total += 1;
+            if reading.is_none() {
+                missed += 1;
+            }
+        }
+        (missed, total)
+    }
+
     /// The longest time within `[from, to]` during which no replica of operator `op` led
-    /// `lane` (from the first sample without a leader to the next sample with one).
+    /// `lane` (from the first poll without a leader to the next poll with one).
     pub fn leaderless(&self, op: usize, lane: Lane, from: Instant, to: Instant) -> Duration {
         let i = lane_index(lane);
         let mut longest = Duration::ZERO;
         let mut since: Option<Instant> = None;
-        for s in self.samples.iter().filter(|s| s.at >= from && s.at <= to) {
-            let led = s.leaders.get(op).is_some_and(|l| l[i] > 0);
+        for s in self
+            .filled(op)
+            .iter()
+            .filter(|s| s.at >= from && s.at <= to)
+        {
+            let led = s.leaders[i] > 0;
             match (led, since) {
                 (false, None) => since = Some(s.at),
                 (true, Some(start)) => {
@@ -329,9 +475,9 @@ impl LeaderTimeline {
     /// The most replicas of operator `op` that read leading `lane` in one poll.
     pub fn most_leaders(&self, op: usize, lane: Lane) -> u8 {
         let i = lane_index(lane);
-        self.samples
+        self.filled(op)
             .iter()
-            .filter_map(|s| s.leaders.get(op).map(|l| l[i]))
+            .map(|s| s.leaders[i])
             .max()
             .unwrap_or(0)
     }
@@ -339,12 +485,9 @@ impl LeaderTimeline {
     /// When operator `op` sent votes on `lane` (a rise of its summed counter).
     fn vote_rises(&self, op: usize, lane: Lane) -> Vec<Instant> {
         let i = lane_index(lane);
-        self.samples
+        self.filled(op)
             .windows(2)
-            .filter(|p| match (p[0].votes.get(op), p[1].votes.get(op)) {
-                (Some(a), Some(b)) => b[i] > a[i],
-                _ => false,
-            })
+            .filter(|p| p[1].votes[i] > p[0].votes[i])
             .map(|p| p[1].at)
             .collect()
     }
@@ -393,6 +536,9 @@ pub enum EtcdFault {
 pub struct EtcdFaultRound {
     /// The fault.
     pub fault: EtcdFault,
+    /// From the fault until a live etcd member first named a new raft leader (`None`: not
+    /// seen while the fault was held).
+    pub election: Option<Duration>,
     /// Longest time without a leading replica, from the fault to `settle` after it.
     pub leaderless: Vec<[Duration; 2]>,
     /// The longest time between two votes from the fault to `settle` after it (the last vote
@@ -402,14 +548,24 @@ pub struct EtcdFaultRound {
     pub steady_gap: Vec<[Duration; 2]>,
 }
 
+/// When an etcd fault was injected, and how long etcd took to elect another raft leader.
+#[derive(Debug, Clone, Copy)]
+pub struct EtcdFaultAt {
+    /// The instant of the SIGKILL or SIGSTOP.
+    pub at: Instant,
+    /// Until a live member first named a new leader (`None`: not within the fault's hold).
+    pub election: Option<Duration>,
+}
+
 /// Inject `fault` on etcd's raft leader of a running hot-standby devnet (traffic and a
-/// [`LeaderWatch`] running), wait `settle`, bring the member back, and measure from `timeline`
-/// once the watch is stopped: call [`EtcdFaultRound::measure`].
+/// [`LeaderWatch`] running), time etcd's election of another leader, wait `settle`, bring the
+/// member back, and measure from `timeline` once the watch is stopped: call
+/// [`EtcdFaultRound::measure`].
 pub async fn etcd_leader_fault(
     devnet: &mut Devnet,
     fault: EtcdFault,
     settle: Duration,
-) -> Result<Instant, DevnetError> {
+) -> Result<EtcdFaultAt, DevnetError> {
     let etcd = devnet
         .etcd
         .as_mut()
@@ -431,7 +587,19 @@ pub async fn etcd_leader_fault(
         EtcdFault::Kill => settle,
         EtcdFault::Pause(d) => d,
     };
-    tokio::time::sleep(hold).await;
+    let mut election = None;
+    while at.elapsed() < hold {
+        if let Some(new) = etcd.new_leader_without(leader).await {
+            election = Some(at.elapsed());
+            eprintln!(
+                "etcd member {new} leads {:.2} s after the fault",
+                at.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(hold.saturating_sub(at.elapsed())).await;
     let member = etcd
         .member(leader)
         .ok_or_else(|| DevnetError::Invalid(format!("no etcd member {leader}")))?;
@@ -450,7 +618,7 @@ pub async fn etcd_leader_fault(
     if hold < settle {
         tokio::time::sleep(settle.saturating_sub(hold)).await;
     }
-    Ok(at)
+    Ok(EtcdFaultAt { at, election })
 }
 
 impl EtcdFaultRound {
@@ -458,10 +626,11 @@ impl EtcdFaultRound {
     pub fn measure(
         timeline: &LeaderTimeline,
         fault: EtcdFault,
-        at: Instant,
+        injected: EtcdFaultAt,
         until: Instant,
         operators: usize,
     ) -> Self {
+        let at = injected.at;
         fn per<T>(operators: usize, f: impl Fn(usize, Lane) -> T) -> Vec<[T; 2]> {
             (0..operators)
                 .map(|op| [f(op, Lane::ALL[0]), f(op, Lane::ALL[1])])
@@ -470,6 +639,7 @@ impl EtcdFaultRound {
         let before = at.checked_sub(Duration::from_secs(5)).unwrap_or(at);
         Self {
             fault,
+            election: injected.election,
             leaderless: per(operators, |op, lane| {
                 timeline.leaderless(op, lane, at, until)
             }),

@@ -17,6 +17,10 @@ use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operato
 use crate::ha_devnet;
 
 const TTL: Duration = Duration::from_secs(3);
+/// What a leader's fence holds at least when etcd's raft leader fails: the lease TTL less the
+/// fence's margin ([`multibridge_chain::fence::LEASE_MARGIN`], 0.3 s) and the longest spacing of
+/// two renewals (due every TTL/6 = 0.5 s, looked at every 0.3 s poll: 0.6 s).
+const FENCE_AT_FAULT: Duration = Duration::from_millis(2_100);
 const LANE: Lane = Lane::MainToService;
 const OTHER_LANE: Lane = Lane::ServiceToMain;
 
@@ -52,6 +56,12 @@ fn assert_latency(
 /// (every replica's `multibridge_leader` polled every 50 ms; the gauge reads what the fence
 /// would answer), never shows two leaders of one operator, and delays no operator's votes by
 /// more than that on top of their ordinary spacing. Everything requested is handled once.
+///
+/// No lease can be renewed while etcd has no leader: an election slower than what a leader's
+/// fence holds at the fault ([`FENCE_AT_FAULT`]; etcd elects in 1-2 s at its 1 s election
+/// timeout, longer after a split vote on a loaded host) closes the fences for the excess, and
+/// the bound grows by exactly that. The election's time is measured (a live member names a new
+/// raft leader) and printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second() {
     let (dir, mut devnet) = ha_devnet().await;
@@ -102,18 +112,31 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
     let sent = main_traffic.stop().await.unwrap();
     let other_sent = other_traffic.stop().await.unwrap();
     let timeline = leaders.stop().await.unwrap();
+    let (missed, scrapes) = timeline.unanswered();
+    println!("{missed} of {scrapes} scrapes of the replicas' metrics went unanswered within 1 s");
     for (fault, at, until) in rounds {
         let round = EtcdFaultRound::measure(&timeline, fault, at, until, 3);
         println!(
-            "{fault:?}: without a leader {:?} per operator and lane, vote gaps {:?} (steady {:?})",
-            round.leaderless, round.vote_gap, round.steady_gap
+            "{fault:?}: etcd elected a leader after {:?}; without a leader {:?} per operator and \
+             lane, vote gaps {:?} (steady {:?})",
+            round.election, round.leaderless, round.vote_gap, round.steady_gap
         );
+        let slow_election = round
+            .election
+            .unwrap_or_default()
+            .saturating_sub(FENCE_AT_FAULT);
+        let bound = Duration::from_secs(1).saturating_add(slow_election);
         for op in devnet.operators() {
             for (i, lane) in Lane::ALL.into_iter().enumerate() {
+                if round.leaderless[op][i] > bound {
+                    dump_relay_logs(dir.path(), 3, 40);
+                }
                 assert!(
-                    round.leaderless[op][i] <= Duration::from_secs(1),
-                    "{fault:?}: operator {op} had no leader on {lane} for {:?}",
-                    round.leaderless[op][i]
+                    round.leaderless[op][i] <= bound,
+                    "{fault:?}: operator {op} had no leader on {lane} for {:?} (bound {bound:?}, \
+                     etcd elected after {:?})",
+                    round.leaderless[op][i],
+                    round.election
                 );
                 let gap = round.vote_gap[op][i]
                     .unwrap_or_else(|| panic!("{fault:?}: operator {op} never voted on {lane}"));
@@ -121,7 +144,7 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
                 // start; on a loaded 2-core machine that reached 2.7-2.9 s against 1.0-1.1 s
                 // steady. A relay that stopped for the fault would show the fault's 10 s.
                 assert!(
-                    gap <= round.worst_steady_gap() + Duration::from_millis(3_000),
+                    gap <= round.worst_steady_gap() + Duration::from_millis(3_000) + slow_election,
                     "{fault:?}: operator {op} on {lane}: {gap:?} between two votes through the \
                      fault (steady gaps up to {:?})",
                     round.worst_steady_gap()

@@ -204,6 +204,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) leadership_resumed: IntCounterVec,
+    /// Times this leader's lease ran out by its own clock and a renewal came back afterwards,
+    /// the lane kept: its sends were refused in between (an etcd election outlasting the lease).
+    ///
+    /// Labels: lane.
+    pub(crate) lease_lapses: IntCounterVec,
     /// Lanes this replica handed to another replica of its operator because it could not
     /// serve them (its destination chain silent, or its signer failing).
     ///
@@ -558,6 +563,11 @@ impl Metrics {
                 "Terms this replica took back after a restart, its previous process's lease still alive (proven by its store lock)",
                 lane,
             )?,
+            lease_lapses: counter(
+                "lease_lapses_total",
+                "Times this leader's lease ran out by its own clock before a renewal came back, the lane kept (its sends were refused in between)",
+                lane,
+            )?,
             lower_advances: counter(
                 "lower_advances_total",
                 "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
@@ -697,6 +707,7 @@ impl Metrics {
                 &metrics.claims_resolved,
                 &metrics.leadership_changes,
                 &metrics.leadership_resumed,
+                &metrics.lease_lapses,
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,
