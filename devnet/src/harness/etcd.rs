@@ -172,39 +172,33 @@ impl EtcdCluster {
     /// The member that is etcd's raft leader now, as the answering members report it
     /// (`None` when no member answers or none knows a leader).
     pub async fn leader_index(&self) -> Option<usize> {
-        let mut ids = Vec::with_capacity(self.members.len());
-        let mut leader = None;
-        for member in &self.members {
-            let status = member_status(&self.http, member.client_port).await;
-            if let Some((_, l)) = &status {
-                leader.get_or_insert_with(|| l.clone());
-            }
-            ids.push(status.map(|(id, _)| id));
-        }
-        let leader = leader?;
-        ids.iter()
-            .position(|id| id.as_deref() == Some(leader.as_str()))
+        self.leader_named_by(|_| true).await
     }
 
     /// The member that a live member other than `faulted` reports as its leader, when that is
     /// not `faulted` itself: the cluster elected a new leader after `faulted` was killed or
-    /// paused. The others are asked at once; `faulted` is never asked (a paused member holds
-    /// the request).
+    /// paused. `faulted` is never asked (a paused member holds the request).
     pub async fn new_leader_without(&self, faulted: usize) -> Option<usize> {
-        let others: Vec<(usize, u16)> = self
+        self.leader_named_by(|i| i != faulted).await
+    }
+
+    /// Ask the members that `ask` picks, all at once, which member leads; the first leader one
+    /// of them names that is itself among those that answered.
+    async fn leader_named_by(&self, ask: impl Fn(usize) -> bool) -> Option<usize> {
+        let asked: Vec<(usize, u16)> = self
             .members
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != faulted)
+            .filter(|(i, _)| ask(*i))
             .map(|(i, m)| (i, m.client_port))
             .collect();
         let statuses = futures::future::join_all(
-            others
+            asked
                 .iter()
                 .map(|(_, port)| member_status(&self.http, *port)),
         )
         .await;
-        let ids: Vec<(usize, String)> = others
+        let ids: Vec<(usize, String)> = asked
             .iter()
             .zip(&statuses)
             .filter_map(|((i, _), s)| s.as_ref().map(|(id, _)| (*i, id.clone())))
