@@ -45,6 +45,12 @@ pub struct VotingSettings {
     /// Most vote transactions of one lane unmined at once. More only queue in the mempool,
     /// where a rising base fee strands them; fewer leave block space unused.
     pub max_in_flight: usize,
+    /// Most `executeAttested` transactions of one attested lane unmined at once (in place of
+    /// `max_in_flight`, which bounds vote transactions). An operator sends only the batches
+    /// whose turn is its own, so at the end of a backlog the last batches are often one
+    /// operator's: with 24 in flight it filled about three quarters of each block alone
+    /// (a 30M block holds about 33 batches of 32 native transfers); 64 is two blocks' worth.
+    pub attested_max_in_flight: usize,
     /// A vote transaction unmined this long is re-sent with higher fees, seconds.
     pub stuck_after_secs: u64,
     /// Percent added to a vote's gas estimate. The estimate already covers both paths a vote
@@ -81,6 +87,7 @@ impl Default for VotingSettings {
             batch_wait_ms: 200,
             retry_after_secs: 5,
             max_in_flight: 24,
+            attested_max_in_flight: 64,
             stuck_after_secs: 15,
             gas_margin_percent: 5,
             standby_after_secs: 5,
@@ -106,6 +113,9 @@ impl VotingSettings {
         }
         if self.max_in_flight == 0 {
             return Some(("voting.max_in_flight", "must be at least 1".into()));
+        }
+        if self.attested_max_in_flight == 0 {
+            return Some(("voting.attested_max_in_flight", "must be at least 1".into()));
         }
         if self.stuck_after_secs == 0 || self.retry_after_secs == 0 {
             return Some((
@@ -175,5 +185,24 @@ mod tests {
             .expect("a relative directory is a problem");
         assert_eq!(key, "voting.attestation_store.path");
         assert!(why.contains("absolute"), "{why}");
+    }
+
+    #[test]
+    fn each_room_has_its_default_and_neither_may_be_zero() {
+        let parsed: VotingSettings = toml::from_str("max_in_flight = 8").expect("parses");
+        assert_eq!(
+            (parsed.max_in_flight, parsed.attested_max_in_flight),
+            (8, 64)
+        );
+        for (text, key) in [
+            ("max_in_flight = 0", "voting.max_in_flight"),
+            (
+                "attested_max_in_flight = 0",
+                "voting.attested_max_in_flight",
+            ),
+        ] {
+            let parsed: VotingSettings = toml::from_str(text).expect("parses");
+            assert_eq!(parsed.problem().map(|(k, _)| k), Some(key), "{text}");
+        }
     }
 }

@@ -200,7 +200,7 @@ impl Attestor {
     }
 
     /// The step whose [`plan`](Self::plan) ran last sent `batches` of the `due` ones in `send`
-    /// (more due than sent: `voting.max_in_flight` held the rest): count the send phase and
+    /// (more due than sent: `voting.attested_max_in_flight` held the rest): count the send phase and
     /// log a step of [`SLOW_STEP`] or more with its phases (the batches due waited that long
     /// for this relay).
     pub fn finish_step(&self, send: Duration, batches: usize, due: usize) {

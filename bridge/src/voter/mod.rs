@@ -62,6 +62,8 @@ pub struct VoterConfig {
     pub retry_after: Duration,
     /// Most vote transactions unmined at once.
     pub max_in_flight: usize,
+    /// Most `executeAttested` transactions unmined at once (attested mode).
+    pub attested_max_in_flight: usize,
     /// Percent added to the gas estimate.
     pub gas_margin_percent: u64,
     /// A request this operator is not among the first `threshold` for waits this long before
@@ -76,6 +78,7 @@ impl From<&crate::config::VotingSettings> for VoterConfig {
             batch_wait: Duration::from_millis(v.batch_wait_ms),
             retry_after: Duration::from_secs(v.retry_after_secs),
             max_in_flight: v.max_in_flight,
+            attested_max_in_flight: v.attested_max_in_flight,
             gas_margin_percent: v.gas_margin_percent,
             standby_after: Duration::from_secs(v.standby_after_secs),
         }
@@ -89,6 +92,7 @@ impl Default for VoterConfig {
             batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_secs(5),
             max_in_flight: 24,
+            attested_max_in_flight: 64,
             gas_margin_percent: 5,
             standby_after: Duration::from_secs(5),
         }
@@ -412,7 +416,19 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
         let mut step = VoteStep::default();
         self.track(&mut step)?;
-        let room = self.config.max_in_flight.saturating_sub(self.in_flight());
+        let limit = if self.attestor.is_some() {
+            self.config.attested_max_in_flight
+        } else {
+            self.config.max_in_flight
+        };
+        let in_flight = self.in_flight();
+        self.metrics
+            .transactions_in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        self.metrics
+            .transactions_in_flight_limit
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+        let room = limit.saturating_sub(in_flight);
         // Attested mode signs (and serves) even while its own sends are full.
         if room == 0 && self.attestor.is_none() {
             return Ok(step);

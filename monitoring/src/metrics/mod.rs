@@ -192,6 +192,16 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) above_vote_window: IntGaugeVec,
+    /// The lane's transactions sent and not yet mined (votes or attested batches), and the most
+    /// it may have (`voting.max_in_flight` or `voting.attested_max_in_flight`): at the limit,
+    /// what is due waits for receipts.
+    ///
+    /// Labels: lane.
+    pub(crate) transactions_in_flight: IntGaugeVec,
+    /// See `transactions_in_flight`.
+    ///
+    /// Labels: lane.
+    pub(crate) transactions_in_flight_limit: IntGaugeVec,
     /// 1 while this replica is the lane's active voter (always 1 when running standalone).
     ///
     /// Labels: lane.
@@ -543,6 +553,16 @@ impl Metrics {
                 "Requests the voter last found at or above the destination's vote window (upperHandleNonce + VOTE_WINDOW), waiting for it to move",
                 lane,
             )?,
+            transactions_in_flight: int_gauge(
+                "transactions_in_flight",
+                "The lane's transactions sent and not yet mined (votes or attested batches)",
+                lane,
+            )?,
+            transactions_in_flight_limit: int_gauge(
+                "transactions_in_flight_limit",
+                "The most transactions the lane may have unmined (voting.max_in_flight, or voting.attested_max_in_flight for an attested lane)",
+                lane,
+            )?,
             leader: int_gauge(
                 "leader",
                 "1 while this replica is the lane's active voter (1 when standalone)",
@@ -688,6 +708,8 @@ impl Metrics {
                 &metrics.lower_handle_nonce,
                 &metrics.upper_handle_nonce,
                 &metrics.above_vote_window,
+                &metrics.transactions_in_flight,
+                &metrics.transactions_in_flight_limit,
                 &metrics.leader,
                 &metrics.queued_releases,
                 &metrics.queued_releases_frozen,

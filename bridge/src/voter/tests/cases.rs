@@ -629,13 +629,13 @@ fn attested(h: &mut Harness) {
 /// it signed two batches' worth ahead and the others' batches waited for its signature.
 #[tokio::test]
 async fn an_attested_relay_with_no_room_still_signs_its_whole_look_ahead() {
-    let mut h = Harness::new(30, 32);
+    let mut h = Harness::new(80, 32);
     attested(&mut h);
     h.step().await;
-    let room = VoterConfig::default().max_in_flight;
+    let room = VoterConfig::default().attested_max_in_flight;
     let sent = h.submit.executions.lock().unwrap().len();
     assert_eq!(sent, room, "the first step fills the room");
-    let more: Vec<Request> = (30..330).map(request).collect();
+    let more: Vec<Request> = (80..380).map(request).collect();
     h.store.lock().record_range(LANE, &more, 1_001).unwrap();
     h.step().await;
     assert_eq!(
@@ -645,9 +645,43 @@ async fn an_attested_relay_with_no_room_still_signs_its_whole_look_ahead() {
     );
     assert_eq!(
         h.metric("multibridge_attestations_signed_total{lane=\"main-to-service\"}"),
-        330.0,
+        380.0,
         "every batch in view signed (one request per source block: one batch each)"
     );
+}
+
+/// The room is the mode's: attested batches may have `attested_max_in_flight` transactions
+/// unmined (one operator alone sends the last turns of a backlog and must fill blocks with
+/// them), votes `max_in_flight`.
+#[tokio::test]
+async fn each_mode_keeps_its_own_room() {
+    let config = VoterConfig::default();
+    assert!(config.attested_max_in_flight > config.max_in_flight);
+    // Votes: one request per transaction, more requests than either room.
+    let mut votes = Harness::new(100, 1);
+    votes.step().await;
+    assert_eq!(votes.jobs().len(), config.max_in_flight);
+    let mut attested_lane = Harness::new(100, 32);
+    attested(&mut attested_lane);
+    attested_lane.step().await;
+    assert_eq!(
+        attested_lane.submit.executions.lock().unwrap().len(),
+        config.attested_max_in_flight
+    );
+    // The next step shows the lane at its limit (nothing mined meanwhile).
+    attested_lane.step().await;
+    for (name, expected) in [
+        ("transactions_in_flight", config.attested_max_in_flight),
+        (
+            "transactions_in_flight_limit",
+            config.attested_max_in_flight,
+        ),
+    ] {
+        assert_eq!(
+            attested_lane.metric(&format!("multibridge_{name}{{lane=\"main-to-service\"}}")),
+            expected as f64
+        );
+    }
 }
 
 /// Attested mode: the vote window bounds votes only (an `executeAttested` carries a threshold
@@ -711,7 +745,7 @@ async fn requests_the_vote_window_moved_past_are_voted_at_once_in_a_batch() {
 /// handled nonce is settled either way; only the open ones are sent.
 #[tokio::test]
 async fn an_attested_precheck_reads_only_the_nonces_between_the_handle_nonces() {
-    let mut h = Harness::new(40, 32);
+    let mut h = Harness::new(100, 32);
     for nonce in (0..10).chain([15]) {
         h.destination.set(nonce, NonceState::Handled);
     }
@@ -730,13 +764,13 @@ async fn an_attested_precheck_reads_only_the_nonces_between_the_handle_nonces() 
         .flatten()
         .collect();
     // One batch per source block: the room's worth of them, the handled ones left out.
-    let open: Vec<u64> = (10..40).filter(|n| *n != 15).collect();
-    assert_eq!(sent, open[..VoterConfig::default().max_in_flight]);
+    let open: Vec<u64> = (10..100).filter(|n| *n != 15).collect();
+    assert_eq!(sent, open[..VoterConfig::default().attested_max_in_flight]);
     assert_eq!(
         h.metric(
             "multibridge_attestation_precheck_nonces_total{how=\"derived\",lane=\"main-to-service\"}"
         ),
-        34.0
+        94.0
     );
     assert_eq!(
         h.metric(
