@@ -77,11 +77,12 @@ enum Command {
         /// Single transfers timed per mode.
         #[arg(long, default_value_t = 10)]
         latency_samples: usize,
-        /// Native requests in each backlog.
-        #[arg(long, default_value_t = 6_000)]
+        /// Native requests in each backlog (30,000: about 30 blocks of attested batches, so one
+        /// block at either end of the drain is a few percent of it).
+        #[arg(long, default_value_t = 30_000)]
         native_burst: usize,
         /// ERC-20 requests in each backlog.
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 30_000)]
         erc20_burst: usize,
         /// Print only the JSON.
         #[arg(long)]

@@ -56,17 +56,25 @@ pub struct Drain {
     pub capacity_per_second: f64,
     /// `per_second / capacity_per_second`.
     pub ratio: f64,
-    /// Handled per second over the blocks while a backlog remained: every block of the window
-    /// but the last, the one that empties the backlog (its remainder is less than a block's
-    /// worth, so it cannot be full whatever the relay does); counted as those blocks' bridge gas
-    /// over the drain's gas per transfer (votes land blocks before the handle they complete).
+    /// Transfers' worth of bridge gas per second over the blocks while a backlog remained:
+    /// every block of the window but the last, the one that empties the backlog (its remainder
+    /// is less than a block's worth, so it cannot be full whatever the relay does); counted as
+    /// those blocks' bridge gas over the drain's gas per transfer (votes land blocks before the
+    /// handle they complete), over the seconds between those blocks' timestamps.
     pub steady_per_second: f64,
-    /// `steady_per_second / capacity_per_second`: the throughput goal's figure.
+    /// The throughput goal's figure: the share of the destination's block space the bridge used
+    /// while a backlog remained — the bridge gas of every block of the window but the last over
+    /// those blocks' gas limits, the blocks counted by number. The destination's capacity is
+    /// what its blocks can hold; a block that came late (anvil's interval miner slips on a
+    /// loaded machine: one extra second in a 30-block drain at 5 of 7) held no more for it.
     pub steady_ratio: f64,
+    /// `steady_per_second / capacity_per_second`: the same work against the seconds the
+    /// blocks' timestamps span, so a block that came late counts as capacity unused.
+    pub steady_ratio_by_time: f64,
     /// As `steady_ratio` without the drain's first block either (the relays were just started
-    /// with the backlog, and the clock starts at whatever they sent before that block was
-    /// sealed; votes show it too): the blocks strictly inside the drain. `None` under three
-    /// blocks.
+    /// with the backlog, and the first block is sealed at whatever phase of the block clock
+    /// they started; votes show it too): the blocks strictly inside the drain. `None` under
+    /// three blocks.
     pub interior_ratio: Option<f64>,
     /// Mean share of the block gas limit used over the window.
     pub block_fullness: f64,
@@ -397,13 +405,13 @@ async fn drain(
         }
         _ => per_second,
     };
+    let steady_ratio = match gas_by_block.as_slice() {
+        [until @ .., _] if !until.is_empty() => block_share(until, last_block, block_gas_limit),
+        _ => block_share(&gas_by_block, last_block.saturating_add(1), block_gas_limit),
+    };
     let interior_ratio = match gas_by_block.as_slice() {
-        [_, inner @ .., _] if !inner.is_empty() && capacity > 0.0 => {
-            let gas: u128 = inner.iter().map(|(_, g)| g).sum();
-            let (first_inner, last_inner) = (inner[0].0, inner[inner.len() - 1].0);
-            let seconds =
-                seconds_to(last_inner).await? - seconds_to(first_inner).await? + BLOCK_TIME;
-            Some(gas as f64 / gas_per_transfer.max(1.0) / seconds / capacity)
+        [_, inner @ .., _] if !inner.is_empty() => {
+            Some(block_share(inner, last_block, block_gas_limit))
         }
         _ => None,
     };
@@ -423,7 +431,8 @@ async fn drain(
             0.0
         },
         steady_per_second,
-        steady_ratio: if capacity > 0.0 {
+        steady_ratio,
+        steady_ratio_by_time: if capacity > 0.0 {
             steady_per_second / capacity
         } else {
             0.0
@@ -435,19 +444,40 @@ async fn drain(
     })
 }
 
+/// The share of block space the bridge used in the blocks from the first of `blocks` (number,
+/// bridge gas) up to, not including, `end`: blocks without a bridge transaction in between count
+/// as empty.
+fn block_share(blocks: &[(u64, u128)], end: u64, gas_limit: u64) -> f64 {
+    let Some(&(first, _)) = blocks.first() else {
+        return 0.0;
+    };
+    let gas: u128 = blocks
+        .iter()
+        .filter(|(n, _)| *n < end)
+        .map(|(_, g)| g)
+        .sum();
+    let capacity = u128::from(end.saturating_sub(first)).saturating_mul(u128::from(gas_limit));
+    if capacity == 0 {
+        0.0
+    } else {
+        gas as f64 / capacity as f64
+    }
+}
+
 fn render_row(r: &ModeRow) -> String {
     let drain = |name: &str, d: &Drain| {
         format!(
-            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  {:>7.1}/s of {:>7.1}/s capacity (ratio {:.2}; inside {}; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
+            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  ratio {:.2} of the blocks' capacity (inside {}; by time {:.2}: {:.1}/s of {:.1}/s; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
             d.transfers,
             d.gas_per_transfer,
             d.direct_transfer_gas,
             d.overhead,
-            d.steady_per_second,
-            d.capacity_per_second,
             d.steady_ratio,
             d.interior_ratio
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            d.steady_ratio_by_time,
+            d.steady_per_second,
+            d.capacity_per_second,
             d.ratio,
             d.block_fullness * 100.0,
             d.reverted
@@ -482,4 +512,21 @@ pub fn render(report: &ModesReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_share;
+
+    #[test]
+    fn block_share_counts_blocks_by_number_and_a_block_without_bridge_gas_as_empty() {
+        let limit = 100;
+        // Blocks 10 and 12 hold bridge gas, 11 none; 13 (the last) is left out by `end`.
+        let blocks = [(10, 90u128), (12, 96), (13, 40)];
+        let share = block_share(&blocks, 13, limit);
+        assert!((share - (90.0 + 96.0) / 300.0).abs() < 1e-9, "{share}");
+        assert!((block_share(&blocks[..1], 11, limit) - 0.9).abs() < 1e-9);
+        assert_eq!(block_share(&[], 5, limit), 0.0);
+        assert_eq!(block_share(&blocks, 10, limit), 0.0, "no block before the end");
+    }
 }
