@@ -69,21 +69,22 @@ impl Store {
     /// Remember this operator's signature of a batch (a second signature of the same batch
     /// replaces the first: the digest is the same, a deterministic signer gives the same bytes).
     pub fn put_attestation(&self, lane: Lane, own: &OwnAttestation) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO attestations (lane, first_nonce, count, digest, signature, signed_at)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO attestations (lane, first_nonce, count, digest, signature, signed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (lane, first_nonce) DO UPDATE SET count = excluded.count,
                  digest = excluded.digest, signature = excluded.signature,
                  signed_at = excluded.signed_at",
-            params![
+            )?
+            .execute(params![
                 lane.as_str(),
                 to_i64(own.first_nonce),
                 to_i64(own.count),
                 own.digest.as_slice(),
                 own.signature.as_ref(),
                 to_i64(unix_now())
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 

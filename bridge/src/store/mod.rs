@@ -281,11 +281,10 @@ impl Store {
     pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT src_block FROM requests WHERE lane = ?1 AND nonce = ?2",
-                params![lane.as_str(), to_i64(nonce)],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT src_block FROM requests WHERE lane = ?1 AND nonce = ?2")?
+            .query_row(params![lane.as_str(), to_i64(nonce)], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
             .map(to_u64))
     }
@@ -304,11 +303,10 @@ impl Store {
     /// One stored request.
     pub fn get(&self, lane: Lane, nonce: u64) -> Result<Option<StoredRequest>, StoreError> {
         self.conn
-            .query_row(
-                &format!("SELECT {ROW} FROM requests WHERE lane = ?1 AND nonce = ?2"),
-                params![lane.as_str(), to_i64(nonce)],
-                RawRow::read,
-            )
+            .prepare_cached(&format!(
+                "SELECT {ROW} FROM requests WHERE lane = ?1 AND nonce = ?2"
+            ))?
+            .query_row(params![lane.as_str(), to_i64(nonce)], RawRow::read)
             .optional()?
             .map(|raw| raw.into_stored(lane))
             .transpose()
@@ -514,13 +512,12 @@ impl Store {
             Transition::Sent { tx: hash } => {
                 // A savepoint: the same inside a caller's transaction (`in_transaction`) as out.
                 let tx = self.conn.savepoint()?;
-                let changed = tx.execute(
-                    &format!(
+                let changed = tx
+                    .prepare_cached(&format!(
                         "UPDATE requests SET status = 'voting', attempts = attempts + 1, updated_at = ?3
                          WHERE lane = ?1 AND nonce = ?2 AND status IN {OPEN}"
-                    ),
-                    key,
-                )?;
+                    ))?
+                    .execute(key)?;
                 record_tx(&tx, lane, nonce, *hash, at)?;
                 tx.commit()?;
                 changed
@@ -737,10 +734,10 @@ fn record_tx(
     hash: B256,
     at: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO request_txs (lane, nonce, tx_hash, sent_at) VALUES (?1, ?2, ?3, ?4)",
-        params![lane.as_str(), to_i64(nonce), hash.as_slice(), at],
-    )?;
+    )?
+    .execute(params![lane.as_str(), to_i64(nonce), hash.as_slice(), at])?;
     Ok(())
 }
 
@@ -753,13 +750,15 @@ fn insert_observed(
     request: &Request,
     at: i64,
 ) -> Result<Option<RequestStatus>, StoreError> {
-    let hash = payload_hash(request);
+    // Statements prepared once per connection: the indexer stores a backlog of thousands of
+    // requests a second, and parsing both statements again for each was most of its CPU.
+    let payload = request.abi_encode();
+    let hash = keccak256(&payload);
     let stored: Option<(Vec<u8>, String)> = tx
-        .query_row(
-            "SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2",
-            params![lane.as_str(), to_i64(request.nonce)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT payload_hash, status FROM requests WHERE lane = ?1 AND nonce = ?2")?
+        .query_row(params![lane.as_str(), to_i64(request.nonce)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     match stored {
         Some((stored, status)) if stored.as_slice() == hash.as_slice() => {
@@ -772,18 +771,18 @@ fn insert_observed(
             indexed: hash,
         }),
         None => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO requests (lane, nonce, payload_hash, payload, src_block, status, observed_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'observed', ?6, ?6)",
-                params![
-                    lane.as_str(),
-                    to_i64(request.nonce),
-                    hash.as_slice(),
-                    request.abi_encode(),
-                    to_i64(request.srcBlockNumber),
-                    at
-                ],
-            )?;
+            )?
+            .execute(params![
+                lane.as_str(),
+                to_i64(request.nonce),
+                hash.as_slice(),
+                payload,
+                to_i64(request.srcBlockNumber),
+                at
+            ])?;
             Ok(None)
         }
     }
