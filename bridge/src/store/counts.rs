@@ -1,7 +1,44 @@
 //! What the store counts: requests by status, the oldest open one, the open ones waiting by
 //! reason and the ones set aside by reason (status, metrics).
+//!
+//! Requests by status are kept in `request_counts` by triggers on `requests`, in the same
+//! transaction as every insert, status change and delete, and counted afresh from the rows
+//! whenever the store is opened (an older store, a restored snapshot): the metrics and `/status`
+//! read them every second or two, and counting the rows each time scanned the whole lane — 35 ms
+//! a count at 60,000 rows, with the store's lock held, twice a round.
 
 use super::*;
+
+/// The counts table and the triggers that keep it.
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS request_counts (
+        lane TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (lane, status));
+    CREATE TRIGGER IF NOT EXISTS request_counts_insert AFTER INSERT ON requests BEGIN
+        INSERT INTO request_counts (lane, status, n) VALUES (NEW.lane, NEW.status, 1)
+            ON CONFLICT (lane, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS request_counts_update AFTER UPDATE OF lane, status ON requests
+        WHEN OLD.lane IS NOT NEW.lane OR OLD.status IS NOT NEW.status BEGIN
+        UPDATE request_counts SET n = n - 1 WHERE lane = OLD.lane AND status = OLD.status;
+        INSERT INTO request_counts (lane, status, n) VALUES (NEW.lane, NEW.status, 1)
+            ON CONFLICT (lane, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS request_counts_delete AFTER DELETE ON requests BEGIN
+        UPDATE request_counts SET n = n - 1 WHERE lane = OLD.lane AND status = OLD.status;
+    END;
+    CREATE INDEX IF NOT EXISTS requests_rejected ON requests (lane, reason)
+        WHERE status = 'rejected';";
+
+/// Count the rows again (at open: whatever the table held is replaced).
+pub(super) const RECOUNT: &str = "
+    BEGIN IMMEDIATE;
+    DELETE FROM request_counts;
+    INSERT INTO request_counts (lane, status, n)
+        SELECT lane, status, COUNT(*) FROM requests GROUP BY lane, status;
+    COMMIT;";
 
 impl Store {
     /// Open requests of `lane` waiting on a destination condition, counted by reason, each with
@@ -55,9 +92,9 @@ impl Store {
     /// Counts per status, the oldest open request and the highest nonce of `lane`.
     pub fn counts(&self, lane: Lane) -> Result<LaneCounts, StoreError> {
         let mut counts = LaneCounts::default();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT status, COUNT(*) FROM requests WHERE lane = ?1 GROUP BY status",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status, n FROM request_counts WHERE lane = ?1")?;
         let rows = stmt.query_map([lane.as_str()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?;

@@ -100,6 +100,8 @@ impl Store {
         store.check_identity(identity)?;
         store.migrate()?;
         store.conn.execute_batch(attestations::FRESH_NONCES_INDEX)?;
+        store.conn.execute_batch(counts::SCHEMA)?;
+        store.conn.execute_batch(counts::RECOUNT)?;
         Ok(store)
     }
 

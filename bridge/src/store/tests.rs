@@ -770,3 +770,89 @@ fn transitions_in_one_transaction_commit_together_or_not_at_all() {
     );
     assert_eq!(store.observed_at(lane, 9).unwrap(), None);
 }
+
+/// The counts by status the metrics read every round are kept by triggers, equal to counting
+/// the rows through inserts, every transition, a requeue, a new term and compaction; a counts
+/// table that says otherwise (an older store, a restored snapshot) is counted afresh at open.
+#[test]
+fn counts_by_status_follow_every_change_and_are_counted_afresh_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let lane = Lane::MainToService;
+    let mut store = Store::open(&path, ID).unwrap();
+    let handled = RequestStatus::ALL
+        .iter()
+        .position(|s| *s == RequestStatus::Handled)
+        .unwrap();
+    let by_rows = |store: &Store| -> Vec<u64> {
+        RequestStatus::ALL
+            .iter()
+            .map(|s| {
+                store
+                    .conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM requests WHERE lane = ?1 AND status = ?2",
+                        params![lane.as_str(), s.as_str()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map(to_u64)
+                    .unwrap()
+            })
+            .collect()
+    };
+    let kept = |store: &Store| -> Vec<u64> {
+        let counts = store.counts(lane).unwrap();
+        RequestStatus::ALL.iter().map(|s| counts.of(*s)).collect()
+    };
+    let requests: Vec<Request> = (0..40).map(|n| request(n, 5)).collect();
+    store.record_range(lane, &requests, 200).unwrap();
+    // Indexed again: nothing counts twice.
+    store.record_range(lane, &requests[..10], 200).unwrap();
+    assert_eq!(kept(&store), by_rows(&store));
+    assert_eq!(kept(&store).iter().sum::<u64>(), 40);
+    store
+        .in_transaction(|s| {
+            for nonce in 0..20 {
+                s.apply(lane, nonce, &Transition::Handled)?;
+            }
+            for nonce in 20..25 {
+                s.apply(
+                    lane,
+                    nonce,
+                    &Transition::Sent {
+                        tx: B256::repeat_byte(1),
+                    },
+                )?;
+            }
+            s.apply(lane, 25, &Transition::Voted)?;
+            s.apply(
+                lane,
+                26,
+                &Transition::Rejected {
+                    reason: RejectReason::UnknownKind,
+                    detail: "kind 7".into(),
+                },
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(kept(&store), by_rows(&store));
+    assert_eq!(kept(&store)[handled], 20);
+    store.reopen_in_flight(lane).unwrap();
+    store.requeue(lane, &requests[3..5]).unwrap();
+    assert_eq!(kept(&store), by_rows(&store));
+    store.begin_compaction(lane, 3, 1).unwrap();
+    while store.compact_step(lane, 2).unwrap() > 0 {}
+    let mut expected = by_rows(&store);
+    expected[handled] += 3; // the compacted rows still count as handled
+    assert_eq!(kept(&store), expected);
+    // A counts table that lies is counted again when the store opens.
+    store
+        .conn
+        .execute("UPDATE request_counts SET n = n + 1000", [])
+        .unwrap();
+    assert_ne!(kept(&store), expected);
+    drop(store);
+    let store = Store::open(&path, ID).unwrap();
+    assert_eq!(kept(&store), expected);
+}

@@ -527,6 +527,10 @@ mod tests {
         assert!((share - (90.0 + 96.0) / 300.0).abs() < 1e-9, "{share}");
         assert!((block_share(&blocks[..1], 11, limit) - 0.9).abs() < 1e-9);
         assert_eq!(block_share(&[], 5, limit), 0.0);
-        assert_eq!(block_share(&blocks, 10, limit), 0.0, "no block before the end");
+        assert_eq!(
+            block_share(&blocks, 10, limit),
+            0.0,
+            "no block before the end"
+        );
     }
 }
