@@ -9,7 +9,8 @@
 
 use super::*;
 
-/// The counts table and the triggers that keep it.
+/// The counts table and the triggers that keep it, and the indexes of the other reads the watcher
+/// makes every round (the reasons of rejected requests, the lane's last vote).
 pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS request_counts (
         lane TEXT NOT NULL,
@@ -30,7 +31,8 @@ pub(super) const SCHEMA: &str = "
         UPDATE request_counts SET n = n - 1 WHERE lane = OLD.lane AND status = OLD.status;
     END;
     CREATE INDEX IF NOT EXISTS requests_rejected ON requests (lane, reason)
-        WHERE status = 'rejected';";
+        WHERE status = 'rejected';
+    CREATE INDEX IF NOT EXISTS request_txs_sent ON request_txs (lane, sent_at);";
 
 /// Count the rows again (at open: whatever the table held is replaced).
 pub(super) const RECOUNT: &str = "

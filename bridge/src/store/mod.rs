@@ -276,6 +276,11 @@ pub(super) const FRESH_NEEDING_VOTE: &str = "FROM requests WHERE lane = ?1
     AND status = 'observed' AND reason IS NULL AND (not_before IS NULL OR not_before <= ?3)
     ORDER BY nonce LIMIT ?2";
 
+/// The lane's last vote transaction (`?1` lane): read every watcher round, from the end of the
+/// `request_txs_sent` index (sorting every transaction the lane ever sent was a scan a round).
+pub(super) const LAST_VOTE: &str = "SELECT nonce, tx_hash, sent_at FROM request_txs WHERE lane = ?1
+     ORDER BY sent_at DESC, rowid DESC LIMIT 1";
+
 impl Store {
     /// Source block of a stored request.
     pub fn src_block_of(&self, lane: Lane, nonce: u64) -> Result<Option<u64>, StoreError> {
@@ -590,18 +595,13 @@ impl Store {
     pub fn last_vote(&self, lane: Lane) -> Result<Option<(u64, B256, u64)>, StoreError> {
         let row = self
             .conn
-            .query_row(
-                "SELECT nonce, tx_hash, sent_at FROM request_txs WHERE lane = ?1
-                 ORDER BY sent_at DESC, rowid DESC LIMIT 1",
-                [lane.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
-            )
+            .query_row(LAST_VOTE, [lane.as_str()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .optional()?;
         row.map(|(nonce, hash, at)| Ok((to_u64(nonce), hash_of(&hash)?, to_u64(at))))
             .transpose()

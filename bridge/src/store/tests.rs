@@ -856,3 +856,38 @@ fn counts_by_status_follow_every_change_and_are_counted_afresh_at_open() {
     let store = Store::open(&path, ID).unwrap();
     assert_eq!(kept(&store), expected);
 }
+
+/// What the watcher reads every round reads an index, not every row of the lane: the last vote
+/// from the end of `request_txs_sent`, the reasons of rejected requests from
+/// `requests_rejected`.
+#[test]
+fn the_watchers_reads_use_their_indexes() {
+    let store = Store::open_in_memory(ID).unwrap();
+    let plan = |sql: &str| -> Vec<String> {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        stmt.query_map(params!["main-to-service"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let last = plan(super::LAST_VOTE);
+    assert!(
+        last.iter().any(|p| p.contains("INDEX request_txs_sent"))
+            && !last.iter().any(|p| p.contains("TEMP B-TREE")),
+        "{last:?}"
+    );
+    let rejected = plan(
+        "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
+         WHERE lane = ?1 AND status = 'rejected' AND reason IS NOT NULL
+         GROUP BY reason ORDER BY reason",
+    );
+    assert!(
+        rejected
+            .iter()
+            .any(|p| p.contains("INDEX requests_rejected")),
+        "{rejected:?}"
+    );
+}
