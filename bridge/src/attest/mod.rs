@@ -459,7 +459,7 @@ impl Attestor {
             match tokio::time::timeout_at(deadline, self.fetching.join_next_with_id()).await {
                 Ok(Some(Ok((id, (op, answer))))) => {
                     self.fetching_from.remove(&id);
-                    self.take_page(op, answer);
+                    self.take_page(op, answer, committee);
                 }
                 Ok(Some(Err(failed))) => {
                     // The fetch task panicked or was cancelled: asked again next round.
@@ -471,7 +471,18 @@ impl Attestor {
     }
 
     /// Keep what `op` answered that recovers to `op` over this relay's digests; count the rest.
-    fn take_page(&mut self, op: Address, answer: Result<Vec<OwnAttestation>, PeerError>) {
+    /// A batch that holds the threshold of `committee` already takes no more: recovering a
+    /// signature is most of a relay's curve arithmetic, and a page answers for every batch
+    /// from its start, also the ones another peer completed meanwhile. One such signature per
+    /// page is still checked, so a peer serving garbage is counted even while the others
+    /// suffice.
+    fn take_page(
+        &mut self,
+        op: Address,
+        answer: Result<Vec<OwnAttestation>, PeerError>,
+        committee: &Committee,
+    ) {
+        let threshold = committee.threshold.max(1);
         let lane = self.lane;
         let label = op.to_string();
         let page = match answer {
@@ -482,7 +493,7 @@ impl Attestor {
                 return;
             }
         };
-        let (mut taken, mut bad) = (0u64, 0u64);
+        let (mut taken, mut bad, mut spot_checked) = (0u64, 0u64, false);
         for att in page {
             let Some(state) = self.batches.get_mut(&att.first_nonce) else {
                 continue;
@@ -496,10 +507,18 @@ impl Attestor {
             {
                 continue;
             }
+            let complete = state.counting(committee) >= threshold;
+            if complete && spot_checked {
+                continue;
+            }
+            spot_checked |= complete;
             if att.digest != state.digest
                 || recover_signer(&state.digest, &att.signature) != Some(op)
             {
                 bad = bad.saturating_add(1);
+                continue;
+            }
+            if complete {
                 continue;
             }
             let mut bytes = [0u8; 65];
@@ -757,6 +776,79 @@ mod tests {
                 .is_empty()
         );
         assert!(attestor.batches.is_empty());
+    }
+
+    /// Peers that each sign with their own key, over the same batches.
+    struct KeyedPeers {
+        keys: Vec<PrivateKeySigner>,
+        batches: Vec<Vec<Request>>,
+    }
+
+    impl PeerSource for KeyedPeers {
+        fn fetch(
+            &self,
+            _lane: Lane,
+            operator: Address,
+            _from: u64,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+            let page = self
+                .keys
+                .iter()
+                .find(|k| k.address() == operator)
+                .map(|key| {
+                    self.batches
+                        .iter()
+                        .map(|b| {
+                            let digest = domain().batch_digest(b);
+                            OwnAttestation {
+                                first_nonce: b[0].nonce,
+                                count: b.len() as u64,
+                                digest,
+                                signature: Bytes::copy_from_slice(&canonical_bytes(
+                                    &key.sign_hash_sync(&digest).unwrap(),
+                                )),
+                            }
+                        })
+                        .collect()
+                });
+            Box::pin(async move { page.ok_or(PeerError::Unlocated) })
+        }
+    }
+
+    /// A batch that holds the threshold takes no more signatures (each would be recovered for
+    /// nothing): with four honest peers answering at once and a threshold of two, every batch
+    /// keeps this operator's and exactly one other.
+    #[tokio::test]
+    async fn a_complete_batch_takes_no_more_signatures() {
+        let me = PrivateKeySigner::random();
+        let keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
+        let lane = Lane::MainToService;
+        let mut store = Store::open_in_memory("attest test").unwrap();
+        let requests: Vec<Request> = (0..8).map(|n| request(n, 10 + n)).collect();
+        store.record_range(lane, &requests, 40).unwrap();
+        let peers = Arc::new(KeyedPeers {
+            keys: keys.clone(),
+            batches: requests.iter().map(|r| vec![r.clone()]).collect(),
+        });
+        let (mut attestor, _registry) = attestor(
+            &me,
+            SharedStore::new(store),
+            peers,
+            Duration::from_secs(3600),
+        );
+        let committee = Committee {
+            operators: std::iter::once(me.address())
+                .chain(keys.iter().map(PrivateKeySigner::address))
+                .collect(),
+            threshold: 2,
+        };
+        let open: Vec<u64> = (0..8).collect();
+        attestor.plan(&open, &committee, false).await.unwrap();
+        assert_eq!(attestor.batches.len(), 8);
+        for state in attestor.batches.values() {
+            assert_eq!(state.signatures.len(), 2, "{:?}", state.signatures.keys());
+            assert!(state.signatures.contains_key(&me.address()));
+        }
     }
 
     /// One peer that answers honestly, but only after `delay`.
