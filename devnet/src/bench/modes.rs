@@ -62,20 +62,23 @@ pub struct Drain {
     /// those blocks' bridge gas over the drain's gas per transfer (votes land blocks before the
     /// handle they complete), over the seconds between those blocks' timestamps.
     pub steady_per_second: f64,
-    /// The throughput goal's figure: the share of the destination's block space the bridge used
-    /// while a backlog remained — the bridge gas of every block of the window but the last over
-    /// those blocks' gas limits, the blocks counted by number. The destination's capacity is
-    /// what its blocks can hold; a block that came late (anvil's interval miner slips on a
-    /// loaded machine: one extra second in a 30-block drain at 5 of 7) held no more for it.
+    /// The share of the destination's block space the bridge used while a backlog remained —
+    /// the bridge gas of every block of the window but the last over those blocks' gas limits,
+    /// the blocks counted by number. The destination's capacity is what its blocks can hold; a
+    /// block that came late (anvil's interval miner slips on a loaded machine: one extra second
+    /// in a 30-block drain at 5 of 7) held no more for it.
     pub steady_ratio: f64,
     /// `steady_per_second / capacity_per_second`: the same work against the seconds the
     /// blocks' timestamps span, so a block that came late counts as capacity unused.
     pub steady_ratio_by_time: f64,
-    /// As `steady_ratio` without the drain's first block either (the relays were just started
-    /// with the backlog, and the first block is sealed at whatever phase of the block clock
-    /// they started; votes show it too): the blocks strictly inside the drain. `None` under
-    /// three blocks.
+    /// The throughput goal's figure: as `steady_ratio` without the drain's first block either —
+    /// the blocks strictly inside the drain, while relays that are running have a backlog. The
+    /// first block is the relays' restart (they were started on the backlog and index, sign and
+    /// collect it), sealed at whatever phase of the block clock that reached: votes show it
+    /// too, and `first_block` reports it. `None` under three blocks.
     pub interior_ratio: Option<f64>,
+    /// The share of the drain's first block the bridge used (the restart above).
+    pub first_block: f64,
     /// Mean share of the block gas limit used over the window.
     pub block_fullness: f64,
     /// The share of each block of the window, first to last.
@@ -432,6 +435,9 @@ async fn drain(
         },
         steady_per_second,
         steady_ratio,
+        first_block: gas_by_block.first().map_or(0.0, |&(n, _)| {
+            block_share(&gas_by_block, n.saturating_add(1), block_gas_limit)
+        }),
         steady_ratio_by_time: if capacity > 0.0 {
             steady_per_second / capacity
         } else {
@@ -467,14 +473,15 @@ fn block_share(blocks: &[(u64, u128)], end: u64, gas_limit: u64) -> f64 {
 fn render_row(r: &ModeRow) -> String {
     let drain = |name: &str, d: &Drain| {
         format!(
-            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  ratio {:.2} of the blocks' capacity (inside {}; by time {:.2}: {:.1}/s of {:.1}/s; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
+            "    {name:<6} {:>6} transfers  {:>8.0} gas/transfer (direct {:>6}, overhead {:>+7.0})  ratio {} of the blocks' capacity inside the drain (with its first block {:.2}, that block {:.2}; by time {:.2}: {:.1}/s of {:.1}/s; whole drain {:.2}, blocks {:.0}% full)  {} reverted",
             d.transfers,
             d.gas_per_transfer,
             d.direct_transfer_gas,
             d.overhead,
-            d.steady_ratio,
             d.interior_ratio
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            d.steady_ratio,
+            d.first_block,
             d.steady_ratio_by_time,
             d.steady_per_second,
             d.capacity_per_second,
