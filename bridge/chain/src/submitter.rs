@@ -85,6 +85,13 @@ pub enum JobEvent {
         /// The new hash.
         hash: B256,
     },
+    /// Stuck at the fee cap: re-broadcast as it was (see [`Tracked::AtFeeCap`]); still tracked.
+    AtFeeCap {
+        /// The transaction's nonce.
+        nonce: u64,
+        /// The max fee per gas it bids (wei).
+        max_fee_per_gas: u128,
+    },
     /// Its nonce was consumed by a transaction this submitter does not know.
     Superseded {
         /// The transaction's nonce.
@@ -408,8 +415,15 @@ impl Submitter {
                 },
                 Tracked::Replaced { nonce, hash } => JobEvent::Replaced { nonce, hash },
                 Tracked::Superseded { nonce } => JobEvent::Superseded { nonce },
+                Tracked::AtFeeCap {
+                    nonce,
+                    max_fee_per_gas,
+                } => JobEvent::AtFeeCap {
+                    nonce,
+                    max_fee_per_gas,
+                },
             };
-            if !matches!(event, JobEvent::Replaced { .. }) {
+            if !matches!(event, JobEvent::Replaced { .. } | JobEvent::AtFeeCap { .. }) {
                 self.owners.remove(&nonce);
             }
             self.report(client, event);

@@ -308,6 +308,12 @@ impl Guardian {
                     JobEvent::Mined { receipt, .. } => {
                         tracing::warn!(%chain, tx = %receipt.transaction_hash, "guardian transaction mined");
                     }
+                    JobEvent::AtFeeCap {
+                        nonce,
+                        max_fee_per_gas,
+                    } => {
+                        tracing::error!(%chain, nonce, max_fee_per_gas, "guardian transaction stuck at the fee cap: the chain's base fee is above chains.<chain>.max_fee_gwei");
+                    }
                     other => tracing::debug!(%chain, event = ?other, "guardian transaction"),
                 }
             }

@@ -115,7 +115,7 @@ impl RegistrySync {
                         },
                     )
                 }
-                JobEvent::Replaced { .. } => continue,
+                JobEvent::Replaced { .. } | JobEvent::AtFeeCap { .. } => continue,
                 JobEvent::Superseded { nonce } | JobEvent::Abandoned { nonce } => {
                     (*nonce, RegistryUpdate::Failed)
                 }

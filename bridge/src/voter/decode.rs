@@ -62,6 +62,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         self.settle(request, Outcome::Replaced(hash), Seen::Tracking, step)?;
                     }
                 }
+                JobEvent::AtFeeCap { .. } => {
+                    // Still in flight (the sender logged the nonce and its bid); counted so an
+                    // operator sees the cap binding before the lane stalls.
+                    self.metrics.vote_tx(VoteTxOutcome::AtFeeCap);
+                }
                 JobEvent::Superseded { nonce } | JobEvent::Abandoned { nonce } => {
                     if matches!(event, JobEvent::Superseded { .. }) {
                         self.metrics.vote_tx(VoteTxOutcome::Superseded);

@@ -285,3 +285,120 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
         "every nonce used once"
     );
 }
+
+/// A stuck transaction whose bid can rise no further is re-broadcast as it was and reported
+/// `AtFeeCap` (the relay counts it, `vote_transactions_total{outcome="at_fee_cap"}`), stays
+/// tracked, and is mined once — at the capped bid — when the base fee comes back under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_falls_below_it() {
+    const GWEI: u128 = 1_000_000_000;
+    const CAP: u128 = 5 * GWEI;
+    let net = service_chain().await;
+    let (driver, chain) = (&net.driver, net.chain.clone());
+    let signer = driver.operator(0).unwrap();
+    let token = driver.chain(ChainRole::Service).contracts.token;
+    let policy = SenderPolicy {
+        stuck_after: Duration::from_secs(1),
+        fees: multibridge_chain::fees::FeePolicy {
+            max_fee_per_gas: CAP,
+            ..Default::default()
+        },
+        ..SenderPolicy::default()
+    };
+    let mut sender = Sender::new(chain.clone(), signer.clone(), policy)
+        .await
+        .unwrap();
+    let provider = driver.provider(ChainRole::Service).unwrap();
+    let rpc = async |method: &str, params: serde_json::Value| {
+        provider
+            .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
+            .await
+            .unwrap()
+    };
+    rpc("evm_setIntervalMining", serde_json::json!([0])).await;
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    // A known market first (an idle devnet's base fee decays toward zero): 2 gwei, so the first
+    // bid (2 × base fee + tip) is under the cap and four times it is over.
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("{:#x}", 2 * GWEI)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let sent = sender.send(token, approve(7)).await.unwrap();
+    // The next block's base fee four times the cap; empty blocks then lower it by 1/8 each, so
+    // about eleven blocks later it is under the cap again.
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("{:#x}", 4 * CAP)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let mut seen = Vec::new();
+    let capped = Poll::new("never reported at the fee cap", Duration::from_secs(20))
+        .every(Duration::from_millis(200))
+        .until(async || {
+            let polled = sender.poll().await.unwrap();
+            seen.extend(polled.iter().cloned());
+            match polled
+                .into_iter()
+                .find(|t| matches!(t, Tracked::AtFeeCap { .. }))
+            {
+                Some(Tracked::AtFeeCap {
+                    nonce,
+                    max_fee_per_gas,
+                }) => Ok((nonce, max_fee_per_gas)),
+                _ => Err(format!("polls so far: {seen:?}")),
+            }
+        })
+        .await;
+    assert_eq!(capped.0, sent.nonce, "the stuck one");
+    assert!(
+        capped.1 <= CAP && capped.1 * 115 / 100 > CAP,
+        "bids {} wei: under the cap, and a replacement's 15 % more would pass it",
+        capped.1
+    );
+    assert!(
+        !seen.iter().any(|t| matches!(t, Tracked::Mined { .. })),
+        "nothing mined above the base fee: {seen:?}"
+    );
+    assert_eq!(sender.in_flight(), 1, "still tracked");
+
+    rpc("evm_setIntervalMining", serde_json::json!([1])).await;
+    let receipt = Poll::new("not mined after the base fee fell", Duration::from_secs(40))
+        .every(Duration::from_millis(200))
+        .until(async || {
+            for t in sender.poll().await.unwrap() {
+                if let Tracked::Mined { nonce, receipt } = t {
+                    return Ok((nonce, receipt));
+                }
+            }
+            Err("not yet".to_owned())
+        })
+        .await;
+    assert_eq!(receipt.0, sent.nonce);
+    assert!(receipt.1.status());
+    assert!(
+        receipt.1.effective_gas_price <= capped.1,
+        "paid {} above the cap",
+        receipt.1.effective_gas_price
+    );
+    let block = provider
+        .get_block_by_number(receipt.1.block_number.unwrap().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        u128::from(block.header.base_fee_per_gas.unwrap()) <= capped.1,
+        "mined in a block whose base fee is under the bid"
+    );
+    assert_eq!(
+        provider
+            .get_transaction_count(signer.address())
+            .await
+            .unwrap(),
+        sent.nonce + 1,
+        "the nonce was used exactly once"
+    );
+    assert_eq!(sender.in_flight(), 0);
+}

@@ -14,17 +14,21 @@ pub enum VoteTxOutcome {
     OutOfGas,
     /// Re-sent with higher fees under a new hash.
     Replaced,
+    /// Stuck with its bid at the cap (`max_fee_gwei`, or four times its first bid): re-broadcast
+    /// as it was, not raised.
+    AtFeeCap,
     /// Its nonce was consumed by a transaction this relay does not know.
     Superseded,
 }
 
 impl VoteTxOutcome {
     /// Every outcome.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Mined,
         Self::Reverted,
         Self::OutOfGas,
         Self::Replaced,
+        Self::AtFeeCap,
         Self::Superseded,
     ];
 
@@ -35,6 +39,7 @@ impl VoteTxOutcome {
             Self::Reverted => "reverted",
             Self::OutOfGas => "out_of_gas",
             Self::Replaced => "replaced",
+            Self::AtFeeCap => "at_fee_cap",
             Self::Superseded => "superseded",
         }
     }
@@ -164,11 +169,12 @@ impl RegistryUpdate {
 }
 
 /// Stable outcome labels of vote transactions.
-pub const VOTE_TX_OUTCOMES: [&str; 5] = [
+pub const VOTE_TX_OUTCOMES: [&str; VoteTxOutcome::ALL.len()] = [
     VoteTxOutcome::Mined.as_str(),
     VoteTxOutcome::Reverted.as_str(),
     VoteTxOutcome::OutOfGas.as_str(),
     VoteTxOutcome::Replaced.as_str(),
+    VoteTxOutcome::AtFeeCap.as_str(),
     VoteTxOutcome::Superseded.as_str(),
 ];
 /// Stable reasons a request was not voted by this relay (it needed no vote).

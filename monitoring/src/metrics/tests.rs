@@ -11,6 +11,7 @@ fn every_label_set_exists_before_any_event() {
         "multibridge_requests{lane=\"main-to-service\",status=\"observed\"} 0",
         "multibridge_votes_sent_total{lane=\"service-to-main\"} 0",
         "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"replaced\"} 0",
+        "multibridge_vote_transactions_total{lane=\"service-to-main\",outcome=\"at_fee_cap\"} 0",
         "multibridge_oldest_pending_age_seconds{lane=\"main-to-service\"} 0",
         "multibridge_signer_nonce{chain=\"service\"} 0",
         "multibridge_recovery_stalls_total{lane=\"main-to-service\"} 0",

@@ -169,6 +169,15 @@ pub enum Tracked {
         /// Nonce.
         nonce: u64,
     },
+    /// Stuck, and its bid can rise no further (the policy's `max_fee_per_gas`, a chain's
+    /// `max_fee_gwei`, or `cap_multiplier` × its first bid): re-broadcast as it was, not raised. While the chain's base fee stays above the cap it waits in the pool (or is
+    /// refused by it); it is still tracked and reported when mined.
+    AtFeeCap {
+        /// Nonce.
+        nonce: u64,
+        /// The max fee per gas it bids (wei).
+        max_fee_per_gas: u128,
+    },
 }
 
 impl Tracked {
@@ -177,7 +186,8 @@ impl Tracked {
         match self {
             Self::Mined { nonce, .. }
             | Self::Replaced { nonce, .. }
-            | Self::Superseded { nonce } => *nonce,
+            | Self::Superseded { nonce }
+            | Self::AtFeeCap { nonce, .. } => *nonce,
         }
     }
 }
@@ -711,13 +721,16 @@ impl Sender {
             entry.raw.clone(),
         );
         let Some(fees) = escalate(previous, fresh, first, &self.policy.fees) else {
-            tracing::warn!(signer = %self.address, nonce, "fee cap reached: re-broadcasting the last bid");
+            tracing::warn!(signer = %self.address, nonce, max_fee = previous.max_fee_per_gas, "fee cap reached: re-broadcasting the last bid");
             let _ = self.broadcast(last_raw).await;
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_at = Instant::now();
                 entry.sent_block = head;
             }
-            return Ok(None);
+            return Ok(Some(Tracked::AtFeeCap {
+                nonce,
+                max_fee_per_gas: previous.max_fee_per_gas,
+            }));
         };
         let (envelope, raw) = self.sign(&request, nonce, fees).await?;
         let hash = *envelope.tx_hash();

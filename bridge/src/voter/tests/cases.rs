@@ -395,6 +395,36 @@ async fn replacements_keep_every_hash_and_a_new_term_rechecks_what_was_in_flight
 }
 
 #[tokio::test]
+async fn a_vote_stuck_at_the_fee_cap_is_counted_and_stays_in_flight() {
+    let mut h = Harness::new(2, 64);
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, vec![0, 1])]);
+    for _ in 0..2 {
+        h.events
+            .send(JobEvent::AtFeeCap {
+                nonce: 0,
+                max_fee_per_gas: 1_000_000_000_000,
+            })
+            .unwrap();
+    }
+    let step = h.step().await;
+    assert_eq!(
+        step.sent, 0,
+        "nothing sent again: the transaction is still out"
+    );
+    assert!(h.jobs().is_empty());
+    assert_eq!(h.voter.in_flight(), 1);
+    assert_eq!(h.status(0), RequestStatus::Voting);
+    assert_eq!(h.status(1), RequestStatus::Voting);
+    assert_eq!(
+        h.metric(
+            "multibridge_vote_transactions_total{lane=\"main-to-service\",outcome=\"at_fee_cap\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
 async fn a_standby_operator_votes_only_what_the_lane_passed_by_and_nothing_others_handled() {
     let mut h = Harness::new(30, 64);
     let committee = Committee {
