@@ -225,6 +225,27 @@ async fn run_one(
     })
 }
 
+/// The base fee a drain starts from on the destination (wei).
+///
+/// Only the bridge transacts on the devnet, so a drain's full blocks raise the base fee by about
+/// 11 % a block (EIP-1559 at 96 % of the gas limit). From anvil's 1 gwei that passes the relays'
+/// fee cap (the devnet's `max_fee_gwei` = 1,000) after some 64 blocks, and a 5-of-7 votes drain
+/// is 150: its tail then alternated empty blocks (anvil: "max fee per gas less than block base
+/// fee") with blocks of whatever fit under the cap, which is the fee policy of the devnet, not
+/// the relays' throughput. From 1 wei, 150 full blocks end near 0.01 gwei.
+const DRAIN_BASE_FEE_WEI: u64 = 1;
+
+/// Set the destination's next base fee to [`DRAIN_BASE_FEE_WEI`] (`anvil_setNextBlockBaseFeePerGas`).
+async fn floor_base_fee(dest: &impl Provider) -> Result<(), DevnetError> {
+    dest.raw_request::<_, serde_json::Value>(
+        "anvil_setNextBlockBaseFeePerGas".into(),
+        (U256::from(DRAIN_BASE_FEE_WEI),),
+    )
+    .await
+    .map_err(|e| DevnetError::chain("anvil_setNextBlockBaseFeePerGas", e))?;
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum Asset {
     Native,
@@ -310,6 +331,7 @@ async fn drain(
         requests.extend(burst?);
     }
     let max_nonce = requests.iter().map(|r| r.nonce).max().unwrap_or_default();
+    floor_base_fee(&dest).await?;
     for op in devnet.operators() {
         devnet.start_relay(op)?;
     }
