@@ -54,6 +54,33 @@ struct ServiceChain {
     chain: Arc<ChainClient>,
 }
 
+impl ServiceChain {
+    /// Operator 0's sender on the service chain under `policy`.
+    async fn sender(&self, policy: SenderPolicy) -> Sender {
+        Sender::new(self.chain.clone(), self.driver.operator(0).unwrap(), policy)
+            .await
+            .unwrap()
+    }
+
+    /// A raw JSON-RPC call to the service chain's anvil.
+    async fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.driver
+            .provider(ChainRole::Service)
+            .unwrap()
+            .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
+            .await
+            .unwrap()
+    }
+
+    /// No block unless the test mines one (`evm_mine`) or turns interval mining back on.
+    async fn mine_by_hand(&self) {
+        self.rpc("evm_setIntervalMining", serde_json::json!([0]))
+            .await;
+        self.rpc("evm_setAutomine", serde_json::json!([false]))
+            .await;
+    }
+}
+
 async fn service_chain() -> ServiceChain {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
@@ -223,7 +250,7 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
 #[tokio::test(flavor = "multi_thread")]
 async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_next_poll() {
     let net = service_chain().await;
-    let (driver, chain) = (&net.driver, net.chain.clone());
+    let driver = &net.driver;
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
     let policy = SenderPolicy {
@@ -231,18 +258,10 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
         stuck_after: Duration::from_secs(600),
         ..SenderPolicy::default()
     };
-    let mut sender = Sender::new(chain.clone(), signer.clone(), policy)
-        .await
-        .unwrap();
+    let mut sender = net.sender(policy).await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    let rpc = async |method: &str, params: serde_json::Value| {
-        provider
-            .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
-            .await
-            .unwrap()
-    };
-    rpc("evm_setIntervalMining", serde_json::json!([0])).await;
-    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let rpc = async |method: &str, params: serde_json::Value| net.rpc(method, params).await;
+    net.mine_by_hand().await;
     let start = sender.next_nonce();
     let mut sent = Vec::new();
     for i in 0..3u8 {
@@ -294,7 +313,7 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
     const GWEI: u128 = 1_000_000_000;
     const CAP: u128 = 5 * GWEI;
     let net = service_chain().await;
-    let (driver, chain) = (&net.driver, net.chain.clone());
+    let driver = &net.driver;
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
     let policy = SenderPolicy {
@@ -305,18 +324,10 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
         },
         ..SenderPolicy::default()
     };
-    let mut sender = Sender::new(chain.clone(), signer.clone(), policy)
-        .await
-        .unwrap();
+    let mut sender = net.sender(policy).await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    let rpc = async |method: &str, params: serde_json::Value| {
-        provider
-            .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
-            .await
-            .unwrap()
-    };
-    rpc("evm_setIntervalMining", serde_json::json!([0])).await;
-    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let rpc = async |method: &str, params: serde_json::Value| net.rpc(method, params).await;
+    net.mine_by_hand().await;
     // A known market first (an idle devnet's base fee decays toward zero): 2 gwei, so the first
     // bid (2 × base fee + tip) is under the cap and four times it is over.
     rpc(
