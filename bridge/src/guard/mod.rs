@@ -312,7 +312,7 @@ impl Guardian {
                         nonce,
                         max_fee_per_gas,
                     } => {
-                        tracing::error!(%chain, nonce, max_fee_per_gas, "guardian transaction stuck at the fee cap: the chain's base fee is above chains.<chain>.max_fee_gwei");
+                        tracing::error!(%chain, nonce, max_fee_per_gas, "guardian transaction stuck at its fee cap (chains.<chain>.max_fee_gwei, or four times its first bid): the chain's base fee is above it");
                     }
                     other => tracing::debug!(%chain, event = ?other, "guardian transaction"),
                 }

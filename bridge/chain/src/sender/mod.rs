@@ -170,7 +170,8 @@ pub enum Tracked {
         nonce: u64,
     },
     /// Stuck, and its bid can rise no further (the policy's `max_fee_per_gas`, a chain's
-    /// `max_fee_gwei`, or `cap_multiplier` × its first bid): re-broadcast as it was, not raised. While the chain's base fee stays above the cap it waits in the pool (or is
+    /// `max_fee_gwei`, or `cap_multiplier` × its first bid): re-broadcast as it was, not
+    /// raised. While the chain's base fee stays above the bid it waits in the pool (or is
     /// refused by it); it is still tracked and reported when mined.
     AtFeeCap {
         /// Nonce.
