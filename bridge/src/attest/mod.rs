@@ -633,6 +633,23 @@ mod tests {
         (attestor, registry)
     }
 
+    /// What a peer serves for `batches` when it signs with `key`.
+    fn signed_page(key: &PrivateKeySigner, batches: &[Vec<Request>]) -> Vec<OwnAttestation> {
+        batches
+            .iter()
+            .map(|b| {
+                let digest = domain().batch_digest(b);
+                let sig = key.sign_hash_sync(&digest).unwrap();
+                OwnAttestation {
+                    first_nonce: b[0].nonce,
+                    count: b.len() as u64,
+                    digest,
+                    signature: Bytes::copy_from_slice(&canonical_bytes(&sig)),
+                }
+            })
+            .collect()
+    }
+
     /// Peers that sign with their own key (honest) or with another key (garbage), over the
     /// batches of a store of their own composed alike.
     struct FakePeers {
@@ -657,21 +674,7 @@ mod tests {
             } else {
                 None
             };
-            let page = key.map(|key| {
-                self.batches
-                    .iter()
-                    .map(|b| {
-                        let digest = domain().batch_digest(b);
-                        let sig = key.sign_hash_sync(&digest).unwrap();
-                        OwnAttestation {
-                            first_nonce: b[0].nonce,
-                            count: b.len() as u64,
-                            digest,
-                            signature: Bytes::copy_from_slice(&canonical_bytes(&sig)),
-                        }
-                    })
-                    .collect()
-            });
+            let page = key.map(|key| signed_page(key, &self.batches));
             Box::pin(async move { page.ok_or(PeerError::Unlocated) })
         }
     }
@@ -795,22 +798,7 @@ mod tests {
                 .keys
                 .iter()
                 .find(|k| k.address() == operator)
-                .map(|key| {
-                    self.batches
-                        .iter()
-                        .map(|b| {
-                            let digest = domain().batch_digest(b);
-                            OwnAttestation {
-                                first_nonce: b[0].nonce,
-                                count: b.len() as u64,
-                                digest,
-                                signature: Bytes::copy_from_slice(&canonical_bytes(
-                                    &key.sign_hash_sync(&digest).unwrap(),
-                                )),
-                            }
-                        })
-                        .collect()
-                });
+                .map(|key| signed_page(key, &self.batches));
             Box::pin(async move { page.ok_or(PeerError::Unlocated) })
         }
     }
@@ -865,20 +853,7 @@ mod tests {
             _operator: Address,
             _from: u64,
         ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
-            let page: Vec<OwnAttestation> = self
-                .batches
-                .iter()
-                .map(|b| {
-                    let digest = domain().batch_digest(b);
-                    let sig = self.key.sign_hash_sync(&digest).unwrap();
-                    OwnAttestation {
-                        first_nonce: b[0].nonce,
-                        count: b.len() as u64,
-                        digest,
-                        signature: Bytes::copy_from_slice(&canonical_bytes(&sig)),
-                    }
-                })
-                .collect();
+            let page = signed_page(&self.key, &self.batches);
             let delay = self.delay;
             Box::pin(async move {
                 tokio::time::sleep(delay).await;

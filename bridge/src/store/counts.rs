@@ -42,6 +42,19 @@ pub(super) const RECOUNT: &str = "
         SELECT lane, status, COUNT(*) FROM requests GROUP BY lane, status;
     COMMIT;";
 
+/// The rows `rejected_reasons` counts (`requests_rejected` indexes them).
+pub(super) const REJECTED: &str = "status = 'rejected'";
+
+/// Requests of a lane (`?1`) matching `filter`, counted by reason, with one detail and the
+/// first nonce of each.
+pub(super) fn reason_counts_query(filter: &str) -> String {
+    format!(
+        "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
+         WHERE lane = ?1 AND {filter} AND reason IS NOT NULL
+         GROUP BY reason ORDER BY reason"
+    )
+}
+
 impl Store {
     /// Open requests of `lane` waiting on a destination condition, counted by reason, each with
     /// one of its details.
@@ -54,7 +67,7 @@ impl Store {
         &self,
         lane: Lane,
     ) -> Result<Vec<ReasonCount<RejectReason>>, StoreError> {
-        self.reason_counts(lane, "status = 'rejected'")
+        self.reason_counts(lane, REJECTED)
     }
 
     pub(super) fn reason_counts<R: std::str::FromStr>(
@@ -62,11 +75,7 @@ impl Store {
         lane: Lane,
         filter: &str,
     ) -> Result<Vec<ReasonCount<R>>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
-             WHERE lane = ?1 AND {filter} AND reason IS NOT NULL
-             GROUP BY reason ORDER BY reason"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(&reason_counts_query(filter))?;
         let rows = stmt.query_map([lane.as_str()], |r| {
             Ok((
                 r.get::<_, String>(0)?,

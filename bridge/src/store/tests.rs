@@ -879,11 +879,7 @@ fn the_watchers_reads_use_their_indexes() {
             && !last.iter().any(|p| p.contains("TEMP B-TREE")),
         "{last:?}"
     );
-    let rejected = plan(
-        "SELECT reason, COUNT(*), MAX(reason_detail), MIN(nonce) FROM requests
-         WHERE lane = ?1 AND status = 'rejected' AND reason IS NOT NULL
-         GROUP BY reason ORDER BY reason",
-    );
+    let rejected = plan(&super::counts::reason_counts_query(super::counts::REJECTED));
     assert!(
         rejected
             .iter()

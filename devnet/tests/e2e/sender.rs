@@ -195,14 +195,7 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
 
     // Stop mining: the next transaction gets stuck, is re-sent with higher fees, and once mining
     // resumes exactly one version is mined.
-    provider
-        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (0,))
-        .await
-        .unwrap();
-    provider
-        .raw_request::<_, serde_json::Value>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    net.mine_by_hand().await;
     let stuck = sender.send(token, approve(202)).await.unwrap();
     let replaced = Poll::new("stuck transaction never replaced", Duration::from_secs(20))
         .every(Duration::from_millis(200))
@@ -215,10 +208,8 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
         .await;
     assert_eq!(replaced.0, stuck.nonce);
     assert_ne!(replaced.1, stuck.hash);
-    provider
-        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (1,))
-        .await
-        .unwrap();
+    net.rpc("evm_setIntervalMining", serde_json::json!([1]))
+        .await;
     let mined = poll_until_mined(&mut sender, 1).await;
     let receipt = mined
         .into_iter()
@@ -260,7 +251,6 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
     };
     let mut sender = net.sender(policy).await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    let rpc = async |method: &str, params: serde_json::Value| net.rpc(method, params).await;
     net.mine_by_hand().await;
     let start = sender.next_nonce();
     let mut sent = Vec::new();
@@ -269,13 +259,18 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
     }
     // A block none of them fits (its gas limit is below theirs), and the last one gone from
     // the pool whatever the node made of the block.
-    let limit =
-        rpc("eth_getBlockByNumber", serde_json::json!(["latest", false])).await["gasLimit"].clone();
-    rpc("evm_setBlockGasLimit", serde_json::json!(["0x5208"])).await;
-    rpc("evm_mine", serde_json::json!([])).await;
-    rpc("evm_setBlockGasLimit", serde_json::json!([limit])).await;
+    let limit = net
+        .rpc("eth_getBlockByNumber", serde_json::json!(["latest", false]))
+        .await["gasLimit"]
+        .clone();
+    net.rpc("evm_setBlockGasLimit", serde_json::json!(["0x5208"]))
+        .await;
+    net.rpc("evm_mine", serde_json::json!([])).await;
+    net.rpc("evm_setBlockGasLimit", serde_json::json!([limit]))
+        .await;
     let last = sent.last().unwrap().hash;
-    rpc("anvil_dropTransaction", serde_json::json!([last])).await;
+    net.rpc("anvil_dropTransaction", serde_json::json!([last]))
+        .await;
     let known = async |hash| {
         provider
             .get_transaction_by_hash(hash)
@@ -293,7 +288,8 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
         known(last).await,
         "the poll sent the dropped ones again although the next one was still known"
     );
-    rpc("evm_setIntervalMining", serde_json::json!([1])).await;
+    net.rpc("evm_setIntervalMining", serde_json::json!([1]))
+        .await;
     poll_until_mined(&mut sender, 3).await;
     assert_eq!(
         provider
@@ -326,25 +322,24 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
     };
     let mut sender = net.sender(policy).await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    let rpc = async |method: &str, params: serde_json::Value| net.rpc(method, params).await;
     net.mine_by_hand().await;
     // A known market first (an idle devnet's base fee decays toward zero): 2 gwei, so the first
     // bid (2 × base fee + tip) is under the cap and four times it is over.
-    rpc(
+    net.rpc(
         "anvil_setNextBlockBaseFeePerGas",
         serde_json::json!([format!("{:#x}", 2 * GWEI)]),
     )
     .await;
-    rpc("evm_mine", serde_json::json!([])).await;
+    net.rpc("evm_mine", serde_json::json!([])).await;
     let sent = sender.send(token, approve(7)).await.unwrap();
     // The next block's base fee four times the cap; empty blocks then lower it by 1/8 each, so
     // about eleven blocks later it is under the cap again.
-    rpc(
+    net.rpc(
         "anvil_setNextBlockBaseFeePerGas",
         serde_json::json!([format!("{:#x}", 4 * CAP)]),
     )
     .await;
-    rpc("evm_mine", serde_json::json!([])).await;
+    net.rpc("evm_mine", serde_json::json!([])).await;
     let mut seen = Vec::new();
     let capped = Poll::new("never reported at the fee cap", Duration::from_secs(20))
         .every(Duration::from_millis(200))
@@ -375,7 +370,8 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
     );
     assert_eq!(sender.in_flight(), 1, "still tracked");
 
-    rpc("evm_setIntervalMining", serde_json::json!([1])).await;
+    net.rpc("evm_setIntervalMining", serde_json::json!([1]))
+        .await;
     let receipt = Poll::new("not mined after the base fee fell", Duration::from_secs(40))
         .every(Duration::from_millis(200))
         .until(async || {
