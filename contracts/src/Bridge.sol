@@ -86,6 +86,9 @@ contract Bridge is IBridge {
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)");
     bytes32 private constant BATCH_TYPEHASH = keccak256("AttestedBatch(bytes32[] voteKeys)");
+    /// @dev The bit of `_keyVoters` a key gets when it executes by votes or executeHandles (vote
+    /// bits are 0..31).
+    uint256 private constant EXECUTED = 1 << 255;
     /// @dev secp256k1's group order / 2: an s above it is the malleable twin of a low-s signature.
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
@@ -196,7 +199,9 @@ contract Bridge is IBridge {
     /// (nonce % 8 picks the set). Consecutive nonces share a slot, so a batch pays for a fresh
     /// slot once per eight requests.
     mapping(uint64 => uint256) private _voterWords;
-    /// @dev vote key => the vote bits of its voters (registered or not any more).
+    /// @dev vote key => the vote bits of its voters (registered or not any more), and EXECUTED
+    /// once that key executed by votes or executeHandles. The key binds the nonce, so the bit is
+    /// exact and stays whatever the operators and threshold become (settleHandled: audit A3-L2).
     mapping(bytes32 => uint256) private _keyVoters;
 
     mapping(address => TokenPair) private _tokenPairs;
@@ -231,9 +236,11 @@ contract Bridge is IBridge {
     uint64[] private _queuedNonces;
     /// @dev Nonces whose genuine request the owner settled (nonce / 256 => one bit per nonce).
     mapping(uint64 => uint256) private _settledBits;
-    /// @dev Executions by attested batches: nonce / 8 => eight 32-bit fingerprints of the vote
-    /// key executed (nonce % 8 picks; never 0 once written). No vote records such a key, so
-    /// settleHandled reads this to refuse a nonce its genuine payload executed by attestation.
+    /// @dev Executions by attested batches: nonce / 2 => two 128-bit fingerprints of the vote key
+    /// executed, its high half (nonce % 2 picks the half of the word: `_half`). No vote
+    /// records such a key, so settleHandled reads this to refuse a nonce its genuine payload
+    /// executed by attestation. A payload with another key but the same fingerprint takes
+    /// ~2^128 keccaks to find (the 32-bit fingerprint before could be ground: audit A3-M1).
     mapping(uint64 => uint256) private _attestedKeys;
 
     // ------------------------------------------------------------------ modifiers
@@ -420,7 +427,8 @@ contract Bridge is IBridge {
             if (check != Check.Ok) {
                 emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
             } else {
-                _attestedKeys[r.nonce >> 3] |= _fingerprint(keys[i]) << ((r.nonce & 7) * 32);
+                // The nonce's half of its word is empty: a nonce executes once.
+                _attestedKeys[r.nonce >> 1] |= (uint256(keys[i]) >> 128) << _half(r.nonce);
                 _execute(r, keys[i], localToken);
                 ++executed;
             }
@@ -510,8 +518,10 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     /// @dev For a nonce a compromised quorum executed with a forged payload before the genuine
     /// request arrived: the genuine release is queued for releaseDelay (pausers can freeze it)
-    /// like any held release. Once per nonce; refused if the genuine payload itself reached the
-    /// threshold or executed by an attested batch (then it executed). The owner (a multisig)
+    /// like any held release. Once per nonce; refused if the genuine payload itself executed, by
+    /// votes or executeHandles (its key's EXECUTED bit) or by an attested batch (the nonce's
+    /// 128-bit fingerprint), whatever the operators and threshold are now (audit A3-L2). A key
+    /// that holds `threshold` votes but never executed is no refusal. The owner (a multisig)
     /// checks the source first:
     /// `multibridge admin settle` compares the handled vote key with the source's request.
     function settleHandled(Request calldata r) external onlyOwner nonReentrant {
@@ -520,10 +530,11 @@ contract Bridge is IBridge {
         }
         if (!isHandled(r.nonce)) revert NotHandled(r.nonce);
         bytes32 key = voteKey(r);
-        if (_countVotes(key) >= _threshold) revert AlreadyHandled(r.nonce);
-        if ((_attestedKeys[r.nonce >> 3] >> ((r.nonce & 7) * 32)) & 0xffffffff == _fingerprint(key)) {
-            revert AlreadyHandled(r.nonce);
-        }
+        // Its key executed by votes or executeHandles, or its fingerprint by attestation.
+        if (
+            _keyVoters[key] & EXECUTED != 0
+                || uint128(_attestedKeys[r.nonce >> 1] >> _half(r.nonce)) == uint256(key) >> 128
+        ) revert AlreadyHandled(r.nonce);
         uint256 word = _settledBits[r.nonce >> 8];
         uint256 bit = _mask(r.nonce & 255);
         if (word & bit != 0) revert AlreadySettled(r.nonce);
@@ -879,10 +890,9 @@ contract Bridge is IBridge {
         return keccak256(abi.encodePacked("\x19\x01", separator, batch));
     }
 
-    /// @dev A 32-bit fingerprint of a vote key, never 0 (a collision can only refuse a
-    /// settlement, never allow one).
-    function _fingerprint(bytes32 key) private pure returns (uint256) {
-        return (uint256(key) & 0xffffffff) | 1;
+    /// @dev The shift of `nonce`'s 128-bit half in its `_attestedKeys` word.
+    function _half(uint64 nonce) private pure returns (uint256) {
+        return uint256(nonce & 1) << 7;
     }
 
     /// @dev The vote bits of the registered operators among the signers of `digest`; reverts
@@ -935,8 +945,12 @@ contract Bridge is IBridge {
             if (check != Check.Ok) {
                 emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
             } else {
-                if (operator == address(0)) _execute(r, key, localToken);
-                else _recordVote(r, key, votes, localToken);
+                if (operator == address(0)) {
+                    _keyVoters[key] |= EXECUTED;
+                    _execute(r, key, localToken);
+                } else {
+                    _recordVote(r, key, votes, localToken);
+                }
                 ++done;
             }
         }
@@ -1026,19 +1040,24 @@ contract Bridge is IBridge {
         return InsufficientLiquidity.selector;
     }
 
-    /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold.
+    /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold
+    /// (the deciding vote sets the key's EXECUTED bit in the same write as its vote bit).
     function _recordVote(Request calldata r, bytes32 key, uint256 votes, address localToken) private {
         uint256 bit = (_operatorSlot[msg.sender] >> 8) - 1;
         uint64 word = r.nonce >> 3;
+        bool executes = votes >= _threshold;
         _voterWords[word] |= _mask(_voterShift(r.nonce, bit));
-        _keyVoters[key] |= _mask(bit);
+        _keyVoters[key] |= _mask(bit) | (executes ? EXECUTED : 0);
         if (r.nonce >= _bitVotedUpTo[bit]) _bitVotedUpTo[bit] = r.nonce + 1;
         emit VoteCast(r.nonce, msg.sender, key, votes);
-        if (votes >= _threshold) _execute(r, key, localToken);
+        if (executes) _execute(r, key, localToken);
     }
 
-    /// @dev Executes checked request `r` (its key holds `threshold` counting votes): closes the
-    /// nonce, then releases or queues the asset.
+    /// @dev Executes checked request `r` (its key holds `threshold` counting votes, or was
+    /// attested): closes the nonce, then releases or queues the asset. The only caller of
+    /// `_closeNonce`. Each of its callers records first that `key` executed, for settleHandled:
+    /// `_recordVote` and executeHandles (`_eachItem`) the key's EXECUTED bit, executeAttested
+    /// the nonce's fingerprint.
     function _execute(Request calldata r, bytes32 key, address localToken) private {
         uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
         emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);

@@ -294,7 +294,9 @@ interface IBridge {
     function cancelQueuedRelease(uint64 nonce) external;
 
     /// Queue the release of genuine request `r` whose nonce was handled under another vote key
-    /// (the owner, once per nonce; the release waits `releaseDelay`).
+    /// (the owner, once per nonce; the release waits `releaseDelay`). Refused (AlreadyHandled)
+    /// if `r` itself executed, by votes, executeHandles or an attested batch, whatever the
+    /// operators and threshold are now.
     function settleHandled(Request calldata r) external;
 
     /// Add native liquidity (no request is created).

@@ -9,6 +9,17 @@ import {IBridge} from "../src/IBridge.sol";
 /// (add `--isolate` to run every call as its own transaction: cold storage, intrinsic gas included).
 contract BridgeGasTest is BridgeFixture {
     uint256 internal constant BATCH = 20;
+    uint256 internal constant K1 = 0xA11CE;
+    uint256 internal constant K2 = 0xB0B;
+    uint256 internal constant K3 = 0xCA401;
+
+    /// Operators with known keys, so the attested path can be measured too.
+    function setUp() public override {
+        op1 = vm.addr(K1);
+        op2 = vm.addr(K2);
+        op3 = vm.addr(K3);
+        super.setUp();
+    }
 
     function test_gas_singleVotes() public {
         _measurePair("native", _native(0, 1 ether));
@@ -63,6 +74,41 @@ contract BridgeGasTest is BridgeFixture {
         Console.log("advance over MAX_LOWER_ADVANCE handled nonces, extra gas", closing - plain);
         Console.log("an empty advanceLowerHandleNonce call", base);
         assertTrue(closing - plain < 40_000, "the relay's headroom covers it");
+    }
+
+    /// An attested batch (2 of 3 signatures) of `size` native requests at consecutive nonces from
+    /// 0, to distinct recipients that already exist: whole-call gas and gas per transfer.
+    function test_gas_attestedBatchOf1() public {
+        _measureAttested("attested batch of 1", 1);
+    }
+
+    function test_gas_attestedBatchOf4() public {
+        _measureAttested("attested batch of 4", 4);
+    }
+
+    function test_gas_attestedBatchOf32() public {
+        _measureAttested("attested batch of 32", 32);
+    }
+
+    function _measureAttested(string memory label, uint64 size) private {
+        IBridge.Request[] memory rs = new IBridge.Request[](size);
+        for (uint64 i = 0; i < size; ++i) {
+            rs[i] = _native(i, 1 ether);
+            rs[i].to = address(uint160(0xF00000 + i));
+            vm.deal(rs[i].to, 1);
+        }
+        bytes32 digest = bridge.attestationDigest(rs);
+        (uint8 va, bytes32 ra, bytes32 sa) = vm.sign(K1, digest);
+        (uint8 vb, bytes32 rb, bytes32 sb) = vm.sign(K2, digest);
+        bytes memory sigs = op1 < op2
+            ? abi.encodePacked(ra, sa, va, rb, sb, vb)
+            : abi.encodePacked(rb, sb, vb, ra, sa, va);
+        vm.prank(stranger);
+        assertEq(bridge.executeAttested(rs, sigs), size, "all executed");
+        uint256 used = vm.lastCallGas().gasTotalUsed;
+        Console.log(string.concat(label, ": whole call"), used);
+        Console.log(string.concat(label, ": per transfer"), used / size);
+        assertEq(bridge.lowerHandleNonce(), size, "all handled");
     }
 
     function _measurePair(string memory label, IBridge.Request memory r) private {

@@ -132,6 +132,134 @@ contract BridgeSettlementTest is BridgeFixture {
         bridge.settleHandled(other);
     }
 
+    // ------------------------------------------------------------------ A3-L2, A3-M1
+
+    /// A genuine payload executed by votes (single votes here) cannot be settled, and so paid a
+    /// second time, after one of its voters is rotated out: the execution is recorded on its key,
+    /// not recounted from the operators registered now (audit A3-L2).
+    function test_settle_refusesAGenuineVoteExecution_afterItsVoterIsDeregistered() public {
+        IBridge.Request memory r = _native(0, 1 ether);
+        _execute(r); // op1 + op2, single votes
+        vm.startPrank(owner);
+        bridge.registerOperator(makeAddr("operator 4"));
+        bridge.deregisterOperator(op1);
+        vm.stopPrank();
+        assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "below the threshold now");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        bridge.settleHandled(r);
+        assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
+        assertEq(recipient.balance, 1 ether, "paid once");
+    }
+
+    /// The same after a raised threshold, for payloads executed by batches of votes.
+    function test_settle_refusesAGenuineBatchVoteExecution_afterTheThresholdIsRaised() public {
+        IBridge.Request[] memory rs = new IBridge.Request[](3);
+        for (uint64 i = 0; i < 3; ++i) {
+            rs[i] = _native(i, 1 ether);
+        }
+        _voteBatch(op1, rs);
+        assertEq(_voteBatch(op2, rs), 3, "executed");
+        vm.prank(owner);
+        bridge.setThreshold(3);
+        for (uint64 i = 0; i < 3; ++i) {
+            assertEq(bridge.voteCount(bridge.voteKey(rs[i])), 2, "below the threshold now");
+            vm.prank(owner);
+            vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, i));
+            bridge.settleHandled(rs[i]);
+        }
+        assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
+        assertEq(recipient.balance, 3 ether, "each paid once");
+    }
+
+    /// The same for a payload executed by anyone's executeHandles (after a lowered threshold),
+    /// once the threshold is raised again and a voter is rotated out.
+    function test_settle_refusesAGenuineExecuteHandlesExecution_afterRotation() public {
+        vm.prank(owner);
+        bridge.setThreshold(3);
+        IBridge.Request memory r = _native(0, 1 ether);
+        _vote(op1, r);
+        _vote(op2, r);
+        vm.prank(owner);
+        bridge.setThreshold(2);
+        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        rs[0] = r;
+        vm.prank(stranger);
+        assertEq(bridge.executeHandles(rs), 1, "executed by executeHandles");
+        vm.startPrank(owner);
+        bridge.registerOperator(makeAddr("operator 4"));
+        bridge.deregisterOperator(op1);
+        bridge.setThreshold(3);
+        vm.stopPrank();
+        assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "below the threshold now");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        bridge.settleHandled(r);
+        assertEq(recipient.balance, 1 ether, "paid once");
+    }
+
+    /// A genuine key that holds the threshold of votes but never executed (its votes were cast
+    /// under a higher threshold, which was then lowered; nobody called executeHandles) is no
+    /// reason to refuse its settlement once a forgery closed the nonce: it was never paid. (A
+    /// vote skipped for gas or liquidity records nothing, so lowering the threshold is how a key
+    /// comes to hold the threshold unexecuted.)
+    function test_settle_allowsAGenuineKeyThatHeldTheThresholdButNeverExecuted() public {
+        vm.prank(owner);
+        bridge.setThreshold(3);
+        IBridge.Request memory genuine = _native(0, 1 ether);
+        _vote(op1, genuine);
+        _vote(op2, genuine);
+        address op4 = makeAddr("operator 4");
+        vm.startPrank(owner);
+        bridge.setThreshold(2);
+        bridge.registerOperator(op4);
+        vm.stopPrank();
+        assertEq(bridge.voteCount(bridge.voteKey(genuine)), 2, "the genuine key holds the threshold");
+        assertFalse(bridge.isHandled(0), "but did not execute");
+
+        // A compromised quorum (op3, op4) executes a forged payload at the nonce.
+        address thief = makeAddr("thief");
+        IBridge.Request memory forged = _native(0, 1 ether);
+        forged.to = thief;
+        _vote(op3, forged);
+        _vote(op4, forged);
+        assertEq(thief.balance, 1 ether, "forged executed");
+
+        vm.prank(owner);
+        bridge.settleHandled(genuine);
+        assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
+        vm.warp(block.timestamp + bridge.releaseDelay());
+        bridge.executeQueuedRelease(0);
+        assertEq(recipient.balance, 1 ether, "the user is paid once");
+        // The forged payload is no genuine request of this nonce, whatever its votes: the owner
+        // may not settle it (AlreadySettled: once per nonce), nor could it pay it again.
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadySettled.selector, uint64(0)));
+        bridge.settleHandled(genuine);
+    }
+
+    /// A forged payload executed by votes is itself refused by settle after the rotation that
+    /// follows the compromise (its key executed), while the genuine one is settled.
+    function test_settle_refusesTheForgedKeyAfterItsVotersAreRotatedOut() public {
+        address thief = makeAddr("thief");
+        IBridge.Request memory forged = _native(0, 1 ether);
+        forged.to = thief;
+        _execute(forged); // op1 + op2, compromised
+        vm.startPrank(owner);
+        bridge.registerOperator(makeAddr("operator 4"));
+        bridge.registerOperator(makeAddr("operator 5"));
+        bridge.deregisterOperator(op1);
+        bridge.deregisterOperator(op2);
+        vm.stopPrank();
+        assertEq(bridge.voteCount(bridge.voteKey(forged)), 0, "no counting vote left");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        bridge.settleHandled(forged);
+        vm.prank(owner);
+        bridge.settleHandled(_native(0, 1 ether));
+        assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
+    }
+
     // ------------------------------------------------------------------ L-2
 
     /// The audit's wedge turned around: after the threshold is lowered, a key that already holds
