@@ -1,9 +1,19 @@
-//! RPC endpoint health (issue 38): an endpoint that answers is not trusted for that alone. Every
-//! probe round reads each endpoint's head; an endpoint is unhealthy when it does not answer,
-//! when it lags the best endpoint by more than `max_lag_blocks`, or when its head has not moved
-//! for `stall_secs` while another endpoint's has (a frozen node still answering). Calls go to a
-//! healthy endpoint while one exists ([`crate::ChainClient`] skips demoted ones); with none
-//! healthy, everything goes on as before (failover on errors) and the alert fires.
+//! RPC endpoint health (issue 38, audit A3-M3): an endpoint that answers is not trusted for that
+//! alone. Every probe round reads each endpoint's head; an endpoint is unhealthy when it does not
+//! answer, when its head has not moved for `stall_secs` while another endpoint's has (a frozen
+//! node still answering), or when it is more than `max_lag_blocks` away from the **reference
+//! head** in either direction. Calls go to a healthy endpoint while one exists
+//! ([`crate::ChainClient`] skips demoted ones); with none healthy, everything goes on as before
+//! (failover on errors) and the alert fires.
+//!
+//! The reference is the lower median of the heads of the endpoints that answer and are not
+//! stalled (of three the middle one), never the highest: one endpoint's word alone moves
+//! nothing. Of three or more, an endpoint that claims a head far beyond the others
+//! ([`Health::Ahead`]) is demoted — under the old rule (the highest head) one lying endpoint
+//! demoted every honest one and took every call. Two endpoints that disagree by more than the
+//! bound cannot be told apart by heads alone: the lower one is the reference, neither is
+//! demoted for it, and [`crate::ChainClient`] goes back to the first healthy endpoint in
+//! `rpc_urls` order at every probe, so a fallback is never promoted by what it claims.
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +33,11 @@ pub enum Health {
     Healthy,
     /// Did not answer the probe.
     Unreachable,
-    /// Trails the best endpoint by this many blocks.
+    /// Trails the reference head by this many blocks.
     Lagging(u64),
+    /// Claims a head this many blocks beyond the reference (of at least three endpoints): one
+    /// endpoint's word against the others', so it is demoted, never promoted.
+    Ahead(u64),
     /// Its head stood still this long while another endpoint's moved.
     Stalled(Duration),
 }
@@ -41,6 +54,7 @@ impl Health {
             Self::Healthy => "healthy",
             Self::Unreachable => "unreachable",
             Self::Lagging(_) => "lagging",
+            Self::Ahead(_) => "ahead",
             Self::Stalled(_) => "stalled",
         }
     }
@@ -85,31 +99,58 @@ impl HealthBook {
                 seen.moved_at = Some(now);
             }
         }
-        let best = heads.iter().flatten().copied().max();
         let last_move = self.seen.iter().filter_map(|s| s.moved_at).max();
-        self.seen
+        let stalled: Vec<Option<Duration>> = self
+            .seen
             .iter()
-            .zip(heads)
-            .map(|(seen, head)| {
-                let (Some(head), Some(best)) = (*head, best) else {
-                    return Health::Unreachable;
-                };
-                let behind = best.saturating_sub(head);
-                if behind > rules.max_lag_blocks {
-                    return Health::Lagging(behind);
-                }
+            .map(|seen| {
                 let still = seen
                     .moved_at
                     .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
                 let others_moved_since =
                     last_move.is_some_and(|last| seen.moved_at.is_some_and(|mine| last > mine));
-                if still > rules.stall_after && others_moved_since {
-                    return Health::Stalled(still);
+                (still > rules.stall_after && others_moved_since).then_some(still)
+            })
+            .collect();
+        let judged: Vec<u64> = heads
+            .iter()
+            .zip(&stalled)
+            .filter(|(_, stalled)| stalled.is_none())
+            .filter_map(|(head, _)| *head)
+            .collect();
+        let reference = reference_head(&judged);
+        // Too far ahead needs others to be ahead of: a majority of at least three.
+        let ahead_counts = judged.len() >= 3;
+        heads
+            .iter()
+            .zip(stalled)
+            .map(|(head, stalled)| {
+                let (Some(head), Some(reference)) = (*head, reference) else {
+                    return Health::Unreachable;
+                };
+                let behind = reference.saturating_sub(head);
+                if behind > rules.max_lag_blocks {
+                    return Health::Lagging(behind);
                 }
-                Health::Healthy
+                let ahead = head.saturating_sub(reference);
+                if ahead_counts && ahead > rules.max_lag_blocks {
+                    return Health::Ahead(ahead);
+                }
+                match stalled {
+                    Some(still) => Health::Stalled(still),
+                    None => Health::Healthy,
+                }
             })
             .collect()
     }
+}
+
+/// The head endpoints are judged against: the lower median of `heads` (of three the middle
+/// one, of two the lower, a lone head itself), so no single endpoint sets it.
+fn reference_head(heads: &[u64]) -> Option<u64> {
+    let mut heads = heads.to_vec();
+    heads.sort_unstable();
+    heads.get(heads.len().saturating_sub(1) / 2).copied()
 }
 
 #[cfg(test)]
@@ -147,6 +188,49 @@ mod tests {
         // It catches up: healthy again.
         let out = book.observe(at(t0, 8), &[Some(104), Some(104)], RULES);
         assert_eq!(out, vec![Health::Healthy, Health::Healthy]);
+    }
+
+    /// Audit A3-M3 (appendix B): an endpoint that claims the real head + 9 demoted both honest
+    /// endpoints and took every call under the old rule (judged against the highest head).
+    #[test]
+    fn an_endpoint_claiming_a_head_beyond_all_others_is_never_promoted() {
+        let rules = HealthRules {
+            max_lag_blocks: 8,
+            stall_after: Duration::from_secs(30),
+        };
+        let t0 = Instant::now();
+        let mut book = HealthBook::new(3);
+        for s in 0..5u64 {
+            let real = 1_000 + s;
+            let out = book.observe(at(t0, s), &[Some(real), Some(real), Some(real + 9)], rules);
+            assert_eq!(
+                out,
+                vec![Health::Healthy, Health::Healthy, Health::Ahead(9)],
+                "round {s}"
+            );
+            assert!(!out[2].is_healthy());
+        }
+        // Two endpoints that disagree: neither can be told to lie, neither is demoted for it
+        // (the client keeps to the first in rpc_urls order).
+        let mut book = HealthBook::new(2);
+        let out = book.observe(t0, &[Some(1_000), Some(1_009)], rules);
+        assert_eq!(out, vec![Health::Healthy, Health::Healthy]);
+        // An honest endpoint behind two that agree is still lagging.
+        let mut book = HealthBook::new(3);
+        let out = book.observe(t0, &[Some(1_000), Some(991), Some(1_001)], rules);
+        assert_eq!(
+            out,
+            vec![Health::Healthy, Health::Lagging(9), Health::Healthy]
+        );
+        // A frozen endpoint is no reference: once stalled, the live one alone is.
+        let mut book = HealthBook::new(2);
+        for s in 0..=31u64 {
+            let out = book.observe(at(t0, s), &[Some(2_000 + s), Some(1_980)], rules);
+            if s == 31 {
+                assert_eq!(out[0], Health::Healthy);
+                assert_eq!(out[1], Health::Lagging(51));
+            }
+        }
     }
 
     #[test]

@@ -252,6 +252,11 @@ impl ChainClient {
         self.log_quorum
     }
 
+    /// How many endpoints are configured.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
     /// `f` on every endpoint at once, one bounded attempt each (no failover): each endpoint's
     /// label and answer, in `rpc_urls` order. For reads that must agree across providers.
     pub async fn on_each_endpoint<T, F, Fut>(
@@ -455,8 +460,10 @@ impl ChainClient {
     }
 
     /// Read every endpoint's head at once and judge each ([`health`]): demote the ones that do
-    /// not answer, lag or stand still while another moves, restore the ones that recovered,
-    /// and publish each endpoint's head and health. Returns (label, health, head) per endpoint.
+    /// not answer, lag, claim a head beyond the others' or stand still while another moves,
+    /// restore the ones that recovered, make the first healthy one in `rpc_urls` order the one
+    /// in use, and publish each endpoint's head and health. Returns (label, health, head) per
+    /// endpoint.
     pub async fn probe_health(&self) -> Vec<(String, health::Health, Option<u64>)> {
         let answers = self
             .on_each_endpoint(
@@ -494,6 +501,11 @@ impl ChainClient {
             }
             self.metrics.endpoint_health(index, head, healthy);
             out.push((label, health, head));
+        }
+        // Back to the most preferred healthy endpoint: a failover is for the outage, not for
+        // good, and no endpoint becomes the one in use by what it claims (audit A3-M3).
+        if let Some(preferred) = out.iter().position(|(_, health, _)| health.is_healthy()) {
+            self.active.store(preferred, Ordering::Relaxed);
         }
         out
     }
