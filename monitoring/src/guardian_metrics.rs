@@ -18,6 +18,10 @@ pub struct GuardianMetrics {
     ready: IntGaugeVec,
     bridge_paused: IntGaugeVec,
     handles_checked: IntCounterVec,
+    unconfirmed: IntGaugeVec,
+    disputes: IntCounterVec,
+    unjudged: IntGaugeVec,
+    oldest_unjudged: IntGaugeVec,
 }
 
 fn chains() -> [&'static str; 2] {
@@ -36,7 +40,7 @@ impl GuardianMetrics {
         let metrics = Self {
             alarms: counter(
                 "guardian_alarms_total",
-                "Breaches the guardian saw: a release the source never requested (forged_release), an executed payload other than the indexed request (handled_mismatch), conservation broken two scans in a row (conservation)",
+                "Breaches the guardian acted on (their evidence held on a quorum of each chain's endpoints): a release the source never requested (forged_release), an executed payload other than the indexed request (handled_mismatch), a release that pays no source request at its nonce (conservation)",
                 &["lane", "reason"],
             )?,
             actions: counter(
@@ -64,12 +68,35 @@ impl GuardianMetrics {
                 "Executed requests the guardian compared with the source chain's request at the destination's head",
                 &["lane"],
             )?,
+            unconfirmed: int_gauge(
+                "guardian_unconfirmed",
+                "Suspected breaches whose evidence has not held on a quorum of endpoints yet (the guardian does not act on them)",
+                &["lane"],
+            )?,
+            disputes: counter(
+                "guardian_disputes_total",
+                "Suspected breaches an RPC endpoint contradicted (it answered the opposite of the endpoint the finding came from: one of them lies or is broken)",
+                &["lane", "chain", "endpoint"],
+            )?,
+            unjudged: int_gauge(
+                "guardian_unjudged",
+                "Releases the guardian could not judge yet (their source request out of reach); judged again every round",
+                &["lane"],
+            )?,
+            oldest_unjudged: int_gauge(
+                "guardian_oldest_unjudged_seconds",
+                "How long the oldest release not judged yet has waited (0: none)",
+                &["lane"],
+            )?,
         };
         for lane in lanes.iter().map(|l| l.as_str()) {
             for reason in ALARM_REASONS {
                 metrics.alarms.with_label_values(&[lane, reason]).reset();
             }
             metrics.handles_checked.with_label_values(&[lane]).reset();
+            metrics.unconfirmed.with_label_values(&[lane]).set(0);
+            metrics.unjudged.with_label_values(&[lane]).set(0);
+            metrics.oldest_unjudged.with_label_values(&[lane]).set(0);
         }
         for chain in chains() {
             for action in ACTIONS {
@@ -118,6 +145,31 @@ impl GuardianMetrics {
         self.bridge_paused
             .with_label_values(&[chain.as_str()])
             .set(i64::from(paused));
+    }
+
+    /// Publish how many suspected breaches of `lane` wait for their evidence to hold.
+    pub fn set_unconfirmed(&self, lane: Lane, n: usize) {
+        self.unconfirmed
+            .with_label_values(&[lane.as_str()])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Count a suspected breach of `lane` that endpoint `endpoint` (its index in the chain's
+    /// `rpc_urls`) of `chain` contradicted.
+    pub fn disputed(&self, lane: Lane, chain: ChainRole, endpoint: usize) {
+        self.disputes
+            .with_label_values(&[lane.as_str(), chain.as_str(), &endpoint.to_string()])
+            .inc();
+    }
+
+    /// Publish the releases of `lane` not judged yet and the oldest one's wait.
+    pub fn set_unjudged(&self, lane: Lane, n: usize, oldest: Option<std::time::Duration>) {
+        self.unjudged
+            .with_label_values(&[lane.as_str()])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.oldest_unjudged
+            .with_label_values(&[lane.as_str()])
+            .set(oldest.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
     }
 
     /// Count `n` handles of `lane` compared with their source requests.

@@ -8,7 +8,21 @@
 //!   store when indexed, else from the source transaction the handle names, else from the
 //!   source's `requestNonce` and logs;
 //! - alarms the conservation scan raises ([`AlarmSender`]): an execution under another
-//!   payload than the indexed request, and conservation broken in two consecutive scans.
+//!   payload than the indexed request, and a release matched by nonce to a source request it
+//!   does not pay.
+//!
+//! A release it cannot judge yet (the source's request out of reach) goes on a retry list of its
+//! lane and the watch moves on (audit A3-L7): `guardian_unjudged{lane}` and the age of the
+//! oldest show one that stays unknown.
+//!
+//! What a pause rests on (audit A3-M3, DESIGN §9.10): every alarm carries its [`Evidence`] — the
+//! execution and the source's side — and is acted on only once [`confirm`] read it again on a
+//! quorum of each chain's endpoints (two where two are configured). An endpoint that answers the
+//! opposite is named (`guardian_disputes_total{chain, endpoint}`); until the finding holds, the
+//! alarm waits (`guardian_unconfirmed{lane}`). Every alarm names one executed nonce, and a
+//! breach is a nonce: acted on once (recorded in the store), so an owner's unpause is overruled
+//! only by a new forged nonce, never by the same one seen again or by honest traffic completing
+//! around it.
 //!
 //! What it does on an alarm, through its own sender (unfenced: every replica of every operator
 //! acts, the first pause wins, the rest find the bridge paused): `pause()` on the lane's
@@ -21,7 +35,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::{Bridge, ChainRole, Lane, VoteDomain};
@@ -35,8 +49,11 @@ use crate::chain::submitter::{JobEvent, SubmitClient, send_estimated};
 use crate::chain::{ChainError, ChainPair};
 use crate::store::{SharedStore, StoreError, unix_now};
 
+pub mod confirm;
 pub mod verdict;
 
+use confirm::{Confirmation, SourceClock};
+pub use confirm::{Evidence, SourceClaim};
 use verdict::{SourceEvidence, Verdict, judge};
 
 /// Why the guardian was alarmed.
@@ -63,30 +80,27 @@ impl AlarmReason {
     }
 }
 
-/// One breach the guardian acts on.
+/// One breach the guardian acts on: one executed nonce and what shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
     /// The lane whose destination released.
     pub lane: Lane,
     /// Why.
     pub reason: AlarmReason,
-    /// The forged nonce, when one is known (its queued release is frozen).
-    pub nonce: Option<u64>,
+    /// The forged nonce (its queued release is frozen).
+    pub nonce: u64,
     /// What was seen, for the log and `/status`.
     pub detail: String,
-    /// Of a conservation alarm: the asset and its excess (what makes it a new breach).
+    /// What it rests on (read again on every endpoint before acting).
     #[serde(skip)]
-    pub excess: String,
+    pub evidence: Evidence,
 }
 
 impl Alarm {
     /// What makes two alarms the same breach (acted on once, across restarts): the nonce of a
-    /// forged execution however it was seen, or a conservation excess (a larger one is new).
+    /// forged execution, however it was seen.
     fn breach(&self) -> String {
-        match self.nonce {
-            Some(nonce) => format!("{}/nonce/{nonce}", self.lane),
-            None => format!("{}/{}", self.lane, self.excess),
-        }
+        format!("{}/nonce/{}", self.lane, self.nonce)
     }
 }
 
@@ -96,10 +110,14 @@ impl Alarm {
 pub struct AlarmSender(mpsc::Sender<Alarm>);
 
 impl AlarmSender {
-    /// Raise `alarm`.
-    pub fn raise(&self, alarm: Alarm) {
-        if let Err(e) = self.0.try_send(alarm) {
-            tracing::error!(error = %e, "guardian alarm queue full or closed");
+    /// Raise `alarm`; `false` when the queue is full or closed (raise it again later).
+    pub fn raise(&self, alarm: Alarm) -> bool {
+        match self.0.try_send(alarm) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "guardian alarm queue full or closed");
+                false
+            }
         }
     }
 }
@@ -134,6 +152,15 @@ const READY_EVERY: Duration = Duration::from_secs(60);
 const PAUSED_EVERY: Duration = Duration::from_secs(5);
 /// Most `eth_getLogs` calls one search for a source request may make.
 const SOURCE_SCAN_QUERIES: usize = 64;
+/// Releases kept per lane for a later judgement (beyond them the watch waits where it is).
+const UNJUDGED_KEPT: usize = 1_024;
+/// Releases judged again per lane and round.
+const REJUDGED_PER_ROUND: usize = 16;
+/// Alarms waiting for their evidence to hold on a quorum of endpoints (beyond them the oldest
+/// is dropped, loudly).
+const UNCONFIRMED_KEPT: usize = 256;
+/// An alarm whose evidence never held is dropped after this (it stays in the log and metrics).
+const UNCONFIRMED_FOR: Duration = Duration::from_secs(3_600);
 
 /// One lane as the guardian watches it.
 struct GuardedLane {
@@ -145,6 +172,32 @@ struct GuardedLane {
     /// Width of the next read, sized by how many handles the last ones held (a guardian that
     /// fell behind a burst never holds more than about a thousand handles at once).
     span: LogSpan,
+    /// Releases not judged yet (the source's request out of reach for now), oldest first.
+    unjudged: VecDeque<Unjudged>,
+}
+
+/// A release the guardian could not judge yet.
+#[derive(Debug, Clone)]
+struct Unjudged {
+    handle: Bridge::HandleValueTransfer,
+    tx: B256,
+    block: u64,
+    since: Instant,
+}
+
+/// An alarm waiting for its evidence to hold on a quorum of endpoints.
+#[derive(Debug)]
+struct Unconfirmed {
+    alarm: Alarm,
+    since: Instant,
+    /// The source block the executed payload names, once read (`Some(None)`: it names none).
+    claimed_block: Option<Option<u64>>,
+    /// The destination block's time, once read.
+    anchor: Option<u64>,
+    /// Endpoints already counted as disputing it.
+    disputed: HashSet<(bool, usize)>,
+    /// Rounds it was read again.
+    tries: u32,
 }
 
 /// Settings of the guardian.
@@ -175,8 +228,12 @@ pub struct Guardian {
     clients: HashMap<ChainRole, (SubmitClient, mpsc::UnboundedReceiver<JobEvent>)>,
     alarms: mpsc::Receiver<Alarm>,
     lanes: Vec<GuardedLane>,
+    /// Alarms whose evidence has not held on a quorum of endpoints yet.
+    unconfirmed: Vec<Unconfirmed>,
     /// Alarms not yet fully acted on.
     standing: Vec<Alarm>,
+    /// Each chain's block time, for the margin a "never requested" needs.
+    clocks: HashMap<ChainRole, SourceClock>,
     /// When a pause was last sent per chain.
     pause_sent: HashMap<ChainRole, Instant>,
     /// Freezes sent (lane destination, nonce).
@@ -222,6 +279,7 @@ impl Guardian {
                             .copied()
                             .unwrap_or(1_000),
                     ),
+                    unjudged: VecDeque::new(),
                 }
             })
             .collect();
@@ -234,7 +292,9 @@ impl Guardian {
             clients,
             alarms,
             lanes,
+            unconfirmed: Vec::new(),
             standing: Vec::new(),
+            clocks: HashMap::new(),
             pause_sent: HashMap::new(),
             frozen: HashSet::new(),
             recent: VecDeque::new(),
@@ -248,7 +308,7 @@ impl Guardian {
     pub async fn run(mut self) {
         loop {
             while let Ok(alarm) = self.alarms.try_recv() {
-                self.raise(alarm);
+                self.suspect(alarm);
             }
             self.drain_events();
             self.read_state().await;
@@ -257,14 +317,21 @@ impl Guardian {
                 if let Err(e) = self.watch(lane).await {
                     tracing::warn!(lane = %lane.lane, error = %e, "guardian: cannot check the destination's releases; retrying");
                 }
+                self.rejudge(lane).await;
+                self.metrics.set_unjudged(
+                    lane.lane,
+                    lane.unjudged.len(),
+                    lane.unjudged.front().map(|u| u.since.elapsed()),
+                );
             }
             self.lanes = lanes;
+            self.confirm_all().await;
             self.act().await;
             self.publish();
             tokio::select! {
                 alarm = self.alarms.recv() => {
                     if let Some(alarm) = alarm {
-                        self.raise(alarm);
+                        self.suspect(alarm);
                     }
                 }
                 () = tokio::time::sleep(self.settings.interval) => {}
@@ -272,7 +339,129 @@ impl Guardian {
         }
     }
 
-    /// Take `alarm` on, once per breach.
+    /// Take `alarm` on as a suspicion: its evidence is read again on every endpoint before
+    /// anything is paused. A breach already acted on, or already waiting, is not taken twice.
+    fn suspect(&mut self, alarm: Alarm) {
+        let breach = alarm.breach();
+        match self.store.lock().guardian_breach_known(&breach) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(lane = %alarm.lane, %breach, reason = alarm.reason.as_str(), "guardian: breach already acted on");
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "guardian: cannot read the breaches acted on"),
+        }
+        if self.unconfirmed.iter().any(|u| u.alarm.breach() == breach)
+            || self.standing.iter().any(|a| a.breach() == breach)
+        {
+            return;
+        }
+        if self.unconfirmed.len() >= UNCONFIRMED_KEPT {
+            let dropped = self.unconfirmed.remove(0);
+            tracing::error!(lane = %dropped.alarm.lane, nonce = dropped.alarm.nonce, "guardian: too many unconfirmed alarms; the oldest is dropped");
+        }
+        tracing::warn!(
+            lane = %alarm.lane,
+            reason = alarm.reason.as_str(),
+            nonce = alarm.nonce,
+            detail = %alarm.detail,
+            "guardian: suspected breach; confirming it on every endpoint before acting"
+        );
+        self.unconfirmed.push(Unconfirmed {
+            alarm,
+            since: Instant::now(),
+            claimed_block: None,
+            anchor: None,
+            disputed: HashSet::new(),
+            tries: 0,
+        });
+    }
+
+    /// Read every unconfirmed alarm's evidence again; act on the ones that hold.
+    async fn confirm_all(&mut self) {
+        let waiting = std::mem::take(&mut self.unconfirmed);
+        for mut entry in waiting {
+            let lane = entry.alarm.lane;
+            let Some(domain) = self.lanes.iter().find(|l| l.lane == lane).map(|l| l.domain) else {
+                continue;
+            };
+            let (source, destination) = (
+                self.chains.get(lane.source()).clone(),
+                self.chains.get(lane.destination()).clone(),
+            );
+            let evidence = entry.alarm.evidence;
+            if entry.claimed_block.is_none() {
+                entry.claimed_block =
+                    Some(confirm::claimed_source_block(&destination, &domain, &evidence).await);
+            }
+            if entry.anchor.is_none() {
+                entry.anchor = destination.block_time(evidence.handle_block).await.ok();
+            }
+            let margin = self
+                .clocks
+                .entry(lane.source())
+                .or_default()
+                .margin(&source)
+                .await;
+            let outcome = confirm::confirm(
+                &destination,
+                &source,
+                &domain,
+                &evidence,
+                confirm::PastRule {
+                    claimed_block: entry.claimed_block.flatten(),
+                    // Unread, the anchor is now: the destination block cannot be younger.
+                    anchor: entry.anchor.unwrap_or_else(unix_now),
+                    margin,
+                    stale_secs: self.settings.source_stale_secs,
+                },
+            )
+            .await;
+            entry.tries = entry.tries.saturating_add(1);
+            match outcome {
+                Confirmation::Confirmed => {
+                    self.raise(entry.alarm);
+                    continue;
+                }
+                Confirmation::NotYet(why) => {
+                    if entry.tries % 20 == 1 {
+                        tracing::warn!(%lane, nonce = evidence.nonce, tries = entry.tries, %why, "guardian: the breach is not confirmed on enough endpoints yet; not acting");
+                    }
+                }
+                Confirmation::Disputed(disputes, why) => {
+                    for d in disputes {
+                        let chain = if d.destination {
+                            lane.destination()
+                        } else {
+                            lane.source()
+                        };
+                        if entry.disputed.insert((d.destination, d.endpoint)) {
+                            self.metrics.disputed(lane, chain, d.endpoint);
+                            tracing::error!(%lane, nonce = evidence.nonce, %chain, endpoint = %d.label, said = %d.said, "guardian: an RPC endpoint contradicts a suspected breach: not acting on it; check that endpoint (it may lie, or another one does)");
+                        }
+                    }
+                    if entry.tries % 20 == 1 {
+                        tracing::warn!(%lane, nonce = evidence.nonce, %why, "guardian: a suspected breach is disputed; not acting");
+                    }
+                }
+            }
+            if entry.since.elapsed() > UNCONFIRMED_FOR {
+                tracing::error!(%lane, nonce = evidence.nonce, reason = entry.alarm.reason.as_str(), "guardian: a suspected breach never held on enough endpoints; dropped");
+                continue;
+            }
+            self.unconfirmed.push(entry);
+        }
+        for guarded in &self.lanes {
+            let n = self
+                .unconfirmed
+                .iter()
+                .filter(|u| u.alarm.lane == guarded.lane)
+                .count();
+            self.metrics.set_unconfirmed(guarded.lane, n);
+        }
+    }
+
+    /// Act on `alarm`, once per breach: its evidence held.
     fn raise(&mut self, alarm: Alarm) {
         match self.store.lock().record_guardian_breach(&alarm.breach()) {
             Ok(true) => {}
@@ -287,10 +476,10 @@ impl Guardian {
         tracing::error!(
             lane = %alarm.lane,
             reason = alarm.reason.as_str(),
-            nonce = ?alarm.nonce,
+            nonce = alarm.nonce,
             detail = %alarm.detail,
             guardian = %self.settings.address,
-            "guardian: breach seen; pausing the bridges (only the owner unpauses)"
+            "guardian: breach confirmed on every chain's endpoints; pausing the bridges (only the owner unpauses)"
         );
         self.recent.push_front((unix_now(), alarm.clone()));
         self.recent.truncate(ALARMS_SHOWN);
@@ -362,9 +551,15 @@ impl Guardian {
         }
     }
 
-    /// Check the destination's new handles of `guarded` up to its head.
+    /// Check the destination's new handles of `guarded` up to its head. A release that cannot
+    /// be judged yet goes on the lane's retry list; the watch moves on past it (audit A3-L7),
+    /// unless the list is full.
     async fn watch(&mut self, guarded: &mut GuardedLane) -> Result<(), GuardError> {
         let lane = guarded.lane;
+        if guarded.unjudged.len() >= UNJUDGED_KEPT {
+            tracing::error!(%lane, kept = UNJUDGED_KEPT, "guardian: too many releases not judged yet; the watch waits for them");
+            return Ok(());
+        }
         let destination = self.chains.get(lane.destination()).clone();
         let head = destination.head().await?;
         let next = *guarded.next.get_or_insert(head);
@@ -381,43 +576,100 @@ impl Guardian {
         guarded
             .span
             .observe(to.saturating_sub(next).saturating_add(1), logs.len());
-        let mut checked = 0u64;
+        let mut handles = Vec::new();
         for log in logs
             .iter()
             .filter(|l| !l.removed && l.address() == destination.bridge())
         {
-            let Ok(handle) = log.log_decode::<Bridge::HandleValueTransfer>() else {
+            let (Ok(handle), Some(tx), Some(block)) = (
+                log.log_decode::<Bridge::HandleValueTransfer>(),
+                log.transaction_hash,
+                log.block_number,
+            ) else {
                 tracing::error!(%lane, block = ?log.block_number, "guardian: undecodable HandleValueTransfer");
                 continue;
             };
-            let handle = handle.inner.data;
-            let evidence = self.evidence(guarded, &handle).await?;
-            checked = checked.saturating_add(1);
-            match judge(
-                handle.nonce,
-                handle.voteKey,
-                evidence,
-                self.settings.source_stale_secs,
-            ) {
-                Verdict::Genuine => {}
-                Verdict::Forged(detail) => self.raise(Alarm {
-                    lane,
-                    reason: AlarmReason::ForgedRelease,
-                    nonce: Some(handle.nonce),
-                    detail: format!("{detail} (destination block {:?})", log.block_number),
-                    excess: String::new(),
-                }),
-                Verdict::Unknown(why) => {
-                    // Read this range again next round rather than pass over a release.
-                    self.metrics.checked(lane, checked);
-                    tracing::warn!(%lane, nonce = handle.nonce, %why, "guardian: cannot judge a release yet");
-                    return Ok(());
+            handles.push(Unjudged {
+                handle: handle.inner.data,
+                tx,
+                block,
+                since: Instant::now(),
+            });
+        }
+        // Judged before the range is passed: a chain error reads the whole range again.
+        let mut verdicts = Vec::with_capacity(handles.len());
+        for seen in &handles {
+            verdicts.push(self.judge(guarded, &seen.handle).await?);
+        }
+        self.metrics.checked(lane, handles.len() as u64);
+        for (seen, verdict) in handles.into_iter().zip(verdicts) {
+            self.take_verdict(guarded, seen, verdict);
+        }
+        guarded.next = Some(to.saturating_add(1));
+        Ok(())
+    }
+
+    /// Judge again some of the releases of `guarded` that could not be judged before.
+    async fn rejudge(&mut self, guarded: &mut GuardedLane) {
+        let round = guarded.unjudged.len().min(REJUDGED_PER_ROUND);
+        for _ in 0..round {
+            let Some(seen) = guarded.unjudged.pop_front() else {
+                break;
+            };
+            match self.judge(guarded, &seen.handle).await {
+                Ok(verdict) => self.take_verdict(guarded, seen, verdict),
+                Err(e) => {
+                    tracing::debug!(lane = %guarded.lane, nonce = seen.handle.nonce, error = %e, "guardian: cannot judge a release yet");
+                    guarded.unjudged.push_back(seen);
                 }
             }
         }
-        self.metrics.checked(lane, checked);
-        guarded.next = Some(to.saturating_add(1));
-        Ok(())
+    }
+
+    /// Act on the verdict of one release: a suspicion to confirm, or back on the retry list.
+    fn take_verdict(&mut self, guarded: &mut GuardedLane, seen: Unjudged, verdict: Verdict) {
+        let lane = guarded.lane;
+        let handle = &seen.handle;
+        match verdict {
+            Verdict::Genuine => {}
+            Verdict::Forged(detail, source) => self.suspect(Alarm {
+                lane,
+                reason: AlarmReason::ForgedRelease,
+                nonce: handle.nonce,
+                detail: format!(
+                    "{detail} (destination block {}, tx {})",
+                    seen.block, seen.tx
+                ),
+                evidence: Evidence {
+                    nonce: handle.nonce,
+                    executed_key: handle.voteKey,
+                    handle_tx: seen.tx,
+                    handle_block: seen.block,
+                    source,
+                },
+            }),
+            Verdict::Unknown(why) => {
+                if seen.since.elapsed() < self.settings.interval.saturating_mul(2) {
+                    tracing::warn!(%lane, nonce = handle.nonce, %why, "guardian: cannot judge a release yet; judging the rest and this one again later");
+                }
+                guarded.unjudged.push_back(seen);
+            }
+        }
+    }
+
+    /// What the source says (through the endpoint in use) of the request `handle` executed.
+    async fn judge(
+        &self,
+        guarded: &GuardedLane,
+        handle: &Bridge::HandleValueTransfer,
+    ) -> Result<Verdict, GuardError> {
+        let evidence = self.evidence(guarded, handle).await?;
+        Ok(judge(
+            handle.nonce,
+            handle.voteKey,
+            evidence,
+            self.settings.source_stale_secs,
+        ))
     }
 
     /// What the source says of the request `handle` executed.
@@ -429,15 +681,19 @@ impl Guardian {
         let lane = guarded.lane;
         let nonce = handle.nonce;
         if let Some(stored) = self.store.lock().get(lane, nonce)? {
-            return Ok(SourceEvidence::Request(
-                guarded.domain.vote_key(&stored.request),
-            ));
+            return Ok(SourceEvidence::Request {
+                key: guarded.domain.vote_key(&stored.request),
+                tx: stored.request.srcTxHash,
+            });
         }
         let source = self.chains.get(lane.source()).clone();
         if let Some(requests) = requests_of_tx(&source, handle.srcTxHash).await?
             && let Some(request) = requests.iter().find(|r| r.nonce == nonce)
         {
-            return Ok(SourceEvidence::Request(guarded.domain.vote_key(request)));
+            return Ok(SourceEvidence::Request {
+                key: guarded.domain.vote_key(request),
+                tx: handle.srcTxHash,
+            });
         }
         let head = source.head().await?;
         let request_nonce = source.views().request_nonce().await?;
@@ -467,7 +723,10 @@ impl Guardian {
             max_queries: SOURCE_SCAN_QUERIES,
         };
         Ok(match find_request(&source, nonce, bounds).await? {
-            Some(request) => SourceEvidence::Request(guarded.domain.vote_key(&request)),
+            Some(request) => SourceEvidence::Request {
+                key: guarded.domain.vote_key(&request),
+                tx: request.srcTxHash,
+            },
             None => SourceEvidence::NotFound,
         })
     }
@@ -525,10 +784,8 @@ impl Guardian {
                 }
             }
         }
-        if let Some(nonce) = alarm.nonce
-            && alarm.reason != AlarmReason::Conservation
-            && !self.frozen.contains(&(destination, nonce))
-        {
+        let nonce = alarm.nonce;
+        if !self.frozen.contains(&(destination, nonce)) {
             let views = self.chains.get(destination).views();
             if views.queued_release_at(nonce).await?.is_some() {
                 let input = Bytes::from(
@@ -574,6 +831,12 @@ impl Guardian {
             "address": self.settings.address.to_string(),
             "paused": self.paused.iter().map(|(c, p)| (c.as_str(), *p)).collect::<HashMap<_, _>>(),
             "acting": !self.standing.is_empty(),
+            "unconfirmed": self.unconfirmed.iter().map(|u| serde_json::json!({
+                "lane": u.alarm.lane.as_str(),
+                "nonce": u.alarm.nonce,
+                "reason": u.alarm.reason.as_str(),
+                "waiting_secs": u.since.elapsed().as_secs(),
+            })).collect::<Vec<_>>(),
             "alarms": self.recent.iter().map(|(at, alarm)| Seen { at: *at, alarm }).collect::<Vec<_>>(),
         });
         self.board.set("guardian", value);

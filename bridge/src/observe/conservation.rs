@@ -10,10 +10,16 @@
 //! executed a payload nobody requested and the genuine request at that nonce can never execute
 //! (audit NEW-M2: the owner settles it with `multibridge admin settle`).
 //!
-//! Order matters for a check that must not cry wolf: the destination is scanned first and the
-//! source second, and totals are compared only after the source scan reached its safe head in
-//! the same step. Anything released was requested earlier, so an honest bridge always shows
-//! released ≤ requested.
+//! A check that must not cry wolf compares by nonces, not by heads (audit A3-M2): each side is
+//! read at its own depth through whatever endpoint, so a release may be read long before the
+//! request it pays (this relay's source depth deeper than the executors', `"finalized"`, a
+//! lagging endpoint). A release therefore counts only once the source scan has read its nonce,
+//! and it is matched with the request at that nonce ([`Store::match_releases`]): under the same
+//! vote key it counts as released under the request's asset; under any other key it is a
+//! forged release — counted under its own asset, recorded with its evidence and raised once to
+//! the guardian, which confirms it on every endpoint before it pauses. An honest bridge always
+//! shows released ≤ requested, the difference being exactly what is in flight; a breach already
+//! raised is a nonce, so honest traffic completing around it raises nothing new.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
@@ -27,10 +33,14 @@ use multibridge_monitoring::LaneMetrics;
 use multibridge_monitoring::metrics::NATIVE_ASSET;
 use serde::Serialize;
 
+use crate::chain::ChainClient;
+use crate::chain::ChainError;
+use crate::chain::bridge_views::ViewError;
 use crate::chain::logs::LogSpan;
-use crate::chain::{ChainClient, ChainError};
-use crate::guard::{Alarm, AlarmReason, AlarmSender};
-use crate::store::{AssetSide, SharedStore, Store, StoreError};
+use crate::guard::{Alarm, AlarmReason, AlarmSender, Evidence, SourceClaim};
+use crate::store::{
+    AssetSide, ForgedRelease, ScannedRelease, ScannedRequest, SharedStore, Store, StoreError,
+};
 
 /// Why a conservation step failed (retried at the next watch tick either way).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,9 @@ pub enum ConservationError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The source's request logs could not be read (or the endpoints disagree on them).
+    #[error(transparent)]
+    View(#[from] ViewError),
     /// A log did not decode as the bridge's event.
     #[error("{lane}: undecodable {event} log in block {block:?}")]
     BadLog {
@@ -66,22 +79,19 @@ pub struct AssetConservation {
     pub ok: bool,
 }
 
-/// Compare totals per source asset. `released` is keyed by destination token and translated
-/// with `to_source` (destination token → source token); a released asset with no known source
-/// counterpart is compared against zero requested.
+/// Compare totals per source asset (both sides are keyed by the source asset: a release counts
+/// under the asset of the request it paid).
 pub fn compare(
     requested: &[(Address, U256)],
     released: &[(Address, U256)],
-    to_source: &HashMap<Address, Address>,
 ) -> Vec<AssetConservation> {
     let mut by_asset: BTreeMap<Address, (U256, U256)> = BTreeMap::new();
     for (asset, amount) in requested {
         let entry = by_asset.entry(*asset).or_default();
         entry.0 = entry.0.saturating_add(*amount);
     }
-    for (local, amount) in released {
-        let asset = to_source.get(local).copied().unwrap_or(*local);
-        let entry = by_asset.entry(asset).or_default();
+    for (asset, amount) in released {
+        let entry = by_asset.entry(*asset).or_default();
         entry.1 = entry.1.saturating_add(*amount);
     }
     by_asset
@@ -103,12 +113,6 @@ fn units(kind: u8, amount: U256) -> U256 {
     } else {
         amount
     }
-}
-
-/// Add `amount` to `asset`'s total in `amounts`.
-fn add(amounts: &mut BTreeMap<Address, U256>, asset: Address, amount: U256) {
-    let total = amounts.entry(asset).or_default();
-    *total = total.saturating_add(amount);
 }
 
 /// The `asset` label of a source token.
@@ -146,7 +150,8 @@ pub struct ConservationScanner {
     domain: VoteDomain,
     store: SharedStore,
     metrics: LaneMetrics,
-    to_source: HashMap<Address, Address>,
+    /// Destination token → its source counterpart (from the store, else read once and kept).
+    to_source: HashMap<Address, Option<Address>>,
     /// `eth_getLogs` widths of the source and the destination side.
     spans: [LogSpan; 2],
     /// Votes seen before this relay indexed their request, re-checked every step (bounded).
@@ -157,43 +162,11 @@ pub struct ConservationScanner {
     block_times: HashMap<(bool, u64), u64>,
     /// Where breaches go when this replica has a guardian.
     alarms: Option<AlarmSender>,
-    /// Which broken assets to raise to the guardian.
-    broken: BrokenTracker,
     /// The source's `requestNonce` just before its scan starts: only handles of nonces from
     /// here on count as released (a relay configured to start after some history must not
     /// compare that history's handles with no requests).
     first_nonce: Option<u64>,
 }
-
-/// Per source asset: consecutive comparisons that found it broken, and the excess last raised
-/// (a larger excess is raised again; the same one never twice, so an owner who resumes a
-/// bridge after a pause is not overruled by the same figures).
-#[derive(Debug, Default)]
-pub struct BrokenTracker(HashMap<Address, (u32, U256)>);
-
-impl BrokenTracker {
-    /// Take one comparison; the assets to alarm on, with their excess and streak.
-    pub fn observe(&mut self, assets: &[AssetConservation]) -> Vec<(Address, U256, u32)> {
-        let mut raise = Vec::new();
-        for a in assets {
-            let entry = self.0.entry(a.asset).or_default();
-            if a.ok {
-                entry.0 = 0;
-                continue;
-            }
-            entry.0 = entry.0.saturating_add(1);
-            let excess = a.released.saturating_sub(a.requested);
-            if entry.0 >= BROKEN_SCANS_TO_ALARM && excess > entry.1 {
-                entry.1 = excess;
-                raise.push((a.asset, excess, entry.0));
-            }
-        }
-        raise
-    }
-}
-
-/// Consecutive broken comparisons before the guardian is alarmed (one could be a glitch).
-const BROKEN_SCANS_TO_ALARM: u32 = 2;
 
 /// A `HandleValueTransfer` whose latency is still to be measured.
 #[derive(Debug, Clone, Copy)]
@@ -215,6 +188,9 @@ struct SeenVote {
     operator: Address,
     key: alloy::primitives::B256,
     executed: bool,
+    /// The destination transaction and block.
+    tx: alloy::primitives::B256,
+    block: u64,
 }
 
 /// Most votes kept for a later check while their request is not indexed yet.
@@ -239,8 +215,6 @@ impl ConservationScanner {
             dst_chain_id: destination.chain.chain_id(),
             dst_bridge: destination.bridge,
         };
-        let mut to_source = HashMap::new();
-        to_source.insert(Address::ZERO, Address::ZERO);
         Self {
             lane,
             source,
@@ -248,13 +222,12 @@ impl ConservationScanner {
             domain,
             store,
             metrics,
-            to_source,
+            to_source: HashMap::new(),
             spans,
             unmatched: std::collections::VecDeque::new(),
             handles: Vec::new(),
             block_times: HashMap::new(),
             alarms: None,
-            broken: BrokenTracker::default(),
             first_nonce: None,
         }
     }
@@ -265,47 +238,54 @@ impl ConservationScanner {
         self
     }
 
-    /// Alarm the guardian on an asset broken [`BROKEN_SCANS_TO_ALARM`] times in a row with
-    /// more excess than last raised.
-    fn track_broken(&mut self, assets: &[AssetConservation]) {
-        for (asset, excess, streak) in self.broken.observe(assets) {
-            let Some(a) = assets.iter().find(|a| a.asset == asset) else {
-                continue;
-            };
-            if let Some(alarms) = &self.alarms {
-                alarms.raise(Alarm {
-                    lane: self.lane,
-                    reason: AlarmReason::Conservation,
-                    nonce: None,
-                    detail: format!(
-                        "asset {}: released {} > requested {} (excess {excess}) in {streak} consecutive scans",
-                        asset_label(asset),
-                        a.released,
-                        a.requested,
-                    ),
-                    excess: format!("excess/{}/{excess}", asset_label(asset)),
-                });
-            }
-        }
-    }
-
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock()
     }
 
-    /// Scan both sides as far as final blocks go (bounded per call) and, when the source caught
-    /// up, compare and publish. Returns the comparison when one was made.
+    /// Scan both sides as far as final blocks go (bounded per call), match releases with
+    /// requests by nonce, raise forged releases and, when the source caught up, compare and
+    /// publish. Returns the comparison when one was made.
     pub async fn step(&mut self) -> Result<Option<Vec<AssetConservation>>, ConservationError> {
         let waiting = std::mem::take(&mut self.unmatched);
         for vote in waiting {
             self.check_vote(vote)?;
         }
-        if self.first_nonce.is_none() {
-            let start = self.source.start_block;
-            self.first_nonce = Some(self.source.chain.views().first_nonce_from(start).await?);
+        let first_nonce = match self.first_nonce {
+            Some(n) => n,
+            None => {
+                let start = self.source.start_block;
+                let n = self.source.chain.views().first_nonce_from(start).await?;
+                self.first_nonce = Some(n);
+                n
+            }
+        };
+        self.scan(AssetSide::Released, first_nonce).await?;
+        let caught_up = self.scan(AssetSide::Requested, first_nonce).await?;
+        self.learn_counterparts().await?;
+        let forged = {
+            let to_source = &self.to_source;
+            self.store()
+                .match_releases(self.lane, |local| to_source.get(&local).copied().flatten())?
+        };
+        for f in &forged {
+            self.metrics.handled_mismatch.inc();
+            tracing::error!(
+                lane = %self.lane,
+                nonce = f.release.nonce,
+                executed = %f.release.key,
+                request = ?f.request.map(|(key, _)| key),
+                asset = %asset_label(f.asset),
+                units = %f.release.units,
+                tx = %f.release.tx,
+                "conservation: a release pays no request the source made at its nonce (a forged \
+                 payload): the genuine request at that nonce can never execute; pause the bridges \
+                 and have the owner settle it (multibridge admin settle)"
+            );
         }
-        self.scan(AssetSide::Released).await?;
-        if !self.scan(AssetSide::Requested).await? {
+        self.raise_forged()?;
+        let (open, held, forged) = self.store().conservation_counts(self.lane)?;
+        self.metrics.set_conservation_nonces(open, held, forged);
+        if !caught_up {
             return Ok(None);
         }
         let (requested, released) = {
@@ -315,22 +295,7 @@ impl ConservationScanner {
                 store.asset_totals(self.lane, AssetSide::Released)?,
             )
         };
-        for (local, _) in &released {
-            if !self.to_source.contains_key(local) {
-                let local = *local;
-                let pair = self
-                    .destination
-                    .chain
-                    .bridge_call(
-                        "tokenPair",
-                        |b| async move { b.tokenPair(local).call().await },
-                    )
-                    .await?;
-                self.to_source.insert(local, pair.remoteToken);
-            }
-        }
-        let compared = compare(&requested, &released, &self.to_source);
-        self.track_broken(&compared);
+        let compared = compare(&requested, &released);
         let lane = self.lane.as_str();
         for a in &compared {
             let label = asset_label(a.asset);
@@ -349,10 +314,91 @@ impl ConservationScanner {
         Ok(Some(compared))
     }
 
+    /// Learn the source counterpart of every destination token a release to be matched
+    /// released: from the store (kept as first seen), else from the destination bridge's
+    /// `tokenPair` (kept when it names one; a pair deregistered since names none, and its
+    /// releases are counted under the destination token — audit A3-L6: never as native).
+    async fn learn_counterparts(&mut self) -> Result<(), ConservationError> {
+        let tokens = self.store().held_tokens(self.lane)?;
+        for local in tokens {
+            if local == Address::ZERO || self.to_source.contains_key(&local) {
+                continue;
+            }
+            let kept = self.store().token_counterpart(self.lane, local)?;
+            if let Some(remote) = kept {
+                self.to_source.insert(local, Some(remote));
+                continue;
+            }
+            let pair = self
+                .destination
+                .chain
+                .bridge_call(
+                    "tokenPair",
+                    |b| async move { b.tokenPair(local).call().await },
+                )
+                .await?;
+            if pair.remoteToken == Address::ZERO {
+                tracing::warn!(lane = %self.lane, token = %local, "conservation: a released token has no registered counterpart; its releases are counted under the destination token");
+                self.to_source.insert(local, None);
+            } else {
+                self.store()
+                    .keep_token_counterpart(self.lane, local, pair.remoteToken)?;
+                self.to_source.insert(local, Some(pair.remoteToken));
+            }
+        }
+        Ok(())
+    }
+
+    /// Raise every forged release not raised yet to the guardian, with its evidence.
+    fn raise_forged(&mut self) -> Result<(), ConservationError> {
+        let forged = self.store().forged_unraised(self.lane)?;
+        for ForgedRelease {
+            release,
+            request,
+            asset,
+        } in forged
+        {
+            let Some((key, tx)) = request else {
+                // A second release of a nonce already paid: no source request to show; the
+                // log line and handled_mismatch_total say it.
+                tracing::error!(lane = %self.lane, nonce = release.nonce, tx = %release.tx, "conservation: a release of a nonce whose request was already paid");
+                self.store().forged_raised(self.lane, release.nonce)?;
+                continue;
+            };
+            if let Some(alarms) = &self.alarms {
+                let alarm = Alarm {
+                    lane: self.lane,
+                    reason: AlarmReason::Conservation,
+                    nonce: release.nonce,
+                    detail: format!(
+                        "nonce {} released {} of {} under vote key {}, but the source's request at that nonce has key {key}",
+                        release.nonce,
+                        release.units,
+                        asset_label(asset),
+                        release.key,
+                    ),
+                    evidence: Evidence {
+                        nonce: release.nonce,
+                        executed_key: release.key,
+                        handle_tx: release.tx,
+                        handle_block: release.block,
+                        source: SourceClaim::Request { key, tx },
+                    },
+                };
+                if !alarms.raise(alarm) {
+                    // The queue is full: raised again next step.
+                    break;
+                }
+            }
+            self.store().forged_raised(self.lane, release.nonce)?;
+        }
+        Ok(())
+    }
+
     /// Read `side` from its scan position up to its safe head, at most [`RANGES_PER_STEP`]
-    /// ranges, recording each range's totals with the new position. `true` when it reached the
-    /// safe head.
-    async fn scan(&mut self, side: AssetSide) -> Result<bool, ConservationError> {
+    /// ranges, recording each range with the new position. `true` when it reached the safe
+    /// head.
+    async fn scan(&mut self, side: AssetSide, first_nonce: u64) -> Result<bool, ConservationError> {
         let (at, span) = match side {
             AssetSide::Requested => (self.source.clone(), 0),
             AssetSide::Released => (self.destination.clone(), 1),
@@ -367,29 +413,34 @@ impl ConservationScanner {
             let Some(range) = self.spans[span].next(next, safe_head) else {
                 return Ok(true);
             };
-            // As the indexer: never more requests in one answer than the span aims at.
-            let range = match side {
+            let width;
+            match side {
                 AssetSide::Requested => {
-                    at.chain
+                    // As the indexer: never more requests in one answer than the span aims at.
+                    let range = at
+                        .chain
                         .views()
                         .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
-                        .await
+                        .await;
+                    let requests = self.requested_in(&at, range.clone()).await?;
+                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    self.spans[span].observe(width, requests.len());
+                    next = range.end().saturating_add(1);
+                    self.store()
+                        .record_requested(self.lane, first_nonce, next, &requests)?;
                 }
-                AssetSide::Released => range,
-            };
-            let (amounts, logs) = match side {
-                AssetSide::Requested => self.requested_in(&at, range.clone()).await?,
-                AssetSide::Released => self.released_in(&at, range.clone()).await?,
-            };
-            let width = range.end().saturating_sub(*range.start()).saturating_add(1);
-            self.spans[span].observe(width, logs);
-            next = range.end().saturating_add(1);
-            let list: Vec<(Address, U256)> = amounts.iter().map(|(a, v)| (*a, *v)).collect();
-            self.store()
-                .record_asset_range(self.lane, side, next, &list)?;
-            // Measured only once recorded: a range read again after a failure is not
-            // observed twice.
-            self.measure_latency().await;
+                AssetSide::Released => {
+                    let (releases, logs) = self.released_in(&at, range.clone()).await?;
+                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    self.spans[span].observe(width, logs);
+                    next = range.end().saturating_add(1);
+                    self.store()
+                        .record_released(self.lane, first_nonce, next, &releases)?;
+                    // Measured only once recorded: a range read again after a failure is not
+                    // observed twice.
+                    self.measure_latency().await;
+                }
+            }
         }
         Ok(next > safe_head)
     }
@@ -463,44 +514,35 @@ impl ConservationScanner {
         Ok(logs.into_iter().filter(|l| !l.removed).collect())
     }
 
+    /// The requests the source bridge made in `range` (through `log_quorum` endpoints where
+    /// configured, as the indexer reads them).
     async fn requested_in(
         &self,
         at: &ScanSide,
         range: RangeInclusive<u64>,
-    ) -> Result<(BTreeMap<Address, U256>, usize), ConservationError> {
-        let mut amounts: BTreeMap<Address, U256> = BTreeMap::new();
-        let logs = self
-            .logs(
-                at,
-                vec![Bridge::RequestValueTransfer::SIGNATURE_HASH],
-                range,
-            )
-            .await?;
-        let count = logs.len();
-        for log in logs {
-            let event = log
-                .log_decode::<Bridge::RequestValueTransfer>()
-                .map_err(|_| ConservationError::BadLog {
-                    lane: self.lane,
-                    event: "RequestValueTransfer",
-                    block: log.block_number,
-                })?;
-            add(
-                &mut amounts,
-                event.inner.token,
-                units(event.inner.kind, event.inner.amount),
-            );
-        }
-        Ok((amounts, count))
+    ) -> Result<Vec<ScannedRequest>, ConservationError> {
+        let requests = at.chain.views().request_logs(range).await?;
+        Ok(requests
+            .iter()
+            .map(|r| ScannedRequest {
+                nonce: r.nonce,
+                key: self.domain.vote_key(r),
+                asset: r.token,
+                units: units(r.kind, r.amount),
+                tx: r.srcTxHash,
+            })
+            .collect())
     }
 
+    /// The releases the destination bridge made in `range` (and every vote and execution
+    /// checked against the indexed payloads), with how many logs the range held.
     async fn released_in(
         &mut self,
         at: &ScanSide,
         range: RangeInclusive<u64>,
-    ) -> Result<(BTreeMap<Address, U256>, usize), ConservationError> {
+    ) -> Result<(Vec<ScannedRelease>, usize), ConservationError> {
         self.handles.clear();
-        let mut amounts: BTreeMap<Address, U256> = BTreeMap::new();
+        let mut releases = Vec::new();
         let logs = self
             .logs(
                 at,
@@ -518,17 +560,22 @@ impl ConservationScanner {
                 event,
                 block: log.block_number,
             };
+            let (tx, block) = (
+                log.transaction_hash.unwrap_or_default(),
+                log.block_number.unwrap_or_default(),
+            );
             if log.topic0() == Some(&Bridge::HandleValueTransfer::SIGNATURE_HASH) {
                 let event = log
                     .log_decode::<Bridge::HandleValueTransfer>()
                     .map_err(|_| bad("HandleValueTransfer"))?;
-                if event.inner.nonce >= self.first_nonce.unwrap_or(0) {
-                    add(
-                        &mut amounts,
-                        event.inner.token,
-                        units(event.inner.kind, event.inner.amount),
-                    );
-                }
+                releases.push(ScannedRelease {
+                    nonce: event.inner.nonce,
+                    key: event.inner.voteKey,
+                    token: event.inner.token,
+                    units: units(event.inner.kind, event.inner.amount),
+                    tx,
+                    block,
+                });
                 if let Some(block) = log.block_number {
                     self.handles.push(SeenHandle {
                         nonce: event.inner.nonce,
@@ -541,6 +588,8 @@ impl ConservationScanner {
                     operator: Address::ZERO,
                     key: event.inner.voteKey,
                     executed: true,
+                    tx,
+                    block,
                 })?;
             } else {
                 let event = log
@@ -553,10 +602,12 @@ impl ConservationScanner {
                     operator: event.inner.operator,
                     key: event.inner.voteKey,
                     executed: false,
+                    tx,
+                    block,
                 })?;
             }
         }
-        Ok((amounts, count))
+        Ok((releases, count))
     }
 
     /// Count a vote or execution whose key differs from the payload this relay observed for its
@@ -567,6 +618,8 @@ impl ConservationScanner {
             operator,
             key,
             executed,
+            tx,
+            block,
         } = vote;
         let Some(stored) = self.store().get(self.lane, nonce)? else {
             if self.unmatched.len() >= MAX_UNMATCHED {
@@ -582,11 +635,20 @@ impl ConservationScanner {
                 alarms.raise(Alarm {
                     lane: self.lane,
                     reason: AlarmReason::HandledMismatch,
-                    nonce: Some(nonce),
+                    nonce,
                     detail: format!(
                         "nonce {nonce} executed under vote key {key}; the indexed request has {expected}"
                     ),
-                    excess: String::new(),
+                    evidence: Evidence {
+                        nonce,
+                        executed_key: key,
+                        handle_tx: tx,
+                        handle_block: block,
+                        source: SourceClaim::Request {
+                            key: expected,
+                            tx: stored.request.srcTxHash,
+                        },
+                    },
                 });
             }
             tracing::error!(
@@ -618,68 +680,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn released_is_translated_to_the_source_asset_and_compared_exactly() {
-        let src_token = Address::repeat_byte(1);
-        let dst_token = Address::repeat_byte(2);
-        let to_source = HashMap::from([(Address::ZERO, Address::ZERO), (dst_token, src_token)]);
-        let requested = [(Address::ZERO, U256::from(10)), (src_token, U256::from(7))];
-        let released = [(Address::ZERO, U256::from(10)), (dst_token, U256::from(7))];
-        let out = compare(&requested, &released, &to_source);
+    fn totals_are_compared_per_source_asset_exactly() {
+        let token = Address::repeat_byte(1);
+        let requested = [(Address::ZERO, U256::from(10)), (token, U256::from(7))];
+        let released = [(Address::ZERO, U256::from(10)), (token, U256::from(7))];
+        let out = compare(&requested, &released);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|a| a.ok), "{out:?}");
-        let over = [(dst_token, U256::from(8))];
-        let out = compare(&requested, &over, &to_source);
-        let token = out.iter().find(|a| a.asset == src_token).unwrap();
-        assert!(!token.ok);
-        assert_eq!(
-            (token.requested, token.released),
-            (U256::from(7), U256::from(8))
-        );
+        let over = [(token, U256::from(8))];
+        let out = compare(&requested, &over);
+        let t = out.iter().find(|a| a.asset == token).unwrap();
+        assert!(!t.ok);
+        assert_eq!((t.requested, t.released), (U256::from(7), U256::from(8)));
         // A release of something never requested is broken conservation, not ignored.
         let stray = Address::repeat_byte(9);
-        let out = compare(&requested, &[(stray, U256::from(1))], &to_source);
+        let out = compare(&requested, &[(stray, U256::from(1))]);
         assert!(!out.iter().find(|a| a.asset == stray).unwrap().ok);
         // Differences below f64 precision still count.
         let big = U256::from(10).pow(U256::from(24));
         let out = compare(
             &[(Address::ZERO, big)],
             &[(Address::ZERO, big + U256::from(1))],
-            &to_source,
         );
         assert!(!out[0].ok);
-    }
-
-    #[test]
-    fn broken_conservation_alarms_after_two_scans_and_again_only_for_more_excess() {
-        let at = |released: u64| AssetConservation {
-            asset: Address::ZERO,
-            requested: U256::from(10),
-            released: U256::from(released),
-            ok: released <= 10,
-        };
-        let mut t = BrokenTracker::default();
-        assert!(
-            t.observe(&[at(12)]).is_empty(),
-            "one broken scan is not enough"
-        );
-        assert_eq!(
-            t.observe(&[at(12)]),
-            vec![(Address::ZERO, U256::from(2), 2)]
-        );
-        // The same figures after an owner resumed: not raised again.
-        assert!(t.observe(&[at(12)]).is_empty());
-        // More released: raised again.
-        assert_eq!(
-            t.observe(&[at(15)]),
-            vec![(Address::ZERO, U256::from(5), 4)]
-        );
-        // Back to ok resets the streak: a new breach needs two scans again.
-        assert!(t.observe(&[at(10)]).is_empty());
-        assert!(t.observe(&[at(20)]).is_empty());
-        assert_eq!(
-            t.observe(&[at(20)]),
-            vec![(Address::ZERO, U256::from(10), 2)]
-        );
     }
 
     #[test]

@@ -298,14 +298,31 @@ impl Store {
                      version = MAX(compaction.version, excluded.version)",
                 params![l, to_i64(below), dropped_before, to_i64(version)],
             )?;
-            tx.execute(
-                "INSERT INTO asset_scan SELECT * FROM snap.asset_scan WHERE lane = ?1",
-                [l],
-            )?;
-            tx.execute(
-                "INSERT INTO asset_totals SELECT * FROM snap.asset_totals WHERE lane = ?1",
-                [l],
-            )?;
+            // The conservation check's totals, open requests and held releases go together,
+            // and only from a snapshot that kept them by nonce (an older one's are read again
+            // from the chains).
+            let by_nonce: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM snap.meta WHERE key = ?1)",
+                    [super::asset_totals::BY_NONCE],
+                    |r| r.get(0),
+                )
+                .unwrap_or(false);
+            if by_nonce {
+                for table in super::asset_totals::TABLES {
+                    let has: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM snap.sqlite_master WHERE name = ?1)",
+                        [table],
+                        |r| r.get(0),
+                    )?;
+                    if has {
+                        tx.execute(
+                            &format!("INSERT OR REPLACE INTO {table} SELECT * FROM snap.{table} WHERE lane = ?1"),
+                            [l],
+                        )?;
+                    }
+                }
+            }
             tx.commit()?;
             Ok(Restored {
                 rows: u64::try_from(rows).unwrap_or(u64::MAX),

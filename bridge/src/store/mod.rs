@@ -33,7 +33,7 @@ mod cursor;
 mod leases;
 pub mod lock;
 mod schema;
-pub use asset_totals::AssetSide;
+pub use asset_totals::{AssetSide, ForgedRelease, ScannedRelease, ScannedRequest};
 pub use compaction::copy_store_file;
 pub use leases::LeaseRecord;
 
@@ -292,6 +292,16 @@ impl Store {
             })
             .optional()?
             .map(to_u64))
+    }
+
+    /// Whether the guardian already acted on `breach`.
+    pub fn guardian_breach_known(&self, breach: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
+            .query_row(params![format!("guardian/{breach}")], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Record that the guardian acted on `breach` (`true`: newly recorded; `false`: it had

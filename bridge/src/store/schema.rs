@@ -99,6 +99,7 @@ impl Store {
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;
+        store.upgrade_conservation()?;
         store.conn.execute_batch(attestations::FRESH_NONCES_INDEX)?;
         store.conn.execute_batch(counts::SCHEMA)?;
         store.conn.execute_batch(counts::RECOUNT)?;

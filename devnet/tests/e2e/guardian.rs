@@ -2,8 +2,10 @@
 //! requested — large enough that the destination queues it for the release delay. Every
 //! relay's guardian (its own pauser key) sees it at the destination's head and pauses both
 //! bridges within two blocks, the forged queued release is frozen, nothing is released after
-//! the pause, conservation alarms too, and no guardian unpauses: once the owner resumes, the
-//! same breach is not acted on again and the frozen release still cannot run.
+//! the pause, and no guardian unpauses: once the owner resumes, the same breach is not acted on
+//! again — not when a user's request later takes the forged nonce and the conservation scan,
+//! matching releases by nonce, finds the forged release paying it (audit A3-M2, the owner's
+//! resume overruled) — and the frozen release still cannot run.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -182,9 +184,9 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
     )
     .await;
 
-    // Every guardian raised the alarm; conservation (released > requested) alarms too.
+    // Every guardian raised the alarm.
     for port in &devnet.operator_http_ports {
-        for reason in ["forged_release", "conservation"] {
+        for reason in ["forged_release"] {
             let series =
                 format!("multibridge_guardian_alarms_total{{lane=\"{lane}\",reason=\"{reason}\"}}");
             eventually(
@@ -297,4 +299,50 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
             .is_some_and(|e| matches!(e, Bridge::BridgeErrors::ReleaseFrozen(_))),
         "{err}"
     );
+
+    // A user's request takes the forged nonce: the conservation scan, matching releases by
+    // nonce, finds that the forged release pays none of it — the same breach, acted on already:
+    // nobody pauses again; the next request is handled as usual.
+    let voided = driver
+        .request_native_burst(lane, 1, user, parse_ether("1").unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        voided[0].nonce, nonce,
+        "the user's request takes the forged nonce"
+    );
+    for port in &devnet.operator_http_ports {
+        let series = format!("multibridge_conservation_nonces{{lane=\"{lane}\",state=\"forged\"}}");
+        eventually(
+            format!("relay {port}: the forged release is matched with the request it voided"),
+            Duration::from_secs(60),
+            async || match metric(*port, &series).await {
+                Some(1.0) => Ok(()),
+                other => Err(format!("{series} = {other:?}")),
+            },
+        )
+        .await;
+    }
+    let after = driver
+        .request_native_burst(lane, 1, user, parse_ether("1").unwrap(), 1)
+        .await
+        .unwrap();
+    wait_handled_below(&driver, lane, after[0].nonce + 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for role in [ChainRole::Service, ChainRole::Main] {
+        assert!(
+            !paused(&driver, role).await,
+            "a guardian paused {role} again after the owner's resume"
+        );
+    }
+    for port in &devnet.operator_http_ports {
+        let series =
+            format!("multibridge_guardian_alarms_total{{lane=\"{lane}\",reason=\"conservation\"}}");
+        assert_eq!(
+            metric(*port, &series).await,
+            Some(0.0),
+            "relay {port}: the breach was acted on once, as a forged release"
+        );
+    }
 }

@@ -224,3 +224,6 @@ pub const REQUEST_STATUSES: [&str; 5] = [
 
 /// Outcomes of one signature (label `outcome` of `signer_signatures_total`).
 pub const SIGNATURE_OUTCOMES: [&str; 4] = ["ok", "failed", "timeout", "wrong_key"];
+
+/// States of `conservation_nonces`.
+pub const CONSERVATION_STATES: [&str; 3] = ["open", "held", "forged"];

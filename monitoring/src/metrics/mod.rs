@@ -266,6 +266,12 @@ pub struct Metrics {
     ///
     /// Labels: lane, asset.
     pub(crate) conservation_ok: IntGaugeVec,
+    /// What the conservation check holds by nonce: requests read and not yet released
+    /// (`open`), releases read before the source scan reached their nonce (`held`), releases
+    /// that pay no source request at their nonce (`forged`).
+    ///
+    /// Labels: lane, state.
+    pub(crate) conservation_nonces: IntGaugeVec,
     /// Votes on the destination whose vote key differs from the payload this relay observed.
     ///
     /// Labels: lane.
@@ -633,6 +639,11 @@ impl Metrics {
                 "1 while released <= requested for the asset (exact comparison), else 0",
                 &["lane", "asset"],
             )?,
+            conservation_nonces: int_gauge(
+                "conservation_nonces",
+                "Nonces the conservation check holds: requested and not yet released (open), released before the source scan reached them (held), released without paying the source's request (forged)",
+                &["lane", "state"],
+            )?,
             vote_divergence: counter(
                 "vote_divergence_total",
                 "Destination votes whose key differs from the payload this relay observed",
@@ -741,6 +752,12 @@ impl Metrics {
             for status in REQUEST_STATUSES {
                 metrics.requests.with_label_values(&[lane, status]).set(0);
             }
+            for state in CONSERVATION_STATES {
+                metrics
+                    .conservation_nonces
+                    .with_label_values(&[lane, state])
+                    .set(0);
+            }
             for reason in STUCK_REASONS {
                 metrics
                     .stuck_requests
@@ -837,6 +854,15 @@ impl Metrics {
                     .with_label_values(&[endpoint.to_string().as_str(), ETCD_KEEP_ALIVE, outcome])
                     .reset();
             }
+        }
+    }
+
+    /// Publish what the conservation check of `lane` holds by nonce.
+    pub fn set_conservation_nonces(&self, lane: &str, open: u64, held: u64, forged: u64) {
+        for (state, n) in CONSERVATION_STATES.iter().zip([open, held, forged]) {
+            self.conservation_nonces
+                .with_label_values(&[lane, state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -234,6 +234,12 @@ impl LaneMetrics {
             .set_asset(self.lane.as_str(), asset, requested, released, ok);
     }
 
+    /// Publish what the conservation check holds by nonce (open, held, forged).
+    pub fn set_conservation_nonces(&self, open: u64, held: u64, forged: u64) {
+        self.all
+            .set_conservation_nonces(self.lane.as_str(), open, held, forged);
+    }
+
     /// Set a gauge from a count.
     pub fn set(gauge: &IntGauge, value: u64) {
         gauge.set(int(value));
