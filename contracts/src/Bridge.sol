@@ -59,6 +59,11 @@ contract Bridge is IBridge {
     /// @inheritdoc IBridge
     uint64 public constant VOTE_WINDOW = 4096;
     /// @inheritdoc IBridge
+    /// @dev Bounds attested items as VOTE_WINDOW bounds votes, far more widely (an attested item
+    /// holds no vote bit), so one attested forgery cannot move upperHandleNonce out of reach and
+    /// lift the vote window for good (audit A3-L1).
+    uint64 public constant ATTESTED_WINDOW = 1_048_576;
+    /// @inheritdoc IBridge
     /// @dev Every vote carries the request's extraData; the bound keeps a vote's size and gas
     /// small and known, so no request can make its votes unsendable.
     uint256 public constant MAX_EXTRA_DATA = 1024;
@@ -86,6 +91,16 @@ contract Bridge is IBridge {
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)");
     bytes32 private constant BATCH_TYPEHASH = keccak256("AttestedBatch(bytes32[] voteKeys)");
+    /// @dev The HandleSkipped reasons of Check.WrongSource .. Check.OutsideWindow (32 bits each,
+    /// the lowest first), then of Check.GasBudget and Check.BelowThreshold: a table is smaller
+    /// code than a chain of ifs (`_selectorOf`).
+    uint256 private constant SKIPS_LOW = uint256(uint32(WrongSource.selector))
+        | uint256(uint32(UnknownKind.selector)) << 32 | uint256(uint32(AlreadyHandled.selector)) << 64
+        | uint256(uint32(AlreadyVoted.selector)) << 96 | uint256(uint32(TokenNotRegistered.selector)) << 128
+        | uint256(uint32(TokenIsLocked.selector)) << 160 | uint256(uint32(InsufficientLiquidity.selector)) << 192
+        | uint256(uint32(NonceOutsideWindow.selector)) << 224;
+    uint256 private constant SKIPS_HIGH =
+        uint256(uint32(GasBudgetTooLow.selector)) | uint256(uint32(BelowThreshold.selector)) << 32;
     /// @dev The bit of `_keyVoters` a key gets when it executes by votes or executeHandles (vote
     /// bits are 0..31).
     uint256 private constant EXECUTED = 1 << 255;
@@ -422,6 +437,7 @@ contract Bridge is IBridge {
             address localToken;
             if (gasleft() >= ITEM_GAS) {
                 check = _checkOpen(r);
+                if (check == Check.Ok && _outside(r.nonce, ATTESTED_WINDOW)) check = Check.OutsideWindow;
                 if (check == Check.Ok) (check, localToken) = _checkRelease(r);
             }
             if (check != Check.Ok) {
@@ -969,9 +985,7 @@ contract Bridge is IBridge {
         if (check != Check.Ok) return (check, 0, 0, address(0));
         if (operator != address(0)) {
             // A vote far ahead of what is handled can only be junk (audit NEW-M1).
-            if (uint256(r.nonce) >= uint256(upperHandleNonce) + VOTE_WINDOW) {
-                return (Check.OutsideWindow, 0, 0, address(0));
-            }
+            if (_outside(r.nonce, VOTE_WINDOW)) return (Check.OutsideWindow, 0, 0, address(0));
             if (hasVoted(r.nonce, operator)) return (Check.AlreadyVoted, 0, 0, address(0));
         }
         key = voteKey(r);
@@ -980,6 +994,14 @@ contract Bridge is IBridge {
         if (operator != address(0)) ++votes;
         if (votes >= _threshold) (check, localToken) = _checkRelease(r);
         else if (operator == address(0)) check = Check.BelowThreshold;
+    }
+
+    /// @dev Whether `nonce` is at or above upperHandleNonce + `window` (computed in 256 bits: it
+    /// cannot overflow).
+    function _outside(uint64 nonce, uint256 window) private view returns (bool) {
+        unchecked {
+            return nonce >= uint256(upperHandleNonce) + window;
+        }
     }
 
     /// @dev Whether `r` is a still open request of the counterpart of a known kind.
@@ -1026,18 +1048,10 @@ contract Bridge is IBridge {
         revert InsufficientLiquidity(localToken, available, r.amount);
     }
 
-    /// @dev The selector reported in HandleSkipped for a failed check.
+    /// @dev The selector reported in HandleSkipped for a failed check (never Check.Ok).
     function _selectorOf(Check check) private pure returns (bytes4) {
-        if (check == Check.WrongSource) return WrongSource.selector;
-        if (check == Check.UnknownKind) return UnknownKind.selector;
-        if (check == Check.AlreadyHandled) return AlreadyHandled.selector;
-        if (check == Check.AlreadyVoted) return AlreadyVoted.selector;
-        if (check == Check.TokenNotRegistered) return TokenNotRegistered.selector;
-        if (check == Check.TokenIsLocked) return TokenIsLocked.selector;
-        if (check == Check.OutsideWindow) return NonceOutsideWindow.selector;
-        if (check == Check.GasBudget) return GasBudgetTooLow.selector;
-        if (check == Check.BelowThreshold) return BelowThreshold.selector;
-        return InsufficientLiquidity.selector;
+        uint256 i = uint256(check) - 1;
+        return bytes4(uint32((i < 8 ? SKIPS_LOW : SKIPS_HIGH) >> ((i & 7) << 5)));
     }
 
     /// @dev Records a checked vote of msg.sender and executes `r` if it reached the threshold

@@ -186,7 +186,8 @@ interface IBridge {
     /// Less gas is left than one item (ITEM_GAS) or one release (RELEASE_GAS) may need at worst:
     /// a single call reverts, a batch skips the items that do not fit.
     error GasBudgetTooLow(uint256 required, uint256 left);
-    /// A vote for a nonce at or above upperHandleNonce + VOTE_WINDOW (`limit`).
+    /// A vote for a nonce at or above upperHandleNonce + VOTE_WINDOW (`limit`). Also the skip
+    /// reason (HandleSkipped) of an attested item at or above upperHandleNonce + ATTESTED_WINDOW.
     error NonceOutsideWindow(uint64 nonce, uint64 limit);
     /// An execution of a key without `threshold` counting votes (the skip reason of executeHandles).
     error BelowThreshold();
@@ -257,7 +258,8 @@ interface IBridge {
     /// now count, and at least `threshold` of them must. Votes and signatures never add up: each
     /// path needs its own threshold. Permissionless (anyone may submit what operators signed).
     /// Items are checked and executed as for `executeHandles` (handled, unknown source or kind,
-    /// not executable yet, or not fitting ITEM_GAS: skipped with HandleSkipped), then
+    /// not executable yet, or not fitting ITEM_GAS: skipped with HandleSkipped), and an item at
+    /// or above upperHandleNonce + ATTESTED_WINDOW is skipped (NonceOutsideWindow); then
     /// BatchAttested. Returns how many executed.
     function executeAttested(Request[] calldata rs, bytes calldata signatures) external returns (uint256 executed);
 
@@ -315,6 +317,11 @@ interface IBridge {
     function RELEASE_GAS() external view returns (uint256);
     /// Votes are taken for nonces below upperHandleNonce + VOTE_WINDOW.
     function VOTE_WINDOW() external view returns (uint64);
+    /// Attested items execute only for nonces below upperHandleNonce + ATTESTED_WINDOW (2^20);
+    /// those at or above it are skipped (HandleSkipped, NonceOutsideWindow). The bound keeps one
+    /// attested forgery far ahead from lifting the vote window for good (audit A3-L1), and is far
+    /// above any honest lane's look-ahead.
+    function ATTESTED_WINDOW() external view returns (uint64);
     /// Counts owner calls; `requireConfigVersion` checks it.
     function configVersion() external view returns (uint256);
     /// Reverts ConfigVersionChanged unless `configVersion() == expected` (the first call of a

@@ -5,14 +5,15 @@ pragma solidity ^0.8.24;
 // copied from audit-2026-11-26-forge.t.sol). Run: forge test --match-contract Audit20261126Test -vv
 // F1 = A3-M1, F2 = A3-L2, F3 = A3-L1, F4 = A3-L8, F5 = A3-I1.
 //
-// F1 and F2 passed on the audited bridge (b2d13eb) as proofs of the findings; after the fix of
-// A3-M1/A3-L2 they are inverted (and renamed; each names the audit's test): the settle of F1's
-// genuine request pays the user once, F2's settle is refused. F3 still demonstrates A3-L1 (open
-// until attested items get a window). F4 stays a measurement (A3-L8 is open). F5 pins a
-// documented, accepted behaviour (A3-I1, SECURITY.md).
+// F1, F2 and F3 passed on the audited bridge (b2d13eb) as proofs of the findings; after the
+// fixes they are inverted (and renamed; each names the audit's test): the settle of F1's genuine
+// request pays the user once, F2's settle is refused, F3's far attested forgery is skipped and the
+// vote window still binds. F4 stays a measurement (A3-L8 is open). F5 pins a documented, accepted
+// behaviour (A3-I1, SECURITY.md).
 
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Console} from "./utils/Console.sol";
+import {Vm} from "./utils/Vm.sol";
 import {IBridge} from "../src/IBridge.sol";
 
 library Log2 {
@@ -191,29 +192,41 @@ contract Audit20261126Test is BridgeFixture {
 
     // ------------------------------------------------------------------ AUDIT-F3
 
-    /// AUDIT-F3 (Low/Medium, compromised quorum). executeAttested has no vote window: one attested
-    /// forgery at nonce 2^64-2 sets upperHandleNonce to 2^64-1 for good, after which the
-    /// NEW-M1 window is gone for votes too: a single operator key votes at any nonce and, once
-    /// deregistered, its bit is never free again.
-    function test_F3_attestedFarForgery_disablesTheVoteWindowForGood() public {
+    /// AUDIT-F3 (Low/Medium, compromised quorum), inverted after the fix (the audit's
+    /// test_F3_attestedFarForgery_disablesTheVoteWindowForGood). On the audited bridge
+    /// executeAttested had no window: one attested forgery at nonce 2^64-2 set upperHandleNonce
+    /// to 2^64-1 for good, after which the NEW-M1 window was gone for votes too (a single
+    /// operator key voted at any nonce and, once deregistered, its bit was never free again).
+    /// Attested items at or above upperHandleNonce + ATTESTED_WINDOW are skipped now: the
+    /// forgery executes nothing, upper stays, and the vote window still binds.
+    function test_F3_attestedFarForgery_isSkipped_voteWindowStillBinds() public {
         uint64 far = type(uint64).max - 1;
         IBridge.Request memory f = _nativeAt(far);
         f.to = attacker;
-        assertEq(_attest(_one(f), K1, K2), 1, "forged far ahead, no window");
-        assertEq(uint256(bridge.upperHandleNonce()), uint256(type(uint64).max), "upper at the top");
+        vm.recordLogs();
+        assertEq(_attest(_one(f), K1, K2), 0, "the far forgery is skipped, not executed");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes4[] memory reasons = _skipReasons(logs, far);
+        assertEq(reasons.length, 1, "one skip");
+        assertEq(reasons[0], IBridge.NonceOutsideWindow.selector, "skipped outside the window");
+        assertEq(uint256(bridge.upperHandleNonce()), 0, "upper does not move");
+        assertFalse(bridge.isHandled(far), "not handled");
+        assertEq(attacker.balance, 0, "nothing paid");
 
-        // Now a single key (op3, say compromised and being rotated out) votes junk far ahead:
+        // A single key (op3, say compromised and being rotated out) still cannot vote far ahead:
         IBridge.Request memory junk = _nativeAt(far - 1);
+        uint64 limit = bridge.VOTE_WINDOW(); // upper is 0
         vm.prank(op3);
-        bridge.handleValueTransfer(junk); // accepted: no NonceOutsideWindow any more
-        assertTrue(bridge.hasVoted(far - 1, op3), "a far vote recorded");
+        vm.expectRevert(abi.encodeWithSelector(IBridge.NonceOutsideWindow.selector, far - 1, limit));
+        bridge.handleValueTransfer(junk);
+        assertFalse(bridge.hasVoted(far - 1, op3), "no far vote recorded");
         vm.startPrank(owner);
         bridge.registerOperator(vm.addr(K4));
         bridge.deregisterOperator(op3);
         vm.stopPrank();
         (uint64[32] memory freeAt,) = bridge.operatorBitsFreeAt();
         uint256 bit = 2; // op3 registered third
-        assertEq(uint256(freeAt[bit]), uint256(far), "op3's bit is free only at nonce 2^64-2: never");
+        assertEq(uint256(freeAt[bit]), 0, "op3's bit is free at once");
     }
 
     // ------------------------------------------------------------------ AUDIT-F4

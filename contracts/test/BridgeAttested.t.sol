@@ -414,6 +414,51 @@ contract BridgeAttestedTest is BridgeFixture {
         bridge.settleHandled(other); // nonce 3 executed another key: the owner decides
     }
 
+    // ------------------------------------------------------------------ the attested window
+
+    /// An attested item at upperHandleNonce + ATTESTED_WINDOW is skipped (NonceOutsideWindow) and
+    /// moves nothing; one just below it executes (audit A3-L1).
+    function test_attestedItemAtTheWindowEdgeIsSkipped_justBelowExecutes() public {
+        uint64 window = bridge.ATTESTED_WINDOW();
+        assertEq(uint256(window), 1 << 20, "2^20");
+        IBridge.Request[] memory first = _batch(0, 1, 1 ether);
+        _attest(first, _signed(first, K1, K2));
+        uint64 upper = bridge.upperHandleNonce();
+        assertEq(uint256(upper), 1, "upper");
+
+        IBridge.Request[] memory edge = _batch(upper + window, 1, 1 ether);
+        vm.recordLogs();
+        assertEq(_attest(edge, _signed(edge, K1, K2)), 0, "at the edge: skipped");
+        bytes4[] memory reasons = _skipReasons(vm.getRecordedLogs(), upper + window);
+        assertEq(reasons.length, 1, "one skip");
+        assertEq(reasons[0], IBridge.NonceOutsideWindow.selector, "outside the window");
+        assertEq(bridge.upperHandleNonce(), upper, "upper does not move");
+        assertFalse(bridge.isHandled(upper + window), "not handled");
+
+        IBridge.Request[] memory below = _batch(upper + window - 1, 1, 1 ether);
+        assertEq(_attest(below, _signed(below, K1, K2)), 1, "just below: executed");
+        assertEq(bridge.upperHandleNonce(), upper + window, "upper follows");
+        // The edge item's signatures are still good once the window moved past it.
+        assertEq(_attest(edge, _signed(edge, K1, K2)), 1, "inside the moved window: executed");
+    }
+
+    /// Far items, up to nonce 2^64-1 (whose execution would overflow upperHandleNonce), are
+    /// skipped one by one: the rest of the batch executes and nothing reverts.
+    function test_farAttestedItemsAreSkipped_theRestOfTheBatchExecutes() public {
+        IBridge.Request[] memory rs = _batch(0, 4, 1 ether);
+        rs[1].nonce = type(uint64).max - 1;
+        rs[2].nonce = type(uint64).max;
+        rs[3].nonce = 1;
+        vm.recordLogs();
+        assertEq(_attest(rs, _signed(rs, K1, K2)), 2, "the two near items");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(_skipReasons(logs, type(uint64).max - 1)[0], IBridge.NonceOutsideWindow.selector, "2^64-2");
+        assertEq(_skipReasons(logs, type(uint64).max)[0], IBridge.NonceOutsideWindow.selector, "2^64-1");
+        assertEq(bridge.upperHandleNonce(), 2, "upper from the near items only");
+        assertEq(bridge.lowerHandleNonce(), 2, "both near items handled");
+        assertEq(rs[1].to.balance + rs[2].to.balance, 0, "nothing paid far ahead");
+    }
+
     // ------------------------------------------------------------------ exactly once, fuzzed
 
     /// Any interleaving of votes and attested batches over a few nonces handles each nonce once
