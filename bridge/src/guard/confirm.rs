@@ -72,17 +72,32 @@ pub fn quorum(chain: &ChainClient) -> usize {
 /// The outcome of reading a finding again on every endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
-    /// It holds on a quorum of each chain's endpoints: act.
-    Confirmed,
-    /// Not yet shown on enough endpoints (some have not reached it): ask again next round.
+    /// It holds on a quorum of each chain's endpoints: act. The endpoints that answered the
+    /// opposite are named.
+    Confirmed {
+        /// Endpoints that contradicted the finding.
+        contradicted_by: Vec<Voice>,
+    },
+    /// Not yet shown on enough endpoints, and none says otherwise (some have not reached it):
+    /// ask again next round.
     NotYet(String),
-    /// An endpoint answered the opposite: who (chain role, endpoint index, what it said).
-    Disputed(Vec<Dispute>, String),
+    /// On one chain, every endpoint that could tell says otherwise: the suspicion was wrong
+    /// (a view that lagged, a request this relay had not indexed yet).
+    Refuted(String),
+    /// The endpoints of a chain disagree and the finding holds on too few: it is not acted on,
+    /// and the endpoints that back it are named (of two that disagree, the one a pause would
+    /// have trusted).
+    Disputed {
+        /// Endpoints that back the finding against another endpoint of their chain.
+        backers: Vec<Voice>,
+        /// What every endpoint said.
+        summary: String,
+    },
 }
 
-/// One endpoint that contradicted a finding.
+/// One endpoint's position on a finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dispute {
+pub struct Voice {
     /// Index of the endpoint in its chain's `rpc_urls`.
     pub endpoint: usize,
     /// Its label (`#i host:port`).
@@ -345,49 +360,61 @@ pub async fn confirm(
 }
 
 /// The finding holds when at least `dst_needed` destination and `src_needed` source endpoints
-/// confirm it; any endpoint that says otherwise is named.
+/// confirm it; see [`Confirmation`] for the rest.
 fn judge_answers(
     dst: &[(String, Said)],
     dst_needed: usize,
     src: &[(String, Said)],
     src_needed: usize,
 ) -> Confirmation {
-    let count = |answers: &[(String, Said)]| {
-        answers
-            .iter()
-            .filter(|(_, s)| matches!(s, Said::Confirms))
-            .count()
-    };
-    let mut disputes = Vec::new();
     let mut notes = Vec::new();
-    for (destination, answers) in [(true, dst), (false, src)] {
-        for (index, (label, said)) in answers.iter().enumerate() {
+    let mut contradicted_by = Vec::new();
+    let mut backers = Vec::new();
+    let mut refuted = false;
+    let mut confirmed = true;
+    for (destination, answers, needed) in [(true, dst, dst_needed), (false, src, src_needed)] {
+        let voice = |index: usize, label: &String, said: &str| Voice {
+            endpoint: index,
+            label: label.clone(),
+            destination,
+            said: said.to_owned(),
+        };
+        let confirms: Vec<Voice> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, s))| matches!(s, Said::Confirms))
+            .map(|(i, (label, _))| voice(i, label, "confirms"))
+            .collect();
+        let disputes: Vec<Voice> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (label, s))| match s {
+                Said::Disputes(what) => Some(voice(i, label, what)),
+                _ => None,
+            })
+            .collect();
+        for (label, said) in answers {
             match said {
-                Said::Confirms => {}
-                Said::NotYet(why) => notes.push(format!("{label}: {why}")),
-                Said::Disputes(what) => {
-                    notes.push(format!("{label}: {what}"));
-                    disputes.push(Dispute {
-                        endpoint: index,
-                        label: label.clone(),
-                        destination,
-                        said: what.clone(),
-                    });
-                }
+                Said::Confirms => notes.push(format!("{label}: confirms")),
+                Said::NotYet(why) | Said::Disputes(why) => notes.push(format!("{label}: {why}")),
             }
         }
+        confirmed &= confirms.len() >= needed;
+        refuted |= !disputes.is_empty() && confirms.is_empty();
+        if !disputes.is_empty() {
+            backers.extend(confirms);
+        }
+        contradicted_by.extend(disputes);
     }
-    let (dst_ok, src_ok) = (count(dst), count(src));
-    let summary = format!(
-        "destination {dst_ok}/{dst_needed}, source {src_ok}/{src_needed} endpoints confirm; {}",
-        notes.join("; ")
-    );
-    if dst_ok >= dst_needed && src_ok >= src_needed {
-        Confirmation::Confirmed
-    } else if disputes.is_empty() {
+    let summary = notes.join("; ");
+    if confirmed {
+        Confirmation::Confirmed { contradicted_by }
+    } else if refuted {
+        Confirmation::Refuted(summary)
+    } else if contradicted_by.is_empty() {
         Confirmation::NotYet(summary)
     } else {
-        Confirmation::Disputed(disputes, summary)
+        Confirmation::Disputed { backers, summary }
     }
 }
 
@@ -405,7 +432,12 @@ mod tests {
     #[test]
     fn a_finding_holds_only_on_a_quorum_of_each_chain() {
         let ok = || answers(vec![Said::Confirms, Said::Confirms]);
-        assert_eq!(judge_answers(&ok(), 2, &ok(), 2), Confirmation::Confirmed);
+        assert_eq!(
+            judge_answers(&ok(), 2, &ok(), 2),
+            Confirmation::Confirmed {
+                contradicted_by: vec![]
+            }
+        );
         // One endpoint alone (the one that served the finding) is not enough where two exist.
         let one = answers(vec![Said::Confirms, Said::NotYet("behind".into())]);
         assert!(matches!(
@@ -418,22 +450,53 @@ mod tests {
         ));
         // A lone endpoint is the quorum of a chain configured with one.
         let lone = answers(vec![Said::Confirms]);
-        assert_eq!(judge_answers(&lone, 1, &lone, 1), Confirmation::Confirmed);
+        assert!(matches!(
+            judge_answers(&lone, 1, &lone, 1),
+            Confirmation::Confirmed { .. }
+        ));
+        // Three endpoints, one of them contradicting: confirmed by two, the third named.
+        let three = answers(vec![
+            Said::Confirms,
+            Said::Disputes("no".into()),
+            Said::Confirms,
+        ]);
+        let Confirmation::Confirmed { contradicted_by } = judge_answers(&three, 2, &lone, 1) else {
+            panic!("two of three hold");
+        };
+        assert_eq!(contradicted_by.len(), 1);
+        assert_eq!(contradicted_by[0].endpoint, 1);
     }
 
+    /// Of two endpoints that disagree, the one backing the finding is named: a pause would
+    /// have rested on its word alone (a fabricated log).
     #[test]
-    fn an_endpoint_that_says_otherwise_is_named() {
+    fn of_two_that_disagree_the_backer_is_named_and_nothing_is_confirmed() {
         let dst = answers(vec![
             Said::Confirms,
-            Said::Disputes("no such execution".into()),
+            Said::Disputes("no such transaction".into()),
         ]);
-        let src = answers(vec![Said::Confirms, Said::Confirms]);
-        let Confirmation::Disputed(disputes, summary) = judge_answers(&dst, 2, &src, 2) else {
+        let src = answers(vec![Said::Confirms]);
+        let Confirmation::Disputed { backers, summary } = judge_answers(&dst, 2, &src, 1) else {
             panic!("disputed");
         };
-        assert_eq!(disputes.len(), 1);
-        assert_eq!(disputes[0].endpoint, 1);
-        assert!(disputes[0].destination);
-        assert!(summary.contains("#1 host: no such execution"), "{summary}");
+        assert_eq!(backers.len(), 1);
+        assert_eq!(backers[0].endpoint, 0);
+        assert!(backers[0].destination);
+        assert!(
+            summary.contains("#1 host: no such transaction"),
+            "{summary}"
+        );
+    }
+
+    /// A source endpoint that was behind and now holds the request refutes the suspicion: it is
+    /// dropped, nobody is named.
+    #[test]
+    fn a_suspicion_every_endpoint_contradicts_is_refuted() {
+        let dst = answers(vec![Said::Confirms]);
+        let src = answers(vec![Said::Disputes("the source assigned nonce 5".into())]);
+        assert!(matches!(
+            judge_answers(&dst, 1, &src, 1),
+            Confirmation::Refuted(_)
+        ));
     }
 }

@@ -418,9 +418,35 @@ impl Guardian {
             )
             .await;
             entry.tries = entry.tries.saturating_add(1);
+            let name = |metrics: &GuardianMetrics,
+                        entry: &mut Unconfirmed,
+                        voices: Vec<confirm::Voice>,
+                        what: &str| {
+                for v in voices {
+                    let chain = if v.destination {
+                        lane.destination()
+                    } else {
+                        lane.source()
+                    };
+                    if entry.disputed.insert((v.destination, v.endpoint)) {
+                        metrics.disputed(lane, chain, v.endpoint);
+                        tracing::error!(%lane, nonce = evidence.nonce, %chain, endpoint = %v.label, said = %v.said, "guardian: {what}; check that endpoint (it lies or is broken)");
+                    }
+                }
+            };
             match outcome {
-                Confirmation::Confirmed => {
+                Confirmation::Confirmed { contradicted_by } => {
+                    name(
+                        &self.metrics,
+                        &mut entry,
+                        contradicted_by,
+                        "an RPC endpoint contradicts a breach its other endpoints confirm",
+                    );
                     self.raise(entry.alarm);
+                    continue;
+                }
+                Confirmation::Refuted(why) => {
+                    tracing::info!(%lane, nonce = evidence.nonce, reason = entry.alarm.reason.as_str(), %why, "guardian: the suspected breach does not hold on the chains (the view it came from was behind); dropped");
                     continue;
                 }
                 Confirmation::NotYet(why) => {
@@ -428,20 +454,15 @@ impl Guardian {
                         tracing::warn!(%lane, nonce = evidence.nonce, tries = entry.tries, %why, "guardian: the breach is not confirmed on enough endpoints yet; not acting");
                     }
                 }
-                Confirmation::Disputed(disputes, why) => {
-                    for d in disputes {
-                        let chain = if d.destination {
-                            lane.destination()
-                        } else {
-                            lane.source()
-                        };
-                        if entry.disputed.insert((d.destination, d.endpoint)) {
-                            self.metrics.disputed(lane, chain, d.endpoint);
-                            tracing::error!(%lane, nonce = evidence.nonce, %chain, endpoint = %d.label, said = %d.said, "guardian: an RPC endpoint contradicts a suspected breach: not acting on it; check that endpoint (it may lie, or another one does)");
-                        }
-                    }
+                Confirmation::Disputed { backers, summary } => {
+                    name(
+                        &self.metrics,
+                        &mut entry,
+                        backers,
+                        "an RPC endpoint backs a breach another endpoint of its chain contradicts: not acting on it",
+                    );
                     if entry.tries % 20 == 1 {
-                        tracing::warn!(%lane, nonce = evidence.nonce, %why, "guardian: a suspected breach is disputed; not acting");
+                        tracing::warn!(%lane, nonce = evidence.nonce, %summary, "guardian: a suspected breach is disputed between endpoints; not acting");
                     }
                 }
             }

@@ -147,6 +147,32 @@ impl Traffic {
         }))
     }
 
+    /// Like [`start`](Self::start), but a request the source refuses (a paused bridge) is
+    /// skipped, not an error: the transfers that were requested are returned.
+    pub fn start_through_refusals(
+        driver: Driver,
+        lane: Lane,
+        user: usize,
+        every: Duration,
+    ) -> Self {
+        Self(Background::spawn(|flag| async move {
+            let mut sent = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(r) = driver
+                    .request_native(lane, user, Address::repeat_byte(0x7e), U256::from(3))
+                    .await
+                {
+                    sent.push(Sent {
+                        nonce: r.nonce,
+                        at: Instant::now(),
+                    });
+                }
+                tokio::time::sleep(every).await;
+            }
+            Ok(sent)
+        }))
+    }
+
     /// Stop and return every transfer requested, in order.
     pub async fn stop(self) -> Result<Vec<Sent>, DevnetError> {
         self.0.stop("traffic").await?

@@ -24,7 +24,7 @@ use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
 
 use crate::eventually;
 
-async fn paused(driver: &Driver, role: ChainRole) -> bool {
+pub(crate) async fn paused(driver: &Driver, role: ChainRole) -> bool {
     let bridge = Bridge::new(
         driver.chain(role).contracts.bridge,
         driver.provider(role).unwrap(),
@@ -33,7 +33,7 @@ async fn paused(driver: &Driver, role: ChainRole) -> bool {
 }
 
 /// The blocks and senders of the bridge's `PausedChanged(true)` events on `role` from `from`.
-async fn pauses(driver: &Driver, role: ChainRole, from: u64) -> Vec<(u64, Address)> {
+pub(crate) async fn pauses(driver: &Driver, role: ChainRole, from: u64) -> Vec<(u64, Address)> {
     let provider = driver.provider(role).unwrap();
     let filter = Filter::new()
         .address(driver.chain(role).contracts.bridge)

@@ -21,6 +21,7 @@ mod etcd_faults;
 mod etcd_tls;
 mod experiment;
 mod guardian;
+mod guardian_evidence;
 mod hostile;
 mod hub;
 mod indexer;
