@@ -35,6 +35,7 @@ pub struct AttestMetrics {
     step_seconds: HistogramVec,
     pages_written: IntCounterVec,
     precheck_nonces: IntCounterVec,
+    recoveries: IntCounterVec,
 }
 
 impl AttestMetrics {
@@ -95,10 +96,16 @@ impl AttestMetrics {
                 "Open requests the pre-check of an attested step looked at: how=\"derived\" (below lowerHandleNonce or at or above upperHandleNonce: no read) or \"read\" (between them: votingStatus)",
                 &["lane", "how"],
             )?,
+            recoveries: f.counter(
+                "attestation_recoveries_total",
+                "Peer signatures this relay recovered (public-key recovery, the curve arithmetic a page of signatures costs): at most one per batch per page, stopped at a peer's first bad one, bounded per step",
+                &["lane"],
+            )?,
         };
         registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             metrics.signed.with_label_values(&[lane]).reset();
+            metrics.recoveries.with_label_values(&[lane]).reset();
             for turn in SEND_TURNS {
                 metrics.sent.with_label_values(&[lane, turn]).reset();
             }
@@ -119,6 +126,13 @@ impl AttestMetrics {
             metrics.threshold.with_label_values(&[lane]).set(0);
         }
         Ok(metrics)
+    }
+
+    /// Count `n` peer signatures recovered on `lane`.
+    pub fn recovered(&self, lane: Lane, n: u64) {
+        self.recoveries
+            .with_label_values(&[lane.as_str()])
+            .inc_by(n);
     }
 
     /// Count `n` batches signed on `lane`.

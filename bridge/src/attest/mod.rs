@@ -53,6 +53,16 @@ const SLOW_STEP: Duration = Duration::from_secs(1);
 /// Most open batches shown in `/status` per lane.
 const STATUS_BATCHES: usize = 10;
 
+/// Most peer signatures one step recovers, over all pages (audit A3-M4: a recovery is ~0.3 ms
+/// of curve arithmetic; a 1 MiB page holds ~4,000 entries). What is left over is fetched again.
+const RECOVERIES_PER_STEP: usize = 256;
+
+/// A peer that served a bad signature is not asked again before this; each bad page doubles it
+/// up to [`GARBAGE_BACKOFF_MAX`], a clean page clears it.
+const GARBAGE_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest a peer serving garbage waits between fetches.
+const GARBAGE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 /// Why planning attested batches failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
@@ -151,6 +161,10 @@ pub struct Attestor {
     last_phases: [Duration; 4],
     /// The writer of this operator's signature pages (`voting.attestation_store`).
     pages: Option<objects::PageSender>,
+    /// Peers that served a bad signature: not asked before the instant, and the next wait.
+    backoff: HashMap<Address, (Instant, Duration)>,
+    /// Recoveries left in this step's budget.
+    recoveries_left: usize,
 }
 
 impl Attestor {
@@ -183,6 +197,8 @@ impl Attestor {
             rounds: 0,
             last_phases: [Duration::ZERO; 4],
             pages: None,
+            backoff: HashMap::new(),
+            recoveries_left: RECOVERIES_PER_STEP,
         }
     }
 
@@ -432,6 +448,7 @@ impl Attestor {
             }
         }
         let now = Instant::now();
+        self.recoveries_left = RECOVERIES_PER_STEP;
         let asking: std::collections::HashSet<Address> =
             self.fetching_from.values().copied().collect();
         wanted.retain(|op, _| {
@@ -440,6 +457,7 @@ impl Attestor {
                     .last_fetch
                     .get(op)
                     .is_none_or(|at| now.saturating_duration_since(*at) >= FETCH_EVERY)
+                && self.backoff.get(op).is_none_or(|(until, _)| now >= *until)
         });
         let lane = self.lane;
         for (op, from) in wanted {
@@ -459,7 +477,7 @@ impl Attestor {
             match tokio::time::timeout_at(deadline, self.fetching.join_next_with_id()).await {
                 Ok(Some(Ok((id, (op, answer))))) => {
                     self.fetching_from.remove(&id);
-                    self.take_page(op, answer, committee);
+                    self.take_page(op, answer, committee).await;
                 }
                 Ok(Some(Err(failed))) => {
                     // The fetch task panicked or was cancelled: asked again next round.
@@ -476,7 +494,12 @@ impl Attestor {
     /// from its start, also the ones another peer completed meanwhile. One such signature per
     /// page is still checked, so a peer serving garbage is counted even while the others
     /// suffice.
-    fn take_page(
+    ///
+    /// What one page may cost (audit A3-M4): one entry per batch this relay holds (a repeated
+    /// batch is skipped), within the step's [`RECOVERIES_PER_STEP`], recovered off the async
+    /// workers; the first bad signature ends the page, and the peer is not asked again before
+    /// its backoff.
+    async fn take_page(
         &mut self,
         op: Address,
         answer: Result<Vec<OwnAttestation>, PeerError>,
@@ -493,9 +516,18 @@ impl Attestor {
                 return;
             }
         };
-        let (mut taken, mut bad, mut spot_checked) = (0u64, 0u64, false);
+        // (first nonce, digest, signature, complete) to recover, at most one per batch.
+        let mut candidates: Vec<(u64, B256, [u8; 65], bool)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let (mut mismatched, mut spot_checked) = (0u64, false);
         for att in page {
-            let Some(state) = self.batches.get_mut(&att.first_nonce) else {
+            if candidates.len() >= self.recoveries_left {
+                break;
+            }
+            if !seen.insert(att.first_nonce) {
+                continue;
+            }
+            let Some(state) = self.batches.get(&att.first_nonce) else {
                 continue;
             };
             // Held already, byte for byte, over the same digest: checked when it came.
@@ -512,25 +544,59 @@ impl Attestor {
                 continue;
             }
             spot_checked |= complete;
-            if att.digest != state.digest
-                || recover_signer(&state.digest, &att.signature) != Some(op)
-            {
-                bad = bad.saturating_add(1);
-                continue;
-            }
-            if complete {
+            // Another digest for the batch costs nothing to skip (no recovery).
+            if att.digest != state.digest || att.signature.len() != 65 {
+                mismatched = mismatched.saturating_add(1);
                 continue;
             }
             let mut bytes = [0u8; 65];
             bytes.copy_from_slice(&att.signature);
-            if state.signatures.insert(op, bytes).is_none() {
+            candidates.push((att.first_nonce, state.digest, bytes, complete));
+        }
+        let count = candidates.len();
+        self.recoveries_left = self.recoveries_left.saturating_sub(count);
+        // Recovered in order off the async workers; the first that is not `op`'s ends it.
+        let recovered = tokio::task::spawn_blocking(move || {
+            let mut good = Vec::with_capacity(candidates.len());
+            let mut recoveries = 0u64;
+            for (first, digest, signature, complete) in candidates {
+                recoveries = recoveries.saturating_add(1);
+                if recover_signer(&digest, &signature) != Some(op) {
+                    return (good, recoveries, true);
+                }
+                if !complete {
+                    good.push((first, digest, signature));
+                }
+            }
+            (good, recoveries, false)
+        })
+        .await;
+        let (good, recoveries, failed) = recovered.unwrap_or_else(|_| (Vec::new(), 0, true));
+        self.metrics.recovered(lane, recoveries);
+        let mut taken = 0u64;
+        for (first, digest, signature) in good {
+            if let Some(state) = self.batches.get_mut(&first)
+                && state.digest == digest
+                && state.signatures.insert(op, signature).is_none()
+            {
                 taken = taken.saturating_add(1);
             }
         }
-        if bad > 0 {
+        if failed {
+            let wait = self
+                .backoff
+                .get(&op)
+                .map_or(GARBAGE_BACKOFF, |(_, w)| w.saturating_mul(2))
+                .min(GARBAGE_BACKOFF_MAX);
+            self.backoff.insert(op, (Instant::now() + wait, wait));
             self.metrics.fetched(lane, &label, "garbage");
-            tracing::warn!(%lane, operator = %op, bad, "a peer operator served signatures that are not its own over this relay's digests: skipped");
+            tracing::warn!(%lane, operator = %op, checked = count, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "a peer operator served a signature that is not its own over this relay's digest: the rest of its page is skipped and it is not asked again before the wait");
+        } else if mismatched > 0 {
+            self.backoff.remove(&op);
+            self.metrics.fetched(lane, &label, "garbage");
+            tracing::warn!(%lane, operator = %op, mismatched, "a peer operator served signatures over other digests than this relay's: skipped");
         } else {
+            self.backoff.remove(&op);
             self.metrics.fetched(lane, &label, "ok");
         }
         if taken > 0 {
@@ -836,6 +902,104 @@ mod tests {
         for state in attestor.batches.values() {
             assert_eq!(state.signatures.len(), 2, "{:?}", state.signatures.keys());
             assert!(state.signatures.contains_key(&me.address()));
+        }
+    }
+
+    /// A hostile peer (audit A3-M4): every answer is a page of `entries` copies of one entry —
+    /// the right digest of the first batch and a garbage signature (`garbage`), or its own valid
+    /// signature.
+    struct FloodingPeer {
+        key: PrivateKeySigner,
+        batch: Vec<Request>,
+        entries: usize,
+        garbage: bool,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl PeerSource for FloodingPeer {
+        fn fetch(
+            &self,
+            _lane: Lane,
+            operator: Address,
+            _from: u64,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
+            if operator != self.key.address() {
+                return Box::pin(async { Err(PeerError::Unlocated) });
+            }
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut entry = signed_page(&self.key, std::slice::from_ref(&self.batch)).remove(0);
+            if self.garbage {
+                let mut sig = entry.signature.to_vec();
+                sig[10] ^= 0xff;
+                entry.signature = Bytes::from(sig);
+            }
+            let page = vec![entry; self.entries];
+            Box::pin(async move { Ok(page) })
+        }
+    }
+
+    fn recoveries(registry: &prometheus::Registry) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "multibridge_attestation_recoveries_total")
+            .map_or(0.0, |f| f.get_metric()[0].get_counter().get_value())
+    }
+
+    /// Audit A3-M4: a 1 MiB page of ~4,000 copies of one entry cost every relay ~1 s of curve
+    /// arithmetic per fetch inside its voter's step. Now a page costs at most one recovery per
+    /// batch it holds: a garbage copy ends the page after one, and the peer is not asked again
+    /// before its backoff; valid copies are taken once.
+    #[tokio::test]
+    async fn a_page_of_duplicates_costs_one_recovery_and_garbage_backs_the_peer_off() {
+        for garbage in [true, false] {
+            let me = PrivateKeySigner::random();
+            let key = PrivateKeySigner::random();
+            let lane = Lane::MainToService;
+            let mut store = Store::open_in_memory("attest test").unwrap();
+            let requests: Vec<Request> = (0..4).map(|n| request(n, 10)).collect();
+            store.record_range(lane, &requests, 40).unwrap();
+            let peer = Arc::new(FloodingPeer {
+                key: key.clone(),
+                batch: requests.clone(),
+                entries: 4_000,
+                garbage,
+                asked: Default::default(),
+            });
+            let (mut attestor, registry) = attestor(
+                &me,
+                SharedStore::new(store),
+                peer.clone(),
+                Duration::from_secs(3600),
+            );
+            let committee = Committee {
+                operators: vec![me.address(), key.address(), Address::repeat_byte(0x33)],
+                threshold: 3,
+            };
+            let open: Vec<u64> = (0..4).collect();
+            let started = Instant::now();
+            attestor.plan(&open, &committee, false).await.unwrap();
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_eq!(recoveries(&registry), 1.0, "garbage: {garbage}");
+            let state = attestor.batches.values().next().unwrap();
+            assert_eq!(state.signatures.contains_key(&key.address()), !garbage);
+            // Asked again at once (past FETCH_EVERY): a garbage peer waits out its backoff.
+            tokio::time::sleep(FETCH_EVERY).await;
+            attestor.plan(&open, &committee, false).await.unwrap();
+            let asked = peer.asked.load(std::sync::atomic::Ordering::Relaxed);
+            if garbage {
+                assert_eq!(asked, 1, "a peer serving garbage is backed off");
+                assert_eq!(recoveries(&registry), 1.0);
+            } else {
+                // Its signature is held: nothing more to ask it.
+                assert_eq!(asked, 1);
+                assert_eq!(recoveries(&registry), 1.0);
+            }
         }
     }
 
