@@ -84,9 +84,11 @@ fn defined_metrics() -> BTreeSet<String> {
         .chain(multibridge_contracts::ChainRole::Main)
         .endpoint_health(0, Some(1), true);
     // Labelled by endpoint: none before an endpoint contradicts a finding.
-    metrics
-        .guardian
-        .disputed(Lane::MainToService, multibridge_contracts::ChainRole::Main, 0);
+    metrics.guardian.disputed(
+        Lane::MainToService,
+        multibridge_contracts::ChainRole::Main,
+        0,
+    );
     let text = metrics.render();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -588,7 +588,8 @@ impl Attestor {
                 .get(&op)
                 .map_or(GARBAGE_BACKOFF, |(_, w)| w.saturating_mul(2))
                 .min(GARBAGE_BACKOFF_MAX);
-            self.backoff.insert(op, (Instant::now() + wait, wait));
+            let until = Instant::now().checked_add(wait).unwrap_or_else(Instant::now);
+            self.backoff.insert(op, (until, wait));
             self.metrics.fetched(lane, &label, "garbage");
             tracing::warn!(%lane, operator = %op, checked = count, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "a peer operator served a signature that is not its own over this relay's digest: the rest of its page is skipped and it is not asked again before the wait");
         } else if mismatched > 0 {
