@@ -22,6 +22,9 @@ pub const SEND_TURNS: [&str; 2] = ["own", "standby"];
 /// The `outcome` label of `attestation_pages_written_total`.
 pub const PAGE_WRITE_OUTCOMES: [&str; 2] = ["ok", "failed"];
 
+/// The `outcome` label of `attestation_page_requests_total`.
+pub const PAGE_REQUEST_OUTCOMES: [&str; 3] = ["served", "cached", "busy"];
+
 /// The attested-batch metrics.
 #[derive(Clone)]
 pub struct AttestMetrics {
@@ -36,6 +39,7 @@ pub struct AttestMetrics {
     pages_written: IntCounterVec,
     precheck_nonces: IntCounterVec,
     recoveries: IntCounterVec,
+    page_requests: IntCounterVec,
 }
 
 impl AttestMetrics {
@@ -101,7 +105,15 @@ impl AttestMetrics {
                 "Peer signatures this relay recovered (public-key recovery, the curve arithmetic a page of signatures costs): at most one per batch per page, stopped at a peer's first bad one, bounded per step",
                 &["lane"],
             )?,
+            page_requests: f.counter(
+                "attestation_page_requests_total",
+                "Requests of GET /attestations/{lane} (peers' and users' reads of this operator's signatures): served (read from the store), cached (an answer under a second old), busy (refused: every turn taken)",
+                &["outcome"],
+            )?,
         };
+        for outcome in PAGE_REQUEST_OUTCOMES {
+            metrics.page_requests.with_label_values(&[outcome]).reset();
+        }
         registry.register(Box::new(metrics.step_seconds.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             metrics.signed.with_label_values(&[lane]).reset();
@@ -126,6 +138,11 @@ impl AttestMetrics {
             metrics.threshold.with_label_values(&[lane]).set(0);
         }
         Ok(metrics)
+    }
+
+    /// Count a request of the signatures route (`outcome` one of [`PAGE_REQUEST_OUTCOMES`]).
+    pub fn page_request(&self, outcome: &str) {
+        self.page_requests.with_label_values(&[outcome]).inc();
     }
 
     /// Count `n` peer signatures recovered on `lane`.

@@ -81,7 +81,9 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    serving.attestations.attach(store.clone(), operator);
+    serving
+        .attestations
+        .attach(store.clone(), operator, metrics.attest.clone());
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,

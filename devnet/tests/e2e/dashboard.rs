@@ -668,8 +668,9 @@ async fn the_dashboard_in_a_real_browser_matches_the_chains_tracks_claims_and_wr
         .unwrap();
 }
 
-/// Audit NEW-L1 (2026-11-23): visitors flooding the dashboard's read endpoints of every replica
-/// (overview, claims deep pages, services, the tracker) and guessing the admin token, while
+/// Audit NEW-L1 (2026-11-23) and A3-L3 (2026-11-26): visitors flooding the dashboard's read
+/// endpoints of every replica (overview, claims deep pages, services, the tracker) and the
+/// public signatures route (`/attestations/{lane}`), and guessing the admin token, while
 /// transfers flow on the HA devnet (etcd elections, threshold = every operator): no replica loses
 /// or changes its leadership, every transfer is handled exactly once within a bounded latency,
 /// the guesses are throttled, and a page under a foreign host name (DNS rebinding) is refused.
@@ -723,6 +724,7 @@ async fn a_flood_of_dashboard_reads_costs_no_leadership_and_bounded_vote_latency
                 format!("/ui/api/claims?limit=500&offset={}", worker * 997),
                 "/ui/api/services".to_owned(),
                 format!("/ui/api/track?q={probe}"),
+                format!("/attestations/main-to-service?from={}", worker % 4),
             ];
             let mut i = worker;
             while !stop.load(Ordering::Relaxed) {
@@ -800,4 +802,27 @@ async fn a_flood_of_dashboard_reads_costs_no_leadership_and_bounded_vote_latency
         "no leadership changed under the flood"
     );
     assert!(refused_throttled >= 1.0, "the throttle is counted");
+    // The signatures route answered from its cache: far fewer store reads than requests.
+    let (mut served, mut cached) = (0.0, 0.0);
+    for port in &ports {
+        served += metric_sum(
+            *port,
+            "multibridge_attestation_page_requests_total",
+            "outcome=\"served\"",
+        )
+        .await
+        .unwrap_or(0.0);
+        cached += metric_sum(
+            *port,
+            "multibridge_attestation_page_requests_total",
+            "outcome=\"cached\"",
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    println!("signatures route: {served} store reads, {cached} answers from the cache");
+    assert!(
+        cached > served,
+        "the signatures route is cached: {served} reads, {cached} cached"
+    );
 }
