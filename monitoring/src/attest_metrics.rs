@@ -5,7 +5,7 @@ use multibridge_contracts::Lane;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// How a fetch of a peer operator's signatures went (label `outcome`).
-pub const FETCH_OUTCOMES: [&str; 4] = ["ok", "unreachable", "garbage", "unlocated"];
+pub const FETCH_OUTCOMES: [&str; 5] = ["ok", "unreachable", "garbage", "unlocated", "refused"];
 
 /// The phases of one attested step (label `phase`): reading the open requests from the store
 /// and whether the destination handled them, composing their batches, signing this operator's,
@@ -54,7 +54,7 @@ impl AttestMetrics {
             )?,
             fetches: f.counter(
                 "attestation_fetches_total",
-                "Fetches of another operator's signatures from the location it publishes in the service registry: ok, unreachable, garbage (a signature not of that operator over the batch's digest, or an unreadable answer: skipped), unlocated (no location registered)",
+                "Fetches of another operator's signatures from the location it publishes in the service registry: ok, unreachable, garbage (a signature not of that operator over the batch's digest, or an unreadable answer: skipped), unlocated (no location registered), refused (a location this relay does not fetch: plain http outside a devnet, an internal address, a file:// path not in voting.peer_stores)",
                 &["lane", "operator", "outcome"],
             )?,
             peer_signatures: f.counter(

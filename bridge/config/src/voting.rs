@@ -78,6 +78,12 @@ pub struct VotingSettings {
     /// operator's attested lane services instead of the HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_store: Option<crate::StorageSettings>,
+    /// Peers' attestation stores in a local directory (`file://…`) this relay may read when
+    /// the registry names them as a peer's location (a shared mount). A `file://` location the
+    /// registry names and this list does not is refused (audit A3-L4): a registry entry must not
+    /// point the relay at its own disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_stores: Vec<String>,
 }
 
 impl Default for VotingSettings {
@@ -95,6 +101,7 @@ impl Default for VotingSettings {
             lane_modes: Default::default(),
             peer_timeout_ms: 2_000,
             attestation_store: None,
+            peer_stores: Vec::new(),
         }
     }
 }
@@ -135,6 +142,12 @@ impl VotingSettings {
         }
         if self.peer_timeout_ms == 0 {
             return Some(("voting.peer_timeout_ms", "must be at least 1".into()));
+        }
+        if let Some(store) = self.peer_stores.iter().find(|s| !s.starts_with("file:///")) {
+            return Some((
+                "voting.peer_stores",
+                format!("{store:?} is not a file:///absolute/path location"),
+            ));
         }
         if let Some(crate::StorageSettings::Local { path }) = &self.attestation_store
             && !path.is_absolute()

@@ -28,6 +28,7 @@ use crate::voter::Committee;
 use peers::PeerError;
 
 pub mod http;
+pub mod location;
 pub mod objects;
 pub mod peers;
 
@@ -588,7 +589,9 @@ impl Attestor {
                 .get(&op)
                 .map_or(GARBAGE_BACKOFF, |(_, w)| w.saturating_mul(2))
                 .min(GARBAGE_BACKOFF_MAX);
-            let until = Instant::now().checked_add(wait).unwrap_or_else(Instant::now);
+            let until = Instant::now()
+                .checked_add(wait)
+                .unwrap_or_else(Instant::now);
             self.backoff.insert(op, (until, wait));
             self.metrics.fetched(lane, &label, "garbage");
             tracing::warn!(%lane, operator = %op, checked = count, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "a peer operator served a signature that is not its own over this relay's digest: the rest of its page is skipped and it is not asked again before the wait");

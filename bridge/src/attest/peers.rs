@@ -14,6 +14,7 @@ use multibridge_contracts::{Lane, LaneServiceMeta, VoteDomain};
 use std::sync::Arc;
 
 use super::http::{AttestationPage, MAX_PAGE};
+use super::location::LocationPolicy;
 use super::objects::{PageReader, is_object_location, page_of};
 use crate::chain::ChainClient;
 use crate::store::attestations::OwnAttestation;
@@ -33,6 +34,9 @@ pub enum PeerError {
     /// The answer was not a page of attestations of that operator.
     #[error("garbage: {0}")]
     Garbage(String),
+    /// The published location is not one this relay fetches (audit A3-L4).
+    #[error("refused location: {0}")]
+    Refused(String),
 }
 
 impl PeerError {
@@ -42,6 +46,7 @@ impl PeerError {
             Self::Unlocated => "unlocated",
             Self::Unreachable(_) => "unreachable",
             Self::Garbage(_) => "garbage",
+            Self::Refused(_) => "refused",
         }
     }
 }
@@ -57,6 +62,9 @@ pub trait PeerSource: Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>>;
 }
 
+/// A location as the registry published it, checked: none registered, accepted, or refused (why).
+type Checked = Option<Result<String, String>>;
+
 /// Peers found through the service registry on the main chain.
 pub struct RegistryPeers {
     main: std::sync::Arc<ChainClient>,
@@ -64,34 +72,34 @@ pub struct RegistryPeers {
     lane: Lane,
     domain: VoteDomain,
     http: reqwest::Client,
-    /// Per operator its location as last read, and when (`None`: none registered).
-    locations: Mutex<HashMap<Address, (Option<String>, Instant)>>,
+    policy: LocationPolicy,
+    /// Per operator its location as last read, and when (`None`: none registered; `Err`: one
+    /// refused, and why).
+    locations: Mutex<HashMap<Address, (Checked, Instant)>>,
     /// Readers of the object-store locations met so far, by location.
     readers: Mutex<HashMap<String, Arc<PageReader>>>,
     timeout: Duration,
 }
 
 impl RegistryPeers {
-    /// Peers of `lane` (bound to `domain`), located through `registry` on `main`; each HTTP
-    /// request bounded by `timeout`.
+    /// Peers of `lane` (bound to `domain`), located through `registry` on `main`, fetched where
+    /// `policy` allows; each HTTP request bounded by `timeout`.
     pub fn new(
         main: std::sync::Arc<ChainClient>,
         registry: Address,
         lane: Lane,
         domain: VoteDomain,
         timeout: Duration,
+        policy: LocationPolicy,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .unwrap_or_default();
+        let http = policy.http_client(timeout);
         Self {
             main,
             registry,
             lane,
             domain,
             http,
+            policy,
             locations: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             timeout,
@@ -103,8 +111,14 @@ impl RegistryPeers {
         LaneServiceMeta::of(&self.domain, operator).service_id()
     }
 
-    /// Where `operator` serves the lane (read from the registry, kept [`LOCATION_FRESH_FOR`]).
+    /// Where `operator` serves the lane (read from the registry and checked against the
+    /// [`LocationPolicy`], kept [`LOCATION_FRESH_FOR`]).
     pub async fn location(&self, operator: Address) -> Result<String, PeerError> {
+        let known = |location: &Checked| match location {
+            None => Err(PeerError::Unlocated),
+            Some(Ok(location)) => Ok(location.clone()),
+            Some(Err(why)) => Err(PeerError::Refused(why.clone())),
+        };
         if let Some((location, at)) = self
             .locations
             .lock()
@@ -112,7 +126,7 @@ impl RegistryPeers {
             .get(&operator)
             && at.elapsed() < LOCATION_FRESH_FOR
         {
-            return location.clone().ok_or(PeerError::Unlocated);
+            return known(location);
         }
         let location = crate::registry::registered_location(
             &self.main,
@@ -122,11 +136,22 @@ impl RegistryPeers {
         .await
         .map_err(|e| PeerError::Unreachable(format!("registry: {e}")))?
         .filter(|l| !l.is_empty());
+        let checked = match location {
+            None => None,
+            Some(location) => Some(match self.policy.check(&location).await {
+                Ok(()) => Ok(location),
+                Err(PeerError::Refused(why)) => {
+                    tracing::warn!(lane = %self.lane, %operator, %why, "a peer operator's published location is refused");
+                    Err(why)
+                }
+                Err(e) => return Err(e),
+            }),
+        };
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(operator, (location.clone(), Instant::now()));
-        location.ok_or(PeerError::Unlocated)
+            .insert(operator, (checked.clone(), Instant::now()));
+        known(&checked)
     }
 
     fn forget(&self, operator: Address) {

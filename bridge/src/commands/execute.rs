@@ -210,6 +210,11 @@ pub async fn execute(
         lane,
         domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
+        crate::attest::location::LocationPolicy {
+            devnet: multibridge_config::is_devnet_chain(config.chains.main.chain_id)
+                && multibridge_config::is_devnet_chain(config.chains.service.chain_id),
+            peer_stores: config.voting.peer_stores.clone(),
+        },
     );
     let mut signatures: Vec<(Address, [u8; 65])> = Vec::new();
     while signatures.len() < threshold {

@@ -82,6 +82,19 @@ impl Devnet {
                     .iter()
                     .find(|(operator, _)| *operator == index)
                     .map(|(_, storage)| storage.clone()),
+                // The other operators' stores in local directories: readable by every relay
+                // of the devnet (a file:// location from the registry is read only if named).
+                peer_stores: self
+                    .options
+                    .attestation_stores
+                    .iter()
+                    .filter_map(|(_, storage)| match storage {
+                        multibridge_config::StorageSettings::Local { path } => {
+                            Some(format!("file://{}", path.display()))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
                 ..Default::default()
             },
             recovery: Default::default(),
