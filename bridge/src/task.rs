@@ -22,6 +22,41 @@ pub struct TaskFailed {
     pub cause: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// Tasks that outlive any one pair of a process serving several (issue 37's shared submitter
+/// per (chain, signer) and election per chain): spawned on the runtime, not on a pair's task
+/// set, so a pair that fails for good and waits alone (audit A3-L5) takes none of them with it;
+/// aborted together when the process stops ([`SharedTasks::abort_all`]).
+#[derive(Clone, Default)]
+pub struct SharedTasks(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl SharedTasks {
+    /// Run `task` until [`stop_all`](Self::stop_all).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Stop every shared task and wait until each is gone (no submitter among them can
+    /// broadcast any more).
+    pub async fn stop_all(&self) {
+        let handles: Vec<_> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for handle in &handles {
+            handle.abort();
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}
+
 /// What every task of a replica returns: `Ok` when it ends by itself, [`TaskFailed`] when it
 /// stops the relay.
 pub type TaskResult = Result<(), TaskFailed>;

@@ -39,6 +39,7 @@ use crate::config::ChainConfig;
 /// The config's sections this layer reads (chains, signers, voting for the sender's policy).
 use multibridge_config as config;
 
+pub mod bounded_http;
 pub mod bridge_views;
 pub mod fees;
 pub mod fence;
@@ -203,6 +204,8 @@ impl ChainClient {
         policy: RetryPolicy,
         metrics: ChainMetrics,
     ) -> Result<Self, ChainError> {
+        let max_bytes = usize::try_from(config.max_answer_mib.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX);
         let endpoints = config
             .rpc_urls
             .iter()
@@ -211,12 +214,14 @@ impl ChainClient {
                 let parsed = url
                     .parse()
                     .map_err(|_| ChainError::BadUrl { chain: role, index })?;
+                let local = alloy::transports::utils::guess_local_url(url);
+                let transport = bounded_http::BoundedHttp::new(shared_http(), parsed, max_bytes);
                 Ok(Endpoint {
                     label: endpoint_label(index, url),
                     provider: ProviderBuilder::new()
                         .connect_client(
                             alloy::rpc::client::ClientBuilder::default()
-                                .http_with_client(shared_http(), parsed),
+                                .transport(transport, local),
                         )
                         .erased(),
                 })

@@ -92,6 +92,7 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
         log_quorum: 1,
         max_lag_blocks: 8,
         stall_secs: 30,
+        max_answer_mib: 32,
     };
     ChainClient::new(
         ChainRole::Main,

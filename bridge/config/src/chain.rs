@@ -73,6 +73,14 @@ pub struct ChainConfig {
     /// is demoted (a frozen node that still answers).
     #[serde(default = "default_stall_secs")]
     pub stall_secs: u64,
+    /// The most one RPC answer may hold, MiB: a larger one is an error of that endpoint (the
+    /// call fails over), never memory one endpoint chooses (audit A3-L5).
+    #[serde(default = "default_max_answer_mib")]
+    pub max_answer_mib: u64,
+}
+
+fn default_max_answer_mib() -> u64 {
+    32
 }
 
 fn default_max_lag_blocks() -> u64 {
@@ -201,6 +209,9 @@ impl ChainConfig {
         }
         if self.max_block_range == 0 {
             return Some((field, "max_block_range must be at least 1".into()));
+        }
+        if self.max_answer_mib == 0 {
+            return Some((field, "max_answer_mib must be at least 1".into()));
         }
         if self.stall_secs == 0 {
             return Some((field, "stall_secs must be at least 1".into()));

@@ -5,8 +5,11 @@
 //! A file of `[[pairs]]` runs every pair in this one process, each as a single-pair relay would
 //! run (its own HTTP API, preflight, store, lanes and tasks) but sharing the operator's
 //! submitter and election per chain ([`crate::relay::HubShare`]). A pair that waits (its chain
-//! down at start) waits alone; one that fails for good stops the process, as a single-pair
-//! relay stops, and every other pair stops with it in order.
+//! down at start) waits alone; so does one that fails for a reason no retry fixes (audit A3-L5:
+//! in a hub each pair's bridges have their own owner, who may revoke the guardian's pauser role
+//! or deregister the operator): its HTTP API stays up, not ready, naming the reason
+//! (`multibridge_pair_cannot_serve`), and it is tried again every [`PAIR_RETRY`] while the other
+//! pairs go on. A single-pair relay stops on such a failure, as before.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,27 +27,39 @@ pub struct Args {
     config: PathBuf,
 }
 
+/// How long a pair of several that failed waits before it is tried again.
+pub const PAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Run the relay until a shutdown signal or a failure no retry fixes.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let pairs = Config::load_pairs(&args.config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hub = HubShare::default();
+    let hub = HubShare::for_pairs(pairs.len());
     let siblings = siblings(&pairs);
     let signal = async {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
+    let several = pairs.len() > 1;
     let relays = futures::future::join_all(pairs.into_iter().map(|pair| {
         let name = pair.name.clone().unwrap_or_default();
         let (hub, stop_rx, stop_tx) = (hub.clone(), stop_rx.clone(), stop_tx.clone());
         let siblings = siblings.clone();
         async move {
-            let result = run_pair(pair, &hub, &siblings, stopped(stop_rx)).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "stopping every pair of this process");
-                let _ = stop_tx.send(true);
+            loop {
+                let result = run_pair(pair.clone(), &hub, &siblings, stopped(stop_rx.clone())).await;
+                let Err(e) = result else {
+                    return Ok(());
+                };
+                if !several {
+                    let _ = stop_tx.send(true);
+                    return Err(e);
+                }
+                tracing::error!(error = %e, retry_secs = PAIR_RETRY.as_secs(), "this pair cannot serve: it waits alone and is tried again; the other pairs go on");
+                if !wait_alone(&pair, &e, stopped(stop_rx.clone())).await {
+                    return Ok(());
+                }
             }
-            result
         }
         .instrument(tracing::info_span!("pair", pair = %name))
     }));
@@ -53,8 +68,39 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         results = &mut relays => results,
         () = signal => relays.await,
     };
+    hub.tasks().stop_all().await;
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     Ok(())
+}
+
+/// Serve the HTTP API of `pair`, which failed with `error`, not ready and naming it, for
+/// [`PAIR_RETRY`] (`false`: `shutdown` came first).
+async fn wait_alone(
+    pair: &PairConfig,
+    error: &anyhow::Error,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let serving = crate::startup::Serving::start(&pair.config, pair.name.as_deref()).await;
+    if let Err(e) = &serving {
+        tracing::error!(error = %e, "the waiting pair's HTTP API cannot serve meanwhile");
+    }
+    if let Ok(serving) = &serving {
+        serving.readiness.register("pair");
+        serving.readiness.failed("pair", &format!("{error:#}"));
+        serving.metrics.pair_cannot_serve.set(1);
+        serving.board.set(
+            "pair_failure",
+            serde_json::json!({ "error": format!("{error:#}"), "retry_secs": PAIR_RETRY.as_secs() }),
+        );
+    }
+    let retry = tokio::select! {
+        () = tokio::time::sleep(PAIR_RETRY) => true,
+        () = shutdown => false,
+    };
+    if let Ok(serving) = serving {
+        serving.stop().await;
+    }
+    retry
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -121,6 +121,8 @@ pub struct Shared {
     pub board: Arc<multibridge_monitoring::StatusBoard>,
     /// Where the lane leaders also write their signatures (`voting.attestation_store`).
     pub attestation_store: Option<crate::backup::storage::Storage>,
+    /// Where the tasks every pair of the process shares run (the election of a chain).
+    pub shared_tasks: crate::task::SharedTasks,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -185,14 +187,10 @@ pub fn spawn(
             health: health.clone().map(|health| (health, dir.clone())),
         };
         if control.campaigns {
+            // The election of the chain: every pair's lanes into it follow this campaign, so
+            // it runs on the process, not on this pair's tasks.
             let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
-            tasks.spawn(
-                async move {
-                    campaign.run().await;
-                    Ok(())
-                }
-                .instrument(span),
-            );
+            shared.shared_tasks.spawn(campaign.run().instrument(span));
         }
         let progress = Progress {
             lane,

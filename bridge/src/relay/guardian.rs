@@ -48,7 +48,7 @@ pub(super) fn spawn_guardian(
                     term.clone(),
                 ),
                 tracing::info_span!("guardian_submitter", chain = %role, chain_id, %guardian),
-                tasks,
+                hub.tasks(),
             )
         });
         clients.insert(role, handle.client());

@@ -23,19 +23,39 @@ use multibridge_contracts::Lane;
 use crate::chain::submitter::SubmitterHandle;
 use crate::lane::LaneControl;
 
-/// The submitters and elections of one process, by chain id.
+/// The submitters and elections of one process, by chain id, and the tasks that run them (on
+/// the process, not on the pair that started them: a pair that fails alone stops none of them).
 #[derive(Clone, Default)]
-pub struct HubShare(Arc<Mutex<Inner>>);
+pub struct HubShare(Arc<Mutex<Inner>>, crate::task::SharedTasks);
 
 #[derive(Default)]
 struct Inner {
     submitters: HashMap<(u64, Address), SubmitterHandle>,
     controls: HashMap<u64, LaneControl>,
+    /// The process serves several pairs (a failing one waits alone).
+    several: bool,
 }
 
 impl HubShare {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share for a process of `pairs` pairs.
+    pub fn for_pairs(pairs: usize) -> Self {
+        let share = Self::default();
+        share.inner().several = pairs > 1;
+        share
+    }
+
+    /// Whether the process serves several pairs.
+    pub fn several(&self) -> bool {
+        self.inner().several
+    }
+
+    /// Where the shared tasks run.
+    pub fn tasks(&self) -> &crate::task::SharedTasks {
+        &self.1
     }
 
     /// The submitter of `signer` on chain `chain_id`: the one already running, or the one

@@ -144,12 +144,13 @@ pub async fn run(
         signer_health: Default::default(),
         board: board.clone(),
         attestation_store,
+        shared_tasks: hub.tasks().clone(),
     };
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;
     }
     let mut tasks: JoinSet<crate::task::TaskResult> = JoinSet::new();
-    let submitters = spawn_submitters(&shared, &signer, &controls, hub, &mut tasks);
+    let submitters = spawn_submitters(&shared, &signer, &controls, hub);
     let mut claim_senders = HashMap::new();
     for control in &controls {
         let lane = control.lane;
@@ -206,9 +207,16 @@ pub async fn run(
     tracing::info!(%operator, lanes = ?config.lanes, http = %config.http.listen, "relay running");
     let result = supervise(&mut tasks, shutdown).await;
     // Every task is aborted; wait until they are gone (no submitter can broadcast any more),
-    // then give the lanes up so a follower leads at once instead of after the TTL.
+    // then give the lanes up so a follower leads at once instead of after the TTL. A pair of
+    // several that fails waits alone: the submitters and elections every pair shares go on.
     while tasks.join_next().await.is_some() {}
-    if let Some(pool) = &etcd {
+    let leaving = result.is_ok() || !hub.several();
+    if leaving {
+        hub.tasks().stop_all().await;
+    }
+    if let Some(pool) = &etcd
+        && leaving
+    {
         // A lane that follows another pair's election leaves the resigning to that pair.
         for control in controls.iter().filter(|c| c.campaigns) {
             resign(pool, &control.fence, &control.held)
@@ -240,7 +248,6 @@ fn spawn_submitters(
     signer: &crate::chain::signer::OperatorSigner,
     controls: &[LaneControl],
     hub: &HubShare,
-    tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> HashMap<ChainRole, SubmitterHandle> {
     let mut chains: Vec<ChainRole> = controls.iter().map(|c| c.lane.destination()).collect();
     if shared.config.registry.is_some() {
@@ -267,7 +274,7 @@ fn spawn_submitters(
                     owner.leading.clone(),
                 ),
                 tracing::info_span!("submitter", %chain, chain_id, signer = %shared.operator, lane = %owner.lane),
-                tasks,
+                hub.tasks(),
             )
         });
         handles.insert(chain, handle);
@@ -275,19 +282,14 @@ fn spawn_submitters(
     handles
 }
 
-/// Run `submitter` on `tasks` under `span`; its handle.
+/// Run `submitter` on the process's shared tasks under `span` (one submitter serves every
+/// pair that writes with the key to the chain); its handle.
 pub(super) fn start_submitter(
     (submitter, handle): (Submitter, SubmitterHandle),
     span: tracing::Span,
-    tasks: &mut JoinSet<crate::task::TaskResult>,
+    tasks: &crate::task::SharedTasks,
 ) -> SubmitterHandle {
-    tasks.spawn(
-        async move {
-            submitter.run().await;
-            Ok(())
-        }
-        .instrument(span),
-    );
+    tasks.spawn(submitter.run().instrument(span));
     handle
 }
 

@@ -37,6 +37,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         VoteTxOutcome::Reverted
                     };
                     self.metrics.vote_tx(outcome);
+                    self.metrics
+                        .spent(receipt.gas_used, receipt.effective_gas_price);
                     if outcome != VoteTxOutcome::Mined {
                         let carried = self.requests_of(nonce);
                         tracing::warn!(

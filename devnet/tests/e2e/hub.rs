@@ -373,3 +373,105 @@ async fn a_killed_hub_replica_hands_every_pair_to_its_standby_exactly_once() {
 
     assert_once_and_no_gap(&pairs, &next).await;
 }
+
+/// Audit A3-L5: in a hub each pair's bridges have an owner of their own. The owner of the second
+/// service chain's bridge revokes operator 1's guardian as a pauser, and operator 1's relay
+/// restarts: that pair fails its preflight for good. Before, it stopped every pair of the
+/// process and the relay crash-looped; now it waits alone — its API up, not ready, naming the
+/// reason and `multibridge_pair_cannot_serve` 1 — while the first pair's transfers go on through
+/// the same process, and once the owner restores the role it serves again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_that_cannot_serve_waits_alone_and_the_others_go_on() {
+    use multibridge_devnet::harness::accounts::guardian_signer;
+    use multibridge_devnet::harness::scrape::metric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut devnet, pairs) = start_hub(DevnetOptions {
+        service_chains: 2,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await;
+    let manifest = devnet.manifest();
+    let troubled = manifest.pairs.iter().find(|p| p.name == TROUBLED).unwrap();
+    let troubled_port = port_of(&troubled.http_urls[0][0]);
+    let driver = &pairs[TROUBLED];
+    let bridge = Bridge::new(
+        driver.chain(ChainRole::Service).contracts.bridge,
+        driver
+            .wallet_provider(ChainRole::Service, &driver.owner().unwrap())
+            .unwrap(),
+    );
+    let guardian = guardian_signer(0, 0).unwrap().address();
+    bridge
+        .setPauser(guardian, false)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    devnet.relay(0).unwrap().restart().unwrap();
+
+    // The troubled pair waits alone, saying why.
+    let cannot_serve = format!("multibridge_pair_cannot_serve{{pair=\"{TROUBLED}\"}}");
+    crate::Poll::new(
+        "the troubled pair reports it cannot serve",
+        Duration::from_secs(90),
+    )
+    .logs(devnet.dir(), OPERATORS, 40)
+    .until(async || match metric(troubled_port, &cannot_serve).await {
+        Some(1.0) => Ok(()),
+        other => Err(format!(
+            "{cannot_serve} = {other:?} on port {troubled_port}"
+        )),
+    })
+    .await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{troubled_port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("pauser"), "/readyz names the reason: {why}");
+
+    // The first pair goes on through operator 1's same process (threshold 2 of 3 would not
+    // need it: its votes are checked below).
+    let first = &pairs["main-service"];
+    let first_port = port_of(&manifest.pairs[0].http_urls[0][0]);
+    crate::relay_ready(first_port, Duration::from_secs(60)).await;
+    let mut next = BTreeMap::new();
+    traffic(&pairs, Some(TROUBLED), &mut next, 1).await;
+    wait_pairs(
+        &devnet,
+        &pairs,
+        &next,
+        |n| n != TROUBLED,
+        Duration::from_secs(90),
+    )
+    .await;
+    let operator1 = first.operator(0).unwrap().address();
+    for lane in Lane::ALL {
+        let end = next[&("main-service".to_owned(), lane)];
+        let votes = multibridge_devnet::harness::invariants::votes_per_operator(first, lane)
+            .await
+            .unwrap();
+        let round = end.saturating_sub(PER_LANE as u64);
+        assert!(
+            votes
+                .keys()
+                .any(|(nonce, op)| *op == operator1 && *nonce >= round),
+            "operator 1 still votes on the first pair's {lane}"
+        );
+    }
+
+    // The owner restores the role: the pair serves again within its retry.
+    bridge
+        .setPauser(guardian, true)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    crate::relay_ready(troubled_port, Duration::from_secs(150)).await;
+    assert_eq!(metric(troubled_port, &cannot_serve).await, Some(0.0));
+}

@@ -254,6 +254,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) queued_releases_executed: IntCounterVec,
+    /// What this relay's mined transactions of the lane cost (gas used × effective gas price),
+    /// gwei: per pair of a hub (label `pair`), whose lanes share one operator balance per chain.
+    ///
+    /// Labels: lane.
+    pub(crate) spent: IntCounterVec,
     /// Amount requested on the lane's source, per source asset (locked or burned there).
     ///
     /// Labels: lane, asset.
@@ -319,6 +324,9 @@ pub struct Metrics {
     ///
     /// Labels: version.
     pub(crate) build_info: IntGaugeVec,
+    /// 1 while this pair of a relay serving several waits alone after a failure no retry
+    /// fixed (its other pairs go on), else 0.
+    pub pair_cannot_serve: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -614,6 +622,11 @@ impl Metrics {
                 "Requests executed on the destination under another payload than the one this relay indexed",
                 lane,
             )?,
+            spent: counter(
+                "transactions_spent_gwei_total",
+                "What this relay's mined transactions of the lane cost (gas used x effective gas price), in gwei: a hub's pairs share one operator balance per chain, this says which pair spends it",
+                lane,
+            )?,
             queued_releases_executed: counter(
                 "queued_releases_executed_total",
                 "executeQueuedRelease transactions sent for due queued releases",
@@ -699,6 +712,14 @@ impl Metrics {
                 "Always 1; labelled with the version",
                 &["version"],
             )?,
+            pair_cannot_serve: {
+                let g = prometheus::IntGauge::new(
+                    name("pair_cannot_serve"),
+                    "1 while this pair of a relay serving several waits alone after a failure no retry fixes (the reason is in /readyz and the log), else 0",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             backup: crate::BackupMetrics::register(&registry, lanes)?,
             guardian: crate::GuardianMetrics::register(&registry, lanes)?,
             attest: crate::AttestMetrics::register(&registry, lanes)?,
@@ -744,6 +765,7 @@ impl Metrics {
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,
+                &metrics.spent,
                 &metrics.vote_divergence,
                 &metrics.handled_mismatch,
             ] {

@@ -42,6 +42,7 @@ impl Metrics {
             lower_advances: self.lower_advances.with_label_values(l),
             queued_releases: self.queued_releases.with_label_values(l),
             queued_releases_executed: self.queued_releases_executed.with_label_values(l),
+            spent_gwei: self.spent.with_label_values(l),
             queued_releases_frozen: self.queued_releases_frozen.with_label_values(l),
             handled_mismatch: self.handled_mismatch.with_label_values(l),
             vote_divergence: self.vote_divergence.with_label_values(l),
@@ -112,6 +113,7 @@ pub struct LaneMetrics {
     pub lower_advances: IntCounter,
     pub queued_releases: IntGauge,
     pub queued_releases_executed: IntCounter,
+    pub spent_gwei: IntCounter,
     pub queued_releases_frozen: IntGauge,
     pub handled_mismatch: IntCounter,
     pub vote_divergence: IntCounter,
@@ -238,6 +240,13 @@ impl LaneMetrics {
     pub fn set_conservation_nonces(&self, open: u64, held: u64, forged: u64) {
         self.all
             .set_conservation_nonces(self.lane.as_str(), open, held, forged);
+    }
+
+    /// Count what a mined transaction of the lane cost: `gas_used` at `price_wei` a unit.
+    pub fn spent(&self, gas_used: u64, price_wei: u128) {
+        let gwei = u128::from(gas_used).saturating_mul(price_wei) / 1_000_000_000;
+        self.spent_gwei
+            .inc_by(u64::try_from(gwei).unwrap_or(u64::MAX));
     }
 
     /// Set a gauge from a count.

@@ -206,6 +206,7 @@ impl Devnet {
             // Devnet blocks come every second.
             max_lag_blocks: 3,
             stall_secs: 4,
+            max_answer_mib: 32,
         }
     }
 
