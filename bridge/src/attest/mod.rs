@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes};
+use alloy::sol_types::SolCall;
 use multibridge_contracts::attestation::{canonical_bytes, pack_signatures, recover_signer};
+use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{Lane, Request, VoteDomain};
 use multibridge_monitoring::attest_metrics::STEP_PHASES;
 use multibridge_monitoring::{AttestMetrics, StatusBoard};
@@ -86,6 +88,38 @@ pub struct BatchState {
     pub signatures: BTreeMap<Address, [u8; 65]>,
     composed_at: Instant,
     complete_at: Option<Instant>,
+    /// Its worst case does not fit one transaction on the destination: its requests are voted
+    /// (audit A3-L8), never signed.
+    by_votes: bool,
+}
+
+/// Gas an attested item may cost at most, beside its calldata (a token release with its
+/// views and credits, the record of the executed key, the events): the bound the relays agree
+/// on whether a batch fits one transaction (measured in forge at about 30-40k per native or
+/// ERC-20 item).
+pub const ATTESTED_ITEM_GAS_BOUND: u64 = 50_000;
+/// Gas one byte of an attested batch's calldata may cost at most, execution included (the
+/// audit's 32 requests with 1 KiB of extraData: 2.53M gas for 48,420 bytes, 52 a byte with the
+/// items' own cost).
+pub const ATTESTED_BYTE_GAS_BOUND: u64 = 48;
+
+/// The worst case every relay computes alike for a batch of `requests`: whether it fits one
+/// transaction of at most `budget` gas (the share of a block a vote may take). Every relay
+/// decides the same for the same batch, so a batch that does not fit is voted by all of them
+/// (votes and signatures never add up: all must agree).
+pub fn fits_one_transaction(requests: &[Request], budget: u64) -> bool {
+    let bytes = Bridge::executeAttestedCall {
+        rs: requests.to_vec(),
+        signatures: Bytes::new(),
+    }
+    .abi_encode()
+    .len() as u64;
+    let worst = (requests.len() as u64)
+        .saturating_mul(ATTESTED_ITEM_GAS_BOUND)
+        .saturating_add(bytes.saturating_mul(ATTESTED_BYTE_GAS_BOUND))
+        .saturating_add(multibridge_contracts::ITEM_GAS)
+        .saturating_add(100_000);
+    worst <= budget
 }
 
 impl BatchState {
@@ -166,6 +200,9 @@ pub struct Attestor {
     backoff: HashMap<Address, (Instant, Duration)>,
     /// Recoveries left in this step's budget.
     recoveries_left: usize,
+    /// The most gas one transaction of a batch may take (a vote's share of the destination's
+    /// block); a batch whose worst case is more is voted instead.
+    transaction_budget: u64,
 }
 
 impl Attestor {
@@ -200,7 +237,24 @@ impl Attestor {
             pages: None,
             backoff: HashMap::new(),
             recoveries_left: RECOVERIES_PER_STEP,
+            transaction_budget: u64::MAX,
         }
+    }
+
+    /// The most gas one transaction may take on the destination (see [`fits_one_transaction`]).
+    pub fn set_transaction_budget(&mut self, budget: u64) {
+        self.transaction_budget = budget;
+    }
+
+    /// The open nonces of the batches too large for one transaction: they are voted.
+    pub fn by_votes(&self, open: &[u64]) -> Vec<u64> {
+        let open: std::collections::BTreeSet<u64> = open.iter().copied().collect();
+        self.batches
+            .values()
+            .filter(|b| b.by_votes)
+            .flat_map(|b| b.requests.iter().map(|r| r.nonce))
+            .filter(|n| open.contains(n))
+            .collect()
     }
 
     /// Also tell `pages` (the writer to the attestation store) of every page this operator's
@@ -293,7 +347,7 @@ impl Attestor {
         }
         let mut sends = Vec::new();
         for state in self.batches.values_mut() {
-            if state.counting(committee) < committee.threshold.max(1) {
+            if state.by_votes || state.counting(committee) < committee.threshold.max(1) {
                 continue;
             }
             let complete_at = *state.complete_at.get_or_insert(now);
@@ -354,6 +408,10 @@ impl Attestor {
             };
             let digest = self.domain.batch_digest(&requests);
             covered.extend(requests.iter().map(|r| r.nonce));
+            let by_votes = !fits_one_transaction(&requests, self.transaction_budget);
+            if by_votes {
+                tracing::warn!(lane = %self.lane, first, count = requests.len(), budget = self.transaction_budget, "an attested batch's worst case does not fit one transaction on the destination: its requests are voted");
+            }
             self.batches.insert(
                 first,
                 BatchState {
@@ -362,6 +420,7 @@ impl Attestor {
                     signatures: BTreeMap::new(),
                     composed_at: Instant::now(),
                     complete_at: None,
+                    by_votes,
                 },
             );
         }
@@ -374,7 +433,7 @@ impl Attestor {
         let mut signed = 0u64;
         let mut pages = std::collections::BTreeSet::new();
         for state in self.batches.values_mut() {
-            if state.signatures.contains_key(&self.me) {
+            if state.by_votes || state.signatures.contains_key(&self.me) {
                 continue;
             }
             let first = state.first();
@@ -436,7 +495,8 @@ impl Attestor {
             });
         let mut wanted: BTreeMap<Address, u64> = BTreeMap::new();
         for state in self.batches.values() {
-            if state.counting(committee) >= threshold
+            if state.by_votes
+                || state.counting(committee) >= threshold
                 || (recent && state.composed_at.elapsed() >= STALE_BATCH)
             {
                 continue;

@@ -73,17 +73,39 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let Some(attestor) = self.attestor.as_mut() else {
             return Ok(());
         };
+        attestor
+            .set_transaction_budget(latest.limit.saturating_mul(super::MAX_VOTE_BLOCK_SHARE) / 100);
         let sends = attestor.plan(&nonces, &committee, latest.is_full()).await?;
-        if sends.is_empty() {
-            return Ok(());
-        }
+        let by_votes = attestor.by_votes(&nonces);
         let sending = Instant::now();
         let (due, count) = (sends.len(), sends.len().min(room));
-        let result = self.send_attested(sends, &nonces, room, step).await;
-        if let Some(attestor) = &self.attestor {
+        let result = if sends.is_empty() {
+            Ok(())
+        } else {
+            self.send_attested(sends, &nonces, room, step).await
+        };
+        if let Some(attestor) = &self.attestor
+            && due > 0
+        {
             attestor.finish_step(sending.elapsed(), count, due);
         }
-        result
+        result?;
+        // Batches too large for one transaction (audit A3-L8): every operator votes their
+        // requests, in vote batches sized by gas like any vote.
+        let room = room.saturating_sub(count);
+        if !by_votes.is_empty() && room > 0 {
+            let mut vote = Vec::with_capacity(by_votes.len());
+            for nonce in by_votes {
+                // Not one this operator voted already (a lane that switched modes).
+                if let Some(stored) = self.store.lock().get(self.metrics.lane, nonce)?
+                    && stored.status == multibridge_contracts::RequestStatus::Observed
+                {
+                    vote.push(stored);
+                }
+            }
+            self.send_votes(vote, Vec::new(), room, step).await?;
+        }
+        Ok(())
     }
 
     /// How many requests an attested step looks at. The batches in view are signed and served

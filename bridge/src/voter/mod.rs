@@ -441,6 +441,20 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if vote.is_empty() && execute.is_empty() {
             return Ok(step);
         }
+        self.send_votes(vote, execute, room, &mut step).await?;
+        Ok(step)
+    }
+
+    /// Plan the votes of `vote` and the executions of `execute` (keys holding the threshold)
+    /// and send them, at most `room` transactions: batches by count, calldata bytes and gas,
+    /// split when too large, a single request too large set aside.
+    async fn send_votes(
+        &mut self,
+        vote: Vec<StoredRequest>,
+        execute: Vec<Request>,
+        room: usize,
+        step: &mut VoteStep,
+    ) -> Result<(), VoterError> {
         let singles = self.singles_until.is_some_and(|t| Instant::now() < t);
         let chunk = if singles {
             1
@@ -530,7 +544,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let refusal = match estimate {
                 Ok(gas_limit) if gas_limit <= gas_budget || batch.len() == 1 => {
                     let gas_limit = gas_limit.min(block_gas);
-                    match self.send(&batch, entry, input, gas_limit, &mut step).await {
+                    match self.send(&batch, entry, input, gas_limit, step).await {
                         Ok(()) => {
                             sent_txs = sent_txs.saturating_add(1);
                             continue;
@@ -571,7 +585,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 continue;
             }
             match refusal {
-                Refusal::Node(e) if !too_large => self.refused(&batch, entry, &e, &mut step)?,
+                Refusal::Node(e) if !too_large => self.refused(&batch, entry, &e, step)?,
                 refusal => {
                     // One request whose vote alone is too large: no vote of it can ever be sent.
                     for r in &batch {
@@ -584,13 +598,13 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                                 ),
                             ),
                             Seen::Refusal,
-                            &mut step,
+                            step,
                         )?;
                     }
                 }
             }
         }
-        Ok(step)
+        Ok(())
     }
 
     /// The gas a vote transaction may use (a share of the destination's block gas limit) and

@@ -675,3 +675,68 @@ async fn gas_price_aware_recipients_cannot_halt_a_lane_or_drain_the_operators() 
         "operators spent unevenly: {spent:?}"
     );
 }
+
+/// Audit A3-L8 on the devnet: in attested mode a batch is one source block's requests within a
+/// 32-nonce window and cannot be split; 32 requests with 1 KiB of extraData need ~2.5M gas in
+/// one transaction. On a destination with a 2M-gas block limit such a batch could never execute
+/// (its honest requests stranded with it); now the relays vote it instead, sized by gas.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attested_window_of_maximal_requests_is_voted_on_a_small_block_destination() {
+    const BLOCK_GAS: u64 = 2_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions {
+        voting_mode: multibridge_config::VotingMode::Attestations,
+        ..DevnetOptions::standalone_relays(dir.path())
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.provider(ChainRole::Service).unwrap();
+    let _: bool = service
+        .raw_request("evm_setBlockGasLimit".into(), (U256::from(BLOCK_GAS),))
+        .await
+        .unwrap();
+    let to = Address::repeat_byte(0x78);
+    // One window of 32 maximal requests in one source block, then an honest window.
+    let extra: Vec<Bytes> = (0..64)
+        .map(|i| {
+            if i < 32 {
+                Bytes::from(vec![0xab; 1024])
+            } else {
+                Bytes::new()
+            }
+        })
+        .collect();
+    let requests = driver
+        .request_native_burst_with(lane, 0, to, U256::from(1_000), &extra)
+        .await
+        .unwrap();
+    let last = requests.last().unwrap().nonce;
+    let took = wait_all_handled(&driver, lane, 0..last + 1, Duration::from_secs(120)).await;
+    if took.is_err() {
+        dump_relay_logs(devnet.dir(), OPERATORS, 60);
+    }
+    println!(
+        "64 requests (32 maximal) handled in {:?} on a {BLOCK_GAS}-gas destination",
+        took.unwrap()
+    );
+    assert_exactly_once(&driver, lane, 0..last + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        driver.native_balance(ChainRole::Service, to).await.unwrap(),
+        U256::from(1_000u64 * 64)
+    );
+    // The maximal window went by votes (a vote may take half of a 2M block: the honest
+    // window's worst case is over it too, and it is voted alike).
+    let votes = multibridge_devnet::harness::invariants::votes_per_operator(&driver, lane)
+        .await
+        .unwrap();
+    // (a request the burst put in a block of its own is a batch of one, which fits.)
+    assert!(
+        votes.keys().filter(|(n, _)| *n < 32).count() >= 16,
+        "the maximal window was voted: {:?}",
+        votes.keys().collect::<Vec<_>>()
+    );
+}

@@ -809,3 +809,41 @@ async fn an_attested_precheck_reads_only_the_nonces_between_the_handle_nonces() 
         6.0
     );
 }
+
+/// Audit A3-L8: an attested batch cannot be split, and a window of 32 requests with 1 KiB of
+/// extraData needs ~2.5M gas in one transaction. On a destination whose block gas limit leaves
+/// a vote less than its worst case, the batch is not signed: its requests are voted, in vote
+/// batches sized by gas like any vote — every relay decides alike from the batch alone.
+#[tokio::test]
+async fn an_attested_batch_too_large_for_one_transaction_is_voted_instead() {
+    let mut h = Harness::new(0, 64);
+    let maximal: Vec<Request> = (0..32)
+        .map(|n| {
+            let mut r = request(n);
+            r.srcBlockNumber = 100;
+            r.extraData = Bytes::from(vec![0xab; 1024]);
+            r
+        })
+        .collect();
+    h.store.lock().record_range(LANE, &maximal, 1_000).unwrap();
+    attested(&mut h);
+    *h.destination.gas_limit.lock().unwrap() = Some(3_000_000);
+    h.step().await;
+    assert!(
+        h.submit.executions.lock().unwrap().is_empty(),
+        "no executeAttested of a batch that cannot fit"
+    );
+    let voted: Vec<u64> = h.jobs().into_iter().flat_map(|(_, n)| n).collect();
+    assert_eq!(voted, (0..32).collect::<Vec<u64>>(), "every request voted");
+    // The same batch on a destination with room for it goes attested.
+    let mut h = Harness::new(0, 64);
+    h.store.lock().record_range(LANE, &maximal, 1_000).unwrap();
+    attested(&mut h);
+    h.step().await;
+    assert!(h.jobs().is_empty());
+    let executed: Vec<u64> = std::mem::take(&mut *h.submit.executions.lock().unwrap())
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(executed, (0..32).collect::<Vec<u64>>());
+}
