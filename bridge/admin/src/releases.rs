@@ -115,8 +115,9 @@ pub struct Settled {
 
 /// Settle the genuine request of `nonce` on `lane` as the owner: the request is read from the
 /// source, the destination must have executed the nonce under another vote key (read from its
-/// log; the bridge refuses if the genuine key reached the threshold), then `settleHandled`
-/// queues the genuine release for the destination's delay.
+/// log; the bridge itself refuses a nonce its genuine key executed, on its record of the key
+/// each nonce executed under), then `settleHandled` queues the genuine release for the
+/// destination's delay.
 pub async fn settle(
     config: &Config,
     chains: &ChainPair,
