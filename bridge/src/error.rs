@@ -116,10 +116,10 @@ pub enum RelayError {
     StoreLock(#[from] crate::store::lock::StoreLockError),
     /// The backup storage cannot be opened (directory, bucket settings, S3 credentials).
     #[error(transparent)]
-    BackupStorage(#[from] crate::backup::storage::StorageError),
+    BackupStorage(#[from] crate::storage::StorageError),
     /// `voting.attestation_store` cannot be opened (directory, bucket settings, S3 credentials).
     #[error("voting.attestation_store: {0}")]
-    AttestationStore(crate::backup::storage::StorageError),
+    AttestationStore(crate::storage::StorageError),
     /// The backup public key is unusable.
     #[error(transparent)]
     BackupKey(#[from] crate::backup::keys::BackupKeyError),

@@ -4,29 +4,42 @@
 //!
 //! ```text
 //!                       ┌──────────── etcd ────────────┐
-//!                       │ campaign (per lane) ─ fence  │ progress (per lane)
+//!                       │ campaign (per chain) ─ fence │ progress (per lane)
 //!                       └──────────────┬───────────────┘
 //!  source chain                        │ leading?                          destination chain
 //!  ──────────► indexer ──► store ◄── voter ──► submitter (per chain+signer) ──────────►
-//!   (per lane)           (SQLite)     ▲   (per lane)    ▲ also serves the registry sync
-//!                           ▲         │                 │
+//!   (per lane)           (SQLite)   │ plan:    ▲ also serves registry, upkeep, dashboard
+//!                           ▲       │ votes or │
+//!                           │       │ attested ┤◄── peers' signatures (registry locations:
+//!                           │       ▼          │     HTTP /attestations, object stores)
+//!                           │   turns: who acts│
 //!                           └─ recovery (per lane, leader only) ◄── claims watcher
-//!  watcher: heads, balances, lane nonces, store counts, conservation → metrics, /status
+//!  watcher: heads, balances, nonces, conservation by nonce → metrics, /status ──► guardian
 //! ```
 //!
 //! | task | module | runs |
 //! |---|---|---|
 //! | indexer | [`lane::indexing`] | per lane, on every replica (followers stay warm) |
-//! | campaign, progress | [`leadership`] | per lane, with `[etcd]` |
-//! | voter | [`lane::voting`] → [`voter`] | per lane, while leading |
+//! | campaign | [`leadership::campaign`] | per chain the lanes write to, with `[etcd]` (shared by every pair of a process) |
+//! | progress | [`leadership::progress`] | per lane, with `[etcd]` |
+//! | voter | [`lane::voting`] → [`voter`] (planner: votes, or [`attest`] for attested lanes) | per lane, while leading |
 //! | recovery | [`lane::recovery`] → `multibridge_recovery` | per lane, while leading |
-//! | submitter | [`chain::submitter`] | per chain the key writes to |
+//! | upkeep (lowerHandleNonce, due queued releases) | [`lane::upkeep`] | per lane, while leading |
+//! | attestation pages | [`attest::serve`] | per attested lane with `voting.attestation_store`, while leading |
+//! | submitter | [`chain::submitter`] | per chain the key writes to (shared by every pair of a process) |
 //! | registry sync, claims | [`registry`] | with `[registry]` |
-//! | watcher | [`observe`] | once |
+//! | watcher (and the conservation scan) | [`observe`] | once |
+//! | config drift watch | [`observe::drift`] | once |
+//! | guardian, its submitters | [`guard`] | with `[guardian]` |
+//! | backup worker | [`backup::worker`] | with `[backup]` |
+//! | dashboard timeline, claims history, manager submitter | [`dashboard`] | with the dashboard |
 //!
-//! Each loops through [`task::run_stepper`]: a step, a pause, retry what may heal, stop the
-//! relay on what cannot ([`error::RelayError`]). [`relay::run`] composes them; a chain's
-//! contract views are read through [`chain::BridgeViews`] only.
+//! Who acts for what and when (votes, attested batches, upkeep) is one rule, in [`turns`].
+//! Object storage (backups, attestation stores) is [`storage`].
+//!
+//! Each loops through [`task::run_stepper`] or a loop of its own: a step, a pause, retry what
+//! may heal, stop the relay on what cannot ([`error::RelayError`]). [`relay::run`] composes
+//! them; a chain's contract views are read through [`chain::BridgeViews`] only.
 //!
 //! # The life of a request (in this relay's store)
 //!
@@ -64,8 +77,10 @@ mod preflight;
 mod registry;
 mod relay;
 mod startup;
+mod storage;
 mod store;
 mod task;
+mod turns;
 mod voter;
 
 pub use error::RelayError;
@@ -78,9 +93,9 @@ pub mod harness {
     pub use crate::backup::join::newest_log;
     pub use crate::backup::keys::{parse_private_key, public_key_hex};
     pub use crate::backup::log::BackupLog;
-    pub use crate::backup::storage::sha256_hex;
     pub use crate::lane::indexing::{Indexer, IndexerSettings, Step};
     pub use crate::leadership::{election_dir_of, layout::leader_key};
     pub use crate::registry::lane_services;
+    pub use crate::storage::sha256_hex;
     pub use crate::store::{SharedStore, Store, identity, payload_hash};
 }

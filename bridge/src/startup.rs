@@ -34,7 +34,7 @@ pub struct Serving {
     /// `/status`.
     pub board: Arc<StatusBoard>,
     /// What `/attestations/{lane}` serves from (attached once the store is open).
-    pub attestations: crate::attest::http::AttestationSource,
+    pub attestations: crate::attest::serve::AttestationSource,
     /// The dashboard's routes' state (absent when `dashboard.enabled = false`).
     pub dashboard: Option<Arc<crate::dashboard::DashboardHandle>>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -67,12 +67,12 @@ impl Serving {
         } else {
             None
         };
-        let attestations = crate::attest::http::AttestationSource::default();
+        let attestations = crate::attest::serve::AttestationSource::default();
         let extra = dashboard
             .clone()
             .map(crate::dashboard::api::router)
             .unwrap_or_default()
-            .merge(crate::attest::http::router(attestations.clone()));
+            .merge(crate::attest::serve::router(attestations.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = multibridge_monitoring::serve(
             config.http.listen,

@@ -134,9 +134,17 @@ pub async fn send_estimated(
     input: Bytes,
     margin_percent: u64,
 ) -> Result<Sent, SubmitError> {
-    let gas_limit = submit
-        .estimate(to, input.clone(), GasPlan::Estimate { margin_percent })
-        .await?;
+    send_planned(submit, to, input, GasPlan::Estimate { margin_percent }).await
+}
+
+/// Plan the gas of a call of `input` to `to` as `plan` says, then send it.
+pub async fn send_planned(
+    submit: &impl Submit,
+    to: Address,
+    input: Bytes,
+    plan: GasPlan,
+) -> Result<Sent, SubmitError> {
+    let gas_limit = submit.estimate(to, input.clone(), plan).await?;
     submit
         .submit(Job {
             to,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::peers::PeerError;
+use super::collect::PeerError;
 
 /// What a relay accepts as a peer's location.
 #[derive(Debug, Clone, Default)]

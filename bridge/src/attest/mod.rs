@@ -26,15 +26,15 @@ use multibridge_monitoring::{AttestMetrics, StatusBoard};
 use crate::chain::signer::{OperatorSigner, SignerError};
 use crate::store::attestations::OwnAttestation;
 use crate::store::{SharedStore, StoreError};
-use crate::voter::Committee;
-use peers::PeerError;
+use crate::turns::{Committee, distance, turn_of};
+use collect::PeerError;
 
-pub mod http;
+pub mod collect;
 pub mod location;
-pub mod objects;
-pub mod peers;
+pub mod page;
+pub mod serve;
 
-use peers::PeerSource;
+use collect::PeerSource;
 
 /// A peer is asked again at most this often.
 const FETCH_EVERY: Duration = Duration::from_millis(250);
@@ -149,31 +149,6 @@ pub struct AttestedSend {
     pub standby: bool,
 }
 
-/// The operator whose turn it is to send a batch with `digest` among `operators` (sorted).
-pub fn turn_of(digest: &B256, operators: &[Address]) -> Option<Address> {
-    if operators.is_empty() {
-        return None;
-    }
-    let mut sorted = operators.to_vec();
-    sorted.sort();
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&digest[24..32]);
-    let index = u64::from_be_bytes(word).checked_rem(sorted.len() as u64)?;
-    sorted.get(usize::try_from(index).ok()?).copied()
-}
-
-/// How many places after the operator whose turn it is `me` comes (0: its turn).
-pub fn distance(digest: &B256, operators: &[Address], me: Address) -> Option<usize> {
-    let mut sorted = operators.to_vec();
-    sorted.sort();
-    let first = turn_of(digest, &sorted)?;
-    let at = |a: Address| sorted.iter().position(|o| *o == a);
-    let (mine, theirs) = (at(me)?, at(first)?);
-    mine.checked_add(sorted.len())?
-        .checked_sub(theirs)?
-        .checked_rem(sorted.len())
-}
-
 /// The planner of one lane's attested batches.
 pub struct Attestor {
     lane: Lane,
@@ -195,7 +170,7 @@ pub struct Attestor {
     rounds: u64,
     last_phases: [Duration; 4],
     /// The writer of this operator's signature pages (`voting.attestation_store`).
-    pages: Option<objects::PageSender>,
+    pages: Option<serve::PageSender>,
     /// Peers that served a bad signature: not asked before the instant, and the next wait.
     backoff: HashMap<Address, (Instant, Duration)>,
     /// Recoveries left in this step's budget.
@@ -259,7 +234,7 @@ impl Attestor {
 
     /// Also tell `pages` (the writer to the attestation store) of every page this operator's
     /// signatures are in: signed now, or read from the store after a start.
-    pub fn with_pages(mut self, pages: objects::PageSender) -> Self {
+    pub fn with_pages(mut self, pages: serve::PageSender) -> Self {
         self.pages = Some(pages);
         self
     }
@@ -465,7 +440,7 @@ impl Attestor {
                 }
             };
             state.signatures.insert(self.me, bytes);
-            pages.insert(objects::page_of(first));
+            pages.insert(page::page_of(first));
         }
         if let Some(writer) = &self.pages {
             for page in pages {
@@ -1196,25 +1171,5 @@ mod tests {
         tokio::time::sleep(standby_after * FULL_STANDBY_FACTOR).await;
         let late = attestor.plan(&open, &committee, true).await.unwrap();
         assert_eq!(late.iter().filter(|s| s.standby).count(), theirs);
-    }
-
-    #[test]
-    fn turns_rotate_over_digests_and_every_operator_has_a_distance() {
-        let ops: Vec<Address> = (1..=3u8).map(Address::repeat_byte).collect();
-        let mut firsts = std::collections::BTreeSet::new();
-        for i in 0..64u8 {
-            let digest = alloy::primitives::keccak256([i]);
-            let first = turn_of(&digest, &ops).unwrap();
-            firsts.insert(first);
-            assert_eq!(distance(&digest, &ops, first), Some(0));
-            let mut distances: Vec<usize> = ops
-                .iter()
-                .map(|o| distance(&digest, &ops, *o).unwrap())
-                .collect();
-            distances.sort();
-            assert_eq!(distances, vec![0, 1, 2], "one place each");
-        }
-        assert_eq!(firsts.len(), 3, "every operator gets turns");
-        assert_eq!(distance(&B256::ZERO, &ops, Address::repeat_byte(9)), None);
     }
 }

@@ -11,9 +11,9 @@ use multibridge_contracts::Lane;
 
 use super::keys::BackupKeyError;
 use super::log::{BackupLog, LogError};
-use super::storage::{Storage, StorageError};
 use crate::chain::{ChainClient, ChainError};
 use crate::config::Config;
+use crate::storage::{Storage, StorageError};
 use crate::store::{SharedStore, StoreError};
 
 /// Why a replica could not join from a backup (it replays the chain instead).

@@ -6,7 +6,7 @@ use multibridge_contracts::Lane;
 use serde::{Deserialize, Serialize};
 
 use super::ecies;
-use super::storage::{ObjectMeta, StorageMeta};
+use crate::storage::{ObjectMeta, StorageMeta};
 
 /// Format of the log's JSON; bumped on incompatible change.
 pub const LOG_FORMAT: u32 = 1;

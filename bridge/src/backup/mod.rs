@@ -15,7 +15,6 @@ pub mod ecies;
 pub mod join;
 pub mod keys;
 pub mod log;
-pub mod storage;
 pub mod version_up;
 pub mod versions;
 pub mod worker;
@@ -42,7 +41,7 @@ pub enum BackupError {
     Etcd(#[from] EtcdUnavailable),
     /// Off-chain storage failed.
     #[error(transparent)]
-    Storage(#[from] storage::StorageError),
+    Storage(#[from] crate::storage::StorageError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -23,13 +23,13 @@ use multibridge_contracts::{Lane, ServiceRegistry};
 use multibridge_monitoring::Metrics;
 
 use super::log::{BackupLog, LOG_FORMAT, StateData, Subject};
-use super::storage::Storage;
 use super::versions::{self, LastBackup, StateKeys};
 use super::{BackupError, millis_now};
 use crate::chain::ChainPair;
 use crate::chain::submitter::{SubmitClient, send_estimated};
 use crate::config::Config;
 use crate::leadership::etcd_pool::EtcdPool;
+use crate::storage::Storage;
 use crate::store::{SharedStore, Store};
 
 /// Rows dropped per store lock while compacting.

@@ -17,7 +17,7 @@ use multibridge_contracts::{Lane, Request, request_from_log};
 use serde::Serialize;
 
 use super::UserKeyArgs;
-use crate::attest::peers::{PeerSource, RegistryPeers};
+use crate::attest::collect::{PeerSource, RegistryPeers};
 use crate::chain::lookup::{ScanBounds, find_request};
 use crate::chain::sender::{Sender, SenderPolicy, Tracked};
 use crate::chain::{ChainClient, ChainPair, RetryPolicy};

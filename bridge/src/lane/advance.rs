@@ -15,9 +15,10 @@ use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
 
-use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
+use crate::chain::submitter::send_planned;
 use crate::chain::submitter::{GasPlan, SubmitClient};
+use crate::turns::my_turn;
 
 /// The advancer of one lane (on its destination).
 pub struct LowerAdvance {
@@ -89,13 +90,14 @@ impl LowerAdvance {
             maxSteps: U256::from(multibridge_contracts::MAX_LOWER_ADVANCE),
         }
         .abi_encode();
-        let sent = send_call(
+        let sent = send_planned(
             &self.submit,
             self.bridge,
             input.into(),
             GasPlan::Estimate { margin_percent: 20 },
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         self.metrics.lower_advances.inc();
         tracing::info!(lower, upper, tx = %sent.hash, "every nonce at lowerHandleNonce is handled and the lane is idle: advancing it");
         Ok(Some(lower))

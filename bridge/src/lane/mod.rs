@@ -120,7 +120,7 @@ pub struct Shared {
     /// `/status`.
     pub board: Arc<multibridge_monitoring::StatusBoard>,
     /// Where the lane leaders also write their signatures (`voting.attestation_store`).
-    pub attestation_store: Option<crate::backup::storage::Storage>,
+    pub attestation_store: Option<crate::storage::Storage>,
     /// Where the tasks every pair of the process shares run (the election of a chain).
     pub shared_tasks: crate::task::SharedTasks,
 }
@@ -309,7 +309,7 @@ fn attestor(
     let pages = shared.attestation_store.clone().map(|storage| {
         let service_id =
             multibridge_contracts::LaneServiceMeta::of(&domain, shared.operator).service_id();
-        let (writer, pages) = crate::attest::objects::PageWriter::new(
+        let (writer, pages) = crate::attest::serve::PageWriter::new(
             lane,
             shared.operator,
             service_id,
@@ -321,7 +321,7 @@ fn attestor(
         tasks.spawn(run_stepper(lane, "attestation pages", writer).instrument(span));
         pages
     });
-    let peers = crate::attest::peers::RegistryPeers::new(
+    let peers = crate::attest::collect::RegistryPeers::new(
         shared.chains.main.clone(),
         registry.address,
         lane,

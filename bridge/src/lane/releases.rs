@@ -22,10 +22,11 @@ use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
 
-use super::upkeep::{my_turn, send_call};
 use crate::chain::ChainClient;
 use crate::chain::bridge_views::{QUEUE_PAGE, QueuedRelease};
+use crate::chain::submitter::send_planned;
 use crate::chain::submitter::{GasPlan, SubmitClient};
+use crate::turns::my_turn;
 
 /// Most executions sent per tick.
 const MAX_PER_TICK: usize = 16;
@@ -143,7 +144,7 @@ impl QueuedReleases {
             // A failure (an estimate that reverts: executed, frozen or cancelled by someone
             // else meanwhile) is retried at a later tick. The gas is the estimate plus the
             // bridge's RELEASE_GAS: a recipient cannot make the execution run out of gas.
-            let tx = match send_call(&self.submit, self.bridge, input.into(), GasPlan::Release)
+            let tx = match send_planned(&self.submit, self.bridge, input.into(), GasPlan::Release)
                 .await
             {
                 Ok(tx) => tx,

@@ -10,7 +10,6 @@ use tracing::Instrument;
 
 use crate::backup::join::{JoinError, join_lane};
 use crate::backup::keys::{matching, parse_public_key, read_private_key};
-use crate::backup::storage::Storage;
 use crate::backup::version_up::BackupContext;
 use crate::backup::versions::{self, StateKeys};
 use crate::backup::worker::BackupWorker;
@@ -18,6 +17,7 @@ use crate::chain::submitter::SubmitterHandle;
 use crate::config::Config;
 use crate::error::RelayError;
 use crate::lane::{LaneControl, Shared};
+use crate::storage::Storage;
 
 /// The configured storage (`None` without `[backup]`).
 pub fn open_storage(config: &Config) -> Result<Option<Storage>, RelayError> {

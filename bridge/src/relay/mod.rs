@@ -96,7 +96,7 @@ pub async fn run(
         .voting
         .attestation_store
         .as_ref()
-        .map(crate::backup::storage::Storage::open)
+        .map(crate::storage::Storage::open)
         .transpose()
     {
         Ok(store) => store,

@@ -51,7 +51,7 @@ pub(super) fn spawn_registry(
                 .voting
                 .attestation_store
                 .as_ref()
-                .map(crate::backup::storage::public_location)
+                .map(crate::storage::public_location)
                 .map(|location| {
                     config
                         .lanes

@@ -3,20 +3,18 @@
 //! through the lane's submitter, its open requests tracked as for a vote.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use alloy::sol_types::SolCall;
 use multibridge_contracts::NonceState;
 use multibridge_contracts::bindings::Bridge;
 
-use super::{Committee, DestinationReads, Entry, VoteStep, Voter, VoterError};
+use super::batch::Refusal;
+use super::{Committee, DestinationReads, Entry, Tried, VoteStep, Voter, VoterError};
 use crate::attest::AttestError;
 use crate::chain::ChainError;
 use crate::chain::sender::SendError;
 use crate::chain::submitter::{Submit, SubmitError};
-
-/// How long the committee read for attested batches is used.
-const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
 
 /// How many times the committee's size an attested lane looks ahead, in transactions' worth of
 /// open requests per transaction of room. A batch stays in view from its signing through its
@@ -44,17 +42,6 @@ impl From<AttestError> for VoterError {
 }
 
 impl<D: DestinationReads, S: Submit> Voter<D, S> {
-    async fn attest_committee(&mut self) -> Result<Committee, VoterError> {
-        if let Some((committee, at)) = &self.attest_committee
-            && at.elapsed() < COMMITTEE_FRESH_FOR
-        {
-            return Ok(committee.clone());
-        }
-        let committee = self.destination.committee().await?;
-        self.attest_committee = Some((committee.clone(), Instant::now()));
-        Ok(committee)
-    }
-
     /// One attested step: the pre-check of the look-ahead, then its batches planned and sent
     /// (at most `room` transactions).
     pub(super) async fn step_attested(
@@ -63,14 +50,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
         let prechecking = Instant::now();
-        let committee = self.attest_committee().await?;
+        let committee = self.committee_now().await?;
         let nonces = self.ready_attested(&committee, room, step).await?;
-        if let Some(attestor) = self.attestor.as_mut() {
+        if let Some(attestor) = self.attestor() {
             attestor.precheck_took(prechecking.elapsed());
         }
         let latest = self.destination.latest_block_gas().await?;
         self.gas_limit = Some((latest.limit, Instant::now()));
-        let Some(attestor) = self.attestor.as_mut() else {
+        let Some(attestor) = self.attestor() else {
             return Ok(());
         };
         attestor
@@ -84,7 +71,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         } else {
             self.send_attested(sends, &nonces, room, step).await
         };
-        if let Some(attestor) = &self.attestor
+        if let Some(attestor) = self.attestor()
             && due > 0
         {
             attestor.finish_step(sending.elapsed(), count, due);
@@ -187,7 +174,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// drain's look-ahead (5,376 requests at 5 of 7) is mostly above `upperHandleNonce`; reading
     /// all of it was 21 `votingStatus` calls per relay per step, on the chain that is also
     /// mining the batches.
-    async fn attested_states(&self, nonces: &[u64]) -> Result<Vec<NonceState>, VoterError> {
+    async fn attested_states(&mut self, nonces: &[u64]) -> Result<Vec<NonceState>, VoterError> {
         let (lower, upper) = self.destination.handle_nonces().await?;
         let between: Vec<u64> = nonces
             .iter()
@@ -200,8 +187,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             let states = self.destination.voting_status(&between).await?;
             between.into_iter().zip(states).collect()
         };
-        if let Some(attestor) = &self.attestor {
-            attestor.count_precheck(nonces.len().saturating_sub(read.len()), read.len());
+        let derived = nonces.len().saturating_sub(read.len());
+        if let Some(attestor) = self.attestor() {
+            attestor.count_precheck(derived, read.len());
         }
         Ok(nonces
             .iter()
@@ -223,7 +211,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         room: usize,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
-        let (_, block_gas) = self.gas_budget().await?;
+        self.gas_budget().await?;
         let sends: Vec<(crate::attest::AttestedSend, alloy::primitives::Bytes)> = sends
             .into_iter()
             .take(room)
@@ -249,38 +237,22 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .filter(|r| nonces.contains(&r.nonce))
                 .cloned()
                 .collect();
-            match estimate {
-                Ok(gas_limit) => {
-                    let gas_limit = gas_limit.min(block_gas);
-                    match self
-                        .send(&carried, Entry::Attested, input, gas_limit, step)
-                        .await
-                    {
-                        Ok(()) => {
-                            if let Some(attestor) = &self.attestor {
-                                attestor.count_sent(send.standby);
-                            }
-                            tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), gas_limit, standby = send.standby, "attested batch sent");
-                        }
-                        Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
-                            e @ ChainError::Rejected { .. },
-                        )))) => self.attested_refused(send.first, &carried, &e, step)?,
-                        Err(other) => return Err(other),
+            // Too large for one transaction was decided when the batch was composed (it is
+            // voted instead): no budget here but the block's.
+            match self
+                .try_send(&carried, Entry::Attested, input, estimate, u64::MAX, step)
+                .await?
+            {
+                Tried::Sent => {
+                    if let Some(attestor) = self.attestor() {
+                        attestor.count_sent(send.standby);
                     }
+                    tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), standby = send.standby, "attested batch sent");
                 }
-                Err(SubmitError::Send(SendError::WouldRevert(e)))
-                    if super::batch::is_unfunded_refusal(&e) =>
-                {
-                    // Sending waits until the key is funded; signing and serving go on (a user
-                    // can send the batch meanwhile: `multibridge execute`).
-                    return Err(
-                        SubmitError::Send(SendError::InsufficientFunds(self.operator)).into(),
-                    );
-                }
-                Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                Tried::Refused(Refusal::Node(e)) => {
                     self.attested_refused(send.first, &carried, &e, step)?;
                 }
-                Err(other) => return Err(other.into()),
+                Tried::Refused(Refusal::OverBudget(_)) => {}
             }
         }
         Ok(())
@@ -316,7 +288,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         );
         if signatures {
             tracing::warn!(lane = %self.metrics.lane, first, error = %error, "attested batch would revert: collecting its signatures again");
-            if let Some(attestor) = self.attestor.as_mut() {
+            if let Some(attestor) = self.attestor() {
                 attestor.forget(first);
             }
             return Ok(());

@@ -14,7 +14,7 @@
 //! | `batch.rs` | batches by count and bytes, the vote budget, oversize refusals |
 //! | `decode.rs` | the submitter's events, receipts, skips and refusals into outcomes |
 //! | `reads.rs` | [`DestinationReads`] (a trait, faked in `tests/`) and [`BridgeReads`] |
-//! | `pending.rs`, `committee.rs` | a vote in flight and its outcomes; who is first for a nonce |
+//! | `pending.rs` | a vote in flight and its outcomes (who is first for a nonce: [`crate::turns`]) |
 //!
 //! A request the destination cannot execute yet (liquidity short, token locked, bridge paused)
 //! stays open with its reason in the store and is retried alone, through the single entry point
@@ -37,14 +37,13 @@ use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
 
 mod attested;
 mod batch;
-mod committee;
 mod decode;
 mod pending;
 mod precheck;
 mod reads;
+pub use crate::turns::Committee;
 use batch::{MAX_EXECUTE_BATCH, PlannedVote, Ready, Refusal, is_unfunded_refusal};
 pub use batch::{MAX_VOTE_BLOCK_SHARE, MAX_VOTE_BYTES, batches, is_oversize_refusal, nonce_ranges};
-pub use committee::Committee;
 pub use pending::{Entry, Outcome, PendingVote, Seen};
 pub use reads::{BridgeReads, DestinationReads};
 
@@ -163,8 +162,25 @@ pub struct VoteStep {
     pub waiting: usize,
 }
 
-/// How long a read of the destination's operators and threshold is used.
-const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(30);
+/// How long a read of the destination's operators and threshold is used (both planners).
+const COMMITTEE_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// How a lane brings its requests to the threshold: the one executor (pre-check, send, track
+/// receipts, settle) runs one of two planners.
+pub enum Plan {
+    /// Every operator votes ([`Voter::step`]'s vote planner).
+    Votes,
+    /// The operators sign batches and one transaction executes each ([`crate::attest`]).
+    Attested(Box<crate::attest::Attestor>),
+}
+
+/// What became of one planned transaction at the send ([`Voter::try_send`]).
+enum Tried {
+    /// Sent.
+    Sent,
+    /// Not sent: why (nothing left the relay, no nonce used).
+    Refused(Refusal),
+}
 
 /// A request handled at the head but not yet at the confirmation depth is looked at again
 /// after this long (it stays out of the voting window meanwhile).
@@ -215,10 +231,8 @@ pub struct Voter<D, S> {
     /// Some requests are noted as waiting for the vote window: it is read again every
     /// [`WINDOW_RECHECK`] (when it last was) and they are released as soon as it moves.
     window_waits: Option<Instant>,
-    /// Attested mode: the planner of the lane's attested batches (`None`: the lane votes).
-    attestor: Option<crate::attest::Attestor>,
-    /// The committee as the attested mode last read it.
-    attest_committee: Option<(Committee, Instant)>,
+    /// The planner: votes, or attested batches.
+    plan: Plan,
     metrics: LaneMetrics,
 }
 
@@ -252,15 +266,22 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             gas_limit: None,
             upper_seen: None,
             window_waits: None,
-            attestor: None,
-            attest_committee: None,
+            plan: Plan::Votes,
             metrics,
         }
     }
 
     /// Execute through attested batches planned by `attestor` instead of voting.
     pub fn attest_with(&mut self, attestor: crate::attest::Attestor) {
-        self.attestor = Some(attestor);
+        self.plan = Plan::Attested(Box::new(attestor));
+    }
+
+    /// The attested planner, in attested mode.
+    fn attestor(&mut self) -> Option<&mut crate::attest::Attestor> {
+        match &mut self.plan {
+            Plan::Attested(attestor) => Some(attestor),
+            Plan::Votes => None,
+        }
     }
 
     /// Fault injection for tests of invariant 3: every vote carries a tampered amount.
@@ -416,10 +437,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
         let mut step = VoteStep::default();
         self.track(&mut step)?;
-        let limit = if self.attestor.is_some() {
-            self.config.attested_max_in_flight
-        } else {
-            self.config.max_in_flight
+        let limit = match self.plan {
+            Plan::Votes => self.config.max_in_flight,
+            Plan::Attested(_) => self.config.attested_max_in_flight,
         };
         let in_flight = self.in_flight();
         self.metrics
@@ -429,12 +449,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .transactions_in_flight_limit
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
         let room = limit.saturating_sub(in_flight);
-        // Attested mode signs (and serves) even while its own sends are full.
-        if room == 0 && self.attestor.is_none() {
+        if let Plan::Attested(_) = self.plan {
+            // Attested mode signs (and serves) even while its own sends are full.
+            self.step_attested(room, &mut step).await?;
             return Ok(step);
         }
-        if self.attestor.is_some() {
-            self.step_attested(room, &mut step).await?;
+        if room == 0 {
             return Ok(step);
         }
         let Ready { vote, execute } = self.ready(room, &mut step).await?;
@@ -461,7 +481,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         } else {
             self.config.batch_size.clamp(1, 64)
         };
-        let (gas_budget, block_gas) = self.gas_budget().await?;
+        let (gas_budget, _) = self.gas_budget().await?;
         // Requests whose keys hold the threshold already are executed first (one transaction);
         // requests that waited for a condition go alone through the single entry point (its
         // simulation reverts while the condition holds: no transaction); the rest in batches
@@ -541,29 +561,20 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     gas
                 }
             });
-            let refusal = match estimate {
-                Ok(gas_limit) if gas_limit <= gas_budget || batch.len() == 1 => {
-                    let gas_limit = gas_limit.min(block_gas);
-                    match self.send(&batch, entry, input, gas_limit, step).await {
-                        Ok(()) => {
-                            sent_txs = sent_txs.saturating_add(1);
-                            continue;
-                        }
-                        // Refused by the node at the broadcast: nothing sent, no nonce used.
-                        Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
-                            e @ ChainError::Rejected { .. },
-                        )))) => Refusal::Node(e),
-                        Err(other) => return Err(other),
-                    }
+            let budget = if batch.len() == 1 {
+                u64::MAX
+            } else {
+                gas_budget
+            };
+            let refusal = match self
+                .try_send(&batch, entry, input, estimate, budget, step)
+                .await?
+            {
+                Tried::Sent => {
+                    sent_txs = sent_txs.saturating_add(1);
+                    continue;
                 }
-                Ok(gas_limit) => Refusal::OverBudget(gas_limit),
-                Err(SubmitError::Send(SendError::WouldRevert(e))) if is_unfunded_refusal(&e) => {
-                    return Err(
-                        SubmitError::Send(SendError::InsufficientFunds(self.operator)).into(),
-                    );
-                }
-                Err(SubmitError::Send(SendError::WouldRevert(e))) => Refusal::Node(e),
-                Err(other) => return Err(other.into()),
+                Tried::Refused(refusal) => refusal,
             };
             let too_large = match &refusal {
                 Refusal::OverBudget(_) => true,
@@ -662,20 +673,64 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
     }
 
-    /// The destination's committee, read again every [`COMMITTEE_FRESH_FOR`]; `None` when
-    /// standing by is off (everyone votes at once).
+    /// The destination's committee, read again every [`COMMITTEE_FRESH_FOR`] (the one read
+    /// both planners use).
+    async fn committee_now(&mut self) -> Result<Committee, VoterError> {
+        if let Some((committee, at)) = &self.committee
+            && at.elapsed() < COMMITTEE_FRESH_FOR
+        {
+            return Ok(committee.clone());
+        }
+        let committee = self.destination.committee().await?;
+        self.committee = Some((committee.clone(), Instant::now()));
+        Ok(committee)
+    }
+
+    /// The committee the vote planner ranks by; `None` when standing by is off (everyone votes
+    /// at once).
     async fn committee(&mut self) -> Result<Option<Committee>, VoterError> {
         if self.config.standby_after.is_zero() {
             return Ok(None);
         }
-        if let Some((committee, at)) = &self.committee
-            && at.elapsed() < COMMITTEE_FRESH_FOR
-        {
-            return Ok(Some(committee.clone()));
+        self.committee_now().await.map(Some)
+    }
+
+    /// The one send path of both planners: take `estimate` (of `input`, the calldata of
+    /// `batch` through `entry`), send it capped at the destination's block gas limit unless it
+    /// is over `budget`, and say what became of it. An unfunded signer, a fence and anything
+    /// that is not the destination's or a node's refusal are errors of the step.
+    async fn try_send(
+        &mut self,
+        batch: &[Request],
+        entry: Entry,
+        input: Bytes,
+        estimate: Result<u64, SubmitError>,
+        budget: u64,
+        step: &mut VoteStep,
+    ) -> Result<Tried, VoterError> {
+        match estimate {
+            Ok(gas_limit) if gas_limit <= budget => {
+                let block_gas = self.gas_limit.map_or(u64::MAX, |(limit, _)| limit);
+                let gas_limit = gas_limit.min(block_gas);
+                match self.send(batch, entry, input, gas_limit, step).await {
+                    Ok(()) => Ok(Tried::Sent),
+                    // Refused by the node at the broadcast: nothing sent, no nonce used.
+                    Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
+                        e @ ChainError::Rejected { .. },
+                    )))) => Ok(Tried::Refused(Refusal::Node(e))),
+                    Err(other) => Err(other),
+                }
+            }
+            Ok(gas_limit) => Ok(Tried::Refused(Refusal::OverBudget(gas_limit))),
+            Err(SubmitError::Send(SendError::WouldRevert(e))) if is_unfunded_refusal(&e) => {
+                // Sending waits until the key is funded; signing and serving go on.
+                Err(SubmitError::Send(SendError::InsufficientFunds(self.operator)).into())
+            }
+            Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                Ok(Tried::Refused(Refusal::Node(e)))
+            }
+            Err(other) => Err(other.into()),
         }
-        let committee = self.destination.committee().await?;
-        self.committee = Some((committee.clone(), Instant::now()));
-        Ok(Some(committee))
     }
 
     /// Send the vote transaction for `batch` (its calldata `input`).

@@ -10,7 +10,7 @@ use multibridge_contracts::{NonceState, RequestStatus};
 use super::DestinationReads;
 use super::{
     EXECUTE_CHECK_AFTER_SECS, MAX_EXECUTE_BATCH, NOT_FINAL_RECHECK_SECS, Outcome, Ready, Seen,
-    VoteStep, Voter, VoterError, WINDOW_RECHECK, committee, nonce_ranges,
+    VoteStep, Voter, VoterError, WINDOW_RECHECK, nonce_ranges,
 };
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
@@ -192,9 +192,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 None if r.not_before.is_none() => 0,
                 None => *upper.insert(self.destination.upper_handle_nonce().await?),
             };
-            match committee::standby(nonce, r.observed_at, now, upper, standby_after) {
-                committee::Standby::Vote => open.push(r),
-                committee::Standby::Until(until) => {
+            match crate::turns::standby(nonce, r.observed_at, now, upper, standby_after) {
+                crate::turns::Standby::Vote => open.push(r),
+                crate::turns::Standby::Until(until) => {
                     self.store
                         .lock()
                         .apply(lane, nonce, &Transition::Deferred { until })?;

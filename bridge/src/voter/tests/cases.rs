@@ -615,7 +615,7 @@ async fn requests_beyond_the_vote_window_wait_without_a_vote() {
 /// A voter in attested mode as the only operator (threshold 1), with no peers.
 fn attested(h: &mut Harness) {
     struct NoPeers;
-    impl crate::attest::peers::PeerSource for NoPeers {
+    impl crate::attest::collect::PeerSource for NoPeers {
         fn fetch(
             &self,
             _: multibridge_contracts::Lane,
@@ -625,7 +625,7 @@ fn attested(h: &mut Harness) {
             '_,
             Result<
                 Vec<crate::store::attestations::OwnAttestation>,
-                crate::attest::peers::PeerError,
+                crate::attest::collect::PeerError,
             >,
         > {
             Box::pin(async { Ok(Vec::new()) })
@@ -642,7 +642,7 @@ fn attested(h: &mut Harness) {
         dst_chain_id: 2,
         dst_bridge: BRIDGE,
     };
-    h.voter.attestor = Some(crate::attest::Attestor::new(
+    h.voter.attest_with(crate::attest::Attestor::new(
         LANE,
         domain,
         key.address(),

@@ -1,6 +1,8 @@
-//! Off-chain storage for snapshots, behind the `object_store` crate: a local directory (the
-//! embedded default) or any S3-compatible object store. Every object is written with its
-//! SHA-256 and read back verified against the digest the backup log names.
+//! Off-chain storage, behind the `object_store` crate: a local directory (the embedded default)
+//! or any S3-compatible object store. Two users stand on it: state backups ([`crate::backup`]:
+//! every object written with its SHA-256 and read back verified against the digest the backup
+//! log names) and attested signatures ([`crate::attest`]: an operator's pages in its own
+//! store, and anonymous reads of another operator's published location).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,87 +1,203 @@
-//! Signatures through an object store, for an operator who does not expose HTTP
-//! (`voting.attestation_store`): the lane leader writes its signatures in pages (one object per
-//! [`PAGE_NONCES`] nonces, the same JSON as `GET /attestations/{lane}`), and the registry
-//! publishes the storage as the location of its lane service: `file:///dir` for a directory
-//! the others can read (a shared volume), `s3://bucket/prefix?region=…&endpoint=…` for a
-//! bucket whose `attestations/` prefix anyone may read. The other operators and users'
-//! `multibridge execute` read the page that holds the nonce they need, without credentials,
-//! and check every signature as they check an HTTP answer.
+//! How an operator serves its attested signatures: its HTTP route
+//! (`GET /attestations/{lane}?from=N&limit=M`) and, for an operator who does not expose HTTP
+//! (`voting.attestation_store`), the writer of its signature pages to an object store (one
+//! object per [`PAGE_NONCES`] nonces, the same JSON as the route), which the registry publishes
+//! as the location of its lane service: `file:///dir` for a directory the others can read (a
+//! shared volume), `s3://bucket/prefix?region=…&endpoint=…` for a bucket whose `attestations/`
+//! prefix anyone may read.
+//!
+//! The route answers this operator's signatures of the lane's attested
+//! batches that end above nonce `from` (what the other operators' relays and users' `multibridge
+//! execute` fetch). Served by every replica from its own store; the registry points at the lane
+//! leader's, which is the one that signs.
+//!
+//! The route is public by design (peers and users read it), so what visitors do must not cost
+//! the relay's own work (audit A3-L3): at most [`AT_ONCE`] answers are made at a time, a request
+//! waits at most [`QUEUE_WAIT`] for a turn (else 503), an answer is kept for [`CACHED_FOR`] (a
+//! block time: a flood of the same page reads the store once), and the store is read off the
+//! async workers. `attestation_page_requests_total{outcome}` counts served, cached and busy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use multibridge_contracts::Lane;
+use serde::Deserialize;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use multibridge_contracts::Lane;
 use tokio::sync::mpsc;
 
-use super::http::AttestationPage;
-use super::peers::PeerError;
-use crate::backup::storage::{Storage, StorageError};
+use super::page::{AttestationPage, MAX_PAGE, PAGE_NONCES, page_path};
+use crate::storage::Storage;
 use crate::store::SharedStore;
 use crate::store::attestations::OwnAttestation;
 use crate::task::{Next, Stepper};
 
-/// Nonces per page object: 32 attested windows. A page holds at most one batch per nonce, so
-/// at most this many signatures (~256 KiB of JSON when every batch is a single request).
-pub const PAGE_NONCES: u64 = 1024;
+/// Answers made at a time.
+pub const AT_ONCE: usize = 4;
+/// How long a request waits for a turn.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+/// How long an answer is served again as it was.
+pub const CACHED_FOR: Duration = Duration::from_secs(1);
+/// Answers kept at most (past it the cache starts over).
+const CACHED_AT_MOST: usize = 64;
 
-/// Largest page a reader takes (a page of single-request batches is ~256 KiB).
-const MAX_PAGE_BYTES: u64 = 1024 * 1024;
+/// The route's state: the store, once the relay opened it (the API serves before), its turns
+/// and its cache.
+#[derive(Clone)]
+pub struct AttestationSource {
+    store: Arc<OnceLock<Attached>>,
+    turns: Arc<tokio::sync::Semaphore>,
+    cache: Arc<Mutex<PageCache>>,
+}
+
+/// Answers by (lane, from, limit), with when they were made.
+type PageCache = HashMap<(Lane, u64, usize), (Instant, axum::body::Bytes)>;
+
+/// What the relay attaches once its store is open.
+struct Attached {
+    store: SharedStore,
+    operator: alloy::primitives::Address,
+    metrics: multibridge_monitoring::AttestMetrics,
+}
+
+impl Default for AttestationSource {
+    fn default() -> Self {
+        Self {
+            store: Arc::default(),
+            turns: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
+            cache: Arc::default(),
+        }
+    }
+}
+
+impl AttestationSource {
+    /// Serve from `store`, signatures of `operator`, counting in `metrics`.
+    pub fn attach(
+        &self,
+        store: SharedStore,
+        operator: alloy::primitives::Address,
+        metrics: multibridge_monitoring::AttestMetrics,
+    ) {
+        let _ = self.store.set(Attached {
+            store,
+            operator,
+            metrics,
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    from: u64,
+    limit: Option<usize>,
+}
+
+async fn attestations(
+    State(source): State<AttestationSource>,
+    Path(lane): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> axum::response::Response {
+    let Ok(lane) = lane.parse::<Lane>() else {
+        return (StatusCode::NOT_FOUND, "no such lane").into_response();
+    };
+    let Some(attached) = source.store.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
+    };
+    let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let key = (lane, query.from, limit);
+    let json = |body: axum::body::Bytes| {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    let cached = |source: &AttestationSource| {
+        source
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < CACHED_FOR)
+            .map(|(_, body)| body.clone())
+    };
+    if let Some(body) = cached(&source) {
+        attached.metrics.page_request("cached");
+        return json(body);
+    }
+    let Ok(Ok(_turn)) = tokio::time::timeout(QUEUE_WAIT, source.turns.acquire()).await else {
+        attached.metrics.page_request("busy");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: try again in a second",
+        )
+            .into_response();
+    };
+    // Another request may have made it while this one waited for its turn.
+    if let Some(body) = cached(&source) {
+        attached.metrics.page_request("cached");
+        return json(body);
+    }
+    let (store, operator) = (attached.store.clone(), attached.operator);
+    let read = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .attestations_from(lane, query.from, limit)
+            .map(|attestations| {
+                serde_json::to_vec(&AttestationPage {
+                    lane: lane.as_str().to_owned(),
+                    operator,
+                    attestations,
+                })
+            })
+    })
+    .await;
+    match read {
+        Ok(Ok(Ok(body))) => {
+            let body = axum::body::Bytes::from(body);
+            let mut cache = source.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHED_AT_MOST {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), body.clone()));
+            drop(cache);
+            attached.metrics.page_request("served");
+            json(body)
+        }
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(%lane, error = %e, "cannot encode attestations");
+            (StatusCode::INTERNAL_SERVER_ERROR, "encoding error").into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%lane, error = %e, "cannot read attestations");
+            (StatusCode::INTERNAL_SERVER_ERROR, "store error").into_response()
+        }
+        Err(e) => {
+            tracing::warn!(%lane, error = %e, "the attestations read failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "store error").into_response()
+        }
+    }
+}
+
+/// The route.
+pub fn router(source: AttestationSource) -> Router {
+    Router::new()
+        .route("/attestations/{lane}", get(attestations))
+        .with_state(source)
+}
 
 /// How long the writer gathers pages before writing them (a page is rewritten as its batches
 /// are signed; this bounds how often).
 const WRITE_EVERY: Duration = Duration::from_millis(200);
-
-/// The page `nonce` belongs to.
-pub fn page_of(nonce: u64) -> u64 {
-    nonce.checked_div(PAGE_NONCES).unwrap_or(0)
-}
-
-/// The object of page `page` of the lane service `service_id`, under the storage's prefix.
-pub fn page_path(service_id: B256, page: u64) -> String {
-    format!("attestations/{service_id:x}/{page:020}.json")
-}
-
-/// Whether a published location names an object store (not an HTTP API).
-pub fn is_object_location(location: &str) -> bool {
-    location.starts_with("file://") || location.starts_with("s3://")
-}
-
-/// A read-only view of another operator's signature pages.
-pub struct PageReader {
-    storage: Storage,
-}
-
-impl PageReader {
-    /// The reader of `location` (a [`public_location`](crate::backup::storage::public_location)); requests bounded by `timeout`.
-    pub fn open(location: &str, timeout: Duration) -> Result<Self, PeerError> {
-        Storage::open_public(location, timeout)
-            .map(|storage| Self { storage })
-            .map_err(|e| PeerError::Unreachable(e.to_string()))
-    }
-
-    /// Page `page` of `service_id` (`None`: not written, nothing signed there yet).
-    pub async fn page(
-        &self,
-        service_id: B256,
-        page: u64,
-    ) -> Result<Option<AttestationPage>, PeerError> {
-        let path = page_path(service_id, page);
-        let bytes = match self.storage.get_bounded(&path, MAX_PAGE_BYTES).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(None),
-            Err(StorageError::TooLarge { size, .. }) => {
-                return Err(PeerError::Garbage(format!(
-                    "page {path} has {size} bytes, more than the {MAX_PAGE_BYTES} a page can need"
-                )));
-            }
-            Err(e) => return Err(PeerError::Unreachable(e.to_string())),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| PeerError::Garbage(format!("page {path}: {e}")))
-    }
-}
 
 /// What the writer is told: pages whose signatures changed.
 pub type PageSender = mpsc::UnboundedSender<u64>;
@@ -107,7 +223,7 @@ pub enum PageWriteError {
     Store(#[from] crate::store::StoreError),
     /// The object store refused or did not answer.
     #[error(transparent)]
-    Storage(#[from] crate::backup::storage::StorageError),
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl crate::task::Retryable for PageWriteError {
@@ -208,43 +324,11 @@ impl Stepper for PageWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::storage::public_location;
+    use crate::attest::collect::{PageReader, PeerError};
+    use crate::attest::page::page_path;
+    use crate::storage::public_location;
     use multibridge_config::StorageSettings;
-
-    #[test]
-    fn locations_name_what_a_reader_needs_and_no_secret() {
-        assert_eq!(
-            public_location(&StorageSettings::Local {
-                path: "/var/lib/multibridge/sigs".into()
-            }),
-            "file:///var/lib/multibridge/sigs"
-        );
-        let s3 = public_location(&StorageSettings::S3 {
-            bucket: "sigs".into(),
-            endpoint: Some("http://user:secret@127.0.0.1:9000".into()),
-            region: "eu-west-1".into(),
-            prefix: "/op1/".into(),
-            access_key_id_env: "AWS_ACCESS_KEY_ID".into(),
-            secret_access_key_env: "AWS_SECRET_ACCESS_KEY".into(),
-            allow_http: true,
-        });
-        assert!(
-            s3.starts_with("s3://sigs/op1?region=eu-west-1&endpoint=http://"),
-            "{s3}"
-        );
-        assert!(s3.ends_with("&allow_http=true"), "{s3}");
-        assert!(
-            !s3.contains("secret"),
-            "credentials in a published location: {s3}"
-        );
-        assert!(is_object_location(&s3));
-        assert!(!is_object_location("http://127.0.0.1:9465"));
-        assert!(PageReader::open("s3://?region=x", Duration::from_secs(1)).is_err());
-        assert!(PageReader::open("s3://b/p?color=red", Duration::from_secs(1)).is_err());
-        assert!(PageReader::open(&s3, Duration::from_secs(1)).is_ok());
-        assert_eq!(page_of(1023), 0);
-        assert_eq!(page_of(1024), 1);
-    }
+    use std::time::Duration;
 
     fn attestation(first: u64, count: u64) -> OwnAttestation {
         OwnAttestation {

@@ -1,22 +1,25 @@
 //! Where the other operators' signatures come from: the location each operator publishes for
-//! its lane service in the service registry (the URL of the replica that leads the lane), asked
-//! over HTTP. Every answer is checked by the caller (each signature must recover to that
-//! operator over the digest this relay computed) before it counts.
+//! its lane service in the service registry — the URL of the replica that leads the lane, asked
+//! over HTTP, or an object store read without credentials ([`PageReader`]), checked against
+//! the [`LocationPolicy`] first. Every answer is checked by the caller (each signature must
+//! recover to that operator over the digest this relay computed) before it counts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use futures::future::BoxFuture;
 use multibridge_contracts::{Lane, LaneServiceMeta, VoteDomain};
 
 use std::sync::Arc;
 
-use super::http::{AttestationPage, MAX_PAGE};
 use super::location::LocationPolicy;
-use super::objects::{PageReader, is_object_location, page_of};
+use super::page::{
+    AttestationPage, MAX_PAGE, MAX_PAGE_BYTES, is_object_location, page_of, page_path,
+};
 use crate::chain::ChainClient;
+use crate::storage::{Storage, StorageError};
 use crate::store::attestations::OwnAttestation;
 
 /// How long a location read from the registry is used.
@@ -303,5 +306,83 @@ impl PeerSource for RegistryPeers {
         from: u64,
     ) -> BoxFuture<'_, Result<Vec<OwnAttestation>, PeerError>> {
         Box::pin(self.fetch_page(lane, operator, from))
+    }
+}
+
+/// A read-only view of another operator's signature pages.
+pub struct PageReader {
+    storage: Storage,
+}
+
+impl PageReader {
+    /// The reader of `location` (a [`public_location`](crate::storage::public_location)); requests bounded by `timeout`.
+    pub fn open(location: &str, timeout: Duration) -> Result<Self, PeerError> {
+        Storage::open_public(location, timeout)
+            .map(|storage| Self { storage })
+            .map_err(|e| PeerError::Unreachable(e.to_string()))
+    }
+
+    /// Page `page` of `service_id` (`None`: not written, nothing signed there yet).
+    pub async fn page(
+        &self,
+        service_id: B256,
+        page: u64,
+    ) -> Result<Option<AttestationPage>, PeerError> {
+        let path = page_path(service_id, page);
+        let bytes = match self.storage.get_bounded(&path, MAX_PAGE_BYTES).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(StorageError::TooLarge { size, .. }) => {
+                return Err(PeerError::Garbage(format!(
+                    "page {path} has {size} bytes, more than the {MAX_PAGE_BYTES} a page can need"
+                )));
+            }
+            Err(e) => return Err(PeerError::Unreachable(e.to_string())),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| PeerError::Garbage(format!("page {path}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::public_location;
+    use multibridge_config::StorageSettings;
+
+    #[test]
+    fn locations_name_what_a_reader_needs_and_no_secret() {
+        assert_eq!(
+            public_location(&StorageSettings::Local {
+                path: "/var/lib/multibridge/sigs".into()
+            }),
+            "file:///var/lib/multibridge/sigs"
+        );
+        let s3 = public_location(&StorageSettings::S3 {
+            bucket: "sigs".into(),
+            endpoint: Some("http://user:secret@127.0.0.1:9000".into()),
+            region: "eu-west-1".into(),
+            prefix: "/op1/".into(),
+            access_key_id_env: "AWS_ACCESS_KEY_ID".into(),
+            secret_access_key_env: "AWS_SECRET_ACCESS_KEY".into(),
+            allow_http: true,
+        });
+        assert!(
+            s3.starts_with("s3://sigs/op1?region=eu-west-1&endpoint=http://"),
+            "{s3}"
+        );
+        assert!(s3.ends_with("&allow_http=true"), "{s3}");
+        assert!(
+            !s3.contains("secret"),
+            "credentials in a published location: {s3}"
+        );
+        assert!(is_object_location(&s3));
+        assert!(!is_object_location("http://127.0.0.1:9465"));
+        assert!(PageReader::open("s3://?region=x", Duration::from_secs(1)).is_err());
+        assert!(PageReader::open("s3://b/p?color=red", Duration::from_secs(1)).is_err());
+        assert!(PageReader::open(&s3, Duration::from_secs(1)).is_ok());
+        assert_eq!(page_of(1023), 0);
+        assert_eq!(page_of(1024), 1);
     }
 }
