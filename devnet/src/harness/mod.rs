@@ -22,3 +22,4 @@ pub mod scrape;
 pub mod tools;
 pub mod tx;
 pub mod wait;
+pub mod watch;

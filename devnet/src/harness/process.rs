@@ -117,6 +117,9 @@ impl ManagedProcess {
                 program: self.spec.program.clone(),
                 source,
             })?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            crate::harness::watch::started(pid);
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -163,6 +166,9 @@ impl ManagedProcess {
                 let _ = child.kill();
             }
             let _ = child.wait();
+            if let Ok(pid) = i32::try_from(child.id()) {
+                crate::harness::watch::reaped(pid);
+            }
         }
         Ok(())
     }
@@ -182,6 +188,9 @@ impl ManagedProcess {
         let Some(mut child) = self.child.take() else {
             return Ok(true);
         };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            crate::harness::watch::reaped(pid);
+        }
         if !matches!(child.try_wait(), Ok(None)) {
             return Ok(true);
         }
@@ -220,6 +229,7 @@ impl ManagedProcess {
     pub fn detach(mut self) -> Option<RecordedProcess> {
         self.detached = true;
         let pid = self.pid()?;
+        crate::harness::watch::reaped(pid);
         Some(RecordedProcess {
             name: self.spec.name.clone(),
             pid,

@@ -286,6 +286,8 @@ pub struct Devnet {
     hub: Vec<HubEdge>,
     /// Relay processes by operator index.
     relays: std::collections::BTreeMap<(usize, usize), ManagedProcess>,
+    /// Its times and deadline (see [`crate::harness::watch`]).
+    clock: crate::harness::watch::DevnetClock,
     /// Its share of the machine, released last (after every process above is gone).
     _machine: MachineShare,
 }
@@ -331,7 +333,9 @@ impl Devnet {
     /// config per operator.
     pub async fn start(options: DevnetOptions) -> Result<Self, DevnetError> {
         options.validate()?;
+        let mut clock = crate::harness::watch::DevnetClock::asking(options.alone);
         let machine = MachineShare::take(options.alone).await;
+        clock.got_machine();
         let tools = Tools::locate()?;
         let dir = absolute(&options.dir)?;
         clear_previous_run(&dir)?;
@@ -369,11 +373,13 @@ impl Devnet {
             &chain("anvil-service", options.service_chain_id),
         )
         .await?;
+        clock.phase("chains");
         let etcd = if options.etcd_members > 0 {
             Some(EtcdCluster::start(&tools, &dir, options.etcd_members).await?)
         } else {
             None
         };
+        clock.phase("etcd");
         let edge_plans = hub::plan_edges(
             options.service_chains,
             options.nested,
@@ -442,6 +448,7 @@ impl Devnet {
             })
         };
         let deployment = deploy_pair(&plan(main.url(), service.url())?).await?;
+        clock.phase("deploy");
         let mut hub = Vec::with_capacity(edge_plans.len());
         for (edge, node) in edge_plans.into_iter().zip(edge_nodes) {
             let parent = match edge.parent {
@@ -529,6 +536,7 @@ impl Devnet {
             links,
             hub,
             relays: Default::default(),
+            clock,
             _machine: machine,
         };
         devnet.write_files()?;
@@ -539,6 +547,7 @@ impl Devnet {
                 }
             }
         }
+        devnet.clock.phase("rest");
         Ok(devnet)
     }
 
