@@ -8,8 +8,8 @@
 //! down at start) waits alone; so does one that fails for a reason no retry fixes (audit A3-L5:
 //! in a hub each pair's bridges have their own owner, who may revoke the guardian's pauser role
 //! or deregister the operator): its HTTP API stays up, not ready, naming the reason
-//! (`multibridge_pair_cannot_serve`), and it is tried again every [`PAIR_RETRY`] while the other
-//! pairs go on. A single-pair relay stops on such a failure, as before.
+//! (`multibridge_pair_cannot_serve`), and it is tried again — after [`PAIR_RETRY`], doubling up
+//! to [`PAIR_RETRY_MAX`] — while the other pairs go on. A single-pair relay stops on such a failure, as before.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,8 +27,11 @@ pub struct Args {
     config: PathBuf,
 }
 
-/// How long a pair of several that failed waits before it is tried again.
-pub const PAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a pair of several that failed waits before it is first tried again (doubling at
+/// each failure in a row, up to [`PAIR_RETRY_MAX`]).
+pub const PAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a failed pair waits between tries.
+pub const PAIR_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Run the relay until a shutdown signal or a failure no retry fixes.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -46,8 +49,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let (hub, stop_rx, stop_tx) = (hub.clone(), stop_rx.clone(), stop_tx.clone());
         let siblings = siblings.clone();
         async move {
+            let mut retry = PAIR_RETRY;
+            let mut failed = false;
             loop {
-                let result = run_pair(pair.clone(), &hub, &siblings, stopped(stop_rx.clone())).await;
+                let result = run_pair(
+                    pair.clone(),
+                    &hub,
+                    &siblings,
+                    failed,
+                    stopped(stop_rx.clone()),
+                )
+                .await;
                 let Err(e) = result else {
                     return Ok(());
                 };
@@ -55,10 +67,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     let _ = stop_tx.send(true);
                     return Err(e);
                 }
-                tracing::error!(error = %e, retry_secs = PAIR_RETRY.as_secs(), "this pair cannot serve: it waits alone and is tried again; the other pairs go on");
-                if !wait_alone(&pair, &e, stopped(stop_rx.clone())).await {
+                tracing::error!(error = %e, retry_secs = retry.as_secs(), "this pair cannot serve: it waits alone and is tried again; the other pairs go on");
+                if !wait_alone(&pair, &e, retry, stopped(stop_rx.clone())).await {
                     return Ok(());
                 }
+                retry = retry.saturating_mul(2).min(PAIR_RETRY_MAX);
+                failed = true;
             }
         }
         .instrument(tracing::info_span!("pair", pair = %name))
@@ -74,10 +88,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Serve the HTTP API of `pair`, which failed with `error`, not ready and naming it, for
-/// [`PAIR_RETRY`] (`false`: `shutdown` came first).
+/// `retry` (`false`: `shutdown` came first).
 async fn wait_alone(
     pair: &PairConfig,
     error: &anyhow::Error,
+    retry: std::time::Duration,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let serving = crate::startup::Serving::start(&pair.config, pair.name.as_deref()).await;
@@ -90,17 +105,17 @@ async fn wait_alone(
         serving.metrics.pair_cannot_serve.set(1);
         serving.board.set(
             "pair_failure",
-            serde_json::json!({ "error": format!("{error:#}"), "retry_secs": PAIR_RETRY.as_secs() }),
+            serde_json::json!({ "error": format!("{error:#}"), "retry_secs": retry.as_secs() }),
         );
     }
-    let retry = tokio::select! {
-        () = tokio::time::sleep(PAIR_RETRY) => true,
+    let again = tokio::select! {
+        () = tokio::time::sleep(retry) => true,
         () = shutdown => false,
     };
     if let Ok(serving) = serving {
         serving.stop().await;
     }
-    retry
+    again
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -129,16 +144,19 @@ fn siblings(pairs: &[PairConfig]) -> Option<serde_json::Value> {
     ))
 }
 
-/// One pair: its HTTP API, its preflight until the chains answer, then its relay.
+/// One pair: its HTTP API, its preflight until the chains answer, then its relay. A pair tried
+/// again after a failure (`failed`) says it cannot serve until its preflight passes.
 async fn run_pair(
     pair: PairConfig,
     hub: &HubShare,
     siblings: &Option<serde_json::Value>,
+    failed: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let c = pair.config;
     let serving = crate::startup::Serving::start(&c, pair.name.as_deref()).await?;
+    serving.metrics.pair_cannot_serve.set(i64::from(failed));
     if let Some(siblings) = siblings {
         serving
             .board
@@ -150,6 +168,7 @@ async fn run_pair(
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await
     {
         Ok(Some(checked)) => {
+            serving.metrics.pair_cannot_serve.set(0);
             tracing::info!(
                 serving_ms,
                 preflight_passed_ms = started.elapsed().as_millis() as u64,

@@ -1,45 +1,74 @@
 //! Who shares the machine with a devnet. The end-to-end tests are one test binary whose tests
-//! run side by side (one per core); most only count, but a few measure seconds — a failover
-//! within TTL + 1 s, a handover at once, an etcd election costing under a second — and those
-//! figures are the relay's only when no other devnet's chains, etcd and relays compete for the
-//! same two cores (on a loaded CI machine they read 1.4-1.8× high and failed).
+//! run side by side; most only count, but a few measure seconds — a failover within TTL + 1 s,
+//! an etcd election costing under a second, a step-down — and those figures are the relay's only
+//! when no other devnet's chains, etcd and relays compete for the same two cores (on a loaded CI
+//! machine they read 1.4-1.8× high and failed).
 //!
-//! Every devnet of a process holds a [`MachineShare`] for its life: shared by default, alone
-//! with [`DevnetOptions::alone`](super::devnet::DevnetOptions::alone). The lock is fair, so a
-//! test waiting to run alone is not starved by a stream of shared ones, and the shared tests
-//! started after it wait until it is done.
+//! Every devnet of a process holds a [`MachineShare`] for its life: a weight of the machine's
+//! [`CAPACITY`] by default — what its chains, etcd members and relay processes cost — or all of
+//! it with [`DevnetOptions::alone`](super::devnet::DevnetOptions::alone). The test binary runs
+//! more tests at once than there are cores (they mostly wait for blocks: half the CPU stood idle
+//! with two at a time), and the weights keep the devnets alive at once within what two cores
+//! carry. The semaphore is fair, so a test waiting to run alone is not starved by a stream of
+//! shared ones, and the shared tests started after it wait until it is done.
 
 use std::sync::{Arc, LazyLock};
 
-use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-static MACHINE: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
+/// The machine, in weight units (three standalone devnets of three relays, or one of the HA
+/// devnet's six relays beside a small one).
+pub const CAPACITY: u32 = 9;
+
+static MACHINE: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(CAPACITY as usize)));
 
 /// A devnet's share of the machine, released when dropped.
 #[derive(Debug)]
-pub enum MachineShare {
-    /// Beside other shared devnets.
-    Shared(OwnedRwLockReadGuard<()>),
-    /// No other devnet of this process runs meanwhile.
-    Alone(OwnedRwLockWriteGuard<()>),
+pub struct MachineShare {
+    _permit: OwnedSemaphorePermit,
+    weight: u32,
 }
 
 impl MachineShare {
-    /// Wait for a share: `alone` waits until every other devnet of the process is gone and
-    /// keeps new ones waiting until this one is.
-    pub async fn take(alone: bool) -> Self {
-        let machine = Arc::clone(&MACHINE);
-        if alone {
-            Self::Alone(machine.write_owned().await)
+    /// Wait for a share of `weight` units (at most [`CAPACITY`]); `alone` waits until every
+    /// other devnet of the process is gone and keeps new ones waiting until this one is.
+    pub async fn take(alone: bool, weight: u32) -> Self {
+        let weight = if alone {
+            CAPACITY
         } else {
-            Self::Shared(machine.read_owned().await)
+            weight.clamp(1, CAPACITY)
+        };
+        let permit = Arc::clone(&MACHINE)
+            .acquire_many_owned(weight)
+            .await
+            .expect("the machine's semaphore is never closed");
+        Self {
+            _permit: permit,
+            weight,
         }
     }
 
     /// Whether this share excludes every other devnet.
     pub fn is_alone(&self) -> bool {
-        matches!(self, Self::Alone(_))
+        self.weight == CAPACITY
     }
+}
+
+/// What a devnet costs the machine: its relay processes (the most of it, half a unit each),
+/// its chains beyond the first pair's and an etcd cluster.
+pub fn weight_of(
+    operators: u32,
+    replicas: usize,
+    service_chains: usize,
+    etcd_members: usize,
+) -> u32 {
+    let relays = operators.saturating_mul(u32::try_from(replicas.max(1)).unwrap_or(u32::MAX));
+    relays
+        .div_ceil(2)
+        .saturating_add(u32::try_from(service_chains.saturating_sub(1)).unwrap_or(u32::MAX))
+        .saturating_add(u32::from(etcd_members > 0))
+        .max(1)
 }
 
 #[cfg(test)]
@@ -52,11 +81,11 @@ mod tests {
     /// after it waits for it: never two at once with one alone.
     #[tokio::test]
     async fn alone_excludes_shared_both_ways() {
-        let shared = MachineShare::take(false).await;
-        let alone = tokio::spawn(MachineShare::take(true));
+        let shared = MachineShare::take(false, 1).await;
+        let alone = tokio::spawn(MachineShare::take(true, 1));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!alone.is_finished(), "alone ran beside a shared devnet");
-        let later = tokio::spawn(MachineShare::take(false));
+        let later = tokio::spawn(MachineShare::take(false, 1));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !later.is_finished(),

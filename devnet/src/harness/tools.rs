@@ -79,6 +79,57 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, MissingTool> {
     })
 }
 
+/// Whether the relay binary beside this executable is newer than every source file of the
+/// crates it is built from (`bridge/`, `contracts/`, `monitoring/`, `recovery/`, the workspace
+/// manifests).
+fn relay_is_newer_than_its_sources() -> bool {
+    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path
+                    .file_name()
+                    .is_some_and(|n| n == "target" || n == "node_modules")
+                {
+                    continue;
+                }
+                newest(&path, newest_seen);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                *newest_seen = (*newest_seen).max(modified);
+            }
+        }
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let Some(binary) = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("multibridge"))
+        .find(|c| c.is_file())
+    else {
+        return false;
+    };
+    let Ok(built) = std::fs::metadata(&binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let root = workspace_root();
+    let mut newest_seen = std::time::UNIX_EPOCH;
+    for dir in ["bridge", "contracts", "monitoring", "recovery"] {
+        newest(&root.join(dir), &mut newest_seen);
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        if let Ok(modified) = std::fs::metadata(root.join(file)).and_then(|m| m.modified()) {
+            newest_seen = newest_seen.max(modified);
+        }
+    }
+    newest_seen < built
+}
+
 /// The `multibridge` relay binary: `$MULTIBRIDGE_BIN`, else beside this executable (cargo puts
 /// test binaries one level below, in `deps/`).
 ///
@@ -92,6 +143,12 @@ pub fn relay_binary() -> Result<PathBuf, MissingTool> {
     static FRESH: std::sync::Once = std::sync::Once::new();
     if let Some(cargo) = std::env::var_os("CARGO") {
         FRESH.call_once(|| {
+            // Under `cargo test --workspace` the relay is built already: no source of the
+            // crates it is built from is newer than it (the check costs milliseconds; the
+            // build's own no-op check after `cargo test` took 46 s on 2 cores).
+            if relay_is_newer_than_its_sources() {
+                return;
+            }
             let exe = std::env::current_exe().unwrap_or_default();
             let release = exe.components().any(|c| c.as_os_str() == "release");
             // Test binaries live in `deps/`: there, the target selection of `cargo test

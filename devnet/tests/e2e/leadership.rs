@@ -17,7 +17,7 @@ use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-use crate::{Poll, eventually, ha_devnet};
+use crate::{Poll, eventually, ha_devnet_alone};
 
 const TTL: Duration = Duration::from_secs(3);
 const LANE: Lane = Lane::MainToService;
@@ -63,7 +63,7 @@ fn cli_json(args: &[&str]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry_follows() {
-    let (dir, mut devnet) = ha_devnet().await;
+    let (dir, mut devnet) = ha_devnet_alone().await;
     let driver = Driver::new(devnet.manifest());
     let traffic = traffic(&devnet);
     // Traffic flows through the first replicas.
@@ -181,7 +181,7 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_leader_hands_over_at_once() {
-    let (dir, mut devnet) = ha_devnet().await;
+    let (dir, mut devnet) = ha_devnet_alone().await;
     let driver = Driver::new(devnet.manifest());
     let traffic = traffic(&devnet);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -222,7 +222,7 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = start_ha(DevnetOptions {
         prometheus: true,
-        ..DevnetOptions::hot_standby(dir.path()).alone()
+        ..DevnetOptions::hot_standby(dir.path())
     })
     .await
     .unwrap();
@@ -233,11 +233,13 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
 
     devnet.replica(0, 0).unwrap().pause().unwrap();
     let follower = devnet.replica_http_ports[0][1];
+    // Shared with other devnets: the takeover's timing contract is the alone failover test's;
+    // this one asserts what the paused leader does after waking.
     wait_metric(
         follower,
         &leader_series(LANE),
         1.0,
-        TTL + Duration::from_secs(2),
+        TTL + Duration::from_secs(5),
     )
     .await
     .unwrap();

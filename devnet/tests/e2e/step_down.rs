@@ -118,7 +118,7 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = start_ha(DevnetOptions {
         signer: multibridge_devnet::DevnetSigner::Hsm,
-        ..DevnetOptions::hot_standby(dir.path()).alone()
+        ..DevnetOptions::hot_standby(dir.path())
     })
     .await
     .unwrap();
@@ -190,7 +190,9 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
     );
     hsm.plug_in().unwrap();
     assert!(
-        took <= TTL + Duration::from_secs(2),
+        // Shared with other devnets: TTL + 4 s (alone it was TTL + 2 s, the bound the
+        // blackholed-destination test above keeps alone).
+        took <= TTL + Duration::from_secs(4),
         "the standby voted only {took:?} after the unplug"
     );
     let handed = metric_sum(

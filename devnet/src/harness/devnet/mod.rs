@@ -334,7 +334,18 @@ impl Devnet {
     pub async fn start(options: DevnetOptions) -> Result<Self, DevnetError> {
         options.validate()?;
         let mut clock = crate::harness::watch::DevnetClock::asking(options.alone);
-        let machine = MachineShare::take(options.alone).await;
+        let machine = MachineShare::take(
+            options.alone,
+            crate::harness::machine::weight_of(
+                options.operators,
+                options.replicas,
+                options
+                    .service_chains
+                    .saturating_add(usize::from(options.nested)),
+                options.etcd_members,
+            ),
+        )
+        .await;
         clock.got_machine();
         let tools = Tools::locate()?;
         let dir = absolute(&options.dir)?;
