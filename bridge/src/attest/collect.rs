@@ -14,7 +14,7 @@ use multibridge_contracts::{Lane, LaneServiceMeta, VoteDomain};
 
 use std::sync::Arc;
 
-use super::location::LocationPolicy;
+use super::location::{LocationPolicy, Refused};
 use super::page::{
     AttestationPage, MAX_PAGE, MAX_PAGE_BYTES, is_object_location, page_of, page_path,
 };
@@ -143,11 +143,11 @@ impl RegistryPeers {
             None => None,
             Some(location) => Some(match self.policy.check(&location).await {
                 Ok(()) => Ok(location),
-                Err(PeerError::Refused(why)) => {
+                Err(Refused::Refused(why)) => {
                     tracing::warn!(lane = %self.lane, %operator, %why, "a peer operator's published location is refused");
                     Err(why)
                 }
-                Err(e) => return Err(e),
+                Err(Refused::Unresolved(why)) => return Err(PeerError::Unreachable(why)),
             }),
         };
         self.locations

@@ -11,14 +11,23 @@
 //! - `s3://…` with an endpoint checked like an HTTP location (without one: AWS's own);
 //! - `file://…` only when the relay's own config names it (`voting.peer_stores`).
 //!
-//! A refused location is a [`PeerError::Refused`] naming why (counted as `refused`).
+//! A refused location is a [`Refused::Refused`] naming why (counted as `refused`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::collect::PeerError;
+/// Why a location is not fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// It is not a place meant for this: why.
+    #[error("refused location: {0}")]
+    Refused(String),
+    /// Its host does not resolve (now): why.
+    #[error("unreachable: {0}")]
+    Unresolved(String),
+}
 
 /// What a relay accepts as a peer's location.
 #[derive(Debug, Clone, Default)]
@@ -101,8 +110,8 @@ impl LocationPolicy {
     }
 
     /// Whether `location` may be fetched; why not.
-    pub async fn check(&self, location: &str) -> Result<(), PeerError> {
-        let refused = |why: String| Err(PeerError::Refused(why));
+    pub async fn check(&self, location: &str) -> Result<(), Refused> {
+        let refused = |why: String| Err(Refused::Refused(why));
         if location.starts_with("file://") {
             if self.peer_stores.iter().any(|s| s == location) {
                 return Ok(());
@@ -124,8 +133,8 @@ impl LocationPolicy {
         self.check_url(location).await
     }
 
-    async fn check_url(&self, location: &str) -> Result<(), PeerError> {
-        let refused = |why: String| Err(PeerError::Refused(why));
+    async fn check_url(&self, location: &str) -> Result<(), Refused> {
+        let refused = |why: String| Err(Refused::Refused(why));
         let Ok(url) = location.parse::<reqwest::Url>() else {
             return refused("not a URL".to_owned());
         };
@@ -152,16 +161,16 @@ impl LocationPolicy {
         let port = url.port_or_known_default().unwrap_or(443);
         let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| PeerError::Unreachable(format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| Refused::Unresolved(format!("cannot resolve {host}: {e}")))?
             .collect();
         match found.iter().find(|a| is_internal(a.ip())) {
             Some(internal) => refused(format!(
                 "{host} resolves to the internal address {}",
                 internal.ip()
             )),
-            None if found.is_empty() => Err(PeerError::Unreachable(format!(
-                "{host} resolves to nothing"
-            ))),
+            None if found.is_empty() => {
+                Err(Refused::Unresolved(format!("{host} resolves to nothing")))
+            }
             None => Ok(()),
         }
     }
@@ -215,7 +224,7 @@ mod tests {
             "gopher://relay.example.org",
         ] {
             assert!(
-                matches!(p.check(bad).await, Err(PeerError::Refused(_))),
+                matches!(p.check(bad).await, Err(Refused::Refused(_))),
                 "{bad}"
             );
         }

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::chain::{ChainError, ChainPair, RetryPolicy};
 use crate::config::Config;
-use crate::leadership::campaign::read_leader;
 use crate::registry::registered_services;
 
 /// One (lane, operator) row.
@@ -107,22 +106,19 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
             }
             .service_id();
             let entry = registered.iter().find(|r| r.id == id);
-            let leader_url = match (
-                &pool,
-                crate::leadership::leader_key_of(config, lane, operator),
-            ) {
-                (Some(pool), Some(key)) if etcd_error.is_none() => {
-                    match read_leader(pool, &key).await {
-                        Ok(leader) => leader
-                            .filter(|l| l.operator.parse::<Address>().ok() == Some(operator))
-                            .map(|l| l.url),
-                        Err(e) => {
-                            etcd_error = Some(e.to_string());
-                            None
-                        }
+            let leader_url = if etcd_error.is_none() {
+                match crate::leadership::Elections::of(config, pool.as_ref())
+                    .leader_of(lane, operator)
+                    .await
+                {
+                    Ok(leader) => leader.map(|l| l.url),
+                    Err(e) => {
+                        etcd_error = Some(e.to_string());
+                        None
                     }
                 }
-                _ => None,
+            } else {
+                None
             };
             services.push(ServiceRow {
                 lane,

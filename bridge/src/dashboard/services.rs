@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{Dashboard, DashboardError, PairLanes};
 use crate::chain::ChainClient;
-use crate::leadership::campaign::{LeaderInfo, read_leader};
+use crate::leadership::campaign::LeaderInfo;
 
 /// Log queries one refresh of the managers may make (the rest waits for the next refresh).
 const MANAGER_QUERIES_PER_REFRESH: usize = 64;
@@ -180,18 +180,11 @@ pub async fn services(d: &Dashboard) -> Result<ServicesView, DashboardError> {
         let Some(lane) = pair.lane_of(&s.meta) else {
             continue;
         };
-        let leader = match (
-            &d.etcd,
-            crate::leadership::leader_key_of(&d.config, lane, s.meta.operator),
-        ) {
-            (Some(pool), Some(key)) => read_leader(pool, &key)
-                .await
-                .ok()
-                .flatten()
-                // Under the lane scope the leader may be another operator's replica.
-                .filter(|l| l.operator.parse::<Address>().ok() == Some(s.meta.operator)),
-            _ => None,
-        };
+        let leader = crate::leadership::Elections::of(&d.config, d.etcd.as_deref())
+            .leader_of(lane, s.meta.operator)
+            .await
+            .ok()
+            .flatten();
         let list = managers.of(&s.id);
         rows.push(ServiceRow {
             id: s.id,

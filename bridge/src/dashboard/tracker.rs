@@ -500,15 +500,13 @@ async fn transfer(
     };
     let age_secs = now.saturating_sub(time);
     let claims = d.store.lock().claims(Some((lane, nonce)), 20, 0)?;
-    let leading_replica_url = match (&d.etcd, crate::leadership::lane_leader_key(&d.config, lane)) {
-        (Some(pool), Some(key)) => crate::leadership::campaign::read_leader(pool, &key)
-            .await
-            .ok()
-            .flatten()
-            .filter(|l| l.replica != d.replica)
-            .map(|l| l.url),
-        _ => None,
-    };
+    let leading_replica_url = crate::leadership::Elections::of(&d.config, d.etcd.as_deref())
+        .leader(lane)
+        .await
+        .ok()
+        .flatten()
+        .filter(|l| l.replica != d.replica)
+        .map(|l| l.url);
     Ok(Tracked {
         lane,
         nonce,

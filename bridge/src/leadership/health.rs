@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use multibridge_monitoring::Readiness;
 
-use super::progress::ReplicaProgress;
+use super::layout::ReplicaProgress;
 
 /// Why a replica cannot serve its lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

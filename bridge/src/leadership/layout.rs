@@ -3,6 +3,7 @@
 
 use alloy::primitives::Address;
 use multibridge_contracts::Lane;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ElectionScope;
 
@@ -67,6 +68,27 @@ pub fn progress_key(dir: &str, replica: &str) -> String {
 /// Where the leader records the lane cursor.
 pub fn cursor_key(dir: &str) -> String {
     format!("{dir}/cursor")
+}
+
+/// One replica's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    /// The replica.
+    pub replica: String,
+    /// Whether it leads the lane.
+    pub leader: bool,
+    /// Next source block its indexer reads.
+    pub cursor: Option<u64>,
+    /// Highest request nonce in its store (its latest processed index).
+    pub latest_nonce: Option<u64>,
+    /// Handled requests in its store.
+    pub handled: u64,
+    /// Unix seconds of the record.
+    pub at: u64,
+    /// Whether it can serve the lane now (its destination chain answers, its signer signs);
+    /// absent from a replica that does not say (an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
 }
 
 #[cfg(test)]

@@ -56,6 +56,45 @@ pub fn lane_leader_key(config: &Config, lane: Lane) -> Option<String> {
     leader_key_of(config, lane, config.operator.address)
 }
 
+/// Who leads each lane's election, read from etcd: the one reader behind `status`, the registry
+/// sync, the dashboard's services and tracker and `multibridge registry` (each used to put the
+/// leader key and [`campaign::read_leader`] together by hand).
+pub struct Elections<'a> {
+    config: &'a Config,
+    pool: Option<&'a etcd_pool::EtcdPool>,
+}
+
+impl<'a> Elections<'a> {
+    /// The elections of `config`'s pair, read through `pool` (`None`: no etcd, no leaders).
+    pub fn of(config: &'a Config, pool: Option<&'a etcd_pool::EtcdPool>) -> Self {
+        Self { config, pool }
+    }
+
+    /// The leader of `operator`'s election on `lane` (`None`: none, no etcd, or — under the
+    /// lane scope, where every operator shares one election — a replica of another operator).
+    pub async fn leader_of(
+        &self,
+        lane: Lane,
+        operator: Address,
+    ) -> Result<Option<campaign::LeaderInfo>, etcd_pool::EtcdUnavailable> {
+        let (Some(pool), Some(key)) = (self.pool, leader_key_of(self.config, lane, operator))
+        else {
+            return Ok(None);
+        };
+        Ok(campaign::read_leader(pool, &key)
+            .await?
+            .filter(|l| l.operator.parse::<Address>().ok() == Some(operator)))
+    }
+
+    /// The leader of this replica's own operator's election on `lane`.
+    pub async fn leader(
+        &self,
+        lane: Lane,
+    ) -> Result<Option<campaign::LeaderInfo>, etcd_pool::EtcdUnavailable> {
+        self.leader_of(lane, self.config.operator.address).await
+    }
+}
+
 /// The bridge pair's name in etcd keys, storage paths and backup logs.
 pub fn pair_name(config: &Config) -> String {
     layout::pair(

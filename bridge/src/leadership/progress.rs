@@ -6,34 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use multibridge_contracts::{Lane, RequestStatus};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::etcd_pool::EtcdPool;
 use super::health::ServeHealth;
+pub use super::layout::ReplicaProgress;
 use super::layout::{cursor_key, progress_key};
 use crate::store::SharedStore;
-
-/// One replica's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaProgress {
-    /// The replica.
-    pub replica: String,
-    /// Whether it leads the lane.
-    pub leader: bool,
-    /// Next source block its indexer reads.
-    pub cursor: Option<u64>,
-    /// Highest request nonce in its store (its latest processed index).
-    pub latest_nonce: Option<u64>,
-    /// Handled requests in its store.
-    pub handled: u64,
-    /// Unix seconds of the record.
-    pub at: u64,
-    /// Whether it can serve the lane now (its destination chain answers, its signer signs);
-    /// absent from a replica that does not say (an older version).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving: Option<bool>,
-}
 
 /// How often progress is written.
 const EVERY: Duration = Duration::from_secs(2);

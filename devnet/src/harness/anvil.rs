@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use alloy::primitives::U256;
 use alloy::providers::{Provider, ProviderBuilder};
 
 use crate::error::DevnetError;
@@ -157,4 +158,20 @@ impl AnvilNode {
     pub fn detach(self) -> Option<crate::harness::process::RecordedProcess> {
         self.process.detach()
     }
+}
+/// `anvil_setBalance` of `who` on the node at `url`.
+pub async fn set_balance(
+    url: &str,
+    who: alloy::primitives::Address,
+    wei: U256,
+) -> Result<(), DevnetError> {
+    let provider = ProviderBuilder::new().connect_http(
+        url.parse()
+            .map_err(|_| DevnetError::BadUrl(url.to_owned()))?,
+    );
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_setBalance".into(), (who, wei))
+        .await
+        .map_err(|e| DevnetError::chain("anvil_setBalance", e))?;
+    Ok(())
 }

@@ -77,23 +77,7 @@ impl ReleaseLimits {
     }
 }
 
-/// One chain's contracts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainContracts {
-    /// Chain id.
-    pub chain_id: u64,
-    /// The bridge.
-    pub bridge: Address,
-    /// Block the bridge was deployed in (where indexing starts).
-    pub bridge_block: u64,
-    /// This chain's side of the test token pair.
-    pub token: Address,
-    /// Mode of the token on this chain's bridge.
-    pub token_mode: TokenMode,
-    /// This chain's side of the test ERC-721 pair (lock/unlock on main, burn/mint on service).
-    #[serde(default)]
-    pub nft: Address,
-}
+pub use crate::harness::manifest::ChainContracts;
 
 /// NFTs each devnet user holds on the main chain after deployment.
 pub const USER_NFTS: u64 = 3;
@@ -225,7 +209,7 @@ pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
                 bridge.setPauser(*pauser, true).send().await,
             )
             .await?;
-            crate::harness::devnet::set_balance(url, *pauser, GUARDIAN_FUNDS).await?;
+            crate::harness::anvil::set_balance(url, *pauser, GUARDIAN_FUNDS).await?;
         }
     }
 

@@ -570,7 +570,7 @@ impl Driver {
         who: Address,
         wei: U256,
     ) -> Result<(), DevnetError> {
-        crate::harness::devnet::set_balance(&self.chain(role).rpc_url, who, wei).await
+        crate::harness::anvil::set_balance(&self.chain(role).rpc_url, who, wei).await
     }
 
     /// The unix time of the latest block of one chain.

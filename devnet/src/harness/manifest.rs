@@ -3,11 +3,29 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
+use multibridge_contracts::TokenMode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
-use crate::harness::deploy::ChainContracts;
 use crate::harness::process::RecordedProcess;
+
+/// One chain's contracts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainContracts {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The bridge.
+    pub bridge: Address,
+    /// Block the bridge was deployed in (where indexing starts).
+    pub bridge_block: u64,
+    /// This chain's side of the test token pair.
+    pub token: Address,
+    /// Mode of the token on this chain's bridge.
+    pub token_mode: TokenMode,
+    /// This chain's side of the test ERC-721 pair (lock/unlock on main, burn/mint on service).
+    #[serde(default)]
+    pub nft: Address,
+}
 
 /// Name of the manifest inside the devnet directory.
 pub const MANIFEST_FILE: &str = "devnet.json";

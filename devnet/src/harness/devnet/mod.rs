@@ -420,7 +420,7 @@ impl Devnet {
                 for index in 0..accounts.operators.len() {
                     let address = hsm.create_key(index)?;
                     for node in [&main, &service].into_iter().chain(&edge_nodes) {
-                        set_balance(
+                        crate::harness::anvil::set_balance(
                             &node.url(),
                             address,
                             parse_ether("10000").unwrap_or(U256::ZERO),
@@ -805,23 +805,6 @@ impl ReplicaLinks {
             proxy.set_mode(mode);
         }
     }
-}
-
-/// `anvil_setBalance` of `who` on the node at `url`.
-pub(crate) async fn set_balance(
-    url: &str,
-    who: alloy::primitives::Address,
-    wei: U256,
-) -> Result<(), DevnetError> {
-    let provider = ProviderBuilder::new().connect_http(
-        url.parse()
-            .map_err(|_| DevnetError::BadUrl(url.to_owned()))?,
-    );
-    provider
-        .raw_request::<_, serde_json::Value>("anvil_setBalance".into(), (who, wei))
-        .await
-        .map_err(|e| DevnetError::chain("anvil_setBalance", e))?;
-    Ok(())
 }
 
 async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
