@@ -8,17 +8,18 @@
 //! [`CAPACITY`] by default — what its chains, etcd members and relay processes cost — or all of
 //! it with [`DevnetOptions::alone`](super::devnet::DevnetOptions::alone). The test binary runs
 //! more tests at once than there are cores (they mostly wait for blocks: half the CPU stood idle
-//! with two at a time), and the weights keep the devnets alive at once within what two cores
-//! carry. The semaphore is fair, so a test waiting to run alone is not starved by a stream of
+//! with two at a time, and a standalone devnet uses a quarter of a core), and the weights keep
+//! the devnets alive at once within what two cores carry. The semaphore is fair, so a test waiting to run alone is not starved by a stream of
 //! shared ones, and the shared tests started after it wait until it is done.
 
 use std::sync::{Arc, LazyLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The machine, in weight units (three standalone devnets of three relays, or one of the HA
-/// devnet's six relays beside a small one).
-pub const CAPACITY: u32 = 9;
+/// The machine, in weight units: about a tenth of a core each (measured in whole tests' CPU
+/// time: a standalone devnet of three relays 0.26 of a core, the HA devnet of six relays and
+/// three etcd members 0.95, the hub of four chains 0.7), so 1.8 of the two cores in all.
+pub const CAPACITY: u32 = 18;
 
 static MACHINE: LazyLock<Arc<Semaphore>> =
     LazyLock::new(|| Arc::new(Semaphore::new(CAPACITY as usize)));

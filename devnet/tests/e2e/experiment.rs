@@ -12,26 +12,27 @@ fn common(dir: &tempfile::TempDir) -> Common {
     }
 }
 
-/// Table 2, leader test: the leading replica's RPCs and etcd blackholed for 8 s every 20 s.
+/// Table 2, leader test: the leading replica's RPCs and etcd blackholed for 6 s every 15 s (the
+/// experiment itself runs 10 minutes with 20 s cuts; a cut only has to outlast the 3 s lease).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_whose_network_is_cut_hands_over_and_no_request_fails() {
     let dir = tempfile::tempdir().unwrap();
     let common = common(&dir);
     let settings = network_cut::Settings {
-        minutes: 0.85,
-        periods: vec![20],
-        cut_secs: 8.0,
+        minutes: 0.6,
+        periods: vec![15],
+        cut_secs: 6.0,
         targets: vec![network_cut::Target::Leader],
         ..Default::default()
     };
     let report = network_cut::run(&common, &settings).await.unwrap();
     let row = &report.rows[0];
     println!("{}", network_cut::render(&report));
-    assert_eq!(row.cuts, 2, "cuts at 20 s and 40 s");
+    assert_eq!(row.cuts, 2, "cuts at 15 s and 30 s");
     assert_eq!(row.run.faults.len(), 2);
     assert!(
-        row.run.faults.iter().all(|f| f.end - f.start >= 7.9),
-        "every cut lasted its 8 s: {:?}",
+        row.run.faults.iter().all(|f| f.end - f.start >= 5.9),
+        "every cut lasted its 6 s: {:?}",
         row.run.faults
     );
     // A cut leader loses its lease: another replica must have taken over, at least once per cut.
@@ -40,7 +41,7 @@ async fn a_leader_whose_network_is_cut_hands_over_and_no_request_fails() {
         "a cut leader must be replaced: {} changes",
         row.leader_changes
     );
-    assert!(row.sent >= 80, "2 requests/s for 51 s: {} sent", row.sent);
+    assert!(row.sent >= 55, "2 requests/s for 36 s: {} sent", row.sent);
     assert_eq!(row.failed, 0, "requests not handled within 30 s");
     assert!(row.synchronised, "{:?}", row.inconsistencies);
     let stores = row.run.stores.as_ref().unwrap();
@@ -54,15 +55,16 @@ async fn a_leader_whose_network_is_cut_hands_over_and_no_request_fails() {
     );
 }
 
-/// Table 4: the leader SIGSTOPped for 8 s at intervals of 15–25 s under 5 users.
+/// Table 4: the leader SIGSTOPped for 6 s at intervals of 10–16 s under 5 users (a pause only
+/// has to outlast the 3 s lease).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paused_leaders_cost_seconds_of_downtime_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let common = common(&dir);
     let settings = leader_pause::Settings {
-        minutes: 1.0,
-        pause_secs: 8.0,
-        interval: (15.0, 25.0),
+        minutes: 0.7,
+        pause_secs: 6.0,
+        interval: (10.0, 16.0),
         per_user_rate: 1.0,
         ..Default::default()
     };
@@ -71,16 +73,16 @@ async fn paused_leaders_cost_seconds_of_downtime_and_nothing_else() {
     assert!(report.pauses >= 2, "{} pauses", report.pauses);
     assert!(
         report.leader_changes >= report.pauses,
-        "every paused leader (8 s > the 3 s lease) is replaced: {} changes for {} pauses",
+        "every paused leader (6 s > the 3 s lease) is replaced: {} changes for {} pauses",
         report.leader_changes,
         report.pauses
     );
     assert!(report.consistent, "{:?}", report.inconsistencies);
     assert_eq!(report.successful, report.requests);
-    assert!(report.requests >= 150, "5 users × 1/s for 60 s");
+    assert!(report.requests >= 100, "5 users × 1/s for 42 s");
     assert!(
-        report.downtime_secs < 30.0,
-        "downtime {} s in a 60 s run",
+        report.downtime_secs < 21.0,
+        "downtime {} s in a 42 s run",
         report.downtime_secs
     );
 }
@@ -92,8 +94,8 @@ async fn four_operators_at_threshold_one_survive_restarts_without_a_duplicate() 
     let common = common(&dir);
     let settings = klaytn_ha::Settings {
         rounds: 2,
-        up_secs: 12.0,
-        down_secs: 5.0,
+        up_secs: 8.0,
+        down_secs: 4.0,
         ..Default::default()
     };
     let report = klaytn_ha::run(&common, &settings).await.unwrap();
@@ -123,10 +125,10 @@ async fn a_short_soak_through_every_fault_kind_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let common = common(&dir);
     let settings = soak::Settings {
-        transfers: 450,
+        transfers: 320,
         users: 6,
-        gap: (2.0, 4.0),
-        fault_scale: 0.5,
+        gap: (1.5, 3.0),
+        fault_scale: 0.4,
         ..Default::default()
     };
     let report = soak::run(&common, &settings).await.unwrap();
@@ -134,7 +136,7 @@ async fn a_short_soak_through_every_fault_kind_loses_and_doubles_nothing() {
     for (kind, n) in &report.faults {
         assert!(*n >= 1, "fault {kind} never happened: {:?}", report.faults);
     }
-    assert!(report.requests >= 440, "{} requests", report.requests);
+    assert!(report.requests >= 310, "{} requests", report.requests);
     assert_eq!(report.lost, 0);
     assert_eq!(report.doubled, 0);
     assert_eq!(report.recipients.1, 0, "{:?}", report.inconsistencies);

@@ -23,7 +23,9 @@ use crate::Poll;
 
 const OPERATORS: usize = 3;
 const REPLICAS: usize = 2;
-const OUTAGE: Duration = Duration::from_secs(20);
+/// Long enough for every relay to start, fail its preflight and back off to the longest pause
+/// (4 s) more than once.
+const OUTAGE: Duration = Duration::from_secs(12);
 
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let resp = reqwest::Client::new()
