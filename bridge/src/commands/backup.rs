@@ -75,7 +75,7 @@ pub async fn request_now(
     }
     let metrics = multibridge_monitoring::Metrics::new(&[], 1)
         .expect("the metric definitions are unique and valid (unit-tested in monitoring)");
-    let pool = crate::leadership::etcd_pool(config, &metrics)
+    let pool = crate::leadership::command_etcd_pool(config, &metrics)
         .ok_or(BackupCommandError::NotConfigured("backups need [etcd]"))?;
     let mut nonce = [0u8; 6];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);

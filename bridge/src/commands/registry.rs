@@ -77,7 +77,7 @@ pub async fn list_services(config: &Config) -> Result<RegistryReport, RegistryCo
     let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
     let metrics = multibridge_monitoring::Metrics::new(&[], 1)
         .expect("the metric definitions are unique and valid (unit-tested in monitoring)");
-    let pool = crate::leadership::etcd_pool(config, &metrics);
+    let pool = crate::leadership::command_etcd_pool(config, &metrics);
     let registered = registered_services(&chains.main, registry).await?;
     let mut etcd_error = None;
     let mut services = Vec::new();

@@ -33,7 +33,7 @@ pub async fn lane_statuses(config: &Config) -> Result<Vec<LaneStatus>, StatusErr
     let chains = ChainPair::for_command(&config.chains, RetryPolicy::interactive())?;
     let metrics = multibridge_monitoring::Metrics::new(&[], 1)
         .expect("the metric definitions are unique and valid (unit-tested in monitoring)");
-    let pool = crate::leadership::etcd_pool(config, &metrics);
+    let pool = crate::leadership::command_etcd_pool(config, &metrics);
     let mut out = Vec::new();
     for lane in config.lanes.iter().copied() {
         let nonces = chains.lane_nonces(lane).await?;

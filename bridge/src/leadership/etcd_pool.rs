@@ -9,8 +9,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use multibridge_monitoring::{EtcdMetrics, EtcdOutcome};
 use tokio::sync::Mutex;
+
+/// How long a connection (TLS handshake, and with a user the cluster's password check, a
+/// bcrypt run that takes a loaded member seconds) may take before it is given up. It runs in
+/// the background: an attempt that times out leaves it going and the next attempt takes it
+/// over, so a connect slower than one attempt still completes.
+const CONNECT_BOUND: Duration = Duration::from_secs(15);
+
+/// A connect in progress, shared by the attempts that wait for it.
+type Connecting = Shared<BoxFuture<'static, Result<Client, String>>>;
+
+/// One endpoint's connection: none yet, being made, or made.
+#[derive(Default)]
+enum Connection {
+    #[default]
+    None,
+    Connecting(Connecting),
+    Ready(Box<Client>),
+}
 
 /// An etcd call failed on every endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +122,7 @@ impl EtcdAccess {
 pub struct EtcdPool {
     endpoints: Vec<String>,
     access: EtcdAccess,
-    clients: Vec<Mutex<Option<Client>>>,
+    clients: Vec<Mutex<Connection>>,
     preferred: AtomicUsize,
     attempt_timeout: Duration,
     metrics: EtcdMetrics,
@@ -120,7 +140,10 @@ impl EtcdPool {
     /// A pool over `endpoints`; each attempt (connect included) is bounded by `attempt_timeout`
     /// and counted in `metrics` (`etcd_requests_total`).
     pub fn new(endpoints: Vec<String>, attempt_timeout: Duration, metrics: EtcdMetrics) -> Self {
-        let clients = endpoints.iter().map(|_| Mutex::new(None)).collect();
+        let clients = endpoints
+            .iter()
+            .map(|_| Mutex::new(Connection::None))
+            .collect();
         Self {
             endpoints,
             access: EtcdAccess::default(),
@@ -141,32 +164,74 @@ impl EtcdPool {
         self
     }
 
+    /// Endpoint `index`'s client; a connect is started in the background when there is none
+    /// (or joined when one is under way) and waited for at most one attempt.
     async fn client(&self, index: usize) -> Result<Client, String> {
+        let connecting = {
+            let slot = self.clients.get(index).ok_or("no such endpoint")?;
+            let mut slot = slot.lock().await;
+            match &*slot {
+                Connection::Ready(client) => return Ok(Client::clone(client)),
+                Connection::Connecting(connecting) => connecting.clone(),
+                Connection::None => {
+                    let connecting = self.connect(index)?;
+                    *slot = Connection::Connecting(connecting.clone());
+                    connecting
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(self.attempt_timeout, connecting.clone())
+            .await
+            .map_err(|_| "connect timed out (still connecting)".to_owned())?;
         let slot = self.clients.get(index).ok_or("no such endpoint")?;
         let mut slot = slot.lock().await;
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
+        // Only the connect this attempt waited for is settled here (a newer one stays).
+        if let Connection::Connecting(current) = &*slot
+            && current.ptr_eq(&connecting)
+        {
+            *slot = match &outcome {
+                Ok(client) => Connection::Ready(Box::new(client.clone())),
+                Err(_) => Connection::None,
+            };
         }
-        let endpoint = self.endpoints.get(index).ok_or("no such endpoint")?;
+        outcome
+    }
+
+    /// A connect to endpoint `index` running on its own task, bounded by [`CONNECT_BOUND`].
+    fn connect(&self, index: usize) -> Result<Connecting, String> {
+        let endpoint = self.endpoints.get(index).ok_or("no such endpoint")?.clone();
         let options = self.access.options(
             ConnectOptions::new()
-                .with_connect_timeout(self.attempt_timeout)
-                .with_timeout(self.attempt_timeout),
+                // The TCP (and TLS) part keeps the attempt's bound, so a connect to a member
+                // that does not answer is given up, and started again, as soon as before.
+                .with_connect_timeout(self.attempt_timeout.max(Duration::from_secs(1)))
+                // Every call is bounded by its attempt; this backstop is for the password
+                // check that the connect itself makes.
+                .with_timeout(CONNECT_BOUND),
         )?;
-        let client = tokio::time::timeout(
-            self.attempt_timeout,
-            Client::connect([endpoint.as_str()], Some(options)),
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(
+                CONNECT_BOUND,
+                Client::connect([endpoint.as_str()], Some(options)),
+            )
+            .await
+            .map_err(|_| format!("connect timed out after {}s", CONNECT_BOUND.as_secs()))?
+            .map_err(|e| e.to_string())
+        });
+        Ok(
+            async move { task.await.map_err(|e| format!("connect task ended: {e}"))? }
+                .boxed()
+                .shared(),
         )
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-        *slot = Some(client.clone());
-        Ok(client)
     }
 
     async fn forget(&self, index: usize) {
         if let Some(slot) = self.clients.get(index) {
-            *slot.lock().await = None;
+            let mut slot = slot.lock().await;
+            // A connect under way is kept: it is the reconnect.
+            if matches!(&*slot, Connection::Ready(_)) {
+                *slot = Connection::None;
+            }
         }
     }
 
@@ -319,6 +384,13 @@ impl EtcdPool {
     /// The bound of one attempt.
     pub fn attempt_timeout(&self) -> Duration {
         self.attempt_timeout
+    }
+
+    /// The same pool with attempts bounded by `bound`: one-shot commands, which keep no lease,
+    /// wait for a slow member (or its password check) rather than report it unreachable.
+    pub fn with_attempt_timeout(mut self, bound: Duration) -> Self {
+        self.attempt_timeout = bound;
+        self
     }
 
     /// The value of one key (`None`: no such key), from whichever endpoint answers first.

@@ -122,6 +122,18 @@ pub fn etcd_pool(
     })
 }
 
+/// The pool of a one-shot command (`status`, `registry`, `backup`): it keeps no lease, so an
+/// attempt may wait for a slow member, or its password check, up to [`COMMAND_ATTEMPT`].
+pub fn command_etcd_pool(
+    config: &Config,
+    metrics: &multibridge_monitoring::Metrics,
+) -> Option<etcd_pool::EtcdPool> {
+    etcd_pool(config, metrics).map(|pool| pool.with_attempt_timeout(COMMAND_ATTEMPT))
+}
+
+/// Bound of one etcd attempt in a one-shot command.
+pub const COMMAND_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
 /// at most that before the next one is tried and a renewal still lands within the TTL.
 pub fn attempt_timeout(ttl_secs: u64) -> Duration {
