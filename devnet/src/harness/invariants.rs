@@ -291,14 +291,31 @@ pub async fn assert_exactly_once(
     Ok(())
 }
 
-/// Print the last `lines` lines of every relay log under `devnet_dir` (for a failing test).
+/// Print the last `lines` lines of every relay log under `devnet_dir` (for a failing test):
+/// `relay-1` to `relay-<relays>` and every other `relay-*` log there (replicas, relays a test
+/// started itself), leaving out the indexer's per-block lines, which would fill the tail.
 pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
-    for i in 1..=relays {
-        let log = std::fs::read_to_string(devnet_dir.join(format!("logs/relay-{i}.log")))
-            .unwrap_or_default();
-        let tail: Vec<_> = log.lines().rev().take(lines).collect();
+    let logs = devnet_dir.join("logs");
+    let mut names: Vec<String> = (1..=relays).map(|i| format!("relay-{i}.log")).collect();
+    if let Ok(entries) = std::fs::read_dir(&logs) {
+        let mut others: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("relay-") && n.ends_with(".log") && !names.contains(n))
+            .collect();
+        others.sort();
+        names.extend(others);
+    }
+    for name in names {
+        let log = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
+        let tail: Vec<_> = log
+            .lines()
+            .rev()
+            .filter(|l| !l.contains("lane::indexing"))
+            .take(lines)
+            .collect();
         eprintln!(
-            "--- relay-{i} (last lines, newest first)\n{}",
+            "--- {} (last lines, newest first)\n{}",
+            name.trim_end_matches(".log"),
             tail.join("\n")
         );
     }

@@ -118,7 +118,10 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = start_ha(DevnetOptions {
         signer: multibridge_devnet::DevnetSigner::Hsm,
-        ..DevnetOptions::hot_standby(dir.path())
+        // A timing contract: alone on the machine. Beside five other devnets the standby once
+        // never voted within 30 s (2026-11-26, its own log not kept then; every relay log is
+        // printed on a failure now).
+        ..DevnetOptions::hot_standby(dir.path()).alone()
     })
     .await
     .unwrap();
@@ -190,9 +193,7 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
     );
     hsm.plug_in().unwrap();
     assert!(
-        // Shared with other devnets: TTL + 4 s (alone it was TTL + 2 s, the bound the
-        // blackholed-destination test above keeps alone).
-        took <= TTL + Duration::from_secs(4),
+        took <= TTL + Duration::from_secs(2),
         "the standby voted only {took:?} after the unplug"
     );
     let handed = metric_sum(
