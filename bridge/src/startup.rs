@@ -52,6 +52,7 @@ impl Serving {
             .len()
             .max(config.chains.service.rpc_urls.len());
         let metrics = Arc::new(Metrics::for_pair(&config.lanes, endpoints, pair)?);
+        crate::observe::allocator::publish(&metrics);
         let readiness = Arc::new(Readiness::new(Duration::from_secs(
             config.http.ready_stale_secs,
         )));

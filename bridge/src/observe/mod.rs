@@ -2,6 +2,7 @@
 //! store counts), conservation per asset and vote divergence, and the lane status model shared
 //! by `/status` and `multibridge status`.
 
+pub mod allocator;
 pub mod conservation;
 pub mod drift;
 pub mod missing_votes;

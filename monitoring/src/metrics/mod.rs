@@ -327,6 +327,12 @@ pub struct Metrics {
     /// 1 while this pair of a relay serving several waits alone after a failure no retry
     /// fixed (its other pairs go on), else 0.
     pub pair_cannot_serve: prometheus::IntGauge,
+    /// The process's allocator, in bytes, read at each scrape: `allocated` (what the relay
+    /// holds), `active` (the pages that holds), `resident` (what the allocator keeps in
+    /// memory), `mapped`, `retained` (address space kept for reuse, not resident).
+    ///
+    /// Labels: kind.
+    pub(crate) allocator_bytes: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -712,6 +718,11 @@ impl Metrics {
                 "Always 1; labelled with the version",
                 &["version"],
             )?,
+            allocator_bytes: int_gauge(
+                "allocator_bytes",
+                "The process's allocator by kind: allocated (held by the relay), active, resident, mapped, retained (kept for reuse, not resident); read at each scrape",
+                &["kind"],
+            )?,
             pair_cannot_serve: {
                 let g = prometheus::IntGauge::new(
                     name("pair_cannot_serve"),
@@ -964,6 +975,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Box::new(hook));
+    }
+
+    /// The allocator gauge family (`allocator_bytes{kind}`), for the hook that reads the
+    /// allocator's own statistics at each scrape.
+    pub fn allocator_bytes(&self) -> IntGaugeVec {
+        self.allocator_bytes.clone()
     }
 
     /// The chain-time transfer latency histogram of `lane` (what the dashboard draws).

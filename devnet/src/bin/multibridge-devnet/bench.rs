@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Backlogs (pending requests, comma-separated) for the memory figures; 0 skips them.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     pub rss_pending: Vec<usize>,
+    /// Runs per memory figure, each on fresh stores: the figure is their median, printed with
+    /// the spread between the runs.
+    #[arg(long, default_value_t = 3)]
+    pub rss_runs: usize,
     /// Print each figure beside the same figure of an earlier `bench.json` (the committed
     /// baseline: `devnet/bench/baseline.json`) with their ratio.
     #[arg(long, value_name = "FILE")]
@@ -36,6 +40,7 @@ impl BenchArgs {
             latency_samples,
             burst,
             rss_pending,
+            rss_runs,
             compare,
             json,
         } = self;
@@ -54,6 +59,7 @@ impl BenchArgs {
                 latency_samples,
                 burst,
                 rss_pending,
+                rss_runs,
             },
         )
         .await?;
