@@ -32,8 +32,11 @@ pub mod advance;
 pub mod indexing;
 pub mod recovery;
 pub mod releases;
+pub mod settings;
 pub mod upkeep;
 pub mod voting;
+
+pub use settings::{LaneSettings, vote_domain};
 
 use indexing::{Indexer, IndexerSettings};
 use recovery::{ChainLane, LaneRecovery, StoreQueue};
@@ -92,7 +95,8 @@ impl LaneControl {
 
 /// What every lane of a replica shares.
 pub struct Shared {
-    /// The config.
+    /// The config, for the replica-wide tasks (backup, registry, guardian, dashboard, watcher);
+    /// a lane's tasks read their [`LaneSettings`] instead.
     pub config: Config,
     /// The operator.
     pub operator: Address,
@@ -134,6 +138,7 @@ pub type VoteSubmitter = (SubmitClient, mpsc::UnboundedReceiver<JobEvent>);
 /// chain's. `claims` receives the nonces users claimed on this lane.
 pub fn spawn(
     shared: &Shared,
+    settings: &LaneSettings,
     control: &LaneControl,
     submitter: &SubmitterHandle,
     claims: mpsc::Receiver<u64>,
@@ -141,17 +146,14 @@ pub fn spawn(
 ) {
     let lane = control.lane;
     let operator = shared.operator;
-    let config = &shared.config;
     let metrics = shared.metrics.lane(lane);
-    let source_config = config.chains.get(lane.source());
+    let source_config = &settings.source;
     let source = shared.chains.get(lane.source()).clone();
     let destination = shared.chains.get(lane.destination()).clone();
 
-    if let (Some(pool), Some(dir), Some(etcd)) = (
-        &shared.etcd,
-        crate::leadership::lane_election_dir(config, lane),
-        &config.etcd,
-    ) {
+    if let (Some(pool), Some(dir), Some(etcd)) =
+        (&shared.etcd, settings.election_dir.clone(), &settings.etcd)
+    {
         // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
         // past its lease reads 0 at its first scrape after waking, never beside its successor.
         let (fence, gauge) = (control.fence.clone(), metrics.leader.clone());
@@ -166,7 +168,9 @@ pub fn spawn(
         });
         let campaign = Campaign {
             lane,
-            key: crate::leadership::lane_leader_key(config, lane)
+            key: settings
+                .leader_key
+                .clone()
                 .unwrap_or_else(|| leader_key(&dir)),
             me: LeaderInfo {
                 replica: shared.replica.clone(),
@@ -229,22 +233,22 @@ pub fn spawn(
 
     let (submit, events): VoteSubmitter = submitter.client();
     let mut voter = Voter::new(
-        config.chains.get(lane.destination()).bridge,
+        settings.destination.bridge,
         operator,
         shared.store.clone(),
         BridgeReads {
             chain: destination.clone(),
             operator,
-            confirmations: config.chains.get(lane.destination()).confirmations,
+            confirmations: settings.destination.confirmations,
         },
         submit,
         events,
-        crate::voter::VoterConfig::from(&config.voting),
+        crate::voter::VoterConfig::from(&settings.voting),
         metrics.clone(),
     );
-    voter.tamper_payloads(config.fault_injection.tamper_votes);
-    if config.voting.mode_of(lane) == crate::config::VotingMode::Attestations
-        && let Some(attestor) = attestor(shared, lane, tasks)
+    voter.tamper_payloads(settings.tamper_votes);
+    if settings.mode() == crate::config::VotingMode::Attestations
+        && let Some(attestor) = attestor(shared, settings, tasks)
     {
         voter.attest_with(attestor);
     }
@@ -254,13 +258,13 @@ pub fn spawn(
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 
     let recovery = LaneRecovery::new(
-        Recovery::new(recovery::worker_config(&config.recovery), metrics.clone()),
+        Recovery::new(recovery::worker_config(&settings.recovery), metrics.clone()),
         ChainLane {
             source,
             destination: destination.clone(),
             confirmations: source_config.confirmations,
             operator,
-            span: Mutex::new(LogSpan::with_max(config.recovery.stride_blocks)),
+            span: Mutex::new(LogSpan::with_max(settings.recovery.stride_blocks)),
         },
         StoreQueue {
             lane,
@@ -272,7 +276,7 @@ pub fn spawn(
     let span = tracing::info_span!("recovery", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "recovery", recovery).instrument(span));
 
-    let destination_bridge = config.chains.get(lane.destination()).bridge;
+    let destination_bridge = settings.destination.bridge;
     let upkeep = upkeep::Upkeep {
         advance: advance::LowerAdvance::new(
             destination.clone(),
@@ -289,7 +293,7 @@ pub fn spawn(
             metrics,
         ),
         leading: control.leading.clone(),
-        interval: Duration::from_millis(config.recovery.interval_ms.max(100)),
+        interval: Duration::from_millis(settings.recovery.interval_ms.max(100)),
     };
     let span = tracing::info_span!("upkeep", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "upkeep", upkeep).instrument(span));
@@ -300,12 +304,12 @@ pub fn spawn(
 /// With `voting.attestation_store`, the writer of its signature pages runs beside it on `tasks`.
 fn attestor(
     shared: &Shared,
-    lane: Lane,
+    settings: &LaneSettings,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) -> Option<crate::attest::Attestor> {
-    let config = &shared.config;
-    let registry = config.registry.as_ref()?;
-    let domain = vote_domain(config, lane);
+    let lane = settings.lane;
+    let registry = settings.registry.as_ref()?;
+    let domain = settings.domain;
     let pages = shared.attestation_store.clone().map(|storage| {
         let service_id =
             multibridge_contracts::LaneServiceMeta::of(&domain, shared.operator).service_id();
@@ -326,11 +330,10 @@ fn attestor(
         registry.address,
         lane,
         domain,
-        Duration::from_millis(config.voting.peer_timeout_ms),
+        Duration::from_millis(settings.voting.peer_timeout_ms),
         crate::attest::location::LocationPolicy {
-            devnet: multibridge_config::is_devnet_chain(config.chains.main.chain_id)
-                && multibridge_config::is_devnet_chain(config.chains.service.chain_id),
-            peer_stores: config.voting.peer_stores.clone(),
+            devnet: settings.devnet,
+            peer_stores: settings.voting.peer_stores.clone(),
         },
     );
     Some(
@@ -341,7 +344,7 @@ fn attestor(
             shared.signer.clone(),
             shared.store.clone(),
             Arc::new(peers),
-            Duration::from_secs(config.voting.standby_after_secs.max(1)),
+            Duration::from_secs(settings.voting.standby_after_secs.max(1)),
             shared.metrics.attest.clone(),
         )
         .with_board(shared.board.clone()),
@@ -350,18 +353,4 @@ fn attestor(
         Some(pages) => attestor.with_pages(pages),
         None => attestor,
     })
-}
-
-/// The domain `lane`'s destination binds votes and attestations to.
-pub fn vote_domain(config: &Config, lane: Lane) -> multibridge_contracts::VoteDomain {
-    let (src, dst) = (
-        config.chains.get(lane.source()),
-        config.chains.get(lane.destination()),
-    );
-    multibridge_contracts::VoteDomain {
-        src_chain_id: src.chain_id,
-        src_bridge: src.bridge,
-        dst_chain_id: dst.chain_id,
-        dst_bridge: dst.bridge,
-    }
 }

@@ -159,7 +159,10 @@ pub async fn run(
         let Some(submitter) = submitters.get(&lane.destination()) else {
             continue;
         };
-        crate::lane::spawn(&shared, control, submitter, claims_rx, &mut tasks);
+        let settings = crate::lane::LaneSettings::of(&shared.config, lane);
+        crate::lane::spawn(
+            &shared, &settings, control, submitter, claims_rx, &mut tasks,
+        );
     }
     if let Some(registry) = &config.registry {
         spawn_registry(
