@@ -25,6 +25,47 @@ use crate::store::attestations::OwnAttestation;
 /// How long a location read from the registry is used.
 const LOCATION_FRESH_FOR: Duration = Duration::from_secs(15);
 
+/// How long a location is used after it answered with nothing this relay needs (issue 52): an
+/// operator whose lane moved to another replica publishes the new location within a second,
+/// while its old replica keeps answering with what it signed before; read the registry again
+/// this soon rather than fetch from the old place for the rest of [`LOCATION_FRESH_FOR`].
+const LOCATION_RECHECK_AFTER_NOTHING: Duration = Duration::from_secs(1);
+
+/// The locations read from the registry, per operator, each with the time it is used until.
+#[derive(Default)]
+struct LocationCache(HashMap<Address, (Checked, Instant)>);
+
+impl LocationCache {
+    /// `operator`'s location if it is still used at `now`.
+    fn get(&self, operator: Address, now: Instant) -> Option<&Checked> {
+        self.0
+            .get(&operator)
+            .filter(|(_, until)| now < *until)
+            .map(|(checked, _)| checked)
+    }
+
+    /// `operator`'s location as read at `now`.
+    fn put(&mut self, operator: Address, checked: Checked, now: Instant) {
+        let until = now.checked_add(LOCATION_FRESH_FOR).unwrap_or(now);
+        self.0.insert(operator, (checked, until));
+    }
+
+    /// `operator`'s location answered with nothing needed at `now`: read it again soon.
+    fn recheck_soon(&mut self, operator: Address, now: Instant) {
+        if let Some((_, until)) = self.0.get_mut(&operator) {
+            let soon = now
+                .checked_add(LOCATION_RECHECK_AFTER_NOTHING)
+                .unwrap_or(now);
+            *until = (*until).min(soon);
+        }
+    }
+
+    /// `operator`'s location failed: read it again at the next use.
+    fn forget(&mut self, operator: Address) {
+        self.0.remove(&operator);
+    }
+}
+
 /// Why a peer's signatures could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -76,9 +117,9 @@ pub struct RegistryPeers {
     domain: VoteDomain,
     http: reqwest::Client,
     policy: LocationPolicy,
-    /// Per operator its location as last read, and when (`None`: none registered; `Err`: one
-    /// refused, and why).
-    locations: Mutex<HashMap<Address, (Checked, Instant)>>,
+    /// Per operator its location as last read, and until when it is used (`None`: none
+    /// registered; `Err`: one refused, and why).
+    locations: Mutex<LocationCache>,
     /// Readers of the object-store locations met so far, by location.
     readers: Mutex<HashMap<String, Arc<PageReader>>>,
     timeout: Duration,
@@ -103,7 +144,7 @@ impl RegistryPeers {
             domain,
             http,
             policy,
-            locations: Mutex::new(HashMap::new()),
+            locations: Mutex::new(LocationCache::default()),
             readers: Mutex::new(HashMap::new()),
             timeout,
         }
@@ -122,12 +163,11 @@ impl RegistryPeers {
             Some(Ok(location)) => Ok(location.clone()),
             Some(Err(why)) => Err(PeerError::Refused(why.clone())),
         };
-        if let Some((location, at)) = self
+        if let Some(location) = self
             .locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&operator)
-            && at.elapsed() < LOCATION_FRESH_FOR
+            .get(operator, Instant::now())
         {
             return known(location);
         }
@@ -153,7 +193,7 @@ impl RegistryPeers {
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(operator, (checked.clone(), Instant::now()));
+            .put(operator, checked.clone(), Instant::now());
         known(&checked)
     }
 
@@ -161,7 +201,15 @@ impl RegistryPeers {
         self.locations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&operator);
+            .forget(operator);
+    }
+
+    /// `operator` answered, with nothing above what this relay has: see [`LocationCache::recheck_soon`].
+    fn answered_nothing(&self, operator: Address) {
+        self.locations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recheck_soon(operator, Instant::now());
     }
 
     async fn fetch_page(
@@ -176,9 +224,28 @@ impl RegistryPeers {
             )));
         }
         let base = self.location(operator).await?;
-        if is_object_location(&base) {
-            return self.read_pages(&base, lane, operator, from).await;
+        let found = if is_object_location(&base) {
+            self.read_pages(&base, lane, operator, from).await?
+        } else {
+            self.fetch_http(&base, lane, operator, from).await?
+        };
+        if !found
+            .iter()
+            .any(|a| a.first_nonce.saturating_add(a.count) > from)
+        {
+            self.answered_nothing(operator);
         }
+        Ok(found)
+    }
+
+    /// `operator`'s signatures above `from` from its HTTP API at `base`.
+    async fn fetch_http(
+        &self,
+        base: &str,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> Result<Vec<OwnAttestation>, PeerError> {
         // A full page: one fetch per peer per step, so its size bounds how fast batches
         // complete — 64 batches (2,048 requests at 32 a batch) per step capped a 5 of 7 drain
         // at about 700 transfers/s against a capacity of 1,000.
@@ -350,6 +417,36 @@ mod tests {
     use super::*;
     use crate::storage::public_location;
     use multibridge_config::StorageSettings;
+
+    /// A location is used for 15 s, unless it answers with nothing needed: then it is read
+    /// again from the registry after 1 s (an operator's lane moved to another replica); a
+    /// failure forgets it at once. Never extended by an answer with nothing.
+    #[test]
+    fn a_location_that_answers_nothing_is_read_again_within_a_second() {
+        let op = Address::repeat_byte(1);
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
+        let mut cache = LocationCache::default();
+        cache.put(op, Some(Ok("http://a".into())), t0);
+        assert!(cache.get(op, at(14.9)).is_some());
+        assert!(cache.get(op, at(15.0)).is_none());
+        cache.recheck_soon(op, at(2.0));
+        assert!(cache.get(op, at(2.9)).is_some());
+        assert!(cache.get(op, at(3.0)).is_none());
+        // A second answer with nothing later does not push the re-read out.
+        cache.recheck_soon(op, at(2.5));
+        assert!(cache.get(op, at(3.0)).is_none());
+        cache.put(op, Some(Ok("http://b".into())), at(3.0));
+        assert_eq!(
+            cache.get(op, at(10.0)),
+            Some(&Some(Ok("http://b".to_owned())))
+        );
+        cache.forget(op);
+        assert!(cache.get(op, at(3.1)).is_none());
+        // Nothing cached: nothing to shorten.
+        cache.recheck_soon(op, at(4.0));
+        assert!(cache.get(op, at(4.0)).is_none());
+    }
 
     #[test]
     fn locations_name_what_a_reader_needs_and_no_secret() {
