@@ -33,8 +33,8 @@ pub struct BenchOptions {
     pub burst: usize,
     /// Pending requests for the memory figures, ascending (empty skips them).
     pub rss_pending: Vec<usize>,
-    /// Runs per memory figure (each on fresh stores): the figure is their median, printed
-    /// with the spread between them.
+    /// Runs of the memory figures, each on a fresh devnet: every figure is their median,
+    /// printed with the spread between them.
     pub rss_runs: usize,
 }
 
@@ -110,7 +110,7 @@ pub struct Memory {
     pub peak_anon_mib: f64,
     /// The same of the follower's peak.
     pub follower_peak_anon_mib: f64,
-    /// Runs measured (each figure above is their median).
+    /// Runs measured, each on a fresh devnet (each figure above is their median).
     pub runs: usize,
     /// Highest minus lowest leader peak over the runs, MiB.
     pub peak_rss_spread_mib: f64,
@@ -284,14 +284,10 @@ pub(crate) async fn single_latencies(
     Ok(latencies)
 }
 
-/// Run every measurement on a fresh devnet in `dir`.
-pub async fn run(
-    dir: &std::path::Path,
-    options: &BenchOptions,
-) -> Result<BenchReport, DevnetError> {
-    // One etcd member and two replicas per operator: the memory figures include a follower.
-    // Only the first replica of each operator runs for latency and throughput.
-    let devnet_options = DevnetOptions {
+/// The bench's devnet in `dir`: 1 s blocks, confirmations 1, one etcd member and two replicas
+/// per operator (the memory figures include a follower).
+fn bench_devnet(dir: &std::path::Path) -> DevnetOptions {
+    DevnetOptions {
         etcd_members: 1,
         replicas: 2,
         relays: true,
@@ -299,7 +295,16 @@ pub async fn run(
         block_time: Some(1.0),
         confirmations: 1,
         ..DevnetOptions::new(dir)
-    };
+    }
+}
+
+/// Run every measurement on a fresh devnet in `dir`.
+pub async fn run(
+    dir: &std::path::Path,
+    options: &BenchOptions,
+) -> Result<BenchReport, DevnetError> {
+    // Only the first replica of each operator runs for latency and throughput.
+    let devnet_options = bench_devnet(dir);
     let block_time = 1.0;
     let confirmations = devnet_options.confirmations;
     let mut devnet = Devnet::start(devnet_options).await?;
@@ -486,7 +491,19 @@ pub async fn run(
     let mut targets = options.rss_pending.clone();
     targets.sort_unstable();
     targets.retain(|t| *t > 0);
-    let memory = measure_rss(&mut devnet, &driver, &targets, options.rss_runs.max(1)).await?;
+    // The memory runs each on a devnet of its own, none on the one above (its stores hold the
+    // throughput backlog): every run starts the same replicas on the same chain history.
+    drop(devnet);
+    let mut runs = Vec::with_capacity(options.rss_runs.max(1));
+    if !targets.is_empty() {
+        for run in 0..options.rss_runs.max(1) {
+            let devnet_dir = dir.join(format!("memory-run-{}", run.saturating_add(1)));
+            let mut devnet = Devnet::start(bench_devnet(&devnet_dir)).await?;
+            let driver = Driver::new(devnet.manifest());
+            runs.push(measure_rss(&mut devnet, &driver, &targets).await?);
+        }
+    }
+    let memory = median_memory(&runs);
     Ok(BenchReport {
         block_time,
         confirmations,
@@ -501,13 +518,11 @@ pub async fn run(
 /// in turn; at each, the two replicas of operator 1 start on it (below the threshold, so nothing
 /// executes and everything stays pending): the lane leader indexes and votes them all, the
 /// follower indexes them (the leader votes those the bridge's vote window admits). The peak RSS
-/// of each until done, `runs` times on stores wiped before each run (so every run does the same
-/// work: index the chain's whole history and vote the backlog); the median and the spread.
+/// of each until done.
 async fn measure_rss(
     devnet: &mut Devnet,
     driver: &Driver,
     targets: &[usize],
-    runs: usize,
 ) -> Result<Vec<Memory>, DevnetError> {
     let lane = Lane::MainToService;
     let users = 8usize;
@@ -540,113 +555,115 @@ async fn measure_rss(
                 total = total.saturating_add(burst?.len());
             }
         }
-        let mut peaks = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            for replica in 0..2 {
-                if let Some(relay) = devnet.replica(0, replica) {
-                    relay.kill()?;
+        let replicas = [0usize, 1];
+        for replica in replicas {
+            devnet.start_replica(0, replica)?;
+        }
+        let mut watched = Vec::with_capacity(replicas.len());
+        for replica in replicas {
+            let pid = devnet
+                .replica(0, replica)
+                .and_then(|r| r.pid())
+                .ok_or_else(|| DevnetError::Invalid(format!("replica {replica} did not start")))?;
+            let port = devnet
+                .replica_http_ports
+                .first()
+                .and_then(|p| p.get(replica))
+                .copied()
+                .ok_or_else(|| DevnetError::Invalid(format!("no port of replica {replica}")))?;
+            watched.push((pid, port, Rss::default()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        let (mut leader_peak, mut follower_peak) = (None, None);
+        loop {
+            let mut done = 0usize;
+            for (pid, port, peak) in &mut watched {
+                if let Some(now) = rss_kib(*pid)
+                    && now.total > peak.total
+                {
+                    *peak = now;
                 }
-                devnet.wipe_replica_store(0, replica)?;
+                let led = metric(*port, "multibridge_leader{lane=\"main-to-service\"}").await;
+                let leads = led.is_some_and(|v| v >= 1.0);
+                // The bridge takes votes only `VOTE_WINDOW` above what is handled: the rest of
+                // the backlog waits (indexed, not voted) until the window moves.
+                let finished = if leads {
+                    let votable = total.min(multibridge_contracts::VOTE_WINDOW as usize);
+                    metric(
+                        *port,
+                        "multibridge_requests{lane=\"main-to-service\",status=\"voted\"}",
+                    )
+                    .await
+                    .is_some_and(|v| v as usize >= votable)
+                        && indexed(*port).await >= total
+                } else {
+                    indexed(*port).await >= total
+                };
+                if finished {
+                    done = done.saturating_add(1);
+                    if leads {
+                        leader_peak = Some(*peak);
+                    } else {
+                        follower_peak = Some(*peak);
+                    }
+                }
             }
-            peaks.push(peak_rss_of_one_run(devnet, total).await?);
+            if done == watched.len() && leader_peak.is_some() && follower_peak.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(DevnetError::Invalid(format!(
+                    "the replicas did not index and vote {total} pending requests in 30 min"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mib = |kib: u64| kib as f64 / 1024.0;
-        let median = |pick: fn(&(Rss, Rss)) -> u64| {
-            let mut v: Vec<u64> = peaks.iter().map(pick).collect();
-            v.sort_unstable();
-            let spread = v
-                .last()
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(v.first().copied().unwrap_or(0));
-            (mib(v.get(v.len() / 2).copied().unwrap_or(0)), mib(spread))
-        };
-        let (leader, leader_spread) = median(|p| p.0.total);
-        let (follower, follower_spread) = median(|p| p.1.total);
+        let (leader, follower) = (
+            leader_peak.unwrap_or_default(),
+            follower_peak.unwrap_or_default(),
+        );
         figures.push(Memory {
             pending: total,
-            peak_rss_mib: leader,
-            follower_peak_rss_mib: follower,
-            peak_anon_mib: median(|p| p.0.anon).0,
-            follower_peak_anon_mib: median(|p| p.1.anon).0,
-            runs: peaks.len(),
-            peak_rss_spread_mib: leader_spread,
-            follower_peak_rss_spread_mib: follower_spread,
+            peak_rss_mib: mib(leader.total),
+            follower_peak_rss_mib: mib(follower.total),
+            peak_anon_mib: mib(leader.anon),
+            follower_peak_anon_mib: mib(follower.anon),
+            runs: 1,
+            peak_rss_spread_mib: 0.0,
+            follower_peak_rss_spread_mib: 0.0,
         });
     }
     Ok(figures)
 }
 
-/// One run of [`measure_rss`]: operator 1's two replicas started on the backlog of `total`;
-/// the leader's and the follower's peak resident sets until each is done.
-async fn peak_rss_of_one_run(devnet: &mut Devnet, total: usize) -> Result<(Rss, Rss), DevnetError> {
-    let replicas = [0usize, 1];
-    for replica in replicas {
-        devnet.start_replica(0, replica)?;
-    }
-    let mut watched = Vec::with_capacity(replicas.len());
-    for replica in replicas {
-        let pid = devnet
-            .replica(0, replica)
-            .and_then(|r| r.pid())
-            .ok_or_else(|| DevnetError::Invalid(format!("replica {replica} did not start")))?;
-        let port = devnet
-            .replica_http_ports
-            .first()
-            .and_then(|p| p.get(replica))
-            .copied()
-            .ok_or_else(|| DevnetError::Invalid(format!("no port of replica {replica}")))?;
-        watched.push((pid, port, Rss::default()));
-    }
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let (mut leader_peak, mut follower_peak) = (None, None);
-    loop {
-        let mut done = 0usize;
-        for (pid, port, peak) in &mut watched {
-            if let Some(now) = rss_kib(*pid)
-                && now.total > peak.total
-            {
-                *peak = now;
-            }
-            let led = metric(*port, "multibridge_leader{lane=\"main-to-service\"}").await;
-            let leads = led.is_some_and(|v| v >= 1.0);
-            // The bridge takes votes only `VOTE_WINDOW` above what is handled: the rest of
-            // the backlog waits (indexed, not voted) until the window moves.
-            let finished = if leads {
-                let votable = total.min(multibridge_contracts::VOTE_WINDOW as usize);
-                metric(
-                    *port,
-                    "multibridge_requests{lane=\"main-to-service\",status=\"voted\"}",
-                )
-                .await
-                .is_some_and(|v| v as usize >= votable)
-                    && indexed(*port).await >= total
-            } else {
-                indexed(*port).await >= total
-            };
-            if finished {
-                done = done.saturating_add(1);
-                if leads {
-                    leader_peak = Some(*peak);
-                } else {
-                    follower_peak = Some(*peak);
-                }
-            }
-        }
-        if done == watched.len() && leader_peak.is_some() && follower_peak.is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(DevnetError::Invalid(format!(
-                "the replicas did not index and vote {total} pending requests in 30 min"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok((
-        leader_peak.unwrap_or_default(),
-        follower_peak.unwrap_or_default(),
-    ))
+/// Per backlog, the median of each figure over `runs` (one list of rows per run, the same
+/// backlogs in each), with the spread of the peaks.
+fn median_memory(runs: &[Vec<Memory>]) -> Vec<Memory> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    let stat = |row: usize, pick: fn(&Memory) -> f64| {
+        let mut v: Vec<f64> = runs.iter().filter_map(|r| r.get(row)).map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
+        let spread = v.last().copied().unwrap_or(0.0) - v.first().copied().unwrap_or(0.0);
+        (median, spread)
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(row, m)| Memory {
+            pending: m.pending,
+            peak_rss_mib: stat(row, |m| m.peak_rss_mib).0,
+            follower_peak_rss_mib: stat(row, |m| m.follower_peak_rss_mib).0,
+            peak_anon_mib: stat(row, |m| m.peak_anon_mib).0,
+            follower_peak_anon_mib: stat(row, |m| m.follower_peak_anon_mib).0,
+            runs: runs.len(),
+            peak_rss_spread_mib: stat(row, |m| m.peak_rss_mib).1,
+            follower_peak_rss_spread_mib: stat(row, |m| m.follower_peak_rss_mib).1,
+        })
+        .collect()
 }
 
 /// Requests of the main-to-service lane in a replica's store still to be handled.

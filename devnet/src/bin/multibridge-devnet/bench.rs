@@ -21,8 +21,8 @@ pub struct BenchArgs {
     /// Backlogs (pending requests, comma-separated) for the memory figures; 0 skips them.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     pub rss_pending: Vec<usize>,
-    /// Runs per memory figure, each on fresh stores: the figure is their median, printed with
-    /// the spread between the runs.
+    /// Runs per memory figure, each on a devnet of its own: the figure is their median, printed
+    /// with the spread between the runs.
     #[arg(long, default_value_t = 3)]
     pub rss_runs: usize,
     /// Print each figure beside the same figure of an earlier `bench.json` (the committed
