@@ -547,7 +547,8 @@ fn start_relay(
                 "MULTIBRIDGE_KEYSTORE_PASSWORD".into(),
                 "relay-test-password".into(),
             )],
-            log_path: dir.join(format!("relay-{op}.log")),
+            // Where a failing poll's log dump looks (`<dir>/logs/relay-N.log`).
+            log_path: dir.join("logs").join(format!("relay-{op}.log")),
         },
     )
     .unwrap()
@@ -983,25 +984,24 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
     );
 
     // Every transfer handled exactly once, on both lanes...
-    let (all_forward, all_back) = eventually(
-        "not every transfer was handled",
-        Duration::from_secs(90),
-        async || {
-            let (f, b) = both().await;
-            if f.len() as u64 >= forward.requests && b.len() as u64 >= back.requests {
-                Ok((f, b))
-            } else {
-                Err(format!(
-                    "{} of {} and {} of {} handled",
-                    f.len(),
-                    forward.requests,
-                    b.len(),
-                    back.requests
-                ))
-            }
-        },
-    )
-    .await;
+    let (all_forward, all_back) =
+        crate::Poll::new("not every transfer was handled", Duration::from_secs(90))
+            .logs(dir.path(), 4, 40)
+            .until(async || {
+                let (f, b) = both().await;
+                if f.len() as u64 >= forward.requests && b.len() as u64 >= back.requests {
+                    Ok((f, b))
+                } else {
+                    Err(format!(
+                        "{} of {} and {} of {} handled",
+                        f.len(),
+                        forward.requests,
+                        b.len(),
+                        back.requests
+                    ))
+                }
+            })
+            .await;
     for (lane, all, sent) in [
         ("main-to-service", &all_forward, &forward),
         ("service-to-main", &all_back, &back),
