@@ -34,6 +34,7 @@ apt_packages=(
   nftables iptables
   prometheus
   libssl-dev pkg-config
+  make gcc  # the relay's allocator, jemalloc, is built from its C sources (configure + make)
   chromium chromium-driver fonts-dejavu-core
   softhsm2
   buildah podman runc conmon golang-github-containers-common
