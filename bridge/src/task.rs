@@ -90,8 +90,9 @@ pub trait Stepper: Send {
     fn step(&mut self) -> impl Future<Output = Result<Next, Self::Error>> + Send;
 }
 
-/// Pause after a retryable failure.
-pub const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Pause after a retryable failure (short: a node or etcd that answers again is used within
+/// it; the calls themselves already retried with back-off).
+pub const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// Least time between two warnings of the same task (the failures are counted by the metrics
 /// of the call that failed; the log only needs to say it goes on).

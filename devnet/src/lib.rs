@@ -19,6 +19,8 @@ pub mod screenshots;
 pub mod stand_in;
 
 pub use error::DevnetError;
-pub use harness::devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, DevnetSigner};
+pub use harness::devnet::{
+    DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, DevnetSigner, LEASE_TTL_SECS,
+};
 pub use harness::driver::{Driver, VoteOutcome};
 pub use harness::manifest::Manifest;

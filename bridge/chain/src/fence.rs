@@ -3,6 +3,13 @@
 //! clock is extended only from the instant a keep-alive was *sent* (never received), so the
 //! replica's view of its lease always ends before the etcd server's does: a paused or
 //! partitioned leader stops sending before a successor can be elected.
+//!
+//! A fence with heartbeats ([`Fence::leased_with_heartbeats`]) also needs a recent heartbeat:
+//! the leader rewrites its leader key (same value, same lease) and may send only until the
+//! last rewrite it saw succeed was *sent* plus the TTL less the margin. A standby that has seen
+//! the key's revision unchanged for a TTL by its own clock may take the key over with a
+//! compare-and-swap on that revision: every heartbeat that succeeded was sent before the
+//! standby first saw the revision, so the old leader's fence closed before the takeover.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -17,12 +24,17 @@ pub enum Fenced {
     /// The lease could not be proven valid by this replica's clock.
     #[error("leader lease not proven valid (expired {0:?} ago by this replica's clock)")]
     LeaseExpired(Duration),
+    /// No heartbeat was proven recent enough: a standby may take the lane over.
+    #[error("leader heartbeat not proven ({0:?} overdue by this replica's clock)")]
+    HeartbeatOverdue(Duration),
 }
 
 #[derive(Debug)]
 struct State {
     leader: bool,
     valid_until: Option<Instant>,
+    /// `Some` for a fence with heartbeats: until when the last heartbeat allows sends.
+    alive_until: Option<Option<Instant>>,
 }
 
 /// A lane's fence. Standalone replicas (no etcd) get one that always passes.
@@ -43,7 +55,30 @@ impl Fence {
         Self(Some(Arc::new(Mutex::new(State {
             leader: false,
             valid_until: None,
+            alive_until: None,
         }))))
+    }
+
+    /// Closed until [`lead`](Self::lead), [`extend`](Self::extend) and [`beat`](Self::beat);
+    /// closes again a TTL less the margin after the last heartbeat sent.
+    pub fn leased_with_heartbeats() -> Self {
+        Self(Some(Arc::new(Mutex::new(State {
+            leader: false,
+            valid_until: None,
+            alive_until: Some(None),
+        }))))
+    }
+
+    /// A heartbeat sent at `sent_at` succeeded; it allows sends for `ttl` less the margin.
+    pub fn beat(&self, sent_at: Instant, ttl: Duration) {
+        let Some(until) = sent_at.checked_add(ttl.saturating_sub(LEASE_MARGIN)) else {
+            return;
+        };
+        self.with(|s| {
+            if let Some(alive) = &mut s.alive_until {
+                *alive = Some(alive.map_or(until, |v| v.max(until)));
+            }
+        });
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
@@ -64,7 +99,12 @@ impl Fence {
 
     /// The lease is gone (expired on the server or revoked): nothing may be sent.
     pub fn expire(&self) {
-        self.with(|s| s.valid_until = None);
+        self.with(|s| {
+            s.valid_until = None;
+            if let Some(alive) = &mut s.alive_until {
+                *alive = None;
+            }
+        });
     }
 
     /// This replica now leads (`true`) or follows (`false`).
@@ -84,9 +124,19 @@ impl Fence {
                 return Err(Fenced::NotLeader);
             }
             match s.valid_until {
-                Some(until) if now < until => Ok(()),
-                Some(until) => Err(Fenced::LeaseExpired(now.saturating_duration_since(until))),
-                None => Err(Fenced::LeaseExpired(Duration::ZERO)),
+                Some(until) if now < until => {}
+                Some(until) => {
+                    return Err(Fenced::LeaseExpired(now.saturating_duration_since(until)));
+                }
+                None => return Err(Fenced::LeaseExpired(Duration::ZERO)),
+            }
+            match s.alive_until {
+                None => Ok(()),
+                Some(Some(until)) if now < until => Ok(()),
+                Some(Some(until)) => Err(Fenced::HeartbeatOverdue(
+                    now.saturating_duration_since(until),
+                )),
+                Some(None) => Err(Fenced::HeartbeatOverdue(Duration::ZERO)),
             }
         })
         .unwrap_or(Ok(()))
@@ -151,5 +201,46 @@ mod tests {
         fence.lead(true);
         fence.expire();
         assert!(fence.check_at(t0).is_err());
+    }
+
+    #[test]
+    fn with_heartbeats_a_leader_needs_both_a_valid_lease_and_a_recent_heartbeat() {
+        let fence = Fence::leased_with_heartbeats();
+        let t0 = Instant::now();
+        fence.lead(true);
+        fence.extend(t0, Duration::from_secs(1));
+        // A lease alone is not enough.
+        assert!(matches!(
+            fence.check_at(t0),
+            Err(Fenced::HeartbeatOverdue(_))
+        ));
+        fence.beat(t0, Duration::from_secs(1));
+        assert_eq!(fence.check_at(t0 + Duration::from_millis(600)), Ok(()));
+        // The heartbeat closes the fence a TTL less the margin after it was sent, even while
+        // the lease is renewed.
+        fence.extend(t0 + Duration::from_millis(500), Duration::from_secs(1));
+        assert!(matches!(
+            fence.check_at(t0 + Duration::from_millis(750)),
+            Err(Fenced::HeartbeatOverdue(_))
+        ));
+        // A later heartbeat opens it again; an older one never shortens it.
+        fence.beat(t0 + Duration::from_millis(400), Duration::from_secs(1));
+        fence.beat(t0, Duration::from_secs(1));
+        assert_eq!(fence.check_at(t0 + Duration::from_millis(1_050)), Ok(()));
+        // The lease still bounds it: the heartbeat alone is not enough either.
+        assert!(matches!(
+            fence.check_at(t0 + Duration::from_millis(1_250)),
+            Err(Fenced::LeaseExpired(_))
+        ));
+        // Expiry forgets both.
+        fence.extend(t0 + Duration::from_secs(1), Duration::from_secs(1));
+        fence.expire();
+        fence.extend(t0 + Duration::from_secs(1), Duration::from_secs(1));
+        assert!(matches!(
+            fence.check_at(t0 + Duration::from_millis(1_100)),
+            Err(Fenced::HeartbeatOverdue(_))
+        ));
+        // The lease's validity, which the campaign reasons with, ignores the heartbeat.
+        assert!(fence.lease_valid() || Instant::now() >= t0 + Duration::from_millis(1_700));
     }
 }

@@ -63,9 +63,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Timeout of one attempt.
     pub attempt_timeout: Duration,
-    /// Pause after every endpoint failed once in a row; doubles up to `max_backoff`.
+    /// Pause after every endpoint failed once in a row; doubles up to `max_backoff` while an
+    /// endpoint says it limits the rate, up to [`UNREACHABLE_BACKOFF`] otherwise.
     pub base_backoff: Duration,
-    /// Longest pause.
+    /// Longest pause (rate limits).
     pub max_backoff: Duration,
 }
 
@@ -79,6 +80,9 @@ impl Default for RetryPolicy {
         }
     }
 }
+
+/// Longest pause between rounds of attempts on endpoints that do not answer (not rate limits).
+pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A failed chain call.
 #[derive(Debug, thiserror::Error)]
@@ -595,7 +599,15 @@ impl ChainClient {
                 if attempt < self.policy.max_attempts {
                     tokio::time::sleep(backoff).await;
                 }
-                backoff = (backoff.saturating_mul(2)).min(self.policy.max_backoff);
+                // A node that refuses connections or times out is retried every half second at
+                // most: a restarted node is used within that of answering (a rate limit backs
+                // off further).
+                let cap = if class == ErrorClass::RateLimited {
+                    self.policy.max_backoff
+                } else {
+                    self.policy.max_backoff.min(UNREACHABLE_BACKOFF)
+                };
+                backoff = (backoff.saturating_mul(2)).min(cap);
                 failures_in_a_row = 0;
             }
         }

@@ -16,7 +16,11 @@ pub struct EtcdConfig {
     /// Key prefix for elections and progress.
     #[serde(default = "default_etcd_prefix")]
     pub prefix: String,
-    /// Leader lease TTL in seconds.
+    /// Leader lease TTL in seconds: a dead leader is replaced within about this long (default
+    /// 1). etcd grants at least 1.5 x its election timeout, rounded up to whole seconds: for 1 s
+    /// leases run the cluster with `--heartbeat-interval 50 --election-timeout 500` (with
+    /// etcd's defaults every lease lasts at least 2 s; the relay warns and counts the longer
+    /// TTL in `multibridge_etcd_lease_granted_ttl_seconds`).
     #[serde(default = "default_lease_ttl_secs")]
     pub lease_ttl_secs: u64,
     /// This replica's name in elections and progress records (default: its advertised URL).
@@ -28,7 +32,8 @@ pub struct EtcdConfig {
     pub scope: ElectionScope,
     /// A lane leader whose destination chain has not answered, or whose signer has failed, for
     /// this many seconds hands the lane to a replica of its operator that reports it can serve
-    /// (default: the lease TTL; 0: never step down for that).
+    /// (default: 3, independent of the lease: a silence must outlast a few of the watcher's
+    /// probes; 0: never step down for that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_down_after_secs: Option<u64>,
     /// TLS to the cluster (the endpoints are then `https://`), with a client certificate when
@@ -84,13 +89,19 @@ fn default_etcd_prefix() -> String {
     "/multibridge".to_owned()
 }
 fn default_lease_ttl_secs() -> u64 {
-    3
+    1
 }
+
+/// Default of `step_down_after_secs`.
+pub const DEFAULT_STEP_DOWN_AFTER_SECS: u64 = 3;
 
 impl EtcdConfig {
     /// How long a leader may be unable to serve before it hands the lane over (`None`: never).
     pub fn step_down_after(&self) -> Option<std::time::Duration> {
-        match self.step_down_after_secs.unwrap_or(self.lease_ttl_secs) {
+        match self
+            .step_down_after_secs
+            .unwrap_or(DEFAULT_STEP_DOWN_AFTER_SECS)
+        {
             0 => None,
             secs => Some(std::time::Duration::from_secs(secs)),
         }
@@ -104,8 +115,8 @@ impl EtcdConfig {
                 "give at least one endpoint or drop [etcd]".into(),
             ));
         }
-        if self.lease_ttl_secs < 2 {
-            return Some(("etcd.lease_ttl_secs", "must be at least 2 seconds".into()));
+        if self.lease_ttl_secs == 0 {
+            return Some(("etcd.lease_ttl_secs", "must be at least 1 second".into()));
         }
         let https = self
             .endpoints

@@ -67,7 +67,7 @@ impl LaneControl {
         Self {
             lane,
             fence: if leased {
-                Fence::leased()
+                Fence::leased_with_heartbeats()
             } else {
                 Fence::standalone()
             },
@@ -176,6 +176,7 @@ pub fn spawn(
                 replica: shared.replica.clone(),
                 url: shared.own_url.clone(),
                 operator: operator.to_string(),
+                heartbeat_ms: Some(etcd.lease_ttl_secs.saturating_mul(1_000)),
             },
             ttl: Duration::from_secs(etcd.lease_ttl_secs),
             pool: pool.clone(),

@@ -19,6 +19,16 @@
 //! alive, and the place differs for a copied or restored store. The fence extends only from a
 //! renewal this process sent.
 //!
+//! A dead leader's lease runs out on the server a TTL after its last renewal, but etcd looks
+//! for expired leases only every 500 ms: a successor waited up to 1.5 TTL. So a leader also
+//! *heartbeats*: with every renewal it rewrites its key (same value, same lease), and may send
+//! only within a TTL (less the margin) of the last rewrite it sent that succeeded (the fence's
+//! heartbeat). A standby that has seen the key's revision unchanged for the TTL the leader
+//! advertises, by its own clock, takes the key over with a compare-and-swap on that revision:
+//! every rewrite that succeeded was sent before the standby first saw the revision, so the old
+//! leader's fence is closed, and a rewrite after the takeover fails. A leader key that does
+//! not advertise heartbeats (an older version) is only ever won after it disappears.
+//!
 //! etcd's election API blocks in `campaign` on a single endpoint; a transaction through the
 //! endpoint pool is the same protocol (first to create the key under a live lease leads; the key
 //! disappears with the lease) and survives a dead member.
@@ -46,6 +56,11 @@ pub struct LeaderInfo {
     pub url: String,
     /// The operator it votes for.
     pub operator: String,
+    /// The TTL of its heartbeats, milliseconds: a standby may take the key over once its
+    /// revision stayed unchanged this long (`None`: it does not heartbeat; wait for the key to
+    /// disappear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
 }
 
 /// Who the leader key of an election names (`None`: no leader, or a value this version cannot
@@ -142,6 +157,44 @@ struct LeaderKv {
     value: Vec<u8>,
     lease: i64,
     create_revision: i64,
+    mod_revision: i64,
+}
+
+impl LeaderKv {
+    fn of(kv: &etcd_client::KeyValue) -> Self {
+        Self {
+            value: kv.value().to_vec(),
+            lease: kv.lease(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+
+    /// How long the leader it names says its revision may stay unchanged (`None`: it does not
+    /// heartbeat).
+    fn heartbeat(&self) -> Option<Duration> {
+        serde_json::from_slice::<LeaderInfo>(&self.value)
+            .ok()?
+            .heartbeat_ms
+            .map(Duration::from_millis)
+    }
+}
+
+/// The leader key's revision as a standby last saw it change.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed {
+    revision: i64,
+    since: Instant,
+}
+
+/// What an attempt to lead found.
+enum Attempt {
+    /// This replica created the key: its create revision.
+    Won(i64),
+    /// Another key holds it.
+    Held(LeaderKv),
+    /// Nobody holds it any more (deleted between the compare and the read).
+    Empty,
 }
 
 /// How often a follower retries the key and a leader checks it still holds it.
@@ -171,13 +224,29 @@ impl Campaign {
     async fn grant(&self) -> Result<i64, EtcdUnavailable> {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let sent = Instant::now();
-        let id = self
+        let (id, granted) = self
             .pool
             .call("lease grant", |mut c| async move {
-                Ok(c.lease_grant(ttl, None).await?.id())
+                let resp = c.lease_grant(ttl, None).await?;
+                Ok((resp.id(), resp.ttl()))
             })
             .await?;
-        self.fence.extend(sent, self.ttl);
+        // etcd raises a TTL below 1.5 election timeouts to that minimum: the server's figure
+        // is the lease's (and a dead leader's successor waits that long).
+        let granted = u64::try_from(granted).unwrap_or(0);
+        self.metrics
+            .lease_granted_ttl
+            .set(i64::try_from(granted).unwrap_or(i64::MAX));
+        if granted > self.ttl.as_secs() {
+            tracing::warn!(
+                lane = %self.lane,
+                configured_secs = self.ttl.as_secs(),
+                granted_secs = granted,
+                "etcd granted a longer lease than configured (its minimum is 1.5 x its election timeout): a dead leader is replaced after the longer TTL; run etcd with --heartbeat-interval 50 --election-timeout 500 for 1 s leases"
+            );
+        }
+        self.fence
+            .extend(sent, self.ttl.min(Duration::from_secs(granted)));
         Ok(id)
     }
 
@@ -224,31 +293,126 @@ impl Campaign {
         Ok(true)
     }
 
-    /// Try to create the leader key under `lease`; `Some(create revision)` when this replica
-    /// now holds it.
-    async fn try_lead(&self, lease: i64) -> Result<Option<i64>, EtcdUnavailable> {
+    /// Try to create the leader key under `lease`; the key that holds it otherwise.
+    async fn try_lead(&self, lease: i64) -> Result<Attempt, EtcdUnavailable> {
         let value = serde_json::to_string(&self.me).unwrap_or_default();
         let key = self.key.clone();
-        self.pool
+        let sent = Instant::now();
+        let attempt = self
+            .pool
             .call("campaign", |mut c| {
                 let (key, value) = (key.clone(), value.clone());
                 async move {
                     let txn = Txn::new()
                         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                         .and_then([TxnOp::put(
+                            key.clone(),
+                            value,
+                            Some(PutOptions::new().with_lease(lease)),
+                        )])
+                        .or_else([TxnOp::get(key, None)]);
+                    let resp = c.txn(txn).await?;
+                    if resp.succeeded() {
+                        // The put is the transaction's only write: the key's create revision
+                        // is the revision the transaction made.
+                        return Ok(Attempt::Won(resp.header().map_or(0, |h| h.revision())));
+                    }
+                    Ok(first_kv(&resp).map_or(Attempt::Empty, Attempt::Held))
+                }
+            })
+            .await?;
+        if matches!(attempt, Attempt::Won(_)) {
+            // Creating the key is the first heartbeat.
+            self.fence.beat(sent, self.ttl);
+        }
+        Ok(attempt)
+    }
+
+    /// Rewrite the leader key (same value, same lease) if it still names this replica under
+    /// `lease`: the heartbeat. `true` when it did (the fence's heartbeat is extended from the
+    /// moment it was sent).
+    async fn touch(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+        let value = serde_json::to_string(&self.me).unwrap_or_default();
+        let key = self.key.clone();
+        let sent = Instant::now();
+        let done = self
+            .pool
+            .call("heartbeat", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    let txn = Txn::new()
+                        .when([
+                            Compare::lease(key.clone(), CompareOp::Equal, lease),
+                            Compare::value(key.clone(), CompareOp::Equal, value.clone()),
+                        ])
+                        .and_then([TxnOp::put(
                             key,
                             value,
                             Some(PutOptions::new().with_lease(lease)),
                         )]);
-                    let resp = c.txn(txn).await?;
-                    // The put is the transaction's only write: the key's create revision is
-                    // the revision the transaction made.
-                    Ok(resp
-                        .succeeded()
-                        .then(|| resp.header().map_or(0, |h| h.revision())))
+                    Ok(c.txn(txn).await?.succeeded())
                 }
             })
-            .await
+            .await?;
+        if done {
+            self.fence.beat(sent, self.ttl);
+        }
+        Ok(done)
+    }
+
+    /// Take the leader key over from a leader whose heartbeat stopped: put this replica's
+    /// value under `lease` only if the key's revision is still `revision`. `Some(create
+    /// revision)` when taken.
+    async fn take_over(&self, lease: i64, revision: i64) -> Result<Option<i64>, EtcdUnavailable> {
+        let value = serde_json::to_string(&self.me).unwrap_or_default();
+        let key = self.key.clone();
+        let sent = Instant::now();
+        let taken = self
+            .pool
+            .call("take over", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                        .and_then([
+                            TxnOp::put(
+                                key.clone(),
+                                value,
+                                Some(PutOptions::new().with_lease(lease)),
+                            ),
+                            TxnOp::get(key, None),
+                        ]);
+                    let resp = c.txn(txn).await?;
+                    Ok(resp
+                        .succeeded()
+                        .then(|| first_kv(&resp).map_or(0, |kv| kv.create_revision)))
+                }
+            })
+            .await?;
+        if taken.is_some() {
+            self.fence.beat(sent, self.ttl);
+        }
+        Ok(taken)
+    }
+
+    /// Whether the leader named by `kv` has not heartbeaten for as long as it advertises, by
+    /// this replica's clock since it first saw `kv`'s revision.
+    fn overdue(&self, kv: &LeaderKv, observed: &mut Option<Observed>) -> bool {
+        let Some(heartbeat) = kv.heartbeat() else {
+            *observed = None;
+            return false;
+        };
+        match observed {
+            Some(o) if o.revision == kv.mod_revision => o.since.elapsed() >= heartbeat,
+            _ => {
+                // Seen now, after the read answered: at or after the revision was written.
+                *observed = Some(Observed {
+                    revision: kv.mod_revision,
+                    since: Instant::now(),
+                });
+                false
+            }
+        }
     }
 
     /// The leader key now (`None`: nobody leads).
@@ -257,11 +421,7 @@ impl Campaign {
         self.pool
             .race("read leader", |mut c| async move {
                 let resp = c.get(key, None).await?;
-                Ok(resp.kvs().first().map(|kv| LeaderKv {
-                    value: kv.value().to_vec(),
-                    lease: kv.lease(),
-                    create_revision: kv.create_revision(),
-                }))
+                Ok(resp.kvs().first().map(LeaderKv::of))
             })
             .await
     }
@@ -303,7 +463,13 @@ impl Campaign {
                         if self.names_me_under(&kv, record.lease)
                             && kv.create_revision == record.create_revision =>
                     {
-                        Ok(())
+                        // A heartbeat before the first send (a standby may be about to take
+                        // the key over: then the rewrite fails and so does the resume).
+                        match self.touch(record.lease).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err("the leader key is no longer ours"),
+                            Err(_) => Err("etcd unavailable"),
+                        }
                     }
                     Ok(_) => Err("the leader key is no longer ours"),
                     Err(_) => Err("etcd unavailable"),
@@ -410,6 +576,7 @@ impl Campaign {
         let mut lease: Option<i64> = self.resume().await;
         let mut renewed_at = Instant::now();
         let mut backoff = HandoverBackoff::default();
+        let mut observed: Option<Observed> = None;
         loop {
             let started = tokio::time::Instant::now();
             // First, before any etcd call: a replica that wakes from a pause (its clock jumped
@@ -418,8 +585,14 @@ impl Campaign {
             let step = if backoff.holding(Instant::now()) {
                 Ok(())
             } else {
-                self.step(&mut lease, &mut renewed_at, renew_every, &mut backoff)
-                    .await
+                self.step(
+                    &mut lease,
+                    &mut renewed_at,
+                    renew_every,
+                    &mut backoff,
+                    &mut observed,
+                )
+                .await
             };
             match step {
                 Ok(()) => self.readiness.ok(ETCD_COMPONENT),
@@ -451,6 +624,7 @@ impl Campaign {
         renewed_at: &mut Instant,
         renew_every: Duration,
         backoff: &mut HandoverBackoff,
+        observed: &mut Option<Observed>,
     ) -> Result<(), EtcdUnavailable> {
         let unfit = self.health.as_ref().and_then(|(health, _)| health.unfit());
         if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
@@ -471,7 +645,8 @@ impl Campaign {
         };
         // Renew when due, and at every poll while the lease is not proven (a failed renewal is
         // retried at once, not a renewal interval later).
-        if renewed_at.elapsed() >= renew_every || !self.fence.lease_valid() {
+        let renewing = renewed_at.elapsed() >= renew_every || !self.fence.lease_valid();
+        if renewing {
             let renewed = match self.renew(id).await {
                 Ok(renewed) => renewed,
                 // etcd revoked the lease (it ran out while the cluster had no quorum): once this
@@ -490,7 +665,14 @@ impl Campaign {
             *renewed_at = Instant::now();
         }
         if *self.leading.borrow() {
-            if !self.holds(id).await? {
+            // With every renewal (and while the fence waits for one) the heartbeat, which also
+            // proves the key is still ours; a plain read otherwise.
+            let ours = if renewing || self.fence.check().is_err() {
+                self.touch(id).await?
+            } else {
+                self.holds(id).await?
+            };
+            if !ours {
                 self.set_leader(false, "the leader key names another replica");
             } else if let Some((why, unfit_for)) = unfit {
                 if let Some(peer) = self.healthy_peer().await {
@@ -502,17 +684,44 @@ impl Campaign {
                 backoff.leading_fit(Instant::now());
             }
         } else if self.fence.lease_valid() {
-            // A key that names this replica under its live lease is this replica's term (after
-            // an etcd outage that outlasted the fence): resume it rather than wait for it.
-            if self.holds(id).await? {
-                self.set_leader(true, "resumed: the leader key and its lease are still ours");
-            } else if let Some(revision) = self.try_lead(id).await? {
-                self.remember(id, revision);
-                self.set_leader(true, "won");
+            match self.try_lead(id).await? {
+                Attempt::Won(revision) => {
+                    *observed = None;
+                    self.remember(id, revision);
+                    self.set_leader(true, "won");
+                }
+                // A key that names this replica under its live lease is this replica's term
+                // (after an etcd outage that outlasted the fence): resume it rather than wait.
+                Attempt::Held(kv) if self.names_me_under(&kv, id) => {
+                    *observed = None;
+                    if self.touch(id).await? {
+                        self.set_leader(true, "resumed: the leader key and its lease are still ours");
+                    }
+                }
+                Attempt::Held(kv) => {
+                    if self.overdue(&kv, observed)
+                        && let Some(revision) = self.take_over(id, kv.mod_revision).await?
+                    {
+                        *observed = None;
+                        self.remember(id, revision);
+                        self.metrics.leadership_takeovers.inc();
+                        self.set_leader(true, "took over: the leader's heartbeat stopped");
+                    }
+                }
+                Attempt::Empty => *observed = None,
             }
         }
         Ok(())
     }
+
+}
+
+/// The first key-value a transaction's get returned.
+fn first_kv(resp: &etcd_client::TxnResponse) -> Option<LeaderKv> {
+    resp.op_responses().iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(LeaderKv::of),
+        _ => None,
+    })
 }
 
 /// Whether etcd answered that the lease does not exist (any more).

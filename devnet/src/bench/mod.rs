@@ -17,6 +17,7 @@ pub mod hub;
 pub mod join;
 pub mod modes;
 pub mod signer;
+pub mod takeover;
 pub mod transfers;
 
 pub use transfers::percentile;

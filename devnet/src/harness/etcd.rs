@@ -295,11 +295,12 @@ fn member_spec(
             token.to_owned(),
             "--initial-cluster-state".into(),
             "new".into(),
-            // Fast failover on loopback: a new etcd leader in ~1.5 s (TOOLCHAIN.md).
+            // Fast failover on loopback: a new etcd leader in under a second, and leases of
+            // 1 s (etcd's shortest TTL is 1.5 election timeouts, rounded up to seconds).
             "--heartbeat-interval".into(),
-            "100".into(),
+            "50".into(),
             "--election-timeout".into(),
-            "1000".into(),
+            "500".into(),
             "--log-level".into(),
             "warn".into(),
         ],

@@ -4,6 +4,8 @@
 pub async fn metrics_text(port: u16) -> Option<String> {
     crate::harness::http::client()
         .get(format!("http://127.0.0.1:{port}/metrics"))
+        // A stopped (SIGSTOP) relay accepts the connection and never answers.
+        .timeout(std::time::Duration::from_secs(3))
         .send()
         .await
         .ok()?

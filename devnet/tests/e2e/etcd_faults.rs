@@ -16,7 +16,7 @@ use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operato
 
 use crate::ha_devnet;
 
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 /// What a leader's fence holds at least when etcd's raft leader fails: the lease TTL less the
 /// fence's margin ([`multibridge_chain::fence::LEASE_MARGIN`], 0.3 s) and the longest spacing of
 /// two renewals (due every TTL/6 = 0.5 s, looked at every 0.3 s poll: 0.6 s).

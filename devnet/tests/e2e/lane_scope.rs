@@ -17,7 +17,7 @@ use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 use crate::Poll;
 
 const OPERATORS: usize = 4;
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 
 /// The operators whose relay reports leading `lane`, among those not in `dead`.
 async fn leaders(devnet: &Devnet, lane: Lane, dead: &[usize]) -> Vec<usize> {

@@ -19,7 +19,7 @@ use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually, ha_devnet_alone};
 
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 const LANE: Lane = Lane::MainToService;
 
 /// Transfers on `LANE`, one every 200 ms.

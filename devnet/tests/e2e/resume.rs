@@ -16,7 +16,7 @@ use multibridge_devnet::{Devnet, Driver};
 
 use crate::{Poll, ha_devnet};
 
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 const LANE: Lane = Lane::MainToService;
 
 fn traffic(devnet: &Devnet) -> Traffic {

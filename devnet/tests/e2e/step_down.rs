@@ -21,7 +21,7 @@ use multibridge_devnet::{DevnetOptions, Driver};
 
 use crate::Poll;
 
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 /// Its destination is the service chain, whose RPC is cut.
 const LANE: Lane = Lane::MainToService;
 /// Its destination is the main chain, still reachable.

@@ -219,6 +219,16 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) lease_lapses: IntCounterVec,
+    /// The TTL etcd granted this replica's lease for the lane, seconds (above the configured
+    /// one when the cluster's election timeout sets a longer minimum: failover takes that long).
+    ///
+    /// Labels: lane.
+    pub(crate) lease_granted_ttl: IntGaugeVec,
+    /// Times this replica took the lane over from a leader whose heartbeat (the rewrite of its
+    /// leader key) stopped for its TTL, before etcd expired the leader's lease.
+    ///
+    /// Labels: lane.
+    pub(crate) leadership_takeovers: IntCounterVec,
     /// Lanes this replica handed to another replica of its operator because it could not
     /// serve them (its destination chain silent, or its signer failing).
     ///
@@ -608,6 +618,16 @@ impl Metrics {
                 "Times this leader's lease ran out by its own clock before a renewal came back, the lane kept (its sends were refused in between)",
                 lane,
             )?,
+            leadership_takeovers: counter(
+                "leadership_takeovers_total",
+                "Times this replica took the lane over from a leader whose heartbeat stopped for its TTL (before etcd expired its lease)",
+                lane,
+            )?,
+            lease_granted_ttl: int_gauge(
+                "lease_granted_ttl_seconds",
+                "TTL etcd granted the lane's lease, seconds (above lease_ttl_secs when the cluster's minimum is longer)",
+                lane,
+            )?,
             lower_advances: counter(
                 "lower_advances_total",
                 "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
@@ -754,6 +774,7 @@ impl Metrics {
                 &metrics.transactions_in_flight,
                 &metrics.transactions_in_flight_limit,
                 &metrics.leader,
+                &metrics.lease_granted_ttl,
                 &metrics.queued_releases,
                 &metrics.queued_releases_frozen,
             ] {
@@ -773,6 +794,7 @@ impl Metrics {
                 &metrics.leadership_changes,
                 &metrics.leadership_resumed,
                 &metrics.lease_lapses,
+                &metrics.leadership_takeovers,
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,

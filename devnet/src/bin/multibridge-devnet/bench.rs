@@ -210,9 +210,23 @@ impl BenchHubArgs {
 
 #[derive(Args)]
 pub struct BenchFailoverArgs {
-    /// How many failovers.
+    /// Vote in attested batches instead of votes (the rounds then wait for the standby's
+    /// signature and the lane's next batch; the signer rounds need votes mode).
+    #[arg(long)]
+    pub attested: bool,
+    /// How many failovers (leader SIGKILLs).
     #[arg(long, default_value_t = 20)]
     pub failovers: usize,
+    /// Then how many leader SIGSTOPs (continued once the standby moved the lane).
+    #[arg(long, default_value_t = 10)]
+    pub sigstops: usize,
+    /// Then how many cuts of every connection of the leader (both chains, every etcd member).
+    #[arg(long, default_value_t = 10)]
+    pub network_cuts: usize,
+    /// Then how many restarts of the destination's node (every replica's connection refused
+    /// for 5 s).
+    #[arg(long, default_value_t = 5)]
+    pub node_restarts: usize,
     /// Then how many SIGKILLs of etcd's raft leader (quorum intact; restarted after each).
     #[arg(long, default_value_t = 3)]
     pub etcd_kills: usize,
@@ -235,7 +249,11 @@ pub struct BenchFailoverArgs {
 impl BenchFailoverArgs {
     pub async fn run(self, dir: &Path) -> Result<()> {
         let BenchFailoverArgs {
+            attested,
             failovers,
+            sigstops,
+            network_cuts,
+            node_restarts,
             etcd_kills,
             kill_alls,
             rpc_cuts,
@@ -243,15 +261,22 @@ impl BenchFailoverArgs {
             json,
         } = self;
         refuse_if_running(dir)?;
-        let report = multibridge_devnet::bench::failover::run(
-            dir,
+        let plan = multibridge_devnet::bench::failover::Plan {
+            mode: if attested {
+                multibridge_config::VotingMode::Attestations
+            } else {
+                multibridge_config::VotingMode::Votes
+            },
             failovers,
+            sigstops,
+            network_cuts,
+            node_restarts,
             etcd_kills,
             kill_alls,
             rpc_cuts,
-            signer_unplugs,
-        )
-        .await?;
+            signer_unplugs: if attested { 0 } else { signer_unplugs },
+        };
+        let report = multibridge_devnet::bench::failover::run(dir, &plan).await?;
         emit_report(
             dir,
             "bench-failover.json",

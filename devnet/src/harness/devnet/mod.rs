@@ -31,6 +31,10 @@ pub use hub::HubEdge;
 
 pub use relay_config::{DEVNET_BACKUP_SECRET, DEVNET_DASHBOARD_TOKEN};
 
+/// The relays' etcd lease TTL on a devnet, seconds: a dead leader is replaced within about
+/// this long (the devnet's etcd runs with a 500 ms election timeout, so etcd grants 1 s).
+pub const LEASE_TTL_SECS: u64 = 1;
+
 /// How to build a devnet.
 #[derive(Debug, Clone)]
 pub struct DevnetOptions {
