@@ -226,8 +226,15 @@ impl RegistryPeers {
         let base = self.location(operator).await?;
         let found = if is_object_location(&base) {
             self.read_pages(&base, lane, operator, from).await?
+        } else if base.split_whitespace().nth(1).is_some() {
+            self.fetch_any(&base, lane, operator, from).await?
         } else {
-            self.fetch_http(&base, lane, operator, from).await?
+            let found = self.fetch_http(&base, lane, operator, from).await;
+            if let Err(PeerError::Unreachable(_)) = &found {
+                // The leader may have moved: read the location again next time.
+                self.forget(operator);
+            }
+            found?
         };
         if !found
             .iter()
@@ -236,6 +243,50 @@ impl RegistryPeers {
             self.answered_nothing(operator);
         }
         Ok(found)
+    }
+
+    /// `operator`'s signatures above `from` from whichever of the URLs of `location` (its
+    /// replicas, every one signing) answers first with some: all are asked at once, so a dead
+    /// or cut-off replica costs nothing while another answers. An answer with nothing new from
+    /// one waits for the others; garbage from one is reported only if none answers well.
+    async fn fetch_any(
+        &self,
+        location: &str,
+        lane: Lane,
+        operator: Address,
+        from: u64,
+    ) -> Result<Vec<OwnAttestation>, PeerError> {
+        use futures::StreamExt as _;
+        let mut asks: futures::stream::FuturesUnordered<_> = location
+            .split_whitespace()
+            .map(|base| self.fetch_http(base, lane, operator, from))
+            .collect();
+        let mut answered: Option<Vec<OwnAttestation>> = None;
+        let mut failed = None;
+        while let Some(result) = asks.next().await {
+            match result {
+                Ok(found)
+                    if found
+                        .iter()
+                        .any(|a| a.first_nonce.saturating_add(a.count) > from) =>
+                {
+                    return Ok(found);
+                }
+                Ok(found) => {
+                    answered.get_or_insert(found);
+                }
+                // Garbage outranks unreachable: it is what the metrics and back-off must see.
+                Err(e @ PeerError::Garbage(_)) => failed = Some(e),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match (answered, failed) {
+            (Some(found), _) => Ok(found),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(PeerError::Unlocated),
+        }
     }
 
     /// `operator`'s signatures above `from` from its HTTP API at `base`.
@@ -257,15 +308,12 @@ impl RegistryPeers {
         let answer = match self.http.get(&url).send().await {
             Ok(answer) => answer,
             Err(e) => {
-                // The leader may have moved: read the location again next time.
-                self.forget(operator);
                 return Err(PeerError::Unreachable(
                     multibridge_monitoring::redact::redact_urls(&e.to_string()).into_owned(),
                 ));
             }
         };
         if !answer.status().is_success() {
-            self.forget(operator);
             return Err(PeerError::Unreachable(format!("HTTP {}", answer.status())));
         }
         // A peer shapes its answer: read at most what a full page can need, not what it sends.

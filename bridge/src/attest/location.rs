@@ -29,8 +29,12 @@ pub enum Refused {
     Unresolved(String),
 }
 
+/// The most URLs one published location may list (an operator's replicas).
+pub const MAX_LOCATION_URLS: usize = 8;
+
 /// What a relay accepts as a peer's location.
 #[derive(Debug, Clone, Default)]
+
 pub struct LocationPolicy {
     /// Devnet chain ids: plain HTTP and loopback addresses are fine.
     pub devnet: bool,
@@ -109,9 +113,26 @@ impl LocationPolicy {
         builder.build().unwrap_or_default()
     }
 
-    /// Whether `location` may be fetched; why not.
+    /// Whether `location` may be fetched; why not. A location may list several HTTP(S) URLs
+    /// separated by spaces (every replica of the operator, each serving its signatures): each
+    /// must pass.
     pub async fn check(&self, location: &str) -> Result<(), Refused> {
         let refused = |why: String| Err(Refused::Refused(why));
+        let urls: Vec<&str> = location.split_whitespace().collect();
+        if urls.len() > 1 {
+            if urls.len() > MAX_LOCATION_URLS {
+                return refused(format!(
+                    "more than {MAX_LOCATION_URLS} URLs in one location"
+                ));
+            }
+            for url in urls {
+                if !url.starts_with("http://") && !url.starts_with("https://") {
+                    return refused("a list of locations holds HTTP(S) URLs only".to_owned());
+                }
+                self.check_url(url).await?;
+            }
+            return Ok(());
+        }
         if location.starts_with("file://") {
             if self.peer_stores.iter().any(|s| s == location) {
                 return Ok(());

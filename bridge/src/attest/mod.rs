@@ -1,5 +1,5 @@
 //! Attested batches (issue 36, `voting.mode = "attestations"`): instead of a vote transaction
-//! per operator, every operator's lane leader signs each batch of confirmed requests (an
+//! per operator, every operator's replicas sign each batch of confirmed requests (an
 //! EIP-712 digest, [`multibridge_contracts::attestation`]) and serves its signatures
 //! ([`http`]); the relays fetch each other's through the service registry ([`peers`]), and
 //! once a batch holds a threshold of current operators' signatures one operator sends it in one
@@ -295,6 +295,24 @@ impl Attestor {
     /// [`FULL_STANDBY_FACTOR`] times as long: a batch then waits in the node's pool behind
     /// others for seconds however well its turn's operator does, and a standby's copy would
     /// execute nothing and take the room of a batch that would.
+    /// A standby replica's step: compose the batches of `open`, sign them and collect the
+    /// other operators' signatures, but send nothing. Every replica of an operator signs, so
+    /// the operator's signatures never wait for its election (a signature is the same whoever
+    /// of its replicas makes it: the signer is deterministic, or any valid one will do; only a
+    /// send needs the term), and a standby that takes the lane over holds complete batches.
+    pub async fn sign_standby(
+        &mut self,
+        open: &[u64],
+        committee: &Committee,
+    ) -> Result<(), AttestError> {
+        self.compose(open)?;
+        if committee.operators.contains(&self.me) {
+            self.sign_own().await?;
+        }
+        self.collect(committee).await;
+        Ok(())
+    }
+
     pub async fn plan(
         &mut self,
         open: &[u64],

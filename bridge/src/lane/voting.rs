@@ -22,6 +22,10 @@ impl Retryable for VoterError {
 /// trying again, instead of spinning while the campaign notices.
 const FENCED_PAUSE: Duration = Duration::from_millis(200);
 
+/// How often an attested lane's standby signs what became ready (a leader's step is about as
+/// frequent; peers fetch every 250 ms).
+const STANDBY_SIGN_EVERY: Duration = Duration::from_millis(250);
+
 /// While the signer cannot pay for gas, look again this often (indexing, recovery reads and
 /// the HTTP API go on meanwhile).
 const UNFUNDED_PAUSE: Duration = Duration::from_secs(5);
@@ -118,6 +122,19 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             self.in_term = false;
         }
         if !*self.leading.borrow_and_update() {
+            // An attested lane's standby signs (and serves) what the leader signs.
+            match self.voter.sign_as_standby().await {
+                Ok(true) => {
+                    self.pause(STANDBY_SIGN_EVERY).await;
+                    return Ok(Next::Now);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "standby signing failed; trying again");
+                    self.pause(STANDBY_SIGN_EVERY).await;
+                    return Ok(Next::Now);
+                }
+            }
             if self.leading.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }

@@ -373,7 +373,11 @@ impl Campaign {
                 let (key, value) = (key.clone(), value.clone());
                 async move {
                     let txn = Txn::new()
-                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                        .when([Compare::mod_revision(
+                            key.clone(),
+                            CompareOp::Equal,
+                            revision,
+                        )])
                         .and_then([
                             TxnOp::put(
                                 key.clone(),
@@ -695,7 +699,10 @@ impl Campaign {
                 Attempt::Held(kv) if self.names_me_under(&kv, id) => {
                     *observed = None;
                     if self.touch(id).await? {
-                        self.set_leader(true, "resumed: the leader key and its lease are still ours");
+                        self.set_leader(
+                            true,
+                            "resumed: the leader key and its lease are still ours",
+                        );
                     }
                 }
                 Attempt::Held(kv) => {
@@ -713,7 +720,6 @@ impl Campaign {
         }
         Ok(())
     }
-
 }
 
 /// The first key-value a transaction's get returned.

@@ -47,11 +47,7 @@ pub(super) fn spawn_registry(
                 .collect(),
             pool: shared.etcd.clone(),
             own_url: shared.own_url.clone(),
-            fixed: config
-                .voting
-                .attestation_store
-                .as_ref()
-                .map(crate::storage::public_location)
+            fixed: attested_location(config, &shared.own_url)
                 .map(|location| {
                     config
                         .lanes
@@ -93,4 +89,26 @@ pub(super) fn spawn_registry(
     if let Some(lane) = first_lane {
         tasks.spawn(run_stepper(lane, "claims", claims).instrument(span));
     }
+}
+
+/// Where an operator's attested lanes are served whoever leads: its object store
+/// (`voting.attestation_store`), or every replica's URL (`registry.replica_urls` and this
+/// replica's), space-separated and sorted so every replica publishes the same — every replica
+/// signs and serves, so a peer reaches the operator's signatures through any replica alive
+/// without waiting for the registry to follow an election (issue 52). `None`: one replica
+/// only, the location follows the lane leader.
+fn attested_location(config: &crate::config::Config, own_url: &str) -> Option<String> {
+    if let Some(store) = &config.voting.attestation_store {
+        return Some(crate::storage::public_location(store));
+    }
+    let mut urls: Vec<String> = config
+        .registry
+        .iter()
+        .flat_map(|r| r.replica_urls.iter().cloned())
+        .chain(std::iter::once(own_url.to_owned()))
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    urls.sort();
+    urls.dedup();
+    (urls.len() > 1).then(|| urls.join(" "))
 }

@@ -95,6 +95,23 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
+    /// A standby replica's attested step: pre-check the look-ahead and sign its batches, so
+    /// this operator's signatures are served by every replica and never wait for an election
+    /// (issue 52). Sends nothing. `false` when the lane votes instead.
+    pub async fn sign_as_standby(&mut self) -> Result<bool, VoterError> {
+        if self.attestor().is_none() {
+            return Ok(false);
+        }
+        let committee = self.committee_now().await?;
+        let mut step = VoteStep::default();
+        let room = self.config.attested_max_in_flight;
+        let nonces = self.ready_attested(&committee, room, &mut step).await?;
+        if let Some(attestor) = self.attestor() {
+            attestor.sign_standby(&nonces, &committee).await?;
+        }
+        Ok(true)
+    }
+
     /// How many requests an attested step looks at. The batches in view are signed and served
     /// to the other operators whatever this relay's own room, so the full `max_in_flight`
     /// transactions' worth (a relay whose transactions fill its room signed two batches ahead,

@@ -83,9 +83,11 @@ pub struct FailoverReport {
     pub ttl_secs: f64,
     /// Target (p99): a lost leader costs at most this, seconds.
     pub target_secs: f64,
-    /// Leader SIGKILL → the standby's first vote (attested: its first signature, then the
-    /// lane's next batch).
+    /// Leader SIGKILL → the standby's first vote (attested: the lane's next batch by anyone;
+    /// every replica signs, so the lane need not wait for the standby to lead).
     pub failover: Spread,
+    /// Every leader fault (SIGKILL, SIGSTOP, network cut) → the standby leading.
+    pub takeover: Spread,
     /// Leader SIGSTOP → the same.
     pub sigstop: Spread,
     /// The leader's every connection cut → the same.
@@ -191,13 +193,13 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
         lane: LANE,
     };
     let kills = leader_rounds(&mut devnet, progress, LeaderFault::Kill, plan.failovers).await?;
-    let times: Vec<f64> = kills.iter().map(|(_, took)| *took).collect();
+    let times: Vec<f64> = kills.iter().map(|r| r.moved).collect();
     let windows: Vec<(Instant, Instant)> = kills
         .iter()
-        .map(|(at, took)| {
+        .map(|r| {
             (
-                at.checked_sub(WINDOW_BEFORE).unwrap_or(*at),
-                *at + Duration::from_secs_f64(*took),
+                r.at.checked_sub(WINDOW_BEFORE).unwrap_or(r.at),
+                r.at + Duration::from_secs_f64(r.moved.max(r.led)),
             )
         })
         .collect();
@@ -254,8 +256,16 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
             VotingMode::Attestations => "attested",
         },
         ttl_secs: TTL_SECS,
-        sigstop: Spread::of(sigstop.iter().map(|(_, t)| *t).collect()),
-        network_cut: Spread::of(cut.iter().map(|(_, t)| *t).collect()),
+        takeover: Spread::of(
+            kills
+                .iter()
+                .chain(&sigstop)
+                .chain(&cut)
+                .map(|r| r.led)
+                .collect(),
+        ),
+        sigstop: Spread::of(sigstop.iter().map(|r| r.moved).collect()),
+        network_cut: Spread::of(cut.iter().map(|r| r.moved).collect()),
         node_restart: Spread::of(node_restart),
         node_restart_target_secs: NODE_RESTART_TARGET.as_secs_f64(),
         target_secs: target,
@@ -390,18 +400,26 @@ async fn rpc_cut_rounds(
             DevnetError::Invalid(format!("rpc cut {round}: no replica of operator 1 leads"))
         })?;
         let standby = devnet.replica_http_ports[0][1usize.saturating_sub(leader)];
-        let all: Vec<u16> = devnet.replica_http_ports.iter().flatten().copied().collect();
-        let before = progress.of(standby).await;
+        let all: Vec<u16> = devnet
+            .replica_http_ports
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let before = match progress.mode {
+            VotingMode::Votes => progress.of(standby).await,
+            VotingMode::Attestations => progress.batches(&all).await,
+        };
         let link = devnet
             .replica_links(0, leader)
             .ok_or_else(|| DevnetError::Invalid("the devnet has no replica links".into()))?
             .rpc(LANE.destination());
         link.set_mode(crate::harness::proxy::ProxyMode::Blackhole);
         let cut = Instant::now();
-        let voted = progress.wait_moved(standby, before, &all).await;
-        let took = cut.elapsed();
+        // The standby's takeover: its first vote, or (attested) it leading.
+        let voted = progress.wait_moved(standby, before, &all, cut).await;
         link.set_mode(crate::harness::proxy::ProxyMode::Forward);
-        voted?;
+        let (_, took) = voted?;
         times.push(took.as_secs_f64());
         eprintln!(
             "rpc cut {}/{rounds}: the standby moved the lane {:.2} s after the leader's destination RPC was blackholed",
@@ -587,6 +605,7 @@ pub fn render(r: &FailoverReport) -> String {
     out.push_str(&row("leader SIGSTOP -> lane moves", &r.sigstop));
     out.push_str(&row("leader network cut -> lane moves", &r.network_cut));
     out.push_str(&row("node answers -> lane moves", &r.node_restart));
+    out.push_str(&row("leader fault -> standby leads", &r.takeover));
     out.push_str(&row(
         "transfer latency during failover",
         &r.latency_during_failover,

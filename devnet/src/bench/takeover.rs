@@ -6,10 +6,9 @@
 //! lane's next progress is taken.
 //!
 //! Progress is what the mode sends: in votes mode the standby's first vote
-//! (`votes_sent_total`); in attested mode the standby's first signature
-//! (`attestations_signed_total`) and then the lane's next attested batch by any operator
-//! (`attested_batches_sent_total`), which at threshold = operators needs operator 1's
-//! signatures.
+//! (`votes_sent_total`); in attested mode, where every replica signs whether it leads or not
+//! (so the other operators' batches go on meanwhile), the standby leading and then the lane's
+//! next attested batch by any operator (`attested_batches_sent_total`).
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +64,7 @@ impl Progress {
     }
 
     /// Attested batches of the lane sent by every replica on `ports`.
-    async fn batches(&self, ports: &[u16]) -> f64 {
+    pub(crate) async fn batches(&self, ports: &[u16]) -> f64 {
         let mut sum = 0.0;
         for port in ports {
             sum += metric_sum(
@@ -79,42 +78,62 @@ impl Progress {
         sum
     }
 
-    /// Until the replica on `standby` sent beyond `before` (and, attested, the lane's next batch
-    /// after its first signature); 60 s at most.
+    /// Until the lane moved after a fault of the leader: in votes mode the standby's first
+    /// vote beyond `before`; in attested mode (every replica signs, leading or not, so the
+    /// other operators' batches go on) the lane's next batch by any replica on `all` sent
+    /// after the fault. Then, before the faulted replica may come back, until the standby
+    /// leads. Returns (moved, led) after `at`. 60 s at most.
     pub(crate) async fn wait_moved(
         &self,
         standby: u16,
         before: f64,
         all: &[u16],
-    ) -> Result<(), DevnetError> {
+        at: Instant,
+    ) -> Result<(Duration, Duration), DevnetError> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.of(standby).await > before {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(DevnetError::Invalid(
-                    "the standby sent nothing within 60 s".into(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let late = |what: &str| DevnetError::Invalid(format!("{what} within 60 s of the fault"));
         if self.mode == VotingMode::Votes {
-            return Ok(());
+            loop {
+                if self.of(standby).await > before {
+                    // A vote is sent only by a leader.
+                    let took = at.elapsed();
+                    return Ok((took, took));
+                }
+                if Instant::now() > deadline {
+                    return Err(late("the standby sent nothing"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        let signed = self.batches(all).await;
+        let leads = leader_series(self.lane);
+        let (mut moved, mut led) = (None, None);
         loop {
-            if self.batches(all).await > signed {
-                return Ok(());
+            if moved.is_none() && self.batches(all).await > before {
+                moved = Some(at.elapsed());
+            }
+            if led.is_none() && metric(standby, &leads).await == Some(1.0) {
+                led = Some(at.elapsed());
+            }
+            if let (Some(moved), Some(led)) = (moved, led) {
+                return Ok((moved, led));
             }
             if Instant::now() > deadline {
-                return Err(DevnetError::Invalid(
-                    "no attested batch within 60 s of the standby's signature".into(),
-                ));
+                return Err(late("the lane did not move or the standby did not lead"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// One round of a leader fault.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    /// When the fault began.
+    pub at: Instant,
+    /// Seconds to the lane's next vote or batch.
+    pub moved: f64,
+    /// Seconds to the standby leading.
+    pub led: f64,
 }
 
 /// `rounds` faults of kind `fault` on the replica of operator 1 leading the lane: when each
@@ -124,8 +143,13 @@ pub async fn leader_rounds(
     progress: Progress,
     fault: LeaderFault,
     rounds: usize,
-) -> Result<Vec<(Instant, f64)>, DevnetError> {
-    let all: Vec<u16> = devnet.replica_http_ports.iter().flatten().copied().collect();
+) -> Result<Vec<Round>, DevnetError> {
+    let all: Vec<u16> = devnet
+        .replica_http_ports
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let leader = leading_replica(devnet, 0, progress.lane)
@@ -138,30 +162,37 @@ pub async fn leader_rounds(
             })?;
         let follower = 1usize.saturating_sub(leader);
         let standby = devnet.replica_http_ports[0][follower];
-        let before = progress.of(standby).await;
         // A stopped process never answers a scrape: ask every replica but the faulted one.
         let faulted = devnet.replica_http_ports[0][leader];
         let others: Vec<u16> = all.iter().copied().filter(|p| *p != faulted).collect();
+        let before = match progress.mode {
+            VotingMode::Votes => progress.of(standby).await,
+            VotingMode::Attestations => progress.batches(&others).await,
+        };
         let at = Instant::now();
         match fault {
             LeaderFault::Kill => replica(devnet, leader)?.kill()?,
             LeaderFault::Stop => replica(devnet, leader)?.pause()?,
             LeaderFault::NetworkCut => links(devnet, leader)?.set_all(ProxyMode::Blackhole),
         }
-        let moved = progress.wait_moved(standby, before, &others).await;
-        let took = at.elapsed();
+        let moved = progress.wait_moved(standby, before, &others, at).await;
         match fault {
             LeaderFault::Kill => replica(devnet, leader)?.start_again()?,
             LeaderFault::Stop => replica(devnet, leader)?.resume()?,
             LeaderFault::NetworkCut => links(devnet, leader)?.set_all(ProxyMode::Forward),
         }
-        moved?;
-        times.push((at, took.as_secs_f64()));
+        let (moved, led) = moved?;
+        times.push(Round {
+            at,
+            moved: moved.as_secs_f64(),
+            led: led.as_secs_f64(),
+        });
         eprintln!(
-            "leader {} {}/{rounds}: the lane moved {:.2} s later",
+            "leader {} {}/{rounds}: the lane moved {:.2} s later, the standby led after {:.2} s",
             fault.label(),
             round.saturating_add(1),
-            took.as_secs_f64()
+            moved.as_secs_f64(),
+            led.as_secs_f64()
         );
         // The faulted replica is the follower now; let the lane settle before the next round.
         wait_metric(
@@ -184,7 +215,12 @@ pub async fn node_restart_rounds(
     rounds: usize,
     outage: Duration,
 ) -> Result<Vec<f64>, DevnetError> {
-    let all: Vec<u16> = devnet.replica_http_ports.iter().flatten().copied().collect();
+    let all: Vec<u16> = devnet
+        .replica_http_ports
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
     let destination = progress.lane.destination();
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
