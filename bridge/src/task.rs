@@ -32,7 +32,20 @@ pub struct SharedTasks(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHand
 impl SharedTasks {
     /// Run `task` until [`stop_all`](Self::stop_all).
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(task);
+        self.spawn_on(None, task);
+    }
+
+    /// Run `task` on `runtime` (the caller's runtime when `None`) until
+    /// [`stop_all`](Self::stop_all).
+    pub fn spawn_on(
+        &self,
+        runtime: Option<tokio::runtime::Handle>,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = match runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        };
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

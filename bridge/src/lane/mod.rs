@@ -110,6 +110,9 @@ pub struct Shared {
     pub readiness: Arc<Readiness>,
     /// etcd (absent: standalone).
     pub etcd: Option<Arc<EtcdPool>>,
+    /// The campaigns' own connections to etcd, used only on the leadership runtime
+    /// ([`crate::leadership::runtime`]; absent: standalone).
+    pub campaign_etcd: Option<Arc<EtcdPool>>,
     /// This replica's name.
     pub replica: String,
     /// This replica's advertised URL.
@@ -179,7 +182,7 @@ pub fn spawn(
                 heartbeat_ms: Some(etcd.lease_ttl_secs.saturating_mul(1_000)),
             },
             ttl: Duration::from_secs(etcd.lease_ttl_secs),
-            pool: pool.clone(),
+            pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),
             fence: control.fence.clone(),
             held: control.held.clone(),
             leading: control.leading_tx.clone(),
@@ -195,7 +198,11 @@ pub fn spawn(
             // The election of the chain: every pair's lanes into it follow this campaign, so
             // it runs on the process, not on this pair's tasks.
             let span = tracing::info_span!("campaign", %lane, %operator, replica = %shared.replica);
-            shared.shared_tasks.spawn(campaign.run().instrument(span));
+            // On the leadership runtime: its heartbeats never wait behind the relay's load.
+            shared.shared_tasks.spawn_on(
+                crate::leadership::runtime::handle(),
+                campaign.run().instrument(span),
+            );
         }
         let progress = Progress {
             lane,

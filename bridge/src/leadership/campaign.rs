@@ -88,6 +88,10 @@ impl HeldLease {
     }
 }
 
+/// A campaign takes no key over in its first this long: replicas restarted together (a host's
+/// processes after a crash) resume their own terms instead of racing each other's heartbeats.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a stopping replica tries to revoke a lease.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -400,8 +404,9 @@ impl Campaign {
     }
 
     /// Whether the leader named by `kv` has not heartbeaten for as long as it advertises, by
-    /// this replica's clock since it first saw `kv`'s revision.
-    fn overdue(&self, kv: &LeaderKv, observed: &mut Option<Observed>) -> bool {
+    /// this replica's clock since it first saw `kv`'s revision, or since `not_before` if later
+    /// (a campaign just started gives a leader restarted beside it time to resume its term).
+    fn overdue(&self, kv: &LeaderKv, observed: &mut Option<Observed>, not_before: Instant) -> bool {
         let Some(heartbeat) = kv.heartbeat() else {
             *observed = None;
             return false;
@@ -412,7 +417,7 @@ impl Campaign {
                 // Seen now, after the read answered: at or after the revision was written.
                 *observed = Some(Observed {
                     revision: kv.mod_revision,
-                    since: Instant::now(),
+                    since: Instant::now().max(not_before),
                 });
                 false
             }
@@ -581,6 +586,9 @@ impl Campaign {
         let mut renewed_at = Instant::now();
         let mut backoff = HandoverBackoff::default();
         let mut observed: Option<Observed> = None;
+        let not_before = Instant::now()
+            .checked_add(TAKEOVER_GRACE)
+            .unwrap_or_else(Instant::now);
         loop {
             let started = tokio::time::Instant::now();
             // First, before any etcd call: a replica that wakes from a pause (its clock jumped
@@ -594,7 +602,7 @@ impl Campaign {
                     &mut renewed_at,
                     renew_every,
                     &mut backoff,
-                    &mut observed,
+                    (&mut observed, not_before),
                 )
                 .await
             };
@@ -628,7 +636,7 @@ impl Campaign {
         renewed_at: &mut Instant,
         renew_every: Duration,
         backoff: &mut HandoverBackoff,
-        observed: &mut Option<Observed>,
+        (observed, not_before): (&mut Option<Observed>, Instant),
     ) -> Result<(), EtcdUnavailable> {
         let unfit = self.health.as_ref().and_then(|(health, _)| health.unfit());
         if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
@@ -706,7 +714,7 @@ impl Campaign {
                     }
                 }
                 Attempt::Held(kv) => {
-                    if self.overdue(&kv, observed)
+                    if self.overdue(&kv, observed, not_before)
                         && let Some(revision) = self.take_over(id, kv.mod_revision).await?
                     {
                         *observed = None;

@@ -6,6 +6,7 @@ pub mod etcd_pool;
 pub mod health;
 pub mod layout;
 pub mod progress;
+pub mod runtime;
 
 use std::time::Duration;
 

@@ -137,6 +137,7 @@ pub async fn run(
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         etcd: etcd.clone(),
+        campaign_etcd: crate::leadership::etcd_pool(&config, &metrics).map(Arc::new),
         replica: replica.clone(),
         own_url: own_url.clone(),
         signer: signer.clone(),

@@ -56,8 +56,11 @@ pub enum ExperimentCommand {
         #[arg(long, default_value_t = 10)]
         users: usize,
         /// Downtime bound, seconds.
-        #[arg(long, default_value_t = 15.0)]
+        #[arg(long, default_value_t = 10.0)]
         bound: f64,
+        /// Vote in attested batches instead of votes.
+        #[arg(long)]
+        attested: bool,
     },
 }
 
@@ -149,11 +152,17 @@ pub async fn experiment(
             transfers,
             users,
             bound,
+            attested,
         } => {
             let settings = soak::Settings {
                 transfers,
                 users,
                 bound,
+                mode: if attested {
+                    multibridge_config::VotingMode::Attestations
+                } else {
+                    multibridge_config::VotingMode::Votes
+                },
                 ..Default::default()
             };
             let report = soak::run(&common, &settings).await?;

@@ -40,6 +40,9 @@ pub const LEASE_TTL_SECS: u64 = 1;
 pub struct DevnetOptions {
     /// Directory for logs, data and the manifest.
     pub dir: PathBuf,
+    /// The relays' etcd lease TTL, seconds ([`LEASE_TTL_SECS`] unless a test of the resume
+    /// of a term needs its relays to restart within the lease).
+    pub lease_ttl_secs: u64,
     /// Number of operators.
     pub operators: u32,
     /// Votes needed to execute a transfer.
@@ -164,6 +167,7 @@ impl DevnetOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
+            lease_ttl_secs: LEASE_TTL_SECS,
             operators: 3,
             threshold: 2,
             users: 4,

@@ -118,7 +118,7 @@ impl Devnet {
                     .map(ReplicaLinks::etcd_endpoints)
                     .unwrap_or_else(|| etcd.endpoints()),
                 prefix: "/multibridge".to_owned(),
-                lease_ttl_secs: super::LEASE_TTL_SECS,
+                lease_ttl_secs: self.options.lease_ttl_secs,
                 replica: Some(format!("operator-{}-r1", index.saturating_add(1))),
                 scope: Default::default(),
                 step_down_after_secs: None,
