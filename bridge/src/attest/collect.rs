@@ -236,10 +236,7 @@ impl RegistryPeers {
             }
             found?
         };
-        if !found
-            .iter()
-            .any(|a| a.first_nonce.saturating_add(a.count) > from)
-        {
+        if !reaches_above(&found, from) {
             self.answered_nothing(operator);
         }
         Ok(found)
@@ -265,13 +262,7 @@ impl RegistryPeers {
         let mut failed = None;
         while let Some(result) = asks.next().await {
             match result {
-                Ok(found)
-                    if found
-                        .iter()
-                        .any(|a| a.first_nonce.saturating_add(a.count) > from) =>
-                {
-                    return Ok(found);
-                }
+                Ok(found) if reaches_above(&found, from) => return Ok(found),
                 Ok(found) => {
                     answered.get_or_insert(found);
                 }
@@ -404,6 +395,14 @@ impl RegistryPeers {
             _ => Ok(above),
         }
     }
+}
+
+/// Whether `found` holds a signature of a batch ending above nonce `from` (something a fetch
+/// from `from` did not have).
+fn reaches_above(found: &[OwnAttestation], from: u64) -> bool {
+    found
+        .iter()
+        .any(|a| a.first_nonce.saturating_add(a.count) > from)
 }
 
 /// The most an HTTP answer of a peer is read: a full page of [`MAX_PAGE`] signatures is about

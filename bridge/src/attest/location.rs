@@ -266,6 +266,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_location_listing_every_replica_passes_only_if_each_url_does() {
+        let p = policy();
+        assert!(
+            p.check("https://8.8.8.8:9464 https://1.1.1.1:9464")
+                .await
+                .is_ok()
+        );
+        for bad in [
+            // One internal URL spoils the list.
+            "https://8.8.8.8:9464 https://127.0.0.1:9464",
+            // A list holds HTTP(S) URLs only.
+            "https://8.8.8.8:9464 file:///srv/shared/op2",
+            "https://8.8.8.8:9464 s3://bucket/prefix?region=eu-west-1",
+        ] {
+            assert!(
+                matches!(p.check(bad).await, Err(Refused::Refused(_))),
+                "{bad}"
+            );
+        }
+        let too_many = vec!["https://8.8.8.8:9464"; MAX_LOCATION_URLS + 1].join(" ");
+        assert!(matches!(p.check(&too_many).await, Err(Refused::Refused(_))));
+    }
+
+    #[tokio::test]
     async fn the_peer_client_follows_no_redirect_and_resolves_only_public_names() {
         let found = PublicOnly.resolve("localhost".parse().unwrap()).await;
         assert!(found.is_err(), "localhost resolves to loopback only");

@@ -191,6 +191,36 @@ pub struct Observed {
     since: Instant,
 }
 
+impl Observed {
+    /// Note `revision` seen at `now` (after the read answered: at or after it was written);
+    /// whether it has stayed unchanged for the leader's `heartbeat` since first seen, or since
+    /// `not_before` if later. A leader that does not heartbeat is never overdue.
+    fn overdue(
+        observed: &mut Option<Self>,
+        revision: i64,
+        heartbeat: Option<Duration>,
+        now: Instant,
+        not_before: Instant,
+    ) -> bool {
+        let Some(heartbeat) = heartbeat else {
+            *observed = None;
+            return false;
+        };
+        match observed {
+            Some(o) if o.revision == revision => {
+                now.saturating_duration_since(o.since) >= heartbeat
+            }
+            _ => {
+                *observed = Some(Self {
+                    revision,
+                    since: now.max(not_before),
+                });
+                false
+            }
+        }
+    }
+}
+
 /// What an attempt to lead found.
 enum Attempt {
     /// This replica created the key: its create revision.
@@ -407,21 +437,13 @@ impl Campaign {
     /// this replica's clock since it first saw `kv`'s revision, or since `not_before` if later
     /// (a campaign just started gives a leader restarted beside it time to resume its term).
     fn overdue(&self, kv: &LeaderKv, observed: &mut Option<Observed>, not_before: Instant) -> bool {
-        let Some(heartbeat) = kv.heartbeat() else {
-            *observed = None;
-            return false;
-        };
-        match observed {
-            Some(o) if o.revision == kv.mod_revision => o.since.elapsed() >= heartbeat,
-            _ => {
-                // Seen now, after the read answered: at or after the revision was written.
-                *observed = Some(Observed {
-                    revision: kv.mod_revision,
-                    since: Instant::now().max(not_before),
-                });
-                false
-            }
-        }
+        Observed::overdue(
+            observed,
+            kv.mod_revision,
+            kv.heartbeat(),
+            Instant::now(),
+            not_before,
+        )
     }
 
     /// The leader key now (`None`: nobody leads).
@@ -771,6 +793,49 @@ mod tests {
             renew_interval(Duration::from_secs(60)),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn a_standby_takes_over_only_after_the_revision_stayed_unchanged_for_the_heartbeat() {
+        let t0 = Instant::now();
+        let beat = Some(Duration::from_secs(1));
+        let ms = Duration::from_millis;
+        let mut seen = None;
+        assert!(!Observed::overdue(&mut seen, 7, beat, t0, t0));
+        assert!(!Observed::overdue(&mut seen, 7, beat, t0 + ms(900), t0));
+        assert!(Observed::overdue(&mut seen, 7, beat, t0 + ms(1_000), t0));
+        // A new revision (a heartbeat) starts the count again.
+        assert!(!Observed::overdue(&mut seen, 8, beat, t0 + ms(1_100), t0));
+        assert!(!Observed::overdue(&mut seen, 8, beat, t0 + ms(2_000), t0));
+        assert!(Observed::overdue(&mut seen, 8, beat, t0 + ms(2_100), t0));
+        // A campaign just started counts from its grace's end.
+        let mut fresh = None;
+        assert!(!Observed::overdue(&mut fresh, 8, beat, t0, t0 + ms(2_000)));
+        assert!(!Observed::overdue(
+            &mut fresh,
+            8,
+            beat,
+            t0 + ms(2_900),
+            t0 + ms(2_000)
+        ));
+        assert!(Observed::overdue(
+            &mut fresh,
+            8,
+            beat,
+            t0 + ms(3_000),
+            t0 + ms(2_000)
+        ));
+        // A leader key of a version without heartbeats is never taken over.
+        let mut old = None;
+        for s in 0..10 {
+            assert!(!Observed::overdue(
+                &mut old,
+                3,
+                None,
+                t0 + Duration::from_secs(s),
+                t0
+            ));
+        }
     }
 
     #[test]

@@ -101,14 +101,50 @@ fn attested_location(config: &crate::config::Config, own_url: &str) -> Option<St
     if let Some(store) = &config.voting.attestation_store {
         return Some(crate::storage::public_location(store));
     }
-    let mut urls: Vec<String> = config
-        .registry
-        .iter()
-        .flat_map(|r| r.replica_urls.iter().cloned())
-        .chain(std::iter::once(own_url.to_owned()))
-        .map(|u| u.trim_end_matches('/').to_owned())
+    every_replica(
+        config
+            .registry
+            .iter()
+            .flat_map(|r| r.replica_urls.iter().map(String::as_str)),
+        own_url,
+    )
+}
+
+/// `urls` and `own_url` as one location (sorted, without duplicates, space-separated); `None`
+/// when they are one URL.
+fn every_replica<'a>(urls: impl Iterator<Item = &'a str>, own_url: &'a str) -> Option<String> {
+    let mut urls: Vec<&str> = urls
+        .chain(std::iter::once(own_url))
+        .map(|u| u.trim_end_matches('/'))
         .collect();
-    urls.sort();
+    urls.sort_unstable();
     urls.dedup();
     (urls.len() > 1).then(|| urls.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_replica_publishes_the_same_list_of_all_of_them() {
+        let urls = ["https://b.example:9464/", "https://a.example:9464"];
+        let from_a = super::every_replica(urls.into_iter(), "https://a.example:9464");
+        let from_b = super::every_replica(urls.into_iter(), "https://b.example:9464");
+        assert_eq!(
+            from_a.as_deref(),
+            Some("https://a.example:9464 https://b.example:9464")
+        );
+        assert_eq!(from_a, from_b);
+        // One replica: the location follows the lane leader as before.
+        assert_eq!(
+            super::every_replica(std::iter::empty(), "https://a.example:9464"),
+            None
+        );
+        assert_eq!(
+            super::every_replica(
+                ["https://a.example:9464"].into_iter(),
+                "https://a.example:9464/"
+            ),
+            None
+        );
+    }
 }

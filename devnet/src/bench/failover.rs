@@ -400,16 +400,8 @@ async fn rpc_cut_rounds(
             DevnetError::Invalid(format!("rpc cut {round}: no replica of operator 1 leads"))
         })?;
         let standby = devnet.replica_http_ports[0][1usize.saturating_sub(leader)];
-        let all: Vec<u16> = devnet
-            .replica_http_ports
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
-        let before = match progress.mode {
-            VotingMode::Votes => progress.of(standby).await,
-            VotingMode::Attestations => progress.batches(&all).await,
-        };
+        let all = crate::bench::takeover::all_ports(devnet);
+        let before = progress.baseline(standby, &all).await;
         let link = devnet
             .replica_links(0, leader)
             .ok_or_else(|| DevnetError::Invalid("the devnet has no replica links".into()))?

@@ -63,6 +63,15 @@ impl Progress {
         metric(port, &series).await.unwrap_or_default()
     }
 
+    /// What [`wait_moved`](Self::wait_moved) counts from: the standby's votes, or the attested
+    /// batches of the replicas on `all`.
+    pub(crate) async fn baseline(&self, standby: u16, all: &[u16]) -> f64 {
+        match self.mode {
+            VotingMode::Votes => self.of(standby).await,
+            VotingMode::Attestations => self.batches(all).await,
+        }
+    }
+
     /// Attested batches of the lane sent by every replica on `ports`.
     pub(crate) async fn batches(&self, ports: &[u16]) -> f64 {
         let mut sum = 0.0;
@@ -144,12 +153,7 @@ pub async fn leader_rounds(
     fault: LeaderFault,
     rounds: usize,
 ) -> Result<Vec<Round>, DevnetError> {
-    let all: Vec<u16> = devnet
-        .replica_http_ports
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let all = all_ports(devnet);
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let leader = leading_replica(devnet, 0, progress.lane)
@@ -165,10 +169,7 @@ pub async fn leader_rounds(
         // A stopped process never answers a scrape: ask every replica but the faulted one.
         let faulted = devnet.replica_http_ports[0][leader];
         let others: Vec<u16> = all.iter().copied().filter(|p| *p != faulted).collect();
-        let before = match progress.mode {
-            VotingMode::Votes => progress.of(standby).await,
-            VotingMode::Attestations => progress.batches(&others).await,
-        };
+        let before = progress.baseline(standby, &others).await;
         let at = Instant::now();
         match fault {
             LeaderFault::Kill => replica(devnet, leader)?.kill()?,
@@ -215,12 +216,7 @@ pub async fn node_restart_rounds(
     rounds: usize,
     outage: Duration,
 ) -> Result<Vec<f64>, DevnetError> {
-    let all: Vec<u16> = devnet
-        .replica_http_ports
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let all = all_ports(devnet);
     let destination = progress.lane.destination();
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -276,6 +272,16 @@ pub async fn node_restart_rounds(
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     Ok(times)
+}
+
+/// Every replica's HTTP port.
+pub(crate) fn all_ports(devnet: &crate::Devnet) -> Vec<u16> {
+    devnet
+        .replica_http_ports
+        .iter()
+        .flatten()
+        .copied()
+        .collect()
 }
 
 fn replica(

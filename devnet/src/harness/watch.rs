@@ -5,8 +5,8 @@
 //! - With `MULTIBRIDGE_TEST_TIMES=<file>` every devnet appends one line when it stops —
 //!   `devnet<TAB><test><TAB><waited s><TAB><ran s><TAB><alone>` — and one per start phase —
 //!   `phase<TAB><test><TAB><phase><TAB><s>`; `.ci/run` prints them as a table.
-//! - Every devnet arms a deadline (`MULTIBRIDGE_TEST_DEADLINE_SECS`, default 600): past it the
-//!   run stops with the test's name, after killing every process the harness started (nothing of
+//! - Every devnet of a test arms a deadline (`MULTIBRIDGE_TEST_DEADLINE_SECS`, default 600;
+//!   the CLI's devnets only when the variable is set): past it the run stops with the test's name, after killing every process the harness started (nothing of
 //!   a test outlives the run).
 
 use std::collections::HashSet;
@@ -115,10 +115,25 @@ struct Deadline(Option<mpsc::Sender<()>>);
 
 impl Deadline {
     fn arm(test: String) -> Self {
-        let secs = std::env::var("MULTIBRIDGE_TEST_DEADLINE_SECS")
+        // A test binary (cargo puts them in `deps/`) gets the default; the CLI's benches and
+        // experiments run as long as they need (a 10,000-transfer soak takes ~15 min) unless
+        // the variable says otherwise.
+        let under_test = std::env::current_exe()
+            .ok()
+            .and_then(|exe| {
+                exe.parent()
+                    .and_then(|d| d.file_name())
+                    .map(|n| n == "deps")
+            })
+            .unwrap_or(false);
+        let secs = match std::env::var("MULTIBRIDGE_TEST_DEADLINE_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(600u64);
+        {
+            Some(secs) => secs,
+            None if under_test => 600u64,
+            None => return Self(None),
+        };
         let (tx, rx) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("deadline of {test}"))
