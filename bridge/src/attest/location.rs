@@ -285,7 +285,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let too_many = vec!["https://8.8.8.8:9464"; MAX_LOCATION_URLS + 1].join(" ");
+        let too_many = ["https://8.8.8.8:9464"; MAX_LOCATION_URLS + 1].join(" ");
         assert!(matches!(p.check(&too_many).await, Err(Refused::Refused(_))));
     }
 

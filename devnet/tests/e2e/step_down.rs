@@ -1,6 +1,6 @@
 //! A leader that cannot serve steps down (issue 35): its destination chain's RPC blackholed
 //! while etcd and the source chain stay reachable, the leader of that lane hands it to its
-//! operator's standby — which then votes within TTL + 2 s — keeps the lane whose destination it
+//! operator's standby — which then votes within step_down_after + 2 s — keeps the lane whose destination it
 //! still reaches, and does not take the lane back while it cannot serve. Nothing is lost or
 //! doubled. The same when the leader's signer is unplugged and its standby's is not.
 
@@ -21,7 +21,10 @@ use multibridge_devnet::{DevnetOptions, Driver};
 
 use crate::Poll;
 
-const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
+/// How long a leader may be unable to serve before it hands over (the default of
+/// `step_down_after_secs`, independent of the lease since leases became 1 s).
+const STEP_DOWN_AFTER: Duration =
+    Duration::from_secs(multibridge_config::etcd::DEFAULT_STEP_DOWN_AFTER_SECS);
 /// Its destination is the service chain, whose RPC is cut.
 const LANE: Lane = Lane::MainToService;
 /// Its destination is the main chain, still reachable.
@@ -67,11 +70,11 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
         .await;
     let took = cut.elapsed();
     println!(
-        "destination RPC blackholed at the leader -> first vote by the standby {:.2} s (TTL {TTL:?})",
+        "destination RPC blackholed at the leader -> first vote by the standby {:.2} s (step_down_after {STEP_DOWN_AFTER:?})",
         took.as_secs_f64()
     );
     assert!(
-        took <= TTL + Duration::from_secs(2),
+        took <= STEP_DOWN_AFTER + Duration::from_secs(2),
         "the standby voted only {took:?} after the cut"
     );
     let handed = metric_sum(
@@ -110,7 +113,7 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
 
 /// The leader's signer unplugged (its SoftHSM token moved away) while its standby signs through
 /// a token of its own (a copy, as a second HSM holding the same key): the leader hands the lane
-/// to the standby, which votes within TTL + 2 s. The other operators, whose standbys share
+/// to the standby, which votes within step_down_after + 2 s. The other operators, whose standbys share
 /// their unplugged token, have no healthy peer and keep trying; once the token is back every
 /// transfer is handled exactly once.
 #[tokio::test(flavor = "multi_thread")]
@@ -188,12 +191,12 @@ async fn a_leader_whose_signer_is_unplugged_hands_the_lane_to_a_standby_that_sig
         .await;
     let took = unplugged.elapsed();
     println!(
-        "signer unplugged at the leader -> first vote by the standby {:.2} s (TTL {TTL:?})",
+        "signer unplugged at the leader -> first vote by the standby {:.2} s (step_down_after {STEP_DOWN_AFTER:?})",
         took.as_secs_f64()
     );
     hsm.plug_in().unwrap();
     assert!(
-        took <= TTL + Duration::from_secs(2),
+        took <= STEP_DOWN_AFTER + Duration::from_secs(2),
         "the standby voted only {took:?} after the unplug"
     );
     let handed = metric_sum(
