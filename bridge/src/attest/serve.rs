@@ -8,8 +8,9 @@
 //!
 //! The route answers this operator's signatures of the lane's attested
 //! batches that end above nonce `from` (what the other operators' relays and users' `multibridge
-//! execute` fetch). Served by every replica from its own store; the registry points at the lane
-//! leader's, which is the one that signs.
+//! execute` fetch). Served by every replica from its own store, and every replica signs, leading
+//! or not: the registry lists every replica's URL (`registry.replica_urls`), or the lane
+//! leader's when the operator runs one replica.
 //!
 //! The route is public by design (peers and users read it), so what visitors do must not cost
 //! the relay's own work (audit A3-L3): at most [`AT_ONCE`] answers are made at a time, a request
