@@ -400,7 +400,7 @@ async fn rpc_cut_rounds(
             DevnetError::Invalid(format!("rpc cut {round}: no replica of operator 1 leads"))
         })?;
         let standby = devnet.replica_http_ports[0][1usize.saturating_sub(leader)];
-        let all = crate::bench::takeover::all_ports(devnet);
+        let all = devnet.replica_ports();
         let before = progress.baseline(standby, &all).await;
         let link = devnet
             .replica_links(0, leader)
@@ -485,7 +485,12 @@ async fn signer_unplug_rounds(
             .unwrap_or_default();
         hsm.unplug()?;
         let unplugged = Instant::now();
-        let voted = standby_votes(standby, before).await;
+        let voted = Progress {
+            mode: VotingMode::Votes,
+            lane: LANE,
+        }
+        .wait_moved(standby, before, &[], unplugged)
+        .await;
         let took = unplugged.elapsed();
         hsm.plug_in()?;
         voted?;
@@ -502,21 +507,6 @@ async fn signer_unplug_rounds(
     let driver = Driver::new(devnet.manifest());
     drained_exactly_once(&driver, LANE, &sent, Duration::from_secs(120)).await?;
     Ok(times)
-}
-
-/// Until `standby`'s votes on the lane rise above `before` (60 s at most).
-async fn standby_votes(standby: u16, before: f64) -> Result<(), DevnetError> {
-    crate::harness::wait::poll_until(
-        "the standby votes",
-        Duration::from_secs(60),
-        || async move {
-            Ok(metric(standby, &votes_series(LANE))
-                .await
-                .unwrap_or_default()
-                > before)
-        },
-    )
-    .await
 }
 
 /// Every transfer of `sent` on `lane` handled (within `timeout`), each exactly once.

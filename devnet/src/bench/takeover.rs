@@ -102,17 +102,16 @@ impl Progress {
         let deadline = Instant::now() + Duration::from_secs(60);
         let late = |what: &str| DevnetError::Invalid(format!("{what} within 60 s of the fault"));
         if self.mode == VotingMode::Votes {
-            loop {
-                if self.of(standby).await > before {
-                    // A vote is sent only by a leader.
-                    let took = at.elapsed();
-                    return Ok((took, took));
-                }
-                if Instant::now() > deadline {
-                    return Err(late("the standby sent nothing"));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            // A vote is sent only by a leader.
+            let progress = *self;
+            crate::harness::wait::poll_until(
+                "the standby votes",
+                Duration::from_secs(60),
+                move || async move { Ok(progress.of(standby).await > before) },
+            )
+            .await?;
+            let took = at.elapsed();
+            return Ok((took, took));
         }
         let leads = leader_series(self.lane);
         let (mut moved, mut led) = (None, None);
@@ -153,7 +152,7 @@ pub async fn leader_rounds(
     fault: LeaderFault,
     rounds: usize,
 ) -> Result<Vec<Round>, DevnetError> {
-    let all = all_ports(devnet);
+    let all = devnet.replica_ports();
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let leader = leading_replica(devnet, 0, progress.lane)
@@ -216,7 +215,7 @@ pub async fn node_restart_rounds(
     rounds: usize,
     outage: Duration,
 ) -> Result<Vec<f64>, DevnetError> {
-    let all = all_ports(devnet);
+    let all = devnet.replica_ports();
     let destination = progress.lane.destination();
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -272,16 +271,6 @@ pub async fn node_restart_rounds(
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     Ok(times)
-}
-
-/// Every replica's HTTP port.
-pub(crate) fn all_ports(devnet: &crate::Devnet) -> Vec<u16> {
-    devnet
-        .replica_http_ports
-        .iter()
-        .flatten()
-        .copied()
-        .collect()
 }
 
 fn replica(

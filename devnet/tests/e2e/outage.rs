@@ -38,15 +38,6 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, resp.text().await.ok()?))
 }
 
-fn ports(devnet: &Devnet) -> Vec<u16> {
-    devnet
-        .replica_http_ports
-        .iter()
-        .flatten()
-        .copied()
-        .collect()
-}
-
 fn restart_all(devnet: &mut Devnet) {
     for op in devnet.operators() {
         for r in 0..REPLICAS {
@@ -62,7 +53,7 @@ fn restart_all(devnet: &mut Devnet) {
 
 /// Every replica alive and not ready, its `/readyz` naming `component`.
 async fn all_waiting_on(devnet: &Devnet, component: &str) {
-    for port in ports(devnet) {
+    for port in devnet.replica_ports() {
         Poll::new(
             format!("relay on :{port} alive and not ready for {component}"),
             Duration::from_secs(20),
@@ -82,7 +73,7 @@ async fn all_waiting_on(devnet: &Devnet, component: &str) {
 /// Every replica ready; returns how long after `since` the last one turned ready.
 async fn all_ready(devnet: &Devnet, since: Instant) -> Duration {
     let mut last = Duration::ZERO;
-    for port in ports(devnet) {
+    for port in devnet.replica_ports() {
         Poll::new(format!("relay on :{port} ready"), Duration::from_secs(60))
             .every(Duration::from_millis(100))
             .logs(devnet.dir(), OPERATORS, 30)
@@ -180,7 +171,7 @@ async fn relays_started_during_an_outage_wait_it_out_and_then_relay_exactly_once
     request(&driver, &mut requested).await;
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
     alive(&mut devnet);
-    for port in ports(&devnet) {
+    for port in devnet.replica_ports() {
         let (_, text) = get(port, "/metrics").await.unwrap();
         assert!(
             text.lines()

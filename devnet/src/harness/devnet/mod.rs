@@ -587,6 +587,11 @@ impl Devnet {
         }
     }
 
+    /// Every replica's HTTP port, operator by operator.
+    pub fn replica_ports(&self) -> Vec<u16> {
+        self.replica_http_ports.iter().flatten().copied().collect()
+    }
+
     /// The network links of one replica (with `replica_links`), to cut or delay them.
     pub fn replica_links(&self, index: usize, replica: usize) -> Option<&ReplicaLinks> {
         self.links.get(&(index, replica))
