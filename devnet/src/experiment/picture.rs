@@ -217,6 +217,7 @@ mod tests {
                 lane: multibridge_contracts::Lane::MainToService,
                 asset: super::super::load::Asset::Native,
                 nonce: Some(0),
+                mined: None,
                 handled: Some(4.0),
                 error: None,
             };

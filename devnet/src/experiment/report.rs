@@ -23,6 +23,8 @@ pub struct Outcome {
     pub asset: Asset,
     /// Its request nonce on the final source chain (None: not a request there).
     pub nonce: Option<u64>,
+    /// The user had its receipt, seconds since the start.
+    pub mined: Option<f64>,
     /// Its handle first seen, seconds since the start.
     pub handled: Option<f64>,
     /// Why the user's transaction failed, if it did.
@@ -33,6 +35,12 @@ impl Outcome {
     /// Sent → handled, seconds.
     pub fn latency(&self) -> Option<f64> {
         self.handled.map(|h| (h - self.sent).max(0.0))
+    }
+
+    /// Sent → the user's own receipt, seconds: the part of the latency that is the source
+    /// chain's (its node, its block space), not the relays'.
+    pub fn inclusion(&self) -> Option<f64> {
+        self.mined.map(|m| (m - self.sent).max(0.0))
     }
 
     /// Whether the user saw it done within `bound` seconds.
@@ -69,6 +77,7 @@ pub fn outcomes(
                 lane: s.lane,
                 asset: s.asset,
                 nonce,
+                mined: s.mined,
                 handled,
                 error: s.error.clone(),
             }
@@ -176,6 +185,7 @@ mod tests {
             lane: Lane::MainToService,
             asset: Asset::Native,
             nonce: Some(0),
+            mined: None,
             handled,
             error: None,
         }

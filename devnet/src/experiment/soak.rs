@@ -67,6 +67,8 @@ pub struct Settings {
     pub fault_scale: f64,
     /// Votes or attested batches.
     pub mode: multibridge_config::VotingMode,
+    /// How long the end waits for every request to be handled (all lanes together).
+    pub drain: Duration,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             bound: 10.0,
             fault_scale: 1.0,
             mode: multibridge_config::VotingMode::Votes,
+            drain: Duration::from_secs(180),
         }
     }
 }
@@ -120,6 +123,10 @@ pub struct Report {
     pub downtime_curve: Vec<(f64, f64, f64)>,
     /// Latency of every transfer under the faults.
     pub latency: Spread,
+    /// Of it, the user's own transaction: sent → its receipt (the source chain's part).
+    pub inclusion: Spread,
+    /// The rest: the user's receipt → handled (confirmations and the relays).
+    pub after_inclusion: Spread,
     /// User transactions that failed (a transaction a reorg or a refused connection cost).
     pub user_failures: usize,
     /// What was inconsistent.
@@ -172,12 +179,26 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
     }
     let mut counts: Vec<(String, usize)> = KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect();
     let mut made = 0usize;
+    // The users' schedule, three times over plus two minutes: past it the users are stuck (their
+    // transactions are not mined), and the run ends with what it has rather than at the harness's
+    // deadline without a report.
+    let planned = settings.transfers as f64
+        / (settings.users.max(1) as f64 * settings.per_user_rate.max(0.001));
+    let give_up = 3.0 * planned + 120.0;
+    let over = |run: &Run| run.load_finished() || run.timeline.now() > give_up;
     loop {
         let next = run.timeline.now() + rng.between(settings.gap.0, settings.gap.1);
-        while run.timeline.now() < next && !run.load_finished() {
+        while run.timeline.now() < next && !over(&run) {
             sleep_until(&run.timeline, next.min(run.timeline.now() + 1.0)).await;
         }
-        if run.load_finished() {
+        if over(&run) {
+            if !run.load_finished() {
+                eprintln!(
+                    "  the users sent {} of {} transfers in {give_up:.0} s: stopping them",
+                    run.submitted(),
+                    settings.transfers
+                );
+            }
             break;
         }
         let kind = order
@@ -191,7 +212,7 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         made = made.saturating_add(1);
         eprintln!("  {} transfers sent, {made} faults", run.submitted());
     }
-    let finished = run.finish(Duration::from_secs(180), true).await?;
+    let finished = run.finish(settings.drain, true).await?;
     let end = &finished.end;
     let down = downtime(&finished.outcomes, settings.bound, finished.load_secs);
     Ok(Report {
@@ -218,6 +239,21 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         downtime_pct: 100.0 * down / finished.load_secs.max(1.0),
         downtime_curve: downtime_curve(&finished.outcomes, &[8.0, 10.0, 12.0], finished.load_secs),
         latency: Spread::of(&finished.outcomes),
+        inclusion: Spread::of_values(
+            finished
+                .outcomes
+                .iter()
+                .filter(|o| o.handled.is_some())
+                .filter_map(super::report::Outcome::inclusion)
+                .collect(),
+        ),
+        after_inclusion: Spread::of_values(
+            finished
+                .outcomes
+                .iter()
+                .filter_map(|o| Some((o.handled? - o.mined?).max(0.0)))
+                .collect(),
+        ),
         user_failures: end.user_failures,
         inconsistencies: finished.inconsistencies(),
         run: finished,
@@ -432,6 +468,16 @@ pub fn render(r: &Report) -> String {
     out.push_str(&format!(
         "downtime at other bounds: {}\n",
         render_curve(&r.downtime_curve)
+    ));
+    out.push_str(&format!(
+        "of the latency: the user's own transaction (sent → receipt) p50 {} / p99 {} / max {} s; \
+         receipt → handled p50 {} / p99 {} / max {} s\n",
+        secs(r.inclusion.p50),
+        secs(r.inclusion.p99),
+        secs(r.inclusion.max),
+        secs(r.after_inclusion.p50),
+        secs(r.after_inclusion.p99),
+        secs(r.after_inclusion.max)
     ));
     out.push_str("\nfaults: ");
     out.push_str(

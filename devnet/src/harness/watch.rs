@@ -65,7 +65,11 @@ impl DevnetClock {
     /// A devnet of the running test asks for the machine now.
     pub fn asking(alone: bool) -> Self {
         let test = test_name();
-        let deadline = Deadline::arm(test.clone());
+        // Waiting for the machine is not a hang: a devnet queued behind the tests that run
+        // alone may wait minutes on a loaded machine (on CI a soak was killed at its deadline
+        // before it had run half of it). The wait has its own, wider bound; the devnet's own
+        // deadline starts when it gets the machine.
+        let deadline = Deadline::arm(test.clone(), Phase::Waiting);
         let now = Instant::now();
         Self {
             test,
@@ -79,6 +83,7 @@ impl DevnetClock {
 
     /// It got the machine.
     pub fn got_machine(&mut self) {
+        self._deadline = Deadline::arm(self.test.clone(), Phase::Running);
         let now = Instant::now();
         self.got = Some(now);
         self.phase_from = now;
@@ -109,12 +114,21 @@ impl Drop for DevnetClock {
     }
 }
 
+/// What a devnet's deadline bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its wait for a share of the machine: three deadlines.
+    Waiting,
+    /// Its life from the moment it got the machine: one deadline.
+    Running,
+}
+
 /// A devnet's deadline: disarmed when dropped.
 #[derive(Debug)]
 struct Deadline(Option<mpsc::Sender<()>>);
 
 impl Deadline {
-    fn arm(test: String) -> Self {
+    fn arm(test: String, phase: Phase) -> Self {
         // A test binary (cargo puts them in `deps/`) gets the default; the CLI's benches and
         // experiments run as long as they need (a 10,000-transfer soak takes ~15 min) unless
         // the variable says otherwise.
@@ -134,6 +148,10 @@ impl Deadline {
             None if under_test => 600u64,
             None => return Self(None),
         };
+        let (secs, what) = match phase {
+            Phase::Waiting => (secs.saturating_mul(3), "waiting for the machine"),
+            Phase::Running => (secs, "running"),
+        };
         let (tx, rx) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("deadline of {test}"))
@@ -142,7 +160,7 @@ impl Deadline {
                     rx.recv_timeout(Duration::from_secs(secs))
                 {
                     eprintln!(
-                        "\n*** test {test} passed its deadline of {secs} s \
+                        "\n*** test {test} passed its deadline of {secs} s {what} \
                          (MULTIBRIDGE_TEST_DEADLINE_SECS): it is hung; every process the \
                          harness started is killed and the run stops ***\n"
                     );

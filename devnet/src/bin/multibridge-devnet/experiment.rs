@@ -61,7 +61,33 @@ pub enum ExperimentCommand {
         /// Vote in attested batches instead of votes.
         #[arg(long)]
         attested: bool,
+        /// Seconds between one fault's end and the next one's start, `MIN,MAX` (the suite's
+        /// short soak: `1,2`).
+        #[arg(long, default_value = "10,20", value_parser = parse_gap)]
+        gap: (f64, f64),
+        /// Scale every fault's length (the suite's short soak: 0.4).
+        #[arg(long, default_value_t = 1.0)]
+        fault_scale: f64,
     },
+}
+
+/// `MIN,MAX` seconds.
+fn parse_gap(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}`: expected MIN,MAX seconds, e.g. 10,20"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("`{v}`: not a number of seconds"))
+    };
+    let (min, max) = (parse(a)?, parse(b)?);
+    if min > max {
+        return Err(format!("`{s}`: MIN is above MAX"));
+    }
+    Ok((min, max))
 }
 
 pub async fn experiment(
@@ -153,11 +179,15 @@ pub async fn experiment(
             users,
             bound,
             attested,
+            gap,
+            fault_scale,
         } => {
             let settings = soak::Settings {
                 transfers,
                 users,
                 bound,
+                gap,
+                fault_scale,
                 mode: if attested {
                     multibridge_config::VotingMode::Attestations
                 } else {
