@@ -428,7 +428,7 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
         .await
         .unwrap();
     let service = driver.provider(ChainRole::Service).unwrap();
-    let bridge = Bridge::new(driver.manifest().service.contracts.bridge, service);
+    let bridge = Bridge::new(driver.manifest().service.contracts.bridge, service.clone());
     let bit = |op: Address| {
         let bridge = bridge.clone();
         async move { 1u32 << (bridge.operatorBit(op).call().await.unwrap().to::<u32>() - 1) }
@@ -452,6 +452,39 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
             bit1 | bit2,
             "operator 3 is down: each batch carries operators 1 and 2, 2's read from its store"
         );
+    }
+    // Whose turn a batch is follows from its digest: operator 2 may have sent every batch so far
+    // (reading operator 1's signatures over HTTP). Small bursts until operator 1 sent one of its
+    // own, which needed operator 2's signature from the bucket — operator 2 serves it nowhere
+    // else (each burst a new batch; every operator's turn is about a third, operator 3's falls to
+    // the next).
+    use alloy::network::TransactionResponse as _;
+    use alloy::providers::Provider as _;
+    let operator_1 = driver.operator(0).unwrap().address();
+    let sent_by_operator_1 = async || {
+        let logs = bridge_events::<Bridge::BatchAttested>(&driver, ChainRole::Service)
+            .await
+            .unwrap();
+        for log in logs {
+            let Some(hash) = log.transaction_hash else {
+                continue;
+            };
+            let tx = service.get_transaction_by_hash(hash).await.unwrap();
+            if tx.is_some_and(|tx| tx.from() == operator_1) {
+                return true;
+            }
+        }
+        false
+    };
+    let mut rounds = 0;
+    while !sent_by_operator_1().await {
+        rounds += 1;
+        assert!(rounds <= 20, "operator 1 sent no batch in 20 bursts");
+        let more = driver
+            .request_native_burst(Lane::MainToService, 0, bob, native, 2)
+            .await
+            .unwrap();
+        wait_handled(&driver, dir.path(), Lane::MainToService, &more).await;
     }
     // Operator 1's relay read operator 2's pages, and none of them was garbage.
     let port = devnet.replica_http_ports[0][0];
