@@ -9,7 +9,7 @@ use crate::BRIDGE_VERSION;
 use crate::bindings::{Bridge, IBridge};
 
 /// The `Request` struct of `IBridge`, as passed to `handleValueTransfer(s)`.
-pub type Request = IBridge::Request;
+pub type Request = IBridgeCore::Request;
 
 /// Asset kind of a request. The numbers are wire format: never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

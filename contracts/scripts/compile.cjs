@@ -81,7 +81,7 @@ function compileGroup(deployable, settings) {
     const artifact = {
       contractName: name,
       compiler: `solc ${solc.version()}`,
-      abi: c.abi,
+      abi: withExtension(output, c.abi),
       bytecode: `0x${c.evm.bytecode.object}`,
       deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
       // Where the runtime code holds immutables (set by the constructor, zero here): what a
@@ -91,6 +91,18 @@ function compileGroup(deployable, settings) {
     artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
   }
   return artifacts;
+}
+
+// The bridge's fallback runs BridgeExtension's functions in its own storage (EIP-170 leaves the
+// bridge no room for them): a bridge's ABI lists them, so its bindings call them at the bridge's
+// address like any other function.
+function withExtension(output, abi) {
+  const ext = output.contracts['src/BridgeExtension.sol'];
+  if (!ext || !abi.some((e) => e.type === 'fallback')) return abi;
+  const signature = (e) => `${e.type} ${e.name}(${(e.inputs || []).map((i) => i.type).join(',')})`;
+  const known = new Set(abi.map(signature));
+  const added = ext.BridgeExtension.abi.filter((e) => e.type === 'function' && !known.has(signature(e)));
+  return [...abi.filter((e) => e.type !== 'fallback'), ...added];
 }
 
 const check = process.argv.includes('--check');

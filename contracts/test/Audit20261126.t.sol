@@ -11,6 +11,7 @@ pragma solidity ^0.8.24;
 // vote window still binds. F4 stays a measurement (A3-L8 is open). F5 pins a documented, accepted
 // behaviour (A3-I1, SECURITY.md).
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Console} from "./utils/Console.sol";
 import {Vm} from "./utils/Vm.sol";
@@ -57,19 +58,19 @@ contract Audit20261126Test is BridgeFixture {
         return vm.addr(a) < vm.addr(b) ? abi.encodePacked(x, y) : abi.encodePacked(y, x);
     }
 
-    function _attest(IBridge.Request[] memory rs, uint256 a, uint256 b) internal returns (uint256) {
+    function _attest(IBridgeCore.Request[] memory rs, uint256 a, uint256 b) internal returns (uint256) {
         bytes memory sigs = _sigs(bridge.attestationDigest(rs), a, b);
         vm.prank(attacker);
         return bridge.executeAttested(rs, sigs);
     }
 
-    function _one(IBridge.Request memory r) internal pure returns (IBridge.Request[] memory rs) {
-        rs = new IBridge.Request[](1);
+    function _one(IBridgeCore.Request memory r) internal pure returns (IBridgeCore.Request[] memory rs) {
+        rs = new IBridgeCore.Request[](1);
         rs[0] = r;
     }
 
     /// A native request at any nonce (the fixture's _native derives the block from the nonce).
-    function _nativeAt(uint64 nonce) internal view returns (IBridge.Request memory r) {
+    function _nativeAt(uint64 nonce) internal view returns (IBridgeCore.Request memory r) {
         r = _native(0, 1);
         r.nonce = nonce;
         r.srcBlockNumber = 5_000;
@@ -81,11 +82,11 @@ contract Audit20261126Test is BridgeFixture {
 
     /// The genuine request at nonce 0 (a user's 50-coin transfer, requested on the source and
     /// not yet executed) and the forged twin a compromised quorum executes first.
-    function _genuine() internal view returns (IBridge.Request memory r) {
+    function _genuine() internal view returns (IBridgeCore.Request memory r) {
         r = _native(0, 50 ether);
     }
 
-    function _forged(uint64 salt) internal view returns (IBridge.Request memory r) {
+    function _forged(uint64 salt) internal view returns (IBridgeCore.Request memory r) {
         r = _native(0, 50 ether);
         r.to = attacker;
         r.extraData = abi.encodePacked(bytes32(uint256(salt))); // any 32 bytes the forger likes
@@ -94,7 +95,7 @@ contract Audit20261126Test is BridgeFixture {
     /// Prints what the offline grinder needs (run once with -vv): the key preimage of the
     /// forged request with srcLogIndex 0 and the genuine key.
     function test_F1_printGrindInputs() public view {
-        IBridge.Request memory f = _forged(0);
+        IBridgeCore.Request memory f = _forged(0);
         bytes memory pre = abi.encode(SRC_CHAIN, srcBridge, block.chainid, address(bridge), uint64(1), f);
         assertEq(keccak256(pre), bridge.voteKey(f), "preimage is the vote key's");
         Console.log("preimage bytes", pre.length);
@@ -121,8 +122,8 @@ contract Audit20261126Test is BridgeFixture {
     /// executed key: the ground payload collides on the old 32 bits only, and the owner's settle
     /// of the genuine request queues it and pays the user once.
     function test_F1_groundFingerprint_noLongerBlocksSettlementOfTheGenuineRequest() public {
-        IBridge.Request memory genuine = _genuine();
-        IBridge.Request memory forged = _forged(GROUND_SALT);
+        IBridgeCore.Request memory genuine = _genuine();
+        IBridgeCore.Request memory forged = _forged(GROUND_SALT);
         bytes32 gk = bridge.voteKey(genuine);
         bytes32 fk = bridge.voteKey(forged);
         assertTrue(gk != fk, "different payloads, different keys");
@@ -136,28 +137,28 @@ contract Audit20261126Test is BridgeFixture {
 
         // The owner settles the genuine request (the documented remedy): queued for the delay.
         vm.prank(owner);
-        bridge.settleHandled(genuine);
+        _ext().settleHandled(genuine);
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadySettled.selector, uint64(0)));
-        bridge.settleHandled(genuine);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, uint64(0)));
+        _ext().settleHandled(genuine);
         assertEq(recipient.balance, 0, "held for the delay");
         vm.warp(block.timestamp + bridge.releaseDelay());
         bridge.executeQueuedRelease(0);
         assertEq(recipient.balance, 50 ether, "the user is paid once");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotQueued.selector, uint64(0)));
         bridge.executeQueuedRelease(0);
         assertEq(recipient.balance, 50 ether, "and only once");
     }
 
     /// Control for F1: the same forgery without the ground value is settleable.
     function test_F1_control_nonCollidingForgeryIsSettleable() public {
-        IBridge.Request memory genuine = _genuine();
-        IBridge.Request memory forged = _forged(GROUND_SALT + 1);
+        IBridgeCore.Request memory genuine = _genuine();
+        IBridgeCore.Request memory forged = _forged(GROUND_SALT + 1);
         assertTrue(_fp(bridge.voteKey(forged)) != _fp(bridge.voteKey(genuine)), "no collision");
         _attest(_one(forged), K1, K2);
         vm.prank(owner);
-        bridge.settleHandled(genuine);
+        _ext().settleHandled(genuine);
         assertEq(bridge.queuedReleaseCount(), 1, "genuine queued for the delay");
     }
 
@@ -170,7 +171,7 @@ contract Audit20261126Test is BridgeFixture {
     /// a genuinely executed nonce went through and the user was paid twice (20 instead of 10).
     /// The execution itself is recorded now (the key's executed bit): the settle is refused.
     function test_F2_settleAfterRotation_isRefused_noDoublePay() public {
-        IBridge.Request memory r = _native(0, 10 ether);
+        IBridgeCore.Request memory r = _native(0, 10 ether);
         _execute(r); // op1 + op2 vote, executes; recipient paid
         assertEq(recipient.balance, 10 ether, "paid once");
         // Rotate op1 out (a new key in, the old one out: the documented KMS rotation).
@@ -181,11 +182,11 @@ contract Audit20261126Test is BridgeFixture {
         assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "one counting vote left");
         // The genuine payload executed: the owner's settle is refused, whoever votes now.
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
-        bridge.settleHandled(r);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
+        _ext().settleHandled(r);
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
         vm.warp(block.timestamp + bridge.releaseDelay() + 1);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotQueued.selector, uint64(0)));
         bridge.executeQueuedRelease(0);
         assertEq(recipient.balance, 10 ether, "paid once");
     }
@@ -201,23 +202,23 @@ contract Audit20261126Test is BridgeFixture {
     /// forgery executes nothing, upper stays, and the vote window still binds.
     function test_F3_attestedFarForgery_isSkipped_voteWindowStillBinds() public {
         uint64 far = type(uint64).max - 1;
-        IBridge.Request memory f = _nativeAt(far);
+        IBridgeCore.Request memory f = _nativeAt(far);
         f.to = attacker;
         vm.recordLogs();
         assertEq(_attest(_one(f), K1, K2), 0, "the far forgery is skipped, not executed");
         Vm.Log[] memory logs = vm.getRecordedLogs();
         bytes4[] memory reasons = _skipReasons(logs, far);
         assertEq(reasons.length, 1, "one skip");
-        assertEq(reasons[0], IBridge.NonceOutsideWindow.selector, "skipped outside the window");
+        assertEq(reasons[0], IBridgeCore.NonceOutsideWindow.selector, "skipped outside the window");
         assertEq(uint256(bridge.upperHandleNonce()), 0, "upper does not move");
         assertFalse(bridge.isHandled(far), "not handled");
         assertEq(attacker.balance, 0, "nothing paid");
 
         // A single key (op3, say compromised and being rotated out) still cannot vote far ahead:
-        IBridge.Request memory junk = _nativeAt(far - 1);
+        IBridgeCore.Request memory junk = _nativeAt(far - 1);
         uint64 limit = bridge.VOTE_WINDOW(); // upper is 0
         vm.prank(op3);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NonceOutsideWindow.selector, far - 1, limit));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NonceOutsideWindow.selector, far - 1, limit));
         bridge.handleValueTransfer(junk);
         assertFalse(bridge.hasVoted(far - 1, op3), "no far vote recorded");
         vm.startPrank(owner);
@@ -235,7 +236,7 @@ contract Audit20261126Test is BridgeFixture {
     /// split; 32 maximal requests in one block need this much gas in ONE transaction (votes would
     /// split them by gas and bytes; H-1).
     function test_F4_fullWindowOfMaximalRequests_gasOfTheUnsplittableBatch() public {
-        IBridge.Request[] memory rs = new IBridge.Request[](32);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](32);
         bytes memory extra = new bytes(1024);
         for (uint256 i = 0; i < 1024; ++i) {
             extra[i] = 0xff;
@@ -280,7 +281,7 @@ contract Audit20261126Test is BridgeFixture {
     /// decision, and whoever holds that key can sign a fresh attestation anyway. The signed digest
     /// (attestationDigest) is deliberately unchanged.
     function test_F5_accepted_reRegisteredAddress_oldSignatureCountsAgain() public {
-        IBridge.Request[] memory rs = _one(_native(0, 1 ether));
+        IBridgeCore.Request[] memory rs = _one(_native(0, 1 ether));
         bytes memory sigs = _sigs(bridge.attestationDigest(rs), K1, K2); // signed while op1 registered
         vm.startPrank(owner);
         bridge.registerOperator(vm.addr(K4));

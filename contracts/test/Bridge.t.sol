@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Vm} from "./utils/Vm.sol";
 import {Bridge} from "../src/Bridge.sol";
@@ -16,11 +17,11 @@ contract BridgeHandleTest is BridgeFixture {
     // ------------------------------------------------------------------ threshold execution
 
     function test_native_firstVoteRecordsSecondExecutesOnce() public {
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes32 key = bridge.voteKey(r);
 
         vm.expectEmit(address(bridge));
-        emit IBridge.VoteCast(0, op1, key, 1);
+        emit IBridgeCore.VoteCast(0, op1, key, 1);
         _vote(op1, r);
         assertEq(recipient.balance, 0, "nothing released after one vote");
         assertFalse(bridge.isHandled(0), "open after one vote");
@@ -29,9 +30,9 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(bridge.lowerHandleNonce(), 0, "lower unchanged");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.VoteCast(0, op2, key, 2);
+        emit IBridgeCore.VoteCast(0, op2, key, 2);
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1 ether, key, 1);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1 ether, key, 1);
         _vote(op2, r);
         assertEq(recipient.balance, 1 ether, "released");
         assertEq(address(bridge).balance, NATIVE_LIQUIDITY - 1 ether, "bridge paid");
@@ -40,51 +41,51 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(bridge.upperHandleNonce(), 1, "upper");
         assertEq(bridge.recoveryBlockNumber(), _srcBlock(0), "recovery block");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
         assertEq(recipient.balance, 1 ether, "released exactly once");
         assertFalse(bridge.hasVoted(0, op3), "refused vote not recorded");
     }
 
     function test_erc20LockUnlock_executesOnce() public {
-        IBridge.Request memory r = _request(0, 1, remoteLock, 5e18);
+        IBridgeCore.Request memory r = _request(0, 1, remoteLock, 5e18);
         bytes32 key = bridge.voteKey(r);
 
         _vote(op1, r);
         assertEq(lockToken.balanceOf(recipient), 0, "nothing released after one vote");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 1, address(lockToken), 5e18, key, 1);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, 1, address(lockToken), 5e18, key, 1);
         _vote(op2, r);
         assertEq(lockToken.balanceOf(recipient), 5e18, "unlocked");
         assertEq(lockToken.balanceOf(address(bridge)), TOKEN_LIQUIDITY - 5e18, "bridge paid");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
         assertEq(lockToken.balanceOf(recipient), 5e18, "released exactly once");
     }
 
     function test_erc20BurnMint_executesOnce() public {
-        IBridge.Request memory r = _request(0, 1, remoteMint, 7e6);
+        IBridgeCore.Request memory r = _request(0, 1, remoteMint, 7e6);
         bytes32 key = bridge.voteKey(r);
 
         _vote(op1, r);
         assertEq(mintToken.totalSupply(), 0, "nothing minted after one vote");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 1, address(mintToken), 7e6, key, 1);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, 1, address(mintToken), 7e6, key, 1);
         _vote(op2, r);
         assertEq(mintToken.balanceOf(recipient), 7e6, "minted to recipient");
         assertEq(mintToken.totalSupply(), 7e6, "supply grew by the amount");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
         assertEq(mintToken.totalSupply(), 7e6, "minted exactly once");
     }
 
     function test_votingStatus_matchesIsHandledAndHasVoted() public {
         // nonce 0: executed (op1 + op2); nonce 1: voted by op1 only; nonce 2: untouched.
-        IBridge.Request memory r0 = _native(0, 1 ether);
+        IBridgeCore.Request memory r0 = _native(0, 1 ether);
         _vote(op1, r0);
         _vote(op2, r0);
         _vote(op1, _native(1, 1 ether));
@@ -104,15 +105,15 @@ contract BridgeHandleTest is BridgeFixture {
     }
 
     function test_sameOperatorVotesTwice_AlreadyVoted() public {
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         _vote(op1, r);
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyVoted.selector, uint64(0), op1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyVoted.selector, uint64(0), op1));
         _vote(op1, r);
 
         // Also for a different payload of the same nonce.
-        IBridge.Request memory other = _native(0, 2 ether);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyVoted.selector, uint64(0), op1));
+        IBridgeCore.Request memory other = _native(0, 2 ether);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyVoted.selector, uint64(0), op1));
         _vote(op1, other);
 
         assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "still one vote");
@@ -122,8 +123,8 @@ contract BridgeHandleTest is BridgeFixture {
     }
 
     function test_divergentPayloads_doNotAddUp() public {
-        IBridge.Request memory a = _native(0, 1 ether);
-        IBridge.Request memory b = _native(0, 1 ether + 1);
+        IBridgeCore.Request memory a = _native(0, 1 ether);
+        IBridgeCore.Request memory b = _native(0, 1 ether + 1);
         _vote(op1, a);
         _vote(op2, b);
         assertFalse(bridge.isHandled(0), "threshold-1 votes for A plus one for B execute nothing");
@@ -132,7 +133,7 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(bridge.voteCount(bridge.voteKey(b)), 1, "B has one vote");
 
         // op2 cannot switch to A; a second honest vote for A executes A only.
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyVoted.selector, uint64(0), op2));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyVoted.selector, uint64(0), op2));
         _vote(op2, a);
         _vote(op3, a);
         assertEq(recipient.balance, 1 ether, "A released with A's amount");
@@ -143,8 +144,8 @@ contract BridgeHandleTest is BridgeFixture {
     function testFuzz_payloadsDifferingInOneField_doNotAddUp(uint256 field, uint32 salt) public {
         field = bound(field, 0, 10);
         if (salt == 0) salt = 1; // every field below is changed by XOR-ing or adding a non-zero salt
-        IBridge.Request memory a = _native(3, 1 ether);
-        IBridge.Request memory b = _native(3, 1 ether);
+        IBridgeCore.Request memory a = _native(3, 1 ether);
+        IBridgeCore.Request memory b = _native(3, 1 ether);
         if (field == 0) b.nonce ^= salt % 4000; // inside the vote window
         if (field == 0 && b.nonce == a.nonce) b.nonce += 1;
         if (field == 1) b.kind = 1;
@@ -170,26 +171,26 @@ contract BridgeHandleTest is BridgeFixture {
     function test_closedNonce_refusesVotes_alsoAfterLowerPassedIt() public {
         _execute(_native(1, 1 ether));
         assertEq(bridge.lowerHandleNonce(), 0, "nonce 0 still open");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(1)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(1)));
         _vote(op3, _native(1, 1 ether));
 
         _execute(_native(0, 1 ether));
         assertEq(bridge.lowerHandleNonce(), 2, "lower passed nonce 1");
         assertTrue(bridge.isHandled(1), "still handled after its record was cleared");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(1)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(1)));
         _vote(op3, _native(1, 1 ether));
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, _native(0, 1 ether));
         assertEq(recipient.balance, 2 ether, "each released once");
     }
 
     function test_nonOperatorCannotVote() public {
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOperator.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOperator.selector, stranger));
         _vote(stranger, _native(0, 1 ether));
 
-        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](1);
         rs[0] = _native(0, 1 ether);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOperator.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOperator.selector, stranger));
         _voteBatch(stranger, rs);
         assertFalse(bridge.hasVoted(0, stranger), "no vote recorded");
     }
@@ -200,7 +201,7 @@ contract BridgeHandleTest is BridgeFixture {
         _execute(_native(0, 1 ether));
         _vote(op1, _native(1, 1 ether));
 
-        IBridge.Request[] memory rs = new IBridge.Request[](4);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](4);
         rs[0] = _native(0, 1 ether); // already handled
         rs[1] = _native(1, 1 ether); // already voted by op1
         rs[2] = _native(2, 1 ether);
@@ -208,9 +209,9 @@ contract BridgeHandleTest is BridgeFixture {
         vm.recordLogs();
         assertEq(_voteBatch(op1, rs), 2, "op1 recorded two votes");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_count(logs, IBridge.HandleSkipped.selector), 2, "two skipped");
-        assertEq(_skipReasons(logs, 0)[0], IBridge.AlreadyHandled.selector, "nonce 0 skipped as handled");
-        assertEq(_skipReasons(logs, 1)[0], IBridge.AlreadyVoted.selector, "nonce 1 skipped as voted");
+        assertEq(_count(logs, IBridgeCore.HandleSkipped.selector), 2, "two skipped");
+        assertEq(_skipReasons(logs, 0)[0], IBridgeCore.AlreadyHandled.selector, "nonce 0 skipped as handled");
+        assertEq(_skipReasons(logs, 1)[0], IBridgeCore.AlreadyVoted.selector, "nonce 1 skipped as voted");
         assertTrue(bridge.hasVoted(2, op1) && bridge.hasVoted(3, op1), "fresh items voted");
 
         rs[0] = _native(1, 1 ether);
@@ -220,55 +221,55 @@ contract BridgeHandleTest is BridgeFixture {
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 3, "op2 recorded three votes");
         logs = vm.getRecordedLogs();
-        assertEq(_count(logs, IBridge.HandleValueTransfer.selector), 3, "three executed");
-        assertEq(_skipReasons(logs, 0)[0], IBridge.AlreadyHandled.selector, "nonce 0 skipped as handled");
+        assertEq(_count(logs, IBridgeCore.HandleValueTransfer.selector), 3, "three executed");
+        assertEq(_skipReasons(logs, 0)[0], IBridgeCore.AlreadyHandled.selector, "nonce 0 skipped as handled");
         assertEq(recipient.balance, 4 ether, "four releases in total");
         assertEq(bridge.lowerHandleNonce(), 4, "lower");
     }
 
     function test_batch_duplicateNonce_skipped() public {
-        IBridge.Request[] memory rs = new IBridge.Request[](2);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](2);
         rs[0] = _native(0, 1 ether);
         rs[1] = _native(0, 1 ether);
         vm.recordLogs();
         assertEq(_voteBatch(op1, rs), 1, "first recorded");
         bytes4[] memory reasons = _skipReasons(vm.getRecordedLogs(), 0);
         assertEq(reasons.length, 1, "one skip");
-        assertEq(reasons[0], IBridge.AlreadyVoted.selector, "second skipped as AlreadyVoted");
+        assertEq(reasons[0], IBridgeCore.AlreadyVoted.selector, "second skipped as AlreadyVoted");
 
         // When the first occurrence executes, the second is skipped as handled and nothing is paid twice.
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 1, "first recorded and executed");
         reasons = _skipReasons(vm.getRecordedLogs(), 0);
-        assertEq(reasons[0], IBridge.AlreadyHandled.selector, "second skipped as AlreadyHandled");
+        assertEq(reasons[0], IBridgeCore.AlreadyHandled.selector, "second skipped as AlreadyHandled");
         assertEq(recipient.balance, 1 ether, "released once");
     }
 
     function test_batch_emptyOrTooLarge_reverts() public {
-        vm.expectRevert(IBridge.EmptyBatch.selector);
-        _voteBatch(op1, new IBridge.Request[](0));
+        vm.expectRevert(IBridgeCore.EmptyBatch.selector);
+        _voteBatch(op1, new IBridgeCore.Request[](0));
 
-        IBridge.Request[] memory rs = new IBridge.Request[](65);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](65);
         for (uint64 i = 0; i < 65; ++i) {
             rs[i] = _native(i, 1);
         }
-        vm.expectRevert(abi.encodeWithSelector(IBridge.BatchTooLarge.selector, uint256(65), uint256(64)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.BatchTooLarge.selector, uint256(65), uint256(64)));
         _voteBatch(op1, rs);
     }
 
     function test_batch_skipsInvalidItems() public {
-        IBridge.Request memory wrongSource = _native(0, 1 ether);
+        IBridgeCore.Request memory wrongSource = _native(0, 1 ether);
         wrongSource.srcBridge = stranger;
-        IBridge.Request memory unknownKind = _request(1, 3, address(0), 1 ether);
-        IBridge.Request memory unregistered = _request(2, 1, makeAddr("unknown remote token"), 1e18);
-        IBridge.Request memory locked = _request(3, 1, remoteLock, 1e18);
-        IBridge.Request memory good = _native(4, 1 ether);
+        IBridgeCore.Request memory unknownKind = _request(1, 3, address(0), 1 ether);
+        IBridgeCore.Request memory unregistered = _request(2, 1, makeAddr("unknown remote token"), 1e18);
+        IBridgeCore.Request memory locked = _request(3, 1, remoteLock, 1e18);
+        IBridgeCore.Request memory good = _native(4, 1 ether);
         _vote(op1, unregistered); // below the threshold nothing about the token is checked
         _vote(op1, locked);
         vm.prank(owner);
         bridge.setTokenLocked(address(lockToken), true);
 
-        IBridge.Request[] memory rs = new IBridge.Request[](5);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](5);
         rs[0] = wrongSource;
         rs[1] = unknownKind;
         rs[2] = unregistered;
@@ -277,10 +278,10 @@ contract BridgeHandleTest is BridgeFixture {
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 1, "only the good item recorded");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_skipReasons(logs, 0)[0], IBridge.WrongSource.selector, "wrong source");
-        assertEq(_skipReasons(logs, 1)[0], IBridge.UnknownKind.selector, "unknown kind");
-        assertEq(_skipReasons(logs, 2)[0], IBridge.TokenNotRegistered.selector, "unregistered");
-        assertEq(_skipReasons(logs, 3)[0], IBridge.TokenIsLocked.selector, "locked");
+        assertEq(_skipReasons(logs, 0)[0], IBridgeCore.WrongSource.selector, "wrong source");
+        assertEq(_skipReasons(logs, 1)[0], IBridgeCore.UnknownKind.selector, "unknown kind");
+        assertEq(_skipReasons(logs, 2)[0], IBridgeCore.TokenNotRegistered.selector, "unregistered");
+        assertEq(_skipReasons(logs, 3)[0], IBridgeCore.TokenIsLocked.selector, "locked");
         for (uint64 n = 0; n < 4; ++n) {
             assertFalse(bridge.hasVoted(n, op2), "skipped item left no vote");
         }
@@ -288,25 +289,25 @@ contract BridgeHandleTest is BridgeFixture {
     }
 
     function test_single_invalidItems_revertWithTypedErrors() public {
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.srcBridge = stranger;
-        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongSource.selector, SRC_CHAIN, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongSource.selector, SRC_CHAIN, stranger));
         _vote(op1, r);
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownKind.selector, uint8(3)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.UnknownKind.selector, uint8(3)));
         _vote(op1, _request(0, 3, address(0), 1 ether));
 
         address unknownRemote = makeAddr("unknown remote token");
-        IBridge.Request memory unregistered = _request(0, 1, unknownRemote, 1e18);
+        IBridgeCore.Request memory unregistered = _request(0, 1, unknownRemote, 1e18);
         _vote(op1, unregistered);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, unknownRemote));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, unknownRemote));
         _vote(op2, unregistered);
 
-        IBridge.Request memory locked = _request(1, 1, remoteLock, 1e18);
+        IBridgeCore.Request memory locked = _request(1, 1, remoteLock, 1e18);
         _vote(op1, locked);
         vm.prank(owner);
         bridge.setTokenLocked(address(lockToken), true);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenIsLocked.selector, address(lockToken)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenIsLocked.selector, address(lockToken)));
         _vote(op2, locked);
 
         vm.prank(owner);
@@ -318,13 +319,13 @@ contract BridgeHandleTest is BridgeFixture {
     // ------------------------------------------------------------------ liquidity
 
     function test_insufficientNativeLiquidity_revertsWithoutVote_thenFundExecutes() public {
-        IBridge.Request memory r = _native(0, NATIVE_LIQUIDITY + 50 ether);
+        IBridgeCore.Request memory r = _native(0, NATIVE_LIQUIDITY + 50 ether);
         bytes32 key = bridge.voteKey(r);
         _vote(op1, r); // below the threshold: recorded, liquidity not checked
 
         vm.expectRevert(
             abi.encodeWithSelector(
-                IBridge.InsufficientLiquidity.selector, address(0), NATIVE_LIQUIDITY, NATIVE_LIQUIDITY + 50 ether
+                IBridgeCore.InsufficientLiquidity.selector, address(0), NATIVE_LIQUIDITY, NATIVE_LIQUIDITY + 50 ether
             )
         );
         _vote(op2, r);
@@ -334,7 +335,7 @@ contract BridgeHandleTest is BridgeFixture {
 
         vm.deal(address(this), 50 ether);
         vm.expectEmit(address(bridge));
-        emit IBridge.Funded(address(this), 50 ether);
+        emit IBridgeCore.Funded(address(this), 50 ether);
         bridge.fund{value: 50 ether}();
         _vote(op2, r);
         assertEq(recipient.balance, NATIVE_LIQUIDITY + 50 ether, "released after funding");
@@ -342,11 +343,11 @@ contract BridgeHandleTest is BridgeFixture {
     }
 
     function test_insufficientTokenLiquidity_revertsWithoutVote() public {
-        IBridge.Request memory r = _request(0, 1, remoteLock, TOKEN_LIQUIDITY + 1);
+        IBridgeCore.Request memory r = _request(0, 1, remoteLock, TOKEN_LIQUIDITY + 1);
         _vote(op1, r);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IBridge.InsufficientLiquidity.selector, address(lockToken), TOKEN_LIQUIDITY, TOKEN_LIQUIDITY + 1
+                IBridgeCore.InsufficientLiquidity.selector, address(lockToken), TOKEN_LIQUIDITY, TOKEN_LIQUIDITY + 1
             )
         );
         _vote(op2, r);
@@ -358,17 +359,17 @@ contract BridgeHandleTest is BridgeFixture {
     }
 
     function test_insufficientLiquidity_batchSkipsItem_restExecutes() public {
-        IBridge.Request memory big = _native(0, NATIVE_LIQUIDITY + 1);
-        IBridge.Request memory small = _native(1, 1 ether);
+        IBridgeCore.Request memory big = _native(0, NATIVE_LIQUIDITY + 1);
+        IBridgeCore.Request memory small = _native(1, 1 ether);
         _vote(op1, big);
         _vote(op1, small);
 
-        IBridge.Request[] memory rs = new IBridge.Request[](2);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](2);
         rs[0] = big;
         rs[1] = small;
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 1, "only the small item");
-        assertEq(_skipReasons(vm.getRecordedLogs(), 0)[0], IBridge.InsufficientLiquidity.selector, "skip reason");
+        assertEq(_skipReasons(vm.getRecordedLogs(), 0)[0], IBridgeCore.InsufficientLiquidity.selector, "skip reason");
         assertFalse(bridge.hasVoted(0, op2), "no vote left behind");
         assertTrue(bridge.isHandled(1), "small executed");
         assertEq(bridge.upperHandleNonce(), 2, "upper");
@@ -386,12 +387,12 @@ contract BridgeHandleTest is BridgeFixture {
 
     function test_rejectingRecipient_doesNotWedgeLane() public {
         RejectingReceiver rejecting = new RejectingReceiver();
-        IBridge.Request memory r = _native(0, 2 ether);
+        IBridgeCore.Request memory r = _native(0, 2 ether);
         r.to = address(rejecting);
 
         _vote(op1, r);
         vm.expectEmit(address(bridge));
-        emit IBridge.NativeReleaseDeferred(0, address(rejecting), 2 ether);
+        emit IBridgeCore.NativeReleaseDeferred(0, address(rejecting), 2 ether);
         _vote(op2, r);
         assertTrue(bridge.isHandled(0), "nonce closed");
         assertEq(bridge.lowerHandleNonce(), 1, "lane advanced");
@@ -404,19 +405,19 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(recipient.balance, 1 ether, "next nonce executes");
         assertEq(bridge.lowerHandleNonce(), 2, "lower");
 
-        vm.expectRevert(IBridge.NativeTransferFailed.selector);
+        vm.expectRevert(IBridgeCore.NativeTransferFailed.selector);
         rejecting.withdrawFrom(bridge);
 
         rejecting.setAccepting(true);
         vm.expectEmit(address(bridge));
-        emit IBridge.Withdrawn(address(rejecting), 2 ether);
+        emit IBridgeCore.Withdrawn(address(rejecting), 2 ether);
         rejecting.withdrawFrom(bridge);
         assertEq(address(rejecting).balance, 2 ether, "withdrawn");
         assertEq(bridge.pendingWithdrawal(address(rejecting)), 0, "credit cleared");
         assertEq(bridge.totalPendingWithdrawals(), 0, "owed total cleared");
         assertEq(bridge.availableNativeLiquidity(), address(bridge).balance, "all liquidity available");
 
-        vm.expectRevert(IBridge.NothingToWithdraw.selector);
+        vm.expectRevert(IBridgeCore.NothingToWithdraw.selector);
         rejecting.withdrawFrom(bridge);
     }
 
@@ -425,7 +426,7 @@ contract BridgeHandleTest is BridgeFixture {
     /// credit to it later in a transaction of their own.
     function test_gasBurningRecipient_isCreditedWithoutRunning() public {
         GasBurner burner = new GasBurner();
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.to = address(burner);
         _vote(op1, r);
 
@@ -443,7 +444,7 @@ contract BridgeHandleTest is BridgeFixture {
 
         // A delivery runs the recipient with the deliverer's gas: it fails, the credit stays.
         vm.prank(stranger);
-        vm.expectRevert(IBridge.NativeTransferFailed.selector);
+        vm.expectRevert(IBridgeCore.NativeTransferFailed.selector);
         bridge.deliver{gas: 1_000_000}(address(0), address(burner), 0);
         assertEq(bridge.pendingWithdrawal(address(burner)), 1 ether, "still credited");
     }
@@ -453,40 +454,40 @@ contract BridgeHandleTest is BridgeFixture {
     /// a vote below ITEM_GAS is refused with a named error, never an out-of-gas.
     function test_contractRecipient_creditedThenDeliveredByAnyone() public {
         GasHungryReceiver hungry = new GasHungryReceiver();
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.to = address(hungry);
         _vote(op1, r);
         bytes memory handle = abi.encodeCall(IBridge.handleValueTransfer, (r));
         vm.prank(op2);
         (bool ok, bytes memory ret) = address(bridge).call{gas: 200_000}(handle);
         assertFalse(ok, "below ITEM_GAS");
-        assertEq(bytes4(ret), IBridge.GasBudgetTooLow.selector, "refused by name");
+        assertEq(bytes4(ret), IBridgeCore.GasBudgetTooLow.selector, "refused by name");
         vm.prank(op2);
         bridge.handleValueTransfer(r);
         assertEq(hungry.received(), 0, "its code did not run in the vote");
         assertEq(bridge.pendingWithdrawal(address(hungry)), 1 ether, "credited");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.Withdrawn(address(hungry), 1 ether);
+        emit IBridgeCore.Withdrawn(address(hungry), 1 ether);
         vm.prank(stranger);
         bridge.deliver(address(0), address(hungry), 0);
         assertEq(hungry.received(), 1, "paid by a delivery");
         assertEq(address(hungry).balance, 1 ether, "balance");
         assertEq(bridge.pendingWithdrawal(address(hungry)), 0, "credit spent");
         assertEq(bridge.totalPendingWithdrawals(), 0, "owed total");
-        vm.expectRevert(IBridge.NothingToWithdraw.selector);
+        vm.expectRevert(IBridgeCore.NothingToWithdraw.selector);
         bridge.deliver(address(0), address(hungry), 0);
     }
 
     function test_reentrantRecipient_isLockedOut() public {
         ReentrantReceiver reentrant = new ReentrantReceiver(bridge);
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.to = address(reentrant);
         _execute(r);
         assertEq(bridge.pendingWithdrawal(address(reentrant)), 1 ether, "credited, not called");
         bridge.deliver(address(0), address(reentrant), 0);
         assertEq(address(reentrant).balance, 1 ether, "paid");
-        assertEq(reentrant.reentryError(), IBridge.Reentrancy.selector, "re-entry refused");
+        assertEq(reentrant.reentryError(), IBridgeCore.Reentrancy.selector, "re-entry refused");
         assertEq(bridge.pendingWithdrawal(address(reentrant)), 0, "credit spent");
     }
 
@@ -495,10 +496,10 @@ contract BridgeHandleTest is BridgeFixture {
         TestToken noMinter = new TestToken("No Minter", "NOM", 18);
         address remote = makeAddr("remote no-minter token");
         _registerPair(address(noMinter), remote, 1);
-        IBridge.Request memory r = _request(0, 1, remote, 1e18);
+        IBridgeCore.Request memory r = _request(0, 1, remote, 1e18);
         _vote(op1, r);
         vm.expectEmit(address(bridge));
-        emit IBridge.TokenReleaseDeferred(0, address(noMinter), recipient, 1e18);
+        emit IBridgeCore.TokenReleaseDeferred(0, address(noMinter), recipient, 1e18);
         _vote(op2, r);
         assertTrue(bridge.isHandled(0), "closed: the nonce never wedges");
         assertEq(bridge.pendingTokenWithdrawal(address(noMinter), recipient), 1e18, "credited");
@@ -511,7 +512,7 @@ contract BridgeHandleTest is BridgeFixture {
         bridge.withdrawToken(address(noMinter), recipient);
         assertEq(noMinter.balanceOf(recipient), 1e18, "minted once the token allows it");
         vm.prank(recipient);
-        vm.expectRevert(IBridge.NothingToWithdraw.selector);
+        vm.expectRevert(IBridgeCore.NothingToWithdraw.selector);
         bridge.withdrawToken(address(noMinter), recipient);
 
         // A lock-mode token whose transfer returns false.
@@ -519,7 +520,7 @@ contract BridgeHandleTest is BridgeFixture {
         address remoteFalse = makeAddr("remote false token");
         falseToken.mint(address(bridge), 10e18);
         _registerPair(address(falseToken), remoteFalse, 0);
-        IBridge.Request memory r2 = _request(1, 1, remoteFalse, 1e18);
+        IBridgeCore.Request memory r2 = _request(1, 1, remoteFalse, 1e18);
         _vote(op1, r2);
         _vote(op2, r2);
         assertTrue(bridge.isHandled(1), "closed");
@@ -539,7 +540,7 @@ contract BridgeHandleTest is BridgeFixture {
     // ------------------------------------------------------------------ operator set changes
 
     function test_deregisteredOperatorsOpenVote_stopsCounting() public {
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes32 key = bridge.voteKey(r);
         _vote(op1, r);
         vm.prank(owner);
@@ -547,12 +548,12 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(bridge.voteCount(key), 0, "op1's vote no longer counts");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.VoteCast(0, op2, key, 1);
+        emit IBridgeCore.VoteCast(0, op2, key, 1);
         _vote(op2, r);
         assertFalse(bridge.isHandled(0), "one counting vote does not reach threshold 2");
         assertEq(recipient.balance, 0, "nothing released");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOperator.selector, op1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOperator.selector, op1));
         _vote(op1, _native(1, 1 ether));
 
         // Re-registered (a recovered or rotated key), op1's old vote does NOT count again: its
@@ -562,10 +563,10 @@ contract BridgeHandleTest is BridgeFixture {
         assertEq(bridge.voteCount(key), 1, "op1's old vote is not revived");
         assertFalse(bridge.hasVoted(0, op1), "the new registration has not voted");
         vm.expectEmit(address(bridge));
-        emit IBridge.VoteCast(0, op1, key, 2);
+        emit IBridgeCore.VoteCast(0, op1, key, 2);
         _vote(op1, r);
         assertEq(recipient.balance, 1 ether, "released with op1's new vote and op2's");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
     }
 
@@ -581,7 +582,7 @@ contract BridgeHandleTest is BridgeFixture {
             bridge.registerOperator(address(0x3000 + i));
         }
         assertEq(bridge.operatorCount(), 31, "one seat left");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorBitsBusy.selector, uint64(2)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.OperatorBitsBusy.selector, uint64(2)));
         bridge.registerOperator(fresh);
         vm.stopPrank();
         (uint64[32] memory freeAt,) = bridge.operatorBitsFreeAt();
@@ -590,7 +591,7 @@ contract BridgeHandleTest is BridgeFixture {
         _execute(_native(0, 1 ether));
         assertEq(bridge.lowerHandleNonce(), 1, "one handled");
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorBitsBusy.selector, uint64(2)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.OperatorBitsBusy.selector, uint64(2)));
         bridge.registerOperator(fresh);
         _execute(_native(1, 1 ether));
         vm.prank(owner);
@@ -598,7 +599,7 @@ contract BridgeHandleTest is BridgeFixture {
         assertTrue(bridge.isOperator(fresh), "registered on the freed bit");
         // The old votes are on handled nonces only: nothing the fresh operator inherits counts.
         assertFalse(bridge.hasVoted(2, fresh), "no vote on an open nonce");
-        IBridge.Request memory r = _native(2, 1 ether);
+        IBridgeCore.Request memory r = _native(2, 1 ether);
         _vote(fresh, r);
         assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "its own vote only");
     }
@@ -606,30 +607,30 @@ contract BridgeHandleTest is BridgeFixture {
     // ------------------------------------------------------------------ replay protection
 
     function test_replay_fromAnotherSource_WrongSource() public {
-        IBridge.Request memory otherBridge = _native(0, 1 ether);
+        IBridgeCore.Request memory otherBridge = _native(0, 1 ether);
         otherBridge.srcBridge = makeAddr("another bridge");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongSource.selector, SRC_CHAIN, otherBridge.srcBridge));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongSource.selector, SRC_CHAIN, otherBridge.srcBridge));
         _vote(op1, otherBridge);
 
-        IBridge.Request memory otherChain = _native(0, 1 ether);
+        IBridgeCore.Request memory otherChain = _native(0, 1 ether);
         otherChain.srcChainId = SRC_CHAIN + 1;
-        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongSource.selector, SRC_CHAIN + 1, srcBridge));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongSource.selector, SRC_CHAIN + 1, srcBridge));
         _vote(op1, otherChain);
         assertFalse(bridge.hasVoted(0, op1), "no vote recorded");
     }
 
     function test_replay_onAnotherChainId_WrongChain() public {
         uint256 home = block.chainid;
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes32 homeKey = bridge.voteKey(r);
         vm.chainId(home + 1);
         assertNotEq(bridge.voteKey(r), homeKey, "the key binds the chain id");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongChain.selector, home, home + 1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongChain.selector, home, home + 1));
         _vote(op1, r);
-        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](1);
         rs[0] = r;
-        vm.expectRevert(abi.encodeWithSelector(IBridge.WrongChain.selector, home, home + 1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongChain.selector, home, home + 1));
         _voteBatch(op1, rs);
 
         vm.chainId(home);
@@ -641,7 +642,7 @@ contract BridgeHandleTest is BridgeFixture {
         Bridge twin = _deployBridge();
         vm.deal(address(this), 10 ether);
         twin.fund{value: 10 ether}();
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes32 key = bridge.voteKey(r);
         assertNotEq(twin.voteKey(r), key, "keys differ across bridges");
 
@@ -668,11 +669,11 @@ contract BridgeBookkeepingTest is BridgeFixture {
         _execute(_native(1, 1 ether));
         _assertBookkeeping(0, 3, START_BLOCK);
 
-        IBridge.Request memory r0 = _native(0, 1 ether);
+        IBridgeCore.Request memory r0 = _native(0, 1 ether);
         bytes32 key0 = bridge.voteKey(r0);
         _vote(op1, r0);
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1 ether, key0, 3);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1 ether, key0, 3);
         _vote(op2, r0);
         // recoveryBlockNumber is the source block of the last nonce handled in order: a lower
         // bound of every open request's block, which is all recovery needs.
@@ -692,7 +693,7 @@ contract BridgeBookkeepingTest is BridgeFixture {
         uint64 last = 2100;
         for (uint64 start = 1; start <= last; start += 60) {
             uint64 size = start + 60 > last + 1 ? last + 1 - start : 60;
-            IBridge.Request[] memory rs = new IBridge.Request[](size);
+            IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](size);
             for (uint64 i = 0; i < size; ++i) {
                 rs[i] = _native(start + i, 1);
             }
@@ -701,12 +702,12 @@ contract BridgeBookkeepingTest is BridgeFixture {
         }
         _assertBookkeeping(0, last + 1, START_BLOCK);
 
-        IBridge.Request memory r0 = _native(0, 1);
+        IBridgeCore.Request memory r0 = _native(0, 1);
         bytes32 key0 = bridge.voteKey(r0);
         _vote(op1, r0);
         uint64 bounded = uint64(1 + bridge.MAX_LOWER_ADVANCE());
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1, key0, bounded);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, 0, address(0), 1, key0, bounded);
         _vote(op2, r0);
         // Nonce 0 itself plus MAX_LOWER_ADVANCE (2048) already-handled nonces.
         _assertBookkeeping(bounded, last + 1, _srcBlock(0));
@@ -716,7 +717,7 @@ contract BridgeBookkeepingTest is BridgeFixture {
         // Anyone may move it on over handled nonces, as far as asked and never past a gap.
         vm.prank(stranger);
         vm.expectEmit(address(bridge));
-        emit IBridge.LowerHandleNonceAdvanced(bounded, bounded + 10);
+        emit IBridgeCore.LowerHandleNonceAdvanced(bounded, bounded + 10);
         assertEq(bridge.advanceLowerHandleNonce(10), bounded + 10, "10 steps");
         vm.prank(stranger);
         assertEq(bridge.advanceLowerHandleNonce(10_000), last + 1, "stops at the first open nonce");
@@ -724,7 +725,7 @@ contract BridgeBookkeepingTest is BridgeFixture {
         vm.recordLogs();
         vm.prank(stranger);
         assertEq(bridge.advanceLowerHandleNonce(10), last + 1, "nothing to do");
-        assertEq(_count(vm.getRecordedLogs(), IBridge.LowerHandleNonceAdvanced.selector), 0, "no event");
+        assertEq(_count(vm.getRecordedLogs(), IBridgeCore.LowerHandleNonceAdvanced.selector), 0, "no event");
 
         _execute(_native(last + 1, 1));
         _assertBookkeeping(last + 2, last + 2, _srcBlock(last + 1));
@@ -804,12 +805,12 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_requestNative_emitsDenseNonces() public {
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, 0, user, recipient, address(0), 1 ether, 0, hex"aa");
+        emit IBridgeCore.RequestValueTransfer(0, 0, user, recipient, address(0), 1 ether, 0, hex"aa");
         vm.prank(user);
         assertEq(bridge.requestNativeTransfer{value: 1 ether}(recipient, hex"aa"), 0, "first nonce");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(1, 0, user, recipient, address(0), 2 ether, 0, "");
+        emit IBridgeCore.RequestValueTransfer(1, 0, user, recipient, address(0), 2 ether, 0, "");
         vm.prank(user);
         assertEq(bridge.requestNativeTransfer{value: 2 ether}(recipient, ""), 1, "second nonce");
 
@@ -820,17 +821,17 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_requestNative_rejections() public {
         vm.startPrank(user);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.requestNativeTransfer{value: 1 ether}(address(0), "");
-        vm.expectRevert(IBridge.ZeroAmount.selector);
+        vm.expectRevert(IBridgeCore.ZeroAmount.selector);
         bridge.requestNativeTransfer(recipient, "");
         vm.stopPrank();
 
         _setFee(address(0), 0.1 ether);
         vm.startPrank(user);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientFee.selector, 0.1 ether, 0.05 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientFee.selector, 0.1 ether, 0.05 ether));
         bridge.requestNativeTransfer{value: 0.05 ether}(recipient, "");
-        vm.expectRevert(IBridge.ZeroAmount.selector);
+        vm.expectRevert(IBridgeCore.ZeroAmount.selector);
         bridge.requestNativeTransfer{value: 0.1 ether}(recipient, "");
         vm.stopPrank();
         assertEq(bridge.requestNonce(), 0, "no request created");
@@ -839,7 +840,7 @@ contract BridgeRequestTest is BridgeFixture {
     function test_requestNative_feePaidToReceiver() public {
         _setFee(address(0), 0.1 ether);
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, 0, user, recipient, address(0), 1 ether, 0.1 ether, "");
+        emit IBridgeCore.RequestValueTransfer(0, 0, user, recipient, address(0), 1 ether, 0.1 ether, "");
         vm.prank(user);
         bridge.requestNativeTransfer{value: 1.1 ether}(recipient, "");
         assertEq(feeSink.balance, 0.1 ether, "fee to the receiver");
@@ -849,7 +850,7 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_requestERC20_lockUnlock() public {
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, 1, user, recipient, address(lockToken), 10e18, 0, hex"01");
+        emit IBridgeCore.RequestValueTransfer(0, 1, user, recipient, address(lockToken), 10e18, 0, hex"01");
         vm.prank(user);
         assertEq(bridge.requestERC20Transfer(address(lockToken), recipient, 10e18, hex"01"), 0, "nonce");
         assertEq(lockToken.balanceOf(address(bridge)), TOKEN_LIQUIDITY + 10e18, "locked");
@@ -859,7 +860,7 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_requestERC20_burnMint() public {
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, 1, user, recipient, address(mintToken), 200e6, 0, "");
+        emit IBridgeCore.RequestValueTransfer(0, 1, user, recipient, address(mintToken), 200e6, 0, "");
         vm.prank(user);
         bridge.requestERC20Transfer(address(mintToken), recipient, 200e6, "");
         assertEq(mintToken.totalSupply(), 800e6, "burned");
@@ -870,14 +871,14 @@ contract BridgeRequestTest is BridgeFixture {
     function test_requestERC20_feeInNative_excessRefunded() public {
         _setFee(address(lockToken), 0.01 ether);
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, 1, user, recipient, address(lockToken), 1e18, 0.01 ether, "");
+        emit IBridgeCore.RequestValueTransfer(0, 1, user, recipient, address(lockToken), 1e18, 0.01 ether, "");
         vm.prank(user);
         bridge.requestERC20Transfer{value: 0.05 ether}(address(lockToken), recipient, 1e18, "");
         assertEq(feeSink.balance, 0.01 ether, "fee to the receiver");
         assertEq(user.balance, 1_000 ether - 0.01 ether, "excess refunded");
         assertEq(address(bridge).balance, NATIVE_LIQUIDITY, "bridge keeps no native");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientFee.selector, 0.01 ether, 0.005 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientFee.selector, 0.01 ether, 0.005 ether));
         vm.prank(user);
         bridge.requestERC20Transfer{value: 0.005 ether}(address(lockToken), recipient, 1e18, "");
     }
@@ -885,24 +886,24 @@ contract BridgeRequestTest is BridgeFixture {
     function test_requestERC20_rejections() public {
         TestToken unregistered = new TestToken("Unregistered", "UNR", 18);
         vm.startPrank(user);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, address(unregistered)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, address(unregistered)));
         bridge.requestERC20Transfer(address(unregistered), recipient, 1, "");
-        vm.expectRevert(IBridge.ZeroAmount.selector);
+        vm.expectRevert(IBridgeCore.ZeroAmount.selector);
         bridge.requestERC20Transfer(address(lockToken), recipient, 0, "");
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.requestERC20Transfer(address(lockToken), address(0), 1, "");
         vm.stopPrank();
 
         vm.prank(owner);
         bridge.setTokenLocked(address(lockToken), true);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenIsLocked.selector, address(lockToken)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenIsLocked.selector, address(lockToken)));
         vm.prank(user);
         bridge.requestERC20Transfer(address(lockToken), recipient, 1, "");
 
         // The token's own revert reason is carried in TokenCallFailed.
         bytes memory reason =
             abi.encodeWithSelector(TestToken.InsufficientAllowance.selector, address(bridge), uint256(0), uint256(1));
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenCallFailed.selector, address(mintToken), reason));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenCallFailed.selector, address(mintToken), reason));
         vm.prank(stranger);
         bridge.requestERC20Transfer(address(mintToken), recipient, 1, "");
         assertEq(bridge.requestNonce(), 0, "no request created");
@@ -915,7 +916,7 @@ contract BridgeRequestTest is BridgeFixture {
         fot.mint(user, 100e18);
         vm.startPrank(user);
         fot.approve(address(bridge), 100e18);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TransferAmountMismatch.selector, 100e18, 99e18));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TransferAmountMismatch.selector, 100e18, 99e18));
         bridge.requestERC20Transfer(address(fot), recipient, 100e18, "");
         vm.stopPrank();
         assertEq(fot.balanceOf(user), 100e18, "nothing moved");
@@ -938,7 +939,7 @@ contract BridgeRequestTest is BridgeFixture {
     function test_transferCap() public {
         vm.startPrank(owner);
         vm.expectEmit(address(bridge));
-        emit IBridge.TransferCapChanged(address(0), 1 ether);
+        emit IBridgeCore.TransferCapChanged(address(0), 1 ether);
         bridge.setTransferCap(address(0), 1 ether);
         bridge.setTransferCap(address(lockToken), 5e18);
         vm.stopPrank();
@@ -946,10 +947,10 @@ contract BridgeRequestTest is BridgeFixture {
 
         vm.startPrank(user);
         bridge.requestNativeTransfer{value: 1 ether}(recipient, "");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AmountAboveCap.selector, 1 ether + 1, 1 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AmountAboveCap.selector, 1 ether + 1, 1 ether));
         bridge.requestNativeTransfer{value: 1 ether + 1}(recipient, "");
         bridge.requestERC20Transfer(address(lockToken), recipient, 5e18, "");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AmountAboveCap.selector, 5e18 + 1, 5e18));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AmountAboveCap.selector, 5e18 + 1, 5e18));
         bridge.requestERC20Transfer(address(lockToken), recipient, 5e18 + 1, "");
         // Other tokens are not capped.
         bridge.requestERC20Transfer(address(mintToken), recipient, 900e6, "");
@@ -959,7 +960,7 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_rateLimit_tokenBucketRefills() public {
         vm.expectEmit(address(bridge));
-        emit IBridge.RateLimitChanged(address(0), 10 ether, 1 ether);
+        emit IBridgeCore.RateLimitChanged(address(0), 10 ether, 1 ether);
         vm.prank(owner);
         bridge.setRateLimit(address(0), 10 ether, 1 ether);
         _assertAvailable(address(0), 10 ether);
@@ -967,7 +968,7 @@ contract BridgeRequestTest is BridgeFixture {
         vm.startPrank(user);
         bridge.requestNativeTransfer{value: 6 ether}(recipient, "");
         _assertAvailable(address(0), 4 ether);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.RateLimited.selector, address(0), 5 ether, 4 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.RateLimited.selector, address(0), 5 ether, 4 ether));
         bridge.requestNativeTransfer{value: 5 ether}(recipient, "");
 
         vm.warp(block.timestamp + 1);
@@ -977,7 +978,7 @@ contract BridgeRequestTest is BridgeFixture {
 
         vm.warp(block.timestamp + 1_000);
         _assertAvailable(address(0), 10 ether); // capped at capacity
-        vm.expectRevert(abi.encodeWithSelector(IBridge.RateLimited.selector, address(0), 10 ether + 1, 10 ether));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.RateLimited.selector, address(0), 10 ether + 1, 10 ether));
         bridge.requestNativeTransfer{value: 10 ether + 1}(recipient, "");
 
         // Tokens have their own bucket.
@@ -994,17 +995,17 @@ contract BridgeRequestTest is BridgeFixture {
 
     function test_requestsAndHandles_refusedUntilCounterpartSet() public {
         Bridge fresh = _newBridge(owner, _operators(), 2);
-        vm.expectRevert(IBridge.CounterpartNotSet.selector);
+        vm.expectRevert(IBridgeCore.CounterpartNotSet.selector);
         vm.prank(user);
         fresh.requestNativeTransfer{value: 1 ether}(recipient, "");
 
-        vm.expectRevert(IBridge.CounterpartNotSet.selector);
+        vm.expectRevert(IBridgeCore.CounterpartNotSet.selector);
         vm.prank(op1);
         fresh.handleValueTransfer(_native(0, 1 ether));
 
-        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](1);
         rs[0] = _native(0, 1 ether);
-        vm.expectRevert(IBridge.CounterpartNotSet.selector);
+        vm.expectRevert(IBridgeCore.CounterpartNotSet.selector);
         vm.prank(op1);
         fresh.handleValueTransfers(rs);
         assertEq(fresh.requestNonce(), 0, "nothing requested");
@@ -1031,8 +1032,8 @@ contract BridgeAdminTest is BridgeFixture {
         vm.recordLogs();
         bridge = _newBridge(owner, _operators(), 2);
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_count(logs, IBridge.OperatorRegistered.selector), 3, "OperatorRegistered per operator");
-        assertEq(_count(logs, IBridge.ThresholdChanged.selector), 1, "ThresholdChanged");
+        assertEq(_count(logs, IBridgeCore.OperatorRegistered.selector), 3, "OperatorRegistered per operator");
+        assertEq(_count(logs, IBridgeCore.ThresholdChanged.selector), 1, "ThresholdChanged");
         assertEq(bridge.owner(), owner, "owner");
         assertEq(bridge.threshold(), 2, "threshold");
         assertEq(bridge.operatorCount(), 3, "operators");
@@ -1045,38 +1046,38 @@ contract BridgeAdminTest is BridgeFixture {
 
     function test_constructor_rejectsBadArguments() public {
         address[] memory ops = _operators();
-        vm.expectRevert(IBridge.ZeroThreshold.selector);
+        vm.expectRevert(IBridgeCore.ZeroThreshold.selector);
         new Bridge(owner, ops, 0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ThresholdAboveOperators.selector, uint256(4), uint256(3)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ThresholdAboveOperators.selector, uint256(4), uint256(3)));
         new Bridge(owner, ops, 4);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         new Bridge(address(0), ops, 2);
 
         ops[1] = address(0);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         new Bridge(owner, ops, 2);
         ops[1] = op1;
-        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorExists.selector, op1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.OperatorExists.selector, op1));
         new Bridge(owner, ops, 2);
 
         address[] memory many = new address[](33);
         for (uint256 i = 0; i < many.length; ++i) {
             many[i] = makeAddr(string(abi.encode("operator", i)));
         }
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TooManyOperators.selector, uint256(32)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TooManyOperators.selector, uint256(32)));
         new Bridge(owner, many, 2);
     }
 
     function test_setCounterpart_onceAndNonZero() public {
         Bridge fresh = _newBridge(owner, _operators(), 2);
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         fresh.setCounterpart(SRC_CHAIN, address(0), 7);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         fresh.setCounterpart(0, srcBridge, 7);
 
         vm.expectEmit(address(fresh));
-        emit IBridge.CounterpartSet(SRC_CHAIN, srcBridge, 7);
+        emit IBridgeCore.CounterpartSet(SRC_CHAIN, srcBridge, 7);
         fresh.setCounterpart(SRC_CHAIN, srcBridge, 7);
         assertEq(fresh.recoveryBlockNumber(), 7, "recovery starts at the start block");
         (uint256 srcChainId, address src, uint256 dstChainId, address dst, uint64 version) = fresh.domain();
@@ -1086,7 +1087,7 @@ contract BridgeAdminTest is BridgeFixture {
         assertEq(dst, address(fresh), "domain dst bridge");
         assertEq(uint256(version), 1, "domain version");
 
-        vm.expectRevert(IBridge.CounterpartAlreadySet.selector);
+        vm.expectRevert(IBridgeCore.CounterpartAlreadySet.selector);
         fresh.setCounterpart(SRC_CHAIN + 1, stranger, 8);
         vm.stopPrank();
         assertEq(fresh.counterpartBridge(), srcBridge, "unchanged");
@@ -1094,17 +1095,17 @@ contract BridgeAdminTest is BridgeFixture {
 
     function test_threshold_setters() public {
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroThreshold.selector);
+        vm.expectRevert(IBridgeCore.ZeroThreshold.selector);
         bridge.setThreshold(0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ThresholdAboveOperators.selector, uint256(4), uint256(3)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ThresholdAboveOperators.selector, uint256(4), uint256(3)));
         bridge.setThreshold(4);
 
         vm.expectEmit(address(bridge));
-        emit IBridge.ThresholdChanged(3);
+        emit IBridgeCore.ThresholdChanged(3);
         bridge.setThreshold(3);
         assertEq(bridge.threshold(), 3, "threshold");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ThresholdAboveOperators.selector, uint256(3), uint256(2)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ThresholdAboveOperators.selector, uint256(3), uint256(2)));
         bridge.deregisterOperator(op3);
         vm.stopPrank();
         assertTrue(bridge.isOperator(op3), "still registered");
@@ -1112,15 +1113,15 @@ contract BridgeAdminTest is BridgeFixture {
 
     function test_operator_setters() public {
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.registerOperator(address(0));
-        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorExists.selector, op1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.OperatorExists.selector, op1));
         bridge.registerOperator(op1);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.OperatorUnknown.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.OperatorUnknown.selector, stranger));
         bridge.deregisterOperator(stranger);
 
         vm.expectEmit(address(bridge));
-        emit IBridge.OperatorDeregistered(op1);
+        emit IBridgeCore.OperatorDeregistered(op1);
         bridge.deregisterOperator(op1);
         address[] memory ops = bridge.getOperators();
         assertEq(ops.length, 2, "two left");
@@ -1131,7 +1132,7 @@ contract BridgeAdminTest is BridgeFixture {
             bridge.registerOperator(address(0x2000 + i));
         }
         assertEq(bridge.operatorCount(), 32, "full");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TooManyOperators.selector, uint256(32)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TooManyOperators.selector, uint256(32)));
         bridge.registerOperator(op1);
         vm.stopPrank();
     }
@@ -1140,21 +1141,21 @@ contract BridgeAdminTest is BridgeFixture {
         TestToken other = new TestToken("Other", "OTH", 18);
         address remoteOther = makeAddr("remote other");
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.registerTokenPair(address(0), remoteOther, 0);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.registerTokenPair(address(other), address(0), 0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotAContract.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotAContract.selector, stranger));
         bridge.registerTokenPair(stranger, remoteOther, 0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.UnknownMode.selector, uint8(4)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.UnknownMode.selector, uint8(4)));
         bridge.registerTokenPair(address(other), remoteOther, 4);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenPairExists.selector, address(lockToken)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenPairExists.selector, address(lockToken)));
         bridge.registerTokenPair(address(lockToken), remoteOther, 0);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenPairExists.selector, remoteLock));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenPairExists.selector, remoteLock));
         bridge.registerTokenPair(address(other), remoteLock, 0);
 
         vm.expectEmit(address(bridge));
-        emit IBridge.TokenPairRegistered(address(other), remoteOther, 1);
+        emit IBridgeCore.TokenPairRegistered(address(other), remoteOther, 1);
         bridge.registerTokenPair(address(other), remoteOther, 1);
         (address remote, uint8 mode, bool locked, bool registered) = bridge.tokenPair(address(other));
         assertEq(remote, remoteOther, "remote");
@@ -1164,20 +1165,20 @@ contract BridgeAdminTest is BridgeFixture {
         assertEq(bridge.localTokenFor(remoteOther), address(other), "reverse lookup");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.TokenLockChanged(address(other), true);
+        emit IBridgeCore.TokenLockChanged(address(other), true);
         bridge.setTokenLocked(address(other), true);
         (,, locked,) = bridge.tokenPair(address(other));
         assertTrue(locked, "locked");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.TokenPairDeregistered(address(other), remoteOther);
+        emit IBridgeCore.TokenPairDeregistered(address(other), remoteOther);
         bridge.deregisterTokenPair(address(other));
         (,,, registered) = bridge.tokenPair(address(other));
         assertFalse(registered, "deregistered");
         assertEq(bridge.localTokenFor(remoteOther), address(0), "reverse lookup cleared");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, address(other)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, address(other)));
         bridge.deregisterTokenPair(address(other));
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, address(other)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, address(other)));
         bridge.setTokenLocked(address(other), false);
 
         // The remote token is free again.
@@ -1187,17 +1188,17 @@ contract BridgeAdminTest is BridgeFixture {
 
     function test_fee_setters() public {
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.setFee(address(0), 1);
         bridge.setFee(address(0), 0); // a zero fee needs no receiver
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.setFeeReceiver(address(0));
 
         vm.expectEmit(address(bridge));
-        emit IBridge.FeeReceiverChanged(stranger);
+        emit IBridgeCore.FeeReceiverChanged(stranger);
         bridge.setFeeReceiver(stranger);
         vm.expectEmit(address(bridge));
-        emit IBridge.FeeChanged(address(lockToken), 5);
+        emit IBridgeCore.FeeChanged(address(lockToken), 5);
         bridge.setFee(address(lockToken), 5);
         vm.stopPrank();
         assertEq(bridge.fee(address(lockToken)), 5, "fee");
@@ -1206,34 +1207,34 @@ contract BridgeAdminTest is BridgeFixture {
 
     function test_pauserRole_and_ownershipTransfer() public {
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.setPauser(address(0), true);
         vm.expectEmit(address(bridge));
-        emit IBridge.PauserChanged(pauser, true);
+        emit IBridgeCore.PauserChanged(pauser, true);
         bridge.setPauser(pauser, true);
         vm.stopPrank();
         assertTrue(bridge.isPauser(pauser), "pauser");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotPauser.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotPauser.selector, stranger));
         vm.prank(stranger);
         bridge.pause();
         vm.expectEmit(address(bridge));
-        emit IBridge.PausedChanged(true);
+        emit IBridgeCore.PausedChanged(true);
         vm.prank(pauser);
         bridge.pause();
         assertTrue(bridge.paused(), "paused by the pauser");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, pauser));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, pauser));
         vm.prank(pauser);
         bridge.unpause();
 
         address newOwner = makeAddr("new owner");
         vm.startPrank(owner);
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         bridge.transferOwnership(address(0));
         vm.expectEmit(address(bridge));
-        emit IBridge.OwnershipTransferred(owner, newOwner);
+        emit IBridgeCore.OwnershipTransferred(owner, newOwner);
         bridge.transferOwnership(newOwner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, owner));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, owner));
         bridge.unpause();
         vm.stopPrank();
 
@@ -1243,7 +1244,7 @@ contract BridgeAdminTest is BridgeFixture {
 
         vm.prank(newOwner);
         bridge.setPauser(pauser, false);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotPauser.selector, pauser));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotPauser.selector, pauser));
         vm.prank(pauser);
         bridge.pause();
     }
@@ -1253,7 +1254,7 @@ contract BridgeAdminTest is BridgeFixture {
         address[2] memory callers = [stranger, op1];
         for (uint256 i = 0; i < callers.length; ++i) {
             address caller = callers[i];
-            bytes memory notOwner = abi.encodeWithSelector(IBridge.NotOwner.selector, caller);
+            bytes memory notOwner = abi.encodeWithSelector(IBridgeCore.NotOwner.selector, caller);
             vm.startPrank(caller);
             vm.expectRevert(notOwner);
             bridge.setCounterpart(1, caller, 0);
@@ -1293,7 +1294,7 @@ contract BridgeAdminTest is BridgeFixture {
     function test_pause_stopsRequestsAndHandles_unpauseRestores() public {
         // A deferred credit to show withdraw() stays open while paused.
         RejectingReceiver rejecting = new RejectingReceiver();
-        IBridge.Request memory deferred = _native(0, 1 ether);
+        IBridgeCore.Request memory deferred = _native(0, 1 ether);
         deferred.to = address(rejecting);
         _execute(deferred);
 
@@ -1301,7 +1302,7 @@ contract BridgeAdminTest is BridgeFixture {
         lockToken.mint(user, 10e18);
         vm.prank(user);
         lockToken.approve(address(bridge), type(uint256).max);
-        IBridge.Request memory r = _native(1, 1 ether);
+        IBridgeCore.Request memory r = _native(1, 1 ether);
         _vote(op1, r);
 
         vm.prank(owner);
@@ -1310,16 +1311,16 @@ contract BridgeAdminTest is BridgeFixture {
         bridge.pause();
 
         vm.startPrank(user);
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         bridge.requestNativeTransfer{value: 1 ether}(recipient, "");
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         bridge.requestERC20Transfer(address(lockToken), recipient, 1e18, "");
         vm.stopPrank();
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         _vote(op2, r);
-        IBridge.Request[] memory rs = new IBridge.Request[](1);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](1);
         rs[0] = r;
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         _voteBatch(op2, rs);
 
         // fund() and withdraw() stay open.
@@ -1330,7 +1331,7 @@ contract BridgeAdminTest is BridgeFixture {
         assertEq(address(rejecting).balance, 1 ether, "withdrawn while paused");
 
         vm.expectEmit(address(bridge));
-        emit IBridge.PausedChanged(false);
+        emit IBridgeCore.PausedChanged(false);
         vm.prank(owner);
         bridge.unpause();
 
@@ -1344,7 +1345,7 @@ contract BridgeAdminTest is BridgeFixture {
     }
 
     function test_fund_rejectsZero_and_plainTransfersAreRefused() public {
-        vm.expectRevert(IBridge.ZeroAmount.selector);
+        vm.expectRevert(IBridgeCore.ZeroAmount.selector);
         bridge.fund();
         vm.deal(address(this), 1 ether);
         (bool ok,) = address(bridge).call{value: 1 ether}("");

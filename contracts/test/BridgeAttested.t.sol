@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Console} from "./utils/Console.sol";
 import {Vm} from "./utils/Vm.sol";
@@ -35,7 +36,7 @@ contract BridgeAttestedTest is BridgeFixture {
         address verifying,
         uint256 srcChain,
         address srcBridge_,
-        IBridge.Request[] memory rs,
+        IBridgeCore.Request[] memory rs,
         Bridge keysOf
     ) internal view returns (bytes32) {
         bytes32[] memory keys = new bytes32[](rs.length);
@@ -89,27 +90,27 @@ contract BridgeAttestedTest is BridgeFixture {
         ks[1] = b;
     }
 
-    function _batch(uint64 from, uint64 count, uint256 amount) internal view returns (IBridge.Request[] memory rs) {
-        rs = new IBridge.Request[](count);
+    function _batch(uint64 from, uint64 count, uint256 amount) internal view returns (IBridgeCore.Request[] memory rs) {
+        rs = new IBridgeCore.Request[](count);
         for (uint64 i = 0; i < count; ++i) {
             rs[i] = _native(from + i, amount);
             rs[i].to = address(uint160(0xF00000 + from + i));
         }
     }
 
-    function _attest(IBridge.Request[] memory rs, bytes memory sigs) internal returns (uint256 executed) {
+    function _attest(IBridgeCore.Request[] memory rs, bytes memory sigs) internal returns (uint256 executed) {
         vm.prank(submitter);
         executed = bridge.executeAttested(rs, sigs);
     }
 
-    function _signed(IBridge.Request[] memory rs, uint256 a, uint256 b) internal view returns (bytes memory) {
+    function _signed(IBridgeCore.Request[] memory rs, uint256 a, uint256 b) internal view returns (bytes memory) {
         return _sigs(bridge.attestationDigest(rs), _keys(a, b));
     }
 
     // ------------------------------------------------------------------ the digest
 
     function test_digestIsTheDocumentedEip712Digest() public view {
-        IBridge.Request[] memory rs = _batch(0, 3, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 3, 1 ether);
         assertEq(
             bridge.attestationDigest(rs),
             _digest("1", block.chainid, address(bridge), SRC_CHAIN, srcBridge, rs, bridge),
@@ -120,7 +121,7 @@ contract BridgeAttestedTest is BridgeFixture {
     // ------------------------------------------------------------------ acceptance
 
     function test_thresholdOfSignaturesExecutesEveryKind() public {
-        IBridge.Request[] memory rs = new IBridge.Request[](3);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](3);
         rs[0] = _native(0, 1 ether);
         rs[1] = _request(1, 1, remoteLock, 5e18);
         rs[2] = _request(2, 1, remoteMint, 7e6);
@@ -132,12 +133,12 @@ contract BridgeAttestedTest is BridgeFixture {
         assertEq(lockToken.balanceOf(recipient), 5e18, "lock token released");
         assertEq(mintToken.balanceOf(recipient), 7e6, "mint token minted");
         assertEq(bridge.lowerHandleNonce(), 3, "nonces closed");
-        assertEq(_count(logs, IBridge.HandleValueTransfer.selector), 3, "three handles");
-        assertEq(_count(logs, IBridge.VoteCast.selector), 0, "no votes");
+        assertEq(_count(logs, IBridgeCore.HandleValueTransfer.selector), 3, "three handles");
+        assertEq(_count(logs, IBridgeCore.VoteCast.selector), 0, "no votes");
         // Who attested: op1's and op3's vote bits.
         uint256 bits;
         for (uint256 i = 0; i < logs.length; ++i) {
-            if (logs[i].topics[0] == IBridge.BatchAttested.selector) {
+            if (logs[i].topics[0] == IBridgeCore.BatchAttested.selector) {
                 (uint32 attesters, uint256 executed) = abi.decode(logs[i].data, (uint32, uint256));
                 bits = attesters;
                 assertEq(executed, 3, "executed in the event");
@@ -150,14 +151,14 @@ contract BridgeAttestedTest is BridgeFixture {
     }
 
     function test_allThreeSignaturesAlsoExecute() public {
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         uint256[] memory ks = new uint256[](3);
         (ks[0], ks[1], ks[2]) = (K1, K2, K3);
         assertEq(_attest(rs, _sigs(bridge.attestationDigest(rs), ks)), 2, "executed");
     }
 
     function test_alreadyHandledItemIsSkippedNotReverted() public {
-        IBridge.Request[] memory rs = _batch(0, 3, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 3, 1 ether);
         _execute(rs[1]); // by votes first
         bytes memory sigs = _signed(rs, K1, K2);
         vm.recordLogs();
@@ -165,18 +166,18 @@ contract BridgeAttestedTest is BridgeFixture {
         Vm.Log[] memory logs = vm.getRecordedLogs();
         bytes4[] memory reasons = _skipReasons(logs, 1);
         assertEq(reasons.length, 1, "one skip");
-        assertEq(reasons[0] == IBridge.AlreadyHandled.selector, true, "skipped as handled");
+        assertEq(reasons[0] == IBridgeCore.AlreadyHandled.selector, true, "skipped as handled");
         // The same batch again: nothing twice, no revert.
         assertEq(_attest(rs, sigs), 0, "a repeat executes nothing");
         assertEq(bridge.lowerHandleNonce(), 3, "all handled once");
     }
 
     function test_votesAndSignaturesNeverAddUp() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         _vote(op1, rs[0]); // one vote
         bytes memory one = _sigs(bridge.attestationDigest(rs), _oneKey(K2));
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotEnoughAttestations.selector, 1, 2));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotEnoughAttestations.selector, 1, 2));
         bridge.executeAttested(rs, one);
         assertFalse(bridge.isHandled(0), "one vote + one signature is not a threshold");
         // And signatures do not count as votes either: op2's vote is still needed.
@@ -191,7 +192,7 @@ contract BridgeAttestedTest is BridgeFixture {
     // ------------------------------------------------------------------ refusals
 
     function test_signatureOfAnotherDomainIsWorthless() public {
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         bytes32 real = bridge.attestationDigest(rs);
         bytes32[5] memory others = [
             // another version
@@ -209,7 +210,7 @@ contract BridgeAttestedTest is BridgeFixture {
             assertNotEq(others[i], real, "a different digest");
             bytes memory sigs = _sigs(others[i], real, _keys(K1, K2));
             vm.prank(submitter);
-            vm.expectRevert(abi.encodeWithSelector(IBridge.NotEnoughAttestations.selector, 0, 2));
+            vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotEnoughAttestations.selector, 0, 2));
             bridge.executeAttested(rs, sigs);
         }
         // The other lane: the same operators' signatures for this batch on a second deployment.
@@ -218,7 +219,7 @@ contract BridgeAttestedTest is BridgeFixture {
         twin.setCounterpart(SRC_CHAIN, srcBridge, START_BLOCK);
         bytes memory twinSigs = _sigs(twin.attestationDigest(rs), real, _keys(K1, K2));
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotEnoughAttestations.selector, 0, 2));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotEnoughAttestations.selector, 0, 2));
         bridge.executeAttested(rs, twinSigs);
         // A changed payload: the same signatures over the original batch.
         bytes memory sigs2 = _signed(rs, K1, K2);
@@ -230,32 +231,32 @@ contract BridgeAttestedTest is BridgeFixture {
     }
 
     function test_duplicateOrUnsortedSignersAreRefused() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         bytes32 digest = bridge.attestationDigest(rs);
         bytes memory sorted = _sigs(digest, _keys(K1, K2));
         bytes memory first = _slice(sorted, 0);
         bytes memory second = _slice(sorted, 1);
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignersNotAscending.selector, 1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignersNotAscending.selector, 1));
         bridge.executeAttested(rs, abi.encodePacked(first, first));
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignersNotAscending.selector, 1));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignersNotAscending.selector, 1));
         bridge.executeAttested(rs, abi.encodePacked(second, first));
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignaturesMalformed.selector, 131));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignaturesMalformed.selector, 131));
         bridge.executeAttested(rs, abi.encodePacked(sorted, hex"00"));
         // A signature that recovers to nobody (r = 0).
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignersNotAscending.selector, 0));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignersNotAscending.selector, 0));
         bridge.executeAttested(rs, abi.encodePacked(bytes32(0), bytes32(uint256(1)), uint8(27)));
         assertEq(_attest(rs, sorted), 1, "the sorted pair executes");
     }
 
     function test_nonOperatorSignatureCountsForNothing() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         bytes memory withStranger = _signed(rs, K1, K_STRANGER);
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotEnoughAttestations.selector, 1, 2));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotEnoughAttestations.selector, 1, 2));
         bridge.executeAttested(rs, withStranger);
         uint256[] memory three = new uint256[](3);
         (three[0], three[1], three[2]) = (K1, K_STRANGER, K2);
@@ -263,18 +264,18 @@ contract BridgeAttestedTest is BridgeFixture {
     }
 
     function test_removedOperatorSignatureCountsForNothing() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         bytes memory withOp1 = _signed(rs, K1, K2); // signed while op1 was an operator
         vm.prank(owner);
         bridge.deregisterOperator(op1);
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotEnoughAttestations.selector, 1, 2));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotEnoughAttestations.selector, 1, 2));
         bridge.executeAttested(rs, withOp1);
         assertEq(_attest(rs, _signed(rs, K2, K3)), 1, "the current operators execute it");
     }
 
     function test_highSIsRefused() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         bytes32 digest = bridge.attestationDigest(rs);
         bytes memory sorted = _sigs(digest, _keys(K1, K2));
         (bytes32 r, bytes32 s, uint8 v) = _parts(_slice(sorted, 0));
@@ -282,21 +283,21 @@ contract BridgeAttestedTest is BridgeFixture {
         bytes memory twin = abi.encodePacked(r, bytes32(ORDER - uint256(s)), v == 27 ? uint8(28) : uint8(27));
         assertEq(ecrecover(digest, v == 27 ? 28 : 27, r, bytes32(ORDER - uint256(s))), ecrecover(digest, v, r, s), "same signer");
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignatureNotCanonical.selector, 0));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignatureNotCanonical.selector, 0));
         bridge.executeAttested(rs, abi.encodePacked(twin, _slice(sorted, 1)));
         // v outside 27/28
         vm.prank(submitter);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.SignatureNotCanonical.selector, 0));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.SignatureNotCanonical.selector, 0));
         bridge.executeAttested(rs, abi.encodePacked(r, s, uint8(v - 27), _slice(sorted, 1)));
     }
 
     function test_pausedBridgeRefusesAttestedBatches() public {
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         bytes memory sigs = _signed(rs, K1, K2);
         vm.prank(owner);
         bridge.pause();
         vm.prank(submitter);
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         bridge.executeAttested(rs, sigs);
     }
 
@@ -305,11 +306,11 @@ contract BridgeAttestedTest is BridgeFixture {
     function test_outflowLimitQueuesAsForVotes() public {
         vm.prank(owner);
         bridge.setOutflowLimit(address(0), 1.5 ether, 0, 0);
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         vm.recordLogs();
         assertEq(_attest(rs, _signed(rs, K1, K2)), 2, "both handled");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_count(logs, IBridge.ReleaseQueued.selector), 1, "the second waits in the queue");
+        assertEq(_count(logs, IBridgeCore.ReleaseQueued.selector), 1, "the second waits in the queue");
         assertEq(bridge.queuedReleaseCount(), 1, "queued");
         assertEq(rs[0].to.balance, 1 ether, "the first released");
         assertEq(rs[1].to.balance, 0, "the second held");
@@ -317,16 +318,16 @@ contract BridgeAttestedTest is BridgeFixture {
 
     function test_contractRecipientIsCreditedAsForVotes() public {
         RejectingReceiver rejecter = new RejectingReceiver();
-        IBridge.Request[] memory rs = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 1, 1 ether);
         rs[0].to = address(rejecter);
         vm.recordLogs();
         assertEq(_attest(rs, _signed(rs, K1, K2)), 1, "handled");
-        assertEq(_count(vm.getRecordedLogs(), IBridge.NativeReleaseDeferred.selector), 1, "credited");
+        assertEq(_count(vm.getRecordedLogs(), IBridgeCore.NativeReleaseDeferred.selector), 1, "credited");
         assertEq(bridge.pendingWithdrawal(address(rejecter)), 1 ether, "credit");
     }
 
     function test_insufficientLiquiditySkipsAndALaterRetryExecutes() public {
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         rs[1].amount = NATIVE_LIQUIDITY + 1;
         bytes memory sigs = _signed(rs, K1, K2);
         assertEq(_attest(rs, sigs), 1, "the one that can be released");
@@ -342,12 +343,12 @@ contract BridgeAttestedTest is BridgeFixture {
     /// The owner cannot settle (and so pay twice) a nonce its genuine payload executed by
     /// attestation: no vote records that key, the attested execution does.
     function test_settleRefusesANonceItsGenuinePayloadExecutedByAttestation() public {
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         _attest(rs, _signed(rs, K1, K2));
         for (uint64 i = 0; i < 2; ++i) {
             vm.prank(owner);
-            vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, i));
-            bridge.settleHandled(rs[i]);
+            vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
+            _ext().settleHandled(rs[i]);
         }
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
     }
@@ -355,22 +356,22 @@ contract BridgeAttestedTest is BridgeFixture {
     /// A compromised quorum signed a forged payload for nonce 0: the genuine request is settled
     /// (queued for the delay) as after forged votes.
     function test_settleQueuesTheGenuineRequestOfANonceAForgedAttestationExecuted() public {
-        IBridge.Request[] memory forged = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory forged = _batch(0, 1, 1 ether);
         forged[0].to = stranger;
         _attest(forged, _signed(forged, K1, K2));
-        IBridge.Request memory genuine = _batch(0, 1, 1 ether)[0];
+        IBridgeCore.Request memory genuine = _batch(0, 1, 1 ether)[0];
         vm.prank(owner);
-        bridge.settleHandled(genuine);
+        _ext().settleHandled(genuine);
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadySettled.selector, 0));
-        bridge.settleHandled(genuine);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, 0));
+        _ext().settleHandled(genuine);
     }
 
     /// The refusal is the record of the execution, not the signers: it holds after the signers
     /// are rotated out and the threshold raised (audit A3-L2).
     function test_settleRefusesAGenuineAttestedExecution_afterRotationAndARaisedThreshold() public {
-        IBridge.Request[] memory rs = _batch(0, 2, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 2, 1 ether);
         _attest(rs, _signed(rs, K1, K2));
         vm.startPrank(owner);
         bridge.registerOperator(makeAddr("operator 4"));
@@ -379,8 +380,8 @@ contract BridgeAttestedTest is BridgeFixture {
         vm.stopPrank();
         for (uint64 i = 0; i < 2; ++i) {
             vm.prank(owner);
-            vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, i));
-            bridge.settleHandled(rs[i]);
+            vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
+            _ext().settleHandled(rs[i]);
         }
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
     }
@@ -388,30 +389,30 @@ contract BridgeAttestedTest is BridgeFixture {
     /// Two nonces share a word of the attested record (one 128-bit half each): genuine and forged
     /// executions side by side, in both orders, are told apart exactly per nonce.
     function test_settleReadsEachNoncesOwnHalfOfTheAttestedRecord() public {
-        IBridge.Request[] memory genuine = _batch(0, 4, 1 ether);
-        IBridge.Request[] memory executed = _batch(0, 4, 1 ether);
+        IBridgeCore.Request[] memory genuine = _batch(0, 4, 1 ether);
+        IBridgeCore.Request[] memory executed = _batch(0, 4, 1 ether);
         executed[1].to = stranger; // forged: nonce 1 (high half of word 0)
         executed[2].to = stranger; // forged: nonce 2 (low half of word 1)
         assertEq(_attest(executed, _signed(executed, K1, K2)), 4, "executed");
         for (uint64 i = 0; i < 4; ++i) {
             if (i == 1 || i == 2) {
                 vm.prank(owner);
-                bridge.settleHandled(genuine[i]);
+                _ext().settleHandled(genuine[i]);
             } else {
                 vm.prank(owner);
-                vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, i));
-                bridge.settleHandled(genuine[i]);
+                vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
+                _ext().settleHandled(genuine[i]);
             }
         }
         assertEq(bridge.queuedReleaseCount(), 2, "the two forged nonces' genuine requests are queued");
         // The forged payloads themselves executed: refused as such.
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, 1));
-        bridge.settleHandled(executed[1]);
-        IBridge.Request memory other = _batch(3, 1, 1 ether)[0];
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, 1));
+        _ext().settleHandled(executed[1]);
+        IBridgeCore.Request memory other = _batch(3, 1, 1 ether)[0];
         other.to = stranger;
         vm.prank(owner);
-        bridge.settleHandled(other); // nonce 3 executed another key: the owner decides
+        _ext().settleHandled(other); // nonce 3 executed another key: the owner decides
     }
 
     // ------------------------------------------------------------------ the attested window
@@ -421,21 +422,21 @@ contract BridgeAttestedTest is BridgeFixture {
     function test_attestedItemAtTheWindowEdgeIsSkipped_justBelowExecutes() public {
         uint64 window = bridge.ATTESTED_WINDOW();
         assertEq(uint256(window), 1 << 20, "2^20");
-        IBridge.Request[] memory first = _batch(0, 1, 1 ether);
+        IBridgeCore.Request[] memory first = _batch(0, 1, 1 ether);
         _attest(first, _signed(first, K1, K2));
         uint64 upper = bridge.upperHandleNonce();
         assertEq(uint256(upper), 1, "upper");
 
-        IBridge.Request[] memory edge = _batch(upper + window, 1, 1 ether);
+        IBridgeCore.Request[] memory edge = _batch(upper + window, 1, 1 ether);
         vm.recordLogs();
         assertEq(_attest(edge, _signed(edge, K1, K2)), 0, "at the edge: skipped");
         bytes4[] memory reasons = _skipReasons(vm.getRecordedLogs(), upper + window);
         assertEq(reasons.length, 1, "one skip");
-        assertEq(reasons[0], IBridge.NonceOutsideWindow.selector, "outside the window");
+        assertEq(reasons[0], IBridgeCore.NonceOutsideWindow.selector, "outside the window");
         assertEq(bridge.upperHandleNonce(), upper, "upper does not move");
         assertFalse(bridge.isHandled(upper + window), "not handled");
 
-        IBridge.Request[] memory below = _batch(upper + window - 1, 1, 1 ether);
+        IBridgeCore.Request[] memory below = _batch(upper + window - 1, 1, 1 ether);
         assertEq(_attest(below, _signed(below, K1, K2)), 1, "just below: executed");
         assertEq(bridge.upperHandleNonce(), upper + window, "upper follows");
         // The edge item's signatures are still good once the window moved past it.
@@ -445,15 +446,15 @@ contract BridgeAttestedTest is BridgeFixture {
     /// Far items, up to nonce 2^64-1 (whose execution would overflow upperHandleNonce), are
     /// skipped one by one: the rest of the batch executes and nothing reverts.
     function test_farAttestedItemsAreSkipped_theRestOfTheBatchExecutes() public {
-        IBridge.Request[] memory rs = _batch(0, 4, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(0, 4, 1 ether);
         rs[1].nonce = type(uint64).max - 1;
         rs[2].nonce = type(uint64).max;
         rs[3].nonce = 1;
         vm.recordLogs();
         assertEq(_attest(rs, _signed(rs, K1, K2)), 2, "the two near items");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_skipReasons(logs, type(uint64).max - 1)[0], IBridge.NonceOutsideWindow.selector, "2^64-2");
-        assertEq(_skipReasons(logs, type(uint64).max)[0], IBridge.NonceOutsideWindow.selector, "2^64-1");
+        assertEq(_skipReasons(logs, type(uint64).max - 1)[0], IBridgeCore.NonceOutsideWindow.selector, "2^64-2");
+        assertEq(_skipReasons(logs, type(uint64).max)[0], IBridgeCore.NonceOutsideWindow.selector, "2^64-1");
         assertEq(bridge.upperHandleNonce(), 2, "upper from the near items only");
         assertEq(bridge.lowerHandleNonce(), 2, "both near items handled");
         assertEq(rs[1].to.balance + rs[2].to.balance, 0, "nothing paid far ahead");
@@ -465,7 +466,7 @@ contract BridgeAttestedTest is BridgeFixture {
     /// and pays each recipient once.
     function testFuzz_votesAndAttestationsNeverExecuteTwice(uint256 seed) public {
         uint64 n = 6;
-        IBridge.Request[] memory all = _batch(0, n, 1 ether);
+        IBridgeCore.Request[] memory all = _batch(0, n, 1 ether);
         uint256 paid;
         for (uint256 step = 0; step < 24; ++step) {
             seed = uint256(keccak256(abi.encode(seed, step)));
@@ -473,14 +474,14 @@ contract BridgeAttestedTest is BridgeFixture {
             uint256 action = (seed >> 8) % 4;
             if (action < 3) {
                 address op = action == 0 ? op1 : action == 1 ? op2 : op3;
-                IBridge.Request[] memory one = new IBridge.Request[](1);
+                IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
                 one[0] = all[nonce];
                 vm.prank(op);
                 bridge.handleValueTransfers(one);
             } else {
                 uint64 from = uint64((seed >> 16) % n);
                 uint64 count = uint64(1 + (seed >> 24) % (n - from));
-                IBridge.Request[] memory rs = new IBridge.Request[](count);
+                IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](count);
                 for (uint64 i = 0; i < count; ++i) {
                     rs[i] = all[from + i];
                 }
@@ -518,8 +519,8 @@ contract BridgeAttestedTest is BridgeFixture {
 
     function _measure(uint64 from, bool funded) internal returns (uint256 attested, uint256 votes) {
         uint64 size = 32;
-        IBridge.Request[] memory rs = _batch(from, size, 1 ether);
-        IBridge.Request[] memory vs = _batch(from + size, size, 1 ether);
+        IBridgeCore.Request[] memory rs = _batch(from, size, 1 ether);
+        IBridgeCore.Request[] memory vs = _batch(from + size, size, 1 ether);
         for (uint256 i = 0; funded && i < size; ++i) {
             vm.deal(rs[i].to, 1);
             vm.deal(vs[i].to, 1);

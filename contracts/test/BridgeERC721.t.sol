@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Vm} from "./utils/Vm.sol";
 import {Bridge} from "../src/Bridge.sol";
@@ -36,7 +37,7 @@ contract BridgeERC721Test is BridgeFixture {
         vm.startPrank(user);
         lockNft.approve(address(bridge), 42);
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, KIND_ERC721, user, recipient, address(lockNft), 42, 0, hex"beef");
+        emit IBridgeCore.RequestValueTransfer(0, KIND_ERC721, user, recipient, address(lockNft), 42, 0, hex"beef");
         uint64 nonce = bridge.requestERC721Transfer(address(lockNft), recipient, 42, hex"beef");
         vm.stopPrank();
         assertEq(nonce, 0, "first nonce");
@@ -58,7 +59,7 @@ contract BridgeERC721Test is BridgeFixture {
     function test_request_safeTransferWithData_needsNoApproval() public {
         lockNft.mint(user, 5);
         vm.expectEmit(address(bridge));
-        emit IBridge.RequestValueTransfer(0, KIND_ERC721, user, recipient, address(lockNft), 5, 0, hex"01");
+        emit IBridgeCore.RequestValueTransfer(0, KIND_ERC721, user, recipient, address(lockNft), 5, 0, hex"01");
         vm.prank(user);
         lockNft.safeTransferFrom(user, address(bridge), 5, abi.encode(recipient, hex"01"));
         assertEq(lockNft.ownerOf(5), address(bridge), "locked");
@@ -75,10 +76,10 @@ contract BridgeERC721Test is BridgeFixture {
         lockNft.mint(user, 1);
         vm.startPrank(user);
         // No data: nobody to send it to.
-        vm.expectRevert(IBridge.MissingTransferData.selector);
+        vm.expectRevert(IBridgeCore.MissingTransferData.selector);
         lockNft.safeTransferFrom(user, address(bridge), 1);
         // A zero recipient.
-        vm.expectRevert(IBridge.ZeroAddress.selector);
+        vm.expectRevert(IBridgeCore.ZeroAddress.selector);
         lockNft.safeTransferFrom(user, address(bridge), 1, abi.encode(address(0), bytes("")));
         vm.stopPrank();
 
@@ -87,14 +88,14 @@ contract BridgeERC721Test is BridgeFixture {
         bridge.setFeeReceiver(owner);
         bridge.setFee(address(lockNft), 1 gwei);
         vm.stopPrank();
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientFee.selector, 1 gwei, 0));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientFee.selector, 1 gwei, 0));
         vm.prank(user);
         lockNft.safeTransferFrom(user, address(bridge), 1, abi.encode(recipient, bytes("")));
 
         // An unregistered collection.
         TestNFT stray = new TestNFT("Stray", "STR");
         stray.mint(user, 1);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, address(stray)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, address(stray)));
         vm.prank(user);
         stray.safeTransferFrom(user, address(bridge), 1, abi.encode(recipient, bytes("")));
 
@@ -103,7 +104,7 @@ contract BridgeERC721Test is BridgeFixture {
         bridge.setFee(address(lockNft), 0);
         vm.prank(owner);
         bridge.pause();
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         vm.prank(user);
         lockNft.safeTransferFrom(user, address(bridge), 1, abi.encode(recipient, bytes("")));
 
@@ -118,9 +119,9 @@ contract BridgeERC721Test is BridgeFixture {
         vm.startPrank(user);
         lockNft.approve(address(bridge), 3);
         lockToken.approve(address(bridge), 10);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenKindMismatch.selector, address(lockNft), KIND_ERC721));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenKindMismatch.selector, address(lockNft), KIND_ERC721));
         bridge.requestERC20Transfer(address(lockNft), recipient, 3, "");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenKindMismatch.selector, address(lockToken), uint8(1)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenKindMismatch.selector, address(lockToken), uint8(1)));
         bridge.requestERC721Transfer(address(lockToken), recipient, 10, "");
         vm.stopPrank();
         assertEq(lockNft.ownerOf(3), user, "nft kept");
@@ -141,7 +142,7 @@ contract BridgeERC721Test is BridgeFixture {
         lockNft.setApprovalForAll(address(bridge), true);
         bridge.requestERC721Transfer{value: 5 gwei}(address(lockNft), recipient, 1_000_000, "");
         bridge.requestERC721Transfer{value: 1 gwei}(address(lockNft), recipient, 1_000_001, "");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.RateLimited.selector, address(lockNft), 1, 0));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.RateLimited.selector, address(lockNft), 1, 0));
         bridge.requestERC721Transfer{value: 1 gwei}(address(lockNft), recipient, 1_000_002, "");
         vm.stopPrank();
         assertEq(owner.balance, 2 gwei, "fee per request");
@@ -152,33 +153,33 @@ contract BridgeERC721Test is BridgeFixture {
 
     function test_handle_lockMode_unlocksTheSameIdOnce() public {
         _holdInBridge(99);
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 99);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 99);
         bytes32 key = bridge.voteKey(r);
         _vote(op1, r);
         assertEq(lockNft.ownerOf(99), address(bridge), "held after one vote");
         vm.expectEmit(address(bridge));
-        emit IBridge.HandleValueTransfer(0, _txHash(0), recipient, KIND_ERC721, address(lockNft), 99, key, 1);
+        emit IBridgeCore.HandleValueTransfer(0, _txHash(0), recipient, KIND_ERC721, address(lockNft), 99, key, 1);
         _vote(op2, r);
         assertEq(lockNft.ownerOf(99), recipient, "unlocked to the recipient");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.AlreadyHandled.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
         _vote(op3, r);
     }
 
     function test_handle_burnMode_mintsTheSameId() public {
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteMintNft, 123456789);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteMintNft, 123456789);
         _execute(r);
         assertEq(mintNft.ownerOf(123456789), recipient, "minted with the same id");
         assertEq(mintNft.balanceOf(recipient), 1, "one token");
     }
 
     function test_handle_idNotHeld_isInsufficientLiquidity() public {
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 8);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 8);
         _vote(op1, r);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientLiquidity.selector, address(lockNft), 0, 8));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientLiquidity.selector, address(lockNft), 0, 8));
         _vote(op2, r);
         // Someone else holds it: still not releasable.
         lockNft.mint(stranger, 8);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientLiquidity.selector, address(lockNft), 0, 8));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientLiquidity.selector, address(lockNft), 0, 8));
         _vote(op2, r);
         // Once the bridge holds it, the next vote executes.
         vm.prank(stranger);
@@ -191,63 +192,63 @@ contract BridgeERC721Test is BridgeFixture {
         _holdInBridge(1);
         // An ERC-20 request naming the NFT's counterpart, and an ERC-721 request naming an
         // ERC-20's counterpart: neither has a pair of its kind here.
-        IBridge.Request memory asErc20 = _request(0, 1, remoteLockNft, 1);
-        IBridge.Request memory asNft = _request(1, KIND_ERC721, remoteLock, 1);
+        IBridgeCore.Request memory asErc20 = _request(0, 1, remoteLockNft, 1);
+        IBridgeCore.Request memory asNft = _request(1, KIND_ERC721, remoteLock, 1);
         _vote(op1, asErc20);
         _vote(op1, asNft);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, remoteLockNft));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, remoteLockNft));
         _vote(op2, asErc20);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenNotRegistered.selector, remoteLock));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenNotRegistered.selector, remoteLock));
         _vote(op2, asNft);
         assertEq(lockNft.ownerOf(1), address(bridge), "nothing left the bridge");
     }
 
     function test_handle_batchSkipsAnIdNotHeld() public {
         _holdInBridge(1);
-        IBridge.Request[] memory rs = new IBridge.Request[](2);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](2);
         rs[0] = _request(0, KIND_ERC721, remoteLockNft, 1);
         rs[1] = _request(1, KIND_ERC721, remoteLockNft, 2);
         _voteBatch(op1, rs);
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 1, "only the held id executes");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(_skipReasons(logs, 1)[0], IBridge.InsufficientLiquidity.selector, "skipped as not held");
+        assertEq(_skipReasons(logs, 1)[0], IBridgeCore.InsufficientLiquidity.selector, "skipped as not held");
         assertEq(lockNft.ownerOf(1), recipient, "held id released");
     }
 
     function test_handle_recipientWithoutHook_isHeldForWithdrawal() public {
         NoHookHolder holder = new NoHookHolder();
         _holdInBridge(11);
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 11);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 11);
         r.to = address(holder);
         _vote(op1, r);
         vm.expectEmit(address(bridge));
-        emit IBridge.TokenReleaseDeferred(0, address(lockNft), address(holder), 11);
+        emit IBridgeCore.TokenReleaseDeferred(0, address(lockNft), address(holder), 11);
         _vote(op2, r);
         assertTrue(bridge.isHandled(0), "the nonce is closed");
         assertEq(lockNft.ownerOf(11), address(bridge), "still in the bridge");
         assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 11), address(holder), "held for the recipient");
 
         // The held id is owed: a second request for it cannot take it.
-        IBridge.Request memory again = _request(1, KIND_ERC721, remoteLockNft, 11);
+        IBridgeCore.Request memory again = _request(1, KIND_ERC721, remoteLockNft, 11);
         _vote(op1, again);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientLiquidity.selector, address(lockNft), 0, 11));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientLiquidity.selector, address(lockNft), 0, 11));
         _vote(op2, again);
 
         // Only the recipient withdraws it, to where it chooses.
-        vm.expectRevert(IBridge.NothingToWithdraw.selector);
+        vm.expectRevert(IBridgeCore.NothingToWithdraw.selector);
         vm.prank(stranger);
         bridge.withdrawERC721(address(lockNft), 11, stranger);
         holder.withdrawFrom(bridge, address(lockNft), 11, user);
         assertEq(lockNft.ownerOf(11), user, "withdrawn to the chosen address");
         assertEq(bridge.pendingERC721Withdrawal(address(lockNft), 11), address(0), "credit spent");
-        vm.expectRevert(IBridge.NothingToWithdraw.selector);
+        vm.expectRevert(IBridgeCore.NothingToWithdraw.selector);
         holder.withdrawFrom(bridge, address(lockNft), 11, user);
     }
 
     function test_handle_burnModeRecipientWithoutHook_mintsOnWithdrawal() public {
         NoHookHolder holder = new NoHookHolder();
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteMintNft, 12);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteMintNft, 12);
         r.to = address(holder);
         _execute(r);
         assertFalse(mintNft.exists(12), "the safe mint to a contract without the hook failed");
@@ -261,7 +262,7 @@ contract BridgeERC721Test is BridgeFixture {
     function test_handle_acceptingContractRecipient_isHeldThenDelivered() public {
         AcceptingHolder holder = new AcceptingHolder();
         _holdInBridge(13);
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 13);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 13);
         r.to = address(holder);
         _execute(r);
         assertEq(holder.received(), 0, "no hook inside the vote");
@@ -276,7 +277,7 @@ contract BridgeERC721Test is BridgeFixture {
     function test_handle_reentrantRecipient_isHeld_andItsDeliveryRefused() public {
         ReentrantHolder holder = new ReentrantHolder(bridge);
         _holdInBridge(14);
-        IBridge.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 14);
+        IBridgeCore.Request memory r = _request(0, KIND_ERC721, remoteLockNft, 14);
         r.to = address(holder);
         _execute(r);
         assertEq(lockNft.ownerOf(14), address(bridge), "held in the bridge");
@@ -301,12 +302,12 @@ contract BridgeERC721Test is BridgeFixture {
         assertEq(id, 21, "queued id");
 
         // A forged second request for a queued id cannot take it.
-        IBridge.Request memory forged = _request(2, KIND_ERC721, remoteLockNft, 21);
+        IBridgeCore.Request memory forged = _request(2, KIND_ERC721, remoteLockNft, 21);
         _vote(op1, forged);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.InsufficientLiquidity.selector, address(lockNft), 0, 21));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.InsufficientLiquidity.selector, address(lockNft), 0, 21));
         _vote(op2, forged);
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseNotDue.selector, uint64(0), releaseAt));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ReleaseNotDue.selector, uint64(0), releaseAt));
         bridge.executeQueuedRelease(0);
         vm.warp(releaseAt);
         bridge.executeQueuedRelease(0);
@@ -363,7 +364,7 @@ contract BridgeERC721Test is BridgeFixture {
         lockNft.approve(address(bridge), id);
         bridge.requestERC721Transfer(address(lockNft), user, id, "");
         vm.stopPrank();
-        IBridge.Request memory out = _request(0, KIND_ERC721, address(lockNft), id);
+        IBridgeCore.Request memory out = _request(0, KIND_ERC721, address(lockNft), id);
         out.srcChainId = block.chainid;
         out.srcBridge = address(bridge);
         out.to = user;

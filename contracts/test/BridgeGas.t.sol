@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Console} from "./utils/Console.sol";
 import {IBridge} from "../src/IBridge.sol";
@@ -29,7 +30,7 @@ contract BridgeGasTest is BridgeFixture {
     }
 
     function test_gas_batchOfTwentyNative() public {
-        IBridge.Request[] memory rs = new IBridge.Request[](BATCH);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](BATCH);
         for (uint64 i = 0; i < BATCH; ++i) {
             rs[i] = _native(i, 1 ether);
         }
@@ -52,7 +53,7 @@ contract BridgeGasTest is BridgeFixture {
     function test_gas_lowerAdvanceOverItsBound() public {
         uint64 n = uint64(bridge.MAX_LOWER_ADVANCE());
         for (uint64 start = 1; start <= n; start += 64) {
-            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](64);
             for (uint64 i = 0; i < 64; ++i) {
                 rs[i] = _native(start + i, 1);
             }
@@ -91,7 +92,7 @@ contract BridgeGasTest is BridgeFixture {
     }
 
     function _measureAttested(string memory label, uint64 size) private {
-        IBridge.Request[] memory rs = new IBridge.Request[](size);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](size);
         for (uint64 i = 0; i < size; ++i) {
             rs[i] = _native(i, 1 ether);
             rs[i].to = address(uint160(0xF00000 + i));
@@ -111,7 +112,7 @@ contract BridgeGasTest is BridgeFixture {
         assertEq(bridge.lowerHandleNonce(), size, "all handled");
     }
 
-    function _measurePair(string memory label, IBridge.Request memory r) private {
+    function _measurePair(string memory label, IBridgeCore.Request memory r) private {
         _vote(op1, r);
         Console.log(string.concat(label, ": non-executing vote"), vm.lastCallGas().gasTotalUsed);
         _vote(op2, r);

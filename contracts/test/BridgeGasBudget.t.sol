@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Console} from "./utils/Console.sol";
 import {Vm} from "./utils/Vm.sol";
@@ -71,7 +72,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
         vm.txGasPrice(0);
     }
 
-    function _nftRequest(uint64 nonce, uint256 id, address to) internal view returns (IBridge.Request memory r) {
+    function _nftRequest(uint64 nonce, uint256 id, address to) internal view returns (IBridgeCore.Request memory r) {
         r = _request(nonce, 2, remoteNft, id);
         r.to = to;
     }
@@ -82,7 +83,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
     function test_gasPriceAwareNftRecipient_decidingVoteSucceedsAtThePlan() public {
         for (uint64 n = 0; n < 3; ++n) {
             GasPriceGriefer griefer = new GasPriceGriefer();
-            IBridge.Request memory r = _nftRequest(n, n + 1, address(griefer));
+            IBridgeCore.Request memory r = _nftRequest(n, n + 1, address(griefer));
             _vote(op1, r);
             bytes memory data = abi.encodeCall(IBridge.handleValueTransfer, (r));
             uint256 planned = _relayPlan(_simulate(op2, data));
@@ -99,7 +100,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
         uint64 base = 0;
         uint256[3] memory counts = [uint256(3), 8, 64];
         for (uint256 c = 0; c < counts.length; ++c) {
-            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](64);
             for (uint64 i = 0; i < 64; ++i) {
                 rs[i] = _native(base + i, 1);
                 if (i < counts[c]) rs[i].to = address(new GasPriceGriefer());
@@ -111,8 +112,8 @@ contract BridgeGasBudgetTest is BridgeFixture {
             vm.recordLogs();
             assertTrue(_sendPlanned(op2, data, planned), "the batch succeeds on chain");
             Vm.Log[] memory logs = vm.getRecordedLogs();
-            assertEq(_count(logs, IBridge.HandleValueTransfer.selector), 64, "every request executed");
-            assertEq(_count(logs, IBridge.HandleSkipped.selector), 0, "none skipped");
+            assertEq(_count(logs, IBridgeCore.HandleValueTransfer.selector), 64, "every request executed");
+            assertEq(_count(logs, IBridgeCore.HandleSkipped.selector), 0, "none skipped");
             for (uint64 i = 0; i < 64; ++i) {
                 if (i < counts[c]) assertEq(bridge.pendingWithdrawal(rs[i].to), 1, "a griefer is credited");
                 else assertEq(rs[i].to.balance, 1, "an honest recipient is paid");
@@ -139,18 +140,18 @@ contract BridgeGasBudgetTest is BridgeFixture {
         // Nonces 1..2048 handled out of order, so closing nonce 0 moves lowerHandleNonce over the
         // whole MAX_LOWER_ADVANCE budget.
         for (uint64 start = 1; start <= 2048; start += 64) {
-            IBridge.Request[] memory rs = new IBridge.Request[](64);
+            IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](64);
             for (uint64 i = 0; i < 64; ++i) {
                 rs[i] = _native(start + i, 1);
             }
             _voteBatch(op1, rs);
             _voteBatch(op2, rs);
         }
-        IBridge.Request memory worst = _request(0, 1, remoteBurner, 1e18);
+        IBridgeCore.Request memory worst = _request(0, 1, remoteBurner, 1e18);
         worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());
         worst.to = makeAddr("fresh recipient");
         _vote(op1, worst);
-        IBridge.Request[] memory one = new IBridge.Request[](1);
+        IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
         one[0] = worst;
         bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
 
@@ -189,13 +190,13 @@ contract BridgeGasBudgetTest is BridgeFixture {
     /// A single vote below ITEM_GAS is refused by name (not out of gas), and so is an execution of
     /// a queued release below RELEASE_GAS: the relay's plan always has both.
     function test_belowTheBudget_isANamedRefusal() public {
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes memory data = abi.encodeCall(IBridge.handleValueTransfer, (r));
         uint256 half = bridge.ITEM_GAS() / 2;
         vm.prank(op1);
         (bool ok, bytes memory ret) = address(bridge).call{gas: half}(data);
         assertFalse(ok, "refused");
-        assertEq(bytes4(ret), IBridge.GasBudgetTooLow.selector, "GasBudgetTooLow");
+        assertEq(bytes4(ret), IBridgeCore.GasBudgetTooLow.selector, "GasBudgetTooLow");
 
         vm.prank(owner);
         bridge.setOutflowLimit(address(0), 0, 0, 0);
@@ -206,7 +207,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
             abi.encodeCall(IBridge.executeQueuedRelease, (uint64(0)))
         );
         assertFalse(ok, "refused");
-        assertEq(bytes4(ret), IBridge.GasBudgetTooLow.selector, "GasBudgetTooLow");
+        assertEq(bytes4(ret), IBridgeCore.GasBudgetTooLow.selector, "GasBudgetTooLow");
     }
 
     /// A queued release to a gas-price-aware recipient executes at the relay's plan for it (its
@@ -215,7 +216,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
         vm.prank(owner);
         bridge.setOutflowLimit(address(0), 0, 0, 0);
         GasPriceGriefer griefer = new GasPriceGriefer();
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.to = address(griefer);
         _execute(r);
         vm.warp(block.timestamp + 1 days);
@@ -244,8 +245,8 @@ contract BridgeGasBudgetTest is BridgeFixture {
         address remoteHuge = makeAddr("remote huge");
         _registerPair(address(small), remoteSmall, 0);
         _registerPair(address(huge), remoteHuge, 0);
-        IBridge.Request memory a = _request(0, 1, remoteSmall, 1);
-        IBridge.Request memory b = _request(1, 1, remoteHuge, 1);
+        IBridgeCore.Request memory a = _request(0, 1, remoteSmall, 1);
+        IBridgeCore.Request memory b = _request(1, 1, remoteHuge, 1);
         _vote(op1, a);
         _vote(op1, b);
         _vote(op2, a);

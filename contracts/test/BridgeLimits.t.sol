@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../src/IBridgeCore.sol";
 import {BridgeFixture} from "./utils/BridgeFixture.sol";
 import {Bridge} from "../src/Bridge.sol";
 import {IBridge} from "../src/IBridge.sol";
@@ -26,10 +27,10 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(max, 1024, "bound");
         vm.deal(user, 10 ether);
         vm.prank(user);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ExtraDataTooLarge.selector, max + 1, max));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ExtraDataTooLarge.selector, max + 1, max));
         bridge.requestNativeTransfer{value: 1 ether}(recipient, new bytes(max + 1));
         vm.prank(user);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ExtraDataTooLarge.selector, 100 * 1024, max));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ExtraDataTooLarge.selector, 100 * 1024, max));
         bridge.requestNativeTransfer{value: 1 ether}(recipient, new bytes(100 * 1024));
         vm.prank(user);
         assertEq(bridge.requestNativeTransfer{value: 1 ether}(recipient, new bytes(max)), 0, "at the bound: accepted");
@@ -37,7 +38,7 @@ contract BridgeLimitsTest is BridgeFixture {
         lockToken.mint(user, 1e18);
         vm.startPrank(user);
         lockToken.approve(address(bridge), 1e18);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ExtraDataTooLarge.selector, max + 1, max));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ExtraDataTooLarge.selector, max + 1, max));
         bridge.requestERC20Transfer(address(lockToken), recipient, 1e18, new bytes(max + 1));
         vm.stopPrank();
         assertEq(bridge.requestNonce(), 1, "refused requests take no nonce");
@@ -59,15 +60,15 @@ contract BridgeLimitsTest is BridgeFixture {
         plain.mint(address(bridge), 10e18);
         vm.prank(owner);
         bridge.registerTokenPair(address(plain), remote, 0);
-        IBridge.Request memory r = _request(0, 1, remote, 1e18);
+        IBridgeCore.Request memory r = _request(0, 1, remote, 1e18);
         uint64 releaseAt = uint64(block.timestamp + 1 days);
         _vote(op1, r);
         vm.expectEmit(address(bridge));
-        emit IBridge.ReleaseQueued(0, address(plain), recipient, 1e18, releaseAt);
+        emit IBridgeCore.ReleaseQueued(0, address(plain), recipient, 1e18, releaseAt);
         _vote(op2, r);
         assertTrue(bridge.isHandled(0), "handled: no more votes, recovery does not re-send it");
         assertEq(plain.balanceOf(recipient), 0, "not paid yet");
-        IBridge.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 10);
+        IBridgeCore.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 10);
         assertEq(queued.length, 1, "one queued");
         assertEq(queued[0].nonce, 0, "nonce 0 queued");
         assertEq(queued[0].kind, 1, "kind");
@@ -75,7 +76,7 @@ contract BridgeLimitsTest is BridgeFixture {
         (address token, address to, uint64 at, uint256 amount) = bridge.queuedRelease(0);
         assertTrue(token == address(plain) && to == recipient && at == releaseAt && amount == 1e18, "queued record");
 
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseNotDue.selector, uint64(0), releaseAt));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ReleaseNotDue.selector, uint64(0), releaseAt));
         bridge.executeQueuedRelease(0);
         vm.warp(releaseAt);
         vm.prank(stranger);
@@ -83,7 +84,7 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(plain.balanceOf(recipient), 1e18, "paid after the delay, by anyone");
         assertEq(bridge.queuedReleaseCount(), 0, "queue empty");
         assertEq(bridge.reservedLiquidity(address(plain)), 0, "reserve freed");
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotQueued.selector, uint64(0)));
         bridge.executeQueuedRelease(0);
         assertEq(plain.balanceOf(recipient), 1e18, "paid exactly once");
     }
@@ -118,10 +119,10 @@ contract BridgeLimitsTest is BridgeFixture {
         bridge.setOutflowLimit(address(0), type(uint128).max, 0, 50 ether);
         _execute(_native(0, 60 ether));
         assertEq(bridge.availableNativeLiquidity(), 40 ether, "60 held back for the queued release");
-        IBridge.Request memory r = _native(1, 50 ether);
+        IBridgeCore.Request memory r = _native(1, 50 ether);
         _vote(op1, r);
         vm.expectRevert(
-            abi.encodeWithSelector(IBridge.InsufficientLiquidity.selector, address(0), 40 ether, 50 ether)
+            abi.encodeWithSelector(IBridgeCore.InsufficientLiquidity.selector, address(0), 40 ether, 50 ether)
         );
         _vote(op2, r);
         vm.warp(block.timestamp + 1 days);
@@ -161,20 +162,20 @@ contract BridgeLimitsTest is BridgeFixture {
         _execute(_request(1, 1, remoteLock, 100e18));
 
         vm.prank(pauser);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, pauser));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, pauser));
         bridge.cancelQueuedRelease(0);
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotPauser.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotPauser.selector, stranger));
         bridge.setQueuedReleaseFrozen(0, true);
         vm.expectEmit(address(bridge));
-        emit IBridge.QueuedReleaseFrozen(0, true, pauser);
+        emit IBridgeCore.QueuedReleaseFrozen(0, true, pauser);
         vm.prank(pauser);
         bridge.setQueuedReleaseFrozen(0, true);
         vm.prank(pauser);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, pauser));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, pauser));
         bridge.setQueuedReleaseFrozen(0, false);
         vm.warp(block.timestamp + 2 hours);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseFrozen.selector, uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ReleaseFrozen.selector, uint64(0)));
         bridge.executeQueuedRelease(0);
         bridge.executeQueuedRelease(1);
         assertEq(lockToken.balanceOf(recipient), 100e18, "the unfrozen one is paid");
@@ -198,15 +199,15 @@ contract BridgeLimitsTest is BridgeFixture {
         assertEq(lockToken.balanceOf(recipient), 99e18, "at the bound: queued");
 
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotOwner.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, stranger));
         bridge.cancelQueuedRelease(1);
         vm.warp(block.timestamp + 30 minutes);
         vm.expectEmit(address(bridge));
-        emit IBridge.QueuedReleaseCancelled(1, owner);
+        emit IBridgeCore.QueuedReleaseCancelled(1, owner);
         vm.prank(owner);
         bridge.cancelQueuedRelease(1);
         vm.warp(block.timestamp + 1 hours);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.NotQueued.selector, uint64(1)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotQueued.selector, uint64(1)));
         bridge.executeQueuedRelease(1);
         assertEq(lockToken.balanceOf(recipient), 99e18, "cancelled: never paid");
         assertEq(bridge.reservedLiquidity(address(lockToken)), 0, "reserve freed");
@@ -220,7 +221,7 @@ contract BridgeLimitsTest is BridgeFixture {
         vm.warp(block.timestamp + 1 days);
         vm.prank(pauser);
         bridge.pause();
-        vm.expectRevert(IBridge.BridgePaused.selector);
+        vm.expectRevert(IBridgeCore.BridgePaused.selector);
         bridge.executeQueuedRelease(0);
         vm.prank(owner);
         bridge.unpause();
@@ -235,7 +236,7 @@ contract BridgeLimitsTest is BridgeFixture {
         vm.prank(owner);
         bridge.setOutflowLimit(address(0), 10 ether, uint128(10 ether) / 3600, 20 ether);
         address thief = makeAddr("thief");
-        IBridge.Request[] memory rs = new IBridge.Request[](20);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](20);
         for (uint64 i = 0; i < 20; ++i) {
             rs[i] = _native(i, 5 ether);
             rs[i].to = thief;
@@ -243,7 +244,7 @@ contract BridgeLimitsTest is BridgeFixture {
         _voteBatch(op1, rs);
         _voteBatch(op2, rs);
         assertEq(thief.balance, 5 ether, "only what the bucket allows left at once");
-        IBridge.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 64);
+        IBridgeCore.QueuedView[] memory queued = bridge.queuedReleasesFrom(0, 64);
         assertEq(queued.length, 19, "the rest queued");
         vm.startPrank(pauser);
         bridge.pause();
@@ -271,7 +272,7 @@ contract BridgeLimitsTest is BridgeFixture {
         _registerPair(address(token), remote, 0);
         address blocked = makeAddr("blacklisted recipient");
         token.setBlacklisted(blocked, true);
-        IBridge.Request[] memory rs = new IBridge.Request[](3);
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](3);
         for (uint64 i = 0; i < 3; ++i) {
             rs[i] = _request(i, 1, remote, 1e18);
         }
@@ -279,7 +280,7 @@ contract BridgeLimitsTest is BridgeFixture {
         _voteBatch(op1, rs);
         vm.recordLogs();
         assertEq(_voteBatch(op2, rs), 3, "the whole batch executes");
-        assertEq(_count(vm.getRecordedLogs(), IBridge.TokenReleaseDeferred.selector), 1, "one deferral");
+        assertEq(_count(vm.getRecordedLogs(), IBridgeCore.TokenReleaseDeferred.selector), 1, "one deferral");
         assertEq(bridge.lowerHandleNonce(), 3, "no nonce wedged");
         assertEq(token.balanceOf(recipient), 2e18, "the others paid");
         assertEq(bridge.pendingTokenWithdrawal(address(token), blocked), 1e18, "credited");
@@ -293,7 +294,7 @@ contract BridgeLimitsTest is BridgeFixture {
 
     function test_withdrawTo_paysAnotherAddress() public {
         RejectingReceiver receiver = new RejectingReceiver();
-        IBridge.Request memory r = _native(0, 1 ether);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
         r.to = address(receiver);
         _execute(r);
         assertEq(bridge.pendingWithdrawal(address(receiver)), 1 ether, "deferred");
@@ -308,7 +309,7 @@ contract BridgeLimitsTest is BridgeFixture {
     function test_releaseDelay_isBounded() public {
         uint64 max = bridge.MAX_RELEASE_DELAY();
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.ReleaseDelayTooLong.selector, type(uint64).max, max));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.ReleaseDelayTooLong.selector, type(uint64).max, max));
         bridge.setReleaseDelay(type(uint64).max);
         vm.prank(owner);
         bridge.setReleaseDelay(max);
@@ -323,7 +324,7 @@ contract BridgeLimitsTest is BridgeFixture {
         vm.warp(block.timestamp + 1 days);
         vm.prank(owner);
         bridge.setTokenLocked(address(lockToken), true);
-        vm.expectRevert(abi.encodeWithSelector(IBridge.TokenIsLocked.selector, address(lockToken)));
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.TokenIsLocked.selector, address(lockToken)));
         bridge.executeQueuedRelease(0);
         assertEq(bridge.queuedReleaseCount(), 1, "still queued");
         vm.prank(owner);

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IBridgeCore} from "../../src/IBridgeCore.sol";
 import {Test} from "./Test.sol";
 import {Vm} from "./Vm.sol";
 import {Bridge} from "../../src/Bridge.sol";
 import {IBridge} from "../../src/IBridge.sol";
+import {IBridgeExtension} from "../../src/IBridgeExtension.sol";
 import {TestToken} from "../../src/TestToken.sol";
 
 /// @dev A configured destination/source bridge: 3 operators, threshold 2, a counterpart, one
@@ -68,6 +70,12 @@ abstract contract BridgeFixture is Test {
         require(address(deployed) != address(0), "Bridge artifact did not deploy");
     }
 
+    /// @dev The bridge's extension functions (cancels, refunds, settlement), called at the
+    /// bridge's address.
+    function _ext() internal view returns (IBridgeExtension) {
+        return IBridgeExtension(address(bridge));
+    }
+
     function _operators() internal view returns (address[] memory ops) {
         ops = new address[](3);
         ops[0] = op1;
@@ -88,9 +96,9 @@ abstract contract BridgeFixture is Test {
     function _request(uint64 nonce, uint8 kind, address token, uint256 amount)
         internal
         view
-        returns (IBridge.Request memory)
+        returns (IBridgeCore.Request memory)
     {
-        return IBridge.Request({
+        return IBridgeCore.Request({
             nonce: nonce,
             kind: kind,
             from: user,
@@ -107,7 +115,7 @@ abstract contract BridgeFixture is Test {
         });
     }
 
-    function _native(uint64 nonce, uint256 amount) internal view returns (IBridge.Request memory) {
+    function _native(uint64 nonce, uint256 amount) internal view returns (IBridgeCore.Request memory) {
         return _request(nonce, 0, address(0), amount);
     }
 
@@ -122,18 +130,18 @@ abstract contract BridgeFixture is Test {
 
     // ------------------------------------------------------------------ voting
 
-    function _vote(address operator, IBridge.Request memory r) internal {
+    function _vote(address operator, IBridgeCore.Request memory r) internal {
         vm.prank(operator);
         bridge.handleValueTransfer(r);
     }
 
     /// @dev Votes with op1 and op2: executes `r` at threshold 2.
-    function _execute(IBridge.Request memory r) internal {
+    function _execute(IBridgeCore.Request memory r) internal {
         _vote(op1, r);
         _vote(op2, r);
     }
 
-    function _voteBatch(address operator, IBridge.Request[] memory rs) internal returns (uint256 recorded) {
+    function _voteBatch(address operator, IBridgeCore.Request[] memory rs) internal returns (uint256 recorded) {
         vm.prank(operator);
         recorded = bridge.handleValueTransfers(rs);
     }
@@ -153,7 +161,7 @@ abstract contract BridgeFixture is Test {
         for (uint256 i = 0; i < logs.length; ++i) {
             Vm.Log memory log = logs[i];
             if (
-                log.emitter == address(bridge) && log.topics[0] == IBridge.HandleSkipped.selector
+                log.emitter == address(bridge) && log.topics[0] == IBridgeCore.HandleSkipped.selector
                     && log.topics[1] == bytes32(uint256(nonce))
             ) {
                 reasons[n++] = abi.decode(log.data, (bytes4));
