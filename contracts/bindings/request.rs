@@ -6,7 +6,7 @@ use alloy::sol_types::SolValue;
 use serde::{Deserialize, Serialize};
 
 use crate::BRIDGE_VERSION;
-use crate::bindings::{Bridge, IBridge};
+use crate::bindings::{Bridge, IBridgeCore};
 
 /// The `Request` struct of `IBridge`, as passed to `handleValueTransfer(s)`.
 pub type Request = IBridgeCore::Request;
