@@ -11,6 +11,9 @@ pub enum Deployable {
     Bridge,
     /// `ServiceRegistry`.
     ServiceRegistry,
+    /// `BridgeExtension`: deployed by the bridge's constructor (its first `CREATE`, so at
+    /// `bridge.create(1)`), run by the bridge's fallback.
+    BridgeExtension,
 }
 
 impl Deployable {
@@ -19,6 +22,7 @@ impl Deployable {
         match self {
             Self::Bridge => "Bridge",
             Self::ServiceRegistry => "ServiceRegistry",
+            Self::BridgeExtension => "BridgeExtension",
         }
     }
 
@@ -26,6 +30,7 @@ impl Deployable {
         match self {
             Self::Bridge => include_str!("../artifacts/Bridge.json"),
             Self::ServiceRegistry => include_str!("../artifacts/ServiceRegistry.json"),
+            Self::BridgeExtension => include_str!("../artifacts/BridgeExtension.json"),
         }
     }
 }
@@ -36,6 +41,9 @@ struct Artifact {
     deployed_bytecode: Bytes,
     #[serde(default)]
     immutable_references: std::collections::BTreeMap<String, Vec<Range>>,
+    /// AST id -> name of each immutable.
+    #[serde(default)]
+    immutable_names: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -61,6 +69,10 @@ pub enum CodeMismatch {
     /// A byte outside the immutables differs.
     #[error("the runtime code differs from the artifact at byte {0}")]
     Differs(usize),
+    /// An immutable the check was given no value for (a build problem: the artifact has an
+    /// immutable the caller does not know).
+    #[error("no expected value for the immutable `{0}`")]
+    UnknownImmutable(String),
     /// An immutable holds another value than expected.
     #[error("immutable at byte {at} holds {actual}, expected {expected}")]
     Immutable {
@@ -77,12 +89,13 @@ pub enum CodeMismatch {
 }
 
 /// Check `code` (from `eth_getCode`) against the committed artifact of `contract`: equal byte for
-/// byte outside the immutables, and every immutable equal to `immutables` (one value for all of
-/// them: `Bridge` has one, `deployChainId`; none for `ServiceRegistry`).
+/// byte outside the immutables, and with `immutables`, every immutable equal to the value given
+/// for its name (`Bridge`: `deployChainId` and `extension`; `BridgeExtension`: `deployChainId`
+/// and `_self`, its own address; none for `ServiceRegistry`). `None` checks the code only.
 pub fn check_runtime(
     contract: Deployable,
     code: &[u8],
-    immutables: Option<U256>,
+    immutables: Option<&[(&str, U256)]>,
 ) -> Result<(), CodeMismatch> {
     let artifact: Artifact = serde_json::from_str(contract.artifact())
         .map_err(|e| CodeMismatch::Artifact(e.to_string()))?;
@@ -102,6 +115,22 @@ pub fn check_runtime(
         .flatten()
         .copied()
         .collect();
+    // Every range with the value expected for its immutable.
+    let mut expected_values: Vec<(Range, U256)> = Vec::new();
+    if let Some(want) = immutables {
+        for (id, refs) in &artifact.immutable_references {
+            let name = artifact
+                .immutable_names
+                .get(id)
+                .map_or(id.as_str(), String::as_str);
+            let value = want
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| CodeMismatch::UnknownImmutable(name.to_owned()))?;
+            expected_values.extend(refs.iter().map(|r| (*r, value)));
+        }
+    }
     let masked = |i: usize| {
         ranges
             .iter()
@@ -110,8 +139,9 @@ pub fn check_runtime(
     if let Some(i) = (0..code.len()).find(|&i| !masked(i) && code.get(i) != expected.get(i)) {
         return Err(CodeMismatch::Differs(i));
     }
-    if let Some(want) = immutables {
-        for r in &ranges {
+    {
+        for (r, want) in &expected_values {
+            let want = *want;
             let end = r.start.saturating_add(r.length);
             let Some(slot) = code.get(r.start..end) else {
                 return Err(CodeMismatch::Differs(r.start));
@@ -134,12 +164,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const EXTENSION: U256 = U256::from_limbs([0xe7, 0, 0, 0]);
+
+    /// The bridge's runtime code as deployed on `chain_id` with its extension at `EXTENSION`.
     fn bridge_code_for(chain_id: u64) -> Vec<u8> {
         let artifact: Artifact = serde_json::from_str(Deployable::Bridge.artifact()).unwrap();
         let mut code = artifact.deployed_bytecode.to_vec();
-        for r in artifact.immutable_references.values().flatten() {
-            code[r.start..r.start + r.length]
-                .copy_from_slice(&U256::from(chain_id).to_be_bytes::<32>());
+        for (id, refs) in &artifact.immutable_references {
+            let value = match artifact.immutable_names[id].as_str() {
+                "deployChainId" => U256::from(chain_id),
+                "extension" => EXTENSION,
+                other => panic!("unknown immutable {other}"),
+            };
+            for r in refs {
+                code[r.start..r.start + r.length].copy_from_slice(&value.to_be_bytes::<32>());
+            }
         }
         code
     }
@@ -147,14 +186,39 @@ mod tests {
     #[test]
     fn deployed_code_is_checked_outside_and_inside_the_immutables() {
         let code = bridge_code_for(31_337);
+        let right = [
+            ("deployChainId", U256::from(31_337)),
+            ("extension", EXTENSION),
+        ];
         assert_eq!(
-            check_runtime(Deployable::Bridge, &code, Some(U256::from(31_337))),
+            check_runtime(Deployable::Bridge, &code, Some(&right)),
             Ok(())
         );
         assert!(matches!(
-            check_runtime(Deployable::Bridge, &code, Some(U256::from(1))),
+            check_runtime(
+                Deployable::Bridge,
+                &code,
+                Some(&[("deployChainId", U256::from(1)), ("extension", EXTENSION)])
+            ),
             Err(CodeMismatch::Immutable { .. })
         ));
+        // Another extension than the one the bridge's constructor made.
+        assert!(matches!(
+            check_runtime(
+                Deployable::Bridge,
+                &code,
+                Some(&[("deployChainId", U256::from(31_337)), ("extension", U256::from(1))])
+            ),
+            Err(CodeMismatch::Immutable { .. })
+        ));
+        assert_eq!(
+            check_runtime(
+                Deployable::Bridge,
+                &code,
+                Some(&[("deployChainId", U256::from(31_337))])
+            ),
+            Err(CodeMismatch::UnknownImmutable("extension".into()))
+        );
         let mut tampered = code.clone();
         tampered[100] ^= 1;
         assert_eq!(
@@ -181,7 +245,11 @@ mod tests {
     #[test]
     fn every_deployable_fits_eip_170() {
         const EIP_170: usize = 24_576;
-        for contract in [Deployable::Bridge, Deployable::ServiceRegistry] {
+        for contract in [
+            Deployable::Bridge,
+            Deployable::BridgeExtension,
+            Deployable::ServiceRegistry,
+        ] {
             let artifact: Artifact = serde_json::from_str(contract.artifact()).unwrap();
             let size = artifact.deployed_bytecode.len();
             assert!(

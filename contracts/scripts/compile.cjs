@@ -23,6 +23,9 @@ try {
 // Contracts that get an artifact: [source file, contract name].
 const DEPLOYABLE = [
   ['src/Bridge.sol', 'Bridge'],
+  // Deployed by the Bridge's constructor; its artifact is what `multibridge deploy` checks the
+  // code at the bridge's `extension()` against.
+  ['src/BridgeExtension.sol', 'BridgeExtension'],
   ['src/ServiceRegistry.sol', 'ServiceRegistry'],
   ['src/TestToken.sol', 'TestToken'],
   ['src/TestNFT.sol', 'TestNFT'],
@@ -41,7 +44,10 @@ const SETTINGS = {
   viaIR: true,
   evmVersion: 'cancun',
   outputSelection: {
-    '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] },
+    '*': {
+      '': ['ast'],
+      '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'],
+    },
   },
 };
 
@@ -87,10 +93,30 @@ function compileGroup(deployable, settings) {
       // Where the runtime code holds immutables (set by the constructor, zero here): what a
       // check of deployed code against this artifact must leave out.
       immutableReferences: c.evm.deployedBytecode.immutableReferences || {},
+      // The name of each immutable of `immutableReferences` (by its AST id), so a check can
+      // expect a value per immutable.
+      immutableNames: immutableNames(output, c.evm.deployedBytecode.immutableReferences || {}),
     };
     artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
   }
   return artifacts;
+}
+
+// AST id -> name of the immutables referenced in a contract's runtime code.
+function immutableNames(output, references) {
+  const wanted = new Set(Object.keys(references));
+  const names = {};
+  const walk = (node) => {
+    if (!node || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      node.forEach(walk);
+      return;
+    }
+    if (node.nodeType === 'VariableDeclaration' && wanted.has(String(node.id))) names[String(node.id)] = node.name;
+    for (const value of Object.values(node)) if (value && typeof value === 'object') walk(value);
+  };
+  for (const source of Object.values(output.sources || {})) walk(source.ast);
+  return names;
 }
 
 // The bridge's fallback runs BridgeExtension's functions in its own storage (EIP-170 leaves the

@@ -397,7 +397,7 @@ impl Deployer {
         role: ChainRole,
         contract: Deployable,
         address: Address,
-        immutable: Option<U256>,
+        immutables: &[(&str, U256)],
     ) -> Result<(), DeployError> {
         let chain = self.chain(role);
         let code = chain
@@ -405,7 +405,7 @@ impl Deployer {
             .get_code_at(address)
             .await
             .map_err(|e| rpc("eth_getCode", role, e))?;
-        check_runtime(contract, &code, immutable).map_err(|problem| DeployError::Bytecode {
+        check_runtime(contract, &code, Some(immutables)).map_err(|problem| DeployError::Bytecode {
             contract: contract.name(),
             address,
             chain: role,
@@ -429,12 +429,23 @@ impl Deployer {
         let address = contract.ok_or_else(|| {
             DeployError::Check(format!("the {role} Bridge deployment created no contract"))
         })?;
-        let chain_id = self.chain(role).chain_id;
+        let chain_id = U256::from(self.chain(role).chain_id);
+        // The bridge's constructor deploys its extension with its first CREATE: the bridge must
+        // point at exactly that one, and its code must be the extension's.
+        let extension = address.create(1);
+        let extension_word = U256::from_be_bytes(extension.into_word().0);
         self.check_code(
             role,
             Deployable::Bridge,
             address,
-            Some(U256::from(chain_id)),
+            &[("deployChainId", chain_id), ("extension", extension_word)],
+        )
+        .await?;
+        self.check_code(
+            role,
+            Deployable::BridgeExtension,
+            extension,
+            &[("deployChainId", chain_id), ("_self", extension_word)],
         )
         .await?;
         let entry = match role {
@@ -624,7 +635,7 @@ pub async fn deploy(
         DeployError::Check("the ServiceRegistry deployment created no contract".into())
     })?;
     deployer
-        .check_code(ChainRole::Main, Deployable::ServiceRegistry, registry, None)
+        .check_code(ChainRole::Main, Deployable::ServiceRegistry, registry, &[])
         .await?;
     deployer.journal.main.registry = Some(registry);
     let service_id = deployer.service.chain_id;
