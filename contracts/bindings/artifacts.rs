@@ -207,7 +207,10 @@ mod tests {
             check_runtime(
                 Deployable::Bridge,
                 &code,
-                Some(&[("deployChainId", U256::from(31_337)), ("extension", U256::from(1))])
+                Some(&[
+                    ("deployChainId", U256::from(31_337)),
+                    ("extension", U256::from(1))
+                ])
             ),
             Err(CodeMismatch::Immutable { .. })
         ));
