@@ -70,6 +70,31 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
     }
 
     /// @inheritdoc IBridgeExtension
+    function executeCancels(Request[] calldata rs) external delegated nonReentrant returns (uint256 cancelled) {
+        if (rs.length == 0) revert EmptyBatch();
+        if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
+        _checkCanHandle(false);
+        for (uint256 i = 0; i < rs.length; ++i) {
+            Request calldata r = rs[i];
+            Check check = gasleft() < ITEM_GAS ? Check.GasBudget : _checkOpen(r);
+            bytes32 key;
+            uint256 voters;
+            if (check == Check.Ok) {
+                key = voteKey(r);
+                voters = _cancelVoters[key] & _activeBits;
+                if (_popcount(voters) < _threshold) check = Check.BelowThreshold;
+            }
+            if (check != Check.Ok) {
+                emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
+                continue;
+            }
+            // forge-lint: disable-next-line(unsafe-typecast)
+            _cancel(r, key, uint32(voters));
+            ++cancelled;
+        }
+    }
+
+    /// @inheritdoc IBridgeExtension
     function cancelAttested(Request[] calldata rs, bytes calldata signatures)
         external
         delegated

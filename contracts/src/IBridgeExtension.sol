@@ -20,6 +20,12 @@ interface IBridgeExtension is IBridgeCore {
     /// returns how many votes were recorded.
     function cancelValueTransfers(Request[] calldata rs) external returns (uint256 recorded);
 
+    /// Close as cancelled the open requests `rs` whose vote keys already hold `threshold` cancel
+    /// votes of registered operators (after the threshold was lowered; the vote that reaches it
+    /// closes the nonce itself). Anyone may call it; votes nothing. Items below the threshold or
+    /// no longer open are skipped with HandleSkipped; returns how many were cancelled.
+    function executeCancels(Request[] calldata rs) external returns (uint256 cancelled);
+
     /// Cancel the open requests `rs` on the signatures of at least `threshold` registered
     /// operators over `cancelDigest(rs)` (canonical 65-byte signatures, signers ascending; the
     /// same rules as executeAttested). Anyone may submit it. Items that cannot be cancelled

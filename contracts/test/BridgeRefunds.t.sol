@@ -201,6 +201,25 @@ contract BridgeRefundsTest is BridgeFixture {
         assertTrue(bridge.isHandled(0), "two registered operators cancel");
     }
 
+    function test_cancelVotes_atALoweredThreshold_areClosedByAnyone() public {
+        vm.prank(owner);
+        bridge.setThreshold(3);
+        IBridgeCore.Request memory r = _native(0, 1 ether);
+        _cancelVote(op1, r);
+        _cancelVote(op2, r);
+        assertFalse(bridge.isHandled(0), "two of three is below the threshold");
+        vm.recordLogs();
+        assertEq(_ext().executeCancels(_one(r)), 0, "nothing to close yet");
+        assertEq(_skipReasons(vm.getRecordedLogs(), 0)[0], IBridgeCore.BelowThreshold.selector, "below");
+        vm.prank(owner);
+        bridge.setThreshold(2);
+        vm.prank(stranger);
+        assertEq(_ext().executeCancels(_one(r)), 1, "closed by anyone once the key holds the threshold");
+        assertEq(_ext().cancelledKey(0), bridge.voteKey(r), "cancelled");
+        assertEq(_ext().executeCancels(_one(r)), 0, "once");
+        assertEq(recipient.balance, 0, "nothing released");
+    }
+
     function test_cancel_isRefusedWhilePaused() public {
         vm.prank(owner);
         bridge.pause();

@@ -121,6 +121,16 @@ pub struct Report {
     pub downtime_pct: f64,
     /// Downtime at other bounds: (bound, seconds, percent).
     pub downtime_curve: Vec<(f64, f64, f64)>,
+    /// Downtime counting only the requests whose user's own transaction went through (a receipt
+    /// within the users' 20 s): what the relays answer for. Seconds, percent.
+    pub downtime_users_ok: (f64, f64),
+    /// Per fault kind, the requests sent from 5 s before a fault to 2 s after it whose user's
+    /// transaction went through: (kind, faults, requests, p99, max).
+    pub by_fault: Vec<(String, usize, usize, f64, f64)>,
+    /// The latency of the requests sent away from the faults that stop every relay or every
+    /// connection to a chain for 5 s (`all-relays-sigkill`, `rpc-refused`), where outage plus
+    /// confirmations set the latency whatever the relays do.
+    pub latency_outside_full_outages: Spread,
     /// Latency of every transfer under the faults.
     pub latency: Spread,
     /// Of it, the user's own transaction: sent → its receipt (the source chain's part).
@@ -238,6 +248,32 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         downtime_secs: down,
         downtime_pct: 100.0 * down / finished.load_secs.max(1.0),
         downtime_curve: downtime_curve(&finished.outcomes, &[8.0, 10.0, 12.0], finished.load_secs),
+        downtime_users_ok: {
+            let ok: Vec<_> = finished
+                .outcomes
+                .iter()
+                .filter(|o| o.error.is_none())
+                .cloned()
+                .collect();
+            let secs = downtime(&ok, settings.bound, finished.load_secs);
+            (secs, 100.0 * secs / finished.load_secs.max(1.0))
+        },
+        by_fault: by_fault(&finished),
+        latency_outside_full_outages: {
+            let full: Vec<&super::FaultSpan> = finished
+                .faults
+                .iter()
+                .filter(|f| FULL_OUTAGES.contains(&f.kind.as_str()))
+                .collect();
+            Spread::of_values(
+                finished
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.error.is_none() && !full.iter().any(|f| near(o.sent, f)))
+                    .filter_map(super::report::Outcome::latency)
+                    .collect(),
+            )
+        },
         latency: Spread::of(&finished.outcomes),
         inclusion: Spread::of_values(
             finished
@@ -258,6 +294,44 @@ pub async fn run(common: &Common, settings: &Settings) -> Result<Report, DevnetE
         inconsistencies: finished.inconsistencies(),
         run: finished,
     })
+}
+
+/// The fault kinds that stop every relay, or every relay's connection to a chain, for 5 s.
+const FULL_OUTAGES: [&str; 2] = ["all-relays-sigkill", "rpc-refused"];
+
+/// Whether a request sent at `sent` is counted as near fault `f`: from 5 s before it (requests
+/// still waiting for their confirmations when it starts) to 2 s after it ends.
+fn near(sent: f64, f: &super::FaultSpan) -> bool {
+    sent >= f.start - 5.0 && sent <= f.end + 2.0
+}
+
+/// Per fault kind: faults, requests near one whose user's transaction went through, their p99
+/// and max latency.
+fn by_fault(finished: &Finished) -> Vec<(String, usize, usize, f64, f64)> {
+    KINDS
+        .iter()
+        .filter_map(|kind| {
+            let faults: Vec<&super::FaultSpan> =
+                finished.faults.iter().filter(|f| f.kind == *kind).collect();
+            if faults.is_empty() {
+                return None;
+            }
+            let latencies: Vec<f64> = finished
+                .outcomes
+                .iter()
+                .filter(|o| o.error.is_none() && faults.iter().any(|f| near(o.sent, f)))
+                .filter_map(super::report::Outcome::latency)
+                .collect();
+            let spread = Spread::of_values(latencies);
+            Some((
+                (*kind).to_owned(),
+                faults.len(),
+                spread.samples,
+                spread.p99,
+                spread.max,
+            ))
+        })
+        .collect()
 }
 
 /// Inject one fault of `kind` and heal it.
@@ -479,6 +553,26 @@ pub fn render(r: &Report) -> String {
         secs(r.after_inclusion.p99),
         secs(r.after_inclusion.max)
     ));
+    out.push_str(&format!(
+        "downtime of the requests whose user's transaction went through: {} s ({:.2} %)\n",
+        secs(r.downtime_users_ok.0),
+        r.downtime_users_ok.1
+    ));
+    out.push_str(&format!(
+        "latency away from the 5 s full outages (all-relays-sigkill, rpc-refused): p50 {} / p99 {} / max {} s ({} requests)\n",
+        secs(r.latency_outside_full_outages.p50),
+        secs(r.latency_outside_full_outages.p99),
+        secs(r.latency_outside_full_outages.max),
+        r.latency_outside_full_outages.samples
+    ));
+    out.push_str("\nby fault (requests sent 5 s before to 2 s after one):\n");
+    for (kind, faults, requests, p99, max) in &r.by_fault {
+        out.push_str(&format!(
+            "  {kind:<20} ×{faults:<3} {requests:>6} requests  p99 {} s  max {} s\n",
+            secs(*p99),
+            secs(*max)
+        ));
+    }
     out.push_str("\nfaults: ");
     out.push_str(
         &r.faults
