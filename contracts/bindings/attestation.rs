@@ -31,34 +31,37 @@ impl VoteDomain {
     /// The EIP-712 digest of an attested batch whose items have vote keys `keys` (in order),
     /// the same as `Bridge.attestationDigest` on the destination.
     pub fn attestation_digest(&self, keys: &[B256]) -> B256 {
-        let domain_typehash = keccak256(
-            "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)",
-        );
-        let salt = keccak256((U256::from(self.src_chain_id), self.src_bridge).abi_encode_params());
-        let separator = keccak256(
-            (
-                domain_typehash,
-                keccak256("multibridge"),
-                keccak256(crate::BRIDGE_VERSION.to_string()),
-                U256::from(self.dst_chain_id),
-                self.dst_bridge,
-                salt,
-            )
-                .abi_encode_params(),
-        );
-        let packed: Vec<u8> = keys.iter().flat_map(|k| k.0).collect();
-        let batch = keccak256(
-            (
-                keccak256("AttestedBatch(bytes32[] voteKeys)"),
-                keccak256(packed),
-            )
-                .abi_encode_params(),
-        );
-        let mut message = Vec::with_capacity(66);
-        message.extend_from_slice(&[0x19, 0x01]);
-        message.extend_from_slice(separator.as_slice());
-        message.extend_from_slice(batch.as_slice());
-        keccak256(message)
+        self.destination_digest(batch_struct("AttestedBatch(bytes32[] voteKeys)", keys))
+    }
+
+    /// The EIP-712 digest operators sign to cancel the requests with vote keys `keys` (in
+    /// order) on the destination, the same as `IBridgeExtension.cancelDigest` there: the typed
+    /// data `CancelBatch(bytes32[] voteKeys)` under the attestation domain.
+    pub fn cancel_digest(&self, keys: &[B256]) -> B256 {
+        self.destination_digest(batch_struct("CancelBatch(bytes32[] voteKeys)", keys))
+    }
+
+    /// The EIP-712 digest operators sign for the source to refund the request whose vote key is
+    /// `key` once the destination cancelled it, the same as `IBridgeExtension.refundDigest` on
+    /// the source: `CancelledRequest(bytes32 voteKey)` under the source bridge's domain (this
+    /// chain and bridge the source, the salt the destination).
+    pub fn refund_digest(&self, key: B256) -> B256 {
+        let message =
+            keccak256((keccak256("CancelledRequest(bytes32 voteKey)"), key).abi_encode_params());
+        typed_digest(
+            (self.src_chain_id, self.src_bridge),
+            (self.dst_chain_id, self.dst_bridge),
+            message,
+        )
+    }
+
+    /// `struct_hash` under the destination bridge's domain.
+    fn destination_digest(&self, struct_hash: B256) -> B256 {
+        typed_digest(
+            (self.dst_chain_id, self.dst_bridge),
+            (self.src_chain_id, self.src_bridge),
+            struct_hash,
+        )
     }
 
     /// The digest of a batch of `requests`.
@@ -66,6 +69,38 @@ impl VoteDomain {
         let keys: Vec<B256> = requests.iter().map(|r| self.vote_key(r)).collect();
         self.attestation_digest(&keys)
     }
+}
+
+/// The struct hash of a batch type `(bytes32[] voteKeys)` over `keys`.
+fn batch_struct(type_string: &str, keys: &[B256]) -> B256 {
+    let packed: Vec<u8> = keys.iter().flat_map(|k| k.0).collect();
+    keccak256((keccak256(type_string), keccak256(packed)).abi_encode_params())
+}
+
+/// The EIP-712 digest of `struct_hash` under a bridge's domain: ("multibridge", the bridge
+/// version in decimal, the bridge's chain, the bridge, salt = keccak256(abi.encode(counterpart
+/// chain, counterpart bridge))) — `_typedDigest` of BridgeCore.sol.
+fn typed_digest(bridge: (u64, Address), counterpart: (u64, Address), struct_hash: B256) -> B256 {
+    let domain_typehash = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)",
+    );
+    let salt = keccak256((U256::from(counterpart.0), counterpart.1).abi_encode_params());
+    let separator = keccak256(
+        (
+            domain_typehash,
+            keccak256("multibridge"),
+            keccak256(crate::BRIDGE_VERSION.to_string()),
+            U256::from(bridge.0),
+            bridge.1,
+            salt,
+        )
+            .abi_encode_params(),
+    );
+    let mut message = Vec::with_capacity(66);
+    message.extend_from_slice(&[0x19, 0x01]);
+    message.extend_from_slice(separator.as_slice());
+    message.extend_from_slice(struct_hash.as_slice());
+    keccak256(message)
 }
 
 /// `signature` in the form the bridge takes: low s (the twin of a high s is as valid for the
@@ -136,6 +171,32 @@ mod tests {
             dst_chain_id: 31337,
             dst_bridge: address!("00000000000000000000000000000000000000bb"),
         }
+    }
+
+    /// A handle, a cancel and a refund of the same keys are three different digests, and the
+    /// refund's is under the source's domain (swapping source and destination gives the
+    /// destination-side envelope of the same struct).
+    #[test]
+    fn handle_cancel_and_refund_digests_differ() {
+        let keys = [B256::repeat_byte(1)];
+        let d = domain();
+        let handle = d.attestation_digest(&keys);
+        let cancel = d.cancel_digest(&keys);
+        let refund = d.refund_digest(keys[0]);
+        assert_ne!(handle, cancel);
+        assert_ne!(cancel, refund);
+        assert_ne!(handle, refund);
+        let swapped = VoteDomain {
+            src_chain_id: d.dst_chain_id,
+            src_bridge: d.dst_bridge,
+            dst_chain_id: d.src_chain_id,
+            dst_bridge: d.src_bridge,
+        };
+        assert_ne!(
+            refund,
+            swapped.refund_digest(keys[0]),
+            "the domain is the source's"
+        );
     }
 
     #[test]

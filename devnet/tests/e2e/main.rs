@@ -32,6 +32,7 @@ mod missing_votes;
 mod monitoring;
 mod outage;
 mod recovery;
+mod refunds;
 mod relay;
 mod reorg;
 mod resume;
