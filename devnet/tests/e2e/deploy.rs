@@ -871,17 +871,22 @@ async fn relays_from_generated_configs_move_transfers_while_plan_apply_changes_t
         "every queued call mined"
     );
     assert_eq!(nonce(&service_url, owner).await, service_nonce);
-    // Native liquidity for the service bridge's releases, with the CLI.
-    let funded = succeeds({
-        let mut c = tokio::process::Command::new(relay_binary().unwrap());
-        c.args(["admin", "fund", "--chain", "service", "--amount", "1000"])
-            .args(["--key-env", "ADMIN_KEY", "--config"])
-            .arg(&config)
-            .env("ADMIN_KEY", &owner_key);
-        c
-    })
-    .await;
-    assert!(String::from_utf8_lossy(&funded.stdout).contains("funded the bridge"));
+    // Native liquidity for both bridges' releases, with the CLI. The main bridge's must not rest
+    // on the forward traffic alone: when the traffic stopped with the main-bound native releases
+    // ahead of the native locked there, the last one waited for liquidity for good (correctly:
+    // `insufficient_liquidity`) and the test timed out.
+    for chain in ["service", "main"] {
+        let funded = succeeds({
+            let mut c = tokio::process::Command::new(relay_binary().unwrap());
+            c.args(["admin", "fund", "--chain", chain, "--amount", "1000"])
+                .args(["--key-env", "ADMIN_KEY", "--config"])
+                .arg(&config)
+                .env("ADMIN_KEY", &owner_key);
+            c
+        })
+        .await;
+        assert!(String::from_utf8_lossy(&funded.stdout).contains("funded the bridge"));
+    }
     assert_eq!(
         ProviderBuilder::new()
             .connect_http(service_url.parse().unwrap())
