@@ -83,15 +83,7 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
         )
     };
     let (source, destination) = (reader(ChainRole::Main), reader(ChainRole::Service));
-    crate::Poll::new("the later request handled", Duration::from_secs(60))
-        .until(async || {
-            if destination.isHandled(later.nonce).call().await.unwrap() {
-                Ok(())
-            } else {
-                Err("not yet".into())
-            }
-        })
-        .await;
+    crate::relay::wait_handled(&driver, dir.path(), lane, &later).await;
     assert!(!destination.isHandled(stuck.nonce).call().await.unwrap());
 
     // The digests the relays will sign are the contracts' own.
