@@ -36,11 +36,21 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
 
     // ------------------------------------------------------------------ cancels (destination side)
 
+    /// @dev What a cancel needs: `_checkCanHandle` without the pause. A cancel releases nothing
+    /// here, and a pause stops value leaving, so a request held by a paused destination (one
+    /// being retired, or stopped for good) can still end: cancelled here, refunded on its source,
+    /// whose own pause stops the refund.
+    function _checkCanCancel(bool operatorOnly) private view {
+        if (operatorOnly && !isOperator(msg.sender)) revert NotOperator(msg.sender);
+        if (counterpartBridge == address(0)) revert CounterpartNotSet();
+        if (block.chainid != deployChainId) revert WrongChain(deployChainId, block.chainid);
+    }
+
     /// @inheritdoc IBridgeExtension
     function cancelValueTransfers(Request[] calldata rs) external delegated nonReentrant returns (uint256 recorded) {
         if (rs.length == 0) revert EmptyBatch();
         if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
-        _checkCanHandle(true);
+        _checkCanCancel(true);
         uint256 bit = (_operatorSlot[msg.sender] >> 8) - 1;
         for (uint256 i = 0; i < rs.length; ++i) {
             Request calldata r = rs[i];
@@ -73,7 +83,7 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
     function executeCancels(Request[] calldata rs) external delegated nonReentrant returns (uint256 cancelled) {
         if (rs.length == 0) revert EmptyBatch();
         if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
-        _checkCanHandle(false);
+        _checkCanCancel(false);
         for (uint256 i = 0; i < rs.length; ++i) {
             Request calldata r = rs[i];
             Check check = gasleft() < ITEM_GAS ? Check.GasBudget : _checkOpen(r);
@@ -103,7 +113,7 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
     {
         if (rs.length == 0) revert EmptyBatch();
         if (rs.length > MAX_BATCH) revert BatchTooLarge(rs.length, MAX_BATCH);
-        _checkCanHandle(false);
+        _checkCanCancel(false);
         bytes32[] memory keys = _voteKeys(rs);
         uint32 attesters = _attesters(_cancelDigest(keys), signatures);
         for (uint256 i = 0; i < rs.length; ++i) {

@@ -7,7 +7,9 @@ import {IBridgeCore} from "./IBridgeCore.sol";
 /// @notice Called at the bridge's own address (its fallback runs the extension's code in the
 /// bridge's storage; EIP-170 leaves the bridge no room for it). A request ends in exactly one of
 /// two ways: handled on the destination, or cancelled there by the same threshold of the same
-/// operators and then refunded on the source, once, on their signatures.
+/// operators and then refunded on the source, once, on their signatures. Cancels go on while
+/// the destination is paused (a pause stops value leaving; a cancel releases nothing), so a
+/// request held by a paused destination can still end; the refund obeys the source's pause.
 interface IBridgeExtension is IBridgeCore {
     // ---------------------------------------------------------------- cancels (destination side)
 

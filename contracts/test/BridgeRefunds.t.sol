@@ -220,13 +220,19 @@ contract BridgeRefundsTest is BridgeFixture {
         assertEq(recipient.balance, 0, "nothing released");
     }
 
-    function test_cancel_isRefusedWhilePaused() public {
+    function test_cancel_goesOnWhilePaused_theRefundWaitsForTheSourcesOwnPause() public {
         vm.prank(owner);
         bridge.pause();
         IBridgeCore.Request memory r = _native(0, 1 ether);
         vm.prank(op1);
-        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.BridgePaused.selector));
+        assertEq(_ext().cancelValueTransfers(_one(r)), 1, "a pause stops value leaving, not a cancel");
+        vm.prank(op2);
         _ext().cancelValueTransfers(_one(r));
+        assertEq(_ext().cancelledKey(0), bridge.voteKey(r), "cancelled while paused");
+        assertEq(recipient.balance, 0, "nothing released");
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.BridgePaused.selector));
+        bridge.executeHandles(_one(r));
     }
 
     function test_settleHandled_refusesACancelledGenuineRequest() public {
