@@ -74,6 +74,7 @@ mod lane;
 mod leadership;
 mod observe;
 mod preflight;
+mod refund;
 mod registry;
 mod relay;
 mod startup;

@@ -9,6 +9,8 @@ use crate::service_id::bridge_service_id;
 
 /// Domain tag of claim data.
 pub const CLAIM_TAG: &str = "multibridge.claim.v1";
+/// Domain tag of a requester's refund claim: "refund my request" (issue 53).
+pub const REFUND_TAG: &str = "multibridge.refund.v1";
 
 /// A claim that request `nonce` of the lane `src_chain_id → dst_chain_id` is stuck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub struct ClaimData {
     pub dst_chain_id: u64,
     /// The request nonce.
     pub nonce: u64,
+    /// The requester asks for its request to be refunded on the source ([`REFUND_TAG`]), not
+    /// only re-sent ([`CLAIM_TAG`]).
+    pub refund: bool,
 }
 
 /// Registry bytes that are not what the bridge writes.
@@ -53,7 +58,7 @@ impl ClaimData {
     /// `abi.encode("multibridge.claim.v1", uint256 srcChainId, uint256 dstChainId, uint64 nonce)`.
     pub fn encode(&self) -> Vec<u8> {
         (
-            CLAIM_TAG.to_owned(),
+            if self.refund { REFUND_TAG } else { CLAIM_TAG }.to_owned(),
             U256::from(self.src_chain_id),
             U256::from(self.dst_chain_id),
             self.nonce,
@@ -66,7 +71,7 @@ impl ClaimData {
         const WHAT: &str = "claim data";
         let (tag, src, dst, nonce) = <(String, U256, U256, u64)>::abi_decode_params(data)
             .map_err(|source| RegistryDataError::Undecodable { what: WHAT, source })?;
-        if tag != CLAIM_TAG {
+        if tag != CLAIM_TAG && tag != REFUND_TAG {
             return Err(RegistryDataError::Foreign {
                 what: WHAT,
                 problem: format!("tag {tag:?}"),
@@ -76,6 +81,7 @@ impl ClaimData {
             src_chain_id: small(src, WHAT, "srcChainId")?,
             dst_chain_id: small(dst, WHAT, "dstChainId")?,
             nonce,
+            refund: tag == REFUND_TAG,
         })
     }
 }
@@ -158,8 +164,16 @@ mod tests {
             src_chain_id: 31337,
             dst_chain_id: 31338,
             nonce: 42,
+            refund: false,
         };
         assert_eq!(ClaimData::decode(&c.encode()).unwrap(), c);
+        let r = ClaimData { refund: true, ..c };
+        assert_eq!(ClaimData::decode(&r.encode()).unwrap(), r);
+        assert_ne!(
+            r.encode(),
+            c.encode(),
+            "a refund claim is told apart by its tag"
+        );
         assert!(ClaimData::decode(b"please help").is_err());
         let other_tag =
             ("other.v1".to_owned(), U256::from(1), U256::from(2), 3u64).abi_encode_params();

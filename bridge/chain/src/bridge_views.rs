@@ -302,6 +302,26 @@ impl<'a> BridgeViews<'a> {
             .await
     }
 
+    /// `isRefunded(nonce)`: this (source) bridge refunded its request `nonce` (issue 53).
+    pub async fn is_refunded(&self, nonce: u64) -> Result<bool, ChainError> {
+        self.chain
+            .bridge_call(
+                "isRefunded",
+                |b| async move { b.isRefunded(nonce).call().await },
+            )
+            .await
+    }
+
+    /// `cancelledKey(nonce)`: the vote key this (destination) bridge cancelled the
+    /// counterpart's request `nonce` under (zero: not cancelled).
+    pub async fn cancelled_key(&self, nonce: u64) -> Result<alloy::primitives::B256, ChainError> {
+        self.chain
+            .bridge_call("cancelledKey", |b| async move {
+                b.cancelledKey(nonce).call().await
+            })
+            .await
+    }
+
     /// `recoveryBlockNumber`: no unhandled request of the counterpart is older.
     pub async fn recovery_block(&self) -> Result<u64, ChainError> {
         self.chain

@@ -17,6 +17,11 @@ pub struct RecoverySettings {
     pub max_per_round: usize,
     /// How often the registry is polled for claims, ms.
     pub claims_poll_ms: u64,
+    /// How old an unhandled request must be before its requester may have it refunded (a
+    /// refund claim, `multibridge refund`), and how long the destination must refuse it for a
+    /// reason the relay holds permanent before the operators cancel and refund it unasked,
+    /// seconds. Zero: no refund is driven by the relays (neither asked nor unasked).
+    pub refund_after_secs: u64,
 }
 
 impl Default for RecoverySettings {
@@ -26,6 +31,7 @@ impl Default for RecoverySettings {
             stride_blocks: 1_000,
             max_per_round: 1_024,
             claims_poll_ms: 1_000,
+            refund_after_secs: 86_400,
         }
     }
 }

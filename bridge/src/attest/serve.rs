@@ -189,10 +189,67 @@ async fn attestations(
     }
 }
 
-/// The route.
+/// This operator's refund signatures of `lane` from nonce `from` (issue 53): what the other
+/// operators' refund senders and users' `multibridge refund` fetch. Under the same turns as the
+/// attestation pages.
+async fn refunds(
+    State(source): State<AttestationSource>,
+    Path(lane): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> axum::response::Response {
+    let Ok(lane) = lane.parse::<Lane>() else {
+        return (StatusCode::NOT_FOUND, "no such lane").into_response();
+    };
+    let Some(attached) = source.store.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
+    };
+    let Ok(Ok(_turn)) = tokio::time::timeout(QUEUE_WAIT, source.turns.acquire()).await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: try again in a second",
+        )
+            .into_response();
+    };
+    let limit = query
+        .limit
+        .unwrap_or(crate::refund::MAX_REFUND_PAGE)
+        .clamp(1, crate::refund::MAX_REFUND_PAGE);
+    let (store, operator) = (attached.store.clone(), attached.operator);
+    let read = tokio::task::spawn_blocking(move || {
+        store.lock().refund_signatures(lane, query.from, limit)
+    })
+    .await;
+    match read {
+        Ok(Ok(rows)) => axum::Json(crate::refund::RefundPage {
+            lane: lane.as_str().to_owned(),
+            operator,
+            refunds: rows
+                .into_iter()
+                .filter_map(|row| {
+                    row.signature.map(|s| crate::refund::SignedRefund {
+                        nonce: row.nonce,
+                        signature: s.to_vec().into(),
+                    })
+                })
+                .collect(),
+        })
+        .into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(%lane, error = %e, "cannot read refund signatures");
+            (StatusCode::INTERNAL_SERVER_ERROR, "store error").into_response()
+        }
+        Err(e) => {
+            tracing::warn!(%lane, error = %e, "the refund signatures read failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "store error").into_response()
+        }
+    }
+}
+
+/// The routes: attestation pages and refund signatures.
 pub fn router(source: AttestationSource) -> Router {
     Router::new()
         .route("/attestations/{lane}", get(attestations))
+        .route("/refunds/{lane}", get(refunds))
         .with_state(source)
 }
 

@@ -150,6 +150,7 @@ pub async fn claim(
         src_chain_id: source.chain_id(),
         dst_chain_id: destination.chain_id(),
         nonce,
+        refund: false,
     }
     .encode()
     .into();

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::LaneService;
 use crate::chain::ChainClient;
+use crate::refund::RefundAsk;
 use crate::task::{Next, Stepper};
 
 /// The claims watcher of one replica.
@@ -26,6 +27,7 @@ pub struct ClaimsWatch {
     registry: Address,
     by_id: HashMap<B256, LaneService>,
     lanes: HashMap<Lane, mpsc::Sender<u64>>,
+    refunds: HashMap<Lane, mpsc::Sender<RefundAsk>>,
     poll: Duration,
     max_range: u64,
     /// The next block to read (`None` until the head was first read).
@@ -34,12 +36,14 @@ pub struct ClaimsWatch {
 
 impl ClaimsWatch {
     /// Watch `registry` on `main` for claims against `services`, sending each claimed nonce to
-    /// its lane's channel in `lanes`, polling every `poll` in ranges of at most `max_range`.
+    /// its lane's channel in `lanes` (a requester's refund claim to its lane's channel in
+    /// `refunds`), polling every `poll` in ranges of at most `max_range`.
     pub fn new(
         main: Arc<ChainClient>,
         registry: Address,
         services: &[LaneService],
         lanes: HashMap<Lane, mpsc::Sender<u64>>,
+        refunds: HashMap<Lane, mpsc::Sender<RefundAsk>>,
         poll: Duration,
         max_range: u64,
     ) -> Self {
@@ -48,6 +52,7 @@ impl ClaimsWatch {
             registry,
             by_id: services.iter().map(|s| (s.id, *s)).collect(),
             lanes,
+            refunds,
             poll,
             max_range: max_range.max(1),
             next: None,
@@ -112,6 +117,19 @@ impl ClaimsWatch {
             || data.dst_chain_id != service.meta.dst_chain_id
         {
             tracing::warn!(claimant = %claim.claimant, lane = %service.lane, ?data, "claim names another lane than its service; ignored");
+            return;
+        }
+        if data.refund {
+            tracing::info!(lane = %service.lane, nonce = data.nonce, claimant = %claim.claimant, "refund claim filed");
+            let ask = RefundAsk {
+                nonce: data.nonce,
+                claimant: claim.claimant,
+            };
+            if let Some(tx) = self.refunds.get(&service.lane)
+                && tx.send(ask).await.is_err()
+            {
+                tracing::warn!(lane = %service.lane, "refund desk gone; refund claim dropped");
+            }
             return;
         }
         tracing::info!(lane = %service.lane, nonce = data.nonce, claimant = %claim.claimant, "claim filed");

@@ -153,16 +153,33 @@ pub async fn run(
     let mut tasks: JoinSet<crate::task::TaskResult> = JoinSet::new();
     let submitters = spawn_submitters(&shared, &signer, &controls, hub);
     let mut claim_senders = HashMap::new();
+    let mut refund_asks = HashMap::new();
     for control in &controls {
         let lane = control.lane;
         let (claims_tx, claims_rx) = mpsc::channel(256);
         claim_senders.insert(lane, claims_tx);
+        let (asks_tx, asks_rx) = mpsc::channel(256);
+        refund_asks.insert(lane, asks_tx);
         let Some(submitter) = submitters.get(&lane.destination()) else {
             continue;
         };
         let settings = crate::lane::LaneSettings::of(&shared.config, lane);
         crate::lane::spawn(
             &shared, &settings, control, submitter, claims_rx, &mut tasks,
+        );
+        // The refund is sent on the lane's source, under the election of the lane that writes
+        // there (its submitter's owner).
+        let source_writer = owner(&controls, lane.source())
+            .filter(|c| c.lane.destination() == lane.source())
+            .zip(submitters.get(&lane.source()));
+        crate::refund::spawn(
+            &shared,
+            &settings,
+            control,
+            submitter,
+            source_writer,
+            asks_rx,
+            &mut tasks,
         );
     }
     if let Some(registry) = &config.registry {
@@ -172,6 +189,7 @@ pub async fn run(
             &controls,
             &submitters,
             claim_senders,
+            refund_asks,
             &mut tasks,
         );
     }

@@ -24,6 +24,7 @@ pub(super) fn spawn_registry(
     controls: &[LaneControl],
     submitters: &HashMap<ChainRole, SubmitterHandle>,
     claim_senders: HashMap<multibridge_contracts::Lane, mpsc::Sender<u64>>,
+    refund_asks: HashMap<multibridge_contracts::Lane, mpsc::Sender<crate::refund::RefundAsk>>,
     tasks: &mut JoinSet<crate::task::TaskResult>,
 ) {
     let config = &shared.config;
@@ -82,6 +83,7 @@ pub(super) fn spawn_registry(
         registry,
         &services,
         claim_senders,
+        refund_asks,
         Duration::from_millis(config.recovery.claims_poll_ms),
         config.chains.main.max_block_range,
     );

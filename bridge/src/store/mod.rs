@@ -32,6 +32,7 @@ mod counts;
 mod cursor;
 mod leases;
 pub mod lock;
+pub mod refunds;
 mod schema;
 pub use asset_totals::{AssetSide, ForgedRelease, ScannedRelease, ScannedRequest};
 pub use compaction::copy_store_file;

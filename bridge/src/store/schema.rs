@@ -96,6 +96,7 @@ impl Store {
         conn.execute_batch(claims::SCHEMA)?;
         conn.execute_batch(leases::SCHEMA)?;
         conn.execute_batch(attestations::SCHEMA)?;
+        conn.execute_batch(refunds::SCHEMA)?;
         let store = Self { conn };
         store.check_identity(identity)?;
         store.migrate()?;

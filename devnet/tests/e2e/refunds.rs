@@ -1,9 +1,8 @@
-//! Issue 53 on the devnet, the contracts' half: a request the destination can never execute
-//! (its ERC-20 pair deregistered there) is cancelled on the destination and refunded on the
-//! source with operators' signatures computed in Rust, while the relays run. No relay drives
-//! these steps yet (the test signs as two operators); what this shows is that the digests the
-//! relays will sign are the contracts' own, that the bridges' extension works on real chains, and
-//! that the running relays carry on past a cancelled nonce.
+//! Issue 53 on the devnet: a request the destination can never execute ends cancelled there and
+//! refunded on its source, exactly once. The first test signs by hand (the digests the relays
+//! sign are the contracts' own, and the extension works on real chains, with the relays running
+//! past the cancelled nonce); the others let the relays drive every step, through crashes, a
+//! paused destination and a race with the execution.
 
 use std::time::Duration;
 
@@ -205,4 +204,212 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
             .unwrap(),
         U256::ZERO
     );
+}
+
+/// Rewrite every operator's config with `edit`.
+fn edit_configs(devnet: &Devnet, edit: impl Fn(&mut multibridge::config::Config)) {
+    for op in devnet.operators() {
+        let mut config = devnet.operator_config(op).unwrap();
+        edit(&mut config);
+        devnet.write_operator_config(op, &config).unwrap();
+    }
+}
+
+/// The `Refunded` events of `nonce` on `role`'s bridge.
+async fn refunds_of(driver: &Driver, role: ChainRole, nonce: u64) -> usize {
+    use alloy::sol_types::SolEvent as _;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(driver.chain(role).contracts.bridge)
+        .event_signature(Bridge::Refunded::SIGNATURE_HASH)
+        .topic1(U256::from(nonce))
+        .from_block(0);
+    driver
+        .provider(role)
+        .unwrap()
+        .get_logs(&filter)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// The relays drive the whole path: an ERC-20 request whose pair is deregistered on the
+/// destination waits there for a permanent reason; once it has for `refund_after_secs` the
+/// operators vote to cancel it, sign its refund once the cancel is deep enough and one of them
+/// sends the refund. Two of three relays are SIGKILLed the moment the cancel is on chain: the one
+/// left cannot gather a threshold alone (nothing is refunded while they are down), and the
+/// restarted relays finish the refund from their stores and the chains. Exactly once, and the
+/// tokens are where they should be on both chains.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    edit_configs(&devnet, |c| {
+        c.recovery.refund_after_secs = 5;
+        c.recovery.interval_ms = 500;
+    });
+    for op in devnet.operators() {
+        devnet.start_relay(op).unwrap();
+    }
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let service = driver.chain(ChainRole::Service);
+    let owner = driver.owner().unwrap();
+    Bridge::new(
+        service.contracts.bridge,
+        driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
+    )
+    .deregisterTokenPair(service.contracts.token)
+    .send()
+    .await
+    .unwrap()
+    .get_receipt()
+    .await
+    .unwrap();
+    let user = driver.user(0).unwrap().address();
+    let recipient = Address::repeat_byte(0x63);
+    let before = driver.token_balance(ChainRole::Main, user).await.unwrap();
+    let bridge_before = driver
+        .token_balance(
+            ChainRole::Main,
+            driver.chain(ChainRole::Main).contracts.bridge,
+        )
+        .await
+        .unwrap();
+    let amount = parse_ether("9").unwrap();
+    let stuck = driver
+        .request_erc20(lane, 0, recipient, amount)
+        .await
+        .unwrap();
+    let reader = |role: ChainRole| {
+        Bridge::new(
+            driver.chain(role).contracts.bridge,
+            driver.provider(role).unwrap(),
+        )
+    };
+    let (source, destination) = (reader(ChainRole::Main), reader(ChainRole::Service));
+    // Cancelled by the operators' votes once it was refused for refund_after_secs.
+    crate::Poll::new("the relays cancel the request", Duration::from_secs(90))
+        .every(Duration::from_millis(100))
+        .logs(dir.path(), 3, 40)
+        .until(async || {
+            let key = destination.cancelledKey(stuck.nonce).call().await.unwrap();
+            if key.is_zero() {
+                Err("not cancelled".into())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    devnet.relay(0).unwrap().kill().unwrap();
+    devnet.relay(1).unwrap().kill().unwrap();
+    assert!(
+        destination.isHandled(stuck.nonce).call().await.unwrap(),
+        "a cancel closes the nonce"
+    );
+    assert_eq!(
+        driver
+            .token_balance(ChainRole::Service, recipient)
+            .await
+            .unwrap(),
+        U256::ZERO,
+        "a cancel releases nothing"
+    );
+    // One relay alone holds one signature of the two the source needs.
+    let alone = std::time::Instant::now();
+    let port = devnet.operator_http_ports[2];
+    crate::Poll::new("relay 3 signs the refund", Duration::from_secs(60))
+        .until(async || {
+            let signed = multibridge_devnet::harness::scrape::metric(
+                port,
+                "multibridge_refund_steps_total{lane=\"main-to-service\",step=\"signed\"}",
+            )
+            .await
+            .unwrap_or(0.0);
+            if signed >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("signed {signed}"))
+            }
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(alone.elapsed())).await;
+    assert!(
+        !source.isRefunded(stuck.nonce).call().await.unwrap(),
+        "no threshold of signatures while two of three relays are down"
+    );
+    devnet.start_relay(0).unwrap();
+    devnet.start_relay(1).unwrap();
+    crate::Poll::new(
+        "the restarted relays finish the refund",
+        Duration::from_secs(90),
+    )
+    .logs(dir.path(), 3, 40)
+    .until(async || {
+        if source.isRefunded(stuck.nonce).call().await.unwrap() {
+            Ok(())
+        } else {
+            Err("not refunded".into())
+        }
+    })
+    .await;
+    assert_eq!(
+        driver.token_balance(ChainRole::Main, user).await.unwrap(),
+        before,
+        "the requester has its tokens back"
+    );
+    assert_eq!(
+        driver
+            .token_balance(
+                ChainRole::Main,
+                driver.chain(ChainRole::Main).contracts.bridge
+            )
+            .await
+            .unwrap(),
+        bridge_before,
+        "the source bridge holds what it held before the request"
+    );
+    assert_eq!(refunds_of(&driver, ChainRole::Main, stuck.nonce).await, 1);
+    // Every relay sees it refunded, and nothing more is sent for it.
+    for port in devnet.operator_http_ports.clone() {
+        crate::Poll::new(
+            format!("relay on {port} sees the refund"),
+            Duration::from_secs(30),
+        )
+        .until(async || {
+            let waiting = multibridge_devnet::harness::scrape::metric(
+                port,
+                "multibridge_refunds_waiting{lane=\"main-to-service\"}",
+            )
+            .await
+            .unwrap_or(-1.0);
+            if waiting == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("waiting {waiting}"))
+            }
+        })
+        .await;
+    }
+    assert_eq!(
+        refunds_of(&driver, ChainRole::Main, stuck.nonce).await,
+        1,
+        "exactly once"
+    );
+    assert!(!source.paused().call().await.unwrap());
+    assert!(!destination.paused().call().await.unwrap());
+    // The lane goes on.
+    let after = driver
+        .request_native(
+            lane,
+            1,
+            Address::repeat_byte(0x64),
+            parse_ether("1").unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_handled_below(&driver, lane, after.nonce + 1, Duration::from_secs(60))
+        .await
+        .unwrap();
 }

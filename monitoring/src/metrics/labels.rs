@@ -177,6 +177,16 @@ pub const VOTE_TX_OUTCOMES: [&str; VoteTxOutcome::ALL.len()] = [
     VoteTxOutcome::AtFeeCap.as_str(),
     VoteTxOutcome::Superseded.as_str(),
 ];
+/// Stable steps of the refund path (`refund_steps_total{step}`).
+pub const REFUND_STEPS: [&str; 7] = [
+    "asked",
+    "ask_refused",
+    "cancel_voted",
+    "cancelled",
+    "signed",
+    "refund_sent",
+    "refunded",
+];
 /// Stable reasons a request was not voted by this relay (it needed no vote).
 pub const VOTE_SKIP_REASONS: [&str; 2] = [
     SkipReason::AlreadyHandled.as_str(),

@@ -249,6 +249,15 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) queued_releases: IntGaugeVec,
+    /// Steps of the refund path this relay took (issue 53), by step ([`REFUND_STEPS`]).
+    ///
+    /// Labels: lane, step.
+    pub(crate) refund_steps: IntCounterVec,
+    /// Requests of the lane cancelled on its destination and not yet refunded on its source, as
+    /// this relay last read them.
+    ///
+    /// Labels: lane.
+    pub(crate) refunds_waiting: IntGaugeVec,
     /// Of those, the ones a pauser froze (nobody executes them until the owner decides), as of
     /// the lane leader's last full scan of the queue.
     ///
@@ -633,6 +642,16 @@ impl Metrics {
                 "advanceLowerHandleNonce transactions sent for an idle lane whose lower nonce lagged",
                 lane,
             )?,
+            refund_steps: counter(
+                "refund_steps_total",
+                "Steps of the refund path: asked (a requester's refund claim taken), ask_refused (a claim not by the requester), cancel_voted, cancelled (seen at depth), signed, refund_sent, refunded",
+                &["lane", "step"],
+            )?,
+            refunds_waiting: int_gauge(
+                "refunds_waiting",
+                "Requests cancelled on the destination and not yet refunded on the source",
+                lane,
+            )?,
             queued_releases: int_gauge(
                 "queued_releases",
                 "Releases the destination holds back for its delay (pausers may freeze them), as the lane leader read them",
@@ -850,6 +869,13 @@ impl Metrics {
             for outcome in VOTE_TX_OUTCOMES {
                 metrics.vote_txs.with_label_values(&[lane, outcome]).reset();
             }
+            for step in REFUND_STEPS {
+                metrics
+                    .refund_steps
+                    .with_label_values(&[lane, step])
+                    .reset();
+            }
+            metrics.refunds_waiting.with_label_values(&[lane]).set(0);
             metrics
                 .oldest_pending_age
                 .with_label_values(&[lane])

@@ -43,6 +43,7 @@ impl Metrics {
             fenced_sends: self.fenced_sends.with_label_values(l),
             lower_advances: self.lower_advances.with_label_values(l),
             queued_releases: self.queued_releases.with_label_values(l),
+            refunds_waiting: self.refunds_waiting.with_label_values(l),
             queued_releases_executed: self.queued_releases_executed.with_label_values(l),
             spent_gwei: self.spent.with_label_values(l),
             queued_releases_frozen: self.queued_releases_frozen.with_label_values(l),
@@ -116,6 +117,7 @@ pub struct LaneMetrics {
     pub fenced_sends: IntCounter,
     pub lower_advances: IntCounter,
     pub queued_releases: IntGauge,
+    pub refunds_waiting: IntGauge,
     pub queued_releases_executed: IntCounter,
     pub spent_gwei: IntCounter,
     pub queued_releases_frozen: IntGauge,
@@ -137,6 +139,15 @@ impl LaneMetrics {
             .vote_txs
             .with_label_values(&[self.lane.as_str(), outcome.as_str()])
             .inc();
+    }
+
+    /// Count a step of the refund path (one of [`super::labels::REFUND_STEPS`]).
+    pub fn refund_step(&self, step: &'static str, by: u64) {
+        debug_assert!(super::labels::REFUND_STEPS.contains(&step));
+        self.all
+            .refund_steps
+            .with_label_values(&[self.lane.as_str(), step])
+            .inc_by(by);
     }
 
     /// Count a request that needed no vote from this relay.

@@ -1,0 +1,378 @@
+//! The destination side of one lane's refund path: asks, refusals, cancel votes, cancels seen at
+//! depth, refund signatures. See [`super`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::B256;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::{SolCall, SolEvent};
+use multibridge_contracts::attestation::canonical_bytes;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{Lane, Request, RequestStatus, VoteDomain};
+use multibridge_monitoring::LaneMetrics;
+use tokio::sync::{mpsc, watch};
+
+use super::{REVOTE_AFTER_SECS, RefundAsk};
+use crate::chain::ChainClient;
+use crate::chain::signer::OperatorSigner;
+use crate::chain::submitter::{Job, Submit, SubmitClient};
+use crate::store::{SharedStore, unix_now};
+use crate::task::{Next, Stepper};
+
+/// Most requests one cancel vote carries.
+pub const CANCELS_PER_VOTE: usize = 8;
+/// Gas of a cancel vote besides its items (the transaction, the batch checks, the events).
+const CANCEL_BASE_GAS: u64 = 150_000;
+/// How long an ask for a request not indexed yet is kept for another look.
+const ASK_KEPT_FOR: Duration = Duration::from_secs(600);
+/// Most asks waiting for their request to be indexed.
+const ASKS_KEPT: usize = 1_024;
+/// Most refunds signed per step.
+const SIGNED_PER_STEP: usize = 64;
+
+/// What the desk is told once.
+#[derive(Debug, Clone, Copy)]
+pub struct DeskSettings {
+    /// The lane.
+    pub lane: Lane,
+    /// Its vote domain (vote keys, the refund digest).
+    pub domain: VoteDomain,
+    /// `[recovery] refund_after_secs` (0: no cancel is voted).
+    pub refund_after: u64,
+    /// The destination's confirmations: a cancel is signed once final under them...
+    pub confirmations: multibridge_config::Confirmations,
+    /// ...and at least the source's depth deep (what the source's refund trusts).
+    pub source_depth: u64,
+    /// Where the first scan for cancels starts.
+    pub scan_from: u64,
+    /// Most blocks per `eth_getLogs`.
+    pub max_range: u64,
+    /// Time between steps.
+    pub interval: Duration,
+}
+
+/// The desk of one lane (see [`super`]).
+pub struct RefundDesk {
+    settings: DeskSettings,
+    store: SharedStore,
+    destination: Arc<ChainClient>,
+    signer: OperatorSigner,
+    submit: SubmitClient,
+    leading: watch::Receiver<bool>,
+    asks: mpsc::Receiver<RefundAsk>,
+    /// Asks whose request is not indexed yet, with when they came.
+    unindexed: Vec<(RefundAsk, Instant)>,
+    metrics: LaneMetrics,
+}
+
+impl RefundDesk {
+    /// A desk that has done nothing yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: DeskSettings,
+        store: SharedStore,
+        destination: Arc<ChainClient>,
+        signer: OperatorSigner,
+        submit: SubmitClient,
+        leading: watch::Receiver<bool>,
+        asks: mpsc::Receiver<RefundAsk>,
+        metrics: LaneMetrics,
+    ) -> Self {
+        Self {
+            settings,
+            store,
+            destination,
+            signer,
+            submit,
+            leading,
+            asks,
+            unindexed: Vec::new(),
+            metrics,
+        }
+    }
+
+    async fn round(&mut self) -> Result<Next, Infallible> {
+        let lane = self.settings.lane;
+        self.take_asks();
+        if self.settings.refund_after > 0 {
+            let noted = self.store.lock().note_refusals(lane, unix_now());
+            if let Err(e) = noted {
+                tracing::warn!(error = %e, "cannot note the requests the destination refuses");
+            }
+            if *self.leading.borrow() {
+                self.vote_cancels().await;
+            }
+        }
+        let more = match self.scan_cancels().await {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the destination's cancels; retrying");
+                false
+            }
+        };
+        self.sign_refunds().await;
+        match self.store.lock().refunds_waiting(lane) {
+            Ok(waiting) => self
+                .metrics
+                .refunds_waiting
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX)),
+            Err(e) => tracing::warn!(error = %e, "cannot count the refunds waiting"),
+        }
+        Ok(if more {
+            Next::Now
+        } else {
+            Next::After(self.settings.interval)
+        })
+    }
+
+    /// Take the refund claims delivered since the last step: kept only when the claimant is
+    /// the request's requester and the request is not handled.
+    fn take_asks(&mut self) {
+        let lane = self.settings.lane;
+        let mut asks: Vec<(RefundAsk, Instant)> = std::mem::take(&mut self.unindexed);
+        while let Ok(ask) = self.asks.try_recv() {
+            asks.push((ask, Instant::now()));
+        }
+        for (ask, came) in asks {
+            let stored = match self.store.lock().get(lane, ask.nonce) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(nonce = ask.nonce, error = %e, "cannot read the request of a refund claim; kept");
+                    self.unindexed.push((ask, came));
+                    continue;
+                }
+            };
+            let Some(stored) = stored else {
+                if came.elapsed() < ASK_KEPT_FOR && self.unindexed.len() < ASKS_KEPT {
+                    self.unindexed.push((ask, came));
+                } else {
+                    tracing::warn!(nonce = ask.nonce, claimant = %ask.claimant, "refund claim for a request this relay never indexed; dropped");
+                }
+                continue;
+            };
+            if stored.request.from != ask.claimant {
+                self.metrics.refund_step("ask_refused", 1);
+                tracing::warn!(nonce = ask.nonce, claimant = %ask.claimant, requester = %stored.request.from, "refund claim not filed by the requester; ignored (only the requester may give up its transfer)");
+                continue;
+            }
+            if stored.status == RequestStatus::Handled {
+                tracing::info!(
+                    nonce = ask.nonce,
+                    "refund claim for a request already handled: nothing to refund"
+                );
+                continue;
+            }
+            match self
+                .store
+                .lock()
+                .ask_refund(lane, &stored.request, unix_now())
+            {
+                Ok(true) => {
+                    self.metrics.refund_step("asked", 1);
+                    tracing::info!(nonce = ask.nonce, requester = %ask.claimant, refund_after_secs = self.settings.refund_after, "the requester asked for a refund");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(nonce = ask.nonce, error = %e, "cannot record a refund claim")
+                }
+            }
+        }
+    }
+
+    /// Vote to cancel the requests due (the lane leader only).
+    async fn vote_cancels(&mut self) {
+        let lane = self.settings.lane;
+        let due = self.store.lock().refunds_due(
+            lane,
+            unix_now(),
+            self.settings.refund_after,
+            REVOTE_AFTER_SECS,
+            CANCELS_PER_VOTE,
+        );
+        let due = match due {
+            Ok(due) if due.is_empty() => return,
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the refunds due");
+                return;
+            }
+        };
+        let nonces: Vec<u64> = due.iter().map(|r| r.nonce).collect();
+        let items = u64::try_from(due.len()).unwrap_or(u64::MAX);
+        let input = Bridge::cancelValueTransfersCall { rs: due }.abi_encode();
+        // Every item needs ITEM_GAS left at its start or the bridge skips it: the plan is the
+        // worst case, never an estimate (which finds the gas at which the items are skipped).
+        let gas_limit =
+            CANCEL_BASE_GAS.saturating_add(items.saturating_mul(multibridge_contracts::ITEM_GAS));
+        let sent = self
+            .submit
+            .submit(Job {
+                to: self.destination.bridge(),
+                input: input.into(),
+                gas_limit,
+            })
+            .await;
+        match sent {
+            Ok(sent) => {
+                if let Err(e) = self.store.lock().cancel_voted(lane, &nonces, unix_now()) {
+                    tracing::warn!(error = %e, "cannot record the cancel vote");
+                }
+                self.metrics.refund_step("cancel_voted", items);
+                tracing::info!(?nonces, tx = %sent.hash, "voted to cancel requests due for a refund");
+            }
+            Err(e) => {
+                tracing::warn!(?nonces, error = %e, "cannot send the cancel vote; retrying")
+            }
+        }
+    }
+
+    /// Read the destination's `HandleCancelled` down to the depth and record every cancel of
+    /// the request this relay indexed at its nonce. `true`: more blocks to read.
+    async fn scan_cancels(&mut self) -> Result<bool, String> {
+        let lane = self.settings.lane;
+        let head = self.destination.head().await.map_err(|e| e.to_string())?;
+        let Some(deep) = head.checked_sub(self.settings.source_depth) else {
+            return Ok(false);
+        };
+        let to = self
+            .destination
+            .safe_head(head, self.settings.confirmations)
+            .await
+            .map_err(|e| e.to_string())?
+            .min(deep);
+        let from = self
+            .store
+            .lock()
+            .cancel_scan_next(lane)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(self.settings.scan_from);
+        if from > to {
+            return Ok(false);
+        }
+        let end = from
+            .saturating_add(self.settings.max_range.saturating_sub(1))
+            .min(to);
+        let filter = Filter::new()
+            .address(self.destination.bridge())
+            .event_signature(Bridge::HandleCancelled::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(end);
+        let logs = self
+            .destination
+            .logs(&filter)
+            .await
+            .map_err(|e| e.to_string())?;
+        for log in logs.iter().filter(|l| !l.removed) {
+            let Ok(event) = log.log_decode::<Bridge::HandleCancelled>() else {
+                tracing::warn!(tx = ?log.transaction_hash, "undecodable HandleCancelled; ignored");
+                continue;
+            };
+            let event = event.inner.data;
+            let block = log.block_number.unwrap_or(end);
+            match self.request_of(event.nonce)? {
+                None => {
+                    // Not indexed yet (this relay's source depth is deeper): read again later,
+                    // from this block.
+                    self.store
+                        .lock()
+                        .set_cancel_scan_next(lane, block)
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(
+                        nonce = event.nonce,
+                        "cancel of a request not indexed yet; read again later"
+                    );
+                    return Ok(false);
+                }
+                Some(request) if self.settings.domain.vote_key(&request) != event.key => {
+                    tracing::error!(nonce = event.nonce, key = %event.key, "the destination cancelled another payload than the request indexed at its nonce: not signing a refund");
+                }
+                Some(request) => {
+                    let noted = self
+                        .store
+                        .lock()
+                        .note_cancelled(lane, &request, event.key, block)
+                        .map_err(|e| e.to_string())?;
+                    if noted {
+                        self.metrics.refund_step("cancelled", 1);
+                        tracing::info!(
+                            nonce = event.nonce,
+                            block,
+                            "the destination cancelled the request: its refund may be signed"
+                        );
+                    }
+                }
+            }
+        }
+        self.store
+            .lock()
+            .set_cancel_scan_next(lane, end.saturating_add(1))
+            .map_err(|e| e.to_string())?;
+        Ok(end < to)
+    }
+
+    /// The request at `nonce` as this relay indexed it (the requests table, or the refund row's
+    /// copy once compaction dropped it).
+    fn request_of(&self, nonce: u64) -> Result<Option<Request>, String> {
+        let store = self.store.lock();
+        if let Some(stored) = store
+            .get(self.settings.lane, nonce)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Some(stored.request));
+        }
+        Ok(store
+            .refund_of(self.settings.lane, nonce)
+            .map_err(|e| e.to_string())?
+            .and_then(|row| row.request))
+    }
+
+    /// Sign the refund of every cancel recorded and not signed yet.
+    async fn sign_refunds(&mut self) {
+        let lane = self.settings.lane;
+        let rows = match self.store.lock().refunds_to_sign(lane, SIGNED_PER_STEP) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the refunds to sign");
+                return;
+            }
+        };
+        for row in rows {
+            let Some(request) = row.request else {
+                continue;
+            };
+            let digest: B256 = self
+                .settings
+                .domain
+                .refund_digest(self.settings.domain.vote_key(&request));
+            match self.signer.sign_hash(&digest).await {
+                Ok(signature) => {
+                    let bytes = canonical_bytes(&signature);
+                    if let Err(e) = self.store.lock().refund_signed(lane, row.nonce, &bytes) {
+                        tracing::warn!(nonce = row.nonce, error = %e, "cannot store a refund signature");
+                        continue;
+                    }
+                    self.metrics.refund_step("signed", 1);
+                    tracing::info!(
+                        nonce = row.nonce,
+                        "signed the refund of a cancelled request"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(nonce = row.nonce, error = %e, "cannot sign a refund; retrying");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Stepper for RefundDesk {
+    type Error = Infallible;
+
+    fn step(&mut self) -> impl Future<Output = Result<Next, Infallible>> + Send {
+        self.round()
+    }
+}

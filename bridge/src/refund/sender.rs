@@ -1,0 +1,185 @@
+//! The source side of one lane's refund path: once a cancel is signed, gather a threshold of the
+//! source's operators' signatures and call `refund`. See [`super`].
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes};
+use alloy::sol_types::SolCall;
+use multibridge_contracts::attestation::pack_signatures;
+use multibridge_contracts::bindings::Bridge;
+use multibridge_contracts::{Lane, Request, VoteDomain};
+use multibridge_monitoring::LaneMetrics;
+use tokio::sync::watch;
+
+use super::peers::RefundPeers;
+use crate::chain::ChainClient;
+use crate::chain::submitter::{GasPlan, SubmitClient, send_planned};
+use crate::store::{SharedStore, unix_now};
+use crate::task::{Next, Stepper};
+use crate::turns::my_turn;
+
+/// Most refunds looked at per step.
+const PER_STEP: usize = 16;
+
+/// The refund sender of one lane (on its source chain).
+pub struct RefundSender {
+    lane: Lane,
+    domain: VoteDomain,
+    operator: Address,
+    store: SharedStore,
+    source: Arc<ChainClient>,
+    submit: SubmitClient,
+    leading: watch::Receiver<bool>,
+    peers: Arc<dyn RefundPeers>,
+    interval: Duration,
+    metrics: LaneMetrics,
+    /// Rounds each nonce waited for this operator's turn.
+    waited: HashMap<u64, u32>,
+}
+
+impl RefundSender {
+    /// A sender that has sent nothing yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        lane: Lane,
+        domain: VoteDomain,
+        operator: Address,
+        store: SharedStore,
+        source: Arc<ChainClient>,
+        submit: SubmitClient,
+        leading: watch::Receiver<bool>,
+        peers: Arc<dyn RefundPeers>,
+        interval: Duration,
+        metrics: LaneMetrics,
+    ) -> Self {
+        Self {
+            lane,
+            domain,
+            operator,
+            store,
+            source,
+            submit,
+            leading,
+            peers,
+            interval,
+            metrics,
+            waited: HashMap::new(),
+        }
+    }
+
+    async fn round(&mut self) -> Result<Next, Infallible> {
+        let rows = match self.store.lock().refunds_to_send(self.lane, 0, PER_STEP) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the refunds to send");
+                return Ok(Next::After(self.interval));
+            }
+        };
+        self.waited
+            .retain(|nonce, _| rows.iter().any(|r| r.nonce == *nonce));
+        for row in rows {
+            let Some(request) = row.request else {
+                continue;
+            };
+            if let Err(e) = self.one(&request).await {
+                tracing::warn!(nonce = request.nonce, error = %e, "refund not sent; retrying");
+            }
+        }
+        Ok(Next::After(self.interval))
+    }
+
+    /// Look at one signed refund: seen refunded, or sent when this operator leads the source,
+    /// it is its turn and a threshold signed.
+    async fn one(&mut self, request: &Request) -> Result<(), String> {
+        let nonce = request.nonce;
+        let views = self.source.views();
+        if views.is_refunded(nonce).await.map_err(|e| e.to_string())? {
+            if self
+                .store
+                .lock()
+                .note_refunded(self.lane, nonce, unix_now())
+                .map_err(|e| e.to_string())?
+            {
+                self.metrics.refund_step("refunded", 1);
+                tracing::info!(nonce, "the source refunded the request");
+            }
+            self.waited.remove(&nonce);
+            return Ok(());
+        }
+        if !*self.leading.borrow() {
+            return Ok(());
+        }
+        let operators = views.operators().await.map_err(|e| e.to_string())?;
+        let ticks = self.waited.entry(nonce).or_insert(0);
+        let turn = my_turn(&operators, nonce, self.operator, *ticks);
+        *ticks = ticks.saturating_add(1);
+        if !turn {
+            return Ok(());
+        }
+        let threshold = views.threshold().await.map_err(|e| e.to_string())?;
+        let threshold = usize::try_from(threshold).unwrap_or(usize::MAX);
+        let digest = self.domain.refund_digest(self.domain.vote_key(request));
+        let mut signatures: Vec<(Address, [u8; 65])> = Vec::new();
+        for operator in operators {
+            if signatures.len() >= threshold {
+                break;
+            }
+            let signature = if operator == self.operator {
+                self.store
+                    .lock()
+                    .refund_of(self.lane, nonce)
+                    .map_err(|e| e.to_string())?
+                    .and_then(|row| row.signature)
+            } else {
+                match self
+                    .peers
+                    .signature(self.lane, operator, nonce, digest)
+                    .await
+                {
+                    Ok(signature) => signature,
+                    Err(e) => {
+                        tracing::debug!(nonce, %operator, error = %e, "no refund signature from a peer");
+                        None
+                    }
+                }
+            };
+            if let Some(signature) = signature {
+                signatures.push((operator, signature));
+            }
+        }
+        if signatures.len() < threshold {
+            tracing::info!(
+                nonce,
+                signed = signatures.len(),
+                threshold,
+                "refund waits for the operators' signatures"
+            );
+            return Ok(());
+        }
+        let input: Bytes = Bridge::refundCall {
+            r: request.clone(),
+            signatures: pack_signatures(&signatures),
+        }
+        .abi_encode()
+        .into();
+        // A refund pays like a release: the estimate plus the worst case of one release.
+        let sent = send_planned(&self.submit, self.source.bridge(), input, GasPlan::Release)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics.refund_step("refund_sent", 1);
+        tracing::info!(nonce, tx = %sent.hash, "sent the refund of a cancelled request");
+        Ok(())
+    }
+}
+
+impl Stepper for RefundSender {
+    type Error = Infallible;
+
+    fn step(&mut self) -> impl Future<Output = Result<Next, Infallible>> + Send {
+        self.round()
+    }
+}
