@@ -61,6 +61,10 @@ enum Command {
     /// File a claim for a stuck transfer in the service registry (with every operator that has
     /// not voted for it yet) and follow it to its handle.
     Claim(commands::claim::Args),
+    /// Take a transfer back: file a refund claim with every operator; once the request is older
+    /// than the operators' refund_after_secs they cancel it on the destination and refund it on
+    /// the source (the command sends the refund with your key if they have not yet).
+    Refund(commands::refund::Args),
     /// Operator keys in a PKCS#11 token (HSM): create one inside the token, show its address.
     Hsm(commands::hsm::Args),
 }
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Transfer(args) => commands::transfer::run(args).await,
             Command::Execute(args) => commands::execute::run(args).await,
             Command::Claim(args) => commands::claim::run(args).await,
+            Command::Refund(args) => commands::refund::run(args).await,
             Command::Hsm(args) => commands::hsm::run(args).await,
         }
     });

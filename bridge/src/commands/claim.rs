@@ -4,6 +4,7 @@
 
 use super::UserKeyArgs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -142,53 +143,27 @@ pub async fn claim(
         });
     }
 
-    let targets = services_to_claim(&main, &destination, registry, lane, nonce).await?;
+    let targets = services_to_claim(&main, &destination, registry, lane, Some(nonce)).await?;
     if targets.is_empty() {
         return Err(ClaimError::NoServices(nonce));
     }
-    let data: Bytes = ClaimData {
+    let data = ClaimData {
         src_chain_id: source.chain_id(),
         dst_chain_id: destination.chain_id(),
         nonce,
         refund: false,
-    }
-    .encode()
-    .into();
-    let mut sender = Sender::new(main.clone(), user, SenderPolicy::default()).await?;
-    let mut pending = std::collections::BTreeMap::new();
-    for (operator, service) in &targets {
-        let input: Bytes = ServiceRegistry::sendClaimCall {
-            id: *service,
-            data: data.clone(),
-        }
-        .abi_encode()
-        .into();
-        let sent = sender.send(registry, input).await?;
-        pending.insert(sent.nonce, (*operator, *service));
-    }
-    let mut claims = Vec::new();
+    };
     let deadline = started.checked_add(timeout).unwrap_or(started);
-    while !pending.is_empty() && Instant::now() < deadline {
-        for tracked in sender.poll().await? {
-            if let Tracked::Mined {
-                nonce: tx_nonce,
-                receipt,
-            } = tracked
-                && let Some((operator, service)) = pending.remove(&tx_nonce)
-            {
-                progress(&format!(
-                    "claim filed with operator {operator} (tx {})",
-                    receipt.transaction_hash
-                ));
-                claims.push(FiledClaim {
-                    operator,
-                    service,
-                    tx: receipt.transaction_hash,
-                });
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let claims = file_claims(
+        &main,
+        user,
+        registry,
+        &targets,
+        data,
+        deadline,
+        &mut progress,
+    )
+    .await?;
     let filed_at = Instant::now();
     loop {
         if is_handled(&destination, nonce).await? {
@@ -211,7 +186,56 @@ pub async fn claim(
     }
 }
 
-async fn nonce_of(source: &ChainClient, hash: B256) -> Result<u64, ClaimError> {
+/// File `data` as `user` with each of `targets` (operator, service id), following the claim
+/// transactions until mined or `deadline`; the claims mined.
+pub(crate) async fn file_claims(
+    main: &Arc<ChainClient>,
+    user: crate::chain::signer::OperatorSigner,
+    registry: Address,
+    targets: &[(Address, B256)],
+    data: ClaimData,
+    deadline: Instant,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<FiledClaim>, ClaimError> {
+    let data: Bytes = data.encode().into();
+    let mut sender = Sender::new(main.clone(), user, SenderPolicy::default()).await?;
+    let mut pending = std::collections::BTreeMap::new();
+    for (operator, service) in targets {
+        let input: Bytes = ServiceRegistry::sendClaimCall {
+            id: *service,
+            data: data.clone(),
+        }
+        .abi_encode()
+        .into();
+        let sent = sender.send(registry, input).await?;
+        pending.insert(sent.nonce, (*operator, *service));
+    }
+    let mut claims = Vec::new();
+    while !pending.is_empty() && Instant::now() < deadline {
+        for tracked in sender.poll().await? {
+            if let Tracked::Mined {
+                nonce: tx_nonce,
+                receipt,
+            } = tracked
+                && let Some((operator, service)) = pending.remove(&tx_nonce)
+            {
+                progress(&format!(
+                    "claim filed with operator {operator} (tx {})",
+                    receipt.transaction_hash
+                ));
+                claims.push(FiledClaim {
+                    operator,
+                    service,
+                    tx: receipt.transaction_hash,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(claims)
+}
+
+pub(crate) async fn nonce_of(source: &ChainClient, hash: B256) -> Result<u64, ClaimError> {
     let receipt = source
         .call("eth_getTransactionReceipt", |p| async move {
             p.get_transaction_receipt(hash).await
@@ -253,13 +277,13 @@ async fn handle_tx(destination: &ChainClient, nonce: u64) -> Result<Option<B256>
 }
 
 /// The lane services (operator, id) in the registry whose operator is registered on the
-/// destination and has not voted for `nonce`.
-async fn services_to_claim(
+/// destination and (with `unvoted`) has not voted for that nonce.
+pub(crate) async fn services_to_claim(
     main: &ChainClient,
     destination: &ChainClient,
     registry: Address,
     lane: Lane,
-    nonce: u64,
+    unvoted: Option<u64>,
 ) -> Result<Vec<(Address, B256)>, ChainError> {
     let (src, dst) = match lane {
         Lane::MainToService => (main.chain_id(), destination.chain_id()),
@@ -276,8 +300,14 @@ async fn services_to_claim(
         if !views.is_operator(operator).await? {
             continue;
         }
-        let state = views.voting_status(operator, &[nonce]).await?;
-        if state.first() != Some(&multibridge_contracts::NonceState::VotedByUs) {
+        let voted = match unvoted {
+            Some(nonce) => {
+                views.voting_status(operator, &[nonce]).await?.first()
+                    == Some(&multibridge_contracts::NonceState::VotedByUs)
+            }
+            None => false,
+        };
+        if !voted {
             out.push((operator, service.id));
         }
     }

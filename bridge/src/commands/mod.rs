@@ -9,7 +9,7 @@
 //! | `status`, `registry` | [`status`], [`registry`] |
 //! | `deploy`, `admin …` | [`deploy`], [`admin`] (through `multibridge_admin`) |
 //! | `backup …` | [`backup`] |
-//! | `transfer`, `claim` | [`transfer`], [`claim`] (a user's commands) |
+//! | `transfer`, `claim`, `refund`, `track` | [`transfer`], [`claim`], [`refund`], [`track`] (a user's commands) |
 //! | `hsm …` | [`hsm`] |
 
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ pub mod config;
 pub mod deploy;
 pub mod execute;
 pub mod hsm;
+pub mod refund;
 pub mod registry;
 pub mod run;
 pub mod status;

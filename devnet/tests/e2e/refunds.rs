@@ -413,3 +413,276 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
         .await
         .unwrap();
 }
+
+/// A devnet whose relays refund after `refund_after` seconds, started.
+async fn refunding_devnet(refund_after: u64) -> (tempfile::TempDir, Devnet) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    edit_configs(&devnet, |c| {
+        c.recovery.refund_after_secs = refund_after;
+        c.recovery.interval_ms = 500;
+        c.recovery.claims_poll_ms = 250;
+    });
+    for op in devnet.operators() {
+        devnet.start_relay(op).unwrap();
+    }
+    (dir, devnet)
+}
+
+/// `multibridge refund` as user `user` of `driver` for `tx` on `lane`, its JSON outcome or its
+/// error output.
+async fn refund_cli(
+    devnet: &Devnet,
+    driver: &Driver,
+    user: usize,
+    lane: Lane,
+    tx: alloy::primitives::B256,
+    timeout_secs: u64,
+) -> Result<serde_json::Value, String> {
+    let key = format!(
+        "0x{}",
+        alloy::hex::encode(driver.user(user).unwrap().to_bytes())
+    );
+    let output =
+        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args([
+                "refund",
+                "--config",
+                devnet.operator_config_path(0).to_str().unwrap(),
+                "--lane",
+                lane.as_str(),
+                "--tx",
+                &tx.to_string(),
+                "--key-env",
+                "REFUND_USER_KEY",
+                "--timeout",
+                &timeout_secs.to_string(),
+                "--json",
+            ])
+            .env("REFUND_USER_KEY", key)
+            .output()
+            .await
+            .unwrap();
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// A destination paused (by its owner, for good as far as the user knows) holds a native
+/// transfer. Its requester asks for its money back with `multibridge refund`: someone else's
+/// key is refused, the requester's claim reaches every operator, the relays cancel the request
+/// on the paused destination (a cancel releases nothing, so a pause does not stop it) and it is
+/// refunded on the source, once; the destination stays paused and released nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
+    let (dir, devnet) = refunding_devnet(5).await;
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let owner = driver.owner().unwrap();
+    let service = driver.chain(ChainRole::Service);
+    Bridge::new(
+        service.contracts.bridge,
+        driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
+    )
+    .pause()
+    .send()
+    .await
+    .unwrap()
+    .get_receipt()
+    .await
+    .unwrap();
+    let main_bridge = driver.chain(ChainRole::Main).contracts.bridge;
+    let bridge_before = driver
+        .native_balance(ChainRole::Main, main_bridge)
+        .await
+        .unwrap();
+    let recipient = Address::repeat_byte(0x65);
+    let held = driver
+        .request_native(lane, 0, recipient, parse_ether("2").unwrap())
+        .await
+        .unwrap();
+    let refused = refund_cli(&devnet, &driver, 1, lane, held.srcTxHash, 30)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("only the requester may give up its transfer"),
+        "{refused}"
+    );
+    let outcome = refund_cli(&devnet, &driver, 0, lane, held.srcTxHash, 120)
+        .await
+        .unwrap_or_else(|e| {
+            multibridge_devnet::harness::invariants::dump_relay_logs(dir.path(), 3, 40);
+            panic!("refund failed: {e}")
+        });
+    assert_eq!(outcome["nonce"], held.nonce);
+    assert_eq!(outcome["refunded"], true);
+    assert_eq!(outcome["cancelled"], true);
+    assert_eq!(
+        outcome["claims"].as_array().unwrap().len(),
+        3,
+        "one refund claim per operator"
+    );
+    assert_eq!(refunds_of(&driver, ChainRole::Main, held.nonce).await, 1);
+    let reader = |role: ChainRole| {
+        Bridge::new(
+            driver.chain(role).contracts.bridge,
+            driver.provider(role).unwrap(),
+        )
+    };
+    let destination = reader(ChainRole::Service);
+    assert!(
+        destination.paused().call().await.unwrap(),
+        "the owner's pause stands"
+    );
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, recipient)
+            .await
+            .unwrap(),
+        U256::ZERO,
+        "the paused destination released nothing"
+    );
+    // The source holds what it held before, plus the fee (it paid for the attempt).
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Main, main_bridge)
+            .await
+            .unwrap(),
+        bridge_before + held.fee
+    );
+    // Each relay took the requester's claim; none took the stranger's (it never reached them:
+    // the command refused it before sending anything).
+    let mut asked = 0.0;
+    for port in devnet.operator_http_ports.clone() {
+        asked += multibridge_devnet::harness::scrape::metric(
+            port,
+            "multibridge_refund_steps_total{lane=\"main-to-service\",step=\"asked\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    assert_eq!(asked, 3.0);
+    assert!(!reader(ChainRole::Main).paused().call().await.unwrap());
+}
+
+/// The destination refuses an ERC-20 request (its pair deregistered) and the requester asks for
+/// a refund; the owner registers the pair again just as the refund window ends, so the
+/// operators' execution votes and cancel votes race on the destination. It ends in exactly one
+/// of the two: released to the recipient and never refunded, or cancelled, released nothing and
+/// refunded to the requester once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_raced_against_the_execution_ends_in_exactly_one_of_them() {
+    let (dir, devnet) = refunding_devnet(8).await;
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let owner = driver.owner().unwrap();
+    let (main, service) = (
+        driver.chain(ChainRole::Main),
+        driver.chain(ChainRole::Service),
+    );
+    let admin = Bridge::new(
+        service.contracts.bridge,
+        driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
+    );
+    admin
+        .deregisterTokenPair(service.contracts.token)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let user = driver.user(0).unwrap().address();
+    let recipient = Address::repeat_byte(0x66);
+    let before = driver.token_balance(ChainRole::Main, user).await.unwrap();
+    let amount = parse_ether("3").unwrap();
+    let request = driver
+        .request_erc20(lane, 0, recipient, amount)
+        .await
+        .unwrap();
+    let asked_at = std::time::Instant::now();
+    // The claim is filed; the command gives up following after a few seconds (the claim stays).
+    let _ = refund_cli(&devnet, &driver, 0, lane, request.srcTxHash, 4).await;
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(asked_at.elapsed())).await;
+    admin
+        .registerTokenPair(
+            service.contracts.token,
+            main.contracts.token,
+            multibridge_contracts::TokenMode::BurnMint as u8,
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let reader = |role: ChainRole| {
+        Bridge::new(
+            driver.chain(role).contracts.bridge,
+            driver.provider(role).unwrap(),
+        )
+    };
+    let (source, destination) = (reader(ChainRole::Main), reader(ChainRole::Service));
+    let cancelled = crate::Poll::new(
+        "the request ends one way or the other",
+        Duration::from_secs(90),
+    )
+    .logs(dir.path(), 3, 40)
+    .until(async || {
+        if source.isRefunded(request.nonce).call().await.unwrap() {
+            return Ok(true);
+        }
+        let released = driver
+            .token_balance(ChainRole::Service, recipient)
+            .await
+            .unwrap();
+        if released == amount {
+            return Ok(false);
+        }
+        Err(format!("released {released}, not refunded"))
+    })
+    .await;
+    eprintln!(
+        "the race ended {}",
+        if cancelled {
+            "cancelled and refunded"
+        } else {
+            "executed"
+        }
+    );
+    // Let whatever the losing side still had in flight land.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let released = driver
+        .token_balance(ChainRole::Service, recipient)
+        .await
+        .unwrap();
+    let refunded = source.isRefunded(request.nonce).call().await.unwrap();
+    let key = destination
+        .cancelledKey(request.nonce)
+        .call()
+        .await
+        .unwrap();
+    assert!(destination.isHandled(request.nonce).call().await.unwrap());
+    if cancelled {
+        assert_eq!(released, U256::ZERO, "cancelled: nothing released");
+        assert!(!key.is_zero());
+        assert_eq!(
+            driver.token_balance(ChainRole::Main, user).await.unwrap(),
+            before
+        );
+        assert_eq!(refunds_of(&driver, ChainRole::Main, request.nonce).await, 1);
+    } else {
+        assert_eq!(released, amount, "executed: released once");
+        assert!(key.is_zero(), "an executed nonce is never cancelled");
+        assert!(!refunded, "an executed request is never refunded");
+        assert_eq!(
+            driver.token_balance(ChainRole::Main, user).await.unwrap(),
+            before - amount
+        );
+        assert_eq!(refunds_of(&driver, ChainRole::Main, request.nonce).await, 0);
+    }
+}
