@@ -65,6 +65,9 @@ enum Command {
     /// than the operators' refund_after_secs they cancel it on the destination and refund it on
     /// the source (the command sends the refund with your key if they have not yet).
     Refund(commands::refund::Args),
+    /// Where a transfer stands: its state, why it waits, what happens next and when, and the
+    /// command to run (by source transaction, `lane:nonce`, or an address's recent transfers).
+    Track(commands::track::Args),
     /// Operator keys in a PKCS#11 token (HSM): create one inside the token, show its address.
     Hsm(commands::hsm::Args),
 }
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Execute(args) => commands::execute::run(args).await,
             Command::Claim(args) => commands::claim::run(args).await,
             Command::Refund(args) => commands::refund::run(args).await,
+            Command::Track(args) => commands::track::run(args).await,
             Command::Hsm(args) => commands::hsm::run(args).await,
         }
     });

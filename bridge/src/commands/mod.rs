@@ -25,6 +25,7 @@ pub mod refund;
 pub mod registry;
 pub mod run;
 pub mod status;
+pub mod track;
 pub mod transfer;
 
 /// How a user gives their key.

@@ -262,7 +262,8 @@ async fn track(State(h): State<Shared>, Query(params): Query<TrackParams>) -> Ap
         let query = super::tracker::parse(&params)?;
         let d = running(&h)?;
         let _turn = chain_turn(&h).await?;
-        let answer = super::tracker::track(&d, query).await?;
+        let answer =
+            super::tracker::track(&super::tracker::TrackContext::from(d.as_ref()), query).await?;
         Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
     }
     .await;

@@ -20,6 +20,7 @@ pub mod assets;
 pub mod auth;
 pub mod claims_history;
 pub mod guard;
+pub mod outlook;
 pub mod overview;
 pub mod services;
 pub mod timeline;

@@ -6,14 +6,41 @@ use alloy::primitives::{Address, B256};
 use multibridge_contracts::{AssetKind, Lane, Request};
 use serde::{Deserialize, Serialize};
 
+use super::outlook::{Facts, Outlook, claim_command, outlook};
 use super::{Dashboard, DashboardError};
-use crate::chain::ChainClient;
 use crate::chain::lookup::{ScanBounds, TxAt, find_request, nonce_logs, requests_of_tx};
+use crate::chain::{ChainClient, ChainPair};
+use crate::config::Config;
+use crate::leadership::etcd_pool::EtcdPool;
+use crate::store::SharedStore;
 use crate::store::claims::ClaimEntry;
 
-/// A pending transfer (no waiting reason known) with no handle after this long counts as stuck
-/// (the page offers a claim).
-pub const STUCK_AFTER_SECS: u64 = 60;
+/// What the tracker reads: the relay's dashboard (with its store and etcd), or a user's
+/// `multibridge track` (the chains alone).
+pub struct TrackContext<'a> {
+    /// The config (chains, bridges, the tracker window, refund_after_secs).
+    pub config: &'a Config,
+    /// Both chains.
+    pub chains: &'a ChainPair,
+    /// The relay's store (why a transfer waits, the claims filed), if this is a relay.
+    pub store: Option<&'a SharedStore>,
+    /// etcd (who leads the lane), if the relay uses it.
+    pub etcd: Option<&'a EtcdPool>,
+    /// This replica's name (empty for a user).
+    pub replica: &'a str,
+}
+
+impl<'a> From<&'a Dashboard> for TrackContext<'a> {
+    fn from(d: &'a Dashboard) -> Self {
+        Self {
+            config: &d.config,
+            chains: &d.chains,
+            store: Some(&d.store),
+            etcd: d.etcd.as_deref(),
+            replica: &d.replica,
+        }
+    }
+}
 /// Requests listed for an address, per lane.
 const PER_ADDRESS: usize = 20;
 
@@ -203,12 +230,13 @@ pub struct Tracked {
     pub latency_secs: Option<u64>,
     /// Seconds since the request's block.
     pub age_secs: u64,
-    /// `handled`, `confirming`, `waiting` (a destination condition), `rejected`, `pending`.
-    pub state: &'static str,
+    /// Its state, what it waits for, what happens next and when, and the command to run.
+    #[serde(flatten)]
+    pub outlook: Outlook,
     /// Why it waits or was set aside.
     pub reason: Option<Reason>,
     /// Waiting on a destination condition, set aside, or pending for longer than
-    /// [`STUCK_AFTER_SECS`].
+    /// [`super::outlook::OVERDUE_AFTER_SECS`].
     pub stuck: bool,
     /// The command that files a claim for it.
     pub claim_command: String,
@@ -259,7 +287,12 @@ pub enum Answer {
     },
 }
 
-fn bounds(d: &Dashboard, chain: &ChainClient, head: u64, not_before: Option<u64>) -> ScanBounds {
+fn bounds(
+    d: &TrackContext<'_>,
+    chain: &ChainClient,
+    head: u64,
+    not_before: Option<u64>,
+) -> ScanBounds {
     let cfg = d.config.chains.get(chain.role());
     ScanBounds {
         floor: head
@@ -278,7 +311,7 @@ fn bounds(d: &Dashboard, chain: &ChainClient, head: u64, not_before: Option<u64>
 pub const TRACK_QUERIES_PER_SCAN: usize = 32;
 
 /// Answer `query`.
-pub async fn track(d: &Dashboard, query: TrackQuery) -> Result<Answer, TrackError> {
+pub async fn track(d: &TrackContext<'_>, query: TrackQuery) -> Result<Answer, TrackError> {
     match query {
         TrackQuery::Nonce(lane, nonce) => Ok(Answer::Transfer(Box::new(
             transfer(d, lane, nonce, None, Vec::new()).await?,
@@ -310,7 +343,7 @@ pub async fn track(d: &Dashboard, query: TrackQuery) -> Result<Answer, TrackErro
     }
 }
 
-async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, TrackError> {
+async fn address_requests(d: &TrackContext<'_>, address: Address) -> Result<Answer, TrackError> {
     use alloy::rpc::types::Filter;
     use alloy::sol_types::SolEvent;
     let mut out = Vec::new();
@@ -380,7 +413,7 @@ async fn address_requests(d: &Dashboard, address: Address) -> Result<Answer, Tra
 }
 
 async fn transfer(
-    d: &Dashboard,
+    d: &TrackContext<'_>,
     lane: Lane,
     nonce: u64,
     known: Option<Request>,
@@ -395,7 +428,10 @@ async fn transfer(
             made.saturating_sub(1)
         )));
     }
-    let stored = d.store.lock().get(lane, nonce)?;
+    let stored = match d.store {
+        Some(store) => store.lock().get(lane, nonce)?,
+        None => None,
+    };
     let src_head = src.head().await?;
     let request = match (known, &stored) {
         (Some(r), _) => r,
@@ -487,20 +523,46 @@ async fn transfer(
         None => None,
     };
     let confirmations_left = request.srcBlockNumber.saturating_sub(safe);
-    let state = if handled {
-        "handled"
-    } else if confirmations_left > 0 {
-        "confirming"
+    let cancelled = handled && !views.cancelled_key(nonce).await?.is_zero();
+    let refunded = cancelled && src.views().is_refunded(nonce).await?;
+    let release_at = if handled && !cancelled {
+        views.queued_release_at(nonce).await?
     } else {
-        match &reason {
-            Some(r) if r.needs_person => "rejected",
-            Some(_) => "waiting",
-            None => "pending",
-        }
+        None
     };
+    let voted_count = u64::try_from(voted.iter().filter(|v| **v).count()).unwrap_or(u64::MAX);
+    let source_config = d.config.chains.get(lane.source());
+    let destination_config = d.config.chains.get(lane.destination());
+    let outlook = outlook(
+        lane,
+        nonce,
+        &Facts {
+            now,
+            made_at: time,
+            confirmations_left,
+            source_block_secs: block_secs(&src, src_head).await,
+            destination_block_secs: block_secs(&dst, dst.head().await?).await,
+            handled,
+            cancelled,
+            refunded,
+            release_at,
+            reason: reason.as_ref().map(|r| (r.name.clone(), r.needs_person)),
+            votes: voted_count,
+            threshold: u64::try_from(threshold).unwrap_or(u64::MAX),
+            refund_after: d.config.recovery.refund_after_secs,
+            cancel_depth: source_config
+                .confirmations
+                .depth()
+                .unwrap_or(0)
+                .max(destination_config.confirmations.depth().unwrap_or(0)),
+        },
+    );
     let age_secs = now.saturating_sub(time);
-    let claims = d.store.lock().claims(Some((lane, nonce)), 20, 0)?;
-    let leading_replica_url = crate::leadership::Elections::of(&d.config, d.etcd.as_deref())
+    let claims = match d.store {
+        Some(store) => store.lock().claims(Some((lane, nonce)), 20, 0)?,
+        None => Vec::new(),
+    };
+    let leading_replica_url = crate::leadership::Elections::of(d.config, d.etcd)
         .leader(lane)
         .await
         .ok()
@@ -518,14 +580,10 @@ async fn transfer(
         age_secs,
         // Waiting on a destination condition or set aside is stuck now; otherwise only once
         // it is older than the relays normally need.
-        stuck: !handled
-            && (matches!(state, "waiting" | "rejected")
-                || (state == "pending" && age_secs >= STUCK_AFTER_SECS)),
-        state,
+        stuck: matches!(outlook.state, "waiting" | "rejected" | "overdue"),
+        outlook,
         reason,
-        claim_command: format!(
-            "multibridge claim --config <a config naming both chains, e.g. a relay config> --lane {lane} --nonce {nonce} --key-env <VARIABLE holding your key>"
-        ),
+        claim_command: claim_command(lane, nonce),
         claims,
         same_tx_nonces,
         leading_replica_url,
@@ -544,10 +602,23 @@ async fn transfer(
     })
 }
 
+/// `chain`'s block time over its last 20 blocks below `head`, whole seconds (at least 1; 1 if
+/// it cannot be read).
+async fn block_secs(chain: &ChainClient, head: u64) -> u64 {
+    const SPAN: u64 = 20;
+    let Some(from) = head.checked_sub(SPAN) else {
+        return 1;
+    };
+    match (chain.block_time(from).await, chain.block_time(head).await) {
+        (Ok(a), Ok(b)) => (b.saturating_sub(a) / SPAN).max(1),
+        _ => 1,
+    }
+}
+
 /// Who signed and sent the attested batch that executed `nonce` (its `handle`), and the command
 /// that sends it with the user's key; `None` for a voted lane whose handle came from votes.
 async fn attestation_of(
-    d: &Dashboard,
+    d: &TrackContext<'_>,
     dst: &ChainClient,
     lane: Lane,
     nonce: u64,

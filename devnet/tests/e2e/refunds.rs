@@ -412,6 +412,39 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
     wait_handled_below(&driver, lane, after.nonce + 1, Duration::from_secs(60))
         .await
         .unwrap();
+    let tracked = track_cli(&devnet, &after.srcTxHash.to_string(), false).await;
+    assert_eq!(tracked["state"], "handled", "{tracked}");
+    assert_eq!(tracked["nonce"], after.nonce, "{tracked}");
+}
+
+/// `multibridge track <target>` against `devnet`'s chains: its JSON answer (and, with
+/// `human`, its text).
+async fn track_cli(devnet: &Devnet, target: &str, human: bool) -> serde_json::Value {
+    let mut args = vec![
+        "track".to_owned(),
+        "--config".to_owned(),
+        devnet.operator_config_path(0).to_str().unwrap().to_owned(),
+        target.to_owned(),
+    ];
+    if !human {
+        args.push("--json".to_owned());
+    }
+    let output =
+        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+    assert!(
+        output.status.success(),
+        "track failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if human {
+        serde_json::Value::String(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
 }
 
 /// A devnet whose relays refund after `refund_after` seconds, started.
@@ -505,6 +538,37 @@ async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
         .request_native(lane, 0, recipient, parse_ether("2").unwrap())
         .await
         .unwrap();
+    let target = format!("main-to-service:{}", held.nonce);
+    let waiting = crate::Poll::new(
+        "the held transfer shows as waiting",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        let t = track_cli(&devnet, &target, false).await;
+        if t["state"] == "waiting" {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
+    })
+    .await;
+    assert_eq!(waiting["reason"]["name"], "paused", "{waiting}");
+    assert!(
+        waiting["next"].as_str().unwrap().contains("paused"),
+        "{waiting}"
+    );
+    assert!(
+        waiting["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("multibridge refund"),
+        "{waiting}"
+    );
+    let text = track_cli(&devnet, &target, true).await;
+    let text = text.as_str().unwrap();
+    assert!(text.contains("— waiting"), "{text}");
+    assert!(text.contains("\n  why: paused"), "{text}");
+    assert!(text.contains("\n  run: multibridge refund"), "{text}");
     let refused = refund_cli(&devnet, &driver, 1, lane, held.srcTxHash, 30)
         .await
         .unwrap_err();

@@ -392,13 +392,21 @@ function trackedCard(t) {
     waiting: "Waiting on the destination: it proceeds by itself once the condition clears.",
     rejected: "Set aside by this relay: a person must look at it.",
     pending: "Pending: the relays have not executed it yet.",
+    overdue: "Overdue: older than the relays normally need.",
+    release_queued: "Executed; the destination holds the release back for its delay.",
+    cancelled: "Cancelled on the destination: its refund on the source is on its way.",
+    refunded: "Refunded: cancelled on the destination and paid back to the requester on the source.",
   }[t.state] || t.state;
   const voted = t.votes.filter((v) => v.voted).length;
   const a = t.attestation;
   const attested = a && (a.attested_lane || a.signers.length > 0);
   return el("article", { class: "card tracked", "data-state": t.state, "data-lane": t.lane, "data-nonce": t.nonce },
     el("h2", {}, `${laneName(t.lane)} · request #${t.nonce}`, el("span", { class: `tag tag-${t.state}`, "data-k": "state" }, t.state)),
-    el("p", { class: t.state === "handled" ? "ok" : t.stuck ? "bad" : "warn" }, stateText),
+    el("p", { class: ["handled", "refunded"].includes(t.state) ? "ok" : t.stuck ? "bad" : "warn" }, stateText),
+    el("div", { class: "next", "data-k": "next" },
+      el("strong", {}, "Next: "), t.next,
+      t.eta ? el("span", { "data-k": "eta" }, ` (expected ${when(t.eta)})`) : null,
+      t.command && t.command !== t.claim_command ? el("pre", { "data-k": "command" }, t.command) : null),
     t.reason ? el("div", { class: "reason", "data-k": "reason" },
       el("strong", {}, `Why: ${t.reason.name}`), t.reason.detail ? el("div", { class: "detail" }, t.reason.detail) : null) : null,
     !t.reason && t.state !== "handled" && t.leading_replica_url ? el("p", { class: "muted", "data-k": "leader_hint" },
