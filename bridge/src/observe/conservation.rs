@@ -75,33 +75,40 @@ pub struct AssetConservation {
     pub requested: U256,
     /// Released on the destination, in base units.
     pub released: U256,
-    /// `released <= requested`.
+    /// Refunded on the source after the destination cancelled the request, in base units.
+    pub refunded: U256,
+    /// `released + refunded <= requested`.
     pub ok: bool,
 }
 
-/// Compare totals per source asset (both sides are keyed by the source asset: a release counts
-/// under the asset of the request it paid).
+/// Compare totals per source asset (every side is keyed by the source asset: a release counts
+/// under the asset of the request it paid): released + refunded (issue 53) ≤ requested, equal
+/// when the lane is idle.
 pub fn compare(
     requested: &[(Address, U256)],
     released: &[(Address, U256)],
+    refunded: &[(Address, U256)],
 ) -> Vec<AssetConservation> {
-    let mut by_asset: BTreeMap<Address, (U256, U256)> = BTreeMap::new();
-    for (asset, amount) in requested {
-        let entry = by_asset.entry(*asset).or_default();
-        entry.0 = entry.0.saturating_add(*amount);
-    }
-    for (asset, amount) in released {
-        let entry = by_asset.entry(*asset).or_default();
-        entry.1 = entry.1.saturating_add(*amount);
+    let mut by_asset: BTreeMap<Address, [U256; 3]> = BTreeMap::new();
+    for (side, totals) in [requested, released, refunded].into_iter().enumerate() {
+        for (asset, amount) in totals {
+            let entry = by_asset.entry(*asset).or_default();
+            entry[side] = entry[side].saturating_add(*amount);
+        }
     }
     by_asset
         .into_iter()
-        .map(|(asset, (requested, released))| AssetConservation {
-            asset,
-            requested,
-            released,
-            ok: released <= requested,
-        })
+        .map(
+            |(asset, [requested, released, refunded])| AssetConservation {
+                asset,
+                requested,
+                released,
+                refunded,
+                ok: released
+                    .checked_add(refunded)
+                    .is_some_and(|out| out <= requested),
+            },
+        )
         .collect()
 }
 
@@ -152,8 +159,8 @@ pub struct ConservationScanner {
     metrics: LaneMetrics,
     /// Destination token → its source counterpart (from the store, else read once and kept).
     to_source: HashMap<Address, Option<Address>>,
-    /// `eth_getLogs` widths of the source and the destination side.
-    spans: [LogSpan; 2],
+    /// `eth_getLogs` widths of the source's requests, the destination and the source's refunds.
+    spans: [LogSpan; 3],
     /// Votes seen before this relay indexed their request, re-checked every step (bounded).
     unmatched: std::collections::VecDeque<SeenVote>,
     /// Handles of the range being read, measured once the range is recorded.
@@ -208,6 +215,7 @@ impl ConservationScanner {
         let spans = [
             LogSpan::with_max(source.max_range),
             LogSpan::with_max(destination.max_range),
+            LogSpan::with_max(source.max_range),
         ];
         let domain = VoteDomain {
             src_chain_id: source.chain.chain_id(),
@@ -260,7 +268,8 @@ impl ConservationScanner {
             }
         };
         self.scan(AssetSide::Released, first_nonce).await?;
-        let caught_up = self.scan(AssetSide::Requested, first_nonce).await?;
+        let caught_up = self.scan(AssetSide::Requested, first_nonce).await?
+            & self.scan(AssetSide::Refunded, first_nonce).await?;
         self.learn_counterparts().await?;
         let forged = {
             let to_source = &self.to_source;
@@ -288,26 +297,30 @@ impl ConservationScanner {
         if !caught_up {
             return Ok(None);
         }
-        let (requested, released) = {
+        let (requested, released, refunded) = {
             let store = self.store();
             (
                 store.asset_totals(self.lane, AssetSide::Requested)?,
                 store.asset_totals(self.lane, AssetSide::Released)?,
+                store.asset_totals(self.lane, AssetSide::Refunded)?,
             )
         };
-        let compared = compare(&requested, &released);
+        let compared = compare(&requested, &released, &refunded);
         let lane = self.lane.as_str();
         for a in &compared {
             let label = asset_label(a.asset);
             self.metrics
                 .set_asset(&label, f64::from(a.requested), f64::from(a.released), a.ok);
+            self.metrics
+                .set_asset_refunded(&label, f64::from(a.refunded));
             if !a.ok {
                 tracing::error!(
                     %lane,
                     asset = %label,
                     requested = %a.requested,
                     released = %a.released,
-                    "conservation broken: the destination released more than the source locked or burned"
+                    refunded = %a.refunded,
+                    "conservation broken: the destination released and the source refunded more than the source locked or burned"
                 );
             }
         }
@@ -402,6 +415,7 @@ impl ConservationScanner {
         let (at, span) = match side {
             AssetSide::Requested => (self.source.clone(), 0),
             AssetSide::Released => (self.destination.clone(), 1),
+            AssetSide::Refunded => (self.source.clone(), 2),
         };
         let head = at.chain.head().await?;
         let safe_head = at.chain.safe_head(head, at.confirmations).await?;
@@ -439,6 +453,27 @@ impl ConservationScanner {
                     // Measured only once recorded: a range read again after a failure is not
                     // observed twice.
                     self.measure_latency().await;
+                }
+                AssetSide::Refunded => {
+                    let logs = self
+                        .logs(&at, vec![Bridge::Refunded::SIGNATURE_HASH], range.clone())
+                        .await?;
+                    let mut refunds = Vec::with_capacity(logs.len());
+                    for log in &logs {
+                        let event = log.log_decode::<Bridge::Refunded>().map_err(|_| {
+                            ConservationError::BadLog {
+                                lane: self.lane,
+                                event: "Refunded",
+                                block: log.block_number,
+                            }
+                        })?;
+                        let e = event.inner.data;
+                        refunds.push((e.token, units(e.kind, e.amount)));
+                    }
+                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    self.spans[span].observe(width, logs.len());
+                    next = range.end().saturating_add(1);
+                    self.store().record_refunded(self.lane, next, &refunds)?;
                 }
             }
         }
@@ -684,25 +719,47 @@ mod tests {
         let token = Address::repeat_byte(1);
         let requested = [(Address::ZERO, U256::from(10)), (token, U256::from(7))];
         let released = [(Address::ZERO, U256::from(10)), (token, U256::from(7))];
-        let out = compare(&requested, &released);
+        let out = compare(&requested, &released, &[]);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|a| a.ok), "{out:?}");
         let over = [(token, U256::from(8))];
-        let out = compare(&requested, &over);
+        let out = compare(&requested, &over, &[]);
         let t = out.iter().find(|a| a.asset == token).unwrap();
         assert!(!t.ok);
         assert_eq!((t.requested, t.released), (U256::from(7), U256::from(8)));
         // A release of something never requested is broken conservation, not ignored.
         let stray = Address::repeat_byte(9);
-        let out = compare(&requested, &[(stray, U256::from(1))]);
+        let out = compare(&requested, &[(stray, U256::from(1))], &[]);
         assert!(!out.iter().find(|a| a.asset == stray).unwrap().ok);
         // Differences below f64 precision still count.
         let big = U256::from(10).pow(U256::from(24));
         let out = compare(
             &[(Address::ZERO, big)],
             &[(Address::ZERO, big + U256::from(1))],
+            &[],
         );
         assert!(!out[0].ok);
+    }
+
+    #[test]
+    fn a_refund_counts_beside_the_releases_and_a_double_payment_breaks_conservation() {
+        let token = Address::repeat_byte(1);
+        let requested = [(token, U256::from(10))];
+        // 7 released, 3 refunded (a cancelled request): whole.
+        let out = compare(
+            &requested,
+            &[(token, U256::from(7))],
+            &[(token, U256::from(3))],
+        );
+        assert!(out[0].ok, "{out:?}");
+        assert_eq!(out[0].refunded, U256::from(3));
+        // The 3 refunded were also released: paid twice.
+        let out = compare(
+            &requested,
+            &[(token, U256::from(10))],
+            &[(token, U256::from(3))],
+        );
+        assert!(!out[0].ok, "{out:?}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum AssetSide {
     /// request it paid (a forged release: by its token's source counterpart, or the
     /// destination token itself when no counterpart is known).
     Released,
+    /// Refunded on the source after the destination cancelled the request (issue 53); keyed by
+    /// the source token.
+    Refunded,
 }
 
 impl AssetSide {
@@ -34,6 +37,7 @@ impl AssetSide {
         match self {
             Self::Requested => "requested",
             Self::Released => "released",
+            Self::Refunded => "refunded",
         }
     }
 }
@@ -213,6 +217,26 @@ fn set_scan(
 }
 
 impl Store {
+    /// Record the source's refunds read up to `next_block`: each (source asset, units) is added
+    /// to the refunded totals in the same transaction as the scan moves on (a range read again
+    /// after a crash never counts twice).
+    pub fn record_refunded(
+        &mut self,
+        lane: Lane,
+        next_block: u64,
+        refunds: &[(Address, U256)],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (asset, units) in refunds {
+            add_total(&tx, lane, AssetSide::Refunded, *asset, *units)?;
+        }
+        set_scan(&tx, lane, AssetSide::Refunded, next_block)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Drop totals kept by an older relay that compared by heads (read again by nonce).
     pub(super) fn upgrade_conservation(&self) -> Result<(), StoreError> {
         let marked: Option<String> = self

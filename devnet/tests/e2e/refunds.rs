@@ -316,6 +316,17 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
         U256::ZERO,
         "a cancel releases nothing"
     );
+    let target = format!("main-to-service:{}", stuck.nonce);
+    let tracked = track_cli(&devnet, &target, false).await;
+    assert_eq!(tracked["state"], "cancelled", "{tracked}");
+    assert!(
+        tracked["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("multibridge refund"),
+        "{tracked}"
+    );
+    assert!(tracked["eta"].is_u64(), "{tracked}");
     // One relay alone holds one signature of the two the source needs.
     let alone = std::time::Instant::now();
     let port = devnet.operator_http_ports[2];
@@ -396,6 +407,31 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
         refunds_of(&driver, ChainRole::Main, stuck.nonce).await,
         1,
         "exactly once"
+    );
+    // Conservation counts the refund beside the releases: released + refunded = requested.
+    let token = format!("{:#x}", driver.chain(ChainRole::Main).contracts.token);
+    let refunded_series =
+        format!("multibridge_asset_refunded{{asset=\"{token}\",lane=\"main-to-service\"}}");
+    let ok_series =
+        format!("multibridge_conservation_ok{{asset=\"{token}\",lane=\"main-to-service\"}}");
+    let port = devnet.operator_http_ports[2];
+    crate::Poll::new("conservation counts the refund", Duration::from_secs(60))
+        .until(async || {
+            let scrape = multibridge_devnet::harness::scrape::metric;
+            let refunded = scrape(port, &refunded_series).await.unwrap_or(0.0);
+            let ok = scrape(port, &ok_series).await.unwrap_or(-1.0);
+            if refunded == 9e18 && ok == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("refunded {refunded}, ok {ok}"))
+            }
+        })
+        .await;
+    let tracked = track_cli(&devnet, &target, false).await;
+    assert_eq!(tracked["state"], "refunded", "{tracked}");
+    assert!(
+        tracked["command"].is_null(),
+        "nothing left to run: {tracked}"
     );
     assert!(!source.paused().call().await.unwrap());
     assert!(!destination.paused().call().await.unwrap());

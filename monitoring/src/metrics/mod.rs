@@ -286,6 +286,11 @@ pub struct Metrics {
     ///
     /// Labels: lane, asset.
     pub(crate) asset_released: GaugeVec,
+    /// Amount refunded on the lane's source per source asset after the destination cancelled
+    /// the request (issue 53), in base units.
+    ///
+    /// Labels: lane, asset.
+    pub(crate) asset_refunded: GaugeVec,
     /// 1 while released ≤ requested for the asset (compared exactly), 0 when conservation broke.
     ///
     /// Labels: lane, asset.
@@ -692,6 +697,11 @@ impl Metrics {
                 "Amount released on the lane's destination per source asset, in base units",
                 &["lane", "asset"],
             )?,
+            asset_refunded: gauge(
+                "asset_refunded",
+                "Amount refunded on the lane's source per source asset after the destination cancelled the request, in base units",
+                &["lane", "asset"],
+            )?,
             conservation_ok: int_gauge(
                 "conservation_ok",
                 "1 while released <= requested for the asset (exact comparison), else 0",
@@ -947,7 +957,14 @@ impl Metrics {
         }
     }
 
-    /// Publish one asset's conservation figures on `lane`.
+    /// Publish what `lane`'s source refunded of one asset.
+    pub fn set_asset_refunded(&self, lane: &str, asset: &str, refunded: f64) {
+        self.asset_refunded
+            .with_label_values(&[lane, asset])
+            .set(refunded);
+    }
+
+    /// Publish one asset's conservation figures of `lane`.
     pub fn set_asset(&self, lane: &str, asset: &str, requested: f64, released: f64, ok: bool) {
         self.asset_requested
             .with_label_values(&[lane, asset])

@@ -251,6 +251,12 @@ impl LaneMetrics {
             .set_asset(self.lane.as_str(), asset, requested, released, ok);
     }
 
+    /// Publish what the lane's source refunded of `asset`.
+    pub fn set_asset_refunded(&self, asset: &str, refunded: f64) {
+        self.all
+            .set_asset_refunded(self.lane.as_str(), asset, refunded);
+    }
+
     /// Publish what the conservation check holds by nonce (open, held, forged).
     pub fn set_conservation_nonces(&self, open: u64, held: u64, forged: u64) {
         self.all
