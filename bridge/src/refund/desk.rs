@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{REVOTE_AFTER_SECS, RefundAsk};
 use crate::chain::ChainClient;
+use crate::chain::lookup::requests_of_tx;
 use crate::chain::signer::OperatorSigner;
 use crate::chain::submitter::{Job, Submit, SubmitClient};
 use crate::store::{SharedStore, unix_now};
@@ -30,6 +31,10 @@ const CANCEL_BASE_GAS: u64 = 150_000;
 const ASK_KEPT_FOR: Duration = Duration::from_secs(600);
 /// Most asks waiting for their request to be indexed.
 const ASKS_KEPT: usize = 1_024;
+/// A cancel whose request cannot be found final on the source this many destination blocks
+/// later is passed over (logged): the scan must not wait for good behind a request that does
+/// not exist.
+const GIVE_UP_AFTER_BLOCKS: u64 = 1_000;
 /// Most refunds signed per step.
 const SIGNED_PER_STEP: usize = 64;
 
@@ -59,6 +64,9 @@ pub struct RefundDesk {
     settings: DeskSettings,
     store: SharedStore,
     destination: Arc<ChainClient>,
+    /// The source and its confirmations: where a cancelled request this relay never indexed
+    /// (or compacted away) is read from its transaction, once final there.
+    source: (Arc<ChainClient>, multibridge_config::Confirmations),
     signer: OperatorSigner,
     submit: SubmitClient,
     leading: watch::Receiver<bool>,
@@ -75,6 +83,7 @@ impl RefundDesk {
         settings: DeskSettings,
         store: SharedStore,
         destination: Arc<ChainClient>,
+        source: (Arc<ChainClient>, multibridge_config::Confirmations),
         signer: OperatorSigner,
         submit: SubmitClient,
         leading: watch::Receiver<bool>,
@@ -85,6 +94,7 @@ impl RefundDesk {
             settings,
             store,
             destination,
+            source,
             signer,
             submit,
             leading,
@@ -272,17 +282,22 @@ impl RefundDesk {
             };
             let event = event.inner.data;
             let block = log.block_number.unwrap_or(end);
-            match self.request_of(event.nonce)? {
+            let found = self.request_of(event.nonce, event.srcTxHash).await?;
+            if found.is_none() && block.saturating_add(GIVE_UP_AFTER_BLOCKS) < to {
+                tracing::error!(nonce = event.nonce, tx = %event.srcTxHash, block, "the destination cancelled a request this relay cannot find final on the source {GIVE_UP_AFTER_BLOCKS} blocks later: not signing its refund (another operator's relay may; look at the guardian)");
+                continue;
+            }
+            match found {
                 None => {
-                    // Not indexed yet (this relay's source depth is deeper): read again later,
-                    // from this block.
+                    // Not final on the source yet as far as this relay can tell: read again
+                    // later, from this block.
                     self.store
                         .lock()
                         .set_cancel_scan_next(lane, block)
                         .map_err(|e| e.to_string())?;
                     tracing::info!(
                         nonce = event.nonce,
-                        "cancel of a request not indexed yet; read again later"
+                        "cancel of a request not final on the source yet; read again later"
                     );
                     return Ok(false);
                 }
@@ -314,19 +329,41 @@ impl RefundDesk {
     }
 
     /// The request at `nonce` as this relay indexed it (the requests table, or the refund row's
-    /// copy once compaction dropped it).
-    fn request_of(&self, nonce: u64) -> Result<Option<Request>, String> {
-        let store = self.store.lock();
-        if let Some(stored) = store
-            .get(self.settings.lane, nonce)
-            .map_err(|e| e.to_string())?
+    /// copy once compaction dropped it), else as its source transaction `tx` made it once that
+    /// is final on the source; `None` while it is not (yet).
+    async fn request_of(&self, nonce: u64, tx: B256) -> Result<Option<Request>, String> {
         {
-            return Ok(Some(stored.request));
+            let store = self.store.lock();
+            if let Some(stored) = store
+                .get(self.settings.lane, nonce)
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(Some(stored.request));
+            }
+            if let Some(request) = store
+                .refund_of(self.settings.lane, nonce)
+                .map_err(|e| e.to_string())?
+                .and_then(|row| row.request)
+            {
+                return Ok(Some(request));
+            }
         }
-        Ok(store
-            .refund_of(self.settings.lane, nonce)
+        let (source, confirmations) = &self.source;
+        let Some(requests) = requests_of_tx(source, tx)
+            .await
             .map_err(|e| e.to_string())?
-            .and_then(|row| row.request))
+        else {
+            return Ok(None);
+        };
+        let Some(request) = requests.into_iter().find(|r| r.nonce == nonce) else {
+            return Ok(None);
+        };
+        let head = source.head().await.map_err(|e| e.to_string())?;
+        let safe = source
+            .safe_head(head, *confirmations)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((request.srcBlockNumber <= safe).then_some(request))
     }
 
     /// Sign the refund of every cancel recorded and not signed yet.

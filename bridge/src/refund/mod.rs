@@ -102,6 +102,10 @@ pub fn spawn(
         },
         shared.store.clone(),
         shared.chains.get(lane.destination()).clone(),
+        (
+            shared.chains.get(lane.source()).clone(),
+            settings.source.confirmations,
+        ),
         shared.signer.clone(),
         destination_submitter.client().0,
         control.leading.clone(),

@@ -483,12 +483,18 @@ async fn track_cli(devnet: &Devnet, target: &str, human: bool) -> serde_json::Va
     }
 }
 
-/// A devnet whose relays refund after `refund_after` seconds, started.
-async fn refunding_devnet(refund_after: u64) -> (tempfile::TempDir, Devnet) {
+/// A devnet in `mode` whose relays refund after `refund_after` seconds, started.
+async fn refunding_devnet(
+    refund_after: u64,
+    mode: multibridge_config::VotingMode,
+) -> (tempfile::TempDir, Devnet) {
     let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
-        .await
-        .unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        voting_mode: mode,
+        ..DevnetOptions::chains_only(dir.path())
+    })
+    .await
+    .unwrap();
     edit_configs(&devnet, |c| {
         c.recovery.refund_after_secs = refund_after;
         c.recovery.interval_ms = 500;
@@ -545,10 +551,12 @@ async fn refund_cli(
 /// transfer. Its requester asks for its money back with `multibridge refund`: someone else's
 /// key is refused, the requester's claim reaches every operator, the relays cancel the request
 /// on the paused destination (a cancel releases nothing, so a pause does not stop it) and it is
-/// refunded on the source, once; the destination stays paused and released nothing.
+/// refunded on the source, once; the destination stays paused and released nothing. In
+/// attested mode: the relays cancel by votes in both modes, and the refund's signatures travel
+/// the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
-    let (dir, devnet) = refunding_devnet(5).await;
+    let (dir, devnet) = refunding_devnet(5, multibridge_config::VotingMode::Attestations).await;
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let owner = driver.owner().unwrap();
@@ -676,7 +684,7 @@ async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
 /// refunded to the requester once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refund_raced_against_the_execution_ends_in_exactly_one_of_them() {
-    let (dir, devnet) = refunding_devnet(8).await;
+    let (dir, devnet) = refunding_devnet(8, multibridge_config::VotingMode::Votes).await;
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
     let owner = driver.owner().unwrap();
