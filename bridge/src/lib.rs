@@ -27,7 +27,9 @@
 //! | upkeep (lowerHandleNonce, due queued releases) | [`lane::upkeep`] | per lane, while leading |
 //! | attestation pages | [`attest::serve`] | per attested lane with `voting.attestation_store`, while leading |
 //! | submitter | [`chain::submitter`] | per chain the key writes to (shared by every pair of a process) |
-//! | registry sync, claims | [`registry`] | with `[registry]` |
+//! | registry sync, claims (and refund claims) | [`registry`] | with `[registry]` |
+//! | refund desk: refund claims, permanent refusals, cancel votes, cancels read at depth, refund signatures | [`refund::desk`] | per lane on every replica; sends only while leading |
+//! | refund sender: a threshold of refund signatures → `refund` on the source | [`refund::sender`] | per lane, while leading the source chain's election |
 //! | watcher (and the conservation scan) | [`observe`] | once |
 //! | config drift watch | [`observe::drift`] | once |
 //! | guardian, its submitters | [`guard`] | with `[guardian]` |
@@ -50,6 +52,9 @@
 //!     │  └── destination cannot execute yet ──► observed + wait reason (retried alone)
 //!     └── recovery requeue (found open on the chains) ─── voted/voting ──► observed
 //!  any open ── can never be voted (wrong source, oversized) ──► rejected + reason
+//!  any open ── refund due: asked and old, or refused for good (issue 53) ── cancel vote ──►
+//!     cancelled on the destination (handled there, nothing paid) ──► refund signed ──►
+//!     refunded on the source ([`store::refunds`])
 //! ```
 //!
 //! Every outcome goes through [`voter::Voter::settle`] and one [`store::Transition`]; status and

@@ -1,6 +1,6 @@
 //! `multibridge track`: where a transfer stands, read from both chains — its state, why it
 //! waits, what happens next and when, and the one command its user can run (issue 53). The same
-//! answer as the dashboard's tracker (`GET /api/track`), without a relay's store: the reasons
+//! answer as the dashboard's tracker (`GET /ui/api/track`), without a relay's store: the reasons
 //! the relays noted are theirs; this reads what the destination answers.
 
 use std::path::PathBuf;
