@@ -114,10 +114,21 @@ pub fn render_table(statuses: &[LaneStatus]) -> String {
     }
     for s in statuses {
         for q in &s.queued_releases {
+            // A refund queued on this lane's destination (the source of the other lane) is
+            // keyed by its nonce with bit 63 set (issue 53).
+            const REFUND_BIT: u64 = 1 << 63;
+            let what = if q.nonce & REFUND_BIT != 0 {
+                format!(
+                    "refund of {} nonce {}",
+                    multibridge_contracts::Lane::from_source(s.lane.destination()).as_str(),
+                    q.nonce & !REFUND_BIT
+                )
+            } else {
+                format!("nonce {} handled", q.nonce)
+            };
             out.push_str(&format!(
-                "{}: nonce {} handled, release held back: {} of {} to {}, due at unix {}{}\n",
+                "{}: {what}, release held back: {} of {} to {}, due at unix {}{}\n",
                 s.lane.as_str(),
-                q.nonce,
                 q.amount,
                 if q.token.is_zero() {
                     "native".to_owned()

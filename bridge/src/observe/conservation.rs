@@ -468,7 +468,10 @@ impl ConservationScanner {
                             }
                         })?;
                         let e = event.inner.data;
-                        refunds.push((e.token, units(e.kind, e.amount)));
+                        // As for releases: only nonces the source scan counts as requested.
+                        if e.nonce >= first_nonce {
+                            refunds.push((e.token, units(e.kind, e.amount)));
+                        }
                     }
                     width = range.end().saturating_sub(*range.start()).saturating_add(1);
                     self.spans[span].observe(width, logs.len());

@@ -73,6 +73,8 @@ pub struct RefundDesk {
     asks: mpsc::Receiver<RefundAsk>,
     /// Asks whose request is not indexed yet, with when they came.
     unindexed: Vec<(RefundAsk, Instant)>,
+    /// Where the next look for refunds seen on the source starts.
+    seen_from: u64,
     metrics: LaneMetrics,
 }
 
@@ -100,6 +102,7 @@ impl RefundDesk {
             leading,
             asks,
             unindexed: Vec::new(),
+            seen_from: 0,
             metrics,
         }
     }
@@ -124,6 +127,7 @@ impl RefundDesk {
             }
         };
         self.sign_refunds().await;
+        self.see_refunds().await;
         match self.store.lock().refunds_waiting(lane) {
             Ok(waiting) => self
                 .metrics
@@ -282,7 +286,15 @@ impl RefundDesk {
             };
             let event = event.inner.data;
             let block = log.block_number.unwrap_or(end);
-            let found = self.request_of(event.nonce, event.srcTxHash).await?;
+            // A source that does not answer counts as not final yet (and the give-up below
+            // holds for it too): the scan never waits for good behind one hash.
+            let found = match self.request_of(event.nonce, event.srcTxHash).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction");
+                    None
+                }
+            };
             if found.is_none() && block.saturating_add(GIVE_UP_AFTER_BLOCKS) < to {
                 tracing::error!(nonce = event.nonce, tx = %event.srcTxHash, block, "the destination cancelled a request this relay cannot find final on the source {GIVE_UP_AFTER_BLOCKS} blocks later: not signing its refund (another operator's relay may; look at the guardian)");
                 continue;
@@ -364,6 +376,46 @@ impl RefundDesk {
             .await
             .map_err(|e| e.to_string())?;
         Ok((request.srcBlockNumber <= safe).then_some(request))
+    }
+
+    /// Note the cancelled requests the source refunded meanwhile (whoever sent the refund), a
+    /// few per step from a rotating position.
+    async fn see_refunds(&mut self) {
+        const PER_STEP: usize = 16;
+        let lane = self.settings.lane;
+        let rows = match self
+            .store
+            .lock()
+            .refunds_unseen(lane, self.seen_from, PER_STEP)
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the refunds not seen yet");
+                return;
+            }
+        };
+        self.seen_from = if rows.len() < PER_STEP {
+            0
+        } else {
+            rows.last().map_or(0, |r| r.nonce.saturating_add(1))
+        };
+        let views = self.source.0.views();
+        for row in rows {
+            match views.is_refunded(row.nonce).await {
+                Ok(true) => {
+                    let noted = self.store.lock().note_refunded(lane, row.nonce, unix_now());
+                    if let Ok(true) = noted {
+                        self.metrics.refund_step("refunded", 1);
+                        tracing::info!(nonce = row.nonce, "the source refunded the request");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read whether the source refunded");
+                    return;
+                }
+            }
+        }
     }
 
     /// Sign the refund of every cancel recorded and not signed yet.

@@ -22,8 +22,14 @@ use crate::store::{SharedStore, unix_now};
 use crate::task::{Next, Stepper};
 use crate::turns::my_turn;
 
-/// Most refunds looked at per step.
+/// Most refunds looked at per step (from a rotating position: refunds that keep failing never
+/// hide the ones behind them).
 const PER_STEP: usize = 16;
+/// A refund this relay sent is not sent again before this long (it is on its way; the next
+/// look sees it refunded).
+const RESEND_AFTER: Duration = Duration::from_secs(60);
+/// Peers' verified signatures kept at most.
+const SIGNATURES_KEPT: usize = 4_096;
 
 /// The refund sender of one lane (on its source chain).
 pub struct RefundSender {
@@ -37,8 +43,14 @@ pub struct RefundSender {
     peers: Arc<dyn RefundPeers>,
     interval: Duration,
     metrics: LaneMetrics,
-    /// Rounds each nonce waited for this operator's turn.
+    /// Rounds each nonce waited for this operator's turn since it held a threshold.
     waited: HashMap<u64, u32>,
+    /// Refunds this relay sent, and when.
+    sent: HashMap<u64, std::time::Instant>,
+    /// Peers' signatures already fetched and verified (a signature never changes).
+    signatures: HashMap<(u64, Address), [u8; 65]>,
+    /// Where the next step's look starts.
+    from: u64,
 }
 
 impl RefundSender {
@@ -68,19 +80,42 @@ impl RefundSender {
             interval,
             metrics,
             waited: HashMap::new(),
+            sent: HashMap::new(),
+            signatures: HashMap::new(),
+            from: 0,
         }
     }
 
     async fn round(&mut self) -> Result<Next, Infallible> {
-        let rows = match self.store.lock().refunds_to_send(self.lane, 0, PER_STEP) {
+        let rows = match self
+            .store
+            .lock()
+            .refunds_to_send(self.lane, self.from, PER_STEP)
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the refunds to send");
                 return Ok(Next::After(self.interval));
             }
         };
-        self.waited
-            .retain(|nonce, _| rows.iter().any(|r| r.nonce == *nonce));
+        self.from = if rows.len() < PER_STEP {
+            0
+        } else {
+            rows.last().map_or(0, |r| r.nonce.saturating_add(1))
+        };
+        if self.from == 0 {
+            // A whole pass ended: forget what belongs to refunds no longer waiting.
+            let open = self
+                .store
+                .lock()
+                .refunds_to_send(self.lane, 0, usize::MAX)
+                .map(|rows| rows.into_iter().map(|r| r.nonce).collect::<Vec<_>>());
+            if let Ok(open) = open {
+                self.waited.retain(|n, _| open.contains(n));
+                self.sent.retain(|n, _| open.contains(n));
+                self.signatures.retain(|(n, _), _| open.contains(n));
+            }
+        }
         for row in rows {
             let Some(request) = row.request else {
                 continue;
@@ -93,7 +128,7 @@ impl RefundSender {
     }
 
     /// Look at one signed refund: seen refunded, or sent when this operator leads the source,
-    /// it is its turn and a threshold signed.
+    /// a threshold signed and it is its turn.
     async fn one(&mut self, request: &Request) -> Result<(), String> {
         let nonce = request.nonce;
         let views = self.source.views();
@@ -107,24 +142,24 @@ impl RefundSender {
                 self.metrics.refund_step("refunded", 1);
                 tracing::info!(nonce, "the source refunded the request");
             }
-            self.waited.remove(&nonce);
             return Ok(());
         }
         if !*self.leading.borrow() {
             return Ok(());
         }
-        let operators = views.operators().await.map_err(|e| e.to_string())?;
-        let ticks = self.waited.entry(nonce).or_insert(0);
-        let turn = my_turn(&operators, nonce, self.operator, *ticks);
-        *ticks = ticks.saturating_add(1);
-        if !turn {
+        if self
+            .sent
+            .get(&nonce)
+            .is_some_and(|at| at.elapsed() < RESEND_AFTER)
+        {
             return Ok(());
         }
+        let operators = views.operators().await.map_err(|e| e.to_string())?;
         let threshold = views.threshold().await.map_err(|e| e.to_string())?;
         let threshold = usize::try_from(threshold).unwrap_or(usize::MAX);
         let digest = self.domain.refund_digest(self.domain.vote_key(request));
         let mut signatures: Vec<(Address, [u8; 65])> = Vec::new();
-        for operator in operators {
+        for operator in operators.iter().copied() {
             if signatures.len() >= threshold {
                 break;
             }
@@ -134,13 +169,21 @@ impl RefundSender {
                     .refund_of(self.lane, nonce)
                     .map_err(|e| e.to_string())?
                     .and_then(|row| row.signature)
+            } else if let Some(known) = self.signatures.get(&(nonce, operator)) {
+                Some(*known)
             } else {
                 match self
                     .peers
                     .signature(self.lane, operator, nonce, digest)
                     .await
                 {
-                    Ok(signature) => signature,
+                    Ok(Some(signature)) => {
+                        if self.signatures.len() < SIGNATURES_KEPT {
+                            self.signatures.insert((nonce, operator), signature);
+                        }
+                        Some(signature)
+                    }
+                    Ok(None) => None,
                     Err(e) => {
                         tracing::debug!(nonce, %operator, error = %e, "no refund signature from a peer");
                         None
@@ -160,6 +203,14 @@ impl RefundSender {
             );
             return Ok(());
         }
+        // Whose turn counts from when a threshold signed, so the operators do not all send
+        // the moment the last signature arrives.
+        let ticks = self.waited.entry(nonce).or_insert(0);
+        let turn = my_turn(&operators, nonce, self.operator, *ticks);
+        *ticks = ticks.saturating_add(1);
+        if !turn {
+            return Ok(());
+        }
         let input: Bytes = Bridge::refundCall {
             r: request.clone(),
             signatures: pack_signatures(&signatures),
@@ -170,6 +221,7 @@ impl RefundSender {
         let sent = send_planned(&self.submit, self.source.bridge(), input, GasPlan::Release)
             .await
             .map_err(|e| e.to_string())?;
+        self.sent.insert(nonce, std::time::Instant::now());
         self.metrics.refund_step("refund_sent", 1);
         tracing::info!(nonce, tx = %sent.hash, "sent the refund of a cancelled request");
         Ok(())

@@ -169,9 +169,7 @@ pub async fn run(
         );
         // The refund is sent on the lane's source, under the election of the lane that writes
         // there (its submitter's owner).
-        let source_writer = owner(&controls, lane.source())
-            .filter(|c| c.lane.destination() == lane.source())
-            .zip(submitters.get(&lane.source()));
+        let source_writer = owner(&controls, lane.source()).zip(submitters.get(&lane.source()));
         crate::refund::spawn(
             &shared,
             &settings,

@@ -22,6 +22,7 @@ pub(super) const SCHEMA: &str = "
         asked_at INTEGER,
         refused_since INTEGER,
         cancel_voted_at INTEGER,
+        cancel_votes INTEGER NOT NULL DEFAULT 0,
         cancelled_block INTEGER,
         cancelled_key BLOB,
         signature BLOB,
@@ -138,7 +139,7 @@ impl Store {
             store.exec(
                 &format!(
                     "UPDATE refunds SET refused_since = NULL
-                     WHERE lane = ?1 AND refused_since IS NOT NULL AND cancel_voted_at IS NULL
+                     WHERE lane = ?1 AND refused_since IS NOT NULL
                      AND nonce NOT IN (SELECT nonce FROM requests
                          WHERE lane = ?1 AND status IN {OPEN} AND reason IN ({reasons}))"
                 ),
@@ -148,10 +149,13 @@ impl Store {
         })
     }
 
-    /// The requests of `lane` due for a cancel vote at `now`: still open in the requests
-    /// table, not yet cancelled, asked by their requester and observed at least `after` seconds
-    /// ago, or refused for a permanent reason for `after` seconds; none this operator voted to
-    /// cancel less than `revote_after` seconds ago. At most `limit`, oldest nonce first.
+    /// The requests of `lane` due for a cancel vote at `now`: not yet cancelled and still open
+    /// in the requests table (or set aside as one the destination can never take: oversized,
+    /// out of gas), asked by their requester and observed at least `after` seconds ago, or
+    /// refused for a permanent reason for `after` seconds. One this operator voted to cancel is
+    /// due again only `revote_after` seconds after its vote, doubled at every vote (a vote lost
+    /// to a reorg is sent again; one the others never match costs little). At most `limit`,
+    /// oldest nonce first; a row whose payload does not decode is passed over.
     pub fn refunds_due(
         &self,
         lane: Lane,
@@ -161,25 +165,36 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Request>, StoreError> {
         let until = to_i64(now.saturating_sub(after));
-        let revote = to_i64(now.saturating_sub(revote_after));
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT q.payload FROM refunds f JOIN requests q ON q.lane = f.lane AND q.nonce = f.nonce
-             WHERE f.lane = ?1 AND q.status IN {OPEN} AND f.cancelled_block IS NULL
+            "SELECT q.nonce, q.payload FROM refunds f
+             JOIN requests q ON q.lane = f.lane AND q.nonce = f.nonce
+             WHERE f.lane = ?1 AND f.cancelled_block IS NULL
+             AND (q.status IN {OPEN}
+                  OR (q.status = 'rejected' AND q.reason IN ('oversized', 'out_of_gas')))
              AND ((f.asked_at IS NOT NULL AND q.observed_at <= ?2) OR f.refused_since <= ?2)
-             AND (f.cancel_voted_at IS NULL OR f.cancel_voted_at <= ?3)
-             ORDER BY f.nonce LIMIT ?4"
+             AND (f.cancel_voted_at IS NULL
+                  OR f.cancel_voted_at + (?3 << MIN(f.cancel_votes - 1, 10)) <= ?4)
+             ORDER BY f.nonce LIMIT ?5"
         ))?;
         let rows = statement.query_map(
-            params![lane.as_str(), until, revote, to_i64(limit as u64)],
-            |r| r.get::<_, Vec<u8>>(0),
+            params![
+                lane.as_str(),
+                until,
+                to_i64(revote_after),
+                to_i64(now),
+                to_i64(limit as u64)
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )?;
         let mut due = Vec::new();
-        for payload in rows {
-            let payload = payload?;
-            due.push(
-                Request::abi_decode(&payload)
-                    .map_err(|e| StoreError::Corrupt(format!("refund payload: {e}")))?,
-            );
+        for row in rows {
+            let (nonce, payload) = row?;
+            match Request::abi_decode(&payload) {
+                Ok(request) => due.push(request),
+                Err(e) => {
+                    tracing::error!(%lane, nonce, error = %e, "a stored request does not decode: not cancelled");
+                }
+            }
         }
         Ok(due)
     }
@@ -189,7 +204,8 @@ impl Store {
         self.in_transaction(|store| {
             for nonce in nonces {
                 store.exec(
-                    "UPDATE refunds SET cancel_voted_at = ?3 WHERE lane = ?1 AND nonce = ?2",
+                    "UPDATE refunds SET cancel_voted_at = ?3, cancel_votes = cancel_votes + 1
+                     WHERE lane = ?1 AND nonce = ?2",
                     params![lane.as_str(), to_i64(*nonce), to_i64(at)],
                 )?;
             }
@@ -245,6 +261,21 @@ impl Store {
         self.refund_rows(
             lane,
             "signature IS NOT NULL AND refunded_at IS NULL",
+            from,
+            limit,
+        )
+    }
+
+    /// Requests of `lane` cancelled and not seen refunded, from nonce `from` (at most `limit`).
+    pub fn refunds_unseen(
+        &self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RefundRow>, StoreError> {
+        self.refund_rows(
+            lane,
+            "cancelled_block IS NOT NULL AND refunded_at IS NULL",
             from,
             limit,
         )

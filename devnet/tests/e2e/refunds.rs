@@ -1,7 +1,8 @@
 //! Issue 53 on the devnet: a request the destination can never execute ends cancelled there and
 //! refunded on its source, exactly once. The first test signs by hand (the digests the relays
 //! sign are the contracts' own, and the extension works on real chains, with the relays running
-//! past the cancelled nonce); the others let the relays drive every step, through crashes, a
+//! past the cancelled nonce — and refunding the hand-made cancel themselves if they get there
+//! first); the others let the relays drive every step, through crashes, a
 //! paused destination and a race with the execution.
 
 use std::time::Duration;
@@ -165,13 +166,20 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
     let sigs = sign(refund_digest, &[&op1, &op3]);
     let refunded = payer
         .refund(stuck.clone(), sigs.clone())
+        // No estimate: if the relays refunded first, this is mined and reverts.
+        .gas(600_000)
         .send()
         .await
         .unwrap()
         .get_receipt()
         .await
         .unwrap();
-    assert!(refunded.status());
+    // The running relays read the cancel too, sign its refund and may send it first: then this
+    // transaction reverts (AlreadyRefunded) and theirs paid. Either way: once.
+    if !refunded.status() {
+        eprintln!("the relays refunded the hand-made cancel first");
+    }
+    assert_eq!(refunds_of(&driver, ChainRole::Main, stuck.nonce).await, 1);
     assert_eq!(
         driver.token_balance(ChainRole::Main, user).await.unwrap(),
         before,
@@ -179,6 +187,7 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
     );
     assert!(source.isRefunded(stuck.nonce).call().await.unwrap());
     let again = payer.refund(stuck.clone(), sigs).call().await;
+    assert_eq!(refunds_of(&driver, ChainRole::Main, stuck.nonce).await, 1);
     assert!(again.is_err(), "a second refund is refused");
 
     // The lane goes on past the cancelled nonce, and nothing paused.
@@ -629,11 +638,10 @@ async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
     assert_eq!(outcome["nonce"], held.nonce);
     assert_eq!(outcome["refunded"], true);
     assert_eq!(outcome["cancelled"], true);
-    assert_eq!(
-        outcome["claims"].as_array().unwrap().len(),
-        3,
-        "one refund claim per operator"
-    );
+    // One refund claim per operator whose lane service is registered (under load a relay may
+    // not have registered yet: the threshold of two is what must have it).
+    let claims = outcome["claims"].as_array().unwrap().len();
+    assert!(claims >= 2, "{outcome}");
     assert_eq!(refunds_of(&driver, ChainRole::Main, held.nonce).await, 1);
     let reader = |role: ChainRole| {
         Bridge::new(
@@ -673,7 +681,10 @@ async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
         .await
         .unwrap_or(0.0);
     }
-    assert_eq!(asked, 3.0);
+    assert_eq!(
+        asked, claims as f64,
+        "every relay that got the claim took it"
+    );
     assert!(!reader(ChainRole::Main).paused().call().await.unwrap());
 }
 
