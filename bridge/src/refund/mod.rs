@@ -118,24 +118,32 @@ pub fn spawn(
     let (Some((writer, submitter)), Some(registry)) = (source_writer, &settings.registry) else {
         return;
     };
-    let peers = peers::RegistryRefundPeers::new(
-        crate::attest::collect::RegistryPeers::new(
-            shared.chains.main.clone(),
-            registry.address,
-            lane,
-            settings.domain,
-            Duration::from_millis(settings.voting.peer_timeout_ms),
-            crate::attest::location::LocationPolicy {
-                devnet: settings.devnet,
-                peer_stores: settings.voting.peer_stores.clone(),
-            },
-        ),
+    let (main, registry, domain) = (
+        shared.chains.main.clone(),
+        registry.address,
+        settings.domain,
+    );
+    let (timeout, policy) = (
         Duration::from_millis(settings.voting.peer_timeout_ms),
         crate::attest::location::LocationPolicy {
             devnet: settings.devnet,
             peer_stores: settings.voting.peer_stores.clone(),
         },
     );
+    let peers = sender::LazyPeers::new(move || {
+        Arc::new(peers::RegistryRefundPeers::new(
+            crate::attest::collect::RegistryPeers::new(
+                main,
+                registry,
+                lane,
+                domain,
+                timeout,
+                policy.clone(),
+            ),
+            timeout,
+            policy,
+        ))
+    });
     let sender = sender::RefundSender::new(
         lane,
         settings.domain,
@@ -144,7 +152,7 @@ pub fn spawn(
         shared.chains.get(lane.source()).clone(),
         submitter.client().0,
         writer.leading.clone(),
-        Arc::new(peers),
+        peers,
         interval,
         metrics,
     );

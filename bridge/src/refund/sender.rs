@@ -31,6 +31,32 @@ const RESEND_AFTER: Duration = Duration::from_secs(60);
 /// Peers' verified signatures kept at most.
 const SIGNATURES_KEPT: usize = 4_096;
 
+/// The peers, made on first use: their HTTP clients cost a start of the relay nothing while no
+/// refund waits (a TLS client loads the system's certificates).
+pub struct LazyPeers {
+    make: Option<Box<dyn FnOnce() -> Arc<dyn RefundPeers> + Send>>,
+    made: Option<Arc<dyn RefundPeers>>,
+}
+
+impl LazyPeers {
+    /// Peers `make` makes when first needed.
+    pub fn new(make: impl FnOnce() -> Arc<dyn RefundPeers> + Send + 'static) -> Self {
+        Self {
+            make: Some(Box::new(make)),
+            made: None,
+        }
+    }
+
+    fn get(&mut self) -> Arc<dyn RefundPeers> {
+        if let Some(make) = self.make.take() {
+            self.made = Some(make());
+        }
+        self.made
+            .clone()
+            .expect("made on the first call: `make` is taken exactly then")
+    }
+}
+
 /// The refund sender of one lane (on its source chain).
 pub struct RefundSender {
     lane: Lane,
@@ -40,7 +66,7 @@ pub struct RefundSender {
     source: Arc<ChainClient>,
     submit: SubmitClient,
     leading: watch::Receiver<bool>,
-    peers: Arc<dyn RefundPeers>,
+    peers: LazyPeers,
     interval: Duration,
     metrics: LaneMetrics,
     /// Rounds each nonce waited for this operator's turn since it held a threshold.
@@ -64,7 +90,7 @@ impl RefundSender {
         source: Arc<ChainClient>,
         submit: SubmitClient,
         leading: watch::Receiver<bool>,
-        peers: Arc<dyn RefundPeers>,
+        peers: LazyPeers,
         interval: Duration,
         metrics: LaneMetrics,
     ) -> Self {
@@ -172,11 +198,8 @@ impl RefundSender {
             } else if let Some(known) = self.signatures.get(&(nonce, operator)) {
                 Some(*known)
             } else {
-                match self
-                    .peers
-                    .signature(self.lane, operator, nonce, digest)
-                    .await
-                {
+                let peers = self.peers.get();
+                match peers.signature(self.lane, operator, nonce, digest).await {
                     Ok(Some(signature)) => {
                         if self.signatures.len() < SIGNATURES_KEPT {
                             self.signatures.insert((nonce, operator), signature);
