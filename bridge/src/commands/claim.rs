@@ -143,7 +143,7 @@ pub async fn claim(
         });
     }
 
-    let targets = services_to_claim(&main, &destination, registry, lane, Some(nonce)).await?;
+    let targets = services_to_claim(&main, (&source, &destination), registry, Some(nonce)).await?;
     if targets.is_empty() {
         return Err(ClaimError::NoServices(nonce));
     }
@@ -280,15 +280,13 @@ async fn handle_tx(destination: &ChainClient, nonce: u64) -> Result<Option<B256>
 /// destination and (with `unvoted`) has not voted for that nonce.
 pub(crate) async fn services_to_claim(
     main: &ChainClient,
-    destination: &ChainClient,
+    (source, destination): (&ChainClient, &ChainClient),
     registry: Address,
-    lane: Lane,
     unvoted: Option<u64>,
 ) -> Result<Vec<(Address, B256)>, ChainError> {
-    let (src, dst) = match lane {
-        Lane::MainToService => (main.chain_id(), destination.chain_id()),
-        Lane::ServiceToMain => (destination.chain_id(), main.chain_id()),
-    };
+    // The lane's own chain ids (a service-to-main lane's destination is the main chain: its
+    // source is not).
+    let (src, dst) = (source.chain_id(), destination.chain_id());
     let services = registered_services(main, registry).await?;
     let mut out = Vec::new();
     for service in services

@@ -205,7 +205,8 @@ pub async fn refund(
                 you: user.address(),
             });
         }
-        let targets = services_to_claim(&chains.main, &destination, registry, lane, None).await?;
+        let targets =
+            services_to_claim(&chains.main, (&source, &destination), registry, None).await?;
         if targets.is_empty() {
             return Err(RefundError::NoServices);
         }
@@ -241,6 +242,7 @@ pub async fn refund(
             Duration::from_millis(config.voting.peer_timeout_ms),
             policy(config),
         ),
+        domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
         policy(config),
     );

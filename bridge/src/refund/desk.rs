@@ -75,6 +75,11 @@ pub struct RefundDesk {
     unindexed: Vec<(RefundAsk, Instant)>,
     /// Where the next look for refunds seen on the source starts.
     seen_from: u64,
+    /// The object store this operator publishes its signatures in when it does not expose
+    /// HTTP (`voting.attestation_store`), its lane service id and its address.
+    objects: Option<(crate::storage::Storage, B256, alloy::primitives::Address)>,
+    /// Refunds published there by this process.
+    published: std::collections::HashSet<u64>,
     metrics: LaneMetrics,
 }
 
@@ -103,7 +108,67 @@ impl RefundDesk {
             asks,
             unindexed: Vec::new(),
             seen_from: 0,
+            objects: None,
+            published: std::collections::HashSet::new(),
             metrics,
+        }
+    }
+
+    /// Also publish this operator's refund signatures in `objects` (its attestation store,
+    /// lane service id and address).
+    pub fn publish_to(
+        mut self,
+        objects: Option<(crate::storage::Storage, B256, alloy::primitives::Address)>,
+    ) -> Self {
+        self.objects = objects;
+        self
+    }
+
+    /// Publish the signed refunds not yet published by this process (a few per step; written
+    /// again after a start, which is harmless).
+    async fn publish_refunds(&mut self) {
+        const PER_STEP: usize = 64;
+        let Some((storage, service_id, operator)) = &self.objects else {
+            return;
+        };
+        let lane = self.settings.lane;
+        let rows = match self.store.lock().refunds_to_send(lane, 0, usize::MAX) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the refund signatures to publish");
+                return;
+            }
+        };
+        // Refunded ones are done: keep the set to what still waits.
+        self.published
+            .retain(|n| rows.iter().any(|r| r.nonce == *n));
+        let due: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !self.published.contains(&r.nonce))
+            .take(PER_STEP)
+            .collect();
+        for row in due {
+            let Some(signature) = row.signature else {
+                continue;
+            };
+            match super::peers::publish_refund(
+                storage,
+                *service_id,
+                lane,
+                *operator,
+                row.nonce,
+                &signature,
+            )
+            .await
+            {
+                Ok(()) => {
+                    self.published.insert(row.nonce);
+                }
+                Err(e) => {
+                    tracing::warn!(nonce = row.nonce, error = %e, "cannot publish a refund signature in the attestation store; retrying");
+                    return;
+                }
+            }
         }
     }
 
@@ -127,6 +192,7 @@ impl RefundDesk {
             }
         };
         self.sign_refunds().await;
+        self.publish_refunds().await;
         self.see_refunds().await;
         match self.store.lock().refunds_waiting(lane) {
             Ok(waiting) => self

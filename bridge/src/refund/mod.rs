@@ -111,7 +111,12 @@ pub fn spawn(
         control.leading.clone(),
         asks,
         metrics.clone(),
-    );
+    )
+    .publish_to(shared.attestation_store.clone().map(|storage| {
+        let service_id =
+            multibridge_contracts::LaneServiceMeta::of(&settings.domain, operator).service_id();
+        (storage, service_id, operator)
+    }));
     let span = tracing::info_span!("refund desk", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "refund desk", desk).instrument(span));
 
@@ -140,6 +145,7 @@ pub fn spawn(
                 timeout,
                 policy.clone(),
             ),
+            domain,
             timeout,
             policy,
         ))

@@ -533,4 +533,102 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
     assert_exactly_once(&driver, Lane::MainToService, 0..late.nonce + 1)
         .await
         .unwrap();
+
+    // A refund across the bucket (issue 53). The main bridge is paused; bob asks for his
+    // service-to-main transfer back. Operators 1 and 2 (3 is down) cancel it on main by votes
+    // and sign its refund; operator 2 publishes its signature only in its bucket, and no relay
+    // can pay gas on the service chain (one wei each), so bob's own command sends the refund
+    // there with operator 1's signature from its API and operator 2's from the bucket.
+    for op in 0..2 {
+        devnet.relay(op).unwrap().kill().unwrap();
+        // One wei: enough for the relay's start (a signer with no balance at all waits to be
+        // funded), never for a transaction on the service chain.
+        let address = driver.operator(op).unwrap().address();
+        driver
+            .set_balance(
+                ChainRole::Service,
+                address,
+                alloy::primitives::U256::from(1),
+            )
+            .await
+            .unwrap();
+        let mut config = devnet.operator_config(op).unwrap();
+        config.recovery.refund_after_secs = 3;
+        config.recovery.interval_ms = 500;
+        config.recovery.claims_poll_ms = 250;
+        devnet.write_operator_config(op, &config).unwrap();
+        devnet.start_relay(op).unwrap();
+    }
+    let owner = driver.owner().unwrap();
+    Bridge::new(
+        driver.manifest().main.contracts.bridge,
+        driver.wallet_provider(ChainRole::Main, &owner).unwrap(),
+    )
+    .pause()
+    .send()
+    .await
+    .unwrap()
+    .get_receipt()
+    .await
+    .unwrap();
+    let held = driver
+        .request_native(Lane::ServiceToMain, 1, bob, native)
+        .await
+        .unwrap();
+    let source_bridge = driver.manifest().service.contracts.bridge;
+    let source_before = driver
+        .native_balance(ChainRole::Service, source_bridge)
+        .await
+        .unwrap();
+    let config = devnet.operator_config_path(0);
+    let (ok, out, err) = multibridge(
+        &[
+            "refund",
+            "--config",
+            config.to_str().unwrap(),
+            "--lane",
+            "service-to-main",
+            "--tx",
+            &held.srcTxHash.to_string(),
+            "--key-env",
+            "USER_KEY",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        &driver.manifest().users[1].private_key,
+    );
+    if !ok {
+        multibridge_devnet::harness::invariants::dump_relay_logs(dir.path(), 3, 40);
+    }
+    assert!(ok, "refund failed: {out}{err}");
+    let refunded: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(refunded["refunded"], true, "{refunded}");
+    assert!(
+        refunded["refund_tx"].is_string(),
+        "no relay can pay on the service chain: bob sent it: {refunded}"
+    );
+    assert_eq!(
+        driver
+            .native_balance(ChainRole::Service, source_bridge)
+            .await
+            .unwrap(),
+        source_before - held.amount,
+        "refunded once, the fee kept"
+    );
+    // Operator 2's signature is in its bucket, where anyone reads it.
+    let domain = multibridge_contracts::VoteDomain {
+        src_chain_id: driver.manifest().service.contracts.chain_id,
+        src_bridge: source_bridge,
+        dst_chain_id: driver.manifest().main.contracts.chain_id,
+        dst_bridge: driver.manifest().main.contracts.bridge,
+    };
+    let service_id = multibridge_contracts::LaneServiceMeta::of(&domain, operator_2).service_id();
+    let object = reqwest::get(format!(
+        "{}/{bucket}/operator-2/attestations/{service_id:x}/refunds/{:020}.json",
+        s3.endpoint, held.nonce
+    ))
+    .await
+    .unwrap();
+    assert!(object.status().is_success(), "{}", object.status());
 }
