@@ -98,6 +98,15 @@ impl Resolve for PublicOnly {
 }
 
 impl LocationPolicy {
+    /// The policy `config` sets: devnet when both chains are devnet chains, its `peer_stores`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            devnet: multibridge_config::is_devnet_chain(config.chains.main.chain_id)
+                && multibridge_config::is_devnet_chain(config.chains.service.chain_id),
+            peer_stores: config.voting.peer_stores.clone(),
+        }
+    }
+
     /// The HTTP client peers are fetched with: no redirects, and (outside devnets) public
     /// addresses only.
     pub fn http_client(&self, timeout: std::time::Duration) -> reqwest::Client {

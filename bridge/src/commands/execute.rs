@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use super::UserKeyArgs;
 use crate::attest::collect::{PeerSource, RegistryPeers};
-use crate::chain::lookup::{ScanBounds, find_request};
 use crate::chain::sender::{Sender, SenderPolicy, Tracked};
 use crate::chain::{ChainClient, ChainPair, RetryPolicy};
 use crate::config::Config;
@@ -107,26 +106,14 @@ async fn batch_of(
     lane: Lane,
     nonce: u64,
 ) -> anyhow::Result<Vec<Request>> {
-    let chain = config.chains.get(lane.source());
-    let head = source.head().await?;
-    let request = find_request(
-        source,
-        nonce,
-        ScanBounds {
-            floor: chain.start_block,
-            top: head,
-            max_range: chain.max_block_range.max(1),
-            not_before: None,
-            max_queries: 10_000,
-        },
-    )
-    .await?
-    .ok_or_else(|| {
-        anyhow::anyhow!(
-            "no request with nonce {nonce} on the {} chain's bridge",
-            lane.source()
-        )
-    })?;
+    let request = super::request_at(config, source, lane, nonce)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no request with nonce {nonce} on the {} chain's bridge",
+                lane.source()
+            )
+        })?;
     let block = request.srcBlockNumber;
     let logs = source
         .logs(
@@ -210,11 +197,7 @@ pub async fn execute(
         lane,
         domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
-        crate::attest::location::LocationPolicy {
-            devnet: multibridge_config::is_devnet_chain(config.chains.main.chain_id)
-                && multibridge_config::is_devnet_chain(config.chains.service.chain_id),
-            peer_stores: config.voting.peer_stores.clone(),
-        },
+        crate::attest::location::LocationPolicy::of(config),
     );
     let mut signatures: Vec<(Address, [u8; 65])> = Vec::new();
     while signatures.len() < threshold {

@@ -73,3 +73,27 @@ impl UserKeyArgs {
         })
     }
 }
+
+/// Request `nonce` of `lane` as its source bridge logged it, searched back from the head to the
+/// source's `start_block` (what a user's command names by nonce).
+pub(crate) async fn request_at(
+    config: &crate::config::Config,
+    source: &crate::chain::ChainClient,
+    lane: multibridge_contracts::Lane,
+    nonce: u64,
+) -> Result<Option<multibridge_contracts::Request>, crate::chain::ChainError> {
+    let chain = config.chains.get(lane.source());
+    let head = source.head().await?;
+    crate::chain::lookup::find_request(
+        source,
+        nonce,
+        crate::chain::lookup::ScanBounds {
+            floor: chain.start_block,
+            top: head,
+            max_range: chain.max_block_range.max(1),
+            not_before: None,
+            max_queries: 10_000,
+        },
+    )
+    .await
+}

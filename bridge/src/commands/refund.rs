@@ -18,8 +18,8 @@ use multibridge_contracts::{ClaimData, Lane, Request};
 use serde::Serialize;
 
 use super::UserKeyArgs;
-use super::claim::{FiledClaim, file_claims, nonce_of, services_to_claim};
-use crate::chain::lookup::{ScanBounds, find_request, requests_of_tx};
+use super::claim::{ClaimTarget, FiledClaim, file_claims, nonce_of, services_to_claim};
+use crate::chain::lookup::requests_of_tx;
 use crate::chain::sender::{Sender, SenderPolicy, Tracked};
 use crate::chain::{ChainClient, ChainPair, RetryPolicy};
 use crate::config::Config;
@@ -106,24 +106,15 @@ pub enum RefundError {
     Claim(#[from] super::claim::ClaimError),
 }
 
-/// Which request.
-#[derive(Debug, Clone, Copy)]
-pub enum RefundTarget {
-    /// By nonce.
-    Nonce(u64),
-    /// By its source transaction.
-    SourceTx(B256),
-}
-
 /// The request `target` names on `lane`'s source.
 async fn request_of(
     config: &Config,
     source: &ChainClient,
     lane: Lane,
-    target: RefundTarget,
+    target: ClaimTarget,
 ) -> Result<Request, RefundError> {
     let nonce = match target {
-        RefundTarget::SourceTx(tx) => {
+        ClaimTarget::SourceTx(tx) => {
             let nonce = nonce_of(source, tx)
                 .await
                 .map_err(|_| RefundError::NotARequest(tx))?;
@@ -135,23 +126,11 @@ async fn request_of(
             }
             nonce
         }
-        RefundTarget::Nonce(nonce) => nonce,
+        ClaimTarget::Nonce(nonce) => nonce,
     };
-    let chain = config.chains.get(lane.source());
-    let head = source.head().await?;
-    find_request(
-        source,
-        nonce,
-        ScanBounds {
-            floor: chain.start_block,
-            top: head,
-            max_range: chain.max_block_range.max(1),
-            not_before: None,
-            max_queries: 10_000,
-        },
-    )
-    .await?
-    .ok_or(RefundError::UnknownNonce(nonce))
+    super::request_at(config, source, lane, nonce)
+        .await?
+        .ok_or(RefundError::UnknownNonce(nonce))
 }
 
 /// Ask for the refund of `target` as `user` and follow it until refunded or `timeout`.
@@ -159,7 +138,7 @@ pub async fn refund(
     config: &Config,
     user: crate::chain::signer::OperatorSigner,
     lane: Lane,
-    target: RefundTarget,
+    target: ClaimTarget,
     timeout: Duration,
     mut progress: impl FnMut(&str),
 ) -> Result<RefundOutcome, RefundError> {
@@ -240,11 +219,11 @@ pub async fn refund(
             lane,
             domain,
             Duration::from_millis(config.voting.peer_timeout_ms),
-            policy(config),
+            crate::attest::location::LocationPolicy::of(config),
         ),
         domain,
         Duration::from_millis(config.voting.peer_timeout_ms),
-        policy(config),
+        crate::attest::location::LocationPolicy::of(config),
     );
     let mut said_cancelled = false;
     loop {
@@ -287,14 +266,6 @@ pub async fn refund(
             });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-fn policy(config: &Config) -> crate::attest::location::LocationPolicy {
-    crate::attest::location::LocationPolicy {
-        devnet: multibridge_config::is_devnet_chain(config.chains.main.chain_id)
-            && multibridge_config::is_devnet_chain(config.chains.service.chain_id),
-        peer_stores: config.voting.peer_stores.clone(),
     }
 }
 
@@ -388,8 +359,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let user = args.key.signer().await?;
     let target = match (args.nonce, args.tx) {
-        (Some(n), _) => RefundTarget::Nonce(n),
-        (None, Some(tx)) => RefundTarget::SourceTx(tx),
+        (Some(n), _) => ClaimTarget::Nonce(n),
+        (None, Some(tx)) => ClaimTarget::SourceTx(tx),
         (None, None) => anyhow::bail!("give --nonce N or --tx HASH"),
     };
     let json = args.json;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::peers::RefundPeers;
 use crate::chain::ChainClient;
 use crate::chain::submitter::{GasPlan, SubmitClient, send_planned};
-use crate::store::{SharedStore, unix_now};
+use crate::store::SharedStore;
 use crate::task::{Next, Stepper};
 use crate::turns::my_turn;
 
@@ -113,34 +113,25 @@ impl RefundSender {
     }
 
     async fn round(&mut self) -> Result<Next, Infallible> {
-        let rows = match self
-            .store
-            .lock()
-            .refunds_to_send(self.lane, self.from, PER_STEP)
-        {
+        let from = self.from;
+        let rows = match self.store.lock().refunds_to_send(self.lane, from, PER_STEP) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the refunds to send");
                 return Ok(Next::After(self.interval));
             }
         };
-        self.from = if rows.len() < PER_STEP {
-            0
-        } else {
-            rows.last().map_or(0, |r| r.nonce.saturating_add(1))
-        };
-        if self.from == 0 {
-            // A whole pass ended: forget what belongs to refunds no longer waiting.
-            let open = self
-                .store
-                .lock()
-                .refunds_to_send(self.lane, 0, usize::MAX)
-                .map(|rows| rows.into_iter().map(|r| r.nonce).collect::<Vec<_>>());
-            if let Ok(open) = open {
-                self.waited.retain(|n, _| open.contains(n));
-                self.sent.retain(|n, _| open.contains(n));
-                self.signatures.retain(|(n, _), _| open.contains(n));
+        if rows.len() < PER_STEP {
+            self.from = 0;
+            if from == 0 {
+                // The whole set in one read: forget what belongs to refunds no longer waiting.
+                let open = |n: &u64| rows.iter().any(|r| r.nonce == *n);
+                self.waited.retain(|n, _| open(n));
+                self.sent.retain(|n, _| open(n));
+                self.signatures.retain(|(n, _), _| open(n));
             }
+        } else {
+            self.from = rows.last().map_or(0, |r| r.nonce.saturating_add(1));
         }
         for row in rows {
             let Some(request) = row.request else {
@@ -153,21 +144,13 @@ impl RefundSender {
         Ok(Next::After(self.interval))
     }
 
-    /// Look at one signed refund: seen refunded, or sent when this operator leads the source,
-    /// a threshold signed and it is its turn.
+    /// Look at one signed refund: sent when it is not refunded yet, this operator leads the
+    /// source, a threshold signed and it is its turn.
     async fn one(&mut self, request: &Request) -> Result<(), String> {
         let nonce = request.nonce;
         let views = self.source.views();
+        // Refunded already (by anyone): nothing to send; the desk records it.
         if views.is_refunded(nonce).await.map_err(|e| e.to_string())? {
-            if self
-                .store
-                .lock()
-                .note_refunded(self.lane, nonce, unix_now())
-                .map_err(|e| e.to_string())?
-            {
-                self.metrics.refund_step("refunded", 1);
-                tracing::info!(nonce, "the source refunded the request");
-            }
             return Ok(());
         }
         if !*self.leading.borrow() {

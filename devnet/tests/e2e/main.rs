@@ -70,6 +70,18 @@ pub(crate) async fn ha_devnet_alone() -> (tempfile::TempDir, multibridge_devnet:
     (dir, devnet)
 }
 
+/// Rewrite every operator's config of `devnet` with `edit` (the relays read it when they start).
+pub(crate) fn edit_configs(
+    devnet: &multibridge_devnet::Devnet,
+    edit: impl Fn(&mut multibridge_config::Config),
+) {
+    for op in devnet.operators() {
+        let mut config = devnet.operator_config(op).unwrap();
+        edit(&mut config);
+        devnet.write_operator_config(op, &config).unwrap();
+    }
+}
+
 /// How the tests wait for something (never a bare sleep as synchronisation): poll a check until
 /// it yields `Ok(value)`; past the deadline, panic with `what: <the check's last Err>` (its last
 /// observation), after dumping the relays' logs if asked to.

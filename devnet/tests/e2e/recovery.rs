@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::Provider;
-use multibridge_config::Config;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::invariants::{
@@ -29,15 +28,6 @@ async fn devnet(relays: bool) -> (tempfile::TempDir, Devnet) {
     .await
     .unwrap();
     (dir, devnet)
-}
-
-/// Rewrite every operator's config with `edit`.
-fn edit_configs(devnet: &Devnet, edit: impl Fn(&mut Config)) {
-    for op in devnet.operators() {
-        let mut config = devnet.operator_config(op).unwrap();
-        edit(&mut config);
-        devnet.write_operator_config(op, &config).unwrap();
-    }
 }
 
 /// Start indexing both chains past their current heads: requests already made are invisible to
@@ -96,7 +86,7 @@ async fn a_backlog_requested_while_all_relays_were_down_is_recovered_from_the_ch
         assert_eq!(made, PER_LANE);
     }
     let (main_start, service_start) = start_blocks_past_heads(&driver).await;
-    edit_configs(&devnet, |c| {
+    crate::edit_configs(&devnet, |c| {
         c.chains.main.start_block = main_start;
         c.chains.service.start_block = service_start;
         c.recovery.interval_ms = INTERVAL_MS;
@@ -245,7 +235,7 @@ async fn a_relay_whose_store_was_deleted_recovers_everything_pending_from_the_ch
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_stopped_and_started_ten_times_while_transfers_flow_lose_and_double_nothing() {
     let (_dir, mut devnet) = devnet(false).await;
-    edit_configs(&devnet, |c| c.recovery.interval_ms = 2_000);
+    crate::edit_configs(&devnet, |c| c.recovery.interval_ms = 2_000);
     for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }
@@ -500,7 +490,7 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
     // Indexers parked far ahead and a recovery interval of ten minutes: without the claim the
     // request below would sit for ten minutes.
     let (main_start, service_start) = start_blocks_past_heads(&driver).await;
-    edit_configs(&devnet, |c| {
+    crate::edit_configs(&devnet, |c| {
         c.chains.main.start_block = main_start + 100_000;
         c.chains.service.start_block = service_start + 100_000;
         c.recovery.interval_ms = 600_000;
@@ -615,7 +605,7 @@ async fn a_user_claim_is_acted_on_long_before_the_next_recovery_tick() {
 async fn dropped_vote_transactions_stall_the_lane_only_until_recovery_completes_it() {
     const INTERVAL_MS: u64 = 2_000;
     let (_dir, mut devnet) = devnet(false).await;
-    edit_configs(&devnet, |c| c.recovery.interval_ms = INTERVAL_MS);
+    crate::edit_configs(&devnet, |c| c.recovery.interval_ms = INTERVAL_MS);
     for op in devnet.operators() {
         devnet.start_relay(op).unwrap();
     }

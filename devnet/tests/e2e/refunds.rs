@@ -215,15 +215,6 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
     );
 }
 
-/// Rewrite every operator's config with `edit`.
-fn edit_configs(devnet: &Devnet, edit: impl Fn(&mut multibridge::config::Config)) {
-    for op in devnet.operators() {
-        let mut config = devnet.operator_config(op).unwrap();
-        edit(&mut config);
-        devnet.write_operator_config(op, &config).unwrap();
-    }
-}
-
 /// The `Refunded` events of `nonce` on `role`'s bridge.
 async fn refunds_of(driver: &Driver, role: ChainRole, nonce: u64) -> usize {
     use alloy::sol_types::SolEvent as _;
@@ -254,7 +245,7 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
     let mut devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
         .await
         .unwrap();
-    edit_configs(&devnet, |c| {
+    crate::edit_configs(&devnet, |c| {
         c.recovery.refund_after_secs = 5;
         c.recovery.interval_ms = 500;
     });
@@ -462,6 +453,18 @@ async fn a_request_refused_for_good_is_refunded_by_the_relays_once_even_across_a
     assert_eq!(tracked["nonce"], after.nonce, "{tracked}");
 }
 
+/// `multibridge <args>` with `key` in `USER_KEY` (the suite's [`crate::cli::multibridge`], off
+/// the test's async workers): its stdout on success, its stderr otherwise.
+async fn cli(args: Vec<String>, key: String) -> Result<String, String> {
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::multibridge(&args, &key)
+    })
+    .await
+    .unwrap();
+    if ok { Ok(out) } else { Err(err) }
+}
+
 /// `multibridge track <target>` against `devnet`'s chains: its JSON answer (and, with
 /// `human`, its text).
 async fn track_cli(devnet: &Devnet, target: &str, human: bool) -> serde_json::Value {
@@ -474,21 +477,13 @@ async fn track_cli(devnet: &Devnet, target: &str, human: bool) -> serde_json::Va
     if !human {
         args.push("--json".to_owned());
     }
-    let output =
-        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
-            .args(&args)
-            .output()
-            .await
-            .unwrap();
-    assert!(
-        output.status.success(),
-        "track failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let out = cli(args, String::new())
+        .await
+        .unwrap_or_else(|e| panic!("track failed: {e}"));
     if human {
-        serde_json::Value::String(String::from_utf8_lossy(&output.stdout).into_owned())
+        serde_json::Value::String(out)
     } else {
-        serde_json::from_slice(&output.stdout).unwrap()
+        serde_json::from_str(&out).unwrap()
     }
 }
 
@@ -504,7 +499,7 @@ async fn refunding_devnet(
     })
     .await
     .unwrap();
-    edit_configs(&devnet, |c| {
+    crate::edit_configs(&devnet, |c| {
         c.recovery.refund_after_secs = refund_after;
         c.recovery.interval_ms = 500;
         c.recovery.claims_poll_ms = 250;
@@ -525,35 +520,26 @@ async fn refund_cli(
     tx: alloy::primitives::B256,
     timeout_secs: u64,
 ) -> Result<serde_json::Value, String> {
-    let key = format!(
-        "0x{}",
-        alloy::hex::encode(driver.user(user).unwrap().to_bytes())
-    );
-    let output =
-        tokio::process::Command::new(multibridge_devnet::harness::tools::relay_binary().unwrap())
-            .args([
-                "refund",
-                "--config",
-                devnet.operator_config_path(0).to_str().unwrap(),
-                "--lane",
-                lane.as_str(),
-                "--tx",
-                &tx.to_string(),
-                "--key-env",
-                "REFUND_USER_KEY",
-                "--timeout",
-                &timeout_secs.to_string(),
-                "--json",
-            ])
-            .env("REFUND_USER_KEY", key)
-            .output()
-            .await
-            .unwrap();
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    let args = [
+        "refund",
+        "--config",
+        devnet.operator_config_path(0).to_str().unwrap(),
+        "--lane",
+        lane.as_str(),
+        "--tx",
+        &tx.to_string(),
+        "--key-env",
+        "USER_KEY",
+        "--timeout",
+        &timeout_secs.to_string(),
+        "--json",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let key = driver.manifest().users[user].private_key.clone();
+    cli(args, key)
+        .await
+        .map(|out| serde_json::from_str(out.trim()).unwrap())
 }
 
 /// A destination paused (by its owner, for good as far as the user knows) holds a native
