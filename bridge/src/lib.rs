@@ -93,7 +93,7 @@ pub use error::RelayError;
 
 /// What the devnet harness and its end-to-end tests reach inside the relay (the relay's public
 /// surface besides the commands): backup keys and logs, the store, the indexer, the election
-/// layout, the registry's lane services. Everything else is the crate's own.
+/// layout, the registry's lane services, whose turn a batch is. Everything else is the crate's own.
 pub mod harness {
     pub use crate::backup::ecies;
     pub use crate::backup::join::newest_log;
@@ -104,4 +104,5 @@ pub mod harness {
     pub use crate::registry::lane_services;
     pub use crate::storage::sha256_hex;
     pub use crate::store::{SharedStore, Store, identity, payload_hash};
+    pub use crate::turns::turn_of;
 }

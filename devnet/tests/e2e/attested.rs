@@ -124,9 +124,7 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
         )
         .await
         .unwrap();
-    let leader = multibridge_devnet::harness::ha::leading_replica(&devnet, 0, Lane::MainToService)
-        .await
-        .expect("operator 1 leads main-to-service on one replica");
+    let leader = crate::leader_of(&devnet, 0, Lane::MainToService).await;
     Poll::new("the backlog's first handle", Duration::from_secs(60))
         .until(async || {
             match driver
@@ -177,9 +175,14 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
             .unwrap();
         assert!(!batches.is_empty(), "{role}: no attested batch");
     }
-    // The lane leaders signed and served what they signed; the batches were sent by more than
-    // one operator (turns follow the digest).
+    // The lane leaders signed and served what they signed; turns follow the digest, so when
+    // the batches were more than one operator's turn, more than one operator sent them (a
+    // late operator's turn passes to the next, never to nobody).
+    let operators: Vec<Address> = (0..3)
+        .map(|i| driver.operator(i).unwrap().address())
+        .collect();
     let mut senders = std::collections::BTreeSet::new();
+    let mut turns = std::collections::BTreeSet::new();
     let service = driver.provider(ChainRole::Service).unwrap();
     for log in bridge_events::<Bridge::BatchAttested>(&driver, ChainRole::Service)
         .await
@@ -193,8 +196,17 @@ async fn attested_batches_move_transfers_both_ways_exactly_once_without_a_vote()
         .unwrap()
         .unwrap();
         senders.insert(tx.inner.signer());
+        let digest = log
+            .log_decode::<Bridge::BatchAttested>()
+            .unwrap()
+            .inner
+            .digest;
+        turns.insert(multibridge::harness::turn_of(&digest, &operators).unwrap());
     }
-    assert!(senders.len() >= 2, "batches sent by {senders:?} only");
+    assert!(
+        turns.len() < 2 || senders.len() >= 2,
+        "batches that were the turns of {turns:?} were sent by {senders:?} only"
+    );
     let signed =
         futures::future::join_all(devnet.replica_http_ports.iter().flatten().map(|port| {
             metric(

@@ -16,7 +16,7 @@ use multibridge_devnet::harness::invariants::dump_relay_logs;
 use multibridge_devnet::harness::tools::{relay_binary, workspace_root};
 use multibridge_devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, Driver};
 
-use crate::{eventually, relay_ready};
+use crate::{eventually, leader_of, relay_ready};
 
 const LANE: Lane = Lane::MainToService;
 const OP: usize = 0;
@@ -197,16 +197,7 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
         Duration::from_millis(150),
     );
     let ports = devnet.replica_http_ports[OP].clone();
-    let leader = eventually(
-        "operator 1 leads the lane",
-        Duration::from_secs(30),
-        async || {
-            leading_replica(&devnet, OP, LANE)
-                .await
-                .ok_or_else(|| "no leader".to_owned())
-        },
-    )
-    .await;
+    let leader = leader_of(&devnet, OP, LANE).await;
     let follower = 1 - leader;
     // The bound (30 handled) fires under traffic.
     let backups = [
@@ -385,7 +376,7 @@ async fn an_unusable_backup_is_named_and_the_replica_replays_the_chain() {
     let nonces: Vec<u64> = requests.iter().map(|r| r.nonce).collect();
     let last_block = requests.last().unwrap().srcBlockNumber;
     check_drained(&driver, LANE, &nonces, 3).await.unwrap();
-    let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
+    let follower = 1 - leader_of(&devnet, OP, LANE).await;
     backup_now(&devnet.replica_config_path(OP, follower), LANE);
     let (_, sealed) = stored_log(&devnet, OP, LANE).await;
     let log = BackupLog::open(
@@ -487,7 +478,7 @@ async fn backups_go_to_an_s3_compatible_store_and_a_wiped_replica_joins_from_it(
         .map(|r| r.nonce)
         .collect();
     check_drained(&driver, LANE, &nonces, 3).await.unwrap();
-    let follower = 1 - leading_replica(&devnet, OP, LANE).await.unwrap();
+    let follower = 1 - leader_of(&devnet, OP, LANE).await;
     let version = backup_now(&devnet.replica_config_path(OP, follower), LANE);
     let (_, sealed) = stored_log(&devnet, OP, LANE).await;
     let log = BackupLog::open(

@@ -149,6 +149,25 @@ pub(crate) async fn eventually<T>(
     Poll::new(what, timeout).until(check).await
 }
 
+/// The replica of operator `op` that leads `lane`, waited for: one scrape can miss it while a
+/// term changes hands or a loaded relay answers late.
+pub(crate) async fn leader_of(
+    devnet: &multibridge_devnet::Devnet,
+    op: usize,
+    lane: multibridge_contracts::Lane,
+) -> usize {
+    eventually(
+        format!("operator {} leads {lane:?} on one replica", op + 1),
+        Duration::from_secs(30),
+        async || {
+            multibridge_devnet::harness::ha::leading_replica(devnet, op, lane)
+                .await
+                .ok_or_else(|| "no replica reports leading".to_owned())
+        },
+    )
+    .await
+}
+
 /// Wait until the relay serving on `port` answers `/readyz` with 200.
 pub(crate) async fn relay_ready(port: u16, timeout: Duration) {
     eventually(
