@@ -5,9 +5,8 @@
 #   from apt : etcd (server + client), protoc *with* the well-known .proto files
 #              (protobuf-compiler + libprotobuf-dev; etcd-client's build script imports
 #              google/protobuf/descriptor.proto and struct.proto), nftables/iptables (fault
-#              tests), prometheus (promtool for alert-rule tests), libssl-dev + pkg-config
-#              (https to RPCs and S3-compatible backup storage through reqwest's native-tls),
-#              chromium + chromium-driver + fonts-dejavu-core (the dashboard's browser tests
+#              tests), prometheus (promtool for alert-rule tests), make + gcc (jemalloc's C
+#              sources), chromium + chromium-driver + fonts-dejavu-core (the dashboard's browser tests
 #              and screenshots, headless), softhsm2 (a PKCS#11 token for the HSM signer tests
 #              and `multibridge-devnet up --signer hsm`), buildah + podman + runc (the container
 #              image, built from scratch by deploy/container/build-image.sh, and the test that runs
@@ -33,7 +32,6 @@ apt_packages=(
   protobuf-compiler libprotobuf-dev
   nftables iptables
   prometheus
-  libssl-dev pkg-config
   make gcc  # the relay's allocator, jemalloc, is built from its C sources (configure + make)
   chromium chromium-driver fonts-dejavu-core
   softhsm2
@@ -224,9 +222,6 @@ if ! err="$(
   fail "buildah cannot build an image from scratch: $err"
 fi
 rm -rf "$containers"
-
-# openssl-sys (reqwest's native-tls: https to RPCs and S3) finds OpenSSL through pkg-config.
-pkg-config --exists openssl 2>/dev/null || fail "pkg-config cannot find openssl (install libssl-dev and pkg-config)"
 
 # protoc must compile a file that imports the well-known protos etcd-client's build imports.
 protoc_v="$(version_of protoc protoc --version)"

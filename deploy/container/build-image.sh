@@ -3,8 +3,8 @@
 # no base image is pulled from any registry. The image holds exactly
 #
 #   /usr/local/bin/multibridge      the relay binary (debug info stripped)
-#   the shared libraries it links   found with ldd: glibc (libc, libm, the loader), libgcc_s,
-#                                   OpenSSL 3 (libssl, libcrypto) from the build machine
+#   the shared libraries it links   found with ldd: glibc (libc, libm, the loader) and libgcc_s
+#                                   from the build machine (TLS is rustls, compiled in)
 #   /etc/ssl/certs/ca-certificates.crt   CA bundle for https RPCs, S3 and KMS (SSL_CERT_FILE)
 #   /etc/passwd, /etc/group, /etc/nsswitch.conf   user and group `nonroot` (65532)
 #   /var/lib/multibridge            the store's mount point (owned by 65532), the working dir

@@ -234,10 +234,16 @@ impl<'a> BridgeViews<'a> {
         let before = match start.checked_sub(1) {
             Some(block) => match self.request_nonce_at(block).await {
                 Ok(nonce) => nonce,
-                Err(e) => {
-                    tracing::debug!(block, error = %e, "cannot count the requests of a log range");
-                    return blocks;
-                }
+                // No bridge there yet (a scan from block 0, as the recovery worker's before
+                // anything was handled) counts as 0: that range was read whole before, ~5,000
+                // logs in one answer at a 10,000 backlog, the relay's peak heap.
+                Err(first) => match self.first_nonce_from(start).await {
+                    Ok(nonce) => nonce,
+                    Err(e) => {
+                        tracing::debug!(block, error = %first, then = %e, "cannot count the requests of a log range");
+                        return blocks;
+                    }
+                },
             },
             None => 0,
         };

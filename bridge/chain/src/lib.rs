@@ -191,8 +191,8 @@ pub fn endpoint_label(index: usize, url: &str) -> String {
 }
 
 /// The one HTTP client every RPC endpoint of the process shares (it pools connections per
-/// host). Building a client loads the system's CA certificates — about 80 ms of CPU through
-/// OpenSSL — and one per endpoint and per connect was most of a relay's start: six relays
+/// host). Building a client used to load the system's CA certificates — about 80 ms of CPU
+/// through OpenSSL, before the relay's TLS was rustls — and one per endpoint and per connect was most of a relay's start: six relays
 /// restarted together on two cores took 0.9 s each to pass their preflight.
 fn shared_http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();

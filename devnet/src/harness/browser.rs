@@ -87,7 +87,7 @@ impl Browser {
             "goog:chromeOptions".into(),
             serde_json::json!({ "binary": chromium, "args": args }),
         );
-        let client = ClientBuilder::native()
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&url)
             .await

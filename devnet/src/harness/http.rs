@@ -1,6 +1,6 @@
 //! One HTTP client for everything the harness asks over HTTP (the chains' RPCs, the relays'
-//! `/metrics`). Building a reqwest client loads the system's CA certificates — about 80 ms of
-//! CPU through OpenSSL — and the harness used to build one per provider and per scrape: a
+//! `/metrics`). Building a reqwest client loaded the system's CA certificates — about 80 ms of
+//! CPU through OpenSSL, before TLS was rustls — and the harness used to build one per provider and per scrape: a
 //! transfer every 200 ms and a scrape every 50 ms kept a core busy, which is what the timing
 //! tests then measured. The client keeps no idle connections: the end-to-end tests run many
 //! tokio runtimes, and a pooled connection belongs to the runtime that opened it.

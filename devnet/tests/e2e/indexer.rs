@@ -379,4 +379,23 @@ async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
         largest <= TARGET_LOGS,
         "an answer held {largest} requests (at most {TARGET_LOGS})"
     );
+    // A scan from block 0, before the bridge existed (the recovery worker's, while nothing is
+    // handled yet), is bounded the same way: that range used to be read whole.
+    let deployed = driver.chain(ChainRole::Main).contracts.bridge_block;
+    assert!(deployed > 0, "the bridge is deployed after block 0");
+    let head = provider.get_block_number().await.unwrap();
+    let range = main
+        .views()
+        .requests_within(0..=head, TARGET_LOGS as u64)
+        .await;
+    let found = main
+        .views()
+        .request_logs(range.clone())
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        *range.end() < head && found <= TARGET_LOGS,
+        "from block 0 the range {range:?} of {head} blocks held {found} requests"
+    );
 }
