@@ -236,7 +236,7 @@ async fn run_one(
 const DRAIN_BASE_FEE_WEI: u64 = 1;
 
 /// Set the destination's next base fee to [`DRAIN_BASE_FEE_WEI`] (`anvil_setNextBlockBaseFeePerGas`).
-async fn floor_base_fee(dest: &impl Provider) -> Result<(), DevnetError> {
+pub(crate) async fn floor_base_fee(dest: &impl Provider) -> Result<(), DevnetError> {
     dest.raw_request::<_, serde_json::Value>(
         "anvil_setNextBlockBaseFeePerGas".into(),
         (U256::from(DRAIN_BASE_FEE_WEI),),

@@ -101,12 +101,12 @@ pub struct Gas {
 pub struct Memory {
     /// Requests pending while measured.
     pub pending: usize,
-    /// Peak resident set of the lane leader (indexes and votes), MiB.
+    /// Peak resident set (the kernel's `VmHWM`) of the lane leader (indexes and votes), MiB.
     pub peak_rss_mib: f64,
     /// Peak resident set of a follower replica of the same operator (indexes only), MiB.
     pub follower_peak_rss_mib: f64,
-    /// Of the leader's peak, anonymous memory (heap, stacks) in MiB; the rest is file-backed:
-    /// the binary's and the libraries' pages.
+    /// The leader's largest anonymous memory (heap, stacks) sampled, MiB; the rest is
+    /// file-backed: the binary's and the libraries' pages.
     pub peak_anon_mib: f64,
     /// The same of the follower's peak.
     pub follower_peak_anon_mib: f64,
@@ -537,9 +537,13 @@ async fn measure_rss(
             }
         }
         // In rounds of at most `ROUND` requests, each mined before the next is sent: a node's
-        // pool of 100,000 would outlast the confirmation timeout of the last ones.
+        // pool of 100,000 would outlast the confirmation timeout of the last ones. Each round
+        // starts from a floored base fee: 138 full blocks in a row raise it past the fee cap the
+        // round was sent with (the 100,000 backlog then stalled at 98,028, a timeout).
         const ROUND: usize = 8_000;
+        let source = driver.provider(lane.source())?;
         while total < target {
+            crate::bench::modes::floor_base_fee(&source).await?;
             let per_user = target.saturating_sub(total).min(ROUND).div_ceil(users);
             let bursts = futures::future::join_all((0..users).map(|u| {
                 driver.request_native_burst(
@@ -578,10 +582,11 @@ async fn measure_rss(
         loop {
             let mut done = 0usize;
             for (pid, port, peak) in &mut watched {
-                if let Some(now) = rss_kib(*pid)
-                    && now.total > peak.total
-                {
-                    *peak = now;
+                // The kernel's high-water mark is the peak, however short (a transient answer
+                // between two samples counts); the anonymous part is the largest sampled.
+                if let Some(now) = rss_kib(*pid) {
+                    peak.peak = peak.peak.max(now.peak);
+                    peak.anon = peak.anon.max(now.anon);
                 }
                 let led = metric(*port, "multibridge_leader{lane=\"main-to-service\"}").await;
                 let leads = led.is_some_and(|v| v >= 1.0);
@@ -625,8 +630,8 @@ async fn measure_rss(
         );
         figures.push(Memory {
             pending: total,
-            peak_rss_mib: mib(leader.total),
-            follower_peak_rss_mib: mib(follower.total),
+            peak_rss_mib: mib(leader.peak),
+            follower_peak_rss_mib: mib(follower.peak),
             peak_anon_mib: mib(leader.anon),
             follower_peak_anon_mib: mib(follower.anon),
             runs: 1,
@@ -688,10 +693,10 @@ async fn indexed(port: u16) -> usize {
     sum as usize
 }
 
-/// A process's resident set, KiB: all of it, and its anonymous part.
+/// A process's resident set, KiB: its high-water mark (`VmHWM`), and the anonymous part now.
 #[derive(Debug, Clone, Copy, Default)]
 struct Rss {
-    total: u64,
+    peak: u64,
     anon: u64,
 }
 
@@ -704,7 +709,7 @@ fn rss_kib(pid: i32) -> Option<Rss> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     };
     Some(Rss {
-        total: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
         anon: field("RssAnon:").unwrap_or(0),
     })
 }
