@@ -270,6 +270,9 @@ fn lapses_series(lane: Lane) -> String {
 struct Reading {
     /// `multibridge_leader` read 1.
     leading: [bool; 2],
+    /// Leading, in an answer that came back within [`SIMULTANEOUS`] of the poll's start: the
+    /// answers of one poll that can be compared as one instant.
+    sending: [bool; 2],
     /// `multibridge_leadership_changes_total`.
     changes: [f64; 2],
     /// `multibridge_lease_lapses_total` (a lease that ran out and came back without a change).
@@ -281,6 +284,7 @@ struct Reading {
 impl Reading {
     const NOTHING: Self = Self {
         leading: [false; 2],
+        sending: [false; 2],
         changes: [0.0; 2],
         lapses: [0.0; 2],
         votes: [0.0; 2],
@@ -297,6 +301,7 @@ impl Reading {
         for lane in Lane::ALL {
             let i = lane_index(lane);
             reading.leading[i] = value(&leader_series(lane)) == Some(1.0);
+            reading.sending[i] = reading.leading[i];
             reading.changes[i] = value(&changes_series(lane)).unwrap_or(0.0);
             reading.lapses[i] = value(&lapses_series(lane)).unwrap_or(0.0);
             reading.votes[i] = value(&votes_series(lane)).unwrap_or(0.0);
@@ -321,6 +326,8 @@ struct OperatorView {
     at: Instant,
     /// Per lane: replicas leading.
     leaders: [u8; 2],
+    /// Per lane: replicas leading in answers within [`SIMULTANEOUS`] of the poll's start.
+    senders: [u8; 2],
     /// Per lane: votes sent, summed over the replicas.
     votes: [f64; 2],
 }
@@ -340,6 +347,12 @@ pub struct LeaderWatch(Background<LeaderTimeline>);
 
 /// How long a [`LeaderWatch`] waits for one replica's `/metrics`.
 const WATCH_SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers of one poll that came back within this of its start count as one instant for "two
+/// replicas lead at once": the fence's margin at a 1 s lease (a leader's sends stop this long
+/// before a standby may take over). A later answer (a loaded relay) can read a moment after the
+/// others: the old leader just before its fence closed, its successor just after it took over.
+const SIMULTANEOUS: Duration = Duration::from_millis(100);
 
 fn lane_index(lane: Lane) -> usize {
     Lane::ALL.iter().position(|l| *l == lane).unwrap_or(0)
@@ -364,7 +377,11 @@ impl LeaderWatch {
                             .send()
                             .await
                             .ok()?;
-                        Some(Reading::parse(&resp.text().await.ok()?))
+                        let mut reading = Reading::parse(&resp.text().await.ok()?);
+                        if at.elapsed() > SIMULTANEOUS {
+                            reading.sending = [false; 2];
+                        }
+                        Some(reading)
                     }
                 };
                 let readings = futures::future::join_all(ports.iter().map(|replicas| {
@@ -404,6 +421,7 @@ impl LeaderTimeline {
             .map(|s| OperatorView {
                 at: s.at,
                 leaders: [0; 2],
+                senders: [0; 2],
                 votes: [0.0; 2],
             })
             .collect();
@@ -439,6 +457,7 @@ impl LeaderTimeline {
                                 }
                                 _ => false,
                             };
+                            guess.sending[l] = guess.leading[l];
                         }
                         guess
                     }
@@ -447,6 +466,8 @@ impl LeaderTimeline {
                     for l in 0..2 {
                         view.leaders[l] =
                             view.leaders[l].saturating_add(u8::from(filled.leading[l]));
+                        view.senders[l] =
+                            view.senders[l].saturating_add(u8::from(filled.sending[l]));
                         view.votes[l] += filled.votes[l];
                     }
                 }
@@ -498,12 +519,16 @@ impl LeaderTimeline {
         longest
     }
 
-    /// The most replicas of operator `op` that read leading `lane` in one poll.
+    /// The most replicas of operator `op` that read leading `lane` in one poll, of the answers
+    /// that came back within [`SIMULTANEOUS`] of its start (`multibridge_leader` is the fence's
+    /// answer at the scrape). Answers further apart are not one instant: a leader's fence
+    /// closes a margin before its successor may take over, and a poll's answers on a loaded
+    /// machine spread over up to a second.
     pub fn most_leaders(&self, op: usize, lane: Lane) -> u8 {
         let i = lane_index(lane);
         self.filled(op)
             .iter()
-            .map(|s| s.leaders[i])
+            .map(|s| s.senders[i])
             .max()
             .unwrap_or(0)
     }
