@@ -200,19 +200,24 @@ impl<'a> BridgeViews<'a> {
             return Ok(0);
         };
         // Before the deployment there is nothing to call (and a call answers no data).
+        if !self.deployed_at(before).await? {
+            return Ok(0);
+        }
+        self.request_nonce_at(before).await
+    }
+
+    /// Whether the bridge has code at `block`.
+    async fn deployed_at(&self, block: u64) -> Result<bool, ChainError> {
         let bridge = self.chain.bridge();
         let code = self
             .chain
             .call("eth_getCode", |p| async move {
                 p.get_code_at(bridge)
-                    .block_id(alloy::eips::BlockId::number(before))
+                    .block_id(alloy::eips::BlockId::number(block))
                     .await
             })
             .await?;
-        if code.is_empty() {
-            return Ok(0);
-        }
-        self.request_nonce_at(before).await
+        Ok(!code.is_empty())
     }
 
     /// `blocks` cut short from its end until it holds at most `target` requests, counted
@@ -237,10 +242,10 @@ impl<'a> BridgeViews<'a> {
                 // No bridge there yet (a scan from block 0, as the recovery worker's before
                 // anything was handled) counts as 0: that range was read whole before, ~5,000
                 // logs in one answer at a 10,000 backlog, the relay's peak heap.
-                Err(first) => match self.first_nonce_from(start).await {
-                    Ok(nonce) => nonce,
-                    Err(e) => {
-                        tracing::debug!(block, error = %first, then = %e, "cannot count the requests of a log range");
+                Err(e) => match self.deployed_at(block).await {
+                    Ok(false) => 0,
+                    _ => {
+                        tracing::debug!(block, error = %e, "cannot count the requests of a log range");
                         return blocks;
                     }
                 },

@@ -270,9 +270,9 @@ fn lapses_series(lane: Lane) -> String {
 struct Reading {
     /// `multibridge_leader` read 1.
     leading: [bool; 2],
-    /// Leading, in an answer that came back within [`SIMULTANEOUS`] of the poll's start: the
-    /// answers of one poll that can be compared as one instant.
-    sending: [bool; 2],
+    /// Came back within [`SIMULTANEOUS`] of the poll's start: the answers of one poll that can
+    /// be compared as one instant (a filled-in reading counts as prompt).
+    prompt: bool,
     /// `multibridge_leadership_changes_total`.
     changes: [f64; 2],
     /// `multibridge_lease_lapses_total` (a lease that ran out and came back without a change).
@@ -284,7 +284,7 @@ struct Reading {
 impl Reading {
     const NOTHING: Self = Self {
         leading: [false; 2],
-        sending: [false; 2],
+        prompt: true,
         changes: [0.0; 2],
         lapses: [0.0; 2],
         votes: [0.0; 2],
@@ -301,7 +301,6 @@ impl Reading {
         for lane in Lane::ALL {
             let i = lane_index(lane);
             reading.leading[i] = value(&leader_series(lane)) == Some(1.0);
-            reading.sending[i] = reading.leading[i];
             reading.changes[i] = value(&changes_series(lane)).unwrap_or(0.0);
             reading.lapses[i] = value(&lapses_series(lane)).unwrap_or(0.0);
             reading.votes[i] = value(&votes_series(lane)).unwrap_or(0.0);
@@ -378,9 +377,7 @@ impl LeaderWatch {
                             .await
                             .ok()?;
                         let mut reading = Reading::parse(&resp.text().await.ok()?);
-                        if at.elapsed() > SIMULTANEOUS {
-                            reading.sending = [false; 2];
-                        }
+                        reading.prompt = at.elapsed() <= SIMULTANEOUS;
                         Some(reading)
                     }
                 };
@@ -447,6 +444,7 @@ impl LeaderTimeline {
                             .get(i..)
                             .and_then(|rest| rest.iter().flatten().next());
                         let mut guess = before.unwrap_or(Reading::NOTHING);
+                        guess.prompt = true;
                         for l in 0..2 {
                             guess.leading[l] = match (before, after) {
                                 (Some(b), Some(a)) => {
@@ -457,7 +455,6 @@ impl LeaderTimeline {
                                 }
                                 _ => false,
                             };
-                            guess.sending[l] = guess.leading[l];
                         }
                         guess
                     }
@@ -466,8 +463,8 @@ impl LeaderTimeline {
                     for l in 0..2 {
                         view.leaders[l] =
                             view.leaders[l].saturating_add(u8::from(filled.leading[l]));
-                        view.senders[l] =
-                            view.senders[l].saturating_add(u8::from(filled.sending[l]));
+                        view.senders[l] = view.senders[l]
+                            .saturating_add(u8::from(filled.leading[l] && filled.prompt));
                         view.votes[l] += filled.votes[l];
                     }
                 }

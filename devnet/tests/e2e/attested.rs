@@ -571,18 +571,7 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
         devnet.write_operator_config(op, &config).unwrap();
         devnet.start_relay(op).unwrap();
     }
-    let owner = driver.owner().unwrap();
-    Bridge::new(
-        driver.manifest().main.contracts.bridge,
-        driver.wallet_provider(ChainRole::Main, &owner).unwrap(),
-    )
-    .pause()
-    .send()
-    .await
-    .unwrap()
-    .get_receipt()
-    .await
-    .unwrap();
+    crate::guardian::owner_pauses(&driver, ChainRole::Main).await;
     let held = driver
         .request_native(Lane::ServiceToMain, 1, bob, native)
         .await

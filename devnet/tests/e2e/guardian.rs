@@ -32,6 +32,18 @@ pub(crate) async fn paused(driver: &Driver, role: ChainRole) -> bool {
     bridge.paused().call().await.unwrap()
 }
 
+/// The owner pauses the bridge on `role` (mined).
+pub(crate) async fn owner_pauses(driver: &Driver, role: ChainRole) {
+    let owner = driver.owner().unwrap();
+    let bridge = Bridge::new(
+        driver.chain(role).contracts.bridge,
+        driver.wallet_provider(role, &owner).unwrap(),
+    );
+    multibridge_devnet::harness::tx::confirm("pause", bridge.pause().send().await)
+        .await
+        .unwrap();
+}
+
 /// The blocks and senders of the bridge's `PausedChanged(true)` events on `role` from `from`.
 pub(crate) async fn pauses(driver: &Driver, role: ChainRole, from: u64) -> Vec<(u64, Address)> {
     let provider = driver.provider(role).unwrap();

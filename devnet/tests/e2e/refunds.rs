@@ -554,19 +554,7 @@ async fn a_requester_takes_back_a_transfer_held_by_a_paused_destination() {
     let (dir, devnet) = refunding_devnet(5, multibridge_config::VotingMode::Attestations).await;
     let driver = Driver::new(devnet.manifest());
     let lane = Lane::MainToService;
-    let owner = driver.owner().unwrap();
-    let service = driver.chain(ChainRole::Service);
-    Bridge::new(
-        service.contracts.bridge,
-        driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
-    )
-    .pause()
-    .send()
-    .await
-    .unwrap()
-    .get_receipt()
-    .await
-    .unwrap();
+    crate::guardian::owner_pauses(&driver, ChainRole::Service).await;
     let main_bridge = driver.chain(ChainRole::Main).contracts.bridge;
     let bridge_before = driver
         .native_balance(ChainRole::Main, main_bridge)
