@@ -22,6 +22,7 @@ pub struct GuardianMetrics {
     disputes: IntCounterVec,
     unjudged: IntGaugeVec,
     oldest_unjudged: IntGaugeVec,
+    resumes_respected: IntCounterVec,
 }
 
 fn chains() -> [&'static str; 2] {
@@ -88,6 +89,11 @@ impl GuardianMetrics {
                 "How long the oldest release not judged yet has waited (0: none)",
                 &["lane"],
             )?,
+            resumes_respected: counter(
+                "guardian_resumes_respected_total",
+                "Breaches this guardian learnt of after the bridge had been paused for them and its owner had resumed it: not paused again (an owner's decision stands)",
+                &["chain"],
+            )?,
         };
         for lane in lanes.iter().map(|l| l.as_str()) {
             for reason in ALARM_REASONS {
@@ -106,6 +112,10 @@ impl GuardianMetrics {
                     .with_label_values(&[chain, action])
                     .reset();
             }
+            metrics
+                .resumes_respected
+                .with_label_values(&[chain])
+                .reset();
             metrics.ready.with_label_values(&[chain]).set(-1);
             metrics.bridge_paused.with_label_values(&[chain]).set(-1);
         }
@@ -130,6 +140,13 @@ impl GuardianMetrics {
     pub fn action_failed(&self, chain: ChainRole, action: &str) {
         self.action_failures
             .with_label_values(&[chain.as_str(), action])
+            .inc();
+    }
+
+    /// Count a pause of `chain` not sent because its owner resumed it after the breach.
+    pub fn resume_respected(&self, chain: ChainRole) {
+        self.resumes_respected
+            .with_label_values(&[chain.as_str()])
             .inc();
     }
 

@@ -50,10 +50,12 @@ use crate::chain::{ChainError, ChainPair};
 use crate::store::{SharedStore, StoreError, unix_now};
 
 pub mod confirm;
+pub mod resume;
 pub mod verdict;
 
 use confirm::{Confirmation, SourceClock};
 pub use confirm::{Evidence, SourceClaim};
+use resume::SinceBreach;
 use verdict::{SourceEvidence, Verdict, judge};
 
 /// Why the guardian was alarmed.
@@ -238,6 +240,10 @@ pub struct Guardian {
     pause_sent: HashMap<ChainRole, Instant>,
     /// Freezes sent (lane destination, nonce).
     frozen: HashSet<(ChainRole, u64)>,
+    /// Where each (breach, chain) starts counting as after the breach (other chain only).
+    since: HashMap<(String, ChainRole), u64>,
+    /// Resumes respected (breach, chain), each counted once.
+    respected: HashSet<(String, ChainRole)>,
     /// What `/status` shows.
     recent: VecDeque<(u64, Alarm)>,
     paused: HashMap<ChainRole, bool>,
@@ -297,6 +303,8 @@ impl Guardian {
             clocks: HashMap::new(),
             pause_sent: HashMap::new(),
             frozen: HashSet::new(),
+            since: HashMap::new(),
+            respected: HashSet::new(),
             recent: VecDeque::new(),
             paused: HashMap::new(),
             ready_read: None,
@@ -776,13 +784,32 @@ impl Guardian {
             targets.push(destination.other());
         }
         let mut done = true;
+        let mut answered = false;
         for chain in targets {
-            // Read now: another guardian's pause may have landed since the last round.
-            let paused = self.chains.get(chain).views().paused().await?;
+            // Read now: another guardian's pause may have landed since the last round, and the
+            // owner may have resumed since (an owner's decision stands: [`resume`]).
+            let from = self.since_breach(alarm, chain).await?;
+            let max_range = self
+                .settings
+                .max_range
+                .get(&chain)
+                .copied()
+                .unwrap_or(1_000);
+            let state = resume::since_block(self.chains.get(chain), from, max_range).await?;
+            let paused = state == SinceBreach::Paused;
             self.paused.insert(chain, paused);
             self.metrics.set_paused(chain, paused);
-            if paused {
-                continue;
+            match state {
+                SinceBreach::Paused => continue,
+                SinceBreach::Resumed => {
+                    answered |= chain == destination;
+                    if self.respected.insert((alarm.breach(), chain)) {
+                        self.metrics.resume_respected(chain);
+                        tracing::warn!(%chain, lane = %alarm.lane, nonce = alarm.nonce, "guardian: the bridge was paused after this breach and the owner resumed it since; not pausing it again (an owner's decision stands)");
+                    }
+                    continue;
+                }
+                SinceBreach::NeverPaused => {}
             }
             done = false;
             if self
@@ -806,7 +833,9 @@ impl Guardian {
             }
         }
         let nonce = alarm.nonce;
-        if !self.frozen.contains(&(destination, nonce)) {
+        // The owner resumed the destination with this breach in front of them: what they did
+        // about its queued release stands too.
+        if !answered && !self.frozen.contains(&(destination, nonce)) {
             let views = self.chains.get(destination).views();
             if views.queued_release_at(nonce).await?.is_some() {
                 let input = Bytes::from(
@@ -830,6 +859,28 @@ impl Guardian {
             }
         }
         Ok(done)
+    }
+
+    /// The first block of `chain` that counts as after `alarm`'s breach: the forged execution's
+    /// block on its own chain, the first block since its time on the other (read once per
+    /// alarm and chain).
+    async fn since_breach(&mut self, alarm: &Alarm, chain: ChainRole) -> Result<u64, GuardError> {
+        let destination = alarm.lane.destination();
+        if chain == destination {
+            return Ok(alarm.evidence.handle_block);
+        }
+        let key = (alarm.breach(), chain);
+        if let Some(block) = self.since.get(&key) {
+            return Ok(*block);
+        }
+        let at = self
+            .chains
+            .get(destination)
+            .block_time(alarm.evidence.handle_block)
+            .await?;
+        let block = resume::first_block_since(self.chains.get(chain), at).await?;
+        self.since.insert(key, block);
+        Ok(block)
     }
 
     async fn send(&self, chain: ChainRole, input: Bytes) -> Result<(), GuardError> {

@@ -361,7 +361,10 @@ async fn a_restart_after_a_token_pair_is_deregistered_raises_no_alarm() {
 /// 600-coin release at a far nonce while honest transfers flow on both lanes. The guardians pause both
 /// bridges within two blocks; the owner unpauses; for the rest of the test nobody pauses again
 /// (before, the excess conservation measured grew as honest transfers completed and each larger
-/// excess paused again), and every honest request is handled exactly once.
+/// excess paused again), and every honest request is handled exactly once. One relay is
+/// SIGSTOPped across the breach and the resume: its guardian, learning of the breach only after
+/// the resume, pauses nothing (before, it paused the main bridge again and the lane towards it
+/// stopped).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resume_holds() {
     // Five registered operators, threshold 2: three run relays, the keys of the other two are
@@ -412,6 +415,9 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
         driver.chain(ChainRole::Main).contracts.bridge,
         driver.provider(ChainRole::Main).unwrap(),
     );
+    // The third relay sleeps through the breach and the owner's resume (found on a loaded
+    // machine: one guardian confirmed the breach only after the resume and paused again).
+    devnet.relay(2).unwrap().pause().unwrap();
     let far = source.requestNonce().call().await.unwrap() + 1_000;
     let forged = driver.forged_native_request(
         lane,
@@ -464,6 +470,21 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
             .await
             .unwrap();
         resumed.push((role, receipt.block_number.unwrap()));
+    }
+    // The sleeper wakes and learns of the breach only now: its guardian leaves the resume alone.
+    devnet.relay(2).unwrap().resume().unwrap();
+    let late = devnet.operator_http_ports[2];
+    for chain in ["service", "main"] {
+        let series = format!("multibridge_guardian_resumes_respected_total{{chain=\"{chain}\"}}");
+        eventually(
+            format!("the late guardian respects the resume of {chain}"),
+            Duration::from_secs(60),
+            async || match metric(late, &series).await {
+                Some(n) if n >= 1.0 => Ok(()),
+                other => Err(format!("{series} = {other:?}")),
+            },
+        )
+        .await;
     }
     // Honest traffic goes on for a while after the resume, through every guardian.
     let until = service.get_block_number().await.unwrap() + 20;
