@@ -490,25 +490,32 @@ impl LeaderTimeline {
     }
 
     /// The longest time within `[from, to]` during which no replica of operator `op` led
-    /// `lane` (from the first poll without a leader to the next poll with one).
+    /// `lane`. Each end is placed halfway between the polls that bracket it (the last poll with
+    /// a leader and the first without; the last without and the first with again): polls are
+    /// as far apart as their slowest answer, up to a second on a loaded machine, and counting
+    /// from the first poll without a leader to the next with one read a 0.9 s lapse as 1.07 s.
     pub fn leaderless(&self, op: usize, lane: Lane, from: Instant, to: Instant) -> Duration {
         let i = lane_index(lane);
+        let halfway = |a: Instant, b: Instant| a + b.saturating_duration_since(a) / 2;
         let mut longest = Duration::ZERO;
         let mut since: Option<Instant> = None;
+        let mut previous: Option<Instant> = None;
         for s in self
             .filled(op)
             .iter()
             .filter(|s| s.at >= from && s.at <= to)
         {
             let led = s.leaders[i] > 0;
+            let edge = previous.map_or(s.at, |p| halfway(p, s.at));
             match (led, since) {
-                (false, None) => since = Some(s.at),
+                (false, None) => since = Some(edge),
                 (true, Some(start)) => {
-                    longest = longest.max(s.at.saturating_duration_since(start));
+                    longest = longest.max(edge.saturating_duration_since(start));
                     since = None;
                 }
                 _ => {}
             }
+            previous = Some(s.at);
         }
         if let Some(start) = since {
             longest = longest.max(to.saturating_duration_since(start));
@@ -728,5 +735,51 @@ impl EtcdFaultRound {
             .copied()
             .max()
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timeline of one operator with one replica, leading `lane` 0 at the polls `led` says,
+    /// the polls `offsets_ms` after a start.
+    fn timeline(offsets_ms: &[u64], led: &[bool]) -> (LeaderTimeline, Instant) {
+        let start = Instant::now();
+        let samples = offsets_ms
+            .iter()
+            .zip(led)
+            .map(|(ms, led)| {
+                let mut reading = Reading::NOTHING;
+                reading.leading[0] = *led;
+                reading.prompt = true;
+                Sample {
+                    at: start + Duration::from_millis(*ms),
+                    readings: vec![vec![Some(reading)]],
+                }
+            })
+            .collect();
+        (LeaderTimeline { samples }, start)
+    }
+
+    #[test]
+    fn a_lapse_is_measured_between_the_midpoints_of_the_polls_around_it() {
+        // Polls 300 ms apart (slow answers); no leader at 600 and 900 ms.
+        let (t, start) = timeline(
+            &[0, 300, 600, 900, 1200, 1500],
+            &[true, true, false, false, true, true],
+        );
+        let lane = Lane::ALL[0];
+        let gap = t.leaderless(0, lane, start, start + Duration::from_secs(2));
+        // From halfway 300..600 (450) to halfway 900..1200 (1050).
+        assert_eq!(gap, Duration::from_millis(600));
+    }
+
+    #[test]
+    fn a_lapse_that_has_not_ended_counts_to_the_end_of_the_window() {
+        let (t, start) = timeline(&[0, 100, 200], &[true, false, false]);
+        let lane = Lane::ALL[0];
+        let gap = t.leaderless(0, lane, start, start + Duration::from_millis(1_000));
+        assert_eq!(gap, Duration::from_millis(950));
     }
 }
