@@ -7,7 +7,7 @@
 //! | `bench-failover` | [`failover`]: how fast a standby takes over |
 //! | `bench-join` | [`join`]: how fast a new replica is warm |
 //! | `bench-signers` | [`signer`]: what one signature costs per backend |
-//! | `bench-modes` | [`modes`]: votes beside attested batches per committee size |
+//! | `bench-modes` | [`modes`]: votes beside attested batches per committee size; [`steady`]: gas per transfer at a fixed load |
 //! | `bench-hub` | [`hub`]: one process serving many service chains: RSS per lane, isolation |
 //! | `bench --compare FILE` | [`compare`]: each figure beside an earlier run's |
 
@@ -17,6 +17,7 @@ pub mod hub;
 pub mod join;
 pub mod modes;
 pub mod signer;
+pub mod steady;
 pub mod takeover;
 pub mod transfers;
 

@@ -35,6 +35,11 @@ pub struct ModesOptions {
     pub native_burst: usize,
     /// ERC-20 requests in the backlog.
     pub erc20_burst: usize,
+    /// Steady rows ([`super::steady`]): transfers per second per lane, for the first committee
+    /// in each mode (empty: none).
+    pub rates: Vec<f64>,
+    /// Seconds the users send in each steady row (0: no steady rows).
+    pub steady_secs: u64,
 }
 
 /// One asset's drain.
@@ -115,6 +120,8 @@ pub struct ModesReport {
     pub rows: Vec<ModeRow>,
     /// Per committee: (operators, threshold, native ratio, ERC-20 ratio) of gas per transfer.
     pub gas_ratios: Vec<(u32, u64, f64, f64)>,
+    /// The steady rows: the first committee per mode at each rate.
+    pub steady: Vec<super::steady::SteadyRow>,
 }
 
 const BLOCK_TIME: f64 = 1.0;
@@ -155,7 +162,29 @@ pub async fn run(
         }
         rows.extend(pair);
     }
-    Ok(ModesReport { rows, gas_ratios })
+    let mut steady = Vec::new();
+    if let Some(&committee) = options
+        .committees
+        .first()
+        .filter(|_| options.steady_secs > 0)
+    {
+        for &mode in &options.modes {
+            for (i, &rate) in options.rates.iter().enumerate() {
+                let sub = dir.join(format!("steady-{}-{rate}", mode.as_str()));
+                let seed = 20_261_127u64.saturating_add(i as u64);
+                let row =
+                    super::steady::run_one(&sub, committee, mode, rate, options.steady_secs, seed)
+                        .await?;
+                eprintln!("{}", super::steady::render_row(&row));
+                steady.push(row);
+            }
+        }
+    }
+    Ok(ModesReport {
+        rows,
+        gas_ratios,
+        steady,
+    })
 }
 
 async fn run_one(
@@ -539,6 +568,15 @@ pub fn render(report: &ModesReport) -> String {
         out.push_str(&format!(
             "  {threshold} of {operators}: native {native:.2}, erc20 {erc20:.2}\n"
         ));
+    }
+    if !report.steady.is_empty() {
+        out.push_str(
+            "\nsteady load: users at a fixed rate on both lanes (native and ERC-20 half each), gas of every operator transaction per transfer handled:\n",
+        );
+        for row in &report.steady {
+            out.push_str(&super::steady::render_row(row));
+            out.push('\n');
+        }
     }
     out
 }

@@ -310,7 +310,18 @@ impl Run {
 
     /// Stop the users, wait up to `drain` for every request to be handled, verify the end state
     /// and (with `stores`) every replica's store; the relays are stopped by the store check.
-    pub async fn finish(mut self, drain: Duration, stores: bool) -> Result<Finished, DevnetError> {
+    pub async fn finish(self, drain: Duration, stores: bool) -> Result<Finished, DevnetError> {
+        self.finish_keeping(drain, stores)
+            .await
+            .map(|(finished, _devnet)| finished)
+    }
+
+    /// [`finish`](Self::finish), handing the devnet back (its chains still up, to be read).
+    pub async fn finish_keeping(
+        mut self,
+        drain: Duration,
+        stores: bool,
+    ) -> Result<(Finished, crate::Devnet), DevnetError> {
         let submitted = self.load.stop().await?;
         let load_secs = self.timeline.now();
         let view = verify::ChainView::drained(&self.driver, drain).await?;
@@ -326,14 +337,15 @@ impl Run {
         } else {
             None
         };
-        Ok(Finished {
+        let finished = Finished {
             load_secs,
             outcomes,
             end,
             stores,
             leader_changes,
             faults: self.timeline.faults(),
-        })
+        };
+        Ok((finished, self.devnet))
     }
 }
 

@@ -103,6 +103,13 @@ pub struct BenchModesArgs {
     /// ERC-20 requests in each backlog.
     #[arg(long, default_value_t = 30_000)]
     erc20_burst: usize,
+    /// Steady rows: users at these transfers per second per lane on both lanes (native and
+    /// ERC-20 half each), for the first committee in each mode.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 4.0, 16.0])]
+    pub rates: Vec<f64>,
+    /// Seconds the users send in each steady row (0: no steady rows).
+    #[arg(long, default_value_t = 60)]
+    pub steady_secs: u64,
     /// Print only the JSON.
     #[arg(long)]
     pub json: bool,
@@ -116,6 +123,8 @@ impl BenchModesArgs {
             latency_samples,
             native_burst,
             erc20_burst,
+            rates,
+            steady_secs,
             json,
         } = self;
         refuse_if_running(dir)?;
@@ -146,6 +155,8 @@ impl BenchModesArgs {
                 latency_samples,
                 native_burst,
                 erc20_burst,
+                rates,
+                steady_secs,
             },
         )
         .await?;
