@@ -115,11 +115,12 @@ pub async fn run_one(
         transfers = transfers.saturating_add(handles(&driver, role, window).await?);
     }
     drop(devnet);
-    let latencies: Vec<f64> = finished
+    let mut latencies: Vec<f64> = finished
         .outcomes
         .iter()
         .filter_map(|o| Some((o.handled? - o.mined?).max(0.0)))
         .collect();
+    latencies.sort_by(f64::total_cmp);
     Ok(SteadyRow {
         operators,
         threshold,
