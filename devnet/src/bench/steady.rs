@@ -7,6 +7,7 @@
 //! the transfers per operator transaction (how full the batches were), and the latency from the
 //! user's receipt to the handle (the relays' part; wall-clock).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alloy::consensus::Transaction as _;
@@ -58,6 +59,9 @@ pub struct SteadyRow {
     pub latency_p99: f64,
     /// Operator transactions that reverted.
     pub reverted: u64,
+    /// Per bridge entry point: (transactions, gas per transfer handled) — which call the gas
+    /// went to.
+    pub by_call: BTreeMap<String, (u64, f64)>,
     /// Whether the end state held (every request once, recipients right, conserved).
     pub end_state_ok: bool,
 }
@@ -106,12 +110,18 @@ pub async fn run_one(
     let (finished, devnet) = run.finish_keeping(DRAIN, false).await?;
     let to = heads(&driver).await?;
     let (mut transfers, mut transactions, mut gas, mut reverted) = (0u64, 0u64, 0u128, 0u64);
+    let mut calls: BTreeMap<String, (u64, u128)> = BTreeMap::new();
     for role in [ChainRole::Main, ChainRole::Service] {
         let window = from.get(role)..=to.get(role);
         let spent = operator_gas(&driver, role, &operator_keys, window.clone()).await?;
         transactions = transactions.saturating_add(spent.transactions);
         gas = gas.saturating_add(spent.gas);
         reverted = reverted.saturating_add(spent.reverted);
+        for (call, (n, g)) in spent.by_call {
+            let entry = calls.entry(call).or_insert((0u64, 0u128));
+            entry.0 = entry.0.saturating_add(n);
+            entry.1 = entry.1.saturating_add(g);
+        }
         transfers = transfers.saturating_add(handles(&driver, role, window).await?);
     }
     drop(devnet);
@@ -134,6 +144,10 @@ pub async fn run_one(
         latency_p50: percentile(&latencies, 50.0),
         latency_p99: percentile(&latencies, 99.0),
         reverted,
+        by_call: calls
+            .into_iter()
+            .map(|(call, (n, g))| (call, (n, g as f64 / transfers.max(1) as f64)))
+            .collect(),
         end_state_ok: finished.end.ok(),
     })
 }
@@ -174,6 +188,47 @@ struct Spent {
     transactions: u64,
     gas: u128,
     reverted: u64,
+    /// Per entry point: transactions and gas.
+    by_call: BTreeMap<String, (u64, u128)>,
+}
+
+/// The bridge entry point `input` calls, by its selector.
+fn call_name(input: &[u8]) -> String {
+    use alloy::sol_types::SolCall as _;
+    let Some(selector) = input.get(..4) else {
+        return "(none)".to_owned();
+    };
+    let known: [(&[u8; 4], &str); 7] = [
+        (
+            &Bridge::handleValueTransfersCall::SELECTOR,
+            "handleValueTransfers",
+        ),
+        (
+            &Bridge::handleValueTransferCall::SELECTOR,
+            "handleValueTransfer",
+        ),
+        (&Bridge::executeAttestedCall::SELECTOR, "executeAttested"),
+        (&Bridge::executeHandlesCall::SELECTOR, "executeHandles"),
+        (
+            &Bridge::advanceLowerHandleNonceCall::SELECTOR,
+            "advanceLowerHandleNonce",
+        ),
+        (
+            &Bridge::executeQueuedReleaseCall::SELECTOR,
+            "executeQueuedRelease",
+        ),
+        (
+            &Bridge::cancelValueTransfersCall::SELECTOR,
+            "cancelValueTransfers",
+        ),
+    ];
+    known
+        .iter()
+        .find(|(s, _)| s.as_slice() == selector)
+        .map_or_else(
+            || format!("0x{}", alloy::hex::encode(selector)),
+            |(_, n)| (*n).to_owned(),
+        )
 }
 
 async fn operator_gas(
@@ -207,6 +262,9 @@ async fn operator_gas(
             };
             spent.transactions = spent.transactions.saturating_add(1);
             spent.gas = spent.gas.saturating_add(u128::from(receipt.gas_used));
+            let call = spent.by_call.entry(call_name(t.input())).or_default();
+            call.0 = call.0.saturating_add(1);
+            call.1 = call.1.saturating_add(u128::from(receipt.gas_used));
             if !receipt.status() {
                 spent.reverted = spent.reverted.saturating_add(1);
             }
@@ -251,5 +309,9 @@ pub fn render_row(r: &SteadyRow) -> String {
         r.latency_p99,
         r.reverted,
         if r.end_state_ok { "ok" } else { "BROKEN" }
-    )
+    ) + &r
+        .by_call
+        .iter()
+        .map(|(call, (n, gas))| format!("\n      {call:<24} {n:>5} tx  {gas:>7.0} gas/transfer"))
+        .collect::<String>()
 }
