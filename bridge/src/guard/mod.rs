@@ -241,7 +241,7 @@ pub struct Guardian {
     /// Freezes sent (lane destination, nonce).
     frozen: HashSet<(ChainRole, u64)>,
     /// Where each (breach, chain) starts counting as after the breach (other chain only).
-    since: HashMap<(String, ChainRole), u64>,
+    since: HashMap<(String, ChainRole), resume::Since>,
     /// Resumes respected (breach, chain), each counted once.
     respected: HashSet<(String, ChainRole)>,
     /// What `/status` shows.
@@ -788,14 +788,14 @@ impl Guardian {
         for chain in targets {
             // Read now: another guardian's pause may have landed since the last round, and the
             // owner may have resumed since (an owner's decision stands: [`resume`]).
-            let from = self.since_breach(alarm, chain).await?;
+            let since = self.since_breach(alarm, chain).await?;
             let max_range = self
                 .settings
                 .max_range
                 .get(&chain)
                 .copied()
                 .unwrap_or(1_000);
-            let state = resume::since_block(self.chains.get(chain), from, max_range).await?;
+            let state = resume::since_breach(self.chains.get(chain), since, max_range).await?;
             let paused = state == SinceBreach::Paused;
             self.paused.insert(chain, paused);
             self.metrics.set_paused(chain, paused);
@@ -861,26 +861,50 @@ impl Guardian {
         Ok(done)
     }
 
-    /// The first block of `chain` that counts as after `alarm`'s breach: the forged execution's
-    /// block on its own chain, the first block since its time on the other (read once per
-    /// alarm and chain).
-    async fn since_breach(&mut self, alarm: &Alarm, chain: ChainRole) -> Result<u64, GuardError> {
+    /// Where `chain` counts as after `alarm`'s breach: the forged execution's block on its own
+    /// chain; on the other, a block time (the latest any destination endpoint gives the
+    /// execution's block: one that answers older cannot widen it) and the first block since
+    /// (read once per alarm and chain).
+    async fn since_breach(
+        &mut self,
+        alarm: &Alarm,
+        chain: ChainRole,
+    ) -> Result<resume::Since, GuardError> {
         let destination = alarm.lane.destination();
         if chain == destination {
-            return Ok(alarm.evidence.handle_block);
+            return Ok(resume::Since {
+                block: alarm.evidence.handle_block,
+                not_before_time: None,
+            });
         }
         let key = (alarm.breach(), chain);
-        if let Some(block) = self.since.get(&key) {
-            return Ok(*block);
+        if let Some(since) = self.since.get(&key) {
+            return Ok(*since);
         }
-        let at = self
+        let block = alarm.evidence.handle_block;
+        let times = self
             .chains
             .get(destination)
-            .block_time(alarm.evidence.handle_block)
-            .await?;
-        let block = resume::first_block_since(self.chains.get(chain), at).await?;
-        self.since.insert(key, block);
-        Ok(block)
+            .on_each_endpoint("eth_getBlockByNumber", |p| async move {
+                use alloy::providers::Provider as _;
+                Ok(
+                    p.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(block))
+                        .await?
+                        .map(|b| b.header.timestamp),
+                )
+            })
+            .await;
+        let latest = times
+            .into_iter()
+            .filter_map(|(_, t)| t.ok().flatten())
+            .max();
+        let at = match latest {
+            Some(at) => at,
+            None => self.chains.get(destination).block_time(block).await?,
+        };
+        let since = resume::since_time(self.chains.get(chain), at).await?;
+        self.since.insert(key, since);
+        Ok(since)
     }
 
     async fn send(&self, chain: ChainRole, input: Bytes) -> Result<(), GuardError> {

@@ -8,21 +8,34 @@
 //! on a loaded machine one guardian confirmed a forged release after the owner had resumed both
 //! bridges and paused the main bridge again; every transfer towards it stopped.
 //!
-//! Where the breach happened on the other chain, "since the breach" is read from the block
-//! times: the first block of this chain at most [`CLOCK_SLACK_SECS`] before the breach's block
-//! time. The slack leans towards the owner: two chains' clocks that disagree by less than it
-//! never make a guardian overrule a resume.
+//! A resume is what makes a guardian hold back from a confirmed breach, so it is read like the
+//! breach itself: on every endpoint of the chain, each judging on its own, and it counts only
+//! where every endpoint that answered (at least the chain's quorum, [`super::confirm::quorum`])
+//! says so. One endpoint that lies or lags cannot stop a pause; where they disagree, the
+//! guardian pauses, as it would have when it saw the breach.
+//!
+//! Where the breach happened on the other chain, "since the breach" is a block time: a pause
+//! counts if its block is no older than [`CLOCK_SLACK_SECS`] before the breach's block time
+//! (the slack leans towards the owner: two chains' clocks that disagree by less never make a
+//! guardian overrule a resume). Where the scan starts on that chain is found once, from one
+//! endpoint's block times; an endpoint that shifts it only makes the scan longer or makes the
+//! guardian pause.
 
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
+use alloy::transports::TransportError;
 use multibridge_contracts::Bridge;
 
-use crate::chain::{ChainClient, ChainError};
+use crate::chain::{ChainClient, ChainError, contract_to_transport};
 
 /// How far apart two chains' block times may be and still be read as the same moment.
 pub const CLOCK_SLACK_SECS: u64 = 60;
-/// Most log reads one look for a pause makes (a breach older than that many ranges is looked at
-/// as if nobody paused since: the guardian pauses, as it would have when it saw the breach).
+/// Most log reads one look for a pause makes per endpoint (a breach older than that many ranges
+/// is looked at as if nobody paused since: the guardian pauses, as it would have when it saw
+/// the breach).
 pub const PAUSE_SCAN_QUERIES: u32 = 64;
 
 /// What a bridge did since a breach.
@@ -30,25 +43,93 @@ pub const PAUSE_SCAN_QUERIES: u32 = 64;
 pub enum SinceBreach {
     /// It is paused now.
     Paused,
-    /// It was paused at or after the breach and is unpaused now: the owner resumed it.
+    /// It was paused since the breach and is unpaused now: the owner resumed it.
     Resumed,
-    /// It is unpaused and nobody paused it since the breach (or too long ago to tell).
+    /// It is unpaused and nobody paused it since the breach (or too long ago to tell, or its
+    /// endpoints do not agree that the owner resumed it).
     NeverPaused,
 }
 
-/// What `chain`'s bridge did since its block `from`.
-pub async fn since_block(
+/// Where "since the breach" starts on a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// The first block scanned.
+    pub block: u64,
+    /// A pause counts only in a block at least this new (unix seconds; the other chain's).
+    pub not_before_time: Option<u64>,
+}
+
+/// What `chain`'s bridge did since `since`, by every endpoint's own reading.
+pub async fn since_breach(
     chain: &ChainClient,
-    from: u64,
+    since: Since,
     max_range: u64,
 ) -> Result<SinceBreach, ChainError> {
-    if chain.views().paused().await? {
-        return Ok(SinceBreach::Paused);
-    }
-    let head = chain.head().await?;
     let bridge = chain.bridge();
     let span = max_range.max(1);
-    let mut start = from;
+    let answers = chain
+        .on_each_endpoint("eth_getLogs", |p| async move {
+            one_endpoint(p, bridge, since, span).await
+        })
+        .await;
+    let attempts = u32::try_from(answers.len()).unwrap_or(u32::MAX);
+    let mut said = Vec::with_capacity(answers.len());
+    let mut last = String::new();
+    for (label, answer) in answers {
+        match answer {
+            Ok(s) => said.push(s),
+            Err(e) => {
+                tracing::debug!(chain = %chain.role(), endpoint = %label, error = %e, "guardian: cannot read the bridge's pauses since the breach");
+                last = format!("{label}: {e}");
+            }
+        }
+    }
+    if said.is_empty() {
+        return Err(ChainError::Unavailable {
+            chain: chain.role(),
+            method: "eth_getLogs",
+            attempts,
+            last,
+        });
+    }
+    Ok(combine(&said, super::confirm::quorum(chain)))
+}
+
+/// The endpoints' readings as one: resumed only if at least `quorum` answered and all of those
+/// say so; else never paused if any says so (the guardian pauses); else paused if any says so.
+fn combine(said: &[SinceBreach], quorum: usize) -> SinceBreach {
+    if said.len() >= quorum.max(1) && said.iter().all(|s| *s == SinceBreach::Resumed) {
+        SinceBreach::Resumed
+    } else if said.is_empty() || said.contains(&SinceBreach::NeverPaused) {
+        SinceBreach::NeverPaused
+    } else if said.contains(&SinceBreach::Paused) {
+        SinceBreach::Paused
+    } else {
+        // Some say resumed, too few to count: as if nobody had paused.
+        SinceBreach::NeverPaused
+    }
+}
+
+/// One endpoint's reading: its `paused()` at its head, else whether a `PausedChanged(true)` of
+/// `bridge` lies in `since.block..=head` (and, with `since.not_before_time`, in a block no
+/// older than that).
+async fn one_endpoint(
+    p: DynProvider,
+    bridge: Address,
+    since: Since,
+    span: u64,
+) -> Result<SinceBreach, TransportError> {
+    let head = p.get_block_number().await?;
+    let paused = Bridge::new(bridge, p.clone())
+        .paused()
+        .block(head.into())
+        .call()
+        .await
+        .map_err(contract_to_transport)?;
+    if paused {
+        return Ok(SinceBreach::Paused);
+    }
+    let mut start = since.block;
     for _ in 0..PAUSE_SCAN_QUERIES {
         if start > head {
             return Ok(SinceBreach::NeverPaused);
@@ -59,29 +140,40 @@ pub async fn since_block(
             .event_signature(Bridge::PausedChanged::SIGNATURE_HASH)
             .from_block(start)
             .to_block(end);
-        let paused_here = chain.logs(&filter).await?.iter().any(|log| {
-            !log.removed
+        for log in p.get_logs(&filter).await? {
+            let paused_here = !log.removed
                 && log.address() == bridge
                 && log
                     .log_decode::<Bridge::PausedChanged>()
-                    .is_ok_and(|e| e.inner.data.paused)
-        });
-        if paused_here {
-            return Ok(SinceBreach::Resumed);
+                    .is_ok_and(|e| e.inner.data.paused);
+            let Some(block) = log.block_number.filter(|_| paused_here) else {
+                continue;
+            };
+            let Some(not_before) = since.not_before_time else {
+                return Ok(SinceBreach::Resumed);
+            };
+            let time = p
+                .get_block_by_number(BlockNumberOrTag::Number(block))
+                .await?
+                .map_or(0, |b| b.header.timestamp);
+            if time >= not_before {
+                return Ok(SinceBreach::Resumed);
+            }
         }
         start = end.saturating_add(1);
     }
     Ok(SinceBreach::NeverPaused)
 }
 
-/// The first block of `chain` whose time is at least `at` − [`CLOCK_SLACK_SECS`] (its head when
-/// none is): where "since the breach" starts on a chain other than the breach's.
-pub async fn first_block_since(chain: &ChainClient, at: u64) -> Result<u64, ChainError> {
+/// Where "since the breach" starts on `chain`, the other chain than the breach's, whose block
+/// time `at` is: the first block no older than `at` − [`CLOCK_SLACK_SECS`] (its head when none
+/// is), found by bisecting block times.
+pub async fn since_time(chain: &ChainClient, at: u64) -> Result<Since, ChainError> {
     let target = at.saturating_sub(CLOCK_SLACK_SECS);
     let head = chain.head().await?;
     let (mut low, mut high) = (0u64, head);
-    // Invariant: every block below `low` is older than `target`; `high` is the answer if no
-    // block in low..high is.
+    // Every block below `low` is older than `target`; `high` is the answer if no block in
+    // low..high is.
     while low < high {
         let mid = low.saturating_add(high.saturating_sub(low) / 2);
         if chain.block_time(mid).await? >= target {
@@ -90,5 +182,33 @@ pub async fn first_block_since(chain: &ChainClient, at: u64) -> Result<u64, Chai
             low = mid.saturating_add(1);
         }
     }
-    Ok(high)
+    Ok(Since {
+        block: high,
+        not_before_time: Some(target),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SinceBreach::{NeverPaused, Paused, Resumed};
+    use super::combine;
+
+    #[test]
+    fn a_resume_counts_only_where_every_answering_endpoint_and_a_quorum_say_so() {
+        assert_eq!(combine(&[Resumed, Resumed], 2), Resumed);
+        assert_eq!(combine(&[Resumed], 1), Resumed);
+        // One of two answered: too few to hold back from a confirmed breach.
+        assert_eq!(combine(&[Resumed], 2), NeverPaused);
+        // One endpoint that lies (or lags) cannot stop the pause.
+        assert_eq!(combine(&[Resumed, NeverPaused], 2), NeverPaused);
+        assert_eq!(combine(&[NeverPaused, Resumed, Resumed], 2), NeverPaused);
+        assert_eq!(combine(&[], 1), NeverPaused);
+    }
+
+    #[test]
+    fn a_bridge_paused_by_its_endpoints_needs_no_pause() {
+        assert_eq!(combine(&[Paused, Paused], 2), Paused);
+        assert_eq!(combine(&[Paused, Resumed], 2), Paused);
+        assert_eq!(combine(&[Paused, NeverPaused], 2), NeverPaused);
+    }
 }
