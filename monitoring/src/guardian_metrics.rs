@@ -91,7 +91,7 @@ impl GuardianMetrics {
             )?,
             resumes_respected: counter(
                 "guardian_resumes_respected_total",
-                "Breaches this guardian learnt of after the bridge had been paused for them and its owner had resumed it: not paused again (an owner's decision stands)",
+                "Pauses not sent because the bridge was paused after the breach and its owner resumed it since (a guardian that learnt of the breach late, or whose own pause was lifted before its next round): an owner's decision stands; a forged queued release is frozen all the same",
                 &["chain"],
             )?,
         };

@@ -784,25 +784,28 @@ impl Guardian {
             targets.push(destination.other());
         }
         let mut done = true;
-        let mut answered = false;
         for chain in targets {
             // Read now: another guardian's pause may have landed since the last round, and the
             // owner may have resumed since (an owner's decision stands: [`resume`]).
-            let since = self.since_breach(alarm, chain).await?;
-            let max_range = self
-                .settings
-                .max_range
-                .get(&chain)
-                .copied()
-                .unwrap_or(1_000);
-            let state = resume::since_breach(self.chains.get(chain), since, max_range).await?;
+            let state = match self.since_breach_state(alarm, chain).await {
+                Ok(state) => state,
+                // What cannot be read does not hold a pause back: the bridge's flag decides, as
+                // it did before the resume check.
+                Err(e) => {
+                    tracing::warn!(%chain, lane = %alarm.lane, error = %e, "guardian: cannot read the bridge's pauses since the breach; going by its paused flag");
+                    if self.chains.get(chain).views().paused().await? {
+                        SinceBreach::Paused
+                    } else {
+                        SinceBreach::NeverPaused
+                    }
+                }
+            };
             let paused = state == SinceBreach::Paused;
             self.paused.insert(chain, paused);
             self.metrics.set_paused(chain, paused);
             match state {
                 SinceBreach::Paused => continue,
                 SinceBreach::Resumed => {
-                    answered |= chain == destination;
                     if self.respected.insert((alarm.breach(), chain)) {
                         self.metrics.resume_respected(chain);
                         tracing::warn!(%chain, lane = %alarm.lane, nonce = alarm.nonce, "guardian: the bridge was paused after this breach and the owner resumed it since; not pausing it again (an owner's decision stands)");
@@ -833,9 +836,10 @@ impl Guardian {
             }
         }
         let nonce = alarm.nonce;
-        // The owner resumed the destination with this breach in front of them: what they did
-        // about its queued release stands too.
-        if !answered && !self.frozen.contains(&(destination, nonce)) {
+        // Frozen even where the owner resumed the bridge: the resume may have answered another
+        // breach (a nonce forged before the same pause, confirmed later), and a freeze keeps the
+        // release until the owner decides about it, without stopping anyone's transfers.
+        if !self.frozen.contains(&(destination, nonce)) {
             let views = self.chains.get(destination).views();
             if views.queued_release_at(nonce).await?.is_some() {
                 let input = Bytes::from(
@@ -859,6 +863,22 @@ impl Guardian {
             }
         }
         Ok(done)
+    }
+
+    /// What `chain`'s bridge did since `alarm`'s breach ([`resume::since_breach`]).
+    async fn since_breach_state(
+        &mut self,
+        alarm: &Alarm,
+        chain: ChainRole,
+    ) -> Result<SinceBreach, GuardError> {
+        let since = self.since_breach(alarm, chain).await?;
+        let max_range = self
+            .settings
+            .max_range
+            .get(&chain)
+            .copied()
+            .unwrap_or(1_000);
+        Ok(resume::since_breach(self.chains.get(chain), since, max_range).await?)
     }
 
     /// Where `chain` counts as after `alarm`'s breach: the forged execution's block on its own

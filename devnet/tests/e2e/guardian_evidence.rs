@@ -453,6 +453,34 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
         "forged in block {forged_block}, paused in block {pause_block}"
     );
 
+    // Every guardian that is awake has its pauses mined before the owner decides (one still
+    // in flight would land after the resume: a race of this test, not a late guardian).
+    for op in 0..2 {
+        let guardian = multibridge_devnet::harness::accounts::guardian_signer(op, 0)
+            .unwrap()
+            .address();
+        for role in [ChainRole::Service, ChainRole::Main] {
+            let chain = driver.provider(role).unwrap();
+            eventually(
+                format!("guardian {op}'s transactions on {role} mined"),
+                Duration::from_secs(30),
+                async || {
+                    let pending = chain
+                        .get_transaction_count(guardian)
+                        .pending()
+                        .await
+                        .unwrap();
+                    let mined = chain.get_transaction_count(guardian).await.unwrap();
+                    if pending == mined {
+                        Ok(())
+                    } else {
+                        Err(format!("{mined} mined, {pending} sent"))
+                    }
+                },
+            )
+            .await;
+        }
+    }
     // The owner resumes both bridges; the release stays frozen.
     let owner = driver.owner().unwrap();
     let mut resumed = Vec::new();
