@@ -324,7 +324,6 @@ async fn drain(
     count: usize,
     direct_transfer_gas: u64,
 ) -> Result<Drain, DevnetError> {
-    use alloy::consensus::Transaction as _;
     let lane = Lane::MainToService;
     let to = Address::repeat_byte(0xbe);
     for op in devnet.operators() {
@@ -375,52 +374,22 @@ async fn drain(
         .get_block_number()
         .await
         .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
-    let bridge = driver.chain(ChainRole::Service).contracts.bridge;
-    let operators: Vec<Address> = devnet
-        .operators()
-        .filter_map(|i| driver.operator(i).ok().map(|k| k.address()))
-        .collect();
-    let (mut gas, mut transactions, mut reverted) = (0u128, 0usize, 0usize);
-    let (mut first_block, mut last_block) = (None, None);
+    let operators = operator_addresses(devnet, driver);
+    let sent =
+        operator_transactions(driver, ChainRole::Service, &operators, dest_from..=dest_to).await?;
+    let transactions = sent.len();
+    let reverted = sent.iter().filter(|t| !t.ok).count();
+    let gas: u128 = sent.iter().map(|t| u128::from(t.gas_used)).sum();
+    let (first_block, last_block) = (sent.first().map(|t| t.block), sent.last().map(|t| t.block));
     // The bridge gas of each block of the window, in block order.
     let mut gas_by_block: Vec<(u64, u128)> = Vec::new();
-    for number in dest_from..=dest_to {
-        let Some(block) = dest
-            .get_block_by_number(BlockNumberOrTag::Number(number))
-            .full()
-            .await
-            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
-        else {
-            continue;
-        };
-        let mut ours: Vec<alloy::primitives::B256> = Vec::new();
-        for t in block.transactions.txns() {
-            if t.to() == Some(bridge) && operators.contains(&t.inner.signer()) {
-                ours.push(*t.inner.hash());
+    for t in &sent {
+        match gas_by_block.last_mut() {
+            Some((block, gas)) if *block == t.block => {
+                *gas = gas.saturating_add(u128::from(t.gas_used));
             }
+            _ => gas_by_block.push((t.block, u128::from(t.gas_used))),
         }
-        if ours.is_empty() {
-            continue;
-        }
-        first_block.get_or_insert(number);
-        last_block = Some(number);
-        let mut block_gas = 0u128;
-        for hash in ours {
-            let Some(receipt) = dest
-                .get_transaction_receipt(hash)
-                .await
-                .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
-            else {
-                continue;
-            };
-            transactions = transactions.saturating_add(1);
-            gas = gas.saturating_add(u128::from(receipt.gas_used));
-            block_gas = block_gas.saturating_add(u128::from(receipt.gas_used));
-            if !receipt.status() {
-                reverted = reverted.saturating_add(1);
-            }
-        }
-        gas_by_block.push((number, block_gas));
     }
     let transfers = requests.len();
     let gas_per_transfer = gas as f64 / transfers.max(1) as f64;
@@ -499,6 +468,70 @@ async fn drain(
         fullness_by_block,
         reverted,
     })
+}
+
+/// The operators' addresses of `devnet`.
+pub(crate) fn operator_addresses(devnet: &Devnet, driver: &Driver) -> Vec<Address> {
+    devnet
+        .operators()
+        .filter_map(|i| driver.operator(i).ok().map(|k| k.address()))
+        .collect()
+}
+
+/// One transaction an operator sent to a bridge, as mined.
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorTx {
+    /// Its block.
+    pub block: u64,
+    /// Its calldata's selector (empty without calldata).
+    pub selector: Vec<u8>,
+    /// Gas used.
+    pub gas_used: u64,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// Every transaction of `operators` to `role`'s bridge in `blocks`, with its receipt, in block
+/// order (the drains and the steady rows count operator gas with it).
+pub(crate) async fn operator_transactions(
+    driver: &Driver,
+    role: ChainRole,
+    operators: &[Address],
+    blocks: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<OperatorTx>, DevnetError> {
+    use alloy::consensus::Transaction as _;
+    let provider = driver.provider(role)?;
+    let bridge = driver.chain(role).contracts.bridge;
+    let mut sent = Vec::new();
+    for number in blocks {
+        let Some(block) = provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .full()
+            .await
+            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
+        else {
+            continue;
+        };
+        for t in block.transactions.txns() {
+            if t.to() != Some(bridge) || !operators.contains(&t.inner.signer()) {
+                continue;
+            }
+            let Some(receipt) = provider
+                .get_transaction_receipt(*t.inner.hash())
+                .await
+                .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
+            else {
+                continue;
+            };
+            sent.push(OperatorTx {
+                block: number,
+                selector: t.input().get(..4).unwrap_or_default().to_vec(),
+                gas_used: receipt.gas_used,
+                ok: receipt.status(),
+            });
+        }
+    }
+    Ok(sent)
 }
 
 /// The share of block space the bridge used in the blocks from the first of `blocks` (number,

@@ -10,15 +10,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alloy::consensus::Transaction as _;
-use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::{Address, U256};
+use alloy::primitives::U256;
 use alloy::providers::Provider;
 use multibridge_config::VotingMode;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
+use super::modes::{operator_addresses, operator_transactions};
 use super::transfers::percentile;
 use crate::error::DevnetError;
 use crate::experiment::Run;
@@ -91,10 +90,7 @@ pub async fn run_one(
     })
     .await?;
     let driver = Driver::new(devnet.manifest());
-    let operator_keys: Vec<Address> = devnet
-        .operators()
-        .filter_map(|i| driver.operator(i).ok().map(|k| k.address()))
-        .collect();
+    let operator_keys = operator_addresses(&devnet, &driver);
     let spec = LoadSpec {
         users: USERS.to_vec(),
         // Both lanes at `per_lane_rate` each.
@@ -109,21 +105,22 @@ pub async fn run_one(
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (finished, devnet) = run.finish_keeping(DRAIN, false).await?;
     let to = heads(&driver).await?;
-    let (mut transfers, mut transactions, mut gas, mut reverted) = (0u64, 0u64, 0u128, 0u64);
-    let mut calls: BTreeMap<String, (u64, u128)> = BTreeMap::new();
+    let (mut transfers, mut gas) = (0u64, 0u128);
+    let mut sent = Vec::new();
     for role in [ChainRole::Main, ChainRole::Service] {
         let window = from.get(role)..=to.get(role);
-        let spent = operator_gas(&driver, role, &operator_keys, window.clone()).await?;
-        transactions = transactions.saturating_add(spent.transactions);
-        gas = gas.saturating_add(spent.gas);
-        reverted = reverted.saturating_add(spent.reverted);
-        for (call, (n, g)) in spent.by_call {
-            let entry = calls.entry(call).or_insert((0u64, 0u128));
-            entry.0 = entry.0.saturating_add(n);
-            entry.1 = entry.1.saturating_add(g);
-        }
+        sent.extend(operator_transactions(&driver, role, &operator_keys, window.clone()).await?);
         transfers = transfers.saturating_add(handles(&driver, role, window).await?);
     }
+    let mut calls: BTreeMap<String, (u64, u128)> = BTreeMap::new();
+    for t in &sent {
+        gas = gas.saturating_add(u128::from(t.gas_used));
+        let call = calls.entry(call_name(&t.selector)).or_default();
+        call.0 = call.0.saturating_add(1);
+        call.1 = call.1.saturating_add(u128::from(t.gas_used));
+    }
+    let transactions = sent.len() as u64;
+    let reverted = sent.iter().filter(|t| !t.ok).count() as u64;
     drop(devnet);
     let mut latencies: Vec<f64> = finished
         .outcomes
@@ -182,22 +179,12 @@ async fn heads(driver: &Driver) -> Result<Heads, DevnetError> {
     })
 }
 
-/// What operators spent on `role`'s bridge in `blocks`.
-#[derive(Debug, Default)]
-struct Spent {
-    transactions: u64,
-    gas: u128,
-    reverted: u64,
-    /// Per entry point: transactions and gas.
-    by_call: BTreeMap<String, (u64, u128)>,
-}
-
-/// The bridge entry point `input` calls, by its selector.
-fn call_name(input: &[u8]) -> String {
+/// The bridge entry point a transaction with `selector` calls.
+fn call_name(selector: &[u8]) -> String {
     use alloy::sol_types::SolCall as _;
-    let Some(selector) = input.get(..4) else {
+    if selector.is_empty() {
         return "(none)".to_owned();
-    };
+    }
     let known: [(&[u8; 4], &str); 7] = [
         (
             &Bridge::handleValueTransfersCall::SELECTOR,
@@ -229,48 +216,6 @@ fn call_name(input: &[u8]) -> String {
             || format!("0x{}", alloy::hex::encode(selector)),
             |(_, n)| (*n).to_owned(),
         )
-}
-
-async fn operator_gas(
-    driver: &Driver,
-    role: ChainRole,
-    operators: &[Address],
-    blocks: std::ops::RangeInclusive<u64>,
-) -> Result<Spent, DevnetError> {
-    let provider = driver.provider(role)?;
-    let bridge = driver.chain(role).contracts.bridge;
-    let mut spent = Spent::default();
-    for number in blocks {
-        let Some(block) = provider
-            .get_block_by_number(BlockNumberOrTag::Number(number))
-            .full()
-            .await
-            .map_err(|e| DevnetError::chain("eth_getBlockByNumber", e))?
-        else {
-            continue;
-        };
-        for t in block.transactions.txns() {
-            if t.to() != Some(bridge) || !operators.contains(&t.inner.signer()) {
-                continue;
-            }
-            let Some(receipt) = provider
-                .get_transaction_receipt(*t.inner.hash())
-                .await
-                .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
-            else {
-                continue;
-            };
-            spent.transactions = spent.transactions.saturating_add(1);
-            spent.gas = spent.gas.saturating_add(u128::from(receipt.gas_used));
-            let call = spent.by_call.entry(call_name(t.input())).or_default();
-            call.0 = call.0.saturating_add(1);
-            call.1 = call.1.saturating_add(u128::from(receipt.gas_used));
-            if !receipt.status() {
-                spent.reverted = spent.reverted.saturating_add(1);
-            }
-        }
-    }
-    Ok(spent)
 }
 
 /// `HandleValueTransfer` events of `role`'s bridge in `blocks`.
