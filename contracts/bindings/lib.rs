@@ -54,6 +54,13 @@ pub const LOWER_ADVANCE_GAS: u64 = 32_000;
 /// vote fail (audit NEW-H1). A test checks it against the contract.
 pub const ITEM_GAS: u64 = 320_000;
 
+/// `Bridge.RECORD_GAS()`: the gas a vote item that only records (its key stays below the
+/// threshold) needs left at its start. A relay that expects its vote to record — its committee
+/// rank comes before the deciding vote's — plans it as its recording simulation plus this; if
+/// the vote lands after the threshold was reached anyway, the items that would execute without
+/// [`ITEM_GAS`] left are skipped (`GasBudgetTooLow`), never run out of gas, and voted again.
+pub const RECORD_GAS: u64 = 100_000;
+
 /// `Bridge.RELEASE_GAS()`: the gas `executeQueuedRelease` needs left at its start (the capped
 /// token call and the credit's writes); a relay plans an execution as its estimate plus this.
 pub const RELEASE_GAS: u64 = 230_000;

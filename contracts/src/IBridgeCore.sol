@@ -234,6 +234,9 @@ interface IBridgeCore {
     function MAX_EXTRA_DATA() external view returns (uint256);
     /// Gas a batch item needs left at its start (its worst case).
     function ITEM_GAS() external view returns (uint256);
+    /// Gas a vote item that only records (its key stays below the threshold) needs left at its
+    /// start (its worst case); an item that executes needs ITEM_GAS.
+    function RECORD_GAS() external view returns (uint256);
     /// Gas `executeQueuedRelease` needs left at its start (its worst case).
     function RELEASE_GAS() external view returns (uint256);
     /// Votes are taken for nonces below upperHandleNonce + VOTE_WINDOW.

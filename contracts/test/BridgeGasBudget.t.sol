@@ -187,6 +187,103 @@ contract BridgeGasBudgetTest is BridgeFixture {
         assertTrue(itemCost + 17_100 <= itemGas, "ITEM_GAS covers the worst item with a fresh voter word");
     }
 
+    /// The relay's gas limit for a vote it plans to only record (its committee rank is below the
+    /// threshold's last: another operator's vote is expected to decide): the recording
+    /// simulation plus the margin plus RECORD_GAS.
+    function _recordPlan(uint256 used) internal view returns (uint256) {
+        return used + (used * MARGIN_PERCENT) / 100 + bridge.RECORD_GAS();
+    }
+
+    /// Issue 54: the worst vote that only records fits RECORD_GAS — a first vote of its
+    /// operator (a fresh voted-up-to slot), of a nonce in a fresh voter word, with the largest
+    /// extraData. At every gas limit around the point where the item is first taken, the call
+    /// either skips the item or records it: it never runs out of gas.
+    function test_recordGas_boundsTheWorstRecord() public {
+        IBridgeCore.Request memory worst = _native(4095, 1);
+        worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());
+        IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
+        one[0] = worst;
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
+        uint256 recordGas = bridge.RECORD_GAS();
+        uint256 firstTaken;
+        for (uint256 limit = recordGas; limit < recordGas + 40_000; limit += 250) {
+            uint256 snapshot = vm.snapshotState();
+            vm.prank(op1);
+            (bool ok,) = address(bridge).call{gas: limit}(data);
+            assertTrue(ok, "never out of gas: the item is skipped or recorded");
+            if (bridge.hasVoted(4095, op1) && firstTaken == 0) firstTaken = limit;
+            vm.revertToState(snapshot);
+        }
+        assertTrue(firstTaken != 0, "the item is taken within 40k gas above RECORD_GAS");
+        uint256 snapshot2 = vm.snapshotState();
+        vm.prank(op1);
+        (bool skipped,) = address(bridge).call{gas: firstTaken - 250}(data);
+        assertTrue(skipped && !bridge.hasVoted(4095, op1), "skipped just below");
+        uint256 skipping = vm.lastCallGas().gasTotalUsed;
+        vm.revertToState(snapshot2);
+        vm.prank(op1);
+        bridge.handleValueTransfers(one);
+        uint256 taking = vm.lastCallGas().gasTotalUsed;
+        assertTrue(bridge.hasVoted(4095, op1) && !bridge.isHandled(4095), "recorded, not executed");
+        uint256 itemCost = taking - skipping;
+        Console.log("worst record, gas from its check to its end (about)", itemCost);
+        Console.log("RECORD_GAS", recordGas);
+        assertTrue(itemCost + 10_000 <= recordGas, "RECORD_GAS covers the worst record with room");
+    }
+
+    /// Issue 54: a batch planned to record (the recording simulation plus RECORD_GAS) that lands
+    /// after another operator's vote of the same requests — so it decides instead — executes the
+    /// items that fit ITEM_GAS and skips the rest (GasBudgetTooLow), never running out of gas;
+    /// the skipped ones, voted again at the deciding plan, all execute. Landing as planned, it
+    /// records every item.
+    function test_aRecordPlanThatLandsDeciding_executesWhatFitsAndSkipsTheRest() public {
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](32);
+        for (uint64 i = 0; i < 32; ++i) {
+            rs[i] = _native(i, 1);
+            rs[i].to = address(uint160(0x20000 + i)); // fresh recipients: the dearest native release
+        }
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (rs));
+        uint256 recordPlan = _recordPlan(_simulate(op1, data));
+
+        // As planned: op1 lands first and records all 32.
+        uint256 snapshot = vm.snapshotState();
+        vm.recordLogs();
+        assertTrue(_sendPlanned(op1, data, recordPlan), "the recording vote succeeds");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(_count(logs, IBridgeCore.VoteCast.selector), 32, "every vote recorded");
+        assertEq(_count(logs, IBridgeCore.HandleSkipped.selector), 0, "none skipped");
+        vm.revertToState(snapshot);
+
+        // Out of turn: op2's vote lands first, op1's now decides with the recording plan.
+        _voteBatch(op2, rs);
+        vm.recordLogs();
+        assertTrue(_sendPlanned(op1, data, recordPlan), "never out of gas");
+        logs = vm.getRecordedLogs();
+        uint256 executed = _count(logs, IBridgeCore.HandleValueTransfer.selector);
+        uint256 skippedItems = _count(logs, IBridgeCore.HandleSkipped.selector);
+        Console.log("recording plan", recordPlan);
+        Console.log("  landing as the decider: executed", executed);
+        Console.log("  skipped (GasBudgetTooLow)", skippedItems);
+        assertEq(executed + skippedItems, 32, "every item executed or skipped");
+        assertTrue(executed > 0 && skippedItems > 0, "what fits executes, the rest is skipped");
+        for (uint256 i = 0; i < logs.length; ++i) {
+            if (logs[i].topics[0] != IBridgeCore.HandleSkipped.selector) continue;
+            bytes4 reason = abi.decode(logs[i].data, (bytes4));
+            assertEq(reason, IBridgeCore.GasBudgetTooLow.selector, "skipped for gas only");
+        }
+
+        // The skipped ones again, at the deciding plan: all execute.
+        IBridgeCore.Request[] memory rest = new IBridgeCore.Request[](skippedItems);
+        for (uint64 i = 0; i < skippedItems; ++i) {
+            rest[i] = rs[executed + i];
+        }
+        bytes memory again = abi.encodeCall(IBridge.handleValueTransfers, (rest));
+        assertTrue(_sendPlanned(op1, again, _relayPlan(_simulate(op1, again))), "the second vote succeeds");
+        for (uint64 i = 0; i < 32; ++i) {
+            assertTrue(bridge.isHandled(i), "every request handled");
+        }
+    }
+
     /// A single vote below ITEM_GAS is refused by name (not out of gas), and so is an execution of
     /// a queued release below RELEASE_GAS: the relay's plan always has both.
     function test_belowTheBudget_isANamedRefusal() public {

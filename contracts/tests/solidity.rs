@@ -133,6 +133,10 @@ fn the_gas_bounds_the_relay_plans_with_are_the_bridges() {
         solidity_constant("RELEASE_GAS")
     );
     assert_eq!(
+        multibridge_contracts::RECORD_GAS,
+        solidity_constant("RECORD_GAS")
+    );
+    assert_eq!(
         multibridge_contracts::VOTE_WINDOW,
         solidity_constant("VOTE_WINDOW")
     );

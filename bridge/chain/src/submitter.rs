@@ -49,6 +49,21 @@ pub enum GasPlan {
         /// Percent added.
         margin_percent: u64,
     },
+    /// A vote on `bridge` expected to record only: the operator's committee rank comes before
+    /// the deciding vote's (issue 54: a recording vote planned for execution reserved twice the
+    /// block space it used). Simulated as it is against the latest state: if it only records
+    /// there, its gas plus the margin plus the bridge's `RECORD_GAS` (the worst case of one
+    /// record, which the bridge requires left before every vote item); if it would execute
+    /// anything already (the other votes landed first), planned as [`GasPlan::Vote`]. Should it
+    /// land after the threshold is reached all the same, the items that would execute without
+    /// `ITEM_GAS` left are skipped by the bridge (`GasBudgetTooLow`), never run out of gas,
+    /// and the voter votes them again as the deciding vote.
+    Record {
+        /// The destination bridge.
+        bridge: Address,
+        /// Percent added.
+        margin_percent: u64,
+    },
     /// `executeQueuedRelease`: the node's estimate plus the bridge's `RELEASE_GAS`, the worst
     /// case of the release it makes (which the bridge requires left before it).
     Release,
@@ -64,6 +79,10 @@ pub struct Job {
     pub input: Bytes,
     /// Gas limit.
     pub gas_limit: u64,
+    /// Bid a slightly higher tip than the market's, so that in a block holding other
+    /// operators' votes of the same requests this one is ordered first (a recording vote:
+    /// landing after the deciding one, it would decide with a recording vote's gas).
+    pub lead: bool,
 }
 
 /// What happened to a transaction after [`SubmitClient::submit`] returned.
@@ -150,6 +169,7 @@ pub async fn send_planned(
             to,
             input,
             gas_limit,
+            lead: false,
         })
         .await
 }
@@ -206,6 +226,22 @@ impl Submit for SubmitClient {
                 multibridge_contracts::ITEM_GAS
                     .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
             ),
+            GasPlan::Record {
+                bridge,
+                margin_percent,
+            } => match simulated_gas(&self.chain, &call, bridge, None).await? {
+                Simulated::Used {
+                    gas,
+                    executes: false,
+                } => (gas, margin_percent, multibridge_contracts::RECORD_GAS),
+                // It would decide now, or cannot be simulated as it is: a deciding vote's plan.
+                _ => (
+                    vote_gas(&self.chain, bridge, &call).await?,
+                    margin_percent,
+                    multibridge_contracts::ITEM_GAS
+                        .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
+                ),
+            },
             GasPlan::Release => (
                 estimate_gas(&self.chain, &call, None).await?,
                 0,
@@ -390,7 +426,7 @@ impl Submitter {
             return Err(SubmitError::Stopped(self.chain.role()));
         };
         let call = sender.call(job.to, job.input, U256::ZERO);
-        let sent = sender.send_call(call, job.gas_limit).await?;
+        let sent = sender.send_call(call, job.gas_limit, job.lead).await?;
         self.owners.insert(sent.nonce, (client, job.gas_limit));
         self.chain
             .metrics()
@@ -480,11 +516,11 @@ async fn vote_gas(
     .into_iter()
     .collect();
     Ok(
-        match simulated_gas(chain, call, Some(overrides.clone())).await? {
-            Simulated::Used(executing) => executing,
+        match simulated_gas(chain, call, bridge, Some(overrides.clone())).await? {
+            Simulated::Used { gas: executing, .. } => executing,
             // Not executable now (liquidity short, a pair locked): a vote that is only recorded.
-            Simulated::Reverted => match simulated_gas(chain, call, None).await? {
-                Simulated::Used(plain) => plain,
+            Simulated::Reverted => match simulated_gas(chain, call, bridge, None).await? {
+                Simulated::Used { gas: plain, .. } => plain,
                 // The node's own words for a refusal (the voter decodes them): estimate it.
                 Simulated::Reverted | Simulated::Unsupported => {
                     return estimate_gas(chain, call, None).await;
@@ -505,8 +541,13 @@ async fn vote_gas(
 
 /// What one simulated execution said.
 enum Simulated {
-    /// Succeeded, using this much gas (before refunds).
-    Used(u64),
+    /// Succeeded.
+    Used {
+        /// Gas used (before refunds).
+        gas: u64,
+        /// Whether it executed a transfer (a `HandleValueTransfer` of the bridge).
+        executes: bool,
+    },
     /// Reverted.
     Reverted,
     /// The node has no `eth_simulateV1` (or no state overrides in it).
@@ -516,10 +557,12 @@ enum Simulated {
 async fn simulated_gas(
     chain: &ChainClient,
     call: &alloy::rpc::types::TransactionRequest,
+    bridge: Address,
     overrides: Option<alloy::rpc::types::state::StateOverride>,
 ) -> Result<Simulated, SendError> {
     use alloy::providers::Provider;
     use alloy::rpc::types::simulate::{SimBlock, SimulatePayload};
+    use alloy::sol_types::SolEvent;
 
     let payload = SimulatePayload {
         block_state_calls: vec![SimBlock {
@@ -546,7 +589,14 @@ async fn simulated_gas(
         return Ok(Simulated::Unsupported);
     };
     Ok(if outcome.status {
-        Simulated::Used(outcome.max_used_gas.unwrap_or(outcome.gas_used))
+        let executed = multibridge_contracts::bindings::Bridge::HandleValueTransfer::SIGNATURE_HASH;
+        Simulated::Used {
+            gas: outcome.max_used_gas.unwrap_or(outcome.gas_used),
+            executes: outcome
+                .logs
+                .iter()
+                .any(|l| l.address() == bridge && l.topic0() == Some(&executed)),
+        }
     } else {
         Simulated::Reverted
     })

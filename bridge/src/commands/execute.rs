@@ -261,7 +261,7 @@ pub async fn execute(
         .saturating_add(estimate / 20)
         .saturating_add(multibridge_contracts::ITEM_GAS)
         .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS);
-    let sent = sender.send_call(call, gas_limit).await?;
+    let sent = sender.send_call(call, gas_limit, false).await?;
     outcome.tx = Some(sent.hash);
     loop {
         for tracked in sender.poll().await? {

@@ -293,6 +293,7 @@ impl RefundDesk {
                 to: self.destination.bridge(),
                 input: input.into(),
                 gas_limit,
+                lead: false,
             })
             .await;
         match sent {

@@ -116,6 +116,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok(())
     }
 
+    /// How the vote transaction with nonce `tx_nonce` was sent.
+    pub(super) fn pending_entry(&self, tx_nonce: u64) -> Option<Entry> {
+        self.pending
+            .values()
+            .find(|p| p.tx_nonce == tx_nonce)
+            .map(|p| p.entry)
+    }
+
     /// The requests the vote transaction with nonce `tx_nonce` carries.
     pub(super) fn requests_of(&self, tx_nonce: u64) -> Vec<u64> {
         self.pending
@@ -152,6 +160,17 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 }
             } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
                 let name = skip_reason_name(e.inner.data.reason.0);
+                if name == Some("GasBudgetTooLow")
+                    && self.pending_entry(tx_nonce) == Some(Entry::Record)
+                {
+                    // Planned to record, it landed after the threshold: it decides next time.
+                    if self.decide_next.len() >= MAX_OUT_OF_GAS_REMEMBERED {
+                        self.decide_next.clear();
+                    }
+                    if self.decide_next.insert(e.inner.data.nonce) {
+                        self.metrics.recording_votes_late.inc();
+                    }
+                }
                 outcomes.insert(e.inner.data.nonce, skipped(name, e.inner.data.reason.0));
             }
         }

@@ -200,6 +200,11 @@ const GAS_LIMIT_FRESH_FOR: Duration = Duration::from_secs(60);
 /// slots of a step while fresh requests are there.
 const WAITING_ROOM_SHARE: usize = 4;
 
+/// Fewest requests expected to record that are voted in a batch of their own
+/// ([`Entry::Record`]); fewer ride in the deciding batch (one transaction less, and the block
+/// space a recording plan saves matters when blocks are full: in a backlog).
+const MIN_RECORD_BATCH: usize = 8;
+
 /// How often the vote window is read again while requests wait for it.
 const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 
@@ -220,6 +225,9 @@ pub struct Voter<D, S> {
     /// Requests carried by a vote that ran out of gas on chain: voted again alone with twice the
     /// worst-case headroom; one that runs out again is set aside (`out_of_gas`).
     out_of_gas: std::collections::BTreeSet<u64>,
+    /// Requests a vote planned to record skipped for gas (`GasBudgetTooLow`: it landed after the
+    /// threshold was reached, with a recording vote's gas): voted again as deciding votes.
+    decide_next: std::collections::BTreeSet<u64>,
     /// Test-only fault injection: vote a payload that differs from the observed one.
     tamper: bool,
     /// The destination's operators and threshold, and when they were read.
@@ -261,6 +269,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             pending: BTreeMap::new(),
             singles_until: None,
             out_of_gas: std::collections::BTreeSet::new(),
+            decide_next: std::collections::BTreeSet::new(),
             tamper: false,
             committee: None,
             gas_limit: None,
@@ -314,6 +323,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         self.pending.clear();
         self.singles_until = None;
         self.out_of_gas.clear();
+        self.decide_next.clear();
         Ok(self.store.lock().reopen_in_flight(self.metrics.lane)?)
     }
 
@@ -378,6 +388,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             Outcome::Handled | Outcome::VotedByUs | Outcome::Rejected(..)
         ) {
             self.out_of_gas.remove(&nonce);
+            self.decide_next.remove(&nonce);
         }
         match outcome {
             Outcome::Sent(vote) => {
@@ -493,6 +504,32 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     .is_some_and(|w| w != multibridge_contracts::WaitReason::VoteWindow)
             });
         let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
+        // A vote expected to record (ranked before the deciding vote) is planned and sent apart
+        // from one expected to decide: its gas limit need not cover executing (issue 54).
+        // Only where enough of them record to fill a batch of their own (a backlog): a few
+        // go in the deciding batch, which costs a transaction less than sending them apart.
+        let recorders = self.recorders().await?;
+        let (record, decide): (Vec<Request>, Vec<Request>) = fresh
+            .into_iter()
+            .partition(|r| recorders.as_ref().is_some_and(|c| self.records(c, r.nonce)));
+        let (record, decide) = if record.len() >= MIN_RECORD_BATCH.min(chunk) {
+            (record, decide)
+        } else {
+            let mut all = decide;
+            all.extend(record);
+            all.sort_by_key(|r| r.nonce);
+            (Vec::new(), all)
+        };
+        let mut fresh_batches: Vec<(Vec<Request>, Entry)> = batches(&record, chunk, MAX_VOTE_BYTES)
+            .into_iter()
+            .map(|b| (b, Entry::Record))
+            .chain(
+                batches(&decide, chunk, MAX_VOTE_BYTES)
+                    .into_iter()
+                    .map(|b| (b, Entry::Batch)),
+            )
+            .collect();
+        fresh_batches.sort_by_key(|(b, _)| b.first().map(|r| r.nonce));
         let mut planned: Vec<(Vec<Request>, Entry)> = Vec::new();
         if !execute.is_empty() {
             planned.push((execute, Entry::Execute));
@@ -501,7 +538,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // of the room while fresh requests are there, so however many wait — a user can make
         // many wait for liquidity — they never crowd out the lane; and at least one slot, so
         // they are never starved either.
-        let fresh_batches = batches(&fresh, chunk, MAX_VOTE_BYTES);
         let waiting_slots = if fresh_batches.is_empty() {
             room
         } else {
@@ -513,7 +549,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .take(waiting_slots)
                 .map(|r| (vec![r.request], Entry::Single)),
         );
-        planned.extend(fresh_batches.into_iter().map(|b| (b, Entry::Batch)));
+        planned.extend(fresh_batches);
         planned.truncate(room);
         // The estimates are reads: all at once, then the sends in order. A batch that is too
         // large for the destination (gas above the budget, or refused as too large) is split in
@@ -522,9 +558,13 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .iter()
             .map(|(batch, entry)| self.input(batch, *entry))
             .collect();
-        let estimates =
-            futures::future::join_all(inputs.iter().map(|input| self.estimate(input.clone())))
-                .await;
+        let estimates = futures::future::join_all(
+            inputs
+                .iter()
+                .zip(&planned)
+                .map(|(input, (_, entry))| self.estimate(input.clone(), *entry)),
+        )
+        .await;
         let mut work: std::collections::VecDeque<PlannedVote> = planned
             .into_iter()
             .zip(inputs)
@@ -550,7 +590,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             }
             let estimate = match estimate {
                 Some(estimate) => estimate,
-                None => self.estimate(input.clone()).await,
+                None => self.estimate(input.clone(), entry).await,
             };
             // A request whose vote ran out of gas before goes again with twice the worst-case
             // headroom (it is alone: the voter sends singles for a while after an out-of-gas).
@@ -632,18 +672,36 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok((limit.saturating_mul(MAX_VOTE_BLOCK_SHARE) / 100, limit))
     }
 
-    /// The gas limit of a vote with calldata `input`.
-    async fn estimate(&self, input: Bytes) -> Result<u64, SubmitError> {
-        self.submit
-            .estimate(
-                self.bridge,
-                input,
-                GasPlan::Vote {
-                    bridge: self.bridge,
-                    margin_percent: self.config.gas_margin_percent,
-                },
-            )
-            .await
+    /// The gas limit of a vote with calldata `input` sent through `entry`.
+    async fn estimate(&self, input: Bytes, entry: Entry) -> Result<u64, SubmitError> {
+        let (bridge, margin_percent) = (self.bridge, self.config.gas_margin_percent);
+        let plan = match entry {
+            Entry::Record => GasPlan::Record {
+                bridge,
+                margin_percent,
+            },
+            _ => GasPlan::Vote {
+                bridge,
+                margin_percent,
+            },
+        };
+        self.submit.estimate(self.bridge, input, plan).await
+    }
+
+    /// The committee to tell recording votes by, when votes are ranked (standing by is on) and
+    /// the threshold is above one: `None` plans every vote as deciding.
+    async fn recorders(&mut self) -> Result<Option<Committee>, VoterError> {
+        Ok(self.committee().await?.filter(|c| c.threshold > 1))
+    }
+
+    /// Whether this operator's vote of `nonce` is expected to record only: its rank comes
+    /// before the deciding vote's (the threshold's last), and no earlier vote of it planned to
+    /// record was skipped for gas (that one landed after the threshold: it decides now).
+    fn records(&self, committee: &Committee, nonce: u64) -> bool {
+        !self.decide_next.contains(&nonce)
+            && committee
+                .rank(nonce, self.operator)
+                .is_some_and(|rank| rank.saturating_add(1) < committee.threshold)
     }
 
     /// The calldata of a vote (or execution) of `batch` through `entry`.
@@ -746,6 +804,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             to: self.bridge,
             input,
             gas_limit,
+            lead: entry == Entry::Record,
         };
         let sent = self.submit.submit(job).await?;
         let vote = PendingVote {
@@ -763,6 +822,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         step.sent = step.sent.saturating_add(batch.len());
         if !matches!(entry, Entry::Execute | Entry::Attested) {
             self.metrics.votes_sent.inc_by(batch.len() as u64);
+        }
+        if entry == Entry::Record {
+            self.metrics.votes_recording.inc_by(batch.len() as u64);
         }
         Ok(())
     }

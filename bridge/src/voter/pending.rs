@@ -24,6 +24,11 @@ pub enum Entry {
     /// `handleValueTransfers`: a batch of votes; an item the bridge refuses is skipped
     /// (`HandleSkipped`) and the rest proceeds.
     Batch,
+    /// `handleValueTransfers` of requests this operator's vote is expected to record only (its
+    /// committee rank comes before the deciding vote's): planned with the recording gas
+    /// ([`GasPlan::Record`](crate::chain::submitter::GasPlan::Record)) and sent with a leading
+    /// tip, so in a block holding the deciding vote too it goes first.
+    Record,
     /// `handleValueTransfer`: one vote that reverts on any refusal (a request that waited: its
     /// simulation reverts, at no cost, while the condition holds).
     Single,

@@ -94,6 +94,41 @@ pub struct Gas {
     /// Vote transactions that failed on the destination during the whole benchmark (latency
     /// and burst; 3 operators racing): goal 0 out of gas.
     pub failed: FailedVotes,
+    /// The burst's vote transactions that only recorded votes.
+    pub recording: VoteRole,
+    /// The burst's vote transactions that executed at least one transfer (a deciding vote).
+    pub deciding: VoteRole,
+    /// The burst's vote transactions that neither recorded nor executed anything (every item
+    /// skipped: votes that came after the transfers were handled).
+    pub redundant: VoteRole,
+}
+
+/// What one kind of vote transaction used against what its gas limit reserved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VoteRole {
+    /// Transactions.
+    pub transactions: usize,
+    /// Votes they cast (`VoteCast`).
+    pub votes: usize,
+    /// Items they skipped (`HandleSkipped`).
+    pub skipped: usize,
+    /// Those skips by reason (the bridge's error name).
+    pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
+    /// Gas they used.
+    pub gas_used: u64,
+    /// Gas their limits reserved.
+    pub gas_limit: u64,
+}
+
+impl VoteRole {
+    /// Reserved over used (0 with nothing used).
+    pub fn reserved_per_used(&self) -> f64 {
+        if self.gas_used == 0 {
+            0.0
+        } else {
+            self.gas_limit as f64 / self.gas_used as f64
+        }
+    }
 }
 
 /// Memory figures at one backlog.
@@ -436,6 +471,11 @@ pub async fn run(
         .filter_map(|l| l.transaction_hash)
         .collect();
     let mut gas_used: u128 = 0;
+    let (mut recording, mut deciding, mut redundant) = (
+        VoteRole::default(),
+        VoteRole::default(),
+        VoteRole::default(),
+    );
     for tx in &txs {
         if let Some(receipt) = dest
             .get_transaction_receipt(*tx)
@@ -443,6 +483,50 @@ pub async fn run(
             .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
         {
             gas_used = gas_used.saturating_add(u128::from(receipt.gas_used));
+            let limit = dest
+                .get_transaction_by_hash(*tx)
+                .await
+                .map_err(|e| DevnetError::chain("eth_getTransactionByHash", e))?
+                .map(|t| alloy::consensus::Transaction::gas_limit(&t))
+                .unwrap_or_default();
+            let count = |topic: B256| {
+                receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .filter(|l| l.address() == bridge_addr && l.topic0() == Some(&topic))
+                    .count()
+            };
+            let role = if count(Bridge::HandleValueTransfer::SIGNATURE_HASH) > 0 {
+                &mut deciding
+            } else if count(Bridge::VoteCast::SIGNATURE_HASH) > 0 {
+                &mut recording
+            } else {
+                &mut redundant
+            };
+            role.transactions = role.transactions.saturating_add(1);
+            role.votes = role
+                .votes
+                .saturating_add(count(Bridge::VoteCast::SIGNATURE_HASH));
+            role.skipped = role
+                .skipped
+                .saturating_add(count(Bridge::HandleSkipped::SIGNATURE_HASH));
+            for log in receipt.inner.logs() {
+                if log.address() == bridge_addr
+                    && let Ok(skip) = log.log_decode::<Bridge::HandleSkipped>()
+                {
+                    let selector = skip.inner.data.reason.0;
+                    let name = multibridge_contracts::lifecycle::skip_reason_name(selector)
+                        .map_or_else(
+                            || format!("0x{}", alloy::hex::encode(selector)),
+                            str::to_owned,
+                        );
+                    let n = role.skipped_by_reason.entry(name).or_default();
+                    *n = n.saturating_add(1);
+                }
+            }
+            role.gas_used = role.gas_used.saturating_add(receipt.gas_used);
+            role.gas_limit = role.gas_limit.saturating_add(limit);
         }
     }
     let handled = requests.len().max(1) as f64;
@@ -486,6 +570,9 @@ pub async fn run(
         per_handled_transfer: per_handled,
         block_gas_limit,
         failed,
+        recording,
+        deciding,
+        redundant,
     };
 
     let mut targets = options.rss_pending.clone();
@@ -745,6 +832,21 @@ pub fn render(report: &BenchReport) -> String {
         report.gas.failed.gas_burned,
         if report.gas.failed.out_of_gas == 0 { "met" } else { "MISSED" },
     ));
+    for (name, role) in [
+        ("recording", &report.gas.recording),
+        ("deciding", &report.gas.deciding),
+        ("redundant", &report.gas.redundant),
+    ] {
+        out.push_str(&format!(
+            "  {name} votes: {} transactions, {} votes, {} skipped {:?}, {:.0} gas used each, limits {:.0}% of use\n",
+            role.transactions,
+            role.votes,
+            role.skipped,
+            role.skipped_by_reason,
+            role.gas_used as f64 / role.transactions.max(1) as f64,
+            role.reserved_per_used() * 100.0,
+        ));
+    }
     if !report.memory.is_empty() {
         out.push_str(
             "\nmemory (peak RSS of operator 1's replicas on a backlog below the threshold)\n",

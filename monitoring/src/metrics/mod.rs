@@ -61,6 +61,16 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) votes_sent: IntCounterVec,
+    /// Of those, requests voted in batches planned to record only (this operator ranked before
+    /// the deciding vote; issue 54).
+    ///
+    /// Labels: lane.
+    pub(crate) votes_recording: IntCounterVec,
+    /// Requests a vote planned to record skipped for gas: it landed after the threshold was
+    /// reached, so it would have decided; each is voted again as a deciding vote, a block later.
+    ///
+    /// Labels: lane.
+    pub(crate) recording_votes_late: IntCounterVec,
     /// Requests that needed no vote from this relay, by reason.
     ///
     /// Labels: lane, reason ([`SkipReason`]).
@@ -462,6 +472,16 @@ impl Metrics {
                 "Requests voted for in vote transactions",
                 lane,
             )?,
+            votes_recording: counter(
+                "votes_recording_total",
+                "Requests voted in batches planned to record only (ranked before the deciding vote)",
+                lane,
+            )?,
+            recording_votes_late: counter(
+                "recording_votes_late_total",
+                "Requests a vote planned to record skipped for gas because it landed after the threshold (voted again as deciding)",
+                lane,
+            )?,
             votes_skipped: counter(
                 "votes_skipped_total",
                 "Requests that needed no vote from this relay",
@@ -813,6 +833,8 @@ impl Metrics {
                 &metrics.requests_indexed,
                 &metrics.nonce_gaps,
                 &metrics.votes_sent,
+                &metrics.votes_recording,
+                &metrics.recording_votes_late,
                 &metrics.handled,
                 &metrics.waiting,
                 &metrics.recovery_rounds,

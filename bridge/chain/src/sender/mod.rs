@@ -26,7 +26,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::transports::TransportError;
 
-use super::fees::{FeePolicy, Fees, escalate, initial_fees};
+use super::fees::{FeePolicy, Fees, escalate, initial_fees, leading};
 use super::rpc_error::{ErrorClass, SendRejection, classify_send};
 use super::{ChainClient, ChainError};
 use crate::fence::{Fence, Fenced};
@@ -444,7 +444,7 @@ impl Sender {
         let estimate = self.estimate(&call).await?;
         let gas_limit =
             estimate.saturating_add(estimate.saturating_mul(self.policy.gas_margin_percent) / 100);
-        self.send_call(call, gas_limit).await
+        self.send_call(call, gas_limit, false).await
     }
 
     /// The transaction request of a call from this signer.
@@ -467,14 +467,19 @@ impl Sender {
         estimate_gas(&self.chain, call, None).await
     }
 
-    /// Price, sign and broadcast `call` with `gas_limit`, under the next nonce.
+    /// Price, sign and broadcast `call` with `gas_limit`, under the next nonce; a `lead`
+    /// transaction bids a tip a little above the market's ([`leading`]).
     pub async fn send_call(
         &mut self,
         call: TransactionRequest,
         gas_limit: u64,
+        lead: bool,
     ) -> Result<Sent, SendError> {
         let request = call.with_gas_limit(gas_limit);
         let (mut fees, sent_block) = self.market_fees().await?;
+        if lead {
+            fees = leading(fees, &self.policy.fees);
+        }
         // One retry after rebuilding the nonce sequence or raising an underpriced bid.
         let mut retried = false;
         loop {

@@ -152,6 +152,64 @@ async fn an_item_skipped_for_gas_is_revoted_and_one_beyond_the_window_waits() {
     assert_eq!(h.row(1).waiting, Some(WaitReason::VoteWindow));
 }
 
+/// Issue 54: a vote ranked before the deciding one is planned to record and sent leading; the
+/// items such a vote skipped for gas (it landed after the threshold, with a recording vote's
+/// gas) are voted again at once as a deciding vote, not led, while the executed ones are done.
+#[tokio::test]
+async fn a_recording_vote_skipped_for_gas_is_voted_again_as_deciding() {
+    let mut h = Harness::new(60, 64);
+    let committee = Committee {
+        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
+        threshold: 2,
+    };
+    let first: Vec<u64> = (0..60)
+        .filter(|n| committee.rank(*n, ME) == Some(0))
+        .collect();
+    assert!(
+        first.len() >= 8,
+        "enough first-ranked among 60 for a batch of their own"
+    );
+    *h.destination.committee.lock().unwrap() = Some(committee);
+    h.step().await;
+    let jobs = h.jobs();
+    let leads = std::mem::take(&mut *h.submit.leads.lock().unwrap());
+    let record_tx = jobs
+        .iter()
+        .position(|(_, nonces)| *nonces == first)
+        .expect("the first-ranked go in a batch of their own");
+    assert!(leads[record_tx], "sent leading");
+    assert_eq!(leads.iter().filter(|l| **l).count(), 1, "only it");
+    assert_eq!(*h.submit.record_plans.lock().unwrap(), vec![first.clone()]);
+    h.submit.record_plans.lock().unwrap().clear();
+
+    // It landed after the other operators' votes: half executed, half skipped for gas.
+    let (executed, short) = first.split_at(first.len() / 2);
+    let logs = executed
+        .iter()
+        .map(|n| handled(*n))
+        .chain(
+            short
+                .iter()
+                .map(|n| skipped(*n, Bridge::GasBudgetTooLow::SELECTOR)),
+        )
+        .collect();
+    h.mined(record_tx as u64, true, 900_000, logs);
+    h.step().await;
+    assert_eq!(
+        h.jobs(),
+        vec![(false, short.to_vec())],
+        "voted again at once"
+    );
+    assert!(
+        h.submit.record_plans.lock().unwrap().is_empty(),
+        "planned as a deciding vote"
+    );
+    assert_eq!(*h.submit.leads.lock().unwrap(), vec![false], "not leading");
+    for n in executed {
+        assert_eq!(h.status(*n), RequestStatus::Handled);
+    }
+}
+
 /// Audit L-2: a request this operator voted long ago whose key holds the threshold (the threshold
 /// was lowered) is executed with `executeHandles`; an execution that skips it as below the
 /// threshold leaves it voted.
@@ -437,9 +495,17 @@ async fn a_standby_operator_votes_only_what_the_lane_passed_by_and_nothing_other
         !primary.is_empty() && standby.len() >= 4,
         "both kinds among 30"
     );
-    *h.destination.committee.lock().unwrap() = Some(committee);
+    *h.destination.committee.lock().unwrap() = Some(committee.clone());
     h.step().await;
+    // The primaries only, in one batch: too few of them rank first to fill a recording batch
+    // of their own (MIN_RECORD_BATCH), so they ride in the deciding one.
+    let first = primary
+        .iter()
+        .filter(|n| committee.rank(**n, ME) == Some(0))
+        .count();
+    assert!(first < MIN_RECORD_BATCH, "{first} first-ranked among 30");
     assert_eq!(h.jobs(), vec![(false, primary.clone())], "primaries only");
+    assert!(h.submit.record_plans.lock().unwrap().is_empty());
     for n in &standby {
         assert_eq!(h.status(*n), RequestStatus::Observed);
     }

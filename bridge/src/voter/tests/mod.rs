@@ -142,6 +142,10 @@ struct FakeSubmit {
     executions: Mutex<Vec<Vec<u64>>>,
     /// The gas limit of every job sent, in order.
     gas_limits: Mutex<Vec<u64>>,
+    /// Whether each job sent bid a leading tip, in order.
+    leads: Mutex<Vec<bool>>,
+    /// The requests of every estimate planned as a recording vote.
+    record_plans: Mutex<Vec<Vec<u64>>>,
 }
 
 fn too_large() -> SubmitError {
@@ -199,8 +203,14 @@ impl std::ops::Deref for SharedSubmit {
 impl Submit for SharedSubmit {
     async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
         assert_eq!(to, BRIDGE);
-        assert!(matches!(plan, GasPlan::Vote { bridge: BRIDGE, .. }));
+        assert!(matches!(
+            plan,
+            GasPlan::Vote { bridge: BRIDGE, .. } | GasPlan::Record { bridge: BRIDGE, .. }
+        ));
         let (_, nonces) = decode_job(&input);
+        if matches!(plan, GasPlan::Record { .. }) {
+            self.record_plans.lock().unwrap().push(nonces.clone());
+        }
         if nonces
             .iter()
             .any(|n| self.too_large.lock().unwrap().contains(n))
@@ -229,6 +239,7 @@ impl Submit for SharedSubmit {
             );
         }
         self.gas_limits.lock().unwrap().push(job.gas_limit);
+        self.leads.lock().unwrap().push(job.lead);
         match single {
             Some(single) => self.jobs.lock().unwrap().push((single, nonces)),
             None => self.executions.lock().unwrap().push(nonces),
