@@ -101,6 +101,9 @@ pub struct Gas {
     /// The burst's vote transactions that neither recorded nor executed anything (every item
     /// skipped: votes that came after the transfers were handled).
     pub redundant: VoteRole,
+    /// The burst's vote transactions sent leading (planned to record), whatever they did; its
+    /// `votes` counts those that executed all the same (landed after the threshold).
+    pub led: VoteRole,
 }
 
 /// What one kind of vote transaction used against what its gas limit reserved.
@@ -471,6 +474,7 @@ pub async fn run(
         .filter_map(|l| l.transaction_hash)
         .collect();
     let mut gas_used: u128 = 0;
+    let mut tips: Vec<(u64, u128, u64, u64, bool)> = Vec::with_capacity(txs.len());
     let (mut recording, mut deciding, mut redundant) = (
         VoteRole::default(),
         VoteRole::default(),
@@ -483,11 +487,17 @@ pub async fn run(
             .map_err(|e| DevnetError::chain("eth_getTransactionReceipt", e))?
         {
             gas_used = gas_used.saturating_add(u128::from(receipt.gas_used));
-            let limit = dest
+            let sent = dest
                 .get_transaction_by_hash(*tx)
                 .await
-                .map_err(|e| DevnetError::chain("eth_getTransactionByHash", e))?
-                .map(|t| alloy::consensus::Transaction::gas_limit(&t))
+                .map_err(|e| DevnetError::chain("eth_getTransactionByHash", e))?;
+            let limit = sent
+                .as_ref()
+                .map(alloy::consensus::Transaction::gas_limit)
+                .unwrap_or_default();
+            let tip = sent
+                .as_ref()
+                .and_then(alloy::consensus::Transaction::max_priority_fee_per_gas)
                 .unwrap_or_default();
             let count = |topic: B256| {
                 receipt
@@ -527,7 +537,32 @@ pub async fn run(
             }
             role.gas_used = role.gas_used.saturating_add(receipt.gas_used);
             role.gas_limit = role.gas_limit.saturating_add(limit);
+            let executed = count(Bridge::HandleValueTransfer::SIGNATURE_HASH) > 0;
+            tips.push((
+                receipt.block_number.unwrap_or_default(),
+                tip,
+                receipt.gas_used,
+                limit,
+                executed,
+            ));
         }
+    }
+    // The votes sent leading (planned to record: a tip above the market's, which the other
+    // votes of the same block bid), and how many of them executed after all.
+    let mut market_tip: HashMap<u64, u128> = HashMap::new();
+    for &(block, tip, ..) in &tips {
+        let lowest = market_tip.entry(block).or_insert(tip);
+        *lowest = (*lowest).min(tip);
+    }
+    let mut led = VoteRole::default();
+    for &(_, _, used, limit, executed) in tips
+        .iter()
+        .filter(|t| market_tip.get(&t.0).is_some_and(|lowest| t.1 > *lowest))
+    {
+        led.transactions = led.transactions.saturating_add(1);
+        led.votes = led.votes.saturating_add(usize::from(executed));
+        led.gas_used = led.gas_used.saturating_add(used);
+        led.gas_limit = led.gas_limit.saturating_add(limit);
     }
     let handled = requests.len().max(1) as f64;
     let per_handled = gas_used as f64 / handled;
@@ -573,6 +608,7 @@ pub async fn run(
         recording,
         deciding,
         redundant,
+        led,
     };
 
     let mut targets = options.rss_pending.clone();
@@ -847,6 +883,14 @@ pub fn render(report: &BenchReport) -> String {
             role.reserved_per_used() * 100.0,
         ));
     }
+    let led = &report.gas.led;
+    out.push_str(&format!(
+        "  of all, sent leading (planned to record): {} transactions, {} of them executed, {:.0} gas used each, limits {:.0}% of use\n",
+        led.transactions,
+        led.votes,
+        led.gas_used as f64 / led.transactions.max(1) as f64,
+        led.reserved_per_used() * 100.0,
+    ));
     if !report.memory.is_empty() {
         out.push_str(
             "\nmemory (peak RSS of operator 1's replicas on a backlog below the threshold)\n",
