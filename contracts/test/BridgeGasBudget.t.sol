@@ -284,6 +284,53 @@ contract BridgeGasBudgetTest is BridgeFixture {
         }
     }
 
+    /// Review of issue 54: a full batch voted after another operator voted its first half — the
+    /// first half executes while ITEM_GAS is left, the rest records while RECORD_GAS is left,
+    /// every item after the last one taken is skipped — never runs out of gas at any gas limit
+    /// from a fifth of its recording plan up: the bridge keeps gas for the skips still to come
+    /// (a record taken with RECORD_GAS left may leave under 20k, and 60 skips cost ~130k).
+    function test_aHalfRacedBatch_neverRunsOutOfGasOnItsSkippedTail() public {
+        for (uint256 extraBytes = 0; extraBytes <= bridge.MAX_EXTRA_DATA(); extraBytes += 1024) {
+            uint256 snapshot = vm.snapshotState();
+            _halfRacedBatch(extraBytes);
+            vm.revertToState(snapshot);
+        }
+    }
+
+    function _halfRacedBatch(uint256 extraBytes) internal {
+        uint256 n = bridge.MAX_BATCH();
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](n);
+        for (uint64 i = 0; i < n; ++i) {
+            rs[i] = _native(i, 1);
+            rs[i].to = address(uint160(0x30000 + i)); // fresh recipients: the dearest native release
+            rs[i].extraData = new bytes(extraBytes); // dear records (a requester chooses this)
+        }
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (rs));
+        uint256 recordPlan = _recordPlan(_simulate(op1, data));
+        IBridgeCore.Request[] memory half = new IBridgeCore.Request[](n / 2);
+        for (uint64 i = 0; i < n / 2; ++i) {
+            half[i] = rs[i];
+        }
+        _voteBatch(op2, half);
+        uint256 step = recordPlan / 50;
+        uint256 shortest = type(uint256).max;
+        for (uint256 limit = recordPlan / 5; limit <= recordPlan; limit += step) {
+            uint256 snapshot = vm.snapshotState();
+            vm.recordLogs();
+            vm.prank(op1);
+            (bool ok,) = address(bridge).call{gas: limit}(data);
+            assertTrue(ok, "never out of gas");
+            Vm.Log[] memory logs = vm.getRecordedLogs();
+            uint256 votes = _count(logs, IBridgeCore.VoteCast.selector);
+            uint256 skippedItems = _count(logs, IBridgeCore.HandleSkipped.selector);
+            assertEq(votes + skippedItems, n, "every item taken or skipped");
+            if (skippedItems > 0 && limit < shortest) shortest = limit;
+            vm.revertToState(snapshot);
+        }
+        Console.log("half-raced batch of 64, extraData bytes", extraBytes);
+        Console.log("  recording plan", recordPlan);
+    }
+
     /// A single vote below ITEM_GAS is refused by name (not out of gas), and so is an execution of
     /// a queued release below RELEASE_GAS: the relay's plan always has both.
     function test_belowTheBudget_isANamedRefusal() public {

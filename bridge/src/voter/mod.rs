@@ -512,15 +512,25 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let (record, decide): (Vec<Request>, Vec<Request>) = fresh
             .into_iter()
             .partition(|r| recorders.as_ref().is_some_and(|c| self.records(c, r.nonce)));
-        let (record, decide) = if record.len() >= MIN_RECORD_BATCH.min(chunk) {
-            (record, decide)
+        // Recording batches of at least MIN_RECORD_BATCH (none while sending one by one); a
+        // smaller remainder rides in the deciding batches.
+        let mut decide = decide;
+        let mut record_batches = Vec::new();
+        if chunk >= MIN_RECORD_BATCH {
+            record_batches = batches(&record, chunk, MAX_VOTE_BYTES);
+            if record_batches
+                .last()
+                .is_some_and(|b| b.len() < MIN_RECORD_BATCH)
+            {
+                decide.extend(record_batches.pop().unwrap_or_default());
+            }
         } else {
-            let mut all = decide;
-            all.extend(record);
-            all.sort_by_key(|r| r.nonce);
-            (Vec::new(), all)
-        };
-        let mut fresh_batches: Vec<(Vec<Request>, Entry)> = batches(&record, chunk, MAX_VOTE_BYTES)
+            decide.extend(record);
+        }
+        decide.sort_by_key(|r| r.nonce);
+        // The recording batches go first: a block takes an account's transactions in nonce
+        // order, so a leading tip counts only if nothing of this step is sent before it.
+        let fresh_batches: Vec<(Vec<Request>, Entry)> = record_batches
             .into_iter()
             .map(|b| (b, Entry::Record))
             .chain(
@@ -529,7 +539,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     .map(|b| (b, Entry::Batch)),
             )
             .collect();
-        fresh_batches.sort_by_key(|(b, _)| b.first().map(|r| r.nonce));
         let mut planned: Vec<(Vec<Request>, Entry)> = Vec::new();
         if !execute.is_empty() {
             planned.push((execute, Entry::Execute));

@@ -196,6 +196,15 @@ async fn a_recording_vote_skipped_for_gas_is_voted_again_as_deciding() {
     h.mined(record_tx as u64, true, 900_000, logs);
     h.step().await;
     assert_eq!(
+        h.metric("multibridge_recording_votes_late_total{lane=\"main-to-service\"}"),
+        short.len() as f64,
+        "each skipped item noted to decide next"
+    );
+    assert!(
+        short.len() >= MIN_RECORD_BATCH,
+        "enough to fill a recording batch: only decide_next keeps them out of one"
+    );
+    assert_eq!(
         h.jobs(),
         vec![(false, short.to_vec())],
         "voted again at once"
