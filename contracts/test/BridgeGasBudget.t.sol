@@ -153,38 +153,57 @@ contract BridgeGasBudgetTest is BridgeFixture {
         _vote(op1, worst);
         IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
         one[0] = worst;
-        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
 
         uint256 itemGas = bridge.ITEM_GAS();
-        uint256 firstTaken;
-        for (uint256 limit = itemGas; limit < itemGas + 40_000; limit += 250) {
-            uint256 snapshot = vm.snapshotState();
-            vm.prank(op2);
-            (bool ok,) = address(bridge).call{gas: limit}(data);
-            assertTrue(ok, "never out of gas: the item is skipped or it completes");
-            if (bridge.isHandled(0) && firstTaken == 0) firstTaken = limit;
-            vm.revertToState(snapshot);
-        }
-        assertTrue(firstTaken != 0, "the item is taken within 40k gas above ITEM_GAS");
-
-        // The item's own cost: the call that takes it, less the call that skips it at the check.
-        uint256 snapshot2 = vm.snapshotState();
-        vm.prank(op2);
-        (bool skipped,) = address(bridge).call{gas: firstTaken - 250}(data);
-        assertTrue(skipped && !bridge.isHandled(0), "skipped just below");
-        uint256 skipping = vm.lastCallGas().gasTotalUsed;
-        vm.revertToState(snapshot2);
-        vm.prank(op2);
-        bridge.handleValueTransfers(one);
-        uint256 taking = vm.lastCallGas().gasTotalUsed;
+        uint256 itemCost = _takenCost(op2, one, itemGas, 0, false);
         assertEq(bridge.lowerHandleNonce(), 2049, "the worst item closed and advanced the bound");
         assertEq(bridge.pendingTokenWithdrawal(address(burner), worst.to), 1e18, "credited after the burn");
-        uint256 itemCost = taking - skipping;
-        Console.log("worst item, gas from its check to its end (about)", itemCost);
+        Console.log("worst item, gas of the call that takes it", itemCost);
         Console.log("ITEM_GAS", itemGas);
         // This scenario's vote lands on a voter word other votes already wrote; a fresh one costs
         // 17,100 more (a zero-to-non-zero write). The bound covers that too.
         assertTrue(itemCost + 17_100 <= itemGas, "ITEM_GAS covers the worst item with a fresh voter word");
+    }
+
+    /// Whether `operator`'s one-item batch of `nonce` was taken: recorded (`recordOnly`) or
+    /// executed.
+    function _taken(address operator, uint64 nonce, bool recordOnly) internal view returns (bool) {
+        return recordOnly ? bridge.hasVoted(nonce, operator) : bridge.isHandled(nonce);
+    }
+
+    /// The one-item batch `one` of `nonce` sent by `operator` at every gas limit from `bound`
+    /// to 40k above it: never out of gas (the item is skipped or taken), and taken within that
+    /// range, and skipped just below the point it is first taken. Then sent at the plain limit,
+    /// its effects kept; returns the gas of that call: the item's cost with the call's own
+    /// overhead (an upper bound of the item's).
+    function _takenCost(
+        address operator,
+        IBridgeCore.Request[] memory one,
+        uint256 bound,
+        uint64 nonce,
+        bool recordOnly
+    ) internal returns (uint256) {
+        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
+        uint256 firstTaken;
+        for (uint256 limit = bound; limit < bound + 40_000; limit += 250) {
+            uint256 snapshot = vm.snapshotState();
+            vm.prank(operator);
+            (bool ok,) = address(bridge).call{gas: limit}(data);
+            assertTrue(ok, "never out of gas: the item is skipped or taken");
+            if (_taken(operator, nonce, recordOnly) && firstTaken == 0) firstTaken = limit;
+            vm.revertToState(snapshot);
+        }
+        assertTrue(firstTaken != 0, "the item is taken within 40k gas above its bound");
+        uint256 snapshot2 = vm.snapshotState();
+        vm.prank(operator);
+        (bool skipped,) = address(bridge).call{gas: firstTaken - 250}(data);
+        assertTrue(skipped && !_taken(operator, nonce, recordOnly), "skipped just below");
+        vm.revertToState(snapshot2);
+        vm.prank(operator);
+        bridge.handleValueTransfers(one);
+        uint256 taking = vm.lastCallGas().gasTotalUsed;
+        assertTrue(_taken(operator, nonce, recordOnly), "taken at the plain limit");
+        return taking;
     }
 
     /// The relay's gas limit for a vote it plans to only record (its committee rank is below the
@@ -203,30 +222,10 @@ contract BridgeGasBudgetTest is BridgeFixture {
         worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());
         IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
         one[0] = worst;
-        bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (one));
         uint256 recordGas = bridge.RECORD_GAS();
-        uint256 firstTaken;
-        for (uint256 limit = recordGas; limit < recordGas + 40_000; limit += 250) {
-            uint256 snapshot = vm.snapshotState();
-            vm.prank(op1);
-            (bool ok,) = address(bridge).call{gas: limit}(data);
-            assertTrue(ok, "never out of gas: the item is skipped or recorded");
-            if (bridge.hasVoted(4095, op1) && firstTaken == 0) firstTaken = limit;
-            vm.revertToState(snapshot);
-        }
-        assertTrue(firstTaken != 0, "the item is taken within 40k gas above RECORD_GAS");
-        uint256 snapshot2 = vm.snapshotState();
-        vm.prank(op1);
-        (bool skipped,) = address(bridge).call{gas: firstTaken - 250}(data);
-        assertTrue(skipped && !bridge.hasVoted(4095, op1), "skipped just below");
-        uint256 skipping = vm.lastCallGas().gasTotalUsed;
-        vm.revertToState(snapshot2);
-        vm.prank(op1);
-        bridge.handleValueTransfers(one);
-        uint256 taking = vm.lastCallGas().gasTotalUsed;
+        uint256 itemCost = _takenCost(op1, one, recordGas, 4095, true);
         assertTrue(bridge.hasVoted(4095, op1) && !bridge.isHandled(4095), "recorded, not executed");
-        uint256 itemCost = taking - skipping;
-        Console.log("worst record, gas from its check to its end (about)", itemCost);
+        Console.log("worst record, gas of the call that takes it", itemCost);
         Console.log("RECORD_GAS", recordGas);
         assertTrue(itemCost + 10_000 <= recordGas, "RECORD_GAS covers the worst record with room");
     }

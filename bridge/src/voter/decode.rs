@@ -148,6 +148,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .collect();
             return self.settle_all(gone, Seen::Receipt, step);
         }
+        let recording = self.pending_entry(tx_nonce) == Some(Entry::Record);
         let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
         for log in receipt.inner.logs() {
             if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
@@ -160,9 +161,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 }
             } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
                 let name = skip_reason_name(e.inner.data.reason.0);
-                if name == Some("GasBudgetTooLow")
-                    && self.pending_entry(tx_nonce) == Some(Entry::Record)
-                {
+                if recording && name == Some("GasBudgetTooLow") {
                     // Planned to record, it landed after the threshold: it decides next time.
                     if self.decide_next.len() >= MAX_OUT_OF_GAS_REMEMBERED {
                         self.decide_next.clear();

@@ -158,10 +158,7 @@ async fn an_item_skipped_for_gas_is_revoted_and_one_beyond_the_window_waits() {
 #[tokio::test]
 async fn a_recording_vote_skipped_for_gas_is_voted_again_as_deciding() {
     let mut h = Harness::new(60, 64);
-    let committee = Committee {
-        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
-        threshold: 2,
-    };
+    let committee = two_of_three();
     let first: Vec<u64> = (0..60)
         .filter(|n| committee.rank(*n, ME) == Some(0))
         .collect();
@@ -494,10 +491,7 @@ async fn a_vote_stuck_at_the_fee_cap_is_counted_and_stays_in_flight() {
 #[tokio::test]
 async fn a_standby_operator_votes_only_what_the_lane_passed_by_and_nothing_others_handled() {
     let mut h = Harness::new(30, 64);
-    let committee = Committee {
-        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
-        threshold: 2,
-    };
+    let committee = two_of_three();
     let primary: Vec<u64> = (0..30).filter(|n| committee.is_primary(*n, ME)).collect();
     let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
     assert!(
@@ -541,10 +535,7 @@ async fn a_standby_operator_votes_only_what_the_lane_passed_by_and_nothing_other
 #[tokio::test]
 async fn a_standby_operator_votes_anyway_once_a_request_is_three_pauses_old() {
     let mut h = Harness::new(30, 64);
-    let committee = Committee {
-        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
-        threshold: 2,
-    };
+    let committee = two_of_three();
     let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
     *h.destination.committee.lock().unwrap() = Some(committee);
     h.step().await;
@@ -921,4 +912,12 @@ async fn an_attested_batch_too_large_for_one_transaction_is_voted_instead() {
         .flatten()
         .collect();
     assert_eq!(executed, (0..32).collect::<Vec<u64>>());
+}
+
+/// Us and two other operators, threshold 2: every request has two primaries and a standby.
+fn two_of_three() -> Committee {
+    Committee {
+        operators: vec![ME, Address::repeat_byte(0x0a), Address::repeat_byte(0x0b)],
+        threshold: 2,
+    }
 }
