@@ -444,7 +444,7 @@ impl Attestor {
                     let signature = self.signer.sign_hash(&state.digest).await?;
                     let bytes = canonical_bytes(&signature);
                     let count = state.requests.len() as u64;
-                    self.store.lock().put_attestation(
+                    self.store.record_attestation(
                         self.lane,
                         &OwnAttestation {
                             first_nonce: first,

@@ -12,6 +12,7 @@
 //! One connection, used by the relay's tasks under a mutex ([`SharedStore`]); every call is a
 //! short indexed query, so they run on the async workers directly.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -219,19 +220,45 @@ pub struct Store {
 /// panic while holding it leaves the database consistent (SQLite transactions), so a poisoned
 /// lock is taken over rather than spreading the panic.
 #[derive(Clone)]
-pub struct SharedStore(Arc<Mutex<Store>>);
+pub struct SharedStore {
+    store: Arc<Mutex<Store>>,
+    /// Counts the signatures this relay stored ([`record_attestation`](Self::record_attestation)),
+    /// read without the lock: what serves the signatures knows when an answer it keeps is stale.
+    attestations: Arc<AtomicU64>,
+}
 
 impl SharedStore {
     /// Share `store`.
     pub fn new(store: Store) -> Self {
-        Self(Arc::new(Mutex::new(store)))
+        Self {
+            store: Arc::new(Mutex::new(store)),
+            attestations: Arc::default(),
+        }
     }
 
     /// The store, for one short use.
     pub fn lock(&self) -> MutexGuard<'_, Store> {
-        self.0
+        self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Store this operator's signature of a batch ([`Store::put_attestation`]) and count it in
+    /// [`attestations_version`](Self::attestations_version).
+    pub fn record_attestation(
+        &self,
+        lane: multibridge_contracts::Lane,
+        own: &attestations::OwnAttestation,
+    ) -> Result<(), StoreError> {
+        self.lock().put_attestation(lane, own)?;
+        self.attestations.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// How many signatures [`record_attestation`](Self::record_attestation) stored so far: an
+    /// answer read from the store at one version holds every signature stored before it.
+    pub fn attestations_version(&self) -> u64 {
+        self.attestations.load(Ordering::Acquire)
     }
 }
 

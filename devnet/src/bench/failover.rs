@@ -124,6 +124,14 @@ pub struct FailoverReport {
     pub kill_all_led_again: Spread,
     /// Lanes resumed from the live lease in those rounds, of all lanes restarted.
     pub kill_all_resumed: (usize, usize),
+    /// The same rounds: the restart (every process spawned) → every process answering its HTTP
+    /// API (start-up: configuration, store, chains, etcd).
+    pub kill_all_answering: Spread,
+    /// The same rounds: the SIGKILL → the first handle of a transfer requested after it (the
+    /// lane moving again; with 1 confirmation a request waits a block or two in any case).
+    pub kill_all_next_handle: Spread,
+    /// Latency of the transfers requested from 2 s before to 2 s after a kill-all.
+    pub latency_around_kill_all: Spread,
     /// Target for the kill-all rounds (p99), seconds.
     pub kill_all_target_secs: f64,
     /// The leader's destination RPC blackholed → the standby's first vote, per round.
@@ -214,7 +222,7 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
     let node_restart =
         node_restart_rounds(&devnet, progress, plan.node_restarts, NODE_OUTAGE).await?;
     let (rounds, other_sent) = etcd_rounds(&mut devnet, plan.etcd_kills).await?;
-    let (kill_all, resumed) = kill_all_rounds(&mut devnet, plan.kill_alls).await?;
+    let kill_all = kill_all_rounds(&mut devnet, plan.kill_alls).await?;
     let rpc_cut = rpc_cut_rounds(&devnet, progress, plan.rpc_cuts).await?;
     let sent = traffic.stop().await?;
     let last = sent.last().map(|s| s.nonce).unwrap_or_default();
@@ -234,7 +242,7 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
         .iter()
         .filter(|s| !counts.contains_key(&s.nonce))
         .count();
-    let (mut during, mut steady) = (Vec::new(), Vec::new());
+    let (mut during, mut steady, mut around_kill_all) = (Vec::new(), Vec::new(), Vec::new());
     for s in &sent {
         let Some(at) = seen.get(&s.nonce) else {
             continue;
@@ -245,10 +253,25 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
             .any(|(from, to)| s.at >= *from && s.at <= *to)
         {
             during.push(latency);
+        } else if kill_all.killed.iter().any(|k| {
+            s.at >= k.checked_sub(WINDOW_BEFORE).unwrap_or(*k) && s.at <= *k + WINDOW_BEFORE
+        }) {
+            around_kill_all.push(latency);
         } else {
             steady.push(latency);
         }
     }
+    let next_handle: Vec<f64> = kill_all
+        .killed
+        .iter()
+        .filter_map(|k| {
+            sent.iter()
+                .filter(|s| s.at > *k)
+                .filter_map(|s| seen.get(&s.nonce))
+                .min()
+                .map(|at| at.saturating_duration_since(*k).as_secs_f64())
+        })
+        .collect();
     let target = ONE_BLOCK_TARGET.as_secs_f64();
     Ok(FailoverReport {
         mode: match plan.mode {
@@ -297,8 +320,11 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
                 .collect(),
         ),
         etcd_target_secs: ETCD_TARGET.as_secs_f64(),
-        kill_all_led_again: Spread::of(kill_all),
-        kill_all_resumed: resumed,
+        kill_all_led_again: Spread::of(kill_all.led_again),
+        kill_all_resumed: kill_all.resumed,
+        kill_all_answering: Spread::of(kill_all.answering),
+        kill_all_next_handle: Spread::of(next_handle),
+        latency_around_kill_all: Spread::of(around_kill_all),
         kill_all_target_secs: KILL_ALL_TARGET.as_secs_f64(),
         rpc_cut_standby_vote: Spread::of(rpc_cut),
         rpc_cut_target_secs: RPC_CUT_TARGET.as_secs_f64(),
@@ -309,17 +335,34 @@ pub async fn run(dir: &std::path::Path, plan: &Plan) -> Result<FailoverReport, D
 /// Every lane led again at most this long after the restarted relays answer (issue 35, p99).
 pub const KILL_ALL_TARGET: Duration = Duration::from_millis(1_500);
 
-/// `rounds` times: SIGKILL every replica, restart them all, and time from the moment all answer
-/// their HTTP API to every (operator, lane) led again. Returns the times and (lanes resumed,
-/// lanes restarted).
+/// What the kill-all rounds measured.
+struct KillAllRounds {
+    /// When each round's SIGKILLs went out.
+    killed: Vec<Instant>,
+    /// Every process spawned → every process answering, per round, seconds.
+    answering: Vec<f64>,
+    /// Every process answering → every (operator, lane) led, per round, seconds.
+    led_again: Vec<f64>,
+    /// (lanes resumed from their live lease, lanes restarted).
+    resumed: (usize, usize),
+}
+
+/// `rounds` times: SIGKILL every replica, restart them all, and time from the restart to every
+/// process answering its HTTP API, and from there to every (operator, lane) led again.
 async fn kill_all_rounds(
     devnet: &mut crate::Devnet,
     rounds: usize,
-) -> Result<(Vec<f64>, (usize, usize)), DevnetError> {
+) -> Result<KillAllRounds, DevnetError> {
     let ports = devnet.replica_http_ports.clone();
-    let mut times = Vec::with_capacity(rounds);
+    let mut out = KillAllRounds {
+        killed: Vec::with_capacity(rounds),
+        answering: Vec::with_capacity(rounds),
+        led_again: Vec::with_capacity(rounds),
+        resumed: (0, 0),
+    };
     let (mut resumed, mut lanes) = (0usize, 0usize);
     for round in 0..rounds {
+        out.killed.push(Instant::now());
         for (op, replicas) in ports.iter().enumerate() {
             for replica in 0..replicas.len() {
                 if let Some(process) = devnet.replica(op, replica) {
@@ -332,6 +375,7 @@ async fn kill_all_rounds(
                 devnet.start_replica(op, replica)?;
             }
         }
+        let spawned = Instant::now();
         for port in ports.iter().flatten().copied() {
             crate::harness::wait::poll_until(
                 "restarted relay answers",
@@ -341,6 +385,8 @@ async fn kill_all_rounds(
             .await?;
         }
         let up = Instant::now();
+        out.answering
+            .push(up.saturating_duration_since(spawned).as_secs_f64());
         let ports = &ports;
         crate::harness::wait::poll_until(
             "every lane led again",
@@ -364,7 +410,7 @@ async fn kill_all_rounds(
         )
         .await?;
         let took = up.elapsed();
-        times.push(took.as_secs_f64());
+        out.led_again.push(took.as_secs_f64());
         for port in ports.iter().flatten() {
             resumed = resumed.saturating_add(
                 crate::harness::scrape::metric_sum(
@@ -378,13 +424,15 @@ async fn kill_all_rounds(
         }
         lanes = lanes.saturating_add(ports.len().saturating_mul(Lane::ALL.len()));
         eprintln!(
-            "kill all {}/{rounds}: every lane led {:.2} s after every relay answered",
+            "kill all {}/{rounds}: every relay answered {:.2} s after the restart, every lane led {:.2} s after that",
             round.saturating_add(1),
+            up.saturating_duration_since(spawned).as_secs_f64(),
             took.as_secs_f64()
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    Ok((times, (resumed, lanes)))
+    out.resumed = (resumed, lanes);
+    Ok(out)
 }
 
 /// `rounds` times: blackhole the destination RPC link of the replica of operator 1 leading
@@ -602,7 +650,22 @@ pub fn render(r: &FailoverReport) -> String {
         &r.etcd_leader_kill_vote_gap,
     ));
     out.push_str(&row("vote gap before (steady)", &r.steady_vote_gap));
-    out.push_str(&row("kill all -> every lane led", &r.kill_all_led_again));
+    out.push_str(&row(
+        "kill all: restart -> relays answer",
+        &r.kill_all_answering,
+    ));
+    out.push_str(&row(
+        "kill all: answer -> every lane led",
+        &r.kill_all_led_again,
+    ));
+    out.push_str(&row(
+        "kill all -> the lane's next handle",
+        &r.kill_all_next_handle,
+    ));
+    out.push_str(&row(
+        "transfer latency around a kill all",
+        &r.latency_around_kill_all,
+    ));
     out.push_str(&row(
         "dest. RPC cut -> standby's vote",
         &r.rpc_cut_standby_vote,
