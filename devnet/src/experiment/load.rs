@@ -427,16 +427,21 @@ impl UserSender {
 /// watcher follows new block numbers, so after an `anvil_reorg` re-mined a transaction under a
 /// block number it had already seen, it waited out its timeout (14 of 356 user transactions in
 /// one run, each holding its user 20 s). A transaction the node no longer knows for 2 s was
-/// dropped (a reorg returns only mined transactions): the user re-reads its nonce at once.
+/// dropped: the user sends the same signed transaction again once, as a wallet re-broadcasts a
+/// pending one (its later transactions wait behind its nonce: given up, they held the user 20 s
+/// and more); dropped again, or refused, the user re-reads its nonce.
 async fn receipt_of(
     provider: &DynProvider,
     hash: B256,
     wait: Duration,
 ) -> Result<alloy::rpc::types::TransactionReceipt, String> {
+    use alloy::eips::eip2718::Encodable2718 as _;
     const POLL: Duration = Duration::from_millis(200);
     const DROPPED_AFTER: Duration = Duration::from_secs(2);
     let started = tokio::time::Instant::now();
     let mut unknown_since: Option<tokio::time::Instant> = None;
+    // The signed transaction, once the node showed it: what is sent again if it is dropped.
+    let mut signed: Option<Vec<u8>> = None;
     loop {
         if let Ok(Some(receipt)) = provider.get_transaction_receipt(hash).await {
             return Ok(receipt);
@@ -445,12 +450,24 @@ async fn receipt_of(
             Ok(None) => {
                 let since = *unknown_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() >= DROPPED_AFTER {
-                    return Err(format!(
-                        "dropped: the node has not known it for {DROPPED_AFTER:?}"
-                    ));
+                    let again = match signed.take() {
+                        Some(raw) => provider.send_raw_transaction(&raw).await.is_ok(),
+                        None => false,
+                    };
+                    if !again {
+                        return Err(format!(
+                            "dropped: the node has not known it for {DROPPED_AFTER:?}"
+                        ));
+                    }
+                    unknown_since = None;
                 }
             }
-            Ok(Some(_)) => unknown_since = None,
+            Ok(Some(tx)) => {
+                unknown_since = None;
+                if signed.is_none() {
+                    signed = Some(tx.inner.inner().encoded_2718());
+                }
+            }
             Err(_) => {}
         }
         if started.elapsed() >= wait {

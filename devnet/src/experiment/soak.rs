@@ -463,6 +463,11 @@ async fn inject(
 
 /// Replace the last `depth` blocks of `role` with new ones holding the same transactions of
 /// `users` (raw, in their order); everything else in them (the relays' votes) is dropped.
+///
+/// The chain's interval mining is paused from reading the blocks to replacing them: a block
+/// mined in between was dropped with the blocks read, its users' transactions not replayed —
+/// lost as no real reorg loses them, and every later transaction of their users stuck behind
+/// the gap until the users gave up waiting (20-40 s in one soak).
 async fn reorg(
     driver: &crate::Driver,
     role: ChainRole,
@@ -470,6 +475,36 @@ async fn reorg(
     users: &[Address],
 ) -> Result<usize, DevnetError> {
     let provider = driver.provider(role)?;
+    let interval = driver
+        .chain(role)
+        .block_time
+        .map(|secs| secs.round() as u64)
+        .filter(|secs| *secs > 0);
+    let set_interval = |secs: u64| {
+        let provider = provider.clone();
+        async move {
+            provider
+                .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (secs,))
+                .await
+                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))
+        }
+    };
+    if interval.is_some() {
+        set_interval(0).await?;
+    }
+    let replaced = replace_blocks(&provider, depth, users).await;
+    if let Some(secs) = interval {
+        set_interval(secs).await?;
+    }
+    replaced
+}
+
+/// What [`reorg`] does while mining is paused.
+async fn replace_blocks(
+    provider: &alloy::providers::DynProvider,
+    depth: u64,
+    users: &[Address],
+) -> Result<usize, DevnetError> {
     let head = provider
         .get_block_number()
         .await
