@@ -52,15 +52,26 @@ pub(crate) async fn series_at_least(
     .await
 }
 
-/// `multibridge backup now` for `lane` with `config`: the version saved.
+/// `multibridge backup now` for `lane` with `config`: the version saved. A lease that moved
+/// while the request was out is the command's named error ("does not lead the lane"): asked
+/// again, as an operator would, a few times.
 fn backup_now(config: &Path, lane: Lane) -> u64 {
-    let out = Command::new(relay_binary().unwrap())
-        .args(["backup", "now", "--json", "--timeout", "120", "--lane"])
-        .arg(lane.as_str())
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let mut attempts = 0;
+    let out = loop {
+        let out = Command::new(relay_binary().unwrap())
+            .args(["backup", "now", "--json", "--timeout", "120", "--lane"])
+            .arg(lane.as_str())
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap();
+        attempts += 1;
+        let moved = String::from_utf8_lossy(&out.stdout).contains("does not lead the lane");
+        if out.status.success() || !moved || attempts >= 4 {
+            break out;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
