@@ -53,8 +53,8 @@ pub(crate) async fn series_at_least(
 }
 
 /// `multibridge backup now` for `lane` with `config`: the version saved. A lease that moved
-/// while the request was out is the command's named error ("does not lead the lane"): asked
-/// again, as an operator would, a few times.
+/// while the request was out, or a heartbeat the fence could not prove in time, is the
+/// command's named error: asked again, as an operator would, a few times.
 fn backup_now(config: &Path, lane: Lane) -> u64 {
     let mut attempts = 0;
     let out = loop {
@@ -66,7 +66,9 @@ fn backup_now(config: &Path, lane: Lane) -> u64 {
             .output()
             .unwrap();
         attempts += 1;
-        let moved = String::from_utf8_lossy(&out.stdout).contains("does not lead the lane");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let moved = stdout.contains("does not lead the lane")
+            || stdout.contains("leader heartbeat not proven");
         if out.status.success() || !moved || attempts >= 4 {
             break out;
         }
