@@ -475,26 +475,18 @@ async fn reorg(
     users: &[Address],
 ) -> Result<usize, DevnetError> {
     let provider = driver.provider(role)?;
-    let interval = driver
-        .chain(role)
+    let chain = driver.chain(role);
+    let interval = chain
         .block_time
         .map(|secs| secs.round() as u64)
         .filter(|secs| *secs > 0);
-    let set_interval = |secs: u64| {
-        let provider = provider.clone();
-        async move {
-            provider
-                .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (secs,))
-                .await
-                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))
-        }
-    };
+    use crate::harness::devnet::set_interval_mining;
     if interval.is_some() {
-        set_interval(0).await?;
+        set_interval_mining(&chain.rpc_url, 0).await?;
     }
     let replaced = replace_blocks(&provider, depth, users).await;
     if let Some(secs) = interval {
-        set_interval(secs).await?;
+        set_interval_mining(&chain.rpc_url, secs).await?;
     }
     replaced
 }

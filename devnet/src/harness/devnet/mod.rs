@@ -820,7 +820,8 @@ impl ReplicaLinks {
     }
 }
 
-async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
+/// Set `url`'s interval mining to `seconds` (0: paused).
+pub(crate) async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
     let provider = ProviderBuilder::new().connect_http(
         url.parse()
             .map_err(|_| DevnetError::BadUrl(url.to_owned()))?,
