@@ -31,6 +31,8 @@ pub struct HubBenchOptions {
     pub blackhole_seconds: u64,
     /// Seconds between two probe transfers on a lane during the latency windows.
     pub probe_every: f64,
+    /// The relays' etcd lease TTL, seconds.
+    pub lease_ttl_secs: u64,
 }
 
 /// One hub size.
@@ -50,7 +52,20 @@ pub struct HubRow {
     pub latency_p99: f64,
     /// Peak RSS (VmHWM) of each operator's relay process, MiB.
     pub peak_rss_mib: Vec<f64>,
+    /// RPC requests to the main chain per second by operator 1's relay process at rest (every
+    /// pair's `rpc_requests_total` of the main chain over [`AT_REST`] after the burst).
+    pub main_reads_per_sec: f64,
+    /// Of those, `eth_blockNumber` (the head and the endpoints' probe).
+    pub main_head_reads_per_sec: f64,
+    /// Of those, `eth_getLogs`.
+    pub main_log_reads_per_sec: f64,
+    /// Every replica of every operator SIGKILLed and restarted at once: seconds from the
+    /// restart to every (operator, pair, lane) led by one of its replicas.
+    pub cold_start_led_seconds: f64,
 }
+
+/// How long the main chain's reads are counted at rest.
+const AT_REST: Duration = Duration::from_secs(10);
 
 /// The blackhole window on the largest hub.
 #[derive(Debug, Clone, Serialize)]
@@ -104,20 +119,30 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             block_time: Some(BLOCK_TIME),
             backup_every: None,
             edge_proxies: pairs == largest && pairs > 1 && options.blackhole_seconds > 0,
+            lease_ttl_secs: options.lease_ttl_secs.max(1),
             ..DevnetOptions::new(&sub)
         })
         .await?;
         let drivers = drivers(&devnet);
         wait_ready(&devnet).await?;
-        let row = burst(&devnet, &drivers, options.per_lane).await?;
+        let mut row = burst(&devnet, &drivers, options.per_lane).await?;
+        let reads = main_reads_at_rest(&devnet).await?;
+        (
+            row.main_reads_per_sec,
+            row.main_head_reads_per_sec,
+            row.main_log_reads_per_sec,
+        ) = reads;
+        row.cold_start_led_seconds = cold_start(&mut devnet).await?;
         eprintln!(
-            "{} pair(s): {} transfers in {:.1}s, p50 {:.2}s p99 {:.2}s, peak RSS {:?} MiB",
+            "{} pair(s): {} transfers in {:.1}s, p50 {:.2}s p99 {:.2}s, peak RSS {:?} MiB, main-chain RPC {:.1}/s at rest, every lane led {:.2}s after a cold start",
             row.pairs,
             row.transfers,
             row.drain_seconds,
             row.latency_p50,
             row.latency_p99,
-            row.peak_rss_mib
+            row.peak_rss_mib,
+            row.main_reads_per_sec,
+            row.cold_start_led_seconds
         );
         rows.push(row);
         if devnet.options.edge_proxies {
@@ -175,6 +200,167 @@ async fn wait_ready(devnet: &Devnet) -> Result<(), DevnetError> {
     Ok(())
 }
 
+/// Operator 1's relay process: its pairs' `/metrics` URLs (one per pair).
+fn operator_one_metrics(devnet: &Devnet) -> Vec<String> {
+    let manifest = devnet.manifest();
+    let mut urls: Vec<String> = manifest
+        .operators
+        .first()
+        .and_then(|o| o.http_urls.first().cloned())
+        .into_iter()
+        .collect();
+    for pair in manifest.pairs.iter().skip(1) {
+        urls.extend(pair.http_urls.first().and_then(|u| u.first().cloned()));
+    }
+    urls.into_iter().map(|u| format!("{u}metrics")).collect()
+}
+
+/// Operator 1's RPC requests to the main chain so far: (all, `eth_blockNumber`, `eth_getLogs`).
+async fn main_reads(urls: &[String]) -> Result<(f64, f64, f64), DevnetError> {
+    let mut sums = (0.0, 0.0, 0.0);
+    for url in urls {
+        let text = reqwest::get(url)
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("{url}: {e}")))?
+            .text()
+            .await
+            .map_err(|e| DevnetError::Invalid(format!("{url}: {e}")))?;
+        for line in text.lines().filter(|l| {
+            l.starts_with("multibridge_rpc_requests_total{") && l.contains("chain=\"main\"")
+        }) {
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            sums.0 += value;
+            if line.contains("method=\"eth_blockNumber\"") {
+                sums.1 += value;
+            }
+            if line.contains("method=\"eth_getLogs\"") {
+                sums.2 += value;
+            }
+        }
+    }
+    Ok(sums)
+}
+
+/// Operator 1's requests to the main chain per second over [`AT_REST`], no transfer moving.
+async fn main_reads_at_rest(devnet: &Devnet) -> Result<(f64, f64, f64), DevnetError> {
+    let urls = operator_one_metrics(devnet);
+    let before = main_reads(&urls).await?;
+    let started = Instant::now();
+    tokio::time::sleep(AT_REST).await;
+    let after = main_reads(&urls).await?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok((
+        (after.0 - before.0) / secs,
+        (after.1 - before.1) / secs,
+        (after.2 - before.2) / secs,
+    ))
+}
+
+/// The HTTP port of every (operator, replica) of every pair.
+fn every_api_port(devnet: &Devnet) -> Vec<u16> {
+    let manifest = devnet.manifest();
+    let mut urls: Vec<String> = manifest
+        .operators
+        .iter()
+        .flat_map(|o| o.http_urls.iter().cloned())
+        .collect();
+    for pair in manifest.pairs.iter().skip(1) {
+        urls.extend(pair.http_urls.iter().flatten().cloned());
+    }
+    urls.iter()
+        .filter_map(|u| u.parse::<reqwest::Url>().ok()?.port())
+        .collect()
+}
+
+/// Every replica of every operator SIGKILLed, then all started at once: seconds from the
+/// start to every (operator, pair, lane) led by one of the operator's replicas.
+async fn cold_start(devnet: &mut Devnet) -> Result<f64, DevnetError> {
+    let operators = devnet.manifest().operators.len();
+    let replicas = devnet.options.replicas.max(1);
+    for op in 0..operators {
+        for replica in 0..replicas {
+            if let Some(process) = devnet.replica(op, replica) {
+                process.kill()?;
+            }
+        }
+    }
+    let started = Instant::now();
+    for op in 0..operators {
+        for replica in 0..replicas {
+            devnet.start_replica(op, replica)?;
+        }
+    }
+    let ports = every_api_port(devnet);
+    // (operator, pair, lane) → led by any replica; a pair's ports list operators in order,
+    // replicas within each.
+    let manifest = devnet.manifest();
+    let pairs: Vec<Vec<Vec<u16>>> = std::iter::once(
+        manifest
+            .operators
+            .iter()
+            .map(|o| port_list(&o.http_urls))
+            .collect(),
+    )
+    .chain(
+        manifest
+            .pairs
+            .iter()
+            .skip(1)
+            .map(|p| p.http_urls.iter().map(|r| port_list(r)).collect()),
+    )
+    .collect();
+    crate::harness::wait::poll_until(
+        "every lane of every pair led after a cold start",
+        Duration::from_secs(120),
+        || {
+            let pairs = &pairs;
+            async move {
+                for operators in pairs {
+                    for replicas in operators {
+                        let mut led = [false; 2];
+                        for port in replicas {
+                            let Some(text) = crate::harness::scrape::metrics_text(*port).await
+                            else {
+                                continue;
+                            };
+                            for (i, lane) in Lane::ALL.into_iter().enumerate() {
+                                let label = format!("lane=\"{lane}\"");
+                                led[i] |= text.lines().any(|l| {
+                                    l.starts_with("multibridge_leader{")
+                                        && l.contains(&label)
+                                        && l.ends_with(" 1")
+                                });
+                            }
+                        }
+                        if !led.iter().all(|l| *l) {
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            }
+        },
+    )
+    .await?;
+    let took = started.elapsed().as_secs_f64();
+    eprintln!(
+        "cold start of {} relay processes: every lane of every pair led {took:.2}s after the start ({} APIs)",
+        operators.saturating_mul(replicas),
+        ports.len()
+    );
+    Ok(took)
+}
+
+fn port_list(urls: &[String]) -> Vec<u16> {
+    urls.iter()
+        .filter_map(|u| u.parse::<reqwest::Url>().ok()?.port())
+        .collect()
+}
+
 /// Pair `index` sends as user `index` (so no two pairs share a sender's nonce on the main
 /// chain), to a recipient of its own.
 fn sender_of(index: usize) -> (usize, Address) {
@@ -229,6 +415,10 @@ async fn burst(
         latency_p50: percentile(&latencies, 50.0),
         latency_p99: percentile(&latencies, 99.0),
         peak_rss_mib: peak_rss(devnet),
+        main_reads_per_sec: 0.0,
+        main_head_reads_per_sec: 0.0,
+        main_log_reads_per_sec: 0.0,
+        cold_start_led_seconds: 0.0,
     })
 }
 
@@ -500,18 +690,31 @@ pub fn render(report: &HubReport) -> String {
         "multibridge bench-hub: one relay process per operator (3 operators, threshold 2) serving N service chains under one main chain, 1 s blocks\n\n",
     );
     out.push_str(&format!(
-        "{:>6} {:>6} {:>10} {:>9} {:>8} {:>8}   {}\n",
-        "pairs", "lanes", "transfers", "drain s", "p50 s", "p99 s", "peak RSS per operator, MiB"
+        "{:>6} {:>6} {:>10} {:>9} {:>8} {:>8} {:>22} {:>10}   {}\n",
+        "pairs",
+        "lanes",
+        "transfers",
+        "drain s",
+        "p50 s",
+        "p99 s",
+        "main RPC/s (head,logs)",
+        "cold→led s",
+        "peak RSS per operator, MiB"
     ));
     for r in &report.rows {
         out.push_str(&format!(
-            "{:>6} {:>6} {:>10} {:>9.1} {:>8.2} {:>8.2}   {}\n",
+            "{:>6} {:>6} {:>10} {:>9.1} {:>8.2} {:>8.2} {:>22} {:>10.2}   {}\n",
             r.pairs,
             r.lanes,
             r.transfers,
             r.drain_seconds,
             r.latency_p50,
             r.latency_p99,
+            format!(
+                "{:.0} ({:.0}, {:.0})",
+                r.main_reads_per_sec, r.main_head_reads_per_sec, r.main_log_reads_per_sec
+            ),
+            r.cold_start_led_seconds,
             r.peak_rss_mib
                 .iter()
                 .map(|m| format!("{m:.1}"))
@@ -521,8 +724,8 @@ pub fn render(report: &HubReport) -> String {
     }
     if let Some(per_lane) = report.rss_per_added_lane_mib {
         out.push_str(&format!(
-            "\npeak RSS per added lane: {per_lane:.2} MiB   target <= 4 MiB: {}\n",
-            if per_lane <= 4.0 { "met" } else { "MISSED" }
+            "\npeak RSS per added lane: {per_lane:.2} MiB   target <= 1 MiB: {}\n",
+            if per_lane <= 1.0 { "met" } else { "MISSED" }
         ));
     }
     if let Some(b) = &report.blackhole {
@@ -534,10 +737,9 @@ pub fn render(report: &HubReport) -> String {
             out.push_str(&format!("  {lane:<32} {before:>6.2}s -> {during:>6.2}s\n"));
         }
         out.push_str(&format!(
-            "  worst increase {:+.2}s   target within one block ({:.0} s): {}\n  {} transfers requested on {} while cut ({} of them handled before it healed), all handled exactly once {:.1}s after it healed\n",
+            "  worst increase {:+.2}s   target <= 0.2 s: {}\n  {} transfers requested on {} while cut ({} of them handled before it healed), all handled exactly once {:.1}s after it healed\n",
             b.worst_increase,
-            b.block_time,
-            if b.worst_increase <= b.block_time { "met" } else { "MISSED" },
+            if b.worst_increase <= 0.2 { "met" } else { "MISSED" },
             b.queued,
             b.blackholed,
             b.handled_while_cut,

@@ -7,7 +7,7 @@ use multibridge_contracts::{Bridge, ServiceRegistry, TestNFT, TestToken, TokenMo
 use serde::{Deserialize, Serialize};
 
 use crate::error::DevnetError;
-use crate::harness::tx::{confirm, signing_provider};
+use crate::harness::tx::{confirm, deploying_provider};
 
 /// What to deploy.
 #[derive(Debug, Clone)]
@@ -166,8 +166,8 @@ async fn deploy_token<P: Provider + Clone>(
 /// native liquidity and give every user test tokens.
 pub async fn deploy_pair(plan: &DeployPlan) -> Result<Deployment, DevnetError> {
     let owner = plan.owner.address();
-    let main = signing_provider(&plan.main_url, &plan.owner)?;
-    let service = signing_provider(&plan.service_url, &plan.owner)?;
+    let main = deploying_provider(&plan.main_url, &plan.owner)?;
+    let service = deploying_provider(&plan.service_url, &plan.owner)?;
 
     let main_bridge = deploy_bridge("main", &main, owner, plan).await?;
     let service_bridge = deploy_bridge("service", &service, owner, plan).await?;

@@ -184,6 +184,10 @@ pub struct BenchHubArgs {
     /// Seconds between probe transfers on each lane during the latency windows.
     #[arg(long, default_value_t = 3.0)]
     pub probe_every: f64,
+    /// The relays' etcd lease TTL, seconds (each election renews and heartbeats six times a
+    /// TTL, so a hub's etcd load is elections × 6 / TTL writes a second per relay).
+    #[arg(long, default_value_t = multibridge_devnet::harness::devnet::LEASE_TTL_SECS)]
+    pub lease_ttl: u64,
     /// Print only the JSON.
     #[arg(long)]
     pub json: bool,
@@ -196,6 +200,7 @@ impl BenchHubArgs {
             per_lane,
             blackhole_seconds,
             probe_every,
+            lease_ttl,
             json,
         } = self;
         refuse_if_running(dir)?;
@@ -206,6 +211,7 @@ impl BenchHubArgs {
                 per_lane,
                 blackhole_seconds,
                 probe_every,
+                lease_ttl_secs: lease_ttl,
             },
         )
         .await?;
