@@ -47,10 +47,15 @@ async fn a_leader_whose_network_is_cut_hands_over_and_no_request_fails() {
     let stores = row.run.stores.as_ref().unwrap();
     assert_eq!(stores.replicas, 6);
     assert_eq!(stores.in_sync, 6, "{:?}", stores.disagreements);
-    // The failover is visible: some transfer sent around a cut waited longer than the median.
+    // What a cut costs is bounded: the takeover (about a second, issue 52) and a few blocks,
+    // far below the 30 s after which a request counts as failed. (This used to assert the
+    // opposite — that some transfer waited over a second longer than the median — which a
+    // one-second takeover at 1 s blocks no longer guarantees: a request sent just before the
+    // cut is confirmed by the time the standby leads, and the suite saw max − p50 = 0.51 s.
+    // That the cut hit the leader is `leader_changes` above.)
     assert!(
-        row.latency.max > row.latency.p50 + 1.0,
-        "a cut leader must cost some latency: {:?}",
+        row.latency.max < row.latency.p50 + 15.0,
+        "a cut leader must cost at most its takeover and a few blocks: {:?}",
         row.latency
     );
 }
