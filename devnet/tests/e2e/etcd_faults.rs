@@ -154,6 +154,11 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
     }
     for op in devnet.operators() {
         for lane in Lane::ALL {
+            if timeline.most_leaders(op, lane) > 1 {
+                // Seen once in a full suite run (2026-11-27, passed alone right after): keep
+                // what the relays said for whoever reads the failure.
+                dump_relay_logs(dir.path(), 3, 120);
+            }
             assert!(
                 timeline.most_leaders(op, lane) <= 1,
                 "operator {op}: two replicas read leading {lane} at once"
