@@ -180,6 +180,7 @@ pub fn spawn(
                 url: shared.own_url.clone(),
                 operator: operator.to_string(),
                 heartbeat_ms: Some(etcd.lease_ttl_secs.saturating_mul(1_000)),
+                released: false,
             },
             ttl: Duration::from_secs(etcd.lease_ttl_secs),
             pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),

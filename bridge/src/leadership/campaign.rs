@@ -61,6 +61,10 @@ pub struct LeaderInfo {
     /// disappear).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ms: Option<u64>,
+    /// Written by the holder itself once its fence is closed (it stops or hands the lane
+    /// over): a standby may take the key over at once. Never set in a live term.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// Who the leader key of an election names (`None`: no leader, or a value this version cannot
@@ -73,18 +77,33 @@ pub async fn read_leader(
     Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
-/// The lease a campaign holds, readable from outside its task so a stopping replica can revoke
-/// it.
+/// The lease a campaign holds and the leader key it campaigns for, readable from outside its
+/// task so a stopping replica can release the key and revoke the lease.
 #[derive(Debug, Clone, Default)]
-pub struct HeldLease(Arc<std::sync::Mutex<Option<i64>>>);
+pub struct HeldLease(Arc<std::sync::Mutex<Held>>);
+
+#[derive(Debug, Default)]
+struct Held {
+    lease: Option<i64>,
+    key: String,
+    me: Option<LeaderInfo>,
+}
 
 impl HeldLease {
-    fn set(&self, lease: Option<i64>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = lease;
+    fn bind(&self, key: &str, me: &LeaderInfo) {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.key = key.to_owned();
+        held.me = Some(me.clone());
     }
 
-    fn take(&self) -> Option<i64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    fn set(&self, lease: Option<i64>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).lease = lease;
+    }
+
+    fn take(&self) -> Option<(i64, String, Option<LeaderInfo>)> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = held.lease.take()?;
+        Some((lease, held.key.clone(), held.me.clone()))
     }
 }
 
@@ -92,19 +111,55 @@ impl HeldLease {
 /// processes after a crash) resume their own terms instead of racing each other's heartbeats.
 const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
 
-/// How long a stopping replica tries to revoke a lease.
+/// How long a stopping replica tries to release its key and revoke its lease.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Give a lane up when the replica stops: close the fence, then revoke the campaign's lease,
-/// which deletes the leader key so a follower leads at its next poll instead of after the TTL.
-/// Call only once nothing can broadcast any more. Best effort: if etcd cannot be reached the
-/// lease simply runs out.
-pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) {
-    fence.lead(false);
-    fence.expire();
-    let Some(lease) = held.take() else {
-        return;
-    };
+/// Mark the leader key released if it still names `me` under `lease` (same lease, so it still
+/// goes with the lease): a standby takes it over at its next poll, and one that sees it deleted
+/// next learns from its history that this holder's fence had closed. Call only once the fence
+/// is closed. `true` when the key was ours and is now marked.
+async fn release_key(
+    pool: &EtcdPool,
+    key: &str,
+    me: &LeaderInfo,
+    lease: i64,
+) -> Result<bool, EtcdUnavailable> {
+    let mine = serde_json::to_string(me).unwrap_or_default();
+    let released = serde_json::to_string(&LeaderInfo {
+        released: true,
+        ..me.clone()
+    })
+    .unwrap_or_default();
+    pool.call("release", |mut c| {
+        let (key, mine, released) = (key.to_owned(), mine.clone(), released.clone());
+        async move {
+            let txn = Txn::new()
+                .when([
+                    Compare::lease(key.clone(), CompareOp::Equal, lease),
+                    Compare::value(key.clone(), CompareOp::Equal, mine),
+                ])
+                .and_then([TxnOp::put(
+                    key,
+                    released,
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            Ok(c.txn(txn).await?.succeeded())
+        }
+    })
+    .await
+}
+
+/// Give a lane up: release the leader key, then revoke `lease` (best effort each: unrevoked,
+/// the lease runs out by its TTL). Call only once the fence is closed.
+async fn give_up(pool: &EtcdPool, key: &str, me: Option<&LeaderInfo>, lease: i64) {
+    if let Some(me) = me {
+        match tokio::time::timeout(RESIGN_TIMEOUT, release_key(pool, key, me, lease)).await {
+            Ok(Ok(true)) => tracing::info!("leader key released; a standby can lead at once"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader key not released"),
+            Err(_) => tracing::warn!("leader key release timed out"),
+        }
+    }
     let revoke = pool.call("lease revoke", |mut c| async move {
         c.lease_revoke(lease).await.map(|_| ())
     });
@@ -113,6 +168,19 @@ pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) {
         Ok(Err(e)) => tracing::warn!(error = %e, "lease not revoked; it runs out by its TTL"),
         Err(_) => tracing::warn!("lease revoke timed out; it runs out by its TTL"),
     }
+}
+
+/// Give a lane up when the replica stops: close the fence, then release the leader key and
+/// revoke the campaign's lease, so a follower leads at its next poll instead of after the TTL.
+/// Call only once nothing can broadcast any more. Best effort: if etcd cannot be reached the
+/// lease simply runs out.
+pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) {
+    fence.lead(false);
+    fence.expire();
+    let Some((lease, key, me)) = held.take() else {
+        return;
+    };
+    give_up(pool, &key, me.as_ref(), lease).await;
 }
 
 /// The readiness component of etcd.
@@ -182,6 +250,11 @@ impl LeaderKv {
             .heartbeat_ms
             .map(Duration::from_millis)
     }
+
+    /// Whether its holder released it (its fence is closed).
+    fn released(&self) -> bool {
+        serde_json::from_slice::<LeaderInfo>(&self.value).is_ok_and(|info| info.released)
+    }
 }
 
 /// The leader key's revision as a standby last saw it change.
@@ -189,6 +262,23 @@ impl LeaderKv {
 pub struct Observed {
     revision: i64,
     since: Instant,
+    /// How long the leader it names may leave its revision unchanged.
+    heartbeat: Duration,
+    /// The key at `revision` was released by its holder (its fence closed).
+    released: bool,
+    /// Once the key was seen deleted: from when this standby may create it.
+    create_at: Option<Instant>,
+}
+
+/// What the leader key's history says about a deletion a standby saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deletion {
+    /// Its last write before the deletion was its holder's release.
+    Released,
+    /// Deleted right after the revision the standby saw (no heartbeat it did not see).
+    AfterSeen,
+    /// Written again after the standby's read, or the history is unreadable (compacted).
+    Unproven,
 }
 
 impl Observed {
@@ -202,21 +292,53 @@ impl Observed {
         now: Instant,
         not_before: Instant,
     ) -> bool {
+        Self::note(observed, revision, heartbeat, false, now, not_before)
+            .is_some_and(|o| now.saturating_duration_since(o.since) >= o.heartbeat)
+    }
+
+    /// Note `revision` (a release when `released`); the observation it is now part of.
+    fn note(
+        observed: &mut Option<Self>,
+        revision: i64,
+        heartbeat: Option<Duration>,
+        released: bool,
+        now: Instant,
+        not_before: Instant,
+    ) -> Option<Self> {
         let Some(heartbeat) = heartbeat else {
             *observed = None;
-            return false;
+            return None;
         };
         match observed {
-            Some(o) if o.revision == revision => {
-                now.saturating_duration_since(o.since) >= heartbeat
-            }
+            Some(o) if o.revision == revision => {}
             _ => {
                 *observed = Some(Self {
                     revision,
                     since: now.max(not_before),
+                    heartbeat,
+                    released,
+                    create_at: None,
                 });
-                false
             }
+        }
+        *observed
+    }
+
+    /// From when a standby that saw this revision and then, at `absent_at`, no key may create
+    /// it. etcd may delete a live leader's key: a raft leader that was stuck (paused, a slow
+    /// disk) and resumes still believes it holds every lease and revokes those it thinks
+    /// expired (etcd-io/etcd#15247, fixed in 3.4.28 and 3.5.11). That leader's fence is open
+    /// until a TTL (less the margin) after the last heartbeat it sent that succeeded, so the key
+    /// is created only once that has certainly passed: right away after a release; a heartbeat
+    /// after first seeing this revision when the history shows no write after it; a heartbeat
+    /// after the absence was seen otherwise.
+    fn create_at(&self, deletion: Deletion, absent_at: Instant) -> Instant {
+        let after = |from: Instant| from.checked_add(self.heartbeat).unwrap_or(from);
+        match deletion {
+            Deletion::Released => absent_at,
+            Deletion::AfterSeen if self.released => absent_at,
+            Deletion::AfterSeen => after(self.since).min(after(absent_at)),
+            Deletion::Unproven => after(absent_at),
         }
     }
 }
@@ -446,6 +568,107 @@ impl Campaign {
         )
     }
 
+    /// A standby read `kv`: resume it if it is this replica's term, take it over if its
+    /// holder released it or its heartbeat stopped, else note its revision.
+    async fn follow(
+        &self,
+        id: i64,
+        kv: LeaderKv,
+        observed: &mut Option<Observed>,
+        not_before: Instant,
+    ) -> Result<(), EtcdUnavailable> {
+        // A key that names this replica under its live lease is this replica's term (after an
+        // etcd outage that outlasted the fence): resume it rather than wait.
+        if self.names_me_under(&kv, id) {
+            *observed = None;
+            if self.touch(id).await? {
+                self.set_leader(true, "resumed: the leader key and its lease are still ours");
+            }
+            return Ok(());
+        }
+        let released = kv.released();
+        Observed::note(
+            observed,
+            kv.mod_revision,
+            kv.heartbeat(),
+            released,
+            Instant::now(),
+            not_before,
+        );
+        let (due, why) = if released {
+            (true, "took over: the leader released the lane")
+        } else {
+            (
+                self.overdue(&kv, observed, not_before),
+                "took over: the leader's heartbeat stopped",
+            )
+        };
+        if due && let Some(revision) = self.take_over(id, kv.mod_revision).await? {
+            *observed = None;
+            self.remember(id, revision);
+            self.metrics.leadership_takeovers.inc();
+            self.set_leader(true, why);
+        }
+        Ok(())
+    }
+
+    /// A standby's read of the leader key (one endpoint at a time: it is read every poll).
+    async fn poll_key(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
+        let key = self.key.as_str();
+        self.pool
+            .call("read leader", |mut c| async move {
+                let resp = c.get(key, None).await?;
+                Ok(resp.kvs().first().map(LeaderKv::of))
+            })
+            .await
+    }
+
+    /// How the leader key came to be deleted after `revision`, from its history (etcd's watch
+    /// from the next revision replays it). Unreadable or compacted history is `Unproven`.
+    async fn deletion_after(&self, revision: i64) -> Deletion {
+        let key = self.key.as_str();
+        let from = revision.saturating_add(1);
+        let read = self
+            .pool
+            .call("leader key history", |mut c| async move {
+                let options = etcd_client::WatchOptions::new().with_start_revision(from);
+                let mut stream = c.watch(key, Some(options)).await?;
+                let mut writes = 0_u32;
+                let mut last_released = false;
+                while let Some(resp) = stream.message().await? {
+                    if resp.canceled() || resp.compact_revision() > 0 {
+                        return Ok(Deletion::Unproven);
+                    }
+                    for event in resp.events() {
+                        match event.event_type() {
+                            etcd_client::EventType::Put => {
+                                writes = writes.saturating_add(1);
+                                last_released = event.kv().is_some_and(|kv| {
+                                    serde_json::from_slice::<LeaderInfo>(kv.value())
+                                        .is_ok_and(|info| info.released)
+                                });
+                            }
+                            etcd_client::EventType::Delete => {
+                                return Ok(if last_released {
+                                    Deletion::Released
+                                } else if writes == 0 {
+                                    Deletion::AfterSeen
+                                } else {
+                                    Deletion::Unproven
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(Deletion::Unproven)
+            })
+            .await;
+        read.unwrap_or_else(|e| {
+            tracing::warn!(lane = %self.lane, error = %e, "leader key history unreadable");
+            Deletion::Unproven
+        })
+    }
+
     /// The leader key now (`None`: nobody leads).
     async fn leader_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
         let key = self.key.as_str();
@@ -587,21 +810,16 @@ impl Campaign {
         self.forget();
     }
 
-    /// Revoke `lease` (best effort: unrevoked, it runs out by its TTL).
-    async fn revoke(&self, lease: i64) {
-        let revoke = self.pool.call("lease revoke", |mut c| async move {
-            c.lease_revoke(lease).await.map(|_| ())
-        });
-        match tokio::time::timeout(RESIGN_TIMEOUT, revoke).await {
-            Ok(Ok(())) => tracing::info!(lane = %self.lane, "lease revoked"),
-            Ok(Err(e)) => tracing::warn!(lane = %self.lane, error = %e, "lease not revoked"),
-            Err(_) => tracing::warn!(lane = %self.lane, "lease revoke timed out"),
-        }
+    /// Revoke `lease` (best effort: unrevoked, it runs out by its TTL), releasing the leader
+    /// key first when `release` (this replica led under it; its fence is closed).
+    async fn revoke(&self, lease: i64, release: bool) {
+        give_up(&self.pool, &self.key, release.then_some(&self.me), lease).await;
     }
 
     /// Run until the task is aborted.
     pub async fn run(self) {
         self.readiness.register(ETCD_COMPONENT);
+        self.held.bind(&self.key, &self.me);
         let poll = poll_interval(self.ttl);
         let renew_every = renew_interval(self.ttl);
         let mut lease: Option<i64> = self.resume().await;
@@ -664,7 +882,7 @@ impl Campaign {
         if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
             // Unable to serve, and a peer can: leave the lane to it (no lease, no campaign).
             if let Some(id) = lease.take() {
-                self.revoke(id).await;
+                self.revoke(id, false).await;
             }
             return Ok(());
         }
@@ -712,40 +930,54 @@ impl Campaign {
                 if let Some(peer) = self.healthy_peer().await {
                     self.hand_over(why, unfit_for, &peer, backoff).await;
                     *lease = None;
-                    self.revoke(id).await;
+                    self.revoke(id, true).await;
                 }
             } else {
                 backoff.leading_fit(Instant::now());
             }
         } else if self.fence.lease_valid() {
+            if let Some(seen) = *observed {
+                // A leader key was seen: read it rather than create one, and create one after
+                // a deletion only once its holder's fence has certainly closed.
+                match self.poll_key().await? {
+                    Some(kv) => return self.follow(id, kv, observed, not_before).await,
+                    None => {
+                        let create_at = match seen.create_at {
+                            Some(at) => at,
+                            None => {
+                                let absent_at = Instant::now();
+                                let deletion = self.deletion_after(seen.revision).await;
+                                let at = seen.create_at(deletion, absent_at);
+                                if deletion != Deletion::Released && !seen.released {
+                                    self.metrics.leader_key_lost.inc();
+                                    tracing::info!(
+                                        lane = %self.lane,
+                                        history = ?deletion,
+                                        wait_ms = u64::try_from(at.saturating_duration_since(absent_at).as_millis()).unwrap_or(u64::MAX),
+                                        "the leader key disappeared without a release: leading once its holder's heartbeat has run out"
+                                    );
+                                }
+                                *observed = Some(Observed {
+                                    create_at: Some(at),
+                                    ..seen
+                                });
+                                at
+                            }
+                        };
+                        if Instant::now() < create_at {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
             match self.try_lead(id).await? {
                 Attempt::Won(revision) => {
                     *observed = None;
                     self.remember(id, revision);
                     self.set_leader(true, "won");
                 }
-                // A key that names this replica under its live lease is this replica's term
-                // (after an etcd outage that outlasted the fence): resume it rather than wait.
-                Attempt::Held(kv) if self.names_me_under(&kv, id) => {
-                    *observed = None;
-                    if self.touch(id).await? {
-                        self.set_leader(
-                            true,
-                            "resumed: the leader key and its lease are still ours",
-                        );
-                    }
-                }
-                Attempt::Held(kv) => {
-                    if self.overdue(&kv, observed, not_before)
-                        && let Some(revision) = self.take_over(id, kv.mod_revision).await?
-                    {
-                        *observed = None;
-                        self.remember(id, revision);
-                        self.metrics.leadership_takeovers.inc();
-                        self.set_leader(true, "took over: the leader's heartbeat stopped");
-                    }
-                }
-                Attempt::Empty => *observed = None,
+                Attempt::Held(kv) => self.follow(id, kv, observed, not_before).await?,
+                Attempt::Empty => {}
             }
         }
         Ok(())
@@ -836,6 +1068,67 @@ mod tests {
                 t0
             ));
         }
+    }
+
+    #[test]
+    fn a_deleted_key_is_created_only_once_its_holders_heartbeat_has_certainly_run_out() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let beat = Some(Duration::from_secs(1));
+        let mut seen = None;
+        let live = Observed::note(&mut seen, 7, beat, false, t0, t0).unwrap();
+        let absent = t0 + ms(300);
+        // Deleted right after the revision seen at t0: the holder's last heartbeat that
+        // succeeded was sent before t0, so its fence closed before t0 + 1 s.
+        assert_eq!(live.create_at(Deletion::AfterSeen, absent), t0 + ms(1_000));
+        // A write the standby did not see (a later heartbeat), or no history: count from the
+        // absence, which follows every heartbeat that succeeded.
+        assert_eq!(
+            live.create_at(Deletion::Unproven, absent),
+            absent + ms(1_000)
+        );
+        // Its holder released it: at once.
+        assert_eq!(live.create_at(Deletion::Released, absent), absent);
+        let mut seen = None;
+        let released = Observed::note(&mut seen, 8, beat, true, t0, t0).unwrap();
+        assert_eq!(released.create_at(Deletion::AfterSeen, absent), absent);
+        assert_eq!(
+            released.create_at(Deletion::Unproven, absent),
+            absent + ms(1_000)
+        );
+        // A revision noted again keeps its first sighting (and its release mark).
+        let again = Observed::note(&mut seen, 8, beat, false, t0 + ms(500), t0).unwrap();
+        assert!(again.released && again.since == t0);
+        // A leader that does not heartbeat is not observed.
+        assert!(Observed::note(&mut seen, 9, None, false, t0, t0).is_none() && seen.is_none());
+    }
+
+    #[test]
+    fn a_release_keeps_the_holders_value_and_adds_only_the_mark() {
+        let me = LeaderInfo {
+            replica: "r1".into(),
+            url: "http://x".into(),
+            operator: "0x1".into(),
+            heartbeat_ms: Some(1_000),
+            released: false,
+        };
+        let live = serde_json::to_string(&me).unwrap();
+        assert!(
+            !live.contains("released"),
+            "a live term's value is unchanged: {live}"
+        );
+        let released = serde_json::to_vec(&LeaderInfo {
+            released: true,
+            ..me.clone()
+        })
+        .unwrap();
+        let kv = LeaderKv {
+            value: released,
+            lease: 1,
+            create_revision: 1,
+            mod_revision: 2,
+        };
+        assert!(kv.released() && kv.heartbeat() == Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -300,6 +300,19 @@ impl EtcdPool {
         Err(self.unavailable(what, last))
     }
 
+    /// Run `f` on every endpoint at once; each endpoint's answer, in endpoint order.
+    pub async fn each<T, F, Fut>(&self, what: &'static str, f: F) -> Vec<Result<T, String>>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let f = &f;
+        futures::future::join_all(
+            (0..self.endpoints.len()).map(|index| self.attempt(index, what, f)),
+        )
+        .await
+    }
+
     /// Run the idempotent `f` on every endpoint at once and take the first answer (the others
     /// are dropped). For calls that may safely reach the cluster more than once: lease renewals
     /// and reads, never a compare-and-create.

@@ -3,6 +3,7 @@
 
 pub mod campaign;
 pub mod etcd_pool;
+pub mod etcd_version;
 pub mod health;
 pub mod layout;
 pub mod progress;

@@ -85,6 +85,14 @@ pub async fn run(
         .attestations
         .attach(store.clone(), operator, metrics.attest.clone());
     let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
+    if let Some(pool) = &etcd {
+        // One look at the members' versions (a known etcd defect is worth an upgrade).
+        let (pool, etcd_metrics) = (pool.clone(), metrics.etcd());
+        tokio::spawn(
+            async move { crate::leadership::etcd_version::check(&pool, &etcd_metrics).await }
+                .instrument(tracing::info_span!("etcd_version", %operator)),
+        );
+    }
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,
         Err(e) => {

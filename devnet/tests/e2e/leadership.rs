@@ -304,3 +304,108 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
         "MultibridgeTwoLeaders went off: {alerts:?}"
     );
 }
+
+/// etcd may delete a live leader's key: a raft leader that was stuck (paused, a slow disk)
+/// revokes, when it resumes, every lease it believes expired (etcd-io/etcd#15247, fixed in etcd
+/// 3.4.28 and 3.5.11; seen here in full-suite runs of the etcd-fault test on 3.4.23, where a
+/// standby led 35 ms before the old leader learnt its lease was gone). Reproduced directly: each
+/// operator's leader is paused and its lease revoked behind its back. The standby must not
+/// create the key before the old leader's fence has certainly closed (a TTL after the last
+/// heartbeat it could have sent): it leads no sooner than 0.5 s after the revocation (it used to
+/// lead at its next 0.1 s poll), within a few seconds all the same, and counts the deletion in
+/// `leader_key_lost_total`. A SIGTERMed leader's release still hands over at once
+/// (`a_stopped_leader_hands_over_at_once`). Never two leaders; every transfer once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its_fence_closes() {
+    let (dir, mut devnet) = ha_devnet_alone().await;
+    let driver = Driver::new(devnet.manifest());
+    let traffic = traffic(&devnet);
+    let leaders = LeaderWatch::start(devnet.replica_http_ports.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    for op in devnet.operators() {
+        let config = devnet.replica_config(op, 0).unwrap();
+        let operator = config.operator.address;
+        let key = multibridge::harness::leader_key(
+            &multibridge::harness::election_dir_of(&config, LANE, operator).unwrap(),
+        );
+        let endpoints = config.etcd.as_ref().unwrap().endpoints.clone();
+        let mut etcd = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        let old = eventually(
+            "a leader on the lane",
+            Duration::from_secs(10),
+            async || {
+                multibridge_devnet::harness::ha::leading_replica(&devnet, op, LANE)
+                    .await
+                    .ok_or_else(|| "no replica leads".to_string())
+            },
+        )
+        .await;
+        let standby = devnet.replica_http_ports[op][1 - old];
+        devnet.replica(op, old).unwrap().pause().unwrap();
+        let lease = etcd
+            .get(key.as_str(), None)
+            .await
+            .unwrap()
+            .kvs()
+            .first()
+            .map(|kv| kv.lease())
+            .expect("the leader key exists");
+        etcd.lease_revoke(lease).await.unwrap();
+        let revoked = Instant::now();
+        wait_metric(standby, &leader_series(LANE), 1.0, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let led = revoked.elapsed();
+        println!(
+            "operator {op}: key deleted behind its paused leader -> standby leads {:.2} s later",
+            led.as_secs_f64()
+        );
+        devnet.replica(op, old).unwrap().resume().unwrap();
+        assert!(
+            led >= Duration::from_millis(500),
+            "operator {op}: the standby led {led:?} after the key's deletion, before the old \
+             leader's fence had certainly closed"
+        );
+        // The member's version is read at start and its defect, if any, shown.
+        let version = etcd.status().await.unwrap().version().to_owned();
+        let defective =
+            multibridge::harness::revokes_live_leases(&version).expect("a version the check reads");
+        let shown = metric(
+            standby,
+            "multibridge_etcd_member_revokes_live_leases{endpoint=\"0\"}",
+        )
+        .await;
+        assert_eq!(
+            shown,
+            Some(f64::from(u8::from(defective))),
+            "etcd {version}"
+        );
+        let lost = metric(
+            standby,
+            "multibridge_leader_key_lost_total{lane=\"main-to-service\"}",
+        )
+        .await
+        .unwrap_or_default();
+        assert!(lost >= 1.0, "operator {op}: the deletion was not counted");
+        wait_metric(
+            devnet.replica_http_ports[op][old],
+            &leader_series(LANE),
+            0.0,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_and_check(traffic, &driver, dir.path()).await;
+    let timeline = leaders.stop().await.unwrap();
+    for op in devnet.operators() {
+        for lane in Lane::ALL {
+            assert!(
+                timeline.most_leaders(op, lane) <= 1,
+                "operator {op} on {lane}: leaders at once"
+            );
+        }
+    }
+}

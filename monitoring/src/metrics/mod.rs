@@ -239,6 +239,7 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) leadership_takeovers: IntCounterVec,
+    pub(crate) leader_key_lost: IntCounterVec,
     /// Lanes this replica handed to another replica of its operator because it could not
     /// serve them (its destination chain silent, or its signer failing).
     ///
@@ -350,6 +351,7 @@ pub struct Metrics {
     ///
     /// Labels: endpoint (index), call, outcome ([`EtcdOutcome`]).
     pub(crate) etcd_requests: IntCounterVec,
+    pub(crate) etcd_member_revokes_live_leases: IntGaugeVec,
     /// Service-registry writes (register or updateLocation) by outcome (`updated`, `failed`).
     ///
     /// Labels: outcome ([`RegistryUpdate`]).
@@ -657,6 +659,11 @@ impl Metrics {
                 "Times this replica took the lane over from a leader whose heartbeat stopped for its TTL (before etcd expired its lease)",
                 lane,
             )?,
+            leader_key_lost: counter(
+                "leader_key_lost_total",
+                "Times this standby saw the leader key deleted without its holder releasing it (its lease expired or etcd revoked it) and waited for the holder's heartbeat to run out before leading",
+                lane,
+            )?,
             lease_granted_ttl: int_gauge(
                 "lease_granted_ttl_seconds",
                 "TTL etcd granted the lane's lease, seconds (above lease_ttl_secs when the cluster's minimum is longer)",
@@ -777,6 +784,11 @@ impl Metrics {
                 "etcd attempts by endpoint index, call and outcome",
                 &["endpoint", "call", "outcome"],
             )?,
+            etcd_member_revokes_live_leases: int_gauge(
+                "etcd_member_revokes_live_leases",
+                "1 when the etcd member at this endpoint index runs a version whose stuck raft leader revokes live leases when it resumes (etcd-io/etcd#15247; fixed in 3.4.28 and 3.5.11), 0 when it does not, absent until read",
+                &["endpoint"],
+            )?,
             registry_updates: counter(
                 "registry_updates_total",
                 "Service-registry writes (register, updateLocation) by outcome",
@@ -846,6 +858,7 @@ impl Metrics {
                 &metrics.leadership_resumed,
                 &metrics.lease_lapses,
                 &metrics.leadership_takeovers,
+                &metrics.leader_key_lost,
                 &metrics.fenced_sends,
                 &metrics.lower_advances,
                 &metrics.queued_releases_executed,

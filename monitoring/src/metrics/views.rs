@@ -2,7 +2,7 @@
 //! [`ChainMetrics`] per chain, [`EtcdMetrics`].
 
 use multibridge_contracts::{ChainRole, Lane, RejectReason, RequestStatus, WaitReason};
-use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::labels::{EtcdOutcome, RpcOutcome, SendingPause, SkipReason, VoteTxOutcome};
 use super::{Metrics, int};
@@ -42,6 +42,7 @@ impl Metrics {
             lease_lapses: self.lease_lapses.with_label_values(l),
             lease_granted_ttl: self.lease_granted_ttl.with_label_values(l),
             leadership_takeovers: self.leadership_takeovers.with_label_values(l),
+            leader_key_lost: self.leader_key_lost.with_label_values(l),
             fenced_sends: self.fenced_sends.with_label_values(l),
             lower_advances: self.lower_advances.with_label_values(l),
             queued_releases: self.queued_releases.with_label_values(l),
@@ -80,6 +81,7 @@ impl Metrics {
     pub fn etcd(&self) -> EtcdMetrics {
         EtcdMetrics {
             requests: self.etcd_requests.clone(),
+            revokes_live_leases: self.etcd_member_revokes_live_leases.clone(),
         }
     }
 }
@@ -118,6 +120,7 @@ pub struct LaneMetrics {
     pub lease_lapses: IntCounter,
     pub lease_granted_ttl: IntGauge,
     pub leadership_takeovers: IntCounter,
+    pub leader_key_lost: IntCounter,
     pub fenced_sends: IntCounter,
     pub lower_advances: IntCounter,
     pub queued_releases: IntGauge,
@@ -342,6 +345,7 @@ impl ChainMetrics {
 #[derive(Clone)]
 pub struct EtcdMetrics {
     requests: IntCounterVec,
+    revokes_live_leases: IntGaugeVec,
 }
 
 impl std::fmt::Debug for EtcdMetrics {
@@ -356,5 +360,12 @@ impl EtcdMetrics {
         self.requests
             .with_label_values(&[endpoint.to_string().as_str(), call, outcome.as_str()])
             .inc();
+    }
+
+    /// Whether the member at endpoint `endpoint` runs an etcd that may revoke live leases.
+    pub fn member_revokes_live_leases(&self, endpoint: usize, defective: bool) {
+        self.revokes_live_leases
+            .with_label_values(&[endpoint.to_string().as_str()])
+            .set(i64::from(defective));
     }
 }
