@@ -8,6 +8,7 @@
 //! | [`health`] | which endpoints keep up: lagging or frozen ones are demoted |
 //! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
 //! | [`pair`] | both chains of a pair |
+//! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
 //! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
 //! | [`signer`] | the operator key: keystore, PKCS#11 token or AWS KMS; [`signer::open`] loads one from the config |
 //! | [`fence`] | the lease a replica must hold before every broadcast |
@@ -49,6 +50,7 @@ pub mod lookup;
 pub mod pair;
 pub mod rpc_error;
 pub mod sender;
+pub mod shared_reads;
 pub mod signer;
 pub mod submitter;
 
@@ -165,6 +167,11 @@ pub struct ChainClient {
     demoted: Vec<AtomicBool>,
     /// What makes an endpoint unhealthy.
     rules: health::HealthRules,
+    /// The head, probe and confirmed logs every client of this chain in the process shares.
+    shared: std::sync::Arc<shared_reads::SharedReads>,
+    /// Blocks below the head that count as confirmed, when logs of confirmed blocks may be
+    /// answered from the shared store (at least 1; `None` for no confirmations or `finalized`).
+    store_depth: Option<u64>,
 }
 
 /// The transport error inside a contract-call error (what the classifier understands).
@@ -252,6 +259,11 @@ impl ChainClient {
             rules: health::HealthRules {
                 max_lag_blocks: config.max_lag_blocks,
                 stall_after: Duration::from_secs(config.stall_secs),
+            },
+            shared: shared_reads::of(config.chain_id, &config.rpc_urls),
+            store_depth: match config.confirmations {
+                crate::config::Confirmations::Depth(d) if d >= 1 => Some(d),
+                _ => None,
             },
         })
     }
@@ -357,13 +369,71 @@ impl ChainClient {
     }
 
     /// `eth_getLogs` of `filter`, with failover (the node's answer as it is: callers drop
-    /// `removed` logs and logs of other addresses themselves).
+    /// `removed` logs and logs of other addresses themselves). A narrow range of confirmed
+    /// blocks is answered from the logs every client of the chain in the process shares
+    /// ([`shared_reads::LogStore`]); anything else is read from the node.
     pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
+        if let Some(answer) = self.logs_from_store(filter).await {
+            return answer;
+        }
+        self.logs_from_node(filter).await
+    }
+
+    /// `eth_getLogs` of `filter` from the node, with failover.
+    async fn logs_from_node(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
         self.call("eth_getLogs", |p| {
             let filter = filter.clone();
             async move { p.get_logs(&filter).await }
         })
         .await
+    }
+
+    /// [`logs`](Self::logs) through the shared store, or `None` where it does not serve.
+    async fn logs_from_store(&self, filter: &Filter) -> Option<Result<Vec<Log>, ChainError>> {
+        let depth = self.store_depth?;
+        filter.get_to_block()?;
+        let confirmed = self.head().await.ok()?.checked_sub(depth)?;
+        let store = &self.shared.logs;
+        let _fetching = store.fetching.lock().await;
+        match store.plan(filter, confirmed) {
+            shared_reads::Plan::Pass => None,
+            shared_reads::Plan::Held => {
+                self.metrics.shared_read("logs");
+                Some(Ok(store.answer(filter)))
+            }
+            shared_reads::Plan::Read {
+                from,
+                to,
+                addresses,
+                generation,
+            } => {
+                let every = Filter::new()
+                    .address(addresses)
+                    .from_block(from)
+                    .to_block(to);
+                match self.logs_from_node(&every).await {
+                    Ok(logs) => {
+                        // More than the store holds: the asker reads its own range.
+                        let kept = store.keep(from, to, generation, logs);
+                        kept.then(|| Ok(store.answer(filter)))
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        }
+    }
+
+    /// How far below the head the logs every client of this chain shares begin (the chain's
+    /// confirmations, when at least 1 and not `finalized`): a reader that may wait that long
+    /// reads up to the head less this and is answered from the shared read.
+    pub fn shared_log_depth(&self) -> Option<u64> {
+        self.store_depth
+    }
+
+    /// Drop the shared store's logs from `block` on (an asker that doubts what it was answered,
+    /// e.g. a nonce gap): the next read of those blocks asks the node.
+    pub fn forget_logs_from(&self, block: u64) {
+        self.shared.logs.forget_from(block);
     }
 
     /// Unix time of block `number` (0 when the node does not have it).
@@ -377,13 +447,32 @@ impl ChainClient {
         Ok(block.map_or(0, |b| b.header.timestamp))
     }
 
-    /// The chain's latest block number, with failover.
+    /// The chain's latest block number, with failover: read once for every client of the
+    /// chain in the process and served to them for [`shared_reads::HEAD_FRESH_FOR`] (a failure
+    /// too, so askers do not queue up behind a dead endpoint).
     pub async fn head(&self) -> Result<u64, ChainError> {
-        self.call(
-            "eth_blockNumber",
-            |p| async move { p.get_block_number().await },
-        )
-        .await
+        let got = self
+            .shared
+            .head
+            .get(|| {
+                self.call(
+                    "eth_blockNumber",
+                    |p| async move { p.get_block_number().await },
+                )
+            })
+            .await;
+        match got {
+            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Shared { answer, age } => {
+                self.metrics.shared_read("head");
+                answer.map_err(|last| ChainError::Unavailable {
+                    chain: self.role,
+                    method: "eth_blockNumber",
+                    attempts: 0,
+                    last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
+                })
+            }
+        }
     }
 
     /// A call on this chain's bridge contract (typically a view), with failover.
@@ -473,13 +562,30 @@ impl ChainClient {
     /// restore the ones that recovered, make the first healthy one in `rpc_urls` order the one
     /// in use, and publish each endpoint's head and health. Returns (label, health, head) per
     /// endpoint.
+    ///
+    /// The endpoints' answers are shared with every client of the chain in the process for
+    /// [`shared_reads::PROBE_FRESH_FOR`]; each client judges them with its own rules and book.
     pub async fn probe_health(&self) -> Vec<(String, health::Health, Option<u64>)> {
-        let answers = self
-            .on_each_endpoint(
-                "eth_blockNumber",
-                |p| async move { p.get_block_number().await },
-            )
+        let got = self
+            .shared
+            .probe
+            .get(|| async {
+                Ok::<_, std::convert::Infallible>(
+                    self.on_each_endpoint("eth_blockNumber", |p| async move {
+                        p.get_block_number().await
+                    })
+                    .await,
+                )
+            })
             .await;
+        let answers = match got {
+            shared_reads::Got::Read(Ok(answers)) => answers,
+            shared_reads::Got::Read(Err(never)) => match never {},
+            shared_reads::Got::Shared { answer, .. } => {
+                self.metrics.shared_read("probe");
+                answer.unwrap_or_default()
+            }
+        };
         let heads: Vec<Option<u64>> = answers
             .iter()
             .map(|(_, a)| a.as_ref().ok().copied())

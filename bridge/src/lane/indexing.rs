@@ -247,6 +247,9 @@ impl Indexer {
             .unwrap_or(self.settings.start_block);
         tracing::warn!(%lane, missing, from_block, "request nonce gap: re-scanning");
         store.rewind_cursor(lane, from_block)?;
+        // What the process's shared log store holds from there may be the answer that missed
+        // the log: the re-scan asks the node.
+        self.source.forget_logs_from(from_block);
         Ok(Some(Step::Rewound {
             missing,
             from_block,

@@ -61,8 +61,11 @@ impl ClaimsWatch {
 
     /// Read the claims of the blocks mined since the last step.
     pub async fn round(&mut self) -> Result<Next, Infallible> {
+        // Claims are read a confirmation deep where the main chain counts blocks: a claim that
+        // a shallow reorg removes is never acted on, and every pair's claims reader of the
+        // process is answered from one read of the block (issue 54).
         let tip = match self.main.head().await {
-            Ok(tip) => tip,
+            Ok(head) => head.saturating_sub(self.main.shared_log_depth().unwrap_or(0)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the main chain head; retrying");
                 return Ok(Next::After(self.poll));

@@ -226,6 +226,35 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
     wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(180)).await;
 
     assert_once_and_no_gap(&pairs, &next).await;
+    // The pairs on one chain read its head and its confirmed blocks' logs once for the process
+    // (issue 54): operator 1's process answered some of each from another task's read.
+    let manifest = devnet.manifest();
+    let ports: Vec<u16> = std::iter::once(manifest.operators[0].http_urls[0].as_str())
+        .chain(
+            manifest
+                .pairs
+                .iter()
+                .skip(1)
+                .map(|p| p.http_urls[0][0].as_str()),
+        )
+        .map(port_of)
+        .collect();
+    for read in ["head", "logs"] {
+        let mut shared = 0.0;
+        for port in &ports {
+            shared += multibridge_devnet::harness::scrape::metric_sum(
+                *port,
+                "multibridge_rpc_shared_reads_total",
+                &format!("read=\"{read}\""),
+            )
+            .await
+            .unwrap_or_default();
+        }
+        assert!(
+            shared > 0.0,
+            "operator 1's process read every {read} itself: nothing was shared"
+        );
+    }
     for (name, driver) in &pairs {
         let locked = driver
             .token_balance(

@@ -334,6 +334,11 @@ pub struct Metrics {
     ///
     /// Labels: chain, endpoint (index in `rpc_urls`), method, outcome ([`RpcOutcome`]).
     pub(crate) rpc_requests: IntCounterVec,
+    /// Reads answered from another task's read of the same chain in the process (the head, the
+    /// endpoints' probe), instead of an RPC of their own.
+    ///
+    /// Labels: chain, read (`head`, `probe`).
+    pub(crate) rpc_shared_reads: IntCounterVec,
     /// The head each endpoint last answered.
     ///
     /// Labels: chain, endpoint (index in `rpc_urls`).
@@ -778,6 +783,11 @@ impl Metrics {
                 "rpc_requests_total",
                 "RPC calls by chain, endpoint index, method and outcome",
                 &["chain", "endpoint", "method", "outcome"],
+            )?,
+            rpc_shared_reads: counter(
+                "rpc_shared_reads_total",
+                "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head and its endpoints' probe)",
+                &["chain", "read"],
             )?,
             etcd_requests: counter(
                 "etcd_requests_total",

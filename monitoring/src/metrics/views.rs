@@ -71,6 +71,7 @@ impl Metrics {
             signer_balance: self.signer_balance.with_label_values(c),
             gas_price_gwei: self.gas_price_gwei.with_label_values(c),
             rpc_requests: self.rpc_requests.clone(),
+            shared_reads: self.rpc_shared_reads.clone(),
             endpoint_head: self.rpc_endpoint_head.clone(),
             endpoint_healthy: self.rpc_endpoint_healthy.clone(),
             endpoint_demotions: self.rpc_endpoint_demotions.clone(),
@@ -298,6 +299,7 @@ pub struct ChainMetrics {
     pub signer_balance: Gauge,
     pub gas_price_gwei: Gauge,
     rpc_requests: IntCounterVec,
+    shared_reads: IntCounterVec,
     endpoint_head: prometheus::IntGaugeVec,
     endpoint_healthy: prometheus::IntGaugeVec,
     endpoint_demotions: IntCounterVec,
@@ -325,6 +327,13 @@ impl ChainMetrics {
     pub fn endpoint_demoted(&self, endpoint: usize) {
         self.endpoint_demotions
             .with_label_values(&[self.chain.as_str(), &endpoint.to_string()])
+            .inc();
+    }
+
+    /// Count a read (`head`, `probe`) answered from another task's read of this chain.
+    pub fn shared_read(&self, read: &str) {
+        self.shared_reads
+            .with_label_values(&[self.chain.as_str(), read])
             .inc();
     }
 

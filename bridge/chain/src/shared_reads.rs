@@ -1,0 +1,546 @@
+//! What every client of one chain in the process reads once (issue 54): the chain's head, the
+//! health probe's per-endpoint heads, and the logs of confirmed blocks.
+//!
+//! A relay serving a hub of service chains has a [`ChainClient`](crate::ChainClient) per pair
+//! for the main chain, and within each pair the indexer, the voter, the sender, recovery and the
+//! watcher all ask the head. Measured on a devnet of 8 pairs at rest, one relay process read the
+//! main chain's head 129 times a second (16 per pair) and probed its endpoints once a second per
+//! pair — reads that grow with the pairs although they ask the same node the same question.
+//! Every client of one chain (same chain id, same endpoints in the same order) now shares one
+//! [`SharedReads`]: an answer younger than its slot's `fresh_for` is served to every asker, and
+//! while one task reads, the others wait for its answer instead of sending their own.
+//!
+//! A failed read is shared too, for the same short time: behind a dead endpoint the askers do
+//! not queue up one full failover each; each learns of the failure and retries on its own clock.
+//!
+//! **Logs** ([`LogStore`]): the same 8 pairs read the main chain's logs 66 times a second at rest
+//! — each pair's indexer, claims, conservation scan and guardian reading its own contract's
+//! events of the same new block. A read of a narrow range of *confirmed* blocks (at or below the
+//! shared head less the chain's confirmations, at least one) goes through the store: the first
+//! asker reads every event of every contract asked about on the chain, from its range up to the
+//! confirmed head, and the others are answered from what it read. What the store keeps:
+//! - only blocks already confirmed when they were read (a block above that is always read anew,
+//!   so a reorg within the confirmations is seen as before);
+//! - at most [`STORE_SPAN`] blocks behind the newest it read and [`STORE_MAX_LOGS`] logs, each for
+//!   [`STORE_KEEP`] (a read that would hold more is not kept, and for [`STORE_DENSE_PAUSE`] each
+//!   asker reads its own, as before: a backlog's blocks);
+//! - nothing for a chain without confirmations, or one that counts `finalized`;
+//! - an asker that doubts an answer (the indexer finding a nonce gap) drops the blocks from
+//!   there on ([`crate::ChainClient::forget_logs_from`]), so its next read asks the node again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use alloy::rpc::types::{Filter, Log};
+
+/// How long a head read serves every other asker: a tenth of a 1 s block, so a new block is
+/// seen at most that much later than by a read of one's own.
+pub const HEAD_FRESH_FOR: Duration = Duration::from_millis(100);
+
+/// How long one probe of every endpoint's head serves the other pairs' watchers (each probes
+/// once a round, 1 s; the health rules judge over seconds).
+pub const PROBE_FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// One chain's shared answers.
+#[derive(Debug)]
+pub struct SharedReads {
+    /// The head, through the failover.
+    pub(crate) head: Slot<u64>,
+    /// Every endpoint's label and head (or why it did not answer), in `rpc_urls` order.
+    pub(crate) probe: Slot<Vec<(String, Result<u64, String>)>>,
+    /// Confirmed blocks' logs of every contract asked about.
+    pub(crate) logs: LogStore,
+}
+
+impl SharedReads {
+    fn new() -> Self {
+        Self {
+            head: Slot::new(HEAD_FRESH_FOR),
+            probe: Slot::new(PROBE_FRESH_FOR),
+            logs: LogStore::default(),
+        }
+    }
+}
+
+/// The shared reads of the chain `chain_id` reached through `urls`: the same for every client
+/// of the process with the same chain id and endpoints, while one of them lives.
+pub fn of(chain_id: u64, urls: &[String]) -> Arc<SharedReads> {
+    type Book = Mutex<HashMap<(u64, Vec<String>), Weak<SharedReads>>>;
+    static BOOK: OnceLock<Book> = OnceLock::new();
+    let mut book = BOOK
+        .get_or_init(Book::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    book.retain(|_, shared| shared.strong_count() > 0);
+    let key = (chain_id, urls.to_vec());
+    if let Some(shared) = book.get(&key).and_then(Weak::upgrade) {
+        return shared;
+    }
+    let shared = Arc::new(SharedReads::new());
+    book.insert(key, Arc::downgrade(&shared));
+    shared
+}
+
+/// Where an answer came from.
+#[derive(Debug)]
+pub enum Got<T, E> {
+    /// This task read it (its own error, as the read returned it).
+    Read(Result<T, E>),
+    /// Another task's read, `age` old (its error as text).
+    Shared {
+        /// The answer.
+        answer: Result<T, String>,
+        /// How long ago it was read.
+        age: Duration,
+    },
+}
+
+/// One shared answer.
+#[derive(Debug)]
+pub struct Slot<T> {
+    fresh_for: Duration,
+    last: Mutex<Option<(Instant, Result<T, String>)>>,
+    /// Held by the task reading, so the others wait for its answer.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl<T: Clone> Slot<T> {
+    /// A slot whose answers serve for `fresh_for`.
+    pub fn new(fresh_for: Duration) -> Self {
+        Self {
+            fresh_for,
+            last: Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self) -> Option<(Result<T, String>, Duration)> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, answer) = last.as_ref()?;
+        let age = at.elapsed();
+        (age < self.fresh_for).then(|| (answer.clone(), age))
+    }
+
+    /// The fresh answer if there is one; else wait for a read under way and take its answer;
+    /// else read (`read`) and share what it returns.
+    pub async fn get<E, F, Fut>(&self, read: F) -> Got<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some((answer, age)) = self.fresh() {
+            return Got::Shared { answer, age };
+        }
+        let _reading = self.reading.lock().await;
+        if let Some((answer, age)) = self.fresh() {
+            return Got::Shared { answer, age };
+        }
+        let answer = read().await;
+        let kept = match &answer {
+            Ok(value) => Ok(value.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), kept));
+        Got::Read(answer)
+    }
+}
+
+/// The widest range (in blocks) answered from the store, and how far behind its newest block
+/// it keeps older ones. Wider reads (a catch-up, recovery's strides) go to the node.
+pub const STORE_SPAN: u64 = 64;
+
+/// The most logs the store holds; a read that would exceed it is not kept (a backlog's blocks:
+/// every asker reads its own, bounded by its range as before).
+pub const STORE_MAX_LOGS: usize = 2_048;
+
+/// How long a block's logs are kept after they were read.
+pub const STORE_KEEP: Duration = Duration::from_secs(20);
+
+/// After a read the store could not keep (a backlog's dense blocks), how long every asker reads
+/// its own: one read for the store and one of its own per asker would double the node's work
+/// and the relay's largest answer while the backlog lasts.
+pub const STORE_DENSE_PAUSE: Duration = Duration::from_secs(5);
+
+/// Confirmed blocks' logs of every contract the chain's clients in the process asked about.
+#[derive(Debug, Default)]
+pub struct LogStore {
+    state: Mutex<StoreState>,
+    /// Held by the asker reading for the store, so the others wait for its answer.
+    pub(crate) fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    /// Every address asked about, with the generation that added it.
+    addresses: HashMap<Address, u64>,
+    generation: u64,
+    /// Per block read: the generation of the addresses it was read for, when, its logs.
+    blocks: BTreeMap<u64, StoredBlock>,
+    held: usize,
+    /// Until when the store passes every read (a read it could not keep).
+    dense_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct StoredBlock {
+    generation: u64,
+    at: Instant,
+    logs: Vec<Log>,
+}
+
+/// What the store says about a read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Every block of the range is held for every address asked: answer from the store.
+    Held,
+    /// Read these blocks for every address asked about, then answer from the store.
+    Read {
+        /// First block to read.
+        from: u64,
+        /// Last block to read.
+        to: u64,
+        /// Every address asked about on the chain.
+        addresses: Vec<Address>,
+        /// The generation of that address set (for [`LogStore::keep`]).
+        generation: u64,
+    },
+    /// The store does not serve this read (not narrow, no address, no range).
+    Pass,
+}
+
+impl LogStore {
+    fn state(&self) -> std::sync::MutexGuard<'_, StoreState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What to do for `filter`, given `confirmed` (the newest confirmed block): answer from
+    /// the store, read for it first (up to `confirmed`), or pass. Plan, read and keep while
+    /// holding [`fetching`](Self::fetching), so no address is added in between.
+    pub fn plan(&self, filter: &Filter, confirmed: u64) -> Plan {
+        let (Some(from), Some(to)) = (filter.get_from_block(), filter.get_to_block()) else {
+            return Plan::Pass;
+        };
+        if to < from
+            || to > confirmed
+            || to.saturating_sub(from) >= STORE_SPAN
+            || filter.address.is_empty()
+            || filter.get_block_hash().is_some()
+        {
+            return Plan::Pass;
+        }
+        let mut state = self.state();
+        if state
+            .dense_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Plan::Pass;
+        }
+        state.expire();
+        let mut needed = 0u64;
+        for address in filter.address.iter() {
+            if !state.addresses.contains_key(address) {
+                state.generation = state.generation.saturating_add(1);
+                let generation = state.generation;
+                state.addresses.insert(*address, generation);
+            }
+            needed = needed.max(state.addresses.get(address).copied().unwrap_or(u64::MAX));
+        }
+        let first_missing = (from..=to).find(|block| {
+            state
+                .blocks
+                .get(block)
+                .is_none_or(|b| b.generation < needed)
+        });
+        match first_missing {
+            None => Plan::Held,
+            Some(missing) => Plan::Read {
+                from: missing,
+                to: confirmed.min(missing.saturating_add(STORE_SPAN.saturating_sub(1))),
+                addresses: state.addresses.keys().copied().collect(),
+                generation: state.generation,
+            },
+        }
+    }
+
+    /// Keep `logs`, read over `from..=to` for every address of `generation` (from its
+    /// [`Plan::Read`]); false when they would make the store hold more than
+    /// [`STORE_MAX_LOGS`] (nothing kept).
+    pub fn keep(&self, from: u64, to: u64, generation: u64, logs: Vec<Log>) -> bool {
+        let mut state = self.state();
+        let mut by_block: BTreeMap<u64, Vec<Log>> = (from..=to).map(|b| (b, Vec::new())).collect();
+        for log in logs {
+            if let Some(block) = log.block_number
+                && let Some(kept) = by_block.get_mut(&block)
+            {
+                kept.push(log);
+            }
+        }
+        let adding: usize = by_block.values().map(Vec::len).sum();
+        let replaced: usize = by_block
+            .keys()
+            .filter_map(|b| state.blocks.get(b))
+            .map(|b| b.logs.len())
+            .sum();
+        let held = state.held.saturating_sub(replaced).saturating_add(adding);
+        if held > STORE_MAX_LOGS {
+            state.dense_until = Instant::now().checked_add(STORE_DENSE_PAUSE);
+            return false;
+        }
+        let at = Instant::now();
+        for (block, logs) in by_block {
+            state.blocks.insert(
+                block,
+                StoredBlock {
+                    generation,
+                    at,
+                    logs,
+                },
+            );
+        }
+        state.held = held;
+        let newest = state.blocks.keys().next_back().copied().unwrap_or(0);
+        let oldest_kept = newest.saturating_sub(STORE_SPAN.saturating_mul(2));
+        state.drop_where(|block, _| block < oldest_kept);
+        true
+    }
+
+    /// The logs of `filter` in its range, from the store, in block order and within a block in
+    /// the node's order.
+    pub fn answer(&self, filter: &Filter) -> Vec<Log> {
+        let (Some(from), Some(to)) = (filter.get_from_block(), filter.get_to_block()) else {
+            return Vec::new();
+        };
+        let state = self.state();
+        state
+            .blocks
+            .range(from..=to)
+            .flat_map(|(_, b)| b.logs.iter())
+            .filter(|log| filter.rpc_matches(log))
+            .cloned()
+            .collect()
+    }
+
+    /// Drop every block from `block` on: the next read of them asks the node.
+    pub fn forget_from(&self, block: u64) {
+        self.state().drop_where(|b, _| b >= block);
+    }
+}
+
+impl StoreState {
+    fn expire(&mut self) {
+        self.drop_where(|_, b| b.at.elapsed() >= STORE_KEEP);
+    }
+
+    fn drop_where(&mut self, drop: impl Fn(u64, &StoredBlock) -> bool) {
+        let mut freed = 0usize;
+        self.blocks.retain(|block, stored| {
+            let gone = drop(*block, stored);
+            if gone {
+                freed = freed.saturating_add(stored.logs.len());
+            }
+            !gone
+        });
+        self.held = self.held.saturating_sub(freed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn one_read_serves_every_asker_while_fresh_and_concurrent_askers_wait_for_it() {
+        let slot = Slot::<u64>::new(Duration::from_millis(200));
+        let reads = AtomicU32::new(0);
+        let read = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, String>(7)
+        };
+        let answers = futures::future::join_all((0..10).map(|_| slot.get(read))).await;
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "ten askers at once, one read"
+        );
+        let own = answers.iter().filter(|g| matches!(g, Got::Read(_))).count();
+        assert_eq!(own, 1);
+        assert!(answers.iter().all(|g| match g {
+            Got::Read(a) => a == &Ok(7),
+            Got::Shared { answer, .. } => answer == &Ok(7),
+        }));
+        // Stale: read again.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(matches!(slot.get(read).await, Got::Read(Ok(7))));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_shared_briefly_so_askers_do_not_queue_behind_a_dead_endpoint() {
+        let slot = Slot::<u64>::new(Duration::from_millis(300));
+        let reads = AtomicU32::new(0);
+        let failing = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<u64, _>("no endpoint answered")
+        };
+        let started = Instant::now();
+        let answers = futures::future::join_all((0..20).map(|_| slot.get(failing))).await;
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "askers queued behind the failure: {:?}",
+            started.elapsed()
+        );
+        assert!(answers.iter().all(|g| match g {
+            Got::Read(a) => a.is_err(),
+            Got::Shared { answer, .. } => answer.as_ref().is_err_and(|e| e.contains("no endpoint")),
+        }));
+    }
+
+    fn log(address: Address, topic: u8, block: u64) -> Log {
+        Log {
+            inner: alloy::primitives::Log {
+                address,
+                data: alloy::primitives::LogData::new_unchecked(
+                    vec![alloy::primitives::B256::repeat_byte(topic)],
+                    Default::default(),
+                ),
+            },
+            block_number: Some(block),
+            block_hash: Some(alloy::primitives::B256::repeat_byte(block as u8)),
+            ..Default::default()
+        }
+    }
+
+    fn ask(address: Address, from: u64, to: u64) -> Filter {
+        Filter::new().address(address).from_block(from).to_block(to)
+    }
+
+    #[test]
+    fn the_first_asker_reads_every_watched_contract_up_to_the_confirmed_head_and_the_rest_are_answered()
+     {
+        let store = LogStore::default();
+        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        // Pair A's asker: block 10, confirmed up to 12 — read 10..=12 for A.
+        let Plan::Read {
+            from,
+            to,
+            addresses,
+            generation,
+        } = store.plan(&ask(a, 10, 10), 12)
+        else {
+            panic!("an empty store reads");
+        };
+        assert_eq!((from, to, addresses.clone()), (10, 12, vec![a]));
+        assert!(store.keep(
+            from,
+            to,
+            generation,
+            vec![log(a, 7, 10), log(a, 8, 11), log(b, 7, 11)]
+        ));
+        // The same and the next blocks of A: held; topics and range filtered.
+        assert_eq!(store.plan(&ask(a, 11, 12), 12), Plan::Held);
+        assert_eq!(store.answer(&ask(a, 10, 12)).len(), 2);
+        assert_eq!(
+            store
+                .answer(&ask(a, 10, 12).event_signature(alloy::primitives::B256::repeat_byte(8)))
+                .len(),
+            1
+        );
+        assert_eq!(store.answer(&ask(a, 11, 11)).len(), 1);
+        // Pair B's contract was not asked about when 10..=12 was read: read again, for both.
+        let Plan::Read {
+            addresses,
+            generation,
+            ..
+        } = store.plan(&ask(b, 11, 11), 12)
+        else {
+            panic!("a new address is not covered by blocks read before it");
+        };
+        assert_eq!(addresses.len(), 2);
+        assert!(store.keep(11, 12, generation, vec![log(a, 8, 11), log(b, 7, 11)]));
+        assert_eq!(store.plan(&ask(b, 11, 12), 12), Plan::Held);
+        assert_eq!(store.answer(&ask(b, 11, 12)), vec![log(b, 7, 11)]);
+        // Block 10 was read before B was watched: B's read of it goes to the node again.
+        assert!(matches!(
+            store.plan(&ask(b, 10, 11), 12),
+            Plan::Read { from: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn unconfirmed_wide_or_addressless_reads_pass_and_a_doubted_range_is_read_again() {
+        let store = LogStore::default();
+        let a = Address::repeat_byte(1);
+        assert_eq!(
+            store.plan(&ask(a, 10, 13), 12),
+            Plan::Pass,
+            "above the confirmed head"
+        );
+        assert_eq!(
+            store.plan(&ask(a, 0, STORE_SPAN), 1_000),
+            Plan::Pass,
+            "too wide"
+        );
+        assert_eq!(
+            store.plan(&Filter::new().from_block(1).to_block(2), 12),
+            Plan::Pass,
+            "no address"
+        );
+        let Plan::Read {
+            from,
+            to,
+            generation,
+            ..
+        } = store.plan(&ask(a, 10, 10), 12)
+        else {
+            panic!("reads");
+        };
+        assert!(store.keep(from, to, generation, vec![log(a, 1, 10)]));
+        assert_eq!(store.plan(&ask(a, 10, 12), 12), Plan::Held);
+        store.forget_from(11);
+        assert_eq!(store.plan(&ask(a, 10, 10), 12), Plan::Held);
+        assert!(matches!(
+            store.plan(&ask(a, 10, 11), 12),
+            Plan::Read { from: 11, .. }
+        ));
+    }
+
+    #[test]
+    fn a_read_that_would_hold_more_than_the_bound_is_not_kept() {
+        let store = LogStore::default();
+        let a = Address::repeat_byte(1);
+        let Plan::Read {
+            from,
+            to,
+            generation,
+            ..
+        } = store.plan(&ask(a, 1, 1), 1)
+        else {
+            panic!("reads");
+        };
+        let many: Vec<Log> = (0..=STORE_MAX_LOGS).map(|_| log(a, 1, 1)).collect();
+        assert!(!store.keep(from, to, generation, many));
+        // For a while every asker reads its own.
+        assert_eq!(store.plan(&ask(a, 1, 1), 1), Plan::Pass);
+    }
+
+    #[test]
+    fn clients_of_one_chain_share_and_other_chains_or_endpoints_do_not() {
+        let urls = vec!["http://127.0.0.1:1".to_owned()];
+        let a = of(900_001, &urls);
+        let b = of(900_001, &urls);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &of(900_002, &urls)));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &of(900_001, &["http://127.0.0.1:2".to_owned()])
+        ));
+    }
+}
