@@ -130,12 +130,43 @@ impl SoftHsm {
     /// A second HSM holding the same keys: the token copied to `<dir>/tokens`, with its own
     /// configuration file, whose path is returned (`SOFTHSM2_CONF` of a process that should sign
     /// through it, e.g. a standby whose signer must stay up while this one is unplugged).
+    ///
+    /// The relays using the token may be rewriting its files while they are copied (a
+    /// standby once found no token in its copy, 2026-11-27): the copy is made again until
+    /// SoftHSM lists the token in it.
     pub fn second_token(&self, dir: &Path) -> Result<PathBuf, DevnetError> {
         let tokens = dir.join("tokens");
-        copy_tree(&self.tokens(), &tokens)?;
         let conf = dir.join("softhsm2.conf");
+        std::fs::create_dir_all(dir).map_err(|e| DevnetError::io(dir, e))?;
         write_conf(&conf, &tokens)?;
-        Ok(conf)
+        let mut listed = String::new();
+        for copy in 1..=20 {
+            if copy > 1 {
+                eprintln!(
+                    "the token's copy {} was not listed by SoftHSM: copying again",
+                    copy - 1
+                );
+            }
+            if tokens.exists() {
+                std::fs::remove_dir_all(&tokens).map_err(|e| DevnetError::io(&tokens, e))?;
+            }
+            copy_tree(&self.tokens(), &tokens)?;
+            let out = Command::new("softhsm2-util")
+                .arg("--show-slots")
+                .env("SOFTHSM2_CONF", &conf)
+                .output()
+                .map_err(|e| {
+                    DevnetError::Invalid(format!("softhsm2-util (run .tools/setup.sh): {e}"))
+                })?;
+            listed = String::from_utf8_lossy(&out.stdout).into_owned();
+            if listed.contains(TOKEN_LABEL) {
+                return Ok(conf);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(DevnetError::Invalid(format!(
+            "the copied token is not listed by SoftHSM after 20 copies: {listed}"
+        )))
     }
 
     /// Make the token unavailable, as if the HSM were unplugged: its directory is moved away,
