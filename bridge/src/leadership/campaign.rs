@@ -353,7 +353,7 @@ enum Attempt {
     Empty,
 }
 
-/// How often a follower reads the key and a leader looks whether its renewal is due.
+/// How often a follower retries the key and a leader checks it still holds it.
 fn poll_interval(ttl: Duration) -> Duration {
     ttl.checked_div(10)
         .unwrap_or_default()
@@ -688,6 +688,15 @@ impl Campaign {
                 == Some(&self.me)
     }
 
+    /// Whether the leader key names this replica *under `lease`* (a key left by an earlier
+    /// process of the same replica lives on another lease, which may expire any moment).
+    async fn holds(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+        Ok(self
+            .leader_kv()
+            .await?
+            .is_some_and(|kv| self.names_me_under(&kv, lease)))
+    }
+
     /// Take back the term a previous process of this replica held, if it is still alive and
     /// this process proves it is that replica at that place: `Some(lease)` when resumed.
     async fn resume(&self) -> Option<i64> {
@@ -909,13 +918,11 @@ impl Campaign {
         }
         if *self.leading.borrow() {
             // With every renewal (and while the fence waits for one) the heartbeat, which also
-            // proves the key is still ours. Between renewals nothing is read: the fence does not
-            // depend on it, and a key taken over or deleted fails the next heartbeat (a sixth of
-            // the TTL later). A read every poll cost etcd one request per lane leader per poll.
+            // proves the key is still ours; a plain read otherwise.
             let ours = if renewing || self.fence.check().is_err() {
                 self.touch(id).await?
             } else {
-                true
+                self.holds(id).await?
             };
             if !ours {
                 self.set_leader(false, "the leader key names another replica");
