@@ -612,17 +612,6 @@ impl Campaign {
         Ok(())
     }
 
-    /// A standby's read of the leader key (one endpoint at a time: it is read every poll).
-    async fn poll_key(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
-        let key = self.key.as_str();
-        self.pool
-            .call("read leader", |mut c| async move {
-                let resp = c.get(key, None).await?;
-                Ok(resp.kvs().first().map(LeaderKv::of))
-            })
-            .await
-    }
-
     /// How the leader key came to be deleted after `revision`, from its history (etcd's watch
     /// from the next revision replays it). Unreadable or compacted history is `Unproven`.
     async fn deletion_after(&self, revision: i64) -> Deletion {
@@ -669,15 +658,19 @@ impl Campaign {
         })
     }
 
-    /// The leader key now (`None`: nobody leads).
-    async fn leader_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
+    /// The leader key now (`None`: nobody leads), raced over every endpoint when `race` (a
+    /// standby reading it every poll asks one endpoint at a time).
+    async fn leader_kv(&self, race: bool) -> Result<Option<LeaderKv>, EtcdUnavailable> {
         let key = self.key.as_str();
-        self.pool
-            .race("read leader", |mut c| async move {
-                let resp = c.get(key, None).await?;
-                Ok(resp.kvs().first().map(LeaderKv::of))
-            })
-            .await
+        let read = |mut c: etcd_client::Client| async move {
+            let resp = c.get(key, None).await?;
+            Ok(resp.kvs().first().map(LeaderKv::of))
+        };
+        if race {
+            self.pool.race("read leader", read).await
+        } else {
+            self.pool.call("read leader", read).await
+        }
     }
 
     fn names_me_under(&self, kv: &LeaderKv, lease: i64) -> bool {
@@ -692,7 +685,7 @@ impl Campaign {
     /// process of the same replica lives on another lease, which may expire any moment).
     async fn holds(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
         Ok(self
-            .leader_kv()
+            .leader_kv(true)
             .await?
             .is_some_and(|kv| self.names_me_under(&kv, lease)))
     }
@@ -712,7 +705,7 @@ impl Campaign {
             Err("written by another place or for another election")
         } else {
             match self.renew(record.lease).await {
-                Ok(true) => match self.leader_kv().await {
+                Ok(true) => match self.leader_kv(true).await {
                     Ok(Some(kv))
                         if self.names_me_under(&kv, record.lease)
                             && kv.create_revision == record.create_revision =>
@@ -939,7 +932,7 @@ impl Campaign {
             if let Some(seen) = *observed {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
-                match self.poll_key().await? {
+                match self.leader_kv(false).await? {
                     Some(kv) => return self.follow(id, kv, observed, not_before).await,
                     None => {
                         let create_at = match seen.create_at {
