@@ -2,7 +2,7 @@
 //! whether each bridge is paused.
 
 use multibridge_contracts::{ChainRole, Lane};
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// Why the guardian raised an alarm (label `reason`).
 pub const ALARM_REASONS: [&str; 3] = ["forged_release", "handled_mismatch", "conservation"];
@@ -23,6 +23,7 @@ pub struct GuardianMetrics {
     unjudged: IntGaugeVec,
     oldest_unjudged: IntGaugeVec,
     resumes_respected: IntCounterVec,
+    reaction: HistogramVec,
 }
 
 fn chains() -> [&'static str; 2] {
@@ -94,7 +95,16 @@ impl GuardianMetrics {
                 "Pauses not sent because the bridge was paused after the breach and its owner resumed it since (a guardian that learnt of the breach late, or whose own pause was lifted before its next round): an owner's decision stands; a forged queued release is frozen all the same",
                 &["chain"],
             )?,
+            reaction: HistogramVec::new(
+                HistogramOpts::new(
+                    crate::families::name("guardian_reaction_seconds"),
+                    "Seconds from the guardian's first sight of a breach (the forged execution read at the destination's head, or the conservation scan's alarm) to its pause of the chain's bridge sent: a forged release is to be paused within two blocks",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+                &["chain"],
+            )?,
         };
+        registry.register(Box::new(metrics.reaction.clone()))?;
         for lane in lanes.iter().map(|l| l.as_str()) {
             for reason in ALARM_REASONS {
                 metrics.alarms.with_label_values(&[lane, reason]).reset();
@@ -116,6 +126,7 @@ impl GuardianMetrics {
                 .resumes_respected
                 .with_label_values(&[chain])
                 .reset();
+            let _ = metrics.reaction.with_label_values(&[chain]);
             metrics.ready.with_label_values(&[chain]).set(-1);
             metrics.bridge_paused.with_label_values(&[chain]).set(-1);
         }
@@ -134,6 +145,13 @@ impl GuardianMetrics {
         self.actions
             .with_label_values(&[chain.as_str(), action])
             .inc();
+    }
+
+    /// Record that a pause of `chain` was sent `seconds` after the breach was first seen.
+    pub fn reacted(&self, chain: ChainRole, seconds: f64) {
+        self.reaction
+            .with_label_values(&[chain.as_str()])
+            .observe(seconds);
     }
 
     /// Count a transaction that failed on `chain`.

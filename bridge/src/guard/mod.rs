@@ -202,6 +202,16 @@ struct Unconfirmed {
     tries: u32,
 }
 
+/// An alarm whose evidence held, not yet fully acted on.
+#[derive(Debug)]
+struct Standing {
+    alarm: Alarm,
+    /// When the guardian first saw the breach (its reaction time is counted from here).
+    seen: Instant,
+    /// Whether [`Guardian::secure`] ran for it (later tries wait for the retry interval).
+    tried: bool,
+}
+
 /// Settings of the guardian.
 #[derive(Debug, Clone)]
 pub struct GuardianSettings {
@@ -211,7 +221,12 @@ pub struct GuardianSettings {
     pub source_stale_secs: u64,
     /// Pause the other bridge too.
     pub pause_both: bool,
-    /// Pause between rounds.
+    /// How often each destination's head is looked at for new executions (the shared head's
+    /// freshness: a forged release is to be paused within two blocks, so its sighting must not
+    /// wait for a poll interval).
+    pub watch_every: Duration,
+    /// How often what could not be done is tried again: releases not judged yet, alarms not
+    /// confirmed yet, actions not finished.
     pub interval: Duration,
     /// Most blocks per `eth_getLogs`, per chain.
     pub max_range: HashMap<ChainRole, u64>,
@@ -233,7 +248,7 @@ pub struct Guardian {
     /// Alarms whose evidence has not held on a quorum of endpoints yet.
     unconfirmed: Vec<Unconfirmed>,
     /// Alarms not yet fully acted on.
-    standing: Vec<Alarm>,
+    standing: Vec<Standing>,
     /// Each chain's block time, for the margin a "never requested" needs.
     clocks: HashMap<ChainRole, SourceClock>,
     /// When a pause was last sent per chain.
@@ -312,9 +327,17 @@ impl Guardian {
         }
     }
 
-    /// Run until the relay stops.
+    /// Run until the relay stops. Every [`GuardianSettings::watch_every`] the destinations'
+    /// new executions are judged and a new suspicion is confirmed and acted on at once; what
+    /// waits (releases not judged, alarms not confirmed, actions not finished) is tried again
+    /// every [`GuardianSettings::interval`].
     pub async fn run(mut self) {
+        let mut retried: Option<Instant> = None;
         loop {
+            let retry = retried.is_none_or(|at| at.elapsed() >= self.settings.interval);
+            if retry {
+                retried = Some(Instant::now());
+            }
             while let Ok(alarm) = self.alarms.try_recv() {
                 self.suspect(alarm);
             }
@@ -325,7 +348,9 @@ impl Guardian {
                 if let Err(e) = self.watch(lane).await {
                     tracing::warn!(lane = %lane.lane, error = %e, "guardian: cannot check the destination's releases; retrying");
                 }
-                self.rejudge(lane).await;
+                if retry {
+                    self.rejudge(lane).await;
+                }
                 self.metrics.set_unjudged(
                     lane.lane,
                     lane.unjudged.len(),
@@ -333,8 +358,8 @@ impl Guardian {
                 );
             }
             self.lanes = lanes;
-            self.confirm_all().await;
-            self.act().await;
+            self.confirm_all(retry).await;
+            self.act(retry).await;
             self.publish();
             tokio::select! {
                 alarm = self.alarms.recv() => {
@@ -342,7 +367,7 @@ impl Guardian {
                         self.suspect(alarm);
                     }
                 }
-                () = tokio::time::sleep(self.settings.interval) => {}
+                () = tokio::time::sleep(self.settings.watch_every) => {}
             }
         }
     }
@@ -360,7 +385,7 @@ impl Guardian {
             Err(e) => tracing::error!(error = %e, "guardian: cannot read the breaches acted on"),
         }
         if self.unconfirmed.iter().any(|u| u.alarm.breach() == breach)
-            || self.standing.iter().any(|a| a.breach() == breach)
+            || self.standing.iter().any(|s| s.alarm.breach() == breach)
         {
             return;
         }
@@ -385,10 +410,15 @@ impl Guardian {
         });
     }
 
-    /// Read every unconfirmed alarm's evidence again; act on the ones that hold.
-    async fn confirm_all(&mut self) {
+    /// Read the evidence of every new unconfirmed alarm, and with `retry` of every other one;
+    /// act on the ones that hold.
+    async fn confirm_all(&mut self, retry: bool) {
         let waiting = std::mem::take(&mut self.unconfirmed);
         for mut entry in waiting {
+            if entry.tries > 0 && !retry {
+                self.unconfirmed.push(entry);
+                continue;
+            }
             let lane = entry.alarm.lane;
             let Some(domain) = self.lanes.iter().find(|l| l.lane == lane).map(|l| l.domain) else {
                 continue;
@@ -450,7 +480,7 @@ impl Guardian {
                         contradicted_by,
                         "an RPC endpoint contradicts a breach its other endpoints confirm",
                     );
-                    self.raise(entry.alarm);
+                    self.raise(entry.alarm, entry.since);
                     continue;
                 }
                 Confirmation::Refuted(why) => {
@@ -490,8 +520,8 @@ impl Guardian {
         }
     }
 
-    /// Act on `alarm`, once per breach: its evidence held.
-    fn raise(&mut self, alarm: Alarm) {
+    /// Act on `alarm`, first seen at `seen`, once per breach: its evidence held.
+    fn raise(&mut self, alarm: Alarm, seen: Instant) {
         match self.store.lock().record_guardian_breach(&alarm.breach()) {
             Ok(true) => {}
             Ok(false) => {
@@ -512,7 +542,11 @@ impl Guardian {
         );
         self.recent.push_front((unix_now(), alarm.clone()));
         self.recent.truncate(ALARMS_SHOWN);
-        self.standing.push(alarm);
+        self.standing.push(Standing {
+            alarm,
+            seen,
+            tried: false,
+        });
     }
 
     /// Log what became of the guardian's transactions.
@@ -760,24 +794,31 @@ impl Guardian {
         })
     }
 
-    /// Act on every standing alarm; keep the ones not fully acted on for the next round.
-    async fn act(&mut self) {
+    /// Act on every new standing alarm, and with `retry` on every other one; keep the ones not
+    /// fully acted on for a later round.
+    async fn act(&mut self, retry: bool) {
         let standing = std::mem::take(&mut self.standing);
-        for alarm in standing {
-            match self.secure(&alarm).await {
+        for mut entry in standing {
+            if entry.tried && !retry {
+                self.standing.push(entry);
+                continue;
+            }
+            entry.tried = true;
+            match self.secure(&entry.alarm, entry.seen).await {
                 Ok(true) => {}
-                Ok(false) => self.standing.push(alarm),
+                Ok(false) => self.standing.push(entry),
                 Err(e) => {
-                    tracing::error!(lane = %alarm.lane, error = %e, "guardian: cannot act yet; retrying");
-                    self.standing.push(alarm);
+                    tracing::error!(lane = %entry.alarm.lane, error = %e, "guardian: cannot act yet; retrying");
+                    self.standing.push(entry);
                 }
             }
         }
     }
 
     /// Pause the alarm's bridges and freeze its forged queued release. `true` once every
-    /// bridge reads paused and the freeze (if any) was sent.
-    async fn secure(&mut self, alarm: &Alarm) -> Result<bool, GuardError> {
+    /// bridge reads paused and the freeze (if any) was sent. `seen`: when the breach was first
+    /// seen (the reaction time of a pause).
+    async fn secure(&mut self, alarm: &Alarm, seen: Instant) -> Result<bool, GuardError> {
         let destination = alarm.lane.destination();
         let mut targets = vec![destination];
         if self.settings.pause_both {
@@ -827,7 +868,9 @@ impl Guardian {
                 Ok(()) => {
                     self.pause_sent.insert(chain, Instant::now());
                     self.metrics.action(chain, "pause");
-                    tracing::error!(%chain, lane = %alarm.lane, "guardian: pause sent");
+                    let after = seen.elapsed();
+                    self.metrics.reacted(chain, after.as_secs_f64());
+                    tracing::error!(%chain, lane = %alarm.lane, after_ms = after.as_millis() as u64, "guardian: pause sent");
                 }
                 Err(e) => {
                     self.metrics.action_failed(chain, "pause");

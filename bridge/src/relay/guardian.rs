@@ -65,6 +65,8 @@ pub(super) fn spawn_guardian(
             address: guardian,
             source_stale_secs: settings.source_stale_secs,
             pause_both: settings.pause_both,
+            // A head read is shared for this long: looking more often sees nothing sooner.
+            watch_every: crate::chain::shared_reads::HEAD_FRESH_FOR,
             interval: Duration::from_millis(
                 config
                     .chains

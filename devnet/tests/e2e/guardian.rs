@@ -71,6 +71,33 @@ pub(crate) async fn pauses(driver: &Driver, role: ChainRole, from: u64) -> Vec<(
     out
 }
 
+/// Assert that the destination was paused at most two blocks after the forged execution; if
+/// not, print every relay's guardian lines first (when each saw it, confirmed it, sent the
+/// pause and after how long).
+pub(crate) fn within_two_blocks(dir: &std::path::Path, forged_block: u64, pause_block: u64) {
+    if pause_block <= forged_block + 2 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir.join("logs")) else {
+        panic!("forged in block {forged_block}, paused in block {pause_block} (no relay logs)");
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("relay-"))
+        .collect();
+    names.sort();
+    for name in names {
+        let log = std::fs::read_to_string(dir.join("logs").join(&name)).unwrap_or_default();
+        let lines: Vec<_> = log
+            .lines()
+            .filter(|l| l.contains("guardian") && !l.contains("DEBUG"))
+            .take(30)
+            .collect();
+        eprintln!("--- {name}: guardian lines\n{}", lines.join("\n"));
+    }
+    panic!("forged in block {forged_block}, paused in block {pause_block}: more than two blocks");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_frozen() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,10 +184,7 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
         guardians.contains(&by),
         "paused by {by}, not a guardian key"
     );
-    assert!(
-        pause_block <= forged_block + 2,
-        "forged in block {forged_block}, paused in block {pause_block}: more than two blocks"
-    );
+    within_two_blocks(dir.path(), forged_block, pause_block);
     assert!(
         pauses(&driver, ChainRole::Main, 0)
             .await
@@ -212,6 +236,21 @@ async fn a_forged_release_is_paused_by_the_guardians_within_two_blocks_and_froze
             .await;
         }
     }
+    // The guardians that sent a pause counted how long after their sighting they sent it.
+    let mut reactions = 0.0;
+    for port in &devnet.operator_http_ports {
+        let count = "multibridge_guardian_reaction_seconds_count{chain=\"service\"}";
+        let sum = "multibridge_guardian_reaction_seconds_sum{chain=\"service\"}";
+        let (n, total) = (metric(*port, count).await, metric(*port, sum).await);
+        eprintln!(
+            "relay {port}: pauses of the destination sent {n:?}, seconds after the sighting {total:?}"
+        );
+        reactions += n.unwrap_or(0.0);
+    }
+    assert!(
+        reactions >= 1.0,
+        "no guardian counted the reaction time of its pause"
+    );
 
     // Nothing released after the pause: the delay passes, the queued release cannot run, and
     // the destination handles nothing more.
