@@ -183,6 +183,10 @@ pub fn spawn(
                 released: false,
             },
             ttl: Duration::from_secs(etcd.lease_ttl_secs),
+            reads: crate::leadership::campaign::standby_reads(
+                shared.campaign_etcd.as_deref().unwrap_or(pool),
+                Duration::from_secs(etcd.lease_ttl_secs),
+            ),
             pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),
             fence: control.fence.clone(),
             held: control.held.clone(),

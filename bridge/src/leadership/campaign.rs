@@ -44,6 +44,7 @@ use tokio::sync::watch;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
+use super::key_reads::KeyReads;
 use crate::chain::fence::Fence;
 use crate::store::{LeaseRecord, SharedStore};
 
@@ -198,6 +199,8 @@ pub struct Campaign {
     pub ttl: Duration,
     /// etcd.
     pub pool: Arc<EtcdPool>,
+    /// The process's reads of the leader keys its standbys follow ([`standby_reads`]).
+    pub reads: Arc<KeyReads>,
     /// The lane's fence (this task opens and closes it).
     pub fence: Fence,
     /// The lease this campaign holds.
@@ -353,7 +356,13 @@ enum Attempt {
     Empty,
 }
 
-/// How often a follower retries the key and a leader checks it still holds it.
+/// The reads of the leader keys the standbys of the process on `pool` follow, for campaigns
+/// whose lease lives `ttl`: fresh for half a poll.
+pub fn standby_reads(pool: &EtcdPool, ttl: Duration) -> Arc<KeyReads> {
+    KeyReads::of(pool, poll_interval(ttl).checked_div(2).unwrap_or_default())
+}
+
+/// How often a follower reads the key and a leader looks whether its renewal is due.
 fn poll_interval(ttl: Duration) -> Duration {
     ttl.checked_div(10)
         .unwrap_or_default()
@@ -658,19 +667,24 @@ impl Campaign {
         })
     }
 
-    /// The leader key now (`None`: nobody leads), raced over every endpoint when `race` (a
-    /// standby reading it every poll asks one endpoint at a time).
+    /// The leader key now (`None`: nobody leads), raced over every endpoint when `race`; else
+    /// as the process last read it with every other leader key its standbys follow, at most
+    /// half a poll ago ([`KeyReads`]: a standby reads its key every poll).
     async fn leader_kv(&self, race: bool) -> Result<Option<LeaderKv>, EtcdUnavailable> {
         let key = self.key.as_str();
+        if !race {
+            return Ok(self
+                .reads
+                .get(&self.pool, key)
+                .await?
+                .as_ref()
+                .map(LeaderKv::of));
+        }
         let read = |mut c: etcd_client::Client| async move {
             let resp = c.get(key, None).await?;
             Ok(resp.kvs().first().map(LeaderKv::of))
         };
-        if race {
-            self.pool.race("read leader", read).await
-        } else {
-            self.pool.call("read leader", read).await
-        }
+        self.pool.race("read leader", read).await
     }
 
     fn names_me_under(&self, kv: &LeaderKv, lease: i64) -> bool {
@@ -679,15 +693,6 @@ impl Campaign {
                 .ok()
                 .as_ref()
                 == Some(&self.me)
-    }
-
-    /// Whether the leader key names this replica *under `lease`* (a key left by an earlier
-    /// process of the same replica lives on another lease, which may expire any moment).
-    async fn holds(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
-        Ok(self
-            .leader_kv(true)
-            .await?
-            .is_some_and(|kv| self.names_me_under(&kv, lease)))
     }
 
     /// Take back the term a previous process of this replica held, if it is still alive and
@@ -911,11 +916,13 @@ impl Campaign {
         }
         if *self.leading.borrow() {
             // With every renewal (and while the fence waits for one) the heartbeat, which also
-            // proves the key is still ours; a plain read otherwise.
+            // proves the key is still ours. Between renewals nothing is read: the fence does not
+            // depend on it, and a key taken over or deleted fails the next heartbeat (a sixth of
+            // the TTL later). A read every poll cost etcd a request per lane leader and poll.
             let ours = if renewing || self.fence.check().is_err() {
                 self.touch(id).await?
             } else {
-                self.holds(id).await?
+                true
             };
             if !ours {
                 self.set_leader(false, "the leader key names another replica");

@@ -33,7 +33,7 @@ enum Connection {
 }
 
 /// An etcd call failed on every endpoint.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("etcd {what} failed on every endpoint ({endpoints}); last error: {last}")]
 pub struct EtcdUnavailable {
     /// The call.
@@ -152,6 +152,11 @@ impl EtcdPool {
             attempt_timeout,
             metrics,
         }
+    }
+
+    /// The endpoints, in the order they are tried.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 
     fn count(&self, index: usize, what: &str, outcome: EtcdOutcome) {

@@ -1,0 +1,147 @@
+//! One etcd read for every leader key a process's standbys follow (issue 54).
+//!
+//! A standby that has seen a leader key reads it at every poll (a tenth of the lease TTL) to
+//! follow its heartbeat. A process serving a hub runs one election per chain — 17 for 16
+//! service chains — and its standbys' reads alone sent 170 requests a second to etcd at a 1 s
+//! TTL, one per election, while a loaded single member answered in up to 650 ms. Here every
+//! campaign of the process asks one [`KeyReads`] (per etcd endpoint list): the first asker after
+//! its answer aged past `fresh_for` reads every key asked in the last [`ASKED_FOR`] in one
+//! transaction of gets (at most [`KEYS_PER_TXN`] each: etcd's default `--max-txn-ops` is 128),
+//! and the others are answered from it; a key not in that answer is read with the next one.
+//!
+//! What a standby does with an answer stays safe when the answer is older than the moment it is
+//! served: it counts a heartbeat's silence, and a deletion's wait, from the moment it is
+//! served (later than the read: a longer wait, never a shorter one), and it takes a key over
+//! only by a compare on the revision it read, which fails if the key changed since.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use etcd_client::{KeyValue, Txn, TxnOp, TxnOpResponse};
+
+use super::etcd_pool::{EtcdPool, EtcdUnavailable};
+
+/// A key not asked for this long is no longer read with the others.
+pub const ASKED_FOR: Duration = Duration::from_secs(5);
+/// Most gets in one transaction.
+pub const KEYS_PER_TXN: usize = 100;
+
+/// The leader keys of one etcd cluster as this process last read them.
+#[derive(Debug)]
+pub struct KeyReads {
+    fresh_for: Duration,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every key asked recently, and when it was last asked.
+    asked: HashMap<String, Instant>,
+    /// The last answer: when its read was sent, and each key's value (`None`: absent).
+    answer: Option<(Instant, HashMap<String, Option<KeyValue>>)>,
+    /// The last failed read and when it was sent: served as it is for as long as an answer,
+    /// so behind an unreachable cluster the askers do not queue up one full failover each.
+    failed: Option<(Instant, EtcdUnavailable)>,
+}
+
+impl KeyReads {
+    /// Reads answered for `fresh_for` from when they were sent.
+    pub fn new(fresh_for: Duration) -> Self {
+        Self {
+            fresh_for,
+            state: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// The reads of the process for the cluster `pool` reaches, fresh for `fresh_for` (the
+    /// first caller's figure: every campaign of a process polls alike).
+    pub fn of(pool: &EtcdPool, fresh_for: Duration) -> Arc<Self> {
+        type Book = Mutex<HashMap<Vec<String>, Weak<KeyReads>>>;
+        static BOOK: OnceLock<Book> = OnceLock::new();
+        let mut book = BOOK
+            .get_or_init(Book::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        book.retain(|_, reads| reads.strong_count() > 0);
+        let key = pool.endpoints().to_vec();
+        if let Some(reads) = book.get(&key).and_then(Weak::upgrade) {
+            return reads;
+        }
+        let reads = Arc::new(Self::new(fresh_for));
+        book.insert(key, Arc::downgrade(&reads));
+        reads
+    }
+
+    /// `key` as etcd held it at most `fresh_for` ago (`None`: absent), read through `pool`
+    /// together with every other key asked lately.
+    pub async fn get(
+        &self,
+        pool: &EtcdPool,
+        key: &str,
+    ) -> Result<Option<KeyValue>, EtcdUnavailable> {
+        // Held across the read: askers meanwhile wait for its answer instead of sending theirs.
+        let mut state = self.state.lock().await;
+        state.asked.insert(key.to_owned(), Instant::now());
+        if let Some((sent, values)) = &state.answer
+            && sent.elapsed() < self.fresh_for
+            && let Some(value) = values.get(key)
+        {
+            return Ok(value.clone());
+        }
+        if let Some((sent, error)) = &state.failed
+            && sent.elapsed() < self.fresh_for
+        {
+            return Err(error.clone());
+        }
+        state.asked.retain(|_, at| at.elapsed() < ASKED_FOR);
+        let keys: BTreeSet<String> = state.asked.keys().cloned().collect();
+        let keys: Vec<String> = keys.into_iter().collect();
+        let sent = Instant::now();
+        let mut values = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_TXN) {
+            let answers = pool
+                .call("read leader keys", |mut c| {
+                    let ops: Vec<TxnOp> =
+                        chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+                    async move { c.txn(Txn::new().and_then(ops)).await }
+                })
+                .await;
+            let answers = match answers {
+                Ok(answers) => answers,
+                Err(e) => {
+                    state.failed = Some((sent, e.clone()));
+                    return Err(e);
+                }
+            };
+            let got = gets(&answers);
+            // Only what etcd answered is kept: a get it left out is no "absent".
+            if got.len() == chunk.len() {
+                values.extend(chunk.iter().cloned().zip(got));
+            }
+        }
+        let value = match values.get(key) {
+            Some(value) => value.clone(),
+            None => {
+                pool.call("read leader", |mut c| async move {
+                    Ok(c.get(key, None).await?.kvs().first().cloned())
+                })
+                .await?
+            }
+        };
+        state.answer = Some((sent, values));
+        state.failed = None;
+        Ok(value)
+    }
+}
+
+/// The first key-value of each get of a transaction, in order.
+fn gets(resp: &etcd_client::TxnResponse) -> Vec<Option<KeyValue>> {
+    resp.op_responses()
+        .into_iter()
+        .map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        })
+        .collect()
+}
