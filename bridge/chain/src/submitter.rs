@@ -322,6 +322,8 @@ pub struct Submitter {
     sender: Option<Sender>,
     /// Transaction nonce → the client that sent it (this term).
     owners: BTreeMap<u64, (ClientId, u64)>,
+    /// Build the sender (read the key's nonce) when the task starts, not at the first job.
+    warm: bool,
 }
 
 impl Submitter {
@@ -354,14 +356,29 @@ impl Submitter {
                 clients,
                 sender: None,
                 owners: BTreeMap::new(),
+                warm: false,
             },
             handle,
         )
     }
 
+    /// Read the key's nonce when the task starts, so its first job is sent without that read
+    /// (the guardian's pause, which must land within two blocks of a forged release, and may
+    /// come days after the start). A failed read is retried at the first job.
+    pub fn warm(mut self) -> Self {
+        self.warm = true;
+        self
+    }
+
     /// Serve jobs until every client and the handle are gone.
     pub async fn run(mut self) {
         self.term.borrow_and_update();
+        if self.warm
+            && *self.term.borrow()
+            && let Err(e) = self.ensure_sender().await
+        {
+            tracing::warn!(error = %e, "cannot read the key's nonce yet; read again at the first transaction");
+        }
         let mut term_open = true;
         // Transactions in flight are checked every POLL_EVERY even while jobs keep arriving (a
         // dropped or priced-out one blocks everything the key sends after it).
@@ -411,7 +428,8 @@ impl Submitter {
         }
     }
 
-    async fn submit(&mut self, client: ClientId, job: Job) -> Result<Sent, SubmitError> {
+    /// Build the term's sender from the chain (its nonce) unless built.
+    async fn ensure_sender(&mut self) -> Result<(), SubmitError> {
         if self.sender.is_none() {
             let sender = Sender::new(self.chain.clone(), self.signer.clone(), self.policy)
                 .await?
@@ -422,6 +440,11 @@ impl Submitter {
             );
             self.sender = Some(sender);
         }
+        Ok(())
+    }
+
+    async fn submit(&mut self, client: ClientId, job: Job) -> Result<Sent, SubmitError> {
+        self.ensure_sender().await?;
         let Some(sender) = self.sender.as_mut() else {
             return Err(SubmitError::Stopped(self.chain.role()));
         };

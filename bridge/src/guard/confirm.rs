@@ -129,13 +129,26 @@ impl SourceClock {
         {
             return secs;
         }
+        self.measure(source).await
+    }
+
+    /// Measure again if the last measurement would be too old within `ahead` (the guardian
+    /// calls this between alarms, so an alarm finds the margin measured).
+    pub async fn refresh(&mut self, source: &ChainClient, ahead: Duration) {
+        let due = self
+            .secs
+            .is_none_or(|(_, at)| at.elapsed().saturating_add(ahead) >= CLOCK_FRESH_FOR);
+        if due {
+            self.measure(source).await;
+        }
+    }
+
+    async fn measure(&mut self, source: &ChainClient) -> u64 {
         let measured = async {
             let head = source.head().await.ok()?;
             let from = head.checked_sub(CLOCK_BLOCKS)?;
-            let (t1, t0) = (
-                source.block_time(head).await.ok()?,
-                source.block_time(from).await.ok()?,
-            );
+            let (t1, t0) = tokio::join!(source.block_time(head), source.block_time(from));
+            let (t1, t0) = (t1.ok()?, t0.ok()?);
             Some(t1.saturating_sub(t0).div_ceil(CLOCK_BLOCKS))
         }
         .await;
@@ -225,7 +238,9 @@ pub async fn confirm(
     let handle_tx = evidence.handle_tx;
     let dst_bridge = destination.bridge();
     let handle_block = evidence.handle_block;
-    let dst_said = destination
+    // The destination's and the source's endpoints are asked at once.
+    let dst_said = async {
+        destination
         .on_each_endpoint("eth_getTransactionReceipt", |p| async move {
             let receipt = p.get_transaction_receipt(handle_tx).await?;
             let head = match receipt {
@@ -263,50 +278,54 @@ pub async fn confirm(
             };
             (label, said)
         })
-        .collect::<Vec<_>>();
-    let src_said = match evidence.source {
-        SourceClaim::Request { key, tx } => {
-            let src_bridge = source.bridge();
-            let chain_id = source.chain_id();
-            source
-                .on_each_endpoint("eth_getTransactionReceipt", |p| async move {
-                    p.get_transaction_receipt(tx).await
-                })
-                .await
-                .into_iter()
-                .map(|(label, answer)| {
-                    let said = match answer {
-                        Err(e) => Said::NotYet(format!("no answer: {e}")),
-                        Ok(None) => Said::NotYet("does not have the request's transaction".into()),
-                        Ok(Some(receipt)) => {
-                            let request = receipt
-                                .inner
-                                .logs()
-                                .iter()
-                                .filter(|l| l.address() == src_bridge)
-                                .filter_map(|l| request_from_log(l, chain_id).ok())
-                                .find(|r| r.nonce == nonce);
-                            match request.map(|r| domain.vote_key(&r)) {
-                                Some(k) if k == key && k != executed => Said::Confirms,
-                                Some(k) if k == executed => Said::Disputes(format!(
-                                    "the source's request {nonce} is the executed payload ({k})"
-                                )),
-                                Some(k) => Said::Disputes(format!(
-                                    "the source's request {nonce} has key {k}, not {key}"
-                                )),
-                                None => Said::Disputes(format!(
-                                    "transaction {tx} made no request {nonce}"
-                                )),
+        .collect::<Vec<_>>()
+    };
+    let src_said = async {
+        match evidence.source {
+            SourceClaim::Request { key, tx } => {
+                let src_bridge = source.bridge();
+                let chain_id = source.chain_id();
+                source
+                    .on_each_endpoint("eth_getTransactionReceipt", |p| async move {
+                        p.get_transaction_receipt(tx).await
+                    })
+                    .await
+                    .into_iter()
+                    .map(|(label, answer)| {
+                        let said = match answer {
+                            Err(e) => Said::NotYet(format!("no answer: {e}")),
+                            Ok(None) => {
+                                Said::NotYet("does not have the request's transaction".into())
                             }
-                        }
-                    };
-                    (label, said)
-                })
-                .collect::<Vec<_>>()
-        }
-        SourceClaim::NotRequested => {
-            let src_bridge = source.bridge();
-            source
+                            Ok(Some(receipt)) => {
+                                let request = receipt
+                                    .inner
+                                    .logs()
+                                    .iter()
+                                    .filter(|l| l.address() == src_bridge)
+                                    .filter_map(|l| request_from_log(l, chain_id).ok())
+                                    .find(|r| r.nonce == nonce);
+                                match request.map(|r| domain.vote_key(&r)) {
+                                    Some(k) if k == key && k != executed => Said::Confirms,
+                                    Some(k) if k == executed => Said::Disputes(format!(
+                                        "the source's request {nonce} is the executed payload ({k})"
+                                    )),
+                                    Some(k) => Said::Disputes(format!(
+                                        "the source's request {nonce} has key {k}, not {key}"
+                                    )),
+                                    None => Said::Disputes(format!(
+                                        "transaction {tx} made no request {nonce}"
+                                    )),
+                                }
+                            }
+                        };
+                        (label, said)
+                    })
+                    .collect::<Vec<_>>()
+            }
+            SourceClaim::NotRequested => {
+                let src_bridge = source.bridge();
+                source
                 .on_each_endpoint("eth_call", |p| async move {
                     let head = p
                         .get_block_by_number(BlockNumberOrTag::Latest)
@@ -354,8 +373,10 @@ pub async fn confirm(
                     (label, said)
                 })
                 .collect::<Vec<_>>()
+            }
         }
     };
+    let (dst_said, src_said) = tokio::join!(dst_said, src_said);
     judge_answers(&dst_said, quorum(destination), &src_said, quorum(source))
 }
 

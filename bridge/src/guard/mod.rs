@@ -428,19 +428,30 @@ impl Guardian {
                 self.chains.get(lane.destination()).clone(),
             );
             let evidence = entry.alarm.evidence;
-            if entry.claimed_block.is_none() {
-                entry.claimed_block =
-                    Some(confirm::claimed_source_block(&destination, &domain, &evidence).await);
-            }
-            if entry.anchor.is_none() {
-                entry.anchor = destination.block_time(evidence.handle_block).await.ok();
-            }
-            let margin = self
-                .clocks
-                .entry(lane.source())
-                .or_default()
-                .margin(&source)
-                .await;
+            // Read at once, not one after the other: a forged release is to be paused within
+            // two blocks, and each read may take a few hundred milliseconds on a loaded node.
+            let (claimed, anchor, margin) = tokio::join!(
+                async {
+                    match entry.claimed_block {
+                        Some(known) => known,
+                        None => {
+                            confirm::claimed_source_block(&destination, &domain, &evidence).await
+                        }
+                    }
+                },
+                async {
+                    match entry.anchor {
+                        Some(known) => Some(known),
+                        None => destination.block_time(evidence.handle_block).await.ok(),
+                    }
+                },
+                self.clocks
+                    .entry(lane.source())
+                    .or_default()
+                    .margin(&source),
+            );
+            entry.claimed_block = Some(claimed);
+            entry.anchor = anchor;
             let outcome = confirm::confirm(
                 &destination,
                 &source,
@@ -611,6 +622,16 @@ impl Guardian {
         }
         if ready_due {
             self.ready_read = Some(Instant::now());
+            // Each source's block time measured ahead, so a first alarm does not wait for it.
+            let sources: HashSet<ChainRole> = self.lanes.iter().map(|l| l.lane.source()).collect();
+            for role in sources {
+                let chain = self.chains.get(role).clone();
+                self.clocks
+                    .entry(role)
+                    .or_default()
+                    .refresh(&chain, READY_EVERY.saturating_mul(2))
+                    .await;
+            }
         }
     }
 
@@ -750,7 +771,18 @@ impl Guardian {
             });
         }
         let source = self.chains.get(lane.source()).clone();
-        if let Some(requests) = requests_of_tx(&source, handle.srcTxHash).await?
+        // The transaction the payload names, and the source's nonce and head time, read at
+        // once: a release no request pays is to be paused within two blocks.
+        let views = source.views();
+        let (requests, request_nonce, head) = tokio::join!(
+            requests_of_tx(&source, handle.srcTxHash),
+            views.request_nonce(),
+            async {
+                let head = source.head().await?;
+                Ok::<_, ChainError>((head, source.block_time(head).await?))
+            }
+        );
+        if let Some(requests) = requests?
             && let Some(request) = requests.iter().find(|r| r.nonce == nonce)
         {
             return Ok(SourceEvidence::Request {
@@ -758,10 +790,9 @@ impl Guardian {
                 tx: handle.srcTxHash,
             });
         }
-        let head = source.head().await?;
-        let request_nonce = source.views().request_nonce().await?;
+        let (head, head_time) = head?;
+        let request_nonce = request_nonce?;
         if nonce >= request_nonce {
-            let head_time = source.block_time(head).await?;
             return Ok(SourceEvidence::NotRequested {
                 request_nonce,
                 head_age_secs: unix_now().saturating_sub(head_time),

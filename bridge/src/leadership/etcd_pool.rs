@@ -154,6 +154,11 @@ impl EtcdPool {
         }
     }
 
+    /// Count a read of `what` answered from another task's read (`etcd_shared_reads_total`).
+    pub fn count_shared(&self, what: &str) {
+        self.metrics.shared_read(what);
+    }
+
     /// The endpoints, in the order they are tried.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints

@@ -87,6 +87,7 @@ impl KeyReads {
             && sent.elapsed() < self.fresh_for
             && let Some(value) = values.get(key)
         {
+            pool.count_shared(multibridge_monitoring::metrics::ETCD_LEADER_KEYS);
             return Ok(value.clone());
         }
         if let Some((sent, error)) = &state.failed
@@ -101,11 +102,14 @@ impl KeyReads {
         let mut values = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_TXN) {
             let answers = pool
-                .call("read leader keys", |mut c| {
-                    let ops: Vec<TxnOp> =
-                        chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
-                    async move { c.txn(Txn::new().and_then(ops)).await }
-                })
+                .call(
+                    multibridge_monitoring::metrics::ETCD_LEADER_KEYS,
+                    |mut c| {
+                        let ops: Vec<TxnOp> =
+                            chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+                        async move { c.txn(Txn::new().and_then(ops)).await }
+                    },
+                )
                 .await;
             let answers = match answers {
                 Ok(answers) => answers,

@@ -39,14 +39,16 @@ pub(super) fn spawn_guardian(
         // One submitter per (chain, pauser key) in the process, whatever the pairs.
         let chain_id = shared.config.chains.get(role).chain_id;
         let handle = hub.submitter(chain_id, guardian, || {
+            let (submitter, handle) = Submitter::new(
+                shared.chains.get(role).clone(),
+                signer.clone(),
+                SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
+                Fence::standalone(),
+                term.clone(),
+            );
             super::start_submitter(
-                Submitter::new(
-                    shared.chains.get(role).clone(),
-                    signer.clone(),
-                    SenderPolicy::new(&shared.config.voting, shared.config.chains.get(role)),
-                    Fence::standalone(),
-                    term.clone(),
-                ),
+                // Its nonce read at start: a pause must not wait for it.
+                (submitter.warm(), handle),
                 tracing::info_span!("guardian_submitter", chain = %role, chain_id, %guardian),
                 hub.tasks(),
             )

@@ -223,6 +223,9 @@ pub const ETCD_OUTCOMES: [&str; 3] = [
 ];
 /// The etcd call a leader makes every third of its lease TTL (its series exist from the start).
 pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
+/// The read of every leader key a process's standbys follow (one transaction; its series exist
+/// from the start).
+pub const ETCD_LEADER_KEYS: &str = "read leader keys";
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [
     RequestStatus::Observed.as_str(),

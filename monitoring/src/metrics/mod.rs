@@ -357,6 +357,10 @@ pub struct Metrics {
     /// Labels: endpoint (index), call, outcome ([`EtcdOutcome`]).
     pub(crate) etcd_requests: IntCounterVec,
     pub(crate) etcd_member_revokes_live_leases: IntGaugeVec,
+    /// etcd reads answered from another campaign's read of the same keys in the process.
+    ///
+    /// Labels: call.
+    pub(crate) etcd_shared_reads: IntCounterVec,
     /// Service-registry writes (register or updateLocation) by outcome (`updated`, `failed`).
     ///
     /// Labels: outcome ([`RegistryUpdate`]).
@@ -799,6 +803,11 @@ impl Metrics {
                 "1 when the etcd member at this endpoint index runs a version whose stuck raft leader revokes live leases when it resumes (etcd-io/etcd#15247; fixed in 3.4.28 and 3.5.11), 0 when it does not, absent until read",
                 &["endpoint"],
             )?,
+            etcd_shared_reads: counter(
+                "etcd_shared_reads_total",
+                "etcd reads answered from another task's read in the process: a standby's read of its leader key served from the one transaction that read every leader key the process's standbys follow (call \"read leader keys\")",
+                &["call"],
+            )?,
             registry_updates: counter(
                 "registry_updates_total",
                 "Service-registry writes (register, updateLocation) by outcome",
@@ -991,6 +1000,9 @@ impl Metrics {
                     .reset();
             }
         }
+        self.etcd_shared_reads
+            .with_label_values(&[ETCD_LEADER_KEYS])
+            .reset();
     }
 
     /// Publish what the conservation check of `lane` holds by nonce.

@@ -83,6 +83,7 @@ impl Metrics {
         EtcdMetrics {
             requests: self.etcd_requests.clone(),
             revokes_live_leases: self.etcd_member_revokes_live_leases.clone(),
+            shared: self.etcd_shared_reads.clone(),
         }
     }
 }
@@ -355,6 +356,7 @@ impl ChainMetrics {
 pub struct EtcdMetrics {
     requests: IntCounterVec,
     revokes_live_leases: IntGaugeVec,
+    shared: IntCounterVec,
 }
 
 impl std::fmt::Debug for EtcdMetrics {
@@ -369,6 +371,11 @@ impl EtcdMetrics {
         self.requests
             .with_label_values(&[endpoint.to_string().as_str(), call, outcome.as_str()])
             .inc();
+    }
+
+    /// Count one read of `call` answered from another task's read.
+    pub fn shared_read(&self, call: &str) {
+        self.shared.with_label_values(&[call]).inc();
     }
 
     /// Whether the member at endpoint `endpoint` runs an etcd that may revoke live leases.
