@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
@@ -68,20 +68,38 @@ impl SharedReads {
 /// The shared reads of the chain `chain_id` reached through `urls`: the same for every client
 /// of the process with the same chain id and endpoints, while one of them lives.
 pub fn of(chain_id: u64, urls: &[String]) -> Arc<SharedReads> {
-    type Book = Mutex<HashMap<(u64, Vec<String>), Weak<SharedReads>>>;
-    static BOOK: OnceLock<Book> = OnceLock::new();
-    let mut book = BOOK
-        .get_or_init(Book::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    book.retain(|_, shared| shared.strong_count() > 0);
-    let key = (chain_id, urls.to_vec());
-    if let Some(shared) = book.get(&key).and_then(Weak::upgrade) {
-        return shared;
+    static BOOK: ProcessBook<(u64, Vec<String>), SharedReads> = ProcessBook::new();
+    BOOK.get_or_make((chain_id, urls.to_vec()), SharedReads::new)
+}
+
+/// One value per key for the whole process, alive while somebody holds it: what every task of
+/// the process that asks with the same key shares (a chain's reads, an etcd cluster's).
+#[derive(Debug)]
+pub struct ProcessBook<K, T>(Mutex<BTreeMap<K, Weak<T>>>);
+
+impl<K: Ord, T> Default for ProcessBook<K, T> {
+    fn default() -> Self {
+        Self::new()
     }
-    let shared = Arc::new(SharedReads::new());
-    book.insert(key, Arc::downgrade(&shared));
-    shared
+}
+
+impl<K: Ord, T> ProcessBook<K, T> {
+    /// An empty book (for a `static`).
+    pub const fn new() -> Self {
+        Self(Mutex::new(BTreeMap::new()))
+    }
+
+    /// The value of `key` while one lives, else a new one from `make`.
+    pub fn get_or_make(&self, key: K, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        book.retain(|_, value| value.strong_count() > 0);
+        if let Some(value) = book.get(&key).and_then(Weak::upgrade) {
+            return value;
+        }
+        let value = Arc::new(make());
+        book.insert(key, Arc::downgrade(&value));
+        value
+    }
 }
 
 /// Where an answer came from.

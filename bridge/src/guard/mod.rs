@@ -771,18 +771,8 @@ impl Guardian {
             });
         }
         let source = self.chains.get(lane.source()).clone();
-        // The transaction the payload names, and the source's nonce and head time, read at
-        // once: a release no request pays is to be paused within two blocks.
-        let views = source.views();
-        let (requests, request_nonce, head) = tokio::join!(
-            requests_of_tx(&source, handle.srcTxHash),
-            views.request_nonce(),
-            async {
-                let head = source.head().await?;
-                Ok::<_, ChainError>((head, source.block_time(head).await?))
-            }
-        );
-        if let Some(requests) = requests?
+        // An honest release this store has not indexed yet is found here, in one read.
+        if let Some(requests) = requests_of_tx(&source, handle.srcTxHash).await?
             && let Some(request) = requests.iter().find(|r| r.nonce == nonce)
         {
             return Ok(SourceEvidence::Request {
@@ -790,6 +780,13 @@ impl Guardian {
                 tx: handle.srcTxHash,
             });
         }
+        // The source's nonce and head time read at once: a release no request pays is to be
+        // paused within two blocks.
+        let views = source.views();
+        let (request_nonce, head) = tokio::join!(views.request_nonce(), async {
+            let head = source.head().await?;
+            Ok::<_, ChainError>((head, source.block_time(head).await?))
+        });
         let (head, head_time) = head?;
         let request_nonce = request_nonce?;
         if nonce >= request_nonce {

@@ -667,24 +667,26 @@ impl Campaign {
         })
     }
 
-    /// The leader key now (`None`: nobody leads), raced over every endpoint when `race`; else
-    /// as the process last read it with every other leader key its standbys follow, at most
-    /// half a poll ago ([`KeyReads`]: a standby reads its key every poll).
-    async fn leader_kv(&self, race: bool) -> Result<Option<LeaderKv>, EtcdUnavailable> {
+    /// The leader key now (`None`: nobody leads), raced over every endpoint.
+    async fn leader_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
         let key = self.key.as_str();
-        if !race {
-            return Ok(self
-                .reads
-                .get(&self.pool, key)
-                .await?
-                .as_ref()
-                .map(LeaderKv::of));
-        }
-        let read = |mut c: etcd_client::Client| async move {
-            let resp = c.get(key, None).await?;
-            Ok(resp.kvs().first().map(LeaderKv::of))
-        };
-        self.pool.race("read leader", read).await
+        self.pool
+            .race("read leader", |mut c| async move {
+                let resp = c.get(key, None).await?;
+                Ok(resp.kvs().first().map(LeaderKv::of))
+            })
+            .await
+    }
+
+    /// The leader key as a standby follows it every poll: as the process last read it with
+    /// every other leader key its standbys follow, at most half a poll ago ([`KeyReads`]).
+    async fn followed_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
+        Ok(self
+            .reads
+            .get(&self.pool, &self.key)
+            .await?
+            .as_ref()
+            .map(LeaderKv::of))
     }
 
     fn names_me_under(&self, kv: &LeaderKv, lease: i64) -> bool {
@@ -710,7 +712,7 @@ impl Campaign {
             Err("written by another place or for another election")
         } else {
             match self.renew(record.lease).await {
-                Ok(true) => match self.leader_kv(true).await {
+                Ok(true) => match self.leader_kv().await {
                     Ok(Some(kv))
                         if self.names_me_under(&kv, record.lease)
                             && kv.create_revision == record.create_revision =>
@@ -939,7 +941,7 @@ impl Campaign {
             if let Some(seen) = *observed {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
-                match self.leader_kv(false).await? {
+                match self.followed_kv().await? {
                     Some(kv) => return self.follow(id, kv, observed, not_before).await,
                     None => {
                         let create_at = match seen.create_at {

@@ -14,11 +14,12 @@
 //! served (later than the read: a longer wait, never a shorter one), and it takes a key over
 //! only by a compare on the revision it read, which fails if the key changed since.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{KeyValue, Txn, TxnOp, TxnOpResponse};
+use multibridge_chain::shared_reads::ProcessBook;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 
@@ -34,15 +35,17 @@ pub struct KeyReads {
     state: tokio::sync::Mutex<State>,
 }
 
+/// Each key's value as one read found it (`None`: absent).
+type Values = HashMap<String, Option<KeyValue>>;
+
 #[derive(Debug, Default)]
 struct State {
     /// Every key asked recently, and when it was last asked.
     asked: HashMap<String, Instant>,
-    /// The last answer: when its read was sent, and each key's value (`None`: absent).
-    answer: Option<(Instant, HashMap<String, Option<KeyValue>>)>,
-    /// The last failed read and when it was sent: served as it is for as long as an answer,
-    /// so behind an unreachable cluster the askers do not queue up one full failover each.
-    failed: Option<(Instant, EtcdUnavailable)>,
+    /// The last read: when it was sent, and each key's value (`None`: absent) — or its error,
+    /// served as long as an answer, so behind an unreachable cluster the askers do not queue up
+    /// one full failover each.
+    last: Option<(Instant, Result<Values, EtcdUnavailable>)>,
 }
 
 impl KeyReads {
@@ -57,20 +60,8 @@ impl KeyReads {
     /// The reads of the process for the cluster `pool` reaches, fresh for `fresh_for` (the
     /// first caller's figure: every campaign of a process polls alike).
     pub fn of(pool: &EtcdPool, fresh_for: Duration) -> Arc<Self> {
-        type Book = Mutex<HashMap<Vec<String>, Weak<KeyReads>>>;
-        static BOOK: OnceLock<Book> = OnceLock::new();
-        let mut book = BOOK
-            .get_or_init(Book::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        book.retain(|_, reads| reads.strong_count() > 0);
-        let key = pool.endpoints().to_vec();
-        if let Some(reads) = book.get(&key).and_then(Weak::upgrade) {
-            return reads;
-        }
-        let reads = Arc::new(Self::new(fresh_for));
-        book.insert(key, Arc::downgrade(&reads));
-        reads
+        static BOOK: ProcessBook<Vec<String>, KeyReads> = ProcessBook::new();
+        BOOK.get_or_make(pool.endpoints().to_vec(), || Self::new(fresh_for))
     }
 
     /// `key` as etcd held it at most `fresh_for` ago (`None`: absent), read through `pool`
@@ -83,21 +74,21 @@ impl KeyReads {
         // Held across the read: askers meanwhile wait for its answer instead of sending theirs.
         let mut state = self.state.lock().await;
         state.asked.insert(key.to_owned(), Instant::now());
-        if let Some((sent, values)) = &state.answer
-            && sent.elapsed() < self.fresh_for
-            && let Some(value) = values.get(key)
-        {
-            pool.count_shared(multibridge_monitoring::metrics::ETCD_LEADER_KEYS);
-            return Ok(value.clone());
-        }
-        if let Some((sent, error)) = &state.failed
+        if let Some((sent, last)) = &state.last
             && sent.elapsed() < self.fresh_for
         {
-            return Err(error.clone());
+            match last {
+                Ok(values) => {
+                    if let Some(value) = values.get(key) {
+                        pool.count_shared(multibridge_monitoring::metrics::ETCD_LEADER_KEYS);
+                        return Ok(value.clone());
+                    }
+                }
+                Err(e) => return Err(e.clone()),
+            }
         }
         state.asked.retain(|_, at| at.elapsed() < ASKED_FOR);
-        let keys: BTreeSet<String> = state.asked.keys().cloned().collect();
-        let keys: Vec<String> = keys.into_iter().collect();
+        let keys: Vec<String> = state.asked.keys().cloned().collect();
         let sent = Instant::now();
         let mut values = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_TXN) {
@@ -114,7 +105,7 @@ impl KeyReads {
             let answers = match answers {
                 Ok(answers) => answers,
                 Err(e) => {
-                    state.failed = Some((sent, e.clone()));
+                    state.last = Some((sent, Err(e.clone())));
                     return Err(e);
                 }
             };
@@ -133,8 +124,7 @@ impl KeyReads {
                 .await?
             }
         };
-        state.answer = Some((sent, values));
-        state.failed = None;
+        state.last = Some((sent, Ok(values)));
         Ok(value)
     }
 }

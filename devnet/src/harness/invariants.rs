@@ -295,6 +295,20 @@ pub async fn assert_exactly_once(
 /// `relay-1` to `relay-<relays>` and every other `relay-*` log there (replicas, relays a test
 /// started itself), leaving out the indexer's per-block lines, which would fill the tail.
 pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
+    for (name, log) in relay_logs(devnet_dir, relays) {
+        let tail: Vec<_> = log
+            .lines()
+            .rev()
+            .filter(|l| !l.contains("lane::indexing"))
+            .take(lines)
+            .collect();
+        eprintln!("--- {name} (last lines, newest first)\n{}", tail.join("\n"));
+    }
+}
+
+/// Every relay log of the devnet in `devnet_dir` by relay name (`relay-1` …), the first
+/// `relays` in order, then the others (replicas) by name.
+pub fn relay_logs(devnet_dir: &Path, relays: usize) -> Vec<(String, String)> {
     let logs = devnet_dir.join("logs");
     let mut names: Vec<String> = (1..=relays).map(|i| format!("relay-{i}.log")).collect();
     if let Ok(entries) = std::fs::read_dir(&logs) {
@@ -305,18 +319,11 @@ pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
         others.sort();
         names.extend(others);
     }
-    for name in names {
-        let log = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
-        let tail: Vec<_> = log
-            .lines()
-            .rev()
-            .filter(|l| !l.contains("lane::indexing"))
-            .take(lines)
-            .collect();
-        eprintln!(
-            "--- {} (last lines, newest first)\n{}",
-            name.trim_end_matches(".log"),
-            tail.join("\n")
-        );
-    }
+    names
+        .into_iter()
+        .map(|name| {
+            let log = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
+            (name.trim_end_matches(".log").to_owned(), log)
+        })
+        .collect()
 }

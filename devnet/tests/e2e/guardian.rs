@@ -78,16 +78,7 @@ pub(crate) fn within_two_blocks(dir: &std::path::Path, forged_block: u64, pause_
     if pause_block <= forged_block + 2 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir.join("logs")) else {
-        panic!("forged in block {forged_block}, paused in block {pause_block} (no relay logs)");
-    };
-    let mut names: Vec<_> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("relay-"))
-        .collect();
-    names.sort();
-    for name in names {
-        let log = std::fs::read_to_string(dir.join("logs").join(&name)).unwrap_or_default();
+    for (name, log) in multibridge_devnet::harness::invariants::relay_logs(dir, 0) {
         let lines: Vec<_> = log
             .lines()
             .filter(|l| l.contains("guardian") && !l.contains("DEBUG"))
