@@ -153,6 +153,27 @@ impl Fence {
         .unwrap_or(Duration::MAX)
     }
 
+    /// How much longer a send may go out with no further renewal or heartbeat: zero when it may
+    /// not now (`Duration::MAX` for a standalone replica).
+    pub fn open_for(&self) -> Duration {
+        let now = Instant::now();
+        self.with(|s| {
+            if !s.leader {
+                return Duration::ZERO;
+            }
+            let lease = s
+                .valid_until
+                .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+            match s.alive_until {
+                None => lease,
+                Some(alive) => {
+                    lease.min(alive.map_or(Duration::ZERO, |u| u.saturating_duration_since(now)))
+                }
+            }
+        })
+        .unwrap_or(Duration::MAX)
+    }
+
     /// Whether the lease is valid now (leading or not).
     pub fn lease_valid(&self) -> bool {
         self.with(|s| s.valid_until.is_some_and(|u| Instant::now() < u))
@@ -163,6 +184,24 @@ impl Fence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fence_is_open_for_the_lesser_of_its_lease_and_its_heartbeat_and_only_while_leading() {
+        assert_eq!(Fence::standalone().open_for(), Duration::MAX);
+        let fence = Fence::leased_with_heartbeats();
+        let now = Instant::now();
+        fence.extend(now, Duration::from_secs(3));
+        fence.beat(now, Duration::from_secs(2));
+        assert_eq!(fence.open_for(), Duration::ZERO, "not leading");
+        fence.lead(true);
+        let open = fence.open_for();
+        assert!(open <= Duration::from_millis(1_700) && open > Duration::from_millis(1_500));
+        fence.beat(now, Duration::from_secs(10));
+        assert!(fence.open_for() <= Duration::from_millis(2_700));
+        assert!(fence.open_for() > Duration::from_millis(2_500));
+        fence.expire();
+        assert_eq!(fence.open_for(), Duration::ZERO);
+    }
 
     #[test]
     fn the_remaining_validity_counts_down_from_the_renewal_and_is_zero_once_expired() {

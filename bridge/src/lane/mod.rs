@@ -159,10 +159,22 @@ pub fn spawn(
     {
         // `multibridge_leader` reads what the fence would answer at the scrape: a leader paused
         // past its lease reads 0 at its first scrape after waking, never beside its successor.
-        let (fence, gauge) = (control.fence.clone(), metrics.leader.clone());
-        shared
-            .metrics
-            .on_render(move || gauge.set(i64::from(fence.check().is_ok())));
+        // `multibridge_fence_open_seconds` beside it: how long the fence stays open without
+        // etcd (near 0 on a leader: etcd answers too slowly to keep it open).
+        let (fence, gauge, open) = (
+            control.fence.clone(),
+            metrics.leader.clone(),
+            metrics.fence_open.clone(),
+        );
+        shared.metrics.on_render(move || {
+            let leading = fence.check().is_ok();
+            gauge.set(i64::from(leading));
+            open.set(if leading {
+                fence.open_for().as_secs_f64()
+            } else {
+                0.0
+            });
+        });
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             readiness: shared.readiness.clone(),
             destination: crate::observe::watcher::chain_component(lane.destination()),

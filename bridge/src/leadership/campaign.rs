@@ -896,10 +896,39 @@ impl Campaign {
             }
         };
         // Renew when due, and at every poll while the lease is not proven (a failed renewal is
-        // retried at once, not a renewal interval later).
+        // retried at once, not a renewal interval later); due a renewal interval after the
+        // last one was *sent*, so a slow answer does not space renewals further apart.
         let renewing = renewed_at.elapsed() >= renew_every || !self.fence.lease_valid();
-        if renewing {
-            let renewed = match self.renew(id).await {
+        let leading = *self.leading.borrow();
+        // A leader heartbeats with every renewal (and while the fence waits for one); the
+        // heartbeat also proves the key is still ours. Between renewals nothing is read: the
+        // fence does not depend on it, and a key taken over or deleted fails the next heartbeat
+        // (a sixth of the TTL later). A read every poll cost etcd a request per lane leader and
+        // poll.
+        let beating = leading && (renewing || self.fence.check().is_err());
+        let sent = Instant::now();
+        // The renewal and the heartbeat go at once: each extends its own half of the fence,
+        // and one slow answer (a loaded etcd takes hundreds of milliseconds) must not hold the
+        // other back — one after the other, they let a loaded etcd close the fence before any
+        // fault.
+        let (renewal, heartbeat) = tokio::join!(
+            async {
+                if renewing {
+                    Some(self.renew(id).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if beating {
+                    Some(self.touch(id).await)
+                } else {
+                    None
+                }
+            },
+        );
+        if let Some(renewal) = renewal {
+            let renewed = match renewal {
                 Ok(renewed) => renewed,
                 // etcd revoked the lease (it ran out while the cluster had no quorum): once this
                 // replica's own clock says it is over too, take a new one. While the fence still
@@ -914,17 +943,12 @@ impl Campaign {
                 *lease = None;
                 return Ok(());
             }
-            *renewed_at = Instant::now();
+            *renewed_at = sent;
         }
-        if *self.leading.borrow() {
-            // With every renewal (and while the fence waits for one) the heartbeat, which also
-            // proves the key is still ours. Between renewals nothing is read: the fence does not
-            // depend on it, and a key taken over or deleted fails the next heartbeat (a sixth of
-            // the TTL later). A read every poll cost etcd a request per lane leader and poll.
-            let ours = if renewing || self.fence.check().is_err() {
-                self.touch(id).await?
-            } else {
-                true
+        if leading {
+            let ours = match heartbeat {
+                Some(beat) => beat?,
+                None => true,
             };
             if !ours {
                 self.set_leader(false, "the leader key names another replica");

@@ -260,6 +260,11 @@ fn changes_series(lane: Lane) -> String {
     format!("multibridge_leadership_changes_total{{lane=\"{lane}\"}}")
 }
 
+/// The series of `multibridge_fence_open_seconds` for one lane.
+fn fence_open_series(lane: Lane) -> String {
+    format!("multibridge_fence_open_seconds{{lane=\"{lane}\"}}")
+}
+
 /// The series of `multibridge_lease_lapses_total` for one lane.
 fn lapses_series(lane: Lane) -> String {
     format!("multibridge_lease_lapses_total{{lane=\"{lane}\"}}")
@@ -279,6 +284,8 @@ struct Reading {
     lapses: [f64; 2],
     /// `multibridge_votes_sent_total`.
     votes: [f64; 2],
+    /// `multibridge_fence_open_seconds`: how much longer it may send without etcd.
+    open: [f64; 2],
 }
 
 impl Reading {
@@ -288,6 +295,7 @@ impl Reading {
         changes: [0.0; 2],
         lapses: [0.0; 2],
         votes: [0.0; 2],
+        open: [0.0; 2],
     };
 
     fn parse(text: &str) -> Self {
@@ -304,6 +312,7 @@ impl Reading {
             reading.changes[i] = value(&changes_series(lane)).unwrap_or(0.0);
             reading.lapses[i] = value(&lapses_series(lane)).unwrap_or(0.0);
             reading.votes[i] = value(&votes_series(lane)).unwrap_or(0.0);
+            reading.open[i] = value(&fence_open_series(lane)).unwrap_or(0.0);
         }
         reading
     }
@@ -329,6 +338,8 @@ struct OperatorView {
     senders: [u8; 2],
     /// Per lane: votes sent, summed over the replicas.
     votes: [f64; 2],
+    /// Per lane: the longest any replica's fence stays open without etcd (answers only).
+    open: [f64; 2],
 }
 
 /// What a [`LeaderWatch`] saw: every replica's leadership gauge, leadership changes and vote
@@ -420,6 +431,7 @@ impl LeaderTimeline {
                 leaders: [0; 2],
                 senders: [0; 2],
                 votes: [0.0; 2],
+                open: [0.0; 2],
             })
             .collect();
         for r in 0..replicas {
@@ -466,6 +478,9 @@ impl LeaderTimeline {
                         view.senders[l] = view.senders[l]
                             .saturating_add(u8::from(filled.leading[l] && filled.prompt));
                         view.votes[l] += filled.votes[l];
+                        if reading.is_some() {
+                            view.open[l] = view.open[l].max(filled.open[l]);
+                        }
                     }
                 }
             }
@@ -521,6 +536,19 @@ impl LeaderTimeline {
             longest = longest.max(to.saturating_duration_since(start));
         }
         longest
+    }
+
+    /// How much longer operator `op`'s leader of `lane` could send without etcd at the last
+    /// poll that started before `at` (zero when none led).
+    pub fn fence_open_before(&self, op: usize, lane: Lane, at: Instant) -> Duration {
+        let i = lane_index(lane);
+        self.filled(op)
+            .iter()
+            .rev()
+            .find(|s| s.at < at)
+            .map_or(Duration::ZERO, |s| {
+                Duration::try_from_secs_f64(s.open[i]).unwrap_or_default()
+            })
     }
 
     /// The most replicas of operator `op` that read leading `lane` in one poll, of the answers
@@ -601,6 +629,9 @@ pub struct EtcdFaultRound {
     pub vote_gap: Vec<[Option<Duration>; 2]>,
     /// The longest vote gap in the 5 s before the fault (for comparison).
     pub steady_gap: Vec<[Duration; 2]>,
+    /// How much longer the leading replica's fence would stay open without etcd at the last
+    /// poll before the fault (`multibridge_fence_open_seconds`): what the lane can ride out.
+    pub fence_at_fault: Vec<[Duration; 2]>,
 }
 
 /// When an etcd fault was injected, and how long etcd took to elect another raft leader.
@@ -637,7 +668,14 @@ pub async fn etcd_leader_fault(
         EtcdFault::Kill => member.process().kill()?,
         EtcdFault::Pause(_) => member.process().pause()?,
     }
-    eprintln!("etcd member {leader} (the raft leader): {fault:?}");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "etcd member {leader} (the raft leader): {fault:?} at unix {}.{:03} (the relays' logs are in UTC)",
+        wall.as_secs(),
+        wall.subsec_millis()
+    );
     let hold = match fault {
         EtcdFault::Kill => settle,
         EtcdFault::Pause(d) => d,
@@ -701,6 +739,9 @@ impl EtcdFaultRound {
             vote_gap: per(operators, |op, lane| timeline.vote_gap(op, lane, at, until)),
             steady_gap: per(operators, |op, lane| {
                 timeline.steady_vote_gap(op, lane, before, at)
+            }),
+            fence_at_fault: per(operators, |op, lane| {
+                timeline.fence_open_before(op, lane, at)
             }),
         }
     }

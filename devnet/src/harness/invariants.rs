@@ -295,6 +295,7 @@ pub async fn assert_exactly_once(
 /// `relay-1` to `relay-<relays>` and every other `relay-*` log there (replicas, relays a test
 /// started itself), leaving out the indexer's per-block lines, which would fill the tail.
 pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
+    keep_logs(devnet_dir);
     for (name, log) in relay_logs(devnet_dir, relays) {
         let tail: Vec<_> = log
             .lines()
@@ -303,6 +304,39 @@ pub fn dump_relay_logs(devnet_dir: &Path, relays: usize, lines: usize) {
             .take(lines)
             .collect();
         eprintln!("--- {name} (last lines, newest first)\n{}", tail.join("\n"));
+    }
+}
+
+/// With `MULTIBRIDGE_KEEP_LOGS=<dir>` set, copy every log of the devnet in `devnet_dir` (relays,
+/// chains, etcd) to a fresh directory under `<dir>` and say where: a failing test's devnet is
+/// deleted with its temporary directory, and the dump above shows only each log's last lines.
+fn keep_logs(devnet_dir: &Path) {
+    let Some(root) = std::env::var_os("MULTIBRIDGE_KEEP_LOGS") else {
+        return;
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let to = Path::new(&root).join(format!("logs-{stamp}-{}", std::process::id()));
+    let copied = std::fs::create_dir_all(&to).and_then(|()| {
+        // The relays' and chains' logs, and etcd's beside the devnet's other files.
+        for dir in [devnet_dir.join("logs"), devnet_dir.to_path_buf()] {
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if path.is_file() && path.extension().is_some_and(|e| e == "log") {
+                    let name = path.file_name().unwrap_or_default();
+                    std::fs::copy(&path, to.join(name))?;
+                }
+            }
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => eprintln!("--- every log of the devnet kept in {}", to.display()),
+        Err(e) => eprintln!(
+            "--- the devnet's logs could not be kept in {}: {e}",
+            to.display()
+        ),
     }
 }
 

@@ -17,9 +17,12 @@ use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operato
 use crate::ha_devnet;
 
 const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
-/// What a leader's fence holds at least when etcd's raft leader fails: the lease TTL less the
-/// fence's margin ([`multibridge_chain::fence::LEASE_MARGIN`], 0.3 s) and the longest spacing of
-/// two renewals (due every TTL/6 = 0.5 s, looked at every 0.3 s poll: 0.6 s).
+/// What a leader's fence holds at least when etcd's raft leader fails, with etcd answering
+/// promptly: the lease TTL less the fence's margin ([`multibridge_chain::fence::LEASE_MARGIN`],
+/// 0.3 s) and the longest spacing of two renewals (due every TTL/6 = 0.5 s, looked at every
+/// 0.3 s poll: 0.6 s). A loaded etcd (requests of 0.1-0.5 s on a busy 2-core machine) leaves
+/// less: the test reads what each leader's fence held (`multibridge_fence_open_seconds`) and
+/// counts from the lesser of the two.
 const FENCE_AT_FAULT: Duration = Duration::from_millis(2_100);
 const LANE: Lane = Lane::MainToService;
 const OTHER_LANE: Lane = Lane::ServiceToMain;
@@ -121,20 +124,24 @@ async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second
              lane, vote gaps {:?} (steady {:?})",
             round.election, round.leaderless, round.vote_gap, round.steady_gap
         );
-        let slow_election = round
-            .election
-            .unwrap_or_default()
-            .saturating_sub(FENCE_AT_FAULT);
-        let bound = Duration::from_secs(1).saturating_add(slow_election);
+        println!(
+            "{fault:?}: the leaders' fences held {:?} at the fault",
+            round.fence_at_fault
+        );
         for op in devnet.operators() {
             for (i, lane) in Lane::ALL.into_iter().enumerate() {
+                // No lease is renewed before etcd elects: an election that outlasts what the
+                // fence held at the fault closes it for the excess, and the bound grows by that.
+                let held = round.fence_at_fault[op][i].min(FENCE_AT_FAULT);
+                let slow_election = round.election.unwrap_or_default().saturating_sub(held);
+                let bound = Duration::from_secs(1).saturating_add(slow_election);
                 if round.leaderless[op][i] > bound {
                     dump_relay_logs(dir.path(), 3, 40);
                 }
                 assert!(
                     round.leaderless[op][i] <= bound,
                     "{fault:?}: operator {op} had no leader on {lane} for {:?} (bound {bound:?}, \
-                     etcd elected after {:?})",
+                     etcd elected after {:?}, the fence held {held:?} at the fault)",
                     round.leaderless[op][i],
                     round.election
                 );

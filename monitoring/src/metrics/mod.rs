@@ -57,6 +57,12 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) oldest_pending_age: GaugeVec,
+    /// How much longer this replica may send on the lane without another lease renewal and
+    /// heartbeat landing in etcd (its fence's margin; 0 when it does not lead). Near 0 on a
+    /// leader: etcd answers too slowly to keep the fence open.
+    ///
+    /// Labels: lane.
+    pub(crate) fence_open: GaugeVec,
     /// Requests voted for (one per request in a vote transaction).
     ///
     /// Labels: lane.
@@ -429,6 +435,14 @@ impl Metrics {
             lane,
         )?;
         registry.register(Box::new(oldest_pending_age.clone()))?;
+        let fence_open = GaugeVec::new(
+            Opts::new(
+                name("fence_open_seconds"),
+                "How much longer this leader may send without another lease renewal and heartbeat landing in etcd (0 when it does not lead)",
+            ),
+            lane,
+        )?;
+        registry.register(Box::new(fence_open.clone()))?;
         let handle_latency = HistogramVec::new(
             HistogramOpts::new(
                 name("handle_latency_seconds"),
@@ -478,6 +492,7 @@ impl Metrics {
                 &["lane", "status"],
             )?,
             oldest_pending_age,
+            fence_open,
             votes_sent: counter(
                 "votes_sent_total",
                 "Requests voted for in vote transactions",
@@ -944,6 +959,7 @@ impl Metrics {
                 .oldest_pending_age
                 .with_label_values(&[lane])
                 .set(0.0);
+            metrics.fence_open.with_label_values(&[lane]).set(0.0);
             let _ = metrics.handle_latency.with_label_values(&[lane]);
             let _ = metrics.transfer_latency.with_label_values(&[lane]);
             metrics.set_asset(lane, NATIVE_ASSET, 0.0, 0.0, true);
