@@ -17,13 +17,14 @@ use multibridge_devnet::harness::invariants::{dump_relay_logs, votes_per_operato
 use crate::ha_devnet;
 
 const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
-/// What a leader's fence holds at least when etcd's raft leader fails, with etcd answering
-/// promptly: the lease TTL less the fence's margin ([`multibridge_chain::fence::LEASE_MARGIN`],
-/// 0.3 s) and the longest spacing of two renewals (due every TTL/6 = 0.5 s, looked at every
-/// 0.3 s poll: 0.6 s). A loaded etcd (requests of 0.1-0.5 s on a busy 2-core machine) leaves
-/// less: the test reads what each leader's fence held (`multibridge_fence_open_seconds`) and
-/// counts from the lesser of the two.
-const FENCE_AT_FAULT: Duration = Duration::from_millis(2_100);
+/// The most a leader's fence can hold when etcd's raft leader fails: the lease TTL less the
+/// fence's margin — 0.7 s at the devnet's 1 s lease. (This was 2.1 s, written for the 3 s lease
+/// of an earlier devnet; after the devnet moved to 1 s leases it overstated what a fence rides
+/// out, and an etcd election of 1.67 s on a slow CI machine failed the 1 s bound.) What each
+/// leader's fence actually held at the last poll before the fault
+/// (`multibridge_fence_open_seconds`: less, by the time since its last renewal) is what the
+/// test counts from.
+const FENCE_AT_FAULT: Duration = TTL.saturating_sub(multibridge_chain::fence::LEASE_MARGIN);
 const LANE: Lane = Lane::MainToService;
 const OTHER_LANE: Lane = Lane::ServiceToMain;
 
@@ -61,9 +62,9 @@ fn assert_latency(
 /// more than that on top of their ordinary spacing. Everything requested is handled once.
 ///
 /// No lease can be renewed while etcd has no leader: an election slower than what a leader's
-/// fence holds at the fault ([`FENCE_AT_FAULT`]; etcd elects in 1-2 s at its 1 s election
-/// timeout, longer after a split vote on a loaded host) closes the fences for the excess, and
-/// the bound grows by exactly that. The election's time is measured (a live member names a new
+/// fence holds at the fault (at most [`FENCE_AT_FAULT`], measured per leader; etcd elects in
+/// 0.6-0.8 s at its 500 ms election timeout, 1.7 s seen on a slow CI machine) closes the fences
+/// for the excess, and the bound grows by exactly that. The election's time is measured (a live member names a new
 /// raft leader) and printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_etcd_leader_election_costs_no_lane_its_leader_for_more_than_a_second() {
