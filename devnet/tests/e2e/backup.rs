@@ -53,7 +53,8 @@ pub(crate) async fn series_at_least(
 }
 
 /// `multibridge backup now` for `lane` with `config`: the version saved. A lease that moved
-/// while the request was out, a heartbeat the fence could not prove in time, or etcd not
+/// while the request was out, a lease or heartbeat the fence could not prove in time (since the
+/// renewal and the heartbeat go at once, either half can close first), or etcd not
 /// answering in time (every endpoint timed out: the suite's load) is the command's named error:
 /// asked again, as an operator would, a few times.
 fn backup_now(config: &Path, lane: Lane) -> u64 {
@@ -70,6 +71,7 @@ fn backup_now(config: &Path, lane: Lane) -> u64 {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let moved = stdout.contains("does not lead the lane")
             || stdout.contains("leader heartbeat not proven")
+            || stdout.contains("leader lease not proven valid")
             || stdout.contains("failed on every endpoint");
         if out.status.success() || !moved || attempts >= 4 {
             break out;
