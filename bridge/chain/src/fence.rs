@@ -153,8 +153,8 @@ impl Fence {
         .unwrap_or(Duration::MAX)
     }
 
-    /// How much longer a send may go out with no further renewal or heartbeat: zero when it may
-    /// not now (`Duration::MAX` for a standalone replica).
+    /// How much longer a send may go out with no further renewal or heartbeat: zero exactly
+    /// when [`check`](Self::check) refuses now (`Duration::MAX` for a standalone replica).
     pub fn open_for(&self) -> Duration {
         let now = Instant::now();
         self.with(|s| {
@@ -193,7 +193,9 @@ mod tests {
         fence.extend(now, Duration::from_secs(3));
         fence.beat(now, Duration::from_secs(2));
         assert_eq!(fence.open_for(), Duration::ZERO, "not leading");
+        assert!(fence.check().is_err());
         fence.lead(true);
+        assert!(fence.check().is_ok());
         let open = fence.open_for();
         assert!(open <= Duration::from_millis(1_700) && open > Duration::from_millis(1_500));
         fence.beat(now, Duration::from_secs(10));
@@ -201,6 +203,7 @@ mod tests {
         assert!(fence.open_for() > Duration::from_millis(2_500));
         fence.expire();
         assert_eq!(fence.open_for(), Duration::ZERO);
+        assert!(fence.check().is_err());
     }
 
     #[test]

@@ -167,13 +167,10 @@ pub fn spawn(
             metrics.fence_open.clone(),
         );
         shared.metrics.on_render(move || {
-            let leading = fence.check().is_ok();
-            gauge.set(i64::from(leading));
-            open.set(if leading {
-                fence.open_for().as_secs_f64()
-            } else {
-                0.0
-            });
+            // One read of the fence for both: open for some time is exactly what `check` allows.
+            let open_for = fence.open_for();
+            gauge.set(i64::from(!open_for.is_zero()));
+            open.set(open_for.as_secs_f64());
         });
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             readiness: shared.readiness.clone(),
