@@ -15,6 +15,7 @@ pub struct BackupMetrics {
     server_state_version: IntGaugeVec,
     backup_in_progress: IntGaugeVec,
     backups: IntCounterVec,
+    fence_waits: IntCounterVec,
     last_backup_version: IntGaugeVec,
     backup_seconds: GaugeVec,
     backup_store_hold_seconds: GaugeVec,
@@ -57,6 +58,11 @@ impl BackupMetrics {
                 "state_backups_total",
                 "State backups (state-version-up) by trigger and result",
                 &["lane", "trigger", "result"],
+            )?,
+            fence_waits: counter(
+                "state_backup_fence_waits_total",
+                "Backup log writes that waited for this replica's fence to reopen (a lease or heartbeat that lapsed while etcd answered slowly) instead of failing the backup",
+                lane,
             )?,
             last_backup_version: int_gauge(
                 "state_backup_last_version",
@@ -116,6 +122,7 @@ impl BackupMetrics {
                 }
             }
             metrics.compacted.with_label_values(&[l]).reset();
+            metrics.fence_waits.with_label_values(&[l]).reset();
             metrics.compactions_refused.with_label_values(&[l]).reset();
             metrics.joins.with_label_values(&[l, "backup", ""]).reset();
             for g in [
@@ -177,6 +184,11 @@ impl BackupMetrics {
                 .with_label_values(&[l])
                 .set(hold);
         }
+    }
+
+    /// Count a backup log write that waited for the fence to reopen.
+    pub fn fence_wait(&self, lane: Lane) {
+        self.fence_waits.with_label_values(&[lane.as_str()]).inc();
     }
 
     /// Count rows dropped by compaction.

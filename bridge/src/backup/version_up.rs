@@ -26,7 +26,9 @@ use super::log::{BackupLog, LOG_FORMAT, StateData, Subject};
 use super::versions::{self, LastBackup, StateKeys};
 use super::{BackupError, millis_now};
 use crate::chain::ChainPair;
-use crate::chain::submitter::{SubmitClient, send_estimated};
+use crate::chain::fence::Fence;
+use crate::chain::sender::SendError;
+use crate::chain::submitter::{Submit, SubmitClient, SubmitError, send_estimated};
 use crate::config::Config;
 use crate::leadership::etcd_pool::EtcdPool;
 use crate::storage::Storage;
@@ -36,6 +38,14 @@ use crate::store::{SharedStore, Store};
 pub const COMPACT_STEP: usize = 2_000;
 /// How long the registry may take to show a stored log.
 const STORE_DEADLINE: Duration = Duration::from_secs(90);
+/// How long the log's write waits for this replica's fence to reopen. A lease or heartbeat that
+/// lapsed while etcd answered slowly closes the fence for a fraction of a second and the
+/// campaign resumes the same term; a backup that has copied and uploaded everything is not
+/// thrown away for that. A term that moved to another replica does not come back in this
+/// time: the backup fails, and the new leader's worker backs up on its own.
+const FENCE_WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting write looks at the fence.
+const FENCE_LOOK: Duration = Duration::from_millis(50);
 
 /// Everything a backup needs.
 pub struct BackupContext {
@@ -59,6 +69,8 @@ pub struct BackupContext {
     pub registry: Address,
     /// The main chain's submitter.
     pub submit: SubmitClient,
+    /// The fence that submitter sends under (the runner's lane).
+    pub fence: Fence,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -279,7 +291,7 @@ impl BackupContext {
         };
         let sealed = log.seal(&self.public_key);
         let log_bytes = sealed.len();
-        self.store_log(id, version, sealed).await?;
+        self.store_log(lane, id, version, sealed).await?;
 
         // 6: compaction in short steps.
         let mut longest_hold = Duration::ZERO;
@@ -372,7 +384,13 @@ impl BackupContext {
     }
 
     /// `storeBackupLog` through the main chain's submitter; done when the registry shows it.
-    async fn store_log(&self, id: B256, version: u64, sealed: Vec<u8>) -> Result<(), BackupError> {
+    async fn store_log(
+        &self,
+        lane: Lane,
+        id: B256,
+        version: u64,
+        sealed: Vec<u8>,
+    ) -> Result<(), BackupError> {
         let input: Bytes = ServiceRegistry::storeBackupLogCall {
             id,
             version,
@@ -380,7 +398,7 @@ impl BackupContext {
         }
         .abi_encode()
         .into();
-        let sent = send_estimated(&self.submit, self.registry, input, 25).await?;
+        let sent = self.send_fenced(lane, input).await?;
         tracing::info!(version, tx = %sent.hash, "backup log sent to the registry");
         let deadline = crate::backup::deadline_after(STORE_DEADLINE);
         loop {
@@ -405,6 +423,59 @@ impl BackupContext {
     }
 }
 
+impl BackupContext {
+    /// Send the log's `input` through the runner's fence ([`send_when_open`]).
+    async fn send_fenced(
+        &self,
+        lane: Lane,
+        input: Bytes,
+    ) -> Result<crate::chain::sender::Sent, BackupError> {
+        let (result, waits) = send_when_open(
+            &self.submit,
+            &self.fence,
+            self.registry,
+            input,
+            crate::backup::deadline_after(FENCE_WAIT),
+        )
+        .await;
+        for _ in 0..waits {
+            self.metrics.backup.fence_wait(lane);
+        }
+        if waits > 0 {
+            tracing::info!(%lane, waits, sent = result.is_ok(), "backup log write waited for the fence to reopen");
+        }
+        Ok(result?)
+    }
+}
+
+/// Send a call of `input` to `to` once `fence` is open; a send the fence refused (nothing was
+/// broadcast) is sent again once it reopens, until `until`. The result, and how many times it
+/// waited for the fence.
+async fn send_when_open(
+    submit: &impl Submit,
+    fence: &Fence,
+    to: Address,
+    input: Bytes,
+    until: Instant,
+) -> (Result<crate::chain::sender::Sent, SubmitError>, u32) {
+    let mut waits = 0u32;
+    loop {
+        if fence.check().is_err() {
+            waits = waits.saturating_add(1);
+            while fence.check().is_err() && Instant::now() < until {
+                tokio::time::sleep(FENCE_LOOK).await;
+            }
+        }
+        match send_estimated(submit, to, input.clone(), 25).await {
+            Err(SubmitError::Send(SendError::Fenced(_))) if Instant::now() < until => {
+                waits = waits.saturating_add(1);
+                tokio::time::sleep(FENCE_LOOK).await;
+            }
+            result => return (result, waits),
+        }
+    }
+}
+
 /// Run SQLite work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
@@ -413,4 +484,103 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| BackupError::Io(format!("store copy task: {e}")))?
         .map_err(BackupError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::fence::Fenced;
+    use crate::chain::sender::Sent;
+    use crate::chain::submitter::{GasPlan, Job};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A submitter that checks the fence like the real one: refused while it is closed.
+    struct FencedSubmit {
+        fence: Fence,
+        sends: AtomicU32,
+    }
+
+    impl Submit for FencedSubmit {
+        async fn estimate(&self, _: Address, _: Bytes, _: GasPlan) -> Result<u64, SubmitError> {
+            Ok(100_000)
+        }
+        async fn submit(&self, _: Job) -> Result<Sent, SubmitError> {
+            self.sends.fetch_add(1, Ordering::SeqCst);
+            self.fence
+                .check()
+                .map_err(|e| SubmitError::Send(SendError::Fenced(e)))?;
+            Ok(Sent {
+                hash: B256::repeat_byte(7),
+                nonce: 0,
+                gas_limit: 100_000,
+            })
+        }
+    }
+
+    fn leading_fence() -> Fence {
+        let fence = Fence::leased();
+        fence.lead(true);
+        fence.extend(Instant::now(), Duration::from_secs(60));
+        fence
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_by_a_lapsed_fence_is_sent_once_it_reopens() {
+        let fence = leading_fence();
+        fence.lead(false);
+        let submit = FencedSubmit {
+            fence: fence.clone(),
+            sends: AtomicU32::new(0),
+        };
+        let reopen = fence.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            reopen.lead(true);
+        });
+        let until = Instant::now() + Duration::from_secs(5);
+        let (result, waits) =
+            send_when_open(&submit, &fence, Address::ZERO, Bytes::new(), until).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(waits, 1);
+        assert_eq!(
+            submit.sends.load(Ordering::SeqCst),
+            1,
+            "nothing sent while closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fence_that_stays_closed_fails_the_write_at_the_deadline_with_its_reason() {
+        let fence = leading_fence();
+        fence.lead(false);
+        let submit = FencedSubmit {
+            fence: fence.clone(),
+            sends: AtomicU32::new(0),
+        };
+        let started = Instant::now();
+        let until = started + Duration::from_millis(400);
+        let (result, _) = send_when_open(&submit, &fence, Address::ZERO, Bytes::new(), until).await;
+        assert!(
+            matches!(
+                result,
+                Err(SubmitError::Send(SendError::Fenced(Fenced::NotLeader)))
+            ),
+            "{result:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn an_open_fence_sends_at_once() {
+        let fence = leading_fence();
+        let submit = FencedSubmit {
+            fence: fence.clone(),
+            sends: AtomicU32::new(0),
+        };
+        let until = Instant::now() + Duration::from_secs(5);
+        let (result, waits) =
+            send_when_open(&submit, &fence, Address::ZERO, Bytes::new(), until).await;
+        assert!(result.is_ok());
+        assert_eq!(waits, 0);
+    }
 }

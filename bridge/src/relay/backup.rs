@@ -128,6 +128,7 @@ pub fn spawn_worker(
         public_key,
         registry: registry.address,
         submit,
+        fence: owner.fence.clone(),
         metrics: shared.metrics.clone(),
     };
     let worker = BackupWorker::new(
