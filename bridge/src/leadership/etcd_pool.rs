@@ -4,7 +4,9 @@
 //! idempotent calls (lease renewals, reads) race every endpoint and take the first answer, so a
 //! dead, paused or leaderless member costs nothing while another answers.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 use multibridge_monitoring::{EtcdMetrics, EtcdOutcome};
 use tokio::sync::Mutex;
+
+use super::attempt_bound::{AttemptBound, BoundChange};
 
 /// How long a connection (TLS handshake, and with a user the cluster's password check, a
 /// bcrypt run that takes a loaded member seconds) may take before it is given up. It runs in
@@ -124,7 +128,12 @@ pub struct EtcdPool {
     access: EtcdAccess,
     clients: Vec<Mutex<Connection>>,
     preferred: AtomicUsize,
-    attempt_timeout: Duration,
+    /// The configured bound of one attempt.
+    floor: Duration,
+    /// Each kind of call's bound, raised while the whole cluster answers it slower.
+    bounds: std::sync::Mutex<HashMap<&'static str, Arc<AttemptBound>>>,
+    /// The pool's name in `etcd_attempt_bound_seconds{pool,call}`.
+    name: &'static str,
     metrics: EtcdMetrics,
 }
 
@@ -138,19 +147,70 @@ impl std::fmt::Debug for EtcdPool {
 
 impl EtcdPool {
     /// A pool over `endpoints`; each attempt (connect included) is bounded by `attempt_timeout`
-    /// and counted in `metrics` (`etcd_requests_total`).
+    /// (raised while the whole cluster answers slower: [`AttemptBound`]) and counted in
+    /// `metrics` (`etcd_requests_total`). Named `elections` until [`named`](Self::named).
     pub fn new(endpoints: Vec<String>, attempt_timeout: Duration, metrics: EtcdMetrics) -> Self {
         let clients = endpoints
             .iter()
             .map(|_| Mutex::new(Connection::None))
             .collect();
         Self {
+            floor: attempt_timeout,
+            bounds: std::sync::Mutex::default(),
             endpoints,
             access: EtcdAccess::default(),
             clients,
             preferred: AtomicUsize::new(0),
-            attempt_timeout,
+            name: "elections",
             metrics,
+        }
+    }
+
+    /// The same pool under `name` (`etcd_attempt_bound_seconds{pool,call}`).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The bound of `what`'s attempts (made at the floor, and published, on first use).
+    fn bound(&self, what: &'static str) -> Arc<AttemptBound> {
+        let mut bounds = self.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        bounds
+            .entry(what)
+            .or_insert_with(|| {
+                self.metrics
+                    .attempt_bound(self.name, what, self.floor.as_secs_f64());
+                Arc::new(AttemptBound::new(self.floor, self.endpoints.len()))
+            })
+            .clone()
+    }
+
+    /// Say and publish a change of `what`'s attempt bound.
+    fn bound_changed(&self, what: &'static str, change: Option<BoundChange>) {
+        let Some(change) = change else {
+            return;
+        };
+        let to = match change {
+            BoundChange::Raised(to) | BoundChange::Lowered(to) => to,
+        };
+        self.metrics
+            .attempt_bound(self.name, what, to.as_secs_f64());
+        let floor_ms = u64::try_from(self.floor.as_millis()).unwrap_or(u64::MAX);
+        match change {
+            BoundChange::Raised(to) => tracing::warn!(
+                pool = self.name,
+                call = what,
+                floor_ms,
+                bound_ms = u64::try_from(to.as_millis()).unwrap_or(u64::MAX),
+                "no etcd endpoint answered within the attempt bound: etcd is slow (a slow disk or an overloaded member?); attempts now wait longer. If lease_lapses_total rises, raise lease_ttl_secs"
+            ),
+            BoundChange::Lowered(to) => tracing::info!(
+                pool = self.name,
+                call = what,
+                floor_ms,
+                bound_ms = u64::try_from(to.as_millis()).unwrap_or(u64::MAX),
+                "etcd answers fast again: attempt bound lowered"
+            ),
         }
     }
 
@@ -176,7 +236,7 @@ impl EtcdPool {
 
     /// Endpoint `index`'s client; a connect is started in the background when there is none
     /// (or joined when one is under way) and waited for at most one attempt.
-    async fn client(&self, index: usize) -> Result<Client, String> {
+    async fn client(&self, index: usize, bound: Duration) -> Result<Client, String> {
         let connecting = {
             let slot = self.clients.get(index).ok_or("no such endpoint")?;
             let mut slot = slot.lock().await;
@@ -190,7 +250,7 @@ impl EtcdPool {
                 }
             }
         };
-        let outcome = tokio::time::timeout(self.attempt_timeout, connecting.clone())
+        let outcome = tokio::time::timeout(bound, connecting.clone())
             .await
             .map_err(|_| "connect timed out (still connecting)".to_owned())?;
         let slot = self.clients.get(index).ok_or("no such endpoint")?;
@@ -214,7 +274,7 @@ impl EtcdPool {
             ConnectOptions::new()
                 // The TCP (and TLS) part keeps the attempt's bound, so a connect to a member
                 // that does not answer is given up, and started again, as soon as before.
-                .with_connect_timeout(self.attempt_timeout.max(Duration::from_secs(1)))
+                .with_connect_timeout(self.floor.max(Duration::from_secs(1)))
                 // Every call is bounded by its attempt; this backstop is for the password
                 // check that the connect itself makes.
                 .with_timeout(CONNECT_BOUND),
@@ -252,7 +312,8 @@ impl EtcdPool {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let client = match self.client(index).await {
+        let bound = self.bound(what);
+        let client = match self.client(index, bound.current()).await {
             Ok(c) => c,
             Err(e) => {
                 self.count(index, what, EtcdOutcome::Error);
@@ -263,8 +324,10 @@ impl EtcdPool {
                 ));
             }
         };
-        let last = match tokio::time::timeout(self.attempt_timeout, f(client)).await {
+        let started = std::time::Instant::now();
+        let last = match tokio::time::timeout(bound.current(), f(client)).await {
             Ok(Ok(value)) => {
+                self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
                 self.preferred.store(index, Ordering::Relaxed);
                 return Ok(value);
@@ -275,6 +338,7 @@ impl EtcdPool {
                 format!("{}: {e}{}", self.label(index), self.access.hint(&e))
             }
             Err(_) => {
+                self.bound_changed(what, bound.timed_out());
                 self.count(index, what, EtcdOutcome::Timeout);
                 format!("{}: timed out", self.label(index))
             }
@@ -404,15 +468,23 @@ impl EtcdPool {
         }
     }
 
-    /// The bound of one attempt.
+    /// The configured bound of one attempt (a kind of call the whole cluster answers slower
+    /// is given up to four times as long).
     pub fn attempt_timeout(&self) -> Duration {
-        self.attempt_timeout
+        self.floor
+    }
+
+    /// The bound of an attempt of `what` that starts now.
+    #[cfg(test)]
+    pub fn attempt_bound(&self, what: &'static str) -> Duration {
+        self.bound(what).current()
     }
 
     /// The same pool with attempts bounded by `bound`: one-shot commands, which keep no lease,
     /// wait for a slow member (or its password check) rather than report it unreachable.
     pub fn with_attempt_timeout(mut self, bound: Duration) -> Self {
-        self.attempt_timeout = bound;
+        self.floor = bound;
+        self.bounds = std::sync::Mutex::default();
         self
     }
 
@@ -492,10 +564,17 @@ mod tests {
             elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(900),
             "gave up after {elapsed:?}"
         );
-        // Waves at 0, 100, ..., 400 ms on the one endpoint; those of 0, 100 and 200 ms time out
-        // (at 200, 300 and 400 ms) before the deadline (later ones are dropped uncounted). One
-        // race alone would have made one attempt.
+        // Waves at 0, 100, ..., 400 ms on the one endpoint; those of 0 and 100 ms time out (at
+        // 200 and 300 ms) before the deadline. The first timeout raised the bound (the only
+        // endpoint, so every member was slow: 400 ms), so the wave of 200 ms outlasts the
+        // deadline and, like the later ones, is dropped uncounted. One race alone would have
+        // made one attempt.
         let counted = attempts(&metrics, "timeout") + attempts(&metrics, "error");
-        assert!(counted >= 3.0, "only {counted} attempts counted");
+        assert!(counted >= 2.0, "only {counted} attempts counted");
+        assert!(
+            pool.attempt_bound(multibridge_monitoring::metrics::ETCD_KEEP_ALIVE)
+                > Duration::from_millis(200),
+            "no endpoint answered: the bound was raised"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Leadership among replicas through etcd (DESIGN §6): per-lane campaigns, the fence checked
 //! before every broadcast, progress records, and the key layout they use.
 
+pub mod attempt_bound;
 pub mod campaign;
 pub mod etcd_pool;
 pub mod etcd_version;
@@ -131,11 +132,35 @@ pub fn command_etcd_pool(
     config: &Config,
     metrics: &multibridge_monitoring::Metrics,
 ) -> Option<etcd_pool::EtcdPool> {
-    etcd_pool(config, metrics).map(|pool| pool.with_attempt_timeout(COMMAND_ATTEMPT))
+    etcd_pool(config, metrics)
+        .map(|pool| pool.with_attempt_timeout(COMMAND_ATTEMPT).named("command"))
 }
 
 /// Bound of one etcd attempt in a one-shot command.
 pub const COMMAND_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Bound of one etcd attempt of a relay's background work (backups and state versions, progress
+/// records, the registry's and the dashboard's reads). None of it holds a lease: a slow etcd
+/// (a disk whose fsync takes hundreds of milliseconds makes every write and linearizable read
+/// that slow) must delay it, not fail it at every try. The elections keep their own pool and
+/// the lease's short bound ([`attempt_timeout`]).
+pub const BACKGROUND_ATTEMPT: Duration = Duration::from_secs(3);
+
+/// The pool of a relay's background work: [`etcd_pool`] with [`BACKGROUND_ATTEMPT`] (or the
+/// lease's bound, when that is longer).
+pub fn background_etcd_pool(
+    config: &Config,
+    metrics: &multibridge_monitoring::Metrics,
+) -> Option<etcd_pool::EtcdPool> {
+    let lease_bound = config
+        .etcd
+        .as_ref()
+        .map_or(Duration::ZERO, |e| attempt_timeout(e.lease_ttl_secs));
+    etcd_pool(config, metrics).map(|pool| {
+        pool.with_attempt_timeout(BACKGROUND_ATTEMPT.max(lease_bound))
+            .named("background")
+    })
+}
 
 /// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
 /// at most that before the next one is tried and a renewal still lands within the TTL.

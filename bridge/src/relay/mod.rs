@@ -84,7 +84,9 @@ pub async fn run(
     serving
         .attestations
         .attach(store.clone(), operator, metrics.attest.clone());
-    let etcd = crate::leadership::etcd_pool(&config, &metrics).map(Arc::new);
+    // Background work waits for a slow etcd; the campaigns have their own pool with the lease's
+    // short bound (`campaign_etcd` below).
+    let etcd = crate::leadership::background_etcd_pool(&config, &metrics).map(Arc::new);
     if let Some(pool) = &etcd {
         // One look at the members' versions (a known etcd defect is worth an upgrade).
         let (pool, etcd_metrics) = (pool.clone(), metrics.etcd());

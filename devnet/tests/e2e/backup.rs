@@ -16,7 +16,7 @@ use multibridge_devnet::harness::invariants::dump_relay_logs;
 use multibridge_devnet::harness::tools::{relay_binary, workspace_root};
 use multibridge_devnet::{DEVNET_BACKUP_SECRET, Devnet, DevnetOptions, Driver};
 
-use crate::{eventually, leader_of, relay_ready};
+use crate::{Poll, eventually, leader_of, relay_ready};
 
 const LANE: Lane = Lane::MainToService;
 const OP: usize = 0;
@@ -79,6 +79,11 @@ fn backup_now(config: &Path, lane: Lane) -> u64 {
         std::thread::sleep(Duration::from_secs(1));
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success()
+        && let Some(dir) = config.parent()
+    {
+        dump_relay_logs(dir, 6, 40);
+    }
     assert!(
         out.status.success(),
         "multibridge backup now failed: {stdout} {}",
@@ -224,7 +229,7 @@ async fn backups_under_traffic_lose_nothing_and_a_wiped_replica_joins_from_one_a
     ];
     // By whichever replica leads when the bound is reached (a lease may move under the
     // suite's load; the backup is the operator's, not one process's).
-    eventually("a backup by the handled bound", Duration::from_secs(120), async || {
+    Poll::new("a backup by the handled bound", Duration::from_secs(120)).logs(dir.path(), 6, 40).until(async || {
         let mut total = 0.0;
         for port in &ports {
             total += series(*port, "multibridge_state_backups_total", &backups)

@@ -367,6 +367,11 @@ pub struct Metrics {
     ///
     /// Labels: call.
     pub(crate) etcd_shared_reads: IntCounterVec,
+    /// How long one etcd attempt may take now, per pool: the configured bound, raised while
+    /// no endpoint answered within it and lowered again once answers come fast.
+    ///
+    /// Labels: pool (`elections`, `background`, `command`), call.
+    pub(crate) etcd_attempt_bound: prometheus::GaugeVec,
     /// Service-registry writes (register or updateLocation) by outcome (`updated`, `failed`).
     ///
     /// Labels: outcome ([`RegistryUpdate`]).
@@ -822,6 +827,11 @@ impl Metrics {
                 "etcd_shared_reads_total",
                 "etcd reads answered from another task's read in the process: a standby's read of its leader key served from the one transaction that read every leader key the process's standbys follow (call \"read leader keys\")",
                 &["call"],
+            )?,
+            etcd_attempt_bound: gauge(
+                "etcd_attempt_bound_seconds",
+                "How long one etcd attempt of a kind of call may take now, per pool (elections: the campaigns; background: backups, progress, registry, dashboard; command: the CLI): the configured bound, doubled (up to 4x) each time every endpoint timed out in a row, halved back after three answers in a row under a quarter of it. Above the configured bound, etcd answers that call slower than the lease was configured for",
+                &["pool", "call"],
             )?,
             registry_updates: counter(
                 "registry_updates_total",

@@ -85,6 +85,7 @@ impl Metrics {
             requests: self.etcd_requests.clone(),
             revokes_live_leases: self.etcd_member_revokes_live_leases.clone(),
             shared: self.etcd_shared_reads.clone(),
+            attempt_bound: self.etcd_attempt_bound.clone(),
         }
     }
 }
@@ -359,6 +360,7 @@ pub struct EtcdMetrics {
     requests: IntCounterVec,
     revokes_live_leases: IntGaugeVec,
     shared: IntCounterVec,
+    attempt_bound: prometheus::GaugeVec,
 }
 
 impl std::fmt::Debug for EtcdMetrics {
@@ -378,6 +380,13 @@ impl EtcdMetrics {
     /// Count one read of `call` answered from another task's read.
     pub fn shared_read(&self, call: &str) {
         self.shared.with_label_values(&[call]).inc();
+    }
+
+    /// The bound of one attempt of `call` in the pool `pool`, now.
+    pub fn attempt_bound(&self, pool: &str, call: &str, seconds: f64) {
+        self.attempt_bound
+            .with_label_values(&[pool, call])
+            .set(seconds);
     }
 
     /// Whether the member at endpoint `endpoint` runs an etcd that may revoke live leases.
