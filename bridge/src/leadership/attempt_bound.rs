@@ -89,7 +89,7 @@ impl AttemptBound {
                 return None;
             }
             s.fast_in_row = 0;
-            s.current = (s.current / 2).max(self.floor);
+            s.current = s.current.checked_div(2).unwrap_or_default().max(self.floor);
             Some(BoundChange::Lowered(s.current))
         })
     }
