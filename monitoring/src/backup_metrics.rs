@@ -186,9 +186,11 @@ impl BackupMetrics {
         }
     }
 
-    /// Count a backup log write that waited for the fence to reopen.
-    pub fn fence_wait(&self, lane: Lane) {
-        self.fence_waits.with_label_values(&[lane.as_str()]).inc();
+    /// Count `waits` times a backup log write found the fence closed and waited for it.
+    pub fn fence_waits(&self, lane: Lane, waits: u32) {
+        self.fence_waits
+            .with_label_values(&[lane.as_str()])
+            .inc_by(u64::from(waits));
     }
 
     /// Count rows dropped by compaction.

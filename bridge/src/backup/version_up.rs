@@ -438,10 +438,8 @@ impl BackupContext {
             crate::backup::deadline_after(FENCE_WAIT),
         )
         .await;
-        for _ in 0..waits {
-            self.metrics.backup.fence_wait(lane);
-        }
         if waits > 0 {
+            self.metrics.backup.fence_waits(lane, waits);
             tracing::info!(%lane, waits, sent = result.is_ok(), "backup log write waited for the fence to reopen");
         }
         Ok(result?)
@@ -450,7 +448,7 @@ impl BackupContext {
 
 /// Send a call of `input` to `to` once `fence` is open; a send the fence refused (nothing was
 /// broadcast) is sent again once it reopens, until `until`. The result, and how many times it
-/// waited for the fence.
+/// found the fence closed (before the first send, and at each refusal).
 async fn send_when_open(
     submit: &impl Submit,
     fence: &Fence,
@@ -458,13 +456,10 @@ async fn send_when_open(
     input: Bytes,
     until: Instant,
 ) -> (Result<crate::chain::sender::Sent, SubmitError>, u32) {
-    let mut waits = 0u32;
+    let mut waits = u32::from(fence.check().is_err());
     loop {
-        if fence.check().is_err() {
-            waits = waits.saturating_add(1);
-            while fence.check().is_err() && Instant::now() < until {
-                tokio::time::sleep(FENCE_LOOK).await;
-            }
+        while fence.check().is_err() && Instant::now() < until {
+            tokio::time::sleep(FENCE_LOOK).await;
         }
         match send_estimated(submit, to, input.clone(), 25).await {
             Err(SubmitError::Send(SendError::Fenced(_))) if Instant::now() < until => {
@@ -500,6 +495,15 @@ mod tests {
         sends: AtomicU32,
     }
 
+    impl FencedSubmit {
+        fn over(fence: &Fence) -> Self {
+            Self {
+                fence: fence.clone(),
+                sends: AtomicU32::new(0),
+            }
+        }
+    }
+
     impl Submit for FencedSubmit {
         async fn estimate(&self, _: Address, _: Bytes, _: GasPlan) -> Result<u64, SubmitError> {
             Ok(100_000)
@@ -528,10 +532,7 @@ mod tests {
     async fn a_write_refused_by_a_lapsed_fence_is_sent_once_it_reopens() {
         let fence = leading_fence();
         fence.lead(false);
-        let submit = FencedSubmit {
-            fence: fence.clone(),
-            sends: AtomicU32::new(0),
-        };
+        let submit = FencedSubmit::over(&fence);
         let reopen = fence.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -553,10 +554,7 @@ mod tests {
     async fn a_fence_that_stays_closed_fails_the_write_at_the_deadline_with_its_reason() {
         let fence = leading_fence();
         fence.lead(false);
-        let submit = FencedSubmit {
-            fence: fence.clone(),
-            sends: AtomicU32::new(0),
-        };
+        let submit = FencedSubmit::over(&fence);
         let started = Instant::now();
         let until = started + Duration::from_millis(400);
         let (result, _) = send_when_open(&submit, &fence, Address::ZERO, Bytes::new(), until).await;
@@ -573,10 +571,7 @@ mod tests {
     #[tokio::test]
     async fn an_open_fence_sends_at_once() {
         let fence = leading_fence();
-        let submit = FencedSubmit {
-            fence: fence.clone(),
-            sends: AtomicU32::new(0),
-        };
+        let submit = FencedSubmit::over(&fence);
         let until = Instant::now() + Duration::from_secs(5);
         let (result, waits) =
             send_when_open(&submit, &fence, Address::ZERO, Bytes::new(), until).await;

@@ -190,27 +190,27 @@ impl EtcdPool {
         let Some(change) = change else {
             return;
         };
-        let to = match change {
-            BoundChange::Raised(to) | BoundChange::Lowered(to) => to,
-        };
+        let (BoundChange::Raised(to) | BoundChange::Lowered(to)) = change;
         self.metrics
             .attempt_bound(self.name, what, to.as_secs_f64());
         let floor_ms = u64::try_from(self.floor.as_millis()).unwrap_or(u64::MAX);
-        match change {
-            BoundChange::Raised(to) => tracing::warn!(
+        let bound_ms = u64::try_from(to.as_millis()).unwrap_or(u64::MAX);
+        if matches!(change, BoundChange::Raised(_)) {
+            tracing::warn!(
                 pool = self.name,
                 call = what,
                 floor_ms,
-                bound_ms = u64::try_from(to.as_millis()).unwrap_or(u64::MAX),
+                bound_ms,
                 "no etcd endpoint answered within the attempt bound: etcd is slow (a slow disk or an overloaded member?); attempts now wait longer. If lease_lapses_total rises, raise lease_ttl_secs"
-            ),
-            BoundChange::Lowered(to) => tracing::info!(
+            );
+        } else {
+            tracing::info!(
                 pool = self.name,
                 call = what,
                 floor_ms,
-                bound_ms = u64::try_from(to.as_millis()).unwrap_or(u64::MAX),
+                bound_ms,
                 "etcd answers fast again: attempt bound lowered"
-            ),
+            );
         }
     }
 

@@ -132,8 +132,7 @@ pub fn command_etcd_pool(
     config: &Config,
     metrics: &multibridge_monitoring::Metrics,
 ) -> Option<etcd_pool::EtcdPool> {
-    etcd_pool(config, metrics)
-        .map(|pool| pool.with_attempt_timeout(COMMAND_ATTEMPT).named("command"))
+    bounded_etcd_pool(config, metrics, COMMAND_ATTEMPT, "command")
 }
 
 /// Bound of one etcd attempt in a one-shot command.
@@ -146,20 +145,23 @@ pub const COMMAND_ATTEMPT: Duration = Duration::from_secs(5);
 /// the lease's short bound ([`attempt_timeout`]).
 pub const BACKGROUND_ATTEMPT: Duration = Duration::from_secs(3);
 
-/// The pool of a relay's background work: [`etcd_pool`] with [`BACKGROUND_ATTEMPT`] (or the
-/// lease's bound, when that is longer).
+/// The pool of a relay's background work: [`etcd_pool`] with [`BACKGROUND_ATTEMPT`] (the
+/// lease's bound, [`attempt_timeout`], is at most 1 s).
 pub fn background_etcd_pool(
     config: &Config,
     metrics: &multibridge_monitoring::Metrics,
 ) -> Option<etcd_pool::EtcdPool> {
-    let lease_bound = config
-        .etcd
-        .as_ref()
-        .map_or(Duration::ZERO, |e| attempt_timeout(e.lease_ttl_secs));
-    etcd_pool(config, metrics).map(|pool| {
-        pool.with_attempt_timeout(BACKGROUND_ATTEMPT.max(lease_bound))
-            .named("background")
-    })
+    bounded_etcd_pool(config, metrics, BACKGROUND_ATTEMPT, "background")
+}
+
+/// [`etcd_pool`] with attempts bounded by `bound`, named `name` in the metrics.
+fn bounded_etcd_pool(
+    config: &Config,
+    metrics: &multibridge_monitoring::Metrics,
+    bound: Duration,
+    name: &'static str,
+) -> Option<etcd_pool::EtcdPool> {
+    etcd_pool(config, metrics).map(|pool| pool.with_attempt_timeout(bound).named(name))
 }
 
 /// Bound of one etcd attempt: a third of the lease TTL (at most 1 s), so a dead member costs
