@@ -13,6 +13,8 @@ use multibridge_contracts::{ChainRole, NonceState, Request, RequestError, reques
 
 use super::{ChainClient, ChainError};
 
+/// Blocks per log read when the first nonce of a range is read from its request logs.
+pub const FIRST_NONCE_SPAN: u64 = 5_000;
 /// Most nonces asked of `votingStatus` in one call.
 const VOTING_STATUS_CHUNK: usize = 256;
 /// Most `votingStatus` chunks read at once.
@@ -194,16 +196,48 @@ impl<'a> BridgeViews<'a> {
 
     /// The first nonce a request mined from `block` on can have: `requestNonce` at the block
     /// before (0 when the bridge had no code there yet, i.e. `block` is at or before its
-    /// deployment). A node that pruned that state answers an error.
-    pub async fn first_nonce_from(&self, block: u64) -> Result<u64, ChainError> {
+    /// deployment). A node that pruned that state (a full node keeps a few hundred blocks'; a
+    /// relay restarted long after its bridge was deployed asks for far older ones) is answered
+    /// from the logs instead: nonces are handed out one by one, so the first request mined from
+    /// `block` on carries exactly that nonce, and with none since, `requestNonce` at the head
+    /// read is the same figure.
+    pub async fn first_nonce_from(&self, block: u64) -> Result<u64, ViewError> {
         let Some(before) = block.checked_sub(1) else {
             return Ok(0);
         };
-        // Before the deployment there is nothing to call (and a call answers no data).
-        if !self.deployed_at(before).await? {
-            return Ok(0);
+        let from_state = async {
+            // Before the deployment there is nothing to call (and a call answers no data).
+            if !self.deployed_at(before).await? {
+                return Ok(0);
+            }
+            self.request_nonce_at(before).await
+        };
+        match from_state.await {
+            Ok(nonce) => Ok(nonce),
+            Err(e) if crate::rpc_error::is_pruned_state(&e.to_string()) => {
+                tracing::info!(chain = %self.chain.role(), block, "the node pruned the state of that block: the first nonce is read from the request logs since");
+                self.first_nonce_from_logs(block).await
+            }
+            Err(e) => Err(e.into()),
         }
-        self.request_nonce_at(before).await
+    }
+
+    /// [`first_nonce_from`](Self::first_nonce_from) read from the request logs of `block` up to
+    /// the head, [`FIRST_NONCE_SPAN`] blocks per read.
+    async fn first_nonce_from_logs(&self, block: u64) -> Result<u64, ViewError> {
+        let head = self.chain.head().await?;
+        let mut from = block;
+        while from <= head {
+            let to = from
+                .saturating_add(FIRST_NONCE_SPAN.saturating_sub(1))
+                .min(head);
+            if let Some(first) = self.request_logs(from..=to).await?.first() {
+                return Ok(first.nonce);
+            }
+            from = to.saturating_add(1);
+        }
+        // No request since `block`: as many as by the head read.
+        Ok(self.request_nonce_at(head).await?)
     }
 
     /// Whether the bridge has code at `block`.

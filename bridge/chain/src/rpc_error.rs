@@ -118,6 +118,33 @@ pub fn is_behind_the_block(message: &str) -> bool {
     .any(|p| m.contains(p))
 }
 
+/// Whether a node's message says it no longer holds the state of the (older) block the request
+/// names: a full node prunes state older than a few hundred blocks, and anvil keeps a bounded
+/// number of blocks' states (`BlockOutOfRangeError: block height is 4704 but requested was
+/// 882`). The same node never answers it again, so it is not worth a retry; a node *behind* the
+/// block (the requested one above its height) is [`is_behind_the_block`] and is.
+pub fn is_pruned_state(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    if m.contains("historical state") && (m.contains("not available") || m.contains("unavailable"))
+    {
+        return true;
+    }
+    // anvil: "block height is H but requested was R".
+    let number_after = |marker: &str| -> Option<u64> {
+        let rest = &m[m.find(marker)?.checked_add(marker.len())?..];
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    matches!(
+        (number_after("block height is"), number_after("requested was")),
+        (Some(height), Some(requested)) if requested < height
+    )
+}
+
 /// Classify a JSON-RPC error response by code and message (clients differ in both).
 pub fn classify_response(code: i64, message: &str) -> ErrorClass {
     // The same call fails the same way until the transaction shrinks or the signer is funded.
@@ -135,6 +162,12 @@ pub fn classify_response(code: i64, message: &str) -> ErrorClass {
         return ErrorClass::RateLimited;
     }
     if code == 3 || m.contains("execution reverted") || m.contains("revert") {
+        return ErrorClass::Fatal;
+    }
+    // State pruned at the block asked for: this node will not answer it again. The relay's
+    // reads of old blocks each have their fallback (a log range left uncounted, the first nonce
+    // read from the first request's log).
+    if is_pruned_state(message) {
         return ErrorClass::Fatal;
     }
     // A node behind the block asked for answers "invalid params" on some clients (anvil's
@@ -380,5 +413,33 @@ mod tests {
             classify_send(&resp(3, "execution reverted")),
             SendRejection::Other(ErrorClass::Fatal)
         );
+    }
+
+    #[test]
+    fn state_pruned_at_an_old_block_is_not_retried_but_a_block_ahead_is() {
+        for message in [
+            "BlockOutOfRangeError: block height is 4704 but requested was 882",
+            "required historical state unavailable (reexec=128)",
+            "historical state 0xabc is not available",
+        ] {
+            assert!(is_pruned_state(message), "{message}");
+            assert_eq!(
+                classify_response(-32602, message),
+                ErrorClass::Fatal,
+                "{message}"
+            );
+        }
+        for message in [
+            "BlockOutOfRangeError: block height is 12 but requested was 13",
+            "header not found",
+            "missing trie node abc (path )",
+        ] {
+            assert!(!is_pruned_state(message), "{message}");
+            assert_eq!(
+                classify_response(-32602, message),
+                ErrorClass::Retryable,
+                "{message}"
+            );
+        }
     }
 }
