@@ -429,14 +429,17 @@ mod tests {
                 "{message}"
             );
         }
-        for message in [
-            "BlockOutOfRangeError: block height is 12 but requested was 13",
-            "header not found",
-            "missing trie node abc (path )",
+        for (code, message) in [
+            (
+                -32602,
+                "BlockOutOfRangeError: block height is 12 but requested was 13",
+            ),
+            (-32000, "header not found"),
+            (-32000, "missing trie node abc (path )"),
         ] {
             assert!(!is_pruned_state(message), "{message}");
             assert_eq!(
-                classify_response(-32602, message),
+                classify_response(code, message),
                 ErrorClass::Retryable,
                 "{message}"
             );
