@@ -13,8 +13,6 @@ use multibridge_contracts::{ChainRole, NonceState, Request, RequestError, reques
 
 use super::{ChainClient, ChainError};
 
-/// Blocks per log read when the first nonce of a range is read from its request logs.
-pub const FIRST_NONCE_SPAN: u64 = 5_000;
 /// Most nonces asked of `votingStatus` in one call.
 const VOTING_STATUS_CHUNK: usize = 256;
 /// Most `votingStatus` chunks read at once.
@@ -200,8 +198,9 @@ impl<'a> BridgeViews<'a> {
     /// relay restarted long after its bridge was deployed asks for far older ones) is answered
     /// from the logs instead: nonces are handed out one by one, so the first request mined from
     /// `block` on carries exactly that nonce, and with none since, `requestNonce` at the head
-    /// read is the same figure.
-    pub async fn first_nonce_from(&self, block: u64) -> Result<u64, ViewError> {
+    /// read is the same figure, read `max_range` blocks at a time (the chain's configured
+    /// `max_block_range`, which its endpoints accept).
+    pub async fn first_nonce_from(&self, block: u64, max_range: u64) -> Result<u64, ViewError> {
         let Some(before) = block.checked_sub(1) else {
             return Ok(0);
         };
@@ -216,20 +215,20 @@ impl<'a> BridgeViews<'a> {
             Ok(nonce) => Ok(nonce),
             Err(e) if crate::rpc_error::is_pruned_state(&e.to_string()) => {
                 tracing::info!(chain = %self.chain.role(), block, "the node pruned the state of that block: the first nonce is read from the request logs since");
-                self.first_nonce_from_logs(block).await
+                self.first_nonce_from_logs(block, max_range).await
             }
             Err(e) => Err(e.into()),
         }
     }
 
     /// [`first_nonce_from`](Self::first_nonce_from) read from the request logs of `block` up to
-    /// the head, [`FIRST_NONCE_SPAN`] blocks per read.
-    async fn first_nonce_from_logs(&self, block: u64) -> Result<u64, ViewError> {
+    /// the head, `max_range` blocks per read.
+    async fn first_nonce_from_logs(&self, block: u64, max_range: u64) -> Result<u64, ViewError> {
         let head = self.chain.head().await?;
         let mut from = block;
         while from <= head {
             let to = from
-                .saturating_add(FIRST_NONCE_SPAN.saturating_sub(1))
+                .saturating_add(max_range.max(1).saturating_sub(1))
                 .min(head);
             if let Some(first) = self.request_logs(from..=to).await?.first() {
                 return Ok(first.nonce);

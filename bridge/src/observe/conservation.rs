@@ -262,7 +262,12 @@ impl ConservationScanner {
             Some(n) => n,
             None => {
                 let start = self.source.start_block;
-                let n = self.source.chain.views().first_nonce_from(start).await?;
+                let n = self
+                    .source
+                    .chain
+                    .views()
+                    .first_nonce_from(start, self.source.max_range)
+                    .await?;
                 self.first_nonce = Some(n);
                 n
             }
