@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
@@ -127,6 +127,9 @@ pub struct EtcdPool {
     endpoints: Vec<String>,
     access: EtcdAccess,
     clients: Vec<Mutex<Connection>>,
+    /// Per endpoint: an attempt was abandoned unanswered past the floor, so its connection is
+    /// suspect and is made again before the next attempt (see [`Abandoned`]).
+    suspect: Vec<AtomicBool>,
     preferred: AtomicUsize,
     /// The configured bound of one attempt.
     floor: Duration,
@@ -155,6 +158,7 @@ impl EtcdPool {
             .map(|_| Mutex::new(Connection::None))
             .collect();
         Self {
+            suspect: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
             floor: attempt_timeout,
             bounds: std::sync::Mutex::default(),
             endpoints,
@@ -240,6 +244,19 @@ impl EtcdPool {
         let connecting = {
             let slot = self.clients.get(index).ok_or("no such endpoint")?;
             let mut slot = slot.lock().await;
+            if self
+                .suspect
+                .get(index)
+                .is_some_and(|s| s.swap(false, Ordering::Relaxed))
+                && matches!(&*slot, Connection::Ready(_))
+            {
+                tracing::debug!(
+                    pool = self.name,
+                    endpoint = %self.label(index),
+                    "etcd connection made again: an attempt on it was abandoned unanswered"
+                );
+                *slot = Connection::None;
+            }
             match &*slot {
                 Connection::Ready(client) => return Ok(Client::clone(client)),
                 Connection::Connecting(connecting) => connecting.clone(),
@@ -325,7 +342,16 @@ impl EtcdPool {
             }
         };
         let started = std::time::Instant::now();
-        let last = match tokio::time::timeout(bound.current(), f(client)).await {
+        let mut abandoned = Abandoned {
+            pool: self,
+            index,
+            what,
+            started,
+            armed: true,
+        };
+        let outcome = tokio::time::timeout(bound.current(), f(client)).await;
+        abandoned.armed = false;
+        let last = match outcome {
             Ok(Ok(value)) => {
                 self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
@@ -345,6 +371,17 @@ impl EtcdPool {
         };
         self.forget(index).await;
         Err(last)
+    }
+
+    /// An attempt of `what` on endpoint `index` was dropped before it ended, after `ran`.
+    fn abandoned(&self, index: usize, what: &'static str, ran: Duration) {
+        if ran < self.floor {
+            return;
+        }
+        self.count(index, what, EtcdOutcome::Abandoned);
+        if let Some(suspect) = self.suspect.get(index) {
+            suspect.store(true, Ordering::Relaxed);
+        }
     }
 
     fn unavailable(&self, what: &'static str, last: String) -> EtcdUnavailable {
@@ -509,6 +546,29 @@ impl EtcdPool {
     }
 }
 
+/// Marks an attempt that is dropped before its call ended (its race was answered by another
+/// endpoint, or ran out of time). One still unanswered past the pool's floor — a healthy member
+/// answers well within it — makes its endpoint's connection suspect: a connection that a
+/// network cut left dead never answers, and with a race's deadline shorter than an attempt's
+/// (raised) bound, every attempt on it would be cut before it could time out and drop it, so a
+/// replica whose links came back would stay unable to renew its lease.
+struct Abandoned<'a> {
+    pool: &'a EtcdPool,
+    index: usize,
+    what: &'static str,
+    started: std::time::Instant,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool
+                .abandoned(self.index, self.what, self.started.elapsed());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -530,6 +590,56 @@ mod tests {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_attempt_was_abandoned_unanswered_is_made_again() {
+        // A member that accepts connections and never answers: what a replica's connection
+        // looks like after a network cut that took the bytes in flight.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                open.push(socket);
+            }
+        });
+        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        let pool = EtcdPool::new(vec![url], Duration::from_millis(100), metrics.etcd());
+        let race = |deadline: Duration| {
+            pool.race_hedged(
+                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                Duration::from_secs(10),
+                Instant::now() + deadline,
+                |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
+            )
+        };
+        // An attempt that times out raises the bound (every endpoint timed out: 200 ms), so
+        // from now on a race of 150 ms cuts its attempt before the attempt's own bound.
+        race(Duration::from_millis(250)).await.expect_err("silent");
+        assert_eq!(
+            pool.attempt_bound(multibridge_monitoring::metrics::ETCD_KEEP_ALIVE),
+            Duration::from_millis(200)
+        );
+        race(Duration::from_millis(150)).await.expect_err("silent");
+        let before = connections();
+        assert!(before >= 1, "the attempts connected");
+        assert_eq!(attempts(&metrics, "abandoned"), 1.0, "cut past the floor");
+        race(Duration::from_millis(150)).await.expect_err("silent");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while connections() == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        held.abort();
+        assert_eq!(
+            connections(),
+            before + 1,
+            "the abandoned attempt's connection was made again, not reused"
+        );
     }
 
     #[tokio::test]

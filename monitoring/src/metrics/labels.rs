@@ -127,11 +127,14 @@ pub enum EtcdOutcome {
     Error,
     /// No answer in time.
     Timeout,
+    /// Still unanswered, past the configured bound, when the call it belonged to ended (a race
+    /// answered elsewhere or out of time): its connection is made again before the next attempt.
+    Abandoned,
 }
 
 impl EtcdOutcome {
     /// Every outcome.
-    pub const ALL: [Self; 3] = [Self::Ok, Self::Error, Self::Timeout];
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Error, Self::Timeout, Self::Abandoned];
 
     /// Stable label.
     pub const fn as_str(self) -> &'static str {
@@ -139,6 +142,7 @@ impl EtcdOutcome {
             Self::Ok => "ok",
             Self::Error => "error",
             Self::Timeout => "timeout",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -216,10 +220,11 @@ pub const STUCK_REASONS: [&str; 8] = [
 /// The `asset` label of the native coin (tokens are labelled with their source address).
 pub const NATIVE_ASSET: &str = "native";
 /// Outcomes of one etcd attempt.
-pub const ETCD_OUTCOMES: [&str; 3] = [
+pub const ETCD_OUTCOMES: [&str; 4] = [
     EtcdOutcome::Ok.as_str(),
     EtcdOutcome::Error.as_str(),
     EtcdOutcome::Timeout.as_str(),
+    EtcdOutcome::Abandoned.as_str(),
 ];
 /// The etcd call a leader makes every third of its lease TTL (its series exist from the start).
 pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
