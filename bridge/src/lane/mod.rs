@@ -196,6 +196,9 @@ pub fn spawn(
                 shared.campaign_etcd.as_deref().unwrap_or(pool),
                 Duration::from_secs(etcd.lease_ttl_secs),
             ),
+            beats: crate::leadership::heartbeats::Heartbeats::of(
+                shared.campaign_etcd.as_deref().unwrap_or(pool),
+            ),
             pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),
             fence: control.fence.clone(),
             held: control.held.clone(),

@@ -44,6 +44,7 @@ use tokio::sync::watch;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
+use super::heartbeats::{Heartbeats, next_poll};
 use super::key_reads::KeyReads;
 use crate::chain::fence::Fence;
 use crate::store::{LeaseRecord, SharedStore};
@@ -201,6 +202,8 @@ pub struct Campaign {
     pub pool: Arc<EtcdPool>,
     /// The process's reads of the leader keys its standbys follow ([`standby_reads`]).
     pub reads: Arc<KeyReads>,
+    /// The process's heartbeats, sent together ([`Heartbeats::of`]).
+    pub beats: Arc<Heartbeats>,
     /// The lane's fence (this task opens and closes it).
     pub fence: Fence,
     /// The lease this campaign holds.
@@ -494,35 +497,16 @@ impl Campaign {
     }
 
     /// Rewrite the leader key (same value, same lease) if it still names this replica under
-    /// `lease`: the heartbeat. `true` when it did (the fence's heartbeat is extended from the
-    /// moment it was sent).
+    /// `lease`: the heartbeat, sent with the process's other leaders' due at the same poll
+    /// ([`Heartbeats`]). `true` when it did (the fence's heartbeat is extended from the moment
+    /// its transaction was sent).
     async fn touch(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
         let value = serde_json::to_string(&self.me).unwrap_or_default();
-        let key = self.key.clone();
-        let sent = Instant::now();
-        let done = self
-            .pool
-            .call("heartbeat", |mut c| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    let txn = Txn::new()
-                        .when([
-                            Compare::lease(key.clone(), CompareOp::Equal, lease),
-                            Compare::value(key.clone(), CompareOp::Equal, value.clone()),
-                        ])
-                        .and_then([TxnOp::put(
-                            key,
-                            value,
-                            Some(PutOptions::new().with_lease(lease)),
-                        )]);
-                    Ok(c.txn(txn).await?.succeeded())
-                }
-            })
-            .await?;
-        if done {
-            self.fence.beat(sent, self.ttl);
+        let beat = self.beats.beat(&self.pool, &self.key, value, lease).await?;
+        if beat.rewritten {
+            self.fence.beat(beat.sent, self.ttl);
         }
-        Ok(done)
+        Ok(beat.rewritten)
     }
 
     /// Take the leader key over from a leader whose heartbeat stopped: put this replica's
@@ -857,10 +841,11 @@ impl Campaign {
             // lease id is kept: a renewal the server still grants resumes the term).
             self.step_down_unless_proven();
             self.held.set(lease);
-            // A poll from the step's start: a step that spent its poll waiting on etcd (a
-            // renewal through an etcd election) goes again at once, with no pause between its
-            // renewal waves.
-            tokio::time::sleep_until(started.checked_add(poll).unwrap_or(started)).await;
+            // The next poll of the process's grid after the step's start (every campaign of
+            // the process wakes at once, so the leaders due heartbeat in one transaction): a
+            // step that spent its poll waiting on etcd (a renewal through an etcd election)
+            // goes again at once, with no pause between its renewal waves.
+            tokio::time::sleep_until(next_poll(started, poll)).await;
         }
     }
 

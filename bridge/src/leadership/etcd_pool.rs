@@ -223,6 +223,11 @@ impl EtcdPool {
         self.metrics.shared_read(what);
     }
 
+    /// Count `n` leader-key heartbeats that ended with `outcome` (`etcd_heartbeats_total`).
+    pub fn count_heartbeats(&self, outcome: &str, n: usize) {
+        self.metrics.heartbeats(outcome, n);
+    }
+
     /// The endpoints, in the order they are tried.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints

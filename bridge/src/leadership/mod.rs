@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod etcd_pool;
 pub mod etcd_version;
 pub mod health;
+pub mod heartbeats;
 pub mod key_reads;
 pub mod layout;
 pub mod progress;

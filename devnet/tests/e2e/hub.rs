@@ -255,6 +255,30 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             "operator 1's process read every {read} itself: nothing was shared"
         );
     }
+    // Its lane leaders heartbeat together (issue 54): fewer heartbeat transactions (every
+    // attempt, whatever its outcome) than heartbeats.
+    let (mut beats, mut txns) = (0.0, 0.0);
+    for port in &ports {
+        use multibridge_devnet::harness::scrape::metric_sum;
+        beats += metric_sum(
+            *port,
+            "multibridge_etcd_heartbeats_total",
+            "outcome=\"rewritten\"",
+        )
+        .await
+        .unwrap_or_default();
+        txns += metric_sum(
+            *port,
+            "multibridge_etcd_requests_total",
+            "call=\"heartbeat\"",
+        )
+        .await
+        .unwrap_or_default();
+    }
+    assert!(
+        beats > 0.0 && txns > 0.0 && beats > 1.5 * txns,
+        "operator 1's process sent {txns} heartbeat transactions for {beats} heartbeats: its leaders did not heartbeat together"
+    );
     for (name, driver) in &pairs {
         let locked = driver
             .token_balance(

@@ -231,6 +231,11 @@ pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
 /// The read of every leader key a process's standbys follow (one transaction; its series exist
 /// from the start).
 pub const ETCD_LEADER_KEYS: &str = "read leader keys";
+/// The transaction that rewrites the leader keys of a process's lane leaders (their heartbeats).
+pub const ETCD_HEARTBEAT: &str = "heartbeat";
+/// Outcomes of one leader-key heartbeat: rewritten, lost (the key no longer names the leader
+/// under its lease), failed (etcd did not answer).
+pub const ETCD_HEARTBEAT_OUTCOMES: [&str; 3] = ["rewritten", "lost", "failed"];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [
     RequestStatus::Observed.as_str(),

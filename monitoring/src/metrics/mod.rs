@@ -367,6 +367,7 @@ pub struct Metrics {
     ///
     /// Labels: call.
     pub(crate) etcd_shared_reads: IntCounterVec,
+    pub(crate) etcd_heartbeats: IntCounterVec,
     /// How long one etcd attempt may take now, per pool: the configured bound, raised while
     /// no endpoint answered within it and lowered again once answers come fast.
     ///
@@ -828,6 +829,11 @@ impl Metrics {
                 "etcd reads answered from another task's read in the process: a standby's read of its leader key served from the one transaction that read every leader key the process's standbys follow (call \"read leader keys\")",
                 &["call"],
             )?,
+            etcd_heartbeats: counter(
+                "etcd_heartbeats_total",
+                "Leader-key heartbeats of the process's lane leaders by outcome (rewritten: the key still named this replica under its lease and was rewritten; lost: it did not; failed: etcd did not answer). They go to etcd together, one transaction per gathering of the leaders due at once: beside etcd_requests_total{call=\"heartbeat\"} this gives the heartbeats per transaction",
+                &["outcome"],
+            )?,
             etcd_attempt_bound: gauge(
                 "etcd_attempt_bound_seconds",
                 "How long one etcd attempt of a kind of call may take now, per pool (elections: the campaigns; background: backups, progress, registry, dashboard; command: the CLI): the configured bound, doubled (up to 4x) each time every endpoint timed out in a row, halved back after three answers in a row under a quarter of it. Above the configured bound, etcd answers that call slower than the lease was configured for",
@@ -1029,6 +1035,9 @@ impl Metrics {
         self.etcd_shared_reads
             .with_label_values(&[ETCD_LEADER_KEYS])
             .reset();
+        for outcome in ETCD_HEARTBEAT_OUTCOMES {
+            self.etcd_heartbeats.with_label_values(&[outcome]).reset();
+        }
     }
 
     /// Publish what the conservation check of `lane` holds by nonce.

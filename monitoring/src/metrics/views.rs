@@ -85,6 +85,7 @@ impl Metrics {
             requests: self.etcd_requests.clone(),
             revokes_live_leases: self.etcd_member_revokes_live_leases.clone(),
             shared: self.etcd_shared_reads.clone(),
+            heartbeats: self.etcd_heartbeats.clone(),
             attempt_bound: self.etcd_attempt_bound.clone(),
         }
     }
@@ -360,6 +361,7 @@ pub struct EtcdMetrics {
     requests: IntCounterVec,
     revokes_live_leases: IntGaugeVec,
     shared: IntCounterVec,
+    heartbeats: IntCounterVec,
     attempt_bound: prometheus::GaugeVec,
 }
 
@@ -380,6 +382,14 @@ impl EtcdMetrics {
     /// Count one read of `call` answered from another task's read.
     pub fn shared_read(&self, call: &str) {
         self.shared.with_label_values(&[call]).inc();
+    }
+
+    /// Count `n` leader-key heartbeats that ended with `outcome` (one of
+    /// [`ETCD_HEARTBEAT_OUTCOMES`](crate::metrics::ETCD_HEARTBEAT_OUTCOMES)).
+    pub fn heartbeats(&self, outcome: &str, n: usize) {
+        self.heartbeats
+            .with_label_values(&[outcome])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// The bound of one attempt of `call` in the pool `pool`, now.

@@ -1,0 +1,316 @@
+//! One etcd transaction for the heartbeats of every lane a process leads (issue 54).
+//!
+//! A lane leader rewrites its leader key with every lease renewal, a sixth of the TTL apart
+//! (the heartbeat its fence needs, see [`campaign`](super::campaign)). Each rewrite is an etcd
+//! write: a raft proposal and an fsync on every member. A process serving a hub leads up to one
+//! election per chain — 65 for 64 service chains — and sent 6 writes a second per election at a
+//! 1 s TTL, one transaction each; three such processes on one etcd member made it answer in up
+//! to 650 ms, past what the fence allows, and the leaders stepped down for it.
+//!
+//! Here every campaign of the process hands its heartbeat to one [`Heartbeats`] (per etcd
+//! endpoint list). The heartbeats asked within [`GATHER`] of each other go in one transaction:
+//! one nested transaction per key, each with the compare of its own key (its lease and value),
+//! so a key that no longer names its leader fails only its own heartbeat. The campaigns poll on
+//! one grid per process ([`next_poll`]), so the leaders due at a poll ask together and the
+//! process sends one write per renewal round instead of one per election.
+//!
+//! The fence is extended from the moment the transaction was sent — the instant taken just
+//! before it went out, never earlier than any of its heartbeats was asked for — exactly as a
+//! heartbeat of its own: every rewrite that succeeded was sent at or after that instant, so a
+//! standby that sees the revision unchanged for the TTL after it still finds the old leader's
+//! fence closed. A gathering does not wait for an earlier one to come back (under a slow etcd the
+//! heartbeats due go on a poll apart, as they did one by one).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use multibridge_chain::shared_reads::ProcessBook;
+use multibridge_monitoring::metrics::{ETCD_HEARTBEAT, ETCD_HEARTBEAT_OUTCOMES};
+use tokio::sync::oneshot;
+
+use super::etcd_pool::{EtcdPool, EtcdUnavailable};
+
+/// How long a heartbeat waits for the others due at the same poll (the campaigns of a process
+/// wake at one instant: they ask within a millisecond or two).
+pub const GATHER: Duration = Duration::from_millis(2);
+/// Most heartbeats in one transaction (etcd's default `--max-txn-ops` is 128 per level).
+pub const KEYS_PER_TXN: usize = 100;
+
+/// One heartbeat's answer: whether the key was rewritten, and the instant its transaction was
+/// sent (what the fence is extended from).
+#[derive(Debug, Clone, Copy)]
+pub struct Beaten {
+    /// The key still named its leader under its lease and was rewritten.
+    pub rewritten: bool,
+    /// When the transaction that carried it was sent.
+    pub sent: Instant,
+}
+
+/// A heartbeat waiting for its gathering.
+struct Asked {
+    key: String,
+    value: String,
+    lease: i64,
+    answer: oneshot::Sender<Result<Beaten, EtcdUnavailable>>,
+}
+
+#[derive(Default)]
+struct Gathering {
+    asked: Vec<Asked>,
+    /// A collector is waiting out [`GATHER`] and will take `asked`.
+    collecting: bool,
+}
+
+/// The heartbeats of one etcd cluster's lane leaders in this process.
+#[derive(Default)]
+pub struct Heartbeats {
+    gathering: Mutex<Gathering>,
+}
+
+impl std::fmt::Debug for Heartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Heartbeats")
+    }
+}
+
+impl Heartbeats {
+    /// The heartbeats of the process for the cluster `pool` reaches.
+    pub fn of(pool: &EtcdPool) -> Arc<Self> {
+        static BOOK: ProcessBook<Vec<String>, Heartbeats> = ProcessBook::new();
+        BOOK.get_or_make(pool.endpoints().to_vec(), Self::default)
+    }
+
+    /// Rewrite `key` with `value` under `lease` if it holds exactly that: the heartbeat of its
+    /// leader, sent through `pool` with every other heartbeat asked meanwhile.
+    pub async fn beat(
+        self: &Arc<Self>,
+        pool: &Arc<EtcdPool>,
+        key: &str,
+        value: String,
+        lease: i64,
+    ) -> Result<Beaten, EtcdUnavailable> {
+        let (answer, answered) = oneshot::channel();
+        let collect = {
+            let mut gathering = self.gathering.lock().unwrap_or_else(|p| p.into_inner());
+            gathering.asked.push(Asked {
+                key: key.to_owned(),
+                value,
+                lease,
+                answer,
+            });
+            !std::mem::replace(&mut gathering.collecting, true)
+        };
+        if collect {
+            tokio::spawn(Arc::clone(self).collect(Arc::clone(pool)));
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(EtcdUnavailable {
+                what: ETCD_HEARTBEAT,
+                endpoints: pool.endpoints().join(","),
+                last: "the heartbeat's transaction was dropped (the process is stopping)".into(),
+            })
+        })
+    }
+
+    /// Wait out [`GATHER`], then send what was asked meanwhile and answer each asker.
+    async fn collect(self: Arc<Self>, pool: Arc<EtcdPool>) {
+        let asked = {
+            // Dropped unsent (the runtime stops): the next asker starts a collector, which
+            // takes what is queued.
+            let guard = Collecting(&self);
+            tokio::time::sleep(GATHER).await;
+            guard.take()
+        };
+        let txns = transactions(asked);
+        futures::future::join_all(txns.into_iter().map(|txn| send(&pool, txn))).await;
+    }
+}
+
+/// Clears `collecting` when the collector is dropped before it took the gathering.
+struct Collecting<'a>(&'a Heartbeats);
+
+impl Collecting<'_> {
+    fn take(self) -> Vec<Asked> {
+        let mut gathering = self.0.gathering.lock().unwrap_or_else(|p| p.into_inner());
+        gathering.collecting = false;
+        std::mem::take(&mut gathering.asked)
+    }
+}
+
+impl Drop for Collecting<'_> {
+    fn drop(&mut self) {
+        let mut gathering = self.0.gathering.lock().unwrap_or_else(|p| p.into_inner());
+        gathering.collecting = false;
+    }
+}
+
+/// `asked` cut into transactions of at most [`KEYS_PER_TXN`] heartbeats with no key twice in
+/// one (etcd refuses a transaction that writes a key twice, which would fail every heartbeat
+/// in it), in the order asked.
+fn transactions(asked: Vec<Asked>) -> Vec<Vec<Asked>> {
+    let mut txns: Vec<Vec<Asked>> = Vec::new();
+    for one in asked {
+        let fits = txns
+            .iter()
+            .position(|txn| txn.len() < KEYS_PER_TXN && txn.iter().all(|a| a.key != one.key));
+        match fits {
+            Some(i) => txns[i].push(one),
+            None => txns.push(vec![one]),
+        }
+    }
+    txns
+}
+
+/// The nested transaction of one heartbeat: rewrite the key if it holds this value under this
+/// lease.
+fn heartbeat_txn(asked: &Asked) -> Txn {
+    Txn::new()
+        .when([
+            Compare::lease(asked.key.as_str(), CompareOp::Equal, asked.lease),
+            Compare::value(asked.key.as_str(), CompareOp::Equal, asked.value.as_str()),
+        ])
+        .and_then([TxnOp::put(
+            asked.key.as_str(),
+            asked.value.as_str(),
+            Some(PutOptions::new().with_lease(asked.lease)),
+        )])
+}
+
+/// Send one transaction of heartbeats and answer each of them.
+async fn send(pool: &EtcdPool, txn: Vec<Asked>) {
+    let sent = Instant::now();
+    let answer = pool
+        .call(ETCD_HEARTBEAT, |mut c| {
+            let ops: Vec<TxnOp> = txn
+                .iter()
+                .map(|asked| TxnOp::txn(heartbeat_txn(asked)))
+                .collect();
+            async move { c.txn(Txn::new().and_then(ops)).await }
+        })
+        .await;
+    let outcomes = match answer {
+        Ok(resp) => {
+            let each = rewritten(&resp);
+            if each.len() == txn.len() {
+                Ok(each)
+            } else {
+                Err(EtcdUnavailable {
+                    what: ETCD_HEARTBEAT,
+                    endpoints: pool.endpoints().join(","),
+                    last: format!(
+                        "etcd answered {} of {} heartbeats in one transaction",
+                        each.len(),
+                        txn.len()
+                    ),
+                })
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let [rewritten_label, lost_label, failed_label] = ETCD_HEARTBEAT_OUTCOMES;
+    match outcomes {
+        Ok(each) => {
+            let done = each.iter().filter(|r| **r).count();
+            pool.count_heartbeats(rewritten_label, done);
+            pool.count_heartbeats(lost_label, each.len().saturating_sub(done));
+            for (asked, rewritten) in txn.into_iter().zip(each) {
+                let _ = asked.answer.send(Ok(Beaten { rewritten, sent }));
+            }
+        }
+        Err(e) => {
+            pool.count_heartbeats(failed_label, txn.len());
+            for asked in txn {
+                let _ = asked.answer.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Whether each nested transaction of `resp` succeeded, in order.
+fn rewritten(resp: &etcd_client::TxnResponse) -> Vec<bool> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Txn(txn) => Some(txn.succeeded()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first poll instant of the process's grid after `after`: every campaign of a process with
+/// the same poll wakes at the same instants, so the leaders due at a poll heartbeat together.
+pub fn next_poll(after: tokio::time::Instant, poll: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let poll_ns = poll.as_nanos().max(1);
+    let since = after.saturating_duration_since(epoch).as_nanos();
+    let polls = since.checked_div(poll_ns).unwrap_or(0).saturating_add(1);
+    let offset = u64::try_from(polls.saturating_mul(poll_ns)).unwrap_or(u64::MAX);
+    epoch
+        .checked_add(Duration::from_nanos(offset))
+        .unwrap_or(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(key: &str) -> (Asked, oneshot::Receiver<Result<Beaten, EtcdUnavailable>>) {
+        let (answer, rx) = oneshot::channel();
+        (
+            Asked {
+                key: key.into(),
+                value: "v".into(),
+                lease: 7,
+                answer,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_transaction_never_writes_a_key_twice_and_holds_at_most_its_bound() {
+        let keys: Vec<String> = (0..KEYS_PER_TXN.saturating_add(5))
+            .map(|i| format!("k{i}"))
+            .chain(["k0".to_string(), "k1".to_string(), "k0".to_string()])
+            .collect();
+        let all: Vec<Asked> = keys.iter().map(|k| asked(k).0).collect();
+        let txns = transactions(all);
+        assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), keys.len());
+        for txn in &txns {
+            assert!(txn.len() <= KEYS_PER_TXN);
+            let mut seen: Vec<&str> = txn.iter().map(|a| a.key.as_str()).collect();
+            seen.sort_unstable();
+            let n = seen.len();
+            seen.dedup();
+            assert_eq!(seen.len(), n, "a key twice in one transaction");
+        }
+        // The first transaction is full, and the order of asking is kept within each.
+        assert_eq!(txns[0].len(), KEYS_PER_TXN);
+        assert_eq!(txns[0][0].key, "k0");
+        assert_eq!(txns[0][1].key, "k1");
+    }
+
+    #[tokio::test]
+    async fn campaigns_of_a_process_wake_on_one_grid() {
+        let poll = Duration::from_millis(100);
+        // The process's grid starts at its first use.
+        let _ = next_poll(tokio::time::Instant::now(), poll);
+        let now = tokio::time::Instant::now();
+        let first = next_poll(now, poll);
+        assert!(first > now && first.duration_since(now) <= poll);
+        // Whenever within the poll before it a campaign asks: the same instant.
+        for before in [
+            Duration::from_nanos(1),
+            Duration::from_millis(1),
+            Duration::from_millis(50),
+            poll,
+        ] {
+            let asked = first.checked_sub(before).expect("within the test's clock");
+            assert_eq!(next_poll(asked, poll), first, "asked {before:?} before");
+        }
+        // A step that started on the grid goes again a poll later.
+        assert_eq!(next_poll(first, poll).duration_since(first), poll);
+    }
+}
