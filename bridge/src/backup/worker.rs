@@ -409,9 +409,17 @@ impl LeaseKeeper {
             let alive = self
                 .pool
                 .call("liveness lease keep-alive", |mut c| async move {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-                    keeper.keep_alive().await?;
-                    Ok(stream.message().await?.is_some_and(|r| r.ttl() > 0))
+                    // Opening the stream sends one renewal and reads its answer: "lease not
+                    // found" when it ran out (a second `keep_alive` renewed it twice).
+                    match c.lease_keep_alive(id).await {
+                        Ok(_) => Ok(true),
+                        Err(etcd_client::Error::LeaseKeepAliveError(e))
+                            if e.contains("lease not found") =>
+                        {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    }
                 })
                 .await?;
             if alive {

@@ -418,10 +418,11 @@ impl Campaign {
         Ok(id)
     }
 
-    /// Renew `lease`; `Ok(false)` when the server says it is gone. Fresh renewals go out every
-    /// poll while none is answered (see [`EtcdPool::race_hedged`]), until the fence would close
-    /// (at least one attempt's time), so a renewal lands as soon as an etcd election ends.
-    async fn renew(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+    /// Renew `lease`; an error saying "lease not found" ([`is_lease_gone`]) when the server
+    /// says it is gone. Fresh renewals go out every poll while none is answered (see
+    /// [`EtcdPool::race_hedged`]), until the fence would close (at least one attempt's time),
+    /// so a renewal lands as soon as an etcd election ends.
+    async fn renew(&self, lease: i64) -> Result<(), EtcdUnavailable> {
         let until = Instant::now()
             .checked_add(
                 self.fence
@@ -430,35 +431,33 @@ impl Campaign {
                     .max(self.pool.attempt_timeout()),
             )
             .unwrap_or_else(Instant::now);
-        let (ttl, sent) = self
+        let ((), sent) = self
             .pool
             .race_hedged(
                 multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
                 poll_interval(self.ttl),
                 until,
-                |mut c| async move {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-                    keeper.keep_alive().await?;
-                    Ok(stream.message().await?.map_or(0, |r| r.ttl()))
-                },
+                // Opening a keep-alive stream sends one renewal and reads its answer (an error
+                // saying "lease not found" when the server's TTL is 0: see `is_lease_gone`).
+                // A further `keep_alive` on the stream, which this sent before, was a second
+                // renewal of the same lease in the same instant: twice etcd's work for nothing.
+                |mut c| async move { c.lease_keep_alive(lease).await.map(|_| ()) },
             )
             .await?;
-        if ttl <= 0 {
-            return Ok(false);
-        }
         // A leader whose lease ran out by its own clock while this renewal was out (its sends
         // were refused meanwhile) keeps the lane now: counted, since the leadership gauge reads
         // 1 before and after and `leadership_changes_total` did not move.
         let lapsed = *self.leading.borrow() && !self.fence.lease_valid();
         // The server counts the TTL from when its leader handled the renewal, which is after
         // it was sent: counting from `sent` keeps this replica's view the shorter one.
-        self.fence
-            .extend(sent, Duration::from_secs(u64::try_from(ttl).unwrap_or(0)));
+        // The answer's TTL is the lease's granted TTL, never below the configured one (etcd
+        // only raises a TTL to its minimum): the configured TTL is the shorter view.
+        self.fence.extend(sent, self.ttl);
         if lapsed && self.fence.lease_valid() {
             self.metrics.lease_lapses.inc();
             tracing::warn!(lane = %self.lane, "lease ran out by this replica's clock before its renewal came back; renewed, sends resume");
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Try to create the leader key under `lease`; the key that holds it otherwise.
@@ -696,7 +695,7 @@ impl Campaign {
             Err("written by another place or for another election")
         } else {
             match self.renew(record.lease).await {
-                Ok(true) => match self.leader_kv().await {
+                Ok(()) => match self.leader_kv().await {
                     Ok(Some(kv))
                         if self.names_me_under(&kv, record.lease)
                             && kv.create_revision == record.create_revision =>
@@ -712,7 +711,7 @@ impl Campaign {
                     Ok(_) => Err("the leader key is no longer ours"),
                     Err(_) => Err("etcd unavailable"),
                 },
-                Ok(false) => Err("the lease ran out"),
+                Err(e) if is_lease_gone(&e) => Err("the lease ran out"),
                 Err(_) => Err("etcd unavailable"),
             }
         };
@@ -914,7 +913,7 @@ impl Campaign {
         );
         if let Some(renewal) = renewal {
             let renewed = match renewal {
-                Ok(renewed) => renewed,
+                Ok(()) => true,
                 // etcd revoked the lease (it ran out while the cluster had no quorum): once this
                 // replica's own clock says it is over too, take a new one. While the fence still
                 // holds, the same answer from one lagging member is not believed.

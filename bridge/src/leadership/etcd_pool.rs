@@ -453,11 +453,18 @@ impl EtcdPool {
     }
 
     /// [`race`](Self::race) started again on every endpoint every `every` while no answer came,
-    /// until `until`; gives the first answer and when the wave that gave it was sent. An etcd
+    /// until `until`; gives the first answer and when the attempt that gave it was sent. An etcd
     /// member without a leader holds a request it must forward until its next look for one,
     /// and it looks in steps of its election timeout, which is as long as an attempt may take:
     /// during an etcd election a single race is cut just before that look. A fresh wave that
     /// arrives once a leader is known is forwarded at once. The first wave always goes out.
+    ///
+    /// The first wave is *hedged*: it goes to the endpoint that answered last, and to the
+    /// others only when that one has not answered within half an attempt's floor (or failed).
+    /// A healthy cluster so handles one request per call instead of one per member — a
+    /// follower forwards each renewal to the raft leader, so racing every member tripled the
+    /// leader's load — and a dead or paused member costs half a floor once, until another
+    /// member's answer makes that one the first asked.
     pub async fn race_hedged<T, F, Fut>(
         &self,
         what: &'static str,
@@ -478,28 +485,58 @@ impl EtcdPool {
                 .await
                 .map(|value| (value, sent))
         };
+        let n = self.endpoints.len();
+        let first = self
+            .preferred
+            .load(Ordering::Relaxed)
+            .checked_rem(n)
+            .unwrap_or(0);
         let mut attempts = futures::stream::FuturesUnordered::new();
         let mut last = String::from("no endpoints");
         let mut next_wave = Some(Instant::now());
+        // When the first wave's other endpoints are asked (`None`: no first wave yet pending).
+        let mut rest_at: Option<Instant> = None;
+        let mut waves = 0_u32;
         let every = every.max(Duration::from_millis(10));
+        let hedge = self.floor.checked_div(2).unwrap_or_default();
         let deadline = tokio::time::Instant::from_std(until);
         loop {
+            let now = Instant::now();
             if let Some(at) = next_wave
-                && Instant::now() >= at
+                && now >= at
             {
-                attempts.extend((0..self.endpoints.len()).map(wave));
+                if waves == 0 && n > 1 {
+                    attempts.push(wave(first));
+                    rest_at = Some(now.checked_add(hedge).unwrap_or(now));
+                } else {
+                    attempts.extend((0..n).map(wave));
+                    rest_at = None;
+                }
+                waves = waves.saturating_add(1);
                 next_wave = at.checked_add(every).filter(|next| *next < until);
+            }
+            if rest_at.is_some_and(|at| now >= at) {
+                attempts.extend((0..n).filter(|i| *i != first).map(wave));
+                rest_at = None;
             }
             if attempts.is_empty() && next_wave.is_none() {
                 return Err(self.unavailable(what, last));
             }
-            let wake = next_wave.map_or(deadline, |at| {
-                tokio::time::Instant::from_std(at).min(deadline)
-            });
+            let wake = [next_wave, rest_at]
+                .into_iter()
+                .flatten()
+                .map(tokio::time::Instant::from_std)
+                .fold(deadline, std::cmp::Ord::min);
             tokio::select! {
                 Some(attempt) = attempts.next(), if !attempts.is_empty() => match attempt {
                     Ok(answer) => return Ok(answer),
-                    Err(e) => last = e,
+                    Err(e) => {
+                        last = e;
+                        // The endpoint asked first failed: ask the others now.
+                        if rest_at.is_some() {
+                            rest_at = Some(Instant::now());
+                        }
+                    }
                 },
                 () = tokio::time::sleep_until(wake) => {
                     if tokio::time::Instant::now() >= deadline {
@@ -601,17 +638,7 @@ mod tests {
     async fn a_connection_whose_attempt_was_abandoned_unanswered_is_made_again() {
         // A member that accepts connections and never answers: what a replica's connection
         // looks like after a network cut that took the bytes in flight.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", silent.local_addr().unwrap());
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = silent.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                open.push(socket);
-            }
-        });
+        let (url, accepted, held) = silent_member().await;
         let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
         let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
         let pool = EtcdPool::new(vec![url], Duration::from_millis(100), metrics.etcd());
@@ -647,18 +674,104 @@ mod tests {
         );
     }
 
+    /// A member that accepts connections and never answers; how many connections it took.
+    async fn silent_member() -> (
+        String,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                open.push(socket);
+            }
+        });
+        (url, accepted, held)
+    }
+
+    #[tokio::test]
+    async fn a_hedged_race_asks_the_other_members_only_when_the_first_is_slow_or_fails() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (first, first_asked, first_held) = silent_member().await;
+        let (second, second_asked, second_held) = silent_member().await;
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        // Floor 400 ms: the others are asked 200 ms after the first.
+        let pool = EtcdPool::new(
+            vec![first, second],
+            Duration::from_millis(400),
+            metrics.etcd(),
+        );
+        let race = |deadline: Duration| {
+            pool.race_hedged(
+                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                Duration::from_secs(10),
+                Instant::now() + deadline,
+                |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
+            )
+        };
+        let watched = async {
+            let deadline = Instant::now() + Duration::from_millis(150);
+            while Instant::now() < deadline {
+                assert_eq!(
+                    second_asked.load(SeqCst),
+                    0,
+                    "the second member was asked before the first had its half floor"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let (result, ()) = tokio::join!(race(Duration::from_millis(350)), watched);
+        result.expect_err("nobody answers");
+        assert!(first_asked.load(SeqCst) >= 1, "the first member was asked");
+        assert!(
+            second_asked.load(SeqCst) >= 1,
+            "the second member was asked once the first stayed silent"
+        );
+        first_held.abort();
+        second_held.abort();
+
+        // A first member that refuses connections: the others are asked at once.
+        let refused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused_url = format!("http://{}", refused.local_addr().unwrap());
+        drop(refused);
+        let (second, second_asked, second_held) = silent_member().await;
+        let pool = EtcdPool::new(
+            vec![refused_url, second],
+            Duration::from_secs(2),
+            metrics.etcd(),
+        );
+        let start = Instant::now();
+        let asked_at = async {
+            while second_asked.load(SeqCst) == 0 && start.elapsed() < Duration::from_secs(3) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            start.elapsed()
+        };
+        let race = pool.race_hedged(
+            multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+            Duration::from_secs(10),
+            start + Duration::from_millis(1_500),
+            |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
+        );
+        let (result, asked_at) = tokio::join!(race, asked_at);
+        second_held.abort();
+        result.expect_err("nobody answers");
+        assert!(
+            asked_at < Duration::from_millis(900),
+            "the second member was asked {asked_at:?} after a first that refused (half the floor: 1 s)"
+        );
+    }
+
     #[tokio::test]
     async fn hedged_races_send_fresh_waves_until_their_deadline_and_then_give_up() {
         // A member that accepts connections and never answers (a paused process): every
         // attempt runs into its timeout, so only fresh waves can reach a member that recovers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", silent.local_addr().unwrap());
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = silent.accept().await {
-                open.push(socket);
-            }
-        });
+        let (url, _, held) = silent_member().await;
         let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
         let pool = EtcdPool::new(vec![url], Duration::from_millis(200), metrics.etcd());
         let start = Instant::now();
