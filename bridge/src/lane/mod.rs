@@ -199,6 +199,10 @@ pub fn spawn(
             beats: crate::leadership::heartbeats::Heartbeats::of(
                 shared.campaign_etcd.as_deref().unwrap_or(pool),
             ),
+            lease: crate::leadership::shared_lease::SharedLease::of(
+                shared.campaign_etcd.as_deref().unwrap_or(pool),
+                Duration::from_secs(etcd.lease_ttl_secs),
+            ),
             pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),
             fence: control.fence.clone(),
             held: control.held.clone(),

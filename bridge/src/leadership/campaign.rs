@@ -46,6 +46,7 @@ use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
 use super::heartbeats::{Heartbeats, next_poll};
 use super::key_reads::KeyReads;
+use super::shared_lease::SharedLease;
 use crate::chain::fence::Fence;
 use crate::store::{LeaseRecord, SharedStore};
 
@@ -151,17 +152,21 @@ async fn release_key(
     .await
 }
 
-/// Give a lane up: release the leader key, then revoke `lease` (best effort each: unrevoked,
-/// the lease runs out by its TTL). Call only once the fence is closed.
-async fn give_up(pool: &EtcdPool, key: &str, me: Option<&LeaderInfo>, lease: i64) {
-    if let Some(me) = me {
-        match tokio::time::timeout(RESIGN_TIMEOUT, release_key(pool, key, me, lease)).await {
-            Ok(Ok(true)) => tracing::info!("leader key released; a standby can lead at once"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "leader key not released"),
-            Err(_) => tracing::warn!("leader key release timed out"),
-        }
+/// Give a lane up: release the leader key (best effort: unreleased, a standby takes it over
+/// once its heartbeat has run out). The lease stays: the process's other elections live under
+/// it ([`SharedLease`]). Call only once the fence is closed.
+async fn give_up(pool: &EtcdPool, key: &str, me: &LeaderInfo, lease: i64) {
+    match tokio::time::timeout(RESIGN_TIMEOUT, release_key(pool, key, me, lease)).await {
+        Ok(Ok(true)) => tracing::info!("leader key released; a standby can lead at once"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "leader key not released"),
+        Err(_) => tracing::warn!("leader key release timed out"),
     }
+}
+
+/// Revoke `lease` when the process stops, after every key under it was released (best effort:
+/// unrevoked, it runs out by its TTL): the keys a release did not reach go with it.
+pub async fn revoke_lease(pool: &EtcdPool, lease: i64) {
     let revoke = pool.call("lease revoke", |mut c| async move {
         c.lease_revoke(lease).await.map(|_| ())
     });
@@ -172,17 +177,19 @@ async fn give_up(pool: &EtcdPool, key: &str, me: Option<&LeaderInfo>, lease: i64
     }
 }
 
-/// Give a lane up when the replica stops: close the fence, then release the leader key and
-/// revoke the campaign's lease, so a follower leads at its next poll instead of after the TTL.
-/// Call only once nothing can broadcast any more. Best effort: if etcd cannot be reached the
-/// lease simply runs out.
-pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) {
+/// Give a lane up when the replica stops: close the fence, then release the leader key, so a
+/// follower leads at its next poll instead of after the TTL; the lease it held, for
+/// [`revoke_lease`] once every lane of the process resigned (they share it). Call only once
+/// nothing can broadcast any more. Best effort: if etcd cannot be reached the lease simply
+/// runs out.
+pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) -> Option<i64> {
     fence.lead(false);
     fence.expire();
-    let Some((lease, key, me)) = held.take() else {
-        return;
-    };
-    give_up(pool, &key, me.as_ref(), lease).await;
+    let (lease, key, me) = held.take()?;
+    if let Some(me) = me {
+        give_up(pool, &key, &me, lease).await;
+    }
+    Some(lease)
 }
 
 /// The readiness component of etcd.
@@ -204,6 +211,8 @@ pub struct Campaign {
     pub reads: Arc<KeyReads>,
     /// The process's heartbeats, sent together ([`Heartbeats::of`]).
     pub beats: Arc<Heartbeats>,
+    /// The process's lease, shared by its campaigns ([`SharedLease::of`]).
+    pub lease: Arc<SharedLease>,
     /// The lane's fence (this task opens and closes it).
     pub fence: Fence,
     /// The lease this campaign holds.
@@ -389,33 +398,32 @@ impl Campaign {
         }
     }
 
+    /// The process's lease ([`SharedLease`]), granted when it has none; the fence is extended
+    /// from when its last grant or renewal that the server answered was sent.
     async fn grant(&self) -> Result<i64, EtcdUnavailable> {
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-        let sent = Instant::now();
-        let (id, granted) = self
-            .pool
-            .call("lease grant", |mut c| async move {
-                let resp = c.lease_grant(ttl, None).await?;
-                Ok((resp.id(), resp.ttl()))
-            })
-            .await?;
-        // etcd raises a TTL below 1.5 election timeouts to that minimum: the server's figure
-        // is the lease's (and a dead leader's successor waits that long).
-        let granted = u64::try_from(granted).unwrap_or(0);
-        self.metrics
-            .lease_granted_ttl
-            .set(i64::try_from(granted).unwrap_or(i64::MAX));
-        if granted > self.ttl.as_secs() {
-            tracing::warn!(
-                lane = %self.lane,
-                configured_secs = self.ttl.as_secs(),
-                granted_secs = granted,
-                "etcd granted a longer lease than configured (its minimum is 1.5 x its election timeout): a dead leader is replaced after the longer TTL; run etcd with --heartbeat-interval 50 --election-timeout 500 for 1 s leases"
-            );
+        let held = self.lease.take(&self.pool, self.ttl).await?;
+        if held.granted_now {
+            // etcd raises a TTL below 1.5 election timeouts to that minimum: the server's
+            // figure is the lease's (and a dead leader's successor waits that long).
+            self.metrics
+                .lease_granted_ttl
+                .set(i64::try_from(held.granted_secs).unwrap_or(i64::MAX));
+            if held.granted_secs > self.ttl.as_secs() {
+                tracing::warn!(
+                    lane = %self.lane,
+                    configured_secs = self.ttl.as_secs(),
+                    granted_secs = held.granted_secs,
+                    "etcd granted a longer lease than configured (its minimum is 1.5 x its election timeout): a dead leader is replaced after the longer TTL; run etcd with --heartbeat-interval 50 --election-timeout 500 for 1 s leases"
+                );
+            }
         }
-        self.fence
-            .extend(sent, self.ttl.min(Duration::from_secs(granted)));
-        Ok(id)
+        let ttl = if held.granted_secs == 0 {
+            self.ttl
+        } else {
+            self.ttl.min(Duration::from_secs(held.granted_secs))
+        };
+        self.fence.extend(held.proven_at, ttl);
+        Ok(held.id)
     }
 
     /// Renew `lease`; an error saying "lease not found" ([`is_lease_gone`]) when the server
@@ -431,18 +439,24 @@ impl Campaign {
                     .max(self.pool.attempt_timeout()),
             )
             .unwrap_or_else(Instant::now);
-        let ((), sent) = self
-            .pool
-            .race_hedged(
-                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
-                poll_interval(self.ttl),
-                until,
-                // Opening a keep-alive stream sends one renewal and reads its answer (an error
-                // saying "lease not found" when the server's TTL is 0: see `is_lease_gone`).
-                // A further `keep_alive` on the stream, which this sent before, was a second
-                // renewal of the same lease in the same instant: twice etcd's work for nothing.
-                |mut c| async move { c.lease_keep_alive(lease).await.map(|_| ()) },
-            )
+        let poll = poll_interval(self.ttl);
+        let sent = self
+            .lease
+            .renew(lease, poll, &self.pool, || async {
+                self.pool
+                    .race_hedged(
+                        multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+                        poll,
+                        until,
+                        // Opening a keep-alive stream sends one renewal and reads its answer
+                        // (an error saying "lease not found" when the server's TTL is 0: see
+                        // `is_lease_gone`). A further `keep_alive` on the stream, which this sent
+                        // before, was a second renewal of the lease in the same instant.
+                        |mut c| async move { c.lease_keep_alive(lease).await.map(|_| ()) },
+                    )
+                    .await
+                    .map(|((), sent)| sent)
+            })
             .await?;
         // A leader whose lease ran out by its own clock while this renewal was out (its sends
         // were refused meanwhile) keeps the lane now: counted, since the leadership gauge reads
@@ -769,8 +783,8 @@ impl Campaign {
         }
     }
 
-    /// Stop leading because this replica cannot serve and `peer` can; the caller revokes the
-    /// lease so the peer leads at its next poll.
+    /// Stop leading because this replica cannot serve and `peer` can; the caller releases the
+    /// key so the peer leads at its next poll.
     async fn hand_over(
         &self,
         why: Unfit,
@@ -791,12 +805,6 @@ impl Campaign {
             "cannot serve the lane: handing it to a replica that can"
         );
         self.forget();
-    }
-
-    /// Revoke `lease` (best effort: unrevoked, it runs out by its TTL), releasing the leader
-    /// key first when `release` (this replica led under it; its fence is closed).
-    async fn revoke(&self, lease: i64, release: bool) {
-        give_up(&self.pool, &self.key, release.then_some(&self.me), lease).await;
     }
 
     /// Run until the task is aborted.
@@ -864,10 +872,9 @@ impl Campaign {
     ) -> Result<(), EtcdUnavailable> {
         let unfit = self.health.as_ref().and_then(|(health, _)| health.unfit());
         if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
-            // Unable to serve, and a peer can: leave the lane to it (no lease, no campaign).
-            if let Some(id) = lease.take() {
-                self.revoke(id, false).await;
-            }
+            // Unable to serve, and a peer can: leave the lane to it (no campaign; the process's
+            // lease stays for its other elections).
+            lease.take();
             return Ok(());
         }
         let id = match *lease {
@@ -917,7 +924,10 @@ impl Campaign {
                 // etcd revoked the lease (it ran out while the cluster had no quorum): once this
                 // replica's own clock says it is over too, take a new one. While the fence still
                 // holds, the same answer from one lagging member is not believed.
-                Err(e) if is_lease_gone(&e) && !self.fence.lease_valid() => false,
+                Err(e) if is_lease_gone(&e) && !self.fence.lease_valid() => {
+                    self.lease.forget(id).await;
+                    false
+                }
                 Err(e) => return Err(e),
             };
             if !renewed {
@@ -940,7 +950,7 @@ impl Campaign {
                 if let Some(peer) = self.healthy_peer().await {
                     self.hand_over(why, unfit_for, &peer, backoff).await;
                     *lease = None;
-                    self.revoke(id, true).await;
+                    give_up(&self.pool, &self.key, &self.me, id).await;
                 }
             } else {
                 backoff.leading_fit(Instant::now());

@@ -11,6 +11,7 @@ pub mod key_reads;
 pub mod layout;
 pub mod progress;
 pub mod runtime;
+pub mod shared_lease;
 
 use std::time::Duration;
 

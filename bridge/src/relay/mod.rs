@@ -22,7 +22,7 @@ use crate::chain::submitter::{Submitter, SubmitterHandle};
 use crate::config::Config;
 use crate::error::RelayError;
 use crate::lane::{LaneControl, Shared};
-use crate::leadership::campaign::resign;
+use crate::leadership::campaign::{resign, revoke_lease};
 use crate::observe::conservation::{ConservationScanner, ScanSide};
 use crate::observe::watcher::{WatchedLane, Watcher};
 use crate::preflight::Preflight;
@@ -248,11 +248,22 @@ pub async fn run(
         && leaving
     {
         // A lane that follows another pair's election leaves the resigning to that pair.
+        // Every key is released before the leases go (the elections share one), so each
+        // standby leads at once instead of waiting out a key deleted with its lease.
+        let mut leases = std::collections::BTreeSet::new();
         for control in controls.iter().filter(|c| c.campaigns) {
-            resign(pool, &control.fence, &control.held)
+            if let Some(lease) = resign(pool, &control.fence, &control.held)
                 .instrument(
                     tracing::info_span!("resign", lane = %control.lane, %operator, %replica),
                 )
+                .await
+            {
+                leases.insert(lease);
+            }
+        }
+        for lease in leases {
+            revoke_lease(pool, lease)
+                .instrument(tracing::info_span!("revoke", %operator, %replica))
                 .await;
         }
     }

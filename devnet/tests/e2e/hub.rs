@@ -279,6 +279,30 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         beats > 0.0 && txns > 0.0 && beats > 1.5 * txns,
         "operator 1's process sent {txns} heartbeat transactions for {beats} heartbeats: its leaders did not heartbeat together"
     );
+    // Its elections share one lease (issue 54): most renewals were answered from another
+    // election's renewal of the same lease, fewer were sent than shared.
+    let (mut renewals_shared, mut renewals_sent) = (0.0, 0.0);
+    for port in &ports {
+        use multibridge_devnet::harness::scrape::metric_sum;
+        renewals_shared += metric_sum(
+            *port,
+            "multibridge_etcd_shared_reads_total",
+            "call=\"lease keep-alive\"",
+        )
+        .await
+        .unwrap_or_default();
+        renewals_sent += metric_sum(
+            *port,
+            "multibridge_etcd_requests_total",
+            "call=\"lease keep-alive\"",
+        )
+        .await
+        .unwrap_or_default();
+    }
+    assert!(
+        renewals_sent > 0.0 && renewals_shared > renewals_sent,
+        "operator 1's process sent {renewals_sent} lease renewals and shared {renewals_shared}: its elections did not renew one lease together"
+    );
     for (name, driver) in &pairs {
         let locked = driver
             .token_balance(

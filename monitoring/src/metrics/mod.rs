@@ -826,7 +826,7 @@ impl Metrics {
             )?,
             etcd_shared_reads: counter(
                 "etcd_shared_reads_total",
-                "etcd reads answered from another task's read in the process: a standby's read of its leader key served from the one transaction that read every leader key the process's standbys follow (call \"read leader keys\")",
+                "etcd reads answered from another task's read in the process: a standby's read of its leader key served from the one transaction that read every leader key the process's standbys follow (call \"read leader keys\"), an election's lease renewal answered by another election's renewal of the process's one lease (call \"lease keep-alive\")",
                 &["call"],
             )?,
             etcd_heartbeats: counter(
