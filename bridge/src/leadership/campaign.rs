@@ -90,13 +90,27 @@ struct Held {
     lease: Option<i64>,
     key: String,
     me: Option<LeaderInfo>,
+    /// The process's lease book this campaign enlisted in (taken at its resignation).
+    shared: Option<Arc<SharedLease>>,
 }
 
 impl HeldLease {
-    fn bind(&self, key: &str, me: &LeaderInfo) {
+    fn bind(&self, key: &str, me: &LeaderInfo, shared: &Arc<SharedLease>) {
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
         held.key = key.to_owned();
         held.me = Some(me.clone());
+        if held.shared.is_none() {
+            shared.enlist();
+            held.shared = Some(shared.clone());
+        }
+    }
+
+    fn take_shared(&self) -> Option<Arc<SharedLease>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shared
+            .take()
     }
 
     fn set(&self, lease: Option<i64>) {
@@ -178,18 +192,20 @@ pub async fn revoke_lease(pool: &EtcdPool, lease: i64) {
 }
 
 /// Give a lane up when the replica stops: close the fence, then release the leader key, so a
-/// follower leads at its next poll instead of after the TTL; the lease it held, for
-/// [`revoke_lease`] once every lane of the process resigned (they share it). Call only once
-/// nothing can broadcast any more. Best effort: if etcd cannot be reached the lease simply
-/// runs out.
-pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) -> Option<i64> {
+/// follower leads at its next poll instead of after the TTL. The process's elections share
+/// their lease ([`SharedLease`]): the last of them to resign gets the leases to revoke
+/// ([`revoke_lease`]), the others none. Call only once nothing can broadcast any more. Best
+/// effort: if etcd cannot be reached the lease simply runs out.
+pub async fn resign(pool: &EtcdPool, fence: &Fence, held: &HeldLease) -> Vec<i64> {
     fence.lead(false);
     fence.expire();
-    let (lease, key, me) = held.take()?;
-    if let Some(me) = me {
+    if let Some((lease, key, Some(me))) = held.take() {
         give_up(pool, &key, &me, lease).await;
     }
-    Some(lease)
+    match held.take_shared() {
+        Some(shared) if shared.leave() => shared.leases().await,
+        _ => Vec::new(),
+    }
 }
 
 /// The readiness component of etcd.
@@ -402,20 +418,20 @@ impl Campaign {
     /// from when its last grant or renewal that the server answered was sent.
     async fn grant(&self) -> Result<i64, EtcdUnavailable> {
         let held = self.lease.take(&self.pool, self.ttl).await?;
-        if held.granted_now {
+        if held.granted_secs > 0 {
             // etcd raises a TTL below 1.5 election timeouts to that minimum: the server's
             // figure is the lease's (and a dead leader's successor waits that long).
             self.metrics
                 .lease_granted_ttl
                 .set(i64::try_from(held.granted_secs).unwrap_or(i64::MAX));
-            if held.granted_secs > self.ttl.as_secs() {
-                tracing::warn!(
-                    lane = %self.lane,
-                    configured_secs = self.ttl.as_secs(),
-                    granted_secs = held.granted_secs,
-                    "etcd granted a longer lease than configured (its minimum is 1.5 x its election timeout): a dead leader is replaced after the longer TTL; run etcd with --heartbeat-interval 50 --election-timeout 500 for 1 s leases"
-                );
-            }
+        }
+        if held.granted_now && held.granted_secs > self.ttl.as_secs() {
+            tracing::warn!(
+                lane = %self.lane,
+                configured_secs = self.ttl.as_secs(),
+                granted_secs = held.granted_secs,
+                "etcd granted a longer lease than configured (its minimum is 1.5 x its election timeout): a dead leader is replaced after the longer TTL; run etcd with --heartbeat-interval 50 --election-timeout 500 for 1 s leases"
+            );
         }
         let ttl = if held.granted_secs == 0 {
             self.ttl
@@ -430,19 +446,20 @@ impl Campaign {
     /// says it is gone. Fresh renewals go out every poll while none is answered (see
     /// [`EtcdPool::race_hedged`]), until the fence would close (at least one attempt's time),
     /// so a renewal lands as soon as an etcd election ends.
-    async fn renew(&self, lease: i64) -> Result<(), EtcdUnavailable> {
-        let until = Instant::now()
-            .checked_add(
-                self.fence
-                    .remaining()
-                    .min(self.ttl)
-                    .max(self.pool.attempt_timeout()),
-            )
-            .unwrap_or_else(Instant::now);
+    async fn renew(&self, lease: i64) -> Result<Instant, EtcdUnavailable> {
         let poll = poll_interval(self.ttl);
         let sent = self
             .lease
             .renew(lease, poll, &self.pool, || async {
+                // Counted from when the renewal goes out (it may have waited for another's).
+                let until = Instant::now()
+                    .checked_add(
+                        self.fence
+                            .remaining()
+                            .min(self.ttl)
+                            .max(self.pool.attempt_timeout()),
+                    )
+                    .unwrap_or_else(Instant::now);
                 self.pool
                     .race_hedged(
                         multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
@@ -471,7 +488,7 @@ impl Campaign {
             self.metrics.lease_lapses.inc();
             tracing::warn!(lane = %self.lane, "lease ran out by this replica's clock before its renewal came back; renewed, sends resume");
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Try to create the leader key under `lease`; the key that holds it otherwise.
@@ -709,7 +726,7 @@ impl Campaign {
             Err("written by another place or for another election")
         } else {
             match self.renew(record.lease).await {
-                Ok(()) => match self.leader_kv().await {
+                Ok(sent) => match self.leader_kv().await {
                     Ok(Some(kv))
                         if self.names_me_under(&kv, record.lease)
                             && kv.create_revision == record.create_revision =>
@@ -717,7 +734,7 @@ impl Campaign {
                         // A heartbeat before the first send (a standby may be about to take
                         // the key over: then the rewrite fails and so does the resume).
                         match self.touch(record.lease).await {
-                            Ok(true) => Ok(()),
+                            Ok(true) => Ok(sent),
                             Ok(false) => Err("the leader key is no longer ours"),
                             Err(_) => Err("etcd unavailable"),
                         }
@@ -730,7 +747,12 @@ impl Campaign {
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(sent) => {
+                // The key's value names the TTL it was granted with, which is the one
+                // configured now: the process's other elections may join this lease.
+                self.lease
+                    .adopt(record.lease, sent, self.ttl.as_secs())
+                    .await;
                 self.metrics.leadership_resumed.inc();
                 self.set_leader(
                     true,
@@ -810,7 +832,7 @@ impl Campaign {
     /// Run until the task is aborted.
     pub async fn run(self) {
         self.readiness.register(ETCD_COMPONENT);
-        self.held.bind(&self.key, &self.me);
+        self.held.bind(&self.key, &self.me, &self.lease);
         let poll = poll_interval(self.ttl);
         let renew_every = renew_interval(self.ttl);
         let mut lease: Option<i64> = self.resume().await;
@@ -920,7 +942,7 @@ impl Campaign {
         );
         if let Some(renewal) = renewal {
             let renewed = match renewal {
-                Ok(()) => true,
+                Ok(_) => true,
                 // etcd revoked the lease (it ran out while the cluster had no quorum): once this
                 // replica's own clock says it is over too, take a new one. While the fence still
                 // holds, the same answer from one lagging member is not believed.

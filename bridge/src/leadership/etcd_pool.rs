@@ -130,6 +130,9 @@ pub struct EtcdPool {
     /// Per endpoint: an attempt was abandoned unanswered past the floor, so its connection is
     /// suspect and is made again before the next attempt (see [`Abandoned`]).
     suspect: Vec<AtomicBool>,
+    /// Per endpoint: when an attempt on it last answered (an answer after an abandoned
+    /// attempt started proves its connection alive).
+    answered: Vec<std::sync::Mutex<Option<std::time::Instant>>>,
     preferred: AtomicUsize,
     /// The configured bound of one attempt.
     floor: Duration,
@@ -159,6 +162,10 @@ impl EtcdPool {
             .collect();
         Self {
             suspect: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
+            answered: endpoints
+                .iter()
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
             floor: attempt_timeout,
             bounds: std::sync::Mutex::default(),
             endpoints,
@@ -358,6 +365,13 @@ impl EtcdPool {
         abandoned.armed = false;
         let last = match outcome {
             Ok(Ok(value)) => {
+                if let Some(answered) = self.answered.get(index) {
+                    *answered.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now());
+                }
+                if let Some(suspect) = self.suspect.get(index) {
+                    suspect.store(false, Ordering::Relaxed);
+                }
                 self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
                 self.preferred.store(index, Ordering::Relaxed);
@@ -378,9 +392,20 @@ impl EtcdPool {
         Err(last)
     }
 
-    /// An attempt of `what` on endpoint `index` was dropped before it ended, after `ran`.
-    fn abandoned(&self, index: usize, what: &'static str, ran: Duration) {
-        if ran < self.floor {
+    /// An attempt of `what` on endpoint `index`, started at `started`, was dropped before it
+    /// ended. Its connection is suspect only if it ran past the floor and nothing answered on
+    /// the endpoint since it started (a slow cluster answers late but answers: the attempts of
+    /// a race's earlier waves are then dropped on a live connection).
+    fn abandoned(&self, index: usize, what: &'static str, started: std::time::Instant) {
+        if started.elapsed() < self.floor {
+            return;
+        }
+        let answered_since = self.answered.get(index).is_some_and(|a| {
+            a.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at >= started)
+        });
+        if answered_since {
             return;
         }
         self.count(index, what, EtcdOutcome::Abandoned);
@@ -505,15 +530,19 @@ impl EtcdPool {
             if let Some(at) = next_wave
                 && now >= at
             {
+                // The first full wave goes no sooner than the hedge: until then one request
+                // is out.
+                let mut gap = every;
                 if waves == 0 && n > 1 {
                     attempts.push(wave(first));
                     rest_at = Some(now.checked_add(hedge).unwrap_or(now));
+                    gap = every.max(hedge);
                 } else {
                     attempts.extend((0..n).map(wave));
                     rest_at = None;
                 }
                 waves = waves.saturating_add(1);
-                next_wave = at.checked_add(every).filter(|next| *next < until);
+                next_wave = at.checked_add(gap).filter(|next| *next < until);
             }
             if rest_at.is_some_and(|at| now >= at) {
                 attempts.extend((0..n).filter(|i| *i != first).map(wave));
@@ -605,8 +634,7 @@ struct Abandoned<'a> {
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.pool
-                .abandoned(self.index, self.what, self.started.elapsed());
+            self.pool.abandoned(self.index, self.what, self.started);
         }
     }
 }

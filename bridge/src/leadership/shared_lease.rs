@@ -39,8 +39,8 @@ pub struct Held {
     pub granted_now: bool,
 }
 
-/// The last renewal of one lease: when it was sent and what it gave.
-type Renewal = Option<(Instant, Result<Instant, EtcdUnavailable>)>;
+/// The last renewal of one lease: when it was asked, when it was answered, and what it gave.
+type Renewal = Option<(Instant, Instant, Result<Instant, EtcdUnavailable>)>;
 
 /// The process's lease for one etcd cluster and TTL.
 #[derive(Debug, Default)]
@@ -50,11 +50,10 @@ pub struct SharedLease {
     /// Each lease's last renewal, behind its own lock (renewals of different leases — a lane
     /// that resumed an older one after a restart — do not wait for each other).
     renewals: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Renewal>>>>,
+    /// Campaigns of the process that have not resigned: the last to resign revokes the leases.
+    members: std::sync::atomic::AtomicUsize,
 }
 
-/// A renewal's answer serves the askers that come within the poll divided by this after it
-/// was asked (the campaigns of a process wake at the same instant of their grid).
-const SHARED_FOR_POLLS: u32 = 2;
 /// A lease not renewed for this many polls is dropped from the book.
 const STALE_AFTER_POLLS: u32 = 50;
 
@@ -64,6 +63,23 @@ impl SharedLease {
     pub fn of(pool: &EtcdPool, ttl: Duration) -> Arc<Self> {
         static BOOK: ProcessBook<(Vec<String>, Duration), SharedLease> = ProcessBook::new();
         BOOK.get_or_make((pool.endpoints().to_vec(), ttl), Self::default)
+    }
+
+    /// A campaign starts using the process's lease.
+    pub fn enlist(&self) {
+        self.members
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A campaign resigned; `true` for the last one (its caller revokes the leases).
+    pub fn leave(&self) -> bool {
+        self.members
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| Some(n.saturating_sub(1)),
+            )
+            .is_ok_and(|before| before <= 1)
     }
 
     /// The process's lease, granted (through `pool`, with `ttl`) when there is none; askers
@@ -94,6 +110,21 @@ impl SharedLease {
         Ok(held)
     }
 
+    /// A campaign resumed `id` after a restart (its key and lease proven, under the same TTL
+    /// as configured now, since the key's value names it): the process's lease when it has
+    /// none yet, so the other campaigns join it instead of granting another.
+    pub async fn adopt(&self, id: i64, proven_at: Instant, granted_secs: u64) {
+        let mut current = self.current.lock().await;
+        if current.is_none() {
+            *current = Some(Held {
+                id,
+                proven_at,
+                granted_secs,
+                granted_now: false,
+            });
+        }
+    }
+
     /// The server said `id` is gone and the asker's own clock agrees: the next asker grants a
     /// new lease (unless another already replaced it).
     pub async fn forget(&self, id: i64) {
@@ -107,9 +138,29 @@ impl SharedLease {
             .remove(&id);
     }
 
-    /// Renew `id` with `renew` — or take the answer of a renewal of it asked less than half a
-    /// poll ago, or still out — and give when the renewal that answered was sent. A lease nobody held yet (one a lane resumed after a restart) becomes
-    /// the process's lease when renewed.
+    /// The leases the process's campaigns used (to revoke when the last one resigns).
+    pub async fn leases(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .renewals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        if let Some(held) = *self.current.lock().await {
+            ids.push(held.id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Renew `id` with `renew` and give when the renewal that answered was sent — or share a
+    /// renewal of it: one still out when this asker came, or answered and asked less than a
+    /// poll before it came (the campaigns wake on one grid, but a campaign's renewal falls due
+    /// on every other poll, so a renewal is shared with the next poll's askers too). Only an
+    /// answer is shared with askers that came after it; a failure serves those that waited for
+    /// it, who would have sent the same request into the same outage.
     pub async fn renew<F, Fut>(
         &self,
         id: i64,
@@ -128,32 +179,27 @@ impl SharedLease {
             .entry(id)
             .or_default()
             .clone();
+        let came = Instant::now();
         // Held across the renewal: askers meanwhile wait for its answer.
         let mut last = slot.lock().await;
-        let shared_for = poll.checked_div(SHARED_FOR_POLLS).unwrap_or_default();
-        if let Some((asked, answer)) = &*last
-            && asked.elapsed() < shared_for
-        {
-            pool.count_shared(multibridge_monitoring::metrics::ETCD_KEEP_ALIVE);
-            return answer.clone();
+        if let Some((asked, answered, answer)) = &*last {
+            let recent = came.saturating_duration_since(*asked) < poll;
+            let waited_for_it = *answered >= came;
+            if (answer.is_ok() && recent) || waited_for_it {
+                pool.count_shared(multibridge_monitoring::metrics::ETCD_KEEP_ALIVE);
+                return answer.clone();
+            }
         }
         let asked = Instant::now();
         let answer = renew().await;
-        *last = Some((asked, answer.clone()));
+        *last = Some((asked, Instant::now(), answer.clone()));
         drop(last);
         if let Ok(sent) = answer {
             let mut current = self.current.lock().await;
-            match &mut *current {
-                Some(held) if held.id == id => held.proven_at = held.proven_at.max(sent),
-                Some(_) => {}
-                None => {
-                    *current = Some(Held {
-                        id,
-                        proven_at: sent,
-                        granted_secs: 0,
-                        granted_now: false,
-                    });
-                }
+            if let Some(held) = &mut *current
+                && held.id == id
+            {
+                held.proven_at = held.proven_at.max(sent);
             }
         }
         // Leases no longer renewed (replaced, or resumed by a lane that has moved on) are
@@ -165,7 +211,7 @@ impl SharedLease {
             .retain(|_, slot| {
                 // One in use (locked) is kept.
                 slot.try_lock().map_or(true, |r| {
-                    r.as_ref().is_some_and(|(at, _)| at.elapsed() < kept_for)
+                    r.as_ref().is_some_and(|(at, _, _)| at.elapsed() < kept_for)
                 })
             });
         answer
@@ -210,7 +256,9 @@ mod tests {
         );
         let first = answers[0].clone().unwrap();
         assert!(answers.iter().all(|a| a.as_ref().ok() == Some(&first)));
-        // A resumed lease nobody held becomes the process's.
+        // A resumed lease becomes the process's when it has none.
+        shared.adopt(7, Instant::now(), 1).await;
+        shared.adopt(9, Instant::now(), 1).await;
         assert_eq!(
             shared.take(&pool, Duration::from_secs(1)).await.unwrap().id,
             7
@@ -224,14 +272,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_renewal_answers_only_those_who_waited_for_it() {
+        let shared = SharedLease::default();
+        let pool = pool();
+        let sent = AtomicUsize::new(0);
+        let poll = Duration::from_millis(100);
+        let fail = || async {
+            sent.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(EtcdUnavailable {
+                what: "lease keep-alive",
+                endpoints: String::new(),
+                last: "no answer in time".into(),
+            })
+        };
+        let answers =
+            futures::future::join_all((0..5).map(|_| shared.renew(7, poll, &pool, fail))).await;
+        assert!(answers.iter().all(Result::is_err));
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            1,
+            "the waiters shared the failure"
+        );
+        // An asker that comes after the failure tries again at once.
+        shared.renew(7, poll, &pool, fail).await.unwrap_err();
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_last_campaign_to_resign_is_told_so() {
+        let shared = SharedLease::default();
+        shared.enlist();
+        shared.enlist();
+        assert!(!shared.leave());
+        assert!(shared.leave());
+        assert!(shared.leave(), "never below zero");
+    }
+
+    #[tokio::test]
     async fn a_forgotten_lease_is_replaced_once_and_only_if_it_is_still_the_current_one() {
         let shared = SharedLease::default();
         let pool = pool();
-        let poll = Duration::from_millis(100);
-        shared
-            .renew(7, poll, &pool, || async { Ok(Instant::now()) })
-            .await
-            .unwrap();
+        shared.adopt(7, Instant::now(), 1).await;
         // Forgetting another lease keeps the current one.
         shared.forget(9).await;
         assert_eq!(

@@ -248,18 +248,18 @@ pub async fn run(
         && leaving
     {
         // A lane that follows another pair's election leaves the resigning to that pair.
-        // Every key is released before the leases go (the elections share one), so each
-        // standby leads at once instead of waiting out a key deleted with its lease.
+        // Every key is released before the lease goes (the elections of the process, every
+        // pair's, share one: the last to resign revokes it), so each standby leads at once
+        // instead of waiting out a key deleted with its lease.
         let mut leases = std::collections::BTreeSet::new();
         for control in controls.iter().filter(|c| c.campaigns) {
-            if let Some(lease) = resign(pool, &control.fence, &control.held)
-                .instrument(
-                    tracing::info_span!("resign", lane = %control.lane, %operator, %replica),
-                )
-                .await
-            {
-                leases.insert(lease);
-            }
+            leases.extend(
+                resign(pool, &control.fence, &control.held)
+                    .instrument(
+                        tracing::info_span!("resign", lane = %control.lane, %operator, %replica),
+                    )
+                    .await,
+            );
         }
         for lease in leases {
             revoke_lease(pool, lease)
