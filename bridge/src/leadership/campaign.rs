@@ -595,11 +595,31 @@ impl Campaign {
     /// holder released it or its heartbeat stopped, else note its revision.
     async fn follow(
         &self,
-        id: i64,
+        lease: &mut Option<i64>,
         kv: LeaderKv,
         observed: &mut Option<Observed>,
         not_before: Instant,
     ) -> Result<(), EtcdUnavailable> {
+        let Some(mut id) = *lease else {
+            return Ok(());
+        };
+        // A key that names this replica under another lease this process renews: the lease
+        // of this replica's previous process at this place, which an election of this process
+        // resumed after proving it is that place (its store's record and lock). Every key under
+        // that lease naming this replica was written by that process: this election's term,
+        // resumed rather than waited out (its own record may be in another pair's store).
+        if kv.lease != id
+            && self.names_me_under(&kv, kv.lease)
+            && let Some(proven_at) = self.lease.renewed(kv.lease).await
+        {
+            self.fence.extend(proven_at, self.ttl);
+            if self.fence.lease_valid() {
+                tracing::info!(lane = %self.lane, lease = kv.lease, "the leader key names this replica under the lease its previous process held and this one resumed: taking that lease");
+                *lease = Some(kv.lease);
+                id = kv.lease;
+                self.remember(id, kv.create_revision);
+            }
+        }
         // A key that names this replica under its live lease is this replica's term (after an
         // etcd outage that outlasted the fence): resume it rather than wait.
         if self.names_me_under(&kv, id) {
@@ -982,7 +1002,7 @@ impl Campaign {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
                 match self.followed_kv().await? {
-                    Some(kv) => return self.follow(id, kv, observed, not_before).await,
+                    Some(kv) => return self.follow(lease, kv, observed, not_before).await,
                     None => {
                         let create_at = match seen.create_at {
                             Some(at) => at,
@@ -1018,7 +1038,7 @@ impl Campaign {
                     self.remember(id, revision);
                     self.set_leader(true, "won");
                 }
-                Attempt::Held(kv) => self.follow(id, kv, observed, not_before).await?,
+                Attempt::Held(kv) => self.follow(lease, kv, observed, not_before).await?,
                 Attempt::Empty => {}
             }
         }

@@ -138,6 +138,23 @@ impl SharedLease {
             .remove(&id);
     }
 
+    /// When the last renewal of `id` that the server answered was sent, if one of the
+    /// process's elections renews it (and it was answered within the last poll's worth of
+    /// renewals kept).
+    pub async fn renewed(&self, id: i64) -> Option<Instant> {
+        let slot = self
+            .renewals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()?;
+        let last = slot.lock().await;
+        match &*last {
+            Some((_, _, Ok(sent))) => Some(*sent),
+            _ => None,
+        }
+    }
+
     /// The leases the process's campaigns used (to revoke when the last one resigns).
     pub async fn leases(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self
