@@ -603,21 +603,34 @@ impl Campaign {
         let Some(mut id) = *lease else {
             return Ok(());
         };
-        // A key that names this replica under another lease this process renews: the lease
-        // of this replica's previous process at this place, which an election of this process
-        // resumed after proving it is that place (its store's record and lock). Every key under
-        // that lease naming this replica was written by that process: this election's term,
-        // resumed rather than waited out (its own record may be in another pair's store).
-        if kv.lease != id
-            && self.names_me_under(&kv, kv.lease)
-            && let Some(proven_at) = self.lease.renewed(kv.lease).await
-        {
-            self.fence.extend(proven_at, self.ttl);
-            if self.fence.lease_valid() {
-                tracing::info!(lane = %self.lane, lease = kv.lease, "the leader key names this replica under the lease its previous process held and this one resumed: taking that lease");
+        // A key that names this replica (at another URL: a hub's election of a chain is run by
+        // whichever pair starts first) under this election's lease, or under another lease
+        // this process renews — the lease of this replica's previous process at this place,
+        // which an election of this process resumed after proving it is that place (its store
+        // record and lock) — was written by this process or that one: this election's term,
+        // taken back at once (a compare on its revision rewrites it with this election's
+        // value) rather than waited out as a stranger's.
+        if self.names_my_replica(&kv) && !self.names_me_under(&kv, id) {
+            let proven = if kv.lease == id {
+                true
+            } else if let Some(proven_at) = self.lease.renewed(kv.lease).await {
+                self.fence.extend(proven_at, self.ttl);
+                self.fence.lease_valid()
+            } else {
+                false
+            };
+            if proven {
                 *lease = Some(kv.lease);
                 id = kv.lease;
-                self.remember(id, kv.create_revision);
+                if let Some(revision) = self.take_over(id, kv.mod_revision).await? {
+                    *observed = None;
+                    self.remember(id, revision);
+                    self.set_leader(
+                        true,
+                        "resumed: the leader key names this replica under this process's lease",
+                    );
+                }
+                return Ok(());
             }
         }
         // A key that names this replica under its live lease is this replica's term (after an
@@ -721,6 +734,17 @@ impl Campaign {
             .await?
             .as_ref()
             .map(LeaderKv::of))
+    }
+
+    /// Whether `kv` names this replica of this operator with this heartbeat, unreleased
+    /// (whatever URL it advertises).
+    fn names_my_replica(&self, kv: &LeaderKv) -> bool {
+        serde_json::from_slice::<LeaderInfo>(&kv.value).is_ok_and(|info| {
+            info.replica == self.me.replica
+                && info.operator == self.me.operator
+                && info.heartbeat_ms == self.me.heartbeat_ms
+                && !info.released
+        })
     }
 
     fn names_me_under(&self, kv: &LeaderKv, lease: i64) -> bool {
