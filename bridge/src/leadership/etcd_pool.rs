@@ -670,14 +670,7 @@ mod tests {
         let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
         let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
         let pool = EtcdPool::new(vec![url], Duration::from_millis(100), metrics.etcd());
-        let race = |deadline: Duration| {
-            pool.race_hedged(
-                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
-                Duration::from_secs(10),
-                Instant::now() + deadline,
-                |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
-            )
-        };
+        let race = |deadline: Duration| one_wave(&pool, Instant::now() + deadline);
         // An attempt that times out raises the bound (every endpoint timed out: 200 ms), so
         // from now on a race of 150 ms cuts its attempt before the attempt's own bound.
         race(Duration::from_millis(250)).await.expect_err("silent");
@@ -700,6 +693,21 @@ mod tests {
             before + 1,
             "the abandoned attempt's connection was made again, not reused"
         );
+    }
+
+    /// A hedged race of lease reads until `until` whose later full waves come too late to
+    /// matter (one every 10 s).
+    async fn one_wave(
+        pool: &EtcdPool,
+        until: Instant,
+    ) -> Result<(i64, Instant), super::EtcdUnavailable> {
+        pool.race_hedged(
+            multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+            Duration::from_secs(10),
+            until,
+            |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
+        )
+        .await
     }
 
     /// A member that accepts connections and never answers; how many connections it took.
@@ -734,14 +742,7 @@ mod tests {
             Duration::from_millis(400),
             metrics.etcd(),
         );
-        let race = |deadline: Duration| {
-            pool.race_hedged(
-                multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
-                Duration::from_secs(10),
-                Instant::now() + deadline,
-                |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
-            )
-        };
+        let race = |deadline: Duration| one_wave(&pool, Instant::now() + deadline);
         let watched = async {
             let deadline = Instant::now() + Duration::from_millis(150);
             while Instant::now() < deadline {
@@ -780,12 +781,7 @@ mod tests {
             }
             start.elapsed()
         };
-        let race = pool.race_hedged(
-            multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
-            Duration::from_secs(10),
-            start + Duration::from_millis(1_500),
-            |mut c| async move { c.lease_time_to_live(1, None).await.map(|r| r.ttl()) },
-        );
+        let race = one_wave(&pool, start + Duration::from_millis(1_500));
         let (result, asked_at) = tokio::join!(race, asked_at);
         second_held.abort();
         result.expect_err("nobody answers");

@@ -251,7 +251,7 @@ pub async fn run(
         // Every key is released before the lease goes (the elections of the process, every
         // pair's, share one: the last to resign revokes it), so each standby leads at once
         // instead of waiting out a key deleted with its lease.
-        let mut leases = std::collections::BTreeSet::new();
+        let mut leases = Vec::new();
         for control in controls.iter().filter(|c| c.campaigns) {
             leases.extend(
                 resign(pool, &control.fence, &control.held)

@@ -255,50 +255,39 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             "operator 1's process read every {read} itself: nothing was shared"
         );
     }
+    // The sum over the process's APIs of `metric`'s series matching `filter`.
+    let total = |metric: &'static str, filter: &'static str| {
+        let ports = &ports;
+        async move {
+            let mut sum = 0.0;
+            for port in ports {
+                sum += multibridge_devnet::harness::scrape::metric_sum(*port, metric, filter)
+                    .await
+                    .unwrap_or_default();
+            }
+            sum
+        }
+    };
     // Its lane leaders heartbeat together (issue 54): fewer heartbeat transactions (every
     // attempt, whatever its outcome) than heartbeats.
-    let (mut beats, mut txns) = (0.0, 0.0);
-    for port in &ports {
-        use multibridge_devnet::harness::scrape::metric_sum;
-        beats += metric_sum(
-            *port,
-            "multibridge_etcd_heartbeats_total",
-            "outcome=\"rewritten\"",
-        )
-        .await
-        .unwrap_or_default();
-        txns += metric_sum(
-            *port,
-            "multibridge_etcd_requests_total",
-            "call=\"heartbeat\"",
-        )
-        .await
-        .unwrap_or_default();
-    }
+    let beats = total("multibridge_etcd_heartbeats_total", "outcome=\"rewritten\"").await;
+    let txns = total("multibridge_etcd_requests_total", "call=\"heartbeat\"").await;
     assert!(
         beats > 0.0 && txns > 0.0 && beats > 1.5 * txns,
         "operator 1's process sent {txns} heartbeat transactions for {beats} heartbeats: its leaders did not heartbeat together"
     );
     // Its elections share one lease (issue 54): most renewals were answered from another
     // election's renewal of the same lease, fewer were sent than shared.
-    let (mut renewals_shared, mut renewals_sent) = (0.0, 0.0);
-    for port in &ports {
-        use multibridge_devnet::harness::scrape::metric_sum;
-        renewals_shared += metric_sum(
-            *port,
-            "multibridge_etcd_shared_reads_total",
-            "call=\"lease keep-alive\"",
-        )
-        .await
-        .unwrap_or_default();
-        renewals_sent += metric_sum(
-            *port,
-            "multibridge_etcd_requests_total",
-            "call=\"lease keep-alive\"",
-        )
-        .await
-        .unwrap_or_default();
-    }
+    let renewals_shared = total(
+        "multibridge_etcd_shared_reads_total",
+        "call=\"lease keep-alive\"",
+    )
+    .await;
+    let renewals_sent = total(
+        "multibridge_etcd_requests_total",
+        "call=\"lease keep-alive\"",
+    )
+    .await;
     assert!(
         renewals_sent > 0.0 && renewals_shared > renewals_sent,
         "operator 1's process sent {renewals_sent} lease renewals and shared {renewals_shared}: its elections did not renew one lease together"
