@@ -54,6 +54,30 @@ pub const LOWER_ADVANCE_GAS: u64 = 32_000;
 /// vote fail (audit NEW-H1). A test checks it against the contract.
 pub const ITEM_GAS: u64 = 320_000;
 
+/// `Bridge.NATIVE_ITEM_GAS()`: what a native item needs left at its start instead of
+/// [`ITEM_GAS`] (no token call or view: the queue's writes are its dearest path). A vote or an
+/// execution of native items only is planned with this headroom (issue 54: ITEM_GAS on every
+/// vote reserved a third of a deciding vote's use again). A bridge deployed before it has no such
+/// getter and needs ITEM_GAS for every item: a relay reads the bridge's value ([`item_gas`]). A
+/// test checks it against the contract.
+pub const NATIVE_ITEM_GAS: u64 = 180_000;
+
+/// The gas one item of `requests` may need left at its start on a bridge whose native items
+/// need `native_item_gas`: that for a batch of native items only, [`ITEM_GAS`] as soon as one
+/// item is of another kind. `native_item_gas` is what the bridge answered (kept within
+/// [`RECORD_GAS`]..=[`ITEM_GAS`]: the value of one endpoint's answer can cost a skipped item,
+/// never a vote run out of gas, which the bridge itself prevents).
+pub fn item_gas<'a>(requests: impl IntoIterator<Item = &'a Request>, native_item_gas: u64) -> u64 {
+    if requests
+        .into_iter()
+        .all(|r| r.kind == AssetKind::Native as u8)
+    {
+        native_item_gas.clamp(RECORD_GAS, ITEM_GAS)
+    } else {
+        ITEM_GAS
+    }
+}
+
 /// `Bridge.RECORD_GAS()`: the gas a vote item that only records (its key stays below the
 /// threshold) needs left at its start. A relay that expects its vote to record — its committee
 /// rank comes before the deciding vote's — plans it as its recording simulation plus this; if

@@ -119,7 +119,8 @@ contract Bridge is BridgeCore, IBridge {
     /// @inheritdoc IBridge
     function handleValueTransfer(Request calldata r) external nonReentrant {
         _checkCanHandle(true);
-        if (gasleft() < ITEM_GAS) revert GasBudgetTooLow(ITEM_GAS, gasleft());
+        uint256 itemGas = _itemGas(r.kind);
+        if (gasleft() < itemGas) revert GasBudgetTooLow(itemGas, gasleft());
         (Check check, bytes32 key, uint256 votes, address localToken) = _checkItem(r, msg.sender, 0);
         if (check != Check.Ok) _revertCheck(check, r, localToken);
         _recordVote(r, key, votes, localToken);

@@ -50,6 +50,15 @@ abstract contract BridgeCore is IBridgeCore {
     /// measures the worst case against this bound.
     uint256 public constant ITEM_GAS = 320_000;
     /// @inheritdoc IBridgeCore
+    /// @dev The worst case of one native item from its start (issue 54: a vote's headroom is one
+    /// item's worst case, and ITEM_GAS's token call and view are far above anything a native
+    /// release does): the vote record (a fresh voter word, the largest extraData), closing the
+    /// nonce with the largest lowerHandleNonce advance, the outflow bucket, and the dearest
+    /// native path — the queue's writes (a push to a fresh account or a credit costs less; the
+    /// recipient's code never runs, audit NEW-H1). A forge test measures the worst case against
+    /// this bound. Every other kind needs ITEM_GAS.
+    uint256 public constant NATIVE_ITEM_GAS = 180_000;
+    /// @inheritdoc IBridgeCore
     /// @dev The worst case of one vote item that only records (the key stays below the
     /// threshold): the checks, the key of the largest extraData, the vote's writes to fresh
     /// slots and its event. A vote item needs this much left at its start; one that would
@@ -408,8 +417,14 @@ abstract contract BridgeCore is IBridgeCore {
         if (block.chainid != deployChainId) revert WrongChain(deployChainId, block.chainid);
     }
 
+    /// @dev The gas an item of `kind` needs left at its start to execute (its worst case):
+    /// NATIVE_ITEM_GAS for native coin, ITEM_GAS for every other kind.
+    function _itemGas(uint8 kind) internal pure returns (uint256) {
+        return kind == KIND_NATIVE ? NATIVE_ITEM_GAS : ITEM_GAS;
+    }
+
     /// @dev A batch of votes by `operator`, or of executions (`operator` address(0)). An item
-    /// is taken only with ITEM_GAS left (RECORD_GAS for a vote that only records), so nothing any
+    /// is taken only with its kind's item gas left (RECORD_GAS for a vote that only records), so nothing any
     /// item does on chain can make the batch run out of gas: the items that do not fit are
     /// skipped (GasBudgetTooLow).
     function _eachItem(Request[] calldata rs, address operator) internal returns (uint256 done) {
@@ -424,7 +439,7 @@ abstract contract BridgeCore is IBridgeCore {
             address localToken;
             // Gas kept for skipping the items after this one, should they not fit.
             uint256 tail = (rs.length - i - 1) * SKIP_GAS;
-            if (gasleft() >= (operator == address(0) ? ITEM_GAS : RECORD_GAS) + tail) {
+            if (gasleft() >= (operator == address(0) ? _itemGas(r.kind) : RECORD_GAS) + tail) {
                 (check, key, votes, localToken) = _checkItem(r, operator, tail);
             }
             if (check != Check.Ok) {
@@ -443,7 +458,8 @@ abstract contract BridgeCore is IBridgeCore {
 
     /// @dev Every per-item check, without writing anything: of a vote by `operator`, or of an
     /// execution (`operator` address(0): the key must already hold `threshold` counting votes).
-    /// An item that executes needs ITEM_GAS left besides the `tail` kept for the items after it.
+    /// An item that executes needs its kind's item gas (`_itemGas`) left besides the `tail` kept
+    /// for the items after it.
     /// The release is checked only when the item executes. Returns the vote key, the number of
     /// counting votes including this one, and the local token (address(0) for native).
     function _checkItem(Request calldata r, address operator, uint256 tail)
@@ -465,7 +481,7 @@ abstract contract BridgeCore is IBridgeCore {
         if (votes >= _threshold) {
             // It executes: its worst case must be left before the release check (which calls
             // a token) and the release (a vote's caller checked only RECORD_GAS).
-            if (gasleft() < ITEM_GAS + tail) return (Check.GasBudget, 0, 0, address(0));
+            if (gasleft() < _itemGas(r.kind) + tail) return (Check.GasBudget, 0, 0, address(0));
             (check, localToken) = _checkRelease(r);
         } else if (operator == address(0)) {
             check = Check.BelowThreshold;
@@ -517,7 +533,7 @@ abstract contract BridgeCore is IBridgeCore {
         if (check == Check.OutsideWindow) revert NonceOutsideWindow(r.nonce, upperHandleNonce + VOTE_WINDOW);
         if (check == Check.TokenNotRegistered) revert TokenNotRegistered(r.token);
         if (check == Check.TokenIsLocked) revert TokenIsLocked(localToken);
-        if (check == Check.GasBudget) revert GasBudgetTooLow(ITEM_GAS, gasleft());
+        if (check == Check.GasBudget) revert GasBudgetTooLow(_itemGas(r.kind), gasleft());
         // Check.InsufficientLiquidity; of an ERC-721: the id is not held free (available 0, required the id)
         uint256 available = localToken == address(0)
             ? availableNativeLiquidity()

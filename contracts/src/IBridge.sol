@@ -46,8 +46,8 @@ interface IBridge is IBridgeCore {
 
     /// Vote for many requests. Items that would revert with AlreadyHandled, AlreadyVoted,
     /// InsufficientLiquidity, TokenIsLocked, TokenNotRegistered or NonceOutsideWindow, and items
-    /// started with less than ITEM_GAS left (GasBudgetTooLow), are skipped (HandleSkipped) and the
-    /// rest proceeds. Returns how many votes were recorded.
+    /// started with less than ITEM_GAS (NATIVE_ITEM_GAS for native coin) left (GasBudgetTooLow),
+    /// are skipped (HandleSkipped) and the rest proceeds. Returns how many votes were recorded.
     function handleValueTransfers(Request[] calldata rs) external returns (uint256 recorded);
 
     /// Execute requests whose vote key already holds `threshold` counting votes (a lowered
@@ -62,9 +62,9 @@ interface IBridge is IBridgeCore {
     /// now count, and at least `threshold` of them must. Votes and signatures never add up: each
     /// path needs its own threshold. Permissionless (anyone may submit what operators signed).
     /// Items are checked and executed as for `executeHandles` (handled, unknown source or kind,
-    /// not executable yet, or not fitting ITEM_GAS: skipped with HandleSkipped), and an item at
-    /// or above upperHandleNonce + ATTESTED_WINDOW is skipped (NonceOutsideWindow); then
-    /// BatchAttested. Returns how many executed.
+    /// not executable yet, or not fitting ITEM_GAS, whatever their kind: skipped with
+    /// HandleSkipped), and an item at or above upperHandleNonce + ATTESTED_WINDOW is skipped
+    /// (NonceOutsideWindow); then BatchAttested. Returns how many executed.
     function executeAttested(Request[] calldata rs, bytes calldata signatures) external returns (uint256 executed);
 
     /// Move lowerHandleNonce (and recoveryBlockNumber) over at most `maxSteps` nonces that are

@@ -194,8 +194,9 @@ interface IBridgeCore {
     /// Every free vote bit still carries open votes of a deregistered operator: registration is
     /// possible once lowerHandleNonce reaches `freeAtLowerNonce`.
     error OperatorBitsBusy(uint64 freeAtLowerNonce);
-    /// Less gas is left than one item (ITEM_GAS) or one release (RELEASE_GAS) may need at worst:
-    /// a single call reverts, a batch skips the items that do not fit.
+    /// Less gas is left than one item (ITEM_GAS, NATIVE_ITEM_GAS for native coin) or one release
+    /// (RELEASE_GAS) may need at worst: a single call reverts, a batch skips the items that do not
+    /// fit.
     error GasBudgetTooLow(uint256 required, uint256 left);
     /// A vote for a nonce at or above upperHandleNonce + VOTE_WINDOW (`limit`). Also the skip
     /// reason (HandleSkipped) of an attested item at or above upperHandleNonce + ATTESTED_WINDOW.
@@ -232,8 +233,11 @@ interface IBridgeCore {
     function MAX_BATCH() external view returns (uint256);
     function MAX_LOWER_ADVANCE() external view returns (uint256);
     function MAX_EXTRA_DATA() external view returns (uint256);
-    /// Gas a batch item needs left at its start (its worst case).
+    /// Gas a batch item needs left at its start (its worst case); a native item needs
+    /// NATIVE_ITEM_GAS.
     function ITEM_GAS() external view returns (uint256);
+    /// Gas a native batch item needs left at its start (its worst case: no token call or view).
+    function NATIVE_ITEM_GAS() external view returns (uint256);
     /// Gas a vote item that only records (its key stays below the threshold) needs left at its
     /// start (its worst case); an item that executes needs ITEM_GAS.
     function RECORD_GAS() external view returns (uint256);

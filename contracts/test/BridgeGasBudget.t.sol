@@ -36,9 +36,16 @@ contract BridgeGasBudgetTest is BridgeFixture {
         }
     }
 
-    /// The relay's gas limit for a vote whose simulation used `used` (intrinsic gas included).
+    /// The relay's gas limit for a vote whose simulation used `used` (intrinsic gas included), of
+    /// items of any kind: ITEM_GAS of headroom.
     function _relayPlan(uint256 used) internal view returns (uint256) {
         return used + (used * MARGIN_PERCENT) / 100 + bridge.ITEM_GAS() + LOWER_ADVANCE_GAS;
+    }
+
+    /// The relay's gas limit for a vote of native items only (multibridge_contracts::item_gas):
+    /// NATIVE_ITEM_GAS of headroom.
+    function _nativePlan(uint256 used) internal view returns (uint256) {
+        return used + (used * MARGIN_PERCENT) / 100 + bridge.NATIVE_ITEM_GAS() + LOWER_ADVANCE_GAS;
     }
 
     /// 21000 + 4/16 gas per zero/non-zero calldata byte: what a transaction pays before the
@@ -95,7 +102,8 @@ contract BridgeGasBudgetTest is BridgeFixture {
     }
 
     /// The audit's native batch scenario, turned around: a batch of 64 with 3, 8 and 64
-    /// gas-price-aware recipients among honest ones executes whole at the relay's plan.
+    /// gas-price-aware recipients among honest ones executes whole at the relay's plan (a native
+    /// batch's: NATIVE_ITEM_GAS of headroom).
     function test_nativeBatchWithGriefers_executesWholeAtThePlan() public {
         uint64 base = 0;
         uint256[3] memory counts = [uint256(3), 8, 64];
@@ -108,7 +116,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
             }
             _voteBatch(op1, rs);
             bytes memory data = abi.encodeCall(IBridge.handleValueTransfers, (rs));
-            uint256 planned = _relayPlan(_simulate(op2, data));
+            uint256 planned = _nativePlan(_simulate(op2, data));
             vm.recordLogs();
             assertTrue(_sendPlanned(op2, data, planned), "the batch succeeds on chain");
             Vm.Log[] memory logs = vm.getRecordedLogs();
@@ -163,6 +171,53 @@ contract BridgeGasBudgetTest is BridgeFixture {
         // This scenario's vote lands on a voter word other votes already wrote; a fresh one costs
         // 17,100 more (a zero-to-non-zero write). The bound covers that too.
         assertTrue(itemCost + 17_100 <= itemGas, "ITEM_GAS covers the worst item with a fresh voter word");
+    }
+
+    /// Issue 54: the worst case of one native item fits NATIVE_ITEM_GAS — the dearest record
+    /// (the largest extraData), the largest lowerHandleNonce advance, and each native path: a push
+    /// to a fresh account, a credit to a contract recipient (a gas-price-aware one), and the
+    /// queue's writes (an outflow limit that holds every release), the dearest. At every gas limit
+    /// around the point where the item is first taken, the call either skips the item or executes
+    /// it: it never runs out of gas.
+    function test_nativeItemGas_boundsTheWorstNativeItem() public {
+        // Nonces 1..2048 handled out of order, so closing nonce 0 moves lowerHandleNonce over the
+        // whole MAX_LOWER_ADVANCE budget.
+        for (uint64 start = 1; start <= 2048; start += 64) {
+            IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](64);
+            for (uint64 i = 0; i < 64; ++i) {
+                rs[i] = _native(start + i, 1);
+            }
+            _voteBatch(op1, rs);
+            _voteBatch(op2, rs);
+        }
+        uint256 nativeItemGas = bridge.NATIVE_ITEM_GAS();
+        uint256 dearest;
+        for (uint256 path = 0; path < 3; ++path) {
+            uint256 snapshot = vm.snapshotState();
+            IBridgeCore.Request memory worst = _native(0, 1 ether);
+            worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());
+            worst.to = path == 1 ? address(new GasPriceGriefer()) : makeAddr("fresh recipient");
+            if (path == 2) {
+                vm.prank(owner);
+                bridge.setOutflowLimit(address(0), 0, 0, 0); // every release waits in the queue
+            }
+            _vote(op1, worst);
+            IBridgeCore.Request[] memory one = new IBridgeCore.Request[](1);
+            one[0] = worst;
+            uint256 itemCost = _takenCost(op2, one, nativeItemGas, 0, false);
+            assertEq(bridge.lowerHandleNonce(), 2049, "the worst item closed and advanced the bound");
+            if (path == 0) assertEq(worst.to.balance, 1 ether, "pushed to the fresh account");
+            if (path == 1) assertEq(bridge.pendingWithdrawal(worst.to), 1 ether, "credited");
+            if (path == 2) assertEq(bridge.queuedReleaseCount(), 1, "queued");
+            Console.log("native path (push, credit, queue)", path);
+            Console.log("  gas of the call that takes it", itemCost);
+            if (itemCost > dearest) dearest = itemCost;
+            vm.revertToState(snapshot);
+        }
+        Console.log("NATIVE_ITEM_GAS", nativeItemGas);
+        // As for ITEM_GAS: a vote on a fresh voter word costs 17,100 more. The bound covers it with
+        // room.
+        assertTrue(dearest + 17_100 + 10_000 <= nativeItemGas, "NATIVE_ITEM_GAS covers the worst native item");
     }
 
     /// Whether `operator`'s one-item batch of `nonce` was taken: recorded (`recordOnly`) or
@@ -277,7 +332,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
             rest[i] = rs[executed + i];
         }
         bytes memory again = abi.encodeCall(IBridge.handleValueTransfers, (rest));
-        assertTrue(_sendPlanned(op1, again, _relayPlan(_simulate(op1, again))), "the second vote succeeds");
+        assertTrue(_sendPlanned(op1, again, _nativePlan(_simulate(op1, again))), "the second vote succeeds");
         for (uint64 i = 0; i < 32; ++i) {
             assertTrue(bridge.isHandled(i), "every request handled");
         }
@@ -330,12 +385,12 @@ contract BridgeGasBudgetTest is BridgeFixture {
         Console.log("  recording plan", recordPlan);
     }
 
-    /// A single vote below ITEM_GAS is refused by name (not out of gas), and so is an execution of
+    /// A single native vote below NATIVE_ITEM_GAS is refused by name (not out of gas), and so is an execution of
     /// a queued release below RELEASE_GAS: the relay's plan always has both.
     function test_belowTheBudget_isANamedRefusal() public {
         IBridgeCore.Request memory r = _native(0, 1 ether);
         bytes memory data = abi.encodeCall(IBridge.handleValueTransfer, (r));
-        uint256 half = bridge.ITEM_GAS() / 2;
+        uint256 half = bridge.NATIVE_ITEM_GAS() / 2;
         vm.prank(op1);
         (bool ok, bytes memory ret) = address(bridge).call{gas: half}(data);
         assertFalse(ok, "refused");

@@ -129,6 +129,10 @@ fn the_gas_bounds_the_relay_plans_with_are_the_bridges() {
         solidity_constant("ITEM_GAS")
     );
     assert_eq!(
+        multibridge_contracts::NATIVE_ITEM_GAS,
+        solidity_constant("NATIVE_ITEM_GAS")
+    );
+    assert_eq!(
         multibridge_contracts::RELEASE_GAS,
         solidity_constant("RELEASE_GAS")
     );

@@ -37,8 +37,9 @@ pub enum GasPlan {
     /// operators' votes land first, execute the transfers. The executing path is simulated —
     /// the bridge's threshold overridden to one, so every open item executes; it does all the
     /// recording path does and more (see `vote_gas`) — plus the margin for what changes between the simulation and the block,
-    /// plus the bridge's `ITEM_GAS`: the worst case of one item, which the bridge requires left
-    /// before every item. No simulation is trusted for what a recipient or token may do on
+    /// plus `item_gas`: the worst case of one item of the batch, which the bridge requires left
+    /// before every item (`ITEM_GAS`, or `NATIVE_ITEM_GAS` for a batch of native items only:
+    /// [`multibridge_contracts::item_gas`]). No simulation is trusted for what a recipient or token may do on
     /// chain (it runs at gas price 0; a callee can tell): whatever happens, an item that does not
     /// fit is skipped by the bridge, never run out of gas (audit NEW-H1). Plus the bounded
     /// lowerHandleNonce advance other operators' handles may leave to this vote
@@ -48,6 +49,8 @@ pub enum GasPlan {
         bridge: Address,
         /// Percent added.
         margin_percent: u64,
+        /// What one item of the batch needs left at its start to execute.
+        item_gas: u64,
     },
     /// A vote on `bridge` expected to record only: the operator's committee rank comes before
     /// the deciding vote's (issue 54: a recording vote planned for execution reserved twice the
@@ -56,13 +59,16 @@ pub enum GasPlan {
     /// record, which the bridge requires left before every vote item); if it would execute
     /// anything already (the other votes landed first), planned as [`GasPlan::Vote`]. Should it
     /// land after the threshold is reached all the same, the items that would execute without
-    /// `ITEM_GAS` left are skipped by the bridge (`GasBudgetTooLow`), never run out of gas,
+    /// `item_gas` left are skipped by the bridge (`GasBudgetTooLow`), never run out of gas,
     /// and the voter votes them again as the deciding vote.
     Record {
         /// The destination bridge.
         bridge: Address,
         /// Percent added.
         margin_percent: u64,
+        /// What one item of the batch needs left at its start to execute (the deciding plan's
+        /// headroom, should it be planned as one).
+        item_gas: u64,
     },
     /// `executeQueuedRelease`: the node's estimate plus the bridge's `RELEASE_GAS`, the worst
     /// case of the release it makes (which the bridge requires left before it).
@@ -220,15 +226,16 @@ impl Submit for SubmitClient {
             GasPlan::Vote {
                 bridge,
                 margin_percent,
+                item_gas,
             } => (
                 vote_gas(&self.chain, bridge, &call).await?,
                 margin_percent,
-                multibridge_contracts::ITEM_GAS
-                    .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
+                item_gas.saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
             ),
             GasPlan::Record {
                 bridge,
                 margin_percent,
+                item_gas,
             } => match simulated_gas(&self.chain, &call, bridge, None).await? {
                 Simulated::Used {
                     gas,
@@ -238,8 +245,7 @@ impl Submit for SubmitClient {
                 _ => (
                     vote_gas(&self.chain, bridge, &call).await?,
                     margin_percent,
-                    multibridge_contracts::ITEM_GAS
-                        .saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
+                    item_gas.saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
                 ),
             },
             GasPlan::Release => (
@@ -511,11 +517,11 @@ impl Submitter {
 /// for an item whose release cannot be made now — skipped there, recorded on chain. Such an item
 /// alone (a waiting request goes alone) makes the deciding simulation revert, and the recording
 /// path is simulated instead; in a batch the difference is a vote record (~25k gas), which the
-/// plan's `ITEM_GAS` headroom covers, and an item short of gas is skipped by the bridge, never
+/// plan's item-gas headroom covers, and an item short of gas is skipped by the bridge, never
 /// run out of gas. One simulation per vote, not two: on a busy lane the simulations are most
 /// of what the relays ask of the destination node. A node without `eth_simulateV1` gets
 /// `eth_estimateGas` instead (each a binary search of many executions). What the callees may
-/// do beyond the simulation is the bridge's `ITEM_GAS`, added by the plan.
+/// do beyond the simulation is the bridge's item gas, added by the plan.
 async fn vote_gas(
     chain: &ChainClient,
     bridge: Address,

@@ -244,11 +244,14 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .collect();
         // Every batch's gas at once (one simulation each, on distinct nonces): one after the
         // other they were most of a step, and the batches due waited for the slowest relay.
-        let estimates = futures::future::join_all(
-            sends
-                .iter()
-                .map(|(_, input)| self.estimate(input.clone(), Entry::Attested)),
-        )
+        // An attested item needs ITEM_GAS left whatever its kind.
+        let estimates = futures::future::join_all(sends.iter().map(|(_, input)| {
+            self.estimate(
+                input.clone(),
+                Entry::Attested,
+                multibridge_contracts::ITEM_GAS,
+            )
+        }))
         .await;
         for ((send, input), estimate) in sends.into_iter().zip(estimates) {
             let carried: Vec<_> = send

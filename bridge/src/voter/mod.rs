@@ -234,6 +234,9 @@ pub struct Voter<D, S> {
     committee: Option<(Committee, Instant)>,
     /// The destination's block gas limit, and when it was read.
     gas_limit: Option<(u64, Instant)>,
+    /// What a native item needs left at its start on the destination bridge (its code does not
+    /// change: read once).
+    native_item_gas: Option<u64>,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
     /// Some requests are noted as waiting for the vote window: it is read again every
@@ -273,6 +276,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             tamper: false,
             committee: None,
             gas_limit: None,
+            native_item_gas: None,
             upper_seen: None,
             window_waits: None,
             plan: Plan::Votes,
@@ -567,13 +571,13 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .iter()
             .map(|(batch, entry)| self.input(batch, *entry))
             .collect();
-        let estimates = futures::future::join_all(
-            inputs
-                .iter()
-                .zip(&planned)
-                .map(|(input, (_, entry))| self.estimate(input.clone(), *entry)),
-        )
-        .await;
+        let native_item_gas = self.native_item_gas().await?;
+        let item_gas = |batch: &[Request]| multibridge_contracts::item_gas(batch, native_item_gas);
+        let estimates =
+            futures::future::join_all(inputs.iter().zip(&planned).map(
+                |(input, (batch, entry))| self.estimate(input.clone(), *entry, item_gas(batch)),
+            ))
+            .await;
         let mut work: std::collections::VecDeque<PlannedVote> = planned
             .into_iter()
             .zip(inputs)
@@ -599,7 +603,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             }
             let estimate = match estimate {
                 Some(estimate) => estimate,
-                None => self.estimate(input.clone(), entry).await,
+                None => self.estimate(input.clone(), entry, item_gas(&batch)).await,
             };
             // A request whose vote ran out of gas before goes again with twice the worst-case
             // headroom (it is alone: the voter sends singles for a while after an out-of-gas).
@@ -681,17 +685,35 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok((limit.saturating_mul(MAX_VOTE_BLOCK_SHARE) / 100, limit))
     }
 
-    /// The gas limit of a vote with calldata `input` sent through `entry`.
-    async fn estimate(&self, input: Bytes, entry: Entry) -> Result<u64, SubmitError> {
+    /// What a native item needs left at its start on the destination bridge (read once).
+    async fn native_item_gas(&mut self) -> Result<u64, VoterError> {
+        if let Some(gas) = self.native_item_gas {
+            return Ok(gas);
+        }
+        let gas = self.destination.native_item_gas().await?;
+        self.native_item_gas = Some(gas);
+        Ok(gas)
+    }
+
+    /// The gas limit of a vote with calldata `input` sent through `entry`, one of whose items
+    /// may need `item_gas` left at its start to execute ([`multibridge_contracts::item_gas`]).
+    async fn estimate(
+        &self,
+        input: Bytes,
+        entry: Entry,
+        item_gas: u64,
+    ) -> Result<u64, SubmitError> {
         let (bridge, margin_percent) = (self.bridge, self.config.gas_margin_percent);
         let plan = match entry {
             Entry::Record => GasPlan::Record {
                 bridge,
                 margin_percent,
+                item_gas,
             },
             _ => GasPlan::Vote {
                 bridge,
                 margin_percent,
+                item_gas,
             },
         };
         self.submit.estimate(self.bridge, input, plan).await

@@ -36,6 +36,12 @@ pub trait DestinationReads: Send + Sync {
     ) -> impl Future<Output = Result<Vec<bool>, ChainError>> + Send;
     /// The operator's native balance on the destination (what pays for its votes).
     fn signer_balance(&self) -> impl Future<Output = Result<U256, ChainError>> + Send;
+    /// `NATIVE_ITEM_GAS()`: what a native item needs left at its start on this bridge. A bridge
+    /// deployed before the getter refuses the call and needs `ITEM_GAS` for every item: that is
+    /// the answer then (and the default of a fake).
+    fn native_item_gas(&self) -> impl Future<Output = Result<u64, ChainError>> + Send {
+        async { Ok(multibridge_contracts::ITEM_GAS) }
+    }
     /// How many of `requests` an `executeHandles` would execute now (their vote keys hold the
     /// threshold: a lowered threshold, or an operator set that changed under open votes).
     fn executable(
@@ -115,6 +121,21 @@ impl DestinationReads for BridgeReads {
                 p.get_balance(operator).await
             })
             .await
+    }
+
+    async fn native_item_gas(&self) -> Result<u64, ChainError> {
+        match self
+            .chain
+            .bridge_call("NATIVE_ITEM_GAS", |b| async move {
+                b.NATIVE_ITEM_GAS().call().await
+            })
+            .await
+        {
+            Ok(gas) => Ok(u64::try_from(gas).unwrap_or(u64::MAX)),
+            // No such getter: a bridge from before it, whose every item needs ITEM_GAS.
+            Err(ChainError::Rejected { .. }) => Ok(multibridge_contracts::ITEM_GAS),
+            Err(e) => Err(e),
+        }
     }
 
     async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {

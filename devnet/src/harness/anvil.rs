@@ -29,6 +29,10 @@ pub struct AnvilOptions {
     /// Keep the chain in this file (`--state`): loaded at start, written when the node stops
     /// gracefully, so [`AnvilNode::restart`] brings the same chain back (blocks, receipts, logs).
     pub state_file: Option<std::path::PathBuf>,
+    /// Accept contracts above EIP-170's 24,576 bytes (`--code-size-limit`): only for the
+    /// devnet-only `HistoryBridge` of `bench-join` (the Bridge plus two owner functions). The
+    /// Bridge itself stays under the limit (a test of `multibridge-contracts` checks it).
+    pub large_code: bool,
 }
 
 /// A running anvil chain.
@@ -40,6 +44,8 @@ pub struct AnvilNode {
 }
 
 const START_ATTEMPTS: usize = 3;
+/// The code size a devnet chain with `large_code` accepts: twice EIP-170's.
+const LARGE_CODE_LIMIT: usize = 49_152;
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl AnvilNode {
@@ -68,6 +74,9 @@ impl AnvilNode {
             if let Some(block_time) = opts.block_time {
                 args.push("--block-time".to_owned());
                 args.push(block_time.to_string());
+            }
+            if opts.large_code {
+                args.extend(["--code-size-limit".to_owned(), LARGE_CODE_LIMIT.to_string()]);
             }
             if let Some(file) = &opts.state_file {
                 args.extend(["--state".to_owned(), file.display().to_string()]);

@@ -31,6 +31,7 @@ async fn plain_chain(dir: &Path, name: &str, chain_id: u64) -> AnvilNode {
             accounts: 10,
             frozen_fork_of: None,
             state_file: None,
+            large_code: false,
         },
     )
     .await

@@ -921,3 +921,52 @@ fn two_of_three() -> Committee {
         threshold: 2,
     }
 }
+
+/// Issue 54: a batch of native items only is planned with the bridge's `NATIVE_ITEM_GAS` as its
+/// one-item headroom; a batch holding another kind, or any batch on a bridge from before the
+/// getter (whose every item needs ITEM_GAS), with `ITEM_GAS`. The bridge is read once.
+#[tokio::test]
+async fn a_native_batch_is_planned_with_the_native_item_bound_any_other_with_the_full_one() {
+    use multibridge_contracts::{ITEM_GAS, NATIVE_ITEM_GAS};
+    let plans = |h: &Harness| std::mem::take(&mut *h.submit.item_gas_plans.lock().unwrap());
+
+    let mut old_bridge = Harness::new(3, 64);
+    old_bridge.step().await;
+    assert_eq!(
+        plans(&old_bridge),
+        vec![ITEM_GAS],
+        "a bridge without the getter"
+    );
+
+    let mut native = Harness::new(3, 64);
+    *native.destination.native_item_gas.lock().unwrap() = Some(NATIVE_ITEM_GAS);
+    native.step().await;
+    assert_eq!(native.jobs(), vec![(false, vec![0, 1, 2])]);
+    assert_eq!(plans(&native), vec![NATIVE_ITEM_GAS], "native items only");
+    native.step().await;
+    assert_eq!(
+        *native.destination.native_item_gas_reads.lock().unwrap(),
+        1,
+        "read once"
+    );
+
+    let mut mixed = Harness::new(3, 64);
+    *mixed.destination.native_item_gas.lock().unwrap() = Some(NATIVE_ITEM_GAS);
+    let mut token = request(3);
+    token.kind = multibridge_contracts::AssetKind::Erc20 as u8;
+    token.token = Address::repeat_byte(5);
+    mixed
+        .store
+        .lock()
+        .record_range(LANE, &[token], 1_000)
+        .unwrap();
+    mixed.step().await;
+    assert_eq!(mixed.jobs(), vec![(false, vec![0, 1, 2, 3])]);
+    assert_eq!(plans(&mixed), vec![ITEM_GAS], "an ERC-20 item in the batch");
+
+    // An answer outside RECORD_GAS..=ITEM_GAS (one endpoint's) is kept within it.
+    let mut liar = Harness::new(1, 64);
+    *liar.destination.native_item_gas.lock().unwrap() = Some(1);
+    liar.step().await;
+    assert_eq!(plans(&liar), vec![multibridge_contracts::RECORD_GAS]);
+}

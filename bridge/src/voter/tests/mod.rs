@@ -57,6 +57,10 @@ struct FakeDestination {
     not_final: Mutex<Vec<u64>>,
     /// Nonces whose vote key holds the threshold without being executed.
     executable: Mutex<Vec<u64>>,
+    /// The bridge's `NATIVE_ITEM_GAS` (unset: a bridge from before the getter, ITEM_GAS).
+    native_item_gas: Mutex<Option<u64>>,
+    /// How often `NATIVE_ITEM_GAS` was read.
+    native_item_gas_reads: Mutex<usize>,
 }
 
 impl FakeDestination {
@@ -96,6 +100,15 @@ impl DestinationReads for Arc<FakeDestination> {
             used: 0,
             limit: self.gas_limit.lock().unwrap().unwrap_or(30_000_000),
         })
+    }
+
+    async fn native_item_gas(&self) -> Result<u64, ChainError> {
+        *self.native_item_gas_reads.lock().unwrap() += 1;
+        Ok(self
+            .native_item_gas
+            .lock()
+            .unwrap()
+            .unwrap_or(multibridge_contracts::ITEM_GAS))
     }
 
     async fn executable(&self, requests: &[Request]) -> Result<u64, ChainError> {
@@ -146,6 +159,8 @@ struct FakeSubmit {
     leads: Mutex<Vec<bool>>,
     /// The requests of every estimate planned as a recording vote.
     record_plans: Mutex<Vec<Vec<u64>>>,
+    /// The item gas of every estimate's plan, in order.
+    item_gas_plans: Mutex<Vec<u64>>,
 }
 
 fn too_large() -> SubmitError {
@@ -208,6 +223,9 @@ impl Submit for SharedSubmit {
             GasPlan::Vote { bridge: BRIDGE, .. } | GasPlan::Record { bridge: BRIDGE, .. }
         ));
         let (_, nonces) = decode_job(&input);
+        if let GasPlan::Vote { item_gas, .. } | GasPlan::Record { item_gas, .. } = plan {
+            self.item_gas_plans.lock().unwrap().push(item_gas);
+        }
         if matches!(plan, GasPlan::Record { .. }) {
             self.record_plans.lock().unwrap().push(nonces.clone());
         }

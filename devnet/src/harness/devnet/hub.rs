@@ -115,6 +115,7 @@ pub(super) async fn start_edge_node(
             accounts,
             frozen_fork_of: None,
             state_file: Some(chains.join(format!("{}.json", plan.chain))),
+            large_code: false,
         },
     )
     .await

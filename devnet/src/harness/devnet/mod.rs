@@ -379,6 +379,7 @@ impl Devnet {
             accounts: accounts.count().saturating_add(4),
             frozen_fork_of: None,
             state_file: None,
+            large_code: options.history_bridge,
         };
         let main = AnvilNode::start(
             &tools,
