@@ -52,15 +52,17 @@ pub enum GasPlan {
         /// What one item of the batch needs left at its start to execute.
         item_gas: u64,
     },
-    /// A vote on `bridge` expected to record only: the operator's committee rank comes before
-    /// the deciding vote's (issue 54: a recording vote planned for execution reserved twice the
-    /// block space it used). Simulated as it is against the latest state: if it only records
-    /// there, its gas plus the margin plus the bridge's `RECORD_GAS` (the worst case of one
-    /// record, which the bridge requires left before every vote item); if it would execute
-    /// anything already (the other votes landed first), planned as [`GasPlan::Vote`]. Should it
-    /// land after the threshold is reached all the same, the items that would execute without
-    /// `item_gas` left are skipped by the bridge (`GasBudgetTooLow`), never run out of gas,
-    /// and the voter votes them again as the deciding vote.
+    /// A vote on `bridge` planned by what it does now: expected to record only (the operator's
+    /// committee rank comes before the deciding vote's; issue 54: a recording vote planned for
+    /// execution reserved twice the block space it used), or a deciding vote while the
+    /// destination's blocks are full. Simulated as it is against the latest state: if it only
+    /// records there, its gas plus the margin plus the bridge's `RECORD_GAS` (the worst case of
+    /// one record, which the bridge requires left before every vote item); if it executes
+    /// there, its gas plus the margin plus `item_gas` and the lowerHandleNonce advance (not the
+    /// gas of executing every item, which [`GasPlan::Vote`] plans). Should more of its items
+    /// reach the threshold before it lands, those that would execute without `item_gas` left
+    /// are skipped by the bridge (`GasBudgetTooLow`), never run out of gas, and the voter votes
+    /// them again as the deciding vote.
     Record {
         /// The destination bridge.
         bridge: Address,
@@ -241,7 +243,19 @@ impl Submit for SubmitClient {
                     gas,
                     executes: false,
                 } => (gas, margin_percent, multibridge_contracts::RECORD_GAS),
-                // It would decide now, or cannot be simulated as it is: a deciding vote's plan.
+                // It decides now (the votes ranked before it landed): what it does there, plus
+                // one item's worst case. Items that become executable before it lands cost more
+                // than their records; those that no longer fit are skipped by the bridge
+                // (`GasBudgetTooLow`) and voted again as deciding.
+                Simulated::Used {
+                    gas,
+                    executes: true,
+                } => (
+                    gas,
+                    margin_percent,
+                    item_gas.saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
+                ),
+                // It cannot be simulated as it is: a deciding vote's plan.
                 _ => (
                     vote_gas(&self.chain, bridge, &call).await?,
                     margin_percent,

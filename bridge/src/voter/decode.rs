@@ -148,7 +148,10 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .collect();
             return self.settle_all(gone, Seen::Receipt, step);
         }
-        let recording = self.pending_entry(tx_nonce) == Some(Entry::Record);
+        let recording = matches!(
+            self.pending_entry(tx_nonce),
+            Some(Entry::Record | Entry::Tight)
+        );
         let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
         for log in receipt.inner.logs() {
             if let Ok(e) = log.log_decode::<Bridge::HandleValueTransfer>() {
@@ -162,7 +165,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             } else if let Ok(e) = log.log_decode::<Bridge::HandleSkipped>() {
                 let name = skip_reason_name(e.inner.data.reason.0);
                 if recording && name == Some("GasBudgetTooLow") {
-                    // Planned to record, it landed after the threshold: it decides next time.
+                    // Planned to record (or by its simulation in full blocks), it landed after
+                    // the threshold: it decides next time.
                     if self.decide_next.len() >= MAX_OUT_OF_GAS_REMEMBERED {
                         self.decide_next.clear();
                     }

@@ -205,6 +205,10 @@ const WAITING_ROOM_SHARE: usize = 4;
 /// space a recording plan saves matters when blocks are full: in a backlog).
 const MIN_RECORD_BATCH: usize = 8;
 
+/// How long a read of the destination's latest block counts for whether its blocks are full
+/// (about half a block at 1 s blocks).
+const FULLNESS_FRESH_FOR: Duration = Duration::from_millis(500);
+
 /// How often the vote window is read again while requests wait for it.
 const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 
@@ -237,6 +241,8 @@ pub struct Voter<D, S> {
     /// What a native item needs left at its start on the destination bridge (its code does not
     /// change: read once).
     native_item_gas: Option<u64>,
+    /// Whether the destination's latest block was full, and when it was read.
+    full: Option<(bool, Instant)>,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
     /// Some requests are noted as waiting for the vote window: it is read again every
@@ -277,6 +283,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             committee: None,
             gas_limit: None,
             native_item_gas: None,
+            full: None,
             upper_seen: None,
             window_waits: None,
             plan: Plan::Votes,
@@ -532,6 +539,15 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             decide.extend(record);
         }
         decide.sort_by_key(|r| r.nonce);
+        // While the destination's blocks are full, deciding votes are planned by what their
+        // simulation does now (issue 54): every share of a block one reserves beyond its use
+        // is kept from every other transaction, ours and the chain's other users'. Those a vote
+        // planned so skipped for gas are planned as deciding (`decide_next`).
+        let tight_plan =
+            !decide.is_empty() && recorders.is_some() && self.destination_full().await?;
+        let (tight, decide): (Vec<Request>, Vec<Request>) = decide
+            .into_iter()
+            .partition(|r| tight_plan && !self.decide_next.contains(&r.nonce));
         // The recording batches go first: a block takes an account's transactions in nonce
         // order, so a leading tip counts only if nothing of this step is sent before it.
         let fresh_batches: Vec<(Vec<Request>, Entry)> = record_batches
@@ -541,6 +557,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 batches(&decide, chunk, MAX_VOTE_BYTES)
                     .into_iter()
                     .map(|b| (b, Entry::Batch)),
+            )
+            .chain(
+                batches(&tight, chunk, MAX_VOTE_BYTES)
+                    .into_iter()
+                    .map(|b| (b, Entry::Tight)),
             )
             .collect();
         let mut planned: Vec<(Vec<Request>, Entry)> = Vec::new();
@@ -685,6 +706,19 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         Ok((limit.saturating_mul(MAX_VOTE_BLOCK_SHARE) / 100, limit))
     }
 
+    /// Whether the destination's latest block is full ([`reads::BlockGas::is_full`]), read at
+    /// most every [`FULLNESS_FRESH_FOR`].
+    async fn destination_full(&mut self) -> Result<bool, VoterError> {
+        if let Some((full, at)) = self.full
+            && at.elapsed() < FULLNESS_FRESH_FOR
+        {
+            return Ok(full);
+        }
+        let full = self.destination.latest_block_gas().await?.is_full();
+        self.full = Some((full, Instant::now()));
+        Ok(full)
+    }
+
     /// What a native item needs left at its start on the destination bridge (read once).
     async fn native_item_gas(&mut self) -> Result<u64, VoterError> {
         if let Some(gas) = self.native_item_gas {
@@ -705,7 +739,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     ) -> Result<u64, SubmitError> {
         let (bridge, margin_percent) = (self.bridge, self.config.gas_margin_percent);
         let plan = match entry {
-            Entry::Record => GasPlan::Record {
+            Entry::Record | Entry::Tight => GasPlan::Record {
                 bridge,
                 margin_percent,
                 item_gas,
@@ -856,6 +890,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
         if entry == Entry::Record {
             self.metrics.votes_recording.inc_by(batch.len() as u64);
+        }
+        if entry == Entry::Tight {
+            self.metrics.votes_tight.inc_by(batch.len() as u64);
         }
         Ok(())
     }

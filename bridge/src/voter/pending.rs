@@ -29,6 +29,14 @@ pub enum Entry {
     /// ([`GasPlan::Record`](crate::chain::submitter::GasPlan::Record)) and sent with a leading
     /// tip, so in a block holding the deciding vote too it goes first.
     Record,
+    /// `handleValueTransfers` of requests this operator's vote is expected to decide, sent while
+    /// the destination's blocks are full (issue 54): planned as its simulation at `latest` says
+    /// ([`GasPlan::Record`](crate::chain::submitter::GasPlan::Record): the recording gas while
+    /// it only records there), with the market's tip. A deciding vote that lands before the
+    /// votes ranked ahead of it only records and would have held a block's room for executing
+    /// it never did; one that lands after them executes what its gas fits and the bridge skips
+    /// the rest (`GasBudgetTooLow`), voted again as deciding.
+    Tight,
     /// `handleValueTransfer`: one vote that reverts on any refusal (a request that waited: its
     /// simulation reverts, at no cost, while the condition holds).
     Single,

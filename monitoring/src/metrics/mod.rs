@@ -72,6 +72,7 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) votes_recording: IntCounterVec,
+    pub(crate) votes_tight: IntCounterVec,
     /// Requests a vote planned to record skipped for gas: it landed after the threshold was
     /// reached, so it would have decided; each is voted again as a deciding vote, a block later.
     ///
@@ -509,6 +510,11 @@ impl Metrics {
                 "Requests voted in batches planned to record only (ranked before the deciding vote)",
                 lane,
             )?,
+            votes_tight: counter(
+                "votes_tight_total",
+                "Requests voted in deciding batches planned by their simulation because the destination's blocks were full",
+                lane,
+            )?,
             recording_votes_late: counter(
                 "recording_votes_late_total",
                 "Requests a vote planned to record skipped for gas because it landed after the threshold (voted again as deciding)",
@@ -896,6 +902,7 @@ impl Metrics {
                 &metrics.nonce_gaps,
                 &metrics.votes_sent,
                 &metrics.votes_recording,
+                &metrics.votes_tight,
                 &metrics.recording_votes_late,
                 &metrics.handled,
                 &metrics.waiting,

@@ -216,6 +216,83 @@ async fn a_recording_vote_skipped_for_gas_is_voted_again_as_deciding() {
     }
 }
 
+/// Issue 54: while the destination's blocks are full, a deciding vote is planned by what its
+/// simulation does now (the recording plan) and sent at the market's tip; the items it skipped
+/// for gas (it landed after the votes ranked before it) are voted again as deciding, full
+/// blocks or not. With room in the blocks, deciding votes are planned to execute.
+#[tokio::test]
+async fn in_full_blocks_a_deciding_vote_is_planned_by_its_simulation() {
+    let mut h = Harness::new(60, 64);
+    let committee = two_of_three();
+    let first: Vec<u64> = (0..60)
+        .filter(|n| committee.rank(*n, ME) == Some(0))
+        .collect();
+    *h.destination.committee.lock().unwrap() = Some(committee);
+    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
+    h.step().await;
+    let jobs = h.jobs();
+    let leads = std::mem::take(&mut *h.submit.leads.lock().unwrap());
+    let record_tx = jobs
+        .iter()
+        .position(|(_, nonces)| *nonces == first)
+        .expect("the first-ranked go in a batch of their own");
+    let (tight_tx, (_, tight)) = jobs
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != record_tx)
+        .expect("a deciding batch");
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        *h.submit.record_plans.lock().unwrap(),
+        vec![first.clone(), tight.clone()],
+        "both planned by their simulation"
+    );
+    h.submit.record_plans.lock().unwrap().clear();
+    assert!(leads[record_tx], "the recording vote leads");
+    assert!(!leads[tight_tx], "the deciding one does not");
+    assert_eq!(
+        h.metric("multibridge_votes_tight_total{lane=\"main-to-service\"}"),
+        tight.len() as f64
+    );
+
+    // It landed after the votes ranked before it: half executed, half skipped for gas.
+    let (executed, short) = tight.split_at(tight.len() / 2);
+    let logs = executed
+        .iter()
+        .map(|n| handled(*n))
+        .chain(
+            short
+                .iter()
+                .map(|n| skipped(*n, Bridge::GasBudgetTooLow::SELECTOR)),
+        )
+        .collect();
+    h.mined(tight_tx as u64, true, 900_000, logs);
+    h.step().await;
+    assert_eq!(
+        h.jobs(),
+        vec![(false, short.to_vec())],
+        "voted again at once"
+    );
+    assert!(
+        h.submit.record_plans.lock().unwrap().is_empty(),
+        "planned as a deciding vote, though the blocks are still full"
+    );
+    for n in executed {
+        assert_eq!(h.status(*n), RequestStatus::Handled);
+    }
+
+    // With room in the blocks, the same committee's deciding votes are planned to execute.
+    let mut roomy = Harness::new(60, 64);
+    *roomy.destination.committee.lock().unwrap() = Some(two_of_three());
+    roomy.step().await;
+    assert_eq!(roomy.jobs().len(), 2);
+    assert_eq!(
+        *roomy.submit.record_plans.lock().unwrap(),
+        vec![first],
+        "only the recording vote planned to record"
+    );
+}
+
 /// Audit L-2: a request this operator voted long ago whose key holds the threshold (the threshold
 /// was lowered) is executed with `executeHandles`; an execution that skips it as below the
 /// threshold leaves it voted.

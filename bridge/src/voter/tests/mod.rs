@@ -53,6 +53,8 @@ struct FakeDestination {
     reads: Mutex<Vec<Vec<u64>>>,
     committee: Mutex<Option<Committee>>,
     gas_limit: Mutex<Option<u64>>,
+    /// Gas the latest block used (unset: none, the blocks have room).
+    block_used: Mutex<Option<u64>>,
     /// Nonces handled at the head but not yet at the confirmation depth.
     not_final: Mutex<Vec<u64>>,
     /// Nonces whose vote key holds the threshold without being executed.
@@ -97,7 +99,7 @@ impl DestinationReads for Arc<FakeDestination> {
 
     async fn latest_block_gas(&self) -> Result<super::reads::BlockGas, ChainError> {
         Ok(super::reads::BlockGas {
-            used: 0,
+            used: self.block_used.lock().unwrap().unwrap_or(0),
             limit: self.gas_limit.lock().unwrap().unwrap_or(30_000_000),
         })
     }
