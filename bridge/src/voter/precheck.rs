@@ -15,6 +15,10 @@ use super::{
 use crate::chain::submitter::Submit;
 use crate::store::{StoredRequest, Transition, unix_now};
 
+/// How many times `standby_after` a standby waits while the destination's blocks are full (as
+/// an attested standby does).
+const FULL_STANDBY_FACTOR: u32 = 2;
+
 /// Where the destination's vote window ends for `upperHandleNonce` = `upper`.
 fn window_end(upper: u64) -> u64 {
     upper.saturating_add(multibridge_contracts::VOTE_WINDOW)
@@ -180,6 +184,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // A request another operator is first for waits (deferred in the store, so it stays out
         // of the window until it is due); when due it is voted only if the lane moved past it.
         let mut upper = None;
+        let mut standby_wait = None;
         let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
         for r in candidates {
             let nonce = r.request.nonce;
@@ -192,7 +197,18 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 None if r.not_before.is_none() => 0,
                 None => *upper.insert(self.destination.upper_handle_nonce().await?),
             };
-            match crate::turns::standby(nonce, r.observed_at, now, upper, standby_after) {
+            // While the destination's blocks are full the primaries' votes queue for room, so a
+            // request passed by the lane is most often one whose votes are on their way: a
+            // standby's vote would compete for the same room and land after them (issue 54).
+            let after = match standby_wait {
+                Some(after) => after,
+                None => *standby_wait.insert(if self.destination_full().await? {
+                    standby_after.saturating_mul(FULL_STANDBY_FACTOR)
+                } else {
+                    standby_after
+                }),
+            };
+            match crate::turns::standby(nonce, r.observed_at, now, upper, after) {
                 crate::turns::Standby::Vote => open.push(r),
                 crate::turns::Standby::Until(until) => {
                     self.store

@@ -634,6 +634,28 @@ async fn a_standby_operator_votes_anyway_once_a_request_is_three_pauses_old() {
     );
 }
 
+/// Issue 54: while the destination's blocks are full a standby waits twice `standby_after`
+/// before it votes what the lane passed by: the primaries' votes queue for room then, and a
+/// standby's vote would land after them.
+#[tokio::test]
+async fn in_full_blocks_a_standby_waits_twice_as_long() {
+    let mut h = Harness::new(30, 64);
+    let committee = two_of_three();
+    let standby: Vec<u64> = (0..29).filter(|n| !committee.is_primary(*n, ME)).collect();
+    *h.destination.committee.lock().unwrap() = Some(committee);
+    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
+    h.step().await;
+    h.jobs();
+    // The lane passed every request by.
+    h.destination.set(29, NonceState::Handled);
+    h.store.lock().age_rows(LANE, 6).unwrap();
+    h.step().await;
+    assert!(h.jobs().is_empty(), "6 s in full blocks: still standing by");
+    h.store.lock().age_rows(LANE, 4).unwrap();
+    h.step().await;
+    assert_eq!(h.jobs(), vec![(false, standby)], "at 10 s they are voted");
+}
+
 #[test]
 fn nonce_ranges_name_every_nonce_compactly() {
     assert_eq!(nonce_ranges(&[]), "");
