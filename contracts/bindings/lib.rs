@@ -52,7 +52,7 @@ pub const LOWER_ADVANCE_GAS: u64 = 32_000;
 /// `GasBudgetTooLow`, never run out of gas). A relay plans every vote as its simulated gas plus
 /// this, so no recipient, token or state change between the simulation and the block can make a
 /// vote fail (audit NEW-H1). A test checks it against the contract.
-pub const ITEM_GAS: u64 = 320_000;
+pub const ITEM_GAS: u64 = 380_000;
 
 /// `Bridge.NATIVE_ITEM_GAS()`: what a native item needs left at its start instead of
 /// [`ITEM_GAS`] (no token call or view: the queue's writes are its dearest path). A vote or an
@@ -60,7 +60,7 @@ pub const ITEM_GAS: u64 = 320_000;
 /// vote reserved a third of a deciding vote's use again). A bridge deployed before it has no such
 /// getter and needs ITEM_GAS for every item: a relay reads the bridge's value ([`item_gas`]). A
 /// test checks it against the contract.
-pub const NATIVE_ITEM_GAS: u64 = 180_000;
+pub const NATIVE_ITEM_GAS: u64 = 270_000;
 
 /// The gas one item of `requests` may need left at its start on a bridge whose native items
 /// need `native_item_gas`: that for a batch of native items only, [`ITEM_GAS`] as soon as one

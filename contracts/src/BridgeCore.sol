@@ -41,23 +41,27 @@ abstract contract BridgeCore is IBridgeCore {
     /// @notice Gas a vote gives a registered token's `balanceOf` or `ownerOf` (the liquidity check).
     uint256 public constant TOKEN_VIEW_GAS = 50_000;
     /// @inheritdoc IBridgeCore
-    /// @dev The worst case of one batch item from its start: the vote record (fresh slots, the
-    /// largest extraData), the liquidity check (a token view that burns TOKEN_VIEW_GAS), closing
-    /// the nonce with the largest lowerHandleNonce advance, and the dearest release path (a token
-    /// call that burns TOKEN_RELEASE_GAS, then the credit's writes) or the queue's writes. Checked before every item, so no recipient, token or
-    /// state change between a relay's estimate and its block can make a vote run out of gas:
+    /// @dev The worst case of one batch item from its start: the vote record (every slot it
+    /// writes fresh — the voter word, the key's voters at threshold 1, a new operator's
+    /// voted-up-to slot — and the largest extraData), the liquidity check (a token view that
+    /// burns TOKEN_VIEW_GAS), closing a nonce in a fresh handled-bits word with the largest
+    /// lowerHandleNonce advance, and the dearest release path (a token call that burns
+    /// TOKEN_RELEASE_GAS, then the credit's writes) or the queue's writes: 365k for the call that
+    /// takes it with all of them at once (320k before 2026-11-28 missed the fresh slots). Checked
+    /// before every item, so no recipient, token or state change between a relay's estimate and
+    /// its block can make a vote run out of gas:
     /// an item that does not fit is skipped (GasBudgetTooLow) and voted again. A forge test
     /// measures the worst case against this bound.
-    uint256 public constant ITEM_GAS = 320_000;
+    uint256 public constant ITEM_GAS = 380_000;
     /// @inheritdoc IBridgeCore
     /// @dev The worst case of one native item from its start (issue 54: a vote's headroom is one
     /// item's worst case, and ITEM_GAS's token call and view are far above anything a native
-    /// release does): the vote record (a fresh voter word, the largest extraData), closing the
-    /// nonce with the largest lowerHandleNonce advance, the outflow bucket, and the dearest
-    /// native path — the queue's writes (a push to a fresh account or a credit costs less; the
-    /// recipient's code never runs, audit NEW-H1). A forge test measures the worst case against
-    /// this bound. Every other kind needs ITEM_GAS.
-    uint256 public constant NATIVE_ITEM_GAS = 180_000;
+    /// release does): the vote record (every slot it writes fresh, the largest extraData),
+    /// closing a nonce in a fresh handled-bits word with the largest lowerHandleNonce advance,
+    /// the outflow bucket, and the dearest native path — the queue's writes (a push to a fresh
+    /// account or a credit costs less; the recipient's code never runs, audit NEW-H1). A forge
+    /// test measures the worst case against this bound. Every other kind needs ITEM_GAS.
+    uint256 public constant NATIVE_ITEM_GAS = 270_000;
     /// @inheritdoc IBridgeCore
     /// @dev The worst case of one vote item that only records (the key stays below the
     /// threshold): the checks, the key of the largest extraData, the vote's writes to fresh
