@@ -714,8 +714,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         {
             return Ok(full);
         }
-        let full = self.destination.latest_block_gas().await?.is_full();
-        self.full = Some((full, Instant::now()));
+        let block = self.destination.latest_block_gas().await?;
+        let (full, now) = (block.is_full(), Instant::now());
+        self.full = Some((full, now));
+        // The same read answers `gas_budget` for its while.
+        self.gas_limit = Some((block.limit, now));
         Ok(full)
     }
 

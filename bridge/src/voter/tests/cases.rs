@@ -180,17 +180,7 @@ async fn a_recording_vote_skipped_for_gas_is_voted_again_as_deciding() {
     h.submit.record_plans.lock().unwrap().clear();
 
     // It landed after the other operators' votes: half executed, half skipped for gas.
-    let (executed, short) = first.split_at(first.len() / 2);
-    let logs = executed
-        .iter()
-        .map(|n| handled(*n))
-        .chain(
-            short
-                .iter()
-                .map(|n| skipped(*n, Bridge::GasBudgetTooLow::SELECTOR)),
-        )
-        .collect();
-    h.mined(record_tx as u64, true, 900_000, logs);
+    let (executed, short) = h.mined_half_short_of_gas(record_tx as u64, &first);
     h.step().await;
     assert_eq!(
         h.metric("multibridge_recording_votes_late_total{lane=\"main-to-service\"}"),
@@ -256,17 +246,7 @@ async fn in_full_blocks_a_deciding_vote_is_planned_by_its_simulation() {
     );
 
     // It landed after the votes ranked before it: half executed, half skipped for gas.
-    let (executed, short) = tight.split_at(tight.len() / 2);
-    let logs = executed
-        .iter()
-        .map(|n| handled(*n))
-        .chain(
-            short
-                .iter()
-                .map(|n| skipped(*n, Bridge::GasBudgetTooLow::SELECTOR)),
-        )
-        .collect();
-    h.mined(tight_tx as u64, true, 900_000, logs);
+    let (executed, short) = h.mined_half_short_of_gas(tight_tx as u64, tight);
     h.step().await;
     assert_eq!(
         h.jobs(),

@@ -343,6 +343,27 @@ impl Harness {
             .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
     }
 
+    /// Vote transaction `tx_nonce` of `nonces` landed after the threshold was reached: its first
+    /// half executed, the rest skipped for gas (`GasBudgetTooLow`). Returns both halves.
+    fn mined_half_short_of_gas<'a>(
+        &self,
+        tx_nonce: u64,
+        nonces: &'a [u64],
+    ) -> (&'a [u64], &'a [u64]) {
+        let (executed, short) = nonces.split_at(nonces.len() / 2);
+        let logs = executed
+            .iter()
+            .map(|n| handled(*n))
+            .chain(
+                short
+                    .iter()
+                    .map(|n| skipped(*n, Bridge::GasBudgetTooLow::SELECTOR)),
+            )
+            .collect();
+        self.mined(tx_nonce, true, 900_000, logs);
+        (executed, short)
+    }
+
     /// The receipt of vote transaction `tx_nonce`, mined with `logs`.
     fn mined(&self, tx_nonce: u64, success: bool, gas_used: u64, logs: Vec<LogData>) {
         let logs: Vec<serde_json::Value> = logs
