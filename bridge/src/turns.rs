@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, keccak256};
+pub use multibridge_monitoring::metrics::StandbyRule;
 
 /// The destination's registered operators and threshold, as the turns need them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,32 +77,82 @@ impl Committee {
 /// A standby votes whatever the lane does once a request is this many `standby_after` old.
 pub const STANDBY_LIMIT: u64 = 3;
 
+/// While the lane's handles keep moving, the limit waits for them to stall, up to this many
+/// `standby_after` (a bound on what a slow lane can hold a standby back).
+pub const STANDBY_CAP: u64 = 2 * STANDBY_LIMIT;
+
 /// What a standby does with a request (nonce `nonce`, first stored at `observed_at`, unix
 /// seconds) at `now`, the destination's `upperHandleNonce` being `upper`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standby {
-    /// Vote it now.
-    Vote,
+    /// Vote it now, by this rule.
+    Vote(StandbyRule),
     /// Look again at this time (unix seconds).
     Until(u64),
 }
 
+/// What a standby goes by of the lane's handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneHandles {
+    /// A request below this is passed by: the destination's `upperHandleNonce` — or, while its
+    /// blocks are full, that only while `lowerHandleNonce` stands still (else 0): the votes of
+    /// a request the lane just passed by are then most often queued for room behind the ones
+    /// that passed it, and a missing primary shows as a `lowerHandleNonce` that stopped.
+    pub passed: u64,
+    /// Whether the handles stand still (or nothing says they move): the limit applies. `false`
+    /// only while the blocks are full and `lowerHandleNonce` was seen moving within
+    /// `standby_after`: the primaries are at work through a backlog and will reach the
+    /// request; the limit then waits, up to [`STANDBY_CAP`].
+    pub stalled: bool,
+}
+
+impl LaneHandles {
+    /// The rule whatever the blocks: passed by `upper` now, the limit whatever the lane does.
+    pub fn now(upper: u64) -> Self {
+        Self {
+            passed: upper,
+            stalled: true,
+        }
+    }
+}
+
 /// A standby votes a request once it is `after` old *and* the lane's handles have moved past it
-/// (the primaries are at work, yet this one is still open: one of them is missing) — or,
-/// whatever the lane does, once it is [`STANDBY_LIMIT`] times that old. Votes that would arrive
-/// after the threshold — pure cost, skipped by the bridge — are then not sent, even while a
-/// backlog drains.
-pub fn standby(nonce: u64, observed_at: u64, now: u64, upper: u64, after: Duration) -> Standby {
+/// (the primaries are at work, yet this one is still open: one of them is missing) — or once it
+/// is [`STANDBY_LIMIT`] times that old and the handles stand still, or whatever the lane does
+/// at [`STANDBY_CAP`] times. Votes that would arrive after the threshold — pure cost, skipped by
+/// the bridge — are then not sent, even while a backlog drains.
+pub fn standby(
+    nonce: u64,
+    observed_at: u64,
+    now: u64,
+    lane: LaneHandles,
+    after: Duration,
+) -> Standby {
     let after = after.as_secs();
     let first_look = observed_at.saturating_add(after);
     let limit = observed_at.saturating_add(after.saturating_mul(STANDBY_LIMIT));
-    if now >= limit || (now >= first_look && nonce < upper) {
-        return Standby::Vote;
+    let cap = observed_at.saturating_add(after.saturating_mul(STANDBY_CAP));
+    if now >= first_look && nonce < lane.passed {
+        return Standby::Vote(StandbyRule::Passed);
+    }
+    if now >= limit && lane.stalled {
+        return Standby::Vote(StandbyRule::Stalled);
+    }
+    if now >= cap {
+        return Standby::Vote(StandbyRule::Cap);
     }
     if now < first_look {
         return Standby::Until(first_look);
     }
-    Standby::Until(now.saturating_add(1).min(limit))
+    // While the lane moves, a look every second would bring the request back into the voter's
+    // window each second ahead of the requests this operator is first for (the window is taken
+    // in nonce order, and a backlog's standby requests are the oldest): half a wait instead.
+    let next = if lane.stalled {
+        now.saturating_add(1)
+    } else {
+        now.saturating_add((after / 2).max(1))
+    };
+    Standby::Until(next.min(if lane.stalled { limit } else { cap }))
 }
 
 /// The operator whose turn it is to send an attested batch with `digest` among `operators`.
@@ -169,14 +220,65 @@ mod tests {
     fn a_standby_waits_for_the_lane_to_pass_the_request_or_for_the_limit() {
         let after = Duration::from_secs(5);
         // Too young: look again when it is `after` old.
-        assert_eq!(standby(7, 100, 101, 50, after), Standby::Until(105));
+        assert_eq!(
+            standby(7, 100, 101, LaneHandles::now(50), after),
+            Standby::Until(105)
+        );
         // Old enough and the handles moved past it: a primary is missing.
-        assert_eq!(standby(7, 100, 105, 8, after), Standby::Vote);
+        assert_eq!(
+            standby(7, 100, 105, LaneHandles::now(8), after),
+            Standby::Vote(StandbyRule::Passed)
+        );
         // Old enough but the primaries have not got there (a backlog drains): each second.
-        assert_eq!(standby(7, 100, 105, 7, after), Standby::Until(106));
-        assert_eq!(standby(7, 100, 114, 7, after), Standby::Until(115));
+        assert_eq!(
+            standby(7, 100, 105, LaneHandles::now(7), after),
+            Standby::Until(106)
+        );
+        assert_eq!(
+            standby(7, 100, 114, LaneHandles::now(7), after),
+            Standby::Until(115)
+        );
         // Whatever the lane does, at the limit.
-        assert_eq!(standby(7, 100, 115, 0, after), Standby::Vote);
+        assert_eq!(
+            standby(7, 100, 115, LaneHandles::now(0), after),
+            Standby::Vote(StandbyRule::Stalled)
+        );
+    }
+
+    #[test]
+    fn in_full_blocks_a_standby_waits_for_a_lane_that_moves_to_reach_the_request() {
+        // `after` as the voter passes it in full blocks (twice `standby_after`).
+        let after = Duration::from_secs(10);
+        let moving = LaneHandles {
+            passed: 0,
+            stalled: false,
+        };
+        let stopped = |upper| LaneHandles {
+            passed: upper,
+            stalled: true,
+        };
+        // The lane's lower end stopped with the request passed by: a primary is missing.
+        assert_eq!(
+            standby(7, 100, 110, stopped(8), after),
+            Standby::Vote(StandbyRule::Passed)
+        );
+        // The lane moves: the request's votes are on their way; look again in half a wait, not
+        // each second (it would take a place in the voter's window each second).
+        assert_eq!(standby(7, 100, 110, moving, after), Standby::Until(115));
+        // Past the limit (30 s) while the lane moves: the primaries will reach it.
+        assert_eq!(standby(7, 100, 130, moving, after), Standby::Until(135));
+        assert_eq!(standby(7, 100, 157, moving, after), Standby::Until(160));
+        // ... and vote once it stalls, or at the cap (60 s) whatever it does.
+        assert_eq!(
+            standby(7, 100, 130, stopped(0), after),
+            Standby::Vote(StandbyRule::Stalled)
+        );
+        assert_eq!(
+            standby(7, 100, 160, moving, after),
+            Standby::Vote(StandbyRule::Cap)
+        );
+        // A stalled lane is looked at each second, as outside full blocks.
+        assert_eq!(standby(7, 100, 112, stopped(7), after), Standby::Until(113));
     }
 
     #[test]

@@ -38,6 +38,7 @@ use crate::store::{SharedStore, StoreError, StoredRequest, Transition};
 mod attested;
 mod batch;
 mod decode;
+mod nonce_seen;
 mod pending;
 mod precheck;
 mod reads;
@@ -243,8 +244,12 @@ pub struct Voter<D, S> {
     native_item_gas: Option<u64>,
     /// Whether the destination's latest block was full, and when it was read.
     full: Option<(bool, Instant)>,
+    /// When a read last found the destination's latest block full.
+    last_full: Option<tokio::time::Instant>,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
+    /// The destination's `lowerHandleNonce` as a standby read it over the last `standby_after`.
+    lower_seen: nonce_seen::NonceSeen,
     /// Some requests are noted as waiting for the vote window: it is read again every
     /// [`WINDOW_RECHECK`] (when it last was) and they are released as soon as it moves.
     window_waits: Option<Instant>,
@@ -267,6 +272,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         config: VoterConfig,
         metrics: LaneMetrics,
     ) -> Self {
+        let lower_seen = nonce_seen::NonceSeen::new(config.standby_after);
         Self {
             bridge,
             operator,
@@ -284,7 +290,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             gas_limit: None,
             native_item_gas: None,
             full: None,
+            last_full: None,
             upper_seen: None,
+            lower_seen,
             window_waits: None,
             plan: Plan::Votes,
             metrics,
@@ -717,9 +725,20 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let block = self.destination.latest_block_gas().await?;
         let (full, now) = (block.is_full(), Instant::now());
         self.full = Some((full, now));
+        if full {
+            self.last_full = Some(tokio::time::Instant::now());
+        }
         // The same read answers `gas_budget` for its while.
         self.gas_limit = Some((block.limit, now));
         Ok(full)
+    }
+
+    /// Whether the destination's blocks were full at any read within `within` (a backlog's
+    /// blocks run at 92-96 % on average, some below the mark: a standby must not take one
+    /// block with room for the end of the queue).
+    async fn full_within(&mut self, within: Duration) -> Result<bool, VoterError> {
+        Ok(self.destination_full().await?
+            || self.last_full.is_some_and(|at| at.elapsed() <= within))
     }
 
     /// What a native item needs left at its start on the destination bridge (read once).

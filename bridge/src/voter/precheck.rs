@@ -152,6 +152,41 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         self.settle_all(finished, Seen::PreCheck, step)
     }
 
+    /// What a standby goes by, and how old a request must be before it looks at the lane.
+    ///
+    /// While the destination's blocks are full the primaries' votes queue for room (issue 54):
+    /// `upperHandleNonce` runs ahead with the votes that landed first, and the requests it
+    /// passed by are most often ones whose votes are on their way — a standby's vote would
+    /// compete for the same room and land after them (in a 20,000-request backlog the standbys
+    /// found ~7,000 requests each passed by for 5 s and still open). What a missing primary
+    /// leaves is a lane whose `lowerHandleNonce` stops where its first request is. So there a
+    /// standby waits [`FULL_STANDBY_FACTOR`] times `standby_after`, and counts requests as
+    /// passed by, or the limit as reached, only while `lowerHandleNonce` stood still for a
+    /// `standby_after` (up to [`crate::turns::STANDBY_CAP`]). A node that lags or stops
+    /// answering can only make it vote sooner: a lane seen standing still, or not seen long
+    /// enough, is taken as stalled.
+    async fn standby_view(
+        &mut self,
+        standby_after: std::time::Duration,
+    ) -> Result<(crate::turns::LaneHandles, std::time::Duration), VoterError> {
+        let (lower, upper) = self.destination.handle_nonces().await?;
+        let at = tokio::time::Instant::now();
+        self.lower_seen.note(lower, at);
+        if !self.full_within(standby_after).await? {
+            return Ok((crate::turns::LaneHandles::now(upper), standby_after));
+        }
+        let stalled = !self
+            .lower_seen
+            .moved_within(standby_after, at)
+            .unwrap_or(false);
+        tracing::debug!(lane = %self.metrics.lane, lower, upper, stalled, "a standby looks at a lane whose blocks are full");
+        let handles = crate::turns::LaneHandles {
+            passed: if stalled { upper } else { 0 },
+            stalled,
+        };
+        Ok((handles, standby_after.saturating_mul(FULL_STANDBY_FACTOR)))
+    }
+
     /// The requests to vote now (enough to fill `room` transactions), after the pre-check
     /// settled the rest, and the voted ones that can be executed without more votes.
     pub(super) async fn ready(
@@ -183,8 +218,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let candidates = self.within_vote_window(candidates, retry_after).await?;
         // A request another operator is first for waits (deferred in the store, so it stays out
         // of the window until it is due); when due it is voted only if the lane moved past it.
-        let mut upper = None;
-        let mut standby_wait = None;
+        // What the standby goes by, read once per step when a request it stands by for is due.
+        let mut view: Option<(crate::turns::LaneHandles, std::time::Duration)> = None;
+        let mut standby_due: Vec<(crate::turns::StandbyRule, u64)> = Vec::new();
         let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
         for r in candidates {
             let nonce = r.request.nonce;
@@ -192,30 +228,37 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 open.push(r);
                 continue;
             }
-            let upper = match upper {
-                Some(upper) => upper,
-                None if r.not_before.is_none() => 0,
-                None => *upper.insert(self.destination.upper_handle_nonce().await?),
+            // Younger than `standby_after`, it waits whatever the lane does: nothing to read. An
+            // older one goes by the lane however it came here (a backlog's requests are old when
+            // they first reach the window: by age alone each would pass the limit at once).
+            let young = now < r.observed_at.saturating_add(standby_after.as_secs());
+            let (handles, after) = match view {
+                Some(view) => view,
+                None if young => (crate::turns::LaneHandles::now(0), standby_after),
+                None => *view.insert(self.standby_view(standby_after).await?),
             };
-            // While the destination's blocks are full the primaries' votes queue for room, so a
-            // request passed by the lane is most often one whose votes are on their way: a
-            // standby's vote would compete for the same room and land after them (issue 54).
-            let after = match standby_wait {
-                Some(after) => after,
-                None => *standby_wait.insert(if self.destination_full().await? {
-                    standby_after.saturating_mul(FULL_STANDBY_FACTOR)
-                } else {
-                    standby_after
-                }),
-            };
-            match crate::turns::standby(nonce, r.observed_at, now, upper, after) {
-                crate::turns::Standby::Vote => open.push(r),
+            match crate::turns::standby(nonce, r.observed_at, now, handles, after) {
+                crate::turns::Standby::Vote(rule) => {
+                    if let Some(count) = standby_due
+                        .iter_mut()
+                        .find_map(|(r, count)| (*r == rule).then_some(count))
+                    {
+                        *count = count.saturating_add(1);
+                    } else {
+                        standby_due.push((rule, 1));
+                    }
+                    open.push(r);
+                }
                 crate::turns::Standby::Until(until) => {
                     self.store
                         .lock()
                         .apply(lane, nonce, &Transition::Deferred { until })?;
                 }
             }
+        }
+        for (rule, count) in standby_due {
+            self.metrics.standby_voted(rule, count);
+            tracing::debug!(%lane, rule = rule.as_str(), count, "requests another operator is first for are due for this standby's vote");
         }
         open.extend(recheck);
         if open.is_empty() {

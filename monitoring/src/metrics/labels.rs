@@ -67,6 +67,32 @@ impl SkipReason {
     }
 }
 
+/// Which rule had a standby vote a request another operator is first for (label `rule` of
+/// `standby_votes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyRule {
+    /// The lane's handles passed it by: a primary is missing.
+    Passed,
+    /// Old enough, and the lane's handles stand still.
+    Stalled,
+    /// Old enough to vote whatever the lane does.
+    Cap,
+}
+
+impl StandbyRule {
+    /// Every rule.
+    pub const ALL: [Self; 3] = [Self::Passed, Self::Stalled, Self::Cap];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Stalled => "stalled",
+            Self::Cap => "cap",
+        }
+    }
+}
+
 /// Why a lane's sending is paused while the relay keeps indexing and serving (label `reason`
 /// of `sending_paused`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

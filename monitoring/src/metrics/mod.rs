@@ -82,6 +82,10 @@ pub struct Metrics {
     ///
     /// Labels: lane, reason ([`SkipReason`]).
     pub(crate) votes_skipped: IntCounterVec,
+    /// Requests a standby voted, by the rule that had it vote.
+    ///
+    /// Labels: lane, rule ([`StandbyRule`]).
+    pub(crate) standby_votes: IntCounterVec,
     /// Vote transactions by outcome.
     ///
     /// Labels: lane, outcome ([`VoteTxOutcome`]).
@@ -525,6 +529,11 @@ impl Metrics {
                 "Requests that needed no vote from this relay",
                 &["lane", "reason"],
             )?,
+            standby_votes: counter(
+                "standby_votes_total",
+                "Requests due for this relay's vote as a standby (another operator is first for them; those still open are voted), by the rule: passed (the lane's handles passed it by), stalled (old, and the handles stand still), cap (old enough whatever the lane does)",
+                &["lane", "rule"],
+            )?,
             vote_txs: counter(
                 "vote_transactions_total",
                 "Vote transactions by outcome",
@@ -966,6 +975,12 @@ impl Metrics {
                 metrics
                     .votes_skipped
                     .with_label_values(&[lane, reason])
+                    .reset();
+            }
+            for rule in StandbyRule::ALL {
+                metrics
+                    .standby_votes
+                    .with_label_values(&[lane, rule.as_str()])
                     .reset();
             }
             for outcome in VOTE_TX_OUTCOMES {

@@ -4,7 +4,9 @@
 use multibridge_contracts::{ChainRole, Lane, RejectReason, RequestStatus, WaitReason};
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-use super::labels::{EtcdOutcome, RpcOutcome, SendingPause, SkipReason, VoteTxOutcome};
+use super::labels::{
+    EtcdOutcome, RpcOutcome, SendingPause, SkipReason, StandbyRule, VoteTxOutcome,
+};
 use super::{Metrics, int};
 
 impl Metrics {
@@ -162,6 +164,14 @@ impl LaneMetrics {
         self.all
             .refund_steps
             .with_label_values(&[self.lane.as_str(), step])
+            .inc_by(by);
+    }
+
+    /// Count `by` requests voted as a standby by `rule`.
+    pub fn standby_voted(&self, rule: StandbyRule, by: u64) {
+        self.all
+            .standby_votes
+            .with_label_values(&[self.lane.as_str(), rule.as_str()])
             .inc_by(by);
     }
 

@@ -63,6 +63,9 @@ struct FakeDestination {
     native_item_gas: Mutex<Option<u64>>,
     /// How often `NATIVE_ITEM_GAS` was read.
     native_item_gas_reads: Mutex<usize>,
+    /// (`lowerHandleNonce`, `upperHandleNonce`) as set by a test (unset: from the handled
+    /// nonces).
+    handles: Mutex<Option<(u64, u64)>>,
 }
 
 impl FakeDestination {
@@ -122,6 +125,9 @@ impl DestinationReads for Arc<FakeDestination> {
     }
 
     async fn handle_nonces(&self) -> Result<(u64, u64), ChainError> {
+        if let Some(set) = *self.handles.lock().unwrap() {
+            return Ok(set);
+        }
         let states = self.states.lock().unwrap();
         let handled = |n: &u64| states.get(n) == Some(&NonceState::Handled);
         let lower = (0..).find(|n| !handled(n)).unwrap_or(0);
