@@ -82,7 +82,8 @@ pub fn item_gas<'a>(requests: impl IntoIterator<Item = &'a Request>, native_item
 /// threshold) needs left at its start. A relay that expects its vote to record — its committee
 /// rank comes before the deciding vote's — plans it as its recording simulation plus this; if
 /// the vote lands after the threshold was reached anyway, the items that would execute without
-/// [`ITEM_GAS`] left are skipped (`GasBudgetTooLow`), never run out of gas, and voted again.
+/// their kind's item gas left ([`ITEM_GAS`], or [`NATIVE_ITEM_GAS`] for native coin) are skipped
+/// (`GasBudgetTooLow`), never run out of gas, and voted again.
 pub const RECORD_GAS: u64 = 100_000;
 
 /// `Bridge.RELEASE_GAS()`: the gas `executeQueuedRelease` needs left at its start (the capped

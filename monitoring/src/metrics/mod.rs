@@ -521,7 +521,7 @@ impl Metrics {
             )?,
             recording_votes_late: counter(
                 "recording_votes_late_total",
-                "Requests a vote planned to record skipped for gas because it landed after the threshold (voted again as deciding)",
+                "Requests a vote planned by its simulation (to record, or a deciding vote in full blocks) skipped for gas because more of its items reached the threshold before it landed (voted again as deciding)",
                 lane,
             )?,
             votes_skipped: counter(
