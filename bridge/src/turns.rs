@@ -78,7 +78,9 @@ impl Committee {
 pub const STANDBY_LIMIT: u64 = 3;
 
 /// While the lane's handles keep moving, the limit waits for them to stall, up to this many
-/// `standby_after` (a bound on what a slow lane can hold a standby back).
+/// times the wait (`after`: `standby_after`, twice that in full blocks), counted from when the
+/// relay stored the request: a bound on what a slow lane, or a node that invents its moves, can
+/// hold a standby back.
 pub const STANDBY_CAP: u64 = 2 * STANDBY_LIMIT;
 
 /// What a standby does with a request (nonce `nonce`, first stored at `observed_at`, unix

@@ -39,7 +39,9 @@ impl NonceSeen {
         if self.first_read.is_none() {
             self.first_read = Some(at);
         }
-        if self.changes.back().is_none_or(|(_, last)| *last != value) {
+        // Only a rise is a move: the nonce only grows on chain. A lower answer (a reorg, a node
+        // behind the others, a liar) moves nothing; a standby then goes by what it saw rise.
+        if self.changes.back().is_none_or(|(_, last)| value > *last) {
             self.changes.push_back((at, value));
         }
         // Keep the newest change at or before `at - horizon` (the value then) and every later one.
@@ -93,6 +95,10 @@ mod tests {
         seen.note(40, t0 + 2 * S);
         assert_eq!(seen.moved_within(S, t0 + 2 * S + S / 2), Some(true));
         assert_eq!(seen.moved_within(S, t0 + 4 * S), Some(false));
+        // A lower answer is no move, nor is the same value seen again after it.
+        seen.note(5, t0 + 4 * S + S / 2);
+        seen.note(40, t0 + 5 * S);
+        assert_eq!(seen.moved_within(S, t0 + 5 * S), Some(false));
         // A change seen is a move, however short the reads' history.
         let mut short = NonceSeen::new(5 * S);
         short.note(1, t0);
