@@ -248,7 +248,7 @@ pub struct Voter<D, S> {
     last_full: Option<tokio::time::Instant>,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
-    /// The destination's `lowerHandleNonce` as a standby read it over the last `standby_after`.
+    /// The destination's `lowerHandleNonce` as a standby read it: whether it moved lately.
     lower_seen: nonce_seen::NonceSeen,
     /// Some requests are noted as waiting for the vote window: it is read again every
     /// [`WINDOW_RECHECK`] (when it last was) and they are released as soon as it moves.
@@ -272,7 +272,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         config: VoterConfig,
         metrics: LaneMetrics,
     ) -> Self {
-        let lower_seen = nonce_seen::NonceSeen::new(config.standby_after);
         Self {
             bridge,
             operator,
@@ -292,7 +291,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             full: None,
             last_full: None,
             upper_seen: None,
-            lower_seen,
+            lower_seen: nonce_seen::NonceSeen::default(),
             window_waits: None,
             plan: Plan::Votes,
             metrics,

@@ -2,53 +2,35 @@
 //! time: whether it moved lately, for a standby to tell a primary
 //! that is missing from one whose votes are queued behind others (issue 54).
 //!
-//! Only changes are kept (with the time they were first seen, which is at or after the time they
-//! happened), pruned to the last `horizon`. A question reaching before the first read has an
-//! answer only if a move was seen since.
+//! The nonce only grows on chain, so only a rise counts as a move, and only the last rise
+//! matters: whether the nonce moved within a while is whether it last rose within it. A lower
+//! answer (a reorg, a node behind the others, a liar) moves nothing.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 // The runtime's clock, so that tests can move it.
 use tokio::time::Instant;
 
-/// The reads of a handle nonce, as changes.
-#[derive(Debug)]
+/// The reads of a handle nonce: when the first was made, the highest value seen and when it was.
+#[derive(Debug, Default)]
 pub struct NonceSeen {
     /// When the first read was made.
     first_read: Option<Instant>,
-    /// (when first seen, value), oldest first; the first entry is the value at `first_read` or
-    /// the last change before the pruned window.
-    changes: VecDeque<(Instant, u64)>,
-    /// How far back questions are asked.
-    horizon: Duration,
+    /// The highest value read.
+    highest: u64,
+    /// When a read last found it above every earlier read.
+    rose_at: Option<Instant>,
 }
 
 impl NonceSeen {
-    /// Nothing seen yet; questions reach back at most `horizon`.
-    pub fn new(horizon: Duration) -> Self {
-        Self {
-            first_read: None,
-            changes: VecDeque::new(),
-            horizon,
-        }
-    }
-
     /// A read of `value` made at `at`.
     pub fn note(&mut self, value: u64, at: Instant) {
         if self.first_read.is_none() {
             self.first_read = Some(at);
-        }
-        // Only a rise is a move: the nonce only grows on chain. A lower answer (a reorg, a node
-        // behind the others, a liar) moves nothing; a standby then goes by what it saw rise.
-        if self.changes.back().is_none_or(|(_, last)| value > *last) {
-            self.changes.push_back((at, value));
-        }
-        // Keep the newest change at or before `at - horizon` (the value then) and every later one.
-        if let Some(edge) = at.checked_sub(self.horizon) {
-            while self.changes.get(1).is_some_and(|(seen, _)| *seen <= edge) {
-                self.changes.pop_front();
-            }
+            self.highest = value;
+        } else if value > self.highest {
+            self.highest = value;
+            self.rose_at = Some(at);
         }
     }
 
@@ -57,13 +39,9 @@ impl NonceSeen {
     /// not moved).
     pub fn moved_within(&self, within: Duration, now: Instant) -> Option<bool> {
         let then = now.checked_sub(within);
-        // Every entry but the first is a change (the first is the first read, or the value at
-        // the horizon's edge).
         if self
-            .changes
-            .iter()
-            .skip(1)
-            .any(|(seen, _)| then.is_none_or(|then| *seen > then))
+            .rose_at
+            .is_some_and(|rose| then.is_none_or(|then| rose > then))
         {
             return Some(true);
         }
@@ -83,7 +61,7 @@ mod tests {
     #[test]
     fn it_answers_whether_the_nonce_moved() {
         let t0 = Instant::now();
-        let mut seen = NonceSeen::new(5 * S);
+        let mut seen = NonceSeen::default();
         // Nothing read yet, or not that long ago: no answer.
         assert_eq!(seen.moved_within(S, t0), None);
         seen.note(10, t0);
@@ -100,7 +78,7 @@ mod tests {
         seen.note(40, t0 + 5 * S);
         assert_eq!(seen.moved_within(S, t0 + 5 * S), Some(false));
         // A change seen is a move, however short the reads' history.
-        let mut short = NonceSeen::new(5 * S);
+        let mut short = NonceSeen::default();
         short.note(1, t0);
         short.note(2, t0 + S);
         assert_eq!(short.moved_within(3 * S, t0 + 2 * S), Some(true));
@@ -108,14 +86,12 @@ mod tests {
     }
 
     #[test]
-    fn it_keeps_only_what_questions_within_the_horizon_need() {
+    fn a_nonce_that_rises_steadily_moves_until_it_stops() {
         let t0 = Instant::now();
-        let mut seen = NonceSeen::new(2 * S);
+        let mut seen = NonceSeen::default();
         for i in 0..100u32 {
             seen.note(u64::from(i), t0 + i * S / 10);
         }
-        // 2 s of changes at 10 a second, plus the value at the horizon's edge.
-        assert!(seen.changes.len() <= 22, "{}", seen.changes.len());
         let now = t0 + 99 * S / 10;
         assert_eq!(seen.moved_within(2 * S, now), Some(true));
         seen.note(99, now + 2 * S);

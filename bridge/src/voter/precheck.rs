@@ -220,7 +220,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // of the window until it is due); when due it is voted only if the lane moved past it.
         // What the standby goes by, read once per step when a request it stands by for is due.
         let mut view: Option<(crate::turns::LaneHandles, std::time::Duration)> = None;
-        let mut standby_due: Vec<(crate::turns::StandbyRule, u64)> = Vec::new();
         let mut open = Vec::with_capacity(candidates.len().saturating_add(recheck.len()));
         for r in candidates {
             let nonce = r.request.nonce;
@@ -239,14 +238,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             };
             match crate::turns::standby(nonce, r.observed_at, now, handles, after) {
                 crate::turns::Standby::Vote(rule) => {
-                    if let Some(count) = standby_due
-                        .iter_mut()
-                        .find_map(|(r, count)| (*r == rule).then_some(count))
-                    {
-                        *count = count.saturating_add(1);
-                    } else {
-                        standby_due.push((rule, 1));
-                    }
+                    self.metrics.standby_voted(rule);
                     open.push(r);
                 }
                 crate::turns::Standby::Until(until) => {
@@ -255,10 +247,6 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         .apply(lane, nonce, &Transition::Deferred { until })?;
                 }
             }
-        }
-        for (rule, count) in standby_due {
-            self.metrics.standby_voted(rule, count);
-            tracing::debug!(%lane, rule = rule.as_str(), count, "requests another operator is first for are due for this standby's vote");
         }
         open.extend(recheck);
         if open.is_empty() {

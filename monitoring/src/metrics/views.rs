@@ -167,12 +167,12 @@ impl LaneMetrics {
             .inc_by(by);
     }
 
-    /// Count `by` requests voted as a standby by `rule`.
-    pub fn standby_voted(&self, rule: StandbyRule, by: u64) {
+    /// Count a request due for this relay's vote as a standby by `rule`.
+    pub fn standby_voted(&self, rule: StandbyRule) {
         self.all
             .standby_votes
             .with_label_values(&[self.lane.as_str(), rule.as_str()])
-            .inc_by(by);
+            .inc();
     }
 
     /// Count a request that needed no vote from this relay.

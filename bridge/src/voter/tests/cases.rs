@@ -1050,77 +1050,81 @@ async fn a_native_batch_is_planned_with_the_native_item_bound_any_other_with_the
     assert_eq!(plans(&liar), vec![multibridge_contracts::RECORD_GAS]);
 }
 
+/// A standby's harness while the destination's blocks are full: `requests` stored, two of
+/// three operators, the lane's (`lowerHandleNonce`, `upperHandleNonce`) at (0, 0) until a test
+/// moves them; its clock is the paused tokio clock.
+fn standby_in_full_blocks(requests: u64) -> (Harness, Committee) {
+    let h = Harness::new(requests, 64);
+    let committee = two_of_three();
+    *h.destination.committee.lock().unwrap() = Some(committee.clone());
+    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
+    *h.destination.handles.lock().unwrap() = Some((0, 0));
+    (h, committee)
+}
+
+/// `secs` later (the stored requests `age` seconds older), a step; the requests it voted.
+async fn step_later(h: &mut Harness, secs: u64, age: u64) -> Vec<(bool, Vec<u64>)> {
+    tokio::time::advance(std::time::Duration::from_secs(secs)).await;
+    h.store.lock().age_rows(LANE, age).unwrap();
+    h.step().await;
+    h.jobs()
+}
+
 /// Issue 54: while the destination's blocks are full, a request the lane passed by is voted by
 /// a standby only once `lowerHandleNonce` stands still (its primaries' votes are most often
 /// queued behind the ones that passed it; a missing primary stops the lane's lower end).
 #[tokio::test(start_paused = true)]
 async fn in_full_blocks_a_standby_votes_what_the_lane_passed_once_its_lower_end_stops() {
-    let mut h = Harness::new(30, 64);
-    let committee = two_of_three();
+    let (mut h, committee) = standby_in_full_blocks(30);
     let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
-    *h.destination.committee.lock().unwrap() = Some(committee);
-    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
-    *h.destination.handles.lock().unwrap() = Some((0, 0));
     h.step().await;
     h.jobs();
     // Old enough to be looked at: the lane is read.
-    h.store.lock().age_rows(LANE, 6).unwrap();
-    h.step().await;
-    assert!(h.jobs().is_empty());
+    assert!(step_later(&mut h, 0, 6).await.is_empty());
     // The lane's handles passed every request by, and its lower end moves (a backlog drains);
     // the requests are looked at again in half a wait (5 s).
     for (lower, age) in [(1, 4), (2, 5)] {
-        tokio::time::advance(std::time::Duration::from_secs(2)).await;
         *h.destination.handles.lock().unwrap() = Some((lower, 30));
-        h.store.lock().age_rows(LANE, age).unwrap();
-        h.step().await;
         assert!(
-            h.jobs().is_empty(),
+            step_later(&mut h, 2, age).await.is_empty(),
             "the lower end moves: the votes are on their way"
         );
     }
     // The lower end stands still for a `standby_after` (and the requests, looked at again in
     // half a wait, are due): a primary is missing.
-    tokio::time::advance(std::time::Duration::from_secs(6)).await;
-    h.store.lock().age_rows(LANE, 5).unwrap();
-    h.step().await;
-    assert_eq!(h.jobs(), vec![(false, standby)], "the lane stopped: voted");
+    assert_eq!(
+        step_later(&mut h, 6, 5).await,
+        vec![(false, standby)],
+        "the lane stopped: voted"
+    );
 }
 
 /// The limit in full blocks: a standby does not vote what the lane has not reached while its
 /// lower end moves (a backlog drains), and votes once it stands still.
 #[tokio::test(start_paused = true)]
 async fn in_full_blocks_the_limit_waits_while_the_lane_moves() {
-    let mut h = Harness::new(30, 64);
-    let committee = two_of_three();
+    let (mut h, committee) = standby_in_full_blocks(30);
     let standby: Vec<u64> = (0..30).filter(|n| !committee.is_primary(*n, ME)).collect();
-    *h.destination.committee.lock().unwrap() = Some(committee);
-    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
-    *h.destination.handles.lock().unwrap() = Some((0, 0));
     h.step().await;
     h.jobs();
-    h.store.lock().age_rows(LANE, 6).unwrap();
-    h.step().await;
+    step_later(&mut h, 0, 6).await;
     // The lane moves (a read every 2 s) while the requests pass the limit (30 s in full
     // blocks): 31 s old, nothing voted.
     for (nonce, age) in [(1, 10), (2, 10), (3, 5)] {
-        tokio::time::advance(std::time::Duration::from_secs(2)).await;
         *h.destination.handles.lock().unwrap() = Some((nonce, nonce));
-        h.store.lock().age_rows(LANE, age).unwrap();
-        h.step().await;
-        assert!(h.jobs().is_empty(), "the lane moves: the limit waits");
+        assert!(
+            step_later(&mut h, 2, age).await.is_empty(),
+            "the lane moves: the limit waits"
+        );
     }
     // Still for 3 s only: looked at again, still waiting.
-    tokio::time::advance(std::time::Duration::from_secs(3)).await;
-    h.store.lock().age_rows(LANE, 5).unwrap();
-    h.step().await;
-    assert!(h.jobs().is_empty(), "still for less than standby_after");
+    assert!(
+        step_later(&mut h, 3, 5).await.is_empty(),
+        "still for less than standby_after"
+    );
     // Still for 6 s: every standby request is voted when next looked at.
-    tokio::time::advance(std::time::Duration::from_secs(3)).await;
-    h.store.lock().age_rows(LANE, 5).unwrap();
-    h.step().await;
     assert_eq!(
-        h.jobs(),
+        step_later(&mut h, 3, 5).await,
         vec![(false, standby)],
         "stalled: the limit applies"
     );
@@ -1130,36 +1134,32 @@ async fn in_full_blocks_the_limit_waits_while_the_lane_moves() {
 /// that arrives past the limit is not voted at once on its age alone.
 #[tokio::test(start_paused = true)]
 async fn in_full_blocks_a_request_that_reaches_the_window_old_waits_for_the_lane_too() {
-    let mut h = Harness::new(0, 64);
-    let committee = two_of_three();
-    *h.destination.committee.lock().unwrap() = Some(committee.clone());
-    *h.destination.block_used.lock().unwrap() = Some(29_000_000);
-    *h.destination.handles.lock().unwrap() = Some((0, 0));
+    let (mut h, committee) = standby_in_full_blocks(0);
     // Requests the standby looks at (the lane is read), then the lane moves.
     let early: Vec<Request> = (100..130).map(request).collect();
     h.store.lock().record_range(LANE, &early, 1_000).unwrap();
-    h.store.lock().age_rows(LANE, 6).unwrap();
-    h.step().await;
-    h.jobs();
-    tokio::time::advance(std::time::Duration::from_secs(4)).await;
+    step_later(&mut h, 0, 6).await;
     *h.destination.handles.lock().unwrap() = Some((1, 1));
     // Requests of the backlog reach the window 40 s old (past the limit of 30), first in nonce
     // order.
     let late: Vec<Request> = (2..32).map(request).collect();
     h.store.lock().record_range(LANE, &late, 1_001).unwrap();
-    h.store.lock().age_rows(LANE, 40).unwrap();
-    h.step().await;
-    let voted: Vec<u64> = h.jobs().into_iter().flat_map(|(_, n)| n).collect();
+    let voted: Vec<u64> = step_later(&mut h, 4, 40)
+        .await
+        .into_iter()
+        .flat_map(|(_, n)| n)
+        .collect();
     let (primaries, standby): (Vec<u64>, Vec<u64>) =
         (2..32).partition(|n| committee.is_primary(*n, ME));
     let mut late_voted: Vec<u64> = voted.into_iter().filter(|n| *n < 100).collect();
     late_voted.sort_unstable();
     assert_eq!(late_voted, primaries, "only the primary ones");
     // Once the lane stands still they are voted too.
-    tokio::time::advance(std::time::Duration::from_secs(6)).await;
-    h.store.lock().age_rows(LANE, 5).unwrap();
-    h.step().await;
-    let voted: Vec<u64> = h.jobs().into_iter().flat_map(|(_, n)| n).collect();
+    let voted: Vec<u64> = step_later(&mut h, 6, 5)
+        .await
+        .into_iter()
+        .flat_map(|(_, n)| n)
+        .collect();
     assert!(
         standby.iter().all(|n| voted.contains(n)),
         "the lane stopped: {voted:?}"
