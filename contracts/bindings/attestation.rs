@@ -21,6 +21,15 @@ const HALF_ORDER: U256 = U256::from_be_slice(&[
     0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
+/// Nonces per window of the bridge's attested record (`Bridge.attestedRecord`).
+pub const RECORD_WINDOW: u64 = 256;
+
+/// The bridge's attested record of a window after `record` with the execution of (`nonce`,
+/// `key`) next: `keccak256(abi.encode(record, nonce, key))`, from zero.
+pub fn attested_link(record: B256, nonce: u64, key: B256) -> B256 {
+    keccak256((record, U256::from(nonce), key).abi_encode_params())
+}
+
 /// The aligned window of nonces `nonce` belongs to: `[start, start + ATTESTED_BATCH)`.
 pub fn batch_window(nonce: u64) -> (u64, u64) {
     let start = nonce.saturating_sub(nonce.checked_rem(ATTESTED_BATCH).unwrap_or(0));

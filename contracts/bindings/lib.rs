@@ -24,7 +24,9 @@ pub use lifecycle::{
     NonceState, RejectReason, RequestStatus, UnknownName, WaitReason, bridge_error_name,
     skip_reason_name,
 };
-pub use request::{AssetKind, Request, RequestError, TokenMode, VoteDomain, request_from_log};
+pub use request::{
+    AssetKind, AttestedExecution, Request, RequestError, TokenMode, VoteDomain, request_from_log,
+};
 pub use service_id::bridge_service_id;
 
 /// `Bridge.VERSION()`: part of every vote's domain. A bump makes old votes count nowhere.

@@ -11,6 +11,9 @@ use crate::bindings::{Bridge, IBridgeCore};
 /// The `Request` struct of `IBridge`, as passed to `handleValueTransfer(s)`.
 pub type Request = IBridgeCore::Request;
 
+/// One execution by an attested batch (`settleHandled` takes a window's list of them).
+pub type AttestedExecution = IBridgeCore::AttestedExecution;
+
 /// Asset kind of a request. The numbers are wire format: never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -170,8 +170,9 @@ contract Bridge is BridgeCore, IBridge {
             if (check != Check.Ok) {
                 emit HandleSkipped(r.nonce, msg.sender, _selectorOf(check));
             } else {
-                // The nonce's half of its word is empty: a nonce executes once.
-                _attestedKeys[r.nonce >> 1] |= (uint256(keys[i]) >> 128) << _half(r.nonce);
+                // Recorded before the release, as the votes' EXECUTED bit (the word is warm after
+                // the batch's first item of the window).
+                _attestedRecord[r.nonce >> 8] = _attestedLink(_attestedRecord[r.nonce >> 8], r.nonce, keys[i]);
                 _execute(r, keys[i], localToken);
                 ++executed;
             }

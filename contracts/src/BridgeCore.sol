@@ -279,12 +279,15 @@ abstract contract BridgeCore is IBridgeCore {
     uint64[] internal _queuedNonces;
     /// @dev Nonces whose genuine request the owner settled (nonce / 256 => one bit per nonce).
     mapping(uint64 => uint256) internal _settledBits;
-    /// @dev Executions by attested batches: nonce / 2 => two 128-bit fingerprints of the vote key
-    /// executed, its high half (nonce % 2 picks the half of the word: `_half`). No vote
-    /// records such a key, so settleHandled reads this to refuse a nonce its genuine payload
-    /// executed by attestation. A payload with another key but the same fingerprint takes
-    /// ~2^128 keccaks to find (the 32-bit fingerprint before could be ground: audit A3-M1).
-    mapping(uint64 => uint256) internal _attestedKeys;
+    /// @dev Executions by attested batches: nonce / 256 => the chain of every (nonce, vote key)
+    /// an attested batch executed in that window of nonces, in execution order
+    /// (`_attestedLink`). No vote records such a key, so settleHandled takes the window's list,
+    /// checks it against this record and refuses a nonce its genuine payload executed by
+    /// attestation; a list that omits or alters an execution does not match (it takes a keccak
+    /// collision). A batch writes one word per window it executes in (issue 54: the 128-bit
+    /// fingerprint per nonce before, a fresh slot every two nonces, was a third of an attested
+    /// transfer's gas; a 32-bit one before that could be ground: audit A3-M1).
+    mapping(uint64 => bytes32) internal _attestedRecord;
     /// @dev Cancel votes (destination side): vote key => the vote bits of the operators that
     /// voted to cancel that exact request.
     mapping(bytes32 => uint256) internal _cancelVoters;
@@ -383,9 +386,9 @@ abstract contract BridgeCore is IBridgeCore {
         return keccak256(abi.encodePacked("\x19\x01", separator, structHash));
     }
 
-    /// @dev The shift of `nonce`'s 128-bit half in its `_attestedKeys` word.
-    function _half(uint64 nonce) internal pure returns (uint256) {
-        return uint256(nonce & 1) << 7;
+    /// @dev The attested record of a window after `record` with (`nonce`, `key`) executed next.
+    function _attestedLink(bytes32 record, uint64 nonce, bytes32 key) internal pure returns (bytes32) {
+        return keccak256(abi.encode(record, nonce, key));
     }
 
     /// @dev The vote bits of the registered operators among the signers of `digest`; reverts
@@ -568,7 +571,7 @@ abstract contract BridgeCore is IBridgeCore {
     /// attested): closes the nonce, then releases or queues the asset. The only caller of
     /// `_closeNonce`. Each of its callers records first that `key` executed, for settleHandled:
     /// `_recordVote` and executeHandles (`_eachItem`) the key's EXECUTED bit, executeAttested
-    /// the nonce's fingerprint.
+    /// the nonce's window's attested record.
     function _execute(Request calldata r, bytes32 key, address localToken) internal {
         uint64 lower = _closeNonce(r.nonce, r.srcBlockNumber);
         emit HandleValueTransfer(r.nonce, r.srcTxHash, r.to, r.kind, localToken, r.amount, key, lower);

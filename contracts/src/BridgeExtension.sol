@@ -248,22 +248,26 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
     /// @dev For a nonce a compromised quorum executed with a forged payload before the genuine
     /// request arrived: the genuine release is queued for releaseDelay (pausers can freeze it)
     /// like any held release. Once per nonce; refused if the genuine payload itself executed, by
-    /// votes or executeHandles (its key's EXECUTED bit) or by an attested batch (the nonce's
-    /// 128-bit fingerprint), or was cancelled (its source refunds it), whatever the operators and
-    /// threshold are now (audit A3-L2). A key that holds `threshold` votes but never executed is
+    /// votes or executeHandles (its key's EXECUTED bit) or by an attested batch (the window's
+    /// attested record, which `attested` must match), or was cancelled (its source refunds it),
+    /// whatever the operators and threshold are now (audit A3-L2). A key that holds `threshold` votes but never executed is
     /// no refusal. The owner (a multisig) checks the source first: `multibridge admin settle`
     /// compares the handled vote key with the source's request.
-    function settleHandled(Request calldata r) external delegated onlyOwner nonReentrant {
+    function settleHandled(Request calldata r, AttestedExecution[] calldata attested)
+        external
+        delegated
+        onlyOwner
+        nonReentrant
+    {
         if (r.srcChainId != counterpartChainId || r.srcBridge != counterpartBridge) {
             revert WrongSource(r.srcChainId, r.srcBridge);
         }
         if (!isHandled(r.nonce)) revert NotHandled(r.nonce);
         bytes32 key = voteKey(r);
-        // Its key executed by votes or executeHandles, its fingerprint by attestation, or it was
-        // cancelled.
+        // Its key executed by votes or executeHandles, or by attestation, or it was cancelled.
         if (
             _keyVoters[key] & EXECUTED != 0
-                || uint128(_attestedKeys[r.nonce >> 1] >> _half(r.nonce)) == uint256(key) >> 128
+                || _attestedKeyOf(r.nonce, attested) == key
                 || _cancelledKeys[r.nonce] == key
         ) revert AlreadyHandled(r.nonce);
         uint256 word = _settledBits[r.nonce >> 8];
@@ -274,5 +278,26 @@ contract BridgeExtension is BridgeCore, IBridgeExtension {
         if (check != Check.Ok) _revertCheck(check, r, localToken);
         emit HandleSettled(r.nonce, key);
         _enqueue(r.nonce, localToken, r.kind, r.to, r.amount);
+    }
+
+    /// @inheritdoc IBridgeExtension
+    function attestedRecord(uint64 window) external view returns (bytes32) {
+        return _attestedRecord[window];
+    }
+
+    /// @dev The vote key an attested batch executed `nonce` under (0: none did), from
+    /// `attested`, every attested execution in its window in order; reverts
+    /// (AttestedRecordMismatch) unless they chain to the bridge's record of the window.
+    function _attestedKeyOf(uint64 nonce, AttestedExecution[] calldata attested)
+        internal
+        view
+        returns (bytes32 executed)
+    {
+        bytes32 record;
+        for (uint256 i = 0; i < attested.length; ++i) {
+            record = _attestedLink(record, attested[i].nonce, attested[i].voteKey);
+            if (attested[i].nonce == nonce) executed = attested[i].voteKey;
+        }
+        if (record != _attestedRecord[nonce >> 8]) revert AttestedRecordMismatch(nonce >> 8);
     }
 }

@@ -35,6 +35,13 @@ interface IBridgeCore {
         uint32 srcLogIndex;    // log index within the source block
     }
 
+    /// One execution by an attested batch, as the bridge's attested record of its nonce's window
+    /// chains them (`attestedRecord`; `settleHandled` takes a window's list).
+    struct AttestedExecution {
+        uint64 nonce;
+        bytes32 voteKey;
+    }
+
     /// A queued release as `queuedReleasesFrom` returns it.
     struct QueuedView {
         uint64 nonce;
@@ -206,6 +213,9 @@ interface IBridgeCore {
     error ReleaseFrozen(uint64 nonce);
     error NotHandled(uint64 nonce);
     error AlreadySettled(uint64 nonce);
+    /// The attested executions given for `window` (nonces window * 256 ..) are not the ones the
+    /// bridge recorded there: every one, in the order they executed, is needed.
+    error AttestedRecordMismatch(uint64 window);
     /// A refund of a nonce already refunded.
     error AlreadyRefunded(uint64 nonce);
     /// A refund of a request this bridge never numbered (another source, or a nonce not yet

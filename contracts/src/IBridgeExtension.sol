@@ -78,6 +78,15 @@ interface IBridgeExtension is IBridgeCore {
     /// Queue the release of genuine request `r` whose nonce was handled under another vote key
     /// (the owner, once per nonce; the release waits `releaseDelay`). Refused (AlreadyHandled)
     /// if `r` itself executed, by votes, executeHandles or an attested batch, or was cancelled,
-    /// whatever the operators and threshold are now.
-    function settleHandled(Request calldata r) external;
+    /// whatever the operators and threshold are now. `attested`: every execution by an attested
+    /// batch in `r.nonce`'s window of 256 nonces (`r.nonce / 256`), in the order they executed
+    /// (their HandleValueTransfer logs, each in a transaction whose BatchAttested counts it);
+    /// refused (AttestedRecordMismatch) unless it is the bridge's record of that window.
+    function settleHandled(Request calldata r, AttestedExecution[] calldata attested) external;
+
+    /// The bridge's record of the attested executions in window `window` (nonces `window * 256`
+    /// up to `window * 256 + 255`): 0 while none executed there, else the chain
+    /// keccak256(abi.encode(record, nonce, voteKey)) over each of them in execution order,
+    /// from 0.
+    function attestedRecord(uint64 window) external view returns (bytes32);
 }

@@ -60,8 +60,7 @@ contract Audit20261126Test is BridgeFixture {
 
     function _attest(IBridgeCore.Request[] memory rs, uint256 a, uint256 b) internal returns (uint256) {
         bytes memory sigs = _sigs(bridge.attestationDigest(rs), a, b);
-        vm.prank(attacker);
-        return bridge.executeAttested(rs, sigs);
+        return _executeAttested(attacker, rs, sigs);
     }
 
     function _one(IBridgeCore.Request memory r) internal pure returns (IBridgeCore.Request[] memory rs) {
@@ -137,11 +136,11 @@ contract Audit20261126Test is BridgeFixture {
 
         // The owner settles the genuine request (the documented remedy): queued for the delay.
         vm.prank(owner);
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, uint64(0)));
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         assertEq(recipient.balance, 0, "held for the delay");
         vm.warp(block.timestamp + bridge.releaseDelay());
         bridge.executeQueuedRelease(0);
@@ -158,7 +157,7 @@ contract Audit20261126Test is BridgeFixture {
         assertTrue(_fp(bridge.voteKey(forged)) != _fp(bridge.voteKey(genuine)), "no collision");
         _attest(_one(forged), K1, K2);
         vm.prank(owner);
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         assertEq(bridge.queuedReleaseCount(), 1, "genuine queued for the delay");
     }
 
@@ -183,7 +182,7 @@ contract Audit20261126Test is BridgeFixture {
         // The genuine payload executed: the owner's settle is refused, whoever votes now.
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(r);
+        _ext().settleHandled(r, _attestedIn(r.nonce));
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
         vm.warp(block.timestamp + bridge.releaseDelay() + 1);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotQueued.selector, uint64(0)));

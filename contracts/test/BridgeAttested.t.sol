@@ -99,8 +99,7 @@ contract BridgeAttestedTest is BridgeFixture {
     }
 
     function _attest(IBridgeCore.Request[] memory rs, bytes memory sigs) internal returns (uint256 executed) {
-        vm.prank(submitter);
-        executed = bridge.executeAttested(rs, sigs);
+        executed = _executeAttested(submitter, rs, sigs);
     }
 
     function _signed(IBridgeCore.Request[] memory rs, uint256 a, uint256 b) internal view returns (bytes memory) {
@@ -348,7 +347,7 @@ contract BridgeAttestedTest is BridgeFixture {
         for (uint64 i = 0; i < 2; ++i) {
             vm.prank(owner);
             vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
-            _ext().settleHandled(rs[i]);
+            _ext().settleHandled(rs[i], _attestedIn(rs[i].nonce));
         }
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
     }
@@ -361,11 +360,11 @@ contract BridgeAttestedTest is BridgeFixture {
         _attest(forged, _signed(forged, K1, K2));
         IBridgeCore.Request memory genuine = _batch(0, 1, 1 ether)[0];
         vm.prank(owner);
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, 0));
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
     }
 
     /// The refusal is the record of the execution, not the signers: it holds after the signers
@@ -381,13 +380,13 @@ contract BridgeAttestedTest is BridgeFixture {
         for (uint64 i = 0; i < 2; ++i) {
             vm.prank(owner);
             vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
-            _ext().settleHandled(rs[i]);
+            _ext().settleHandled(rs[i], _attestedIn(rs[i].nonce));
         }
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
     }
 
-    /// Two nonces share a word of the attested record (one 128-bit half each): genuine and forged
-    /// executions side by side, in both orders, are told apart exactly per nonce.
+    /// Genuine and forged executions side by side in one window's attested record, in both
+    /// orders, are told apart exactly per nonce.
     function test_settleReadsEachNoncesOwnHalfOfTheAttestedRecord() public {
         IBridgeCore.Request[] memory genuine = _batch(0, 4, 1 ether);
         IBridgeCore.Request[] memory executed = _batch(0, 4, 1 ether);
@@ -397,22 +396,73 @@ contract BridgeAttestedTest is BridgeFixture {
         for (uint64 i = 0; i < 4; ++i) {
             if (i == 1 || i == 2) {
                 vm.prank(owner);
-                _ext().settleHandled(genuine[i]);
+                _ext().settleHandled(genuine[i], _attestedIn(genuine[i].nonce));
             } else {
                 vm.prank(owner);
                 vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
-                _ext().settleHandled(genuine[i]);
+                _ext().settleHandled(genuine[i], _attestedIn(genuine[i].nonce));
             }
         }
         assertEq(bridge.queuedReleaseCount(), 2, "the two forged nonces' genuine requests are queued");
         // The forged payloads themselves executed: refused as such.
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, 1));
-        _ext().settleHandled(executed[1]);
+        _ext().settleHandled(executed[1], _attestedIn(executed[1].nonce));
         IBridgeCore.Request memory other = _batch(3, 1, 1 ether)[0];
         other.to = stranger;
         vm.prank(owner);
-        _ext().settleHandled(other); // nonce 3 executed another key: the owner decides
+        _ext().settleHandled(other, _attestedIn(other.nonce)); // nonce 3 executed another key: the owner decides
+    }
+
+    /// The owner cannot leave out or alter an attested execution to settle a nonce its genuine
+    /// payload executed by attestation: the window's list must be the bridge's record.
+    function test_settleRefusesAnAttestedListThatIsNotTheRecord() public {
+        IBridgeCore.Request[] memory rs = _batch(0, 3, 1 ether);
+        _attest(rs, _signed(rs, K1, K2));
+        IBridgeCore.AttestedExecution[] memory full = _attestedIn(1);
+        assertEq(full.length, 3, "three executions recorded");
+        IBridgeCore.AttestedExecution[] memory none = new IBridgeCore.AttestedExecution[](0);
+        IBridgeCore.AttestedExecution[] memory omitted = new IBridgeCore.AttestedExecution[](2);
+        omitted[0] = full[0];
+        omitted[1] = full[2];
+        IBridgeCore.AttestedExecution[] memory altered = _attestedIn(1);
+        altered[1].voteKey = bytes32(uint256(altered[1].voteKey) ^ 1);
+        IBridgeCore.AttestedExecution[] memory reordered = _attestedIn(1);
+        (reordered[0], reordered[1]) = (reordered[1], reordered[0]);
+        IBridgeCore.AttestedExecution[][4] memory wrong = [none, omitted, altered, reordered];
+        for (uint256 i = 0; i < wrong.length; ++i) {
+            vm.prank(owner);
+            vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AttestedRecordMismatch.selector, uint64(0)));
+            _ext().settleHandled(rs[1], wrong[i]);
+        }
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(1)));
+        _ext().settleHandled(rs[1], full);
+        assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
+    }
+
+    /// A batch across two windows of 256 nonces writes each window's record with its own
+    /// executions; each window is settled against its own list.
+    function test_attestedRecordIsKeptPerWindowOf256() public {
+        for (uint64 from = 0; from < 254; from += 64) {
+            IBridgeCore.Request[] memory low = _batch(from, from + 64 > 254 ? 254 - from : 64, 1);
+            _attest(low, _signed(low, K1, K2));
+        }
+        IBridgeCore.Request[] memory rs = _batch(254, 4, 1 ether);
+        rs[3].to = stranger; // nonce 257 (window 1) forged
+        assertEq(_attest(rs, _signed(rs, K1, K2)), 4, "executed");
+        assertEq(_attestedIn(255).length, 256, "window 0: every nonce");
+        assertEq(_attestedIn(256).length, 2, "window 1: 256 and 257");
+        assertTrue(_ext().attestedRecord(0) != _ext().attestedRecord(1), "two records");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(255)));
+        _ext().settleHandled(rs[1], _attestedIn(255));
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AttestedRecordMismatch.selector, uint64(1)));
+        _ext().settleHandled(_batch(257, 1, 1 ether)[0], _attestedIn(255));
+        vm.prank(owner);
+        _ext().settleHandled(_batch(257, 1, 1 ether)[0], _attestedIn(257));
+        assertEq(bridge.queuedReleaseCount(), 1, "the forged nonce's genuine request is queued");
     }
 
     // ------------------------------------------------------------------ the attested window
@@ -526,7 +576,7 @@ contract BridgeAttestedTest is BridgeFixture {
             vm.deal(vs[i].to, 1);
         }
         _attest(rs, _signed(rs, K1, K2));
-        attested = vm.lastCallGas().gasTotalUsed / size;
+        attested = _lastAttestedGas / size;
         _voteBatch(op1, vs);
         uint256 first = vm.lastCallGas().gasTotalUsed;
         _voteBatch(op2, vs);

@@ -112,6 +112,42 @@ contract BridgeGasTest is BridgeFixture {
         assertEq(bridge.lowerHandleNonce(), size, "all handled");
     }
 
+    /// Steady state (issue 54 goal 4): after a warm-up batch, attested batches of 4 and then 8
+    /// requests, native and lock-mode ERC-20 alternating, to recipients that hold both already;
+    /// prints the whole call (run with `--isolate`: intrinsic gas and cold storage included) and
+    /// the fit gas = per batch + per transfer x size.
+    function test_gas_attestedSteadyMixed() public {
+        _attestMixed(0, 4);
+        uint256 four = _attestMixed(4, 4);
+        uint256 eight = _attestMixed(8, 8);
+        Console.log("steady mixed batch of 4: whole call", four);
+        Console.log("steady mixed batch of 8: whole call", eight);
+        Console.log("steady mixed: per transfer", (eight - four) / 4);
+        Console.log("steady mixed: per batch", four - (eight - four));
+    }
+
+    function _attestMixed(uint64 first, uint64 size) private returns (uint256 used) {
+        IBridgeCore.Request[] memory rs = new IBridgeCore.Request[](size);
+        for (uint64 i = 0; i < size; ++i) {
+            uint64 nonce = first + i;
+            rs[i] = nonce % 2 == 0 ? _native(nonce, 1 ether) : _request(nonce, 1, remoteLock, 1e18);
+            rs[i].to = address(uint160(0xF00000 + nonce));
+            vm.deal(rs[i].to, 1);
+            lockToken.mint(rs[i].to, 1);
+        }
+        bytes memory sigs = _sign2(bridge.attestationDigest(rs));
+        vm.prank(stranger);
+        assertEq(bridge.executeAttested(rs, sigs), size, "all executed");
+        used = vm.lastCallGas().gasTotalUsed;
+        assertEq(bridge.lowerHandleNonce(), first + size, "all handled");
+    }
+
+    function _sign2(bytes32 digest) private view returns (bytes memory) {
+        (uint8 va, bytes32 ra, bytes32 sa) = vm.sign(K1, digest);
+        (uint8 vb, bytes32 rb, bytes32 sb) = vm.sign(K2, digest);
+        return op1 < op2 ? abi.encodePacked(ra, sa, va, rb, sb, vb) : abi.encodePacked(rb, sb, vb, ra, sa, va);
+    }
+
     function _measurePair(string memory label, IBridgeCore.Request memory r) private {
         _vote(op1, r);
         Console.log(string.concat(label, ": non-executing vote"), vm.lastCallGas().gasTotalUsed);

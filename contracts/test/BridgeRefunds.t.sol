@@ -240,7 +240,7 @@ contract BridgeRefundsTest is BridgeFixture {
         _cancelAttested(r);
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(r);
+        _ext().settleHandled(r, _attestedIn(r.nonce));
     }
 
     function test_extension_calledDirectly_refuses() public {

@@ -99,17 +99,17 @@ contract BridgeSettlementTest is BridgeFixture {
 
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotOwner.selector, stranger));
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         uint64 releaseAt = uint64(block.timestamp) + bridge.releaseDelay();
         vm.expectEmit(address(bridge));
         emit IBridgeCore.HandleSettled(7, bridge.voteKey(genuine));
         vm.expectEmit(address(bridge));
         emit IBridgeCore.ReleaseQueued(7, address(0), recipient, 5 ether, releaseAt);
         vm.prank(owner);
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, uint64(7)));
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
 
         vm.warp(releaseAt);
         bridge.executeQueuedRelease(7);
@@ -120,17 +120,17 @@ contract BridgeSettlementTest is BridgeFixture {
         IBridgeCore.Request memory r = _native(0, 1 ether);
         vm.startPrank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.NotHandled.selector, uint64(0)));
-        _ext().settleHandled(r);
+        _ext().settleHandled(r, _attestedIn(r.nonce));
         vm.stopPrank();
         _execute(r);
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(r); // its own key reached the threshold: it executed, nothing to settle
+        _ext().settleHandled(r, _attestedIn(r.nonce)); // its own key reached the threshold: it executed, nothing to settle
         IBridgeCore.Request memory other = _native(0, 1 ether);
         other.srcBridge = makeAddr("elsewhere");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.WrongSource.selector, SRC_CHAIN, other.srcBridge));
-        _ext().settleHandled(other);
+        _ext().settleHandled(other, _attestedIn(other.nonce));
     }
 
     // ------------------------------------------------------------------ A3-L2, A3-M1
@@ -148,7 +148,7 @@ contract BridgeSettlementTest is BridgeFixture {
         assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "below the threshold now");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(r);
+        _ext().settleHandled(r, _attestedIn(r.nonce));
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
         assertEq(recipient.balance, 1 ether, "paid once");
     }
@@ -167,7 +167,7 @@ contract BridgeSettlementTest is BridgeFixture {
             assertEq(bridge.voteCount(bridge.voteKey(rs[i])), 2, "below the threshold now");
             vm.prank(owner);
             vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, i));
-            _ext().settleHandled(rs[i]);
+            _ext().settleHandled(rs[i], _attestedIn(rs[i].nonce));
         }
         assertEq(bridge.queuedReleaseCount(), 0, "nothing queued");
         assertEq(recipient.balance, 3 ether, "each paid once");
@@ -195,7 +195,7 @@ contract BridgeSettlementTest is BridgeFixture {
         assertEq(bridge.voteCount(bridge.voteKey(r)), 1, "below the threshold now");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(r);
+        _ext().settleHandled(r, _attestedIn(r.nonce));
         assertEq(recipient.balance, 1 ether, "paid once");
     }
 
@@ -227,7 +227,7 @@ contract BridgeSettlementTest is BridgeFixture {
         assertEq(thief.balance, 1 ether, "forged executed");
 
         vm.prank(owner);
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
         vm.warp(block.timestamp + bridge.releaseDelay());
         bridge.executeQueuedRelease(0);
@@ -236,7 +236,7 @@ contract BridgeSettlementTest is BridgeFixture {
         // may not settle it (AlreadySettled: once per nonce), nor could it pay it again.
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadySettled.selector, uint64(0)));
-        _ext().settleHandled(genuine);
+        _ext().settleHandled(genuine, _attestedIn(genuine.nonce));
     }
 
     /// A forged payload executed by votes is itself refused by settle after the rotation that
@@ -255,9 +255,9 @@ contract BridgeSettlementTest is BridgeFixture {
         assertEq(bridge.voteCount(bridge.voteKey(forged)), 0, "no counting vote left");
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IBridgeCore.AlreadyHandled.selector, uint64(0)));
-        _ext().settleHandled(forged);
+        _ext().settleHandled(forged, _attestedIn(forged.nonce));
         vm.prank(owner);
-        _ext().settleHandled(_native(0, 1 ether));
+        _ext().settleHandled(_native(0, 1 ether), _attestedIn(_native(0, 1 ether).nonce));
         assertEq(bridge.queuedReleaseCount(), 1, "the genuine release is queued");
     }
 

@@ -5,10 +5,11 @@
 
 use alloy::primitives::B256;
 use alloy::sol_types::SolCall;
-use multibridge_contracts::{Bridge, Lane, Request, VoteDomain};
+use multibridge_contracts::attestation::{RECORD_WINDOW, attested_link};
+use multibridge_contracts::{AttestedExecution, Bridge, Lane, Request, VoteDomain};
 
 use super::send::{CallError, send_call};
-use crate::chain::lookup::{ScanBounds, TxAt, find_request, handled_key};
+use crate::chain::lookup::{ScanBounds, TxAt, attested_in_window, find_request, handled_key};
 use crate::chain::{ChainError, ChainPair};
 use crate::config::Config;
 use crate::signer::OperatorSigner;
@@ -79,6 +80,22 @@ pub enum SettleError {
         lane: Lane,
         /// Nonce.
         nonce: u64,
+    },
+    /// The attested executions found in the destination's logs for the nonce's window are not
+    /// the bridge's record of it (a node missing logs, or a reorg under way): the bridge would
+    /// refuse the settlement.
+    #[error(
+        "{lane}: the {found} attested executions found in the logs of nonces {first}..{end} do not match the destination's attested record; read the logs from another node (or after a reorg) and try again"
+    )]
+    AttestedRecord {
+        /// Lane.
+        lane: Lane,
+        /// How many were found.
+        found: usize,
+        /// The window's first nonce.
+        first: u64,
+        /// Past its last nonce.
+        end: u64,
     },
     /// The destination did not execute the nonce: the relays will vote the genuine request.
     #[error("{lane}: nonce {nonce} is not executed on the destination; the relays vote it")]
@@ -171,9 +188,46 @@ pub async fn settle(
             tx: at.tx,
         });
     }
+    // The bridge refuses a nonce its genuine payload executed by attestation on its record of
+    // the window's attested executions, which the call must carry.
+    let window = nonce / RECORD_WINDOW;
+    let attested = attested_in_window(
+        destination,
+        window,
+        everything(
+            config.chains.get(lane.destination()).start_block,
+            destination_head,
+        ),
+    )
+    .await?;
+    let record = destination
+        .bridge_call("attestedRecord", |b| async move {
+            b.attestedRecord(window).call().await
+        })
+        .await?;
+    let chained = attested
+        .iter()
+        .fold(B256::ZERO, |r, &(n, k)| attested_link(r, n, k));
+    if chained != record {
+        return Err(SettleError::AttestedRecord {
+            lane,
+            found: attested.len(),
+            first: window.saturating_mul(RECORD_WINDOW),
+            end: window.saturating_add(1).saturating_mul(RECORD_WINDOW),
+        });
+    }
     let role = lane.destination();
     let chain = config.chains.get(role);
-    let call = Bridge::settleHandledCall { r: request.clone() };
+    let call = Bridge::settleHandledCall {
+        r: request.clone(),
+        attested: attested
+            .into_iter()
+            .map(|(nonce, key)| AttestedExecution {
+                nonce,
+                voteKey: key,
+            })
+            .collect(),
+    };
     let tx = send_call(role, chain, signer, chain.bridge, call.abi_encode().into()).await?;
     Ok(Settled {
         request,

@@ -1,12 +1,13 @@
 //! Chain reads by nonce or transaction (the dashboard's tracker and claims history, `admin
-//! settle`): a request by nonce or transaction, an operator's votes and the handle of one nonce,
-//! each found by a bounded backward log scan (the nonce is an indexed topic, so a scan returns
+//! settle`): a request by nonce or transaction, an operator's votes and the handle of one nonce
+//! (and a window's attested executions), each found by a bounded backward log scan (the nonce is an indexed topic, so a scan returns
 //! only the logs asked for).
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
+use multibridge_contracts::attestation::RECORD_WINDOW;
 use multibridge_contracts::{Bridge, Request, request_from_log};
 
 use crate::{ChainClient, ChainError};
@@ -209,4 +210,65 @@ pub async fn handled_key(
                 handle.inner.data.voteKey,
             ))
         }))
+}
+
+/// Every execution by an attested batch in window `window` of `chain`'s bridge (nonces
+/// `window * RECORD_WINDOW` on), in execution order: what `settleHandled` takes. An attested
+/// batch's executions are the last `executed` handles before its `BatchAttested` in its
+/// transaction, so the handles of the window's nonces are found by a log scan and each of their
+/// transactions' receipts tells which of them were attested.
+pub async fn attested_in_window(
+    chain: &ChainClient,
+    window: u64,
+    bounds: ScanBounds,
+) -> Result<Vec<(u64, B256)>, ChainError> {
+    let first = window.saturating_mul(RECORD_WINDOW);
+    let end = first.saturating_add(RECORD_WINDOW);
+    let nonces: Vec<B256> = (first..end).map(|n| B256::from(U256::from(n))).collect();
+    let filter = Filter::new()
+        .address(chain.bridge())
+        .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+        .topic1(nonces);
+    let logs = scan_back(chain, &filter, bounds, usize::MAX).await?;
+    let mut txs: Vec<B256> = logs
+        .iter()
+        .filter(|l| l.address() == chain.bridge())
+        .filter_map(|l| l.transaction_hash)
+        .collect();
+    txs.sort_unstable();
+    txs.dedup();
+    // (block, log index, nonce, key)
+    let mut found: Vec<(u64, u64, u64, B256)> = Vec::new();
+    for tx in txs {
+        let receipt = chain
+            .call("eth_getTransactionReceipt", |p| async move {
+                p.get_transaction_receipt(tx).await
+            })
+            .await?;
+        let Some(receipt) = receipt else {
+            continue;
+        };
+        let mut handles = Vec::new();
+        for log in receipt.inner.logs() {
+            if log.address() != chain.bridge() {
+                continue;
+            }
+            let at = (
+                log.block_number.unwrap_or_default(),
+                log.log_index.unwrap_or_default(),
+            );
+            if let Ok(h) = log.log_decode::<Bridge::HandleValueTransfer>() {
+                handles.push((at.0, at.1, h.inner.data.nonce, h.inner.data.voteKey));
+            } else if let Ok(batch) = log.log_decode::<Bridge::BatchAttested>() {
+                let executed = usize::try_from(batch.inner.data.executed).unwrap_or(usize::MAX);
+                let from = handles.len().saturating_sub(executed);
+                found.extend(handles.drain(from..));
+                handles.clear();
+            }
+        }
+    }
+    found.retain(|&(_, _, nonce, _)| (first..end).contains(&nonce));
+    found.sort_unstable();
+    found.dedup();
+    Ok(found.into_iter().map(|(_, _, n, k)| (n, k)).collect())
 }

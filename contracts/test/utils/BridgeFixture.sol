@@ -29,6 +29,11 @@ abstract contract BridgeFixture is Test {
     address internal remoteMint = makeAddr("remote mint token");
 
     Bridge internal bridge;
+    /// @dev Every execution by an attested batch of `_executeAttested` so far, in order: what
+    /// `settleHandled` takes (`_attestedIn`).
+    IBridgeCore.AttestedExecution[] internal _attestedSoFar;
+    /// @dev The gas of the last `_executeAttested`'s call (`vm.lastCallGas` then reads a view).
+    uint256 internal _lastAttestedGas;
     TestToken internal lockToken;
     TestToken internal mintToken;
 
@@ -144,6 +149,44 @@ abstract contract BridgeFixture is Test {
     function _voteBatch(address operator, IBridgeCore.Request[] memory rs) internal returns (uint256 recorded) {
         vm.prank(operator);
         recorded = bridge.handleValueTransfers(rs);
+    }
+
+    // ------------------------------------------------------------------ attested executions
+
+    /// @dev `executeAttested(rs, sigs)` sent by `sender`, noting each item it executed (a nonce
+    /// handled by this call, the first item of it: the bridge executes a nonce once).
+    function _executeAttested(address sender, IBridgeCore.Request[] memory rs, bytes memory sigs)
+        internal
+        returns (uint256 executed)
+    {
+        bool[] memory handled = new bool[](rs.length);
+        for (uint256 i = 0; i < rs.length; ++i) {
+            handled[i] = bridge.isHandled(rs[i].nonce);
+        }
+        vm.prank(sender);
+        executed = bridge.executeAttested(rs, sigs);
+        _lastAttestedGas = vm.lastCallGas().gasTotalUsed;
+        for (uint256 i = 0; i < rs.length; ++i) {
+            bool first = true;
+            for (uint256 j = 0; j < i; ++j) {
+                if (rs[j].nonce == rs[i].nonce) first = false;
+            }
+            if (first && !handled[i] && bridge.isHandled(rs[i].nonce)) {
+                _attestedSoFar.push(IBridgeCore.AttestedExecution(rs[i].nonce, bridge.voteKey(rs[i])));
+            }
+        }
+    }
+
+    /// @dev The attested executions in `nonce`'s window (nonce / 256), in order.
+    function _attestedIn(uint64 nonce) internal view returns (IBridgeCore.AttestedExecution[] memory out) {
+        out = new IBridgeCore.AttestedExecution[](_attestedSoFar.length);
+        uint256 n;
+        for (uint256 i = 0; i < _attestedSoFar.length; ++i) {
+            if (_attestedSoFar[i].nonce >> 8 == nonce >> 8) out[n++] = _attestedSoFar[i];
+        }
+        assembly ("memory-safe") {
+            mstore(out, n)
+        }
     }
 
     // ------------------------------------------------------------------ logs

@@ -572,6 +572,61 @@ impl Driver {
             })
     }
 
+    /// Operators `signers` sign an attested batch of `requests` for `lane`'s destination and
+    /// operator `signers[0]` sends it (`executeAttested`); returns how many it executed.
+    pub async fn attest(
+        &self,
+        lane: Lane,
+        signers: &[usize],
+        requests: &[Request],
+    ) -> Result<u64, DevnetError> {
+        use alloy::signers::SignerSync;
+        use multibridge_contracts::VoteDomain;
+        use multibridge_contracts::attestation::{canonical_bytes, pack_signatures};
+        let (source, destination) = (
+            &self.chain(lane.source()).contracts,
+            &self.chain(lane.destination()).contracts,
+        );
+        let domain = VoteDomain {
+            src_chain_id: source.chain_id,
+            src_bridge: source.bridge,
+            dst_chain_id: destination.chain_id,
+            dst_bridge: destination.bridge,
+        };
+        let digest = domain.batch_digest(requests);
+        let mut signatures = Vec::new();
+        for &i in signers {
+            let signer = self.operator(i)?;
+            let signature = signer
+                .sign_hash_sync(&digest)
+                .map_err(|e| DevnetError::Invalid(format!("operator {i} did not sign: {e}")))?;
+            signatures.push((signer.address(), canonical_bytes(&signature)));
+        }
+        let sender = self.operator(
+            *signers
+                .first()
+                .ok_or_else(|| DevnetError::Invalid("an attested batch needs a signer".into()))?,
+        )?;
+        let provider = self.wallet_provider(lane.destination(), &sender)?;
+        let bridge = Bridge::new(destination.bridge, provider);
+        // Not estimated: an estimate finds the least gas that does not revert, and a batch with
+        // too little gas left for an item skips it rather than revert.
+        let call = bridge
+            .executeAttested(requests.to_vec(), pack_signatures(&signatures))
+            .gas(1_000_000u64.saturating_add(400_000u64.saturating_mul(requests.len() as u64)));
+        let receipt = confirm("executeAttested", call.send().await).await?;
+        let executed = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|l| l.log_decode::<Bridge::BatchAttested>().ok())
+            .map(|b| u64::try_from(b.inner.data.executed).unwrap_or(u64::MAX))
+            .ok_or_else(|| {
+                DevnetError::Invalid("executeAttested logged no BatchAttested".into())
+            })?;
+        Ok(executed)
+    }
+
     /// Operator `operator` votes for `request` on `lane`'s destination bridge.
     pub async fn vote(
         &self,

@@ -55,15 +55,20 @@ async fn a_forged_execution_is_flagged_and_the_owner_settles_the_genuine_request
     let config = config.to_str().unwrap();
     let owner_key = driver.manifest().owner.private_key.clone();
 
-    // Operators 0 and 1 (the threshold) forge nonce 2 before the source has issued it.
+    // Operators 0 and 1 (the threshold) forge nonce 2 before the source has issued it: by an
+    // attested batch, so the settlement needs the window's attested executions from the logs
+    // (the bridge checks them against its record); nonce 5 forged by votes in the same window
+    // is no attested execution.
     let thief = Address::repeat_byte(0x7f);
     let forged = driver.forged_native_request(lane, 2, thief, U256::from(1));
+    assert_eq!(driver.attest(lane, &[0, 1], &[forged]).await.unwrap(), 1);
+    let forged_by_votes = driver.forged_native_request(lane, 5, thief, U256::from(1));
     assert!(matches!(
-        driver.vote(lane, 0, &forged).await.unwrap(),
+        driver.vote(lane, 0, &forged_by_votes).await.unwrap(),
         VoteOutcome::Recorded { .. }
     ));
     assert!(matches!(
-        driver.vote(lane, 1, &forged).await.unwrap(),
+        driver.vote(lane, 1, &forged_by_votes).await.unwrap(),
         VoteOutcome::Executed { .. }
     ));
     assert_eq!(
@@ -71,7 +76,7 @@ async fn a_forged_execution_is_flagged_and_the_owner_settles_the_genuine_request
             .native_balance(ChainRole::Service, thief)
             .await
             .unwrap(),
-        U256::from(1)
+        U256::from(2)
     );
 
     // The genuine requests 0, 1 and 2.
@@ -255,7 +260,7 @@ async fn a_forged_execution_is_flagged_and_the_owner_settles_the_genuine_request
             .native_balance(ChainRole::Service, thief)
             .await
             .unwrap(),
-        U256::from(1),
-        "the forgery took its 1 wei, nothing more"
+        U256::from(2),
+        "the forgeries took their 1 wei each, nothing more"
     );
 }
