@@ -810,12 +810,13 @@ mod tests {
         let liar = Address::repeat_byte(0x77); // serves signatures of another key
         let mut store = Store::open_in_memory("attest test").unwrap();
         let lane = Lane::MainToService;
-        // Block 10: nonces 30..=33 (across the window boundary at 32); block 11: nonce 34.
+        // Block 11: nonces 30..=33 (across the window boundary at 32); block 13: nonce 34 (odd
+        // blocks after empty ones: each its own batch, `batch_blocks`).
         let requests: Vec<Request> = (30..=33)
-            .map(|n| request(n, 10))
-            .chain(std::iter::once(request(34, 11)))
+            .map(|n| request(n, 11))
+            .chain(std::iter::once(request(34, 13)))
             .collect();
-        store.record_range(lane, &requests, 12).unwrap();
+        store.record_range(lane, &requests, 14).unwrap();
         let store = SharedStore::new(store);
         let batches = vec![
             requests[0..2].to_vec(),
@@ -935,7 +936,8 @@ mod tests {
         let keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
         let lane = Lane::MainToService;
         let mut store = Store::open_in_memory("attest test").unwrap();
-        let requests: Vec<Request> = (0..8).map(|n| request(n, 10 + n)).collect();
+        // One request per odd block after an empty one: a batch each.
+        let requests: Vec<Request> = (0..8).map(|n| request(n, 11 + 2 * n)).collect();
         store.record_range(lane, &requests, 40).unwrap();
         let peers = Arc::new(KeyedPeers {
             keys: keys.clone(),
@@ -1157,7 +1159,8 @@ mod tests {
         let lane = Lane::MainToService;
         let mut store = Store::open_in_memory("attest test").unwrap();
         // One request per block: one batch each, turns spread over both operators.
-        let requests: Vec<Request> = (0..16).map(|n| request(n, 10 + n)).collect();
+        // One request per odd block after an empty one: a batch each.
+        let requests: Vec<Request> = (0..16).map(|n| request(n, 11 + 2 * n)).collect();
         store.record_range(lane, &requests, 40).unwrap();
         let standby_after = Duration::from_millis(100);
         let (mut attestor, _registry) = attestor(

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolCall, SolEvent};
-use multibridge_contracts::attestation::{batch_window, pack_signatures, recover_signer};
+use multibridge_contracts::attestation::{
+    batch_blocks, batch_window, pack_signatures, recover_signer,
+};
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{Lane, Request, request_from_log};
 use serde::Serialize;
@@ -98,8 +100,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The requests of the attested batch of `nonce`: its source block's requests within its
-/// aligned window.
+/// The requests of the attested batch of `nonce`: its source blocks' requests
+/// ([`batch_blocks`]: its own block, or its aligned pair) within its aligned window.
 async fn batch_of(
     source: &ChainClient,
     config: &Config,
@@ -115,21 +117,33 @@ async fn batch_of(
             )
         })?;
     let block = request.srcBlockNumber;
+    let pair = block & !1;
     let logs = source
         .logs(
             &Filter::new()
                 .address(source.bridge())
                 .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
-                .from_block(block)
-                .to_block(block),
+                .from_block(pair)
+                .to_block(pair.saturating_add(1)),
         )
         .await?;
     let (start, end) = batch_window(nonce);
-    let mut batch: Vec<Request> = logs
+    let in_window: Vec<Request> = logs
         .iter()
         .filter(|l| l.address() == source.bridge() && !l.removed)
         .filter_map(|l| request_from_log(l, source.chain_id()).ok())
         .filter(|r| r.nonce >= start && r.nonce < end)
+        .collect();
+    let pair_first = in_window
+        .iter()
+        .filter(|r| r.srcBlockNumber == pair)
+        .map(|r| r.nonce)
+        .collect::<std::collections::BTreeSet<u64>>()
+        .len();
+    let (from, to) = batch_blocks(block, pair_first);
+    let mut batch: Vec<Request> = in_window
+        .into_iter()
+        .filter(|r| (from..=to).contains(&r.srcBlockNumber))
         .collect();
     batch.sort_by_key(|r| r.nonce);
     batch.dedup_by_key(|r| r.nonce);

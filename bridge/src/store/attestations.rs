@@ -43,20 +43,51 @@ pub struct OwnAttestation {
 }
 
 impl Store {
-    /// The requests of the attested batch `nonce` belongs to: the stored requests of the same
-    /// source block within `nonce`'s aligned window, in nonce order (whatever their state: a
-    /// batch is the same for every operator, handled items included).
+    /// The requests of the attested batch `nonce` belongs to: the stored requests of its source
+    /// blocks ([`batch_blocks`](multibridge_contracts::attestation::batch_blocks): its own, or
+    /// its aligned pair when the pair's first block holds few) within `nonce`'s aligned window,
+    /// in nonce order (whatever their state: a batch is the same for every operator, handled
+    /// items included). Empty while a pair's second block is not indexed yet (the batch is not
+    /// known before).
     pub fn batch_of(&self, lane: Lane, nonce: u64) -> Result<Vec<Request>, StoreError> {
         let Some(block) = self.src_block_of(lane, nonce)? else {
             return Ok(Vec::new());
         };
         let (start, end) = multibridge_contracts::attestation::batch_window(nonce);
+        let pair_first: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM requests WHERE lane = ?1 AND src_block = ?2
+                 AND nonce >= ?3 AND nonce < ?4",
+            )?
+            .query_row(
+                params![
+                    lane.as_str(),
+                    to_i64(block & !1),
+                    to_i64(start),
+                    to_i64(end)
+                ],
+                |r| r.get(0),
+            )?;
+        let (from, to) = multibridge_contracts::attestation::batch_blocks(
+            block,
+            usize::try_from(pair_first).unwrap_or(0),
+        );
+        if to > block && self.cursor(lane)?.is_none_or(|next| next <= to) {
+            return Ok(Vec::new());
+        }
         let mut stmt = self.conn.prepare_cached(
-            "SELECT payload FROM requests WHERE lane = ?1 AND src_block = ?2
-             AND nonce >= ?3 AND nonce < ?4 ORDER BY nonce",
+            "SELECT payload FROM requests WHERE lane = ?1 AND src_block >= ?2 AND src_block <= ?3
+             AND nonce >= ?4 AND nonce < ?5 ORDER BY nonce",
         )?;
         let rows = stmt.query_map(
-            params![lane.as_str(), to_i64(block), to_i64(start), to_i64(end)],
+            params![
+                lane.as_str(),
+                to_i64(from),
+                to_i64(to),
+                to_i64(start),
+                to_i64(end)
+            ],
             |r| r.get::<_, Vec<u8>>(0),
         )?;
         let mut out = Vec::new();

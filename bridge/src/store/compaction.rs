@@ -23,8 +23,9 @@ pub(super) const SCHEMA: &str = "
 
 /// The lowest nonce whose row compaction keeps for a compaction point of `below` in `table`
 /// (`requests` or `snap.requests`): `below`, or the first nonce of the attested batch `below`
-/// belongs to (its source block's requests within its aligned window) — a batch is signed over
-/// all its rows, so they are kept whole while one of them may still be open.
+/// belongs to (the requests of its source block's aligned pair within its aligned window: a
+/// batch spans at most that pair, `batch_blocks`) — a batch is signed over all its rows, so
+/// they are kept whole while one of them may still be open.
 fn keep_from(
     conn: &rusqlite::Connection,
     table: &str,
@@ -36,8 +37,9 @@ fn keep_from(
         .query_row(
             &format!(
                 "SELECT MIN(r.nonce) FROM {table} r WHERE r.lane = ?1 AND r.nonce >= ?2
-                 AND r.nonce < ?3 AND r.src_block =
-                     (SELECT b.src_block FROM {table} b WHERE b.lane = ?1 AND b.nonce = ?3)"
+                 AND r.nonce < ?3 AND r.src_block >=
+                     (SELECT b.src_block - b.src_block % 2 FROM {table} b
+                      WHERE b.lane = ?1 AND b.nonce = ?3)"
             ),
             params![lane.as_str(), to_i64(start), to_i64(below)],
             |r| r.get(0),

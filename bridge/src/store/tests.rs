@@ -844,7 +844,9 @@ fn counts_by_status_follow_every_change_and_are_counted_afresh_at_open() {
     store.begin_compaction(lane, 3, 1).unwrap();
     while store.compact_step(lane, 2).unwrap() > 0 {}
     let mut expected = by_rows(&store);
-    expected[handled] += 3; // the compacted rows still count as handled
+    // The compacted rows still count as handled: nonces 0 and 1 (nonce 2, in the first block of
+    // nonce 3's pair, stays with the attested batch the point falls in).
+    expected[handled] += 2;
     assert_eq!(kept(&store), expected);
     // A counts table that lies is counted again when the store opens.
     store
@@ -885,5 +887,77 @@ fn the_watchers_reads_use_their_indexes() {
             .iter()
             .any(|p| p.contains("INDEX requests_rejected")),
         "{rejected:?}"
+    );
+}
+
+/// Attested batches span an aligned pair of source blocks when its first block holds fewer than
+/// `PAIR_BELOW` requests of the window (issue 54), and only once the pair's second block is
+/// indexed; a busy first block, an empty one or a window's edge keeps a block alone.
+#[test]
+fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    // (nonce, source block): 200 holds 3, 201 holds 2, 202 holds 9 (busy), 203 holds 1, 205
+    // holds 1 (its pair's first block, 204, none); 300 and 301 split at the window edge 32.
+    let blocks = [200, 200, 200, 201, 201]
+        .into_iter()
+        .chain([202; 9])
+        .chain([203, 205])
+        .chain((16..30).map(|_| 250))
+        .chain([300, 300, 301, 301]);
+    let requests: Vec<Request> = blocks
+        .enumerate()
+        .map(|(nonce, block)| {
+            let mut r = request(nonce as u64, 5);
+            r.srcBlockNumber = block;
+            r
+        })
+        .collect();
+    let batch = |store: &Store, nonce: u64| -> Vec<u64> {
+        store
+            .batch_of(lane, nonce)
+            .unwrap()
+            .iter()
+            .map(|r| r.nonce)
+            .collect()
+    };
+    // Only block 200 indexed: its batch waits for block 201.
+    store.record_range(lane, &requests[..3], 201).unwrap();
+    assert_eq!(
+        batch(&store, 0),
+        Vec::<u64>::new(),
+        "block 201 not indexed yet"
+    );
+    store.record_range(lane, &requests[3..], 400).unwrap();
+    assert_eq!(
+        batch(&store, 0),
+        vec![0, 1, 2, 3, 4],
+        "a quiet pair: one batch"
+    );
+    assert_eq!(
+        batch(&store, 4),
+        vec![0, 1, 2, 3, 4],
+        "the same from its second block"
+    );
+    assert_eq!(
+        batch(&store, 5),
+        (5..14).collect::<Vec<_>>(),
+        "a busy block alone"
+    );
+    assert_eq!(
+        batch(&store, 14),
+        vec![14],
+        "after a busy first block: alone"
+    );
+    assert_eq!(
+        batch(&store, 15),
+        vec![15],
+        "its pair's first block empty: alone"
+    );
+    assert_eq!(batch(&store, 30), vec![30, 31], "the window ends at 32");
+    assert_eq!(
+        batch(&store, 32),
+        vec![32, 33],
+        "the next window: its first block holds none"
     );
 }

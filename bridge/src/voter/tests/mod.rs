@@ -40,7 +40,9 @@ fn request(nonce: u64) -> Request {
         srcChainId: U256::from(1),
         srcBridge: Address::repeat_byte(9),
         srcTxHash: B256::repeat_byte(u8::try_from(nonce % 250).unwrap_or(0)),
-        srcBlockNumber: 100 + nonce,
+        // One request per odd block after an empty even one: each its own attested batch
+        // (`batch_blocks`), whatever the indexer's cursor.
+        srcBlockNumber: 101 + 2 * nonce,
         srcLogIndex: 0,
     }
 }
