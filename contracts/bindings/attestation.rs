@@ -2,7 +2,7 @@
 //! operators sign for it, and the signature bytes the bridge takes.
 //!
 //! A batch is the requests of one source block, or of an aligned pair of blocks when the pair's
-//! first block holds fewer than [`PAIR_BELOW`] of them ([`batch_blocks`]), whose nonces fall in
+//! first block holds a few of them ([`PAIR_FROM`] to [`PAIR_BELOW`]: [`batch_blocks`]), whose nonces fall in
 //! one aligned window of [`ATTESTED_BATCH`] nonces. Every operator computes the same batches
 //! from the same confirmed blocks, so their signatures are over the same digest without any
 //! coordination; a block with many requests gives full batches, quiet ones give a batch of
@@ -23,20 +23,25 @@ const HALF_ORDER: U256 = U256::from_be_slice(&[
     0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
-/// A source block whose requests in a window are fewer than this shares its attested batch
-/// with the next block of its aligned pair (blocks 2k and 2k + 1): what a batch pays once (its
-/// transaction, signatures and the state every batch touches, ~80k gas) is then spread over
-/// the requests of two blocks (issue 54: at 4 transfers/s a one-block batch carried 3.7).
-/// The first block's requests wait one block more for it; a busy block (this many or more)
-/// goes alone, without that wait. Part of the protocol: every operator must use the same value.
+/// A source block holding [`PAIR_FROM`] or more, and fewer than this, of a window's requests
+/// shares its attested batch with the next block of its aligned pair (blocks 2k and 2k + 1):
+/// what a batch pays once (its transaction, signatures and the state every batch touches, ~80k
+/// gas) is then spread over the requests of two blocks (issue 54: at 4 transfers/s a one-block
+/// batch carried 3.7, a pair 6.6). The first block's requests wait one block more for it; a
+/// busy block (this many or more) goes alone, without that wait. Part of the protocol: every
+/// operator must use the same values.
 pub const PAIR_BELOW: usize = 8;
+
+/// A block with fewer of a window's requests than this goes alone: a lone transfer (a quiet
+/// lane) is not held a block for a partner that seldom comes.
+pub const PAIR_FROM: usize = 2;
 
 /// The source blocks (first, last) whose requests within one window form the attested batch of
 /// a request in source block `block`, given how many requests of that window the first (even)
 /// block of `block`'s aligned pair holds.
 pub fn batch_blocks(block: u64, pair_first_count: usize) -> (u64, u64) {
     let first = block & !1;
-    if pair_first_count == 0 || pair_first_count >= PAIR_BELOW {
+    if !(PAIR_FROM..PAIR_BELOW).contains(&pair_first_count) {
         (block, block)
     } else {
         (first, first.saturating_add(1))

@@ -890,20 +890,22 @@ fn the_watchers_reads_use_their_indexes() {
     );
 }
 
-/// Attested batches span an aligned pair of source blocks when its first block holds fewer than
-/// `PAIR_BELOW` requests of the window (issue 54), and only once the pair's second block is
-/// indexed; a busy first block, an empty one or a window's edge keeps a block alone.
+/// Attested batches span an aligned pair of source blocks when its first block holds 2 to 7
+/// requests of the window (`PAIR_FROM`, `PAIR_BELOW`; issue 54), and only once the pair's
+/// second block is indexed; a busy first block, a lone request, an empty first block or a
+/// window's edge keeps a block alone.
 #[test]
 fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
     let mut store = Store::open_in_memory(ID).unwrap();
     let lane = Lane::MainToService;
-    // (nonce, source block): 200 holds 3, 201 holds 2, 202 holds 9 (busy), 203 holds 1, 205
-    // holds 1 (its pair's first block, 204, none); 300 and 301 split at the window edge 32.
+    // (nonce, source block): 200 holds 3, 201 holds 2, 202 holds 9 (busy), 203 holds 1, 204
+    // holds 1 (lone), 251 holds 14 (its pair's first block, 250, none); 300 and 301 split at
+    // the window edge 32.
     let blocks = [200, 200, 200, 201, 201]
         .into_iter()
         .chain([202; 9])
-        .chain([203, 205])
-        .chain((16..30).map(|_| 250))
+        .chain([203, 204])
+        .chain((16..30).map(|_| 251))
         .chain([300, 300, 301, 301]);
     let requests: Vec<Request> = blocks
         .enumerate()
@@ -952,8 +954,18 @@ fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
     assert_eq!(
         batch(&store, 15),
         vec![15],
-        "its pair's first block empty: alone"
+        "a lone request: alone, without a wait"
     );
+    assert_eq!(
+        batch(&store, 16),
+        (16..30).collect::<Vec<_>>(),
+        "its first block empty"
+    );
+    // A lone request in a pair's first block is composed before the second block is indexed.
+    let mut lone = request(40, 5);
+    lone.srcBlockNumber = 400;
+    store.record_range(lane, &[lone], 401).unwrap();
+    assert_eq!(batch(&store, 40), vec![40], "not held for block 401");
     assert_eq!(batch(&store, 30), vec![30, 31], "the window ends at 32");
     assert_eq!(
         batch(&store, 32),
