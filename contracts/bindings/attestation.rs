@@ -1,9 +1,10 @@
 //! Attested batches (`Bridge.executeAttested`): which requests form a batch, the EIP-712 digest
 //! operators sign for it, and the signature bytes the bridge takes.
 //!
-//! A batch is the requests of one source block, or of an aligned pair of blocks when the pair's
-//! first block holds a few of them ([`PAIR_FROM`] to [`PAIR_BELOW`]: [`batch_blocks`]), whose nonces fall in
-//! one aligned window of [`ATTESTED_BATCH`] nonces. Every operator computes the same batches
+//! A batch is a run of at most [`ATTESTED_BATCH`] requests of one source block, or of an
+//! aligned pair of blocks when the pair's first block holds a few ([`PAIR_FROM`] to
+//! [`PAIR_BELOW`]: [`batch_blocks`]): the blocks' requests in nonce order, cut into runs of
+//! [`ATTESTED_BATCH`] from the first ([`batch_run`]). Every operator computes the same batches
 //! from the same confirmed blocks, so their signatures are over the same digest without any
 //! coordination; a block with many requests gives full batches, quiet ones give a batch of
 //! what two blocks hold.
@@ -23,8 +24,8 @@ const HALF_ORDER: U256 = U256::from_be_slice(&[
     0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
-/// A source block holding [`PAIR_FROM`] or more, and fewer than this, of a window's requests
-/// shares its attested batch with the next block of its aligned pair (blocks 2k and 2k + 1):
+/// A source block holding [`PAIR_FROM`] or more, and fewer than this, requests shares its
+/// attested batch with the next block of its aligned pair (blocks 2k and 2k + 1):
 /// what a batch pays once (its transaction, signatures and the state every batch touches, ~80k
 /// gas) is then spread over the requests of two blocks (issue 54: at 4 transfers/s a one-block
 /// batch carried 3.7, a pair 6.6). The first block's requests wait one block more for it; a
@@ -32,13 +33,13 @@ const HALF_ORDER: U256 = U256::from_be_slice(&[
 /// operator must use the same values.
 pub const PAIR_BELOW: usize = 8;
 
-/// A block with fewer of a window's requests than this goes alone: a lone transfer (a quiet
+/// A block with fewer requests than this goes alone: a lone transfer (a quiet
 /// lane) is not held a block for a partner that seldom comes.
 pub const PAIR_FROM: usize = 2;
 
-/// The source blocks (first, last) whose requests within one window form the attested batch of
-/// a request in source block `block`, given how many requests of that window the first (even)
-/// block of `block`'s aligned pair holds.
+/// The source blocks (first, last) whose requests are cut into the attested batches of a
+/// request in source block `block`, given how many requests the first (even) block of
+/// `block`'s aligned pair holds.
 pub fn batch_blocks(block: u64, pair_first_count: usize) -> (u64, u64) {
     let first = block & !1;
     if !(PAIR_FROM..PAIR_BELOW).contains(&pair_first_count) {
@@ -57,10 +58,20 @@ pub fn attested_link(record: B256, nonce: u64, key: B256) -> B256 {
     keccak256((record, U256::from(nonce), key).abi_encode_params())
 }
 
-/// The aligned window of nonces `nonce` belongs to: `[start, start + ATTESTED_BATCH)`.
-pub fn batch_window(nonce: u64) -> (u64, u64) {
-    let start = nonce.saturating_sub(nonce.checked_rem(ATTESTED_BATCH).unwrap_or(0));
-    (start, start.saturating_add(ATTESTED_BATCH))
+/// The nonces `[start, end)` of the batch of `nonce` among its blocks' requests, the nonces
+/// `first..=last` (dense: a block's requests are consecutive nonces): runs of
+/// [`ATTESTED_BATCH`] from `first` (issue 54: aligned windows of 32 nonces cut a pair's
+/// batch in two about one time in five).
+pub fn batch_run(first: u64, last: u64, nonce: u64) -> (u64, u64) {
+    let offset = nonce.saturating_sub(first);
+    let start = first
+        .saturating_add(offset.saturating_sub(offset.checked_rem(ATTESTED_BATCH).unwrap_or(0)));
+    (
+        start,
+        start
+            .saturating_add(ATTESTED_BATCH)
+            .min(last.saturating_add(1)),
+    )
 }
 
 impl VoteDomain {
@@ -237,10 +248,22 @@ mod tests {
 
     #[test]
     fn windows_are_aligned() {
-        assert_eq!(batch_window(0), (0, 32));
-        assert_eq!(batch_window(31), (0, 32));
-        assert_eq!(batch_window(32), (32, 64));
-        assert_eq!(batch_window(70), (64, 96));
+        assert_eq!(batch_run(0, 100, 0), (0, 32));
+        assert_eq!(batch_run(0, 100, 31), (0, 32));
+        assert_eq!(batch_run(0, 100, 32), (32, 64));
+        assert_eq!(batch_run(0, 100, 100), (96, 101));
+        assert_eq!(batch_run(30, 37, 33), (30, 38), "a pair's run across 32");
+        assert_eq!(batch_run(5, 70, 40), (37, 69));
+        assert_eq!(batch_run(5, 70, 70), (69, 71));
+        assert_eq!(
+            batch_blocks(11, 0),
+            (11, 11),
+            "its pair's first block empty"
+        );
+        assert_eq!(batch_blocks(10, 1), (10, 10), "a lone request");
+        assert_eq!(batch_blocks(10, 2), (10, 11));
+        assert_eq!(batch_blocks(11, 7), (10, 11));
+        assert_eq!(batch_blocks(11, 8), (11, 11), "after a busy block");
     }
 
     #[test]

@@ -803,26 +803,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_follow_blocks_and_windows_garbage_is_skipped_and_turns_decide_who_sends() {
+    async fn batches_follow_blocks_garbage_is_skipped_and_turns_decide_who_sends() {
         let me = PrivateKeySigner::random();
         let honest = PrivateKeySigner::random();
         let liar_key = PrivateKeySigner::random();
         let liar = Address::repeat_byte(0x77); // serves signatures of another key
         let mut store = Store::open_in_memory("attest test").unwrap();
         let lane = Lane::MainToService;
-        // Block 11: nonces 30..=33 (across the window boundary at 32); block 13: nonce 34 (odd
-        // blocks after empty ones: each its own batch, `batch_blocks`).
+        // Block 11: nonces 30..=33 (one batch across 32); block 13: nonce 34 (odd blocks after
+        // empty ones: each its own batch, `batch_blocks`).
         let requests: Vec<Request> = (30..=33)
             .map(|n| request(n, 11))
             .chain(std::iter::once(request(34, 13)))
             .collect();
         store.record_range(lane, &requests, 14).unwrap();
         let store = SharedStore::new(store);
-        let batches = vec![
-            requests[0..2].to_vec(),
-            requests[2..4].to_vec(),
-            requests[4..5].to_vec(),
-        ];
+        let batches = vec![requests[0..4].to_vec(), requests[4..5].to_vec()];
         let peers = Arc::new(FakePeers {
             honest: honest.clone(),
             liar: (liar, liar_key),
@@ -843,7 +839,7 @@ mod tests {
             .values()
             .map(|b| b.requests.iter().map(|r| r.nonce).collect())
             .collect();
-        assert_eq!(composed, vec![vec![30, 31], vec![32, 33], vec![34]]);
+        assert_eq!(composed, vec![vec![30, 31, 32, 33], vec![34]]);
         for state in attestor.batches.values() {
             assert!(state.signatures.contains_key(&me.address()), "signed own");
             assert!(
@@ -855,7 +851,7 @@ mod tests {
         // Own signatures are stored for the HTTP API.
         assert_eq!(
             store.lock().attestations_from(lane, 0, 10).unwrap().len(),
-            3
+            2
         );
         // Sent now: exactly the batches whose turn is mine (the others wait an hour here).
         let mine: Vec<u64> = attestor

@@ -12,7 +12,7 @@ use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolCall, SolEvent};
 use multibridge_contracts::attestation::{
-    batch_blocks, batch_window, pack_signatures, recover_signer,
+    batch_blocks, batch_run, pack_signatures, recover_signer,
 };
 use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{Lane, Request, request_from_log};
@@ -100,8 +100,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The requests of the attested batch of `nonce`: its source blocks' requests
-/// ([`batch_blocks`]: its own block, or its aligned pair) within its aligned window.
+/// The requests of the attested batch of `nonce`: the run ([`batch_run`]) of its source blocks'
+/// requests ([`batch_blocks`]: its own block, or its aligned pair) that holds it.
 async fn batch_of(
     source: &ChainClient,
     config: &Config,
@@ -127,23 +127,24 @@ async fn batch_of(
                 .to_block(pair.saturating_add(1)),
         )
         .await?;
-    let (start, end) = batch_window(nonce);
-    let in_window: Vec<Request> = logs
+    let mut in_pair: Vec<Request> = logs
         .iter()
         .filter(|l| l.address() == source.bridge() && !l.removed)
         .filter_map(|l| request_from_log(l, source.chain_id()).ok())
-        .filter(|r| r.nonce >= start && r.nonce < end)
         .collect();
-    let pair_first = in_window
-        .iter()
-        .filter(|r| r.srcBlockNumber == pair)
-        .map(|r| r.nonce)
-        .collect::<std::collections::BTreeSet<u64>>()
-        .len();
+    in_pair.sort_by_key(|r| r.nonce);
+    in_pair.dedup_by_key(|r| r.nonce);
+    let pair_first = in_pair.iter().filter(|r| r.srcBlockNumber == pair).count();
     let (from, to) = batch_blocks(block, pair_first);
-    let mut batch: Vec<Request> = in_window
+    in_pair.retain(|r| (from..=to).contains(&r.srcBlockNumber));
+    let (first, last) = match (in_pair.first(), in_pair.last()) {
+        (Some(f), Some(l)) => (f.nonce, l.nonce),
+        _ => (nonce, nonce),
+    };
+    let (start, end) = batch_run(first, last, nonce);
+    let mut batch: Vec<Request> = in_pair
         .into_iter()
-        .filter(|r| (from..=to).contains(&r.srcBlockNumber))
+        .filter(|r| r.nonce >= start && r.nonce < end)
         .collect();
     batch.sort_by_key(|r| r.nonce);
     batch.dedup_by_key(|r| r.nonce);

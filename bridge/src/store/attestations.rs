@@ -43,53 +43,43 @@ pub struct OwnAttestation {
 }
 
 impl Store {
-    /// The requests of the attested batch `nonce` belongs to: the stored requests of its source
-    /// blocks ([`batch_blocks`](multibridge_contracts::attestation::batch_blocks): its own, or
-    /// its aligned pair when the pair's first block holds few) within `nonce`'s aligned window,
-    /// in nonce order (whatever their state: a batch is the same for every operator, handled
-    /// items included). Empty while a pair's second block is not indexed yet (the batch is not
-    /// known before).
+    /// The requests of the attested batch `nonce` belongs to: the run of its source blocks'
+    /// stored requests ([`batch_blocks`](multibridge_contracts::attestation::batch_blocks): its
+    /// own block, or its aligned pair when the pair's first block holds few; runs of 32 from
+    /// their first, [`batch_run`](multibridge_contracts::attestation::batch_run)) that holds
+    /// `nonce`, in nonce order (whatever their state: a batch is the same for every operator,
+    /// handled items included; compaction keeps a pair's rows whole while one may be open).
+    /// Empty while a pair's second block is not indexed yet (the batch is not known before).
     pub fn batch_of(&self, lane: Lane, nonce: u64) -> Result<Vec<Request>, StoreError> {
+        use multibridge_contracts::attestation::{batch_blocks, batch_run};
         let Some(block) = self.src_block_of(lane, nonce)? else {
             return Ok(Vec::new());
         };
-        let (start, end) = multibridge_contracts::attestation::batch_window(nonce);
         let pair_first: i64 = self
             .conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM requests WHERE lane = ?1 AND src_block = ?2
-                 AND nonce >= ?3 AND nonce < ?4",
-            )?
-            .query_row(
-                params![
-                    lane.as_str(),
-                    to_i64(block & !1),
-                    to_i64(start),
-                    to_i64(end)
-                ],
-                |r| r.get(0),
-            )?;
-        let (from, to) = multibridge_contracts::attestation::batch_blocks(
-            block,
-            usize::try_from(pair_first).unwrap_or(0),
-        );
+            .prepare_cached("SELECT COUNT(*) FROM requests WHERE lane = ?1 AND src_block = ?2")?
+            .query_row(params![lane.as_str(), to_i64(block & !1)], |r| r.get(0))?;
+        let (from, to) = batch_blocks(block, usize::try_from(pair_first).unwrap_or(0));
         if to > block && self.cursor(lane)?.is_none_or(|next| next <= to) {
             return Ok(Vec::new());
         }
+        let (first, last): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(nonce), MAX(nonce) FROM requests
+                 WHERE lane = ?1 AND src_block >= ?2 AND src_block <= ?3",
+            )?
+            .query_row(params![lane.as_str(), to_i64(from), to_i64(to)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let (start, end) = batch_run(to_u64(first), to_u64(last), nonce);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT payload FROM requests WHERE lane = ?1 AND src_block >= ?2 AND src_block <= ?3
-             AND nonce >= ?4 AND nonce < ?5 ORDER BY nonce",
+            "SELECT payload FROM requests WHERE lane = ?1 AND nonce >= ?2 AND nonce < ?3
+             ORDER BY nonce",
         )?;
-        let rows = stmt.query_map(
-            params![
-                lane.as_str(),
-                to_i64(from),
-                to_i64(to),
-                to_i64(start),
-                to_i64(end)
-            ],
-            |r| r.get::<_, Vec<u8>>(0),
-        )?;
+        let rows = stmt.query_map(params![lane.as_str(), to_i64(start), to_i64(end)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
         let mut out = Vec::new();
         for row in rows {
             out.push(Request::abi_decode(&row?).map_err(|e| StoreError::Corrupt(e.to_string()))?);
@@ -132,7 +122,7 @@ impl Store {
              WHERE lane = ?1 AND first_nonce >= ?4 AND first_nonce + count > ?2
              ORDER BY first_nonce LIMIT ?3",
         )?;
-        // A batch never spans more than one window: the key's range bounds the scan.
+        // A batch is at most ATTESTED_BATCH consecutive nonces: the key's range bounds the scan.
         let lowest = from.saturating_sub(multibridge_contracts::attestation::ATTESTED_BATCH - 1);
         let rows = stmt.query_map(
             params![

@@ -22,31 +22,30 @@ pub(super) const SCHEMA: &str = "
         version INTEGER NOT NULL);";
 
 /// The lowest nonce whose row compaction keeps for a compaction point of `below` in `table`
-/// (`requests` or `snap.requests`): `below`, or the first nonce of the attested batch `below`
-/// belongs to (the requests of its source block's aligned pair within its aligned window: a
-/// batch spans at most that pair, `batch_blocks`) — a batch is signed over all its rows, so
-/// they are kept whole while one of them may still be open.
+/// (`requests` or `snap.requests`): `below`, or the first request of the aligned pair of source
+/// blocks `below`'s block belongs to — a batch is a run of its block's or its pair's requests
+/// counted from their first (`batch_blocks`, `batch_run`) and is signed over all its rows, so
+/// the pair's rows are kept whole while one of them may still be open.
 fn keep_from(
     conn: &rusqlite::Connection,
     table: &str,
     lane: Lane,
     below: u64,
 ) -> Result<u64, StoreError> {
-    let (start, _) = multibridge_contracts::attestation::batch_window(below);
     let first: Option<i64> = conn
         .query_row(
             &format!(
-                "SELECT MIN(r.nonce) FROM {table} r WHERE r.lane = ?1 AND r.nonce >= ?2
-                 AND r.nonce < ?3 AND r.src_block >=
-                     (SELECT b.src_block - b.src_block % 2 FROM {table} b
-                      WHERE b.lane = ?1 AND b.nonce = ?3)"
+                "SELECT MIN(r.nonce) FROM {table} r, {table} b
+                 WHERE b.lane = ?1 AND b.nonce = ?2 AND r.lane = ?1
+                 AND r.src_block >= b.src_block - b.src_block % 2
+                 AND r.src_block <= b.src_block - b.src_block % 2 + 1"
             ),
-            params![lane.as_str(), to_i64(start), to_i64(below)],
+            params![lane.as_str(), to_i64(below)],
             |r| r.get(0),
         )
         .optional()?
         .flatten();
-    Ok(first.map_or(below, to_u64))
+    Ok(first.map_or(below, to_u64).min(below))
 }
 
 /// A lane's compaction record.

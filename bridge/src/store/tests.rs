@@ -891,22 +891,23 @@ fn the_watchers_reads_use_their_indexes() {
 }
 
 /// Attested batches span an aligned pair of source blocks when its first block holds 2 to 7
-/// requests of the window (`PAIR_FROM`, `PAIR_BELOW`; issue 54), and only once the pair's
-/// second block is indexed; a busy first block, a lone request, an empty first block or a
-/// window's edge keeps a block alone.
+/// requests (`PAIR_FROM`, `PAIR_BELOW`; issue 54), and only once the pair's second block is
+/// indexed; a busy first block, a lone request or an empty first block keeps a block alone; a
+/// pair across a multiple of 32 stays one batch, and more than 32 are cut from the first.
 #[test]
 fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
     let mut store = Store::open_in_memory(ID).unwrap();
     let lane = Lane::MainToService;
     // (nonce, source block): 200 holds 3, 201 holds 2, 202 holds 9 (busy), 203 holds 1, 204
-    // holds 1 (lone), 251 holds 14 (its pair's first block, 250, none); 300 and 301 split at
-    // the window edge 32.
+    // holds 1 (lone), 251 holds 14 (its pair's first block, 250, none); 300 and 301 hold 2 each
+    // (nonces 30..=33, across 32); 303 holds 40 (nonces 34..=73).
     let blocks = [200, 200, 200, 201, 201]
         .into_iter()
         .chain([202; 9])
         .chain([203, 204])
         .chain((16..30).map(|_| 251))
-        .chain([300, 300, 301, 301]);
+        .chain([300, 300, 301, 301])
+        .chain([303; 40]);
     let requests: Vec<Request> = blocks
         .enumerate()
         .map(|(nonce, block)| {
@@ -961,15 +962,29 @@ fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
         (16..30).collect::<Vec<_>>(),
         "its first block empty"
     );
+    assert_eq!(
+        batch(&store, 31),
+        vec![30, 31, 32, 33],
+        "one batch across 32"
+    );
+    assert_eq!(
+        batch(&store, 33),
+        vec![30, 31, 32, 33],
+        "one batch across 32"
+    );
+    assert_eq!(
+        batch(&store, 65),
+        (34..66).collect::<Vec<_>>(),
+        "32 from the block's first"
+    );
+    assert_eq!(
+        batch(&store, 66),
+        (66..74).collect::<Vec<_>>(),
+        "and the rest"
+    );
     // A lone request in a pair's first block is composed before the second block is indexed.
-    let mut lone = request(40, 5);
+    let mut lone = request(74, 5);
     lone.srcBlockNumber = 400;
     store.record_range(lane, &[lone], 401).unwrap();
-    assert_eq!(batch(&store, 40), vec![40], "not held for block 401");
-    assert_eq!(batch(&store, 30), vec![30, 31], "the window ends at 32");
-    assert_eq!(
-        batch(&store, 32),
-        vec![32, 33],
-        "the next window: its first block holds none"
-    );
+    assert_eq!(batch(&store, 74), vec![74], "not held for block 401");
 }
