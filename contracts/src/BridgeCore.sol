@@ -334,8 +334,12 @@ abstract contract BridgeCore is IBridgeCore {
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IBridgeCore
+    /// @dev Nothing at or above upperHandleNonce is handled (`_closeNonce` raises it with every
+    /// bit it sets): an in-order handle reads no `_handledBits` word (issue 54: a cold read per
+    /// batch).
     function isHandled(uint64 nonce) public view returns (bool) {
-        return nonce < lowerHandleNonce || _handledBits[nonce >> 8] >> (nonce & 255) & 1 != 0;
+        return nonce < lowerHandleNonce
+            || (nonce < upperHandleNonce && _handledBits[nonce >> 8] >> (nonce & 255) & 1 != 0);
     }
 
     /// @inheritdoc IBridgeCore
