@@ -85,7 +85,7 @@ pub enum SettleError {
     /// the bridge's record of it (a node missing logs, or a reorg under way): the bridge would
     /// refuse the settlement.
     #[error(
-        "{lane}: the {found} attested executions found in the logs of nonces {first}..{end} do not match the destination's attested record; read the logs from another node (or after a reorg) and try again"
+        "{lane}: the {found} attested executions found in the logs of nonces {first}..{end} do not match the destination's attested record; read the logs from another node (or after a reorg) and try again; if batches keep executing there, pause the destination first"
     )]
     AttestedRecord {
         /// Lane.

@@ -1154,10 +1154,10 @@ mod tests {
         let other = Address::repeat_byte(0x42);
         let lane = Lane::MainToService;
         let mut store = Store::open_in_memory("attest test").unwrap();
-        // One request per block: one batch each, turns spread over both operators.
-        // One request per odd block after an empty one: a batch each.
+        // One request per odd block after an empty one: a batch each, turns spread over both
+        // operators.
         let requests: Vec<Request> = (0..16).map(|n| request(n, 11 + 2 * n)).collect();
-        store.record_range(lane, &requests, 40).unwrap();
+        store.record_range(lane, &requests, 60).unwrap();
         let standby_after = Duration::from_millis(100);
         let (mut attestor, _registry) = attestor(
             &me,

@@ -118,6 +118,19 @@ async fn batch_of(
         })?;
     let block = request.srcBlockNumber;
     let pair = block & !1;
+    // The relays compose a batch from final blocks only: a pair's second block (or the request's
+    // own) must be final before its requests are known.
+    let head = source.head().await?;
+    let safe = source
+        .safe_head(head, config.chains.get(lane.source()).confirmations)
+        .await?;
+    if safe < pair.saturating_add(1) {
+        anyhow::bail!(
+            "the batch of nonce {nonce} is not final yet: its source block {block} pairs with block {} (the {} chain's final head is {safe}); try again in a few blocks",
+            pair.saturating_add(1),
+            lane.source()
+        );
+    }
     let logs = source
         .logs(
             &Filter::new()

@@ -49,7 +49,8 @@ impl Store {
     /// their first, [`batch_run`](multibridge_contracts::attestation::batch_run)) that holds
     /// `nonce`, in nonce order (whatever their state: a batch is the same for every operator,
     /// handled items included; compaction keeps a pair's rows whole while one may be open).
-    /// Empty while a pair's second block is not indexed yet (the batch is not known before).
+    /// Empty while its blocks (a pair's second one too) are not indexed yet: the batch is not
+    /// known before.
     pub fn batch_of(&self, lane: Lane, nonce: u64) -> Result<Vec<Request>, StoreError> {
         use multibridge_contracts::attestation::{batch_blocks, batch_run};
         let Some(block) = self.src_block_of(lane, nonce)? else {
@@ -60,7 +61,9 @@ impl Store {
             .prepare_cached("SELECT COUNT(*) FROM requests WHERE lane = ?1 AND src_block = ?2")?
             .query_row(params![lane.as_str(), to_i64(block & !1)], |r| r.get(0))?;
         let (from, to) = batch_blocks(block, usize::try_from(pair_first).unwrap_or(0));
-        if to > block && self.cursor(lane)?.is_none_or(|next| next <= to) {
+        // Only blocks the indexer has read whole: a row stored ahead of it (recovery's
+        // requeue) says nothing of its block's other requests.
+        if self.cursor(lane)?.is_none_or(|next| next <= to) {
             return Ok(Vec::new());
         }
         let (first, last): (i64, i64) = self
@@ -165,9 +168,34 @@ impl Store {
         lane: Lane,
         first_nonce: u64,
     ) -> Result<Option<OwnAttestation>, StoreError> {
-        Ok(self
-            .attestations_from(lane, first_nonce, 1)?
-            .into_iter()
-            .find(|a| a.first_nonce == first_nonce))
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT count, digest, signature FROM attestations
+                 WHERE lane = ?1 AND first_nonce = ?2",
+            )?
+            .query_row(params![lane.as_str(), to_i64(first_nonce)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((count, digest, signature)) = row else {
+            return Ok(None);
+        };
+        if digest.len() != 32 {
+            return Err(StoreError::Corrupt(format!(
+                "attestation digest of {} bytes",
+                digest.len()
+            )));
+        }
+        Ok(Some(OwnAttestation {
+            first_nonce,
+            count: to_u64(count),
+            digest: B256::from_slice(&digest),
+            signature: signature.into(),
+        }))
     }
 }

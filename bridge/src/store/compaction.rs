@@ -23,9 +23,11 @@ pub(super) const SCHEMA: &str = "
 
 /// The lowest nonce whose row compaction keeps for a compaction point of `below` in `table`
 /// (`requests` or `snap.requests`): `below`, or the first request of the aligned pair of source
-/// blocks `below`'s block belongs to — a batch is a run of its block's or its pair's requests
-/// counted from their first (`batch_blocks`, `batch_run`) and is signed over all its rows, so
-/// the pair's rows are kept whole while one of them may still be open.
+/// blocks `below`'s block belongs to — or `below - 1`'s while `below` is not stored (a store's
+/// watermark: the block still to come may pair with the one before) — a batch is a run of its
+/// block's or its pair's requests counted from their first (`batch_blocks`, `batch_run`) and
+/// is signed over all its rows, so the pair's rows are kept whole while one of them may still
+/// be open.
 fn keep_from(
     conn: &rusqlite::Connection,
     table: &str,
@@ -36,7 +38,9 @@ fn keep_from(
         .query_row(
             &format!(
                 "SELECT MIN(r.nonce) FROM {table} r, {table} b
-                 WHERE b.lane = ?1 AND b.nonce = ?2 AND r.lane = ?1
+                 WHERE b.lane = ?1 AND b.nonce = COALESCE(
+                     (SELECT nonce FROM {table} WHERE lane = ?1 AND nonce = ?2), ?2 - 1)
+                 AND r.lane = ?1
                  AND r.src_block >= b.src_block - b.src_block % 2
                  AND r.src_block <= b.src_block - b.src_block % 2 + 1"
             ),
@@ -67,7 +71,9 @@ pub struct Restored {
     /// Where the lane's indexer goes on: the backup's cursor, or the source block of the first
     /// request the backup had not seen handled (re-read from the chain).
     pub cursor: Option<u64>,
-    /// The compaction point.
+    /// The compaction point recorded: the backup's, or the first row of the attested batches
+    /// it falls in (`keep_from`), so the indexer stores again what the copy does not give of
+    /// them (a batch is signed over all its rows).
     pub below: u64,
 }
 
@@ -282,7 +288,7 @@ impl Store {
                  SELECT lane, MIN(next_block, COALESCE(?3, next_block)), updated_at,
                      CASE WHEN next_nonce IS NULL THEN NULL ELSE MAX(next_nonce, ?2) END
                  FROM snap.cursors WHERE lane = ?1",
-                params![l, to_i64(below), reread_from.map(to_i64)],
+                params![l, to_i64(kept), reread_from.map(to_i64)],
             )?;
             let dropped_before: i64 = tx
                 .query_row(
@@ -297,7 +303,7 @@ impl Store {
                  ON CONFLICT (lane) DO UPDATE SET below = MAX(compaction.below, excluded.below),
                      dropped = MAX(compaction.dropped, excluded.dropped),
                      version = MAX(compaction.version, excluded.version)",
-                params![l, to_i64(below), dropped_before, to_i64(version)],
+                params![l, to_i64(kept), dropped_before, to_i64(version)],
             )?;
             // The conservation check's totals, open requests and held releases go together,
             // and only from a snapshot that kept them by nonce (an older one's are read again
@@ -328,7 +334,7 @@ impl Store {
             Ok(Restored {
                 rows: u64::try_from(rows).unwrap_or(u64::MAX),
                 cursor: self.cursor(lane)?,
-                below,
+                below: kept,
             })
         })();
         let detached = self.conn.execute("DETACH DATABASE snap", []);

@@ -988,3 +988,99 @@ fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
     store.record_range(lane, &[lone], 401).unwrap();
     assert_eq!(batch(&store, 74), vec![74], "not held for block 401");
 }
+
+/// The requests of block 200 (nonces 0..=3, a quiet block) and 201 (4..=8): one attested batch
+/// of nine, the pair's.
+fn quiet_pair() -> Vec<Request> {
+    (0..9)
+        .map(|n| {
+            let mut r = request(n, 5);
+            r.srcBlockNumber = if n < 4 { 200 } else { 201 };
+            r
+        })
+        .collect()
+}
+
+fn batch_nonces(store: &Store, lane: Lane, nonce: u64) -> Vec<u64> {
+    store
+        .batch_of(lane, nonce)
+        .unwrap()
+        .iter()
+        .map(|r| r.nonce)
+        .collect()
+}
+
+/// A compaction point at a store's watermark (the first nonce it does not hold) keeps the rows
+/// of the block before it when that block pairs with the one still to come: the pair's batch
+/// is composed whole once it is indexed (review of issue 54's pairs).
+#[test]
+fn compaction_at_the_watermark_keeps_a_quiet_block_for_its_pair() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests = quiet_pair();
+    store.record_range(lane, &requests[..4], 201).unwrap();
+    for nonce in 0..4 {
+        store.apply(lane, nonce, &Transition::Handled).unwrap();
+    }
+    store.begin_compaction(lane, 4, 1).unwrap();
+    while store.compact_step(lane, 100).unwrap() > 0 {}
+    assert!(store.get(lane, 0).unwrap().is_some(), "block 200 kept");
+    store.record_range(lane, &requests[4..], 202).unwrap();
+    assert_eq!(batch_nonces(&store, lane, 5), (0..9).collect::<Vec<_>>());
+}
+
+/// A restore whose compaction point falls inside a pair records the pair's first row as its
+/// point, so the indexer stores again the pair's handled rows the copy does not give (those at
+/// or after the first open request's block): the batch is composed whole.
+#[test]
+fn a_restore_inside_a_pair_reindexes_what_the_copy_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let lane = Lane::MainToService;
+    let mut store = Store::open(&path, ID).unwrap();
+    let requests = quiet_pair();
+    store.record_range(lane, &requests, 202).unwrap();
+    for nonce in 0..8 {
+        store.apply(lane, nonce, &Transition::Handled).unwrap();
+    }
+    let copy = dir.path().join("copy.sqlite");
+    copy_store_file(&path, &copy).unwrap();
+    let mut fresh = Store::open(&dir.path().join("fresh.sqlite"), ID).unwrap();
+    let restored = fresh.restore_lane(&copy, lane, 6, 1).unwrap();
+    assert_eq!(restored.below, 0, "the pair's first row");
+    assert_eq!(restored.cursor, Some(201), "nonce 8's block is read again");
+    fresh.record_range(lane, &requests[4..], 202).unwrap();
+    assert_eq!(batch_nonces(&fresh, lane, 8), (0..9).collect::<Vec<_>>());
+}
+
+/// A row stored ahead of the indexer (recovery's requeue) says nothing of its block's other
+/// requests: its batch waits for the indexer.
+#[test]
+fn a_batch_waits_for_the_indexer_past_its_blocks() {
+    let mut store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let requests = quiet_pair();
+    store.record_range(lane, &requests[..4], 201).unwrap();
+    store.requeue(lane, &requests[5..6]).unwrap();
+    assert_eq!(batch_nonces(&store, lane, 5), Vec::<u64>::new());
+    store.record_range(lane, &requests[4..], 202).unwrap();
+    assert_eq!(batch_nonces(&store, lane, 5), (0..9).collect::<Vec<_>>());
+}
+
+/// This operator's signature of a batch is found by its first nonce, whatever other batch of
+/// its own overlaps it (one composed under an earlier rule).
+#[test]
+fn an_own_attestation_is_found_beside_an_overlapping_one() {
+    let store = Store::open_in_memory(ID).unwrap();
+    let lane = Lane::MainToService;
+    let own = |first: u64, count: u64| super::attestations::OwnAttestation {
+        first_nonce: first,
+        count,
+        digest: B256::repeat_byte(u8::try_from(first).unwrap()),
+        signature: vec![7u8; 65].into(),
+    };
+    store.put_attestation(lane, &own(28, 4)).unwrap();
+    store.put_attestation(lane, &own(30, 4)).unwrap();
+    assert_eq!(store.attestation(lane, 30).unwrap(), Some(own(30, 4)));
+    assert_eq!(store.attestation(lane, 29).unwrap(), None);
+}
