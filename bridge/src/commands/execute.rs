@@ -100,13 +100,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Wait until source block `block` is final (the relays compose batches from final blocks
+/// only), at most until `deadline`.
+async fn wait_final(
+    source: &ChainClient,
+    config: &Config,
+    lane: Lane,
+    block: u64,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let head = source.head().await?;
+        let safe = source
+            .safe_head(head, config.chains.get(lane.source()).confirmations)
+            .await?;
+        if safe >= block {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "source block {block} of the batch is not final yet (the {} chain's final head is {safe}); try again in a few blocks",
+                lane.source()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The requests of the attested batch of `nonce`: the run ([`batch_run`]) of its source blocks'
-/// requests ([`batch_blocks`]: its own block, or its aligned pair) that holds it.
+/// requests ([`batch_blocks`]: its own block, or its aligned pair) that holds it, once those
+/// blocks are final (waiting until `deadline`).
 async fn batch_of(
     source: &ChainClient,
     config: &Config,
     lane: Lane,
     nonce: u64,
+    deadline: Instant,
 ) -> anyhow::Result<Vec<Request>> {
     let request = super::request_at(config, source, lane, nonce)
         .await?
@@ -118,19 +147,24 @@ async fn batch_of(
         })?;
     let block = request.srcBlockNumber;
     let pair = block & !1;
-    // The relays compose a batch from final blocks only: a pair's second block (or the request's
-    // own) must be final before its requests are known.
-    let head = source.head().await?;
-    let safe = source
-        .safe_head(head, config.chains.get(lane.source()).confirmations)
-        .await?;
-    if safe < pair.saturating_add(1) {
-        anyhow::bail!(
-            "the batch of nonce {nonce} is not final yet: its source block {block} pairs with block {} (the {} chain's final head is {safe}); try again in a few blocks",
-            pair.saturating_add(1),
-            lane.source()
-        );
-    }
+    // The relays compose a batch from final blocks only: the request's own block, and the
+    // pair's second one when the first is quiet (known once the first is final).
+    wait_final(source, config, lane, block, deadline).await?;
+    let first_count = source
+        .logs(
+            &Filter::new()
+                .address(source.bridge())
+                .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
+                .from_block(pair)
+                .to_block(pair),
+        )
+        .await?
+        .iter()
+        .filter(|l| l.address() == source.bridge() && !l.removed)
+        .filter_map(|l| request_from_log(l, source.chain_id()).ok())
+        .count();
+    let (_, to) = batch_blocks(block, first_count);
+    wait_final(source, config, lane, to, deadline).await?;
     let logs = source
         .logs(
             &Filter::new()
@@ -204,7 +238,7 @@ pub async fn execute(
         outcome.already_handled = true;
         return Ok(outcome);
     }
-    let batch = batch_of(&source, config, lane, nonce).await?;
+    let batch = batch_of(&source, config, lane, nonce, deadline).await?;
     outcome.batch = batch.iter().map(|r| r.nonce).collect();
     let domain = crate::lane::vote_domain(config, lane);
     let digest = domain.batch_digest(&batch);
