@@ -98,12 +98,7 @@ contract BridgeGasTest is BridgeFixture {
             rs[i].to = address(uint160(0xF00000 + i));
             vm.deal(rs[i].to, 1);
         }
-        bytes32 digest = bridge.attestationDigest(rs);
-        (uint8 va, bytes32 ra, bytes32 sa) = vm.sign(K1, digest);
-        (uint8 vb, bytes32 rb, bytes32 sb) = vm.sign(K2, digest);
-        bytes memory sigs = op1 < op2
-            ? abi.encodePacked(ra, sa, va, rb, sb, vb)
-            : abi.encodePacked(rb, sb, vb, ra, sa, va);
+        bytes memory sigs = _sign2(bridge.attestationDigest(rs));
         vm.prank(stranger);
         assertEq(bridge.executeAttested(rs, sigs), size, "all executed");
         uint256 used = vm.lastCallGas().gasTotalUsed;

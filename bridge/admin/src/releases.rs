@@ -169,16 +169,11 @@ pub async fn settle(
         dst_bridge: destination.bridge(),
     };
     let genuine = domain.vote_key(&request);
-    let destination_head = destination.head().await?;
-    let forged = handled_key(
-        destination,
-        nonce,
-        everything(
-            config.chains.get(lane.destination()).start_block,
-            destination_head,
-        ),
-    )
-    .await?;
+    let destination_history = everything(
+        config.chains.get(lane.destination()).start_block,
+        destination.head().await?,
+    );
+    let forged = handled_key(destination, nonce, destination_history).await?;
     if let Some((at, key)) = forged
         && key == genuine
     {
@@ -191,15 +186,7 @@ pub async fn settle(
     // The bridge refuses a nonce its genuine payload executed by attestation on its record of
     // the window's attested executions, which the call must carry.
     let window = nonce / RECORD_WINDOW;
-    let attested = attested_in_window(
-        destination,
-        window,
-        everything(
-            config.chains.get(lane.destination()).start_block,
-            destination_head,
-        ),
-    )
-    .await?;
+    let attested = attested_in_window(destination, window, destination_history).await?;
     let record = destination
         .bridge_call("attestedRecord", |b| async move {
             b.attestedRecord(window).call().await

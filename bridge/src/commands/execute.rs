@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
-use alloy::rpc::types::Filter;
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::sol_types::SolCall;
 use multibridge_contracts::attestation::{
     batch_blocks, batch_run, pack_signatures, recover_signer,
 };
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{Lane, Request, request_from_log};
+use multibridge_contracts::{Lane, Request};
 use serde::Serialize;
 
 use super::UserKeyArgs;
@@ -150,52 +149,21 @@ async fn batch_of(
     // The relays compose a batch from final blocks only: the request's own block, and the
     // pair's second one when the first is quiet (known once the first is final).
     wait_final(source, config, lane, block, deadline).await?;
-    let first_count = source
-        .logs(
-            &Filter::new()
-                .address(source.bridge())
-                .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
-                .from_block(pair)
-                .to_block(pair),
-        )
-        .await?
-        .iter()
-        .filter(|l| l.address() == source.bridge() && !l.removed)
-        .filter_map(|l| request_from_log(l, source.chain_id()).ok())
-        .count();
-    let (_, to) = batch_blocks(block, first_count);
-    wait_final(source, config, lane, to, deadline).await?;
-    let logs = source
-        .logs(
-            &Filter::new()
-                .address(source.bridge())
-                .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
-                .from_block(pair)
-                .to_block(pair.saturating_add(1)),
-        )
-        .await?;
-    let mut in_pair: Vec<Request> = logs
-        .iter()
-        .filter(|l| l.address() == source.bridge() && !l.removed)
-        .filter_map(|l| request_from_log(l, source.chain_id()).ok())
-        .collect();
-    in_pair.sort_by_key(|r| r.nonce);
-    in_pair.dedup_by_key(|r| r.nonce);
-    let pair_first = in_pair.iter().filter(|r| r.srcBlockNumber == pair).count();
-    let (from, to) = batch_blocks(block, pair_first);
-    in_pair.retain(|r| (from..=to).contains(&r.srcBlockNumber));
-    let (first, last) = match (in_pair.first(), in_pair.last()) {
+    // Read as the relays' indexers read them (`request_logs`: the log quorum, in nonce order).
+    let mut requests = source.views().request_logs(pair..=pair).await?;
+    let (from, to) = batch_blocks(block, requests.len());
+    if to > pair {
+        wait_final(source, config, lane, to, deadline).await?;
+        requests.extend(source.views().request_logs(to..=to).await?);
+    }
+    requests.retain(|r| (from..=to).contains(&r.srcBlockNumber));
+    let (first, last) = match (requests.first(), requests.last()) {
         (Some(f), Some(l)) => (f.nonce, l.nonce),
         _ => (nonce, nonce),
     };
     let (start, end) = batch_run(first, last, nonce);
-    let mut batch: Vec<Request> = in_pair
-        .into_iter()
-        .filter(|r| r.nonce >= start && r.nonce < end)
-        .collect();
-    batch.sort_by_key(|r| r.nonce);
-    batch.dedup_by_key(|r| r.nonce);
-    Ok(batch)
+    requests.retain(|r| r.nonce >= start && r.nonce < end);
+    Ok(requests)
 }
 
 /// Fetch the operators' signatures of `nonce`'s batch and send it with `user`'s key.

@@ -56,26 +56,37 @@ impl Store {
         let Some(block) = self.src_block_of(lane, nonce)? else {
             return Ok(Vec::new());
         };
-        let pair_first: i64 = self
+        // The pair's blocks: (block, requests, first nonce, last nonce) of each that holds any.
+        let pair = block & !1;
+        let blocks: Vec<(u64, usize, u64, u64)> = self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM requests WHERE lane = ?1 AND src_block = ?2")?
-            .query_row(params![lane.as_str(), to_i64(block & !1)], |r| r.get(0))?;
-        let (from, to) = batch_blocks(block, usize::try_from(pair_first).unwrap_or(0));
+            .prepare_cached(
+                "SELECT src_block, COUNT(*), MIN(nonce), MAX(nonce) FROM requests
+                 WHERE lane = ?1 AND src_block >= ?2 AND src_block <= ?3 GROUP BY src_block",
+            )?
+            .query_map(
+                params![lane.as_str(), to_i64(pair), to_i64(pair.saturating_add(1))],
+                |r| {
+                    Ok((
+                        to_u64(r.get(0)?),
+                        usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        to_u64(r.get(2)?),
+                        to_u64(r.get(3)?),
+                    ))
+                },
+            )?
+            .collect::<Result<_, _>>()?;
+        let pair_first = blocks.iter().find(|b| b.0 == pair).map_or(0, |b| b.1);
+        let (from, to) = batch_blocks(block, pair_first);
         // Only blocks the indexer has read whole: a row stored ahead of it (recovery's
         // requeue) says nothing of its block's other requests.
         if self.cursor(lane)?.is_none_or(|next| next <= to) {
             return Ok(Vec::new());
         }
-        let (first, last): (i64, i64) = self
-            .conn
-            .prepare_cached(
-                "SELECT MIN(nonce), MAX(nonce) FROM requests
-                 WHERE lane = ?1 AND src_block >= ?2 AND src_block <= ?3",
-            )?
-            .query_row(params![lane.as_str(), to_i64(from), to_i64(to)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        let (start, end) = batch_run(to_u64(first), to_u64(last), nonce);
+        let taken = blocks.iter().filter(|b| (from..=to).contains(&b.0));
+        let first = taken.clone().map(|b| b.2).min().unwrap_or(nonce);
+        let last = taken.map(|b| b.3).max().unwrap_or(nonce);
+        let (start, end) = batch_run(first, last, nonce);
         let mut stmt = self.conn.prepare_cached(
             "SELECT payload FROM requests WHERE lane = ?1 AND nonce >= ?2 AND nonce < ?3
              ORDER BY nonce",
@@ -143,23 +154,11 @@ impl Store {
                 ))
             },
         )?;
-        let mut out = Vec::new();
-        for row in rows {
+        rows.map(|row| {
             let (first, count, digest, signature) = row?;
-            if digest.len() != 32 {
-                return Err(StoreError::Corrupt(format!(
-                    "attestation digest of {} bytes",
-                    digest.len()
-                )));
-            }
-            out.push(OwnAttestation {
-                first_nonce: to_u64(first),
-                count: to_u64(count),
-                digest: B256::from_slice(&digest),
-                signature: signature.into(),
-            });
-        }
-        Ok(out)
+            own_attestation(first, count, digest, signature)
+        })
+        .collect()
     }
 
     /// This operator's signature of the batch starting at `first_nonce`, if it signed it.
@@ -182,20 +181,30 @@ impl Store {
                 ))
             })
             .optional()?;
-        let Some((count, digest, signature)) = row else {
-            return Ok(None);
-        };
-        if digest.len() != 32 {
-            return Err(StoreError::Corrupt(format!(
-                "attestation digest of {} bytes",
-                digest.len()
-            )));
-        }
-        Ok(Some(OwnAttestation {
-            first_nonce,
-            count: to_u64(count),
-            digest: B256::from_slice(&digest),
-            signature: signature.into(),
-        }))
+        row.map(|(count, digest, signature)| {
+            own_attestation(to_i64(first_nonce), count, digest, signature)
+        })
+        .transpose()
     }
+}
+
+/// An `attestations` row as an [`OwnAttestation`].
+fn own_attestation(
+    first: i64,
+    count: i64,
+    digest: Vec<u8>,
+    signature: Vec<u8>,
+) -> Result<OwnAttestation, StoreError> {
+    if digest.len() != 32 {
+        return Err(StoreError::Corrupt(format!(
+            "attestation digest of {} bytes",
+            digest.len()
+        )));
+    }
+    Ok(OwnAttestation {
+        first_nonce: to_u64(first),
+        count: to_u64(count),
+        digest: B256::from_slice(&digest),
+        signature: signature.into(),
+    })
 }

@@ -916,77 +916,43 @@ fn attested_batches_span_a_quiet_pair_of_blocks_once_both_are_indexed() {
             r
         })
         .collect();
-    let batch = |store: &Store, nonce: u64| -> Vec<u64> {
-        store
-            .batch_of(lane, nonce)
-            .unwrap()
-            .iter()
-            .map(|r| r.nonce)
-            .collect()
-    };
     // Only block 200 indexed: its batch waits for block 201.
     store.record_range(lane, &requests[..3], 201).unwrap();
     assert_eq!(
-        batch(&store, 0),
+        batch_nonces(&store, lane, 0),
         Vec::<u64>::new(),
-        "block 201 not indexed yet"
+        "block 201 not indexed"
     );
     store.record_range(lane, &requests[3..], 400).unwrap();
-    assert_eq!(
-        batch(&store, 0),
-        vec![0, 1, 2, 3, 4],
-        "a quiet pair: one batch"
-    );
-    assert_eq!(
-        batch(&store, 4),
-        vec![0, 1, 2, 3, 4],
-        "the same from its second block"
-    );
-    assert_eq!(
-        batch(&store, 5),
-        (5..14).collect::<Vec<_>>(),
-        "a busy block alone"
-    );
-    assert_eq!(
-        batch(&store, 14),
-        vec![14],
-        "after a busy first block: alone"
-    );
-    assert_eq!(
-        batch(&store, 15),
-        vec![15],
-        "a lone request: alone, without a wait"
-    );
-    assert_eq!(
-        batch(&store, 16),
-        (16..30).collect::<Vec<_>>(),
-        "its first block empty"
-    );
-    assert_eq!(
-        batch(&store, 31),
-        vec![30, 31, 32, 33],
-        "one batch across 32"
-    );
-    assert_eq!(
-        batch(&store, 33),
-        vec![30, 31, 32, 33],
-        "one batch across 32"
-    );
-    assert_eq!(
-        batch(&store, 65),
-        (34..66).collect::<Vec<_>>(),
-        "32 from the block's first"
-    );
-    assert_eq!(
-        batch(&store, 66),
-        (66..74).collect::<Vec<_>>(),
-        "and the rest"
-    );
+    let cases: [(u64, std::ops::Range<u64>, &str); 10] = [
+        (0, 0..5, "a quiet pair: one batch"),
+        (4, 0..5, "the same from its second block"),
+        (5, 5..14, "a busy block alone"),
+        (14, 14..15, "after a busy first block: alone"),
+        (15, 15..16, "a lone request: alone, without a wait"),
+        (16, 16..30, "its first block empty"),
+        (31, 30..34, "one batch across 32"),
+        (33, 30..34, "one batch across 32"),
+        (65, 34..66, "32 from the block's first"),
+        (66, 66..74, "and the rest"),
+    ];
+    for (nonce, expected, why) in cases {
+        let expected: Vec<u64> = expected.collect();
+        assert_eq!(
+            batch_nonces(&store, lane, nonce),
+            expected,
+            "nonce {nonce}: {why}"
+        );
+    }
     // A lone request in a pair's first block is composed before the second block is indexed.
     let mut lone = request(74, 5);
     lone.srcBlockNumber = 400;
     store.record_range(lane, &[lone], 401).unwrap();
-    assert_eq!(batch(&store, 74), vec![74], "not held for block 401");
+    assert_eq!(
+        batch_nonces(&store, lane, 74),
+        vec![74],
+        "not held for block 401"
+    );
 }
 
 /// The requests of block 200 (nonces 0..=3, a quiet block) and 201 (4..=8): one attested batch

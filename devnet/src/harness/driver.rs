@@ -572,6 +572,20 @@ impl Driver {
             })
     }
 
+    /// The vote domain of `lane` (its vote keys and digests, as the bridges compute them).
+    pub fn vote_domain(&self, lane: Lane) -> multibridge_contracts::VoteDomain {
+        let (source, destination) = (
+            &self.chain(lane.source()).contracts,
+            &self.chain(lane.destination()).contracts,
+        );
+        multibridge_contracts::VoteDomain {
+            src_chain_id: source.chain_id,
+            src_bridge: source.bridge,
+            dst_chain_id: destination.chain_id,
+            dst_bridge: destination.bridge,
+        }
+    }
+
     /// Operators `signers` sign an attested batch of `requests` for `lane`'s destination and
     /// operator `signers[0]` sends it (`executeAttested`); returns how many it executed.
     pub async fn attest(
@@ -581,19 +595,8 @@ impl Driver {
         requests: &[Request],
     ) -> Result<u64, DevnetError> {
         use alloy::signers::SignerSync;
-        use multibridge_contracts::VoteDomain;
         use multibridge_contracts::attestation::{canonical_bytes, pack_signatures};
-        let (source, destination) = (
-            &self.chain(lane.source()).contracts,
-            &self.chain(lane.destination()).contracts,
-        );
-        let domain = VoteDomain {
-            src_chain_id: source.chain_id,
-            src_bridge: source.bridge,
-            dst_chain_id: destination.chain_id,
-            dst_bridge: destination.bridge,
-        };
-        let digest = domain.batch_digest(requests);
+        let digest = self.vote_domain(lane).batch_digest(requests);
         let mut signatures = Vec::new();
         for &i in signers {
             let signer = self.operator(i)?;
@@ -608,7 +611,7 @@ impl Driver {
                 .ok_or_else(|| DevnetError::Invalid("an attested batch needs a signer".into()))?,
         )?;
         let provider = self.wallet_provider(lane.destination(), &sender)?;
-        let bridge = Bridge::new(destination.bridge, provider);
+        let bridge = Bridge::new(self.chain(lane.destination()).contracts.bridge, provider);
         // Not estimated: an estimate finds the least gas that does not revert, and a batch with
         // too little gas left for an item skips it rather than revert.
         let call = bridge

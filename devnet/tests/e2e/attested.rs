@@ -618,12 +618,7 @@ async fn signatures_published_in_an_object_store_count_like_served_ones() {
         "refunded once, the fee kept"
     );
     // Operator 2's signature is in its bucket, where anyone reads it.
-    let domain = multibridge_contracts::VoteDomain {
-        src_chain_id: driver.manifest().service.contracts.chain_id,
-        src_bridge: source_bridge,
-        dst_chain_id: driver.manifest().main.contracts.chain_id,
-        dst_bridge: driver.manifest().main.contracts.bridge,
-    };
+    let domain = driver.vote_domain(Lane::ServiceToMain);
     let service_id = multibridge_contracts::LaneServiceMeta::of(&domain, operator_2).service_id();
     let object = reqwest::get(format!(
         "{}/{bucket}/operator-2/attestations/{service_id:x}/refunds/{:020}.json",

@@ -13,7 +13,7 @@ use alloy::signers::SignerSync as _;
 use alloy::signers::local::PrivateKeySigner;
 use multibridge_contracts::attestation::{canonical_bytes, pack_signatures};
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{ChainRole, Lane, VoteDomain};
+use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::invariants::wait_handled_below;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
@@ -87,12 +87,7 @@ async fn a_request_the_destination_cannot_execute_is_cancelled_there_and_refunde
     assert!(!destination.isHandled(stuck.nonce).call().await.unwrap());
 
     // The digests the relays will sign are the contracts' own.
-    let domain = VoteDomain {
-        src_chain_id: main.contracts.chain_id,
-        src_bridge: main.contracts.bridge,
-        dst_chain_id: service.contracts.chain_id,
-        dst_bridge: service.contracts.bridge,
-    };
+    let domain = driver.vote_domain(lane);
     let key = domain.vote_key(&stuck);
     assert_eq!(
         key,

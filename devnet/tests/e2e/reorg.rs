@@ -10,7 +10,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use multibridge_contracts::bindings::Bridge;
-use multibridge_contracts::{ChainRole, Lane, VoteDomain, request_from_log};
+use multibridge_contracts::{ChainRole, Lane, request_from_log};
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
 use crate::{Poll, eventually};
@@ -86,12 +86,7 @@ async fn a_request_reorged_out_inside_the_depth_gets_no_vote() {
     .await;
 
     // Canonical requests and their vote keys.
-    let domain = VoteDomain {
-        src_chain_id: m.main.contracts.chain_id,
-        src_bridge: m.main.contracts.bridge,
-        dst_chain_id: m.service.contracts.chain_id,
-        dst_bridge: m.service.contracts.bridge,
-    };
+    let domain = driver.vote_domain(Lane::MainToService);
     let logs = main
         .get_logs(
             &Filter::new()

@@ -4,9 +4,7 @@
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use multibridge_contracts::bindings::Bridge::{self, BridgeErrors};
-use multibridge_contracts::{
-    ChainRole, Lane, Request, ServiceRegistry, VoteDomain, bridge_service_id,
-};
+use multibridge_contracts::{ChainRole, Lane, Request, ServiceRegistry, bridge_service_id};
 use multibridge_devnet::harness::driver::RefusedVote;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver, VoteOutcome};
 
@@ -51,12 +49,7 @@ async fn transfers_both_ways_execute_exactly_once_and_conserve() {
     let (main_bridge, service_bridge) = (m.main.contracts.bridge, m.service.contracts.bridge);
 
     // The Rust vote key and service id are the contracts' own.
-    let domain = VoteDomain {
-        src_chain_id: m.main.contracts.chain_id,
-        src_bridge: main_bridge,
-        dst_chain_id: m.service.contracts.chain_id,
-        dst_bridge: service_bridge,
-    };
+    let domain = driver.vote_domain(Lane::MainToService);
 
     let native = parse_ether("2").unwrap();
     let tokens = parse_ether("300").unwrap();
