@@ -549,7 +549,7 @@ pub async fn deploy(
         for chain in [&main, &service] {
             if !crate::config::is_devnet_chain(chain.chain_id) {
                 return Err(DeployError::Invalid(format!(
-                    "a raw owner key (--owner-key-env) is accepted on devnet chains (31337-31399) only, and the {} chain is {}: give --owner-keystore",
+                    "a raw owner key (--owner-key-env) is accepted on devnet chains (31337-31413) only, and the {} chain is {}: give --owner-keystore",
                     chain.role, chain.chain_id
                 )));
             }

@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::Problem;
 
-/// Whether `chain_id` is a devnet chain (31337–31399), where dev keys, no confirmations and
-/// fault injection are accepted.
+/// The devnet chain ids: anvil's 31337 and the ids above it up to 31413, where dev keys, no
+/// confirmations and fault injection are accepted. 31414 (Evoke testnet) and 31415 (Filecoin
+/// Wallaby) are public chains; the range stops below them. It holds a hub of 64 service chains
+/// under one main chain (`bench-hub`), which the earlier 31337–31399 did not.
+pub const DEVNET_CHAIN_IDS: std::ops::RangeInclusive<u64> = 31_337..=31_413;
+
+/// Whether `chain_id` is a devnet chain ([`DEVNET_CHAIN_IDS`]).
 pub fn is_devnet_chain(chain_id: u64) -> bool {
-    (31_337..=31_399).contains(&chain_id)
+    DEVNET_CHAIN_IDS.contains(&chain_id)
 }
 
 /// The two chains.
@@ -183,7 +188,7 @@ impl ChainConfig {
             return Some((
                 confirmations_field,
                 format!(
-                    "0 is only accepted on devnet chains (31337-31399), chain {} is not: \
+                    "0 is only accepted on devnet chains (31337-31413), chain {} is not: \
                      a reorg could remove a request after the relays voted for it; \
                      wait for at least the chain's usual reorg depth",
                     self.chain_id
@@ -240,5 +245,19 @@ impl Chains {
                     )
                 })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnet_ids_hold_a_hub_of_64_and_stop_below_the_public_chains_above() {
+        // The main chain and 64 service chains of `bench-hub`.
+        assert!((31_337..31_337 + 65).all(is_devnet_chain));
+        for public in [1, 1_337, 31_336, 31_414, 31_415] {
+            assert!(!is_devnet_chain(public), "{public}");
+        }
     }
 }

@@ -257,7 +257,7 @@ impl Config {
             return Some((
                 "fault_injection.tamper_votes",
                 format!(
-                    "fault injection is for the test suite on devnet chains (31337-31399) only, chain {} is not",
+                    "fault injection is for the test suite on devnet chains (31337-31413) only, chain {} is not",
                     chain.chain_id
                 ),
             ));

@@ -80,6 +80,13 @@ pub struct Blackhole {
     pub block_time: f64,
     /// Per other lane (`pair/lane`): p99 latency undisturbed, then while blackholed.
     pub lanes: BTreeMap<String, (f64, f64)>,
+    /// Every lane's latency at steady load (the undisturbed window: one transfer per lane every
+    /// `--probe-every` seconds on every lane at once), `pair/lane` → (p50, p99).
+    pub steady: BTreeMap<String, (f64, f64)>,
+    /// The largest p50 of any lane at steady load (target ≤ [`STEADY_P50`]).
+    pub steady_worst_p50: f64,
+    /// The largest p99 of any lane at steady load (target ≤ [`STEADY_P99`]).
+    pub steady_worst_p99: f64,
     /// The largest increase of an other lane's p99, seconds.
     pub worst_increase: f64,
     /// Transfers requested on the blackholed pair while it was cut.
@@ -102,6 +109,11 @@ pub struct HubReport {
 }
 
 const BLOCK_TIME: f64 = 1.0;
+
+/// Issue 54's steady-load targets per lane: p50 and p99, seconds.
+pub const STEADY_P50: f64 = 2.0;
+/// See [`STEADY_P50`].
+pub const STEADY_P99: f64 = 2.5;
 
 /// Run every hub size under `dir`, the blackhole on the largest.
 pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, DevnetError> {
@@ -639,14 +651,27 @@ async fn cut_one(
     watchers.stop().await?;
     assert_sent_once(drivers, &blackholed).await?;
     assert_sent_once(drivers, &others).await?;
-    let p99 = |sent: &Sent, seen: &Seen, key| {
+    let sorted = |sent: &Sent, seen: &Seen, key| {
         let mut l = sent
             .get(key)
             .map(|requests| lane_latencies(requests, seen.get(key)))
             .unwrap_or_default();
         l.sort_by(f64::total_cmp);
-        percentile(&l, 99.0)
+        l
     };
+    let p99 = |sent: &Sent, seen: &Seen, key| percentile(&sorted(sent, seen, key), 99.0);
+    let steady: BTreeMap<String, (f64, f64)> = calm
+        .keys()
+        .map(|key| {
+            let l = sorted(&calm, &calm_seen, key);
+            (
+                format!("{}/{}", key.0, key.1.as_str()),
+                (percentile(&l, 50.0), percentile(&l, 99.0)),
+            )
+        })
+        .collect();
+    let worst = |pick: fn(&(f64, f64)) -> f64| steady.values().map(pick).fold(0.0, f64::max);
+    let (steady_worst_p50, steady_worst_p99) = (worst(|l| l.0), worst(|l| l.1));
     let mut lanes = BTreeMap::new();
     let mut worst_increase = f64::MIN;
     for key in others.keys() {
@@ -660,6 +685,9 @@ async fn cut_one(
         seconds: options.blackhole_seconds,
         block_time: BLOCK_TIME,
         lanes,
+        steady,
+        steady_worst_p50,
+        steady_worst_p99,
         worst_increase,
         queued: blackholed.values().map(Vec::len).sum(),
         handled_while_cut,
@@ -712,6 +740,20 @@ pub fn render(report: &HubReport) -> String {
         ));
     }
     if let Some(b) = &report.blackhole {
+        let over = b
+            .steady
+            .values()
+            .filter(|(p50, p99)| *p50 > STEADY_P50 || *p99 > STEADY_P99)
+            .count();
+        out.push_str(&format!(
+            "\n{} pairs at steady load (a transfer per lane every probe period, every lane at once): worst lane p50 {:.2}s (target <= {STEADY_P50}), worst lane p99 {:.2}s (target <= {STEADY_P99}); {} of {} lanes over a target: {}\n",
+            b.pairs,
+            b.steady_worst_p50,
+            b.steady_worst_p99,
+            over,
+            b.steady.len(),
+            if over == 0 { "met" } else { "MISSED" }
+        ));
         out.push_str(&format!(
             "\n{} pairs, service chain of {} blackholed for every relay for {} s; p99 latency of every other lane, undisturbed -> during:\n",
             b.pairs, b.blackholed, b.seconds

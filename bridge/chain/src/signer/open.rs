@@ -57,7 +57,7 @@ pub enum KeyError {
     NoPassword,
     /// A raw key is configured for a chain that is not a devnet.
     #[error(
-        "a raw dev key is only accepted on devnet chains (31337-31399), but chain {0} is configured; use a keystore"
+        "a raw dev key is only accepted on devnet chains (31337-31413), but chain {0} is configured; use a keystore"
     )]
     DevKeyOnRealChain(u64),
     /// The raw key does not parse.

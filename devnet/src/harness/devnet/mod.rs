@@ -221,7 +221,7 @@ impl DevnetOptions {
         for id in [self.main_chain_id, self.service_chain_id] {
             if !multibridge_config::is_devnet_chain(id) {
                 return Err(DevnetError::Invalid(format!(
-                    "chain id {id} is not a devnet id (1337, 31337-31399): relays refuse the devnet's raw keys elsewhere"
+                    "chain id {id} is not a devnet id (31337-31413): relays refuse the devnet's raw keys elsewhere"
                 )));
             }
         }
@@ -247,7 +247,7 @@ impl DevnetOptions {
                 || edge.chain_id == self.main_chain_id
             {
                 return Err(DevnetError::Invalid(format!(
-                    "service chain {} would get chain id {}, which is not a free devnet id (31337-31399, not the main chain's): choose a lower --service-chain-id or fewer chains",
+                    "service chain {} would get chain id {}, which is not a free devnet id (31337-31413, not the main chain's): choose a lower --service-chain-id or fewer chains",
                     edge.chain, edge.chain_id
                 )));
             }
