@@ -33,6 +33,11 @@ pub struct AnvilOptions {
     /// devnet-only `HistoryBridge` of `bench-join` (the Bridge plus two owner functions). The
     /// Bridge itself stays under the limit (a test of `multibridge-contracts` checks it).
     pub large_code: bool,
+    /// At most this many older states on disk (`--max-persisted-states`; `None`: anvil's
+    /// default, all of them). A hub's main chain holds every pair's contracts, and anvil wrote
+    /// each block's whole state out beyond the ones it keeps in memory: 5.7 MB a block on a
+    /// 64-pair hub, 20 GB during its deployment alone.
+    pub max_persisted_states: Option<u32>,
 }
 
 /// A running anvil chain.
@@ -47,6 +52,17 @@ const START_ATTEMPTS: usize = 3;
 /// The code size a devnet chain with `large_code` accepts: twice EIP-170's.
 const LARGE_CODE_LIMIT: usize = 49_152;
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The home directory anvil runs with: inside the devnet's own directory. anvil writes the states
+/// of older blocks to `$HOME/.foundry/anvil/tmp/` and deletes them only when it exits cleanly, so
+/// every node a test or a fault SIGKILLed left its states in the user's home (49 GB on one
+/// developer's disk, which filled it); now they go where the devnet's other files go.
+fn anvil_home(log_dir: &Path) -> Result<String, DevnetError> {
+    let home = log_dir.join("anvil-home");
+    std::fs::create_dir_all(&home).map_err(|e| DevnetError::io(&home, e))?;
+    let home = std::path::absolute(&home).map_err(|e| DevnetError::io(&home, e))?;
+    Ok(home.display().to_string())
+}
 
 impl AnvilNode {
     /// Start anvil and wait until it answers `eth_chainId` with the expected id. Retries on a new
@@ -81,6 +97,9 @@ impl AnvilNode {
             if let Some(file) = &opts.state_file {
                 args.extend(["--state".to_owned(), file.display().to_string()]);
             }
+            if let Some(states) = opts.max_persisted_states {
+                args.extend(["--max-persisted-states".to_owned(), states.to_string()]);
+            }
             if let Some(url) = &opts.frozen_fork_of {
                 args.extend([
                     "--fork-url".to_owned(),
@@ -92,7 +111,7 @@ impl AnvilNode {
                 name: opts.name.clone(),
                 program: tools.anvil.clone(),
                 args,
-                envs: vec![],
+                envs: vec![("HOME".to_owned(), anvil_home(log_dir)?)],
                 log_path: log_dir.join(format!("{}.log", opts.name)),
             })?;
             let mut node = Self {

@@ -32,6 +32,7 @@ async fn plain_chain(dir: &Path, name: &str, chain_id: u64) -> AnvilNode {
             frozen_fork_of: None,
             state_file: None,
             large_code: false,
+            max_persisted_states: None,
         },
     )
     .await

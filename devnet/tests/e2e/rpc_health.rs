@@ -40,6 +40,7 @@ async fn a_frozen_endpoint_that_still_answers_is_demoted_and_the_lanes_keep_thei
             frozen_fork_of: Some(devnet.rpc_url(ChainRole::Service)),
             state_file: None,
             large_code: false,
+            max_persisted_states: None,
         },
     )
     .await

@@ -116,6 +116,7 @@ pub(super) async fn start_edge_node(
             frozen_fork_of: None,
             state_file: Some(chains.join(format!("{}.json", plan.chain))),
             large_code: false,
+            max_persisted_states: Some(super::HUB_PERSISTED_STATES),
         },
     )
     .await

@@ -35,6 +35,11 @@ pub use relay_config::{DEVNET_BACKUP_SECRET, DEVNET_DASHBOARD_TOKEN};
 /// this long (the devnet's etcd runs with a 500 ms election timeout, so etcd grants 1 s).
 pub const LEASE_TTL_SECS: u64 = 1;
 
+/// The older states each chain of a hub keeps on disk (see
+/// [`AnvilOptions::max_persisted_states`]): a hub's relays read state near the head only, and its
+/// harness reads logs. A single pair keeps anvil's default.
+pub(crate) const HUB_PERSISTED_STATES: u32 = 256;
+
 /// How to build a devnet.
 #[derive(Debug, Clone)]
 pub struct DevnetOptions {
@@ -380,6 +385,8 @@ impl Devnet {
             frozen_fork_of: None,
             state_file: None,
             large_code: options.history_bridge,
+            max_persisted_states: (options.service_chains > 1 || options.nested)
+                .then_some(HUB_PERSISTED_STATES),
         };
         let main = AnvilNode::start(
             &tools,
