@@ -27,7 +27,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, Log};
 use alloy::transports::TransportError;
@@ -44,6 +44,7 @@ pub mod bounded_http;
 pub mod bridge_views;
 pub mod fees;
 pub mod fence;
+pub mod head_cadence;
 pub mod health;
 pub mod logs;
 pub mod lookup;
@@ -449,7 +450,8 @@ impl ChainClient {
 
     /// The chain's latest block number, with failover: read once for every client of the
     /// chain in the process and served to them for [`shared_reads::HEAD_FRESH_FOR`] (a failure
-    /// too, so askers do not queue up behind a dead endpoint).
+    /// too, so askers do not queue up behind a dead endpoint) — and, on a chain that makes
+    /// blocks on a clock, until shortly before its next block is due ([`head_cadence`]).
     pub async fn head(&self) -> Result<u64, ChainError> {
         let got = self
             .shared
@@ -462,12 +464,65 @@ impl ChainClient {
             })
             .await;
         match got {
-            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Read(answer) => {
+                let hold = match &answer {
+                    Ok(head) => {
+                        let mut cadence = self
+                            .shared
+                            .cadence
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        cadence.observe(*head, std::time::Instant::now());
+                        cadence.hold_until()
+                    }
+                    Err(_) => None,
+                };
+                self.shared.head.hold(hold);
+                answer
+            }
             shared_reads::Got::Shared { answer, age } => {
-                self.metrics.shared_read("head");
+                self.metrics
+                    .shared_read(if age < shared_reads::HEAD_FRESH_FOR {
+                        "head"
+                    } else {
+                        "head between blocks"
+                    });
                 answer.map_err(|last| ChainError::Unavailable {
                     chain: self.role,
                     method: "eth_blockNumber",
+                    attempts: 0,
+                    last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
+                })
+            }
+        }
+    }
+
+    /// `account`'s balance and the gas price, with failover: read once for every client of the
+    /// chain in the process and served to them for [`shared_reads::WALLET_FRESH_FOR`] (every
+    /// pair's watcher shows the operator's balance on the main chain of a hub).
+    pub async fn wallet(&self, account: Address) -> Result<(U256, u128), ChainError> {
+        let slot = self.shared.wallet(account);
+        let got = slot
+            .get(|| async {
+                let balance = self
+                    .call(
+                        "eth_getBalance",
+                        |p| async move { p.get_balance(account).await },
+                    )
+                    .await?;
+                let gas_price = self
+                    .call("eth_gasPrice", |p| async move { p.get_gas_price().await })
+                    .await?;
+                Ok::<_, ChainError>((balance, gas_price))
+            })
+            .await;
+        match got {
+            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Shared { answer, age } => {
+                self.metrics.shared_read("balance and gas price");
+                answer.map_err(|last| ChainError::Unavailable {
+                    chain: self.role,
+                    method: "eth_getBalance",
                     attempts: 0,
                     last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
                 })

@@ -44,6 +44,13 @@ pub const HEAD_FRESH_FOR: Duration = Duration::from_millis(100);
 /// once a round, 1 s; the health rules judge over seconds).
 pub const PROBE_FRESH_FOR: Duration = Duration::from_millis(500);
 
+/// How long an account's balance and the gas price serve the other pairs' watchers (each reads
+/// them once a round, 1 s).
+pub const WALLET_FRESH_FOR: Duration = Duration::from_millis(900);
+
+/// An account's balance and the chain's gas price.
+pub type WalletSlot = Slot<(alloy::primitives::U256, u128)>;
+
 /// One chain's shared answers.
 #[derive(Debug)]
 pub struct SharedReads {
@@ -53,6 +60,10 @@ pub struct SharedReads {
     pub(crate) probe: Slot<Vec<(String, Result<u64, String>)>>,
     /// Confirmed blocks' logs of every contract asked about.
     pub(crate) logs: LogStore,
+    /// When the head moved, so it is not read while it cannot move.
+    pub(crate) cadence: Mutex<crate::head_cadence::Cadence>,
+    /// Per account: its balance and the chain's gas price (what the watchers show).
+    wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
 }
 
 impl SharedReads {
@@ -61,7 +72,19 @@ impl SharedReads {
             head: Slot::new(HEAD_FRESH_FOR),
             probe: Slot::new(PROBE_FRESH_FOR),
             logs: LogStore::default(),
+            cadence: Mutex::default(),
+            wallets: Mutex::default(),
         }
+    }
+
+    /// The slot of `account`'s balance and the gas price.
+    pub(crate) fn wallet(&self, account: Address) -> Arc<WalletSlot> {
+        self.wallets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account)
+            .or_insert_with(|| Arc::new(Slot::new(WALLET_FRESH_FOR)))
+            .clone()
     }
 }
 
@@ -121,6 +144,8 @@ pub enum Got<T, E> {
 pub struct Slot<T> {
     fresh_for: Duration,
     last: Mutex<Option<(Instant, Result<T, String>)>>,
+    /// Until when a good answer serves however old it is (the head between two blocks).
+    hold_until: Mutex<Option<Instant>>,
     /// Held by the task reading, so the others wait for its answer.
     reading: tokio::sync::Mutex<()>,
 }
@@ -131,6 +156,7 @@ impl<T: Clone> Slot<T> {
         Self {
             fresh_for,
             last: Mutex::new(None),
+            hold_until: Mutex::new(None),
             reading: tokio::sync::Mutex::new(()),
         }
     }
@@ -139,7 +165,18 @@ impl<T: Clone> Slot<T> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let (at, answer) = last.as_ref()?;
         let age = at.elapsed();
-        (age < self.fresh_for).then(|| (answer.clone(), age))
+        let held = answer.is_ok()
+            && self
+                .hold_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|until| Instant::now() < until);
+        (age < self.fresh_for || held).then(|| (answer.clone(), age))
+    }
+
+    /// Serve the last good answer until `until` however old it is (`None`: only while fresh).
+    pub fn hold(&self, until: Option<Instant>) {
+        *self.hold_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     /// The fresh answer if there is one; else wait for a read under way and take its answer;
@@ -396,6 +433,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(matches!(slot.get(read).await, Got::Read(Ok(7))));
         assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_held_answer_serves_past_its_freshness_until_the_hold_ends_and_a_failure_is_never_held()
+     {
+        let slot = Slot::<u64>::new(Duration::from_millis(20));
+        let reads = AtomicU32::new(0);
+        let read = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(7)
+        };
+        assert!(matches!(slot.get(read).await, Got::Read(Ok(7))));
+        slot.hold(Some(Instant::now() + Duration::from_millis(200)));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(matches!(slot.get(read).await, Got::Shared { .. }), "held");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            matches!(slot.get(read).await, Got::Read(Ok(7))),
+            "hold over"
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // A failed answer is not held: read again once it is stale, whatever the hold says.
+        slot.hold(None);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let failing = || async { Err::<u64, _>("down") };
+        assert!(matches!(slot.get(failing).await, Got::Read(Err(_))));
+        slot.hold(Some(Instant::now() + Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(matches!(slot.get(read).await, Got::Read(Ok(7))));
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
 use multibridge_contracts::ChainRole;
 use multibridge_monitoring::{LaneMetrics, Readiness, StatusBoard};
 use serde::Serialize;
@@ -248,15 +247,7 @@ impl Watcher {
                 head,
             })
             .collect();
-        let operator = self.operator;
-        let balance = chain
-            .call("eth_getBalance", |p| async move {
-                p.get_balance(operator).await
-            })
-            .await?;
-        let gas_price = chain
-            .call("eth_gasPrice", |p| async move { p.get_gas_price().await })
-            .await?;
+        let (balance, gas_price) = chain.wallet(self.operator).await?;
         let metrics = chain.metrics();
         metrics.head.set(i64::try_from(head).unwrap_or(i64::MAX));
         metrics.signer_balance.set(coins(balance));

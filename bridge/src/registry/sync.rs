@@ -26,6 +26,12 @@ use crate::task::{Next, Stepper};
 /// How often the registry is compared with the lanes' leaders.
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 
+/// How long a location read from the registry and found as wanted is trusted without reading it
+/// again, while the wanted location stays the same (a new leader is a new wanted location, read
+/// at once). Only this operator's key writes its services; what this bounds is how long a write
+/// by the operator's other tools (the dashboard's manager key) stands before it is put right. Two registry reads per lane every 2 s were what a hub of 64 pairs spent on it.
+const VERIFIED_FOR: Duration = Duration::from_secs(30);
+
 /// The registry sync of one replica.
 pub struct RegistrySync {
     /// Main chain (where the registry is).
@@ -60,6 +66,8 @@ pub struct RegistrySync {
     pub metrics: Arc<Metrics>,
     /// Registry transactions in flight: nonce → the lane service it writes.
     pub in_flight: BTreeMap<u64, LaneService>,
+    /// Service id → the location last read from the registry that was the wanted one, and when.
+    pub verified: std::collections::HashMap<alloy::primitives::B256, (String, std::time::Instant)>,
 }
 
 impl RegistrySync {
@@ -133,6 +141,8 @@ impl RegistrySync {
     pub async fn round(&mut self) -> Result<Next, Infallible> {
         self.track();
         if !*self.term.borrow_and_update() || !self.in_flight.is_empty() {
+            // What another holder of the term wrote meanwhile is not known here.
+            self.verified.clear();
             // Not this replica's to write now, or the last writes are not mined yet.
             let mut term = self.term.clone();
             tokio::select! {
@@ -143,6 +153,13 @@ impl RegistrySync {
         }
         for (service, location) in self.wanted().await {
             let id = service.id;
+            if self
+                .verified
+                .get(&id)
+                .is_some_and(|(at, when)| *at == location && when.elapsed() < VERIFIED_FOR)
+            {
+                continue;
+            }
             let current = match registered_location(&self.main, self.registry, id).await {
                 Ok(current) => current,
                 Err(e) => {
@@ -151,7 +168,11 @@ impl RegistrySync {
                 }
             };
             let input: Bytes = match current {
-                Some(current) if current == location => continue,
+                Some(current) if current == location => {
+                    self.verified
+                        .insert(id, (location, std::time::Instant::now()));
+                    continue;
+                }
                 Some(_) => ServiceRegistry::updateLocationCall {
                     id,
                     location: location.clone(),

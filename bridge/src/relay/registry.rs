@@ -72,6 +72,7 @@ pub(super) fn spawn_registry(
             term: owner.leading.clone(),
             metrics: shared.metrics.clone(),
             in_flight: Default::default(),
+            verified: Default::default(),
         };
         let span = tracing::info_span!("registry", chain = %ChainRole::Main, %operator);
         if let Some(lane) = first_lane {
