@@ -11,10 +11,13 @@
 //! every 100 ms as before until it moves. A chain without a clock (a block per transaction, a
 //! catch-up, a reorg, intervals that differ by more than half) is read as before.
 //!
-//! What it cannot cost: a block that comes earlier than its cadence is seen up to the hold late.
-//! A cadence is learned only from intervals within [`REGULAR`] of each other, and the hold ends
-//! [`MARGIN`] before the shortest of them, so on a chain whose clock changes the first early
-//! block ends the cadence (its interval is not regular with the others).
+//! The hold is timed from the latest moment the block can have come (when the last read that
+//! still returned the previous head was asked), so a read every 500 ms or 1 s sees a block no
+//! later than without the hold. What it can cost: a block that comes earlier than its cadence is
+//! seen up to the hold late. A cadence is learned only from intervals within [`REGULAR`] of each
+//! other, the hold ends [`MARGIN`] before the shortest of them, and a block that the first read
+//! after a hold already shows ends the cadence (it may have come during the hold): on a chain
+//! whose clock speeds up, the blocks made during one hold are seen up to that hold late.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -36,37 +39,52 @@ pub const LONGEST_HOLD: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct Cadence {
     last_head: Option<u64>,
-    /// When the last head change was first seen.
-    changed_at: Option<Instant>,
+    /// The latest the last head change can have happened: when the last read that still
+    /// returned the head before it was asked (the block came after that read started). Timing
+    /// the hold from when the change was *seen* instead let the delay grow by up to a poll
+    /// period each block where no task asks every 100 ms (a review's model: up to a whole
+    /// block late).
+    changed_after: Option<Instant>,
+    /// When the last read that returned `last_head` was asked.
+    last_asked: Option<Instant>,
     /// The intervals between the last block changes that were one block each, newest last.
     intervals: VecDeque<Duration>,
 }
 
 impl Cadence {
-    /// A head read at `at`.
-    pub fn observe(&mut self, head: u64, at: Instant) {
-        let Some(last) = self.last_head else {
+    /// A head read asked at `asked` returned `head`.
+    pub fn observe(&mut self, head: u64, asked: Instant) {
+        let (Some(last), Some(last_asked)) = (self.last_head, self.last_asked) else {
             self.last_head = Some(head);
-            self.changed_at = Some(at);
+            self.changed_after = Some(asked);
+            self.last_asked = Some(asked);
             return;
         };
         if head == last {
+            self.last_asked = Some(last_asked.max(asked));
             return;
         }
+        // The first read after a hold already shows the new block: it may have come while the
+        // head was held, earlier than the cadence said. No clock to trust until it is learned
+        // again.
+        let hidden = self.hold_until().is_some_and(|until| last_asked < until);
         if head == last.saturating_add(1)
-            && let Some(changed_at) = self.changed_at
+            && !hidden
+            && let Some(changed_after) = self.changed_after
         {
             if self.intervals.len() == SAMPLES {
                 self.intervals.pop_front();
             }
             self.intervals
-                .push_back(at.saturating_duration_since(changed_at));
+                .push_back(last_asked.saturating_duration_since(changed_after));
         } else {
-            // Several blocks at once (a catch-up) or back (a reorg): no clock to trust.
+            // Several blocks at once (a catch-up), back (a reorg) or possibly early: no clock
+            // to trust.
             self.intervals.clear();
         }
         self.last_head = Some(head);
-        self.changed_at = Some(at);
+        self.changed_after = Some(last_asked);
+        self.last_asked = Some(asked);
     }
 
     /// The learned interval between blocks, if the chain has one.
@@ -86,7 +104,7 @@ impl Cadence {
             .checked_sub(MARGIN)
             .filter(|h| !h.is_zero())?
             .min(LONGEST_HOLD);
-        self.changed_at?.checked_add(hold)
+        self.changed_after?.checked_add(hold)
     }
 }
 
@@ -94,105 +112,114 @@ impl Cadence {
 mod tests {
     use super::*;
 
-    fn seen(cadence: &mut Cadence, start: Instant, blocks: &[(u64, u64)]) {
-        for (head, ms) in blocks {
-            cadence.observe(*head, start + Duration::from_millis(*ms));
+    /// What one asker polling every `poll_ms` saw of blocks made at `blocks_ms` (block `i + 1`
+    /// at `blocks_ms[i]`), until `end_ms`: per block the delay until it was seen (ms), and the
+    /// reads sent (an ask while the head is held is answered without one).
+    fn run(blocks_ms: &[u64], poll_ms: u64, end_ms: u64) -> (Vec<u64>, u64) {
+        let start = Instant::now();
+        let mut cadence = Cadence::default();
+        let mut seen = vec![None; blocks_ms.len()];
+        let mut reads = 0;
+        let mut t = 0;
+        while t <= end_ms {
+            let now = start + Duration::from_millis(t);
+            if cadence.hold_until().is_none_or(|until| now >= until) {
+                reads += 1;
+                let head = blocks_ms.iter().filter(|b| **b <= t).count();
+                cadence.observe(head as u64, now);
+                for s in seen.iter_mut().take(head).filter(|s| s.is_none()) {
+                    *s = Some(t);
+                }
+            }
+            t += poll_ms;
         }
+        let delays = seen
+            .iter()
+            .zip(blocks_ms)
+            .map(|(s, b)| s.expect("every block seen") - b)
+            .collect();
+        (delays, reads)
+    }
+
+    fn every(ms: u64, from: u64, count: u64) -> Vec<u64> {
+        (1..=count).map(|i| from + i * ms).collect()
     }
 
     #[test]
-    fn blocks_on_a_clock_hold_the_head_until_shortly_before_the_next() {
-        let start = Instant::now();
-        let mut c = Cadence::default();
-        // 1 s blocks, each seen 0-90 ms after it came; the same head read in between.
-        seen(
-            &mut c,
-            start,
-            &[
-                (10, 0),
-                (10, 500),
-                (11, 1_050),
-                (12, 2_000),
-                (12, 2_400),
-                (13, 3_090),
-            ],
-        );
-        assert_eq!(
-            c.hold_until(),
-            None,
-            "three intervals are not a cadence yet"
-        );
-        seen(&mut c, start, &[(14, 4_010), (15, 5_020)]);
-        assert_eq!(c.interval(), Some(Duration::from_millis(920)));
-        assert_eq!(
-            c.hold_until(),
-            Some(start + Duration::from_millis(5_020 + 920) - MARGIN)
-        );
+    fn blocks_on_a_clock_are_seen_as_soon_as_before_with_fewer_reads() {
+        // 1 s blocks at an odd phase, an asker every 100 ms: each block seen within a poll, and
+        // after the cadence is learned 3-4 reads a block instead of 10.
+        let blocks = every(1_000, 37, 60);
+        let (delays, reads) = run(&blocks, 100, 60_100);
+        assert!(delays.iter().all(|d| *d < 100), "{delays:?}");
+        assert!(reads < 60 * 5, "{reads} reads for 60 blocks");
+        // Sparse askers (500 ms, 1 s, 2 s blocks): never later than a poll, as without the hold.
+        for (block, poll) in [(1_000, 500), (2_000, 500), (5_000, 1_000)] {
+            let blocks = every(block, 137, 40);
+            let (delays, _) = run(&blocks, poll, 40 * block + 1_000);
+            assert!(
+                delays.iter().all(|d| *d < poll),
+                "{block}/{poll}: {delays:?}"
+            );
+        }
     }
 
     #[test]
     fn a_catch_up_a_reorg_or_an_irregular_chain_has_no_cadence() {
         let start = Instant::now();
-        let regular = [(1, 0), (2, 1_000), (3, 2_000), (4, 3_000), (5, 4_000)];
+        let at = |ms| start + Duration::from_millis(ms);
+        let regular = |c: &mut Cadence| {
+            for i in 0..=5u64 {
+                c.observe(i, at(i * 1_000 + 10));
+                c.observe(i, at(i * 1_000 + 900));
+            }
+        };
         let mut c = Cadence::default();
-        seen(&mut c, start, &regular);
+        regular(&mut c);
         assert!(c.hold_until().is_some());
         // Several blocks at once.
-        seen(&mut c, start, &[(8, 5_000)]);
+        c.observe(8, at(6_050));
         assert_eq!(c.hold_until(), None);
 
         let mut c = Cadence::default();
-        seen(&mut c, start, &regular);
-        // Back by one (a reorg to a shorter chain).
-        seen(&mut c, start, &[(4, 4_500)]);
+        regular(&mut c);
+        // Back by one (a reorg to a shorter chain, or an endpoint behind).
+        c.observe(4, at(5_950));
         assert_eq!(c.hold_until(), None);
 
-        // A block per transaction: intervals of 0.1 to 3 s.
-        let mut c = Cadence::default();
-        seen(
-            &mut c,
-            start,
-            &[(1, 0), (2, 100), (3, 3_100), (4, 3_300), (5, 5_000)],
-        );
-        assert_eq!(c.hold_until(), None);
+        // A block per transaction: intervals of 0.1 to 3 s (polled every 100 ms).
+        let (_, reads) = run(&[100, 3_100, 3_300, 5_000, 5_200, 8_000], 100, 9_000);
+        assert_eq!(reads, 91, "read at every poll");
     }
 
     #[test]
-    fn an_early_block_ends_the_cadence_and_a_slow_chain_is_held_at_most_the_longest_hold() {
+    fn a_clock_that_speeds_up_costs_the_blocks_of_one_hold_and_a_slow_chain_is_held_at_most_10_s() {
+        // 2 s blocks, then 500 ms blocks; an asker every 100 ms.
+        let mut blocks = every(2_000, 0, 10);
+        blocks.extend(every(500, 20_000, 20));
+        let (delays, _) = run(&blocks, 100, 31_000);
+        // Late: only the blocks made during the one hold the change fell in, each by less than
+        // that hold; from then on the chain is read at every poll until it is learned again.
+        let late: Vec<usize> = (0..delays.len()).filter(|i| delays[*i] >= 100).collect();
+        assert!(late.iter().all(|i| (10..13).contains(i)), "{delays:?}");
+        assert!(late.iter().all(|i| delays[*i] < 2_000 - 250), "{delays:?}");
+
+        // 30 s blocks: read at least every 10 s.
         let start = Instant::now();
         let mut c = Cadence::default();
-        seen(
-            &mut c,
-            start,
-            &[(1, 0), (2, 2_000), (3, 4_000), (4, 6_000), (5, 8_000)],
-        );
-        assert!(c.hold_until().is_some());
-        // The chain now makes blocks every 500 ms: the first early one ends the hold.
-        seen(&mut c, start, &[(6, 8_500)]);
-        assert_eq!(c.hold_until(), None);
-
-        let mut c = Cadence::default();
-        seen(
-            &mut c,
-            start,
-            &[(1, 0), (2, 30_000), (3, 60_000), (4, 90_000), (5, 120_000)],
-        );
+        for i in 0..=5u64 {
+            c.observe(i, start + Duration::from_secs(i * 30));
+            c.observe(i, start + Duration::from_secs(i * 30 + 29));
+        }
         assert_eq!(
             c.hold_until(),
-            Some(start + Duration::from_millis(120_000) + LONGEST_HOLD)
+            Some(start + Duration::from_secs(5 * 30 - 1) + LONGEST_HOLD)
         );
     }
 
     #[test]
     fn intervals_too_short_for_the_margin_hold_nothing() {
-        let start = Instant::now();
-        let mut c = Cadence::default();
-        seen(
-            &mut c,
-            start,
-            &[(1, 0), (2, 200), (3, 400), (4, 600), (5, 800)],
-        );
-        assert_eq!(c.interval(), Some(Duration::from_millis(200)));
-        assert_eq!(c.hold_until(), None);
+        let (_, reads) = run(&every(200, 0, 20), 50, 4_000);
+        assert_eq!(reads, 81, "read at every poll");
     }
 }

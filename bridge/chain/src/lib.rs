@@ -453,6 +453,8 @@ impl ChainClient {
     /// too, so askers do not queue up behind a dead endpoint) — and, on a chain that makes
     /// blocks on a clock, until shortly before its next block is due ([`head_cadence`]).
     pub async fn head(&self) -> Result<u64, ChainError> {
+        // Before waiting for another task's read: the earliest this answer can be from.
+        let asked = std::time::Instant::now();
         let got = self
             .shared
             .head
@@ -472,7 +474,7 @@ impl ChainClient {
                             .cadence
                             .lock()
                             .unwrap_or_else(|p| p.into_inner());
-                        cadence.observe(*head, std::time::Instant::now());
+                        cadence.observe(*head, asked);
                         cadence.hold_until()
                     }
                     Err(_) => None,

@@ -210,7 +210,8 @@ impl RegistrySync {
         let mut term = self.term.clone();
         tokio::select! {
             () = tokio::time::sleep(SYNC_EVERY) => {}
-            _ = term.changed() => {}
+            // The term went and came back (another holder may have written meanwhile).
+            _ = term.changed() => self.verified.clear(),
         }
         Ok(Next::Now)
     }
