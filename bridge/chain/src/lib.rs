@@ -483,20 +483,32 @@ impl ChainClient {
                 answer
             }
             shared_reads::Got::Shared { answer, age } => {
-                self.metrics
-                    .shared_read(if age < shared_reads::HEAD_FRESH_FOR {
-                        "head"
-                    } else {
-                        "head between blocks"
-                    });
-                answer.map_err(|last| ChainError::Unavailable {
-                    chain: self.role,
-                    method: "eth_blockNumber",
-                    attempts: 0,
-                    last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
-                })
+                let read = if age < shared_reads::HEAD_FRESH_FOR {
+                    "head"
+                } else {
+                    "head between blocks"
+                };
+                self.shared_answer(read, "eth_blockNumber", answer, age)
             }
         }
+    }
+
+    /// An answer another task's read gave (`read`: the `rpc_shared_reads_total` label), counted;
+    /// a failure as that read's `Unavailable`.
+    fn shared_answer<T>(
+        &self,
+        read: &str,
+        method: &'static str,
+        answer: Result<T, String>,
+        age: Duration,
+    ) -> Result<T, ChainError> {
+        self.metrics.shared_read(read);
+        answer.map_err(|last| ChainError::Unavailable {
+            chain: self.role,
+            method,
+            attempts: 0,
+            last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
+        })
     }
 
     /// `account`'s balance and the gas price, with failover: read once for every client of the
@@ -520,15 +532,12 @@ impl ChainClient {
             .await;
         match got {
             shared_reads::Got::Read(answer) => answer,
-            shared_reads::Got::Shared { answer, age } => {
-                self.metrics.shared_read("balance and gas price");
-                answer.map_err(|last| ChainError::Unavailable {
-                    chain: self.role,
-                    method: "eth_getBalance",
-                    attempts: 0,
-                    last: format!("{last} (another task's read, {} ms ago)", age.as_millis()),
-                })
-            }
+            shared_reads::Got::Shared { answer, age } => self.shared_answer(
+                "balance and gas price",
+                "eth_getBalance/eth_gasPrice",
+                answer,
+                age,
+            ),
         }
     }
 

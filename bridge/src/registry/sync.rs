@@ -29,7 +29,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// How long a location read from the registry and found as wanted is trusted without reading it
 /// again, while the wanted location stays the same (a new leader is a new wanted location, read
 /// at once). Only this operator's key writes its services; what this bounds is how long a write
-/// by the operator's other tools (the dashboard's manager key) stands before it is put right. Two registry reads per lane every 2 s were what a hub of 64 pairs spent on it.
+/// by the operator's other tools (the dashboard's manager key) stands before it is put right.
+/// Two registry reads per lane every 2 s were what a hub of 64 pairs spent on it.
 const VERIFIED_FOR: Duration = Duration::from_secs(30);
 
 /// The registry sync of one replica.
