@@ -24,6 +24,16 @@
 //! - at most [`STORE_SPAN`] blocks behind the newest it read and [`STORE_MAX_LOGS`] logs, each for
 //!   [`STORE_KEEP`] (a read that would hold more is not kept, and for [`STORE_DENSE_PAUSE`] each
 //!   asker reads its own, as before: a backlog's blocks);
+//! - a read of every contract is as wide as the density the store last saw allows
+//!   ([`LogSpan`](crate::logs::LogSpan): from one block, doubling while answers are sparse, cut to
+//!   about [`TARGET_LOGS`](crate::logs::TARGET_LOGS) logs when dense), and serves only askers
+//!   near the confirmed head: an asker catching up, or one whose range is wider than twice that,
+//!   reads its own range (filtered by its topics, bounded by its own span). Before, the first
+//!   read of a relay started on a 100,000-request backlog covered 64 blocks of every contract —
+//!   46,000 logs, over the 32 MiB answer bound — and failed every round: the conservation scan
+//!   stood still and each failed answer was a 50 MiB peak of the relay's memory;
+//! - nothing after a read that failed: the asker reads its own, and so does every asker for
+//!   [`STORE_DENSE_PAUSE`];
 //! - nothing for a chain without confirmations, or one that counts `finalized`;
 //! - an asker that doubts an answer (the indexer finding a nonce gap) drops the blocks from
 //!   there on ([`crate::ChainClient::forget_logs_from`]), so its next read asks the node again.
@@ -35,6 +45,8 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use alloy::rpc::types::{Filter, Log};
+
+use crate::logs::LogSpan;
 
 /// How long a head read serves every other asker: a tenth of a 1 s block, so a new block is
 /// seen at most that much later than by a read of one's own.
@@ -228,7 +240,7 @@ pub struct LogStore {
     pub(crate) fetching: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StoreState {
     /// Every address asked about, with the generation that added it.
     addresses: HashMap<Address, u64>,
@@ -238,6 +250,21 @@ struct StoreState {
     held: usize,
     /// Until when the store passes every read (a read it could not keep).
     dense_until: Option<Instant>,
+    /// How many blocks one read of every contract may span, from the density of the last.
+    span: LogSpan,
+}
+
+impl Default for StoreState {
+    fn default() -> Self {
+        Self {
+            addresses: HashMap::new(),
+            generation: 0,
+            blocks: BTreeMap::new(),
+            held: 0,
+            dense_until: None,
+            span: LogSpan::with_max(STORE_SPAN),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -282,6 +309,8 @@ impl LogStore {
         if to < from
             || to > confirmed
             || to.saturating_sub(from) >= STORE_SPAN
+            // A catch-up: the store keeps what askers near the head share.
+            || from.saturating_add(STORE_SPAN) < confirmed
             || filter.address.is_empty()
             || filter.get_block_hash().is_some()
         {
@@ -310,15 +339,33 @@ impl LogStore {
                 .get(block)
                 .is_none_or(|b| b.generation < needed)
         });
-        match first_missing {
-            None => Plan::Held,
-            Some(missing) => Plan::Read {
-                from: missing,
-                to: confirmed.min(missing.saturating_add(STORE_SPAN.saturating_sub(1))),
-                addresses: state.addresses.keys().copied().collect(),
-                generation: state.generation,
-            },
+        let Some(missing) = first_missing else {
+            return Plan::Held;
+        };
+        // Ahead to the confirmed head as far as the span allows, and the asker's whole range
+        // when that is at most twice the span (a sparse answer then doubles it); wider is a
+        // range the density seen does not allow in one answer of every contract.
+        let span = state.span.blocks();
+        let read_to = confirmed
+            .min(missing.saturating_add(span.saturating_sub(1)))
+            .max(to);
+        if read_to.saturating_sub(missing) >= span.saturating_mul(2) {
+            return Plan::Pass;
         }
+        Plan::Read {
+            from: missing,
+            to: read_to,
+            addresses: state.addresses.keys().copied().collect(),
+            generation: state.generation,
+        }
+    }
+
+    /// A read for the store failed (an answer over the bound, an endpoint down): the next are
+    /// one block wide, and for [`STORE_DENSE_PAUSE`] every asker reads its own range.
+    pub fn failed(&self) {
+        let mut state = self.state();
+        state.span = LogSpan::with_max(STORE_SPAN);
+        state.dense_until = Instant::now().checked_add(STORE_DENSE_PAUSE);
     }
 
     /// Keep `logs`, read over `from..=to` for every address of `generation` (from its
@@ -326,6 +373,9 @@ impl LogStore {
     /// [`STORE_MAX_LOGS`] (nothing kept).
     pub fn keep(&self, from: u64, to: u64, generation: u64, logs: Vec<Log>) -> bool {
         let mut state = self.state();
+        state
+            .span
+            .observe(to.saturating_sub(from).saturating_add(1), logs.len());
         let mut by_block: BTreeMap<u64, Vec<Log>> = (from..=to).map(|b| (b, Vec::new())).collect();
         for log in logs {
             if let Some(block) = log.block_number
@@ -511,7 +561,7 @@ mod tests {
      {
         let store = LogStore::default();
         let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        // Pair A's asker: block 10, confirmed up to 12 — read 10..=12 for A.
+        // Pair A's asker: block 10, confirmed up to 12. A new store reads one block.
         let Plan::Read {
             from,
             to,
@@ -521,13 +571,20 @@ mod tests {
         else {
             panic!("an empty store reads");
         };
-        assert_eq!((from, to, addresses.clone()), (10, 12, vec![a]));
-        assert!(store.keep(
+        assert_eq!((from, to, addresses.clone()), (10, 10, vec![a]));
+        assert!(store.keep(from, to, generation, vec![log(a, 7, 10)]));
+        // That answer was sparse: the next read is two blocks, ahead to the confirmed head.
+        let Plan::Read {
             from,
             to,
             generation,
-            vec![log(a, 7, 10), log(a, 8, 11), log(b, 7, 11)]
-        ));
+            ..
+        } = store.plan(&ask(a, 11, 11), 12)
+        else {
+            panic!("block 11 is not held yet");
+        };
+        assert_eq!((from, to), (11, 12));
+        assert!(store.keep(from, to, generation, vec![log(a, 8, 11), log(b, 7, 11)]));
         // The same and the next blocks of A: held; topics and range filtered.
         assert_eq!(store.plan(&ask(a, 11, 12), 12), Plan::Held);
         assert_eq!(store.answer(&ask(a, 10, 12)).len(), 2);
@@ -577,23 +634,89 @@ mod tests {
             Plan::Pass,
             "no address"
         );
+        assert_eq!(
+            store.plan(&ask(a, 10, 10), 11 + STORE_SPAN),
+            Plan::Pass,
+            "a catch-up, more than the kept span below the confirmed head"
+        );
         let Plan::Read {
             from,
             to,
             generation,
             ..
-        } = store.plan(&ask(a, 10, 10), 12)
+        } = store.plan(&ask(a, 10, 11), 11)
         else {
             panic!("reads");
         };
+        assert_eq!((from, to), (10, 11), "twice the span of a new store");
         assert!(store.keep(from, to, generation, vec![log(a, 1, 10)]));
-        assert_eq!(store.plan(&ask(a, 10, 12), 12), Plan::Held);
+        assert_eq!(store.plan(&ask(a, 10, 11), 11), Plan::Held);
         store.forget_from(11);
         assert_eq!(store.plan(&ask(a, 10, 10), 12), Plan::Held);
         assert!(matches!(
             store.plan(&ask(a, 10, 11), 12),
             Plan::Read { from: 11, .. }
         ));
+    }
+
+    /// One answer of every contract stays near the target however dense the blocks: a new store
+    /// reads a block (a backlog's block holds ~700 requests), widens while answers are sparse,
+    /// narrows to the density a dense answer showed, and leaves a range wider than twice its
+    /// span to the asker. A failed read (an answer over the bound) passes and starts narrow.
+    #[test]
+    fn reads_of_every_contract_are_as_wide_as_the_density_seen_allows() {
+        let store = LogStore::default();
+        let a = Address::repeat_byte(1);
+        let read =
+            |from: u64, to: u64, confirmed: u64| match store.plan(&ask(a, from, to), confirmed) {
+                Plan::Read {
+                    from,
+                    to,
+                    generation,
+                    ..
+                } => (from, to, generation),
+                other => panic!("{from}..={to} at {confirmed}: {other:?}"),
+            };
+        // A new store asked for three blocks of a quiet chain: wider than twice one block.
+        assert_eq!(store.plan(&ask(a, 100, 102), 110), Plan::Pass);
+        // Quiet blocks widen it, one read at a time, to the kept span.
+        let mut next = 150u64;
+        for _ in 0..8 {
+            let (from, to, generation) = read(next, next, next + STORE_SPAN);
+            assert!(to.saturating_sub(from) < STORE_SPAN);
+            assert!(store.keep(from, to, generation, Vec::new()));
+            next = to.saturating_add(1);
+        }
+        let (from, to, _) = read(next, next, next + STORE_SPAN);
+        assert_eq!(to - from + 1, STORE_SPAN, "ahead to the span");
+        // The store aged out; a dense block (700 logs) narrows the next read to one block.
+        let store = LogStore::default();
+        let (from, to, generation) = match store.plan(&ask(a, 10, 10), 20) {
+            Plan::Read {
+                from,
+                to,
+                generation,
+                ..
+            } => (from, to, generation),
+            other => panic!("{other:?}"),
+        };
+        assert!(store.keep(from, to, generation, vec![log(a, 1, 10); 700]));
+        assert_eq!(
+            store.plan(&ask(a, 11, 13), 20),
+            Plan::Pass,
+            "three dense blocks in one answer would be ~2,100 logs"
+        );
+        assert!(matches!(
+            store.plan(&ask(a, 11, 11), 20),
+            Plan::Read {
+                from: 11,
+                to: 11,
+                ..
+            }
+        ));
+        // A failed read: every asker reads its own for a while, then one block at a time.
+        store.failed();
+        assert_eq!(store.plan(&ask(a, 11, 11), 20), Plan::Pass);
     }
 
     #[test]

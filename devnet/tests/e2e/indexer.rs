@@ -335,6 +335,8 @@ async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
 
     let mut config = devnet.operator_config(0).unwrap().chains.main;
     config.max_block_range = 10_000;
+    // ~1 KiB a request's log: two of the backlog's blocks fit an answer, the backlog does not.
+    config.max_answer_mib = 2;
     let metrics = Metrics::new(&[lane], 1).unwrap();
     let main = Arc::new(
         ChainClient::new(
@@ -397,5 +399,36 @@ async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
     assert!(
         *range.end() < head && found <= TARGET_LOGS,
         "from block 0 the range {range:?} of {head} blocks held {found} requests"
+    );
+    // Another reader of the chain near its head, of a sparse event (as the conservation scan's
+    // refunds: its own span is wide) over the dense blocks. The process's log store must not
+    // read every contract's logs of that range in one answer: here 3,000 requests, over this
+    // client's 2 MiB bound. It did, and failed every round: at a 100,000 backlog the scan stood
+    // still and each failed answer was a 50 MiB peak of the relay's memory.
+    let depth = main
+        .shared_log_depth()
+        .expect("the devnet's chains count confirmations");
+    let confirmed = provider.get_block_number().await.unwrap() - depth;
+    let refunds = alloy::rpc::types::Filter::new()
+        .address(driver.chain(ChainRole::Main).contracts.bridge)
+        .event_signature(
+            <multibridge_contracts::bindings::Bridge::Refunded as alloy::sol_types::SolEvent>::SIGNATURE_HASH,
+        )
+        .from_block(confirmed - 63)
+        .to_block(confirmed);
+    let logs = main.logs(&refunds).await;
+    assert!(
+        logs.as_ref().is_ok_and(Vec::is_empty),
+        "a sparse event's range over the dense blocks: {logs:?}"
+    );
+    let failed = metrics
+        .render()
+        .lines()
+        .filter(|l| l.contains("rpc_shared_reads_total") && l.contains("logs read failed"))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert!(
+        failed.is_empty(),
+        "no read of every contract's logs was too large: {failed:?}"
     );
 }
