@@ -382,11 +382,26 @@ impl ChainClient {
 
     /// `eth_getLogs` of `filter` from the node, with failover.
     async fn logs_from_node(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
-        self.call("eth_getLogs", |p| {
-            let filter = filter.clone();
-            async move { p.get_logs(&filter).await }
-        })
-        .await
+        let logs = self
+            .call("eth_getLogs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await?;
+        // Every reader sizes its ranges to about `TARGET_LOGS`: an answer far above it is a
+        // range that escaped its bound, and the relay's memory peak (issue 54).
+        if logs.len() > logs::TARGET_LOGS.saturating_mul(4) {
+            tracing::warn!(
+                chain = %self.role,
+                logs = logs.len(),
+                from = ?filter.get_from_block(),
+                to = ?filter.get_to_block(),
+                addresses = filter.address.len(),
+                topics = filter.topics[0].len(),
+                "an eth_getLogs answer far above the target size"
+            );
+        }
+        Ok(logs)
     }
 
     /// [`logs`](Self::logs) through the shared store, or `None` where it does not serve.

@@ -50,6 +50,15 @@ impl LogSpan {
         Some(from..=end)
     }
 
+    /// A read of the current width failed: halve it. The answer may have been over the
+    /// endpoint's bound (`max_answer_mib`) or too heavy for the node to answer in time — a quiet
+    /// stretch widens the span, and the blocks after it may be a backlog's; a width kept after
+    /// such a failure would fail the same way every round, and the reader would never move.
+    /// An endpoint that is down halves it too: sparse answers double it back.
+    pub fn failed(&mut self) {
+        self.blocks = self.blocks.checked_div(2).unwrap_or(1).max(1);
+    }
+
     /// A range of `blocks` blocks answered `found` logs: adapt the width.
     pub fn observe(&mut self, blocks: u64, found: usize) {
         if found > self.target {
@@ -84,6 +93,21 @@ mod tests {
         }
         assert_eq!(span.blocks(), 1_000);
         assert!(reads <= 11, "doubling reaches the limit fast: {reads}");
+    }
+
+    #[test]
+    fn a_failed_read_halves_the_span_down_to_one_block() {
+        let mut span = LogSpan::new(1_024, 1_000);
+        for _ in 0..20 {
+            span.observe(span.blocks(), 0);
+        }
+        assert_eq!(span.blocks(), 1_024);
+        span.failed();
+        assert_eq!(span.blocks(), 512);
+        for _ in 0..20 {
+            span.failed();
+        }
+        assert_eq!(span.blocks(), 1, "never narrower than a block");
     }
 
     #[test]

@@ -17,21 +17,23 @@
 //! — each pair's indexer, claims, conservation scan and guardian reading its own contract's
 //! events of the same new block. A read of a narrow range of *confirmed* blocks (at or below the
 //! shared head less the chain's confirmations, at least one) goes through the store: the first
-//! asker reads every event of every contract asked about on the chain, from its range up to the
-//! confirmed head, and the others are answered from what it read. What the store keeps:
+//! asker reads every event of every contract asked about on the chain over its range, and the
+//! others are answered from what it read. What the store keeps:
 //! - only blocks already confirmed when they were read (a block above that is always read anew,
 //!   so a reorg within the confirmations is seen as before);
 //! - at most [`STORE_SPAN`] blocks behind the newest it read and [`STORE_MAX_LOGS`] logs, each for
 //!   [`STORE_KEEP`] (a read that would hold more is not kept, and for [`STORE_DENSE_PAUSE`] each
 //!   asker reads its own, as before: a backlog's blocks);
-//! - a read of every contract is as wide as the density the store last saw allows
-//!   ([`LogSpan`](crate::logs::LogSpan): from one block, doubling while answers are sparse, cut to
-//!   about [`TARGET_LOGS`](crate::logs::TARGET_LOGS) logs when dense), and serves only askers
-//!   near the confirmed head: an asker catching up, or one whose range is wider than twice that,
-//!   reads its own range (filtered by its topics, bounded by its own span). Before, the first
-//!   read of a relay started on a 100,000-request backlog covered 64 blocks of every contract —
-//!   46,000 logs, over the 32 MiB answer bound — and failed every round: the conservation scan
-//!   stood still and each failed answer was a 50 MiB peak of the relay's memory;
+//! - only ranges that end near the confirmed head ([`STORE_HEAD_SLACK`]) and are at most twice
+//!   as wide as the density the store last saw allows ([`LogSpan`](crate::logs::LogSpan): from
+//!   one block, doubling while answers of the whole width are sparse, cut to about
+//!   [`TARGET_LOGS`](crate::logs::TARGET_LOGS) logs when dense); it reads nothing ahead of the
+//!   asker's range. An asker catching up, or with a wider range, reads its own (filtered by its
+//!   topics, bounded by its own span or count). Before, the store read from the asker's range up
+//!   to the confirmed head: a relay started on a 100,000-request backlog read 64 blocks of every
+//!   contract — 46,000 logs, over the 32 MiB answer bound — and failed every round (its indexer
+//!   stopped, each failed answer a 50 MiB peak of its memory); on a 10,000 backlog one such
+//!   read held 8,725 logs beside the indexer's counted range of 725;
 //! - nothing after a read that failed: the asker reads its own, and so does every asker for
 //!   [`STORE_DENSE_PAUSE`];
 //! - nothing for a chain without confirmations, or one that counts `finalized`;
@@ -220,6 +222,10 @@ impl<T: Clone> Slot<T> {
 /// it keeps older ones. Wider reads (a catch-up, recovery's strides) go to the node.
 pub const STORE_SPAN: u64 = 64;
 
+/// How far below the confirmed head an asker's range may end and still be served: the askers
+/// that follow the head (each with its own read of the head, a little older or newer).
+pub const STORE_HEAD_SLACK: u64 = 4;
+
 /// The most logs the store holds; a read that would exceed it is not kept (a backlog's blocks:
 /// every asker reads its own, bounded by its range as before).
 pub const STORE_MAX_LOGS: usize = 2_048;
@@ -309,8 +315,10 @@ impl LogStore {
         if to < from
             || to > confirmed
             || to.saturating_sub(from) >= STORE_SPAN
-            // A catch-up: the store keeps what askers near the head share.
-            || from.saturating_add(STORE_SPAN) < confirmed
+            // Not following the head (a catch-up, counted by its asker or not): its blocks may
+            // be a backlog's, and one answer of every contract over them is what the asker's
+            // own bound was there to avoid.
+            || to.saturating_add(STORE_HEAD_SLACK) < confirmed
             || filter.address.is_empty()
             || filter.get_block_hash().is_some()
         {
@@ -342,19 +350,15 @@ impl LogStore {
         let Some(missing) = first_missing else {
             return Plan::Held;
         };
-        // Ahead to the confirmed head as far as the span allows, and the asker's whole range
-        // when that is at most twice the span (a sparse answer then doubles it); wider is a
-        // range the density seen does not allow in one answer of every contract.
-        let span = state.span.blocks();
-        let read_to = confirmed
-            .min(missing.saturating_add(span.saturating_sub(1)))
-            .max(to);
-        if read_to.saturating_sub(missing) >= span.saturating_mul(2) {
+        // The asker's range, never ahead of it (the blocks after it are unread: a backlog's, as
+        // likely as not), when at most twice the span (a sparse answer then doubles it); wider
+        // is a range the density seen does not allow in one answer of every contract.
+        if to.saturating_sub(missing) >= state.span.blocks().saturating_mul(2) {
             return Plan::Pass;
         }
         Plan::Read {
             from: missing,
-            to: read_to,
+            to,
             addresses: state.addresses.keys().copied().collect(),
             generation: state.generation,
         }
@@ -556,46 +560,54 @@ mod tests {
         Filter::new().address(address).from_block(from).to_block(to)
     }
 
+    /// The read of a plan that reads (its range and generation).
+    fn read_of(plan: Plan) -> (u64, u64, u64) {
+        match plan {
+            Plan::Read {
+                from,
+                to,
+                generation,
+                ..
+            } => (from, to, generation),
+            other => panic!("expected a read: {other:?}"),
+        }
+    }
+
     #[test]
-    fn the_first_asker_reads_every_watched_contract_up_to_the_confirmed_head_and_the_rest_are_answered()
-     {
+    fn the_first_asker_reads_every_watched_contract_over_its_range_and_the_rest_are_answered() {
         let store = LogStore::default();
         let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        // Pair A's asker: block 10, confirmed up to 12. A new store reads one block.
+        // Pair A's asker: blocks 10..=11, confirmed up to 12. A new store reads two blocks at
+        // most, the asker's: nothing ahead of it.
         let Plan::Read {
             from,
             to,
             addresses,
             generation,
-        } = store.plan(&ask(a, 10, 10), 12)
+        } = store.plan(&ask(a, 10, 11), 12)
         else {
             panic!("an empty store reads");
         };
-        assert_eq!((from, to, addresses.clone()), (10, 10, vec![a]));
-        assert!(store.keep(from, to, generation, vec![log(a, 7, 10)]));
-        // That answer was sparse: the next read is two blocks, ahead to the confirmed head.
-        let Plan::Read {
+        assert_eq!((from, to, addresses.clone()), (10, 11, vec![a]));
+        assert!(store.keep(
             from,
             to,
             generation,
-            ..
-        } = store.plan(&ask(a, 11, 11), 12)
-        else {
-            panic!("block 11 is not held yet");
-        };
-        assert_eq!((from, to), (11, 12));
-        assert!(store.keep(from, to, generation, vec![log(a, 8, 11), log(b, 7, 11)]));
-        // The same and the next blocks of A: held; topics and range filtered.
-        assert_eq!(store.plan(&ask(a, 11, 12), 12), Plan::Held);
-        assert_eq!(store.answer(&ask(a, 10, 12)).len(), 2);
+            vec![log(a, 7, 10), log(a, 8, 11), log(b, 7, 11)]
+        ));
+        // The same blocks of A: held; topics and range filtered.
+        assert_eq!(store.plan(&ask(a, 11, 11), 12), Plan::Held);
+        assert_eq!(store.answer(&ask(a, 10, 11)).len(), 2);
         assert_eq!(
             store
-                .answer(&ask(a, 10, 12).event_signature(alloy::primitives::B256::repeat_byte(8)))
+                .answer(&ask(a, 10, 11).event_signature(alloy::primitives::B256::repeat_byte(8)))
                 .len(),
             1
         );
         assert_eq!(store.answer(&ask(a, 11, 11)).len(), 1);
-        // Pair B's contract was not asked about when 10..=12 was read: read again, for both.
+        // The next block was not read ahead.
+        assert_eq!(read_of(store.plan(&ask(a, 11, 12), 12)).0, 12);
+        // Pair B's contract was not asked about when 10..=11 was read: read again, for both.
         let Plan::Read {
             addresses,
             generation,
@@ -605,9 +617,9 @@ mod tests {
             panic!("a new address is not covered by blocks read before it");
         };
         assert_eq!(addresses.len(), 2);
-        assert!(store.keep(11, 12, generation, vec![log(a, 8, 11), log(b, 7, 11)]));
-        assert_eq!(store.plan(&ask(b, 11, 12), 12), Plan::Held);
-        assert_eq!(store.answer(&ask(b, 11, 12)), vec![log(b, 7, 11)]);
+        assert!(store.keep(11, 11, generation, vec![log(a, 8, 11), log(b, 7, 11)]));
+        assert_eq!(store.plan(&ask(b, 11, 11), 12), Plan::Held);
+        assert_eq!(store.answer(&ask(b, 11, 11)), vec![log(b, 7, 11)]);
         // Block 10 was read before B was watched: B's read of it goes to the node again.
         assert!(matches!(
             store.plan(&ask(b, 10, 11), 12),
@@ -616,7 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn unconfirmed_wide_or_addressless_reads_pass_and_a_doubted_range_is_read_again() {
+    fn unconfirmed_wide_catch_up_or_addressless_reads_pass_and_a_doubted_range_is_read_again() {
         let store = LogStore::default();
         let a = Address::repeat_byte(1);
         assert_eq!(
@@ -625,7 +637,7 @@ mod tests {
             "above the confirmed head"
         );
         assert_eq!(
-            store.plan(&ask(a, 0, STORE_SPAN), 1_000),
+            store.plan(&ask(a, 1_000 - STORE_SPAN, 1_000), 1_000),
             Plan::Pass,
             "too wide"
         );
@@ -635,19 +647,16 @@ mod tests {
             "no address"
         );
         assert_eq!(
-            store.plan(&ask(a, 10, 10), 11 + STORE_SPAN),
+            store.plan(&ask(a, 10, 10), 11 + STORE_HEAD_SLACK),
             Plan::Pass,
-            "a catch-up, more than the kept span below the confirmed head"
+            "a catch-up: the range ends further below the confirmed head than the slack"
         );
-        let Plan::Read {
-            from,
-            to,
-            generation,
-            ..
-        } = store.plan(&ask(a, 10, 11), 11)
-        else {
-            panic!("reads");
-        };
+        assert_eq!(
+            read_of(store.plan(&ask(a, 10, 10), 10 + STORE_HEAD_SLACK)).0,
+            10,
+            "within the slack"
+        );
+        let (from, to, generation) = read_of(store.plan(&ask(a, 10, 11), 11));
         assert_eq!((from, to), (10, 11), "twice the span of a new store");
         assert!(store.keep(from, to, generation, vec![log(a, 1, 10)]));
         assert_eq!(store.plan(&ask(a, 10, 11), 11), Plan::Held);
@@ -660,63 +669,51 @@ mod tests {
     }
 
     /// One answer of every contract stays near the target however dense the blocks: a new store
-    /// reads a block (a backlog's block holds ~700 requests), widens while answers are sparse,
-    /// narrows to the density a dense answer showed, and leaves a range wider than twice its
-    /// span to the asker. A failed read (an answer over the bound) passes and starts narrow.
+    /// reads at most two blocks (a backlog's block holds ~700 requests), widens while answers
+    /// of its whole width are sparse, narrows to the density a dense answer showed, and leaves
+    /// a range wider than twice its span to the asker. Askers that follow the head one block at
+    /// a time keep it narrow. A failed read (an answer over the bound) passes and starts narrow.
     #[test]
     fn reads_of_every_contract_are_as_wide_as_the_density_seen_allows() {
         let store = LogStore::default();
         let a = Address::repeat_byte(1);
-        let read =
-            |from: u64, to: u64, confirmed: u64| match store.plan(&ask(a, from, to), confirmed) {
-                Plan::Read {
-                    from,
-                    to,
-                    generation,
-                    ..
-                } => (from, to, generation),
-                other => panic!("{from}..={to} at {confirmed}: {other:?}"),
-            };
         // A new store asked for three blocks of a quiet chain: wider than twice one block.
-        assert_eq!(store.plan(&ask(a, 100, 102), 110), Plan::Pass);
-        // Quiet blocks widen it, one read at a time, to the kept span.
-        let mut next = 150u64;
-        for _ in 0..8 {
-            let (from, to, generation) = read(next, next, next + STORE_SPAN);
-            assert!(to.saturating_sub(from) < STORE_SPAN);
+        assert_eq!(store.plan(&ask(a, 100, 102), 102), Plan::Pass);
+        // One block at a time at the head: sparse, but never the span's whole width twice.
+        for block in 100..110 {
+            let (from, to, generation) = read_of(store.plan(&ask(a, block, block), block));
             assert!(store.keep(from, to, generation, Vec::new()));
-            next = to.saturating_add(1);
         }
-        let (from, to, _) = read(next, next, next + STORE_SPAN);
-        assert_eq!(to - from + 1, STORE_SPAN, "ahead to the span");
-        // The store aged out; a dense block (700 logs) narrows the next read to one block.
+        assert_eq!(store.plan(&ask(a, 110, 114), 114), Plan::Pass);
+        // Sparse answers of twice the width double it, up to the kept span.
+        let mut next = 110u64;
+        let mut widest = 0;
+        for _ in 0..12 {
+            let width = store.state().span.blocks().saturating_mul(2);
+            let to = next + width - 1;
+            if to.saturating_sub(next) >= STORE_SPAN {
+                break;
+            }
+            let (from, read_to, generation) = read_of(store.plan(&ask(a, next, to), to));
+            assert_eq!((from, read_to), (next, to));
+            assert!(store.keep(from, to, generation, Vec::new()));
+            widest = widest.max(to - from + 1);
+            next = to + 1;
+        }
+        assert_eq!(widest, STORE_SPAN, "widened to the kept span");
+        // The store aged out; a dense block (700 logs) keeps the next read to one or two.
         let store = LogStore::default();
-        let (from, to, generation) = match store.plan(&ask(a, 10, 10), 20) {
-            Plan::Read {
-                from,
-                to,
-                generation,
-                ..
-            } => (from, to, generation),
-            other => panic!("{other:?}"),
-        };
+        let (from, to, generation) = read_of(store.plan(&ask(a, 10, 10), 10));
         assert!(store.keep(from, to, generation, vec![log(a, 1, 10); 700]));
         assert_eq!(
-            store.plan(&ask(a, 11, 13), 20),
+            store.plan(&ask(a, 11, 13), 13),
             Plan::Pass,
             "three dense blocks in one answer would be ~2,100 logs"
         );
-        assert!(matches!(
-            store.plan(&ask(a, 11, 11), 20),
-            Plan::Read {
-                from: 11,
-                to: 11,
-                ..
-            }
-        ));
+        assert_eq!(read_of(store.plan(&ask(a, 11, 11), 13)).1, 11);
         // A failed read: every asker reads its own for a while, then one block at a time.
         store.failed();
-        assert_eq!(store.plan(&ask(a, 11, 11), 20), Plan::Pass);
+        assert_eq!(store.plan(&ask(a, 11, 11), 13), Plan::Pass);
     }
 
     #[test]

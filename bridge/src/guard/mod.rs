@@ -656,7 +656,13 @@ impl Guardian {
             .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
             .from_block(next)
             .to_block(to);
-        let logs = destination.logs(&filter).await?;
+        let logs = match destination.logs(&filter).await {
+            Ok(logs) => logs,
+            Err(e) => {
+                guarded.span.failed();
+                return Err(e.into());
+            }
+        };
         guarded
             .span
             .observe(to.saturating_sub(next).saturating_add(1), logs.len());

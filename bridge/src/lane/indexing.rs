@@ -196,7 +196,13 @@ impl Indexer {
             .views()
             .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
             .await;
-        let requests = self.source.views().request_logs(range.clone()).await?;
+        let requests = match self.source.views().request_logs(range.clone()).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                self.span.failed();
+                return Err(e.into());
+            }
+        };
         let width = range.end().saturating_sub(*range.start()).saturating_add(1);
         self.span.observe(width, requests.len());
         for r in &requests {

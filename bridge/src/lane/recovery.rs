@@ -117,10 +117,13 @@ impl LaneChains for ChainLane {
                 .views()
                 .request_logs(range.clone())
                 .await
-                .map_err(|e| RecoveryError::Chain {
-                    what: "source request events",
-                    retryable: e.is_retryable(),
-                    message: e.to_string(),
+                .map_err(|e| {
+                    self.span.lock().unwrap_or_else(|p| p.into_inner()).failed();
+                    RecoveryError::Chain {
+                        what: "source request events",
+                        retryable: e.is_retryable(),
+                        message: e.to_string(),
+                    }
                 })?;
             let width = range.end().saturating_sub(*range.start()).saturating_add(1);
             self.span

@@ -441,7 +441,8 @@ impl ConservationScanner {
                         .views()
                         .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
                         .await;
-                    let requests = self.requested_in(&at, range.clone()).await?;
+                    let requests = self.requested_in(&at, range.clone()).await;
+                    let requests = self.narrowed_on_failure(span, requests)?;
                     width = range.end().saturating_sub(*range.start()).saturating_add(1);
                     self.spans[span].observe(width, requests.len());
                     next = range.end().saturating_add(1);
@@ -449,7 +450,8 @@ impl ConservationScanner {
                         .record_requested(self.lane, first_nonce, next, &requests)?;
                 }
                 AssetSide::Released => {
-                    let (releases, logs) = self.released_in(&at, range.clone()).await?;
+                    let released = self.released_in(&at, range.clone()).await;
+                    let (releases, logs) = self.narrowed_on_failure(span, released)?;
                     width = range.end().saturating_sub(*range.start()).saturating_add(1);
                     self.spans[span].observe(width, logs);
                     next = range.end().saturating_add(1);
@@ -462,7 +464,8 @@ impl ConservationScanner {
                 AssetSide::Refunded => {
                     let logs = self
                         .logs(&at, vec![Bridge::Refunded::SIGNATURE_HASH], range.clone())
-                        .await?;
+                        .await;
+                    let logs = self.narrowed_on_failure(span, logs)?;
                     let mut refunds = Vec::with_capacity(logs.len());
                     for log in &logs {
                         let event = log.log_decode::<Bridge::Refunded>().map_err(|_| {
@@ -486,6 +489,21 @@ impl ConservationScanner {
             }
         }
         Ok(next > safe_head)
+    }
+
+    /// `read` of a range of span `span`; a failure halves that span ([`LogSpan::failed`]), so a
+    /// range whose answer is over the endpoint's bound is not asked again as it was.
+    fn narrowed_on_failure<T>(
+        &mut self,
+        span: usize,
+        read: Result<T, ConservationError>,
+    ) -> Result<T, ConservationError> {
+        if read.is_err()
+            && let Some(span) = self.spans.get_mut(span)
+        {
+            span.failed();
+        }
+        read
     }
 
     /// Unix time of `block` on the source (`source`) or the destination, cached.
