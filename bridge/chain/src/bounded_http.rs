@@ -44,7 +44,17 @@ impl BoundedHttp {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = Vec::new();
+        // Sized once from the announced length where the node sends one (anvil, geth, reth
+        // do): grown chunk by chunk, a 1 MB answer sat in a buffer of up to twice that while it
+        // was parsed. A length over the bound is not trusted for the allocation (and a length
+        // the body then does not fill costs address space, not memory: pages never written are
+        // not resident).
+        let announced = answer
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n <= self.max_bytes)
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(announced);
         loop {
             match answer.chunk().await {
                 Ok(Some(chunk)) => {
