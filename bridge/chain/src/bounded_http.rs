@@ -12,6 +12,10 @@ use alloy::transports::{TransportError, TransportErrorKind, TransportFut};
 /// a few thousand logs per call), far below what would hurt the process.
 pub const DEFAULT_MAX_ANSWER_MIB: u64 = 32;
 
+/// The most an answer's buffer is sized to before its bytes arrive (beyond, it grows with them):
+/// a hostile endpoint announcing the whole bound on every answer must not reserve it up front.
+const PRESIZED_AT_MOST: usize = 4 * 1024 * 1024;
+
 /// A JSON-RPC-over-HTTP transport reading at most `max_bytes` of an answer.
 #[derive(Debug, Clone)]
 pub struct BoundedHttp {
@@ -53,7 +57,8 @@ impl BoundedHttp {
             .content_length()
             .and_then(|n| usize::try_from(n).ok())
             .filter(|n| *n <= self.max_bytes)
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(PRESIZED_AT_MOST);
         let mut body = Vec::with_capacity(announced);
         loop {
             match answer.chunk().await {

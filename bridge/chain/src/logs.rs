@@ -50,13 +50,15 @@ impl LogSpan {
         Some(from..=end)
     }
 
-    /// A read of the current width failed: halve it. The answer may have been over the
-    /// endpoint's bound (`max_answer_mib`) or too heavy for the node to answer in time — a quiet
-    /// stretch widens the span, and the blocks after it may be a backlog's; a width kept after
-    /// such a failure would fail the same way every round, and the reader would never move.
-    /// An endpoint that is down halves it too: sparse answers double it back.
-    pub fn failed(&mut self) {
-        self.blocks = self.blocks.checked_div(2).unwrap_or(1).max(1);
+    /// A read of `blocks` blocks failed: the next is at most half as wide. The answer may have
+    /// been over the endpoint's bound (`max_answer_mib`) or too heavy for the node to answer in
+    /// time — a quiet stretch widens the span, and the blocks after it may be a backlog's; a
+    /// width kept after such a failure would fail the same way every round, and the reader would
+    /// never move. Halved from the range read, not the span: a range cut short (by a count, the
+    /// head) and halved from a wider span would be asked again unchanged for several rounds.
+    /// An endpoint that is down narrows it too: sparse answers double it back.
+    pub fn failed(&mut self, blocks: u64) {
+        self.blocks = self.blocks.min(blocks).checked_div(2).unwrap_or(1).max(1);
     }
 
     /// A range of `blocks` blocks answered `found` logs: adapt the width.
@@ -102,10 +104,13 @@ mod tests {
             span.observe(span.blocks(), 0);
         }
         assert_eq!(span.blocks(), 1_024);
-        span.failed();
+        span.failed(1_024);
         assert_eq!(span.blocks(), 512);
+        // A range cut short (a count, the head) halves from what was read.
+        span.failed(40);
+        assert_eq!(span.blocks(), 20);
         for _ in 0..20 {
-            span.failed();
+            span.failed(span.blocks());
         }
         assert_eq!(span.blocks(), 1, "never narrower than a block");
     }

@@ -659,7 +659,9 @@ impl Guardian {
         let logs = match destination.logs(&filter).await {
             Ok(logs) => logs,
             Err(e) => {
-                guarded.span.failed();
+                guarded
+                    .span
+                    .failed(to.saturating_sub(next).saturating_add(1));
                 return Err(e.into());
             }
         };

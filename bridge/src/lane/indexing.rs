@@ -199,7 +199,8 @@ impl Indexer {
         let requests = match self.source.views().request_logs(range.clone()).await {
             Ok(requests) => requests,
             Err(e) => {
-                self.span.failed();
+                self.span
+                    .failed(range.end().saturating_sub(*range.start()).saturating_add(1));
                 return Err(e.into());
             }
         };

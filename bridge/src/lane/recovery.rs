@@ -118,7 +118,10 @@ impl LaneChains for ChainLane {
                 .request_logs(range.clone())
                 .await
                 .map_err(|e| {
-                    self.span.lock().unwrap_or_else(|p| p.into_inner()).failed();
+                    self.span
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .failed(range.end().saturating_sub(*range.start()).saturating_add(1));
                     RecoveryError::Chain {
                         what: "source request events",
                         retryable: e.is_retryable(),

@@ -442,7 +442,7 @@ impl ConservationScanner {
                         .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
                         .await;
                     let requests = self.requested_in(&at, range.clone()).await;
-                    let requests = self.narrowed_on_failure(span, requests)?;
+                    let requests = self.narrowed_on_failure(span, &range, requests)?;
                     width = range.end().saturating_sub(*range.start()).saturating_add(1);
                     self.spans[span].observe(width, requests.len());
                     next = range.end().saturating_add(1);
@@ -451,7 +451,7 @@ impl ConservationScanner {
                 }
                 AssetSide::Released => {
                     let released = self.released_in(&at, range.clone()).await;
-                    let (releases, logs) = self.narrowed_on_failure(span, released)?;
+                    let (releases, logs) = self.narrowed_on_failure(span, &range, released)?;
                     width = range.end().saturating_sub(*range.start()).saturating_add(1);
                     self.spans[span].observe(width, logs);
                     next = range.end().saturating_add(1);
@@ -465,7 +465,7 @@ impl ConservationScanner {
                     let logs = self
                         .logs(&at, vec![Bridge::Refunded::SIGNATURE_HASH], range.clone())
                         .await;
-                    let logs = self.narrowed_on_failure(span, logs)?;
+                    let logs = self.narrowed_on_failure(span, &range, logs)?;
                     let mut refunds = Vec::with_capacity(logs.len());
                     for log in &logs {
                         let event = log.log_decode::<Bridge::Refunded>().map_err(|_| {
@@ -491,17 +491,19 @@ impl ConservationScanner {
         Ok(next > safe_head)
     }
 
-    /// `read` of a range of span `span`; a failure halves that span ([`LogSpan::failed`]), so a
-    /// range whose answer is over the endpoint's bound is not asked again as it was.
+    /// `read` of `range` with span `span`; a failure halves that span from the range read
+    /// ([`LogSpan::failed`]), so a range whose answer is over the endpoint's bound is not asked
+    /// again as it was.
     fn narrowed_on_failure<T>(
         &mut self,
         span: usize,
+        range: &RangeInclusive<u64>,
         read: Result<T, ConservationError>,
     ) -> Result<T, ConservationError> {
         if read.is_err()
             && let Some(span) = self.spans.get_mut(span)
         {
-            span.failed();
+            span.failed(range.end().saturating_sub(*range.start()).saturating_add(1));
         }
         read
     }
