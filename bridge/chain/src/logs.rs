@@ -12,6 +12,14 @@ use std::ops::RangeInclusive;
 /// Logs one `eth_getLogs` answer should hold at most (about 1.3 KiB of JSON each).
 pub const TARGET_LOGS: usize = 1_000;
 
+/// How many blocks `range` spans (0 for an empty one).
+pub fn blocks_in(range: &RangeInclusive<u64>) -> u64 {
+    range
+        .end()
+        .checked_sub(*range.start())
+        .map_or(0, |d| d.saturating_add(1))
+}
+
 /// The width of the next `eth_getLogs` range, adapted to the density of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogSpan {
@@ -80,6 +88,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_range_spans_its_blocks() {
+        assert_eq!(blocks_in(&(5..=5)), 1);
+        assert_eq!(blocks_in(&(5..=9)), 5);
+        assert_eq!(blocks_in(&(0..=u64::MAX)), u64::MAX);
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = 9..=5;
+        assert_eq!(blocks_in(&empty), 0);
+    }
+
+    #[test]
     fn quiet_history_widens_to_the_node_limit() {
         let mut span = LogSpan::new(1_000, 1_000);
         let mut from = 0u64;
@@ -97,13 +115,19 @@ mod tests {
         assert!(reads <= 11, "doubling reaches the limit fast: {reads}");
     }
 
-    #[test]
-    fn a_failed_read_halves_the_span_down_to_one_block() {
-        let mut span = LogSpan::new(1_024, 1_000);
+    /// A span of at most `max` blocks widened to it by quiet answers.
+    fn widened(max: u64) -> LogSpan {
+        let mut span = LogSpan::new(max, 1_000);
         for _ in 0..20 {
             span.observe(span.blocks(), 0);
         }
-        assert_eq!(span.blocks(), 1_024);
+        assert_eq!(span.blocks(), max);
+        span
+    }
+
+    #[test]
+    fn a_failed_read_halves_the_span_down_to_one_block() {
+        let mut span = widened(1_024);
         span.failed(1_024);
         assert_eq!(span.blocks(), 512);
         // A range cut short (a count, the head) halves from what was read.
@@ -117,11 +141,7 @@ mod tests {
 
     #[test]
     fn a_dense_answer_shrinks_the_span_to_the_target() {
-        let mut span = LogSpan::new(1_000, 1_000);
-        for _ in 0..10 {
-            span.observe(span.blocks(), 0);
-        }
-        assert_eq!(span.blocks(), 1_000);
+        let mut span = widened(1_000);
         // A burst: 500 logs per block.
         span.observe(1_000, 500_000);
         assert_eq!(span.blocks(), 2, "1000 logs at 500 per block");

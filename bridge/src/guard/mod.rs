@@ -43,7 +43,7 @@ use multibridge_monitoring::{GuardianMetrics, StatusBoard};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::chain::logs::LogSpan;
+use crate::chain::logs::{LogSpan, blocks_in};
 use crate::chain::lookup::{ScanBounds, find_request, requests_of_tx};
 use crate::chain::submitter::{JobEvent, SubmitClient, send_estimated};
 use crate::chain::{ChainError, ChainPair};
@@ -650,7 +650,7 @@ impl Guardian {
         let Some(range) = guarded.span.next(next, head) else {
             return Ok(());
         };
-        let (next, to) = (*range.start(), *range.end());
+        let (next, to, width) = (*range.start(), *range.end(), blocks_in(&range));
         let filter = Filter::new()
             .address(destination.bridge())
             .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
@@ -659,15 +659,11 @@ impl Guardian {
         let logs = match destination.logs(&filter).await {
             Ok(logs) => logs,
             Err(e) => {
-                guarded
-                    .span
-                    .failed(to.saturating_sub(next).saturating_add(1));
+                guarded.span.failed(width);
                 return Err(e.into());
             }
         };
-        guarded
-            .span
-            .observe(to.saturating_sub(next).saturating_add(1), logs.len());
+        guarded.span.observe(width, logs.len());
         let mut handles = Vec::new();
         for log in logs
             .iter()

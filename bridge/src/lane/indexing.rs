@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use multibridge_monitoring::{LaneMetrics, Readiness};
 
-use crate::chain::logs::LogSpan;
+use crate::chain::logs::{LogSpan, blocks_in};
 use crate::chain::{ChainClient, ChainError, ViewError};
 use crate::store::{SharedStore, StoreError};
 use crate::task::{Next, Retryable, Stepper};
@@ -196,15 +196,14 @@ impl Indexer {
             .views()
             .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
             .await;
+        let width = blocks_in(&range);
         let requests = match self.source.views().request_logs(range.clone()).await {
             Ok(requests) => requests,
             Err(e) => {
-                self.span
-                    .failed(range.end().saturating_sub(*range.start()).saturating_add(1));
+                self.span.failed(width);
                 return Err(e.into());
             }
         };
-        let width = range.end().saturating_sub(*range.start()).saturating_add(1);
         self.span.observe(width, requests.len());
         for r in &requests {
             tracing::debug!(%lane, nonce = r.nonce, src_tx = %r.srcTxHash, block = r.srcBlockNumber, "request observed");

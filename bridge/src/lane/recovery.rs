@@ -14,7 +14,7 @@ use multibridge_contracts::{NonceState, Request};
 use multibridge_recovery::{LaneChains, Recovery, RecoveryError, VoteQueue};
 use tokio::sync::{mpsc, watch};
 
-use crate::chain::logs::LogSpan;
+use crate::chain::logs::{LogSpan, blocks_in};
 use crate::chain::{ChainClient, ChainError};
 use crate::store::SharedStore;
 use crate::task::{Next, Retryable, Stepper};
@@ -112,6 +112,7 @@ impl LaneChains for ChainLane {
                 .views()
                 .requests_within(range, crate::chain::logs::TARGET_LOGS as u64)
                 .await;
+            let width = blocks_in(&range);
             let found = self
                 .source
                 .views()
@@ -121,14 +122,13 @@ impl LaneChains for ChainLane {
                     self.span
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .failed(range.end().saturating_sub(*range.start()).saturating_add(1));
+                        .failed(width);
                     RecoveryError::Chain {
                         what: "source request events",
                         retryable: e.is_retryable(),
                         message: e.to_string(),
                     }
                 })?;
-            let width = range.end().saturating_sub(*range.start()).saturating_add(1);
             self.span
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

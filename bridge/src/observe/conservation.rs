@@ -36,7 +36,7 @@ use serde::Serialize;
 use crate::chain::ChainClient;
 use crate::chain::ChainError;
 use crate::chain::bridge_views::ViewError;
-use crate::chain::logs::LogSpan;
+use crate::chain::logs::{LogSpan, blocks_in};
 use crate::guard::{Alarm, AlarmReason, AlarmSender, Evidence, SourceClaim};
 use crate::store::{
     AssetSide, ForgedRelease, ScannedRelease, ScannedRequest, SharedStore, Store, StoreError,
@@ -443,7 +443,7 @@ impl ConservationScanner {
                         .await;
                     let requests = self.requested_in(&at, range.clone()).await;
                     let requests = self.narrowed_on_failure(span, &range, requests)?;
-                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    width = blocks_in(&range);
                     self.spans[span].observe(width, requests.len());
                     next = range.end().saturating_add(1);
                     self.store()
@@ -452,7 +452,7 @@ impl ConservationScanner {
                 AssetSide::Released => {
                     let released = self.released_in(&at, range.clone()).await;
                     let (releases, logs) = self.narrowed_on_failure(span, &range, released)?;
-                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    width = blocks_in(&range);
                     self.spans[span].observe(width, logs);
                     next = range.end().saturating_add(1);
                     self.store()
@@ -481,7 +481,7 @@ impl ConservationScanner {
                             refunds.push((e.token, units(e.kind, e.amount)));
                         }
                     }
-                    width = range.end().saturating_sub(*range.start()).saturating_add(1);
+                    width = blocks_in(&range);
                     self.spans[span].observe(width, logs.len());
                     next = range.end().saturating_add(1);
                     self.store().record_refunded(self.lane, next, &refunds)?;
@@ -503,7 +503,7 @@ impl ConservationScanner {
         if read.is_err()
             && let Some(span) = self.spans.get_mut(span)
         {
-            span.failed(range.end().saturating_sub(*range.start()).saturating_add(1));
+            span.failed(blocks_in(range));
         }
         read
     }
