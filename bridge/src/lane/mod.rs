@@ -175,6 +175,7 @@ pub fn spawn(
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             readiness: shared.readiness.clone(),
             destination: crate::observe::watcher::chain_component(lane.destination()),
+            source: crate::observe::watcher::chain_component(lane.source()),
             signer: shared.signer_health.clone(),
             bound,
         });

@@ -1,10 +1,13 @@
 //! Whether this replica can serve the lanes it leads, and what it does when it cannot.
 //!
-//! A leader keeps its etcd lease as long as it reaches etcd, even when it cannot reach the
-//! destination chain or its signer fails: its operator's vote is then missing until the fault
+//! A leader keeps its etcd lease as long as it reaches etcd, even when it cannot reach one of
+//! its lane's chains or its signer fails: its operator's vote is then missing until the fault
 //! ends, and with threshold = operators the lane stalls. So a leader that has been *unfit* — its
-//! destination chain silent (the watcher's last successful probe older than the bound) or its
-//! signer failing — for longer than `[etcd] step_down_after_secs` hands the lane over, but only
+//! destination chain silent (the watcher's last successful probe older than the bound), its
+//! source chain silent (it indexes, signs and votes nothing new: issue 52's soak put an attested
+//! lane's batches 5 s late for the whole of such a cut, each waiting for the next operator's
+//! turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
+//! over, but only
 //! to a replica of its operator that reports it *can* serve (the `serving` flag of its progress
 //! record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
 //! After handing over it holds off campaigning (1 s, doubling per handover up to a minute, back
@@ -23,6 +26,8 @@ use super::layout::ReplicaProgress;
 pub enum Unfit {
     /// The destination chain has not answered the watcher's probes.
     DestinationRpc,
+    /// The source chain has not answered the watcher's probes: nothing new is indexed.
+    SourceRpc,
     /// The operator's signer fails.
     Signer,
 }
@@ -32,6 +37,7 @@ impl Unfit {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DestinationRpc => "destination_rpc",
+            Self::SourceRpc => "source_rpc",
             Self::Signer => "signer",
         }
     }
@@ -91,6 +97,8 @@ pub struct ServeHealth {
     pub readiness: Arc<Readiness>,
     /// The destination chain's readiness component.
     pub destination: String,
+    /// The source chain's.
+    pub source: String,
     /// The signer's.
     pub signer: SignerHealth,
     /// Unfit for this long hands the lane over.
@@ -100,26 +108,37 @@ pub struct ServeHealth {
 impl ServeHealth {
     /// Why this replica has been unable to serve for at least the bound, and for how long.
     pub fn unfit(&self) -> Option<(Unfit, Duration)> {
-        let silent = self.readiness.last_ok_age(&self.destination);
+        let silent = Silent {
+            destination: self.readiness.last_ok_age(&self.destination),
+            source: self.readiness.last_ok_age(&self.source),
+        };
         unfit_for(silent, self.signer.failing_for(), self.bound)
     }
 }
 
-/// [`ServeHealth::unfit`] from its inputs: the destination's last success `silent` ago (`None`:
-/// never yet — a replica just started is not judged) and the signer failing for `signer`.
+/// How long ago each of a lane's chains last answered the watcher (`None`: never yet — a
+/// replica just started is not judged).
+#[derive(Debug, Clone, Copy, Default)]
+struct Silent {
+    destination: Option<Duration>,
+    source: Option<Duration>,
+}
+
+/// [`ServeHealth::unfit`] from its inputs: the chains' silence and the signer failing for
+/// `signer`. The destination is named first (nothing reaches the lane), then the source.
 fn unfit_for(
-    silent: Option<Duration>,
+    silent: Silent,
     signer: Option<Duration>,
     bound: Duration,
 ) -> Option<(Unfit, Duration)> {
-    if let Some(silent) = silent
-        && silent >= bound
-    {
+    let past = |age: Option<Duration>| age.filter(|age| *age >= bound);
+    if let Some(silent) = past(silent.destination) {
         return Some((Unfit::DestinationRpc, silent));
     }
-    signer
-        .filter(|failing| *failing >= bound)
-        .map(|failing| (Unfit::Signer, failing))
+    if let Some(silent) = past(silent.source) {
+        return Some((Unfit::SourceRpc, silent));
+    }
+    past(signer).map(|failing| (Unfit::Signer, failing))
 }
 
 /// A progress record this old (seconds, by the writers' clocks) says nothing about its replica
@@ -206,27 +225,54 @@ mod tests {
         }
     }
 
+    /// The destination silent for `destination`, the source for `source` (seconds).
+    fn silent(destination: Option<u64>, source: Option<u64>) -> Silent {
+        Silent {
+            destination: destination.map(Duration::from_secs),
+            source: source.map(Duration::from_secs),
+        }
+    }
+
     #[test]
     fn unfit_only_past_the_bound_and_the_destination_first() {
         let s = Duration::from_secs;
-        assert_eq!(unfit_for(Some(s(1)), None, BOUND), None);
+        assert_eq!(unfit_for(silent(Some(1), Some(1)), None, BOUND), None);
         assert_eq!(
-            unfit_for(None, None, BOUND),
+            unfit_for(silent(None, None), None, BOUND),
             None,
             "not judged before a probe"
         );
         assert_eq!(
-            unfit_for(Some(s(3)), None, BOUND),
+            unfit_for(silent(Some(3), Some(1)), None, BOUND),
             Some((Unfit::DestinationRpc, s(3)))
         );
-        assert_eq!(unfit_for(Some(s(1)), Some(s(2)), BOUND), None);
+        assert_eq!(unfit_for(silent(Some(1), Some(1)), Some(s(2)), BOUND), None);
         assert_eq!(
-            unfit_for(Some(s(1)), Some(s(4)), BOUND),
+            unfit_for(silent(Some(1), Some(1)), Some(s(4)), BOUND),
             Some((Unfit::Signer, s(4)))
         );
         assert_eq!(
-            unfit_for(Some(s(5)), Some(s(4)), BOUND).map(|u| u.0),
+            unfit_for(silent(Some(5), Some(5)), Some(s(4)), BOUND).map(|u| u.0),
             Some(Unfit::DestinationRpc)
+        );
+    }
+
+    #[test]
+    fn a_silent_source_is_unfit_past_the_bound_before_the_signer() {
+        let s = Duration::from_secs;
+        assert_eq!(unfit_for(silent(Some(1), Some(2)), None, BOUND), None);
+        assert_eq!(
+            unfit_for(silent(Some(1), Some(3)), None, BOUND),
+            Some((Unfit::SourceRpc, s(3)))
+        );
+        assert_eq!(
+            unfit_for(silent(None, Some(4)), Some(s(9)), BOUND),
+            Some((Unfit::SourceRpc, s(4))),
+            "a destination not probed yet does not hide a silent source"
+        );
+        assert_eq!(
+            unfit_for(silent(Some(0), None), Some(s(3)), BOUND).map(|u| u.0),
+            Some(Unfit::Signer)
         );
     }
 

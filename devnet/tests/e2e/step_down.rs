@@ -1,8 +1,9 @@
-//! A leader that cannot serve steps down (issue 35): its destination chain's RPC blackholed
-//! while etcd and the source chain stay reachable, the leader of that lane hands it to its
-//! operator's standby — which then votes within step_down_after + 2 s — keeps the lane whose destination it
-//! still reaches, and does not take the lane back while it cannot serve. Nothing is lost or
-//! doubled. The same when the leader's signer is unplugged and its standby's is not.
+//! A leader that cannot serve steps down (issue 35): its service chain's RPC blackholed while
+//! etcd and the main chain stay reachable, the leader hands over both lanes to its operator's
+//! standby — the lane whose destination it lost, and (issue 52) the lane whose source it lost,
+//! where it indexed nothing new — which then votes on each within step_down_after + 2 s, and it
+//! does not take them back while it cannot serve. Nothing is lost or doubled. The same when the
+//! leader's signer is unplugged and its standby's is not.
 
 use std::time::{Duration, Instant};
 
@@ -27,12 +28,13 @@ const STEP_DOWN_AFTER: Duration =
     Duration::from_secs(multibridge_config::etcd::DEFAULT_STEP_DOWN_AFTER_SECS);
 /// Its destination is the service chain, whose RPC is cut.
 const LANE: Lane = Lane::MainToService;
-/// Its destination is the main chain, still reachable.
+/// Its source is the service chain.
 const OTHER_LANE: Lane = Lane::ServiceToMain;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
+async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
     let dir = tempfile::tempdir().unwrap();
+    // Threshold 3 of 3: a leader that keeps a lane it cannot serve stops it for everyone.
     let devnet = start_ha(DevnetOptions {
         replica_links: true,
         ..DevnetOptions::hot_standby(dir.path()).alone()
@@ -40,27 +42,48 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
     .await
     .unwrap();
     let driver = Driver::new(devnet.manifest());
-    let traffic = Traffic::start(
-        Driver::new(devnet.manifest()),
-        LANE,
-        0,
-        Duration::from_millis(200),
-    );
+    let traffic = [LANE, OTHER_LANE].map(|lane| {
+        Traffic::start(
+            Driver::new(devnet.manifest()),
+            lane,
+            usize::from(lane == OTHER_LANE),
+            Duration::from_millis(200),
+        )
+    });
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let [leader, standby] = [
         devnet.replica_http_ports[0][0],
         devnet.replica_http_ports[0][1],
     ];
-    let before = metric(standby, &votes_series(LANE)).await.unwrap_or(0.0);
+    for lane in [LANE, OTHER_LANE] {
+        assert_eq!(
+            metric(leader, &leader_series(lane)).await,
+            Some(1.0),
+            "replica 1 leads {lane} before the cut"
+        );
+    }
+    let before = [
+        metric(standby, &votes_series(LANE)).await.unwrap_or(0.0),
+        metric(standby, &votes_series(OTHER_LANE))
+            .await
+            .unwrap_or(0.0),
+    ];
     let link = devnet.replica_links(0, 0).unwrap().rpc(ChainRole::Service);
     link.set_mode(ProxyMode::Blackhole);
     let cut = Instant::now();
-    Poll::new("the standby never voted", Duration::from_secs(30))
+    for (lane, before, why) in [
+        (LANE, before[0], "its destination"),
+        (OTHER_LANE, before[1], "its source"),
+    ] {
+        Poll::new(
+            format!("the standby never voted on {lane}"),
+            Duration::from_secs(30),
+        )
         .every(Duration::from_millis(50))
         .logs(dir.path(), 3, 30)
         .until(async || {
-            let votes = metric(standby, &votes_series(LANE)).await.unwrap_or(0.0);
+            let votes = metric(standby, &votes_series(lane)).await.unwrap_or(0.0);
             if votes > before {
                 Ok(())
             } else {
@@ -68,46 +91,48 @@ async fn a_leader_cut_off_from_its_destination_hands_the_lane_to_its_standby() {
             }
         })
         .await;
-    let took = cut.elapsed();
-    println!(
-        "destination RPC blackholed at the leader -> first vote by the standby {:.2} s (step_down_after {STEP_DOWN_AFTER:?})",
-        took.as_secs_f64()
-    );
-    assert!(
-        took <= STEP_DOWN_AFTER + Duration::from_secs(2),
-        "the standby voted only {took:?} after the cut"
-    );
-    let handed = metric_sum(
-        leader,
-        "multibridge_leadership_handovers_total",
-        "reason=\"destination_rpc\"",
-    )
-    .await
-    .unwrap_or_default();
-    assert_eq!(handed, 1.0, "one handover, for the destination RPC");
-    assert_eq!(
-        metric(leader, &leader_series(OTHER_LANE)).await,
-        Some(1.0),
-        "the lane whose destination still answers stays with the leader"
-    );
+        let took = cut.elapsed();
+        println!(
+            "{why}'s RPC blackholed at the leader of {lane} -> first vote by the standby {:.2} s (step_down_after {STEP_DOWN_AFTER:?})",
+            took.as_secs_f64()
+        );
+        assert!(
+            took <= STEP_DOWN_AFTER + Duration::from_secs(2),
+            "{lane}: the standby voted only {took:?} after the cut of {why}"
+        );
+    }
+    for (lane, reason) in [(LANE, "destination_rpc"), (OTHER_LANE, "source_rpc")] {
+        let handed = metric_sum(
+            leader,
+            "multibridge_leadership_handovers_total",
+            &format!("lane=\"{lane}\",reason=\"{reason}\""),
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(handed, 1.0, "{lane}: one handover, for {reason}");
+    }
 
-    // While its RPC stays cut the sick replica does not take the lane back.
+    // While its RPC stays cut the sick replica takes neither lane back.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(metric(leader, &leader_series(LANE)).await, Some(0.0));
-    assert_eq!(metric(standby, &leader_series(LANE)).await, Some(1.0));
+    for lane in [LANE, OTHER_LANE] {
+        assert_eq!(metric(leader, &leader_series(lane)).await, Some(0.0));
+        assert_eq!(metric(standby, &leader_series(lane)).await, Some(1.0));
+    }
 
     link.set_mode(ProxyMode::Forward);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let nonces: Vec<u64> = traffic
-        .stop()
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.nonce)
-        .collect();
-    if let Err(e) = check_drained(&driver, LANE, &nonces, 3).await {
-        dump_relay_logs(dir.path(), 3, 30);
-        panic!("{e}");
+    for (lane, traffic) in [LANE, OTHER_LANE].into_iter().zip(traffic) {
+        let nonces: Vec<u64> = traffic
+            .stop()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.nonce)
+            .collect();
+        if let Err(e) = check_drained(&driver, lane, &nonces, 3).await {
+            dump_relay_logs(dir.path(), 3, 30);
+            panic!("{lane}: {e}");
+        }
     }
 }
 

@@ -222,9 +222,9 @@ pub const VOTE_SKIP_REASONS: [&str; 2] = [
     SkipReason::AlreadyHandled.as_str(),
     SkipReason::AlreadyVoted.as_str(),
 ];
-/// Stable reasons a lane leader handed its lane over: its destination chain did not answer, or
-/// its signer failed, for longer than `[etcd] step_down_after_secs`.
-pub const HANDOVER_REASONS: [&str; 2] = ["destination_rpc", "signer"];
+/// Stable reasons a lane leader handed its lane over: its destination or its source chain did
+/// not answer, or its signer failed, for longer than `[etcd] step_down_after_secs`.
+pub const HANDOVER_REASONS: [&str; 3] = ["destination_rpc", "source_rpc", "signer"];
 /// Stable RPC outcome labels.
 pub const RPC_OUTCOMES: [&str; 4] = [
     RpcOutcome::Ok.as_str(),

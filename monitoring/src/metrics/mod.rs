@@ -686,7 +686,7 @@ impl Metrics {
             )?,
             leadership_handovers: counter(
                 "leadership_handovers_total",
-                "Lanes this replica handed to a replica of its operator that could serve them, because it could not (reason: destination_rpc, signer)",
+                "Lanes this replica handed to a replica of its operator that could serve them, because it could not (reason: destination_rpc, source_rpc, signer)",
                 &["lane", "reason"],
             )?,
             leadership_resumed: counter(
