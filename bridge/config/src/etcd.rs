@@ -30,8 +30,9 @@ pub struct EtcdConfig {
     /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
     #[serde(default)]
     pub scope: ElectionScope,
-    /// A lane leader whose destination chain has not answered, or whose signer has failed, for
-    /// this many seconds hands the lane to a replica of its operator that reports it can serve
+    /// A lane leader whose destination chain has not answered, whose lane indexer has not read
+    /// the source chain (one pair per process), or whose signer has failed, for this many
+    /// seconds hands the lane to a replica of its operator that reports it can serve
     /// (default: 3, independent of the lease: a silence must outlast a few of the watcher's
     /// probes; 0: never step down for that).
     #[serde(default, skip_serializing_if = "Option::is_none")]

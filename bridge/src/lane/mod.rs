@@ -130,6 +130,9 @@ pub struct Shared {
     pub attestation_store: Option<crate::storage::Storage>,
     /// Where the tasks every pair of the process shares run (the election of a chain).
     pub shared_tasks: crate::task::SharedTasks,
+    /// Whether the process serves several pairs: a chain's election then rules every pair's
+    /// lanes into it, and a step-down goes by what all of them share (destination, signer).
+    pub several_pairs: bool,
 }
 
 /// What a lane's voter sends with: its destination's submitter client and the events of its
@@ -175,7 +178,7 @@ pub fn spawn(
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             readiness: shared.readiness.clone(),
             destination: crate::observe::watcher::chain_component(lane.destination()),
-            source: crate::observe::watcher::chain_component(lane.source()),
+            source: (!shared.several_pairs).then(|| indexing::indexer_component(lane)),
             signer: shared.signer_health.clone(),
             bound,
         });

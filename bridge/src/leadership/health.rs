@@ -4,9 +4,9 @@
 //! its lane's chains or its signer fails: its operator's vote is then missing until the fault
 //! ends, and with threshold = operators the lane stalls. So a leader that has been *unfit* — its
 //! destination chain silent (the watcher's last successful probe older than the bound), its
-//! source chain silent (it indexes, signs and votes nothing new: issue 52's soak put an attested
-//! lane's batches 5 s late for the whole of such a cut, each waiting for the next operator's
-//! turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
+//! source chain unread (the lane indexer's last successful step older than the bound: it signs
+//! and votes nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole
+//! of such a cut, each waiting for the next operator's turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
 //! over, but only
 //! to a replica of its operator that reports it *can* serve (the `serving` flag of its progress
 //! record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
@@ -26,7 +26,7 @@ use super::layout::ReplicaProgress;
 pub enum Unfit {
     /// The destination chain has not answered the watcher's probes.
     DestinationRpc,
-    /// The source chain has not answered the watcher's probes: nothing new is indexed.
+    /// The lane's indexer has not read its source chain: nothing new is voted or signed.
     SourceRpc,
     /// The operator's signer fails.
     Signer,
@@ -97,8 +97,10 @@ pub struct ServeHealth {
     pub readiness: Arc<Readiness>,
     /// The destination chain's readiness component.
     pub destination: String,
-    /// The source chain's.
-    pub source: String,
+    /// The lane indexer's (`indexer:<lane>`: ok at each step that read the source chain), or
+    /// `None` where the lane's election also rules other pairs' lanes into the same chain,
+    /// whose sources are other chains (a process serving several pairs).
+    pub source: Option<String>,
     /// The signer's.
     pub signer: SignerHealth,
     /// Unfit for this long hands the lane over.
@@ -110,14 +112,17 @@ impl ServeHealth {
     pub fn unfit(&self) -> Option<(Unfit, Duration)> {
         let silent = Silent {
             destination: self.readiness.last_ok_age(&self.destination),
-            source: self.readiness.last_ok_age(&self.source),
+            source: self
+                .source
+                .as_ref()
+                .and_then(|source| self.readiness.last_ok_age(source)),
         };
         unfit_for(silent, self.signer.failing_for(), self.bound)
     }
 }
 
-/// How long ago each of a lane's chains last answered the watcher (`None`: never yet — a
-/// replica just started is not judged).
+/// How long ago the lane's destination last answered the watcher and its indexer last read
+/// the source (`None`: never yet — a replica just started is not judged).
 #[derive(Debug, Clone, Copy, Default)]
 struct Silent {
     destination: Option<Duration>,
@@ -255,6 +260,17 @@ mod tests {
             unfit_for(silent(Some(5), Some(5)), Some(s(4)), BOUND).map(|u| u.0),
             Some(Unfit::DestinationRpc)
         );
+    }
+
+    #[test]
+    fn every_reason_to_hand_over_is_a_label_the_metric_knows() {
+        for unfit in [Unfit::DestinationRpc, Unfit::SourceRpc, Unfit::Signer] {
+            assert!(
+                multibridge_monitoring::metrics::HANDOVER_REASONS.contains(&unfit.as_str()),
+                "{}",
+                unfit.as_str()
+            );
+        }
     }
 
     #[test]

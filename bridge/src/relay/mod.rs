@@ -156,6 +156,7 @@ pub async fn run(
         board: board.clone(),
         attestation_store,
         shared_tasks: hub.tasks().clone(),
+        several_pairs: hub.several(),
     };
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;
