@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use multibridge_contracts::bindings::ServiceRegistry;
 use multibridge_contracts::{ChainRole, Lane};
 use multibridge_devnet::harness::ha::{
-    LeaderWatch, Traffic, check_drained, leader_series, start_ha, votes_series, wait_metric,
+    LeaderWatch, Traffic, leader_series, start_ha, votes_series, wait_metric,
 };
-use multibridge_devnet::harness::invariants::dump_relay_logs;
 use multibridge_devnet::harness::scrape::metric;
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, DevnetOptions, Driver};
 
-use crate::{Poll, eventually, ha_devnet_alone};
+use crate::{Poll, eventually, ha_devnet_alone, stop_and_check};
 
 const TTL: Duration = Duration::from_secs(multibridge_devnet::LEASE_TTL_SECS);
 const LANE: Lane = Lane::MainToService;
@@ -30,20 +29,6 @@ fn traffic(devnet: &Devnet) -> Traffic {
         0,
         Duration::from_millis(200),
     )
-}
-
-async fn stop_and_check(traffic: Traffic, driver: &Driver, dir: &std::path::Path) {
-    let nonces: Vec<u64> = traffic
-        .stop()
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.nonce)
-        .collect();
-    if let Err(e) = check_drained(driver, LANE, &nonces, 3).await {
-        dump_relay_logs(dir, 3, 30);
-        panic!("{e}");
-    }
 }
 
 /// Run the `multibridge` CLI; its stdout as JSON.
@@ -97,7 +82,7 @@ async fn a_killed_leader_is_replaced_within_ttl_plus_one_second_and_the_registry
     assert_eq!(metric(follower, &leader_series(LANE)).await, Some(1.0));
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
 
     // The registry's location of operator 1's services is the new leader's endpoint.
     let config = devnet.replica_config(0, 1).unwrap();
@@ -214,7 +199,7 @@ async fn a_stopped_leader_hands_over_at_once() {
     assert!(log.contains("lease revoked"), "no revoke in the log");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -257,7 +242,7 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     }
     // Keep traffic going while the old leader is awake.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
 
     let config = devnet.replica_config(0, 0).unwrap();
     let store = multibridge::harness::Store::open(
@@ -398,7 +383,7 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
     let timeline = leaders.stop().await.unwrap();
     for op in devnet.operators() {
         for lane in Lane::ALL {

@@ -44,6 +44,27 @@ mod signer;
 mod step_down;
 mod votes;
 
+/// Stop `traffic` on `lane` and check every transfer it sent was handled exactly once, with
+/// one vote per operator of 3 (the relay logs of `dir` printed on a failure).
+pub(crate) async fn stop_and_check(
+    traffic: multibridge_devnet::harness::ha::Traffic,
+    driver: &multibridge_devnet::Driver,
+    lane: multibridge_contracts::Lane,
+    dir: &Path,
+) {
+    let nonces: Vec<u64> = traffic
+        .stop()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.nonce)
+        .collect();
+    if let Err(e) = multibridge_devnet::harness::ha::check_drained(driver, lane, &nonces, 3).await {
+        dump_relay_logs(dir, 3, 30);
+        panic!("{lane}: {e}");
+    }
+}
+
 /// Three operators, threshold 3, two replicas each through a real 3-member etcd; replica 1 of
 /// every operator leads both lanes before replica 2 starts. Shared with other devnets: the tests
 /// that use it assert correctness with bounds a shared machine meets.

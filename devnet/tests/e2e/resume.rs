@@ -7,14 +7,13 @@
 use std::time::{Duration, Instant};
 
 use multibridge_contracts::Lane;
-use multibridge_devnet::harness::ha::{Traffic, check_drained, leader_series, wait_metric};
-use multibridge_devnet::harness::invariants::dump_relay_logs;
+use multibridge_devnet::harness::ha::{Traffic, leader_series, wait_metric};
 use multibridge_devnet::harness::process::{ManagedProcess, ProcessSpec};
 use multibridge_devnet::harness::scrape::metric_sum;
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{Devnet, Driver};
 
-use crate::Poll;
+use crate::{Poll, stop_and_check};
 
 /// A lease that outlives a debug relay's restart on a shared machine: these tests are about
 /// taking a live term back (at the devnet's 1 s a restart often outlasts the lease, and then a
@@ -45,20 +44,6 @@ fn traffic(devnet: &Devnet) -> Traffic {
         0,
         Duration::from_millis(200),
     )
-}
-
-async fn stop_and_check(traffic: Traffic, driver: &Driver, dir: &std::path::Path) {
-    let nonces: Vec<u64> = traffic
-        .stop()
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.nonce)
-        .collect();
-    if let Err(e) = check_drained(driver, LANE, &nonces, 3).await {
-        dump_relay_logs(dir, 3, 30);
-        panic!("{e}");
-    }
 }
 
 /// Wait until the relay on `port` answers its HTTP API (the process is up).
@@ -141,7 +126,7 @@ async fn replicas_killed_and_restarted_together_resume_their_own_terms() {
         );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
 }
 
 /// Only the process that held a store at its place resumes from it. A second relay on the
@@ -270,5 +255,5 @@ async fn a_copied_store_never_resumes_and_a_second_process_on_one_store_is_refus
         "a term taken {led_again:?} after the kill, before the old lease could run out"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_and_check(traffic, &driver, dir.path()).await;
+    stop_and_check(traffic, &driver, LANE, dir.path()).await;
 }

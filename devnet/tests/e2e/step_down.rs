@@ -8,9 +8,7 @@
 use std::time::{Duration, Instant};
 
 use multibridge_contracts::{ChainRole, Lane};
-use multibridge_devnet::harness::ha::{
-    Traffic, check_drained, leader_series, start_ha, votes_series,
-};
+use multibridge_devnet::harness::ha::{Traffic, leader_series, start_ha, votes_series};
 use multibridge_devnet::harness::invariants::{
     assert_exactly_once, dump_relay_logs, wait_all_handled,
 };
@@ -20,7 +18,7 @@ use multibridge_devnet::harness::scrape::{metric, metric_sum};
 use multibridge_devnet::harness::tools::relay_binary;
 use multibridge_devnet::{DevnetOptions, Driver};
 
-use crate::Poll;
+use crate::{Poll, stop_and_check};
 
 /// How long a leader may be unable to serve before it hands over (the default of
 /// `step_down_after_secs`, independent of the lease since leases became 1 s).
@@ -122,17 +120,7 @@ async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
     link.set_mode(ProxyMode::Forward);
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (lane, traffic) in [LANE, OTHER_LANE].into_iter().zip(traffic) {
-        let nonces: Vec<u64> = traffic
-            .stop()
-            .await
-            .unwrap()
-            .iter()
-            .map(|s| s.nonce)
-            .collect();
-        if let Err(e) = check_drained(&driver, lane, &nonces, 3).await {
-            dump_relay_logs(dir.path(), 3, 30);
-            panic!("{lane}: {e}");
-        }
+        stop_and_check(traffic, &driver, lane, dir.path()).await;
     }
 }
 
