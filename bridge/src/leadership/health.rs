@@ -6,10 +6,9 @@
 //! destination chain silent (the watcher's last successful probe older than the bound), its
 //! source chain unread (the lane indexer's last successful step older than the bound: it signs
 //! and votes nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole
-//! of such a cut, each waiting for the next operator's turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
-//! over, but only
-//! to a replica of its operator that reports it *can* serve (the `serving` flag of its progress
-//! record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
+//! of such a cut, each waiting for the next operator's turn), or its signer failing — for
+//! longer than `[etcd] step_down_after_secs` hands the lane over, but only to a replica of its
+//! operator that reports it *can* serve (the `serving` flag of its progress record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
 //! After handing over it holds off campaigning (1 s, doubling per handover up to a minute, back
 //! to 1 s after a settled term) so two sick replicas never flap the lane between them; an unfit
 //! replica does not campaign while a healthy peer exists.
