@@ -6,6 +6,7 @@
 //! | this file | [`ChainClient`]: one chain's RPC endpoints with failover, timeouts and error classes |
 //! | [`rpc_error`] | what an endpoint's error means: retryable, rate-limited, a refusal |
 //! | [`health`] | which endpoints keep up: lagging or frozen ones are demoted |
+//! | [`liveness`] | whether the chain answers: how long the oldest call since its last answer has waited |
 //! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
 //! | [`pair`] | both chains of a pair |
 //! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
@@ -46,6 +47,7 @@ pub mod fees;
 pub mod fence;
 pub mod head_cadence;
 pub mod health;
+pub mod liveness;
 pub mod logs;
 pub mod lookup;
 pub mod pair;
@@ -296,6 +298,7 @@ impl ChainClient {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| async move {
+                self.shared.liveness.asking();
                 let answer = match tokio::time::timeout(
                     self.policy.attempt_timeout,
                     f(endpoint.provider.clone()),
@@ -320,8 +323,17 @@ impl ChainClient {
         futures::future::join_all(attempts).await
     }
 
+    /// Count an attempt's outcome; a value or a refusal is the chain answering.
     fn record(&self, endpoint: usize, method: &'static str, outcome: RpcOutcome) {
+        if matches!(outcome, RpcOutcome::Ok | RpcOutcome::Fatal) {
+            self.shared.liveness.answered();
+        }
         self.metrics.rpc(endpoint, method, outcome);
+    }
+
+    /// Whether this chain answers the process's calls (shared by every client of the chain).
+    pub fn liveness(&self) -> std::sync::Arc<liveness::Liveness> {
+        self.shared.liveness.clone()
     }
 
     /// This chain's metrics.
@@ -750,6 +762,7 @@ impl ChainClient {
         for attempt in 1..=self.policy.max_attempts {
             let index = self.pick();
             let endpoint = &self.endpoints[index];
+            self.shared.liveness.asking();
             let class = match tokio::time::timeout(
                 self.policy.attempt_timeout,
                 f(endpoint.provider.clone()),

@@ -78,6 +78,8 @@ pub struct SharedReads {
     pub(crate) cadence: Mutex<crate::head_cadence::Cadence>,
     /// Per account: its balance and the chain's gas price (what the watchers show).
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
+    /// Whether the chain answers the process's calls (the step-down's evidence).
+    pub(crate) liveness: Arc<crate::liveness::Liveness>,
 }
 
 impl SharedReads {
@@ -88,6 +90,7 @@ impl SharedReads {
             logs: LogStore::default(),
             cadence: Mutex::default(),
             wallets: Mutex::default(),
+            liveness: Arc::default(),
         }
     }
 

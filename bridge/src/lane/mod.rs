@@ -176,9 +176,8 @@ pub fn spawn(
             open.set(open_for.as_secs_f64());
         });
         let health = etcd.step_down_after().map(|bound| ServeHealth {
-            readiness: shared.readiness.clone(),
-            destination: crate::observe::watcher::chain_component(lane.destination()),
-            source: (!shared.several_pairs).then(|| indexing::indexer_component(lane)),
+            destination: destination.liveness(),
+            source: (!shared.several_pairs).then(|| source.liveness()),
             signer: shared.signer_health.clone(),
             bound,
         });

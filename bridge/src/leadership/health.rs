@@ -3,10 +3,12 @@
 //! A leader keeps its etcd lease as long as it reaches etcd, even when it cannot reach one of
 //! its lane's chains or its signer fails: its operator's vote is then missing until the fault
 //! ends, and with threshold = operators the lane stalls. So a leader that has been *unfit* — its
-//! destination chain silent (the watcher's last successful probe older than the bound), its
-//! source chain unread (the lane indexer's last successful step older than the bound: it signs
-//! and votes nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole
-//! of such a cut, each waiting for the next operator's turn), or its signer failing — for
+//! destination chain silent (a call to it unanswered for the bound: [`Liveness`], counted from
+//! the first attempt after the chain's last answer, so neither the watcher's pause between
+//! probes nor a slow but answering RPC nor one hung endpoint of several counts as silence), its
+//! source chain silent the same way (its indexer reads nothing new, so it signs and votes
+//! nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole of such a
+//! cut, each waiting for the next operator's turn), or its signer failing — for
 //! longer than `[etcd] step_down_after_secs` hands the lane over, but only to a replica of its
 //! operator that reports it *can* serve (the `serving` flag of its progress record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
 //! After handing over it holds off campaigning (1 s, doubling per handover up to a minute, back
@@ -16,16 +18,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use multibridge_monitoring::Readiness;
+use multibridge_chain::liveness::Liveness;
 
 use super::layout::ReplicaProgress;
 
 /// Why a replica cannot serve its lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unfit {
-    /// The destination chain has not answered the watcher's probes.
+    /// The destination chain has left a call unanswered.
     DestinationRpc,
-    /// The lane's indexer has not read its source chain: nothing new is voted or signed.
+    /// The source chain has left a call unanswered: nothing new is indexed, voted or signed.
     SourceRpc,
     /// The operator's signer fails.
     Signer,
@@ -92,14 +94,12 @@ impl SignerHealth {
 /// What a lane's campaign asks before leading on or competing.
 #[derive(Clone)]
 pub struct ServeHealth {
-    /// Readiness, where the watcher records each chain's last successful probe.
-    pub readiness: Arc<Readiness>,
-    /// The destination chain's readiness component.
-    pub destination: String,
-    /// The lane indexer's (`indexer:<lane>`: ok at each step that read the source chain), or
-    /// `None` where the lane's election also rules other pairs' lanes into the same chain,
-    /// whose sources are other chains (a process serving several pairs).
-    pub source: Option<String>,
+    /// Whether the destination chain answers this process's calls.
+    pub destination: Arc<Liveness>,
+    /// Whether the source chain does, or `None` where the lane's election also rules other
+    /// pairs' lanes into the same chain, whose sources are other chains (a process serving
+    /// several pairs).
+    pub source: Option<Arc<Liveness>>,
     /// The signer's.
     pub signer: SignerHealth,
     /// Unfit for this long hands the lane over.
@@ -110,18 +110,15 @@ impl ServeHealth {
     /// Why this replica has been unable to serve for at least the bound, and for how long.
     pub fn unfit(&self) -> Option<(Unfit, Duration)> {
         let silent = Silent {
-            destination: self.readiness.last_ok_age(&self.destination),
-            source: self
-                .source
-                .as_ref()
-                .and_then(|source| self.readiness.last_ok_age(source)),
+            destination: self.destination.silent_for(),
+            source: self.source.as_ref().and_then(|source| source.silent_for()),
         };
         unfit_for(silent, self.signer.failing_for(), self.bound)
     }
 }
 
-/// How long ago the lane's destination last answered the watcher and its indexer last read
-/// the source (`None`: never yet — a replica just started is not judged).
+/// How long the destination and the source have left a call unanswered (`None`: it answers,
+/// or nothing was asked).
 #[derive(Debug, Clone, Copy, Default)]
 struct Silent {
     destination: Option<Duration>,
@@ -244,7 +241,7 @@ mod tests {
         assert_eq!(
             unfit_for(silent(None, None), None, BOUND),
             None,
-            "not judged before a probe"
+            "nothing unanswered"
         );
         assert_eq!(
             unfit_for(silent(Some(3), Some(1)), None, BOUND),
@@ -283,7 +280,7 @@ mod tests {
         assert_eq!(
             unfit_for(silent(None, Some(4)), Some(s(9)), BOUND),
             Some((Unfit::SourceRpc, s(4))),
-            "a destination not probed yet does not hide a silent source"
+            "a destination that answers does not hide a silent source"
         );
         assert_eq!(
             unfit_for(silent(Some(0), None), Some(s(3)), BOUND).map(|u| u.0),

@@ -158,6 +158,13 @@ pub async fn run(
         shared_tasks: hub.tasks().clone(),
         several_pairs: hub.several(),
     };
+    for role in [ChainRole::Main, ChainRole::Service] {
+        // What the step-down reads, at each scrape.
+        let (liveness, gauge) = (chains.get(role).liveness(), metrics.chain(role).unanswered);
+        metrics.on_render(move || {
+            gauge.set(liveness.silent_for().map_or(0.0, |d| d.as_secs_f64()));
+        });
+    }
     if let Some(storage) = &storage {
         backup::join_empty_lanes(&shared, storage).await;
     }

@@ -1,11 +1,13 @@
 //! A small TCP proxy for network faults the kernel here cannot make (no netem): forward, delay,
-//! blackhole (accept and never answer) or refuse, switchable at run time.
+//! slow every request (a far or overloaded RPC that still answers), blackhole (accept and never
+//! answer) or refuse, switchable at run time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -44,8 +46,32 @@ pub struct TcpProxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<AtomicU64>,
+    latency_ms: Arc<AtomicU64>,
     switch: tokio::sync::watch::Sender<u64>,
     task: JoinHandle<()>,
+}
+
+/// Copy `from` to `to` until either ends, holding each chunk `latency` (read per chunk) first.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    latency: Option<&AtomicU64>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let hold = latency.map_or(0, |l| l.load(Ordering::Relaxed));
+        if hold > 0 {
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl TcpProxy {
@@ -55,7 +81,8 @@ impl TcpProxy {
         let addr = listener.local_addr()?;
         let mode = Arc::new(AtomicU8::new(mode.to_u8()));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (m, d) = (mode.clone(), delay_ms.clone());
+        let latency_ms = Arc::new(AtomicU64::new(0));
+        let (m, d, l) = (mode.clone(), delay_ms.clone(), latency_ms.clone());
         let (switch, _) = tokio::sync::watch::channel(0u64);
         let e = switch.clone();
         let task = tokio::spawn(async move {
@@ -69,15 +96,26 @@ impl TcpProxy {
                         let delay = Duration::from_millis(d.load(Ordering::Relaxed));
                         let mut switched = e.subscribe();
                         let m = m.clone();
+                        let latency = l.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
                             let Ok(mut outbound) = TcpStream::connect(target).await else {
                                 return;
                             };
                             let mut inbound = inbound;
-                            let cut = tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
-                                _ = switched.changed() => true,
+                            let cut = {
+                                let (from_client, to_client) = inbound.split();
+                                let (from_node, to_node) = outbound.split();
+                                let both = async {
+                                    tokio::join!(
+                                        pump(from_client, to_node, Some(&latency)),
+                                        pump(from_node, to_client, None),
+                                    )
+                                };
+                                tokio::select! {
+                                    _ = both => false,
+                                    _ = switched.changed() => true,
+                                }
                             };
                             // A switch to blackhole silences open connections too (a client's
                             // pooled keep-alive connection must not slip through); they are
@@ -98,6 +136,7 @@ impl TcpProxy {
             addr,
             mode,
             delay_ms,
+            latency_ms,
             switch,
             task,
         })
@@ -122,6 +161,15 @@ impl TcpProxy {
     pub fn set_delay(&self, delay: Duration) {
         self.delay_ms.store(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Hold everything a client sends this long before passing it on, on open connections
+    /// too: every request over the proxy answers `latency` later (0: at once).
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
     }

@@ -55,7 +55,7 @@ async fn chain_nonces(driver: &Driver, lane: Lane) -> (u64, u64, u64) {
 }
 
 /// Every metric DESIGN §8 names (per lane, per chain and signer, leadership, build info).
-const DESIGN_METRICS: [&str; 24] = [
+const DESIGN_METRICS: [&str; 25] = [
     "multibridge_source_head",
     "multibridge_indexed_block",
     "multibridge_request_nonce",
@@ -73,6 +73,7 @@ const DESIGN_METRICS: [&str; 24] = [
     "multibridge_signer_nonce",
     "multibridge_signer_balance",
     "multibridge_gas_price_gwei",
+    "multibridge_chain_unanswered_seconds",
     "multibridge_rpc_requests_total",
     "multibridge_leader",
     "multibridge_leadership_changes_total",

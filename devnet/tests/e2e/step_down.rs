@@ -3,7 +3,8 @@
 //! standby — the lane whose destination it lost, and (issue 52) the lane whose source it lost,
 //! where it indexed nothing new — which then votes on each within step_down_after + 2 s, and it
 //! does not take them back while it cannot serve. Nothing is lost or doubled. The same when the
-//! leader's signer is unplugged and its standby's is not.
+//! leader's signer is unplugged and its standby's is not. A leader whose RPC is slow but
+//! answers keeps its lanes.
 
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,117 @@ async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
 
     link.set_mode(ProxyMode::Forward);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    for (lane, traffic) in [LANE, OTHER_LANE].into_iter().zip(traffic) {
+        stop_and_check(traffic, &driver, lane, dir.path()).await;
+    }
+}
+
+/// A leader whose service chain's RPC is slow but answers (every request held 1.5 s on its own
+/// link: a far or overloaded provider) keeps both lanes and votes on: a step-down acts on a
+/// chain that leaves a call unanswered for `step_down_after`, not on a probe that took long.
+/// Until 2026-11-29 the destination rule read the age of the watcher's last good probe, the
+/// probe interval plus the probe's round trips, and the source rule the age of the indexer's
+/// last step: both cross 3 s at this latency with nothing wrong, and the lanes were handed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_rpc_is_slow_but_answers_keeps_its_lanes() {
+    const LATENCY: Duration = Duration::from_millis(1_500);
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = start_ha(DevnetOptions {
+        replica_links: true,
+        ..DevnetOptions::hot_standby(dir.path()).alone()
+    })
+    .await
+    .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let traffic = [LANE, OTHER_LANE].map(|lane| {
+        Traffic::start(
+            Driver::new(devnet.manifest()),
+            lane,
+            usize::from(lane == OTHER_LANE),
+            Duration::from_millis(200),
+        )
+    });
+    let leader = devnet.replica_http_ports[0][0];
+    let votes = async |lane| metric(leader, &votes_series(lane)).await.unwrap_or(0.0);
+    Poll::new(
+        "replica 1 never led and voted on both lanes",
+        Duration::from_secs(60),
+    )
+    .logs(dir.path(), 3, 30)
+    .until(async || {
+        for lane in [LANE, OTHER_LANE] {
+            if metric(leader, &leader_series(lane)).await != Some(1.0) || votes(lane).await < 1.0 {
+                return Err(format!("{lane}: not led and voted on by replica 1 yet"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let before = [votes(LANE).await, votes(OTHER_LANE).await];
+
+    let link = devnet.replica_links(0, 0).unwrap().rpc(ChainRole::Service);
+    link.set_latency(LATENCY);
+    let slow = Instant::now();
+    // Four times the bound: at every poll the leader still leads and has handed nothing over,
+    // and its gauge of the service chain's silence shows the wait without reaching the bound.
+    let window = STEP_DOWN_AFTER * 4;
+    let mut longest_wait = 0.0f64;
+    Poll::new("the slow window", window + Duration::from_secs(5))
+        .every(Duration::from_millis(200))
+        .logs(dir.path(), 3, 40)
+        .until(async || {
+            let unanswered = metric_sum(
+                leader,
+                "multibridge_chain_unanswered_seconds",
+                "chain=\"service\"",
+            )
+            .await
+            .unwrap_or_default();
+            longest_wait = longest_wait.max(unanswered);
+            for lane in [LANE, OTHER_LANE] {
+                let handed = metric_sum(
+                    leader,
+                    "multibridge_leadership_handovers_total",
+                    &format!("lane=\"{lane}\""),
+                )
+                .await
+                .unwrap_or_default();
+                assert_eq!(
+                    handed,
+                    0.0,
+                    "{lane}: handed over {:.1} s into a slow but answering RPC",
+                    slow.elapsed().as_secs_f64()
+                );
+                assert_eq!(
+                    metric(leader, &leader_series(lane)).await,
+                    Some(1.0),
+                    "{lane}: replica 1 stopped leading"
+                );
+            }
+            if slow.elapsed() < window {
+                Err("still watching".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    println!(
+        "slow service RPC ({LATENCY:?} a request): the leader's longest unanswered call seen {longest_wait:.2} s"
+    );
+    assert!(
+        longest_wait > 0.5 && longest_wait < STEP_DOWN_AFTER.as_secs_f64(),
+        "the service chain's unanswered gauge read at most {longest_wait} s with every request held {LATENCY:?}"
+    );
+    // And it served both lanes meanwhile.
+    for (lane, before) in [LANE, OTHER_LANE].into_iter().zip(before) {
+        let after = votes(lane).await;
+        assert!(
+            after > before,
+            "{lane}: replica 1 cast no vote in the slow window ({after} votes, {before} before)"
+        );
+    }
+
+    link.set_latency(Duration::ZERO);
     for (lane, traffic) in [LANE, OTHER_LANE].into_iter().zip(traffic) {
         stop_and_check(traffic, &driver, lane, dir.path()).await;
     }

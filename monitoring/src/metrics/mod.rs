@@ -188,6 +188,11 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) gas_price_gwei: GaugeVec,
+    /// How long the oldest call to the chain made since its last answer has waited (0: every
+    /// call answered); a lane leader hands over past `[etcd] step_down_after_secs`.
+    ///
+    /// Labels: chain.
+    pub(crate) chain_unanswered: GaugeVec,
     /// Latest block of each chain as the watcher read it.
     ///
     /// Labels: chain.
@@ -638,6 +643,11 @@ impl Metrics {
                 "Gas price the chain quotes (eth_gasPrice), in gwei",
                 &["chain"],
             )?,
+            chain_unanswered: gauge(
+                "chain_unanswered_seconds",
+                "How long the oldest call to the chain since its last answer has waited (0: every call answered); a lane leader hands over past [etcd] step_down_after_secs",
+                &["chain"],
+            )?,
             chain_head: int_gauge("chain_head", "Latest block of the chain", &["chain"])?,
             chain_up: int_gauge(
                 "chain_up",
@@ -1027,6 +1037,10 @@ impl Metrics {
             metrics.chain_up.with_label_values(&[chain]).set(0);
             metrics.signer_balance.with_label_values(&[chain]).set(0.0);
             metrics.gas_price_gwei.with_label_values(&[chain]).set(0.0);
+            metrics
+                .chain_unanswered
+                .with_label_values(&[chain])
+                .set(0.0);
             for endpoint in 0..endpoints_per_chain.max(1) {
                 let endpoint = endpoint.to_string();
                 metrics
