@@ -89,10 +89,15 @@ impl Readiness {
         });
     }
 
-    /// How long ago `name` last succeeded (`None`: never, or not registered).
-    pub fn last_ok_age(&self, name: &str) -> Option<Duration> {
-        self.with(|c| c.get(name).and_then(|component| component.last_ok))
-            .map(|at| at.elapsed())
+    /// How long ago `name` last succeeded, if it has failed since (`None`: it has not failed
+    /// since its last success, never succeeded, or is not registered).
+    pub fn failing_for(&self, name: &str) -> Option<Duration> {
+        self.with(|c| {
+            c.get(name)
+                .filter(|component| component.last_error.is_some())
+                .and_then(|component| component.last_ok)
+        })
+        .map(|at| at.elapsed())
     }
 
     /// The report at `now`.
@@ -169,5 +174,27 @@ mod tests {
         let back = r.report();
         assert!(back.ready);
         assert_eq!(back.components["chain:main"].error, None);
+    }
+
+    #[test]
+    fn a_component_is_failing_from_its_last_success_only_after_a_failure() {
+        let r = Readiness::new(Duration::from_secs(10));
+        r.failed("indexer:main-to-service", &"no answer");
+        assert_eq!(
+            r.failing_for("indexer:main-to-service"),
+            None,
+            "never succeeded: not judged"
+        );
+        r.ok("indexer:main-to-service");
+        assert_eq!(r.failing_for("indexer:main-to-service"), None);
+        std::thread::sleep(Duration::from_millis(20));
+        r.failed("indexer:main-to-service", &"no answer");
+        assert!(
+            r.failing_for("indexer:main-to-service")
+                .is_some_and(|age| age >= Duration::from_millis(20))
+        );
+        r.ok("indexer:main-to-service");
+        assert_eq!(r.failing_for("indexer:main-to-service"), None);
+        assert_eq!(r.failing_for("not registered"), None);
     }
 }

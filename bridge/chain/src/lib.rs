@@ -298,7 +298,7 @@ impl ChainClient {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| async move {
-                self.shared.liveness.asking();
+                let asked = self.shared.liveness.asking();
                 let answer = match tokio::time::timeout(
                     self.policy.attempt_timeout,
                     f(endpoint.provider.clone()),
@@ -306,15 +306,15 @@ impl ChainClient {
                 .await
                 {
                     Ok(Ok(value)) => {
-                        self.record(index, method, RpcOutcome::Ok);
+                        self.record(index, method, RpcOutcome::Ok, asked);
                         Ok(value)
                     }
                     Ok(Err(e)) => {
-                        self.record(index, method, classify(&e).outcome());
+                        self.record(index, method, classify(&e).outcome(), asked);
                         Err(multibridge_monitoring::redact_urls(&e.to_string()).into_owned())
                     }
                     Err(_) => {
-                        self.record(index, method, RpcOutcome::Retryable);
+                        self.record(index, method, RpcOutcome::Retryable, asked);
                         Err("timed out".to_owned())
                     }
                 };
@@ -324,9 +324,17 @@ impl ChainClient {
     }
 
     /// Count an attempt's outcome; a value or a refusal is the chain answering.
-    fn record(&self, endpoint: usize, method: &'static str, outcome: RpcOutcome) {
+    fn record(
+        &self,
+        endpoint: usize,
+        method: &'static str,
+        outcome: RpcOutcome,
+        asked: liveness::Attempt<'_>,
+    ) {
         if matches!(outcome, RpcOutcome::Ok | RpcOutcome::Fatal) {
-            self.shared.liveness.answered();
+            asked.answered();
+        } else {
+            asked.failed();
         }
         self.metrics.rpc(endpoint, method, outcome);
     }
@@ -762,7 +770,7 @@ impl ChainClient {
         for attempt in 1..=self.policy.max_attempts {
             let index = self.pick();
             let endpoint = &self.endpoints[index];
-            self.shared.liveness.asking();
+            let asked = self.shared.liveness.asking();
             let class = match tokio::time::timeout(
                 self.policy.attempt_timeout,
                 f(endpoint.provider.clone()),
@@ -770,12 +778,12 @@ impl ChainClient {
             .await
             {
                 Ok(Ok(value)) => {
-                    self.record(index, method, RpcOutcome::Ok);
+                    self.record(index, method, RpcOutcome::Ok, asked);
                     return Ok(value);
                 }
                 Ok(Err(error)) => {
                     let class = classify(&error);
-                    self.record(index, method, class.outcome());
+                    self.record(index, method, class.outcome(), asked);
                     if class == ErrorClass::Fatal {
                         return Err(ChainError::Rejected {
                             chain: self.role,
@@ -791,7 +799,7 @@ impl ChainClient {
                     class
                 }
                 Err(_) => {
-                    self.record(index, method, RpcOutcome::Retryable);
+                    self.record(index, method, RpcOutcome::Retryable, asked);
                     last = format!(
                         "{}: timed out after {:?}",
                         endpoint.label, self.policy.attempt_timeout
@@ -831,6 +839,7 @@ impl ChainClient {
         let mut answered = 0usize;
         let mut first_up = None;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
+            let asked = self.shared.liveness.asking();
             let got = tokio::time::timeout(
                 self.policy.attempt_timeout,
                 endpoint.provider.get_chain_id(),
@@ -841,11 +850,11 @@ impl ChainClient {
                     Ok(Err(e)) => classify(&e).outcome(),
                     _ => RpcOutcome::Retryable,
                 };
-                self.record(index, "eth_chainId", outcome);
+                self.record(index, "eth_chainId", outcome, asked);
                 tracing::warn!(chain = %self.role, endpoint = %endpoint.label, "endpoint does not answer");
                 continue;
             };
-            self.record(index, "eth_chainId", RpcOutcome::Ok);
+            self.record(index, "eth_chainId", RpcOutcome::Ok, asked);
             if actual != self.chain_id {
                 return Err(ChainError::WrongChainId {
                     chain: self.role,

@@ -4,51 +4,123 @@
 //! long", not "the watcher's last good probe is so old": a probe's age also counts the pause
 //! between probes and the probe's own round trips, so an RPC a few hundred milliseconds away
 //! crosses a 3 s bound every round with a 2 s probe interval, and one hung endpoint of several
-//! holds a probe while the failover answers every other call. So the clock starts at the first
-//! attempt made after the chain's last answer and stops at the next answer: a slow chain is
-//! silent for its round trip, an idle one (nobody asks) for nothing, and a cut one from the
-//! first attempt after the cut, whichever endpoint it goes to.
+//! holds a probe while the failover answers every other call.
 //!
-//! An answer is any reply the node made: a value, or a refusal (a revert, "nonce too low");
-//! a timeout, a refused connection or a retryable error is no answer.
+//! So the chain is silent while it owes an answer, since its last one (or since it was first
+//! asked after that, if nothing was waiting in between):
+//! - an attempt in flight owes one from when it started, until any answer comes (a hung
+//!   attempt to one endpoint says nothing once another endpoint answered after it started);
+//! - a failed attempt (a timeout, a refused connection, a retryable error) owes one until the
+//!   next answer, so retries do not restart the clock;
+//! - an attempt its caller dropped (a timeout of its own, a closed dashboard request) owes
+//!   nothing once dropped.
+//!
+//! A slow chain is then silent for about its round trip, an idle one (nobody asks) not at all,
+//! and a cut one from its last answer, or from the first attempt after the cut.
+//!
+//! An answer is any reply the node made: a value, or a refusal (a revert, "nonce too low").
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When the chain was last asked without answering since (shared per chain in a process).
+/// Whether a chain owes the process an answer, and since when (shared per chain in a process).
 #[derive(Debug, Default)]
-pub struct Liveness(Mutex<Option<Instant>>);
+pub struct Liveness(Mutex<State>);
 
-impl Liveness {
-    fn with<R>(&self, f: impl FnOnce(&mut Option<Instant>) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+#[derive(Debug, Default)]
+struct State {
+    /// Attempts started and not yet ended.
+    in_flight: usize,
+    /// When `in_flight` last went from 0 to 1.
+    busy_since: Option<Instant>,
+    /// The chain's last answer.
+    last_answer: Option<Instant>,
+    /// The start of the first attempt that failed since the last answer.
+    failed_since: Option<Instant>,
+}
+
+impl State {
+    /// When the silence began at the latest: `since`, or the last answer if after it.
+    fn after_answer(&self, since: Instant) -> Instant {
+        self.last_answer.map_or(since, |answer| answer.max(since))
     }
+}
 
-    /// An attempt is about to be made (starts the clock unless one already waits).
-    pub fn asking(&self) {
-        self.asking_at(Instant::now());
-    }
+/// One attempt: end it with [`Attempt::answered`] or [`Attempt::failed`]; dropped without
+/// either (its caller gave up), it owes nothing.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    liveness: &'a Liveness,
+    started: Instant,
+}
 
-    fn asking_at(&self, at: Instant) {
-        self.with(|waiting| {
-            waiting.get_or_insert(at);
+impl Attempt<'_> {
+    /// The chain answered it (a value or a refusal).
+    pub fn answered(self) {
+        self.liveness.with(|s| {
+            s.last_answer = Some(Instant::now());
+            s.failed_since = None;
         });
     }
 
-    /// The chain answered an attempt: everything asked before now counts as answered (a hung
-    /// attempt to one endpoint says nothing once another endpoint answered after it started).
-    pub fn answered(&self) {
-        self.with(|waiting| *waiting = None);
+    /// It got no answer (timed out, refused, a retryable error).
+    pub fn failed(self) {
+        let started = self.started;
+        self.liveness.with(|s| {
+            if s.last_answer.is_none_or(|answer| answer < started) {
+                s.failed_since.get_or_insert(started);
+            }
+        });
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.liveness.with(|s| {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight == 0 {
+                s.busy_since = None;
+            }
+        });
+    }
+}
+
+impl Liveness {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// How long the oldest attempt made since the chain's last answer has waited; `None`: every
-    /// attempt since is answered (or nothing was asked).
+    /// An attempt starts now.
+    pub fn asking(&self) -> Attempt<'_> {
+        self.asking_at(Instant::now())
+    }
+
+    fn asking_at(&self, at: Instant) -> Attempt<'_> {
+        self.with(|s| {
+            s.in_flight = s.in_flight.saturating_add(1);
+            s.busy_since.get_or_insert(at);
+        });
+        Attempt {
+            liveness: self,
+            started: at,
+        }
+    }
+
+    /// How long the chain has owed an answer; `None`: it owes none.
     pub fn silent_for(&self) -> Option<Duration> {
         self.silent_at(Instant::now())
     }
 
     fn silent_at(&self, now: Instant) -> Option<Duration> {
-        self.with(|waiting| waiting.map(|since| now.saturating_duration_since(since)))
+        self.with(|s| {
+            let waiting = s.busy_since.map(|since| s.after_answer(since));
+            let failing = s.failed_since.map(|since| s.after_answer(since));
+            let since = match (waiting, failing) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            since.map(|since| now.saturating_duration_since(since))
+        })
     }
 }
 
@@ -60,49 +132,85 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    #[test]
-    fn a_slow_chain_is_silent_only_for_its_round_trip() {
-        let live = Liveness::default();
-        let t0 = Instant::now();
-        // An endpoint 400 ms away, asked every 2 s (a probe): never silent for more than 400 ms.
-        for round in 0..5u64 {
-            let asked = t0 + ms(2_000 * round);
-            live.asking_at(asked);
-            assert_eq!(live.silent_at(asked + ms(400)), Some(ms(400)));
-            live.answered();
-            assert_eq!(
-                live.silent_at(asked + ms(1_900)),
-                None,
-                "idle is not silent"
-            );
-        }
+    /// An attempt that started at `at`, answered now (its answer time is the real clock, so
+    /// the tests read silence at instants after it).
+    fn answered_at(live: &Liveness, at: Instant) {
+        live.asking_at(at).answered();
     }
 
     #[test]
-    fn a_cut_chain_is_silent_from_the_first_attempt_after_its_last_answer() {
+    fn a_slow_chain_is_silent_only_for_its_round_trip_and_an_idle_one_not_at_all() {
         let live = Liveness::default();
         let t0 = Instant::now();
-        live.asking_at(t0);
-        live.answered();
-        // Cut: every attempt from t0 + 1 s on waits or fails; retries do not restart the clock.
-        live.asking_at(t0 + ms(1_000));
-        live.asking_at(t0 + ms(1_500));
-        live.asking_at(t0 + ms(2_500));
-        assert_eq!(live.silent_at(t0 + ms(4_000)), Some(ms(3_000)));
-        // The node answers again: not silent.
-        live.answered();
-        assert_eq!(live.silent_at(t0 + ms(4_100)), None);
+        let attempt = live.asking_at(t0);
+        assert_eq!(live.silent_at(t0 + ms(400)), Some(ms(400)));
+        attempt.answered();
+        let later = Instant::now() + ms(5_000);
+        assert_eq!(live.silent_at(later), None, "idle is not silent");
+        // Asked again long after: silent from the ask, not from the last answer.
+        let attempt = live.asking_at(later);
+        assert_eq!(live.silent_at(later + ms(300)), Some(ms(300)));
+        attempt.answered();
+        assert_eq!(live.silent_at(later + ms(400)), None);
+    }
+
+    #[test]
+    fn a_refused_chain_stays_silent_across_retries_until_it_answers() {
+        let live = Liveness::default();
+        let t0 = Instant::now() + ms(1_000);
+        for k in 0..5u64 {
+            live.asking_at(t0 + ms(500 * k)).failed();
+        }
+        assert_eq!(live.silent_at(t0 + ms(3_000)), Some(ms(3_000)));
+        answered_at(&live, t0 + ms(3_100));
+        assert_eq!(live.silent_at(Instant::now()), None);
+    }
+
+    #[test]
+    fn a_cut_with_calls_in_flight_counts_from_the_last_answer() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        // Two calls out; one is answered, the other hangs when the chain is cut after it.
+        let hung = live.asking_at(t0);
+        answered_at(&live, t0);
+        let answer = Instant::now();
+        let silent = live.silent_at(answer + ms(3_000)).expect("a call is out");
+        assert!(
+            silent >= ms(3_000) && silent < ms(3_100),
+            "the hung call owes an answer since the chain's last one: {silent:?}"
+        );
+        drop(hung);
+        assert_eq!(live.silent_at(answer + ms(3_000)), None);
+    }
+
+    #[test]
+    fn a_call_its_caller_dropped_owes_nothing() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        drop(live.asking_at(t0));
+        assert_eq!(live.silent_at(t0 + ms(10_000)), None);
     }
 
     #[test]
     fn a_hung_endpoint_does_not_silence_a_chain_another_endpoint_answers_for() {
         let live = Liveness::default();
         let t0 = Instant::now();
-        // An attempt to the hung endpoint starts the clock and never returns…
-        live.asking_at(t0);
+        // An attempt to the hung endpoint stays out…
+        let _hung = live.asking_at(t0);
         // …while the failover's next attempts, to the healthy endpoint, are answered.
-        live.asking_at(t0 + ms(100));
-        live.answered();
-        assert_eq!(live.silent_at(t0 + ms(9_000)), None);
+        answered_at(&live, t0 + ms(100));
+        let answer = Instant::now();
+        assert!(live.silent_at(answer + ms(200)) < Some(ms(250)));
+    }
+
+    #[test]
+    fn a_failure_before_the_last_answer_is_forgotten() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        let early = live.asking_at(t0);
+        answered_at(&live, t0);
+        // The early attempt fails after the answer: it started before it, so says nothing.
+        early.failed();
+        assert_eq!(live.silent_at(Instant::now() + ms(5_000)), None);
     }
 }

@@ -30,11 +30,11 @@ pub struct EtcdConfig {
     /// (every operator's replicas: one active voter per lane, for threshold-1 deployments).
     #[serde(default)]
     pub scope: ElectionScope,
-    /// A lane leader whose destination chain has left a call unanswered, whose lane indexer has
-    /// not read the source chain (one pair per process), or whose signer has failed, for this
-    /// many seconds hands the lane to a replica of its operator that reports it can serve
-    /// (default: 3, independent of the lease: longer than an RPC's slowest answer; 0: never
-    /// step down for that).
+    /// A lane leader whose destination chain has left a call unanswered, whose source chain
+    /// has or whose lane indexer has kept failing (one pair per process), or whose signer has
+    /// failed, for this many seconds hands the lane to a replica of its operator that reports
+    /// it can serve (default: 3, independent of the lease: longer than an RPC's slowest answer;
+    /// 0: never step down for that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_down_after_secs: Option<u64>,
     /// TLS to the cluster (the endpoints are then `https://`), with a client certificate when

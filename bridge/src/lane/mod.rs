@@ -177,7 +177,11 @@ pub fn spawn(
         });
         let health = etcd.step_down_after().map(|bound| ServeHealth {
             destination: destination.liveness(),
-            source: (!shared.several_pairs).then(|| source.liveness()),
+            source: (!shared.several_pairs).then(|| crate::leadership::health::SourceHealth {
+                chain: source.liveness(),
+                readiness: shared.readiness.clone(),
+                indexer: indexing::indexer_component(lane),
+            }),
             signer: shared.signer_health.clone(),
             bound,
         });

@@ -6,7 +6,8 @@
 //! destination chain silent (a call to it unanswered for the bound: [`Liveness`], counted from
 //! the first attempt after the chain's last answer, so neither the watcher's pause between
 //! probes nor a slow but answering RPC nor one hung endpoint of several counts as silence), its
-//! source chain silent the same way (its indexer reads nothing new, so it signs and votes
+//! source chain silent the same way or its lane indexer failing since its last step (a node
+//! that answers its head but not its logs: the indexer reads nothing new, so it signs and votes
 //! nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole of such a
 //! cut, each waiting for the next operator's turn), or its signer failing — for
 //! longer than `[etcd] step_down_after_secs` hands the lane over, but only to a replica of its
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multibridge_chain::liveness::Liveness;
+use multibridge_monitoring::Readiness;
 
 use super::layout::ReplicaProgress;
 
@@ -96,14 +98,34 @@ impl SignerHealth {
 pub struct ServeHealth {
     /// Whether the destination chain answers this process's calls.
     pub destination: Arc<Liveness>,
-    /// Whether the source chain does, or `None` where the lane's election also rules other
-    /// pairs' lanes into the same chain, whose sources are other chains (a process serving
-    /// several pairs).
-    pub source: Option<Arc<Liveness>>,
+    /// Whether the source chain does and the lane's indexer reads it, or `None` where the
+    /// lane's election also rules other pairs' lanes into the same chain, whose sources are
+    /// other chains (a process serving several pairs).
+    pub source: Option<SourceHealth>,
     /// The signer's.
     pub signer: SignerHealth,
     /// Unfit for this long hands the lane over.
     pub bound: Duration,
+}
+
+/// Whether a lane's source chain answers and its indexer reads it.
+#[derive(Clone)]
+pub struct SourceHealth {
+    /// Whether the source chain answers this process's calls.
+    pub chain: Arc<Liveness>,
+    /// Readiness, where the lane's indexer records each step (ok or failed).
+    pub readiness: Arc<Readiness>,
+    /// The indexer's component (`indexer:<lane>`).
+    pub indexer: String,
+}
+
+impl SourceHealth {
+    /// How long the source has left a call unanswered or the indexer has failed since its last
+    /// step, whichever is longer (`None`: neither). A slow step that succeeds is no failure.
+    fn silent_for(&self) -> Option<Duration> {
+        let failing = self.readiness.failing_for(&self.indexer);
+        self.chain.silent_for().max(failing)
+    }
 }
 
 impl ServeHealth {
@@ -111,14 +133,14 @@ impl ServeHealth {
     pub fn unfit(&self) -> Option<(Unfit, Duration)> {
         let silent = Silent {
             destination: self.destination.silent_for(),
-            source: self.source.as_ref().and_then(|source| source.silent_for()),
+            source: self.source.as_ref().and_then(SourceHealth::silent_for),
         };
         unfit_for(silent, self.signer.failing_for(), self.bound)
     }
 }
 
-/// How long the destination and the source have left a call unanswered (`None`: it answers,
-/// or nothing was asked).
+/// How long the destination has left a call unanswered and the source has (or its indexer
+/// has failed since its last step); `None`: it answers, or nothing was asked.
 #[derive(Debug, Clone, Copy, Default)]
 struct Silent {
     destination: Option<Duration>,
@@ -286,6 +308,33 @@ mod tests {
             unfit_for(silent(Some(0), None), Some(s(3)), BOUND).map(|u| u.0),
             Some(Unfit::Signer)
         );
+    }
+
+    #[test]
+    fn a_source_whose_indexer_keeps_failing_is_unfit_while_the_chain_answers_its_head() {
+        let readiness = Arc::new(Readiness::new(Duration::from_secs(10)));
+        let indexer = "indexer:service-to-main".to_owned();
+        let health = ServeHealth {
+            destination: Arc::default(),
+            source: Some(SourceHealth {
+                chain: Arc::default(),
+                readiness: readiness.clone(),
+                indexer: indexer.clone(),
+            }),
+            signer: SignerHealth::default(),
+            bound: Duration::from_millis(30),
+        };
+        readiness.ok(&indexer);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            health.unfit(),
+            None,
+            "a slow step that has not failed is no failure"
+        );
+        readiness.failed(&indexer, &"eth_getLogs: header not found");
+        assert_eq!(health.unfit().map(|u| u.0), Some(Unfit::SourceRpc));
+        readiness.ok(&indexer);
+        assert_eq!(health.unfit(), None);
     }
 
     #[test]

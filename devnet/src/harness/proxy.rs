@@ -51,27 +51,45 @@ pub struct TcpProxy {
     task: JoinHandle<()>,
 }
 
-/// Copy `from` to `to` until either ends, holding each chunk `latency` (read per chunk) first.
-async fn pump(
+/// Copy `from` to `to` until either ends.
+async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {
+    let _ = tokio::io::copy(&mut from, &mut to).await;
+    let _ = to.shutdown().await;
+}
+
+/// Copy `from` to `to` until either ends, each chunk passed on `latency` (read when the chunk
+/// arrives) after it was read: a delay line, so a request that arrives in several chunks waits
+/// the latency once, not once per chunk.
+async fn delayed_pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    latency: Option<&AtomicU64>,
+    latency: &AtomicU64,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let hold = latency.map_or(0, |l| l.load(Ordering::Relaxed));
-        if hold > 0 {
-            tokio::time::sleep(Duration::from_millis(hold)).await;
+    let (line, mut out) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let read = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let due = tokio::time::Instant::now()
+                + Duration::from_millis(latency.load(Ordering::Relaxed));
+            if line.send((due, buf[..n].to_vec())).is_err() {
+                break;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
+    };
+    let write = async {
+        while let Some((due, chunk)) = out.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
         }
-    }
-    let _ = to.shutdown().await;
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }
 
 impl TcpProxy {
@@ -108,8 +126,8 @@ impl TcpProxy {
                                 let (from_node, to_node) = outbound.split();
                                 let both = async {
                                     tokio::join!(
-                                        pump(from_client, to_node, Some(&latency)),
-                                        pump(from_node, to_client, None),
+                                        delayed_pump(from_client, to_node, &latency),
+                                        pump(from_node, to_client),
                                     )
                                 };
                                 tokio::select! {

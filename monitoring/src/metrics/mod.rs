@@ -188,8 +188,8 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) gas_price_gwei: GaugeVec,
-    /// How long the oldest call to the chain made since its last answer has waited (0: every
-    /// call answered); a lane leader hands over past `[etcd] step_down_after_secs`.
+    /// How long the chain has owed the process an answer (a call in flight or failed since its
+    /// last answer; 0: none owed); a lane leader hands over past `[etcd] step_down_after_secs`.
     ///
     /// Labels: chain.
     pub(crate) chain_unanswered: GaugeVec,
@@ -645,7 +645,7 @@ impl Metrics {
             )?,
             chain_unanswered: gauge(
                 "chain_unanswered_seconds",
-                "How long the oldest call to the chain since its last answer has waited (0: every call answered); a lane leader hands over past [etcd] step_down_after_secs",
+                "How long the chain has owed this process an answer: a call in flight or failed since its last answer (0: none owed); a lane leader hands over past [etcd] step_down_after_secs",
                 &["chain"],
             )?,
             chain_head: int_gauge("chain_head", "Latest block of the chain", &["chain"])?,
