@@ -20,8 +20,19 @@
 //!
 //! An answer is any reply the node made: a value, or a refusal (a revert, "nonce too low").
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::shared_reads::ProcessBook;
+
+/// The liveness of chain `chain_id` for the whole process, alive while somebody holds it: every
+/// pair of a hub that reaches the chain feeds the one its election reads (a chain's election
+/// rules every pair's lanes into it), and a pair restarted after a failure feeds the liveness
+/// the election still holds instead of a new one nobody reads.
+pub fn of(chain_id: u64) -> Arc<Liveness> {
+    static BOOK: ProcessBook<u64, Liveness> = ProcessBook::new();
+    BOOK.get_or_make(chain_id, Liveness::default)
+}
 
 /// Whether a chain owes the process an answer, and since when (shared per chain in a process).
 #[derive(Debug, Default)]
@@ -201,6 +212,18 @@ mod tests {
         answered_at(&live, t0 + ms(100));
         let answer = Instant::now();
         assert!(live.silent_at(answer + ms(200)) < Some(ms(250)));
+    }
+
+    #[test]
+    fn one_liveness_per_chain_while_somebody_holds_it() {
+        let held = of(7_000_001);
+        assert!(Arc::ptr_eq(&held, &of(7_000_001)));
+        assert!(!Arc::ptr_eq(&held, &of(7_000_002)));
+        // An election that still holds it sees what a restarted pair's new client feeds.
+        drop(of(7_000_001).asking());
+        let fed = of(7_000_001);
+        fed.asking().failed();
+        assert!(held.silent_for().is_some());
     }
 
     #[test]
