@@ -6,7 +6,7 @@
 //! | this file | [`ChainClient`]: one chain's RPC endpoints with failover, timeouts and error classes |
 //! | [`rpc_error`] | what an endpoint's error means: retryable, rate-limited, a refusal |
 //! | [`health`] | which endpoints keep up: lagging or frozen ones are demoted |
-//! | [`liveness`] | whether the chain answers: how long the oldest call since its last answer has waited |
+//! | [`liveness`] | whether the chain answers: how long it has owed the process an answer |
 //! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
 //! | [`pair`] | both chains of a pair |
 //! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
@@ -175,6 +175,9 @@ pub struct ChainClient {
     /// Blocks below the head that count as confirmed, when logs of confirmed blocks may be
     /// answered from the shared store (at least 1; `None` for no confirmations or `finalized`).
     store_depth: Option<u64>,
+    /// Whether the chain answers the process's calls (the step-down's evidence): one per chain
+    /// id in the process, whatever endpoints a client lists ([`liveness::of`]).
+    liveness: std::sync::Arc<liveness::Liveness>,
 }
 
 /// The transport error inside a contract-call error (what the classifier understands).
@@ -264,6 +267,7 @@ impl ChainClient {
                 stall_after: Duration::from_secs(config.stall_secs),
             },
             shared: shared_reads::of(config.chain_id, &config.rpc_urls),
+            liveness: liveness::of(config.chain_id),
             store_depth: match config.confirmations {
                 crate::config::Confirmations::Depth(d) if d >= 1 => Some(d),
                 _ => None,
@@ -298,7 +302,7 @@ impl ChainClient {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| async move {
-                let asked = self.shared.liveness.asking();
+                let asked = self.liveness.asking();
                 let answer = match tokio::time::timeout(
                     self.policy.attempt_timeout,
                     f(endpoint.provider.clone()),
@@ -341,7 +345,7 @@ impl ChainClient {
 
     /// Whether this chain answers the process's calls (shared by every client of the chain).
     pub fn liveness(&self) -> std::sync::Arc<liveness::Liveness> {
-        self.shared.liveness.clone()
+        self.liveness.clone()
     }
 
     /// This chain's metrics.
@@ -770,7 +774,7 @@ impl ChainClient {
         for attempt in 1..=self.policy.max_attempts {
             let index = self.pick();
             let endpoint = &self.endpoints[index];
-            let asked = self.shared.liveness.asking();
+            let asked = self.liveness.asking();
             let class = match tokio::time::timeout(
                 self.policy.attempt_timeout,
                 f(endpoint.provider.clone()),
@@ -839,7 +843,7 @@ impl ChainClient {
         let mut answered = 0usize;
         let mut first_up = None;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
-            let asked = self.shared.liveness.asking();
+            let asked = self.liveness.asking();
             let got = tokio::time::timeout(
                 self.policy.attempt_timeout,
                 endpoint.provider.get_chain_id(),

@@ -124,13 +124,13 @@ impl Liveness {
 
     fn silent_at(&self, now: Instant) -> Option<Duration> {
         self.with(|s| {
-            let waiting = s.busy_since.map(|since| s.after_answer(since));
-            let failing = s.failed_since.map(|since| s.after_answer(since));
-            let since = match (waiting, failing) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            since.map(|since| now.saturating_duration_since(since))
+            // Owed since the earlier of the call out longest and the first failure.
+            s.busy_since
+                .into_iter()
+                .chain(s.failed_since)
+                .map(|since| s.after_answer(since))
+                .min()
+                .map(|since| now.saturating_duration_since(since))
         })
     }
 }

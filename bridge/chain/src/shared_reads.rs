@@ -78,20 +78,16 @@ pub struct SharedReads {
     pub(crate) cadence: Mutex<crate::head_cadence::Cadence>,
     /// Per account: its balance and the chain's gas price (what the watchers show).
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
-    /// Whether the chain answers the process's calls (the step-down's evidence): one per chain
-    /// id in the process, whatever endpoints a client lists ([`crate::liveness::of`]).
-    pub(crate) liveness: Arc<crate::liveness::Liveness>,
 }
 
 impl SharedReads {
-    fn new(chain_id: u64) -> Self {
+    fn new() -> Self {
         Self {
             head: Slot::new(HEAD_FRESH_FOR),
             probe: Slot::new(PROBE_FRESH_FOR),
             logs: LogStore::default(),
             cadence: Mutex::default(),
             wallets: Mutex::default(),
-            liveness: crate::liveness::of(chain_id),
         }
     }
 
@@ -110,7 +106,7 @@ impl SharedReads {
 /// of the process with the same chain id and endpoints, while one of them lives.
 pub fn of(chain_id: u64, urls: &[String]) -> Arc<SharedReads> {
     static BOOK: ProcessBook<(u64, Vec<String>), SharedReads> = ProcessBook::new();
-    BOOK.get_or_make((chain_id, urls.to_vec()), || SharedReads::new(chain_id))
+    BOOK.get_or_make((chain_id, urls.to_vec()), SharedReads::new)
 }
 
 /// One value per key for the whole process, alive while somebody holds it: what every task of

@@ -3,15 +3,16 @@
 //! A leader keeps its etcd lease as long as it reaches etcd, even when it cannot reach one of
 //! its lane's chains or its signer fails: its operator's vote is then missing until the fault
 //! ends, and with threshold = operators the lane stalls. So a leader that has been *unfit* — its
-//! destination chain silent (a call to it unanswered for the bound: [`Liveness`], counted from
-//! the first attempt after the chain's last answer, so neither the watcher's pause between
-//! probes nor a slow but answering RPC nor one hung endpoint of several counts as silence), its
-//! source chain silent the same way or its lane indexer failing since its last step (a node
-//! that answers its head but not its logs: the indexer reads nothing new, so it signs and votes
-//! nothing new; issue 52's soak put an attested lane's batches 5 s late for the whole of such a
-//! cut, each waiting for the next operator's turn), or its signer failing — for
-//! longer than `[etcd] step_down_after_secs` hands the lane over, but only to a replica of its
-//! operator that reports it *can* serve (the `serving` flag of its progress record, fresh): a replica with no healthy peer keeps the lane and keeps trying, as before.
+//! destination chain silent (owing this process an answer for the bound: [`Liveness`], so
+//! neither the watcher's pause between probes nor a slow but answering RPC nor one hung
+//! endpoint of several counts as silence), its source chain silent the same way or its lane
+//! indexer failing since its last step (a node that answers its head but not its logs: the
+//! indexer reads nothing new, so it signs and votes nothing new; issue 52's soak put an attested
+//! lane's batches 5 s late for the whole of such a cut, each waiting for the next operator's
+//! turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
+//! over, but only to a replica of its operator that reports it *can* serve (the `serving` flag
+//! of its progress record, fresh): a replica with no healthy peer keeps the lane and keeps
+//! trying, as before.
 //! After handing over it holds off campaigning (1 s, doubling per handover up to a minute, back
 //! to 1 s after a settled term) so two sick replicas never flap the lane between them; an unfit
 //! replica does not campaign while a healthy peer exists.

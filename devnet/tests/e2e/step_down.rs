@@ -30,13 +30,15 @@ const LANE: Lane = Lane::MainToService;
 /// Its source is the service chain.
 const OTHER_LANE: Lane = Lane::ServiceToMain;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
-    let dir = tempfile::tempdir().unwrap();
-    // Threshold 3 of 3: a leader that keeps a lane it cannot serve stops it for everyone.
+/// The HA devnet alone on the machine with every replica on links of its own (threshold 3 of
+/// 3: a leader that keeps a lane it cannot serve stops it for everyone), and a transfer every
+/// 200 ms on both lanes.
+async fn linked_devnet_with_traffic(
+    dir: &std::path::Path,
+) -> (multibridge_devnet::Devnet, Driver, [Traffic; 2]) {
     let devnet = start_ha(DevnetOptions {
         replica_links: true,
-        ..DevnetOptions::hot_standby(dir.path()).alone()
+        ..DevnetOptions::hot_standby(dir).alone()
     })
     .await
     .unwrap();
@@ -49,6 +51,13 @@ async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
             Duration::from_millis(200),
         )
     });
+    (devnet, driver, traffic)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
+    let dir = tempfile::tempdir().unwrap();
+    let (devnet, driver, traffic) = linked_devnet_with_traffic(dir.path()).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let [leader, standby] = [
@@ -135,21 +144,7 @@ async fn a_leader_cut_off_from_a_lanes_chain_hands_the_lane_to_its_standby() {
 async fn a_leader_whose_rpc_is_slow_but_answers_keeps_its_lanes() {
     const LATENCY: Duration = Duration::from_millis(1_500);
     let dir = tempfile::tempdir().unwrap();
-    let devnet = start_ha(DevnetOptions {
-        replica_links: true,
-        ..DevnetOptions::hot_standby(dir.path()).alone()
-    })
-    .await
-    .unwrap();
-    let driver = Driver::new(devnet.manifest());
-    let traffic = [LANE, OTHER_LANE].map(|lane| {
-        Traffic::start(
-            Driver::new(devnet.manifest()),
-            lane,
-            usize::from(lane == OTHER_LANE),
-            Duration::from_millis(200),
-        )
-    });
+    let (devnet, driver, traffic) = linked_devnet_with_traffic(dir.path()).await;
     let leader = devnet.replica_http_ports[0][0];
     let votes = async |lane| metric(leader, &votes_series(lane)).await.unwrap_or(0.0);
     Poll::new(
