@@ -133,6 +133,21 @@ async fn request_of(
         .ok_or(RefundError::UnknownNonce(nonce))
 }
 
+/// Whether the destination handled `nonce`, then whether it cancelled it under `key`. In this
+/// order: a cancel marks the nonce handled in the same transaction, so a cancel that lands
+/// between two reads made the other way round read "not cancelled", then "handled", and told
+/// the user the transfer went through (seen in the suite). Read so, "handled and not cancelled"
+/// means executed.
+async fn handled_then_cancelled(
+    destination: &ChainClient,
+    nonce: u64,
+    key: alloy::primitives::B256,
+) -> Result<(bool, bool), RefundError> {
+    let handled = destination.views().is_handled(nonce).await?;
+    let cancelled = destination.views().cancelled_key(nonce).await? == key;
+    Ok((handled, cancelled))
+}
+
 /// Ask for the refund of `target` as `user` and follow it until refunded or `timeout`.
 pub async fn refund(
     config: &Config,
@@ -172,9 +187,9 @@ pub async fn refund(
     }
     let domain = crate::lane::vote_domain(config, lane);
     let key = domain.vote_key(&request);
-    let cancelled = destination.views().cancelled_key(nonce).await? == key;
+    let (handled, cancelled) = handled_then_cancelled(&destination, nonce, key).await?;
     if !cancelled {
-        if destination.views().is_handled(nonce).await? {
+        if handled {
             return Err(RefundError::Handled(nonce));
         }
         if request.from != user.address() {
@@ -233,7 +248,7 @@ pub async fn refund(
             progress(&format!("request {nonce} refunded"));
             return Ok(outcome);
         }
-        let cancelled = destination.views().cancelled_key(nonce).await? == key;
+        let (handled, cancelled) = handled_then_cancelled(&destination, nonce, key).await?;
         outcome.cancelled = cancelled;
         if cancelled {
             if !said_cancelled {
@@ -250,7 +265,7 @@ pub async fn refund(
                 progress(&format!("refund sent with your key: tx {tx}"));
                 return Ok(outcome);
             }
-        } else if destination.views().is_handled(nonce).await? {
+        } else if handled {
             return Err(RefundError::Handled(nonce));
         }
         if Instant::now() > deadline {
