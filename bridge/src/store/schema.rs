@@ -64,6 +64,16 @@ impl Store {
         // (`prepare_cached`): more of them than rusqlite's default of 16, which evicted and
         // parsed them again in turn.
         conn.set_prepared_statement_cache_capacity(64);
+        // The query planner's stability guarantee: a kept statement keeps its plan. Without it
+        // SQLite re-plans a kept statement on every run whose parameters it may plan by (a
+        // `LIMIT ?`, a parameter beside a partial index's condition), so every step of every
+        // lane parsed its SQL again — the largest share of an idle hub relay's SQLite time
+        // (issue 54). Every plan the store depends on names its statuses as literals, not
+        // parameters, so no plan is lost (the query-plan tests read them).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS cursors (

@@ -1050,3 +1050,46 @@ fn an_own_attestation_is_found_beside_an_overlapping_one() {
     assert_eq!(store.attestation(lane, 30).unwrap(), Some(own(30, 4)));
     assert_eq!(store.attestation(lane, 29).unwrap(), None);
 }
+
+/// A kept statement runs the plan it was prepared with (issue 54): with SQLite's default, every
+/// run of a statement with a `LIMIT ?` or a parameter next to a partial index's condition was
+/// parsed and planned again, every step of every lane. Here each of the voter's and the
+/// watcher's per-round reads runs with changing parameters and none is prepared a second time.
+#[test]
+fn kept_statements_are_not_planned_again_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("store.sqlite"), ID).unwrap();
+    let lane = Lane::MainToService;
+    store
+        .record_range(lane, &[request(0, 5), request(1, 6)], 111)
+        .unwrap();
+    for i in 0..5 {
+        store.stale_voted(lane, 30 + i, 64 + i as usize).unwrap();
+        store
+            .needing_vote(lane, 30 + i, 64 + i as usize, 4)
+            .unwrap();
+        store.waiting_reasons(lane).unwrap();
+        store.rejected_reasons(lane).unwrap();
+    }
+    let statements = [
+        format!(
+            "SELECT {ROW} FROM requests WHERE lane = ?1 AND status = 'voted' AND updated_at <= ?2
+                 ORDER BY updated_at, nonce LIMIT ?3"
+        ),
+        format!("SELECT {ROW} {FRESH_NEEDING_VOTE}"),
+        counts::reason_counts_query(&format!("status IN {OPEN}")),
+        counts::reason_counts_query(counts::REJECTED),
+    ];
+    for sql in statements {
+        let stmt = store.conn.prepare_cached(&sql).unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "prepared again: {sql}"
+        );
+        assert!(
+            stmt.get_status(rusqlite::StatementStatus::VmStep) > 0,
+            "never ran (the SQL here is not the store's): {sql}"
+        );
+    }
+}

@@ -62,6 +62,104 @@ pub struct HubRow {
     /// Every replica of every operator SIGKILLed and restarted at once: seconds from the
     /// restart to every (operator, pair, lane) led by one of its replicas.
     pub cold_start_led_seconds: f64,
+    /// CPU used at rest over the same window, cores (CPU seconds per second) per kind of process.
+    pub cpu_at_rest: CpuShare,
+}
+
+/// CPU used over a window, in cores (CPU seconds per wall-clock second), per kind of process:
+/// where a hub's 2 cores go.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuShare {
+    /// Every operator's relay process, summed.
+    pub relays: f64,
+    /// The main chain's node.
+    pub main_node: f64,
+    /// Every service chain's node, summed.
+    pub service_nodes: f64,
+    /// Every etcd member, summed.
+    pub etcd: f64,
+    /// This benchmark (the users' transactions and the watchers).
+    pub bench: f64,
+    /// The whole machine (`/proc/stat`), including all of the above.
+    pub machine: f64,
+}
+
+impl CpuShare {
+    fn row(&self) -> String {
+        format!(
+            "relays {:.2}, main node {:.2}, service nodes {:.2}, etcd {:.2}, bench {:.2}; machine {:.2} cores",
+            self.relays, self.main_node, self.service_nodes, self.etcd, self.bench, self.machine
+        )
+    }
+}
+
+/// CPU seconds used so far by each kind of process of a devnet (see [`CpuShare`]).
+struct CpuSample {
+    at: Instant,
+    groups: [f64; 5],
+    machine: f64,
+}
+
+impl CpuSample {
+    fn take(devnet: &Devnet) -> Self {
+        let sum = |pids: &[i32]| {
+            pids.iter()
+                .filter_map(|pid| crate::harness::process::cpu_seconds(*pid))
+                .sum::<f64>()
+        };
+        let service: Vec<i32> = devnet
+            .service
+            .pid()
+            .into_iter()
+            .chain(devnet.hub_edges().iter().filter_map(|e| e.node.pid()))
+            .collect();
+        let own = i32::try_from(std::process::id()).unwrap_or(0);
+        Self {
+            at: Instant::now(),
+            groups: [
+                sum(&devnet.relay_pids()),
+                sum(&devnet.main.pid().into_iter().collect::<Vec<_>>()),
+                sum(&service),
+                sum(&devnet.etcd.as_ref().map(|e| e.pids()).unwrap_or_default()),
+                sum(&[own]),
+            ],
+            machine: machine_cpu_seconds(),
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> CpuShare {
+        let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        let share = |i: usize| (self.groups[i] - earlier.groups[i]).max(0.0) / secs;
+        CpuShare {
+            relays: share(0),
+            main_node: share(1),
+            service_nodes: share(2),
+            etcd: share(3),
+            bench: share(4),
+            machine: (self.machine - earlier.machine).max(0.0) / secs,
+        }
+    }
+}
+
+/// CPU seconds every core of the machine spent busy so far (`/proc/stat`'s first line: every
+/// column but idle and iowait, in ticks of 1/100 s).
+fn machine_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            let ticks: Vec<f64> = line
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+            // already counted in user.
+            let busy: f64 = ticks.iter().take(8).sum::<f64>()
+                - ticks.get(3).copied().unwrap_or(0.0)
+                - ticks.get(4).copied().unwrap_or(0.0);
+            Some(busy / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// How long the main chain's reads are counted at rest.
@@ -89,6 +187,8 @@ pub struct Blackhole {
     pub steady_worst_p99: f64,
     /// The largest increase of an other lane's p99, seconds.
     pub worst_increase: f64,
+    /// CPU used during the steady-load window, per kind of process.
+    pub cpu_steady: CpuShare,
     /// Transfers requested on the blackholed pair while it was cut.
     pub queued: usize,
     /// Of those, handled before the cut ended (0: the cut held).
@@ -138,7 +238,9 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
         let drivers = drivers(&devnet);
         wait_ready(&devnet).await?;
         let mut row = burst(&devnet, &drivers, options.per_lane).await?;
+        let before = CpuSample::take(&devnet);
         let reads = main_reads_at_rest(&devnet).await?;
+        row.cpu_at_rest = CpuSample::take(&devnet).since(&before);
         (
             row.main_reads_per_sec,
             row.main_head_reads_per_sec,
@@ -156,6 +258,7 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             row.main_reads_per_sec,
             row.cold_start_led_seconds
         );
+        eprintln!("  CPU at rest: {}", row.cpu_at_rest.row());
         rows.push(row);
         if devnet.options.edge_proxies {
             blackhole = Some(cut_one(&mut devnet, &drivers, options).await?);
@@ -414,6 +517,7 @@ async fn burst(
         main_head_reads_per_sec: 0.0,
         main_log_reads_per_sec: 0.0,
         cold_start_led_seconds: 0.0,
+        cpu_at_rest: CpuShare::default(),
     })
 }
 
@@ -619,7 +723,10 @@ async fn cut_one(
         .ok_or_else(|| DevnetError::Invalid("no further pair to cut".into()))?;
     let watchers = Watchers::start(drivers);
     // Undisturbed.
+    let before = CpuSample::take(devnet);
     let calm = probe(drivers, window, every).await?;
+    let cpu_steady = CpuSample::take(devnet).since(&before);
+    eprintln!("  CPU at steady load: {}", cpu_steady.row());
     let calm_seen = watchers.wait_for(&calm, Duration::from_secs(120)).await?;
     // Cut: every relay's connections to the edge's service chain go nowhere.
     let proxy = devnet
@@ -689,6 +796,7 @@ async fn cut_one(
         steady_worst_p50,
         steady_worst_p99,
         worst_increase,
+        cpu_steady,
         queued: blackholed.values().map(Vec::len).sum(),
         handled_while_cut,
         catch_up_seconds,
@@ -733,6 +841,10 @@ pub fn render(report: &HubReport) -> String {
                 .join(" / ")
         ));
     }
+    out.push_str("\nCPU at rest (cores):\n");
+    for r in &report.rows {
+        out.push_str(&format!("{:>6} pairs: {}\n", r.pairs, r.cpu_at_rest.row()));
+    }
     if let Some(per_lane) = report.rss_per_added_lane_mib {
         out.push_str(&format!(
             "\npeak RSS per added lane: {per_lane:.2} MiB   target <= 1 MiB: {}\n",
@@ -754,6 +866,7 @@ pub fn render(report: &HubReport) -> String {
             b.steady.len(),
             if over == 0 { "met" } else { "MISSED" }
         ));
+        out.push_str(&format!("CPU at steady load: {}\n", b.cpu_steady.row()));
         out.push_str(&format!(
             "\n{} pairs, service chain of {} blackholed for every relay for {} s; p99 latency of every other lane, undisturbed -> during:\n",
             b.pairs, b.blackholed, b.seconds

@@ -177,6 +177,11 @@ impl AnvilNode {
         self.chain_id
     }
 
+    /// Its pid while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.process.pid()
+    }
+
     /// The process, for fault injection (kill, pause, resume).
     pub fn process(&mut self) -> &mut ManagedProcess {
         &mut self.process

@@ -146,6 +146,14 @@ impl EtcdCluster {
         self.members.iter().map(EtcdMember::client_url).collect()
     }
 
+    /// Every running member's pid.
+    pub fn pids(&self) -> Vec<i32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.process.pid())
+            .collect()
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         self.members.len()

@@ -315,6 +315,18 @@ fn same_program(exe: &Path, program: &Path) -> bool {
     exe == program
 }
 
+/// CPU time a process has used so far (user + system), seconds; `None` once it is gone. Linux
+/// counts it in clock ticks of 1/100 s (`USER_HZ`, fixed for user space on every architecture
+/// Linux runs here).
+pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the comm: state is field 3, utime field 14 and stime field 15 of the whole line.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Format: pid (comm) state ...; comm may contain spaces, so split after the last ')'.
