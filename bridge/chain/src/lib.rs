@@ -428,15 +428,31 @@ impl ChainClient {
         Ok(logs)
     }
 
-    /// [`logs`](Self::logs) through the shared store, or `None` where it does not serve.
+    /// [`logs`](Self::logs) through the shared store, or `None` where it does not serve (each
+    /// such read counted by why: `rpc_shared_reads_total{read="logs passed: …"}`).
     async fn logs_from_store(&self, filter: &Filter) -> Option<Result<Vec<Log>, ChainError>> {
-        let depth = self.store_depth?;
-        filter.get_to_block()?;
-        let confirmed = self.head().await.ok()?.checked_sub(depth)?;
+        let passed = |why: shared_reads::Pass| {
+            self.metrics.shared_read(why.label());
+            None
+        };
+        let Some(depth) = self.store_depth else {
+            return passed(shared_reads::Pass::NoDepth);
+        };
+        if filter.get_to_block().is_none() {
+            return passed(shared_reads::Pass::NoRange);
+        }
+        let Some(confirmed) = self
+            .head()
+            .await
+            .ok()
+            .and_then(|head| head.checked_sub(depth))
+        else {
+            return passed(shared_reads::Pass::NoHead);
+        };
         let store = &self.shared.logs;
         let _fetching = store.fetching.lock().await;
         match store.plan(filter, confirmed) {
-            shared_reads::Plan::Pass => None,
+            shared_reads::Plan::Pass(why) => passed(why),
             shared_reads::Plan::Held => {
                 self.metrics.shared_read("logs");
                 Some(Ok(store.answer(filter)))
@@ -454,8 +470,11 @@ impl ChainClient {
                 match self.logs_from_node(&every).await {
                     Ok(logs) => {
                         // More than the store holds: the asker reads its own range.
-                        let kept = store.keep(from, to, generation, logs);
-                        kept.then(|| Ok(store.answer(filter)))
+                        if store.keep(from, to, generation, logs) {
+                            Some(Ok(store.answer(filter)))
+                        } else {
+                            passed(shared_reads::Pass::NotKept)
+                        }
                     }
                     Err(e) => {
                         // Every contract's logs may be what failed (an answer over the bound):

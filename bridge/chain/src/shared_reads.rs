@@ -296,8 +296,52 @@ pub enum Plan {
         /// The generation of that address set (for [`LogStore::keep`]).
         generation: u64,
     },
-    /// The store does not serve this read (not narrow, no address, no range).
-    Pass,
+    /// The store does not serve this read, for this reason: the asker reads its own range.
+    Pass(Pass),
+}
+
+/// Why the store leaves a read to its asker (the label of
+/// `rpc_shared_reads_total{read="logs passed: …"}`: which rule keeps a hub's reads off the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// No block range (a block hash, an open end) or an empty one.
+    NoRange,
+    /// No contract address.
+    NoAddress,
+    /// The range reaches above the confirmed head: such blocks are always read anew.
+    Unconfirmed,
+    /// The range is [`STORE_SPAN`] blocks or wider.
+    Wide,
+    /// The range ends further below the confirmed head than [`STORE_HEAD_SLACK`]: a catch-up.
+    CatchUp,
+    /// A read for the store failed or held more than it keeps, [`STORE_DENSE_PAUSE`] ago at most.
+    Paused,
+    /// The missing blocks are wider than twice the span the density seen allows.
+    Dense,
+    /// The chain counts no confirmation depth the store can use (none, or `finalized`).
+    NoDepth,
+    /// The head could not be read.
+    NoHead,
+    /// A read for the store held more than it keeps.
+    NotKept,
+}
+
+impl Pass {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NoRange => "logs passed: no range",
+            Self::NoAddress => "logs passed: no address",
+            Self::Unconfirmed => "logs passed: unconfirmed",
+            Self::Wide => "logs passed: wide",
+            Self::CatchUp => "logs passed: catch-up",
+            Self::Paused => "logs passed: paused",
+            Self::Dense => "logs passed: dense",
+            Self::NoDepth => "logs passed: no depth",
+            Self::NoHead => "logs passed: no head",
+            Self::NotKept => "logs passed: not kept",
+        }
+    }
 }
 
 impl LogStore {
@@ -310,26 +354,32 @@ impl LogStore {
     /// holding [`fetching`](Self::fetching), so no address is added in between.
     pub fn plan(&self, filter: &Filter, confirmed: u64) -> Plan {
         let (Some(from), Some(to)) = (filter.get_from_block(), filter.get_to_block()) else {
-            return Plan::Pass;
+            return Plan::Pass(Pass::NoRange);
         };
-        if to < from
-            || to > confirmed
-            || to.saturating_sub(from) >= STORE_SPAN
-            // Not following the head (a catch-up, counted by its asker or not): its blocks may
-            // be a backlog's, and one answer of every contract over them is what the asker's
-            // own bound was there to avoid.
-            || to.saturating_add(STORE_HEAD_SLACK) < confirmed
-            || filter.address.is_empty()
-            || filter.get_block_hash().is_some()
-        {
-            return Plan::Pass;
+        if to < from || filter.get_block_hash().is_some() {
+            return Plan::Pass(Pass::NoRange);
+        }
+        if filter.address.is_empty() {
+            return Plan::Pass(Pass::NoAddress);
+        }
+        if to > confirmed {
+            return Plan::Pass(Pass::Unconfirmed);
+        }
+        if to.saturating_sub(from) >= STORE_SPAN {
+            return Plan::Pass(Pass::Wide);
+        }
+        // Not following the head (a catch-up, counted by its asker or not): its blocks may be a
+        // backlog's, and one answer of every contract over them is what the asker's own bound
+        // was there to avoid.
+        if to.saturating_add(STORE_HEAD_SLACK) < confirmed {
+            return Plan::Pass(Pass::CatchUp);
         }
         let mut state = self.state();
         if state
             .dense_until
             .is_some_and(|until| Instant::now() < until)
         {
-            return Plan::Pass;
+            return Plan::Pass(Pass::Paused);
         }
         state.expire();
         let mut needed = 0u64;
@@ -354,7 +404,7 @@ impl LogStore {
         // likely as not), when at most twice the span (a sparse answer then doubles it); wider
         // is a range the density seen does not allow in one answer of every contract.
         if to.saturating_sub(missing) >= state.span.blocks().saturating_mul(2) {
-            return Plan::Pass;
+            return Plan::Pass(Pass::Dense);
         }
         Plan::Read {
             from: missing,
@@ -633,22 +683,22 @@ mod tests {
         let a = Address::repeat_byte(1);
         assert_eq!(
             store.plan(&ask(a, 10, 13), 12),
-            Plan::Pass,
+            Plan::Pass(Pass::Unconfirmed),
             "above the confirmed head"
         );
         assert_eq!(
             store.plan(&ask(a, 1_000 - STORE_SPAN, 1_000), 1_000),
-            Plan::Pass,
+            Plan::Pass(Pass::Wide),
             "too wide"
         );
         assert_eq!(
             store.plan(&Filter::new().from_block(1).to_block(2), 12),
-            Plan::Pass,
+            Plan::Pass(Pass::NoAddress),
             "no address"
         );
         assert_eq!(
             store.plan(&ask(a, 10, 10), 11 + STORE_HEAD_SLACK),
-            Plan::Pass,
+            Plan::Pass(Pass::CatchUp),
             "a catch-up: the range ends further below the confirmed head than the slack"
         );
         assert_eq!(
@@ -678,13 +728,13 @@ mod tests {
         let store = LogStore::default();
         let a = Address::repeat_byte(1);
         // A new store asked for three blocks of a quiet chain: wider than twice one block.
-        assert_eq!(store.plan(&ask(a, 100, 102), 102), Plan::Pass);
+        assert_eq!(store.plan(&ask(a, 100, 102), 102), Plan::Pass(Pass::Dense));
         // One block at a time at the head: sparse, but never the span's whole width twice.
         for block in 100..110 {
             let (from, to, generation) = read_of(store.plan(&ask(a, block, block), block));
             assert!(store.keep(from, to, generation, Vec::new()));
         }
-        assert_eq!(store.plan(&ask(a, 110, 114), 114), Plan::Pass);
+        assert_eq!(store.plan(&ask(a, 110, 114), 114), Plan::Pass(Pass::Dense));
         // Sparse answers of twice the width double it, up to the kept span.
         let mut next = 110u64;
         let mut widest = 0;
@@ -707,13 +757,13 @@ mod tests {
         assert!(store.keep(from, to, generation, vec![log(a, 1, 10); 700]));
         assert_eq!(
             store.plan(&ask(a, 11, 13), 13),
-            Plan::Pass,
+            Plan::Pass(Pass::Dense),
             "three dense blocks in one answer would be ~2,100 logs"
         );
         assert_eq!(read_of(store.plan(&ask(a, 11, 11), 13)).1, 11);
         // A failed read: every asker reads its own for a while, then one block at a time.
         store.failed();
-        assert_eq!(store.plan(&ask(a, 11, 11), 13), Plan::Pass);
+        assert_eq!(store.plan(&ask(a, 11, 11), 13), Plan::Pass(Pass::Paused));
     }
 
     #[test]
@@ -732,7 +782,7 @@ mod tests {
         let many: Vec<Log> = (0..=STORE_MAX_LOGS).map(|_| log(a, 1, 1)).collect();
         assert!(!store.keep(from, to, generation, many));
         // For a while every asker reads its own.
-        assert_eq!(store.plan(&ask(a, 1, 1), 1), Plan::Pass);
+        assert_eq!(store.plan(&ask(a, 1, 1), 1), Plan::Pass(Pass::Paused));
     }
 
     #[test]

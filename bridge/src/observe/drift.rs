@@ -208,8 +208,8 @@ impl DriftWatch {
         }
     }
 
-    /// The owner calls in `chain`'s new blocks (from the head at start: history is what `admin
-    /// show` is for).
+    /// The owner calls in `chain`'s newly confirmed blocks (from the confirmed head at start:
+    /// history is what `admin show` is for).
     async fn read_events(
         &self,
         role: ChainRole,
@@ -217,7 +217,14 @@ impl DriftWatch {
         next: &mut BTreeMap<ChainRole, u64>,
         recent: &mut VecDeque<AdminChange>,
     ) -> Result<(), ChainError> {
+        // Confirmed blocks only: an owner call a reorg takes back is never reported, and in a
+        // hub every pair's watch of one chain asks for the same confirmed blocks, which the
+        // process's log store reads once for all of them. At the head each pair read its own:
+        // half of a hub's log reads that grow with its pairs (issue 54).
         let head = chain.head().await?;
+        let head = chain
+            .safe_head(head, self.config.chains.get(role).confirmations)
+            .await?;
         let from = *next.entry(role).or_insert(head.saturating_add(1));
         if from > head {
             return Ok(());

@@ -836,7 +836,7 @@ impl Metrics {
             )?,
             rpc_shared_reads: counter(
                 "rpc_shared_reads_total",
-                "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head and its endpoints' probe)",
+                "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head, its endpoints' probe and its confirmed blocks' logs); read=\"logs passed: <why>\": a log read the process's log store left to its asker, by why",
                 &["chain", "read"],
             )?,
             etcd_requests: counter(
