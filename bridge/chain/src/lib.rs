@@ -435,9 +435,9 @@ impl ChainClient {
             self.metrics.shared_read(why.label());
             None
         };
-        let Some(depth) = self.store_depth else {
-            return passed(shared_reads::Pass::NoDepth);
-        };
+        // A chain the store never serves (no depth, or `finalized`) is not counted: every read
+        // of it would be.
+        let depth = self.store_depth?;
         if filter.get_to_block().is_none() {
             return passed(shared_reads::Pass::NoRange);
         }

@@ -318,9 +318,7 @@ pub enum Pass {
     Paused,
     /// The missing blocks are wider than twice the span the density seen allows.
     Dense,
-    /// The chain counts no confirmation depth the store can use (none, or `finalized`).
-    NoDepth,
-    /// The head could not be read.
+    /// The head could not be read, or is not yet above the confirmation depth.
     NoHead,
     /// A read for the store held more than it keeps.
     NotKept,
@@ -337,7 +335,6 @@ impl Pass {
             Self::CatchUp => "logs passed: catch-up",
             Self::Paused => "logs passed: paused",
             Self::Dense => "logs passed: dense",
-            Self::NoDepth => "logs passed: no depth",
             Self::NoHead => "logs passed: no head",
             Self::NotKept => "logs passed: not kept",
         }

@@ -102,7 +102,7 @@ pub struct Config {
     /// replica only alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardian: Option<GuardianConfig>,
-    /// The configuration watch: drift from a desired-state file, or owner calls as they happen.
+    /// The configuration watch: drift from a desired-state file, or owner calls once confirmed.
     #[serde(default, skip_serializing_if = "AdminWatchConfig::is_default")]
     pub admin: AdminWatchConfig,
     /// Deliberate misbehaviour for the test suite's invariant checks. Never set in production.

@@ -127,6 +127,10 @@ struct AdminChange {
     time: u64,
 }
 
+/// The deepest confirmation setting at which owner calls are read only once confirmed: at most
+/// this many blocks late (96 s at 12 s blocks) against the alert's 15 minutes.
+const OWNER_CALLS_DEPTH_MAX: u64 = 8;
+
 /// The configuration watch of one relay.
 pub struct DriftWatch {
     /// Both chains.
@@ -208,8 +212,8 @@ impl DriftWatch {
         }
     }
 
-    /// The owner calls in `chain`'s newly confirmed blocks (from the confirmed head at start:
-    /// history is what `admin show` is for).
+    /// The owner calls in `chain`'s new blocks once confirmed (see [`OWNER_CALLS_DEPTH_MAX`];
+    /// from the head at start: history is what `admin show` is for).
     async fn read_events(
         &self,
         role: ChainRole,
@@ -217,15 +221,22 @@ impl DriftWatch {
         next: &mut BTreeMap<ChainRole, u64>,
         recent: &mut VecDeque<AdminChange>,
     ) -> Result<(), ChainError> {
-        // Confirmed blocks only: an owner call a reorg takes back is never reported, and in a
-        // hub every pair's watch of one chain asks for the same confirmed blocks, which the
-        // process's log store reads once for all of them. At the head each pair read its own:
-        // half of a hub's log reads that grow with its pairs (issue 54).
         let head = chain.head().await?;
-        let head = chain
-            .safe_head(head, self.config.chains.get(role).confirmations)
-            .await?;
+        // From the head at start, as before: the deployment's own owner calls are history.
         let from = *next.entry(role).or_insert(head.saturating_add(1));
+        // Read only blocks buried under the chain's confirmation depth, up to
+        // [`OWNER_CALLS_DEPTH_MAX`]: an owner call a reorg takes back within it is never
+        // reported, and in a hub every pair's watch of one chain asks for the same confirmed
+        // blocks, which the process's log store reads once for all of them (at the head, each
+        // pair read its own: half of a hub's log reads that grew with its pairs; issue 54). A
+        // deeper setting or `finalized` reads at the head as before: `MultibridgeAdminChange`
+        // fires for 15 minutes from the block's time, and a call exported a finalization
+        // later (13+ minutes on Ethereum) would barely fire.
+        let depth = match self.config.chains.get(role).confirmations {
+            crate::config::Confirmations::Depth(d) if d <= OWNER_CALLS_DEPTH_MAX => d,
+            _ => 0,
+        };
+        let head = head.saturating_sub(depth);
         if from > head {
             return Ok(());
         }

@@ -400,7 +400,7 @@ fn spawn_watcher(
     );
 }
 
-/// The configuration watch: drift from `[admin] desired`, or the owner calls as they happen.
+/// The configuration watch: drift from `[admin] desired`, or the owner calls once confirmed.
 fn spawn_drift_watch(
     shared: &Shared,
     board: Arc<StatusBoard>,

@@ -544,11 +544,11 @@ impl Store {
     /// released (in flight), releases waiting for the source scan, forged releases.
     pub fn conservation_counts(&self, lane: Lane) -> Result<(u64, u64, u64), StoreError> {
         let count = |table: &str| -> Result<u64, StoreError> {
-            Ok(to_u64(self.conn.query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE lane = ?1"),
-                params![lane.as_str()],
-                |r| r.get::<_, i64>(0),
-            )?))
+            Ok(to_u64(
+                self.conn
+                    .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE lane = ?1"))?
+                    .query_row(params![lane.as_str()], |r| r.get::<_, i64>(0))?,
+            ))
         };
         Ok((
             count("asset_open")?,

@@ -246,9 +246,8 @@ impl Store {
 /// The next main-chain block the claims history reads.
 fn next_block(conn: &Connection) -> Result<Option<u64>, StoreError> {
     Ok(conn
-        .query_row("SELECT next_block FROM claims_scan WHERE id = 0", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        .prepare_cached("SELECT next_block FROM claims_scan WHERE id = 0")?
+        .query_row([], |r| r.get::<_, i64>(0))
         .optional()?
         .map(to_u64))
 }
@@ -297,11 +296,9 @@ fn claims_page(
 
 /// Claims recorded, and of them still unresolved.
 fn counts(conn: &Connection) -> Result<(u64, u64), StoreError> {
-    let (all, open): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COUNT(*) - COUNT(resolved_at) FROM claims",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (all, open): (i64, i64) = conn
+        .prepare_cached("SELECT COUNT(*), COUNT(*) - COUNT(resolved_at) FROM claims")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok((to_u64(all), to_u64(open)))
 }
 
@@ -354,6 +351,11 @@ impl ClaimsReader {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             opened.busy_timeout(std::time::Duration::from_secs(2))?;
+            // As the store's own connection: kept statements keep their plans (schema.rs).
+            opened.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+                true,
+            )?;
             *conn = Some(opened);
         }
         match conn.as_ref() {

@@ -82,17 +82,14 @@ impl Store {
     pub fn compaction(&self, lane: Lane) -> Result<Compaction, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT below, dropped, version FROM compaction WHERE lane = ?1",
-                [lane.as_str()],
-                |r| {
-                    Ok(Compaction {
-                        below: to_u64(r.get(0)?),
-                        dropped: to_u64(r.get(1)?),
-                        version: to_u64(r.get(2)?),
-                    })
-                },
-            )
+            .prepare_cached("SELECT below, dropped, version FROM compaction WHERE lane = ?1")?
+            .query_row([lane.as_str()], |r| {
+                Ok(Compaction {
+                    below: to_u64(r.get(0)?),
+                    dropped: to_u64(r.get(1)?),
+                    version: to_u64(r.get(2)?),
+                })
+            })
             .optional()?
             .unwrap_or_default())
     }

@@ -120,21 +120,15 @@ impl Store {
         }
         counts.oldest_open_observed_at = self
             .conn
-            .query_row(
-                &format!(
-                    "SELECT MIN(observed_at) FROM requests WHERE lane = ?1 AND status IN {OPEN}"
-                ),
-                [lane.as_str()],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
+            .prepare_cached(&format!(
+                "SELECT MIN(observed_at) FROM requests WHERE lane = ?1 AND status IN {OPEN}"
+            ))?
+            .query_row([lane.as_str()], |r| r.get::<_, Option<i64>>(0))?
             .map(to_u64);
         counts.max_nonce = self
             .conn
-            .query_row(
-                "SELECT MAX(nonce) FROM requests WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
+            .prepare_cached("SELECT MAX(nonce) FROM requests WHERE lane = ?1")?
+            .query_row([lane.as_str()], |r| r.get::<_, Option<i64>>(0))?
             .map(to_u64);
         // Rows a backup compacted away were handled: they still count.
         let compacted = self.compaction(lane)?;

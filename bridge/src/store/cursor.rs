@@ -10,11 +10,8 @@ impl Store {
     pub fn cursor(&self, lane: Lane) -> Result<Option<u64>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT next_block FROM cursors WHERE lane = ?1",
-                [lane.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT next_block FROM cursors WHERE lane = ?1")?
+            .query_row([lane.as_str()], |r| r.get::<_, i64>(0))
             .optional()?
             .map(to_u64))
     }

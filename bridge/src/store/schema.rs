@@ -60,10 +60,13 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -2_000)?;
-        // Every statement a relay runs per request or per batch is prepared once and kept
-        // (`prepare_cached`): more of them than rusqlite's default of 16, which evicted and
-        // parsed them again in turn.
-        conn.set_prepared_statement_cache_capacity(64);
+        // Every statement a relay runs per request, per batch or per round is prepared once and
+        // kept (`prepare_cached`): more of them than rusqlite's default of 16, which evicted and
+        // parsed them again in turn. The store has 56 `prepare_cached` sites, several of which
+        // build their SQL from parts (one site, several statements), and the watcher's round and
+        // the voter's step between them run most: 64 could evict in turn. A kept statement costs
+        // a few KiB, and only statements that ran are kept.
+        conn.set_prepared_statement_cache_capacity(128);
         // The query planner's stability guarantee: a kept statement keeps its plan. Without it
         // SQLite re-plans a kept statement on every run whose parameters it may plan by (a
         // `LIMIT ?`, a parameter beside a partial index's condition), so every step of every

@@ -70,7 +70,7 @@ pub struct HubRow {
 /// where a hub's 2 cores go.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CpuShare {
-    /// Every operator's relay process, summed.
+    /// Every operator's first relay replica (the only one `bench-hub` runs), summed.
     pub relays: f64,
     /// The main chain's node.
     pub main_node: f64,

@@ -752,7 +752,7 @@ impl Devnet {
         self.replica(index, 0)
     }
 
-    /// The process id of every operator's relay (replica 1), in operator order.
+    /// The process id of every operator's first relay replica (replica 0), in operator order.
     pub fn relay_pids(&self) -> Vec<i32> {
         self.relays
             .iter()
