@@ -93,11 +93,10 @@ impl CpuShare {
     }
 }
 
-/// CPU seconds used so far by each kind of process of a devnet (see [`CpuShare`]).
+/// CPU seconds used so far by each kind of process of a devnet, and when they were read.
 struct CpuSample {
     at: Instant,
-    groups: [f64; 5],
-    machine: f64,
+    used: CpuShare,
 }
 
 impl CpuSample {
@@ -116,27 +115,29 @@ impl CpuSample {
         let own = i32::try_from(std::process::id()).unwrap_or(0);
         Self {
             at: Instant::now(),
-            groups: [
-                sum(&devnet.relay_pids()),
-                sum(&devnet.main.pid().into_iter().collect::<Vec<_>>()),
-                sum(&service),
-                sum(&devnet.etcd.as_ref().map(|e| e.pids()).unwrap_or_default()),
-                sum(&[own]),
-            ],
-            machine: machine_cpu_seconds(),
+            used: CpuShare {
+                relays: sum(&devnet.relay_pids()),
+                main_node: sum(devnet.main.pid().as_slice()),
+                service_nodes: sum(&service),
+                etcd: sum(&devnet.etcd.as_ref().map(|e| e.pids()).unwrap_or_default()),
+                bench: sum(&[own]),
+                machine: machine_cpu_seconds(),
+            },
         }
     }
 
+    /// Cores used from `earlier` to this sample.
     fn since(&self, earlier: &Self) -> CpuShare {
         let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
-        let share = |i: usize| (self.groups[i] - earlier.groups[i]).max(0.0) / secs;
+        let rate =
+            |pick: fn(&CpuShare) -> f64| (pick(&self.used) - pick(&earlier.used)).max(0.0) / secs;
         CpuShare {
-            relays: share(0),
-            main_node: share(1),
-            service_nodes: share(2),
-            etcd: share(3),
-            bench: share(4),
-            machine: (self.machine - earlier.machine).max(0.0) / secs,
+            relays: rate(|c| c.relays),
+            main_node: rate(|c| c.main_node),
+            service_nodes: rate(|c| c.service_nodes),
+            etcd: rate(|c| c.etcd),
+            bench: rate(|c| c.bench),
+            machine: rate(|c| c.machine),
         }
     }
 }
@@ -147,7 +148,7 @@ fn machine_cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|stat| {
-            let line = stat.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            let line = stat.lines().next()?.strip_prefix("cpu ")?;
             let ticks: Vec<f64> = line
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())

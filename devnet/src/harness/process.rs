@@ -319,18 +319,23 @@ fn same_program(exe: &Path, program: &Path) -> bool {
 /// counts it in clock ticks of 1/100 s (`USER_HZ`, fixed for user space on every architecture
 /// Linux runs here).
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the comm: state is field 3, utime field 14 and stime field 15 of the whole line.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    // State is field 3 of the line, utime field 14 and stime field 15.
+    let stat = stat_after_comm(pid)?;
+    let mut fields = stat.split_whitespace().skip(11);
     let user: f64 = fields.next()?.parse().ok()?;
     let system: f64 = fields.next()?.parse().ok()?;
     Some((user + system) / 100.0)
 }
 
 fn proc_state(pid: i32) -> Option<char> {
+    stat_after_comm(pid)?.trim_start().chars().next()
+}
+
+/// `/proc/<pid>/stat` from its third field on (`pid (comm) state …`; comm may contain spaces and
+/// parentheses, so the split is after the last `)`).
+fn stat_after_comm(pid: i32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Format: pid (comm) state ...; comm may contain spaces, so split after the last ')'.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    Some(stat.rsplit_once(')')?.1.to_owned())
 }
 
 #[cfg(test)]
@@ -345,6 +350,23 @@ mod tests {
             envs: vec![],
             log_path: dir.join("sleeper.log"),
         }
+    }
+
+    /// This process's CPU time is read from its stat line and grows while it works.
+    #[test]
+    fn cpu_seconds_reads_a_process_s_user_and_system_time() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let before = cpu_seconds(pid).expect("our own stat line");
+        let started = Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = cpu_seconds(pid).unwrap();
+        assert!(after - before >= 0.1, "{before} -> {after}");
+        // The main thread's state (the test harness waits there): any, but read.
+        assert!(proc_state(pid).is_some());
+        assert_eq!(cpu_seconds(i32::MAX), None);
     }
 
     /// Signals arrive asynchronously: poll the state with a deadline.
