@@ -102,6 +102,12 @@ impl<'a> BridgeViews<'a> {
         Self { chain }
     }
 
+    /// The bridge's counters at the shared head, read once per block for every task that
+    /// watches them ([`ChainClient::counters`]).
+    pub async fn counters(&self) -> Result<crate::bridge_counters::BridgeCounters, ChainError> {
+        self.chain.counters().await
+    }
+
     /// How many releases this bridge holds back (queued by its outflow limit, the large-release
     /// bound or an owner's settlement).
     pub async fn queued_release_count(&self) -> Result<u64, ChainError> {

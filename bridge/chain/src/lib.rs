@@ -8,6 +8,7 @@
 //! | [`health`] | which endpoints keep up: lagging or frozen ones are demoted |
 //! | [`liveness`] | whether the chain answers: how long it has owed the process an answer |
 //! | [`bridge_views`], [`lookup`], [`logs`] | what a bridge says: views, request logs, scans by nonce |
+//! | [`bridge_counters`] | a bridge's nonces and queue size, read once per block for every task that watches them |
 //! | [`pair`] | both chains of a pair |
 //! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
 //! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
@@ -42,6 +43,7 @@ use crate::config::ChainConfig;
 use multibridge_config as config;
 
 pub mod bounded_http;
+pub mod bridge_counters;
 pub mod bridge_views;
 pub mod fees;
 pub mod fence;
@@ -604,6 +606,34 @@ impl ChainClient {
                 age,
             ),
         }
+    }
+
+    /// The bridge's counters at the shared head or a later block, with failover: one batch per
+    /// block for every task of the process that asks ([`bridge_counters`]); a decision that
+    /// must see the latest state reads the view itself.
+    pub async fn counters(&self) -> Result<bridge_counters::BridgeCounters, ChainError> {
+        let head = self.head().await?;
+        let slot = self.shared.counters(self.bridge);
+        let served =
+            |(answer, age)| self.shared_answer("bridge counters", "bridge counters", answer, age);
+        if let Some(kept) = slot.serves(head) {
+            return served(kept);
+        }
+        let _reading = slot.reading.lock().await;
+        if let Some(kept) = slot.serves(head) {
+            return served(kept);
+        }
+        let bridge = self.bridge;
+        let read = self
+            .call("bridge counters", |p| {
+                bridge_counters::read_at(p, bridge, head)
+            })
+            .await;
+        slot.keep(match &read {
+            Ok(counters) => Ok(*counters),
+            Err(e) => Err(e.to_string()),
+        });
+        read
     }
 
     /// A call on this chain's bridge contract (typically a view), with failover.

@@ -72,14 +72,18 @@ impl ChainPair {
         ]
     }
 
-    /// The source's `requestNonce` and the destination's handle nonces of `lane`.
+    /// The source's `requestNonce` and the destination's handle nonces of `lane`, from each
+    /// bridge's counters at its chain's head (read once per block for every task that asks).
     pub async fn lane_nonces(&self, lane: Lane) -> Result<LaneNonces, ChainError> {
-        let request = self.get(lane.source()).views().request_nonce().await?;
-        let (lower, upper) = self.get(lane.destination()).views().handle_nonces().await?;
+        let (source, destination) = futures::future::try_join(
+            self.get(lane.source()).counters(),
+            self.get(lane.destination()).counters(),
+        )
+        .await?;
         Ok(LaneNonces {
-            request,
-            lower,
-            upper,
+            request: source.request_nonce,
+            lower: destination.lower_handle_nonce,
+            upper: destination.upper_handle_nonce,
         })
     }
 }

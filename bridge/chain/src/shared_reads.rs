@@ -1,5 +1,6 @@
 //! What every client of one chain in the process reads once (issue 54): the chain's head, the
-//! health probe's per-endpoint heads, and the logs of confirmed blocks.
+//! health probe's per-endpoint heads, the logs of confirmed blocks, the watchers' balance and gas
+//! price, and each bridge's counters per block ([`crate::bridge_counters`]).
 //!
 //! A relay serving a hub of service chains has a [`ChainClient`](crate::ChainClient) per pair
 //! for the main chain, and within each pair the indexer, the voter, the sender, recovery and the
@@ -78,6 +79,8 @@ pub struct SharedReads {
     pub(crate) cadence: Mutex<crate::head_cadence::Cadence>,
     /// Per account: its balance and the chain's gas price (what the watchers show).
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
+    /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
+    counters: Mutex<HashMap<Address, Arc<crate::bridge_counters::CountersSlot>>>,
 }
 
 impl SharedReads {
@@ -88,7 +91,18 @@ impl SharedReads {
             logs: LogStore::default(),
             cadence: Mutex::default(),
             wallets: Mutex::default(),
+            counters: Mutex::default(),
         }
+    }
+
+    /// The slot of `bridge`'s counters.
+    pub(crate) fn counters(&self, bridge: Address) -> Arc<crate::bridge_counters::CountersSlot> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(bridge)
+            .or_default()
+            .clone()
     }
 
     /// The slot of `account`'s balance and the gas price.

@@ -64,7 +64,8 @@ impl LowerAdvance {
     /// is lost if a tick is skipped.
     pub async fn tick(&mut self) -> Result<Option<u64>, String> {
         let views = self.destination.views();
-        let (lower, upper) = views.handle_nonces().await.map_err(|e| e.to_string())?;
+        let counters = views.counters().await.map_err(|e| e.to_string())?;
+        let (lower, upper) = (counters.lower_handle_nonce, counters.upper_handle_nonce);
         if lower >= upper {
             self.last = None;
             return Ok(None);

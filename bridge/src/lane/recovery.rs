@@ -56,17 +56,17 @@ fn chain_error(what: &'static str) -> impl Fn(ChainError) -> RecoveryError {
 impl LaneChains for ChainLane {
     async fn request_nonce(&self) -> Result<u64, RecoveryError> {
         self.source
-            .views()
-            .request_nonce()
+            .counters()
             .await
+            .map(|c| c.request_nonce)
             .map_err(chain_error("the source requestNonce"))
     }
 
     async fn lower_handle_nonce(&self) -> Result<u64, RecoveryError> {
         self.destination
-            .views()
-            .lower_handle_nonce()
+            .counters()
             .await
+            .map(|c| c.lower_handle_nonce)
             .map_err(chain_error("the destination lowerHandleNonce"))
     }
 

@@ -87,10 +87,10 @@ impl QueuedReleases {
     pub async fn tick(&mut self) -> Result<usize, String> {
         let count = self
             .destination
-            .views()
-            .queued_release_count()
+            .counters()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .queued_release_count;
         LaneMetrics::set(&self.metrics.queued_releases, count);
         if count == 0 {
             self.reset();

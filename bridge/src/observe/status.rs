@@ -91,7 +91,7 @@ pub async fn read_queued_releases(
     status: &mut LaneStatus,
     views: crate::chain::bridge_views::BridgeViews<'_>,
 ) -> Result<(), crate::chain::ChainError> {
-    status.queued_release_count = views.queued_release_count().await?;
+    status.queued_release_count = views.counters().await?.queued_release_count;
     status.queued_releases = if status.queued_release_count == 0 {
         Vec::new()
     } else {

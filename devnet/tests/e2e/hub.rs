@@ -268,6 +268,23 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             sum
         }
     };
+    // Each bridge's counters are read once per block for every task that watches them (issue
+    // 54): more of the watchers', upkeep's and recovery's asks were answered from another
+    // task's batch than batches were sent.
+    let counters_shared = total(
+        "multibridge_rpc_shared_reads_total",
+        "read=\"bridge counters\"",
+    )
+    .await;
+    let counters_read = total(
+        "multibridge_rpc_requests_total",
+        "method=\"bridge counters\"",
+    )
+    .await;
+    assert!(
+        counters_read > 0.0 && counters_shared > counters_read,
+        "operator 1's process read the bridges' counters {counters_read} times and shared {counters_shared}: they were not read once per block"
+    );
     // Its lane leaders heartbeat together (issue 54): fewer heartbeat transactions (every
     // attempt, whatever its outcome) than heartbeats.
     let beats = total("multibridge_etcd_heartbeats_total", "outcome=\"rewritten\"").await;
