@@ -233,6 +233,9 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             backup_every: None,
             edge_proxies: pairs == largest && pairs > 1 && options.blackhole_seconds > 0,
             lease_ttl_secs: options.lease_ttl_secs.max(1),
+            // Every size with the hub's allocator setting, the 1-pair row too: the per-lane
+            // growth is measured against it.
+            relay_env: allocator_env(),
             ..DevnetOptions::new(&sub)
         })
         .await?;
@@ -804,10 +807,27 @@ async fn cut_one(
     })
 }
 
+/// The allocator setting every row's relays run with: the hub's, or the caller's own
+/// `_RJEM_MALLOC_CONF` (inherited).
+fn allocator_env() -> Vec<(String, String)> {
+    use crate::harness::devnet::{ALLOCATOR_CONF_VAR, HUB_ALLOCATOR_CONF};
+    match std::env::var_os(ALLOCATOR_CONF_VAR) {
+        Some(_) => Vec::new(),
+        None => vec![(ALLOCATOR_CONF_VAR.into(), HUB_ALLOCATOR_CONF.into())],
+    }
+}
+
+/// The allocator setting the relays ran with, as printed.
+fn allocator_setting() -> String {
+    use crate::harness::devnet::{ALLOCATOR_CONF_VAR, HUB_ALLOCATOR_CONF};
+    std::env::var(ALLOCATOR_CONF_VAR).unwrap_or_else(|_| HUB_ALLOCATOR_CONF.to_owned())
+}
+
 /// The readable table.
 pub fn render(report: &HubReport) -> String {
-    let mut out = String::from(
-        "multibridge bench-hub: one relay process per operator (3 operators, threshold 2) serving N service chains under one main chain, 1 s blocks\n\n",
+    let mut out = format!(
+        "multibridge bench-hub: one relay process per operator (3 operators, threshold 2) serving N service chains under one main chain, 1 s blocks; relays' allocator {}\n\n",
+        allocator_setting()
     );
     out.push_str(&format!(
         "{:>6} {:>6} {:>10} {:>9} {:>8} {:>8} {:>22} {:>10}   {}\n",
