@@ -22,6 +22,10 @@ pub struct RecoveryConfig {
     pub max_per_round: usize,
     /// Most claimed nonces remembered at once (the oldest are dropped, with a warning).
     pub max_claims: usize,
+    /// How old a claim must be before a nonce the source has not assigned drops it: the
+    /// source's `requestNonce` is read at the shared head, which may be a moment behind the
+    /// block of a request its claim already names.
+    pub bogus_claim_after: Duration,
 }
 
 impl Default for RecoveryConfig {
@@ -31,6 +35,7 @@ impl Default for RecoveryConfig {
             stride_blocks: 1_000,
             max_per_round: 1_024,
             max_claims: 4_096,
+            bogus_claim_after: Duration::from_secs(30),
         }
     }
 }
@@ -223,9 +228,11 @@ impl Recovery {
         // Claims below the lower nonce are handled; above the request nonce they name nothing.
         let resolved: Vec<u64> = self.claims.range(..lower).map(|(n, _)| *n).collect();
         self.resolve(&resolved, &mut round);
+        let grace = self.config.bogus_claim_after;
         let bogus: Vec<u64> = self
             .claims
             .range(request_nonce..)
+            .filter(|(_, at)| at.elapsed() >= grace)
             .map(|(n, _)| *n)
             .collect();
         for n in bogus {
@@ -452,8 +459,19 @@ mod tests {
         RecoveryConfig {
             stride_blocks: stride,
             max_per_round: cap,
+            bogus_claim_after: Duration::ZERO,
             ..RecoveryConfig::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_claim_above_the_request_nonce_is_kept_while_young() {
+        let lane = FakeLane::with_requests(10, 2);
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(RecoveryConfig::default(), lane_metrics());
+        r.claim(10); // the next request: its block may be newer than the head read
+        r.tick(&lane, &queue).await.unwrap();
+        assert_eq!(r.open_claims(), vec![10], "a young claim is not dropped");
     }
 
     #[tokio::test]

@@ -6,18 +6,20 @@
 //! pair's tasks asked them about five times a second on each chain, each a request of its own:
 //! the watcher's lane rounds, the leader's upkeep (the idle lane's advance, the queued
 //! releases), recovery's rounds and the status page — tasks that only need them as new as the
-//! head they read. Now they are read as one batch of four `eth_call`s pinned to the block the
-//! shared head names ([`ChainClient::head`](crate::ChainClient::head)), so the four agree with
-//! each other, and served to every asker of the process whose head has not moved past that
-//! block.
+//! head they read. Now, once the shared head ([`ChainClient::head`](crate::ChainClient::head))
+//! names a block newer than the last read, they are read as one batch of four `eth_call`s at
+//! the node's latest block ([`read`]), and served to every asker of the process whose head has
+//! not moved past that block: the watcher, the upkeep, recovery, and the status page and
+//! command.
 //!
 //! What still reads the bridge itself: the voter's pre-check and attested planning (their
-//! decisions read the latest state), the guardian (a protection judges on its own reads) and
-//! one-off commands.
+//! decisions read the latest state), the guardian (a protection judges on its own reads), and
+//! the upkeep once more before it sends an advance.
 //!
 //! A reorg that replaces the head block at the same height is not seen by the number: counters
 //! serve at most [`COUNTERS_FRESH_FOR`], then are read again. A failed read is shared for
-//! [`FAILURE_SHARED_FOR`], so askers behind a dead endpoint do not queue up one failover each.
+//! [`FAILURE_SHARED_FOR`], so askers behind a dead endpoint do not queue up one failover each
+//! (served as a retryable `Unavailable`, whatever the reader's own error was).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -102,36 +104,87 @@ impl CountersSlot {
     }
 }
 
-/// The four counters of `bridge` at `block`, asked of `provider` as one batch.
-pub async fn read_at(
+/// The four counters of `bridge` as `provider` answers them at its latest block, tagged with
+/// `head`: the shared head the asker read first, which that block is at or past. Asked as one
+/// batch; where the endpoint refuses batches (a proxy or a provider that answers one error, a
+/// non-2xx status or nothing for each call), as four calls at once.
+///
+/// Not pinned to `head`'s number: an endpoint a block behind the one that answered the head (a
+/// load-balanced provider's other backend, the next endpoint after a failover) would refuse a
+/// read at a block it does not have yet, where `latest` is as fresh as the separate reads
+/// were. So the four need not come from one block, as before.
+pub async fn read(
     provider: DynProvider,
     bridge: Address,
-    block: u64,
+    head: u64,
 ) -> Result<BridgeCounters, TransportError> {
-    let client = provider.client();
-    let mut batch = alloy::rpc::client::BatchRequest::new(client);
-    let at = BlockId::number(block);
-    let mut call = |input: Vec<u8>| {
-        let request = TransactionRequest::default()
-            .to(bridge)
-            .input(TransactionInput::new(input.into()));
-        batch.add_call::<_, Bytes>("eth_call", &(request, at))
+    let inputs = [
+        Bridge::requestNonceCall {}.abi_encode(),
+        Bridge::lowerHandleNonceCall {}.abi_encode(),
+        Bridge::upperHandleNonceCall {}.abi_encode(),
+        Bridge::queuedReleaseCountCall {}.abi_encode(),
+    ];
+    let answers = match batched(&provider, bridge, &inputs).await {
+        Ok(answers) => answers,
+        // One call's own error (a revert, say) is that call's, as it would be alone.
+        Err(e @ alloy::transports::RpcError::ErrorResp(_)) => return Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "the batch of the bridge's counters failed: asking them one by one");
+            one_by_one(&provider, bridge, &inputs).await?
+        }
     };
-    let request = call(Bridge::requestNonceCall {}.abi_encode())?;
-    let lower = call(Bridge::lowerHandleNonceCall {}.abi_encode())?;
-    let upper = call(Bridge::upperHandleNonceCall {}.abi_encode())?;
-    let queued = call(Bridge::queuedReleaseCountCall {}.abi_encode())?;
-    batch.send().await?;
+    let [request, lower, upper, queued] = answers;
     Ok(BridgeCounters {
-        block,
-        request_nonce: decode::<Bridge::requestNonceCall>(&request.await?)?,
-        lower_handle_nonce: decode::<Bridge::lowerHandleNonceCall>(&lower.await?)?,
-        upper_handle_nonce: decode::<Bridge::upperHandleNonceCall>(&upper.await?)?,
-        queued_release_count: u64::try_from(decode::<Bridge::queuedReleaseCountCall>(
-            &queued.await?,
-        )?)
-        .unwrap_or(u64::MAX),
+        block: head,
+        request_nonce: decode::<Bridge::requestNonceCall>(&request)?,
+        lower_handle_nonce: decode::<Bridge::lowerHandleNonceCall>(&lower)?,
+        upper_handle_nonce: decode::<Bridge::upperHandleNonceCall>(&upper)?,
+        queued_release_count: u64::try_from(decode::<Bridge::queuedReleaseCountCall>(&queued)?)
+            .unwrap_or(u64::MAX),
     })
+}
+
+/// A view call on `bridge` with `input`.
+fn view(bridge: Address, input: &[u8]) -> TransactionRequest {
+    TransactionRequest::default()
+        .to(bridge)
+        .input(TransactionInput::new(input.to_vec().into()))
+}
+
+/// The calls of `inputs` in one JSON-RPC batch, at the latest block.
+async fn batched(
+    provider: &DynProvider,
+    bridge: Address,
+    inputs: &[Vec<u8>; 4],
+) -> Result<[Bytes; 4], TransportError> {
+    let mut batch = alloy::rpc::client::BatchRequest::new(provider.client());
+    let mut waiters = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        waiters.push(
+            batch.add_call::<_, Bytes>("eth_call", &(view(bridge, input), BlockId::latest()))?,
+        );
+    }
+    batch.send().await?;
+    let mut answers: [Bytes; 4] = Default::default();
+    for (answer, waiter) in answers.iter_mut().zip(waiters) {
+        *answer = waiter.await?;
+    }
+    Ok(answers)
+}
+
+/// The calls of `inputs` one by one, all at once, at the latest block.
+async fn one_by_one(
+    provider: &DynProvider,
+    bridge: Address,
+    inputs: &[Vec<u8>; 4],
+) -> Result<[Bytes; 4], TransportError> {
+    let [a, b, c, d] = inputs;
+    let call = |input: &Vec<u8>| {
+        let request = view(bridge, input);
+        async move { provider.call(request).await }
+    };
+    let (a, b, c, d) = futures::future::try_join4(call(a), call(b), call(c), call(d)).await?;
+    Ok([a, b, c, d])
 }
 
 /// A call's answer decoded; empty or garbled data (no bridge at the address on this node) is an
@@ -148,7 +201,114 @@ fn decode<C: SolCall>(data: &Bytes) -> Result<C::Return, TransportError> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use alloy::primitives::Address;
+    use alloy::providers::{Provider, ProviderBuilder};
+    use axum::response::IntoResponse;
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// What the endpoint saw: batches and single calls.
+    #[derive(Default)]
+    struct Seen {
+        batches: AtomicUsize,
+        singles: AtomicUsize,
+    }
+
+    /// One `eth_call` answered with its counter's number: requestNonce 7, lowerHandleNonce 3,
+    /// upperHandleNonce 5, queuedReleaseCount 2.
+    fn answer(call: &Value) -> Value {
+        let input = call["params"][0]["input"].as_str().unwrap_or_default();
+        let selector = alloy::primitives::hex::decode(input).unwrap()[..4].to_vec();
+        let n: u64 = if selector == Bridge::requestNonceCall::SELECTOR {
+            7
+        } else if selector == Bridge::lowerHandleNonceCall::SELECTOR {
+            3
+        } else if selector == Bridge::upperHandleNonceCall::SELECTOR {
+            5
+        } else if selector == Bridge::queuedReleaseCountCall::SELECTOR {
+            2
+        } else {
+            panic!("unexpected call {call}")
+        };
+        json!({"jsonrpc": "2.0", "id": call["id"], "result": format!("0x{n:064x}")})
+    }
+
+    /// An endpoint of the four counters; with `batches` false it refuses a batch as some
+    /// proxies and providers do (HTTP 400).
+    async fn endpoint(batches: bool) -> (reqwest::Url, Arc<Seen>) {
+        let seen = Arc::new(Seen::default());
+        let counted = seen.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: String| {
+                let seen = counted.clone();
+                async move {
+                    let request: Value = serde_json::from_str(&body).unwrap();
+                    match request.as_array() {
+                        Some(calls) => {
+                            seen.batches.fetch_add(1, Ordering::SeqCst);
+                            if !batches {
+                                return (
+                                    axum::http::StatusCode::BAD_REQUEST,
+                                    "batch requests are not supported",
+                                )
+                                    .into_response();
+                            }
+                            axum::Json(Value::Array(calls.iter().map(answer).collect()))
+                                .into_response()
+                        }
+                        None => {
+                            seen.singles.fetch_add(1, Ordering::SeqCst);
+                            axum::Json(answer(&request)).into_response()
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}/").parse().unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn the_counters_are_one_batch_or_four_calls_where_batches_are_refused() {
+        for batches in [true, false] {
+            let (url, seen) = endpoint(batches).await;
+            let transport =
+                crate::bounded_http::BoundedHttp::new(reqwest::Client::new(), url, 1 << 20);
+            let provider = ProviderBuilder::new()
+                .connect_client(
+                    alloy::rpc::client::ClientBuilder::default().transport(transport, true),
+                )
+                .erased();
+            let counters = read(provider, Address::repeat_byte(1), 10).await.unwrap();
+            assert_eq!(
+                counters,
+                BridgeCounters {
+                    block: 10,
+                    request_nonce: 7,
+                    lower_handle_nonce: 3,
+                    upper_handle_nonce: 5,
+                    queued_release_count: 2,
+                },
+                "batches {batches}"
+            );
+            assert_eq!(seen.batches.load(Ordering::SeqCst), 1, "one batch tried");
+            let singles = if batches { 0 } else { 4 };
+            assert_eq!(
+                seen.singles.load(Ordering::SeqCst),
+                singles,
+                "batches {batches}"
+            );
+        }
+    }
 
     fn at(block: u64) -> BridgeCounters {
         BridgeCounters {

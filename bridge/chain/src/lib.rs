@@ -626,7 +626,7 @@ impl ChainClient {
         let bridge = self.bridge;
         let read = self
             .call("bridge counters", |p| {
-                bridge_counters::read_at(p, bridge, head)
+                bridge_counters::read(p, bridge, head)
             })
             .await;
         slot.keep(match &read {

@@ -87,6 +87,17 @@ impl LowerAdvance {
         if !my_turn(&operators, lower, self.operator, unmoved) {
             return Ok(None);
         }
+        // The counters are the shared head's, which can be a block behind the latest: the
+        // advance is sent only while lowerHandleNonce still stands there (moved since, by a
+        // handle or another operator's advance, it would be a transaction that does nothing).
+        if views
+            .lower_handle_nonce()
+            .await
+            .map_err(|e| e.to_string())?
+            != lower
+        {
+            return Ok(None);
+        }
         let input = Bridge::advanceLowerHandleNonceCall {
             maxSteps: U256::from(multibridge_contracts::MAX_LOWER_ADVANCE),
         }

@@ -858,7 +858,7 @@ const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
 /// (the relay's compiled-in `dirty_decay_ms:0`, for the least memory on one pair). Measured on
 /// a 16-pair hub, purging every freed page at once (a `madvise` and its page faults again,
 /// about 700 a second per process) was about a fifth of the relays' CPU at rest and at steady
-/// load; the clock costs 2.5-3.6 MiB of peak RSS per process (docs/benchmarks.md).
+/// load; the clock costs 2.5-4.6 MiB of peak RSS per process (docs/benchmarks.md).
 pub const HUB_ALLOCATOR_CONF: &str = "dirty_decay_ms:1000";
 
 /// The environment variable jemalloc reads its settings from at start (the relay's allocator
