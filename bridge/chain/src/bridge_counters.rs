@@ -21,8 +21,7 @@
 //! [`FAILURE_SHARED_FOR`], so askers behind a dead endpoint do not queue up one failover each
 //! (served as a retryable `Unavailable`, whatever the reader's own error was).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::eips::BlockId;
 use alloy::primitives::{Address, Bytes};
@@ -53,55 +52,6 @@ pub struct BridgeCounters {
     pub upper_handle_nonce: u64,
     /// `queuedReleaseCount`: releases held back by the destination.
     pub queued_release_count: u64,
-}
-
-/// What the last read of one bridge's counters returned.
-#[derive(Debug)]
-enum Kept {
-    Counters(Instant, BridgeCounters),
-    Failed(Instant, String),
-}
-
-/// One bridge's counters as the process last read them.
-#[derive(Debug, Default)]
-pub struct CountersSlot {
-    last: Mutex<Option<Kept>>,
-    /// Held by the task reading, so the others wait for its answer.
-    pub(crate) reading: tokio::sync::Mutex<()>,
-}
-
-/// What the slot holds for an asker: counters of its head or a later block, or why another
-/// task's read just failed; with the age of that read.
-pub type Served = (Result<BridgeCounters, String>, Duration);
-
-impl CountersSlot {
-    /// What the slot holds for an asker whose head is `head`, if anything still serves it.
-    pub fn serves(&self, head: u64) -> Option<Served> {
-        self.serves_at(head, Instant::now())
-    }
-
-    fn serves_at(&self, head: u64, now: Instant) -> Option<Served> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        match last.as_ref()? {
-            Kept::Counters(at, counters) => {
-                let age = now.saturating_duration_since(*at);
-                (counters.block >= head && age < COUNTERS_FRESH_FOR).then_some((Ok(*counters), age))
-            }
-            Kept::Failed(at, why) => {
-                let age = now.saturating_duration_since(*at);
-                (age < FAILURE_SHARED_FOR).then(|| (Err(why.clone()), age))
-            }
-        }
-    }
-
-    /// Keep what a read returned.
-    pub fn keep(&self, read: Result<BridgeCounters, String>) {
-        let now = Instant::now();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(match read {
-            Ok(counters) => Kept::Counters(now, counters),
-            Err(why) => Kept::Failed(now, why),
-        });
-    }
 }
 
 /// The four counters of `bridge` as `provider` answers them at its latest block, tagged with
@@ -308,43 +258,5 @@ mod tests {
                 "batches {batches}"
             );
         }
-    }
-
-    fn at(block: u64) -> BridgeCounters {
-        BridgeCounters {
-            block,
-            request_nonce: 7,
-            ..BridgeCounters::default()
-        }
-    }
-
-    #[test]
-    fn counters_serve_askers_up_to_their_block_and_for_a_bounded_time() {
-        let slot = CountersSlot::default();
-        assert_eq!(slot.serves(10), None, "nothing read yet");
-        slot.keep(Ok(at(10)));
-        let now = Instant::now();
-        let answer = |head| slot.serves_at(head, now).map(|(answer, _)| answer);
-        assert_eq!(answer(9), Some(Ok(at(10))));
-        assert_eq!(answer(10), Some(Ok(at(10))));
-        assert_eq!(answer(11), None, "the head moved past them");
-        let later = now + COUNTERS_FRESH_FOR;
-        assert_eq!(
-            slot.serves_at(10, later),
-            None,
-            "a reorg at the same height"
-        );
-    }
-
-    #[test]
-    fn a_failed_read_is_shared_only_briefly() {
-        let slot = CountersSlot::default();
-        slot.keep(Err("endpoint down".into()));
-        let now = Instant::now();
-        assert_eq!(
-            slot.serves_at(10, now).map(|(answer, _)| answer),
-            Some(Err("endpoint down".to_owned()))
-        );
-        assert_eq!(slot.serves_at(10, now + FAILURE_SHARED_FOR), None);
     }
 }

@@ -613,27 +613,25 @@ impl ChainClient {
     /// must see the latest state reads the view itself.
     pub async fn counters(&self) -> Result<bridge_counters::BridgeCounters, ChainError> {
         let head = self.head().await?;
-        let slot = self.shared.counters(self.bridge);
-        let served =
-            |(answer, age)| self.shared_answer("bridge counters", "bridge counters", answer, age);
-        if let Some(kept) = slot.serves(head) {
-            return served(kept);
-        }
-        let _reading = slot.reading.lock().await;
-        if let Some(kept) = slot.serves(head) {
-            return served(kept);
-        }
         let bridge = self.bridge;
-        let read = self
-            .call("bridge counters", |p| {
-                bridge_counters::read(p, bridge, head)
-            })
+        let got = self
+            .shared
+            .counters(bridge)
+            .get_if(
+                |kept| kept.block >= head,
+                || {
+                    self.call("bridge counters", |p| {
+                        bridge_counters::read(p, bridge, head)
+                    })
+                },
+            )
             .await;
-        slot.keep(match &read {
-            Ok(counters) => Ok(*counters),
-            Err(e) => Err(e.to_string()),
-        });
-        read
+        match got {
+            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Shared { answer, age } => {
+                self.shared_answer("bridge counters", "bridge counters", answer, age)
+            }
+        }
     }
 
     /// A call on this chain's bridge contract (typically a view), with failover.

@@ -66,6 +66,9 @@ pub const WALLET_FRESH_FOR: Duration = Duration::from_millis(900);
 /// An account's balance and the chain's gas price.
 pub type WalletSlot = Slot<(alloy::primitives::U256, u128)>;
 
+/// A bridge's counters ([`crate::bridge_counters`]).
+pub type CountersSlot = Slot<crate::bridge_counters::BridgeCounters>;
+
 /// One chain's shared answers.
 #[derive(Debug)]
 pub struct SharedReads {
@@ -80,7 +83,7 @@ pub struct SharedReads {
     /// Per account: its balance and the chain's gas price (what the watchers show).
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
-    counters: Mutex<HashMap<Address, Arc<crate::bridge_counters::CountersSlot>>>,
+    counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
 }
 
 impl SharedReads {
@@ -96,24 +99,31 @@ impl SharedReads {
     }
 
     /// The slot of `bridge`'s counters.
-    pub(crate) fn counters(&self, bridge: Address) -> Arc<crate::bridge_counters::CountersSlot> {
-        self.counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(bridge)
-            .or_default()
-            .clone()
+    pub(crate) fn counters(&self, bridge: Address) -> Arc<CountersSlot> {
+        slot_of(&self.counters, bridge, || {
+            Slot::new(crate::bridge_counters::COUNTERS_FRESH_FOR)
+                .sharing_failures_for(crate::bridge_counters::FAILURE_SHARED_FOR)
+        })
     }
 
     /// The slot of `account`'s balance and the gas price.
     pub(crate) fn wallet(&self, account: Address) -> Arc<WalletSlot> {
-        self.wallets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(account)
-            .or_insert_with(|| Arc::new(Slot::new(WALLET_FRESH_FOR)))
-            .clone()
+        slot_of(&self.wallets, account, || Slot::new(WALLET_FRESH_FOR))
     }
+}
+
+/// The slot of `key` in `slots`, made by `make` the first time.
+fn slot_of<T>(
+    slots: &Mutex<HashMap<Address, Arc<Slot<T>>>>,
+    key: Address,
+    make: impl FnOnce() -> Slot<T>,
+) -> Arc<Slot<T>> {
+    slots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert_with(|| Arc::new(make()))
+        .clone()
 }
 
 /// The shared reads of the chain `chain_id` reached through `urls`: the same for every client
@@ -171,6 +181,8 @@ pub enum Got<T, E> {
 #[derive(Debug)]
 pub struct Slot<T> {
     fresh_for: Duration,
+    /// How long a failed read is every asker's answer.
+    failures_for: Duration,
     last: Mutex<Option<(Instant, Result<T, String>)>>,
     /// Until when a good answer serves however old it is (the head between two blocks).
     hold_until: Mutex<Option<Instant>>,
@@ -179,27 +191,46 @@ pub struct Slot<T> {
 }
 
 impl<T: Clone> Slot<T> {
-    /// A slot whose answers serve for `fresh_for`.
+    /// A slot whose answers, a failure too, serve for `fresh_for`.
     pub fn new(fresh_for: Duration) -> Self {
         Self {
             fresh_for,
+            failures_for: fresh_for,
             last: Mutex::new(None),
             hold_until: Mutex::new(None),
             reading: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn fresh(&self) -> Option<(Result<T, String>, Duration)> {
+    /// The same slot with a failed read shared for `failures_for` only.
+    pub fn sharing_failures_for(mut self, failures_for: Duration) -> Self {
+        self.failures_for = failures_for;
+        self
+    }
+
+    /// The answer that still serves an asker at `now`: a good one it `accepts` while fresh or
+    /// held, a failure while [`failures_for`](Self::sharing_failures_for).
+    fn fresh(
+        &self,
+        accepts: impl Fn(&T) -> bool,
+        now: Instant,
+    ) -> Option<(Result<T, String>, Duration)> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let (at, answer) = last.as_ref()?;
-        let age = at.elapsed();
-        let held = answer.is_ok()
-            && self
-                .hold_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some_and(|until| Instant::now() < until);
-        (age < self.fresh_for || held).then(|| (answer.clone(), age))
+        let age = now.saturating_duration_since(*at);
+        let serves = match answer {
+            Ok(value) => {
+                accepts(value)
+                    && (age < self.fresh_for
+                        || self
+                            .hold_until
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_some_and(|until| now < until))
+            }
+            Err(_) => age < self.failures_for,
+        };
+        serves.then(|| (answer.clone(), age))
     }
 
     /// Serve the last good answer until `until` however old it is (`None`: only while fresh).
@@ -215,11 +246,22 @@ impl<T: Clone> Slot<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some((answer, age)) = self.fresh() {
+        self.get_if(|_| true, read).await
+    }
+
+    /// [`get`](Self::get), where a good answer serves only an asker that `accepts` it (the
+    /// counters of a block at or past the asker's head).
+    pub async fn get_if<E, F, Fut>(&self, accepts: impl Fn(&T) -> bool, read: F) -> Got<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some((answer, age)) = self.fresh(&accepts, Instant::now()) {
             return Got::Shared { answer, age };
         }
         let _reading = self.reading.lock().await;
-        if let Some((answer, age)) = self.fresh() {
+        if let Some((answer, age)) = self.fresh(&accepts, Instant::now()) {
             return Got::Shared { answer, age };
         }
         let answer = read().await;
@@ -522,6 +564,36 @@ impl StoreState {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Keep `answer` in `slot` as a read would (whatever good answer it kept before).
+    async fn keep(slot: &Slot<u64>, answer: Result<u64, String>) {
+        let _ = slot.get_if(|_| false, || async { answer }).await;
+    }
+
+    #[tokio::test]
+    async fn a_good_answer_serves_askers_it_suits_while_fresh_and_a_failure_for_its_own_time() {
+        let slot = Slot::<u64>::new(Duration::from_secs(2))
+            .sharing_failures_for(Duration::from_millis(100));
+        keep(&slot, Ok(10)).await;
+        let now = Instant::now();
+        let served = |accepts: fn(&u64) -> bool, at| slot.fresh(accepts, at).map(|(a, _)| a);
+        assert_eq!(served(|block| *block >= 9, now), Some(Ok(10)));
+        assert_eq!(
+            served(|block| *block >= 11, now),
+            None,
+            "the asker's head moved past it"
+        );
+        let later = now + Duration::from_secs(2);
+        assert_eq!(served(|_| true, later), None, "no longer fresh");
+        keep(&slot, Err("endpoint down".into())).await;
+        let now = Instant::now();
+        assert_eq!(served(|_| true, now), Some(Err("endpoint down".into())));
+        assert_eq!(
+            served(|_| true, now + Duration::from_millis(100)),
+            None,
+            "a failure is shared for its own, shorter time"
+        );
+    }
 
     #[tokio::test]
     async fn one_read_serves_every_asker_while_fresh_and_concurrent_askers_wait_for_it() {

@@ -235,7 +235,9 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             lease_ttl_secs: options.lease_ttl_secs.max(1),
             // Every size with the hub's allocator setting, the 1-pair row too: the per-lane
             // growth is measured against it.
-            relay_env: allocator_env(),
+            relay_env: crate::harness::devnet::hub_allocator_env(true, &[])
+                .into_iter()
+                .collect(),
             ..DevnetOptions::new(&sub)
         })
         .await?;
@@ -805,16 +807,6 @@ async fn cut_one(
         handled_while_cut,
         catch_up_seconds,
     })
-}
-
-/// The allocator setting every row's relays run with: the hub's, or the caller's own
-/// `_RJEM_MALLOC_CONF` (inherited).
-fn allocator_env() -> Vec<(String, String)> {
-    use crate::harness::devnet::{ALLOCATOR_CONF_VAR, HUB_ALLOCATOR_CONF};
-    match std::env::var_os(ALLOCATOR_CONF_VAR) {
-        Some(_) => Vec::new(),
-        None => vec![(ALLOCATOR_CONF_VAR.into(), HUB_ALLOCATOR_CONF.into())],
-    }
 }
 
 /// The allocator setting the relays ran with, as printed.

@@ -853,8 +853,8 @@ fn absolute(dir: &Path) -> Result<PathBuf, DevnetError> {
 /// Where heaptrack's preload library lives on Debian/Ubuntu (`apt install heaptrack`).
 const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
 
-/// The allocator setting of a relay process that serves a hub (docs/running-a-relay.md, "A
-/// hub"): jemalloc returns freed pages to the system on its 1 s decay clock instead of at once
+/// The allocator setting of a relay process that serves a hub (docs/running-a-relay.md, "The
+/// allocator of a hub"): jemalloc returns freed pages to the system on its 1 s decay clock instead of at once
 /// (the relay's compiled-in `dirty_decay_ms:0`, for the least memory on one pair). Measured on
 /// a 16-pair hub, purging every freed page at once (a `madvise` and its page faults again,
 /// about 700 a second per process) was about a fifth of the relays' CPU at rest and at steady
@@ -867,7 +867,10 @@ pub const ALLOCATOR_CONF_VAR: &str = "_RJEM_MALLOC_CONF";
 
 /// [`HUB_ALLOCATOR_CONF`] for a hub's relays, unless the devnet's own environment or its
 /// `relay_env` already says how the allocator runs.
-fn hub_allocator_env(hub: bool, relay_env: &[(String, String)]) -> Option<(String, String)> {
+pub(crate) fn hub_allocator_env(
+    hub: bool,
+    relay_env: &[(String, String)],
+) -> Option<(String, String)> {
     let set = std::env::var_os(ALLOCATOR_CONF_VAR).is_some()
         || relay_env.iter().any(|(k, _)| k == ALLOCATOR_CONF_VAR);
     (hub && !set).then(|| (ALLOCATOR_CONF_VAR.into(), HUB_ALLOCATOR_CONF.into()))
