@@ -205,6 +205,8 @@ struct Command {
     client: ClientId,
     job: Job,
     reply: oneshot::Sender<Result<Sent, SubmitError>>,
+    /// When the client asked.
+    queued: std::time::Instant,
 }
 
 /// The clients' event channels, shared by the handle (which adds them) and the task.
@@ -269,6 +271,7 @@ impl Submit for SubmitClient {
                 client: self.id,
                 job,
                 reply,
+                queued: std::time::Instant::now(),
             })
             .await
             .map_err(|_| SubmitError::Stopped(self.chain.role()))?;
@@ -328,6 +331,9 @@ impl SubmitterHandle {
     }
 }
 
+/// Most jobs sent in one round (the channel holds no more).
+const MAX_ROUND: usize = 64;
+
 /// How often transactions in flight are checked.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
@@ -364,7 +370,7 @@ impl Submitter {
         fence: Fence,
         term: watch::Receiver<bool>,
     ) -> (Self, SubmitterHandle) {
-        let (commands_tx, commands) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(MAX_ROUND);
         let clients: Clients = Arc::default();
         let handle = SubmitterHandle {
             chain: chain.clone(),
@@ -433,8 +439,15 @@ impl Submitter {
                 }
                 command = self.commands.recv() => match command {
                     Some(command) => {
-                        let result = self.submit(command.client, command.job).await;
-                        let _ = command.reply.send(result);
+                        // Whatever else waits goes in the same round (one job per client: each
+                        // waits for its answer before it asks again).
+                        let mut round = vec![command];
+                        while round.len() < MAX_ROUND
+                            && let Ok(more) = self.commands.try_recv()
+                        {
+                            round.push(more);
+                        }
+                        self.serve(round).await;
                     }
                     None => return,
                 },
@@ -471,8 +484,56 @@ impl Submitter {
         Ok(())
     }
 
-    async fn submit(&mut self, client: ClientId, job: Job) -> Result<Sent, SubmitError> {
-        self.ensure_sender().await?;
+    /// Send the jobs of one round at once ([`Sender::send_round`]) and answer each client.
+    async fn serve(&mut self, round: Vec<Command>) {
+        let chain = self.chain.clone();
+        let metrics = chain.metrics();
+        for command in &round {
+            metrics
+                .queue_wait
+                .observe(command.queued.elapsed().as_secs_f64());
+        }
+        let mut round = round.into_iter();
+        if let Err(e) = self.ensure_sender().await {
+            // No sender this term yet: each job finds out on its own.
+            if let Some(first) = round.next() {
+                let _ = first.reply.send(Err(e));
+            }
+            for command in round {
+                let result = match self.ensure_sender().await {
+                    Ok(()) => self.send_one(command.client, command.job).await,
+                    Err(e) => Err(e),
+                };
+                let _ = command.reply.send(result);
+            }
+            return;
+        }
+        let Some(sender) = self.sender.as_mut() else {
+            return;
+        };
+        let commands: Vec<Command> = round.collect();
+        let calls = commands
+            .iter()
+            .map(|c| {
+                let call = sender.call(c.job.to, c.job.input.clone(), U256::ZERO);
+                (call, c.job.gas_limit, c.job.lead)
+            })
+            .collect();
+        let results = sender.send_round(calls).await;
+        metrics
+            .signer_nonce
+            .set(i64::try_from(sender.next_nonce()).unwrap_or(i64::MAX));
+        for (command, result) in commands.into_iter().zip(results) {
+            if let Ok(sent) = &result {
+                self.owners
+                    .insert(sent.nonce, (command.client, command.job.gas_limit));
+            }
+            let _ = command.reply.send(result.map_err(SubmitError::from));
+        }
+    }
+
+    /// Send one job (the sender built).
+    async fn send_one(&mut self, client: ClientId, job: Job) -> Result<Sent, SubmitError> {
         let Some(sender) = self.sender.as_mut() else {
             return Err(SubmitError::Stopped(self.chain.role()));
         };

@@ -409,3 +409,84 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
     );
     assert_eq!(sender.in_flight(), 0);
 }
+
+/// A round of calls (the submitter's: every pair's votes that wait, issue 54) is sent at once
+/// under consecutive nonces and mined in one block. A call the node refuses in the middle (a
+/// gas limit below a transaction's intrinsic gas) would leave the ones above it queued behind a hole: its nonce is
+/// filled at once with a 0-value transfer to itself, so one block still takes them all, and the
+/// refusal is that call's own result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_round_is_sent_at_once_and_a_refusal_in_it_leaves_no_hole() {
+    let net = service_chain().await;
+    let driver = &net.driver;
+    let signer = driver.operator(0).unwrap();
+    let token = driver.chain(ChainRole::Service).contracts.token;
+    let policy = SenderPolicy {
+        stuck_after: Duration::from_secs(600),
+        ..SenderPolicy::default()
+    };
+    let mut sender = net.sender(policy).await;
+    let provider = driver.provider(ChainRole::Service).unwrap();
+    net.mine_by_hand().await;
+    let mined_in_one_block = async |from: u64, to: u64| {
+        net.rpc("evm_mine", serde_json::json!([])).await;
+        assert_eq!(
+            provider
+                .get_transaction_count(signer.address())
+                .await
+                .unwrap(),
+            to,
+            "one block took every nonce from {from}"
+        );
+    };
+
+    let start = sender.next_nonce();
+    let round = |sender: &Sender, gas: &[u64]| {
+        gas.iter()
+            .enumerate()
+            .map(|(i, gas)| {
+                let call = sender.call(token, approve(i as u8), U256::ZERO);
+                (call, *gas, false)
+            })
+            .collect::<Vec<_>>()
+    };
+    let calls = round(&sender, &[100_000; 5]);
+    let sent: Vec<u64> = sender
+        .send_round(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().nonce)
+        .collect();
+    assert_eq!(sent, (start..start + 5).collect::<Vec<_>>(), "in order");
+    mined_in_one_block(start, start + 5).await;
+    poll_until_mined(&mut sender, 5).await;
+
+    // The third call's gas limit is below a transaction's intrinsic gas: the node refuses it.
+    let start = sender.next_nonce();
+    let calls = round(&sender, &[100_000, 100_000, 20_000, 100_000, 100_000]);
+    let results = sender.send_round(calls).await;
+    let refused = results[2].as_ref().unwrap_err();
+    assert!(matches!(refused, SendError::Chain(_)), "{refused}");
+    let nonces: Vec<u64> = [0, 1, 3, 4]
+        .iter()
+        .map(|i| results[*i].as_ref().unwrap().nonce)
+        .collect();
+    assert_eq!(nonces, vec![start, start + 1, start + 3, start + 4]);
+    assert_eq!(
+        net.chain.metrics().nonce_holes_filled.get(),
+        1,
+        "the refused one's nonce filled"
+    );
+    mined_in_one_block(start, start + 5).await;
+    let filler = provider
+        .get_transaction_by_sender_nonce(signer.address(), start + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        alloy::consensus::Transaction::to(&filler),
+        Some(signer.address()),
+        "a transfer to itself"
+    );
+    assert_eq!(sender.next_nonce(), start + 5);
+}

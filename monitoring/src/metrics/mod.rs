@@ -170,6 +170,12 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) dropped_resends: IntCounterVec,
+    /// Seconds a transaction waited at the signer's submitter before its send began (one
+    /// submitter per key and chain serves every pair and lane writing with it, a round of
+    /// whatever waits at a time), per chain.
+    ///
+    /// Labels: chain.
+    pub(crate) signer_queue_seconds: HistogramVec,
     /// Nonces of this signer filled with a 0-value transfer to itself (a hole in its sequence
     /// that none of its transactions could fill), per chain.
     ///
@@ -477,6 +483,17 @@ impl Metrics {
             lane,
         )?;
         registry.register(Box::new(transfer_latency.clone()))?;
+        let signer_queue_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                name("signer_queue_seconds"),
+                "Seconds a transaction waited at the signer's submitter before its send began",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["chain"],
+        )?;
+        registry.register(Box::new(signer_queue_seconds.clone()))?;
         let signer_sign_seconds = HistogramVec::new(
             HistogramOpts::new(
                 name("signer_sign_seconds"),
@@ -623,6 +640,7 @@ impl Metrics {
                 "Transactions of this relay's signer the node dropped from its pool in flight and the relay sent again",
                 &["chain"],
             )?,
+            signer_queue_seconds,
             nonce_holes_filled: counter(
                 "signer_nonce_holes_filled_total",
                 "Nonces of this relay's signer filled with a 0-value transfer to itself",
@@ -1028,6 +1046,7 @@ impl Metrics {
                 .nonce_holes_filled
                 .with_label_values(&[chain])
                 .reset();
+            let _ = metrics.signer_queue_seconds.with_label_values(&[chain]);
             metrics.dropped_resends.with_label_values(&[chain]).reset();
             metrics
                 .log_disagreements

@@ -32,6 +32,7 @@ use super::{ChainClient, ChainError};
 use crate::fence::{Fence, Fenced};
 
 mod reorg;
+mod round;
 
 /// How the sender behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,23 +491,7 @@ impl Sender {
                 Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown) => {
                     // Taken, or maybe taken: track it; poll() re-sends it if it never shows up.
                     self.next_nonce = nonce.saturating_add(1);
-                    self.in_flight.insert(
-                        nonce,
-                        InFlight {
-                            request: request.clone(),
-                            hashes: vec![hash],
-                            raw,
-                            first_fees: fees,
-                            fees,
-                            sent_at: Instant::now(),
-                            sent_block,
-                        },
-                    );
-                    return Ok(Sent {
-                        nonce,
-                        hash,
-                        gas_limit,
-                    });
+                    return Ok(self.track(nonce, request, hash, raw, fees, sent_block));
                 }
                 Err(BroadcastError::NonceTooLow) if !retried => {
                     retried = true;
@@ -528,6 +513,36 @@ impl Sender {
                 Err(BroadcastError::Refused(e)) => return Err(SendError::Chain(e)),
                 Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
             }
+        }
+    }
+
+    /// Track the transaction of `request` sent under `nonce` as `hash` (`raw` its signed bytes).
+    fn track(
+        &mut self,
+        nonce: u64,
+        request: TransactionRequest,
+        hash: B256,
+        raw: Bytes,
+        fees: Fees,
+        sent_block: u64,
+    ) -> Sent {
+        let gas_limit = request.gas.unwrap_or_default();
+        self.in_flight.insert(
+            nonce,
+            InFlight {
+                request,
+                hashes: vec![hash],
+                raw,
+                first_fees: fees,
+                fees,
+                sent_at: Instant::now(),
+                sent_block,
+            },
+        );
+        Sent {
+            nonce,
+            hash,
+            gas_limit,
         }
     }
 

@@ -76,38 +76,39 @@ impl Sender {
         self.hole = None;
         tracing::warn!(signer = %self.address, from = mined_count, to = above, "a hole in this signer's nonce sequence that none of its transactions fills: filling it with 0-value transfers to itself");
         let (fees, _) = self.market_fees().await?;
+        for nonce in mined_count..above {
+            self.fill(nonce, fees, head.number).await?;
+        }
+        self.next_nonce = self.next_nonce.max(above);
+        Ok(())
+    }
+
+    /// Send a 0-value transfer to itself under `nonce` (a hole no transaction of the sender
+    /// fills) and track it.
+    pub(super) async fn fill(
+        &mut self,
+        nonce: u64,
+        fees: Fees,
+        block: u64,
+    ) -> Result<(), SendError> {
         let filler = TransactionRequest::default()
             .with_from(self.address)
             .with_to(self.address)
             .with_value(alloy::primitives::U256::ZERO)
             .with_chain_id(self.chain.chain_id())
             .with_gas_limit(TRANSFER_GAS);
-        for nonce in mined_count..above {
-            let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
-            match self.broadcast(raw.clone()).await {
-                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
-                Err(BroadcastError::InsufficientFunds) => {
-                    return Err(SendError::InsufficientFunds(self.address));
-                }
-                // Taken, or refused because a transaction of the old sequence holds it after
-                // all (it runs or is replaced by escalation like any other).
-                _ => {}
+        let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
+        match self.broadcast(raw.clone()).await {
+            Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+            Err(BroadcastError::InsufficientFunds) => {
+                return Err(SendError::InsufficientFunds(self.address));
             }
-            self.chain.metrics().nonce_holes_filled.inc();
-            self.in_flight.insert(
-                nonce,
-                InFlight {
-                    request: filler.clone(),
-                    hashes: vec![*envelope.tx_hash()],
-                    raw,
-                    first_fees: fees,
-                    fees,
-                    sent_at: Instant::now(),
-                    sent_block: head.number,
-                },
-            );
+            // Taken, or refused because a transaction of the old sequence holds it after
+            // all (it runs or is replaced by escalation like any other).
+            _ => {}
         }
-        self.next_nonce = self.next_nonce.max(above);
+        self.chain.metrics().nonce_holes_filled.inc();
+        self.track(nonce, filler, *envelope.tx_hash(), raw, fees, block);
         Ok(())
     }
 
