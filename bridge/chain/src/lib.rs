@@ -515,6 +515,19 @@ impl ChainClient {
         Ok(block.map_or(0, |b| b.header.timestamp))
     }
 
+    /// How long until the head can next move, on a chain that makes blocks on a clock
+    /// ([`head_cadence`]): until the shared head's hold ends, [`head_cadence::MARGIN`] before
+    /// the next block is due (zero once it has ended). `None` without a learned clock.
+    pub fn next_block_in(&self) -> Option<std::time::Duration> {
+        let until = self
+            .shared
+            .cadence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hold_until()?;
+        Some(until.saturating_duration_since(std::time::Instant::now()))
+    }
+
     /// The chain's latest block number, with failover: read once for every client of the
     /// chain in the process and served to them for [`shared_reads::HEAD_FRESH_FOR`] (a failure
     /// too, so askers do not queue up behind a dead endpoint) — and, on a chain that makes

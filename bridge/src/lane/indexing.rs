@@ -16,6 +16,7 @@ use std::time::Duration;
 use multibridge_monitoring::{LaneMetrics, Readiness};
 
 use crate::chain::logs::{LogSpan, blocks_in};
+use crate::chain::shared_reads::HEAD_FRESH_FOR;
 use crate::chain::{ChainClient, ChainError, ViewError};
 use crate::store::{SharedStore, StoreError};
 use crate::task::{Next, Retryable, Stepper};
@@ -106,6 +107,8 @@ pub struct Indexer {
     rescans: Option<(u64, u32)>,
     readiness: Arc<Readiness>,
     component: String,
+    /// Rung when new requests are stored (the lane's voter steps at once).
+    stored: Arc<tokio::sync::Notify>,
 }
 
 impl Indexer {
@@ -129,7 +132,22 @@ impl Indexer {
             store,
             metrics,
             rescans: None,
+            stored: Arc::default(),
         }
+    }
+
+    /// Ring `stored` whenever new requests are stored.
+    pub fn ringing(mut self, stored: Arc<tokio::sync::Notify>) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    /// How long to wait once caught up: until the source's head can next move where the chain
+    /// makes blocks on a clock (then every [`HEAD_FRESH_FOR`] until it does: a block is read
+    /// about 0.1 s after it comes, where a fixed poll found it half a poll later on average);
+    /// the configured poll elsewhere.
+    fn caught_up_pause(&self) -> Duration {
+        caught_up_pause(self.source.next_block_in(), self.settings.poll)
     }
 
     /// The next block to read.
@@ -166,7 +184,7 @@ impl Indexer {
                 }
                 Next::Now
             }
-            Step::CaughtUp { .. } => Next::After(self.settings.poll),
+            Step::CaughtUp { .. } => Next::After(self.caught_up_pause()),
             Step::Rewound {
                 missing,
                 from_block,
@@ -210,6 +228,9 @@ impl Indexer {
         }
         let next = range.end().saturating_add(1);
         let new = self.store.lock().record_range(lane, &requests, next)?;
+        if new > 0 {
+            self.stored.notify_one();
+        }
         self.metrics.requests_indexed.inc_by(new as u64);
         LaneMetrics::set(&self.metrics.indexed_block, next);
         if let Some(step) = self.check_gaps()? {
@@ -263,10 +284,37 @@ impl Indexer {
     }
 }
 
+/// [`Indexer::caught_up_pause`] from the source's [`ChainClient::next_block_in`] and the
+/// configured poll.
+fn caught_up_pause(next_block_in: Option<Duration>, poll: Duration) -> Duration {
+    next_block_in.map_or(poll, |wait| wait.max(HEAD_FRESH_FOR))
+}
+
 impl Stepper for Indexer {
     type Error = IndexerError;
 
     fn step(&mut self) -> impl Future<Output = Result<Next, IndexerError>> + Send {
         self.tick()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_up_indexer_waits_for_the_next_block_where_the_chain_has_a_clock() {
+        let poll = Duration::from_millis(500);
+        assert_eq!(caught_up_pause(None, poll), poll, "no clock: the poll");
+        assert_eq!(
+            caught_up_pause(Some(Duration::from_millis(620)), poll),
+            Duration::from_millis(620),
+            "until the head can move, however long the poll"
+        );
+        assert_eq!(
+            caught_up_pause(Some(Duration::ZERO), poll),
+            HEAD_FRESH_FOR,
+            "once due: as often as the shared head is read"
+        );
     }
 }

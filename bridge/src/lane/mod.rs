@@ -252,6 +252,8 @@ pub fn spawn(
         );
     }
 
+    // The indexer rings it when it stores new requests: the voter steps at once.
+    let stored = Arc::new(tokio::sync::Notify::new());
     let indexer = Indexer::new(
         source.clone(),
         IndexerSettings {
@@ -263,7 +265,8 @@ pub fn spawn(
         shared.store.clone(),
         metrics.clone(),
         shared.readiness.clone(),
-    );
+    )
+    .ringing(stored.clone());
     let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "indexer", indexer).instrument(span));
 
@@ -289,7 +292,8 @@ pub fn spawn(
         voter.attest_with(attestor);
     }
     let voting = LaneVoting::new(voter, control.leading.clone(), metrics.clone())
-        .with_signer(shared.signer.clone(), shared.signer_health.clone());
+        .with_signer(shared.signer.clone(), shared.signer_health.clone())
+        .woken_by(stored);
     let span = tracing::info_span!("voter", chain = %lane.destination(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "voter", voting).instrument(span));
 

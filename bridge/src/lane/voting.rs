@@ -3,10 +3,11 @@
 //! chain before its first send), then vote until leadership ends or the fence refuses a send.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use multibridge_monitoring::{LaneMetrics, SendingPause};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::chain::submitter::Submit;
 use crate::task::{Next, Retryable, Stepper};
@@ -47,6 +48,9 @@ pub struct LaneVoting<D, S> {
     /// Where the replica's campaigns learn that the signer fails.
     signer_health: crate::leadership::health::SignerHealth,
     metrics: LaneMetrics,
+    /// Rung by the lane's indexer when it stores new requests: an idle voter steps at once
+    /// instead of at the end of its pause.
+    stored: Arc<Notify>,
 }
 
 impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
@@ -61,7 +65,15 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             signer_down: false,
             signer_health: Default::default(),
             metrics,
+            stored: Arc::default(),
         }
+    }
+
+    /// Step as soon as `stored` rings (the lane's indexer stored new requests), not only after
+    /// an idle pause.
+    pub fn woken_by(mut self, stored: Arc<Notify>) -> Self {
+        self.stored = stored;
+        self
     }
 
     /// Probe `signer` while it fails, and resume sending when it answers; say in `health`
@@ -109,6 +121,12 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
             () = tokio::time::sleep(pause) => {}
             _ = probe.changed() => {}
         }
+    }
+
+    /// Wait `pause` with nothing to send, or less if leadership changes or the indexer stores
+    /// new requests (a request is voted the moment it is stored, not up to `pause` later).
+    async fn idle(&self, pause: Duration) {
+        idle(pause, &self.leading, &self.stored).await;
     }
 
     /// One round: start a term when leadership (re)arrives, then vote.
@@ -183,7 +201,7 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
                     );
                 }
                 if step.sent == 0 {
-                    self.pause(self.voter.batch_wait()).await;
+                    self.idle(self.voter.batch_wait()).await;
                 }
                 Ok(Next::Now)
             }
@@ -221,10 +239,52 @@ impl<D: DestinationReads, S: Submit> LaneVoting<D, S> {
     }
 }
 
+/// [`LaneVoting::idle`]: `pause`, or until `leading` changes (left for the next step to see: a
+/// clone waits) or `stored` rings (a ring while the voter was busy is kept for this wait).
+async fn idle(pause: Duration, leading: &watch::Receiver<bool>, stored: &Notify) {
+    let mut probe = leading.clone();
+    tokio::select! {
+        () = tokio::time::sleep(pause) => {}
+        _ = probe.changed() => {}
+        () = stored.notified() => {}
+    }
+}
+
 impl<D: DestinationReads + 'static, S: Submit + 'static> Stepper for LaneVoting<D, S> {
     type Error = VoterError;
 
     fn step(&mut self) -> impl Future<Output = Result<Next, VoterError>> + Send {
         self.round()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAUSE: Duration = Duration::from_millis(200);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_voter_steps_once_new_requests_are_stored_not_after_its_pause() {
+        let (_leading_tx, leading) = watch::channel(true);
+        let stored = Arc::new(Notify::new());
+        // Nothing stored: the whole pause.
+        let t0 = tokio::time::Instant::now();
+        idle(PAUSE, &leading, &stored).await;
+        assert_eq!(t0.elapsed(), PAUSE);
+        // Stored while it waits: at once.
+        let t0 = tokio::time::Instant::now();
+        let ring = stored.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            ring.notify_one();
+        });
+        idle(PAUSE, &leading, &stored).await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(30));
+        // Stored while it was busy stepping: the next wait ends at once.
+        stored.notify_one();
+        let t0 = tokio::time::Instant::now();
+        idle(PAUSE, &leading, &stored).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 }
