@@ -56,6 +56,7 @@ impl Serving {
         let readiness = Arc::new(Readiness::new(Duration::from_secs(
             config.http.ready_stale_secs,
         )));
+        readiness.register(PREFLIGHT_COMPONENT);
         let board = Arc::new(StatusBoard::new());
         let dashboard = if config.dashboard.enabled {
             Some(Arc::new(crate::dashboard::DashboardHandle::new(
@@ -103,6 +104,13 @@ impl Serving {
         })
     }
 
+    /// The pair's preflight passed: it no longer says it cannot serve, and readiness is up to
+    /// its components from here.
+    pub fn preflight_passed(&self) {
+        self.metrics.pair_cannot_serve.set(0);
+        self.readiness.remove(PREFLIGHT_COMPONENT);
+    }
+
     /// Stop serving and wait until the server is gone.
     pub async fn stop(self) {
         let _ = self.stop.send(());
@@ -112,6 +120,12 @@ impl Serving {
 
 /// The readiness component (and `startup_waits` label) of the operator's signer.
 const SIGNER_COMPONENT: &str = "signer";
+
+/// Not ready from the moment the HTTP API serves until the pair's preflight passed and its
+/// relay is about to start ([`Serving::preflight_passed`]). Without it, `/readyz` answered 200
+/// for a moment after the API came up (no component registered yet) and between the preflight
+/// marking its chains answered and the pair clearing `pair_cannot_serve`.
+pub const PREFLIGHT_COMPONENT: &str = "preflight";
 
 /// Run the preflight until it passes (`Some`), fails for good (`Err`), or `shutdown` resolves
 /// first (`None`).

@@ -168,7 +168,7 @@ async fn run_pair(
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await
     {
         Ok(Some(checked)) => {
-            serving.metrics.pair_cannot_serve.set(0);
+            serving.preflight_passed();
             tracing::info!(
                 serving_ms,
                 preflight_passed_ms = started.elapsed().as_millis() as u64,

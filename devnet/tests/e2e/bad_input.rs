@@ -149,6 +149,9 @@ async fn each_bad_input_is_named_and_sends_nothing() {
     )
     .await;
     assert!(readyz.contains("chain:main"), "{readyz}");
+    // Not ready until the preflight passed, whatever else is registered yet (before, /readyz
+    // answered 200 for a moment after the API came up: nothing registered).
+    assert!(readyz.contains("\"preflight\""), "{readyz}");
     assert!(
         readyz.contains("none of rpc_urls answers"),
         "the cause is named: {readyz}"
