@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use multibridge_contracts::Lane;
+use multibridge_contracts::{ChainRole, Lane};
 use serde::Serialize;
 
 use crate::bench::percentile;
@@ -186,6 +186,11 @@ pub struct Blackhole {
     pub steady_worst_p50: f64,
     /// The largest p99 of any lane at steady load (target ≤ [`STEADY_P99`]).
     pub steady_worst_p99: f64,
+    /// Per pair, how far its service chain's block clock runs behind the main chain's, as
+    /// measured before the steady window (seconds into the main chain's block interval; the
+    /// devnet spreads them over one interval): which direction's votes make the destination's
+    /// next block depends on it.
+    pub phases: BTreeMap<String, f64>,
     /// The largest increase of an other lane's p99, seconds.
     pub worst_increase: f64,
     /// CPU used during the steady-load window, per kind of process.
@@ -232,6 +237,9 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             block_time: Some(BLOCK_TIME),
             backup_every: None,
             edge_proxies: pairs == largest && pairs > 1 && options.blackhole_seconds > 0,
+            // Every offset between two chains' block clocks a deployment can have, not all
+            // pairs at the one the devnet's start happens to give.
+            spread_block_phases: true,
             lease_ttl_secs: options.lease_ttl_secs.max(1),
             // Every size with the hub's allocator setting, the 1-pair row too: the per-lane
             // growth is measured against it.
@@ -727,6 +735,7 @@ async fn cut_one(
         .first()
         .map(|e| e.name.clone())
         .ok_or_else(|| DevnetError::Invalid("no further pair to cut".into()))?;
+    let phases = block_phases(drivers).await?;
     let watchers = Watchers::start(drivers);
     // Undisturbed.
     let before = CpuSample::take(devnet);
@@ -801,12 +810,62 @@ async fn cut_one(
         steady,
         steady_worst_p50,
         steady_worst_p99,
+        phases,
         worst_increase,
         cpu_steady,
         queued: blackholed.values().map(Vec::len).sum(),
         handled_while_cut,
         catch_up_seconds,
     })
+}
+
+/// Per pair, its service chain's block phase behind the main chain's, seconds in `[0,
+/// BLOCK_TIME)`: every chain's head asked every 10 ms until it moved twice, the second move's
+/// instant taken as the chain's phase (the first may come from a read already under way).
+async fn block_phases(
+    drivers: &BTreeMap<String, Driver>,
+) -> Result<BTreeMap<String, f64>, DevnetError> {
+    let epoch = Instant::now();
+    let clock = |driver: &Driver, role: ChainRole| {
+        let provider = driver.provider(role);
+        async move {
+            let provider = provider?;
+            let deadline = Instant::now() + Duration::from_secs_f64(3.0 * BLOCK_TIME);
+            let (mut last, mut moves) = (None, 0);
+            while Instant::now() < deadline {
+                let head = provider
+                    .get_block_number()
+                    .await
+                    .map_err(|e| DevnetError::chain("eth_blockNumber", e))?;
+                if last.is_some_and(|l| l != head) {
+                    moves += 1;
+                    if moves == 2 {
+                        return Ok(epoch.elapsed().as_secs_f64().rem_euclid(BLOCK_TIME));
+                    }
+                }
+                last = Some(head);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(DevnetError::Invalid(format!(
+                "the {role} chain made no two blocks in {}s",
+                3.0 * BLOCK_TIME
+            )))
+        }
+    };
+    let main = drivers
+        .values()
+        .next()
+        .ok_or_else(|| DevnetError::Invalid("no pair".into()))?;
+    let (main_phase, services) = tokio::join!(
+        clock(main, ChainRole::Main),
+        futures::future::join_all(drivers.values().map(|d| clock(d, ChainRole::Service)))
+    );
+    let main_phase = main_phase?;
+    drivers
+        .keys()
+        .zip(services)
+        .map(|(name, phase)| Ok((name.clone(), (phase? - main_phase).rem_euclid(BLOCK_TIME))))
+        .collect()
 }
 
 /// The allocator setting the relays ran with, as printed.
@@ -880,6 +939,24 @@ pub fn render(report: &HubReport) -> String {
             if over == 0 { "met" } else { "MISSED" }
         ));
         out.push_str(&format!("CPU at steady load: {}\n", b.cpu_steady.row()));
+        out.push_str(
+            "\nper pair at steady load, by how far its service chain's blocks come after the main chain's:\n  pair                   offset s   main -> service p50 / p99   service -> main p50 / p99\n",
+        );
+        let mut by_phase: Vec<(&String, &f64)> = b.phases.iter().collect();
+        by_phase.sort_by(|a, b| a.1.total_cmp(b.1));
+        for (pair, phase) in by_phase {
+            let lane = |l: Lane| {
+                b.steady.get(&format!("{pair}/{}", l.as_str())).map_or_else(
+                    || "-".to_owned(),
+                    |(p50, p99)| format!("{p50:.2} / {p99:.2}"),
+                )
+            };
+            out.push_str(&format!(
+                "  {pair:<22} {phase:>8.2}   {:>25}   {:>25}\n",
+                lane(Lane::MainToService),
+                lane(Lane::ServiceToMain)
+            ));
+        }
         out.push_str(&format!(
             "\n{} pairs, service chain of {} blackholed for every relay for {} s; p99 latency of every other lane, undisturbed -> during:\n",
             b.pairs, b.blackholed, b.seconds

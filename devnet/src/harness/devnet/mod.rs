@@ -117,6 +117,12 @@ pub struct DevnetOptions {
     /// Put a proxy in front of each further service chain of a hub, through which every relay
     /// reaches it (so `bench-hub` can blackhole one chain for all relays).
     pub edge_proxies: bool,
+    /// Start the service chains' block clocks spread evenly over one block interval after the
+    /// main chain's (service chain `i` of `n` at `(i + 1/2) / n` of it), instead of all within
+    /// milliseconds of it. How far a pair's two clocks are apart decides which direction's
+    /// votes make the destination's next block (docs/benchmarks.md): spread, a hub's pairs
+    /// cover every offset a real deployment can have. Whole-second block times only.
+    pub spread_block_phases: bool,
 }
 
 /// Where a devnet's operator keys live.
@@ -203,6 +209,7 @@ impl DevnetOptions {
             service_chains: 1,
             nested: false,
             edge_proxies: false,
+            spread_block_phases: false,
         }
     }
 
@@ -504,11 +511,22 @@ impl Devnet {
         }
 
         if let Some(seconds) = integral_block_time {
-            for url in [main.url(), service.url()]
-                .into_iter()
+            set_interval_mining(&main.url(), seconds as u64).await?;
+            // A chain's clock starts when interval mining is switched on (anvil mines its first
+            // block then, and one every interval from there).
+            let main_started = tokio::time::Instant::now();
+            let services: Vec<String> = std::iter::once(service.url())
                 .chain(hub.iter().map(|e| e.node.url()))
-            {
-                set_interval_mining(&url, seconds as u64).await?;
+                .collect();
+            for (i, url) in services.iter().enumerate() {
+                if options.spread_block_phases {
+                    let offset = block_phase_offset(i, services.len(), seconds);
+                    tokio::time::sleep_until(
+                        main_started + std::time::Duration::from_secs_f64(offset),
+                    )
+                    .await;
+                }
+                set_interval_mining(url, seconds as u64).await?;
             }
         }
 
@@ -833,6 +851,12 @@ impl ReplicaLinks {
 }
 
 /// Set `url`'s interval mining to `seconds` (0: paused).
+/// Seconds after the main chain's clock that service chain `index` of `count` starts its
+/// own ([`DevnetOptions::spread_block_phases`]): the middles of `count` equal parts of one block.
+fn block_phase_offset(index: usize, count: usize, block_time: f64) -> f64 {
+    block_time * (index as f64 + 0.5) / count.max(1) as f64
+}
+
 pub(crate) async fn set_interval_mining(url: &str, seconds: u64) -> Result<(), DevnetError> {
     let provider = ProviderBuilder::new().connect_http(
         url.parse()
@@ -895,6 +919,17 @@ fn heaptrack_env(name: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_service_chain_clocks_cover_one_block_evenly() {
+        let offsets: Vec<f64> = (0..4).map(|i| block_phase_offset(i, 4, 1.0)).collect();
+        assert_eq!(offsets, vec![0.125, 0.375, 0.625, 0.875]);
+        assert_eq!(
+            block_phase_offset(0, 1, 2.0),
+            1.0,
+            "one chain: half a block"
+        );
+    }
 
     #[test]
     fn a_hubs_relays_get_the_hub_allocator_setting_unless_one_is_given() {
