@@ -517,15 +517,20 @@ impl ChainClient {
 
     /// How long until the head can next move, on a chain that makes blocks on a clock
     /// ([`head_cadence`]): until the shared head's hold ends, [`head_cadence::MARGIN`] before
-    /// the next block is due (zero once it has ended). `None` without a learned clock.
+    /// the next block is due (zero once it has ended). `None` without a learned clock, and once
+    /// the block is overdue by more than an interval (a stalled chain keeps no clock).
     pub fn next_block_in(&self) -> Option<std::time::Duration> {
-        let until = self
+        let cadence = self
             .shared
             .cadence
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .hold_until()?;
-        Some(until.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|p| p.into_inner());
+        let (until, interval) = (cadence.hold_until()?, cadence.interval()?);
+        let now = std::time::Instant::now();
+        if until.checked_add(interval).is_some_and(|late| now > late) {
+            return None;
+        }
+        Some(until.saturating_duration_since(now))
     }
 
     /// The chain's latest block number, with failover: read once for every client of the

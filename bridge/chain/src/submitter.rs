@@ -509,6 +509,11 @@ impl Submitter {
             return;
         }
         let Some(sender) = self.sender.as_mut() else {
+            for command in round {
+                let _ = command
+                    .reply
+                    .send(Err(SubmitError::Stopped(self.chain.role())));
+            }
             return;
         };
         let commands: Vec<Command> = round.collect();

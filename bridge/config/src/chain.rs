@@ -55,7 +55,8 @@ pub struct ChainConfig {
     /// First block to index (the bridge's deployment block).
     #[serde(default)]
     pub start_block: u64,
-    /// How often the head is polled, in milliseconds.
+    /// How often a caught-up indexer asks for the head, in milliseconds, at most; on a chain
+    /// that makes blocks on a clock it asks when the next block is due (then every 100 ms).
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// Largest block range of one `eth_getLogs`.

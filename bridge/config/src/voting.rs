@@ -38,7 +38,8 @@ pub struct VotingSettings {
     /// blocks 93–98 % during a backlog where batches of 64 (~2.8M) filled 86–91 %, for ~1k gas
     /// more per transfer (docs/benchmarks.md).
     pub batch_size: usize,
-    /// How long to wait for more requests before sending a part-full batch, ms.
+    /// How long an idle voter waits before it looks at the store again, ms; it looks at once
+    /// when its indexer stores new requests.
     pub batch_wait_ms: u64,
     /// Pause before retrying a request the destination cannot execute yet, seconds.
     pub retry_after_secs: u64,

@@ -144,8 +144,9 @@ impl Indexer {
 
     /// How long to wait once caught up: until the source's head can next move where the chain
     /// makes blocks on a clock (then every [`HEAD_FRESH_FOR`] until it does: a block is read
-    /// about 0.1 s after it comes, where a fixed poll found it half a poll later on average);
-    /// the configured poll elsewhere.
+    /// about 0.1 s after it comes, where a fixed poll found it half a poll later on average),
+    /// never longer than the configured poll (the indexer's readiness is its steps; a step
+    /// while the head is held asks no node); the configured poll elsewhere.
     fn caught_up_pause(&self) -> Duration {
         caught_up_pause(self.source.next_block_in(), self.settings.poll)
     }
@@ -287,7 +288,7 @@ impl Indexer {
 /// [`Indexer::caught_up_pause`] from the source's [`ChainClient::next_block_in`] and the
 /// configured poll.
 fn caught_up_pause(next_block_in: Option<Duration>, poll: Duration) -> Duration {
-    next_block_in.map_or(poll, |wait| wait.max(HEAD_FRESH_FOR))
+    next_block_in.map_or(poll, |wait| wait.max(HEAD_FRESH_FOR).min(poll))
 }
 
 impl Stepper for Indexer {
@@ -307,9 +308,14 @@ mod tests {
         let poll = Duration::from_millis(500);
         assert_eq!(caught_up_pause(None, poll), poll, "no clock: the poll");
         assert_eq!(
-            caught_up_pause(Some(Duration::from_millis(620)), poll),
-            Duration::from_millis(620),
-            "until the head can move, however long the poll"
+            caught_up_pause(Some(Duration::from_millis(320)), poll),
+            Duration::from_millis(320),
+            "until the head can move"
+        );
+        assert_eq!(
+            caught_up_pause(Some(Duration::from_secs(9)), poll),
+            poll,
+            "never longer than the poll: readiness follows the steps"
         );
         assert_eq!(
             caught_up_pause(Some(Duration::ZERO), poll),

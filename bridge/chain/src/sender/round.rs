@@ -71,6 +71,7 @@ impl Sender {
         let mut results: Vec<Option<Result<Sent, SendError>>> =
             std::iter::repeat_with(|| None).take(calls.len()).collect();
         let (mut holes, mut again, mut resync) = (Vec::new(), Vec::new(), false);
+        let mut underpriced = false;
         for (index, (((envelope, raw), outcome), (request, bid))) in
             signed.into_iter().zip(outcomes).zip(requests).enumerate()
         {
@@ -88,6 +89,7 @@ impl Sender {
                 }
                 Err(BroadcastError::Fenced(f)) => Err(SendError::Fenced(f)),
                 Err(BroadcastError::Underpriced) => {
+                    underpriced = true;
                     holes.extend(under_taken.then_some(nonce));
                     again.push(index);
                     continue;
@@ -108,9 +110,20 @@ impl Sender {
         if let Some(top) = top {
             self.next_nonce = base.saturating_add(top as u64).saturating_add(1);
         }
+        // A filler at the bid the node just refused would be refused too: raised as a single
+        // send raises an underpriced bid.
+        let fill_fees = if underpriced && !holes.is_empty() {
+            self.quote = None;
+            match self.market_fees().await {
+                Ok((fresh, _)) => escalate(fees, fresh, fees, &self.policy.fees).unwrap_or(fresh),
+                Err(_) => fees,
+            }
+        } else {
+            fees
+        };
         for nonce in holes {
             tracing::warn!(signer = %self.address, nonce, "a transaction of a round was refused under one the node took: filling its nonce with a 0-value transfer to itself");
-            if let Err(e) = self.fill(nonce, fees, sent_block).await {
+            if let Err(e) = self.fill(nonce, fill_fees, sent_block).await {
                 // The hole stays for `poll` to fill (after two blocks) or the next term's sender.
                 tracing::warn!(signer = %self.address, nonce, error = %e, "cannot fill the nonce now");
             }
