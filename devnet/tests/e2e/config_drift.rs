@@ -52,6 +52,10 @@ async fn a_threshold_changed_behind_the_desired_file_fires_the_drift_alert_and_n
     )
     .await;
 
+    // Relay 3 reads owner calls from the head it saw at its start: it must be up before the
+    // call (under the suite's load it once started after it, and the call was history to it).
+    crate::relay_ready(devnet.operator_http_ports[2], Duration::from_secs(60)).await;
+
     // The owner raises the service bridge's threshold to 3 (of 3 operators).
     let owner = driver.owner().unwrap();
     let bridge = Bridge::new(
