@@ -62,6 +62,19 @@ impl ServiceChain {
             .unwrap()
     }
 
+    /// Operator 0's sender that never re-prices (`stuck_after` 600 s), on a chain that makes a
+    /// block only when the test mines one.
+    async fn sender_mining_by_hand(&self) -> Sender {
+        let sender = self
+            .sender(SenderPolicy {
+                stuck_after: Duration::from_secs(600),
+                ..SenderPolicy::default()
+            })
+            .await;
+        self.mine_by_hand().await;
+        sender
+    }
+
     /// A raw JSON-RPC call to the service chain's anvil.
     async fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
         self.driver
@@ -244,14 +257,9 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
     let driver = &net.driver;
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
-    let policy = SenderPolicy {
-        // No replacement in this test: only the drop check acts.
-        stuck_after: Duration::from_secs(600),
-        ..SenderPolicy::default()
-    };
-    let mut sender = net.sender(policy).await;
+    // No replacement in this test: only the drop check acts.
+    let mut sender = net.sender_mining_by_hand().await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    net.mine_by_hand().await;
     let start = sender.next_nonce();
     let mut sent = Vec::new();
     for i in 0..3u8 {
@@ -412,22 +420,17 @@ async fn a_transaction_at_its_fee_cap_is_reported_and_mined_once_the_base_fee_fa
 
 /// A round of calls (the submitter's: every pair's votes that wait, issue 54) is sent at once
 /// under consecutive nonces and mined in one block. A call the node refuses in the middle (a
-/// gas limit below a transaction's intrinsic gas) would leave the ones above it queued behind a hole: its nonce is
-/// filled at once with a 0-value transfer to itself, so one block still takes them all, and the
-/// refusal is that call's own result.
+/// gas limit below a transaction's intrinsic gas) would leave the ones above it queued behind a
+/// hole: its nonce is filled at once with a 0-value transfer to itself, so one block still takes
+/// them all, and the refusal is that call's own result.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_round_is_sent_at_once_and_a_refusal_in_it_leaves_no_hole() {
     let net = service_chain().await;
     let driver = &net.driver;
     let signer = driver.operator(0).unwrap();
     let token = driver.chain(ChainRole::Service).contracts.token;
-    let policy = SenderPolicy {
-        stuck_after: Duration::from_secs(600),
-        ..SenderPolicy::default()
-    };
-    let mut sender = net.sender(policy).await;
+    let mut sender = net.sender_mining_by_hand().await;
     let provider = driver.provider(ChainRole::Service).unwrap();
-    net.mine_by_hand().await;
     let mined_in_one_block = async |from: u64, to: u64| {
         net.rpc("evm_mine", serde_json::json!([])).await;
         assert_eq!(
