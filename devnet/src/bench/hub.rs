@@ -240,6 +240,8 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             // Every offset between two chains' block clocks a deployment can have, not all
             // pairs at the one the devnet's start happens to give.
             spread_block_phases: true,
+            // Native transfers only: no pair but the first mints tokens to every user.
+            edge_user_tokens: false,
             lease_ttl_secs: options.lease_ttl_secs.max(1),
             // Every size with the hub's allocator setting, the 1-pair row too: the per-lane
             // growth is measured against it.

@@ -36,6 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One runtime for the process's whole life: the harness's HTTP client may keep its
+    // connections.
+    multibridge_devnet::harness::http::keep_connections();
     let result = runtime.block_on(async {
         let command = async {
             match cli.command {
