@@ -235,6 +235,12 @@ impl EtcdPool {
         self.metrics.heartbeats(outcome, n);
     }
 
+    /// Count `n` lane progress records that ended with `outcome`
+    /// (`etcd_progress_records_total`).
+    pub fn count_progress(&self, outcome: &str, n: usize) {
+        self.metrics.progress_records(outcome, n);
+    }
+
     /// The endpoints, in the order they are tried.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints

@@ -10,6 +10,7 @@ pub mod heartbeats;
 pub mod key_reads;
 pub mod layout;
 pub mod progress;
+pub mod progress_writes;
 pub mod runtime;
 pub mod shared_lease;
 

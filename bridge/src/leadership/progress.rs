@@ -12,6 +12,7 @@ use super::etcd_pool::EtcdPool;
 use super::health::ServeHealth;
 pub use super::layout::ReplicaProgress;
 use super::layout::{cursor_key, progress_key};
+use super::progress_writes::ProgressWrites;
 use crate::store::SharedStore;
 
 /// How often progress is written.
@@ -74,9 +75,11 @@ impl Progress {
         }
     }
 
-    /// Write every [`EVERY`] until aborted; failures are logged at debug (etcd faults are
-    /// reported by the campaign).
+    /// Write every [`EVERY`] until aborted, in one transaction with the other lanes' records
+    /// handed in meanwhile ([`ProgressWrites`]); failures are counted and logged at debug (etcd
+    /// faults are reported by the campaign).
     pub async fn run(self) {
+        let writer = ProgressWrites::of(&self.pool);
         let mut probed = None;
         loop {
             self.probe_signer(&mut probed).await;
@@ -88,18 +91,7 @@ impl Progress {
                 {
                     writes.push((cursor_key(&self.dir), cursor.to_string()));
                 }
-                for (key, value) in writes {
-                    let result = self
-                        .pool
-                        .call("write progress", |mut c| {
-                            let (key, value) = (key.clone(), value.clone());
-                            async move { c.put(key, value, None).await.map(|_| ()) }
-                        })
-                        .await;
-                    if let Err(e) = result {
-                        tracing::debug!(lane = %self.lane, error = %e, "progress not written");
-                    }
-                }
+                writer.put(&self.pool, writes);
             }
             tokio::time::sleep(EVERY).await;
         }

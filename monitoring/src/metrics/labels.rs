@@ -262,6 +262,10 @@ pub const ETCD_HEARTBEAT: &str = "heartbeat";
 /// Outcomes of one leader-key heartbeat: rewritten, lost (the key no longer names the leader
 /// under its lease), failed (etcd did not answer).
 pub const ETCD_HEARTBEAT_OUTCOMES: [&str; 3] = ["rewritten", "lost", "failed"];
+/// The transaction that writes the lane progress records of a process.
+pub const ETCD_PROGRESS: &str = "write progress";
+/// Outcomes of one progress record: written, failed (etcd did not answer).
+pub const ETCD_PROGRESS_OUTCOMES: [&str; 2] = ["written", "failed"];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [
     RequestStatus::Observed.as_str(),

@@ -384,6 +384,8 @@ pub struct Metrics {
     /// Labels: call.
     pub(crate) etcd_shared_reads: IntCounterVec,
     pub(crate) etcd_heartbeats: IntCounterVec,
+    /// Labels: outcome.
+    pub(crate) etcd_progress_records: IntCounterVec,
     /// How long one etcd attempt may take now, per pool: the configured bound, raised while
     /// no endpoint answered within it and lowered again once answers come fast.
     ///
@@ -877,6 +879,11 @@ impl Metrics {
                 "Leader-key heartbeats of the process's lane leaders by outcome (rewritten: the key still named this replica under its lease and was rewritten; lost: it did not; failed: etcd did not answer). They go to etcd together, one transaction per gathering of the leaders due at once: beside etcd_requests_total{call=\"heartbeat\"} this gives the heartbeats per transaction",
                 &["outcome"],
             )?,
+            etcd_progress_records: counter(
+                "etcd_progress_records_total",
+                "Lane progress records (each replica's cursor and latest nonce, the leader's lane cursor) the process wrote to etcd, by outcome (written, failed: etcd did not answer). Every lane's records due at once go in one transaction: beside etcd_requests_total{call=\"write progress\"} this gives the records per transaction",
+                &["outcome"],
+            )?,
             etcd_attempt_bound: gauge(
                 "etcd_attempt_bound_seconds",
                 "How long one etcd attempt of a kind of call may take now, per pool (elections: the campaigns; background: backups, progress, registry, dashboard; command: the CLI): the configured bound, doubled (up to 4x) each time every endpoint timed out in a row, halved back after three answers in a row under a quarter of it. Above the configured bound, etcd answers that call slower than the lease was configured for",
@@ -1092,6 +1099,11 @@ impl Metrics {
             .reset();
         for outcome in ETCD_HEARTBEAT_OUTCOMES {
             self.etcd_heartbeats.with_label_values(&[outcome]).reset();
+        }
+        for outcome in ETCD_PROGRESS_OUTCOMES {
+            self.etcd_progress_records
+                .with_label_values(&[outcome])
+                .reset();
         }
     }
 

@@ -91,6 +91,7 @@ impl Metrics {
             revokes_live_leases: self.etcd_member_revokes_live_leases.clone(),
             shared: self.etcd_shared_reads.clone(),
             heartbeats: self.etcd_heartbeats.clone(),
+            progress_records: self.etcd_progress_records.clone(),
             attempt_bound: self.etcd_attempt_bound.clone(),
         }
     }
@@ -378,6 +379,7 @@ pub struct EtcdMetrics {
     revokes_live_leases: IntGaugeVec,
     shared: IntCounterVec,
     heartbeats: IntCounterVec,
+    progress_records: IntCounterVec,
     attempt_bound: prometheus::GaugeVec,
 }
 
@@ -404,6 +406,14 @@ impl EtcdMetrics {
     /// [`ETCD_HEARTBEAT_OUTCOMES`](crate::metrics::ETCD_HEARTBEAT_OUTCOMES)).
     pub fn heartbeats(&self, outcome: &str, n: usize) {
         self.heartbeats
+            .with_label_values(&[outcome])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Count `n` lane progress records that ended with `outcome` (one of
+    /// [`ETCD_PROGRESS_OUTCOMES`](crate::metrics::ETCD_PROGRESS_OUTCOMES)).
+    pub fn progress_records(&self, outcome: &str, n: usize) {
+        self.progress_records
             .with_label_values(&[outcome])
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
