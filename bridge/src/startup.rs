@@ -122,7 +122,8 @@ impl Serving {
 const SIGNER_COMPONENT: &str = "signer";
 
 /// Not ready from the moment the HTTP API serves until the pair's preflight passed and its
-/// relay is about to start ([`Serving::preflight_passed`]). Without it, `/readyz` answered 200
+/// relay registered its lanes' components ([`Serving::preflight_passed`], called by
+/// [`relay::run`](crate::relay::run)). Without it, `/readyz` answered 200
 /// for a moment after the API came up (no component registered yet) and between the preflight
 /// marking its chains answered and the pair clearing `pair_cannot_serve`.
 pub const PREFLIGHT_COMPONENT: &str = "preflight";

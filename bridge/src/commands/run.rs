@@ -168,7 +168,8 @@ async fn run_pair(
     let checked = match crate::startup::preflight_until_ready(&c, &serving, shutdown.as_mut()).await
     {
         Ok(Some(checked)) => {
-            serving.preflight_passed();
+            // `/readyz` stays not ready until the relay registered its lanes' components
+            // (`relay::run` marks the preflight passed then).
             tracing::info!(
                 serving_ms,
                 preflight_passed_ms = started.elapsed().as_millis() as u64,

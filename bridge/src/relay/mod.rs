@@ -198,6 +198,10 @@ pub async fn run(
             &mut tasks,
         );
     }
+    // Every lane's components are registered (their indexers were built above): from here
+    // `/readyz` is up to them. Marked before, it read 200 for a moment between the preflight
+    // and the lanes' registration.
+    serving.preflight_passed();
     if let Some(registry) = &config.registry {
         spawn_registry(
             &shared,
