@@ -56,7 +56,8 @@ pub struct ChainConfig {
     #[serde(default)]
     pub start_block: u64,
     /// How often a caught-up indexer asks for the head, in milliseconds, at most; on a chain
-    /// that makes blocks on a clock it asks when the next block is due (then every 100 ms).
+    /// that makes blocks on a clock it asks when the next block is due (then every 100 ms),
+    /// stepping at least every second (or this poll, if longer) meanwhile.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// Largest block range of one `eth_getLogs`.
