@@ -7,8 +7,9 @@
 //! (the heartbeats already go in one transaction per poll).
 //!
 //! Here the lanes of a process hand their records to one [`ProgressWrites`] per etcd endpoint
-//! list, which writes what was handed in at the next instant of a process grid every
-//! [`FLUSH_EVERY`] ([`next_poll`](super::heartbeats::next_poll)), in one transaction of puts. A
+//! list, whose one collector writes what was handed in at the next instant of a process grid
+//! every [`FLUSH_EVERY`] ([`next_poll`](super::heartbeats::next_poll)), in one transaction of
+//! puts, and goes on until a flush finds nothing (never two sends at once). A
 //! key handed in twice keeps the later value (as two puts would), so no transaction writes a key
 //! twice (etcd refuses that). The lanes keep their own phases: woken on one grid, every lane of
 //! a hub read its store at the same instant every two seconds, and the store's lock held the
@@ -37,7 +38,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 struct Pending {
     /// Key → the latest value handed in.
     writes: BTreeMap<String, String>,
-    /// A collector is waiting for the next flush and will take `writes`.
+    /// A collector is running: it writes `writes` at the next flush, and again until nothing is
+    /// left. Never two at once, so a record retried on another endpoint cannot overwrite a
+    /// newer one written meanwhile, and a slow etcd gets one transaction at a time.
     collecting: bool,
 }
 
@@ -63,45 +66,67 @@ impl ProgressWrites {
     /// Write `writes` through `pool` with every other record handed in meanwhile; returns at
     /// once.
     pub fn put(self: &Arc<Self>, pool: &Arc<EtcdPool>, writes: Vec<(String, String)>) {
-        let collect = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.writes.extend(writes);
-            !std::mem::replace(&mut pending.collecting, true)
-        };
-        if collect {
-            tokio::spawn(Arc::clone(self).collect(Arc::clone(pool)));
+        if let Some(collector) = self.hand_in(writes) {
+            tokio::spawn(collector.run(Arc::clone(pool)));
         }
     }
 
-    /// Wait for the next flush, then send what was handed in meanwhile.
-    async fn collect(self: Arc<Self>, pool: Arc<EtcdPool>) {
-        let writes = {
-            // Dropped before it took the records (the runtime stops): the next record handed in
-            // starts a collector, which takes them.
-            let guard = Collecting(&self);
+    /// Add `writes` to what is pending; a collector to start if none runs.
+    fn hand_in(self: &Arc<Self>, writes: Vec<(String, String)>) -> Option<Collector> {
+        let mut pending = self.lock();
+        pending.writes.extend(writes);
+        (!std::mem::replace(&mut pending.collecting, true)).then(|| Collector {
+            writes: Arc::clone(self),
+            armed: true,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The one collector of a [`ProgressWrites`]: built (and the flag set) before it is spawned,
+/// so a task dropped before it ever ran (the runtime stops) still clears the flag and the next
+/// record handed in starts another.
+struct Collector {
+    writes: Arc<ProgressWrites>,
+    /// Clear the flag when dropped (not once it cleared it itself under the lock).
+    armed: bool,
+}
+
+impl Collector {
+    /// At each flush, write what was handed in; stop (clearing the flag under the same lock)
+    /// once a flush finds nothing.
+    async fn run(mut self, pool: Arc<EtcdPool>) {
+        loop {
             tokio::time::sleep_until(next_poll(tokio::time::Instant::now(), FLUSH_EVERY)).await;
-            guard.take()
-        };
-        let txns = transactions(writes);
-        futures::future::join_all(txns.into_iter().map(|txn| send(&pool, txn))).await;
+            let Some(writes) = self.take() else {
+                return;
+            };
+            for txn in transactions(writes) {
+                send(&pool, txn).await;
+            }
+        }
+    }
+
+    /// What is pending, or `None` (and the flag cleared) if nothing is.
+    fn take(&mut self) -> Option<BTreeMap<String, String>> {
+        let mut pending = self.writes.lock();
+        if pending.writes.is_empty() {
+            pending.collecting = false;
+            self.armed = false;
+            return None;
+        }
+        Some(std::mem::take(&mut pending.writes))
     }
 }
 
-/// Clears `collecting` when the collector is dropped before it took the records.
-struct Collecting<'a>(&'a ProgressWrites);
-
-impl Collecting<'_> {
-    fn take(self) -> BTreeMap<String, String> {
-        let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.collecting = false;
-        std::mem::take(&mut pending.writes)
-    }
-}
-
-impl Drop for Collecting<'_> {
+impl Drop for Collector {
     fn drop(&mut self) {
-        let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.collecting = false;
+        if self.armed {
+            self.writes.lock().collecting = false;
+        }
     }
 }
 
@@ -139,6 +164,54 @@ async fn send(pool: &EtcdPool, txn: Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn writes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn one_collector_at_a_time_and_the_later_value_of_a_key_wins() {
+        let book = Arc::new(ProgressWrites::default());
+        let first = book.hand_in(writes(&[("a", "1"), ("b", "1")]));
+        assert!(first.is_some(), "the first record starts a collector");
+        assert!(
+            book.hand_in(writes(&[("a", "2")])).is_none(),
+            "no second collector while one runs"
+        );
+        let mut collector = first.expect("checked");
+        let taken = collector.take().expect("records pending");
+        assert_eq!(taken.get("a").map(String::as_str), Some("2"));
+        assert_eq!(taken.len(), 2);
+        // Handed in while the collector sends: still its own (no overlapping sends).
+        assert!(book.hand_in(writes(&[("c", "1")])).is_none());
+        assert_eq!(collector.take().map(|w| w.len()), Some(1));
+        assert!(
+            collector.take().is_none(),
+            "nothing left: the collector ends"
+        );
+        drop(collector);
+        assert!(
+            book.hand_in(writes(&[("d", "1")])).is_some(),
+            "the next record starts a collector again"
+        );
+    }
+
+    #[test]
+    fn a_collector_dropped_before_it_ran_lets_the_next_record_start_one() {
+        let book = Arc::new(ProgressWrites::default());
+        let never_ran = book.hand_in(writes(&[("a", "1")]));
+        drop(never_ran);
+        let next = book.hand_in(writes(&[("b", "1")]));
+        let mut next = next.expect("the flag was cleared by the dropped collector");
+        assert_eq!(
+            next.take().map(|w| w.into_keys().collect::<Vec<_>>()),
+            Some(vec!["a".to_owned(), "b".to_owned()]),
+            "the first record was kept for it"
+        );
+    }
 
     #[test]
     fn records_go_in_transactions_of_at_most_the_limit_each_key_once() {
