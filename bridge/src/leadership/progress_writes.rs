@@ -9,12 +9,11 @@
 //! Here the lanes of a process hand their records to one [`ProgressWrites`] per etcd endpoint
 //! list, whose one collector writes what was handed in at the next instant of a process grid
 //! every [`FLUSH_EVERY`] ([`next_poll`](super::heartbeats::next_poll)), in one transaction of
-//! puts, and goes on until a flush finds nothing (never two sends at once). A
-//! key handed in twice keeps the later value (as two puts would), so no transaction writes a key
-//! twice (etcd refuses that). The lanes keep their own phases: woken on one grid, every lane of
-//! a hub read its store at the same instant every two seconds, and the store's lock held the
-//! voters back behind them (a 32-pair hub's worst lane p99 rose 0.3 s). A record is written up
-//! to [`FLUSH_EVERY`] later than before, well inside what a peer's record may age
+//! puts, and goes on until a flush finds nothing (never two sends at once). A key handed in
+//! twice keeps the later value (as two puts would), so no transaction writes a key twice (etcd
+//! refuses that). The lanes keep their own phases: woken on one grid, every lane of a hub would
+//! read its store at the same instant. A record is written up to [`FLUSH_EVERY`] later than
+//! before, well inside what a peer's record may age
 //! ([`PEER_FRESH_SECS`](super::health::PEER_FRESH_SECS)). The records are for operators and
 //! for a leader choosing whom to hand a lane to; nothing waits for the write, and a failure is
 //! counted and logged, as a failed put was.
@@ -34,7 +33,7 @@ use super::heartbeats::{KEYS_PER_TXN, next_poll};
 /// its record.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Pending {
     /// Key → the latest value handed in.
     writes: BTreeMap<String, String>,
@@ -45,15 +44,9 @@ struct Pending {
 }
 
 /// The progress records of one etcd cluster's lanes in this process.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ProgressWrites {
     pending: Mutex<Pending>,
-}
-
-impl std::fmt::Debug for ProgressWrites {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgressWrites")
-    }
 }
 
 impl ProgressWrites {
@@ -133,11 +126,12 @@ impl Drop for Collector {
 /// `writes` cut into transactions of at most [`KEYS_PER_TXN`] puts (each key once: they come
 /// from a map).
 fn transactions(writes: BTreeMap<String, String>) -> Vec<Vec<(String, String)>> {
-    let writes: Vec<(String, String)> = writes.into_iter().collect();
-    writes
-        .chunks(KEYS_PER_TXN)
-        .map(<[(String, String)]>::to_vec)
-        .collect()
+    let mut writes = writes.into_iter().peekable();
+    let mut txns = Vec::new();
+    while writes.peek().is_some() {
+        txns.push(writes.by_ref().take(KEYS_PER_TXN).collect());
+    }
+    txns
 }
 
 /// Send one transaction of puts; count and log what became of them.
