@@ -15,6 +15,7 @@ pub mod ecies;
 pub mod join;
 pub mod keys;
 pub mod log;
+pub mod state_reads;
 pub mod version_up;
 pub mod versions;
 pub mod worker;

@@ -40,6 +40,11 @@ impl StateKeys {
         })
     }
 
+    /// The prefix every key of the lane's state begins with (its directory and a slash).
+    pub fn prefix(&self) -> String {
+        format!("{}/", self.dir)
+    }
+
     /// The operator's whole etcd prefix for the pair (what a backup saves of etcd).
     pub fn pair_prefix(config: &Config) -> Option<String> {
         let etcd = config.etcd.as_ref()?;
@@ -143,9 +148,9 @@ impl VersionsView {
 
 /// Read every key of `keys`.
 pub async fn read(pool: &EtcdPool, keys: &StateKeys) -> Result<VersionsView, EtcdUnavailable> {
-    let dir = format!("{}/", keys.dir);
+    let dir = keys.prefix();
     let kvs = pool
-        .call("read state versions", |mut c| {
+        .call(super::state_reads::READ_STATE, |mut c| {
             let dir = dir.clone();
             async move {
                 let resp = c.get(dir, Some(GetOptions::new().with_prefix())).await?;
@@ -157,34 +162,47 @@ pub async fn read(pool: &EtcdPool, keys: &StateKeys) -> Result<VersionsView, Etc
             }
         })
         .await?;
-    let mut view = VersionsView::default();
-    for (key, value) in kvs {
-        let key = String::from_utf8_lossy(&key);
-        let Some(rest) = key.strip_prefix(&dir) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&value);
+    Ok(VersionsView::of(keys, kvs))
+}
+
+impl VersionsView {
+    /// The view of `keys` from the keys and values read under [`StateKeys::prefix`].
+    pub fn of(keys: &StateKeys, kvs: super::state_reads::Kvs) -> Self {
+        let dir = keys.prefix();
+        let mut view = Self::default();
+        for (key, value) in kvs {
+            let key = String::from_utf8_lossy(&key);
+            let Some(rest) = key.strip_prefix(&dir) else {
+                continue;
+            };
+            view.note(rest, &value);
+        }
+        view
+    }
+
+    /// Note the key `rest` (below the lane's state directory) holding `value`.
+    fn note(&mut self, rest: &str, value: &[u8]) {
+        let text = String::from_utf8_lossy(value);
         if rest == "service-state" {
-            view.sv = text.trim().parse().ok();
+            self.sv = text.trim().parse().ok();
         } else if rest == "ssi" {
-            view.ssi = text.trim().parse().ok();
+            self.ssi = text.trim().parse().ok();
         } else if let Some(replica) = rest.strip_prefix("ssv/") {
             if let Ok(v) = text.trim().parse() {
-                view.ssv.insert(replica.to_owned(), v);
+                self.ssv.insert(replica.to_owned(), v);
             }
         } else if let Some(replica) = rest.strip_prefix("members/") {
-            view.members.push(replica.to_owned());
+            self.members.push(replica.to_owned());
         } else if let Some(replica) = rest.strip_prefix("alive/") {
-            view.alive.push(replica.to_owned());
+            self.alive.push(replica.to_owned());
         } else if rest == "last-backup" {
-            view.last_backup = serde_json::from_slice(&value).ok();
+            self.last_backup = serde_json::from_slice(value).ok();
         } else if rest == "backup-request" {
-            view.request = serde_json::from_slice(&value).ok();
+            self.request = serde_json::from_slice(value).ok();
         } else if rest == "backup-result" {
-            view.result = serde_json::from_slice(&value).ok();
+            self.result = serde_json::from_slice(value).ok();
         }
     }
-    Ok(view)
 }
 
 /// Put `value` at `key` (optionally under `lease`).

@@ -13,10 +13,12 @@ use multibridge_contracts::{Lane, RequestStatus};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::state_reads::StateReads;
 use super::version_up::{BackupContext, COMPACT_STEP};
 use super::versions::{self, OnDemand, StateKeys, VersionsView};
 use crate::config::BackupSettings;
-use crate::leadership::etcd_pool::EtcdUnavailable;
+use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
+use multibridge_chain::shared_reads::ProcessBook;
 
 const ROUND: Duration = Duration::from_secs(1);
 
@@ -77,31 +79,47 @@ impl BackupWorker {
 
     /// Run until aborted.
     pub async fn run(mut self) {
-        // The liveness lease is kept by a task of its own: a round busy with a backup (copying,
-        // waiting for the registry) must not let this replica look gone.
-        let (lease_tx, lease_rx) = watch::channel(None);
-        let keeper = LeaseKeeper {
-            pool: self.ctx.pool.clone(),
-            ttl: self.lease_ttl,
-        };
-        let _keeper = AbortOnDrop(tokio::spawn(
-            keeper.run(lease_tx).instrument(tracing::Span::current()),
-        ));
+        // The liveness lease is kept by a task of its own, one per process and etcd cluster: a
+        // round busy with a backup (copying, waiting for the registry) must not let this replica
+        // look gone.
+        let liveness = LivenessLease::of(&self.ctx.pool, self.lease_ttl);
+        let lease_rx = liveness.lease.clone();
+        let reads = StateReads::of(&self.ctx.pool);
         loop {
             self.lease = *lease_rx.borrow();
+            let mut keyed = Vec::with_capacity(self.lanes.len());
             for lane in self.lanes.clone() {
-                if let Err(e) = self.round(lane).await {
-                    tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
+                match self.prepare(lane).await {
+                    Ok(Some(keys)) => keyed.push((lane, keys)),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable"),
                 }
             }
-            tokio::time::sleep(ROUND).await;
+            // Every lane's state in one read, with the other workers of the process.
+            let prefixes = keyed.iter().map(|(_, keys)| keys.prefix()).collect();
+            match reads.read(&self.ctx.pool, prefixes).await {
+                Ok(found) => {
+                    for ((lane, keys), kvs) in keyed.into_iter().zip(found) {
+                        let view = VersionsView::of(&keys, kvs);
+                        if let Err(e) = self.round(lane, &keys, view).await {
+                            tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "backup worker: etcd unavailable"),
+            }
+            // On the process's grid, so the workers of a hub read together.
+            let next = crate::leadership::heartbeats::next_poll(tokio::time::Instant::now(), ROUND);
+            tokio::time::sleep_until(next).await;
         }
     }
 
-    async fn round(&mut self, lane: Lane) -> Result<(), EtcdUnavailable> {
+    /// Before the round's read: this replica's membership and liveness keys of `lane` (the
+    /// read then sees them); its keys (`None` without etcd).
+    async fn prepare(&mut self, lane: Lane) -> Result<Option<StateKeys>, EtcdUnavailable> {
         let ctx = self.ctx.clone();
         let Some(keys) = StateKeys::of(&ctx.config, lane, ctx.operator) else {
-            return Ok(());
+            return Ok(None);
         };
         let replica = ctx.replica.clone();
         let state = self.state.entry(lane).or_default();
@@ -117,8 +135,17 @@ impl BackupWorker {
             versions::put(&ctx.pool, keys.alive(&replica), "1".into(), Some(lease)).await?;
             state.alive_under = Some(lease);
         }
-        let view = versions::read(&ctx.pool, &keys).await?;
-        self.follow(lane, &keys, &view).await?;
+        Ok(Some(keys))
+    }
+
+    async fn round(
+        &mut self,
+        lane: Lane,
+        keys: &StateKeys,
+        view: VersionsView,
+    ) -> Result<(), EtcdUnavailable> {
+        let ctx = self.ctx.clone();
+        self.follow(lane, keys, &view).await?;
 
         let metrics = &ctx.metrics.backup;
         let compaction = ctx.store.lock().compaction(lane).unwrap_or_default();
@@ -136,7 +163,7 @@ impl BackupWorker {
         metrics.set_replicas(lane, view.members.len(), alive);
 
         if *self.runner.borrow() {
-            self.maybe_back_up(lane, &keys, &view).await?;
+            self.maybe_back_up(lane, keys, &view).await?;
         }
         Ok(())
     }
@@ -370,7 +397,8 @@ impl BackupWorker {
     }
 }
 
-/// Aborts a task when dropped (the worker's helper dies with it).
+/// Aborts a task when dropped (the liveness lease's keeper dies with its last worker).
+#[derive(Debug)]
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -379,11 +407,44 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Keeps this replica's liveness lease: granted with a TTL of at least 6 s (a few missed
+/// The liveness lease of a process: one for every backup worker it runs on one etcd cluster
+/// (a hub's pairs each had their own, renewed every second: a request per pair and second).
+/// Every lane's `alive/<replica>` key is put under it; it ends with the process.
+#[derive(Debug)]
+struct LivenessLease {
+    /// The lease now held (`None` until the first grant).
+    lease: watch::Receiver<Option<i64>>,
+    _keeper: AbortOnDrop,
+}
+
+impl LivenessLease {
+    /// The process's liveness lease on the cluster `pool` reaches, for relays whose campaign
+    /// lease lives `ttl`; kept by the first caller's pool until the last worker drops it.
+    fn of(pool: &Arc<EtcdPool>, ttl: Duration) -> Arc<Self> {
+        static BOOK: ProcessBook<(Vec<String>, Duration), LivenessLease> = ProcessBook::new();
+        BOOK.get_or_make((pool.endpoints().to_vec(), ttl), || {
+            let (lease_tx, lease) = watch::channel(None);
+            let keeper = LeaseKeeper {
+                pool: Arc::clone(pool),
+                ttl,
+            };
+            let task = tokio::spawn(keeper.run(lease_tx).instrument(tracing::info_span!(
+                "liveness lease",
+                endpoints = %pool.endpoints().join(",")
+            )));
+            Self {
+                lease,
+                _keeper: AbortOnDrop(task),
+            }
+        })
+    }
+}
+
+/// Keeps this process's liveness lease: granted with a TTL of at least 6 s (a few missed
 /// renewals under load do not make a live replica look gone), renewed every second, granted
 /// anew when etcd lost it.
 struct LeaseKeeper {
-    pool: Arc<crate::leadership::etcd_pool::EtcdPool>,
+    pool: Arc<EtcdPool>,
     ttl: Duration,
 }
 

@@ -80,6 +80,16 @@ pub async fn read_leader(
     Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
+/// [`read_leader`] through `reads`: answered with the other keys its readers asked lately.
+pub async fn read_leader_from(
+    reads: &KeyReads,
+    pool: &EtcdPool,
+    key: &str,
+) -> Result<Option<LeaderInfo>, EtcdUnavailable> {
+    let kv = reads.get(pool, key).await?;
+    Ok(kv.and_then(|kv| serde_json::from_slice(kv.value()).ok()))
+}
+
 /// The lease a campaign holds and the leader key it campaigns for, readable from outside its
 /// task so a stopping replica can release the key and revoke the lease.
 #[derive(Debug, Clone, Default)]
@@ -387,7 +397,11 @@ enum Attempt {
 /// The reads of the leader keys the standbys of the process on `pool` follow, for campaigns
 /// whose lease lives `ttl`: fresh for half a poll.
 pub fn standby_reads(pool: &EtcdPool, ttl: Duration) -> Arc<KeyReads> {
-    KeyReads::of(pool, poll_interval(ttl).checked_div(2).unwrap_or_default())
+    KeyReads::of(
+        pool,
+        "standbys",
+        poll_interval(ttl).checked_div(2).unwrap_or_default(),
+    )
 }
 
 /// How often a follower reads the key and a leader looks whether its renewal is due.

@@ -21,7 +21,7 @@
 //! fence closed. A gathering does not wait for an earlier one to come back (under a slow etcd the
 //! heartbeats due go on a poll apart, as they did one by one).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
@@ -30,6 +30,7 @@ use multibridge_monitoring::metrics::{ETCD_HEARTBEAT, ETCD_HEARTBEAT_OUTCOMES};
 use tokio::sync::oneshot;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
+use super::gather::Gathering;
 
 /// How long a heartbeat waits for the others due at the same poll (the campaigns of a process
 /// wake at one instant: they ask within a millisecond or two).
@@ -55,17 +56,10 @@ struct Asked {
     answer: oneshot::Sender<Result<Beaten, EtcdUnavailable>>,
 }
 
-#[derive(Default)]
-struct Gathering {
-    asked: Vec<Asked>,
-    /// A collector is waiting out [`GATHER`] and will take `asked`.
-    collecting: bool,
-}
-
 /// The heartbeats of one etcd cluster's lane leaders in this process.
 #[derive(Default)]
 pub struct Heartbeats {
-    gathering: Mutex<Gathering>,
+    gathering: Gathering<Asked>,
 }
 
 impl std::fmt::Debug for Heartbeats {
@@ -91,16 +85,12 @@ impl Heartbeats {
         lease: i64,
     ) -> Result<Beaten, EtcdUnavailable> {
         let (answer, answered) = oneshot::channel();
-        let collect = {
-            let mut gathering = self.gathering.lock().unwrap_or_else(|p| p.into_inner());
-            gathering.asked.push(Asked {
-                key: key.to_owned(),
-                value,
-                lease,
-                answer,
-            });
-            !std::mem::replace(&mut gathering.collecting, true)
-        };
+        let collect = self.gathering.ask(Asked {
+            key: key.to_owned(),
+            value,
+            lease,
+            answer,
+        });
         if collect {
             tokio::spawn(Arc::clone(self).collect(Arc::clone(pool)));
         }
@@ -115,33 +105,9 @@ impl Heartbeats {
 
     /// Wait out [`GATHER`], then send what was asked meanwhile and answer each asker.
     async fn collect(self: Arc<Self>, pool: Arc<EtcdPool>) {
-        let asked = {
-            // Dropped unsent (the runtime stops): the next asker starts a collector, which
-            // takes what is queued.
-            let guard = Collecting(&self);
-            tokio::time::sleep(GATHER).await;
-            guard.take()
-        };
+        let asked = self.gathering.collect(GATHER).await;
         let txns = transactions(asked);
         futures::future::join_all(txns.into_iter().map(|txn| send(&pool, txn))).await;
-    }
-}
-
-/// Clears `collecting` when the collector is dropped before it took the gathering.
-struct Collecting<'a>(&'a Heartbeats);
-
-impl Collecting<'_> {
-    fn take(self) -> Vec<Asked> {
-        let mut gathering = self.0.gathering.lock().unwrap_or_else(|p| p.into_inner());
-        gathering.collecting = false;
-        std::mem::take(&mut gathering.asked)
-    }
-}
-
-impl Drop for Collecting<'_> {
-    fn drop(&mut self) {
-        let mut gathering = self.0.gathering.lock().unwrap_or_else(|p| p.into_inner());
-        gathering.collecting = false;
     }
 }
 

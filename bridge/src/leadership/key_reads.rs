@@ -57,11 +57,15 @@ impl KeyReads {
         }
     }
 
-    /// The reads of the process for the cluster `pool` reaches, fresh for `fresh_for` (the
-    /// first caller's figure: every campaign of a process polls alike).
-    pub fn of(pool: &EtcdPool, fresh_for: Duration) -> Arc<Self> {
-        static BOOK: ProcessBook<Vec<String>, KeyReads> = ProcessBook::new();
-        BOOK.get_or_make(pool.endpoints().to_vec(), || Self::new(fresh_for))
+    /// The reads of the process's `readers` (the campaigns' standbys, the registry syncs: each
+    /// kind its own, so one kind's reads never wait behind another's) for the cluster `pool`
+    /// reaches, fresh for `fresh_for` (the first caller's figure: the readers of one kind poll
+    /// alike).
+    pub fn of(pool: &EtcdPool, readers: &'static str, fresh_for: Duration) -> Arc<Self> {
+        static BOOK: ProcessBook<(Vec<String>, &'static str), KeyReads> = ProcessBook::new();
+        BOOK.get_or_make((pool.endpoints().to_vec(), readers), || {
+            Self::new(fresh_for)
+        })
     }
 
     /// `key` as etcd held it at most `fresh_for` ago (`None`: absent), read through `pool`

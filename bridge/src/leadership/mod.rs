@@ -5,6 +5,7 @@ pub mod attempt_bound;
 pub mod campaign;
 pub mod etcd_pool;
 pub mod etcd_version;
+pub mod gather;
 pub mod health;
 pub mod heartbeats;
 pub mod key_reads;

@@ -4,7 +4,7 @@
 //! (`chain:<role>`) and the `/status` sections. It never sends anything.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use multibridge_contracts::ChainRole;
@@ -64,6 +64,12 @@ pub struct WatchedLane {
     pub attested: bool,
 }
 
+/// How often the watcher reads the signer's balance and the gas price (each probe reads every
+/// endpoint's head): figures for dashboards and the low-balance alert, which a few seconds do
+/// not change, where a read a second was two requests per pair and second to its service chain
+/// (issue 54).
+pub const WALLET_EVERY: Duration = Duration::from_secs(5);
+
 /// The watcher of one relay.
 pub struct Watcher {
     /// The relay's signer.
@@ -105,8 +111,9 @@ impl Watcher {
     async fn chain_loop(&self, role: ChainRole) {
         let component = chain_component(role);
         let label = role.as_str();
+        let mut wallet = None;
         loop {
-            match self.probe(role).await {
+            match self.probe(role, &mut wallet).await {
                 Ok(snapshot) => {
                     self.readiness.ok(&component);
                     self.chains.get(role).metrics().up.set(1);
@@ -224,7 +231,13 @@ impl Watcher {
         }
     }
 
-    async fn probe(&self, role: ChainRole) -> Result<ChainSnapshot, ChainError> {
+    /// The chain's head, every endpoint's health and — at most every [`WALLET_EVERY`], kept in
+    /// `wallet` between — the signer's balance and the gas price.
+    async fn probe(
+        &self,
+        role: ChainRole,
+        wallet: &mut Option<(Instant, (U256, u128))>,
+    ) -> Result<ChainSnapshot, ChainError> {
         let chain = self.chains.get(role);
         // First which endpoints keep up, so the reads below go to a healthy one.
         let probed = chain.probe_health().await;
@@ -247,7 +260,14 @@ impl Watcher {
                 head,
             })
             .collect();
-        let (balance, gas_price) = chain.wallet(self.operator).await?;
+        let (balance, gas_price) = match *wallet {
+            Some((at, read)) if at.elapsed() < WALLET_EVERY => read,
+            _ => {
+                let read = chain.wallet(self.operator).await?;
+                *wallet = Some((Instant::now(), read));
+                read
+            }
+        };
         let metrics = chain.metrics();
         metrics.head.set(i64::try_from(head).unwrap_or(i64::MAX));
         metrics.signer_balance.set(coins(balance));

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, watch};
 use super::{LaneService, registered_location};
 use crate::chain::ChainClient;
 use crate::chain::submitter::{JobEvent, SubmitClient, send_estimated};
-use crate::leadership::campaign::read_leader;
+use crate::leadership::campaign::read_leader_from;
 use crate::leadership::etcd_pool::EtcdPool;
+use crate::leadership::key_reads::KeyReads;
 use crate::task::{Next, Stepper};
 
 /// How often the registry is compared with the lanes' leaders.
@@ -33,6 +34,16 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// Two registry reads per lane every 2 s were what a hub of 64 pairs spent on it.
 const VERIFIED_FOR: Duration = Duration::from_secs(30);
 
+/// How long one read of the leader keys serves the registry syncs of a process: they wake on
+/// one grid every [`SYNC_EVERY`], so a hub's pairs are answered by one transaction a round.
+const LEADERS_FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// The leader keys' reads of the registry syncs of the process on `pool` (one transaction for
+/// every pair's lanes a round; a read of its own kind, so a standby's never waits behind it).
+pub fn leader_reads(pool: &EtcdPool) -> Arc<KeyReads> {
+    KeyReads::of(pool, "registry sync", LEADERS_FRESH_FOR)
+}
+
 /// The registry sync of one replica.
 pub struct RegistrySync {
     /// Main chain (where the registry is).
@@ -44,6 +55,9 @@ pub struct RegistrySync {
     pub services: Vec<(LaneService, Option<String>)>,
     /// etcd (absent: standalone).
     pub pool: Option<Arc<EtcdPool>>,
+    /// The leader keys as the registry syncs of the process last read them
+    /// ([`leader_reads`]; absent: standalone).
+    pub leaders: Option<Arc<KeyReads>>,
     /// This replica's URL.
     pub own_url: String,
     /// Lanes whose service location is fixed whoever leads: attested lanes of an operator that
@@ -81,26 +95,29 @@ impl RegistrySync {
                 out.push((*service, location.clone()));
                 continue;
             }
-            let url = match (key, &self.pool) {
-                (Some(key), Some(pool)) => match read_leader(pool, key).await {
-                    // Under the lane scope the leader may be another operator's replica: its
-                    // URL does not serve this operator's service.
-                    Ok(Some(leader))
-                        if leader.operator.parse::<Address>().ok()
-                            == Some(service.meta.operator) =>
-                    {
-                        if leader.replica == self.own_replica {
-                            self.own_url.clone()
-                        } else if !self.allowed_urls.contains(&leader.url) {
-                            self.metrics.registry_update(RegistryUpdate::RefusedUrl);
-                            tracing::warn!(lane = %service.lane, replica = %leader.replica, url = %leader.url, "the lane leader's URL in etcd is none of this operator's replica URLs (registry.replica_urls): not publishing it");
-                            continue;
-                        } else {
-                            leader.url
+            let url = match (key, &self.pool, &self.leaders) {
+                (Some(key), Some(pool), Some(leaders)) => {
+                    match read_leader_from(leaders, pool, key).await {
+                        // Under the lane scope the leader may be another operator's replica: its
+                        // URL does not serve this operator's service.
+                        Ok(Some(leader))
+                            if leader.operator.parse::<Address>().ok()
+                                == Some(service.meta.operator) =>
+                        {
+                            if leader.replica == self.own_replica {
+                                self.own_url.clone()
+                            } else if !self.allowed_urls.contains(&leader.url) {
+                                self.metrics.registry_update(RegistryUpdate::RefusedUrl);
+                                tracing::warn!(lane = %service.lane, replica = %leader.replica, url = %leader.url, "the lane leader's URL in etcd is none of this operator's replica URLs (registry.replica_urls): not publishing it");
+                                continue;
+                            } else {
+                                leader.url
+                            }
                         }
+                        _ => continue,
                     }
-                    _ => continue,
-                },
+                }
+                (Some(_), Some(_), None) => continue,
                 _ => self.own_url.clone(),
             };
             out.push((*service, url));
@@ -209,8 +226,11 @@ impl RegistrySync {
             }
         }
         let mut term = self.term.clone();
+        // On the process's grid: the syncs of a hub's pairs read their leader keys together.
+        let next =
+            crate::leadership::heartbeats::next_poll(tokio::time::Instant::now(), SYNC_EVERY);
         tokio::select! {
-            () = tokio::time::sleep(SYNC_EVERY) => {}
+            () = tokio::time::sleep_until(next) => {}
             // The term went and came back (another holder may have written meanwhile).
             _ = term.changed() => self.verified.clear(),
         }

@@ -47,6 +47,10 @@ pub(super) fn spawn_registry(
                 })
                 .collect(),
             pool: shared.etcd.clone(),
+            leaders: shared
+                .etcd
+                .as_deref()
+                .map(crate::registry::sync::leader_reads),
             own_url: shared.own_url.clone(),
             fixed: attested_location(config, &shared.own_url)
                 .map(|location| {

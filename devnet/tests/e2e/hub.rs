@@ -276,6 +276,39 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         beats > 0.0 && txns > 0.0 && beats > 1.5 * txns,
         "operator 1's process sent {txns} heartbeat transactions for {beats} heartbeats: its leaders did not heartbeat together"
     );
+    // Its backup workers keep one liveness lease for the process (issue 54): every lane's
+    // `alive` key of each of operator 1's replicas is under one lease.
+    let signer = pairs["main-service"].operator(0).unwrap().address();
+    let mut etcd = etcd_client::Client::connect(manifest.etcd_endpoints.clone(), None)
+        .await
+        .unwrap();
+    let every = etcd
+        .get("", Some(etcd_client::GetOptions::new().with_all_keys()))
+        .await
+        .unwrap();
+    let alive_dir = format!("/{signer:#x}/state/alive/");
+    let mut leases: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    let mut alive_keys = 0;
+    for kv in every.kvs() {
+        let key = kv.key_str().unwrap();
+        if let Some(at) = key.find(&alive_dir) {
+            let replica = key[at + alive_dir.len()..].to_owned();
+            leases.entry(replica).or_default().insert(kv.lease());
+            alive_keys += 1;
+        }
+    }
+    assert!(
+        alive_keys >= 2 * pairs.len(),
+        "operator 1's replicas keep {alive_keys} alive keys for {} pairs' lanes",
+        pairs.len()
+    );
+    for (replica, under) in &leases {
+        assert_eq!(
+            under.len(),
+            1,
+            "operator 1's replica {replica} keeps its lanes' alive keys under leases {under:?}, not one"
+        );
+    }
     // What one task's read or request answers for the others (issue 54): more answered from
     // another's than sent.
     // - its elections share one lease: most renewals were answered from another election's
@@ -289,6 +322,14 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             "call=\"lease keep-alive\"",
             "multibridge_etcd_requests_total",
             "call=\"lease keep-alive\"",
+        ),
+        // - its backup workers read every lane's state in one transaction a round.
+        (
+            "backup state reads",
+            "multibridge_etcd_shared_reads_total",
+            "call=\"read state versions\"",
+            "multibridge_etcd_requests_total",
+            "call=\"read state versions\"",
         ),
         (
             "bridge counters",
