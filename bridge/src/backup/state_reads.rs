@@ -21,7 +21,7 @@ use multibridge_chain::shared_reads::ProcessBook;
 use tokio::sync::oneshot;
 
 use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
-use crate::leadership::gather::Gathering;
+use crate::leadership::gather::{Collector, Gathering};
 
 /// How long an ask waits for the others of the same round (the workers of a process wake at one
 /// instant: they ask within a millisecond or two).
@@ -34,15 +34,18 @@ pub const READ_STATE: &str = "read state versions";
 /// A prefix's keys and values, as one read found them.
 pub type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Each prefix's keys and values, or why its read failed.
+pub type Answers = Vec<Result<Kvs, EtcdUnavailable>>;
+
 struct Asked {
     prefixes: Vec<String>,
-    answer: oneshot::Sender<Result<Vec<Kvs>, EtcdUnavailable>>,
+    answer: oneshot::Sender<Answers>,
 }
 
 /// The backup state reads of one etcd cluster's lanes in this process.
 #[derive(Default)]
 pub struct StateReads {
-    gathering: Gathering<Asked>,
+    gathering: Arc<Gathering<Asked>>,
 }
 
 impl std::fmt::Debug for StateReads {
@@ -58,73 +61,72 @@ impl StateReads {
         BOOK.get_or_make(pool.endpoints().to_vec(), Self::default)
     }
 
-    /// Every key under each of `prefixes` (in that order), read through `pool` with every other
-    /// prefix asked meanwhile, after this call.
-    pub async fn read(
-        self: &Arc<Self>,
-        pool: &Arc<EtcdPool>,
-        prefixes: Vec<String>,
-    ) -> Result<Vec<Kvs>, EtcdUnavailable> {
+    /// Every key under each of `prefixes` (in that order; each its own outcome: the prefixes of
+    /// a process are read in transactions of [`RANGES_PER_TXN`]), read through `pool` with every
+    /// other prefix asked meanwhile, after this call.
+    pub async fn read(self: &Arc<Self>, pool: &Arc<EtcdPool>, prefixes: Vec<String>) -> Answers {
+        let count = prefixes.len();
         let (answer, answered) = oneshot::channel();
-        if self.gathering.ask(Asked { prefixes, answer }) {
-            tokio::spawn(Arc::clone(self).collect(Arc::clone(pool)));
+        if let Some(collector) = self.gathering.ask(Asked { prefixes, answer }) {
+            tokio::spawn(collect(collector, Arc::clone(pool)));
         }
         answered.await.unwrap_or_else(|_| {
-            Err(EtcdUnavailable {
+            let dropped = EtcdUnavailable {
                 what: READ_STATE,
                 endpoints: pool.endpoints().join(","),
                 last: "the state read was dropped (the process is stopping)".into(),
-            })
+            };
+            vec![Err(dropped); count]
         })
     }
+}
 
-    /// Wait out [`GATHER`], then read every prefix asked meanwhile and answer each asker.
-    async fn collect(self: Arc<Self>, pool: Arc<EtcdPool>) {
-        let asked = self.gathering.collect(GATHER).await;
-        let prefixes: Vec<String> = asked
+/// Wait out [`GATHER`], then read every prefix asked meanwhile and answer each asker.
+async fn collect(collector: Collector<Asked>, pool: Arc<EtcdPool>) {
+    let asked = collector.collect(GATHER).await;
+    let prefixes: Vec<String> = asked
+        .iter()
+        .flat_map(|a| a.prefixes.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let reads = prefixes
+        .chunks(RANGES_PER_TXN)
+        .map(|chunk| read_ranges(&pool, chunk));
+    let mut found: HashMap<&str, Result<Kvs, EtcdUnavailable>> = HashMap::new();
+    for (chunk, answer) in prefixes
+        .chunks(RANGES_PER_TXN)
+        .zip(futures::future::join_all(reads).await)
+    {
+        match answer {
+            Ok(each) => found.extend(
+                chunk
+                    .iter()
+                    .map(String::as_str)
+                    .zip(each.into_iter().map(Ok)),
+            ),
+            Err(e) => found.extend(chunk.iter().map(|p| (p.as_str(), Err(e.clone())))),
+        }
+    }
+    // Every asker but the one whose ask the read went for was answered by it.
+    for _ in asked.iter().skip(1) {
+        pool.count_shared(READ_STATE);
+    }
+    for one in asked {
+        let answer = one
+            .prefixes
             .iter()
-            .flat_map(|a| a.prefixes.iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .map(|p| match found.get(p.as_str()) {
+                Some(Ok(kvs)) => Ok(kvs.clone()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(EtcdUnavailable {
+                    what: READ_STATE,
+                    endpoints: pool.endpoints().join(","),
+                    last: format!("{p} was not read"),
+                }),
+            })
             .collect();
-        let reads = prefixes
-            .chunks(RANGES_PER_TXN)
-            .map(|chunk| read_ranges(&pool, chunk));
-        let mut found: HashMap<&str, Result<Kvs, EtcdUnavailable>> = HashMap::new();
-        for (chunk, answer) in prefixes
-            .chunks(RANGES_PER_TXN)
-            .zip(futures::future::join_all(reads).await)
-        {
-            match answer {
-                Ok(each) => found.extend(
-                    chunk
-                        .iter()
-                        .map(String::as_str)
-                        .zip(each.into_iter().map(Ok)),
-                ),
-                Err(e) => found.extend(chunk.iter().map(|p| (p.as_str(), Err(e.clone())))),
-            }
-        }
-        // Every asker but the one whose ask the read went for was answered by it.
-        for _ in asked.iter().skip(1) {
-            pool.count_shared(READ_STATE);
-        }
-        for one in asked {
-            let answer = one
-                .prefixes
-                .iter()
-                .map(|p| match found.get(p.as_str()) {
-                    Some(Ok(kvs)) => Ok(kvs.clone()),
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err(EtcdUnavailable {
-                        what: READ_STATE,
-                        endpoints: pool.endpoints().join(","),
-                        last: format!("{p} was not read"),
-                    }),
-                })
-                .collect();
-            let _ = one.answer.send(answer);
-        }
+        let _ = one.answer.send(answer);
     }
 }
 

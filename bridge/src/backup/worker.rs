@@ -1,5 +1,5 @@
 //! The backup worker of one replica: every second, for each lane, it keeps this replica's
-//! membership, liveness (a key bound to a lease of its own) and SSV in etcd, publishes the
+//! membership, liveness (a key bound to the process's liveness lease) and SSV in etcd, publishes the
 //! versions, and follows a backup another replica made (compacts the same nonces, bumps its
 //! SSV). On the replica that writes the operator's registry transactions it also starts the
 //! state-version-up action when a trigger fires: the handled bound, a majority of replicas
@@ -21,6 +21,10 @@ use crate::leadership::etcd_pool::{EtcdPool, EtcdUnavailable};
 use multibridge_chain::shared_reads::ProcessBook;
 
 const ROUND: Duration = Duration::from_secs(1);
+
+/// Where in its second a round starts: off the instants the process's other etcd work is due
+/// on (every grid shares one epoch; the heartbeats go every 100 ms from it).
+const GRID_OFFSET: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Default)]
 struct LaneState {
@@ -85,6 +89,16 @@ impl BackupWorker {
         let liveness = LivenessLease::of(&self.ctx.pool, self.lease_ttl);
         let lease_rx = liveness.lease.clone();
         let reads = StateReads::of(&self.ctx.pool);
+        let _alive = AliveKeys {
+            pool: Arc::clone(&self.ctx.pool),
+            keys: self
+                .lanes
+                .iter()
+                .filter_map(|lane| StateKeys::of(&self.ctx.config, *lane, self.ctx.operator))
+                .map(|keys| keys.alive(&self.ctx.replica))
+                .collect(),
+            ttl: liveness_ttl(self.lease_ttl),
+        };
         loop {
             self.lease = *lease_rx.borrow();
             let mut keyed = Vec::with_capacity(self.lanes.len());
@@ -97,19 +111,32 @@ impl BackupWorker {
             }
             // Every lane's state in one read, with the other workers of the process.
             let prefixes = keyed.iter().map(|(_, keys)| keys.prefix()).collect();
-            match reads.read(&self.ctx.pool, prefixes).await {
-                Ok(found) => {
-                    for ((lane, keys), kvs) in keyed.into_iter().zip(found) {
-                        let view = VersionsView::of(&keys, kvs);
-                        if let Err(e) = self.round(lane, &keys, view).await {
-                            tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
-                        }
-                    }
+            let found = reads.read(&self.ctx.pool, prefixes).await;
+            let read_at = Instant::now();
+            for ((lane, keys), kvs) in keyed.into_iter().zip(found) {
+                // A lane after one whose round took long (a backup: copying, uploading, waiting
+                // for the registry) reads its state again, as it did before the reads were
+                // gathered: its round decides on it.
+                let view = if read_at.elapsed() > ROUND {
+                    versions::read(&self.ctx.pool, &keys).await
+                } else {
+                    kvs.map(|kvs| VersionsView::of(&keys, kvs))
+                };
+                let done = match view {
+                    Ok(view) => self.round(lane, &keys, view).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
                 }
-                Err(e) => tracing::warn!(error = %e, "backup worker: etcd unavailable"),
             }
-            // On the process's grid, so the workers of a hub read together.
-            let next = crate::leadership::heartbeats::next_poll(tokio::time::Instant::now(), ROUND);
+            // On the process's grid, so the workers of a hub read together — half a round off
+            // the grid's whole seconds, where the lane leaders' heartbeats go.
+            let next = crate::leadership::heartbeats::next_poll_offset(
+                tokio::time::Instant::now(),
+                ROUND,
+                GRID_OFFSET,
+            );
             tokio::time::sleep_until(next).await;
         }
     }
@@ -440,6 +467,51 @@ impl LivenessLease {
     }
 }
 
+/// The `alive` keys of one worker. When the worker stops while its process goes on (a hub's
+/// pair that failed and waits alone) they move to a lease of their own that nobody renews, so
+/// they go a liveness TTL later — as when each worker kept its own lease — instead of living on
+/// under the process's. Where the process ends, they go with its lease.
+struct AliveKeys {
+    pool: Arc<EtcdPool>,
+    keys: Vec<String>,
+    ttl: i64,
+}
+
+impl Drop for AliveKeys {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (pool, keys, ttl) = (
+            Arc::clone(&self.pool),
+            std::mem::take(&mut self.keys),
+            self.ttl,
+        );
+        runtime.spawn(async move {
+            let moved = async {
+                let lease = pool
+                    .call("liveness lease grant", |mut c| async move {
+                        Ok(c.lease_grant(ttl, None).await?.id())
+                    })
+                    .await?;
+                for key in keys {
+                    versions::put(&pool, key, "1".into(), Some(lease)).await?;
+                }
+                Ok::<_, EtcdUnavailable>(())
+            };
+            if let Err(e) = moved.await {
+                tracing::debug!(error = %e, "a stopped worker's alive keys stay under the process's lease");
+            }
+        });
+    }
+}
+
+/// The TTL of a liveness lease for relays whose campaign lease lives `lease_ttl`: twice that, at
+/// least 6 s (a few missed renewals under load do not make a live replica look gone).
+fn liveness_ttl(lease_ttl: Duration) -> i64 {
+    i64::try_from(lease_ttl.as_secs().saturating_mul(2).max(6)).unwrap_or(6)
+}
+
 /// Keeps this process's liveness lease: granted with a TTL of at least 6 s (a few missed
 /// renewals under load do not make a live replica look gone), renewed every second, granted
 /// anew when etcd lost it.
@@ -450,7 +522,7 @@ struct LeaseKeeper {
 
 impl LeaseKeeper {
     async fn run(self, lease: watch::Sender<Option<i64>>) {
-        let ttl = i64::try_from(self.ttl.as_secs().saturating_mul(2).max(6)).unwrap_or(6);
+        let ttl = liveness_ttl(self.ttl);
         loop {
             let held = *lease.borrow();
             match self.keep(held, ttl).await {

@@ -399,7 +399,7 @@ enum Attempt {
 pub fn standby_reads(pool: &EtcdPool, ttl: Duration) -> Arc<KeyReads> {
     KeyReads::of(
         pool,
-        "standbys",
+        multibridge_monitoring::metrics::ETCD_LEADER_KEYS,
         poll_interval(ttl).checked_div(2).unwrap_or_default(),
     )
 }

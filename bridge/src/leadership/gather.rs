@@ -3,13 +3,15 @@
 //! ([`heartbeats`](super::heartbeats)), the backup state of its lanes
 //! ([`state_reads`](crate::backup::state_reads)).
 //!
-//! The first asker of a gathering starts its collector; the collector waits a short window for
-//! the others, takes what was asked, and sends it. Asks that come after the take start the next
-//! gathering. The flag that a collector runs is cleared exactly once: when the collector takes
-//! the gathering, or when it is dropped before it did (a runtime stopping), so the next asker
-//! starts one.
+//! The first asker of a gathering gets its [`Collector`] and spawns it; the collector waits a
+//! short window for the others, takes what was asked, and sends it. Asks that come after the
+//! take start the next gathering. The flag that a collector runs is cleared exactly once: when
+//! the collector takes the gathering, or when it is dropped before it did — also before it
+//! first ran (a runtime stopping drops spawned tasks unpolled) — and then what was asked is
+//! dropped with it, so its askers are answered (their answer channels close) instead of waiting
+//! for a collector that never comes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The asks of one gathering.
@@ -21,7 +23,7 @@ pub struct Gathering<T> {
 #[derive(Debug)]
 struct State<T> {
     asked: Vec<T>,
-    /// A collector waits out its window and will take `asked`.
+    /// A collector exists and will take `asked`.
     collecting: bool,
 }
 
@@ -37,23 +39,14 @@ impl<T> Default for Gathering<T> {
 }
 
 impl<T> Gathering<T> {
-    /// Add `one`; whether the caller is to start the collector (none runs).
-    pub fn ask(&self, one: T) -> bool {
+    /// Add `one`; the collector to spawn when none exists.
+    pub fn ask(self: &Arc<Self>, one: T) -> Option<Collector<T>> {
         let mut state = self.lock();
         state.asked.push(one);
-        !std::mem::replace(&mut state.collecting, true)
-    }
-
-    /// The collector's part: wait `window`, then take everything asked.
-    pub async fn collect(&self, window: Duration) -> Vec<T> {
-        // Dropped unsent (the runtime stops): the next asker starts a collector, which takes
-        // what is queued.
-        let guard = Collecting {
-            gathering: self,
+        (!std::mem::replace(&mut state.collecting, true)).then(|| Collector {
+            gathering: Arc::clone(self),
             armed: true,
-        };
-        tokio::time::sleep(window).await;
-        guard.take()
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
@@ -61,27 +54,37 @@ impl<T> Gathering<T> {
     }
 }
 
-/// Clears `collecting` when the collector is dropped before it took the gathering.
-struct Collecting<'a, T> {
-    gathering: &'a Gathering<T>,
+/// The one collector of a gathering: built under the lock that set the flag, so even one
+/// dropped before it first ran clears it.
+#[derive(Debug)]
+pub struct Collector<T> {
+    gathering: Arc<Gathering<T>>,
     /// Not taken yet: the flag is this collector's to clear.
     armed: bool,
 }
 
-impl<T> Collecting<'_, T> {
-    fn take(mut self) -> Vec<T> {
+impl<T> Collector<T> {
+    /// Wait `window`, then take everything asked.
+    pub async fn collect(mut self, window: Duration) -> Vec<T> {
+        tokio::time::sleep(window).await;
         let mut state = self.gathering.lock();
         state.collecting = false;
-        // Cleared here, under the lock: not again on drop (a new collector may run by then).
+        // Cleared here, under the lock: not again on drop (a new collector may exist by then).
         self.armed = false;
         std::mem::take(&mut state.asked)
     }
 }
 
-impl<T> Drop for Collecting<'_, T> {
+impl<T> Drop for Collector<T> {
     fn drop(&mut self) {
         if self.armed {
-            self.gathering.lock().collecting = false;
+            let dropped = {
+                let mut state = self.gathering.lock();
+                state.collecting = false;
+                std::mem::take(&mut state.asked)
+            };
+            // Outside the lock: dropping an ask may run its answer channel's wake-up.
+            drop(dropped);
         }
     }
 }
@@ -92,36 +95,56 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_asker_collects_and_the_flag_clears_once() {
-        let gathering = Gathering::default();
-        assert!(gathering.ask(1), "the first asker starts the collector");
-        assert!(!gathering.ask(2), "a collector runs");
-        let taken = gathering.collect(Duration::from_millis(2)).await;
-        assert_eq!(taken, vec![1, 2]);
-        assert!(gathering.ask(3), "taken: the next asker starts one");
-        // A collector dropped before it took anything clears the flag.
+        let gathering = Arc::new(Gathering::default());
+        let collector = gathering
+            .ask(1)
+            .expect("the first asker gets the collector");
+        assert!(gathering.ask(2).is_none(), "a collector exists");
+        assert_eq!(
+            collector.collect(Duration::from_millis(2)).await,
+            vec![1, 2]
+        );
+        let next = gathering.ask(3).expect("taken: the next asker gets one");
+        assert!(gathering.ask(4).is_none());
+        assert_eq!(next.collect(Duration::ZERO).await, vec![3, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_collector_dropped_before_it_ran_answers_its_askers_and_clears_the_flag() {
+        let gathering = Arc::new(Gathering::default());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let collector = gathering.ask(tx).expect("first");
+        // Spawned and dropped unpolled (its runtime stopping), or dropped mid-wait.
+        drop(collector);
+        assert!(
+            rx.await.is_err(),
+            "the asker is answered: its channel closed"
+        );
+        let (tx, _rx) = tokio::sync::oneshot::channel::<()>();
+        assert!(gathering.ask(tx).is_some(), "the flag was cleared");
+
+        let gathering = Arc::new(Gathering::default());
+        let collector = gathering.ask(1).expect("first");
         {
-            let collect = gathering.collect(Duration::from_secs(1));
+            let collect = collector.collect(Duration::from_secs(1));
             futures::pin_mut!(collect);
             assert!(futures::poll!(collect.as_mut()).is_pending());
         }
-        assert!(gathering.ask(4), "the dropped collector cleared the flag");
-        assert_eq!(gathering.collect(Duration::ZERO).await, vec![3, 4]);
+        assert!(
+            gathering.ask(2).is_some(),
+            "a collector dropped mid-wait cleared it"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_taken_collector_does_not_clear_a_newer_ones_flag() {
-        let gathering = Gathering::default();
-        assert!(gathering.ask(1));
-        let guard = Collecting {
-            gathering: &gathering,
-            armed: true,
-        };
-        let taken = guard.take();
-        assert_eq!(taken, vec![1]);
-        assert!(gathering.ask(2), "the next gathering's collector");
+        let gathering = Arc::new(Gathering::default());
+        let first = gathering.ask(1).expect("first");
+        assert_eq!(first.collect(Duration::ZERO).await, vec![1]);
+        let _second = gathering.ask(2).expect("the next gathering's collector");
         assert!(
-            !gathering.ask(3),
-            "still running: the taken guard did not clear it"
+            gathering.ask(3).is_none(),
+            "still there: the taken collector did not clear it"
         );
     }
 }

@@ -30,7 +30,7 @@ use multibridge_monitoring::metrics::{ETCD_HEARTBEAT, ETCD_HEARTBEAT_OUTCOMES};
 use tokio::sync::oneshot;
 
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
-use super::gather::Gathering;
+use super::gather::{Collector, Gathering};
 
 /// How long a heartbeat waits for the others due at the same poll (the campaigns of a process
 /// wake at one instant: they ask within a millisecond or two).
@@ -59,7 +59,7 @@ struct Asked {
 /// The heartbeats of one etcd cluster's lane leaders in this process.
 #[derive(Default)]
 pub struct Heartbeats {
-    gathering: Gathering<Asked>,
+    gathering: Arc<Gathering<Asked>>,
 }
 
 impl std::fmt::Debug for Heartbeats {
@@ -85,14 +85,14 @@ impl Heartbeats {
         lease: i64,
     ) -> Result<Beaten, EtcdUnavailable> {
         let (answer, answered) = oneshot::channel();
-        let collect = self.gathering.ask(Asked {
+        let collector = self.gathering.ask(Asked {
             key: key.to_owned(),
             value,
             lease,
             answer,
         });
-        if collect {
-            tokio::spawn(Arc::clone(self).collect(Arc::clone(pool)));
+        if let Some(collector) = collector {
+            tokio::spawn(collect(collector, Arc::clone(pool)));
         }
         answered.await.unwrap_or_else(|_| {
             Err(EtcdUnavailable {
@@ -102,13 +102,13 @@ impl Heartbeats {
             })
         })
     }
+}
 
-    /// Wait out [`GATHER`], then send what was asked meanwhile and answer each asker.
-    async fn collect(self: Arc<Self>, pool: Arc<EtcdPool>) {
-        let asked = self.gathering.collect(GATHER).await;
-        let txns = transactions(asked);
-        futures::future::join_all(txns.into_iter().map(|txn| send(&pool, txn))).await;
-    }
+/// Wait out [`GATHER`], then send what was asked meanwhile and answer each asker.
+async fn collect(collector: Collector<Asked>, pool: Arc<EtcdPool>) {
+    let asked = collector.collect(GATHER).await;
+    let txns = transactions(asked);
+    futures::future::join_all(txns.into_iter().map(|txn| send(&pool, txn))).await;
 }
 
 /// `asked` cut into transactions of at most [`KEYS_PER_TXN`] heartbeats with no key twice in
@@ -218,6 +218,18 @@ pub fn next_poll(after: tokio::time::Instant, poll: Duration) -> tokio::time::In
         .unwrap_or(after)
 }
 
+/// The first instant after `after` of the process's grid of `poll` moved `offset` along: work
+/// on a grid of its own phase, off the instants the heartbeats are due on.
+pub fn next_poll_offset(
+    after: tokio::time::Instant,
+    poll: Duration,
+    offset: Duration,
+) -> tokio::time::Instant {
+    let shifted = after.checked_sub(offset).unwrap_or(after);
+    let at = next_poll(shifted, poll);
+    at.checked_add(offset).unwrap_or(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +290,26 @@ mod tests {
         }
         // A step that started on the grid goes again a poll later.
         assert_eq!(next_poll(first, poll).duration_since(first), poll);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offset_grid_keeps_its_phase_between_the_heartbeats() {
+        let (second, offset) = (Duration::from_secs(1), Duration::from_millis(50));
+        let ms = Duration::from_millis;
+        // An instant on the process's grid (another test may have started it elsewhere).
+        let base = next_poll(tokio::time::Instant::now(), second);
+        let at = |d: Duration| base.checked_add(d).expect("within the test's clock");
+        // Asked before the offset instant of its round: that instant; at or after it: the
+        // next round's.
+        assert_eq!(next_poll_offset(at(ms(10)), second, offset), at(offset));
+        assert_eq!(next_poll_offset(at(ms(49)), second, offset), at(offset));
+        assert_eq!(
+            next_poll_offset(at(offset), second, offset),
+            at(second + offset)
+        );
+        assert_eq!(
+            next_poll_offset(at(ms(300)), second, offset),
+            at(second + offset)
+        );
     }
 }

@@ -31,6 +31,8 @@ pub const KEYS_PER_TXN: usize = 100;
 /// The leader keys of one etcd cluster as this process last read them.
 #[derive(Debug)]
 pub struct KeyReads {
+    /// The `call` label of its reads.
+    label: &'static str,
     fresh_for: Duration,
     state: tokio::sync::Mutex<State>,
 }
@@ -49,22 +51,24 @@ struct State {
 }
 
 impl KeyReads {
-    /// Reads answered for `fresh_for` from when they were sent.
-    pub fn new(fresh_for: Duration) -> Self {
+    /// Reads named `label`, answered for `fresh_for` from when they were sent.
+    pub fn new(label: &'static str, fresh_for: Duration) -> Self {
         Self {
+            label,
             fresh_for,
             state: tokio::sync::Mutex::default(),
         }
     }
 
-    /// The reads of the process's `readers` (the campaigns' standbys, the registry syncs: each
-    /// kind its own, so one kind's reads never wait behind another's) for the cluster `pool`
+    /// The reads of the process's readers of one kind (the campaigns' standbys, the registry
+    /// syncs: each kind its own, so one kind's reads never wait behind another's), named by
+    /// `label` in `etcd_requests_total` and `etcd_shared_reads_total`, for the cluster `pool`
     /// reaches, fresh for `fresh_for` (the first caller's figure: the readers of one kind poll
     /// alike).
-    pub fn of(pool: &EtcdPool, readers: &'static str, fresh_for: Duration) -> Arc<Self> {
+    pub fn of(pool: &EtcdPool, label: &'static str, fresh_for: Duration) -> Arc<Self> {
         static BOOK: ProcessBook<(Vec<String>, &'static str), KeyReads> = ProcessBook::new();
-        BOOK.get_or_make((pool.endpoints().to_vec(), readers), || {
-            Self::new(fresh_for)
+        BOOK.get_or_make((pool.endpoints().to_vec(), label), || {
+            Self::new(label, fresh_for)
         })
     }
 
@@ -84,7 +88,7 @@ impl KeyReads {
             match last {
                 Ok(values) => {
                     if let Some(value) = values.get(key) {
-                        pool.count_shared(multibridge_monitoring::metrics::ETCD_LEADER_KEYS);
+                        pool.count_shared(self.label);
                         return Ok(value.clone());
                     }
                 }
@@ -97,14 +101,11 @@ impl KeyReads {
         let mut values = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_TXN) {
             let answers = pool
-                .call(
-                    multibridge_monitoring::metrics::ETCD_LEADER_KEYS,
-                    |mut c| {
-                        let ops: Vec<TxnOp> =
-                            chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
-                        async move { c.txn(Txn::new().and_then(ops)).await }
-                    },
-                )
+                .call(self.label, |mut c| {
+                    let ops: Vec<TxnOp> =
+                        chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+                    async move { c.txn(Txn::new().and_then(ops)).await }
+                })
                 .await;
             let answers = match answers {
                 Ok(answers) => answers,

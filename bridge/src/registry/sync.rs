@@ -38,10 +38,17 @@ const VERIFIED_FOR: Duration = Duration::from_secs(30);
 /// one grid every [`SYNC_EVERY`], so a hub's pairs are answered by one transaction a round.
 const LEADERS_FRESH_FOR: Duration = Duration::from_millis(500);
 
+/// Where in its round a sync starts (see the grid in [`RegistrySync::round`]).
+const GRID_OFFSET: Duration = Duration::from_millis(1_025);
+
 /// The leader keys' reads of the registry syncs of the process on `pool` (one transaction for
 /// every pair's lanes a round; a read of its own kind, so a standby's never waits behind it).
 pub fn leader_reads(pool: &EtcdPool) -> Arc<KeyReads> {
-    KeyReads::of(pool, "registry sync", LEADERS_FRESH_FOR)
+    KeyReads::of(
+        pool,
+        multibridge_monitoring::metrics::ETCD_REGISTRY_LEADER_KEYS,
+        LEADERS_FRESH_FOR,
+    )
 }
 
 /// The registry sync of one replica.
@@ -226,9 +233,14 @@ impl RegistrySync {
             }
         }
         let mut term = self.term.clone();
-        // On the process's grid: the syncs of a hub's pairs read their leader keys together.
-        let next =
-            crate::leadership::heartbeats::next_poll(tokio::time::Instant::now(), SYNC_EVERY);
+        // On the process's grid: the syncs of a hub's pairs read their leader keys together —
+        // off the instants the process's other etcd work is due on (every grid shares one
+        // epoch: the heartbeats go every 100 ms from it, the backup workers 50 ms after).
+        let next = crate::leadership::heartbeats::next_poll_offset(
+            tokio::time::Instant::now(),
+            SYNC_EVERY,
+            GRID_OFFSET,
+        );
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
             // The term went and came back (another holder may have written meanwhile).

@@ -257,6 +257,9 @@ pub const ETCD_KEEP_ALIVE: &str = "lease keep-alive";
 /// The read of every leader key a process's standbys follow (one transaction; its series exist
 /// from the start).
 pub const ETCD_LEADER_KEYS: &str = "read leader keys";
+/// The read of every lane leader key the process's registry syncs publish (one transaction a
+/// round for every pair).
+pub const ETCD_REGISTRY_LEADER_KEYS: &str = "read leader keys for the registry";
 /// The transaction that rewrites the leader keys of a process's lane leaders (their heartbeats).
 pub const ETCD_HEARTBEAT: &str = "heartbeat";
 /// Outcomes of one leader-key heartbeat: rewritten, lost (the key no longer names the leader
