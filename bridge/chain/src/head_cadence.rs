@@ -7,15 +7,17 @@
 //! second per relay process, most of them answered "the same block". A chain that makes blocks
 //! on a clock (interval mining, a PoA chain, Ethereum's slots) says when the next one is due:
 //! once the last few blocks each came one at a time and about equally far apart, the head is
-//! held from the moment a block was seen until [`MARGIN`] before the next one is due (by their
-//! mean interval), then read every 100 ms as before until it moves. A chain without a clock (a block per transaction, a
-//! catch-up, a reorg, intervals that differ by more than half) is read as before.
+//! held from the moment a block was seen until [`MARGIN`] before the next one is due at the
+//! earliest (projected from the last few blocks), then read every 100 ms as before until it
+//! moves. A chain without a clock (a block per transaction, a catch-up, a reorg, intervals that
+//! differ by more than half) is read as before.
 //!
 //! The hold is timed from the latest moment the block can have come (when the last read that
 //! still returned the previous head was asked), so a read every 500 ms or 1 s sees a block no
 //! later than without the hold. What it can cost: a block that comes earlier than its cadence is
 //! seen up to the hold late. A cadence is learned only from intervals within [`REGULAR`] of each
-//! other, the hold ends [`MARGIN`] before their mean is up, and a block that the first read
+//! other, the hold ends [`MARGIN`] before the earliest projection of the next block by an
+//! interval at most [`SAMPLE_SLACK`] above the shortest of them, and a block that the first read
 //! after a hold already shows ends the cadence (it may have come during the hold): on a chain
 //! whose clock speeds up, the blocks made during one hold are seen up to that hold late.
 

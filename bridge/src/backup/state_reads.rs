@@ -37,21 +37,16 @@ pub type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
 /// Each prefix's keys and values, or why its read failed.
 pub type Answers = Vec<Result<Kvs, EtcdUnavailable>>;
 
+#[derive(Debug)]
 struct Asked {
     prefixes: Vec<String>,
     answer: oneshot::Sender<Answers>,
 }
 
 /// The backup state reads of one etcd cluster's lanes in this process.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct StateReads {
     gathering: Arc<Gathering<Asked>>,
-}
-
-impl std::fmt::Debug for StateReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StateReads")
-    }
 }
 
 impl StateReads {
@@ -131,7 +126,10 @@ async fn collect(collector: Collector<Asked>, pool: Arc<EtcdPool>) {
 }
 
 /// One transaction of range reads, one per prefix: each prefix's keys and values, in order.
-async fn read_ranges(pool: &EtcdPool, prefixes: &[String]) -> Result<Vec<Kvs>, EtcdUnavailable> {
+pub(super) async fn read_ranges(
+    pool: &EtcdPool,
+    prefixes: &[String],
+) -> Result<Vec<Kvs>, EtcdUnavailable> {
     let resp = pool
         .call(READ_STATE, |mut c| {
             let ops: Vec<TxnOp> = prefixes

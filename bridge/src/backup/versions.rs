@@ -148,21 +148,8 @@ impl VersionsView {
 
 /// Read every key of `keys`.
 pub async fn read(pool: &EtcdPool, keys: &StateKeys) -> Result<VersionsView, EtcdUnavailable> {
-    let dir = keys.prefix();
-    let kvs = pool
-        .call(super::state_reads::READ_STATE, |mut c| {
-            let dir = dir.clone();
-            async move {
-                let resp = c.get(dir, Some(GetOptions::new().with_prefix())).await?;
-                Ok(resp
-                    .kvs()
-                    .iter()
-                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-                    .collect::<Vec<_>>())
-            }
-        })
-        .await?;
-    Ok(VersionsView::of(keys, kvs))
+    let mut found = super::state_reads::read_ranges(pool, &[keys.prefix()]).await?;
+    Ok(VersionsView::of(keys, found.pop().unwrap_or_default()))
 }
 
 impl VersionsView {

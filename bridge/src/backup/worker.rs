@@ -89,49 +89,57 @@ impl BackupWorker {
         let liveness = LivenessLease::of(&self.ctx.pool, self.lease_ttl);
         let lease_rx = liveness.lease.clone();
         let reads = StateReads::of(&self.ctx.pool);
+        // Each lane's keys (a lane without etcd keys has no state to keep).
+        let lanes: Vec<(Lane, StateKeys)> = self
+            .lanes
+            .iter()
+            .filter_map(|lane| {
+                Some((
+                    *lane,
+                    StateKeys::of(&self.ctx.config, *lane, self.ctx.operator)?,
+                ))
+            })
+            .collect();
         let _alive = AliveKeys {
             pool: Arc::clone(&self.ctx.pool),
-            keys: self
-                .lanes
+            keys: lanes
                 .iter()
-                .filter_map(|lane| StateKeys::of(&self.ctx.config, *lane, self.ctx.operator))
-                .map(|keys| keys.alive(&self.ctx.replica))
+                .map(|(_, keys)| keys.alive(&self.ctx.replica))
                 .collect(),
             ttl: liveness_ttl(self.lease_ttl),
         };
         loop {
             self.lease = *lease_rx.borrow();
-            let mut keyed = Vec::with_capacity(self.lanes.len());
-            for lane in self.lanes.clone() {
-                match self.prepare(lane).await {
-                    Ok(Some(keys)) => keyed.push((lane, keys)),
-                    Ok(None) => {}
+            let mut ready = Vec::with_capacity(lanes.len());
+            for (lane, keys) in &lanes {
+                match self.prepare(*lane, keys).await {
+                    Ok(()) => ready.push((*lane, keys)),
                     Err(e) => tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable"),
                 }
             }
             // Every lane's state in one read, with the other workers of the process.
-            let prefixes = keyed.iter().map(|(_, keys)| keys.prefix()).collect();
+            let prefixes = ready.iter().map(|(_, keys)| keys.prefix()).collect();
             let found = reads.read(&self.ctx.pool, prefixes).await;
             let read_at = Instant::now();
-            for ((lane, keys), kvs) in keyed.into_iter().zip(found) {
+            for ((lane, keys), kvs) in ready.into_iter().zip(found) {
                 // A lane after one whose round took long (a backup: copying, uploading, waiting
                 // for the registry) reads its state again, as it did before the reads were
                 // gathered: its round decides on it.
                 let view = if read_at.elapsed() > ROUND {
-                    versions::read(&self.ctx.pool, &keys).await
+                    versions::read(&self.ctx.pool, keys).await
                 } else {
-                    kvs.map(|kvs| VersionsView::of(&keys, kvs))
+                    kvs.map(|kvs| VersionsView::of(keys, kvs))
                 };
                 let done = match view {
-                    Ok(view) => self.round(lane, &keys, view).await,
+                    Ok(view) => self.round(lane, keys, view).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = done {
                     tracing::warn!(%lane, error = %e, "backup worker: etcd unavailable");
                 }
             }
-            // On the process's grid, so the workers of a hub read together — half a round off
-            // the grid's whole seconds, where the lane leaders' heartbeats go.
+            // On the process's grid, so the workers of a hub read together — 50 ms off its whole
+            // seconds, where the lane leaders' heartbeats go.
             let next = crate::leadership::heartbeats::next_poll_offset(
                 tokio::time::Instant::now(),
                 ROUND,
@@ -142,12 +150,9 @@ impl BackupWorker {
     }
 
     /// Before the round's read: this replica's membership and liveness keys of `lane` (the
-    /// read then sees them); its keys (`None` without etcd).
-    async fn prepare(&mut self, lane: Lane) -> Result<Option<StateKeys>, EtcdUnavailable> {
+    /// read then sees them).
+    async fn prepare(&mut self, lane: Lane, keys: &StateKeys) -> Result<(), EtcdUnavailable> {
         let ctx = self.ctx.clone();
-        let Some(keys) = StateKeys::of(&ctx.config, lane, ctx.operator) else {
-            return Ok(None);
-        };
         let replica = ctx.replica.clone();
         let state = self.state.entry(lane).or_default();
         if !state.initialized {
@@ -162,7 +167,7 @@ impl BackupWorker {
             versions::put(&ctx.pool, keys.alive(&replica), "1".into(), Some(lease)).await?;
             state.alive_under = Some(lease);
         }
-        Ok(Some(keys))
+        Ok(())
     }
 
     async fn round(
@@ -489,11 +494,7 @@ impl Drop for AliveKeys {
         );
         runtime.spawn(async move {
             let moved = async {
-                let lease = pool
-                    .call("liveness lease grant", |mut c| async move {
-                        Ok(c.lease_grant(ttl, None).await?.id())
-                    })
-                    .await?;
+                let lease = grant(&pool, ttl).await?;
                 for key in keys {
                     versions::put(&pool, key, "1".into(), Some(lease)).await?;
                 }
@@ -559,10 +560,14 @@ impl LeaseKeeper {
                 return Ok(id);
             }
         }
-        self.pool
-            .call("liveness lease grant", |mut c| async move {
-                Ok(c.lease_grant(ttl, None).await?.id())
-            })
-            .await
+        grant(&self.pool, ttl).await
     }
+}
+
+/// A new liveness lease of `ttl` seconds.
+async fn grant(pool: &EtcdPool, ttl: i64) -> Result<i64, EtcdUnavailable> {
+    pool.call("liveness lease grant", |mut c| async move {
+        Ok(c.lease_grant(ttl, None).await?.id())
+    })
+    .await
 }

@@ -49,6 +49,7 @@ pub struct Beaten {
 }
 
 /// A heartbeat waiting for its gathering.
+#[derive(Debug)]
 struct Asked {
     key: String,
     value: String,
@@ -57,15 +58,9 @@ struct Asked {
 }
 
 /// The heartbeats of one etcd cluster's lane leaders in this process.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Heartbeats {
     gathering: Arc<Gathering<Asked>>,
-}
-
-impl std::fmt::Debug for Heartbeats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Heartbeats")
-    }
 }
 
 impl Heartbeats {

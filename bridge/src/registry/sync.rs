@@ -60,11 +60,9 @@ pub struct RegistrySync {
     /// Each lane service with the leader key of its lane's election (`None`: standalone, this
     /// replica serves it).
     pub services: Vec<(LaneService, Option<String>)>,
-    /// etcd (absent: standalone).
-    pub pool: Option<Arc<EtcdPool>>,
-    /// The leader keys as the registry syncs of the process last read them
-    /// ([`leader_reads`]; absent: standalone).
-    pub leaders: Option<Arc<KeyReads>>,
+    /// etcd, and the leader keys as the registry syncs of the process last read them through
+    /// it ([`leader_reads`]); absent: standalone.
+    pub etcd: Option<(Arc<EtcdPool>, Arc<KeyReads>)>,
     /// This replica's URL.
     pub own_url: String,
     /// Lanes whose service location is fixed whoever leads: attested lanes of an operator that
@@ -102,8 +100,8 @@ impl RegistrySync {
                 out.push((*service, location.clone()));
                 continue;
             }
-            let url = match (key, &self.pool, &self.leaders) {
-                (Some(key), Some(pool), Some(leaders)) => {
+            let url = match (key, &self.etcd) {
+                (Some(key), Some((pool, leaders))) => {
                     match read_leader_from(leaders, pool, key).await {
                         // Under the lane scope the leader may be another operator's replica: its
                         // URL does not serve this operator's service.
@@ -124,7 +122,6 @@ impl RegistrySync {
                         _ => continue,
                     }
                 }
-                (Some(_), Some(_), None) => continue,
                 _ => self.own_url.clone(),
             };
             out.push((*service, url));

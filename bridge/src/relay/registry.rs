@@ -46,11 +46,12 @@ pub(super) fn spawn_registry(
                     (*s, key)
                 })
                 .collect(),
-            pool: shared.etcd.clone(),
-            leaders: shared
-                .etcd
-                .as_deref()
-                .map(crate::registry::sync::leader_reads),
+            etcd: shared.etcd.as_ref().map(|pool| {
+                (
+                    std::sync::Arc::clone(pool),
+                    crate::registry::sync::leader_reads(pool),
+                )
+            }),
             own_url: shared.own_url.clone(),
             fixed: attested_location(config, &shared.own_url)
                 .map(|location| {
