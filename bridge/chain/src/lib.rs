@@ -504,6 +504,73 @@ impl ChainClient {
         self.shared.logs.forget_from(block);
     }
 
+    /// The latest block's figures, with failover: read once a block for every client of the
+    /// chain in the process (an answer serves an asker whose [`head`](Self::head) it is at or
+    /// past, for at most [`shared_reads::LATEST_BLOCK_FRESH_FOR`]).
+    pub async fn latest_block(&self) -> Result<shared_reads::LatestBlock, ChainError> {
+        let head = self.head().await?;
+        let got = self
+            .shared
+            .latest_block
+            .get_if(
+                |kept| kept.number >= head,
+                || async {
+                    let block = self
+                        .call("eth_getBlockByNumber", |p| async move {
+                            p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                                .await
+                        })
+                        .await?;
+                    block
+                        .map(|b| shared_reads::LatestBlock {
+                            number: b.header.number,
+                            timestamp: b.header.timestamp,
+                            base_fee_per_gas: b.header.base_fee_per_gas,
+                            gas_used: b.header.gas_used,
+                            gas_limit: b.header.gas_limit,
+                        })
+                        .ok_or_else(|| ChainError::Unavailable {
+                            chain: self.role,
+                            method: "eth_getBlockByNumber",
+                            attempts: 1,
+                            last: "the node has no latest block".into(),
+                        })
+                },
+            )
+            .await;
+        match got {
+            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Shared { answer, age } => {
+                self.shared_answer("latest block", "eth_getBlockByNumber", answer, age)
+            }
+        }
+    }
+
+    /// The node's suggested priority fee once `block` is the latest, with failover: read once a
+    /// block for every sender of the chain in the process (each read it for every quote).
+    pub async fn suggested_tip(&self, block: u64) -> Result<u128, ChainError> {
+        let got = self
+            .shared
+            .tip
+            .get_if(
+                |(kept, _)| *kept >= block,
+                || async {
+                    self.call("eth_maxPriorityFeePerGas", |p| async move {
+                        p.get_max_priority_fee_per_gas().await
+                    })
+                    .await
+                    .map(|tip| (block, tip))
+                },
+            )
+            .await;
+        match got {
+            shared_reads::Got::Read(answer) => answer.map(|(_, tip)| tip),
+            shared_reads::Got::Shared { answer, age } => self
+                .shared_answer("priority fee", "eth_maxPriorityFeePerGas", answer, age)
+                .map(|(_, tip)| tip),
+        }
+    }
+
     /// Unix time of block `number` (0 when the node does not have it).
     pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
         let block = self

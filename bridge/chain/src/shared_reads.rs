@@ -84,6 +84,36 @@ pub struct SharedReads {
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
     counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
+    /// The latest block's header figures (the senders' fees and checks, the voters' gas plan).
+    pub(crate) latest_block: Slot<LatestBlock>,
+    /// The node's suggested priority fee, and the latest block when it was read (the senders'
+    /// fee quotes).
+    pub(crate) tip: Slot<(u64, u128)>,
+}
+
+/// How long the latest block's figures serve the askers whose head is still that block (a
+/// reorg at the same height is seen within it; on a chain of 1 s blocks a new block comes
+/// first).
+pub const LATEST_BLOCK_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// How long a failed read of the latest block is the answer of every asker.
+pub const LATEST_BLOCK_FAILURE_SHARED_FOR: Duration = Duration::from_millis(100);
+
+/// What the process's senders and voters need of the chain's latest block, read once a block
+/// for all of them: each key's sender read it on every poll of its transactions in flight (a
+/// poll every 200 ms), and each voter before every plan (issue 54).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestBlock {
+    /// Its number.
+    pub number: u64,
+    /// Its unix time.
+    pub timestamp: u64,
+    /// Its base fee (`None` on a chain without EIP-1559).
+    pub base_fee_per_gas: Option<u64>,
+    /// Gas its transactions used.
+    pub gas_used: u64,
+    /// Its gas limit.
+    pub gas_limit: u64,
 }
 
 impl SharedReads {
@@ -95,6 +125,10 @@ impl SharedReads {
             cadence: Mutex::default(),
             wallets: Mutex::default(),
             counters: Mutex::default(),
+            latest_block: Slot::new(LATEST_BLOCK_FRESH_FOR)
+                .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
+            tip: Slot::new(LATEST_BLOCK_FRESH_FOR)
+                .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
         }
     }
 

@@ -15,9 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::Address;
-use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
@@ -100,13 +98,10 @@ impl QueuedReleases {
         let page = self.read_pages(count).await?;
         let now = self
             .destination
-            .call("eth_getBlockByNumber", |p| async move {
-                p.get_block_by_number(BlockNumberOrTag::Latest).await
-            })
+            .latest_block()
             .await
             .map_err(|e| e.to_string())?
-            .map(|b| b.header.timestamp)
-            .ok_or("the destination returned no latest block")?;
+            .timestamp;
         let due = due_nonces(&page, now);
         if due.is_empty() {
             return Ok(0);

@@ -151,22 +151,10 @@ impl DestinationReads for BridgeReads {
     }
 
     async fn latest_block_gas(&self) -> Result<BlockGas, ChainError> {
-        use alloy::providers::Provider;
-        self.chain
-            .call("eth_getBlockByNumber", |p| async move {
-                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-                    .await
-            })
-            .await?
-            .map(|b| BlockGas {
-                used: b.header.gas_used,
-                limit: b.header.gas_limit,
-            })
-            .ok_or_else(|| ChainError::Unavailable {
-                chain: self.chain.role(),
-                method: "eth_getBlockByNumber",
-                attempts: 1,
-                last: "no latest block".into(),
-            })
+        let block = self.chain.latest_block().await?;
+        Ok(BlockGas {
+            used: block.gas_used,
+            limit: block.gas_limit,
+        })
     }
 }

@@ -52,6 +52,7 @@ struct ServiceChain {
     _devnet: Devnet,
     driver: Driver,
     chain: Arc<ChainClient>,
+    metrics: multibridge_monitoring::Metrics,
 }
 
 impl ServiceChain {
@@ -94,6 +95,20 @@ impl ServiceChain {
     }
 }
 
+impl ServiceChain {
+    /// Requests of `method` this client sent to the node so far.
+    fn requests(&self, method: &str) -> f64 {
+        let prefix = "multibridge_rpc_requests_total{";
+        let method = format!("method=\"{method}\"");
+        self.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&method))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
 async fn service_chain() -> ServiceChain {
     let dir = tempfile::tempdir().unwrap();
     let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
@@ -101,14 +116,13 @@ async fn service_chain() -> ServiceChain {
         .unwrap();
     let driver = Driver::new(devnet.manifest());
     let config = devnet.operator_config(0).unwrap().chains.service;
+    let metrics = multibridge_monitoring::Metrics::new(&[], 1).unwrap();
     let chain = Arc::new(
         ChainClient::new(
             ChainRole::Service,
             &config,
             RetryPolicy::default(),
-            multibridge_monitoring::Metrics::new(&[], 1)
-                .unwrap()
-                .chain(ChainRole::Service),
+            metrics.chain(ChainRole::Service),
         )
         .unwrap(),
     );
@@ -117,6 +131,7 @@ async fn service_chain() -> ServiceChain {
         _devnet: devnet,
         driver,
         chain,
+        metrics,
     }
 }
 
@@ -252,7 +267,8 @@ async fn nonces_stay_gap_free_stuck_transactions_escalate_and_reverts_use_no_non
 /// sender asks for the last one in flight too and sends them again at its next poll, instead of
 /// once the next is mined.
 #[tokio::test(flavor = "multi_thread")]
-async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_next_poll() {
+async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_once_a_poll_sees_the_block()
+{
     let net = service_chain().await;
     let driver = &net.driver;
     let signer = driver.operator(0).unwrap();
@@ -288,14 +304,27 @@ async fn transactions_dropped_behind_one_the_node_keeps_are_sent_again_at_the_ne
     };
     assert!(known(sent[0].hash).await, "the node keeps the next one");
     assert!(!known(last).await, "the last one is gone");
-    assert!(
-        sender.poll().await.unwrap().is_empty(),
-        "nothing mined, replaced or superseded"
-    );
-    assert!(
-        known(last).await,
-        "the poll sent the dropped ones again although the next one was still known"
-    );
+    // The polls see the new block once the process's shared head does (at most
+    // `HEAD_FRESH_FOR` after the one the sends read): the first of them that does sends the
+    // dropped ones again, although the next one is still known.
+    Poll::new(
+        "the dropped one was not sent again within a second of the block",
+        Duration::from_secs(1),
+    )
+    .every(Duration::from_millis(20))
+    .until(async || {
+        let tracked = sender.poll().await.unwrap();
+        assert!(
+            tracked.is_empty(),
+            "nothing mined, replaced or superseded: {tracked:?}"
+        );
+        if known(last).await {
+            Ok(())
+        } else {
+            Err("still gone".to_owned())
+        }
+    })
+    .await;
     net.rpc("evm_setIntervalMining", serde_json::json!([1]))
         .await;
     poll_until_mined(&mut sender, 3).await;
@@ -492,4 +521,46 @@ async fn a_round_is_sent_at_once_and_a_refusal_in_it_leaves_no_hole() {
         "a transfer to itself"
     );
     assert_eq!(sender.next_nonce(), start + 5);
+}
+
+/// A transaction can be mined only in a new block: while the head stands still, polls of what is
+/// in flight ask the node nothing (each key's sender read its nonce and the latest block every
+/// 200 ms, five times a block at 1 s; issue 54), and the first poll after a block reads it and
+/// reports the transaction mined.
+#[tokio::test(flavor = "multi_thread")]
+async fn polls_ask_nothing_while_the_head_stands_still_and_report_the_next_block() {
+    let net = service_chain().await;
+    let token = net.driver.chain(ChainRole::Service).contracts.token;
+    let mut sender = net.sender_mining_by_hand().await;
+    let sent = sender.send(token, approve(1)).await.unwrap();
+    assert!(sender.poll().await.unwrap().is_empty(), "nothing mined yet");
+    let (counts, blocks) = (
+        net.requests("eth_getTransactionCount"),
+        net.requests("eth_getBlockByNumber"),
+    );
+    assert!(counts >= 1.0, "the first poll read the key's nonce");
+    for _ in 0..8 {
+        assert!(sender.poll().await.unwrap().is_empty(), "nothing mined yet");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (
+            net.requests("eth_getTransactionCount"),
+            net.requests("eth_getBlockByNumber")
+        ),
+        (counts, blocks),
+        "polls within a second of the last, the head unmoved, ask the node nothing"
+    );
+    net.rpc("evm_mine", serde_json::json!([])).await;
+    let tracked = poll_until_mined(&mut sender, 1).await;
+    assert!(
+        tracked
+            .iter()
+            .any(|t| matches!(t, Tracked::Mined { nonce, .. } if *nonce == sent.nonce)),
+        "{tracked:?}"
+    );
+    assert!(
+        net.requests("eth_getTransactionCount") > counts,
+        "the poll after the block read the nonce"
+    );
 }

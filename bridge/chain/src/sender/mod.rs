@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::consensus::TxEnvelope;
-use alloy::eips::{BlockNumberOrTag, Encodable2718};
+use alloy::eips::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::Provider;
@@ -256,6 +256,12 @@ const HOLE_PATIENCE_BLOCKS: u64 = 2;
 /// Gas of a plain transfer (a hole filler).
 const TRANSFER_GAS: u64 = 21_000;
 
+/// Longest a poll with transactions in flight skips the chain while its head stands still
+/// ([`Sender::poll`]). A transaction is mined only in a new block, so the head decides; what
+/// comes without one — a reorg that replaces the head at the same height, a node that lost its
+/// pool — is seen within this.
+const STILL_HEAD_RECHECK: Duration = Duration::from_secs(1);
+
 /// How long a fee quote is reused for new transactions (a burst of sends prices once).
 const FEES_FRESH_FOR: Duration = Duration::from_millis(250);
 
@@ -277,6 +283,9 @@ pub struct Sender {
     hole: Option<(u64, u64)>,
     /// When the chain's nonce was last read while nothing was in flight.
     idle_check: Option<Instant>,
+    /// The head block and the instant of the last poll that read the chain with transactions
+    /// in flight (`None` after a poll failed: the next one reads whatever the head says).
+    polled: Option<(u64, Instant)>,
     /// The head block the pool was last checked for dropped transactions at (a node drops at
     /// a block, so once per block is enough).
     drop_checked: u64,
@@ -320,6 +329,7 @@ impl Sender {
             mined: BTreeMap::new(),
             hole: None,
             idle_check: None,
+            polled: None,
             drop_checked: 0,
             behind: false,
         };
@@ -378,27 +388,15 @@ impl Sender {
         Ok(self.next_nonce)
     }
 
-    /// The latest block: number, base fee (1 gwei on a chain without one) and how full it is.
+    /// The latest block: number, base fee (1 gwei on a chain without one) and how full it is
+    /// (read once a block for every sender and voter of the chain in the process).
     async fn head(&self) -> Result<Head, SendError> {
-        let block = self
-            .chain
-            .call("eth_getBlockByNumber", |p| async move {
-                p.get_block_by_number(BlockNumberOrTag::Latest).await
-            })
-            .await
-            .map_err(SendError::Chain)?;
-        Ok(block.map_or(
-            Head {
-                number: 0,
-                base_fee: 1_000_000_000,
-                had_room: false,
-            },
-            |b| Head {
-                number: b.header.number,
-                base_fee: b.header.base_fee_per_gas.map_or(1_000_000_000, u128::from),
-                had_room: b.header.gas_used.saturating_mul(2) < b.header.gas_limit,
-            },
-        ))
+        let block = self.chain.latest_block().await.map_err(SendError::Chain)?;
+        Ok(Head {
+            number: block.number,
+            base_fee: block.base_fee_per_gas.map_or(1_000_000_000, u128::from),
+            had_room: block.gas_used.saturating_mul(2) < block.gas_limit,
+        })
     }
 
     /// Fees to bid now, and the head they were priced at (a quote younger than
@@ -417,13 +415,7 @@ impl Sender {
 
     /// Fees to bid on top of `head` (its base fee and the node's suggested tip).
     async fn fees_at(&self, head: &Head) -> Fees {
-        let tip = self
-            .chain
-            .call("eth_maxPriorityFeePerGas", |p| async move {
-                p.get_max_priority_fee_per_gas().await
-            })
-            .await
-            .unwrap_or(0);
+        let tip = self.chain.suggested_tip(head.number).await.unwrap_or(0);
         initial_fees(head.base_fee, tip, &self.policy.fees)
     }
 
@@ -634,7 +626,27 @@ impl Sender {
                 return Ok(out);
             }
             self.idle_check = Some(Instant::now());
+        } else if let Some((polled_head, at)) = self.polled
+            && at.elapsed() < STILL_HEAD_RECHECK
+            && self
+                .chain
+                .head()
+                .await
+                .is_ok_and(|head| head == polled_head)
+        {
+            // Nothing can have been mined since the last poll: the (shared) head has not moved.
+            // Each key's sender read its nonce and the latest block every 200 ms while a
+            // transaction was in flight, five times a block at 1 s (issue 54).
+            return Ok(out);
         }
+        // Whatever fails below, the next poll reads the chain again.
+        self.polled = None;
+        // The head before the nonce: what the nonce says was mined by a block at or past this
+        // one, so a transaction mined after the head read is seen now or at the head's next move.
+        // A bid below the current base fee cannot be mined however long it waits (full blocks
+        // raise the base fee by up to 12.5 % each): such a transaction is re-priced at once
+        // instead of after `stuck_after`.
+        let head = self.head().await?;
         let address = self.address;
         let mined_count = self
             .chain
@@ -644,10 +656,6 @@ impl Sender {
             .await
             .map_err(SendError::Chain)?;
         self.behind = mined_count < self.next_nonce;
-        // A bid below the current base fee cannot be mined however long it waits (full blocks
-        // raise the base fee by up to 12.5 % each): such a transaction is re-priced at once
-        // instead of after `stuck_after`.
-        let head = self.head().await?;
         self.restore_unmined(mined_count, &head).await?;
         self.fill_hole(mined_count, &head).await?;
         self.restore_dropped(mined_count, &head).await?;
@@ -707,6 +715,7 @@ impl Sender {
         // Forget what is deep enough that no reorg this sender survives would take it back.
         self.mined
             .retain(|_, (_, block)| head.number.saturating_sub(*block) <= REORG_DEPTH);
+        self.polled = Some((head.number, Instant::now()));
         Ok(out)
     }
 
