@@ -571,6 +571,15 @@ impl ChainClient {
         }
     }
 
+    /// Read what a sender prices a transaction by — the latest block and the suggested tip —
+    /// into the shared answers, where the send finds them (a failure is left for the send to
+    /// meet and report).
+    pub async fn warm_fee_reads(&self) {
+        if let Ok(block) = self.latest_block().await {
+            let _ = self.suggested_tip(block.number).await;
+        }
+    }
+
     /// Unix time of block `number` (0 when the node does not have it).
     pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
         let block = self

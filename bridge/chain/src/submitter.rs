@@ -221,12 +221,16 @@ pub struct SubmitClient {
     commands: mpsc::Sender<Command>,
 }
 
-impl Submit for SubmitClient {
-    async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
-        let call = call_request(&self.chain, self.from, to, input, U256::ZERO);
-        let (estimate, margin_percent, headroom) = match plan {
+impl SubmitClient {
+    /// The estimate of `call` as `plan` says, with the margin and headroom to add to it.
+    async fn plan(
+        &self,
+        call: &alloy::rpc::types::TransactionRequest,
+        plan: GasPlan,
+    ) -> Result<(u64, u64, u64), SubmitError> {
+        Ok(match plan {
             GasPlan::Estimate { margin_percent } => (
-                estimate_gas(&self.chain, &call, None).await?,
+                estimate_gas(&self.chain, call, None).await?,
                 margin_percent,
                 0,
             ),
@@ -235,7 +239,7 @@ impl Submit for SubmitClient {
                 margin_percent,
                 item_gas,
             } => (
-                vote_gas(&self.chain, bridge, &call).await?,
+                vote_gas(&self.chain, bridge, call).await?,
                 margin_percent,
                 item_gas.saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
             ),
@@ -243,22 +247,34 @@ impl Submit for SubmitClient {
                 bridge,
                 margin_percent,
                 item_gas,
-            } => match simulated_gas(&self.chain, &call, bridge, None).await? {
+            } => match simulated_gas(&self.chain, call, bridge, None).await? {
                 // Planned by what it does there, without the margin (`by_simulation`).
                 Simulated::Used { gas, executes } => (gas, 0, by_simulation(executes, item_gas)),
                 // It cannot be simulated as it is: a deciding vote's plan.
                 _ => (
-                    vote_gas(&self.chain, bridge, &call).await?,
+                    vote_gas(&self.chain, bridge, call).await?,
                     margin_percent,
                     item_gas.saturating_add(multibridge_contracts::LOWER_ADVANCE_GAS),
                 ),
             },
             GasPlan::Release => (
-                estimate_gas(&self.chain, &call, None).await?,
+                estimate_gas(&self.chain, call, None).await?,
                 0,
                 multibridge_contracts::RELEASE_GAS,
             ),
-        };
+        })
+    }
+}
+
+impl Submit for SubmitClient {
+    async fn estimate(&self, to: Address, input: Bytes, plan: GasPlan) -> Result<u64, SubmitError> {
+        let call = call_request(&self.chain, self.from, to, input, U256::ZERO);
+        // What the sender prices the job by (the latest block and the suggested tip, shared once
+        // a block) is read while the job is simulated, so the send waits for neither: on a
+        // hub's service chain, where a lane's vote is the only send of its block, those were
+        // two more round trips between a request and its vote (issue 54).
+        let (planned, ()) = tokio::join!(self.plan(&call, plan), self.chain.warm_fee_reads());
+        let (estimate, margin_percent, headroom) = planned?;
         Ok(estimate
             .saturating_add(estimate.saturating_mul(margin_percent) / 100)
             .saturating_add(headroom))
