@@ -630,13 +630,6 @@ impl ChainClient {
             shared_reads::Got::Read(answer) => {
                 let hold = match &answer {
                     Ok(head) => {
-                        self.shared.head_seen.send_if_modified(|seen| {
-                            let higher = *head > *seen;
-                            if higher {
-                                *seen = *head;
-                            }
-                            higher
-                        });
                         let mut cadence = self
                             .shared
                             .cadence
@@ -659,12 +652,6 @@ impl ChainClient {
                 self.shared_answer(read, "eth_blockNumber", answer, age)
             }
         }
-    }
-
-    /// The highest head any read of the chain in the process has returned, changing as reads
-    /// find it higher: a task waiting for the next block wakes at the read that sees it.
-    pub fn head_moves(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.shared.head_seen.subscribe()
     }
 
     /// An answer another task's read gave (`read`: the `rpc_shared_reads_total` label), counted;

@@ -74,9 +74,6 @@ pub type CountersSlot = Slot<crate::bridge_counters::BridgeCounters>;
 pub struct SharedReads {
     /// The head, through the failover.
     pub(crate) head: Slot<u64>,
-    /// The highest head a read of it returned: rung when a read finds the chain moved, so the
-    /// tasks waiting for the next block step at once instead of at their next poll.
-    pub(crate) head_seen: tokio::sync::watch::Sender<u64>,
     /// Every endpoint's label and head (or why it did not answer), in `rpc_urls` order.
     pub(crate) probe: Slot<Vec<(String, Result<u64, String>)>>,
     /// Confirmed blocks' logs of every contract asked about.
@@ -123,7 +120,6 @@ impl SharedReads {
     fn new() -> Self {
         Self {
             head: Slot::new(HEAD_FRESH_FOR),
-            head_seen: tokio::sync::watch::Sender::new(0),
             probe: Slot::new(PROBE_FRESH_FOR),
             logs: LogStore::default(),
             cadence: Mutex::default(),

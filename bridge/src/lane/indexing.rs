@@ -66,8 +66,6 @@ pub enum Step {
     },
     /// Nothing final to read yet.
     CaughtUp {
-        /// The head read.
-        head: u64,
         /// The safe head.
         safe_head: u64,
     },
@@ -111,8 +109,6 @@ pub struct Indexer {
     component: String,
     /// Rung when new requests are stored (the lane's voter steps at once).
     stored: Arc<tokio::sync::Notify>,
-    /// The highest head the process has read of the source.
-    head_moves: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Indexer {
@@ -126,7 +122,6 @@ impl Indexer {
         readiness: Arc<Readiness>,
     ) -> Self {
         let component = indexer_component(metrics.lane);
-        let head_moves = source.head_moves();
         readiness.register(&component);
         Self {
             readiness,
@@ -138,7 +133,6 @@ impl Indexer {
             metrics,
             rescans: None,
             stored: Arc::default(),
-            head_moves,
         }
     }
 
@@ -191,18 +185,7 @@ impl Indexer {
                 }
                 Next::Now
             }
-            Step::CaughtUp { head, .. } => {
-                // Until the pause ends or another task's read of the (shared) head finds it past
-                // this one: a hub's lanes of one source then step at the read that sees the
-                // block, not each up to a poll later at its own (issue 54).
-                let pause = self.caught_up_pause();
-                let moved = self.head_moves.wait_for(|seen| *seen > head);
-                match tokio::time::timeout(pause, moved).await {
-                    Ok(Ok(_)) | Err(_) => Next::Now,
-                    // No reads of the source any more (never while this indexer holds it).
-                    Ok(Err(_)) => Next::After(pause),
-                }
-            }
+            Step::CaughtUp { .. } => Next::After(self.caught_up_pause()),
             Step::Rewound {
                 missing,
                 from_block,
@@ -224,7 +207,7 @@ impl Indexer {
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
         let Some(range) = self.span.next(cursor, safe_head) else {
-            return Ok(Step::CaughtUp { head, safe_head });
+            return Ok(Step::CaughtUp { safe_head });
         };
         // Never more requests in one answer than the span aims at, however dense the range.
         let range = self
