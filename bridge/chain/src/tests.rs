@@ -211,3 +211,17 @@ fn endpoint_labels_hide_paths_and_queries() {
         "#0 127.0.0.1:8545"
     );
 }
+
+#[tokio::test]
+async fn a_one_endpoint_probe_is_the_head_read() {
+    let (url, hits) = fake_endpoint(r#""result":"0x2a""#).await;
+    let chain = client(vec![url], 31337);
+    assert_eq!(chain.head().await.unwrap(), 42);
+    // Within the head's freshness the probe of the one endpoint asks nothing more: its answer
+    // is the head read's.
+    let probed = chain.probe_health().await;
+    assert_eq!(probed.len(), 1);
+    assert_eq!(probed[0].2, Some(42));
+    assert!(probed[0].1.is_healthy());
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one request for the head and the probe");
+}
