@@ -223,5 +223,9 @@ async fn a_one_endpoint_probe_is_the_head_read() {
     assert_eq!(probed.len(), 1);
     assert_eq!(probed[0].2, Some(42));
     assert!(probed[0].1.is_healthy());
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "one request for the head and the probe");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one request for the head and the probe"
+    );
 }
