@@ -505,15 +505,17 @@ impl ChainClient {
     }
 
     /// The latest block's figures, with failover: read once a block for every client of the
-    /// chain in the process (an answer serves an asker whose [`head`](Self::head) it is at or
-    /// past, for at most [`shared_reads::LATEST_BLOCK_FRESH_FOR`]).
+    /// chain in the process (an answer serves while it is at or past the shared
+    /// [`head`](Self::head) that still serves, for at most
+    /// [`shared_reads::LATEST_BLOCK_FRESH_FOR`]). It does not read the head itself: behind a
+    /// slow endpoint that was one more round trip before every fee quote.
     pub async fn latest_block(&self) -> Result<shared_reads::LatestBlock, ChainError> {
-        let head = self.head().await?;
+        let head = self.shared.head.peek().and_then(Result::ok);
         let got = self
             .shared
             .latest_block
             .get_if(
-                |kept| kept.number >= head,
+                |(serves, _)| head.is_none_or(|head| *serves >= head),
                 || async {
                     let block = self
                         .call("eth_getBlockByNumber", |p| async move {
@@ -522,12 +524,15 @@ impl ChainClient {
                         })
                         .await?;
                     block
-                        .map(|b| shared_reads::LatestBlock {
-                            number: b.header.number,
-                            timestamp: b.header.timestamp,
-                            base_fee_per_gas: b.header.base_fee_per_gas,
-                            gas_used: b.header.gas_used,
-                            gas_limit: b.header.gas_limit,
+                        .map(|b| {
+                            let block = shared_reads::LatestBlock {
+                                number: b.header.number,
+                                timestamp: b.header.timestamp,
+                                base_fee_per_gas: b.header.base_fee_per_gas,
+                                gas_used: b.header.gas_used,
+                                gas_limit: b.header.gas_limit,
+                            };
+                            (head.unwrap_or(0).max(block.number), block)
                         })
                         .ok_or_else(|| ChainError::Unavailable {
                             chain: self.role,
@@ -539,10 +544,10 @@ impl ChainClient {
             )
             .await;
         match got {
-            shared_reads::Got::Read(answer) => answer,
-            shared_reads::Got::Shared { answer, age } => {
-                self.shared_answer("latest block", "eth_getBlockByNumber", answer, age)
-            }
+            shared_reads::Got::Read(answer) => answer.map(|(_, block)| block),
+            shared_reads::Got::Shared { answer, age } => self
+                .shared_answer("latest block", "eth_getBlockByNumber", answer, age)
+                .map(|(_, block)| block),
         }
     }
 
@@ -825,13 +830,14 @@ impl ChainClient {
             .get(|| async {
                 Ok::<_, std::convert::Infallible>(match self.endpoints.as_slice() {
                     // One endpoint: its head is the chain's, which every client of the chain in
-                    // the process already reads ([`head`](Self::head), held between blocks);
-                    // a probe of its own was a request a second more per pair (issue 54). What
-                    // the rules judge of one endpoint — whether it answers — is in that read.
-                    [only] => vec![(
-                        only.label.clone(),
-                        self.head().await.map_err(|e| e.to_string()),
-                    )],
+                    // the process already reads ([`head`](Self::head), held between blocks): an
+                    // answer that still serves is the probe's (a probe of its own was a request a
+                    // second more per pair, issue 54). What the rules judge of one endpoint —
+                    // whether it answers — is in that read. Without one (or after a failure)
+                    // the probe asks as before: one bounded attempt, no retries.
+                    [only] if let Some(Ok(head)) = self.shared.head.peek() => {
+                        vec![(only.label.clone(), Ok(head))]
+                    }
                     _ => {
                         self.on_each_endpoint("eth_blockNumber", |p| async move {
                             p.get_block_number().await

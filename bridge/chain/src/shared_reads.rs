@@ -84,8 +84,11 @@ pub struct SharedReads {
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
     counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
-    /// The latest block's header figures (the senders' fees and checks, the voters' gas plan).
-    pub(crate) latest_block: Slot<LatestBlock>,
+    /// The latest block's header figures (the senders' fees and checks, the voters' gas plan),
+    /// with the highest head they serve (the head the read was asked at, or the block's number
+    /// if higher: a node that answers the block a little behind its `eth_blockNumber` still
+    /// serves every asker at that head once, instead of each asker reading it again in turn).
+    pub(crate) latest_block: Slot<(u64, LatestBlock)>,
     /// The node's suggested priority fee, and the latest block when it was read (the senders'
     /// fee quotes).
     pub(crate) tip: Slot<(u64, u128)>,
@@ -265,6 +268,12 @@ impl<T: Clone> Slot<T> {
             Err(_) => age < self.failures_for,
         };
         serves.then(|| (answer.clone(), age))
+    }
+
+    /// The answer that serves now, if one does, without reading or waiting.
+    pub fn peek(&self) -> Option<Result<T, String>> {
+        self.fresh(|_| true, Instant::now())
+            .map(|(answer, _)| answer)
     }
 
     /// Serve the last good answer until `until` however old it is (`None`: only while fresh).

@@ -272,9 +272,12 @@ impl Submit for SubmitClient {
         // What the sender prices the job by (the latest block and the suggested tip, shared once
         // a block) is read while the job is simulated, so the send waits for neither: on a
         // hub's service chain, where a lane's vote is the only send of its block, those were
-        // two more round trips between a request and its vote (issue 54).
-        let (planned, ()) = tokio::join!(self.plan(&call, plan), self.chain.warm_fee_reads());
-        let (estimate, margin_percent, headroom) = planned?;
+        // two more round trips between a request and its vote (issue 54). The estimate does not
+        // wait for them (a plan that fails fast fails at once; a slow endpoint delays only the
+        // send, which needs them anyway).
+        let chain = self.chain.clone();
+        tokio::spawn(async move { chain.warm_fee_reads().await });
+        let (estimate, margin_percent, headroom) = self.plan(&call, plan).await?;
         Ok(estimate
             .saturating_add(estimate.saturating_mul(margin_percent) / 100)
             .saturating_add(headroom))

@@ -539,9 +539,9 @@ async fn polls_ask_nothing_while_the_head_stands_still_and_report_the_next_block
         net.requests("eth_getBlockByNumber"),
     );
     assert!(counts >= 1.0, "the first poll read the key's nonce");
-    for _ in 0..8 {
+    for _ in 0..5 {
         assert!(sender.poll().await.unwrap().is_empty(), "nothing mined yet");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
     }
     assert_eq!(
         (
