@@ -543,12 +543,8 @@ impl ChainClient {
                 },
             )
             .await;
-        match got {
-            shared_reads::Got::Read(answer) => answer.map(|(_, block)| block),
-            shared_reads::Got::Shared { answer, age } => self
-                .shared_answer("latest block", "eth_getBlockByNumber", answer, age)
-                .map(|(_, block)| block),
-        }
+        self.got_answer(got, "latest block", "eth_getBlockByNumber")
+            .map(|(_, block)| block)
     }
 
     /// The node's suggested priority fee once `block` is the latest, with failover: read once a
@@ -568,12 +564,8 @@ impl ChainClient {
                 },
             )
             .await;
-        match got {
-            shared_reads::Got::Read(answer) => answer.map(|(_, tip)| tip),
-            shared_reads::Got::Shared { answer, age } => self
-                .shared_answer("priority fee", "eth_maxPriorityFeePerGas", answer, age)
-                .map(|(_, tip)| tip),
-        }
+        self.got_answer(got, "priority fee", "eth_maxPriorityFeePerGas")
+            .map(|(_, tip)| tip)
     }
 
     /// Read what a sender prices a transaction by — the latest block and the suggested tip —
@@ -659,6 +651,22 @@ impl ChainClient {
         }
     }
 
+    /// What a shared slot gave: this task's own read as it is, or another task's answer through
+    /// [`shared_answer`](Self::shared_answer).
+    fn got_answer<T>(
+        &self,
+        got: shared_reads::Got<T, ChainError>,
+        read: &str,
+        method: &'static str,
+    ) -> Result<T, ChainError> {
+        match got {
+            shared_reads::Got::Read(answer) => answer,
+            shared_reads::Got::Shared { answer, age } => {
+                self.shared_answer(read, method, answer, age)
+            }
+        }
+    }
+
     /// An answer another task's read gave (`read`: the `rpc_shared_reads_total` label), counted;
     /// a failure as that read's `Unavailable`.
     fn shared_answer<T>(
@@ -696,15 +704,7 @@ impl ChainClient {
                 Ok::<_, ChainError>((balance, gas_price))
             })
             .await;
-        match got {
-            shared_reads::Got::Read(answer) => answer,
-            shared_reads::Got::Shared { answer, age } => self.shared_answer(
-                "balance and gas price",
-                "eth_getBalance/eth_gasPrice",
-                answer,
-                age,
-            ),
-        }
+        self.got_answer(got, "balance and gas price", "eth_getBalance/eth_gasPrice")
     }
 
     /// The bridge's counters at the shared head or a later block, with failover: one batch per
@@ -725,12 +725,7 @@ impl ChainClient {
                 },
             )
             .await;
-        match got {
-            shared_reads::Got::Read(answer) => answer,
-            shared_reads::Got::Shared { answer, age } => {
-                self.shared_answer("bridge counters", "bridge counters", answer, age)
-            }
-        }
+        self.got_answer(got, "bridge counters", "bridge counters")
     }
 
     /// A call on this chain's bridge contract (typically a view), with failover.
