@@ -97,6 +97,18 @@ impl Cadence {
         self.last_asked = Some(asked);
     }
 
+    /// The node pushed block `head` at `at` (a head subscription, [`crate::head_feed`]): the
+    /// head was the block before until then, so the change is timed to the push, where a read
+    /// times it only between two reads.
+    pub fn pushed(&mut self, head: u64, at: Instant) {
+        if let Some(last) = self.last_head
+            && head == last.saturating_add(1)
+        {
+            self.observe(last, at);
+        }
+        self.observe(head, at);
+    }
+
     /// The learned interval between blocks, if the chain has one: the mean of the samples, or
     /// their median, or the shortest and [`SAMPLE_SLACK`], whichever is shortest.
     ///
@@ -135,7 +147,7 @@ impl Cadence {
     /// since. A block that came late moves the newest anchor, not the ones before it: the next
     /// block of a chain that keeps its clock (interval mining, a PoA schedule) comes on time
     /// after a late one, and the earlier anchors say when.
-    fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         let step = self.interval()?;
         let newest = self.changed_after?;
         let mut back = Duration::ZERO;
@@ -326,5 +338,33 @@ mod tests {
     fn intervals_too_short_for_the_margin_hold_nothing() {
         let (_, reads) = run(&every(150, 0, 26), 50, 4_000);
         assert_eq!(reads, 81, "read at every poll");
+    }
+
+    #[test]
+    fn pushed_blocks_are_timed_to_the_push() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut c = Cadence::default();
+        // Blocks pushed every 1000 ms (3 ms of jitter), no read between them.
+        for (i, ms) in [0u64, 1_000, 2_003, 3_000, 4_001, 5_000]
+            .into_iter()
+            .enumerate()
+        {
+            c.pushed(i as u64 + 10, at(ms));
+        }
+        let interval = c.interval().expect("a clock learned from pushes alone");
+        assert!(
+            interval >= Duration::from_millis(997) && interval <= Duration::from_millis(1_003),
+            "{interval:?}"
+        );
+        let due = c.next_due().expect("due");
+        assert!(
+            due >= at(5_997) && due <= at(6_003),
+            "the next block due a block after the last push: {:?}",
+            due.duration_since(start)
+        );
+        // Two blocks at once: no clock to trust.
+        c.pushed(17, at(6_000));
+        assert_eq!(c.interval(), None);
     }
 }

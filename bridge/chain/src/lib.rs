@@ -11,6 +11,7 @@
 //! | [`bridge_counters`] | a bridge's nonces and queue size, read once per block for every task that watches them |
 //! | [`pair`] | both chains of a pair |
 //! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
+//! | [`head_cadence`], [`head_feed`] | when the next block is due; the head pushed by the node's `newHeads` subscription |
 //! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
 //! | [`signer`] | the operator key: keystore, PKCS#11 token or AWS KMS; [`signer::open`] loads one from the config |
 //! | [`fence`] | the lease a replica must hold before every broadcast |
@@ -48,6 +49,7 @@ pub mod bridge_views;
 pub mod fees;
 pub mod fence;
 pub mod head_cadence;
+pub mod head_feed;
 pub mod health;
 pub mod liveness;
 pub mod logs;
@@ -253,6 +255,10 @@ impl ChainClient {
             });
         }
         let count = endpoints.len();
+        let shared = shared_reads::of(config.chain_id, &config.rpc_urls);
+        if let Some(url) = &config.ws_url {
+            head_feed::start(&shared, url, role, metrics.clone());
+        }
         Ok(Self {
             role,
             chain_id: config.chain_id,
@@ -268,7 +274,7 @@ impl ChainClient {
                 max_lag_blocks: config.max_lag_blocks,
                 stall_after: Duration::from_secs(config.stall_secs),
             },
-            shared: shared_reads::of(config.chain_id, &config.rpc_urls),
+            shared,
             liveness: liveness::of(config.chain_id),
             store_depth: match config.confirmations {
                 crate::config::Confirmations::Depth(d) if d >= 1 => Some(d),
@@ -625,19 +631,10 @@ impl ChainClient {
             .await;
         match got {
             shared_reads::Got::Read(answer) => {
-                let hold = match &answer {
-                    Ok(head) => {
-                        let mut cadence = self
-                            .shared
-                            .cadence
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
-                        cadence.observe(*head, asked);
-                        cadence.hold_until()
-                    }
-                    Err(_) => None,
-                };
-                self.shared.head.hold(hold);
+                match &answer {
+                    Ok(head) => self.shared.head_read(*head, asked),
+                    Err(_) => self.shared.head.hold(None),
+                }
                 answer
             }
             shared_reads::Got::Shared { answer, age } => {

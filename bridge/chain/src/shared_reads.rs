@@ -92,6 +92,8 @@ pub struct SharedReads {
     /// The node's suggested priority fee, and the latest block when it was read (the senders'
     /// fee quotes).
     pub(crate) tip: Slot<(u64, u128)>,
+    /// The head subscription's state ([`crate::head_feed`]).
+    pub(crate) feed: Mutex<crate::head_feed::FeedState>,
 }
 
 /// How long the latest block's figures serve the askers whose head is still that block (a
@@ -120,7 +122,7 @@ pub struct LatestBlock {
 }
 
 impl SharedReads {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             head: Slot::new(HEAD_FRESH_FOR),
             probe: Slot::new(PROBE_FRESH_FOR),
@@ -132,6 +134,7 @@ impl SharedReads {
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
             tip: Slot::new(LATEST_BLOCK_FRESH_FOR)
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
+            feed: Mutex::default(),
         }
     }
 
@@ -276,6 +279,14 @@ impl<T: Clone> Slot<T> {
             .map(|(answer, _)| answer)
     }
 
+    /// Take `value` as a good answer read now (one the node pushed: the head of a
+    /// subscription), served as a read's is, and until `hold` however old (`None`: while fresh).
+    /// A read under way when it comes does not replace it ([`get_if`](Self::get_if)).
+    pub fn put(&self, value: T, hold: Option<Instant>) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Ok(value)));
+        self.hold(hold);
+    }
+
     /// Serve the last good answer until `until` however old it is (`None`: only while fresh).
     pub fn hold(&self, until: Option<Instant>) {
         *self.hold_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
@@ -307,12 +318,22 @@ impl<T: Clone> Slot<T> {
         if let Some((answer, age)) = self.fresh(&accepts, Instant::now()) {
             return Got::Shared { answer, age };
         }
+        let started = Instant::now();
         let answer = read().await;
         let kept = match &answer {
             Ok(value) => Ok(value.clone()),
             Err(e) => Err(e.to_string()),
         };
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), kept));
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        // A value [`put`](Self::put) while this read was under way is newer than its answer:
+        // the other askers keep it (this asker has its own answer).
+        if !last
+            .as_ref()
+            .is_some_and(|(at, value)| *at > started && value.is_ok())
+        {
+            *last = Some((Instant::now(), kept));
+        }
+        drop(last);
         Got::Read(answer)
     }
 }

@@ -83,6 +83,7 @@ fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
     let config = ChainConfig {
         chain_id,
         rpc_urls: urls,
+        ws_url: None,
         bridge: Address::repeat_byte(1),
         confirmations: crate::config::Confirmations::Depth(1),
         start_block: 0,

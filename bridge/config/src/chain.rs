@@ -46,6 +46,13 @@ pub struct ChainConfig {
     pub chain_id: u64,
     /// RPC endpoints in order of preference (failover goes down the list).
     pub rpc_urls: Vec<String>,
+    /// A WebSocket endpoint (`ws://` or `wss://`) of the node behind the first of `rpc_urls`
+    /// (anvil and geth serve it on the HTTP port, reth and erigon on their own): the relay
+    /// subscribes to its new heads, so a block is seen the moment the node has it and the head
+    /// is not asked for between blocks. Without it, or while the subscription is down or behind
+    /// what the node answers, the head is read over `rpc_urls` as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
     /// The bridge contract on this chain.
     pub bridge: Address,
     /// Blocks a request must be buried under before it is voted on, or `"finalized"`: only
@@ -211,6 +218,19 @@ impl ChainConfig {
         if self.rpc_urls.is_empty() {
             return Some((field, "rpc_urls is empty: give at least one URL".into()));
         }
+        if let Some(url) = &self.ws_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Some((
+                "chains.*.ws_url",
+                // The scheme only: the rest of an endpoint's URL may hold an API key.
+                format!(
+                    "chain {}: ws_url must start with ws:// or wss:// (the node's WebSocket endpoint), not {}://…",
+                    self.chain_id,
+                    url.split("://").next().unwrap_or_default()
+                ),
+            ));
+        }
         if self.bridge == Address::ZERO {
             return Some((field, "bridge is the zero address".into()));
         }
@@ -261,5 +281,35 @@ mod tests {
         for public in [1, 1_337, 31_336, 31_414, 31_415] {
             assert!(!is_devnet_chain(public), "{public}");
         }
+    }
+
+    #[test]
+    fn a_ws_url_must_be_a_websocket_url_and_its_secret_is_not_repeated() {
+        let mut chain = ChainConfig {
+            chain_id: 1,
+            rpc_urls: vec!["https://rpc.example/v2/secret-key".to_owned()],
+            ws_url: Some("wss://rpc.example/v2/secret-key".to_owned()),
+            bridge: Address::repeat_byte(1),
+            confirmations: Confirmations::Depth(12),
+            start_block: 0,
+            poll_interval_ms: default_poll_interval_ms(),
+            max_block_range: default_max_block_range(),
+            max_fee_gwei: default_max_fee_gwei(),
+            log_quorum: 1,
+            max_lag_blocks: default_max_lag_blocks(),
+            stall_secs: default_stall_secs(),
+            max_answer_mib: default_max_answer_mib(),
+        };
+        assert_eq!(
+            chain.problem("chains.main", "chains.main.confirmations"),
+            None
+        );
+        chain.ws_url = Some("https://rpc.example/v2/secret-key".to_owned());
+        let (field, problem) = chain
+            .problem("chains.main", "chains.main.confirmations")
+            .expect("an HTTP URL as ws_url is refused");
+        assert_eq!(field, "chains.*.ws_url");
+        assert!(problem.contains("ws:// or wss://"), "{problem}");
+        assert!(!problem.contains("secret-key"), "{problem}");
     }
 }

@@ -33,6 +33,8 @@ pub struct HubBenchOptions {
     pub probe_every: f64,
     /// The relays' etcd lease TTL, seconds.
     pub lease_ttl_secs: u64,
+    /// The relays follow each chain's head by subscription (`ws_url`).
+    pub head_feeds: bool,
 }
 
 /// One hub size.
@@ -243,6 +245,7 @@ pub async fn run(dir: &Path, options: &HubBenchOptions) -> Result<HubReport, Dev
             // Native transfers only: no pair but the first mints tokens to every user.
             edge_user_tokens: false,
             lease_ttl_secs: options.lease_ttl_secs.max(1),
+            head_feeds: options.head_feeds,
             // Every size with the hub's allocator setting, the 1-pair row too: the per-lane
             // growth is measured against it.
             relay_env: crate::harness::devnet::hub_allocator_env(true, &[])

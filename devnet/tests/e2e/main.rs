@@ -22,6 +22,7 @@ mod etcd_tls;
 mod experiment;
 mod guardian;
 mod guardian_evidence;
+mod head_feed;
 mod hostile;
 mod hub;
 mod indexer;

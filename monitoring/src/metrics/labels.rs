@@ -265,6 +265,9 @@ pub const ETCD_HEARTBEAT: &str = "heartbeat";
 /// Outcomes of one leader-key heartbeat: rewritten, lost (the key no longer names the leader
 /// under its lease), failed (etcd did not answer).
 pub const ETCD_HEARTBEAT_OUTCOMES: [&str; 3] = ["rewritten", "lost", "failed"];
+/// What a chain's head subscription did (`rpc_head_feed_total{event}`): made, a block pushed,
+/// lost (ended, failed to connect or subscribe, or dropped as behind), found behind the reads.
+pub const HEAD_FEED_EVENTS: [&str; 4] = ["connected", "header", "lost", "behind"];
 /// The transaction that writes the lane progress records of a process.
 pub const ETCD_PROGRESS: &str = "write progress";
 /// Outcomes of one progress record: written, failed (etcd did not answer).

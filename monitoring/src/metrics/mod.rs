@@ -361,6 +361,11 @@ pub struct Metrics {
     ///
     /// Labels: chain, read (`head`, `probe`).
     pub(crate) rpc_shared_reads: IntCounterVec,
+    /// What each chain's head subscription did (`ws_url`): made, a block pushed, lost, found
+    /// behind the reads.
+    ///
+    /// Labels: chain, event ([`HEAD_FEED_EVENTS`]).
+    pub(crate) rpc_head_feed: IntCounterVec,
     /// The head each endpoint last answered.
     ///
     /// Labels: chain, endpoint (index in `rpc_urls`).
@@ -858,6 +863,11 @@ impl Metrics {
                 "rpc_shared_reads_total",
                 "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head, its endpoints' probe and its confirmed blocks' logs); read=\"logs passed: <why>\": a log read the process's log store left to its asker, by why",
                 &["chain", "read"],
+            )?,
+            rpc_head_feed: counter(
+                "rpc_head_feed_total",
+                "What the chain's head subscription did (a ws_url configured): connected, header (a block pushed: the shared head without a read), lost (ended, or could not be made; the head is read over RPC meanwhile), behind (reads showed a block it had not pushed for 2 s: made again)",
+                &["chain", "event"],
             )?,
             etcd_requests: counter(
                 "etcd_requests_total",

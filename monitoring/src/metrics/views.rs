@@ -78,6 +78,7 @@ impl Metrics {
             unanswered: self.chain_unanswered.with_label_values(c),
             rpc_requests: self.rpc_requests.clone(),
             shared_reads: self.rpc_shared_reads.clone(),
+            head_feed: self.rpc_head_feed.clone(),
             endpoint_head: self.rpc_endpoint_head.clone(),
             endpoint_healthy: self.rpc_endpoint_healthy.clone(),
             endpoint_demotions: self.rpc_endpoint_demotions.clone(),
@@ -322,6 +323,7 @@ pub struct ChainMetrics {
     pub unanswered: Gauge,
     rpc_requests: IntCounterVec,
     shared_reads: IntCounterVec,
+    head_feed: IntCounterVec,
     endpoint_head: prometheus::IntGaugeVec,
     endpoint_healthy: prometheus::IntGaugeVec,
     endpoint_demotions: IntCounterVec,
@@ -356,6 +358,14 @@ impl ChainMetrics {
     pub fn shared_read(&self, read: &str) {
         self.shared_reads
             .with_label_values(&[self.chain.as_str(), read])
+            .inc();
+    }
+
+    /// Count an event of the chain's head subscription (one of
+    /// [`HEAD_FEED_EVENTS`](crate::metrics::HEAD_FEED_EVENTS)).
+    pub fn head_feed(&self, event: &str) {
+        self.head_feed
+            .with_label_values(&[self.chain.as_str(), event])
             .inc();
     }
 

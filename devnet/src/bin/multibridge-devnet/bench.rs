@@ -188,6 +188,10 @@ pub struct BenchHubArgs {
     /// TTL, so a hub's etcd load is elections × 6 / TTL writes a second per relay).
     #[arg(long, default_value_t = multibridge_devnet::harness::devnet::LEASE_TTL_SECS)]
     pub lease_ttl: u64,
+    /// The relays read each chain's head over HTTP between blocks instead of following its
+    /// `newHeads` subscription: to compare the two.
+    #[arg(long)]
+    pub no_head_feeds: bool,
     /// Print only the JSON.
     #[arg(long)]
     pub json: bool,
@@ -201,6 +205,7 @@ impl BenchHubArgs {
             blackhole_seconds,
             probe_every,
             lease_ttl,
+            no_head_feeds,
             json,
         } = self;
         refuse_if_running(dir)?;
@@ -212,6 +217,7 @@ impl BenchHubArgs {
                 blackhole_seconds,
                 probe_every,
                 lease_ttl_secs: lease_ttl,
+                head_feeds: !no_head_feeds,
             },
         )
         .await?;

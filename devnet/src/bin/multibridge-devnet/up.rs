@@ -56,6 +56,10 @@ pub struct UpArgs {
     /// service chain).
     #[arg(long)]
     pub nested: bool,
+    /// The relays read each chain's head over HTTP between blocks instead of following its
+    /// `newHeads` subscription (no `ws_url` in their configs): to compare the two.
+    #[arg(long)]
+    pub no_head_feeds: bool,
 }
 
 impl UpArgs {
@@ -86,6 +90,7 @@ impl UpArgs {
             },
             service_chains: self.service_chains,
             nested: self.nested,
+            head_feeds: !self.no_head_feeds,
             ..DevnetOptions::new(dir)
         }
     }

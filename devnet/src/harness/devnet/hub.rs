@@ -197,6 +197,8 @@ impl Devnet {
     pub(super) fn chain_config(&self, contracts: &ChainContracts, rpc_url: String) -> ChainConfig {
         ChainConfig {
             chain_id: contracts.chain_id,
+            // The devnet's anvils serve WebSocket on their HTTP port.
+            ws_url: self.options.head_feeds.then(|| super::ws_url_of(&rpc_url)),
             rpc_urls: vec![rpc_url],
             bridge: contracts.bridge,
             confirmations: multibridge_config::Confirmations::Depth(self.options.confirmations),

@@ -128,6 +128,35 @@ pub struct DevnetOptions {
     /// mints `n²` times on the main chain: `bench-hub`, which sends native value only, leaves
     /// it off (its 64-pair devnet started in minutes instead of a quarter of an hour).
     pub edge_user_tokens: bool,
+    /// Give every relay chain section a `ws_url` (the anvil's HTTP port serves WebSocket too):
+    /// the relays follow each chain's head by its `newHeads` subscription (default). Off, they
+    /// read the head over HTTP between blocks as before (`--no-head-feeds`, to compare).
+    pub head_feeds: bool,
+}
+
+/// The WebSocket URL of the node behind `http_url` (an anvil or its proxy serves both on one
+/// port): `http://` becomes `ws://`, `https://` `wss://`.
+pub fn ws_url_of(http_url: &str) -> String {
+    if let Some(rest) = http_url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = http_url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        http_url.to_owned()
+    }
+}
+
+/// Point each chain section's `ws_url`, where it has one, at the node behind its first
+/// `rpc_urls` entry: a test that moves a relay's endpoints (behind a proxy, to a frozen node)
+/// moves its head subscription with them.
+pub fn follow_rpc_urls(config: &mut multibridge_config::Config) {
+    for chain in [&mut config.chains.main, &mut config.chains.service] {
+        if chain.ws_url.is_some()
+            && let Some(first) = chain.rpc_urls.first()
+        {
+            chain.ws_url = Some(ws_url_of(first));
+        }
+    }
 }
 
 /// Where a devnet's operator keys live.
@@ -216,6 +245,7 @@ impl DevnetOptions {
             edge_proxies: false,
             spread_block_phases: false,
             edge_user_tokens: true,
+            head_feeds: true,
         }
     }
 

@@ -253,6 +253,7 @@ impl Devnet {
                 ChainRole::Service => config.chains.service.rpc_urls = vec![url],
             }
         }
+        super::follow_rpc_urls(&mut config);
         if let Some(etcd) = config.etcd.as_mut() {
             if let Some(links) = self.links.get(&(index, replica)) {
                 etcd.endpoints = links.etcd_endpoints();
@@ -282,6 +283,8 @@ impl Devnet {
     }
 
     pub(super) fn write_config_to(&self, path: &Path, config: &Config) -> Result<(), DevnetError> {
+        let mut config = config.clone();
+        super::follow_rpc_urls(&mut config);
         let toml = config
             .to_toml()
             .map_err(|e| DevnetError::Invalid(format!("render relay config: {e}")))?;
