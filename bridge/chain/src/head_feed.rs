@@ -2,45 +2,53 @@
 //! where the chain's config gives a `ws_url`.
 //!
 //! Without it every client of a chain shares one head read ([`crate::shared_reads`]) held
-//! between blocks ([`crate::head_cadence`]): about three `eth_blockNumber` a block per chain and
+//! between blocks ([`crate::head_cadence`]): about four `eth_blockNumber` a block per chain and
 //! process, and a block seen up to a poll (100 ms) after it came. On a hub of 64 service chains
-//! that was 240 requests a second per relay process at rest — 43 % of all it sent — and most of
-//! the nodes' work at rest (the anvils of a 64-chain devnet used 0.07 cores with the relays
-//! stopped, 0.8 with them running).
+//! that was 1,581 requests a second over six relay processes at rest, more than a third of all
+//! they sent.
 //!
-//! With a subscription, each block the node pushes is the shared head at once, served to every
-//! asker until the next block is due plus [`FEED_GRACE`] (on a chain without a clock, for
-//! [`FEED_QUIET`]); the head is not read while blocks come on time. What is not trusted to it:
-//! - when the hold lapses (a block late, the subscription silent), the head is read as before;
-//!   while the subscription is up, a read that finds the head where the subscription left it
-//!   holds it for [`FEED_QUIET`] more (a quiet chain is still read once a second);
-//! - a read that finds the head past the last block pushed means the subscription is behind:
-//!   the head is read as before from then on, and if the subscription has not caught up within
-//!   [`BEHIND_FOR`] it is dropped and made again;
-//! - a subscription that ends or cannot be made is made again with a back-off
-//!   ([`RECONNECT_FIRST`] doubling to [`RECONNECT_LAST`]); meanwhile the head is read as before;
-//! - a read's answer never replaces a newer pushed head ([`crate::shared_reads::Slot::put`]).
+//! With a subscription, a pushed block is a **wake-up, never the head**: the head served to the
+//! process is always what a read over `rpc_urls` (with their failover) answered — the node the
+//! logs, the views and the confirmations are read from. A push
+//! - drops the shared head's answer, so the next asker reads it at once (one `eth_blockNumber`
+//!   a block per chain and process, in the moment the block came);
+//! - times the chain's clock exactly ([`crate::head_cadence::Cadence::pushed`]).
 //!
-//! The subscription is on the node behind the first of `rpc_urls` (its WebSocket endpoint): the
-//! head it pushes is what the reads of that endpoint would say, a block earlier. Its frames are
-//! bounded ([`MAX_FRAME`]): a header is a kilobyte; an endpoint cannot make the relay hold more.
+//! A read that finds the block the subscription last pushed is held until 250 ms
+//! ([`FEED_GRACE`]) after the next block is due, or [`FEED_QUIET`] on a chain without a clock,
+//! at most [`LONGEST_HOLD`](crate::head_cadence::LONGEST_HOLD): the next push drops it sooner.
+//! What else is not trusted to the subscription:
+//! - a read that finds the head past the last push says it is behind: the head is held as
+//!   without it, and if it has not caught up within [`BEHIND_FOR`] it is made again;
+//! - a read below the last push (the WebSocket node ahead of the one read, a reorg) is held only
+//!   as without a subscription: the reads decide;
+//! - its endpoint must answer the configured chain id, checked at every connect;
+//! - it is made again, never resumed by the transport; a lost or unmakeable one leaves the head
+//!   to the reads meanwhile ([`RECONNECT_FIRST`] doubling to [`RECONNECT_LAST`]).
+//!
+//! Only each header's `number` is decoded (a chain whose headers carry other fields works the
+//! same), and frames are bounded ([`MAX_FRAME`]).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use alloy::primitives::U64;
 use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::pubsub::{ConnectionHandle, PubSubConnect};
 use alloy::transports::ws::WebSocketConfig;
+use alloy::transports::{TransportErrorKind, TransportResult};
 use futures::StreamExt;
 use multibridge_contracts::ChainRole;
 use multibridge_monitoring::ChainMetrics;
 use tracing::Instrument;
 
+use crate::head_cadence::LONGEST_HOLD;
 use crate::shared_reads::SharedReads;
 
-/// How long after the next block is due a pushed head still serves without a read.
+/// How long after the next block is due a read that found the last pushed block still serves.
 pub const FEED_GRACE: Duration = Duration::from_millis(250);
 
-/// How long a pushed head (or a read confirming it) serves on a chain without a learned clock.
+/// How long such a read serves on a chain without a learned clock.
 pub const FEED_QUIET: Duration = Duration::from_secs(1);
 
 /// How long reads may show the head past the subscription's before it is made again.
@@ -52,7 +60,7 @@ pub const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts to make the subscription.
 pub const RECONNECT_LAST: Duration = Duration::from_secs(10);
 
-/// The longest connect or subscribe.
+/// The longest connect, chain id check or subscribe.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest WebSocket frame or message accepted from the endpoint.
@@ -65,15 +73,22 @@ pub struct FeedState {
     started: bool,
     /// The subscription is up.
     connected: bool,
-    /// The last head it pushed.
+    /// The last head it pushed (since it was last made).
     last: Option<u64>,
     /// Since when reads have shown the head past `last`, and the highest they showed.
     ahead: Option<(Instant, u64)>,
 }
 
-/// Start the head subscription of the chain whose reads are `shared`, at `url`, unless one
-/// runs already (on the current tokio runtime; outside one, none: the head is read as before).
-pub(crate) fn start(shared: &Arc<SharedReads>, url: &str, role: ChainRole, metrics: ChainMetrics) {
+/// Start the head subscription of the chain `chain_id` whose reads are `shared`, at `url`,
+/// unless one runs already (on the current tokio runtime; outside one, none: the head is read
+/// as before).
+pub(crate) fn start(
+    shared: &Arc<SharedReads>,
+    url: &str,
+    chain_id: u64,
+    role: ChainRole,
+    metrics: ChainMetrics,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -84,9 +99,22 @@ pub(crate) fn start(shared: &Arc<SharedReads>, url: &str, role: ChainRole, metri
         }
         state.started = true;
     }
-    let weak = Arc::downgrade(shared);
+    let task = Feed {
+        shared: Arc::downgrade(shared),
+        url: url.to_owned(),
+        chain_id,
+        metrics,
+    };
     let span = tracing::info_span!("head_feed", chain = %role);
-    runtime.spawn(run(weak, url.to_owned(), metrics).instrument(span));
+    runtime.spawn(task.run().instrument(span));
+}
+
+/// The task that keeps one chain's subscription.
+struct Feed {
+    shared: Weak<SharedReads>,
+    url: String,
+    chain_id: u64,
+    metrics: ChainMetrics,
 }
 
 /// Why one subscription ended.
@@ -97,94 +125,155 @@ enum Ended {
     Lost(String),
 }
 
-async fn run(shared: Weak<SharedReads>, url: String, metrics: ChainMetrics) {
-    let mut wait = RECONNECT_FIRST;
-    loop {
-        let started = Instant::now();
-        match follow(&shared, &url, &metrics).await {
-            Ended::Unused => return,
-            Ended::Lost(why) => {
-                metrics.head_feed("lost");
-                tracing::warn!(reason = %why, retry_in = ?wait, "head subscription lost: the head is read over RPC meanwhile");
-            }
+/// Clears the chain's feed state when the task ends however it ends (a panic, its runtime shut
+/// down): the head is read as without a subscription, and the next client may start one.
+struct Stopped(Weak<SharedReads>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(reads) = self.0.upgrade() {
+            *reads.feed_state() = FeedState::default();
         }
-        let Some(reads) = shared.upgrade() else {
-            return;
-        };
-        {
-            let mut state = reads.feed_state();
-            state.connected = false;
-            state.ahead = None;
-        }
-        drop(reads);
-        // A subscription that lasted resets the back-off; one lost at once doubles it.
-        if started.elapsed() > RECONNECT_LAST {
-            wait = RECONNECT_FIRST;
-        }
-        tokio::time::sleep(wait).await;
-        wait = wait.saturating_mul(2).min(RECONNECT_LAST);
     }
 }
 
-/// Make the subscription and feed the shared head from it until it ends.
-async fn follow(shared: &Weak<SharedReads>, url: &str, metrics: &ChainMetrics) -> Ended {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME));
-    // No retries inside the transport: a lost connection ends the subscription here, and the
-    // head is read over RPC until it is made again.
-    let connect = WsConnect::new(url).with_config(config).with_max_retries(0);
-    let provider =
-        match tokio::time::timeout(CONNECT_TIMEOUT, ProviderBuilder::new().connect_ws(connect))
-            .await
+/// A WebSocket connection made once: the transport's own reconnect is refused, so a lost
+/// connection ends the subscription and [`Feed::run`] makes it again, timed and counted (the
+/// transport would otherwise try once, with no bound on how long the attempt may hang).
+#[derive(Clone)]
+struct Once(WsConnect);
+
+impl PubSubConnect for Once {
+    fn is_local(&self) -> bool {
+        self.0.is_local()
+    }
+
+    async fn connect(&self) -> TransportResult<ConnectionHandle> {
+        self.0.connect().await
+    }
+
+    async fn try_reconnect(&self) -> TransportResult<ConnectionHandle> {
+        Err(TransportErrorKind::non_retryable_str(
+            "the relay makes a lost head subscription again itself",
+        ))
+    }
+}
+
+/// The one field of a pushed header the relay reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Pushed {
+    number: U64,
+}
+
+impl Feed {
+    async fn run(self) {
+        let _stopped = Stopped(self.shared.clone());
+        let mut wait = RECONNECT_FIRST;
+        loop {
+            let started = Instant::now();
+            match self.follow().await {
+                Ended::Unused => return,
+                Ended::Lost(why) => {
+                    self.metrics.head_feed("lost");
+                    tracing::warn!(reason = %why, retry_in = ?wait, "head subscription lost: the head is read over RPC meanwhile");
+                }
+            }
+            let Some(reads) = self.shared.upgrade() else {
+                return;
+            };
+            {
+                let mut state = reads.feed_state();
+                state.connected = false;
+                state.ahead = None;
+            }
+            drop(reads);
+            // A subscription that lasted resets the back-off; one lost at once doubles it.
+            if started.elapsed() > RECONNECT_LAST {
+                wait = RECONNECT_FIRST;
+            }
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2).min(RECONNECT_LAST);
+        }
+    }
+
+    /// Make the subscription and wake the shared head from it until it ends.
+    async fn follow(&self) -> Ended {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_FRAME))
+            .max_frame_size(Some(MAX_FRAME));
+        let connect = Once(WsConnect::new(self.url.as_str()).with_config(config));
+        let bounded = |what: &str, e: String| Ended::Lost(format!("{what}: {}", redacted(&e)));
+        let provider = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            ProviderBuilder::new().connect_pubsub_with(connect),
+        )
+        .await
         {
             Ok(Ok(provider)) => provider,
-            Ok(Err(e)) => return Ended::Lost(format!("connect: {}", redacted(&e.to_string()))),
-            Err(_) => return Ended::Lost(format!("connect: no answer in {CONNECT_TIMEOUT:?}")),
+            Ok(Err(e)) => return bounded("connect", e.to_string()),
+            Err(_) => return bounded("connect", format!("no answer in {CONNECT_TIMEOUT:?}")),
         };
-    let subscription = match tokio::time::timeout(CONNECT_TIMEOUT, provider.subscribe_blocks())
-        .await
-    {
-        Ok(Ok(subscription)) => subscription,
-        Ok(Err(e)) => {
-            return Ended::Lost(format!("eth_subscribe: {}", redacted(&e.to_string())));
-        }
-        Err(_) => return Ended::Lost(format!("eth_subscribe: no answer in {CONNECT_TIMEOUT:?}")),
-    };
-    let mut headers = subscription.into_stream();
-    {
-        let Some(reads) = shared.upgrade() else {
-            return Ended::Unused;
-        };
-        reads.feed_state().connected = true;
-    }
-    metrics.head_feed("connected");
-    tracing::info!("head subscription up: blocks are seen as the node makes them");
-    let mut check = tokio::time::interval(BEHIND_FOR.checked_div(2).unwrap_or(BEHIND_FOR));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            header = headers.next() => {
-                let Some(header) = header else {
-                    return Ended::Lost("the subscription ended".to_owned());
-                };
-                let Some(reads) = shared.upgrade() else {
-                    return Ended::Unused;
-                };
-                reads.pushed_head(header.number);
-                metrics.head_feed("header");
+        match tokio::time::timeout(CONNECT_TIMEOUT, provider.get_chain_id()).await {
+            Ok(Ok(id)) if id == self.chain_id => {}
+            Ok(Ok(id)) => {
+                return Ended::Lost(format!(
+                    "the WebSocket endpoint serves chain {id}, not the configured {}: check ws_url",
+                    self.chain_id
+                ));
             }
-            _ = check.tick() => {
-                let Some(reads) = shared.upgrade() else {
-                    return Ended::Unused;
-                };
-                if let Some((since, head)) = reads.feed_state().ahead
-                    && since.elapsed() >= BEHIND_FOR
-                {
-                    metrics.head_feed("behind");
-                    return Ended::Lost(format!("reads showed block {head}, the subscription had not pushed it {BEHIND_FOR:?} later"));
+            Ok(Err(e)) => return bounded("eth_chainId", e.to_string()),
+            Err(_) => return bounded("eth_chainId", format!("no answer in {CONNECT_TIMEOUT:?}")),
+        }
+        let subscription = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            provider.subscribe::<_, Pushed>(("newHeads",)),
+        )
+        .await
+        {
+            Ok(Ok(subscription)) => subscription,
+            Ok(Err(e)) => return bounded("eth_subscribe", e.to_string()),
+            Err(_) => return bounded("eth_subscribe", format!("no answer in {CONNECT_TIMEOUT:?}")),
+        };
+        let mut headers = subscription.into_stream();
+        {
+            let Some(reads) = self.shared.upgrade() else {
+                return Ended::Unused;
+            };
+            let mut state = reads.feed_state();
+            state.connected = true;
+            // What an earlier subscription pushed says nothing of this one: until it pushes,
+            // no read counts it behind.
+            state.last = None;
+            state.ahead = None;
+        }
+        self.metrics.head_feed("connected");
+        tracing::info!("head subscription up: each block is read the moment the node has it");
+        let mut check = tokio::time::interval(BEHIND_FOR.checked_div(2).unwrap_or(BEHIND_FOR));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                header = headers.next() => {
+                    let Some(header) = header else {
+                        return Ended::Lost("the subscription ended".to_owned());
+                    };
+                    let Some(reads) = self.shared.upgrade() else {
+                        return Ended::Unused;
+                    };
+                    reads.pushed_head(header.number.to::<u64>());
+                    self.metrics.head_feed("header");
+                }
+                _ = check.tick() => {
+                    let Some(reads) = self.shared.upgrade() else {
+                        return Ended::Unused;
+                    };
+                    if let Some((since, head)) = reads.feed_state().ahead
+                        && since.elapsed() >= BEHIND_FOR
+                    {
+                        self.metrics.head_feed("behind");
+                        return Ended::Lost(format!("reads showed block {head}, the subscription had not pushed it {BEHIND_FOR:?} later"));
+                    }
                 }
             }
         }
@@ -201,19 +290,13 @@ impl SharedReads {
         self.feed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The node pushed block `head`: the shared head, served until the next block is due plus
-    /// [`FEED_GRACE`] (on a chain without a clock, for [`FEED_QUIET`]).
+    /// The node pushed block `head`: the chain's clock timed by it, and the shared head's
+    /// answer dropped so the next asker reads it (the push itself is never served).
     pub(crate) fn pushed_head(&self, head: u64) {
-        let now = Instant::now();
-        let hold = {
-            let mut cadence = self.cadence.lock().unwrap_or_else(|p| p.into_inner());
-            cadence.pushed(head, now);
-            cadence
-                .next_due()
-                .and_then(|due| due.checked_add(FEED_GRACE))
-                .filter(|until| *until > now)
-                .unwrap_or_else(|| now.checked_add(FEED_QUIET).unwrap_or(now))
-        };
+        self.cadence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pushed(head, Instant::now());
         {
             let mut state = self.feed_state();
             state.last = Some(head);
@@ -221,40 +304,55 @@ impl SharedReads {
                 state.ahead = None;
             }
         }
-        self.head.put(head, Some(hold));
+        self.head.expire();
     }
 
     /// A read of the head asked at `asked` answered `head`: learn the chain's clock from it and
-    /// hold the head until the next block can come — for [`FEED_QUIET`] at least where the
-    /// subscription is up and already pushed this block. A read behind the pushed head changes
-    /// nothing (the push is newer); one past it marks the subscription behind.
+    /// hold it until the next block can come — where the subscription is up and last pushed this
+    /// very block, until [`FEED_GRACE`] after the next is due (its push drops it sooner), or
+    /// [`FEED_QUIET`] without a clock. A read past the last push marks the subscription behind.
     pub(crate) fn head_read(&self, head: u64, asked: Instant) {
         let now = Instant::now();
-        let quiet = {
+        let mut confirms_push = false;
+        {
             let mut state = self.feed_state();
             match state.last {
-                Some(last) if state.connected && head < last => return,
                 Some(last) if state.connected && head > last => {
                     state.ahead = Some(match state.ahead {
                         Some((since, ahead)) => (since, ahead.max(head)),
                         None => (now, head),
                     });
-                    false
                 }
-                Some(_) if state.connected => state.ahead.is_none(),
-                _ => false,
+                // Below the last push: a read asked before the block came, or a node behind
+                // the WebSocket one. Neither times the clock (the push did); the answer serves
+                // only while fresh, so the block is read again within a poll.
+                Some(last) if state.connected && head < last => {
+                    drop(state);
+                    self.head.hold(None);
+                    return;
+                }
+                Some(_) if state.connected => confirms_push = state.ahead.is_none(),
+                _ => {}
             }
-        };
+        }
         let hold = {
             let mut cadence = self.cadence.lock().unwrap_or_else(|p| p.into_inner());
             cadence.observe(head, asked);
-            cadence.hold_until()
-        };
-        let hold = if quiet {
-            now.checked_add(FEED_QUIET)
-                .map(|quiet| hold.map_or(quiet, |hold| hold.max(quiet)))
-        } else {
-            hold
+            let hold = cadence.hold_until();
+            if confirms_push {
+                let until = cadence
+                    .next_due()
+                    .and_then(|due| due.checked_add(FEED_GRACE))
+                    .filter(|until| *until > now)
+                    .or_else(|| now.checked_add(FEED_QUIET));
+                let longest = now.checked_add(LONGEST_HOLD);
+                match (until, longest) {
+                    (Some(until), Some(longest)) => Some(until.min(longest)),
+                    (until, _) => until.or(hold),
+                }
+            } else {
+                hold
+            }
         };
         self.head.hold(hold);
     }
@@ -265,64 +363,68 @@ mod tests {
     use super::*;
     use crate::shared_reads::{Got, HEAD_FRESH_FOR};
 
-    #[tokio::test]
-    async fn a_pushed_head_serves_without_a_read_and_no_older_read_replaces_it() {
-        let reads = SharedReads::new();
-        reads.feed_state().connected = true;
-        reads.pushed_head(7);
-        assert_eq!(reads.head.peek(), Some(Ok(7)));
-        // Past the freshness of a read: held (a chain without a clock: FEED_QUIET).
-        tokio::time::sleep(HEAD_FRESH_FOR.saturating_add(Duration::from_millis(50))).await;
-        assert_eq!(reads.head.peek(), Some(Ok(7)), "held without a read");
-
-        // A read asked before block 8 was pushed answers 7 after the push: 8 stays.
+    /// A read of the head answering `head`, through the shared slot as `ChainClient::head` does.
+    async fn read(reads: &SharedReads, head: u64) {
         let got = reads
             .head
-            .get_if(
-                |_| false,
-                || async {
-                    reads.pushed_head(8);
-                    Ok::<u64, String>(7)
-                },
-            )
+            .get_if(|_| false, || async { Ok::<u64, String>(head) })
             .await;
-        assert!(matches!(got, Got::Read(Ok(7))));
-        reads.head_read(7, Instant::now());
-        assert_eq!(
-            reads.head.peek(),
-            Some(Ok(8)),
-            "the push is newer than the read"
-        );
-        assert!(reads.feed_state().ahead.is_none());
+        assert!(matches!(got, Got::Read(Ok(h)) if h == head));
+        reads.head_read(head, Instant::now());
+    }
 
-        // A read that shows the node past the last push: the subscription is behind, until it
-        // pushes that block.
-        reads.head_read(9, Instant::now());
+    /// Past a read's freshness.
+    async fn after_fresh() {
+        tokio::time::sleep(HEAD_FRESH_FOR.saturating_add(Duration::from_millis(50))).await;
+    }
+
+    #[tokio::test]
+    async fn a_push_is_never_the_head_it_makes_the_next_asker_read() {
+        let reads = SharedReads::new();
+        reads.feed_state().connected = true;
+        read(&reads, 6).await;
+        assert_eq!(reads.head.peek(), Some(Ok(6)));
+
+        // Block 7 pushed: the answer is dropped, not replaced by the push.
+        reads.pushed_head(7);
+        assert_eq!(reads.head.peek(), None, "the next asker reads");
+        // The read finds the pushed block: held past a read's freshness (no clock: 1 s).
+        read(&reads, 7).await;
+        after_fresh().await;
+        assert_eq!(reads.head.peek(), Some(Ok(7)), "held until the next push");
+
+        // A read that answers below the last push (asked before block 8 came, or a node behind
+        // the WebSocket one) serves only while fresh: the block is read again.
+        reads.pushed_head(8);
+        read(&reads, 7).await;
+        assert_eq!(reads.head.peek(), Some(Ok(7)));
+        after_fresh().await;
+        assert_eq!(reads.head.peek(), None, "read again, never the pushed 8");
+
+        // A read past the last push: the subscription is behind, until it pushes that block.
+        read(&reads, 9).await;
         assert_eq!(reads.feed_state().ahead.map(|(_, head)| head), Some(9));
         reads.pushed_head(9);
         assert!(reads.feed_state().ahead.is_none());
     }
 
     #[tokio::test]
-    async fn without_a_subscription_a_read_is_held_only_by_the_chains_clock() {
+    async fn only_a_read_that_confirms_the_last_push_is_held_by_the_subscription() {
         let reads = SharedReads::new();
-        reads.head.put(5, None);
-        reads.head_read(5, Instant::now());
-        tokio::time::sleep(HEAD_FRESH_FOR.saturating_add(Duration::from_millis(50))).await;
+        read(&reads, 5).await;
+        after_fresh().await;
         assert_eq!(
             reads.head.peek(),
             None,
-            "no clock learned, no subscription: read again"
+            "no clock, no subscription: read again"
         );
-        // Up, and the read finds the head where the subscription left it: held FEED_QUIET.
         {
             let mut state = reads.feed_state();
             state.connected = true;
             state.last = Some(5);
         }
-        reads.head.put(5, None);
-        reads.head_read(5, Instant::now());
-        tokio::time::sleep(HEAD_FRESH_FOR.saturating_add(Duration::from_millis(50))).await;
+        read(&reads, 5).await;
+        after_fresh().await;
         assert_eq!(reads.head.peek(), Some(Ok(5)));
     }
 }

@@ -255,9 +255,9 @@ impl ChainClient {
             });
         }
         let count = endpoints.len();
-        let shared = shared_reads::of(config.chain_id, &config.rpc_urls);
+        let shared = shared_reads::of(config.chain_id, &config.rpc_urls, config.ws_url.as_deref());
         if let Some(url) = &config.ws_url {
-            head_feed::start(&shared, url, role, metrics.clone());
+            head_feed::start(&shared, url, config.chain_id, role, metrics.clone());
         }
         Ok(Self {
             role,

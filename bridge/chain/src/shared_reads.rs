@@ -166,11 +166,16 @@ fn slot_of<T>(
         .clone()
 }
 
-/// The shared reads of the chain `chain_id` reached through `urls`: the same for every client
-/// of the process with the same chain id and endpoints, while one of them lives.
-pub fn of(chain_id: u64, urls: &[String]) -> Arc<SharedReads> {
+/// The shared reads of the chain `chain_id` reached through `urls` (and whose head is pushed
+/// from `ws_url`, if given): the same for every client of the process with the same chain id
+/// and endpoints, while one of them lives.
+pub fn of(chain_id: u64, urls: &[String], ws_url: Option<&str>) -> Arc<SharedReads> {
     static BOOK: ProcessBook<(u64, Vec<String>), SharedReads> = ProcessBook::new();
-    BOOK.get_or_make((chain_id, urls.to_vec()), SharedReads::new)
+    let mut key = urls.to_vec();
+    if let Some(ws) = ws_url {
+        key.push(format!("newHeads from {ws}"));
+    }
+    BOOK.get_or_make((chain_id, key), SharedReads::new)
 }
 
 /// One value per key for the whole process, alive while somebody holds it: what every task of
@@ -279,12 +284,10 @@ impl<T: Clone> Slot<T> {
             .map(|(answer, _)| answer)
     }
 
-    /// Take `value` as a good answer read now (one the node pushed: the head of a
-    /// subscription), served as a read's is, and until `hold` however old (`None`: while fresh).
-    /// A read under way when it comes does not replace it ([`get_if`](Self::get_if)).
-    pub fn put(&self, value: T, hold: Option<Instant>) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Ok(value)));
-        self.hold(hold);
+    /// Drop the answer and its hold (the node pushed a new head): the next asker reads.
+    pub fn expire(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.hold(None);
     }
 
     /// Serve the last good answer until `until` however old it is (`None`: only while fresh).
@@ -318,22 +321,12 @@ impl<T: Clone> Slot<T> {
         if let Some((answer, age)) = self.fresh(&accepts, Instant::now()) {
             return Got::Shared { answer, age };
         }
-        let started = Instant::now();
         let answer = read().await;
         let kept = match &answer {
             Ok(value) => Ok(value.clone()),
             Err(e) => Err(e.to_string()),
         };
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        // A value [`put`](Self::put) while this read was under way is newer than its answer:
-        // the other askers keep it (this asker has its own answer).
-        if !last
-            .as_ref()
-            .is_some_and(|(at, value)| *at > started && value.is_ok())
-        {
-            *last = Some((Instant::now(), kept));
-        }
-        drop(last);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), kept));
         Got::Read(answer)
     }
 }
@@ -935,13 +928,25 @@ mod tests {
     #[test]
     fn clients_of_one_chain_share_and_other_chains_or_endpoints_do_not() {
         let urls = vec!["http://127.0.0.1:1".to_owned()];
-        let a = of(900_001, &urls);
-        let b = of(900_001, &urls);
+        let a = of(900_001, &urls, None);
+        let b = of(900_001, &urls, None);
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &of(900_002, &urls)));
+        assert!(!Arc::ptr_eq(&a, &of(900_002, &urls, None)));
         assert!(!Arc::ptr_eq(
             &a,
-            &of(900_001, &["http://127.0.0.1:2".to_owned()])
+            &of(900_001, &["http://127.0.0.1:2".to_owned()], None)
+        ));
+        // A client whose head is pushed from a WebSocket endpoint shares with those of that
+        // endpoint only (a client without one never takes another's pushes).
+        let ws = of(900_001, &urls, Some("ws://127.0.0.1:1"));
+        assert!(!Arc::ptr_eq(&a, &ws));
+        assert!(Arc::ptr_eq(
+            &ws,
+            &of(900_001, &urls, Some("ws://127.0.0.1:1"))
+        ));
+        assert!(!Arc::ptr_eq(
+            &ws,
+            &of(900_001, &urls, Some("ws://127.0.0.1:9"))
         ));
     }
 }

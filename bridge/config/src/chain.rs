@@ -47,10 +47,11 @@ pub struct ChainConfig {
     /// RPC endpoints in order of preference (failover goes down the list).
     pub rpc_urls: Vec<String>,
     /// A WebSocket endpoint (`ws://` or `wss://`) of the node behind the first of `rpc_urls`
-    /// (anvil and geth serve it on the HTTP port, reth and erigon on their own): the relay
-    /// subscribes to its new heads, so a block is seen the moment the node has it and the head
-    /// is not asked for between blocks. Without it, or while the subscription is down or behind
-    /// what the node answers, the head is read over `rpc_urls` as before.
+    /// (anvil serves it on its HTTP port; geth, reth and erigon on their own, 8546 by default):
+    /// the relay subscribes to its new heads and reads the head over `rpc_urls` the moment a
+    /// block is pushed, instead of asking for it between blocks. A push is a wake-up only: the
+    /// head, and every confirmation counted from it, is always what `rpc_urls` answer. Without
+    /// it, or while the subscription is down or behind, the head is read as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_url: Option<String>,
     /// The bridge contract on this chain.
@@ -218,18 +219,22 @@ impl ChainConfig {
         if self.rpc_urls.is_empty() {
             return Some((field, "rpc_urls is empty: give at least one URL".into()));
         }
-        if let Some(url) = &self.ws_url
-            && !(url.starts_with("ws://") || url.starts_with("wss://"))
-        {
-            return Some((
-                "chains.*.ws_url",
-                // The scheme only: the rest of an endpoint's URL may hold an API key.
-                format!(
-                    "chain {}: ws_url must start with ws:// or wss:// (the node's WebSocket endpoint), not {}://…",
-                    self.chain_id,
-                    url.split("://").next().unwrap_or_default()
-                ),
-            ));
+        if let Some(url) = &self.ws_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
+                // The scheme at most: the rest of an endpoint's URL may hold an API key.
+                let given = match url.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://…"),
+                    None => "a value without a scheme".to_owned(),
+                };
+                return Some((
+                    "chains.*.ws_url",
+                    format!(
+                        "chain {}: ws_url must start with ws:// or wss:// (the node's WebSocket endpoint), not {given}",
+                        self.chain_id
+                    ),
+                ));
+            }
         }
         if self.bridge == Address::ZERO {
             return Some((field, "bridge is the zero address".into()));
@@ -310,6 +315,11 @@ mod tests {
             .expect("an HTTP URL as ws_url is refused");
         assert_eq!(field, "chains.*.ws_url");
         assert!(problem.contains("ws:// or wss://"), "{problem}");
+        assert!(!problem.contains("secret-key"), "{problem}");
+        chain.ws_url = Some("rpc.example:8546/secret-key".to_owned());
+        let (_, problem) = chain
+            .problem("chains.main", "chains.main.confirmations")
+            .expect("a URL without a scheme is refused");
         assert!(!problem.contains("secret-key"), "{problem}");
     }
 }
