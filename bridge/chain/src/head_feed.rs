@@ -204,39 +204,34 @@ impl Feed {
             .max_message_size(Some(MAX_FRAME))
             .max_frame_size(Some(MAX_FRAME));
         let connect = Once(WsConnect::new(self.url.as_str()).with_config(config));
-        let bounded = |what: &str, e: String| Ended::Lost(format!("{what}: {}", redacted(&e)));
-        let provider = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
+        let provider = match within(
+            "connect",
             ProviderBuilder::new().connect_pubsub_with(connect),
         )
         .await
         {
-            Ok(Ok(provider)) => provider,
-            Ok(Err(e)) => return bounded("connect", e.to_string()),
-            Err(_) => return bounded("connect", format!("no answer in {CONNECT_TIMEOUT:?}")),
+            Ok(provider) => provider,
+            Err(lost) => return lost,
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, provider.get_chain_id()).await {
-            Ok(Ok(id)) if id == self.chain_id => {}
-            Ok(Ok(id)) => {
+        match within("eth_chainId", provider.get_chain_id()).await {
+            Ok(id) if id == self.chain_id => {}
+            Ok(id) => {
                 return Ended::Lost(format!(
                     "the WebSocket endpoint serves chain {id}, not the configured {}: check ws_url",
                     self.chain_id
                 ));
             }
-            Ok(Err(e)) => return bounded("eth_chainId", e.to_string()),
-            Err(_) => return bounded("eth_chainId", format!("no answer in {CONNECT_TIMEOUT:?}")),
+            Err(lost) => return lost,
         }
-        let subscription = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            provider.subscribe::<_, Pushed>(("newHeads",)),
+        let mut headers = match within(
+            "eth_subscribe",
+            provider.subscribe::<_, Pushed>(("newHeads".to_owned(),)),
         )
         .await
         {
-            Ok(Ok(subscription)) => subscription,
-            Ok(Err(e)) => return bounded("eth_subscribe", e.to_string()),
-            Err(_) => return bounded("eth_subscribe", format!("no answer in {CONNECT_TIMEOUT:?}")),
+            Ok(subscription) => subscription.into_stream(),
+            Err(lost) => return lost,
         };
-        let mut headers = subscription.into_stream();
         {
             let Some(reads) = self.shared.upgrade() else {
                 return Ended::Unused;
@@ -280,9 +275,19 @@ impl Feed {
     }
 }
 
-/// An error's text without the URLs in it (they may carry API keys).
-fn redacted(text: &str) -> String {
-    multibridge_monitoring::redact::redact_urls(text).into_owned()
+/// `step` of making the subscription, bounded by [`CONNECT_TIMEOUT`]; a failure as the
+/// subscription lost, its text without the URLs in it (they may carry API keys).
+async fn within<T, E: std::fmt::Display>(
+    step: &str,
+    future: impl std::future::IntoFuture<Output = Result<T, E>>,
+) -> Result<T, Ended> {
+    let why = match tokio::time::timeout(CONNECT_TIMEOUT, future).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer in {CONNECT_TIMEOUT:?}"),
+    };
+    let why = multibridge_monitoring::redact::redact_urls(&why).into_owned();
+    Err(Ended::Lost(format!("{step}: {why}")))
 }
 
 impl SharedReads {
@@ -340,16 +345,14 @@ impl SharedReads {
             cadence.observe(head, asked);
             let hold = cadence.hold_until();
             if confirms_push {
-                let until = cadence
+                let longest = now.checked_add(LONGEST_HOLD);
+                cadence
                     .next_due()
                     .and_then(|due| due.checked_add(FEED_GRACE))
                     .filter(|until| *until > now)
-                    .or_else(|| now.checked_add(FEED_QUIET));
-                let longest = now.checked_add(LONGEST_HOLD);
-                match (until, longest) {
-                    (Some(until), Some(longest)) => Some(until.min(longest)),
-                    (until, _) => until.or(hold),
-                }
+                    .or_else(|| now.checked_add(FEED_QUIET))
+                    .map(|until| longest.map_or(until, |longest| until.min(longest)))
+                    .or(hold)
             } else {
                 hold
             }
