@@ -71,71 +71,25 @@ pub async fn preflight_with(
     let chains = ChainPair::connect(&config.chains, RetryPolicy::interactive(), &metrics)?;
     // First what each chain is (reachable, right id, a contract at the bridge address), then how
     // the bridges relate to each other and to this operator: the most basic problem is named.
-    let mut endpoints_up = Vec::new();
-    for (role, client) in chains.each() {
-        let up = client.verify_chain_id().await?;
-        if up == 0 {
-            return Err(RelayError::Unreachable { chain: role });
-        }
-        let bridge = client.bridge();
-        let code = client
-            .call(
-                "eth_getCode",
-                |p| async move { p.get_code_at(bridge).await },
-            )
-            .await?;
-        if code.is_empty() {
-            return Err(RelayError::NoBridgeCode {
-                chain: role,
-                address: bridge,
-            });
-        }
-        endpoints_up.push(up);
-    }
-    let mut reports = Vec::new();
-    for ((role, client), endpoints_up) in chains.each().into_iter().zip(endpoints_up) {
-        let views = client.views();
-        let bridge = client.bridge();
-        let counterpart = chains.get(role.other()).bridge();
-        let named = views.counterpart_bridge().await?;
-        if named != counterpart {
-            return Err(RelayError::NotAPair {
-                chain: role,
-                bridge,
-                expected: counterpart,
-                actual: named,
-            });
-        }
-        let operators = views.operators().await?;
-        if !operators.contains(&operator) {
-            return Err(RelayError::NotRegistered {
-                chain: role,
-                operator,
-                bridge,
-            });
-        }
-        let threshold = views.threshold().await?;
-        let signer_balance = client
-            .call("eth_getBalance", |p| async move {
-                p.get_balance(operator).await
-            })
-            .await?;
-        if signer_balance.is_zero() {
-            return Err(RelayError::Unfunded {
-                chain: role,
-                operator,
-            });
-        }
-        reports.push(ChainReport {
-            role,
-            chain_id: client.chain_id(),
-            endpoints_up,
-            endpoints: config.chains.get(role).rpc_urls.len(),
-            threshold,
-            operators: operators.len(),
-            signer_balance,
-        });
-    }
+    // Both chains are asked at once, and a step's reads at once; the errors are still named in
+    // that order (a hub starts dozens of pairs together: sixteen reads one after the other were
+    // most of a pair's start).
+    let identities = futures::future::join_all(
+        chains
+            .each()
+            .into_iter()
+            .map(|(role, client)| chain_identity(role, client)),
+    )
+    .await;
+    let endpoints_up = identities.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let relations = futures::future::join_all(chains.each().into_iter().zip(endpoints_up).map(
+        |((role, client), endpoints_up)| {
+            let counterpart = chains.get(role.other()).bridge();
+            chain_report(&config, role, client, counterpart, operator, endpoints_up)
+        },
+    ))
+    .await;
+    let reports = relations.into_iter().collect::<Result<Vec<_>, _>>()?;
     check_attestations(&config, &chains).await?;
     let guardian = match &config.guardian {
         Some(settings) => Some(check_guardian(&config, settings, &chains).await?),
@@ -147,6 +101,88 @@ pub async fn preflight_with(
         guardian,
         chains,
         reports,
+    })
+}
+
+/// One chain's identity: it answers on some endpoint with the configured id and holds code at
+/// the bridge address. The endpoints that answered.
+async fn chain_identity(
+    role: ChainRole,
+    client: &crate::chain::ChainClient,
+) -> Result<usize, RelayError> {
+    let up = client.verify_chain_id().await?;
+    if up == 0 {
+        return Err(RelayError::Unreachable { chain: role });
+    }
+    let bridge = client.bridge();
+    let code = client
+        .call(
+            "eth_getCode",
+            |p| async move { p.get_code_at(bridge).await },
+        )
+        .await?;
+    if code.is_empty() {
+        return Err(RelayError::NoBridgeCode {
+            chain: role,
+            address: bridge,
+        });
+    }
+    Ok(up)
+}
+
+/// How one chain's bridge relates to the other's (`counterpart`) and to `operator`: its four
+/// reads at once, their problems named in order (not a pair, not registered, then the rest).
+async fn chain_report(
+    config: &Config,
+    role: ChainRole,
+    client: &crate::chain::ChainClient,
+    counterpart: alloy::primitives::Address,
+    operator: alloy::primitives::Address,
+    endpoints_up: usize,
+) -> Result<ChainReport, RelayError> {
+    let views = client.views();
+    let bridge = client.bridge();
+    let (named, operators, threshold, signer_balance) = tokio::join!(
+        views.counterpart_bridge(),
+        views.operators(),
+        views.threshold(),
+        client.call("eth_getBalance", |p| async move {
+            p.get_balance(operator).await
+        }),
+    );
+    let named = named?;
+    if named != counterpart {
+        return Err(RelayError::NotAPair {
+            chain: role,
+            bridge,
+            expected: counterpart,
+            actual: named,
+        });
+    }
+    let operators = operators?;
+    if !operators.contains(&operator) {
+        return Err(RelayError::NotRegistered {
+            chain: role,
+            operator,
+            bridge,
+        });
+    }
+    let threshold = threshold?;
+    let signer_balance = signer_balance?;
+    if signer_balance.is_zero() {
+        return Err(RelayError::Unfunded {
+            chain: role,
+            operator,
+        });
+    }
+    Ok(ChainReport {
+        role,
+        chain_id: client.chain_id(),
+        endpoints_up,
+        endpoints: config.chains.get(role).rpc_urls.len(),
+        threshold,
+        operators: operators.len(),
+        signer_balance,
     })
 }
 
@@ -199,20 +235,28 @@ async fn check_guardian(
         .await
         .map_err(crate::chain::signer::open::KeyError::from)?;
     let guardian = signer.address();
-    for (role, client) in chains.each() {
-        if !client.views().is_pauser(guardian).await? {
+    // Every read at once; the problems named chain by chain, a pauser's role before its funds.
+    let reads =
+        futures::future::join_all(chains.each().into_iter().map(|(role, client)| async move {
+            let views = client.views();
+            let (pauser, balance) = tokio::join!(
+                views.is_pauser(guardian),
+                client.call("eth_getBalance", |p| async move {
+                    p.get_balance(guardian).await
+                }),
+            );
+            (role, client.bridge(), pauser, balance)
+        }))
+        .await;
+    for (role, bridge, pauser, balance) in reads {
+        if !pauser? {
             return Err(RelayError::GuardianNotPauser {
                 chain: role,
                 guardian,
-                bridge: client.bridge(),
+                bridge,
             });
         }
-        let balance = client
-            .call("eth_getBalance", |p| async move {
-                p.get_balance(guardian).await
-            })
-            .await?;
-        if balance.is_zero() {
+        if balance?.is_zero() {
             return Err(RelayError::GuardianUnfunded {
                 chain: role,
                 guardian,

@@ -222,7 +222,7 @@ impl Waiting {
         &mut self,
         serving: &Serving,
         component: &str,
-        cause: &dyn std::fmt::Display,
+        cause: &(dyn std::fmt::Display + Sync),
         shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> bool {
         serving.readiness.failed(component, cause);

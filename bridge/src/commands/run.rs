@@ -44,11 +44,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     let several = pairs.len() > 1;
-    let relays = futures::future::join_all(pairs.into_iter().map(|pair| {
+    // Each pair is a task of its own: the pairs' starts (preflight, store, lanes) go on every
+    // worker thread at once instead of in one task that polls them all.
+    let tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = pairs.into_iter().map(|pair| {
         let name = pair.name.clone().unwrap_or_default();
         let (hub, stop_rx, stop_tx) = (hub.clone(), stop_rx.clone(), stop_tx.clone());
         let siblings = siblings.clone();
-        async move {
+        let relay = async move {
             let mut retry = PAIR_RETRY;
             let mut failed = false;
             loop {
@@ -75,7 +77,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 failed = true;
             }
         }
-        .instrument(tracing::info_span!("pair", pair = %name))
+        .instrument(tracing::info_span!("pair", pair = %name));
+        tokio::spawn(relay)
+    }).collect();
+    // A pair that panicked stops the process, as when the pairs were polled by this task.
+    let relays = futures::future::join_all(tasks.into_iter().map(|task| {
+        let stop_tx = stop_tx.clone();
+        async move {
+            task.await.unwrap_or_else(|e| {
+                let _ = stop_tx.send(true);
+                Err(anyhow::anyhow!("a pair's task failed: {e}"))
+            })
+        }
     }));
     tokio::pin!(relays);
     let results = tokio::select! {
