@@ -56,6 +56,14 @@ pub struct EtcdConfig {
     /// every replica must campaign for the same election whichever of its pairs starts first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub elect_by_chain: bool,
+    /// Seconds of key history the relay keeps in the cluster: every relay process compacts
+    /// what is older (default 300; at least 10; 0: never, for a cluster that compacts itself
+    /// with `--auto-compaction-*` or serves others whose history must stay). Every heartbeat,
+    /// progress record and cursor is a new key version, and etcd keeps every version until it
+    /// is compacted: uncompacted, a 64-pair hub filled etcd's default 2 GiB quota in about an
+    /// hour and a single pair in days, after which etcd refuses every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_history_secs: Option<u64>,
 }
 
 /// TLS material for etcd, as PEM files.
@@ -96,6 +104,13 @@ fn default_lease_ttl_secs() -> u64 {
 /// Default of `step_down_after_secs`.
 pub const DEFAULT_STEP_DOWN_AFTER_SECS: u64 = 3;
 
+/// Default of `keep_history_secs`.
+pub const DEFAULT_KEEP_HISTORY_SECS: u64 = 300;
+
+/// The least `keep_history_secs` other than 0: a standby reads a key's history back to the
+/// revision of its last read, a poll earlier.
+pub const LEAST_KEEP_HISTORY_SECS: u64 = 10;
+
 impl EtcdConfig {
     /// How long a leader may be unable to serve before it hands the lane over (`None`: never).
     pub fn step_down_after(&self) -> Option<std::time::Duration> {
@@ -108,8 +123,27 @@ impl EtcdConfig {
         }
     }
 
+    /// How much key history the relay keeps (`None`: the relay compacts nothing).
+    pub fn keep_history(&self) -> Option<std::time::Duration> {
+        match self.keep_history_secs.unwrap_or(DEFAULT_KEEP_HISTORY_SECS) {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        }
+    }
+
     /// The first problem with the section (the TLS files must be readable).
     pub fn problem(&self) -> Option<Problem> {
+        if let Some(secs) = self.keep_history_secs
+            && secs != 0
+            && secs < LEAST_KEEP_HISTORY_SECS
+        {
+            return Some((
+                "etcd.keep_history_secs",
+                format!(
+                    "{secs} is too short: at least {LEAST_KEEP_HISTORY_SECS} (a standby reads a key's history back a poll), or 0 to leave compaction to the cluster"
+                ),
+            ));
+        }
         if self.endpoints.is_empty() {
             return Some((
                 "etcd.endpoints",

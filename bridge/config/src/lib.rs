@@ -504,5 +504,25 @@ mod tests {
         ))
         .unwrap();
         assert!(c.etcd.unwrap().tls.is_some());
+        // The key history kept: at least 10 s, or 0 (never compacted by the relay).
+        assert_eq!(
+            field(case(
+                "endpoints = [\"http://e:2379\"]\nkeep_history_secs = 5"
+            )),
+            "etcd.keep_history_secs"
+        );
+        let keep = |etcd: &str| case(etcd).unwrap().etcd.unwrap().keep_history();
+        assert_eq!(
+            keep("endpoints = [\"http://e:2379\"]"),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            keep("endpoints = [\"http://e:2379\"]\nkeep_history_secs = 10"),
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(
+            keep("endpoints = [\"http://e:2379\"]\nkeep_history_secs = 0"),
+            None
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod etcd_version;
 pub mod gather;
 pub mod health;
 pub mod heartbeats;
+pub mod history;
 pub mod key_reads;
 pub mod layout;
 pub mod progress;

@@ -95,6 +95,9 @@ pub async fn run(
                 .instrument(tracing::info_span!("etcd_version", %operator)),
         );
     }
+    if let (Some(pool), Some(keep)) = (&etcd, config.etcd.as_ref().and_then(|e| e.keep_history())) {
+        crate::leadership::history::HistoryCompaction::start(pool, keep, metrics.etcd());
+    }
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,
         Err(e) => {

@@ -140,6 +140,7 @@ fn relay_etcd(
         password_file: Some(password_file.to_owned()),
         password_env: None,
         elect_by_chain: false,
+        keep_history_secs: None,
     }
 }
 

@@ -394,3 +394,117 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         }
     }
 }
+
+/// The relays keep etcd's key history to `[etcd] keep_history_secs` (here 10 s): a revision
+/// read from etcd becomes unreadable ("compacted") once it is older than that — not before —
+/// while a revision of the last few seconds stays readable, and compacting costs no lane its
+/// leader. Without it every heartbeat, progress record and cursor stays in etcd for good (a
+/// 64-pair hub grew the database by 1.6 GB an hour) until etcd refuses every write.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relays_compact_etcd_history_older_than_they_keep_and_no_lane_changes_leader() {
+    const KEEP: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Devnet::start(DevnetOptions {
+        relays: false,
+        etcd_members: 1,
+        ..DevnetOptions::new(dir.path())
+    })
+    .await
+    .unwrap();
+    crate::edit_configs(&devnet, |c| {
+        c.etcd.as_mut().unwrap().keep_history_secs = Some(KEEP.as_secs());
+    });
+    for op in devnet.operators() {
+        devnet.start_relay(op).unwrap();
+    }
+    let ports = devnet.operator_http_ports.clone();
+    for port in &ports {
+        for lane in Lane::ALL {
+            wait_metric(*port, &leader_series(lane), 1.0, Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    }
+    let changes = async |ports: &[u16]| {
+        let mut total = 0.0;
+        for port in ports {
+            for lane in Lane::ALL {
+                let series = format!("multibridge_leadership_changes_total{{lane=\"{lane}\"}}");
+                total += metric(*port, &series).await.unwrap_or(f64::NAN);
+            }
+        }
+        total
+    };
+    let changes_before = changes(&ports).await;
+    let endpoints = devnet.etcd.as_ref().unwrap().endpoints();
+    let mut etcd = etcd_client::Client::connect(endpoints, None).await.unwrap();
+    let revision_now = async |etcd: &mut etcd_client::Client| {
+        etcd.status().await.unwrap().header().unwrap().revision()
+    };
+    let read_at = async |etcd: &mut etcd_client::Client, revision: i64| {
+        etcd.get(
+            "/multibridge",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_revision(revision),
+            ),
+        )
+        .await
+    };
+    let first = revision_now(&mut etcd).await;
+    let read_first = Instant::now();
+    assert!(read_at(&mut etcd, first).await.is_ok());
+    let mut recent = first;
+    let gone_after = Poll::new(
+        "the revision read first compacted",
+        KEEP + Duration::from_secs(30),
+    )
+    .logs(dir.path(), 3, 20)
+    .until(async || {
+        recent = revision_now(&mut etcd).await;
+        match read_at(&mut etcd, first).await {
+            Ok(_) => Err(format!("revision {first} still readable (now {recent})")),
+            Err(e) if e.to_string().contains("compacted") => Ok(read_first.elapsed()),
+            Err(e) => panic!("etcd: {e}"),
+        }
+    })
+    .await;
+    println!(
+        "revision {first} compacted {:.1} s after it was read (keep {} s); {} revisions since",
+        gone_after.as_secs_f64(),
+        KEEP.as_secs(),
+        recent - first
+    );
+    // Not before it was `KEEP` old (less the compactor's own read of it, up to a tick earlier).
+    assert!(
+        gone_after >= KEEP - Duration::from_secs(1),
+        "compacted after {gone_after:?}"
+    );
+    assert!(recent > first, "nothing was written to etcd meanwhile");
+    // What was current a moment ago is still there.
+    read_at(&mut etcd, recent).await.unwrap();
+    let mut compactions = 0.0;
+    let mut db_size = 0.0;
+    for port in &ports {
+        for outcome in ["compacted", "already"] {
+            let series =
+                format!("multibridge_etcd_history_compactions_total{{outcome=\"{outcome}\"}}");
+            compactions += metric(*port, &series).await.unwrap_or(0.0);
+        }
+        db_size = f64::max(
+            db_size,
+            metric(*port, "multibridge_etcd_db_size_bytes{endpoint=\"0\"}")
+                .await
+                .unwrap_or(0.0),
+        );
+    }
+    assert!(compactions >= 1.0, "no compaction counted");
+    assert!(db_size > 0.0, "no database size read");
+    assert_eq!(
+        changes(&ports).await,
+        changes_before,
+        "a lane changed leader while the history was compacted"
+    );
+}

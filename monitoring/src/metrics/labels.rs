@@ -272,6 +272,13 @@ pub const HEAD_FEED_EVENTS: [&str; 4] = ["connected", "header", "lost", "behind"
 pub const ETCD_PROGRESS: &str = "write progress";
 /// Outcomes of one progress record: written, failed (etcd did not answer).
 pub const ETCD_PROGRESS_OUTCOMES: [&str; 2] = ["written", "failed"];
+/// The etcd call that reads every member's revision and database size.
+pub const ETCD_STATUS: &str = "status";
+/// The etcd call that compacts the cluster's key history.
+pub const ETCD_COMPACT: &str = "compact history";
+/// Outcomes of one history compaction: compacted, already (another process compacted at least
+/// as far), failed (etcd did not answer).
+pub const ETCD_COMPACTION_OUTCOMES: [&str; 3] = ["compacted", "already", "failed"];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [
     RequestStatus::Observed.as_str(),

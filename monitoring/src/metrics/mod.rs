@@ -391,6 +391,10 @@ pub struct Metrics {
     pub(crate) etcd_heartbeats: IntCounterVec,
     /// Labels: outcome.
     pub(crate) etcd_progress_records: IntCounterVec,
+    /// Labels: outcome.
+    pub(crate) etcd_history_compactions: IntCounterVec,
+    /// Labels: endpoint.
+    pub(crate) etcd_db_size: IntGaugeVec,
     /// How long one etcd attempt may take now, per pool: the configured bound, raised while
     /// no endpoint answered within it and lowered again once answers come fast.
     ///
@@ -894,6 +898,16 @@ impl Metrics {
                 "Lane progress records (each replica's cursor and latest nonce, the leader's lane cursor) the process wrote to etcd, by outcome (written, failed: etcd did not answer). Every lane's records due at once go in one transaction: beside etcd_requests_total{call=\"write progress\"} this gives the records per transaction",
                 &["outcome"],
             )?,
+            etcd_history_compactions: counter(
+                "etcd_history_compactions_total",
+                "Compactions of the etcd cluster's key history by this process (etcd.keep_history_secs; one process and cluster compacts at a time), by outcome (compacted; already: another process had compacted at least as far; failed: etcd did not answer). Every heartbeat, progress record and cursor is a new key version; uncompacted, a 64-pair hub's history grew by about 1.6 GB an hour, and etcd refuses every write past its quota",
+                &["outcome"],
+            )?,
+            etcd_db_size: int_gauge(
+                "etcd_db_size_bytes",
+                "The database size the etcd member at this endpoint index reports (read with the history compaction's status reads, every keep_history_secs / 10, 1-60 s). etcd refuses every write once it passes its quota (--quota-backend-bytes, 2 GiB by default): no lane can keep a leader then",
+                &["endpoint"],
+            )?,
             etcd_attempt_bound: gauge(
                 "etcd_attempt_bound_seconds",
                 "How long one etcd attempt of a kind of call may take now, per pool (elections: the campaigns; background: backups, progress, registry, dashboard; command: the CLI): the configured bound, doubled (up to 4x) each time every endpoint timed out in a row, halved back after three answers in a row under a quarter of it. Above the configured bound, etcd answers that call slower than the lease was configured for",
@@ -1112,6 +1126,11 @@ impl Metrics {
         }
         for outcome in ETCD_PROGRESS_OUTCOMES {
             self.etcd_progress_records
+                .with_label_values(&[outcome])
+                .reset();
+        }
+        for outcome in ETCD_COMPACTION_OUTCOMES {
+            self.etcd_history_compactions
                 .with_label_values(&[outcome])
                 .reset();
         }

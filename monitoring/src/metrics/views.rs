@@ -93,6 +93,8 @@ impl Metrics {
             shared: self.etcd_shared_reads.clone(),
             heartbeats: self.etcd_heartbeats.clone(),
             progress_records: self.etcd_progress_records.clone(),
+            history_compactions: self.etcd_history_compactions.clone(),
+            db_size: self.etcd_db_size.clone(),
             attempt_bound: self.etcd_attempt_bound.clone(),
         }
     }
@@ -390,6 +392,8 @@ pub struct EtcdMetrics {
     shared: IntCounterVec,
     heartbeats: IntCounterVec,
     progress_records: IntCounterVec,
+    history_compactions: IntCounterVec,
+    db_size: IntGaugeVec,
     attempt_bound: prometheus::GaugeVec,
 }
 
@@ -426,6 +430,19 @@ impl EtcdMetrics {
         self.progress_records
             .with_label_values(&[outcome])
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Count one history compaction that ended with `outcome` (one of
+    /// [`ETCD_COMPACTION_OUTCOMES`](crate::metrics::ETCD_COMPACTION_OUTCOMES)).
+    pub fn history_compaction(&self, outcome: &str) {
+        self.history_compactions.with_label_values(&[outcome]).inc();
+    }
+
+    /// The database size the member at endpoint `endpoint` (its index) reported.
+    pub fn db_size(&self, endpoint: usize, bytes: i64) {
+        self.db_size
+            .with_label_values(&[endpoint.to_string().as_str()])
+            .set(bytes);
     }
 
     /// The bound of one attempt of `call` in the pool `pool`, now.

@@ -127,6 +127,7 @@ impl Devnet {
                 password_file: None,
                 password_env: None,
                 elect_by_chain: false,
+                keep_history_secs: None,
             }),
             backup: self.backup_settings()?,
             dashboard: self.dashboard_settings(index)?,
