@@ -57,8 +57,9 @@ pub struct EtcdConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub elect_by_chain: bool,
     /// Seconds of key history the relay keeps in the cluster: every relay process compacts
-    /// what is older (default 300; at least 10; 0: never, for a cluster that compacts itself
-    /// with `--auto-compaction-*` or serves others whose history must stay). Every heartbeat,
+    /// what is older (default 300; at least 10 and three lease TTLs; 0: never, for a cluster
+    /// that compacts itself with `--auto-compaction-*` or serves others whose history must
+    /// stay — in every relay process that uses the cluster). Every heartbeat,
     /// progress record and cursor is a new key version, and etcd keeps every version until it
     /// is compacted: uncompacted, a 64-pair hub filled etcd's default 2 GiB quota in about an
     /// hour and a single pair in days, after which etcd refuses every write.
@@ -107,8 +108,8 @@ pub const DEFAULT_STEP_DOWN_AFTER_SECS: u64 = 3;
 /// Default of `keep_history_secs`.
 pub const DEFAULT_KEEP_HISTORY_SECS: u64 = 300;
 
-/// The least `keep_history_secs` other than 0: a standby reads a key's history back to the
-/// revision of its last read, a poll earlier.
+/// The least `keep_history_secs` other than 0 (and at least three lease TTLs): a standby reads
+/// the leader key's history back to its last change, which a heartbeat renews.
 pub const LEAST_KEEP_HISTORY_SECS: u64 = 10;
 
 impl EtcdConfig {
@@ -133,14 +134,15 @@ impl EtcdConfig {
 
     /// The first problem with the section (the TLS files must be readable).
     pub fn problem(&self) -> Option<Problem> {
+        let least = LEAST_KEEP_HISTORY_SECS.max(self.lease_ttl_secs.saturating_mul(3));
         if let Some(secs) = self.keep_history_secs
             && secs != 0
-            && secs < LEAST_KEEP_HISTORY_SECS
+            && secs < least
         {
             return Some((
                 "etcd.keep_history_secs",
                 format!(
-                    "{secs} is too short: at least {LEAST_KEEP_HISTORY_SECS} (a standby reads a key's history back a poll), or 0 to leave compaction to the cluster"
+                    "{secs} is too short: at least {least} ({LEAST_KEEP_HISTORY_SECS}, and three lease TTLs: a standby reads the leader key's history back to its last change), or 0 to leave compaction to the cluster"
                 ),
             ));
         }

@@ -80,7 +80,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .instrument(tracing::info_span!("pair", pair = %name));
         tokio::spawn(relay)
     }).collect();
-    // A pair that panicked stops the process, as when the pairs were polled by this task.
+    // A pair that panicked stops every pair (they shut down in order) and the process exits
+    // with its error.
     let relays = futures::future::join_all(tasks.into_iter().map(|task| {
         let stop_tx = stop_tx.clone();
         async move {

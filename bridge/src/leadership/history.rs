@@ -11,10 +11,12 @@
 //! Every [`tick`] the process reads every member's status (its revision, and its database size
 //! for `multibridge_etcd_db_size_bytes`) and compacts up to the newest revision it saw at least
 //! `keep` ago. Several processes on one cluster each compact; a compaction another process
-//! already made is counted `already`.
+//! already made is counted `already` (and so is one of ours retried on a second endpoint after
+//! the first timed out). In a hub the figures go to the first pair's metrics (by advertised
+//! URL), the latest a pair started with.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multibridge_chain::shared_reads::ProcessBook;
@@ -24,36 +26,46 @@ use tracing::Instrument;
 
 use super::etcd_pool::EtcdPool;
 
-/// The process's compaction of one cluster (one per endpoint list).
+/// The process's compaction of one cluster (one per endpoint list), and the metrics of every
+/// pair that started it.
 #[derive(Debug, Default)]
-pub struct HistoryCompaction;
+pub struct HistoryCompaction {
+    /// By pair (its advertised URL): the latest metrics each pair started it with. The figures
+    /// go to the first pair's, so a pair that starts again (new metrics) keeps them visible.
+    metrics: Mutex<BTreeMap<String, EtcdMetrics>>,
+}
 
 impl HistoryCompaction {
     /// Keep `keep` of the history of the cluster `pool` reaches, from now until the process
-    /// (its runtime) ends; a second call for the same cluster does nothing while the first
-    /// one's task runs.
-    pub fn start(pool: &Arc<EtcdPool>, keep: Duration, metrics: EtcdMetrics) {
+    /// (its runtime) ends; a later call for the same cluster (another pair, or the same one
+    /// started again) only hands in its metrics while the first one's task runs.
+    pub fn start(pool: &Arc<EtcdPool>, keep: Duration, pair: &str, metrics: EtcdMetrics) {
         static BOOK: ProcessBook<Vec<String>, HistoryCompaction> = ProcessBook::new();
         let mut made = false;
         let me = BOOK.get_or_make(pool.endpoints().to_vec(), || {
             made = true;
-            Self
+            Self::default()
         });
+        me.lock().insert(pair.to_owned(), metrics);
         if !made {
             return;
         }
         let pool = Arc::clone(pool);
         tokio::spawn(
-            async move {
-                // Held by the task: the book's entry lives exactly as long as it runs.
-                let _me = me;
-                run(&pool, keep, &metrics).await;
-            }
-            .instrument(tracing::info_span!(
+            async move { run(&pool, keep, &me).await }.instrument(tracing::info_span!(
                 "etcd_history",
                 keep_secs = keep.as_secs()
             )),
         );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EtcdMetrics>> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The metrics the figures go to now.
+    fn metrics(&self) -> Option<EtcdMetrics> {
+        self.lock().values().next().cloned()
     }
 }
 
@@ -97,11 +109,15 @@ impl Seen {
     }
 }
 
-async fn run(pool: &EtcdPool, keep: Duration, metrics: &EtcdMetrics) {
+/// Until the runtime ends; `me` held so the book's entry lives exactly as long as the task.
+async fn run(pool: &EtcdPool, keep: Duration, me: &HistoryCompaction) {
     let every = tick(keep);
     let mut seen = Seen::default();
     loop {
         tokio::time::sleep(every).await;
+        let Some(metrics) = me.metrics() else {
+            continue;
+        };
         let answers = pool
             .each(ETCD_STATUS, |mut c| async move {
                 let status = c.status().await?;

@@ -96,7 +96,12 @@ pub async fn run(
         );
     }
     if let (Some(pool), Some(keep)) = (&etcd, config.etcd.as_ref().and_then(|e| e.keep_history())) {
-        crate::leadership::history::HistoryCompaction::start(pool, keep, metrics.etcd());
+        crate::leadership::history::HistoryCompaction::start(
+            pool,
+            keep,
+            &crate::registry::advertised_url(&config),
+            metrics.etcd(),
+        );
     }
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,

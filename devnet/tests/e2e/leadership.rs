@@ -426,14 +426,24 @@ async fn the_relays_compact_etcd_history_older_than_they_keep_and_no_lane_change
         }
     }
     let changes = async |ports: &[u16]| {
-        let mut total = 0.0;
-        for port in ports {
-            for lane in Lane::ALL {
-                let series = format!("multibridge_leadership_changes_total{{lane=\"{lane}\"}}");
-                total += metric(*port, &series).await.unwrap_or(f64::NAN);
-            }
-        }
-        total
+        eventually(
+            "every relay's leadership changes",
+            Duration::from_secs(10),
+            async || {
+                let mut total = 0.0;
+                for port in ports {
+                    for lane in Lane::ALL {
+                        let series =
+                            format!("multibridge_leadership_changes_total{{lane=\"{lane}\"}}");
+                        total += metric(*port, &series)
+                            .await
+                            .ok_or(format!("{series} unread on {port}"))?;
+                    }
+                }
+                Ok(total)
+            },
+        )
+        .await
     };
     let changes_before = changes(&ports).await;
     let endpoints = devnet.etcd.as_ref().unwrap().endpoints();
@@ -485,23 +495,33 @@ async fn the_relays_compact_etcd_history_older_than_they_keep_and_no_lane_change
     assert!(recent > first, "nothing was written to etcd meanwhile");
     // What was current a moment ago is still there.
     read_at(&mut etcd, recent).await.unwrap();
-    let mut compactions = 0.0;
-    let mut db_size = 0.0;
-    for port in &ports {
-        for outcome in ["compacted", "already"] {
-            let series =
-                format!("multibridge_etcd_history_compactions_total{{outcome=\"{outcome}\"}}");
-            compactions += metric(*port, &series).await.unwrap_or(0.0);
-        }
-        db_size = f64::max(
-            db_size,
-            metric(*port, "multibridge_etcd_db_size_bytes{endpoint=\"0\"}")
-                .await
-                .unwrap_or(0.0),
-        );
-    }
-    assert!(compactions >= 1.0, "no compaction counted");
-    assert!(db_size > 0.0, "no database size read");
+    // The relays count it, and read the member's database size.
+    eventually(
+        "a compaction counted and the database size read",
+        Duration::from_secs(10),
+        async || {
+            let mut compactions = 0.0;
+            let mut db_size: f64 = 0.0;
+            for port in &ports {
+                for outcome in ["compacted", "already"] {
+                    let series = format!(
+                        "multibridge_etcd_history_compactions_total{{outcome=\"{outcome}\"}}"
+                    );
+                    compactions += metric(*port, &series).await.unwrap_or(0.0);
+                }
+                let size = metric(*port, "multibridge_etcd_db_size_bytes{endpoint=\"0\"}").await;
+                db_size = db_size.max(size.unwrap_or(0.0));
+            }
+            if compactions >= 1.0 && db_size > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{compactions} compactions counted, database {db_size} bytes"
+                ))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         changes(&ports).await,
         changes_before,

@@ -277,7 +277,7 @@ pub const ETCD_STATUS: &str = "status";
 /// The etcd call that compacts the cluster's key history.
 pub const ETCD_COMPACT: &str = "compact history";
 /// Outcomes of one history compaction: compacted, already (another process compacted at least
-/// as far), failed (etcd did not answer).
+/// as far), failed (etcd did not answer, or refused it).
 pub const ETCD_COMPACTION_OUTCOMES: [&str; 3] = ["compacted", "already", "failed"];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [

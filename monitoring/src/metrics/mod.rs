@@ -900,7 +900,7 @@ impl Metrics {
             )?,
             etcd_history_compactions: counter(
                 "etcd_history_compactions_total",
-                "Compactions of the etcd cluster's key history by this process (etcd.keep_history_secs; one process and cluster compacts at a time), by outcome (compacted; already: another process had compacted at least as far; failed: etcd did not answer). Every heartbeat, progress record and cursor is a new key version; uncompacted, a 64-pair hub's history grew by about 1.6 GB an hour, and etcd refuses every write past its quota",
+                "Compactions of the etcd cluster's key history by this process (etcd.keep_history_secs; one process and cluster compacts at a time), by outcome (compacted; already: another process had compacted at least as far; failed: etcd did not answer, or refused it). Every heartbeat, progress record and cursor is a new key version; uncompacted, a 64-pair hub's history grew by about 1.6 GB an hour, and etcd refuses every write past its quota",
                 &["outcome"],
             )?,
             etcd_db_size: int_gauge(

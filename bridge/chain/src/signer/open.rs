@@ -149,7 +149,9 @@ async fn open_signer(
             path,
             password_file,
             password_env,
-        } => OperatorSigner::local(open_keystore(path, password_file, password_env)?),
+        } => OperatorSigner::local(
+            open_keystore_apart(path.clone(), password_file.clone(), password_env.clone()).await?,
+        ),
         SignerConfig::DevKey { .. } => OperatorSigner::local(dev_key()?),
         SignerConfig::Pkcs11 {
             module,
@@ -215,6 +217,29 @@ fn open_keystore(
 ) -> Result<PrivateKeySigner, KeyError> {
     let password = read_password(password_file.as_deref(), password_env.as_deref())?;
     decrypt_keystore(path, &password)
+}
+
+/// [`open_keystore`] on the blocking pool, one keystore at a time in the process: its scrypt
+/// takes about a second and 256 MiB with standard settings, and a hub opens a key for each of
+/// its pairs, whose starts run as tasks on the runtime's workers.
+async fn open_keystore_apart(
+    path: PathBuf,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+) -> Result<PrivateKeySigner, KeyError> {
+    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _turn = ONE_AT_A_TIME
+        .acquire()
+        .await
+        .expect("a static semaphore is never closed");
+    let inputs = (path.clone(), password_file.clone(), password_env.clone());
+    match tokio::task::spawn_blocking(move || open_keystore(&inputs.0, &inputs.1, &inputs.2)).await
+    {
+        Ok(opened) => opened,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down: open it here, as before.
+        Err(_) => open_keystore(&path, &password_file, &password_env),
+    }
 }
 
 /// The password of a keystore: the first line of `file`, else the variable `env`.
