@@ -138,8 +138,9 @@ async fn run(pool: &EtcdPool, keep: Duration, me: &HistoryCompaction) {
             tracing::debug!("no etcd member answered its status: nothing compacted this round");
             continue;
         };
-        seen.saw(Instant::now(), revision);
-        let Some(due) = seen.due(Instant::now(), keep) else {
+        let now = Instant::now();
+        seen.saw(now, revision);
+        let Some(due) = seen.due(now, keep) else {
             continue;
         };
         let outcome = pool

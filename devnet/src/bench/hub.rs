@@ -438,10 +438,10 @@ async fn cold_start(devnet: &mut Devnet) -> Result<(f64, f64), DevnetError> {
     // Each (operator, pair) is asked only until both its lanes were seen led, many at once: a
     // round of every API one after the other took seconds at 64 pairs, and its last round
     // decided the figure (and its scrapes loaded the relays being measured).
-    let mut waiting: Vec<(Vec<u16>, [Option<f64>; 2])> = pairs
+    let mut waiting: Vec<(Vec<u16>, [bool; 2])> = pairs
         .iter()
         .flatten()
-        .map(|replicas| (replicas.clone(), [None; 2]))
+        .map(|replicas| (replicas.clone(), [false; 2]))
         .collect();
     let apis = waiting.iter().map(|(ports, _)| ports.len()).sum::<usize>();
     let mut led_after: Vec<f64> = Vec::new();
@@ -478,25 +478,25 @@ async fn cold_start(devnet: &mut Devnet) -> Result<(f64, f64), DevnetError> {
                             && l.ends_with(" 1")
                     })
                 });
-                if now_led && led[i].is_none() {
-                    led[i] = Some(seen);
+                if now_led && !led[i] {
+                    led[i] = true;
                     led_after.push(seen);
                 }
             }
         }
-        waiting.retain(|(_, led)| led.iter().any(Option::is_none));
+        waiting.retain(|(_, led)| !led.iter().all(|l| *l));
         if !waiting.is_empty() {
             tokio::time::sleep(crate::harness::wait::POLL_INTERVAL).await;
         }
     }
     led_after.sort_by(f64::total_cmp);
     let took = led_after.last().copied().unwrap_or_default();
+    let half = percentile(&led_after, 50.0);
     eprintln!(
-        "cold start of {} relay processes: every lane of every pair led {took:.2}s after the start (half of them by {:.2}s; {apis} APIs)",
+        "cold start of {} relay processes: every lane of every pair led {took:.2}s after the start (half of them by {half:.2}s; {apis} APIs)",
         operators.saturating_mul(replicas),
-        percentile(&led_after, 50.0),
     );
-    Ok((took, percentile(&led_after, 50.0)))
+    Ok((took, half))
 }
 
 /// Relay APIs asked at once while a cold start is watched.
