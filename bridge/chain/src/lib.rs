@@ -211,10 +211,29 @@ pub fn endpoint_label(index: usize, url: &str) -> String {
 /// host). Building a client used to load the system's CA certificates — about 80 ms of CPU
 /// through OpenSSL, before the relay's TLS was rustls — and one per endpoint and per connect was most of a relay's start: six relays
 /// restarted together on two cores took 0.9 s each to pass their preflight.
+///
+/// An idle connection is closed after [`HTTP_IDLE_FOR`]: reqwest keeps one 90 s, so every
+/// connection a moment's burst opened (a preflight's reads at once, a hub's pairs reacting to one
+/// head) stayed, ~25 KB each (heaptrack: hyper's buffers and dispatch channel) — ten per
+/// service chain and five per pair on the main chain, ~1,400 connections in a relay serving 64
+/// pairs. The pool reuses the connection returned last, so the ones a relay's steady work needs
+/// stay open and only a burst's surplus is closed.
 fn shared_http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new).clone()
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_idle_timeout(HTTP_IDLE_FOR)
+                .build()
+                // Fails only where `Client::new` (the client before) fails too: a TLS backend
+                // that cannot start.
+                .unwrap_or_else(|_| reqwest::Client::new())
+        })
+        .clone()
 }
+
+/// How long an idle RPC connection is kept.
+pub const HTTP_IDLE_FOR: Duration = Duration::from_secs(10);
 
 impl ChainClient {
     /// A client for the chain `role` as configured; every RPC attempt is counted in `metrics`

@@ -68,7 +68,7 @@ pub struct EtcdConfig {
 }
 
 /// TLS material for etcd, as PEM files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdTlsConfig {
     /// The CA that signed the members' server certificates.

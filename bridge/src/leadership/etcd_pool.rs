@@ -56,8 +56,9 @@ impl EtcdUnavailable {
 }
 
 /// How to authenticate to etcd: TLS material and a user, read from their files at each
-/// connect (so a rotated certificate or password is picked up by the next connection).
-#[derive(Debug, Clone, Default)]
+/// connect (so a rotated certificate or password is picked up by the next connection). It names
+/// files and variables, never a secret: it keys the connections a process shares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EtcdAccess {
     tls: Option<crate::config::EtcdTlsConfig>,
     user: Option<(String, Option<std::path::PathBuf>, Option<String>)>,
@@ -122,11 +123,42 @@ impl EtcdAccess {
     }
 }
 
+/// One endpoint's connection slot; pools that share connections hold the same slot.
+type Slot = Arc<Mutex<Connection>>;
+
+/// What a shared connection is made for: an endpoint and how it is reached.
+type SlotKey = (String, EtcdAccess);
+
+/// The etcd connections of one process, by endpoint and access: every pool of every bridge pair
+/// of a hub uses one connection per member (gRPC multiplexes their calls) instead of two per pair
+/// — at 64 pairs 128 connections of ~70 KB each (heaptrack: tonic's channel and its HTTP/2
+/// buffers). A slot lives while a pool holds it. A pool that finds the connection failed or
+/// suspect makes it again for all of them; calls under way on the old one finish on it.
+#[derive(Clone, Default)]
+pub struct EtcdConnections(
+    Arc<std::sync::Mutex<HashMap<SlotKey, std::sync::Weak<Mutex<Connection>>>>>,
+);
+
+impl EtcdConnections {
+    /// The slot of `endpoint` reached with `access`: the one a live pool holds, or a new one.
+    fn slot(&self, endpoint: &str, access: &EtcdAccess) -> Slot {
+        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|_, slot| slot.strong_count() > 0);
+        let key = (endpoint.to_owned(), access.clone());
+        if let Some(slot) = slots.get(&key).and_then(std::sync::Weak::upgrade) {
+            return slot;
+        }
+        let slot = Slot::default();
+        slots.insert(key, Arc::downgrade(&slot));
+        slot
+    }
+}
+
 /// One client per endpoint, created on first use and dropped after a failure.
 pub struct EtcdPool {
     endpoints: Vec<String>,
     access: EtcdAccess,
-    clients: Vec<Mutex<Connection>>,
+    clients: Vec<Slot>,
     /// Per endpoint: an attempt was abandoned unanswered past the floor, so its connection is
     /// suspect and is made again before the next attempt (see [`Abandoned`]).
     suspect: Vec<AtomicBool>,
@@ -156,10 +188,7 @@ impl EtcdPool {
     /// (raised while the whole cluster answers slower: [`AttemptBound`]) and counted in
     /// `metrics` (`etcd_requests_total`). Named `elections` until [`named`](Self::named).
     pub fn new(endpoints: Vec<String>, attempt_timeout: Duration, metrics: EtcdMetrics) -> Self {
-        let clients = endpoints
-            .iter()
-            .map(|_| Mutex::new(Connection::None))
-            .collect();
+        let clients = endpoints.iter().map(|_| Slot::default()).collect();
         Self {
             suspect: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
             answered: endpoints
@@ -253,6 +282,17 @@ impl EtcdPool {
     /// Connect with `access` (TLS, user) instead of plain, anonymous connections.
     pub fn with_access(mut self, access: EtcdAccess) -> Self {
         self.access = access;
+        self
+    }
+
+    /// The same pool on the connections of `shared` (set after [`with_access`](Self::with_access):
+    /// connections are shared by endpoint and access).
+    pub fn sharing(mut self, shared: &EtcdConnections) -> Self {
+        self.clients = self
+            .endpoints
+            .iter()
+            .map(|endpoint| shared.slot(endpoint, &self.access))
+            .collect();
         self
     }
 
@@ -698,6 +738,80 @@ mod tests {
             connections(),
             before + 1,
             "the abandoned attempt's connection was made again, not reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn pools_that_share_the_process_connections_open_one_per_member() {
+        let (url, accepted, held) = silent_member().await;
+        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        let shared = super::EtcdConnections::default();
+        let pool = || {
+            EtcdPool::new(
+                vec![url.clone()],
+                Duration::from_millis(100),
+                metrics.etcd(),
+            )
+            .sharing(&shared)
+        };
+        let (elections, background) = (pool(), pool());
+        one_wave(&elections, Instant::now() + Duration::from_millis(80))
+            .await
+            .expect_err("silent");
+        assert_eq!(connections(), 1, "the first pool connected");
+        one_wave(&background, Instant::now() + Duration::from_millis(80))
+            .await
+            .expect_err("silent");
+        assert_eq!(
+            connections(),
+            1,
+            "the second pool used the first one's connection"
+        );
+        // A pool of its own connects for itself (what every pool of every pair did).
+        let alone = EtcdPool::new(
+            vec![url.clone()],
+            Duration::from_millis(100),
+            metrics.etcd(),
+        );
+        one_wave(&alone, Instant::now() + Duration::from_millis(80))
+            .await
+            .expect_err("silent");
+        assert_eq!(connections(), 2);
+        held.abort();
+    }
+
+    #[test]
+    fn connections_are_shared_by_endpoint_and_access_while_a_pool_holds_them() {
+        let shared = super::EtcdConnections::default();
+        let plain = super::EtcdAccess::default();
+        let user = super::EtcdAccess {
+            tls: None,
+            user: Some(("relay".to_owned(), None, Some("ETCD_PASSWORD".to_owned()))),
+        };
+        let a = shared.slot("http://a:2379", &plain);
+        assert!(std::sync::Arc::ptr_eq(
+            &a,
+            &shared.slot("http://a:2379", &plain)
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &a,
+            &shared.slot("http://b:2379", &plain)
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &a,
+            &shared.slot("http://a:2379", &user)
+        ));
+        // Once no pool holds a slot, its entry goes (a pair stopped and started again connects
+        // anew rather than reviving a dropped connection).
+        let weak = std::sync::Arc::downgrade(&a);
+        drop(a);
+        let _other = shared.slot("http://c:2379", &plain);
+        assert!(weak.upgrade().is_none());
+        assert_eq!(
+            shared.0.lock().unwrap().len(),
+            1,
+            "only the live slot is kept"
         );
     }
 

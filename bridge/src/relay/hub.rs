@@ -23,10 +23,15 @@ use multibridge_contracts::Lane;
 use crate::chain::submitter::SubmitterHandle;
 use crate::lane::LaneControl;
 
-/// The submitters and elections of one process, by chain id, and the tasks that run them (on
-/// the process, not on the pair that started them: a pair that fails alone stops none of them).
+/// The submitters and elections of one process, by chain id, the tasks that run them (on
+/// the process, not on the pair that started them: a pair that fails alone stops none of them)
+/// and the process's etcd connections.
 #[derive(Clone, Default)]
-pub struct HubShare(Arc<Mutex<Inner>>, crate::task::SharedTasks);
+pub struct HubShare(
+    Arc<Mutex<Inner>>,
+    crate::task::SharedTasks,
+    crate::leadership::etcd_pool::EtcdConnections,
+);
 
 #[derive(Default)]
 struct Inner {
@@ -56,6 +61,11 @@ impl HubShare {
     /// Where the shared tasks run.
     pub fn tasks(&self) -> &crate::task::SharedTasks {
         &self.1
+    }
+
+    /// The etcd connections every pool of the process uses.
+    pub fn etcd_connections(&self) -> &crate::leadership::etcd_pool::EtcdConnections {
+        &self.2
     }
 
     /// The submitter of `signer` on chain `chain_id`: the one already running, or the one

@@ -86,7 +86,8 @@ pub async fn run(
         .attach(store.clone(), operator, metrics.attest.clone());
     // Background work waits for a slow etcd; the campaigns have their own pool with the lease's
     // short bound (`campaign_etcd` below).
-    let etcd = crate::leadership::background_etcd_pool(&config, &metrics).map(Arc::new);
+    let etcd = crate::leadership::background_etcd_pool(&config, &metrics)
+        .map(|pool| Arc::new(pool.sharing(hub.etcd_connections())));
     if let Some(pool) = &etcd {
         // One look at the members' versions (a known etcd defect is worth an upgrade).
         let (pool, etcd_metrics) = (pool.clone(), metrics.etcd());
@@ -155,7 +156,8 @@ pub async fn run(
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         etcd: etcd.clone(),
-        campaign_etcd: crate::leadership::etcd_pool(&config, &metrics).map(Arc::new),
+        campaign_etcd: crate::leadership::etcd_pool(&config, &metrics)
+            .map(|pool| Arc::new(pool.sharing(hub.etcd_connections()))),
         replica: replica.clone(),
         own_url: own_url.clone(),
         signer: signer.clone(),
