@@ -124,7 +124,19 @@ impl EtcdAccess {
 }
 
 /// One endpoint's connection slot; pools that share connections hold the same slot.
-type Slot = Arc<Mutex<Connection>>;
+type Slot = Arc<SlotState>;
+
+/// An endpoint's connection and when a call on it last answered.
+#[derive(Default)]
+struct SlotState {
+    connection: Mutex<Connection>,
+    /// An attempt was abandoned unanswered past its pool's floor, so the connection is suspect
+    /// and is made again before the next attempt of any pool (see [`Abandoned`]).
+    suspect: AtomicBool,
+    /// When an attempt on the endpoint last answered, in any pool on the slot (an answer after
+    /// an abandoned attempt started proves the connection alive, whoever's call it was).
+    answered: std::sync::Mutex<Option<std::time::Instant>>,
+}
 
 /// What a shared connection is made for: an endpoint and how it is reached.
 type SlotKey = (String, EtcdAccess);
@@ -132,12 +144,12 @@ type SlotKey = (String, EtcdAccess);
 /// The etcd connections of one process, by endpoint and access: every pool of every bridge pair
 /// of a hub uses one connection per member (gRPC multiplexes their calls) instead of two per pair
 /// — at 64 pairs 128 connections of ~70 KB each (heaptrack: tonic's channel and its HTTP/2
-/// buffers). A slot lives while a pool holds it. A pool that finds the connection failed or
-/// suspect makes it again for all of them; calls under way on the old one finish on it.
+/// buffers). A slot lives while a pool holds it. What a call finds out is the slot's: an
+/// answer in one pool proves the connection alive for every pool, and a pool that finds it
+/// failed or suspect makes it again for all of them (calls under way on the old one finish on
+/// it).
 #[derive(Clone, Default)]
-pub struct EtcdConnections(
-    Arc<std::sync::Mutex<HashMap<SlotKey, std::sync::Weak<Mutex<Connection>>>>>,
-);
+pub struct EtcdConnections(Arc<std::sync::Mutex<HashMap<SlotKey, std::sync::Weak<SlotState>>>>);
 
 impl EtcdConnections {
     /// The slot of `endpoint` reached with `access`: the one a live pool holds, or a new one.
@@ -159,12 +171,6 @@ pub struct EtcdPool {
     endpoints: Vec<String>,
     access: EtcdAccess,
     clients: Vec<Slot>,
-    /// Per endpoint: an attempt was abandoned unanswered past the floor, so its connection is
-    /// suspect and is made again before the next attempt (see [`Abandoned`]).
-    suspect: Vec<AtomicBool>,
-    /// Per endpoint: when an attempt on it last answered (an answer after an abandoned
-    /// attempt started proves its connection alive).
-    answered: Vec<std::sync::Mutex<Option<std::time::Instant>>>,
     preferred: AtomicUsize,
     /// The configured bound of one attempt.
     floor: Duration,
@@ -190,11 +196,6 @@ impl EtcdPool {
     pub fn new(endpoints: Vec<String>, attempt_timeout: Duration, metrics: EtcdMetrics) -> Self {
         let clients = endpoints.iter().map(|_| Slot::default()).collect();
         Self {
-            suspect: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
-            answered: endpoints
-                .iter()
-                .map(|_| std::sync::Mutex::new(None))
-                .collect(),
             floor: attempt_timeout,
             bounds: std::sync::Mutex::default(),
             endpoints,
@@ -300,12 +301,9 @@ impl EtcdPool {
     /// (or joined when one is under way) and waited for at most one attempt.
     async fn client(&self, index: usize, bound: Duration) -> Result<Client, String> {
         let connecting = {
-            let slot = self.clients.get(index).ok_or("no such endpoint")?;
-            let mut slot = slot.lock().await;
-            if self
-                .suspect
-                .get(index)
-                .is_some_and(|s| s.swap(false, Ordering::Relaxed))
+            let state = self.clients.get(index).ok_or("no such endpoint")?;
+            let mut slot = state.connection.lock().await;
+            if state.suspect.swap(false, Ordering::Relaxed)
                 && matches!(&*slot, Connection::Ready(_))
             {
                 tracing::debug!(
@@ -329,7 +327,7 @@ impl EtcdPool {
             .await
             .map_err(|_| "connect timed out (still connecting)".to_owned())?;
         let slot = self.clients.get(index).ok_or("no such endpoint")?;
-        let mut slot = slot.lock().await;
+        let mut slot = slot.connection.lock().await;
         // Only the connect this attempt waited for is settled here (a newer one stays).
         if let Connection::Connecting(current) = &*slot
             && current.ptr_eq(&connecting)
@@ -372,7 +370,7 @@ impl EtcdPool {
 
     async fn forget(&self, index: usize) {
         if let Some(slot) = self.clients.get(index) {
-            let mut slot = slot.lock().await;
+            let mut slot = slot.connection.lock().await;
             // A connect under way is kept: it is the reconnect.
             if matches!(&*slot, Connection::Ready(_)) {
                 *slot = Connection::None;
@@ -411,12 +409,10 @@ impl EtcdPool {
         abandoned.armed = false;
         let last = match outcome {
             Ok(Ok(value)) => {
-                if let Some(answered) = self.answered.get(index) {
-                    *answered.lock().unwrap_or_else(|p| p.into_inner()) =
+                if let Some(slot) = self.clients.get(index) {
+                    *slot.answered.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(std::time::Instant::now());
-                }
-                if let Some(suspect) = self.suspect.get(index) {
-                    suspect.store(false, Ordering::Relaxed);
+                    slot.suspect.store(false, Ordering::Relaxed);
                 }
                 self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
@@ -446,8 +442,9 @@ impl EtcdPool {
         if started.elapsed() < self.floor {
             return;
         }
-        let answered_since = self.answered.get(index).is_some_and(|a| {
-            a.lock()
+        let answered_since = self.clients.get(index).is_some_and(|slot| {
+            slot.answered
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .is_some_and(|at| at >= started)
         });
@@ -455,8 +452,8 @@ impl EtcdPool {
             return;
         }
         self.count(index, what, EtcdOutcome::Abandoned);
-        if let Some(suspect) = self.suspect.get(index) {
-            suspect.store(true, Ordering::Relaxed);
+        if let Some(slot) = self.clients.get(index) {
+            slot.suspect.store(true, Ordering::Relaxed);
         }
     }
 
@@ -779,6 +776,47 @@ mod tests {
             .expect_err("silent");
         assert_eq!(connections(), 2);
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_one_pool_finds_suspect_is_made_again_for_every_pool_on_it() {
+        let (url, accepted, held) = silent_member().await;
+        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        let shared = super::EtcdConnections::default();
+        let pool = || {
+            EtcdPool::new(
+                vec![url.clone()],
+                Duration::from_millis(100),
+                metrics.etcd(),
+            )
+            .sharing(&shared)
+        };
+        let (elections, background) = (pool(), pool());
+        // As in the single pool's test: a timeout raises the elections' bound to 200 ms, and a
+        // race of 150 ms then abandons its attempt past the floor, unanswered.
+        one_wave(&elections, Instant::now() + Duration::from_millis(250))
+            .await
+            .expect_err("silent");
+        one_wave(&elections, Instant::now() + Duration::from_millis(150))
+            .await
+            .expect_err("silent");
+        assert_eq!(attempts(&metrics, "abandoned"), 1.0, "cut past the floor");
+        let before = connections();
+        // The other pool's next attempt does not use the connection the first found suspect.
+        one_wave(&background, Instant::now() + Duration::from_millis(80))
+            .await
+            .expect_err("silent");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while connections() == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        held.abort();
+        assert_eq!(
+            connections(),
+            before + 1,
+            "made again for the other pool too"
+        );
     }
 
     #[test]
