@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
@@ -27,13 +27,15 @@ const CONNECT_BOUND: Duration = Duration::from_secs(15);
 /// A connect in progress, shared by the attempts that wait for it.
 type Connecting = Shared<BoxFuture<'static, Result<Client, String>>>;
 
-/// One endpoint's connection: none yet, being made, or made.
+/// One endpoint's connection: none yet, being made, or made; a connect and the connection it
+/// makes carry the slot's generation at its start, so what an attempt finds out about its
+/// connection touches that connection only, never a newer one another pool made meanwhile.
 #[derive(Default)]
 enum Connection {
     #[default]
     None,
-    Connecting(Connecting),
-    Ready(Box<Client>),
+    Connecting(Connecting, u64),
+    Ready(Box<Client>, u64),
 }
 
 /// An etcd call failed on every endpoint.
@@ -130,21 +132,28 @@ type Slot = Arc<SlotState>;
 #[derive(Default)]
 struct SlotState {
     connection: Mutex<Connection>,
-    /// An attempt was abandoned unanswered past its pool's floor, so the connection is suspect
-    /// and is made again before the next attempt of any pool (see [`Abandoned`]).
-    suspect: AtomicBool,
+    /// The generation of the slot's newest connect (from 1).
+    generation: AtomicU64,
+    /// The generation of a connection an attempt was abandoned on unanswered past its pool's
+    /// floor (0: none): it is made again before the next attempt of any pool (see
+    /// [`Abandoned`]).
+    suspect: AtomicU64,
     /// When an attempt on the endpoint last answered, in any pool on the slot (an answer after
     /// an abandoned attempt started proves the connection alive, whoever's call it was).
     answered: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// What a shared connection is made for: an endpoint and how it is reached.
-type SlotKey = (String, EtcdAccess);
+/// What a shared connection is made for: the pools that use it (by name), an endpoint and how
+/// it is reached.
+type SlotKey = (&'static str, String, EtcdAccess);
 
-/// The etcd connections of one process, by endpoint and access: every pool of every bridge pair
-/// of a hub uses one connection per member (gRPC multiplexes their calls) instead of two per pair
-/// — at 64 pairs 128 connections of ~70 KB each (heaptrack: tonic's channel and its HTTP/2
-/// buffers). A slot lives while a pool holds it. What a call finds out is the slot's: an
+/// The etcd connections of one process, by pool name, endpoint and access: the pools of one name
+/// of every bridge pair of a hub use one connection per member (gRPC multiplexes their calls)
+/// instead of one each — at 64 pairs 128 connections of ~70 KB each (heaptrack: tonic's channel
+/// and its HTTP/2 buffers) become two per member. The name keeps the elections' connection apart
+/// from the background work's: the campaigns run on the leadership runtime, and a connection
+/// runs on the runtime that made it, so theirs must be made there and carry nothing else
+/// ([`crate::leadership::runtime`]). A slot lives while a pool holds it. What a call finds out is the slot's: an
 /// answer in one pool proves the connection alive for every pool, and a pool that finds it
 /// failed or suspect makes it again for all of them (calls under way on the old one finish on
 /// it).
@@ -152,11 +161,12 @@ type SlotKey = (String, EtcdAccess);
 pub struct EtcdConnections(Arc<std::sync::Mutex<HashMap<SlotKey, std::sync::Weak<SlotState>>>>);
 
 impl EtcdConnections {
-    /// The slot of `endpoint` reached with `access`: the one a live pool holds, or a new one.
-    fn slot(&self, endpoint: &str, access: &EtcdAccess) -> Slot {
+    /// The slot of `endpoint` reached with `access` for the pools named `pools`: the one a live
+    /// pool holds, or a new one.
+    fn slot(&self, pools: &'static str, endpoint: &str, access: &EtcdAccess) -> Slot {
         let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|_, slot| slot.strong_count() > 0);
-        let key = (endpoint.to_owned(), access.clone());
+        let key = (pools, endpoint.to_owned(), access.clone());
         if let Some(slot) = slots.get(&key).and_then(std::sync::Weak::upgrade) {
             return slot;
         }
@@ -286,25 +296,29 @@ impl EtcdPool {
         self
     }
 
-    /// The same pool on the connections of `shared` (set after [`with_access`](Self::with_access):
-    /// connections are shared by endpoint and access).
+    /// The same pool on the connections of `shared` (set after [`with_access`](Self::with_access)
+    /// and [`named`](Self::named): connections are shared by name, endpoint and access).
     pub fn sharing(mut self, shared: &EtcdConnections) -> Self {
         self.clients = self
             .endpoints
             .iter()
-            .map(|endpoint| shared.slot(endpoint, &self.access))
+            .map(|endpoint| shared.slot(self.name, endpoint, &self.access))
             .collect();
         self
     }
 
     /// Endpoint `index`'s client; a connect is started in the background when there is none
     /// (or joined when one is under way) and waited for at most one attempt.
-    async fn client(&self, index: usize, bound: Duration) -> Result<Client, String> {
-        let connecting = {
-            let state = self.clients.get(index).ok_or("no such endpoint")?;
+    /// Endpoint `index`'s client and its connection's generation.
+    async fn client(&self, index: usize, bound: Duration) -> Result<(Client, u64), String> {
+        let state = self.clients.get(index).ok_or("no such endpoint")?;
+        let (connecting, generation) = {
             let mut slot = state.connection.lock().await;
-            if state.suspect.swap(false, Ordering::Relaxed)
-                && matches!(&*slot, Connection::Ready(_))
+            if let Connection::Ready(_, generation) = &*slot
+                && state
+                    .suspect
+                    .compare_exchange(*generation, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
             {
                 tracing::debug!(
                     pool = self.name,
@@ -314,30 +328,35 @@ impl EtcdPool {
                 *slot = Connection::None;
             }
             match &*slot {
-                Connection::Ready(client) => return Ok(Client::clone(client)),
-                Connection::Connecting(connecting) => connecting.clone(),
+                Connection::Ready(client, generation) => {
+                    return Ok((Client::clone(client), *generation));
+                }
+                Connection::Connecting(connecting, generation) => (connecting.clone(), *generation),
                 Connection::None => {
                     let connecting = self.connect(index)?;
-                    *slot = Connection::Connecting(connecting.clone());
-                    connecting
+                    let generation = state
+                        .generation
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1);
+                    *slot = Connection::Connecting(connecting.clone(), generation);
+                    (connecting, generation)
                 }
             }
         };
         let outcome = tokio::time::timeout(bound, connecting.clone())
             .await
             .map_err(|_| "connect timed out (still connecting)".to_owned())?;
-        let slot = self.clients.get(index).ok_or("no such endpoint")?;
-        let mut slot = slot.connection.lock().await;
+        let mut slot = state.connection.lock().await;
         // Only the connect this attempt waited for is settled here (a newer one stays).
-        if let Connection::Connecting(current) = &*slot
+        if let Connection::Connecting(current, _) = &*slot
             && current.ptr_eq(&connecting)
         {
             *slot = match &outcome {
-                Ok(client) => Connection::Ready(Box::new(client.clone())),
+                Ok(client) => Connection::Ready(Box::new(client.clone()), generation),
                 Err(_) => Connection::None,
             };
         }
-        outcome
+        outcome.map(|client| (client, generation))
     }
 
     /// A connect to endpoint `index` running on its own task, bounded by [`CONNECT_BOUND`].
@@ -368,11 +387,12 @@ impl EtcdPool {
         )
     }
 
-    async fn forget(&self, index: usize) {
+    /// Drop endpoint `index`'s connection of `generation` (a newer one, or a connect under way,
+    /// is kept: it is the reconnect).
+    async fn forget(&self, index: usize, generation: u64) {
         if let Some(slot) = self.clients.get(index) {
             let mut slot = slot.connection.lock().await;
-            // A connect under way is kept: it is the reconnect.
-            if matches!(&*slot, Connection::Ready(_)) {
+            if matches!(&*slot, Connection::Ready(_, current) if *current == generation) {
                 *slot = Connection::None;
             }
         }
@@ -386,7 +406,7 @@ impl EtcdPool {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let bound = self.bound(what);
-        let client = match self.client(index, bound.current()).await {
+        let (client, generation) = match self.client(index, bound.current()).await {
             Ok(c) => c,
             Err(e) => {
                 self.count(index, what, EtcdOutcome::Error);
@@ -401,6 +421,7 @@ impl EtcdPool {
         let mut abandoned = Abandoned {
             pool: self,
             index,
+            generation,
             what,
             started,
             armed: true,
@@ -412,7 +433,13 @@ impl EtcdPool {
                 if let Some(slot) = self.clients.get(index) {
                     *slot.answered.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(std::time::Instant::now());
-                    slot.suspect.store(false, Ordering::Relaxed);
+                    // The connection answered: not suspect (a newer one's doubt stays).
+                    let _ = slot.suspect.compare_exchange(
+                        generation,
+                        0,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                 }
                 self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
@@ -430,7 +457,7 @@ impl EtcdPool {
                 format!("{}: timed out", self.label(index))
             }
         };
-        self.forget(index).await;
+        self.forget(index, generation).await;
         Err(last)
     }
 
@@ -438,7 +465,13 @@ impl EtcdPool {
     /// ended. Its connection is suspect only if it ran past the floor and nothing answered on
     /// the endpoint since it started (a slow cluster answers late but answers: the attempts of
     /// a race's earlier waves are then dropped on a live connection).
-    fn abandoned(&self, index: usize, what: &'static str, started: std::time::Instant) {
+    fn abandoned(
+        &self,
+        index: usize,
+        generation: u64,
+        what: &'static str,
+        started: std::time::Instant,
+    ) {
         if started.elapsed() < self.floor {
             return;
         }
@@ -453,7 +486,7 @@ impl EtcdPool {
         }
         self.count(index, what, EtcdOutcome::Abandoned);
         if let Some(slot) = self.clients.get(index) {
-            slot.suspect.store(true, Ordering::Relaxed);
+            slot.suspect.store(generation, Ordering::Relaxed);
         }
     }
 
@@ -669,6 +702,8 @@ impl EtcdPool {
 struct Abandoned<'a> {
     pool: &'a EtcdPool,
     index: usize,
+    /// The generation of the connection the attempt used.
+    generation: u64,
     what: &'static str,
     started: std::time::Instant,
     armed: bool,
@@ -677,7 +712,8 @@ struct Abandoned<'a> {
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.pool.abandoned(self.index, self.what, self.started);
+            self.pool
+                .abandoned(self.index, self.generation, self.what, self.started);
         }
     }
 }
@@ -819,32 +855,68 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn what_an_attempt_finds_out_touches_only_the_connection_it_used() {
+        let (url, accepted, held) = silent_member().await;
+        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
+        let shared = super::EtcdConnections::default();
+        let pool = || {
+            EtcdPool::new(
+                vec![url.clone()],
+                Duration::from_millis(100),
+                metrics.etcd(),
+            )
+            .sharing(&shared)
+        };
+        let (a, b) = (pool(), pool());
+        let bound = Duration::from_secs(2);
+        let (_, first) = a.client(0, bound).await.expect("connects");
+        // A call on it failed: dropped, and the other pool makes it again.
+        a.forget(0, first).await;
+        let (_, second) = b.client(0, bound).await.expect("connects");
+        assert_ne!(first, second);
+        let made = connections();
+        // Late news of the first connection — a failure, an attempt abandoned long past the
+        // floor — leaves the second alone.
+        a.forget(0, first).await;
+        a.abandoned(
+            0,
+            first,
+            multibridge_monitoring::metrics::ETCD_KEEP_ALIVE,
+            Instant::now() - Duration::from_secs(5),
+        );
+        let (_, still) = b.client(0, bound).await.expect("connected");
+        assert_eq!(still, second, "the newer connection stays");
+        assert_eq!(connections(), made, "and nothing connected again");
+        // News of the second connection does drop it.
+        b.forget(0, second).await;
+        let (_, third) = a.client(0, bound).await.expect("connects");
+        assert_ne!(third, second);
+        held.abort();
+    }
+
     #[test]
-    fn connections_are_shared_by_endpoint_and_access_while_a_pool_holds_them() {
+    fn connections_are_shared_by_pool_name_endpoint_and_access_while_a_pool_holds_them() {
         let shared = super::EtcdConnections::default();
         let plain = super::EtcdAccess::default();
         let user = super::EtcdAccess {
             tls: None,
             user: Some(("relay".to_owned(), None, Some("ETCD_PASSWORD".to_owned()))),
         };
-        let a = shared.slot("http://a:2379", &plain);
-        assert!(std::sync::Arc::ptr_eq(
-            &a,
-            &shared.slot("http://a:2379", &plain)
-        ));
-        assert!(!std::sync::Arc::ptr_eq(
-            &a,
-            &shared.slot("http://b:2379", &plain)
-        ));
-        assert!(!std::sync::Arc::ptr_eq(
-            &a,
-            &shared.slot("http://a:2379", &user)
-        ));
+        let slot = |pools, endpoint| shared.slot(pools, endpoint, &plain);
+        let same = |a: &super::Slot, b: &super::Slot| std::sync::Arc::ptr_eq(a, b);
+        let a = slot("elections", "http://a:2379");
+        assert!(same(&a, &slot("elections", "http://a:2379")));
+        assert!(!same(&a, &slot("elections", "http://b:2379")));
+        assert!(!same(&a, &shared.slot("elections", "http://a:2379", &user)));
+        // The campaigns' connections are never the background work's (another runtime).
+        assert!(!same(&a, &slot("background", "http://a:2379")));
         // Once no pool holds a slot, its entry goes (a pair stopped and started again connects
         // anew rather than reviving a dropped connection).
         let weak = std::sync::Arc::downgrade(&a);
         drop(a);
-        let _other = shared.slot("http://c:2379", &plain);
+        let _other = slot("elections", "http://c:2379");
         assert!(weak.upgrade().is_none());
         assert_eq!(
             shared.0.lock().unwrap().len(),
