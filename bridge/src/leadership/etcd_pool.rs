@@ -362,6 +362,7 @@ impl EtcdPool {
     /// A connect to endpoint `index` running on its own task, bounded by [`CONNECT_BOUND`].
     fn connect(&self, index: usize) -> Result<Connecting, String> {
         let endpoint = self.endpoints.get(index).ok_or("no such endpoint")?.clone();
+        self.metrics.connect(self.name);
         let options = self.access.options(
             ConnectOptions::new()
                 // The TCP (and TLS) part keeps the attempt's bound, so a connect to a member
@@ -801,6 +802,15 @@ mod tests {
             1,
             "the second pool used the first one's connection"
         );
+        let connects: f64 = metrics
+            .render()
+            .lines()
+            .filter(|l| {
+                l.starts_with("multibridge_etcd_connects_total") && l.contains("pool=\"elections\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(connects, 1.0, "one connect counted");
         // A pool of its own connects for itself (what every pool of every pair did).
         let alone = EtcdPool::new(
             vec![url.clone()],

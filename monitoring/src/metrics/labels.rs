@@ -279,6 +279,10 @@ pub const ETCD_COMPACT: &str = "compact history";
 /// Outcomes of one history compaction: compacted, already (another process compacted at least
 /// as far), failed (etcd did not answer, or refused it).
 pub const ETCD_COMPACTION_OUTCOMES: [&str; 3] = ["compacted", "already", "failed"];
+
+/// The relay's etcd pools, by name (`etcd_connects_total{pool}`): the elections' and the
+/// background work's.
+pub const ETCD_POOLS: [&str; 2] = ["elections", "background"];
 /// Stored request statuses (the store's stable names).
 pub const REQUEST_STATUSES: [&str; 5] = [
     RequestStatus::Observed.as_str(),

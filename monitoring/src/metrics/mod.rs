@@ -393,6 +393,8 @@ pub struct Metrics {
     pub(crate) etcd_progress_records: IntCounterVec,
     /// Labels: outcome.
     pub(crate) etcd_history_compactions: IntCounterVec,
+    /// Labels: pool.
+    pub(crate) etcd_connects: IntCounterVec,
     /// Labels: endpoint.
     pub(crate) etcd_db_size: IntGaugeVec,
     /// How long one etcd attempt may take now, per pool: the configured bound, raised while
@@ -903,6 +905,11 @@ impl Metrics {
                 "Compactions of the etcd cluster's key history by this process (etcd.keep_history_secs; one process and cluster compacts at a time), by outcome (compacted; already: another process had compacted at least as far; failed: etcd did not answer, or refused it). Every heartbeat, progress record and cursor is a new key version; uncompacted, a 64-pair hub's history grew by about 1.6 GB an hour, and etcd refuses every write past its quota",
                 &["outcome"],
             )?,
+            etcd_connects: counter(
+                "etcd_connects_total",
+                "Connections to an etcd member this pair's pools started, by pool (elections: the campaigns', on the leadership runtime; background: everything else). Every pool of one name in the process shares one connection per member, so a process makes one per member and pool at its start; more are connections made again after a call failed on one or was abandoned unanswered",
+                &["pool"],
+            )?,
             etcd_db_size: int_gauge(
                 "etcd_db_size_bytes",
                 "The database size the etcd member at this endpoint index reports (read with the history compaction's status reads, every keep_history_secs / 10, 1-60 s). etcd refuses every write once it passes its quota (--quota-backend-bytes, 2 GiB by default): no lane can keep a leader then",
@@ -1133,6 +1140,9 @@ impl Metrics {
             self.etcd_history_compactions
                 .with_label_values(&[outcome])
                 .reset();
+        }
+        for pool in ETCD_POOLS {
+            self.etcd_connects.with_label_values(&[pool]).reset();
         }
     }
 

@@ -94,6 +94,7 @@ impl Metrics {
             heartbeats: self.etcd_heartbeats.clone(),
             progress_records: self.etcd_progress_records.clone(),
             history_compactions: self.etcd_history_compactions.clone(),
+            connects: self.etcd_connects.clone(),
             db_size: self.etcd_db_size.clone(),
             attempt_bound: self.etcd_attempt_bound.clone(),
         }
@@ -393,6 +394,7 @@ pub struct EtcdMetrics {
     heartbeats: IntCounterVec,
     progress_records: IntCounterVec,
     history_compactions: IntCounterVec,
+    connects: IntCounterVec,
     db_size: IntGaugeVec,
     attempt_bound: prometheus::GaugeVec,
 }
@@ -436,6 +438,11 @@ impl EtcdMetrics {
     /// [`ETCD_COMPACTION_OUTCOMES`](crate::metrics::ETCD_COMPACTION_OUTCOMES)).
     pub fn history_compaction(&self, outcome: &str) {
         self.history_compactions.with_label_values(&[outcome]).inc();
+    }
+
+    /// Count a connection to an etcd member that `pool` started.
+    pub fn connect(&self, pool: &str) {
+        self.connects.with_label_values(&[pool]).inc();
     }
 
     /// The database size the member at endpoint `endpoint` (its index) reported.
