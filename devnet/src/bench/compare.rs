@@ -1,6 +1,7 @@
-//! `bench --compare FILE`: each figure of a run beside the same figure of an earlier run (the
-//! committed baseline, `devnet/bench/baseline.json`), with their ratio and whether it moved the
-//! wrong way by more than the noise allowed for it, so a regression is seen the day it lands.
+//! `bench --compare FILE` and `bench-hub --compare FILE`: each figure of a run beside the same
+//! figure of an earlier run (the committed baselines, `devnet/bench/baseline.json` and
+//! `devnet/bench/hub-baseline.json`), with their ratio and whether it moved the wrong way by
+//! more than the noise allowed for it, so a regression is seen the day it lands.
 
 use serde_json::Value;
 
@@ -22,7 +23,8 @@ struct Figure {
     noise: f64,
 }
 
-/// The figures a `bench.json` holds (memory rows by their backlog).
+/// The figures a `bench.json` holds (memory rows by their backlog), or a `bench-hub.json` (rows
+/// by hub size): those the report has.
 fn figures(report: &Value) -> Vec<Figure> {
     let at = |path: &str| {
         path.split('.')
@@ -98,6 +100,78 @@ fn figures(report: &Value) -> Vec<Figure> {
                 noise: 0.10,
             });
         }
+    }
+    out.extend(hub_figures(report));
+    out.retain(|f| f.value.is_some());
+    out
+}
+
+/// The figures of a `bench-hub.json`: per hub size its relays' largest peak RSS, the drain of
+/// its burst and its cold start; the RSS per added lane; the steady and blackhole windows of
+/// the largest hub. A blackhole's increase is a few hundredths of a second where nothing moved,
+/// so its noise is wide: the figure to read there is the target (0.2 s), not the ratio.
+fn hub_figures(report: &Value) -> Vec<Figure> {
+    let figure = |name: String, value: Option<f64>, better, noise| Figure {
+        name,
+        value,
+        better,
+        noise,
+    };
+    let mut out = Vec::new();
+    for row in report
+        .get("rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let pairs = row.get("pairs").and_then(Value::as_u64).unwrap_or(0);
+        let peak = row
+            .get("peak_rss_mib")
+            .and_then(Value::as_array)
+            .and_then(|all| all.iter().filter_map(Value::as_f64).reduce(f64::max));
+        let at = |key: &str| row.get(key).and_then(Value::as_f64);
+        out.push(figure(
+            format!("hub {pairs} pairs: peak RSS (MiB)"),
+            peak,
+            Better::Lower,
+            0.05,
+        ));
+        out.push(figure(
+            format!("hub {pairs} pairs: burst drained (s)"),
+            at("drain_seconds"),
+            Better::Lower,
+            0.25,
+        ));
+        out.push(figure(
+            format!("hub {pairs} pairs: cold start, led (s)"),
+            at("cold_start_led_seconds"),
+            Better::Lower,
+            0.30,
+        ));
+    }
+    out.push(figure(
+        "hub RSS per added lane (MiB)".to_owned(),
+        report.get("rss_per_added_lane_mib").and_then(Value::as_f64),
+        Better::Lower,
+        0.05,
+    ));
+    let blackhole = |key: &str| {
+        report
+            .get("blackhole")
+            .and_then(|b| b.get(key))
+            .and_then(Value::as_f64)
+    };
+    for (name, key, noise) in [
+        ("hub steady worst lane p50 (s)", "steady_worst_p50", 0.10),
+        ("hub steady worst lane p99 (s)", "steady_worst_p99", 0.30),
+        ("hub blackhole worst increase (s)", "worst_increase", 2.0),
+    ] {
+        out.push(figure(
+            name.to_owned(),
+            blackhole(key),
+            Better::Lower,
+            noise,
+        ));
     }
     out
 }
@@ -191,6 +265,48 @@ pub fn render(rows: &[Compared], baseline_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hub(rss: [f64; 2], per_lane: f64) -> Value {
+        serde_json::json!({
+            "rows": [
+                {"pairs": 1, "drain_seconds": 2.4, "peak_rss_mib": [25.5, rss[0]], "cold_start_led_seconds": 0.1},
+                {"pairs": 64, "drain_seconds": 23.5, "peak_rss_mib": [140.0, rss[1]], "cold_start_led_seconds": 2.4},
+            ],
+            "rss_per_added_lane_mib": per_lane,
+            "blackhole": {"steady_worst_p50": 2.3, "steady_worst_p99": 4.1, "worst_increase": 0.08},
+        })
+    }
+
+    #[test]
+    fn a_hub_report_is_compared_by_hub_size_with_only_the_figures_it_has() {
+        let rows = compare(&hub([26.0, 150.0], 0.98), &hub([26.0, 170.0], 1.14));
+        let row = |name: &str| rows.iter().find(|r| r.name == name).cloned();
+        let largest = row("hub 64 pairs: peak RSS (MiB)").expect("a row per hub size");
+        assert_eq!(
+            largest.baseline,
+            Some(150.0),
+            "the largest of the relays' peaks"
+        );
+        assert!(largest.regressed, "150 -> 170 MiB is over 5 %");
+        assert!(
+            row("hub RSS per added lane (MiB)")
+                .expect("listed")
+                .regressed
+        );
+        assert!(
+            !row("hub 1 pairs: peak RSS (MiB)")
+                .expect("listed")
+                .regressed
+        );
+        assert!(
+            !row("hub blackhole worst increase (s)")
+                .expect("listed")
+                .regressed
+        );
+        // A hub report has no one-pair figures, and lists none.
+        assert!(row("latency p50 (s)").is_none());
+        assert!(rows.iter().all(|r| r.baseline.is_some() && r.now.is_some()));
+    }
 
     fn report(p50: f64, ratio: f64, rss: f64) -> Value {
         serde_json::json!({

@@ -45,14 +45,7 @@ impl BenchArgs {
             json,
         } = self;
         refuse_if_running(dir)?;
-        // Read before the run, so a wrong path fails in a second, not after it.
-        let baseline = match &compare {
-            Some(path) => Some(serde_json::from_str::<serde_json::Value>(
-                &std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
-            )?),
-            None => None,
-        };
+        let baseline = read_baseline(compare.as_deref())?;
         let report = multibridge_devnet::bench::transfers::run(
             dir,
             &multibridge_devnet::bench::transfers::BenchOptions {
@@ -192,6 +185,10 @@ pub struct BenchHubArgs {
     /// `newHeads` subscription: to compare the two.
     #[arg(long)]
     pub no_head_feeds: bool,
+    /// Print each figure beside the same figure of an earlier `bench-hub.json` (the committed
+    /// baseline: `devnet/bench/hub-baseline.json`) with their ratio.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
     /// Print only the JSON.
     #[arg(long)]
     pub json: bool,
@@ -206,9 +203,11 @@ impl BenchHubArgs {
             probe_every,
             lease_ttl,
             no_head_feeds,
+            compare,
             json,
         } = self;
         refuse_if_running(dir)?;
+        let baseline = read_baseline(compare.as_deref())?;
         let report = multibridge_devnet::bench::hub::run(
             &dir.join("bench-hub"),
             &multibridge_devnet::bench::hub::HubBenchOptions {
@@ -221,14 +220,36 @@ impl BenchHubArgs {
             },
         )
         .await?;
-        emit_report(
-            dir,
-            "bench-hub.json",
-            &report,
-            multibridge_devnet::bench::hub::render,
-            json,
-        )
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(dir.join("bench-hub.json"), &text)?;
+        if !json {
+            println!("{}", multibridge_devnet::bench::hub::render(&report));
+            if let (Some(baseline), Some(path)) = (&baseline, &compare) {
+                let rows = multibridge_devnet::bench::compare::compare(
+                    baseline,
+                    &serde_json::to_value(&report)?,
+                );
+                println!(
+                    "{}",
+                    multibridge_devnet::bench::compare::render(&rows, &path.display().to_string())
+                );
+            }
+            println!("JSON (also in {}):", dir.join("bench-hub.json").display());
+        }
+        println!("{text}");
+        Ok(())
     }
+}
+
+/// The baseline `--compare` names, read before the run (a wrong path fails in a second, not
+/// after the run).
+fn read_baseline(path: Option<&Path>) -> Result<Option<serde_json::Value>> {
+    path.map(|path| {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Ok(serde_json::from_str::<serde_json::Value>(&text)?)
+    })
+    .transpose()
 }
 
 #[derive(Args)]
