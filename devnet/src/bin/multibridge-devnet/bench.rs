@@ -56,24 +56,14 @@ impl BenchArgs {
             },
         )
         .await?;
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(dir.join("bench.json"), &text)?;
-        if !json {
-            println!("{}", multibridge_devnet::bench::transfers::render(&report));
-            if let (Some(baseline), Some(path)) = (&baseline, &compare) {
-                let rows = multibridge_devnet::bench::compare::compare(
-                    baseline,
-                    &serde_json::to_value(&report)?,
-                );
-                println!(
-                    "{}",
-                    multibridge_devnet::bench::compare::render(&rows, &path.display().to_string())
-                );
-            }
-            println!("JSON (also in {}):", dir.join("bench.json").display());
-        }
-        println!("{text}");
-        Ok(())
+        emit_compared(
+            dir,
+            "bench.json",
+            &report,
+            multibridge_devnet::bench::transfers::render,
+            json,
+            baseline.as_ref().zip(compare.as_deref()),
+        )
     }
 }
 
@@ -220,24 +210,14 @@ impl BenchHubArgs {
             },
         )
         .await?;
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(dir.join("bench-hub.json"), &text)?;
-        if !json {
-            println!("{}", multibridge_devnet::bench::hub::render(&report));
-            if let (Some(baseline), Some(path)) = (&baseline, &compare) {
-                let rows = multibridge_devnet::bench::compare::compare(
-                    baseline,
-                    &serde_json::to_value(&report)?,
-                );
-                println!(
-                    "{}",
-                    multibridge_devnet::bench::compare::render(&rows, &path.display().to_string())
-                );
-            }
-            println!("JSON (also in {}):", dir.join("bench-hub.json").display());
-        }
-        println!("{text}");
-        Ok(())
+        emit_compared(
+            dir,
+            "bench-hub.json",
+            &report,
+            multibridge_devnet::bench::hub::render,
+            json,
+            baseline.as_ref().zip(compare.as_deref()),
+        )
     }
 }
 
@@ -389,10 +369,33 @@ fn emit_report<R: serde::Serialize>(
     render: fn(&R) -> String,
     json_only: bool,
 ) -> Result<()> {
+    emit_compared(dir, file, report, render, json_only, None)
+}
+
+/// [`emit_report`], with each figure beside the same figure of `baseline` (read from its path)
+/// between the table and the JSON.
+fn emit_compared<R: serde::Serialize>(
+    dir: &Path,
+    file: &str,
+    report: &R,
+    render: fn(&R) -> String,
+    json_only: bool,
+    baseline: Option<(&serde_json::Value, &Path)>,
+) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     std::fs::write(dir.join(file), &text)?;
     if !json_only {
         println!("{}", render(report));
+        if let Some((baseline, path)) = baseline {
+            let rows = multibridge_devnet::bench::compare::compare(
+                baseline,
+                &serde_json::to_value(report)?,
+            );
+            println!(
+                "{}",
+                multibridge_devnet::bench::compare::render(&rows, &path.display().to_string())
+            );
+        }
         println!("JSON (also in {}):", dir.join(file).display());
     }
     println!("{text}");
