@@ -233,7 +233,7 @@ fn shared_http() -> reqwest::Client {
 }
 
 /// How long an idle RPC connection is kept.
-pub const HTTP_IDLE_FOR: Duration = Duration::from_secs(10);
+const HTTP_IDLE_FOR: Duration = Duration::from_secs(10);
 
 impl ChainClient {
     /// A client for the chain `role` as configured; every RPC attempt is counted in `metrics`

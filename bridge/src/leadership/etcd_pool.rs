@@ -143,6 +143,30 @@ struct SlotState {
     answered: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+impl SlotState {
+    /// A call on the connection of `generation` answered: it is alive, whoever doubted it (a
+    /// newer connection's doubt stays).
+    fn answered(&self, generation: u64) {
+        *self.answered.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.clear_suspect(generation);
+    }
+
+    /// Whether a call on the endpoint answered at or after `started`.
+    fn answered_since(&self, started: std::time::Instant) -> bool {
+        self.answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at >= started)
+    }
+
+    /// Clear the doubt on the connection of `generation`; whether there was one.
+    fn clear_suspect(&self, generation: u64) -> bool {
+        self.suspect
+            .compare_exchange(generation, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
 /// What a shared connection is made for: the pools that use it (by name), an endpoint and how
 /// it is reached.
 type SlotKey = (&'static str, String, EtcdAccess);
@@ -153,10 +177,10 @@ type SlotKey = (&'static str, String, EtcdAccess);
 /// and its HTTP/2 buffers) become two per member. The name keeps the elections' connection apart
 /// from the background work's: the campaigns run on the leadership runtime, and a connection
 /// runs on the runtime that made it, so theirs must be made there and carry nothing else
-/// ([`crate::leadership::runtime`]). A slot lives while a pool holds it. What a call finds out is the slot's: an
-/// answer in one pool proves the connection alive for every pool, and a pool that finds it
-/// failed or suspect makes it again for all of them (calls under way on the old one finish on
-/// it).
+/// ([`crate::leadership::runtime`]). A slot lives while a pool holds it. What a call finds out
+/// is the slot's: an answer in one pool proves the connection alive for every pool, and a pool
+/// that finds it failed or suspect makes it again for all of them (calls under way on the old
+/// one finish on it).
 #[derive(Clone, Default)]
 pub struct EtcdConnections(Arc<std::sync::Mutex<HashMap<SlotKey, std::sync::Weak<SlotState>>>>);
 
@@ -307,18 +331,15 @@ impl EtcdPool {
         self
     }
 
-    /// Endpoint `index`'s client; a connect is started in the background when there is none
-    /// (or joined when one is under way) and waited for at most one attempt.
-    /// Endpoint `index`'s client and its connection's generation.
+    /// Endpoint `index`'s client and its connection's generation; a connect is started in the
+    /// background when there is none (or joined when one is under way) and waited for at most
+    /// one attempt.
     async fn client(&self, index: usize, bound: Duration) -> Result<(Client, u64), String> {
         let state = self.clients.get(index).ok_or("no such endpoint")?;
         let (connecting, generation) = {
             let mut slot = state.connection.lock().await;
             if let Connection::Ready(_, generation) = &*slot
-                && state
-                    .suspect
-                    .compare_exchange(*generation, 0, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
+                && state.clear_suspect(*generation)
             {
                 tracing::debug!(
                     pool = self.name,
@@ -432,15 +453,7 @@ impl EtcdPool {
         let last = match outcome {
             Ok(Ok(value)) => {
                 if let Some(slot) = self.clients.get(index) {
-                    *slot.answered.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(std::time::Instant::now());
-                    // The connection answered: not suspect (a newer one's doubt stays).
-                    let _ = slot.suspect.compare_exchange(
-                        generation,
-                        0,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    slot.answered(generation);
                 }
                 self.bound_changed(what, bound.answered(started.elapsed()));
                 self.count(index, what, EtcdOutcome::Ok);
@@ -476,19 +489,14 @@ impl EtcdPool {
         if started.elapsed() < self.floor {
             return;
         }
-        let answered_since = self.clients.get(index).is_some_and(|slot| {
-            slot.answered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some_and(|at| at >= started)
-        });
-        if answered_since {
+        let Some(slot) = self.clients.get(index) else {
+            return;
+        };
+        if slot.answered_since(started) {
             return;
         }
         self.count(index, what, EtcdOutcome::Abandoned);
-        if let Some(slot) = self.clients.get(index) {
-            slot.suspect.store(generation, Ordering::Relaxed);
-        }
+        slot.suspect.store(generation, Ordering::Relaxed);
     }
 
     fn unavailable(&self, what: &'static str, last: String) -> EtcdUnavailable {
@@ -728,18 +736,23 @@ mod tests {
 
     use super::EtcdPool;
 
-    /// The keep-alive attempts counted with `outcome` in `metrics`' text.
-    fn attempts(metrics: &Metrics, outcome: &str) -> f64 {
+    /// The sum of the `family` series in `metrics`' text whose labels hold every one of `has`.
+    fn counted(metrics: &Metrics, family: &str, has: &[&str]) -> f64 {
         metrics
             .render()
             .lines()
-            .filter(|l| {
-                l.starts_with("multibridge_etcd_requests_total")
-                    && l.contains("lease keep-alive")
-                    && l.contains(&format!("outcome=\"{outcome}\""))
-            })
+            .filter(|l| l.starts_with(family) && has.iter().all(|h| l.contains(h)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The keep-alive attempts counted with `outcome` in `metrics`' text.
+    fn attempts(metrics: &Metrics, outcome: &str) -> f64 {
+        counted(
+            metrics,
+            "multibridge_etcd_requests_total",
+            &["lease keep-alive", &format!("outcome=\"{outcome}\"")],
+        )
     }
 
     #[tokio::test]
@@ -775,70 +788,91 @@ mod tests {
         );
     }
 
+    /// A silent member and one process's shared connections to it: what the sharing tests
+    /// start from.
+    struct SharedMember {
+        url: String,
+        accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        held: tokio::task::JoinHandle<()>,
+        metrics: Metrics,
+        shared: super::EtcdConnections,
+    }
+
+    impl SharedMember {
+        async fn start() -> Self {
+            let (url, accepted, held) = silent_member().await;
+            Self {
+                url,
+                accepted,
+                held,
+                metrics: Metrics::new(&Lane::ALL, 1).unwrap(),
+                shared: super::EtcdConnections::default(),
+            }
+        }
+
+        /// A pool of its own (floor 100 ms), as every pool of every pair was.
+        fn alone(&self) -> EtcdPool {
+            EtcdPool::new(
+                vec![self.url.clone()],
+                Duration::from_millis(100),
+                self.metrics.etcd(),
+            )
+        }
+
+        /// A pool on the shared connections.
+        fn pool(&self) -> EtcdPool {
+            self.alone().sharing(&self.shared)
+        }
+
+        /// How many connections the member took.
+        fn connections(&self) -> usize {
+            self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// `etcd_connects_total{pool="elections"}`.
+        fn connects(&self) -> f64 {
+            counted(
+                &self.metrics,
+                "multibridge_etcd_connects_total",
+                &["pool=\"elections\""],
+            )
+        }
+    }
+
+    impl Drop for SharedMember {
+        fn drop(&mut self) {
+            self.held.abort();
+        }
+    }
+
     #[tokio::test]
     async fn pools_that_share_the_process_connections_open_one_per_member() {
-        let (url, accepted, held) = silent_member().await;
-        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
-        let shared = super::EtcdConnections::default();
-        let pool = || {
-            EtcdPool::new(
-                vec![url.clone()],
-                Duration::from_millis(100),
-                metrics.etcd(),
-            )
-            .sharing(&shared)
-        };
-        let (elections, background) = (pool(), pool());
+        let member = SharedMember::start().await;
+        let (elections, background) = (member.pool(), member.pool());
         one_wave(&elections, Instant::now() + Duration::from_millis(80))
             .await
             .expect_err("silent");
-        assert_eq!(connections(), 1, "the first pool connected");
+        assert_eq!(member.connections(), 1, "the first pool connected");
         one_wave(&background, Instant::now() + Duration::from_millis(80))
             .await
             .expect_err("silent");
         assert_eq!(
-            connections(),
+            member.connections(),
             1,
             "the second pool used the first one's connection"
         );
-        let connects: f64 = metrics
-            .render()
-            .lines()
-            .filter(|l| {
-                l.starts_with("multibridge_etcd_connects_total") && l.contains("pool=\"elections\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        assert_eq!(connects, 1.0, "one connect counted");
+        assert_eq!(member.connects(), 1.0, "one connect counted");
         // A pool of its own connects for itself (what every pool of every pair did).
-        let alone = EtcdPool::new(
-            vec![url.clone()],
-            Duration::from_millis(100),
-            metrics.etcd(),
-        );
-        one_wave(&alone, Instant::now() + Duration::from_millis(80))
+        one_wave(&member.alone(), Instant::now() + Duration::from_millis(80))
             .await
             .expect_err("silent");
-        assert_eq!(connections(), 2);
-        held.abort();
+        assert_eq!(member.connections(), 2);
     }
 
     #[tokio::test]
     async fn a_connection_one_pool_finds_suspect_is_made_again_for_every_pool_on_it() {
-        let (url, accepted, held) = silent_member().await;
-        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
-        let shared = super::EtcdConnections::default();
-        let pool = || {
-            EtcdPool::new(
-                vec![url.clone()],
-                Duration::from_millis(100),
-                metrics.etcd(),
-            )
-            .sharing(&shared)
-        };
-        let (elections, background) = (pool(), pool());
+        let member = SharedMember::start().await;
+        let (elections, background) = (member.pool(), member.pool());
         // As in the single pool's test: a timeout raises the elections' bound to 200 ms, and a
         // race of 150 ms then abandons its attempt past the floor, unanswered.
         one_wave(&elections, Instant::now() + Duration::from_millis(250))
@@ -847,19 +881,22 @@ mod tests {
         one_wave(&elections, Instant::now() + Duration::from_millis(150))
             .await
             .expect_err("silent");
-        assert_eq!(attempts(&metrics, "abandoned"), 1.0, "cut past the floor");
-        let before = connections();
+        assert_eq!(
+            attempts(&member.metrics, "abandoned"),
+            1.0,
+            "cut past the floor"
+        );
+        let before = member.connections();
         // The other pool's next attempt does not use the connection the first found suspect.
         one_wave(&background, Instant::now() + Duration::from_millis(80))
             .await
             .expect_err("silent");
         let deadline = Instant::now() + Duration::from_secs(2);
-        while connections() == before && Instant::now() < deadline {
+        while member.connections() == before && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        held.abort();
         assert_eq!(
-            connections(),
+            member.connections(),
             before + 1,
             "made again for the other pool too"
         );
@@ -867,26 +904,15 @@ mod tests {
 
     #[tokio::test]
     async fn what_an_attempt_finds_out_touches_only_the_connection_it_used() {
-        let (url, accepted, held) = silent_member().await;
-        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-        let metrics = Metrics::new(&Lane::ALL, 1).unwrap();
-        let shared = super::EtcdConnections::default();
-        let pool = || {
-            EtcdPool::new(
-                vec![url.clone()],
-                Duration::from_millis(100),
-                metrics.etcd(),
-            )
-            .sharing(&shared)
-        };
-        let (a, b) = (pool(), pool());
+        let member = SharedMember::start().await;
+        let (a, b) = (member.pool(), member.pool());
         let bound = Duration::from_secs(2);
         let (_, first) = a.client(0, bound).await.expect("connects");
         // A call on it failed: dropped, and the other pool makes it again.
         a.forget(0, first).await;
         let (_, second) = b.client(0, bound).await.expect("connects");
         assert_ne!(first, second);
-        let made = connections();
+        let made = member.connections();
         // Late news of the first connection — a failure, an attempt abandoned long past the
         // floor — leaves the second alone.
         a.forget(0, first).await;
@@ -898,12 +924,11 @@ mod tests {
         );
         let (_, still) = b.client(0, bound).await.expect("connected");
         assert_eq!(still, second, "the newer connection stays");
-        assert_eq!(connections(), made, "and nothing connected again");
+        assert_eq!(member.connections(), made, "and nothing connected again");
         // News of the second connection does drop it.
         b.forget(0, second).await;
         let (_, third) = a.client(0, bound).await.expect("connects");
         assert_ne!(third, second);
-        held.abort();
     }
 
     #[test]

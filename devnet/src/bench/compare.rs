@@ -26,11 +26,6 @@ struct Figure {
 /// The figures a `bench.json` holds (memory rows by their backlog), or a `bench-hub.json` (rows
 /// by hub size): those the report has.
 fn figures(report: &Value) -> Vec<Figure> {
-    let at = |path: &str| {
-        path.split('.')
-            .try_fold(report, |v, key| v.get(key))
-            .and_then(Value::as_f64)
-    };
     let mut out: Vec<Figure> = [
         ("latency p50 (s)", "latency.p50", Better::Lower, 0.10),
         ("latency p99 (s)", "latency.p99", Better::Lower, 0.25),
@@ -75,7 +70,7 @@ fn figures(report: &Value) -> Vec<Figure> {
     .into_iter()
     .map(|(name, path, better, noise)| Figure {
         name: name.to_owned(),
-        value: at(path),
+        value: at(report, path),
         better,
         noise,
     })
@@ -93,12 +88,11 @@ fn figures(report: &Value) -> Vec<Figure> {
             ("leader anon", "peak_anon_mib"),
             ("follower anon", "follower_peak_anon_mib"),
         ] {
-            out.push(Figure {
-                name: format!("RSS {who}, {pending} pending (MiB)"),
-                value: row.get(key).and_then(Value::as_f64),
-                better: Better::Lower,
-                noise: 0.10,
-            });
+            out.push(lower(
+                format!("RSS {who}, {pending} pending (MiB)"),
+                at(row, key),
+                0.10,
+            ));
         }
     }
     out.extend(hub_figures(report));
@@ -111,12 +105,6 @@ fn figures(report: &Value) -> Vec<Figure> {
 /// the largest hub. A blackhole's increase is a few hundredths of a second where nothing moved,
 /// so its noise is wide: the figure to read there is the target (0.2 s), not the ratio.
 fn hub_figures(report: &Value) -> Vec<Figure> {
-    let figure = |name: String, value: Option<f64>, better, noise| Figure {
-        name,
-        value,
-        better,
-        noise,
-    };
     let mut out = Vec::new();
     for row in report
         .get("rows")
@@ -129,51 +117,64 @@ fn hub_figures(report: &Value) -> Vec<Figure> {
             .get("peak_rss_mib")
             .and_then(Value::as_array)
             .and_then(|all| all.iter().filter_map(Value::as_f64).reduce(f64::max));
-        let at = |key: &str| row.get(key).and_then(Value::as_f64);
-        out.push(figure(
+        out.push(lower(
             format!("hub {pairs} pairs: peak RSS (MiB)"),
             peak,
-            Better::Lower,
             0.05,
         ));
-        out.push(figure(
-            format!("hub {pairs} pairs: burst drained (s)"),
-            at("drain_seconds"),
-            Better::Lower,
-            0.25,
-        ));
-        out.push(figure(
-            format!("hub {pairs} pairs: cold start, led (s)"),
-            at("cold_start_led_seconds"),
-            Better::Lower,
-            0.30,
-        ));
+        for (name, key, noise) in [
+            ("burst drained (s)", "drain_seconds", 0.25),
+            ("cold start, led (s)", "cold_start_led_seconds", 0.30),
+        ] {
+            out.push(lower(
+                format!("hub {pairs} pairs: {name}"),
+                at(row, key),
+                noise,
+            ));
+        }
     }
-    out.push(figure(
-        "hub RSS per added lane (MiB)".to_owned(),
-        report.get("rss_per_added_lane_mib").and_then(Value::as_f64),
-        Better::Lower,
-        0.05,
-    ));
-    let blackhole = |key: &str| {
-        report
-            .get("blackhole")
-            .and_then(|b| b.get(key))
-            .and_then(Value::as_f64)
-    };
-    for (name, key, noise) in [
-        ("hub steady worst lane p50 (s)", "steady_worst_p50", 0.10),
-        ("hub steady worst lane p99 (s)", "steady_worst_p99", 0.30),
-        ("hub blackhole worst increase (s)", "worst_increase", 2.0),
+    for (name, path, noise) in [
+        (
+            "hub RSS per added lane (MiB)",
+            "rss_per_added_lane_mib",
+            0.05,
+        ),
+        (
+            "hub steady worst lane p50 (s)",
+            "blackhole.steady_worst_p50",
+            0.10,
+        ),
+        (
+            "hub steady worst lane p99 (s)",
+            "blackhole.steady_worst_p99",
+            0.30,
+        ),
+        (
+            "hub blackhole worst increase (s)",
+            "blackhole.worst_increase",
+            2.0,
+        ),
     ] {
-        out.push(figure(
-            name.to_owned(),
-            blackhole(key),
-            Better::Lower,
-            noise,
-        ));
+        out.push(lower(name.to_owned(), at(report, path), noise));
     }
     out
+}
+
+/// The number at `path` (keys joined by dots) in `report`, or in one of its rows.
+fn at(report: &Value, path: &str) -> Option<f64> {
+    path.split('.')
+        .try_fold(report, |v, key| v.get(key))
+        .and_then(Value::as_f64)
+}
+
+/// A figure for which smaller is better.
+fn lower(name: String, value: Option<f64>, noise: f64) -> Figure {
+    Figure {
+        name,
+        value,
+        better: Better::Lower,
+        noise,
+    }
 }
 
 /// One compared row.
