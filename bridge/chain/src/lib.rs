@@ -12,6 +12,7 @@
 //! | [`pair`] | both chains of a pair |
 //! | [`shared_reads`] | the head and the endpoints' probe, read once for every client of a chain in the process |
 //! | [`head_cadence`], [`head_feed`] | when the next block is due; the head pushed by the node's `newHeads` subscription |
+//! | [`head_logs`] | the newest blocks' events read once at each head for every reader that follows the head |
 //! | [`sender`], [`fees`], [`submitter`] | the nonce sequence, fees and replacement; one submitter per (chain, signer) serving every writer |
 //! | [`signer`] | the operator key: keystore, PKCS#11 token or AWS KMS; [`signer::open`] loads one from the config |
 //! | [`fence`] | the lease a replica must hold before every broadcast |
@@ -50,6 +51,7 @@ pub mod fees;
 pub mod fence;
 pub mod head_cadence;
 pub mod head_feed;
+pub mod head_logs;
 pub mod health;
 pub mod liveness;
 pub mod logs;
@@ -429,6 +431,46 @@ impl ChainClient {
             return answer;
         }
         self.logs_from_node(filter).await
+    }
+
+    /// [`logs`](Self::logs) for a reader that follows the head (the guardian's watch of new
+    /// releases): a range ending near the shared head is answered from one read, at that head,
+    /// of every such reader's contracts and events in the process ([`head_logs`]; counted as
+    /// `rpc_shared_reads_total{read="head logs"}`); anything else as [`logs`](Self::logs).
+    pub async fn logs_at_head(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
+        if let Some(answer) = self.logs_from_head_window(filter).await {
+            return answer;
+        }
+        self.logs(filter).await
+    }
+
+    /// [`logs_at_head`](Self::logs_at_head) from the window, or `None` where it does not serve.
+    async fn logs_from_head_window(&self, filter: &Filter) -> Option<Result<Vec<Log>, ChainError>> {
+        let head = self.head().await.ok()?;
+        let window = &self.shared.head_logs;
+        let _fetching = window.fetching.lock().await;
+        match window.plan(filter, head) {
+            head_logs::HeadPlan::Pass => None,
+            head_logs::HeadPlan::Held(logs) => {
+                self.metrics.shared_read("head logs");
+                Some(Ok(logs))
+            }
+            head_logs::HeadPlan::Read(read) => match self.logs_from_node(&read.filter()).await {
+                Ok(logs) => {
+                    let answer = head_logs::matching(filter, &logs);
+                    window.keep(&read, logs);
+                    Some(Ok(answer))
+                }
+                Err(e) => {
+                    // Every reader's contracts may be what failed (an answer over the bound):
+                    // each reader's own, narrower read may pass.
+                    tracing::debug!(chain = %self.role, from = read.from, head = read.head, error = %e, "a read of the head's events for every reader failed; each reads its own");
+                    self.metrics.shared_read("head logs read failed");
+                    window.failed();
+                    None
+                }
+            },
+        }
     }
 
     /// `eth_getLogs` of `filter` from the node, with failover.

@@ -1,6 +1,7 @@
 //! What every client of one chain in the process reads once (issue 54): the chain's head, the
-//! health probe's per-endpoint heads, the logs of confirmed blocks, the watchers' balance and gas
-//! price, and each bridge's counters per block ([`crate::bridge_counters`]).
+//! health probe's per-endpoint heads, the logs of confirmed blocks (and of the newest blocks for
+//! the readers that follow the head, [`crate::head_logs`]), the watchers' balance and gas price,
+//! and each bridge's counters per block ([`crate::bridge_counters`]).
 //!
 //! A relay serving a hub of service chains has a [`ChainClient`](crate::ChainClient) per pair
 //! for the main chain, and within each pair the indexer, the voter, the sender, recovery and the
@@ -78,6 +79,8 @@ pub struct SharedReads {
     pub(crate) probe: Slot<Vec<(String, Result<u64, String>)>>,
     /// Confirmed blocks' logs of every contract asked about.
     pub(crate) logs: LogStore,
+    /// The newest blocks' events, for the readers that follow the head.
+    pub(crate) head_logs: crate::head_logs::HeadLogs,
     /// When the head moved, so it is not read while it cannot move.
     pub(crate) cadence: Mutex<crate::head_cadence::Cadence>,
     /// Per account: its balance and the chain's gas price (what the watchers show).
@@ -127,6 +130,7 @@ impl SharedReads {
             head: Slot::new(HEAD_FRESH_FOR),
             probe: Slot::new(PROBE_FRESH_FOR),
             logs: LogStore::default(),
+            head_logs: crate::head_logs::HeadLogs::default(),
             cadence: Mutex::default(),
             wallets: Mutex::default(),
             counters: Mutex::default(),

@@ -656,7 +656,8 @@ impl Guardian {
             .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
             .from_block(next)
             .to_block(to);
-        let logs = match destination.logs(&filter).await {
+        // At the head, read once for every pair's guardian of the chain in the process.
+        let logs = match destination.logs_at_head(&filter).await {
             Ok(logs) => logs,
             Err(e) => {
                 guarded.span.failed(width);
