@@ -12,6 +12,12 @@
 //! not moved past that block: the watcher, the upkeep, recovery, and the status page and
 //! command.
 //!
+//! The read is for every bridge of the chain the process asked about lately, not only the
+//! asker's ([`read_with`], `SharedReads::counters_alongside`):
+//! on a hub's main chain each pair's bridge was a request of its own every block (64 a second
+//! of a 64-pair relay's main-chain requests at rest); now the first asker at a head reads up to
+//! [`BRIDGES_PER_BATCH`] bridges in one batch and the others' slots are filled from it.
+//!
 //! What still reads the bridge itself: the voter's pre-check and attested planning (their
 //! decisions read the latest state), the guardian (a protection judges on its own reads), and
 //! the upkeep once more before it sends an advance.
@@ -54,6 +60,10 @@ pub struct BridgeCounters {
     pub queued_release_count: u64,
 }
 
+/// The most bridges whose counters go in one batch (four calls each): providers cap a batch's
+/// calls (commonly at 100 or more), and its answer stays small.
+pub const BRIDGES_PER_BATCH: usize = 25;
+
 /// The four counters of `bridge` as `provider` answers them at its latest block, tagged with
 /// `head`: the shared head the asker read first, which that block is at or past. Asked as one
 /// batch; where the endpoint refuses batches (a proxy or a provider that answers one error, a
@@ -68,21 +78,61 @@ pub async fn read(
     bridge: Address,
     head: u64,
 ) -> Result<BridgeCounters, TransportError> {
-    let inputs = [
-        Bridge::requestNonceCall {}.abi_encode(),
-        Bridge::lowerHandleNonceCall {}.abi_encode(),
-        Bridge::upperHandleNonceCall {}.abi_encode(),
-        Bridge::queuedReleaseCountCall {}.abi_encode(),
-    ];
-    let answers = match batched(&provider, bridge, &inputs).await {
+    read_with(provider, bridge, &[], head)
+        .await
+        .map(|(own, _)| own)
+}
+
+/// [`read`] for `bridge`, and in the same batch for `alongside` (other bridges of the chain whose
+/// counters the process will want at this head: on a hub's main chain every pair's bridge, one
+/// batch a block instead of one request per pair; at most [`BRIDGES_PER_BATCH`] in all). Only
+/// `bridge`'s answer decides the read: another bridge whose calls fail is left out of the second
+/// part (its askers read it themselves), and where the endpoint refuses batches only `bridge`'s
+/// four calls are made, one by one.
+pub async fn read_with(
+    provider: DynProvider,
+    bridge: Address,
+    alongside: &[Address],
+    head: u64,
+) -> Result<(BridgeCounters, Vec<(Address, BridgeCounters)>), TransportError> {
+    let alongside = &alongside[..alongside.len().min(BRIDGES_PER_BATCH.saturating_sub(1))];
+    let (own, others) = match batched(&provider, bridge, alongside).await {
+        Ok(answers) => {
+            let mut answers = answers.into_iter();
+            let own = answers.next().unwrap_or_else(|| {
+                Err(TransportErrorKind::custom_str("the batch answered nothing"))
+            });
+            (own, answers.collect())
+        }
+        Err(e) => (Err(e), Vec::new()),
+    };
+    let own = match own {
         Ok(answers) => answers,
         // One call's own error (a revert, say) is that call's, as it would be alone.
         Err(e @ alloy::transports::RpcError::ErrorResp(_)) => return Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "the batch of the bridge's counters failed: asking them one by one");
-            one_by_one(&provider, bridge, &inputs).await?
+            one_by_one(&provider, bridge, &INPUTS.map(|input| input())).await?
         }
     };
+    let others = alongside
+        .iter()
+        .zip(others)
+        .filter_map(|(other, answer)| Some((*other, counters_of(answer.ok()?, head).ok()?)))
+        .collect();
+    Ok((counters_of(own, head)?, others))
+}
+
+/// The four calls' inputs, in [`counters_of`]'s order.
+const INPUTS: [fn() -> Vec<u8>; 4] = [
+    || Bridge::requestNonceCall {}.abi_encode(),
+    || Bridge::lowerHandleNonceCall {}.abi_encode(),
+    || Bridge::upperHandleNonceCall {}.abi_encode(),
+    || Bridge::queuedReleaseCountCall {}.abi_encode(),
+];
+
+/// The counters the four answers say, tagged with `head`.
+fn counters_of(answers: [Bytes; 4], head: u64) -> Result<BridgeCounters, TransportError> {
     let [request, lower, upper, queued] = answers;
     Ok(BridgeCounters {
         block: head,
@@ -101,23 +151,42 @@ fn view(bridge: Address, input: &[u8]) -> TransactionRequest {
         .input(TransactionInput::new(input.to_vec().into()))
 }
 
-/// The calls of `inputs` in one JSON-RPC batch, at the latest block.
+/// The four calls of `bridge`, then of each of `alongside`, in one JSON-RPC batch at the latest
+/// block: per bridge (in that order) its four answers, or the first of its calls' errors; an
+/// error of the batch itself (made or sent).
 async fn batched(
     provider: &DynProvider,
     bridge: Address,
-    inputs: &[Vec<u8>; 4],
-) -> Result<[Bytes; 4], TransportError> {
+    alongside: &[Address],
+) -> Result<Vec<Result<[Bytes; 4], TransportError>>, TransportError> {
     let mut batch = alloy::rpc::client::BatchRequest::new(provider.client());
-    let mut waiters = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        waiters.push(
-            batch.add_call::<_, Bytes>("eth_call", &(view(bridge, input), BlockId::latest()))?,
-        );
+    let mut waiters = Vec::with_capacity(alongside.len().saturating_add(1));
+    for each in std::iter::once(&bridge).chain(alongside) {
+        let mut calls = Vec::with_capacity(INPUTS.len());
+        for input in INPUTS {
+            calls.push(
+                batch.add_call::<_, Bytes>(
+                    "eth_call",
+                    &(view(*each, &input()), BlockId::latest()),
+                )?,
+            );
+        }
+        waiters.push(calls);
     }
     batch.send().await?;
-    let mut answers: [Bytes; 4] = Default::default();
-    for (answer, waiter) in answers.iter_mut().zip(waiters) {
-        *answer = waiter.await?;
+    let mut answers = Vec::with_capacity(waiters.len());
+    for calls in waiters {
+        let mut four: [Bytes; 4] = Default::default();
+        let mut failed = None;
+        for (answer, waiter) in four.iter_mut().zip(calls) {
+            match waiter.await {
+                Ok(bytes) => *answer = bytes,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        answers.push(failed.map_or(Ok(four), Err));
     }
     Ok(answers)
 }
@@ -168,9 +237,15 @@ mod tests {
         singles: AtomicUsize,
     }
 
+    /// A bridge whose calls the endpoint answers with a revert.
+    const BROKEN: Address = Address::repeat_byte(0xee);
+
     /// One `eth_call` answered with its counter's number: requestNonce 7, lowerHandleNonce 3,
     /// upperHandleNonce 5, queuedReleaseCount 2.
     fn answer(call: &Value) -> Value {
+        if call["params"][0]["to"].as_str() == Some(&format!("{BROKEN:#x}")) {
+            return json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": 3, "message": "execution reverted"}});
+        }
         let input = call["params"][0]["input"].as_str().unwrap_or_default();
         let selector = alloy::primitives::hex::decode(input).unwrap()[..4].to_vec();
         let n: u64 = if selector == Bridge::requestNonceCall::SELECTOR {
@@ -227,29 +302,29 @@ mod tests {
         (format!("http://{addr}/").parse().unwrap(), seen)
     }
 
+    fn provider_of(url: reqwest::Url) -> DynProvider {
+        let transport = crate::bounded_http::BoundedHttp::new(reqwest::Client::new(), url, 1 << 20);
+        ProviderBuilder::new()
+            .connect_client(alloy::rpc::client::ClientBuilder::default().transport(transport, true))
+            .erased()
+    }
+
+    const COUNTERS: BridgeCounters = BridgeCounters {
+        block: 10,
+        request_nonce: 7,
+        lower_handle_nonce: 3,
+        upper_handle_nonce: 5,
+        queued_release_count: 2,
+    };
+
     #[tokio::test]
     async fn the_counters_are_one_batch_or_four_calls_where_batches_are_refused() {
         for batches in [true, false] {
             let (url, seen) = endpoint(batches).await;
-            let transport =
-                crate::bounded_http::BoundedHttp::new(reqwest::Client::new(), url, 1 << 20);
-            let provider = ProviderBuilder::new()
-                .connect_client(
-                    alloy::rpc::client::ClientBuilder::default().transport(transport, true),
-                )
-                .erased();
-            let counters = read(provider, Address::repeat_byte(1), 10).await.unwrap();
-            assert_eq!(
-                counters,
-                BridgeCounters {
-                    block: 10,
-                    request_nonce: 7,
-                    lower_handle_nonce: 3,
-                    upper_handle_nonce: 5,
-                    queued_release_count: 2,
-                },
-                "batches {batches}"
-            );
+            let counters = read(provider_of(url), Address::repeat_byte(1), 10)
+                .await
+                .unwrap();
+            assert_eq!(counters, COUNTERS, "batches {batches}");
             assert_eq!(seen.batches.load(Ordering::SeqCst), 1, "one batch tried");
             let singles = if batches { 0 } else { 4 };
             assert_eq!(
@@ -258,5 +333,41 @@ mod tests {
                 "batches {batches}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn other_bridges_ride_in_the_same_batch_and_only_the_askers_failure_is_the_reads() {
+        let (url, seen) = endpoint(true).await;
+        let (one, two) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let (own, others) = read_with(provider_of(url.clone()), one, &[two, BROKEN], 10)
+            .await
+            .unwrap();
+        assert_eq!(own, COUNTERS);
+        assert_eq!(
+            others,
+            vec![(two, COUNTERS)],
+            "a bridge whose calls fail is left out"
+        );
+        assert_eq!(seen.batches.load(Ordering::SeqCst), 1, "one batch for all");
+        assert_eq!(seen.singles.load(Ordering::SeqCst), 0);
+        // The asker's own revert is the read's, as it was alone.
+        let own_revert = read_with(provider_of(url), BROKEN, &[one], 10).await;
+        assert!(
+            matches!(own_revert, Err(alloy::transports::RpcError::ErrorResp(_))),
+            "{own_revert:?}"
+        );
+        // Where batches are refused, only the asker's four calls are made.
+        let (url, seen) = endpoint(false).await;
+        let (own, others) = read_with(provider_of(url), one, &[two], 10).await.unwrap();
+        assert_eq!((own, others), (COUNTERS, Vec::new()));
+        assert_eq!(seen.singles.load(Ordering::SeqCst), 4);
+        // At most a batch's worth of bridges.
+        let (url, seen) = endpoint(true).await;
+        let many: Vec<Address> = (0..BRIDGES_PER_BATCH * 2)
+            .map(|i| Address::with_last_byte(i as u8 + 2))
+            .collect();
+        let (_, others) = read_with(provider_of(url), one, &many, 10).await.unwrap();
+        assert_eq!(others.len(), BRIDGES_PER_BATCH - 1);
+        assert_eq!(seen.batches.load(Ordering::SeqCst), 1);
     }
 }

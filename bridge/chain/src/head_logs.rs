@@ -113,7 +113,7 @@ impl HeadLogs {
     }
 
     /// What to do for `filter`, given `head` (the shared head). Plan, read and keep while
-    /// holding [`fetching`](Self::fetching), so no (contract, event) is added in between.
+    /// holding `fetching`, so no (contract, event) is added in between.
     pub fn plan(&self, filter: &Filter, head: u64) -> HeadPlan {
         let (Some(from), Some(to)) = (filter.get_from_block(), filter.get_to_block()) else {
             return HeadPlan::Pass;

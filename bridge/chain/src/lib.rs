@@ -766,8 +766,9 @@ impl ChainClient {
     }
 
     /// The bridge's counters at the shared head or a later block, with failover: one batch per
-    /// block for every task of the process that asks ([`bridge_counters`]); a decision that
-    /// must see the latest state reads the view itself.
+    /// block for every task of the process that asks ([`bridge_counters`]), which reads the
+    /// other bridges of the chain the process asks about too (a hub's main chain: every pair's
+    /// in one batch a block); a decision that must see the latest state reads the view itself.
     pub async fn counters(&self) -> Result<bridge_counters::BridgeCounters, ChainError> {
         let head = self.head().await?;
         let bridge = self.bridge;
@@ -776,10 +777,23 @@ impl ChainClient {
             .counters(bridge)
             .get_if(
                 |kept| kept.block >= head,
-                || {
-                    self.call("bridge counters", |p| {
-                        bridge_counters::read(p, bridge, head)
-                    })
+                || async {
+                    let alongside = self.shared.counters_alongside(bridge, head);
+                    let (own, others) = self
+                        .call("bridge counters", |p| {
+                            let alongside = alongside.clone();
+                            async move {
+                                bridge_counters::read_with(p, bridge, &alongside, head).await
+                            }
+                        })
+                        .await?;
+                    for (other, counters) in others {
+                        self.metrics.shared_read("bridge counters read alongside");
+                        self.shared
+                            .counters(other)
+                            .offer(counters, |new, kept| new.block > kept.block);
+                    }
+                    Ok::<_, ChainError>(own)
                 },
             )
             .await;

@@ -87,6 +87,8 @@ pub struct SharedReads {
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
     counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
+    /// Per bridge: when its counters were last asked (the bridges read alongside another's).
+    counters_asked: Mutex<HashMap<Address, Instant>>,
     /// The latest block's header figures (the senders' fees and checks, the voters' gas plan),
     /// with the highest head they serve (the head the read was asked at, or the block's number
     /// if higher: a node that answers the block a little behind its `eth_blockNumber` still
@@ -103,6 +105,11 @@ pub struct SharedReads {
 /// reorg at the same height is seen within it; on a chain of 1 s blocks a new block comes
 /// first).
 pub const LATEST_BLOCK_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// How long after a bridge's counters were last asked they are still read alongside another
+/// bridge's (`SharedReads::counters_alongside`): a pair that stopped asking is soon no longer
+/// read for.
+pub const COUNTERS_ASKED_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long a failed read of the latest block is the answer of every asker.
 pub const LATEST_BLOCK_FAILURE_SHARED_FOR: Duration = Duration::from_millis(100);
@@ -134,6 +141,7 @@ impl SharedReads {
             cadence: Mutex::default(),
             wallets: Mutex::default(),
             counters: Mutex::default(),
+            counters_asked: Mutex::default(),
             latest_block: Slot::new(LATEST_BLOCK_FRESH_FOR)
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
             tip: Slot::new(LATEST_BLOCK_FRESH_FOR)
@@ -148,6 +156,40 @@ impl SharedReads {
             Slot::new(crate::bridge_counters::COUNTERS_FRESH_FOR)
                 .sharing_failures_for(crate::bridge_counters::FAILURE_SHARED_FOR)
         })
+    }
+
+    /// `bridge`'s counters are asked at shared head `head`: the other bridges of the chain
+    /// whose counters are worth reading in the same batch — asked within
+    /// [`COUNTERS_ASKED_WITHIN`], with no answer at `head` or later (at most
+    /// [`BRIDGES_PER_BATCH`](crate::bridge_counters::BRIDGES_PER_BATCH) − 1, the most recently
+    /// asked first).
+    pub(crate) fn counters_alongside(&self, bridge: Address, head: u64) -> Vec<Address> {
+        let now = Instant::now();
+        let mut asked: Vec<(Address, Instant)> = {
+            let mut asked = self
+                .counters_asked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            asked.insert(bridge, now);
+            asked.retain(|_, at| now.saturating_duration_since(*at) < COUNTERS_ASKED_WITHIN);
+            asked
+                .iter()
+                .filter(|(other, _)| **other != bridge)
+                .map(|(other, at)| (*other, *at))
+                .collect()
+        };
+        asked.sort_unstable_by_key(|(_, at)| std::cmp::Reverse(*at));
+        let slots = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        asked
+            .into_iter()
+            .map(|(other, _)| other)
+            .filter(|other| {
+                slots
+                    .get(other)
+                    .is_none_or(|slot| slot.fresh(|kept| kept.block >= head, now).is_none())
+            })
+            .take(crate::bridge_counters::BRIDGES_PER_BATCH.saturating_sub(1))
+            .collect()
     }
 
     /// The slot of `account`'s balance and the gas price.
@@ -297,6 +339,18 @@ impl<T: Clone> Slot<T> {
     /// Serve the last good answer until `until` however old it is (`None`: only while fresh).
     pub fn hold(&self, until: Option<Instant>) {
         *self.hold_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+    }
+
+    /// Keep `value`, read by another slot's reader in the same batch, unless this slot holds a
+    /// good answer that `value` is not `newer` than.
+    pub fn offer(&self, value: T, newer: impl Fn(&T, &T) -> bool) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, Ok(kept))) = last.as_ref()
+            && !newer(&value, kept)
+        {
+            return;
+        }
+        *last = Some((Instant::now(), Ok(value)));
     }
 
     /// The fresh answer if there is one; else wait for a read under way and take its answer;
@@ -629,6 +683,53 @@ mod tests {
     /// Keep `answer` in `slot` as a read would (whatever good answer it kept before).
     async fn keep(slot: &Slot<u64>, answer: Result<u64, String>) {
         let _ = slot.get_if(|_| false, || async { answer }).await;
+    }
+
+    #[test]
+    fn bridges_asked_lately_and_not_read_at_the_head_ride_along_and_an_offer_keeps_the_newer() {
+        use crate::bridge_counters::BridgeCounters;
+        let reads = SharedReads::new();
+        let bridge = |n| Address::repeat_byte(n);
+        let at = |block| BridgeCounters {
+            block,
+            ..Default::default()
+        };
+        // Nothing asked yet besides the asker.
+        assert!(reads.counters_alongside(bridge(1), 10).is_empty());
+        reads.counters_alongside(bridge(2), 10);
+        reads.counters_alongside(bridge(3), 10);
+        let mut alongside = reads.counters_alongside(bridge(1), 10);
+        alongside.sort();
+        assert_eq!(alongside, vec![bridge(2), bridge(3)]);
+        // One already read at the head is not read again; one read before it is.
+        reads
+            .counters(bridge(2))
+            .offer(at(10), |new, kept| new.block > kept.block);
+        reads
+            .counters(bridge(3))
+            .offer(at(9), |new, kept| new.block > kept.block);
+        assert_eq!(reads.counters_alongside(bridge(1), 10), vec![bridge(3)]);
+        // An offer older than what a slot holds is not kept.
+        reads
+            .counters(bridge(2))
+            .offer(at(8), |new, kept| new.block > kept.block);
+        assert_eq!(
+            reads
+                .counters(bridge(2))
+                .fresh(|_| true, Instant::now())
+                .map(|(answer, _)| answer),
+            Some(Ok(at(10)))
+        );
+        // A bridge not asked for a while is no longer read for.
+        if let Some(asked) = reads.counters_asked.lock().unwrap().get_mut(&bridge(3)) {
+            *asked = Instant::now() - COUNTERS_ASKED_WITHIN;
+        }
+        assert!(
+            reads
+                .counters_alongside(bridge(1), 11)
+                .iter()
+                .all(|b| *b != bridge(3))
+        );
     }
 
     #[tokio::test]

@@ -226,9 +226,10 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
     wait_pairs(&devnet, &pairs, &next, |_| true, Duration::from_secs(180)).await;
 
     assert_once_and_no_gap(&pairs, &next).await;
-    // The pairs on one chain read its head, its confirmed blocks' logs and (their guardians)
-    // the new releases at its head once for the process (issue 54): operator 1's process
-    // answered some of each from another task's read.
+    // The pairs on one chain read its head, its confirmed blocks' logs, (their guardians) the
+    // new releases at its head and (one batch for every pair's bridge) the bridges' counters
+    // once for the process (issue 54): operator 1's process answered some of each from another
+    // task's read.
     let manifest = devnet.manifest();
     let ports: Vec<u16> = std::iter::once(manifest.operators[0].http_urls[0].as_str())
         .chain(
@@ -240,7 +241,12 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         )
         .map(port_of)
         .collect();
-    for read in ["head", "logs", "head logs"] {
+    for read in [
+        "head",
+        "logs",
+        "head logs",
+        "bridge counters read alongside",
+    ] {
         let mut shared = 0.0;
         for port in &ports {
             shared += multibridge_devnet::harness::scrape::metric_sum(

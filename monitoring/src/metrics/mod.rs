@@ -867,7 +867,7 @@ impl Metrics {
             )?,
             rpc_shared_reads: counter(
                 "rpc_shared_reads_total",
-                "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head, its endpoints' probe and its confirmed blocks' logs; the guardians the newest blocks' events, read=\"head logs\"); read=\"logs passed: <why>\": a log read the process's log store left to its asker, by why",
+                "Reads of a chain answered from another task's read in the process (every pair and task on one chain shares its head, its endpoints' probe and its confirmed blocks' logs; the guardians the newest blocks' events, read=\"head logs\"; read=\"bridge counters read alongside\": a bridge's counters read in another's batch); read=\"logs passed: <why>\": a log read the process's log store left to its asker, by why",
                 &["chain", "read"],
             )?,
             rpc_head_feed: counter(
