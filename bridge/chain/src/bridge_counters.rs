@@ -13,7 +13,7 @@
 //! command.
 //!
 //! The read is for every bridge of the chain the process asked about lately, not only the
-//! asker's ([`read_with`], `SharedReads::counters_alongside`):
+//! asker's ([`read_with`], `SharedReads::counters_batch`):
 //! on a hub's main chain each pair's bridge was a request of its own every block (64 a second
 //! of a 64-pair relay's main-chain requests at rest); now the first asker at a head reads up to
 //! [`BRIDGES_PER_BATCH`] bridges in one batch and the others' slots are filled from it.

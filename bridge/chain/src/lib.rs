@@ -772,16 +772,18 @@ impl ChainClient {
     pub async fn counters(&self) -> Result<bridge_counters::BridgeCounters, ChainError> {
         let head = self.head().await?;
         let bridge = self.bridge;
+        // Read in another bridge's batch under way: answered from it.
+        self.shared.counters_landed(bridge).await;
         let got = self
             .shared
             .counters(bridge)
             .get_if(
                 |kept| kept.block >= head,
                 || async {
-                    let alongside = self.shared.counters_alongside(bridge, head);
+                    let batch = self.shared.counters_batch(bridge, head);
                     let (own, others) = self
                         .call("bridge counters", |p| {
-                            let alongside = alongside.clone();
+                            let alongside = batch.alongside().to_vec();
                             async move {
                                 bridge_counters::read_with(p, bridge, &alongside, head).await
                             }

@@ -42,7 +42,7 @@
 //! - an asker that doubts an answer (the indexer finding a nonce gap) drops the blocks from
 //!   there on ([`crate::ChainClient::forget_logs_from`]), so its next read asks the node again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -87,8 +87,8 @@ pub struct SharedReads {
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
     counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
-    /// Per bridge: when its counters were last asked (the bridges read alongside another's).
-    counters_asked: Mutex<HashMap<Address, Instant>>,
+    /// Which bridges' counters are asked about and which a batch under way reads.
+    counters_book: CountersBook,
     /// The latest block's header figures (the senders' fees and checks, the voters' gas plan),
     /// with the highest head they serve (the head the read was asked at, or the block's number
     /// if higher: a node that answers the block a little behind its `eth_blockNumber` still
@@ -107,9 +107,55 @@ pub struct SharedReads {
 pub const LATEST_BLOCK_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// How long after a bridge's counters were last asked they are still read alongside another
-/// bridge's (`SharedReads::counters_alongside`): a pair that stopped asking is soon no longer
+/// bridge's (`SharedReads::counters_batch`): a pair that stopped asking is soon no longer
 /// read for.
 pub const COUNTERS_ASKED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Longest an asker waits for a batch under way that reads its bridge's counters (then it
+/// reads them itself).
+pub const COUNTERS_WAIT: Duration = Duration::from_secs(2);
+
+/// Which bridges' counters the process asks about, and which a batch under way reads.
+#[derive(Debug, Default)]
+pub(crate) struct CountersBook {
+    /// Per bridge: when its counters were last asked.
+    asked: Mutex<HashMap<Address, Instant>>,
+    /// The bridges a batch under way reads.
+    in_flight: Mutex<HashSet<Address>>,
+    /// Woken when a batch lands (or is dropped unfinished).
+    landed: tokio::sync::Notify,
+}
+
+/// A batch of counters under way: its bridges count as read until it is dropped.
+pub(crate) struct CountersBatch<'a> {
+    book: &'a CountersBook,
+    bridge: Address,
+    alongside: Vec<Address>,
+}
+
+impl CountersBatch<'_> {
+    /// The other bridges read in it.
+    pub(crate) fn alongside(&self) -> &[Address] {
+        &self.alongside
+    }
+}
+
+impl Drop for CountersBatch<'_> {
+    fn drop(&mut self) {
+        {
+            let mut in_flight = self
+                .book
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            in_flight.remove(&self.bridge);
+            for other in &self.alongside {
+                in_flight.remove(other);
+            }
+        }
+        self.book.landed.notify_waiters();
+    }
+}
 
 /// How long a failed read of the latest block is the answer of every asker.
 pub const LATEST_BLOCK_FAILURE_SHARED_FOR: Duration = Duration::from_millis(100);
@@ -141,7 +187,7 @@ impl SharedReads {
             cadence: Mutex::default(),
             wallets: Mutex::default(),
             counters: Mutex::default(),
-            counters_asked: Mutex::default(),
+            counters_book: CountersBook::default(),
             latest_block: Slot::new(LATEST_BLOCK_FRESH_FOR)
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
             tip: Slot::new(LATEST_BLOCK_FRESH_FOR)
@@ -158,18 +204,16 @@ impl SharedReads {
         })
     }
 
-    /// `bridge`'s counters are asked at shared head `head`: the other bridges of the chain
-    /// whose counters are worth reading in the same batch — asked within
-    /// [`COUNTERS_ASKED_WITHIN`], with no answer at `head` or later (at most
-    /// [`BRIDGES_PER_BATCH`](crate::bridge_counters::BRIDGES_PER_BATCH) − 1, the most recently
-    /// asked first).
-    pub(crate) fn counters_alongside(&self, bridge: Address, head: u64) -> Vec<Address> {
+    /// A batch of `bridge`'s counters at shared head `head`, with the other bridges of the chain
+    /// worth reading in it ([`CountersBatch::alongside`]): asked within
+    /// [`COUNTERS_ASKED_WITHIN`], with no answer at `head` or later and in no other batch under
+    /// way (at most [`BRIDGES_PER_BATCH`](crate::bridge_counters::BRIDGES_PER_BATCH) − 1, the most
+    /// recently asked first). They count as under way until the batch is dropped.
+    pub(crate) fn counters_batch(&self, bridge: Address, head: u64) -> CountersBatch<'_> {
         let now = Instant::now();
+        let book = &self.counters_book;
         let mut asked: Vec<(Address, Instant)> = {
-            let mut asked = self
-                .counters_asked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut asked = book.asked.lock().unwrap_or_else(|p| p.into_inner());
             asked.insert(bridge, now);
             asked.retain(|_, at| now.saturating_duration_since(*at) < COUNTERS_ASKED_WITHIN);
             asked
@@ -180,16 +224,51 @@ impl SharedReads {
         };
         asked.sort_unstable_by_key(|(_, at)| std::cmp::Reverse(*at));
         let slots = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        asked
+        let mut in_flight = book.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let alongside: Vec<Address> = asked
             .into_iter()
             .map(|(other, _)| other)
             .filter(|other| {
-                slots
-                    .get(other)
-                    .is_none_or(|slot| slot.fresh(|kept| kept.block >= head, now).is_none())
+                !in_flight.contains(other)
+                    && slots
+                        .get(other)
+                        .is_none_or(|slot| slot.fresh(|kept| kept.block >= head, now).is_none())
             })
             .take(crate::bridge_counters::BRIDGES_PER_BATCH.saturating_sub(1))
-            .collect()
+            .collect();
+        in_flight.insert(bridge);
+        in_flight.extend(alongside.iter().copied());
+        CountersBatch {
+            book,
+            bridge,
+            alongside,
+        }
+    }
+
+    /// Wait (at most [`COUNTERS_WAIT`]) while a batch under way reads `bridge`'s counters, so
+    /// its asker is answered from it instead of reading them again.
+    pub(crate) async fn counters_landed(&self, bridge: Address) {
+        let book = &self.counters_book;
+        let started = tokio::time::Instant::now();
+        loop {
+            let Some(left) = COUNTERS_WAIT.checked_sub(started.elapsed()) else {
+                return;
+            };
+            let landed = book.landed.notified();
+            tokio::pin!(landed);
+            landed.as_mut().enable();
+            if !book
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&bridge)
+            {
+                return;
+            }
+            if tokio::time::timeout(left, landed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The slot of `account`'s balance and the gas price.
@@ -685,8 +764,8 @@ mod tests {
         let _ = slot.get_if(|_| false, || async { answer }).await;
     }
 
-    #[test]
-    fn bridges_asked_lately_and_not_read_at_the_head_ride_along_and_an_offer_keeps_the_newer() {
+    #[tokio::test]
+    async fn bridges_asked_lately_not_read_at_the_head_nor_under_way_ride_along() {
         use crate::bridge_counters::BridgeCounters;
         let reads = SharedReads::new();
         let bridge = |n| Address::repeat_byte(n);
@@ -694,25 +773,26 @@ mod tests {
             block,
             ..Default::default()
         };
+        let alongside = |asker, head| {
+            let mut others = reads
+                .counters_batch(bridge(asker), head)
+                .alongside()
+                .to_vec();
+            others.sort();
+            others
+        };
+        let newer = |new: &BridgeCounters, kept: &BridgeCounters| new.block > kept.block;
         // Nothing asked yet besides the asker.
-        assert!(reads.counters_alongside(bridge(1), 10).is_empty());
-        reads.counters_alongside(bridge(2), 10);
-        reads.counters_alongside(bridge(3), 10);
-        let mut alongside = reads.counters_alongside(bridge(1), 10);
-        alongside.sort();
-        assert_eq!(alongside, vec![bridge(2), bridge(3)]);
+        assert!(alongside(1, 10).is_empty());
+        alongside(2, 10);
+        alongside(3, 10);
+        assert_eq!(alongside(1, 10), vec![bridge(2), bridge(3)]);
         // One already read at the head is not read again; one read before it is.
-        reads
-            .counters(bridge(2))
-            .offer(at(10), |new, kept| new.block > kept.block);
-        reads
-            .counters(bridge(3))
-            .offer(at(9), |new, kept| new.block > kept.block);
-        assert_eq!(reads.counters_alongside(bridge(1), 10), vec![bridge(3)]);
+        reads.counters(bridge(2)).offer(at(10), newer);
+        reads.counters(bridge(3)).offer(at(9), newer);
+        assert_eq!(alongside(1, 10), vec![bridge(3)]);
         // An offer older than what a slot holds is not kept.
-        reads
-            .counters(bridge(2))
-            .offer(at(8), |new, kept| new.block > kept.block);
+        reads.counters(bridge(2)).offer(at(8), newer);
         assert_eq!(
             reads
                 .counters(bridge(2))
@@ -720,16 +800,34 @@ mod tests {
                 .map(|(answer, _)| answer),
             Some(Ok(at(10)))
         );
+        // A bridge in a batch under way is in no other, and its asker waits for that batch.
+        let under_way = reads.counters_batch(bridge(1), 11);
+        assert_eq!(under_way.alongside(), &[bridge(3), bridge(2)][..]);
+        assert!(alongside(4, 11).is_empty());
+        let waited = Instant::now();
+        let waiting = reads.counters_landed(bridge(3));
+        let landing = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(under_way);
+        };
+        tokio::join!(waiting, landing);
+        let waited = waited.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < COUNTERS_WAIT,
+            "the asker waited {waited:?} for the batch"
+        );
+        assert_eq!(alongside(4, 11), vec![bridge(1), bridge(2), bridge(3)]);
         // A bridge not asked for a while is no longer read for.
-        if let Some(asked) = reads.counters_asked.lock().unwrap().get_mut(&bridge(3)) {
+        if let Some(asked) = reads
+            .counters_book
+            .asked
+            .lock()
+            .unwrap()
+            .get_mut(&bridge(3))
+        {
             *asked = Instant::now() - COUNTERS_ASKED_WITHIN;
         }
-        assert!(
-            reads
-                .counters_alongside(bridge(1), 11)
-                .iter()
-                .all(|b| *b != bridge(3))
-        );
+        assert!(!alongside(1, 12).contains(&bridge(3)));
     }
 
     #[tokio::test]
