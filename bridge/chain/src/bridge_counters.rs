@@ -78,33 +78,9 @@ pub async fn read(
     bridge: Address,
     head: u64,
 ) -> Result<BridgeCounters, TransportError> {
-    read_with(provider, bridge, &[], head)
-        .await
-        .map(|(own, _)| own)
-}
-
-/// [`read`] for `bridge`, and in the same batch for `alongside` (other bridges of the chain whose
-/// counters the process will want at this head: on a hub's main chain every pair's bridge, one
-/// batch a block instead of one request per pair; at most [`BRIDGES_PER_BATCH`] in all). Only
-/// `bridge`'s answer decides the read: another bridge whose calls fail is left out of the second
-/// part (its askers read it themselves), and where the endpoint refuses batches only `bridge`'s
-/// four calls are made, one by one.
-pub async fn read_with(
-    provider: DynProvider,
-    bridge: Address,
-    alongside: &[Address],
-    head: u64,
-) -> Result<(BridgeCounters, Vec<(Address, BridgeCounters)>), TransportError> {
-    let alongside = &alongside[..alongside.len().min(BRIDGES_PER_BATCH.saturating_sub(1))];
-    let (own, others) = match batched(&provider, bridge, alongside).await {
-        Ok(answers) => {
-            let mut answers = answers.into_iter();
-            let own = answers.next().unwrap_or_else(|| {
-                Err(TransportErrorKind::custom_str("the batch answered nothing"))
-            });
-            (own, answers.collect())
-        }
-        Err(e) => (Err(e), Vec::new()),
+    let own = match batched(&provider, bridge, &[]).await {
+        Ok(answers) => first(answers).0,
+        Err(e) => Err(e),
     };
     let own = match own {
         Ok(answers) => answers,
@@ -115,13 +91,80 @@ pub async fn read_with(
             one_by_one(&provider, bridge, &INPUTS.map(|input| input())).await?
         }
     };
+    counters_of(own, head)
+}
+
+/// What [`read_with`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadWith {
+    /// The asker's bridge's counters.
+    pub own: BridgeCounters,
+    /// The other bridges' counters read in the same batch (those whose calls all answered).
+    pub others: Vec<(Address, BridgeCounters)>,
+    /// The batch with other bridges failed on the asker's own calls and the asker's bridge
+    /// alone was read: the endpoint may cap a batch's calls, so read alone for a while.
+    pub alone: bool,
+}
+
+/// [`read`] for `bridge`, and in the same batch for `alongside` (other bridges of the chain whose
+/// counters the process will want at this head: on a hub's main chain every pair's bridge, one
+/// batch a block instead of one request per pair; at most [`BRIDGES_PER_BATCH`] in all). Only
+/// `bridge`'s answer decides the read: another bridge whose calls fail is left out of
+/// [`ReadWith::others`] (its askers read it themselves). Where the batch fails on `bridge`'s own
+/// calls (a node that caps a batch's calls answers the whole batch with one error under the
+/// first call's id, which is `bridge`'s), `bridge` is read alone, as [`read`] does.
+pub async fn read_with(
+    provider: DynProvider,
+    bridge: Address,
+    alongside: &[Address],
+    head: u64,
+) -> Result<ReadWith, TransportError> {
+    let alongside = &alongside[..alongside.len().min(BRIDGES_PER_BATCH.saturating_sub(1))];
+    if alongside.is_empty() {
+        return Ok(ReadWith {
+            own: read(provider, bridge, head).await?,
+            others: Vec::new(),
+            alone: false,
+        });
+    }
+    let (own, others) = match batched(&provider, bridge, alongside).await {
+        Ok(answers) => first(answers),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    let own = match own {
+        Ok(own) => own,
+        Err(e) => {
+            tracing::debug!(error = %e, others = alongside.len(), "the batch of several bridges' counters failed on the asker's own calls: reading its bridge alone");
+            return Ok(ReadWith {
+                own: read(provider, bridge, head).await?,
+                others: Vec::new(),
+                alone: true,
+            });
+        }
+    };
     let others = alongside
         .iter()
         .zip(others)
         .filter_map(|(other, answer)| Some((*other, counters_of(answer.ok()?, head).ok()?)))
         .collect();
-    Ok((counters_of(own, head)?, others))
+    Ok(ReadWith {
+        own: counters_of(own, head)?,
+        others,
+        alone: false,
+    })
 }
+
+/// A batch's answers split into the first bridge's and the others'.
+fn first(answers: Vec<Answers>) -> (Answers, Vec<Answers>) {
+    let mut answers = answers.into_iter();
+    let own = answers
+        .next()
+        .unwrap_or_else(|| Err(TransportErrorKind::custom_str("the batch answered nothing")));
+    (own, answers.collect())
+}
+
+/// One bridge's four answers, or the first of its calls' errors.
+type Answers = Result<[Bytes; 4], TransportError>;
 
 /// The four calls' inputs, in [`counters_of`]'s order.
 const INPUTS: [fn() -> Vec<u8>; 4] = [
@@ -158,7 +201,7 @@ async fn batched(
     provider: &DynProvider,
     bridge: Address,
     alongside: &[Address],
-) -> Result<Vec<Result<[Bytes; 4], TransportError>>, TransportError> {
+) -> Result<Vec<Answers>, TransportError> {
     let mut batch = alloy::rpc::client::BatchRequest::new(provider.client());
     let mut waiters = Vec::with_capacity(alongside.len().saturating_add(1));
     for each in std::iter::once(&bridge).chain(alongside) {
@@ -317,6 +360,34 @@ mod tests {
         queued_release_count: 2,
     };
 
+    /// An endpoint that answers a batch of more than `cap` calls as geth does: one error, under
+    /// the first call's id.
+    async fn endpoint_capped(cap: usize) -> (reqwest::Url, Arc<Seen>) {
+        let seen = Arc::new(Seen::default());
+        let counted = seen.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: String| {
+                let seen = counted.clone();
+                async move {
+                    let request: Value = serde_json::from_str(&body).unwrap();
+                    let calls = request.as_array().cloned().unwrap_or_default();
+                    seen.batches.fetch_add(1, Ordering::SeqCst);
+                    if calls.len() > cap {
+                        return axum::Json(json!([{"jsonrpc": "2.0", "id": calls[0]["id"], "error": {"code": -32600, "message": "batch too large"}}]));
+                    }
+                    axum::Json(Value::Array(calls.iter().map(answer).collect()))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}/").parse().unwrap(), seen)
+    }
+
     #[tokio::test]
     async fn the_counters_are_one_batch_or_four_calls_where_batches_are_refused() {
         for batches in [true, false] {
@@ -339,35 +410,57 @@ mod tests {
     async fn other_bridges_ride_in_the_same_batch_and_only_the_askers_failure_is_the_reads() {
         let (url, seen) = endpoint(true).await;
         let (one, two) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        let (own, others) = read_with(provider_of(url.clone()), one, &[two, BROKEN], 10)
+        let read = read_with(provider_of(url.clone()), one, &[two, BROKEN], 10)
             .await
             .unwrap();
-        assert_eq!(own, COUNTERS);
+        assert_eq!(read.own, COUNTERS);
+        assert!(!read.alone);
         assert_eq!(
-            others,
+            read.others,
             vec![(two, COUNTERS)],
             "a bridge whose calls fail is left out"
         );
         assert_eq!(seen.batches.load(Ordering::SeqCst), 1, "one batch for all");
         assert_eq!(seen.singles.load(Ordering::SeqCst), 0);
-        // The asker's own revert is the read's, as it was alone.
+        // The asker's own revert is the read's, as it was alone (read alone again to tell).
         let own_revert = read_with(provider_of(url), BROKEN, &[one], 10).await;
         assert!(
             matches!(own_revert, Err(alloy::transports::RpcError::ErrorResp(_))),
             "{own_revert:?}"
         );
+        assert_eq!(seen.batches.load(Ordering::SeqCst), 3);
         // Where batches are refused, only the asker's four calls are made.
         let (url, seen) = endpoint(false).await;
-        let (own, others) = read_with(provider_of(url), one, &[two], 10).await.unwrap();
-        assert_eq!((own, others), (COUNTERS, Vec::new()));
+        let read = read_with(provider_of(url), one, &[two], 10).await.unwrap();
+        assert_eq!((read.own, read.others), (COUNTERS, Vec::new()));
         assert_eq!(seen.singles.load(Ordering::SeqCst), 4);
         // At most a batch's worth of bridges.
         let (url, seen) = endpoint(true).await;
         let many: Vec<Address> = (0..BRIDGES_PER_BATCH * 2)
             .map(|i| Address::with_last_byte(i as u8 + 2))
             .collect();
-        let (_, others) = read_with(provider_of(url), one, &many, 10).await.unwrap();
-        assert_eq!(others.len(), BRIDGES_PER_BATCH - 1);
+        let read = read_with(provider_of(url), one, &many, 10).await.unwrap();
+        assert_eq!(read.others.len(), BRIDGES_PER_BATCH - 1);
         assert_eq!(seen.batches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_caps_a_batchs_calls_gets_the_askers_bridge_alone() {
+        let (url, seen) = endpoint_capped(4).await;
+        let read = read_with(
+            provider_of(url),
+            Address::repeat_byte(1),
+            &[Address::repeat_byte(2)],
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(read.own, COUNTERS);
+        assert!(read.alone && read.others.is_empty());
+        assert_eq!(
+            seen.batches.load(Ordering::SeqCst),
+            2,
+            "the batch, then alone"
+        );
     }
 }

@@ -296,7 +296,8 @@ impl SharedReads {
     }
 
     /// The node pushed block `head`: the chain's clock timed by it, and the shared head's
-    /// answer dropped so the next asker reads it (the push itself is never served).
+    /// answer and the head's logs window dropped so the next asker reads them (the push itself
+    /// is never served).
     pub(crate) fn pushed_head(&self, head: u64) {
         self.cadence
             .lock()
@@ -310,6 +311,7 @@ impl SharedReads {
             }
         }
         self.head.expire();
+        self.head_logs.forget();
     }
 
     /// A read of the head asked at `asked` answered `head`: learn the chain's clock from it and

@@ -9,7 +9,11 @@
 //! at the shared head. It answers a reader:
 //! - whose head is at or below the window's (a new block makes a new window: a block above the
 //!   confirmations may still be replaced, so no answer serves a newer head than it was read at),
-//! - for at most [`HEAD_LOGS_FRESH_FOR`] (a reorg at one height is then read again),
+//! - for at most [`HEAD_LOGS_FRESH_FOR`], and until the node pushes its next header where the
+//!   chain's head is pushed (`ws_url`): a header that replaces the head at its height drops the
+//!   window at once. Without a push, a reader within those 500 ms of a replacement is answered
+//!   with the replaced block's logs, as a reader that read on its own just before it would
+//!   have been: a guardian reads each block once, a known limit of its watch;
 //! - whose blocks lie within the window's and whose (contract, event) pairs were all asked
 //!   before it was read.
 //!
@@ -21,7 +25,7 @@
 //!   before, so a dead endpoint does not queue every pair's guardian behind one read in turn.
 //!
 //! A window's answer holding more than [`HEAD_LOGS_MAX`] logs answers its reader but is not
-//! kept. Only the readers that ask for it use it
+//! kept, and every reader reads its own for [`HEAD_LOGS_PAUSE`]. Only the readers that ask for it use it
 //! ([`ChainClient::logs_at_head`](crate::ChainClient::logs_at_head)).
 
 use std::collections::HashMap;
@@ -183,11 +187,13 @@ impl HeadLogs {
     }
 
     /// Keep `logs`, what `read` answered; false (nothing kept) when they are more than
-    /// [`HEAD_LOGS_MAX`].
+    /// [`HEAD_LOGS_MAX`]: then, as after a failure, every reader reads its own for
+    /// [`HEAD_LOGS_PAUSE`] (each read of every contract would be that large again).
     pub fn keep(&self, read: &WindowRead, logs: Vec<Log>) -> bool {
         let mut state = self.state();
         if logs.len() > HEAD_LOGS_MAX {
             state.window = None;
+            state.paused_until = Instant::now().checked_add(HEAD_LOGS_PAUSE);
             return false;
         }
         state.window = Some(Window {
@@ -200,6 +206,13 @@ impl HeadLogs {
         true
     }
 
+    /// The node pushed a header (a new block, or one that replaced the head at its height): the
+    /// window is read again by the next reader, so no reader at the replaced block is answered
+    /// from before it.
+    pub fn forget(&self) {
+        self.state().window = None;
+    }
+
     /// A window's read failed: for [`HEAD_LOGS_PAUSE`] every reader reads its own.
     pub fn failed(&self) {
         let mut state = self.state();
@@ -208,11 +221,18 @@ impl HeadLogs {
     }
 }
 
-/// The logs of `logs` that `filter` asks for (its contracts, events and blocks; a log without
-/// its block's number and hash matches none), in the node's order.
+/// The logs of `logs` that `filter` asks for (its contracts and events, in its blocks), in the
+/// node's order. A log without a block number goes to every reader of its contract and event:
+/// each reader's own read would have had it, and says what is wrong with it.
 pub fn matching(filter: &Filter, logs: &[Log]) -> Vec<Log> {
+    let (from, to) = (filter.get_from_block(), filter.get_to_block());
     logs.iter()
-        .filter(|log| filter.rpc_matches(log))
+        .filter(|log| {
+            filter.matches(&log.inner)
+                && log.block_number.is_none_or(|block| {
+                    from.is_none_or(|from| block >= from) && to.is_none_or(|to| block <= to)
+                })
+        })
         .cloned()
         .collect()
 }
@@ -354,6 +374,36 @@ mod tests {
             .collect();
         let (read, logs) = ask(&window, &asked(bridge(1), RELEASE, 10, 10), 10, &chain);
         assert!(read && logs.len() == chain.len());
-        assert!(ask(&window, &asked(bridge(1), RELEASE, 10, 10), 10, &chain).0);
+        assert_eq!(
+            window.plan(&asked(bridge(1), RELEASE, 10, 10), 10),
+            HeadPlan::Pass,
+            "after an answer over the bound each reader reads its own"
+        );
+    }
+
+    #[test]
+    fn a_pushed_header_drops_the_window() {
+        let window = HeadLogs::default();
+        assert!(ask(&window, &asked(bridge(1), RELEASE, 10, 10), 10, &[]).0);
+        assert!(!ask(&window, &asked(bridge(1), RELEASE, 10, 10), 10, &[]).0);
+        // Block 10 replaced at its height: the next reader at 10 reads it again.
+        window.forget();
+        let replaced = [log(bridge(1), RELEASE, 10)];
+        let (read, logs) = ask(&window, &asked(bridge(1), RELEASE, 10, 10), 10, &replaced);
+        assert!(read);
+        assert_eq!(logs, replaced.to_vec());
+    }
+
+    #[test]
+    fn a_log_without_its_block_goes_to_every_reader_of_its_event() {
+        let mut unplaced = log(bridge(1), RELEASE, 0);
+        unplaced.block_number = None;
+        unplaced.block_hash = None;
+        let chain = [unplaced.clone(), log(bridge(1), RELEASE, 12)];
+        assert_eq!(
+            matching(&asked(bridge(1), RELEASE, 10, 10), &chain),
+            vec![unplaced]
+        );
+        assert!(matching(&asked(bridge(2), RELEASE, 10, 12), &chain).is_empty());
     }
 }

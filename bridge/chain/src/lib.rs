@@ -772,8 +772,9 @@ impl ChainClient {
     pub async fn counters(&self) -> Result<bridge_counters::BridgeCounters, ChainError> {
         let head = self.head().await?;
         let bridge = self.bridge;
+        self.shared.counters_asked(bridge);
         // Read in another bridge's batch under way: answered from it.
-        self.shared.counters_landed(bridge).await;
+        self.shared.counters_landed(bridge, head).await;
         let got = self
             .shared
             .counters(bridge)
@@ -781,7 +782,7 @@ impl ChainClient {
                 |kept| kept.block >= head,
                 || async {
                     let batch = self.shared.counters_batch(bridge, head);
-                    let (own, others) = self
+                    let read = self
                         .call("bridge counters", |p| {
                             let alongside = batch.alongside().to_vec();
                             async move {
@@ -789,13 +790,19 @@ impl ChainClient {
                             }
                         })
                         .await?;
-                    for (other, counters) in others {
-                        self.metrics.shared_read("bridge counters read alongside");
-                        self.shared
+                    if read.alone {
+                        self.shared.counters_alone();
+                    }
+                    for (other, counters) in read.others {
+                        let kept = self
+                            .shared
                             .counters(other)
                             .offer(counters, |new, kept| new.block > kept.block);
+                        if kept {
+                            self.metrics.shared_read("bridge counters read alongside");
+                        }
                     }
-                    Ok::<_, ChainError>(own)
+                    Ok::<_, ChainError>(read.own)
                 },
             )
             .await;

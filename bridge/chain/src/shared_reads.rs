@@ -115,6 +115,10 @@ pub const COUNTERS_ASKED_WITHIN: Duration = Duration::from_secs(5);
 /// reads them itself).
 pub const COUNTERS_WAIT: Duration = Duration::from_secs(2);
 
+/// After a batch of several bridges' counters failed where one bridge alone was read, how long
+/// each asker reads its own bridge alone.
+pub const COUNTERS_ALONE_FOR: Duration = Duration::from_secs(60);
+
 /// Which bridges' counters the process asks about, and which a batch under way reads.
 #[derive(Debug, Default)]
 pub(crate) struct CountersBook {
@@ -122,6 +126,8 @@ pub(crate) struct CountersBook {
     asked: Mutex<HashMap<Address, Instant>>,
     /// The bridges a batch under way reads.
     in_flight: Mutex<HashSet<Address>>,
+    /// Until when each asker reads its own bridge alone ([`SharedReads::counters_alone`]).
+    alone_until: Mutex<Option<Instant>>,
     /// Woken when a batch lands (or is dropped unfinished).
     landed: tokio::sync::Notify,
 }
@@ -212,6 +218,11 @@ impl SharedReads {
     pub(crate) fn counters_batch(&self, bridge: Address, head: u64) -> CountersBatch<'_> {
         let now = Instant::now();
         let book = &self.counters_book;
+        let alone = book
+            .alone_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| now < until);
         let mut asked: Vec<(Address, Instant)> = {
             let mut asked = book.asked.lock().unwrap_or_else(|p| p.into_inner());
             asked.insert(bridge, now);
@@ -227,6 +238,7 @@ impl SharedReads {
         let mut in_flight = book.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let alongside: Vec<Address> = asked
             .into_iter()
+            .filter(|_| !alone)
             .map(|(other, _)| other)
             .filter(|other| {
                 !in_flight.contains(other)
@@ -245,9 +257,37 @@ impl SharedReads {
         }
     }
 
-    /// Wait (at most [`COUNTERS_WAIT`]) while a batch under way reads `bridge`'s counters, so
-    /// its asker is answered from it instead of reading them again.
-    pub(crate) async fn counters_landed(&self, bridge: Address) {
+    /// `bridge`'s counters are asked: it is read alongside other bridges' for
+    /// [`COUNTERS_ASKED_WITHIN`].
+    pub(crate) fn counters_asked(&self, bridge: Address) {
+        self.counters_book
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bridge, Instant::now());
+    }
+
+    /// A batch of several bridges failed on the asker's own calls where its bridge alone was
+    /// read: each reads its own for [`COUNTERS_ALONE_FOR`] (the endpoint may cap a batch's calls).
+    pub(crate) fn counters_alone(&self) {
+        *self
+            .counters_book
+            .alone_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now().checked_add(COUNTERS_ALONE_FOR);
+    }
+
+    /// Without an answer at `head` or later, wait (at most [`COUNTERS_WAIT`]) while a batch under
+    /// way reads `bridge`'s counters, so its asker is answered from it instead of reading them
+    /// again.
+    pub(crate) async fn counters_landed(&self, bridge: Address, head: u64) {
+        if self
+            .counters(bridge)
+            .fresh(|kept| kept.block >= head, Instant::now())
+            .is_some()
+        {
+            return;
+        }
         let book = &self.counters_book;
         let started = tokio::time::Instant::now();
         loop {
@@ -421,15 +461,16 @@ impl<T: Clone> Slot<T> {
     }
 
     /// Keep `value`, read by another slot's reader in the same batch, unless this slot holds a
-    /// good answer that `value` is not `newer` than.
-    pub fn offer(&self, value: T, newer: impl Fn(&T, &T) -> bool) {
+    /// good answer that `value` is not `newer` than; whether it was kept.
+    pub fn offer(&self, value: T, newer: impl Fn(&T, &T) -> bool) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, Ok(kept))) = last.as_ref()
             && !newer(&value, kept)
         {
-            return;
+            return false;
         }
         *last = Some((Instant::now(), Ok(value)));
+        true
     }
 
     /// The fresh answer if there is one; else wait for a read under way and take its answer;
@@ -804,8 +845,13 @@ mod tests {
         let under_way = reads.counters_batch(bridge(1), 11);
         assert_eq!(under_way.alongside(), &[bridge(3), bridge(2)][..]);
         assert!(alongside(4, 11).is_empty());
+        // An asker already answered at its head does not wait.
+        reads.counters(bridge(2)).offer(at(11), newer);
         let waited = Instant::now();
-        let waiting = reads.counters_landed(bridge(3));
+        reads.counters_landed(bridge(2), 11).await;
+        assert!(waited.elapsed() < Duration::from_millis(50));
+        let waited = Instant::now();
+        let waiting = reads.counters_landed(bridge(3), 11);
         let landing = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(under_way);
@@ -816,7 +862,11 @@ mod tests {
             waited >= Duration::from_millis(50) && waited < COUNTERS_WAIT,
             "the asker waited {waited:?} for the batch"
         );
-        assert_eq!(alongside(4, 11), vec![bridge(1), bridge(2), bridge(3)]);
+        assert_eq!(alongside(4, 11), vec![bridge(1), bridge(3)]);
+        // After a batch failed where one bridge alone was read, each reads its own.
+        reads.counters_alone();
+        assert!(alongside(1, 13).is_empty());
+        *reads.counters_book.alone_until.lock().unwrap() = None;
         // A bridge not asked for a while is no longer read for.
         if let Some(asked) = reads
             .counters_book
@@ -827,7 +877,7 @@ mod tests {
         {
             *asked = Instant::now() - COUNTERS_ASKED_WITHIN;
         }
-        assert!(!alongside(1, 12).contains(&bridge(3)));
+        assert!(!alongside(1, 14).contains(&bridge(3)));
     }
 
     #[tokio::test]
