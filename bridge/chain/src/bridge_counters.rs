@@ -305,9 +305,28 @@ mod tests {
         json!({"jsonrpc": "2.0", "id": call["id"], "result": format!("0x{n:064x}")})
     }
 
-    /// An endpoint of the four counters; with `batches` false it refuses a batch as some
-    /// proxies and providers do (HTTP 400).
+    /// How an endpoint answers batches.
+    #[derive(Clone, Copy)]
+    enum Batches {
+        Answered,
+        /// Refused as some proxies and providers do (HTTP 400).
+        Refused,
+        /// Over this many calls, answered as geth does: one error, under the first call's id.
+        CappedAt(usize),
+    }
+
+    /// An endpoint of the four counters; with `batches` false it refuses a batch.
     async fn endpoint(batches: bool) -> (reqwest::Url, Arc<Seen>) {
+        endpoint_with(if batches {
+            Batches::Answered
+        } else {
+            Batches::Refused
+        })
+        .await
+    }
+
+    /// An endpoint of the four counters, answering batches as `batches` says.
+    async fn endpoint_with(batches: Batches) -> (reqwest::Url, Arc<Seen>) {
         let seen = Arc::new(Seen::default());
         let counted = seen.clone();
         let app = axum::Router::new().route(
@@ -319,15 +338,19 @@ mod tests {
                     match request.as_array() {
                         Some(calls) => {
                             seen.batches.fetch_add(1, Ordering::SeqCst);
-                            if !batches {
-                                return (
+                            match batches {
+                                Batches::Refused => (
                                     axum::http::StatusCode::BAD_REQUEST,
                                     "batch requests are not supported",
                                 )
-                                    .into_response();
+                                    .into_response(),
+                                Batches::CappedAt(cap) if calls.len() > cap => {
+                                    axum::Json(json!([{"jsonrpc": "2.0", "id": calls[0]["id"], "error": {"code": -32600, "message": "batch too large"}}]))
+                                        .into_response()
+                                }
+                                _ => axum::Json(Value::Array(calls.iter().map(answer).collect()))
+                                    .into_response(),
                             }
-                            axum::Json(Value::Array(calls.iter().map(answer).collect()))
-                                .into_response()
                         }
                         None => {
                             seen.singles.fetch_add(1, Ordering::SeqCst);
@@ -359,34 +382,6 @@ mod tests {
         upper_handle_nonce: 5,
         queued_release_count: 2,
     };
-
-    /// An endpoint that answers a batch of more than `cap` calls as geth does: one error, under
-    /// the first call's id.
-    async fn endpoint_capped(cap: usize) -> (reqwest::Url, Arc<Seen>) {
-        let seen = Arc::new(Seen::default());
-        let counted = seen.clone();
-        let app = axum::Router::new().route(
-            "/",
-            axum::routing::post(move |body: String| {
-                let seen = counted.clone();
-                async move {
-                    let request: Value = serde_json::from_str(&body).unwrap();
-                    let calls = request.as_array().cloned().unwrap_or_default();
-                    seen.batches.fetch_add(1, Ordering::SeqCst);
-                    if calls.len() > cap {
-                        return axum::Json(json!([{"jsonrpc": "2.0", "id": calls[0]["id"], "error": {"code": -32600, "message": "batch too large"}}]));
-                    }
-                    axum::Json(Value::Array(calls.iter().map(answer).collect()))
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (format!("http://{addr}/").parse().unwrap(), seen)
-    }
 
     #[tokio::test]
     async fn the_counters_are_one_batch_or_four_calls_where_batches_are_refused() {
@@ -446,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_that_caps_a_batchs_calls_gets_the_askers_bridge_alone() {
-        let (url, seen) = endpoint_capped(4).await;
+        let (url, seen) = endpoint_with(Batches::CappedAt(4)).await;
         let read = read_with(
             provider_of(url),
             Address::repeat_byte(1),
