@@ -230,3 +230,83 @@ async fn a_one_endpoint_probe_is_the_head_read() {
         "one request for the head and the probe"
     );
 }
+
+/// A node at block 10 whose `eth_getLogs` answers one release log at block 10 for each contract
+/// the filter names, counting those reads.
+async fn releases_endpoint() -> (String, Arc<AtomicU32>) {
+    use alloy::sol_types::SolEvent;
+    use serde_json::{Value, json};
+    let reads = Arc::new(AtomicU32::new(0));
+    let counted = reads.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let reads = counted.clone();
+            async move {
+                let request: Value = serde_json::from_str(&body).unwrap();
+                let result = match request["method"].as_str() {
+                    Some("eth_getLogs") => {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        let addresses = match &request["params"][0]["address"] {
+                            Value::Array(all) => all.clone(),
+                            one => vec![one.clone()],
+                        };
+                        Value::Array(
+                            addresses
+                                .iter()
+                                .enumerate()
+                                .map(|(i, address)| {
+                                    json!({
+                                        "address": address,
+                                        "topics": [format!("{:#x}", Bridge::HandleValueTransfer::SIGNATURE_HASH)],
+                                        "data": "0x",
+                                        "blockNumber": "0xa",
+                                        "blockHash": format!("{:#x}", alloy::primitives::B256::repeat_byte(0x0a)),
+                                        "transactionHash": format!("{:#x}", alloy::primitives::B256::with_last_byte(i as u8)),
+                                        "transactionIndex": "0x0",
+                                        "logIndex": format!("{i:#x}"),
+                                        "removed": false
+                                    })
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => json!("0xa"),
+                };
+                axum::Json(json!({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, reads)
+}
+
+#[tokio::test]
+async fn guardians_of_one_chain_at_one_head_share_one_read_and_each_gets_its_own_releases() {
+    use alloy::sol_types::SolEvent;
+    let (url, reads) = releases_endpoint().await;
+    // Two pairs' clients of one chain in the process.
+    let (first, second) = (client(vec![url.clone()], 31338), client(vec![url], 31338));
+    let (a, b) = (Address::repeat_byte(0xa1), Address::repeat_byte(0xb2));
+    let releases_of = |bridge: Address| {
+        Filter::new()
+            .address(bridge)
+            .event_signature(Bridge::HandleValueTransfer::SIGNATURE_HASH)
+            .from_block(10)
+            .to_block(10)
+    };
+    let addresses = |logs: Vec<Log>| logs.iter().map(|l| l.address()).collect::<Vec<_>>();
+    // First round: the second contract, not yet asked about when the first was read, reads the
+    // window again for both. Second round, at the same head: both answered from that read.
+    for (round, why) in [(1, "one read each"), (2, "no read of their own")] {
+        for (chain, bridge) in [(&first, a), (&second, b)] {
+            let logs = chain.logs_at_head(&releases_of(bridge)).await.unwrap();
+            assert_eq!(addresses(logs), vec![bridge], "round {round}: its own only");
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "round {round}: {why}");
+    }
+}
