@@ -28,7 +28,7 @@
 //! kept, and every reader reads its own for [`HEAD_LOGS_PAUSE`]. Only the readers that ask for it use it
 //! ([`ChainClient::logs_at_head`](crate::ChainClient::logs_at_head)).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -171,30 +171,26 @@ impl HeadLogs {
         if to > head || head.saturating_sub(from) >= HEAD_LOGS_SPAN {
             return HeadPlan::Pass;
         }
-        let mut addresses: Vec<Address> = state.asked.keys().map(|(a, _)| *a).collect();
-        addresses.sort_unstable();
-        addresses.dedup();
-        let mut events: Vec<B256> = state.asked.keys().map(|(_, e)| *e).collect();
-        events.sort_unstable();
-        events.dedup();
+        let addresses: BTreeSet<Address> = state.asked.keys().map(|(a, _)| *a).collect();
+        let events: BTreeSet<B256> = state.asked.keys().map(|(_, e)| *e).collect();
         HeadPlan::Read(WindowRead {
             from,
             head,
-            addresses,
-            events,
+            addresses: addresses.into_iter().collect(),
+            events: events.into_iter().collect(),
             generation: state.generation,
         })
     }
 
-    /// Keep `logs`, what `read` answered; false (nothing kept) when they are more than
-    /// [`HEAD_LOGS_MAX`]: then, as after a failure, every reader reads its own for
-    /// [`HEAD_LOGS_PAUSE`] (each read of every contract would be that large again).
-    pub fn keep(&self, read: &WindowRead, logs: Vec<Log>) -> bool {
+    /// Keep `logs`, what `read` answered, unless they are more than [`HEAD_LOGS_MAX`]: then, as
+    /// after a failure, every reader reads its own for [`HEAD_LOGS_PAUSE`] (each read of every
+    /// contract would be that large again).
+    pub fn keep(&self, read: &WindowRead, logs: Vec<Log>) {
         let mut state = self.state();
         if logs.len() > HEAD_LOGS_MAX {
             state.window = None;
             state.paused_until = Instant::now().checked_add(HEAD_LOGS_PAUSE);
-            return false;
+            return;
         }
         state.window = Some(Window {
             head: read.head,
@@ -203,7 +199,6 @@ impl HeadLogs {
             at: Instant::now(),
             logs,
         });
-        true
     }
 
     /// The node pushed a header (a new block, or one that replaced the head at its height): the

@@ -225,7 +225,6 @@ impl SharedReads {
             .is_some_and(|until| now < until);
         let mut asked: Vec<(Address, Instant)> = {
             let mut asked = book.asked.lock().unwrap_or_else(|p| p.into_inner());
-            asked.insert(bridge, now);
             asked.retain(|_, at| now.saturating_duration_since(*at) < COUNTERS_ASKED_WITHIN);
             asked
                 .iter()
@@ -814,7 +813,9 @@ mod tests {
             block,
             ..Default::default()
         };
+        // As `ChainClient::counters` asks: the ask recorded, then the batch.
         let alongside = |asker, head| {
+            reads.counters_asked(bridge(asker));
             let mut others = reads
                 .counters_batch(bridge(asker), head)
                 .alongside()
