@@ -256,8 +256,10 @@ impl Feed {
                     let Some(reads) = self.shared.upgrade() else {
                         return Ended::Unused;
                     };
-                    reads.pushed_head(header.number.to::<u64>());
+                    let block = header.number.to::<u64>();
+                    reads.pushed_head(block);
                     self.metrics.head_feed("header");
+                    tracing::debug!(block, "head pushed");
                 }
                 _ = check.tick() => {
                     let Some(reads) = self.shared.upgrade() else {
@@ -312,6 +314,8 @@ impl SharedReads {
         }
         self.head.expire();
         self.head_logs.forget();
+        // After the expiry: a task woken by it reads the new head, not the held one.
+        self.pushed.send_replace(head);
     }
 
     /// A read of the head asked at `asked` answered `head`: learn the chain's clock from it and
@@ -411,6 +415,35 @@ mod tests {
         assert_eq!(reads.feed_state().ahead.map(|(_, head)| head), Some(9));
         reads.pushed_head(9);
         assert!(reads.feed_state().ahead.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiters_once_the_held_head_is_dropped() {
+        let reads = SharedReads::new();
+        reads.feed_state().connected = true;
+        read(&reads, 6).await;
+        let mut pushed = reads.pushed.subscribe();
+        assert!(
+            !pushed.has_changed().expect("sender alive"),
+            "nothing pushed yet"
+        );
+        let waiter = tokio::spawn(async move {
+            pushed.changed().await.expect("sender alive");
+            *pushed.borrow_and_update()
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no push, no wake");
+        reads.pushed_head(7);
+        let woken = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken by the push")
+            .expect("waiter ran");
+        assert_eq!(woken, 7);
+        assert_eq!(
+            reads.head.peek(),
+            None,
+            "the woken waiter reads the new head"
+        );
     }
 
     #[tokio::test]

@@ -644,6 +644,43 @@ impl ChainClient {
         }
     }
 
+    /// `bridge`'s storage slot that holds its threshold
+    /// ([`multibridge_contracts::THRESHOLD_SLOT`]; packed with the counterpart, `paused` and the
+    /// operators' vote bits), as of the head: read once for every asker at a head, as
+    /// [`latest_block`](Self::latest_block) is, so the read a voter starts while it pre-checks
+    /// ([`warm_vote_reads`](Self::warm_vote_reads)) is the one its vote's gas plan finds.
+    pub async fn threshold_slot(
+        &self,
+        bridge: Address,
+    ) -> Result<alloy::primitives::B256, ChainError> {
+        let head = self.shared.head.peek().and_then(Result::ok);
+        let slot = self.shared.threshold_slot(bridge);
+        let got = slot
+            .get_if(
+                |(serves, _)| head.is_none_or(|head| *serves >= head),
+                || async {
+                    let index = U256::from(multibridge_contracts::THRESHOLD_SLOT);
+                    let value = self
+                        .call("eth_getStorageAt", |p| async move {
+                            p.get_storage_at(bridge, index).await
+                        })
+                        .await?;
+                    Ok::<_, ChainError>((head.unwrap_or(0), alloy::primitives::B256::from(value)))
+                },
+            )
+            .await;
+        self.got_answer(got, "threshold slot", "eth_getStorageAt")
+            .map(|(_, value)| value)
+    }
+
+    /// Read what a vote's plan and send on this chain will ask for — the latest block, the
+    /// suggested tip and `bridge`'s threshold slot — into the shared answers, all at once: a
+    /// voter starts this while it pre-checks, so its plan finds them instead of reading them
+    /// one after the other (issue 54). Failures are left for the reads themselves to meet.
+    pub async fn warm_vote_reads(&self, bridge: Address) {
+        let _ = tokio::join!(self.warm_fee_reads(), self.threshold_slot(bridge));
+    }
+
     /// Unix time of block `number` (0 when the node does not have it).
     pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
         let block = self
@@ -671,6 +708,13 @@ impl ChainClient {
             return None;
         }
         Some(until.saturating_duration_since(now))
+    }
+
+    /// The blocks the node pushes through the head subscription ([`head_feed`]), as they come:
+    /// `changed()` returns when the next one does (never while the subscription is down, so a
+    /// waiter bounds its wait by its own timer).
+    pub fn pushed_heads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.pushed.subscribe()
     }
 
     /// The chain's latest block number, with failover: read once for every client of the

@@ -67,6 +67,9 @@ pub const WALLET_FRESH_FOR: Duration = Duration::from_millis(900);
 /// An account's balance and the chain's gas price.
 pub type WalletSlot = Slot<(alloy::primitives::U256, u128)>;
 
+/// A bridge's threshold storage slot and the highest head it serves.
+pub type ThresholdSlot = Slot<(u64, alloy::primitives::B256)>;
+
 /// A bridge's counters ([`crate::bridge_counters`]).
 pub type CountersSlot = Slot<crate::bridge_counters::BridgeCounters>;
 
@@ -87,6 +90,9 @@ pub struct SharedReads {
     wallets: Mutex<HashMap<Address, Arc<WalletSlot>>>,
     /// Per bridge: its counters at the latest block read ([`crate::bridge_counters`]).
     counters: Mutex<HashMap<Address, Arc<CountersSlot>>>,
+    /// Per bridge: its threshold's storage slot, with the head it serves (the votes' gas plan:
+    /// read while the voter pre-checks, found by the plan).
+    threshold_slots: Mutex<HashMap<Address, Arc<ThresholdSlot>>>,
     /// Which bridges' counters are asked about and which a batch under way reads.
     counters_book: CountersBook,
     /// The latest block's header figures (the senders' fees and checks, the voters' gas plan),
@@ -99,6 +105,9 @@ pub struct SharedReads {
     pub(crate) tip: Slot<(u64, u128)>,
     /// The head subscription's state ([`crate::head_feed`]).
     pub(crate) feed: Mutex<crate::head_feed::FeedState>,
+    /// The last block the node pushed (0 before the first): the indexers of this chain wait
+    /// on it instead of stepping on a timer while a block is due.
+    pub(crate) pushed: tokio::sync::watch::Sender<u64>,
 }
 
 /// How long the latest block's figures serve the askers whose head is still that block (a
@@ -193,12 +202,14 @@ impl SharedReads {
             cadence: Mutex::default(),
             wallets: Mutex::default(),
             counters: Mutex::default(),
+            threshold_slots: Mutex::default(),
             counters_book: CountersBook::default(),
             latest_block: Slot::new(LATEST_BLOCK_FRESH_FOR)
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
             tip: Slot::new(LATEST_BLOCK_FRESH_FOR)
                 .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR),
             feed: Mutex::default(),
+            pushed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -313,6 +324,13 @@ impl SharedReads {
     /// The slot of `account`'s balance and the gas price.
     pub(crate) fn wallet(&self, account: Address) -> Arc<WalletSlot> {
         slot_of(&self.wallets, account, || Slot::new(WALLET_FRESH_FOR))
+    }
+
+    /// The slot of `bridge`'s threshold storage slot.
+    pub(crate) fn threshold_slot(&self, bridge: Address) -> Arc<ThresholdSlot> {
+        slot_of(&self.threshold_slots, bridge, || {
+            Slot::new(LATEST_BLOCK_FRESH_FOR).sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR)
+        })
     }
 }
 

@@ -634,17 +634,15 @@ async fn vote_gas(
     bridge: Address,
     call: &alloy::rpc::types::TransactionRequest,
 ) -> Result<u64, SendError> {
-    use alloy::providers::Provider;
     use alloy::rpc::types::state::{AccountOverride, StateOverride};
 
     let slot = U256::from(multibridge_contracts::THRESHOLD_SLOT);
+    // As of the head (the voter's pre-check may have read it already: `warm_vote_reads`).
     let current = chain
-        .call("eth_getStorageAt", |p| async move {
-            p.get_storage_at(bridge, slot).await
-        })
+        .threshold_slot(bridge)
         .await
         .map_err(SendError::Chain)?;
-    let deciding = multibridge_contracts::with_threshold_one(B256::from(current));
+    let deciding = multibridge_contracts::with_threshold_one(current);
     let overrides: StateOverride = [(
         bridge,
         AccountOverride::default().with_state_diff([(B256::from(slot), deciding)]),

@@ -310,3 +310,78 @@ async fn guardians_of_one_chain_at_one_head_share_one_read_and_each_gets_its_own
         assert_eq!(reads.load(Ordering::SeqCst), 2, "round {round}: {why}");
     }
 }
+
+/// A node whose head is `head` and whose `eth_getStorageAt` answers the slot's index in its
+/// last byte, counting those reads.
+async fn storage_endpoint() -> (String, Arc<std::sync::atomic::AtomicU64>, Arc<AtomicU32>) {
+    use serde_json::{Value, json};
+    let head = Arc::new(std::sync::atomic::AtomicU64::new(10));
+    let reads = Arc::new(AtomicU32::new(0));
+    let (at, counted) = (head.clone(), reads.clone());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let (head, reads) = (at.clone(), counted.clone());
+            async move {
+                let request: Value = serde_json::from_str(&body).unwrap();
+                let result = match request["method"].as_str() {
+                    Some("eth_getStorageAt") => {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        let index = request["params"][1].as_str().unwrap().to_owned();
+                        let index = u8::from_str_radix(index.trim_start_matches("0x"), 16).unwrap();
+                        json!(format!(
+                            "{:#x}",
+                            alloy::primitives::B256::with_last_byte(index)
+                        ))
+                    }
+                    _ => json!(format!("{:#x}", head.load(Ordering::SeqCst))),
+                };
+                axum::Json(json!({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, head, reads)
+}
+
+#[tokio::test]
+async fn a_bridges_threshold_slot_is_read_once_a_head_for_every_asker() {
+    let (url, head, reads) = storage_endpoint().await;
+    // The voter's warm-up and its gas plan: two clients of one chain in the process.
+    let (warm, plan) = (client(vec![url.clone()], 31339), client(vec![url], 31339));
+    let (a, b) = (Address::repeat_byte(0xa1), Address::repeat_byte(0xb2));
+    let slot = alloy::primitives::B256::with_last_byte(multibridge_contracts::THRESHOLD_SLOT as u8);
+    assert_eq!(warm.head().await.unwrap(), 10);
+    warm.warm_vote_reads(a).await;
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "the warm-up read it");
+    assert_eq!(
+        plan.threshold_slot(a).await.unwrap(),
+        slot,
+        "the slot asked for"
+    );
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        1,
+        "the plan at that head: no read of its own"
+    );
+    plan.threshold_slot(b).await.unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        2,
+        "another bridge: its own read"
+    );
+    // A new head: read again.
+    head.store(11, Ordering::SeqCst);
+    tokio::time::sleep(shared_reads::HEAD_FRESH_FOR + Duration::from_millis(50)).await;
+    assert_eq!(plan.head().await.unwrap(), 11);
+    plan.threshold_slot(a).await.unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        3,
+        "read again at the new head"
+    );
+}

@@ -109,6 +109,9 @@ pub struct Indexer {
     component: String,
     /// Rung when new requests are stored (the lane's voter steps at once).
     stored: Arc<tokio::sync::Notify>,
+    /// The blocks the source's node pushes: a caught-up indexer steps the moment the next one
+    /// comes instead of at its pause's end (which stays its bound while no push comes).
+    pushed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Indexer {
@@ -126,6 +129,7 @@ impl Indexer {
         Self {
             readiness,
             component,
+            pushed: source.pushed_heads(),
             source,
             span: LogSpan::with_max(settings.max_block_range),
             settings,
@@ -185,7 +189,13 @@ impl Indexer {
                 }
                 Next::Now
             }
-            Step::CaughtUp { .. } => Next::After(self.caught_up_pause()),
+            Step::CaughtUp { .. } => {
+                let pause = self.caught_up_pause();
+                if self.pushed_within(pause).await {
+                    self.metrics.indexer_woken_by_push.inc();
+                }
+                Next::Now
+            }
             Step::Rewound {
                 missing,
                 from_block,
@@ -196,8 +206,25 @@ impl Indexer {
         })
     }
 
+    /// Wait `pause`, or less if the source's node pushes a block meanwhile (or pushed one
+    /// since this step began reading the head): whether a push ended the wait.
+    async fn pushed_within(&mut self, pause: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => false,
+            changed = self.pushed.changed() => {
+                if changed.is_err() {
+                    // The client is gone (never while this indexer holds it): the pause alone.
+                    tokio::time::sleep(pause).await;
+                }
+                changed.is_ok()
+            }
+        }
+    }
+
     async fn index(&mut self) -> Result<Step, IndexerError> {
         let lane = self.metrics.lane;
+        // A block pushed from here on wakes the wait after this step (the head is read below).
+        self.pushed.borrow_and_update();
         let head = self.source.head().await?;
         LaneMetrics::set(&self.metrics.source_head, head);
         let safe_head = self

@@ -246,6 +246,9 @@ pub struct Voter<D, S> {
     full: Option<(bool, Instant)>,
     /// When a read last found the destination's latest block full.
     last_full: Option<tokio::time::Instant>,
+    /// When this step began, found what is ready, and had its estimates: the "vote sent" log
+    /// line says where a vote's time went.
+    marks: StepMarks,
     /// The destination's `upperHandleNonce` as last read for the vote window.
     upper_seen: Option<u64>,
     /// The destination's `lowerHandleNonce` as a standby read it: whether it moved lately.
@@ -290,6 +293,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             native_item_gas: None,
             full: None,
             last_full: None,
+            marks: StepMarks::default(),
             upper_seen: None,
             lower_seen: nonce_seen::NonceSeen::default(),
             window_waits: None,
@@ -486,10 +490,16 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         if room == 0 {
             return Ok(step);
         }
+        let began = Instant::now();
         let Ready { vote, execute } = self.ready(room, &mut step).await?;
         if vote.is_empty() && execute.is_empty() {
             return Ok(step);
         }
+        self.marks = StepMarks {
+            began: Some(began),
+            ready: Some(Instant::now()),
+            estimated: None,
+        };
         self.send_votes(vote, execute, room, &mut step).await?;
         Ok(step)
     }
@@ -606,6 +616,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 |(input, (batch, entry))| self.estimate(input.clone(), *entry, item_gas(batch)),
             ))
             .await;
+        self.marks.estimated = Some(Instant::now());
         let mut work: std::collections::VecDeque<PlannedVote> = planned
             .into_iter()
             .zip(inputs)
@@ -904,7 +915,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             Seen::Tracking,
             step,
         )?;
-        tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, gas_limit, count = nonces.len(), ?entry, "vote sent");
+        let (ready_ms, plan_ms, send_ms) = self.marks.split();
+        tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), tx = %sent.hash, tx_nonce = sent.nonce, gas_limit, count = nonces.len(), ?entry, ready_ms, plan_ms, send_ms, "vote sent");
         step.sent = step.sent.saturating_add(batch.len());
         if !matches!(entry, Entry::Execute | Entry::Attested) {
             self.metrics.votes_sent.inc_by(batch.len() as u64);
@@ -916,6 +928,33 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             self.metrics.votes_tight.inc_by(batch.len() as u64);
         }
         Ok(())
+    }
+}
+
+/// When a vote step began, found what is ready and had its estimates (for the log).
+#[derive(Debug, Default, Clone, Copy)]
+struct StepMarks {
+    began: Option<Instant>,
+    ready: Option<Instant>,
+    estimated: Option<Instant>,
+}
+
+impl StepMarks {
+    /// Milliseconds spent finding what is ready, planning (estimates included) and sending,
+    /// as far as the marks tell (0 for a part without both its marks).
+    fn split(&self) -> (u64, u64, u64) {
+        let ms = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+            (Some(from), Some(to)) => {
+                u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        };
+        let now = Some(Instant::now());
+        (
+            ms(self.began, self.ready),
+            ms(self.ready, self.estimated),
+            ms(self.estimated, now),
+        )
     }
 }
 

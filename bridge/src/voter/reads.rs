@@ -42,6 +42,10 @@ pub trait DestinationReads: Send + Sync {
     fn native_item_gas(&self) -> impl Future<Output = Result<u64, ChainError>> + Send {
         async { Ok(multibridge_contracts::ITEM_GAS) }
     }
+    /// Start reading, in the background, what planning and sending a vote will read (the
+    /// destination's latest block, its tip, the bridge's threshold slot), while the voter
+    /// pre-checks: the plan then finds them read (issue 54). Nothing for a fake.
+    fn warm_vote_plan(&self) {}
     /// How many of `requests` an `executeHandles` would execute now (their vote keys hold the
     /// threshold: a lowered threshold, or an operator set that changed under open votes).
     fn executable(
@@ -148,6 +152,12 @@ impl DestinationReads for BridgeReads {
             })
             .await?;
         Ok(u64::try_from(executed).unwrap_or(u64::MAX))
+    }
+
+    fn warm_vote_plan(&self) {
+        let chain = self.chain.clone();
+        let bridge = chain.bridge();
+        tokio::spawn(async move { chain.warm_vote_reads(bridge).await });
     }
 
     async fn latest_block_gas(&self) -> Result<BlockGas, ChainError> {

@@ -275,6 +275,17 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
             sum
         }
     };
+    // Its caught-up indexers step when a chain's node pushes a block, not on a timer after it
+    // (issue 54): some of the main chain's were woken by a push.
+    let woken = total(
+        "multibridge_indexer_woken_by_push_total",
+        "lane=\"main-to-service\"",
+    )
+    .await;
+    assert!(
+        woken > 0.0,
+        "no main -> service indexer of operator 1's process was woken by a pushed block"
+    );
     // Its lane leaders heartbeat together (issue 54): fewer heartbeat transactions (every
     // attempt, whatever its outcome) than heartbeats.
     let beats = total("multibridge_etcd_heartbeats_total", "outcome=\"rewritten\"").await;

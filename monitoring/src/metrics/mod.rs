@@ -45,6 +45,11 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) requests_indexed: IntCounterVec,
+    /// Caught-up indexer steps that a block pushed by the node woke (the rest step on the
+    /// chain's clock or their poll).
+    ///
+    /// Labels: lane.
+    pub(crate) indexer_woken_by_push: IntCounterVec,
     /// Nonce gaps found (a log an RPC did not return) and re-scanned.
     ///
     /// Labels: lane.
@@ -527,6 +532,11 @@ impl Metrics {
                 "Requests newly stored by the indexer",
                 lane,
             )?,
+            indexer_woken_by_push: counter(
+                "indexer_woken_by_push_total",
+                "Caught-up indexer steps woken by a block the node pushed",
+                lane,
+            )?,
             nonce_gaps: counter(
                 "nonce_gaps_total",
                 "Request nonce gaps found and re-scanned",
@@ -974,6 +984,7 @@ impl Metrics {
             }
             for c in [
                 &metrics.requests_indexed,
+                &metrics.indexer_woken_by_push,
                 &metrics.nonce_gaps,
                 &metrics.votes_sent,
                 &metrics.votes_recording,

@@ -1167,3 +1167,23 @@ async fn in_full_blocks_a_request_that_reaches_the_window_old_waits_for_the_lane
         "the lane stopped: {voted:?}"
     );
 }
+
+#[tokio::test]
+async fn a_pre_check_with_requests_to_vote_starts_the_plans_reads_beside_it() {
+    let mut h = Harness::new(4, 64);
+    let step = h.step().await;
+    assert_eq!(step.sent, 4);
+    assert_eq!(
+        *h.destination.warmed.lock().unwrap(),
+        1,
+        "one pre-check, one warm-up"
+    );
+    // Everything in flight: nothing to pre-check, nothing read ahead.
+    h.jobs();
+    h.step().await;
+    assert_eq!(
+        *h.destination.warmed.lock().unwrap(),
+        1,
+        "an idle step reads nothing ahead"
+    );
+}

@@ -68,6 +68,8 @@ struct FakeDestination {
     /// (`lowerHandleNonce`, `upperHandleNonce`) as set by a test (unset: from the handled
     /// nonces).
     handles: Mutex<Option<(u64, u64)>>,
+    /// How often a pre-check started the plan's reads beside it.
+    warmed: Mutex<usize>,
 }
 
 impl FakeDestination {
@@ -84,6 +86,10 @@ impl DestinationReads for Arc<FakeDestination> {
             .iter()
             .map(|n| states.get(n).copied().unwrap_or(NonceState::Open))
             .collect())
+    }
+
+    fn warm_vote_plan(&self) {
+        *self.warmed.lock().unwrap() += 1;
     }
 
     async fn committee(&self) -> Result<Committee, ChainError> {
