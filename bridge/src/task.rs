@@ -101,6 +101,11 @@ pub trait Stepper: Send {
     type Error: Retryable;
     /// Do one round of work and say when to come back.
     fn step(&mut self) -> impl Future<Output = Result<Next, Self::Error>> + Send;
+    /// Wait `pause` after a step that said [`Next::After`] (a stepper may end it sooner when
+    /// what it waits for comes). Runs after the step's state is gone: keep it small.
+    fn wait(&mut self, pause: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(pause)
+    }
 }
 
 /// Pause after a retryable failure (short: a node or etcd that answers again is used within
@@ -122,7 +127,7 @@ pub async fn run_stepper<S: Stepper>(lane: Lane, task: &'static str, mut stepper
         // while they sleep — 51 KB a lane, 6.5 MB in a relay serving 64 pairs).
         match Box::pin(stepper.step()).await {
             Ok(Next::Now) => {}
-            Ok(Next::After(pause)) => tokio::time::sleep(pause).await,
+            Ok(Next::After(pause)) => stepper.wait(pause).await,
             Err(e) if e.is_retryable() => {
                 if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                     tracing::warn!(error = %e, suppressed, "{task} failed; retrying");

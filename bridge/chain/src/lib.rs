@@ -646,18 +646,20 @@ impl ChainClient {
 
     /// `bridge`'s storage slot that holds its threshold
     /// ([`multibridge_contracts::THRESHOLD_SLOT`]; packed with the counterpart, `paused` and the
-    /// operators' vote bits), as of the head: read once for every asker at a head, as
-    /// [`latest_block`](Self::latest_block) is, so the read a voter starts while it pre-checks
+    /// operators' vote bits): read once for every asker while no newer block is known — the
+    /// head as last read or pushed — and for [`shared_reads::THRESHOLD_SLOT_FRESH_FOR`] at
+    /// most, so the read a voter starts while it pre-checks
     /// ([`warm_vote_reads`](Self::warm_vote_reads)) is the one its vote's gas plan finds.
     pub async fn threshold_slot(
         &self,
         bridge: Address,
     ) -> Result<alloy::primitives::B256, ChainError> {
-        let head = self.shared.head.peek().and_then(Result::ok);
+        let read = self.shared.head.peek().and_then(Result::ok).unwrap_or(0);
+        let head = read.max(*self.shared.pushed.borrow());
         let slot = self.shared.threshold_slot(bridge);
         let got = slot
             .get_if(
-                |(serves, _)| head.is_none_or(|head| *serves >= head),
+                |(serves, _)| *serves >= head,
                 || async {
                     let index = U256::from(multibridge_contracts::THRESHOLD_SLOT);
                     let value = self
@@ -665,7 +667,7 @@ impl ChainClient {
                             p.get_storage_at(bridge, index).await
                         })
                         .await?;
-                    Ok::<_, ChainError>((head.unwrap_or(0), alloy::primitives::B256::from(value)))
+                    Ok::<_, ChainError>((head, alloy::primitives::B256::from(value)))
                 },
             )
             .await;

@@ -67,6 +67,13 @@ pub const WALLET_FRESH_FOR: Duration = Duration::from_millis(900);
 /// An account's balance and the chain's gas price.
 pub type WalletSlot = Slot<(alloy::primitives::U256, u128)>;
 
+/// How long a read of a bridge's threshold slot serves (while no newer block is known): the
+/// time from a voter's pre-check to its gas plan, with room; a vote is planned by a slot at most
+/// this old (`paused` and the operators' vote bits share it: a vote simulated on a slot from
+/// before a pause reverts on chain, as one did when the pause came between the read and the
+/// simulation).
+pub const THRESHOLD_SLOT_FRESH_FOR: Duration = Duration::from_millis(500);
+
 /// A bridge's threshold storage slot and the highest head it serves.
 pub type ThresholdSlot = Slot<(u64, alloy::primitives::B256)>;
 
@@ -329,7 +336,8 @@ impl SharedReads {
     /// The slot of `bridge`'s threshold storage slot.
     pub(crate) fn threshold_slot(&self, bridge: Address) -> Arc<ThresholdSlot> {
         slot_of(&self.threshold_slots, bridge, || {
-            Slot::new(LATEST_BLOCK_FRESH_FOR).sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR)
+            Slot::new(THRESHOLD_SLOT_FRESH_FOR)
+                .sharing_failures_for(LATEST_BLOCK_FAILURE_SHARED_FOR)
         })
     }
 }

@@ -311,8 +311,8 @@ async fn guardians_of_one_chain_at_one_head_share_one_read_and_each_gets_its_own
     }
 }
 
-/// A node whose head is `head` and whose `eth_getStorageAt` answers the slot's index in its
-/// last byte, counting those reads.
+/// A node whose head is block 10 until the test moves it (the returned number) and whose
+/// `eth_getStorageAt` answers the slot's index in its last byte, counting those reads.
 async fn storage_endpoint() -> (String, Arc<std::sync::atomic::AtomicU64>, Arc<AtomicU32>) {
     use serde_json::{Value, json};
     let head = Arc::new(std::sync::atomic::AtomicU64::new(10));
@@ -384,4 +384,18 @@ async fn a_bridges_threshold_slot_is_read_once_a_head_for_every_asker() {
         3,
         "read again at the new head"
     );
+    // A block pushed past it (the head not read since): read again.
+    plan.shared.pushed.send_replace(12);
+    plan.threshold_slot(a).await.unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        4,
+        "read again past a pushed block"
+    );
+    plan.threshold_slot(a).await.unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 4, "served at that block");
+    // Never older than its freshness, whatever the head.
+    tokio::time::sleep(shared_reads::THRESHOLD_SLOT_FRESH_FOR + Duration::from_millis(50)).await;
+    plan.threshold_slot(a).await.unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 5, "read again once stale");
 }

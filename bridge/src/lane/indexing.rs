@@ -112,6 +112,8 @@ pub struct Indexer {
     /// The blocks the source's node pushes: a caught-up indexer steps the moment the next one
     /// comes instead of at its pause's end (which stays its bound while no push comes).
     pushed: tokio::sync::watch::Receiver<u64>,
+    /// The source's head as the last step read it.
+    head_seen: u64,
 }
 
 impl Indexer {
@@ -130,6 +132,7 @@ impl Indexer {
             readiness,
             component,
             pushed: source.pushed_heads(),
+            head_seen: 0,
             source,
             span: LogSpan::with_max(settings.max_block_range),
             settings,
@@ -189,13 +192,7 @@ impl Indexer {
                 }
                 Next::Now
             }
-            Step::CaughtUp { .. } => {
-                let pause = self.caught_up_pause();
-                if self.pushed_within(pause).await {
-                    self.metrics.indexer_woken_by_push.inc();
-                }
-                Next::Now
-            }
+            Step::CaughtUp { .. } => Next::After(self.caught_up_pause()),
             Step::Rewound {
                 missing,
                 from_block,
@@ -206,26 +203,12 @@ impl Indexer {
         })
     }
 
-    /// Wait `pause`, or less if the source's node pushes a block meanwhile (or pushed one
-    /// since this step began reading the head): whether a push ended the wait.
-    async fn pushed_within(&mut self, pause: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(pause) => false,
-            changed = self.pushed.changed() => {
-                if changed.is_err() {
-                    // The client is gone (never while this indexer holds it): the pause alone.
-                    tokio::time::sleep(pause).await;
-                }
-                changed.is_ok()
-            }
-        }
-    }
-
     async fn index(&mut self) -> Result<Step, IndexerError> {
         let lane = self.metrics.lane;
         // A block pushed from here on wakes the wait after this step (the head is read below).
         self.pushed.borrow_and_update();
         let head = self.source.head().await?;
+        self.head_seen = head;
         LaneMetrics::set(&self.metrics.source_head, head);
         let safe_head = self
             .source
@@ -321,6 +304,21 @@ pub const CLOCK_WAIT_CAP: Duration = Duration::from_secs(1);
 
 /// [`Indexer::caught_up_pause`] from the source's [`ChainClient::next_block_in`] and the
 /// configured poll.
+/// Wait `pause`, or less if `pushed` changes meanwhile (or changed since it was last marked
+/// seen): whether a push ended the wait. A dropped sender (never while the client lives)
+/// leaves the pause alone.
+async fn pushed_within(pushed: &mut tokio::sync::watch::Receiver<u64>, pause: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => false,
+        changed = pushed.changed() => {
+            if changed.is_err() {
+                tokio::time::sleep(pause).await;
+            }
+            changed.is_ok()
+        }
+    }
+}
+
 fn caught_up_pause(next_block_in: Option<Duration>, poll: Duration) -> Duration {
     next_block_in.map_or(poll, |wait| {
         wait.max(HEAD_FRESH_FOR).min(poll.max(CLOCK_WAIT_CAP))
@@ -333,11 +331,63 @@ impl Stepper for Indexer {
     fn step(&mut self) -> impl Future<Output = Result<Next, IndexerError>> + Send {
         self.tick()
     }
+
+    /// The pause, ended by the next block the source's node pushes. A block pushed that the
+    /// last step's head read did not show yet (a read under way when it came, or an HTTP
+    /// endpoint behind the WebSocket one) is looked for again after [`HEAD_FRESH_FOR`].
+    async fn wait(&mut self, pause: Duration) {
+        let pause = if *self.pushed.borrow() > self.head_seen {
+            pause.min(HEAD_FRESH_FOR)
+        } else {
+            pause
+        };
+        if pushed_within(&mut self.pushed, pause).await {
+            self.metrics.indexer_woken_by_push.inc();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pushed_block_ends_the_wait_and_nothing_else_does() {
+        let pause = Duration::from_millis(700);
+        let (sender, mut pushed) = tokio::sync::watch::channel(0u64);
+        // Nothing pushed: the whole pause.
+        let start = tokio::time::Instant::now();
+        assert!(!pushed_within(&mut pushed, pause).await);
+        assert_eq!(start.elapsed(), pause);
+        // A push during the wait ends it then.
+        let start = tokio::time::Instant::now();
+        let push = tokio::spawn({
+            let sender = sender.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                sender.send_replace(8);
+            }
+        });
+        assert!(pushed_within(&mut pushed, pause).await);
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        push.await.unwrap();
+        // A push before the wait began (during the step) and not marked seen: no wait at all.
+        pushed.borrow_and_update();
+        sender.send_replace(9);
+        let start = tokio::time::Instant::now();
+        assert!(pushed_within(&mut pushed, pause).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Marked seen at the step's start: the next push is waited for again.
+        pushed.borrow_and_update();
+        let start = tokio::time::Instant::now();
+        assert!(!pushed_within(&mut pushed, pause).await);
+        assert_eq!(start.elapsed(), pause);
+        // No sender any more: the pause, never a loop that wakes at once.
+        drop(sender);
+        let start = tokio::time::Instant::now();
+        assert!(!pushed_within(&mut pushed, pause).await);
+        assert_eq!(start.elapsed(), pause);
+    }
 
     #[test]
     fn a_caught_up_indexer_waits_for_the_next_block_where_the_chain_has_a_clock() {

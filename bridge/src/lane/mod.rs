@@ -279,6 +279,7 @@ pub fn spawn(
             chain: destination.clone(),
             operator,
             confirmations: settings.destination.confirmations,
+            warming: Arc::default(),
         },
         submit,
         events,

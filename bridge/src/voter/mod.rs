@@ -469,6 +469,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// Read the events of the vote transactions, then pre-check and send what is ready.
     pub async fn step(&mut self) -> Result<VoteStep, VoterError> {
         let mut step = VoteStep::default();
+        self.marks = StepMarks::default();
         self.track(&mut step)?;
         let limit = match self.plan {
             Plan::Votes => self.config.max_in_flight,
@@ -940,8 +941,9 @@ struct StepMarks {
 }
 
 impl StepMarks {
-    /// Milliseconds spent finding what is ready, planning (estimates included) and sending,
-    /// as far as the marks tell (0 for a part without both its marks).
+    /// Milliseconds spent finding what is ready, planning (estimates included) and since the
+    /// estimates (every send of the step before this one included), as far as the marks tell
+    /// (0 for a part without both its marks: an attested batch has none).
     fn split(&self) -> (u64, u64, u64) {
         let ms = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
             (Some(from), Some(to)) => {

@@ -253,8 +253,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             return Ok(Ready::default());
         }
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
-        // What the plan and the send will read, read beside the pre-check.
-        self.destination.warm_vote_plan();
+        // What the plan and the send will read, read beside the pre-check: where a request may
+        // be voted (not only votes of ours re-checked).
+        if open.iter().any(|r| r.status != RequestStatus::Voted) {
+            self.destination.warm_vote_plan();
+        }
         let states = self.destination.voting_status(&nonces).await?;
         let mut ready = Vec::new();
         let mut long_voted = Vec::new();

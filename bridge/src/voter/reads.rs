@@ -85,6 +85,8 @@ pub struct BridgeReads {
     pub operator: Address,
     /// The destination chain's confirmation depth (or its finalized block).
     pub confirmations: crate::config::Confirmations,
+    /// Whether a [`warm_vote_plan`](DestinationReads::warm_vote_plan) is under way.
+    pub warming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DestinationReads for BridgeReads {
@@ -155,9 +157,16 @@ impl DestinationReads for BridgeReads {
     }
 
     fn warm_vote_plan(&self) {
-        let chain = self.chain.clone();
+        // One at a time: a destination that does not answer gets no pile of them.
+        if self.warming.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (chain, warming) = (self.chain.clone(), self.warming.clone());
         let bridge = chain.bridge();
-        tokio::spawn(async move { chain.warm_vote_reads(bridge).await });
+        tokio::spawn(async move {
+            chain.warm_vote_reads(bridge).await;
+            warming.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     async fn latest_block_gas(&self) -> Result<BlockGas, ChainError> {
