@@ -99,9 +99,11 @@ impl DestinationReads for BridgeReads {
 
     async fn committee(&self) -> Result<Committee, ChainError> {
         let views = self.chain.views();
-        let threshold = views.threshold().await?;
+        // Both at once: a lane's first vote after its committee went stale (10 s) waited for
+        // two round trips here, one after the other.
+        let (threshold, operators) = tokio::try_join!(views.threshold(), views.operators())?;
         Ok(Committee {
-            operators: views.operators().await?,
+            operators,
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
         })
     }

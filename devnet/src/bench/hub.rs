@@ -578,6 +578,59 @@ fn latencies(sent: &Sent, seen: &Seen) -> Vec<f64> {
         .collect()
 }
 
+/// Which probe rounds of the steady window held the transfers slower than `over` seconds, and
+/// on which lanes: one round slow on many lanes is a stall of the whole hub (a one-off that
+/// sets those lanes' p99), a lane slow in every round is the lane. Rounds are counted from the
+/// window's start, whose wall-clock time is printed to find them in the relays' logs.
+fn slow_rounds(
+    sent: &Sent,
+    seen: &Seen,
+    (began, began_wall): (Instant, std::time::SystemTime),
+    every: Duration,
+    over: f64,
+) -> String {
+    let mut rounds: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    let mut total = 0usize;
+    for (key, requests) in sent {
+        for (nonce, at) in requests {
+            let Some(handled) = seen.get(key).and_then(|s| s.get(nonce)) else {
+                continue;
+            };
+            if handled.saturating_duration_since(*at).as_secs_f64() <= over {
+                continue;
+            }
+            total = total.saturating_add(1);
+            let round = (at.saturating_duration_since(began).as_secs_f64()
+                / every.as_secs_f64().max(0.1)) as u64;
+            let counts = rounds.entry(round).or_default();
+            match key.1 {
+                Lane::MainToService => counts.0 = counts.0.saturating_add(1),
+                Lane::ServiceToMain => counts.1 = counts.1.saturating_add(1),
+            }
+        }
+    }
+    let since_epoch = began_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let listed: Vec<String> = rounds
+        .iter()
+        .map(|(round, (ms, sm))| {
+            format!("round {round}: {ms} main -> service, {sm} service -> main")
+        })
+        .collect();
+    format!(
+        "steady window (began at unix {since_epoch:.1}, a round every {:.1} s): {total} transfers over {over} s{}{}",
+        every.as_secs_f64(),
+        if listed.is_empty() {
+            ""
+        } else {
+            "; by round: "
+        },
+        listed.join("; ")
+    )
+}
+
 /// [`latencies`] of one lane.
 fn lane_latencies(requests: &[(u64, Instant)], seen: Option<&HashMap<u64, Instant>>) -> Vec<f64> {
     requests
@@ -775,6 +828,7 @@ async fn cut_one(
     let watchers = Watchers::start(drivers);
     // Undisturbed.
     let before = CpuSample::take(devnet);
+    let calm_began = (Instant::now(), std::time::SystemTime::now());
     let calm = probe(drivers, window, every).await?;
     let cpu_steady = CpuSample::take(devnet).since(&before);
     eprintln!("  CPU at steady load: {}", cpu_steady.row());
@@ -828,6 +882,10 @@ async fn cut_one(
             )
         })
         .collect();
+    eprintln!(
+        "{}",
+        slow_rounds(&calm, &calm_seen, calm_began, every, STEADY_P99)
+    );
     let worst = |pick: fn(&(f64, f64)) -> f64| steady.values().map(pick).fold(0.0, f64::max);
     let (steady_worst_p50, steady_worst_p99) = (worst(|l| l.0), worst(|l| l.1));
     let mut lanes = BTreeMap::new();
