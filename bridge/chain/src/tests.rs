@@ -277,12 +277,17 @@ async fn releases_endpoint() -> (String, Arc<AtomicU32>) {
             }
         }),
     );
+    (serve(app).await, reads)
+}
+
+/// The URL of `app` served on a free loopback port for the rest of the test.
+async fn serve(app: axum::Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, reads)
+    url
 }
 
 #[tokio::test]
@@ -340,12 +345,7 @@ async fn storage_endpoint() -> (String, Arc<std::sync::atomic::AtomicU64>, Arc<A
             }
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, head, reads)
+    (serve(app).await, head, reads)
 }
 
 #[tokio::test]

@@ -302,8 +302,6 @@ impl Indexer {
 /// each step reading its cursor from the store.
 pub const CLOCK_WAIT_CAP: Duration = Duration::from_secs(1);
 
-/// [`Indexer::caught_up_pause`] from the source's [`ChainClient::next_block_in`] and the
-/// configured poll.
 /// Wait `pause`, or less if `pushed` changes meanwhile (or changed since it was last marked
 /// seen): whether a push ended the wait. A dropped sender (never while the client lives)
 /// leaves the pause alone.
@@ -319,6 +317,8 @@ async fn pushed_within(pushed: &mut tokio::sync::watch::Receiver<u64>, pause: Du
     }
 }
 
+/// [`Indexer::caught_up_pause`] from the source's [`ChainClient::next_block_in`] and the
+/// configured poll.
 fn caught_up_pause(next_block_in: Option<Duration>, poll: Duration) -> Duration {
     next_block_in.map_or(poll, |wait| {
         wait.max(HEAD_FRESH_FOR).min(poll.max(CLOCK_WAIT_CAP))
