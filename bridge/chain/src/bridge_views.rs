@@ -510,6 +510,22 @@ impl<'a> BridgeViews<'a> {
         self.decode_requests(&logs)
     }
 
+    /// The requests this bridge emitted in `block`, a block above the confirmation depth, as
+    /// the newest blocks' events read once for every reader of the chain in the process
+    /// answer ([`ChainClient::logs_at_head`]): one endpoint's word, about a block that may
+    /// still be replaced. Only for planning ahead (a voter's gas estimates for the block the
+    /// next head confirms); what is indexed and voted is read at the depth with
+    /// [`request_logs`](Self::request_logs).
+    pub async fn upcoming_requests(&self, block: u64) -> Result<Vec<Request>, ViewError> {
+        let filter = Filter::new()
+            .address(self.chain.bridge())
+            .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
+            .from_block(block)
+            .to_block(block);
+        let logs = self.chain.logs_at_head(&filter).await?;
+        self.decode_requests(&logs)
+    }
+
     /// The requests of `logs` that the configured bridge emitted (a log from any other address
     /// is not a request of this bridge, whatever a node says), in nonce order.
     fn decode_requests(&self, logs: &[alloy::rpc::types::Log]) -> Result<Vec<Request>, ViewError> {

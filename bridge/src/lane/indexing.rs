@@ -20,6 +20,7 @@ use crate::chain::shared_reads::HEAD_FRESH_FOR;
 use crate::chain::{ChainClient, ChainError, ViewError};
 use crate::store::{SharedStore, StoreError};
 use crate::task::{Next, Retryable, Stepper};
+use crate::voter::prepared::{PUBLISH_WITHIN, Upcoming};
 
 /// The readiness component of a lane's indexer.
 pub fn indexer_component(lane: multibridge_contracts::Lane) -> String {
@@ -114,6 +115,11 @@ pub struct Indexer {
     pushed: tokio::sync::watch::Receiver<u64>,
     /// The source's head as the last step read it.
     head_seen: u64,
+    /// Where a caught-up indexer publishes the requests of the block the next head confirms
+    /// (the voter plans their votes ahead: [`crate::voter::prepared`]).
+    upcoming: Option<Upcoming>,
+    /// The block whose requests were last published.
+    upcoming_read: Option<u64>,
 }
 
 impl Indexer {
@@ -133,6 +139,8 @@ impl Indexer {
             component,
             pushed: source.pushed_heads(),
             head_seen: 0,
+            upcoming: None,
+            upcoming_read: None,
             source,
             span: LogSpan::with_max(settings.max_block_range),
             settings,
@@ -147,6 +155,47 @@ impl Indexer {
     pub fn ringing(mut self, stored: Arc<tokio::sync::Notify>) -> Self {
         self.stored = stored;
         self
+    }
+
+    /// Publish, once caught up, the requests of the block the next head confirms in `upcoming`.
+    pub fn publishing(mut self, upcoming: Upcoming) -> Self {
+        self.upcoming = Some(upcoming);
+        self
+    }
+
+    /// Read and publish the requests of `safe_head + 1`, the block the next head confirms: once
+    /// per block, where the confirmation depth is a number of blocks and the chain's next
+    /// block is due within [`PUBLISH_WITHIN`] (a plan made now is still fresh then). A failed
+    /// read publishes nothing; the votes are planned at the block then, as always.
+    async fn publish_upcoming(&mut self, head: u64, safe_head: u64) {
+        let Some(upcoming) = &self.upcoming else {
+            return;
+        };
+        let crate::config::Confirmations::Depth(depth) = self.settings.confirmations else {
+            return;
+        };
+        let block = safe_head.saturating_add(1);
+        if depth == 0 || block > head || self.upcoming_read == Some(block) {
+            return;
+        }
+        let Some(due_in) = self
+            .source
+            .next_block_in()
+            .filter(|due_in| *due_in <= PUBLISH_WITHIN)
+        else {
+            return;
+        };
+        match self.source.views().upcoming_requests(block).await {
+            Ok(requests) => {
+                self.upcoming_read = Some(block);
+                if !requests.is_empty() {
+                    upcoming.publish(block, requests, due_in);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(lane = %self.metrics.lane, block, error = %e, "the next block's requests could not be read ahead; their votes are planned when it is final");
+            }
+        }
     }
 
     /// How long to wait once caught up: until the source's head can next move where the chain
@@ -217,6 +266,7 @@ impl Indexer {
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
         let Some(range) = self.span.next(cursor, safe_head) else {
+            self.publish_upcoming(head, safe_head).await;
             return Ok(Step::CaughtUp { safe_head });
         };
         // Never more requests in one answer than the span aims at, however dense the range.

@@ -254,7 +254,10 @@ pub fn spawn(
 
     // The indexer rings it when it stores new requests: the voter steps at once.
     let stored = Arc::new(tokio::sync::Notify::new());
-    let indexer = Indexer::new(
+    // It publishes the requests of the block its next head confirms: the voter plans their
+    // votes between blocks.
+    let upcoming = crate::voter::prepared::Upcoming::default();
+    let mut indexer = Indexer::new(
         source.clone(),
         IndexerSettings {
             confirmations: source_config.confirmations,
@@ -267,6 +270,10 @@ pub fn spawn(
         shared.readiness.clone(),
     )
     .ringing(stored.clone());
+    // Attested batches are not planned ahead: nothing to publish for.
+    if settings.mode() != crate::config::VotingMode::Attestations {
+        indexer = indexer.publishing(upcoming.clone());
+    }
     let span = tracing::info_span!("indexer", chain = %lane.source(), %lane, %operator);
     tasks.spawn(run_stepper(lane, "indexer", indexer).instrument(span));
 
@@ -287,6 +294,7 @@ pub fn spawn(
         metrics.clone(),
     );
     voter.tamper_payloads(settings.tamper_votes);
+    voter.preparing(upcoming);
     if settings.mode() == crate::config::VotingMode::Attestations
         && let Some(attestor) = attestor(shared, settings, tasks)
     {

@@ -41,6 +41,7 @@ mod decode;
 mod nonce_seen;
 mod pending;
 mod precheck;
+pub mod prepared;
 mod reads;
 pub use crate::turns::Committee;
 use batch::{MAX_EXECUTE_BATCH, PlannedVote, Ready, Refusal, is_unfunded_refusal};
@@ -258,6 +259,12 @@ pub struct Voter<D, S> {
     window_waits: Option<Instant>,
     /// The planner: votes, or attested batches.
     plan: Plan,
+    /// The requests of the block the source's next head confirms, as the lane's indexer
+    /// publishes them, and the last publication planned ([`prepared`]).
+    upcoming: prepared::Upcoming,
+    upcoming_seen: u64,
+    /// Vote plans made for them before they were final.
+    prepared: prepared::PreparedPlans,
     metrics: LaneMetrics,
 }
 
@@ -298,8 +305,16 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             lower_seen: nonce_seen::NonceSeen::default(),
             window_waits: None,
             plan: Plan::Votes,
+            upcoming: prepared::Upcoming::default(),
+            upcoming_seen: 0,
+            prepared: prepared::PreparedPlans::default(),
             metrics,
         }
+    }
+
+    /// Plan ahead the votes of the requests the lane's indexer publishes in `upcoming`.
+    pub fn preparing(&mut self, upcoming: prepared::Upcoming) {
+        self.upcoming = upcoming;
     }
 
     /// Execute through attested batches planned by `attestor` instead of voting.
@@ -494,6 +509,8 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let began = Instant::now();
         let Ready { vote, execute } = self.ready(room, &mut step).await?;
         if vote.is_empty() && execute.is_empty() {
+            // Between blocks: plan what the next one will make final.
+            self.prepare_upcoming().await;
             return Ok(step);
         }
         self.marks = StepMarks {
@@ -515,12 +532,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         room: usize,
         step: &mut VoteStep,
     ) -> Result<(), VoterError> {
-        let singles = self.singles_until.is_some_and(|t| Instant::now() < t);
-        let chunk = if singles {
-            1
-        } else {
-            self.config.batch_size.clamp(1, 64)
-        };
+        let chunk = self.chunk();
         let (gas_budget, _) = self.gas_budget().await?;
         // Requests whose keys hold the threshold already are executed first (one transaction);
         // requests that waited for a condition go alone through the single entry point (its
@@ -533,55 +545,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                     .is_some_and(|w| w != multibridge_contracts::WaitReason::VoteWindow)
             });
         let fresh: Vec<Request> = fresh.into_iter().map(|r| r.request).collect();
-        // A vote expected to record (ranked before the deciding vote) is planned and sent apart
-        // from one expected to decide: its gas limit need not cover executing (issue 54).
-        // Only where enough of them record to fill a batch of their own (a backlog): a few
-        // go in the deciding batch, which costs a transaction less than sending them apart.
-        let recorders = self.recorders().await?;
-        let (record, decide): (Vec<Request>, Vec<Request>) = fresh
-            .into_iter()
-            .partition(|r| recorders.as_ref().is_some_and(|c| self.records(c, r.nonce)));
-        // Recording batches of at least MIN_RECORD_BATCH (none while sending one by one); a
-        // smaller remainder rides in the deciding batches.
-        let mut decide = decide;
-        let mut record_batches = Vec::new();
-        if chunk >= MIN_RECORD_BATCH {
-            record_batches = batches(&record, chunk, MAX_VOTE_BYTES);
-            if record_batches
-                .last()
-                .is_some_and(|b| b.len() < MIN_RECORD_BATCH)
-            {
-                decide.extend(record_batches.pop().unwrap_or_default());
-            }
-        } else {
-            decide.extend(record);
-        }
-        decide.sort_by_key(|r| r.nonce);
-        // While the destination's blocks are full, deciding votes are planned by what their
-        // simulation does now (issue 54): every share of a block one reserves beyond its use
-        // is kept from every other transaction, ours and the chain's other users'. Those a vote
-        // planned so skipped for gas are planned as deciding (`decide_next`).
-        let tight_plan =
-            !decide.is_empty() && recorders.is_some() && self.destination_full().await?;
-        let (tight, decide): (Vec<Request>, Vec<Request>) = decide
-            .into_iter()
-            .partition(|r| tight_plan && !self.decide_next.contains(&r.nonce));
-        // The recording batches go first: a block takes an account's transactions in nonce
-        // order, so a leading tip counts only if nothing of this step is sent before it.
-        let fresh_batches: Vec<(Vec<Request>, Entry)> = record_batches
-            .into_iter()
-            .map(|b| (b, Entry::Record))
-            .chain(
-                batches(&decide, chunk, MAX_VOTE_BYTES)
-                    .into_iter()
-                    .map(|b| (b, Entry::Batch)),
-            )
-            .chain(
-                batches(&tight, chunk, MAX_VOTE_BYTES)
-                    .into_iter()
-                    .map(|b| (b, Entry::Tight)),
-            )
-            .collect();
+        let fresh_batches = self.fresh_batches(fresh, chunk).await?;
         let mut planned: Vec<(Vec<Request>, Entry)> = Vec::new();
         if !execute.is_empty() {
             planned.push((execute, Entry::Execute));
@@ -612,11 +576,26 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .collect();
         let native_item_gas = self.native_item_gas().await?;
         let item_gas = |batch: &[Request]| multibridge_contracts::item_gas(batch, native_item_gas);
-        let estimates =
-            futures::future::join_all(inputs.iter().zip(&planned).map(
-                |(input, (batch, entry))| self.estimate(input.clone(), *entry, item_gas(batch)),
-            ))
-            .await;
+        // A plan made before the requests were final serves the same calldata.
+        let prepared: Vec<Option<u64>> = inputs
+            .iter()
+            .zip(&planned)
+            .map(|(input, (_, entry))| self.prepared.take(input, *entry))
+            .collect();
+        let used = prepared.iter().flatten().count();
+        if used > 0 {
+            self.metrics.vote_plans_prepared_used.inc_by(used as u64);
+        }
+        let this = &*self;
+        let estimates = futures::future::join_all(inputs.iter().zip(&planned).zip(prepared).map(
+            |((input, (batch, entry)), prepared)| async move {
+                match prepared {
+                    Some(gas) => Ok(gas),
+                    None => this.estimate(input.clone(), *entry, item_gas(batch)).await,
+                }
+            },
+        ))
+        .await;
         self.marks.estimated = Some(Instant::now());
         let mut work: std::collections::VecDeque<PlannedVote> = planned
             .into_iter()
@@ -709,6 +688,147 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             }
         }
         Ok(())
+    }
+
+    /// The vote transactions of `fresh` (requests voted now, not waiting for a condition), in
+    /// the order they are sent, at most `chunk` requests each: recording batches, deciding
+    /// batches, and deciding batches planned by their simulation while the destination's
+    /// blocks are full.
+    async fn fresh_batches(
+        &mut self,
+        fresh: Vec<Request>,
+        chunk: usize,
+    ) -> Result<Vec<(Vec<Request>, Entry)>, VoterError> {
+        // A vote expected to record (ranked before the deciding vote) is planned and sent apart
+        // from one expected to decide: its gas limit need not cover executing (issue 54).
+        // Only where enough of them record to fill a batch of their own (a backlog): a few
+        // go in the deciding batch, which costs a transaction less than sending them apart.
+        let recorders = self.recorders().await?;
+        let (record, decide): (Vec<Request>, Vec<Request>) = fresh
+            .into_iter()
+            .partition(|r| recorders.as_ref().is_some_and(|c| self.records(c, r.nonce)));
+        // Recording batches of at least MIN_RECORD_BATCH (none while sending one by one); a
+        // smaller remainder rides in the deciding batches.
+        let mut decide = decide;
+        let mut record_batches = Vec::new();
+        if chunk >= MIN_RECORD_BATCH {
+            record_batches = batches(&record, chunk, MAX_VOTE_BYTES);
+            if record_batches
+                .last()
+                .is_some_and(|b| b.len() < MIN_RECORD_BATCH)
+            {
+                decide.extend(record_batches.pop().unwrap_or_default());
+            }
+        } else {
+            decide.extend(record);
+        }
+        decide.sort_by_key(|r| r.nonce);
+        // While the destination's blocks are full, deciding votes are planned by what their
+        // simulation does now (issue 54): every share of a block one reserves beyond its use
+        // is kept from every other transaction, ours and the chain's other users'. Those a vote
+        // planned so skipped for gas are planned as deciding (`decide_next`).
+        let tight_plan =
+            !decide.is_empty() && recorders.is_some() && self.destination_full().await?;
+        let (tight, decide): (Vec<Request>, Vec<Request>) = decide
+            .into_iter()
+            .partition(|r| tight_plan && !self.decide_next.contains(&r.nonce));
+        // The recording batches go first: a block takes an account's transactions in nonce
+        // order, so a leading tip counts only if nothing of this step is sent before it.
+        Ok(record_batches
+            .into_iter()
+            .map(|b| (b, Entry::Record))
+            .chain(
+                batches(&decide, chunk, MAX_VOTE_BYTES)
+                    .into_iter()
+                    .map(|b| (b, Entry::Batch)),
+            )
+            .chain(
+                batches(&tight, chunk, MAX_VOTE_BYTES)
+                    .into_iter()
+                    .map(|b| (b, Entry::Tight)),
+            )
+            .collect())
+    }
+
+    /// How many requests a vote transaction carries now: one while the culprit of a batch that
+    /// would revert or ran out of gas is looked for, else the configured batch size.
+    fn chunk(&self) -> usize {
+        if self.singles_until.is_some_and(|t| Instant::now() < t) {
+            1
+        } else {
+            self.config.batch_size.clamp(1, 64)
+        }
+    }
+
+    /// Plan the votes of the requests the lane's indexer published for the block the next head
+    /// confirms, and keep their estimates for the send ([`prepared`]): the batches and calldata
+    /// the send will make of them, if they are still all there is to vote then. Only requests
+    /// this operator is first for, none in flight. A failure is left for the send to meet.
+    async fn prepare_upcoming(&mut self) {
+        if !matches!(self.plan, Plan::Votes) {
+            return;
+        }
+        let Some(upcoming) = self.upcoming.due(&mut self.upcoming_seen) else {
+            return;
+        };
+        let lane = self.metrics.lane;
+        let planned = match self.plan_ahead(upcoming).await {
+            Ok(planned) => planned,
+            Err(e) => {
+                tracing::debug!(%lane, error = %e, "votes not planned ahead; planned when final");
+                return;
+            }
+        };
+        if planned > 0 {
+            self.metrics.vote_plans_prepared.inc_by(planned as u64);
+        }
+    }
+
+    /// [`prepare_upcoming`](Self::prepare_upcoming) of `upcoming`: how many plans were kept.
+    async fn plan_ahead(&mut self, upcoming: Vec<Request>) -> Result<usize, VoterError> {
+        let committee = self.committee().await?;
+        let me = self.operator;
+        let requests: Vec<Request> = upcoming
+            .into_iter()
+            .filter(|r| {
+                !self.pending.contains_key(&r.nonce)
+                    && committee.as_ref().is_none_or(|c| c.is_primary(r.nonce, me))
+            })
+            .collect();
+        // A burst is planned at its block: the batches of a part of it would not be those sent.
+        if requests.is_empty() || requests.len() > prepared::MAX_PREPARED_REQUESTS {
+            return Ok(0);
+        }
+        let chunk = self.chunk();
+        let planned = self.fresh_batches(requests, chunk).await?;
+        let native_item_gas = self.native_item_gas().await?;
+        let inputs: Vec<Bytes> = planned
+            .iter()
+            .map(|(batch, entry)| self.input(batch, *entry))
+            .collect();
+        let estimates = futures::future::join_all(inputs.iter().zip(&planned).map(
+            |(input, (batch, entry))| {
+                let item_gas = multibridge_contracts::item_gas(batch, native_item_gas);
+                self.estimate(input.clone(), *entry, item_gas)
+            },
+        ))
+        .await;
+        let mut kept = 0usize;
+        for (((batch, entry), input), estimate) in planned.into_iter().zip(inputs).zip(estimates) {
+            let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
+            match estimate {
+                Ok(gas) => {
+                    tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), ?entry, gas, "vote planned before its requests are final");
+                    if self.prepared.keep(&input, entry, gas, batch) {
+                        kept = kept.saturating_add(1);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(lane = %self.metrics.lane, nonce = %nonce_ranges(&nonces), error = %e, "vote not planned ahead");
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// The gas a vote transaction may use (a share of the destination's block gas limit) and

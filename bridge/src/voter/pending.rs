@@ -19,7 +19,7 @@ pub struct PendingVote {
 }
 
 /// The bridge entry point a vote transaction calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entry {
     /// `handleValueTransfers`: a batch of votes; an item the bridge refuses is skipped
     /// (`HandleSkipped`) and the rest proceeds.

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use multibridge_contracts::{NonceState, RequestStatus};
+use multibridge_contracts::{NonceState, Request, RequestStatus};
 
 use super::DestinationReads;
 use super::{
@@ -254,10 +254,18 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
         let nonces: Vec<u64> = open.iter().map(|r| r.request.nonce).collect();
         // What the plan and the send will read, read beside the pre-check: where a request may
-        // be voted (not only votes of ours re-checked).
-        if open.iter().any(|r| r.status != RequestStatus::Voted) {
-            self.destination.warm_vote_plan();
+        // be voted (not only votes of ours re-checked). Plans made before the requests were
+        // final leave only what the send reads.
+        let to_vote: Vec<&Request> = open
+            .iter()
+            .filter(|r| r.status != RequestStatus::Voted)
+            .map(|r| &r.request)
+            .collect();
+        if !to_vote.is_empty() {
+            let planned = to_vote.iter().all(|r| self.prepared.covers(r));
+            self.destination.warm_vote_plan(planned);
         }
+        drop(to_vote);
         let states = self.destination.voting_status(&nonces).await?;
         let mut ready = Vec::new();
         let mut long_voted = Vec::new();

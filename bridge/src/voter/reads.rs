@@ -44,8 +44,10 @@ pub trait DestinationReads: Send + Sync {
     }
     /// Start reading, in the background, what planning and sending a vote will read (the
     /// destination's latest block, its tip, the bridge's threshold slot), while the voter
-    /// pre-checks: the plan then finds them read (issue 54). Nothing for a fake.
-    fn warm_vote_plan(&self) {}
+    /// pre-checks: the plan then finds them read (issue 54). `planned`: every request to vote
+    /// has its plan made already ([`super::prepared`]), so only what the send reads (the
+    /// latest block, the tip). Nothing for a fake.
+    fn warm_vote_plan(&self, _planned: bool) {}
     /// How many of `requests` an `executeHandles` would execute now (their vote keys hold the
     /// threshold: a lowered threshold, or an operator set that changed under open votes).
     fn executable(
@@ -158,7 +160,7 @@ impl DestinationReads for BridgeReads {
         Ok(u64::try_from(executed).unwrap_or(u64::MAX))
     }
 
-    fn warm_vote_plan(&self) {
+    fn warm_vote_plan(&self, planned: bool) {
         // One at a time: a destination that does not answer gets no pile of them.
         if self.warming.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
@@ -166,7 +168,11 @@ impl DestinationReads for BridgeReads {
         let (chain, warming) = (self.chain.clone(), self.warming.clone());
         let bridge = chain.bridge();
         tokio::spawn(async move {
-            chain.warm_vote_reads(bridge).await;
+            if planned {
+                chain.warm_fee_reads().await;
+            } else {
+                chain.warm_vote_reads(bridge).await;
+            }
             warming.store(false, std::sync::atomic::Ordering::Release);
         });
     }

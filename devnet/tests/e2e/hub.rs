@@ -286,6 +286,14 @@ async fn one_process_serves_three_service_chains_one_nested_exactly_once_and_gap
         woken > 0.0,
         "no main -> service indexer of operator 1's process was woken by a pushed block"
     );
+    // Its voters plan a block's votes before the block is final and send them with that plan
+    // when it is (issue 54): some votes went without an estimate at their block.
+    let prepared = total("multibridge_vote_plans_prepared_total", "").await;
+    let used = total("multibridge_vote_plans_prepared_used_total", "").await;
+    assert!(
+        used > 0.0 && used <= prepared,
+        "operator 1's process sent {used} votes with a plan made ahead of {prepared} made"
+    );
     // Its lane leaders heartbeat together (issue 54): fewer heartbeat transactions (every
     // attempt, whatever its outcome) than heartbeats.
     let beats = total("multibridge_etcd_heartbeats_total", "outcome=\"rewritten\"").await;

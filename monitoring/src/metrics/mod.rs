@@ -78,6 +78,16 @@ pub struct Metrics {
     /// Labels: lane.
     pub(crate) votes_recording: IntCounterVec,
     pub(crate) votes_tight: IntCounterVec,
+    /// Vote transactions planned (calldata and gas estimate) between blocks for requests of
+    /// the block the next head confirms, before they were final.
+    ///
+    /// Labels: lane.
+    pub(crate) vote_plans_prepared: IntCounterVec,
+    /// Vote transactions sent with a plan prepared before their requests were final (no
+    /// estimate at the block that confirmed them).
+    ///
+    /// Labels: lane.
+    pub(crate) vote_plans_prepared_used: IntCounterVec,
     /// Requests a vote planned to record skipped for gas: it landed after the threshold was
     /// reached, so it would have decided; each is voted again as a deciding vote, a block later.
     ///
@@ -564,6 +574,16 @@ impl Metrics {
                 "Requests voted in deciding batches planned by their simulation because the destination's blocks were full",
                 lane,
             )?,
+            vote_plans_prepared: counter(
+                "vote_plans_prepared_total",
+                "Vote transactions planned before their requests were final",
+                lane,
+            )?,
+            vote_plans_prepared_used: counter(
+                "vote_plans_prepared_used_total",
+                "Vote transactions sent with a plan prepared before their requests were final",
+                lane,
+            )?,
             recording_votes_late: counter(
                 "recording_votes_late_total",
                 "Requests a vote planned by its simulation (to record, or a deciding vote in full blocks) skipped for gas because more of its items reached the threshold before it landed (voted again as deciding)",
@@ -989,6 +1009,8 @@ impl Metrics {
                 &metrics.votes_sent,
                 &metrics.votes_recording,
                 &metrics.votes_tight,
+                &metrics.vote_plans_prepared,
+                &metrics.vote_plans_prepared_used,
                 &metrics.recording_votes_late,
                 &metrics.handled,
                 &metrics.waiting,

@@ -1187,3 +1187,48 @@ async fn a_pre_check_with_requests_to_vote_starts_the_plans_reads_beside_it() {
         "an idle step reads nothing ahead"
     );
 }
+
+#[tokio::test]
+async fn a_vote_planned_before_its_block_is_final_is_sent_without_an_estimate_at_the_block() {
+    let mut h = Harness::new(0, 64);
+    let upcoming = prepared::Upcoming::default();
+    h.voter.preparing(upcoming.clone());
+    let estimates = |h: &Harness| *h.submit.estimates.lock().unwrap();
+    // Nonce 0 as the indexer reads it above the depth; nonce 1 as a block that a reorg
+    // replaced had it (another amount).
+    let mut replaced = request(1);
+    replaced.amount = U256::from(7);
+    upcoming.publish(5, vec![request(0)], Duration::from_secs(2));
+    h.step().await;
+    assert_eq!(estimates(&h), 0, "not in the instant the block came");
+    tokio::time::sleep(prepared::PREPARE_AFTER).await;
+    let step = h.step().await;
+    assert_eq!((step.sent, estimates(&h)), (0, 1), "planned, nothing sent");
+    assert_eq!(h.metric("multibridge_vote_plans_prepared_total"), 1.0);
+    h.step().await;
+    assert_eq!(estimates(&h), 1, "one plan per publication");
+    // Final and stored: sent with the plan, and the warm-up reads only what the send reads.
+    h.store.lock().record_range(LANE, &[request(0)], 6).unwrap();
+    let step = h.step().await;
+    assert_eq!(step.sent, 1);
+    assert_eq!(h.jobs(), vec![(false, vec![0])]);
+    assert_eq!(estimates(&h), 1, "no estimate at the block");
+    assert_eq!(*h.destination.warmed_planned.lock().unwrap(), 1);
+    assert_eq!(h.metric("multibridge_vote_plans_prepared_used_total"), 1.0);
+    // A plan of calldata that differs from what is stored serves nothing.
+    upcoming.publish(6, vec![replaced], Duration::from_secs(2));
+    tokio::time::sleep(prepared::PREPARE_AFTER).await;
+    h.step().await;
+    assert_eq!(estimates(&h), 2);
+    h.store.lock().record_range(LANE, &[request(1)], 7).unwrap();
+    let step = h.step().await;
+    assert_eq!(step.sent, 1);
+    assert_eq!(h.jobs(), vec![(false, vec![1])]);
+    assert_eq!(
+        estimates(&h),
+        3,
+        "estimated at the block: the plan was of another payload"
+    );
+    assert_eq!(*h.destination.warmed_planned.lock().unwrap(), 1);
+    assert_eq!(h.metric("multibridge_vote_plans_prepared_used_total"), 1.0);
+}

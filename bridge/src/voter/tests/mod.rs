@@ -70,6 +70,8 @@ struct FakeDestination {
     handles: Mutex<Option<(u64, u64)>>,
     /// How often a pre-check started the plan's reads beside it.
     warmed: Mutex<usize>,
+    /// Of those, how often every request to vote had its plan made ahead.
+    warmed_planned: Mutex<usize>,
 }
 
 impl FakeDestination {
@@ -88,8 +90,11 @@ impl DestinationReads for Arc<FakeDestination> {
             .collect())
     }
 
-    fn warm_vote_plan(&self) {
+    fn warm_vote_plan(&self, planned: bool) {
         *self.warmed.lock().unwrap() += 1;
+        if planned {
+            *self.warmed_planned.lock().unwrap() += 1;
+        }
     }
 
     async fn committee(&self) -> Result<Committee, ChainError> {
@@ -177,6 +182,8 @@ struct FakeSubmit {
     record_plans: Mutex<Vec<Vec<u64>>>,
     /// The item gas of every estimate's plan, in order.
     item_gas_plans: Mutex<Vec<u64>>,
+    /// How many estimates were made.
+    estimates: Mutex<usize>,
 }
 
 fn too_large() -> SubmitError {
@@ -239,6 +246,7 @@ impl Submit for SharedSubmit {
             GasPlan::Vote { bridge: BRIDGE, .. } | GasPlan::Record { bridge: BRIDGE, .. }
         ));
         let (_, nonces) = decode_job(&input);
+        *self.estimates.lock().unwrap() += 1;
         if let GasPlan::Vote { item_gas, .. } | GasPlan::Record { item_gas, .. } = plan {
             self.item_gas_plans.lock().unwrap().push(item_gas);
         }
