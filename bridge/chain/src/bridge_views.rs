@@ -512,18 +512,21 @@ impl<'a> BridgeViews<'a> {
 
     /// The requests this bridge emitted in `block`, a block above the confirmation depth, as
     /// the newest blocks' events read once for every reader of the chain in the process
-    /// answer ([`ChainClient::logs_at_head`]): one endpoint's word, about a block that may
-    /// still be replaced. Only for planning ahead (a voter's gas estimates for the block the
-    /// next head confirms); what is indexed and voted is read at the depth with
+    /// answer ([`ChainClient::logs_in_head_window`]): one endpoint's word, about a block that
+    /// may still be replaced; `None` where that window does not serve the block (no node is
+    /// asked for this reader alone). Only for planning ahead (a voter's gas estimates for the
+    /// block the next head confirms); what is indexed and voted is read at the depth with
     /// [`request_logs`](Self::request_logs).
-    pub async fn upcoming_requests(&self, block: u64) -> Result<Vec<Request>, ViewError> {
+    pub async fn upcoming_requests(&self, block: u64) -> Option<Result<Vec<Request>, ViewError>> {
         let filter = Filter::new()
             .address(self.chain.bridge())
             .event_signature(Bridge::RequestValueTransfer::SIGNATURE_HASH)
             .from_block(block)
             .to_block(block);
-        let logs = self.chain.logs_at_head(&filter).await?;
-        self.decode_requests(&logs)
+        Some(match self.chain.logs_in_head_window(&filter).await? {
+            Ok(logs) => self.decode_requests(&logs),
+            Err(e) => Err(e.into()),
+        })
     }
 
     /// The requests of `logs` that the configured bridge emitted (a log from any other address

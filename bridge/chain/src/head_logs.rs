@@ -1,5 +1,10 @@
 //! The newest blocks' events, read once for every reader at one head (issue 54).
 //!
+//! Its readers: every pair's guardian (below), and every caught-up lane indexer reading the
+//! requests of the block its next head confirms, for the voter's plans made ahead
+//! ([`BridgeViews::upcoming_requests`](crate::bridge_views::BridgeViews::upcoming_requests),
+//! which reads nothing of its own where the window does not serve it).
+//!
 //! Every pair's guardian watches its destination's new releases up to the head: it judges a
 //! release in the block it is mined, so it cannot wait for the confirmed logs of the
 //! [`LogStore`](crate::shared_reads::LogStore). On a hub's main chain that was one `eth_getLogs`

@@ -444,6 +444,16 @@ impl ChainClient {
         self.logs(filter).await
     }
 
+    /// [`logs_at_head`](Self::logs_at_head) from the window only: `None` where the window does
+    /// not serve the filter (a range reaching further back than it does, a window paused after
+    /// a failure), so a reader that can do without asks no node of its own.
+    pub async fn logs_in_head_window(
+        &self,
+        filter: &Filter,
+    ) -> Option<Result<Vec<Log>, ChainError>> {
+        self.logs_from_head_window(filter).await
+    }
+
     /// [`logs_at_head`](Self::logs_at_head) from the window, or `None` where it does not serve.
     async fn logs_from_head_window(&self, filter: &Filter) -> Option<Result<Vec<Log>, ChainError>> {
         let head = self.head().await.ok()?;

@@ -20,7 +20,7 @@ use crate::chain::shared_reads::HEAD_FRESH_FOR;
 use crate::chain::{ChainClient, ChainError, ViewError};
 use crate::store::{SharedStore, StoreError};
 use crate::task::{Next, Retryable, Stepper};
-use crate::voter::prepared::{PUBLISH_WITHIN, Upcoming};
+use crate::voter::prepared::{MAX_PREPARED_REQUESTS, PREPARE_AFTER, Upcoming, plannable_within};
 
 /// The readiness component of a lane's indexer.
 pub fn indexer_component(lane: multibridge_contracts::Lane) -> String {
@@ -165,35 +165,50 @@ impl Indexer {
 
     /// Read and publish the requests of `safe_head + 1`, the block the next head confirms: once
     /// per block, where the confirmation depth is a number of blocks and the chain's next
-    /// block is due within [`PUBLISH_WITHIN`] (a plan made now is still fresh then). A failed
-    /// read publishes nothing; the votes are planned at the block then, as always.
+    /// block is due when a plan can still be made and used ([`plannable_within`]), only from the
+    /// process's shared window of the newest blocks' events (no read of its own), within
+    /// [`PREPARE_AFTER`]. A failed, slow or unserved read, or a block with more than
+    /// [`MAX_PREPARED_REQUESTS`] requests, publishes nothing: their votes are planned when final.
     async fn publish_upcoming(&mut self, head: u64, safe_head: u64) {
         let Some(upcoming) = &self.upcoming else {
             return;
         };
-        let crate::config::Confirmations::Depth(depth) = self.settings.confirmations else {
-            return;
-        };
         let block = safe_head.saturating_add(1);
-        if depth == 0 || block > head || self.upcoming_read == Some(block) {
+        if !matches!(
+            self.settings.confirmations,
+            crate::config::Confirmations::Depth(_)
+        ) || block > head
+            || self.upcoming_read == Some(block)
+        {
             return;
         }
-        let Some(due_in) = self
+        let Some(due) = self
             .source
             .next_block_in()
-            .filter(|due_in| *due_in <= PUBLISH_WITHIN)
+            .filter(|due_in| plannable_within(*due_in))
+            .and_then(|due_in| std::time::Instant::now().checked_add(due_in))
         else {
             return;
         };
-        match self.source.views().upcoming_requests(block).await {
-            Ok(requests) => {
+        // Bounded: a slow read of the shared window must not hold up the indexing of the
+        // block it is about (a plan made later than this would be too late anyway).
+        let views = self.source.views();
+        let read = tokio::time::timeout(PREPARE_AFTER, views.upcoming_requests(block));
+        let lane = self.metrics.lane;
+        match read.await {
+            Ok(Some(Ok(requests))) => {
                 self.upcoming_read = Some(block);
-                if !requests.is_empty() {
-                    upcoming.publish(block, requests, due_in);
+                // A burst is planned when final (the batches of a part of it would not be sent).
+                if !requests.is_empty() && requests.len() <= MAX_PREPARED_REQUESTS {
+                    upcoming.publish(block, requests, due);
                 }
             }
-            Err(e) => {
-                tracing::debug!(lane = %self.metrics.lane, block, error = %e, "the next block's requests could not be read ahead; their votes are planned when it is final");
+            Ok(Some(Err(e))) => {
+                tracing::debug!(%lane, block, error = %e, "the next block's requests could not be read ahead; their votes are planned when it is final");
+            }
+            Ok(None) => self.upcoming_read = Some(block),
+            Err(_) => {
+                tracing::debug!(%lane, block, "reading the next block's requests ahead took too long; their votes are planned when it is final");
             }
         }
     }

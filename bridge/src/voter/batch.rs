@@ -46,6 +46,8 @@ pub(super) struct PlannedVote {
     pub(super) entry: Entry,
     pub(super) input: Bytes,
     pub(super) estimate: Option<Result<u64, SubmitError>>,
+    /// Its estimate is a plan made before its requests were final.
+    pub(super) prepared: bool,
 }
 
 /// What a step sends: votes, and executions of keys that hold the threshold already.

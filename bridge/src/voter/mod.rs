@@ -510,7 +510,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let Ready { vote, execute } = self.ready(room, &mut step).await?;
         if vote.is_empty() && execute.is_empty() {
             // Between blocks: plan what the next one will make final.
-            self.prepare_upcoming().await;
+            self.prepare_upcoming(room).await;
             return Ok(step);
         }
         self.marks = StepMarks {
@@ -582,10 +582,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .zip(&planned)
             .map(|(input, (_, entry))| self.prepared.take(input, *entry))
             .collect();
-        let used = prepared.iter().flatten().count();
-        if used > 0 {
-            self.metrics.vote_plans_prepared_used.inc_by(used as u64);
-        }
+        let from_plans: Vec<bool> = prepared.iter().map(Option::is_some).collect();
         let this = &*self;
         let estimates = futures::future::join_all(inputs.iter().zip(&planned).zip(prepared).map(
             |((input, (batch, entry)), prepared)| async move {
@@ -601,12 +598,16 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .into_iter()
             .zip(inputs)
             .zip(estimates)
-            .map(|(((batch, entry), input), estimate)| PlannedVote {
-                batch,
-                entry,
-                input,
-                estimate: Some(estimate),
-            })
+            .zip(from_plans)
+            .map(
+                |((((batch, entry), input), estimate), prepared)| PlannedVote {
+                    batch,
+                    entry,
+                    input,
+                    estimate: Some(estimate),
+                    prepared,
+                },
+            )
             .collect();
         // Splitting may make more transactions than planned: never more than `room` in flight.
         let mut sent_txs = 0usize;
@@ -615,6 +616,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             entry,
             input,
             estimate,
+            prepared,
         }) = work.pop_front()
         {
             if sent_txs >= room {
@@ -644,6 +646,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             {
                 Tried::Sent => {
                     sent_txs = sent_txs.saturating_add(1);
+                    if prepared {
+                        self.metrics.vote_plans_prepared_used.inc();
+                    }
                     continue;
                 }
                 Tried::Refused(refusal) => refusal,
@@ -663,6 +668,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                         entry,
                         input,
                         estimate: None,
+                        prepared: false,
                     });
                 }
                 continue;
@@ -764,18 +770,24 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
     /// confirms, and keep their estimates for the send ([`prepared`]): the batches and calldata
     /// the send will make of them, if they are still all there is to vote then. Only requests
     /// this operator is first for, none in flight. A failure is left for the send to meet.
-    async fn prepare_upcoming(&mut self) {
+    async fn prepare_upcoming(&mut self, room: usize) {
         if !matches!(self.plan, Plan::Votes) {
             return;
         }
-        let Some(upcoming) = self.upcoming.due(&mut self.upcoming_seen) else {
+        let Some((upcoming, by)) = self.upcoming.due(&mut self.upcoming_seen) else {
             return;
         };
         let lane = self.metrics.lane;
-        let planned = match self.plan_ahead(upcoming).await {
-            Ok(planned) => planned,
-            Err(e) => {
+        // Never into the block it plans for: the step would hold up that block's votes.
+        let by = tokio::time::Instant::from_std(by);
+        let planned = match tokio::time::timeout_at(by, self.plan_ahead(upcoming, room)).await {
+            Ok(Ok(planned)) => planned,
+            Ok(Err(e)) => {
                 tracing::debug!(%lane, error = %e, "votes not planned ahead; planned when final");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%lane, "planning votes ahead took too long; planned when final");
                 return;
             }
         };
@@ -784,8 +796,16 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
     }
 
-    /// [`prepare_upcoming`](Self::prepare_upcoming) of `upcoming`: how many plans were kept.
-    async fn plan_ahead(&mut self, upcoming: Vec<Request>) -> Result<usize, VoterError> {
+    /// [`prepare_upcoming`](Self::prepare_upcoming) of `upcoming`, at most `room` transactions:
+    /// how many plans were kept. Only deciding batches with room in the blocks
+    /// ([`Entry::Batch`]): their plan simulates the executing path, whatever votes land before
+    /// them; a recording or tight plan goes by what the vote does at `latest`, which before the
+    /// block is final never shows another operator's vote.
+    async fn plan_ahead(
+        &mut self,
+        upcoming: Vec<Request>,
+        room: usize,
+    ) -> Result<usize, VoterError> {
         let committee = self.committee().await?;
         let me = self.operator;
         let requests: Vec<Request> = upcoming
@@ -800,7 +820,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             return Ok(0);
         }
         let chunk = self.chunk();
-        let planned = self.fresh_batches(requests, chunk).await?;
+        let mut planned = self.fresh_batches(requests, chunk).await?;
+        planned.retain(|(_, entry)| *entry == Entry::Batch);
+        planned.truncate(room);
+        if planned.is_empty() {
+            return Ok(0);
+        }
         let native_item_gas = self.native_item_gas().await?;
         let inputs: Vec<Bytes> = planned
             .iter()

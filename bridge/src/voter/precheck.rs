@@ -256,16 +256,17 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // What the plan and the send will read, read beside the pre-check: where a request may
         // be voted (not only votes of ours re-checked). Plans made before the requests were
         // final leave only what the send reads.
-        let to_vote: Vec<&Request> = open
-            .iter()
-            .filter(|r| r.status != RequestStatus::Voted)
-            .map(|r| &r.request)
-            .collect();
-        if !to_vote.is_empty() {
-            let planned = to_vote.iter().all(|r| self.prepared.covers(r));
-            self.destination.warm_vote_plan(planned);
+        {
+            let to_vote: Vec<&Request> = open
+                .iter()
+                .filter(|r| r.status != RequestStatus::Voted)
+                .map(|r| &r.request)
+                .collect();
+            if !to_vote.is_empty() {
+                let planned = to_vote.iter().all(|r| self.prepared.covers(r));
+                self.destination.warm_vote_plan(planned);
+            }
         }
-        drop(to_vote);
         let states = self.destination.voting_status(&nonces).await?;
         let mut ready = Vec::new();
         let mut long_voted = Vec::new();

@@ -41,6 +41,13 @@ pub const PREPARE_MARGIN: Duration = Duration::from_millis(100);
 /// a plan must still be fresh when the block comes.
 pub const PUBLISH_WITHIN: Duration = Duration::from_millis(2_500);
 
+/// Whether a block due in `due_in` leaves time to plan its votes ahead: not past
+/// [`PUBLISH_WITHIN`], and beyond [`PREPARE_AFTER`] and [`PREPARE_MARGIN`] (on a faster chain no
+/// plan could be made in between: nothing is read for one).
+pub fn plannable_within(due_in: Duration) -> bool {
+    due_in <= PUBLISH_WITHIN && due_in > PREPARE_AFTER.saturating_add(PREPARE_MARGIN)
+}
+
 /// The longest a prepared plan is used after it was made.
 pub const PREPARED_FRESH_FOR: Duration = Duration::from_secs(3);
 
@@ -68,9 +75,9 @@ struct UpcomingBlock {
 }
 
 impl Upcoming {
-    /// Publish `requests`, those of `block`, confirmed by the block due in `due_in`. The same
+    /// Publish `requests`, those of `block`, confirmed by the block due at `due`. The same
     /// requests of the same block again publish nothing new.
-    pub fn publish(&self, block: u64, requests: Vec<Request>, due_in: Duration) {
+    pub fn publish(&self, block: u64, requests: Vec<Request>, due: Instant) {
         let mut upcoming = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if upcoming.at.is_some() && upcoming.block == block && upcoming.requests == requests {
             return;
@@ -79,14 +86,15 @@ impl Upcoming {
         upcoming.block = block;
         upcoming.requests = requests;
         upcoming.at = Some(now);
-        upcoming.due = now.checked_add(due_in);
-        upcoming.generation = upcoming.generation.wrapping_add(1);
+        upcoming.due = Some(due);
+        upcoming.generation = upcoming.generation.saturating_add(1);
     }
 
     /// The requests published since `seen`, once [`PREPARE_AFTER`] has passed since they were
-    /// and while the block that confirms them is more than [`PREPARE_MARGIN`] away; `seen` is
-    /// moved past them either way once their time has come or gone (one plan per publication).
-    pub fn due(&self, seen: &mut u64) -> Option<Vec<Request>> {
+    /// and while the block that confirms them is more than [`PREPARE_MARGIN`] away, with the
+    /// instant by which their plan must be made (that margin before the block); `seen` is moved
+    /// past them either way once their time has come or gone (one plan per publication).
+    pub fn due(&self, seen: &mut u64) -> Option<(Vec<Request>, Instant)> {
         let upcoming = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if upcoming.generation == *seen {
             return None;
@@ -96,10 +104,8 @@ impl Upcoming {
             return None;
         }
         *seen = upcoming.generation;
-        let late = upcoming
-            .due
-            .is_none_or(|due| now.checked_add(PREPARE_MARGIN).is_none_or(|t| t >= due));
-        (!late).then(|| upcoming.requests.clone())
+        let by = upcoming.due?.checked_sub(PREPARE_MARGIN)?;
+        (now < by).then(|| (upcoming.requests.clone(), by))
     }
 }
 
@@ -176,17 +182,23 @@ mod tests {
     fn published_requests_are_due_once_past_the_block_and_before_the_next() {
         let upcoming = Upcoming::default();
         let mut seen = 0;
+        let in_a_second = || Instant::now() + Duration::from_secs(1);
         assert_eq!(upcoming.due(&mut seen), None, "nothing published");
-        upcoming.publish(7, vec![request(3)], Duration::from_secs(1));
+        let due = in_a_second();
+        upcoming.publish(7, vec![request(3)], due);
         assert_eq!(
             upcoming.due(&mut seen),
             None,
             "not yet: the block just came"
         );
         std::thread::sleep(PREPARE_AFTER);
-        assert_eq!(upcoming.due(&mut seen), Some(vec![request(3)]));
+        assert_eq!(
+            upcoming.due(&mut seen),
+            Some((vec![request(3)], due - PREPARE_MARGIN)),
+            "planned by the margin before the block"
+        );
         assert_eq!(upcoming.due(&mut seen), None, "one plan per publication");
-        upcoming.publish(7, vec![request(3)], Duration::from_secs(1));
+        upcoming.publish(7, vec![request(3)], in_a_second());
         std::thread::sleep(PREPARE_AFTER);
         assert_eq!(
             upcoming.due(&mut seen),
@@ -194,12 +206,26 @@ mod tests {
             "the same block again is nothing new"
         );
         // Published too close to the block that confirms them: passed over, never planned.
-        upcoming.publish(8, vec![request(4)], PREPARE_AFTER);
+        upcoming.publish(8, vec![request(4)], Instant::now() + PREPARE_AFTER);
         std::thread::sleep(PREPARE_AFTER);
         assert_eq!(upcoming.due(&mut seen), None);
-        upcoming.publish(9, vec![request(5)], Duration::from_secs(1));
+        upcoming.publish(9, vec![request(5)], in_a_second());
         std::thread::sleep(PREPARE_AFTER);
-        assert_eq!(upcoming.due(&mut seen), Some(vec![request(5)]));
+        assert_eq!(
+            upcoming.due(&mut seen).map(|(requests, _)| requests),
+            Some(vec![request(5)])
+        );
+    }
+
+    #[test]
+    fn a_block_is_read_ahead_only_where_a_plan_can_be_made_and_used() {
+        assert!(plannable_within(Duration::from_millis(900)));
+        assert!(plannable_within(PUBLISH_WITHIN));
+        assert!(!plannable_within(Duration::from_secs(12)), "a slow chain");
+        assert!(
+            !plannable_within(PREPARE_AFTER + PREPARE_MARGIN),
+            "a fast chain: no time to plan between its blocks"
+        );
     }
 
     #[test]

@@ -1198,7 +1198,7 @@ async fn a_vote_planned_before_its_block_is_final_is_sent_without_an_estimate_at
     // replaced had it (another amount).
     let mut replaced = request(1);
     replaced.amount = U256::from(7);
-    upcoming.publish(5, vec![request(0)], Duration::from_secs(2));
+    upcoming.publish(5, vec![request(0)], Instant::now() + Duration::from_secs(2));
     h.step().await;
     assert_eq!(estimates(&h), 0, "not in the instant the block came");
     tokio::time::sleep(prepared::PREPARE_AFTER).await;
@@ -1216,7 +1216,7 @@ async fn a_vote_planned_before_its_block_is_final_is_sent_without_an_estimate_at
     assert_eq!(*h.destination.warmed_planned.lock().unwrap(), 1);
     assert_eq!(h.metric("multibridge_vote_plans_prepared_used_total"), 1.0);
     // A plan of calldata that differs from what is stored serves nothing.
-    upcoming.publish(6, vec![replaced], Duration::from_secs(2));
+    upcoming.publish(6, vec![replaced], Instant::now() + Duration::from_secs(2));
     tokio::time::sleep(prepared::PREPARE_AFTER).await;
     h.step().await;
     assert_eq!(estimates(&h), 2);
