@@ -89,6 +89,16 @@ pub async fn queued_transactions(
     role: ChainRole,
     operator: usize,
 ) -> Result<u64, DevnetError> {
+    let (latest, pending) = transaction_counts(driver, role, operator).await?;
+    Ok(pending.saturating_sub(latest))
+}
+
+/// Operator `operator`'s transaction counts on `role`: (mined, mined and pending).
+async fn transaction_counts(
+    driver: &Driver,
+    role: ChainRole,
+    operator: usize,
+) -> Result<(u64, u64), DevnetError> {
     let address = driver.operator(operator)?.address();
     let provider = driver.provider(role)?;
     let latest = provider
@@ -101,11 +111,14 @@ pub async fn queued_transactions(
         .pending()
         .await
         .map_err(|e| DevnetError::chain("eth_getTransactionCount", e))?;
-    Ok(pending.saturating_sub(latest))
+    Ok((latest, pending))
 }
 
-/// No nonce gap: wait until operator `operator` has nothing queued on `role` (a gap would keep
-/// its later transactions queued forever).
+/// No nonce gap: wait until every transaction operator `operator` had queued on `role` at the
+/// first look is mined (a gap, or a transaction the node will not mine, keeps one queued
+/// forever). Transactions sent meanwhile do not count: on a lane whose traffic still runs a
+/// vote is pending nearly all the time, each sent the moment the block that mines the last
+/// one comes.
 pub async fn wait_no_nonce_gap(
     driver: &Driver,
     role: ChainRole,
@@ -113,14 +126,16 @@ pub async fn wait_no_nonce_gap(
     timeout: Duration,
 ) -> Result<(), DevnetError> {
     let started = Instant::now();
+    let (_, queued_until) = transaction_counts(driver, role, operator).await?;
     loop {
-        let queued = queued_transactions(driver, role, operator).await?;
-        if queued == 0 {
+        let (latest, pending) = transaction_counts(driver, role, operator).await?;
+        if latest >= queued_until || pending <= latest {
             return Ok(());
         }
         if started.elapsed() > timeout {
+            let queued = pending.saturating_sub(latest);
             return Err(DevnetError::Invalid(format!(
-                "operator {operator} still has {queued} transaction(s) queued on {role} after {timeout:?}"
+                "operator {operator} still has {queued} transaction(s) queued on {role} after {timeout:?} (mined nonce {latest}, queued up to {queued_until} at the first look)"
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
