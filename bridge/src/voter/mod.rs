@@ -778,16 +778,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             return;
         };
         let lane = self.metrics.lane;
-        // Never into the block it plans for: the step would hold up that block's votes.
         let by = tokio::time::Instant::from_std(by);
-        let planned = match tokio::time::timeout_at(by, self.plan_ahead(upcoming, room)).await {
-            Ok(Ok(planned)) => planned,
-            Ok(Err(e)) => {
+        let planned = match self.plan_ahead(upcoming, room, by).await {
+            Ok(planned) => planned,
+            Err(e) => {
                 tracing::debug!(%lane, error = %e, "votes not planned ahead; planned when final");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%lane, "planning votes ahead took too long; planned when final");
                 return;
             }
         };
@@ -796,8 +791,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         }
     }
 
-    /// [`prepare_upcoming`](Self::prepare_upcoming) of `upcoming`, at most `room` transactions:
-    /// how many plans were kept. Only deciding batches with room in the blocks
+    /// [`prepare_upcoming`](Self::prepare_upcoming) of `upcoming`, at most `room` transactions,
+    /// the estimates given up at `by`: how many plans were kept. What the block's own step reads
+    /// too (the committee, whether the blocks are full) is read to the end whenever it is due: a
+    /// read cut off here would be read again in the instant of the block, where every lane of the
+    /// chain reads (after a quiet time, every lane's committee at once). Only the estimates, the
+    /// work of a plan alone, never run into the block. Only deciding batches with room in the blocks
     /// ([`Entry::Batch`]): their plan simulates the executing path, whatever votes land before
     /// them; a recording or tight plan goes by what the vote does at `latest`, which before the
     /// block is final never shows another operator's vote.
@@ -805,6 +804,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         &mut self,
         upcoming: Vec<Request>,
         room: usize,
+        by: tokio::time::Instant,
     ) -> Result<usize, VoterError> {
         let committee = self.committee().await?;
         let me = self.operator;
@@ -836,8 +836,12 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 let item_gas = multibridge_contracts::item_gas(batch, native_item_gas);
                 self.estimate(input.clone(), *entry, item_gas)
             },
-        ))
-        .await;
+        ));
+        // Never into the block it plans for: the step would hold up that block's votes.
+        let Ok(estimates) = tokio::time::timeout_at(by, estimates).await else {
+            tracing::debug!(lane = %self.metrics.lane, "planning votes ahead took too long; planned when final");
+            return Ok(0);
+        };
         let mut kept = 0usize;
         for (((batch, entry), input), estimate) in planned.into_iter().zip(inputs).zip(estimates) {
             let nonces: Vec<u64> = batch.iter().map(|r| r.nonce).collect();
