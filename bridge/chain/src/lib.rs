@@ -438,7 +438,7 @@ impl ChainClient {
     /// of every such reader's contracts and events in the process ([`head_logs`]; counted as
     /// `rpc_shared_reads_total{read="head logs"}`); anything else as [`logs`](Self::logs).
     pub async fn logs_at_head(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
-        if let Some(answer) = self.logs_from_head_window(filter).await {
+        if let Some(answer) = self.logs_in_head_window(filter).await {
             return answer;
         }
         self.logs(filter).await
@@ -451,11 +451,6 @@ impl ChainClient {
         &self,
         filter: &Filter,
     ) -> Option<Result<Vec<Log>, ChainError>> {
-        self.logs_from_head_window(filter).await
-    }
-
-    /// [`logs_at_head`](Self::logs_at_head) from the window, or `None` where it does not serve.
-    async fn logs_from_head_window(&self, filter: &Filter) -> Option<Result<Vec<Log>, ChainError>> {
         let head = self.head().await.ok()?;
         let window = &self.shared.head_logs;
         let _fetching = window.fetching.lock().await;

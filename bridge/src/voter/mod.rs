@@ -570,10 +570,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         // The estimates are reads: all at once, then the sends in order. A batch that is too
         // large for the destination (gas above the budget, or refused as too large) is split in
         // halves and estimated again; a single request that is too large is set aside.
-        let inputs: Vec<Bytes> = planned
-            .iter()
-            .map(|(batch, entry)| self.input(batch, *entry))
-            .collect();
+        let inputs = self.inputs(&planned);
         let native_item_gas = self.native_item_gas().await?;
         let item_gas = |batch: &[Request]| multibridge_contracts::item_gas(batch, native_item_gas);
         // A plan made before the requests were final serves the same calldata.
@@ -583,16 +580,9 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             .map(|(input, (_, entry))| self.prepared.take(input, *entry))
             .collect();
         let from_plans: Vec<bool> = prepared.iter().map(Option::is_some).collect();
-        let this = &*self;
-        let estimates = futures::future::join_all(inputs.iter().zip(&planned).zip(prepared).map(
-            |((input, (batch, entry)), prepared)| async move {
-                match prepared {
-                    Some(gas) => Ok(gas),
-                    None => this.estimate(input.clone(), *entry, item_gas(batch)).await,
-                }
-            },
-        ))
-        .await;
+        let estimates = self
+            .estimates(&planned, &inputs, prepared, native_item_gas)
+            .await;
         self.marks.estimated = Some(Instant::now());
         let mut work: std::collections::VecDeque<PlannedVote> = planned
             .into_iter()
@@ -827,16 +817,13 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
             return Ok(0);
         }
         let native_item_gas = self.native_item_gas().await?;
-        let inputs: Vec<Bytes> = planned
-            .iter()
-            .map(|(batch, entry)| self.input(batch, *entry))
-            .collect();
-        let estimates = futures::future::join_all(inputs.iter().zip(&planned).map(
-            |(input, (batch, entry))| {
-                let item_gas = multibridge_contracts::item_gas(batch, native_item_gas);
-                self.estimate(input.clone(), *entry, item_gas)
-            },
-        ));
+        let inputs = self.inputs(&planned);
+        let estimates = self.estimates(
+            &planned,
+            &inputs,
+            vec![None; planned.len()],
+            native_item_gas,
+        );
         // Never into the block it plans for: the step would hold up that block's votes.
         let Ok(estimates) = tokio::time::timeout_at(by, estimates).await else {
             tracing::debug!(lane = %self.metrics.lane, "planning votes ahead took too long; planned when final");
@@ -909,6 +896,37 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
         let gas = self.destination.native_item_gas().await?;
         self.native_item_gas = Some(gas);
         Ok(gas)
+    }
+
+    /// The calldata of each of `planned`'s vote transactions.
+    fn inputs(&self, planned: &[(Vec<Request>, Entry)]) -> Vec<Bytes> {
+        planned
+            .iter()
+            .map(|(batch, entry)| self.input(batch, *entry))
+            .collect()
+    }
+
+    /// The gas limits of `planned`'s vote transactions (calldata `inputs`), all estimated at
+    /// once but those `known` already; a native item needs `native_item_gas` left at its start.
+    async fn estimates(
+        &self,
+        planned: &[(Vec<Request>, Entry)],
+        inputs: &[Bytes],
+        known: Vec<Option<u64>>,
+        native_item_gas: u64,
+    ) -> Vec<Result<u64, SubmitError>> {
+        futures::future::join_all(inputs.iter().zip(planned).zip(known).map(
+            |((input, (batch, entry)), known)| async move {
+                match known {
+                    Some(gas) => Ok(gas),
+                    None => {
+                        let item_gas = multibridge_contracts::item_gas(batch, native_item_gas);
+                        self.estimate(input.clone(), *entry, item_gas).await
+                    }
+                }
+            },
+        ))
+        .await
     }
 
     /// The gas limit of a vote with calldata `input` sent through `entry`, one of whose items

@@ -158,25 +158,9 @@ impl PreparedPlans {
 mod tests {
     use super::*;
 
-    use alloy::primitives::{Address, U256};
+    use alloy::primitives::U256;
 
-    fn request(nonce: u64) -> Request {
-        Request {
-            nonce,
-            kind: 0,
-            from: Address::repeat_byte(1),
-            to: Address::repeat_byte(2),
-            token: Address::ZERO,
-            amount: U256::from(1),
-            fee: U256::ZERO,
-            extraData: Bytes::new(),
-            srcChainId: U256::from(1),
-            srcBridge: Address::repeat_byte(9),
-            srcTxHash: B256::repeat_byte(3),
-            srcBlockNumber: 7,
-            srcLogIndex: 0,
-        }
-    }
+    use crate::voter::tests::request;
 
     #[test]
     fn published_requests_are_due_once_past_the_block_and_before_the_next() {

@@ -27,7 +27,7 @@ const LANE: multibridge_contracts::Lane = multibridge_contracts::Lane::MainToSer
 const BRIDGE: Address = Address::repeat_byte(0xb1);
 const ME: Address = Address::repeat_byte(0x0e);
 
-fn request(nonce: u64) -> Request {
+pub(in crate::voter) fn request(nonce: u64) -> Request {
     Request {
         nonce,
         kind: 0,
