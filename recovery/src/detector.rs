@@ -10,6 +10,14 @@ pub enum Verdict {
         /// Requests between the lower handle nonce and the request nonce.
         pending: u64,
     },
+    /// Requests are pending, every one of them requested since the previous tick: none has
+    /// waited a whole interval yet, so nothing says the lane stalled. A lane at rest used to
+    /// call its first request after the rest a stall, and every lane of a hub scanned its
+    /// source at once when traffic came back (issue 54).
+    Arrived {
+        /// Requests between the lower handle nonce and the request nonce.
+        pending: u64,
+    },
     /// Requests are pending and the lower handle nonce did not move (or this is the first tick
     /// after start, when nothing is known about progress): recover.
     Stalled {
@@ -20,10 +28,17 @@ pub enum Verdict {
     },
 }
 
-/// Remembers the lower handle nonce of the previous tick.
+/// Remembers the previous tick: its request nonce and lower handle nonce.
 #[derive(Debug, Clone, Default)]
 pub struct StallDetector {
-    previous_lower: Option<u64>,
+    previous: Option<Tick>,
+}
+
+/// One tick's reads.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    request_nonce: u64,
+    lower_handle_nonce: u64,
 }
 
 impl StallDetector {
@@ -34,8 +49,13 @@ impl StallDetector {
     }
 
     /// Observe one tick: the source's `requestNonce` and the destination's `lowerHandleNonce`.
+    /// A stall is a request that was pending at the previous tick still pending, with the lower
+    /// handle nonce unmoved: a whole interval without progress.
     pub fn observe(&mut self, request_nonce: u64, lower_handle_nonce: u64) -> Verdict {
-        let previous = self.previous_lower.replace(lower_handle_nonce);
+        let previous = self.previous.replace(Tick {
+            request_nonce,
+            lower_handle_nonce,
+        });
         // A lower nonce above the request nonce means the source read is behind the destination
         // read (different RPC heights): nothing to recover from that tick.
         let pending = request_nonce.saturating_sub(lower_handle_nonce);
@@ -43,7 +63,14 @@ impl StallDetector {
             return Verdict::Idle;
         }
         match previous {
-            Some(previous) if lower_handle_nonce > previous => Verdict::Progressing { pending },
+            Some(previous) if lower_handle_nonce > previous.lower_handle_nonce => {
+                Verdict::Progressing { pending }
+            }
+            // Every nonce requested by the previous tick is below the lower handle nonce now:
+            // what is pending came since.
+            Some(previous) if previous.request_nonce <= lower_handle_nonce => {
+                Verdict::Arrived { pending }
+            }
             _ => Verdict::Stalled {
                 pending,
                 lower: lower_handle_nonce,
@@ -54,7 +81,7 @@ impl StallDetector {
     /// Forget the previous tick (e.g. after leadership changed hands): the next tick with
     /// pending requests recovers at once.
     pub fn reset(&mut self) {
-        self.previous_lower = None;
+        self.previous = None;
     }
 }
 
@@ -102,6 +129,31 @@ mod tests {
             }
         );
         assert_eq!(d.observe(20, 20), Verdict::Idle);
+    }
+
+    #[test]
+    fn requests_that_came_since_the_previous_tick_are_not_a_stall_until_they_wait_a_tick() {
+        let mut d = StallDetector::new();
+        assert_eq!(d.observe(5, 5), Verdict::Idle);
+        // A lane at rest gets a request: it arrived within the interval.
+        assert_eq!(d.observe(6, 5), Verdict::Arrived { pending: 1 });
+        // Still there a tick later, nothing handled: a stall.
+        assert_eq!(
+            d.observe(7, 5),
+            Verdict::Stalled {
+                pending: 2,
+                lower: 5
+            }
+        );
+        // Everything pending at the previous tick handled, new requests since: arrived.
+        assert_eq!(d.observe(7, 7), Verdict::Idle);
+        assert_eq!(d.observe(9, 7), Verdict::Arrived { pending: 2 });
+        assert_eq!(d.observe(12, 9), Verdict::Progressing { pending: 3 });
+        // The source read lagging the previous tick's cannot hide an unmoved pending request.
+        assert!(matches!(
+            d.observe(10, 9),
+            Verdict::Stalled { lower: 9, .. }
+        ));
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Recovery {
                 tracing::info!(lane = %self.lane, lower, pending, "lane stalled: recovering");
                 Some(lower)
             }
-            Verdict::Idle | Verdict::Progressing { .. } => None,
+            Verdict::Idle | Verdict::Progressing { .. } | Verdict::Arrived { .. } => None,
         };
         let plan = ScanPlan {
             from_nonce,
@@ -583,6 +583,34 @@ mod tests {
         let round = r.tick(&lane, &queue).await.unwrap();
         assert_eq!(round.verdict, Verdict::Idle);
         assert!(lane.scanned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_after_a_rest_is_scanned_for_only_once_it_waited_a_whole_interval() {
+        let mut lane = FakeLane::with_requests(5, 1);
+        lane.handled = (0..4).collect();
+        lane.requests.truncate(4);
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
+        assert_eq!(r.tick(&lane, &queue).await.unwrap().verdict, Verdict::Idle);
+        // Nonce 4 is requested after that tick: young, not scanned for.
+        lane.requests.push((4, 14));
+        let round = r.tick(&lane, &queue).await.unwrap();
+        assert_eq!(round.verdict, Verdict::Arrived { pending: 1 });
+        assert!(
+            lane.scanned().is_empty(),
+            "a young request is the indexer's"
+        );
+        // Still unhandled a tick later: recovered.
+        let round = r.tick(&lane, &queue).await.unwrap();
+        assert_eq!(
+            round.verdict,
+            Verdict::Stalled {
+                pending: 1,
+                lower: 4
+            }
+        );
+        assert_eq!(*queue.0.lock().unwrap(), vec![4]);
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@ use crate::Problem;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoverySettings {
-    /// Time between recovery ticks, ms (a lane is stalled when its lower handle nonce did not
-    /// move over one interval).
+    /// Time between recovery ticks, ms (a lane is stalled when a request pending at one tick is
+    /// still pending at the next and its lower handle nonce did not move).
     pub interval_ms: u64,
     /// Most source blocks per `eth_getLogs` of a recovery scan.
     pub stride_blocks: u64,
