@@ -126,7 +126,8 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) recovery_rounds: IntCounterVec,
-    /// Ticks at which the lane had pending requests and its lower handle nonce had not moved.
+    /// Ticks at which a request pending at the previous tick was still pending and the lane's
+    /// lower handle nonce had not moved (requests younger than a tick are not a stall).
     ///
     /// Labels: lane.
     pub(crate) recovery_stalls: IntCounterVec,
@@ -619,7 +620,7 @@ impl Metrics {
             recovery_rounds: counter("recovery_rounds_total", "Recovery rounds run", lane)?,
             recovery_stalls: counter(
                 "recovery_stalls_total",
-                "Recovery ticks that found the lane pending and its lower handle nonce unmoved",
+                "Recovery ticks that found a request pending since the previous tick and the lower handle nonce unmoved",
                 lane,
             )?,
             recovery_requeued: counter(
