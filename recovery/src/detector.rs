@@ -1,4 +1,5 @@
-//! Stall detection over ticks: pending requests and a lower handle nonce that did not move.
+//! Stall detection over ticks: a request pending for a whole tick while the lower handle nonce
+//! did not move.
 
 /// What one tick concluded about a lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,16 +11,17 @@ pub enum Verdict {
         /// Requests between the lower handle nonce and the request nonce.
         pending: u64,
     },
-    /// Requests are pending, every one of them requested since the previous tick: none has
-    /// waited a whole interval yet, so nothing says the lane stalled. A lane at rest used to
-    /// call its first request after the rest a stall, and every lane of a hub scanned its
-    /// source at once when traffic came back (issue 54).
+    /// Requests are pending, every one of them above the highest request nonce any earlier tick
+    /// read: none has waited a whole interval yet, so nothing says the lane stalled. A lane at
+    /// rest used to call its first request after the rest a stall, and every lane of a hub
+    /// scanned its source at once when traffic came back (issue 54).
     Arrived {
         /// Requests between the lower handle nonce and the request nonce.
         pending: u64,
     },
-    /// Requests are pending and the lower handle nonce did not move (or this is the first tick
-    /// after start, when nothing is known about progress): recover.
+    /// A request an earlier tick read was pending is still pending and the lower handle nonce is
+    /// not above any earlier tick's (or this is the first tick after start or a reset, when
+    /// nothing is known about progress): recover.
     Stalled {
         /// Requests between the lower handle nonce and the request nonce.
         pending: u64,
@@ -28,15 +30,17 @@ pub enum Verdict {
     },
 }
 
-/// Remembers the previous tick: its request nonce and lower handle nonce.
+/// Remembers the highest request nonce and lower handle nonce the ticks since the start (or the
+/// last reset) read: a node lagging behind the ones read before cannot make a stuck request look
+/// new or a stuck lane look moving.
 #[derive(Debug, Clone, Default)]
 pub struct StallDetector {
-    previous: Option<Tick>,
+    seen: Option<Seen>,
 }
 
-/// One tick's reads.
+/// The highest of each read so far.
 #[derive(Debug, Clone, Copy)]
-struct Tick {
+struct Seen {
     request_nonce: u64,
     lower_handle_nonce: u64,
 }
@@ -49,12 +53,19 @@ impl StallDetector {
     }
 
     /// Observe one tick: the source's `requestNonce` and the destination's `lowerHandleNonce`.
-    /// A stall is a request that was pending at the previous tick still pending, with the lower
-    /// handle nonce unmoved: a whole interval without progress.
+    /// A stall is a request that an earlier tick read as requested still pending, with the lower
+    /// handle nonce no higher than before: a whole interval without progress.
     pub fn observe(&mut self, request_nonce: u64, lower_handle_nonce: u64) -> Verdict {
-        let previous = self.previous.replace(Tick {
-            request_nonce,
-            lower_handle_nonce,
+        let before = self.seen;
+        self.seen = Some(match before {
+            Some(seen) => Seen {
+                request_nonce: seen.request_nonce.max(request_nonce),
+                lower_handle_nonce: seen.lower_handle_nonce.max(lower_handle_nonce),
+            },
+            None => Seen {
+                request_nonce,
+                lower_handle_nonce,
+            },
         });
         // A lower nonce above the request nonce means the source read is behind the destination
         // read (different RPC heights): nothing to recover from that tick.
@@ -62,13 +73,13 @@ impl StallDetector {
         if pending == 0 {
             return Verdict::Idle;
         }
-        match previous {
-            Some(previous) if lower_handle_nonce > previous.lower_handle_nonce => {
+        match before {
+            Some(before) if lower_handle_nonce > before.lower_handle_nonce => {
                 Verdict::Progressing { pending }
             }
-            // Every nonce requested by the previous tick is below the lower handle nonce now:
+            // Every nonce an earlier tick read as requested is below the lower handle nonce now:
             // what is pending came since.
-            Some(previous) if previous.request_nonce <= lower_handle_nonce => {
+            Some(before) if before.request_nonce <= lower_handle_nonce => {
                 Verdict::Arrived { pending }
             }
             _ => Verdict::Stalled {
@@ -81,7 +92,7 @@ impl StallDetector {
     /// Forget the previous tick (e.g. after leadership changed hands): the next tick with
     /// pending requests recovers at once.
     pub fn reset(&mut self) {
-        self.previous = None;
+        self.seen = None;
     }
 }
 
@@ -154,6 +165,44 @@ mod tests {
             d.observe(10, 9),
             Verdict::Stalled { lower: 9, .. }
         ));
+    }
+
+    #[test]
+    fn a_node_lagging_behind_the_reads_before_cannot_hide_a_stuck_request() {
+        // Nonce 10 is stuck; every other source read comes from a node that has not seen the
+        // requests above it yet.
+        let mut d = StallDetector::new();
+        assert!(matches!(
+            d.observe(15, 10),
+            Verdict::Stalled { lower: 10, .. }
+        ));
+        assert_eq!(d.observe(10, 10), Verdict::Idle);
+        assert!(matches!(
+            d.observe(15, 10),
+            Verdict::Stalled { lower: 10, .. }
+        ));
+        // A destination read lagging a nonce behind is no progress when the next is not.
+        assert!(matches!(
+            d.observe(15, 9),
+            Verdict::Stalled { lower: 9, .. }
+        ));
+        assert!(matches!(
+            d.observe(15, 10),
+            Verdict::Stalled { lower: 10, .. }
+        ));
+        // A reorg that takes requests back leaves the rest stuck as they were.
+        assert!(matches!(
+            d.observe(13, 10),
+            Verdict::Stalled { lower: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn the_first_pending_tick_after_a_reset_is_a_stall_not_an_arrival() {
+        let mut d = StallDetector::new();
+        assert_eq!(d.observe(5, 5), Verdict::Idle);
+        d.reset();
+        assert!(matches!(d.observe(6, 5), Verdict::Stalled { lower: 5, .. }));
     }
 
     #[test]

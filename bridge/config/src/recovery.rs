@@ -9,7 +9,8 @@ use crate::Problem;
 #[serde(deny_unknown_fields, default)]
 pub struct RecoverySettings {
     /// Time between recovery ticks, ms (a lane is stalled when a request pending at one tick is
-    /// still pending at the next and its lower handle nonce did not move).
+    /// still pending at the next and its lower handle nonce did not move; the first tick after a
+    /// start or a change of leader recovers whatever is pending).
     pub interval_ms: u64,
     /// Most source blocks per `eth_getLogs` of a recovery scan.
     pub stride_blocks: u64,

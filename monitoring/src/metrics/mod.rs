@@ -126,8 +126,9 @@ pub struct Metrics {
     ///
     /// Labels: lane.
     pub(crate) recovery_rounds: IntCounterVec,
-    /// Ticks at which a request pending at the previous tick was still pending and the lane's
-    /// lower handle nonce had not moved (requests younger than a tick are not a stall).
+    /// Ticks at which a request an earlier tick read as requested was still pending and the
+    /// lane's lower handle nonce was no higher than before, and the first tick with pending
+    /// requests after a start or a reset (requests younger than a tick are not a stall).
     ///
     /// Labels: lane.
     pub(crate) recovery_stalls: IntCounterVec,
