@@ -45,6 +45,16 @@ struct Seen {
     lower_handle_nonce: u64,
 }
 
+impl Seen {
+    /// Each of the two the higher of `self`'s and `other`'s.
+    fn max(self, other: Self) -> Self {
+        Self {
+            request_nonce: self.request_nonce.max(other.request_nonce),
+            lower_handle_nonce: self.lower_handle_nonce.max(other.lower_handle_nonce),
+        }
+    }
+}
+
 impl StallDetector {
     /// A detector that has seen no tick yet: its first tick with pending requests is a stall
     /// (recovery runs at once after start).
@@ -56,17 +66,12 @@ impl StallDetector {
     /// A stall is a request that an earlier tick read as requested still pending, with the lower
     /// handle nonce no higher than before: a whole interval without progress.
     pub fn observe(&mut self, request_nonce: u64, lower_handle_nonce: u64) -> Verdict {
+        let read = Seen {
+            request_nonce,
+            lower_handle_nonce,
+        };
         let before = self.seen;
-        self.seen = Some(match before {
-            Some(seen) => Seen {
-                request_nonce: seen.request_nonce.max(request_nonce),
-                lower_handle_nonce: seen.lower_handle_nonce.max(lower_handle_nonce),
-            },
-            None => Seen {
-                request_nonce,
-                lower_handle_nonce,
-            },
-        });
+        self.seen = Some(before.map_or(read, |seen| seen.max(read)));
         // A lower nonce above the request nonce means the source read is behind the destination
         // read (different RPC heights): nothing to recover from that tick.
         let pending = request_nonce.saturating_sub(lower_handle_nonce);
@@ -100,6 +105,10 @@ impl StallDetector {
 mod tests {
     use super::*;
 
+    fn stalled(pending: u64, lower: u64) -> Verdict {
+        Verdict::Stalled { pending, lower }
+    }
+
     #[test]
     fn idle_when_nothing_is_pending() {
         let mut d = StallDetector::new();
@@ -110,13 +119,7 @@ mod tests {
     #[test]
     fn the_first_tick_with_pending_requests_recovers_at_once() {
         let mut d = StallDetector::new();
-        assert_eq!(
-            d.observe(10, 4),
-            Verdict::Stalled {
-                pending: 6,
-                lower: 4
-            }
-        );
+        assert_eq!(d.observe(10, 4), stalled(6, 4));
     }
 
     #[test]
@@ -124,21 +127,9 @@ mod tests {
         let mut d = StallDetector::new();
         d.observe(10, 4);
         assert_eq!(d.observe(12, 7), Verdict::Progressing { pending: 5 });
-        assert_eq!(
-            d.observe(12, 7),
-            Verdict::Stalled {
-                pending: 5,
-                lower: 7
-            }
-        );
+        assert_eq!(d.observe(12, 7), stalled(5, 7));
         // New requests alone are not progress.
-        assert_eq!(
-            d.observe(20, 7),
-            Verdict::Stalled {
-                pending: 13,
-                lower: 7
-            }
-        );
+        assert_eq!(d.observe(20, 7), stalled(13, 7));
         assert_eq!(d.observe(20, 20), Verdict::Idle);
     }
 
@@ -149,22 +140,13 @@ mod tests {
         // A lane at rest gets a request: it arrived within the interval.
         assert_eq!(d.observe(6, 5), Verdict::Arrived { pending: 1 });
         // Still there a tick later, nothing handled: a stall.
-        assert_eq!(
-            d.observe(7, 5),
-            Verdict::Stalled {
-                pending: 2,
-                lower: 5
-            }
-        );
+        assert_eq!(d.observe(7, 5), stalled(2, 5));
         // Everything pending at the previous tick handled, new requests since: arrived.
         assert_eq!(d.observe(7, 7), Verdict::Idle);
         assert_eq!(d.observe(9, 7), Verdict::Arrived { pending: 2 });
         assert_eq!(d.observe(12, 9), Verdict::Progressing { pending: 3 });
         // The source read lagging the previous tick's cannot hide an unmoved pending request.
-        assert!(matches!(
-            d.observe(10, 9),
-            Verdict::Stalled { lower: 9, .. }
-        ));
+        assert_eq!(d.observe(10, 9), stalled(1, 9));
     }
 
     #[test]
@@ -172,37 +154,14 @@ mod tests {
         // Nonce 10 is stuck; every other source read comes from a node that has not seen the
         // requests above it yet.
         let mut d = StallDetector::new();
-        assert!(matches!(
-            d.observe(15, 10),
-            Verdict::Stalled { lower: 10, .. }
-        ));
+        assert_eq!(d.observe(15, 10), stalled(5, 10));
         assert_eq!(d.observe(10, 10), Verdict::Idle);
-        assert!(matches!(
-            d.observe(15, 10),
-            Verdict::Stalled { lower: 10, .. }
-        ));
+        assert_eq!(d.observe(15, 10), stalled(5, 10));
         // A destination read lagging a nonce behind is no progress when the next is not.
-        assert!(matches!(
-            d.observe(15, 9),
-            Verdict::Stalled { lower: 9, .. }
-        ));
-        assert!(matches!(
-            d.observe(15, 10),
-            Verdict::Stalled { lower: 10, .. }
-        ));
+        assert_eq!(d.observe(15, 9), stalled(6, 9));
+        assert_eq!(d.observe(15, 10), stalled(5, 10));
         // A reorg that takes requests back leaves the rest stuck as they were.
-        assert!(matches!(
-            d.observe(13, 10),
-            Verdict::Stalled { lower: 10, .. }
-        ));
-    }
-
-    #[test]
-    fn the_first_pending_tick_after_a_reset_is_a_stall_not_an_arrival() {
-        let mut d = StallDetector::new();
-        assert_eq!(d.observe(5, 5), Verdict::Idle);
-        d.reset();
-        assert!(matches!(d.observe(6, 5), Verdict::Stalled { lower: 5, .. }));
+        assert_eq!(d.observe(13, 10), stalled(3, 10));
     }
 
     #[test]
@@ -216,6 +175,11 @@ mod tests {
         let mut d = StallDetector::new();
         d.observe(10, 4);
         d.reset();
-        assert!(matches!(d.observe(10, 6), Verdict::Stalled { .. }));
+        // Not progress (the lower nonce moved since the tick before the reset)…
+        assert_eq!(d.observe(10, 6), stalled(4, 6));
+        assert_eq!(d.observe(7, 7), Verdict::Idle);
+        d.reset();
+        // …nor an arrival (everything pending came since the tick before the reset).
+        assert_eq!(d.observe(8, 7), stalled(1, 7));
     }
 }
