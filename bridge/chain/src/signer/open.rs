@@ -221,7 +221,10 @@ fn open_keystore(
 
 /// [`open_keystore`] on the blocking pool, one keystore at a time in the process: its scrypt
 /// takes about a second and 256 MiB with standard settings, and a hub opens a key for each of
-/// its pairs, whose starts run as tasks on the runtime's workers.
+/// its pairs, whose starts run as tasks on the runtime's workers. A keystore this process
+/// opened already — the same file contents with the same password, as every pair of a hub
+/// names — is not decrypted again ([`OpenedKeystores`]): a hub of 64 pairs paid its scrypt 64
+/// times, one after the other, before its last pair could sign.
 async fn open_keystore_apart(
     path: PathBuf,
     password_file: Option<PathBuf>,
@@ -232,13 +235,71 @@ async fn open_keystore_apart(
         .acquire()
         .await
         .expect("a static semaphore is never closed");
-    let inputs = (path.clone(), password_file.clone(), password_env.clone());
-    match tokio::task::spawn_blocking(move || open_keystore(&inputs.0, &inputs.1, &inputs.2)).await
-    {
-        Ok(opened) => opened,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // The runtime is shutting down: open it here, as before.
-        Err(_) => open_keystore(&path, &password_file, &password_env),
+    let password = read_password(password_file.as_deref(), password_env.as_deref())?;
+    let contents = std::fs::read(&path).map_err(|source| KeyError::KeystoreUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    let id = OpenedKeystores::id(&contents, &password);
+    let reused = OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .reuse(id);
+    if let Some(signer) = reused {
+        tracing::debug!(path = %path.display(), "keystore opened before in this process: not decrypted again");
+        return Ok(signer);
+    }
+    let inputs = (path.clone(), password);
+    let signer =
+        match tokio::task::spawn_blocking(move || decrypt_keystore(&inputs.0, &inputs.1)).await {
+            Ok(opened) => opened?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down: open it here, as before.
+            Err(_) => open_keystore(&path, &password_file, &password_env)?,
+        };
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id, signer.clone());
+    Ok(signer)
+}
+
+/// The keystores this process decrypted ([`open_keystore_apart`]).
+static OPENED: std::sync::LazyLock<std::sync::Mutex<OpenedKeystores>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The keystores a process decrypted, by what opened them: the keccak of the file's contents
+/// and the password together (neither is kept; a changed file or another password is another
+/// entry), each with how often it was reused. Holds the keys the process's signers hold anyway.
+#[derive(Default)]
+struct OpenedKeystores(std::collections::HashMap<alloy::primitives::B256, (PrivateKeySigner, u64)>);
+
+impl OpenedKeystores {
+    /// What identifies one opening: the file's contents and the password, length-prefixed so no
+    /// two different pairs of them hash the same input.
+    fn id(contents: &[u8], password: &str) -> alloy::primitives::B256 {
+        let mut input = Vec::with_capacity(
+            contents
+                .len()
+                .saturating_add(password.len())
+                .saturating_add(16),
+        );
+        input.extend_from_slice(&(contents.len() as u64).to_be_bytes());
+        input.extend_from_slice(contents);
+        input.extend_from_slice(&(password.len() as u64).to_be_bytes());
+        input.extend_from_slice(password.as_bytes());
+        alloy::primitives::keccak256(&input)
+    }
+
+    /// The key opened as `id` before, counted as reused.
+    fn reuse(&mut self, id: alloy::primitives::B256) -> Option<PrivateKeySigner> {
+        let (signer, reused) = self.0.get_mut(&id)?;
+        *reused = reused.saturating_add(1);
+        Some(signer.clone())
+    }
+
+    fn insert(&mut self, id: alloy::primitives::B256, signer: PrivateKeySigner) {
+        self.0.insert(id, (signer, 0));
     }
 }
 
@@ -348,6 +409,52 @@ mod tests {
             (31_337, 31_338),
         );
         assert!(!format!("{cfg:?}").contains(&DEV_KEY[2..]));
+    }
+
+    #[test]
+    fn a_keystore_that_many_pairs_name_is_decrypted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand08::thread_rng();
+        let (signer, _uuid) = PrivateKeySigner::encrypt_keystore(
+            dir.path(),
+            &mut rng,
+            alloy::hex::decode(&DEV_KEY[2..]).unwrap(),
+            "one for all",
+            Some("operator.json"),
+        )
+        .unwrap();
+        let path = dir.path().join("operator.json");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "one for all\n").unwrap();
+        let config = config_with(
+            SignerConfig::Keystore {
+                path: path.clone(),
+                password_file: Some(password_file),
+                password_env: None,
+            },
+            signer.address(),
+            (1, 2),
+        );
+        // Eight pairs of a hub start at once on a runtime of two workers.
+        let opened = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(futures::future::join_all(
+                (0..8).map(|_| super::load_signer(&config)),
+            ));
+        for signer_of_a_pair in opened {
+            assert_eq!(signer_of_a_pair.unwrap().address(), signer.address());
+        }
+        let id = OpenedKeystores::id(&std::fs::read(&path).unwrap(), "one for all");
+        let reused = OPENED.lock().unwrap().0.get(&id).map(|(_, reused)| *reused);
+        assert_eq!(reused, Some(7), "one decryption, seven reuses");
+        // Another password for the same file is not answered from the first opening.
+        assert_ne!(
+            OpenedKeystores::id(&std::fs::read(&path).unwrap(), "one for al"),
+            id
+        );
     }
 
     #[test]
