@@ -189,7 +189,7 @@ impl<'a> BridgeViews<'a> {
     /// `requestNonce` at block `block`: how many requests this bridge had emitted by then.
     pub async fn request_nonce_at(&self, block: u64) -> Result<u64, ChainError> {
         self.chain
-            .bridge_call("requestNonce", |b| async move {
+            .bridge_call_at_block("requestNonce", |b| async move {
                 b.requestNonce()
                     .block(alloy::eips::BlockId::number(block))
                     .call()

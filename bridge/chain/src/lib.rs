@@ -186,10 +186,17 @@ pub struct ChainClient {
     liveness: std::sync::Arc<liveness::Liveness>,
 }
 
-/// The transport error inside a contract-call error (what the classifier understands).
+/// The transport error inside a contract-call error (what the classifier understands). A call
+/// answered with no data is [`rpc_error::NoContractCode`], which a call at a past block does
+/// not retry ([`rpc_error::classify_at_block`]).
 pub fn contract_to_transport(e: alloy::contract::Error) -> TransportError {
     match e {
         alloy::contract::Error::TransportError(t) => t,
+        no_data @ alloy::contract::Error::ZeroData(..) => {
+            alloy::transports::TransportErrorKind::custom(rpc_error::NoContractCode(
+                no_data.to_string(),
+            ))
+        }
         other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
     }
 }
@@ -868,6 +875,25 @@ impl ChainClient {
     {
         let bridge = self.bridge;
         self.call(method, |p| {
+            let fut = f(Bridge::new(bridge, p));
+            async move { fut.await.map_err(contract_to_transport) }
+        })
+        .await
+    }
+
+    /// [`bridge_call`](Self::bridge_call) at a past block: a bridge without code there is an
+    /// answer, not a failure to retry ([`rpc_error::classify_at_block`]).
+    pub async fn bridge_call_at_block<T, F, Fut>(
+        &self,
+        method: &'static str,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        let bridge = self.bridge;
+        self.call_classified(method, rpc_error::classify_at_block, |p| {
             let fut = f(Bridge::new(bridge, p));
             async move { fut.await.map_err(contract_to_transport) }
         })

@@ -44,6 +44,25 @@ pub fn classify(error: &TransportError) -> ErrorClass {
     }
 }
 
+/// A contract call the node answered with no data: the address has no code at the block asked.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoContractCode(pub String);
+
+/// [`classify`] for a call at a given past block: a contract with no code there is the node's
+/// answer for that block (a block before the bridge's deployment, as a scan from the deployment
+/// asks for the nonce before it), which asking again or another node does not change. It was
+/// retried six times with back-off — about 2 s and six warnings — before the caller's fallback
+/// ran. At the head the same answer stays retryable: a node behind a deployment may catch up.
+pub fn classify_at_block(error: &TransportError) -> ErrorClass {
+    match error {
+        RpcError::Transport(TransportErrorKind::Custom(e)) if e.is::<NoContractCode>() => {
+            ErrorClass::Fatal
+        }
+        other => classify(other),
+    }
+}
+
 fn classify_transport(kind: &TransportErrorKind) -> ErrorClass {
     match kind {
         TransportErrorKind::HttpError(http)
@@ -284,6 +303,25 @@ mod tests {
         assert_eq!(classify(&resp(-32000, fee_cap)), ErrorClass::Fatal);
         assert!(!is_too_large("header not found"));
         assert!(!is_too_large("nonce too low"));
+    }
+
+    #[test]
+    fn a_past_block_without_the_contract_is_an_answer_not_a_failure() {
+        let no_code = alloy::contract::Error::ZeroData(
+            "requestNonce".into(),
+            alloy::sol_types::Error::Overrun.into(),
+        );
+        let error = crate::contract_to_transport(no_code);
+        assert_eq!(classify_at_block(&error), ErrorClass::Fatal);
+        // At the head a node may be behind the deployment: another one, or later, may answer.
+        assert_eq!(classify(&error), ErrorClass::Retryable);
+        assert!(error.to_string().contains("returned no data"), "{error}");
+        // Data that does not decode may be one endpoint's garbage: another may answer right.
+        let garbage = alloy::contract::Error::AbiError(alloy::sol_types::Error::Overrun.into());
+        assert_eq!(
+            classify_at_block(&crate::contract_to_transport(garbage)),
+            ErrorClass::Retryable
+        );
     }
 
     #[test]
