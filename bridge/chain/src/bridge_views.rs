@@ -12,6 +12,7 @@ use multibridge_contracts::bindings::Bridge;
 use multibridge_contracts::{ChainRole, NonceState, Request, RequestError, request_from_log};
 
 use super::{ChainClient, ChainError};
+use crate::logs::LogSpan;
 
 /// Most nonces asked of `votingStatus` in one call.
 const VOTING_STATUS_CHUNK: usize = 256;
@@ -257,6 +258,35 @@ impl<'a> BridgeViews<'a> {
             })
             .await?;
         Ok(!code.is_empty())
+    }
+
+    /// The next range of request logs to read from `from` up to `to` with `span`. A span still
+    /// narrow and short of `to` (it starts at one block and doubles) opens up to the node's limit
+    /// when the bridge has emitted few requests since `floor`, a nonce at or below that of every
+    /// request mined from `from` on: `requestNonce` now, less `floor`, bounds what the rest of
+    /// the range holds. A reader starting far behind the head — a first start from the
+    /// deployment, a restart after downtime — read a quiet history in a dozen doubling steps;
+    /// a hub's 64 pairs did so with three readers each (indexer, recovery, conservation) against
+    /// one main-chain node, about ten seconds before a transfer made meanwhile was indexed.
+    /// `floor` 0 is always right; without `requestNonce` the span stays as it is.
+    pub async fn next_request_range(
+        &self,
+        span: &mut LogSpan,
+        from: u64,
+        to: u64,
+        floor: u64,
+    ) -> Option<RangeInclusive<u64>> {
+        let range = span.next(from, to)?;
+        if *range.end() >= to || !span.is_narrow() {
+            return Some(range);
+        }
+        match self.request_nonce().await {
+            Ok(now) if now.saturating_sub(floor) <= span.sparse_logs() => {
+                span.open_up();
+                span.next(from, to)
+            }
+            _ => Some(range),
+        }
     }
 
     /// `blocks` cut short from its end until it holds at most `target` requests, counted

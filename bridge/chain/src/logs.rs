@@ -49,6 +49,23 @@ impl LogSpan {
         self.blocks
     }
 
+    /// Whether the span is narrower than the node's limit.
+    pub fn is_narrow(&self) -> bool {
+        self.blocks < self.max_blocks
+    }
+
+    /// Logs an answer may hold and still count as sparse (a quarter of the target: the same
+    /// answer widens the span).
+    pub fn sparse_logs(&self) -> u64 {
+        u64::try_from(self.target / 4).unwrap_or(u64::MAX)
+    }
+
+    /// The rest of the range is known to hold at most [`sparse_logs`](Self::sparse_logs) logs:
+    /// read it as wide as the node allows.
+    pub fn open_up(&mut self) {
+        self.blocks = self.max_blocks;
+    }
+
     /// The range to read from `from` (never past `to`), or `None` when `from > to`.
     pub fn next(&self, from: u64, to: u64) -> Option<RangeInclusive<u64>> {
         if from > to {
@@ -95,6 +112,19 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)]
         let empty = 9..=5;
         assert_eq!(blocks_in(&empty), 0);
+    }
+
+    #[test]
+    fn a_span_known_sparse_opens_up_to_the_node_limit() {
+        let mut span = LogSpan::new(2_000, 1_000);
+        assert!(span.is_narrow());
+        assert_eq!(span.sparse_logs(), 250);
+        span.open_up();
+        assert!(!span.is_narrow());
+        assert_eq!(span.next(10, 1_000_000), Some(10..=2_009));
+        // A dense answer still narrows it.
+        span.observe(2_000, 4_000);
+        assert_eq!(span.next(10, 1_000_000), Some(10..=509));
     }
 
     #[test]

@@ -280,7 +280,13 @@ impl Indexer {
             .await?;
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
-        let Some(range) = self.span.next(cursor, safe_head) else {
+        let floor = self.store.lock().nonce_floor_from(lane, cursor)?;
+        let Some(range) = self
+            .source
+            .views()
+            .next_request_range(&mut self.span, cursor, safe_head, floor)
+            .await
+        else {
             self.publish_upcoming(head, safe_head).await;
             return Ok(Step::CaughtUp { safe_head });
         };

@@ -99,11 +99,14 @@ impl LaneChains for ChainLane {
         let mut out = Vec::new();
         let mut from = *blocks.start();
         loop {
+            let mut span = *self.span.lock().unwrap_or_else(|p| p.into_inner());
+            // Nothing known of the nonces before `from`: floor 0 (opens up on a young bridge).
             let next = self
-                .span
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .next(from, *blocks.end());
+                .source
+                .views()
+                .next_request_range(&mut span, from, *blocks.end(), 0)
+                .await;
+            *self.span.lock().unwrap_or_else(|p| p.into_inner()) = span;
             let Some(range) = next else {
                 return Ok(out);
             };

@@ -429,7 +429,17 @@ impl ConservationScanner {
             .asset_scan_next(self.lane, side)?
             .unwrap_or(at.start_block);
         for _ in 0..RANGES_PER_STEP {
-            let Some(range) = self.spans[span].next(next, safe_head) else {
+            let range = match side {
+                // Nothing known of the nonces before `next`: floor 0 (opens up on a young bridge).
+                AssetSide::Requested => {
+                    at.chain
+                        .views()
+                        .next_request_range(&mut self.spans[span], next, safe_head, 0)
+                        .await
+                }
+                AssetSide::Released | AssetSide::Refunded => self.spans[span].next(next, safe_head),
+            };
+            let Some(range) = range else {
                 return Ok(true);
             };
             let width;

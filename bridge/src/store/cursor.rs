@@ -114,6 +114,27 @@ impl Store {
         Ok(missing)
     }
 
+    /// A nonce at or below that of every request mined from `block` on: one above the highest
+    /// stored nonce when that request was mined before `block` (nonces are handed out in
+    /// order), else 0 (nothing stored, or the cursor was rewound below it).
+    pub fn nonce_floor_from(&self, lane: Lane, block: u64) -> Result<u64, StoreError> {
+        let highest = self
+            .conn
+            .prepare_cached(
+                "SELECT nonce, src_block FROM requests WHERE lane = ?1 ORDER BY nonce DESC LIMIT 1",
+            )?
+            .query_row([lane.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?;
+        Ok(match highest {
+            Some((nonce, src_block)) if to_u64(src_block) < block => {
+                to_u64(nonce).saturating_add(1)
+            }
+            _ => 0,
+        })
+    }
+
     /// The first nonce not yet known to be stored without a gap (`None` before the first
     /// request was indexed).
     pub fn contiguous_from(&self, lane: Lane) -> Result<Option<u64>, StoreError> {

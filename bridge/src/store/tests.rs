@@ -64,6 +64,27 @@ fn requests_and_cursor_are_stored_together_and_survive_reopen() {
 }
 
 #[test]
+fn the_nonce_floor_is_one_above_the_highest_request_mined_before_the_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("store.sqlite"), ID).unwrap();
+    let lane = Lane::MainToService;
+    // Nothing stored: nothing known.
+    assert_eq!(store.nonce_floor_from(lane, 500).unwrap(), 0);
+    // Nonces 0..=2 mined in blocks 100..=102.
+    store
+        .record_range(lane, &[request(0, 1), request(1, 1), request(2, 1)], 103)
+        .unwrap();
+    assert_eq!(store.nonce_floor_from(lane, 103).unwrap(), 3);
+    assert_eq!(store.nonce_floor_from(lane, 5_000).unwrap(), 3);
+    // A cursor rewound to or below the highest's block: its request may be read again.
+    assert_eq!(store.nonce_floor_from(lane, 102).unwrap(), 0);
+    assert_eq!(
+        store.nonce_floor_from(Lane::ServiceToMain, 5_000).unwrap(),
+        0
+    );
+}
+
+#[test]
 fn requeue_reopens_voted_and_handled_stores_unknown_and_leaves_rejected_and_the_cursor_alone() {
     let mut store = Store::open_in_memory(ID).unwrap();
     let lane = Lane::MainToService;

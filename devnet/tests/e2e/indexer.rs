@@ -432,3 +432,93 @@ async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
         "no read of every contract's logs was too large: {failed:?}"
     );
 }
+
+/// A quiet history behind the cursor — a first start from the deployment, a restart long after
+/// the last request — is read in one answer as wide as the node allows, not in a dozen steps of
+/// a span doubling from one block: `requestNonce` now, less the nonces the store holds from
+/// before the cursor, bounds what the history can hold. A 64-pair hub's first start took ~10 s
+/// of such steps (three readers a pair against one main-chain node) before a transfer made
+/// meanwhile was indexed. A dense history is still read in bounded answers (the test above).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_history_is_read_in_one_answer_not_in_doubling_steps() {
+    use alloy::providers::Provider;
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start(DevnetOptions::chains_only(dir.path()))
+        .await
+        .unwrap();
+    let driver = Driver::new(devnet.manifest());
+    let lane = Lane::MainToService;
+    let to = driver.user(1).unwrap().address();
+    let provider = driver.provider(ChainRole::Main).unwrap();
+    let quiet = || async {
+        provider
+            .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U256::from(2_000),))
+            .await
+            .unwrap();
+    };
+    quiet().await;
+    driver
+        .request_native(lane, 0, to, parse_ether("1").unwrap())
+        .await
+        .unwrap();
+
+    let mut config = devnet.operator_config(0).unwrap().chains.main;
+    config.max_block_range = 10_000;
+    let metrics = Metrics::new(&[lane], 1).unwrap();
+    let main = Arc::new(
+        ChainClient::new(
+            ChainRole::Main,
+            &config,
+            RetryPolicy::default(),
+            metrics.chain(ChainRole::Main),
+        )
+        .unwrap(),
+    );
+    let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
+    let mut indexer = Indexer::new(
+        main.clone(),
+        IndexerSettings {
+            confirmations: config.confirmations,
+            start_block: config.start_block,
+            max_block_range: config.max_block_range,
+            poll: Duration::from_millis(200),
+        },
+        store.clone(),
+        metrics.lane(lane),
+        Arc::new(Readiness::new(Duration::from_secs(10))),
+    );
+    // Steps that read a range, until caught up with every request stored.
+    let mut catch_up = async |want: usize| {
+        let mut reads = 0;
+        loop {
+            match indexer.step().await.unwrap() {
+                Step::Indexed { .. } => reads += 1,
+                Step::CaughtUp { .. }
+                    if store.lock().open_requests(lane, 10).unwrap().len() >= want =>
+                {
+                    return reads;
+                }
+                _ => {}
+            }
+            assert!(reads < 50, "still catching up after {reads} reads");
+        }
+    };
+    let head = provider.get_block_number().await.unwrap();
+    let reads = catch_up(1).await;
+    assert!(
+        reads <= 2,
+        "{head} blocks with one request took {reads} reads (a span doubling from one block: ~11)"
+    );
+
+    // Quiet again, then a second request: the stored one, mined before the cursor, is the floor.
+    quiet().await;
+    driver
+        .request_native(lane, 0, to, parse_ether("1").unwrap())
+        .await
+        .unwrap();
+    let reads = catch_up(2).await;
+    assert!(
+        reads <= 2,
+        "a restart's 2,000 quiet blocks took {reads} reads"
+    );
+}
