@@ -283,6 +283,7 @@ impl<'a> BridgeViews<'a> {
         match self.request_nonce().await {
             Ok(now) if now.saturating_sub(floor) <= span.sparse_logs() => {
                 span.open_up();
+                self.chain.metrics().log_spans_opened.inc();
                 span.next(from, to)
             }
             _ => Some(range),

@@ -475,26 +475,29 @@ async fn a_quiet_history_is_read_in_one_answer_not_in_doubling_steps() {
         .unwrap(),
     );
     let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
-    let mut indexer = Indexer::new(
-        main.clone(),
-        IndexerSettings {
-            confirmations: config.confirmations,
-            start_block: config.start_block,
-            max_block_range: config.max_block_range,
-            poll: Duration::from_millis(200),
-        },
-        store.clone(),
-        metrics.lane(lane),
-        Arc::new(Readiness::new(Duration::from_secs(10))),
-    );
-    // Steps that read a range, until caught up with every request stored.
-    let mut catch_up = async |want: usize| {
+    // A process's start: a new indexer (its span at one block) over the store.
+    let start = || {
+        Indexer::new(
+            main.clone(),
+            IndexerSettings {
+                confirmations: config.confirmations,
+                start_block: config.start_block,
+                max_block_range: config.max_block_range,
+                poll: Duration::from_millis(200),
+            },
+            store.clone(),
+            metrics.lane(lane),
+            Arc::new(Readiness::new(Duration::from_secs(10))),
+        )
+    };
+    // Steps that read a range, until caught up with `want` requests stored.
+    let catch_up = async |indexer: &mut Indexer, want: usize| {
         let mut reads = 0;
         loop {
             match indexer.step().await.unwrap() {
                 Step::Indexed { .. } => reads += 1,
                 Step::CaughtUp { .. }
-                    if store.lock().open_requests(lane, 10).unwrap().len() >= want =>
+                    if store.lock().open_requests(lane, 1_000).unwrap().len() >= want =>
                 {
                     return reads;
                 }
@@ -504,21 +507,38 @@ async fn a_quiet_history_is_read_in_one_answer_not_in_doubling_steps() {
         }
     };
     let head = provider.get_block_number().await.unwrap();
-    let reads = catch_up(1).await;
+    let reads = catch_up(&mut start(), 1).await;
     assert!(
         reads <= 2,
-        "{head} blocks with one request took {reads} reads (a span doubling from one block: ~11)"
+        "a first start: {head} blocks with one request took {reads} reads (a span doubling from one block: ~11)"
     );
 
-    // Quiet again, then a second request: the stored one, mined before the cursor, is the floor.
+    // More requests than a sparse answer holds (250), indexed; then quiet, one more request,
+    // and a restart: the stored ones, mined before the cursor, are the floor — without it the
+    // bridge's 302 requests would keep the span doubling.
+    let burst = driver
+        .request_native_burst(lane, 2, to, U256::from(1), 300)
+        .await
+        .unwrap();
+    assert_eq!(burst.len(), 300);
+    catch_up(&mut start(), 301).await;
     quiet().await;
     driver
         .request_native(lane, 0, to, parse_ether("1").unwrap())
         .await
         .unwrap();
-    let reads = catch_up(2).await;
+    let reads = catch_up(&mut start(), 302).await;
     assert!(
         reads <= 2,
-        "a restart's 2,000 quiet blocks took {reads} reads"
+        "a restart after 2,000 quiet blocks took {reads} reads"
+    );
+    let opened = metrics
+        .render()
+        .lines()
+        .find(|l| l.starts_with("multibridge_log_spans_opened_total{chain=\"main\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(
+        opened.is_some_and(|n| n >= 2.0),
+        "each catch-up opened the span (log_spans_opened_total): {opened:?}"
     );
 }

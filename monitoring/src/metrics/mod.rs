@@ -198,6 +198,11 @@ pub struct Metrics {
     ///
     /// Labels: chain.
     pub(crate) nonce_holes_filled: IntCounterVec,
+    /// Log readers' spans opened up to the node's limit: `requestNonce` showed few requests
+    /// since what the reader already held, so a quiet history is read in one answer.
+    ///
+    /// Labels: chain.
+    pub(crate) log_spans_opened: IntCounterVec,
     /// Log reads whose endpoints did not agree (fewer than `log_quorum` gave the same
     /// requests): nothing of such a read is indexed (audit M-7).
     ///
@@ -691,6 +696,11 @@ impl Metrics {
                 "Nonces of this relay's signer filled with a 0-value transfer to itself",
                 &["chain"],
             )?,
+            log_spans_opened: counter(
+                "log_spans_opened_total",
+                "Reads of a bridge's request logs far behind the head (a first start, a restart, a recovery scan) made as wide as the node allows at once, because requestNonce showed few requests since what the reader held",
+                &["chain"],
+            )?,
             log_disagreements: counter(
                 "rpc_log_disagreements_total",
                 "Request log reads on which fewer than log_quorum endpoints agreed (nothing indexed)",
@@ -1119,6 +1129,7 @@ impl Metrics {
                 .nonce_holes_filled
                 .with_label_values(&[chain])
                 .reset();
+            metrics.log_spans_opened.with_label_values(&[chain]).reset();
             let _ = metrics.signer_queue_seconds.with_label_values(&[chain]);
             metrics.dropped_resends.with_label_values(&[chain]).reset();
             metrics
