@@ -268,7 +268,10 @@ impl<'a> BridgeViews<'a> {
     /// deployment, a restart after downtime — read a quiet history in a dozen doubling steps;
     /// a hub's 64 pairs did so with three readers each (indexer, recovery, conservation) against
     /// one main-chain node, about ten seconds before a transfer made meanwhile was indexed.
-    /// `floor` 0 is always right; without `requestNonce` the span stays as it is.
+    /// `floor` 0 is always right (it opens only on a bridge with few requests ever); without
+    /// `requestNonce` the span stays as it is. Asked once per span, never past the width a
+    /// failed read left ([`LogSpan::failed`]); one endpoint's word, so a wrong one costs at most
+    /// one answer of up to the client's `max_answer_mib`, which fails and narrows the span.
     pub async fn next_request_range(
         &self,
         span: &mut LogSpan,
@@ -277,11 +280,17 @@ impl<'a> BridgeViews<'a> {
         floor: u64,
     ) -> Option<RangeInclusive<u64>> {
         let range = span.next(from, to)?;
-        if *range.end() >= to || !span.is_narrow() {
+        if *range.end() >= to || !span.may_open() {
             return Some(range);
         }
+        span.asked();
         match self.request_nonce().await {
-            Ok(now) if now.saturating_sub(floor) <= span.sparse_logs() => {
+            // A node behind the floor (its latest below a stored request) says nothing.
+            Ok(now)
+                if now
+                    .checked_sub(floor)
+                    .is_some_and(|n| n <= span.sparse_logs()) =>
+            {
                 span.open_up();
                 self.chain.metrics().log_spans_opened.inc();
                 span.next(from, to)

@@ -26,6 +26,12 @@ pub struct LogSpan {
     blocks: u64,
     max_blocks: u64,
     target: usize,
+    /// How wide [`open_up`](Self::open_up) may make it: `max_blocks` until a read fails, then
+    /// the width the failure left (opening must not undo the halving, or a read too wide for
+    /// the node would be asked again every round).
+    open_to: u64,
+    /// Whether the reader asked already if the rest is sparse (once: the count only grows).
+    asked_sparse: bool,
 }
 
 impl LogSpan {
@@ -36,6 +42,8 @@ impl LogSpan {
             blocks: 1,
             max_blocks: max_blocks.max(1),
             target: target.max(1),
+            open_to: max_blocks.max(1),
+            asked_sparse: false,
         }
     }
 
@@ -49,9 +57,16 @@ impl LogSpan {
         self.blocks
     }
 
-    /// Whether the span is narrower than the node's limit.
-    pub fn is_narrow(&self) -> bool {
-        self.blocks < self.max_blocks
+    /// Whether the span could still be opened wider: narrower than it may open to, and the
+    /// reader has not asked yet whether the rest is sparse.
+    pub fn may_open(&self) -> bool {
+        self.blocks < self.open_to && !self.asked_sparse
+    }
+
+    /// The reader asked whether the rest is sparse ([`may_open`](Self::may_open) is false from
+    /// here on).
+    pub fn asked(&mut self) {
+        self.asked_sparse = true;
     }
 
     /// Logs an answer may hold and still count as sparse (a quarter of the target: the same
@@ -61,9 +76,9 @@ impl LogSpan {
     }
 
     /// The rest of the range is known to hold at most [`sparse_logs`](Self::sparse_logs) logs:
-    /// read it as wide as the node allows.
+    /// read it as wide as the node allows (or as a failed read left it).
     pub fn open_up(&mut self) {
-        self.blocks = self.max_blocks;
+        self.blocks = self.blocks.max(self.open_to);
     }
 
     /// The range to read from `from` (never past `to`), or `None` when `from > to`.
@@ -84,6 +99,7 @@ impl LogSpan {
     /// An endpoint that is down narrows it too: sparse answers double it back.
     pub fn failed(&mut self, blocks: u64) {
         self.blocks = self.blocks.min(blocks).checked_div(2).unwrap_or(1).max(1);
+        self.open_to = self.open_to.min(self.blocks);
     }
 
     /// A range of `blocks` blocks answered `found` logs: adapt the width.
@@ -117,14 +133,24 @@ mod tests {
     #[test]
     fn a_span_known_sparse_opens_up_to_the_node_limit() {
         let mut span = LogSpan::new(2_000, 1_000);
-        assert!(span.is_narrow());
+        assert!(span.may_open());
         assert_eq!(span.sparse_logs(), 250);
+        span.asked();
+        assert!(!span.may_open(), "asked once");
         span.open_up();
-        assert!(!span.is_narrow());
         assert_eq!(span.next(10, 1_000_000), Some(10..=2_009));
         // A dense answer still narrows it.
         span.observe(2_000, 4_000);
         assert_eq!(span.next(10, 1_000_000), Some(10..=509));
+
+        // A read that failed is not opened up again past what the failure left: a range too
+        // wide for the node would fail every round.
+        let mut span = LogSpan::new(2_000, 1_000);
+        span.open_up();
+        span.failed(2_000);
+        assert_eq!(span.next(0, 1_000_000), Some(0..=999));
+        span.open_up();
+        assert_eq!(span.next(0, 1_000_000), Some(0..=999));
     }
 
     #[test]
