@@ -283,7 +283,6 @@ impl<'a> BridgeViews<'a> {
         if *range.end() >= to || !span.may_open() {
             return Some(range);
         }
-        span.asked();
         match self.request_nonce().await {
             // A node behind the floor (its latest below a stored request) says nothing.
             Ok(now)
@@ -295,7 +294,10 @@ impl<'a> BridgeViews<'a> {
                 self.chain.metrics().log_spans_opened.inc();
                 span.next(from, to)
             }
-            _ => Some(range),
+            _ => {
+                span.keep_closed();
+                Some(range)
+            }
         }
     }
 

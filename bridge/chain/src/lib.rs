@@ -873,12 +873,8 @@ impl ChainClient {
         F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
         Fut: Future<Output = Result<T, alloy::contract::Error>>,
     {
-        let bridge = self.bridge;
-        self.call(method, |p| {
-            let fut = f(Bridge::new(bridge, p));
-            async move { fut.await.map_err(contract_to_transport) }
-        })
-        .await
+        self.bridge_call_classified(method, rpc_error::classify, f)
+            .await
     }
 
     /// [`bridge_call`](Self::bridge_call) at a past block: a bridge without code there is an
@@ -892,8 +888,22 @@ impl ChainClient {
         F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
         Fut: Future<Output = Result<T, alloy::contract::Error>>,
     {
+        self.bridge_call_classified(method, rpc_error::classify_at_block, f)
+            .await
+    }
+
+    async fn bridge_call_classified<T, F, Fut>(
+        &self,
+        method: &'static str,
+        classify: fn(&TransportError) -> rpc_error::ErrorClass,
+        f: F,
+    ) -> Result<T, ChainError>
+    where
+        F: Fn(Bridge::BridgeInstance<DynProvider>) -> Fut,
+        Fut: Future<Output = Result<T, alloy::contract::Error>>,
+    {
         let bridge = self.bridge;
-        self.call_classified(method, rpc_error::classify_at_block, |p| {
+        self.call_classified(method, classify, |p| {
             let fut = f(Bridge::new(bridge, p));
             async move { fut.await.map_err(contract_to_transport) }
         })

@@ -26,12 +26,11 @@ pub struct LogSpan {
     blocks: u64,
     max_blocks: u64,
     target: usize,
-    /// How wide [`open_up`](Self::open_up) may make it: `max_blocks` until a read fails, then
-    /// the width the failure left (opening must not undo the halving, or a read too wide for
-    /// the node would be asked again every round).
+    /// How wide [`open_up`](Self::open_up) may make it: `max_blocks` until the reader found the
+    /// rest not sparse (it asks once: the count only grows) or a read failed, then the width
+    /// left (opening must not undo the halving, or a read too wide for the node would be asked
+    /// again every round).
     open_to: u64,
-    /// Whether the reader asked already if the rest is sparse (once: the count only grows).
-    asked_sparse: bool,
 }
 
 impl LogSpan {
@@ -43,7 +42,6 @@ impl LogSpan {
             max_blocks: max_blocks.max(1),
             target: target.max(1),
             open_to: max_blocks.max(1),
-            asked_sparse: false,
         }
     }
 
@@ -57,16 +55,15 @@ impl LogSpan {
         self.blocks
     }
 
-    /// Whether the span could still be opened wider: narrower than it may open to, and the
-    /// reader has not asked yet whether the rest is sparse.
+    /// Whether the span could still be opened wider: narrower than it may open to.
     pub fn may_open(&self) -> bool {
-        self.blocks < self.open_to && !self.asked_sparse
+        self.blocks < self.open_to
     }
 
-    /// The reader asked whether the rest is sparse ([`may_open`](Self::may_open) is false from
-    /// here on).
-    pub fn asked(&mut self) {
-        self.asked_sparse = true;
+    /// The rest is not known to be sparse: never opened from here on ([`may_open`](Self::may_open)
+    /// is false; the span still doubles on sparse answers).
+    pub fn keep_closed(&mut self) {
+        self.open_to = self.blocks;
     }
 
     /// Logs an answer may hold and still count as sparse (a quarter of the target: the same
@@ -135,9 +132,8 @@ mod tests {
         let mut span = LogSpan::new(2_000, 1_000);
         assert!(span.may_open());
         assert_eq!(span.sparse_logs(), 250);
-        span.asked();
-        assert!(!span.may_open(), "asked once");
         span.open_up();
+        assert!(!span.may_open(), "opened once");
         assert_eq!(span.next(10, 1_000_000), Some(10..=2_009));
         // A dense answer still narrows it.
         span.observe(2_000, 4_000);
@@ -151,6 +147,14 @@ mod tests {
         assert_eq!(span.next(0, 1_000_000), Some(0..=999));
         span.open_up();
         assert_eq!(span.next(0, 1_000_000), Some(0..=999));
+
+        // Found not sparse: asked once, never opened after, still doubling on sparse answers.
+        let mut span = LogSpan::new(2_000, 1_000);
+        span.keep_closed();
+        assert!(!span.may_open());
+        span.observe(1, 0);
+        span.open_up();
+        assert_eq!(span.next(0, 1_000_000), Some(0..=1));
     }
 
     #[test]

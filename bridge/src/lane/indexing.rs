@@ -280,7 +280,12 @@ impl Indexer {
             .await?;
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
-        let floor = self.store.lock().nonce_floor_from(lane, cursor)?;
+        // Read only while the span may still open (once per indexer; never at a caught-up step).
+        let floor = if self.span.may_open() {
+            self.store.lock().nonce_floor_from(lane, cursor)?
+        } else {
+            0
+        };
         let Some(range) = self
             .source
             .views()

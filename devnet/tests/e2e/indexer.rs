@@ -16,6 +16,41 @@ use multibridge_monitoring::{Metrics, Readiness};
 
 use crate::Poll;
 
+/// A client of the main chain as `config` says, counting into `metrics`.
+fn main_client(config: &ChainConfig, policy: RetryPolicy, metrics: &Metrics) -> Arc<ChainClient> {
+    Arc::new(
+        ChainClient::new(
+            ChainRole::Main,
+            config,
+            policy,
+            metrics.chain(ChainRole::Main),
+        )
+        .unwrap(),
+    )
+}
+
+/// A new indexer of `lane` on `source` as `config` says (its span at one block), over `store`.
+fn indexer_of(
+    source: &Arc<ChainClient>,
+    config: &ChainConfig,
+    store: &SharedStore,
+    metrics: &Metrics,
+    lane: Lane,
+) -> Indexer {
+    Indexer::new(
+        source.clone(),
+        IndexerSettings {
+            confirmations: config.confirmations,
+            start_block: config.start_block,
+            max_block_range: config.max_block_range,
+            poll: Duration::from_millis(200),
+        },
+        store.clone(),
+        metrics.lane(lane),
+        Arc::new(Readiness::new(Duration::from_secs(10))),
+    )
+}
+
 async fn index_until(indexer: &mut Indexer, store: &SharedStore, lane: Lane, want: usize) {
     Poll::new(
         "the indexer did not catch up in time",
@@ -70,28 +105,9 @@ async fn indexes_exactly_the_emitted_requests_below_the_confirmation_depth() {
         ..RetryPolicy::default()
     };
     let metrics = Metrics::new(&[lane], 2).unwrap();
-    let main = Arc::new(
-        ChainClient::new(
-            ChainRole::Main,
-            &config,
-            policy,
-            metrics.chain(ChainRole::Main),
-        )
-        .unwrap(),
-    );
+    let main = main_client(&config, policy, &metrics);
     let indexer = |config: &ChainConfig, store: &SharedStore| {
-        Indexer::new(
-            main.clone(),
-            IndexerSettings {
-                confirmations: config.confirmations,
-                start_block: config.start_block,
-                max_block_range: config.max_block_range,
-                poll: Duration::from_millis(200),
-            },
-            store.clone(),
-            metrics.lane(lane),
-            Arc::new(Readiness::new(Duration::from_secs(10))),
-        )
+        indexer_of(&main, config, store, &metrics, lane)
     };
 
     // With a confirmation depth beyond the head nothing is read at all.
@@ -338,28 +354,9 @@ async fn a_dense_backlog_after_a_quiet_stretch_is_read_in_bounded_answers() {
     // ~1 KiB a request's log: two of the backlog's blocks fit an answer, the backlog does not.
     config.max_answer_mib = 2;
     let metrics = Metrics::new(&[lane], 1).unwrap();
-    let main = Arc::new(
-        ChainClient::new(
-            ChainRole::Main,
-            &config,
-            RetryPolicy::default(),
-            metrics.chain(ChainRole::Main),
-        )
-        .unwrap(),
-    );
+    let main = main_client(&config, RetryPolicy::default(), &metrics);
     let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
-    let mut indexer = Indexer::new(
-        main.clone(),
-        IndexerSettings {
-            confirmations: config.confirmations,
-            start_block: config.start_block,
-            max_block_range: config.max_block_range,
-            poll: Duration::from_millis(200),
-        },
-        store.clone(),
-        metrics.lane(lane),
-        Arc::new(Readiness::new(Duration::from_secs(10))),
-    );
+    let mut indexer = indexer_of(&main, &config, &store, &metrics, lane);
     let (mut indexed, mut largest, mut widest) = (0usize, 0usize, 0u64);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while indexed < backlog {
@@ -465,31 +462,10 @@ async fn a_quiet_history_is_read_in_one_answer_not_in_doubling_steps() {
     let mut config = devnet.operator_config(0).unwrap().chains.main;
     config.max_block_range = 10_000;
     let metrics = Metrics::new(&[lane], 1).unwrap();
-    let main = Arc::new(
-        ChainClient::new(
-            ChainRole::Main,
-            &config,
-            RetryPolicy::default(),
-            metrics.chain(ChainRole::Main),
-        )
-        .unwrap(),
-    );
+    let main = main_client(&config, RetryPolicy::default(), &metrics);
     let store = SharedStore::new(Store::open(&dir.path().join("store.sqlite"), "t").unwrap());
     // A process's start: a new indexer (its span at one block) over the store.
-    let start = || {
-        Indexer::new(
-            main.clone(),
-            IndexerSettings {
-                confirmations: config.confirmations,
-                start_block: config.start_block,
-                max_block_range: config.max_block_range,
-                poll: Duration::from_millis(200),
-            },
-            store.clone(),
-            metrics.lane(lane),
-            Arc::new(Readiness::new(Duration::from_secs(10))),
-        )
-    };
+    let start = || indexer_of(&main, &config, &store, &metrics, lane);
     // Steps that read a range, until caught up with `want` requests stored: how many reads, and
     // the widest range one of them covered (blocks mined meanwhile may add a read of their own).
     let catch_up = async |indexer: &mut Indexer, want: usize| {

@@ -411,21 +411,26 @@ mod tests {
         assert!(!format!("{cfg:?}").contains(&DEV_KEY[2..]));
     }
 
-    #[test]
-    fn a_keystore_that_many_pairs_name_is_decrypted_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rng = rand08::thread_rng();
+    /// `DEV_KEY` in a keystore `operator.json` under `dir` locked with `password`, and a file
+    /// `password` holding it: the key's signer and both paths.
+    fn keystore_in(dir: &Path, password: &str) -> (PrivateKeySigner, PathBuf, PathBuf) {
         let (signer, _uuid) = PrivateKeySigner::encrypt_keystore(
-            dir.path(),
-            &mut rng,
+            dir,
+            &mut rand08::thread_rng(),
             alloy::hex::decode(&DEV_KEY[2..]).unwrap(),
-            "one for all",
+            password,
             Some("operator.json"),
         )
         .unwrap();
-        let path = dir.path().join("operator.json");
-        let password_file = dir.path().join("password");
-        std::fs::write(&password_file, "one for all\n").unwrap();
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        (signer, dir.join("operator.json"), password_file)
+    }
+
+    #[test]
+    fn a_keystore_that_many_pairs_name_is_decrypted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, path, password_file) = keystore_in(dir.path(), "one for all");
         let config = config_with(
             SignerConfig::Keystore {
                 path: path.clone(),
@@ -460,18 +465,7 @@ mod tests {
     #[test]
     fn keystore_opens_with_the_right_password_and_names_the_wrong_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = rand08::thread_rng();
-        let (signer, _uuid) = PrivateKeySigner::encrypt_keystore(
-            dir.path(),
-            &mut rng,
-            alloy::hex::decode(&DEV_KEY[2..]).unwrap(),
-            "correct horse",
-            Some("operator.json"),
-        )
-        .unwrap();
-        let path = dir.path().join("operator.json");
-        let password_file = dir.path().join("password");
-        std::fs::write(&password_file, "correct horse\n").unwrap();
+        let (signer, path, password_file) = keystore_in(dir.path(), "correct horse");
         let keystore = |password_file: PathBuf| SignerConfig::Keystore {
             path: path.clone(),
             password_file: Some(password_file),
