@@ -280,9 +280,10 @@ impl<'a> BridgeViews<'a> {
         floor: u64,
     ) -> Option<RangeInclusive<u64>> {
         let range = span.next(from, to)?;
-        if *range.end() >= to || !span.may_open() {
+        if !span.may_open_before(from, to) {
             return Some(range);
         }
+        span.asked();
         match self.request_nonce().await {
             // A node behind the floor (its latest below a stored request) says nothing.
             Ok(now)
@@ -294,10 +295,7 @@ impl<'a> BridgeViews<'a> {
                 self.chain.metrics().log_spans_opened.inc();
                 span.next(from, to)
             }
-            _ => {
-                span.keep_closed();
-                Some(range)
-            }
+            _ => Some(range),
         }
     }
 

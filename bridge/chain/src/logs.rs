@@ -26,11 +26,14 @@ pub struct LogSpan {
     blocks: u64,
     max_blocks: u64,
     target: usize,
-    /// How wide [`open_up`](Self::open_up) may make it: `max_blocks` until the reader found the
-    /// rest not sparse (it asks once: the count only grows) or a read failed, then the width
-    /// left (opening must not undo the halving, or a read too wide for the node would be asked
-    /// again every round).
+    /// How wide [`open_up`](Self::open_up) may make it: `max_blocks` until a read fails, then
+    /// the width the failure left (opening must not undo the halving, or a read too wide for
+    /// the node would be asked again every round).
     open_to: u64,
+    /// Whether the reader asked already if the rest is sparse: once per span, whatever the width
+    /// does after (the count only grows, and a span opened and then narrowed by a dense answer
+    /// must not be opened again on one endpoint's word).
+    asked_sparse: bool,
 }
 
 impl LogSpan {
@@ -42,6 +45,7 @@ impl LogSpan {
             max_blocks: max_blocks.max(1),
             target: target.max(1),
             open_to: max_blocks.max(1),
+            asked_sparse: false,
         }
     }
 
@@ -55,15 +59,23 @@ impl LogSpan {
         self.blocks
     }
 
-    /// Whether the span could still be opened wider: narrower than it may open to.
+    /// Whether the span could still be opened wider: narrower than it may open to, and the
+    /// reader has not asked yet whether the rest is sparse.
     pub fn may_open(&self) -> bool {
-        self.blocks < self.open_to
+        self.blocks < self.open_to && !self.asked_sparse
     }
 
-    /// The rest is not known to be sparse: never opened from here on ([`may_open`](Self::may_open)
-    /// is false; the span still doubles on sparse answers).
-    pub fn keep_closed(&mut self) {
-        self.open_to = self.blocks;
+    /// Whether the reader should ask now if the rest is sparse: the span may still open and its
+    /// next range from `from` ends short of `to` (a caught-up reader never asks).
+    pub fn may_open_before(&self, from: u64, to: u64) -> bool {
+        self.may_open() && self.next(from, to).is_some_and(|r| *r.end() < to)
+    }
+
+    /// The reader asked whether the rest is sparse ([`may_open`](Self::may_open) is false from
+    /// here on, whatever the answer; the span still doubles on sparse answers). Marked before
+    /// the question is sent: a step dropped while it waits has asked too.
+    pub fn asked(&mut self) {
+        self.asked_sparse = true;
     }
 
     /// Logs an answer may hold and still count as sparse (a quarter of the target: the same
@@ -132,12 +144,16 @@ mod tests {
         let mut span = LogSpan::new(2_000, 1_000);
         assert!(span.may_open());
         assert_eq!(span.sparse_logs(), 250);
+        span.asked();
+        assert!(!span.may_open(), "asked once");
         span.open_up();
-        assert!(!span.may_open(), "opened once");
         assert_eq!(span.next(10, 1_000_000), Some(10..=2_009));
-        // A dense answer still narrows it.
+        // A dense answer still narrows it, and the span is not opened again: one endpoint's
+        // word opens it once.
         span.observe(2_000, 4_000);
         assert_eq!(span.next(10, 1_000_000), Some(10..=509));
+        assert!(!span.may_open(), "narrowed after opening, not asked again");
+        assert!(!span.may_open_before(10, 1_000_000));
 
         // A read that failed is not opened up again past what the failure left: a range too
         // wide for the node would fail every round.
@@ -148,13 +164,37 @@ mod tests {
         span.open_up();
         assert_eq!(span.next(0, 1_000_000), Some(0..=999));
 
-        // Found not sparse: asked once, never opened after, still doubling on sparse answers.
+        // Found not sparse: asked once, never opened after, still doubling on sparse answers,
+        // and not asked again when a dense answer narrows it below where it was asked.
         let mut span = LogSpan::new(2_000, 1_000);
-        span.keep_closed();
-        assert!(!span.may_open());
         span.observe(1, 0);
-        span.open_up();
-        assert_eq!(span.next(0, 1_000_000), Some(0..=1));
+        span.observe(2, 0);
+        assert_eq!(span.blocks(), 4);
+        span.asked();
+        assert!(!span.may_open());
+        span.observe(4, 0);
+        assert_eq!(span.next(0, 1_000_000), Some(0..=7));
+        span.observe(8, 9_000);
+        assert_eq!(span.blocks(), 1);
+        assert!(
+            !span.may_open(),
+            "narrowed below where it was asked, not asked again"
+        );
+        assert!(!span.may_open_before(0, 1_000_000));
+    }
+
+    #[test]
+    fn a_span_asks_only_when_its_next_range_ends_short_of_the_head() {
+        let span = LogSpan::new(2_000, 1_000);
+        // One block from 100 up to 100: caught up, nothing to ask.
+        assert!(!span.may_open_before(100, 100));
+        assert!(!span.may_open_before(101, 100), "nothing left to read");
+        assert!(span.may_open_before(100, 101));
+        let span = LogSpan::new(1, 1_000);
+        assert!(
+            !span.may_open_before(0, 1_000_000),
+            "already as wide as the node allows"
+        );
     }
 
     #[test]

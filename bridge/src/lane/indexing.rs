@@ -280,8 +280,9 @@ impl Indexer {
             .await?;
         let cursor = self.cursor()?;
         LaneMetrics::set(&self.metrics.indexed_block, cursor);
-        // Read only while the span may still open (once per indexer; never at a caught-up step).
-        let floor = if self.span.may_open() {
+        // Read only when the span will ask whether the rest is sparse (at most once per indexer,
+        // never at a caught-up step; it was a store query every step).
+        let floor = if self.span.may_open_before(cursor, safe_head) {
             self.store.lock().nonce_floor_from(lane, cursor)?
         } else {
             0
