@@ -496,7 +496,15 @@ impl EtcdPool {
             return;
         }
         self.count(index, what, EtcdOutcome::Abandoned);
-        slot.suspect.store(generation, Ordering::Relaxed);
+        // Never over a newer connection's doubt: a late drop of an attempt on an older one
+        // would hide it until another attempt on the newer one was dropped (generations only
+        // grow, and a connection's doubt is cleared when it is made again).
+        slot.suspect.fetch_max(generation, Ordering::Relaxed);
+        // An answer that landed between the check above and the doubt clears it (its own
+        // clear found no doubt yet).
+        if slot.answered_since(started) {
+            slot.clear_suspect(generation);
+        }
     }
 
     fn unavailable(&self, what: &'static str, last: String) -> EtcdUnavailable {
@@ -929,6 +937,14 @@ mod tests {
         b.forget(0, second).await;
         let (_, third) = a.client(0, bound).await.expect("connects");
         assert_ne!(third, second);
+        // A doubt on the third, then a late one on the second: the third's stands, and the
+        // next attempt makes it again.
+        let long_ago = Instant::now() - Duration::from_secs(5);
+        let keep_alive = multibridge_monitoring::metrics::ETCD_KEEP_ALIVE;
+        a.abandoned(0, third, keep_alive, long_ago);
+        a.abandoned(0, second, keep_alive, long_ago);
+        let (_, fourth) = b.client(0, bound).await.expect("connects");
+        assert_ne!(fourth, third, "the newer connection's doubt was kept");
     }
 
     #[test]
