@@ -149,12 +149,13 @@ async fn batch_of(
     // The relays compose a batch from final blocks only: the request's own block, and the
     // pair's second one when the first is quiet (known once the first is final).
     wait_final(source, config, lane, block, deadline).await?;
-    // Read as the relays' indexers read them (`request_logs`: the log quorum, in nonce order).
-    let mut requests = source.views().request_logs(pair..=pair).await?;
+    // Read as the relays' indexers read them (`request_logs`: the log quorum), counted as their
+    // stores count them (one per nonce, of its own block).
+    let mut requests = requests_in(source, pair, deadline).await?;
     let (from, to) = batch_blocks(block, requests.len());
     if to > pair {
         wait_final(source, config, lane, to, deadline).await?;
-        requests.extend(source.views().request_logs(to..=to).await?);
+        requests.extend(requests_in(source, to, deadline).await?);
     }
     requests.retain(|r| (from..=to).contains(&r.srcBlockNumber));
     let (first, last) = match (requests.first(), requests.last()) {
@@ -164,6 +165,38 @@ async fn batch_of(
     let (start, end) = batch_run(first, last, nonce);
     requests.retain(|r| r.nonce >= start && r.nonce < end);
     Ok(requests)
+}
+
+/// The requests of source block `block` ([`request_logs`](crate::chain::BridgeViews::request_logs)),
+/// read again until `deadline` while the failure may pass: one endpoint that missed the log
+/// quorum or timed out once (the relays' indexers read again every step; a user's `execute`
+/// should not fail on one such answer either).
+async fn requests_in(
+    source: &ChainClient,
+    block: u64,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Request>> {
+    loop {
+        match source.views().request_logs(block..=block).await {
+            Ok(requests) => return Ok(of_block(requests, block)),
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tracing::warn!(block, error = %e, "reading the batch's requests again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `requests` as the relays' stores hold those of source block `block`: only that block's, one
+/// per nonce, in nonce order. A node that answers a log twice, or one outside the block asked,
+/// must not change the pair's count (which decides whether the block is batched alone) nor the
+/// batch: the relays sign what their stores hold.
+fn of_block(mut requests: Vec<Request>, block: u64) -> Vec<Request> {
+    requests.retain(|r| r.srcBlockNumber == block);
+    requests.sort_by_key(|r| r.nonce);
+    requests.dedup_by_key(|r| r.nonce);
+    requests
 }
 
 /// Fetch the operators' signatures of `nonce`'s batch and send it with `user`'s key.
@@ -317,5 +350,50 @@ pub async fn execute(
             anyhow::bail!("the batch transaction {} was not mined in time", sent.hash);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Bytes, U256};
+
+    fn request(nonce: u64, block: u64) -> Request {
+        Request {
+            nonce,
+            kind: 0,
+            from: Address::repeat_byte(1),
+            to: Address::repeat_byte(2),
+            token: Address::ZERO,
+            amount: U256::from(5),
+            fee: U256::ZERO,
+            extraData: Bytes::new(),
+            srcChainId: U256::from(1),
+            srcBridge: Address::repeat_byte(9),
+            srcTxHash: B256::repeat_byte(u8::try_from(nonce).unwrap()),
+            srcBlockNumber: block,
+            srcLogIndex: 0,
+        }
+    }
+
+    #[test]
+    fn a_block_is_counted_as_the_relays_store_it() {
+        // A log answered twice and one of another block: 7 requests, not 9 (7 pair the block
+        // with the next one; 8 or more would batch it alone).
+        let mut answered: Vec<Request> = (10..17).map(|n| request(n, 40)).collect();
+        answered.insert(3, request(12, 40));
+        answered.push(request(17, 41));
+        answered.reverse();
+        assert_eq!(
+            batch_blocks(40, answered.len()),
+            (40, 40),
+            "as answered: alone"
+        );
+        let held = of_block(answered, 40);
+        assert_eq!(
+            held.iter().map(|r| r.nonce).collect::<Vec<_>>(),
+            (10..17).collect::<Vec<_>>()
+        );
+        assert_eq!(batch_blocks(40, held.len()), (40, 41), "as stored: paired");
     }
 }
