@@ -73,7 +73,7 @@ impl LogSpan {
 
     /// The reader asked whether the rest is sparse ([`may_open`](Self::may_open) is false from
     /// here on, whatever the answer; the span still doubles on sparse answers). Marked before
-    /// the question is sent: a step dropped while it waits has asked too.
+    /// the question is sent.
     pub fn asked(&mut self) {
         self.asked_sparse = true;
     }

@@ -168,9 +168,9 @@ async fn batch_of(
 }
 
 /// The requests of source block `block` ([`request_logs`](crate::chain::BridgeViews::request_logs)),
-/// read again until `deadline` while the failure may pass: one endpoint that missed the log
-/// quorum or timed out once (the relays' indexers read again every step; a user's `execute`
-/// should not fail on one such answer either).
+/// read again until `deadline` while the failure may pass (`is_retryable`: the endpoints did
+/// not agree on the log quorum, or none answered); the relays' indexers read again every step,
+/// and a user's `execute` should not fail on one such answer either.
 async fn requests_in(
     source: &ChainClient,
     block: u64,
@@ -181,7 +181,8 @@ async fn requests_in(
             Ok(requests) => return Ok(of_block(requests, block)),
             Err(e) if e.is_retryable() && Instant::now() < deadline => {
                 tracing::warn!(block, error = %e, "reading the batch's requests again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(Duration::from_millis(500))).await;
             }
             Err(e) => return Err(e.into()),
         }

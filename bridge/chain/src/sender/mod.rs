@@ -287,7 +287,7 @@ pub struct Sender {
     /// in flight (`None` after a poll failed: the next one reads whatever the head says).
     polled: Option<(u64, Instant)>,
     /// The head block the pool was last checked for dropped transactions at (a node drops at
-    /// a block, so once per head is enough; a lower head is checked too).
+    /// a block, so once per block is enough), set once the check's lookups answered.
     drop_checked: u64,
     /// The chain's nonce was below the sequence when last read (something of this key is
     /// unmined, maybe queued above a hole): keep checking while nothing is in flight.

@@ -114,8 +114,8 @@ impl Sender {
 
     /// A node may drop a pending transaction (a full block's leftover, a pool eviction, a
     /// replaced endpoint): every later nonce of the key then waits behind the gap. Once per
-    /// head, the next transaction in line and the last one in flight, each if sent at another
-    /// head ([`may_have_been_dropped`]), are looked up; if the node does not know either any more, the next and
+    /// block, the next transaction in line and the last one in flight, each if sent a block
+    /// ago or more, are looked up; if the node does not know either any more, the next and
     /// everything after it is broadcast again as it was (a node that has a transaction answers
     /// "already known").
     ///
@@ -128,13 +128,11 @@ impl Sender {
         mined_count: u64,
         head: &Head,
     ) -> Result<(), SendError> {
-        // Once per head, a lower one too: after a failover to a node behind, or a reorg, the
-        // pool asked now may never have had what was sent at the higher head (checking only past
-        // the highest head checked left it waiting until the new node caught up).
-        if head.number == self.drop_checked {
+        if head.number <= self.drop_checked {
             return Ok(());
         }
-        let old_enough = |e: &&InFlight| may_have_been_dropped(e.sent_block, head.number);
+        // Sent a block ago or more: one sent since cannot have been dropped by a block yet.
+        let old_enough = |e: &&InFlight| e.sent_block < head.number;
         let next = self.in_flight.get(&mined_count).filter(old_enough);
         let last = self
             .in_flight
@@ -205,12 +203,4 @@ impl Sender {
         }
         Ok(())
     }
-}
-
-/// Whether a transaction sent when the head was `sent_block` may have been dropped by the node
-/// whose head is `head`: sent at another head — a block ago or more, or at a head this node is
-/// not at (another endpoint's before a failover, one a reorg took back), whose pool may never
-/// have had it. One sent at this very head cannot have been dropped by a block yet.
-pub(super) fn may_have_been_dropped(sent_block: u64, head: u64) -> bool {
-    sent_block != head
 }

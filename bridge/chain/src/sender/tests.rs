@@ -79,16 +79,3 @@ fn the_next_in_line_passed_over_by_more_than_three_full_blocks_is_replaced() {
         "within the grace"
     );
 }
-
-#[test]
-fn a_transaction_may_have_been_dropped_unless_sent_at_this_very_head() {
-    use super::reorg::may_have_been_dropped;
-    assert!(!may_have_been_dropped(100, 100), "sent at this head");
-    assert!(may_have_been_dropped(100, 101), "a block ago");
-    // A failover to a node 6 blocks behind (or a reorg): before, the pool was asked only once
-    // that node's head passed 100.
-    assert!(
-        may_have_been_dropped(100, 94),
-        "sent at a head this node is not at"
-    );
-}
