@@ -177,6 +177,7 @@ mod tests {
         d.reset();
         // Not progress (the lower nonce moved since the tick before the reset)…
         assert_eq!(d.observe(10, 6), stalled(4, 6));
+        assert_eq!(d.observe(7, 7), Verdict::Idle);
         // …nor an arrival: the tick before the reset read every requested nonce handled, so
         // without the reset the next pending tick is one (everything pending came since).
         let mut without_reset = StallDetector::new();

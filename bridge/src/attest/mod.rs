@@ -698,14 +698,15 @@ impl Attestor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::Store;
     use alloy::primitives::U256;
     use alloy::signers::SignerSync;
     use alloy::signers::local::PrivateKeySigner;
 
-    fn request(nonce: u64, block: u64) -> Request {
+    /// A native request of `nonce` mined in source block `block` (also `execute`'s tests).
+    pub(crate) fn request(nonce: u64, block: u64) -> Request {
         Request {
             nonce,
             kind: 0,

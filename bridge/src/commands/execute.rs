@@ -357,25 +357,7 @@ pub async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{Bytes, U256};
-
-    fn request(nonce: u64, block: u64) -> Request {
-        Request {
-            nonce,
-            kind: 0,
-            from: Address::repeat_byte(1),
-            to: Address::repeat_byte(2),
-            token: Address::ZERO,
-            amount: U256::from(5),
-            fee: U256::ZERO,
-            extraData: Bytes::new(),
-            srcChainId: U256::from(1),
-            srcBridge: Address::repeat_byte(9),
-            srcTxHash: B256::repeat_byte(u8::try_from(nonce).unwrap()),
-            srcBlockNumber: block,
-            srcLogIndex: 0,
-        }
-    }
+    use crate::attest::tests::request;
 
     #[test]
     fn a_block_is_counted_as_the_relays_store_it() {
