@@ -115,7 +115,7 @@ pub enum RelayError {
     #[error(transparent)]
     StoreLock(#[from] crate::store::lock::StoreLockError),
     /// The backup storage cannot be opened (directory, bucket settings, S3 credentials).
-    #[error(transparent)]
+    #[error("backup storage: {0}")]
     BackupStorage(#[from] crate::storage::StorageError),
     /// `voting.attestation_store` cannot be opened (directory, bucket settings, S3 credentials).
     #[error("voting.attestation_store: {0}")]

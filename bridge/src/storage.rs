@@ -20,22 +20,22 @@ use crate::config::StorageSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The store could not be set up (bad settings, missing credentials, unwritable directory).
-    #[error("backup storage cannot be opened: {0}")]
+    #[error("storage cannot be opened: {0}")]
     Setup(String),
     /// The object is not there.
-    #[error("backup object {0} is missing from storage")]
+    #[error("object {0} is missing from storage")]
     Missing(String),
     /// The storage did not answer or refused (network, permissions): retryable.
-    #[error("backup storage failed on {path}: {detail}")]
+    #[error("storage failed on {path}: {detail}")]
     Io {
         /// Object.
         path: String,
         /// What the storage said.
         detail: String,
     },
-    /// The object is larger than a join reads.
+    /// The object is larger than the read takes (a join's bound is `backup.max_restore_mib`).
     #[error(
-        "backup object {path} has {size} bytes, more than the {max} a join reads (backup.max_restore_mib)"
+        "object {path} has {size} bytes, more than the {max} this read takes (a join's bound is backup.max_restore_mib)"
     )]
     TooLarge {
         /// Object.

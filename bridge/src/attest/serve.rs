@@ -287,7 +287,7 @@ pub enum PageWriteError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// The object store refused or did not answer.
-    #[error(transparent)]
+    #[error("attestation store: {0}")]
     Storage(#[from] crate::storage::StorageError),
 }
 

@@ -37,7 +37,7 @@ pub enum JoinError {
         expected: String,
     },
     /// The store copy is missing, unreadable or not what the log's digest says.
-    #[error(transparent)]
+    #[error("backup storage: {0}")]
     Storage(#[from] StorageError),
     /// The copy could not be restored.
     #[error("backup store copy cannot be restored: {0}")]

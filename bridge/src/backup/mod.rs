@@ -41,7 +41,7 @@ pub enum BackupError {
     #[error(transparent)]
     Etcd(#[from] EtcdUnavailable),
     /// Off-chain storage failed.
-    #[error(transparent)]
+    #[error("backup storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     /// The store failed.
     #[error(transparent)]

@@ -164,6 +164,11 @@ pub enum TransferError {
     /// The request transaction reverted or vanished.
     #[error("request transaction {0} did not succeed")]
     RequestFailed(B256),
+    /// The token's approval of the bridge reverted; nothing was requested.
+    #[error(
+        "the token refused to approve the bridge (transaction {0} reverted); nothing was requested: check the token's own rules for this sender"
+    )]
+    ApproveFailed(B256),
 }
 
 fn refusal(e: SendError) -> TransferError {
@@ -332,7 +337,12 @@ pub async fn transfer(
     };
     if let Some((token, data)) = approve {
         sender.send(token, data).await.map_err(refusal)?;
-        mined(&mut sender, Duration::from_secs(60)).await?;
+        let approved = mined(&mut sender, Duration::from_secs(60)).await?;
+        // The send's estimate ran the approval, but the token's state may change before it is
+        // mined; a reverted approval would make the request's own refusal name the allowance.
+        if !approved.status() {
+            return Err(TransferError::ApproveFailed(approved.transaction_hash));
+        }
     }
     sender
         .send_with_value(bridge, call, value)

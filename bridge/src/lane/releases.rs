@@ -15,15 +15,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use alloy::sol_types::SolCall;
 use multibridge_contracts::bindings::Bridge;
 use multibridge_monitoring::LaneMetrics;
 
 use crate::chain::ChainClient;
 use crate::chain::bridge_views::{QUEUE_PAGE, QueuedRelease};
-use crate::chain::submitter::send_planned;
-use crate::chain::submitter::{GasPlan, SubmitClient};
+use crate::chain::sender::SendError;
+use crate::chain::submitter::{GasPlan, Submit, SubmitClient, SubmitError, send_planned};
 use crate::turns::my_turn;
 
 /// Most executions sent per tick.
@@ -124,36 +124,25 @@ impl QueuedReleases {
         if self.due_ticks.len() > MAX_REMEMBERED {
             self.due_ticks.clear();
         }
-        let mut sent = 0;
-        for nonce in due {
-            let ticks = self.due_ticks.entry(nonce).or_insert(0);
-            let seen = *ticks;
-            *ticks = ticks.saturating_add(1);
-            if !my_turn(&operators, nonce, self.operator, seen) {
-                continue;
-            }
-            if sent >= MAX_PER_TICK {
-                break;
-            }
-            let input = Bridge::executeQueuedReleaseCall { nonce }.abi_encode();
-            // A failure (an estimate that reverts: executed, frozen or cancelled by someone
-            // else meanwhile) is retried at a later tick. The gas is the estimate plus the
-            // bridge's RELEASE_GAS: a recipient cannot make the execution run out of gas.
-            let tx = match send_planned(&self.submit, self.bridge, input.into(), GasPlan::Release)
-                .await
-            {
-                Ok(tx) => tx,
-                Err(e) => {
-                    tracing::warn!(nonce, error = %e, "queued release not executed now; next tick");
-                    continue;
-                }
-            };
-            self.due_ticks.remove(&nonce);
+        let executed = execute_due(
+            &self.submit,
+            self.bridge,
+            (self.operator, &operators),
+            due,
+            &mut self.due_ticks,
+        )
+        .await;
+        for (nonce, tx) in &executed.sent {
             self.metrics.queued_releases_executed.inc();
-            sent = sent.saturating_add(1);
-            tracing::info!(nonce, tx = %tx.hash, "queued release is due: executing it");
+            tracing::info!(nonce, %tx, "queued release is due: executing it");
         }
-        Ok(sent)
+        match executed.stopped {
+            Some(e) => Err(format!(
+                "queued releases: {} executed, then the send failed: {e}",
+                executed.sent.len()
+            )),
+            None => Ok(executed.sent.len()),
+        }
     }
 
     /// Up to [`PAGES_PER_TICK`] pages from the cursor; the cursor wraps at the queue's end
@@ -186,6 +175,59 @@ impl QueuedReleases {
     }
 }
 
+/// What one tick's sends did.
+#[derive(Debug, Default)]
+struct Executed {
+    /// Nonces executed, with their transactions.
+    sent: Vec<(u64, B256)>,
+    /// The failure that ended the tick early.
+    stopped: Option<SubmitError>,
+}
+
+/// Send `executeQueuedRelease` for the `due` nonces whose turn is `me`'s among `operators`
+/// (anyone's after a few ticks seen due), at most [`MAX_PER_TICK`]. The gas is the estimate
+/// plus the bridge's RELEASE_GAS: a recipient cannot make the execution run out of gas.
+///
+/// An estimate that reverts (executed, frozen or cancelled by someone else meanwhile) leaves its
+/// nonce to a later tick and goes on. Any other failure — the node, the funds, the lease, the
+/// signer, the relay stopping — would fail every nonce alike, so it ends the tick: a fenced or
+/// unfunded leader does not sign, estimate and log once per due nonce every tick.
+async fn execute_due(
+    submit: &impl Submit,
+    bridge: Address,
+    (me, operators): (Address, &[Address]),
+    due: Vec<u64>,
+    due_ticks: &mut HashMap<u64, u32>,
+) -> Executed {
+    let mut executed = Executed::default();
+    for nonce in due {
+        let ticks = due_ticks.entry(nonce).or_insert(0);
+        let seen = *ticks;
+        *ticks = ticks.saturating_add(1);
+        if !my_turn(operators, nonce, me, seen) {
+            continue;
+        }
+        if executed.sent.len() >= MAX_PER_TICK {
+            break;
+        }
+        let input = Bridge::executeQueuedReleaseCall { nonce }.abi_encode();
+        match send_planned(submit, bridge, input.into(), GasPlan::Release).await {
+            Ok(tx) => {
+                due_ticks.remove(&nonce);
+                executed.sent.push((nonce, tx.hash));
+            }
+            Err(SubmitError::Send(SendError::WouldRevert(e))) => {
+                tracing::debug!(nonce, error = %e, "queued release would revert now; next tick");
+            }
+            Err(e) => {
+                executed.stopped = Some(e);
+                break;
+            }
+        }
+    }
+    executed
+}
+
 /// The nonces in `page` that anyone may execute at `now`: due and not frozen, in nonce order.
 fn due_nonces(page: &[QueuedRelease], now: u64) -> Vec<u64> {
     let mut due: Vec<u64> = page
@@ -213,6 +255,115 @@ mod tests {
             amount: U256::from(1),
             release_at,
             frozen,
+        }
+    }
+
+    /// A destination whose estimates revert for the nonces in `reverting` and whose sends all
+    /// fail with `send_fails` (none: they are taken); it counts both.
+    struct FakeDestination {
+        reverting: Vec<u64>,
+        send_fails: Option<fn() -> SubmitError>,
+        estimates: std::sync::atomic::AtomicU32,
+        sends: std::sync::atomic::AtomicU32,
+    }
+
+    impl FakeDestination {
+        fn new(reverting: Vec<u64>, send_fails: Option<fn() -> SubmitError>) -> Self {
+            Self {
+                reverting,
+                send_fails,
+                estimates: 0.into(),
+                sends: 0.into(),
+            }
+        }
+
+        fn counts(&self) -> (u32, u32) {
+            use std::sync::atomic::Ordering::SeqCst;
+            (self.estimates.load(SeqCst), self.sends.load(SeqCst))
+        }
+    }
+
+    impl Submit for FakeDestination {
+        async fn estimate(
+            &self,
+            _: Address,
+            input: alloy::primitives::Bytes,
+            _: GasPlan,
+        ) -> Result<u64, SubmitError> {
+            self.estimates
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let nonce = Bridge::executeQueuedReleaseCall::abi_decode(&input)
+                .expect("an executeQueuedRelease call")
+                .nonce;
+            if self.reverting.contains(&nonce) {
+                return Err(SubmitError::Send(SendError::WouldRevert(
+                    crate::chain::ChainError::Unavailable {
+                        chain: multibridge_contracts::ChainRole::Service,
+                        method: "eth_estimateGas",
+                        attempts: 1,
+                        last: "execution reverted".into(),
+                    },
+                )));
+            }
+            Ok(100_000)
+        }
+
+        async fn submit(
+            &self,
+            job: crate::chain::submitter::Job,
+        ) -> Result<crate::chain::sender::Sent, SubmitError> {
+            self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(fail) = self.send_fails {
+                return Err(fail());
+            }
+            let nonce = Bridge::executeQueuedReleaseCall::abi_decode(&job.input)
+                .expect("an executeQueuedRelease call")
+                .nonce;
+            Ok(crate::chain::sender::Sent {
+                hash: B256::with_last_byte(u8::try_from(nonce).unwrap_or(u8::MAX)),
+                nonce,
+                gas_limit: job.gas_limit,
+            })
+        }
+    }
+
+    /// Five due nonces that have each been seen due for long enough to be anyone's turn.
+    fn long_due() -> (Vec<u64>, HashMap<u64, u32>) {
+        let due = vec![1, 2, 3, 4, 5];
+        let ticks = due.iter().map(|n| (*n, 10)).collect();
+        (due, ticks)
+    }
+
+    const ME: Address = Address::repeat_byte(1);
+
+    #[tokio::test]
+    async fn a_release_that_would_revert_is_left_and_the_next_is_sent() {
+        let destination = FakeDestination::new(vec![2], None);
+        let (due, mut ticks) = long_due();
+        let executed = execute_due(&destination, Address::ZERO, (ME, &[ME]), due, &mut ticks).await;
+        assert!(executed.stopped.is_none());
+        let nonces: Vec<u64> = executed.sent.iter().map(|(n, _)| *n).collect();
+        assert_eq!(nonces, vec![1, 3, 4, 5]);
+        assert_eq!(destination.counts(), (5, 4));
+        // The reverting one is remembered for a later tick, the executed ones forgotten.
+        assert_eq!(ticks.keys().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_send_that_fails_for_every_release_ends_the_tick() {
+        let unfunded: fn() -> SubmitError = || SubmitError::Send(SendError::InsufficientFunds(ME));
+        let stopped: fn() -> SubmitError =
+            || SubmitError::Stopped(multibridge_contracts::ChainRole::Service);
+        for fail in [unfunded, stopped] {
+            let destination = FakeDestination::new(Vec::new(), Some(fail));
+            let (due, mut ticks) = long_due();
+            let executed =
+                execute_due(&destination, Address::ZERO, (ME, &[ME]), due, &mut ticks).await;
+            assert!(executed.sent.is_empty());
+            assert!(executed.stopped.is_some());
+            // One signed attempt, not one per due nonce.
+            assert_eq!(destination.counts(), (1, 1));
+            assert_eq!(ticks.len(), 5, "every nonce stays due");
         }
     }
 

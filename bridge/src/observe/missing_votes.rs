@@ -53,7 +53,8 @@ pub enum MissingVotesError {
 /// Every registered operator's missing votes on `lane` at unix time `now` (operators missing
 /// none are listed too, with 0, so their gauges fall back). While no open request is old enough
 /// to miss a vote, nothing is read from the chain: `known` (the operators listed last time) are
-/// listed with 0.
+/// listed with 0 — once some are known: the first round after a start reads the operators, so
+/// every one has its series at 0 from then on, not "no data" until a request is late.
 pub async fn missing_votes(
     views: BridgeViews<'_>,
     store: &SharedStore,
@@ -68,7 +69,7 @@ pub async fn missing_votes(
         .filter(|r| now.saturating_sub(r.observed_at) >= MISSING_AFTER_SECS)
         .map(|r| (r.request.nonce, r.observed_at))
         .collect();
-    if open.is_empty() {
+    if !reads_operators(&open, known) {
         return Ok(known
             .iter()
             .map(|operator| tally(*operator, &[], &[], now))
@@ -82,6 +83,12 @@ pub async fn missing_votes(
         out.push(tally(operator, &open, &states, now));
     }
     Ok(out)
+}
+
+/// Whether a round reads the operator set: some request is old enough to miss a vote, or no
+/// operator has been listed yet.
+fn reads_operators(open: &[(u64, u64)], known: &[Address]) -> bool {
+    !open.is_empty() || known.is_empty()
 }
 
 /// The requests of `open` (nonce, observed at) whose state for `operator` is still open.
@@ -111,6 +118,17 @@ fn tally(operator: Address, open: &[(u64, u64)], states: &[NonceState], now: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operators_are_read_at_the_first_round_and_while_a_request_is_late() {
+        let known = [Address::repeat_byte(3)];
+        assert!(
+            reads_operators(&[], &[]),
+            "the first round lists every operator"
+        );
+        assert!(!reads_operators(&[], &known), "a quiet lane reads nothing");
+        assert!(reads_operators(&[(10, 100)], &known));
+    }
 
     #[test]
     fn only_open_states_count_and_the_oldest_age_is_reported() {

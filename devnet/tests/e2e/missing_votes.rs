@@ -1,7 +1,8 @@
 //! Missing votes (issue 38): with one operator's relay stopped on a threshold-of-all lane, the
 //! other relays name that operator — in `/status` with the nonces it has not voted, and in
 //! `multibridge_operator_missing_votes{operator}` — and only that operator; once its relay is
-//! back, the requests are handled and the figures fall back to 0.
+//! back, the requests are handled and the figures fall back to 0. Every operator's series is
+//! there at 0 from the start.
 
 use std::time::Duration;
 
@@ -34,6 +35,22 @@ async fn an_operator_whose_relay_is_down_is_named_with_the_nonces_it_has_not_vot
     crate::relay_ready(port, Duration::from_secs(60)).await;
     let down = driver.operator(2).unwrap().address();
     let up = driver.operator(1).unwrap().address();
+    // Every operator has its series from the first rounds, at 0, before any request is late
+    // (a dashboard shows 0, not "no data").
+    crate::Poll::new(
+        "no missing-votes series at 0 before any request",
+        Duration::from_secs(30),
+    )
+    .until(async || {
+        for operator in [up, down] {
+            match metric(port, &missing_series(operator)).await {
+                Some(0.0) => {}
+                other => return Err(format!("{operator}: {other:?}")),
+            }
+        }
+        Ok(())
+    })
+    .await;
     devnet.relay(2).unwrap().kill().unwrap();
 
     let requests = driver

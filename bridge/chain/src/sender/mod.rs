@@ -399,6 +399,15 @@ impl Sender {
         })
     }
 
+    /// The block a re-send made at the poll's head `polled` counts from: that head, or a newer
+    /// one the chain's shared head already knows. A poll that re-broadcast a tail, waited on a
+    /// signer or replaced several transactions may have crossed a block, and a replacement
+    /// counted from the older head would be called passed over a block early and bid up again
+    /// (the shared head is held between blocks: no read of its own as a rule).
+    async fn resent_block(&self, polled: u64) -> u64 {
+        resent_block(polled, self.chain.head().await.ok())
+    }
+
     /// Fees to bid now, and the head they were priced at (a quote younger than
     /// [`FEES_FRESH_FOR`] is reused).
     async fn market_fees(&mut self) -> Result<(Fees, u64), SendError> {
@@ -753,9 +762,10 @@ impl Sender {
         let Some(fees) = escalate(previous, fresh, first, &self.policy.fees) else {
             tracing::warn!(signer = %self.address, nonce, max_fee = previous.max_fee_per_gas, "fee cap reached: re-broadcasting the last bid");
             let _ = self.broadcast(last_raw).await;
+            let sent_block = self.resent_block(head).await;
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_at = Instant::now();
-                entry.sent_block = head;
+                entry.sent_block = sent_block;
             }
             return Ok(Some(Tracked::AtFeeCap {
                 nonce,
@@ -776,16 +786,22 @@ impl Sender {
             Err(BroadcastError::Underpriced) | Err(BroadcastError::Refused(_)) => return Ok(None),
             Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
         }
+        let sent_block = self.resent_block(head).await;
         if let Some(entry) = self.in_flight.get_mut(&nonce) {
             entry.hashes.push(hash);
             entry.raw = raw;
             entry.fees = fees;
             entry.sent_at = Instant::now();
-            entry.sent_block = head;
+            entry.sent_block = sent_block;
         }
         tracing::info!(signer = %self.address, nonce, %hash, max_fee = fees.max_fee_per_gas, "replaced stuck transaction");
         Ok(Some(Tracked::Replaced { nonce, hash }))
     }
+}
+
+/// [`Sender::resent_block`]: the poll's head, or the newer head the chain knows now.
+fn resent_block(polled: u64, now: Option<u64>) -> u64 {
+    now.map_or(polled, |now| now.max(polled))
 }
 
 /// The node's gas estimate of `call` on `chain`, over the state changed by `overrides`; a revert

@@ -183,11 +183,19 @@ impl Sender {
         let this = &*self;
         let outcomes =
             futures::future::join_all(resend.into_iter().map(|(_, raw)| this.broadcast(raw))).await;
+        let sent_block = self.resent_block(head.number).await;
+        // Every outcome is settled before a refusal is reported: the ones a node took are
+        // counted and stamped even when a later one was fenced or unfunded.
+        let mut refused = None;
         for (nonce, outcome) in nonces.into_iter().zip(outcomes) {
             match outcome {
-                Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
+                Err(BroadcastError::Fenced(f)) => {
+                    refused.get_or_insert(SendError::Fenced(f));
+                    continue;
+                }
                 Err(BroadcastError::InsufficientFunds) => {
-                    return Err(SendError::InsufficientFunds(self.address));
+                    refused.get_or_insert(SendError::InsufficientFunds(self.address));
+                    continue;
                 }
                 // Still in the pool: it was not dropped, and has waited since it was sent (the
                 // passed-over rule counts from then; restarting its clock here every block kept
@@ -198,9 +206,9 @@ impl Sender {
             }
             self.chain.metrics().dropped_resends.inc();
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
-                entry.sent_block = head.number;
+                entry.sent_block = sent_block;
             }
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
     }
 }

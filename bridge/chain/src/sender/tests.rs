@@ -79,3 +79,17 @@ fn the_next_in_line_passed_over_by_more_than_three_full_blocks_is_replaced() {
         "within the grace"
     );
 }
+
+#[test]
+fn a_resend_counts_from_the_newest_head_known_when_it_left() {
+    // A poll read head 10, then crossed two blocks while it re-sent: the replacement left at
+    // block 12 and has not been passed over by block 13 with room.
+    let stamped = resent_block(10, Some(12));
+    assert_eq!(stamped, 12);
+    assert!(!waiting(3, 2 * GWEI, stamped, true).needs_replacement(&head(13, GWEI, true), STUCK));
+    // Stamped at the poll's head it would have been bid up again there.
+    assert!(waiting(3, 2 * GWEI, 10, true).needs_replacement(&head(13, GWEI, true), STUCK));
+    // A shared head behind the poll's (another endpoint) or unreadable never moves it back.
+    assert_eq!(resent_block(10, Some(8)), 10);
+    assert_eq!(resent_block(10, None), 10);
+}
