@@ -44,10 +44,34 @@ type Values = HashMap<String, Option<KeyValue>>;
 struct State {
     /// Every key asked recently, and when it was last asked.
     asked: HashMap<String, Instant>,
-    /// The last read: when it was sent, and each key's value (`None`: absent) — or its error,
-    /// served as long as an answer, so behind an unreachable cluster the askers do not queue up
-    /// one full failover each.
-    last: Option<(Instant, Result<Values, EtcdUnavailable>)>,
+    /// The last answer: when its read was sent, and each key's value (`None`: absent).
+    answer: Option<(Instant, Values)>,
+    /// The last read's failure, when it failed: served as long as an answer to the keys that
+    /// answer does not hold, so behind an unreachable cluster the askers do not queue up one
+    /// full failover each. A failure never hides a fresh answer's keys.
+    failed: Option<(Instant, EtcdUnavailable)>,
+}
+
+impl State {
+    /// What a recent read says of `key`: its fresh answer's value, else its fresh failure;
+    /// `None`: read again.
+    fn served(
+        &self,
+        key: &str,
+        fresh_for: Duration,
+    ) -> Option<Result<Option<KeyValue>, EtcdUnavailable>> {
+        let fresh = |sent: &Instant| sent.elapsed() < fresh_for;
+        if let Some((sent, values)) = &self.answer
+            && fresh(sent)
+            && let Some(value) = values.get(key)
+        {
+            return Some(Ok(value.clone()));
+        }
+        match &self.failed {
+            Some((sent, e)) if fresh(sent) => Some(Err(e.clone())),
+            _ => None,
+        }
+    }
 }
 
 impl KeyReads {
@@ -82,18 +106,13 @@ impl KeyReads {
         // Held across the read: askers meanwhile wait for its answer instead of sending theirs.
         let mut state = self.state.lock().await;
         state.asked.insert(key.to_owned(), Instant::now());
-        if let Some((sent, last)) = &state.last
-            && sent.elapsed() < self.fresh_for
-        {
-            match last {
-                Ok(values) => {
-                    if let Some(value) = values.get(key) {
-                        pool.count_shared(self.label);
-                        return Ok(value.clone());
-                    }
-                }
-                Err(e) => return Err(e.clone()),
+        match state.served(key, self.fresh_for) {
+            Some(Ok(value)) => {
+                pool.count_shared(self.label);
+                return Ok(value);
             }
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
         state.asked.retain(|_, at| at.elapsed() < ASKED_FOR);
         let keys: Vec<String> = state.asked.keys().cloned().collect();
@@ -110,7 +129,7 @@ impl KeyReads {
             let answers = match answers {
                 Ok(answers) => answers,
                 Err(e) => {
-                    state.last = Some((sent, Err(e.clone())));
+                    state.failed = Some((sent, e.clone()));
                     return Err(e);
                 }
             };
@@ -129,7 +148,8 @@ impl KeyReads {
                 .await?
             }
         };
-        state.last = Some((sent, Ok(values)));
+        state.answer = Some((sent, values));
+        state.failed = None;
         Ok(value)
     }
 }
@@ -143,4 +163,34 @@ fn gets(resp: &etcd_client::TxnResponse) -> Vec<Option<KeyValue>> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable() -> EtcdUnavailable {
+        EtcdUnavailable {
+            what: "read leaders",
+            endpoints: "127.0.0.1:1".into(),
+            last: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_read_never_hides_a_fresh_answers_keys() {
+        let fresh_for = Duration::from_secs(60);
+        let now = Instant::now();
+        let mut state = State::default();
+        assert!(state.served("a", fresh_for).is_none(), "nothing read yet");
+        state.answer = Some((now, Values::from([("a".to_owned(), None)])));
+        assert!(matches!(state.served("a", fresh_for), Some(Ok(None))));
+        assert!(state.served("b", fresh_for).is_none(), "b is read");
+        // b's read failed: askers of b share the failure, a stays answered.
+        state.failed = Some((now, unavailable()));
+        assert!(matches!(state.served("a", fresh_for), Some(Ok(None))));
+        assert!(matches!(state.served("b", fresh_for), Some(Err(_))));
+        // Both aged out: read again.
+        assert!(state.served("a", Duration::ZERO).is_none());
+    }
 }

@@ -1,7 +1,7 @@
 //! The source side of one lane's refund path: once a cancel is signed, gather a threshold of the
 //! source's operators' signatures and call `refund`. See [`super`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -77,6 +77,26 @@ pub struct RefundSender {
     signatures: HashMap<(u64, Address), [u8; 65]>,
     /// Where the next step's look starts.
     from: u64,
+    /// The pass through the refunds to send, page by page.
+    pass: Pass,
+}
+
+/// One pass through the refunds to send, a page per step: the nonces it found waiting, so that
+/// at its end what belongs to refunds no longer waiting is forgotten (a pass of several pages
+/// as much as one of a single page).
+#[derive(Debug, Default)]
+struct Pass {
+    waiting: HashSet<u64>,
+}
+
+impl Pass {
+    /// A page of the pass was read: its waiting nonces, and whether it was the pass's last
+    /// (shorter than a step). At the last, every nonce found waiting in the pass (the pass
+    /// starts over).
+    fn page(&mut self, nonces: impl IntoIterator<Item = u64>, last: bool) -> Option<HashSet<u64>> {
+        self.waiting.extend(nonces);
+        last.then(|| std::mem::take(&mut self.waiting))
+    }
 }
 
 impl RefundSender {
@@ -109,6 +129,7 @@ impl RefundSender {
             sent: HashMap::new(),
             signatures: HashMap::new(),
             from: 0,
+            pass: Pass::default(),
         }
     }
 
@@ -121,18 +142,17 @@ impl RefundSender {
                 return Ok(Next::After(self.interval));
             }
         };
-        if rows.len() < PER_STEP {
-            self.from = 0;
-            if from == 0 {
-                // The whole set in one read: forget what belongs to refunds no longer waiting.
-                let open = |n: &u64| rows.iter().any(|r| r.nonce == *n);
-                self.waited.retain(|n, _| open(n));
-                self.sent.retain(|n, _| open(n));
-                self.signatures.retain(|(n, _), _| open(n));
-            }
-        } else {
-            self.from = rows.last().map_or(0, |r| r.nonce.saturating_add(1));
+        let last = rows.len() < PER_STEP;
+        if let Some(waiting) = self.pass.page(rows.iter().map(|r| r.nonce), last) {
+            // The pass is over: forget what belongs to refunds no longer waiting.
+            self.waited.retain(|n, _| waiting.contains(n));
+            self.sent.retain(|n, _| waiting.contains(n));
+            self.signatures.retain(|(n, _), _| waiting.contains(n));
         }
+        self.from = match last {
+            true => 0,
+            false => rows.last().map_or(0, |r| r.nonce.saturating_add(1)),
+        };
         for row in rows {
             let Some(request) = row.request else {
                 continue;
@@ -239,5 +259,22 @@ impl Stepper for RefundSender {
 
     fn step(&mut self) -> impl Future<Output = Result<Next, Infallible>> + Send {
         self.round()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_of_several_pages_forgets_only_what_no_page_found_waiting() {
+        let mut pass = Pass::default();
+        assert_eq!(pass.page(0..16, false), None, "not over after a full page");
+        let waiting = pass
+            .page([20, 21], true)
+            .expect("a short page ends the pass");
+        assert_eq!(waiting, (0..16).chain([20, 21]).collect::<HashSet<u64>>());
+        // The next pass starts empty.
+        assert_eq!(pass.page([5], true), Some(HashSet::from([5])));
     }
 }

@@ -266,11 +266,11 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .try_send(&carried, Entry::Attested, input, estimate, u64::MAX, step)
                 .await?
             {
-                Tried::Sent => {
+                Tried::Sent(gas_limit) => {
                     if let Some(attestor) = self.attestor() {
                         attestor.count_sent(send.standby);
                     }
-                    tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), standby = send.standby, "attested batch sent");
+                    tracing::info!(lane = %self.metrics.lane, first = send.first, count = send.requests.len(), open = carried.len(), standby = send.standby, gas_limit, "attested batch sent");
                 }
                 Tried::Refused(Refusal::Node(e)) => {
                     self.attested_refused(send.first, &carried, &e, step)?;

@@ -178,8 +178,8 @@ pub enum Plan {
 
 /// What became of one planned transaction at the send ([`Voter::try_send`]).
 enum Tried {
-    /// Sent.
-    Sent,
+    /// Sent, with this gas limit (the estimate capped at the block's).
+    Sent(u64),
     /// Not sent: why (nothing left the relay, no nonce used).
     Refused(Refusal),
 }
@@ -634,7 +634,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 .try_send(&batch, entry, input, estimate, budget, step)
                 .await?
             {
-                Tried::Sent => {
+                Tried::Sent(_) => {
                     sent_txs = sent_txs.saturating_add(1);
                     if prepared {
                         self.metrics.vote_plans_prepared_used.inc();
@@ -1036,7 +1036,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 let block_gas = self.gas_limit.map_or(u64::MAX, |(limit, _)| limit);
                 let gas_limit = gas_limit.min(block_gas);
                 match self.send(batch, entry, input, gas_limit, step).await {
-                    Ok(()) => Ok(Tried::Sent),
+                    Ok(()) => Ok(Tried::Sent(gas_limit)),
                     // Refused by the node at the broadcast: nothing sent, no nonce used.
                     Err(VoterError::Submit(SubmitError::Send(SendError::Chain(
                         e @ ChainError::Rejected { .. },

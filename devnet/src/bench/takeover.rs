@@ -104,9 +104,10 @@ impl Progress {
         if self.mode == VotingMode::Votes {
             // A vote is sent only by a leader.
             let progress = *self;
-            crate::harness::wait::poll_until(
+            crate::harness::wait::poll_every(
                 "the standby votes",
                 Duration::from_secs(60),
+                MOVE_POLL,
                 move || async move { Ok(progress.of(standby).await > before) },
             )
             .await?;
@@ -128,10 +129,14 @@ impl Progress {
             if Instant::now() > deadline {
                 return Err(late("the lane did not move or the standby did not lead"));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(MOVE_POLL).await;
         }
     }
 }
+
+/// How often a takeover round looks whether the lane moved: its figure is late by at most this
+/// (votes and attested mode alike; the suite's 100 ms would blur a one-block target).
+const MOVE_POLL: Duration = Duration::from_millis(20);
 
 /// One round of a leader fault.
 #[derive(Debug, Clone, Copy)]
@@ -259,7 +264,7 @@ pub async fn node_restart_rounds(
                     "node restart {round}: the lane did not move within 60 s of the node answering"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(MOVE_POLL).await;
         }
         let took = answering.elapsed();
         times.push(took.as_secs_f64());

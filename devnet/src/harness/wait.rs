@@ -9,9 +9,20 @@ use crate::error::DevnetError;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Poll `check` until it returns `Ok(true)`, fails, or `timeout` passes (`NotReady`).
-pub async fn poll_until<F, Fut>(
+pub async fn poll_until<F, Fut>(what: &str, timeout: Duration, check: F) -> Result<(), DevnetError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, DevnetError>>,
+{
+    poll_every(what, timeout, POLL_INTERVAL, check).await
+}
+
+/// [`poll_until`] at `interval` (a bench that times the moment the condition turns true polls
+/// finer than the suite's default).
+pub async fn poll_every<F, Fut>(
     what: &str,
     timeout: Duration,
+    interval: Duration,
     mut check: F,
 ) -> Result<(), DevnetError>
 where
@@ -29,6 +40,6 @@ where
                 waited: timeout,
             });
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
