@@ -399,11 +399,14 @@ impl Sender {
         })
     }
 
-    /// The block a re-send made at the poll's head `polled` counts from: that head, or a newer
-    /// one the chain's shared head already knows. A poll that re-broadcast a tail, waited on a
-    /// signer or replaced several transactions may have crossed a block, and a replacement
-    /// counted from the older head would be called passed over a block early and bid up again
-    /// (the shared head is held between blocks: no read of its own as a rule).
+    /// The block a re-send made at the poll's head `polled` counts from, read just before it
+    /// leaves: that head, or a newer one the chain's shared head already knows. A poll that
+    /// re-broadcast a tail, waited on a signer or replaced several transactions may have crossed
+    /// a block, and a replacement counted from the older head would be called passed over a
+    /// block early and bid up again. Read before the broadcast, never after: a block sealed
+    /// after the bytes left may hold them, and counting from it would look for a drop a block
+    /// late (the shared head is held between blocks and lags the node if anything: no read of
+    /// its own as a rule, and never a block too new).
     async fn resent_block(&self, polled: u64) -> u64 {
         resent_block(polled, self.chain.head().await.ok())
     }
@@ -761,8 +764,8 @@ impl Sender {
         );
         let Some(fees) = escalate(previous, fresh, first, &self.policy.fees) else {
             tracing::warn!(signer = %self.address, nonce, max_fee = previous.max_fee_per_gas, "fee cap reached: re-broadcasting the last bid");
-            let _ = self.broadcast(last_raw).await;
             let sent_block = self.resent_block(head).await;
+            let _ = self.broadcast(last_raw).await;
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_at = Instant::now();
                 entry.sent_block = sent_block;
@@ -774,6 +777,7 @@ impl Sender {
         };
         let (envelope, raw) = self.sign(&request, nonce, fees).await?;
         let hash = *envelope.tx_hash();
+        let sent_block = self.resent_block(head).await;
         match self.broadcast(raw.clone()).await {
             // NonceTooLow: a version was mined meanwhile; the next poll finds its receipt.
             Ok(())
@@ -786,7 +790,6 @@ impl Sender {
             Err(BroadcastError::Underpriced) | Err(BroadcastError::Refused(_)) => return Ok(None),
             Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
         }
-        let sent_block = self.resent_block(head).await;
         if let Some(entry) = self.in_flight.get_mut(&nonce) {
             entry.hashes.push(hash);
             entry.raw = raw;

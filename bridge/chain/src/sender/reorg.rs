@@ -180,10 +180,10 @@ impl Sender {
         // arrive (it waits there until they do), and one at a time on a busy node left much of
         // a key's tail out of the next block.
         let nonces: Vec<u64> = resend.iter().map(|(n, _)| *n).collect();
+        let sent_block = self.resent_block(head.number).await;
         let this = &*self;
         let outcomes =
             futures::future::join_all(resend.into_iter().map(|(_, raw)| this.broadcast(raw))).await;
-        let sent_block = self.resent_block(head.number).await;
         // Every outcome is settled before a refusal is reported: the ones a node took are
         // counted and stamped even when a later one was fenced or unfunded.
         let mut refused = None;

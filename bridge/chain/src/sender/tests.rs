@@ -82,8 +82,8 @@ fn the_next_in_line_passed_over_by_more_than_three_full_blocks_is_replaced() {
 
 #[test]
 fn a_resend_counts_from_the_newest_head_known_when_it_left() {
-    // A poll read head 10, then crossed two blocks while it re-sent: the replacement left at
-    // block 12 and has not been passed over by block 13 with room.
+    // A poll read head 10, then crossed two blocks before it re-sent: the replacement left
+    // after block 12 and has not been passed over by block 13 with room.
     let stamped = resent_block(10, Some(12));
     assert_eq!(stamped, 12);
     assert!(!waiting(3, 2 * GWEI, stamped, true).needs_replacement(&head(13, GWEI, true), STUCK));
