@@ -46,7 +46,7 @@ pub enum StorageError {
         max: u64,
     },
     /// The object's content is not what the log says.
-    #[error("backup object {path} has digest {found}, the backup log says {expected}")]
+    #[error("object {path} has digest {found}, the backup log says {expected}")]
     DigestMismatch {
         /// Object.
         path: String,

@@ -149,6 +149,13 @@ impl ChainError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// Whether a node refused a transaction (its estimate or its broadcast) because the signer
+    /// cannot pay for its gas.
+    pub fn is_unfunded_refusal(&self) -> bool {
+        matches!(self, Self::Rejected { source: alloy::transports::RpcError::ErrorResp(p), .. }
+            if rpc_error::is_insufficient_funds(&p.message))
+    }
 }
 
 /// One RPC endpoint.
@@ -729,6 +736,12 @@ impl ChainClient {
     /// waiter bounds its wait by its own timer).
     pub fn pushed_heads(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.pushed.subscribe()
+    }
+
+    /// The shared head as it serves now (fresh, or held until the next block is due), without
+    /// reading or waiting; `None` when no answer serves.
+    pub fn known_head(&self) -> Option<u64> {
+        self.shared.head.peek().and_then(Result::ok)
     }
 
     /// The chain's latest block number, with failover: read once for every client of the

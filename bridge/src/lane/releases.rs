@@ -188,10 +188,12 @@ struct Executed {
 /// (anyone's after a few ticks seen due), at most [`MAX_PER_TICK`]. The gas is the estimate
 /// plus the bridge's RELEASE_GAS: a recipient cannot make the execution run out of gas.
 ///
-/// An estimate that reverts (executed, frozen or cancelled by someone else meanwhile) leaves its
-/// nonce to a later tick and goes on. Any other failure — the node, the funds, the lease, the
-/// signer, the relay stopping — would fail every nonce alike, so it ends the tick: a fenced or
-/// unfunded leader does not sign, estimate and log once per due nonce every tick.
+/// Every due nonce counts the tick, sent or not (whose turn it is goes by them). An estimate that
+/// reverts (executed, frozen or cancelled by someone else meanwhile) leaves its nonce to a later
+/// tick and goes on. Any other failure — the node, the funds (an estimate the node refuses for
+/// them too), the lease, the signer, the relay stopping — would fail every nonce alike, so it
+/// ends the tick: a fenced or unfunded leader does not sign, estimate and log once per due nonce
+/// every tick.
 async fn execute_due(
     submit: &impl Submit,
     bridge: Address,
@@ -200,13 +202,16 @@ async fn execute_due(
     due_ticks: &mut HashMap<u64, u32>,
 ) -> Executed {
     let mut executed = Executed::default();
-    for nonce in due {
-        let ticks = due_ticks.entry(nonce).or_insert(0);
-        let seen = *ticks;
-        *ticks = ticks.saturating_add(1);
-        if !my_turn(operators, nonce, me, seen) {
-            continue;
-        }
+    let mine: Vec<u64> = due
+        .into_iter()
+        .filter(|nonce| {
+            let ticks = due_ticks.entry(*nonce).or_insert(0);
+            let seen = *ticks;
+            *ticks = ticks.saturating_add(1);
+            my_turn(operators, *nonce, me, seen)
+        })
+        .collect();
+    for nonce in mine {
         if executed.sent.len() >= MAX_PER_TICK {
             break;
         }
@@ -215,6 +220,10 @@ async fn execute_due(
             Ok(tx) => {
                 due_ticks.remove(&nonce);
                 executed.sent.push((nonce, tx.hash));
+            }
+            Err(SubmitError::Send(SendError::WouldRevert(e))) if e.is_unfunded_refusal() => {
+                executed.stopped = Some(SubmitError::Send(SendError::InsufficientFunds(me)));
+                break;
             }
             Err(SubmitError::Send(SendError::WouldRevert(e))) => {
                 tracing::debug!(nonce, error = %e, "queued release would revert now; next tick");
@@ -258,10 +267,12 @@ mod tests {
         }
     }
 
-    /// A destination whose estimates revert for the nonces in `reverting` and whose sends all
-    /// fail with `send_fails` (none: they are taken); it counts both.
+    /// A destination whose estimates revert for the nonces in `reverting` (or, with `unfunded`,
+    /// are refused for the signer's funds) and whose sends all fail with `send_fails` (none:
+    /// they are taken); it counts both.
     struct FakeDestination {
         reverting: Vec<u64>,
+        unfunded: bool,
         send_fails: Option<fn() -> SubmitError>,
         estimates: std::sync::atomic::AtomicU32,
         sends: std::sync::atomic::AtomicU32,
@@ -271,6 +282,7 @@ mod tests {
         fn new(reverting: Vec<u64>, send_fails: Option<fn() -> SubmitError>) -> Self {
             Self {
                 reverting,
+                unfunded: false,
                 send_fails,
                 estimates: 0.into(),
                 sends: 0.into(),
@@ -295,6 +307,21 @@ mod tests {
             let nonce = Bridge::executeQueuedReleaseCall::abi_decode(&input)
                 .expect("an executeQueuedRelease call")
                 .nonce;
+            if self.unfunded {
+                return Err(SubmitError::Send(SendError::WouldRevert(
+                    crate::chain::ChainError::Rejected {
+                        chain: multibridge_contracts::ChainRole::Service,
+                        method: "eth_estimateGas",
+                        source: alloy::transports::RpcError::ErrorResp(
+                            alloy::rpc::json_rpc::ErrorPayload {
+                                code: -32000,
+                                message: "insufficient funds for gas * price + value".into(),
+                                data: None,
+                            },
+                        ),
+                    },
+                )));
+            }
             if self.reverting.contains(&nonce) {
                 return Err(SubmitError::Send(SendError::WouldRevert(
                     crate::chain::ChainError::Unavailable {
@@ -364,7 +391,24 @@ mod tests {
             // One signed attempt, not one per due nonce.
             assert_eq!(destination.counts(), (1, 1));
             assert_eq!(ticks.len(), 5, "every nonce stays due");
+            assert!(
+                ticks.values().all(|t| *t == 11),
+                "every due nonce counted the tick"
+            );
         }
+    }
+
+    #[tokio::test]
+    async fn an_estimate_refused_for_the_signers_funds_ends_the_tick() {
+        let mut destination = FakeDestination::new(Vec::new(), None);
+        destination.unfunded = true;
+        let (due, mut ticks) = long_due();
+        let executed = execute_due(&destination, Address::ZERO, (ME, &[ME]), due, &mut ticks).await;
+        assert!(matches!(
+            executed.stopped,
+            Some(SubmitError::Send(SendError::InsufficientFunds(_)))
+        ));
+        assert_eq!(destination.counts(), (1, 0), "one estimate, nothing signed");
     }
 
     #[test]

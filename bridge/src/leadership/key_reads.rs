@@ -129,7 +129,9 @@ impl KeyReads {
             let answers = match answers {
                 Ok(answers) => answers,
                 Err(e) => {
-                    state.failed = Some((sent, e.clone()));
+                    // Served from when it is known (a failover can take longer than an
+                    // answer stays fresh: stamped at the send, it would serve nobody).
+                    state.failed = Some((Instant::now(), e.clone()));
                     return Err(e);
                 }
             };

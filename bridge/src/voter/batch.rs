@@ -19,12 +19,6 @@ pub const MAX_VOTE_BYTES: usize = 96 * 1024;
 /// limit, so it fits a block beside other transactions.
 pub const MAX_VOTE_BLOCK_SHARE: u64 = 50;
 
-/// Whether a node refused a vote's estimate because the signer cannot pay for its gas.
-pub(super) fn is_unfunded_refusal(error: &ChainError) -> bool {
-    matches!(error, ChainError::Rejected { source: RpcError::ErrorResp(p), .. }
-        if crate::chain::rpc_error::is_insufficient_funds(&p.message))
-}
-
 /// Whether a node's refusal of a vote (at the estimate or the broadcast) says the transaction is
 /// too large to ever be accepted as it is: above the block gas limit, above the node's gas
 /// allowance or size limit, or its fee above the node's cap. Smaller batches may pass; a single

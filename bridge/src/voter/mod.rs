@@ -44,7 +44,7 @@ mod precheck;
 pub mod prepared;
 mod reads;
 pub use crate::turns::Committee;
-use batch::{MAX_EXECUTE_BATCH, PlannedVote, Ready, Refusal, is_unfunded_refusal};
+use batch::{MAX_EXECUTE_BATCH, PlannedVote, Ready, Refusal};
 pub use batch::{MAX_VOTE_BLOCK_SHARE, MAX_VOTE_BYTES, batches, is_oversize_refusal, nonce_ranges};
 pub use pending::{Entry, Outcome, PendingVote, Seen};
 pub use reads::{BridgeReads, DestinationReads};
@@ -1045,7 +1045,7 @@ impl<D: DestinationReads, S: Submit> Voter<D, S> {
                 }
             }
             Ok(gas_limit) => Ok(Tried::Refused(Refusal::OverBudget(gas_limit))),
-            Err(SubmitError::Send(SendError::WouldRevert(e))) if is_unfunded_refusal(&e) => {
+            Err(SubmitError::Send(SendError::WouldRevert(e))) if e.is_unfunded_refusal() => {
                 // Sending waits until the key is funded; signing and serving go on.
                 Err(SubmitError::Send(SendError::InsufficientFunds(self.operator)).into())
             }

@@ -406,9 +406,9 @@ impl Sender {
     /// block early and bid up again. Read before the broadcast, never after: a block sealed
     /// after the bytes left may hold them, and counting from it would look for a drop a block
     /// late (the shared head is held between blocks and lags the node if anything: no read of
-    /// its own as a rule, and never a block too new).
-    async fn resent_block(&self, polled: u64) -> u64 {
-        resent_block(polled, self.chain.head().await.ok())
+    /// its own, so the bytes leave without a wait, and never a block too new).
+    fn resent_block(&self, polled: u64) -> u64 {
+        resent_block(polled, self.chain.known_head())
     }
 
     /// Fees to bid now, and the head they were priced at (a quote younger than
@@ -764,7 +764,7 @@ impl Sender {
         );
         let Some(fees) = escalate(previous, fresh, first, &self.policy.fees) else {
             tracing::warn!(signer = %self.address, nonce, max_fee = previous.max_fee_per_gas, "fee cap reached: re-broadcasting the last bid");
-            let sent_block = self.resent_block(head).await;
+            let sent_block = self.resent_block(head);
             let _ = self.broadcast(last_raw).await;
             if let Some(entry) = self.in_flight.get_mut(&nonce) {
                 entry.sent_at = Instant::now();
@@ -777,7 +777,7 @@ impl Sender {
         };
         let (envelope, raw) = self.sign(&request, nonce, fees).await?;
         let hash = *envelope.tx_hash();
-        let sent_block = self.resent_block(head).await;
+        let sent_block = self.resent_block(head);
         match self.broadcast(raw.clone()).await {
             // NonceTooLow: a version was mined meanwhile; the next poll finds its receipt.
             Ok(())

@@ -180,7 +180,7 @@ impl Sender {
         // arrive (it waits there until they do), and one at a time on a busy node left much of
         // a key's tail out of the next block.
         let nonces: Vec<u64> = resend.iter().map(|(n, _)| *n).collect();
-        let sent_block = self.resent_block(head.number).await;
+        let sent_block = self.resent_block(head.number);
         let this = &*self;
         let outcomes =
             futures::future::join_all(resend.into_iter().map(|(_, raw)| this.broadcast(raw))).await;
