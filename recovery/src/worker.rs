@@ -82,6 +82,8 @@ pub trait LaneChains: Sync {
     fn recovery_block(&self) -> impl Future<Output = Result<u64, RecoveryError>> + Send;
     /// The newest source block final at the relay's confirmation depth.
     fn safe_head(&self) -> impl Future<Output = Result<u64, RecoveryError>> + Send;
+    /// The source bridge's `requestNonce` at that block: the requests the relays may vote on.
+    fn confirmed_request_nonce(&self) -> impl Future<Output = Result<u64, RecoveryError>> + Send;
     /// The requests emitted by the source bridge in `blocks` whose nonce is `wanted`, in nonce
     /// order, at most `limit` (the lowest): only what the round can use is ever held, so a
     /// dense history cannot make recovery's memory grow.
@@ -208,7 +210,8 @@ impl Recovery {
         let request_nonce = chains.request_nonce().await?;
         let lower = chains.lower_handle_nonce().await?;
         let verdict = if observe {
-            self.detector.observe(request_nonce, lower)
+            let verdict = self.detector.observe(request_nonce, lower);
+            self.confirmed_stall(chains, verdict).await
         } else if request_nonce > lower {
             Verdict::Progressing {
                 pending: request_nonce.saturating_sub(lower),
@@ -292,6 +295,28 @@ impl Recovery {
             );
         }
         Ok(round)
+    }
+
+    /// A stall the detector reads from the latest `requestNonce` is one only if a request it
+    /// names is confirmed: while every pending request is above the confirmation depth the
+    /// relays wait for the depth, not for recovery (on a chain of 12 s blocks, or `finalized`,
+    /// a request waits several ticks for it, and each was a scan of the source that could find
+    /// nothing). Read only at a stall; a failed read leaves the stall as it is.
+    async fn confirmed_stall<C: LaneChains>(&self, chains: &C, verdict: Verdict) -> Verdict {
+        let Verdict::Stalled { lower, pending } = verdict else {
+            return verdict;
+        };
+        match chains.confirmed_request_nonce().await {
+            Ok(confirmed) if confirmed <= lower => {
+                tracing::debug!(lane = %self.lane, lower, pending, confirmed, "pending requests wait for the confirmation depth: no stall");
+                Verdict::Progressing { pending }
+            }
+            Ok(_) => verdict,
+            Err(e) => {
+                tracing::debug!(lane = %self.lane, error = %e, "cannot read the confirmed requestNonce: taken as a stall");
+                verdict
+            }
+        }
     }
 
     fn resolve(&mut self, nonces: &[u64], round: &mut Round) {
@@ -384,6 +409,13 @@ mod tests {
         }
         async fn safe_head(&self) -> Result<u64, RecoveryError> {
             Ok(self.safe_head)
+        }
+        async fn confirmed_request_nonce(&self) -> Result<u64, RecoveryError> {
+            Ok(self
+                .requests
+                .iter()
+                .filter(|(_, block)| *block <= self.safe_head)
+                .count() as u64)
         }
         async fn requests_in(
             &self,
@@ -539,6 +571,30 @@ mod tests {
         let round = r.tick(&lane, &queue).await.unwrap();
         assert!(matches!(round.verdict, Verdict::Stalled { lower: 2, .. }));
         assert!(lane.scanned().len() > scans_after_first);
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_for_the_confirmation_depth_are_no_stall() {
+        // Four requests mined, two of them confirmed; the two confirmed are handled.
+        let mut lane = FakeLane::with_requests(4, 1);
+        lane.safe_head = 11;
+        lane.handled = [0, 1].into_iter().collect();
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
+        for tick in 0..3 {
+            let round = r.tick(&lane, &queue).await.unwrap();
+            assert_eq!(
+                round.verdict,
+                Verdict::Progressing { pending: 2 },
+                "tick {tick}"
+            );
+        }
+        assert!(lane.scanned().is_empty(), "nothing confirmed to look for");
+        // The third is confirmed and still not handled a tick later: a stall.
+        lane.safe_head = 12;
+        let round = r.tick(&lane, &queue).await.unwrap();
+        assert!(matches!(round.verdict, Verdict::Stalled { lower: 2, .. }));
+        assert!(!lane.scanned().is_empty());
     }
 
     #[tokio::test]

@@ -345,7 +345,7 @@ impl ChainClient {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| async move {
-                let asked = self.liveness.asking();
+                let asked = self.liveness.asking(&endpoint.label);
                 let answer = match tokio::time::timeout(
                     self.policy.attempt_timeout,
                     f(endpoint.provider.clone()),
@@ -1107,7 +1107,7 @@ impl ChainClient {
         for attempt in 1..=self.policy.max_attempts {
             let index = self.pick();
             let endpoint = &self.endpoints[index];
-            let asked = self.liveness.asking();
+            let asked = self.liveness.asking(&endpoint.label);
             let class = match tokio::time::timeout(
                 self.policy.attempt_timeout,
                 f(endpoint.provider.clone()),
@@ -1176,7 +1176,7 @@ impl ChainClient {
         let mut answered = 0usize;
         let mut first_up = None;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
-            let asked = self.liveness.asking();
+            let asked = self.liveness.asking(&endpoint.label);
             let got = tokio::time::timeout(
                 self.policy.attempt_timeout,
                 endpoint.provider.get_chain_id(),

@@ -8,8 +8,10 @@
 //!
 //! So the chain is silent while it owes an answer, since its last one (or since it was first
 //! asked after that, if nothing was waiting in between):
-//! - an attempt in flight owes one from when it started, until any answer comes (a hung
-//!   attempt to one endpoint says nothing once another endpoint answered after it started);
+//! - an attempt in flight owes one from when it started, until any answer comes; and an attempt
+//!   to one endpoint owes nothing at all once another endpoint answered after it started (one
+//!   hung endpoint of several is no silence, however quiet the chain is otherwise: on a chain
+//!   of 12 s blocks nothing else may ask for longer than the step-down bound);
 //! - a failed attempt (a timeout, a refused connection, a retryable error) owes one until the
 //!   next answer, so retries do not restart the clock;
 //! - an attempt its caller dropped (a timeout of its own, a closed dashboard request) owes
@@ -20,6 +22,8 @@
 //!
 //! An answer is any reply the node made: a value, or a refusal (a revert, "nonce too low").
 
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,20 +44,40 @@ pub struct Liveness(Mutex<State>);
 
 #[derive(Debug, Default)]
 struct State {
-    /// Attempts started and not yet ended.
-    in_flight: usize,
-    /// When `in_flight` last went from 0 to 1.
-    busy_since: Option<Instant>,
+    /// The next attempt's id.
+    next_id: u64,
+    /// Attempts started and not yet ended: id → (started, endpoint).
+    in_flight: BTreeMap<u64, (Instant, EndpointKey)>,
+    /// Each endpoint's last answer (as many entries as the chain has endpoints).
+    answered_by: HashMap<EndpointKey, Instant>,
     /// The chain's last answer.
     last_answer: Option<Instant>,
     /// The start of the first attempt that failed since the last answer.
     failed_since: Option<Instant>,
 }
 
+/// An endpoint, by its label (clients of one chain in a process may list its endpoints in
+/// another order).
+type EndpointKey = u64;
+
+fn endpoint_key(label: &str) -> EndpointKey {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    label.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl State {
     /// When the silence began at the latest: `since`, or the last answer if after it.
     fn after_answer(&self, since: Instant) -> Instant {
         self.last_answer.map_or(since, |answer| answer.max(since))
+    }
+
+    /// Whether an attempt to `endpoint` started at `started` is answered for by another
+    /// endpoint that answered after it started.
+    fn excused(&self, started: Instant, endpoint: EndpointKey) -> bool {
+        self.answered_by
+            .iter()
+            .any(|(other, at)| *other != endpoint && *at > started)
     }
 }
 
@@ -62,14 +86,19 @@ impl State {
 #[derive(Debug)]
 pub struct Attempt<'a> {
     liveness: &'a Liveness,
+    id: u64,
     started: Instant,
+    endpoint: EndpointKey,
 }
 
 impl Attempt<'_> {
     /// The chain answered it (a value or a refusal).
     pub fn answered(self) {
+        let endpoint = self.endpoint;
         self.liveness.with(|s| {
-            s.last_answer = Some(Instant::now());
+            let now = Instant::now();
+            s.last_answer = Some(now);
+            s.answered_by.insert(endpoint, now);
             s.failed_since = None;
         });
     }
@@ -87,11 +116,9 @@ impl Attempt<'_> {
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
+        let id = self.id;
         self.liveness.with(|s| {
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.in_flight == 0 {
-                s.busy_since = None;
-            }
+            s.in_flight.remove(&id);
         });
     }
 }
@@ -101,19 +128,24 @@ impl Liveness {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// An attempt starts now.
-    pub fn asking(&self) -> Attempt<'_> {
-        self.asking_at(Instant::now())
+    /// An attempt to the endpoint labelled `endpoint` starts now.
+    pub fn asking(&self, endpoint: &str) -> Attempt<'_> {
+        self.asking_at(endpoint, Instant::now())
     }
 
-    fn asking_at(&self, at: Instant) -> Attempt<'_> {
-        self.with(|s| {
-            s.in_flight = s.in_flight.saturating_add(1);
-            s.busy_since.get_or_insert(at);
+    fn asking_at(&self, endpoint: &str, at: Instant) -> Attempt<'_> {
+        let endpoint = endpoint_key(endpoint);
+        let id = self.with(|s| {
+            let id = s.next_id;
+            s.next_id = s.next_id.wrapping_add(1);
+            s.in_flight.insert(id, (at, endpoint));
+            id
         });
         Attempt {
             liveness: self,
+            id,
             started: at,
+            endpoint,
         }
     }
 
@@ -124,9 +156,15 @@ impl Liveness {
 
     fn silent_at(&self, now: Instant) -> Option<Duration> {
         self.with(|s| {
-            // Owed since the earlier of the call out longest and the first failure.
-            s.busy_since
-                .into_iter()
+            // Owed since the earlier of the call out longest that no other endpoint answered
+            // for, and the first failure.
+            let owed = s
+                .in_flight
+                .values()
+                .filter(|(started, endpoint)| !s.excused(*started, *endpoint))
+                .map(|(started, _)| *started)
+                .min();
+            owed.into_iter()
                 .chain(s.failed_since)
                 .map(|since| s.after_answer(since))
                 .min()
@@ -146,20 +184,24 @@ mod tests {
     /// An attempt that started at `at`, answered now (its answer time is the real clock, so
     /// the tests read silence at instants after it).
     fn answered_at(live: &Liveness, at: Instant) {
-        live.asking_at(at).answered();
+        live.asking_at(A, at).answered();
     }
+
+    /// Two endpoints of one chain.
+    const A: &str = "#0 a";
+    const B: &str = "#1 b";
 
     #[test]
     fn a_slow_chain_is_silent_only_for_its_round_trip_and_an_idle_one_not_at_all() {
         let live = Liveness::default();
         let t0 = Instant::now();
-        let attempt = live.asking_at(t0);
+        let attempt = live.asking_at(A, t0);
         assert_eq!(live.silent_at(t0 + ms(400)), Some(ms(400)));
         attempt.answered();
         let later = Instant::now() + ms(5_000);
         assert_eq!(live.silent_at(later), None, "idle is not silent");
         // Asked again long after: silent from the ask, not from the last answer.
-        let attempt = live.asking_at(later);
+        let attempt = live.asking_at(A, later);
         assert_eq!(live.silent_at(later + ms(300)), Some(ms(300)));
         attempt.answered();
         assert_eq!(live.silent_at(later + ms(400)), None);
@@ -170,7 +212,7 @@ mod tests {
         let live = Liveness::default();
         let t0 = Instant::now() + ms(1_000);
         for k in 0..5u64 {
-            live.asking_at(t0 + ms(500 * k)).failed();
+            live.asking_at(A, t0 + ms(500 * k)).failed();
         }
         assert_eq!(live.silent_at(t0 + ms(3_000)), Some(ms(3_000)));
         answered_at(&live, t0 + ms(3_100));
@@ -182,7 +224,7 @@ mod tests {
         let live = Liveness::default();
         let t0 = Instant::now();
         // Two calls out; one is answered, the other hangs when the chain is cut after it.
-        let hung = live.asking_at(t0);
+        let hung = live.asking_at(A, t0);
         answered_at(&live, t0);
         let answer = Instant::now();
         let silent = live.silent_at(answer + ms(3_000)).expect("a call is out");
@@ -198,7 +240,7 @@ mod tests {
     fn a_call_its_caller_dropped_owes_nothing() {
         let live = Liveness::default();
         let t0 = Instant::now();
-        drop(live.asking_at(t0));
+        drop(live.asking_at(A, t0));
         assert_eq!(live.silent_at(t0 + ms(10_000)), None);
     }
 
@@ -207,11 +249,17 @@ mod tests {
         let live = Liveness::default();
         let t0 = Instant::now();
         // An attempt to the hung endpoint stays out…
-        let _hung = live.asking_at(t0);
-        // …while the failover's next attempts, to the healthy endpoint, are answered.
+        let _hung = live.asking_at(B, t0);
+        // …while the failover's next attempt, to the healthy endpoint, is answered; then
+        // nobody asks (a quiet chain) for longer than any step-down bound.
         answered_at(&live, t0 + ms(100));
         let answer = Instant::now();
-        assert!(live.silent_at(answer + ms(200)) < Some(ms(250)));
+        assert_eq!(live.silent_at(answer + ms(200)), None);
+        assert_eq!(live.silent_at(answer + ms(10_000)), None);
+        // The healthy endpoint is cut too: its next attempt owes from its start.
+        let cut = answer + ms(500);
+        let _out = live.asking_at(A, cut);
+        assert_eq!(live.silent_at(cut + ms(3_000)), Some(ms(3_000)));
     }
 
     #[test]
@@ -220,9 +268,9 @@ mod tests {
         assert!(Arc::ptr_eq(&held, &of(7_000_001)));
         assert!(!Arc::ptr_eq(&held, &of(7_000_002)));
         // An election that still holds it sees what a restarted pair's new client feeds.
-        drop(of(7_000_001).asking());
+        drop(of(7_000_001).asking(A));
         let fed = of(7_000_001);
-        fed.asking().failed();
+        fed.asking(A).failed();
         assert!(held.silent_for().is_some());
     }
 
@@ -230,7 +278,7 @@ mod tests {
     fn a_failure_before_the_last_answer_is_forgotten() {
         let live = Liveness::default();
         let t0 = Instant::now();
-        let early = live.asking_at(t0);
+        let early = live.asking_at(A, t0);
         answered_at(&live, t0);
         // The early attempt fails after the answer: it started before it, so says nothing.
         early.failed();

@@ -90,6 +90,15 @@ impl LaneChains for ChainLane {
             .map_err(chain_error("the source's safe head"))
     }
 
+    async fn confirmed_request_nonce(&self) -> Result<u64, RecoveryError> {
+        let safe = self.safe_head().await?;
+        self.source
+            .views()
+            .request_nonce_at(safe)
+            .await
+            .map_err(chain_error("the source requestNonce at the safe head"))
+    }
+
     async fn requests_in(
         &self,
         blocks: RangeInclusive<u64>,
