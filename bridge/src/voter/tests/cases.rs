@@ -1162,7 +1162,10 @@ async fn in_full_blocks_a_request_that_reaches_the_window_old_waits_for_the_lane
         .into_iter()
         .flat_map(|(_, n)| n)
         .collect();
-    assert!(!standby.is_empty(), "some requests are another's to vote first");
+    assert!(
+        !standby.is_empty(),
+        "some requests are another's to vote first"
+    );
     assert!(
         standby.iter().all(|n| voted.contains(n)),
         "the lane stopped: {voted:?}"
