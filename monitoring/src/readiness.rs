@@ -13,6 +13,8 @@ use serde::Serialize;
 struct Component {
     last_ok: Option<Instant>,
     last_error: Option<String>,
+    /// When the first attempt that failed since the last success began.
+    failing_since: Option<Instant>,
 }
 
 /// The readiness of every registered component.
@@ -78,24 +80,39 @@ impl Readiness {
             let component = c.entry(name.to_owned()).or_default();
             component.last_ok = Some(Instant::now());
             component.last_error = None;
+            component.failing_since = None;
         });
     }
 
     /// `name` just failed with `error` (shown in the report; readiness follows staleness).
     pub fn failed(&self, name: &str, error: &dyn std::fmt::Display) {
+        self.failed_from(name, error, Instant::now());
+    }
+
+    /// `name`'s attempt that began at `started` failed with `error`: it counts as failing from
+    /// `started` (or from its first failed attempt since its last success), not from that
+    /// success — the wait between two attempts is no failure.
+    pub fn failed_from(&self, name: &str, error: &dyn std::fmt::Display, started: Instant) {
         self.with(|c| {
-            c.entry(name.to_owned()).or_default().last_error =
+            let component = c.entry(name.to_owned()).or_default();
+            component.last_error =
                 Some(crate::redact::redact_urls(&error.to_string()).into_owned());
+            let since = component
+                .last_ok
+                .map_or(started, |ok| started.max(ok))
+                .min(Instant::now());
+            component.failing_since.get_or_insert(since);
         });
     }
 
-    /// How long ago `name` last succeeded, if it has failed since (`None`: it has not failed
-    /// since its last success, never succeeded, or is not registered).
+    /// How long `name` has been failing: from the start of its first failed attempt since its
+    /// last success (`None`: it has not failed since its last success, never succeeded, or is
+    /// not registered).
     pub fn failing_for(&self, name: &str) -> Option<Duration> {
         self.with(|c| {
             c.get(name)
-                .filter(|component| component.last_error.is_some())
-                .and_then(|component| component.last_ok)
+                .filter(|component| component.last_ok.is_some())
+                .and_then(|component| component.failing_since)
         })
         .map(|at| at.elapsed())
     }
@@ -187,8 +204,8 @@ mod tests {
         );
         r.ok("indexer:main-to-service");
         assert_eq!(r.failing_for("indexer:main-to-service"), None);
-        std::thread::sleep(Duration::from_millis(20));
         r.failed("indexer:main-to-service", &"no answer");
+        std::thread::sleep(Duration::from_millis(20));
         assert!(
             r.failing_for("indexer:main-to-service")
                 .is_some_and(|age| age >= Duration::from_millis(20))
@@ -196,5 +213,32 @@ mod tests {
         r.ok("indexer:main-to-service");
         assert_eq!(r.failing_for("indexer:main-to-service"), None);
         assert_eq!(r.failing_for("not registered"), None);
+    }
+
+    #[test]
+    fn failing_counts_from_the_first_failed_attempt_not_the_wait_before_it() {
+        let r = Readiness::new(Duration::from_secs(10));
+        let name = "indexer:service-to-main";
+        r.ok(name);
+        // Idle for 60 ms, then an attempt that fails at once.
+        std::thread::sleep(Duration::from_millis(60));
+        r.failed_from(name, &"header not found", Instant::now());
+        let failing = r.failing_for(name).expect("failing");
+        assert!(
+            failing < Duration::from_millis(50),
+            "the wait before the attempt counted as failing: {failing:?}"
+        );
+        // A second failed attempt keeps the first one's start.
+        std::thread::sleep(Duration::from_millis(30));
+        r.failed_from(name, &"header not found", Instant::now());
+        assert!(r.failing_for(name).expect("failing") >= Duration::from_millis(30));
+        r.ok(name);
+        assert_eq!(r.failing_for(name), None);
+        // An attempt that began before the last success counts from that success.
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        r.ok(name);
+        r.failed_from(name, &"header not found", started);
+        assert!(r.failing_for(name).expect("failing") < Duration::from_millis(20));
     }
 }

@@ -233,10 +233,12 @@ impl Indexer {
 
     /// Read one range (or find there is nothing final to read) and store what it holds.
     pub async fn step(&mut self) -> Result<Step, IndexerError> {
+        let started = std::time::Instant::now();
         let step = self.index().await;
         match &step {
             Ok(_) => self.readiness.ok(&self.component),
-            Err(e) => self.readiness.failed(&self.component, e),
+            // Failing from the step's start: the pause before it is no failure.
+            Err(e) => self.readiness.failed_from(&self.component, e, started),
         }
         step
     }

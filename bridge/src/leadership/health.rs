@@ -6,7 +6,7 @@
 //! destination chain silent (owing this process an answer for the bound: [`Liveness`], so
 //! neither the watcher's pause between probes nor a slow but answering RPC nor one hung
 //! endpoint of several counts as silence), its source chain silent the same way or its lane
-//! indexer failing since its last step (a node that answers its head but not its logs: the
+//! indexer failing since the start of its first failed step (a node that answers its head but not its logs: the
 //! indexer reads nothing new, so it signs and votes nothing new; issue 52's soak put an attested
 //! lane's batches 5 s late for the whole of such a cut, each waiting for the next operator's
 //! turn), or its signer failing — for longer than `[etcd] step_down_after_secs` hands the lane
@@ -121,8 +121,9 @@ pub struct SourceHealth {
 }
 
 impl SourceHealth {
-    /// How long the source has left a call unanswered or the indexer has failed since its last
-    /// step, whichever is longer (`None`: neither). A slow step that succeeds is no failure.
+    /// How long the source has left a call unanswered or the indexer has failed (from the start
+    /// of its first failed step since its last success), whichever is longer (`None`: neither).
+    /// A slow step that succeeds is no failure, nor is the pause between two steps.
     fn silent_for(&self) -> Option<Duration> {
         let failing = self.readiness.failing_for(&self.indexer);
         self.chain.silent_for().max(failing)
@@ -141,7 +142,7 @@ impl ServeHealth {
 }
 
 /// How long the destination has left a call unanswered and the source has (or its indexer
-/// has failed since its last step); `None`: it answers, or nothing was asked.
+/// has failed, from its first failed step's start); `None`: it answers, or nothing was asked.
 #[derive(Debug, Clone, Copy, Default)]
 struct Silent {
     destination: Option<Duration>,
@@ -333,6 +334,12 @@ mod tests {
             "a slow step that has not failed is no failure"
         );
         readiness.failed(&indexer, &"eth_getLogs: header not found");
+        assert_eq!(
+            health.unfit(),
+            None,
+            "the wait before the failed step is no failure"
+        );
+        std::thread::sleep(Duration::from_millis(40));
         assert_eq!(health.unfit().map(|u| u.0), Some(Unfit::SourceRpc));
         readiness.ok(&indexer);
         assert_eq!(health.unfit(), None);
