@@ -591,17 +591,17 @@ impl ChainClient {
     }
 
     /// The latest block's figures, with failover: read once a block for every client of the
-    /// chain in the process (an answer serves while it is at or past the shared
-    /// [`head`](Self::head) that still serves, for at most
-    /// [`shared_reads::LATEST_BLOCK_FRESH_FOR`]). It does not read the head itself: behind a
-    /// slow endpoint that was one more round trip before every fee quote.
+    /// chain in the process (an answer serves while it is at or past the newest head the process
+    /// read or was pushed, for at most [`shared_reads::LATEST_BLOCK_FRESH_FOR`]). It does not
+    /// read the head itself: behind a slow endpoint that was one more round trip before every
+    /// fee quote.
     pub async fn latest_block(&self) -> Result<shared_reads::LatestBlock, ChainError> {
-        let head = self.shared.head.peek().and_then(Result::ok);
+        let head = self.newest_known_head();
         let got = self
             .shared
             .latest_block
             .get_if(
-                |(serves, _)| head.is_none_or(|head| *serves >= head),
+                |(serves, _)| *serves >= head,
                 || async {
                     let block = self
                         .call("eth_getBlockByNumber", |p| async move {
@@ -618,7 +618,7 @@ impl ChainClient {
                                 gas_used: b.header.gas_used,
                                 gas_limit: b.header.gas_limit,
                             };
-                            (head.unwrap_or(0).max(block.number), block)
+                            (head.max(block.number), block)
                         })
                         .ok_or_else(|| ChainError::Unavailable {
                             chain: self.role,
@@ -673,8 +673,7 @@ impl ChainClient {
         &self,
         bridge: Address,
     ) -> Result<alloy::primitives::B256, ChainError> {
-        let read = self.shared.head.peek().and_then(Result::ok).unwrap_or(0);
-        let head = read.max(*self.shared.pushed.borrow());
+        let head = self.newest_known_head();
         let slot = self.shared.threshold_slot(bridge);
         let got = slot
             .get_if(
@@ -744,6 +743,15 @@ impl ChainClient {
         self.shared.head.peek().and_then(Result::ok)
     }
 
+    /// The newest block the process knows this chain has: the highest head read (however long
+    /// ago) or pushed; 0 before either. An answer read before it is from an older block.
+    fn newest_known_head(&self) -> u64 {
+        self.shared
+            .newest_head
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(*self.shared.pushed.borrow())
+    }
+
     /// The chain's latest block number, with failover: read once for every client of the
     /// chain in the process and served to them for [`shared_reads::HEAD_FRESH_FOR`] (a failure
     /// too, so askers do not queue up behind a dead endpoint) — and, on a chain that makes
@@ -764,7 +772,12 @@ impl ChainClient {
         match got {
             shared_reads::Got::Read(answer) => {
                 match &answer {
-                    Ok(head) => self.shared.head_read(*head, asked),
+                    Ok(head) => {
+                        self.shared
+                            .newest_head
+                            .fetch_max(*head, std::sync::atomic::Ordering::Relaxed);
+                        self.shared.head_read(*head, asked);
+                    }
                     Err(_) => self.shared.head.hold(None),
                 }
                 answer
@@ -868,7 +881,9 @@ impl ChainClient {
                         let kept = self
                             .shared
                             .counters(other)
-                            .offer(counters, |new, kept| new.block > kept.block);
+                            // At the same block too: its slot went stale there (blocks
+                            // slower than the counters' freshness), and this read is later.
+                            .offer(counters, |new, kept| new.block >= kept.block);
                         if kept {
                             self.metrics.shared_read("bridge counters read alongside");
                         }

@@ -85,6 +85,9 @@ pub type CountersSlot = Slot<crate::bridge_counters::BridgeCounters>;
 pub struct SharedReads {
     /// The head, through the failover.
     pub(crate) head: Slot<u64>,
+    /// The highest head a read of the process was answered (0 before the first): what the
+    /// process knows the chain has reached, however long ago it was read.
+    pub(crate) newest_head: std::sync::atomic::AtomicU64,
     /// Every endpoint's label and head (or why it did not answer), in `rpc_urls` order.
     pub(crate) probe: Slot<Vec<(String, Result<u64, String>)>>,
     /// Confirmed blocks' logs of every contract asked about.
@@ -203,6 +206,7 @@ impl SharedReads {
     pub(crate) fn new() -> Self {
         Self {
             head: Slot::new(HEAD_FRESH_FOR),
+            newest_head: std::sync::atomic::AtomicU64::new(0),
             probe: Slot::new(PROBE_FRESH_FOR),
             logs: LogStore::default(),
             head_logs: crate::head_logs::HeadLogs::default(),

@@ -80,11 +80,16 @@ async fn dead_endpoint() -> String {
 }
 
 fn client(urls: Vec<String>, chain_id: u64) -> ChainClient {
+    client_of(urls, chain_id, Address::repeat_byte(1))
+}
+
+/// [`client`] of the bridge at `bridge`.
+fn client_of(urls: Vec<String>, chain_id: u64, bridge: Address) -> ChainClient {
     let config = ChainConfig {
         chain_id,
         rpc_urls: urls,
         ws_url: None,
-        bridge: Address::repeat_byte(1),
+        bridge,
         confirmations: crate::config::Confirmations::Depth(1),
         start_block: 0,
         poll_interval_ms: 100,
@@ -398,4 +403,75 @@ async fn a_bridges_threshold_slot_is_read_once_a_head_for_every_asker() {
     tokio::time::sleep(shared_reads::THRESHOLD_SLOT_FRESH_FOR + Duration::from_millis(50)).await;
     plan.threshold_slot(a).await.unwrap();
     assert_eq!(reads.load(Ordering::SeqCst), 5, "read again once stale");
+    // A head read past that block, then no longer fresh itself (no clock holds it): the slot
+    // read before it is from an older block, and is read again.
+    head.store(13, Ordering::SeqCst);
+    tokio::time::sleep(shared_reads::HEAD_FRESH_FOR + Duration::from_millis(50)).await;
+    assert_eq!(warm.head().await.unwrap(), 13);
+    tokio::time::sleep(shared_reads::HEAD_FRESH_FOR + Duration::from_millis(50)).await;
+    assert_eq!(plan.known_head(), None, "the head read no longer serves");
+    plan.threshold_slot(a).await.unwrap();
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        6,
+        "read again past a head read earlier"
+    );
+}
+
+/// A node whose head stays at block 10 and whose bridges' counters are all 7, counting the
+/// `eth_call`s made on the bridge `counted` (four per read of its counters).
+async fn counters_endpoint(counted: Address) -> (String, Arc<AtomicU32>) {
+    use serde_json::{Value, json};
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let answer = move |call: &Value| {
+        let result = match call["method"].as_str() {
+            Some("eth_call") => {
+                if call["params"][0]["to"].as_str() == Some(&format!("{counted:#x}")) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                json!(format!("0x{:064x}", 7))
+            }
+            _ => json!("0xa"),
+        };
+        json!({"jsonrpc": "2.0", "id": call["id"], "result": result})
+    };
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let answer = answer.clone();
+            async move {
+                let request: Value = serde_json::from_str(&body).unwrap();
+                axum::Json(match request.as_array() {
+                    Some(batch) => Value::Array(batch.iter().map(&answer).collect()),
+                    None => answer(&request),
+                })
+            }
+        }),
+    );
+    (serve(app).await, calls)
+}
+
+#[tokio::test]
+async fn counters_read_alongside_at_the_same_block_serve_once_the_last_read_is_stale() {
+    let (a, b) = (Address::repeat_byte(0xa1), Address::repeat_byte(0xb2));
+    let (url, calls_on_b) = counters_endpoint(b).await;
+    // Two pairs' clients of one chain whose blocks are slower than the counters' freshness.
+    let (first, second) = (
+        client_of(vec![url.clone()], 31340, a),
+        client_of(vec![url], 31340, b),
+    );
+    first.counters().await.unwrap();
+    assert_eq!(second.counters().await.unwrap().block, 10);
+    assert_eq!(calls_on_b.load(Ordering::SeqCst), 4, "b read once");
+    // Both stale at the same head: a's read takes b's counters along, and they serve b.
+    tokio::time::sleep(bridge_counters::COUNTERS_FRESH_FOR + Duration::from_millis(100)).await;
+    first.counters().await.unwrap();
+    assert_eq!(calls_on_b.load(Ordering::SeqCst), 8, "b read alongside a");
+    assert_eq!(second.counters().await.unwrap().block, 10);
+    assert_eq!(
+        calls_on_b.load(Ordering::SeqCst),
+        8,
+        "b served from the read alongside, not read again"
+    );
 }
