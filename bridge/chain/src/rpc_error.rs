@@ -216,8 +216,11 @@ pub enum SendRejection {
     NonceTooLow,
     /// The node already has exactly this transaction: it counts as sent.
     AlreadyKnown,
-    /// The fee is below what the node accepts (or below the replacement bump): raise it.
+    /// The fee is below what the node accepts: raise it.
     Underpriced,
+    /// The node holds another transaction of the key at this nonce and the fee is below its
+    /// replacement bump ("replacement transaction underpriced"): the nonce is taken, not a hole.
+    ReplacementUnderpriced,
     /// The signer cannot pay for gas: an operator must fund it.
     InsufficientFunds,
     /// The node refused for another reason.
@@ -237,6 +240,8 @@ pub fn classify_send(error: &TransportError) -> SendRejection {
         || m.contains("already imported")
     {
         SendRejection::AlreadyKnown
+    } else if m.contains("replacement") && m.contains("underpriced") {
+        SendRejection::ReplacementUnderpriced
     } else if m.contains("underpriced")
         || m.contains("fee cap less than block base fee")
         || m.contains("max fee per gas less than block base fee")
@@ -430,6 +435,10 @@ mod tests {
         );
         assert_eq!(
             classify_send(&resp(-32000, "replacement transaction underpriced")),
+            SendRejection::ReplacementUnderpriced
+        );
+        assert_eq!(
+            classify_send(&resp(-32000, "transaction underpriced")),
             SendRejection::Underpriced
         );
         assert_eq!(

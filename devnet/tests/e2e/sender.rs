@@ -521,6 +521,46 @@ async fn a_round_is_sent_at_once_and_a_refusal_in_it_leaves_no_hole() {
         "a transfer to itself"
     );
     assert_eq!(sender.next_nonce(), start + 5);
+
+    // The node holds a transaction of the key at the round's first nonce that this sender does
+    // not know (an earlier sequence's, bid higher): the node refuses the round's first call as
+    // an underpriced replacement and takes the second. The nonce is taken, not a hole: no
+    // filler replaces what holds it, and the refused call goes again at the next free nonce.
+    let held = sender.next_nonce();
+    let elsewhere = Address::repeat_byte(0x55);
+    let key_wallet = driver.wallet_provider(ChainRole::Service, &signer).unwrap();
+    let earlier = alloy::rpc::types::TransactionRequest::default()
+        .from(signer.address())
+        .to(elsewhere)
+        .value(U256::ZERO)
+        .nonce(held)
+        .gas_limit(21_000)
+        .max_fee_per_gas(500_000_000_000)
+        .max_priority_fee_per_gas(100_000_000_000);
+    let _pending = key_wallet.send_transaction(earlier).await.unwrap();
+    let results = sender.send_round(round(&sender, &[100_000, 100_000])).await;
+    let nonces: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().nonce).collect();
+    assert_eq!(
+        nonces,
+        vec![held + 2, held + 1],
+        "the refused call again above the taken one"
+    );
+    assert_eq!(
+        net.chain.metrics().nonce_holes_filled.get(),
+        1,
+        "no filler for a nonce the node holds"
+    );
+    mined_in_one_block(held, held + 3).await;
+    let kept = provider
+        .get_transaction_by_sender_nonce(signer.address(), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        alloy::consensus::Transaction::to(&kept),
+        Some(elsewhere),
+        "the transaction that held the nonce was mined, not replaced"
+    );
 }
 
 /// A transaction can be mined only in a new block: while the head stands still, polls of what is

@@ -502,7 +502,7 @@ impl Sender {
                     tracing::warn!(signer = %self.address, nonce, "nonce too low: rebuilding the nonce sequence from the chain");
                     self.resync_nonce().await?;
                 }
-                Err(BroadcastError::Underpriced) if !retried => {
+                Err(BroadcastError::Underpriced | BroadcastError::Occupied) if !retried => {
                     retried = true;
                     self.quote = None;
                     let (fresh, _) = self.market_fees().await?;
@@ -511,7 +511,11 @@ impl Sender {
                 Err(BroadcastError::InsufficientFunds) => {
                     return Err(SendError::InsufficientFunds(self.address));
                 }
-                Err(BroadcastError::NonceTooLow | BroadcastError::Underpriced) => {
+                Err(
+                    BroadcastError::NonceTooLow
+                    | BroadcastError::Underpriced
+                    | BroadcastError::Occupied,
+                ) => {
                     return Err(SendError::Contended { nonce });
                 }
                 Err(BroadcastError::Refused(e)) => return Err(SendError::Chain(e)),
@@ -606,6 +610,7 @@ impl Sender {
                 SendRejection::NonceTooLow => BroadcastError::NonceTooLow,
                 SendRejection::AlreadyKnown => BroadcastError::AlreadyKnown,
                 SendRejection::Underpriced => BroadcastError::Underpriced,
+                SendRejection::ReplacementUnderpriced => BroadcastError::Occupied,
                 SendRejection::InsufficientFunds => BroadcastError::InsufficientFunds,
                 SendRejection::Other(_) => BroadcastError::Refused(ChainError::Rejected {
                     chain: self.chain.role(),
@@ -787,7 +792,9 @@ impl Sender {
             Err(BroadcastError::InsufficientFunds) => {
                 return Err(SendError::InsufficientFunds(self.address));
             }
-            Err(BroadcastError::Underpriced) | Err(BroadcastError::Refused(_)) => return Ok(None),
+            Err(BroadcastError::Underpriced)
+            | Err(BroadcastError::Occupied)
+            | Err(BroadcastError::Refused(_)) => return Ok(None),
             Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
         }
         if let Some(entry) = self.in_flight.get_mut(&nonce) {
@@ -855,6 +862,8 @@ enum BroadcastError {
     NonceTooLow,
     AlreadyKnown,
     Underpriced,
+    /// Underpriced as a replacement: the node holds another transaction at the nonce.
+    Occupied,
     InsufficientFunds,
     /// The node refused the transaction for another reason.
     Refused(ChainError),

@@ -98,16 +98,19 @@ impl Sender {
             .with_chain_id(self.chain.chain_id())
             .with_gas_limit(TRANSFER_GAS);
         let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
-        match self.broadcast(raw.clone()).await {
+        let taken = match self.broadcast(raw.clone()).await {
             Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
             Err(BroadcastError::InsufficientFunds) => {
                 return Err(SendError::InsufficientFunds(self.address));
             }
-            // Taken, or refused because a transaction of the old sequence holds it after
-            // all (it runs or is replaced by escalation like any other).
-            _ => {}
+            Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown) => true,
+            // Refused because a transaction of the old sequence holds it after all (it runs
+            // or is replaced by escalation like any other): tracked, not counted as filled.
+            _ => false,
+        };
+        if taken {
+            self.chain.metrics().nonce_holes_filled.inc();
         }
-        self.chain.metrics().nonce_holes_filled.inc();
         self.track(nonce, filler, *envelope.tx_hash(), raw, fees, block);
         Ok(())
     }

@@ -81,8 +81,10 @@ impl Sender {
                 Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown) => {
                     Ok(self.track(nonce, request, *envelope.tx_hash(), raw, bid, sent_block))
                 }
-                Err(BroadcastError::NonceTooLow) => {
-                    // Used by another process of the key: no hole.
+                // Used by another process of the key, or held by a transaction of an earlier
+                // sequence the node has and the round's base missed: no hole (a filler at a
+                // raised bid would replace what holds it).
+                Err(BroadcastError::NonceTooLow | BroadcastError::Occupied) => {
                     resync = true;
                     again.push(index);
                     continue;
