@@ -27,45 +27,84 @@ use tracing::Instrument;
 use super::etcd_pool::EtcdPool;
 
 /// The process's compaction of one cluster (one per endpoint list), and the metrics of every
-/// pair that started it.
+/// pair that serves with it.
 #[derive(Debug, Default)]
 pub struct HistoryCompaction {
-    /// By pair (its advertised URL): the latest metrics each pair started it with. The figures
-    /// go to the first pair's, so a pair that starts again (new metrics) keeps them visible.
-    metrics: Mutex<BTreeMap<String, EtcdMetrics>>,
+    /// By pair (its advertised URL): the metrics of the pair's run that handed them in last,
+    /// with that run's number. The figures go to the first pair's; a pair's entry goes when
+    /// its run ends ([`HistoryMetrics`]), so they never go to a registry nobody serves.
+    metrics: Mutex<BTreeMap<String, (u64, EtcdMetrics)>>,
+    /// The number of the next run to hand in its metrics.
+    runs: std::sync::atomic::AtomicU64,
+}
+
+/// A pair's metrics handed to its cluster's compaction, taken back when dropped (the pair's
+/// run ended).
+#[must_use = "the pair's metrics are taken back when this is dropped"]
+pub struct HistoryMetrics {
+    me: Arc<HistoryCompaction>,
+    pair: String,
+    run: u64,
+}
+
+impl Drop for HistoryMetrics {
+    fn drop(&mut self) {
+        let mut metrics = self.me.lock();
+        // The same pair started again meanwhile: its new run's metrics stay.
+        if metrics
+            .get(&self.pair)
+            .is_some_and(|(run, _)| *run == self.run)
+        {
+            metrics.remove(&self.pair);
+        }
+    }
 }
 
 impl HistoryCompaction {
     /// Keep `keep` of the history of the cluster `pool` reaches, from now until the process
     /// (its runtime) ends; a later call for the same cluster (another pair, or the same one
-    /// started again) only hands in its metrics while the first one's task runs.
-    pub fn start(pool: &Arc<EtcdPool>, keep: Duration, pair: &str, metrics: EtcdMetrics) {
+    /// started again) only hands in its metrics while the first one's task runs. The figures
+    /// go to a pair's `metrics` while the returned guard lives.
+    pub fn start(
+        pool: &Arc<EtcdPool>,
+        keep: Duration,
+        pair: &str,
+        metrics: EtcdMetrics,
+    ) -> HistoryMetrics {
         static BOOK: ProcessBook<Vec<String>, HistoryCompaction> = ProcessBook::new();
         let mut made = false;
         let me = BOOK.get_or_make(pool.endpoints().to_vec(), || {
             made = true;
             Self::default()
         });
-        me.lock().insert(pair.to_owned(), metrics);
-        if !made {
-            return;
+        let guard = me.hand_in(pair, metrics);
+        if made {
+            let pool = Arc::clone(pool);
+            tokio::spawn(async move { run(&pool, keep, &me).await }.instrument(
+                tracing::info_span!("etcd_history", keep_secs = keep.as_secs()),
+            ));
         }
-        let pool = Arc::clone(pool);
-        tokio::spawn(
-            async move { run(&pool, keep, &me).await }.instrument(tracing::info_span!(
-                "etcd_history",
-                keep_secs = keep.as_secs()
-            )),
-        );
+        guard
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EtcdMetrics>> {
+    /// `pair`'s run hands in its `metrics` until the guard is dropped.
+    fn hand_in(self: &Arc<Self>, pair: &str, metrics: EtcdMetrics) -> HistoryMetrics {
+        let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(pair.to_owned(), (run, metrics));
+        HistoryMetrics {
+            me: Arc::clone(self),
+            pair: pair.to_owned(),
+            run,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, EtcdMetrics)>> {
         self.metrics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The metrics the figures go to now.
     fn metrics(&self) -> Option<EtcdMetrics> {
-        self.lock().values().next().cloned()
+        self.lock().values().next().map(|(_, m)| m.clone())
     }
 }
 
@@ -174,6 +213,32 @@ async fn run(pool: &EtcdPool, keep: Duration, me: &HistoryCompaction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_figures_go_to_a_pair_that_still_runs() {
+        let me = Arc::new(HistoryCompaction::default());
+        let (a, b) = (
+            multibridge_monitoring::Metrics::new(&[], 2).unwrap(),
+            multibridge_monitoring::Metrics::new(&[], 2).unwrap(),
+        );
+        let shown = |m: &multibridge_monitoring::Metrics| {
+            m.render()
+                .contains("multibridge_etcd_history_compactions_total")
+        };
+        let first = me.hand_in("http://a", a.etcd());
+        let _second = me.hand_in("http://b", b.etcd());
+        me.metrics().unwrap().history_compaction("compacted");
+        assert!(shown(&a) && !shown(&b), "the first pair's");
+        // Pair a started again before its first run's guard went: the new run's stay.
+        let again = me.hand_in("http://a", a.etcd());
+        drop(first);
+        me.metrics().unwrap().history_compaction("compacted");
+        assert!(!shown(&b), "still pair a's");
+        // Pair a's run ended: the figures go to pair b's metrics.
+        drop(again);
+        me.metrics().unwrap().history_compaction("compacted");
+        assert!(shown(&b), "pair b's once pair a no longer runs");
+    }
 
     #[test]
     fn compacts_to_the_newest_revision_old_enough_and_never_backwards() {

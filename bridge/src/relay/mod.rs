@@ -96,14 +96,16 @@ pub async fn run(
                 .instrument(tracing::info_span!("etcd_version", %operator)),
         );
     }
-    if let (Some(pool), Some(keep)) = (&etcd, config.etcd.as_ref().and_then(|e| e.keep_history())) {
-        crate::leadership::history::HistoryCompaction::start(
+    // The figures go to this pair's metrics until this function returns.
+    let _history_metrics = match (&etcd, config.etcd.as_ref().and_then(|e| e.keep_history())) {
+        (Some(pool), Some(keep)) => Some(crate::leadership::history::HistoryCompaction::start(
             pool,
             keep,
             &crate::registry::advertised_url(&config),
             metrics.etcd(),
-        );
-    }
+        )),
+        _ => None,
+    };
     let storage = match backup::open_storage(&config) {
         Ok(storage) => storage,
         Err(e) => {
