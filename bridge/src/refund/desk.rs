@@ -37,6 +37,33 @@ const ASKS_KEPT: usize = 1_024;
 const GIVE_UP_AFTER_BLOCKS: u64 = 1_000;
 /// Most refunds signed per step.
 const SIGNED_PER_STEP: usize = 64;
+/// How long a cancelled request's source lookup may keep failing before the cancel counts as
+/// one whose request is not found (the give-up above then holds for it): a source that fails
+/// for a moment never costs a refund, and one hash no source answers for does not hold the
+/// scan for good.
+const UNREADABLE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Since when each cancel's source lookup has failed, by nonce.
+#[derive(Debug, Default)]
+struct Unreadable(std::collections::HashMap<u64, Instant>);
+
+impl Unreadable {
+    /// `nonce`'s lookup failed at `now`: `true` while it is worth asking again later, `false`
+    /// once it has failed for [`UNREADABLE_PATIENCE`] (forgotten then).
+    fn failed(&mut self, nonce: u64, now: Instant) -> bool {
+        let since = *self.0.entry(nonce).or_insert(now);
+        let patient = now.saturating_duration_since(since) < UNREADABLE_PATIENCE;
+        if !patient {
+            self.0.remove(&nonce);
+        }
+        patient
+    }
+
+    /// `nonce`'s lookup answered.
+    fn answered(&mut self, nonce: u64) {
+        self.0.remove(&nonce);
+    }
+}
 
 /// What the desk is told once.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +107,8 @@ pub struct RefundDesk {
     objects: Option<(crate::storage::Storage, B256, alloy::primitives::Address)>,
     /// Refunds published there by this process.
     published: std::collections::HashSet<u64>,
+    /// Cancels whose request's source lookup is failing.
+    unreadable: Unreadable,
     metrics: LaneMetrics,
 }
 
@@ -107,6 +136,7 @@ impl RefundDesk {
             leading,
             asks,
             unindexed: Vec::new(),
+            unreadable: Unreadable::default(),
             seen_from: 0,
             objects: None,
             published: std::collections::HashSet::new(),
@@ -353,12 +383,24 @@ impl RefundDesk {
             };
             let event = event.inner.data;
             let block = log.block_number.unwrap_or(end);
-            // A source that does not answer counts as not final yet (and the give-up below
-            // holds for it too): the scan never waits for good behind one hash.
+            // A source that does not answer is asked again later, from this block; once it
+            // has failed for `UNREADABLE_PATIENCE` the request counts as not found (and the
+            // give-up below holds for it): the scan never waits for good behind one hash.
             let found = match self.request_of(event.nonce, event.srcTxHash).await {
-                Ok(found) => found,
+                Ok(found) => {
+                    self.unreadable.answered(event.nonce);
+                    found
+                }
+                Err(e) if self.unreadable.failed(event.nonce, Instant::now()) => {
+                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction; read again later");
+                    self.store
+                        .lock()
+                        .set_cancel_scan_next(lane, block)
+                        .map_err(|e| e.to_string())?;
+                    return Ok(false);
+                }
                 Err(e) => {
-                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction");
+                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction for {} s: counted as not found", UNREADABLE_PATIENCE.as_secs());
                     None
                 }
             };
@@ -530,5 +572,24 @@ impl Stepper for RefundDesk {
 
     fn step(&mut self) -> impl Future<Output = Result<Next, Infallible>> + Send {
         self.round()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_lookup_is_asked_again_until_its_patience_runs_out() {
+        let mut unreadable = Unreadable::default();
+        let t0 = Instant::now();
+        assert!(unreadable.failed(7, t0), "one failure: ask again later");
+        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE / 2));
+        // It answered: a later failure starts its patience anew.
+        unreadable.answered(7);
+        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE));
+        assert!(!unreadable.failed(7, t0 + UNREADABLE_PATIENCE + UNREADABLE_PATIENCE));
+        // Given up on and forgotten: nothing kept for it.
+        assert!(unreadable.0.is_empty());
     }
 }
