@@ -142,8 +142,9 @@ contract Bridge is BridgeCore, IBridge {
 
     /// @inheritdoc IBridge
     /// @dev The signatures are checked before any item (threshold x ~4k gas, bounded by
-    /// MAX_OPERATORS); every item then starts only with ITEM_GAS left, as in a vote batch, so no
-    /// recipient can make an attested batch run out of gas either.
+    /// MAX_OPERATORS); every item then starts only with ITEM_GAS left besides SKIP_GAS for each
+    /// item after it, as in a vote batch, so no recipient can make an attested batch run out of
+    /// gas either.
     function executeAttested(Request[] calldata rs, bytes calldata signatures)
         external
         nonReentrant
@@ -162,7 +163,13 @@ contract Bridge is BridgeCore, IBridge {
             Request calldata r = rs[i];
             Check check = Check.GasBudget;
             address localToken;
-            if (gasleft() >= ITEM_GAS) {
+            // Gas kept for skipping the items after this one, as in a vote batch (at most
+            // MAX_BATCH items: it cannot overflow).
+            uint256 need;
+            unchecked {
+                need = ITEM_GAS + (rs.length - i - 1) * SKIP_GAS;
+            }
+            if (gasleft() >= need) {
                 check = _checkOpen(r);
                 if (check == Check.Ok && _outside(r.nonce, ATTESTED_WINDOW)) check = Check.OutsideWindow;
                 if (check == Check.Ok) (check, localToken) = _checkRelease(r);

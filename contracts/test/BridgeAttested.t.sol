@@ -8,6 +8,7 @@ import {Vm} from "./utils/Vm.sol";
 import {Bridge} from "../src/Bridge.sol";
 import {IBridge} from "../src/IBridge.sol";
 import {RejectingReceiver} from "./mocks/Receivers.sol";
+import {GasBurnerToken} from "./mocks/Griefers.sol";
 
 /// @dev Attested batches (`executeAttested`): operators sign an EIP-712 digest, anyone submits.
 contract BridgeAttestedTest is BridgeFixture {
@@ -104,6 +105,49 @@ contract BridgeAttestedTest is BridgeFixture {
 
     function _signed(IBridgeCore.Request[] memory rs, uint256 a, uint256 b) internal view returns (bytes memory) {
         return _sigs(bridge.attestationDigest(rs), _keys(a, b));
+    }
+
+    // ------------------------------------------------------------------ gas
+
+    /// An item is taken only with the gas kept for skipping every item after it, as in a vote
+    /// batch: a first item that burns all it may (a token whose calls burn their caps), taken
+    /// with just ITEM_GAS left, must not leave the rest of a full batch to run out of gas.
+    /// Swept over the gas limits around where the first item is first taken: every call either
+    /// executes or skips each item, and never reverts.
+    function test_aDearFirstItemNeverRunsItsBatchOutOfGas() public {
+        GasBurnerToken burner = new GasBurnerToken();
+        address remoteBurner = makeAddr("remote burner");
+        vm.startPrank(owner);
+        bridge.registerTokenPair(address(burner), remoteBurner, 0);
+        bridge.setOutflowLimit(address(burner), 1e30, 1, 0);
+        vm.stopPrank();
+        uint64 n = uint64(bridge.MAX_BATCH());
+        IBridgeCore.Request[] memory rs = _batch(0, n, 1 ether);
+        rs[0] = _request(0, 1, remoteBurner, 1e18);
+        rs[0].to = makeAddr("fresh recipient");
+        rs[0].extraData = new bytes(bridge.MAX_EXTRA_DATA());
+        bytes memory data = abi.encodeCall(IBridge.executeAttested, (rs, _signed(rs, K1, K2)));
+        uint256 itemGas = bridge.ITEM_GAS();
+        uint256 takenAt;
+        for (uint256 limit = itemGas; limit <= itemGas + 400_000; limit += 1_000) {
+            uint256 snapshot = vm.snapshotState();
+            vm.recordLogs();
+            vm.prank(submitter);
+            (bool ok,) = address(bridge).call{gas: limit}(data);
+            if (!ok) Console.log("out of gas at", limit);
+            assertTrue(ok, "never out of gas");
+            Vm.Log[] memory logs = vm.getRecordedLogs();
+            bool taken = true;
+            for (uint256 i = 0; i < logs.length; ++i) {
+                if (logs[i].topics[0] == IBridgeCore.HandleSkipped.selector && uint256(logs[i].topics[1]) == 0) {
+                    taken = false;
+                }
+            }
+            if (taken && takenAt == 0) takenAt = limit;
+            vm.revertToState(snapshot);
+        }
+        assertTrue(takenAt != 0, "the first item was taken within the sweep");
+        Console.log("dear first item of a full batch first taken at gas", takenAt);
     }
 
     // ------------------------------------------------------------------ the digest
