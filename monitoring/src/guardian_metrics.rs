@@ -23,6 +23,7 @@ pub struct GuardianMetrics {
     unjudged: IntGaugeVec,
     oldest_unjudged: IntGaugeVec,
     resumes_respected: IntCounterVec,
+    unfreezes_respected: IntCounterVec,
     reaction: HistogramVec,
 }
 
@@ -92,7 +93,12 @@ impl GuardianMetrics {
             )?,
             resumes_respected: counter(
                 "guardian_resumes_respected_total",
-                "Pauses not sent because the bridge was paused after the breach and its owner resumed it since (a guardian that learnt of the breach late, or whose own pause was lifted before its next round): an owner's decision stands; a forged queued release is frozen all the same",
+                "Pauses not sent because the bridge was paused after the breach and its owner resumed it since (a guardian that learnt of the breach late, or whose own pause was lifted before its next round): an owner's decision stands; a forged queued release is frozen all the same unless the owner lifted its freeze",
+                &["chain"],
+            )?,
+            unfreezes_respected: counter(
+                "guardian_unfreezes_respected_total",
+                "Freezes not sent because the owner lifted a freeze of that queued release after the breach (a guardian that learnt of the breach late): an owner's decision stands",
                 &["chain"],
             )?,
             reaction: HistogramVec::new(
@@ -124,6 +130,10 @@ impl GuardianMetrics {
             }
             metrics
                 .resumes_respected
+                .with_label_values(&[chain])
+                .reset();
+            metrics
+                .unfreezes_respected
                 .with_label_values(&[chain])
                 .reset();
             let _ = metrics.reaction.with_label_values(&[chain]);
@@ -164,6 +174,14 @@ impl GuardianMetrics {
     /// Count a pause of `chain` not sent because its owner resumed it after the breach.
     pub fn resume_respected(&self, chain: ChainRole) {
         self.resumes_respected
+            .with_label_values(&[chain.as_str()])
+            .inc();
+    }
+
+    /// Count a freeze on `chain` not sent because its owner lifted a freeze of the release
+    /// after the breach.
+    pub fn unfreeze_respected(&self, chain: ChainRole) {
+        self.unfreezes_respected
             .with_label_values(&[chain.as_str()])
             .inc();
     }

@@ -259,6 +259,8 @@ pub struct Guardian {
     since: HashMap<(String, ChainRole), resume::Since>,
     /// Resumes respected (breach, chain), each counted once.
     respected: HashSet<(String, ChainRole)>,
+    /// Since when the resume check of (breach, chain) has failed.
+    unread: HashMap<(String, ChainRole), Instant>,
     /// What `/status` shows.
     recent: VecDeque<(u64, Alarm)>,
     paused: HashMap<ChainRole, bool>,
@@ -320,6 +322,7 @@ impl Guardian {
             frozen: HashSet::new(),
             since: HashMap::new(),
             respected: HashSet::new(),
+            unread: HashMap::new(),
             recent: VecDeque::new(),
             paused: HashMap::new(),
             ready_read: None,
@@ -861,16 +864,36 @@ impl Guardian {
         for chain in targets {
             // Read now: another guardian's pause may have landed since the last round, and the
             // owner may have resumed since (an owner's decision stands: [`resume`]).
+            let key = (alarm.breach(), chain);
             let state = match self.since_breach_state(alarm, chain).await {
-                Ok(state) => state,
-                // What cannot be read does not hold a pause back: the bridge's flag decides, as
-                // it did before the resume check.
+                Ok(state) => {
+                    self.unread.remove(&key);
+                    state
+                }
+                // What cannot be read holds a pause back only for a while (a resume this
+                // guardian read stands): then the bridge's flag decides, as it did before the
+                // resume check.
                 Err(e) => {
-                    tracing::warn!(%chain, lane = %alarm.lane, error = %e, "guardian: cannot read the bridge's pauses since the breach; going by its paused flag");
-                    if self.chains.get(chain).views().paused().await? {
-                        SinceBreach::Paused
-                    } else {
-                        SinceBreach::NeverPaused
+                    let failing_for = self
+                        .unread
+                        .entry(key.clone())
+                        .or_insert_with(Instant::now)
+                        .elapsed();
+                    match resume::when_unread(self.respected.contains(&key), failing_for) {
+                        resume::Unread::Resumed => SinceBreach::Resumed,
+                        resume::Unread::AskAgain => {
+                            tracing::warn!(%chain, lane = %alarm.lane, error = %e, "guardian: cannot read the bridge's pauses since the breach; asking again before going by its paused flag");
+                            done = false;
+                            continue;
+                        }
+                        resume::Unread::ByFlag => {
+                            tracing::warn!(%chain, lane = %alarm.lane, error = %e, failing_secs = failing_for.as_secs(), "guardian: cannot read the bridge's pauses since the breach; going by its paused flag");
+                            if self.chains.get(chain).views().paused().await? {
+                                SinceBreach::Paused
+                            } else {
+                                SinceBreach::NeverPaused
+                            }
+                        }
                     }
                 }
             };
@@ -914,31 +937,65 @@ impl Guardian {
         let nonce = alarm.nonce;
         // Frozen even where the owner resumed the bridge: the resume may have answered another
         // breach (a nonce forged before the same pause, confirmed later), and a freeze keeps the
-        // release until the owner decides about it, without stopping anyone's transfers.
+        // release until the owner decides about it, without stopping anyone's transfers. Not
+        // where the owner lifted a freeze of it since the breach: that was the owner's decision
+        // about this very release (what cannot be read freezes, as before).
         if !self.frozen.contains(&(destination, nonce)) {
             let views = self.chains.get(destination).views();
             if views.queued_release_at(nonce).await?.is_some() {
-                let input = Bytes::from(
-                    Bridge::setQueuedReleaseFrozenCall {
-                        nonce,
-                        frozen: true,
-                    }
-                    .abi_encode(),
-                );
-                match self.send(destination, input).await {
-                    Ok(()) => {
-                        self.frozen.insert((destination, nonce));
-                        self.metrics.action(destination, "freeze");
-                        tracing::error!(chain = %destination, nonce, "guardian: the forged queued release is frozen (only the owner cancels it)");
-                    }
-                    Err(e) => {
-                        self.metrics.action_failed(destination, "freeze");
-                        return Err(e);
+                if self.freeze_lifted(alarm).await {
+                    self.frozen.insert((destination, nonce));
+                    self.metrics.unfreeze_respected(destination);
+                    tracing::warn!(chain = %destination, nonce, "guardian: the owner lifted a freeze of this queued release after the breach; not freezing it again (an owner's decision stands)");
+                } else {
+                    let input = Bytes::from(
+                        Bridge::setQueuedReleaseFrozenCall {
+                            nonce,
+                            frozen: true,
+                        }
+                        .abi_encode(),
+                    );
+                    match self.send(destination, input).await {
+                        Ok(()) => {
+                            self.frozen.insert((destination, nonce));
+                            self.metrics.action(destination, "freeze");
+                            tracing::error!(chain = %destination, nonce, "guardian: the forged queued release is frozen (only the owner cancels it)");
+                        }
+                        Err(e) => {
+                            self.metrics.action_failed(destination, "freeze");
+                            return Err(e);
+                        }
                     }
                 }
             }
         }
         Ok(done)
+    }
+
+    /// Whether the owner lifted a freeze of `alarm`'s queued release since its breach
+    /// ([`resume::freeze_lifted`]); `false` where that cannot be read.
+    async fn freeze_lifted(&self, alarm: &Alarm) -> bool {
+        let destination = alarm.lane.destination();
+        let max_range = self
+            .settings
+            .max_range
+            .get(&destination)
+            .copied()
+            .unwrap_or(1_000);
+        match resume::freeze_lifted(
+            self.chains.get(destination),
+            alarm.nonce,
+            alarm.evidence.handle_block,
+            max_range,
+        )
+        .await
+        {
+            Ok(lifted) => lifted,
+            Err(e) => {
+                tracing::warn!(chain = %destination, nonce = alarm.nonce, error = %e, "guardian: cannot read whether the owner lifted a freeze of the release; freezing it");
+                false
+            }
+        }
     }
 
     /// What `chain`'s bridge did since `alarm`'s breach ([`resume::since_breach`]).

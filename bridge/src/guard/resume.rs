@@ -38,6 +38,34 @@ pub const CLOCK_SLACK_SECS: u64 = 60;
 /// the breach).
 pub const PAUSE_SCAN_QUERIES: u32 = 64;
 
+/// How long a guardian asks again for a resume check it cannot read before the bridge's
+/// paused flag decides (a moment's failure of every endpoint must not overrule an owner's
+/// resume; a check that never answers must not hold a pause back for good).
+pub const UNREAD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a guardian goes by where it cannot read what a bridge did since a breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// This guardian read the owner's resume of it before: it stands.
+    Resumed,
+    /// Ask again at the next round (the pause waits; the freeze does not).
+    AskAgain,
+    /// Failing for [`UNREAD_PATIENCE`]: the bridge's paused flag decides.
+    ByFlag,
+}
+
+/// [`Unread`] for a check failing for `failing_for`, whose resume this guardian `respected`
+/// before.
+pub fn when_unread(respected: bool, failing_for: std::time::Duration) -> Unread {
+    if respected {
+        Unread::Resumed
+    } else if failing_for < UNREAD_PATIENCE {
+        Unread::AskAgain
+    } else {
+        Unread::ByFlag
+    }
+}
+
 /// What a bridge did since a breach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinceBreach {
@@ -165,6 +193,85 @@ async fn one_endpoint(
     Ok(SinceBreach::NeverPaused)
 }
 
+/// Whether the owner lifted a freeze of `chain`'s queued release of `nonce` at block `from` or
+/// later (a `QueuedReleaseFrozen(nonce, false)`: only the owner lifts one), by every endpoint's
+/// own reading: `true` only where every endpoint that answered, at least the quorum, found one
+/// (one endpoint that lies or lags cannot stop a freeze).
+pub async fn freeze_lifted(
+    chain: &ChainClient,
+    nonce: u64,
+    from: u64,
+    max_range: u64,
+) -> Result<bool, ChainError> {
+    let bridge = chain.bridge();
+    let span = max_range.max(1);
+    let answers = chain
+        .on_each_endpoint("eth_getLogs", |p| async move {
+            lifted_on(p, bridge, nonce, from, span).await
+        })
+        .await;
+    let attempts = u32::try_from(answers.len()).unwrap_or(u32::MAX);
+    let mut said = Vec::with_capacity(answers.len());
+    let mut last = String::new();
+    for (label, answer) in answers {
+        match answer {
+            Ok(lifted) => said.push(lifted),
+            Err(e) => last = format!("{label}: {e}"),
+        }
+    }
+    if said.is_empty() {
+        return Err(ChainError::Unavailable {
+            chain: chain.role(),
+            method: "eth_getLogs",
+            attempts,
+            last,
+        });
+    }
+    Ok(all_say_lifted(&said, super::confirm::quorum(chain)))
+}
+
+/// Lifted only if at least `quorum` endpoints answered and every one of them found the lift.
+fn all_say_lifted(said: &[bool], quorum: usize) -> bool {
+    said.len() >= quorum.max(1) && said.iter().all(|lifted| *lifted)
+}
+
+/// One endpoint's reading: whether a `QueuedReleaseFrozen(nonce, false)` of `bridge` lies in
+/// `from..=head`.
+async fn lifted_on(
+    p: DynProvider,
+    bridge: Address,
+    nonce: u64,
+    from: u64,
+    span: u64,
+) -> Result<bool, TransportError> {
+    let head = p.get_block_number().await?;
+    let mut start = from;
+    for _ in 0..PAUSE_SCAN_QUERIES {
+        if start > head {
+            return Ok(false);
+        }
+        let end = start.saturating_add(span.saturating_sub(1)).min(head);
+        let filter = Filter::new()
+            .address(bridge)
+            .event_signature(Bridge::QueuedReleaseFrozen::SIGNATURE_HASH)
+            .topic1(alloy::primitives::U256::from(nonce))
+            .from_block(start)
+            .to_block(end);
+        for log in p.get_logs(&filter).await? {
+            let lifted = !log.removed
+                && log.address() == bridge
+                && log
+                    .log_decode::<Bridge::QueuedReleaseFrozen>()
+                    .is_ok_and(|e| e.inner.data.nonce == nonce && !e.inner.data.frozen);
+            if lifted {
+                return Ok(true);
+            }
+        }
+        start = end.saturating_add(1);
+    }
+    Ok(false)
+}
+
 /// Where "since the breach" starts on `chain`, the other chain than the breach's, whose block
 /// time `at` is: the first block no older than `at` − [`CLOCK_SLACK_SECS`] (its head when none
 /// is), found by bisecting block times.
@@ -191,7 +298,32 @@ pub async fn since_time(chain: &ChainClient, at: u64) -> Result<Since, ChainErro
 #[cfg(test)]
 mod tests {
     use super::SinceBreach::{NeverPaused, Paused, Resumed};
-    use super::combine;
+    use super::{UNREAD_PATIENCE, Unread, all_say_lifted, combine, when_unread};
+
+    #[test]
+    fn a_lifted_freeze_counts_only_where_every_answering_endpoint_and_a_quorum_say_so() {
+        assert!(all_say_lifted(&[true, true], 2));
+        assert!(all_say_lifted(&[true], 1));
+        assert!(!all_say_lifted(&[true], 2), "one of two answered");
+        assert!(
+            !all_say_lifted(&[true, false], 2),
+            "one endpoint lies or lags"
+        );
+        assert!(!all_say_lifted(&[], 1));
+    }
+
+    #[test]
+    fn an_unreadable_check_waits_then_goes_by_the_flag_and_never_overrules_a_resume_seen() {
+        let moment = std::time::Duration::from_millis(1);
+        assert_eq!(when_unread(false, moment), Unread::AskAgain);
+        assert_eq!(when_unread(false, UNREAD_PATIENCE), Unread::ByFlag);
+        assert_eq!(when_unread(true, moment), Unread::Resumed);
+        assert_eq!(
+            when_unread(true, UNREAD_PATIENCE * 10),
+            Unread::Resumed,
+            "a resume this guardian read stands"
+        );
+    }
 
     #[test]
     fn a_resume_counts_only_where_every_answering_endpoint_and_a_quorum_say_so() {

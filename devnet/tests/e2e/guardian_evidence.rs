@@ -364,14 +364,20 @@ async fn a_restart_after_a_token_pair_is_deregistered_raises_no_alarm() {
 /// excess paused again), and every honest request is handled exactly once. One relay is
 /// SIGSTOPped across the breach and the resume: its guardian, learning of the breach only after
 /// the resume, pauses nothing (before, it paused the main bridge again and the lane towards it
-/// stopped).
+/// stopped), and leaves alone the freeze the owner lifted (before, it froze the release again).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resume_holds() {
     // Five registered operators, threshold 2: three run relays, the keys of the other two are
-    // the thieves' (a stolen key voting beside its own relay would race it for nonces).
+    // the thieves' (a stolen key voting beside its own relay would race it for nonces). The
+    // forged release is held an hour: the owner lifts its freeze, and it must not run in the
+    // test.
     let dir = tempfile::tempdir().unwrap();
     let mut devnet = Devnet::start(DevnetOptions {
         operators: 5,
+        release_limits: multibridge_devnet::harness::deploy::ReleaseLimits {
+            release_delay: 3_600,
+            ..multibridge_devnet::harness::deploy::ReleaseLimits::devnet()
+        },
         ..DevnetOptions::chains_only(dir.path())
     })
     .await
@@ -478,8 +484,36 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
             .await;
         }
     }
-    // The owner resumes both bridges; the release stays frozen.
+    // The owner resumes both bridges and lifts the freeze of the forged release (as for a
+    // release that proves genuine: the owner's decision either way).
     let owner = driver.owner().unwrap();
+    let service_bridge = Bridge::new(
+        driver.chain(ChainRole::Service).contracts.bridge,
+        driver.wallet_provider(ChainRole::Service, &owner).unwrap(),
+    );
+    let frozen_now = async || {
+        let page = service_bridge
+            .queuedReleasesFrom(
+                alloy::primitives::U256::ZERO,
+                alloy::primitives::U256::from(64),
+            )
+            .call()
+            .await
+            .unwrap();
+        page.iter()
+            .find(|q| q.nonce == far)
+            .expect("the forged release is queued")
+            .frozen
+    };
+    assert!(frozen_now().await, "the guardians froze the forged release");
+    service_bridge
+        .setQueuedReleaseFrozen(far, false)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     let mut resumed = Vec::new();
     for role in [ChainRole::Service, ChainRole::Main] {
         let bridge = Bridge::new(
@@ -496,9 +530,18 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
             .unwrap();
         resumed.push((role, receipt.block_number.unwrap()));
     }
-    // The sleeper wakes and learns of the breach only now: its guardian leaves the resume alone.
+    // The sleeper wakes and learns of the breach only now: its guardian leaves the resume and
+    // the lifted freeze alone.
     devnet.relay(2).unwrap().resume().unwrap();
     let late = devnet.operator_http_ports[2];
+    metric_at_least(
+        "the late guardian leaves the lifted freeze alone",
+        late,
+        "multibridge_guardian_unfreezes_respected_total{chain=\"service\"}",
+        1.0,
+        Duration::from_secs(60),
+    )
+    .await;
     for chain in ["service", "main"] {
         let series = format!("multibridge_guardian_resumes_respected_total{{chain=\"{chain}\"}}");
         eventually(
@@ -547,4 +590,8 @@ async fn a_forged_release_amid_honest_traffic_is_paused_once_and_the_owners_resu
         );
         assert!(!paused(&driver, role).await);
     }
+    assert!(
+        !frozen_now().await,
+        "the freeze the owner lifted stays lifted"
+    );
 }
