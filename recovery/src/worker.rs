@@ -130,6 +130,9 @@ pub struct Recovery {
     lane: Lane,
     config: RecoveryConfig,
     detector: StallDetector,
+    /// At the last tick every pending request waited for the confirmation depth (so a request
+    /// confirmed now was confirmed since).
+    waited_for_depth: bool,
     /// Claimed nonce → when the claim arrived.
     claims: BTreeMap<u64, Instant>,
     metrics: LaneMetrics,
@@ -143,6 +146,7 @@ impl Recovery {
             lane: metrics.lane,
             config,
             detector: StallDetector::new(),
+            waited_for_depth: false,
             claims: BTreeMap::new(),
             metrics,
         }
@@ -179,6 +183,7 @@ impl Recovery {
     /// requests recovers at once.
     pub fn reset(&mut self) {
         self.detector.reset();
+        self.waited_for_depth = false;
     }
 
     /// One tick: observe, and recover what the stall verdict and the claims call for.
@@ -301,14 +306,24 @@ impl Recovery {
     /// names is confirmed: while every pending request is above the confirmation depth the
     /// relays wait for the depth, not for recovery (on a chain of 12 s blocks, or `finalized`,
     /// a request waits several ticks for it, and each was a scan of the source that could find
-    /// nothing). Read only at a stall; a failed read leaves the stall as it is.
-    async fn confirmed_stall<C: LaneChains>(&self, chains: &C, verdict: Verdict) -> Verdict {
+    /// nothing). And where the last tick found every pending request waiting for the depth, a
+    /// request confirmed now was confirmed since and is being handled (the relays vote it
+    /// within a block or two): no stall before the next tick (calling it one logged a stall
+    /// after nearly every quiet spell on such a chain). Read only at a stall; a failed read
+    /// leaves the stall as it is.
+    async fn confirmed_stall<C: LaneChains>(&mut self, chains: &C, verdict: Verdict) -> Verdict {
+        let waited_for_depth = std::mem::take(&mut self.waited_for_depth);
         let Verdict::Stalled { lower, pending } = verdict else {
             return verdict;
         };
         match chains.confirmed_request_nonce().await {
             Ok(confirmed) if confirmed <= lower => {
                 tracing::debug!(lane = %self.lane, lower, pending, confirmed, "pending requests wait for the confirmation depth: no stall");
+                self.waited_for_depth = true;
+                Verdict::Progressing { pending }
+            }
+            Ok(confirmed) if waited_for_depth => {
+                tracing::debug!(lane = %self.lane, lower, pending, confirmed, "pending requests confirmed since the last tick: no stall yet");
                 Verdict::Progressing { pending }
             }
             Ok(_) => verdict,
@@ -590,10 +605,55 @@ mod tests {
             );
         }
         assert!(lane.scanned().is_empty(), "nothing confirmed to look for");
-        // The third is confirmed and still not handled a tick later: a stall.
+        // The third is confirmed: being handled, no stall at the tick that first sees it...
         lane.safe_head = 12;
         let round = r.tick(&lane, &queue).await.unwrap();
+        assert_eq!(round.verdict, Verdict::Progressing { pending: 2 });
+        assert!(
+            lane.scanned().is_empty(),
+            "confirmed only since the last tick"
+        );
+        // ...and still not handled a tick later: a stall.
+        let round = r.tick(&lane, &queue).await.unwrap();
         assert!(matches!(round.verdict, Verdict::Stalled { lower: 2, .. }));
+        assert!(!lane.scanned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_after_a_quiet_spell_is_no_stall_at_its_confirmation_but_one_a_tick_later() {
+        // A lane at rest: everything handled.
+        let mut lane = FakeLane::with_requests(2, 1);
+        lane.safe_head = 11;
+        lane.handled = [0, 1].into_iter().collect();
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
+        assert_eq!(r.tick(&lane, &queue).await.unwrap().verdict, Verdict::Idle);
+        // A request comes, waits for the depth a tick, is confirmed the next.
+        lane.requests.push((2, 12));
+        assert!(matches!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Arrived { .. }
+        ));
+        assert_eq!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Progressing { pending: 1 },
+            "waiting for the depth"
+        );
+        lane.safe_head = 12;
+        assert_eq!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Progressing { pending: 1 },
+            "confirmed since the last tick: being handled"
+        );
+        assert!(
+            lane.scanned().is_empty(),
+            "no scan for a request being handled"
+        );
+        // Still unhandled a tick later: a stall.
+        assert!(matches!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Stalled { lower: 2, .. }
+        ));
         assert!(!lane.scanned().is_empty());
     }
 
