@@ -36,7 +36,7 @@ struct LaneState {
     initialized: bool,
     /// The lease the liveness key was last put under.
     alive_under: Option<i64>,
-    /// Whether this process, as the runner, looked at SSI once.
+    /// Whether this process looked at SSI once since it last became the runner.
     ssi_checked: bool,
     /// A backup version whose compaction this follower refused, and when it looked.
     unvouched: Option<(u64, Instant)>,
@@ -196,6 +196,10 @@ impl BackupWorker {
 
         if *self.runner.borrow() {
             self.maybe_back_up(lane, keys, &view).await?;
+        } else if let Some(state) = self.state.get_mut(&lane) {
+            // Another runner may stop mid-backup meanwhile: looked at again when this process
+            // runs the backups again.
+            state.ssi_checked = false;
         }
         Ok(())
     }
@@ -213,6 +217,7 @@ impl BackupWorker {
             && last.version > compaction.version
             && last.compacted_below > 0
             && view.ssi != Some(-1)
+            && indexed_past(&ctx.store, lane, last.compacted_below)
             && self.vouched(lane, last).await
         {
             let begun = ctx
@@ -570,4 +575,97 @@ async fn grant(pool: &EtcdPool, ttl: i64) -> Result<i64, EtcdUnavailable> {
         Ok(c.lease_grant(ttl, None).await?.id())
     })
     .await
+}
+
+/// Whether `lane`'s store holds every request below `below` (its watermark is at or past it):
+/// only then is a backup's compaction point followed. Compaction keeps the rows of the
+/// attested batch window the point falls in (an open request there is signed over its whole
+/// batch, counted from the first request of its block or block pair), which it can find only
+/// among rows stored; a replica behind (a restart after a long stop, a fresh store without a
+/// restore) that followed at once never stored them, composed a shorter batch than its peers
+/// and signed a digest nobody else did.
+fn indexed_past(store: &crate::store::SharedStore, lane: Lane, below: u64) -> bool {
+    match store.lock().contiguous_from(lane) {
+        Ok(Some(next)) if next >= below => true,
+        Ok(next) => {
+            tracing::debug!(%lane, below, watermark = ?next, "not following the backup yet: the store has not indexed up to its point");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(%lane, error = %e, "cannot read the store's watermark; not following the backup now");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, Bytes, U256};
+    use multibridge_contracts::Request;
+
+    use super::*;
+    use crate::store::{SharedStore, Store};
+
+    /// Nonce `nonce` requested in source block `block`.
+    fn request(nonce: u64, block: u64) -> Request {
+        Request {
+            nonce,
+            kind: 0,
+            from: Address::repeat_byte(1),
+            to: Address::repeat_byte(2),
+            token: Address::ZERO,
+            amount: U256::from(1),
+            fee: U256::ZERO,
+            extraData: Bytes::new(),
+            srcChainId: U256::from(1),
+            srcBridge: Address::repeat_byte(9),
+            srcTxHash: B256::repeat_byte(u8::try_from(nonce % 250).unwrap()),
+            srcBlockNumber: block,
+            srcLogIndex: u32::try_from(nonce).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_backup_is_followed_once_its_batch_window_is_stored_and_the_window_stays_whole() {
+        let lane = Lane::MainToService;
+        let store = SharedStore::new(Store::open_in_memory("a pair, an operator").unwrap());
+        // Nonces 4..=9 in one source block; the backup's point is 6 (nonce 6 still open).
+        assert!(!indexed_past(&store, lane, 6), "nothing indexed yet");
+        let early: Vec<Request> = (0..4).map(|n| request(n, 90)).collect();
+        store.lock().record_range(lane, &early, 91).unwrap();
+        // The indexer's gap check moves the watermark over what is stored.
+        assert!(store.lock().missing_nonces(lane, 10).unwrap().is_empty());
+        assert!(!indexed_past(&store, lane, 6), "behind the point");
+        let block: Vec<Request> = (4..10).map(|n| request(n, 100)).collect();
+        store.lock().record_range(lane, &block, 102).unwrap();
+        assert!(store.lock().missing_nonces(lane, 10).unwrap().is_empty());
+        assert!(indexed_past(&store, lane, 6));
+        // Followed now, the compaction keeps the whole window, so the batch of 6 is the one
+        // every operator composes: from the first request of its block.
+        store.lock().begin_compaction(lane, 6, 1).unwrap();
+        while store.lock().compact_step(lane, 100).unwrap() > 0 {}
+        let batch: Vec<u64> = store
+            .lock()
+            .batch_of(lane, 6)
+            .unwrap()
+            .iter()
+            .map(|r| r.nonce)
+            .collect();
+        assert_eq!(batch, (4..10).collect::<Vec<_>>());
+
+        // What following before indexing did: the rows below the point never stored, a batch
+        // of 6 that starts at 6, a digest no other operator signs.
+        let behind = SharedStore::new(Store::open_in_memory("a pair, an operator").unwrap());
+        behind.lock().begin_compaction(lane, 6, 1).unwrap();
+        behind.lock().record_range(lane, &early, 91).unwrap();
+        behind.lock().record_range(lane, &block, 102).unwrap();
+        let short: Vec<u64> = behind
+            .lock()
+            .batch_of(lane, 6)
+            .unwrap()
+            .iter()
+            .map(|r| r.nonce)
+            .collect();
+        assert_eq!(short, (6..10).collect::<Vec<_>>());
+    }
 }
