@@ -37,20 +37,27 @@ const ASKS_KEPT: usize = 1_024;
 const GIVE_UP_AFTER_BLOCKS: u64 = 1_000;
 /// Most refunds signed per step.
 const SIGNED_PER_STEP: usize = 64;
-/// How long a cancelled request's source lookup may keep failing before the cancel counts as
-/// one whose request is not found (the give-up above then holds for it): a source that fails
-/// for a moment never costs a refund, and one hash no source answers for does not hold the
-/// scan for good.
+/// How long a cancelled request's source lookup may keep failing while the source answers
+/// otherwise before the cancel counts as one whose request is not found (the give-up above then
+/// holds for it): a source that fails or is down for a while never costs a refund, and one hash
+/// whose lookup fails on a source that answers (a receipt over the answer bound) does not hold
+/// the scan for good.
 const UNREADABLE_PATIENCE: Duration = Duration::from_secs(600);
 
-/// Since when each cancel's source lookup has failed, by nonce.
+/// Since when each cancel's source lookup has failed while the source answered, by nonce.
 #[derive(Debug, Default)]
 struct Unreadable(std::collections::HashMap<u64, Instant>);
 
 impl Unreadable {
-    /// `nonce`'s lookup failed at `now`: `true` while it is worth asking again later, `false`
-    /// once it has failed for [`UNREADABLE_PATIENCE`] (forgotten then).
-    fn failed(&mut self, nonce: u64, now: Instant) -> bool {
+    /// `nonce`'s lookup failed at `now`, the source answering otherwise (`source_answers`) or
+    /// not: `true` while it is worth asking again later, `false` once it has failed for
+    /// [`UNREADABLE_PATIENCE`] with the source answering (forgotten then). A source that does
+    /// not answer starts the patience anew.
+    fn failed(&mut self, nonce: u64, now: Instant, source_answers: bool) -> bool {
+        if !source_answers {
+            self.0.remove(&nonce);
+            return true;
+        }
         let since = *self.0.entry(nonce).or_insert(now);
         let patient = now.saturating_duration_since(since) < UNREADABLE_PATIENCE;
         if !patient {
@@ -391,7 +398,12 @@ impl RefundDesk {
                     self.unreadable.answered(event.nonce);
                     found
                 }
-                Err(e) if self.unreadable.failed(event.nonce, Instant::now()) => {
+                Err(e)
+                    if {
+                        let answers = self.source.0.head().await.is_ok();
+                        self.unreadable.failed(event.nonce, Instant::now(), answers)
+                    } =>
+                {
                     tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction; read again later");
                     self.store
                         .lock()
@@ -400,7 +412,7 @@ impl RefundDesk {
                     return Ok(false);
                 }
                 Err(e) => {
-                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction for {} s: counted as not found", UNREADABLE_PATIENCE.as_secs());
+                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction for {} s: while the source answers: counted as not found", UNREADABLE_PATIENCE.as_secs());
                     None
                 }
             };
@@ -583,13 +595,27 @@ mod tests {
     fn a_failing_lookup_is_asked_again_until_its_patience_runs_out() {
         let mut unreadable = Unreadable::default();
         let t0 = Instant::now();
-        assert!(unreadable.failed(7, t0), "one failure: ask again later");
-        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE / 2));
+        assert!(
+            unreadable.failed(7, t0, true),
+            "one failure: ask again later"
+        );
+        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE / 2, true));
         // It answered: a later failure starts its patience anew.
         unreadable.answered(7);
-        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE));
-        assert!(!unreadable.failed(7, t0 + UNREADABLE_PATIENCE + UNREADABLE_PATIENCE));
+        assert!(unreadable.failed(7, t0 + UNREADABLE_PATIENCE, true));
+        assert!(!unreadable.failed(7, t0 + UNREADABLE_PATIENCE * 2, true));
         // Given up on and forgotten: nothing kept for it.
         assert!(unreadable.0.is_empty());
+        // A source down for longer than the patience gives nothing up: the patience starts
+        // when the source answers again.
+        let t1 = t0 + UNREADABLE_PATIENCE * 3;
+        assert!(unreadable.failed(8, t1, true));
+        for k in 1..=3 {
+            assert!(unreadable.failed(8, t1 + UNREADABLE_PATIENCE * k, false));
+        }
+        let back = t1 + UNREADABLE_PATIENCE * 4;
+        assert!(unreadable.failed(8, back, true));
+        assert!(unreadable.failed(8, back + UNREADABLE_PATIENCE / 2, true));
+        assert!(!unreadable.failed(8, back + UNREADABLE_PATIENCE, true));
     }
 }
