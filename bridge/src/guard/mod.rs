@@ -879,7 +879,12 @@ impl Guardian {
                         .entry(key.clone())
                         .or_insert_with(Instant::now)
                         .elapsed();
-                    match resume::when_unread(self.respected.contains(&key), failing_for) {
+                    // Too recent for a pause and a resume since: nothing to wait for.
+                    let fresh = self.chains.get(destination).head().await.is_ok_and(|head| {
+                        head.saturating_sub(alarm.evidence.handle_block)
+                            <= resume::FRESH_BREACH_BLOCKS
+                    });
+                    match resume::when_unread(self.respected.contains(&key), failing_for, fresh) {
                         resume::Unread::Resumed => SinceBreach::Resumed,
                         resume::Unread::AskAgain => {
                             tracing::warn!(%chain, lane = %alarm.lane, error = %e, "guardian: cannot read the bridge's pauses since the breach; asking again before going by its paused flag");

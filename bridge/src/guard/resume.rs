@@ -43,6 +43,10 @@ pub const PAUSE_SCAN_QUERIES: u32 = 64;
 /// resume; a check that never answers must not hold a pause back for good).
 pub const UNREAD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A breach at most this many blocks below its chain's head is fresh: too recent for an owner
+/// to have paused and resumed since, so a resume check that cannot be read holds nothing back.
+pub const FRESH_BREACH_BLOCKS: u64 = 10;
+
 /// What a guardian goes by where it cannot read what a bridge did since a breach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
@@ -50,19 +54,19 @@ pub enum Unread {
     Resumed,
     /// Ask again at the next round (the pause waits; the freeze does not).
     AskAgain,
-    /// Failing for [`UNREAD_PATIENCE`]: the bridge's paused flag decides.
+    /// A fresh breach, or failing for [`UNREAD_PATIENCE`]: the bridge's paused flag decides.
     ByFlag,
 }
 
 /// [`Unread`] for a check failing for `failing_for`, whose resume this guardian `respected`
-/// before.
-pub fn when_unread(respected: bool, failing_for: std::time::Duration) -> Unread {
+/// before, of a breach that is `fresh` ([`FRESH_BREACH_BLOCKS`]).
+pub fn when_unread(respected: bool, failing_for: std::time::Duration, fresh: bool) -> Unread {
     if respected {
         Unread::Resumed
-    } else if failing_for < UNREAD_PATIENCE {
-        Unread::AskAgain
-    } else {
+    } else if fresh || failing_for >= UNREAD_PATIENCE {
         Unread::ByFlag
+    } else {
+        Unread::AskAgain
     }
 }
 
@@ -315,11 +319,16 @@ mod tests {
     #[test]
     fn an_unreadable_check_waits_then_goes_by_the_flag_and_never_overrules_a_resume_seen() {
         let moment = std::time::Duration::from_millis(1);
-        assert_eq!(when_unread(false, moment), Unread::AskAgain);
-        assert_eq!(when_unread(false, UNREAD_PATIENCE), Unread::ByFlag);
-        assert_eq!(when_unread(true, moment), Unread::Resumed);
+        assert_eq!(when_unread(false, moment, false), Unread::AskAgain);
+        assert_eq!(when_unread(false, UNREAD_PATIENCE, false), Unread::ByFlag);
         assert_eq!(
-            when_unread(true, UNREAD_PATIENCE * 10),
+            when_unread(false, moment, true),
+            Unread::ByFlag,
+            "a fresh breach is paused at once: nobody can have resumed since"
+        );
+        assert_eq!(when_unread(true, moment, false), Unread::Resumed);
+        assert_eq!(
+            when_unread(true, UNREAD_PATIENCE * 10, true),
             Unread::Resumed,
             "a resume this guardian read stands"
         );
