@@ -133,6 +133,10 @@ pub struct Recovery {
     /// At the last tick every pending request waited for the confirmation depth (so a request
     /// confirmed now was confirmed since).
     waited_for_depth: bool,
+    /// The highest confirmed `requestNonce` read since the start or the last reset: an endpoint
+    /// whose safe head lags behind the ones read before cannot make a confirmed request look
+    /// unconfirmed again.
+    confirmed_high: u64,
     /// Claimed nonce → when the claim arrived.
     claims: BTreeMap<u64, Instant>,
     metrics: LaneMetrics,
@@ -147,6 +151,7 @@ impl Recovery {
             config,
             detector: StallDetector::new(),
             waited_for_depth: false,
+            confirmed_high: 0,
             claims: BTreeMap::new(),
             metrics,
         }
@@ -184,6 +189,7 @@ impl Recovery {
     pub fn reset(&mut self) {
         self.detector.reset();
         self.waited_for_depth = false;
+        self.confirmed_high = 0;
     }
 
     /// One tick: observe, and recover what the stall verdict and the claims call for.
@@ -316,7 +322,11 @@ impl Recovery {
         let Verdict::Stalled { lower, pending } = verdict else {
             return verdict;
         };
-        match chains.confirmed_request_nonce().await {
+        let read = chains.confirmed_request_nonce().await;
+        if let Ok(confirmed) = &read {
+            self.confirmed_high = self.confirmed_high.max(*confirmed);
+        }
+        match read.map(|_| self.confirmed_high) {
             Ok(confirmed) if confirmed <= lower => {
                 tracing::debug!(lane = %self.lane, lower, pending, confirmed, "pending requests wait for the confirmation depth: no stall");
                 self.waited_for_depth = true;
@@ -617,6 +627,29 @@ mod tests {
         let round = r.tick(&lane, &queue).await.unwrap();
         assert!(matches!(round.verdict, Verdict::Stalled { lower: 2, .. }));
         assert!(!lane.scanned().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_request_stays_confirmed_when_a_lagging_endpoint_says_otherwise() {
+        let mut lane = FakeLane::with_requests(3, 1);
+        lane.handled = [0, 1].into_iter().collect();
+        let queue = FakeQueue::default();
+        let mut r = Recovery::new(config(100, 100), lane_metrics());
+        // Nonce 2 (block 12) waits for the depth, then one endpoint shows it confirmed...
+        lane.safe_head = 11;
+        r.tick(&lane, &queue).await.unwrap();
+        lane.safe_head = 12;
+        assert_eq!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Progressing { pending: 1 },
+            "confirmed since the last tick"
+        );
+        // ...and the next tick reads one whose safe head lags: still confirmed, still pending.
+        lane.safe_head = 11;
+        assert!(matches!(
+            r.tick(&lane, &queue).await.unwrap().verdict,
+            Verdict::Stalled { lower: 2, .. }
+        ));
     }
 
     #[tokio::test]
