@@ -62,8 +62,8 @@ interface IBridge is IBridgeCore {
     /// now count, and at least `threshold` of them must. Votes and signatures never add up: each
     /// path needs its own threshold. Permissionless (anyone may submit what operators signed).
     /// Items are checked and executed as for `executeHandles` (handled, unknown source or kind,
-    /// not executable yet, or not fitting ITEM_GAS, whatever their kind: skipped with
-    /// HandleSkipped), and an item at or above upperHandleNonce + ATTESTED_WINDOW is skipped
+    /// not executable yet, or not fitting ITEM_GAS, whatever their kind, besides SKIP_GAS for
+    /// each item after it: skipped with HandleSkipped), and an item at or above upperHandleNonce + ATTESTED_WINDOW is skipped
     /// (NonceOutsideWindow); then BatchAttested. Returns how many executed.
     function executeAttested(Request[] calldata rs, bytes calldata signatures) external returns (uint256 executed);
 

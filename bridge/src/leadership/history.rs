@@ -54,8 +54,10 @@ impl Drop for HistoryMetrics {
         if metrics
             .get(&self.pair)
             .is_some_and(|(run, _)| *run == self.run)
+            && let Some((_, gone)) = metrics.remove(&self.pair)
         {
-            metrics.remove(&self.pair);
+            // Its registry may still be scraped (a pair that waits alone): no frozen size.
+            gone.clear_db_size();
         }
     }
 }
@@ -234,8 +236,11 @@ mod tests {
         drop(first);
         me.metrics().unwrap().history_compaction("compacted");
         assert!(!shown(&b), "still pair a's");
-        // Pair a's run ended: the figures go to pair b's metrics.
+        // Pair a's run ended: the figures go to pair b's metrics, and a's size is gone.
+        me.metrics().unwrap().db_size(0, 4096);
+        assert!(a.render().contains("multibridge_etcd_db_size_bytes"));
         drop(again);
+        assert!(!a.render().contains("multibridge_etcd_db_size_bytes"));
         me.metrics().unwrap().history_compaction("compacted");
         assert!(shown(&b), "pair b's once pair a no longer runs");
     }

@@ -460,6 +460,11 @@ impl EtcdMetrics {
             .set(bytes);
     }
 
+    /// No database size known here any more (the figures go to another pair's metrics).
+    pub fn clear_db_size(&self) {
+        self.db_size.reset();
+    }
+
     /// The bound of one attempt of `call` in the pool `pool`, now.
     pub fn attempt_bound(&self, pool: &str, call: &str, seconds: f64) {
         self.attempt_bound
