@@ -201,12 +201,14 @@ impl<'a> BridgeViews<'a> {
 
     /// The first nonce a request mined from `block` on can have: `requestNonce` at the block
     /// before (0 when the bridge had no code there yet, i.e. `block` is at or before its
-    /// deployment). A node that pruned that state (a full node keeps a few hundred blocks'; a
-    /// relay restarted long after its bridge was deployed asks for far older ones) is answered
-    /// from the logs instead: nonces are handed out one by one, so the first request mined from
-    /// `block` on carries exactly that nonce, and with none since, `requestNonce` at the head
-    /// read is the same figure, read `max_range` blocks at a time (the chain's configured
-    /// `max_block_range`, which its endpoints accept).
+    /// deployment). Where that state cannot be read — a node that pruned it (a full node keeps
+    /// a few hundred blocks'; a relay restarted long after its bridge was deployed asks for far
+    /// older ones), whatever its wording ("missing trie node", "historical state unavailable",
+    /// anvil's "block height is H but requested was R") — it is answered from the logs instead:
+    /// nonces are handed out one by one, so the first request mined from `block` on carries
+    /// exactly that nonce, and with none since, `requestNonce` at the head read is the same
+    /// figure, read `max_range` blocks at a time (the chain's configured `max_block_range`,
+    /// which its endpoints accept). Only where the logs fail too is it an error.
     pub async fn first_nonce_from(&self, block: u64, max_range: u64) -> Result<u64, ViewError> {
         let Some(before) = block.checked_sub(1) else {
             return Ok(0);
@@ -220,11 +222,10 @@ impl<'a> BridgeViews<'a> {
         };
         match from_state.await {
             Ok(nonce) => Ok(nonce),
-            Err(e) if crate::rpc_error::is_pruned_state(&e.to_string()) => {
-                tracing::info!(chain = %self.chain.role(), block, "the node pruned the state of that block: the first nonce is read from the request logs since");
+            Err(e) => {
+                tracing::info!(chain = %self.chain.role(), block, error = %e, "the state of that block cannot be read: the first nonce is read from the request logs since");
                 self.first_nonce_from_logs(block, max_range).await
             }
-            Err(e) => Err(e.into()),
         }
     }
 

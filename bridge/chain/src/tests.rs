@@ -475,3 +475,60 @@ async fn counters_read_alongside_at_the_same_block_serve_once_the_last_read_is_s
         "b served from the read alongside, not read again"
     );
 }
+
+#[tokio::test]
+async fn the_first_nonce_is_read_from_the_logs_where_old_state_is_gone_whatever_the_wording() {
+    use alloy::sol_types::SolEvent;
+    use serde_json::{Value, json};
+    // A full node in hash mode: old state is a "missing trie node"; one request, nonce 7, was
+    // mined in block 50.
+    let bridge = Address::repeat_byte(1);
+    let event = Bridge::RequestValueTransfer {
+        nonce: 7,
+        kind: 0,
+        from: Address::repeat_byte(2),
+        to: Address::repeat_byte(3),
+        token: Address::ZERO,
+        amount: U256::from(5),
+        fee: U256::ZERO,
+        extraData: alloy::primitives::Bytes::new(),
+    }
+    .encode_log_data();
+    let log = json!({
+        "address": format!("{bridge:#x}"),
+        "topics": event.topics().iter().map(|t| format!("{t:#x}")).collect::<Vec<_>>(),
+        "data": format!("{}", event.data),
+        "blockNumber": "0x32",
+        "blockHash": format!("{:#x}", alloy::primitives::B256::repeat_byte(0x32)),
+        "transactionHash": format!("{:#x}", alloy::primitives::B256::repeat_byte(0x77)),
+        "transactionIndex": "0x0",
+        "logIndex": "0x0",
+        "removed": false
+    });
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let log = log.clone();
+            async move {
+                let request: Value = serde_json::from_str(&body).unwrap();
+                let answer = |result: Value| json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+                axum::Json(match request["method"].as_str() {
+                    Some("eth_getCode" | "eth_call") => json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32000, "message": "missing trie node 3f2a (path )"}}),
+                    Some("eth_getLogs") => {
+                        let from = request["params"][0]["fromBlock"].as_str().unwrap_or("0x0");
+                        let to = request["params"][0]["toBlock"].as_str().unwrap_or("0x0");
+                        let (from, to) = (
+                            u64::from_str_radix(from.trim_start_matches("0x"), 16).unwrap(),
+                            u64::from_str_radix(to.trim_start_matches("0x"), 16).unwrap(),
+                        );
+                        answer(if (from..=to).contains(&50) { json!([log]) } else { json!([]) })
+                    }
+                    _ => answer(json!("0x64")),
+                })
+            }
+        }),
+    );
+    let url = serve(app).await;
+    let chain = client_of(vec![url], 31341, bridge);
+    assert_eq!(chain.views().first_nonce_from(20, 10).await.unwrap(), 7);
+}
