@@ -261,6 +261,9 @@ pub struct Guardian {
     respected: HashSet<(String, ChainRole)>,
     /// Since when the resume check of (breach, chain) has failed.
     unread: HashMap<(String, ChainRole), Instant>,
+    /// (breach, chain) whose first pause's reaction time is recorded (a pause sent again after
+    /// `RESEND_AFTER` is not another reaction).
+    reacted: HashSet<(String, ChainRole)>,
     /// What `/status` shows.
     recent: VecDeque<(u64, Alarm)>,
     paused: HashMap<ChainRole, bool>,
@@ -323,6 +326,7 @@ impl Guardian {
             since: HashMap::new(),
             respected: HashSet::new(),
             unread: HashMap::new(),
+            reacted: HashSet::new(),
             recent: VecDeque::new(),
             paused: HashMap::new(),
             ready_read: None,
@@ -930,7 +934,9 @@ impl Guardian {
                     self.pause_sent.insert(chain, Instant::now());
                     self.metrics.action(chain, "pause");
                     let after = seen.elapsed();
-                    self.metrics.reacted(chain, after.as_secs_f64());
+                    if self.reacted.insert((alarm.breach(), chain)) {
+                        self.metrics.reacted(chain, after.as_secs_f64());
+                    }
                     tracing::error!(%chain, lane = %alarm.lane, after_ms = after.as_millis() as u64, "guardian: pause sent");
                 }
                 Err(e) => {
