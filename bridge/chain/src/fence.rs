@@ -44,6 +44,14 @@ pub struct Fence(Option<Arc<Mutex<State>>>);
 /// Safety margin subtracted from the lease's validity (clock rate differences, scheduling).
 pub const LEASE_MARGIN: Duration = Duration::from_millis(300);
 
+/// Whether a lease of `ttl` whose last renewal the server answered was sent at `sent_at` is
+/// still valid now, by this lease's own renewal alone (with [`LEASE_MARGIN`]).
+pub fn lease_proven(sent_at: Instant, ttl: Duration) -> bool {
+    sent_at
+        .checked_add(ttl.saturating_sub(LEASE_MARGIN))
+        .is_some_and(|until| Instant::now() < until)
+}
+
 impl Fence {
     /// Always passes: the replica runs alone.
     pub fn standalone() -> Self {
@@ -184,6 +192,19 @@ impl Fence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_proven_by_its_own_renewal_only_within_its_ttl_less_the_margin() {
+        let ttl = Duration::from_secs(1);
+        let now = Instant::now();
+        assert!(lease_proven(now, ttl));
+        assert!(!lease_proven(now - ttl, ttl), "renewed a TTL ago");
+        assert!(
+            !lease_proven(now - (ttl - LEASE_MARGIN), ttl),
+            "within the margin of its end"
+        );
+        assert!(lease_proven(now - ttl / 2, ttl));
+    }
 
     #[test]
     fn a_fence_is_open_for_the_lesser_of_its_lease_and_its_heartbeat_and_only_while_leading() {

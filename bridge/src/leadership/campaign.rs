@@ -628,8 +628,13 @@ impl Campaign {
             let proven = if kv.lease == id {
                 true
             } else if let Some(proven_at) = self.lease.renewed(kv.lease).await {
-                self.fence.extend(proven_at, self.ttl);
-                self.fence.lease_valid()
+                // Proven by that lease's own last answered renewal: the fence may already be
+                // open from this election's lease, which says nothing about that one.
+                let proven = crate::chain::fence::lease_proven(proven_at, self.ttl);
+                if proven {
+                    self.fence.extend(proven_at, self.ttl);
+                }
+                proven
             } else {
                 false
             };
