@@ -133,18 +133,29 @@ async fn request_of(
         .ok_or(RefundError::UnknownNonce(nonce))
 }
 
-/// Whether the destination handled `nonce`, then whether it cancelled it under `key`. In this
-/// order: a cancel marks the nonce handled in the same transaction, so a cancel that lands
-/// between two reads made the other way round read "not cancelled", then "handled", and told
-/// the user the transfer went through (seen in the suite). Read so, "handled and not cancelled"
-/// means executed.
+/// Whether the destination handled `nonce`, and whether it cancelled it under `key`, both read
+/// at one block (the head read first): a cancel marks the nonce handled in the same
+/// transaction, so two reads at "latest" — one answered a block later than the other (a
+/// failover, a load-balanced endpoint) — could read "handled" and "not cancelled" and tell the
+/// user the transfer went through (seen in the suite with the reads the other way round). Read
+/// at one block, "handled and not cancelled" means executed.
 async fn handled_then_cancelled(
     destination: &ChainClient,
     nonce: u64,
     key: alloy::primitives::B256,
 ) -> Result<(bool, bool), RefundError> {
-    let handled = destination.views().is_handled(nonce).await?;
-    let cancelled = destination.views().cancelled_key(nonce).await? == key;
+    let at = alloy::eips::BlockId::number(destination.head().await?);
+    let handled = destination
+        .bridge_call_at_block("isHandled", |b| async move {
+            b.isHandled(nonce).block(at).call().await
+        })
+        .await?;
+    let cancelled = destination
+        .bridge_call_at_block("cancelledKey", |b| async move {
+            b.cancelledKey(nonce).block(at).call().await
+        })
+        .await?
+        == key;
     Ok((handled, cancelled))
 }
 
