@@ -97,13 +97,22 @@ pub async fn since_breach(
     since: Since,
     max_range: u64,
 ) -> Result<SinceBreach, ChainError> {
-    let bridge = chain.bridge();
-    let span = max_range.max(1);
-    let answers = chain
-        .on_each_endpoint("eth_getLogs", |p| async move {
-            one_endpoint(p, bridge, since, span).await
-        })
-        .await;
+    let (bridge, span) = (chain.bridge(), max_range.max(1));
+    let said = each_endpoint(chain, |p| async move {
+        one_endpoint(p, bridge, since, span).await
+    })
+    .await?;
+    Ok(combine(&said, super::confirm::quorum(chain)))
+}
+
+/// What every endpoint of `chain` answered to `read` (its own `eth_getLogs` reading), those
+/// that failed left out (logged); none answering is `Unavailable` with the last failure.
+async fn each_endpoint<T, F, Fut>(chain: &ChainClient, read: F) -> Result<Vec<T>, ChainError>
+where
+    F: Fn(DynProvider) -> Fut,
+    Fut: std::future::Future<Output = Result<T, TransportError>>,
+{
+    let answers = chain.on_each_endpoint("eth_getLogs", read).await;
     let attempts = u32::try_from(answers.len()).unwrap_or(u32::MAX);
     let mut said = Vec::with_capacity(answers.len());
     let mut last = String::new();
@@ -111,7 +120,7 @@ pub async fn since_breach(
         match answer {
             Ok(s) => said.push(s),
             Err(e) => {
-                tracing::debug!(chain = %chain.role(), endpoint = %label, error = %e, "guardian: cannot read the bridge's pauses since the breach");
+                tracing::debug!(chain = %chain.role(), endpoint = %label, error = %e, "guardian: cannot read the bridge's owner decisions since the breach");
                 last = format!("{label}: {e}");
             }
         }
@@ -124,7 +133,40 @@ pub async fn since_breach(
             last,
         });
     }
-    Ok(combine(&said, super::confirm::quorum(chain)))
+    Ok(said)
+}
+
+/// Whether a log of `filter` in `from..=head`, read `span` blocks at a time (at most
+/// [`PAUSE_SCAN_QUERIES`] reads: a breach older than that is looked at as if nothing
+/// happened since), is one that `found` accepts.
+async fn any_log<Fut>(
+    p: &DynProvider,
+    filter: Filter,
+    from: u64,
+    head: u64,
+    span: u64,
+    mut found: impl FnMut(alloy::rpc::types::Log) -> Fut,
+) -> Result<bool, TransportError>
+where
+    Fut: std::future::Future<Output = Result<bool, TransportError>>,
+{
+    let mut start = from;
+    for _ in 0..PAUSE_SCAN_QUERIES {
+        if start > head {
+            break;
+        }
+        let end = start.saturating_add(span.saturating_sub(1)).min(head);
+        for log in p
+            .get_logs(&filter.clone().from_block(start).to_block(end))
+            .await?
+        {
+            if found(log).await? {
+                return Ok(true);
+            }
+        }
+        start = end.saturating_add(1);
+    }
+    Ok(false)
 }
 
 /// The endpoints' readings as one: resumed only if at least `quorum` answered and all of those
@@ -161,40 +203,36 @@ async fn one_endpoint(
     if paused {
         return Ok(SinceBreach::Paused);
     }
-    let mut start = since.block;
-    for _ in 0..PAUSE_SCAN_QUERIES {
-        if start > head {
-            return Ok(SinceBreach::NeverPaused);
-        }
-        let end = start.saturating_add(span.saturating_sub(1)).min(head);
-        let filter = Filter::new()
-            .address(bridge)
-            .event_signature(Bridge::PausedChanged::SIGNATURE_HASH)
-            .from_block(start)
-            .to_block(end);
-        for log in p.get_logs(&filter).await? {
+    let filter = Filter::new()
+        .address(bridge)
+        .event_signature(Bridge::PausedChanged::SIGNATURE_HASH);
+    let resumed = any_log(&p, filter, since.block, head, span, |log| {
+        let p = p.clone();
+        async move {
             let paused_here = !log.removed
                 && log.address() == bridge
                 && log
                     .log_decode::<Bridge::PausedChanged>()
                     .is_ok_and(|e| e.inner.data.paused);
             let Some(block) = log.block_number.filter(|_| paused_here) else {
-                continue;
+                return Ok(false);
             };
             let Some(not_before) = since.not_before_time else {
-                return Ok(SinceBreach::Resumed);
+                return Ok(true);
             };
             let time = p
                 .get_block_by_number(BlockNumberOrTag::Number(block))
                 .await?
                 .map_or(0, |b| b.header.timestamp);
-            if time >= not_before {
-                return Ok(SinceBreach::Resumed);
-            }
+            Ok(time >= not_before)
         }
-        start = end.saturating_add(1);
-    }
-    Ok(SinceBreach::NeverPaused)
+    })
+    .await?;
+    Ok(if resumed {
+        SinceBreach::Resumed
+    } else {
+        SinceBreach::NeverPaused
+    })
 }
 
 /// Whether the owner lifted a freeze of `chain`'s queued release of `nonce` at block `from` or
@@ -207,30 +245,11 @@ pub async fn freeze_lifted(
     from: u64,
     max_range: u64,
 ) -> Result<bool, ChainError> {
-    let bridge = chain.bridge();
-    let span = max_range.max(1);
-    let answers = chain
-        .on_each_endpoint("eth_getLogs", |p| async move {
-            lifted_on(p, bridge, nonce, from, span).await
-        })
-        .await;
-    let attempts = u32::try_from(answers.len()).unwrap_or(u32::MAX);
-    let mut said = Vec::with_capacity(answers.len());
-    let mut last = String::new();
-    for (label, answer) in answers {
-        match answer {
-            Ok(lifted) => said.push(lifted),
-            Err(e) => last = format!("{label}: {e}"),
-        }
-    }
-    if said.is_empty() {
-        return Err(ChainError::Unavailable {
-            chain: chain.role(),
-            method: "eth_getLogs",
-            attempts,
-            last,
-        });
-    }
+    let (bridge, span) = (chain.bridge(), max_range.max(1));
+    let said = each_endpoint(chain, |p| async move {
+        lifted_on(p, bridge, nonce, from, span).await
+    })
+    .await?;
     Ok(all_say_lifted(&said, super::confirm::quorum(chain)))
 }
 
@@ -249,31 +268,18 @@ async fn lifted_on(
     span: u64,
 ) -> Result<bool, TransportError> {
     let head = p.get_block_number().await?;
-    let mut start = from;
-    for _ in 0..PAUSE_SCAN_QUERIES {
-        if start > head {
-            return Ok(false);
-        }
-        let end = start.saturating_add(span.saturating_sub(1)).min(head);
-        let filter = Filter::new()
-            .address(bridge)
-            .event_signature(Bridge::QueuedReleaseFrozen::SIGNATURE_HASH)
-            .topic1(alloy::primitives::U256::from(nonce))
-            .from_block(start)
-            .to_block(end);
-        for log in p.get_logs(&filter).await? {
-            let lifted = !log.removed
-                && log.address() == bridge
-                && log
-                    .log_decode::<Bridge::QueuedReleaseFrozen>()
-                    .is_ok_and(|e| e.inner.data.nonce == nonce && !e.inner.data.frozen);
-            if lifted {
-                return Ok(true);
-            }
-        }
-        start = end.saturating_add(1);
-    }
-    Ok(false)
+    let filter = Filter::new()
+        .address(bridge)
+        .event_signature(Bridge::QueuedReleaseFrozen::SIGNATURE_HASH)
+        .topic1(alloy::primitives::U256::from(nonce));
+    any_log(&p, filter, from, head, span, |log| async move {
+        Ok(!log.removed
+            && log.address() == bridge
+            && log
+                .log_decode::<Bridge::QueuedReleaseFrozen>()
+                .is_ok_and(|e| e.inner.data.nonce == nonce && !e.inner.data.frozen))
+    })
+    .await
 }
 
 /// Where "since the breach" starts on `chain`, the other chain than the breach's, whose block
