@@ -600,29 +600,16 @@ fn indexed_past(store: &crate::store::SharedStore, lane: Lane, below: u64) -> bo
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{Address, B256, Bytes, U256};
     use multibridge_contracts::Request;
 
     use super::*;
+    use crate::attest::tests::request;
     use crate::store::{SharedStore, Store};
 
-    /// Nonce `nonce` requested in source block `block`.
-    fn request(nonce: u64, block: u64) -> Request {
-        Request {
-            nonce,
-            kind: 0,
-            from: Address::repeat_byte(1),
-            to: Address::repeat_byte(2),
-            token: Address::ZERO,
-            amount: U256::from(1),
-            fee: U256::ZERO,
-            extraData: Bytes::new(),
-            srcChainId: U256::from(1),
-            srcBridge: Address::repeat_byte(9),
-            srcTxHash: B256::repeat_byte(u8::try_from(nonce % 250).unwrap()),
-            srcBlockNumber: block,
-            srcLogIndex: u32::try_from(nonce).unwrap(),
-        }
+    /// The nonces of the attested batch of `nonce` that `store` composes.
+    fn batch_of(store: &SharedStore, lane: Lane, nonce: u64) -> Vec<u64> {
+        let batch = store.lock().batch_of(lane, nonce).unwrap();
+        batch.iter().map(|r| r.nonce).collect()
     }
 
     #[test]
@@ -644,14 +631,7 @@ mod tests {
         // every operator composes: from the first request of its block.
         store.lock().begin_compaction(lane, 6, 1).unwrap();
         while store.lock().compact_step(lane, 100).unwrap() > 0 {}
-        let batch: Vec<u64> = store
-            .lock()
-            .batch_of(lane, 6)
-            .unwrap()
-            .iter()
-            .map(|r| r.nonce)
-            .collect();
-        assert_eq!(batch, (4..10).collect::<Vec<_>>());
+        assert_eq!(batch_of(&store, lane, 6), (4..10).collect::<Vec<_>>());
 
         // What following before indexing did: the rows below the point never stored, a batch
         // of 6 that starts at 6, a digest no other operator signs.
@@ -659,13 +639,6 @@ mod tests {
         behind.lock().begin_compaction(lane, 6, 1).unwrap();
         behind.lock().record_range(lane, &early, 91).unwrap();
         behind.lock().record_range(lane, &block, 102).unwrap();
-        let short: Vec<u64> = behind
-            .lock()
-            .batch_of(lane, 6)
-            .unwrap()
-            .iter()
-            .map(|r| r.nonce)
-            .collect();
-        assert_eq!(short, (6..10).collect::<Vec<_>>());
+        assert_eq!(batch_of(&behind, lane, 6), (6..10).collect::<Vec<_>>());
     }
 }
