@@ -8,7 +8,6 @@ import {Vm} from "./utils/Vm.sol";
 import {Bridge} from "../src/Bridge.sol";
 import {IBridge} from "../src/IBridge.sol";
 import {RejectingReceiver} from "./mocks/Receivers.sol";
-import {GasBurnerToken} from "./mocks/Griefers.sol";
 
 /// @dev Attested batches (`executeAttested`): operators sign an EIP-712 digest, anyone submits.
 contract BridgeAttestedTest is BridgeFixture {
@@ -115,12 +114,7 @@ contract BridgeAttestedTest is BridgeFixture {
     /// Swept over the gas limits around where the first item is first taken: every call either
     /// executes or skips each item, and never reverts.
     function test_aDearFirstItemNeverRunsItsBatchOutOfGas() public {
-        GasBurnerToken burner = new GasBurnerToken();
-        address remoteBurner = makeAddr("remote burner");
-        vm.startPrank(owner);
-        bridge.registerTokenPair(address(burner), remoteBurner, 0);
-        bridge.setOutflowLimit(address(burner), 1e30, 1, 0);
-        vm.stopPrank();
+        (, address remoteBurner) = _registerBurner();
         uint64 n = uint64(bridge.MAX_BATCH());
         IBridgeCore.Request[] memory rs = _batch(0, n, 1 ether);
         rs[0] = _request(0, 1, remoteBurner, 1e18);

@@ -170,12 +170,7 @@ contract BridgeGasBudgetTest is BridgeFixture {
     /// both credit writes). At every gas limit around the point where the item is first taken,
     /// the call either skips the item or executes it: it never runs out of gas.
     function test_itemGas_boundsTheWorstItem() public {
-        GasBurnerToken burner = new GasBurnerToken();
-        address remoteBurner = makeAddr("remote burner");
-        vm.startPrank(owner);
-        bridge.registerTokenPair(address(burner), remoteBurner, 0);
-        bridge.setOutflowLimit(address(burner), 1e30, 1, 0);
-        vm.stopPrank();
+        (GasBurnerToken burner, address remoteBurner) = _registerBurner();
         _dearestState();
         IBridgeCore.Request memory worst = _request(WORST_NONCE, 1, remoteBurner, 1e18);
         worst.extraData = new bytes(bridge.MAX_EXTRA_DATA());

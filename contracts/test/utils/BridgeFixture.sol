@@ -8,6 +8,7 @@ import {Bridge} from "../../src/Bridge.sol";
 import {IBridge} from "../../src/IBridge.sol";
 import {IBridgeExtension} from "../../src/IBridgeExtension.sol";
 import {TestToken} from "../../src/TestToken.sol";
+import {GasBurnerToken} from "../mocks/Griefers.sol";
 
 /// @dev A configured destination/source bridge: 3 operators, threshold 2, a counterpart, one
 /// lock/unlock token and one burn/mint token, funded with native and lock-token liquidity.
@@ -118,6 +119,18 @@ abstract contract BridgeFixture is Test {
             srcBlockNumber: _srcBlock(nonce),
             srcLogIndex: 1
         });
+    }
+
+    /// @dev A registered token whose every call burns all the gas it may (a release through it
+    /// is the dearest item there is), with no outflow limit to speak of; returns it and its
+    /// remote address.
+    function _registerBurner() internal returns (GasBurnerToken burner, address remoteBurner) {
+        burner = new GasBurnerToken();
+        remoteBurner = makeAddr("remote burner");
+        vm.startPrank(owner);
+        bridge.registerTokenPair(address(burner), remoteBurner, 0);
+        bridge.setOutflowLimit(address(burner), 1e30, 1, 0);
+        vm.stopPrank();
     }
 
     function _native(uint64 nonce, uint256 amount) internal view returns (IBridgeCore.Request memory) {
