@@ -322,7 +322,10 @@ impl SharedReads {
     /// hold it until the next block can come — where the subscription is up and last pushed this
     /// very block, until [`FEED_GRACE`] after the next is due (its push drops it sooner), or
     /// [`FEED_QUIET`] without a clock. A read past the last push marks the subscription behind.
+    /// Every read raises the newest head the process knows (`newest_head`).
     pub(crate) fn head_read(&self, head: u64, asked: Instant) {
+        self.newest_head
+            .fetch_max(head, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
         let mut confirms_push = false;
         {

@@ -772,12 +772,7 @@ impl ChainClient {
         match got {
             shared_reads::Got::Read(answer) => {
                 match &answer {
-                    Ok(head) => {
-                        self.shared
-                            .newest_head
-                            .fetch_max(*head, std::sync::atomic::Ordering::Relaxed);
-                        self.shared.head_read(*head, asked);
-                    }
+                    Ok(head) => self.shared.head_read(*head, asked),
                     Err(_) => self.shared.head.hold(None),
                 }
                 answer

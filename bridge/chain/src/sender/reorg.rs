@@ -98,17 +98,17 @@ impl Sender {
             .with_chain_id(self.chain.chain_id())
             .with_gas_limit(TRANSFER_GAS);
         let (envelope, raw) = self.sign(&filler, nonce, fees).await?;
-        let taken = match self.broadcast(raw.clone()).await {
+        let outcome = self.broadcast(raw.clone()).await;
+        match outcome {
             Err(BroadcastError::Fenced(f)) => return Err(SendError::Fenced(f)),
             Err(BroadcastError::InsufficientFunds) => {
                 return Err(SendError::InsufficientFunds(self.address));
             }
-            Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown) => true,
-            // Refused because a transaction of the old sequence holds it after all (it runs
-            // or is replaced by escalation like any other): tracked, not counted as filled.
-            _ => false,
-        };
-        if taken {
+            _ => {}
+        }
+        // Refused, it is tracked all the same (a transaction of the old sequence holds the
+        // nonce after all: it runs or is replaced by escalation like any other), not counted.
+        if super::round::taken(&outcome) {
             self.chain.metrics().nonce_holes_filled.inc();
         }
         self.track(nonce, filler, *envelope.tx_hash(), raw, fees, block);

@@ -23,7 +23,7 @@ use super::*;
 pub type RoundCall = (TransactionRequest, u64, bool);
 
 /// Whether a broadcast's outcome means the node took (or may have taken) the transaction.
-fn taken(outcome: &Result<(), BroadcastError>) -> bool {
+pub(super) fn taken(outcome: &Result<(), BroadcastError>) -> bool {
     matches!(
         outcome,
         Ok(()) | Err(BroadcastError::AlreadyKnown) | Err(BroadcastError::Unknown)
