@@ -391,28 +391,25 @@ impl RefundDesk {
             let event = event.inner.data;
             let block = log.block_number.unwrap_or(end);
             // A source that does not answer is asked again later, from this block; once it
-            // has failed for `UNREADABLE_PATIENCE` the request counts as not found (and the
+            // has failed for `UNREADABLE_PATIENCE` while the source answers its head, the
+            // request counts as not found (and the
             // give-up below holds for it): the scan never waits for good behind one hash.
             let found = match self.request_of(event.nonce, event.srcTxHash).await {
                 Ok(found) => {
                     self.unreadable.answered(event.nonce);
                     found
                 }
-                Err(e)
-                    if {
-                        let answers = self.source.0.head().await.is_ok();
-                        self.unreadable.failed(event.nonce, Instant::now(), answers)
-                    } =>
-                {
-                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction; read again later");
-                    self.store
-                        .lock()
-                        .set_cancel_scan_next(lane, block)
-                        .map_err(|e| e.to_string())?;
-                    return Ok(false);
-                }
                 Err(e) => {
-                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction for {} s: while the source answers: counted as not found", UNREADABLE_PATIENCE.as_secs());
+                    let answers = self.source.0.head().await.is_ok();
+                    if self.unreadable.failed(event.nonce, Instant::now(), answers) {
+                        tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction; read again later");
+                        self.store
+                            .lock()
+                            .set_cancel_scan_next(lane, block)
+                            .map_err(|e| e.to_string())?;
+                        return Ok(false);
+                    }
+                    tracing::warn!(nonce = event.nonce, error = %e, "cannot read a cancelled request's source transaction for {} s while the source answers: counted as not found", UNREADABLE_PATIENCE.as_secs());
                     None
                 }
             };
