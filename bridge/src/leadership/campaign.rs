@@ -45,6 +45,7 @@ use tokio::sync::watch;
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
 use super::heartbeats::{Heartbeats, next_poll};
+use super::key_history;
 use super::key_reads::KeyReads;
 use super::shared_lease::SharedLease;
 use crate::chain::fence::Fence;
@@ -320,6 +321,37 @@ enum Deletion {
     AfterSeen,
     /// Written again after the standby's read, or the history is unreadable (compacted).
     Unproven,
+}
+
+/// The last leader key this replica held, in this process or in its dead predecessor at this
+/// place (its store record): where a campaign that has seen no other key since reads the key's
+/// history from ([`key_history`]).
+#[derive(Debug, Clone, Copy)]
+struct OwnKey {
+    lease: i64,
+    revision: i64,
+}
+
+impl Standing {
+    /// This replica holds the key (created at or before `revision`) under `lease`.
+    fn led(&mut self, lease: i64, revision: i64) {
+        self.observed = None;
+        self.hold = None;
+        self.own = Some(OwnKey { lease, revision });
+    }
+}
+
+/// What a campaign knows of the leader key from one poll to the next.
+struct Standing {
+    /// The revision it follows, while another replica holds the key.
+    observed: Option<Observed>,
+    /// Before this, it takes no key over ([`TAKEOVER_GRACE`]).
+    not_before: Instant,
+    /// The last key this replica held.
+    own: Option<OwnKey>,
+    /// A key it created but leads under only from `.0` (its create revision `.1`): the history
+    /// showed a holder that may still be sending.
+    hold: Option<(Instant, i64)>,
 }
 
 impl Observed {
@@ -611,8 +643,7 @@ impl Campaign {
         &self,
         lease: &mut Option<i64>,
         kv: LeaderKv,
-        observed: &mut Option<Observed>,
-        not_before: Instant,
+        standing: &mut Standing,
     ) -> Result<(), EtcdUnavailable> {
         let Some(mut id) = *lease else {
             return Ok(());
@@ -642,7 +673,7 @@ impl Campaign {
                 *lease = Some(kv.lease);
                 id = kv.lease;
                 if let Some(revision) = self.take_over(id, kv.mod_revision).await? {
-                    *observed = None;
+                    standing.led(id, revision);
                     self.remember(id, revision);
                     self.set_leader(
                         true,
@@ -655,7 +686,7 @@ impl Campaign {
         // A key that names this replica under its live lease is this replica's term (after an
         // etcd outage that outlasted the fence): resume it rather than wait.
         if self.names_me_under(&kv, id) {
-            *observed = None;
+            standing.led(id, kv.create_revision);
             if self.touch(id).await? {
                 self.set_leader(true, "resumed: the leader key and its lease are still ours");
             }
@@ -663,23 +694,23 @@ impl Campaign {
         }
         let released = kv.released();
         Observed::note(
-            observed,
+            &mut standing.observed,
             kv.mod_revision,
             kv.heartbeat(),
             released,
             Instant::now(),
-            not_before,
+            standing.not_before,
         );
         let (due, why) = if released {
             (true, "took over: the leader released the lane")
         } else {
             (
-                self.overdue(&kv, observed, not_before),
+                self.overdue(&kv, &mut standing.observed, standing.not_before),
                 "took over: the leader's heartbeat stopped",
             )
         };
         if due && let Some(revision) = self.take_over(id, kv.mod_revision).await? {
-            *observed = None;
+            standing.led(id, revision);
             self.remember(id, revision);
             self.metrics.leadership_takeovers.inc();
             self.set_leader(true, why);
@@ -733,6 +764,24 @@ impl Campaign {
         })
     }
 
+    /// How long a key this campaign created under `lease` at `revision` must wait before it
+    /// leads: the heartbeat of a holder whose key the history since `own` (or since the oldest
+    /// revision etcd keeps) shows deleted without a release ([`key_history::unreleased_loss`]);
+    /// a TTL when the history cannot be read. `None`: lead now.
+    async fn lost_before(
+        &self,
+        own: Option<OwnKey>,
+        lease: i64,
+        revision: i64,
+    ) -> Option<Duration> {
+        let from = own.map_or(1, |o| o.revision);
+        let mine = [lease, own.map_or(lease, |o| o.lease)];
+        match key_history::writes_between(&self.pool, &self.key, from, revision).await {
+            Some(writes) => key_history::unreleased_loss(&writes, &mine, self.ttl),
+            None => Some(self.ttl),
+        }
+    }
+
     /// The leader key now (`None`: nobody leads), raced over every endpoint.
     async fn leader_kv(&self) -> Result<Option<LeaderKv>, EtcdUnavailable> {
         let key = self.key.as_str();
@@ -775,17 +824,27 @@ impl Campaign {
     }
 
     /// Take back the term a previous process of this replica held, if it is still alive and
-    /// this process proves it is that replica at that place: `Some(lease)` when resumed.
-    async fn resume(&self) -> Option<i64> {
-        let memory = self.memory.as_ref()?;
+    /// this process proves it is that replica at that place: `Some(lease)` when resumed; with
+    /// the key that process held, whether resumed or not (that process is gone: the store lock
+    /// proves it).
+    async fn resume(&self) -> (Option<i64>, Option<OwnKey>) {
+        let Some(memory) = self.memory.as_ref() else {
+            return (None, None);
+        };
         let record = match memory.store.lock().remembered_lease(self.lane) {
-            Ok(record) => record?,
+            Ok(Some(record)) => record,
+            Ok(None) => return (None, None),
             Err(e) => {
                 tracing::warn!(lane = %self.lane, error = %e, "remembered lease unreadable");
-                return None;
+                return (None, None);
             }
         };
-        let outcome = if record.holder != memory.holder || record.key != self.key {
+        let mine = record.holder == memory.holder && record.key == self.key;
+        let own = mine.then_some(OwnKey {
+            lease: record.lease,
+            revision: record.create_revision,
+        });
+        let outcome = if !mine {
             Err("written by another place or for another election")
         } else {
             match self.renew(record.lease).await {
@@ -821,13 +880,13 @@ impl Campaign {
                     true,
                     "resumed after a restart: our lease and key still live",
                 );
-                Some(record.lease)
+                (Some(record.lease), own)
             }
             Err(why) => {
                 tracing::info!(lane = %self.lane, reason = why, "not resuming the previous term");
                 self.fence.expire();
                 self.forget();
-                None
+                (None, own)
             }
         }
     }
@@ -898,13 +957,17 @@ impl Campaign {
         self.held.bind(&self.key, &self.me, &self.lease);
         let poll = poll_interval(self.ttl);
         let renew_every = renew_interval(self.ttl);
-        let mut lease: Option<i64> = self.resume().await;
+        let (mut lease, own) = self.resume().await;
         let mut renewed_at = Instant::now();
         let mut backoff = HandoverBackoff::default();
-        let mut observed: Option<Observed> = None;
-        let not_before = Instant::now()
-            .checked_add(TAKEOVER_GRACE)
-            .unwrap_or_else(Instant::now);
+        let mut standing = Standing {
+            observed: None,
+            not_before: Instant::now()
+                .checked_add(TAKEOVER_GRACE)
+                .unwrap_or_else(Instant::now),
+            own,
+            hold: None,
+        };
         loop {
             let started = tokio::time::Instant::now();
             // First, before any etcd call: a replica that wakes from a pause (its clock jumped
@@ -918,7 +981,7 @@ impl Campaign {
                     &mut renewed_at,
                     renew_every,
                     &mut backoff,
-                    (&mut observed, not_before),
+                    &mut standing,
                 )
                 .await
             };
@@ -953,7 +1016,7 @@ impl Campaign {
         renewed_at: &mut Instant,
         renew_every: Duration,
         backoff: &mut HandoverBackoff,
-        (observed, not_before): (&mut Option<Observed>, Instant),
+        standing: &mut Standing,
     ) -> Result<(), EtcdUnavailable> {
         let unfit = self.health.as_ref().and_then(|(health, _)| health.unfit());
         if unfit.is_some() && !*self.leading.borrow() && self.healthy_peer().await.is_some() {
@@ -1041,11 +1104,26 @@ impl Campaign {
                 backoff.leading_fit(Instant::now());
             }
         } else if self.fence.lease_valid() {
-            if let Some(seen) = *observed {
+            if let Some((at, revision)) = standing.hold {
+                // This replica holds the key it created but waits out a holder that may still be
+                // sending; then leads if the key is still its own (a heartbeat proves it).
+                if Instant::now() < at {
+                    return Ok(());
+                }
+                standing.hold = None;
+                if self.touch(id).await? {
+                    standing.led(id, revision);
+                    self.remember(id, revision);
+                    self.set_leader(true, "won, once the last holder's heartbeat had run out");
+                }
+                return Ok(());
+            }
+            let unobserved = standing.observed.is_none();
+            if let Some(seen) = standing.observed {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
                 match self.followed_kv().await? {
-                    Some(kv) => return self.follow(lease, kv, observed, not_before).await,
+                    Some(kv) => return self.follow(lease, kv, standing).await,
                     None => {
                         let create_at = match seen.create_at {
                             Some(at) => at,
@@ -1062,7 +1140,7 @@ impl Campaign {
                                         "the leader key disappeared without a release: leading once its holder's heartbeat has run out"
                                     );
                                 }
-                                *observed = Some(Observed {
+                                standing.observed = Some(Observed {
                                     create_at: Some(at),
                                     ..seen
                                 });
@@ -1077,11 +1155,36 @@ impl Campaign {
             }
             match self.try_lead(id).await? {
                 Attempt::Won(revision) => {
-                    *observed = None;
-                    self.remember(id, revision);
-                    self.set_leader(true, "won");
+                    // Created with no key seen to wait from: what happened to the key since
+                    // the last one this replica held decides whether it leads now.
+                    let wait = if unobserved {
+                        self.lost_before(standing.own, id, revision).await
+                    } else {
+                        None
+                    };
+                    standing.led(id, revision);
+                    match wait {
+                        None => {
+                            self.remember(id, revision);
+                            self.set_leader(true, "won");
+                        }
+                        Some(wait) => {
+                            self.metrics.leader_key_lost.inc();
+                            tracing::info!(
+                                lane = %self.lane,
+                                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                                "created the leader key after another holder's was deleted without a release: leading once that holder's heartbeat has run out"
+                            );
+                            standing.hold = Some((
+                                Instant::now()
+                                    .checked_add(wait)
+                                    .unwrap_or_else(Instant::now),
+                                revision,
+                            ));
+                        }
+                    }
                 }
-                Attempt::Held(kv) => self.follow(lease, kv, observed, not_before).await?,
+                Attempt::Held(kv) => self.follow(lease, kv, standing).await?,
                 Attempt::Empty => {}
             }
         }

@@ -9,6 +9,7 @@ pub mod gather;
 pub mod health;
 pub mod heartbeats;
 pub mod history;
+pub mod key_history;
 pub mod key_reads;
 pub mod layout;
 pub mod progress;

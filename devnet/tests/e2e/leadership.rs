@@ -298,8 +298,10 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
 /// create the key before the old leader's fence has certainly closed (a TTL after the last
 /// heartbeat it could have sent): it leads no sooner than 0.5 s after the revocation (it used to
 /// lead at its next 0.1 s poll), within a few seconds all the same, and counts the deletion in
-/// `leader_key_lost_total`. A SIGTERMed leader's release still hands over at once
-/// (`a_stopped_leader_hands_over_at_once`). Never two leaders; every transfer once.
+/// `leader_key_lost_total`. So does a replica restarted while the key was deleted, which has
+/// seen no heartbeat to wait from (the key's history since its start decides). A SIGTERMed
+/// leader's release still hands over at once (`a_stopped_leader_hands_over_at_once`). Never two
+/// leaders; every transfer once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its_fence_closes() {
     let (dir, mut devnet) = ha_devnet_alone().await;
@@ -382,6 +384,61 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .await
         .unwrap();
     }
+
+    // A replica that has seen no leader key since it started has no heartbeat to wait from:
+    // the key's history decides. Operator 1's replica that does not lead is SIGKILLed, the
+    // leader is paused and its lease revoked, and the replica starts again: it creates the
+    // absent key but leads under it only once the paused leader's heartbeat has run out, and
+    // counts the deletion (it used to lead at its first poll, the paused leader's fence still
+    // open had it been running).
+    let op = 0;
+    let config = devnet.replica_config(op, 0).unwrap();
+    let key = multibridge::harness::leader_key(
+        &multibridge::harness::election_dir_of(&config, LANE, config.operator.address).unwrap(),
+    );
+    let mut etcd =
+        etcd_client::Client::connect(config.etcd.as_ref().unwrap().endpoints.clone(), None)
+            .await
+            .unwrap();
+    let leader = multibridge_devnet::harness::ha::leading_replica(&devnet, op, LANE)
+        .await
+        .expect("operator 1 leads the lane");
+    let restarted = 1 - leader;
+    devnet.replica(op, restarted).unwrap().kill().unwrap();
+    devnet.replica(op, leader).unwrap().pause().unwrap();
+    let lease = etcd
+        .get(key.as_str(), None)
+        .await
+        .unwrap()
+        .kvs()
+        .first()
+        .map(|kv| kv.lease())
+        .expect("the leader key exists");
+    etcd.lease_revoke(lease).await.unwrap();
+    devnet.start_replica(op, restarted).unwrap();
+    let port = devnet.replica_http_ports[op][restarted];
+    wait_metric(port, &leader_series(LANE), 1.0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lost = metric(
+        port,
+        "multibridge_leader_key_lost_total{lane=\"main-to-service\"}",
+    )
+    .await
+    .unwrap_or_default();
+    devnet.replica(op, leader).unwrap().resume().unwrap();
+    assert!(
+        lost >= 1.0,
+        "the restarted replica led without waiting out the paused leader's heartbeat"
+    );
+    wait_metric(
+        devnet.replica_http_ports[op][leader],
+        &leader_series(LANE),
+        0.0,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_and_check(traffic, &driver, LANE, dir.path()).await;
     let timeline = leaders.stop().await.unwrap();

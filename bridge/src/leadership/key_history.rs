@@ -1,0 +1,210 @@
+//! The leader key's history between a point a campaign knows and a key it just created: whether
+//! a holder that may still be sending lost its key in between.
+//!
+//! etcd may delete a live leader's key: a raft leader that was stuck (paused, a slow disk)
+//! revokes, when it resumes, every lease it believes expired (etcd-io/etcd#15247, fixed in
+//! 3.4.28 and 3.5.11). A standby that was following the key waits out the old holder's
+//! heartbeat before it creates the key again ([`super::campaign`]'s `Observed`). A campaign
+//! that saw no key since it last led, or since it started, has nothing to wait from: it creates
+//! the key, then reads the key's history from the last key it held (or from the oldest revision
+//! etcd keeps) up to that creation, and leads under it only once every holder whose key was
+//! deleted without a release has certainly stopped sending.
+
+use std::time::Duration;
+
+use super::campaign::LeaderInfo;
+use super::etcd_pool::EtcdPool;
+
+/// One write of the leader key, as its history replays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWrite {
+    /// A put under `lease`: a creation, a heartbeat, a takeover or a release.
+    Put {
+        /// The lease the key was written under.
+        lease: i64,
+        /// The holder marked it released (its fence closed).
+        released: bool,
+        /// The heartbeat its holder advertises.
+        heartbeat: Option<Duration>,
+    },
+    /// A deletion (the lease ran out or was revoked).
+    Delete,
+}
+
+/// The longest heartbeat of a holder in `writes` whose key was deleted without a release and
+/// whose lease is none of `own` (this process's lease, and its dead predecessor's at this
+/// place): until it has run out, that holder may still be sending. `None`: no such holder. A
+/// holder the history does not show (a deletion first, the key written before the history
+/// starts) or one that advertises no heartbeat counts as one with a heartbeat of `ttl`.
+pub fn unreleased_loss(writes: &[KeyWrite], own: &[i64], ttl: Duration) -> Option<Duration> {
+    // The last put before each deletion: whether it was a stranger's, and unreleased.
+    let mut holder: Option<(bool, bool, Option<Duration>)> = None;
+    let mut longest: Option<Duration> = None;
+    for write in writes {
+        match *write {
+            KeyWrite::Put {
+                lease,
+                released,
+                heartbeat,
+            } => holder = Some((!own.contains(&lease), released, heartbeat)),
+            KeyWrite::Delete => {
+                let lost = match holder.take() {
+                    Some((true, false, heartbeat)) => Some(heartbeat.unwrap_or(ttl)),
+                    Some(_) => None,
+                    None => Some(ttl),
+                };
+                if let Some(wait) = lost {
+                    longest = Some(longest.map_or(wait, |l| l.max(wait)));
+                }
+            }
+        }
+    }
+    longest
+}
+
+/// What one watch replayed.
+enum Replay {
+    /// Every write from the start up to (not including) the end revision.
+    Whole(Vec<KeyWrite>),
+    /// The start was compacted; etcd keeps history from this revision.
+    Compacted(i64),
+}
+
+/// The writes of `key` from revision `from` up to, not including, `until` — a revision that
+/// wrote the key (this campaign's creation), so the watch's replay is known to be whole when it
+/// reaches it. A compacted `from` is read from the oldest revision etcd keeps: the relays keep
+/// at least three lease TTLs (`etcd.keep_history_secs`), older than any holder still sending.
+/// `None` when the history cannot be read.
+pub async fn writes_between(
+    pool: &EtcdPool,
+    key: &str,
+    from: i64,
+    until: i64,
+) -> Option<Vec<KeyWrite>> {
+    let mut start = from.max(1);
+    // A compaction between two attempts moves the start once more at most.
+    for _ in 0..3 {
+        let replay = pool
+            .call("leader key history", |mut c| async move {
+                let options = etcd_client::WatchOptions::new().with_start_revision(start);
+                let mut stream = c.watch(key, Some(options)).await?;
+                let mut writes = Vec::new();
+                while let Some(resp) = stream.message().await? {
+                    if resp.compact_revision() > 0 {
+                        return Ok(Replay::Compacted(resp.compact_revision()));
+                    }
+                    if resp.canceled() {
+                        break;
+                    }
+                    for event in resp.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        if kv.mod_revision() >= until {
+                            return Ok(Replay::Whole(writes));
+                        }
+                        writes.push(match event.event_type() {
+                            etcd_client::EventType::Put => {
+                                let info = serde_json::from_slice::<LeaderInfo>(kv.value()).ok();
+                                KeyWrite::Put {
+                                    lease: kv.lease(),
+                                    released: info.as_ref().is_some_and(|i| i.released),
+                                    heartbeat: info
+                                        .and_then(|i| i.heartbeat_ms)
+                                        .map(Duration::from_millis),
+                                }
+                            }
+                            etcd_client::EventType::Delete => KeyWrite::Delete,
+                        });
+                    }
+                }
+                Err(etcd_client::Error::WatchError(
+                    "the watch ended before the key's creation".into(),
+                ))
+            })
+            .await;
+        match replay {
+            Ok(Replay::Whole(writes)) => return Some(writes),
+            Ok(Replay::Compacted(kept)) if kept > start => start = kept,
+            Ok(Replay::Compacted(_)) => return None,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "leader key history unreadable");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(1);
+
+    fn put(lease: i64) -> KeyWrite {
+        KeyWrite::Put {
+            lease,
+            released: false,
+            heartbeat: Some(Duration::from_millis(1_500)),
+        }
+    }
+
+    fn release(lease: i64) -> KeyWrite {
+        KeyWrite::Put {
+            lease,
+            released: true,
+            heartbeat: Some(Duration::from_millis(1_500)),
+        }
+    }
+
+    #[test]
+    fn a_strangers_key_deleted_without_a_release_is_waited_out_and_nothing_else_is() {
+        let own = [7, 3];
+        let beat = Some(Duration::from_millis(1_500));
+        // Nothing since the last key this replica held, or only its own writes: lead at once.
+        assert_eq!(unreleased_loss(&[], &own, TTL), None);
+        assert_eq!(
+            unreleased_loss(&[put(3), put(3), KeyWrite::Delete], &own, TTL),
+            None
+        );
+        // A stranger's key that its holder released, or that a stranger took over and
+        // released: at once.
+        assert_eq!(
+            unreleased_loss(&[put(9), release(9), KeyWrite::Delete], &own, TTL),
+            None
+        );
+        // A stranger's key deleted behind it (a stuck etcd leader revoked its live lease):
+        // wait out the heartbeat it advertised, whatever came before or after.
+        assert_eq!(
+            unreleased_loss(
+                &[put(3), KeyWrite::Delete, put(9), KeyWrite::Delete],
+                &own,
+                TTL
+            ),
+            beat
+        );
+        assert_eq!(
+            unreleased_loss(
+                &[put(9), KeyWrite::Delete, put(7), KeyWrite::Delete],
+                &own,
+                TTL
+            ),
+            beat
+        );
+        // Taken over by this replica, then deleted: its own.
+        assert_eq!(
+            unreleased_loss(&[put(9), put(7), KeyWrite::Delete], &own, TTL),
+            None
+        );
+        // A holder the history does not show, or one without a heartbeat: the TTL.
+        assert_eq!(unreleased_loss(&[KeyWrite::Delete], &own, TTL), Some(TTL));
+        let silent = KeyWrite::Put {
+            lease: 9,
+            released: false,
+            heartbeat: None,
+        };
+        assert_eq!(
+            unreleased_loss(&[silent, KeyWrite::Delete], &own, TTL),
+            Some(TTL)
+        );
+    }
+}
