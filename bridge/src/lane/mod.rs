@@ -213,6 +213,7 @@ pub fn spawn(
             pool: shared.campaign_etcd.clone().unwrap_or_else(|| pool.clone()),
             fence: control.fence.clone(),
             held: control.held.clone(),
+            kept_history: etcd.keep_history(),
             leading: control.leading_tx.clone(),
             metrics: metrics.clone(),
             readiness: shared.readiness.clone(),

@@ -255,6 +255,9 @@ pub struct Campaign {
     /// Whether this replica can serve the lane, and the election's directory where its peers
     /// say whether they can (`None`: never hand over for that).
     pub health: Option<(ServeHealth, String)>,
+    /// How much key history this process's compaction keeps (`etcd.keep_history_secs`; `None`:
+    /// the cluster compacts itself, and a compacted history proves nothing).
+    pub kept_history: Option<Duration>,
 }
 
 /// The store a campaign remembers its leases in, and the place this process holds it from.
@@ -310,6 +313,9 @@ pub struct Observed {
     released: bool,
     /// Once the key was seen deleted: from when this standby may create it.
     create_at: Option<Instant>,
+    /// Once the key was seen deleted: the revision after that deletion (its history from there
+    /// is read once this standby created the key), or after `revision` if it is not known.
+    history_from: i64,
 }
 
 /// What the leader key's history says about a deletion a standby saw.
@@ -391,6 +397,7 @@ impl Observed {
                     heartbeat,
                     released,
                     create_at: None,
+                    history_from: 0,
                 });
             }
         }
@@ -719,8 +726,9 @@ impl Campaign {
     }
 
     /// How the leader key came to be deleted after `revision`, from its history (etcd's watch
-    /// from the next revision replays it). Unreadable or compacted history is `Unproven`.
-    async fn deletion_after(&self, revision: i64) -> Deletion {
+    /// from the next revision replays it), and the deletion's revision. Unreadable or compacted
+    /// history is `Unproven`, at no known revision.
+    async fn deletion_after(&self, revision: i64) -> (Deletion, Option<i64>) {
         let key = self.key.as_str();
         let from = revision.saturating_add(1);
         let read = self
@@ -732,7 +740,7 @@ impl Campaign {
                 let mut last_released = false;
                 while let Some(resp) = stream.message().await? {
                     if resp.canceled() || resp.compact_revision() > 0 {
-                        return Ok(Deletion::Unproven);
+                        return Ok((Deletion::Unproven, None));
                     }
                     for event in resp.events() {
                         match event.event_type() {
@@ -744,41 +752,52 @@ impl Campaign {
                                 });
                             }
                             etcd_client::EventType::Delete => {
-                                return Ok(if last_released {
-                                    Deletion::Released
-                                } else if writes == 0 {
-                                    Deletion::AfterSeen
-                                } else {
-                                    Deletion::Unproven
-                                });
+                                let at = event.kv().map(|kv| kv.mod_revision());
+                                return Ok((
+                                    if last_released {
+                                        Deletion::Released
+                                    } else if writes == 0 {
+                                        Deletion::AfterSeen
+                                    } else {
+                                        Deletion::Unproven
+                                    },
+                                    at,
+                                ));
                             }
                         }
                     }
                 }
-                Ok(Deletion::Unproven)
+                Ok((Deletion::Unproven, None))
             })
             .await;
         read.unwrap_or_else(|e| {
             tracing::warn!(lane = %self.lane, error = %e, "leader key history unreadable");
-            Deletion::Unproven
+            (Deletion::Unproven, None)
         })
     }
 
     /// How long a key this campaign created under `lease` at `revision` must wait before it
-    /// leads: the heartbeat of a holder whose key the history since `own` (or since the oldest
-    /// revision etcd keeps) shows deleted without a release ([`key_history::unreleased_loss`]);
-    /// a TTL when the history cannot be read. `None`: lead now.
+    /// leads: the heartbeat of a holder whose key the history from revision `from` shows
+    /// deleted without a release ([`key_history::unreleased_loss`]; this process's lease and
+    /// `own`'s are this replica's); a TTL when the history cannot be read whole in a third of
+    /// a TTL (the step renews nothing meanwhile). `None`: lead now.
     async fn lost_before(
         &self,
+        from: i64,
         own: Option<OwnKey>,
         lease: i64,
         revision: i64,
     ) -> Option<Duration> {
-        let from = own.map_or(1, |o| o.revision);
         let mine = [lease, own.map_or(lease, |o| o.lease)];
-        match key_history::writes_between(&self.pool, &self.key, from, revision).await {
-            Some(writes) => key_history::unreleased_loss(&writes, &mine, self.ttl),
-            None => Some(self.ttl),
+        let kept_a_ttl = self.kept_history.is_some_and(|keep| keep >= self.ttl);
+        let read = key_history::writes_between(&self.pool, &self.key, (from, revision), kept_a_ttl);
+        match tokio::time::timeout(self.ttl.checked_div(3).unwrap_or_default(), read).await {
+            Ok(Some(writes)) => key_history::unreleased_loss(&writes, &mine, self.ttl),
+            Ok(None) => Some(self.ttl),
+            Err(_) => {
+                tracing::info!(lane = %self.lane, "leader key history not read in time");
+                Some(self.ttl)
+            }
         }
     }
 
@@ -995,7 +1014,10 @@ impl Campaign {
             // Whatever etcd says, a lease this replica cannot prove ends its leadership (the
             // lease id is kept: a renewal the server still grants resumes the term).
             self.step_down_unless_proven();
-            self.held.set(lease);
+            // A key held without leading is never released at a stop (a standby would take it
+            // over at once, before the holder it waits out has stopped): it goes with the lease.
+            self.held
+                .set(if standing.hold.is_some() { None } else { lease });
             // The next poll of the process's grid after the step's start (every campaign of
             // the process wakes at once, so the leaders due heartbeat in one transaction): a
             // step that spent its poll waiting on etcd (a renewal through an etcd election)
@@ -1118,7 +1140,9 @@ impl Campaign {
                 }
                 return Ok(());
             }
-            let unobserved = standing.observed.is_none();
+            // Where the key's history is read from once this replica created it: past the last
+            // key it held, or past the deletion it waited out.
+            let mut history_from = standing.own.map_or(1, |o| o.revision);
             if let Some(seen) = standing.observed {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
@@ -1126,10 +1150,16 @@ impl Campaign {
                     Some(kv) => return self.follow(lease, kv, standing).await,
                     None => {
                         let create_at = match seen.create_at {
-                            Some(at) => at,
+                            Some(at) => {
+                                history_from = seen.history_from;
+                                at
+                            }
                             None => {
                                 let absent_at = Instant::now();
-                                let deletion = self.deletion_after(seen.revision).await;
+                                let (deletion, deleted_at) =
+                                    self.deletion_after(seen.revision).await;
+                                history_from =
+                                    deleted_at.unwrap_or(seen.revision).saturating_add(1);
                                 let at = seen.create_at(deletion, absent_at);
                                 if deletion != Deletion::Released && !seen.released {
                                     self.metrics.leader_key_lost.inc();
@@ -1142,6 +1172,7 @@ impl Campaign {
                                 }
                                 standing.observed = Some(Observed {
                                     create_at: Some(at),
+                                    history_from,
                                     ..seen
                                 });
                                 at
@@ -1155,13 +1186,12 @@ impl Campaign {
             }
             match self.try_lead(id).await? {
                 Attempt::Won(revision) => {
-                    // Created with no key seen to wait from: what happened to the key since
-                    // the last one this replica held decides whether it leads now.
-                    let wait = if unobserved {
-                        self.lost_before(standing.own, id, revision).await
-                    } else {
-                        None
-                    };
+                    // What happened to the key since the last one this replica held (no other key
+                    // seen since), or since the deletion it waited out (a key created and deleted
+                    // between two polls, or while it did not poll), decides whether it leads now.
+                    let wait = self
+                        .lost_before(history_from, standing.own, id, revision)
+                        .await;
                     standing.led(id, revision);
                     match wait {
                         None => {
@@ -1173,7 +1203,7 @@ impl Campaign {
                             tracing::info!(
                                 lane = %self.lane,
                                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                                "created the leader key after another holder's was deleted without a release: leading once that holder's heartbeat has run out"
+                                "created the leader key after another holder's was deleted without a release (or its history could not be read): leading once that holder's heartbeat has run out"
                             );
                             standing.hold = Some((
                                 Instant::now()

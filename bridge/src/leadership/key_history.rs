@@ -62,6 +62,11 @@ pub fn unreleased_loss(writes: &[KeyWrite], own: &[i64], ttl: Duration) -> Optio
     longest
 }
 
+/// The most revisions a campaign replays (etcd reads every key's writes of a replayed range,
+/// not just the leader key's): about a minute of a devnet's history, seconds of a 64-pair hub's.
+/// A longer history is read as unreadable, and the campaign waits a TTL instead.
+pub const REPLAY_REVISIONS: i64 = 2_000;
+
 /// What one watch replayed.
 enum Replay {
     /// Every write from the start up to (not including) the end revision.
@@ -72,16 +77,29 @@ enum Replay {
 
 /// The writes of `key` from revision `from` up to, not including, `until` — a revision that
 /// wrote the key (this campaign's creation), so the watch's replay is known to be whole when it
-/// reaches it. A compacted `from` is read from the oldest revision etcd keeps: the relays keep
-/// at least three lease TTLs (`etcd.keep_history_secs`), older than any holder still sending.
-/// `None` when the history cannot be read.
+/// reaches it. A compacted `from` is read from the oldest revision etcd keeps only when
+/// `compaction_kept_a_ttl` (this process compacts, keeping at least three lease TTLs,
+/// `etcd.keep_history_secs`: what was compacted is older than any holder still sending); a
+/// cluster that compacts itself may have compacted a deletion seconds old. `None` when the
+/// history cannot be read whole: compacted otherwise, longer than [`REPLAY_REVISIONS`], or
+/// unreachable.
 pub async fn writes_between(
     pool: &EtcdPool,
     key: &str,
-    from: i64,
-    until: i64,
+    (from, until): (i64, i64),
+    compaction_kept_a_ttl: bool,
 ) -> Option<Vec<KeyWrite>> {
     let mut start = from.max(1);
+    let replayable = |start: i64| until > start && until.saturating_sub(start) <= REPLAY_REVISIONS;
+    if !replayable(start) {
+        tracing::info!(
+            key,
+            from,
+            until,
+            "leader key history not replayed: too long, or no creation after it"
+        );
+        return None;
+    }
     // A compaction between two attempts moves the start once more at most.
     for _ in 0..3 {
         let replay = pool
@@ -123,8 +141,20 @@ pub async fn writes_between(
             .await;
         match replay {
             Ok(Replay::Whole(writes)) => return Some(writes),
-            Ok(Replay::Compacted(kept)) if kept > start => start = kept,
-            Ok(Replay::Compacted(_)) => return None,
+            Ok(Replay::Compacted(kept))
+                if compaction_kept_a_ttl && kept > start && replayable(kept) =>
+            {
+                start = kept
+            }
+            Ok(Replay::Compacted(kept)) => {
+                tracing::info!(
+                    key,
+                    from,
+                    kept,
+                    "leader key history compacted past where it is read from"
+                );
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(key, error = %e, "leader key history unreadable");
                 return None;

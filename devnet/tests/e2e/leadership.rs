@@ -417,9 +417,35 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
     etcd.lease_revoke(lease).await.unwrap();
     devnet.start_replica(op, restarted).unwrap();
     let port = devnet.replica_http_ports[op][restarted];
-    wait_metric(port, &leader_series(LANE), 1.0, Duration::from_secs(30))
+    eventually(
+        "the restarted replica creates the key",
+        Duration::from_secs(30),
+        async || {
+            let resp = etcd
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            resp.kvs()
+                .first()
+                .map(|_| ())
+                .ok_or_else(|| "no leader key".to_string())
+        },
+    )
+    .await;
+    let created = Instant::now();
+    wait_metric(port, &leader_series(LANE), 1.0, Duration::from_secs(10))
         .await
         .unwrap();
+    let held = created.elapsed();
+    println!(
+        "restarted replica: created the key, led {:.2} s later",
+        held.as_secs_f64()
+    );
+    assert!(
+        held >= Duration::from_millis(500),
+        "the restarted replica led {held:?} after creating the key, before the paused leader's \
+         heartbeat had run out"
+    );
     let lost = metric(
         port,
         "multibridge_leader_key_lost_total{lane=\"main-to-service\"}",

@@ -789,7 +789,7 @@ impl Metrics {
             )?,
             leader_key_lost: counter(
                 "leader_key_lost_total",
-                "Times this standby saw the leader key deleted without its holder releasing it (its lease expired or etcd revoked it) and waited for the holder's heartbeat to run out before leading",
+                "Times this replica waited, before leading, for the heartbeat of a holder whose leader key was deleted without its release (its lease expired or etcd revoked it): seen deleted as a standby, found in the key's history after creating the key, or that history not readable whole",
                 lane,
             )?,
             lease_granted_ttl: int_gauge(
