@@ -581,15 +581,15 @@ impl Campaign {
 
     /// Rewrite the leader key (same value, same lease) if it still names this replica under
     /// `lease`: the heartbeat, sent with the process's other leaders' due at the same poll
-    /// ([`Heartbeats`]). `true` when it did (the fence's heartbeat is extended from the moment
-    /// its transaction was sent).
-    async fn touch(&self, lease: i64) -> Result<bool, EtcdUnavailable> {
+    /// ([`Heartbeats`]). The rewrite's revision when it did (the fence's heartbeat is extended
+    /// from the moment its transaction was sent).
+    async fn touch(&self, lease: i64) -> Result<Option<i64>, EtcdUnavailable> {
         let value = serde_json::to_string(&self.me).unwrap_or_default();
         let beat = self.beats.beat(&self.pool, &self.key, value, lease).await?;
         if beat.rewritten {
             self.fence.beat(beat.sent, self.ttl);
         }
-        Ok(beat.rewritten)
+        Ok(beat.rewritten.then_some(beat.revision))
     }
 
     /// Take the leader key over from a leader whose heartbeat stopped: put this replica's
@@ -694,7 +694,7 @@ impl Campaign {
         // etcd outage that outlasted the fence): resume it rather than wait.
         if self.names_me_under(&kv, id) {
             standing.led(id, kv.create_revision);
-            if self.touch(id).await? {
+            if self.touch(id).await?.is_some() {
                 self.set_leader(true, "resumed: the leader key and its lease are still ours");
             }
             return Ok(());
@@ -790,8 +790,20 @@ impl Campaign {
     ) -> Option<Duration> {
         let mine = [lease, own.map_or(lease, |o| o.lease)];
         let kept_a_ttl = self.kept_history.is_some_and(|keep| keep >= self.ttl);
-        let read = key_history::writes_between(&self.pool, &self.key, (from, revision), kept_a_ttl);
-        match tokio::time::timeout(self.ttl.checked_div(3).unwrap_or_default(), read).await {
+        let bound = self.ttl.checked_div(3).unwrap_or_default();
+        let deadline = tokio::time::Instant::now()
+            .checked_add(bound)
+            .unwrap_or_else(tokio::time::Instant::now);
+        let read = key_history::writes_between(
+            &self.pool,
+            &self.key,
+            (from, revision),
+            kept_a_ttl,
+            deadline,
+        );
+        // The attempts end by themselves at the deadline; this only bounds the pool's moves
+        // between endpoints.
+        match tokio::time::timeout(bound.saturating_mul(2), read).await {
             Ok(Some(writes)) => key_history::unreleased_loss(&writes, &mine, self.ttl),
             Ok(None) => Some(self.ttl),
             Err(_) => {
@@ -875,8 +887,8 @@ impl Campaign {
                         // A heartbeat before the first send (a standby may be about to take
                         // the key over: then the rewrite fails and so does the resume).
                         match self.touch(record.lease).await {
-                            Ok(true) => Ok(sent),
-                            Ok(false) => Err("the leader key is no longer ours"),
+                            Ok(Some(_)) => Ok(sent),
+                            Ok(None) => Err("the leader key is no longer ours"),
                             Err(_) => Err("etcd unavailable"),
                         }
                     }
@@ -1111,7 +1123,17 @@ impl Campaign {
         }
         if leading {
             let ours = match heartbeat {
-                Some(beat) => beat?,
+                Some(beat) => match beat? {
+                    Some(revision) => {
+                        // The key's history is read from this replica's last write of it.
+                        standing.own = Some(OwnKey {
+                            lease: id,
+                            revision,
+                        });
+                        true
+                    }
+                    None => false,
+                },
                 None => true,
             };
             if !ours {
@@ -1128,12 +1150,12 @@ impl Campaign {
         } else if self.fence.lease_valid() {
             if let Some((at, revision)) = standing.hold {
                 // This replica holds the key it created but waits out a holder that may still be
-                // sending; then leads if the key is still its own (a heartbeat proves it).
-                if Instant::now() < at {
-                    return Ok(());
-                }
-                standing.hold = None;
-                if self.touch(id).await? {
+                // sending, heartbeating it meanwhile (so no standby takes it over as a key whose
+                // holder died); then leads if the key is still its own.
+                let beat = self.touch(id).await?;
+                if beat.is_none() {
+                    standing.hold = None;
+                } else if Instant::now() >= at {
                     standing.led(id, revision);
                     self.remember(id, revision);
                     self.set_leader(true, "won, once the last holder's heartbeat had run out");
@@ -1186,6 +1208,12 @@ impl Campaign {
             }
             match self.try_lead(id).await? {
                 Attempt::Won(revision) => {
+                    // Every holder deleted before the creation stopped sending a heartbeat
+                    // after its deletion, which came before this answer.
+                    let won_at = Instant::now();
+                    // Not released by a stop while its history is read (a standby would take it
+                    // over at once); the loop hands the lease back once it leads.
+                    self.held.set(None);
                     // What happened to the key since the last one this replica held (no other key
                     // seen since), or since the deletion it waited out (a key created and deleted
                     // between two polls, or while it did not poll), decides whether it leads now.
@@ -1205,12 +1233,8 @@ impl Campaign {
                                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                                 "created the leader key after another holder's was deleted without a release (or its history could not be read): leading once that holder's heartbeat has run out"
                             );
-                            standing.hold = Some((
-                                Instant::now()
-                                    .checked_add(wait)
-                                    .unwrap_or_else(Instant::now),
-                                revision,
-                            ));
+                            standing.hold =
+                                Some((won_at.checked_add(wait).unwrap_or(won_at), revision));
                         }
                     }
                 }

@@ -46,6 +46,8 @@ pub struct Beaten {
     pub rewritten: bool,
     /// When the transaction that carried it was sent.
     pub sent: Instant,
+    /// The revision of that transaction (0 when etcd named none).
+    pub revision: i64,
 }
 
 /// A heartbeat waiting for its gathering.
@@ -150,6 +152,11 @@ async fn send(pool: &EtcdPool, txn: Vec<Asked>) {
             async move { c.txn(Txn::new().and_then(ops)).await }
         })
         .await;
+    let answer_revision = answer
+        .as_ref()
+        .ok()
+        .and_then(|resp| resp.header())
+        .map(|h| h.revision());
     let outcomes = match answer {
         Ok(resp) => {
             let each = rewritten(&resp);
@@ -172,11 +179,16 @@ async fn send(pool: &EtcdPool, txn: Vec<Asked>) {
     let [rewritten_label, lost_label, failed_label] = ETCD_HEARTBEAT_OUTCOMES;
     match outcomes {
         Ok(each) => {
+            let revision = answer_revision.unwrap_or(0);
             let done = each.iter().filter(|r| **r).count();
             pool.count_heartbeats(rewritten_label, done);
             pool.count_heartbeats(lost_label, each.len().saturating_sub(done));
             for (asked, rewritten) in txn.into_iter().zip(each) {
-                let _ = asked.answer.send(Ok(Beaten { rewritten, sent }));
+                let _ = asked.answer.send(Ok(Beaten {
+                    rewritten,
+                    sent,
+                    revision,
+                }));
             }
         }
         Err(e) => {

@@ -88,9 +88,12 @@ pub async fn writes_between(
     key: &str,
     (from, until): (i64, i64),
     compaction_kept_a_ttl: bool,
+    deadline: tokio::time::Instant,
 ) -> Option<Vec<KeyWrite>> {
     let mut start = from.max(1);
-    let replayable = |start: i64| until > start && until.saturating_sub(start) <= REPLAY_REVISIONS;
+    // `until == start`: the creation came right after where the read starts, an empty
+    // history.
+    let replayable = |start: i64| until >= start && until.saturating_sub(start) <= REPLAY_REVISIONS;
     if !replayable(start) {
         tracing::info!(
             key,
@@ -104,39 +107,50 @@ pub async fn writes_between(
     for _ in 0..3 {
         let replay = pool
             .call("leader key history", |mut c| async move {
-                let options = etcd_client::WatchOptions::new().with_start_revision(start);
-                let mut stream = c.watch(key, Some(options)).await?;
-                let mut writes = Vec::new();
-                while let Some(resp) = stream.message().await? {
-                    if resp.compact_revision() > 0 {
-                        return Ok(Replay::Compacted(resp.compact_revision()));
-                    }
-                    if resp.canceled() {
-                        break;
-                    }
-                    for event in resp.events() {
-                        let Some(kv) = event.kv() else { continue };
-                        if kv.mod_revision() >= until {
-                            return Ok(Replay::Whole(writes));
+                // Bounded inside the attempt: one that ends by its own error is not taken for a
+                // dead connection, as one dropped from outside is.
+                tokio::time::timeout_at(deadline, async move {
+                    let options = etcd_client::WatchOptions::new().with_start_revision(start);
+                    let mut stream = c.watch(key, Some(options)).await?;
+                    let mut writes = Vec::new();
+                    while let Some(resp) = stream.message().await? {
+                        if resp.compact_revision() > 0 {
+                            return Ok(Replay::Compacted(resp.compact_revision()));
                         }
-                        writes.push(match event.event_type() {
-                            etcd_client::EventType::Put => {
-                                let info = serde_json::from_slice::<LeaderInfo>(kv.value()).ok();
-                                KeyWrite::Put {
-                                    lease: kv.lease(),
-                                    released: info.as_ref().is_some_and(|i| i.released),
-                                    heartbeat: info
-                                        .and_then(|i| i.heartbeat_ms)
-                                        .map(Duration::from_millis),
-                                }
+                        if resp.canceled() {
+                            break;
+                        }
+                        for event in resp.events() {
+                            let Some(kv) = event.kv() else { continue };
+                            if kv.mod_revision() >= until {
+                                return Ok(Replay::Whole(writes));
                             }
-                            etcd_client::EventType::Delete => KeyWrite::Delete,
-                        });
+                            writes.push(match event.event_type() {
+                                etcd_client::EventType::Put => {
+                                    let info =
+                                        serde_json::from_slice::<LeaderInfo>(kv.value()).ok();
+                                    KeyWrite::Put {
+                                        lease: kv.lease(),
+                                        released: info.as_ref().is_some_and(|i| i.released),
+                                        heartbeat: info
+                                            .and_then(|i| i.heartbeat_ms)
+                                            .map(Duration::from_millis),
+                                    }
+                                }
+                                etcd_client::EventType::Delete => KeyWrite::Delete,
+                            });
+                        }
                     }
-                }
-                Err(etcd_client::Error::WatchError(
-                    "the watch ended before the key's creation".into(),
-                ))
+                    Err(etcd_client::Error::WatchError(
+                        "the watch ended before the key's creation".into(),
+                    ))
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(etcd_client::Error::WatchError(
+                        "not replayed in time".into(),
+                    ))
+                })
             })
             .await;
         match replay {

@@ -197,6 +197,18 @@ async fn a_stopped_leader_hands_over_at_once() {
     );
     let log = std::fs::read_to_string(dir.path().join("logs/relay-1.log")).unwrap();
     assert!(log.contains("lease revoked"), "no revoke in the log");
+    // A released key is created again at once: the history read after the creation finds the
+    // release and no other holder (a creation at the revision right after the deletion is an
+    // empty history, not an unreadable one).
+    for lane in Lane::ALL {
+        let lost = metric(
+            follower,
+            &format!("multibridge_leader_key_lost_total{{lane=\"{lane}\"}}"),
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(lost, 0.0, "{lane}: the follower waited out a released key");
+    }
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_and_check(traffic, &driver, LANE, dir.path()).await;
@@ -437,6 +449,24 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .await
         .unwrap();
     let held = created.elapsed();
+    // It read the deletion in the key's history, not a history it could not read.
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("logs")
+            .join(format!("{}.log", Devnet::replica_name(op, restarted))),
+    )
+    .unwrap();
+    for unread in [
+        "not replayed",
+        "compacted past",
+        "not read in time",
+        "history unreadable",
+    ] {
+        assert!(
+            !log.contains(unread),
+            "the restarted replica's log: {unread}"
+        );
+    }
     println!(
         "restarted replica: created the key, led {:.2} s later",
         held.as_secs_f64()
