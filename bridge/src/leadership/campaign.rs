@@ -339,6 +339,13 @@ struct OwnKey {
 }
 
 impl Standing {
+    /// Whether this campaign knows `kv` (naming this replica under `lease`) as its own: it led
+    /// under it, or wrote it, at or after its creation.
+    fn knows(&self, lease: i64, kv: &LeaderKv) -> bool {
+        self.own
+            .is_some_and(|o| o.lease == lease && o.revision >= kv.create_revision)
+    }
+
     /// This replica holds the key (created at or before `revision`) under `lease`.
     fn led(&mut self, lease: i64, revision: i64) {
         self.observed = None;
@@ -776,6 +783,48 @@ impl Campaign {
         })
     }
 
+    /// This campaign created the leader key under `id` at `revision` (`won_at`: when it learnt
+    /// it): lead now, or hold the key until every holder the key's history from `history_from`
+    /// shows deleted without a release has certainly stopped sending. What happened to the key
+    /// since this replica's last write of it (no other key seen since), or since the deletion it
+    /// waited out (a key created and deleted between two polls, or while it did not poll),
+    /// decides.
+    async fn decide(
+        &self,
+        standing: &mut Standing,
+        (id, revision): (i64, i64),
+        history_from: i64,
+        won_at: Instant,
+    ) {
+        // Every holder deleted before the creation sent its last heartbeat before its
+        // deletion, which came before `won_at`. Not released by a stop while the history is
+        // read (a standby would take it over at once): the loop hands the lease back once it
+        // leads.
+        self.held.set(None);
+        match self
+            .lost_before(history_from, standing.own, id, revision)
+            .await
+        {
+            None => {
+                standing.led(id, revision);
+                self.remember(id, revision);
+                self.set_leader(true, "won");
+            }
+            Some(wait) => {
+                self.metrics.leader_key_lost.inc();
+                tracing::info!(
+                    lane = %self.lane,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "created the leader key after another holder's was deleted without a release (or its history could not be read): leading once that holder's heartbeat has run out"
+                );
+                // What this replica knew of the key stays until the hold has passed: a hold
+                // lost (its lease gone) and the key created again reads the same deletions.
+                standing.observed = None;
+                standing.hold = Some((won_at.checked_add(wait).unwrap_or(won_at), revision));
+            }
+        }
+    }
+
     /// How long a key this campaign created under `lease` at `revision` must wait before it
     /// leads: the heartbeat of a holder whose key the history from revision `from` shows
     /// deleted without a release ([`key_history::unreleased_loss`]; this process's lease and
@@ -801,9 +850,12 @@ impl Campaign {
             kept_a_ttl,
             deadline,
         );
-        // The attempts end by themselves at the deadline; this only bounds the pool's moves
-        // between endpoints.
-        match tokio::time::timeout(bound.saturating_mul(2), read).await {
+        // The attempts answer by themselves at the deadline; this only bounds a connection
+        // that does not come.
+        let slack = deadline
+            .checked_add(Duration::from_millis(50))
+            .unwrap_or(deadline);
+        match tokio::time::timeout_at(slack, read).await {
             Ok(Some(writes)) => key_history::unreleased_loss(&writes, &mine, self.ttl),
             Ok(None) => Some(self.ttl),
             Err(_) => {
@@ -1125,11 +1177,14 @@ impl Campaign {
             let ours = match heartbeat {
                 Some(beat) => match beat? {
                     Some(revision) => {
-                        // The key's history is read from this replica's last write of it.
-                        standing.own = Some(OwnKey {
-                            lease: id,
-                            revision,
-                        });
+                        // The key's history is read from this replica's last write of it (an
+                        // answer that named no revision leaves the last one known).
+                        if revision > 0 {
+                            standing.own = Some(OwnKey {
+                                lease: id,
+                                revision,
+                            });
+                        }
                         true
                     }
                     None => false,
@@ -1169,6 +1224,12 @@ impl Campaign {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
                 match self.followed_kv().await? {
+                    Some(kv) if self.names_me_under(&kv, id) && !standing.knows(id, &kv) => {
+                        let created = kv.create_revision;
+                        self.decide(standing, (id, created), history_from, Instant::now())
+                            .await;
+                        return Ok(());
+                    }
                     Some(kv) => return self.follow(lease, kv, standing).await,
                     None => {
                         let create_at = match seen.create_at {
@@ -1208,35 +1269,20 @@ impl Campaign {
             }
             match self.try_lead(id).await? {
                 Attempt::Won(revision) => {
-                    // Every holder deleted before the creation stopped sending a heartbeat
-                    // after its deletion, which came before this answer.
-                    let won_at = Instant::now();
-                    // Not released by a stop while its history is read (a standby would take it
-                    // over at once); the loop hands the lease back once it leads.
-                    self.held.set(None);
-                    // What happened to the key since the last one this replica held (no other key
-                    // seen since), or since the deletion it waited out (a key created and deleted
-                    // between two polls, or while it did not poll), decides whether it leads now.
-                    let wait = self
-                        .lost_before(history_from, standing.own, id, revision)
+                    self.decide(standing, (id, revision), history_from, Instant::now())
                         .await;
-                    standing.led(id, revision);
-                    match wait {
-                        None => {
-                            self.remember(id, revision);
-                            self.set_leader(true, "won");
-                        }
-                        Some(wait) => {
-                            self.metrics.leader_key_lost.inc();
-                            tracing::info!(
-                                lane = %self.lane,
-                                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                                "created the leader key after another holder's was deleted without a release (or its history could not be read): leading once that holder's heartbeat has run out"
-                            );
-                            standing.hold =
-                                Some((won_at.checked_add(wait).unwrap_or(won_at), revision));
-                        }
-                    }
+                }
+                // A key naming this replica under this lease that it does not know it created
+                // (the creation's answer was lost: committed, then the attempt timed out and
+                // another endpoint answered): created by this campaign, decided the same way.
+                Attempt::Held(kv) if self.names_me_under(&kv, id) && !standing.knows(id, &kv) => {
+                    self.decide(
+                        standing,
+                        (id, kv.create_revision),
+                        history_from,
+                        Instant::now(),
+                    )
+                    .await;
                 }
                 Attempt::Held(kv) => self.follow(lease, kv, standing).await?,
                 Attempt::Empty => {}

@@ -73,6 +73,8 @@ enum Replay {
     Whole(Vec<KeyWrite>),
     /// The start was compacted; etcd keeps history from this revision.
     Compacted(i64),
+    /// Not whole by the deadline.
+    TimedOut,
 }
 
 /// The writes of `key` from revision `from` up to, not including, `until` — a revision that
@@ -105,10 +107,13 @@ pub async fn writes_between(
     }
     // A compaction between two attempts moves the start once more at most.
     for _ in 0..3 {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         let replay = pool
             .call("leader key history", |mut c| async move {
-                // Bounded inside the attempt: one that ends by its own error is not taken for a
-                // dead connection, as one dropped from outside is.
+                // Bounded inside the attempt, which answers: an attempt dropped from outside, or
+                // one that errs, is taken for a dead connection.
                 tokio::time::timeout_at(deadline, async move {
                     let options = etcd_client::WatchOptions::new().with_start_revision(start);
                     let mut stream = c.watch(key, Some(options)).await?;
@@ -146,15 +151,15 @@ pub async fn writes_between(
                     ))
                 })
                 .await
-                .unwrap_or_else(|_| {
-                    Err(etcd_client::Error::WatchError(
-                        "not replayed in time".into(),
-                    ))
-                })
+                .unwrap_or(Ok(Replay::TimedOut))
             })
             .await;
         match replay {
             Ok(Replay::Whole(writes)) => return Some(writes),
+            Ok(Replay::TimedOut) => {
+                tracing::info!(key, from, until, "leader key history not replayed in time");
+                return None;
+            }
             Ok(Replay::Compacted(kept))
                 if compaction_kept_a_ttl && kept > start && replayable(kept) =>
             {

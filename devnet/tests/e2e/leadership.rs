@@ -427,6 +427,19 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .map(|kv| kv.lease())
         .expect("the leader key exists");
     etcd.lease_revoke(lease).await.unwrap();
+    let log_path = dir
+        .path()
+        .join("logs")
+        .join(format!("{}.log", Devnet::replica_name(op, restarted)));
+    // The log is appended to: what the restarted process writes starts here.
+    let log_from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+    let revision = etcd
+        .get(key.as_str(), None)
+        .await
+        .unwrap()
+        .header()
+        .map_or(0, |h| h.revision());
+    println!("restarting at etcd revision {revision} (a history from revision 1)");
     devnet.start_replica(op, restarted).unwrap();
     let port = devnet.replica_http_ports[op][restarted];
     eventually(
@@ -450,12 +463,12 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .unwrap();
     let held = created.elapsed();
     // It read the deletion in the key's history, not a history it could not read.
-    let log = std::fs::read_to_string(
-        dir.path()
-            .join("logs")
-            .join(format!("{}.log", Devnet::replica_name(op, restarted))),
-    )
-    .unwrap();
+    let log = std::fs::read(&log_path).unwrap();
+    let log = String::from_utf8_lossy(log.get(usize::try_from(log_from).unwrap()..).unwrap());
+    assert!(
+        log.contains("created the leader key after another holder's was deleted"),
+        "the restarted replica did not hold the key it created"
+    );
     for unread in [
         "not replayed",
         "compacted past",
@@ -464,7 +477,7 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
     ] {
         assert!(
             !log.contains(unread),
-            "the restarted replica's log: {unread}"
+            "the restarted replica's log says the history was {unread}"
         );
     }
     println!(
