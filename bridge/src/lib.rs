@@ -101,6 +101,7 @@ pub mod harness {
     pub use crate::backup::log::BackupLog;
     pub use crate::lane::indexing::{Indexer, IndexerSettings, Step};
     pub use crate::leadership::etcd_version::revokes_live_leases;
+    pub use crate::leadership::key_history::REPLAY_REVISIONS;
     pub use crate::leadership::{election_dir_of, layout::leader_key};
     pub use crate::registry::lane_services;
     pub use crate::storage::sha256_hex;

@@ -839,7 +839,13 @@ impl Campaign {
     ) -> Option<Duration> {
         let mine = [lease, own.map_or(lease, |o| o.lease)];
         let kept_a_ttl = self.kept_history.is_some_and(|keep| keep >= self.ttl);
-        let bound = self.ttl.checked_div(3).unwrap_or_default();
+        // Within one attempt's bound too: an attempt cut by the pool is taken for a dead
+        // connection.
+        let bound = self
+            .ttl
+            .checked_div(3)
+            .unwrap_or_default()
+            .min(self.pool.attempt_timeout());
         let deadline = tokio::time::Instant::now()
             .checked_add(bound)
             .unwrap_or_else(tokio::time::Instant::now);
@@ -857,6 +863,7 @@ impl Campaign {
             .unwrap_or(deadline);
         match tokio::time::timeout_at(slack, read).await {
             Ok(Some(writes)) => key_history::unreleased_loss(&writes, &mine, self.ttl),
+            // `writes_between` said why.
             Ok(None) => Some(self.ttl),
             Err(_) => {
                 tracing::info!(lane = %self.lane, "leader key history not read in time");
@@ -1225,8 +1232,10 @@ impl Campaign {
                 // a deletion only once its holder's fence has certainly closed.
                 match self.followed_kv().await? {
                     Some(kv) if self.names_me_under(&kv, id) && !standing.knows(id, &kv) => {
+                        // Past the deletion it waited out, if it did.
+                        let from = seen.create_at.map_or(history_from, |_| seen.history_from);
                         let created = kv.create_revision;
-                        self.decide(standing, (id, created), history_from, Instant::now())
+                        self.decide(standing, (id, created), from, Instant::now())
                             .await;
                         return Ok(());
                     }

@@ -114,11 +114,18 @@ pub async fn writes_between(
             .call("leader key history", |mut c| async move {
                 // Bounded inside the attempt, which answers: an attempt dropped from outside, or
                 // one that errs, is taken for a dead connection.
-                tokio::time::timeout_at(deadline, async move {
+                // The pool moved on to this endpoint after the deadline (the last one went
+                // silent): not asked, not suspect.
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Replay::TimedOut);
+                }
+                let mut answered = false;
+                let replay = tokio::time::timeout_at(deadline, async {
                     let options = etcd_client::WatchOptions::new().with_start_revision(start);
                     let mut stream = c.watch(key, Some(options)).await?;
                     let mut writes = Vec::new();
                     while let Some(resp) = stream.message().await? {
+                        answered = true;
                         if resp.compact_revision() > 0 {
                             return Ok(Replay::Compacted(resp.compact_revision()));
                         }
@@ -150,8 +157,16 @@ pub async fn writes_between(
                         "the watch ended before the key's creation".into(),
                     ))
                 })
-                .await
-                .unwrap_or(Ok(Replay::TimedOut))
+                .await;
+                match replay {
+                    Ok(replay) => replay,
+                    // Replaying, but not whole in time: an answer (the connection lives).
+                    Err(_) if answered => Ok(Replay::TimedOut),
+                    // Nothing came back: as any silent attempt, a suspect connection.
+                    Err(_) => Err(etcd_client::Error::WatchError(
+                        "the watch did not answer in time".into(),
+                    )),
+                }
             })
             .await;
         match replay {
@@ -180,6 +195,7 @@ pub async fn writes_between(
             }
         }
     }
+    tracing::info!(key, from, until, "leader key history not replayed in time");
     None
 }
 

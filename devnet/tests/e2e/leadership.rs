@@ -439,7 +439,12 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .unwrap()
         .header()
         .map_or(0, |h| h.revision());
-    println!("restarting at etcd revision {revision} (a history from revision 1)");
+    println!("restarting at etcd revision {revision}");
+    assert!(
+        revision <= multibridge::harness::REPLAY_REVISIONS,
+        "etcd is at revision {revision}: a history from revision 1 is longer than a replica \
+         replays, so the hold below would not show that the history was read"
+    );
     devnet.start_replica(op, restarted).unwrap();
     let port = devnet.replica_http_ports[op][restarted];
     eventually(
