@@ -825,11 +825,18 @@ impl Campaign {
         }
     }
 
+    /// Whether `kv` names this replica under `id` but this campaign does not know it wrote it:
+    /// it created the key, and the creation's answer was lost.
+    fn unknown_own(&self, standing: &Standing, kv: &LeaderKv, id: i64) -> bool {
+        self.names_me_under(kv, id) && !standing.knows(id, kv)
+    }
+
     /// How long a key this campaign created under `lease` at `revision` must wait before it
     /// leads: the heartbeat of a holder whose key the history from revision `from` shows
     /// deleted without a release ([`key_history::unreleased_loss`]; this process's lease and
     /// `own`'s are this replica's); a TTL when the history cannot be read whole in a third of
-    /// a TTL (the step renews nothing meanwhile). `None`: lead now.
+    /// a TTL, or one etcd attempt's bound if shorter (the step renews nothing meanwhile).
+    /// `None`: lead now.
     async fn lost_before(
         &self,
         from: i64,
@@ -1224,28 +1231,30 @@ impl Campaign {
                 }
                 return Ok(());
             }
-            // Where the key's history is read from once this replica created it: past the last
-            // key it held, or past the deletion it waited out.
-            let mut history_from = standing.own.map_or(1, |o| o.revision);
+            // Where the key's history is read from once this replica created it: past the
+            // deletion it waited out, or past its own last write of the key.
+            let mut history_from = match standing.observed {
+                Some(Observed {
+                    create_at: Some(_),
+                    history_from,
+                    ..
+                }) => history_from,
+                _ => standing.own.map_or(1, |o| o.revision),
+            };
             if let Some(seen) = standing.observed {
                 // A leader key was seen: read it rather than create one, and create one after
                 // a deletion only once its holder's fence has certainly closed.
                 match self.followed_kv().await? {
-                    Some(kv) if self.names_me_under(&kv, id) && !standing.knows(id, &kv) => {
-                        // Past the deletion it waited out, if it did.
-                        let from = seen.create_at.map_or(history_from, |_| seen.history_from);
+                    Some(kv) if self.unknown_own(standing, &kv, id) => {
                         let created = kv.create_revision;
-                        self.decide(standing, (id, created), from, Instant::now())
+                        self.decide(standing, (id, created), history_from, Instant::now())
                             .await;
                         return Ok(());
                     }
                     Some(kv) => return self.follow(lease, kv, standing).await,
                     None => {
                         let create_at = match seen.create_at {
-                            Some(at) => {
-                                history_from = seen.history_from;
-                                at
-                            }
+                            Some(at) => at,
                             None => {
                                 let absent_at = Instant::now();
                                 let (deletion, deleted_at) =
@@ -1284,14 +1293,10 @@ impl Campaign {
                 // A key naming this replica under this lease that it does not know it created
                 // (the creation's answer was lost: committed, then the attempt timed out and
                 // another endpoint answered): created by this campaign, decided the same way.
-                Attempt::Held(kv) if self.names_me_under(&kv, id) && !standing.knows(id, &kv) => {
-                    self.decide(
-                        standing,
-                        (id, kv.create_revision),
-                        history_from,
-                        Instant::now(),
-                    )
-                    .await;
+                Attempt::Held(kv) if self.unknown_own(standing, &kv, id) => {
+                    let created = kv.create_revision;
+                    self.decide(standing, (id, created), history_from, Instant::now())
+                        .await;
                 }
                 Attempt::Held(kv) => self.follow(lease, kv, standing).await?,
                 Attempt::Empty => {}

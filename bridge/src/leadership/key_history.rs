@@ -67,6 +67,9 @@ pub fn unreleased_loss(writes: &[KeyWrite], own: &[i64], ttl: Duration) -> Optio
 /// A longer history is read as unreadable, and the campaign waits a TTL instead.
 pub const REPLAY_REVISIONS: i64 = 2_000;
 
+/// The least time a watch is given to answer before its silence counts against its connection.
+const FAIR_ASK: Duration = Duration::from_millis(100);
+
 /// What one watch replayed.
 enum Replay {
     /// Every write from the start up to (not including) the end revision.
@@ -119,6 +122,7 @@ pub async fn writes_between(
                 if tokio::time::Instant::now() >= deadline {
                     return Ok(Replay::TimedOut);
                 }
+                let asked = tokio::time::Instant::now();
                 let mut answered = false;
                 let replay = tokio::time::timeout_at(deadline, async {
                     let options = etcd_client::WatchOptions::new().with_start_revision(start);
@@ -162,6 +166,11 @@ pub async fn writes_between(
                     Ok(replay) => replay,
                     // Replaying, but not whole in time: an answer (the connection lives).
                     Err(_) if answered => Ok(Replay::TimedOut),
+                    // Too little of the budget left when asked (a reconnect used it): not
+                    // silent.
+                    Err(_) if deadline.saturating_duration_since(asked) < FAIR_ASK => {
+                        Ok(Replay::TimedOut)
+                    }
                     // Nothing came back: as any silent attempt, a suspect connection.
                     Err(_) => Err(etcd_client::Error::WatchError(
                         "the watch did not answer in time".into(),
@@ -171,14 +180,21 @@ pub async fn writes_between(
             .await;
         match replay {
             Ok(Replay::Whole(writes)) => return Some(writes),
-            Ok(Replay::TimedOut) => {
-                tracing::info!(key, from, until, "leader key history not replayed in time");
-                return None;
-            }
+            Ok(Replay::TimedOut) => break,
             Ok(Replay::Compacted(kept))
                 if compaction_kept_a_ttl && kept > start && replayable(kept) =>
             {
                 start = kept
+            }
+            Ok(Replay::Compacted(kept)) if compaction_kept_a_ttl && kept > start => {
+                tracing::info!(
+                    key,
+                    from,
+                    kept,
+                    until,
+                    "leader key history not replayed: what etcd keeps of it is too long"
+                );
+                return None;
             }
             Ok(Replay::Compacted(kept)) => {
                 tracing::info!(
@@ -195,7 +211,12 @@ pub async fn writes_between(
             }
         }
     }
-    tracing::info!(key, from, until, "leader key history not replayed in time");
+    tracing::info!(
+        key,
+        from,
+        until,
+        "leader key history not replayed whole in time"
+    );
     None
 }
 
