@@ -302,6 +302,33 @@ async fn a_leader_paused_past_its_ttl_sends_nothing_after_waking() {
     );
 }
 
+/// Operator `op`'s leader key of `LANE`, and a client of its etcd.
+async fn leader_key_and_etcd(devnet: &Devnet, op: usize) -> (String, etcd_client::Client) {
+    let config = devnet.replica_config(op, 0).unwrap();
+    let key = multibridge::harness::leader_key(
+        &multibridge::harness::election_dir_of(&config, LANE, config.operator.address).unwrap(),
+    );
+    let endpoints = config.etcd.as_ref().unwrap().endpoints.clone();
+    (
+        key,
+        etcd_client::Client::connect(endpoints, None).await.unwrap(),
+    )
+}
+
+/// Revoke the lease of the leader key `key` (which must exist), as a stuck etcd leader does
+/// behind a live leader's back (etcd-io/etcd#15247): the key goes with it.
+async fn revoke_behind_the_leader(etcd: &mut etcd_client::Client, key: &str) {
+    let lease = etcd
+        .get(key, None)
+        .await
+        .unwrap()
+        .kvs()
+        .first()
+        .map(|kv| kv.lease())
+        .expect("the leader key exists");
+    etcd.lease_revoke(lease).await.unwrap();
+}
+
 /// etcd may delete a live leader's key: a raft leader that was stuck (paused, a slow disk)
 /// revokes, when it resumes, every lease it believes expired (etcd-io/etcd#15247, fixed in etcd
 /// 3.4.28 and 3.5.11; seen here in full-suite runs of the etcd-fault test on 3.4.23, where a
@@ -323,13 +350,7 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     for op in devnet.operators() {
-        let config = devnet.replica_config(op, 0).unwrap();
-        let operator = config.operator.address;
-        let key = multibridge::harness::leader_key(
-            &multibridge::harness::election_dir_of(&config, LANE, operator).unwrap(),
-        );
-        let endpoints = config.etcd.as_ref().unwrap().endpoints.clone();
-        let mut etcd = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        let (key, mut etcd) = leader_key_and_etcd(&devnet, op).await;
         let old = eventually(
             "a leader on the lane",
             Duration::from_secs(10),
@@ -342,15 +363,7 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
         .await;
         let standby = devnet.replica_http_ports[op][1 - old];
         devnet.replica(op, old).unwrap().pause().unwrap();
-        let lease = etcd
-            .get(key.as_str(), None)
-            .await
-            .unwrap()
-            .kvs()
-            .first()
-            .map(|kv| kv.lease())
-            .expect("the leader key exists");
-        etcd.lease_revoke(lease).await.unwrap();
+        revoke_behind_the_leader(&mut etcd, &key).await;
         let revoked = Instant::now();
         wait_metric(standby, &leader_series(LANE), 1.0, Duration::from_secs(5))
             .await
@@ -404,29 +417,14 @@ async fn a_leader_key_etcd_deletes_behind_its_leader_is_not_recreated_before_its
     // counts the deletion (it used to lead at its first poll, the paused leader's fence still
     // open had it been running).
     let op = 0;
-    let config = devnet.replica_config(op, 0).unwrap();
-    let key = multibridge::harness::leader_key(
-        &multibridge::harness::election_dir_of(&config, LANE, config.operator.address).unwrap(),
-    );
-    let mut etcd =
-        etcd_client::Client::connect(config.etcd.as_ref().unwrap().endpoints.clone(), None)
-            .await
-            .unwrap();
+    let (key, mut etcd) = leader_key_and_etcd(&devnet, op).await;
     let leader = multibridge_devnet::harness::ha::leading_replica(&devnet, op, LANE)
         .await
         .expect("operator 1 leads the lane");
     let restarted = 1 - leader;
     devnet.replica(op, restarted).unwrap().kill().unwrap();
     devnet.replica(op, leader).unwrap().pause().unwrap();
-    let lease = etcd
-        .get(key.as_str(), None)
-        .await
-        .unwrap()
-        .kvs()
-        .first()
-        .map(|kv| kv.lease())
-        .expect("the leader key exists");
-    etcd.lease_revoke(lease).await.unwrap();
+    revoke_behind_the_leader(&mut etcd, &key).await;
     let log_path = dir
         .path()
         .join("logs")
