@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 use super::health::{HandoverBackoff, ServeHealth, Unfit, healthy_peer};
 use super::heartbeats::{Heartbeats, next_poll};
-use super::key_history;
+use super::key_history::{self, Deletion};
 use super::key_reads::KeyReads;
 use super::shared_lease::SharedLease;
 use crate::chain::fence::Fence;
@@ -316,17 +316,6 @@ pub struct Observed {
     /// Once the key was seen deleted: the revision after that deletion (its history from there
     /// is read once this standby created the key), or after `revision` if it is not known.
     history_from: i64,
-}
-
-/// What the leader key's history says about a deletion a standby saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deletion {
-    /// Its last write before the deletion was its holder's release.
-    Released,
-    /// Deleted right after the revision the standby saw (no heartbeat it did not see).
-    AfterSeen,
-    /// Written again after the standby's read, or the history is unreadable (compacted).
-    Unproven,
 }
 
 /// The last leader key this replica held, in this process or in its dead predecessor at this
@@ -730,57 +719,6 @@ impl Campaign {
             self.set_leader(true, why);
         }
         Ok(())
-    }
-
-    /// How the leader key came to be deleted after `revision`, from its history (etcd's watch
-    /// from the next revision replays it), and the deletion's revision. Unreadable or compacted
-    /// history is `Unproven`, at no known revision.
-    async fn deletion_after(&self, revision: i64) -> (Deletion, Option<i64>) {
-        let key = self.key.as_str();
-        let from = revision.saturating_add(1);
-        let read = self
-            .pool
-            .call("leader key history", |mut c| async move {
-                let options = etcd_client::WatchOptions::new().with_start_revision(from);
-                let mut stream = c.watch(key, Some(options)).await?;
-                let mut writes = 0_u32;
-                let mut last_released = false;
-                while let Some(resp) = stream.message().await? {
-                    if resp.canceled() || resp.compact_revision() > 0 {
-                        return Ok((Deletion::Unproven, None));
-                    }
-                    for event in resp.events() {
-                        match event.event_type() {
-                            etcd_client::EventType::Put => {
-                                writes = writes.saturating_add(1);
-                                last_released = event.kv().is_some_and(|kv| {
-                                    serde_json::from_slice::<LeaderInfo>(kv.value())
-                                        .is_ok_and(|info| info.released)
-                                });
-                            }
-                            etcd_client::EventType::Delete => {
-                                let at = event.kv().map(|kv| kv.mod_revision());
-                                return Ok((
-                                    if last_released {
-                                        Deletion::Released
-                                    } else if writes == 0 {
-                                        Deletion::AfterSeen
-                                    } else {
-                                        Deletion::Unproven
-                                    },
-                                    at,
-                                ));
-                            }
-                        }
-                    }
-                }
-                Ok((Deletion::Unproven, None))
-            })
-            .await;
-        read.unwrap_or_else(|e| {
-            tracing::warn!(lane = %self.lane, error = %e, "leader key history unreadable");
-            (Deletion::Unproven, None)
-        })
     }
 
     /// This campaign created the leader key under `id` at `revision` (`won_at`: when it learnt
@@ -1257,8 +1195,20 @@ impl Campaign {
                             Some(at) => at,
                             None => {
                                 let absent_at = Instant::now();
-                                let (deletion, deleted_at) =
-                                    self.deletion_after(seen.revision).await;
+                                let (deletion, deleted_at) = key_history::deletion_after(
+                                    &self.pool,
+                                    &self.key,
+                                    seen.revision,
+                                )
+                                .await
+                                .unwrap_or_else(|e| {
+                                    tracing::warn!(
+                                        lane = %self.lane,
+                                        error = %e,
+                                        "leader key history unreadable"
+                                    );
+                                    (Deletion::Unproven, None)
+                                });
                                 history_from =
                                     deleted_at.unwrap_or(seen.revision).saturating_add(1);
                                 let at = seen.create_at(deletion, absent_at);

@@ -1,19 +1,22 @@
-//! The leader key's history between a point a campaign knows and a key it just created: whether
-//! a holder that may still be sending lost its key in between.
+//! The leader key's history, read from etcd's watch: how a key a standby followed came to be
+//! deleted, and whether a holder that may still be sending lost its key before a key a campaign
+//! just created.
 //!
 //! etcd may delete a live leader's key: a raft leader that was stuck (paused, a slow disk)
 //! revokes, when it resumes, every lease it believes expired (etcd-io/etcd#15247, fixed in
 //! 3.4.28 and 3.5.11). A standby that was following the key waits out the old holder's
-//! heartbeat before it creates the key again ([`super::campaign`]'s `Observed`). A campaign
-//! that saw no key since it last led, or since it started, has nothing to wait from: it creates
-//! the key, then reads the key's history from the last key it held (or from the oldest revision
-//! etcd keeps) up to that creation, and leads under it only once every holder whose key was
-//! deleted without a release has certainly stopped sending.
+//! heartbeat before it creates the key again ([`super::campaign`]'s `Observed`), for as long as
+//! the history from the revision it saw up to the deletion tells ([`deletion_after`]). A
+//! campaign that saw no key since it last led, or since it started, has nothing to wait from:
+//! it creates the key, then reads the key's history from the last key it held (or from the
+//! oldest revision etcd keeps) up to that creation, and leads under it only once every holder
+//! whose key was deleted without a release has certainly stopped sending ([`writes_between`]).
+//! Both reads replay the key's watch events through one decoder ([`KeyWrite::from_event`]).
 
 use std::time::Duration;
 
 use super::campaign::LeaderInfo;
-use super::etcd_pool::EtcdPool;
+use super::etcd_pool::{EtcdPool, EtcdUnavailable};
 
 /// One write of the leader key, as its history replays it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,79 @@ pub enum KeyWrite {
     },
     /// A deletion (the lease ran out or was revoked).
     Delete,
+}
+
+impl KeyWrite {
+    /// One event of the key's watch: the revision that wrote it, and what it wrote. A value
+    /// that does not parse is a holder's put that is neither released nor advertises a
+    /// heartbeat. `None`: an event that carries no key (etcd always sends one).
+    fn from_event(event: &etcd_client::Event) -> Option<(i64, Self)> {
+        let kv = event.kv()?;
+        let write = match event.event_type() {
+            etcd_client::EventType::Put => {
+                let info = serde_json::from_slice::<LeaderInfo>(kv.value()).ok();
+                Self::Put {
+                    lease: kv.lease(),
+                    released: info.as_ref().is_some_and(|i| i.released),
+                    heartbeat: info.and_then(|i| i.heartbeat_ms).map(Duration::from_millis),
+                }
+            }
+            etcd_client::EventType::Delete => Self::Delete,
+        };
+        Some((kv.mod_revision(), write))
+    }
+}
+
+/// What the leader key's history says about a deletion a standby saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Its last write before the deletion was its holder's release.
+    Released,
+    /// Deleted right after the revision the standby saw (no heartbeat it did not see).
+    AfterSeen,
+    /// Written again after the standby's read, or the history is unreadable (compacted).
+    Unproven,
+}
+
+impl Deletion {
+    /// The deletion that follows `writes`, the puts replayed from right after the revision the
+    /// standby saw.
+    fn after(writes: &[KeyWrite]) -> Self {
+        match writes.last() {
+            None => Self::AfterSeen,
+            Some(KeyWrite::Put { released: true, .. }) => Self::Released,
+            Some(_) => Self::Unproven,
+        }
+    }
+}
+
+/// How the leader key came to be deleted after `revision`, from its history (etcd's watch from
+/// the next revision replays it), and the deletion's revision. A compacted or cancelled history
+/// is `Unproven`, at no known revision.
+pub async fn deletion_after(
+    pool: &EtcdPool,
+    key: &str,
+    revision: i64,
+) -> Result<(Deletion, Option<i64>), EtcdUnavailable> {
+    let from = revision.saturating_add(1);
+    pool.call("leader key history", |mut c| async move {
+        let options = etcd_client::WatchOptions::new().with_start_revision(from);
+        let mut stream = c.watch(key, Some(options)).await?;
+        let mut puts = Vec::new();
+        while let Some(resp) = stream.message().await? {
+            if resp.canceled() || resp.compact_revision() > 0 {
+                return Ok((Deletion::Unproven, None));
+            }
+            for (at, write) in resp.events().iter().filter_map(KeyWrite::from_event) {
+                if write == KeyWrite::Delete {
+                    return Ok((Deletion::after(&puts), Some(at)));
+                }
+                puts.push(write);
+            }
+        }
+        Ok((Deletion::Unproven, None))
+    })
+    .await
 }
 
 /// The longest heartbeat of a holder in `writes` whose key was deleted without a release and
@@ -136,25 +212,11 @@ pub async fn writes_between(
                         if resp.canceled() {
                             break;
                         }
-                        for event in resp.events() {
-                            let Some(kv) = event.kv() else { continue };
-                            if kv.mod_revision() >= until {
+                        for (at, write) in resp.events().iter().filter_map(KeyWrite::from_event) {
+                            if at >= until {
                                 return Ok(Replay::Whole(writes));
                             }
-                            writes.push(match event.event_type() {
-                                etcd_client::EventType::Put => {
-                                    let info =
-                                        serde_json::from_slice::<LeaderInfo>(kv.value()).ok();
-                                    KeyWrite::Put {
-                                        lease: kv.lease(),
-                                        released: info.as_ref().is_some_and(|i| i.released),
-                                        heartbeat: info
-                                            .and_then(|i| i.heartbeat_ms)
-                                            .map(Duration::from_millis),
-                                    }
-                                }
-                                etcd_client::EventType::Delete => KeyWrite::Delete,
-                            });
+                            writes.push(write);
                         }
                     }
                     Err(etcd_client::Error::WatchError(
@@ -240,6 +302,17 @@ mod tests {
             released: true,
             heartbeat: Some(Duration::from_millis(1_500)),
         }
+    }
+
+    #[test]
+    fn a_deletion_is_read_from_the_puts_since_the_revision_seen() {
+        // Nothing written since the standby's read: deleted right after what it saw.
+        assert_eq!(Deletion::after(&[]), Deletion::AfterSeen);
+        // The holder released its key last: its fence is closed.
+        assert_eq!(Deletion::after(&[put(9), release(9)]), Deletion::Released);
+        // A heartbeat the standby did not see came last, or a release was written over.
+        assert_eq!(Deletion::after(&[put(9)]), Deletion::Unproven);
+        assert_eq!(Deletion::after(&[release(9), put(9)]), Deletion::Unproven);
     }
 
     #[test]
