@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::load::{Asset, Submitted};
 use crate::error::DevnetError;
 use crate::harness::invariants::{
-    bridge_events, handle_counts, votes_per_operator, wait_handled_below,
+    bridge_events, handle_counts, settled_handle_counts, votes_per_operator, wait_handled_below,
 };
 use crate::harness::scrape::metric;
 use crate::{Devnet, Driver};
@@ -64,20 +64,12 @@ impl ChainView {
                     false
                 }
             };
-            let mut handled = handle_counts(driver, lane).await?;
-            // The node's state can show a block's handles a moment before its log query does
-            // (a full-suite run read three of the last block's handles as never handled while
-            // `votingStatus` and every store had them). Once the state says every request is
-            // handled, read the events again until they agree, for at most a few blocks; what
-            // still disagrees then is reported as it is.
-            let logs_settle = Instant::now() + Duration::from_secs(5);
-            while drained
-                && requests.keys().any(|n| !handled.contains_key(n))
-                && Instant::now() < logs_settle
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                handled = handle_counts(driver, lane).await?;
-            }
+            // Once the state says every request is handled, its logs may still lag a moment.
+            let handled = if drained {
+                settled_handle_counts(driver, lane, requests.keys().copied()).await?
+            } else {
+                handle_counts(driver, lane).await?
+            };
             view.handled.insert(lane, handled);
             view.requests.insert(lane, requests);
         }

@@ -267,32 +267,42 @@ pub async fn wait_handled_below(
 /// the `HandleValueTransfer`.
 const LOG_SETTLE: Duration = Duration::from_secs(10);
 
+/// [`handle_counts`] of `lane` once every nonce of `handled` (nonces the bridge's state already
+/// calls handled) is in the node's logs, or as they are after [`LOG_SETTLE`].
+pub async fn settled_handle_counts(
+    driver: &Driver,
+    lane: Lane,
+    handled: impl IntoIterator<Item = u64> + Clone,
+) -> Result<HashMap<u64, usize>, DevnetError> {
+    let settle = Instant::now() + LOG_SETTLE;
+    loop {
+        let counts = handle_counts(driver, lane).await?;
+        let missing = handled
+            .clone()
+            .into_iter()
+            .any(|nonce| !counts.contains_key(&nonce));
+        if !missing || Instant::now() >= settle {
+            return Ok(counts);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Exactly once and one vote per operator over `nonces` of `lane`, on a drained lane. A nonce
-/// handled twice fails at once; one not (yet) in the logs after [`LOG_SETTLE`].
+/// handled twice fails; one not in the logs after [`LOG_SETTLE`] too.
 pub async fn assert_exactly_once(
     driver: &Driver,
     lane: Lane,
     nonces: Range<u64>,
 ) -> Result<(), DevnetError> {
-    let settle = Instant::now() + LOG_SETTLE;
-    loop {
-        let counts = handle_counts(driver, lane).await?;
-        let wrong = nonces
-            .clone()
-            .map(|nonce| (nonce, counts.get(&nonce).copied().unwrap_or(0)))
-            .find(|(_, n)| *n != 1);
-        match wrong {
-            None => break,
-            // Not yet in the node's logs although its state says handled: read again.
-            Some((_, 0)) if Instant::now() < settle => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Some((nonce, n)) => {
-                return Err(DevnetError::Invalid(format!(
-                    "{lane} nonce {nonce} handled {n} times"
-                )));
-            }
-        }
+    let counts = settled_handle_counts(driver, lane, nonces.clone()).await?;
+    if let Some((nonce, n)) = nonces
+        .map(|nonce| (nonce, counts.get(&nonce).copied().unwrap_or(0)))
+        .find(|(_, n)| *n != 1)
+    {
+        return Err(DevnetError::Invalid(format!(
+            "{lane} nonce {nonce} handled {n} times"
+        )));
     }
     if let Some(((nonce, operator), n)) = votes_per_operator(driver, lane)
         .await?
